@@ -1,0 +1,78 @@
+"""The composition root: the one place that turns Settings into a running Service.
+
+Every face (Memory, the CLI, the HTTP server, the MCP server) calls :func:`build`; nothing
+else reads Settings, so a new setting is wired in exactly one place.
+"""
+
+from __future__ import annotations
+
+from memmesh.clock import Clock, system_clock
+from memmesh.config import Settings
+from memmesh.recall.embedders import Embedder, build_embedder
+from memmesh.recall.engine import RecallEngine
+from memmesh.recall.index import VectorIndex
+from memmesh.recall.ranking import RankWeights
+from memmesh.service import Policy, Service
+from memmesh.store.base import Store, open_store
+
+
+def build_policy(settings: Settings) -> Policy:
+    """Service rules from the [limits] and [storage] sections."""
+    return Policy(
+        max_content_bytes=settings.limits.max_content_bytes,
+        max_page_size=settings.limits.max_page_size,
+        default_top_k=settings.recall.default_top_k,
+        ttl_short_seconds=settings.storage.ttl_short_seconds,
+        ttl_mid_seconds=settings.storage.ttl_mid_seconds,
+        promote_after_accesses=settings.storage.promote_after_accesses,
+        tombstone_retention_days=settings.storage.tombstone_retention_days,
+    )
+
+
+def build_embedder_from(settings: Settings) -> Embedder | None:
+    """The embedder the [embeddings] section asks for (None = keyword-only)."""
+    emb = settings.embeddings
+    return build_embedder(
+        emb.provider,
+        model=emb.model,
+        url=emb.url,
+        api_key=settings.embedding_api_key() if emb.provider == "openai" else None,
+        quantize=emb.quantize,
+        cache_dir=settings.cache_dir,
+        timeout_s=emb.timeout_s,
+        dim=emb.dim,
+        batch_size=emb.batch_size,
+    )
+
+
+def build_store(settings: Settings) -> Store:
+    return open_store(
+        settings.storage_url,
+        busy_timeout_ms=settings.storage.busy_timeout_ms,
+        synchronous=settings.storage.synchronous,
+    )
+
+
+def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Service:
+    """A Service over the configured store, embedder, index and ranking."""
+    store = store or build_store(settings)
+    embedder = build_embedder_from(settings)
+    index = (
+        VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold)
+        if embedder is not None
+        else None
+    )
+    weights = RankWeights(
+        keyword=settings.recall.keyword_weight,
+        vector=settings.recall.vector_weight,
+        recency_half_life_days=settings.recall.recency_half_life_days,
+    )
+    engine = RecallEngine(store, embedder, index, weights)
+    return Service(
+        store,
+        policy=build_policy(settings),
+        embedder=embedder,
+        engine=engine,
+        clock=clock or system_clock,
+        node_id=settings.storage.node_id,
+    )

@@ -1,0 +1,142 @@
+"""One exception tree for all of memmesh.
+
+Every failure a user can cause or meet is a :class:`MemmeshError` subclass that knows
+its stable ``code`` (used in HTTP error bodies and MCP tool errors), its HTTP status and
+its CLI exit code. The faces (CLI, HTTP, MCP) translate errors in exactly one place each,
+so adding an error type here is enough for all of them to render it correctly.
+
+    MemmeshError
+    ├── InvalidInputError        400/422-class: the caller sent something wrong
+    │   ├── ContentTooLargeError 413
+    │   └── ConfigError          bad config file / env / flags
+    ├── NotFoundError            404
+    ├── ConflictError            409
+    ├── AuthError                401
+    ├── ForbiddenError           403
+    ├── RateLimitedError         429
+    ├── StorageError             the database could not be used
+    │   ├── CorruptDatabaseError not a (memmesh) database, damaged, or too new
+    │   └── UnavailableError     503: busy, down, try again
+    │       └── QuorumNotMetError
+    └── EmbedderError            the embedding model could not be loaded or run
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class MemmeshError(Exception):
+    """Root of every memmesh error; carries a machine code and a human message."""
+
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The SPEC error body: ``{"error": {"code", "message", "details"}}``."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidInputError(MemmeshError, ValueError):
+    """The caller sent a value that breaks a rule; the message says which and how to fix it."""
+
+    code = "invalid_input"
+    http_status = 422
+
+
+class ContentTooLargeError(InvalidInputError):
+    """Content, metadata or a request body is over its configured limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class ConfigError(InvalidInputError):
+    """The configuration (file, env or flags) is wrong; names the source and the key."""
+
+    code = "config_error"
+
+
+class NotFoundError(MemmeshError):
+    """No live memory (or link, key, …) has that id."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class ConflictError(MemmeshError):
+    """The write collides with existing state (same title, same id with other content)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class AuthError(MemmeshError):
+    """No credentials, or credentials that match no key."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class ForbiddenError(MemmeshError):
+    """Valid credentials that do not allow this action or namespace."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class RateLimitedError(MemmeshError):
+    """Too many requests or writes; ``details['retry_after']`` says how long to wait."""
+
+    code = "rate_limited"
+    http_status = 429
+
+
+class StorageError(MemmeshError):
+    """The store failed in a way the caller cannot fix by changing the request."""
+
+    code = "storage_error"
+    http_status = 503
+
+
+class CorruptDatabaseError(StorageError):
+    """The file is not a memmesh database, is damaged, or was written by a newer version."""
+
+    code = "corrupt_database"
+
+
+class UnavailableError(StorageError):
+    """A dependency is temporarily unavailable; retrying later may succeed."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class QuorumNotMetError(UnavailableError):
+    """Fewer nodes than the write quorum acknowledged a write in time."""
+
+    code = "quorum_not_met"
+
+
+class EmbedderError(MemmeshError):
+    """The embedding model is missing, damaged, unreachable or returned bad vectors."""
+
+    code = "embedder_error"
+    http_status = 503
+
+
+def all_error_types() -> list[type[MemmeshError]]:
+    """Every error class, root first; used by tests that check each face maps them all."""
+    found: list[type[MemmeshError]] = []
+    pending: list[type[MemmeshError]] = [MemmeshError]
+    while pending:
+        cls = pending.pop(0)
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found

@@ -1,0 +1,1 @@
+"""The ``memmesh`` command line: Typer commands, each a few lines over the service."""

@@ -1,0 +1,68 @@
+"""Commands that look after a store: init, stats, gc, reindex, doctor."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import Progress
+
+from memmesh.interfaces.cli import render
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+
+
+@app.command("init")
+def init(as_json: bool = JSON_OPTION) -> None:
+    """Create (or upgrade) the database and show where it lives."""
+    settings = state.settings()
+    service = state.service()
+    info = {"url": settings.storage_url, "schema_version": service.store.schema_version, "node_id": service.node_id,
+            "config_file": str(settings.config_file) if settings.config_file else None}
+    if as_json:
+        print_json(info)
+    else:
+        console.print(f"memmesh database ready at {info['url']} (schema {info['schema_version']})")
+
+
+@app.command("stats")
+def stats(as_json: bool = JSON_OPTION) -> None:
+    """Counts by tier and namespace, links, memories expiring soon, size on disk."""
+    result = state.service().stats()
+    print_json(result) if as_json else render.stats_view(result)
+
+
+@app.command("gc")
+def gc(as_json: bool = JSON_OPTION) -> None:
+    """Archive expired memories and purge old tombstones."""
+    report = state.service().gc()
+    print_json(report) if as_json else console.print(
+        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones")
+
+
+@app.command("reindex")
+def reindex(as_json: bool = JSON_OPTION) -> None:
+    """Embed every memory that has no vector from the current embedding model."""
+    service = state.service()
+    pending = len(service.reindex_pending())
+    with Progress(console=console, disable=as_json or pending == 0, transient=True) as bar:
+        task = bar.add_task("embedding", total=pending)
+        done = service.reindex(progress=lambda n: bar.advance(task, n))
+    print_json({"reindexed": done}) if as_json else console.print(f"re-embedded {done} memories")
+
+
+@app.command("doctor")
+def doctor(as_json: bool = JSON_OPTION) -> None:
+    """Print the resolved configuration and check every component."""
+    from memmesh.interfaces.cli.checks import run_checks
+
+    settings = state.settings()
+    checks = run_checks(settings, state.service)
+    report = {"config": settings.model_dump(mode="json"), "storage_url": settings.storage_url, "checks": checks}
+    if as_json:
+        print_json(report)
+    else:
+        console.print(f"config file: {settings.config_file or '(none, defaults)'}")
+        console.print(f"store: {settings.storage_url}")
+        for check in checks:
+            mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[check["status"]]
+            console.print(f"{mark:>14} {check['name']}: {check['detail']}")
+    if any(c["status"] == "fail" for c in checks):
+        raise typer.Exit(1)

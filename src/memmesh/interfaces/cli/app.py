@@ -1,0 +1,43 @@
+"""The ``memmesh`` entry point: global options, command registration, error rendering."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from memmesh.errors import MemmeshError
+from memmesh.interfaces.cli import admin, memories, transfer  # noqa: F401  (registers commands)
+from memmesh.interfaces.cli.context import app, err_console, state
+from memmesh.interfaces.cli.models import app as models_app
+
+app.add_typer(models_app, name="models", help="Install and check the offline embedding model.")
+
+
+@app.callback()
+def options(
+    db: str = typer.Option(None, "--db", envvar="MEMMESH_DB", help="Database URL or SQLite file path.", show_envvar=True),
+    config: str = typer.Option(None, "--config", help="Config file (default: $MEMMESH_CONFIG or the platform config dir)."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    """Long-term memory for AI agents: store, recall and share what agents learn."""
+    if version:
+        from memmesh import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+    state.db = db
+    state.config = config
+
+
+def main() -> None:
+    """Run the CLI; a memmesh error becomes one line on stderr and its exit code."""
+    try:
+        app()
+    except MemmeshError as exc:
+        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""memmesh's own JSON Lines format: a lossless export and an idempotent import.
+
+Line 1 is a header ``{"type": "header", "format": "memmesh-jsonl", "version": 1, …}``; then
+one ``{"type": "memory", "memory": {...}, "history": [...]}`` line per memory (every field,
+ids and timestamps kept) and one ``{"type": "link", "link": {...}}`` line per link.
+Import validates every line before writing anything, so a bad file changes nothing; a
+re-import of the same file writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from memmesh.clock import format_ts
+from memmesh.errors import InvalidInputError
+from memmesh.model import HistoryEntry, Link, Memory, describe_validation_error
+from memmesh.service import Service
+
+FORMAT = "memmesh-jsonl"
+VERSION = 1
+
+
+class ImportReport(BaseModel):
+    """What an import did: lines read, memories and links written or already present."""
+
+    lines: int
+    memories_written: int
+    memories_skipped: int
+    links_written: int
+    links_skipped: int
+    dry_run: bool = False
+
+
+def export_lines(service: Service, namespace: str | None = None) -> Iterator[str]:
+    """Every memory (with its history) and link as JSON lines, header first."""
+    store = service.store
+    yield json.dumps({"type": "header", "format": FORMAT, "version": VERSION, "schema_version": store.schema_version,
+                      "node_id": service.node_id, "exported_at": format_ts(service.clock())})
+    history: dict[str, list[dict[str, Any]]] = {}
+    for entry in store.iter_history():
+        history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
+    exported: set[str] = set()
+    for memory in store.iter_memories():
+        if namespace and not (memory.namespace == namespace or memory.namespace.startswith(namespace + "/")):
+            continue
+        exported.add(memory.id)
+        yield json.dumps({"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])},
+                         ensure_ascii=False)
+    for link in store.iter_links():
+        if link.source_id in exported and link.target_id in exported:
+            yield json.dumps({"type": "link", "link": link.model_dump(mode="json")}, ensure_ascii=False)
+
+
+def count_exportable(service: Service) -> int:
+    """How many memories an export will write (for a progress bar's total)."""
+    return service.store.stats(service.clock(), service.clock()).total
+
+
+Record = tuple[str, Any, list[HistoryEntry]]
+
+
+def parse_lines(lines: Iterable[str]) -> list[Record]:
+    """Validate every line; raise one error naming the first bad line (nothing is written)."""
+    records: list[Record] = []
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"line {number}: not JSON ({exc.msg}); nothing was imported") from None
+        if not isinstance(data, dict) or "type" not in data:
+            raise InvalidInputError(f"line {number}: expected an object with a \"type\"; nothing was imported")
+        try:
+            records.extend(_record(data, number))
+        except ValidationError as exc:
+            raise InvalidInputError(f"line {number}: {describe_validation_error(exc)}; nothing was imported") from None
+    return records
+
+
+def _record(data: dict[str, Any], number: int) -> list[Record]:
+    kind = data["type"]
+    if kind == "header":
+        if data.get("format") != FORMAT or int(data.get("version", 0)) > VERSION:
+            raise InvalidInputError(f"line {number}: not a memmesh-jsonl v{VERSION} export; nothing was imported")
+        return []
+    if kind == "memory":
+        memory = Memory.model_validate(data.get("memory"))
+        history = [HistoryEntry.model_validate(h) for h in data.get("history", [])]
+        return [("memory", memory, history)]
+    if kind == "link":
+        return [("link", Link.model_validate(data.get("link")), [])]
+    raise InvalidInputError(f"line {number}: unknown record type {kind!r} (memory, link); nothing was imported")
+
+
+def import_records(
+    service: Service, records: list[Record], *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """Write parsed records; existing identical memories and links are skipped."""
+    report = ImportReport(lines=len(records), memories_written=0, memories_skipped=0, links_written=0, links_skipped=0,
+                          dry_run=dry_run)
+    for kind, value, history in records:
+        if kind == "memory":
+            written = False if dry_run else service.put_exact(value, history=history)
+            if dry_run:
+                written = service.store.get(value.id) != value
+            report.memories_written += int(written)
+            report.memories_skipped += int(not written)
+        else:
+            written = False if dry_run else _put_link(service, value)
+            report.links_written += int(written)
+            report.links_skipped += int(not written)
+        if progress:
+            progress(1)
+    return report
+
+
+def _put_link(service: Service, link: Link) -> bool:
+    if any(existing == link for existing in service.store.links(link.source_id)):
+        return False
+    return service.put_link(link)

@@ -1,0 +1,136 @@
+"""The embedded Python API: ``Memory`` (sync) and ``AsyncMemory`` (same methods, awaitable).
+
+Both are thin over :class:`memmesh.service.Service`; ``AsyncMemory`` runs each call on a
+worker thread (the logic is written once, synchronously, as in datasette).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from memmesh.clock import Clock
+from memmesh.compose import build
+from memmesh.config import Settings, db_override, load_settings
+from memmesh.model import GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
+from memmesh.model import Memory as MemoryRecord
+from memmesh.service import Service
+
+
+def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | None) -> Service:
+    if isinstance(config, Settings):
+        settings = config if url is None else config.model_copy(
+            update={"storage": config.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})}
+        )
+    else:
+        settings = load_settings(config, overrides=db_override(url))
+    return build(settings, clock=clock)
+
+
+class Memory:
+    """Long-term memory in one local database (SQLite by default).
+
+    >>> m = Memory("sqlite:///:memory:")          # doctest: +SKIP
+    >>> m.add("Alice prefers tea", namespace="people/alice")
+    >>> m.search("what does alice drink?")[0].memory.content
+    """
+
+    def __init__(self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None) -> None:
+        self.service = _open(url, config, clock)
+
+    def add(self, content: str, **fields: Any) -> MemoryRecord:
+        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …)."""
+        return self.service.add({"content": content, **fields})
+
+    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+        """Store many memories in one transaction (strings or dicts with ``content``)."""
+        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items])
+
+    def search(self, query: str, **options: Any) -> list[Hit]:
+        """Ranked hits for a query (hybrid recall by default); see :meth:`recall` for options."""
+        return self.service.recall(query, **options).hits
+
+    def recall(self, query: str, **options: Any) -> RecallResult:
+        """Hits plus the mode used, what a token budget dropped, and notices.
+
+        Options: namespace, tags, tier, kind, agent_id, since, until, as_of, top_k, mode
+        (hybrid | keyword | vector), explain, budget_tokens, touch.
+        """
+        return self.service.recall(query, **options)
+
+    def get(self, memory_id: str) -> MemoryRecord:
+        return self.service.get(memory_id)
+
+    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+        """Memories newest first (one page; use :meth:`list` for the cursor)."""
+        return self.service.list(limit=limit, cursor=cursor, **filters).items
+
+    def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
+        return self.service.list(limit=limit, cursor=cursor, **filters)
+
+    def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
+        return self.service.update(memory_id, changes)
+
+    def delete(self, memory_id: str) -> Tombstone:
+        return self.service.delete(memory_id)
+
+    def delete_all(self, **filters: Any) -> int:
+        return self.service.delete_all(**filters)
+
+    def history(self, memory_id: str) -> list[HistoryEntry]:
+        return self.service.history(memory_id)
+
+    def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
+        return self.service.link(source_id, target_id, relation, **options)
+
+    def links(self, memory_id: str) -> list[Link]:
+        return self.service.links(memory_id)
+
+    def stats(self) -> Stats:
+        return self.service.stats()
+
+    def gc(self) -> GcReport:
+        return self.service.gc()
+
+    def reindex(self) -> int:
+        return self.service.reindex()
+
+    def close(self) -> None:
+        self.service.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncMemory:
+    """``Memory`` for asyncio code: the same methods, each a coroutine run on a thread."""
+
+    def __init__(self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None) -> None:
+        self._sync = Memory(url, config, clock=clock)
+
+    @property
+    def service(self) -> Service:
+        return self._sync.service
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._sync, name)
+        if not callable(method):
+            return method
+
+        @functools.wraps(method)
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(method, *args, **kwargs)
+
+        return call
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self._sync.close)

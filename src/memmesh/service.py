@@ -1,0 +1,594 @@
+"""The core every face calls: validation, rules, history, versions and access counting.
+
+Nothing here knows about HTTP, MCP or the terminal. Each public method takes plain values
+(or the pydantic inputs of :mod:`memmesh.model`) and an optional :class:`Principal`, checks
+the caller's role and namespaces, does its work in one store transaction and returns
+model values. Faces only parse, call one method and render.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
+from memmesh.errors import ConflictError, ContentTooLargeError, EmbedderError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.model import (
+    LOCAL_PRINCIPAL,
+    GcReport,
+    HistoryEntry,
+    HistoryEvent,
+    Kind,
+    Link,
+    Memory,
+    MemoryPatch,
+    NewMemory,
+    Page,
+    Principal,
+    RecallResult,
+    Relation,
+    Role,
+    Stats,
+    Tier,
+    Tombstone,
+    Version,
+    normalize_namespace,
+    normalize_tags,
+    parse_model,
+)
+from memmesh.recall.embedders import Embedder
+from memmesh.recall.engine import RecallEngine
+from memmesh.recall.ranking import fill_budget
+from memmesh.store.base import Filter, Store, WriteTx
+
+Progress = Callable[[int], None]
+"""Called with the number of items just finished, for progress bars."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The service rules that come from configuration (see config.py for their meaning)."""
+
+    max_content_bytes: int = 65_536
+    max_page_size: int = 1000
+    default_top_k: int = 10
+    ttl_short_seconds: int = 6 * 3600
+    ttl_mid_seconds: int = 7 * 86400
+    promote_after_accesses: int = 5
+    tombstone_retention_days: float = 30.0
+    expiring_soon_hours: float = 24.0
+
+    def ttl(self, tier: Tier) -> timedelta | None:
+        seconds = {Tier.short: self.ttl_short_seconds, Tier.mid: self.ttl_mid_seconds}.get(tier)
+        return timedelta(seconds=seconds) if seconds else None
+
+
+def content_hash(namespace: str, content: str) -> str:
+    """sha256 of namespace, a newline and content: equal content in one namespace is one memory."""
+    return hashlib.sha256(f"{namespace}\n{content}".encode()).hexdigest()
+
+
+def embed_text(title: str | None, content: str) -> str:
+    """What gets embedded for a memory: its title (when any) and its content."""
+    return f"{title}\n{content}" if title else content
+
+
+class Service:
+    """memmesh's behaviour, independent of how it is reached."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        policy: Policy | None = None,
+        embedder: Embedder | None = None,
+        engine: RecallEngine,
+        clock: Clock,
+        node_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        self.embedder = embedder
+        self.engine = engine
+        self.clock = clock
+        self.node_id = node_id or store.node_id()
+        self.hlc = HybridLogicalClock(clock)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _authorize(self, principal: Principal | None, role: Role, namespace: str | None = None) -> Principal:
+        who = principal or LOCAL_PRINCIPAL
+        if not who.has_role(role):
+            raise ForbiddenError(f"role {who.role!r} may not do this; it needs {role!r}")
+        if namespace is not None and not who.covers(namespace):
+            raise ForbiddenError(f"namespace {namespace!r} is outside this key's namespaces ({', '.join(who.namespaces)})")
+        return who
+
+    def _check_content(self, content: str) -> None:
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInputError("content is empty: give the text to remember")
+        size = len(content.encode("utf-8"))
+        if size > self.policy.max_content_bytes:
+            raise ContentTooLargeError(
+                f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)"
+            )
+
+    def _next_version(self, previous: Version | None) -> Version:
+        clock = dict(previous.clock) if previous else {}
+        clock[self.node_id] = clock.get(self.node_id, 0) + 1
+        return Version(clock=clock, node=self.node_id, hlc=self.hlc.now())
+
+    def _embed(self, texts: list[str]) -> tuple[np.ndarray | None, list[str]]:
+        """Vectors for texts, or (None, notices) when the embedder fails: such writes are
+        stored keyword-only and ``memmesh reindex`` embeds them later."""
+        if self.embedder is None or not texts:
+            return None, []
+        try:
+            return self.embedder.embed(texts), []
+        except EmbedderError as exc:
+            return None, [f"stored keyword-only, run `memmesh reindex` later: {exc.message}"]
+
+    def _filter(
+        self,
+        principal: Principal,
+        *,
+        namespace: str | None = None,
+        tags: Sequence[str] | str | None = None,
+        tier: str | Tier | None = None,
+        kind: str | Kind | None = None,
+        agent_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        as_of: datetime | str | None = None,
+    ) -> Filter:
+        ns = normalize_namespace(namespace) if namespace else None
+        if ns is not None and not principal.covers(ns):
+            raise ForbiddenError(f"namespace {ns!r} is outside this key's namespaces ({', '.join(principal.namespaces)})")
+        return Filter(
+            now=self.clock(),
+            namespace=ns,
+            scopes=None if ns else principal.prefixes(),
+            tags=tuple(normalize_tags(list(tags) if not isinstance(tags, str) else [tags])) if tags else (),
+            tier=_enum_value(Tier, tier, "tier"),
+            kind=_enum_value(Kind, kind, "kind"),
+            agent_id=agent_id or None,
+            since=_time(since, "since"),
+            until=_time(until, "until"),
+            as_of=_time(as_of, "as_of"),
+        )
+
+    def _check_top_k(self, top_k: int | None, name: str = "top_k") -> int:
+        value = self.policy.default_top_k if top_k is None else top_k
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > self.policy.max_page_size:
+            raise InvalidInputError(f"{name} must be between 1 and {self.policy.max_page_size} (got {top_k!r})")
+        return value
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal | None = None) -> Memory:
+        """Store one memory (de-duplicated by content, idempotent by client id)."""
+        return self.add_many([data], principal=principal)[0]
+
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal | None = None) -> list[Memory]:
+        """Store several memories in one transaction, embedding them in one batch.
+
+        All or nothing: if any item is invalid or conflicts, none is stored.
+        """
+        inputs = [parse_model(NewMemory, item) for item in items]
+        who = self._authorize(principal, "writer")
+        for new in inputs:
+            self._authorize(who, "writer", new.namespace)
+            self._check_content(new.content)
+            if new.valid_from and new.valid_to and new.valid_to <= new.valid_from:
+                raise InvalidInputError("valid_to must be later than valid_from")
+        vectors, _ = self._embed([embed_text(n.title, n.content) for n in inputs])
+        now = self.clock()
+        stored: list[Memory] = []
+        with self.store.write() as tx:
+            for i, new in enumerate(inputs):
+                vector = vectors[i] if vectors is not None else None
+                stored.append(self._insert(tx, new, who, now, vector))
+        return stored
+
+    def _insert(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
+        digest = content_hash(new.namespace, new.content)
+        if new.id is not None:
+            existing = tx.get(new.id)
+            if existing is not None:
+                if existing.content_hash == digest:
+                    return existing
+                raise ConflictError(f"id {new.id} already names a memory with other content; use update to change it")
+        duplicate = tx.find_by_hash(new.namespace, digest)
+        if duplicate is not None:
+            return duplicate
+        superseded = None
+        if new.title:
+            same_title = tx.find_by_title(new.namespace, new.title)
+            if same_title is not None:
+                if new.on_conflict == "error":
+                    raise ConflictError(
+                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id}); "
+                        "pass on_conflict='update' or 'version'",
+                        details={"existing_id": same_title.id},
+                    )
+                if new.on_conflict == "update":
+                    patch = MemoryPatch(content=new.content, tags=new.tags or None, priority=new.priority, metadata=new.metadata or None)
+                    return self._apply_update(tx, same_title, patch, who, now, vector)
+                superseded = same_title
+        tier = new.tier or Tier.mid
+        ttl = timedelta(seconds=new.ttl_seconds) if new.ttl_seconds else self.policy.ttl(tier)
+        memory = Memory(
+            id=new.id or new_id(),
+            namespace=new.namespace,
+            title=new.title,
+            content=new.content,
+            tier=tier,
+            kind=new.kind,
+            tags=new.tags,
+            priority=new.priority,
+            confidence=new.confidence,
+            source=new.source,
+            agent_id=new.agent_id or who.agent_id,
+            metadata=new.metadata,
+            created_at=now,
+            updated_at=now,
+            expires_at=now + ttl if ttl else None,
+            valid_from=new.valid_from,
+            valid_to=new.valid_to,
+            content_hash=digest,
+            version=self._next_version(None),
+        )
+        seq = tx.next_seq()
+        tx.insert_memory(memory, seq)
+        if vector is not None and self.embedder is not None:
+            tx.put_vector(memory.id, self.embedder.model_id, vector, seq)
+        tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.add, new=_snapshot(memory), actor=who.agent_id, at=now))
+        if superseded is not None:
+            tx.put_link(Link(source_id=memory.id, target_id=superseded.id, relation=Relation.supersedes, created_at=now), seq)
+        return memory
+
+    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal | None = None) -> Memory:
+        """Change fields of a memory; records the old and new values in its history."""
+        patch = parse_model(MemoryPatch, changes)
+        if patch.content is not None:
+            self._check_content(patch.content)
+        who = self._authorize(principal, "writer")
+        current = self.get(memory_id, principal=who)
+        self._authorize(who, "writer", current.namespace)
+        if patch.namespace is not None:
+            self._authorize(who, "writer", patch.namespace)
+        vector = None
+        if patch.content is not None or patch.title is not None:
+            vectors, _ = self._embed([embed_text(patch.title or current.title, patch.content or current.content)])
+            vector = vectors[0] if vectors is not None else None
+        with self.store.write() as tx:
+            fresh = tx.get(memory_id)
+            if fresh is None:
+                raise NotFoundError(f"no memory with id {memory_id}")
+            return self._apply_update(tx, fresh, patch, who, self.clock(), vector)
+
+    def _apply_update(self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
+        changes = patch.model_dump(exclude_none=True)
+        if "tier" in changes and "expires_at" not in changes:
+            ttl = self.policy.ttl(patch.tier)  # type: ignore[arg-type]
+            changes["expires_at"] = now + ttl if ttl else None
+        updated = current.model_copy(update=changes)
+        if updated.valid_from and updated.valid_to and updated.valid_to <= updated.valid_from:
+            raise InvalidInputError("valid_to must be later than valid_from")
+        updated.content_hash = content_hash(updated.namespace, updated.content)
+        if updated.content_hash != current.content_hash:
+            clash = tx.find_by_hash(updated.namespace, updated.content_hash)
+            if clash is not None and clash.id != current.id:
+                raise ConflictError(f"memory {clash.id} in {updated.namespace!r} already has this content", details={"existing_id": clash.id})
+        old = {k: v for k, v in _snapshot(current).items() if k in changes}
+        new = {k: v for k, v in _snapshot(updated).items() if k in changes}
+        if old == new:
+            return current
+        updated.updated_at = now
+        updated.version = self._next_version(current.version)
+        seq = tx.next_seq()
+        tx.update_memory(updated, seq)
+        if vector is not None and self.embedder is not None:
+            tx.put_vector(updated.id, self.embedder.model_id, vector, seq)
+        tx.add_history(HistoryEntry(memory_id=updated.id, event=HistoryEvent.update, old=old, new=new, actor=who.agent_id, at=now))
+        return updated
+
+    def delete(self, memory_id: str, *, principal: Principal | None = None) -> Tombstone:
+        """Delete a memory, leaving a tombstone; its links go with it."""
+        who = self._authorize(principal, "writer")
+        with self.store.write() as tx:
+            current = tx.get(memory_id)
+            if current is None:
+                raise NotFoundError(f"no memory with id {memory_id}")
+            self._authorize(who, "writer", current.namespace)
+            return self._delete(tx, current, who, self.clock())
+
+    def _delete(self, tx: WriteTx, current: Memory, who: Principal, now: datetime) -> Tombstone:
+        tombstone = Tombstone(id=current.id, namespace=current.namespace, deleted_at=now, actor=who.agent_id,
+                              version=self._next_version(current.version))
+        seq = tx.next_seq()
+        tx.delete_links(current.id)
+        tx.delete_memory(tombstone, seq)
+        tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_snapshot(current), actor=who.agent_id, at=now))
+        return tombstone
+
+    def delete_all(self, *, principal: Principal | None = None, everything: bool = False, **filters: Any) -> int:
+        """Delete every memory matching the filters (a namespace or another filter is required
+        unless ``everything=True``); returns how many were deleted."""
+        if not everything and not any(v for v in filters.values()):
+            raise InvalidInputError("delete_all needs a namespace or another filter (or everything=True)")
+        who = self._authorize(principal, "writer")
+        flt = self._filter(who, **filters)
+        ids = sorted(self.store.matching_ids(flt))
+        deleted = 0
+        now = self.clock()
+        for start in range(0, len(ids), 500):
+            with self.store.write() as tx:
+                for memory_id in ids[start:start + 500]:
+                    current = tx.get(memory_id)
+                    if current is not None:
+                        self._delete(tx, current, who, now)
+                        deleted += 1
+        return deleted
+
+    def link(
+        self,
+        source_id: str,
+        target_id: str,
+        relation: Relation | str = Relation.related_to,
+        *,
+        valid_from: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
+        principal: Principal | None = None,
+    ) -> Link:
+        """Create (or refresh) a typed link between two live memories."""
+        rel = Relation(_enum_value(Relation, relation, "relation"))
+        if source_id == target_id:
+            raise InvalidInputError("a memory cannot link to itself")
+        who = self._authorize(principal, "writer")
+        now = self.clock()
+        link = Link(source_id=source_id, target_id=target_id, relation=rel, valid_from=_time(valid_from, "valid_from"),
+                    valid_until=_time(valid_until, "valid_until"), observed_by=who.agent_id, created_at=now)
+        with self.store.write() as tx:
+            for memory_id in (source_id, target_id):
+                found = tx.get(memory_id)
+                if found is None:
+                    raise NotFoundError(f"no memory with id {memory_id}")
+                self._authorize(who, "writer", found.namespace)
+            tx.put_link(link, tx.next_seq())
+        return link
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, *, principal: Principal | None = None, touch: bool = False) -> Memory:
+        """One live memory by id (expired memories are not live)."""
+        who = self._authorize(principal, "reader")
+        memory = self.store.get(memory_id)
+        if memory is None or (memory.expires_at is not None and memory.expires_at <= self.clock()):
+            raise NotFoundError(f"no memory with id {memory_id}")
+        if not who.covers(memory.namespace):
+            raise NotFoundError(f"no memory with id {memory_id}")
+        if touch:
+            self._record_access([memory])
+        return memory
+
+    def list(self, *, limit: int = 50, cursor: str | None = None, principal: Principal | None = None, **filters: Any) -> Page:
+        """Newest first, with an opaque cursor for the next page."""
+        who = self._authorize(principal, "reader")
+        limit = self._check_top_k(limit, "limit")
+        flt = self._filter(who, **filters)
+        items = self.store.list(flt, limit + 1, _decode_cursor(cursor) if cursor else None)
+        next_cursor = _encode_cursor(items[limit - 1]) if len(items) > limit else None
+        return Page(items=items[:limit], next_cursor=next_cursor)
+
+    def recall(
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        mode: str | None = None,
+        explain: bool = False,
+        budget_tokens: int | None = None,
+        touch: bool = True,
+        principal: Principal | None = None,
+        **filters: Any,
+    ) -> RecallResult:
+        """Rank memories for a query (hybrid by default); counts as an access unless ``touch=False``."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query is empty: give words or a question to recall by")
+        if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
+            raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})")
+        who = self._authorize(principal, "reader")
+        k = self._check_top_k(top_k)
+        flt = self._filter(who, **filters)
+        used, hits, notices = self.engine.run(query, flt, k, mode, explain, flt.now)
+        hits, dropped = fill_budget(hits, budget_tokens)
+        if touch and hits:
+            self._record_access([h.memory for h in hits])
+        return RecallResult(query=query, mode=used, hits=hits, dropped=dropped, notices=notices)
+
+    def _record_access(self, memories: list[Memory]) -> None:
+        """Count an access: extend short/mid TTLs, promote mid → long after enough accesses."""
+        now = self.clock()
+        with self.store.write() as tx:
+            for memory in memories:
+                ttl = self.policy.ttl(memory.tier)
+                expires = memory.expires_at
+                if ttl is not None and expires is not None:
+                    expires = max(expires, now + ttl)
+                tx.record_access(memory.id, now, expires)
+                if memory.tier == Tier.mid and memory.access_count + 1 >= self.policy.promote_after_accesses:
+                    current = tx.get(memory.id)
+                    if current is not None and current.tier == Tier.mid:
+                        self._promote(tx, current, now)
+
+    def _promote(self, tx: WriteTx, current: Memory, now: datetime) -> None:
+        promoted = current.model_copy(update={"tier": Tier.long, "expires_at": None, "updated_at": now,
+                                             "version": self._next_version(current.version)})
+        tx.update_memory(promoted, tx.next_seq())
+        tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.promote, old={"tier": "mid"},
+                                    new={"tier": "long"}, actor="memmesh", at=now))
+
+    def history(self, memory_id: str, *, principal: Principal | None = None) -> list[HistoryEntry]:
+        """Every change of a memory, oldest first (also for deleted memories)."""
+        who = self._authorize(principal, "reader")
+        entries = self.store.history(memory_id)
+        if not entries:
+            raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
+        namespace = (entries[-1].new or entries[-1].old or {}).get("namespace") or (entries[0].new or {}).get("namespace")
+        if namespace and not who.covers(namespace):
+            raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
+        return entries
+
+    def links(self, memory_id: str, *, principal: Principal | None = None) -> list[Link]:
+        """Links from and to a memory."""
+        self.get(memory_id, principal=principal)
+        return self.store.links(memory_id)
+
+    def stats(self, *, principal: Principal | None = None) -> Stats:
+        """Counts by tier and namespace, links, memories expiring within a day, file size."""
+        self._authorize(principal, "reader")
+        now = self.clock()
+        return self.store.stats(now, now + timedelta(hours=self.policy.expiring_soon_hours))
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def gc(self, *, principal: Principal | None = None) -> GcReport:
+        """Archive expired memories and purge tombstones past the retention."""
+        self._authorize(principal, "admin")
+        now = self.clock()
+        archived = 0
+        while True:
+            with self.store.write() as tx:
+                batch = tx.expired(now, 500)
+                for memory in batch:
+                    tx.archive(memory, now, "expired")
+                    tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=_snapshot(memory), actor="gc", at=now))
+            archived += len(batch)
+            if len(batch) < 500:
+                break
+        with self.store.write() as tx:
+            purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
+        return GcReport(archived=archived, tombstones_purged=purged)
+
+    def reindex_pending(self) -> list[str]:
+        """Ids of memories without a vector from the current embedder."""
+        if self.embedder is None:
+            return []
+        return self.store.ids_missing_vectors(self.embedder.model_id)
+
+    def reindex(self, *, batch_size: int = 64, progress: Progress | None = None, principal: Principal | None = None) -> int:
+        """Embed every memory that lacks a vector from the current model; returns how many."""
+        self._authorize(principal, "admin")
+        if self.embedder is None:
+            raise InvalidInputError("no embedder is configured (embeddings.provider = none): nothing to reindex")
+        pending = self.reindex_pending()
+        done = 0
+        for start in range(0, len(pending), batch_size):
+            memories = self.store.get_many(pending[start:start + batch_size])
+            vectors = self.embedder.embed([embed_text(m.title, m.content) for m in memories])
+            with self.store.write() as tx:
+                seq = tx.next_seq()
+                for memory, vector in zip(memories, vectors, strict=True):
+                    tx.put_vector(memory.id, self.embedder.model_id, vector, seq)
+            done += len(memories)
+            if progress:
+                progress(len(memories))
+        return done
+
+    def put_exact(self, memory: Memory, *, history: Sequence[HistoryEntry] = (), principal: Principal | None = None) -> bool:
+        """Write a memory exactly as given (import, restore, migration); idempotent.
+
+        Returns True if anything was written: absent → inserted with its history; present
+        with the same content hash and update time → skipped; otherwise the newer wins.
+        """
+        who = self._authorize(principal, "writer", memory.namespace)
+        self._check_content(memory.content)
+        if memory.content_hash != content_hash(memory.namespace, memory.content):
+            raise InvalidInputError(f"memory {memory.id}: content_hash does not match its namespace and content")
+        if _is_stale(self.store.get(memory.id), memory):
+            return False
+        vectors, _ = self._embed([embed_text(memory.title, memory.content)])
+        with self.store.write() as tx:
+            existing = tx.get(memory.id)
+            if _is_stale(existing, memory):
+                return False
+            clash = tx.find_by_hash(memory.namespace, memory.content_hash)
+            if clash is not None and clash.id != memory.id:
+                return False
+            seq = tx.next_seq()
+            if existing is None:
+                tx.insert_memory(memory, seq)
+                for entry in history:
+                    tx.add_history(entry)
+            else:
+                tx.update_memory(memory, seq)
+                tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, old=_snapshot(existing),
+                                            new=_snapshot(memory), actor=who.agent_id, at=self.clock()))
+            if vectors is not None and self.embedder is not None:
+                tx.put_vector(memory.id, self.embedder.model_id, vectors[0], seq)
+        return True
+
+    def put_link(self, link: Link) -> bool:
+        """Write a link exactly as given (import, restore); skipped if an end is missing."""
+        with self.store.write() as tx:
+            if tx.get(link.source_id) is None or tx.get(link.target_id) is None:
+                return False
+            tx.put_link(link, tx.next_seq())
+        return True
+
+
+def _is_stale(existing: Memory | None, incoming: Memory) -> bool:
+    """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
+    return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
+
+
+def _snapshot(memory: Memory) -> dict[str, Any]:
+    return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+
+
+def _enum_value(enum: Any, value: Any, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return enum(value).value
+    except ValueError:
+        raise InvalidInputError(f"unknown {name} {value!r}: use one of {', '.join(e.value for e in enum)}") from None
+
+
+def _time(value: datetime | str | None, name: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return parse_ts(value)
+    except ValueError:
+        raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
+
+
+def _encode_cursor(memory: Memory) -> str:
+    raw = json.dumps([format_ts(memory.created_at), memory.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, memory_id = json.loads(raw)
+        parse_ts(created_at)
+        if not isinstance(memory_id, str):
+            raise ValueError
+        return created_at, memory_id
+    except (ValueError, TypeError):
+        raise InvalidInputError("invalid cursor: pass back the next_cursor value of the previous page unchanged") from None
+
+
+__all__ = ["Policy", "Service", "content_hash"]

@@ -1,0 +1,637 @@
+"""SQLite backend: one file, WAL, FTS5, safe for many processes writing at once.
+
+Concurrency model (after datasette): every thread reads on its own connection; writes go
+through one writer connection per process, inside ``BEGIN IMMEDIATE`` so the file lock is
+taken before anything is read, which rules out the upgrade deadlock of deferred
+transactions. ``busy_timeout`` makes other processes wait for the lock; a short retry loop
+covers the rare ``SQLITE_BUSY`` that bypasses the busy handler (e.g. during checkpoints),
+so "database is locked" never reaches a user while the timeout lasts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memmesh.clock import format_ts, new_id
+from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
+from memmesh.model import (
+    HistoryEntry,
+    Link,
+    Memory,
+    NamespaceCount,
+    Stats,
+    TierCount,
+    Tombstone,
+)
+from memmesh.store.base import Filter, VectorChanges, VectorRow
+
+APP_ID = "memmesh"
+SQLITE_HEADER = b"SQLite format 3\x00"
+MEMORY_COLUMNS = (
+    "id, namespace, title, content, tier, kind, tags, priority, confidence, source, agent_id, metadata, "
+    "created_at, updated_at, expires_at, valid_from, valid_to, access_count, last_accessed_at, content_hash, version"
+)
+_TS_FIELDS = ("created_at", "updated_at", "expires_at", "valid_from", "valid_to", "last_accessed_at")
+
+
+def load_migrations() -> list[tuple[int, str, str]]:
+    """The numbered SQL migrations shipped in the package, in order: (number, name, sql)."""
+    folder = resources.files("memmesh.store.migrations") / "sqlite"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number = int(entry.name.split("_", 1)[0])
+            found.append((number, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+MIGRATIONS = load_migrations()
+LATEST_SCHEMA = MIGRATIONS[-1][0]
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///abs/path`` or ``sqlite:///:memory:`` → a path for ``sqlite3.connect``."""
+    rest = url[len("sqlite://"):]
+    if rest in ("/:memory:", ":memory:", "/"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise InvalidInputError(f"bad SQLite URL {url!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
+    return rest[1:]
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_ts(value) if value is not None else None
+
+
+def memory_to_row(memory: Memory) -> dict[str, Any]:
+    """Flatten a Memory into column values."""
+    data = memory.model_dump(mode="python")
+    for name in _TS_FIELDS:
+        data[name] = _ts(data[name])
+    data["tier"] = memory.tier.value
+    data["kind"] = memory.kind.value
+    data["tags"] = json.dumps(memory.tags, ensure_ascii=False)
+    data["metadata"] = json.dumps(memory.metadata, ensure_ascii=False)
+    data["version"] = memory.version.model_dump_json()
+    return data
+
+
+def row_to_memory(row: sqlite3.Row | tuple) -> Memory:
+    """Build a Memory from a row selected with MEMORY_COLUMNS (in that order)."""
+    (mid, ns, title, content, tier, kind, tags, priority, confidence, source, agent_id, metadata,
+     created_at, updated_at, expires_at, valid_from, valid_to, access_count, last_accessed_at,
+     content_hash, version) = tuple(row)[:21]
+    return Memory.model_validate({
+        "id": mid, "namespace": ns, "title": title, "content": content, "tier": tier, "kind": kind,
+        "tags": json.loads(tags), "priority": priority, "confidence": confidence, "source": source,
+        "agent_id": agent_id, "metadata": json.loads(metadata), "created_at": created_at,
+        "updated_at": updated_at, "expires_at": expires_at, "valid_from": valid_from, "valid_to": valid_to,
+        "access_count": access_count, "last_accessed_at": last_accessed_at, "content_hash": content_hash,
+        "version": json.loads(version),
+    })
+
+
+def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
+    """WHERE clauses and parameters for a Filter over the memories table."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if not flt.include_expired:
+        clauses.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > ?)")
+        params.append(format_ts(flt.now))
+    for roots in ([flt.namespace] if flt.namespace else None, flt.scopes):
+        if roots is not None:
+            # Each root itself or anything below it; '0' is the character after '/'.
+            subtree = f"({alias}.namespace = ? OR ({alias}.namespace > ? AND {alias}.namespace < ?))"
+            clauses.append("(" + (" OR ".join([subtree] * len(roots)) or "0") + ")")
+            for root in roots:
+                params += [root, root + "/", root + "0"]
+    for tag in flt.tags:
+        clauses.append(f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.tag = ? AND t.memory_id = {alias}.id)")
+        params.append(tag)
+    for column in ("tier", "kind", "agent_id"):
+        value = getattr(flt, column)
+        if value is not None:
+            clauses.append(f"{alias}.{column} = ?")
+            params.append(value)
+    if flt.since is not None:
+        clauses.append(f"{alias}.created_at >= ?")
+        params.append(format_ts(flt.since))
+    if flt.until is not None:
+        clauses.append(f"{alias}.created_at < ?")
+        params.append(format_ts(flt.until))
+    if flt.as_of is not None:
+        moment = format_ts(flt.as_of)
+        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= ?) AND ({alias}.valid_to IS NULL OR {alias}.valid_to > ?)")
+        params += [moment, moment]
+    if flt.ids is not None:
+        clauses.append(f"{alias}.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(flt.ids)))
+    return (" AND ".join(clauses) or "1"), params
+
+
+def fts_expression(terms: Sequence[str]) -> str:
+    """An FTS5 MATCH expression that ORs the quoted terms (quotes make any token literal)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+class SQLiteStore:
+    """A memmesh database in one SQLite file (or in memory)."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self.in_memory = self.path == ":memory:"
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        if not self.in_memory:
+            self._check_file()
+        self._writer = self._connect()
+        self.schema_version = self._migrate()
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        path = Path(self.path)
+        if path.is_dir():
+            raise CorruptDatabaseError(f"{path} is a directory, not a database file")
+        if path.exists() and path.stat().st_size > 0:
+            with path.open("rb") as handle:
+                if handle.read(16) != SQLITE_HEADER:
+                    raise CorruptDatabaseError(f"{path} is not a SQLite database (wrong file header); point --db at a memmesh database")
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if not self.in_memory:
+                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"cannot open {self.path}: {exc}") from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self.in_memory:
+            return self._writer
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reads, translating driver errors into memmesh errors."""
+        if self.in_memory:
+            with self._write_lock:
+                yield from self._guard(self._writer)
+        else:
+            yield from self._guard(self._reader())
+
+    def _guard(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        try:
+            yield conn
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise UnavailableError(f"database {self.path} is busy: {exc}; try again") from exc
+            raise StorageError(f"database error on {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+
+    def _retry(self, action: Any) -> Any:
+        deadline = time.monotonic() + max(self.busy_timeout_ms, 1000) / 1000
+        delay = 0.002
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.1)
+
+    @contextmanager
+    def write(self) -> Iterator[SQLiteWriteTx]:
+        """One serialised write transaction: commits on success, rolls back on any error."""
+        with self._write_lock:
+            conn = self._writer
+            try:
+                self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+            except sqlite3.OperationalError as exc:
+                raise UnavailableError(f"database {self.path} stayed locked for {self.busy_timeout_ms} ms; try again") from exc
+            except sqlite3.DatabaseError as exc:
+                raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+            try:
+                yield SQLiteWriteTx(conn)
+                self._retry(lambda: conn.execute("COMMIT"))
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise StorageError(f"write to {self.path} failed: {exc}") from exc
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+                raise
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _migrate(self) -> int:
+        conn = self._writer
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"{self.path} is not a usable SQLite database: {exc}") from exc
+        if tables and "meta" not in tables:
+            raise CorruptDatabaseError(
+                f"{self.path} is a SQLite database of another application (tables: {', '.join(sorted(tables)[:5])}); "
+                "point --db at a memmesh database or a new file"
+            )
+        with self.write() as tx:
+            current = self._schema_version(conn)
+            if current > LATEST_SCHEMA:
+                raise CorruptDatabaseError(
+                    f"{self.path} has schema version {current}, newer than this memmesh supports ({LATEST_SCHEMA}); upgrade memmesh"
+                )
+            for number, _name, sql in MIGRATIONS:
+                if number > current:
+                    for statement in _split_sql(sql):
+                        conn.execute(statement)
+                    tx.set_meta("schema_version", str(number))
+            if tx.get_meta("app") is None:
+                tx.set_meta("app", APP_ID)
+                tx.set_meta("seq", "0")
+                tx.set_meta("node_id", new_id())
+            elif tx.get_meta("app") != APP_ID:
+                raise CorruptDatabaseError(f"{self.path} belongs to another application ({tx.get_meta('app')})")
+        return max(current, LATEST_SCHEMA)
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0]) if row else 0
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, now: datetime | None = None) -> Memory | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        return row_to_memory(row) if row else None
+
+    def get_many(self, ids: Sequence[str]) -> list[Memory]:
+        if not ids:
+            return []
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            ).fetchall()
+        by_id = {row[0]: row_to_memory(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> list[Memory]:
+        where, params = filter_sql(flt)
+        if after is not None:
+            where += " AND (m.created_at < ? OR (m.created_at = ? AND m.id < ?))"
+            params += [after[0], after[0], after[1]]
+        sql = f"SELECT {_prefixed('m')} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
+        with self._reading() as conn:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+        return [row_to_memory(row) for row in rows]
+
+    def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]:
+        if not terms:
+            return []
+        where, params = filter_sql(flt)
+        sql = (
+            f"SELECT {_prefixed('m')}, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank "
+            f"FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, [fts_expression(terms), *params, limit]).fetchall()
+        return [(row_to_memory(row), -float(row[21])) for row in rows]
+
+    def matching_ids(self, flt: Filter) -> set[str]:
+        where, params = filter_sql(flt)
+        with self._reading() as conn:
+            return {row[0] for row in conn.execute(f"SELECT m.id FROM memories m WHERE {where}", params)}
+
+    def history(self, memory_id: str) -> list[HistoryEntry]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT memory_id, event, old, new, actor, at FROM history WHERE memory_id = ? ORDER BY id", (memory_id,)
+            ).fetchall()
+        return [_history_entry(row) for row in rows]
+
+    def links(self, memory_id: str) -> list[Link]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links "
+                "WHERE source_id = ? OR target_id = ? ORDER BY created_at", (memory_id, memory_id)
+            ).fetchall()
+        return [_link(row) for row in rows]
+
+    def tombstones_since(self, seq: int) -> list[Tombstone]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE seq > ? ORDER BY seq", (seq,)
+            ).fetchall()
+        return [_tombstone(row) for row in rows]
+
+    def vector_changes(self, since_seq: int) -> VectorChanges:
+        with self._reading() as conn:
+            conn.execute("BEGIN")
+            try:
+                seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+                upserts = [
+                    VectorRow(mid, model, np.frombuffer(blob, dtype=np.float32).copy())
+                    for mid, model, blob in conn.execute(
+                        "SELECT memory_id, model, vector FROM vectors WHERE seq > ? AND seq <= ?", (since_seq, seq)
+                    )
+                ]
+                removed = [row[0] for row in conn.execute(
+                    "SELECT memory_id FROM vector_removals WHERE seq > ? AND seq <= ?", (since_seq, seq)
+                )]
+            finally:
+                conn.execute("COMMIT")
+        return VectorChanges(upserts=upserts, removed=removed, seq=seq)
+
+    def vector_models(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return dict(conn.execute("SELECT model, count(*) FROM vectors GROUP BY model").fetchall())
+
+    def ids_missing_vectors(self, model: str) -> list[str]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT m.id FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = ? "
+                "WHERE v.memory_id IS NULL ORDER BY m.rowid", (model,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def stats(self, now: datetime, soon: datetime) -> Stats:
+        live = "(expires_at IS NULL OR expires_at > ?)"
+        now_s = format_ts(now)
+        with self._reading() as conn:
+            total = conn.execute(f"SELECT count(*) FROM memories WHERE {live}", (now_s,)).fetchone()[0]
+            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier", (now_s,)).fetchall()
+            spaces = conn.execute(
+                f"SELECT namespace, count(*) FROM memories WHERE {live} GROUP BY namespace ORDER BY count(*) DESC, namespace", (now_s,)
+            ).fetchall()
+            expiring = conn.execute(
+                "SELECT count(*) FROM memories WHERE expires_at > ? AND expires_at <= ?", (now_s, format_ts(soon))
+            ).fetchone()[0]
+            links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
+            size = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").fetchone()[0]
+        if not self.in_memory:
+            wal = Path(self.path + "-wal")
+            size += wal.stat().st_size if wal.exists() else 0
+        return Stats(
+            total=total,
+            by_tier=[TierCount(tier=t, count=c) for t, c in tiers],
+            by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
+            expiring_soon=expiring, links_count=links, db_size_bytes=size,
+        )
+
+    def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
+        last = -1
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(
+                    f"SELECT {MEMORY_COLUMNS}, rowid FROM memories WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch)
+                ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][21]
+            yield from (row_to_memory(row) for row in rows)
+
+    def iter_links(self) -> Iterator[Link]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links ORDER BY seq"
+            ).fetchall()
+        yield from (_link(row) for row in rows)
+
+    def iter_history(self) -> Iterator[HistoryEntry]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT memory_id, event, old, new, actor, at FROM history ORDER BY id").fetchall()
+        yield from (_history_entry(row) for row in rows)
+
+    def node_id(self) -> str:
+        with self._reading() as conn:
+            return conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]
+
+    def change_counter(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+
+    def integrity_check(self) -> str:
+        with self._reading() as conn:
+            return "; ".join(row[0] for row in conn.execute("PRAGMA integrity_check").fetchall())
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+
+class SQLiteWriteTx:
+    """The write primitives, valid inside :meth:`SQLiteStore.write`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def next_seq(self) -> int:
+        return int(self.conn.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value"
+        ).fetchone()[0])
+
+    def get(self, memory_id: str) -> Memory | None:
+        row = self.conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        return row_to_memory(row) if row else None
+
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
+        row = self.conn.execute(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = ? AND content_hash = ?", (namespace, content_hash)
+        ).fetchone()
+        return row_to_memory(row) if row else None
+
+    def find_by_title(self, namespace: str, title: str) -> Memory | None:
+        row = self.conn.execute(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = ? AND title = ? ORDER BY created_at DESC LIMIT 1",
+            (namespace, title),
+        ).fetchone()
+        return row_to_memory(row) if row else None
+
+    def insert_memory(self, memory: Memory, seq: int) -> None:
+        row = memory_to_row(memory)
+        columns = MEMORY_COLUMNS + ", seq"
+        placeholders = ", ".join(":" + name.strip() for name in MEMORY_COLUMNS.split(","))
+        self.conn.execute(f"INSERT INTO memories ({columns}) VALUES ({placeholders}, :seq)", {**row, "seq": seq})
+        self._set_tags(memory.id, memory.tags)
+        self.conn.execute("DELETE FROM tombstones WHERE id = ?", (memory.id,))
+
+    def update_memory(self, memory: Memory, seq: int) -> None:
+        row = memory_to_row(memory)
+        names = [name.strip() for name in MEMORY_COLUMNS.split(",") if name.strip() != "id"]
+        assignments = ", ".join(f"{name} = :{name}" for name in names)
+        cursor = self.conn.execute(f"UPDATE memories SET {assignments}, seq = :seq WHERE id = :id", {**row, "seq": seq})
+        if cursor.rowcount != 1:
+            raise NotFoundError(f"memory {memory.id} does not exist")
+        self._set_tags(memory.id, memory.tags)
+
+    def _set_tags(self, memory_id: str, tags: Sequence[str]) -> None:
+        self.conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (memory_id,))
+        self.conn.executemany("INSERT INTO memory_tags (tag, memory_id) VALUES (?, ?)", [(t, memory_id) for t in tags])
+
+    def delete_memory(self, tombstone: Tombstone, seq: int) -> None:
+        self.conn.execute("DELETE FROM memories WHERE id = ?", (tombstone.id,))
+        self.conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (tombstone.id,))
+        self._drop_vector(tombstone.id, seq)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO tombstones (id, namespace, deleted_at, actor, version, seq) VALUES (?, ?, ?, ?, ?, ?)",
+            (tombstone.id, tombstone.namespace, format_ts(tombstone.deleted_at), tombstone.actor,
+             tombstone.version.model_dump_json(), seq),
+        )
+
+    def _drop_vector(self, memory_id: str, seq: int) -> None:
+        if self.conn.execute("DELETE FROM vectors WHERE memory_id = ?", (memory_id,)).rowcount:
+            self.conn.execute("INSERT OR REPLACE INTO vector_removals (memory_id, seq) VALUES (?, ?)", (memory_id, seq))
+
+    def tombstone(self, memory_id: str) -> Tombstone | None:
+        row = self.conn.execute(
+            "SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE id = ?", (memory_id,)
+        ).fetchone()
+        return _tombstone(row) if row else None
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self.conn.execute(
+            "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (entry.memory_id, entry.event.value, _json_or_none(entry.old), _json_or_none(entry.new), entry.actor,
+             format_ts(entry.at)),
+        )
+
+    def put_link(self, link: Link, seq: int) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO links (source_id, target_id, relation, valid_from, valid_until, observed_by, created_at, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (link.source_id, link.target_id, link.relation.value, _ts(link.valid_from), _ts(link.valid_until),
+             link.observed_by, format_ts(link.created_at), seq),
+        )
+
+    def delete_links(self, memory_id: str) -> int:
+        return self.conn.execute("DELETE FROM links WHERE source_id = ? OR target_id = ?", (memory_id, memory_id)).rowcount
+
+    def put_vector(self, memory_id: str, model: str, vector: np.ndarray, seq: int) -> None:
+        vec = np.ascontiguousarray(vector, dtype=np.float32)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO vectors (memory_id, model, dim, vector, seq) VALUES (?, ?, ?, ?, ?)",
+            (memory_id, model, int(vec.shape[0]), vec.tobytes(), seq),
+        )
+        self.conn.execute("DELETE FROM vector_removals WHERE memory_id = ?", (memory_id,))
+
+    def record_access(self, memory_id: str, at: datetime, expires_at: datetime | None) -> None:
+        self.conn.execute(
+            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = ?, expires_at = ? WHERE id = ?",
+            (format_ts(at), _ts(expires_at), memory_id),
+        )
+
+    def expired(self, now: datetime, limit: int) -> list[Memory]:
+        rows = self.conn.execute(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE expires_at IS NOT NULL AND expires_at <= ? LIMIT ?",
+            (format_ts(now), limit),
+        ).fetchall()
+        return [row_to_memory(row) for row in rows]
+
+    def archive(self, memory: Memory, at: datetime, reason: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO archive (id, namespace, archived_at, reason, data) VALUES (?, ?, ?, ?, ?)",
+            (memory.id, memory.namespace, format_ts(at), reason, memory.model_dump_json()),
+        )
+        seq = self.next_seq()
+        self.conn.execute("DELETE FROM memories WHERE id = ?", (memory.id,))
+        self.conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (memory.id,))
+        self._drop_vector(memory.id, seq)
+
+    def purge_tombstones(self, before: datetime) -> int:
+        return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < ?", (format_ts(before),)).rowcount
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{name.strip()}" for name in MEMORY_COLUMNS.split(","))
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN … END;) whole."""
+    statements, current = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--") and not current:
+            continue
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current))
+    return statements
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _history_entry(row: tuple) -> HistoryEntry:
+    memory_id, event, old, new, actor, at = row
+    return HistoryEntry(
+        memory_id=memory_id, event=event, old=json.loads(old) if old else None,
+        new=json.loads(new) if new else None, actor=actor, at=at,
+    )
+
+
+def _link(row: tuple) -> Link:
+    source_id, target_id, relation, valid_from, valid_until, observed_by, created_at = row
+    return Link(source_id=source_id, target_id=target_id, relation=relation, valid_from=valid_from,
+                valid_until=valid_until, observed_by=observed_by, created_at=created_at)
+
+
+def _tombstone(row: tuple) -> Tombstone:
+    mid, namespace, deleted_at, actor, version = row
+    return Tombstone(id=mid, namespace=namespace, deleted_at=deleted_at, actor=actor, version=json.loads(version))
+
