@@ -1,0 +1,1 @@
+"""Finding things: embedders, the vector index and the ranking of hybrid recall."""
