@@ -27,11 +27,14 @@ import numpy as np
 from memmesh.clock import format_ts, new_id
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import (
+    Agent,
+    ApiKey,
     HistoryEntry,
     Link,
     Memory,
     NamespaceCount,
     Stats,
+    StoredApiKey,
     TierCount,
     Tombstone,
 )
@@ -174,11 +177,29 @@ class SQLiteStore:
             with path.open("rb") as handle:
                 if handle.read(16) != SQLITE_HEADER:
                     raise CorruptDatabaseError(f"{path} is not a SQLite database (wrong file header); point --db at a memmesh database")
+            self._refuse_foreign(path)
         else:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+
+    @staticmethod
+    def _refuse_foreign(path: Path) -> None:
+        """Look (read-only, changing nothing) for another application's tables before we touch the file."""
+        try:
+            probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                tables = {row[0] for row in probe.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"{path} is not a usable SQLite database: {exc}") from exc
+        if tables and "meta" not in tables:
+            raise CorruptDatabaseError(
+                f"{path} is a SQLite database of another application (tables: {', '.join(sorted(tables)[:5])}); "
+                "point --db at a memmesh database or a new file"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -455,6 +476,26 @@ class SQLiteStore:
         with self._reading() as conn:
             return "; ".join(row[0] for row in conn.execute("PRAGMA integrity_check").fetchall())
 
+    def agents(self) -> list[Agent]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY agent_id").fetchall()
+        return [_agent(row) for row in rows]
+
+    def api_keys(self, include_revoked: bool = False) -> list[ApiKey]:
+        where = "" if include_revoked else "WHERE revoked_at IS NULL"
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at, id").fetchall()
+        return [ApiKey.model_validate(_key_fields(row)) for row in rows]
+
+    def api_key(self, key_id: str) -> StoredApiKey | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {KEY_COLUMNS}, key_hash FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return StoredApiKey.model_validate({**_key_fields(row), "key_hash": row[6]}) if row else None
+
+    def has_api_keys(self) -> bool:
+        with self._reading() as conn:
+            return conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
     def close(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
@@ -592,6 +633,36 @@ class SQLiteWriteTx:
     def set_meta(self, key: str, value: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def get_agent(self, agent_id: str) -> Agent | None:
+        row = self.conn.execute(f"SELECT {AGENT_COLUMNS} FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        return _agent(row) if row else None
+
+    def put_agent(self, agent: Agent) -> None:
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (agent.agent_id, agent.display_name, agent.role, json.dumps(agent.namespaces), format_ts(agent.created_at),
+             format_ts(agent.updated_at)),
+        )
+
+    def insert_api_key(self, key: StoredApiKey) -> None:
+        self.conn.execute(
+            f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash, prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.id, key.agent_id, key.role, json.dumps(key.namespaces), format_ts(key.created_at), _ts(key.revoked_at),
+             key.key_hash, key.id),
+        )
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        return self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (format_ts(at), key_id)
+        ).rowcount == 1
+
+    def count_writes(self, namespace: str, day: str, n: int) -> int:
+        return int(self.conn.execute(
+            "INSERT INTO write_counts (namespace, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (namespace, day) DO UPDATE SET count = count + excluded.count RETURNING count",
+            (namespace, day, n),
+        ).fetchone()[0])
+
 
 def _prefixed(alias: str) -> str:
     return ", ".join(f"{alias}.{name.strip()}" for name in MEMORY_COLUMNS.split(","))
@@ -629,6 +700,22 @@ def _link(row: tuple) -> Link:
     source_id, target_id, relation, valid_from, valid_until, observed_by, created_at = row
     return Link(source_id=source_id, target_id=target_id, relation=relation, valid_from=valid_from,
                 valid_until=valid_until, observed_by=observed_by, created_at=created_at)
+
+
+AGENT_COLUMNS = "agent_id, display_name, role, namespaces, created_at, updated_at"
+KEY_COLUMNS = "id, agent_id, role, namespaces, created_at, revoked_at"
+
+
+def _agent(row: tuple) -> Agent:
+    agent_id, display_name, role, namespaces, created_at, updated_at = row
+    return Agent(agent_id=agent_id, display_name=display_name, role=role, namespaces=json.loads(namespaces),
+                 created_at=created_at, updated_at=updated_at)
+
+
+def _key_fields(row: tuple) -> dict[str, Any]:
+    key_id, agent_id, role, namespaces, created_at, revoked_at = tuple(row)[:6]
+    return {"id": key_id, "agent_id": agent_id, "role": role, "namespaces": json.loads(namespaces),
+            "created_at": created_at, "revoked_at": revoked_at}
 
 
 def _tombstone(row: tuple) -> Tombstone:

@@ -26,8 +26,7 @@ def options(
 
         typer.echo(__version__)
         raise typer.Exit()
-    state.db = db
-    state.config = config
+    state.reset(db, config)
 
 
 def main() -> None:

@@ -40,6 +40,12 @@ class State:
     _service: Service | None = None
     extra_overrides: dict[str, Any] = field(default_factory=dict)
 
+    def reset(self, db: str | None, config: str | None) -> None:
+        """Start a fresh invocation (matters when the app is run several times in one process)."""
+        self.db, self.config = db, config
+        self._settings = self._service = None
+        self.extra_overrides = {}
+
     def settings(self) -> Settings:
         if self._settings is None:
             overrides = {**db_override(self.db), **self.extra_overrides}

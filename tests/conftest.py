@@ -1,0 +1,79 @@
+"""Shared fixtures: real SQLite files in tmp_path, keyword-only settings, a movable clock, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from memmesh import Memory
+from memmesh.config import Settings, load_settings
+
+
+class FakeClock:
+    """A clock tests move by hand (TTL expiry, promotion, retention)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def keyword_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Settings for a keyword-only store in tmp_path (no model load: fast tests)."""
+    data = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"}}
+    data.update(overrides)  # type: ignore[arg-type]
+    return load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "memmesh.db"
+
+
+@pytest.fixture
+def mem(tmp_path: Path, db_path: Path, clock: FakeClock) -> Iterator[Memory]:
+    memory = Memory(f"sqlite:///{db_path}", keyword_settings(tmp_path), clock=clock)
+    yield memory
+    memory.close()
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_path: Path):
+    """Run the real ``memmesh`` console entry point in a subprocess against db_path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DB": str(db_path), "MEMMESH_DATA_DIR": str(tmp_path / "data"),
+                "MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+                "COLUMNS": "200"})
+    (tmp_path / "absent.toml").write_text("")
+
+    def run(*args: str, input: str | None = None, extra_env: dict[str, str] | None = None) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", *args],
+            input=input, capture_output=True, text=True, env={**env, **(extra_env or {})}, timeout=120,
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
