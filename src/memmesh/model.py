@@ -401,3 +401,41 @@ class Principal(BaseModel):
 
 LOCAL_PRINCIPAL = Principal()
 """The embedded caller (Python API, CLI): every role, every namespace."""
+
+
+class Agent(BaseModel):
+    """A registered identity: the agent id keys map to, its role and the namespaces it may touch."""
+
+    agent_id: str
+    display_name: str
+    role: Role
+    namespaces: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKey(BaseModel):
+    """An API key as listed: never the secret, only its id (also the key's visible prefix)."""
+
+    id: str
+    agent_id: str
+    role: Role
+    namespaces: list[str]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    def principal(self) -> Principal:
+        """The caller this key stands for."""
+        return Principal(agent_id=self.agent_id, role=self.role, namespaces=list(self.namespaces))
+
+
+class StoredApiKey(ApiKey):
+    """An API key as the store keeps it: with the sha256 of its secret, never the secret."""
+
+    key_hash: str
+
+
+class CreatedKey(ApiKey):
+    """A new API key, the only time its full text (``key``) is ever shown."""
+
+    key: str
