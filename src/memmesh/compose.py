@@ -26,6 +26,7 @@ def build_policy(settings: Settings) -> Policy:
         ttl_mid_seconds=settings.storage.ttl_mid_seconds,
         promote_after_accesses=settings.storage.promote_after_accesses,
         tombstone_retention_days=settings.storage.tombstone_retention_days,
+        daily_write_quota=settings.limits.daily_write_quota,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,10 +19,23 @@ from typing import Any
 
 import numpy as np
 
+from memmesh.access import Access
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
-from memmesh.errors import ConflictError, ContentTooLargeError, EmbedderError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.errors import (
+    ConflictError,
+    ContentTooLargeError,
+    EmbedderError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+)
+from memmesh.limits import quota_retry_after, utc_day
 from memmesh.model import (
     LOCAL_PRINCIPAL,
+    Agent,
+    ApiKey,
+    CreatedKey,
     GcReport,
     HistoryEntry,
     HistoryEvent,
@@ -29,6 +43,7 @@ from memmesh.model import (
     Link,
     Memory,
     MemoryPatch,
+    NamespaceCount,
     NewMemory,
     Page,
     Principal,
@@ -37,6 +52,7 @@ from memmesh.model import (
     Role,
     Stats,
     Tier,
+    TierCount,
     Tombstone,
     Version,
     normalize_namespace,
@@ -64,6 +80,7 @@ class Policy:
     promote_after_accesses: int = 5
     tombstone_retention_days: float = 30.0
     expiring_soon_hours: float = 24.0
+    daily_write_quota: int = 0
 
     def ttl(self, tier: Tier) -> timedelta | None:
         seconds = {Tier.short: self.ttl_short_seconds, Tier.mid: self.ttl_mid_seconds}.get(tier)
@@ -192,6 +209,7 @@ class Service:
         now = self.clock()
         stored: list[Memory] = []
         with self.store.write() as tx:
+            self._charge_quota(tx, [n.namespace for n in inputs], now)
             for i, new in enumerate(inputs):
                 vector = vectors[i] if vectors is not None else None
                 stored.append(self._insert(tx, new, who, now, vector))
@@ -272,6 +290,7 @@ class Service:
             fresh = tx.get(memory_id)
             if fresh is None:
                 raise NotFoundError(f"no memory with id {memory_id}")
+            self._charge_quota(tx, [fresh.namespace], self.clock())
             return self._apply_update(tx, fresh, patch, who, self.clock(), vector)
 
     def _apply_update(self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
@@ -305,9 +324,9 @@ class Service:
         who = self._authorize(principal, "writer")
         with self.store.write() as tx:
             current = tx.get(memory_id)
-            if current is None:
+            if current is None or not who.covers(current.namespace):
                 raise NotFoundError(f"no memory with id {memory_id}")
-            self._authorize(who, "writer", current.namespace)
+            self._charge_quota(tx, [current.namespace], self.clock())
             return self._delete(tx, current, who, self.clock())
 
     def _delete(self, tx: WriteTx, current: Memory, who: Principal, now: datetime) -> Tombstone:
@@ -359,9 +378,10 @@ class Service:
         with self.store.write() as tx:
             for memory_id in (source_id, target_id):
                 found = tx.get(memory_id)
-                if found is None:
+                if found is None or not who.covers(found.namespace):
                     raise NotFoundError(f"no memory with id {memory_id}")
-                self._authorize(who, "writer", found.namespace)
+                if memory_id == source_id:
+                    self._charge_quota(tx, [found.namespace], now)
             tx.put_link(link, tx.next_seq())
         return link
 
@@ -453,10 +473,91 @@ class Service:
         return self.store.links(memory_id)
 
     def stats(self, *, principal: Principal | None = None) -> Stats:
-        """Counts by tier and namespace, links, memories expiring within a day, file size."""
-        self._authorize(principal, "reader")
+        """Counts by tier and namespace, links, memories expiring within a day, file size.
+
+        A caller limited to some namespaces sees counts for those only (no other
+        namespace's name or size leaks); links and file size stay store-wide.
+        """
+        who = self._authorize(principal, "reader")
         now = self.clock()
-        return self.store.stats(now, now + timedelta(hours=self.policy.expiring_soon_hours))
+        soon = now + timedelta(hours=self.policy.expiring_soon_hours)
+        full = self.store.stats(now, soon)
+        scopes = who.prefixes()
+        if scopes is None:
+            return full
+        live = self.store.matching_ids(Filter(now=now, scopes=scopes))
+        by_tier = [TierCount(tier=t, count=n) for t in Tier
+                   if (n := len(self.store.matching_ids(Filter(now=now, scopes=scopes, tier=t.value))))]
+        return full.model_copy(update={
+            "total": len(live),
+            "by_tier": by_tier,
+            "by_namespace": [c for c in full.by_namespace if who.covers(c.namespace)],
+            "expiring_soon": len(live - self.store.matching_ids(Filter(now=soon, scopes=scopes))),
+        })
+
+    def namespaces(self, *, principal: Principal | None = None) -> list[NamespaceCount]:
+        """Namespaces holding live memories, with counts, largest first (only the caller's)."""
+        return self.stats(principal=principal).by_namespace
+
+    def ready(self) -> dict[str, Any]:
+        """Readiness: the store answers a query; raises a StorageError when it cannot."""
+        return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version,
+                "changes": self.store.change_counter()}
+
+    # -- identity: agents and API keys ----------------------------------------------------
+
+    def _access(self) -> Access:
+        return Access(self.store, self.clock)
+
+    def authenticate(self, token: str | None, *, require: bool = False) -> Principal:
+        """The caller a bearer token stands for (see :meth:`memmesh.access.Access.authenticate`)."""
+        return self._access().authenticate(token, require=require)
+
+    def auth_enabled(self) -> bool:
+        """True when at least one active API key exists, so servers must require keys."""
+        return self.store.has_api_keys()
+
+    def register_agent(self, agent_id: str, *, display_name: str | None = None, role: str = "writer",
+                       namespaces: Sequence[str] | str | None = None, principal: Principal | None = None) -> Agent:
+        """Register (or update) an agent identity; admin only."""
+        who = self._authorize(principal, "admin")
+        return self._access().register_agent(agent_id, display_name, role, namespaces, who)
+
+    def agents(self, *, principal: Principal | None = None) -> list[Agent]:
+        """Registered agents; admin only."""
+        self._authorize(principal, "admin")
+        return self._access().agents()
+
+    def create_key(self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None,
+                   principal: Principal | None = None) -> CreatedKey:
+        """A new API key for an agent; its text is in the result and nowhere else, ever."""
+        who = self._authorize(principal, "admin")
+        return self._access().create_key(agent_id, role, namespaces, who)
+
+    def keys(self, *, include_revoked: bool = False, principal: Principal | None = None) -> list[ApiKey]:
+        """API keys (without secrets); admin only."""
+        self._authorize(principal, "admin")
+        return self._access().keys(include_revoked)
+
+    def revoke_key(self, key_id: str, *, principal: Principal | None = None) -> ApiKey:
+        """Revoke an API key; admin only."""
+        self._authorize(principal, "admin")
+        return self._access().revoke_key(key_id)
+
+    def _charge_quota(self, tx: WriteTx, namespaces: Sequence[str], now: datetime) -> None:
+        """Count writes against each namespace's daily quota inside the write transaction;
+        over the quota the whole write rolls back (count included) with a 429."""
+        quota = self.policy.daily_write_quota
+        if quota <= 0:
+            return
+        day = utc_day(now)
+        for namespace, n in Counter(namespaces).items():
+            wait = quota_retry_after(tx.count_writes(namespace, day, n), quota, now)
+            if wait is not None:
+                raise RateLimitedError(
+                    f"namespace {namespace!r} used its {quota} writes for {day} (limits.daily_write_quota)",
+                    details={"retry_after": int(wait) + 1, "namespace": namespace, "quota": quota},
+                )
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -1,0 +1,186 @@
+"""Agents and API keys: who may call a memmesh server, and as whom.
+
+A key is ``mm_<id>_<secret>``: the id (12 hex characters) finds the row and doubles as the
+prefix shown by ``memmesh keys list``; the secret is 256 random bits of which the store
+keeps only the sha256. Because the secret is high-entropy a plain hash is enough (no slow
+KDF is needed against guessing), and looking the row up by id then comparing digests with
+:func:`hmac.compare_digest` keeps the check constant-time in the secret.
+
+The rules (which roles and patterns are valid, what a caller may grant, when a server
+needs a key) live here and are reached through the service, so the CLI, HTTP and MCP faces
+all apply the same ones. Nothing here checks who is asking; the service does that first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from typing import get_args
+
+from memmesh.clock import Clock
+from memmesh.errors import AuthError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.model import (
+    LOCAL_PRINCIPAL,
+    Agent,
+    ApiKey,
+    CreatedKey,
+    Principal,
+    Role,
+    StoredApiKey,
+    normalize_namespace,
+)
+from memmesh.store.base import Store
+
+KEY_SCHEME = "mm"
+AGENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+ROLES: tuple[str, ...] = get_args(Role)
+_DUMMY_HASH = hashlib.sha256(b"memmesh: no such key").hexdigest()
+
+
+def hash_secret(secret: str) -> str:
+    """The sha256 hex digest the store keeps in place of a key's secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def generate_key() -> tuple[str, str, str]:
+    """A fresh ``(key_id, secret, full key text)``."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return key_id, secret, f"{KEY_SCHEME}_{key_id}_{secret}"
+
+
+def split_key(text: str) -> tuple[str, str] | None:
+    """``(key_id, secret)`` from a key's text, or None when it is not shaped like a memmesh key."""
+    scheme, _, rest = text.strip().partition("_")
+    key_id, _, secret = rest.partition("_")
+    if scheme != KEY_SCHEME or not key_id or not secret or len(text) > 256:
+        return None
+    return key_id, secret
+
+
+def check_role(role: str) -> Role:
+    if role not in ROLES:
+        raise InvalidInputError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+    return role  # type: ignore[return-value]
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not isinstance(agent_id, str) or not AGENT_ID.match(agent_id.strip()):
+        raise InvalidInputError("agent id must be 1-128 characters of letters, digits and . _ : @ -")
+    return agent_id.strip()
+
+
+def normalize_patterns(patterns: Sequence[str] | str | None) -> list[str]:
+    """Namespace patterns: ``*`` (everything), ``team`` or ``team/*`` (team and below it)."""
+    if patterns is None:
+        return ["*"]
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",")]
+    found: dict[str, None] = {}
+    for raw in patterns:
+        pattern = raw.strip() if isinstance(raw, str) else raw
+        if pattern == "*":
+            return ["*"]
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidInputError(f"namespace pattern {raw!r} is empty: use '*', 'team' or 'team/*'")
+        root = pattern.removesuffix("/*")
+        try:
+            normalize_namespace(root)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"namespace pattern {raw!r}: {exc.message}") from None
+        found[pattern] = None
+    if not found:
+        raise InvalidInputError("give at least one namespace pattern, e.g. '*' or 'team/*'")
+    return list(found)
+
+
+def check_grant(granter: Principal, role: Role, patterns: list[str]) -> None:
+    """A caller may only hand out rights it has itself: its role or less, inside its namespaces."""
+    if not granter.has_role(role):
+        raise ForbiddenError(f"a {granter.role} may not grant the {role} role")
+    if granter.prefixes() is None:
+        return
+    grantee = Principal(role=role, namespaces=patterns).prefixes()
+    if grantee is None or not all(granter.covers(root) for root in grantee):
+        raise ForbiddenError(f"namespaces {', '.join(patterns)} reach outside yours ({', '.join(granter.namespaces)})")
+
+
+class Access:
+    """Agents and keys over a store; the service authorises the caller before each call."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def register_agent(self, agent_id: str, display_name: str | None, role: str, namespaces: Sequence[str] | str | None,
+                       granter: Principal) -> Agent:
+        """Create or update an agent (its created_at survives updates)."""
+        agent_id = check_agent_id(agent_id)
+        checked_role = check_role(role)
+        patterns = normalize_patterns(namespaces)
+        check_grant(granter, checked_role, patterns)
+        name = (display_name or "").strip() or agent_id
+        if len(name) > 256:
+            raise InvalidInputError(f"display name is {len(name)} characters; the limit is 256")
+        now = self.clock()
+        with self.store.write() as tx:
+            existing = tx.get_agent(agent_id)
+            agent = Agent(agent_id=agent_id, display_name=name, role=checked_role, namespaces=patterns,
+                          created_at=existing.created_at if existing else now, updated_at=now)
+            tx.put_agent(agent)
+        return agent
+
+    def agents(self) -> list[Agent]:
+        return self.store.agents()
+
+    def create_key(self, agent_id: str, role: str, namespaces: Sequence[str] | str | None, granter: Principal) -> CreatedKey:
+        """A new key for an agent (registered on the way if it is new); the text is returned once."""
+        agent_id = check_agent_id(agent_id)
+        checked_role = check_role(role)
+        patterns = normalize_patterns(namespaces)
+        check_grant(granter, checked_role, patterns)
+        key_id, secret, text = generate_key()
+        now = self.clock()
+        stored = StoredApiKey(id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now,
+                              key_hash=hash_secret(secret))
+        with self.store.write() as tx:
+            if tx.get_agent(agent_id) is None:
+                tx.put_agent(Agent(agent_id=agent_id, display_name=agent_id, role=checked_role, namespaces=patterns,
+                                   created_at=now, updated_at=now))
+            tx.insert_api_key(stored)
+        return CreatedKey(**stored.model_dump(exclude={"key_hash"}), key=text)
+
+    def keys(self, include_revoked: bool = False) -> list[ApiKey]:
+        return self.store.api_keys(include_revoked)
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke a key at once (later requests with it get 401); revoking twice keeps the first time."""
+        with self.store.write() as tx:
+            tx.revoke_api_key(key_id.strip(), self.clock())
+        found = self.store.api_key(key_id.strip())
+        if found is None:
+            raise NotFoundError(f"no API key with id {key_id!r} (see `memmesh keys list`)")
+        return ApiKey(**found.model_dump(exclude={"key_hash"}))
+
+    def authenticate(self, token: str | None, *, require: bool = False) -> Principal:
+        """The caller a bearer token stands for.
+
+        No token is fine only while the server is open: no ``require`` flag and no active
+        key in the store. A token is always checked, even on an open server, so a client
+        with a wrong or revoked key learns it at once instead of silently acting as admin.
+        """
+        if token is None or not token.strip():
+            if require or self.store.has_api_keys():
+                raise AuthError("this server requires an API key: send 'Authorization: Bearer <key>' "
+                                "(create one with `memmesh keys create`)")
+            return LOCAL_PRINCIPAL
+        parts = split_key(token)
+        stored = self.store.api_key(parts[0]) if parts else None
+        expected = stored.key_hash if stored is not None else _DUMMY_HASH
+        matches = hmac.compare_digest(expected, hash_secret(parts[1] if parts else token))
+        if stored is None or not matches or stored.revoked_at is not None:
+            raise AuthError("invalid or revoked API key")
+        return stored.principal()
