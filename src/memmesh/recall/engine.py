@@ -48,7 +48,7 @@ class RecallEngine:
 
     def run(self, query: str, flt: Filter, top_k: int, mode: str | None, explain: bool, now: datetime) -> tuple[str, list[Hit], list[str]]:
         """Rank memories for ``query``; returns (mode used, hits, notices)."""
-        mode = mode or self.default_mode()
+        mode = mode or "hybrid"
         if mode not in MODES:
             raise InvalidInputError(f"unknown recall mode {mode!r}: use one of {', '.join(MODES)}")
         notices: list[str] = []
