@@ -29,6 +29,8 @@ from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundErro
 from memmesh.model import (
     Agent,
     ApiKey,
+    ArchivedMemory,
+    ArchiveStats,
     HistoryEntry,
     Link,
     Memory,
@@ -496,6 +498,39 @@ class SQLiteStore:
         with self._reading() as conn:
             return conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = ? AND content_hash = ?", (namespace, content_hash)
+            ).fetchone()
+        return row_to_memory(row) if row else None
+
+    def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
+        where, params = archive_filter_sql(flt)
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT a.data, a.archived_at, a.reason FROM archive a WHERE {where} ORDER BY a.archived_at DESC, a.id LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [_archived(row) for row in rows]
+
+    def archive_stats(self, flt: Filter) -> ArchiveStats:
+        where, params = archive_filter_sql(flt)
+        with self._reading() as conn:
+            total, oldest, newest = conn.execute(
+                f"SELECT count(*), min(a.archived_at), max(a.archived_at) FROM archive a WHERE {where}", params
+            ).fetchone()
+            spaces = conn.execute(
+                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
+                params,
+            ).fetchall()
+        return ArchiveStats(total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
+                            oldest=oldest, newest=newest)
+
+    def write_counts(self, day: str) -> dict[str, int]:
+        with self._reading() as conn:
+            return dict(conn.execute("SELECT namespace, count FROM write_counts WHERE day = ?", (day,)).fetchall())
+
     def close(self) -> None:
         with self._readers_lock:
             for conn in self._readers:
@@ -510,11 +545,16 @@ class SQLiteWriteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self._seq: int | None = None
 
     def next_seq(self) -> int:
-        return int(self.conn.execute(
-            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value"
-        ).fetchone()[0])
+        """The change number of this transaction: every change it makes shares it, because
+        they become visible together; followers ask for changes with a higher number."""
+        if self._seq is None:
+            self._seq = int(self.conn.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value"
+            ).fetchone()[0])
+        return self._seq
 
     def get(self, memory_id: str) -> Memory | None:
         row = self.conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ?", (memory_id,)).fetchone()
@@ -538,7 +578,7 @@ class SQLiteWriteTx:
         columns = MEMORY_COLUMNS + ", seq"
         placeholders = ", ".join(":" + name.strip() for name in MEMORY_COLUMNS.split(","))
         self.conn.execute(f"INSERT INTO memories ({columns}) VALUES ({placeholders}, :seq)", {**row, "seq": seq})
-        self._set_tags(memory.id, memory.tags)
+        self.conn.executemany("INSERT INTO memory_tags (tag, memory_id) VALUES (?, ?)", [(t, memory.id) for t in memory.tags])
         self.conn.execute("DELETE FROM tombstones WHERE id = ?", (memory.id,))
 
     def update_memory(self, memory: Memory, seq: int) -> None:
@@ -662,6 +702,40 @@ class SQLiteWriteTx:
             "ON CONFLICT (namespace, day) DO UPDATE SET count = count + excluded.count RETURNING count",
             (namespace, day, n),
         ).fetchone()[0])
+
+    def take_archived(self, memory_id: str) -> ArchivedMemory | None:
+        row = self.conn.execute(
+            "DELETE FROM archive WHERE id = ? RETURNING data, archived_at, reason", (memory_id,)
+        ).fetchone()
+        return _archived(row) if row else None
+
+    def purge_archive(self, flt: Filter, before: datetime | None = None) -> int:
+        where, params = archive_filter_sql(flt)
+        if before is not None:
+            where += " AND a.archived_at < ?"
+            params.append(format_ts(before))
+        return self.conn.execute(f"DELETE FROM archive AS a WHERE {where}", params).rowcount
+
+
+def archive_filter_sql(flt: Filter) -> tuple[str, list[Any]]:
+    """WHERE clauses for the archive table (alias ``a``): namespace subtree, scopes and ids only."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for roots in ([flt.namespace] if flt.namespace else None, flt.scopes):
+        if roots is not None:
+            subtree = "(a.namespace = ? OR (a.namespace > ? AND a.namespace < ?))"
+            clauses.append("(" + (" OR ".join([subtree] * len(roots)) or "0") + ")")
+            for root in roots:
+                params += [root, root + "/", root + "0"]
+    if flt.ids is not None:
+        clauses.append("a.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(list(flt.ids)))
+    return (" AND ".join(clauses) or "1"), params
+
+
+def _archived(row: tuple) -> ArchivedMemory:
+    data, archived_at, reason = row
+    return ArchivedMemory(memory=Memory.model_validate_json(data), archived_at=archived_at, reason=reason)
 
 
 def _prefixed(alias: str) -> str:
