@@ -439,3 +439,20 @@ class CreatedKey(ApiKey):
     """A new API key, the only time its full text (``key``) is ever shown."""
 
     key: str
+
+
+class ArchivedMemory(BaseModel):
+    """A memory moved to the archive (by gc when its TTL ran out): listable, restorable, purgeable."""
+
+    memory: Memory
+    archived_at: datetime
+    reason: str
+
+
+class ArchiveStats(BaseModel):
+    """How much sits in the archive, per namespace, and its age range."""
+
+    total: int
+    by_namespace: list[NamespaceCount]
+    oldest: datetime | None = None
+    newest: datetime | None = None

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,6 +63,12 @@ from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
 from memmesh.store.base import Filter, Store, WriteTx
+
+if TYPE_CHECKING:
+    from memmesh.entities import Entities
+    from memmesh.graph import Graph
+    from memmesh.lifecycle import Lifecycle
+    from memmesh.survey import Survey
 
 Progress = Callable[[int], None]
 """Called with the number of items just finished, for progress bars."""
@@ -644,6 +650,36 @@ class Service:
                 return False
             tx.put_link(link, tx.next_seq())
         return True
+
+    # -- focused core modules over this service (each small, each reusing the checks above) --
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """promote, forget (bulk, with dry run), restore, consolidate, link invalidation, archive."""
+        from memmesh.lifecycle import Lifecycle
+
+        return Lifecycle(self)
+
+    @property
+    def graph(self) -> Graph:
+        """Neighbourhoods, timelines and paths over links, as of a time."""
+        from memmesh.graph import Graph
+
+        return Graph(self)
+
+    @property
+    def entities(self) -> Entities:
+        """Named memories with aliases."""
+        from memmesh.entities import Entities
+
+        return Entities(self)
+
+    @property
+    def survey(self) -> Survey:
+        """Namespace taxonomy, duplicate checks, session briefings, quota use."""
+        from memmesh.survey import Survey
+
+        return Survey(self)
 
 
 def _is_stale(existing: Memory | None, incoming: Memory) -> bool:

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import Agent, ApiKey, HistoryEntry, Link, Memory, Stats, StoredApiKey, Tombstone
+from memmesh.model import Agent, ApiKey, ArchivedMemory, ArchiveStats, HistoryEntry, Link, Memory, Stats, StoredApiKey, Tombstone
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,12 @@ class WriteTx(Protocol):
     def count_writes(self, namespace: str, day: str, n: int) -> int:
         """Add ``n`` to the namespace's write count for ``day`` (YYYY-MM-DD) and return the new total."""
         ...
+    def take_archived(self, memory_id: str) -> ArchivedMemory | None:
+        """Remove one memory from the archive and return it (None when it is not there)."""
+        ...
+    def purge_archive(self, flt: Filter, before: datetime | None = None) -> int:
+        """Delete archived memories in ``flt``'s namespace/scopes/ids, archived before ``before``."""
+        ...
 
 
 class Store(Protocol):
@@ -120,6 +126,16 @@ class Store(Protocol):
     def api_key(self, key_id: str) -> StoredApiKey | None: ...
     def has_api_keys(self) -> bool:
         """True when at least one unrevoked API key exists (the server then requires keys)."""
+        ...
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
+        """The memory with this content hash in this namespace, expired or not (exact-duplicate check)."""
+        ...
+    def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
+        """Archived memories in ``flt``'s namespace/scopes/ids, most recently archived first."""
+        ...
+    def archive_stats(self, flt: Filter) -> ArchiveStats: ...
+    def write_counts(self, day: str) -> dict[str, int]:
+        """Writes per namespace counted against the daily quota on ``day`` (YYYY-MM-DD)."""
         ...
     def close(self) -> None: ...
 

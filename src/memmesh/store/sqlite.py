@@ -521,8 +521,8 @@ class SQLiteStore:
                 f"SELECT count(*), min(a.archived_at), max(a.archived_at) FROM archive a WHERE {where}", params
             ).fetchone()
             spaces = conn.execute(
-                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
-                params,
+                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} "
+                "GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace", params,
             ).fetchall()
         return ArchiveStats(total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
                             oldest=oldest, newest=newest)

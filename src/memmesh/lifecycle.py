@@ -1,0 +1,328 @@
+"""A memory's life after it is stored: promote, forget, restore, consolidate, the archive.
+
+These rules sit next to the service (``service.lifecycle``) rather than in it so each
+stays small; they use the service's own checks (role, namespace scope, content limits,
+versions, quotas) so every face that reaches them gets the same behaviour. Each change
+is one store transaction and leaves a history entry, like every other write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from memmesh.errors import ConflictError, InvalidInputError, NotFoundError
+from memmesh.model import (
+    ArchivedMemory,
+    ArchiveStats,
+    HistoryEntry,
+    HistoryEvent,
+    Kind,
+    Link,
+    Memory,
+    NewMemory,
+    Principal,
+    Relation,
+    Tier,
+    parse_model,
+)
+from memmesh.store.base import Filter, WriteTx
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+MAX_REPORTED_IDS = 100
+MAX_CONSOLIDATE = 100
+
+
+class ForgetReport(BaseModel):
+    """What a bulk forget matched and deleted; ``ids`` lists at most 100 of them."""
+
+    matched: int
+    deleted: int
+    dry_run: bool
+    ids: list[str] = Field(default_factory=list)
+    ids_truncated: bool = False
+
+
+class Lifecycle:
+    """Lifecycle operations over one service (``service.lifecycle``)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    # -- promote -------------------------------------------------------------------------
+
+    def promote(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+        """Make a memory permanent: tier ``long``, no expiry. Promoting a long memory changes nothing."""
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        svc.get(memory_id, principal=who)
+        now = svc.clock()
+        with svc.store.write() as tx:
+            current = _live(tx, memory_id, who, now)
+            svc._authorize(who, "writer", current.namespace)
+            if current.tier == Tier.long and current.expires_at is None:
+                return current
+            promoted = current.model_copy(update={"tier": Tier.long, "expires_at": None, "updated_at": now,
+                                                  "version": svc._next_version(current.version)})
+            tx.update_memory(promoted, tx.next_seq())
+            tx.add_history(HistoryEntry(
+                memory_id=memory_id, event=HistoryEvent.promote, actor=who.agent_id, at=now,
+                old={"tier": current.tier.value, "expires_at": _iso(current.expires_at)},
+                new={"tier": Tier.long.value, "expires_at": None},
+            ))
+        return promoted
+
+    # -- forget (bulk delete by filter) ---------------------------------------------------
+
+    def forget(self, *, dry_run: bool = False, principal: Principal | None = None, **filters: Any) -> ForgetReport:
+        """Delete every live memory matching the filters (at least one is required).
+
+        ``dry_run`` reports what would go and deletes nothing. Each deletion leaves a
+        tombstone and a history entry, so :meth:`restore` can bring a memory back.
+        """
+        if not any(v for v in filters.values()):
+            raise InvalidInputError("forget needs at least one filter: namespace, tags, tier, kind, agent_id, since or until")
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        ids = sorted(svc.store.matching_ids(svc._filter(who, **filters)))
+        if dry_run:
+            return _forget_report(len(ids), [], ids, dry_run=True)
+        deleted: list[str] = []
+        now = svc.clock()
+        for start in range(0, len(ids), 500):
+            with svc.store.write() as tx:
+                for memory_id in ids[start:start + 500]:
+                    current = tx.get(memory_id)
+                    if current is not None and who.covers(current.namespace):
+                        svc._delete(tx, current, who, now)
+                        deleted.append(memory_id)
+        return _forget_report(len(ids), deleted, deleted, dry_run=False)
+
+    # -- restore (undelete) -----------------------------------------------------------------
+
+    def restore(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+        """Bring back a deleted (or archived) memory from its last history snapshot.
+
+        The memory keeps its id, content and fields and gets a fresh TTL for its tier; its
+        old links are not restored (link it again). Refused when the id is live, or when
+        its namespace now holds the same content under another id.
+        """
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        if svc.store.get(memory_id) is not None:
+            raise ConflictError(f"memory {memory_id} is not deleted; nothing to restore")
+        snapshot = _last_snapshot(svc.store.history(memory_id))
+        if snapshot is None or not who.covers(snapshot.get("namespace", "")):
+            raise NotFoundError(f"no deleted memory with id {memory_id} (nothing in its history to restore from)")
+        memory = Memory.model_validate(snapshot)
+        return self._reinsert(memory, who, HistoryEvent.restore)
+
+    def _reinsert(self, memory: Memory, who: Principal, event: HistoryEvent) -> Memory:
+        svc = self.service
+        svc._authorize(who, "writer", memory.namespace)
+        svc._check_content(memory.content)
+        from memmesh.service import embed_text
+
+        vectors, _ = svc._embed([embed_text(memory.title, memory.content)])
+        now = svc.clock()
+        ttl = svc.policy.ttl(memory.tier)
+        with svc.store.write() as tx:
+            if tx.get(memory.id) is not None:
+                raise ConflictError(f"memory {memory.id} is live already; nothing to restore")
+            clash = tx.find_by_hash(memory.namespace, memory.content_hash)
+            if clash is not None:
+                raise ConflictError(f"memory {clash.id} in {memory.namespace!r} already has this content; nothing restored",
+                                    details={"existing_id": clash.id})
+            svc._charge_quota(tx, [memory.namespace], now)
+            tombstone = tx.tombstone(memory.id)
+            restored = memory.model_copy(update={
+                "updated_at": now, "expires_at": now + ttl if ttl else None,
+                "version": svc._next_version(tombstone.version if tombstone else memory.version),
+            })
+            seq = tx.next_seq()
+            tx.insert_memory(restored, seq)
+            tx.take_archived(memory.id)
+            if vectors is not None and svc.embedder is not None:
+                tx.put_vector(restored.id, svc.embedder.model_id, vectors[0], seq)
+            tx.add_history(HistoryEntry(memory_id=restored.id, event=event, new=_snapshot(restored),
+                                        actor=who.agent_id, at=now))
+        return restored
+
+    # -- consolidate ------------------------------------------------------------------------
+
+    def consolidate(
+        self,
+        memory_ids: Sequence[str],
+        content: str,
+        *,
+        namespace: str | None = None,
+        title: str | None = None,
+        tags: Sequence[str] | None = None,
+        keep_sources: bool = False,
+        principal: Principal | None = None,
+    ) -> Memory:
+        """Replace several memories by one summary the caller wrote (no LLM is involved).
+
+        The summary (kind ``summary``, tier ``long``) records its sources in
+        ``metadata.consolidated_from``; sources are deleted, or kept and linked
+        ``summary --supersedes--> source`` with ``keep_sources``. All in one transaction.
+        """
+        ids = list(dict.fromkeys(memory_ids))
+        if len(ids) < 2:
+            raise InvalidInputError("consolidate needs at least two distinct memory ids")
+        if len(ids) > MAX_CONSOLIDATE:
+            raise InvalidInputError(f"consolidate takes at most {MAX_CONSOLIDATE} memories at once (got {len(ids)})")
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        sources = [svc.get(memory_id, principal=who) for memory_id in ids]
+        for source in sources:
+            svc._authorize(who, "writer", source.namespace)
+        merged_tags = list(dict.fromkeys([t for s in sources for t in s.tags] + list(tags or [])))[:32]
+        new = parse_model(NewMemory, {
+            "content": content, "namespace": namespace or sources[0].namespace, "title": title, "tier": Tier.long,
+            "kind": Kind.summary, "tags": merged_tags, "source": "curator" if who.agent_id is None else "agent",
+            "priority": max(s.priority for s in sources), "metadata": {"consolidated_from": ids},
+        })
+        svc._authorize(who, "writer", new.namespace)
+        svc._check_content(new.content)
+        from memmesh.service import embed_text
+
+        vectors, _ = svc._embed([embed_text(new.title, new.content)])
+        now = svc.clock()
+        with svc.store.write() as tx:
+            fresh = [_live(tx, memory_id, who, now) for memory_id in ids]
+            svc._charge_quota(tx, [new.namespace], now)
+            summary = svc._insert(tx, new, who, now, vectors[0] if vectors is not None else None)
+            if summary.id in ids:
+                raise ConflictError(f"the summary's content is identical to source {summary.id}; write a new summary")
+            tx.add_history(HistoryEntry(memory_id=summary.id, event=HistoryEvent.merge, old={"sources": ids},
+                                        new=_snapshot(summary), actor=who.agent_id, at=now))
+            for source in fresh:
+                if keep_sources:
+                    tx.put_link(Link(source_id=summary.id, target_id=source.id, relation=Relation.supersedes,
+                                     observed_by=who.agent_id, created_at=now), tx.next_seq())
+                else:
+                    svc._delete(tx, source, who, now)
+        return summary
+
+    # -- links ------------------------------------------------------------------------------
+
+    def invalidate_link(
+        self,
+        source_id: str,
+        target_id: str,
+        relation: Relation | str = Relation.related_to,
+        *,
+        at: datetime | str | None = None,
+        principal: Principal | None = None,
+    ) -> Link:
+        """End a link's validity (``valid_until``) without deleting it, so the graph can
+        still be queried as of earlier times; defaults to now."""
+        from memmesh.service import _enum_value, _time
+
+        rel = Relation(_enum_value(Relation, relation, "relation"))
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        for memory_id in (source_id, target_id):
+            found = svc.get(memory_id, principal=who)
+            svc._authorize(who, "writer", found.namespace)
+        until = _time(at, "at") or svc.clock()
+        with svc.store.write() as tx:
+            link = next((lk for lk in svc.store.links(source_id)
+                         if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel), None)
+            if link is None:
+                raise NotFoundError(f"no {rel.value} link from {source_id} to {target_id}")
+            if link.valid_from is not None and until <= link.valid_from:
+                raise InvalidInputError(f"at ({until.isoformat()}) must be later than the link's valid_from "
+                                        f"({link.valid_from.isoformat()})")
+            ended = link.model_copy(update={"valid_until": until})
+            tx.put_link(ended, tx.next_seq())
+        return ended
+
+    # -- archive ----------------------------------------------------------------------------
+
+    def archive_list(self, *, namespace: str | None = None, limit: int = 50,
+                     principal: Principal | None = None) -> list[ArchivedMemory]:
+        """Archived memories (expired and moved aside by gc), most recently archived first."""
+        svc = self.service
+        who = svc._authorize(principal, "reader")
+        limit = svc._check_top_k(limit, "limit")
+        return svc.store.archived(svc._filter(who, namespace=namespace), limit)
+
+    def archive_stats(self, *, namespace: str | None = None, principal: Principal | None = None) -> ArchiveStats:
+        """How many memories the archive holds, per namespace, and when they were archived."""
+        svc = self.service
+        who = svc._authorize(principal, "reader")
+        return svc.store.archive_stats(svc._filter(who, namespace=namespace))
+
+    def archive_restore(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+        """Move an archived memory back among the live ones, with a fresh TTL for its tier."""
+        svc = self.service
+        who = svc._authorize(principal, "writer")
+        found = svc.store.archived(Filter(now=svc.clock(), scopes=who.prefixes(), ids=(memory_id,)), 1)
+        if not found:
+            raise NotFoundError(f"no archived memory with id {memory_id} (see memory_archive_list)")
+        return self._reinsert(found[0].memory, who, HistoryEvent.restore)
+
+    def archive_purge(
+        self,
+        *,
+        memory_ids: Sequence[str] | None = None,
+        namespace: str | None = None,
+        older_than_days: float | None = None,
+        everything: bool = False,
+        principal: Principal | None = None,
+    ) -> int:
+        """Delete archived memories for good; returns how many. Needs ids, a namespace,
+        an age or ``everything=True``, so a bare call never empties the archive."""
+        if not (memory_ids or namespace or older_than_days is not None or everything):
+            raise InvalidInputError("archive purge needs memory_ids, namespace, older_than_days or everything=true")
+        if older_than_days is not None and older_than_days < 0:
+            raise InvalidInputError(f"older_than_days must be 0 or more (got {older_than_days})")
+        svc = self.service
+        who = svc._authorize(principal, "admin")
+        flt = svc._filter(who, namespace=namespace)
+        if flt.scopes is None and who.prefixes() is not None:
+            flt = replace(flt, scopes=who.prefixes())
+        if memory_ids:
+            flt = replace(flt, ids=tuple(memory_ids))
+        before = svc.clock() - timedelta(days=older_than_days) if older_than_days is not None else None
+        with svc.store.write() as tx:
+            return tx.purge_archive(flt, before)
+
+
+def _live(tx: WriteTx, memory_id: str, who: Principal, now: datetime) -> Memory:
+    current = tx.get(memory_id)
+    if current is None or not who.covers(current.namespace) or (current.expires_at is not None and current.expires_at <= now):
+        raise NotFoundError(f"no memory with id {memory_id}")
+    return current
+
+
+def _last_snapshot(entries: list[HistoryEntry]) -> dict[str, Any] | None:
+    """The memory as it was when last deleted or archived (those events keep the whole record)."""
+    for entry in reversed(entries):
+        if entry.event in (HistoryEvent.delete, HistoryEvent.archive) and entry.old and "content" in entry.old:
+            return entry.old
+    return None
+
+
+def _snapshot(memory: Memory) -> dict[str, Any]:
+    return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _forget_report(matched: int, deleted: list[str], ids: list[str], *, dry_run: bool) -> ForgetReport:
+    return ForgetReport(matched=matched, deleted=len(deleted), dry_run=dry_run, ids=ids[:MAX_REPORTED_IDS],
+                        ids_truncated=len(ids) > MAX_REPORTED_IDS)
+
+
+__all__ = ["ForgetReport", "Lifecycle"]
