@@ -51,6 +51,7 @@ def build_store(settings: Settings) -> Store:
         settings.storage_url,
         busy_timeout_ms=settings.storage.busy_timeout_ms,
         synchronous=settings.storage.synchronous,
+        pool_size=settings.storage.pool_size,
     )
 
 

@@ -32,6 +32,7 @@ class StorageSettings(_Section):
     url: str | None = Field(None, description="sqlite:///path, sqlite:///:memory: or postgresql://…; default: <data_dir>/memmesh.db")
     busy_timeout_ms: int = Field(15_000, ge=0, description="how long a writer waits for another process's lock")
     synchronous: Literal["NORMAL", "FULL"] = Field("NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss")
+    pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL: most pooled connections per process")
     node_id: str | None = Field(None, description="this node's id in version vectors; default: generated once per database")
     ttl_short_seconds: int = Field(6 * 3600, ge=1, description="default TTL of short-tier memories")
     ttl_mid_seconds: int = Field(7 * 86400, ge=1, description="default TTL of mid-tier memories")

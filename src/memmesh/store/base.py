@@ -140,17 +140,21 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL") -> Store:
+def open_store(url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", pool_size: int = 10) -> Store:
     """Open (creating and migrating if needed) the store a URL names."""
     if url.startswith("sqlite://"):
         from memmesh.store.sqlite import SQLiteStore
 
         return SQLiteStore(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
     if url.startswith(("postgresql://", "postgres://")):
-        raise InvalidInputError(
-            f"store URL {url.split('@')[-1]!r}: the PostgreSQL backend is not available in this version yet; "
-            "use sqlite:///path/to/memmesh.db"
-        )
+        try:
+            from memmesh.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise InvalidInputError(
+                f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): "
+                "pip install 'memmesh[postgres]'"
+            ) from None
+        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
     raise InvalidInputError(
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
     )

@@ -1,0 +1,732 @@
+"""PostgreSQL + pgvector backend: the scale-out path, many stateless nodes on one database.
+
+Concurrency model: reads take any pooled connection (autocommit, read committed). Every
+write runs in one transaction that first takes a transaction-scoped advisory lock
+(``pg_advisory_xact_lock``), so writes are serialised across every process and machine
+that shares the database, exactly like SQLite's ``BEGIN IMMEDIATE``: the service's
+check-then-write (de-dup, title conflicts, read-modify-write updates) stays atomic and the
+global change counter ``meta.seq`` is assigned in commit order. ``lock_timeout`` bounds the
+wait with the store's busy timeout, so a stuck writer becomes a clear "try again" error.
+
+Full text is a weighted ``tsvector`` (English config) ranked with ``ts_rank_cd``; vectors
+live in a dimension-less pgvector column with one partial HNSW index per dimension in use.
+psycopg errors are translated into memmesh errors where they enter (here), naming the
+server and what to check.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types import TypeInfo
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from memmesh.clock import new_id, parse_ts
+from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
+from memmesh.model import HistoryEntry, Link, Memory, NamespaceCount, Stats, TierCount, Tombstone
+from memmesh.store.base import Filter, VectorChanges, VectorRow
+from memmesh.store.postgres_access import AccessReads, AccessWrites
+
+APP_ID = "memmesh"
+WRITE_LOCK_KEY = 0x6D656D6D657368
+"""Advisory lock id ("memmesh" in ASCII) that serialises writers on one database."""
+MAX_HNSW_DIM = 2000
+"""pgvector's HNSW limit for the ``vector`` type; larger vectors are searched exactly."""
+RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
+"""ts_rank_cd weights {D, C, B, A} (each ≤ 1): content : tags : title = 1 : 1.5 : 2, as SQLite's bm25()."""
+MEMORY_FIELDS = (
+    "id", "namespace", "title", "content", "tier", "kind", "tags", "priority", "confidence", "source", "agent_id",
+    "metadata", "created_at", "updated_at", "expires_at", "valid_from", "valid_to", "access_count", "last_accessed_at",
+    "content_hash", "version",
+)
+MEMORY_COLUMNS = ", ".join(MEMORY_FIELDS)
+LINK_COLUMNS = "source_id, target_id, relation, valid_from, valid_until, observed_by, created_at"
+
+
+def load_migrations() -> list[tuple[int, str, str]]:
+    """The numbered PostgreSQL migrations shipped in the package, in order: (number, name, sql)."""
+    folder = resources.files("memmesh.store.migrations") / "postgres"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+MIGRATIONS = load_migrations()
+LATEST_SCHEMA = MIGRATIONS[-1][0]
+
+
+def describe_server(url: str) -> str:
+    """``user@host:port/dbname`` for messages: where we tried to go, never the password."""
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidInputError(f"bad PostgreSQL URL: {exc}; write postgresql://user:password@host:5432/dbname") from None
+    host = parts.get("host") or "localhost"
+    if host.startswith("/"):
+        host = f"socket {host}"
+    port = parts.get("port") or "5432"
+    return f"{parts.get('user') or '(default user)'}@{host}:{port}/{parts.get('dbname') or '(default db)'}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for stats, doctor and reports)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, hostpart = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}" if ":" in userinfo else url
+
+
+def memory_params(memory: Memory) -> dict[str, Any]:
+    """Column values for a Memory (timestamps stay datetimes; JSON columns as Jsonb)."""
+    data = {name: getattr(memory, name) for name in MEMORY_FIELDS}
+    data["tier"] = memory.tier.value
+    data["kind"] = memory.kind.value
+    data["tags"] = list(memory.tags)
+    data["metadata"] = Jsonb(memory.metadata)
+    data["version"] = Jsonb(memory.version.model_dump(mode="json"))
+    return data
+
+
+def row_to_memory(row: Sequence[Any]) -> Memory:
+    """A Memory from a row selected with MEMORY_COLUMNS (in that order)."""
+    return Memory.model_validate(dict(zip(MEMORY_FIELDS, row[:21], strict=True)))
+
+
+def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
+    """WHERE clauses and parameters for a Filter: the same rules as the SQLite backend's."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if not flt.include_expired:
+        clauses.append(f"({alias}.expires_at IS NULL OR {alias}.expires_at > %s)")
+        params.append(flt.now)
+    for roots in ([flt.namespace] if flt.namespace else None, flt.scopes):
+        if roots is not None:
+            # Each root itself or anything below it; '0' is the byte after '/' (C collation).
+            subtree = f"({alias}.namespace = %s OR ({alias}.namespace > %s AND {alias}.namespace < %s))"
+            clauses.append("(" + (" OR ".join([subtree] * len(roots)) or "FALSE") + ")")
+            for root in roots:
+                params += [root, root + "/", root + "0"]
+    if flt.tags:
+        clauses.append(f"{alias}.tags @> %s::text[]")
+        params.append(list(flt.tags))
+    for column in ("tier", "kind", "agent_id"):
+        value = getattr(flt, column)
+        if value is not None:
+            clauses.append(f"{alias}.{column} = %s")
+            params.append(value)
+    if flt.since is not None:
+        clauses.append(f"{alias}.created_at >= %s")
+        params.append(flt.since)
+    if flt.until is not None:
+        clauses.append(f"{alias}.created_at < %s")
+        params.append(flt.until)
+    if flt.as_of is not None:
+        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= %s) AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
+        params += [flt.as_of, flt.as_of]
+    if flt.ids is not None:
+        clauses.append(f"{alias}.id = ANY(%s::text[])")
+        params.append(list(flt.ids))
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def tsquery_sql(terms: Sequence[str]) -> str:
+    """A tsquery expression ORing each term (``plainto_tsquery`` makes any token literal)."""
+    return "(" + " || ".join(["plainto_tsquery('english'::regconfig, %s)"] * len(terms)) + ")"
+
+
+class PostgresStore(AccessReads):
+    """A memmesh database in PostgreSQL (with the pgvector extension)."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10, connect_timeout_s: int = 10) -> None:
+        self.url = redact_url(url)
+        self.where = describe_server(url)
+        self.busy_timeout_ms = busy_timeout_ms
+        params = conninfo_to_dict(url)
+        self._conninfo = make_conninfo(url, connect_timeout=params.get("connect_timeout") or connect_timeout_s)
+        self._local = threading.local()
+        self._hnsw_dims: set[int] = set()
+        with self._direct() as conn:
+            self.schema_version = self._migrate(conn)
+            self._vector_info = TypeInfo.fetch(conn, "vector")
+            self._hnsw_dims = self._indexed_dims(conn)
+        self._pool = ConnectionPool(
+            self._conninfo, min_size=1, max_size=max(1, pool_size), open=False, name="memmesh",
+            configure=self._configure, kwargs={"autocommit": True},
+        )
+        try:
+            self._pool.open(wait=True, timeout=float(connect_timeout_s))
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise UnavailableError(f"cannot open a connection pool to PostgreSQL at {self.where}: {exc}") from exc
+
+    # -- connections -----------------------------------------------------------------------
+
+    @contextmanager
+    def _direct(self) -> Iterator[psycopg.Connection]:
+        """A one-off connection (open, migrate), with connection failures explained."""
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._connect_error(exc) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            yield conn
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            conn.close()
+
+    def _connect_error(self, exc: psycopg.OperationalError) -> MemmeshError:
+        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        lowered = str(exc).lower()
+        if "password authentication failed" in lowered or "no password supplied" in lowered or "authentication failed" in lowered:
+            return StorageError(f"PostgreSQL at {self.where} refused the credentials ({text}); "
+                                "check the user and password in the URL, PGPASSWORD or ~/.pgpass")
+        if "does not exist" in lowered and "database" in lowered:
+            return StorageError(f"PostgreSQL at {self.where}: {text}; create it first (createdb, or CREATE DATABASE)")
+        if "role" in lowered and "does not exist" in lowered:
+            return StorageError(f"PostgreSQL at {self.where}: {text}; check the user name in the URL")
+        return UnavailableError(f"cannot connect to PostgreSQL at {self.where}: {text}; "
+                                "check that the server is running and the host, port and firewall allow the connection")
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        """Per pooled connection: UTC timestamps and the pgvector type adapters."""
+        from pgvector.psycopg.vector import register_vector_info
+
+        conn.execute("SET TIME ZONE 'UTC'")
+        register_vector_info(conn, self._vector_info)
+
+    def _translate(self, exc: psycopg.Error) -> MemmeshError:
+        """One psycopg error → the memmesh error a user can act on."""
+        if isinstance(exc, MemmeshError):
+            return exc
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, pg_errors.LockNotAvailable):
+            return UnavailableError(f"PostgreSQL at {self.where}: another writer held the memmesh write lock for more than "
+                                    f"{self.busy_timeout_ms} ms (storage.busy_timeout_ms); try again")
+        if isinstance(exc, psycopg.DataError):
+            return InvalidInputError(f"PostgreSQL refused a value: {message}")
+        if isinstance(exc, PoolTimeout):
+            return UnavailableError(f"no free connection to PostgreSQL at {self.where} in time ({message}); "
+                                    "raise storage.pool_size or try again")
+        if isinstance(exc, psycopg.OperationalError):
+            return UnavailableError(f"lost the connection to PostgreSQL at {self.where}: {message}; check the server is up")
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return StorageError(f"PostgreSQL at {self.where}: {message}; grant the memmesh role rights on its tables")
+        return StorageError(f"database error on PostgreSQL at {self.where}: {message}")
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection for reads (or this thread's snapshot connection)."""
+        pinned = getattr(self._local, "snapshot", None)
+        if pinned is not None:
+            yield pinned
+            return
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read on this thread inside the block sees one consistent database snapshot
+        (REPEATABLE READ, read only): what a logical backup needs."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                self._local.snapshot = conn
+                try:
+                    yield
+                finally:
+                    self._local.snapshot = None
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    @contextmanager
+    def write(self) -> Iterator[PostgresWriteTx]:
+        """One serialised write transaction: commits on success, rolls back on any error."""
+        active = getattr(self._local, "tx", None)
+        if active is not None:  # nested use on one thread joins the open transaction
+            yield active
+            return
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(f"SET LOCAL lock_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+                tx = PostgresWriteTx(conn, self._hnsw_dims)
+                self._local.tx = tx
+                try:
+                    yield tx
+                finally:
+                    self._local.tx = None
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def _migrate(self, conn: psycopg.Connection) -> int:
+        """Bring the schema up to date under the write lock (many nodes may start at once)."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+            current = self._schema_version(conn)
+            if current > LATEST_SCHEMA:
+                raise CorruptDatabaseError(
+                    f"PostgreSQL database {self.where} has memmesh schema version {current}, newer than this memmesh "
+                    f"supports ({LATEST_SCHEMA}); upgrade memmesh"
+                )
+            self._ensure_vector_extension(conn)
+            for number, name, sql in MIGRATIONS:
+                if number > current:
+                    try:
+                        with conn.transaction():
+                            conn.execute(sql)  # type: ignore[arg-type]
+                    except pg_errors.DuplicateTable as exc:
+                        raise CorruptDatabaseError(
+                            f"PostgreSQL database {self.where} already has tables memmesh did not create ({exc}); "
+                            "use an empty database, or another schema via ?options=-csearch_path%3Dmemmesh"
+                        ) from exc
+                    _set_meta(conn, "schema_version", str(number))
+            if _get_meta(conn, "app") is None:
+                _set_meta(conn, "app", APP_ID)
+                _set_meta(conn, "seq", "0")
+                _set_meta(conn, "node_id", new_id())
+        return max(current, LATEST_SCHEMA)
+
+    def _schema_version(self, conn: psycopg.Connection) -> int:
+        if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0] is False:  # type: ignore[index]
+            return 0
+        app = _get_meta(conn, "app")
+        if app is not None and app != APP_ID:
+            raise CorruptDatabaseError(f"PostgreSQL database {self.where} belongs to another application ({app})")
+        if app is None and _get_meta(conn, "schema_version") is None:
+            raise CorruptDatabaseError(f"PostgreSQL database {self.where} has a table named meta that memmesh did not create; "
+                                       "use an empty database or another schema")
+        return int(_get_meta(conn, "schema_version") or 0)
+
+    def _ensure_vector_extension(self, conn: psycopg.Connection) -> None:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+            return
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        if not available:
+            raise StorageError(
+                f"PostgreSQL at {self.where} does not have the pgvector extension installed; install pgvector on the server "
+                "(e.g. apt install postgresql-NN-pgvector), then run CREATE EXTENSION vector in the database"
+            )
+        try:
+            with conn.transaction():
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except pg_errors.InsufficientPrivilege as exc:
+            raise StorageError(
+                f"PostgreSQL database {self.where} lacks the pgvector extension and this role may not create it; "
+                "have a superuser (or the database owner, where pgvector is trusted) run CREATE EXTENSION vector "
+                "in that database, then retry"
+            ) from exc
+
+    @staticmethod
+    def _indexed_dims(conn: psycopg.Connection) -> set[int]:
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'vectors' AND indexname LIKE 'vectors_hnsw_%%'")
+        return {int(name.rsplit("_", 1)[1]) for (name,) in rows}
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, memory_id: str, now: datetime | None = None) -> Memory | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = %s", (memory_id,)).fetchone()
+        return row_to_memory(row) if row else None
+
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s",
+                               (namespace, content_hash)).fetchone()
+        return row_to_memory(row) if row else None
+
+    def get_many(self, ids: Sequence[str]) -> list[Memory]:
+        if not ids:
+            return []
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = ANY(%s::text[])", (list(ids),)).fetchall()
+        by_id = {row[0]: row_to_memory(row) for row in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> list[Memory]:
+        where, params = filter_sql(flt)
+        if after is not None:
+            moment = parse_ts(after[0])
+            where += " AND (m.created_at < %s OR (m.created_at = %s AND m.id < %s))"
+            params += [moment, moment, after[1]]
+        sql = f"SELECT {_prefixed('m')} FROM memories m WHERE {where} ORDER BY m.created_at DESC, m.id DESC LIMIT %s"
+        with self._reading() as conn:
+            rows = conn.execute(sql, [*params, limit]).fetchall()
+        return [row_to_memory(row) for row in rows]
+
+    def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]:
+        terms = [t for t in terms if t and t.strip()]
+        if not terms:
+            return []
+        where, params = filter_sql(flt)
+        sql = (
+            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query) "
+            f"SELECT {_prefixed('m')}, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) AS rank "
+            f"FROM memories m, q WHERE m.fts @@ q.query AND {where} ORDER BY rank DESC, m.id LIMIT %s"
+        )
+        with self._reading() as conn:
+            rows = conn.execute(sql, [*terms, *params, limit]).fetchall()
+        return [(row_to_memory(row), float(row[21])) for row in rows]
+
+    def matching_ids(self, flt: Filter) -> set[str]:
+        where, params = filter_sql(flt)
+        with self._reading() as conn:
+            return {row[0] for row in conn.execute(f"SELECT m.id FROM memories m WHERE {where}", params)}
+
+    def history(self, memory_id: str) -> list[HistoryEntry]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT memory_id, event, old, new, actor, at FROM history WHERE memory_id = %s ORDER BY id", (memory_id,)
+            ).fetchall()
+        return [_history_entry(row) for row in rows]
+
+    def links(self, memory_id: str) -> list[Link]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {LINK_COLUMNS} FROM links WHERE source_id = %s OR target_id = %s ORDER BY created_at, seq",
+                (memory_id, memory_id),
+            ).fetchall()
+        return [_link(row) for row in rows]
+
+    def tombstones_since(self, seq: int) -> list[Tombstone]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE seq > %s ORDER BY seq, id", (seq,)
+            ).fetchall()
+        return [_tombstone(row) for row in rows]
+
+    def vector_changes(self, since_seq: int) -> VectorChanges:
+        with self._reading() as conn, _snapshot_tx(conn):
+            seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])  # type: ignore[index]
+            upserts = [
+                VectorRow(mid, model, _as_array(vec))
+                for mid, model, vec in conn.execute(
+                    "SELECT memory_id, model, embedding FROM vectors WHERE seq > %s AND seq <= %s", (since_seq, seq)
+                )
+            ]
+            removed = [row[0] for row in conn.execute(
+                "SELECT memory_id FROM vector_removals WHERE seq > %s AND seq <= %s", (since_seq, seq)
+            )]
+        return VectorChanges(upserts=upserts, removed=removed, seq=seq)
+
+    def get_vectors(self, ids: Sequence[str]) -> list[VectorRow]:
+        if not ids:
+            return []
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT memory_id, model, embedding FROM vectors WHERE memory_id = ANY(%s::text[])", (list(ids),)
+            ).fetchall()
+        return [VectorRow(mid, model, _as_array(vec)) for mid, model, vec in rows]
+
+    def vector_models(self) -> dict[str, int]:
+        with self._reading() as conn:
+            return dict(conn.execute("SELECT model, count(*) FROM vectors GROUP BY model").fetchall())  # type: ignore[arg-type]
+
+    def ids_missing_vectors(self, model: str) -> list[str]:
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT m.id FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = %s "
+                "WHERE v.memory_id IS NULL ORDER BY m.pos", (model,)
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def vector_search(self, model: str, query: np.ndarray, k: int, flt: Filter) -> list[tuple[str, float]]:
+        """The ``k`` memories passing ``flt`` nearest to ``query`` (cosine), searched in the
+        database with the HNSW index; ``hnsw.iterative_scan`` keeps scanning until enough
+        rows pass the filter, so selective filters still fill ``k``."""
+        vec = np.ascontiguousarray(query, dtype=np.float32)
+        dim = int(vec.shape[0])
+        where, params = filter_sql(flt)
+        distance = f"v.embedding::vector({dim}) <=> %s::vector({dim})"
+        sql = (f"SELECT v.memory_id, 1 - ({distance}) AS cosine FROM vectors v JOIN memories m ON m.id = v.memory_id "
+               f"WHERE v.model = %s AND v.dim = {dim} AND {where} ORDER BY {distance} LIMIT %s")
+        with self._reading() as conn, conn.transaction():
+            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(int(k), 1000))}")
+            rows = conn.execute(sql, [vec, model, *params, vec, k]).fetchall()
+        return sorted(((mid, float(cos)) for mid, cos in rows), key=lambda r: (-r[1], r[0]))
+
+    def stats(self, now: datetime, soon: datetime) -> Stats:
+        live = "(expires_at IS NULL OR expires_at > %s)"
+        with self._reading() as conn:
+            total = conn.execute(f"SELECT count(*) FROM memories WHERE {live}", (now,)).fetchone()[0]  # type: ignore[index]
+            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier", (now,)).fetchall()
+            spaces = conn.execute(
+                f"SELECT namespace, count(*) FROM memories WHERE {live} GROUP BY namespace ORDER BY count(*) DESC, namespace",
+                (now,),
+            ).fetchall()
+            expiring = conn.execute(
+                "SELECT count(*) FROM memories WHERE expires_at > %s AND expires_at <= %s", (now, soon)
+            ).fetchone()[0]  # type: ignore[index]
+            links = conn.execute("SELECT count(*) FROM links").fetchone()[0]  # type: ignore[index]
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
+        return Stats(
+            total=total,
+            by_tier=[TierCount(tier=t, count=c) for t, c in tiers],
+            by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
+            expiring_soon=expiring, links_count=links, db_size_bytes=size,
+        )
+
+    def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
+        last = -1
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(
+                    f"SELECT {MEMORY_COLUMNS}, pos FROM memories WHERE pos > %s ORDER BY pos LIMIT %s", (last, batch)
+                ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][21]
+            yield from (row_to_memory(row) for row in rows)
+
+    def iter_links(self) -> Iterator[Link]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {LINK_COLUMNS} FROM links ORDER BY seq, source_id, target_id, relation").fetchall()
+        yield from (_link(row) for row in rows)
+
+    def iter_history(self) -> Iterator[HistoryEntry]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT memory_id, event, old, new, actor, at FROM history ORDER BY id").fetchall()
+        yield from (_history_entry(row) for row in rows)
+
+    def node_id(self) -> str:
+        with self._reading() as conn:
+            return conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]  # type: ignore[index]
+
+    def change_counter(self) -> int:
+        with self._reading() as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])  # type: ignore[index]
+
+    def integrity_check(self) -> str:
+        """PostgreSQL guards its own pages; this checks memmesh's invariants: the vector
+        extension, the change counter, and that vectors and tags agree with their rows."""
+        problems = []
+        with self._reading() as conn:
+            if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+                problems.append("the pgvector extension is missing")
+            seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])  # type: ignore[index]
+            top = conn.execute("SELECT greatest((SELECT max(seq) FROM memories), (SELECT max(seq) FROM vectors), "
+                               "(SELECT max(seq) FROM tombstones), (SELECT max(seq) FROM links))").fetchone()[0]  # type: ignore[index]
+            if top is not None and top > seq:
+                problems.append(f"change counter {seq} is behind a stored change {top}")
+            orphans = conn.execute("SELECT count(*) FROM vectors v LEFT JOIN memories m ON m.id = v.memory_id "
+                                   "WHERE m.id IS NULL").fetchone()[0]  # type: ignore[index]
+            if orphans:
+                problems.append(f"{orphans} vectors belong to no memory")
+            bad_dims = conn.execute("SELECT count(*) FROM vectors WHERE vector_dims(embedding) <> dim").fetchone()[0]  # type: ignore[index]
+            if bad_dims:
+                problems.append(f"{bad_dims} vectors do not have their recorded dimension")
+        return "; ".join(problems) or "ok"
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class PostgresWriteTx(AccessWrites):
+    """The write primitives, valid inside :meth:`PostgresStore.write`."""
+
+    def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int]) -> None:
+        self.conn = conn
+        self._hnsw_dims = hnsw_dims
+
+    def _one(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Any:
+        return self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+
+    def next_seq(self) -> int:
+        return int(self._one("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'seq' RETURNING value", ())[0])
+
+    def get(self, memory_id: str) -> Memory | None:
+        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE id = %s", (memory_id,))
+        return row_to_memory(row) if row else None
+
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
+        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s", (namespace, content_hash))
+        return row_to_memory(row) if row else None
+
+    def find_by_title(self, namespace: str, title: str) -> Memory | None:
+        row = self._one(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND title = %s ORDER BY created_at DESC LIMIT 1",
+            (namespace, title),
+        )
+        return row_to_memory(row) if row else None
+
+    def insert_memory(self, memory: Memory, seq: int) -> None:
+        placeholders = ", ".join(f"%({name})s" for name in MEMORY_FIELDS)
+        self.conn.execute(f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)",
+                          {**memory_params(memory), "seq": seq})
+        self.conn.execute("DELETE FROM tombstones WHERE id = %s", (memory.id,))
+
+    def update_memory(self, memory: Memory, seq: int) -> None:
+        assignments = ", ".join(f"{name} = %({name})s" for name in MEMORY_FIELDS if name != "id")
+        cursor = self.conn.execute(f"UPDATE memories SET {assignments}, seq = %(seq)s WHERE id = %(id)s",
+                                   {**memory_params(memory), "seq": seq})
+        if cursor.rowcount != 1:
+            raise NotFoundError(f"memory {memory.id} does not exist")
+
+    def delete_memory(self, tombstone: Tombstone, seq: int) -> None:
+        self.conn.execute("DELETE FROM memories WHERE id = %s", (tombstone.id,))
+        self._drop_vector(tombstone.id, seq)
+        self.conn.execute(
+            "INSERT INTO tombstones (id, namespace, deleted_at, actor, version, seq) VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, deleted_at = EXCLUDED.deleted_at, "
+            "actor = EXCLUDED.actor, version = EXCLUDED.version, seq = EXCLUDED.seq",
+            (tombstone.id, tombstone.namespace, tombstone.deleted_at, tombstone.actor,
+             Jsonb(tombstone.version.model_dump(mode="json")), seq),
+        )
+
+    def _drop_vector(self, memory_id: str, seq: int) -> None:
+        if self.conn.execute("DELETE FROM vectors WHERE memory_id = %s", (memory_id,)).rowcount:
+            self.conn.execute("INSERT INTO vector_removals (memory_id, seq) VALUES (%s, %s) "
+                              "ON CONFLICT (memory_id) DO UPDATE SET seq = EXCLUDED.seq", (memory_id, seq))
+
+    def tombstone(self, memory_id: str) -> Tombstone | None:
+        row = self._one("SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE id = %s", (memory_id,))
+        return _tombstone(row) if row else None
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self.conn.execute(
+            "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (%s, %s, %s, %s, %s, %s)",
+            (entry.memory_id, entry.event.value, _jsonb(entry.old), _jsonb(entry.new), entry.actor, entry.at),
+        )
+
+    def put_link(self, link: Link, seq: int) -> None:
+        self.conn.execute(
+            f"INSERT INTO links ({LINK_COLUMNS}, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (source_id, target_id, relation) DO UPDATE SET valid_from = EXCLUDED.valid_from, "
+            "valid_until = EXCLUDED.valid_until, observed_by = EXCLUDED.observed_by, created_at = EXCLUDED.created_at, "
+            "seq = EXCLUDED.seq",
+            (link.source_id, link.target_id, link.relation.value, link.valid_from, link.valid_until, link.observed_by,
+             link.created_at, seq),
+        )
+
+    def delete_links(self, memory_id: str) -> int:
+        return self.conn.execute("DELETE FROM links WHERE source_id = %s OR target_id = %s", (memory_id, memory_id)).rowcount
+
+    def put_vector(self, memory_id: str, model: str, vector: np.ndarray, seq: int) -> None:
+        vec = np.ascontiguousarray(vector, dtype=np.float32)
+        dim = int(vec.shape[0])
+        self._ensure_hnsw(dim)
+        self.conn.execute(
+            "INSERT INTO vectors (memory_id, model, dim, embedding, seq) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (memory_id) DO UPDATE SET model = EXCLUDED.model, dim = EXCLUDED.dim, "
+            "embedding = EXCLUDED.embedding, seq = EXCLUDED.seq",
+            (memory_id, model, dim, vec, seq),
+        )
+        self.conn.execute("DELETE FROM vector_removals WHERE memory_id = %s", (memory_id,))
+
+    def _ensure_hnsw(self, dim: int) -> None:
+        """One partial HNSW index per dimension, created the first time that size is stored."""
+        if dim in self._hnsw_dims or dim > MAX_HNSW_DIM:
+            return
+        self.conn.execute(
+            f"CREATE INDEX IF NOT EXISTS vectors_hnsw_{dim} ON vectors "
+            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+        )
+        self._hnsw_dims.add(dim)
+
+    def record_access(self, memory_id: str, at: datetime, expires_at: datetime | None) -> None:
+        self.conn.execute(
+            "UPDATE memories SET access_count = access_count + 1, last_accessed_at = %s, expires_at = %s WHERE id = %s",
+            (at, expires_at, memory_id),
+        )
+
+    def expired(self, now: datetime, limit: int) -> list[Memory]:
+        rows = self.conn.execute(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE expires_at IS NOT NULL AND expires_at <= %s ORDER BY pos LIMIT %s",
+            (now, limit),
+        ).fetchall()
+        return [row_to_memory(row) for row in rows]
+
+    def archive(self, memory: Memory, at: datetime, reason: str) -> None:
+        self.conn.execute(
+            "INSERT INTO archive (id, namespace, archived_at, reason, data) VALUES (%s, %s, %s, %s, %s::jsonb) "
+            "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, archived_at = EXCLUDED.archived_at, "
+            "reason = EXCLUDED.reason, data = EXCLUDED.data",
+            (memory.id, memory.namespace, at, reason, memory.model_dump_json()),
+        )
+        seq = self.next_seq()
+        self.conn.execute("DELETE FROM memories WHERE id = %s", (memory.id,))
+        self._drop_vector(memory.id, seq)
+
+    def purge_tombstones(self, before: datetime) -> int:
+        return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < %s", (before,)).rowcount
+
+    def get_meta(self, key: str) -> str | None:
+        return _get_meta(self.conn, key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        _set_meta(self.conn, key, value)
+
+
+@contextmanager
+def _snapshot_tx(conn: psycopg.Connection) -> Iterator[None]:
+    """A REPEATABLE READ transaction (or nothing, when already inside a snapshot)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
+def _get_meta(conn: psycopg.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
+    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{name}" for name in MEMORY_FIELDS)
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _as_array(value: Any) -> np.ndarray:
+    return value.to_numpy().astype(np.float32, copy=False) if hasattr(value, "to_numpy") else np.asarray(value, dtype=np.float32)
+
+
+def _history_entry(row: Sequence[Any]) -> HistoryEntry:
+    memory_id, event, old, new, actor, at = row
+    return HistoryEntry(memory_id=memory_id, event=event, old=old, new=new, actor=actor, at=at)
+
+
+def _link(row: Sequence[Any]) -> Link:
+    source_id, target_id, relation, valid_from, valid_until, observed_by, created_at = row
+    return Link(source_id=source_id, target_id=target_id, relation=relation, valid_from=valid_from,
+                valid_until=valid_until, observed_by=observed_by, created_at=created_at)
+
+
+def _tombstone(row: Sequence[Any]) -> Tombstone:
+    mid, namespace, deleted_at, actor, version = row
+    return Tombstone(id=mid, namespace=namespace, deleted_at=deleted_at, actor=actor, version=version)
