@@ -1,0 +1,39 @@
+"""``memmesh agents register|list``: the identities API keys map to."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+
+agents_app = typer.Typer(help="Register and list agents (identity, role, namespaces).", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.command("register")
+def register(
+    agent_id: str = typer.Argument(..., help="The agent's id, e.g. planner or team:bot-1."),
+    name: str = typer.Option(None, "--name", help="Display name (default: the id)."),
+    role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
+    namespace: list[str] = typer.Option(None, "--namespace", "-n",  # noqa: B008
+                                        help="Namespace pattern: '*', 'team' or 'team/*'; repeatable."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Register an agent, or update its name, role and namespaces."""
+    agent = state.service().register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None)
+    print_json(agent) if as_json else console.print(f"registered agent {agent.agent_id} ({agent.role})", markup=False)
+
+
+@agents_app.command("list")
+def list_agents(as_json: bool = JSON_OPTION) -> None:
+    """List registered agents."""
+    found = state.service().agents()
+    if as_json:
+        print_json(found)
+        return
+    table = Table("agent", "name", "role", "namespaces", "since")
+    for agent in found:
+        table.add_row(agent.agent_id, agent.display_name, agent.role, ", ".join(agent.namespaces),
+                      agent.created_at.isoformat(timespec="seconds"))
+    console.print(table)

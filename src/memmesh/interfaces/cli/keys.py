@@ -1,0 +1,57 @@
+"""``memmesh keys create|list|revoke``: API keys for the HTTP (and MCP over HTTP) server."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+
+keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed; a key is shown once).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def create(
+    agent: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
+    role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
+    namespace: list[str] = typer.Option(None, "--namespace", "-n",  # noqa: B008
+                                        help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    created = state.service().create_key(agent, role=role, namespaces=namespace or None)
+    if as_json:
+        print_json({"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role,
+                    "namespaces": created.namespaces})
+        return
+    console.print(created.key, markup=False, highlight=False)
+    console.print(f"key {created.id} for agent {created.agent_id} ({created.role}, namespaces {', '.join(created.namespaces)}); "
+                  "store it now: it cannot be shown again", style="dim", markup=False, highlight=False)
+
+
+@keys_app.command("list")
+def list_keys(
+    include_revoked: bool = typer.Option(False, "--all", help="Also list revoked keys."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List keys (ids, agents, roles, namespaces; never the secrets)."""
+    found = state.service().keys(include_revoked=include_revoked)
+    if as_json:
+        print_json(found)
+        return
+    table = Table("id", "agent", "role", "namespaces", "created", "revoked")
+    for key in found:
+        table.add_row(key.id, key.agent_id, key.role, ", ".join(key.namespaces), key.created_at.isoformat(timespec="seconds"),
+                      key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke(
+    key_id: str = typer.Argument(..., help="The key's id (see `memmesh keys list`)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    revoked = state.service().revoke_key(key_id)
+    print_json(revoked) if as_json else console.print(f"revoked key {revoked.id} of agent {revoked.agent_id}")

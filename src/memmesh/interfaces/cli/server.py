@@ -1,0 +1,32 @@
+"""``memmesh serve``: the HTTP API (SPEC §4) on 127.0.0.1:9077 by default."""
+
+from __future__ import annotations
+
+import typer
+
+from memmesh.config import db_override
+from memmesh.interfaces.cli.context import app, state
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1; others need API keys or --insecure)."),
+    port: int = typer.Option(None, "--port", help="Port (default 9077)."),
+    db: str = typer.Option(None, "--db", help="Database URL or SQLite file path (overrides the global --db)."),
+    config: str = typer.Option(None, "--config", help="Config file (overrides the global --config)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Worker processes (default 1)."),
+    require_auth: bool = typer.Option(None, "--require-auth", help="Require an API key even on loopback with no keys."),
+    insecure: bool = typer.Option(None, "--insecure", help="Allow a non-loopback bind without any API key."),
+    log_json: bool = typer.Option(None, "--log-json", help="Structured JSON logs on stderr."),
+) -> None:
+    """Serve memories over HTTP until stopped (SIGTERM/Ctrl-C finish in-flight requests first)."""
+    from memmesh.interfaces.http.server import serve as run
+
+    if config is not None:
+        state.config = config
+    state.extra_overrides.update({
+        **db_override(db),
+        "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
+        "auth": {"require_auth": require_auth, "insecure": insecure},
+    })
+    run(state.settings())

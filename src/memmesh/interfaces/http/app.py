@@ -1,0 +1,71 @@
+"""``create_app(service, settings)``: memmesh over HTTP, a thin face on the service.
+
+Each route parses its input (pydantic bodies with ``extra="forbid"``, typed query
+parameters), makes one service call as the caller's Principal and renders the model the
+service returned. Errors are translated once, in :mod:`.handlers`; the request middleware
+adds request ids, the body limit, metrics and the access log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from memmesh.config import Settings
+from memmesh.interfaces.http import handlers
+from memmesh.interfaces.http.deps import ServerContext
+from memmesh.interfaces.http.metrics import Metrics
+from memmesh.interfaces.http.middleware import RequestMiddleware
+from memmesh.interfaces.http.routes import admin, health, links, memories, recall
+from memmesh.limits import RateLimiter
+from memmesh.service import Service
+
+DESCRIPTION = """Long-term memory for AI agents over HTTP.
+
+Authenticate with `Authorization: Bearer <key>` (keys come from `memmesh keys create`). A server
+bound to loopback with no keys is open; once a key exists, or with `--require-auth`, every
+`/api/v1` request needs one. Every error is `{"error": {"code", "message", "details"}}`.
+"""
+
+TAGS = [
+    {"name": "memories", "description": "Store, read, change and delete memories"},
+    {"name": "recall", "description": "Find memories by meaning and keywords"},
+    {"name": "links", "description": "Typed links between memories"},
+    {"name": "admin", "description": "Statistics and namespaces"},
+    {"name": "agents", "description": "Registered agent identities (admin)"},
+    {"name": "keys", "description": "API keys (admin)"},
+    {"name": "health", "description": "Liveness, readiness, metrics"},
+]
+
+
+def create_app(service: Service, settings: Settings, *, open_metrics: bool = True, owns_service: bool = False) -> FastAPI:
+    """The FastAPI app serving ``service``.
+
+    ``open_metrics`` leaves /metrics without auth (right on loopback); ``owns_service``
+    closes the store when the app shuts down (for app factories that built it).
+    """
+    from memmesh import __version__
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_service:
+            service.store.close()
+
+    app = FastAPI(title="memmesh", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
+    metrics = Metrics()
+    app.state.memmesh = ServerContext(
+        service=service,
+        settings=settings,
+        metrics=metrics,
+        limiter=RateLimiter(settings.limits.rate_limit_per_minute),
+        require_auth=settings.auth.require_auth,
+        open_metrics=open_metrics,
+    )
+    handlers.install(app)
+    for module in (memories, recall, links, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes)
+    return app

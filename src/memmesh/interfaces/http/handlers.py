@@ -1,0 +1,80 @@
+"""The one place HTTP turns errors into responses, all in the SPEC body
+``{"error": {"code", "message", "details"}}``.
+
+MemmeshError subclasses carry their own status; request validation becomes 422 (400 for a
+body that is not JSON at all); unknown routes and methods keep their 404/405 (and the
+``Allow`` header). Anything else is a bug: it is logged and answered with a 500 in the
+same shape, then re-raised by Starlette so tests see it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from memmesh.errors import MemmeshError
+from memmesh.limits import retry_after_header
+
+log = logging.getLogger("memmesh.http")
+
+_HTTP_CODES = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_input", 429: "rate_limited"}
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MemmeshError)
+    headers = {}
+    retry_after = exc.details.get("retry_after")
+    if isinstance(retry_after, int | float) and exc.http_status in (429, 503):
+        headers["Retry-After"] = retry_after_header(retry_after)
+    if exc.http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="memmesh"'
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "malformed")
+        return error_response(400, "invalid_input", f"request body is not valid JSON: {reason}")
+    listed = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field"
+        listed.append({"loc": loc, "message": message, "type": err.get("type")})
+    summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
+    return error_response(422, "invalid_input", summary or "invalid request", {"errors": listed})
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    message = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on {request.url.path}"}.get(
+        exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error (logged with this request's X-Request-ID)")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(MemmeshError, memmesh_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,45 @@
+"""Prometheus metrics of one HTTP app, kept in the app's own registry.
+
+A registry per app (not prometheus-client's global one) lets several apps live in one
+process, as they do in tests, without "duplicated timeseries" errors. Routes are labelled
+by their template (``/api/v1/memories/{memory_id}``), never the raw path, so ids cannot
+blow up the number of series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from memmesh.model import Stats
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Request counts and latencies per route and status, recall latency, store size."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "memmesh_http_requests", "HTTP requests handled", ("method", "route", "status"), registry=self.registry)
+        self.latency = Histogram(
+            "memmesh_http_request_duration_seconds", "HTTP request latency", ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.recall_latency = Histogram(
+            "memmesh_recall_duration_seconds", "Time spent ranking a recall or search", ("mode",),
+            buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.memories = Gauge("memmesh_store_memories", "Live memories in the store", registry=self.registry)
+        self.db_size = Gauge("memmesh_store_size_bytes", "Store size on disk", registry=self.registry)
+        self.links = Gauge("memmesh_store_links", "Links in the store", registry=self.registry)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = (method, route, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def render(self, stats: Stats) -> bytes:
+        """The text exposition format, with the store gauges set from fresh stats."""
+        self.memories.set(stats.total)
+        self.db_size.set(stats.db_size_bytes)
+        self.links.set(stats.links_count)
+        return generate_latest(self.registry)

@@ -1,0 +1,84 @@
+"""Running the HTTP app under uvicorn: bind checks, logging, workers, graceful shutdown.
+
+``memmesh serve`` calls :func:`serve` with resolved Settings. With one worker the app is
+built here and handed to uvicorn; with several, uvicorn spawns processes that each call
+:func:`app_factory`, which reads the same settings back from ``MEMMESH_*`` variables that
+:func:`serve` exported (the CLI flags included), so every worker serves the same config.
+
+SIGTERM/SIGINT are uvicorn's: stop accepting, let in-flight requests finish (up to
+``GRACEFUL_SHUTDOWN_S``), then close; the store is closed last, so a write that got its
+201 has committed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+
+from memmesh.compose import build
+from memmesh.config import SECTIONS, Settings, load_settings
+from memmesh.errors import ConfigError
+from memmesh.interfaces.http import logs
+from memmesh.interfaces.http.app import create_app
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, keys_exist: bool, insecure: bool) -> None:
+    """Refuse to serve an unauthenticated store to the network (SPEC §6)."""
+    if not is_loopback(host) and not keys_exist and not insecure:
+        raise ConfigError(
+            f"refusing to listen on {host} with no API keys: anyone who can reach it could read and write every memory. "
+            "Create a key with `memmesh keys create --agent NAME --role writer`, bind to 127.0.0.1, or pass --insecure"
+        )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``MEMMESH_*`` variables that reproduce ``settings`` in a worker process."""
+    env = {"MEMMESH_DATA_DIR": str(settings.data_dir)}
+    for section in SECTIONS:
+        for key, value in getattr(settings, section).model_dump(mode="json").items():
+            if value is not None:
+                env[f"MEMMESH_{section.upper()}_{key.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT with the [server] and [auth] settings."""
+    import uvicorn
+
+    server = settings.server
+    logs.configure(server.log_json)
+    service = build(settings)
+    try:
+        check_bind(server.host, service.auth_enabled(), settings.auth.insecure)
+        common: dict[str, Any] = {"host": server.host, "port": server.port, "log_config": None, "access_log": False,
+                                  "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S, "server_header": False}
+        if server.workers > 1:
+            (os.environ if environ is None else environ).update(settings_env(settings))
+            uvicorn.run("memmesh.interfaces.http.server:app_factory", factory=True, workers=server.workers, **common)
+        else:
+            uvicorn.run(create_app(service, settings, open_metrics=is_loopback(server.host)), **common)
+    finally:
+        service.store.close()
+
+
+def app_factory() -> FastAPI:
+    """One worker's app, from the settings :func:`serve` exported to the environment."""
+    settings = load_settings()
+    logs.configure(settings.server.log_json)
+    return create_app(build(settings), settings, open_metrics=is_loopback(settings.server.host), owns_service=True)
