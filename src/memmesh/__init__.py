@@ -3,6 +3,8 @@
 The public surface is what ``__all__`` lists; every other module may change.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from memmesh.errors import (
     AuthError,
     ConfigError,
@@ -21,11 +23,16 @@ from memmesh.errors import (
 )
 from memmesh.memory import AsyncMemory, Memory
 
+if TYPE_CHECKING:
+    from memmesh.interfaces.client import AsyncClient, Client
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "AsyncMemory",
     "AuthError",
+    "Client",
     "ConfigError",
     "ConflictError",
     "ContentTooLargeError",
@@ -41,3 +48,12 @@ __all__ = [
     "StorageError",
     "UnavailableError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Client``/``AsyncClient`` load httpx on first use, so ``import memmesh`` stays fast."""
+    if name in ("Client", "AsyncClient"):
+        from memmesh.interfaces import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'memmesh' has no attribute {name!r}")

@@ -78,6 +78,7 @@ class RequestMiddleware:
                     await self._too_large(send_with_id)
                     return
                 receive = _replay(body, receive)
+                scope["headers"] = _as_json(scope["headers"])
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
@@ -120,6 +121,15 @@ class RequestMiddleware:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _as_json(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Bodies are always JSON: a missing or form content type (``curl -d`` sends one) is read
+    as JSON too, so a malformed body gets a clear 400 rather than a confusing type error."""
+    for name, value in headers:
+        if name == b"content-type" and b"json" in value.lower():
+            return headers
+    return [(n, v) for n, v in headers if n != b"content-type"] + [(b"content-type", b"application/json")]
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

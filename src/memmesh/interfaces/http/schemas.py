@@ -63,16 +63,13 @@ class RecallRequest(Body):
     mode: Literal["hybrid", "keyword", "vector"] | None = None
     explain: bool = Field(False, description="include the parts of each score")
     budget_tokens: int | None = Field(None, ge=1, description="fill the answer up to this many tokens")
+    touch: bool = Field(True, description="count as an access (false: inspect only)")
 
 
 class BatchRequest(Body):
     """Several memories stored in one transaction: all or nothing."""
 
     items: list[NewMemory] = Field(min_length=1, max_length=1000)
-
-
-class BatchResult(BaseModel):
-    items: list[Any]
 
 
 class LinkRequest(Body):

@@ -23,7 +23,7 @@ def recall(body: RecallRequest, request: Request, service: Svc, who: Caller) -> 
     started = time.perf_counter()
     chosen = body.filters.model_dump(exclude_none=True) if body.filters else {}
     result = service.recall(body.query, top_k=body.top_k, mode=body.mode, explain=body.explain,
-                            budget_tokens=body.budget_tokens, principal=who, **chosen)
+                            budget_tokens=body.budget_tokens, touch=body.touch, principal=who, **chosen)
     server(request).metrics.recall_latency.labels(result.mode).observe(time.perf_counter() - started)
     return json_response(result)
 

@@ -1,0 +1,393 @@
+"""``Client`` and ``AsyncClient``: the Memory API over HTTP, for other processes and machines.
+
+Both have :class:`memmesh.Memory`'s methods with the same signatures and return the same
+pydantic models; server errors come back as the same :class:`MemmeshError` subclasses
+(mapped from the error body's ``code``). Each method is described once, as a request plus
+a parser (:class:`_Calls`, no I/O); the two clients only differ in how they send it.
+
+Retries: a 429 or 503 answer, or a connection that could not be made, is retried up to
+``retries`` times, waiting as long as ``Retry-After`` says (capped by ``max_retry_wait``)
+or a short exponential backoff. That is safe for writes because :meth:`add` and
+:meth:`add_many` send a client-generated id, and the server treats a repeated id with the
+same content as the same memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
+
+from memmesh.clock import new_id
+from memmesh.errors import (
+    AuthError,
+    ConflictError,
+    ContentTooLargeError,
+    ForbiddenError,
+    InvalidInputError,
+    MemmeshError,
+    NotFoundError,
+    RateLimitedError,
+    StorageError,
+    UnavailableError,
+    all_error_types,
+)
+from memmesh.model import HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
+from memmesh.model import Memory as MemoryRecord
+
+T = TypeVar("T")
+
+FILTER_KEYS = frozenset({"namespace", "tags", "tier", "kind", "agent_id", "since", "until", "as_of"})
+RETRY_STATUSES = frozenset({429, 503})
+_BY_STATUS: dict[int, type[MemmeshError]] = {
+    400: InvalidInputError, 401: AuthError, 403: ForbiddenError, 404: NotFoundError, 405: InvalidInputError,
+    409: ConflictError, 413: ContentTooLargeError, 415: InvalidInputError, 422: InvalidInputError, 429: RateLimitedError,
+    503: UnavailableError,
+}
+
+
+def error_types_by_code() -> dict[str, type[MemmeshError]]:
+    """Error ``code`` → class, for every class in the tree (the root maps ``error``)."""
+    return {cls.code: cls for cls in reversed(all_error_types())}
+
+
+_BY_CODE = error_types_by_code()
+
+
+def error_from_response(response: httpx.Response) -> MemmeshError:
+    """The MemmeshError a server's error response stands for (by code, else by status)."""
+    message, code, details = f"HTTP {response.status_code} from {response.request.url}", None, {}
+    try:
+        body = response.json()
+        error = body["error"]
+        message, code, details = str(error["message"]), error.get("code"), dict(error.get("details") or {})
+    except (ValueError, KeyError, TypeError):
+        pass
+    fallback = _BY_STATUS.get(response.status_code, StorageError if response.status_code >= 500 else MemmeshError)
+    cls = _BY_CODE.get(code or "", fallback)
+    try:
+        return cls(message, details=details)
+    except TypeError:
+        return fallback(message, details=details)
+
+
+def retry_delay(response: httpx.Response | None, attempt: int, cap: float) -> float:
+    """Seconds to wait before retry ``attempt`` (1-based): Retry-After when given, else backoff."""
+    if response is not None:
+        header = response.headers.get("retry-after")
+        if header is not None:
+            try:
+                return min(max(float(header), 0.0), cap)
+            except ValueError:
+                pass
+    return min(0.1 * 2 ** (attempt - 1) * (1 + random.random()), cap)
+
+
+def _json(value: dict[str, Any]) -> Any:
+    """A JSON body; top-level None means "not given" (the server's default), as in Memory."""
+    return to_jsonable_python({k: v for k, v in value.items() if v is not None})
+
+
+def _query(options: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Query parameters; lists repeat the name, datetimes go as RFC 3339, None is left out."""
+    params: list[tuple[str, str]] = []
+    for name, value in options.items():
+        if value is None:
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            plain = to_jsonable_python(item)
+            params.append((name, str(plain).lower() if isinstance(plain, bool) else str(plain)))
+    return params
+
+
+def _parser(kind: Any) -> Callable[[Any], Any]:
+    adapter = TypeAdapter(kind)
+    return adapter.validate_python
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    """One HTTP request of the API and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: list[tuple[str, str]] | None = None
+    body: Any = None
+
+
+_MEMORY = _parser(MemoryRecord)
+_MEMORIES = _parser(list[MemoryRecord])
+
+
+class _Calls:
+    """The Memory API as HTTP calls (paths, bodies, parsers); shared by both clients."""
+
+    @staticmethod
+    def add(content: str, fields: Mapping[str, Any]) -> _Call[MemoryRecord]:
+        body = {"content": content, **fields}
+        body["id"] = body.get("id") or new_id()
+        return _Call("POST", "/api/v1/memories", _MEMORY, body=_json(body))
+
+    @staticmethod
+    def add_many(items: Iterable[Mapping[str, Any] | str]) -> _Call[list[MemoryRecord]]:
+        prepared = []
+        for item in items:
+            entry = {"content": item} if isinstance(item, str) else dict(item)
+            entry["id"] = entry.get("id") or new_id()
+            prepared.append(_json(entry))
+        return _Call("POST", "/api/v1/memories/batch", _MEMORIES, body=_json({"items": prepared}))
+
+    @staticmethod
+    def recall(query: str, options: Mapping[str, Any]) -> _Call[RecallResult]:
+        body: dict[str, Any] = {"query": query}
+        filters = {k: v for k, v in options.items() if k in FILTER_KEYS and v is not None}
+        if filters:
+            body["filters"] = filters
+        body.update({k: v for k, v in options.items() if k not in FILTER_KEYS})
+        return _Call("POST", "/api/v1/recall", RecallResult.model_validate, body=_json(body))
+
+    @staticmethod
+    def get(memory_id: str) -> _Call[MemoryRecord]:
+        return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}", _MEMORY)
+
+    @staticmethod
+    def list(limit: int, cursor: str | None, filters: Mapping[str, Any]) -> _Call[Page]:
+        return _Call("GET", "/api/v1/memories", Page.model_validate, params=_query({"limit": limit, "cursor": cursor, **filters}))
+
+    @staticmethod
+    def update(memory_id: str, changes: Mapping[str, Any]) -> _Call[MemoryRecord]:
+        return _Call("PATCH", f"/api/v1/memories/{_segment(memory_id)}", _MEMORY, body=_json(dict(changes)))
+
+    @staticmethod
+    def delete(memory_id: str) -> _Call[Tombstone]:
+        return _Call("DELETE", f"/api/v1/memories/{_segment(memory_id)}", Tombstone.model_validate)
+
+    @staticmethod
+    def delete_all(filters: Mapping[str, Any]) -> _Call[int]:
+        return _Call("DELETE", "/api/v1/memories", lambda data: int(data["deleted"]), params=_query(filters))
+
+    @staticmethod
+    def history(memory_id: str) -> _Call[list[HistoryEntry]]:
+        return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}/history", _parser(list[HistoryEntry]))
+
+    @staticmethod
+    def link(source_id: str, target_id: str, relation: str, options: Mapping[str, Any]) -> _Call[Link]:
+        body = {"source_id": source_id, "target_id": target_id, "relation": relation, **options}
+        return _Call("POST", "/api/v1/links", Link.model_validate, body=_json(body))
+
+    @staticmethod
+    def links(memory_id: str) -> _Call[list[Link]]:
+        return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}/links", _parser(list[Link]))
+
+    @staticmethod
+    def stats() -> _Call[Stats]:
+        return _Call("GET", "/api/v1/stats", Stats.model_validate)
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: an empty or slash-bearing id must not reach another route."""
+    if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
+        raise NotFoundError(f"no memory with id {value!r}")
+    return value
+
+
+class _Base:
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = max(0, retries)
+        self.max_retry_wait = max_retry_wait
+        self._headers = {"Accept": "application/json", "User-Agent": "memmesh-client"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = timeout
+
+    def _outcome(self, call: _Call[T], response: httpx.Response, attempt: int) -> tuple[bool, T | None]:
+        """(retry?, value): retry on 429/503 while attempts remain, raise on other errors."""
+        if response.status_code in RETRY_STATUSES and attempt <= self.retries:
+            return True, None
+        if response.is_error:
+            raise error_from_response(response)
+        return False, call.parse(response.json() if response.content else None)
+
+    def _unreachable(self, exc: httpx.HTTPError) -> MemmeshError:
+        if isinstance(exc, httpx.TimeoutException):
+            return UnavailableError(f"memmesh server at {self.base_url} did not answer in {self._timeout} s: {exc}")
+        return UnavailableError(f"cannot reach the memmesh server at {self.base_url}: {exc}")
+
+
+class Client(_Base):
+    """A memmesh server, used like :class:`memmesh.Memory`.
+
+    >>> with Client("http://127.0.0.1:9077", api_key="mm_…") as m:      # doctest: +SKIP
+    ...     m.add("Alice prefers tea", namespace="people/alice")
+    ...     m.search("what does alice drink?")[0].memory.content
+    """
+
+    def __init__(self, base_url: str = "http://127.0.0.1:9077", api_key: str | None = None, *, timeout: float = 30.0,
+                 retries: int = 3, max_retry_wait: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
+        self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
+
+    def _run(self, call: _Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = self._http.request(call.method, call.path, params=call.params, json=call.body)
+            except httpx.ConnectError as exc:
+                if attempt > self.retries:
+                    raise self._unreachable(exc) from exc
+                time.sleep(retry_delay(None, attempt, self.max_retry_wait))
+                continue
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from exc
+            retry, value = self._outcome(call, response, attempt)
+            if not retry:
+                return value  # type: ignore[return-value]
+            time.sleep(retry_delay(response, attempt, self.max_retry_wait))
+
+    def add(self, content: str, **fields: Any) -> MemoryRecord:
+        """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
+        return self._run(_Calls.add(content, fields))
+
+    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+        """Store many memories in one transaction (strings or dicts with ``content``)."""
+        return self._run(_Calls.add_many(items))
+
+    def search(self, query: str, **options: Any) -> list[Hit]:
+        """Ranked hits for a query (hybrid recall by default); see :meth:`recall` for options."""
+        return self._run(_Calls.recall(query, options)).hits
+
+    def recall(self, query: str, **options: Any) -> RecallResult:
+        """Hits plus the mode used, what a token budget dropped, and notices."""
+        return self._run(_Calls.recall(query, options))
+
+    def get(self, memory_id: str) -> MemoryRecord:
+        return self._run(_Calls.get(memory_id))
+
+    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+        """Memories newest first (one page; use :meth:`list` for the cursor)."""
+        return self._run(_Calls.list(limit, cursor, filters)).items
+
+    def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
+        return self._run(_Calls.list(limit, cursor, filters))
+
+    def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
+        return self._run(_Calls.update(memory_id, changes))
+
+    def delete(self, memory_id: str) -> Tombstone:
+        return self._run(_Calls.delete(memory_id))
+
+    def delete_all(self, **filters: Any) -> int:
+        return self._run(_Calls.delete_all(filters))
+
+    def history(self, memory_id: str) -> list[HistoryEntry]:
+        return self._run(_Calls.history(memory_id))
+
+    def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
+        return self._run(_Calls.link(source_id, target_id, relation, options))
+
+    def links(self, memory_id: str) -> list[Link]:
+        return self._run(_Calls.links(memory_id))
+
+    def stats(self) -> Stats:
+        return self._run(_Calls.stats())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Base):
+    """:class:`Client` for asyncio code: the same methods, each a coroutine."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:9077", api_key: str | None = None, *, timeout: float = 30.0,
+                 retries: int = 3, max_retry_wait: float = 30.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
+
+    async def _run(self, call: _Call[T]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(call.method, call.path, params=call.params, json=call.body)
+            except httpx.ConnectError as exc:
+                if attempt > self.retries:
+                    raise self._unreachable(exc) from exc
+                await asyncio.sleep(retry_delay(None, attempt, self.max_retry_wait))
+                continue
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from exc
+            retry, value = self._outcome(call, response, attempt)
+            if not retry:
+                return value  # type: ignore[return-value]
+            await asyncio.sleep(retry_delay(response, attempt, self.max_retry_wait))
+
+    async def add(self, content: str, **fields: Any) -> MemoryRecord:
+        """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
+        return await self._run(_Calls.add(content, fields))
+
+    async def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+        return await self._run(_Calls.add_many(items))
+
+    async def search(self, query: str, **options: Any) -> list[Hit]:
+        return (await self._run(_Calls.recall(query, options))).hits
+
+    async def recall(self, query: str, **options: Any) -> RecallResult:
+        return await self._run(_Calls.recall(query, options))
+
+    async def get(self, memory_id: str) -> MemoryRecord:
+        return await self._run(_Calls.get(memory_id))
+
+    async def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+        return (await self._run(_Calls.list(limit, cursor, filters))).items
+
+    async def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
+        return await self._run(_Calls.list(limit, cursor, filters))
+
+    async def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
+        return await self._run(_Calls.update(memory_id, changes))
+
+    async def delete(self, memory_id: str) -> Tombstone:
+        return await self._run(_Calls.delete(memory_id))
+
+    async def delete_all(self, **filters: Any) -> int:
+        return await self._run(_Calls.delete_all(filters))
+
+    async def history(self, memory_id: str) -> list[HistoryEntry]:
+        return await self._run(_Calls.history(memory_id))
+
+    async def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
+        return await self._run(_Calls.link(source_id, target_id, relation, options))
+
+    async def links(self, memory_id: str) -> list[Link]:
+        return await self._run(_Calls.links(memory_id))
+
+    async def stats(self) -> Stats:
+        return await self._run(_Calls.stats())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+__all__ = ["AsyncClient", "Client", "error_from_response"]
