@@ -108,8 +108,13 @@ def row_to_memory(row: sqlite3.Row | tuple) -> Memory:
     })
 
 
-def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
-    """WHERE clauses and parameters for a Filter over the memories table."""
+def filter_sql(flt: Filter, alias: str = "m", namespace_index: bool = True) -> tuple[str, list[Any]]:
+    """WHERE clauses and parameters for a Filter over the memories table.
+
+    ``namespace_index=False`` writes the namespace test as ``+namespace`` so SQLite will not
+    drive the query from the namespace index (better when the subtree is large and rows are
+    wanted in time order).
+    """
     clauses: list[str] = []
     params: list[Any] = []
     if not flt.include_expired:
@@ -118,7 +123,8 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
     for roots in ([flt.namespace] if flt.namespace else None, flt.scopes):
         if roots is not None:
             # Each root itself or anything below it; '0' is the character after '/'.
-            subtree = f"({alias}.namespace = ? OR ({alias}.namespace > ? AND {alias}.namespace < ?))"
+            col = f"{alias}.namespace" if namespace_index else f"+{alias}.namespace"
+            subtree = f"({col} = ? OR ({col} > ? AND {col} < ?))"
             clauses.append("(" + (" OR ".join([subtree] * len(roots)) or "0") + ")")
             for root in roots:
                 params += [root, root + "/", root + "0"]
@@ -339,7 +345,7 @@ class SQLiteStore:
         return [by_id[i] for i in ids if i in by_id]
 
     def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> list[Memory]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, namespace_index=not self._large_subtree(flt.namespace))
         if after is not None:
             where += " AND (m.created_at < ? OR (m.created_at = ? AND m.id < ?))"
             params += [after[0], after[0], after[1]]
@@ -347,6 +353,17 @@ class SQLiteStore:
         with self._reading() as conn:
             rows = conn.execute(sql, [*params, limit]).fetchall()
         return [row_to_memory(row) for row in rows]
+
+    def _large_subtree(self, namespace: str | None, threshold: int = 200) -> bool:
+        """Whether a namespace subtree holds more than ``threshold`` rows (counted on the index)."""
+        if not namespace:
+            return False
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM memories WHERE namespace = ? OR (namespace > ? AND namespace < ?) LIMIT ?)",
+                (namespace, namespace + "/", namespace + "0", threshold + 1),
+            ).fetchone()
+        return row[0] > threshold
 
     def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]:
         if not terms:
