@@ -369,14 +369,23 @@ class SQLiteStore:
         if not terms:
             return []
         where, params = filter_sql(flt)
-        sql = (
-            f"SELECT {_prefixed('m')}, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank "
-            f"FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+        # Rank on (rowid, score) pairs only, then fetch the winners: sorting whole rows of
+        # every match is what made a naive join ten times slower at 100k memories.
+        ranked_sql = (
+            "SELECT m.rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank "
+            "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
             f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?"
         )
         with self._reading() as conn:
-            rows = conn.execute(sql, [fts_expression(terms), *params, limit]).fetchall()
-        return [(row_to_memory(row), -float(row[21])) for row in rows]
+            ranked = conn.execute(ranked_sql, [fts_expression(terms), *params, limit]).fetchall()
+            if not ranked:
+                return []
+            rows = conn.execute(
+                f"SELECT {MEMORY_COLUMNS}, rowid FROM memories WHERE rowid IN (SELECT value FROM json_each(?))",
+                (json.dumps([r[0] for r in ranked]),),
+            ).fetchall()
+        by_rowid = {row[21]: row_to_memory(row) for row in rows}
+        return [(by_rowid[rowid], -float(rank)) for rowid, rank in ranked if rowid in by_rowid]
 
     def matching_ids(self, flt: Filter) -> set[str]:
         where, params = filter_sql(flt)
