@@ -1,0 +1,33 @@
+"""``memmesh mcp``: the MCP server on stdio, for Claude Desktop, Claude Code, Cursor and others."""
+
+from __future__ import annotations
+
+import typer
+
+from memmesh.interfaces.cli.context import app, state
+
+
+@app.command("mcp")
+def mcp(
+    profile: str = typer.Option(
+        None, "--profile",
+        help="Tools to offer: core (default), graph, admin, power, full, or a comma list of families "
+             "(env MEMMESH_MCP_PROFILE, config [mcp] profile).",
+    ),
+    agent_id: str = typer.Option(
+        None, "--agent-id",
+        help="Agent id recorded as the writer of every memory (env MEMMESH_MCP_AGENT_ID, config [mcp] agent_id).",
+    ),
+) -> None:
+    """Serve memory over MCP on stdin/stdout until the client closes the connection."""
+    from memmesh.interfaces.mcp import create_server
+    from memmesh.model import Principal
+
+    state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
+    settings = state.settings()
+    service = state.service()
+    server = create_server(service, settings, Principal(agent_id=settings.mcp.agent_id or None))
+    try:
+        server.run("stdio")
+    finally:
+        service.store.close()

@@ -1,0 +1,78 @@
+"""Which tools exist, in which family, and what each profile turns on (pure data).
+
+Profiles keep a model's context small: ``core`` (the default) is the eight everyday
+tools; ``graph``, ``admin`` and ``power`` add families on top of it; ``full`` is every
+tool. A profile may also be a comma list of profile and family names
+(``core,archive,agents``). ``core`` is always included, so a model can always store,
+recall and ask ``memory_capabilities`` what else exists.
+"""
+
+from __future__ import annotations
+
+from memmesh.errors import ConfigError
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "core": ("memory_store", "memory_recall", "memory_search", "memory_list", "memory_get", "memory_update",
+             "memory_delete", "memory_capabilities"),
+    "graph": ("memory_link", "memory_get_links", "memory_kg_query", "memory_kg_timeline", "memory_kg_invalidate",
+              "memory_find_paths", "memory_get_taxonomy"),
+    "entities": ("memory_entity_register", "memory_entity_get_by_alias"),
+    "lifecycle": ("memory_promote", "memory_forget", "memory_consolidate", "memory_history", "memory_restore", "memory_gc"),
+    "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),
+    "agents": ("memory_agent_register", "memory_agent_list"),
+    "session": ("memory_session_start", "memory_check_duplicate"),
+    "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import"),
+}
+
+FAMILY_DESCRIPTIONS: dict[str, str] = {
+    "core": "store, find, read, change and delete memories",
+    "graph": "typed links between memories; neighbourhoods, timelines and paths as of a time; the namespace tree",
+    "entities": "named memories with aliases ('everything about X')",
+    "lifecycle": "promote to long-term, bulk forget (with dry run), consolidate, history, undelete, garbage collection",
+    "archive": "expired memories moved aside by gc: list, restore, purge, count",
+    "agents": "registered agent identities",
+    "session": "start a session with context; check for duplicates before storing",
+    "ops": "statistics, quotas, health, JSONL export and import",
+}
+
+PROFILES: dict[str, tuple[str, ...]] = {
+    "core": ("core",),
+    "graph": ("core", "graph", "entities"),
+    "admin": ("core", "lifecycle", "archive", "agents", "ops"),
+    "power": ("core", "graph", "entities", "lifecycle", "session", "ops"),
+    "full": tuple(FAMILIES),
+}
+
+DEFAULT_PROFILE = "core"
+
+
+def resolve_profile(spec: str | None) -> list[str]:
+    """The families a profile spec turns on, in catalogue order; a bad name is a ConfigError."""
+    tokens = [t.strip().lower() for t in (spec or DEFAULT_PROFILE).split(",") if t.strip()] or [DEFAULT_PROFILE]
+    chosen = {"core"}
+    for token in tokens:
+        if token in PROFILES:
+            chosen.update(PROFILES[token])
+        elif token in FAMILIES:
+            chosen.add(token)
+        else:
+            raise ConfigError(
+                f"unknown MCP profile or tool family {token!r} (mcp.profile): use one of the profiles "
+                f"{', '.join(PROFILES)} or a comma list of families {', '.join(FAMILIES)}"
+            )
+    return [family for family in FAMILIES if family in chosen]
+
+
+def tools_for(families: list[str]) -> list[str]:
+    """Tool names of the given families, in catalogue order."""
+    return [name for family in families for name in FAMILIES[family]]
+
+
+def family_of(tool: str) -> str:
+    for family, names in FAMILIES.items():
+        if tool in names:
+            return family
+    raise KeyError(tool)
+
+
+ALL_TOOLS: tuple[str, ...] = tuple(tools_for(list(FAMILIES)))

@@ -1,0 +1,238 @@
+"""``create_server``: memmesh as an MCP server (official SDK, ``MCPServer``), stdio or HTTP.
+
+The server registers the tools of the chosen profile (see :mod:`.catalog`), the resources
+``memory://{id}`` and ``memory://namespace/{ns}`` and the ``memory_context`` prompt. Each
+tool is a method of :class:`.tools.MemoryTools` wrapped once by :func:`_guarded`, the one
+place a :class:`MemmeshError` becomes an ``isError`` result.
+
+Over stdio the caller is fixed (the local principal, carrying ``--agent-id``). Over HTTP,
+:class:`McpHttpApp` asks a resolver for the caller of each request (e.g. from its API
+key), answers an auth failure with the SPEC error body, and hands the principal to the
+tools through a context variable set by a server middleware.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from memmesh.config import Settings
+from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
+from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
+from memmesh.interfaces.mcp.render import error_result, memory_view, ok, to_text, truncate
+from memmesh.interfaces.mcp.tools import MemoryTools, current_principal, tool_methods
+from memmesh.model import Principal, describe_validation_error
+from memmesh.service import Service
+
+INSTRUCTIONS = """memmesh is your long-term memory, shared with other agents and sessions.
+At the start of a task call memory_session_start (or memory_recall) to see what is already known;
+store lasting facts, preferences and decisions with memory_store (self-contained text, a namespace
+such as 'user/prefs' or 'team/project'); correct with memory_update, remove with memory_delete.
+memory_capabilities lists every tool family and how to enable more."""
+
+PrincipalResolver = Callable[[Request], "Principal | Awaitable[Principal]"]
+"""Given an HTTP request to /mcp, the caller it stands for; raise a MemmeshError (e.g.
+AuthError) to refuse it."""
+
+NAMESPACE_RESOURCE_LIMIT = 20
+
+
+def create_server(
+    service: Service,
+    settings: Settings | None = None,
+    principal: Principal | None = None,
+    *,
+    profile: str | None = None,
+    allow_paths: bool = True,
+) -> MCPServer:
+    """An MCP server over ``service``.
+
+    ``profile`` defaults to ``settings.mcp.profile`` (else ``core``); ``principal`` is the
+    caller for every request that does not bring its own (stdio); ``allow_paths`` lets
+    export/import read and write files on this machine (off for remote transports).
+    """
+    from memmesh import __version__
+
+    families = resolve_profile(profile if profile is not None else (settings.mcp.profile if settings else None))
+    enabled = set(tools_for(families))
+    tools = MemoryTools(service, principal, allow_paths=allow_paths, enabled=families)
+    server: MCPServer = _MemmeshServer("memmesh", title="memmesh", version=__version__, instructions=INSTRUCTIONS,
+                                  log_level="WARNING", warn_on_duplicate_tools=False)
+    for name, (method, info) in tool_methods(tools).items():
+        if name not in enabled:
+            continue
+        server.add_tool(
+            _guarded(method), name=name, title=info.title, description=inspect.cleandoc(method.__doc__ or ""),
+            annotations=ToolAnnotations(title=info.title, read_only_hint=info.read_only,
+                                        destructive_hint=info.destructive, idempotent_hint=info.idempotent,
+                                        open_world_hint=False),
+            structured_output=False,
+        )
+    _add_resources(server, tools)
+    _add_prompt(server, tools)
+    server.middleware.append(_principal_middleware)
+    return server
+
+
+class _MemmeshServer(MCPServer):
+    """MCPServer whose argument-validation failures read like every other memmesh error."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError):
+                return error_result(InvalidInputError(f"{name}: {describe_validation_error(exc.__cause__)}"))
+            raise
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., CallToolResult]:
+    """The tool as the SDK calls it: the method's signature, its result rendered, and the one
+    translation of memmesh errors into MCP tool errors."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> CallToolResult:
+        try:
+            return ok(method(*args, **kwargs))
+        except MemmeshError as exc:
+            return error_result(exc)
+
+    return call
+
+
+def _add_resources(server: MCPServer, tools: MemoryTools) -> None:
+    service = tools.service
+
+    @server.resource("memory://{id}", name="memory", title="A memory",
+                     description="One memory in full, as JSON.", mime_type="application/json")
+    def read_memory(id: str) -> str:
+        with _resource_errors():
+            return to_text(memory_view(service.get(id, principal=tools.who()), full=True))
+
+    @server.resource("memory://namespace/{+namespace}", name="namespace", title="Recent memories of a namespace",
+                     description=f"The {NAMESPACE_RESOURCE_LIMIT} newest memories in a namespace (and below it), as JSON.",
+                     mime_type="application/json")
+    def read_namespace(namespace: str) -> str:
+        with _resource_errors():
+            page = service.list(limit=NAMESPACE_RESOURCE_LIMIT, namespace=namespace, principal=tools.who())
+            return to_text({"namespace": namespace, "items": [memory_view(m) for m in page.items],
+                            "next_cursor": page.next_cursor})
+
+
+@contextmanager
+def _resource_errors() -> Iterator[None]:
+    """memmesh errors in a resource read become the SDK's resource errors (not-found is -32602)."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise ResourceNotFoundError(f"error: {exc.message}") from exc
+    except MemmeshError as exc:
+        raise ResourceError(f"error: {exc.message}") from exc
+
+
+def _add_prompt(server: MCPServer, tools: MemoryTools) -> None:
+    service = tools.service
+
+    @server.prompt(name="memory_context", title="Load relevant memories",
+                   description="Start a task with what memmesh already knows about it: the most relevant "
+                               "and the newest memories, ready to read.")
+    def memory_context(task: str, namespace: str | None = None) -> str:
+        try:
+            brief = service.survey.session_start(task=task, namespace=namespace, recent=5, relevant=10,
+                                                 principal=tools.who())
+        except MemmeshError as exc:
+            raise ValueError(f"error: {exc.message}") from exc
+        lines = [f"Task: {task}", "", "What memmesh remembers that may matter (most relevant first):"]
+        lines += [f"- [{h.memory.id}] ({h.memory.namespace}) {truncate(h.memory.content, 400)}" for h in brief.relevant]
+        if not brief.relevant:
+            lines.append("- (nothing relevant found)")
+        lines += ["", "Newest memories:"]
+        lines += [f"- [{m.id}] ({m.namespace}) {truncate(m.content, 200)}" for m in brief.recent] or ["- (none)"]
+        lines += ["", "Use memory_get for a memory's full text; store new lasting facts with memory_store."]
+        return "\n".join(lines)
+
+
+async def _principal_middleware(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Hand the HTTP request's caller (set by :class:`McpHttpApp`) to the tools."""
+    request = getattr(ctx, "request", None)
+    principal = getattr(getattr(request, "state", None), "memmesh_principal", None)
+    if principal is None:
+        return await call_next(ctx)
+    token = current_principal.set(principal)
+    try:
+        return await call_next(ctx)
+    finally:
+        current_principal.reset(token)
+
+
+class McpHttpApp:
+    """MCP over streamable HTTP as a plain ASGI app, to be mounted at ``/mcp``.
+
+    ``lifespan()`` must run around the app's lifetime (it owns the MCP session tasks).
+    Each request is first resolved to a Principal; a refused one gets the memmesh error
+    body and status (401, 403, 429 …) without reaching MCP.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings | None,
+        resolve: PrincipalResolver,
+        *,
+        profile: str | None = None,
+        host: str = "127.0.0.1",
+        stateless: bool = False,
+        json_response: bool = False,
+    ) -> None:
+        self.server = create_server(service, settings, None, profile=profile, allow_paths=False)
+        self.resolve = resolve
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        security = None if loopback else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        self.server.streamable_http_app(stateless_http=stateless, json_response=json_response,
+                                        transport_security=security, host=host)
+        self.manager: StreamableHTTPSessionManager = self.server.session_manager
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Run the MCP session manager; enter it in the host app's lifespan."""
+        return self.manager.run()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            try:
+                found = self.resolve(Request(scope, receive))
+                principal = await found if inspect.isawaitable(found) else found
+            except MemmeshError as exc:
+                await _send_error(send, exc)
+                return
+            scope.setdefault("state", {})["memmesh_principal"] = principal
+        await self.manager.handle_request(scope, receive, send)
+
+
+async def _send_error(send: Send, exc: MemmeshError) -> None:
+    body = json.dumps(exc.to_dict()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if exc.http_status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    retry = exc.details.get("retry_after")
+    if retry is not None:
+        headers.append((b"retry-after", str(retry).encode()))
+    await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def http_app(service: Service, settings: Settings | None, resolve: PrincipalResolver, **options: Any) -> McpHttpApp:
+    """The ASGI app for ``/mcp`` (see :class:`McpHttpApp`); mount it and run its ``lifespan()``."""
+    return McpHttpApp(service, settings, resolve, **options)
