@@ -720,9 +720,9 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, memory_id = json.loads(raw)
-        parse_ts(created_at)
-        if not isinstance(memory_id, str):
+        if not isinstance(created_at, str) or not isinstance(memory_id, str):
             raise ValueError
+        parse_ts(created_at)
         return created_at, memory_id
     except (ValueError, TypeError):
         raise InvalidInputError("invalid cursor: pass back the next_cursor value of the previous page unchanged") from None
