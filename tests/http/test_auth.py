@@ -133,6 +133,7 @@ def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["*"]}), 403, "forbidden")
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["other"]}), 403, "forbidden")
     assert http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["team/sub"]}).status_code == 201
-    _error(http.post("/api/v1/keys", json={"agent_id": "bad id!", "role": "reader", "namespaces": ["team"]}), 422, "invalid_input")
+    bad_agent = {"agent_id": "bad id!", "role": "reader", "namespaces": ["team"]}
+    _error(http.post("/api/v1/keys", json=bad_agent), 422, "invalid_input")
     _error(http.post("/api/v1/keys", json={"agent_id": "y", "role": "god", "namespaces": ["team"]}), 422, "invalid_input")
     assert len(server.service.keys()) == 2

@@ -75,7 +75,8 @@ def test_blank_content_and_bad_recall_bodies(server):
 
 
 def test_batch_with_one_bad_item_stores_none(server):
-    response = server.http().post("/api/v1/memories/batch", json={"items": [{"content": "good"}, {"content": "bad", "priority": 0}]})
+    items = [{"content": "good"}, {"content": "bad", "priority": 0}]
+    response = server.http().post("/api/v1/memories/batch", json={"items": items})
     _error(response, 422)
     _nothing_stored(server)
 
@@ -130,7 +131,8 @@ def test_oversize_body_is_413_before_parsing(serve):
 def test_oversize_content_is_413(serve):
     running = serve(limits={"max_content_bytes": 100})
     _error(running.http().post("/api/v1/memories", json={"content": "é" * 60}), 413, "too_large")
-    _error(running.http().post("/api/v1/memories/batch", json={"items": [{"content": "ok"}, {"content": "w" * 101}]}), 413, "too_large")
+    items = [{"content": "ok"}, {"content": "w" * 101}]
+    _error(running.http().post("/api/v1/memories/batch", json={"items": items}), 413, "too_large")
     _nothing_stored(running)
     with pytest.raises(InvalidInputError):
         running.client().add("q" * 101)
