@@ -50,7 +50,7 @@ def test_config_errors_say_what_to_fix(tmp_path: Path, text: str, message: str) 
 
 
 def test_env_values_are_validated_too(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="recall.default_top_k"):
+    with pytest.raises(ConfigError, match=r"recall\.default_top_k"):
         load_settings(None, env={"MEMMESH_RECALL_DEFAULT_TOP_K": "zero", "MEMMESH_CONFIG": str(tmp_path / "none.toml")}) \
             if (tmp_path / "none.toml").write_text("") is not None else None
 

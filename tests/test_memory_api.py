@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.conftest import FakeClock, keyword_settings
 
 from memmesh import AsyncMemory, ConflictError, ContentTooLargeError, InvalidInputError, Memory, NotFoundError
-from tests.conftest import FakeClock, keyword_settings
 
 
 def test_add_get_update_delete_round_trip(mem: Memory) -> None:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import keyword_settings
 
 from memmesh import CorruptDatabaseError, Memory
 from memmesh.store.sqlite import LATEST_SCHEMA, MIGRATIONS, _split_sql
-from tests.conftest import keyword_settings
 
 
 def _open(tmp_path: Path, db: Path) -> Memory:

@@ -31,8 +31,11 @@ class _Section(BaseModel):
 class StorageSettings(_Section):
     url: str | None = Field(None, description="sqlite:///path, sqlite:///:memory: or postgresql://…; default: <data_dir>/memmesh.db")
     busy_timeout_ms: int = Field(15_000, ge=0, description="how long a writer waits for another process's lock")
-    synchronous: Literal["NORMAL", "FULL"] = Field("NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss")
+    synchronous: Literal["NORMAL", "FULL"] = Field(
+        "NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss"
+    )
     pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL: most pooled connections per process")
+    pg_ann_index: bool = Field(False, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
     node_id: str | None = Field(None, description="this node's id in version vectors; default: generated once per database")
     ttl_short_seconds: int = Field(6 * 3600, ge=1, description="default TTL of short-tier memories")
     ttl_mid_seconds: int = Field(7 * 86400, ge=1, description="default TTL of mid-tier memories")
@@ -41,7 +44,9 @@ class StorageSettings(_Section):
 
 
 class EmbeddingSettings(_Section):
-    provider: Literal["minilm", "openai", "none"] = Field("minilm", description="minilm (offline, default), openai (any /v1/embeddings server) or none (keyword only)")
+    provider: Literal["minilm", "openai", "none"] = Field(
+        "minilm", description="minilm (offline, default), openai (any /v1/embeddings server) or none (keyword only)"
+    )
     model: str | None = Field(None, description="model name for the openai provider")
     url: str | None = Field(None, description="base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:11434")
     api_key_env: str | None = Field(None, description="name of the env variable holding the API key")
@@ -124,7 +129,11 @@ class Settings(BaseModel):
         return None
 
 
-SECTIONS = tuple(name for name, field in Settings.model_fields.items() if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section))
+SECTIONS = tuple(
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section)
+)
 
 
 def default_config_path() -> Path:

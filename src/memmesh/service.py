@@ -299,7 +299,9 @@ class Service:
             self._charge_quota(tx, [fresh.namespace], self.clock())
             return self._apply_update(tx, fresh, patch, who, self.clock(), vector)
 
-    def _apply_update(self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
+    def _apply_update(
+        self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None
+    ) -> Memory:
         changes = patch.model_dump(exclude_none=True)
         if "tier" in changes and "expires_at" not in changes:
             ttl = self.policy.ttl(patch.tier)  # type: ignore[arg-type]
@@ -311,7 +313,9 @@ class Service:
         if updated.content_hash != current.content_hash:
             clash = tx.find_by_hash(updated.namespace, updated.content_hash)
             if clash is not None and clash.id != current.id:
-                raise ConflictError(f"memory {clash.id} in {updated.namespace!r} already has this content", details={"existing_id": clash.id})
+                raise ConflictError(
+                    f"memory {clash.id} in {updated.namespace!r} already has this content", details={"existing_id": clash.id}
+                )
         old = {k: v for k, v in _snapshot(current).items() if k in changes}
         new = {k: v for k, v in _snapshot(updated).items() if k in changes}
         if old == new:
