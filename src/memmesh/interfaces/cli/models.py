@@ -24,16 +24,16 @@ app = typer.Typer(
 
 CacheDirOption = Annotated[
     Path | None,
-    typer.Option("--cache-dir", help="Where the built ONNX graph is cached (default: the user cache dir)."),
+    typer.Option("--cache-dir", help="Where the built ONNX graph is cached (default: <data dir>/cache)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
 
 def default_cache_dir() -> Path:
-    """The per-user cache directory, e.g. ~/.cache/memmesh on Linux."""
-    import platformdirs
+    """The cache dir of the resolved settings (``<data dir>/cache``), where recall looks for the graph."""
+    from memmesh.interfaces.cli.context import state
 
-    return Path(platformdirs.user_cache_dir("memmesh"))
+    return state.settings().cache_dir
 
 
 def _fail(exc: MemmeshError) -> NoReturn:
