@@ -52,6 +52,7 @@ def build_store(settings: Settings) -> Store:
         busy_timeout_ms=settings.storage.busy_timeout_ms,
         synchronous=settings.storage.synchronous,
         pool_size=settings.storage.pool_size,
+        ann_index=settings.storage.pg_ann_index,
     )
 
 

@@ -140,7 +140,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", pool_size: int = 10) -> Store:
+def open_store(
+    url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", pool_size: int = 10, ann_index: bool = False
+) -> Store:
     """Open (creating and migrating if needed) the store a URL names."""
     if url.startswith("sqlite://"):
         from memmesh.store.sqlite import SQLiteStore
@@ -154,7 +156,7 @@ def open_store(url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "N
                 f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): "
                 "pip install 'memmesh[postgres]'"
             ) from None
-        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size)
+        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index)
     raise InvalidInputError(
         f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
     )

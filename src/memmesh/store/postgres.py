@@ -135,7 +135,8 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
         clauses.append(f"{alias}.created_at < %s")
         params.append(flt.until)
     if flt.as_of is not None:
-        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= %s) AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
+        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= %s) "
+                       f"AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
         params += [flt.as_of, flt.as_of]
     if flt.ids is not None:
         clauses.append(f"{alias}.id = ANY(%s::text[])")
@@ -151,8 +152,17 @@ def tsquery_sql(terms: Sequence[str]) -> str:
 class PostgresStore(AccessReads):
     """A memmesh database in PostgreSQL (with the pgvector extension)."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, pool_size: int = 10, connect_timeout_s: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 15_000,
+        pool_size: int = 10,
+        connect_timeout_s: int = 10,
+        ann_index: bool = False,
+    ) -> None:
         self.url = redact_url(url)
+        self.ann_index = ann_index
         self.where = describe_server(url)
         self.busy_timeout_ms = busy_timeout_ms
         params = conninfo_to_dict(url)
@@ -268,7 +278,7 @@ class PostgresStore(AccessReads):
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute(f"SET LOCAL lock_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-                tx = PostgresWriteTx(conn, self._hnsw_dims)
+                tx = PostgresWriteTx(conn, self._hnsw_dims if self.ann_index else None)
                 self._local.tx = tx
                 try:
                     yield tx
@@ -290,7 +300,7 @@ class PostgresStore(AccessReads):
                     f"supports ({LATEST_SCHEMA}); upgrade memmesh"
                 )
             self._ensure_vector_extension(conn)
-            for number, name, sql in MIGRATIONS:
+            for number, _name, sql in MIGRATIONS:
                 if number > current:
                     try:
                         with conn.transaction():
@@ -452,8 +462,9 @@ class PostgresStore(AccessReads):
 
     def vector_search(self, model: str, query: np.ndarray, k: int, flt: Filter) -> list[tuple[str, float]]:
         """The ``k`` memories passing ``flt`` nearest to ``query`` (cosine), searched in the
-        database with the HNSW index; ``hnsw.iterative_scan`` keeps scanning until enough
-        rows pass the filter, so selective filters still fill ``k``."""
+        database: with ``storage.pg_ann_index`` through the HNSW index of that dimension, where
+        ``hnsw.iterative_scan`` keeps scanning until enough rows pass the filter (so selective
+        filters still fill ``k``); without it, an exact scan."""
         vec = np.ascontiguousarray(query, dtype=np.float32)
         dim = int(vec.shape[0])
         where, params = filter_sql(flt)
@@ -470,7 +481,8 @@ class PostgresStore(AccessReads):
         live = "(expires_at IS NULL OR expires_at > %s)"
         with self._reading() as conn:
             total = conn.execute(f"SELECT count(*) FROM memories WHERE {live}", (now,)).fetchone()[0]  # type: ignore[index]
-            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier", (now,)).fetchall()
+            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier",
+                                 (now,)).fetchall()
             spaces = conn.execute(
                 f"SELECT namespace, count(*) FROM memories WHERE {live} GROUP BY namespace ORDER BY count(*) DESC, namespace",
                 (now,),
@@ -533,9 +545,6 @@ class PostgresStore(AccessReads):
                                    "WHERE m.id IS NULL").fetchone()[0]  # type: ignore[index]
             if orphans:
                 problems.append(f"{orphans} vectors belong to no memory")
-            bad_dims = conn.execute("SELECT count(*) FROM vectors WHERE vector_dims(embedding) <> dim").fetchone()[0]  # type: ignore[index]
-            if bad_dims:
-                problems.append(f"{bad_dims} vectors do not have their recorded dimension")
         return "; ".join(problems) or "ok"
 
     def close(self) -> None:
@@ -545,7 +554,7 @@ class PostgresStore(AccessReads):
 class PostgresWriteTx(AccessWrites):
     """The write primitives, valid inside :meth:`PostgresStore.write`."""
 
-    def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int]) -> None:
+    def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int] | None) -> None:
         self.conn = conn
         self._hnsw_dims = hnsw_dims
 
@@ -560,7 +569,8 @@ class PostgresWriteTx(AccessWrites):
         return row_to_memory(row) if row else None
 
     def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
-        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s", (namespace, content_hash))
+        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s",
+                        (namespace, content_hash))
         return row_to_memory(row) if row else None
 
     def find_by_title(self, namespace: str, title: str) -> Memory | None:
@@ -635,8 +645,9 @@ class PostgresWriteTx(AccessWrites):
         self.conn.execute("DELETE FROM vector_removals WHERE memory_id = %s", (memory_id,))
 
     def _ensure_hnsw(self, dim: int) -> None:
-        """One partial HNSW index per dimension, created the first time that size is stored."""
-        if dim in self._hnsw_dims or dim > MAX_HNSW_DIM:
+        """One partial HNSW index per dimension, created the first time that size is stored
+        (only with ``storage.pg_ann_index``: the default recall index lives in process)."""
+        if self._hnsw_dims is None or dim in self._hnsw_dims or dim > MAX_HNSW_DIM:
             return
         self.conn.execute(
             f"CREATE INDEX IF NOT EXISTS vectors_hnsw_{dim} ON vectors "
@@ -695,7 +706,8 @@ def _get_meta(conn: psycopg.Connection, key: str) -> str | None:
 
 
 def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
+    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                 (key, value))
 
 
 def _prefixed(alias: str) -> str:

