@@ -76,7 +76,8 @@ class AccessReads:
                 f"SELECT count(*), min(a.archived_at), max(a.archived_at) FROM archive a WHERE {where}", params
             ).fetchone()  # type: ignore[misc]
             spaces = conn.execute(
-                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
+                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} "
+                "GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
                 params,
             ).fetchall()
         return ArchiveStats(total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],

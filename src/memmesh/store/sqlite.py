@@ -458,6 +458,16 @@ class SQLiteStore:
         with self._reading() as conn:
             return dict(conn.execute("SELECT model, count(*) FROM vectors GROUP BY model").fetchall())
 
+    def get_vectors(self, ids: Sequence[str]) -> list[VectorRow]:
+        if not ids:
+            return []
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT memory_id, model, vector FROM vectors WHERE memory_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            ).fetchall()
+        return [VectorRow(mid, model, np.frombuffer(blob, dtype=np.float32).copy()) for mid, model, blob in rows]
+
     def ids_missing_vectors(self, model: str) -> list[str]:
         with self._reading() as conn:
             rows = conn.execute(
