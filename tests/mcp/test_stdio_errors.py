@@ -1,0 +1,99 @@
+"""Bad input over MCP: a clear tool error, nothing stored half-way, the server keeps answering;
+and two agents writing through two servers at once lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from memmesh import Memory
+from memmesh.config import load_settings
+
+if TYPE_CHECKING:
+    from conftest import McpEnv
+
+BAD_CALLS: list[tuple[str, dict[str, object], str]] = [
+    ("memory_store", {"content": "   "}, "content is empty"),
+    ("memory_store", {"content": "x", "priority": 11}, "priority"),
+    ("memory_store", {"content": "x", "priority": "high"}, "priority"),
+    ("memory_store", {"content": "x", "tier": "forever"}, "tier"),
+    ("memory_store", {"content": "x", "namespace": "bad space/ns"}, "invalid namespace"),
+    ("memory_store", {"content": "x" * 70_000}, "limit is 65536"),
+    ("memory_store", {"content": "x", "valid_from": "yesterday"}, "valid_from"),
+    ("memory_store", {}, "content"),
+    ("memory_get", {"id": "no-such-id"}, "no memory with id no-such-id"),
+    ("memory_update", {"id": "no-such-id", "priority": 3}, "no memory with id"),
+    ("memory_delete", {"id": "no-such-id"}, "no memory with id"),
+    ("memory_recall", {"query": " "}, "query is empty"),
+    ("memory_recall", {"query": "x", "top_k": 0}, "top_k must be between"),
+    ("memory_list", {"cursor": "not-a-cursor"}, "invalid cursor"),
+    ("memory_kg_query", {"id": "no-such-id", "depth": 99}, "depth must be between"),
+    ("memory_forget", {}, "forget needs at least one filter"),
+    ("memory_archive_purge", {}, "archive purge needs"),
+    ("memory_import", {}, "exactly one of jsonl"),
+    ("memory_import", {"jsonl": "{not json"}, "line 1: not JSON"),
+    ("memory_restore", {"id": "no-such-id"}, "no deleted memory"),
+    ("memory_consolidate", {"ids": ["a"], "content": "s"}, "at least two"),
+    ("memory_check_duplicate", {"content": "x", "threshold": 2}, "threshold"),
+    ("memory_entity_register", {"name": "  "}, "empty"),
+    ("memory_agent_register", {"agent_id": "bad id!"}, "agent id must be"),
+]
+
+
+def test_bad_arguments_are_tool_errors_and_the_server_keeps_answering(mcp_env: McpEnv, cli) -> None:
+    async def scenario() -> list[str]:
+        async with mcp_env.client("--profile", "full") as client:
+            messages = []
+            for name, arguments, expected in BAD_CALLS:
+                result = await client.call(name, **arguments)
+                assert result.is_error, f"{name}({arguments}) should fail, got {result.text}"
+                assert result.text.startswith("error: ") and expected in result.text, (name, result.text)
+                assert result.structured["error"]["code"] in {"invalid_input", "not_found", "too_large"}
+                messages.append(result.text)
+            unknown = await client.call("memory_teleport")
+            assert unknown.is_error
+            stored = await client.ok("memory_store", content="still answering", namespace="after/errors")
+            assert (await client.ok("memory_get", id=stored["id"]))["content"] == "still answering"
+            return messages
+
+    messages = asyncio.run(scenario())
+    settings = load_settings(None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}},
+                             env={"MEMMESH_CONFIG": ""})
+    with Memory(f"sqlite:///{mcp_env.db}", settings) as mem:
+        assert [m.content for m in mem.get_all()] == ["still answering"]  # nothing stored half-way
+    # The same message the CLI prints for the same mistake.
+    cli_result = cli("get", "no-such-id")
+    assert cli_result.code == 1
+    assert cli_result.err.strip() in messages
+
+
+def test_unknown_profile_is_a_config_error(cli) -> None:
+    result = cli("mcp", "--profile", "core,telepathy")
+    assert result.code == 1
+    assert result.err.startswith("error: unknown MCP profile or tool family 'telepathy'")
+    assert result.out == ""
+
+
+def test_two_agents_writing_at_once_lose_nothing(mcp_env: McpEnv) -> None:
+    per_agent = 60
+
+    async def agent(name: str) -> list[str]:
+        async with mcp_env.client("--agent-id", name) as client:
+            ids = []
+            for i in range(per_agent):
+                stored = await client.ok("memory_store", content=f"{name} observation number {i}", namespace=f"agents/{name}")
+                ids.append(stored["id"])
+            return ids
+
+    async def both() -> list[list[str]]:
+        return list(await asyncio.gather(agent("left"), agent("right")))
+
+    written = asyncio.run(both())
+    settings = load_settings(None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}},
+                             env={"MEMMESH_CONFIG": ""})
+    with Memory(f"sqlite:///{mcp_env.db}", settings) as mem:
+        stored = mem.get_all(limit=1000, namespace="agents")
+        assert len(stored) == 2 * per_agent
+        assert {m.id for m in stored} == set(written[0]) | set(written[1])
+        assert {m.agent_id for m in stored} == {"left", "right"}
+        assert mem.service.store.integrity_check() == "ok"
