@@ -102,6 +102,8 @@ def normalize_tags(values: list[str] | None) -> list[str]:
         return []
     if isinstance(values, str):
         values = [part for part in values.split(",")]
+    if not isinstance(values, list | tuple):
+        raise InvalidInputError("tags must be a list of strings, e.g. [\"project\", \"urgent\"]")
     seen: dict[str, None] = {}
     for raw in values:
         if not isinstance(raw, str):
