@@ -82,16 +82,22 @@ def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarra
     return (x - mean) / np.sqrt(var + 1e-12) * gamma + beta
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): vectorised, unlike math.erf."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
 
 
 def _reference_vector(w: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
-    """BERT-base style forward pass in float64, one unpadded sentence, then mean + L2."""
-    w = {name: value.astype(np.float64) for name, value in w.items() if value.dtype == np.float32}
+    """BERT forward pass in float64, one unpadded sentence, then mean pooling and L2."""
     n = len(ids)
     x = (
-        w["embeddings.word_embeddings.weight"][ids]
+        w["embeddings.word_embeddings.weight"][ids].astype(np.float64)
         + w["embeddings.position_embeddings.weight"][:n]
         + w["embeddings.token_type_embeddings.weight"][0]
     )
@@ -125,6 +131,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- MiniLM
 
 
+@pytest.mark.slow
 def test_matches_independent_numpy_forward_pass(embedder: minilm.MiniLMEmbedder, package_files: ModelFiles) -> None:
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
@@ -132,7 +139,10 @@ def test_matches_independent_numpy_forward_pass(embedder: minilm.MiniLMEmbedder,
     tokenizer = Tokenizer.from_file(str(package_files.tokenizer))
     tokenizer.enable_truncation(max_length=256)
     tokenizer.no_padding()
-    weights = load_file(str(package_files.weights))
+    weights = {
+        name: value if name == "embeddings.word_embeddings.weight" else value.astype(np.float64)
+        for name, value in load_file(str(package_files.weights)).items()
+    }
     token_ids = [tokenizer.encode(text).ids for text in SAMPLES]
     assert max(len(ids) for ids in token_ids) == 256, "the long sample must hit truncation"
     expected = np.stack([_reference_vector(weights, ids) for ids in token_ids])
@@ -143,6 +153,7 @@ def test_matches_independent_numpy_forward_pass(embedder: minilm.MiniLMEmbedder,
     assert cos.min() >= 0.9999, cos
 
 
+@pytest.mark.slow
 def test_matches_published_upstream_vectors(embedder: minilm.MiniLMEmbedder) -> None:
     # sentence-transformers/all-MiniLM-L6-v2 (PyTorch) output, as published in an
     # embedding service's API example: first three and last components.
@@ -156,6 +167,7 @@ def test_matches_published_upstream_vectors(embedder: minilm.MiniLMEmbedder) -> 
         assert row[-1] == pytest.approx(last, abs=2e-6)
 
 
+@pytest.mark.slow
 def test_output_shape_dtype_and_norm(embedder: minilm.MiniLMEmbedder) -> None:
     vectors = embedder.embed(SAMPLES)
     assert vectors.shape == (len(SAMPLES), 384)
@@ -166,6 +178,7 @@ def test_output_shape_dtype_and_norm(embedder: minilm.MiniLMEmbedder) -> None:
     assert isinstance(embedder, Embedder)
 
 
+@pytest.mark.slow
 def test_batching_and_padding_do_not_change_vectors(embedder: minilm.MiniLMEmbedder) -> None:
     one_by_one = np.stack([embedder.embed([text])[0] for text in SAMPLES])
     shuffled = [SAMPLES[i] for i in (8, 0, 5, 2, 9, 1, 7, 3, 6, 4)]
@@ -174,6 +187,7 @@ def test_batching_and_padding_do_not_change_vectors(embedder: minilm.MiniLMEmbed
         np.testing.assert_allclose(row, one_by_one[index], atol=2e-5)
 
 
+@pytest.mark.slow
 def test_semantically_close_sentences_score_higher(embedder: minilm.MiniLMEmbedder) -> None:
     cat, kitten, stocks, dark_mode, editor_theme = embedder.embed(
         [
@@ -197,7 +211,8 @@ def test_empty_input_does_not_load_anything(tmp_path: Path) -> None:
     assert not (tmp_path / "never-created").exists()
 
 
-def test_bad_input_is_refused(embedder: minilm.MiniLMEmbedder) -> None:
+def test_bad_input_is_refused(tmp_path: Path) -> None:
+    embedder = minilm.MiniLMEmbedder(cache_dir=tmp_path)  # validation happens before any loading
     with pytest.raises(InvalidInputError, match="single string"):
         embedder.embed("just one string")
     with pytest.raises(InvalidInputError, match="item 1"):
@@ -218,6 +233,7 @@ def test_import_and_construction_stay_light(tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.slow
 def test_concurrent_first_calls_load_once(
     embedder: minilm.MiniLMEmbedder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,6 +263,7 @@ def test_concurrent_first_calls_load_once(
         np.testing.assert_allclose(vectors, embedder.embed(SAMPLES[slot : slot + 3]), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_health_reports_ok(embedder: minilm.MiniLMEmbedder) -> None:
     report = embedder.health()
     assert report["ok"] is True
@@ -285,6 +302,7 @@ def test_damaged_weights_are_refused_before_building(tmp_path: Path, package_fil
     assert not minilm.graph_path(tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_cached_graph_is_reused_without_hashing(
     embedder: minilm.MiniLMEmbedder, cache_dir: Path, package_files: ModelFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,6 +321,7 @@ def test_cached_graph_is_reused_without_hashing(
     assert not list(graph.parent.glob(".*.tmp")), "temporary files must not be left behind"
 
 
+@pytest.mark.slow
 def test_stale_stamp_forces_a_verified_rebuild(
     embedder: minilm.MiniLMEmbedder, cache_dir: Path, package_files: ModelFiles, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -322,6 +341,7 @@ def test_stale_stamp_forces_a_verified_rebuild(
         minilm.ensure_graph(package_files, copy)
 
 
+@pytest.mark.slow
 def test_unloadable_cached_graph_is_rebuilt(embedder: minilm.MiniLMEmbedder, cache_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "cache"
     shutil.copytree(cache_dir / "models", copy / "models")
@@ -335,6 +355,7 @@ def test_unloadable_cached_graph_is_rebuilt(embedder: minilm.MiniLMEmbedder, cac
 # --------------------------------------------------------------------------- int8
 
 
+@pytest.mark.slow
 def test_int8_is_close_to_fp32(embedder: minilm.MiniLMEmbedder, cache_dir: Path) -> None:
     quantized = build_embedder("minilm", cache_dir=cache_dir, quantize=True)
     assert quantized is not None
@@ -342,15 +363,16 @@ def test_int8_is_close_to_fp32(embedder: minilm.MiniLMEmbedder, cache_dir: Path)
     int8 = quantized.embed(SAMPLES)
     assert int8.shape == (len(SAMPLES), 384) and int8.dtype == np.float32
     cos = _cosines(int8, embedder.embed(SAMPLES))
-    assert cos.min() >= 0.97 and cos.mean() >= 0.985, cos
+    assert cos.min() >= 0.975 and cos.mean() >= 0.99, cos
     int8_file = minilm.graph_path(cache_dir, quantize=True)
     assert int8_file.is_file()
-    assert int8_file.stat().st_size < 0.75 * minilm.graph_path(cache_dir).stat().st_size
+    assert int8_file.stat().st_size < 0.8 * minilm.graph_path(cache_dir).stat().st_size
 
 
 # --------------------------------------------------------------------------- model package functions and CLI
 
 
+@pytest.mark.slow
 def test_install_model_when_present_only_ensures_the_graph(embedder: minilm.MiniLMEmbedder, cache_dir: Path) -> None:
     messages: list[str] = []
     result = install_model(cache_dir, False, progress=messages.append)
@@ -360,6 +382,7 @@ def test_install_model_when_present_only_ensures_the_graph(embedder: minilm.Mini
     assert any("verify" in message for message in messages)
 
 
+@pytest.mark.slow
 def test_model_status_reports_every_check(embedder: minilm.MiniLMEmbedder, cache_dir: Path) -> None:
     report = model_status(cache_dir)
     assert report["ok"] is True
@@ -368,6 +391,7 @@ def test_model_status_reports_every_check(embedder: minilm.MiniLMEmbedder, cache
     }
 
 
+@pytest.mark.slow
 def test_cli_status_and_install_json(embedder: minilm.MiniLMEmbedder, cache_dir: Path) -> None:
     from typer.testing import CliRunner
 
