@@ -586,6 +586,40 @@ class PostgresWriteTx(AccessWrites):
                           {**memory_params(memory), "seq": seq})
         self.conn.execute("DELETE FROM tombstones WHERE id = %s", (memory.id,))
 
+    def insert_memories(self, memories: Sequence[Memory], seq: int) -> None:
+        """executemany runs in psycopg's pipeline mode: one round trip for the whole batch."""
+        if not memories:
+            return
+        placeholders = ", ".join(f"%({name})s" for name in MEMORY_FIELDS)
+        with self.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)",
+                            [{**memory_params(m), "seq": seq} for m in memories])
+        self.conn.execute("DELETE FROM tombstones WHERE id = ANY(%s::text[])", ([m.id for m in memories],))
+
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+        if not entries:
+            return
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (%s, %s, %s, %s, %s, %s)",
+                [(e.memory_id, e.event.value, _jsonb(e.old), _jsonb(e.new), e.actor, e.at) for e in entries],
+            )
+
+    def put_vectors(self, rows: Sequence[VectorRow], seq: int) -> None:
+        if not rows:
+            return
+        for dim in {int(np.asarray(r.vector).shape[0]) for r in rows}:
+            self._ensure_hnsw(dim)
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO vectors (memory_id, model, dim, embedding, seq) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (memory_id) DO UPDATE SET model = EXCLUDED.model, dim = EXCLUDED.dim, "
+                "embedding = EXCLUDED.embedding, seq = EXCLUDED.seq",
+                [(r.memory_id, r.model, int(np.asarray(r.vector).shape[0]), np.ascontiguousarray(r.vector, dtype=np.float32), seq)
+                 for r in rows],
+            )
+        self.conn.execute("DELETE FROM vector_removals WHERE memory_id = ANY(%s::text[])", ([r.memory_id for r in rows],))
+
     def update_memory(self, memory: Memory, seq: int) -> None:
         assignments = ", ".join(f"{name} = %({name})s" for name in MEMORY_FIELDS if name != "id")
         cursor = self.conn.execute(f"UPDATE memories SET {assignments}, seq = %(seq)s WHERE id = %(id)s",

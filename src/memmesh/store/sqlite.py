@@ -690,6 +690,18 @@ class SQLiteWriteTx:
     def delete_links(self, memory_id: str) -> int:
         return self.conn.execute("DELETE FROM links WHERE source_id = ? OR target_id = ?", (memory_id, memory_id)).rowcount
 
+    def insert_memories(self, memories: Sequence[Memory], seq: int) -> None:
+        for memory in memories:
+            self.insert_memory(memory, seq)
+
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+        for entry in entries:
+            self.add_history(entry)
+
+    def put_vectors(self, rows: Sequence[VectorRow], seq: int) -> None:
+        for row in rows:
+            self.put_vector(row.memory_id, row.model, row.vector, seq)
+
     def put_vector(self, memory_id: str, model: str, vector: np.ndarray, seq: int) -> None:
         vec = np.ascontiguousarray(vector, dtype=np.float32)
         self.conn.execute(
