@@ -130,6 +130,10 @@ class SpawnedServer:
             time.sleep(0.05)
         raise RuntimeError(f"server did not become ready: {self.log.read_text()[-2000:]}")
 
+    def stopped_gracefully(self) -> bool:
+        """After :meth:`terminate`: uvicorn finished its shutdown (it then re-raises SIGTERM)."""
+        return self.proc.returncode in (0, -signal.SIGTERM) and "Finished server process" in self.log.read_text()
+
     def terminate(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

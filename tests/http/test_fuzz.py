@@ -41,7 +41,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @pytest.mark.timeout(120)
 def test_api_conforms_to_its_schema(case):
     case.call_and_validate(checks=CHECKS)

@@ -16,7 +16,7 @@ def register(
     agent_id: str = typer.Argument(..., help="The agent's id, e.g. planner or team:bot-1."),
     name: str = typer.Option(None, "--name", help="Display name (default: the id)."),
     role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
-    namespace: list[str] = typer.Option(None, "--namespace", "-n",  # noqa: B008
+    namespace: list[str] = typer.Option(None, "--namespace", "-n",
                                         help="Namespace pattern: '*', 'team' or 'team/*'; repeatable."),
     as_json: bool = JSON_OPTION,
 ) -> None:

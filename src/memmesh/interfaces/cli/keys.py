@@ -15,7 +15,7 @@ app.add_typer(keys_app, name="keys")
 def create(
     agent: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
     role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
-    namespace: list[str] = typer.Option(None, "--namespace", "-n",  # noqa: B008
+    namespace: list[str] = typer.Option(None, "--namespace", "-n",
                                         help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -6,8 +6,9 @@ built here and handed to uvicorn; with several, uvicorn spawns processes that ea
 :func:`serve` exported (the CLI flags included), so every worker serves the same config.
 
 SIGTERM/SIGINT are uvicorn's: stop accepting, let in-flight requests finish (up to
-``GRACEFUL_SHUTDOWN_S``), then close; the store is closed last, so a write that got its
-201 has committed.
+``GRACEFUL_SHUTDOWN_S``), run the app's shutdown (which closes the store), then re-raise
+the signal so the process ends the way its supervisor expects. A write that got its 201
+has committed before the response was sent.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
             (os.environ if environ is None else environ).update(settings_env(settings))
             uvicorn.run("memmesh.interfaces.http.server:app_factory", factory=True, workers=server.workers, **common)
         else:
-            uvicorn.run(create_app(service, settings, open_metrics=is_loopback(server.host)), **common)
+            uvicorn.run(create_app(service, settings, open_metrics=is_loopback(server.host), owns_service=True), **common)
     finally:
         service.store.close()
 

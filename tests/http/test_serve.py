@@ -1,0 +1,122 @@
+"""``memmesh serve`` as a subprocess: graceful SIGTERM, bind safety, keys and agents CLI,
+JSON logs with request ids, several workers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+
+from memmesh import Client
+
+
+def test_sigterm_during_a_burst_of_writes_loses_no_acknowledged_write(spawn, tmp_path):
+    db = tmp_path / "burst.db"
+    server = spawn(db)
+    acknowledged: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            for i in range(5000):
+                if stop.is_set():
+                    return
+                memory_id = f"burst-{n}-{i}"
+                try:
+                    response = http.post("/api/v1/memories", json={"id": memory_id, "content": f"write {n}/{i}",
+                                                                    "namespace": f"burst/{n}"})
+                except httpx.HTTPError:
+                    return  # the server has closed its doors: stop writing
+                if response.status_code == 201:
+                    with lock:
+                        acknowledged.append(memory_id)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acknowledged) < 100 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    server.terminate()  # SIGTERM while writes are in flight
+    assert server.stopped_gracefully()
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    assert len(acknowledged) >= 100
+
+    restarted = spawn(db)
+    with Client(restarted.url) as m:
+        stored: set[str] = set()
+        cursor = None
+        while True:
+            page = m.list(limit=1000, cursor=cursor)
+            stored |= {item.id for item in page.items}
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} acknowledged writes lost, e.g. {sorted(missing)[:3]}"
+
+
+def test_non_loopback_bind_without_keys_refuses_to_start(cli, tmp_path):
+    result = cli("serve", "--host", "0.0.0.0", "--port", "9")
+    assert result.code == 1
+    assert "refusing to listen on 0.0.0.0" in result.err and "--insecure" in result.err
+
+
+def test_keys_cli_and_a_server_that_requires_them(cli, spawn, db_path):
+    created = cli("keys", "create", "--agent", "planner", "--role", "writer", "--namespace", "team/*", "--json")
+    assert created.code == 0, created.err
+    key = json.loads(created.out)
+    assert set(key) == {"key", "id", "agent_id", "role", "namespaces"}
+    assert key["key"].startswith("mm_") and key["namespaces"] == ["team/*"] and key["role"] == "writer"
+
+    listed = json.loads(cli("keys", "list", "--json").out)
+    assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
+    assert [a["agent_id"] for a in json.loads(cli("agents", "list", "--json").out)] == ["planner"]
+    bad_role = cli("keys", "create", "--agent", "x", "--role", "emperor")
+    assert bad_role.code == 1 and "unknown role" in bad_role.err
+
+    server = spawn(db_path)
+    assert httpx.get(server.url + "/api/v1/memories").status_code == 401
+    with Client(server.url, api_key=key["key"]) as m:
+        assert m.add("planned", namespace="team/q3").agent_id == "planner"
+    revoked = cli("keys", "revoke", key["id"], "--json")
+    assert revoked.code == 0 and json.loads(revoked.out)["revoked_at"]
+    response = httpx.get(server.url + "/api/v1/memories", headers={"Authorization": f"Bearer {key['key']}"})
+    assert response.status_code == 401
+    assert cli("keys", "revoke", "no-such-key").code == 1
+
+
+def test_agents_register_and_list(cli):
+    registered = cli("agents", "register", "curator", "--name", "Curator bot", "--role", "admin", "--json")
+    assert registered.code == 0, registered.err
+    assert json.loads(registered.out)["display_name"] == "Curator bot"
+    assert cli("agents", "register", "bad id!").code == 1
+    listed = json.loads(cli("agents", "list", "--json").out)
+    assert [(a["agent_id"], a["role"], a["namespaces"]) for a in listed] == [("curator", "admin", ["*"])]
+
+
+def test_require_auth_json_logs_and_request_ids(spawn, db_path):
+    server = spawn(db_path, "--require-auth", "--log-json")
+    response = httpx.get(server.url + "/api/v1/stats", headers={"X-Request-ID": "trace-42"})
+    assert response.status_code == 401 and response.headers["x-request-id"] == "trace-42"
+    server.terminate()
+    assert server.stopped_gracefully()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.startswith("{")]
+    access = [entry for entry in lines if entry.get("request_id") == "trace-42"]
+    assert access and access[0]["path"] == "/api/v1/stats" and access[0]["status"] == 401
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+
+
+def test_several_workers_share_one_store(spawn, db_path):
+    server = spawn(db_path, "--workers", "2")
+    with Client(server.url) as m:
+        ids = [m.add(f"worker write {i}", namespace="w").id for i in range(20)]
+        assert {x.id for x in m.get_all(namespace="w", limit=100)} == set(ids)
+        assert m.stats().total == 20
+    server.terminate()
+    assert server.stopped_gracefully()
