@@ -1,0 +1,66 @@
+"""``memmesh backup`` and ``memmesh restore`` (thin over :mod:`memmesh.io.backup`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+
+from memmesh.clock import system_clock
+from memmesh.compose import build_store
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.migrate_cmd import open_url
+from memmesh.io.backup import backup, restore, verify
+
+
+@app.command("backup")
+def backup_command(
+    to: Path = typer.Option(None, "--to", help="Folder for the snapshot (default: <data dir>/backups)."),
+    retain: int = typer.Option(None, "--retain", min=1, help="Keep only the newest N snapshots in that folder."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Snapshot the database while it stays in use, with a checksummed manifest."""
+    settings = state.settings()
+    store = build_store(settings)
+    try:
+        node_id = settings.storage.node_id or store.node_id()
+        result = backup(store, to or settings.data_dir / "backups", node_id=node_id, now=system_clock(), retain=retain)
+    finally:
+        store.close()
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
+                  f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…")
+    for path in result.removed:
+        console.print(f"removed old snapshot {path}")
+
+
+@app.command("restore")
+def restore_command(
+    snapshot: Path = typer.Argument(..., help="A snapshot made by `memmesh backup` (its .manifest.json must sit beside it)."),
+    to: str = typer.Option(None, "--to", help="Store URL to restore into (default: the configured database)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Verify a snapshot (checksum, schema version) and copy it into a store of any backend.
+
+    A damaged or newer snapshot is refused before anything is written.
+    """
+    target = open_url(to) if to else build_store(state.settings())
+    try:
+        manifest = verify(snapshot, supported_schema=target.schema_version)
+        with Progress(console=err_console, transient=True, disable=as_json) as bar:
+            task = bar.add_task("restoring", total=manifest.memories)
+            report = restore(snapshot, target, now=system_clock(), progress=lambda n: bar.advance(task, n), manifest=manifest)
+    finally:
+        target.close()
+    if as_json:
+        print_json(report)
+    else:
+        console.print(f"restored {report.memories_written} memories, {report.links_written} links, "
+                      f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}")
+    if report.errors:
+        for error in report.errors:
+            err_console.print(f"skipped: {error}", markup=False, highlight=False)
+        raise typer.Exit(1)

@@ -1,0 +1,360 @@
+"""Online backups and verified restores, for both backends.
+
+A backup is one snapshot file plus ``<snapshot>.manifest.json`` (SPEC §8):
+``{format_version, created_at, node_id, schema_version, backend, memories, links, sha256, bytes}``.
+
+- SQLite: ``sqlite3.Connection.backup`` copies the database in one step from a read
+  transaction, so writers in other processes carry on (WAL) and the copy is one
+  consistent moment. The snapshot is a plain SQLite file (journal mode DELETE).
+- PostgreSQL: a logical dump in memmesh's own portable JSON Lines (``memmesh-snapshot``:
+  memories with history and vector, links, tombstones, archive), read inside one
+  REPEATABLE READ transaction so it is consistent too. It restores into any backend.
+
+``created_at`` is taken before the copy starts: every write acknowledged before it is in
+the snapshot. Restore checks the manifest first (size, sha256, format and schema
+version) and refuses a damaged, truncated, edited or newer snapshot before touching the
+target; the copy itself is :func:`memmesh.io.migrate.migrate`, so it is exact and
+idempotent, and newer data already in the target is never overwritten.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from pydantic import BaseModel, ValidationError
+
+from memmesh.clock import format_ts
+from memmesh.errors import CorruptDatabaseError, InvalidInputError, StorageError
+from memmesh.io.migrate import MigrateReport, migrate
+from memmesh.model import ArchivedMemory, HistoryEntry, Link, Memory, Tombstone
+from memmesh.store.base import Filter, Store, VectorRow
+
+FORMAT_VERSION = 1
+SNAPSHOT_FORMAT = "memmesh-snapshot"
+PREFIX = "memmesh-"
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class Manifest(BaseModel):
+    """What a snapshot holds and how to check it is intact."""
+
+    format_version: int
+    created_at: datetime
+    node_id: str
+    schema_version: int
+    backend: str
+    memories: int
+    links: int
+    sha256: str
+    bytes: int
+
+
+class BackupResult(BaseModel):
+    """What ``backup`` made and which old snapshots retention removed."""
+
+    snapshot: str
+    manifest: Manifest
+    removed: list[str]
+
+
+class RestoreReport(MigrateReport):
+    """The migrate report of the copy, plus which snapshot it came from."""
+
+    snapshot: str
+    verified: bool = True
+
+
+def manifest_path(snapshot: Path) -> Path:
+    return snapshot.with_name(snapshot.name + MANIFEST_SUFFIX)
+
+
+# -- backup -----------------------------------------------------------------------------------
+
+
+def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: int | None = None) -> BackupResult:
+    """Write a consistent snapshot of ``store`` into ``to_dir`` and keep the newest ``retain``."""
+    if retain is not None and retain < 1:
+        raise InvalidInputError(f"--retain must be at least 1 (got {retain})")
+    try:
+        to_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the backup folder {to_dir}: {exc.strerror}") from exc
+    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
+    sqlite_path = getattr(store, "path", None) if store.url.startswith("sqlite:") else None
+    if sqlite_path == ":memory:":
+        raise InvalidInputError("an in-memory database cannot be backed up; use a database file")
+    suffix = ".db" if sqlite_path else ".jsonl"
+    snapshot = to_dir / f"{PREFIX}{stamp}-{node_id[:8]}{suffix}"
+    partial = snapshot.with_name(snapshot.name + ".partial")
+    try:
+        if sqlite_path:
+            counts = _sqlite_snapshot(Path(sqlite_path), partial)
+        else:
+            counts = _logical_snapshot(store, partial, node_id=node_id, now=now)
+        digest, size = _digest(partial)
+        os.replace(partial, snapshot)
+    finally:
+        partial.unlink(missing_ok=True)
+    manifest = Manifest(format_version=FORMAT_VERSION, created_at=now, node_id=node_id, schema_version=counts["schema_version"],
+                        backend="sqlite" if sqlite_path else "postgresql", memories=counts["memories"], links=counts["links"],
+                        sha256=digest, bytes=size)
+    _write_atomically(manifest_path(snapshot), manifest.model_dump_json(indent=2))
+    removed = prune(to_dir, retain) if retain else []
+    return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed)
+
+
+def _sqlite_snapshot(db_path: Path, out: Path) -> dict[str, int]:
+    try:
+        source = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+        target = sqlite3.connect(out)
+        try:
+            source.backup(target)  # one step: one read transaction, one consistent moment
+            target.execute("PRAGMA journal_mode = DELETE")
+            counts = _counts(target)
+        finally:
+            target.close()
+            source.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"backup of {db_path} failed: {exc}") from exc
+    return counts
+
+
+def _counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {
+        "schema_version": int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]),
+        "memories": conn.execute("SELECT count(*) FROM memories").fetchone()[0],
+        "links": conn.execute("SELECT count(*) FROM links").fetchone()[0],
+    }
+
+
+def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -> dict[str, int]:
+    snapshot = getattr(store, "snapshot", None)
+    counts = {"schema_version": store.schema_version, "memories": 0, "links": 0}
+    with out.open("w", encoding="utf-8") as handle, (snapshot() if snapshot else nullcontext()):
+        _line(handle, {"type": "header", "format": SNAPSHOT_FORMAT, "version": FORMAT_VERSION,
+                       "schema_version": store.schema_version, "node_id": node_id, "created_at": format_ts(now)})
+        history: dict[str, list[dict[str, Any]]] = {}
+        for entry in store.iter_history():
+            history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
+        batch: list[Memory] = []
+        for memory in store.iter_memories():
+            batch.append(memory)
+            if len(batch) == 500:
+                counts["memories"] += _memory_lines(handle, store, batch, history)
+                batch = []
+        counts["memories"] += _memory_lines(handle, store, batch, history)
+        for link in store.iter_links():
+            _line(handle, {"type": "link", "link": link.model_dump(mode="json")})
+            counts["links"] += 1
+        for tombstone in store.tombstones_since(0):
+            _line(handle, {"type": "tombstone", "tombstone": tombstone.model_dump(mode="json"),
+                           "history": history.get(tombstone.id, [])})
+        for item in store.archived(Filter(now=now, include_expired=True), 10**9):
+            _line(handle, {"type": "archived", "archived": item.model_dump(mode="json")})
+        handle.flush()
+        os.fsync(handle.fileno())
+    return counts
+
+
+def _memory_lines(handle: IO[str], store: Store, batch: list[Memory], history: dict[str, list[dict[str, Any]]]) -> int:
+    vectors = {row.memory_id: row for row in store.get_vectors([m.id for m in batch])}
+    for memory in batch:
+        record: dict[str, Any] = {"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])}
+        row = vectors.get(memory.id)
+        if row is not None:
+            data = np.ascontiguousarray(row.vector, dtype=np.float32).tobytes()
+            record["vector"] = {"model": row.model, "float32": base64.b64encode(data).decode()}
+        _line(handle, record)
+    return len(batch)
+
+
+def _line(handle: IO[str], record: dict[str, Any]) -> None:
+    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+def prune(folder: Path, retain: int) -> list[str]:
+    """Delete all but the newest ``retain`` snapshots (by manifest ``created_at``) in ``folder``."""
+    found = []
+    for path in folder.glob(f"{PREFIX}*{MANIFEST_SUFFIX}"):
+        try:
+            found.append((Manifest.model_validate_json(path.read_text(encoding="utf-8")).created_at, path))
+        except (OSError, ValidationError):
+            continue  # not ours or unreadable: never delete what we cannot identify
+    found.sort(reverse=True)
+    removed = []
+    for _, manifest_file in found[retain:]:
+        snapshot = manifest_file.with_name(manifest_file.name[: -len(MANIFEST_SUFFIX)])
+        snapshot.unlink(missing_ok=True)
+        manifest_file.unlink(missing_ok=True)
+        removed.append(str(snapshot))
+    return removed
+
+
+# -- restore ----------------------------------------------------------------------------------
+
+
+def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
+    """The snapshot's manifest, once size, checksum and versions check out; else a clear refusal."""
+    if not snapshot.is_file():
+        raise InvalidInputError(f"snapshot {snapshot} does not exist")
+    mpath = manifest_path(snapshot)
+    try:
+        manifest = Manifest.model_validate_json(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptDatabaseError(f"snapshot {snapshot} has no manifest ({mpath.name}); refusing to restore "
+                                   "an unverifiable snapshot, nothing was changed") from None
+    except (OSError, ValidationError, ValueError) as exc:
+        raise CorruptDatabaseError(f"manifest {mpath} is unreadable or damaged ({exc.__class__.__name__}); nothing was changed") from None
+    if manifest.format_version > FORMAT_VERSION:
+        raise CorruptDatabaseError(f"snapshot {snapshot.name} has format version {manifest.format_version}, newer than this "
+                                   f"memmesh reads ({FORMAT_VERSION}); upgrade memmesh. Nothing was changed")
+    if manifest.schema_version > supported_schema:
+        raise CorruptDatabaseError(f"snapshot {snapshot.name} has schema version {manifest.schema_version}, newer than this "
+                                   f"memmesh supports ({supported_schema}); upgrade memmesh. Nothing was changed")
+    digest, size = _digest(snapshot)
+    if size != manifest.bytes or digest != manifest.sha256:
+        what = "truncated or extended" if size != manifest.bytes else "changed since it was made"
+        raise CorruptDatabaseError(f"snapshot {snapshot.name} is damaged ({what}: sha256 or size differs from its manifest); "
+                                   "refusing to restore, nothing was changed")
+    return manifest
+
+
+def restore(
+    snapshot: Path, target: Store, *, now: datetime, progress: Any = None, manifest: Manifest | None = None
+) -> RestoreReport:
+    """Verify ``snapshot`` (unless ``manifest`` is what :func:`verify` just returned) and copy
+    it into ``target`` (any backend)."""
+    manifest = manifest or verify(snapshot, supported_schema=target.schema_version)
+    with _open_snapshot(snapshot, manifest) as source:
+        report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
+    return RestoreReport(**report.model_dump(), snapshot=str(snapshot))
+
+
+class _SqliteSnapshotSource:
+    """A SQLite snapshot opened on a private copy (opening may upgrade its schema)."""
+
+    def __init__(self, snapshot: Path) -> None:
+        from memmesh.store.sqlite import SQLiteStore
+
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="memmesh-restore-"))
+        copy = self.tmpdir / "snapshot.db"
+        shutil.copyfile(snapshot, copy)
+        self.store = SQLiteStore(f"sqlite:///{copy}")
+        self.store.url = f"snapshot:{snapshot.name}"
+
+    def __enter__(self) -> Store:
+        return self.store  # type: ignore[return-value]
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def _open_snapshot(snapshot: Path, manifest: Manifest) -> Any:
+    if manifest.backend == "sqlite":
+        return _SqliteSnapshotSource(snapshot)
+    return nullcontext(LogicalSnapshot.load(snapshot))
+
+
+class LogicalSnapshot:
+    """A ``memmesh-snapshot`` JSONL file read back with the Store read methods migrate uses."""
+
+    def __init__(self, name: str, schema_version: int) -> None:
+        self.url = f"snapshot:{name}"
+        self.schema_version = schema_version
+        self.memories: list[Memory] = []
+        self.history: list[HistoryEntry] = []
+        self.links: list[Link] = []
+        self.tombstones: list[Tombstone] = []
+        self.vectors: dict[str, VectorRow] = {}
+        self.archive: list[ArchivedMemory] = []
+
+    @classmethod
+    def load(cls, path: Path) -> LogicalSnapshot:
+        snap: LogicalSnapshot | None = None
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    if snap is None:
+                        if record.get("type") != "header" or record.get("format") != SNAPSHOT_FORMAT:
+                            raise InvalidInputError(f"{path.name} is not a {SNAPSHOT_FORMAT} file")
+                        snap = cls(path.name, int(record["schema_version"]))
+                        continue
+                    snap._add(record)
+                except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                    raise CorruptDatabaseError(f"snapshot {path.name} line {number} is damaged ({exc.__class__.__name__}); "
+                                               "nothing was changed") from None
+        if snap is None:
+            raise CorruptDatabaseError(f"snapshot {path.name} is empty; nothing was changed")
+        return snap
+
+    def _add(self, record: dict[str, Any]) -> None:
+        kind = record["type"]
+        if kind == "memory":
+            memory = Memory.model_validate(record["memory"])
+            self.memories.append(memory)
+            self.history += [HistoryEntry.model_validate(h) for h in record.get("history", [])]
+            if record.get("vector"):
+                vec = np.frombuffer(base64.b64decode(record["vector"]["float32"]), dtype=np.float32).copy()
+                self.vectors[memory.id] = VectorRow(memory.id, record["vector"]["model"], vec)
+        elif kind == "link":
+            self.links.append(Link.model_validate(record["link"]))
+        elif kind == "tombstone":
+            self.tombstones.append(Tombstone.model_validate(record["tombstone"]))
+            self.history += [HistoryEntry.model_validate(h) for h in record.get("history", [])]
+        elif kind == "archived":
+            self.archive.append(ArchivedMemory.model_validate(record["archived"]))
+        else:
+            raise ValueError(f"unknown record type {kind!r}")
+
+    def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
+        return iter(self.memories)
+
+    def iter_history(self) -> Iterator[HistoryEntry]:
+        return iter(self.history)
+
+    def iter_links(self) -> Iterator[Link]:
+        return iter(self.links)
+
+    def tombstones_since(self, seq: int) -> list[Tombstone]:
+        return list(self.tombstones)
+
+    def get_vectors(self, ids: list[str]) -> list[VectorRow]:
+        return [self.vectors[i] for i in ids if i in self.vectors]
+
+    def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
+        return self.archive[:limit]
