@@ -99,6 +99,13 @@ def embeddings_endpoint(url: str) -> str:
     return f"{base}/v1/embeddings"
 
 
+def _display_url(url: str) -> str:
+    """The URL for error messages: without user:password@ and trailing slashes."""
+    parts = urlsplit(url.strip())
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
 class OpenAIEmbedder:
     """Embeddings from an OpenAI-compatible ``POST /v1/embeddings`` server.
 
@@ -118,7 +125,7 @@ class OpenAIEmbedder:
         batch_size: int = 64,
     ) -> None:
         self._endpoint = embeddings_endpoint(url)
-        self._url = url
+        self._url = _display_url(url)
         self._model = model
         self._api_key = api_key
         self._timeout_s = timeout_s
@@ -216,7 +223,11 @@ def build_embedder(
     dim: int | None = None,
     batch_size: int = 64,
 ) -> Embedder | None:
-    """The configured embedder, or None for keyword-only mode. Cheap: nothing loads yet."""
+    """The configured embedder, or None for keyword-only mode. Cheap: nothing loads yet.
+
+    ``model``, ``url``, ``api_key`` and ``dim`` are for the openai provider and ignored by
+    minilm; ``quantize`` is for minilm and ignored by openai.
+    """
     name = provider.strip().lower()
     if name not in PROVIDERS:
         raise InvalidInputError(f"unknown embedding provider {provider!r}; choose one of: {', '.join(PROVIDERS)}")
@@ -239,10 +250,8 @@ def build_embedder(
             dim=dim,
             batch_size=batch_size,
         )
-    from memmesh.recall.minilm import DIM, MODEL_NAME, MiniLMEmbedder
+    from memmesh.recall.minilm import MiniLMEmbedder
 
-    if model not in (None, MODEL_NAME):
-        raise InvalidInputError(f"the minilm provider only runs {MODEL_NAME}, not {model!r}; use provider openai")
-    if dim not in (None, DIM):
-        raise InvalidInputError(f"{MODEL_NAME} produces {DIM}-dimensional vectors, not {dim}")
+    # model, url, api_key and dim configure the openai provider only (see [embeddings]);
+    # a config that switches provider back to minilm may still carry them.
     return MiniLMEmbedder(cache_dir=cache_dir, quantize=quantize, batch_size=batch_size)

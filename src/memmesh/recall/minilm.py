@@ -140,8 +140,7 @@ def _self_attention(g: _GraphWriter, w: Mapping[str, np.ndarray], prefix: str, x
     v = g.op("Transpose", g.op("Reshape", v, heads), perm=[0, 2, 1, 3])  # [B, h, S, d]
     scores = g.op("Add", g.op("MatMul", q, k), mask_bias)
     context = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
-    merged = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), g.const([0, 0, DIM]))
-    return merged
+    return g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), g.const([0, 0, DIM]))
 
 
 def _gelu(g: _GraphWriter, x: str) -> str:
