@@ -1,0 +1,163 @@
+"""PostgreSQL only: many nodes on one database, serialised writes across processes, and
+the errors a user meets when the server, the role or the schema is not right."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from memmesh import Memory
+from memmesh.errors import CorruptDatabaseError, InvalidInputError, StorageError, UnavailableError
+from memmesh.store.base import open_store
+from memmesh.store.postgres import WRITE_LOCK_KEY, redact_url
+
+pytestmark = pytest.mark.postgres
+
+
+def test_a_write_on_one_node_is_seen_by_another_at_once(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    node_a = open_memory(pg_database)
+    node_b = open_memory(pg_database)
+    stored = node_a.add("the deploy key rotates every Friday", namespace="ops", tags=["deploy"])
+    assert node_b.get(stored.id) == stored
+    assert [h.memory.id for h in node_b.search("when does the deploy key rotate?")] == [stored.id]
+    node_b.update(stored.id, content="the deploy key rotates every Monday")
+    assert node_a.get(stored.id).content == "the deploy key rotates every Monday"
+    # Both nodes share one change counter and one node id (the database's).
+    assert node_a.service.store.change_counter() == node_b.service.store.change_counter()
+    assert node_a.service.node_id == node_b.service.node_id
+
+
+UPDATER = textwrap.dedent("""
+    import sys
+    from memmesh import Memory
+    from memmesh.config import load_settings
+    url, memory_id, worker, count, data_dir = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    settings = load_settings(None, overrides={"data_dir": data_dir, "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""})
+    with Memory(url, settings) as mem:
+        for i in range(count):
+            mem.update(memory_id, content=f"worker {worker} update {i}")
+    print("done")
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_updates_from_several_processes_are_serialised(pg_database: str, open_memory: Callable[..., Memory],
+                                                                 tmp_path: Path) -> None:
+    mem = open_memory(pg_database)
+    target = mem.add("counter start", tier="long")  # the workers run on the real clock
+    script = tmp_path / "updater.py"
+    script.write_text(UPDATER)
+    workers, per_worker = 4, 15
+    procs = [subprocess.Popen([sys.executable, str(script), pg_database, target.id, str(w), str(per_worker), str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(workers)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    final = mem.get(target.id)
+    # Every update read the latest version inside the lock: no increment was lost.
+    assert final.version.clock[final.version.node] == 1 + workers * per_worker
+    updates = [e for e in mem.history(target.id) if e.event.value == "update"]
+    assert len(updates) == workers * per_worker
+    assert {e.new["content"] for e in updates} == {f"worker {w} update {i}" for w in range(workers) for i in range(per_worker)}
+
+
+def test_unreachable_server_names_the_host(tmp_path: Path) -> None:
+    with pytest.raises(UnavailableError) as err:
+        open_store("postgresql://memmesh:secret@127.0.0.1:1/memdb?connect_timeout=3")
+    message = err.value.message
+    assert "memmesh@127.0.0.1:1/memdb" in message and "running" in message
+    assert "secret" not in message
+
+
+def test_unreachable_server_from_the_cli_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    (tmp_path / "none.toml").write_text("")
+    proc = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "--db",
+                           "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=3", "stats"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: cannot connect to PostgreSQL at u@127.0.0.1:1/x")
+    assert "Traceback" not in proc.stderr and "pw" not in proc.stderr.replace("PostgreSQL", "")
+
+
+def test_a_role_that_cannot_create_pgvector_is_told_what_to_do(pg_server) -> None:
+    name = pg_server.create_database("noext")
+    role = f"plain_{name[-8:]}"
+    try:
+        pg_server.execute(name, f'CREATE ROLE "{role}" LOGIN')
+        pg_server.execute(name, f'GRANT ALL ON SCHEMA public TO "{role}"')
+        url = pg_server.dsn_for(name).replace("user=postgres", f"user={role}")
+        with pytest.raises(StorageError) as err:
+            open_store(url)
+        assert "CREATE EXTENSION vector" in err.value.message and "superuser" in err.value.message
+        assert pg_server.execute(name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]
+    finally:
+        pg_server.drop_database(name)
+        pg_server.execute("postgres", f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_newer_schema_is_refused(pg_database: str, pg_server) -> None:
+    open_store(pg_database).close()
+    dbname = pg_database.split("?")[0].rsplit("/", 1)[1]
+    pg_server.execute(dbname, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(CorruptDatabaseError) as err:
+        open_store(pg_database)
+    assert "schema version 99" in err.value.message and "upgrade memmesh" in err.value.message
+
+
+def test_a_database_of_another_application_is_refused(pg_database: str, pg_server) -> None:
+    dbname = pg_database.split("?")[0].rsplit("/", 1)[1]
+    pg_server.execute(dbname, "CREATE TABLE memories (id int)")
+    with pytest.raises(CorruptDatabaseError) as err:
+        open_store(pg_database)
+    assert "did not create" in err.value.message
+    assert pg_server.execute(dbname, "SELECT to_regclass('meta') IS NULL") == [(True,)]
+
+
+def test_nul_characters_are_bad_input_and_nothing_is_stored(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    mem = open_memory(pg_database)
+    with pytest.raises(InvalidInputError) as err:
+        mem.add("before\x00after")
+    assert "NUL" in err.value.message
+    assert mem.stats().total == 0
+
+
+def test_a_held_write_lock_times_out_with_try_again(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    mem = open_memory(pg_database, storage={"busy_timeout_ms": 300})
+    with psycopg.connect(pg_database, autocommit=False) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        with pytest.raises(UnavailableError) as err:
+            mem.add("blocked write")
+        assert "try again" in err.value.message
+        holder.rollback()
+    assert mem.stats().total == 0
+    assert mem.add("now it goes through").content == "now it goes through"
+
+
+def test_passwords_never_show_in_the_store_url() -> None:
+    assert redact_url("postgresql://app:s3cret@db.example:5432/mem") == "postgresql://app:***@db.example:5432/mem"
+    assert redact_url("postgresql://app@db.example/mem") == "postgresql://app@db.example/mem"
+
+
+def test_hnsw_index_is_opt_in_and_vectors_are_kept_exactly(pg_database: str) -> None:
+    """The HNSW path is off unless storage.pg_ann_index is set; stored vectors round-trip bit for bit."""
+    vector = np.array([0.1, 0.2, 0.3, 1e-7], dtype=np.float32)
+    store = open_store(pg_database)
+    try:
+        with store.write() as tx:
+            tx.put_vector("m1", "model-a", vector, tx.next_seq())
+        with psycopg.connect(pg_database) as conn:
+            indexes = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'vectors'")]
+        assert not any(name.startswith("vectors_hnsw_") for name in indexes)
+        assert store.get_vectors(["m1"])[0].vector.tobytes() == vector.tobytes()
+    finally:
+        store.close()
