@@ -15,10 +15,11 @@ from fastapi import FastAPI
 
 from memmesh.config import Settings
 from memmesh.interfaces.http import handlers
-from memmesh.interfaces.http.deps import ServerContext
+from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, health, links, memories, recall
+from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
 from memmesh.service import Service
 
@@ -48,9 +49,12 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool = Tru
     """
     from memmesh import __version__
 
+    mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp.lifespan():
+            yield
         if owns_service:
             service.store.close()
 
@@ -67,5 +71,6 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool = Tru
     handlers.install(app)
     for module in (memories, recall, links, admin, health):
         app.include_router(module.router)
+    app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes)
     return app

@@ -1,8 +1,23 @@
 """memmesh over the Model Context Protocol: ``memmesh mcp`` (stdio) and ``/mcp`` (HTTP).
 
-Imports the ``mcp`` SDK, so only the commands that serve MCP import this package.
+The ``mcp`` SDK takes seconds to import, so this package imports it only when a server is
+really built: :mod:`.mount` (what the HTTP app mounts) and :mod:`.catalog` stay light.
 """
 
-from memmesh.interfaces.mcp.server import McpHttpApp, create_server, http_app
+from __future__ import annotations
 
-__all__ = ["McpHttpApp", "create_server", "http_app"]
+from typing import Any
+
+__all__ = ["McpHttpApp", "McpMount", "create_server", "http_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("McpHttpApp", "create_server", "http_app"):
+        from memmesh.interfaces.mcp import server
+
+        return getattr(server, name)
+    if name == "McpMount":
+        from memmesh.interfaces.mcp.mount import McpMount
+
+        return McpMount
+    raise AttributeError(name)
