@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from mcp import ClientSession
 from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.interfaces.http.app import create_app
