@@ -15,6 +15,7 @@ the reading and counting and writes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -104,7 +105,7 @@ def _missing_history(target: Store, memory_id: str, entries: Sequence[HistoryEnt
 
 
 def _history_key(entry: HistoryEntry) -> str:
-    return entry.model_dump_json()
+    return json.dumps(entry.model_dump(mode="json"), sort_keys=True)
 
 
 def _vectors_to_copy(source: Store, target: Store, ids: Sequence[str]) -> list[VectorRow]:
@@ -233,7 +234,7 @@ def _copy_links(source: Store, target: Store, report: MigrateReport, batch_size:
 
 
 def _link_key(link: Link) -> str:
-    return link.model_dump_json()
+    return json.dumps(link.model_dump(mode="json"), sort_keys=True)
 
 
 def _copy_archive(source: Store, target: Store, now: datetime, report: MigrateReport) -> None:

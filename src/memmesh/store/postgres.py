@@ -28,7 +28,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types import TypeInfo
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from memmesh.clock import new_id, parse_ts
@@ -602,7 +602,7 @@ class PostgresWriteTx(AccessWrites):
         with self.conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (%s, %s, %s, %s, %s, %s)",
-                [(e.memory_id, e.event.value, _jsonb(e.old), _jsonb(e.new), e.actor, e.at) for e in entries],
+                [(e.memory_id, e.event.value, _json(e.old), _json(e.new), e.actor, e.at) for e in entries],
             )
 
     def put_vectors(self, rows: Sequence[VectorRow], seq: int) -> None:
@@ -650,7 +650,7 @@ class PostgresWriteTx(AccessWrites):
     def add_history(self, entry: HistoryEntry) -> None:
         self.conn.execute(
             "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (%s, %s, %s, %s, %s, %s)",
-            (entry.memory_id, entry.event.value, _jsonb(entry.old), _jsonb(entry.new), entry.actor, entry.at),
+            (entry.memory_id, entry.event.value, _json(entry.old), _json(entry.new), entry.actor, entry.at),
         )
 
     def put_link(self, link: Link, seq: int) -> None:
@@ -704,7 +704,7 @@ class PostgresWriteTx(AccessWrites):
 
     def archive(self, memory: Memory, at: datetime, reason: str) -> None:
         self.conn.execute(
-            "INSERT INTO archive (id, namespace, archived_at, reason, data) VALUES (%s, %s, %s, %s, %s::jsonb) "
+            "INSERT INTO archive (id, namespace, archived_at, reason, data) VALUES (%s, %s, %s, %s, %s::json) "
             "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, archived_at = EXCLUDED.archived_at, "
             "reason = EXCLUDED.reason, data = EXCLUDED.data",
             (memory.id, memory.namespace, at, reason, memory.model_dump_json()),
@@ -748,8 +748,8 @@ def _prefixed(alias: str) -> str:
     return ", ".join(f"{alias}.{name}" for name in MEMORY_FIELDS)
 
 
-def _jsonb(value: Any) -> Jsonb | None:
-    return None if value is None else Jsonb(value, dumps=_dumps)
+def _json(value: Any) -> Json | None:
+    return None if value is None else Json(value, dumps=_dumps)
 
 
 def _dumps(value: Any) -> str:

@@ -73,8 +73,8 @@ CREATE TABLE history (
     id        BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     memory_id TEXT COLLATE "C" NOT NULL,
     event     TEXT NOT NULL,
-    old       JSONB,
-    new       JSONB,
+    old       JSON,   -- JSON, not JSONB: history is an exact record, key order included
+    new       JSON,
     actor     TEXT,
     at        TIMESTAMPTZ NOT NULL
 );

@@ -27,6 +27,6 @@ CREATE TABLE archive (
     namespace   TEXT COLLATE "C" NOT NULL,
     archived_at TIMESTAMPTZ NOT NULL,
     reason      TEXT NOT NULL,
-    data        JSONB NOT NULL
+    data        JSON NOT NULL
 );
 CREATE INDEX archive_ns ON archive (namespace, archived_at);
