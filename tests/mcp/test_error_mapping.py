@@ -1,0 +1,15 @@
+"""The one MCP error mapper is total: every memmesh error type becomes an isError result with
+the CLI's line and the SPEC error body."""
+
+from __future__ import annotations
+
+from memmesh.errors import all_error_types
+from memmesh.interfaces.mcp.render import error_result
+
+
+def test_every_error_type_maps_to_a_tool_error() -> None:
+    for kind in all_error_types():
+        result = error_result(kind("something went wrong", details={"k": 1}))
+        assert result.is_error is True
+        assert result.content[0].text == "error: something went wrong"
+        assert result.structured_content == {"error": {"code": kind.code, "message": "something went wrong", "details": {"k": 1}}}
