@@ -238,10 +238,10 @@ def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
         raise CorruptDatabaseError(f"manifest {mpath} is unreadable or damaged ({exc.__class__.__name__}); nothing was changed") from None
     if manifest.format_version > FORMAT_VERSION:
         raise CorruptDatabaseError(f"snapshot {snapshot.name} has format version {manifest.format_version}, newer than this "
-                                   f"memmesh reads ({FORMAT_VERSION}); upgrade memmesh. Nothing was changed")
+                                   f"memmesh reads ({FORMAT_VERSION}); upgrade memmesh; nothing was changed")
     if manifest.schema_version > supported_schema:
         raise CorruptDatabaseError(f"snapshot {snapshot.name} has schema version {manifest.schema_version}, newer than this "
-                                   f"memmesh supports ({supported_schema}); upgrade memmesh. Nothing was changed")
+                                   f"memmesh supports ({supported_schema}); upgrade memmesh; nothing was changed")
     digest, size = _digest(snapshot)
     if size != manifest.bytes or digest != manifest.sha256:
         what = "truncated or extended" if size != manifest.bytes else "changed since it was made"
