@@ -65,12 +65,18 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         if embedder is not None
         else None
     )
+    rc = settings.recall
     weights = RankWeights(
-        keyword=settings.recall.keyword_weight,
-        vector=settings.recall.vector_weight,
-        recency_half_life_days=settings.recall.recency_half_life_days,
+        keyword=rc.keyword_weight,
+        vector=rc.vector_weight,
+        vector_floor=rc.vector_floor,
+        context=rc.context_weight,
+        context_decay=rc.context_decay,
+        context_span=rc.context_span,
+        context_window_s=rc.context_window_s,
+        recency_half_life_days=rc.recency_half_life_days,
     )
-    engine = RecallEngine(store, embedder, index, weights)
+    engine = RecallEngine(store, embedder, index, weights, rc.candidates, collapse_duplicates=rc.collapse_duplicates)
     return Service(
         store,
         policy=build_policy(settings),

@@ -64,6 +64,12 @@ class RecallSettings(_Section):
     vector_weight: float = Field(1.0, ge=0, description="weight of the semantic half of the fusion")
     recency_half_life_days: float = Field(30.0, gt=0, description="age at which the recency boost halves")
     collapse_duplicates: bool = Field(False, description="drop near-duplicate hits from the answer")
+    vector_floor: float = Field(0.1, ge=0, lt=1, description="cosine that counts as no semantic match at all")
+    candidates: int = Field(20, ge=1, le=1000, description="memories taken from each half (BM25, vectors) before fusion")
+    context_weight: float = Field(0.6, ge=0, description="share of the best neighbour's relevance a memory inherits (0 = off)")
+    context_decay: float = Field(0.8, ge=0, le=1, description="discount per extra position between a memory and its neighbour")
+    context_span: int = Field(2, ge=0, le=10, description="neighbours on each side, in write order within a namespace")
+    context_window_s: float = Field(3600.0, ge=0, description="neighbours must have been written within this many seconds")
 
 
 class LimitsSettings(_Section):

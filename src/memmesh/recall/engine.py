@@ -1,22 +1,32 @@
-"""The one recall pipeline: keyword and vector candidates, fused and ranked.
+"""The one recall pipeline: keyword and vector candidates, context, fused and ranked.
 
 Every face (Python, CLI, HTTP, MCP) reaches this through the service. Modes: ``hybrid``
 (default when an embedder works), ``keyword`` (BM25 only) and ``vector`` (cosine only).
 Embedding a query can fail (a remote embedder is down); hybrid recall then answers from
 keywords alone and says so in a notice rather than failing the call.
+
+Steps: the best ``candidates`` by BM25 and by cosine; each candidate gets its exact score
+on the other signal too (a memory that matches both must be seen to match both); the
+neighbours in write order of the best few are added with their exact scores (context, see
+:mod:`memmesh.recall.ranking`); the pure ranking orders them; then optional near-duplicate
+collapse and an optional reranker.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import datetime
+
+import numpy as np
 
 from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.model import Hit
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
-from memmesh.recall.ranking import Candidate, RankWeights, rank
+from memmesh.recall.ranking import Candidate, RankWeights, collapse_duplicates, rank, relevances
+from memmesh.recall.rerank import Reranker, apply_reranker
 from memmesh.store.base import Filter, Store
 
 MODES = ("hybrid", "keyword", "vector")
@@ -31,13 +41,22 @@ class RecallEngine:
         embedder: Embedder | None,
         index: VectorIndex | None,
         weights: RankWeights,
-        candidates: int = 50,
+        candidates: int = 20,
+        *,
+        collapse_duplicates: bool = False,
+        reranker: Reranker | None = None,
+        rerank_depth: int = 50,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.index = index
         self.weights = weights
         self.candidates = candidates
+        self.collapse_duplicates = collapse_duplicates
+        self.reranker = reranker
+        self.rerank_depth = rerank_depth
+        self._missing_lock = threading.Lock()
+        self._missing: tuple[int, list[str]] | None = None
 
     @property
     def semantic(self) -> bool:
@@ -57,29 +76,49 @@ class RecallEngine:
                 raise InvalidInputError("vector recall needs an embedder; none is configured (embeddings.provider = none)")
             notices.append("no embedder available: keyword-only recall")
             mode = "keyword"
-        pool = max(self.candidates, top_k * 3)
+        pool = max(self.candidates, top_k)
+        terms = query_terms(query)
         found: dict[str, Candidate] = {}
         if mode in ("hybrid", "keyword"):
-            for memory, score in self.store.keyword_search(query_terms(query), flt, pool):
+            for memory, score in self.store.keyword_search(terms, flt, pool):
                 found[memory.id] = Candidate(memory=memory, keyword=score)
+        vector: np.ndarray | None = None
         if mode in ("hybrid", "vector"):
             try:
-                self._vector_candidates(query, flt, pool, found)
+                vector = self._query_vector(query)
             except EmbedderError as exc:
                 if mode == "vector":
                     raise
                 notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
                 mode = "keyword"
+            else:
+                self._vector_candidates(vector, flt, pool, found)
+                notices += self._missing_vectors_notice(flt)
         weights = self.weights
         if mode == "keyword":
             weights = replace(weights, vector=0.0)
         elif mode == "vector":
             weights = replace(weights, keyword=0.0)
-        return mode, rank(list(found.values()), weights, now, explain)[:top_k], notices
+        if mode == "hybrid":
+            self._complete_keyword(terms, flt, list(found.values()))
+        seeds = min(pool, max(10, top_k))
+        neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds)
+        hits = rank(list(found.values()), weights, now, explain, neighbours)
+        if self.collapse_duplicates:
+            hits, collapsed = self._collapse(hits, top_k)
+            if collapsed:
+                notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
+        if self.reranker is not None:
+            hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
+        return mode, hits[:top_k], notices
 
-    def _vector_candidates(self, query: str, flt: Filter, pool: int, found: dict[str, Candidate]) -> None:
-        assert self.embedder is not None and self.index is not None
-        vector = self.embedder.embed([query])[0]
+    def _query_vector(self, query: str) -> np.ndarray:
+        assert self.embedder is not None
+        return self.embedder.embed([query])[0]
+
+    def _vector_candidates(self, vector: np.ndarray, flt: Filter, pool: int, found: dict[str, Candidate]) -> None:
+        """The ``pool`` nearest memories that pass the filter; every candidate gets its cosine."""
+        assert self.index is not None
 
         def accept(ids: list[str]) -> set[str]:
             return self.store.matching_ids(replace(flt, ids=tuple(ids)))
@@ -92,8 +131,64 @@ class RecallEngine:
                 found[memory_id].vector = cosine
             elif memory_id in memories:
                 found[memory_id] = Candidate(memory=memories[memory_id], vector=cosine)
-        # Keyword candidates the vector search did not reach still get their true cosine.
-        unscored = [c for c in found.values() if c.vector is None]
-        if unscored:
-            for cand, cosine in zip(unscored, self.index.similarity(vector, [c.memory.id for c in unscored]), strict=True):
-                cand.vector = cosine
+        self._complete_vector(vector, [c for c in found.values() if c.vector is None])
+
+    def _complete_vector(self, vector: np.ndarray | None, cands: list[Candidate]) -> None:
+        """Give candidates found another way their true cosine (0 when they have no vector)."""
+        if vector is None or self.index is None or not cands:
+            return
+        for cand, cosine in zip(cands, self.index.similarity(vector, [c.memory.id for c in cands]), strict=True):
+            cand.vector = cosine
+
+    def _complete_keyword(self, terms: list[str], flt: Filter, cands: list[Candidate]) -> None:
+        """Give candidates found another way their true BM25 (stays unset when no term matches)."""
+        todo = [c for c in cands if c.keyword is None]
+        if not terms or not todo:
+            return
+        scores = self.store.keyword_scores(terms, replace(flt, ids=tuple(c.memory.id for c in todo)), len(todo))
+        for cand in todo:
+            cand.keyword = scores.get(cand.memory.id)
+
+    def _add_context(
+        self, found: dict[str, Candidate], terms: list[str], vector: np.ndarray | None, flt: Filter, weights: RankWeights, seeds: int
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Neighbours in write order of the ``seeds`` most relevant candidates, added to ``found``
+        with their exact scores when they pass the filter."""
+        if weights.context <= 0 or weights.context_span < 1 or not found:
+            return {}
+        relevance = relevances(list(found.values()), weights)
+        best = sorted(found, key=lambda mid: (-relevance[mid]["relevance"], mid))[:seeds]
+        neighbours = self.store.neighbours(best, weights.context_span, weights.context_window_s)
+        new_ids = {other for pairs in neighbours.values() for other, _ in pairs} - found.keys()
+        if new_ids:
+            visible = self.store.matching_ids(replace(flt, ids=tuple(sorted(new_ids))))
+            added = [Candidate(memory=m) for m in self.store.get_many(sorted(visible))]
+            for cand in added:
+                found[cand.memory.id] = cand
+            self._complete_keyword(terms, flt, added)
+            self._complete_vector(vector, added)
+        return neighbours
+
+    def _collapse(self, hits: list[Hit], top_k: int) -> tuple[list[Hit], int]:
+        window = hits[: top_k * 3]
+        vectors = self.index.vectors([h.memory.id for h in window]) if self.index is not None else {}
+        kept, dropped = collapse_duplicates(window, vectors)
+        return kept + hits[len(window):], dropped
+
+    def _missing_vectors_notice(self, flt: Filter) -> list[str]:
+        """Say how many memories this recall could only find by keyword (no vector from the
+        current model) and how to fix it. The store-wide list is cached per change number."""
+        assert self.embedder is not None
+        seq = self.store.change_counter()
+        with self._missing_lock:
+            if self._missing is None or self._missing[0] != seq:
+                self._missing = (seq, self.store.ids_missing_vectors(self.embedder.model_id))
+            missing = self._missing[1]
+        if not missing:
+            return []
+        count = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))
+        if not count:
+            return []
+        return [f"{count} memor{'ies' if count != 1 else 'y'} in scope ha{'ve' if count != 1 else 's'} no vector from "
+                f"{self.embedder.model_id} (stored with another embedding model, or while the embedder was failing); "
+                "they are found by keyword only until you run `memmesh reindex`"]

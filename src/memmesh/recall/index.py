@@ -1,18 +1,39 @@
 """In-memory vector index over the store's embeddings: exact numpy search, HNSW above a size.
 
 The store is the source of truth. The index loads every vector of the active model at
-open and then follows the store's change counter (``vector_changes(since_seq)``), so writes
-made by other processes on the same database are seen at the next search.
+first use and then follows the store's change counter (``vector_changes(since_seq)``), so
+writes made by other processes on the same database are seen at the next search. Vectors
+of any other model are never loaded: after a model change they are simply absent until
+``memmesh reindex`` re-embeds them.
+
+Exact search (one matrix-vector product) is the default and is fast enough for tens of
+thousands of vectors. At ``ann_threshold`` vectors and above, a usearch HNSW graph (cosine)
+answers instead; it is built from the matrix, kept in step with every upsert and removal,
+and its hits are rescored exactly from the matrix so scores never depend on the graph.
+
+Filters: ``accept`` checks batches of nearest ids against the caller's filter, widening
+the batch until ``k`` pass; a filter that rejects nearly everything (widening past
+``widen_limit``) is selective, so ``fallback`` lists the ids that pass it and the search is
+exact over those. Both paths therefore return exactly the filtered top ``k`` (the HNSW path
+up to the graph's own recall).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from memmesh.errors import EmbedderError
 from memmesh.store.base import Store
+
+if TYPE_CHECKING:
+    from usearch.index import Index as UsearchIndex
+
+Accept = Callable[[list[str]], set[str]]
 
 
 class VectorIndex:
@@ -23,17 +44,28 @@ class VectorIndex:
         self.model_id = model_id
         self.dim = dim
         self.ann_threshold = ann_threshold
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
         self._matrix = np.zeros((0, dim or 0), dtype=np.float32)
         self._count = 0
         self._seq = 0
-        self._ann = None
-        self._ann_dirty = True
+        # HNSW: stable integer keys (positions move on removal, keys never do).
+        self._ann: UsearchIndex | None = None
+        self._key: dict[str, int] = {}
+        self._key_ids: dict[int, str] = {}
+        self._next_key = 0
 
     def __len__(self) -> int:
+        self.refresh()
         return self._count
+
+    @property
+    def uses_ann(self) -> bool:
+        """True when searches go through the HNSW graph."""
+        return self._ann is not None
+
+    # -- keeping in step with the store ---------------------------------------------------
 
     def refresh(self) -> None:
         """Apply the store's vector changes since the last refresh (cheap when there are none)."""
@@ -44,14 +76,18 @@ class VectorIndex:
             for memory_id in changes.removed:
                 self._remove(memory_id)
             for row in changes.upserts:
-                if self.dim is None and row.model == self.model_id:
-                    self.dim = row.vector.shape[0]
+                if row.model != self.model_id:
+                    self._remove(row.memory_id)  # replaced by another model's vector
+                    continue
+                if self.dim is None or self._matrix.shape[1] != self.dim:
+                    self.dim = self.dim or row.vector.shape[0]
                     self._matrix = np.zeros((0, self.dim), dtype=np.float32)
-                if row.model == self.model_id and row.vector.shape[0] == self.dim:
+                if row.vector.shape[0] == self.dim:
                     self._upsert(row.memory_id, row.vector)
                 else:
                     self._remove(row.memory_id)
             self._seq = changes.seq
+            self._sync_ann()
 
     def _upsert(self, memory_id: str, vector: np.ndarray) -> None:
         pos = self._pos.get(memory_id)
@@ -65,7 +101,8 @@ class VectorIndex:
             self._ids.append(memory_id)
             self._pos[memory_id] = pos
         self._matrix[pos] = vector
-        self._ann_dirty = True
+        if self._ann is not None:
+            self._ann_put(memory_id, vector)
 
     def _remove(self, memory_id: str) -> None:
         pos = self._pos.pop(memory_id, None)
@@ -79,10 +116,59 @@ class VectorIndex:
             self._pos[moved] = pos
         self._ids.pop()
         self._count -= 1
-        self._ann_dirty = True
+        if self._ann is not None:
+            self._ann_drop(memory_id)
+
+    # -- HNSW -------------------------------------------------------------------------------
+
+    def _sync_ann(self) -> None:
+        """Build the graph when the index reaches the threshold; drop it when it shrinks below."""
+        if self._count >= self.ann_threshold > 0 and self._ann is None:
+            self._build_ann()
+        elif self._count < self.ann_threshold and self._ann is not None:
+            self._ann, self._key, self._key_ids = None, {}, {}
+
+    def _build_ann(self) -> None:
+        try:
+            from usearch.index import Index
+        except ImportError as exc:  # pragma: no cover - usearch is a dependency
+            raise EmbedderError(f"the usearch package is needed above recall.ann_threshold vectors: {exc}") from exc
+        self._ann = Index(ndim=self.dim or 0, metric="cos", dtype="f32", connectivity=16, expansion_add=64, expansion_search=128)
+        self._key, self._key_ids = {}, {}
+        keys = np.arange(self._next_key, self._next_key + self._count, dtype=np.uint64)
+        self._next_key += self._count
+        for key, memory_id in zip(keys.tolist(), self._ids, strict=True):
+            self._key[memory_id] = key
+            self._key_ids[key] = memory_id
+        if self._count:
+            self._ann.add(keys, self._matrix[: self._count])
+
+    def _ann_put(self, memory_id: str, vector: np.ndarray) -> None:
+        assert self._ann is not None
+        self._ann_drop(memory_id)
+        key = self._next_key
+        self._next_key += 1
+        self._key[memory_id] = key
+        self._key_ids[key] = memory_id
+        self._ann.add(key, vector)
+
+    def _ann_drop(self, memory_id: str) -> None:
+        assert self._ann is not None
+        key = self._key.pop(memory_id, None)
+        if key is not None:
+            del self._key_ids[key]
+            self._ann.remove(key)
+
+    def _ann_nearest(self, query: np.ndarray, want: int) -> list[str]:
+        assert self._ann is not None
+        matches: Any = self._ann.search(query, min(want, self._count))
+        return [self._key_ids[int(k)] for k in matches.keys if int(k) in self._key_ids]
+
+    # -- reads ------------------------------------------------------------------------------
 
     def similarity(self, query: np.ndarray, ids: list[str]) -> list[float]:
         """Cosine of ``query`` with each id's vector (0.0 for ids without one)."""
+        self.refresh()
         with self._lock:
             out = []
             for memory_id in ids:
@@ -90,16 +176,22 @@ class VectorIndex:
                 out.append(float(self._matrix[pos] @ query) if pos is not None else 0.0)
             return out
 
+    def vectors(self, ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The current-model vectors of those ids that have one (copies)."""
+        self.refresh()
+        with self._lock:
+            return {i: self._matrix[self._pos[i]].copy() for i in ids if i in self._pos}
+
     def search(
         self,
         query: np.ndarray,
         k: int,
-        accept: Callable[[list[str]], set[str]] | None = None,
+        accept: Accept | None = None,
         allowed: Iterable[str] | None = None,
         fallback: Callable[[], Iterable[str]] | None = None,
         widen_limit: int = 4096,
     ) -> list[tuple[str, float]]:
-        """The ``k`` most similar ids with cosine scores.
+        """The ``k`` most similar ids with cosine scores, best first.
 
         ``allowed`` restricts the search to those ids exactly (a selective filter);
         ``accept`` filters candidate batches (a broad filter), widening until ``k`` pass.
@@ -107,36 +199,49 @@ class VectorIndex:
         then lists every id that passes it and the search is exact over those.
         """
         self.refresh()
+        if allowed is not None:
+            return self._exact_among(query, k, allowed)
         with self._lock:
             if self._count == 0:
                 return []
-            if allowed is not None:
-                positions = np.fromiter((self._pos[i] for i in allowed if i in self._pos), dtype=np.int64)
-                if positions.size == 0:
-                    return []
-                scores = self._matrix[positions] @ query
-                return [(self._ids[positions[i]], float(scores[i])) for i in _top(scores, k)]
-            scores = self._matrix[: self._count] @ query
+            if self._ann is not None:
+                nearest = functools.partial(self._ann_nearest, query)
+            else:
+                nearest = functools.partial(self._exact_nearest, self._matrix[: self._count] @ query)
             want = k
             while True:
-                candidates = [(self._ids[i], float(scores[i])) for i in _top(scores, want)]
-                if accept is None:
-                    return candidates[:k]
-                passed = accept([c for c, _ in candidates])
-                kept = [c for c in candidates if c[0] in passed]
-                if len(kept) >= k or want >= len(scores):
-                    return kept[:k]
+                batch = nearest(want)
+                passed = set(batch) if accept is None else accept(batch)
+                kept = [i for i in batch if i in passed]
+                if len(kept) >= k or want >= self._count:
+                    return self._rescore(query, kept[:k])
                 want *= 4
                 if fallback is not None and want > widen_limit:
                     break
         assert fallback is not None
-        return self.search(query, k, allowed=list(fallback()))
+        return self._exact_among(query, k, fallback())
+
+    def _exact_nearest(self, scores: np.ndarray, want: int) -> list[str]:
+        return [self._ids[i] for i in _top(scores, want)]
+
+    def _exact_among(self, query: np.ndarray, k: int, ids: Iterable[str]) -> list[tuple[str, float]]:
+        with self._lock:
+            positions = np.fromiter((self._pos[i] for i in ids if i in self._pos), dtype=np.int64)
+            if positions.size == 0:
+                return []
+            scores = self._matrix[positions] @ query
+            return [(self._ids[positions[i]], float(scores[i])) for i in _top(scores, k)]
+
+    def _rescore(self, query: np.ndarray, ids: list[str]) -> list[tuple[str, float]]:
+        """Exact cosines for ids, best first (the HNSW distances are approximate)."""
+        scored = [(i, float(self._matrix[self._pos[i]] @ query)) for i in ids]
+        scored.sort(key=lambda pair: (-pair[1], pair[0]))
+        return scored
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` highest scores, best first."""
     if k >= scores.shape[0]:
-        return np.argsort(-scores)
+        return np.argsort(-scores, kind="stable")
     part = np.argpartition(-scores, k)[:k]
-    return part[np.argsort(-scores[part])]
-
+    return part[np.argsort(-scores[part], kind="stable")]

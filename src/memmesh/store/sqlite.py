@@ -17,14 +17,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from memmesh.clock import format_ts, new_id
+from memmesh.clock import format_ts, new_id, parse_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import (
     Agent,
@@ -375,23 +375,8 @@ class SQLiteStore:
         """
         if not terms:
             return []
-        expression = fts_expression(terms)
-        where, params = filter_sql(flt)
-        wide = limit * 4
         with self._reading() as conn:
-            ranked = conn.execute(
-                "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts "
-                "WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?", (expression, wide),
-            ).fetchall()
-            passing = {row[0] for row in conn.execute(
-                f"SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {where}",
-                [json.dumps([r[0] for r in ranked]), *params],
-            )} if ranked else set()
-            complete = len(ranked) < wide  # the index had no more matches than these
-            ranked = [r for r in ranked if r[0] in passing]
-            if len(ranked) < limit and not complete:
-                ranked = self._ranked_exact(conn, expression, where, params, limit)
-            ranked = ranked[:limit]
+            ranked = self._ranked(conn, terms, flt, limit)
             if not ranked:
                 return []
             rows = conn.execute(
@@ -400,6 +385,39 @@ class SQLiteStore:
             ).fetchall()
         by_rowid = {row[21]: row_to_memory(row) for row in rows}
         return [(by_rowid[rowid], -float(rank)) for rowid, rank in ranked if rowid in by_rowid]
+
+    def keyword_scores(self, terms: Sequence[str], flt: Filter, limit: int) -> dict[str, float]:
+        if not terms:
+            return {}
+        with self._reading() as conn:
+            ranked = self._ranked(conn, terms, flt, limit)
+            if not ranked:
+                return {}
+            ids = dict(conn.execute(
+                "SELECT rowid, id FROM memories WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps([r[0] for r in ranked]),)
+            ).fetchall())
+        return {ids[rowid]: -float(rank) for rowid, rank in ranked if rowid in ids}
+
+    def _ranked(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple]:
+        """(rowid, bm25 rank) of the best ``limit`` matches passing the filter, best first."""
+        expression = fts_expression(terms)
+        where, params = filter_sql(flt)
+        if flt.ids is not None:  # scoring known memories: the joined query is exact and small
+            return self._ranked_exact(conn, expression, where, params, limit)
+        wide = limit * 4
+        ranked = conn.execute(
+            "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts "
+            "WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?", (expression, wide),
+        ).fetchall()
+        passing = {row[0] for row in conn.execute(
+            f"SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {where}",
+            [json.dumps([r[0] for r in ranked]), *params],
+        )} if ranked else set()
+        complete = len(ranked) < wide  # the index had no more matches than these
+        ranked = [r for r in ranked if r[0] in passing]
+        if len(ranked) < limit and not complete:
+            ranked = self._ranked_exact(conn, expression, where, params, limit)
+        return ranked[:limit]
 
     @staticmethod
     def _ranked_exact(conn: sqlite3.Connection, expression: str, where: str, params: list[Any], limit: int) -> list[tuple]:
@@ -475,6 +493,29 @@ class SQLiteStore:
                 "WHERE v.memory_id IS NULL ORDER BY m.rowid", (model,)
             ).fetchall()
         return [row[0] for row in rows]
+
+    def neighbours(self, ids: Sequence[str], span: int, window_s: float) -> dict[str, list[tuple[str, int]]]:
+        if not ids or span < 1:
+            return {}
+        found: dict[str, list[tuple[str, int]]] = {}
+        with self._reading() as conn:
+            targets = conn.execute(
+                "SELECT id, namespace, created_at FROM memories WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)),),
+            ).fetchall()
+            for memory_id, namespace, created_at in targets:
+                moment = parse_ts(created_at)
+                low, high = format_ts(moment - timedelta(seconds=window_s)), format_ts(moment + timedelta(seconds=window_s))
+                before = conn.execute(
+                    "SELECT id FROM memories WHERE namespace = ? AND (created_at, id) < (?, ?) AND created_at >= ? "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?", (namespace, created_at, memory_id, low, span),
+                ).fetchall()
+                after = conn.execute(
+                    "SELECT id FROM memories WHERE namespace = ? AND (created_at, id) > (?, ?) AND created_at <= ? "
+                    "ORDER BY created_at, id LIMIT ?", (namespace, created_at, memory_id, high, span),
+                ).fetchall()
+                found[memory_id] = [(row[0], -i) for i, row in enumerate(before, 1)] + [(row[0], i) for i, row in enumerate(after, 1)]
+        return found
 
     def stats(self, now: datetime, soon: datetime) -> Stats:
         live = "(expires_at IS NULL OR expires_at > ?)"
