@@ -55,7 +55,7 @@ def test_concurrent_updates_from_several_processes_are_serialised(pg_database: s
     target = mem.add("counter start", tier="long")  # the workers run on the real clock
     script = tmp_path / "updater.py"
     script.write_text(UPDATER)
-    workers, per_worker = 4, 15
+    workers, per_worker = 3, 12
     procs = [subprocess.Popen([sys.executable, str(script), pg_database, target.id, str(w), str(per_worker), str(tmp_path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(workers)]
     for proc in procs:

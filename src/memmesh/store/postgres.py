@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -397,6 +397,39 @@ class PostgresStore(AccessReads):
         with self._reading() as conn:
             rows = conn.execute(sql, [*terms, *params, limit]).fetchall()
         return [(row_to_memory(row), float(row[21])) for row in rows]
+
+    def keyword_scores(self, terms: Sequence[str], flt: Filter, limit: int) -> dict[str, float]:
+        terms = [t for t in terms if t and t.strip()]
+        if not terms:
+            return {}
+        where, params = filter_sql(flt)
+        sql = (
+            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query) "
+            f"SELECT m.id, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) AS rank "
+            f"FROM memories m, q WHERE m.fts @@ q.query AND {where} ORDER BY rank DESC, m.id LIMIT %s"
+        )
+        with self._reading() as conn:
+            return {mid: float(rank) for mid, rank in conn.execute(sql, [*terms, *params, limit])}
+
+    def neighbours(self, ids: Sequence[str], span: int, window_s: float) -> dict[str, list[tuple[str, int]]]:
+        if not ids or span < 1:
+            return {}
+        window = timedelta(seconds=window_s)
+        found: dict[str, list[tuple[str, int]]] = {}
+        with self._reading() as conn:
+            targets = conn.execute("SELECT id, namespace, created_at FROM memories WHERE id = ANY(%s::text[])",
+                                   (list(ids),)).fetchall()
+            for memory_id, namespace, created_at in targets:
+                before = conn.execute(
+                    "SELECT id FROM memories WHERE namespace = %s AND (created_at, id) < (%s, %s) AND created_at >= %s "
+                    "ORDER BY created_at DESC, id DESC LIMIT %s", (namespace, created_at, memory_id, created_at - window, span),
+                ).fetchall()
+                after = conn.execute(
+                    "SELECT id FROM memories WHERE namespace = %s AND (created_at, id) > (%s, %s) AND created_at <= %s "
+                    "ORDER BY created_at, id LIMIT %s", (namespace, created_at, memory_id, created_at + window, span),
+                ).fetchall()
+                found[memory_id] = [(row[0], -i) for i, row in enumerate(before, 1)] + [(row[0], i) for i, row in enumerate(after, 1)]
+        return found
 
     def matching_ids(self, flt: Filter) -> set[str]:
         where, params = filter_sql(flt)
