@@ -81,7 +81,7 @@ def synthetic_texts(count: int, seed: int = 7) -> list[str]:
 
 def locomo_texts(path: Path, count: int) -> list[str]:
     """Real dialogue turns ("<speaker>: <text>") from a LoCoMo JSON file."""
-    turns = []
+    turns: list[str] = []
     for sample in json.loads(path.read_text(encoding="utf-8")):
         conversation = sample["conversation"]
         for key, value in conversation.items():

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -34,12 +34,13 @@ DEFAULT_OPENAI_URL = "https://api.openai.com/v1"
 _HEALTH_TEXT = "memmesh embedder health check"
 
 
-@runtime_checkable
 class Embedder(Protocol):
     """What recall needs from an embedding model.
 
     ``dim`` is declared as a read-only property so both a plain attribute (MiniLM: always
     384) and a lazily discovered value (an HTTP server's model) satisfy the protocol.
+    Deliberately not ``runtime_checkable``: on Python 3.11 ``isinstance`` would read
+    ``dim`` and so send a request to a remote server.
     """
 
     model_id: str

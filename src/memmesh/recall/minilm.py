@@ -74,7 +74,7 @@ class _GraphWriter:
         self._count += 1
         return f"{stem}_{self._count}"
 
-    def const(self, value: np.ndarray | Sequence[float] | Sequence[int], stem: str = "c") -> str:
+    def const(self, value: np.ndarray | np.generic | Sequence[float] | Sequence[int], stem: str = "c") -> str:
         from onnx import numpy_helper
 
         array = np.asarray(value)
@@ -84,8 +84,8 @@ class _GraphWriter:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
         return name
 
-    def op(self, op_type: str, *inputs: str, outputs: int = 1, node: str | None = None, **attrs: Any) -> Any:
-        """Add one node; returns its output name (or a list of names if outputs > 1).
+    def ops(self, op_type: str, *inputs: str, outputs: int, node: str | None = None, **attrs: Any) -> list[str]:
+        """Add one node with ``outputs`` outputs; returns their names.
 
         ``node`` names the node itself, for the ones quantisation must be able to find.
         """
@@ -93,7 +93,11 @@ class _GraphWriter:
 
         names = [self._name(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=node or self._name("n"), **attrs))
-        return names[0] if outputs == 1 else names
+        return names
+
+    def op(self, op_type: str, *inputs: str, node: str | None = None, **attrs: Any) -> str:
+        """Add a single-output node; returns the output's name."""
+        return self.ops(op_type, *inputs, outputs=1, node=node, **attrs)[0]
 
 
 def _layer_norm(g: _GraphWriter, w: Mapping[str, np.ndarray], prefix: str, x: str) -> str:
@@ -133,7 +137,7 @@ def _self_attention(g: _GraphWriter, w: Mapping[str, np.ndarray], prefix: str, x
     qkv_w = np.concatenate([q_w.T, w[f"{prefix}.key.weight"].T, w[f"{prefix}.value.weight"].T], axis=1)
     qkv_b = np.concatenate([q_b, w[f"{prefix}.key.bias"], w[f"{prefix}.value.bias"]])
     qkv = g.op("Add", g.op("MatMul", x, g.const(qkv_w, "w_qkv")), g.const(qkv_b, "b_qkv"))
-    q, k, v = g.op("Split", qkv, g.const([DIM, DIM, DIM]), outputs=3, axis=2)
+    q, k, v = g.ops("Split", qkv, g.const([DIM, DIM, DIM]), outputs=3, axis=2)
     heads = g.const([0, 0, HEADS, HEAD_DIM])
     q = g.op("Transpose", g.op("Reshape", q, heads), perm=[0, 2, 1, 3])  # [B, h, S, d]
     k = g.op("Transpose", g.op("Reshape", k, heads), perm=[0, 2, 3, 1])  # [B, h, d, S]
@@ -252,7 +256,7 @@ def _prepare_dir(directory: Path) -> None:
         raise EmbedderError(f"cannot write the model cache in {directory}: permission denied")
 
 
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+def _write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     """Let ``write`` fill a temporary file beside ``target``, then rename it into place."""
     _prepare_dir(target.parent)
     try:
