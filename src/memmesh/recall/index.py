@@ -207,7 +207,7 @@ class VectorIndex:
             if self._ann is not None:
                 nearest = functools.partial(self._ann_nearest, query)
             else:
-                nearest = functools.partial(self._exact_nearest, self._matrix[: self._count] @ query)
+                nearest = functools.partial(self._exact_nearest, _dot(self._matrix[: self._count], query))
             want = k
             while True:
                 batch = nearest(want)
@@ -229,7 +229,7 @@ class VectorIndex:
             positions = np.fromiter((self._pos[i] for i in ids if i in self._pos), dtype=np.int64)
             if positions.size == 0:
                 return []
-            scores = self._matrix[positions] @ query
+            scores = _dot(self._matrix[positions], query)
             return [(self._ids[positions[i]], float(scores[i])) for i in _top(scores, k)]
 
     def _rescore(self, query: np.ndarray, ids: list[str]) -> list[tuple[str, float]]:
@@ -237,6 +237,12 @@ class VectorIndex:
         scored = [(i, float(self._matrix[self._pos[i]] @ query)) for i in ids]
         scored.sort(key=lambda pair: (-pair[1], pair[0]))
         return scored
+
+
+def _dot(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``matrix @ query`` without BLAS: a matrix-vector product is memory-bound, and BLAS's
+    worker threads cost 10-30x more than the product itself on a busy 2-core machine."""
+    return np.einsum("ij,j->i", matrix, np.asarray(query, dtype=np.float32))
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
