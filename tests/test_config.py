@@ -69,3 +69,9 @@ def test_api_key_comes_from_env_or_file(tmp_path: Path) -> None:
         assert load_settings(config, env={}).embedding_api_key() == "sk-from-env"
     finally:
         del os.environ["MY_KEY"]
+
+
+def test_passwords_in_store_urls_are_never_printed(cli) -> None:
+    result = cli("--db", "postgresql://alice:hunter2@127.0.0.1:1/memmesh", "doctor", "--json")
+    assert "hunter2" not in result.out + result.err
+    assert result.code == 1

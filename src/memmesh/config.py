@@ -118,6 +118,11 @@ class Settings(BaseModel):
         return self.storage.url or f"sqlite:///{self.data_dir / 'memmesh.db'}"
 
     @property
+    def display_url(self) -> str:
+        """The store URL with any password replaced by ``***``, safe to print and log."""
+        return redact_url(self.storage_url)
+
+    @property
     def cache_dir(self) -> Path:
         """Where derived files (built ONNX graphs) are kept."""
         return self.data_dir / "cache"
@@ -140,6 +145,16 @@ SECTIONS = tuple(
     for name, field in Settings.model_fields.items()
     if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section)
 )
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of ``scheme://user:password@host/...`` URLs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
 
 
 def default_config_path() -> Path:

@@ -14,7 +14,7 @@ def init(as_json: bool = JSON_OPTION) -> None:
     """Create (or upgrade) the database and show where it lives."""
     settings = state.settings()
     service = state.service()
-    info = {"url": settings.storage_url, "schema_version": service.store.schema_version, "node_id": service.node_id,
+    info = {"url": settings.display_url, "schema_version": service.store.schema_version, "node_id": service.node_id,
             "config_file": str(settings.config_file) if settings.config_file else None}
     if as_json:
         print_json(info)
@@ -55,12 +55,15 @@ def doctor(as_json: bool = JSON_OPTION) -> None:
 
     settings = state.settings()
     checks = run_checks(settings, state.service)
-    report = {"config": settings.model_dump(mode="json"), "storage_url": settings.storage_url, "checks": checks}
+    config = settings.model_dump(mode="json")
+    if config["storage"]["url"]:
+        config["storage"]["url"] = settings.display_url
+    report = {"config": config, "storage_url": settings.display_url, "checks": checks}
     if as_json:
         print_json(report)
     else:
         console.print(f"config file: {settings.config_file or '(none, defaults)'}")
-        console.print(f"store: {settings.storage_url}")
+        console.print(f"store: {settings.display_url}")
         for check in checks:
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[check["status"]]
             console.print(f"{mark:>14} {check['name']}: {check['detail']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.config import Settings
+from memmesh.config import Settings, redact_url
 from memmesh.errors import MemmeshError
 from memmesh.service import Service
 
@@ -18,7 +18,7 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
     except MemmeshError as exc:
         return [{"name": "store", "status": "fail", "detail": exc.message}]
     store = service.store
-    checks.append({"name": "store", "status": "ok", "detail": f"{store.url} schema {store.schema_version}"})
+    checks.append({"name": "store", "status": "ok", "detail": f"{redact_url(store.url)} schema {store.schema_version}"})
     integrity = store.integrity_check()
     checks.append({"name": "integrity", "status": "ok" if integrity == "ok" else "fail", "detail": integrity})
     if service.embedder is None:
