@@ -204,13 +204,8 @@ class Service:
 
         All or nothing: if any item is invalid or conflicts, none is stored.
         """
-        inputs = [parse_model(NewMemory, item) for item in items]
         who = self._authorize(principal, "writer")
-        for new in inputs:
-            self._authorize(who, "writer", new.namespace)
-            self._check_content(new.content)
-            if new.valid_from and new.valid_to and new.valid_to <= new.valid_from:
-                raise InvalidInputError("valid_to must be later than valid_from")
+        inputs = [self.check_new(item, principal=who) for item in items]
         vectors, _ = self._embed([embed_text(n.title, n.content) for n in inputs])
         now = self.clock()
         stored: list[Memory] = []
@@ -220,6 +215,20 @@ class Service:
                 vector = vectors[i] if vectors is not None else None
                 stored.append(self._insert(tx, new, who, now, vector))
         return stored
+
+    def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal | None = None) -> NewMemory:
+        """Validate one memory exactly as :meth:`add` would, writing nothing.
+
+        Dry runs and importers call this to report each bad item with its reason instead of
+        failing a whole batch; conflicts that need the write transaction (same title, same id
+        with other content) are only found by the write itself.
+        """
+        new = parse_model(NewMemory, data)
+        self._authorize(principal, "writer", new.namespace)
+        self._check_content(new.content)
+        if new.valid_from and new.valid_to and new.valid_to <= new.valid_from:
+            raise InvalidInputError("valid_to must be later than valid_from")
+        return new
 
     def _insert(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
         digest = content_hash(new.namespace, new.content)

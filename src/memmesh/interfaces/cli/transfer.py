@@ -1,15 +1,26 @@
-"""export / import in memmesh's JSON Lines format, with progress bars."""
+"""export (memmesh JSON Lines) and import (that, or another memory store's files and tables), with progress bars."""
 
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 
 import typer
 from rich.progress import Progress
+from rich.table import Table
 
 from memmesh.errors import InvalidInputError
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.io.importers import (
+    ImportReport,
+    LegacyTable,
+    detect_format,
+    import_legacy,
+    import_mcp_memory,
+    import_mem0,
+    import_mem0_history,
+)
 from memmesh.io.jsonl import count_exportable, export_lines, import_records, parse_lines
 
 
@@ -35,20 +46,101 @@ def export(
         err_console.print(f"exported to {out}")
 
 
+class ImportFormat(StrEnum):
+    auto = "auto"
+    jsonl = "jsonl"
+    mcp_memory = "mcp-memory"
+    mem0 = "mem0"
+    mem0_history = "mem0-history"
+    sql = "sql"
+
+
 @app.command("import")
 def import_(
-    source: Path = typer.Argument(..., help="A memmesh JSON Lines export ('-' for stdin)."),
+    source: str = typer.Argument(..., help="A file ('-' for stdin); for --format sql a database URL (sqlite:///… or postgresql://…)."),
+    fmt: ImportFormat = typer.Option(ImportFormat.auto, "--format", "-f", help="Source format (auto: from the URL or the content)."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Target namespace (mcp-memory: mcp; mem0: base, default mem0; sql: "
+                                  "the one namespace when there is no --tenant-col)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count; write nothing."),
+    tier: str = typer.Option("long", "--tier", help="Tier of imported memories (not jsonl, which keeps its own)."),
+    spot: int = typer.Option(3, "--spot-check", min=0, max=1000, help="Recall this many imported records afterwards to check them."),
+    table: str = typer.Option(None, "--table", help="sql: the legacy table (schema.table allowed)."),
+    id_col: str = typer.Option("id", "--id-col", help="sql: the row id column (ids become legacy:<table>:<id>)."),
+    content_col: str = typer.Option("content", "--content-col", help="sql: the memory text column."),
+    tenant_col: str = typer.Option(None, "--tenant-col", help="sql: the tenant column (one namespace per tenant)."),
+    namespace_template: str = typer.Option("workspace:{tenant}", "--namespace-template", help="sql: namespace of a tenant's rows."),
+    kind: str = typer.Option("fact", "--kind", help="sql: kind of the memories."),
+    written_by: str = typer.Option("import", "--source", help="sql: the memories' source (who wrote them), e.g. agent."),
+    mark_col: str = typer.Option(None, "--mark-col", help="sql: column set to the migration time on migrated rows (skipped next time)."),
+    check_only: bool = typer.Option(False, "--check-only", help="sql: report what would happen; change nothing anywhere."),
+    id_prefix: str = typer.Option(None, "--id-prefix", help="sql: id prefix instead of legacy:<table>."),
+    batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000, help="sql: rows per read and per write."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Import a JSON Lines export; every line is checked first, and a re-import writes nothing."""
-    if str(source) == "-":
-        lines = sys.stdin.read().splitlines()
+    """Import memories from a file or database, idempotently: a re-run writes nothing.
+
+    Formats: memmesh's own JSON Lines export, the MCP memory server's memory.jsonl, mem0's
+    exported memories JSON or its history db, or a legacy SQL table (per-tenant report).
+    Exits 1 when any record failed (the report lists each with its reason).
+    """
+    sql_given = [name for name, value, default in (
+        ("--table", table, None), ("--tenant-col", tenant_col, None), ("--mark-col", mark_col, None), ("--check-only", check_only, False),
+        ("--id-prefix", id_prefix, None), ("--id-col", id_col, "id"), ("--content-col", content_col, "content"),
+        ("--namespace-template", namespace_template, "workspace:{tenant}"), ("--kind", kind, "fact"), ("--source", written_by, "import"),
+    ) if value != default]
+    text = _TextSource(source)
+    chosen = fmt.value if fmt is not ImportFormat.auto else detect_format(source, table=table, read_text=text.read)
+    if chosen != "sql" and sql_given:
+        raise InvalidInputError(f"{', '.join(sql_given)} only apply to --format sql (this source is {chosen})")
+    if chosen == "jsonl":
+        if namespace:
+            raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
+        _import_jsonl(text.read().splitlines(), dry_run, as_json)
+        return
+    service = state.service()
+    with Progress(console=err_console, disable=as_json, transient=True) as bar:
+        task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
+        common = {"namespace": namespace, "tier": tier, "dry_run": dry_run, "sample": spot, "progress": lambda n: bar.advance(task, n)}
+        if chosen == "mcp-memory":
+            report = import_mcp_memory(service, text.read(), source=source, **common)
+        elif chosen == "mem0":
+            report = import_mem0(service, text.read(), source=source, **common)
+        elif chosen == "mem0-history":
+            report = import_mem0_history(service, source, **common)
+        else:
+            spec = LegacyTable(url=source, table=table or "", id_col=id_col, content_col=content_col, tenant_col=tenant_col,
+                               namespace_template=namespace_template, namespace=namespace, kind=kind, source=written_by, tier=tier,
+                               mark_col=mark_col, id_prefix=id_prefix)
+            report = import_legacy(service, spec, dry_run=dry_run, check_only=check_only, batch_size=batch_size, sample=spot,
+                                   progress=common["progress"])
+    if as_json:
+        print_json(report)
     else:
-        try:
-            lines = source.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+        render_import_report(report)
+    if report.totals.failed:
+        raise typer.Exit(1)
+
+
+class _TextSource:
+    """A text source read once, on first need ('-' is stdin)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._text: str | None = None
+
+    def read(self) -> str:
+        if self._text is None:
+            if self.source == "-":
+                self._text = sys.stdin.read()
+            else:
+                try:
+                    self._text = Path(self.source).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise InvalidInputError(f"cannot read {self.source}: {getattr(exc, 'strerror', None) or exc}") from None
+        return self._text
+
+
+def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
     with Progress(console=err_console, disable=as_json, transient=True) as bar:
         task = bar.add_task("importing", total=len(records))
@@ -58,3 +150,29 @@ def import_(
     else:
         console.print(f"{report.memories_written} memories and {report.links_written} links written, "
                       f"{report.memories_skipped + report.links_skipped} already present" + (" (dry run)" if dry_run else ""))
+
+
+def render_import_report(report: ImportReport) -> None:
+    """The per-tenant table, totals, skip reasons, failures and the spot check, for people."""
+    table = Table(title=f"import {report.format} from {report.source}" + (" (dry run: nothing written)" if report.dry_run else ""))
+    for column in ("tenant", "namespace", "migrated", "skipped", "failed"):
+        table.add_column(column, justify="right" if column in ("migrated", "skipped", "failed") else "left")
+    for row in report.tenants:
+        table.add_row(row.tenant or "-", row.namespace or "-", str(row.migrated), str(row.skipped), str(row.failed))
+    t = report.totals
+    table.add_row("[bold]total[/]", "", f"[bold]{t.migrated}[/]", f"[bold]{t.skipped}[/]", f"[bold]{t.failed}[/]")
+    console.print(table)
+    verb = "would write" if report.dry_run else "wrote"
+    console.print(f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {t.links_written} links"
+                  + (f" ({t.links_skipped} links skipped)" if t.links_skipped else ""))
+    for reason, count in report.skipped_reasons.items():
+        console.print(f"skipped {count}: {reason}", markup=False, highlight=False)
+    for failure in report.failures[:50]:
+        err_console.print(f"failed {failure.id}" + (f" (tenant {failure.tenant})" if failure.tenant else "") + f": {failure.reason}",
+                          markup=False, highlight=False)
+    if len(report.failures) > 50:
+        err_console.print(f"… and {len(report.failures) - 50} more failures (use --json for all)")
+    if report.spot_check is not None and report.spot_check.sampled:
+        check = report.spot_check
+        console.print(f"spot check: recalled {check.found} of {check.sampled} sampled records"
+                      + (f"; not found: {', '.join(check.missing)}" if check.missing else ""), markup=False, highlight=False)

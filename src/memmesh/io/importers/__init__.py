@@ -1,0 +1,137 @@
+"""Importers: bring the users of other memory stores over, idempotently.
+
+One module per source (:mod:`.mcp_memory`, :mod:`.mem0`, :mod:`.legacy_sql`), all writing
+through the one idempotent path in :mod:`.base`; this module detects a source's format and
+offers one function per format. Every function takes the service, validates its options
+before writing anything, supports ``dry_run`` and returns an :class:`ImportReport`.
+memmesh's own JSON Lines export is imported by :mod:`memmesh.io.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from memmesh.errors import InvalidInputError
+from memmesh.io.importers import mcp_memory, mem0
+from memmesh.io.importers.base import (
+    ImportReport,
+    Item,
+    PlannedLink,
+    Progress,
+    Writer,
+    build_report,
+    spot_check,
+)
+from memmesh.io.importers.legacy_sql import LegacyTable, import_legacy
+from memmesh.model import Principal, Tier, normalize_namespace
+from memmesh.service import Service
+from memmesh.store.sqlite import path_from_url
+
+FORMATS = ("auto", "jsonl", "mcp-memory", "mem0", "mem0-history", "sql")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def detect_format(source: str, *, table: str | None, read_text: Callable[[], str]) -> str:
+    """The format of a source, from its URL, its first bytes or its content.
+
+    A database URL with ``--table`` is a legacy SQL table; a SQLite file (or URL) with
+    mem0's ``history`` table is a mem0 history db; text is told apart by its first line
+    (``"type": "entity"|"relation"`` → MCP memory) or its shape (mem0's export); anything
+    else is read as memmesh's own JSON Lines (whose parser then names the bad line).
+    """
+    if "://" in source:
+        if table:
+            return "sql"
+        if source.startswith("sqlite://") and mem0.has_history_table(Path(path_from_url(source))):
+            return "mem0-history"
+        raise InvalidInputError(f"{source} is a database: give --table (and the column options) to import a legacy table")
+    path = Path(source)
+    if source != "-" and path.is_file():
+        with path.open("rb") as handle:
+            if handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER:
+                if mem0.has_history_table(path):
+                    return "mem0-history"
+                raise InvalidInputError(f"{source} is a SQLite file without mem0's history table: to import a legacy table "
+                                        f"give sqlite:///{path.absolute()} with --table")
+    return detect_text_format(read_text())
+
+
+def detect_text_format(text: str) -> str:
+    """``mcp-memory``, ``mem0`` or ``jsonl`` for a text source (see :func:`detect_format`)."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    try:
+        head = json.loads(first)
+    except json.JSONDecodeError:
+        head = None
+    if isinstance(head, dict) and head.get("type") in ("entity", "relation"):
+        return "mcp-memory"
+    if isinstance(head, dict) and head.get("type") in ("header", "memory", "link"):
+        return "jsonl"
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        return "jsonl"
+    return "mem0" if mem0.looks_like_export(whole) else "jsonl"
+
+
+def import_mcp_memory(
+    service: Service, text: str, *, source: str = "memory.jsonl", namespace: str | None = None, tier: str = "long",
+    dry_run: bool = False, sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+) -> ImportReport:
+    """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations)."""
+    ns = normalize_namespace(namespace or mcp_memory.DEFAULT_NAMESPACE)
+    _check_tier(tier)
+    graph = mcp_memory.parse_graph(text.splitlines(), ns)
+    items, links = mcp_memory.plan(service, graph, ns, tier=tier, principal=principal)
+    return _run(service, mcp_memory.FORMAT, source, items, links, dry_run, sample, progress, principal)
+
+
+def import_mem0(
+    service: Service, text: str, *, source: str = "mem0 export", namespace: str | None = None, tier: str = "long",
+    dry_run: bool = False, sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+) -> ImportReport:
+    """Import mem0's exported memories (``{"results": [...]}`` or a list)."""
+    base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
+    _check_tier(tier)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{source}: not JSON ({exc.msg} at line {exc.lineno}); nothing was imported") from None
+    items = mem0.plan_export(mem0.export_records(data), base, tier=tier)
+    return _run(service, mem0.FORMAT_EXPORT, source, items, [], dry_run, sample, progress, principal)
+
+
+def import_mem0_history(
+    service: Service, path: str | Path, *, namespace: str | None = None, tier: str = "long", dry_run: bool = False,
+    sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+) -> ImportReport:
+    """Import the latest state of every memory in mem0's SQLite history db (the file is only read)."""
+    base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
+    _check_tier(tier)
+    location = Path(path_from_url(str(path))) if str(path).startswith("sqlite://") else Path(path)
+    items = mem0.read_history(location, base, tier=tier)
+    return _run(service, mem0.FORMAT_HISTORY, str(location), items, [], dry_run, sample, progress, principal)
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in Tier.__members__:
+        raise InvalidInputError(f"tier {tier!r} is not one of {', '.join(Tier.__members__)}")
+
+
+def _run(service: Service, fmt: str, source: str, items: Sequence[Item], links: Sequence[PlannedLink], dry_run: bool,
+         sample: int, progress: Progress | None, principal: Principal | None) -> ImportReport:
+    writer = Writer(service, dry_run=dry_run, principal=principal, progress=progress)
+    outcomes = writer.apply(items)
+    writer.link(links)
+    report = build_report(fmt, source, dry_run, outcomes, (writer.links_written, writer.links_skipped))
+    if not dry_run:
+        report.spot_check = spot_check(service, outcomes, sample, principal)
+    return report
+
+
+__all__ = [
+    "FORMATS", "ImportReport", "LegacyTable", "detect_format", "detect_text_format", "import_legacy", "import_mcp_memory",
+    "import_mem0", "import_mem0_history",
+]

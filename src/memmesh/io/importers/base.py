@@ -1,0 +1,436 @@
+"""What every importer shares: the items a source yields, one idempotent write path, one report.
+
+An importer only reads its source and turns each record into an :data:`Item`; the
+:class:`Writer` applies items through the service, so every rule (namespace syntax, size
+limits, de-duplication) is the service's, checked once. Idempotence comes from ids: each
+memory gets a deterministic id derived from the source's own id (``mem0:<id>``,
+``mcp:<entity>:<hash>``, ``legacy:<table>:<id>``), so a re-run finds what it wrote and
+writes nothing, and an item whose content already exists in its namespace (by content hash)
+is skipped rather than stored twice.
+
+Each imported memory records where it came from in ``metadata["imported_from"]``, with a
+digest of the source state (``sha``). A re-run compares against it: unchanged in the source
+→ skipped (even if someone edited the memmesh copy since); changed in the source → updated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from memmesh.errors import ConflictError, InvalidInputError, NotFoundError
+from memmesh.model import Memory, NewMemory, Principal
+from memmesh.service import Service, content_hash
+
+IMPORTED_FROM = "imported_from"
+"""The metadata key that records an imported memory's origin and source digest."""
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._@-]+")
+
+Progress = Callable[[int], None]
+Action = Literal["added", "updated", "deleted", "skipped", "failed"]
+
+
+def id_part(value: object, max_chars: int = 48) -> str:
+    """A source identifier as one segment of a memmesh id.
+
+    Safe identifiers are kept as they are (``42``, a UUID); anything else has its unsafe
+    characters replaced and a short hash of the original appended, so two distinct source
+    ids never map to the same memmesh id.
+    """
+    text = str(value)
+    if text and len(text) <= max_chars and not _UNSAFE_ID_CHARS.search(text):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    safe = _UNSAFE_ID_CHARS.sub("_", text).strip("_")[: max_chars - 11]
+    return f"{safe}-{digest}" if safe else digest
+
+
+def source_digest(*parts: Any) -> str:
+    """A short, stable digest of a source record's state (what a re-run compares)."""
+    raw = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+# -- what a source yields ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A source record to store as one memory.
+
+    ``fields`` are :class:`NewMemory` fields, with the deterministic ``id`` set.
+    ``keep_namespace``: when the memory already exists, leave it in its namespace and
+    compare content only (the source does not know the namespace, e.g. mem0's history db).
+    """
+
+    key: str
+    tenant: str | None
+    fields: dict[str, Any]
+    sha: str
+    keep_namespace: bool = False
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A source record that cannot be imported; ``reason`` says why."""
+
+    key: str
+    tenant: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Present:
+    """A source record that needs no write (already migrated, or held by another memory)."""
+
+    key: str
+    tenant: str | None
+    reason: str
+    memory_id: str | None = None
+    alias_of: str | None = None
+    """The deterministic id this record would have had; links to it go to ``memory_id``."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A record the source has deleted: its memmesh copy (if any) is deleted too."""
+
+    key: str
+    tenant: str | None
+    memory_id: str
+
+
+Item = Candidate | Rejected | Present | Removal
+
+
+@dataclass(frozen=True)
+class PlannedLink:
+    """A link between two source records, named by their deterministic ids."""
+
+    source_id: str
+    target_id: str
+    relation: str
+
+
+@dataclass
+class Outcome:
+    """What happened to one item (or would have, in a dry run)."""
+
+    key: str
+    tenant: str | None
+    action: Action
+    reason: str | None = None
+    memory_id: str | None = None
+    namespace: str | None = None
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+
+class TenantCounts(BaseModel):
+    """Per tenant (or target namespace): the SPEC §8 ``{tenant, migrated, skipped, failed}``."""
+
+    tenant: str | None
+    namespace: str | None = None
+    migrated: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+class Totals(BaseModel):
+    """All tenants together; ``migrated`` = added + updated + deleted."""
+
+    migrated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    links_written: int = 0
+    links_skipped: int = 0
+
+
+class Failure(BaseModel):
+    """One record that was not imported, and why."""
+
+    id: str
+    tenant: str | None
+    reason: str
+
+
+class SpotCheck(BaseModel):
+    """Recall of a sample of imported records: each should be found by its own words."""
+
+    sampled: int
+    found: int
+    missing: list[str] = Field(default_factory=list)
+
+
+class ImportReport(BaseModel):
+    """What an import did (or, with ``dry_run``, would do)."""
+
+    format: str
+    source: str
+    dry_run: bool
+    tenants: list[TenantCounts]
+    totals: Totals
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
+    failures: list[Failure] = Field(default_factory=list)
+    spot_check: SpotCheck | None = None
+
+    @property
+    def written(self) -> int:
+        """Memories and links written: 0 on a re-run of the same source."""
+        return self.totals.migrated + self.totals.links_written
+
+
+def build_report(fmt: str, source: str, dry_run: bool, outcomes: Sequence[Outcome], links: tuple[int, int]) -> ImportReport:
+    """Tally outcomes per tenant (in first-seen order) and in total."""
+    tenants: dict[str | None, TenantCounts] = {}
+    totals = Totals(links_written=links[0], links_skipped=links[1])
+    reasons: Counter[str] = Counter()
+    failures: list[Failure] = []
+    for o in outcomes:
+        row = tenants.setdefault(o.tenant, TenantCounts(tenant=o.tenant))
+        if row.namespace is None and o.namespace:
+            row.namespace = o.namespace
+        if o.action == "failed":
+            row.failed += 1
+            failures.append(Failure(id=o.key, tenant=o.tenant, reason=o.reason or "failed"))
+        elif o.action == "skipped":
+            row.skipped += 1
+            reasons[o.reason or "skipped"] += 1
+        else:
+            row.migrated += 1
+            setattr(totals, o.action, getattr(totals, o.action) + 1)
+    totals.migrated = totals.added + totals.updated + totals.deleted
+    totals.skipped = sum(t.skipped for t in tenants.values())
+    totals.failed = len(failures)
+    return ImportReport(format=fmt, source=source, dry_run=dry_run, tenants=list(tenants.values()), totals=totals,
+                        skipped_reasons=dict(reasons.most_common()), failures=failures)
+
+
+# -- the write path ---------------------------------------------------------------------------
+
+
+@dataclass
+class Writer:
+    """Applies items through the service, idempotently; with ``dry_run`` it only decides.
+
+    ``ids`` maps each deterministic id to the memmesh memory that now holds that record
+    (itself, or an existing memory with the same content), so links land on the right ends.
+    """
+
+    service: Service
+    dry_run: bool = False
+    principal: Principal | None = None
+    progress: Progress | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+    links_written: int = 0
+    links_skipped: int = 0
+    _planned: dict[tuple[str, str], str] = field(default_factory=dict)
+    _handled: set[str] = field(default_factory=set)
+
+    def apply(self, items: Iterable[Item], batch_size: int = 200) -> list[Outcome]:
+        """Apply items in batches (one transaction per batch of new memories)."""
+        outcomes: list[Outcome] = []
+        for batch in _batched(items, batch_size):
+            outcomes.extend(self._apply_batch(batch))
+            if self.progress:
+                self.progress(len(batch))
+        return outcomes
+
+    def _apply_batch(self, batch: list[Item]) -> list[Outcome]:
+        wanted = [item.fields.get("id") for item in batch if isinstance(item, Candidate)]
+        existing = {m.id: m for m in self.service.store.get_many([i for i in wanted if isinstance(i, str)])}
+        outcomes: list[Outcome | None] = []
+        adds: list[tuple[int, Candidate, NewMemory]] = []
+        for item in batch:
+            if isinstance(item, Candidate):
+                decided = self._plan(item, existing)
+                if isinstance(decided, NewMemory):
+                    adds.append((len(outcomes), item, decided))
+                    outcomes.append(None)
+                    continue
+                outcomes.append(decided)
+            elif isinstance(item, Rejected):
+                outcomes.append(Outcome(item.key, item.tenant, "failed", item.reason))
+            elif isinstance(item, Present):
+                if item.alias_of and item.memory_id:
+                    self.ids[item.alias_of] = item.memory_id
+                outcomes.append(Outcome(item.key, item.tenant, "skipped", item.reason, item.memory_id))
+            else:
+                outcomes.append(self._remove(item))
+        for index, outcome in self._add(adds):
+            outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
+
+    def _plan(self, item: Candidate, existing: dict[str, Memory]) -> Outcome | NewMemory:
+        """Decide what one candidate needs: nothing (an Outcome says why), an update, or an add."""
+        try:
+            new = self.service.check_new(item.fields, principal=self.principal)
+        except InvalidInputError as exc:
+            return Outcome(item.key, item.tenant, "failed", exc.message)
+        assert new.id is not None
+        if new.id in self._handled:
+            return Outcome(item.key, item.tenant, "failed", f"source id {item.key!r} appears more than once (memmesh id {new.id})")
+        self._handled.add(new.id)
+        current = existing.get(new.id)
+        if current is not None:
+            return self._refresh(item, new, current)
+        if self.service.store.history(new.id):
+            return Outcome(item.key, item.tenant, "skipped", "deleted or archived in memmesh since an earlier import",
+                           new.id, new.namespace)
+        digest = content_hash(new.namespace, new.content)
+        holder = self._planned.get((new.namespace, digest))
+        if holder is None:
+            found = self.service.store.find_by_hash(new.namespace, digest)
+            holder = found.id if found is not None else None
+        if holder is not None:
+            self.ids[new.id] = holder
+            return Outcome(item.key, item.tenant, "skipped", "same content already stored", holder, new.namespace)
+        self._planned[(new.namespace, digest)] = new.id
+        return new
+
+    def _refresh(self, item: Candidate, new: NewMemory, current: Memory) -> Outcome:
+        """The record was imported before: skip it if the source is unchanged, else update."""
+        assert new.id is not None
+        recorded = current.metadata.get(IMPORTED_FROM, {})
+        recorded = recorded if isinstance(recorded, dict) else {}
+        move = not item.keep_namespace and current.namespace != new.namespace
+        if move and not recorded.get("namespace_unknown"):
+            return Outcome(item.key, item.tenant, "failed",
+                           f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r} "
+                           "(another source with the same ids? give it a different --id-prefix)")
+        self.ids[new.id] = current.id
+        unchanged = current.content == new.content if item.keep_namespace else recorded.get("sha") == item.sha
+        if unchanged:
+            return Outcome(item.key, item.tenant, "skipped", "already imported", current.id, current.namespace)
+        metadata = new.metadata
+        if item.keep_namespace:
+            origin = dict(new.metadata.get(IMPORTED_FROM, {}))
+            if current.metadata.get(IMPORTED_FROM) and not recorded.get("namespace_unknown"):
+                origin.pop("namespace_unknown", None)  # it was placed by a source that knew its namespace
+            metadata = {**current.metadata, **new.metadata, IMPORTED_FROM: origin}
+        patch: dict[str, Any] = {"content": new.content, "metadata": metadata}
+        if new.tags or not item.keep_namespace:
+            patch["tags"] = list(dict.fromkeys([*current.tags, *new.tags])) if item.keep_namespace else new.tags
+        if move:
+            patch["namespace"] = new.namespace
+        if not self.dry_run:
+            try:
+                self.service.update(current.id, patch, principal=self.principal)
+            except (InvalidInputError, ConflictError) as exc:
+                return Outcome(item.key, item.tenant, "failed", exc.message, current.id, current.namespace)
+        return Outcome(item.key, item.tenant, "updated", "changed in the source", current.id, patch.get("namespace", current.namespace))
+
+    def _add(self, adds: list[tuple[int, Candidate, NewMemory]]) -> Iterator[tuple[int, Outcome]]:
+        """Store new memories in one transaction; if that fails, one by one to find the bad ones."""
+        if not adds:
+            return
+        if self.dry_run:
+            for index, item, new in adds:
+                self.ids[new.id or ""] = new.id or ""
+                yield index, Outcome(item.key, item.tenant, "added", None, new.id, new.namespace)
+            return
+        try:
+            stored = self.service.add_many([new for _, _, new in adds], principal=self.principal)
+        except (InvalidInputError, ConflictError):
+            for index, item, new in adds:
+                yield index, self._add_one(item, new)
+            return
+        for (index, item, new), memory in zip(adds, stored, strict=True):
+            yield index, self._added(item, new, memory)
+
+    def _add_one(self, item: Candidate, new: NewMemory) -> Outcome:
+        try:
+            memory = self.service.add(new, principal=self.principal)
+        except (InvalidInputError, ConflictError) as exc:
+            return Outcome(item.key, item.tenant, "failed", exc.message, None, new.namespace)
+        return self._added(item, new, memory)
+
+    def _added(self, item: Candidate, new: NewMemory, memory: Memory) -> Outcome:
+        self.ids[new.id or memory.id] = memory.id
+        if memory.id != new.id:
+            return Outcome(item.key, item.tenant, "skipped", "same content already stored", memory.id, memory.namespace)
+        return Outcome(item.key, item.tenant, "added", None, memory.id, memory.namespace)
+
+    def _remove(self, item: Removal) -> Outcome:
+        current = self.service.store.get(item.memory_id)
+        if current is None:
+            return Outcome(item.key, item.tenant, "skipped", "deleted in the source")
+        if not self.dry_run:
+            try:
+                self.service.delete(item.memory_id, principal=self.principal)
+            except NotFoundError:
+                return Outcome(item.key, item.tenant, "skipped", "deleted in the source")
+        return Outcome(item.key, item.tenant, "deleted", "deleted in the source", item.memory_id, current.namespace)
+
+    def link(self, links: Iterable[PlannedLink]) -> None:
+        """Write links whose two ends were imported (or already held); existing links are kept."""
+        for planned in links:
+            source, target = self.ids.get(planned.source_id), self.ids.get(planned.target_id)
+            if not source or not target or source == target or self._has_link(source, target, planned.relation):
+                self.links_skipped += 1
+                continue
+            if not self.dry_run:
+                try:
+                    self.service.link(source, target, planned.relation, principal=self.principal)
+                except NotFoundError:
+                    self.links_skipped += 1
+                    continue
+            self.links_written += 1
+
+    def _has_link(self, source: str, target: str, relation: str) -> bool:
+        return any(link.source_id == source and link.target_id == target and link.relation.value == relation
+                   for link in self.service.store.links(source))
+
+
+def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, principal: Principal | None = None) -> SpotCheck:
+    """Recall a spread-out sample of the records now in memmesh by their own words.
+
+    A record counts as found when recall (in its namespace, top 10, not counted as an
+    access) returns its memory: proof that the import is searchable, not just stored.
+    """
+    held = [o for o in outcomes if o.memory_id and o.namespace and o.action in ("added", "updated", "skipped")]
+    if sample <= 0 or not held:
+        return SpotCheck(sampled=0, found=0)
+    step = max(1, len(held) // sample)
+    chosen = held[::step][:sample]
+    found, missing = 0, []
+    for outcome in chosen:
+        memory = service.store.get(outcome.memory_id or "")
+        hits = []
+        if memory is not None:
+            query = " ".join(memory.content.split()[:32])
+            hits = service.recall(query, namespace=memory.namespace, top_k=10, touch=False, principal=principal).hits
+        if any(hit.memory.id == outcome.memory_id for hit in hits):
+            found += 1
+        else:
+            missing.append(outcome.key)
+    return SpotCheck(sampled=len(chosen), found=found, missing=missing)
+
+
+def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = [
+    "IMPORTED_FROM", "Candidate", "Failure", "ImportReport", "Item", "Outcome", "PlannedLink", "Present", "Rejected",
+    "Removal", "SpotCheck", "TenantCounts", "Totals", "Writer", "build_report", "id_part", "source_digest", "spot_check",
+]

@@ -1,0 +1,192 @@
+"""Backfill a legacy SQL table of memories into memmesh, per tenant, idempotently.
+
+The case this serves: an application kept agent memories in its own table (say
+``agent_memories(id, workspace_id, content, ...)``) and moves to memmesh. Every row becomes a
+memory with id ``legacy:<table>:<row id>`` in the namespace the template gives its tenant
+(``workspace:{tenant}``), with the given kind and source. With ``mark_col`` the row's column
+is set to the migration time once its memory is stored, and marked rows are skipped next
+time (the memmesh ids make a re-run a no-op even without a mark column, or after a crash
+between the write and the mark).
+
+Everything that can be checked is checked before anything is written: the URL connects,
+the table and every named column exist, the mark column can be written, the template only
+uses ``{tenant}``. A row that cannot be imported (no id, empty or oversize content, a
+tenant that makes an invalid namespace) is counted as failed with its id and the reason;
+no other row is affected. ``check_only`` (and ``dry_run``) open the source read-only and
+write nothing to memmesh: the report says what a real run would do.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memmesh.errors import InvalidInputError
+from memmesh.io.importers.base import (
+    IMPORTED_FROM,
+    Candidate,
+    ImportReport,
+    Item,
+    Outcome,
+    Present,
+    Progress,
+    Rejected,
+    Writer,
+    build_report,
+    id_part,
+    source_digest,
+    spot_check,
+)
+from memmesh.io.importers.sql_source import SqlSource, open_sql_source, redact
+from memmesh.model import Kind, Principal, Tier
+from memmesh.service import Service
+
+FORMAT = "sql"
+MAX_PREFIX_CHARS = 60
+
+
+@dataclass(frozen=True)
+class LegacyTable:
+    """Where the legacy rows are and how they map onto memories."""
+
+    url: str
+    table: str
+    id_col: str = "id"
+    content_col: str = "content"
+    tenant_col: str | None = None
+    namespace_template: str = "workspace:{tenant}"
+    namespace: str | None = None
+    """The one namespace for every row when there is no tenant column."""
+    kind: str = "fact"
+    source: str = "import"
+    tier: str = "long"
+    mark_col: str | None = None
+    id_prefix: str | None = None
+
+
+def check_options(spec: LegacyTable) -> None:
+    """Reject option combinations that cannot work, before connecting to anything."""
+    if not spec.table:
+        raise InvalidInputError("--table is required for a SQL source")
+    fields = {name for _, name, _, _ in string.Formatter().parse(spec.namespace_template) if name is not None}
+    if fields - {"tenant"}:
+        raise InvalidInputError(f"--namespace-template {spec.namespace_template!r} may only use {{tenant}} "
+                                f"(found {', '.join(sorted(fields - {'tenant'}))})")
+    if spec.tenant_col and spec.namespace:
+        raise InvalidInputError("give --namespace-template with --tenant-col, or --namespace without it, not both")
+    if not spec.tenant_col and not spec.namespace:
+        raise InvalidInputError("give --tenant-col (rows go to --namespace-template per tenant) or --namespace (one namespace)")
+    for value, enum, name in ((spec.kind, Kind, "--kind"), (spec.tier, Tier, "--tier")):
+        if value not in enum.__members__:
+            raise InvalidInputError(f"{name} {value!r} is not one of {', '.join(enum.__members__)}")
+    prefix = id_prefix(spec)
+    if len(prefix) > MAX_PREFIX_CHARS or not all(c.isalnum() or c in "._:@-" for c in prefix):
+        raise InvalidInputError(f"--id-prefix {prefix!r}: at most {MAX_PREFIX_CHARS} letters, digits and . _ : @ -")
+
+
+def id_prefix(spec: LegacyTable) -> str:
+    return spec.id_prefix or f"legacy:{id_part(spec.table)}"
+
+
+def import_legacy(
+    service: Service,
+    spec: LegacyTable,
+    *,
+    dry_run: bool = False,
+    check_only: bool = False,
+    batch_size: int = 500,
+    sample: int = 3,
+    progress: Progress | None = None,
+    principal: Principal | None = None,
+) -> ImportReport:
+    """Migrate the table's rows (see the module docs); returns the per-tenant report."""
+    check_options(spec)
+    read_only = dry_run or check_only
+    source = open_sql_source(spec.url, read_only=read_only or spec.mark_col is None)
+    try:
+        columns = _checked_columns(source, spec)
+        if spec.mark_col and not read_only:
+            source.check_writable(spec.table, spec.mark_col)
+        writer = Writer(service, dry_run=read_only, principal=principal, progress=progress)
+        outcomes = writer.apply(_null_key_items(source, spec))
+        for rows in source.pages(spec.table, spec.id_col, columns, batch_size):
+            done = writer.apply([_row_item(spec, row) for row in rows], batch_size)
+            outcomes.extend(done)
+            if spec.mark_col and not read_only:
+                _mark(source, spec, rows, done, service)
+    finally:
+        source.close()
+    report = build_report(FORMAT, redact(spec.url), read_only, outcomes, (0, 0))
+    if not read_only:
+        report.spot_check = spot_check(service, outcomes, sample, principal)
+    return report
+
+
+def _checked_columns(source: SqlSource, spec: LegacyTable) -> list[str]:
+    """The columns to read after the key (content, tenant?, mark?); each must exist."""
+    present = source.columns(spec.table)
+    named = [("--id-col", spec.id_col), ("--content-col", spec.content_col), ("--tenant-col", spec.tenant_col),
+             ("--mark-col", spec.mark_col)]
+    for option, column in named:
+        if column is not None and column not in present:
+            raise InvalidInputError(f"{option} {column!r}: table {spec.table!r} has no such column "
+                                    f"(columns: {', '.join(present)}); nothing was written")
+    return [c for c in (spec.content_col, spec.tenant_col, spec.mark_col) if c is not None]
+
+
+def _null_key_items(source: SqlSource, spec: LegacyTable) -> list[Item]:
+    """Rows without an id cannot be imported idempotently (or marked): each one is a failure."""
+    extra = [spec.tenant_col] if spec.tenant_col else []
+    return [Rejected("(no id)", _tenant(row[0]) if extra else None, f"{spec.id_col} is NULL")
+            for row in source.null_key_rows(spec.table, spec.id_col, extra)]
+
+
+def _row_parts(spec: LegacyTable, row: tuple[Any, ...]) -> tuple[Any, Any, str | None, Any]:
+    row_id, content = row[0], row[1]
+    tenant = _tenant(row[2]) if spec.tenant_col else None
+    mark = row[-1] if spec.mark_col else None
+    return row_id, content, tenant, mark
+
+
+def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
+    row_id, content, tenant, mark = _row_parts(spec, row)
+    key = str(row_id)
+    if mark is not None:
+        return Present(key, tenant, "already migrated (marked)")
+    if spec.tenant_col and tenant is None:
+        return Rejected(key, tenant, f"{spec.tenant_col} is NULL, so the row has no namespace")
+    if isinstance(content, bytes | bytearray | memoryview):
+        try:
+            content = bytes(content).decode("utf-8")
+        except UnicodeDecodeError:
+            return Rejected(key, tenant, f"{spec.content_col} is binary, not UTF-8 text")
+    if content is None:
+        return Rejected(key, tenant, f"{spec.content_col} is NULL")
+    text = str(content)
+    namespace = spec.namespace_template.format(tenant=tenant) if spec.tenant_col else str(spec.namespace)
+    sha = source_digest(namespace, text, spec.kind)
+    origin = {"format": FORMAT, "table": spec.table, "id": key, "tenant": tenant, "sha": sha}
+    fields = {"id": f"{id_prefix(spec)}:{id_part(row_id, 64)}", "namespace": namespace, "content": text,
+              "kind": spec.kind, "source": spec.source, "tier": spec.tier, "metadata": {IMPORTED_FROM: origin}}
+    return Candidate(key, tenant, fields, sha)
+
+
+def _tenant(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _mark(source: SqlSource, spec: LegacyTable, rows: Sequence[tuple[Any, ...]], done: Sequence[Outcome], service: Service) -> None:
+    """Mark the rows whose memory is now in memmesh (written now or before; not failed, not marked)."""
+    by_key = {str(row[0]): row[0] for row in rows}
+    ids = [by_key[o.key] for o in done
+           if o.key in by_key and o.memory_id and o.action in ("added", "updated", "skipped") and o.reason != "already migrated (marked)"]
+    if ids:
+        source.mark(spec.table, spec.id_col, spec.mark_col or "", ids, service.clock())
+
+
+__all__ = ["FORMAT", "LegacyTable", "check_options", "import_legacy"]

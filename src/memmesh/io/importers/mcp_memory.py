@@ -1,0 +1,198 @@
+"""Import the official MCP memory server's knowledge graph (``memory.jsonl``).
+
+The server (modelcontextprotocol/servers, ``src/memory``) keeps one JSON object per line:
+``{"type": "entity", "name", "entityType", "observations": [...]}`` and
+``{"type": "relation", "from", "to", "relationType"}``. It becomes:
+
+- each entity → an entity memory (memmesh's entity convention: tags ``entity`` and
+  ``alias:<name>``, metadata ``entity``/``aliases``), tag = its entityType, id ``mcp:<name>``;
+  its outgoing relations, with their original types, are kept in its metadata;
+- each observation → a memory ``"<entity>: <observation>"`` (the entity named in the text,
+  so recall finds "what does Alice drink?"), id ``mcp:<name>:<hash of the observation>``,
+  linked ``part_of`` its entity;
+- each relation → a link between the two entity memories, ``related_to`` unless the
+  relationType is obviously one of memmesh's relations (``part_of``, ``is part of``, …).
+
+Ids come from entity names and observation text, not positions, so a re-import after the
+graph grew adds only the new parts. An entity already registered in the namespace (same
+alias) is reused rather than duplicated. Malformed lines are reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, alias_key
+from memmesh.errors import InvalidInputError
+from memmesh.io.importers.base import (
+    IMPORTED_FROM,
+    Candidate,
+    Item,
+    PlannedLink,
+    Present,
+    Rejected,
+    id_part,
+    source_digest,
+)
+from memmesh.model import MAX_TAG_CHARS, Principal, Relation
+from memmesh.service import Service
+
+FORMAT = "mcp-memory"
+DEFAULT_NAMESPACE = "mcp"
+
+_RELATION_SYNONYMS = {
+    "relates_to": Relation.related_to, "related": Relation.related_to,
+    "replaces": Relation.supersedes, "derives_from": Relation.derived_from, "based_on": Relation.derived_from,
+    "refers_to": Relation.mentions, "mentioned": Relation.mentions,
+}
+
+
+@dataclass
+class Entity:
+    name: str
+    entity_type: str
+    observations: list[str] = field(default_factory=list)
+    relations: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    """The parsed file: entities by name, relations, and the lines that could not be read."""
+
+    entities: dict[str, Entity] = field(default_factory=dict)
+    relations: list[tuple[str, str, str]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def map_relation(relation_type: str) -> Relation:
+    """memmesh's relation for an MCP relationType: the same name (``is_`` or spaces allowed),
+    an obvious synonym, else ``related_to`` (the original is kept in the entity's metadata)."""
+    name = re.sub(r"[\s-]+", "_", relation_type.strip().lower())
+    for candidate in (name, name.removeprefix("is_")):
+        if candidate in Relation.__members__:
+            return Relation(candidate)
+    return _RELATION_SYNONYMS.get(name, Relation.related_to)
+
+
+def parse_graph(lines: Iterable[str], namespace: str) -> Graph:
+    """Read every line; a bad line is a Rejected item (with its line number), not an error."""
+    graph = Graph()
+    for number, raw in enumerate(lines, start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            graph.rejected.append(Rejected(f"line {number}", namespace, f"not JSON ({exc.msg})"))
+            continue
+        problem = _read_record(record, graph)
+        if problem:
+            graph.rejected.append(Rejected(f"line {number}", namespace, problem))
+    return graph
+
+
+def _read_record(record: Any, graph: Graph) -> str | None:
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    kind = record.get("type")
+    if kind == "entity":
+        name, entity_type, observations = record.get("name"), record.get("entityType", ""), record.get("observations", [])
+        if not isinstance(name, str) or not name.strip():
+            return "entity without a name"
+        if not isinstance(entity_type, str) or not isinstance(observations, list) or \
+                not all(isinstance(o, str) for o in observations):
+            return f"entity {name!r}: entityType must be a string and observations a list of strings"
+        entity = graph.entities.setdefault(name, Entity(name, entity_type))
+        entity.observations.extend(o for o in observations if o not in entity.observations)
+        return None
+    if kind == "relation":
+        ends = [record.get(k) for k in ("from", "to", "relationType")]
+        if not all(isinstance(v, str) and v.strip() for v in ends):
+            return "relation needs non-empty strings from, to and relationType"
+        graph.relations.append((ends[0], ends[1], ends[2]))
+        return None
+    return f"unknown type {kind!r} (entity, relation)"
+
+
+def entity_id(name: str) -> str:
+    return f"mcp:{id_part(name)}"
+
+
+def observation_id(name: str, observation: str) -> str:
+    return f"{entity_id(name)}:{hashlib.sha256(observation.encode()).hexdigest()[:12]}"
+
+
+def plan(service: Service, graph: Graph, namespace: str, *, tier: str = "long", principal: Principal | None = None,
+         ) -> tuple[list[Item], list[PlannedLink]]:
+    """The items and links for a parsed graph (entities first, so links find their ends)."""
+    for source, target, relation_type in graph.relations:
+        if source in graph.entities:
+            graph.entities[source].relations.append({"type": relation_type, "to": target})
+    items: list[Item] = list(graph.rejected)
+    links: list[PlannedLink] = []
+    for entity in graph.entities.values():
+        items.append(_entity_item(service, entity, namespace, tier, principal))
+        for index, observation in enumerate(entity.observations):
+            items.append(_observation_item(entity, index, observation, namespace, tier))
+            links.append(PlannedLink(observation_id(entity.name, observation), entity_id(entity.name), Relation.part_of.value))
+    for source, target, relation_type in graph.relations:
+        if source not in graph.entities or target not in graph.entities:
+            items.append(Rejected(f"relation {source} -{relation_type}-> {target}", namespace,
+                                  f"entity {source if source not in graph.entities else target!r} is not in the file"))
+            continue
+        links.append(PlannedLink(entity_id(source), entity_id(target), map_relation(relation_type).value))
+    return items, links
+
+
+def _entity_item(service: Service, entity: Entity, namespace: str, tier: str, principal: Principal | None) -> Item:
+    key = f"entity {entity.name}"
+    alias = _alias(entity.name)
+    if alias:
+        try:
+            for known in service.entities.lookup(alias, namespace=namespace, principal=principal, exact_namespace=True):
+                if known.id != entity_id(entity.name):
+                    return Present(key, namespace, "entity already registered", known.id, alias_of=entity_id(entity.name))
+        except InvalidInputError as exc:
+            return Rejected(key, namespace, exc.message)
+    type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
+    content = f"{entity.name} ({entity.entity_type})" if entity.entity_type.strip() else entity.name
+    tags = [ENTITY_TAG, *([ALIAS_PREFIX + alias] if alias else []), *([type_tag] if type_tag else [])]
+    meta = {"entity": entity.name, "aliases": [alias] if alias else [], "entity_type": entity.entity_type,
+            "relations": entity.relations}
+    sha = source_digest(content, tags, meta)
+    meta[IMPORTED_FROM] = {"format": FORMAT, "id": entity.name, "sha": sha}
+    fields = {"id": entity_id(entity.name), "namespace": namespace, "content": content, "tier": tier, "kind": "fact",
+              "tags": tags, "source": "import", "metadata": meta}
+    return Candidate(key, namespace, fields, sha)
+
+
+def _observation_item(entity: Entity, index: int, observation: str, namespace: str, tier: str) -> Item:
+    key = f"{entity.name} observation {index + 1}"
+    if not observation.strip():
+        return Rejected(key, namespace, "empty observation")
+    content = f"{entity.name}: {observation}"
+    type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
+    tags = [type_tag] if type_tag else []
+    meta: dict[str, Any] = {"entity": entity.name, "entity_type": entity.entity_type}
+    sha = source_digest(content, tags, meta)
+    meta[IMPORTED_FROM] = {"format": FORMAT, "id": f"{entity.name}#{index + 1}", "sha": sha}
+    fields = {"id": observation_id(entity.name, observation), "namespace": namespace, "content": content, "tier": tier,
+              "kind": "fact", "tags": tags, "source": "import", "metadata": meta}
+    return Candidate(key, namespace, fields, sha)
+
+
+def _alias(name: str) -> str | None:
+    """The entity's alias tag key, or None when the name is too long to be a tag."""
+    try:
+        return alias_key(name)
+    except InvalidInputError:
+        return None
+
+
+__all__ = ["DEFAULT_NAMESPACE", "FORMAT", "Graph", "entity_id", "map_relation", "observation_id", "parse_graph", "plan"]
