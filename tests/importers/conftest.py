@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.conformance.conftest import PgServer, pg_server  # noqa: F401  (the session PostgreSQL, reused)
 
 MCP_ENTITIES = [

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.importers.conftest import MCP_ENTITIES, MCP_OBSERVATIONS, MCP_RELATIONS, mcp_lines
+
 from memmesh import Memory
 from memmesh.io.importers import detect_text_format, import_mcp_memory
 from memmesh.io.importers.mcp_memory import entity_id, map_relation, observation_id
-from tests.importers.conftest import MCP_ENTITIES, MCP_OBSERVATIONS, MCP_RELATIONS, mcp_lines
 
 
 def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, mcp_file: Path) -> None:

@@ -311,15 +311,18 @@ class Writer:
                            f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r} "
                            "(another source with the same ids? give it a different --id-prefix)")
         self.ids[new.id] = current.id
-        unchanged = current.content == new.content if item.keep_namespace else recorded.get("sha") == item.sha
-        if unchanged:
+        origin = dict(new.metadata.get(IMPORTED_FROM, {}))
+        fmt = str(origin.get("format"))
+        seen = _seen_digests(recorded)
+        if seen.get(fmt) == item.sha or (item.keep_namespace and current.content == new.content):
             return Outcome(item.key, item.tenant, "skipped", "already imported", current.id, current.namespace)
-        metadata = new.metadata
         if item.keep_namespace:
-            origin = dict(new.metadata.get(IMPORTED_FROM, {}))
-            if current.metadata.get(IMPORTED_FROM) and not recorded.get("namespace_unknown"):
-                origin.pop("namespace_unknown", None)  # it was placed by a source that knew its namespace
-            metadata = {**current.metadata, **new.metadata, IMPORTED_FROM: origin}
+            placed_by_known_source = bool(recorded) and not recorded.get("namespace_unknown")
+            origin = {**recorded, **origin}
+            if placed_by_known_source:
+                origin.pop("namespace_unknown", None)
+        origin["shas"] = {**seen, fmt: item.sha}
+        metadata = {**(current.metadata if item.keep_namespace else {}), **new.metadata, IMPORTED_FROM: origin}
         patch: dict[str, Any] = {"content": new.content, "metadata": metadata}
         if new.tags or not item.keep_namespace:
             patch["tags"] = list(dict.fromkeys([*current.tags, *new.tags])) if item.keep_namespace else new.tags
@@ -417,6 +420,16 @@ def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, princ
         else:
             missing.append(outcome.key)
     return SpotCheck(sampled=len(chosen), found=found, missing=missing)
+
+
+def _seen_digests(recorded: dict[str, Any]) -> dict[str, str]:
+    """The source digest last imported from each format (a record may come from several,
+    e.g. mem0's export and its history db): a source unchanged since then is skipped."""
+    seen = recorded.get("shas")
+    found = {str(k): str(v) for k, v in seen.items()} if isinstance(seen, dict) else {}
+    if recorded.get("format") and recorded.get("sha") and str(recorded["format"]) not in found:
+        found[str(recorded["format"])] = str(recorded["sha"])
+    return found
 
 
 def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
