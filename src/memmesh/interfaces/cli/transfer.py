@@ -98,7 +98,7 @@ def import_(
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
     service = state.service()
-    with Progress(console=err_console, disable=as_json, transient=True) as bar:
+    with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         common = {"namespace": namespace, "tier": tier, "dry_run": dry_run, "sample": spot, "progress": lambda n: bar.advance(task, n)}
         if chosen == "mcp-memory":

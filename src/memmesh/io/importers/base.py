@@ -97,6 +97,7 @@ class Present:
     memory_id: str | None = None
     alias_of: str | None = None
     """The deterministic id this record would have had; links to it go to ``memory_id``."""
+    namespace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,7 @@ class Writer:
             elif isinstance(item, Present):
                 if item.alias_of and item.memory_id:
                     self.ids[item.alias_of] = item.memory_id
-                outcomes.append(Outcome(item.key, item.tenant, "skipped", item.reason, item.memory_id))
+                outcomes.append(Outcome(item.key, item.tenant, "skipped", item.reason, item.memory_id, item.namespace))
             else:
                 outcomes.append(self._remove(item))
         for index, outcome in self._add(adds):

@@ -153,10 +153,11 @@ def _row_parts(spec: LegacyTable, row: tuple[Any, ...]) -> tuple[Any, Any, str |
 def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
     row_id, content, tenant, mark = _row_parts(spec, row)
     key = str(row_id)
-    if mark is not None:
-        return Present(key, tenant, "already migrated (marked)")
     if spec.tenant_col and tenant is None:
         return Rejected(key, tenant, f"{spec.tenant_col} is NULL, so the row has no namespace")
+    namespace = spec.namespace_template.format(tenant=tenant) if spec.tenant_col else str(spec.namespace)
+    if mark is not None:
+        return Present(key, tenant, "already migrated (marked)", namespace=namespace)
     if isinstance(content, bytes | bytearray | memoryview):
         try:
             content = bytes(content).decode("utf-8")
@@ -165,7 +166,6 @@ def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
     if content is None:
         return Rejected(key, tenant, f"{spec.content_col} is NULL")
     text = str(content)
-    namespace = spec.namespace_template.format(tenant=tenant) if spec.tenant_col else str(spec.namespace)
     sha = source_digest(namespace, text, spec.kind)
     origin = {"format": FORMAT, "table": spec.table, "id": key, "tenant": tenant, "sha": sha}
     fields = {"id": f"{id_prefix(spec)}:{id_part(row_id, 64)}", "namespace": namespace, "content": text,

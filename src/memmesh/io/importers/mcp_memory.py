@@ -157,7 +157,7 @@ def _entity_item(service: Service, entity: Entity, namespace: str, tier: str, pr
         try:
             for known in service.entities.lookup(alias, namespace=namespace, principal=principal, exact_namespace=True):
                 if known.id != entity_id(entity.name):
-                    return Present(key, namespace, "entity already registered", known.id, alias_of=entity_id(entity.name))
+                    return Present(key, namespace, "entity already registered", known.id, entity_id(entity.name), namespace)
         except InvalidInputError as exc:
             return Rejected(key, namespace, exc.message)
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
