@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, alias_key
+from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, alias_key, entity_of
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers.base import (
     IMPORTED_FROM,
@@ -136,8 +136,9 @@ def plan(service: Service, graph: Graph, namespace: str, *, tier: str = "long", 
             graph.entities[source].relations.append({"type": relation_type, "to": target})
     items: list[Item] = list(graph.rejected)
     links: list[PlannedLink] = []
+    known = known_entities(service, namespace, principal)
     for entity in graph.entities.values():
-        items.append(_entity_item(service, entity, namespace, tier, principal))
+        items.append(_entity_item(known, entity, namespace, tier))
         for index, observation in enumerate(entity.observations):
             items.append(_observation_item(entity, index, observation, namespace, tier))
             links.append(PlannedLink(observation_id(entity.name, observation), entity_id(entity.name), Relation.part_of.value))
@@ -150,16 +151,27 @@ def plan(service: Service, graph: Graph, namespace: str, *, tier: str = "long", 
     return items, links
 
 
-def _entity_item(service: Service, entity: Entity, namespace: str, tier: str, principal: Principal | None) -> Item:
+def known_entities(service: Service, namespace: str, principal: Principal | None) -> dict[str, str]:
+    """Alias → entity memory id for the entities already in the namespace (one paged scan)."""
+    known: dict[str, str] = {}
+    cursor = None
+    while True:
+        page = service.list(limit=1000, cursor=cursor, tags=[ENTITY_TAG], namespace=namespace, principal=principal)
+        for memory in page.items:
+            if memory.namespace == namespace:
+                for alias in entity_of(memory).aliases:
+                    known.setdefault(alias, memory.id)
+        if page.next_cursor is None:
+            return known
+        cursor = page.next_cursor
+
+
+def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: str) -> Item:
     key = f"entity {entity.name}"
     alias = _alias(entity.name)
-    if alias:
-        try:
-            for known in service.entities.lookup(alias, namespace=namespace, principal=principal, exact_namespace=True):
-                if known.id != entity_id(entity.name):
-                    return Present(key, namespace, "entity already registered", known.id, entity_id(entity.name), namespace)
-        except InvalidInputError as exc:
-            return Rejected(key, namespace, exc.message)
+    holder = known.get(alias) if alias else None
+    if holder is not None and holder != entity_id(entity.name):
+        return Present(key, namespace, "entity already registered", holder, entity_id(entity.name), namespace)
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
     content = f"{entity.name} ({entity.entity_type})" if entity.entity_type.strip() else entity.name
     tags = [ENTITY_TAG, *([ALIAS_PREFIX + alias] if alias else []), *([type_tag] if type_tag else [])]
