@@ -503,18 +503,37 @@ class SQLiteStore:
                 "SELECT id, namespace, created_at FROM memories WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(ids)),),
             ).fetchall()
+            # One statement for all targets: per target, the ``span`` rows before and after it
+            # on the (namespace, created_at, id) index, tagged with the target and direction.
+            parts: list[str] = []
+            params: list[Any] = []
             for memory_id, namespace, created_at in targets:
                 moment = parse_ts(created_at)
                 low, high = format_ts(moment - timedelta(seconds=window_s)), format_ts(moment + timedelta(seconds=window_s))
-                before = conn.execute(
-                    "SELECT id FROM memories WHERE namespace = ? AND (created_at, id) < (?, ?) AND created_at >= ? "
-                    "ORDER BY created_at DESC, id DESC LIMIT ?", (namespace, created_at, memory_id, low, span),
-                ).fetchall()
-                after = conn.execute(
-                    "SELECT id FROM memories WHERE namespace = ? AND (created_at, id) > (?, ?) AND created_at <= ? "
-                    "ORDER BY created_at, id LIMIT ?", (namespace, created_at, memory_id, high, span),
-                ).fetchall()
-                found[memory_id] = [(row[0], -i) for i, row in enumerate(before, 1)] + [(row[0], i) for i, row in enumerate(after, 1)]
+                parts.append(
+                    "SELECT * FROM (SELECT ?, -1, id, created_at FROM memories WHERE namespace = ? AND (created_at, id) < (?, ?) "
+                    "AND created_at >= ? ORDER BY created_at DESC, id DESC LIMIT ?)"
+                )
+                params += [memory_id, namespace, created_at, memory_id, low, span]
+                parts.append(
+                    "SELECT * FROM (SELECT ?, 1, id, created_at FROM memories WHERE namespace = ? AND (created_at, id) > (?, ?) "
+                    "AND created_at <= ? ORDER BY created_at, id LIMIT ?)"
+                )
+                params += [memory_id, namespace, created_at, memory_id, high, span]
+                found[memory_id] = []
+            if not parts:
+                return found
+            rows = conn.execute(" UNION ALL ".join(parts), params).fetchall()
+        # Distances from write order (a compound SELECT does not promise its parts' order).
+        sides: dict[tuple[str, int], list[tuple[str, str]]] = {}
+        for target, direction, other, created_at in rows:
+            sides.setdefault((target, direction), []).append((created_at, other))
+        for (target, direction), side in sides.items():
+            side.sort()
+            if direction < 0:
+                found[target] += [(other, i - len(side)) for i, (_, other) in enumerate(side)]
+            else:
+                found[target] += [(other, i + 1) for i, (_, other) in enumerate(side)]
         return found
 
     def stats(self, now: datetime, soon: datetime) -> Stats:

@@ -1,0 +1,194 @@
+"""Recall latency at 10k and 100k memories, embedding throughput, and start → first recall.
+
+Data: a seeded random vocabulary (English words), memories of 20 random words. ``--distinct``
+texts (default 2,000) are really embedded with MiniLM (fp32, batches of 64): that run
+gives the embedding throughput. Larger stores reuse those vectors: memory ``j`` holds
+text ``j % distinct`` plus three extra words (so every content is unique), and its vector
+is the base text's vector plus a little seeded noise, renormalised, so no two vectors are
+identical. Embedding 100k texts would take ~15 min on a 2-core machine and measures
+nothing the distinct run does not; the store is filled through ``Service.add_many`` with a
+lookup embedder returning those vectors under MiniLM's model id.
+
+Measured per size, on a fresh ``Memory`` over the file:
+- ``index_load_s``: first recall's one-off cost (load vectors, build HNSW above
+  ``recall.ann_threshold``), reported separately;
+- recall p50/p95 over ``--queries`` queries, default hybrid, ``top_k=10``, query
+  embedding included, ``touch=False`` (inspect only) and with the default ``touch=True``;
+- ``start_to_first_recall_s`` (10k store only): a new ``memmesh recall --json`` process,
+  median of 3, the ONNX graph already cached.
+
+Run from the repository root::
+
+    python bench/recall_latency.py [--sizes 10000,100000] [--out bench/results/recall_latency.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from memmesh import Memory  # noqa: E402 - needs the src path above
+from memmesh.config import load_settings  # noqa: E402
+from memmesh.recall.model_package import locate_package  # noqa: E402
+
+WORDS_PER_MEMORY = 20
+
+
+class LookupEmbedder:
+    """Returns precomputed vectors for known texts, under the real model's id (bulk loading)."""
+
+    def __init__(self, model_id: str, vectors: dict[str, np.ndarray]) -> None:
+        self.model_id = model_id
+        self._vectors = vectors
+        self.dim = next(iter(vectors.values())).shape[0]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vectors[t] for t in texts])
+
+    def health(self) -> dict[str, Any]:
+        return {"ok": True, "model_id": self.model_id, "detail": "bench lookup"}
+
+
+def vocabulary(rng: random.Random, size: int = 5000) -> list[str]:
+    """A seeded sample of whole English words from MiniLM's own WordPiece vocabulary, so a
+    20-word memory is about 22 tokens, as real text is (random letter strings would split
+    into three times as many word pieces and understate throughput)."""
+    vocab = (locate_package().root / "vocab.txt").read_text(encoding="utf-8").split()
+    words = [w for w in vocab[2000:] if w.isalpha() and w.isascii() and 3 <= len(w) <= 12]
+    return rng.sample(words, size)
+
+
+def settings_for(workdir: Path, **recall: Any) -> Any:
+    (workdir / "empty.toml").write_text("")
+    overrides: dict[str, Any] = {"data_dir": str(workdir), "embeddings": {"provider": "minilm"}}
+    if recall:
+        overrides["recall"] = recall
+    return load_settings(workdir / "empty.toml", overrides=overrides, env={})
+
+
+def embed_distinct(mem: Memory, texts: list[str]) -> tuple[np.ndarray, float]:
+    embedder = mem.service.embedder
+    assert embedder is not None
+    embedder.embed(["warm up"])
+    start = time.perf_counter()
+    vectors = embedder.embed(texts)
+    return vectors, len(texts) / (time.perf_counter() - start)
+
+
+def fill_store(workdir: Path, db: Path, size: int, base: list[str], base_vectors: np.ndarray, words: list[str], seed: int) -> float:
+    rng = random.Random(seed)
+    noise = np.random.default_rng(seed)
+    with Memory(f"sqlite:///{db}", settings_for(workdir)) as mem:
+        model_id = mem.service.embedder.model_id  # type: ignore[union-attr]
+        start = time.perf_counter()
+        for chunk in range(0, size, 2000):
+            items, lookup = [], {}
+            for j in range(chunk, min(size, chunk + 2000)):
+                text = f"{base[j % len(base)]} {' '.join(rng.choice(words) for _ in range(3))} {j}"
+                vec = base_vectors[j % len(base)] + noise.normal(0, 0.02, base_vectors.shape[1]).astype(np.float32)
+                lookup[text] = vec / np.linalg.norm(vec)
+                items.append({"content": text, "namespace": f"bench/ns{j % 10}", "tier": "long"})
+            mem.service.embedder = LookupEmbedder(model_id, lookup)
+            mem.add_many(items)
+        return time.perf_counter() - start
+
+
+def measure_recall(workdir: Path, db: Path, queries: list[str]) -> dict[str, Any]:
+    with Memory(f"sqlite:///{db}", settings_for(workdir)) as mem:
+        mem.service.embedder.embed(["load the model"])  # type: ignore[union-attr]
+        start = time.perf_counter()
+        mem.recall(queries[0], touch=False)
+        first = time.perf_counter() - start
+        index = mem.service.engine.index
+        out: dict[str, Any] = {"index_load_s": round(first, 2), "hnsw": bool(index and index.uses_ann)}
+        for touch in (False, True):
+            times = []
+            for q in queries:
+                start = time.perf_counter()
+                result = mem.recall(q, touch=touch)
+                times.append((time.perf_counter() - start) * 1000)
+                assert result.mode == "hybrid" and result.hits, result.notices
+            times.sort()
+            out["recall_touch_ms" if touch else "recall_ms"] = {
+                "p50": round(statistics.median(times), 2), "p95": round(times[int(0.95 * (len(times) - 1))], 2)}
+    return out
+
+
+def start_to_first_recall(workdir: Path, db: Path, query: str, runs: int = 3) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DB": str(db), "MEMMESH_DATA_DIR": str(workdir), "MEMMESH_CONFIG": str(workdir / "empty.toml")})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "recall", query, "--json"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0 or not json.loads(proc.stdout)["hits"]:
+            raise SystemExit(f"memmesh recall failed: {proc.stderr or proc.stdout}")
+    return statistics.median(times)
+
+
+def run(workdir: Path, sizes: list[int], distinct: int, n_queries: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    words = vocabulary(rng)
+    base = [" ".join(rng.choice(words) for _ in range(WORDS_PER_MEMORY)) for _ in range(distinct)]
+    queries = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(n_queries)]
+    with Memory(f"sqlite:///{workdir / 'scratch.db'}", settings_for(workdir)) as mem:
+        base_vectors, throughput = embed_distinct(mem, base)
+    report: dict[str, Any] = {"embed_texts_per_s": round(throughput, 1), "distinct_texts": distinct, "sizes": {}}
+    for size in sizes:
+        db = workdir / f"bench-{size}.db"
+        fill_s = fill_store(workdir, db, size, base, base_vectors, words, seed + size)
+        result = {"fill_s": round(fill_s, 1), **measure_recall(workdir, db, queries)}
+        if size == min(sizes):
+            result["start_to_first_recall_s"] = round(start_to_first_recall(workdir, db, queries[0]), 2)
+        report["sizes"][str(size)] = result
+        print(f"{size:>7} memories: recall p50 {result['recall_ms']['p50']:.1f} ms, p95 {result['recall_ms']['p95']:.1f} ms "
+              f"(with touch p50 {result['recall_touch_ms']['p50']:.1f} ms); first recall {result['index_load_s']:.2f} s; "
+              f"hnsw={result['hnsw']}", flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000", help="comma-separated store sizes")
+    parser.add_argument("--distinct", type=int, default=2000, help="texts really embedded (throughput run)")
+    parser.add_argument("--queries", type=int, default=200, help="queries per size")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/recall_latency.json")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    with tempfile.TemporaryDirectory(prefix="memmesh-latency-") as tmp:
+        report = run(Path(tmp), sizes, args.distinct, args.queries, args.seed)
+    report.update({
+        "benchmark": "recall_latency",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "loadavg_at_end": os.getloadavg()},
+    })
+    print(f"embedding throughput {report['embed_texts_per_s']:.0f} texts/s (fp32, batched); "
+          f"start → first recall {report['sizes'][str(sizes[0])].get('start_to_first_recall_s')} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
