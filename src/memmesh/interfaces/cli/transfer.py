@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import Progress
@@ -100,7 +101,8 @@ def import_(
     service = state.service()
     with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
-        common = {"namespace": namespace, "tier": tier, "dry_run": dry_run, "sample": spot, "progress": lambda n: bar.advance(task, n)}
+        common: dict[str, Any] = {"namespace": namespace, "tier": tier, "dry_run": dry_run, "sample": spot,
+                                  "progress": lambda n: bar.advance(task, n)}
         if chosen == "mcp-memory":
             report = import_mcp_memory(service, text.read(), source=source, **common)
         elif chosen == "mem0":

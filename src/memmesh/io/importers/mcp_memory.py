@@ -113,9 +113,10 @@ def _read_record(record: Any, graph: Graph) -> str | None:
         return None
     if kind == "relation":
         ends = [record.get(k) for k in ("from", "to", "relationType")]
-        if not all(isinstance(v, str) and v.strip() for v in ends):
+        texts = [v for v in ends if isinstance(v, str) and v.strip()]
+        if len(texts) != 3:
             return "relation needs non-empty strings from, to and relationType"
-        graph.relations.append((ends[0], ends[1], ends[2]))
+        graph.relations.append((texts[0], texts[1], texts[2]))
         return None
     return f"unknown type {kind!r} (entity, relation)"
 
@@ -175,7 +176,7 @@ def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: st
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
     content = f"{entity.name} ({entity.entity_type})" if entity.entity_type.strip() else entity.name
     tags = [ENTITY_TAG, *([ALIAS_PREFIX + alias] if alias else []), *([type_tag] if type_tag else [])]
-    meta = {"entity": entity.name, "aliases": [alias] if alias else [], "entity_type": entity.entity_type,
+    meta: dict[str, Any] = {"entity": entity.name, "aliases": [alias] if alias else [], "entity_type": entity.entity_type,
             "relations": entity.relations}
     sha = source_digest(content, tags, meta)
     meta[IMPORTED_FROM] = {"format": FORMAT, "id": entity.name, "sha": sha}
