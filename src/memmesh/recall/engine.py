@@ -145,11 +145,7 @@ class RecallEngine:
         todo = [c for c in cands if c.keyword is None]
         if not terms or not todo:
             return
-        scoped = replace(flt, ids=tuple(c.memory.id for c in todo))
-        if hasattr(self.store, "keyword_scores"):
-            scores = self.store.keyword_scores(terms, scoped, len(todo))
-        else:  # a backend that predates keyword_scores (same numbers, loads the rows)
-            scores = {m.id: s for m, s in self.store.keyword_search(terms, scoped, len(todo))}
+        scores = self.store.keyword_scores(terms, replace(flt, ids=tuple(c.memory.id for c in todo)), len(todo))
         for cand in todo:
             cand.keyword = scores.get(cand.memory.id)
 
@@ -158,8 +154,8 @@ class RecallEngine:
     ) -> dict[str, list[tuple[str, int]]]:
         """Neighbours in write order of the ``seeds`` most relevant candidates, added to ``found``
         with their exact scores when they pass the filter."""
-        if weights.context <= 0 or weights.context_span < 1 or not found or not hasattr(self.store, "neighbours"):
-            return {}  # (a backend without write-order neighbours ranks without context)
+        if weights.context <= 0 or weights.context_span < 1 or not found:
+            return {}
         relevance = relevances(list(found.values()), weights)
         best = sorted(found, key=lambda mid: (-relevance[mid]["relevance"], mid))[:seeds]
         neighbours = self.store.neighbours(best, weights.context_span, weights.context_window_s)
