@@ -4,9 +4,10 @@ budget, as_of, duplicate collapse, a reranker, and the keyword-only fallback."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, keyword_settings
 from tests.recall.conftest import FailingEmbedder
 
 from memmesh import Memory
@@ -43,33 +44,36 @@ def test_explain_parts_add_up(open_memory: Callable[..., Memory]) -> None:
     assert all(h.explain is None for h in mem.recall("book", touch=False).hits)
 
 
-def test_context_lifts_the_answer_written_after_the_question(open_memory: Callable[..., Memory]) -> None:
+def test_context_lifts_the_answer_written_after_the_question(tmp_path: Path) -> None:
+    # Keyword-only stores (recall falls back to BM25 + context); explicit mode="keyword" is plain BM25.
     turns = [
         "John: Do you have any book recommendations for my trip?",
         "Tim: You'd love The Name of the Wind, it takes you to another world.",
         "John: My basketball team won the regional final last week.",
         "Tim: I started learning to play the violin.",
     ]
-    with_context = open_memory("ctx.db")
+    with_context = Memory(f"sqlite:///{tmp_path / 'ctx.db'}", keyword_settings(tmp_path))
     stored = with_context.add_many([{"content": t, "namespace": "chat"} for t in turns])
-    hits = with_context.recall("book recommendations trip", mode="keyword", top_k=2, explain=True, touch=False).hits
+    hits = with_context.recall("book recommendations trip", top_k=2, explain=True, touch=False).hits
     assert [h.memory.id for h in hits] == [stored[0].id, stored[1].id]
     assert hits[1].explain is not None and hits[1].explain["keyword"] == 0.0 and hits[1].explain["context"] > 0
-    without = open_memory("plain.db", context_weight=0.0)
+    assert [h.memory.content for h in with_context.recall("book recommendations trip", mode="keyword", touch=False).hits] == [
+        turns[0]]
+    without = Memory(f"sqlite:///{tmp_path / 'plain.db'}", keyword_settings(tmp_path, recall={"context_weight": 0.0}))
     without.add_many([{"content": t, "namespace": "chat"} for t in turns])
-    assert [h.memory.content for h in without.recall("book recommendations trip", mode="keyword", touch=False).hits] == [turns[0]]
+    assert [h.memory.content for h in without.recall("book recommendations trip", touch=False).hits] == [turns[0]]
 
 
-def test_context_stays_within_namespace_and_time_window(open_memory: Callable[..., Memory]) -> None:
+def test_context_stays_within_namespace_and_time_window(tmp_path: Path) -> None:
     clock = FakeClock()
-    mem = open_memory(clock=clock, context_window_s=600)
+    mem = Memory(f"sqlite:///{tmp_path / 'm.db'}", keyword_settings(tmp_path, recall={"context_window_s": 600}), clock=clock)
     question = mem.add("Which hiking boots should I buy?", namespace="chat")
     mem.add("Unrelated: the printer needs toner", namespace="other")  # between them in time, other namespace
     clock.advance(minutes=5)
     answer = mem.add("Go for the waterproof leather pair", namespace="chat")
     clock.advance(hours=3)
     late = mem.add("The dentist appointment moved to Tuesday", namespace="chat")
-    hits = {h.memory.id: h.explain for h in mem.recall("hiking boots", mode="keyword", top_k=5, explain=True, touch=False).hits}
+    hits = {h.memory.id: h.explain for h in mem.recall("hiking boots", top_k=5, explain=True, touch=False).hits}
     assert question.id in hits and answer.id in hits and hits[answer.id]["context"] > 0  # type: ignore[index]
     assert late.id not in hits  # written three hours later: outside the 10-minute window
     assert len(hits) == 2

@@ -67,6 +67,7 @@ class RecallEngine:
 
     def run(self, query: str, flt: Filter, top_k: int, mode: str | None, explain: bool, now: datetime) -> tuple[str, list[Hit], list[str]]:
         """Rank memories for ``query``; returns (mode used, hits, notices)."""
+        requested = mode
         mode = mode or "hybrid"
         if mode not in MODES:
             raise InvalidInputError(f"unknown recall mode {mode!r}: use one of {', '.join(MODES)}")
@@ -102,7 +103,10 @@ class RecallEngine:
         if mode == "hybrid":
             self._complete_keyword(terms, flt, list(found.values()))
         seeds = min(pool, max(10, top_k))
-        neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds)
+        # An explicit keyword search is plain BM25 (what `search` promises); recall that fell
+        # back to keywords for want of an embedder keeps the write-order context.
+        neighbours = {} if requested == "keyword" else self._add_context(
+            found, terms if mode != "vector" else [], vector, flt, weights, seeds)
         hits = rank(list(found.values()), weights, now, explain, neighbours)
         if self.collapse_duplicates:
             hits, collapsed = self._collapse(hits, top_k)
