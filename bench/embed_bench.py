@@ -5,7 +5,7 @@ Measures the default MiniLM embedder (fp32 and int8) the way memmesh uses it:
 - build: one-off time to turn the safetensors weights into the cached ONNX graphs
   (only when the cache directory starts empty, e.g. the default fresh temp dir);
 - throughput: texts/s for one ``embed`` call over N typical memories (10-30 words),
-  batched by the embedder (default batch size 64), best of 3 runs;
+  batched by the embedder (default batch size 64), best of 5 runs;
 - latency: one short query per ``embed`` call, p50/p95 over 200 calls;
 - cold start: a new Python process from spawn to its first embedding (graph cached),
   median of 5, with the child's own split between imports and model load + first embed;
@@ -101,7 +101,7 @@ def measure_build(cache_dir: Path) -> dict[str, float | None]:
     return result
 
 
-def throughput(embedder: Any, texts: list[str], repeats: int = 3) -> float:
+def throughput(embedder: Any, texts: list[str], repeats: int = 5) -> float:
     """Best texts/s over ``repeats`` calls of ``embed(texts)`` (after one warm-up batch)."""
     embedder.embed(texts[:64])
     best = float("inf")
@@ -180,6 +180,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "onnxruntime": onnxruntime.__version__,
         "platform": platform.platform(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         vectors[label] = embedder.embed(texts)
     cosines = (vectors["fp32"] * vectors["int8"]).sum(axis=1)
+    report["machine"]["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     report["int8"]["cosine_vs_fp32"] = {
         "min": round(float(cosines.min()), 4),
         "mean": round(float(cosines.mean()), 4),
@@ -222,8 +224,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_table(report: dict[str, Any]) -> None:
     texts = report["texts"]
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-          f"onnxruntime {report['machine']['onnxruntime']}")
+    m = report["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, "
+          f"load average {m['load_average_1m_at_start']} -> {m['load_average_1m_at_end']}")
     print(f"texts: {texts['count']} ({texts['source']}), {texts['words_min']}-{texts['words_max']} words, "
           f"mean {texts['words_mean']}, batch {texts['batch_size']}")
     build = report["build"]
