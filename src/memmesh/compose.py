@@ -27,6 +27,7 @@ def build_policy(settings: Settings) -> Policy:
         promote_after_accesses=settings.storage.promote_after_accesses,
         tombstone_retention_days=settings.storage.tombstone_retention_days,
         daily_write_quota=settings.limits.daily_write_quota,
+        backup_dir=settings.data_dir / "backups",
     )
 
 

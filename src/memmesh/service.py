@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,6 +88,7 @@ class Policy:
     tombstone_retention_days: float = 30.0
     expiring_soon_hours: float = 24.0
     daily_write_quota: int = 0
+    backup_dir: Path | None = None
 
     def ttl(self, tier: Tier) -> timedelta | None:
         seconds = {Tier.short: self.ttl_short_seconds, Tier.mid: self.ttl_mid_seconds}.get(tier)
@@ -597,6 +599,23 @@ class Service:
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
         return GcReport(archived=archived, tombstones_purged=purged)
+
+    def backup_now(self, *, retain: int | None = None, principal: Principal | None = None) -> Any:
+        """Snapshot the whole store into the configured backup folder (``<data dir>/backups``).
+
+        For the HTTP and MCP faces; the CLI's ``memmesh backup`` may also choose a folder.
+        Needs an admin whose keys cover every namespace, since a snapshot holds them all.
+        """
+        who = self._authorize(principal, "admin")
+        if who.prefixes() is not None:
+            raise ForbiddenError("a backup holds every namespace; it needs an admin key not limited to some namespaces")
+        if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
+            raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
+        if self.policy.backup_dir is None:
+            raise InvalidInputError("no backup folder is configured")
+        from memmesh.io.backup import backup
+
+        return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
 
     def reindex_pending(self) -> list[str]:
         """Ids of memories without a vector from the current embedder."""

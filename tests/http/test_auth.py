@@ -137,3 +137,25 @@ def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
     _error(http.post("/api/v1/keys", json=bad_agent), 422, "invalid_input")
     _error(http.post("/api/v1/keys", json={"agent_id": "y", "role": "god", "namespaces": ["team"]}), 422, "invalid_input")
     assert len(server.service.keys()) == 2
+
+
+def test_backup_route_snapshots_for_a_full_admin_only(server):
+    from pathlib import Path
+
+    from memmesh.io.backup import verify
+
+    server.service.add({"content": "worth keeping", "namespace": "team/a"})
+    admin = server.service.create_key("root", role="admin")
+    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"])
+    writer = server.service.create_key("bot", role="writer")
+    _error(server.http(writer.key).post("/api/v1/backup", json={}), 403, "forbidden")
+    _error(server.http(scoped.key).post("/api/v1/backup", json={}), 403, "forbidden")
+    _error(server.http(admin.key).post("/api/v1/backup", json={"retain": 0}), 422, "invalid_input")
+    http = server.http(admin.key)
+    first = http.post("/api/v1/backup", json={})
+    assert first.status_code == 201
+    body = first.json()
+    assert body["manifest"]["memories"] == 1 and Path(body["snapshot"]).exists()
+    assert verify(Path(body["snapshot"]), supported_schema=server.service.store.schema_version).sha256 == body["manifest"]["sha256"]
+    second = http.post("/api/v1/backup", json={"retain": 1}).json()
+    assert second["removed"] == [body["snapshot"]] and not Path(body["snapshot"]).exists()

@@ -198,6 +198,9 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert st["total"] == mem.stats().total
             quota = await c.ok("memory_quota_status")
             assert quota["day"] and quota["max_content_bytes"] == 65536
+            backup = await c.ok("memory_backup", retain=1)
+            assert backup["manifest"]["memories"] == mem.stats().total
+            assert (mcp_env.tmp / "data" / "backups").exists()
             health = await c.ok("memory_health")
             assert health["store"]["schema_version"] >= 3 and health["embedder"]["ok"] is False
             caps = await c.ok("memory_capabilities")

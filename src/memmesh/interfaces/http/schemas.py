@@ -124,3 +124,11 @@ class Ready(BaseModel):
     store: str
     schema_version: int
     changes: int
+
+
+class BackupRequest(Body):
+    """Take a snapshot now into the server's backup folder; optionally keep only the newest N."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"retain": 7}, {}]})
+
+    retain: int | None = Field(default=None, ge=1, description="keep only the newest N snapshots")

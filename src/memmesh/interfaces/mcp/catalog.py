@@ -21,7 +21,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),
     "agents": ("memory_agent_register", "memory_agent_list"),
     "session": ("memory_session_start", "memory_check_duplicate"),
-    "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import"),
+    "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import", "memory_backup"),
 }
 
 FAMILY_DESCRIPTIONS: dict[str, str] = {

@@ -485,6 +485,14 @@ class MemoryTools:
         health = embedder.health() if embedder is not None else {"ok": False, "detail": "none configured (keyword-only)"}
         return {"ok": True, "version": __version__, "store": ready, "embedder": health}
 
+    @tool("ops", "Back up now", idempotent=False)
+    def memory_backup(
+        self, retain: Annotated[int | None, Field(description="Keep only the newest N snapshots.", ge=1)] = None,
+    ) -> Any:
+        """Take an online snapshot of the whole store (with a checksummed manifest) into the
+        server's backup folder; admin only. Returns the snapshot path and its manifest."""
+        return self.service.backup_now(retain=retain, principal=self.who())
+
     @tool("ops", "Export as JSONL", read_only=True, idempotent=True)
     def memory_export(
         self,

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Response
 
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
-from memmesh.interfaces.http.schemas import AgentRequest, KeyRequest
+from memmesh.interfaces.http.schemas import AgentRequest, BackupRequest, KeyRequest
+from memmesh.io.backup import BackupResult
 from memmesh.model import Agent, ApiKey, CreatedKey, NamespaceCount, Stats
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -60,3 +61,10 @@ def create_key(body: KeyRequest, service: Svc, who: Caller) -> Response:
 def revoke_key(key_id: str, service: Svc, who: Caller) -> Response:
     """Revoke at once: requests with the key get 401 from now on."""
     return json_response(service.revoke_key(key_id, principal=who))
+
+
+@router.post("/backup", status_code=201, response_model=BackupResult, tags=["admin"], summary="Take a backup now")
+def take_backup(service: Svc, who: Caller, body: BackupRequest | None = None) -> Response:
+    """An online snapshot with its checksummed manifest in the server's backup folder
+    (``<data dir>/backups``); needs an admin key for every namespace."""
+    return json_response(service.backup_now(retain=body.retain if body else None, principal=who), 201)
