@@ -16,9 +16,9 @@ the reading and counting and writes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -26,6 +26,8 @@ from pydantic import BaseModel, Field
 from memmesh.errors import StorageError
 from memmesh.model import HistoryEntry, Link, Memory, Tombstone
 from memmesh.store.base import Filter, Store, VectorRow, WriteTx
+
+T = TypeVar("T")
 
 Progress = Callable[[int], None]
 """Called with the number of memories just processed."""
@@ -61,7 +63,7 @@ def migrate(
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
     history = _history_by_memory(source.iter_history())
     known = {t.id for t in target.tombstones_since(0)}
-    for batch in _batches(source.iter_memories(batch=batch_size), batch_size):
+    for batch in batched(source.iter_memories(batch=batch_size), batch_size):
         report.memories_read += len(batch)
         report.batches += 1
         _copy_memories(source, target, batch, history, known, report)
@@ -73,8 +75,9 @@ def migrate(
     return report
 
 
-def _batches(items: Iterable[Memory], size: int) -> Iterable[list[Memory]]:
-    batch: list[Memory] = []
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` items (the last may be shorter); ``itertools.batched`` from 3.12."""
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

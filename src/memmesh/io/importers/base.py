@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from memmesh.errors import ConflictError, InvalidInputError, NotFoundError
+from memmesh.io.migrate import batched
 from memmesh.model import Memory, NewMemory, Principal
 from memmesh.service import Service, content_hash
 
@@ -243,7 +244,7 @@ class Writer:
     def apply(self, items: Iterable[Item], batch_size: int = 200) -> list[Outcome]:
         """Apply items in batches (one transaction per batch of new memories)."""
         outcomes: list[Outcome] = []
-        for batch in _batched(items, batch_size):
+        for batch in batched(items, batch_size):
             outcomes.extend(self._apply_batch(batch))
             if self.progress:
                 self.progress(len(batch))
@@ -431,17 +432,6 @@ def _seen_digests(recorded: dict[str, Any]) -> dict[str, str]:
     if recorded.get("format") and recorded.get("sha") and str(recorded["format"]) not in found:
         found[str(recorded["format"])] = str(recorded["sha"])
     return found
-
-
-def _batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 __all__ = [
