@@ -157,6 +157,30 @@ def fts_expression(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+GROUP_LIMIT = 64
+"""Most callers whose writes share one COMMIT."""
+
+
+class _Batch:
+    """One group transaction: how many callers' units it holds, and how its commit went."""
+
+    def __init__(self) -> None:
+        self.members = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+def _translate(exc: BaseException, path: str) -> BaseException:
+    """Driver errors become memmesh errors where they enter; everything else passes through."""
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in str(exc) or "busy" in str(exc):
+            return UnavailableError(f"database {path} is busy: {exc}; try again")
+        return StorageError(f"write to {path} failed: {exc}")
+    if isinstance(exc, sqlite3.DatabaseError):
+        return CorruptDatabaseError(f"database {path} is damaged: {exc}")
+    return exc
+
+
 class SQLiteStore:
     """A memmesh database in one SQLite file (or in memory)."""
 
@@ -167,7 +191,10 @@ class SQLiteStore:
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
         self._local = threading.local()
-        self._write_lock = threading.RLock()
+        self._write_lock = threading.RLock()  # re-entrant: in-memory reads share the writer
+        self._group_lock = threading.Lock()
+        self._queued = 0
+        self._batch: _Batch | None = None
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         if not self.in_memory:
@@ -265,26 +292,94 @@ class SQLiteStore:
 
     @contextmanager
     def write(self) -> Iterator[SQLiteWriteTx]:
-        """One serialised write transaction: commits on success, rolls back on any error."""
-        with self._write_lock:
-            conn = self._writer
+        """One serialised, atomic unit of writing (group commit).
+
+        Each caller's block runs alone, under its own ``SAVEPOINT`` (its failure undoes only
+        its own changes). Callers that arrive while a transaction is open join it, and the
+        last one in commits for all (at most ``GROUP_LIMIT`` per commit); everyone returns
+        only after that commit, so nothing is acknowledged before it is durable. A lone
+        caller (CLI, one agent) commits at once, exactly like a plain transaction. The COMMIT
+        is most of a small write's cost, which is why concurrent writers share it.
+        """
+        if getattr(self._local, "write_depth", 0):
+            # A write inside a write on the same thread: a nested savepoint of the same unit.
+            with self._savepoint(self._writer) as tx:
+                yield tx
+            return
+        with self._group_lock:
+            self._queued += 1
+        batch: _Batch | None = None
+        failure: BaseException | None = None
+        self._write_lock.acquire()
+        try:
+            with self._group_lock:
+                self._queued -= 1
+            batch = self._open_batch()
+            self._local.write_depth = 1
             try:
-                self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
-            except sqlite3.OperationalError as exc:
-                raise UnavailableError(f"database {self.path} stayed locked for {self.busy_timeout_ms} ms; try again") from exc
-            except sqlite3.DatabaseError as exc:
-                raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
-            try:
-                yield SQLiteWriteTx(conn)
-                self._retry(lambda: conn.execute("COMMIT"))
+                with self._savepoint(self._writer) as tx:
+                    yield tx
+                batch.members += 1
             except BaseException as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise StorageError(f"write to {self.path} failed: {exc}") from exc
-                if isinstance(exc, sqlite3.DatabaseError):
-                    raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
-                raise
+                failure = exc
+            finally:
+                self._local.write_depth = 0
+            with self._group_lock:
+                last = self._queued == 0 or batch.members >= GROUP_LIMIT
+            if last:
+                self._commit(batch)
+        finally:
+            self._write_lock.release()
+        if failure is not None:
+            translated = _translate(failure, self.path)
+            if translated is failure:
+                raise failure
+            raise translated from failure
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    def _open_batch(self) -> _Batch:
+        """The open group transaction, beginning one (BEGIN IMMEDIATE) if none is open."""
+        if self._batch is not None:
+            return self._batch
+        conn = self._writer
+        try:
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.OperationalError as exc:
+            raise UnavailableError(f"database {self.path} stayed locked for {self.busy_timeout_ms} ms; try again") from exc
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+        self._batch = _Batch()
+        return self._batch
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[SQLiteWriteTx]:
+        conn.execute("SAVEPOINT unit")
+        try:
+            yield SQLiteWriteTx(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+            raise
+        conn.execute("RELEASE unit")
+
+    def _commit(self, batch: _Batch) -> None:
+        """Commit the group (or roll it back and give every member the error), then wake them."""
+        conn = self._writer
+        try:
+            if conn.in_transaction:
+                self._retry(lambda: conn.execute("COMMIT"))
+            elif batch.members:
+                batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            batch.error = _translate(exc, self.path)
+        finally:
+            self._batch = None
+            batch.done.set()
 
     # -- schema ----------------------------------------------------------------------------
 
