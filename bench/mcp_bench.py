@@ -33,22 +33,7 @@ from typing import Any
 
 from memmesh import Memory
 from memmesh.config import Settings, load_settings
-
-VOCAB_SIZE = 5000
-
-
-def make_vocab(rng: random.Random) -> list[str]:
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    return ["".join(rng.choice(letters) for _ in range(rng.randint(3, 9))) for _ in range(VOCAB_SIZE)]
-
-
-def sentence(rng: random.Random, vocab: list[str], words: int = 20) -> str:
-    return " ".join(rng.choice(vocab) for _ in range(words))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from store_bench import make_vocab, pct, sentence  # same seeded workload as the store benchmark
 
 
 def summary(samples: list[float]) -> dict[str, float]:
