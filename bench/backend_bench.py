@@ -40,10 +40,52 @@ from memmesh.config import load_settings
 from memmesh.io.migrate import migrate
 from memmesh.store.base import Store, open_store
 
-TOPICS = ["deploy", "billing", "onboarding", "security", "latency", "schema", "backup", "release", "incident", "roadmap",
-          "pricing", "search", "cache", "queue", "index", "replica", "quota", "audit", "tokens", "agents"]
-WORDS = ["alice", "bob", "team", "friday", "postgres", "sqlite", "customer", "contract", "invoice", "server", "rollback",
-         "migration", "ticket", "budget", "meeting", "design", "review", "bug", "metric", "alert", "policy", "vector"]
+TOPICS = [
+    "deploy",
+    "billing",
+    "onboarding",
+    "security",
+    "latency",
+    "schema",
+    "backup",
+    "release",
+    "incident",
+    "roadmap",
+    "pricing",
+    "search",
+    "cache",
+    "queue",
+    "index",
+    "replica",
+    "quota",
+    "audit",
+    "tokens",
+    "agents",
+]
+WORDS = [
+    "alice",
+    "bob",
+    "team",
+    "friday",
+    "postgres",
+    "sqlite",
+    "customer",
+    "contract",
+    "invoice",
+    "server",
+    "rollback",
+    "migration",
+    "ticket",
+    "budget",
+    "meeting",
+    "design",
+    "review",
+    "bug",
+    "metric",
+    "alert",
+    "policy",
+    "vector",
+]
 
 
 def corpus(n: int, seed: int = 7) -> list[dict[str, Any]]:
@@ -53,8 +95,7 @@ def corpus(n: int, seed: int = 7) -> list[dict[str, Any]]:
     for i in range(n):
         topic = TOPICS[i % len(TOPICS)]
         words = " ".join(rng.choice(WORDS) for _ in range(12))
-        items.append({"content": f"{topic} note {i}: {words}", "namespace": f"bench/{topic}", "tags": [topic],
-                      "tier": "long"})
+        items.append({"content": f"{topic} note {i}: {words}", "namespace": f"bench/{topic}", "tags": [topic], "tier": "long"})
     return items
 
 
@@ -69,8 +110,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def open_memory(url: str, data_dir: Path) -> Memory:
-    settings = load_settings(None, overrides={"data_dir": str(data_dir), "embeddings": {"provider": "none"}},
-                             env={"MEMMESH_CONFIG": ""})
+    settings = load_settings(None, overrides={"data_dir": str(data_dir), "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""})
     return Memory(url, settings)
 
 
@@ -86,7 +126,7 @@ def bench_backend(url: str, data_dir: Path, n: int, singles: int, nq: int) -> di
             lat.append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         for i in range(singles, len(items), 500):
-            mem.add_many(items[i:i + 500])
+            mem.add_many(items[i : i + 500])
         batch_s = time.perf_counter() - start
         qlat = []
         for query in queries(nq):
@@ -123,8 +163,13 @@ def timed_migrate(source: Store, target: Store) -> dict[str, Any]:
     start = time.perf_counter()
     report = migrate(source, target, now=system_clock())
     seconds = time.perf_counter() - start
-    return {"memories": report.memories_written, "vectors": report.vectors_written, "seconds": round(seconds, 3),
-            "memories_per_s": round(report.memories_written / seconds, 1), "errors": len(report.errors)}
+    return {
+        "memories": report.memories_written,
+        "vectors": report.vectors_written,
+        "seconds": round(seconds, 3),
+        "memories_per_s": round(report.memories_written / seconds, 1),
+        "errors": len(report.errors),
+    }
 
 
 @contextmanager
@@ -168,8 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with postgres(args.pg_dsn or os.environ.get("MEMMESH_BENCH_PG_DSN")) as fresh_pg:
             results: dict[str, Any] = {"backends": {}, "migrate": {}}
-            results["backends"]["sqlite"] = bench_backend(f"sqlite:///{work / 'bench.db'}", work, args.memories, args.singles,
-                                                          args.queries)
+            results["backends"]["sqlite"] = bench_backend(f"sqlite:///{work / 'bench.db'}", work, args.memories, args.singles, args.queries)
             results["backends"]["postgres"] = bench_backend(fresh_pg(), work, args.memories, args.singles, args.queries)
             sq, pg = results["backends"]["sqlite"], results["backends"]["postgres"]
             results["ratios_postgres_over_sqlite"] = {key: round(pg[key] / sq[key], 3) for key in sq if key != "memories"}
@@ -212,9 +256,15 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/backend.json", help="JSON results file")
     args = parser.parse_args()
     results = run(args)
-    results["meta"] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
-                       "machine": platform.machine(), "cpus": os.cpu_count(), "memories": args.memories,
-                       "singles": args.singles, "queries": args.queries}
+    results["meta"] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "memories": args.memories,
+        "singles": args.singles,
+        "queries": args.queries,
+    }
     print_table(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,83 @@ from memmesh.recall.embedders import build_embedder  # noqa: E402
 from memmesh.recall.model_package import locate_package  # noqa: E402
 
 WORDS = [
-    "the", "user", "prefers", "dark", "mode", "in", "editor", "and", "wants", "short", "answers", "about",
-    "project", "deadline", "meeting", "notes", "for", "team", "review", "on", "friday", "because", "release",
-    "of", "version", "two", "needs", "database", "migration", "before", "deploy", "agent", "remembered",
-    "that", "alice", "moved", "to", "berlin", "last", "spring", "with", "her", "dog", "and", "started",
-    "new", "job", "at", "startup", "bob", "likes", "coffee", "without", "sugar", "travel", "plans",
-    "include", "paris", "flight", "hotel", "booking", "budget", "approved", "by", "manager", "server",
-    "config", "uses", "postgres", "cluster", "three", "nodes", "backup", "nightly", "bug", "fix", "landed",
+    "the",
+    "user",
+    "prefers",
+    "dark",
+    "mode",
+    "in",
+    "editor",
+    "and",
+    "wants",
+    "short",
+    "answers",
+    "about",
+    "project",
+    "deadline",
+    "meeting",
+    "notes",
+    "for",
+    "team",
+    "review",
+    "on",
+    "friday",
+    "because",
+    "release",
+    "of",
+    "version",
+    "two",
+    "needs",
+    "database",
+    "migration",
+    "before",
+    "deploy",
+    "agent",
+    "remembered",
+    "that",
+    "alice",
+    "moved",
+    "to",
+    "berlin",
+    "last",
+    "spring",
+    "with",
+    "her",
+    "dog",
+    "and",
+    "started",
+    "new",
+    "job",
+    "at",
+    "startup",
+    "bob",
+    "likes",
+    "coffee",
+    "without",
+    "sugar",
+    "travel",
+    "plans",
+    "include",
+    "paris",
+    "flight",
+    "hotel",
+    "booking",
+    "budget",
+    "approved",
+    "by",
+    "manager",
+    "server",
+    "config",
+    "uses",
+    "postgres",
+    "cluster",
+    "three",
+    "nodes",
+    "backup",
+    "nightly",
+    "bug",
+    "fix",
+    "landed",
     "yesterday",
 ]
 QUERIES = [
@@ -225,21 +295,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     texts = report["texts"]
     m = report["machine"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, "
-          f"load average {m['load_average_1m_at_start']} -> {m['load_average_1m_at_end']}")
-    print(f"texts: {texts['count']} ({texts['source']}), {texts['words_min']}-{texts['words_max']} words, "
-          f"mean {texts['words_mean']}, batch {texts['batch_size']}")
+    print(
+        f"machine: {m['cpu']}, {m['cores']} cores, onnxruntime {m['onnxruntime']}, "
+        f"load average {m['load_average_1m_at_start']} -> {m['load_average_1m_at_end']}"
+    )
+    print(
+        f"texts: {texts['count']} ({texts['source']}), {texts['words_min']}-{texts['words_max']} words, "
+        f"mean {texts['words_mean']}, batch {texts['batch_size']}"
+    )
     build = report["build"]
-    print(f"graph build (one-off): fp32 {build['fp32_s']} s, int8 {build['int8_s']} s "
-          "(None = was already cached)")
+    print(f"graph build (one-off): fp32 {build['fp32_s']} s, int8 {build['int8_s']} s (None = was already cached)")
     print(f"python -c pass: {report['interpreter_start_s']} s")
     print(f"{'':6} {'texts/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'cold start s':>13} {'imports s':>10} {'load+1st s':>11}")
     for label in ("fp32", "int8"):
         row = report[label]
         cold = row["cold_start"]
-        print(f"{label:6} {row['throughput_texts_per_s']:>9} {row['latency']['p50_ms']:>8} "
-              f"{row['latency']['p95_ms']:>8} {cold['median_s']:>13} {cold['child_imports_s']:>10} "
-              f"{cold['child_load_and_first_embed_s']:>11}")
+        print(
+            f"{label:6} {row['throughput_texts_per_s']:>9} {row['latency']['p50_ms']:>8} "
+            f"{row['latency']['p95_ms']:>8} {cold['median_s']:>13} {cold['child_imports_s']:>10} "
+            f"{cold['child_load_and_first_embed_s']:>11}"
+        )
     cos = report["int8"]["cosine_vs_fp32"]
     print(f"int8 vs fp32 cosine: min {cos['min']}, p05 {cos['p05']}, mean {cos['mean']}")
 

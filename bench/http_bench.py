@@ -58,8 +58,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def summary(latencies_ms: list[float], wall_s: float, errors: int) -> dict[str, Any]:
-    return {"count": len(latencies_ms), "errors": errors, "per_s": round(len(latencies_ms) / wall_s, 1),
-            "p50_ms": round(pct(latencies_ms, 0.50), 2), "p99_ms": round(pct(latencies_ms, 0.99), 2)}
+    return {
+        "count": len(latencies_ms),
+        "errors": errors,
+        "per_s": round(len(latencies_ms) / wall_s, 1),
+        "p50_ms": round(pct(latencies_ms, 0.50), 2),
+        "p99_ms": round(pct(latencies_ms, 0.99), 2),
+    }
 
 
 def process_cpu_s(pid: int) -> float:
@@ -91,14 +96,31 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-        env.update({"MEMMESH_EMBEDDINGS_PROVIDER": provider, "MEMMESH_DATA_DIR": str(workdir / "data"),
-                    "MEMMESH_CONFIG": str(workdir / "none.toml")})
+        env.update(
+            {
+                "MEMMESH_EMBEDDINGS_PROVIDER": provider,
+                "MEMMESH_DATA_DIR": str(workdir / "data"),
+                "MEMMESH_CONFIG": str(workdir / "none.toml"),
+            }
+        )
         (workdir / "none.toml").write_text("")
         self.log = (workdir / f"server-{provider}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(workdir / f"http-{provider}.db"),
-             "--port", str(self.port), "--workers", str(workers)],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log,
+            [
+                sys.executable,
+                "-m",
+                "memmesh.interfaces.cli.app",
+                "serve",
+                "--db",
+                str(workdir / f"http-{provider}.db"),
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -150,14 +172,15 @@ async def run_phase(url: str, clients: int, jobs: list[tuple[str, str, Any]]) ->
 def bench_http(workdir: Path, provider: str, mode: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
     server = Server(workdir, provider, args.workers)
     try:
-        writes = [("POST", "/api/v1/memories", {"id": new_id(), "content": sentence(rng), "namespace": f"bench/{i % 10}"})
-                  for i in range(args.writes)]
+        writes = [
+            ("POST", "/api/v1/memories", {"id": new_id(), "content": sentence(rng), "namespace": f"bench/{i % 10}"})
+            for i in range(args.writes)
+        ]
         write_stats, stored = server_phase(server, args.clients, writes, args.procs)
         ids = [body["id"] for body in stored if body]
         gets = [("GET", f"/api/v1/memories/{rng.choice(ids)}", None) for _ in range(args.gets)]
         get_stats, _ = server_phase(server, args.clients, gets, args.procs)
-        recalls = [("POST", "/api/v1/recall", {"query": sentence(rng, 3), "top_k": 10, "mode": mode})
-                   for _ in range(args.recalls)]
+        recalls = [("POST", "/api/v1/recall", {"query": sentence(rng, 3), "top_k": 10, "mode": mode}) for _ in range(args.recalls)]
         recall_stats, _ = server_phase(server, args.clients, recalls, args.procs)
     finally:
         server.stop()
@@ -168,8 +191,7 @@ def _client_process(url: str, clients: int, jobs: list[tuple[str, str, Any]]) ->
     return asyncio.run(run_phase(url, clients, jobs))
 
 
-def server_phase(server: Server, clients: int, jobs: list[tuple[str, str, Any]],
-                 procs: int) -> tuple[dict[str, Any], list[Any]]:
+def server_phase(server: Server, clients: int, jobs: list[tuple[str, str, Any]], procs: int) -> tuple[dict[str, Any], list[Any]]:
     """One phase from ``clients`` async clients spread over ``procs`` load processes (one
     Python process cannot drive httpx fast enough to load a server on its own), plus the
     server's CPU per request: its capacity per core whatever else competes for the cores."""
@@ -193,6 +215,7 @@ def bench_embedded(workdir: Path, provider: str, mode: str, args: argparse.Names
     mem = Memory(f"sqlite:///{workdir / f'embedded-{provider}.db'}", settings)
     out: dict[str, Any] = {}
     try:
+
         def phase(name: str, count: int, action) -> list[Any]:
             latencies, results = [], []
             start = time.perf_counter()
@@ -224,9 +247,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/http.json"))
     args = parser.parse_args()
     rng = random.Random(5)
-    results: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                           "platform": platform.platform(), "load_avg_start": os.getloadavg()},
-                               "params": {k: v for k, v in vars(args).items() if k != "out"}, "modes": {}}
+    results: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "params": {k: v for k, v in vars(args).items() if k != "out"},
+        "modes": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
             provider = "none" if mode == "keyword" else "minilm"
@@ -238,13 +268,14 @@ def main() -> None:
             results["modes"][mode] = {"http": http, "embedded": embedded, "embedded_over_http": ratio}
     results["machine"]["load_avg_end"] = os.getloadavg()
 
-    print(f"{'mode':8} {'op':8} {'http/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'srv cpu ms':>10} "
-          f"{'embedded/s':>11} {'ratio':>6}")
+    print(f"{'mode':8} {'op':8} {'http/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'srv cpu ms':>10} {'embedded/s':>11} {'ratio':>6}")
     for mode, data in results["modes"].items():
         for op in ("writes", "gets", "recalls"):
             h, e = data["http"][op], data["embedded"][op]
-            print(f"{mode:8} {op:8} {h['per_s']:>9} {h['p50_ms']:>8} {h['p99_ms']:>8} {h['errors']:>7} "
-                  f"{h['server_cpu_ms_per_req']:>10} {e['per_s']:>11} {data['embedded_over_http'][op]:>6}")
+            print(
+                f"{mode:8} {op:8} {h['per_s']:>9} {h['p50_ms']:>8} {h['p99_ms']:>8} {h['errors']:>7} "
+                f"{h['server_cpu_ms_per_req']:>10} {e['per_s']:>11} {data['embedded_over_http'][op]:>6}"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

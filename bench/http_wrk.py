@@ -42,6 +42,7 @@ def free_port() -> int:
 
 def parse_wrk(text: str) -> dict:
     """Requests/s and latency (avg, and p50/p99 from --latency) out of wrk's report."""
+
     def ms(value: str) -> float:
         number, unit = re.match(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
         return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -74,11 +75,20 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install wrk")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        env = {**os.environ, "MEMMESH_DB": f"{tmp}/http.db", "MEMMESH_EMBEDDINGS_PROVIDER": "none",
-               "MEMMESH_DATA_DIR": tmp, "MEMMESH_CONFIG": f"{tmp}/none.toml"}
+        env = {
+            **os.environ,
+            "MEMMESH_DB": f"{tmp}/http.db",
+            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+            "MEMMESH_DATA_DIR": tmp,
+            "MEMMESH_CONFIG": f"{tmp}/none.toml",
+        }
         Path(f"{tmp}/none.toml").write_text("")
-        server = subprocess.Popen([sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--port", str(port),
-                                   "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             for _ in range(100):
@@ -98,11 +108,17 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     for op, r in results.items():
-        print(f"{op:<7} {r['requests_per_s']:>8.1f} req/s  p50 {r.get('p50_ms', 0):>7.2f} ms  p99 {r.get('p99_ms', 0):>7.2f} ms  "
-              f"non-2xx {r['non_2xx']}")
+        print(
+            f"{op:<7} {r['requests_per_s']:>8.1f} req/s  p50 {r.get('p50_ms', 0):>7.2f} ms  p99 {r.get('p99_ms', 0):>7.2f} ms  "
+            f"non-2xx {r['non_2xx']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "http_wrk", "workers": args.workers, "connections": 20,
-                                    "load_average": os.getloadavg(), "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {"benchmark": "http_wrk", "workers": args.workers, "connections": 20, "load_average": os.getloadavg(), "results": results},
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
 
 

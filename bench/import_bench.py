@@ -40,20 +40,37 @@ def legacy_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory
     tenants = ["agents-team", "hongming", "chloe-dong", "reno-stars"]
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE agent_memories (id INTEGER PRIMARY KEY, workspace_id TEXT, content TEXT, migrated_at TEXT)")
-        conn.executemany("INSERT INTO agent_memories (id, workspace_id, content) VALUES (?, ?, ?)",
-                         [(i, tenants[i % 4], sentence(rng)) for i in range(1, rows + 1)])
+        conn.executemany(
+            "INSERT INTO agent_memories (id, workspace_id, content) VALUES (?, ?, ?)",
+            [(i, tenants[i % 4], sentence(rng)) for i in range(1, rows + 1)],
+        )
     conn.close()
-    spec = LegacyTable(url=f"sqlite:///{path.absolute()}", table="agent_memories", tenant_col="workspace_id",
-                       source="agent", mark_col="migrated_at")
+    spec = LegacyTable(
+        url=f"sqlite:///{path.absolute()}", table="agent_memories", tenant_col="workspace_id", source="agent", mark_col="migrated_at"
+    )
     return lambda mem, dry: import_legacy(mem.service, spec, dry_run=dry)
 
 
 def mcp_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
     per_entity = 9
-    entities = [{"type": "entity", "name": f"Entity_{n}", "entityType": rng.choice(["person", "project", "org"]),
-                 "observations": [sentence(rng) for _ in range(per_entity)]} for n in range(max(1, rows // (per_entity + 1)))]
-    relations = [{"type": "relation", "from": f"Entity_{n}", "to": f"Entity_{rng.randrange(len(entities))}",
-                  "relationType": rng.choice(["works_at", "part_of", "knows"])} for n in range(len(entities))]
+    entities = [
+        {
+            "type": "entity",
+            "name": f"Entity_{n}",
+            "entityType": rng.choice(["person", "project", "org"]),
+            "observations": [sentence(rng) for _ in range(per_entity)],
+        }
+        for n in range(max(1, rows // (per_entity + 1)))
+    ]
+    relations = [
+        {
+            "type": "relation",
+            "from": f"Entity_{n}",
+            "to": f"Entity_{rng.randrange(len(entities))}",
+            "relationType": rng.choice(["works_at", "part_of", "knows"]),
+        }
+        for n in range(len(entities))
+    ]
     path.write_text("\n".join(json.dumps(r, separators=(",", ":")) for r in [*entities, *relations]))
     text = path.read_text()
     return lambda mem, dry: import_mcp_memory(mem.service, text, dry_run=dry)
@@ -61,8 +78,18 @@ def mcp_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, b
 
 def mem0_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
     users = [f"user{n}" for n in range(20)]
-    items = [{"id": str(uuid.UUID(int=rng.getrandbits(128))), "memory": sentence(rng), "hash": "", "metadata": {"n": n},
-              "created_at": "2025-06-01T10:00:00-07:00", "updated_at": None, "user_id": rng.choice(users)} for n in range(rows)]
+    items = [
+        {
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "memory": sentence(rng),
+            "hash": "",
+            "metadata": {"n": n},
+            "created_at": "2025-06-01T10:00:00-07:00",
+            "updated_at": None,
+            "user_id": rng.choice(users),
+        }
+        for n in range(rows)
+    ]
     path.write_text(json.dumps({"results": items}))
     text = path.read_text()
     return lambda mem, dry: import_mem0(mem.service, text, dry_run=dry)
@@ -70,8 +97,10 @@ def mem0_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, 
 
 def history_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE history (id TEXT PRIMARY KEY, memory_id TEXT, old_memory TEXT, new_memory TEXT, event TEXT, "
-                     "created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, actor_id TEXT, role TEXT)")
+        conn.execute(
+            "CREATE TABLE history (id TEXT PRIMARY KEY, memory_id TEXT, old_memory TEXT, new_memory TEXT, event TEXT, "
+            "created_at DATETIME, updated_at DATETIME, is_deleted INTEGER, actor_id TEXT, role TEXT)"
+        )
         records = []
         for _ in range(rows):
             memory_id, text = str(uuid.UUID(int=rng.getrandbits(128))), sentence(rng)
@@ -100,8 +129,12 @@ def run(name: str, rows: int, workdir: Path, embedder: str) -> dict[str, Any]:
         report = importer(mem, dry)
         seconds = time.perf_counter() - start
         records = report.totals.migrated + report.totals.skipped + report.totals.failed
-        result[phase] = {"records": records, "written": report.written, "seconds": round(seconds, 3),
-                         "records_per_s": round(records / seconds) if seconds else None}
+        result[phase] = {
+            "records": records,
+            "written": report.written,
+            "seconds": round(seconds, 3),
+            "records_per_s": round(records / seconds) if seconds else None,
+        }
     result["memories"] = mem.stats().total
     mem.close()
     return result
@@ -120,12 +153,25 @@ def main() -> None:
             results.append(run(name, args.rows, Path(tmp), args.embedder))
     print(f"{'format':<14}{'records':>9}{'dry run/s':>11}{'first run/s':>13}{'written':>9}{'re-run/s':>10}{'re-run writes':>15}")
     for r in results:
-        print(f"{r['format']:<14}{r['first']['records']:>9}{r['dry_run']['records_per_s']:>11}{r['first']['records_per_s']:>13}"
-              f"{r['first']['written']:>9}{r['rerun']['records_per_s']:>10}{r['rerun']['written']:>15}")
+        print(
+            f"{r['format']:<14}{r['first']['records']:>9}{r['dry_run']['records_per_s']:>11}{r['first']['records_per_s']:>13}"
+            f"{r['first']['written']:>9}{r['rerun']['records_per_s']:>10}{r['rerun']['written']:>15}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "import", "rows": args.rows, "embedder": args.embedder,
-                                    "machine": platform.platform(), "python": platform.python_version(), "results": results},
-                                   indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "import",
+                "rows": args.rows,
+                "embedder": args.embedder,
+                "machine": platform.platform(),
+                "python": platform.python_version(),
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {args.out}")
 
 

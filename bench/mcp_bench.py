@@ -39,8 +39,7 @@ from store_bench import make_vocab, pct, sentence  # same seeded workload as the
 def summary(samples: list[float]) -> dict[str, float]:
     """p50/p99/mean in milliseconds."""
     ms = [s * 1000 for s in samples]
-    return {"p50_ms": round(pct(ms, 0.5), 3), "p99_ms": round(pct(ms, 0.99), 3), "mean_ms": round(statistics.mean(ms), 3),
-            "n": len(ms)}
+    return {"p50_ms": round(pct(ms, 0.5), 3), "p99_ms": round(pct(ms, 0.99), 3), "mean_ms": round(statistics.mean(ms), 3), "n": len(ms)}
 
 
 class Workload:
@@ -61,9 +60,11 @@ class Workload:
 
 
 def settings_for(tmp: Path, provider: str) -> Settings:
-    return load_settings(None, overrides={"data_dir": str(tmp), "embeddings": {"provider": provider},
-                                          "storage": {"url": f"sqlite:///{tmp / 'bench.db'}"}},
-                         env={"MEMMESH_CONFIG": ""})
+    return load_settings(
+        None,
+        overrides={"data_dir": str(tmp), "embeddings": {"provider": provider}, "storage": {"url": f"sqlite:///{tmp / 'bench.db'}"}},
+        env={"MEMMESH_CONFIG": ""},
+    )
 
 
 def bench_embedded(mem: Memory, work: Workload, n: int) -> dict[str, Any]:
@@ -81,8 +82,7 @@ def bench_embedded(mem: Memory, work: Workload, n: int) -> dict[str, Any]:
     return {"store": summary(stores), "recall": summary(recalls)}
 
 
-async def bench_session(call: Callable[[str, dict[str, Any]], Awaitable[Any]], work: Workload, n: int,
-                        namespace: str) -> dict[str, Any]:
+async def bench_session(call: Callable[[str, dict[str, Any]], Awaitable[Any]], work: Workload, n: int, namespace: str) -> dict[str, Any]:
     stores, recalls = [], []
     for _ in range(n):
         content = work.content()
@@ -102,16 +102,21 @@ async def bench_session(call: Callable[[str, dict[str, Any]], Awaitable[Any]], w
 def server_env(tmp: Path, provider: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp / "empty.toml").write_text("")
-    env.update({"MEMMESH_DB": str(tmp / "bench.db"), "MEMMESH_DATA_DIR": str(tmp),
-                "MEMMESH_CONFIG": str(tmp / "empty.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": provider})
+    env.update(
+        {
+            "MEMMESH_DB": str(tmp / "bench.db"),
+            "MEMMESH_DATA_DIR": str(tmp),
+            "MEMMESH_CONFIG": str(tmp / "empty.toml"),
+            "MEMMESH_EMBEDDINGS_PROVIDER": provider,
+        }
+    )
     return env
 
 
 async def bench_stdio(tmp: Path, provider: str, work: Workload, n: int) -> dict[str, Any]:
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp"],
-                                   env=server_env(tmp, provider))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp"], env=server_env(tmp, provider))
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         return await bench_session(session.call_tool, work, n, "bench/stdio")
@@ -121,8 +126,7 @@ async def spawn_to_first_result(tmp: Path, provider: str) -> tuple[float, float]
     """Seconds from spawning ``memmesh mcp`` to the first tool result, and to the handshake."""
     from mcp import ClientSession, StdioServerParameters, stdio_client
 
-    params = StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp"],
-                                   env=server_env(tmp, provider))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp"], env=server_env(tmp, provider))
     started = time.perf_counter()
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
@@ -147,15 +151,13 @@ async def bench_http(mem: Memory, settings: Settings, work: Workload, n: int) ->
     from memmesh.interfaces.http.app import create_app
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(mem.service, settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(mem.service, settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         await asyncio.sleep(0.02)
     try:
-        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), \
-                ClientSession(read, write) as session:
+        async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             await session.call_tool("memory_list", {"limit": 1})  # first call builds the MCP server (SDK import)
             return await bench_session(session.call_tool, work, n, "bench/http")
@@ -185,8 +187,7 @@ def main() -> None:
         settings = settings_for(tmp, args.embeddings)
         mem = Memory(config=settings)
         for start in range(0, args.preload, 500):
-            mem.add_many([{"content": work.content(), "namespace": "bench/preload"}
-                          for _ in range(min(500, args.preload - start))])
+            mem.add_many([{"content": work.content(), "namespace": "bench/preload"} for _ in range(min(500, args.preload - start))])
         faces: dict[str, Any] = {"embedded": bench_embedded(mem, work, args.n)}
         faces["mcp_stdio"] = asyncio.run(bench_stdio(tmp, args.embeddings, work, args.n))
         if not args.no_http:
@@ -204,22 +205,31 @@ def main() -> None:
         "embeddings": args.embeddings,
         "preload": args.preload,
         "faces": faces,
-        "ratio_p50_vs_embedded": {face: {op: ratio(faces[face], faces["embedded"], op) for op in ("store", "recall")}
-                                  for face in faces if face != "embedded"},
-        "spawn_to_first_result_s": {"median": round(statistics.median(first), 3), "min": round(min(first), 3),
-                                    "max": round(max(first), 3), "runs": [round(s, 3) for s in first],
-                                    "handshake_median": round(statistics.median(s[1] for s in spawns), 3),
-                                    "target": 1.5},
+        "ratio_p50_vs_embedded": {
+            face: {op: ratio(faces[face], faces["embedded"], op) for op in ("store", "recall")} for face in faces if face != "embedded"
+        },
+        "spawn_to_first_result_s": {
+            "median": round(statistics.median(first), 3),
+            "min": round(min(first), 3),
+            "max": round(max(first), 3),
+            "runs": [round(s, 3) for s in first],
+            "handshake_median": round(statistics.median(s[1] for s in spawns), 3),
+            "target": 1.5,
+        },
     }
     print(f"{'face':<12}{'store p50':>11}{'store p99':>11}{'recall p50':>12}{'recall p99':>12}   (ms; {args.preload} preloaded)")
     for face, result in faces.items():
-        print(f"{face:<12}{result['store']['p50_ms']:>11.2f}{result['store']['p99_ms']:>11.2f}"
-              f"{result['recall']['p50_ms']:>12.2f}{result['recall']['p99_ms']:>12.2f}")
+        print(
+            f"{face:<12}{result['store']['p50_ms']:>11.2f}{result['store']['p99_ms']:>11.2f}"
+            f"{result['recall']['p50_ms']:>12.2f}{result['recall']['p99_ms']:>12.2f}"
+        )
     for face, ratios in report["ratio_p50_vs_embedded"].items():
         print(f"{face} / embedded p50: store ×{ratios['store']}, recall ×{ratios['recall']}")
     spawn = report["spawn_to_first_result_s"]
-    print(f"spawn → first tool result: median {spawn['median']} s (min {spawn['min']}, max {spawn['max']}; target ≤ 1.5 s); "
-          f"load average {report['load_average'][0]:.1f} on {report['cpus']} CPUs")
+    print(
+        f"spawn → first tool result: median {spawn['median']} s (min {spawn['min']}, max {spawn['max']}; target ≤ 1.5 s); "
+        f"load average {report['load_average'][0]:.1f} on {report['cpus']} CPUs"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

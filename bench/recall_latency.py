@@ -127,7 +127,9 @@ def measure_recall(workdir: Path, db: Path, queries: list[str]) -> dict[str, Any
                 assert result.mode == "hybrid" and result.hits, result.notices
             times.sort()
             out["recall_touch_ms" if touch else "recall_ms"] = {
-                "p50": round(statistics.median(times), 2), "p95": round(times[int(0.95 * (len(times) - 1))], 2)}
+                "p50": round(statistics.median(times), 2),
+                "p95": round(times[int(0.95 * (len(times) - 1))], 2),
+            }
     return out
 
 
@@ -137,8 +139,13 @@ def start_to_first_recall(workdir: Path, db: Path, query: str, runs: int = 3) ->
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "recall", query, "--json"],
-                              capture_output=True, text=True, env=env, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "recall", query, "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         times.append(time.perf_counter() - start)
         if proc.returncode != 0 or not json.loads(proc.stdout)["hits"]:
             raise SystemExit(f"memmesh recall failed: {proc.stderr or proc.stdout}")
@@ -160,9 +167,12 @@ def run(workdir: Path, sizes: list[int], distinct: int, n_queries: int, seed: in
         if size == min(sizes):
             result["start_to_first_recall_s"] = round(start_to_first_recall(workdir, db, queries[0]), 2)
         report["sizes"][str(size)] = result
-        print(f"{size:>7} memories: recall p50 {result['recall_ms']['p50']:.1f} ms, p95 {result['recall_ms']['p95']:.1f} ms "
-              f"(with touch p50 {result['recall_touch_ms']['p50']:.1f} ms); first recall {result['index_load_s']:.2f} s; "
-              f"hnsw={result['hnsw']}", flush=True)
+        print(
+            f"{size:>7} memories: recall p50 {result['recall_ms']['p50']:.1f} ms, p95 {result['recall_ms']['p95']:.1f} ms "
+            f"(with touch p50 {result['recall_touch_ms']['p50']:.1f} ms); first recall {result['index_load_s']:.2f} s; "
+            f"hnsw={result['hnsw']}",
+            flush=True,
+        )
     return report
 
 
@@ -177,14 +187,22 @@ def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="memmesh-latency-") as tmp:
         report = run(Path(tmp), sizes, args.distinct, args.queries, args.seed)
-    report.update({
-        "benchmark": "recall_latency",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg()},
-    })
-    print(f"embedding throughput {report['embed_texts_per_s']:.0f} texts/s (fp32, batched); "
-          f"start → first recall {report['sizes'][str(sizes[0])].get('start_to_first_recall_s')} s")
+    report.update(
+        {
+            "benchmark": "recall_latency",
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "cpus": os.cpu_count(),
+                "loadavg_at_end": os.getloadavg(),
+            },
+        }
+    )
+    print(
+        f"embedding throughput {report['embed_texts_per_s']:.0f} texts/s (fp32, batched); "
+        f"start → first recall {report['sizes'][str(sizes[0])].get('start_to_first_recall_s')} s"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -101,8 +101,15 @@ def load_locomo(path: Path) -> list[Conversation]:
                 content = f"{turn['speaker']}: {turn['text']}"
                 if turn.get("blip_caption"):
                     content += f" [image: {turn['blip_caption']}]"
-                conv.turns.append({"content": content, "namespace": conv.namespace, "kind": "message",
-                                   "valid_from": when, "metadata": {"dia_id": turn["dia_id"]}})
+                conv.turns.append(
+                    {
+                        "content": content,
+                        "namespace": conv.namespace,
+                        "kind": "message",
+                        "valid_from": when,
+                        "metadata": {"dia_id": turn["dia_id"]},
+                    }
+                )
         known = {t["metadata"]["dia_id"] for t in conv.turns}
         for qa in sample["qa"]:
             if qa.get("category") not in CATEGORIES:
@@ -177,8 +184,10 @@ def print_table(report: dict[str, Any]) -> None:
             lat = f" {res['query_ms']['p50']:>8.1f} {res['query_ms']['p95']:>8.1f}" if k == KS[0] else ""
             print(f"{name:<13} {k:>3} {res['overall'][key]:>8.1f} {cells}{lat}")
     ing = report["ingest"]
-    print(f"\nmodel load {report['model_load_s']:.2f} s; ingest {ing['memories']} turns in {ing['seconds']:.1f} s "
-          f"({ing['per_second']:.0f}/s, embedding included); {report['questions']} questions")
+    print(
+        f"\nmodel load {report['model_load_s']:.2f} s; ingest {ing['memories']} turns in {ing['seconds']:.1f} s "
+        f"({ing['per_second']:.0f}/s, embedding included); {report['questions']} questions"
+    )
 
 
 def _settings(workdir: Path, context_weight: float | None) -> Any:
@@ -216,8 +225,7 @@ def run(data: Path, workdir: Path) -> dict[str, Any]:
         "ranking": {k: v for k, v in vars(weights).items() if k != "tier"},
         "questions": sum(len(c.questions) for c in conversations),
         "model_load_s": round(model_load, 2),
-        "ingest": {"memories": turns, "stored": len(dia_ids), "seconds": round(ingest_s, 1),
-                   "per_second": round(turns / ingest_s, 1)},
+        "ingest": {"memories": turns, "stored": len(dia_ids), "seconds": round(ingest_s, 1), "per_second": round(turns / ingest_s, 1)},
         "modes": modes,
     }
 

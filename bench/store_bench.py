@@ -54,8 +54,12 @@ def bench_size(size: int, workdir: Path, rng: random.Random, vocab: list[str]) -
     batch = 1000
     start = time.perf_counter()
     for offset in range(0, size, batch):
-        mem.add_many([{"content": sentence(rng, vocab), "namespace": f"ns{(offset + i) % 10}", "tags": [f"t{i % 7}"]}
-                      for i in range(min(batch, size - offset))])
+        mem.add_many(
+            [
+                {"content": sentence(rng, vocab), "namespace": f"ns{(offset + i) % 10}", "tags": [f"t{i % 7}"]}
+                for i in range(min(batch, size - offset))
+            ]
+        )
     bulk_s = time.perf_counter() - start
     singles = timed(lambda: mem.add(sentence(rng, vocab), namespace="single"), 500)
     ids = [m.id for m in mem.get_all(limit=1000)]
@@ -77,8 +81,11 @@ def bench_size(size: int, workdir: Path, rng: random.Random, vocab: list[str]) -
         "single_write_ms": {"p50": round(pct(singles, 0.5), 3), "p99": round(pct(singles, 0.99), 3)},
         "get_ms": {"p50": round(pct(gets, 0.5), 3), "p99": round(pct(gets, 0.99), 3)},
         "list_ms": {"p50": round(pct(lists, 0.5), 3), "p99": round(pct(lists, 0.99), 3)},
-        "keyword_search_ms": {"p50": round(pct(searches, 0.5), 3), "p95": round(pct(searches, 0.95), 3),
-                              "mean": round(statistics.mean(searches), 3)},
+        "keyword_search_ms": {
+            "p50": round(pct(searches, 0.5), 3),
+            "p95": round(pct(searches, 0.95), 3),
+            "mean": round(statistics.mean(searches), 3),
+        },
         "keyword_search_filtered_ms": {"p50": round(pct(filtered, 0.5), 3), "p95": round(pct(filtered, 0.95), 3)},
         "db_size_mb": round(stats.db_size_bytes / 1e6, 1),
     }
@@ -97,14 +104,17 @@ def main() -> None:
         for size in args.sizes:
             results.append(bench_size(size, Path(tmp), rng, vocab))
             r = results[-1]
-            print(f"{size:>7} memories | add_many {r['add_many_per_s']:>6}/s | single write p50 {r['single_write_ms']['p50']:.2f} ms "
-                  f"p99 {r['single_write_ms']['p99']:.2f} ms | get p50 {r['get_ms']['p50']:.3f} ms | list p50 "
-                  f"{r['list_ms']['p50']:.2f} ms | search p50 {r['keyword_search_ms']['p50']:.2f} ms "
-                  f"p95 {r['keyword_search_ms']['p95']:.2f} ms | filtered p50 {r['keyword_search_filtered_ms']['p50']:.2f} ms",
-                  flush=True)
+            print(
+                f"{size:>7} memories | add_many {r['add_many_per_s']:>6}/s | single write p50 {r['single_write_ms']['p50']:.2f} ms "
+                f"p99 {r['single_write_ms']['p99']:.2f} ms | get p50 {r['get_ms']['p50']:.3f} ms | list p50 "
+                f"{r['list_ms']['p50']:.2f} ms | search p50 {r['keyword_search_ms']['p50']:.2f} ms "
+                f"p95 {r['keyword_search_ms']['p95']:.2f} ms | filtered p50 {r['keyword_search_filtered_ms']['p50']:.2f} ms",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "store", "machine": platform.machine(), "python": platform.python_version(),
-                                    "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps({"benchmark": "store", "machine": platform.machine(), "python": platform.python_version(), "results": results}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

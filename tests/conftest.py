@@ -64,15 +64,25 @@ class CliResult:
 def cli(tmp_path: Path, db_path: Path):
     """Run the real ``memmesh`` console entry point in a subprocess against db_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    env.update({"MEMMESH_DB": str(db_path), "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-                "MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none",
-                "COLUMNS": "200"})
+    env.update(
+        {
+            "MEMMESH_DB": str(db_path),
+            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
+            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
+            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+            "COLUMNS": "200",
+        }
+    )
     (tmp_path / "absent.toml").write_text("")
 
     def run(*args: str, input: str | None = None, extra_env: dict[str, str] | None = None) -> CliResult:
         proc = subprocess.run(
             [sys.executable, "-m", "memmesh.interfaces.cli.app", *args],
-            input=input, capture_output=True, text=True, env={**env, **(extra_env or {})}, timeout=120,
+            input=input,
+            capture_output=True,
+            text=True,
+            env={**env, **(extra_env or {})},
+            timeout=120,
         )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

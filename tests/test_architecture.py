@@ -11,8 +11,7 @@ SRC = Path(memmesh.__file__).parent
 
 # module prefix -> memmesh modules it must never import (by prefix)
 FORBIDDEN = {
-    "memmesh.model": ["memmesh.service", "memmesh.store", "memmesh.recall", "memmesh.interfaces", "memmesh.compose",
-                      "memmesh.config"],
+    "memmesh.model": ["memmesh.service", "memmesh.store", "memmesh.recall", "memmesh.interfaces", "memmesh.compose", "memmesh.config"],
     "memmesh.errors": ["memmesh."],
     "memmesh.clock": ["memmesh.service", "memmesh.store", "memmesh.interfaces"],
     "memmesh.store": ["memmesh.service", "memmesh.interfaces", "memmesh.compose", "memmesh.config", "memmesh.memory"],
@@ -49,8 +48,9 @@ def test_layer_arrows_point_one_way() -> None:
         for prefix, banned in FORBIDDEN.items():
             if name == prefix or name.startswith(prefix + "."):
                 for imported in imports_of(path):
-                    if any(imported == b.rstrip(".") or imported.startswith(b if b.endswith(".") else b + ".") or imported == b
-                           for b in banned):
+                    if any(
+                        imported == b.rstrip(".") or imported.startswith(b if b.endswith(".") else b + ".") or imported == b for b in banned
+                    ):
                         violations.append(f"{name} imports {imported}")
     assert violations == []
 

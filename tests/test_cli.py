@@ -84,7 +84,7 @@ def test_corrupt_and_foreign_database_files(cli, tmp_path: Path) -> None:
 
 def test_config_file_errors_name_the_file_and_key(cli, tmp_path: Path) -> None:
     typo = tmp_path / "typo.toml"
-    typo.write_text('[storage]\nbusy_timeout = 10\n')
+    typo.write_text("[storage]\nbusy_timeout = 10\n")
     result = cli("--config", str(typo), "stats")
     assert result.code == 1 and str(typo) in result.err and "storage.busy_timeout" in result.err
     secret = tmp_path / "secret.toml"

@@ -12,7 +12,7 @@ from memmesh.config import load_settings
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text('[limits]\nmax_page_size = 11\nmax_content_bytes = 1000\n[recall]\ndefault_top_k = 3\n')
+    config.write_text("[limits]\nmax_page_size = 11\nmax_content_bytes = 1000\n[recall]\ndefault_top_k = 3\n")
     env = {"MEMMESH_LIMITS_MAX_PAGE_SIZE": "22", "MEMMESH_LIMITS_MAX_CONTENT_BYTES": "2000"}
     settings = load_settings(config, overrides={"limits": {"max_content_bytes": 3000, "max_page_size": None}}, env=env)
     assert settings.limits.max_content_bytes == 3000  # flag
@@ -23,8 +23,11 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
 
 
 def test_db_env_and_default_location(tmp_path: Path) -> None:
-    settings = load_settings(None, env={"MEMMESH_DB": str(tmp_path / "x.db"), "MEMMESH_CONFIG": str(tmp_path / "c.toml")}) \
-        if (tmp_path / "c.toml").write_text("") is not None else None
+    settings = (
+        load_settings(None, env={"MEMMESH_DB": str(tmp_path / "x.db"), "MEMMESH_CONFIG": str(tmp_path / "c.toml")})
+        if (tmp_path / "c.toml").write_text("") is not None
+        else None
+    )
     assert settings is not None and settings.storage_url == f"sqlite:///{tmp_path / 'x.db'}"
     default = load_settings(None, env={"MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_CONFIG": str(tmp_path / "c.toml")})
     assert default.storage_url == f"sqlite:///{tmp_path / 'data' / 'memmesh.db'}"
@@ -51,8 +54,9 @@ def test_config_errors_say_what_to_fix(tmp_path: Path, text: str, message: str) 
 
 def test_env_values_are_validated_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"recall\.default_top_k"):
-        load_settings(None, env={"MEMMESH_RECALL_DEFAULT_TOP_K": "zero", "MEMMESH_CONFIG": str(tmp_path / "none.toml")}) \
-            if (tmp_path / "none.toml").write_text("") is not None else None
+        load_settings(None, env={"MEMMESH_RECALL_DEFAULT_TOP_K": "zero", "MEMMESH_CONFIG": str(tmp_path / "none.toml")}) if (
+            tmp_path / "none.toml"
+        ).write_text("") is not None else None
 
 
 def test_api_key_comes_from_env_or_file(tmp_path: Path) -> None:

@@ -108,10 +108,7 @@ def _reference_vector(w: dict[str, np.ndarray], ids: list[int]) -> np.ndarray:
         def dense(h: np.ndarray, name: str, p: str = p) -> np.ndarray:
             return h @ w[p + name + ".weight"].T + w[p + name + ".bias"]
 
-        q, k, v = (
-            dense(x, f"attention.self.{part}").reshape(n, 12, 32).transpose(1, 0, 2)
-            for part in ("query", "key", "value")
-        )
+        q, k, v = (dense(x, f"attention.self.{part}").reshape(n, 12, 32).transpose(1, 0, 2) for part in ("query", "key", "value"))
         scores = q @ k.transpose(0, 2, 1) / math.sqrt(32)
         probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
         probs /= probs.sum(axis=-1, keepdims=True)
@@ -236,9 +233,7 @@ def test_import_and_construction_stay_light(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_first_calls_load_once(
-    embedder: minilm.MiniLMEmbedder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_first_calls_load_once(embedder: minilm.MiniLMEmbedder, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[Path] = []
     real_open = minilm._open_session
 
@@ -325,7 +320,10 @@ def test_cached_graph_is_reused_without_hashing(
 
 @pytest.mark.slow
 def test_stale_stamp_forces_a_verified_rebuild(
-    embedder: minilm.MiniLMEmbedder, cache_dir: Path, package_files: ModelFiles, tmp_path: Path,
+    embedder: minilm.MiniLMEmbedder,
+    cache_dir: Path,
+    package_files: ModelFiles,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     copy = tmp_path / "cache"
@@ -389,7 +387,10 @@ def test_model_status_reports_every_check(embedder: minilm.MiniLMEmbedder, cache
     report = model_status(cache_dir)
     assert report["ok"] is True
     assert {name for name, check in report["checks"].items() if check["ok"]} >= {
-        "package", "hash", "graph_cached", "embedding",
+        "package",
+        "hash",
+        "graph_cached",
+        "embedding",
     }
 
 
@@ -519,9 +520,7 @@ def _url(httpd: _FakeServer) -> str:
 
 def test_openai_embeds_in_batches_in_order(server: _FakeServer, tmp_path: Path) -> None:
     port = server.server_address[1]
-    emb = build_embedder(
-        "openai", model="nomic-embed-text", url=_url(server) + "/v1/", api_key="sk-test", batch_size=2, cache_dir=tmp_path
-    )
+    emb = build_embedder("openai", model="nomic-embed-text", url=_url(server) + "/v1/", api_key="sk-test", batch_size=2, cache_dir=tmp_path)
     assert emb is not None and emb.model_id == f"openai:nomic-embed-text@127.0.0.1:{port}"
     texts = ["a", "bb", "ccc", "dddd", "eeeee"]
     vectors = emb.embed(texts)

@@ -12,8 +12,14 @@ from memmesh import AsyncMemory, ConflictError, ContentTooLargeError, InvalidInp
 
 
 def test_add_get_update_delete_round_trip(mem: Memory) -> None:
-    added = mem.add("Alice prefers green tea", namespace="people/alice", tags=["Drinks", "drinks", " morning "],
-                    priority=7, metadata={"source_url": "chat://1"}, agent_id="agent-a")
+    added = mem.add(
+        "Alice prefers green tea",
+        namespace="people/alice",
+        tags=["Drinks", "drinks", " morning "],
+        priority=7,
+        metadata={"source_url": "chat://1"},
+        agent_id="agent-a",
+    )
     assert added.tags == ["drinks", "morning"]
     assert added.tier.value == "mid" and added.kind.value == "fact"
     fetched = mem.get(added.id)
@@ -66,9 +72,7 @@ def test_title_conflicts_follow_on_conflict(mem: Memory) -> None:
     versioned = mem.add("v3 of the runbook", namespace="ops", title="runbook", on_conflict="version")
     assert versioned.id != original.id
     links = mem.links(versioned.id)
-    assert [(link.source_id, link.target_id, link.relation.value) for link in links] == [
-        (versioned.id, original.id, "supersedes")
-    ]
+    assert [(link.source_id, link.target_id, link.relation.value) for link in links] == [(versioned.id, original.id, "supersedes")]
 
 
 def test_links_are_typed_and_validated(mem: Memory) -> None:
@@ -105,8 +109,7 @@ def test_filters(mem: Memory, clock: FakeClock) -> None:
     assert contents(tier="long") == {"sales note about acme"}
     assert contents(agent_id="lawyer") == {"legal memo about acme"}
     start = clock.now.replace(hour=12)
-    assert contents(since=start.replace(hour=13).isoformat(), until=start.replace(hour=14).isoformat()) == {
-        "legal memo about acme"}
+    assert contents(since=start.replace(hour=13).isoformat(), until=start.replace(hour=14).isoformat()) == {"legal memo about acme"}
     hits = mem.search("acme", namespace="org/legal", mode="keyword")
     assert {h.memory.namespace for h in hits} == {"org/legal", "org/legal/contracts"}
     with pytest.raises(InvalidInputError, match="unknown tier"):

@@ -37,8 +37,10 @@ def test_database_from_an_older_version_is_migrated_with_its_data(tmp_path: Path
     number, _name, sql = MIGRATIONS[0]
     for statement in _split_sql(sql):
         conn.execute(statement)
-    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)",
-                     [("schema_version", str(number)), ("app", "memmesh"), ("seq", "1"), ("node_id", "old-node")])
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [("schema_version", str(number)), ("app", "memmesh"), ("seq", "1"), ("node_id", "old-node")],
+    )
     conn.execute(
         "INSERT INTO memories (id, namespace, content, tier, kind, tags, priority, confidence, source, created_at, updated_at, "
         "content_hash, seq) VALUES ('old-1', 'legacy', 'written by schema one', 'long', 'fact', '[\"old\"]', 5, 1.0, 'user', "
@@ -103,8 +105,7 @@ def test_eight_processes_writing_one_file_lose_nothing(tmp_path: Path) -> None:
     db = tmp_path / "shared.db"
     _open(tmp_path, db).close()
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(w), "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(w), "500"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for w in range(8)
     ]
     results = [p.communicate(timeout=600) for p in procs]

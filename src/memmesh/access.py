@@ -115,8 +115,9 @@ class Access:
         self.store = store
         self.clock = clock
 
-    def register_agent(self, agent_id: str, display_name: str | None, role: str, namespaces: Sequence[str] | str | None,
-                       granter: Principal) -> Agent:
+    def register_agent(
+        self, agent_id: str, display_name: str | None, role: str, namespaces: Sequence[str] | str | None, granter: Principal
+    ) -> Agent:
         """Create or update an agent (its created_at survives updates)."""
         agent_id = check_agent_id(agent_id)
         checked_role = check_role(role)
@@ -128,8 +129,14 @@ class Access:
         now = self.clock()
         with self.store.write() as tx:
             existing = tx.get_agent(agent_id)
-            agent = Agent(agent_id=agent_id, display_name=name, role=checked_role, namespaces=patterns,
-                          created_at=existing.created_at if existing else now, updated_at=now)
+            agent = Agent(
+                agent_id=agent_id,
+                display_name=name,
+                role=checked_role,
+                namespaces=patterns,
+                created_at=existing.created_at if existing else now,
+                updated_at=now,
+            )
             tx.put_agent(agent)
         return agent
 
@@ -144,12 +151,14 @@ class Access:
         check_grant(granter, checked_role, patterns)
         key_id, secret, text = generate_key()
         now = self.clock()
-        stored = StoredApiKey(id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now,
-                              key_hash=hash_secret(secret))
+        stored = StoredApiKey(
+            id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now, key_hash=hash_secret(secret)
+        )
         with self.store.write() as tx:
             if tx.get_agent(agent_id) is None:
-                tx.put_agent(Agent(agent_id=agent_id, display_name=agent_id, role=checked_role, namespaces=patterns,
-                                   created_at=now, updated_at=now))
+                tx.put_agent(
+                    Agent(agent_id=agent_id, display_name=agent_id, role=checked_role, namespaces=patterns, created_at=now, updated_at=now)
+                )
             tx.insert_api_key(stored)
         return CreatedKey(**stored.model_dump(exclude={"key_hash"}), key=text)
 
@@ -174,8 +183,9 @@ class Access:
         """
         if token is None or not token.strip():
             if require or self.store.has_api_keys():
-                raise AuthError("this server requires an API key: send 'Authorization: Bearer <key>' "
-                                "(create one with `memmesh keys create`)")
+                raise AuthError(
+                    "this server requires an API key: send 'Authorization: Bearer <key>' (create one with `memmesh keys create`)"
+                )
             return LOCAL_PRINCIPAL
         parts = split_key(token)
         stored = self.store.api_key(parts[0]) if parts else None

@@ -61,11 +61,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
     """A Service over the configured store, embedder, index and ranking."""
     store = store or build_store(settings)
     embedder = build_embedder_from(settings)
-    index = (
-        VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold)
-        if embedder is not None
-        else None
-    )
+    index = VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold) if embedder is not None else None
     rc = settings.recall
     weights = RankWeights(
         keyword=rc.keyword_weight,

@@ -208,7 +208,7 @@ def _read_file(path: Path) -> dict[str, Any]:
                 if key in SECRET_KEYS and value:
                     raise ConfigError(
                         f"config file {path}: [{section}] {key} holds an inline secret; remove it and set "
-                        f"{key}_env = \"ENV_VAR_NAME\" or {key}_file = \"/path/to/file\" instead"
+                        f'{key}_env = "ENV_VAR_NAME" or {key}_file = "/path/to/file" instead'
                     )
     return data
 
@@ -222,10 +222,10 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for name, value in env.items():
         if not name.startswith("MEMMESH_"):
             continue
-        rest = name[len("MEMMESH_"):].lower()
+        rest = name[len("MEMMESH_") :].lower()
         for section in SECTIONS:
             if rest.startswith(section + "_"):
-                key = rest[len(section) + 1:]
+                key = rest[len(section) + 1 :]
                 model = Settings.model_fields[section].default_factory
                 if key in model.model_fields:  # type: ignore[union-attr]
                     found.setdefault(section, {})[key] = value

@@ -50,8 +50,13 @@ def alias_key(alias: str) -> str:
 
 def entity_of(memory: Memory) -> Entity:
     meta = memory.metadata
-    return Entity(id=memory.id, name=str(meta.get("entity") or memory.title or ""), aliases=list(meta.get("aliases", [])),
-                  namespace=memory.namespace, memory=memory)
+    return Entity(
+        id=memory.id,
+        name=str(meta.get("entity") or memory.title or ""),
+        aliases=list(meta.get("aliases", [])),
+        namespace=memory.namespace,
+        memory=memory,
+    )
 
 
 class Entities:
@@ -79,27 +84,39 @@ class Entities:
         for key in keys:
             for owner in self.lookup(key, namespace=namespace, principal=principal, exact_namespace=True):
                 if existing is None or owner.id != existing.id:
-                    raise ConflictError(f"alias {key!r} already names entity {owner.name!r} ({owner.id}) in {namespace!r}",
-                                        details={"existing_id": owner.id})
+                    raise ConflictError(
+                        f"alias {key!r} already names entity {owner.name!r} ({owner.id}) in {namespace!r}",
+                        details={"existing_id": owner.id},
+                    )
         if existing is None:
-            memory = self.service.add({
-                "content": description or f"{name} (entity)", "namespace": namespace, "title": name, "tier": "long",
-                "kind": "fact", "tags": [ENTITY_TAG, *(ALIAS_PREFIX + k for k in keys)],
-                "metadata": {"entity": name, "aliases": keys},
-            }, principal=principal)
+            memory = self.service.add(
+                {
+                    "content": description or f"{name} (entity)",
+                    "namespace": namespace,
+                    "title": name,
+                    "tier": "long",
+                    "kind": "fact",
+                    "tags": [ENTITY_TAG, *(ALIAS_PREFIX + k for k in keys)],
+                    "metadata": {"entity": name, "aliases": keys},
+                },
+                principal=principal,
+            )
             return entity_of(memory)
         merged = list(dict.fromkeys([*existing.aliases, *keys]))
         if len(merged) > MAX_ALIASES:
             raise InvalidInputError(f"entity {name!r} would have {len(merged)} aliases; the limit is {MAX_ALIASES}")
         other_tags = [t for t in existing.memory.tags if not t.startswith(ALIAS_PREFIX) and t != ENTITY_TAG]
-        patch = {"tags": [ENTITY_TAG, *other_tags, *(ALIAS_PREFIX + k for k in merged)],
-                 "metadata": {**existing.memory.metadata, "aliases": merged}}
+        patch = {
+            "tags": [ENTITY_TAG, *other_tags, *(ALIAS_PREFIX + k for k in merged)],
+            "metadata": {**existing.memory.metadata, "aliases": merged},
+        }
         if description:
             patch["content"] = description
         return entity_of(self.service.update(existing.id, patch, principal=principal))
 
-    def lookup(self, alias: str, *, namespace: str | None = None, principal: Principal | None = None,
-               exact_namespace: bool = False) -> list[Entity]:
+    def lookup(
+        self, alias: str, *, namespace: str | None = None, principal: Principal | None = None, exact_namespace: bool = False
+    ) -> list[Entity]:
         """Entities with this alias (or name), in ``namespace`` and below it (or anywhere visible)."""
         page = self.service.list(limit=100, tags=[ALIAS_PREFIX + alias_key(alias)], namespace=namespace, principal=principal)
         found = [entity_of(m) for m in page.items if ENTITY_TAG in m.tags]

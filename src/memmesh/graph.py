@@ -124,8 +124,13 @@ class Graph:
         walk = self._walker(relations, "both", None, principal)
         self.service.get(memory_id, principal=walk.who)
         entries = [
-            TimelineEntry(at=link.valid_from or link.created_at, direction="out" if link.source_id == memory_id else "in",
-                          link=link, other=other, current=valid_at(link, walk.moment))
+            TimelineEntry(
+                at=link.valid_from or link.created_at,
+                direction="out" if link.source_id == memory_id else "in",
+                link=link,
+                other=other,
+                current=valid_at(link, walk.moment),
+            )
             for other, link in walk.neighbours(memory_id, only_valid=False)
         ]
         return sorted(entries, key=lambda e: (e.at, e.other.id))
@@ -168,8 +173,9 @@ class Graph:
                     queue.append(([*ids, other.id], [*links, link]))
         return paths
 
-    def _walker(self, relations: Sequence[str] | str | None, direction: Direction, as_of: datetime | str | None,
-                principal: Principal | None) -> _Walker:
+    def _walker(
+        self, relations: Sequence[str] | str | None, direction: Direction, as_of: datetime | str | None, principal: Principal | None
+    ) -> _Walker:
         from memmesh.service import _enum_value, _time
 
         if direction not in ("out", "in", "both"):
@@ -185,8 +191,7 @@ class Graph:
 class _Walker:
     """Neighbour lookup with the caller's visibility, relation filter and moment; cached."""
 
-    def __init__(self, service: Service, who: Principal, relations: frozenset[str], direction: Direction,
-                 moment: datetime) -> None:
+    def __init__(self, service: Service, who: Principal, relations: frozenset[str], direction: Direction, moment: datetime) -> None:
         self.service = service
         self.who = who or LOCAL_PRINCIPAL
         self.relations = relations
@@ -212,8 +217,11 @@ class _Walker:
                 continue
             chosen.append((link.target_id if outgoing else link.source_id, link))
         now = self.service.clock()
-        visible = {m.id: m for m in self.service.store.get_many(list(dict.fromkeys(other for other, _ in chosen)))
-                   if self.who.covers(m.namespace) and (m.expires_at is None or m.expires_at > now)}
+        visible = {
+            m.id: m
+            for m in self.service.store.get_many(list(dict.fromkeys(other for other, _ in chosen)))
+            if self.who.covers(m.namespace) and (m.expires_at is None or m.expires_at > now)
+        }
         return [(visible[other], link) for other, link in chosen if other in visible]
 
 

@@ -68,14 +68,20 @@ class Lifecycle:
             svc._authorize(who, "writer", current.namespace)
             if current.tier == Tier.long and current.expires_at is None:
                 return current
-            promoted = current.model_copy(update={"tier": Tier.long, "expires_at": None, "updated_at": now,
-                                                  "version": svc._next_version(current.version)})
+            promoted = current.model_copy(
+                update={"tier": Tier.long, "expires_at": None, "updated_at": now, "version": svc._next_version(current.version)}
+            )
             tx.update_memory(promoted, tx.next_seq())
-            tx.add_history(HistoryEntry(
-                memory_id=memory_id, event=HistoryEvent.promote, actor=who.agent_id, at=now,
-                old={"tier": current.tier.value, "expires_at": _iso(current.expires_at)},
-                new={"tier": Tier.long.value, "expires_at": None},
-            ))
+            tx.add_history(
+                HistoryEntry(
+                    memory_id=memory_id,
+                    event=HistoryEvent.promote,
+                    actor=who.agent_id,
+                    at=now,
+                    old={"tier": current.tier.value, "expires_at": _iso(current.expires_at)},
+                    new={"tier": Tier.long.value, "expires_at": None},
+                )
+            )
         return promoted
 
     # -- forget (bulk delete by filter) ---------------------------------------------------
@@ -97,7 +103,7 @@ class Lifecycle:
         now = svc.clock()
         for start in range(0, len(ids), 500):
             with svc.store.write() as tx:
-                for memory_id in ids[start:start + 500]:
+                for memory_id in ids[start : start + 500]:
                     current = tx.get(memory_id)
                     if current is not None and who.covers(current.namespace):
                         svc._delete(tx, current, who, now)
@@ -137,21 +143,25 @@ class Lifecycle:
                 raise ConflictError(f"memory {memory.id} is live already; nothing to restore")
             clash = tx.find_by_hash(memory.namespace, memory.content_hash)
             if clash is not None:
-                raise ConflictError(f"memory {clash.id} in {memory.namespace!r} already has this content; nothing restored",
-                                    details={"existing_id": clash.id})
+                raise ConflictError(
+                    f"memory {clash.id} in {memory.namespace!r} already has this content; nothing restored",
+                    details={"existing_id": clash.id},
+                )
             svc._charge_quota(tx, [memory.namespace], now)
             tombstone = tx.tombstone(memory.id)
-            restored = memory.model_copy(update={
-                "updated_at": now, "expires_at": now + ttl if ttl else None,
-                "version": svc._next_version(tombstone.version if tombstone else memory.version),
-            })
+            restored = memory.model_copy(
+                update={
+                    "updated_at": now,
+                    "expires_at": now + ttl if ttl else None,
+                    "version": svc._next_version(tombstone.version if tombstone else memory.version),
+                }
+            )
             seq = tx.next_seq()
             tx.insert_memory(restored, seq)
             tx.take_archived(memory.id)
             if vectors is not None and svc.embedder is not None:
                 tx.put_vector(restored.id, svc.embedder.model_id, vectors[0], seq)
-            tx.add_history(HistoryEntry(memory_id=restored.id, event=event, new=_snapshot(restored),
-                                        actor=who.agent_id, at=now))
+            tx.add_history(HistoryEntry(memory_id=restored.id, event=event, new=_snapshot(restored), actor=who.agent_id, at=now))
         return restored
 
     # -- consolidate ------------------------------------------------------------------------
@@ -184,11 +194,20 @@ class Lifecycle:
         for source in sources:
             svc._authorize(who, "writer", source.namespace)
         merged_tags = list(dict.fromkeys([t for s in sources for t in s.tags] + list(tags or [])))[:32]
-        new = parse_model(NewMemory, {
-            "content": content, "namespace": namespace or sources[0].namespace, "title": title, "tier": Tier.long,
-            "kind": Kind.summary, "tags": merged_tags, "source": "curator" if who.agent_id is None else "agent",
-            "priority": max(s.priority for s in sources), "metadata": {"consolidated_from": ids},
-        })
+        new = parse_model(
+            NewMemory,
+            {
+                "content": content,
+                "namespace": namespace or sources[0].namespace,
+                "title": title,
+                "tier": Tier.long,
+                "kind": Kind.summary,
+                "tags": merged_tags,
+                "source": "curator" if who.agent_id is None else "agent",
+                "priority": max(s.priority for s in sources),
+                "metadata": {"consolidated_from": ids},
+            },
+        )
         svc._authorize(who, "writer", new.namespace)
         svc._check_content(new.content)
         from memmesh.service import embed_text
@@ -201,12 +220,23 @@ class Lifecycle:
             summary = svc._insert(tx, new, who, now, vectors[0] if vectors is not None else None)
             if summary.id in ids:
                 raise ConflictError(f"the summary's content is identical to source {summary.id}; write a new summary")
-            tx.add_history(HistoryEntry(memory_id=summary.id, event=HistoryEvent.merge, old={"sources": ids},
-                                        new=_snapshot(summary), actor=who.agent_id, at=now))
+            tx.add_history(
+                HistoryEntry(
+                    memory_id=summary.id, event=HistoryEvent.merge, old={"sources": ids}, new=_snapshot(summary), actor=who.agent_id, at=now
+                )
+            )
             for source in fresh:
                 if keep_sources:
-                    tx.put_link(Link(source_id=summary.id, target_id=source.id, relation=Relation.supersedes,
-                                     observed_by=who.agent_id, created_at=now), tx.next_seq())
+                    tx.put_link(
+                        Link(
+                            source_id=summary.id,
+                            target_id=source.id,
+                            relation=Relation.supersedes,
+                            observed_by=who.agent_id,
+                            created_at=now,
+                        ),
+                        tx.next_seq(),
+                    )
                 else:
                     svc._delete(tx, source, who, now)
         return summary
@@ -234,21 +264,23 @@ class Lifecycle:
             svc._authorize(who, "writer", found.namespace)
         until = _time(at, "at") or svc.clock()
         with svc.store.write() as tx:
-            link = next((lk for lk in svc.store.links(source_id)
-                         if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel), None)
+            link = next(
+                (lk for lk in svc.store.links(source_id) if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel),
+                None,
+            )
             if link is None:
                 raise NotFoundError(f"no {rel.value} link from {source_id} to {target_id}")
             if link.valid_from is not None and until <= link.valid_from:
-                raise InvalidInputError(f"at ({until.isoformat()}) must be later than the link's valid_from "
-                                        f"({link.valid_from.isoformat()})")
+                raise InvalidInputError(
+                    f"at ({until.isoformat()}) must be later than the link's valid_from ({link.valid_from.isoformat()})"
+                )
             ended = link.model_copy(update={"valid_until": until})
             tx.put_link(ended, tx.next_seq())
         return ended
 
     # -- archive ----------------------------------------------------------------------------
 
-    def archive_list(self, *, namespace: str | None = None, limit: int = 50,
-                     principal: Principal | None = None) -> list[ArchivedMemory]:
+    def archive_list(self, *, namespace: str | None = None, limit: int = 50, principal: Principal | None = None) -> list[ArchivedMemory]:
         """Archived memories (expired and moved aside by gc), most recently archived first."""
         svc = self.service
         who = svc._authorize(principal, "reader")
@@ -321,8 +353,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _forget_report(matched: int, deleted: list[str], ids: list[str], *, dry_run: bool) -> ForgetReport:
-    return ForgetReport(matched=matched, deleted=len(deleted), dry_run=dry_run, ids=ids[:MAX_REPORTED_IDS],
-                        ids_truncated=len(ids) > MAX_REPORTED_IDS)
+    return ForgetReport(
+        matched=matched, deleted=len(deleted), dry_run=dry_run, ids=ids[:MAX_REPORTED_IDS], ids_truncated=len(ids) > MAX_REPORTED_IDS
+    )
 
 
 __all__ = ["ForgetReport", "Lifecycle"]

@@ -22,8 +22,10 @@ from memmesh.service import Service
 
 def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | None) -> Service:
     if isinstance(config, Settings):
-        settings = config if url is None else config.model_copy(
-            update={"storage": config.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})}
+        settings = (
+            config
+            if url is None
+            else config.model_copy(update={"storage": config.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})})
         )
     else:
         settings = load_settings(config, overrides=db_override(url))

@@ -84,14 +84,11 @@ def normalize_namespace(value: str) -> str:
         raise InvalidInputError(f"namespace is {len(ns)} characters; the limit is {MAX_NAMESPACE_CHARS}")
     segments = ns.split("/")
     if len(segments) > MAX_NAMESPACE_SEGMENTS:
-        raise InvalidInputError(
-            f"namespace {ns!r} has {len(segments)} segments; the limit is {MAX_NAMESPACE_SEGMENTS}"
-        )
+        raise InvalidInputError(f"namespace {ns!r} has {len(segments)} segments; the limit is {MAX_NAMESPACE_SEGMENTS}")
     for segment in segments:
         if not NAMESPACE_SEGMENT.match(segment):
             raise InvalidInputError(
-                f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use "
-                "only letters, digits and . _ : @ -"
+                f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use only letters, digits and . _ : @ -"
             )
     return ns
 
@@ -103,7 +100,7 @@ def normalize_tags(values: list[str] | None) -> list[str]:
     if isinstance(values, str):
         values = [part for part in values.split(",")]
     if not isinstance(values, list | tuple):
-        raise InvalidInputError("tags must be a list of strings, e.g. [\"project\", \"urgent\"]")
+        raise InvalidInputError('tags must be a list of strings, e.g. ["project", "urgent"]')
     seen: dict[str, None] = {}
     for raw in values:
         if not isinstance(raw, str):
@@ -124,7 +121,7 @@ def check_metadata(value: dict[str, Any] | None) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidInputError("metadata must be a JSON object, e.g. {\"source_url\": \"...\"}")
+        raise InvalidInputError('metadata must be a JSON object, e.g. {"source_url": "..."}')
     try:
         size = len(json.dumps(value, ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:

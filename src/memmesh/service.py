@@ -141,9 +141,7 @@ class Service:
             raise InvalidInputError("content is empty: give the text to remember")
         size = len(content.encode("utf-8"))
         if size > self.policy.max_content_bytes:
-            raise ContentTooLargeError(
-                f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)"
-            )
+            raise ContentTooLargeError(f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)")
 
     def _next_version(self, previous: Version | None) -> Version:
         clock = dict(previous.clock) if previous else {}
@@ -351,8 +349,9 @@ class Service:
             return self._delete(tx, current, who, self.clock())
 
     def _delete(self, tx: WriteTx, current: Memory, who: Principal, now: datetime) -> Tombstone:
-        tombstone = Tombstone(id=current.id, namespace=current.namespace, deleted_at=now, actor=who.agent_id,
-                              version=self._next_version(current.version))
+        tombstone = Tombstone(
+            id=current.id, namespace=current.namespace, deleted_at=now, actor=who.agent_id, version=self._next_version(current.version)
+        )
         seq = tx.next_seq()
         tx.delete_links(current.id)
         tx.delete_memory(tombstone, seq)
@@ -371,7 +370,7 @@ class Service:
         now = self.clock()
         for start in range(0, len(ids), 500):
             with self.store.write() as tx:
-                for memory_id in ids[start:start + 500]:
+                for memory_id in ids[start : start + 500]:
                     current = tx.get(memory_id)
                     if current is not None:
                         self._delete(tx, current, who, now)
@@ -394,8 +393,15 @@ class Service:
             raise InvalidInputError("a memory cannot link to itself")
         who = self._authorize(principal, "writer")
         now = self.clock()
-        link = Link(source_id=source_id, target_id=target_id, relation=rel, valid_from=_time(valid_from, "valid_from"),
-                    valid_until=_time(valid_until, "valid_until"), observed_by=who.agent_id, created_at=now)
+        link = Link(
+            source_id=source_id,
+            target_id=target_id,
+            relation=rel,
+            valid_from=_time(valid_from, "valid_from"),
+            valid_until=_time(valid_until, "valid_until"),
+            observed_by=who.agent_id,
+            created_at=now,
+        )
         with self.store.write() as tx:
             for memory_id in (source_id, target_id):
                 found = tx.get(memory_id)
@@ -471,11 +477,15 @@ class Service:
                         self._promote(tx, current, now)
 
     def _promote(self, tx: WriteTx, current: Memory, now: datetime) -> None:
-        promoted = current.model_copy(update={"tier": Tier.long, "expires_at": None, "updated_at": now,
-                                             "version": self._next_version(current.version)})
+        promoted = current.model_copy(
+            update={"tier": Tier.long, "expires_at": None, "updated_at": now, "version": self._next_version(current.version)}
+        )
         tx.update_memory(promoted, tx.next_seq())
-        tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.promote, old={"tier": "mid"},
-                                    new={"tier": "long"}, actor="memmesh", at=now))
+        tx.add_history(
+            HistoryEntry(
+                memory_id=current.id, event=HistoryEvent.promote, old={"tier": "mid"}, new={"tier": "long"}, actor="memmesh", at=now
+            )
+        )
 
     def history(self, memory_id: str, *, principal: Principal | None = None) -> list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""
@@ -507,14 +517,17 @@ class Service:
         if scopes is None:
             return full
         live = self.store.matching_ids(Filter(now=now, scopes=scopes))
-        by_tier = [TierCount(tier=t, count=n) for t in Tier
-                   if (n := len(self.store.matching_ids(Filter(now=now, scopes=scopes, tier=t.value))))]
-        return full.model_copy(update={
-            "total": len(live),
-            "by_tier": by_tier,
-            "by_namespace": [c for c in full.by_namespace if who.covers(c.namespace)],
-            "expiring_soon": len(live - self.store.matching_ids(Filter(now=soon, scopes=scopes))),
-        })
+        by_tier = [
+            TierCount(tier=t, count=n) for t in Tier if (n := len(self.store.matching_ids(Filter(now=now, scopes=scopes, tier=t.value))))
+        ]
+        return full.model_copy(
+            update={
+                "total": len(live),
+                "by_tier": by_tier,
+                "by_namespace": [c for c in full.by_namespace if who.covers(c.namespace)],
+                "expiring_soon": len(live - self.store.matching_ids(Filter(now=soon, scopes=scopes))),
+            }
+        )
 
     def namespaces(self, *, principal: Principal | None = None) -> list[NamespaceCount]:
         """Namespaces holding live memories, with counts, largest first (only the caller's)."""
@@ -522,8 +535,7 @@ class Service:
 
     def ready(self) -> dict[str, Any]:
         """Readiness: the store answers a query; raises a StorageError when it cannot."""
-        return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version,
-                "changes": self.store.change_counter()}
+        return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
 
     # -- identity: agents and API keys ----------------------------------------------------
 
@@ -538,8 +550,15 @@ class Service:
         """True when at least one active API key exists, so servers must require keys."""
         return self.store.has_api_keys()
 
-    def register_agent(self, agent_id: str, *, display_name: str | None = None, role: str = "writer",
-                       namespaces: Sequence[str] | str | None = None, principal: Principal | None = None) -> Agent:
+    def register_agent(
+        self,
+        agent_id: str,
+        *,
+        display_name: str | None = None,
+        role: str = "writer",
+        namespaces: Sequence[str] | str | None = None,
+        principal: Principal | None = None,
+    ) -> Agent:
         """Register (or update) an agent identity; admin only."""
         who = self._authorize(principal, "admin")
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
@@ -549,8 +568,9 @@ class Service:
         self._authorize(principal, "admin")
         return self._access().agents()
 
-    def create_key(self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None,
-                   principal: Principal | None = None) -> CreatedKey:
+    def create_key(
+        self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None, principal: Principal | None = None
+    ) -> CreatedKey:
         """A new API key for an agent; its text is in the result and nowhere else, ever."""
         who = self._authorize(principal, "admin")
         return self._access().create_key(agent_id, role, namespaces, who)
@@ -631,7 +651,7 @@ class Service:
         pending = self.reindex_pending()
         done = 0
         for start in range(0, len(pending), batch_size):
-            memories = self.store.get_many(pending[start:start + batch_size])
+            memories = self.store.get_many(pending[start : start + batch_size])
             vectors = self.embedder.embed([embed_text(m.title, m.content) for m in memories])
             with self.store.write() as tx:
                 seq = tx.next_seq()
@@ -669,8 +689,16 @@ class Service:
                     tx.add_history(entry)
             else:
                 tx.update_memory(memory, seq)
-                tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, old=_snapshot(existing),
-                                            new=_snapshot(memory), actor=who.agent_id, at=self.clock()))
+                tx.add_history(
+                    HistoryEntry(
+                        memory_id=memory.id,
+                        event=HistoryEvent.restore,
+                        old=_snapshot(existing),
+                        new=_snapshot(memory),
+                        actor=who.agent_id,
+                        at=self.clock(),
+                    )
+                )
             if vectors is not None and self.embedder is not None:
                 tx.put_vector(memory.id, self.embedder.model_id, vectors[0], seq)
         return True

@@ -85,8 +85,11 @@ class Survey:
     def taxonomy(self, *, namespace: str | None = None, principal: Principal | None = None) -> list[TaxonomyNode]:
         """The namespace tree with counts (only namespaces the caller may read), biggest first."""
         root = normalize_namespace(namespace) if namespace else None
-        counts = {c.namespace: c.count for c in self.service.stats(principal=principal).by_namespace
-                  if root is None or c.namespace == root or c.namespace.startswith(root + "/")}
+        counts = {
+            c.namespace: c.count
+            for c in self.service.stats(principal=principal).by_namespace
+            if root is None or c.namespace == root or c.namespace.startswith(root + "/")
+        }
         return build_tree(counts)
 
     def check_duplicate(
@@ -122,13 +125,13 @@ class Survey:
             if cosine > 0.0:
                 candidate = NearDuplicate(memory=hit.memory, similarity=round(cosine, 4), method="cosine")
             else:
-                candidate = NearDuplicate(memory=hit.memory, similarity=round(jaccard(words, _words(hit.memory)), 4),
-                                          method="token_jaccard")
+                candidate = NearDuplicate(
+                    memory=hit.memory, similarity=round(jaccard(words, _words(hit.memory)), 4), method="token_jaccard"
+                )
             if candidate.similarity >= threshold:
                 near.append(candidate)
         near.sort(key=lambda n: -n.similarity)
-        return DuplicateReport(namespace=ns, is_duplicate=exact is not None or bool(near), exact=exact, near=near,
-                               threshold=threshold)
+        return DuplicateReport(namespace=ns, is_duplicate=exact is not None or bool(near), exact=exact, near=near, threshold=threshold)
 
     def session_start(
         self,
@@ -150,10 +153,12 @@ class Survey:
         if task and task.strip():
             result = svc.recall(task, top_k=relevant, namespace=namespace, budget_tokens=budget_tokens, principal=principal)
             hits, mode, notices = result.hits, result.mode, result.notices
-        total = sum(c.count for c in svc.stats(principal=principal).by_namespace
-                    if not namespace or c.namespace == namespace or c.namespace.startswith(namespace.rstrip("/") + "/"))
-        return Briefing(namespace=namespace, task=task, recent=newest, relevant=hits, mode=mode, notices=notices,
-                        total_memories=total)
+        total = sum(
+            c.count
+            for c in svc.stats(principal=principal).by_namespace
+            if not namespace or c.namespace == namespace or c.namespace.startswith(namespace.rstrip("/") + "/")
+        )
+        return Briefing(namespace=namespace, task=task, recent=newest, relevant=hits, mode=mode, notices=notices, total_memories=total)
 
     def quota_status(self, *, namespace: str | None = None, principal: Principal | None = None) -> QuotaStatus:
         """Writes counted today against ``limits.daily_write_quota`` per namespace (0 = off)."""
@@ -163,15 +168,25 @@ class Survey:
         now = svc.clock()
         day = utc_day(now)
         quota = svc.policy.daily_write_quota
-        used = {ns: n for ns, n in svc.store.write_counts(day).items()
-                if who.covers(ns) and (root is None or ns == root or ns.startswith(root + "/"))}
+        used = {
+            ns: n
+            for ns, n in svc.store.write_counts(day).items()
+            if who.covers(ns) and (root is None or ns == root or ns.startswith(root + "/"))
+        }
         if root is not None:
             used.setdefault(root, 0)
-        rows = [QuotaUse(namespace=ns, written_today=n, remaining=max(0, quota - n) if quota > 0 else None)
-                for ns, n in sorted(used.items(), key=lambda item: (-item[1], item[0]))]
-        return QuotaStatus(day=day, daily_write_quota=quota or None, resets_in_seconds=int(seconds_until_next_day(now)),
-                           namespaces=rows, max_content_bytes=svc.policy.max_content_bytes,
-                           max_page_size=svc.policy.max_page_size)
+        rows = [
+            QuotaUse(namespace=ns, written_today=n, remaining=max(0, quota - n) if quota > 0 else None)
+            for ns, n in sorted(used.items(), key=lambda item: (-item[1], item[0]))
+        ]
+        return QuotaStatus(
+            day=day,
+            daily_write_quota=quota or None,
+            resets_in_seconds=int(seconds_until_next_day(now)),
+            namespaces=rows,
+            max_content_bytes=svc.policy.max_content_bytes,
+            max_page_size=svc.policy.max_page_size,
+        )
 
 
 def build_tree(counts: dict[str, int]) -> list[TaxonomyNode]:
@@ -187,14 +202,15 @@ def build_tree(counts: dict[str, int]) -> list[TaxonomyNode]:
                 if depth == 1:
                     roots.append(path)
                 else:
-                    nodes["/".join(parts[:depth - 1])]["children"].append(path)
+                    nodes["/".join(parts[: depth - 1])]["children"].append(path)
         nodes[namespace]["count"] = counts[namespace]
 
     def make(path: str) -> TaxonomyNode:
         node = nodes[path]
         children = sorted((make(child) for child in node["children"]), key=lambda n: (-n.total, n.name))
-        return TaxonomyNode(name=node["name"], path=path, count=node["count"],
-                            total=node["count"] + sum(c.total for c in children), children=children)
+        return TaxonomyNode(
+            name=node["name"], path=path, count=node["count"], total=node["count"] + sum(c.total for c in children), children=children
+        )
 
     return sorted((make(r) for r in roots), key=lambda n: (-n.total, n.name))
 

@@ -35,12 +35,12 @@ WRITER = textwrap.dedent("""
 def run_cli(tmp_path: Path, *args: str, db: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "none.toml").write_text("")
-    env.update({"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-                "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    env.update(
+        {"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+    )
     if db:
         env["MEMMESH_DB"] = db
-    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def acked(log: Path) -> list[tuple[str, int]]:
@@ -56,8 +56,12 @@ def start_writer(tmp_path: Path, url: str) -> tuple[subprocess.Popen[str], Path]
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     log = tmp_path / "acks.log"
-    proc = subprocess.Popen([sys.executable, str(script), url, str(log), str(tmp_path / "writer-data")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url, str(log), str(tmp_path / "writer-data")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not log.exists() or len(acked(log)) < 30):
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -72,9 +76,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_backup_during_a_write_burst_keeps_every_acknowledged_write(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
+def test_backup_during_a_write_burst_keeps_every_acknowledged_write(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     url = f"sqlite:///{tmp_path / 'live.db'}" if backend == "sqlite" else request.getfixturevalue("pg_database")
     open_store(url).close()  # create the schema before the writer and the backup race for it
     proc, log = start_writer(tmp_path, url)
@@ -87,8 +89,7 @@ def test_backup_during_a_write_burst_keeps_every_acknowledged_write(
     result = json.loads(made.stdout)
     manifest = result["manifest"]
     snapshot = Path(result["snapshot"])
-    assert set(manifest) == {"format_version", "created_at", "node_id", "schema_version", "backend", "memories", "links",
-                             "sha256", "bytes"}
+    assert set(manifest) == {"format_version", "created_at", "node_id", "schema_version", "backend", "memories", "links", "sha256", "bytes"}
     assert manifest["backend"] == ("sqlite" if backend == "sqlite" else "postgresql")
     assert snapshot.stat().st_size == manifest["bytes"]
     assert json.loads(Path(str(snapshot) + ".manifest.json").read_text()) == manifest
@@ -161,8 +162,7 @@ def test_retention_keeps_the_newest_snapshots(tmp_path: Path, open_memory: Calla
     url = f"sqlite:///{tmp_path / 'src.db'}"
     open_memory(url).add("something", tier="long")
     folder = tmp_path / "snaps"
-    made = [json.loads(run_cli(tmp_path, "backup", "--to", str(folder), "--retain", "2", "--json", db=url).stdout)
-            for _ in range(3)]
+    made = [json.loads(run_cli(tmp_path, "backup", "--to", str(folder), "--retain", "2", "--json", db=url).stdout) for _ in range(3)]
     kept = sorted(p.name for p in folder.iterdir())
     expected = sorted([Path(m["snapshot"]).name for m in made[1:]] + [Path(m["snapshot"]).name + ".manifest.json" for m in made[1:]])
     assert kept == expected

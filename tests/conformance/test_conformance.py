@@ -59,8 +59,13 @@ def test_bad_input_is_refused_and_nothing_is_stored(mem_on: Memory) -> None:
     # add_many is all or nothing: the title clash in the last item rolls back the first two.
     mem_on.add("first version", namespace="ns", title="T")
     with pytest.raises(ConflictError):
-        mem_on.add_many([{"content": "one", "namespace": "ns"}, {"content": "two", "namespace": "ns"},
-                         {"content": "clash", "namespace": "ns", "title": "T"}])
+        mem_on.add_many(
+            [
+                {"content": "one", "namespace": "ns"},
+                {"content": "two", "namespace": "ns"},
+                {"content": "clash", "namespace": "ns", "title": "T"},
+            ]
+        )
     assert [m.content for m in mem_on.get_all()] == ["first version"]
     assert mem_on.stats().total == 1
 
@@ -169,9 +174,7 @@ def test_title_conflicts_error_update_version(mem_on: Memory) -> None:
     assert updated.id == original.id and updated.content == "Paris, since 987"
     versioned = mem_on.add("Paris (v3)", namespace="geo", title="capital of France", on_conflict="version")
     assert versioned.id != original.id
-    assert [(x.source_id, x.target_id, x.relation.value) for x in mem_on.links(versioned.id)] == [
-        (versioned.id, original.id, "supersedes")
-    ]
+    assert [(x.source_id, x.target_id, x.relation.value) for x in mem_on.links(versioned.id)] == [(versioned.id, original.id, "supersedes")]
     # A new title conflict now names the newest memory with that title.
     with pytest.raises(ConflictError) as err:
         mem_on.add("Marseille", namespace="geo", title="capital of France")

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.postgres
 def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "none.toml").write_text("")
-    env.update({"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-                "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
-    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    env.update(
+        {"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+    )
+    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def snapshot_of(store: Store) -> dict[str, object]:
@@ -46,11 +46,18 @@ def snapshot_of(store: Store) -> dict[str, object]:
 
 def build_source(url: str, open_memory: Callable[..., Memory]) -> Memory:
     mem = open_memory(url)
-    made = mem.add_many([
-        {"content": f"memory {i}: fact about topic {i % 13}", "namespace": f"team/{i % 4}", "tags": [f"t{i % 3}"],
-         "metadata": {"n": i, "note": "ünïcödé"}, "tier": "long"}
-        for i in range(1000)
-    ])
+    made = mem.add_many(
+        [
+            {
+                "content": f"memory {i}: fact about topic {i % 13}",
+                "namespace": f"team/{i % 4}",
+                "tags": [f"t{i % 3}"],
+                "metadata": {"n": i, "note": "ünïcödé"},
+                "tier": "long",
+            }
+            for i in range(1000)
+        ]
+    )
     for i in range(0, 60, 2):
         mem.link(made[i].id, made[i + 1].id, "derived_from")
     for i in range(60, 80):
@@ -98,8 +105,7 @@ def test_round_trip_sqlite_postgres_sqlite_is_exact_and_idempotent(
     with _closing(open_store(pg_database)) as middle, _closing(open_store(back_url)) as final:
         assert snapshot_of(middle) == expected
         assert snapshot_of(final) == expected
-    assert json.loads(run_cli(tmp_path, "migrate", "--from", pg_database, "--to", back_url, "--json").stdout)[
-        "memories_written"] == 0
+    assert json.loads(run_cli(tmp_path, "migrate", "--from", pg_database, "--to", back_url, "--json").stdout)["memories_written"] == 0
 
 
 def test_resumes_after_an_interruption(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
@@ -129,8 +135,9 @@ def test_resumes_after_an_interruption(tmp_path: Path, open_memory: Callable[...
 def test_bad_arguments_exit_1_and_write_nothing(tmp_path: Path) -> None:
     same = run_cli(tmp_path, "migrate", "--from", str(tmp_path / "x.db"), "--to", f"sqlite:///{tmp_path / 'x.db'}")
     assert same.returncode == 1 and "same store" in same.stderr
-    unreachable = run_cli(tmp_path, "migrate", "--from", str(tmp_path / "x.db"),
-                          "--to", "postgresql://u@127.0.0.1:1/db?connect_timeout=3", "--json")
+    unreachable = run_cli(
+        tmp_path, "migrate", "--from", str(tmp_path / "x.db"), "--to", "postgresql://u@127.0.0.1:1/db?connect_timeout=3", "--json"
+    )
     assert unreachable.returncode == 1
     assert unreachable.stderr.startswith("error: cannot connect to PostgreSQL at u@127.0.0.1:1/db")
     usage = run_cli(tmp_path, "migrate", "--from", str(tmp_path / "x.db"))

@@ -49,15 +49,23 @@ UPDATER = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_concurrent_updates_from_several_processes_are_serialised(pg_database: str, open_memory: Callable[..., Memory],
-                                                                 tmp_path: Path) -> None:
+def test_concurrent_updates_from_several_processes_are_serialised(
+    pg_database: str, open_memory: Callable[..., Memory], tmp_path: Path
+) -> None:
     mem = open_memory(pg_database)
     target = mem.add("counter start", tier="long")  # the workers run on the real clock
     script = tmp_path / "updater.py"
     script.write_text(UPDATER)
     workers, per_worker = 3, 12
-    procs = [subprocess.Popen([sys.executable, str(script), pg_database, target.id, str(w), str(per_worker), str(tmp_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), pg_database, target.id, str(w), str(per_worker), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
     for proc in procs:
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -81,9 +89,13 @@ def test_unreachable_server_from_the_cli_is_one_line_and_exit_1(tmp_path: Path) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     env.update({"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
     (tmp_path / "none.toml").write_text("")
-    proc = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "--db",
-                           "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=3", "stats"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", "postgresql://u:pw@127.0.0.1:1/x?connect_timeout=3", "stats"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: cannot connect to PostgreSQL at u@127.0.0.1:1/x")
     assert "Traceback" not in proc.stderr and "pw" not in proc.stderr.replace("PostgreSQL", "")

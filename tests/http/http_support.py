@@ -30,8 +30,11 @@ from memmesh.service import Service
 
 def http_settings(tmp_path: Path, **sections: dict[str, Any]) -> Settings:
     """Keyword-only settings on a SQLite file in tmp_path, plus any section overrides."""
-    data: dict[str, Any] = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"},
-                            "storage": {"url": f"sqlite:///{tmp_path / 'memmesh.db'}"}}
+    data: dict[str, Any] = {
+        "data_dir": str(tmp_path),
+        "embeddings": {"provider": "none"},
+        "storage": {"url": f"sqlite:///{tmp_path / 'memmesh.db'}"},
+    }
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return load_settings(None, overrides=data, env={})
@@ -98,8 +101,9 @@ def free_port() -> int:
 
 def server_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    env.update({"MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
-                "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    env.update(
+        {"MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+    )
     (tmp_path / "absent.toml").write_text("")
     return env
 
@@ -114,7 +118,9 @@ class SpawnedServer:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(db), "--port", str(self.port), *args],
-                env={**server_env(tmp_path), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                env={**server_env(tmp_path), **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def wait_ready(self, timeout: float = 30) -> SpawnedServer:

@@ -105,8 +105,7 @@ def test_a_key_for_namespace_a_sees_nothing_of_b(server):
 def test_admin_manages_keys_and_agents_over_http(server):
     root = server.service.create_key("root", role="admin")
     http = server.http(root.key)
-    agent = http.post("/api/v1/agents", json={"agent_id": "planner", "display_name": "Planner", "role": "writer",
-                                                "namespaces": ["team/*"]})
+    agent = http.post("/api/v1/agents", json={"agent_id": "planner", "display_name": "Planner", "role": "writer", "namespaces": ["team/*"]})
     assert agent.status_code == 201 and agent.json()["display_name"] == "Planner"
     assert {a["agent_id"] for a in http.get("/api/v1/agents").json()} == {"root", "planner"}
 

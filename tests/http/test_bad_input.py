@@ -33,23 +33,27 @@ def test_malformed_json_is_400_with_a_clear_message(server):
 
 
 def test_form_encoded_body_is_read_as_json(server):
-    response = server.http().post("/api/v1/memories", content=b'{"content": "curl -d style"}',
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = server.http().post(
+        "/api/v1/memories", content=b'{"content": "curl -d style"}', headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status_code == 201
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"content": 42}, "content"),
-    ({"content": "x", "priority": "high"}, "priority"),
-    ({"content": "x", "priority": 11}, "priority"),
-    ({"content": "x", "confidence": 2}, "confidence"),
-    ({"content": "x", "tier": "forever"}, "tier"),
-    ({"content": "x", "tags": "not-a-list-but-ok", "metadata": []}, "metadata"),
-    ({"content": "x", "namespace": "bad namespace"}, "namespace"),
-    ({"content": "x", "namspace": "typo"}, "namspace"),
-    ({"content": "x", "valid_from": "yesterday"}, "valid_from"),
-    ({}, "content"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": 42}, "content"),
+        ({"content": "x", "priority": "high"}, "priority"),
+        ({"content": "x", "priority": 11}, "priority"),
+        ({"content": "x", "confidence": 2}, "confidence"),
+        ({"content": "x", "tier": "forever"}, "tier"),
+        ({"content": "x", "tags": "not-a-list-but-ok", "metadata": []}, "metadata"),
+        ({"content": "x", "namespace": "bad namespace"}, "namespace"),
+        ({"content": "x", "namspace": "typo"}, "namspace"),
+        ({"content": "x", "valid_from": "yesterday"}, "valid_from"),
+        ({}, "content"),
+    ],
+)
 def test_wrong_types_and_unknown_fields_are_422_naming_the_field(server, body, field):
     error = _error(server.http().post("/api/v1/memories", json=body), 422)
     assert field in error["message"]

@@ -19,16 +19,28 @@ def test_every_error_type_round_trips_through_its_body(cls: type[MemmeshError]):
     assert back.message == "something went wrong" and back.details == {"retry_after": 3}
 
 
-@pytest.mark.parametrize(("status", "name"), [(400, "InvalidInputError"), (401, "AuthError"), (404, "NotFoundError"),
-                                              (429, "RateLimitedError"), (502, "StorageError"), (503, "UnavailableError")])
+@pytest.mark.parametrize(
+    ("status", "name"),
+    [
+        (400, "InvalidInputError"),
+        (401, "AuthError"),
+        (404, "NotFoundError"),
+        (429, "RateLimitedError"),
+        (502, "StorageError"),
+        (503, "UnavailableError"),
+    ],
+)
 def test_non_memmesh_bodies_map_by_status(status, name):
     response = httpx.Response(status, text="<html>proxy error</html>", request=httpx.Request("GET", "http://x/"))
     assert type(error_from_response(response)).__name__ == name
 
 
 def test_unreachable_server_is_unavailable_after_bounded_retries():
-    with socket_closed_port() as port, Client(f"http://127.0.0.1:{port}", retries=2, max_retry_wait=0.05) as m, \
-            pytest.raises(UnavailableError, match="cannot reach"):
+    with (
+        socket_closed_port() as port,
+        Client(f"http://127.0.0.1:{port}", retries=2, max_retry_wait=0.05) as m,
+        pytest.raises(UnavailableError, match="cannot reach"),
+    ):
         m.stats()
 
 

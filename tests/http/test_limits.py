@@ -80,8 +80,10 @@ def test_daily_write_quota_per_namespace(serve):
     refused = http.post("/api/v1/memories", json={"content": "one too many", "namespace": "busy"})
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     assert refused.json()["error"]["details"]["namespace"] == "busy"
-    batch = http.post("/api/v1/memories/batch", json={"items": [{"content": "q1", "namespace": "calm"}] * 1
-                                                      + [{"content": f"q{i}", "namespace": "calm"} for i in range(2, 5)]})
+    batch = http.post(
+        "/api/v1/memories/batch",
+        json={"items": [{"content": "q1", "namespace": "calm"}] * 1 + [{"content": f"q{i}", "namespace": "calm"} for i in range(2, 5)]},
+    )
     assert batch.status_code == 429  # four writes to a namespace with a quota of three: none stored
     assert http.post("/api/v1/memories", json={"content": "elsewhere", "namespace": "calm"}).status_code == 201
     assert {n.namespace: n.count for n in running.service.stats().by_namespace} == {"busy": 3, "calm": 1}

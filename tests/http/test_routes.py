@@ -184,9 +184,22 @@ def test_health_ready_metrics_and_request_ids(server):
 def test_openapi_documents_routes_examples_and_error_schema(server):
     doc = server.http().get("/openapi.json").json()
     paths = doc["paths"]
-    for path in ("/api/v1/memories", "/api/v1/memories/{memory_id}", "/api/v1/memories/{memory_id}/history",
-                 "/api/v1/memories/{memory_id}/links", "/api/v1/recall", "/api/v1/search", "/api/v1/links",
-                 "/api/v1/stats", "/api/v1/namespaces", "/api/v1/agents", "/api/v1/keys", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/api/v1/memories",
+        "/api/v1/memories/{memory_id}",
+        "/api/v1/memories/{memory_id}/history",
+        "/api/v1/memories/{memory_id}/links",
+        "/api/v1/recall",
+        "/api/v1/search",
+        "/api/v1/links",
+        "/api/v1/stats",
+        "/api/v1/namespaces",
+        "/api/v1/agents",
+        "/api/v1/keys",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in paths, path
     post = paths["/api/v1/memories"]["post"]
     assert "examples" in post["requestBody"]["content"]["application/json"]
@@ -215,8 +228,22 @@ def test_client_and_memory_expose_the_same_api():
 
     from memmesh import AsyncClient, Client, Memory
 
-    for name in ("add", "add_many", "search", "recall", "get", "get_all", "list", "update", "delete", "delete_all",
-                 "history", "link", "links", "stats"):
+    for name in (
+        "add",
+        "add_many",
+        "search",
+        "recall",
+        "get",
+        "get_all",
+        "list",
+        "update",
+        "delete",
+        "delete_all",
+        "history",
+        "link",
+        "links",
+        "stats",
+    ):
         expected = inspect.signature(getattr(Memory, name))
         assert inspect.signature(getattr(Client, name)).parameters.keys() == expected.parameters.keys(), name
         assert inspect.signature(getattr(AsyncClient, name)).parameters.keys() == expected.parameters.keys(), name

@@ -26,8 +26,7 @@ def test_sigterm_during_a_burst_of_writes_loses_no_acknowledged_write(spawn, tmp
                     return
                 memory_id = f"burst-{n}-{i}"
                 try:
-                    response = http.post("/api/v1/memories", json={"id": memory_id, "content": f"write {n}/{i}",
-                                                                    "namespace": f"burst/{n}"})
+                    response = http.post("/api/v1/memories", json={"id": memory_id, "content": f"write {n}/{i}", "namespace": f"burst/{n}"})
                 except httpx.HTTPError:
                     return  # the server has closed its doors: stop writing
                 if response.status_code == 201:

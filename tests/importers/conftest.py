@@ -21,8 +21,11 @@ import pytest
 from tests.conformance.conftest import PgServer, pg_server  # noqa: F401  (the session PostgreSQL, reused)
 
 MCP_ENTITIES = [
-    {"name": "John_Smith", "entityType": "person",
-     "observations": ["Speaks fluent Spanish", "Graduated in 2019", "Prefers morning meetings"]},
+    {
+        "name": "John_Smith",
+        "entityType": "person",
+        "observations": ["Speaks fluent Spanish", "Graduated in 2019", "Prefers morning meetings"],
+    },
     {"name": "Anthropic", "entityType": "organization", "observations": ["Builds Claude", "Based in San Francisco"]},
     {"name": "Project Falcon", "entityType": "project", "observations": ["Deadline is March 3rd", "Uses PostgreSQL"]},
     {"name": "Mary Jones", "entityType": "person", "observations": []},
@@ -52,8 +55,13 @@ def mcp_file(tmp_path: Path) -> Path:
 
 def mem0_item(text: str, user: str | None = "alice", **extra: Any) -> dict[str, Any]:
     """One MemoryItem as mem0's get_all formats it."""
-    item: dict[str, Any] = {"id": str(uuid.uuid4()), "memory": text, "hash": hashlib.md5(text.encode()).hexdigest(),
-                            "created_at": "2025-06-01T10:00:00.123456-07:00", "updated_at": None}
+    item: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "memory": text,
+        "hash": hashlib.md5(text.encode()).hexdigest(),
+        "created_at": "2025-06-01T10:00:00.123456-07:00",
+        "updated_at": None,
+    }
     if user:
         item["user_id"] = user
     item.update(extra)
@@ -62,14 +70,15 @@ def mem0_item(text: str, user: str | None = "alice", **extra: Any) -> dict[str, 
 
 @pytest.fixture
 def mem0_export() -> dict[str, Any]:
-    return {"results": [
-        mem0_item("Likes to play cricket on weekends"),
-        mem0_item("Is vegetarian and allergic to nuts", metadata={"category": "food"}),
-        mem0_item("Always answer in British English", user=None, agent_id="support-bot",
-                  metadata={"memory_type": "procedural_memory"}),
-        mem0_item("Prefers dark mode in every editor", user="bob", role="user", actor_id="bob"),
-        mem0_item("Was in session 42 about travel plans", user=None, run_id="session-42"),
-    ]}
+    return {
+        "results": [
+            mem0_item("Likes to play cricket on weekends"),
+            mem0_item("Is vegetarian and allergic to nuts", metadata={"category": "food"}),
+            mem0_item("Always answer in British English", user=None, agent_id="support-bot", metadata={"memory_type": "procedural_memory"}),
+            mem0_item("Prefers dark mode in every editor", user="bob", role="user", actor_id="bob"),
+            mem0_item("Was in session 42 about travel plans", user=None, run_id="session-42"),
+        ]
+    }
 
 
 HISTORY_SCHEMA = """
@@ -94,18 +103,21 @@ class Mem0History:
         self.path = path
         with sqlite3.connect(path) as conn:
             conn.execute(HISTORY_SCHEMA)
-            conn.execute("CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, session_scope TEXT, role TEXT, "
-                         "content TEXT, name TEXT, created_at DATETIME)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS messages (id TEXT PRIMARY KEY, session_scope TEXT, role TEXT, "
+                "content TEXT, name TEXT, created_at DATETIME)"
+            )
         self.clock = 0
 
-    def _row(self, memory_id: str, old: str | None, new: str | None, event: str, *, deleted: int = 0,
-             stamped: bool = True) -> None:
+    def _row(self, memory_id: str, old: str | None, new: str | None, event: str, *, deleted: int = 0, stamped: bool = True) -> None:
         self.clock += 1
         at = f"2025-06-01T10:{self.clock:02d}:00.000000-07:00" if stamped else None
         with sqlite3.connect(self.path) as conn:
-            conn.execute("INSERT INTO history (id, memory_id, old_memory, new_memory, event, created_at, updated_at, "
-                         "is_deleted, actor_id, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (str(uuid.uuid4()), memory_id, old, new, event, at, at, deleted, None, "user"))
+            conn.execute(
+                "INSERT INTO history (id, memory_id, old_memory, new_memory, event, created_at, updated_at, "
+                "is_deleted, actor_id, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(uuid.uuid4()), memory_id, old, new, event, at, at, deleted, None, "user"),
+            )
 
     def add(self, text: str, memory_id: str | None = None) -> str:
         memory_id = memory_id or str(uuid.uuid4())
@@ -127,9 +139,20 @@ def mem0_history(tmp_path: Path) -> Mem0History:
 
 TENANTS = {"agents-team": 12, "hongming": 5, "chloe-dong": 1, "reno-stars": 4}
 GOOD_ROWS = sum(TENANTS.values())
-TOPICS = ["deploy pipeline", "billing export", "onboarding checklist", "incident runbook", "customer escalation",
-          "quarterly planning", "api rate limits", "search relevance", "data retention", "release notes",
-          "pricing page", "support macros"]
+TOPICS = [
+    "deploy pipeline",
+    "billing export",
+    "onboarding checklist",
+    "incident runbook",
+    "customer escalation",
+    "quarterly planning",
+    "api rate limits",
+    "search relevance",
+    "data retention",
+    "release notes",
+    "pricing page",
+    "support macros",
+]
 
 
 def legacy_rows() -> list[tuple[Any, ...]]:
@@ -142,18 +165,20 @@ def legacy_rows() -> list[tuple[Any, ...]]:
             rows.append((next_id, tenant, f"{tenant} note {n}: the {topic} decision was reviewed by {tenant} on day {n}"))
             next_id += 1
     rows += [
-        (100, "hongming", "   "),                     # blank content
-        (101, "agents-team", "x" * 70_000),           # over limits.max_content_bytes
+        (100, "hongming", "   "),  # blank content
+        (101, "agents-team", "x" * 70_000),  # over limits.max_content_bytes
         (102, "bad tenant/..", "a row whose tenant makes an invalid namespace"),
         (103, None, "a row without a tenant"),
-        (104, "reno-stars", None),                    # NULL content
+        (104, "reno-stars", None),  # NULL content
     ]
     return rows
 
 
 MALFORMED = 5
-LEGACY_DDL = ("CREATE TABLE agent_memories (id INTEGER PRIMARY KEY, workspace_id TEXT, content TEXT, "
-              "created_at TEXT DEFAULT CURRENT_TIMESTAMP, migrated_at TEXT)")
+LEGACY_DDL = (
+    "CREATE TABLE agent_memories (id INTEGER PRIMARY KEY, workspace_id TEXT, content TEXT, "
+    "created_at TEXT DEFAULT CURRENT_TIMESTAMP, migrated_at TEXT)"
+)
 
 
 @pytest.fixture

@@ -10,8 +10,24 @@ from typing import Any
 from tests.conftest import CliResult
 from tests.importers.conftest import GOOD_ROWS, MALFORMED, MCP_ENTITIES, MCP_OBSERVATIONS, Mem0History, sqlite_url
 
-LEGACY = ["--table", "agent_memories", "--id-col", "id", "--content-col", "content", "--tenant-col", "workspace_id",
-          "--namespace-template", "workspace:{tenant}", "--kind", "fact", "--source", "agent", "--mark-col", "migrated_at"]
+LEGACY = [
+    "--table",
+    "agent_memories",
+    "--id-col",
+    "id",
+    "--content-col",
+    "content",
+    "--tenant-col",
+    "workspace_id",
+    "--namespace-template",
+    "workspace:{tenant}",
+    "--kind",
+    "fact",
+    "--source",
+    "agent",
+    "--mark-col",
+    "migrated_at",
+]
 
 
 def _json(result: CliResult) -> Any:

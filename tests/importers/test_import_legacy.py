@@ -16,9 +16,17 @@ from memmesh.io.importers import LegacyTable, import_legacy
 
 
 def spec_for(url: str, **overrides: Any) -> LegacyTable:
-    values: dict[str, Any] = {"url": url, "table": "agent_memories", "id_col": "id", "content_col": "content",
-                              "tenant_col": "workspace_id", "namespace_template": "workspace:{tenant}", "kind": "fact",
-                              "source": "agent", "mark_col": "migrated_at"}
+    values: dict[str, Any] = {
+        "url": url,
+        "table": "agent_memories",
+        "id_col": "id",
+        "content_col": "content",
+        "tenant_col": "workspace_id",
+        "namespace_template": "workspace:{tenant}",
+        "kind": "fact",
+        "source": "agent",
+        "mark_col": "migrated_at",
+    }
     values.update(overrides)
     return LegacyTable(**values)
 
@@ -31,10 +39,10 @@ def marks(path: Path) -> dict[int, str | None]:
 def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_db: Path) -> None:
     report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
     counts = {t.tenant: (t.migrated, t.skipped, t.failed) for t in report.tenants}
-    assert counts["agents-team"] == (12, 0, 1)      # the oversize row
-    assert counts["hongming"] == (5, 0, 1)          # the blank row
+    assert counts["agents-team"] == (12, 0, 1)  # the oversize row
+    assert counts["hongming"] == (5, 0, 1)  # the blank row
     assert counts["chloe-dong"] == (1, 0, 0)
-    assert counts["reno-stars"] == (4, 0, 1)        # NULL content
+    assert counts["reno-stars"] == (4, 0, 1)  # NULL content
     assert counts["bad tenant/.."] == (0, 0, 1) and counts[None] == (0, 0, 1)
     assert (report.totals.migrated, report.totals.failed) == (GOOD_ROWS, MALFORMED)
     assert {t.tenant: t.namespace for t in report.tenants}["hongming"] == "workspace:hongming"
@@ -51,7 +59,7 @@ def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_d
 
     marked = marks(legacy_db)
     assert all(marked[i] for i in range(1, GOOD_ROWS + 1))
-    assert all(marked[i] is None for i in range(100, 105))   # failed rows stay unmarked, for a later retry
+    assert all(marked[i] is None for i in range(100, 105))  # failed rows stay unmarked, for a later retry
     assert report.spot_check is not None and report.spot_check.sampled == 3 and report.spot_check.found == 3
 
 
@@ -103,8 +111,10 @@ def test_empty_table_is_a_noop_and_premarked_rows_are_skipped(mem: Memory, tmp_p
     empty = import_legacy(mem.service, spec_for(sqlite_url(path)))
     assert empty.tenants == [] and empty.written == 0 and empty.spot_check is not None and empty.spot_check.sampled == 0
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO agent_memories (id, workspace_id, content, migrated_at) VALUES "
-                     "(1, 'hongming', 'already moved by hand', '2026-05-24T08:05:00Z'), (2, 'hongming', 'still to move', NULL)")
+        conn.execute(
+            "INSERT INTO agent_memories (id, workspace_id, content, migrated_at) VALUES "
+            "(1, 'hongming', 'already moved by hand', '2026-05-24T08:05:00Z'), (2, 'hongming', 'still to move', NULL)"
+        )
     report = import_legacy(mem.service, spec_for(sqlite_url(path)))
     assert (report.totals.migrated, report.totals.skipped) == (1, 1)
     assert mem.service.store.get("legacy:agent_memories:1") is None
@@ -114,8 +124,10 @@ def test_same_content_in_a_tenant_is_stored_once_and_both_rows_are_marked(mem: M
     path = tmp_path / "dupes.db"
     with sqlite3.connect(path) as conn:
         conn.execute(LEGACY_DDL)
-        conn.executemany("INSERT INTO agent_memories (id, workspace_id, content) VALUES (?, ?, ?)",
-                         [(1, "t1", "same words"), (2, "t1", "same words"), (3, "t2", "same words")])
+        conn.executemany(
+            "INSERT INTO agent_memories (id, workspace_id, content) VALUES (?, ?, ?)",
+            [(1, "t1", "same words"), (2, "t1", "same words"), (3, "t2", "same words")],
+        )
     report = import_legacy(mem.service, spec_for(sqlite_url(path)))
     assert (report.totals.added, report.totals.skipped) == (2, 1)
     assert report.skipped_reasons == {"same content already stored": 1}
@@ -164,8 +176,9 @@ def test_one_namespace_without_a_tenant_column(mem: Memory, legacy_db: Path) -> 
 def test_postgres_source_migrates_marks_and_refuses_bad_columns(mem: Memory, pg_server: PgServer) -> None:
     name = pg_server.create_database("legacy")
     try:
-        pg_server.execute(name, "CREATE TABLE agent_memories (id bigint PRIMARY KEY, workspace_id text, content text, "
-                                "migrated_at timestamptz)")
+        pg_server.execute(
+            name, "CREATE TABLE agent_memories (id bigint PRIMARY KEY, workspace_id text, content text, migrated_at timestamptz)"
+        )
         for row in legacy_rows():
             pg_server.execute(name, "INSERT INTO agent_memories (id, workspace_id, content) VALUES (%s, %s, %s)", row)
         url = pg_server.dsn_for(name)

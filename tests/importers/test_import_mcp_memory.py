@@ -29,10 +29,10 @@ def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, m
     assert spanish.metadata["entity"] == "John_Smith" and "person" in spanish.tags
 
     links = {(link.source_id, link.target_id, link.relation.value) for link in mem.links(john.id)}
-    assert (john.id, entity_id("Anthropic"), "related_to") in links          # works_at has no memmesh twin
-    assert (spanish.id, john.id, "part_of") in links                         # observation → its entity
+    assert (john.id, entity_id("Anthropic"), "related_to") in links  # works_at has no memmesh twin
+    assert (spanish.id, john.id, "part_of") in links  # observation → its entity
     falcon_links = {(link.target_id, link.relation.value) for link in mem.links(entity_id("Project Falcon"))}
-    assert (entity_id("Anthropic"), "part_of") in falcon_links               # "is part of" maps to part_of
+    assert (entity_id("Anthropic"), "part_of") in falcon_links  # "is part of" maps to part_of
 
     hits = mem.search("Which language does John speak?", namespace="kg")
     assert hits and hits[0].memory.id == spanish.id
@@ -66,14 +66,20 @@ def test_dry_run_reports_the_same_counts_and_writes_nothing(mem: Memory, mcp_fil
 
 
 def test_malformed_lines_are_reported_and_the_rest_is_imported(mem: Memory) -> None:
-    text = mcp_lines(MCP_ENTITIES[:1], []) + "\n" + "\n".join([
-        "{not json",
-        '{"type":"entity","entityType":"person","observations":["no name"]}',
-        '{"type":"entity","name":"Bob","entityType":"person","observations":"not a list"}',
-        '{"type":"relation","from":"John_Smith","to":"Nobody","relationType":"knows"}',
-        '{"type":"widget","name":"x"}',
-        '{"type":"entity","name":"Eve","entityType":"person","observations":["' + "y" * 70_000 + '"]}',
-    ])
+    text = (
+        mcp_lines(MCP_ENTITIES[:1], [])
+        + "\n"
+        + "\n".join(
+            [
+                "{not json",
+                '{"type":"entity","entityType":"person","observations":["no name"]}',
+                '{"type":"entity","name":"Bob","entityType":"person","observations":"not a list"}',
+                '{"type":"relation","from":"John_Smith","to":"Nobody","relationType":"knows"}',
+                '{"type":"widget","name":"x"}',
+                '{"type":"entity","name":"Eve","entityType":"person","observations":["' + "y" * 70_000 + '"]}',
+            ]
+        )
+    )
     report = import_mcp_memory(mem.service, text)
     reasons = {f.id: f.reason for f in report.failures}
     assert reasons["line 2"].startswith("not JSON")

@@ -20,7 +20,11 @@ def test_export_lands_per_user_agent_and_run_with_its_metadata(mem: Memory, mem0
     report = import_mem0(mem.service, json.dumps(mem0_export))
     assert report.totals.added == 5 and report.totals.failed == 0
     assert {t.tenant: t.migrated for t in report.tenants} == {
-        "mem0/alice": 2, "mem0/agents/support-bot": 1, "mem0/bob": 1, "mem0/runs/session-42": 1}
+        "mem0/alice": 2,
+        "mem0/agents/support-bot": 1,
+        "mem0/bob": 1,
+        "mem0/runs/session-42": 1,
+    }
     items = mem0_export["results"]
     nuts = mem.get(memory_id(items[1]["id"]))
     assert nuts.namespace == "mem0/alice" and nuts.content == items[1]["memory"] and nuts.tier.value == "long"

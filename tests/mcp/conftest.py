@@ -57,8 +57,12 @@ class McpEnv:
     tmp: Path
 
     def params(self, *args: str, extra_env: dict[str, str] | None = None) -> StdioServerParameters:
-        return StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp", *args],
-                                     env={**self.env, **(extra_env or {})}, cwd=str(self.tmp))
+        return StdioServerParameters(
+            command=sys.executable,
+            args=["-m", "memmesh.interfaces.cli.app", "mcp", *args],
+            env={**self.env, **(extra_env or {})},
+            cwd=str(self.tmp),
+        )
 
     @asynccontextmanager
     async def client(self, *args: str, extra_env: dict[str, str] | None = None) -> AsyncIterator[Client]:
@@ -72,6 +76,12 @@ class McpEnv:
 def mcp_env(tmp_path: Path, db_path: Path) -> McpEnv:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "absent.toml").write_text("")
-    env.update({"MEMMESH_DB": str(db_path), "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-                "MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    env.update(
+        {
+            "MEMMESH_DB": str(db_path),
+            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
+            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
+            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+        }
+    )
     return McpEnv(db=db_path, env=env, tmp=tmp_path)

@@ -33,13 +33,16 @@ def _free_port() -> int:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Memory]]:
     """create_app over a keyword-only store, served by uvicorn on a random loopback port."""
-    settings = load_settings(None, overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"},
-                                              "storage": {"url": f"sqlite:///{tmp_path / 'http.db'}"}},
-                             env={"MEMMESH_CONFIG": ""})
+    settings = load_settings(
+        None,
+        overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "storage": {"url": f"sqlite:///{tmp_path / 'http.db'}"}},
+        env={"MEMMESH_CONFIG": ""},
+    )
     mem = Memory(config=settings)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(mem.service, settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(mem.service, settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -57,8 +60,11 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Memory]]:
 @asynccontextmanager
 async def session(url: str, key: str | None = None) -> AsyncIterator[ClientSession]:
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    async with create_mcp_http_client(headers=headers) as http, streamable_http_client(url, http_client=http) as (r, w), \
-            ClientSession(r, w) as s:
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        streamable_http_client(url, http_client=http) as (r, w),
+        ClientSession(r, w) as s,
+    ):
         await s.initialize()
         yield s
 
@@ -90,8 +96,11 @@ def test_mcp_over_http_uses_api_keys_and_scopes(served: tuple[str, Memory]) -> N
     private = mem.add("salary data", namespace="hr")
     key = mem.service.create_key("web-agent", role="writer", namespaces=["team"]).key
 
-    refused = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
-                         headers={"Accept": "application/json, text/event-stream"})
+    refused = httpx.post(
+        url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
+        headers={"Accept": "application/json, text/event-stream"},
+    )
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "unauthorized"
     wrong = httpx.post(url, json={}, headers={"Authorization": "Bearer mm_000000000000_nope"})

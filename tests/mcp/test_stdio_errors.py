@@ -57,8 +57,9 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_answering(mcp_env: M
             return messages
 
     messages = asyncio.run(scenario())
-    settings = load_settings(None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}},
-                             env={"MEMMESH_CONFIG": ""})
+    settings = load_settings(
+        None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""}
+    )
     with Memory(f"sqlite:///{mcp_env.db}", settings) as mem:
         assert [m.content for m in mem.get_all()] == ["still answering"]  # nothing stored half-way
     # The same message the CLI prints for the same mistake.
@@ -89,8 +90,9 @@ def test_two_agents_writing_at_once_lose_nothing(mcp_env: McpEnv) -> None:
         return list(await asyncio.gather(agent("left"), agent("right")))
 
     written = asyncio.run(both())
-    settings = load_settings(None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}},
-                             env={"MEMMESH_CONFIG": ""})
+    settings = load_settings(
+        None, overrides={"data_dir": str(mcp_env.tmp / "py"), "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""}
+    )
     with Memory(f"sqlite:///{mcp_env.db}", settings) as mem:
         stored = mem.get_all(limit=1000, namespace="agents")
         assert len(stored) == 2 * per_agent

@@ -28,8 +28,9 @@ LONG = "The deployment runbook: " + "step " * 300
 
 def open_memory(env: McpEnv) -> Memory:
     """The same database file through the embedded Python API (another interface, another process)."""
-    settings = load_settings(None, overrides={"data_dir": str(env.tmp / "py"), "embeddings": {"provider": "none"}},
-                             env={"MEMMESH_CONFIG": ""})
+    settings = load_settings(
+        None, overrides={"data_dir": str(env.tmp / "py"), "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""}
+    )
     return Memory(f"sqlite:///{env.db}", settings)
 
 
@@ -87,8 +88,14 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
         async with mcp_env.client("--profile", "full", "--agent-id", "bot-7") as raw:
             c = Recorder(raw)
             # core: store (deduplicated), recall, search, list, get, update
-            a = await c.ok("memory_store", content="Alice deploys with the blue-green runbook", namespace="team/alpha",
-                           tags=["Deploy"], title="deploys", priority=7)
+            a = await c.ok(
+                "memory_store",
+                content="Alice deploys with the blue-green runbook",
+                namespace="team/alpha",
+                tags=["Deploy"],
+                title="deploys",
+                priority=7,
+            )
             assert mem.get(a["id"]).agent_id == "bot-7" and mem.get(a["id"]).tags == ["deploy"]
             again = await c.ok("memory_store", content="Alice deploys with the blue-green runbook", namespace="team/alpha")
             assert again["id"] == a["id"]
@@ -187,8 +194,7 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert [ag["agent_id"] for ag in await c.ok("memory_agent_list")] == ["helper"]
             brief = await c.ok("memory_session_start", task="how do we deploy?", namespace="team")
             assert a["id"] in [h["id"] for h in brief["relevant"]] and brief["recent"]
-            dup = await c.ok("memory_check_duplicate", content="Alice deploys with the blue-green runbook",
-                             namespace="team/alpha")
+            dup = await c.ok("memory_check_duplicate", content="Alice deploys with the blue-green runbook", namespace="team/alpha")
             assert dup["is_duplicate"] and dup["exact"]["id"] == a["id"]
             fresh = await c.ok("memory_check_duplicate", content="Quantum chromodynamics lecture notes", namespace="team/alpha")
             assert fresh["is_duplicate"] is False

@@ -82,15 +82,17 @@ def test_vector_recall_filters_match_brute_force(open_memory: Callable[..., Memo
     mem = open_memory(ann_threshold=ann_threshold, clock=clock, context_weight=0.0)  # pure cosine order
     stored = []
     for i, text in enumerate(TEXTS):
-        stored.append(mem.add(
-            text,
-            namespace=["team/a", "team/a/sub", "team/b"][i % 3],
-            tags=["even"] if i % 2 == 0 else ["odd"],
-            tier=["mid", "long"][i % 2 if i < 6 else 0],
-            kind="preference" if i % 4 == 0 else "fact",
-            agent_id="agent-x" if i < 6 else "agent-y",
-            valid_from="2025-01-01T00:00:00Z" if i < 8 else "2026-06-01T00:00:00Z",
-        ))
+        stored.append(
+            mem.add(
+                text,
+                namespace=["team/a", "team/a/sub", "team/b"][i % 3],
+                tags=["even"] if i % 2 == 0 else ["odd"],
+                tier=["mid", "long"][i % 2 if i < 6 else 0],
+                kind="preference" if i % 4 == 0 else "fact",
+                agent_id="agent-x" if i < 6 else "agent-y",
+                valid_from="2025-01-01T00:00:00Z" if i < 8 else "2026-06-01T00:00:00Z",
+            )
+        )
         clock.advance(hours=2)  # distinct created_at, for since/until
     by_id = {m.id: m for m in stored}
     cases: list[tuple[dict, Callable]] = [
@@ -100,8 +102,10 @@ def test_vector_recall_filters_match_brute_force(open_memory: Callable[..., Memo
         ({"tier": "long"}, lambda m: m.tier == "long"),
         ({"kind": "preference"}, lambda m: m.kind == "preference"),
         ({"agent_id": "agent-y"}, lambda m: m.agent_id == "agent-y"),
-        ({"since": stored[4].created_at, "until": stored[9].created_at},
-         lambda m: stored[4].created_at <= m.created_at < stored[9].created_at),
+        (
+            {"since": stored[4].created_at, "until": stored[9].created_at},
+            lambda m: stored[4].created_at <= m.created_at < stored[9].created_at,
+        ),
         ({"as_of": "2025-06-01T00:00:00Z"}, lambda m: m.valid_from < datetime(2025, 6, 2, tzinfo=UTC)),
     ]
     compared = 0
@@ -148,8 +152,13 @@ def test_index_follows_writes_from_another_process(open_memory: Callable[..., Me
             m.delete({first.id!r})
             print(new.id)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")},
+    )
     assert proc.returncode == 0, proc.stderr
     new_id = proc.stdout.strip()
     hits = mem.recall("coffee machine", mode="vector", touch=False).hits

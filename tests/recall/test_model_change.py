@@ -17,8 +17,9 @@ from memmesh import Memory
 def test_model_change_notice_and_cli_reindex(open_memory: Callable[..., Memory], tmp_path: Path, shared_data_dir: Path) -> None:
     old = open_memory()
     old.service.embedder = HashEmbedder("fake-model-v1")  # the store was written by another model
-    written = old.add_many([{"content": t, "namespace": "kb"} for t in
-                            ["Alice moved to Berlin", "Bob drinks black coffee", "Backups run nightly"]])
+    written = old.add_many(
+        [{"content": t, "namespace": "kb"} for t in ["Alice moved to Berlin", "Bob drinks black coffee", "Backups run nightly"]]
+    )
     assert old.service.store.vector_models() == {"fake-model-v1": 3}
     old.close()
 
@@ -35,18 +36,21 @@ def test_model_change_notice_and_cli_reindex(open_memory: Callable[..., Memory],
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "cfg.toml").write_text("")
-    env.update({"MEMMESH_DB": str(tmp_path / "memmesh.db"), "MEMMESH_DATA_DIR": str(shared_data_dir),
-                "MEMMESH_CONFIG": str(tmp_path / "cfg.toml")})
-    proc = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "reindex", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env.update(
+        {"MEMMESH_DB": str(tmp_path / "memmesh.db"), "MEMMESH_DATA_DIR": str(shared_data_dir), "MEMMESH_CONFIG": str(tmp_path / "cfg.toml")}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "reindex", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"reindexed": 3}
 
     assert mem.service.store.vector_models() == {current.model_id: 3}
     after = mem.recall("where does Alice live?", mode="vector", touch=False)
     assert after.notices == [] and after.hits[0].memory.id == written[0].id
-    again = subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", "reindex", "--json"],
-                           capture_output=True, text=True, env=env, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "reindex", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert again.returncode == 0 and json.loads(again.stdout) == {"reindexed": 0}
 
 

@@ -32,8 +32,13 @@ def test_matching_both_signals_outranks_matching_one(open_memory: Callable[..., 
 
 def test_explain_parts_add_up(open_memory: Callable[..., Memory]) -> None:
     mem = open_memory()
-    mem.add_many(["Tim recommended a fantasy novel by Patrick Rothfuss", "John asked for book ideas for his trip",
-                  "The weather in Boston was rainy all week"])
+    mem.add_many(
+        [
+            "Tim recommended a fantasy novel by Patrick Rothfuss",
+            "John asked for book ideas for his trip",
+            "The weather in Boston was rainy all week",
+        ]
+    )
     for hit in mem.recall("book recommendation for the trip", explain=True, touch=False).hits:
         parts = hit.explain
         assert parts is not None
@@ -57,8 +62,7 @@ def test_context_lifts_the_answer_written_after_the_question(tmp_path: Path) -> 
     hits = with_context.recall("book recommendations trip", top_k=2, explain=True, touch=False).hits
     assert [h.memory.id for h in hits] == [stored[0].id, stored[1].id]
     assert hits[1].explain is not None and hits[1].explain["keyword"] == 0.0 and hits[1].explain["context"] > 0
-    assert [h.memory.content for h in with_context.recall("book recommendations trip", mode="keyword", touch=False).hits] == [
-        turns[0]]
+    assert [h.memory.content for h in with_context.recall("book recommendations trip", mode="keyword", touch=False).hits] == [turns[0]]
     without = Memory(f"sqlite:///{tmp_path / 'plain.db'}", keyword_settings(tmp_path, recall={"context_weight": 0.0}))
     without.add_many([{"content": t, "namespace": "chat"} for t in turns])
     assert [h.memory.content for h in without.recall("book recommendations trip", touch=False).hits] == [turns[0]]

@@ -36,5 +36,6 @@ def test_keyword_scores_match_keyword_search(tmp_path: Path, clock: FakeClock) -
         assert store.keyword_scores(terms, flt, 10) == expected and len(expected) == 3
         some = (stored[1].id, stored[3].id)
         from dataclasses import replace
+
         assert store.keyword_scores(terms, replace(flt, ids=some), 10) == {stored[1].id: expected[stored[1].id]}
         assert store.keyword_scores([], flt, 10) == {}

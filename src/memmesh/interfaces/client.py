@@ -47,8 +47,16 @@ T = TypeVar("T")
 FILTER_KEYS = frozenset({"namespace", "tags", "tier", "kind", "agent_id", "since", "until", "as_of"})
 RETRY_STATUSES = frozenset({429, 503})
 _BY_STATUS: dict[int, type[MemmeshError]] = {
-    400: InvalidInputError, 401: AuthError, 403: ForbiddenError, 404: NotFoundError, 405: InvalidInputError,
-    409: ConflictError, 413: ContentTooLargeError, 415: InvalidInputError, 422: InvalidInputError, 429: RateLimitedError,
+    400: InvalidInputError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    405: InvalidInputError,
+    409: ConflictError,
+    413: ContentTooLargeError,
+    415: InvalidInputError,
+    422: InvalidInputError,
+    429: RateLimitedError,
     503: UnavailableError,
 }
 
@@ -231,8 +239,16 @@ class Client(_Base):
     ...     m.search("what does alice drink?")[0].memory.content
     """
 
-    def __init__(self, base_url: str = "http://127.0.0.1:9077", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, max_retry_wait: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:9077",
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        max_retry_wait: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 
@@ -314,8 +330,16 @@ class Client(_Base):
 class AsyncClient(_Base):
     """:class:`Client` for asyncio code: the same methods, each a coroutine."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:9077", api_key: str | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, max_retry_wait: float = 30.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:9077",
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        max_retry_wait: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 

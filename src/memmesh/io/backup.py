@@ -107,9 +107,17 @@ def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: i
         os.replace(partial, snapshot)
     finally:
         partial.unlink(missing_ok=True)
-    manifest = Manifest(format_version=FORMAT_VERSION, created_at=now, node_id=node_id, schema_version=counts["schema_version"],
-                        backend="sqlite" if sqlite_path else "postgresql", memories=counts["memories"], links=counts["links"],
-                        sha256=digest, bytes=size)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        created_at=now,
+        node_id=node_id,
+        schema_version=counts["schema_version"],
+        backend="sqlite" if sqlite_path else "postgresql",
+        memories=counts["memories"],
+        links=counts["links"],
+        sha256=digest,
+        bytes=size,
+    )
     _write_atomically(manifest_path(snapshot), manifest.model_dump_json(indent=2))
     removed = prune(to_dir, retain) if retain else []
     return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed)
@@ -142,9 +150,18 @@ def _counts(conn: sqlite3.Connection) -> dict[str, int]:
 def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -> dict[str, int]:
     snapshot = getattr(store, "snapshot", None)
     counts = {"schema_version": store.schema_version, "memories": 0, "links": 0}
-    with out.open("w", encoding="utf-8") as handle, (snapshot() if snapshot else nullcontext()):
-        _line(handle, {"type": "header", "format": SNAPSHOT_FORMAT, "version": FORMAT_VERSION,
-                       "schema_version": store.schema_version, "node_id": node_id, "created_at": format_ts(now)})
+    with out.open("w", encoding="utf-8") as handle, snapshot() if snapshot else nullcontext():
+        _line(
+            handle,
+            {
+                "type": "header",
+                "format": SNAPSHOT_FORMAT,
+                "version": FORMAT_VERSION,
+                "schema_version": store.schema_version,
+                "node_id": node_id,
+                "created_at": format_ts(now),
+            },
+        )
         history: dict[str, list[dict[str, Any]]] = {}
         for entry in store.iter_history():
             history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
@@ -159,8 +176,7 @@ def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -
             _line(handle, {"type": "link", "link": link.model_dump(mode="json")})
             counts["links"] += 1
         for tombstone in store.tombstones_since(0):
-            _line(handle, {"type": "tombstone", "tombstone": tombstone.model_dump(mode="json"),
-                           "history": history.get(tombstone.id, [])})
+            _line(handle, {"type": "tombstone", "tombstone": tombstone.model_dump(mode="json"), "history": history.get(tombstone.id, [])})
         for item in store.archived(Filter(now=now, include_expired=True), 10**9):
             _line(handle, {"type": "archived", "archived": item.model_dump(mode="json")})
         handle.flush()
@@ -232,27 +248,32 @@ def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
     try:
         manifest = Manifest.model_validate_json(mpath.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CorruptDatabaseError(f"snapshot {snapshot} has no manifest ({mpath.name}); refusing to restore "
-                                   "an unverifiable snapshot, nothing was changed") from None
+        raise CorruptDatabaseError(
+            f"snapshot {snapshot} has no manifest ({mpath.name}); refusing to restore an unverifiable snapshot, nothing was changed"
+        ) from None
     except (OSError, ValidationError, ValueError) as exc:
         raise CorruptDatabaseError(f"manifest {mpath} is unreadable or damaged ({exc.__class__.__name__}); nothing was changed") from None
     if manifest.format_version > FORMAT_VERSION:
-        raise CorruptDatabaseError(f"snapshot {snapshot.name} has format version {manifest.format_version}, newer than this "
-                                   f"memmesh reads ({FORMAT_VERSION}); upgrade memmesh; nothing was changed")
+        raise CorruptDatabaseError(
+            f"snapshot {snapshot.name} has format version {manifest.format_version}, newer than this "
+            f"memmesh reads ({FORMAT_VERSION}); upgrade memmesh; nothing was changed"
+        )
     if manifest.schema_version > supported_schema:
-        raise CorruptDatabaseError(f"snapshot {snapshot.name} has schema version {manifest.schema_version}, newer than this "
-                                   f"memmesh supports ({supported_schema}); upgrade memmesh; nothing was changed")
+        raise CorruptDatabaseError(
+            f"snapshot {snapshot.name} has schema version {manifest.schema_version}, newer than this "
+            f"memmesh supports ({supported_schema}); upgrade memmesh; nothing was changed"
+        )
     digest, size = _digest(snapshot)
     if size != manifest.bytes or digest != manifest.sha256:
         what = "truncated or extended" if size != manifest.bytes else "changed since it was made"
-        raise CorruptDatabaseError(f"snapshot {snapshot.name} is damaged ({what}: sha256 or size differs from its manifest); "
-                                   "refusing to restore, nothing was changed")
+        raise CorruptDatabaseError(
+            f"snapshot {snapshot.name} is damaged ({what}: sha256 or size differs from its manifest); "
+            "refusing to restore, nothing was changed"
+        )
     return manifest
 
 
-def restore(
-    snapshot: Path, target: Store, *, now: datetime, progress: Any = None, manifest: Manifest | None = None
-) -> RestoreReport:
+def restore(snapshot: Path, target: Store, *, now: datetime, progress: Any = None, manifest: Manifest | None = None) -> RestoreReport:
     """Verify ``snapshot`` (unless ``manifest`` is what :func:`verify` just returned) and copy
     it into ``target`` (any backend)."""
     manifest = manifest or verify(snapshot, supported_schema=target.schema_version)
@@ -316,8 +337,9 @@ class LogicalSnapshot:
                         continue
                     snap._add(record)
                 except (ValueError, KeyError, TypeError, ValidationError) as exc:
-                    raise CorruptDatabaseError(f"snapshot {path.name} line {number} is damaged ({exc.__class__.__name__}); "
-                                               "nothing was changed") from None
+                    raise CorruptDatabaseError(
+                        f"snapshot {path.name} line {number} is damaged ({exc.__class__.__name__}); nothing was changed"
+                    ) from None
         if snap is None:
             raise CorruptDatabaseError(f"snapshot {path.name} is empty; nothing was changed")
         return snap

@@ -38,8 +38,16 @@ class ImportReport(BaseModel):
 def export_lines(service: Service, namespace: str | None = None) -> Iterator[str]:
     """Every memory (with its history) and link as JSON lines, header first."""
     store = service.store
-    yield json.dumps({"type": "header", "format": FORMAT, "version": VERSION, "schema_version": store.schema_version,
-                      "node_id": service.node_id, "exported_at": format_ts(service.clock())})
+    yield json.dumps(
+        {
+            "type": "header",
+            "format": FORMAT,
+            "version": VERSION,
+            "schema_version": store.schema_version,
+            "node_id": service.node_id,
+            "exported_at": format_ts(service.clock()),
+        }
+    )
     history: dict[str, list[dict[str, Any]]] = {}
     for entry in store.iter_history():
         history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
@@ -48,8 +56,9 @@ def export_lines(service: Service, namespace: str | None = None) -> Iterator[str
         if namespace and not (memory.namespace == namespace or memory.namespace.startswith(namespace + "/")):
             continue
         exported.add(memory.id)
-        yield json.dumps({"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])},
-                         ensure_ascii=False)
+        yield json.dumps(
+            {"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])}, ensure_ascii=False
+        )
     for link in store.iter_links():
         if link.source_id in exported and link.target_id in exported:
             yield json.dumps({"type": "link", "link": link.model_dump(mode="json")}, ensure_ascii=False)
@@ -75,7 +84,7 @@ def parse_lines(lines: Iterable[str]) -> list[Record]:
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"line {number}: not JSON ({exc.msg}); nothing was imported") from None
         if not isinstance(data, dict) or "type" not in data:
-            raise InvalidInputError(f"line {number}: expected an object with a \"type\"; nothing was imported")
+            raise InvalidInputError(f'line {number}: expected an object with a "type"; nothing was imported')
         try:
             records.extend(_record(data, number))
         except ValidationError as exc:
@@ -102,8 +111,7 @@ def import_records(
     service: Service, records: list[Record], *, dry_run: bool = False, progress: Callable[[int], None] | None = None
 ) -> ImportReport:
     """Write parsed records; existing identical memories and links are skipped."""
-    report = ImportReport(lines=len(records), memories_written=0, memories_skipped=0, links_written=0, links_skipped=0,
-                          dry_run=dry_run)
+    report = ImportReport(lines=len(records), memories_written=0, memories_skipped=0, links_written=0, links_skipped=0, dry_run=dry_run)
     for kind, value, history in records:
         if kind == "memory":
             written = False if dry_run else service.put_exact(value, history=history)

@@ -122,15 +122,18 @@ def _vectors_to_copy(source: Store, target: Store, ids: Sequence[str]) -> list[V
 
 
 def _copy_memories(
-    source: Store, target: Store, batch: list[Memory], history: dict[str, list[HistoryEntry]], known: set[str],
+    source: Store,
+    target: Store,
+    batch: list[Memory],
+    history: dict[str, list[HistoryEntry]],
+    known: set[str],
     report: MigrateReport,
 ) -> None:
     existing = {m.id: m for m in target.get_many([m.id for m in batch])}
     changed = [m for m in batch if _newer(m, existing.get(m.id))]
     # An id the target has never seen (no memory, no tombstone) has no history there either.
     new_history = {
-        m.id: _missing_history(target, m.id, history.get(m.id, [])) if m.id in existing or m.id in known
-        else history.get(m.id, [])
+        m.id: _missing_history(target, m.id, history.get(m.id, [])) if m.id in existing or m.id in known else history.get(m.id, [])
         for m in changed
     }
     vectors = _vectors_to_copy(source, target, [m.id for m in batch])
@@ -182,18 +185,17 @@ def _write_batch(
 def _no_clash(tx: WriteTx, memory: Memory, report: MigrateReport) -> bool:
     clash = tx.find_by_hash(memory.namespace, memory.content_hash)
     if clash is not None and clash.id != memory.id:
-        report.errors.append(f"memory {memory.id}: the target already holds the same content in {memory.namespace!r} "
-                             f"as {clash.id}; not copied")
+        report.errors.append(
+            f"memory {memory.id}: the target already holds the same content in {memory.namespace!r} as {clash.id}; not copied"
+        )
         return False
     return True
 
 
-def _copy_tombstones(
-    source: Store, target: Store, history: dict[str, list[HistoryEntry]], report: MigrateReport, batch_size: int
-) -> None:
+def _copy_tombstones(source: Store, target: Store, history: dict[str, list[HistoryEntry]], report: MigrateReport, batch_size: int) -> None:
     tombstones = source.tombstones_since(0)
     for start in range(0, len(tombstones), batch_size):
-        batch = tombstones[start:start + batch_size]
+        batch = tombstones[start : start + batch_size]
         live = {m.id: m for m in target.get_many([t.id for t in batch])}
         todo = [t for t in batch if _tombstone_applies(t, live.get(t.id))]
         if report.dry_run:
@@ -227,10 +229,11 @@ def _copy_links(source: Store, target: Store, report: MigrateReport, batch_size:
     for start in range(0, len(missing), batch_size):
         with target.write() as tx:
             seq = tx.next_seq()
-            for link in missing[start:start + batch_size]:
+            for link in missing[start : start + batch_size]:
                 if tx.get(link.source_id) is None or tx.get(link.target_id) is None:
-                    report.errors.append(f"link {link.source_id} -{link.relation.value}-> {link.target_id}: "
-                                         "an end is missing in the target; not copied")
+                    report.errors.append(
+                        f"link {link.source_id} -{link.relation.value}-> {link.target_id}: an end is missing in the target; not copied"
+                    )
                     continue
                 tx.put_link(link, seq)
                 report.links_written += 1

@@ -105,8 +105,9 @@ class RecallEngine:
         seeds = min(pool, max(10, top_k))
         # An explicit keyword search is plain BM25 (what `search` promises); recall that fell
         # back to keywords for want of an embedder keeps the write-order context.
-        neighbours = {} if requested == "keyword" else self._add_context(
-            found, terms if mode != "vector" else [], vector, flt, weights, seeds)
+        neighbours = (
+            {} if requested == "keyword" else self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds)
+        )
         hits = rank(list(found.values()), weights, now, explain, neighbours)
         if self.collapse_duplicates:
             hits, collapsed = self._collapse(hits, top_k)
@@ -177,7 +178,7 @@ class RecallEngine:
         window = hits[: top_k * 3]
         vectors = self.index.vectors([h.memory.id for h in window]) if self.index is not None else {}
         kept, dropped = collapse_duplicates(window, vectors)
-        return kept + hits[len(window):], dropped
+        return kept + hits[len(window) :], dropped
 
     def _missing_vectors_notice(self, flt: Filter) -> list[str]:
         """Say how many memories this recall could only find by keyword (no vector from the
@@ -193,6 +194,8 @@ class RecallEngine:
         count = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))
         if not count:
             return []
-        return [f"{count} memor{'ies' if count != 1 else 'y'} in scope ha{'ve' if count != 1 else 's'} no vector from "
-                f"{self.embedder.model_id} (stored with another embedding model, or while the embedder was failing); "
-                "they are found by keyword only until you run `memmesh reindex`"]
+        return [
+            f"{count} memor{'ies' if count != 1 else 'y'} in scope ha{'ve' if count != 1 else 's'} no vector from "
+            f"{self.embedder.model_id} (stored with another embedding model, or while the embedder was failing); "
+            "they are found by keyword only until you run `memmesh reindex`"
+        ]

@@ -455,9 +455,7 @@ class MiniLMEmbedder:
 
     dim = DIM
 
-    def __init__(
-        self, *, cache_dir: Path, quantize: bool = False, batch_size: int = 64, threads: int | None = None
-    ) -> None:
+    def __init__(self, *, cache_dir: Path, quantize: bool = False, batch_size: int = 64, threads: int | None = None) -> None:
         self.model_id = f"{MODEL_NAME}@int8" if quantize else MODEL_NAME
         self._cache_dir = Path(cache_dir)
         self._quantize = quantize

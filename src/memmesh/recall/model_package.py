@@ -67,9 +67,7 @@ def locate_package(module: str = PACKAGE_MODULE) -> ModelFiles:
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError) as exc:
-        raise EmbedderError(
-            f"the embedding model package {PACKAGE_NAME} cannot be found ({exc}); {INSTALL_HINT}"
-        ) from exc
+        raise EmbedderError(f"the embedding model package {PACKAGE_NAME} cannot be found ({exc}); {INSTALL_HINT}") from exc
     locations = list(spec.submodule_search_locations or []) if spec else []
     if not locations:
         raise EmbedderError(
@@ -80,8 +78,7 @@ def locate_package(module: str = PACKAGE_MODULE) -> ModelFiles:
     missing = [p.name for p in (files.weights, files.tokenizer) if not p.is_file()]
     if missing:
         raise EmbedderError(
-            f"the embedding model package at {files.root} lacks {', '.join(missing)}; "
-            f"{REINSTALL_HINT}",
+            f"the embedding model package at {files.root} lacks {', '.join(missing)}; {REINSTALL_HINT}",
             details={"path": str(files.root), "missing": missing},
         )
     return files
@@ -103,8 +100,7 @@ def _verify(path: Path, expected: str) -> None:
     actual = file_sha256(path)
     if actual != expected:
         raise EmbedderError(
-            f"the embedding model file {path} is damaged (sha256 {actual[:12]}…, expected "
-            f"{expected[:12]}…); {REINSTALL_HINT}",
+            f"the embedding model file {path} is damaged (sha256 {actual[:12]}…, expected {expected[:12]}…); {REINSTALL_HINT}",
             details={"path": str(path), "expected": expected, "actual": actual},
         )
 

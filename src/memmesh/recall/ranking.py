@@ -121,11 +121,7 @@ def _adjust(mem: Memory, relevance: float, context: float, w: RankWeights, now: 
     age_days = max(0.0, (now - mem.updated_at).total_seconds() / 86400)
     recency = math.exp(-math.log(2) * age_days / w.recency_half_life_days)
     boost = (
-        1.0
-        + w.priority * (mem.priority - 5) / 5
-        + w.confidence * (mem.confidence - 1.0)
-        + w.recency * recency
-        + w.tier.get(mem.tier, 0.0)
+        1.0 + w.priority * (mem.priority - 5) / 5 + w.confidence * (mem.confidence - 1.0) + w.recency * recency + w.tier.get(mem.tier, 0.0)
     )
     # Dividing by 1 + context keeps a perfect, context-free match at about 1.0.
     combined = (relevance + w.context * context) / (1.0 + w.context)
@@ -141,9 +137,7 @@ def word_set(text: str) -> frozenset[str]:
     return frozenset(t.lower() for t in _WORD.findall(text))
 
 
-def is_near_duplicate(
-    a: Memory, b: Memory, vectors: Mapping[str, np.ndarray], *, cosine: float = 0.95, jaccard: float = 0.9
-) -> bool:
+def is_near_duplicate(a: Memory, b: Memory, vectors: Mapping[str, np.ndarray], *, cosine: float = 0.95, jaccard: float = 0.9) -> bool:
     """Same meaning in other words (vectors at least ``cosine`` apart) or nearly the same words."""
     va, vb = vectors.get(a.id), vectors.get(b.id)
     if va is not None and vb is not None and float(va @ vb) >= cosine:

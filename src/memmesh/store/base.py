@@ -78,12 +78,15 @@ class WriteTx(Protocol):
     def insert_memories(self, memories: Sequence[Memory], seq: int) -> None:
         """Bulk :meth:`insert_memory` (migration, restore): one round trip where the backend allows."""
         ...
+
     def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
         """Bulk :meth:`add_history`, entries kept in order."""
         ...
+
     def put_vectors(self, rows: Sequence[VectorRow], seq: int) -> None:
         """Bulk :meth:`put_vector`."""
         ...
+
     def record_access(self, memory_id: str, at: datetime, expires_at: datetime | None) -> None: ...
     def expired(self, now: datetime, limit: int) -> list[Memory]: ...
     def archive(self, memory: Memory, at: datetime, reason: str) -> None: ...
@@ -97,9 +100,11 @@ class WriteTx(Protocol):
     def count_writes(self, namespace: str, day: str, n: int) -> int:
         """Add ``n`` to the namespace's write count for ``day`` (YYYY-MM-DD) and return the new total."""
         ...
+
     def take_archived(self, memory_id: str) -> ArchivedMemory | None:
         """Remove one memory from the archive and return it (None when it is not there)."""
         ...
+
     def purge_archive(self, flt: Filter, before: datetime | None = None) -> int:
         """Delete archived memories in ``flt``'s namespace/scopes/ids, archived before ``before``."""
         ...
@@ -120,6 +125,7 @@ class Store(Protocol):
         """Like :meth:`keyword_search` but only id → BM25 score (higher is better), without
         loading the memories; with ``flt.ids`` it scores exactly those that match a term."""
         ...
+
     def matching_ids(self, flt: Filter) -> set[str]: ...
     def history(self, memory_id: str) -> list[HistoryEntry]: ...
     def links(self, memory_id: str) -> list[Link]: ...
@@ -129,12 +135,14 @@ class Store(Protocol):
     def get_vectors(self, ids: Sequence[str]) -> list[VectorRow]:
         """The stored vectors (any model) of these memories, for copying between stores."""
         ...
+
     def ids_missing_vectors(self, model: str) -> list[str]: ...
     def neighbours(self, ids: Sequence[str], span: int, window_s: float) -> dict[str, list[tuple[str, int]]]:
         """For each id, up to ``span`` memories written just before (distance -1, -2, …) and
         after (+1, +2, …) it in its namespace, in (created_at, id) order, created at most
         ``window_s`` seconds apart from it. Unfiltered: the caller applies its Filter."""
         ...
+
     def stats(self, now: datetime, soon: datetime) -> Stats: ...
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]: ...
     def iter_links(self) -> Iterator[Link]: ...
@@ -148,16 +156,20 @@ class Store(Protocol):
     def has_api_keys(self) -> bool:
         """True when at least one unrevoked API key exists (the server then requires keys)."""
         ...
+
     def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
         """The memory with this content hash in this namespace, expired or not (exact-duplicate check)."""
         ...
+
     def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
         """Archived memories in ``flt``'s namespace/scopes/ids, most recently archived first."""
         ...
+
     def archive_stats(self, flt: Filter) -> ArchiveStats: ...
     def write_counts(self, day: str) -> dict[str, int]:
         """Writes per namespace counted against the daily quota on ``day`` (YYYY-MM-DD)."""
         ...
+
     def close(self) -> None: ...
 
 
@@ -174,10 +186,7 @@ def open_store(
             from memmesh.store.postgres import PostgresStore
         except ImportError as exc:
             raise InvalidInputError(
-                f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): "
-                "pip install 'memmesh[postgres]'"
+                f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
             ) from None
         return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index)
-    raise InvalidInputError(
-        f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
-    )
+    raise InvalidInputError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…")

@@ -45,9 +45,27 @@ MAX_HNSW_DIM = 2000
 RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
 """ts_rank_cd weights {D, C, B, A} (each ≤ 1): content : tags : title = 1 : 1.5 : 2, as SQLite's bm25()."""
 MEMORY_FIELDS = (
-    "id", "namespace", "title", "content", "tier", "kind", "tags", "priority", "confidence", "source", "agent_id",
-    "metadata", "created_at", "updated_at", "expires_at", "valid_from", "valid_to", "access_count", "last_accessed_at",
-    "content_hash", "version",
+    "id",
+    "namespace",
+    "title",
+    "content",
+    "tier",
+    "kind",
+    "tags",
+    "priority",
+    "confidence",
+    "source",
+    "agent_id",
+    "metadata",
+    "created_at",
+    "updated_at",
+    "expires_at",
+    "valid_from",
+    "valid_to",
+    "access_count",
+    "last_accessed_at",
+    "content_hash",
+    "version",
 )
 MEMORY_COLUMNS = ", ".join(MEMORY_FIELDS)
 LINK_COLUMNS = "source_id, target_id, relation, valid_from, valid_until, observed_by, created_at"
@@ -135,8 +153,7 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
         clauses.append(f"{alias}.created_at < %s")
         params.append(flt.until)
     if flt.as_of is not None:
-        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= %s) "
-                       f"AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
+        clauses.append(f"({alias}.valid_from IS NULL OR {alias}.valid_from <= %s) AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s)")
         params += [flt.as_of, flt.as_of]
     if flt.ids is not None:
         clauses.append(f"{alias}.id = ANY(%s::text[])")
@@ -174,8 +191,13 @@ class PostgresStore(AccessReads):
             self._vector_info = TypeInfo.fetch(conn, "vector")
             self._hnsw_dims = self._indexed_dims(conn)
         self._pool = ConnectionPool(
-            self._conninfo, min_size=1, max_size=max(1, pool_size), open=False, name="memmesh",
-            configure=self._configure, kwargs={"autocommit": True},
+            self._conninfo,
+            min_size=1,
+            max_size=max(1, pool_size),
+            open=False,
+            name="memmesh",
+            configure=self._configure,
+            kwargs={"autocommit": True},
         )
         try:
             self._pool.open(wait=True, timeout=float(connect_timeout_s))
@@ -204,14 +226,18 @@ class PostgresStore(AccessReads):
         text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         lowered = str(exc).lower()
         if "password authentication failed" in lowered or "no password supplied" in lowered or "authentication failed" in lowered:
-            return StorageError(f"PostgreSQL at {self.where} refused the credentials ({text}); "
-                                "check the user and password in the URL, PGPASSWORD or ~/.pgpass")
+            return StorageError(
+                f"PostgreSQL at {self.where} refused the credentials ({text}); "
+                "check the user and password in the URL, PGPASSWORD or ~/.pgpass"
+            )
         if "does not exist" in lowered and "database" in lowered:
             return StorageError(f"PostgreSQL at {self.where}: {text}; create it first (createdb, or CREATE DATABASE)")
         if "role" in lowered and "does not exist" in lowered:
             return StorageError(f"PostgreSQL at {self.where}: {text}; check the user name in the URL")
-        return UnavailableError(f"cannot connect to PostgreSQL at {self.where}: {text}; "
-                                "check that the server is running and the host, port and firewall allow the connection")
+        return UnavailableError(
+            f"cannot connect to PostgreSQL at {self.where}: {text}; "
+            "check that the server is running and the host, port and firewall allow the connection"
+        )
 
     def _configure(self, conn: psycopg.Connection) -> None:
         """Per pooled connection: UTC timestamps and the pgvector type adapters."""
@@ -226,13 +252,16 @@ class PostgresStore(AccessReads):
             return exc
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, pg_errors.LockNotAvailable):
-            return UnavailableError(f"PostgreSQL at {self.where}: another writer held the memmesh write lock for more than "
-                                    f"{self.busy_timeout_ms} ms (storage.busy_timeout_ms); try again")
+            return UnavailableError(
+                f"PostgreSQL at {self.where}: another writer held the memmesh write lock for more than "
+                f"{self.busy_timeout_ms} ms (storage.busy_timeout_ms); try again"
+            )
         if isinstance(exc, psycopg.DataError):
             return InvalidInputError(f"PostgreSQL refused a value: {message}")
         if isinstance(exc, PoolTimeout):
-            return UnavailableError(f"no free connection to PostgreSQL at {self.where} in time ({message}); "
-                                    "raise storage.pool_size or try again")
+            return UnavailableError(
+                f"no free connection to PostgreSQL at {self.where} in time ({message}); raise storage.pool_size or try again"
+            )
         if isinstance(exc, psycopg.OperationalError):
             return UnavailableError(f"lost the connection to PostgreSQL at {self.where}: {message}; check the server is up")
         if isinstance(exc, pg_errors.InsufficientPrivilege):
@@ -324,8 +353,10 @@ class PostgresStore(AccessReads):
         if app is not None and app != APP_ID:
             raise CorruptDatabaseError(f"PostgreSQL database {self.where} belongs to another application ({app})")
         if app is None and _get_meta(conn, "schema_version") is None:
-            raise CorruptDatabaseError(f"PostgreSQL database {self.where} has a table named meta that memmesh did not create; "
-                                       "use an empty database or another schema")
+            raise CorruptDatabaseError(
+                f"PostgreSQL database {self.where} has a table named meta that memmesh did not create; "
+                "use an empty database or another schema"
+            )
         return int(_get_meta(conn, "schema_version") or 0)
 
     def _ensure_vector_extension(self, conn: psycopg.Connection) -> None:
@@ -361,8 +392,9 @@ class PostgresStore(AccessReads):
 
     def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
         with self._reading() as conn:
-            row = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s",
-                               (namespace, content_hash)).fetchone()
+            row = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s", (namespace, content_hash)
+            ).fetchone()
         return row_to_memory(row) if row else None
 
     def get_many(self, ids: Sequence[str]) -> list[Memory]:
@@ -417,16 +449,17 @@ class PostgresStore(AccessReads):
         window = timedelta(seconds=window_s)
         found: dict[str, list[tuple[str, int]]] = {}
         with self._reading() as conn:
-            targets = conn.execute("SELECT id, namespace, created_at FROM memories WHERE id = ANY(%s::text[])",
-                                   (list(ids),)).fetchall()
+            targets = conn.execute("SELECT id, namespace, created_at FROM memories WHERE id = ANY(%s::text[])", (list(ids),)).fetchall()
             for memory_id, namespace, created_at in targets:
                 before = conn.execute(
                     "SELECT id FROM memories WHERE namespace = %s AND (created_at, id) < (%s, %s) AND created_at >= %s "
-                    "ORDER BY created_at DESC, id DESC LIMIT %s", (namespace, created_at, memory_id, created_at - window, span),
+                    "ORDER BY created_at DESC, id DESC LIMIT %s",
+                    (namespace, created_at, memory_id, created_at - window, span),
                 ).fetchall()
                 after = conn.execute(
                     "SELECT id FROM memories WHERE namespace = %s AND (created_at, id) > (%s, %s) AND created_at <= %s "
-                    "ORDER BY created_at, id LIMIT %s", (namespace, created_at, memory_id, created_at + window, span),
+                    "ORDER BY created_at, id LIMIT %s",
+                    (namespace, created_at, memory_id, created_at + window, span),
                 ).fetchall()
                 found[memory_id] = [(row[0], -i) for i, row in enumerate(before, 1)] + [(row[0], i) for i, row in enumerate(after, 1)]
         return found
@@ -467,9 +500,9 @@ class PostgresStore(AccessReads):
                     "SELECT memory_id, model, embedding FROM vectors WHERE seq > %s AND seq <= %s", (since_seq, seq)
                 )
             ]
-            removed = [row[0] for row in conn.execute(
-                "SELECT memory_id FROM vector_removals WHERE seq > %s AND seq <= %s", (since_seq, seq)
-            )]
+            removed = [
+                row[0] for row in conn.execute("SELECT memory_id FROM vector_removals WHERE seq > %s AND seq <= %s", (since_seq, seq))
+            ]
         return VectorChanges(upserts=upserts, removed=removed, seq=seq)
 
     def get_vectors(self, ids: Sequence[str]) -> list[VectorRow]:
@@ -489,7 +522,8 @@ class PostgresStore(AccessReads):
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT m.id FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = %s "
-                "WHERE v.memory_id IS NULL ORDER BY m.pos", (model,)
+                "WHERE v.memory_id IS NULL ORDER BY m.pos",
+                (model,),
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -502,8 +536,10 @@ class PostgresStore(AccessReads):
         dim = int(vec.shape[0])
         where, params = filter_sql(flt)
         distance = f"v.embedding::vector({dim}) <=> %s::vector({dim})"
-        sql = (f"SELECT v.memory_id, 1 - ({distance}) AS cosine FROM vectors v JOIN memories m ON m.id = v.memory_id "
-               f"WHERE v.model = %s AND v.dim = {dim} AND {where} ORDER BY {distance} LIMIT %s")
+        sql = (
+            f"SELECT v.memory_id, 1 - ({distance}) AS cosine FROM vectors v JOIN memories m ON m.id = v.memory_id "
+            f"WHERE v.model = %s AND v.dim = {dim} AND {where} ORDER BY {distance} LIMIT %s"
+        )
         with self._reading() as conn, conn.transaction():
             conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
             conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(int(k), 1000))}")
@@ -514,22 +550,21 @@ class PostgresStore(AccessReads):
         live = "(expires_at IS NULL OR expires_at > %s)"
         with self._reading() as conn:
             total = conn.execute(f"SELECT count(*) FROM memories WHERE {live}", (now,)).fetchone()[0]  # type: ignore[index]
-            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier",
-                                 (now,)).fetchall()
+            tiers = conn.execute(f"SELECT tier, count(*) FROM memories WHERE {live} GROUP BY tier ORDER BY tier", (now,)).fetchall()
             spaces = conn.execute(
                 f"SELECT namespace, count(*) FROM memories WHERE {live} GROUP BY namespace ORDER BY count(*) DESC, namespace",
                 (now,),
             ).fetchall()
-            expiring = conn.execute(
-                "SELECT count(*) FROM memories WHERE expires_at > %s AND expires_at <= %s", (now, soon)
-            ).fetchone()[0]  # type: ignore[index]
+            expiring = conn.execute("SELECT count(*) FROM memories WHERE expires_at > %s AND expires_at <= %s", (now, soon)).fetchone()[0]  # type: ignore[index]
             links = conn.execute("SELECT count(*) FROM links").fetchone()[0]  # type: ignore[index]
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         return Stats(
             total=total,
             by_tier=[TierCount(tier=t, count=c) for t, c in tiers],
             by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
-            expiring_soon=expiring, links_count=links, db_size_bytes=size,
+            expiring_soon=expiring,
+            links_count=links,
+            db_size_bytes=size,
         )
 
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
@@ -570,12 +605,15 @@ class PostgresStore(AccessReads):
             if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
                 problems.append("the pgvector extension is missing")
             seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])  # type: ignore[index]
-            top = conn.execute("SELECT greatest((SELECT max(seq) FROM memories), (SELECT max(seq) FROM vectors), "
-                               "(SELECT max(seq) FROM tombstones), (SELECT max(seq) FROM links))").fetchone()[0]  # type: ignore[index]
+            top = conn.execute(
+                "SELECT greatest((SELECT max(seq) FROM memories), (SELECT max(seq) FROM vectors), "
+                "(SELECT max(seq) FROM tombstones), (SELECT max(seq) FROM links))"
+            ).fetchone()[0]  # type: ignore[index]
             if top is not None and top > seq:
                 problems.append(f"change counter {seq} is behind a stored change {top}")
-            orphans = conn.execute("SELECT count(*) FROM vectors v LEFT JOIN memories m ON m.id = v.memory_id "
-                                   "WHERE m.id IS NULL").fetchone()[0]  # type: ignore[index]
+            orphans = conn.execute(
+                "SELECT count(*) FROM vectors v LEFT JOIN memories m ON m.id = v.memory_id WHERE m.id IS NULL"
+            ).fetchone()[0]  # type: ignore[index]
             if orphans:
                 problems.append(f"{orphans} vectors belong to no memory")
         return "; ".join(problems) or "ok"
@@ -602,8 +640,7 @@ class PostgresWriteTx(AccessWrites):
         return row_to_memory(row) if row else None
 
     def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None:
-        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s",
-                        (namespace, content_hash))
+        row = self._one(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = %s AND content_hash = %s", (namespace, content_hash))
         return row_to_memory(row) if row else None
 
     def find_by_title(self, namespace: str, title: str) -> Memory | None:
@@ -615,8 +652,9 @@ class PostgresWriteTx(AccessWrites):
 
     def insert_memory(self, memory: Memory, seq: int) -> None:
         placeholders = ", ".join(f"%({name})s" for name in MEMORY_FIELDS)
-        self.conn.execute(f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)",
-                          {**memory_params(memory), "seq": seq})
+        self.conn.execute(
+            f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)", {**memory_params(memory), "seq": seq}
+        )
         self.conn.execute("DELETE FROM tombstones WHERE id = %s", (memory.id,))
 
     def insert_memories(self, memories: Sequence[Memory], seq: int) -> None:
@@ -625,8 +663,10 @@ class PostgresWriteTx(AccessWrites):
             return
         placeholders = ", ".join(f"%({name})s" for name in MEMORY_FIELDS)
         with self.conn.cursor() as cur:
-            cur.executemany(f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)",
-                            [{**memory_params(m), "seq": seq} for m in memories])
+            cur.executemany(
+                f"INSERT INTO memories ({MEMORY_COLUMNS}, seq) VALUES ({placeholders}, %(seq)s)",
+                [{**memory_params(m), "seq": seq} for m in memories],
+            )
         self.conn.execute("DELETE FROM tombstones WHERE id = ANY(%s::text[])", ([m.id for m in memories],))
 
     def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
@@ -648,15 +688,18 @@ class PostgresWriteTx(AccessWrites):
                 "INSERT INTO vectors (memory_id, model, dim, embedding, seq) VALUES (%s, %s, %s, %s, %s) "
                 "ON CONFLICT (memory_id) DO UPDATE SET model = EXCLUDED.model, dim = EXCLUDED.dim, "
                 "embedding = EXCLUDED.embedding, seq = EXCLUDED.seq",
-                [(r.memory_id, r.model, int(np.asarray(r.vector).shape[0]), np.ascontiguousarray(r.vector, dtype=np.float32), seq)
-                 for r in rows],
+                [
+                    (r.memory_id, r.model, int(np.asarray(r.vector).shape[0]), np.ascontiguousarray(r.vector, dtype=np.float32), seq)
+                    for r in rows
+                ],
             )
         self.conn.execute("DELETE FROM vector_removals WHERE memory_id = ANY(%s::text[])", ([r.memory_id for r in rows],))
 
     def update_memory(self, memory: Memory, seq: int) -> None:
         assignments = ", ".join(f"{name} = %({name})s" for name in MEMORY_FIELDS if name != "id")
-        cursor = self.conn.execute(f"UPDATE memories SET {assignments}, seq = %(seq)s WHERE id = %(id)s",
-                                   {**memory_params(memory), "seq": seq})
+        cursor = self.conn.execute(
+            f"UPDATE memories SET {assignments}, seq = %(seq)s WHERE id = %(id)s", {**memory_params(memory), "seq": seq}
+        )
         if cursor.rowcount != 1:
             raise NotFoundError(f"memory {memory.id} does not exist")
 
@@ -667,14 +710,22 @@ class PostgresWriteTx(AccessWrites):
             "INSERT INTO tombstones (id, namespace, deleted_at, actor, version, seq) VALUES (%s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, deleted_at = EXCLUDED.deleted_at, "
             "actor = EXCLUDED.actor, version = EXCLUDED.version, seq = EXCLUDED.seq",
-            (tombstone.id, tombstone.namespace, tombstone.deleted_at, tombstone.actor,
-             Jsonb(tombstone.version.model_dump(mode="json")), seq),
+            (
+                tombstone.id,
+                tombstone.namespace,
+                tombstone.deleted_at,
+                tombstone.actor,
+                Jsonb(tombstone.version.model_dump(mode="json")),
+                seq,
+            ),
         )
 
     def _drop_vector(self, memory_id: str, seq: int) -> None:
         if self.conn.execute("DELETE FROM vectors WHERE memory_id = %s", (memory_id,)).rowcount:
-            self.conn.execute("INSERT INTO vector_removals (memory_id, seq) VALUES (%s, %s) "
-                              "ON CONFLICT (memory_id) DO UPDATE SET seq = EXCLUDED.seq", (memory_id, seq))
+            self.conn.execute(
+                "INSERT INTO vector_removals (memory_id, seq) VALUES (%s, %s) ON CONFLICT (memory_id) DO UPDATE SET seq = EXCLUDED.seq",
+                (memory_id, seq),
+            )
 
     def tombstone(self, memory_id: str) -> Tombstone | None:
         row = self._one("SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE id = %s", (memory_id,))
@@ -692,8 +743,16 @@ class PostgresWriteTx(AccessWrites):
             "ON CONFLICT (source_id, target_id, relation) DO UPDATE SET valid_from = EXCLUDED.valid_from, "
             "valid_until = EXCLUDED.valid_until, observed_by = EXCLUDED.observed_by, created_at = EXCLUDED.created_at, "
             "seq = EXCLUDED.seq",
-            (link.source_id, link.target_id, link.relation.value, link.valid_from, link.valid_until, link.observed_by,
-             link.created_at, seq),
+            (
+                link.source_id,
+                link.target_id,
+                link.relation.value,
+                link.valid_from,
+                link.valid_until,
+                link.observed_by,
+                link.created_at,
+                seq,
+            ),
         )
 
     def delete_links(self, memory_id: str) -> int:
@@ -773,8 +832,7 @@ def _get_meta(conn: psycopg.Connection, key: str) -> str | None:
 
 
 def _set_meta(conn: psycopg.Connection, key: str, value: str) -> None:
-    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                 (key, value))
+    conn.execute("INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value))
 
 
 def _prefixed(alias: str) -> str:
@@ -802,8 +860,15 @@ def _history_entry(row: Sequence[Any]) -> HistoryEntry:
 
 def _link(row: Sequence[Any]) -> Link:
     source_id, target_id, relation, valid_from, valid_until, observed_by, created_at = row
-    return Link(source_id=source_id, target_id=target_id, relation=relation, valid_from=valid_from,
-                valid_until=valid_until, observed_by=observed_by, created_at=created_at)
+    return Link(
+        source_id=source_id,
+        target_id=target_id,
+        relation=relation,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        observed_by=observed_by,
+        created_at=created_at,
+    )
 
 
 def _tombstone(row: Sequence[Any]) -> Tombstone:

@@ -76,12 +76,12 @@ class AccessReads:
                 f"SELECT count(*), min(a.archived_at), max(a.archived_at) FROM archive a WHERE {where}", params
             ).fetchone()  # type: ignore[misc]
             spaces = conn.execute(
-                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} "
-                "GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
+                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
                 params,
             ).fetchall()
-        return ArchiveStats(total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
-                            oldest=oldest, newest=newest)
+        return ArchiveStats(
+            total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces], oldest=oldest, newest=newest
+        )
 
     def write_counts(self, day: str) -> dict[str, int]:
         with self._reading() as conn:
@@ -112,16 +112,16 @@ class AccessWrites:
         )
 
     def revoke_api_key(self, key_id: str, at: datetime) -> bool:
-        return self.conn.execute(
-            "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (at, key_id)
-        ).rowcount == 1
+        return self.conn.execute("UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL", (at, key_id)).rowcount == 1
 
     def count_writes(self, namespace: str, day: str, n: int) -> int:
-        return int(self.conn.execute(
-            "INSERT INTO write_counts (namespace, day, count) VALUES (%s, %s, %s) "
-            "ON CONFLICT (namespace, day) DO UPDATE SET count = write_counts.count + EXCLUDED.count RETURNING count",
-            (namespace, day, n),
-        ).fetchone()[0])  # type: ignore[index]
+        return int(
+            self.conn.execute(
+                "INSERT INTO write_counts (namespace, day, count) VALUES (%s, %s, %s) "
+                "ON CONFLICT (namespace, day) DO UPDATE SET count = write_counts.count + EXCLUDED.count RETURNING count",
+                (namespace, day, n),
+            ).fetchone()[0]
+        )  # type: ignore[index]
 
     def take_archived(self, memory_id: str) -> ArchivedMemory | None:
         row = self.conn.execute("DELETE FROM archive WHERE id = %s RETURNING data, archived_at, reason", (memory_id,)).fetchone()
@@ -137,14 +137,14 @@ class AccessWrites:
 
 def _agent(row: Sequence[Any]) -> Agent:
     agent_id, display_name, role, namespaces, created_at, updated_at = row
-    return Agent(agent_id=agent_id, display_name=display_name, role=role, namespaces=namespaces,
-                 created_at=created_at, updated_at=updated_at)
+    return Agent(
+        agent_id=agent_id, display_name=display_name, role=role, namespaces=namespaces, created_at=created_at, updated_at=updated_at
+    )
 
 
 def _key_fields(row: Sequence[Any]) -> dict[str, Any]:
     key_id, agent_id, role, namespaces, created_at, revoked_at = tuple(row)[:6]
-    return {"id": key_id, "agent_id": agent_id, "role": role, "namespaces": namespaces,
-            "created_at": created_at, "revoked_at": revoked_at}
+    return {"id": key_id, "agent_id": agent_id, "role": role, "namespaces": namespaces, "created_at": created_at, "revoked_at": revoked_at}
 
 
 def _archived(row: Sequence[Any]) -> ArchivedMemory:

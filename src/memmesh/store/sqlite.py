@@ -68,7 +68,7 @@ LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 def path_from_url(url: str) -> str:
     """``sqlite:///abs/path`` or ``sqlite:///:memory:`` → a path for ``sqlite3.connect``."""
-    rest = url[len("sqlite://"):]
+    rest = url[len("sqlite://") :]
     if rest in ("/:memory:", ":memory:", "/"):
         return ":memory:"
     if not rest.startswith("/"):
@@ -95,17 +95,54 @@ def memory_to_row(memory: Memory) -> dict[str, Any]:
 
 def row_to_memory(row: sqlite3.Row | tuple) -> Memory:
     """Build a Memory from a row selected with MEMORY_COLUMNS (in that order)."""
-    (mid, ns, title, content, tier, kind, tags, priority, confidence, source, agent_id, metadata,
-     created_at, updated_at, expires_at, valid_from, valid_to, access_count, last_accessed_at,
-     content_hash, version) = tuple(row)[:21]
-    return Memory.model_validate({
-        "id": mid, "namespace": ns, "title": title, "content": content, "tier": tier, "kind": kind,
-        "tags": json.loads(tags), "priority": priority, "confidence": confidence, "source": source,
-        "agent_id": agent_id, "metadata": json.loads(metadata), "created_at": created_at,
-        "updated_at": updated_at, "expires_at": expires_at, "valid_from": valid_from, "valid_to": valid_to,
-        "access_count": access_count, "last_accessed_at": last_accessed_at, "content_hash": content_hash,
-        "version": json.loads(version),
-    })
+    (
+        mid,
+        ns,
+        title,
+        content,
+        tier,
+        kind,
+        tags,
+        priority,
+        confidence,
+        source,
+        agent_id,
+        metadata,
+        created_at,
+        updated_at,
+        expires_at,
+        valid_from,
+        valid_to,
+        access_count,
+        last_accessed_at,
+        content_hash,
+        version,
+    ) = tuple(row)[:21]
+    return Memory.model_validate(
+        {
+            "id": mid,
+            "namespace": ns,
+            "title": title,
+            "content": content,
+            "tier": tier,
+            "kind": kind,
+            "tags": json.loads(tags),
+            "priority": priority,
+            "confidence": confidence,
+            "source": source,
+            "agent_id": agent_id,
+            "metadata": json.loads(metadata),
+            "created_at": created_at,
+            "updated_at": updated_at,
+            "expires_at": expires_at,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "access_count": access_count,
+            "last_accessed_at": last_accessed_at,
+            "content_hash": content_hash,
+            "version": json.loads(version),
+        }
+    )
 
 
 def filter_sql(flt: Filter, alias: str = "m", namespace_index: bool = True) -> tuple[str, list[Any]]:
@@ -488,9 +525,11 @@ class SQLiteStore:
             ranked = self._ranked(conn, terms, flt, limit)
             if not ranked:
                 return {}
-            ids = dict(conn.execute(
-                "SELECT rowid, id FROM memories WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps([r[0] for r in ranked]),)
-            ).fetchall())
+            ids = dict(
+                conn.execute(
+                    "SELECT rowid, id FROM memories WHERE rowid IN (SELECT value FROM json_each(?))", (json.dumps([r[0] for r in ranked]),)
+                ).fetchall()
+            )
         return {ids[rowid]: -float(rank) for rowid, rank in ranked if rowid in ids}
 
     def _ranked(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple]:
@@ -501,13 +540,20 @@ class SQLiteStore:
             return self._ranked_exact(conn, expression, where, params, limit)
         wide = limit * 4
         ranked = conn.execute(
-            "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts "
-            "WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?", (expression, wide),
+            "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?",
+            (expression, wide),
         ).fetchall()
-        passing = {row[0] for row in conn.execute(
-            f"SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {where}",
-            [json.dumps([r[0] for r in ranked]), *params],
-        )} if ranked else set()
+        passing = (
+            {
+                row[0]
+                for row in conn.execute(
+                    f"SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) AND {where}",
+                    [json.dumps([r[0] for r in ranked]), *params],
+                )
+            }
+            if ranked
+            else set()
+        )
         complete = len(ranked) < wide  # the index had no more matches than these
         ranked = [r for r in ranked if r[0] in passing]
         if len(ranked) < limit and not complete:
@@ -519,7 +565,8 @@ class SQLiteStore:
         return conn.execute(
             "SELECT m.rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank "
             "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?", [expression, *params, limit],
+            f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
+            [expression, *params, limit],
         ).fetchall()
 
     def matching_ids(self, flt: Filter) -> set[str]:
@@ -538,7 +585,8 @@ class SQLiteStore:
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links "
-                "WHERE source_id = ? OR target_id = ? ORDER BY created_at", (memory_id, memory_id)
+                "WHERE source_id = ? OR target_id = ? ORDER BY created_at",
+                (memory_id, memory_id),
             ).fetchall()
         return [_link(row) for row in rows]
 
@@ -560,9 +608,9 @@ class SQLiteStore:
                         "SELECT memory_id, model, vector FROM vectors WHERE seq > ? AND seq <= ?", (since_seq, seq)
                     )
                 ]
-                removed = [row[0] for row in conn.execute(
-                    "SELECT memory_id FROM vector_removals WHERE seq > ? AND seq <= ?", (since_seq, seq)
-                )]
+                removed = [
+                    row[0] for row in conn.execute("SELECT memory_id FROM vector_removals WHERE seq > ? AND seq <= ?", (since_seq, seq))
+                ]
             finally:
                 conn.execute("COMMIT")
         return VectorChanges(upserts=upserts, removed=removed, seq=seq)
@@ -585,7 +633,8 @@ class SQLiteStore:
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT m.id FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = ? "
-                "WHERE v.memory_id IS NULL ORDER BY m.rowid", (model,)
+                "WHERE v.memory_id IS NULL ORDER BY m.rowid",
+                (model,),
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -652,7 +701,9 @@ class SQLiteStore:
             total=total,
             by_tier=[TierCount(tier=t, count=c) for t, c in tiers],
             by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
-            expiring_soon=expiring, links_count=links, db_size_bytes=size,
+            expiring_soon=expiring,
+            links_count=links,
+            db_size_bytes=size,
         )
 
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
@@ -734,11 +785,12 @@ class SQLiteStore:
                 f"SELECT count(*), min(a.archived_at), max(a.archived_at) FROM archive a WHERE {where}", params
             ).fetchone()
             spaces = conn.execute(
-                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} "
-                "GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace", params,
+                f"SELECT a.namespace, count(*) FROM archive a WHERE {where} GROUP BY a.namespace ORDER BY count(*) DESC, a.namespace",
+                params,
             ).fetchall()
-        return ArchiveStats(total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces],
-                            oldest=oldest, newest=newest)
+        return ArchiveStats(
+            total=total, by_namespace=[NamespaceCount(namespace=n, count=c) for n, c in spaces], oldest=oldest, newest=newest
+        )
 
     def write_counts(self, day: str) -> dict[str, int]:
         with self._reading() as conn:
@@ -764,9 +816,9 @@ class SQLiteWriteTx:
         """The change number of this transaction: every change it makes shares it, because
         they become visible together; followers ask for changes with a higher number."""
         if self._seq is None:
-            self._seq = int(self.conn.execute(
-                "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value"
-            ).fetchone()[0])
+            self._seq = int(
+                self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
+            )
         return self._seq
 
     def get(self, memory_id: str) -> Memory | None:
@@ -813,8 +865,7 @@ class SQLiteWriteTx:
         self._drop_vector(tombstone.id, seq)
         self.conn.execute(
             "INSERT OR REPLACE INTO tombstones (id, namespace, deleted_at, actor, version, seq) VALUES (?, ?, ?, ?, ?, ?)",
-            (tombstone.id, tombstone.namespace, format_ts(tombstone.deleted_at), tombstone.actor,
-             tombstone.version.model_dump_json(), seq),
+            (tombstone.id, tombstone.namespace, format_ts(tombstone.deleted_at), tombstone.actor, tombstone.version.model_dump_json(), seq),
         )
 
     def _drop_vector(self, memory_id: str, seq: int) -> None:
@@ -822,24 +873,29 @@ class SQLiteWriteTx:
             self.conn.execute("INSERT OR REPLACE INTO vector_removals (memory_id, seq) VALUES (?, ?)", (memory_id, seq))
 
     def tombstone(self, memory_id: str) -> Tombstone | None:
-        row = self.conn.execute(
-            "SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE id = ?", (memory_id,)
-        ).fetchone()
+        row = self.conn.execute("SELECT id, namespace, deleted_at, actor, version FROM tombstones WHERE id = ?", (memory_id,)).fetchone()
         return _tombstone(row) if row else None
 
     def add_history(self, entry: HistoryEntry) -> None:
         self.conn.execute(
             "INSERT INTO history (memory_id, event, old, new, actor, at) VALUES (?, ?, ?, ?, ?, ?)",
-            (entry.memory_id, entry.event.value, _json_or_none(entry.old), _json_or_none(entry.new), entry.actor,
-             format_ts(entry.at)),
+            (entry.memory_id, entry.event.value, _json_or_none(entry.old), _json_or_none(entry.new), entry.actor, format_ts(entry.at)),
         )
 
     def put_link(self, link: Link, seq: int) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO links (source_id, target_id, relation, valid_from, valid_until, observed_by, created_at, seq) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (link.source_id, link.target_id, link.relation.value, _ts(link.valid_from), _ts(link.valid_until),
-             link.observed_by, format_ts(link.created_at), seq),
+            (
+                link.source_id,
+                link.target_id,
+                link.relation.value,
+                _ts(link.valid_from),
+                _ts(link.valid_until),
+                link.observed_by,
+                format_ts(link.created_at),
+                seq,
+            ),
         )
 
     def delete_links(self, memory_id: str) -> int:
@@ -905,33 +961,48 @@ class SQLiteWriteTx:
     def put_agent(self, agent: Agent) -> None:
         self.conn.execute(
             f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (agent.agent_id, agent.display_name, agent.role, json.dumps(agent.namespaces), format_ts(agent.created_at),
-             format_ts(agent.updated_at)),
+            (
+                agent.agent_id,
+                agent.display_name,
+                agent.role,
+                json.dumps(agent.namespaces),
+                format_ts(agent.created_at),
+                format_ts(agent.updated_at),
+            ),
         )
 
     def insert_api_key(self, key: StoredApiKey) -> None:
         self.conn.execute(
             f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash, prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.id, key.agent_id, key.role, json.dumps(key.namespaces), format_ts(key.created_at), _ts(key.revoked_at),
-             key.key_hash, key.id),
+            (
+                key.id,
+                key.agent_id,
+                key.role,
+                json.dumps(key.namespaces),
+                format_ts(key.created_at),
+                _ts(key.revoked_at),
+                key.key_hash,
+                key.id,
+            ),
         )
 
     def revoke_api_key(self, key_id: str, at: datetime) -> bool:
-        return self.conn.execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (format_ts(at), key_id)
-        ).rowcount == 1
+        return (
+            self.conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (format_ts(at), key_id)).rowcount
+            == 1
+        )
 
     def count_writes(self, namespace: str, day: str, n: int) -> int:
-        return int(self.conn.execute(
-            "INSERT INTO write_counts (namespace, day, count) VALUES (?, ?, ?) "
-            "ON CONFLICT (namespace, day) DO UPDATE SET count = count + excluded.count RETURNING count",
-            (namespace, day, n),
-        ).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "INSERT INTO write_counts (namespace, day, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace, day) DO UPDATE SET count = count + excluded.count RETURNING count",
+                (namespace, day, n),
+            ).fetchone()[0]
+        )
 
     def take_archived(self, memory_id: str) -> ArchivedMemory | None:
-        row = self.conn.execute(
-            "DELETE FROM archive WHERE id = ? RETURNING data, archived_at, reason", (memory_id,)
-        ).fetchone()
+        row = self.conn.execute("DELETE FROM archive WHERE id = ? RETURNING data, archived_at, reason", (memory_id,)).fetchone()
         return _archived(row) if row else None
 
     def purge_archive(self, flt: Filter, before: datetime | None = None) -> int:
@@ -990,15 +1061,26 @@ def _json_or_none(value: Any) -> str | None:
 def _history_entry(row: tuple) -> HistoryEntry:
     memory_id, event, old, new, actor, at = row
     return HistoryEntry(
-        memory_id=memory_id, event=event, old=json.loads(old) if old else None,
-        new=json.loads(new) if new else None, actor=actor, at=at,
+        memory_id=memory_id,
+        event=event,
+        old=json.loads(old) if old else None,
+        new=json.loads(new) if new else None,
+        actor=actor,
+        at=at,
     )
 
 
 def _link(row: tuple) -> Link:
     source_id, target_id, relation, valid_from, valid_until, observed_by, created_at = row
-    return Link(source_id=source_id, target_id=target_id, relation=relation, valid_from=valid_from,
-                valid_until=valid_until, observed_by=observed_by, created_at=created_at)
+    return Link(
+        source_id=source_id,
+        target_id=target_id,
+        relation=relation,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        observed_by=observed_by,
+        created_at=created_at,
+    )
 
 
 AGENT_COLUMNS = "agent_id, display_name, role, namespaces, created_at, updated_at"
@@ -1007,17 +1089,28 @@ KEY_COLUMNS = "id, agent_id, role, namespaces, created_at, revoked_at"
 
 def _agent(row: tuple) -> Agent:
     agent_id, display_name, role, namespaces, created_at, updated_at = row
-    return Agent(agent_id=agent_id, display_name=display_name, role=role, namespaces=json.loads(namespaces),
-                 created_at=created_at, updated_at=updated_at)
+    return Agent(
+        agent_id=agent_id,
+        display_name=display_name,
+        role=role,
+        namespaces=json.loads(namespaces),
+        created_at=created_at,
+        updated_at=updated_at,
+    )
 
 
 def _key_fields(row: tuple) -> dict[str, Any]:
     key_id, agent_id, role, namespaces, created_at, revoked_at = tuple(row)[:6]
-    return {"id": key_id, "agent_id": agent_id, "role": role, "namespaces": json.loads(namespaces),
-            "created_at": created_at, "revoked_at": revoked_at}
+    return {
+        "id": key_id,
+        "agent_id": agent_id,
+        "role": role,
+        "namespaces": json.loads(namespaces),
+        "created_at": created_at,
+        "revoked_at": revoked_at,
+    }
 
 
 def _tombstone(row: tuple) -> Tombstone:
     mid, namespace, deleted_at, actor, version = row
     return Tombstone(id=mid, namespace=namespace, deleted_at=deleted_at, actor=actor, version=json.loads(version))
-

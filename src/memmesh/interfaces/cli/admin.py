@@ -14,8 +14,12 @@ def init(as_json: bool = JSON_OPTION) -> None:
     """Create (or upgrade) the database and show where it lives."""
     settings = state.settings()
     service = state.service()
-    info = {"url": settings.display_url, "schema_version": service.store.schema_version, "node_id": service.node_id,
-            "config_file": str(settings.config_file) if settings.config_file else None}
+    info = {
+        "url": settings.display_url,
+        "schema_version": service.store.schema_version,
+        "node_id": service.node_id,
+        "config_file": str(settings.config_file) if settings.config_file else None,
+    }
     if as_json:
         print_json(info)
     else:
@@ -34,7 +38,8 @@ def gc(as_json: bool = JSON_OPTION) -> None:
     """Archive expired memories and purge old tombstones."""
     report = state.service().gc()
     print_json(report) if as_json else console.print(
-        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones")
+        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones"
+    )
 
 
 @app.command("reindex")

@@ -16,8 +16,7 @@ def register(
     agent_id: str = typer.Argument(..., help="The agent's id, e.g. planner or team:bot-1."),
     name: str = typer.Option(None, "--name", help="Display name (default: the id)."),
     role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
-    namespace: list[str] = typer.Option(None, "--namespace", "-n",
-                                        help="Namespace pattern: '*', 'team' or 'team/*'; repeatable."),
+    namespace: list[str] = typer.Option(None, "--namespace", "-n", help="Namespace pattern: '*', 'team' or 'team/*'; repeatable."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent, or update its name, role and namespaces."""
@@ -34,6 +33,7 @@ def list_agents(as_json: bool = JSON_OPTION) -> None:
         return
     table = Table("agent", "name", "role", "namespaces", "since")
     for agent in found:
-        table.add_row(agent.agent_id, agent.display_name, agent.role, ", ".join(agent.namespaces),
-                      agent.created_at.isoformat(timespec="seconds"))
+        table.add_row(
+            agent.agent_id, agent.display_name, agent.role, ", ".join(agent.namespaces), agent.created_at.isoformat(timespec="seconds")
+        )
     console.print(table)

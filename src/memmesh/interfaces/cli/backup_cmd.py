@@ -31,8 +31,10 @@ def backup_command(
     if as_json:
         print_json(result)
         return
-    console.print(f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
-                  f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…")
+    console.print(
+        f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
+        f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…"
+    )
     for path in result.removed:
         console.print(f"removed old snapshot {path}")
 
@@ -58,8 +60,10 @@ def restore_command(
     if as_json:
         print_json(report)
     else:
-        console.print(f"restored {report.memories_written} memories, {report.links_written} links, "
-                      f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}")
+        console.print(
+            f"restored {report.memories_written} memories, {report.links_written} links, "
+            f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
+        )
     if report.errors:
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)

@@ -25,9 +25,19 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
         checks.append({"name": "embedder", "status": "warn", "detail": "none configured: keyword-only recall"})
     else:
         health = service.embedder.health()
-        checks.append({"name": "embedder", "status": "ok" if health.get("ok") else "warn",
-                       "detail": f"{health.get('model_id')}: {health.get('detail')}"})
+        checks.append(
+            {
+                "name": "embedder",
+                "status": "ok" if health.get("ok") else "warn",
+                "detail": f"{health.get('model_id')}: {health.get('detail')}",
+            }
+        )
         pending = len(service.reindex_pending())
-        checks.append({"name": "vectors", "status": "ok" if pending == 0 else "warn",
-                       "detail": "every memory embedded" if pending == 0 else f"{pending} memories need `memmesh reindex`"})
+        checks.append(
+            {
+                "name": "vectors",
+                "status": "ok" if pending == 0 else "warn",
+                "detail": "every memory embedded" if pending == 0 else f"{pending} memories need `memmesh reindex`",
+            }
+        )
     return checks

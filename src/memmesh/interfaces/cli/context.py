@@ -87,9 +87,9 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{option} is not valid JSON ({exc.msg} at char {exc.pos}); e.g. {option} '{{\"k\": \"v\"}}'") from None
+        raise InvalidInputError(f'{option} is not valid JSON ({exc.msg} at char {exc.pos}); e.g. {option} \'{{"k": "v"}}\'') from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"{option} must be a JSON object, e.g. {option} '{{\"k\": \"v\"}}'")
+        raise InvalidInputError(f'{option} must be a JSON object, e.g. {option} \'{{"k": "v"}}\'')
     return value
 
 

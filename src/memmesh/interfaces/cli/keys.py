@@ -15,19 +15,26 @@ app.add_typer(keys_app, name="keys")
 def create(
     agent: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
     role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
-    namespace: list[str] = typer.Option(None, "--namespace", "-n",
-                                        help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."),
+    namespace: list[str] = typer.Option(
+        None, "--namespace", "-n", help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     created = state.service().create_key(agent, role=role, namespaces=namespace or None)
     if as_json:
-        print_json({"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role,
-                    "namespaces": created.namespaces})
+        print_json(
+            {"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role, "namespaces": created.namespaces}
+        )
         return
     console.print(created.key, markup=False, highlight=False)
-    console.print(f"key {created.id} for agent {created.agent_id} ({created.role}, namespaces {', '.join(created.namespaces)}); "
-                  "store it now: it cannot be shown again", style="dim", markup=False, highlight=False)
+    console.print(
+        f"key {created.id} for agent {created.agent_id} ({created.role}, namespaces {', '.join(created.namespaces)}); "
+        "store it now: it cannot be shown again",
+        style="dim",
+        markup=False,
+        highlight=False,
+    )
 
 
 @keys_app.command("list")
@@ -42,8 +49,14 @@ def list_keys(
         return
     table = Table("id", "agent", "role", "namespaces", "created", "revoked")
     for key in found:
-        table.add_row(key.id, key.agent_id, key.role, ", ".join(key.namespaces), key.created_at.isoformat(timespec="seconds"),
-                      key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "")
+        table.add_row(
+            key.id,
+            key.agent_id,
+            key.role,
+            ", ".join(key.namespaces),
+            key.created_at.isoformat(timespec="seconds"),
+            key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
+        )
     console.print(table)
 
 

@@ -10,12 +10,14 @@ from memmesh.interfaces.cli.context import app, state
 @app.command("mcp")
 def mcp(
     profile: str = typer.Option(
-        None, "--profile",
+        None,
+        "--profile",
         help="Tools to offer: core (default), graph, admin, power, full, or a comma list of families "
-             "(env MEMMESH_MCP_PROFILE, config [mcp] profile).",
+        "(env MEMMESH_MCP_PROFILE, config [mcp] profile).",
     ),
     agent_id: str = typer.Option(
-        None, "--agent-id",
+        None,
+        "--agent-id",
         help="Agent id recorded as the writer of every memory (env MEMMESH_MCP_AGENT_ID, config [mcp] agent_id).",
     ),
 ) -> None:

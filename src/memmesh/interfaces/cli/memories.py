@@ -19,10 +19,26 @@ SINCE = typer.Option(None, "--since", help="Created at or after (RFC 3339).")
 UNTIL = typer.Option(None, "--until", help="Created before (RFC 3339).")
 
 
-def _filters(namespace: str | None, tags: str | None, tier: str | None, kind: str | None, agent_id: str | None,
-             since: str | None, until: str | None, **more: Any) -> dict[str, Any]:
-    return {"namespace": namespace, "tags": split_tags(tags), "tier": tier, "kind": kind, "agent_id": agent_id,
-            "since": since, "until": until, **more}
+def _filters(
+    namespace: str | None,
+    tags: str | None,
+    tier: str | None,
+    kind: str | None,
+    agent_id: str | None,
+    since: str | None,
+    until: str | None,
+    **more: Any,
+) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "tags": split_tags(tags),
+        "tier": tier,
+        "kind": kind,
+        "agent_id": agent_id,
+        "since": since,
+        "until": until,
+        **more,
+    }
 
 
 @app.command("store")
@@ -47,12 +63,26 @@ def store(
 ) -> None:
     """Store a memory (an identical one in the same namespace is not stored twice)."""
     text = sys.stdin.read() if content == "-" else content
-    memory = state.service().add({
-        "content": text, "namespace": namespace, "title": title, "tier": tier, "kind": kind,
-        "tags": split_tags(tags) or [], "priority": priority, "confidence": confidence, "source": source,
-        "agent_id": agent_id, "metadata": parse_json_object(metadata, "--metadata") or {}, "id": memory_id,
-        "ttl_seconds": ttl, "valid_from": valid_from, "valid_to": valid_to, "on_conflict": on_conflict,
-    })
+    memory = state.service().add(
+        {
+            "content": text,
+            "namespace": namespace,
+            "title": title,
+            "tier": tier,
+            "kind": kind,
+            "tags": split_tags(tags) or [],
+            "priority": priority,
+            "confidence": confidence,
+            "source": source,
+            "agent_id": agent_id,
+            "metadata": parse_json_object(metadata, "--metadata") or {},
+            "id": memory_id,
+            "ttl_seconds": ttl,
+            "valid_from": valid_from,
+            "valid_to": valid_to,
+            "on_conflict": on_conflict,
+        }
+    )
     if as_json:
         print_json(memory)
     else:
@@ -68,8 +98,13 @@ def get(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: 
 
 @app.command("list")
 def list_memories(
-    namespace: str = NS, tags: str = TAGS, tier: str = TIER, kind: str = KIND, agent_id: str = AGENT,
-    since: str = SINCE, until: str = UNTIL,
+    namespace: str = NS,
+    tags: str = TAGS,
+    tier: str = TIER,
+    kind: str = KIND,
+    agent_id: str = AGENT,
+    since: str = SINCE,
+    until: str = UNTIL,
     limit: int = typer.Option(50, "--limit", "-l", help="Page size."),
     cursor: str = typer.Option(None, "--cursor", help="next_cursor from the previous page."),
     as_json: bool = JSON_OPTION,
@@ -84,11 +119,30 @@ def list_memories(
         console.print(f"more: --cursor {page.next_cursor}")
 
 
-def _recall(query: str, mode: str | None, touch: bool, namespace: str | None, tags: str | None, tier: str | None,
-            kind: str | None, agent_id: str | None, since: str | None, until: str | None, as_of: str | None,
-            top_k: int, explain: bool, budget: int | None, as_json: bool) -> None:
+def _recall(
+    query: str,
+    mode: str | None,
+    touch: bool,
+    namespace: str | None,
+    tags: str | None,
+    tier: str | None,
+    kind: str | None,
+    agent_id: str | None,
+    since: str | None,
+    until: str | None,
+    as_of: str | None,
+    top_k: int,
+    explain: bool,
+    budget: int | None,
+    as_json: bool,
+) -> None:
     result = state.service().recall(
-        query, top_k=top_k, mode=mode, explain=explain, budget_tokens=budget, touch=touch,
+        query,
+        top_k=top_k,
+        mode=mode,
+        explain=explain,
+        budget_tokens=budget,
+        touch=touch,
         **_filters(namespace, tags, tier, kind, agent_id, since, until, as_of=as_of),
     )
     if as_json:
@@ -107,8 +161,13 @@ def _recall(query: str, mode: str | None, touch: bool, namespace: str | None, ta
 @app.command("recall")
 def recall(
     query: str = typer.Argument(..., help="Words or a question."),
-    namespace: str = NS, tags: str = TAGS, tier: str = TIER, kind: str = KIND, agent_id: str = AGENT,
-    since: str = SINCE, until: str = UNTIL,
+    namespace: str = NS,
+    tags: str = TAGS,
+    tier: str = TIER,
+    kind: str = KIND,
+    agent_id: str = AGENT,
+    since: str = SINCE,
+    until: str = UNTIL,
     as_of: str = typer.Option(None, "--as-of", help="Only facts valid at this world time."),
     top_k: int = typer.Option(10, "--top-k", "-k", help="How many hits."),
     mode: str = typer.Option(None, "--mode", help="hybrid (default) | keyword | vector"),
@@ -123,8 +182,13 @@ def recall(
 @app.command("search")
 def search(
     query: str = typer.Argument(..., help="Keywords."),
-    namespace: str = NS, tags: str = TAGS, tier: str = TIER, kind: str = KIND, agent_id: str = AGENT,
-    since: str = SINCE, until: str = UNTIL,
+    namespace: str = NS,
+    tags: str = TAGS,
+    tier: str = TIER,
+    kind: str = KIND,
+    agent_id: str = AGENT,
+    since: str = SINCE,
+    until: str = UNTIL,
     top_k: int = typer.Option(10, "--top-k", "-k", help="How many hits."),
     explain: bool = typer.Option(False, "--explain", help="Show the parts of each score."),
     as_json: bool = JSON_OPTION,
@@ -139,18 +203,29 @@ def update(
     content: str = typer.Option(None, "--content", "-c", help="New content."),
     title: str = typer.Option(None, "--title"),
     namespace: str = typer.Option(None, "--namespace", "-n", help="Move to this namespace."),
-    tier: str = TIER, kind: str = KIND, tags: str = typer.Option(None, "--tags", "-t", help="Replace the tags."),
+    tier: str = TIER,
+    kind: str = KIND,
+    tags: str = typer.Option(None, "--tags", "-t", help="Replace the tags."),
     priority: int = typer.Option(None, "--priority", "-p"),
     confidence: float = typer.Option(None, "--confidence"),
     metadata: str = typer.Option(None, "--metadata", "-m", help="Replace the metadata (a JSON object)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Change a memory; the old values go to its history."""
-    memory = state.service().update(memory_id, {
-        "content": content, "title": title, "namespace": namespace, "tier": tier, "kind": kind,
-        "tags": split_tags(tags), "priority": priority, "confidence": confidence,
-        "metadata": parse_json_object(metadata, "--metadata"),
-    })
+    memory = state.service().update(
+        memory_id,
+        {
+            "content": content,
+            "title": title,
+            "namespace": namespace,
+            "tier": tier,
+            "kind": kind,
+            "tags": split_tags(tags),
+            "priority": priority,
+            "confidence": confidence,
+            "metadata": parse_json_object(metadata, "--metadata"),
+        },
+    )
     print_json(memory) if as_json else console.print(f"updated [bold]{memory.id}[/]")
 
 
@@ -165,8 +240,9 @@ def delete(memory_id: str = typer.Argument(..., help="The memory's id."), as_jso
 def link(
     source_id: str = typer.Argument(..., help="From this memory…"),
     target_id: str = typer.Argument(..., help="…to this one."),
-    relation: str = typer.Option("related_to", "--relation", "-r",
-                                 help="related_to | supersedes | contradicts | derived_from | part_of | caused_by | mentions"),
+    relation: str = typer.Option(
+        "related_to", "--relation", "-r", help="related_to | supersedes | contradicts | derived_from | part_of | caused_by | mentions"
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Link two memories with a typed relation."""

@@ -47,8 +47,7 @@ def migrate_command(
         total = source.stats(now, now).total
         with Progress(console=err_console, transient=True) as bar:
             task = bar.add_task("migrating" + (" (dry run)" if dry_run else ""), total=total)
-            report = migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run,
-                             progress=lambda n: bar.advance(task, n))
+            report = migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
     finally:
         source.close()
         target.close()
@@ -56,9 +55,11 @@ def migrate_command(
         print_json(report_dict(report))
     else:
         verb = "would write" if dry_run else "wrote"
-        console.print(f"read {report.memories_read} memories in {report.batches} batches; {verb} "
-                      f"{report.memories_written} memories, {report.links_written} links, {report.history_written} history "
-                      f"entries, {report.tombstones_written} tombstones, {report.vectors_written} vectors")
+        console.print(
+            f"read {report.memories_read} memories in {report.batches} batches; {verb} "
+            f"{report.memories_written} memories, {report.links_written} links, {report.history_written} history "
+            f"entries, {report.tombstones_written} tombstones, {report.vectors_written} vectors"
+        )
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)
     if report.errors:

@@ -48,8 +48,10 @@ def hit_table(hits: list[Hit], explain: bool = False) -> None:
 
 
 def stats_view(stats: Stats) -> None:
-    console.print(f"[bold]{stats.total}[/] memories, {stats.links_count} links, "
-                  f"{stats.expiring_soon} expiring within a day, {stats.db_size_bytes:,} bytes on disk")
+    console.print(
+        f"[bold]{stats.total}[/] memories, {stats.links_count} links, "
+        f"{stats.expiring_soon} expiring within a day, {stats.db_size_bytes:,} bytes on disk"
+    )
     if stats.by_tier:
         console.print("by tier: " + ", ".join(f"{t.tier.value} {t.count}" for t in stats.by_tier))
     if stats.by_namespace:

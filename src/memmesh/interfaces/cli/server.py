@@ -24,9 +24,11 @@ def serve(
 
     if config is not None:
         state.config = config
-    state.extra_overrides.update({
-        **db_override(db),
-        "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
-        "auth": {"require_auth": require_auth, "insecure": insecure},
-    })
+    state.extra_overrides.update(
+        {
+            **db_override(db),
+            "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
+            "auth": {"require_auth": require_auth, "insecure": insecure},
+        }
+    )
     run(state.settings())

@@ -60,8 +60,12 @@ class ImportFormat(StrEnum):
 def import_(
     source: str = typer.Argument(..., help="A file ('-' for stdin); for --format sql a database URL (sqlite:///… or postgresql://…)."),
     fmt: ImportFormat = typer.Option(ImportFormat.auto, "--format", "-f", help="Source format (auto: from the URL or the content)."),
-    namespace: str = typer.Option(None, "--namespace", "-n", help="Target namespace (mcp-memory: mcp; mem0: base, default mem0; sql: "
-                                  "the one namespace when there is no --tenant-col)."),
+    namespace: str = typer.Option(
+        None,
+        "--namespace",
+        "-n",
+        help="Target namespace (mcp-memory: mcp; mem0: base, default mem0; sql: the one namespace when there is no --tenant-col).",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count; write nothing."),
     tier: str = typer.Option("long", "--tier", help="Tier of imported memories (not jsonl, which keeps its own)."),
     spot: int = typer.Option(3, "--spot-check", min=0, max=1000, help="Recall this many imported records afterwards to check them."),
@@ -84,11 +88,22 @@ def import_(
     exported memories JSON or its history db, or a legacy SQL table (per-tenant report).
     Exits 1 when any record failed (the report lists each with its reason).
     """
-    sql_given = [name for name, value, default in (
-        ("--table", table, None), ("--tenant-col", tenant_col, None), ("--mark-col", mark_col, None), ("--check-only", check_only, False),
-        ("--id-prefix", id_prefix, None), ("--id-col", id_col, "id"), ("--content-col", content_col, "content"),
-        ("--namespace-template", namespace_template, "workspace:{tenant}"), ("--kind", kind, "fact"), ("--source", written_by, "import"),
-    ) if value != default]
+    sql_given = [
+        name
+        for name, value, default in (
+            ("--table", table, None),
+            ("--tenant-col", tenant_col, None),
+            ("--mark-col", mark_col, None),
+            ("--check-only", check_only, False),
+            ("--id-prefix", id_prefix, None),
+            ("--id-col", id_col, "id"),
+            ("--content-col", content_col, "content"),
+            ("--namespace-template", namespace_template, "workspace:{tenant}"),
+            ("--kind", kind, "fact"),
+            ("--source", written_by, "import"),
+        )
+        if value != default
+    ]
     text = _TextSource(source)
     chosen = fmt.value if fmt is not ImportFormat.auto else detect_format(source, table=table, read_text=text.read)
     if chosen != "sql" and sql_given:
@@ -101,8 +116,13 @@ def import_(
     service = state.service()
     with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
-        common: dict[str, Any] = {"namespace": namespace, "tier": tier, "dry_run": dry_run, "sample": spot,
-                                  "progress": lambda n: bar.advance(task, n)}
+        common: dict[str, Any] = {
+            "namespace": namespace,
+            "tier": tier,
+            "dry_run": dry_run,
+            "sample": spot,
+            "progress": lambda n: bar.advance(task, n),
+        }
         if chosen == "mcp-memory":
             report = import_mcp_memory(service, text.read(), source=source, **common)
         elif chosen == "mem0":
@@ -110,11 +130,23 @@ def import_(
         elif chosen == "mem0-history":
             report = import_mem0_history(service, source, **common)
         else:
-            spec = LegacyTable(url=source, table=table or "", id_col=id_col, content_col=content_col, tenant_col=tenant_col,
-                               namespace_template=namespace_template, namespace=namespace, kind=kind, source=written_by, tier=tier,
-                               mark_col=mark_col, id_prefix=id_prefix)
-            report = import_legacy(service, spec, dry_run=dry_run, check_only=check_only, batch_size=batch_size, sample=spot,
-                                   progress=common["progress"])
+            spec = LegacyTable(
+                url=source,
+                table=table or "",
+                id_col=id_col,
+                content_col=content_col,
+                tenant_col=tenant_col,
+                namespace_template=namespace_template,
+                namespace=namespace,
+                kind=kind,
+                source=written_by,
+                tier=tier,
+                mark_col=mark_col,
+                id_prefix=id_prefix,
+            )
+            report = import_legacy(
+                service, spec, dry_run=dry_run, check_only=check_only, batch_size=batch_size, sample=spot, progress=common["progress"]
+            )
     if as_json:
         print_json(report)
     else:
@@ -150,8 +182,10 @@ def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     if as_json:
         print_json(report)
     else:
-        console.print(f"{report.memories_written} memories and {report.links_written} links written, "
-                      f"{report.memories_skipped + report.links_skipped} already present" + (" (dry run)" if dry_run else ""))
+        console.print(
+            f"{report.memories_written} memories and {report.links_written} links written, "
+            f"{report.memories_skipped + report.links_skipped} already present" + (" (dry run)" if dry_run else "")
+        )
 
 
 def render_import_report(report: ImportReport) -> None:
@@ -165,16 +199,25 @@ def render_import_report(report: ImportReport) -> None:
     table.add_row("[bold]total[/]", "", f"[bold]{t.migrated}[/]", f"[bold]{t.skipped}[/]", f"[bold]{t.failed}[/]")
     console.print(table)
     verb = "would write" if report.dry_run else "wrote"
-    console.print(f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {t.links_written} links"
-                  + (f" ({t.links_skipped} links skipped)" if t.links_skipped else ""))
+    console.print(
+        f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {t.links_written} links"
+        + (f" ({t.links_skipped} links skipped)" if t.links_skipped else "")
+    )
     for reason, count in report.skipped_reasons.items():
         console.print(f"skipped {count}: {reason}", markup=False, highlight=False)
     for failure in report.failures[:50]:
-        err_console.print(f"failed {failure.id}" + (f" (tenant {failure.tenant})" if failure.tenant else "") + f": {failure.reason}",
-                          markup=False, highlight=False)
+        err_console.print(
+            f"failed {failure.id}" + (f" (tenant {failure.tenant})" if failure.tenant else "") + f": {failure.reason}",
+            markup=False,
+            highlight=False,
+        )
     if len(report.failures) > 50:
         err_console.print(f"… and {len(report.failures) - 50} more failures (use --json for all)")
     if report.spot_check is not None and report.spot_check.sampled:
         check = report.spot_check
-        console.print(f"spot check: recalled {check.found} of {check.sampled} sampled records"
-                      + (f"; not found: {', '.join(check.missing)}" if check.missing else ""), markup=False, highlight=False)
+        console.print(
+            f"spot check: recalled {check.found} of {check.sampled} sampled records"
+            + (f"; not found: {', '.join(check.missing)}" if check.missing else ""),
+            markup=False,
+            highlight=False,
+        )

@@ -20,14 +20,21 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "memmesh_http_requests", "HTTP requests handled", ("method", "route", "status"), registry=self.registry)
+        self.requests = Counter("memmesh_http_requests", "HTTP requests handled", ("method", "route", "status"), registry=self.registry)
         self.latency = Histogram(
-            "memmesh_http_request_duration_seconds", "HTTP request latency", ("method", "route", "status"),
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+            "memmesh_http_request_duration_seconds",
+            "HTTP request latency",
+            ("method", "route", "status"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.recall_latency = Histogram(
-            "memmesh_recall_duration_seconds", "Time spent ranking a recall or search", ("mode",),
-            buckets=LATENCY_BUCKETS, registry=self.registry)
+            "memmesh_recall_duration_seconds",
+            "Time spent ranking a recall or search",
+            ("mode",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.memories = Gauge("memmesh_store_memories", "Live memories in the store", registry=self.registry)
         self.db_size = Gauge("memmesh_store_size_bytes", "Store size on disk", registry=self.registry)
         self.links = Gauge("memmesh_store_links", "Links in the store", registry=self.registry)

@@ -85,9 +85,18 @@ class RequestMiddleware:
             route = getattr(scope.get("route"), "path", None) or "<unmatched>"
             self.metrics.observe_request(scope["method"], route, status, elapsed)
             access_logger.info(
-                "%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000,
-                extra={"method": scope["method"], "path": scope["path"], "status": status,
-                       "duration_ms": round(elapsed * 1000, 2), "client": (scope.get("client") or ("-",))[0]},
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": (scope.get("client") or ("-",))[0],
+                },
             )
             request_id.reset(token)
 
@@ -117,9 +126,17 @@ class RequestMiddleware:
             details={"limit": self.max_body_bytes},
         )
         payload = json.dumps(error.to_dict()).encode()
-        await send({"type": "http.response.start", "status": error.http_status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.http_status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -30,9 +30,13 @@ class ErrorDetail(BaseModel):
 class ErrorBody(BaseModel):
     """Every error response: ``{"error": {"code", "message", "details"}}``."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"error": {"code": "not_found", "message": "no memory with id 0190…", "details": {}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"error": {"code": "not_found", "message": "no memory with id 0190…", "details": {}}},
+            ]
+        }
+    )
 
     error: ErrorDetail
 
@@ -53,9 +57,14 @@ class RecallFilters(Body):
 class RecallRequest(Body):
     """A recall: hybrid (keyword + semantic) by default; counts as an access."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"query": "what does alice drink?", "filters": {"namespace": "people"}, "top_k": 5, "explain": True},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "what does alice drink?", "filters": {"namespace": "people"}, "top_k": 5, "explain": True},
+            ]
+        },
+    )
 
     query: str = Field(description="words or a question")
     filters: RecallFilters | None = None
@@ -75,9 +84,14 @@ class BatchRequest(Body):
 class LinkRequest(Body):
     """A typed, directed link between two memories."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"source_id": "0190a…", "target_id": "0190b…", "relation": "supersedes"},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"source_id": "0190a…", "target_id": "0190b…", "relation": "supersedes"},
+            ]
+        },
+    )
 
     source_id: str
     target_id: str
@@ -93,9 +107,14 @@ class DeleteAllResult(BaseModel):
 class AgentRequest(Body):
     """Register or update an agent identity."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"agent_id": "planner", "display_name": "Planner bot", "role": "writer", "namespaces": ["team/*"]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"agent_id": "planner", "display_name": "Planner bot", "role": "writer", "namespaces": ["team/*"]},
+            ]
+        },
+    )
 
     agent_id: str
     display_name: str | None = None
@@ -106,9 +125,14 @@ class AgentRequest(Body):
 class KeyRequest(Body):
     """Create an API key for an agent; the response holds the key's text, shown only once."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"agent_id": "planner", "role": "writer", "namespaces": ["team/*"]},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"agent_id": "planner", "role": "writer", "namespaces": ["team/*"]},
+            ]
+        },
+    )
 
     agent_id: str
     role: Role = "writer"

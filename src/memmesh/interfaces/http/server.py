@@ -67,8 +67,14 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     service = build(settings)
     try:
         check_bind(server.host, service.auth_enabled(), settings.auth.insecure)
-        common: dict[str, Any] = {"host": server.host, "port": server.port, "log_config": None, "access_log": False,
-                                  "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S, "server_header": False}
+        common: dict[str, Any] = {
+            "host": server.host,
+            "port": server.port,
+            "log_config": None,
+            "access_log": False,
+            "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+            "server_header": False,
+        }
         if server.workers > 1:
             (os.environ if environ is None else environ).update(settings_env(settings))
             uvicorn.run("memmesh.interfaces.http.server:app_factory", factory=True, workers=server.workers, **common)

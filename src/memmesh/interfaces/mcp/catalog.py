@@ -12,10 +12,25 @@ from __future__ import annotations
 from memmesh.errors import ConfigError
 
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "core": ("memory_store", "memory_recall", "memory_search", "memory_list", "memory_get", "memory_update",
-             "memory_delete", "memory_capabilities"),
-    "graph": ("memory_link", "memory_get_links", "memory_kg_query", "memory_kg_timeline", "memory_kg_invalidate",
-              "memory_find_paths", "memory_get_taxonomy"),
+    "core": (
+        "memory_store",
+        "memory_recall",
+        "memory_search",
+        "memory_list",
+        "memory_get",
+        "memory_update",
+        "memory_delete",
+        "memory_capabilities",
+    ),
+    "graph": (
+        "memory_link",
+        "memory_get_links",
+        "memory_kg_query",
+        "memory_kg_timeline",
+        "memory_kg_invalidate",
+        "memory_find_paths",
+        "memory_get_taxonomy",
+    ),
     "entities": ("memory_entity_register", "memory_entity_get_by_alias"),
     "lifecycle": ("memory_promote", "memory_forget", "memory_consolidate", "memory_history", "memory_restore", "memory_gc"),
     "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),

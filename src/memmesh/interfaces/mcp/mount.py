@@ -92,6 +92,11 @@ class McpMount:
 async def _unavailable(send: Send) -> None:
     error = UnavailableError("the MCP endpoint is not running: the server's lifespan has not started")
     body = json.dumps(error.to_dict()).encode()
-    await send({"type": "http.response.start", "status": error.http_status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.http_status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -69,16 +69,24 @@ def create_server(
     families = resolve_profile(profile if profile is not None else (settings.mcp.profile if settings else None))
     enabled = set(tools_for(families))
     tools = MemoryTools(service, principal, allow_paths=allow_paths, enabled=families)
-    server: MCPServer = _MemmeshServer("memmesh", title="memmesh", version=__version__, instructions=INSTRUCTIONS,
-                                  log_level="WARNING", warn_on_duplicate_tools=False)
+    server: MCPServer = _MemmeshServer(
+        "memmesh", title="memmesh", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING", warn_on_duplicate_tools=False
+    )
     for name, (method, info) in tool_methods(tools).items():
         if name not in enabled:
             continue
         server.add_tool(
-            _guarded(method), name=name, title=info.title, description=inspect.cleandoc(method.__doc__ or ""),
-            annotations=ToolAnnotations(title=info.title, read_only_hint=info.read_only,
-                                        destructive_hint=info.destructive, idempotent_hint=info.idempotent,
-                                        open_world_hint=False),
+            _guarded(method),
+            name=name,
+            title=info.title,
+            description=inspect.cleandoc(method.__doc__ or ""),
+            annotations=ToolAnnotations(
+                title=info.title,
+                read_only_hint=info.read_only,
+                destructive_hint=info.destructive,
+                idempotent_hint=info.idempotent,
+                open_world_hint=False,
+            ),
             structured_output=False,
         )
     _add_resources(server, tools)
@@ -116,20 +124,24 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., CallToolResult]:
 def _add_resources(server: MCPServer, tools: MemoryTools) -> None:
     service = tools.service
 
-    @server.resource("memory://{id}", name="memory", title="A memory",
-                     description="One memory in full, as JSON.", mime_type="application/json")
+    @server.resource(
+        "memory://{id}", name="memory", title="A memory", description="One memory in full, as JSON.", mime_type="application/json"
+    )
     def read_memory(id: str) -> str:
         with _resource_errors():
             return to_text(memory_view(service.get(id, principal=tools.who()), full=True))
 
-    @server.resource("memory://namespace/{+namespace}", name="namespace", title="Recent memories of a namespace",
-                     description=f"The {NAMESPACE_RESOURCE_LIMIT} newest memories in a namespace (and below it), as JSON.",
-                     mime_type="application/json")
+    @server.resource(
+        "memory://namespace/{+namespace}",
+        name="namespace",
+        title="Recent memories of a namespace",
+        description=f"The {NAMESPACE_RESOURCE_LIMIT} newest memories in a namespace (and below it), as JSON.",
+        mime_type="application/json",
+    )
     def read_namespace(namespace: str) -> str:
         with _resource_errors():
             page = service.list(limit=NAMESPACE_RESOURCE_LIMIT, namespace=namespace, principal=tools.who())
-            return to_text({"namespace": namespace, "items": [memory_view(m) for m in page.items],
-                            "next_cursor": page.next_cursor})
+            return to_text({"namespace": namespace, "items": [memory_view(m) for m in page.items], "next_cursor": page.next_cursor})
 
 
 @contextmanager
@@ -146,13 +158,14 @@ def _resource_errors() -> Iterator[None]:
 def _add_prompt(server: MCPServer, tools: MemoryTools) -> None:
     service = tools.service
 
-    @server.prompt(name="memory_context", title="Load relevant memories",
-                   description="Start a task with what memmesh already knows about it: the most relevant "
-                               "and the newest memories, ready to read.")
+    @server.prompt(
+        name="memory_context",
+        title="Load relevant memories",
+        description="Start a task with what memmesh already knows about it: the most relevant and the newest memories, ready to read.",
+    )
     def memory_context(task: str, namespace: str | None = None) -> str:
         try:
-            brief = service.survey.session_start(task=task, namespace=namespace, recent=5, relevant=10,
-                                                 principal=tools.who())
+            brief = service.survey.session_start(task=task, namespace=namespace, recent=5, relevant=10, principal=tools.who())
         except MemmeshError as exc:
             raise ValueError(f"error: {exc.message}") from exc
         lines = [f"Task: {task}", "", "What memmesh remembers that may matter (most relevant first):"]
@@ -201,8 +214,7 @@ class McpHttpApp:
         self.resolve = resolve
         loopback = host in ("127.0.0.1", "localhost", "::1")
         security = None if loopback else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-        self.server.streamable_http_app(stateless_http=stateless, json_response=json_response,
-                                        transport_security=security, host=host)
+        self.server.streamable_http_app(stateless_http=stateless, json_response=json_response, transport_security=security, host=host)
         self.manager: StreamableHTTPSessionManager = self.server.session_manager
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:

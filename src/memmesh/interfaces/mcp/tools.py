@@ -39,12 +39,13 @@ class ToolInfo:
     idempotent: bool
 
 
-def tool(family: str, title: str, *, read_only: bool = False, destructive: bool = False,
-         idempotent: bool = False) -> Callable[[F], F]:
+def tool(family: str, title: str, *, read_only: bool = False, destructive: bool = False, idempotent: bool = False) -> Callable[[F], F]:
     """Mark a method as an MCP tool of ``family`` with its behaviour hints."""
+
     def mark(fn: F) -> F:
         fn.__mcp_tool__ = ToolInfo(family, title, read_only, destructive, idempotent)  # type: ignore[attr-defined]
         return fn
+
     return mark
 
 
@@ -99,8 +100,10 @@ class MemoryTools:
         ttl_seconds: Annotated[int | None, Field(description="Expire after this many seconds (not the tier's TTL).")] = None,
         valid_from: Annotated[str | None, Field(description="World time the fact started to hold (RFC 3339).")] = None,
         valid_to: Annotated[str | None, Field(description="World time the fact stopped holding (RFC 3339).")] = None,
-        on_conflict: Annotated[Literal["error", "update", "version"], Field(
-            description="Title already used in the namespace: error, update it, or keep both (new supersedes).")] = "error",
+        on_conflict: Annotated[
+            Literal["error", "update", "version"],
+            Field(description="Title already used in the namespace: error, update it, or keep both (new supersedes)."),
+        ] = "error",
         id: Annotated[str | None, Field(description="Your own id, making retries idempotent.")] = None,
     ) -> Any:
         """Save something worth remembering across sessions: a fact, preference, decision or procedure.
@@ -109,11 +112,26 @@ class MemoryTools:
         later. Identical content in the same namespace is stored once (the existing memory comes
         back). Returns the stored memory: id, namespace, tier, expires_at, …
         """
-        return self.service.add(_given(
-            content=content, namespace=namespace, title=title, tier=tier, kind=kind, tags=tags, priority=priority,
-            confidence=confidence, metadata=metadata, ttl_seconds=ttl_seconds, valid_from=valid_from, valid_to=valid_to,
-            on_conflict=on_conflict, id=id, source="agent",
-        ), principal=self.who())
+        return self.service.add(
+            _given(
+                content=content,
+                namespace=namespace,
+                title=title,
+                tier=tier,
+                kind=kind,
+                tags=tags,
+                priority=priority,
+                confidence=confidence,
+                metadata=metadata,
+                ttl_seconds=ttl_seconds,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                on_conflict=on_conflict,
+                id=id,
+                source="agent",
+            ),
+            principal=self.who(),
+        )
 
     @tool("core", "Recall memories", idempotent=False)
     def memory_recall(
@@ -137,9 +155,14 @@ class MemoryTools:
         best first with a score; long content is cut (memory_get gives the whole text). Counts
         as a use of each hit: often-recalled memories are kept longer.
         """
-        result = self.service.recall(query, principal=self.who(), top_k=top_k, budget_tokens=budget_tokens,
-                                     explain=explain, **_given(namespace=namespace, tags=tags, tier=tier, kind=kind,
-                                                                agent_id=agent_id, since=since, until=until, as_of=as_of))
+        result = self.service.recall(
+            query,
+            principal=self.who(),
+            top_k=top_k,
+            budget_tokens=budget_tokens,
+            explain=explain,
+            **_given(namespace=namespace, tags=tags, tier=tier, kind=kind, agent_id=agent_id, since=since, until=until, as_of=as_of),
+        )
         return _recall_view(result)
 
     @tool("core", "Keyword search", read_only=True, idempotent=True)
@@ -157,8 +180,14 @@ class MemoryTools:
         Prefer memory_recall for questions; use this to check what is stored. Returns hits with
         scores, best first.
         """
-        result = self.service.recall(query, mode="keyword", touch=False, top_k=top_k, principal=self.who(),
-                                     **_given(namespace=namespace, tags=tags, tier=tier, kind=kind))
+        result = self.service.recall(
+            query,
+            mode="keyword",
+            touch=False,
+            top_k=top_k,
+            principal=self.who(),
+            **_given(namespace=namespace, tags=tags, tier=tier, kind=kind),
+        )
         return _recall_view(result)
 
     @tool("core", "List memories", read_only=True, idempotent=True)
@@ -175,8 +204,12 @@ class MemoryTools:
         cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
     ) -> Any:
         """Browse memories newest first, with filters; pass next_cursor back for the next page."""
-        page = self.service.list(limit=limit, cursor=cursor, principal=self.who(), **_given(
-            namespace=namespace, tags=tags, tier=tier, kind=kind, agent_id=agent_id, since=since, until=until))
+        page = self.service.list(
+            limit=limit,
+            cursor=cursor,
+            principal=self.who(),
+            **_given(namespace=namespace, tags=tags, tier=tier, kind=kind, agent_id=agent_id, since=since, until=until),
+        )
         return {"items": page.items, "next_cursor": page.next_cursor}
 
     @tool("core", "Read a memory", idempotent=True)
@@ -202,9 +235,23 @@ class MemoryTools:
     ) -> Any:
         """Correct or refine a memory; fields you leave out stay as they are. The old values
         are kept in its history (memory_history)."""
-        return self.service.update(id, _given(content=content, title=title, namespace=namespace, tier=tier, kind=kind,
-                                              tags=tags, priority=priority, confidence=confidence, metadata=metadata,
-                                              valid_from=valid_from, valid_to=valid_to), principal=self.who())
+        return self.service.update(
+            id,
+            _given(
+                content=content,
+                title=title,
+                namespace=namespace,
+                tier=tier,
+                kind=kind,
+                tags=tags,
+                priority=priority,
+                confidence=confidence,
+                metadata=metadata,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            ),
+            principal=self.who(),
+        )
 
     @tool("core", "Delete a memory", destructive=True, idempotent=False)
     def memory_delete(self, id: MemoryId) -> Any:
@@ -232,8 +279,7 @@ class MemoryTools:
     ) -> Any:
         """Record a typed, directed relation between two memories (e.g. A supersedes B, A part_of B).
         Linking again refreshes the link. Returns the link."""
-        return self.service.link(source_id, target_id, relation, valid_from=valid_from, valid_until=valid_until,
-                                 principal=self.who())
+        return self.service.link(source_id, target_id, relation, valid_from=valid_from, valid_until=valid_until, principal=self.who())
 
     @tool("graph", "Links of a memory", read_only=True, idempotent=True)
     def memory_get_links(self, id: MemoryId) -> Any:
@@ -253,20 +299,40 @@ class MemoryTools:
         """Memories connected to one memory within a number of links, using only links valid at
         as_of (default now): 'what do we know around X?'. Nearest first, each with its depth and
         the link that reached it."""
-        result = self.service.graph.query(id, relations=_relations(relations), depth=depth, direction=direction,
-                                          as_of=as_of, limit=limit, principal=self.who())
-        return {"root": result.root, "as_of": result.as_of, "truncated": result.truncated,
-                "nodes": [{"depth": n.depth, "relation": n.via.relation if n.via else None,
-                           "direction": "out" if n.via and n.via.source_id != n.memory.id else "in",
-                           "memory": n.memory} for n in result.nodes]}
+        result = self.service.graph.query(
+            id, relations=_relations(relations), depth=depth, direction=direction, as_of=as_of, limit=limit, principal=self.who()
+        )
+        return {
+            "root": result.root,
+            "as_of": result.as_of,
+            "truncated": result.truncated,
+            "nodes": [
+                {
+                    "depth": n.depth,
+                    "relation": n.via.relation if n.via else None,
+                    "direction": "out" if n.via and n.via.source_id != n.memory.id else "in",
+                    "memory": n.memory,
+                }
+                for n in result.nodes
+            ],
+        }
 
     @tool("graph", "Timeline of a memory's links", read_only=True, idempotent=True)
     def memory_kg_timeline(self, id: MemoryId, relations: Relations = None) -> Any:
         """The links of a memory (an entity or fact) in world-time order, including invalidated
         ones; 'current' tells which still hold. Use it for 'how did X change over time?'."""
         entries = self.service.graph.timeline(id, relations=_relations(relations), principal=self.who())
-        return [{"at": e.at, "current": e.current, "direction": e.direction, "relation": e.link.relation,
-                 "valid_until": e.link.valid_until, "other": e.other} for e in entries]
+        return [
+            {
+                "at": e.at,
+                "current": e.current,
+                "direction": e.direction,
+                "relation": e.link.relation,
+                "valid_until": e.link.valid_until,
+                "other": e.other,
+            }
+            for e in entries
+        ]
 
     @tool("graph", "Invalidate a link", destructive=True, idempotent=True)
     def memory_kg_invalidate(
@@ -292,8 +358,16 @@ class MemoryTools:
         limit: Annotated[int, Field(description="At most this many paths.")] = 5,
     ) -> Any:
         """How two memories are connected: chains of valid links between them, shortest first."""
-        paths = self.service.graph.find_paths(source_id, target_id, max_depth=max_depth, relations=_relations(relations),
-                                              direction=direction, as_of=as_of, limit=limit, principal=self.who())
+        paths = self.service.graph.find_paths(
+            source_id,
+            target_id,
+            max_depth=max_depth,
+            relations=_relations(relations),
+            direction=direction,
+            as_of=as_of,
+            limit=limit,
+            principal=self.who(),
+        )
         return [{"ids": p.ids, "relations": [lk.relation for lk in p.links]} for p in paths]
 
     @tool("graph", "Namespace tree", read_only=True, idempotent=True)
@@ -313,8 +387,9 @@ class MemoryTools:
     ) -> Any:
         """Create a named entity (person, project, system …) or add aliases to a known one, so
         memory_entity_get_by_alias finds it under any of its names. Link facts to its id."""
-        return self.service.entities.register(name, aliases=aliases or [], namespace=namespace, description=description,
-                                              principal=self.who())
+        return self.service.entities.register(
+            name, aliases=aliases or [], namespace=namespace, description=description, principal=self.who()
+        )
 
     @tool("entities", "Find an entity by alias", read_only=True, idempotent=True)
     def memory_entity_get_by_alias(
@@ -346,8 +421,11 @@ class MemoryTools:
     ) -> Any:
         """Delete every memory matching the filters (at least one filter). Run with dry_run=true
         first to see the count and ids; each deletion can be undone with memory_restore."""
-        return self.service.lifecycle.forget(dry_run=dry_run, principal=self.who(), **_given(
-            namespace=namespace, tags=tags, tier=tier, kind=kind, agent_id=agent_id, since=since, until=until))
+        return self.service.lifecycle.forget(
+            dry_run=dry_run,
+            principal=self.who(),
+            **_given(namespace=namespace, tags=tags, tier=tier, kind=kind, agent_id=agent_id, since=since, until=until),
+        )
 
     @tool("lifecycle", "Consolidate memories")
     def memory_consolidate(
@@ -361,8 +439,9 @@ class MemoryTools:
     ) -> Any:
         """Replace several overlapping memories with one summary you wrote (kind summary, tier long);
         the originals are deleted (restorable) or kept and marked superseded. Returns the summary."""
-        return self.service.lifecycle.consolidate(ids, content, namespace=namespace, title=title, tags=tags,
-                                                  keep_sources=keep_sources, principal=self.who())
+        return self.service.lifecycle.consolidate(
+            ids, content, namespace=namespace, title=title, tags=tags, keep_sources=keep_sources, principal=self.who()
+        )
 
     @tool("lifecycle", "History of a memory", read_only=True, idempotent=True)
     def memory_history(self, id: MemoryId) -> Any:
@@ -385,11 +464,15 @@ class MemoryTools:
 
     @tool("archive", "List the archive", read_only=True, idempotent=True)
     def memory_archive_list(
-        self, namespace: NsFilter = None, limit: Annotated[int, Field(description="At most this many.")] = 20,
+        self,
+        namespace: NsFilter = None,
+        limit: Annotated[int, Field(description="At most this many.")] = 20,
     ) -> Any:
         """Expired memories that gc moved to the archive, most recent first (restorable)."""
-        return [{"archived_at": a.archived_at, "reason": a.reason, "memory": a.memory}
-                for a in self.service.lifecycle.archive_list(namespace=namespace, limit=limit, principal=self.who())]
+        return [
+            {"archived_at": a.archived_at, "reason": a.reason, "memory": a.memory}
+            for a in self.service.lifecycle.archive_list(namespace=namespace, limit=limit, principal=self.who())
+        ]
 
     @tool("archive", "Restore from the archive")
     def memory_archive_restore(self, id: MemoryId) -> Any:
@@ -405,8 +488,9 @@ class MemoryTools:
         everything: Annotated[bool, Field(description="The whole archive (when no other selector).")] = False,
     ) -> Any:
         """Delete archived memories for good (cannot be undone). Returns how many went."""
-        purged = self.service.lifecycle.archive_purge(memory_ids=ids, namespace=namespace, older_than_days=older_than_days,
-                                                      everything=everything, principal=self.who())
+        purged = self.service.lifecycle.archive_purge(
+            memory_ids=ids, namespace=namespace, older_than_days=older_than_days, everything=everything, principal=self.who()
+        )
         return {"purged": purged}
 
     @tool("archive", "Archive statistics", read_only=True, idempotent=True)
@@ -425,8 +509,7 @@ class MemoryTools:
         namespaces: Annotated[list[str] | None, Field(description="Patterns it may touch: '*', 'team', 'team/*'.")] = None,
     ) -> Any:
         """Register (or update) an agent identity with a role and namespaces (admin only)."""
-        return self.service.register_agent(agent_id, display_name=display_name, role=role, namespaces=namespaces,
-                                           principal=self.who())
+        return self.service.register_agent(agent_id, display_name=display_name, role=role, namespaces=namespaces, principal=self.who())
 
     @tool("agents", "List agents", read_only=True, idempotent=True)
     def memory_agent_list(self) -> Any:
@@ -446,11 +529,18 @@ class MemoryTools:
     ) -> Any:
         """Call once at the start of a conversation: returns the newest memories in the namespace
         and those most relevant to the task, so you begin with what was learned before."""
-        brief = self.service.survey.session_start(task=task, namespace=namespace, recent=recent, relevant=relevant,
-                                                  budget_tokens=budget_tokens, principal=self.who())
-        return {"namespace": brief.namespace, "task": brief.task, "total_memories": brief.total_memories,
-                "mode": brief.mode, "notices": brief.notices, "recent": brief.recent,
-                "relevant": [_hit_view(h) for h in brief.relevant]}
+        brief = self.service.survey.session_start(
+            task=task, namespace=namespace, recent=recent, relevant=relevant, budget_tokens=budget_tokens, principal=self.who()
+        )
+        return {
+            "namespace": brief.namespace,
+            "task": brief.task,
+            "total_memories": brief.total_memories,
+            "mode": brief.mode,
+            "notices": brief.notices,
+            "recent": brief.recent,
+            "relevant": [_hit_view(h) for h in brief.relevant],
+        }
 
     @tool("session", "Check for duplicates", read_only=True, idempotent=True)
     def memory_check_duplicate(
@@ -487,7 +577,8 @@ class MemoryTools:
 
     @tool("ops", "Back up now", idempotent=False)
     def memory_backup(
-        self, retain: Annotated[int | None, Field(description="Keep only the newest N snapshots.", ge=1)] = None,
+        self,
+        retain: Annotated[int | None, Field(description="Keep only the newest N snapshots.", ge=1)] = None,
     ) -> Any:
         """Take an online snapshot of the whole store (with a checksummed manifest) into the
         server's backup folder; admin only. Returns the snapshot path and its manifest."""
@@ -552,11 +643,16 @@ class MemoryTools:
             semantic = {"status": "not available", "detail": "no embedder configured (embeddings.provider = none)"}
         else:
             health = embedder.health()
-            semantic = {"status": "active" if health.get("ok") else "unavailable", "model": health.get("model_id"),
-                        "detail": health.get("detail")}
+            semantic = {
+                "status": "active" if health.get("ok") else "unavailable",
+                "model": health.get("model_id"),
+                "detail": health.get("detail"),
+            }
         return {
-            "families": [{"name": f, "enabled": f in self.enabled, "description": FAMILY_DESCRIPTIONS[f],
-                          "tools": list(FAMILIES[f])} for f in FAMILIES],
+            "families": [
+                {"name": f, "enabled": f in self.enabled, "description": FAMILY_DESCRIPTIONS[f], "tools": list(FAMILIES[f])}
+                for f in FAMILIES
+            ],
             "recall": {"keyword": {"status": "active"}, "semantic": semantic},
             "federation": {"status": "not available"},
             "llm": {"status": "not available", "detail": "no LLM is used: consolidation summaries are written by you"},
@@ -576,8 +672,7 @@ def _hit_view(hit: Any) -> dict[str, Any]:
 
 
 def _recall_view(result: Any) -> dict[str, Any]:
-    return {"mode": result.mode, "hits": [_hit_view(h) for h in result.hits], "dropped": result.dropped,
-            "notices": result.notices}
+    return {"mode": result.mode, "hits": [_hit_view(h) for h in result.hits], "dropped": result.dropped, "notices": result.notices}
 
 
 def tool_methods(tools: MemoryTools) -> dict[str, tuple[Callable[..., Any], ToolInfo]]:

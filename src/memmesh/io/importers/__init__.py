@@ -53,8 +53,10 @@ def detect_format(source: str, *, table: str | None, read_text: Callable[[], str
             if handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER:
                 if mem0.has_history_table(path):
                     return "mem0-history"
-                raise InvalidInputError(f"{source} is a SQLite file without mem0's history table: to import a legacy table "
-                                        f"give sqlite:///{path.absolute()} with --table")
+                raise InvalidInputError(
+                    f"{source} is a SQLite file without mem0's history table: to import a legacy table "
+                    f"give sqlite:///{path.absolute()} with --table"
+                )
     return detect_text_format(read_text())
 
 
@@ -77,8 +79,16 @@ def detect_text_format(text: str) -> str:
 
 
 def import_mcp_memory(
-    service: Service, text: str, *, source: str = "memory.jsonl", namespace: str | None = None, tier: str = "long",
-    dry_run: bool = False, sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+    service: Service,
+    text: str,
+    *,
+    source: str = "memory.jsonl",
+    namespace: str | None = None,
+    tier: str = "long",
+    dry_run: bool = False,
+    sample: int = 3,
+    progress: Progress | None = None,
+    principal: Principal | None = None,
 ) -> ImportReport:
     """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations)."""
     ns = normalize_namespace(namespace or mcp_memory.DEFAULT_NAMESPACE)
@@ -89,8 +99,16 @@ def import_mcp_memory(
 
 
 def import_mem0(
-    service: Service, text: str, *, source: str = "mem0 export", namespace: str | None = None, tier: str = "long",
-    dry_run: bool = False, sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+    service: Service,
+    text: str,
+    *,
+    source: str = "mem0 export",
+    namespace: str | None = None,
+    tier: str = "long",
+    dry_run: bool = False,
+    sample: int = 3,
+    progress: Progress | None = None,
+    principal: Principal | None = None,
 ) -> ImportReport:
     """Import mem0's exported memories (``{"results": [...]}`` or a list)."""
     base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
@@ -104,8 +122,15 @@ def import_mem0(
 
 
 def import_mem0_history(
-    service: Service, path: str | Path, *, namespace: str | None = None, tier: str = "long", dry_run: bool = False,
-    sample: int = 3, progress: Progress | None = None, principal: Principal | None = None,
+    service: Service,
+    path: str | Path,
+    *,
+    namespace: str | None = None,
+    tier: str = "long",
+    dry_run: bool = False,
+    sample: int = 3,
+    progress: Progress | None = None,
+    principal: Principal | None = None,
 ) -> ImportReport:
     """Import the latest state of every memory in mem0's SQLite history db (the file is only read)."""
     base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
@@ -120,8 +145,17 @@ def _check_tier(tier: str) -> None:
         raise InvalidInputError(f"tier {tier!r} is not one of {', '.join(Tier.__members__)}")
 
 
-def _run(service: Service, fmt: str, source: str, items: Sequence[Item], links: Sequence[PlannedLink], dry_run: bool,
-         sample: int, progress: Progress | None, principal: Principal | None) -> ImportReport:
+def _run(
+    service: Service,
+    fmt: str,
+    source: str,
+    items: Sequence[Item],
+    links: Sequence[PlannedLink],
+    dry_run: bool,
+    sample: int,
+    progress: Progress | None,
+    principal: Principal | None,
+) -> ImportReport:
     writer = Writer(service, dry_run=dry_run, principal=principal, progress=progress)
     outcomes = writer.apply(items)
     writer.link(links)
@@ -132,6 +166,13 @@ def _run(service: Service, fmt: str, source: str, items: Sequence[Item], links: 
 
 
 __all__ = [
-    "FORMATS", "ImportReport", "LegacyTable", "detect_format", "detect_text_format", "import_legacy", "import_mcp_memory",
-    "import_mem0", "import_mem0_history",
+    "FORMATS",
+    "ImportReport",
+    "LegacyTable",
+    "detect_format",
+    "detect_text_format",
+    "import_legacy",
+    "import_mcp_memory",
+    "import_mem0",
+    "import_mem0_history",
 ]

@@ -216,8 +216,15 @@ def build_report(fmt: str, source: str, dry_run: bool, outcomes: Sequence[Outcom
     totals.migrated = totals.added + totals.updated + totals.deleted
     totals.skipped = sum(t.skipped for t in tenants.values())
     totals.failed = len(failures)
-    return ImportReport(format=fmt, source=source, dry_run=dry_run, tenants=list(tenants.values()), totals=totals,
-                        skipped_reasons=dict(reasons.most_common()), failures=failures)
+    return ImportReport(
+        format=fmt,
+        source=source,
+        dry_run=dry_run,
+        tenants=list(tenants.values()),
+        totals=totals,
+        skipped_reasons=dict(reasons.most_common()),
+        failures=failures,
+    )
 
 
 # -- the write path ---------------------------------------------------------------------------
@@ -289,8 +296,9 @@ class Writer:
         if current is not None:
             return self._refresh(item, new, current)
         if self.service.store.history(new.id):
-            return Outcome(item.key, item.tenant, "skipped", "deleted or archived in memmesh since an earlier import",
-                           new.id, new.namespace)
+            return Outcome(
+                item.key, item.tenant, "skipped", "deleted or archived in memmesh since an earlier import", new.id, new.namespace
+            )
         digest = content_hash(new.namespace, new.content)
         holder = self._planned.get((new.namespace, digest))
         if holder is None:
@@ -309,9 +317,13 @@ class Writer:
         recorded = recorded if isinstance(recorded, dict) else {}
         move = not item.keep_namespace and current.namespace != new.namespace
         if move and not recorded.get("namespace_unknown"):
-            return Outcome(item.key, item.tenant, "failed",
-                           f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r} "
-                           "(another source with the same ids? give it a different --id-prefix)")
+            return Outcome(
+                item.key,
+                item.tenant,
+                "failed",
+                f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r} "
+                "(another source with the same ids? give it a different --id-prefix)",
+            )
         self.ids[new.id] = current.id
         origin = dict(new.metadata.get(IMPORTED_FROM, {}))
         fmt = str(origin.get("format"))
@@ -395,8 +407,10 @@ class Writer:
             self.links_written += 1
 
     def _has_link(self, source: str, target: str, relation: str) -> bool:
-        return any(link.source_id == source and link.target_id == target and link.relation.value == relation
-                   for link in self.service.store.links(source))
+        return any(
+            link.source_id == source and link.target_id == target and link.relation.value == relation
+            for link in self.service.store.links(source)
+        )
 
 
 def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, principal: Principal | None = None) -> SpotCheck:
@@ -435,6 +449,22 @@ def _seen_digests(recorded: dict[str, Any]) -> dict[str, str]:
 
 
 __all__ = [
-    "IMPORTED_FROM", "Candidate", "Failure", "ImportReport", "Item", "Outcome", "PlannedLink", "Present", "Rejected",
-    "Removal", "SpotCheck", "TenantCounts", "Totals", "Writer", "build_report", "id_part", "source_digest", "spot_check",
+    "IMPORTED_FROM",
+    "Candidate",
+    "Failure",
+    "ImportReport",
+    "Item",
+    "Outcome",
+    "PlannedLink",
+    "Present",
+    "Rejected",
+    "Removal",
+    "SpotCheck",
+    "TenantCounts",
+    "Totals",
+    "Writer",
+    "build_report",
+    "id_part",
+    "source_digest",
+    "spot_check",
 ]

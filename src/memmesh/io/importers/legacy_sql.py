@@ -72,8 +72,9 @@ def check_options(spec: LegacyTable) -> None:
         raise InvalidInputError("--table is required for a SQL source")
     fields = {name for _, name, _, _ in string.Formatter().parse(spec.namespace_template) if name is not None}
     if fields - {"tenant"}:
-        raise InvalidInputError(f"--namespace-template {spec.namespace_template!r} may only use {{tenant}} "
-                                f"(found {', '.join(sorted(fields - {'tenant'}))})")
+        raise InvalidInputError(
+            f"--namespace-template {spec.namespace_template!r} may only use {{tenant}} (found {', '.join(sorted(fields - {'tenant'}))})"
+        )
     if spec.tenant_col and spec.namespace:
         raise InvalidInputError("give --namespace-template with --tenant-col, or --namespace without it, not both")
     if not spec.tenant_col and not spec.namespace:
@@ -127,20 +128,27 @@ def import_legacy(
 def _checked_columns(source: SqlSource, spec: LegacyTable) -> list[str]:
     """The columns to read after the key (content, tenant?, mark?); each must exist."""
     present = source.columns(spec.table)
-    named = [("--id-col", spec.id_col), ("--content-col", spec.content_col), ("--tenant-col", spec.tenant_col),
-             ("--mark-col", spec.mark_col)]
+    named = [
+        ("--id-col", spec.id_col),
+        ("--content-col", spec.content_col),
+        ("--tenant-col", spec.tenant_col),
+        ("--mark-col", spec.mark_col),
+    ]
     for option, column in named:
         if column is not None and column not in present:
-            raise InvalidInputError(f"{option} {column!r}: table {spec.table!r} has no such column "
-                                    f"(columns: {', '.join(present)}); nothing was written")
+            raise InvalidInputError(
+                f"{option} {column!r}: table {spec.table!r} has no such column (columns: {', '.join(present)}); nothing was written"
+            )
     return [c for c in (spec.content_col, spec.tenant_col, spec.mark_col) if c is not None]
 
 
 def _null_key_items(source: SqlSource, spec: LegacyTable) -> list[Item]:
     """Rows without an id cannot be imported idempotently (or marked): each one is a failure."""
     extra = [spec.tenant_col] if spec.tenant_col else []
-    return [Rejected("(no id)", _tenant(row[0]) if extra else None, f"{spec.id_col} is NULL")
-            for row in source.null_key_rows(spec.table, spec.id_col, extra)]
+    return [
+        Rejected("(no id)", _tenant(row[0]) if extra else None, f"{spec.id_col} is NULL")
+        for row in source.null_key_rows(spec.table, spec.id_col, extra)
+    ]
 
 
 def _row_parts(spec: LegacyTable, row: tuple[Any, ...]) -> tuple[Any, Any, str | None, Any]:
@@ -168,8 +176,15 @@ def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
     text = str(content)
     sha = source_digest(namespace, text, spec.kind)
     origin = {"format": FORMAT, "table": spec.table, "id": key, "tenant": tenant, "sha": sha}
-    fields = {"id": f"{id_prefix(spec)}:{id_part(row_id, 64)}", "namespace": namespace, "content": text,
-              "kind": spec.kind, "source": spec.source, "tier": spec.tier, "metadata": {IMPORTED_FROM: origin}}
+    fields = {
+        "id": f"{id_prefix(spec)}:{id_part(row_id, 64)}",
+        "namespace": namespace,
+        "content": text,
+        "kind": spec.kind,
+        "source": spec.source,
+        "tier": spec.tier,
+        "metadata": {IMPORTED_FROM: origin},
+    }
     return Candidate(key, tenant, fields, sha)
 
 
@@ -183,8 +198,11 @@ def _tenant(value: Any) -> str | None:
 def _mark(source: SqlSource, spec: LegacyTable, rows: Sequence[tuple[Any, ...]], done: Sequence[Outcome], service: Service) -> None:
     """Mark the rows whose memory is now in memmesh (written now or before; not failed, not marked)."""
     by_key = {str(row[0]): row[0] for row in rows}
-    ids = [by_key[o.key] for o in done
-           if o.key in by_key and o.memory_id and o.action in ("added", "updated", "skipped") and o.reason != "already migrated (marked)"]
+    ids = [
+        by_key[o.key]
+        for o in done
+        if o.key in by_key and o.memory_id and o.action in ("added", "updated", "skipped") and o.reason != "already migrated (marked)"
+    ]
     if ids:
         source.mark(spec.table, spec.id_col, spec.mark_col or "", ids, service.clock())
 

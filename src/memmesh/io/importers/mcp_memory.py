@@ -46,9 +46,13 @@ FORMAT = "mcp-memory"
 DEFAULT_NAMESPACE = "mcp"
 
 _RELATION_SYNONYMS = {
-    "relates_to": Relation.related_to, "related": Relation.related_to,
-    "replaces": Relation.supersedes, "derives_from": Relation.derived_from, "based_on": Relation.derived_from,
-    "refers_to": Relation.mentions, "mentioned": Relation.mentions,
+    "relates_to": Relation.related_to,
+    "related": Relation.related_to,
+    "replaces": Relation.supersedes,
+    "derives_from": Relation.derived_from,
+    "based_on": Relation.derived_from,
+    "refers_to": Relation.mentions,
+    "mentioned": Relation.mentions,
 }
 
 
@@ -105,8 +109,7 @@ def _read_record(record: Any, graph: Graph) -> str | None:
         name, entity_type, observations = record.get("name"), record.get("entityType", ""), record.get("observations", [])
         if not isinstance(name, str) or not name.strip():
             return "entity without a name"
-        if not isinstance(entity_type, str) or not isinstance(observations, list) or \
-                not all(isinstance(o, str) for o in observations):
+        if not isinstance(entity_type, str) or not isinstance(observations, list) or not all(isinstance(o, str) for o in observations):
             return f"entity {name!r}: entityType must be a string and observations a list of strings"
         entity = graph.entities.setdefault(name, Entity(name, entity_type))
         entity.observations.extend(o for o in observations if o not in entity.observations)
@@ -129,8 +132,14 @@ def observation_id(name: str, observation: str) -> str:
     return f"{entity_id(name)}:{hashlib.sha256(observation.encode()).hexdigest()[:12]}"
 
 
-def plan(service: Service, graph: Graph, namespace: str, *, tier: str = "long", principal: Principal | None = None,
-         ) -> tuple[list[Item], list[PlannedLink]]:
+def plan(
+    service: Service,
+    graph: Graph,
+    namespace: str,
+    *,
+    tier: str = "long",
+    principal: Principal | None = None,
+) -> tuple[list[Item], list[PlannedLink]]:
     """The items and links for a parsed graph (entities first, so links find their ends)."""
     for source, target, relation_type in graph.relations:
         if source in graph.entities:
@@ -145,8 +154,13 @@ def plan(service: Service, graph: Graph, namespace: str, *, tier: str = "long", 
             links.append(PlannedLink(observation_id(entity.name, observation), entity_id(entity.name), Relation.part_of.value))
     for source, target, relation_type in graph.relations:
         if source not in graph.entities or target not in graph.entities:
-            items.append(Rejected(f"relation {source} -{relation_type}-> {target}", namespace,
-                                  f"entity {source if source not in graph.entities else target!r} is not in the file"))
+            items.append(
+                Rejected(
+                    f"relation {source} -{relation_type}-> {target}",
+                    namespace,
+                    f"entity {source if source not in graph.entities else target!r} is not in the file",
+                )
+            )
             continue
         links.append(PlannedLink(entity_id(source), entity_id(target), map_relation(relation_type).value))
     return items, links
@@ -176,12 +190,24 @@ def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: st
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
     content = f"{entity.name} ({entity.entity_type})" if entity.entity_type.strip() else entity.name
     tags = [ENTITY_TAG, *([ALIAS_PREFIX + alias] if alias else []), *([type_tag] if type_tag else [])]
-    meta: dict[str, Any] = {"entity": entity.name, "aliases": [alias] if alias else [], "entity_type": entity.entity_type,
-            "relations": entity.relations}
+    meta: dict[str, Any] = {
+        "entity": entity.name,
+        "aliases": [alias] if alias else [],
+        "entity_type": entity.entity_type,
+        "relations": entity.relations,
+    }
     sha = source_digest(content, tags, meta)
     meta[IMPORTED_FROM] = {"format": FORMAT, "id": entity.name, "sha": sha}
-    fields = {"id": entity_id(entity.name), "namespace": namespace, "content": content, "tier": tier, "kind": "fact",
-              "tags": tags, "source": "import", "metadata": meta}
+    fields = {
+        "id": entity_id(entity.name),
+        "namespace": namespace,
+        "content": content,
+        "tier": tier,
+        "kind": "fact",
+        "tags": tags,
+        "source": "import",
+        "metadata": meta,
+    }
     return Candidate(key, namespace, fields, sha)
 
 
@@ -195,8 +221,16 @@ def _observation_item(entity: Entity, index: int, observation: str, namespace: s
     meta: dict[str, Any] = {"entity": entity.name, "entity_type": entity.entity_type}
     sha = source_digest(content, tags, meta)
     meta[IMPORTED_FROM] = {"format": FORMAT, "id": f"{entity.name}#{index + 1}", "sha": sha}
-    fields = {"id": observation_id(entity.name, observation), "namespace": namespace, "content": content, "tier": tier,
-              "kind": "fact", "tags": tags, "source": "import", "metadata": meta}
+    fields = {
+        "id": observation_id(entity.name, observation),
+        "namespace": namespace,
+        "content": content,
+        "tier": tier,
+        "kind": "fact",
+        "tags": tags,
+        "source": "import",
+        "metadata": meta,
+    }
     return Candidate(key, namespace, fields, sha)
 
 

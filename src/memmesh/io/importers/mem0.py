@@ -91,10 +91,18 @@ def _export_item(record: Any, number: int, base: str, tier: str) -> Item:
     kind = "procedure" if metadata.get("memory_type") == "procedural_memory" else "fact"
     agent = record.get("agent_id") if isinstance(record.get("agent_id"), str) else None
     sha = source_digest(namespace, text, tags, metadata, kind)
-    origin = {"format": FORMAT_EXPORT, "id": key, "sha": sha,
-              **{k: record[k] for k in _SOURCE_FIELDS if record.get(k) is not None}}
-    fields = {"id": memory_id(key), "namespace": namespace, "content": text, "tier": tier, "kind": kind, "tags": tags,
-              "source": "import", "agent_id": agent, "metadata": {**metadata, IMPORTED_FROM: origin}}
+    origin = {"format": FORMAT_EXPORT, "id": key, "sha": sha, **{k: record[k] for k in _SOURCE_FIELDS if record.get(k) is not None}}
+    fields = {
+        "id": memory_id(key),
+        "namespace": namespace,
+        "content": text,
+        "tier": tier,
+        "kind": kind,
+        "tags": tags,
+        "source": "import",
+        "agent_id": agent,
+        "metadata": {**metadata, IMPORTED_FROM: origin},
+    }
     return Candidate(key, namespace, fields, sha)
 
 
@@ -163,14 +171,35 @@ def _latest_states(rows: list[dict[str, Any]], base: str, tier: str) -> list[Ite
 
 def _history_item(mem0_id: str, text: str, row: dict[str, Any], base: str, tier: str) -> Item:
     sha = source_digest(text)
-    origin = {"format": FORMAT_HISTORY, "id": mem0_id, "sha": sha, "namespace_unknown": True,
-              **{k: row[k] for k in ("created_at", "updated_at", "actor_id", "role") if row.get(k) is not None}}
-    fields = {"id": memory_id(mem0_id), "namespace": base, "content": text, "tier": tier, "kind": "fact", "tags": [],
-              "source": "import", "metadata": {IMPORTED_FROM: origin}}
+    origin = {
+        "format": FORMAT_HISTORY,
+        "id": mem0_id,
+        "sha": sha,
+        "namespace_unknown": True,
+        **{k: row[k] for k in ("created_at", "updated_at", "actor_id", "role") if row.get(k) is not None},
+    }
+    fields = {
+        "id": memory_id(mem0_id),
+        "namespace": base,
+        "content": text,
+        "tier": tier,
+        "kind": "fact",
+        "tags": [],
+        "source": "import",
+        "metadata": {IMPORTED_FROM: origin},
+    }
     return Candidate(mem0_id, base, fields, sha, keep_namespace=True)
 
 
 __all__ = [
-    "DEFAULT_NAMESPACE", "FORMAT_EXPORT", "FORMAT_HISTORY", "export_records", "has_history_table", "looks_like_export",
-    "memory_id", "namespace_for", "plan_export", "read_history",
+    "DEFAULT_NAMESPACE",
+    "FORMAT_EXPORT",
+    "FORMAT_HISTORY",
+    "export_records",
+    "has_history_table",
+    "looks_like_export",
+    "memory_id",
+    "namespace_for",
+    "plan_export",
+    "read_history",
 ]

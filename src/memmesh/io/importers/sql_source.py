@@ -95,8 +95,7 @@ class SqliteSource:
             if last is None:
                 rows = self.conn.execute(f"{base} ORDER BY {self._ident(key)} LIMIT ?", (size,)).fetchall()
             else:
-                rows = self.conn.execute(f"{base} AND {self._ident(key)} > ? ORDER BY {self._ident(key)} LIMIT ?",
-                                         (last, size)).fetchall()
+                rows = self.conn.execute(f"{base} AND {self._ident(key)} > ? ORDER BY {self._ident(key)} LIMIT ?", (last, size)).fetchall()
             if not rows:
                 return
             yield rows
@@ -201,7 +200,8 @@ class PostgresSource:
         from psycopg import sql
 
         query = sql.SQL("UPDATE {} SET {} = %s WHERE {} = ANY(%s) AND {} IS NULL").format(
-            self._ident(table), self._ident(column), self._ident(key), self._ident(column))
+            self._ident(table), self._ident(column), self._ident(key), self._ident(column)
+        )
         return int(self._run(query, (at, list(ids))).rowcount)
 
     def close(self) -> None:

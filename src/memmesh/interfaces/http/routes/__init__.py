@@ -18,7 +18,5 @@ _DESCRIPTIONS = {
     503: "Store or dependency unavailable; retry later",
 }
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in _DESCRIPTIONS.items()
-}
+ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody, "description": text} for status, text in _DESCRIPTIONS.items()}
 """Error responses documented on every /api/v1 route, all in the SPEC error shape."""

@@ -37,14 +37,14 @@ def list_agents(service: Svc, who: Caller) -> Response:
 @router.post("/agents", status_code=201, response_model=Agent, tags=["agents"], summary="Register an agent")
 def register_agent(body: AgentRequest, service: Svc, who: Caller) -> Response:
     """Register or update an agent identity (admin keys only)."""
-    agent = service.register_agent(body.agent_id, display_name=body.display_name, role=body.role,
-                                   namespaces=body.namespaces, principal=who)
+    agent = service.register_agent(body.agent_id, display_name=body.display_name, role=body.role, namespaces=body.namespaces, principal=who)
     return json_response(agent, 201)
 
 
 @router.get("/keys", response_model=list[ApiKey], tags=["keys"], summary="List API keys")
 def list_keys(
-    service: Svc, who: Caller,
+    service: Svc,
+    who: Caller,
     include_revoked: Annotated[bool, Query(description="also list revoked keys")] = False,
 ) -> Response:
     """API keys without their secrets (admin keys only)."""

@@ -16,16 +16,26 @@ async def healthz() -> Response:
     return json_response(Health())
 
 
-@router.get("/readyz", response_model=Ready, summary="Readiness",
-            responses={503: {"model": ErrorBody, "description": "The store cannot be reached"}})
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    summary="Readiness",
+    responses={503: {"model": ErrorBody, "description": "The store cannot be reached"}},
+)
 def readyz(service: Svc) -> Response:
     """The store answers a query (503 otherwise)."""
     return json_response(Ready(status="ok", **service.ready()))
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-                       401: {"model": ErrorBody, "description": "API key needed (non-loopback bind)"}})
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        401: {"model": ErrorBody, "description": "API key needed (non-loopback bind)"},
+    },
+)
 def metrics(request: Request, service: Svc) -> Response:
     """Request counts and latencies per route and status, recall latency, store size.
 

@@ -15,10 +15,14 @@ from memmesh.model import HistoryEntry, Kind, Link, Memory, MemoryPatch, NewMemo
 router = APIRouter(prefix="/api/v1", tags=["memories"], responses=ERRORS)
 
 NEW_MEMORY_EXAMPLES = {
-    "fact": {"summary": "A fact in a namespace", "value": {
-        "content": "Alice prefers green tea", "namespace": "people/alice", "tags": ["preference"], "priority": 7}},
-    "idempotent": {"summary": "With a client id (safe to retry)", "value": {
-        "id": "0190f5d2-6a4b-7c1e-9d2f-3b4c5d6e7f80", "content": "Deploys happen on Tuesdays", "namespace": "team/ops"}},
+    "fact": {
+        "summary": "A fact in a namespace",
+        "value": {"content": "Alice prefers green tea", "namespace": "people/alice", "tags": ["preference"], "priority": 7},
+    },
+    "idempotent": {
+        "summary": "With a client id (safe to retry)",
+        "value": {"id": "0190f5d2-6a4b-7c1e-9d2f-3b4c5d6e7f80", "content": "Deploys happen on Tuesdays", "namespace": "team/ops"},
+    },
 }
 
 
@@ -33,8 +37,7 @@ async def list_filters(
 ) -> dict[str, Any]:
     """The listing filters (query parameters) as service keyword arguments."""
     split = [t for value in tags for t in value.split(",")] if tags else None
-    return {"namespace": namespace, "tags": split, "tier": tier, "kind": kind, "agent_id": agent_id, "since": since,
-            "until": until}
+    return {"namespace": namespace, "tags": split, "tier": tier, "kind": kind, "agent_id": agent_id, "since": since, "until": until}
 
 
 Filters = Annotated[dict[str, Any], Depends(list_filters)]
@@ -55,7 +58,9 @@ def add_memories(batch: BatchRequest, service: Svc, who: Caller) -> Response:
 
 @router.get("/memories", response_model=Page, summary="List memories")
 def list_memories(
-    service: Svc, who: Caller, chosen: Filters,
+    service: Svc,
+    who: Caller,
+    chosen: Filters,
     limit: Annotated[int, Query(ge=1, description="page size (at most limits.max_page_size)")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response:
@@ -65,7 +70,9 @@ def list_memories(
 
 @router.delete("/memories", response_model=DeleteAllResult, summary="Delete memories matching filters")
 def delete_memories(
-    service: Svc, who: Caller, chosen: Filters,
+    service: Svc,
+    who: Caller,
+    chosen: Filters,
     everything: Annotated[bool, Query(description="required to delete with no filter at all")] = False,
 ) -> Response:
     """Delete every memory the filters match (tombstones stay); returns how many."""

@@ -22,15 +22,26 @@ def recall(body: RecallRequest, request: Request, service: Svc, who: Caller) -> 
     Counts as an access: extends short/mid TTLs and drives promotion to long."""
     started = time.perf_counter()
     chosen = body.filters.model_dump(exclude_none=True) if body.filters else {}
-    result = service.recall(body.query, top_k=body.top_k, mode=body.mode, explain=body.explain,
-                            budget_tokens=body.budget_tokens, touch=body.touch, principal=who, **chosen)
+    result = service.recall(
+        body.query,
+        top_k=body.top_k,
+        mode=body.mode,
+        explain=body.explain,
+        budget_tokens=body.budget_tokens,
+        touch=body.touch,
+        principal=who,
+        **chosen,
+    )
     server(request).metrics.recall_latency.labels(result.mode).observe(time.perf_counter() - started)
     return json_response(result)
 
 
 @router.get("/search", response_model=RecallResult, summary="Keyword search")
 def search(
-    request: Request, service: Svc, who: Caller, chosen: Filters,
+    request: Request,
+    service: Svc,
+    who: Caller,
+    chosen: Filters,
     q: Annotated[str, Query(description="keywords")],
     top_k: Annotated[int | None, Query(ge=1, description="hits to return")] = None,
     explain: Annotated[bool, Query(description="include the parts of each score")] = False,
