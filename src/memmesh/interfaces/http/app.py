@@ -26,8 +26,9 @@ from memmesh.service import Service
 DESCRIPTION = """Long-term memory for AI agents over HTTP.
 
 Authenticate with `Authorization: Bearer <key>` (keys come from `memmesh keys create`). A server
-bound to loopback with no keys is open; once a key exists, or with `--require-auth`, every
-`/api/v1` request needs one. Every error is `{"error": {"code", "message", "details"}}`.
+bound to loopback whose store never had a key is open; once any key was created (even if every
+key is revoked since), on any other bind, or with `--require-auth`, every `/api/v1` and `/mcp`
+request needs one. Every error is `{"error": {"code", "message", "details"}}`.
 """
 
 TAGS = [
@@ -39,6 +40,18 @@ TAGS = [
     {"name": "keys", "description": "API keys (admin)"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
 ]
+
+
+def keys_required(settings: Settings) -> bool:
+    """Whether this server needs a key on every /api/v1 and /mcp request from the start.
+
+    ``--require-auth``, or any bind but loopback (unless ``--insecure`` explicitly opens one
+    to the network). Independently, the service closes any server for good once a key was
+    ever created in its store, so revoking the last key never opens it (issue 12).
+    """
+    from memmesh.interfaces.http.server import is_loopback
+
+    return settings.auth.require_auth or not (is_loopback(settings.server.host) or settings.auth.insecure)
 
 
 def create_app(service: Service, settings: Settings, *, open_metrics: bool = True, owns_service: bool = False) -> FastAPI:
@@ -65,7 +78,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool = Tru
         settings=settings,
         metrics=metrics,
         limiter=RateLimiter(settings.limits.rate_limit_per_minute),
-        require_auth=settings.auth.require_auth,
+        require_auth=keys_required(settings),
         open_metrics=open_metrics,
     )
     handlers.install(app)
