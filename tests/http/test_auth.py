@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memmesh import AuthError, ForbiddenError, NotFoundError
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def _error(response, status: int, code: str) -> None:
@@ -27,11 +28,11 @@ def test_require_auth_closes_even_an_empty_loopback_server(serve):
     _error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert http.get("/healthz").status_code == 200
-    assert running.service.stats().total == 0
+    assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
 
 
 def test_any_key_closes_the_server_and_bad_keys_get_401(server):
-    admin = server.service.create_key("root", role="admin")
+    admin = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
     http = server.http()
     _error(http.get("/api/v1/memories"), 401, "unauthorized")
     _error(server.http("mm_000000000000_wrong").get("/api/v1/memories"), 401, "unauthorized")
@@ -47,27 +48,30 @@ def test_any_key_closes_the_server_and_bad_keys_get_401(server):
 
 
 def test_reader_cannot_write_and_nothing_is_stored(server):
-    reader = server.service.create_key("viewer", role="reader")
+    reader = server.service.create_key("viewer", role="reader", principal=LOCAL_PRINCIPAL)
     http = server.http(reader.key)
     _error(http.post("/api/v1/memories", json={"content": "sneaky"}), 403, "forbidden")
     _error(http.post("/api/v1/memories/batch", json={"items": [{"content": "sneaky"}]}), 403, "forbidden")
-    existing = server.service.add({"content": "already here"})
+    existing = server.service.add({"content": "already here"}, principal=LOCAL_PRINCIPAL)
     _error(http.patch(f"/api/v1/memories/{existing.id}", json={"content": "changed"}), 403, "forbidden")
     _error(http.delete(f"/api/v1/memories/{existing.id}"), 403, "forbidden")
     _error(http.get("/api/v1/keys"), 403, "forbidden")
     _error(http.post("/api/v1/keys", json={"agent_id": "me", "role": "admin"}), 403, "forbidden")
     _error(http.get("/api/v1/agents"), 403, "forbidden")
     assert http.get(f"/api/v1/memories/{existing.id}").json()["content"] == "already here"
-    assert server.service.stats().total == 1 and server.service.get(existing.id).content == "already here"
+    assert (
+        server.service.stats(principal=LOCAL_PRINCIPAL).total == 1
+        and server.service.get(existing.id, principal=LOCAL_PRINCIPAL).content == "already here"
+    )
     with pytest.raises(ForbiddenError):
         server.client(reader.key).add("via client")
 
 
 def test_a_key_for_namespace_a_sees_nothing_of_b(server):
     svc = server.service
-    theirs = svc.add({"content": "secret plan of team B", "namespace": "team-b/plans", "title": "plan"})
-    mine = svc.add({"content": "public plan of team A", "namespace": "team-a/plans"})
-    key = svc.create_key("bot-a", role="writer", namespaces=["team-a/*"])
+    theirs = svc.add({"content": "secret plan of team B", "namespace": "team-b/plans", "title": "plan"}, principal=LOCAL_PRINCIPAL)
+    mine = svc.add({"content": "public plan of team A", "namespace": "team-a/plans"}, principal=LOCAL_PRINCIPAL)
+    key = svc.create_key("bot-a", role="writer", namespaces=["team-a/*"], principal=LOCAL_PRINCIPAL)
     http = server.http(key.key)
 
     _error(http.get(f"/api/v1/memories/{theirs.id}"), 404, "not_found")
@@ -93,9 +97,9 @@ def test_a_key_for_namespace_a_sees_nothing_of_b(server):
     assert "team-b" not in http.get("/api/v1/memories").text
 
     # nothing of B changed, nothing was planted in B
-    assert svc.get(theirs.id).content == "secret plan of team B"
-    assert [m.id for m in svc.list(namespace="team-b").items] == [theirs.id]
-    assert svc.links(theirs.id) == []
+    assert svc.get(theirs.id, principal=LOCAL_PRINCIPAL).content == "secret plan of team B"
+    assert [m.id for m in svc.list(namespace="team-b", principal=LOCAL_PRINCIPAL).items] == [theirs.id]
+    assert svc.links(theirs.id, principal=LOCAL_PRINCIPAL) == []
     # and inside its namespace the key works
     assert http.post("/api/v1/memories", json={"content": "new A fact", "namespace": "team-a/notes"}).status_code == 201
     with pytest.raises(NotFoundError):
@@ -103,7 +107,7 @@ def test_a_key_for_namespace_a_sees_nothing_of_b(server):
 
 
 def test_admin_manages_keys_and_agents_over_http(server):
-    root = server.service.create_key("root", role="admin")
+    root = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
     http = server.http(root.key)
     agent = http.post("/api/v1/agents", json={"agent_id": "planner", "display_name": "Planner", "role": "writer", "namespaces": ["team/*"]})
     assert agent.status_code == 201 and agent.json()["display_name"] == "Planner"
@@ -127,7 +131,7 @@ def test_admin_manages_keys_and_agents_over_http(server):
 
 
 def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
-    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"])
+    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"], principal=LOCAL_PRINCIPAL)
     http = server.http(scoped.key)
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["*"]}), 403, "forbidden")
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["other"]}), 403, "forbidden")
@@ -135,7 +139,7 @@ def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
     bad_agent = {"agent_id": "bad id!", "role": "reader", "namespaces": ["team"]}
     _error(http.post("/api/v1/keys", json=bad_agent), 422, "invalid_input")
     _error(http.post("/api/v1/keys", json={"agent_id": "y", "role": "god", "namespaces": ["team"]}), 422, "invalid_input")
-    assert len(server.service.keys()) == 2
+    assert len(server.service.keys(principal=LOCAL_PRINCIPAL)) == 2
 
 
 def test_backup_route_snapshots_for_a_full_admin_only(server):
@@ -143,10 +147,10 @@ def test_backup_route_snapshots_for_a_full_admin_only(server):
 
     from memmesh.io.backup import verify
 
-    server.service.add({"content": "worth keeping", "namespace": "team/a"})
-    admin = server.service.create_key("root", role="admin")
-    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"])
-    writer = server.service.create_key("bot", role="writer")
+    server.service.add({"content": "worth keeping", "namespace": "team/a"}, principal=LOCAL_PRINCIPAL)
+    admin = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
+    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"], principal=LOCAL_PRINCIPAL)
+    writer = server.service.create_key("bot", role="writer", principal=LOCAL_PRINCIPAL)
     _error(server.http(writer.key).post("/api/v1/backup", json={}), 403, "forbidden")
     _error(server.http(scoped.key).post("/api/v1/backup", json={}), 403, "forbidden")
     _error(server.http(admin.key).post("/api/v1/backup", json={"retain": 0}), 422, "invalid_input")
