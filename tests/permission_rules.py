@@ -36,19 +36,25 @@ class World:
     key_a: str
     key_b: str
     agent_b: str
+    gone: str
+    gone_b: str
 
 
 def seed(service: Service) -> World:
     tag = uuid.uuid4().hex[:10]
     add = service.add
     a1 = add({"content": f"alpha apple {tag}", "namespace": OWN}, principal=LOCAL_PRINCIPAL)
-    a2 = add({"content": f"alpha pear {tag}", "namespace": f"{OWN}/sub"}, principal=LOCAL_PRINCIPAL)
+    a2 = add({"content": f"alpha pear {tag}", "namespace": f"{OWN}/{tag}"}, principal=LOCAL_PRINCIPAL)
     b1 = add({"content": f"alpha plum {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
     service.link(a1.id, a2.id, "related_to", principal=LOCAL_PRINCIPAL)
     service.link(a1.id, b1.id, "related_to", principal=LOCAL_PRINCIPAL)
     key_a = service.create_key(f"a-{tag}", role="reader", namespaces=[OWN], principal=LOCAL_PRINCIPAL)
     key_b = service.create_key(f"b-{tag}", role="reader", namespaces=[OTHER], principal=LOCAL_PRINCIPAL)
-    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id)
+    gone = add({"content": f"alpha gone {tag}", "namespace": OWN}, principal=LOCAL_PRINCIPAL)
+    gone_b = add({"content": f"alpha gone {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
+    service.delete(gone.id, principal=LOCAL_PRINCIPAL)
+    service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
+    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id)
 
 
 def expected(rule_role: str, store_wide: bool, role: str, scoped: bool, reaches_other: bool, other_status: int) -> str:
@@ -122,7 +128,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ),
     ("DELETE", "/api/v1/memories"): HttpRule(
         "writer",
-        lambda w: ("/api/v1/memories", {"params": {"namespace": f"{OWN}/sub"}}),
+        lambda w: ("/api/v1/memories", {"params": {"namespace": f"{OWN}/{w.tag}"}}),
         lambda w: ("/api/v1/memories", {"params": {"namespace": OTHER}}),
         403,
     ),
@@ -214,6 +220,8 @@ class ToolRule:
     other: Call | None = None
     store_wide: bool = False
     check: Callable[[Any], None] | None = None
+    own_error: str | None = None  # the error code an allowed caller gets (past the permission check)
+    other_filtered: bool = False  # reaching team/b answers with nothing of it rather than an error
 
 
 def _other_error(reply_text: str) -> bool:
@@ -252,7 +260,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_find_paths": ToolRule(
         "reader", lambda w: {"source_id": w.a1, "target_id": w.a2}, lambda w: {"source_id": w.a1, "target_id": w.b1}
     ),
-    "memory_get_taxonomy": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}, check=_no_other),
+    "memory_get_taxonomy": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}, check=_no_other, other_filtered=True),
     "memory_entity_register": ToolRule(
         "writer", lambda w: {"name": f"Ent {w.tag}", "namespace": OWN}, lambda w: {"name": f"Ent {w.tag}", "namespace": OTHER}
     ),
@@ -261,7 +269,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     ),
     "memory_promote": ToolRule("writer", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
     "memory_forget": ToolRule(
-        "writer", lambda w: {"namespace": f"{OWN}/sub", "dry_run": True}, lambda w: {"namespace": OTHER, "dry_run": True}
+        "writer", lambda w: {"namespace": f"{OWN}/{w.tag}", "dry_run": True}, lambda w: {"namespace": OTHER, "dry_run": True}
     ),
     "memory_consolidate": ToolRule(
         "writer",
@@ -269,10 +277,10 @@ TOOL_RULES: dict[str, ToolRule] = {
         lambda w: {"ids": [w.a1, w.b1], "content": f"summary {w.tag}", "keep_sources": True},
     ),
     "memory_history": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, check=_no_other),
-    "memory_restore": ToolRule("writer", lambda w: {"id": f"0190f5d2-0000-7000-8000-{w.tag:0>12}"[:36]}, lambda w: {"id": w.b1}),
+    "memory_restore": ToolRule("writer", lambda w: {"id": w.gone}, lambda w: {"id": w.gone_b}),
     "memory_gc": ToolRule("admin", lambda w: {}, store_wide=True),
     "memory_archive_list": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}),
-    "memory_archive_restore": ToolRule("writer", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_archive_restore": ToolRule("writer", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, own_error="not_found"),
     "memory_archive_purge": ToolRule("admin", lambda w: {"namespace": OWN}, lambda w: {"namespace": OTHER}),
     "memory_archive_stats": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}),
     "memory_agent_register": ToolRule(
@@ -290,7 +298,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_stats": ToolRule("reader", lambda w: {}, check=_no_other),
     "memory_quota_status": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}, check=_no_other),
     "memory_health": ToolRule("reader", lambda w: {}),
-    "memory_export": ToolRule("admin", lambda w: {"namespace": OWN}, lambda w: {"namespace": OTHER}),
+    "memory_export": ToolRule("admin", lambda w: {"namespace": f"{OWN}/{w.tag}"}, lambda w: {"namespace": OTHER}),
     "memory_import": ToolRule("admin", lambda w: {"jsonl": "", "dry_run": True}),
     "memory_backup": ToolRule("admin", lambda w: {}, store_wide=True),
 }

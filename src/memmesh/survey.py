@@ -163,8 +163,8 @@ class Survey:
     def quota_status(self, *, namespace: str | None = None, principal: Principal) -> QuotaStatus:
         """Writes counted today against ``limits.daily_write_quota`` per namespace (0 = off)."""
         svc = self.service
-        who = svc._authorize(principal, "reader")
         root = normalize_namespace(namespace) if namespace else None
+        who = svc._authorize(principal, "reader", root)
         now = svc.clock()
         day = utc_day(now)
         quota = svc.policy.daily_write_quota
