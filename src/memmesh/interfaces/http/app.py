@@ -54,12 +54,14 @@ def keys_required(settings: Settings) -> bool:
     return settings.auth.require_auth or not (is_loopback(settings.server.host) or settings.auth.insecure)
 
 
-def create_app(service: Service, settings: Settings, *, open_metrics: bool = True, owns_service: bool = False) -> FastAPI:
+def create_app(service: Service, settings: Settings, *, open_metrics: bool | None = None, owns_service: bool = False) -> FastAPI:
     """The FastAPI app serving ``service``.
 
-    ``open_metrics`` leaves /metrics without auth (right on loopback); ``owns_service``
-    closes the store when the app shuts down (for app factories that built it).
+    ``open_metrics`` leaves /metrics without auth (default: only on a loopback bind);
+    ``owns_service`` closes the store when the app shuts down (for app factories that built it).
     """
+    from memmesh.interfaces.http.server import is_loopback
+
     from memmesh import __version__
 
     mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
@@ -79,7 +81,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool = Tru
         metrics=metrics,
         limiter=RateLimiter(settings.limits.rate_limit_per_minute),
         require_auth=keys_required(settings),
-        open_metrics=open_metrics,
+        open_metrics=is_loopback(settings.server.host) if open_metrics is None else open_metrics,
     )
     handlers.install(app)
     for module in (memories, recall, links, admin, health):
