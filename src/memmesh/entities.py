@@ -114,9 +114,7 @@ class Entities:
             patch["content"] = description
         return entity_of(self.service.update(existing.id, patch, principal=principal))
 
-    def lookup(
-        self, alias: str, *, namespace: str | None = None, principal: Principal, exact_namespace: bool = False
-    ) -> list[Entity]:
+    def lookup(self, alias: str, *, namespace: str | None = None, principal: Principal, exact_namespace: bool = False) -> list[Entity]:
         """Entities with this alias (or name), in ``namespace`` and below it (or anywhere visible)."""
         page = self.service.list(limit=100, tags=[ALIAS_PREFIX + alias_key(alias)], namespace=namespace, principal=principal)
         found = [entity_of(m) for m in page.items if ENTITY_TAG in m.tags]

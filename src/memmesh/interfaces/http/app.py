@@ -60,9 +60,8 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     ``open_metrics`` leaves /metrics without auth (default: only on a loopback bind);
     ``owns_service`` closes the store when the app shuts down (for app factories that built it).
     """
-    from memmesh.interfaces.http.server import is_loopback
-
     from memmesh import __version__
+    from memmesh.interfaces.http.server import is_loopback
 
     mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
 
