@@ -186,3 +186,84 @@ def test_every_tool_over_stdio_as_the_local_caller(tmp_path: Path) -> None:
                     assert code != "forbidden", f"{name}: the local caller was refused: {text[:200]}"
 
     asyncio.run(run())
+
+
+def _lines(service: Service, namespace: str) -> list[dict[str, Any]]:
+    from memmesh.io.jsonl import export_lines
+
+    return [json.loads(line) for line in export_lines(service, namespace, principal=LOCAL_PRINCIPAL)]
+
+
+def test_a_scoped_admin_exports_and_imports_only_its_namespaces(served: Served) -> None:
+    """Finding 2: an a/* admin exported every namespace with history and imported over others'."""
+    svc = served.service
+    world = seed(svc)
+    svc.update(world.b1, {"content": f"b secret {world.tag}"}, principal=LOCAL_PRINCIPAL)
+    lead = svc.create_key(f"lead-{world.tag}", role="admin", namespaces=[OWN], principal=LOCAL_PRINCIPAL).key
+    theirs = svc.get(world.b1, principal=LOCAL_PRINCIPAL)
+    header = json.dumps(_lines(svc, OWN)[0])
+
+    # b1 rewritten into team/a with a later updated_at: the id is another namespace's
+    forged = next(r for r in _lines(svc, "team/b") if r.get("memory", {}).get("id") == world.b1)
+    forged["memory"].update({"namespace": OWN, "content": "planted", "updated_at": "2999-01-01T00:00:00Z"})
+    from memmesh.service import content_hash
+
+    forged["memory"]["content_hash"] = content_hash(OWN, "planted")
+    forged["history"] = []
+    into_b = next(r for r in _lines(svc, "team/b") if r.get("memory", {}).get("id") == world.b1)
+    into_b["memory"].update({"id": "0190f5d2-6a4b-7c1e-9d2f-3b4c5d6e7f81", "content": "planted in b", "updated_at": "2999-01-01T00:00:00Z"})
+    into_b["memory"]["content_hash"] = content_hash("team/b", "planted in b")
+    into_b["history"] = []
+    own_memory = next(r for r in _lines(svc, f"{OWN}/{world.tag}") if r["type"] == "memory")
+    stray_history = json.loads(json.dumps(own_memory))
+    stray_history["history"][0]["memory_id"] = world.b1
+    link_out = {
+        "type": "link",
+        "link": {"source_id": world.a1, "target_id": world.b1, "relation": "supersedes", "created_at": "2026-01-01T00:00:00Z"},
+    }
+
+    async def run() -> None:
+        async with http_session(served.url, lead) as session:
+            code, data, text = await _outcome(session, "memory_export", {})
+            assert code == "ok", text
+            exported = data["jsonl"]
+            assert "team/b" not in exported and f"b secret {world.tag}" not in exported and world.b1 not in exported
+            assert world.a1 in exported
+            code, _, text = await _outcome(session, "memory_export", {"namespace": "team/b"})
+            assert code == "forbidden", text
+            for record, refusal in (
+                (forged, "not_found"),
+                (into_b, "forbidden"),
+                (stray_history, "invalid_input"),
+                (link_out, "not_found"),
+            ):
+                for dry_run in (True, False):
+                    code, _, text = await _outcome(
+                        session, "memory_import", {"jsonl": f"{header}\n{json.dumps(record)}\n", "dry_run": dry_run}
+                    )
+                    assert code == refusal, f"{record['type']}: {code} {text}"
+            code, _, text = await _outcome(session, "memory_backup", {})
+            assert code == "forbidden", text
+
+    asyncio.run(run())
+    assert svc.get(world.b1, principal=LOCAL_PRINCIPAL) == theirs  # untouched
+    assert all(link.relation.value != "supersedes" for link in svc.links(world.a1, principal=LOCAL_PRINCIPAL))
+    assert svc.recall("planted", mode="keyword", principal=LOCAL_PRINCIPAL).hits == []
+
+
+def test_memory_restore_answers_alike_for_hidden_and_unknown_ids(served: Served) -> None:
+    svc = served.service
+    world = seed(svc)
+    key = svc.create_key(f"w-{world.tag}", role="writer", namespaces=[OWN], principal=LOCAL_PRINCIPAL).key
+
+    async def run() -> list[str]:
+        async with http_session(served.url, key) as session:
+            texts = []
+            for memory_id in (world.b1, world.gone_b, "0190f5d2-6a4b-7c1e-9d2f-000000000000"):
+                code, _, text = await _outcome(session, "memory_restore", {"id": memory_id})
+                assert code == "not_found", text
+                texts.append(text.replace(memory_id, "<id>"))
+            return texts
+
+    live_hidden, deleted_hidden, unknown = asyncio.run(run())
+    assert live_hidden == deleted_hidden == unknown
