@@ -199,27 +199,28 @@ def test_a_scoped_admin_exports_and_imports_only_its_namespaces(served: Served) 
     svc = served.service
     world = seed(svc)
     svc.update(world.b1, {"content": f"b secret {world.tag}"}, principal=LOCAL_PRINCIPAL)
-    lead = svc.create_key(f"lead-{world.tag}", role="admin", namespaces=[OWN], principal=LOCAL_PRINCIPAL).key
+    mine = f"{OWN}/{world.tag}"  # a namespace of its own, so the export stays small on this shared server
+    lead = svc.create_key(f"lead-{world.tag}", role="admin", namespaces=[mine], principal=LOCAL_PRINCIPAL).key
     theirs = svc.get(world.b1, principal=LOCAL_PRINCIPAL)
     header = json.dumps(_lines(svc, OWN)[0])
 
-    # b1 rewritten into team/a with a later updated_at: the id is another namespace's
+    # b1 rewritten into the lead's namespace with a later updated_at: the id is another namespace's
     forged = next(r for r in _lines(svc, "team/b") if r.get("memory", {}).get("id") == world.b1)
-    forged["memory"].update({"namespace": OWN, "content": "planted", "updated_at": "2999-01-01T00:00:00Z"})
+    forged["memory"].update({"namespace": mine, "content": "planted", "updated_at": "2999-01-01T00:00:00Z"})
     from memmesh.service import content_hash
 
-    forged["memory"]["content_hash"] = content_hash(OWN, "planted")
+    forged["memory"]["content_hash"] = content_hash(mine, "planted")
     forged["history"] = []
     into_b = next(r for r in _lines(svc, "team/b") if r.get("memory", {}).get("id") == world.b1)
     into_b["memory"].update({"id": "0190f5d2-6a4b-7c1e-9d2f-3b4c5d6e7f81", "content": "planted in b", "updated_at": "2999-01-01T00:00:00Z"})
     into_b["memory"]["content_hash"] = content_hash("team/b", "planted in b")
     into_b["history"] = []
-    own_memory = next(r for r in _lines(svc, f"{OWN}/{world.tag}") if r["type"] == "memory")
+    own_memory = next(r for r in _lines(svc, mine) if r["type"] == "memory")
     stray_history = json.loads(json.dumps(own_memory))
     stray_history["history"][0]["memory_id"] = world.b1
     link_out = {
         "type": "link",
-        "link": {"source_id": world.a1, "target_id": world.b1, "relation": "supersedes", "created_at": "2026-01-01T00:00:00Z"},
+        "link": {"source_id": world.a2, "target_id": world.b1, "relation": "supersedes", "created_at": "2026-01-01T00:00:00Z"},
     }
 
     async def run() -> None:
@@ -228,7 +229,7 @@ def test_a_scoped_admin_exports_and_imports_only_its_namespaces(served: Served) 
             assert code == "ok", text
             exported = data["jsonl"]
             assert "team/b" not in exported and f"b secret {world.tag}" not in exported and world.b1 not in exported
-            assert world.a1 in exported
+            assert world.a2 in exported and world.a1 not in exported  # a1 is in team/a, above the lead's namespace
             code, _, text = await _outcome(session, "memory_export", {"namespace": "team/b"})
             assert code == "forbidden", text
             for record, refusal in (
@@ -247,7 +248,7 @@ def test_a_scoped_admin_exports_and_imports_only_its_namespaces(served: Served) 
 
     asyncio.run(run())
     assert svc.get(world.b1, principal=LOCAL_PRINCIPAL) == theirs  # untouched
-    assert all(link.relation.value != "supersedes" for link in svc.links(world.a1, principal=LOCAL_PRINCIPAL))
+    assert all(link.relation.value != "supersedes" for link in svc.links(world.a2, principal=LOCAL_PRINCIPAL))
     assert svc.recall("planted", mode="keyword", principal=LOCAL_PRINCIPAL).hits == []
 
 
