@@ -137,3 +137,23 @@ def test_route_permissions(matrix: Matrix, route: tuple[str, str]) -> None:
             if rule.other is not None:
                 other = expected(rule.role, rule.store_wide, role, scoped, True, rule.other_status)
                 _assert(_call(client, method, rule.other(seed(matrix.service))), other, rule, scoped, label + " other")
+
+
+def test_the_service_never_assumes_a_caller(tmp_path: Path) -> None:
+    """The caller is never implicit: a service call without a Principal (or with None) is refused
+    before it touches the store, instead of running as the local admin (issue 12)."""
+    from memmesh import Memory
+
+    with Memory(f"sqlite:///{tmp_path / 'm.db'}", config=None) as mem:
+        svc = mem.service
+        for call in (
+            lambda: svc.add({"content": "x"}),  # type: ignore[call-arg]
+            lambda: svc.add({"content": "x"}, principal=None),  # type: ignore[arg-type]
+            lambda: svc.keys(principal=None),  # type: ignore[arg-type]
+            lambda: svc.create_key("mallory", role="admin", principal=None),  # type: ignore[arg-type]
+            lambda: svc.lifecycle.forget(namespace="default", principal=None),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(TypeError):
+                call()
+        assert svc.keys(principal=LOCAL_PRINCIPAL) == [] and mem.stats().total == 0
+        assert mem.add("the embedded API passes the local caller").agent_id is None

@@ -227,5 +227,6 @@ class Access:
         expected = stored.key_hash if stored is not None else _DUMMY_HASH
         matches = hmac.compare_digest(expected, hash_secret(parts[1] if parts else token))
         if stored is None or not matches or stored.revoked_at is not None:
-            raise AuthError("invalid or revoked API key" + ("" if self.store.has_api_keys() else f"; {self._closed_message()}"))
+            closed_for_good = require and not self.store.has_api_keys()
+            raise AuthError("invalid or revoked API key" + (f"; {self._closed_message()}" if closed_for_good else ""))
         return stored.principal()

@@ -559,7 +559,10 @@ class Service:
         return self.stats(principal=principal).by_namespace
 
     def ready(self) -> dict[str, Any]:
-        """Readiness: the store answers a query; raises a StorageError when it cannot."""
+        """Readiness: the store answers a query; raises a StorageError when it cannot.
+
+        The one method without a caller: probes are anonymous by design. Faces show its
+        result only through :meth:`readiness` or as the bare schema version (``/readyz``)."""
         return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
 
     def readiness(self, *, principal: Principal) -> dict[str, Any]:
@@ -689,8 +692,10 @@ class Service:
 
         return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
 
-    def reindex_pending(self) -> list[str]:
-        """Ids of memories without a vector from the current embedder."""
+    def reindex_pending(self, *, principal: Principal) -> list[str]:
+        """Ids of memories without a vector from the current embedder (store-wide: an admin
+        for every namespace)."""
+        self._authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             return []
         return self.store.ids_missing_vectors(self.embedder.model_id)
@@ -700,7 +705,7 @@ class Service:
         self._authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             raise InvalidInputError("no embedder is configured (embeddings.provider = none): nothing to reindex")
-        pending = self.reindex_pending()
+        pending = self.reindex_pending(principal=principal)
         done = 0
         for start in range(0, len(pending), batch_size):
             memories = self.store.get_many(pending[start : start + batch_size])

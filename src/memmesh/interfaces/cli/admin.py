@@ -47,7 +47,7 @@ def gc(as_json: bool = JSON_OPTION) -> None:
 def reindex(as_json: bool = JSON_OPTION) -> None:
     """Embed every memory that has no vector from the current embedding model."""
     service = state.service()
-    pending = len(service.reindex_pending())
+    pending = len(service.reindex_pending(principal=LOCAL_PRINCIPAL))
     with Progress(console=console, disable=as_json or pending == 0, transient=True) as bar:
         task = bar.add_task("embedding", total=pending)
         done = service.reindex(progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
