@@ -522,8 +522,9 @@ class Service:
         found = self.store.links(memory_id)
         if who.prefixes() is None:
             return found
-        ends = {m.id: m.namespace for m in self.store.get_many([x for link in found for x in (link.source_id, link.target_id)])}
-        return [link for link in found if all(who.covers(ends.get(x, "")) and x in ends for x in (link.source_id, link.target_id))]
+        ends = self.store.get_many(list({end for link in found for end in (link.source_id, link.target_id)}))
+        visible = {memory.id for memory in ends if who.covers(memory.namespace)}
+        return [link for link in found if link.source_id in visible and link.target_id in visible]
 
     def stats(self, *, principal: Principal) -> Stats:
         """Counts by tier and namespace, links, memories expiring within a day, file size.
