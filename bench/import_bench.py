@@ -27,6 +27,7 @@ from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.io.importers import LegacyTable, import_legacy, import_mcp_memory, import_mem0, import_mem0_history
 from memmesh.io.importers.base import ImportReport
+from memmesh.model import LOCAL_PRINCIPAL
 
 VOCAB = [f"w{n}" for n in range(5000)]
 
@@ -48,7 +49,7 @@ def legacy_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory
     spec = LegacyTable(
         url=f"sqlite:///{path.absolute()}", table="agent_memories", tenant_col="workspace_id", source="agent", mark_col="migrated_at"
     )
-    return lambda mem, dry: import_legacy(mem.service, spec, dry_run=dry)
+    return lambda mem, dry: import_legacy(mem.service, spec, dry_run=dry, principal=LOCAL_PRINCIPAL)
 
 
 def mcp_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
@@ -73,7 +74,7 @@ def mcp_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, b
     ]
     path.write_text("\n".join(json.dumps(r, separators=(",", ":")) for r in [*entities, *relations]))
     text = path.read_text()
-    return lambda mem, dry: import_mcp_memory(mem.service, text, dry_run=dry)
+    return lambda mem, dry: import_mcp_memory(mem.service, text, dry_run=dry, principal=LOCAL_PRINCIPAL)
 
 
 def mem0_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
@@ -92,7 +93,7 @@ def mem0_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, 
     ]
     path.write_text(json.dumps({"results": items}))
     text = path.read_text()
-    return lambda mem, dry: import_mem0(mem.service, text, dry_run=dry)
+    return lambda mem, dry: import_mem0(mem.service, text, dry_run=dry, principal=LOCAL_PRINCIPAL)
 
 
 def history_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memory, bool], ImportReport]:
@@ -111,7 +112,7 @@ def history_source(path: Path, rows: int, rng: random.Random) -> Callable[[Memor
                 records.append((str(uuid.uuid4()), memory_id, text, None, "DELETE", None, None, 1, None, "user"))
         conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
     conn.close()
-    return lambda mem, dry: import_mem0_history(mem.service, path, dry_run=dry)
+    return lambda mem, dry: import_mem0_history(mem.service, path, dry_run=dry, principal=LOCAL_PRINCIPAL)
 
 
 SOURCES = {"sql": legacy_source, "mcp-memory": mcp_source, "mem0": mem0_source, "mem0-history": history_source}

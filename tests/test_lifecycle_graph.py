@@ -8,7 +8,7 @@ import pytest
 from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, FAMILIES, resolve_profile
 from memmesh.interfaces.mcp.render import truncate
-from memmesh.model import Principal
+from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.survey import build_tree, jaccard
 
 
@@ -41,26 +41,26 @@ def test_forget_needs_a_filter_and_dry_run_changes_nothing(mem) -> None:
         mem.add(f"note {i}", namespace="scratch")
     mem.add("keep me", namespace="keep")
     with pytest.raises(InvalidInputError):
-        mem.service.lifecycle.forget()
-    preview = mem.service.lifecycle.forget(namespace="scratch", dry_run=True)
+        mem.service.lifecycle.forget(principal=LOCAL_PRINCIPAL)
+    preview = mem.service.lifecycle.forget(namespace="scratch", dry_run=True, principal=LOCAL_PRINCIPAL)
     assert (preview.matched, preview.deleted) == (3, 0) and len(mem.get_all(namespace="scratch")) == 3
-    done = mem.service.lifecycle.forget(namespace="scratch")
+    done = mem.service.lifecycle.forget(namespace="scratch", principal=LOCAL_PRINCIPAL)
     assert done.deleted == 3 and mem.get_all(namespace="scratch") == [] and len(mem.get_all()) == 1
 
 
 def test_restore_refuses_live_and_clashing_memories(mem) -> None:
     kept = mem.add("alpha", namespace="n")
     with pytest.raises(ConflictError, match="not deleted"):
-        mem.service.lifecycle.restore(kept.id)
+        mem.service.lifecycle.restore(kept.id, principal=LOCAL_PRINCIPAL)
     mem.delete(kept.id)
     twin = mem.add("alpha", namespace="n")
     with pytest.raises(ConflictError, match="already has this content"):
-        mem.service.lifecycle.restore(kept.id)
+        mem.service.lifecycle.restore(kept.id, principal=LOCAL_PRINCIPAL)
     mem.delete(twin.id)
-    back = mem.service.lifecycle.restore(kept.id)
+    back = mem.service.lifecycle.restore(kept.id, principal=LOCAL_PRINCIPAL)
     assert back.id == kept.id and [e.event.value for e in mem.history(kept.id)] == ["add", "delete", "restore"]
     with pytest.raises(NotFoundError):
-        mem.service.lifecycle.restore("never-existed")
+        mem.service.lifecycle.restore("never-existed", principal=LOCAL_PRINCIPAL)
 
 
 def test_scopes_hold_for_graph_entities_and_lifecycle(mem) -> None:
@@ -88,27 +88,27 @@ def test_links_are_queried_as_of_a_time(mem, clock) -> None:
     clock.advance(hours=1)
     before = clock.now
     clock.advance(hours=1)
-    mem.service.lifecycle.invalidate_link(a.id, b.id, "related_to")
-    assert mem.service.graph.query(a.id).nodes == []
-    assert [n.memory.id for n in mem.service.graph.query(a.id, as_of=before).nodes] == [b.id]
+    mem.service.lifecycle.invalidate_link(a.id, b.id, "related_to", principal=LOCAL_PRINCIPAL)
+    assert mem.service.graph.query(a.id, principal=LOCAL_PRINCIPAL).nodes == []
+    assert [n.memory.id for n in mem.service.graph.query(a.id, as_of=before, principal=LOCAL_PRINCIPAL).nodes] == [b.id]
     with pytest.raises(NotFoundError):
-        mem.service.lifecycle.invalidate_link(a.id, b.id, "supersedes")
+        mem.service.lifecycle.invalidate_link(a.id, b.id, "supersedes", principal=LOCAL_PRINCIPAL)
     with pytest.raises(InvalidInputError):
-        mem.service.graph.find_paths(a.id, a.id)
+        mem.service.graph.find_paths(a.id, a.id, principal=LOCAL_PRINCIPAL)
 
 
 def test_entity_aliases_are_unique_per_namespace(mem) -> None:
-    alice = mem.service.entities.register("Alice", aliases=["Ally"], namespace="people")
+    alice = mem.service.entities.register("Alice", aliases=["Ally"], namespace="people", principal=LOCAL_PRINCIPAL)
     with pytest.raises(ConflictError, match="already names entity"):
-        mem.service.entities.register("Alicia", aliases=["ally"], namespace="people")
-    merged = mem.service.entities.register("Alice", aliases=["A."], namespace="people")
+        mem.service.entities.register("Alicia", aliases=["ally"], namespace="people", principal=LOCAL_PRINCIPAL)
+    merged = mem.service.entities.register("Alice", aliases=["A."], namespace="people", principal=LOCAL_PRINCIPAL)
     assert merged.id == alice.id and merged.aliases == ["alice", "ally", "a."]
-    other = mem.service.entities.register("Ally", namespace="elsewhere")
-    assert {e.id for e in mem.service.entities.lookup("ally")} == {alice.id, other.id}
+    other = mem.service.entities.register("Ally", namespace="elsewhere", principal=LOCAL_PRINCIPAL)
+    assert {e.id for e in mem.service.entities.lookup("ally", principal=LOCAL_PRINCIPAL)} == {alice.id, other.id}
 
 
 def test_archive_purge_needs_a_selector(mem) -> None:
     with pytest.raises(InvalidInputError, match="archive purge needs"):
-        mem.service.lifecycle.archive_purge()
+        mem.service.lifecycle.archive_purge(principal=LOCAL_PRINCIPAL)
     with pytest.raises(NotFoundError):
-        mem.service.lifecycle.archive_restore("nothing-archived")
+        mem.service.lifecycle.archive_restore("nothing-archived", principal=LOCAL_PRINCIPAL)

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import FakeClock, keyword_settings
 
 from memmesh import AsyncMemory, ConflictError, ContentTooLargeError, InvalidInputError, Memory, NotFoundError
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def test_add_get_update_delete_round_trip(mem: Memory) -> None:
@@ -210,7 +211,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(mem: Memory) -> None:
     ]
     for fields, message in cases:
         with pytest.raises(InvalidInputError, match=message):
-            mem.service.add(fields)
+            mem.service.add(fields, principal=LOCAL_PRINCIPAL)
     with pytest.raises(ContentTooLargeError):
         mem.add("x" * 70_000)
     with pytest.raises(InvalidInputError):

@@ -108,6 +108,28 @@ def check_grant(granter: Principal, role: Role, patterns: list[str]) -> None:
         raise ForbiddenError(f"namespaces {', '.join(patterns)} reach outside yours ({', '.join(granter.namespaces)})")
 
 
+def manages(admin: Principal, patterns: Sequence[str]) -> bool:
+    """True when every namespace pattern lies inside the admin's own namespaces, so the admin
+    may see and manage a key or agent holding them (an ``a/*`` admin never manages ``*``)."""
+    if admin.prefixes() is None:
+        return True
+    roots = Principal(namespaces=list(patterns)).prefixes()
+    return roots is not None and all(admin.covers(root) for root in roots)
+
+
+def check_agent_owner(granter: Principal, existing: Agent | None) -> None:
+    """A scoped admin may not take over an agent id registered with namespaces outside its own
+    (re-registering it or minting it a key would let it act, and write, as that agent)."""
+    if existing is not None and not manages(granter, existing.namespaces):
+        raise ForbiddenError(f"agent id {existing.agent_id!r} is managed outside your namespaces; choose another agent id")
+
+
+OPEN_HINT = (
+    "create a key on the server's machine with `memmesh keys create --agent NAME --role admin` "
+    "(same --db or data directory), then send 'Authorization: Bearer <key>'"
+)
+
+
 class Access:
     """Agents and keys over a store; the service authorises the caller before each call."""
 
@@ -129,6 +151,7 @@ class Access:
         now = self.clock()
         with self.store.write() as tx:
             existing = tx.get_agent(agent_id)
+            check_agent_owner(granter, existing)
             agent = Agent(
                 agent_id=agent_id,
                 display_name=name,
@@ -139,6 +162,11 @@ class Access:
             )
             tx.put_agent(agent)
         return agent
+
+    def _closed_message(self) -> str:
+        if self.store.has_api_keys():
+            return "this server requires an API key: send 'Authorization: Bearer <key>' (create one with `memmesh keys create`)"
+        return f"this server requires an API key and every key has been revoked: {OPEN_HINT}"
 
     def agents(self) -> list[Agent]:
         return self.store.agents()
@@ -155,7 +183,9 @@ class Access:
             id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now, key_hash=hash_secret(secret)
         )
         with self.store.write() as tx:
-            if tx.get_agent(agent_id) is None:
+            existing = tx.get_agent(agent_id)
+            check_agent_owner(granter, existing)
+            if existing is None:
                 tx.put_agent(
                     Agent(agent_id=agent_id, display_name=agent_id, role=checked_role, namespaces=patterns, created_at=now, updated_at=now)
                 )
@@ -165,32 +195,38 @@ class Access:
     def keys(self, include_revoked: bool = False) -> list[ApiKey]:
         return self.store.api_keys(include_revoked)
 
-    def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke a key at once (later requests with it get 401); revoking twice keeps the first time."""
-        with self.store.write() as tx:
-            tx.revoke_api_key(key_id.strip(), self.clock())
-        found = self.store.api_key(key_id.strip())
-        if found is None:
+    def revoke_key(self, key_id: str, granter: Principal) -> ApiKey:
+        """Revoke a key at once (later requests with it get 401); revoking twice keeps the first time.
+
+        A key outside the granter's namespaces answers exactly like a key that does not exist."""
+        key_id = key_id.strip() if isinstance(key_id, str) else ""
+        found = self.store.api_key(key_id) if key_id else None
+        if found is None or not manages(granter, found.namespaces):
             raise NotFoundError(f"no API key with id {key_id!r} (see `memmesh keys list`)")
+        with self.store.write() as tx:
+            tx.revoke_api_key(key_id, self.clock())
+        found = self.store.api_key(key_id)
+        assert found is not None  # keys are never deleted, only revoked
         return ApiKey(**found.model_dump(exclude={"key_hash"}))
 
     def authenticate(self, token: str | None, *, require: bool = False) -> Principal:
         """The caller a bearer token stands for.
 
-        No token is fine only while the server is open: no ``require`` flag and no active
-        key in the store. A token is always checked, even on an open server, so a client
-        with a wrong or revoked key learns it at once instead of silently acting as admin.
+        No token is fine only while the server is open: ``require`` is false (the service
+        sets it for ``--require-auth``, a network bind, and once any key was ever created).
+        A token is always checked, even on an open server, so a client with a wrong or
+        revoked key learns it at once instead of silently acting as admin. With every key
+        revoked the server stays closed and the 401 says how to open it again.
         """
         if token is None or not token.strip():
-            if require or self.store.has_api_keys():
-                raise AuthError(
-                    "this server requires an API key: send 'Authorization: Bearer <key>' (create one with `memmesh keys create`)"
-                )
+            if require:
+                raise AuthError(self._closed_message())
             return LOCAL_PRINCIPAL
         parts = split_key(token)
         stored = self.store.api_key(parts[0]) if parts else None
         expected = stored.key_hash if stored is not None else _DUMMY_HASH
         matches = hmac.compare_digest(expected, hash_secret(parts[1] if parts else token))
         if stored is None or not matches or stored.revoked_at is not None:
-            raise AuthError("invalid or revoked API key")
+            closed_for_good = require and not self.store.has_api_keys()
+            raise AuthError("invalid or revoked API key" + (f"; {self._closed_message()}" if closed_for_good else ""))
         return stored.principal()

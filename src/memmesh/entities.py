@@ -72,7 +72,7 @@ class Entities:
         aliases: Sequence[str] = (),
         namespace: str = DEFAULT_NAMESPACE,
         description: str | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Entity:
         """Create an entity, or add aliases (and a new description) to an existing one."""
         name = re.sub(r"\s+", " ", name or "").strip()
@@ -114,15 +114,13 @@ class Entities:
             patch["content"] = description
         return entity_of(self.service.update(existing.id, patch, principal=principal))
 
-    def lookup(
-        self, alias: str, *, namespace: str | None = None, principal: Principal | None = None, exact_namespace: bool = False
-    ) -> list[Entity]:
+    def lookup(self, alias: str, *, namespace: str | None = None, principal: Principal, exact_namespace: bool = False) -> list[Entity]:
         """Entities with this alias (or name), in ``namespace`` and below it (or anywhere visible)."""
         page = self.service.list(limit=100, tags=[ALIAS_PREFIX + alias_key(alias)], namespace=namespace, principal=principal)
         found = [entity_of(m) for m in page.items if ENTITY_TAG in m.tags]
         return [e for e in found if e.namespace == namespace] if exact_namespace else found
 
-    def _named(self, name: str, namespace: str, principal: Principal | None) -> Entity | None:
+    def _named(self, name: str, namespace: str, principal: Principal) -> Entity | None:
         for entity in self.lookup(name, namespace=namespace, principal=principal, exact_namespace=True):
             if entity.memory.title == name or entity.name == name:
                 return entity

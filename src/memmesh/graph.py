@@ -84,7 +84,7 @@ class Graph:
         direction: Direction = "both",
         as_of: datetime | str | None = None,
         limit: int = 100,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> GraphResult:
         """Memories within ``depth`` links of ``memory_id`` (breadth first, nearest first)."""
         walk = self._walker(relations, direction, as_of, principal)
@@ -117,7 +117,7 @@ class Graph:
         memory_id: str,
         *,
         relations: Sequence[str] | str | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> list[TimelineEntry]:
         """Every link of a memory (valid or invalidated), oldest world time first: the
         story of an entity, with ``current`` marking what still holds now."""
@@ -145,7 +145,7 @@ class Graph:
         direction: Direction = "both",
         as_of: datetime | str | None = None,
         limit: int = 10,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> list[GraphPath]:
         """Simple paths (no memory twice) from source to target over valid links, shortest
         first, at most ``max_depth`` links long."""
@@ -174,7 +174,7 @@ class Graph:
         return paths
 
     def _walker(
-        self, relations: Sequence[str] | str | None, direction: Direction, as_of: datetime | str | None, principal: Principal | None
+        self, relations: Sequence[str] | str | None, direction: Direction, as_of: datetime | str | None, principal: Principal
     ) -> _Walker:
         from memmesh.service import _enum_value, _time
 

@@ -57,7 +57,7 @@ class Lifecycle:
 
     # -- promote -------------------------------------------------------------------------
 
-    def promote(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+    def promote(self, memory_id: str, *, principal: Principal) -> Memory:
         """Make a memory permanent: tier ``long``, no expiry. Promoting a long memory changes nothing."""
         svc = self.service
         who = svc._authorize(principal, "writer")
@@ -86,7 +86,7 @@ class Lifecycle:
 
     # -- forget (bulk delete by filter) ---------------------------------------------------
 
-    def forget(self, *, dry_run: bool = False, principal: Principal | None = None, **filters: Any) -> ForgetReport:
+    def forget(self, *, dry_run: bool = False, principal: Principal, **filters: Any) -> ForgetReport:
         """Delete every live memory matching the filters (at least one is required).
 
         ``dry_run`` reports what would go and deletes nothing. Each deletion leaves a
@@ -112,7 +112,7 @@ class Lifecycle:
 
     # -- restore (undelete) -----------------------------------------------------------------
 
-    def restore(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+    def restore(self, memory_id: str, *, principal: Principal) -> Memory:
         """Bring back a deleted (or archived) memory from its last history snapshot.
 
         The memory keeps its id, content and fields and gets a fresh TTL for its tier; its
@@ -121,10 +121,13 @@ class Lifecycle:
         """
         svc = self.service
         who = svc._authorize(principal, "writer")
-        if svc.store.get(memory_id) is not None:
+        live = svc.store.get(memory_id)
+        if live is not None and who.covers(live.namespace):
             raise ConflictError(f"memory {memory_id} is not deleted; nothing to restore")
         snapshot = _last_snapshot(svc.store.history(memory_id))
-        if snapshot is None or not who.covers(snapshot.get("namespace", "")):
+        # A live or deleted memory of a namespace the caller cannot see gets the same words
+        # as an id that never existed: no answer may confirm another namespace's ids.
+        if live is not None or snapshot is None or not who.covers(snapshot.get("namespace", "")):
             raise NotFoundError(f"no deleted memory with id {memory_id} (nothing in its history to restore from)")
         memory = Memory.model_validate(snapshot)
         return self._reinsert(memory, who, HistoryEvent.restore)
@@ -175,7 +178,7 @@ class Lifecycle:
         title: str | None = None,
         tags: Sequence[str] | None = None,
         keep_sources: bool = False,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Memory:
         """Replace several memories by one summary the caller wrote (no LLM is involved).
 
@@ -250,7 +253,7 @@ class Lifecycle:
         relation: Relation | str = Relation.related_to,
         *,
         at: datetime | str | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Link:
         """End a link's validity (``valid_until``) without deleting it, so the graph can
         still be queried as of earlier times; defaults to now."""
@@ -280,20 +283,20 @@ class Lifecycle:
 
     # -- archive ----------------------------------------------------------------------------
 
-    def archive_list(self, *, namespace: str | None = None, limit: int = 50, principal: Principal | None = None) -> list[ArchivedMemory]:
+    def archive_list(self, *, namespace: str | None = None, limit: int = 50, principal: Principal) -> list[ArchivedMemory]:
         """Archived memories (expired and moved aside by gc), most recently archived first."""
         svc = self.service
         who = svc._authorize(principal, "reader")
         limit = svc._check_top_k(limit, "limit")
         return svc.store.archived(svc._filter(who, namespace=namespace), limit)
 
-    def archive_stats(self, *, namespace: str | None = None, principal: Principal | None = None) -> ArchiveStats:
+    def archive_stats(self, *, namespace: str | None = None, principal: Principal) -> ArchiveStats:
         """How many memories the archive holds, per namespace, and when they were archived."""
         svc = self.service
         who = svc._authorize(principal, "reader")
         return svc.store.archive_stats(svc._filter(who, namespace=namespace))
 
-    def archive_restore(self, memory_id: str, *, principal: Principal | None = None) -> Memory:
+    def archive_restore(self, memory_id: str, *, principal: Principal) -> Memory:
         """Move an archived memory back among the live ones, with a fresh TTL for its tier."""
         svc = self.service
         who = svc._authorize(principal, "writer")
@@ -309,7 +312,7 @@ class Lifecycle:
         namespace: str | None = None,
         older_than_days: float | None = None,
         everything: bool = False,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> int:
         """Delete archived memories for good; returns how many. Needs ids, a namespace,
         an age or ``everything=True``, so a bare call never empties the archive."""

@@ -15,7 +15,7 @@ from typing import Any
 from memmesh.clock import Clock
 from memmesh.compose import build
 from memmesh.config import Settings, db_override, load_settings
-from memmesh.model import GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
+from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
 from memmesh.service import Service
 
@@ -42,18 +42,20 @@ class Memory:
 
     def __init__(self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None) -> None:
         self.service = _open(url, config, clock)
+        self.principal = LOCAL_PRINCIPAL
+        """The embedded caller: this process opened the database itself, so it has every right."""
 
     def add(self, content: str, **fields: Any) -> MemoryRecord:
         """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …)."""
-        return self.service.add({"content": content, **fields})
+        return self.service.add({"content": content, **fields}, principal=self.principal)
 
     def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
-        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items])
+        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal)
 
     def search(self, query: str, **options: Any) -> list[Hit]:
         """Ranked hits for a query (hybrid recall by default); see :meth:`recall` for options."""
-        return self.service.recall(query, **options).hits
+        return self.service.recall(query, principal=self.principal, **options).hits
 
     def recall(self, query: str, **options: Any) -> RecallResult:
         """Hits plus the mode used, what a token budget dropped, and notices.
@@ -61,44 +63,44 @@ class Memory:
         Options: namespace, tags, tier, kind, agent_id, since, until, as_of, top_k, mode
         (hybrid | keyword | vector), explain, budget_tokens, touch.
         """
-        return self.service.recall(query, **options)
+        return self.service.recall(query, principal=self.principal, **options)
 
     def get(self, memory_id: str) -> MemoryRecord:
-        return self.service.get(memory_id)
+        return self.service.get(memory_id, principal=self.principal)
 
     def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
         """Memories newest first (one page; use :meth:`list` for the cursor)."""
-        return self.service.list(limit=limit, cursor=cursor, **filters).items
+        return self.service.list(limit=limit, cursor=cursor, principal=self.principal, **filters).items
 
     def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
-        return self.service.list(limit=limit, cursor=cursor, **filters)
+        return self.service.list(limit=limit, cursor=cursor, principal=self.principal, **filters)
 
     def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
-        return self.service.update(memory_id, changes)
+        return self.service.update(memory_id, changes, principal=self.principal)
 
     def delete(self, memory_id: str) -> Tombstone:
-        return self.service.delete(memory_id)
+        return self.service.delete(memory_id, principal=self.principal)
 
     def delete_all(self, **filters: Any) -> int:
-        return self.service.delete_all(**filters)
+        return self.service.delete_all(principal=self.principal, **filters)
 
     def history(self, memory_id: str) -> list[HistoryEntry]:
-        return self.service.history(memory_id)
+        return self.service.history(memory_id, principal=self.principal)
 
     def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
-        return self.service.link(source_id, target_id, relation, **options)
+        return self.service.link(source_id, target_id, relation, principal=self.principal, **options)
 
     def links(self, memory_id: str) -> list[Link]:
-        return self.service.links(memory_id)
+        return self.service.links(memory_id, principal=self.principal)
 
     def stats(self) -> Stats:
-        return self.service.stats()
+        return self.service.stats(principal=self.principal)
 
     def gc(self) -> GcReport:
-        return self.service.gc()
+        return self.service.gc(principal=self.principal)
 
     def reindex(self) -> int:
-        return self.service.reindex()
+        return self.service.reindex(principal=self.principal)
 
     def close(self) -> None:
         self.service.store.close()

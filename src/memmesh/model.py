@@ -379,6 +379,8 @@ class Principal(BaseModel):
     agent_id: str | None = None
     role: Role = "admin"
     namespaces: list[str] = Field(default_factory=lambda: ["*"])
+    key_id: str | None = None
+    """The API key this caller authenticated with (None for local callers); rate limits count per key."""
 
     def prefixes(self) -> tuple[str, ...] | None:
         """Namespace roots this principal may see, or None when unrestricted."""
@@ -425,7 +427,7 @@ class ApiKey(BaseModel):
 
     def principal(self) -> Principal:
         """The caller this key stands for."""
-        return Principal(agent_id=self.agent_id, role=self.role, namespaces=list(self.namespaces))
+        return Principal(agent_id=self.agent_id, role=self.role, namespaces=list(self.namespaces), key_id=self.id)
 
 
 class StoredApiKey(ApiKey):

@@ -1,7 +1,8 @@
 """The core every face calls: validation, rules, history, versions and access counting.
 
 Nothing here knows about HTTP, MCP or the terminal. Each public method takes plain values
-(or the pydantic inputs of :mod:`memmesh.model`) and an optional :class:`Principal`, checks
+(or the pydantic inputs of :mod:`memmesh.model`) and a required :class:`Principal` (the
+caller is never implicit: the embedded API and the CLI pass ``LOCAL_PRINCIPAL``), checks
 the caller's role and namespaces, does its work in one store transaction and returns
 model values. Faces only parse, call one method and render.
 """
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memmesh.access import Access
+from memmesh.access import Access, manages
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
 from memmesh.errors import (
     ConflictError,
@@ -33,7 +34,6 @@ from memmesh.errors import (
 )
 from memmesh.limits import quota_retry_after, utc_day
 from memmesh.model import (
-    LOCAL_PRINCIPAL,
     Agent,
     ApiKey,
     CreatedKey,
@@ -126,15 +126,31 @@ class Service:
         self.clock = clock
         self.node_id = node_id or store.node_id()
         self.hlc = HybridLogicalClock(clock)
+        self._keys_required = False
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _authorize(self, principal: Principal | None, role: Role, namespace: str | None = None) -> Principal:
-        who = principal or LOCAL_PRINCIPAL
+    def _authorize(self, principal: Principal, role: Role, namespace: str | None = None) -> Principal:
+        """The caller, checked for ``role`` (and ``namespace``).
+
+        The caller is never implicit: a missing Principal is a programming error, not the
+        local admin, so a face that forgets to pass its caller fails loudly instead of
+        silently acting with every right (issue 12).
+        """
+        if not isinstance(principal, Principal):
+            raise TypeError("every service call needs the caller's Principal (memmesh.model.LOCAL_PRINCIPAL for local use)")
+        who = principal
         if not who.has_role(role):
             raise ForbiddenError(f"role {who.role!r} may not do this; it needs {role!r}")
         if namespace is not None and not who.covers(namespace):
             raise ForbiddenError(f"namespace {namespace!r} is outside this key's namespaces ({', '.join(who.namespaces)})")
+        return who
+
+    def _authorize_store_wide(self, principal: Principal, what: str) -> Principal:
+        """An admin for every namespace: for work that reads or changes the whole store."""
+        who = self._authorize(principal, "admin")
+        if who.prefixes() is not None:
+            raise ForbiddenError(f"{what} covers every namespace; it needs an admin key not limited to some namespaces")
         return who
 
     def _check_content(self, content: str) -> None:
@@ -194,11 +210,11 @@ class Service:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal | None = None) -> Memory:
+    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> Memory:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
         return self.add_many([data], principal=principal)[0]
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal | None = None) -> list[Memory]:
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
 
         All or nothing: if any item is invalid or conflicts, none is stored.
@@ -215,7 +231,7 @@ class Service:
                 stored.append(self._insert(tx, new, who, now, vector))
         return stored
 
-    def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal | None = None) -> NewMemory:
+    def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
         """Validate one memory exactly as :meth:`add` would, writing nothing.
 
         Dry runs and importers call this to report each bad item with its reason instead of
@@ -223,7 +239,8 @@ class Service:
         with other content) are only found by the write itself.
         """
         new = parse_model(NewMemory, data)
-        self._authorize(principal, "writer", new.namespace)
+        who = self._authorize(principal, "writer", new.namespace)
+        _check_agent(who, new.agent_id)
         self._check_content(new.content)
         if new.valid_from and new.valid_to and new.valid_to <= new.valid_from:
             raise InvalidInputError("valid_to must be later than valid_from")
@@ -233,6 +250,8 @@ class Service:
         digest = content_hash(new.namespace, new.content)
         if new.id is not None:
             existing = tx.get(new.id)
+            if existing is not None and not who.covers(existing.namespace):
+                raise NotFoundError(_hidden_id(new.id))
             if existing is not None:
                 if existing.content_hash == digest:
                     return existing
@@ -286,7 +305,7 @@ class Service:
             tx.put_link(Link(source_id=memory.id, target_id=superseded.id, relation=Relation.supersedes, created_at=now), seq)
         return memory
 
-    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal | None = None) -> Memory:
+    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal) -> Memory:
         """Change fields of a memory; records the old and new values in its history."""
         patch = parse_model(MemoryPatch, changes)
         if patch.content is not None:
@@ -337,7 +356,7 @@ class Service:
         tx.add_history(HistoryEntry(memory_id=updated.id, event=HistoryEvent.update, old=old, new=new, actor=who.agent_id, at=now))
         return updated
 
-    def delete(self, memory_id: str, *, principal: Principal | None = None) -> Tombstone:
+    def delete(self, memory_id: str, *, principal: Principal) -> Tombstone:
         """Delete a memory, leaving a tombstone; its links go with it."""
         who = self._authorize(principal, "writer")
         with self.store.write() as tx:
@@ -357,7 +376,7 @@ class Service:
         tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_snapshot(current), actor=who.agent_id, at=now))
         return tombstone
 
-    def delete_all(self, *, principal: Principal | None = None, everything: bool = False, **filters: Any) -> int:
+    def delete_all(self, *, principal: Principal, everything: bool = False, **filters: Any) -> int:
         """Delete every memory matching the filters (a namespace or another filter is required
         unless ``everything=True``); returns how many were deleted."""
         if not everything and not any(v for v in filters.values()):
@@ -384,7 +403,7 @@ class Service:
         *,
         valid_from: datetime | str | None = None,
         valid_until: datetime | str | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Link:
         """Create (or refresh) a typed link between two live memories."""
         rel = Relation(_enum_value(Relation, relation, "relation"))
@@ -413,7 +432,7 @@ class Service:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, memory_id: str, *, principal: Principal | None = None, touch: bool = False) -> Memory:
+    def get(self, memory_id: str, *, principal: Principal, touch: bool = False) -> Memory:
         """One live memory by id (expired memories are not live)."""
         who = self._authorize(principal, "reader")
         memory = self.store.get(memory_id)
@@ -425,7 +444,7 @@ class Service:
             self._record_access([memory])
         return memory
 
-    def list(self, *, limit: int = 50, cursor: str | None = None, principal: Principal | None = None, **filters: Any) -> Page:
+    def list(self, *, limit: int = 50, cursor: str | None = None, principal: Principal, **filters: Any) -> Page:
         """Newest first, with an opaque cursor for the next page."""
         who = self._authorize(principal, "reader")
         limit = self._check_top_k(limit, "limit")
@@ -443,7 +462,7 @@ class Service:
         explain: bool = False,
         budget_tokens: int | None = None,
         touch: bool = True,
-        principal: Principal | None = None,
+        principal: Principal,
         **filters: Any,
     ) -> RecallResult:
         """Rank memories for a query (hybrid by default); counts as an access unless ``touch=False``."""
@@ -486,27 +505,32 @@ class Service:
             )
         )
 
-    def history(self, memory_id: str, *, principal: Principal | None = None) -> list[HistoryEntry]:
+    def history(self, memory_id: str, *, principal: Principal) -> list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""
         who = self._authorize(principal, "reader")
-        entries = self.store.history(memory_id)
-        if not entries:
+        visible = visible_history(who, self.store.history(memory_id))
+        if not visible:
             raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
-        namespace = (entries[-1].new or entries[-1].old or {}).get("namespace") or (entries[0].new or {}).get("namespace")
-        if namespace and not who.covers(namespace):
-            raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
-        return entries
+        return visible
 
-    def links(self, memory_id: str, *, principal: Principal | None = None) -> list[Link]:
-        """Links from and to a memory."""
-        self.get(memory_id, principal=principal)
-        return self.store.links(memory_id)
+    def links(self, memory_id: str, *, principal: Principal) -> list[Link]:
+        """Links from and to a memory whose other end the caller may also see (a link to a
+        hidden namespace would leak that memory's id and relation)."""
+        who = self._authorize(principal, "reader")
+        self.get(memory_id, principal=who)
+        found = self.store.links(memory_id)
+        if who.prefixes() is None:
+            return found
+        ends = self.store.get_many(list({end for link in found for end in (link.source_id, link.target_id)}))
+        visible = {memory.id for memory in ends if who.covers(memory.namespace)}
+        return [link for link in found if link.source_id in visible and link.target_id in visible]
 
-    def stats(self, *, principal: Principal | None = None) -> Stats:
+    def stats(self, *, principal: Principal) -> Stats:
         """Counts by tier and namespace, links, memories expiring within a day, file size.
 
         A caller limited to some namespaces sees counts for those only (no other
-        namespace's name or size leaks); links and file size stay store-wide.
+        namespace's name or size leaks): links between its own memories, and a file size
+        of 0, since the file holds namespaces it may not see.
         """
         who = self._authorize(principal, "reader")
         now = self.clock()
@@ -521,6 +545,8 @@ class Service:
         ]
         return full.model_copy(
             update={
+                "links_count": sum(1 for link in self.store.iter_links() if link.source_id in live and link.target_id in live),
+                "db_size_bytes": 0,
                 "total": len(live),
                 "by_tier": by_tier,
                 "by_namespace": [c for c in full.by_namespace if who.covers(c.namespace)],
@@ -528,13 +554,25 @@ class Service:
             }
         )
 
-    def namespaces(self, *, principal: Principal | None = None) -> list[NamespaceCount]:
+    def namespaces(self, *, principal: Principal) -> list[NamespaceCount]:
         """Namespaces holding live memories, with counts, largest first (only the caller's)."""
         return self.stats(principal=principal).by_namespace
 
     def ready(self) -> dict[str, Any]:
-        """Readiness: the store answers a query; raises a StorageError when it cannot."""
+        """Readiness: the store answers a query; raises a StorageError when it cannot.
+
+        The one method without a caller: probes are anonymous by design. Faces show its
+        result only through :meth:`readiness` or as the bare schema version (``/readyz``)."""
         return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
+
+    def readiness(self, *, principal: Principal) -> dict[str, Any]:
+        """:meth:`ready` as a caller may see it: the store's location and change counter are
+        store-wide facts, shown only to an admin for every namespace."""
+        who = self._authorize(principal, "reader")
+        ready = self.ready()
+        if who.role == "admin" and who.prefixes() is None:
+            return ready
+        return {"schema_version": ready["schema_version"]}
 
     # -- identity: agents and API keys ----------------------------------------------------
 
@@ -542,11 +580,26 @@ class Service:
         return Access(self.store, self.clock)
 
     def authenticate(self, token: str | None, *, require: bool = False) -> Principal:
-        """The caller a bearer token stands for (see :meth:`memmesh.access.Access.authenticate`)."""
-        return self._access().authenticate(token, require=require)
+        """The caller a bearer token stands for (see :meth:`memmesh.access.Access.authenticate`).
+
+        Keys are required when the server says so (``require``: ``--require-auth`` or a
+        non-loopback bind) or once any key was ever created in this store, revoked or not.
+        """
+        return self._access().authenticate(token, require=require or self.keys_required())
+
+    def keys_required(self) -> bool:
+        """True once any API key was ever created in this store (revoked keys included).
+
+        Derived from the persisted key rows (never deleted, only revoked), not from "an
+        active key exists": revoking the last key must leave a server closed, not open
+        (issue 12). Once true it stays true, so it is cached and costs no query per request.
+        """
+        if not self._keys_required:
+            self._keys_required = bool(self.store.api_keys(include_revoked=True))
+        return self._keys_required
 
     def auth_enabled(self) -> bool:
-        """True when at least one active API key exists, so servers must require keys."""
+        """True when at least one active API key exists (a network bind needs one to be usable)."""
         return self.store.has_api_keys()
 
     def register_agent(
@@ -556,33 +609,36 @@ class Service:
         display_name: str | None = None,
         role: str = "writer",
         namespaces: Sequence[str] | str | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Agent:
         """Register (or update) an agent identity; admin only."""
         who = self._authorize(principal, "admin")
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
 
-    def agents(self, *, principal: Principal | None = None) -> list[Agent]:
-        """Registered agents; admin only."""
-        self._authorize(principal, "admin")
-        return self._access().agents()
+    def agents(self, *, principal: Principal) -> list[Agent]:
+        """Registered agents; admin only, and a namespace-scoped admin sees only the agents
+        whose namespaces all lie inside its own."""
+        who = self._authorize(principal, "admin")
+        return [agent for agent in self._access().agents() if manages(who, agent.namespaces)]
 
     def create_key(
-        self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None, principal: Principal | None = None
+        self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None, principal: Principal
     ) -> CreatedKey:
         """A new API key for an agent; its text is in the result and nowhere else, ever."""
         who = self._authorize(principal, "admin")
         return self._access().create_key(agent_id, role, namespaces, who)
 
-    def keys(self, *, include_revoked: bool = False, principal: Principal | None = None) -> list[ApiKey]:
-        """API keys (without secrets); admin only."""
-        self._authorize(principal, "admin")
-        return self._access().keys(include_revoked)
+    def keys(self, *, include_revoked: bool = False, principal: Principal) -> list[ApiKey]:
+        """API keys (without secrets); admin only, and a namespace-scoped admin sees only the
+        keys whose namespaces all lie inside its own (never a global admin's)."""
+        who = self._authorize(principal, "admin")
+        return [key for key in self._access().keys(include_revoked) if manages(who, key.namespaces)]
 
-    def revoke_key(self, key_id: str, *, principal: Principal | None = None) -> ApiKey:
-        """Revoke an API key; admin only."""
-        self._authorize(principal, "admin")
-        return self._access().revoke_key(key_id)
+    def revoke_key(self, key_id: str, *, principal: Principal) -> ApiKey:
+        """Revoke an API key; admin only, and only keys this admin may see (:meth:`keys`):
+        another scope's key answers exactly like a key that does not exist."""
+        who = self._authorize(principal, "admin")
+        return self._access().revoke_key(key_id, who)
 
     def _charge_quota(self, tx: WriteTx, namespaces: Sequence[str], now: datetime) -> None:
         """Count writes against each namespace's daily quota inside the write transaction;
@@ -601,9 +657,11 @@ class Service:
 
     # -- maintenance -----------------------------------------------------------------------
 
-    def gc(self, *, principal: Principal | None = None) -> GcReport:
-        """Archive expired memories and purge tombstones past the retention."""
-        self._authorize(principal, "admin")
+    def gc(self, *, principal: Principal) -> GcReport:
+        """Archive expired memories and purge tombstones past the retention.
+
+        Store-wide, so it needs an admin not limited to some namespaces."""
+        self._authorize_store_wide(principal, "garbage collection")
         now = self.clock()
         archived = 0
         while True:
@@ -619,15 +677,13 @@ class Service:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
         return GcReport(archived=archived, tombstones_purged=purged)
 
-    def backup_now(self, *, retain: int | None = None, principal: Principal | None = None) -> Any:
+    def backup_now(self, *, retain: int | None = None, principal: Principal) -> Any:
         """Snapshot the whole store into the configured backup folder (``<data dir>/backups``).
 
         For the HTTP and MCP faces; the CLI's ``memmesh backup`` may also choose a folder.
         Needs an admin whose keys cover every namespace, since a snapshot holds them all.
         """
-        who = self._authorize(principal, "admin")
-        if who.prefixes() is not None:
-            raise ForbiddenError("a backup holds every namespace; it needs an admin key not limited to some namespaces")
+        self._authorize_store_wide(principal, "a backup")
         if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
             raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
         if self.policy.backup_dir is None:
@@ -636,18 +692,20 @@ class Service:
 
         return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
 
-    def reindex_pending(self) -> list[str]:
-        """Ids of memories without a vector from the current embedder."""
+    def reindex_pending(self, *, principal: Principal) -> list[str]:
+        """Ids of memories without a vector from the current embedder (store-wide: an admin
+        for every namespace)."""
+        self._authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             return []
         return self.store.ids_missing_vectors(self.embedder.model_id)
 
-    def reindex(self, *, batch_size: int = 64, progress: Progress | None = None, principal: Principal | None = None) -> int:
+    def reindex(self, *, batch_size: int = 64, progress: Progress | None = None, principal: Principal) -> int:
         """Embed every memory that lacks a vector from the current model; returns how many."""
-        self._authorize(principal, "admin")
+        self._authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             raise InvalidInputError("no embedder is configured (embeddings.provider = none): nothing to reindex")
-        pending = self.reindex_pending()
+        pending = self.reindex_pending(principal=principal)
         done = 0
         for start in range(0, len(pending), batch_size):
             memories = self.store.get_many(pending[start : start + batch_size])
@@ -661,7 +719,7 @@ class Service:
                 progress(len(memories))
         return done
 
-    def put_exact(self, memory: Memory, *, history: Sequence[HistoryEntry] = (), principal: Principal | None = None) -> bool:
+    def put_exact(self, memory: Memory, *, history: Sequence[HistoryEntry] = (), principal: Principal) -> bool:
         """Write a memory exactly as given (import, restore, migration); idempotent.
 
         Returns True if anything was written: absent → inserted with its history; present
@@ -671,11 +729,17 @@ class Service:
         self._check_content(memory.content)
         if memory.content_hash != content_hash(memory.namespace, memory.content):
             raise InvalidInputError(f"memory {memory.id}: content_hash does not match its namespace and content")
+        stray = next((e for e in history if e.memory_id != memory.id), None)
+        if stray is not None:
+            raise InvalidInputError(f"memory {memory.id}: its history holds an entry of another memory ({stray.memory_id})")
+        self._check_exact_target(who, memory.id)
         if _is_stale(self.store.get(memory.id), memory):
             return False
         vectors, _ = self._embed([embed_text(memory.title, memory.content)])
         with self.store.write() as tx:
             existing = tx.get(memory.id)
+            if existing is not None and not who.covers(existing.namespace):
+                raise NotFoundError(_hidden_id(memory.id))
             if _is_stale(existing, memory):
                 return False
             clash = tx.find_by_hash(memory.namespace, memory.content_hash)
@@ -702,10 +766,26 @@ class Service:
                 tx.put_vector(memory.id, self.embedder.model_id, vectors[0], seq)
         return True
 
-    def put_link(self, link: Link) -> bool:
-        """Write a link exactly as given (import, restore); skipped if an end is missing."""
+    def check_exact(self, memory: Memory, *, principal: Principal) -> None:
+        """Raise what :meth:`put_exact` would refuse for this caller, writing nothing (import
+        checks every record before it writes the first)."""
+        who = self._authorize(principal, "writer", memory.namespace)
+        self._check_exact_target(who, memory.id)
+
+    def _check_exact_target(self, who: Principal, memory_id: str) -> None:
+        """An exact write may replace only a memory the caller can see; an id held in another
+        namespace gets the not-found-shaped answer (no 409 that would confirm it exists)."""
+        existing = self.store.get(memory_id)
+        if existing is not None and not who.covers(existing.namespace):
+            raise NotFoundError(_hidden_id(memory_id))
+
+    def put_link(self, link: Link, *, principal: Principal) -> bool:
+        """Write a link exactly as given (import, restore); skipped if an end is missing or
+        lies in a namespace the caller may not write."""
+        who = self._authorize(principal, "writer")
         with self.store.write() as tx:
-            if tx.get(link.source_id) is None or tx.get(link.target_id) is None:
+            ends = [tx.get(link.source_id), tx.get(link.target_id)]
+            if any(end is None or not who.covers(end.namespace) for end in ends):
                 return False
             tx.put_link(link, tx.next_seq())
         return True
@@ -739,6 +819,44 @@ class Service:
         from memmesh.survey import Survey
 
         return Survey(self)
+
+
+def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
+    """The entries written while the memory was in a namespace ``who`` covers.
+
+    The namespace is replayed entry by entry (an update names it only when it changed), so a
+    memory moved out of a namespace shows nothing written after the move to callers of the old
+    one, and a memory moved in does not reveal what it held elsewhere (issue 12, finding 3).
+    """
+    if who.prefixes() is None:
+        return list(entries)
+    visible: list[HistoryEntry] = []
+    namespace: str | None = None
+    for entry in entries:
+        before = (entry.old or {}).get("namespace") or namespace
+        after = (entry.new or {}).get("namespace") or before
+        if any(ns is not None and who.covers(ns) for ns in (before, after)):
+            visible.append(entry)
+        namespace = after
+    if namespace is None or not who.covers(namespace):
+        return []
+    return visible
+
+
+def _check_agent(who: Principal, agent_id: str | None) -> None:
+    """A keyed caller writes as its own agent; only an admin for every namespace may attribute
+    a memory to another agent (e.g. when replaying a migration)."""
+    if agent_id is None or who.agent_id is None or agent_id == who.agent_id:
+        return
+    if who.role == "admin" and who.prefixes() is None:
+        return
+    raise ForbiddenError(f"agent_id {agent_id!r} is not this key's agent ({who.agent_id!r}): leave agent_id out, the key's agent is used")
+
+
+def _hidden_id(memory_id: str) -> str:
+    """The answer for an id held in a namespace the caller cannot see: the same words as for
+    an id nobody holds, so the error tells nothing about other namespaces."""
+    return f"no memory with id {memory_id} is visible to this key; leave id out or choose another"
 
 
 def _is_stale(existing: Memory | None, incoming: Memory) -> bool:

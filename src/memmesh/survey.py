@@ -82,7 +82,7 @@ class Survey:
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    def taxonomy(self, *, namespace: str | None = None, principal: Principal | None = None) -> list[TaxonomyNode]:
+    def taxonomy(self, *, namespace: str | None = None, principal: Principal) -> list[TaxonomyNode]:
         """The namespace tree with counts (only namespaces the caller may read), biggest first."""
         root = normalize_namespace(namespace) if namespace else None
         counts = {
@@ -99,7 +99,7 @@ class Survey:
         namespace: str = DEFAULT_NAMESPACE,
         threshold: float = 0.85,
         top_k: int = 5,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> DuplicateReport:
         """Is this content already remembered? Exact: same namespace and content (what
         store would de-duplicate). Near: recall hits whose similarity reaches ``threshold``
@@ -141,7 +141,7 @@ class Survey:
         recent: int = 10,
         relevant: int = 10,
         budget_tokens: int | None = None,
-        principal: Principal | None = None,
+        principal: Principal,
     ) -> Briefing:
         """Context for a new session: the ``recent`` newest memories in the namespace and,
         when a task is described, the ``relevant`` best recall hits for it."""
@@ -160,11 +160,11 @@ class Survey:
         )
         return Briefing(namespace=namespace, task=task, recent=newest, relevant=hits, mode=mode, notices=notices, total_memories=total)
 
-    def quota_status(self, *, namespace: str | None = None, principal: Principal | None = None) -> QuotaStatus:
+    def quota_status(self, *, namespace: str | None = None, principal: Principal) -> QuotaStatus:
         """Writes counted today against ``limits.daily_write_quota`` per namespace (0 = off)."""
         svc = self.service
-        who = svc._authorize(principal, "reader")
         root = normalize_namespace(namespace) if namespace else None
+        who = svc._authorize(principal, "reader", root)
         now = svc.clock()
         day = utc_day(now)
         quota = svc.policy.daily_write_quota

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import httpx
 import pytest
 
 from memmesh import AuthError, ForbiddenError, NotFoundError
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def _error(response, status: int, code: str) -> None:
@@ -27,11 +31,11 @@ def test_require_auth_closes_even_an_empty_loopback_server(serve):
     _error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"].startswith("Bearer")
     assert http.get("/healthz").status_code == 200
-    assert running.service.stats().total == 0
+    assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
 
 
 def test_any_key_closes_the_server_and_bad_keys_get_401(server):
-    admin = server.service.create_key("root", role="admin")
+    admin = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
     http = server.http()
     _error(http.get("/api/v1/memories"), 401, "unauthorized")
     _error(server.http("mm_000000000000_wrong").get("/api/v1/memories"), 401, "unauthorized")
@@ -47,27 +51,30 @@ def test_any_key_closes_the_server_and_bad_keys_get_401(server):
 
 
 def test_reader_cannot_write_and_nothing_is_stored(server):
-    reader = server.service.create_key("viewer", role="reader")
+    reader = server.service.create_key("viewer", role="reader", principal=LOCAL_PRINCIPAL)
     http = server.http(reader.key)
     _error(http.post("/api/v1/memories", json={"content": "sneaky"}), 403, "forbidden")
     _error(http.post("/api/v1/memories/batch", json={"items": [{"content": "sneaky"}]}), 403, "forbidden")
-    existing = server.service.add({"content": "already here"})
+    existing = server.service.add({"content": "already here"}, principal=LOCAL_PRINCIPAL)
     _error(http.patch(f"/api/v1/memories/{existing.id}", json={"content": "changed"}), 403, "forbidden")
     _error(http.delete(f"/api/v1/memories/{existing.id}"), 403, "forbidden")
     _error(http.get("/api/v1/keys"), 403, "forbidden")
     _error(http.post("/api/v1/keys", json={"agent_id": "me", "role": "admin"}), 403, "forbidden")
     _error(http.get("/api/v1/agents"), 403, "forbidden")
     assert http.get(f"/api/v1/memories/{existing.id}").json()["content"] == "already here"
-    assert server.service.stats().total == 1 and server.service.get(existing.id).content == "already here"
+    assert (
+        server.service.stats(principal=LOCAL_PRINCIPAL).total == 1
+        and server.service.get(existing.id, principal=LOCAL_PRINCIPAL).content == "already here"
+    )
     with pytest.raises(ForbiddenError):
         server.client(reader.key).add("via client")
 
 
 def test_a_key_for_namespace_a_sees_nothing_of_b(server):
     svc = server.service
-    theirs = svc.add({"content": "secret plan of team B", "namespace": "team-b/plans", "title": "plan"})
-    mine = svc.add({"content": "public plan of team A", "namespace": "team-a/plans"})
-    key = svc.create_key("bot-a", role="writer", namespaces=["team-a/*"])
+    theirs = svc.add({"content": "secret plan of team B", "namespace": "team-b/plans", "title": "plan"}, principal=LOCAL_PRINCIPAL)
+    mine = svc.add({"content": "public plan of team A", "namespace": "team-a/plans"}, principal=LOCAL_PRINCIPAL)
+    key = svc.create_key("bot-a", role="writer", namespaces=["team-a/*"], principal=LOCAL_PRINCIPAL)
     http = server.http(key.key)
 
     _error(http.get(f"/api/v1/memories/{theirs.id}"), 404, "not_found")
@@ -93,9 +100,9 @@ def test_a_key_for_namespace_a_sees_nothing_of_b(server):
     assert "team-b" not in http.get("/api/v1/memories").text
 
     # nothing of B changed, nothing was planted in B
-    assert svc.get(theirs.id).content == "secret plan of team B"
-    assert [m.id for m in svc.list(namespace="team-b").items] == [theirs.id]
-    assert svc.links(theirs.id) == []
+    assert svc.get(theirs.id, principal=LOCAL_PRINCIPAL).content == "secret plan of team B"
+    assert [m.id for m in svc.list(namespace="team-b", principal=LOCAL_PRINCIPAL).items] == [theirs.id]
+    assert svc.links(theirs.id, principal=LOCAL_PRINCIPAL) == []
     # and inside its namespace the key works
     assert http.post("/api/v1/memories", json={"content": "new A fact", "namespace": "team-a/notes"}).status_code == 201
     with pytest.raises(NotFoundError):
@@ -103,7 +110,7 @@ def test_a_key_for_namespace_a_sees_nothing_of_b(server):
 
 
 def test_admin_manages_keys_and_agents_over_http(server):
-    root = server.service.create_key("root", role="admin")
+    root = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
     http = server.http(root.key)
     agent = http.post("/api/v1/agents", json={"agent_id": "planner", "display_name": "Planner", "role": "writer", "namespaces": ["team/*"]})
     assert agent.status_code == 201 and agent.json()["display_name"] == "Planner"
@@ -127,7 +134,7 @@ def test_admin_manages_keys_and_agents_over_http(server):
 
 
 def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
-    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"])
+    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"], principal=LOCAL_PRINCIPAL)
     http = server.http(scoped.key)
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["*"]}), 403, "forbidden")
     _error(http.post("/api/v1/keys", json={"agent_id": "x", "role": "reader", "namespaces": ["other"]}), 403, "forbidden")
@@ -135,7 +142,7 @@ def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
     bad_agent = {"agent_id": "bad id!", "role": "reader", "namespaces": ["team"]}
     _error(http.post("/api/v1/keys", json=bad_agent), 422, "invalid_input")
     _error(http.post("/api/v1/keys", json={"agent_id": "y", "role": "god", "namespaces": ["team"]}), 422, "invalid_input")
-    assert len(server.service.keys()) == 2
+    assert len(server.service.keys(principal=LOCAL_PRINCIPAL)) == 2
 
 
 def test_backup_route_snapshots_for_a_full_admin_only(server):
@@ -143,10 +150,10 @@ def test_backup_route_snapshots_for_a_full_admin_only(server):
 
     from memmesh.io.backup import verify
 
-    server.service.add({"content": "worth keeping", "namespace": "team/a"})
-    admin = server.service.create_key("root", role="admin")
-    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"])
-    writer = server.service.create_key("bot", role="writer")
+    server.service.add({"content": "worth keeping", "namespace": "team/a"}, principal=LOCAL_PRINCIPAL)
+    admin = server.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
+    scoped = server.service.create_key("lead", role="admin", namespaces=["team/*"], principal=LOCAL_PRINCIPAL)
+    writer = server.service.create_key("bot", role="writer", principal=LOCAL_PRINCIPAL)
     _error(server.http(writer.key).post("/api/v1/backup", json={}), 403, "forbidden")
     _error(server.http(scoped.key).post("/api/v1/backup", json={}), 403, "forbidden")
     _error(server.http(admin.key).post("/api/v1/backup", json={"retain": 0}), 422, "invalid_input")
@@ -158,3 +165,202 @@ def test_backup_route_snapshots_for_a_full_admin_only(server):
     assert verify(Path(body["snapshot"]), supported_schema=server.service.store.schema_version).sha256 == body["manifest"]["sha256"]
     second = http.post("/api/v1/backup", json={"retain": 1}).json()
     assert second["removed"] == [body["snapshot"]] and not Path(body["snapshot"]).exists()
+
+
+# -- issue 12 regressions ----------------------------------------------------------------------
+
+
+def _revoke_last_key_chain(cli, spawn, db_path, *args: str) -> None:
+    """Create an admin key, serve, revoke it over HTTP: the server stays closed and says how to open it."""
+    root = json.loads(cli("keys", "create", "--agent", "root", "--role", "admin", "--json").out)
+    server = spawn(db_path, *args)
+    admin = {"Authorization": f"Bearer {root['key']}"}
+    assert httpx.post(server.url + "/api/v1/memories", json={"content": "before"}, headers=admin).status_code == 201
+    assert httpx.delete(f"{server.url}/api/v1/keys/{root['id']}", headers=admin).status_code == 200
+
+    listed = httpx.get(server.url + "/api/v1/memories")
+    _error(listed, 401, "unauthorized")
+    assert "memmesh keys create" in listed.json()["error"]["message"] and "revoked" in listed.json()["error"]["message"]
+    _error(httpx.post(server.url + "/api/v1/keys", json={"agent_id": "mallory", "role": "admin"}), 401, "unauthorized")
+    _error(httpx.get(server.url + "/api/v1/memories", headers=admin), 401, "unauthorized")
+    _error(httpx.get(server.url + "/api/v1/keys", headers={"Authorization": "Bearer mm_000000000000_made-up"}), 401, "unauthorized")
+    assert json.loads(cli("keys", "list", "--json").out) == []  # nothing was minted by anyone
+
+
+def test_revoking_the_last_key_leaves_a_loopback_server_closed(cli, spawn, db_path):
+    """Finding 1: the no-keys check ran only at start; revoking the last key opened the server."""
+    _revoke_last_key_chain(cli, spawn, db_path)
+    restarted = spawn(db_path)  # the fact is in the store, so a restart stays closed too
+    _error(httpx.get(restarted.url + "/api/v1/memories"), 401, "unauthorized")
+    fresh = json.loads(cli("keys", "create", "--agent", "ops", "--role", "admin", "--json").out)
+    reopened = httpx.get(restarted.url + "/api/v1/memories", headers={"Authorization": f"Bearer {fresh['key']}"})
+    assert reopened.status_code == 200 and [m["content"] for m in reopened.json()["items"]] == ["before"]
+
+
+def test_revoking_the_last_key_leaves_a_network_server_closed(cli, spawn, db_path):
+    _revoke_last_key_chain(cli, spawn, db_path, "--host", "0.0.0.0")
+    refused = cli("serve", "--host", "0.0.0.0", "--port", "9")
+    assert refused.code == 1 and "refusing to listen on 0.0.0.0" in refused.err
+    insecure = spawn(db_path, "--host", "0.0.0.0", "--insecure")  # --insecure never reopens a store that had keys
+    _error(httpx.get(insecure.url + "/api/v1/memories"), 401, "unauthorized")
+    _error(httpx.post(insecure.url + "/api/v1/keys", json={"agent_id": "mallory", "role": "admin"}), 401, "unauthorized")
+
+
+def test_a_network_bind_needs_a_key_even_before_any_exists(serve, tmp_path):
+    running = serve(server={"host": "0.0.0.0"}, auth={"insecure": False})
+    _error(running.http().get("/api/v1/memories"), 401, "unauthorized")
+    opened = serve(server={"host": "0.0.0.0"}, auth={"insecure": True})
+    assert opened.http().get("/api/v1/memories").status_code == 200
+
+
+def test_scoped_admin_cannot_see_revoke_or_take_over_outside_its_namespaces(server):
+    """Finding 2: an a/* admin listed and revoked every key and re-registered other agents."""
+    svc = server.service
+    root = svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
+    other = svc.create_key("bot-b", role="writer", namespaces=["b/*"], principal=LOCAL_PRINCIPAL)
+    lead = svc.create_key("lead-a", role="admin", namespaces=["a/*"], principal=LOCAL_PRINCIPAL)
+    http = server.http(lead.key)
+
+    assert {k["id"] for k in http.get("/api/v1/keys", params={"include_revoked": True}).json()} == {lead.id}
+    assert {a["agent_id"] for a in http.get("/api/v1/agents").json()} == {"lead-a"}
+    for key_id in (root.id, other.id):
+        hidden = http.delete(f"/api/v1/keys/{key_id}")
+        _error(hidden, 404, "not_found")
+        assert hidden.json()["error"]["message"] == http.delete("/api/v1/keys/000000000000").json()["error"]["message"].replace(
+            "000000000000", key_id
+        )
+    for agent in ("root", "bot-b"):
+        _error(http.post("/api/v1/agents", json={"agent_id": agent, "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
+        _error(http.post("/api/v1/keys", json={"agent_id": agent, "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
+    _error(http.post("/api/v1/keys", json={"agent_id": "wide", "role": "reader", "namespaces": ["*"]}), 403, "forbidden")
+    _error(http.post("/api/v1/backup", json={}), 403, "forbidden")
+
+    # nothing outside a/* changed: both keys still work, both agents are as registered
+    assert server.http(root.key).get("/api/v1/memories").status_code == 200
+    assert server.http(other.key).get("/api/v1/memories").status_code == 200
+    agents = {a.agent_id: a for a in svc.agents(principal=LOCAL_PRINCIPAL)}
+    assert agents["root"].namespaces == ["*"] and agents["bot-b"].namespaces == ["b/*"]
+    # inside a/* it still manages
+    made = http.post("/api/v1/keys", json={"agent_id": "helper-a", "role": "writer", "namespaces": ["a/x"]})
+    assert made.status_code == 201
+    assert http.delete(f"/api/v1/keys/{made.json()['id']}").status_code == 200
+
+
+def test_history_of_a_moved_memory_stays_with_its_new_namespace(server):
+    """Finding 3: history of a memory moved out of a namespace stayed readable there."""
+    svc = server.service
+    moved = svc.add({"content": "draft written in a", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    svc.update(moved.id, {"namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    svc.update(moved.id, {"content": "written after the move to b"}, principal=LOCAL_PRINCIPAL)
+    reader_a = server.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    reader_b = server.http(svc.create_key("rb", role="reader", namespaces=["b"], principal=LOCAL_PRINCIPAL).key)
+
+    _error(reader_a.get(f"/api/v1/memories/{moved.id}/history"), 404, "not_found")
+    seen_by_b = reader_b.get(f"/api/v1/memories/{moved.id}/history")
+    assert seen_by_b.status_code == 200
+    assert [e["event"] for e in seen_by_b.json()] == ["update", "update"]  # the move and the edit, not the add in a
+    assert seen_by_b.json()[1]["new"] == {"content": "written after the move to b"}
+    svc.delete(moved.id, principal=LOCAL_PRINCIPAL)  # also once deleted
+    _error(reader_a.get(f"/api/v1/memories/{moved.id}/history"), 404, "not_found")
+    assert reader_b.get(f"/api/v1/memories/{moved.id}/history").status_code == 200
+
+
+def test_links_hide_memories_of_other_namespaces(server):
+    svc = server.service
+    mine, also_mine = (svc.add({"content": c, "namespace": "a"}, principal=LOCAL_PRINCIPAL) for c in ("one", "two"))
+    theirs = svc.add({"content": "hidden", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    svc.link(mine.id, also_mine.id, "related_to", principal=LOCAL_PRINCIPAL)
+    svc.link(mine.id, theirs.id, "contradicts", principal=LOCAL_PRINCIPAL)
+    svc.link(theirs.id, mine.id, "supersedes", principal=LOCAL_PRINCIPAL)
+    scoped = server.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    seen = scoped.get(f"/api/v1/memories/{mine.id}/links")
+    assert seen.status_code == 200 and theirs.id not in seen.text
+    assert [(x["source_id"], x["target_id"]) for x in seen.json()] == [(mine.id, also_mine.id)]
+    everywhere = server.http(svc.create_key("all", role="reader", principal=LOCAL_PRINCIPAL).key)
+    assert len(everywhere.get(f"/api/v1/memories/{mine.id}/links").json()) == 3  # an unscoped key sees all three
+
+
+def test_another_namespaces_id_answers_like_an_unknown_one(server):
+    svc = server.service
+    theirs = svc.add({"content": "hidden", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    writer = server.http(svc.create_key("wa", role="writer", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    clash = writer.post("/api/v1/memories", json={"id": theirs.id, "content": "other text", "namespace": "a"})
+    _error(clash, 404, "not_found")
+    same = writer.post("/api/v1/memories", json={"id": theirs.id, "content": "hidden", "namespace": "a"})
+    _error(same, 404, "not_found")
+    assert svc.get(theirs.id, principal=LOCAL_PRINCIPAL).namespace == "b"
+    assert svc.stats(principal=LOCAL_PRINCIPAL).total == 1
+
+
+def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
+    running = serve(server={"host": "0.0.0.0"})
+    svc = running.service
+    svc.add({"content": "mine", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    svc.add({"content": "theirs", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    svc.link(
+        svc.add({"content": "b2", "namespace": "b"}, principal=LOCAL_PRINCIPAL).id,
+        svc.list(namespace="b", principal=LOCAL_PRINCIPAL).items[-1].id,
+        principal=LOCAL_PRINCIPAL,
+    )
+    scoped = running.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    stats = scoped.get("/api/v1/stats").json()
+    assert stats["total"] == 1 and stats["links_count"] == 0 and stats["db_size_bytes"] == 0
+    assert [n["namespace"] for n in stats["by_namespace"]] == ["a"]
+
+    ready = running.http().get("/readyz")
+    assert ready.status_code == 200 and set(ready.json()) == {"status", "schema_version"}
+    _error(running.http().get("/metrics"), 401, "unauthorized")  # not loopback: a key is needed
+    metrics = scoped.get("/metrics")
+    assert metrics.status_code == 200
+    assert "memmesh_store_memories 1.0" in metrics.text and "memmesh_store_links 0.0" in metrics.text
+    assert "memmesh_store_size_bytes 0.0" in metrics.text
+
+
+def test_a_key_writes_as_its_own_agent(server):
+    svc = server.service
+    writer = server.http(svc.create_key("bot", role="writer", principal=LOCAL_PRINCIPAL).key)
+    _error(writer.post("/api/v1/memories", json={"content": "forged", "agent_id": "root"}), 403, "forbidden")
+    _error(writer.post("/api/v1/memories/batch", json={"items": [{"content": "forged", "agent_id": "root"}]}), 403, "forbidden")
+    assert writer.post("/api/v1/memories", json={"content": "mine", "agent_id": "bot"}).json()["agent_id"] == "bot"
+    assert writer.post("/api/v1/memories", json={"content": "implicit"}).json()["agent_id"] == "bot"
+    assert svc.stats(principal=LOCAL_PRINCIPAL).total == 2
+    root = server.http(svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL).key)
+    assert root.post("/api/v1/memories", json={"content": "replayed", "agent_id": "bot"}).json()["agent_id"] == "bot"
+
+
+def test_made_up_keys_are_rate_limited_by_client_address(serve):
+    running = serve(limits={"rate_limit_per_minute": 5})
+    valid = running.service.create_key("bot", role="reader", principal=LOCAL_PRINCIPAL)
+    statuses = [running.http(f"mm_{i:012x}_made-up-secret").get("/api/v1/memories").status_code for i in range(8)]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    assert running.http().get("/api/v1/memories").status_code == 429  # same address, same bucket
+    assert running.http(valid.key).get("/api/v1/memories").status_code == 200  # a real key has its own
+
+
+def test_authentication_never_blocks_the_event_loop(server):
+    """Checking a key queries the store; it must run on a worker thread, so a slow store
+    delays only the requests that wait for it, never /healthz (issue 13/25)."""
+    import threading
+    import time
+
+    svc = server.service
+    key = svc.create_key("bot", role="reader", principal=LOCAL_PRINCIPAL)
+    real = svc.store.api_key
+
+    def slow(key_id):
+        time.sleep(1.5)
+        return real(key_id)
+
+    svc.store.api_key = slow  # type: ignore[method-assign]
+    try:
+        waiting = [threading.Thread(target=lambda: server.http(key.key).get("/api/v1/memories")) for _ in range(3)]
+        for thread in waiting:
+            thread.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert server.http().get("/healthz").status_code == 200
+        assert time.monotonic() - started < 1.0
+        for thread in waiting:
+            thread.join(10)
+    finally:
+        svc.store.api_key = real  # type: ignore[method-assign]

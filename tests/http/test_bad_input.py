@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memmesh import ContentTooLargeError, InvalidInputError
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def _error(response, status: int, code: str = "invalid_input") -> dict:
@@ -16,7 +17,7 @@ def _error(response, status: int, code: str = "invalid_input") -> dict:
 
 
 def _nothing_stored(running) -> None:
-    assert running.service.stats().total == 0
+    assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
 
 
 @pytest.mark.parametrize("body", [b"{bad json", b"", b"\xff\xfe", b'{"content": "x"', b"null"])

@@ -18,6 +18,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from memmesh.model import LOCAL_PRINCIPAL
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance, response_headers_conformance]
 
 
@@ -26,7 +28,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     server = ThreadServer(http_settings(folder, limits={"max_page_size": 200}))
     running = server.start()
-    running.service.add({"content": "a seeded memory so reads find something", "namespace": "seed"})
+    running.service.add({"content": "a seeded memory so reads find something", "namespace": "seed"}, principal=LOCAL_PRINCIPAL)
     yield running.url
     server.stop()
 

@@ -13,6 +13,7 @@ from tests.importers.conftest import GOOD_ROWS, LEGACY_DDL, MALFORMED, TENANTS, 
 from memmesh import Memory
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers import LegacyTable, import_legacy
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def spec_for(url: str, **overrides: Any) -> LegacyTable:
@@ -37,7 +38,7 @@ def marks(path: Path) -> dict[int, str | None]:
 
 
 def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_db: Path) -> None:
-    report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
+    report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
     counts = {t.tenant: (t.migrated, t.skipped, t.failed) for t in report.tenants}
     assert counts["agents-team"] == (12, 0, 1)  # the oversize row
     assert counts["hongming"] == (5, 0, 1)  # the blank row
@@ -64,31 +65,31 @@ def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_d
 
 
 def test_rerun_migrates_nothing_and_a_fixed_row_goes_next_time(mem: Memory, legacy_db: Path) -> None:
-    import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
-    again = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
+    import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
+    again = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
     assert again.totals.migrated == 0 and again.totals.skipped == GOOD_ROWS
     assert again.skipped_reasons == {"already migrated (marked)": GOOD_ROWS}
 
     with sqlite3.connect(legacy_db) as conn:
         conn.execute("UPDATE agent_memories SET content = 'hongming fixed the blank row' WHERE id = 100")
-    third = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
+    third = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
     assert third.totals.migrated == 1 and mem.get("legacy:agent_memories:100").namespace == "workspace:hongming"
 
 
 def test_without_a_mark_column_the_ids_make_a_rerun_a_noop(mem: Memory, legacy_db: Path) -> None:
     spec = spec_for(sqlite_url(legacy_db), mark_col=None)
-    first = import_legacy(mem.service, spec)
-    again = import_legacy(mem.service, spec)
+    first = import_legacy(mem.service, spec, principal=LOCAL_PRINCIPAL)
+    again = import_legacy(mem.service, spec, principal=LOCAL_PRINCIPAL)
     assert first.totals.migrated == GOOD_ROWS and again.totals.migrated == 0
     assert again.skipped_reasons == {"already imported": GOOD_ROWS}
     assert not any(marks(legacy_db).values())
 
 
 def test_a_crash_between_write_and_mark_is_healed_by_the_rerun(mem: Memory, legacy_db: Path) -> None:
-    import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
+    import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
     with sqlite3.connect(legacy_db) as conn:
         conn.execute("UPDATE agent_memories SET migrated_at = NULL WHERE id <= 5")  # written, never marked
-    again = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)))
+    again = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
     assert again.totals.migrated == 0 and again.skipped_reasons["already imported"] == 5
     assert all(marks(legacy_db)[i] for i in range(1, 6))
 
@@ -96,7 +97,7 @@ def test_a_crash_between_write_and_mark_is_healed_by_the_rerun(mem: Memory, lega
 def test_check_only_and_dry_run_change_nothing_anywhere(mem: Memory, legacy_db: Path) -> None:
     before = hashlib.sha256(legacy_db.read_bytes()).hexdigest()
     for options in ({"check_only": True}, {"dry_run": True}):
-        report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), **options)
+        report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), **options, principal=LOCAL_PRINCIPAL)
         assert report.dry_run and report.spot_check is None
         assert (report.totals.migrated, report.totals.failed) == (GOOD_ROWS, MALFORMED)
     assert mem.stats().total == 0
@@ -108,14 +109,14 @@ def test_empty_table_is_a_noop_and_premarked_rows_are_skipped(mem: Memory, tmp_p
     path = tmp_path / "empty.db"
     with sqlite3.connect(path) as conn:
         conn.execute(LEGACY_DDL)
-    empty = import_legacy(mem.service, spec_for(sqlite_url(path)))
+    empty = import_legacy(mem.service, spec_for(sqlite_url(path)), principal=LOCAL_PRINCIPAL)
     assert empty.tenants == [] and empty.written == 0 and empty.spot_check is not None and empty.spot_check.sampled == 0
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO agent_memories (id, workspace_id, content, migrated_at) VALUES "
             "(1, 'hongming', 'already moved by hand', '2026-05-24T08:05:00Z'), (2, 'hongming', 'still to move', NULL)"
         )
-    report = import_legacy(mem.service, spec_for(sqlite_url(path)))
+    report = import_legacy(mem.service, spec_for(sqlite_url(path)), principal=LOCAL_PRINCIPAL)
     assert (report.totals.migrated, report.totals.skipped) == (1, 1)
     assert mem.service.store.get("legacy:agent_memories:1") is None
 
@@ -128,7 +129,7 @@ def test_same_content_in_a_tenant_is_stored_once_and_both_rows_are_marked(mem: M
             "INSERT INTO agent_memories (id, workspace_id, content) VALUES (?, ?, ?)",
             [(1, "t1", "same words"), (2, "t1", "same words"), (3, "t2", "same words")],
         )
-    report = import_legacy(mem.service, spec_for(sqlite_url(path)))
+    report = import_legacy(mem.service, spec_for(sqlite_url(path)), principal=LOCAL_PRINCIPAL)
     assert (report.totals.added, report.totals.skipped) == (2, 1)
     assert report.skipped_reasons == {"same content already stored": 1}
     assert all(marks(path).values())
@@ -150,7 +151,7 @@ def test_bad_options_and_sources_fail_before_anything_is_written(mem: Memory, le
     ]
     for spec, message in cases:
         with pytest.raises(InvalidInputError, match=message) as caught:
-            import_legacy(mem.service, spec)
+            import_legacy(mem.service, spec, principal=LOCAL_PRINCIPAL)
         assert "secret" not in str(caught.value)
     assert mem.stats().total == 0 and not any(marks(legacy_db).values())
     assert not (tmp_path / "missing.db").exists()
@@ -161,13 +162,15 @@ def test_a_source_that_cannot_be_marked_is_refused_up_front(mem: Memory, legacy_
         conn.execute("CREATE VIEW agent_memories_v AS SELECT * FROM agent_memories")
     spec = spec_for(sqlite_url(legacy_db), table="agent_memories_v")
     with pytest.raises(InvalidInputError, match=r"cannot mark rows .*use --check-only"):
-        import_legacy(mem.service, spec)
+        import_legacy(mem.service, spec, principal=LOCAL_PRINCIPAL)
     assert mem.stats().total == 0
-    assert import_legacy(mem.service, spec, check_only=True).totals.migrated == GOOD_ROWS
+    assert import_legacy(mem.service, spec, check_only=True, principal=LOCAL_PRINCIPAL).totals.migrated == GOOD_ROWS
 
 
 def test_one_namespace_without_a_tenant_column(mem: Memory, legacy_db: Path) -> None:
-    report = import_legacy(mem.service, spec_for(sqlite_url(legacy_db), tenant_col=None, namespace="legacy/all", mark_col=None))
+    report = import_legacy(
+        mem.service, spec_for(sqlite_url(legacy_db), tenant_col=None, namespace="legacy/all", mark_col=None), principal=LOCAL_PRINCIPAL
+    )
     assert [t.tenant for t in report.tenants] == [None] and report.tenants[0].namespace == "legacy/all"
     assert report.totals.migrated == GOOD_ROWS + 2  # the bad-tenant and no-tenant rows are fine here
 
@@ -183,20 +186,20 @@ def test_postgres_source_migrates_marks_and_refuses_bad_columns(mem: Memory, pg_
             pg_server.execute(name, "INSERT INTO agent_memories (id, workspace_id, content) VALUES (%s, %s, %s)", row)
         url = pg_server.dsn_for(name)
         with pytest.raises(InvalidInputError, match="--content-col 'body'"):
-            import_legacy(mem.service, spec_for(url, content_col="body"))
+            import_legacy(mem.service, spec_for(url, content_col="body"), principal=LOCAL_PRINCIPAL)
         with pytest.raises(InvalidInputError, match="table 'nope' cannot be read"):
-            import_legacy(mem.service, spec_for(url, table="nope"))
+            import_legacy(mem.service, spec_for(url, table="nope"), principal=LOCAL_PRINCIPAL)
 
-        check = import_legacy(mem.service, spec_for(url), check_only=True)
+        check = import_legacy(mem.service, spec_for(url), check_only=True, principal=LOCAL_PRINCIPAL)
         assert check.totals.migrated == GOOD_ROWS and mem.stats().total == 0
         assert pg_server.execute(name, "SELECT count(*) FROM agent_memories WHERE migrated_at IS NOT NULL") == [(0,)]
 
-        report = import_legacy(mem.service, spec_for(url, table="public.agent_memories"), batch_size=7)
+        report = import_legacy(mem.service, spec_for(url, table="public.agent_memories"), batch_size=7, principal=LOCAL_PRINCIPAL)
         assert (report.totals.migrated, report.totals.failed) == (GOOD_ROWS, MALFORMED)
         assert {t.tenant: t.migrated for t in report.tenants if t.migrated} == TENANTS
         assert pg_server.execute(name, "SELECT count(*) FROM agent_memories WHERE migrated_at IS NOT NULL") == [(GOOD_ROWS,)]
         assert report.spot_check is not None and report.spot_check.found == report.spot_check.sampled == 3
-        again = import_legacy(mem.service, spec_for(url, table="public.agent_memories"))
+        again = import_legacy(mem.service, spec_for(url, table="public.agent_memories"), principal=LOCAL_PRINCIPAL)
         assert again.totals.migrated == 0 and again.totals.skipped == GOOD_ROWS
     finally:
         pg_server.drop_database(name)

@@ -9,10 +9,11 @@ from tests.importers.conftest import MCP_ENTITIES, MCP_OBSERVATIONS, MCP_RELATIO
 from memmesh import Memory
 from memmesh.io.importers import detect_text_format, import_mcp_memory
 from memmesh.io.importers.mcp_memory import entity_id, map_relation, observation_id
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, mcp_file: Path) -> None:
-    report = import_mcp_memory(mem.service, mcp_file.read_text(), namespace="kg")
+    report = import_mcp_memory(mem.service, mcp_file.read_text(), namespace="kg", principal=LOCAL_PRINCIPAL)
     assert report.totals.added == len(MCP_ENTITIES) + MCP_OBSERVATIONS
     assert report.totals.failed == 0 and report.tenants[0].tenant == "kg"
     assert report.totals.links_written == MCP_OBSERVATIONS + len(MCP_RELATIONS)
@@ -22,7 +23,7 @@ def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, m
     assert {"entity", "alias:john_smith", "person"} <= set(john.tags)
     assert {"type": "works_at", "to": "Anthropic"} in john.metadata["relations"]
     # memmesh's entity lookup finds the imported entity by its name
-    assert [e.id for e in mem.service.entities.lookup("john_smith", namespace="kg")] == [john.id]
+    assert [e.id for e in mem.service.entities.lookup("john_smith", namespace="kg", principal=LOCAL_PRINCIPAL)] == [john.id]
 
     spanish = mem.get(observation_id("John_Smith", "Speaks fluent Spanish"))
     assert spanish.content == "John_Smith: Speaks fluent Spanish"
@@ -40,9 +41,9 @@ def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, m
 
 
 def test_reimport_writes_nothing_and_a_grown_graph_adds_only_the_new_parts(mem: Memory, mcp_file: Path) -> None:
-    import_mcp_memory(mem.service, mcp_file.read_text())
+    import_mcp_memory(mem.service, mcp_file.read_text(), principal=LOCAL_PRINCIPAL)
     total = mem.stats().total
-    again = import_mcp_memory(mem.service, mcp_file.read_text())
+    again = import_mcp_memory(mem.service, mcp_file.read_text(), principal=LOCAL_PRINCIPAL)
     assert again.written == 0 and again.totals.skipped == total
     assert again.skipped_reasons == {"already imported": total} and again.totals.links_skipped > 0
 
@@ -50,7 +51,7 @@ def test_reimport_writes_nothing_and_a_grown_graph_adds_only_the_new_parts(mem: 
     grown[0] = {**grown[0], "observations": [*grown[0]["observations"], "Moved to Lisbon"]}
     grown.append({"name": "Lisbon", "entityType": "city", "observations": []})
     relations = [*MCP_RELATIONS, {"from": "John_Smith", "to": "Lisbon", "relationType": "lives_in"}]
-    third = import_mcp_memory(mem.service, mcp_lines(grown, relations))
+    third = import_mcp_memory(mem.service, mcp_lines(grown, relations), principal=LOCAL_PRINCIPAL)
     # the new observation, the new entity, and John's entity (its relations changed) are written
     assert (third.totals.added, third.totals.updated) == (2, 1)
     assert third.totals.links_written == 2
@@ -58,9 +59,9 @@ def test_reimport_writes_nothing_and_a_grown_graph_adds_only_the_new_parts(mem: 
 
 
 def test_dry_run_reports_the_same_counts_and_writes_nothing(mem: Memory, mcp_file: Path) -> None:
-    dry = import_mcp_memory(mem.service, mcp_file.read_text(), dry_run=True)
+    dry = import_mcp_memory(mem.service, mcp_file.read_text(), dry_run=True, principal=LOCAL_PRINCIPAL)
     assert mem.stats().total == 0 and mem.stats().links_count == 0
-    real = import_mcp_memory(mem.service, mcp_file.read_text())
+    real = import_mcp_memory(mem.service, mcp_file.read_text(), principal=LOCAL_PRINCIPAL)
     assert dry.dry_run and dry.totals.model_dump() == real.totals.model_dump()
     assert dry.spot_check is None
 
@@ -80,7 +81,7 @@ def test_malformed_lines_are_reported_and_the_rest_is_imported(mem: Memory) -> N
             ]
         )
     )
-    report = import_mcp_memory(mem.service, text)
+    report = import_mcp_memory(mem.service, text, principal=LOCAL_PRINCIPAL)
     reasons = {f.id: f.reason for f in report.failures}
     assert reasons["line 2"].startswith("not JSON")
     assert reasons["line 3"] == "entity without a name"
@@ -94,10 +95,10 @@ def test_malformed_lines_are_reported_and_the_rest_is_imported(mem: Memory) -> N
 
 
 def test_an_entity_registered_by_hand_is_reused_not_duplicated(mem: Memory, mcp_file: Path) -> None:
-    mine = mem.service.entities.register("Anthropic", namespace="mcp", description="AI safety company")
-    report = import_mcp_memory(mem.service, mcp_file.read_text())
+    mine = mem.service.entities.register("Anthropic", namespace="mcp", description="AI safety company", principal=LOCAL_PRINCIPAL)
+    report = import_mcp_memory(mem.service, mcp_file.read_text(), principal=LOCAL_PRINCIPAL)
     assert report.skipped_reasons == {"entity already registered": 1}
-    assert [e.id for e in mem.service.entities.lookup("anthropic", namespace="mcp")] == [mine.id]
+    assert [e.id for e in mem.service.entities.lookup("anthropic", namespace="mcp", principal=LOCAL_PRINCIPAL)] == [mine.id]
     targets = {link.target_id for link in mem.links(mine.id)}
     assert entity_id("John_Smith") in {link.source_id for link in mem.links(mine.id)}
     assert observation_id("Anthropic", "Builds Claude") in {link.source_id for link in mem.links(mine.id)} | targets

@@ -14,10 +14,11 @@ from memmesh import Memory
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers import detect_format, import_mem0, import_mem0_history
 from memmesh.io.importers.mem0 import memory_id
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def test_export_lands_per_user_agent_and_run_with_its_metadata(mem: Memory, mem0_export: dict[str, Any]) -> None:
-    report = import_mem0(mem.service, json.dumps(mem0_export))
+    report = import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
     assert report.totals.added == 5 and report.totals.failed == 0
     assert {t.tenant: t.migrated for t in report.tenants} == {
         "mem0/alice": 2,
@@ -39,13 +40,13 @@ def test_export_lands_per_user_agent_and_run_with_its_metadata(mem: Memory, mem0
 
 
 def test_export_reimport_writes_nothing_and_a_changed_memory_is_updated(mem: Memory, mem0_export: dict[str, Any]) -> None:
-    import_mem0(mem.service, json.dumps(mem0_export))
-    again = import_mem0(mem.service, json.dumps(mem0_export))
+    import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
+    again = import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
     assert again.written == 0 and again.skipped_reasons == {"already imported": 5}
 
     changed = json.loads(json.dumps(mem0_export))
     changed["results"][0]["memory"] = "Likes to play cricket and tennis on weekends"
-    third = import_mem0(mem.service, json.dumps(changed))
+    third = import_mem0(mem.service, json.dumps(changed), principal=LOCAL_PRINCIPAL)
     assert (third.totals.added, third.totals.updated, third.totals.skipped) == (0, 1, 4)
     target = memory_id(changed["results"][0]["id"])
     assert mem.get(target).content == "Likes to play cricket and tennis on weekends"
@@ -53,16 +54,16 @@ def test_export_reimport_writes_nothing_and_a_changed_memory_is_updated(mem: Mem
 
 
 def test_a_memory_edited_in_memmesh_is_not_overwritten_by_an_unchanged_source(mem: Memory, mem0_export: dict[str, Any]) -> None:
-    import_mem0(mem.service, json.dumps(mem0_export))
+    import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
     target = memory_id(mem0_export["results"][0]["id"])
     mem.update(target, content="Plays cricket every Saturday (corrected by hand)")
-    again = import_mem0(mem.service, json.dumps(mem0_export))
+    again = import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
     assert again.written == 0
     assert mem.get(target).content == "Plays cricket every Saturday (corrected by hand)"
 
 
 def test_export_dry_run_writes_nothing(mem: Memory, mem0_export: dict[str, Any]) -> None:
-    dry = import_mem0(mem.service, json.dumps(mem0_export), dry_run=True)
+    dry = import_mem0(mem.service, json.dumps(mem0_export), dry_run=True, principal=LOCAL_PRINCIPAL)
     assert dry.totals.added == 5 and mem.stats().total == 0
 
 
@@ -76,7 +77,7 @@ def test_malformed_export_items_fail_alone(mem: Memory) -> None:
         mem0_item("z" * 70_000),
         "not an object",
     ]
-    report = import_mem0(mem.service, json.dumps(export))
+    report = import_mem0(mem.service, json.dumps(export), principal=LOCAL_PRINCIPAL)
     assert report.totals.added == 1 and report.totals.failed == 6
     reasons = [f.reason for f in report.failures]
     assert "not a mem0 memory (needs a string id)" in reasons
@@ -89,9 +90,9 @@ def test_malformed_export_items_fail_alone(mem: Memory) -> None:
 
 def test_an_export_that_is_not_json_or_not_mem0_is_refused(mem: Memory) -> None:
     with pytest.raises(InvalidInputError, match="not JSON"):
-        import_mem0(mem.service, "{broken")
+        import_mem0(mem.service, "{broken", principal=LOCAL_PRINCIPAL)
     with pytest.raises(InvalidInputError, match="not a mem0 export"):
-        import_mem0(mem.service, '{"something": "else"}')
+        import_mem0(mem.service, '{"something": "else"}', principal=LOCAL_PRINCIPAL)
     assert mem.stats().total == 0
 
 
@@ -103,7 +104,7 @@ def test_history_db_imports_latest_states_and_skips_deleted(mem: Memory, mem0_hi
     plain = mem0_history.add("Works as a nurse")
     before = hashlib.sha256(mem0_history.path.read_bytes()).hexdigest()
 
-    report = import_mem0_history(mem.service, mem0_history.path)
+    report = import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
     assert (report.totals.added, report.totals.skipped) == (2, 1)
     assert report.skipped_reasons == {"deleted in the source": 1}
     assert mem.get(memory_id(kept)).content == "Lives in Lisbon since May"
@@ -111,32 +112,32 @@ def test_history_db_imports_latest_states_and_skips_deleted(mem: Memory, mem0_hi
     assert mem.service.store.get(memory_id(gone)) is None
     assert hashlib.sha256(mem0_history.path.read_bytes()).hexdigest() == before  # the source is only read
 
-    again = import_mem0_history(mem.service, mem0_history.path)
+    again = import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
     assert again.written == 0
 
 
 def test_history_after_export_updates_and_deletes_in_the_user_namespaces(mem: Memory) -> None:
     item = mem0_item("Drinks oat milk")
     doomed = mem0_item("Owns a red bicycle")
-    import_mem0(mem.service, json.dumps({"results": [item, doomed]}))
+    import_mem0(mem.service, json.dumps({"results": [item, doomed]}), principal=LOCAL_PRINCIPAL)
     history = Mem0History(Path(mem.service.store.path).parent / "history.db")  # type: ignore[attr-defined]
     history.add("Drinks oat milk", memory_id=item["id"])
     history.update(item["id"], "Drinks oat milk", "Drinks soy milk now")
     history.add("Owns a red bicycle", memory_id=doomed["id"])
     history.delete(doomed["id"], "Owns a red bicycle")
 
-    dry = import_mem0_history(mem.service, history.path, dry_run=True)
+    dry = import_mem0_history(mem.service, history.path, dry_run=True, principal=LOCAL_PRINCIPAL)
     assert (dry.totals.updated, dry.totals.deleted) == (1, 1) and mem.stats().total == 2
-    report = import_mem0_history(mem.service, history.path)
+    report = import_mem0_history(mem.service, history.path, principal=LOCAL_PRINCIPAL)
     assert (report.totals.updated, report.totals.deleted, report.totals.added) == (1, 1, 0)
     updated = mem.get(memory_id(item["id"]))
     assert updated.namespace == "mem0/alice" and updated.content == "Drinks soy milk now"
     assert updated.metadata["imported_from"]["user_id"] == "alice"
     assert mem.service.store.get(memory_id(doomed["id"])) is None
-    assert import_mem0_history(mem.service, history.path).written == 0
+    assert import_mem0_history(mem.service, history.path, principal=LOCAL_PRINCIPAL).written == 0
     # the same (older) export again: unchanged since it was imported, so the newer history state stays
     # and the deleted memory is not brought back
-    stale = import_mem0(mem.service, json.dumps({"results": [item, doomed]}))
+    stale = import_mem0(mem.service, json.dumps({"results": [item, doomed]}), principal=LOCAL_PRINCIPAL)
     assert stale.written == 0 and mem.get(memory_id(item["id"])).content == "Drinks soy milk now"
     assert mem.service.store.get(memory_id(doomed["id"])) is None
 
@@ -144,17 +145,17 @@ def test_history_after_export_updates_and_deletes_in_the_user_namespaces(mem: Me
 def test_history_first_then_export_moves_memories_to_their_user(mem: Memory, mem0_history: Mem0History) -> None:
     item = mem0_item("Runs marathons", user="carol")
     mem0_history.add("Runs marathons", memory_id=item["id"])
-    import_mem0_history(mem.service, mem0_history.path)
+    import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
     assert mem.get(memory_id(item["id"])).namespace == "mem0"
-    report = import_mem0(mem.service, json.dumps({"results": [item]}))
+    report = import_mem0(mem.service, json.dumps({"results": [item]}), principal=LOCAL_PRINCIPAL)
     assert report.totals.updated == 1 and mem.get(memory_id(item["id"])).namespace == "mem0/carol"
 
 
 def test_not_a_history_db_is_a_clear_error(mem: Memory, tmp_path: Path, legacy_db: Path) -> None:
     with pytest.raises(InvalidInputError, match="not a mem0 history db: it has no history table"):
-        import_mem0_history(mem.service, legacy_db)
+        import_mem0_history(mem.service, legacy_db, principal=LOCAL_PRINCIPAL)
     with pytest.raises(InvalidInputError, match="no such file"):
-        import_mem0_history(mem.service, tmp_path / "missing.db")
+        import_mem0_history(mem.service, tmp_path / "missing.db", principal=LOCAL_PRINCIPAL)
     with pytest.raises(InvalidInputError, match="without mem0's history table"):
         detect_format(str(legacy_db), table=None, read_text=lambda: "")
 

@@ -22,6 +22,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.interfaces.http.app import create_app
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 def _free_port() -> int:
@@ -94,7 +95,7 @@ def test_mcp_over_http_open_server(served: tuple[str, Memory]) -> None:
 def test_mcp_over_http_uses_api_keys_and_scopes(served: tuple[str, Memory]) -> None:
     url, mem = served
     private = mem.add("salary data", namespace="hr")
-    key = mem.service.create_key("web-agent", role="writer", namespaces=["team"]).key
+    key = mem.service.create_key("web-agent", role="writer", namespaces=["team"], principal=LOCAL_PRINCIPAL).key
 
     refused = httpx.post(
         url,

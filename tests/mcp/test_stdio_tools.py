@@ -19,6 +19,7 @@ from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.errors import NotFoundError
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, FAMILIES
+from memmesh.model import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
     from conftest import Client, McpEnv
@@ -186,11 +187,11 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert mem.get(d["id"]).content == "temporary thought one"
             purged = await c.ok("memory_archive_purge", namespace="tmp")
             assert purged == {"purged": 1}
-            assert mem.service.lifecycle.archive_stats().total == 0
+            assert mem.service.lifecycle.archive_stats(principal=LOCAL_PRINCIPAL).total == 0
 
             # agents, session, duplicates
             await c.ok("memory_agent_register", agent_id="helper", role="reader", namespaces=["team/*"])
-            assert [ag.agent_id for ag in mem.service.agents()] == ["helper"]
+            assert [ag.agent_id for ag in mem.service.agents(principal=LOCAL_PRINCIPAL)] == ["helper"]
             assert [ag["agent_id"] for ag in await c.ok("memory_agent_list")] == ["helper"]
             brief = await c.ok("memory_session_start", task="how do we deploy?", namespace="team")
             assert a["id"] in [h["id"] for h in brief["relevant"]] and brief["recent"]

@@ -5,6 +5,11 @@ one ``{"type": "memory", "memory": {...}, "history": [...]}`` line per memory (e
 ids and timestamps kept) and one ``{"type": "link", "link": {...}}`` line per link.
 Import validates every line before writing anything, so a bad file changes nothing; a
 re-import of the same file writes nothing.
+
+Both run as a caller (a :class:`Principal`) and are confined to its namespaces record by
+record: an export holds only the memories, history entries and links the caller may see; an
+import refuses, before writing anything, a memory outside its namespaces, an id another
+namespace holds, or a history entry of another memory.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from memmesh.clock import format_ts
 from memmesh.errors import InvalidInputError
-from memmesh.model import HistoryEntry, Link, Memory, describe_validation_error
-from memmesh.service import Service
+from memmesh.model import HistoryEntry, Link, Memory, Principal, describe_validation_error
+from memmesh.service import Service, visible_history
 
 FORMAT = "memmesh-jsonl"
 VERSION = 1
@@ -35,8 +40,16 @@ class ImportReport(BaseModel):
     dry_run: bool = False
 
 
-def export_lines(service: Service, namespace: str | None = None) -> Iterator[str]:
-    """Every memory (with its history) and link as JSON lines, header first."""
+def export_lines(service: Service, namespace: str | None = None, *, principal: Principal) -> Iterator[str]:
+    """Every memory (with its history) and link the caller may see as JSON lines, header first.
+
+    Needs an admin; a namespace-scoped admin gets its own namespaces only (checked before the
+    first line, so a refused export yields nothing)."""
+    who = service._authorize(principal, "admin", namespace or None)
+    return _export(service, namespace, who)
+
+
+def _export(service: Service, namespace: str | None, who: Principal) -> Iterator[str]:
     store = service.store
     yield json.dumps(
         {
@@ -48,25 +61,26 @@ def export_lines(service: Service, namespace: str | None = None) -> Iterator[str
             "exported_at": format_ts(service.clock()),
         }
     )
-    history: dict[str, list[dict[str, Any]]] = {}
+    history: dict[str, list[HistoryEntry]] = {}
     for entry in store.iter_history():
-        history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
+        history.setdefault(entry.memory_id, []).append(entry)
     exported: set[str] = set()
     for memory in store.iter_memories():
         if namespace and not (memory.namespace == namespace or memory.namespace.startswith(namespace + "/")):
             continue
+        if not who.covers(memory.namespace):
+            continue
         exported.add(memory.id)
-        yield json.dumps(
-            {"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])}, ensure_ascii=False
-        )
+        entries = [e.model_dump(mode="json") for e in visible_history(who, history.get(memory.id, []))]
+        yield json.dumps({"type": "memory", "memory": memory.model_dump(mode="json"), "history": entries}, ensure_ascii=False)
     for link in store.iter_links():
         if link.source_id in exported and link.target_id in exported:
             yield json.dumps({"type": "link", "link": link.model_dump(mode="json")}, ensure_ascii=False)
 
 
-def count_exportable(service: Service) -> int:
+def count_exportable(service: Service, *, principal: Principal) -> int:
     """How many memories an export will write (for a progress bar's total)."""
-    return service.store.stats(service.clock(), service.clock()).total
+    return service.stats(principal=principal).total
 
 
 Record = tuple[str, Any, list[HistoryEntry]]
@@ -108,19 +122,29 @@ def _record(data: dict[str, Any], number: int) -> list[Record]:
 
 
 def import_records(
-    service: Service, records: list[Record], *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    service: Service,
+    records: list[Record],
+    *,
+    principal: Principal,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Write parsed records; existing identical memories and links are skipped."""
+    """Write parsed records; existing identical memories and links are skipped.
+
+    Needs an admin. Every record is checked against the caller's namespaces before the
+    first write (a refused import writes nothing, also in a dry run)."""
+    who = service._authorize(principal, "admin")
+    _check_scope(service, records, who)
     report = ImportReport(lines=len(records), memories_written=0, memories_skipped=0, links_written=0, links_skipped=0, dry_run=dry_run)
     for kind, value, history in records:
         if kind == "memory":
-            written = False if dry_run else service.put_exact(value, history=history)
+            written = False if dry_run else service.put_exact(value, history=history, principal=who)
             if dry_run:
                 written = service.store.get(value.id) != value
             report.memories_written += int(written)
             report.memories_skipped += int(not written)
         else:
-            written = False if dry_run else _put_link(service, value)
+            written = False if dry_run else _put_link(service, value, who)
             report.links_written += int(written)
             report.links_skipped += int(not written)
         if progress:
@@ -128,7 +152,29 @@ def import_records(
     return report
 
 
-def _put_link(service: Service, link: Link) -> bool:
+def _check_scope(service: Service, records: list[Record], who: Principal) -> None:
+    """Refuse the whole import if any memory lies outside the caller's namespaces, takes an id
+    another namespace holds, or carries history of another memory; links must join memories
+    of the file or ones the caller can see."""
+    in_file: set[str] = set()
+    for kind, value, history in records:
+        if kind != "memory":
+            continue
+        service.check_exact(value, principal=who)
+        stray = next((e for e in history if e.memory_id != value.id), None)
+        if stray is not None:
+            raise InvalidInputError(
+                f"memory {value.id}: its history holds an entry of another memory ({stray.memory_id}); nothing was imported"
+            )
+        in_file.add(value.id)
+    for kind, value, _ in records:
+        if kind == "link":
+            for end in (value.source_id, value.target_id):
+                if end not in in_file:
+                    service._check_exact_target(who, end)
+
+
+def _put_link(service: Service, link: Link, who: Principal) -> bool:
     if any(existing == link for existing in service.store.links(link.source_id)):
         return False
-    return service.put_link(link)
+    return service.put_link(link, principal=who)

@@ -7,6 +7,7 @@ from rich.progress import Progress
 
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 @app.command("init")
@@ -29,14 +30,14 @@ def init(as_json: bool = JSON_OPTION) -> None:
 @app.command("stats")
 def stats(as_json: bool = JSON_OPTION) -> None:
     """Counts by tier and namespace, links, memories expiring soon, size on disk."""
-    result = state.service().stats()
+    result = state.service().stats(principal=LOCAL_PRINCIPAL)
     print_json(result) if as_json else render.stats_view(result)
 
 
 @app.command("gc")
 def gc(as_json: bool = JSON_OPTION) -> None:
     """Archive expired memories and purge old tombstones."""
-    report = state.service().gc()
+    report = state.service().gc(principal=LOCAL_PRINCIPAL)
     print_json(report) if as_json else console.print(
         f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones"
     )
@@ -46,10 +47,10 @@ def gc(as_json: bool = JSON_OPTION) -> None:
 def reindex(as_json: bool = JSON_OPTION) -> None:
     """Embed every memory that has no vector from the current embedding model."""
     service = state.service()
-    pending = len(service.reindex_pending())
+    pending = len(service.reindex_pending(principal=LOCAL_PRINCIPAL))
     with Progress(console=console, disable=as_json or pending == 0, transient=True) as bar:
         task = bar.add_task("embedding", total=pending)
-        done = service.reindex(progress=lambda n: bar.advance(task, n))
+        done = service.reindex(progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
     print_json({"reindexed": done}) if as_json else console.print(f"re-embedded {done} memories")
 
 

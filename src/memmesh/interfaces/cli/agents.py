@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.model import LOCAL_PRINCIPAL
 
 agents_app = typer.Typer(help="Register and list agents (identity, role, namespaces).", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
@@ -20,14 +21,14 @@ def register(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent, or update its name, role and namespaces."""
-    agent = state.service().register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None)
+    agent = state.service().register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
     print_json(agent) if as_json else console.print(f"registered agent {agent.agent_id} ({agent.role})", markup=False)
 
 
 @agents_app.command("list")
 def list_agents(as_json: bool = JSON_OPTION) -> None:
     """List registered agents."""
-    found = state.service().agents()
+    found = state.service().agents(principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(found)
         return

@@ -7,6 +7,7 @@ from typing import Any
 
 from memmesh.config import Settings, redact_url
 from memmesh.errors import MemmeshError
+from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 
 
@@ -32,7 +33,7 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
                 "detail": f"{health.get('model_id')}: {health.get('detail')}",
             }
         )
-        pending = len(service.reindex_pending())
+        pending = len(service.reindex_pending(principal=LOCAL_PRINCIPAL))
         checks.append(
             {
                 "name": "vectors",

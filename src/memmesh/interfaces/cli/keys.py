@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.model import LOCAL_PRINCIPAL
 
 keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -21,7 +22,7 @@ def create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    created = state.service().create_key(agent, role=role, namespaces=namespace or None)
+    created = state.service().create_key(agent, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(
             {"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role, "namespaces": created.namespaces}
@@ -43,7 +44,7 @@ def list_keys(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List keys (ids, agents, roles, namespaces; never the secrets)."""
-    found = state.service().keys(include_revoked=include_revoked)
+    found = state.service().keys(include_revoked=include_revoked, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(found)
         return
@@ -66,5 +67,5 @@ def revoke(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    revoked = state.service().revoke_key(key_id)
+    revoked = state.service().revoke_key(key_id, principal=LOCAL_PRINCIPAL)
     print_json(revoked) if as_json else console.print(f"revoked key {revoked.id} of agent {revoked.agent_id}")

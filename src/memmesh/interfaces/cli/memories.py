@@ -9,6 +9,7 @@ import typer
 
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, print_json, split_tags, state
+from memmesh.model import LOCAL_PRINCIPAL
 
 NS = typer.Option(None, "--namespace", "-n", help="Namespace (matches it and everything below it when filtering).")
 TAGS = typer.Option(None, "--tags", "-t", help="Comma-separated tags.")
@@ -81,7 +82,8 @@ def store(
             "valid_from": valid_from,
             "valid_to": valid_to,
             "on_conflict": on_conflict,
-        }
+        },
+        principal=LOCAL_PRINCIPAL,
     )
     if as_json:
         print_json(memory)
@@ -92,7 +94,7 @@ def store(
 @app.command("get")
 def get(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: bool = JSON_OPTION) -> None:
     """Show one memory."""
-    memory = state.service().get(memory_id)
+    memory = state.service().get(memory_id, principal=LOCAL_PRINCIPAL)
     print_json(memory) if as_json else render.memory_detail(memory)
 
 
@@ -110,7 +112,9 @@ def list_memories(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List memories, newest first."""
-    page = state.service().list(limit=limit, cursor=cursor, **_filters(namespace, tags, tier, kind, agent_id, since, until))
+    page = state.service().list(
+        limit=limit, cursor=cursor, **_filters(namespace, tags, tier, kind, agent_id, since, until), principal=LOCAL_PRINCIPAL
+    )
     if as_json:
         print_json(page)
         return
@@ -144,6 +148,7 @@ def _recall(
         budget_tokens=budget,
         touch=touch,
         **_filters(namespace, tags, tier, kind, agent_id, since, until, as_of=as_of),
+        principal=LOCAL_PRINCIPAL,
     )
     if as_json:
         print_json(result)
@@ -225,6 +230,7 @@ def update(
             "confidence": confidence,
             "metadata": parse_json_object(metadata, "--metadata"),
         },
+        principal=LOCAL_PRINCIPAL,
     )
     print_json(memory) if as_json else console.print(f"updated [bold]{memory.id}[/]")
 
@@ -232,7 +238,7 @@ def update(
 @app.command("delete")
 def delete(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: bool = JSON_OPTION) -> None:
     """Delete a memory (a tombstone stays so replicas and backups agree)."""
-    tombstone = state.service().delete(memory_id)
+    tombstone = state.service().delete(memory_id, principal=LOCAL_PRINCIPAL)
     print_json(tombstone) if as_json else console.print(f"deleted [bold]{tombstone.id}[/]")
 
 
@@ -246,14 +252,14 @@ def link(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Link two memories with a typed relation."""
-    created = state.service().link(source_id, target_id, relation)
+    created = state.service().link(source_id, target_id, relation, principal=LOCAL_PRINCIPAL)
     print_json(created) if as_json else console.print(f"linked {source_id} -{created.relation.value}-> {target_id}")
 
 
 @app.command("links")
 def links(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: bool = JSON_OPTION) -> None:
     """Links from and to a memory."""
-    found = state.service().links(memory_id)
+    found = state.service().links(memory_id, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(found)
         return
@@ -264,7 +270,7 @@ def links(memory_id: str = typer.Argument(..., help="The memory's id."), as_json
 @app.command("history")
 def history(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: bool = JSON_OPTION) -> None:
     """Every change of a memory, oldest first."""
-    entries = state.service().history(memory_id)
+    entries = state.service().history(memory_id, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(entries)
         return

@@ -23,6 +23,7 @@ from memmesh.io.importers import (
     import_mem0_history,
 )
 from memmesh.io.jsonl import count_exportable, export_lines, import_records, parse_lines
+from memmesh.model import LOCAL_PRINCIPAL
 
 
 @app.command("export")
@@ -35,8 +36,8 @@ def export(
     handle = out.open("w", encoding="utf-8") if out else sys.stdout
     try:
         with Progress(console=err_console, disable=out is None, transient=True) as bar:
-            task = bar.add_task("exporting", total=count_exportable(service))
-            for line in export_lines(service, namespace):
+            task = bar.add_task("exporting", total=count_exportable(service, principal=LOCAL_PRINCIPAL))
+            for line in export_lines(service, namespace, principal=LOCAL_PRINCIPAL):
                 handle.write(line + "\n")
                 if line.startswith('{"type": "memory"'):
                     bar.advance(task)
@@ -124,11 +125,11 @@ def import_(
             "progress": lambda n: bar.advance(task, n),
         }
         if chosen == "mcp-memory":
-            report = import_mcp_memory(service, text.read(), source=source, **common)
+            report = import_mcp_memory(service, text.read(), source=source, **common, principal=LOCAL_PRINCIPAL)
         elif chosen == "mem0":
-            report = import_mem0(service, text.read(), source=source, **common)
+            report = import_mem0(service, text.read(), source=source, **common, principal=LOCAL_PRINCIPAL)
         elif chosen == "mem0-history":
-            report = import_mem0_history(service, source, **common)
+            report = import_mem0_history(service, source, **common, principal=LOCAL_PRINCIPAL)
         else:
             spec = LegacyTable(
                 url=source,
@@ -145,7 +146,14 @@ def import_(
                 id_prefix=id_prefix,
             )
             report = import_legacy(
-                service, spec, dry_run=dry_run, check_only=check_only, batch_size=batch_size, sample=spot, progress=common["progress"]
+                service,
+                spec,
+                dry_run=dry_run,
+                check_only=check_only,
+                batch_size=batch_size,
+                sample=spot,
+                progress=common["progress"],
+                principal=LOCAL_PRINCIPAL,
             )
     if as_json:
         print_json(report)
@@ -178,7 +186,9 @@ def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
     with Progress(console=err_console, disable=as_json, transient=True) as bar:
         task = bar.add_task("importing", total=len(records))
-        report = import_records(state.service(), records, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+        report = import_records(
+            state.service(), records, dry_run=dry_run, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL
+        )
     if as_json:
         print_json(report)
     else:

@@ -26,8 +26,9 @@ from memmesh.service import Service
 DESCRIPTION = """Long-term memory for AI agents over HTTP.
 
 Authenticate with `Authorization: Bearer <key>` (keys come from `memmesh keys create`). A server
-bound to loopback with no keys is open; once a key exists, or with `--require-auth`, every
-`/api/v1` request needs one. Every error is `{"error": {"code", "message", "details"}}`.
+bound to loopback whose store never had a key is open; once any key was created (even if every
+key is revoked since), on any other bind, or with `--require-auth`, every `/api/v1` and `/mcp`
+request needs one. Every error is `{"error": {"code", "message", "details"}}`.
 """
 
 TAGS = [
@@ -41,13 +42,26 @@ TAGS = [
 ]
 
 
-def create_app(service: Service, settings: Settings, *, open_metrics: bool = True, owns_service: bool = False) -> FastAPI:
+def keys_required(settings: Settings) -> bool:
+    """Whether this server needs a key on every /api/v1 and /mcp request from the start.
+
+    ``--require-auth``, or any bind but loopback (unless ``--insecure`` explicitly opens one
+    to the network). Independently, the service closes any server for good once a key was
+    ever created in its store, so revoking the last key never opens it (issue 12).
+    """
+    from memmesh.interfaces.http.server import is_loopback
+
+    return settings.auth.require_auth or not (is_loopback(settings.server.host) or settings.auth.insecure)
+
+
+def create_app(service: Service, settings: Settings, *, open_metrics: bool | None = None, owns_service: bool = False) -> FastAPI:
     """The FastAPI app serving ``service``.
 
-    ``open_metrics`` leaves /metrics without auth (right on loopback); ``owns_service``
-    closes the store when the app shuts down (for app factories that built it).
+    ``open_metrics`` leaves /metrics without auth (default: only on a loopback bind);
+    ``owns_service`` closes the store when the app shuts down (for app factories that built it).
     """
     from memmesh import __version__
+    from memmesh.interfaces.http.server import is_loopback
 
     mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
 
@@ -65,8 +79,8 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool = Tru
         settings=settings,
         metrics=metrics,
         limiter=RateLimiter(settings.limits.rate_limit_per_minute),
-        require_auth=settings.auth.require_auth,
-        open_metrics=open_metrics,
+        require_auth=keys_required(settings),
+        open_metrics=is_loopback(settings.server.host) if open_metrics is None else open_metrics,
     )
     handlers.install(app)
     for module in (memories, recall, links, admin, health):

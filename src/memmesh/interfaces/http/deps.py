@@ -2,19 +2,18 @@
 
 Authentication itself is a service call (:meth:`Service.authenticate`), so the rules for
 open servers, revoked keys and required keys are the same for every face; this module
-only reads the header and applies the per-key request rate.
+only reads the header and applies the request rate (per key, or per client address for
+requests without a valid key).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 
-from memmesh.access import split_key
 from memmesh.config import Settings
 from memmesh.errors import AuthError, RateLimitedError
 from memmesh.interfaces.http.metrics import Metrics
@@ -49,25 +48,37 @@ def bearer_token(header: str | None) -> str | None:
     return value.strip()
 
 
-def rate_key(token: str | None, request: Request) -> str:
-    """Requests are counted per API key, or per client address when no key is sent."""
-    if token is None:
-        return "addr:" + (request.client.host if request.client else "-")
-    parts = split_key(token)
-    return "key:" + (parts[0] if parts else hashlib.sha256(token.encode()).hexdigest()[:16])
+def client_address(request: Request) -> str:
+    return "addr:" + (request.client.host if request.client else "-")
 
 
-async def caller(request: Request) -> Principal:
-    """Rate-limit, then authenticate: the Principal every service call is made as."""
-    ctx = server(request)
-    token = bearer_token(request.headers.get("authorization"))
-    wait = ctx.limiter.check(rate_key(token, request), time.monotonic())
+def charge(ctx: ServerContext, bucket: str) -> None:
+    """Take one request from ``bucket``'s rate; over it, a 429 with Retry-After."""
+    wait = ctx.limiter.check(bucket, time.monotonic())
     if wait > 0:
         raise RateLimitedError(
-            f"more than {ctx.limiter.per_minute} requests a minute for this key (limits.rate_limit_per_minute)",
+            f"more than {ctx.limiter.per_minute} requests a minute for this key or address (limits.rate_limit_per_minute)",
             details={"retry_after": int(retry_after_header(wait))},
         )
-    return ctx.service.authenticate(token, require=ctx.require_auth)
+
+
+def caller(request: Request) -> Principal:
+    """Authenticate, then rate-limit: the Principal every service call is made as.
+
+    A plain ``def`` so FastAPI runs it on the thread pool: checking a key queries the store,
+    which must never block the event loop. Requests are counted per valid key; requests
+    without a key, or with a malformed, wrong or revoked one, are counted per client address,
+    so a flood of made-up keys is limited like any other flood from that address (issue 12).
+    """
+    ctx = server(request)
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        principal = ctx.service.authenticate(token, require=ctx.require_auth)
+    except AuthError:
+        charge(ctx, client_address(request))
+        raise
+    charge(ctx, f"key:{principal.key_id}" if principal.key_id else client_address(request))
+    return principal
 
 
 async def service(request: Request) -> Service:

@@ -144,10 +144,10 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
+    """Readiness for anyone: no store location, no counts (issue 12)."""
+
     status: Literal["ok"] = "ok"
-    store: str
     schema_version: int
-    changes: int
 
 
 class BackupRequest(Body):

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -221,11 +222,18 @@ class McpHttpApp:
         """Run the MCP session manager; enter it in the host app's lifespan."""
         return self.manager.run()
 
+    async def _resolve(self, request: Request) -> Principal:
+        """The request's caller; a plain (blocking) resolver runs on a worker thread, since
+        authenticating a key queries the store and must not stall the event loop."""
+        if inspect.iscoroutinefunction(self.resolve):
+            return await self.resolve(request)  # type: ignore[no-any-return]
+        found = await anyio.to_thread.run_sync(self.resolve, request)
+        return await found if inspect.isawaitable(found) else found
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                found = self.resolve(Request(scope, receive))
-                principal = await found if inspect.isawaitable(found) else found
+                principal = await self._resolve(Request(scope, receive))
             except MemmeshError as exc:
                 await _send_error(send, exc)
                 return

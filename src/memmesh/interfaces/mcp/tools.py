@@ -80,8 +80,11 @@ class MemoryTools:
         self.allow_paths = allow_paths
         self.enabled = enabled
 
-    def who(self) -> Principal | None:
-        return current_principal.get() or self.principal
+    def who(self) -> Principal:
+        """The caller of this request: the HTTP request's key, else the stdio server's own.
+
+        Never defaulted to an admin here: with neither, the service refuses the call."""
+        return current_principal.get() or self.principal  # type: ignore[return-value]
 
     # -- core ----------------------------------------------------------------------------------
 
@@ -570,7 +573,7 @@ class MemoryTools:
         """Whether the store answers and the embedding model works (else recall is keyword-only)."""
         from memmesh import __version__
 
-        ready = self.service.ready()
+        ready = self.service.readiness(principal=self.who())
         embedder = self.service.embedder
         health = embedder.health() if embedder is not None else {"ok": False, "detail": "none configured (keyword-only)"}
         return {"ok": True, "version": __version__, "store": ready, "embedder": health}
@@ -594,8 +597,7 @@ class MemoryTools:
         exports come back inline, large ones need a path."""
         from memmesh.io.jsonl import export_lines
 
-        self.service._authorize(self.who(), "admin")
-        lines = export_lines(self.service, namespace)
+        lines = export_lines(self.service, namespace, principal=self.who())
         if path is not None:
             target = self._path(path)
             count = 0
@@ -620,7 +622,6 @@ class MemoryTools:
         written; importing the same file twice writes nothing the second time."""
         from memmesh.io.jsonl import import_records, parse_lines
 
-        self.service._authorize(self.who(), "admin")
         if (jsonl is None) == (path is None):
             raise InvalidInputError("give exactly one of jsonl (the text) or path (a file)")
         if path is not None:
@@ -628,7 +629,7 @@ class MemoryTools:
                 jsonl = self._path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        return import_records(self.service, parse_lines((jsonl or "").splitlines()), dry_run=dry_run)
+        return import_records(self.service, parse_lines((jsonl or "").splitlines()), dry_run=dry_run, principal=self.who())
 
     # -- helpers -------------------------------------------------------------------------------
 

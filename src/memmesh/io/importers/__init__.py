@@ -88,7 +88,7 @@ def import_mcp_memory(
     dry_run: bool = False,
     sample: int = 3,
     progress: Progress | None = None,
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> ImportReport:
     """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations)."""
     ns = normalize_namespace(namespace or mcp_memory.DEFAULT_NAMESPACE)
@@ -108,7 +108,7 @@ def import_mem0(
     dry_run: bool = False,
     sample: int = 3,
     progress: Progress | None = None,
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> ImportReport:
     """Import mem0's exported memories (``{"results": [...]}`` or a list)."""
     base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
@@ -130,7 +130,7 @@ def import_mem0_history(
     dry_run: bool = False,
     sample: int = 3,
     progress: Progress | None = None,
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> ImportReport:
     """Import the latest state of every memory in mem0's SQLite history db (the file is only read)."""
     base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
@@ -154,7 +154,7 @@ def _run(
     dry_run: bool,
     sample: int,
     progress: Progress | None,
-    principal: Principal | None,
+    principal: Principal,
 ) -> ImportReport:
     writer = Writer(service, dry_run=dry_run, principal=principal, progress=progress)
     outcomes = writer.apply(items)

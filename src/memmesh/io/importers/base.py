@@ -240,7 +240,7 @@ class Writer:
 
     service: Service
     dry_run: bool = False
-    principal: Principal | None = None
+    principal: Principal = field(kw_only=True)  # the caller is never implicit
     progress: Progress | None = None
     ids: dict[str, str] = field(default_factory=dict)
     links_written: int = 0
@@ -413,7 +413,7 @@ class Writer:
         )
 
 
-def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, principal: Principal | None = None) -> SpotCheck:
+def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, principal: Principal) -> SpotCheck:
     """Recall a spread-out sample of the records now in memmesh by their own words.
 
     A record counts as found when recall (in its namespace, top 10, not counted as an

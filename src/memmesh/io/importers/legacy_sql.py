@@ -100,7 +100,7 @@ def import_legacy(
     batch_size: int = 500,
     sample: int = 3,
     progress: Progress | None = None,
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> ImportReport:
     """Migrate the table's rows (see the module docs); returns the per-tenant report."""
     check_options(spec)

@@ -138,7 +138,7 @@ def plan(
     namespace: str,
     *,
     tier: str = "long",
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> tuple[list[Item], list[PlannedLink]]:
     """The items and links for a parsed graph (entities first, so links find their ends)."""
     for source, target, relation_type in graph.relations:
@@ -166,7 +166,7 @@ def plan(
     return items, links
 
 
-def known_entities(service: Service, namespace: str, principal: Principal | None) -> dict[str, str]:
+def known_entities(service: Service, namespace: str, principal: Principal) -> dict[str, str]:
     """Alias → entity memory id for the entities already in the namespace (one paged scan)."""
     known: dict[str, str] = {}
     cursor = None

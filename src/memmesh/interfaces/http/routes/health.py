@@ -1,4 +1,5 @@
-"""Liveness, readiness and Prometheus metrics; outside /api/v1 and open on any bind."""
+"""Liveness, readiness and Prometheus metrics, outside /api/v1: the first two open on any bind and
+revealing nothing about the store; metrics open on loopback only."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 
 from memmesh.interfaces.http.deps import Svc, bearer_token, json_response, server
 from memmesh.interfaces.http.schemas import ErrorBody, Health, Ready
+from memmesh.model import LOCAL_PRINCIPAL
 
 router = APIRouter(tags=["health"])
 
@@ -23,8 +25,11 @@ async def healthz() -> Response:
     responses={503: {"model": ErrorBody, "description": "The store cannot be reached"}},
 )
 def readyz(service: Svc) -> Response:
-    """The store answers a query (503 otherwise)."""
-    return json_response(Ready(status="ok", **service.ready()))
+    """The store answers a query (503 otherwise).
+
+    Open to anyone, so it says only that: never the store's location (it may carry a
+    password) nor any count of what the store holds."""
+    return json_response(Ready(status="ok", schema_version=service.ready()["schema_version"]))
 
 
 @router.get(
@@ -39,10 +44,12 @@ def readyz(service: Svc) -> Response:
 def metrics(request: Request, service: Svc) -> Response:
     """Request counts and latencies per route and status, recall latency, store size.
 
-    Open on a loopback bind; on any other address it needs a valid API key like /api/v1.
+    Open on a loopback bind; on any other address it needs a valid API key like /api/v1,
+    and the memory counts are those of the key's namespaces (as ``/api/v1/stats``).
     """
     ctx = server(request)
+    who = LOCAL_PRINCIPAL
     if not ctx.open_metrics:
-        service.authenticate(bearer_token(request.headers.get("authorization")), require=True)
-    body = ctx.metrics.render(service.stats())
+        who = service.authenticate(bearer_token(request.headers.get("authorization")), require=True)
+    body = ctx.metrics.render(service.stats(principal=who))
     return Response(content=body, media_type="text/plain; version=0.0.4; charset=utf-8")

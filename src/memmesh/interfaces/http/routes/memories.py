@@ -80,10 +80,10 @@ def delete_memories(
 
 
 @router.get("/memories/{memory_id}", response_model=Memory, summary="Get a memory")
-async def get_memory(memory_id: str, service: Svc, who: Caller) -> Response:
+def get_memory(memory_id: str, service: Svc, who: Caller) -> Response:
     """One live memory. Reading by id inspects only: it does not count as an access."""
-    # One primary-key read on this thread's own SQLite connection (~0.1 ms): cheaper run
-    # here than handed to the thread pool, whose hand-offs dominate a get's cost.
+    # A plain def (thread pool), like every route that reaches the store: a read can wait on
+    # a busy database or a remote Postgres, and must never stall the event loop.
     return json_response(service.get(memory_id, principal=who))
 
 

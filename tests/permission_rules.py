@@ -1,0 +1,304 @@
+"""The permission rules the matrix tests check, one per REST route and per MCP tool.
+
+Each rule names the least role that may use the route or tool, whether it is store-wide
+(then a namespace-scoped key is refused even with that role), a request inside the scoped
+keys' namespace (``team/a``), optionally a request reaching another namespace (``team/b``)
+with the status a scoped key must get for it, and a check that what a scoped caller got
+back holds nothing of ``team/b``. The matrix tests compare these tables with the app's route
+table and the MCP tool catalogue, so a new route or tool without a rule fails them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.service import Service
+
+ROLES = ("reader", "writer", "admin")
+RANK = {"reader": 0, "writer": 1, "admin": 2}
+OWN = "team/a"
+OTHER = "team/b"
+
+
+@dataclass
+class World:
+    """Fresh memories and keys for one request, made by the local principal: ``a1``/``a2`` in
+    the scoped namespace, ``b1`` outside it, links a1→a2 and a1→b1, and two keys to revoke."""
+
+    tag: str
+    a1: str
+    a2: str
+    b1: str
+    key_a: str
+    key_b: str
+    agent_b: str
+    gone: str
+    gone_b: str
+
+
+def seed(service: Service) -> World:
+    tag = uuid.uuid4().hex[:10]
+    add = service.add
+    a1 = add({"content": f"alpha apple {tag}", "namespace": OWN}, principal=LOCAL_PRINCIPAL)
+    a2 = add({"content": f"alpha pear {tag}", "namespace": f"{OWN}/{tag}"}, principal=LOCAL_PRINCIPAL)
+    b1 = add({"content": f"alpha plum {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
+    service.link(a1.id, a2.id, "related_to", principal=LOCAL_PRINCIPAL)
+    service.link(a1.id, b1.id, "related_to", principal=LOCAL_PRINCIPAL)
+    key_a = service.create_key(f"a-{tag}", role="reader", namespaces=[OWN], principal=LOCAL_PRINCIPAL)
+    key_b = service.create_key(f"b-{tag}", role="reader", namespaces=[OTHER], principal=LOCAL_PRINCIPAL)
+    gone = add({"content": f"alpha gone {tag}", "namespace": OWN}, principal=LOCAL_PRINCIPAL)
+    gone_b = add({"content": f"alpha gone {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
+    service.delete(gone.id, principal=LOCAL_PRINCIPAL)
+    service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
+    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id)
+
+
+def expected(rule_role: str, store_wide: bool, role: str, scoped: bool, reaches_other: bool, other_status: int) -> str:
+    """What a caller gets: ``ok``, or the error status as a string."""
+    if RANK[role] < RANK[rule_role]:
+        return "403"
+    if scoped and store_wide:
+        return "403"
+    if scoped and reaches_other:
+        return str(other_status)
+    return "ok"
+
+
+def _no_other(data: Any) -> None:
+    """Nothing of team/b (its namespace name or the seeded b1 memory) in a reply."""
+    text = repr(data)
+    assert OTHER not in text, f"a scoped caller saw {OTHER}: {text[:400]}"
+
+
+def _keys_inside(data: Any) -> None:
+    for key in data:
+        assert all(p == OWN or p.startswith(OWN + "/") for p in key["namespaces"]), key
+
+
+def _readiness(data: Any) -> None:
+    assert set(data) == {"status", "schema_version"}, data
+
+
+# -- REST -------------------------------------------------------------------------------------
+
+Req = Callable[[World], tuple[str, dict[str, Any]]]
+"""A request: (path, httpx keyword arguments)."""
+
+
+@dataclass
+class HttpRule:
+    role: str  # least role, or "public" (no key needed)
+    own: Req
+    other: Req | None = None
+    other_status: int = 404
+    store_wide: bool = False
+    ok_status: int = 200
+    check: Callable[[Any], None] | None = None  # applied to a scoped caller's successful reply
+
+
+def _mem(ns: str, w: World, word: str = "new") -> dict[str, Any]:
+    return {"content": f"{word} {w.tag} {uuid.uuid4().hex}", "namespace": ns}
+
+
+HTTP_RULES: dict[tuple[str, str], HttpRule] = {
+    ("POST", "/api/v1/memories"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/memories", {"json": _mem(OWN, w)}),
+        lambda w: ("/api/v1/memories", {"json": _mem(OTHER, w)}),
+        403,
+        ok_status=201,
+    ),
+    ("POST", "/api/v1/memories/batch"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/memories/batch", {"json": {"items": [_mem(OWN, w)]}}),
+        lambda w: ("/api/v1/memories/batch", {"json": {"items": [_mem(OWN, w), _mem(OTHER, w)]}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/memories"): HttpRule(
+        "reader",
+        lambda w: ("/api/v1/memories", {"params": {"limit": 1000}}),
+        lambda w: ("/api/v1/memories", {"params": {"namespace": OTHER}}),
+        403,
+        check=_no_other,
+    ),
+    ("DELETE", "/api/v1/memories"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/memories", {"params": {"namespace": f"{OWN}/{w.tag}"}}),
+        lambda w: ("/api/v1/memories", {"params": {"namespace": OTHER}}),
+        403,
+    ),
+    ("GET", "/api/v1/memories/{memory_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/memories/{w.a1}", {}), lambda w: (f"/api/v1/memories/{w.b1}", {})
+    ),
+    ("PATCH", "/api/v1/memories/{memory_id}"): HttpRule(
+        "writer",
+        lambda w: (f"/api/v1/memories/{w.a1}", {"json": {"priority": 6}}),
+        lambda w: (f"/api/v1/memories/{w.b1}", {"json": {"priority": 6}}),
+    ),
+    ("DELETE", "/api/v1/memories/{memory_id}"): HttpRule(
+        "writer", lambda w: (f"/api/v1/memories/{w.a2}", {}), lambda w: (f"/api/v1/memories/{w.b1}", {})
+    ),
+    ("GET", "/api/v1/memories/{memory_id}/history"): HttpRule(
+        "reader", lambda w: (f"/api/v1/memories/{w.a1}/history", {}), lambda w: (f"/api/v1/memories/{w.b1}/history", {}), check=_no_other
+    ),
+    ("GET", "/api/v1/memories/{memory_id}/links"): HttpRule(
+        "reader",
+        lambda w: (f"/api/v1/memories/{w.a1}/links", {}),
+        lambda w: (f"/api/v1/memories/{w.b1}/links", {}),
+        check=lambda data: None,  # checked by test_links_hide_other_namespaces (ids, not names)
+    ),
+    ("POST", "/api/v1/recall"): HttpRule(
+        "reader",
+        lambda w: ("/api/v1/recall", {"json": {"query": "alpha", "top_k": 100}}),
+        lambda w: ("/api/v1/recall", {"json": {"query": "alpha", "filters": {"namespace": OTHER}}}),
+        403,
+        check=_no_other,
+    ),
+    ("GET", "/api/v1/search"): HttpRule(
+        "reader",
+        lambda w: ("/api/v1/search", {"params": {"q": "alpha", "top_k": 100}}),
+        lambda w: ("/api/v1/search", {"params": {"q": "alpha", "namespace": OTHER}}),
+        403,
+        check=_no_other,
+    ),
+    ("POST", "/api/v1/links"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/links", {"json": {"source_id": w.a1, "target_id": w.a2, "relation": "part_of"}}),
+        lambda w: ("/api/v1/links", {"json": {"source_id": w.a1, "target_id": w.b1, "relation": "part_of"}}),
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/stats"): HttpRule("reader", lambda w: ("/api/v1/stats", {}), check=_no_other),
+    ("GET", "/api/v1/namespaces"): HttpRule("reader", lambda w: ("/api/v1/namespaces", {}), check=_no_other),
+    ("GET", "/api/v1/agents"): HttpRule("admin", lambda w: ("/api/v1/agents", {}), check=_keys_inside),
+    ("POST", "/api/v1/agents"): HttpRule(
+        "admin",
+        lambda w: ("/api/v1/agents", {"json": {"agent_id": f"new-{uuid.uuid4().hex[:8]}", "role": "reader", "namespaces": [OWN]}}),
+        lambda w: ("/api/v1/agents", {"json": {"agent_id": w.agent_b, "role": "reader", "namespaces": [OWN]}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/keys"): HttpRule("admin", lambda w: ("/api/v1/keys", {"params": {"include_revoked": True}}), check=_keys_inside),
+    ("POST", "/api/v1/keys"): HttpRule(
+        "admin",
+        lambda w: ("/api/v1/keys", {"json": {"agent_id": f"new-{uuid.uuid4().hex[:8]}", "role": "reader", "namespaces": [OWN]}}),
+        lambda w: ("/api/v1/keys", {"json": {"agent_id": f"new-{uuid.uuid4().hex[:8]}", "role": "reader", "namespaces": ["*"]}}),
+        403,
+        ok_status=201,
+    ),
+    ("DELETE", "/api/v1/keys/{key_id}"): HttpRule(
+        "admin", lambda w: (f"/api/v1/keys/{w.key_a}", {}), lambda w: (f"/api/v1/keys/{w.key_b}", {})
+    ),
+    ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
+    ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
+    ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
+    ("GET", "/metrics"): HttpRule("public", lambda w: ("/metrics", {})),  # open on loopback (test_metrics_off_loopback)
+}
+HTTP_ELSEWHERE = {
+    ("*", "/mcp"): "every MCP tool over /mcp: test_permissions_mcp.py",
+    ("GET", "/openapi.json"): "the API description, public by design",
+    ("GET", "/docs"): "the API description, public by design",
+    ("GET", "/docs/oauth2-redirect"): "the API description, public by design",
+    ("GET", "/redoc"): "the API description, public by design",
+}
+
+
+# -- MCP --------------------------------------------------------------------------------------
+
+Call = Callable[[World], dict[str, Any]]
+"""A tool call's arguments."""
+
+
+@dataclass
+class ToolRule:
+    role: str
+    own: Call
+    other: Call | None = None
+    store_wide: bool = False
+    check: Callable[[Any], None] | None = None
+    own_error: str | None = None  # the error code an allowed caller gets (past the permission check)
+    other_filtered: bool = False  # reaching team/b answers with nothing of it rather than an error
+
+
+def _other_error(reply_text: str) -> bool:
+    """A refused reach into team/b: a not-found or forbidden tool error."""
+    return reply_text.startswith(("not_found", "forbidden")) or "no memory" in reply_text or "outside" in reply_text
+
+
+def _store(ns: str, w: World) -> dict[str, Any]:
+    return {"content": f"tool {w.tag} {uuid.uuid4().hex}", "namespace": ns}
+
+
+TOOL_RULES: dict[str, ToolRule] = {
+    "memory_store": ToolRule("writer", lambda w: _store(OWN, w), lambda w: _store(OTHER, w)),
+    "memory_recall": ToolRule(
+        "reader", lambda w: {"query": "alpha", "top_k": 100}, lambda w: {"query": "alpha", "namespace": OTHER}, check=_no_other
+    ),
+    "memory_search": ToolRule(
+        "reader", lambda w: {"query": "alpha", "top_k": 100}, lambda w: {"query": "alpha", "namespace": OTHER}, check=_no_other
+    ),
+    "memory_list": ToolRule("reader", lambda w: {"limit": 1000}, lambda w: {"namespace": OTHER}, check=_no_other),
+    "memory_get": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_update": ToolRule("writer", lambda w: {"id": w.a1, "priority": 6}, lambda w: {"id": w.b1, "priority": 6}),
+    "memory_delete": ToolRule("writer", lambda w: {"id": w.a2}, lambda w: {"id": w.b1}),
+    "memory_capabilities": ToolRule("reader", lambda w: {}),
+    "memory_link": ToolRule(
+        "writer", lambda w: {"source_id": w.a1, "target_id": w.a2, "relation": "part_of"}, lambda w: {"source_id": w.a1, "target_id": w.b1}
+    ),
+    "memory_get_links": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_kg_query": ToolRule("reader", lambda w: {"id": w.a1, "depth": 2}, lambda w: {"id": w.b1}, check=_no_other),
+    "memory_kg_timeline": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, check=_no_other),
+    "memory_kg_invalidate": ToolRule(
+        "writer",
+        lambda w: {"source_id": w.a1, "target_id": w.a2, "relation": "related_to"},
+        lambda w: {"source_id": w.a1, "target_id": w.b1, "relation": "related_to"},
+    ),
+    "memory_find_paths": ToolRule(
+        "reader", lambda w: {"source_id": w.a1, "target_id": w.a2}, lambda w: {"source_id": w.a1, "target_id": w.b1}
+    ),
+    "memory_get_taxonomy": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}, check=_no_other, other_filtered=True),
+    "memory_entity_register": ToolRule(
+        "writer", lambda w: {"name": f"Ent {w.tag}", "namespace": OWN}, lambda w: {"name": f"Ent {w.tag}", "namespace": OTHER}
+    ),
+    "memory_entity_get_by_alias": ToolRule(
+        "reader", lambda w: {"alias": "nobody", "namespace": OWN}, lambda w: {"alias": "nobody", "namespace": OTHER}
+    ),
+    "memory_promote": ToolRule("writer", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_forget": ToolRule(
+        "writer", lambda w: {"namespace": f"{OWN}/{w.tag}", "dry_run": True}, lambda w: {"namespace": OTHER, "dry_run": True}
+    ),
+    "memory_consolidate": ToolRule(
+        "writer",
+        lambda w: {"ids": [w.a1, w.a2], "content": f"summary {w.tag}", "keep_sources": True},
+        lambda w: {"ids": [w.a1, w.b1], "content": f"summary {w.tag}", "keep_sources": True},
+    ),
+    "memory_history": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, check=_no_other),
+    "memory_restore": ToolRule("writer", lambda w: {"id": w.gone}, lambda w: {"id": w.gone_b}),
+    "memory_gc": ToolRule("admin", lambda w: {}, store_wide=True),
+    "memory_archive_list": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}),
+    "memory_archive_restore": ToolRule("writer", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, own_error="not_found"),
+    "memory_archive_purge": ToolRule("admin", lambda w: {"namespace": OWN}, lambda w: {"namespace": OTHER}),
+    "memory_archive_stats": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}),
+    "memory_agent_register": ToolRule(
+        "admin",
+        lambda w: {"agent_id": f"new-{uuid.uuid4().hex[:8]}", "role": "reader", "namespaces": [OWN]},
+        lambda w: {"agent_id": w.agent_b, "role": "reader", "namespaces": [OWN]},
+    ),
+    "memory_agent_list": ToolRule("admin", lambda w: {}, check=_keys_inside),
+    "memory_session_start": ToolRule(
+        "reader", lambda w: {"task": "alpha"}, lambda w: {"task": "alpha", "namespace": OTHER}, check=_no_other
+    ),
+    "memory_check_duplicate": ToolRule(
+        "reader", lambda w: {"content": "alpha apple", "namespace": OWN}, lambda w: {"content": "alpha", "namespace": OTHER}
+    ),
+    "memory_stats": ToolRule("reader", lambda w: {}, check=_no_other),
+    "memory_quota_status": ToolRule("reader", lambda w: {}, lambda w: {"namespace": OTHER}, check=_no_other),
+    "memory_health": ToolRule("reader", lambda w: {}),
+    "memory_export": ToolRule("admin", lambda w: {"namespace": f"{OWN}/{w.tag}"}, lambda w: {"namespace": OTHER}),
+    "memory_import": ToolRule("admin", lambda w: {"jsonl": "", "dry_run": True}),
+    "memory_backup": ToolRule("admin", lambda w: {}, store_wide=True),
+}
