@@ -62,6 +62,7 @@ def test_env_values_are_validated_too(tmp_path: Path) -> None:
 def test_api_key_comes_from_env_or_file(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("sk-from-file\n")
+    key_file.chmod(0o600)  # a secret file must be the owner's alone (tests/test_ops_secrets.py)
     config = tmp_path / "config.toml"
     config.write_text(f'[embeddings]\nprovider = "openai"\napi_key_file = "{key_file}"\n')
     assert load_settings(config, env={}).embedding_api_key() == "sk-from-file"

@@ -59,6 +59,7 @@ def build_store(settings: Settings) -> Store:
 
 def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Service:
     """A Service over the configured store, embedder, index and ranking."""
+    settings.check_secret_files()
     store = store or build_store(settings)
     embedder = build_embedder_from(settings)
     index = VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold) if embedder is not None else None

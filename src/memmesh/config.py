@@ -11,6 +11,8 @@ reader of the result.
 from __future__ import annotations
 
 import os
+import shlex
+import stat
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +22,12 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memmesh.errors import ConfigError
+from memmesh.redact import redact_url as _redact_url
 
 SECRET_KEYS = {"api_key", "password", "secret", "token", "key", "client_secret", "hmac_secret"}
+SECRET_FILE_SUFFIXES = ("key_file", "keyfile", "password_file", "secret_file", "token_file")
+"""A setting whose name ends like this names a file holding a secret (``embeddings.api_key_file``,
+a TLS private key): it must be the running user's and unreadable by anyone else."""
 
 
 class _Section(BaseModel):
@@ -30,7 +36,9 @@ class _Section(BaseModel):
 
 class StorageSettings(_Section):
     url: str | None = Field(None, description="sqlite:///path, sqlite:///:memory: or postgresql://…; default: <data_dir>/memmesh.db")
-    busy_timeout_ms: int = Field(15_000, ge=0, description="how long a writer waits for another process's lock")
+    busy_timeout_ms: int = Field(
+        15_000, ge=0, description="SQLite: how long a writer waits for another process's lock before 'database is locked'"
+    )
     synchronous: Literal["NORMAL", "FULL"] = Field(
         "NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss"
     )
@@ -85,6 +93,9 @@ class ServerSettings(_Section):
     port: int = Field(9077, ge=0, le=65535, description="bind port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes")
     log_json: bool = Field(False, description="structured JSON logs")
+    request_timeout_secs: float = Field(
+        60.0, gt=0, le=3600, description="a client must send its whole request (headers and body) within this; else 408 and closed"
+    )
 
 
 class AuthSettings(_Section):
@@ -133,11 +144,28 @@ class Settings(BaseModel):
         if emb.api_key_env:
             return os.environ.get(emb.api_key_env) or None
         if emb.api_key_file:
+            check_secret_file("embeddings.api_key_file", emb.api_key_file)
             try:
                 return emb.api_key_file.read_text().strip() or None
             except OSError as exc:
                 raise ConfigError(f"embeddings.api_key_file {emb.api_key_file}: {exc.strerror}") from exc
         return None
+
+    def secret_files(self) -> list[tuple[str, Path]]:
+        """Every configured secret file, as ``(section.key, path)``."""
+        found = []
+        for section in SECTIONS:
+            values = getattr(self, section)
+            for name in type(values).model_fields:
+                value = getattr(values, name)
+                if value is not None and name.endswith(SECRET_FILE_SUFFIXES):
+                    found.append((f"{section}.{name}", Path(value)))
+        return found
+
+    def check_secret_files(self) -> None:
+        """Refuse to start when a secret file is another user's or readable by group/others."""
+        for setting, path in self.secret_files():
+            check_secret_file(setting, path)
 
 
 SECTIONS = tuple(
@@ -148,13 +176,46 @@ SECTIONS = tuple(
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host/...`` URLs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """Hide the password of ``scheme://user:password@host/...`` URLs (and ``?password=``)."""
+    return _redact_url(url)
+
+
+def check_secret_file(setting: str, path: Path) -> None:
+    """A secret file must exist, be a regular file, belong to the user memmesh runs as and
+    be unreadable by group and others (0600 or 0400); otherwise the error says the exact
+    command to run. Why: a key other local users can read is a key they hold too.
+    """
+    quoted = shlex.quote(str(path))
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{setting} {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{setting} {path} cannot be checked: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{setting} {path} is not a regular file")
+    if os.name != "posix":
+        return
+    if info.st_uid != os.geteuid():
+        user = _user_name(os.geteuid())
+        raise ConfigError(
+            f"{setting} {path} belongs to uid {info.st_uid}, not to the user memmesh runs as ({user}); "
+            f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`"
+        )
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{setting} {path} is accessible to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
+            f"refusing to start: run `chmod 600 {quoted}`"
+        )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
 
 
 def default_config_path() -> Path:

@@ -142,6 +142,13 @@ class EmbedderError(MemmeshError):
     http_status = 503
 
 
+class RequestTimeoutError(MemmeshError):
+    """The client did not send its whole request within ``server.request_timeout_secs``."""
+
+    code = "request_timeout"
+    http_status = 408
+
+
 def all_error_types() -> list[type[MemmeshError]]:
     """Every error class, root first; used by tests that check each face maps them all."""
     found: list[type[MemmeshError]] = []

@@ -63,6 +63,7 @@ from memmesh.model import (
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
+from memmesh.redact import redact_url
 from memmesh.store.base import Filter, Store, WriteTx
 from memmesh.versions import next_version
 
@@ -563,7 +564,11 @@ class Service:
 
         The one method without a caller: probes are anonymous by design. Faces show its
         result only through :meth:`readiness` or as the bare schema version (``/readyz``)."""
-        return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
+        return {
+            "store": redact_url(self.store.url).split("@")[-1],
+            "schema_version": self.store.schema_version,
+            "changes": self.store.change_counter(),
+        }
 
     def readiness(self, *, principal: Principal) -> dict[str, Any]:
         """:meth:`ready` as a caller may see it: the store's location and change counter are

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from memmesh.errors import EmbedderError, InvalidInputError
+from memmesh.redact import scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -177,7 +178,7 @@ class OpenAIEmbedder:
         except httpx.HTTPError as exc:
             raise EmbedderError(f"embedding request to {self._url} failed: {exc or type(exc).__name__}") from exc
         if not response.is_success:
-            snippet = " ".join(response.text.split())[:200]
+            snippet = scrub(" ".join(response.text.split()), self._api_key)[:200]  # servers may echo the key
             raise EmbedderError(
                 f"embedding server at {self._url} answered HTTP {response.status_code}: {snippet}",
                 details={"status": response.status_code},

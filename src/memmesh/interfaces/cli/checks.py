@@ -5,19 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.config import Settings, redact_url
-from memmesh.errors import MemmeshError
+from memmesh.config import Settings, check_secret_file, redact_url
+from memmesh.errors import ConfigError, MemmeshError
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 
 
 def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> list[dict[str, Any]]:
-    """Store (opens, schema, integrity) and embedder (loads, embeds); never raises."""
+    """Secret files, store (opens, schema, integrity) and embedder (loads, embeds); never raises."""
     checks: list[dict[str, Any]] = []
+    for setting, path in settings.secret_files():
+        try:
+            check_secret_file(setting, path)
+        except ConfigError as exc:
+            return [*checks, {"name": "secret file", "status": "fail", "detail": exc.message}]
+        checks.append({"name": "secret file", "status": "ok", "detail": f"{setting} {path}: owner only"})
     try:
         service = service_factory()
     except MemmeshError as exc:
-        return [{"name": "store", "status": "fail", "detail": exc.message}]
+        return [*checks, {"name": "store", "status": "fail", "detail": exc.message}]
     store = service.store
     checks.append({"name": "store", "status": "ok", "detail": f"{redact_url(store.url)} schema {store.schema_version}"})
     integrity = store.integrity_check()

@@ -17,6 +17,7 @@ from memmesh.io.importers import (
     ImportReport,
     LegacyTable,
     detect_format,
+    import_basic_memory,
     import_legacy,
     import_mcp_memory,
     import_mem0,
@@ -55,17 +56,24 @@ class ImportFormat(StrEnum):
     mem0 = "mem0"
     mem0_history = "mem0-history"
     sql = "sql"
+    basic_memory = "basic-memory"
 
 
 @app.command("import")
 def import_(
-    source: str = typer.Argument(..., help="A file ('-' for stdin); for --format sql a database URL (sqlite:///… or postgresql://…)."),
+    source: str = typer.Argument(
+        ...,
+        help="A file ('-' for stdin); a database URL for --format sql (sqlite:///…, postgresql://…); a folder for basic-memory.",
+    ),
     fmt: ImportFormat = typer.Option(ImportFormat.auto, "--format", "-f", help="Source format (auto: from the URL or the content)."),
     namespace: str = typer.Option(
         None,
         "--namespace",
         "-n",
-        help="Target namespace (mcp-memory: mcp; mem0: base, default mem0; sql: the one namespace when there is no --tenant-col).",
+        help=(
+            "Target namespace (mcp-memory: mcp; basic-memory: basic-memory; mem0: base, default mem0; "
+            "sql: the one namespace when there is no --tenant-col)."
+        ),
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count; write nothing."),
     tier: str = typer.Option("long", "--tier", help="Tier of imported memories (not jsonl, which keeps its own)."),
@@ -78,15 +86,20 @@ def import_(
     kind: str = typer.Option("fact", "--kind", help="sql: kind of the memories."),
     written_by: str = typer.Option("import", "--source", help="sql: the memories' source (who wrote them), e.g. agent."),
     mark_col: str = typer.Option(None, "--mark-col", help="sql: column set to the migration time on migrated rows (skipped next time)."),
+    add_mark_column: bool = typer.Option(
+        False, "--add-mark-column", help="sql: create the mark column (--mark-col, default migrated_at) when the table lacks it."
+    ),
     check_only: bool = typer.Option(False, "--check-only", help="sql: report what would happen; change nothing anywhere."),
     id_prefix: str = typer.Option(None, "--id-prefix", help="sql: id prefix instead of legacy:<table>."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000, help="sql: rows per read and per write."),
+    key: str = typer.Option(None, "--key", help="Import as this API key: records outside its namespaces are rejected (counted as failed)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Import memories from a file or database, idempotently: a re-run writes nothing.
 
     Formats: memmesh's own JSON Lines export, the MCP memory server's memory.jsonl, mem0's
-    exported memories JSON or its history db, or a legacy SQL table (per-tenant report).
+    exported memories JSON or its history db, a basic-memory project folder, or a legacy SQL
+    table (per-tenant report).
     Exits 1 when any record failed (the report lists each with its reason).
     """
     sql_given = [
@@ -96,6 +109,7 @@ def import_(
             ("--tenant-col", tenant_col, None),
             ("--mark-col", mark_col, None),
             ("--check-only", check_only, False),
+            ("--add-mark-column", add_mark_column, False),
             ("--id-prefix", id_prefix, None),
             ("--id-col", id_col, "id"),
             ("--content-col", content_col, "content"),
@@ -110,11 +124,14 @@ def import_(
     if chosen != "sql" and sql_given:
         raise InvalidInputError(f"{', '.join(sql_given)} only apply to --format sql (this source is {chosen})")
     if chosen == "jsonl":
+        if key is not None:
+            raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was")
         if namespace:
             raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
     service = state.service()
+    principal = service.authenticate(key, require=True) if key is not None else LOCAL_PRINCIPAL
     with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         common: dict[str, Any] = {
@@ -123,13 +140,16 @@ def import_(
             "dry_run": dry_run,
             "sample": spot,
             "progress": lambda n: bar.advance(task, n),
+            "principal": principal,
         }
         if chosen == "mcp-memory":
-            report = import_mcp_memory(service, text.read(), source=source, **common, principal=LOCAL_PRINCIPAL)
+            report = import_mcp_memory(service, text.read(), source=source, **common)
         elif chosen == "mem0":
-            report = import_mem0(service, text.read(), source=source, **common, principal=LOCAL_PRINCIPAL)
+            report = import_mem0(service, text.read(), source=source, **common)
         elif chosen == "mem0-history":
-            report = import_mem0_history(service, source, **common, principal=LOCAL_PRINCIPAL)
+            report = import_mem0_history(service, source, **common)
+        elif chosen == "basic-memory":
+            report = import_basic_memory(service, source, **common)
         else:
             spec = LegacyTable(
                 url=source,
@@ -144,6 +164,7 @@ def import_(
                 tier=tier,
                 mark_col=mark_col,
                 id_prefix=id_prefix,
+                add_mark_col=add_mark_column,
             )
             report = import_legacy(
                 service,
@@ -153,7 +174,7 @@ def import_(
                 batch_size=batch_size,
                 sample=spot,
                 progress=common["progress"],
-                principal=LOCAL_PRINCIPAL,
+                principal=principal,
             )
     if as_json:
         print_json(report)
@@ -208,6 +229,8 @@ def render_import_report(report: ImportReport) -> None:
     t = report.totals
     table.add_row("[bold]total[/]", "", f"[bold]{t.migrated}[/]", f"[bold]{t.skipped}[/]", f"[bold]{t.failed}[/]")
     console.print(table)
+    for change in report.source_changes:
+        console.print(change, markup=False, highlight=False)
     verb = "would write" if report.dry_run else "wrote"
     console.print(
         f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {t.links_written} links"

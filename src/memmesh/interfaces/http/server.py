@@ -5,6 +5,7 @@ built here and handed to uvicorn; with several, uvicorn spawns processes that ea
 :func:`app_factory`, which reads the same settings back from ``MEMMESH_*`` variables that
 :func:`serve` exported (the CLI flags included), so every worker serves the same config.
 
+Each request must arrive within ``server.request_timeout_secs`` (see :mod:`.timeouts`).
 SIGTERM/SIGINT are uvicorn's: stop accepting, let in-flight requests finish (up to
 ``GRACEFUL_SHUTDOWN_S``), run the app's shutdown (which closes the store), then re-raise
 the signal so the process ends the way its supervisor expects. A write that got its 201
@@ -25,6 +26,7 @@ from memmesh.config import SECTIONS, Settings, load_settings
 from memmesh.errors import ConfigError
 from memmesh.interfaces.http import logs
 from memmesh.interfaces.http.app import create_app
+from memmesh.interfaces.http.timeouts import protocol_for
 
 GRACEFUL_SHUTDOWN_S = 30
 
@@ -74,6 +76,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
             "access_log": False,
             "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
             "server_header": False,
+            "http": protocol_for(server.request_timeout_secs),  # slow clients are cut off (timeouts.py)
         }
         if server.workers > 1:
             (os.environ if environ is None else environ).update(settings_env(settings))

@@ -1,6 +1,7 @@
 """Importers: bring the users of other memory stores over, idempotently.
 
-One module per source (:mod:`.mcp_memory`, :mod:`.mem0`, :mod:`.legacy_sql`), all writing
+One module per source (:mod:`.mcp_memory`, :mod:`.mem0`, :mod:`.legacy_sql`,
+:mod:`.basic_memory`), all writing
 through the one idempotent path in :mod:`.base`; this module detects a source's format and
 offers one function per format. Every function takes the service, validates its options
 before writing anything, supports ``dry_run`` and returns an :class:`ImportReport`.
@@ -14,14 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from memmesh.errors import InvalidInputError
-from memmesh.io.importers import mcp_memory, mem0
+from memmesh.io.importers import basic_memory, mcp_memory, mem0
 from memmesh.io.importers.base import (
+    Candidate,
     ImportReport,
     Item,
     PlannedLink,
     Progress,
     Writer,
     build_report,
+    check_scope,
     spot_check,
 )
 from memmesh.io.importers.legacy_sql import LegacyTable, import_legacy
@@ -29,7 +32,7 @@ from memmesh.model import Principal, Tier, normalize_namespace
 from memmesh.service import Service
 from memmesh.store.sqlite import path_from_url
 
-FORMATS = ("auto", "jsonl", "mcp-memory", "mem0", "mem0-history", "sql")
+FORMATS = ("auto", "jsonl", "mcp-memory", "mem0", "mem0-history", "sql", "basic-memory")
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -39,7 +42,8 @@ def detect_format(source: str, *, table: str | None, read_text: Callable[[], str
     A database URL with ``--table`` is a legacy SQL table; a SQLite file (or URL) with
     mem0's ``history`` table is a mem0 history db; text is told apart by its first line
     (``"type": "entity"|"relation"`` → MCP memory) or its shape (mem0's export); anything
-    else is read as memmesh's own JSON Lines (whose parser then names the bad line).
+    else is read as memmesh's own JSON Lines (whose parser then names the bad line). A folder
+    is a basic-memory project, or one clear error saying why it is not.
     """
     if "://" in source:
         if table:
@@ -48,6 +52,9 @@ def detect_format(source: str, *, table: str | None, read_text: Callable[[], str
             return "mem0-history"
         raise InvalidInputError(f"{source} is a database: give --table (and the column options) to import a legacy table")
     path = Path(source)
+    if source != "-" and path.is_dir():
+        basic_memory.check_project(path)
+        return basic_memory.FORMAT
     if source != "-" and path.is_file():
         with path.open("rb") as handle:
             if handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER:
@@ -93,6 +100,7 @@ def import_mcp_memory(
     """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations)."""
     ns = normalize_namespace(namespace or mcp_memory.DEFAULT_NAMESPACE)
     _check_tier(tier)
+    check_scope(principal, [ns])
     graph = mcp_memory.parse_graph(text.splitlines(), ns)
     items, links = mcp_memory.plan(service, graph, ns, tier=tier, principal=principal)
     return _run(service, mcp_memory.FORMAT, source, items, links, dry_run, sample, progress, principal)
@@ -140,6 +148,26 @@ def import_mem0_history(
     return _run(service, mem0.FORMAT_HISTORY, str(location), items, [], dry_run, sample, progress, principal)
 
 
+def import_basic_memory(
+    service: Service,
+    project: str | Path,
+    *,
+    namespace: str | None = None,
+    tier: str = "long",
+    dry_run: bool = False,
+    sample: int = 3,
+    progress: Progress | None = None,
+    principal: Principal,
+) -> ImportReport:
+    """Import a basic-memory project folder (notes, observations, relations; files are only read)."""
+    ns = normalize_namespace(namespace or basic_memory.DEFAULT_NAMESPACE)
+    _check_tier(tier)
+    check_scope(principal, [ns])
+    root = basic_memory.check_project(project)
+    items, links = basic_memory.plan(service, root, ns, tier=tier, principal=principal)
+    return _run(service, basic_memory.FORMAT, str(project), items, links, dry_run, sample, progress, principal)
+
+
 def _check_tier(tier: str) -> None:
     if tier not in Tier.__members__:
         raise InvalidInputError(f"tier {tier!r} is not one of {', '.join(Tier.__members__)}")
@@ -156,6 +184,7 @@ def _run(
     progress: Progress | None,
     principal: Principal,
 ) -> ImportReport:
+    check_scope(principal, [str(i.fields.get("namespace")) for i in items if isinstance(i, Candidate)])
     writer = Writer(service, dry_run=dry_run, principal=principal, progress=progress)
     outcomes = writer.apply(items)
     writer.link(links)
@@ -171,6 +200,7 @@ __all__ = [
     "LegacyTable",
     "detect_format",
     "detect_text_format",
+    "import_basic_memory",
     "import_legacy",
     "import_mcp_memory",
     "import_mem0",

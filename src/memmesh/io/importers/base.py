@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from memmesh.errors import ConflictError, InvalidInputError, NotFoundError
+from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.io.migrate import batched
 from memmesh.model import Memory, NewMemory, Principal
 from memmesh.service import Service, content_hash
@@ -187,6 +187,8 @@ class ImportReport(BaseModel):
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
     failures: list[Failure] = Field(default_factory=list)
     spot_check: SpotCheck | None = None
+    source_changes: list[str] = Field(default_factory=list)
+    """Changes made to the source itself (SQL: an added mark column), or that would be made."""
 
     @property
     def written(self) -> int:
@@ -286,7 +288,7 @@ class Writer:
         """Decide what one candidate needs: nothing (an Outcome says why), an update, or an add."""
         try:
             new = self.service.check_new(item.fields, principal=self.principal)
-        except InvalidInputError as exc:
+        except (InvalidInputError, ForbiddenError) as exc:  # out of the key's scope: this record only
             return Outcome(item.key, item.tenant, "failed", exc.message)
         assert new.id is not None
         if new.id in self._handled:
@@ -401,7 +403,7 @@ class Writer:
             if not self.dry_run:
                 try:
                     self.service.link(source, target, planned.relation, principal=self.principal)
-                except NotFoundError:
+                except (NotFoundError, ForbiddenError):
                     self.links_skipped += 1
                     continue
             self.links_written += 1
@@ -410,6 +412,22 @@ class Writer:
         return any(
             link.source_id == source and link.target_id == target and link.relation.value == relation
             for link in self.service.store.links(source)
+        )
+
+
+def check_scope(principal: Principal, namespaces: Iterable[str]) -> None:
+    """Refuse, before anything is written, an import whose key may not write or whose
+    namespaces cover none of the source's; a key covering part of it imports that part and
+    each record outside is counted as failed (see :meth:`Writer._plan`)."""
+    if not principal.has_role("writer"):
+        raise ForbiddenError(f"this key's role {principal.role!r} may not import: it needs a writer or admin key; nothing was imported")
+    if principal.prefixes() is None:
+        return
+    wanted = sorted(set(namespaces))
+    if wanted and not any(principal.covers(ns) for ns in wanted):
+        shown = ", ".join(wanted[:5]) + (f" and {len(wanted) - 5} more" if len(wanted) > 5 else "")
+        raise ForbiddenError(
+            f"this key's namespaces ({', '.join(principal.namespaces)}) cover none of the source's ({shown}); nothing was imported"
         )
 
 
@@ -464,6 +482,7 @@ __all__ = [
     "Totals",
     "Writer",
     "build_report",
+    "check_scope",
     "id_part",
     "source_digest",
     "spot_check",

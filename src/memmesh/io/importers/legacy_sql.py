@@ -6,7 +6,9 @@ memory with id ``legacy:<table>:<row id>`` in the namespace the template gives i
 (``workspace:{tenant}``), with the given kind and source. With ``mark_col`` the row's column
 is set to the migration time once its memory is stored, and marked rows are skipped next
 time (the memmesh ids make a re-run a no-op even without a mark column, or after a crash
-between the write and the mark).
+between the write and the mark). A mark column the table does not have is an error unless
+``add_mark_col`` is set, which adds it (a nullable timestamp column, an additive change);
+with ``check_only`` the report only says that it would.
 
 Everything that can be checked is checked before anything is written: the URL connects,
 the table and every named column exist, the mark column can be written, the template only
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from memmesh.errors import InvalidInputError
@@ -35,6 +37,7 @@ from memmesh.io.importers.base import (
     Rejected,
     Writer,
     build_report,
+    check_scope,
     id_part,
     source_digest,
     spot_check,
@@ -64,6 +67,11 @@ class LegacyTable:
     tier: str = "long"
     mark_col: str | None = None
     id_prefix: str | None = None
+    add_mark_col: bool = False
+    """Create ``mark_col`` (default ``migrated_at``) when the table lacks it."""
+
+
+DEFAULT_MARK_COL = "migrated_at"
 
 
 def check_options(spec: LegacyTable) -> None:
@@ -103,11 +111,20 @@ def import_legacy(
     principal: Principal,
 ) -> ImportReport:
     """Migrate the table's rows (see the module docs); returns the per-tenant report."""
+    if spec.add_mark_col and not spec.mark_col:
+        spec = replace(spec, mark_col=DEFAULT_MARK_COL)
     check_options(spec)
     read_only = dry_run or check_only
     source = open_sql_source(spec.url, read_only=read_only or spec.mark_col is None)
+    changes: list[str] = []
     try:
         columns = _checked_columns(source, spec)
+        check_scope(principal, _namespaces(source, spec, batch_size) if principal is not None else [])
+        if spec.mark_col and spec.mark_col not in columns:
+            changes.append(_add_mark_column(source, spec, read_only))
+            if read_only:
+                spec = replace(spec, mark_col=None)  # nothing is marked: every row reads as unmarked
+            columns = [c for c in (spec.content_col, spec.tenant_col, spec.mark_col) if c is not None]
         if spec.mark_col and not read_only:
             source.check_writable(spec.table, spec.mark_col)
         writer = Writer(service, dry_run=read_only, principal=principal, progress=progress)
@@ -120,26 +137,52 @@ def import_legacy(
     finally:
         source.close()
     report = build_report(FORMAT, redact(spec.url), read_only, outcomes, (0, 0))
+    report.source_changes = changes
     if not read_only:
         report.spot_check = spot_check(service, outcomes, sample, principal)
     return report
 
 
 def _checked_columns(source: SqlSource, spec: LegacyTable) -> list[str]:
-    """The columns to read after the key (content, tenant?, mark?); each must exist."""
+    """The columns to read after the key (content, tenant?, mark?); each must exist, except a
+    mark column that ``add_mark_col`` will create (then it is left out of the list)."""
     present = source.columns(spec.table)
     named = [
         ("--id-col", spec.id_col),
         ("--content-col", spec.content_col),
         ("--tenant-col", spec.tenant_col),
-        ("--mark-col", spec.mark_col),
     ]
     for option, column in named:
         if column is not None and column not in present:
             raise InvalidInputError(
                 f"{option} {column!r}: table {spec.table!r} has no such column (columns: {', '.join(present)}); nothing was written"
             )
-    return [c for c in (spec.content_col, spec.tenant_col, spec.mark_col) if c is not None]
+    if spec.mark_col is not None and spec.mark_col not in present and not spec.add_mark_col:
+        raise InvalidInputError(
+            f"--mark-col {spec.mark_col!r}: table {spec.table!r} has no such column (columns: {', '.join(present)}); "
+            "add --add-mark-column to create it (with --check-only to only see what would happen); nothing was written"
+        )
+    mark = spec.mark_col if spec.mark_col in present else None
+    return [c for c in (spec.content_col, spec.tenant_col, mark) if c is not None]
+
+
+def _add_mark_column(source: SqlSource, spec: LegacyTable, read_only: bool) -> str:
+    """Add the missing mark column (nothing is changed when ``read_only``); says what it did."""
+    column = spec.mark_col or DEFAULT_MARK_COL
+    if read_only:
+        return f"would add column {column} to {spec.table} (--add-mark-column); nothing was changed"
+    kind = source.add_column(spec.table, column)
+    return f"added column {column} ({kind}) to {spec.table}"
+
+
+def _namespaces(source: SqlSource, spec: LegacyTable, batch_size: int) -> set[str]:
+    """Every namespace the rows go to (one read of the tenant column), for the scope check."""
+    if not spec.tenant_col:
+        return {str(spec.namespace)}
+    found: set[str] = set()
+    for rows in source.pages(spec.table, spec.id_col, [spec.tenant_col], batch_size):
+        found.update(spec.namespace_template.format(tenant=t) for t in (_tenant(row[1]) for row in rows) if t is not None)
+    return found
 
 
 def _null_key_items(source: SqlSource, spec: LegacyTable) -> list[Item]:

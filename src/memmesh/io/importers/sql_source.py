@@ -30,6 +30,7 @@ class SqlSource(Protocol):
     def null_key_rows(self, table: str, key: str, extra: Sequence[str]) -> list[tuple[Any, ...]]: ...
     def pages(self, table: str, key: str, columns: Sequence[str], size: int) -> Iterator[list[tuple[Any, ...]]]: ...
     def check_writable(self, table: str, column: str) -> None: ...
+    def add_column(self, table: str, column: str) -> str: ...
     def mark(self, table: str, key: str, column: str, ids: Sequence[Any], at: datetime) -> int: ...
     def close(self) -> None: ...
 
@@ -110,6 +111,14 @@ class SqliteSource:
         finally:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+
+    def add_column(self, table: str, column: str) -> str:
+        """Add a nullable TEXT column (memmesh's timestamps are ISO text in SQLite)."""
+        try:
+            self.conn.execute(f"ALTER TABLE {self._ident(table)} ADD COLUMN {self._ident(column)} TEXT")
+        except sqlite3.Error as exc:
+            raise InvalidInputError(f"cannot add column {column} to {table} in {self.label} ({exc}); nothing was written") from None
+        return "TEXT"
 
     def mark(self, table: str, key: str, column: str, ids: Sequence[Any], at: datetime) -> int:
         sql = f"UPDATE {self._ident(table)} SET {self._ident(column)} = ? WHERE {self._ident(key)} = ? AND {self._ident(column)} IS NULL"
@@ -195,6 +204,18 @@ class PostgresSource:
         # A no-op write with a timestamp: a mark column of the wrong type fails now, not after the import.
         probe = sql.SQL("UPDATE {} SET {} = %s WHERE false").format(self._ident(table), self._ident(column))
         self._run(probe, (datetime.now().astimezone(),))
+
+    def add_column(self, table: str, column: str) -> str:
+        """Add a nullable timestamptz column (``IF NOT EXISTS``: a concurrent run adding it too is fine)."""
+        from psycopg import sql
+
+        query = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} timestamptz").format(self._ident(table), self._ident(column))
+        try:
+            self.conn.execute(query)
+        except self._errors as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise InvalidInputError(f"cannot add column {column} to {table} in {self.label}: {first}; nothing was written") from None
+        return "timestamptz"
 
     def mark(self, table: str, key: str, column: str, ids: Sequence[Any], at: datetime) -> int:
         from psycopg import sql
