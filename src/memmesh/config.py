@@ -20,6 +20,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memmesh.errors import ConfigError
+from memmesh.urls import redact_url
 
 SECRET_KEYS = {"api_key", "password", "secret", "token", "key", "client_secret", "hmac_secret"}
 
@@ -145,16 +146,6 @@ SECTIONS = tuple(
     for name, field in Settings.model_fields.items()
     if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section)
 )
-
-
-def redact_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host/...`` URLs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
 
 
 def default_config_path() -> Path:

@@ -64,6 +64,7 @@ from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
 from memmesh.store.base import Filter, Store, WriteTx
+from memmesh.urls import redact_url
 
 if TYPE_CHECKING:
     from memmesh.entities import Entities
@@ -535,7 +536,7 @@ class Service:
 
     def ready(self) -> dict[str, Any]:
         """Readiness: the store answers a query; raises a StorageError when it cannot."""
-        return {"store": self.store.url.split("@")[-1], "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
+        return {"store": redact_url(self.store.url), "schema_version": self.store.schema_version, "changes": self.store.change_counter()}
 
     # -- identity: agents and API keys ----------------------------------------------------
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from memmesh.errors import InvalidInputError
 from memmesh.model import Agent, ApiKey, ArchivedMemory, ArchiveStats, HistoryEntry, Link, Memory, Stats, StoredApiKey, Tombstone
+from memmesh.urls import redact_url
 
 
 @dataclass(frozen=True)
@@ -189,4 +190,6 @@ def open_store(
                 f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
             ) from None
         return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index)
-    raise InvalidInputError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…")
+    raise InvalidInputError(
+        f"unsupported store URL {redact_url(url)!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
+    )

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.config import Settings, redact_url
+from memmesh.config import Settings
 from memmesh.errors import MemmeshError
 from memmesh.service import Service
+from memmesh.urls import redact_url
 
 
 def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> list[dict[str, Any]]:
