@@ -56,6 +56,7 @@ from memmesh.model import (
     TierCount,
     Tombstone,
     Version,
+    check_text,
     normalize_namespace,
     normalize_tags,
     parse_model,
@@ -182,7 +183,7 @@ class Service:
             tags=tuple(normalize_tags(list(tags) if not isinstance(tags, str) else [tags])) if tags else (),
             tier=_enum_value(Tier, tier, "tier"),
             kind=_enum_value(Kind, kind, "kind"),
-            agent_id=agent_id or None,
+            agent_id=check_text(agent_id, "agent_id") or None,
             since=_time(since, "since"),
             until=_time(until, "until"),
             as_of=_time(as_of, "as_of"),
@@ -451,6 +452,7 @@ class Service:
         """Rank memories for a query (hybrid by default); counts as an access unless ``touch=False``."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query is empty: give words or a question to recall by")
+        check_text(query, "query")
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})")
         who = self._authorize(principal, "reader")
