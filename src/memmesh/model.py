@@ -39,7 +39,11 @@ NAMESPACE_PATTERN = rf"^{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN}){{0,{MAX_NAMESP
 """The namespace rule as a JSON-schema pattern (no look-ahead, so every engine reads it):
 1-8 segments, none of them ``.`` or ``..``. :func:`normalize_namespace` is the check itself."""
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
-NON_BLANK_PATTERN = r"\S"
+NON_BLANK_PATTERN = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+"""Holds a character that is white space neither to Python's ``str.strip`` (which the service
+uses: it counts \\x1c-\\x1f as space) nor to JSON Schema's ECMA ``\\s``: not blank."""
+NAMESPACE_GRANT_PATTERN = rf"^(?:\*|{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN}){{0,{MAX_NAMESPACE_SEGMENTS - 1}}}(?:/\*)?)$"
+"""A namespace pattern of a key or agent: ``*``, ``team`` or ``team/*``."""
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -172,10 +176,28 @@ def _in_utc(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_in_utc)]
 """A time given by a caller: RFC 3339 text or a datetime, never a number; returned in UTC."""
-StrictInt = Annotated[int, Strict()]
-"""An integer that is one: ``true``, ``"5"`` and ``5.0`` are refused (``retain: true`` must not mean 1)."""
-StrictFloat = Annotated[float, Strict()]
-"""A number that is one: ``"1"`` and ``true`` are refused; integers are numbers."""
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers must arrive as JSON numbers: ``true`` and ``"5"`` are refused, not coerced."""
+    if isinstance(value, bool):
+        raise ValueError("give a number, not true/false")
+    if isinstance(value, str | bytes):
+        raise ValueError("give a number, not text")
+    return value
+
+
+StrictInt = Annotated[int, BeforeValidator(_json_number)]
+"""A JSON integer: ``true`` and ``"5"`` are refused (``retain: true`` must not mean 1); ``5.0``
+is 5, as JSON Schema counts it an integer; ``5.5`` is refused."""
+StrictFloat = Annotated[float, BeforeValidator(_json_number)]
+"""A JSON number: ``"1"`` and ``true`` are refused; integers are numbers."""
+# Range constraints go before the validator in each Annotated chain: placed after it (or on
+# the field), pydantic writes them to the JSON schema as "ge"/"le", which no client reads.
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
+Priority = Annotated[int, Field(ge=1, le=10), BeforeValidator(_json_number)]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_json_number)]
+TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_json_number)]
 StrictBool = Annotated[bool, Strict()]
 """``true`` or ``false`` only: ``1`` and ``"yes"`` are refused."""
 
@@ -270,8 +292,6 @@ TitleText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_TITLE_CHARS
 TagList = Annotated[
     list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_TAG_CHARS})]], Field(json_schema_extra={"maxItems": MAX_TAGS})
 ]
-Priority = Annotated[StrictInt, Field(ge=1, le=10)]
-Confidence = Annotated[StrictFloat, Field(ge=0.0, le=1.0)]
 
 
 class Version(BaseModel):
@@ -299,7 +319,7 @@ class NewMemory(_Strict):
     id: str | None = Field(default=None, json_schema_extra={"pattern": ID_PATTERN})
     valid_from: Timestamp | None = None
     valid_to: Timestamp | None = None
-    ttl_seconds: StrictInt | None = Field(default=None, ge=1, le=MAX_TTL_SECONDS)
+    ttl_seconds: TtlSeconds | None = None
     on_conflict: OnConflict = "error"
 
     @field_validator("namespace")

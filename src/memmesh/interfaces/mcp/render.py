@@ -93,8 +93,10 @@ def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
         problem = text_problem(value)
         if problem:
             raise InvalidInputError(f"{key}: {problem}")
+    # 5.0 is an integer in JSON Schema (and in the REST bodies); strict JSON validation would refuse it.
+    integral = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in metadata.pre_parse_json(arguments).items()}
     try:
-        model.model_validate_json(json.dumps(metadata.pre_parse_json(arguments)), strict=True)
+        model.model_validate_json(json.dumps(integral), strict=True)
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc)) from None
 
