@@ -766,10 +766,12 @@ def _enum_value(enum: Any, value: Any, name: str) -> str | None:
 def _time(value: datetime | str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return parse_ts(value)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+23:00 has no UTC equivalent
+        raise InvalidInputError(f"{name} {str(value)!r} is out of range once converted to UTC") from None
     except ValueError:
         raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
 

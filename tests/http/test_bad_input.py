@@ -179,7 +179,7 @@ HOSTILE_WRITES: list[tuple[dict, str]] = [
     ({"content": "x", "confidence": True}, "confidence"),
     ({"content": "x", "priority": True}, "priority"),
     ({"content": "x", "priority": "5"}, "priority"),
-    ({"content": "x", "priority": 5.0}, "priority"),
+    ({"content": "x", "priority": 5.5}, "priority"),
     ({"content": "x", "valid_from": 0}, "valid_from"),
     ({"content": "x", "valid_to": 1.5}, "valid_to"),
     ({"content": "x", "valid_from": "0001-01-01T00:00:00+14:00"}, "valid_from"),
@@ -237,7 +237,7 @@ def test_retain_true_is_refused_and_deletes_no_snapshot(server):
     http = server.http()
     http.post("/api/v1/memories", json={"content": "worth keeping"})
     made = [http.post("/api/v1/backup", json={}).json()["snapshot"] for _ in range(3)]
-    for retain in (True, "1", 1.0, 0):
+    for retain in (True, "1", "true", 1.5, 0):
         _error(http.post("/api/v1/backup", json={"retain": retain}), 422)
     assert all(Path(path).exists() for path in made)
 
@@ -275,3 +275,15 @@ def test_hypothesis_hostile_bodies_never_500_and_store_nothing_when_refused(serv
             assert server.service.stats().total == before, body
 
     check()
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:59"])
+def test_times_without_a_utc_equivalent_are_422(server, moment):
+    http = server.http()
+    for params in ({"since": moment}, {"until": moment}):
+        error = _error(http.get("/api/v1/memories", params=params), 422)
+        assert next(iter(params)) in error["message"]
+        _error(http.get("/api/v1/search", params={"q": "x", **params}), 422)
+    _error(_post_raw(http, "/api/v1/recall", {"query": "x", "filters": {"as_of": moment}}), 422)
+    _error(_post_raw(http, "/api/v1/links", {"source_id": "a", "target_id": "b", "valid_from": moment}), 422)
+    _nothing_stored(server)

@@ -39,6 +39,13 @@ HOSTILE: list[tuple[str, dict[str, object], str]] = [
     ("memory_backup", {"retain": True}, "retain"),
     ("memory_backup", {"retain": "1"}, "retain"),
     ("memory_stats", {"verbose": True}, "unknown argument verbose"),
+    # values that overflowed date arithmetic: the SDK's generic "Error executing tool" before
+    ("memory_archive_purge", {"older_than_days": 1e308}, "older_than_days"),
+    ("memory_recall", {"query": "x", "since": "9999-12-31T23:59:59-23:59"}, "since"),
+    ("memory_recall", {"query": "x", "as_of": "0001-01-01T00:00:00+23:00"}, "as_of"),
+    ("memory_forget", {"until": "0001-01-01T00:00:00+23:00"}, "until"),
+    ("memory_link", {"source_id": "a", "target_id": "b", "valid_from": "0001-01-01T00:00:00+23:00"}, "valid_from"),
+    ("memory_store", {"content": "x", "valid_to": "9999-12-31T23:59:59-23:59"}, "valid_to"),
 ]
 
 
