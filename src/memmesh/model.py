@@ -157,9 +157,13 @@ NOT_UNICODE = "is not valid Unicode text (it holds a lone UTF-16 surrogate such 
 """What pydantic's ``string_unicode`` error means, said so a caller knows what to fix."""
 
 
+_NUMBER_TEXT = re.compile(r"\s*[-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?\s*")
+"""Text pydantic would read as a Unix timestamp ("0" = 1970): refused like a number."""
+
+
 def _not_a_number(value: Any) -> Any:
     """Times are RFC 3339 text (or datetimes): a bare number such as 0 is refused, not read as 1970."""
-    if isinstance(value, bool | int | float):
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)):
         raise ValueError("give an RFC 3339 time such as 2026-01-31T12:00:00Z, not a number")
     return value
 

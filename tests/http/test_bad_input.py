@@ -181,6 +181,7 @@ HOSTILE_WRITES: list[tuple[dict, str]] = [
     ({"content": "x", "priority": "5"}, "priority"),
     ({"content": "x", "priority": 5.5}, "priority"),
     ({"content": "x", "valid_from": 0}, "valid_from"),
+    ({"content": "x", "valid_from": "1700000000"}, "valid_from"),
     ({"content": "x", "valid_to": 1.5}, "valid_to"),
     ({"content": "x", "valid_from": "0001-01-01T00:00:00+14:00"}, "valid_from"),
     ({"content": "x", "source": "s" * 300}, "source"),
