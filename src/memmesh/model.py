@@ -191,13 +191,10 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-StrictInt = Annotated[int, BeforeValidator(_json_number)]
-"""A JSON integer: ``true`` and ``"5"`` are refused (``retain: true`` must not mean 1); ``5.0``
-is 5, as JSON Schema counts it an integer; ``5.5`` is refused."""
-StrictFloat = Annotated[float, BeforeValidator(_json_number)]
-"""A JSON number: ``"1"`` and ``true`` are refused; integers are numbers."""
-# Range constraints go before the validator in each Annotated chain: placed after it (or on
-# the field), pydantic writes them to the JSON schema as "ge"/"le", which no client reads.
+# JSON integers and numbers with their ranges: ``true`` and ``"5"`` are refused (``retain:
+# true`` must not mean 1); ``5.0`` is 5, as JSON Schema counts it an integer; ``5.5`` is not.
+# The range goes before the validator in each chain: placed after it (or on the field),
+# pydantic writes it to the JSON schema as "ge"/"le", which no client reads.
 PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
 Priority = Annotated[int, Field(ge=1, le=10), BeforeValidator(_json_number)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_json_number)]
