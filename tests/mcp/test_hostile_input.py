@@ -95,3 +95,48 @@ def test_text_that_looks_like_json_stays_text(mcp_env: McpEnv) -> None:
 
     asyncio.run(scenario())
     assert "imported from one line" in _stored(mcp_env)
+
+
+def test_the_same_rules_hold_over_http_mcp(tmp_path) -> None:
+    """The /mcp transport shares the argument checks: unknown and coerced arguments are tool errors."""
+    import threading
+    import time
+
+    import uvicorn
+    from test_http_mcp import _free_port, session
+
+    from memmesh.interfaces.http.app import create_app
+
+    settings = load_settings(
+        None,
+        overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"}},
+        env={"MEMMESH_CONFIG": ""},
+    )
+    mem = Memory(config=settings)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(mem.service, settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.02)
+
+    async def scenario() -> None:
+        async with session(f"http://127.0.0.1:{port}/mcp") as s:
+            for arguments, expected in [
+                ({"content": "x", "namspace": "typo"}, "unknown argument namspace"),
+                ({"content": "x", "priority": True}, "priority"),
+                ({"content": "x", "ttl_seconds": 10**12}, "ttl_seconds"),
+                ({"content": "x", "namespace": "a/../b"}, "'.' or '..'"),
+            ]:
+                result = await s.call_tool("memory_store", arguments)
+                text = result.content[0].text
+                assert result.is_error and text.startswith("error: ") and expected in text, text
+
+    try:
+        asyncio.run(scenario())
+        assert mem.get_all() == []
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        mem.close()
