@@ -35,7 +35,7 @@ from memmesh.model import (
 from memmesh.store.base import Store
 
 KEY_SCHEME = "mm"
-AGENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # with fullmatch: "$" would accept a trailing newline
 ROLES: tuple[str, ...] = get_args(Role)
 _DUMMY_HASH = hashlib.sha256(b"memmesh: no such key").hexdigest()
 
@@ -68,7 +68,7 @@ def check_role(role: str) -> Role:
 
 
 def check_agent_id(agent_id: str) -> str:
-    if not isinstance(agent_id, str) or not AGENT_ID.match(agent_id.strip()):
+    if not isinstance(agent_id, str) or not AGENT_ID.fullmatch(agent_id.strip()):
         raise InvalidInputError("agent id must be 1-128 characters of letters, digits and . _ : @ -")
     return agent_id.strip()
 

@@ -22,7 +22,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memmesh.errors import ConfigError
-from memmesh.redact import redact_url as _redact_url
+from memmesh.redact import redact_url
 
 SECRET_KEYS = {"api_key", "password", "secret", "token", "key", "client_secret", "hmac_secret"}
 SECRET_FILE_SUFFIXES = ("key_file", "keyfile", "password_file", "secret_file", "token_file")
@@ -85,6 +85,9 @@ class LimitsSettings(_Section):
     max_page_size: int = Field(1000, ge=1, description="largest top_k / list page")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest HTTP request body")
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key per minute; 0 = off")
+    max_clock_skew_seconds: float = Field(
+        300, ge=0, description="restore refuses records stamped more than this far ahead of now (they would win every merge)"
+    )
     daily_write_quota: int = Field(0, ge=0, description="writes per namespace per day; 0 = off")
 
 
@@ -175,9 +178,17 @@ SECTIONS = tuple(
 )
 
 
-def redact_url(url: str) -> str:
-    """Hide the password of ``scheme://user:password@host/...`` URLs (and ``?password=``)."""
-    return _redact_url(url)
+def check_secret_files(self) -> None:
+    """Refuse to start when a secret file is another user's or readable by group/others."""
+    for setting, path in self.secret_files():
+        check_secret_file(setting, path)
+
+
+SECTIONS = tuple(
+    name
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section)
+)
 
 
 def check_secret_file(setting: str, path: Path) -> None:

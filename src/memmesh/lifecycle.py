@@ -39,6 +39,10 @@ MAX_REPORTED_IDS = 100
 MAX_CONSOLIDATE = 100
 
 
+MAX_AGE_DAYS = 100_000
+"""Longest age a selector may name (about 270 years); more would overflow date arithmetic."""
+
+
 class ForgetReport(BaseModel):
     """What a bulk forget matched and deleted; ``ids`` lists at most 100 of them."""
 
@@ -318,8 +322,8 @@ class Lifecycle:
         an age or ``everything=True``, so a bare call never empties the archive."""
         if not (memory_ids or namespace or older_than_days is not None or everything):
             raise InvalidInputError("archive purge needs memory_ids, namespace, older_than_days or everything=true")
-        if older_than_days is not None and older_than_days < 0:
-            raise InvalidInputError(f"older_than_days must be 0 or more (got {older_than_days})")
+        if older_than_days is not None and not 0 <= older_than_days <= MAX_AGE_DAYS:
+            raise InvalidInputError(f"older_than_days must be between 0 and {MAX_AGE_DAYS} (got {older_than_days})")
         svc = self.service
         who = svc._authorize(principal, "admin")
         flt = svc._filter(who, namespace=namespace)

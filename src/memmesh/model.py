@@ -9,22 +9,41 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError, field_validator
 
 from memmesh.errors import InvalidInputError
 
-NAMESPACE_SEGMENT = re.compile(r"^[A-Za-z0-9._:@-]+$")
+NAMESPACE_SEGMENT = re.compile(r"[A-Za-z0-9._:@-]+")
+"""One namespace segment, always used with ``fullmatch`` (``$`` would let ``"a\\n"`` through)."""
+DOT_SEGMENTS = (".", "..")
 MAX_NAMESPACE_SEGMENTS = 8
 MAX_NAMESPACE_CHARS = 255
 MAX_TAGS = 32
 MAX_TAG_CHARS = 64
 MAX_TITLE_CHARS = 512
+MAX_SOURCE_CHARS = 256
+MAX_AGENT_ID_CHARS = 128
 MAX_METADATA_BYTES = 16 * 1024
+MAX_TTL_SECONDS = 100 * 366 * 86400
+"""A TTL of about a century; longer would overflow date arithmetic (and means: keep it, tier long)."""
 DEFAULT_NAMESPACE = "default"
+ID_CHARS = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
+"""A client-chosen memory id, always used with ``fullmatch``."""
+
+_SEGMENT_PATTERN = r"(?:[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*|\.[A-Za-z0-9_:@-][A-Za-z0-9._:@-]*|\.\.[A-Za-z0-9._:@-]+)"
+NAMESPACE_PATTERN = rf"^{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN}){{0,{MAX_NAMESPACE_SEGMENTS - 1}}}$"
+"""The namespace rule as a JSON-schema pattern (no look-ahead, so every engine reads it):
+1-8 segments, none of them ``.`` or ``..``. :func:`normalize_namespace` is the check itself."""
+ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+NON_BLANK_PATTERN = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+"""Holds a character that is white space neither to Python's ``str.strip`` (which the service
+uses: it counts \\x1c-\\x1f as space) nor to JSON Schema's ECMA ``\\s``: not blank."""
+NAMESPACE_GRANT_PATTERN = rf"^(?:\*|{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN}){{0,{MAX_NAMESPACE_SEGMENTS - 1}}}(?:/\*)?)$"
+"""A namespace pattern of a key or agent: ``*``, ``team`` or ``team/*``."""
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -86,11 +105,102 @@ def normalize_namespace(value: str) -> str:
     if len(segments) > MAX_NAMESPACE_SEGMENTS:
         raise InvalidInputError(f"namespace {ns!r} has {len(segments)} segments; the limit is {MAX_NAMESPACE_SEGMENTS}")
     for segment in segments:
-        if not NAMESPACE_SEGMENT.match(segment):
+        if not NAMESPACE_SEGMENT.fullmatch(segment):
             raise InvalidInputError(
                 f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use only letters, digits and . _ : @ -"
             )
+        if segment in DOT_SEGMENTS:
+            raise InvalidInputError(f"invalid namespace {ns!r}: a segment may not be '.' or '..' (namespaces are names, not paths)")
     return ns
+
+
+def text_problem(value: Any) -> str | None:
+    """What makes ``value`` (a string, or strings inside lists and objects) unstorable, or None.
+
+    A lone UTF-16 surrogate (JSON ``"\\ud800"``) is not Unicode text: UTF-8, SQLite and
+    PostgreSQL all refuse it, so it is refused here, at the boundary, with the field named,
+    instead of failing deep in a write. NUL is refused for the same reason (PostgreSQL text).
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character (\\u0000), which cannot be stored; remove it"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            where = f"(\\u{ord(bad):04x}) at position {exc.start}"
+            return f"contains a lone UTF-16 surrogate {where}, which is not valid Unicode text; send UTF-8 text"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = text_problem(key) or text_problem(item)
+            if problem:
+                return f"{key!r}: {problem}" if isinstance(key, str) and not text_problem(key) else problem
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            problem = text_problem(item)
+            if problem:
+                return f"item {index} {problem}"
+    return None
+
+
+def check_text(value: Any, name: str) -> Any:
+    """``value`` unchanged, or an InvalidInputError naming ``name`` when it holds unstorable text."""
+    problem = text_problem(value)
+    if problem:
+        raise InvalidInputError(f"{name} {problem}")
+    return value
+
+
+NOT_UNICODE = "is not valid Unicode text (it holds a lone UTF-16 surrogate such as \\ud800); send UTF-8 text"
+"""What pydantic's ``string_unicode`` error means, said so a caller knows what to fix."""
+
+
+_NUMBER_TEXT = re.compile(r"\s*[-+]?[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?\s*")
+"""Text pydantic would read as a Unix timestamp ("0" = 1970): refused like a number."""
+
+
+def _not_a_number(value: Any) -> Any:
+    """Times are RFC 3339 text (or datetimes): a bare number such as 0 is refused, not read as 1970."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER_TEXT.fullmatch(value)):
+        raise ValueError("give an RFC 3339 time such as 2026-01-31T12:00:00Z, not a number")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC (as everywhere in memmesh); all times are kept in UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_in_utc)]
+"""A time given by a caller: RFC 3339 text or a datetime, never a number; returned in UTC."""
+
+
+def _json_number(value: Any) -> Any:
+    """Numbers must arrive as JSON numbers: ``true`` and ``"5"`` are refused, not coerced."""
+    if isinstance(value, bool):
+        raise ValueError("give a number, not true/false")
+    if isinstance(value, str | bytes):
+        raise ValueError("give a number, not text")
+    return value
+
+
+# JSON integers and numbers with their ranges: ``true`` and ``"5"`` are refused (``retain:
+# true`` must not mean 1); ``5.0`` is 5, as JSON Schema counts it an integer; ``5.5`` is not.
+# The range goes before the validator in each chain: placed after it (or on the field),
+# pydantic writes it to the JSON schema as "ge"/"le", which no client reads.
+PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
+Priority = Annotated[int, Field(ge=1, le=10), BeforeValidator(_json_number)]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_json_number)]
+TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_json_number)]
+StrictBool = Annotated[bool, Strict()]
+"""``true`` or ``false`` only: ``1`` and ``"yes"`` are refused."""
 
 
 def normalize_tags(values: list[str] | None) -> list[str]:
@@ -99,6 +209,10 @@ def normalize_tags(values: list[str] | None) -> list[str]:
         return []
     if isinstance(values, str):
         values = [part for part in values.split(",")]
+    return _normalize_tag_list(values)
+
+
+def _normalize_tag_list(values: Any) -> list[str]:
     if not isinstance(values, list | tuple):
         raise InvalidInputError('tags must be a list of strings, e.g. ["project", "urgent"]')
     seen: dict[str, None] = {}
@@ -131,8 +245,54 @@ def check_metadata(value: dict[str, Any] | None) -> dict[str, Any]:
     return value
 
 
-class _Strict(BaseModel):
+class Input(BaseModel):
+    """Base of every input model (service inputs and the HTTP bodies): an unknown field is an
+    error, never silently ignored, and no text anywhere in it may hold a lone surrogate or NUL."""
+
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        problem = text_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+_Strict = Input
+
+
+def _tag_list(value: Any) -> list[str]:
+    """Tags of a memory: a JSON list of strings; a bare string is refused, not split."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise InvalidInputError('tags must be a list of strings, e.g. ["project", "urgent"]')
+    return _normalize_tag_list(value)
+
+
+def _check_title(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > MAX_TITLE_CHARS:
+        raise ValueError(f"title is {len(value)} characters; the limit is {MAX_TITLE_CHARS}")
+    return value or None
+
+
+Content = Annotated[str, Field(description="the text to remember", json_schema_extra={"minLength": 1, "pattern": NON_BLANK_PATTERN})]
+NamespaceText = Annotated[
+    str,
+    Field(
+        description="'/'-separated namespace, e.g. team/project",
+        json_schema_extra={"maxLength": MAX_NAMESPACE_CHARS, "pattern": NAMESPACE_PATTERN},
+    ),
+]
+TitleText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_TITLE_CHARS})]
+TagList = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_TAG_CHARS})]], Field(json_schema_extra={"maxItems": MAX_TAGS})
+]
 
 
 class Version(BaseModel):
@@ -146,21 +306,21 @@ class Version(BaseModel):
 class NewMemory(_Strict):
     """What a caller may send to store a memory."""
 
-    content: str
-    namespace: str = DEFAULT_NAMESPACE
-    title: str | None = None
+    content: Content
+    namespace: NamespaceText = DEFAULT_NAMESPACE
+    title: TitleText | None = None
     tier: Tier | None = None
     kind: Kind = Kind.fact
-    tags: list[str] = Field(default_factory=list)
-    priority: int = Field(default=5, ge=1, le=10)
-    confidence: float = Field(default=1.0, ge=0.0, le=1.0)
-    source: str = "user"
-    agent_id: str | None = None
+    tags: TagList = Field(default_factory=list)
+    priority: Priority = 5
+    confidence: Confidence = 1.0
+    source: str = Field(default="user", max_length=MAX_SOURCE_CHARS)
+    agent_id: str | None = Field(default=None, max_length=MAX_AGENT_ID_CHARS)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    id: str | None = None
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
-    ttl_seconds: int | None = Field(default=None, ge=1)
+    id: str | None = Field(default=None, json_schema_extra={"pattern": ID_PATTERN})
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    ttl_seconds: TtlSeconds | None = None
     on_conflict: OnConflict = "error"
 
     @field_validator("namespace")
@@ -171,7 +331,7 @@ class NewMemory(_Strict):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str]:
-        return normalize_tags(value)
+        return _tag_list(value)
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -181,12 +341,7 @@ class NewMemory(_Strict):
     @field_validator("title")
     @classmethod
     def _title(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if len(value) > MAX_TITLE_CHARS:
-            raise ValueError(f"title is {len(value)} characters; the limit is {MAX_TITLE_CHARS}")
-        return value or None
+        return _check_title(value)
 
     @field_validator("id")
     @classmethod
@@ -194,7 +349,7 @@ class NewMemory(_Strict):
         if value is None:
             return None
         value = value.strip()
-        if not value or len(value) > 128 or not re.match(r"^[A-Za-z0-9._:@-]+$", value):
+        if not ID_CHARS.fullmatch(value):
             raise ValueError("id must be 1-128 characters of letters, digits and . _ : @ -")
         return value
 
@@ -202,18 +357,18 @@ class NewMemory(_Strict):
 class MemoryPatch(_Strict):
     """Fields an update may change; ``None`` means leave as is."""
 
-    content: str | None = None
-    title: str | None = None
-    namespace: str | None = None
+    content: Content | None = None
+    title: TitleText | None = None
+    namespace: NamespaceText | None = None
     tier: Tier | None = None
     kind: Kind | None = None
-    tags: list[str] | None = None
-    priority: int | None = Field(default=None, ge=1, le=10)
-    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    tags: TagList | None = None
+    priority: Priority | None = None
+    confidence: Confidence | None = None
     metadata: dict[str, Any] | None = None
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
-    expires_at: datetime | None = None
+    valid_from: Timestamp | None = None
+    valid_to: Timestamp | None = None
+    expires_at: Timestamp | None = None
 
     @field_validator("namespace")
     @classmethod
@@ -223,7 +378,14 @@ class MemoryPatch(_Strict):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else normalize_tags(value)
+        return None if value is None else _tag_list(value)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        if value is not None and len(value.strip()) > MAX_TITLE_CHARS:
+            raise ValueError(f"title is {len(value.strip())} characters; the limit is {MAX_TITLE_CHARS}")
+        return value
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -351,6 +513,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"
+        elif err["type"] == "string_unicode":
+            message = NOT_UNICODE
         parts.append(f"{where}: {message}")
     return "; ".join(parts)
 

@@ -56,6 +56,7 @@ from memmesh.model import (
     TierCount,
     Tombstone,
     Version,
+    check_text,
     normalize_namespace,
     normalize_tags,
     parse_model,
@@ -197,7 +198,7 @@ class Service:
             tags=tuple(normalize_tags(list(tags) if not isinstance(tags, str) else [tags])) if tags else (),
             tier=_enum_value(Tier, tier, "tier"),
             kind=_enum_value(Kind, kind, "kind"),
-            agent_id=agent_id or None,
+            agent_id=check_text(agent_id, "agent_id") or None,
             since=_time(since, "since"),
             until=_time(until, "until"),
             as_of=_time(as_of, "as_of"),
@@ -469,6 +470,7 @@ class Service:
         """Rank memories for a query (hybrid by default); counts as an access unless ``touch=False``."""
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query is empty: give words or a question to recall by")
+        check_text(query, "query")
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})")
         who = self._authorize(principal, "reader")
@@ -885,10 +887,12 @@ def _enum_value(enum: Any, value: Any, name: str) -> str | None:
 def _time(value: datetime | str | None, name: str) -> datetime | None:
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return parse_ts(value)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+23:00 has no UTC equivalent
+        raise InvalidInputError(f"{name} {str(value)!r} is out of range once converted to UTC") from None
     except ValueError:
         raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
 

@@ -197,3 +197,199 @@ def test_postgres_snapshot_restores_into_sqlite_with_vectors_and_links(
     assert [e.event.value for e in restored.history(gone.id)] == ["add", "delete"]
     vec = restored.service.store.get_vectors([a.id])[0]
     assert vec.model == "m-4" and vec.vector.tobytes() == np.array([0.5, -0.25, 1e-8, 3.0], dtype=np.float32).tobytes()
+
+
+# -- hostile snapshots (issue 12, finding 4) ---------------------------------------------------
+
+
+def _reseal(snapshot: Path) -> None:
+    """Recompute the manifest's checksum and size, as an attacker who edited the snapshot would."""
+    import hashlib
+
+    manifest_file = Path(str(snapshot) + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    data = snapshot.read_bytes()
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest_file.write_text(json.dumps(manifest))
+
+
+def _restore_json(tmp_path: Path, snapshot: Path, target_url: str, tmpdir: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    result = run_cli_env(tmp_path, {"TMPDIR": str(tmpdir)}, "restore", str(snapshot), "--to", target_url, "--json")
+    return result, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def run_cli_env(tmp_path: Path, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    (tmp_path / "none.toml").write_text("")
+    env.update(
+        {"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+    )
+    env.update(extra)
+    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_edited_sqlite_snapshot_restores_only_records_that_pass_the_write_rules(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    source = open_memory(url)
+    good = source.add("a good fact", namespace="team", tier="long")
+    future = source.add("stamped in the future", namespace="team", tier="long")
+    edited = source.add("original content", namespace="team", tier="long")
+    escaped = source.add("tries to leave its namespace", namespace="team", tier="long")
+    huge = source.add("will be made huge", namespace="team", tier="long")
+    source.link(escaped.id, good.id, "related_to")
+    made = json.loads(run_cli(tmp_path, "backup", "--to", str(tmp_path / "snaps"), "--json", db=url).stdout)
+    snapshot = Path(made["snapshot"])
+
+    conn = sqlite3.connect(snapshot)
+    with conn:
+        conn.execute("UPDATE memories SET updated_at = '2999-01-01T00:00:00.000000Z' WHERE id = ?", (future.id,))
+        conn.execute("UPDATE memories SET content = 'tampered content' WHERE id = ?", (edited.id,))
+        conn.execute("UPDATE memories SET namespace = '../../etc' WHERE id = ?", (escaped.id,))
+        conn.execute("UPDATE memories SET content = ? WHERE id = ?", ("x" * 200_000, huge.id))
+    conn.close()
+    _reseal(snapshot)
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    target_url = f"sqlite:///{tmp_path / 'target.db'}"
+    result, report = _restore_json(tmp_path, snapshot, target_url, tmpdir)
+    assert result.returncode == 1, result.stderr
+    assert report["rejected"] == 4 and report["memories_written"] == 1
+    reasons = {r["id"]: r["reason"] for r in report["rejects"] if r["kind"] == "memory"}
+    assert set(reasons) == {future.id, edited.id, escaped.id, huge.id}
+    assert "updated_at 2999-01-01" in reasons[future.id] and "future" in reasons[future.id]
+    assert "content_hash does not match" in reasons[edited.id]
+    assert "'.' or '..'" in reasons[escaped.id]
+    assert "200000 bytes; the limit is 65536" in reasons[huge.id]
+    assert f"rejected memory {future.id}:" in result.stderr and "4 record(s)" in result.stderr
+    assert list(tmpdir.iterdir()) == []
+
+    restored = open_memory(target_url)
+    assert [m.id for m in restored.get_all()] == [good.id]
+    assert restored.links(good.id) == []  # the link to the refused memory did not come along
+    assert restored.service.store.history(escaped.id) == []
+
+
+def test_forged_logical_snapshot_is_checked_record_by_record(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
+    from memmesh.service import content_hash
+
+    mem = open_memory(f"sqlite:///{tmp_path / 'model.db'}")
+    model = mem.add("a genuine memory", namespace="team", tier="long").model_dump(mode="json")
+
+    def forged(**changes: object) -> dict:
+        record = {**model, **changes}
+        record["content_hash"] = content_hash(record["namespace"], record["content"])  # a careful forger recomputes it
+        return record
+
+    records = {
+        "ok-1": forged(id="ok-1", content="restored as is"),
+        "big-1": forged(id="big-1", content="y" * 200_000),
+        "etc-1": forged(id="etc-1", namespace="../../etc"),
+        "dot-1": forged(id="dot-1", namespace="team/."),
+        "nl-1": forged(id="nl-1", namespace="team\nevil"),
+        "hlc-1": forged(id="hlc-1", content="future clock", version={"clock": {"n": 1}, "node": "n", "hlc": "9999999999999.00000"}),
+        "late-1": forged(id="late-1", content="future update", updated_at="2999-01-01T00:00:00Z"),
+        "hash-1": {**forged(id="hash-1", content="hash is stale"), "content_hash": "0" * 64},
+    }
+    header = {
+        "type": "header",
+        "format": "memmesh-snapshot",
+        "version": 1,
+        "schema_version": 1,
+        "node_id": "forger",
+        "created_at": "2026-01-01T00:00:00Z",
+    }
+    lines = [header] + [{"type": "memory", "memory": r, "history": []} for r in records.values()]
+    snapshot = tmp_path / "snaps" / "memmesh-20260101T000000000000Z-forger.jsonl"
+    snapshot.parent.mkdir()
+    snapshot.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    Path(str(snapshot) + ".manifest.json").write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "created_at": "2026-01-01T00:00:00Z",
+                "node_id": "forger",
+                "schema_version": 1,
+                "backend": "postgresql",
+                "memories": len(records),
+                "links": 0,
+                "sha256": "0",
+                "bytes": 0,
+            }
+        )
+    )
+    _reseal(snapshot)
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    target_url = f"sqlite:///{tmp_path / 'target.db'}"
+    result, report = _restore_json(tmp_path, snapshot, target_url, tmpdir)
+    assert result.returncode == 1, result.stderr
+    assert {r["id"] for r in report["rejects"]} == set(records) - {"ok-1"}
+    assert report["rejected"] == len(records) - 1 and report["memories_written"] == 1
+    target = open_memory(target_url)
+    assert [m.id for m in target.get_all()] == ["ok-1"]
+    assert list(tmpdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("how", ["garbage", "symlink", "unreadable-record"])
+def test_failed_restores_leave_nothing_in_the_temp_folder(tmp_path: Path, open_memory: Callable[..., Memory], how: str) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    open_memory(url).add("something", tier="long")
+    made = json.loads(run_cli(tmp_path, "backup", "--to", str(tmp_path / "snaps"), "--json", db=url).stdout)
+    snapshot = Path(made["snapshot"])
+    if how == "garbage":
+        snapshot.write_bytes(b"not a database at all, but the manifest will match\n" * 100)
+    elif how == "symlink":
+        secret = tmp_path / "secret.txt"
+        secret.write_text("a file the snapshot link points at\n" * 50)
+        snapshot.unlink()
+        snapshot.symlink_to(secret)
+    else:
+        conn = sqlite3.connect(snapshot)
+        with conn:
+            conn.execute("UPDATE memories SET tier = 'forever'")
+        conn.close()
+    _reseal(snapshot)
+    target_url = f"sqlite:///{tmp_path / 'target.db'}"
+    target = open_memory(target_url)
+    target.add("already here", tier="long")
+
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir()
+    result = run_cli_env(tmp_path, {"TMPDIR": str(tmpdir)}, "restore", str(snapshot), "--to", target_url)
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip().startswith("error:") and "Traceback" not in result.stderr, result.stderr
+    assert "nothing was changed" in result.stderr and str(tmpdir) not in result.stderr
+    assert list(tmpdir.iterdir()) == []
+    assert [m.content for m in target.get_all()] == ["already here"]
+
+
+def test_backup_into_a_read_only_file_system_says_why_in_one_line(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a read-only file system without privileges")
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    open_memory(url).add("something", tier="long")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {folder}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {probe.stderr.strip()}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    (tmp_path / "none.toml").write_text("")
+    env.update(
+        {"MEMMESH_CONFIG": str(tmp_path / "none.toml"), "MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+    )
+    env["MEMMESH_DB"] = url
+    command = f"mount -t tmpfs -o ro tmpfs {folder} && exec {sys.executable} -m memmesh.interfaces.cli.app backup --to {folder}"
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write the backup into") and "Read-only file system" in lines[0], lines

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from memmesh import ContentTooLargeError, InvalidInputError
@@ -141,3 +144,148 @@ def test_oversize_content_is_413(serve):
     _nothing_stored(running)
     with pytest.raises(InvalidInputError):
         running.client().add("q" * 101)
+
+
+# -- hostile input (issue 12) -------------------------------------------------------------------
+
+SURROGATE = "\ud800"
+
+
+def _post_raw(http, path: str, body: object, method: str = "POST"):
+    """Send ``body`` as JSON with ``\\u`` escapes, so lone surrogates reach the server as JSON does."""
+    return http.request(method, path, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+HOSTILE_WRITES: list[tuple[dict, str]] = [
+    ({"content": SURROGATE}, "content"),
+    ({"content": f"ok{SURROGATE}ok"}, "content"),
+    ({"content": "x", "title": SURROGATE}, "title"),
+    ({"content": "x", "tags": ["fine", SURROGATE]}, "tags"),
+    ({"content": "x", "source": SURROGATE}, "source"),
+    ({"content": "x", "agent_id": SURROGATE}, "agent_id"),
+    ({"content": "x", "namespace": f"team/{SURROGATE}"}, "namespace"),
+    ({"content": "x", "metadata": {"k": SURROGATE}}, "metadata"),
+    ({"content": "x", "metadata": {SURROGATE: 1}}, "metadata"),
+    ({"content": "nul\u0000inside"}, "content"),
+    ({"content": "x", "ttl_seconds": 10**12}, "ttl_seconds"),
+    ({"content": "x", "ttl_seconds": 10**40}, "ttl_seconds"),
+    ({"content": "x", "ttl_seconds": True}, "ttl_seconds"),
+    ({"content": "x", "namespace": "a/../b"}, "namespace"),
+    ({"content": "x", "namespace": "../../etc"}, "namespace"),
+    ({"content": "x", "namespace": "team/."}, "namespace"),
+    ({"content": "x", "namespace": "team\n/evil"}, "namespace"),
+    ({"content": "x", "id": "ab\ncd"}, "id"),
+    ({"content": "x", "tags": "str"}, "tags"),
+    ({"content": "x", "confidence": "1"}, "confidence"),
+    ({"content": "x", "confidence": True}, "confidence"),
+    ({"content": "x", "priority": True}, "priority"),
+    ({"content": "x", "priority": "5"}, "priority"),
+    ({"content": "x", "priority": 5.5}, "priority"),
+    ({"content": "x", "valid_from": 0}, "valid_from"),
+    ({"content": "x", "valid_from": "1700000000"}, "valid_from"),
+    ({"content": "x", "valid_to": 1.5}, "valid_to"),
+    ({"content": "x", "valid_from": "0001-01-01T00:00:00+14:00"}, "valid_from"),
+    ({"content": "x", "source": "s" * 300}, "source"),
+    ({"content": "x", "agent_id": "a" * 200}, "agent_id"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), HOSTILE_WRITES)
+def test_hostile_writes_are_422_naming_the_field_and_store_nothing(server, body, field):
+    http = server.http()
+    for path, payload in (("/api/v1/memories", body), ("/api/v1/memories/batch", {"items": [{"content": "fine"}, body]})):
+        error = _error(_post_raw(http, path, payload), 422)
+        assert field in error["message"], error
+    _nothing_stored(server)
+
+
+def test_hostile_updates_change_nothing(server):
+    http = server.http()
+    stored = http.post("/api/v1/memories", json={"content": "original", "namespace": "team"}).json()
+    for patch, field in [
+        ({"content": SURROGATE}, "content"),
+        ({"title": f"t{SURROGATE}"}, "title"),
+        ({"namespace": "team/.."}, "namespace"),
+        ({"tags": "one,two"}, "tags"),
+        ({"priority": True}, "priority"),
+        ({"confidence": "0.5"}, "confidence"),
+        ({"expires_at": 0}, "expires_at"),
+    ]:
+        error = _error(_post_raw(http, f"/api/v1/memories/{stored['id']}", patch, "PATCH"), 422)
+        assert field in error["message"]
+    assert http.get(f"/api/v1/memories/{stored['id']}").json() == stored
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": SURROGATE}, "query"),
+        ({"query": f"tea {SURROGATE}"}, "query"),
+        ({"query": "x", "filters": {"agent_id": SURROGATE}}, "agent_id"),
+        ({"query": "x", "filters": {"namespace": "a/../b"}}, "namespace"),
+        ({"query": "x", "filters": {"tags": "str"}}, "tags"),
+        ({"query": "x", "filters": {"since": 0}}, "since"),
+        ({"query": "x", "top_k": True}, "top_k"),
+        ({"query": "x", "explain": "yes"}, "explain"),
+        ({"query": "x", "touch": 0}, "touch"),
+    ],
+)
+def test_hostile_recalls_are_422_naming_the_field(server, body, field):
+    error = _error(_post_raw(server.http(), "/api/v1/recall", body), 422)
+    assert field in error["message"]
+
+
+def test_retain_true_is_refused_and_deletes_no_snapshot(server):
+    http = server.http()
+    http.post("/api/v1/memories", json={"content": "worth keeping"})
+    made = [http.post("/api/v1/backup", json={}).json()["snapshot"] for _ in range(3)]
+    for retain in (True, "1", "true", 1.5, 0):
+        _error(http.post("/api/v1/backup", json={"retain": retain}), 422)
+    assert all(Path(path).exists() for path in made)
+
+
+def test_hypothesis_hostile_bodies_never_500_and_store_nothing_when_refused(server):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    http = server.http()
+    nasty_text = st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["", " ", ".", "..", "a/..", "a\n", "\ud800", "\udfff", "x\u0000", "é" * 70, "💥", "a" * 300]),
+    )
+    value = st.one_of(
+        nasty_text,
+        st.integers(min_value=-(10**40), max_value=10**40),
+        st.floats(allow_nan=False),
+        st.booleans(),
+        st.none(),
+        st.lists(nasty_text, max_size=4),
+        st.dictionaries(nasty_text, nasty_text, max_size=3),
+    )
+    names = ("content", "namespace", "title", "tier", "kind", "tags", "priority", "confidence", "source", "agent_id", "metadata")
+    fields = st.sampled_from([*names, "id", "valid_from", "valid_to", "ttl_seconds", "on_conflict", "bogus"])
+    bodies = st.dictionaries(fields, value, max_size=6).map(lambda d: {"content": "hypothesis", **d} if "content" not in d else d)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(bodies)
+    def check(body: dict) -> None:
+        before = server.service.stats(principal=LOCAL_PRINCIPAL).total
+        response = _post_raw(http, "/api/v1/memories", body)
+        assert response.status_code < 500, (body, response.text)
+        if response.status_code != 201:
+            assert response.json()["error"]["message"]
+            assert server.service.stats(principal=LOCAL_PRINCIPAL).total == before, body
+
+    check()
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+23:00", "9999-12-31T23:59:59-23:59"])
+def test_times_without_a_utc_equivalent_are_422(server, moment):
+    http = server.http()
+    for params in ({"since": moment}, {"until": moment}):
+        error = _error(http.get("/api/v1/memories", params=params), 422)
+        assert next(iter(params)) in error["message"]
+        _error(http.get("/api/v1/search", params={"q": "x", **params}), 422)
+    _error(_post_raw(http, "/api/v1/recall", {"query": "x", "filters": {"as_of": moment}}), 422)
+    _error(_post_raw(http, "/api/v1/links", {"source_id": "a", "target_id": "b", "valid_from": moment}), 422)
+    _nothing_stored(server)

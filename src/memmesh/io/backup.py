@@ -13,8 +13,14 @@ A backup is one snapshot file plus ``<snapshot>.manifest.json`` (SPEC §8):
 ``created_at`` is taken before the copy starts: every write acknowledged before it is in
 the snapshot. Restore checks the manifest first (size, sha256, format and schema
 version) and refuses a damaged, truncated, edited or newer snapshot before touching the
-target; the copy itself is :func:`memmesh.io.migrate.migrate`, so it is exact and
-idempotent, and newer data already in the target is never overwritten.
+target. A matching manifest proves only that the file is the one the manifest describes,
+and both can be edited together, so every record is then held to the write rules
+(:mod:`memmesh.records`: namespace, text, sizes, a ``content_hash`` that matches, no
+clock in the future); a record that breaks one is reported (kind, id, reason) and not
+restored, nor its history, vector or links. The copy itself is
+:func:`memmesh.io.migrate.migrate`, so it is exact and idempotent, and newer data already
+in the target is never overwritten. A SQLite snapshot is opened on a private copy in the
+temp folder, removed on every path, failures included.
 """
 
 from __future__ import annotations
@@ -27,18 +33,26 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from memmesh.clock import format_ts
-from memmesh.errors import CorruptDatabaseError, InvalidInputError, StorageError
+from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, StorageError
 from memmesh.io.migrate import MigrateReport, migrate
 from memmesh.model import ArchivedMemory, HistoryEntry, Link, Memory, Tombstone
+from memmesh.records import (
+    RecordRules,
+    archived_problems,
+    history_problems,
+    link_problems,
+    memory_problems,
+    tombstone_problems,
+)
 from memmesh.store.base import Filter, Store, VectorRow
 
 FORMAT_VERSION = 1
@@ -69,11 +83,21 @@ class BackupResult(BaseModel):
     removed: list[str]
 
 
+class Rejected(BaseModel):
+    """A snapshot record that breaks a write rule and so was not restored."""
+
+    kind: Literal["memory", "tombstone", "link", "history", "archived"]
+    id: str
+    reason: str
+
+
 class RestoreReport(MigrateReport):
-    """The migrate report of the copy, plus which snapshot it came from."""
+    """The migrate report of the copy, plus which snapshot it came from and what it refused."""
 
     snapshot: str
     verified: bool = True
+    rejected: int = 0
+    rejects: list[Rejected] = Field(default_factory=list)
 
 
 def manifest_path(snapshot: Path) -> Path:
@@ -99,14 +123,18 @@ def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: i
     snapshot = to_dir / f"{PREFIX}{stamp}-{node_id[:8]}{suffix}"
     partial = snapshot.with_name(snapshot.name + ".partial")
     try:
+        partial.open("wb").close()  # can we write there at all? (else the error names the folder, not the source)
         if sqlite_path:
             counts = _sqlite_snapshot(Path(sqlite_path), partial)
         else:
             counts = _logical_snapshot(store, partial, node_id=node_id, now=now)
         digest, size = _digest(partial)
         os.replace(partial, snapshot)
+    except OSError as exc:
+        raise StorageError(f"cannot write the backup into {to_dir}: {exc.strerror or exc}; no snapshot was made") from None
     finally:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # e.g. a read-only file system: never hide the cause above
+            partial.unlink(missing_ok=True)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         created_at=now,
@@ -118,7 +146,12 @@ def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: i
         sha256=digest,
         bytes=size,
     )
-    _write_atomically(manifest_path(snapshot), manifest.model_dump_json(indent=2))
+    try:
+        _write_atomically(manifest_path(snapshot), manifest.model_dump_json(indent=2))
+    except OSError as exc:
+        with suppress(OSError):
+            snapshot.unlink()
+        raise StorageError(f"cannot write the backup manifest into {to_dir}: {exc.strerror or exc}; no snapshot was made") from None
     removed = prune(to_dir, retain) if retain else []
     return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed)
 
@@ -212,11 +245,15 @@ def _digest(path: Path) -> tuple[str, int]:
 
 def _write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    finally:
+        with suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def prune(folder: Path, retain: int) -> list[str]:
@@ -273,25 +310,136 @@ def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
     return manifest
 
 
-def restore(snapshot: Path, target: Store, *, now: datetime, progress: Any = None, manifest: Manifest | None = None) -> RestoreReport:
-    """Verify ``snapshot`` (unless ``manifest`` is what :func:`verify` just returned) and copy
-    it into ``target`` (any backend)."""
+def restore(
+    snapshot: Path,
+    target: Store,
+    *,
+    now: datetime,
+    progress: Any = None,
+    manifest: Manifest | None = None,
+    rules: RecordRules | None = None,
+) -> RestoreReport:
+    """Verify ``snapshot`` (unless ``manifest`` is what :func:`verify` just returned), check
+    every record against the write rules (``rules``; default limits otherwise) and copy the
+    ones that pass into ``target`` (any backend). Nothing is written unless every record
+    could be read; the report lists each refused record with its reason."""
     manifest = manifest or verify(snapshot, supported_schema=target.schema_version)
-    with _open_snapshot(snapshot, manifest) as source:
+    rules = rules or RecordRules(now=now)
+    with _open_snapshot(snapshot, manifest) as opened:
+        source = CheckedSource(opened, rules)
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
-    return RestoreReport(**report.model_dump(), snapshot=str(snapshot))
+    return RestoreReport(**report.model_dump(), snapshot=str(snapshot), rejected=len(source.rejects), rejects=source.rejects)
+
+
+class CheckedSource:
+    """A snapshot as :func:`memmesh.io.migrate.migrate` reads it, minus the records that break
+    a write rule. All records are checked (and must be readable) before migrate writes
+    anything; the refused ones, and the history, vectors and links that hang off a refused
+    memory, are left out and listed in :attr:`rejects`."""
+
+    def __init__(self, source: Any, rules: RecordRules) -> None:
+        self.source = source
+        self.url = source.url
+        self.schema_version = source.schema_version
+        self.rejects: list[Rejected] = []
+        self._bad: set[str] = set()
+        self._bad_history: set[int] = set()
+        self._bad_links: set[int] = set()
+        self._bad_tombstones: set[str] = set()
+        self._bad_archive: set[str] = set()
+        try:
+            self._check_all(rules)
+        except MemmeshError:
+            raise
+        except (ValueError, TypeError, KeyError, sqlite3.Error, UnicodeError) as exc:
+            raise CorruptDatabaseError(
+                f"snapshot {self.url.removeprefix('snapshot:')} holds a record memmesh cannot read "
+                f"({exc.__class__.__name__}: {str(exc)[:200]}); nothing was changed"
+            ) from None
+
+    def _reject(self, kind: Any, record_id: str, problems: list[str]) -> None:
+        self.rejects.append(Rejected(kind=kind, id=record_id, reason="; ".join(problems)))
+
+    def _check_all(self, rules: RecordRules) -> None:
+        for memory in self.source.iter_memories(batch=500):
+            problems = memory_problems(memory, rules)
+            if problems:
+                self._bad.add(memory.id)
+                self._reject("memory", memory.id, problems)
+        for tombstone in self.source.tombstones_since(0):
+            problems = tombstone_problems(tombstone, rules)
+            if problems:
+                self._bad_tombstones.add(tombstone.id)
+                self._reject("tombstone", tombstone.id, problems)
+        for index, entry in enumerate(self.source.iter_history()):
+            problems = history_problems(entry, rules)
+            if problems:
+                self._bad_history.add(index)
+                self._reject("history", entry.memory_id, problems)
+        for index, link in enumerate(self.source.iter_links()):
+            problems = link_problems(link, rules)
+            if problems:
+                self._bad_links.add(index)
+                self._reject("link", f"{link.source_id}->{link.target_id}", problems)
+        for item in self.source.archived(Filter(now=rules.now, include_expired=True), 10**9):
+            problems = archived_problems(item, rules)
+            if problems:
+                self._bad_archive.add(item.memory.id)
+                self._reject("archived", item.memory.id, problems)
+
+    def iter_memories(self, batch: int = 500) -> Iterator[Memory]:
+        return (m for m in self.source.iter_memories(batch=batch) if m.id not in self._bad)
+
+    def iter_history(self) -> Iterator[HistoryEntry]:
+        return (
+            e
+            for i, e in enumerate(self.source.iter_history())
+            if i not in self._bad_history and e.memory_id not in self._bad and e.memory_id not in self._bad_tombstones
+        )
+
+    def iter_links(self) -> Iterator[Link]:
+        return (
+            link
+            for i, link in enumerate(self.source.iter_links())
+            if i not in self._bad_links and link.source_id not in self._bad and link.target_id not in self._bad
+        )
+
+    def tombstones_since(self, seq: int) -> list[Tombstone]:
+        return [t for t in self.source.tombstones_since(seq) if t.id not in self._bad_tombstones]
+
+    def get_vectors(self, ids: list[str]) -> list[VectorRow]:
+        return self.source.get_vectors([i for i in ids if i not in self._bad])
+
+    def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
+        return [a for a in self.source.archived(flt, limit) if a.memory.id not in self._bad_archive]
 
 
 class _SqliteSnapshotSource:
-    """A SQLite snapshot opened on a private copy (opening may upgrade its schema)."""
+    """A SQLite snapshot opened on a private copy (opening may upgrade its schema).
+
+    The copy lives in a fresh folder under the temp dir and is removed on every path: if
+    the copy or the open fails (not a database, a symlink to something else, a full
+    disk), the folder goes before the error propagates.
+    """
 
     def __init__(self, snapshot: Path) -> None:
         from memmesh.store.sqlite import SQLiteStore
 
         self.tmpdir = Path(tempfile.mkdtemp(prefix="memmesh-restore-"))
-        copy = self.tmpdir / "snapshot.db"
-        shutil.copyfile(snapshot, copy)
-        self.store = SQLiteStore(f"sqlite:///{copy}")
+        try:
+            copy = self.tmpdir / "snapshot.db"
+            shutil.copyfile(snapshot, copy)
+            self.store = SQLiteStore(f"sqlite:///{copy}")
+        except BaseException as exc:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot read snapshot {snapshot.name}: {exc.strerror or exc}; nothing was changed") from None
+            if isinstance(exc, MemmeshError):  # its message names the private copy: say what it means instead
+                raise CorruptDatabaseError(
+                    f"snapshot {snapshot.name} is not a readable memmesh SQLite database "
+                    f"({exc.message.replace(str(copy), 'the snapshot')}); nothing was changed"
+                ) from None
+            raise
         self.store.url = f"snapshot:{snapshot.name}"
 
     def __enter__(self) -> Store:

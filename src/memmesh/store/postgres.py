@@ -34,6 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from memmesh.clock import new_id, parse_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import HistoryEntry, Link, Memory, NamespaceCount, Stats, TierCount, Tombstone
+from memmesh.redact import redact_url
 from memmesh.store.base import Filter, VectorChanges, VectorRow
 from memmesh.store.postgres_access import AccessReads, AccessWrites
 
@@ -96,16 +97,6 @@ def describe_server(url: str) -> str:
         host = f"socket {host}"
     port = parts.get("port") or "5432"
     return f"{parts.get('user') or '(default user)'}@{host}:{port}/{parts.get('dbname') or '(default db)'}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for stats, doctor and reports)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    userinfo, _, hostpart = rest.partition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}" if ":" in userinfo else url
 
 
 def memory_params(memory: Memory) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from memmesh.model import (
     TierCount,
     Tombstone,
 )
+from memmesh.redact import redact_url
 from memmesh.store.base import Filter, VectorChanges, VectorRow
 
 APP_ID = "memmesh"
@@ -72,7 +73,7 @@ def path_from_url(url: str) -> str:
     if rest in ("/:memory:", ":memory:", "/"):
         return ":memory:"
     if not rest.startswith("/"):
-        raise InvalidInputError(f"bad SQLite URL {url!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
+        raise InvalidInputError(f"bad SQLite URL {redact_url(url)!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
     return rest[1:]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import typer
@@ -12,6 +13,7 @@ from memmesh.compose import build_store
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
 from memmesh.interfaces.cli.migrate_cmd import open_url
 from memmesh.io.backup import backup, restore, verify
+from memmesh.records import RecordRules
 
 
 @app.command("backup")
@@ -49,12 +51,19 @@ def restore_command(
 
     A damaged or newer snapshot is refused before anything is written.
     """
-    target = open_url(to) if to else build_store(state.settings())
+    settings = state.settings()
+    target = open_url(to) if to else build_store(settings)
     try:
         manifest = verify(snapshot, supported_schema=target.schema_version)
+        now = system_clock()
+        rules = RecordRules(
+            now=now,
+            max_content_bytes=settings.limits.max_content_bytes,
+            max_clock_skew=timedelta(seconds=settings.limits.max_clock_skew_seconds),
+        )
         with Progress(console=err_console, transient=True, disable=as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
-            report = restore(snapshot, target, now=system_clock(), progress=lambda n: bar.advance(task, n), manifest=manifest)
+            report = restore(snapshot, target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
     finally:
         target.close()
     if as_json:
@@ -64,7 +73,13 @@ def restore_command(
             f"restored {report.memories_written} memories, {report.links_written} links, "
             f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
         )
-    if report.errors:
-        for error in report.errors:
-            err_console.print(f"skipped: {error}", markup=False, highlight=False)
+    for rejected in report.rejects:
+        err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)
+    if report.rejects:
+        err_console.print(
+            f"{report.rejected} record(s) of {snapshot.name} break the write rules and were not restored", markup=False, highlight=False
+        )
+    for error in report.errors:
+        err_console.print(f"skipped: {error}", markup=False, highlight=False)
+    if report.errors or report.rejects:
         raise typer.Exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, health, links, memories, recall
+from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
 from memmesh.service import Service
@@ -54,6 +56,19 @@ def keys_required(settings: Settings) -> bool:
     return settings.auth.require_auth or not (is_loopback(settings.server.host) or settings.auth.insecure)
 
 
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Serve an OpenAPI document that carries this server's configured limits (see schemas.py)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            limits = settings.limits
+            app.openapi_schema = document_limits(build(), max_page_size=limits.max_page_size, max_content_bytes=limits.max_content_bytes)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(service: Service, settings: Settings, *, open_metrics: bool | None = None, owns_service: bool = False) -> FastAPI:
     """The FastAPI app serving ``service``.
 
@@ -83,6 +98,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         open_metrics=is_loopback(settings.server.host) if open_metrics is None else open_metrics,
     )
     handlers.install(app)
+    _document_limits(app, settings)
     for module in (memories, recall, links, admin, health):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memmesh.errors import MemmeshError
 from memmesh.limits import retry_after_header
+from memmesh.model import NOT_UNICODE
 
 log = logging.getLogger("memmesh.http")
 
@@ -66,6 +67,8 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
+        elif err.get("type") == "string_unicode":
+            message = NOT_UNICODE
         listed.append({"loc": loc, "message": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
     return error_response(422, "invalid_input", summary or "invalid request", {"errors": listed})

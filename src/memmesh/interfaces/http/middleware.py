@@ -25,14 +25,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = b"x-request-id"
-_SAFE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")  # with fullmatch, not "$"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-ID when it is short and plain, else a fresh one."""
     for name, value in headers:
-        if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.match(value):
+        if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
             return value.decode()
     return uuid.uuid4().hex
 

@@ -1,24 +1,49 @@
 """Request and response bodies that only the HTTP face has; memories, hits, links and
 stats are the :mod:`memmesh.model` values themselves, so every face returns the same JSON.
 
-Every request body forbids unknown fields: a typo such as ``"namspace"`` is a 422 naming
-the field, never a silently ignored option.
+Every request body is a :class:`memmesh.model.Input`: an unknown field (a typo such as
+``"namspace"``) is a 422 naming the field, never a silently ignored option; no text may
+hold a lone surrogate; integers and booleans are strict (``"retain": true`` is refused, not
+read as 1). The constraints the service enforces (lengths, ranges, patterns) are in the
+schemas too, so the OpenAPI document describes what the server accepts.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memmesh.model import Kind, NewMemory, Relation, Role, Tier
+from memmesh.model import (
+    ID_PATTERN,
+    MAX_AGENT_ID_CHARS,
+    MAX_NAMESPACE_CHARS,
+    NAMESPACE_GRANT_PATTERN,
+    NAMESPACE_PATTERN,
+    NON_BLANK_PATTERN,
+    Input,
+    Kind,
+    NamespaceText,
+    NewMemory,
+    PositiveInt,
+    Relation,
+    Role,
+    StrictBool,
+    TagList,
+    Tier,
+    Timestamp,
+)
+
+AgentIdText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_AGENT_ID_CHARS, "pattern": ID_PATTERN})]
+NamespacePatterns = Annotated[
+    list[Annotated[str, Field(json_schema_extra={"pattern": NAMESPACE_GRANT_PATTERN})]],
+    Field(description="'*', 'team' or 'team/*'", json_schema_extra={"minItems": 1}),
+]
+MemoryIdText = Annotated[str, Field(description="a memory id", json_schema_extra={"pattern": ID_PATTERN})]
 
 
-class Body(BaseModel):
-    """Base of request bodies: unknown fields are an error."""
-
-    model_config = ConfigDict(extra="forbid")
+class Body(Input):
+    """Base of request bodies: unknown fields are an error, types are strict."""
 
 
 class ErrorDetail(BaseModel):
@@ -44,14 +69,14 @@ class ErrorBody(BaseModel):
 class RecallFilters(Body):
     """Which memories a recall, search or listing may return; a namespace matches its subtree."""
 
-    namespace: str | None = None
-    tags: list[str] | None = None
+    namespace: NamespaceText | None = None
+    tags: TagList | None = None
     tier: Tier | None = None
     kind: Kind | None = None
-    agent_id: str | None = None
-    since: datetime | None = Field(None, description="created at or after")
-    until: datetime | None = Field(None, description="created before")
-    as_of: datetime | None = Field(None, description="only facts valid at this world time")
+    agent_id: str | None = Field(None, max_length=MAX_AGENT_ID_CHARS)
+    since: Timestamp | None = Field(None, description="created at or after")
+    until: Timestamp | None = Field(None, description="created before")
+    as_of: Timestamp | None = Field(None, description="only facts valid at this world time")
 
 
 class RecallRequest(Body):
@@ -66,13 +91,13 @@ class RecallRequest(Body):
         },
     )
 
-    query: str = Field(description="words or a question")
+    query: str = Field(description="words or a question", json_schema_extra={"minLength": 1, "pattern": NON_BLANK_PATTERN})
     filters: RecallFilters | None = None
-    top_k: int | None = Field(None, ge=1, description="hits to return (default recall.default_top_k)")
+    top_k: PositiveInt | None = Field(None, description="hits to return (default recall.default_top_k)")
     mode: Literal["hybrid", "keyword", "vector"] | None = None
-    explain: bool = Field(False, description="include the parts of each score")
-    budget_tokens: int | None = Field(None, ge=1, description="fill the answer up to this many tokens")
-    touch: bool = Field(True, description="count as an access (false: inspect only)")
+    explain: StrictBool = Field(False, description="include the parts of each score")
+    budget_tokens: PositiveInt | None = Field(None, description="fill the answer up to this many tokens")
+    touch: StrictBool = Field(True, description="count as an access (false: inspect only)")
 
 
 class BatchRequest(Body):
@@ -93,11 +118,11 @@ class LinkRequest(Body):
         },
     )
 
-    source_id: str
-    target_id: str
+    source_id: MemoryIdText
+    target_id: MemoryIdText
     relation: Relation = Relation.related_to
-    valid_from: datetime | None = None
-    valid_until: datetime | None = None
+    valid_from: Timestamp | None = None
+    valid_until: Timestamp | None = None
 
 
 class DeleteAllResult(BaseModel):
@@ -116,10 +141,10 @@ class AgentRequest(Body):
         },
     )
 
-    agent_id: str
-    display_name: str | None = None
+    agent_id: AgentIdText
+    display_name: str | None = Field(None, max_length=256)
     role: Role = "writer"
-    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+    namespaces: NamespacePatterns = Field(default_factory=lambda: ["*"])
 
 
 class KeyRequest(Body):
@@ -134,9 +159,9 @@ class KeyRequest(Body):
         },
     )
 
-    agent_id: str
+    agent_id: AgentIdText
     role: Role = "writer"
-    namespaces: list[str] = Field(default_factory=lambda: ["*"])
+    namespaces: NamespacePatterns = Field(default_factory=lambda: ["*"])
 
 
 class Health(BaseModel):
@@ -155,4 +180,43 @@ class BackupRequest(Body):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"retain": 7}, {}]})
 
-    retain: int | None = Field(default=None, ge=1, description="keep only the newest N snapshots")
+    retain: PositiveInt | None = Field(default=None, description="keep only the newest N snapshots")
+
+
+_QUERY_RULES: dict[str, dict[str, Any]] = {
+    "namespace": {"maxLength": MAX_NAMESPACE_CHARS, "pattern": NAMESPACE_PATTERN},
+    "q": {"minLength": 1, "pattern": NON_BLANK_PATTERN},
+    "agent_id": {"maxLength": MAX_AGENT_ID_CHARS},
+}
+
+
+def document_limits(openapi: dict[str, Any], *, max_page_size: int, max_content_bytes: int) -> dict[str, Any]:
+    """Write this server's configured limits into its OpenAPI document, so a request the
+    schema calls valid is one the server accepts: the page-size maximum of ``limit`` and
+    ``top_k``, a content length that always fits ``limits.max_content_bytes`` (4 bytes per
+    character at worst), and the namespace and query rules of the query parameters."""
+    for path in openapi.get("paths", {}).values():
+        for operation in path.values():
+            for parameter in operation.get("parameters", []) if isinstance(operation, dict) else []:
+                schema = parameter.get("schema", {})
+                target = next((s for s in schema.get("anyOf", []) if s.get("type") == "string"), schema)
+                if parameter.get("in") == "query" and parameter["name"] in ("limit", "top_k"):
+                    _set_maximum(schema, max_page_size)
+                elif parameter.get("in") == "query" and parameter["name"] in _QUERY_RULES:
+                    target.update(_QUERY_RULES[parameter["name"]])
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("NewMemory", "MemoryPatch"):
+        content = schemas.get(name, {}).get("properties", {}).get("content")
+        if content is not None:
+            text = next((s for s in content.get("anyOf", []) if s.get("type") == "string"), content)
+            text["maxLength"] = max(1, max_content_bytes // 4)
+    top_k = schemas.get("RecallRequest", {}).get("properties", {}).get("top_k")
+    if top_k is not None:
+        _set_maximum(top_k, max_page_size)
+    return openapi
+
+
+def _set_maximum(schema: dict[str, Any], maximum: int) -> None:
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "integer":
+            option["maximum"] = maximum

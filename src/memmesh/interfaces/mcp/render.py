@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 from mcp_types import CallToolResult, TextContent
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from memmesh.errors import MemmeshError
-from memmesh.model import Memory
+from memmesh.errors import InvalidInputError, MemmeshError
+from memmesh.model import Memory, describe_validation_error, text_problem
 
 PREVIEW_CHARS = 600
 _DROP = (None, "", [], {})
@@ -70,6 +70,35 @@ def ok(value: Any) -> CallToolResult:
     if isinstance(value, CallToolResult):
         return value
     return CallToolResult(content=[TextContent(type="text", text=to_text(compact(value)))])
+
+
+def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
+    """Hold tool arguments to the rules the REST bodies follow, before the SDK sees them.
+
+    The SDK validates arguments leniently and drops unknown ones; memmesh refuses an
+    unknown argument (a typo must not be ignored), text with a lone surrogate or NUL, and
+    any value of the wrong JSON type (``"retain": true`` is not 1, ``"confidence": "1"`` is
+    not a number): the arguments are checked as strict JSON against the tool's own
+    argument model, so the types in its published schema are exactly what is accepted.
+    ``metadata`` is the SDK's ``FuncMetadata`` of the tool.
+    """
+    model = metadata.arg_model
+    known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+    unknown = sorted(k for k in arguments if k not in known)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; the tool takes {', '.join(sorted(known))}"
+        )
+    for key, value in arguments.items():
+        problem = text_problem(value)
+        if problem:
+            raise InvalidInputError(f"{key}: {problem}")
+    # 5.0 is an integer in JSON Schema (and in the REST bodies); strict JSON validation would refuse it.
+    integral = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in metadata.pre_parse_json(arguments).items()}
+    try:
+        model.model_validate_json(json.dumps(integral), strict=True)
+    except ValidationError as exc:
+        raise InvalidInputError(describe_validation_error(exc)) from None
 
 
 def error_result(exc: MemmeshError) -> CallToolResult:

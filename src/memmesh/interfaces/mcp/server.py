@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import typing
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
@@ -33,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 from memmesh.config import Settings
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
 from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
-from memmesh.interfaces.mcp.render import error_result, memory_view, ok, to_text, truncate
+from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
 from memmesh.interfaces.mcp.tools import MemoryTools, current_principal, tool_methods
 from memmesh.model import Principal, describe_validation_error
 from memmesh.service import Service
@@ -90,16 +92,52 @@ def create_server(
             ),
             structured_output=False,
         )
+    for registered in server._tool_manager.list_tools():
+        registered.fn_metadata = _TextKeepingMetadata.of(registered.fn_metadata)
     _add_resources(server, tools)
     _add_prompt(server, tools)
     server.middleware.append(_principal_middleware)
     return server
 
 
+class _TextKeepingMetadata(FuncMetadata):
+    """The SDK's argument handling, except that text stays text.
+
+    The SDK JSON-decodes string arguments of any parameter not annotated exactly ``str``
+    (helpful for ``tags='["a"]'``), which turned a one-line JSONL given to ``memory_import``,
+    or a memory whose content is a JSON object, into a dict and then refused it. Parameters
+    that take text (``str | None``) keep the string as sent.
+    """
+
+    @classmethod
+    def of(cls, metadata: FuncMetadata) -> _TextKeepingMetadata:
+        return cls(
+            arg_model=metadata.arg_model,
+            output_schema=metadata.output_schema,
+            output_model=metadata.output_model,
+            wrap_output=metadata.wrap_output,
+        )
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        text = {name for name, info in self.arg_model.model_fields.items() if _admits_text(info.annotation)}
+        parsed = super().pre_parse_json({k: v for k, v in data.items() if k not in text})
+        return {k: data[k] if k in text else parsed[k] for k in data}
+
+
+def _admits_text(annotation: Any) -> bool:
+    return annotation is str or str in typing.get_args(annotation)
+
+
 class _MemmeshServer(MCPServer):
     """MCPServer whose argument-validation failures read like every other memmesh error."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
+        registered = self._tool_manager.get_tool(name)
+        if registered is not None:
+            try:
+                check_arguments(registered.fn_metadata, arguments or {})
+            except MemmeshError as exc:
+                return error_result(InvalidInputError(f"{name}: {exc.message}"))
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

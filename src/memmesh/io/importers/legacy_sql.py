@@ -42,8 +42,9 @@ from memmesh.io.importers.base import (
     source_digest,
     spot_check,
 )
-from memmesh.io.importers.sql_source import SqlSource, open_sql_source, redact
+from memmesh.io.importers.sql_source import SqlSource, open_sql_source
 from memmesh.model import Kind, Principal, Tier
+from memmesh.redact import redact_url
 from memmesh.service import Service
 
 FORMAT = "sql"
@@ -136,7 +137,7 @@ def import_legacy(
                 _mark(source, spec, rows, done, service)
     finally:
         source.close()
-    report = build_report(FORMAT, redact(spec.url), read_only, outcomes, (0, 0))
+    report = build_report(FORMAT, redact_url(spec.url), read_only, outcomes, (0, 0))
     report.source_changes = changes
     if not read_only:
         report.spot_check = spot_check(service, outcomes, sample, principal)

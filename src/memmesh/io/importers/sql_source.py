@@ -9,7 +9,6 @@ Driver errors become :class:`InvalidInputError` with the URL's password removed.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import Any, Protocol
 
 from memmesh.clock import format_ts
 from memmesh.errors import InvalidInputError
+from memmesh.redact import redact_url
 from memmesh.store.sqlite import path_from_url
 
 
@@ -35,18 +35,13 @@ class SqlSource(Protocol):
     def close(self) -> None: ...
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and reports."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
-
-
 def open_sql_source(url: str, *, read_only: bool) -> SqlSource:
     """Connect to the database a URL names; an unreachable one is a clear error, nothing else."""
     if url.startswith("sqlite://"):
         return SqliteSource(url, read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresSource(url, read_only=read_only)
-    raise InvalidInputError(f"unsupported source URL {redact(url)!r}: use sqlite:///path/to/file.db or postgresql://…")
+    raise InvalidInputError(f"unsupported source URL {redact_url(url)!r}: use sqlite:///path/to/file.db or postgresql://…")
 
 
 def _split(table: str) -> list[str]:
@@ -142,7 +137,7 @@ class PostgresSource:
     def __init__(self, url: str, *, read_only: bool) -> None:
         import psycopg
 
-        self.label = redact(url)
+        self.label = redact_url(url)
         self._errors = psycopg.Error
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -229,4 +224,4 @@ class PostgresSource:
         self.conn.close()
 
 
-__all__ = ["SqlSource", "open_sql_source", "redact"]
+__all__ = ["SqlSource", "open_sql_source"]
