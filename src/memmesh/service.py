@@ -684,9 +684,18 @@ class Service:
                 return False
             seq = tx.next_seq()
             if existing is None:
+                deleted = tx.tombstone(memory.id) is not None
                 tx.insert_memory(memory, seq)
+                known = self.store.history(memory.id) if deleted else []
                 for entry in history:
-                    tx.add_history(entry)
+                    if entry not in known:
+                        tx.add_history(entry)
+                if deleted:  # brought back after a delete: the history must not end in `delete`
+                    tx.add_history(
+                        HistoryEntry(
+                            memory_id=memory.id, event=HistoryEvent.restore, new=_snapshot(memory), actor=who.agent_id, at=self.clock()
+                        )
+                    )
             else:
                 tx.update_memory(memory, seq)
                 tx.add_history(

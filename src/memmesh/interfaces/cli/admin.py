@@ -13,7 +13,7 @@ from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json
 def init(as_json: bool = JSON_OPTION) -> None:
     """Create (or upgrade) the database and show where it lives."""
     settings = state.settings()
-    service = state.service()
+    service = state.service(create=True)
     info = {
         "url": settings.display_url,
         "schema_version": service.store.schema_version,

@@ -20,7 +20,7 @@ def register(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent, or update its name, role and namespaces."""
-    agent = state.service().register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None)
+    agent = state.service(create=True).register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None)
     print_json(agent) if as_json else console.print(f"registered agent {agent.agent_id} ({agent.role})", markup=False)
 
 

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from memmesh.config import Settings, db_override, load_settings
 from memmesh.service import Service
+from memmesh.store.base import Store
 
 app = typer.Typer(
     name="memmesh",
@@ -52,15 +53,27 @@ class State:
             self._settings = load_settings(self.config, overrides=overrides)
         return self._settings
 
-    def service(self) -> Service:
+    def service(self, *, create: bool = False) -> Service:
+        """The service over the configured store. Commands that write pass ``create=True``;
+        every other command fails on a missing store instead of leaving an empty one."""
         if self._service is None:
             from memmesh.compose import build
 
-            self._service = build(self.settings())
+            self._service = build(self.settings(), create=create)
+            announce_created(self._service.store)
         return self._service
 
 
 state = State()
+
+
+def announce_created(store: Store) -> None:
+    """Say once, on stderr, that this command made a new store (a typo in --db shows at once)."""
+    if getattr(store, "created", False):
+        from memmesh.config import redact_url
+
+        where = getattr(store, "path", None) or redact_url(store.url)
+        err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -21,7 +21,7 @@ def create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    created = state.service().create_key(agent, role=role, namespaces=namespace or None)
+    created = state.service(create=True).create_key(agent, role=role, namespaces=namespace or None)
     if as_json:
         print_json(
             {"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role, "namespaces": created.namespaces}

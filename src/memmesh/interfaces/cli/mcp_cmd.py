@@ -27,7 +27,7 @@ def mcp(
 
     state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
     settings = state.settings()
-    service = state.service()
+    service = state.service(create=True)
     server = create_server(service, settings, Principal(agent_id=settings.mcp.agent_id or None))
     try:
         server.run("stdio")

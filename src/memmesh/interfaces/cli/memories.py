@@ -63,7 +63,7 @@ def store(
 ) -> None:
     """Store a memory (an identical one in the same namespace is not stored twice)."""
     text = sys.stdin.read() if content == "-" else content
-    memory = state.service().add(
+    memory = state.service(create=True).add(
         {
             "content": text,
             "namespace": namespace,
