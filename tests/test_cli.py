@@ -142,7 +142,11 @@ def test_import_refuses_a_bad_file_and_writes_nothing(cli, tmp_path: Path) -> No
     assert good["id"]
 
 
-def test_doctor_reports_checks(cli) -> None:
+def test_doctor_reports_checks(cli, db_path: Path) -> None:
+    fresh = _json(cli("doctor", "--json"))  # nothing stored yet: a warning, and doctor creates nothing
+    assert {c["name"]: c["status"] for c in fresh["checks"]} == {"store": "warn", "embedder": "warn"}
+    assert "memmesh init" in fresh["checks"][0]["detail"] and not db_path.exists()
+    cli("init")
     report = _json(cli("doctor", "--json"))
     names = {c["name"]: c["status"] for c in report["checks"]}
     assert names["store"] == "ok" and names["integrity"] == "ok" and names["embedder"] == "warn"
