@@ -9,8 +9,8 @@ import typer
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override
-from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, err_console, print_json, state
-from memmesh.interfaces.cli.migrate_cmd import counting_progress, open_url
+from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
+from memmesh.interfaces.cli.migrate_cmd import open_url
 from memmesh.io.backup import backup, restore, verify
 from memmesh.store.base import latest_schema
 

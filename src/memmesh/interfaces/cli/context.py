@@ -14,6 +14,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memmesh.config import Settings, db_override, load_settings
 from memmesh.service import Service
@@ -74,6 +75,20 @@ def announce_created(store: Store) -> None:
 
         where = getattr(store, "path", None) or redact_url(store.url)
         err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)
+
+
+def counting_progress(disable: bool = False) -> Progress:
+    """A progress bar on stderr that shows ``done/total`` (``done/?`` when the total is not
+    known) and the time left, so a long import or migration says how far it is."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=disable,
+    )
 
 
 def to_jsonable(value: Any) -> Any:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override, redact_url
 from memmesh.errors import InvalidInputError, NotFoundError
-from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import migrate, report_dict
 from memmesh.store.base import Store, open_store, store_identity
 
@@ -22,19 +21,6 @@ def open_url(url: str, *, create: bool) -> Store:
     store = build_store(settings.model_copy(update={"storage": storage}), create=create)
     announce_created(store)
     return store
-
-
-def counting_progress(as_json: bool = False) -> Progress:
-    """A progress bar that shows ``done/total`` (and time left), on stderr."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=as_json,
-    )
 
 
 def _dry_run_target(url: str) -> Store:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from memmesh.errors import InvalidInputError
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.importers import (
     ImportReport,
     LegacyTable,
@@ -32,9 +31,12 @@ def export(
 ) -> None:
     """Write every memory (with history) and link as JSON Lines: a lossless copy."""
     service = state.service()
-    handle = out.open("w", encoding="utf-8") if out else sys.stdout
     try:
-        with Progress(console=err_console, disable=out is None, transient=True) as bar:
+        handle = out.open("w", encoding="utf-8") if out else sys.stdout
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write the export to {out}: {exc.strerror}; check the path (--out)") from None
+    try:
+        with counting_progress(out is None) as bar:
             task = bar.add_task("exporting", total=count_exportable(service))
             for line in export_lines(service, namespace):
                 handle.write(line + "\n")
@@ -114,7 +116,7 @@ def import_(
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
     service = state.service(create=not (dry_run or check_only))
-    with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
+    with counting_progress(as_json or not err_console.is_terminal) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         common: dict[str, Any] = {
             "namespace": namespace,
@@ -176,7 +178,7 @@ class _TextSource:
 
 def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
-    with Progress(console=err_console, disable=as_json, transient=True) as bar:
+    with counting_progress(as_json) as bar:
         task = bar.add_task("importing", total=len(records))
         report = import_records(state.service(create=not dry_run), records, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
     if as_json:
