@@ -259,9 +259,9 @@ class Service:
             if same_title is not None:
                 if new.on_conflict == "error":
                     raise ConflictError(
-                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id}); "
-                        "pass on_conflict='update' or 'version'",
+                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id})",
                         details={"existing_id": same_title.id},
+                        retry_with={"on_conflict": ["update", "version"]},
                     )
                 if new.on_conflict == "update":
                     patch = MemoryPatch(content=new.content, tags=new.tags or None, priority=new.priority, metadata=new.metadata or None)

@@ -37,3 +37,16 @@ def test_quota_counts_stored_writes_per_top_level_namespace(serve) -> None:
     assert running.service.stats().total == 2
     status = running.service.survey.quota_status(namespace="q/a")
     assert [(n.namespace, n.written_today, n.remaining) for n in status.namespaces] == [("q", 2, 0)]
+
+
+def test_title_conflict_hint_speaks_the_request_body(server) -> None:
+    http = server.http()
+    first = http.post("/api/v1/memories", json={"content": "retro every other Friday", "title": "retro"})
+    clash = http.post("/api/v1/memories", json={"content": "retro every Thursday", "title": "retro"})
+    assert clash.status_code == 409
+    error = clash.json()["error"]
+    assert error["message"] == (
+        f"namespace 'default' already has a memory titled 'retro' ({first.json()['id']}); "
+        'pass "on_conflict": "update" or "on_conflict": "version"'
+    )
+    assert error["details"]["retry_with"] == {"on_conflict": ["update", "version"]}

@@ -33,12 +33,17 @@ def options(
     state.reset(db, config)
 
 
+def cli_option(name: str, value: str) -> str:
+    """How a fix reads on the command line: ``--on-conflict update``."""
+    return f"--{name.replace('_', '-')} {value}"
+
+
 def main() -> None:
     """Run the CLI; a memmesh error becomes one line on stderr and its exit code."""
     try:
         app()
     except MemmeshError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        err_console.print(f"error: {exc.message_for(cli_option)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
 
 

@@ -268,5 +268,4 @@ def history(memory_id: str = typer.Argument(..., help="The memory's id."), as_js
     if as_json:
         print_json(entries)
         return
-    for entry in entries:
-        console.print(f"{entry.at.isoformat()} {entry.event.value} by {entry.actor or '-'}: {entry.new or entry.old}")
+    render.history_view(entries)
