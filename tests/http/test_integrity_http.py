@@ -3,13 +3,6 @@ namespace; ``memmesh serve`` says what it serves and fails clearly on a busy por
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
-from http_support import free_port, server_env
-
 
 def test_quota_counts_stored_writes_per_top_level_namespace(serve) -> None:
     running = serve(limits={"daily_write_quota": 2})

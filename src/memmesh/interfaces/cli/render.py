@@ -49,11 +49,15 @@ def history_view(entries: list[HistoryEntry]) -> None:
         width = max((len(n) for n in names), default=0)
         for name in names:
             if name in new and name in old:
-                text = f"{_short(value_text(old[name]))} → {_short(value_text(new[name]))}"
+                text = f"{_short(value_text(old[name]), HISTORY_WIDTH)} → {_short(value_text(new[name]), HISTORY_WIDTH)}"
             else:
-                text = _short(value_text(new.get(name, old.get(name))))
+                text = _short(value_text(new.get(name, old.get(name))), HISTORY_WIDTH)
             if text:
                 console.print(f"    {name:<{width}}  {text}", markup=False, highlight=False)
+
+
+HISTORY_WIDTH = 300
+"""History is where old values are looked up: show them nearly whole (``--json`` has all)."""
 
 
 def _filled(new: dict[str, Any], old: dict[str, Any], name: str) -> bool:
@@ -81,7 +85,7 @@ def memory_table(memories: list[Memory], title: str | None = None) -> None:
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("tier", no_wrap=True)
     table.add_column("tags", overflow="fold", min_width=4)
-    table.add_column("content", min_width=12)
+    table.add_column("content", min_width=8)
     for m in memories:
         table.add_row(m.id, m.namespace, m.tier.value, ",".join(m.tags), _content_cell(m.content))
     console.print(table)
