@@ -43,8 +43,12 @@ def main() -> None:
     try:
         app()
     except MemmeshError as exc:
+        state.finish(ok=False)
         err_console.print(f"error: {exc.message_for(cli_option)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
+    except SystemExit as exc:
+        state.finish(ok=exc.code in (0, None))
+        raise
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memmesh.config import Settings, db_override, load_settings
+from memmesh.errors import MemmeshError
 from memmesh.service import Service
 from memmesh.store.base import Store
 
@@ -61,8 +63,42 @@ class State:
             from memmesh.compose import build
 
             self._service = build(self.settings(), create=create)
-            announce_created(self._service.store)
         return self._service
+
+    def finish(self, ok: bool) -> None:
+        """At the end of a command: say once that it created a store; or, when it failed,
+        remove a store it created but never wrote to, so a refusal leaves nothing behind."""
+        service, self._service = self._service, None
+        if service is None or not getattr(service.store, "created", False):
+            return
+        store = service.store
+        if ok:
+            announce_created(store)
+            return
+        try:
+            unused = store.change_counter() == 0 and not store.agents() and not store.api_keys(include_revoked=True)
+        except MemmeshError:
+            return
+        path = getattr(store, "path", None)
+        store.close()
+        if unused and path and path != ":memory:":
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(path + suffix).unlink(missing_ok=True)
+
+    def dry_run_service(self) -> Service:
+        """For a dry run: the configured store if it exists, else an empty in-memory stand-in
+        with the same settings, so the run reports everything as new and creates nothing."""
+        from memmesh.errors import NotFoundError
+
+        try:
+            return self.service(create=False)
+        except NotFoundError:
+            from memmesh.compose import build
+
+            settings = self.settings()
+            storage = settings.storage.model_copy(update={"url": "sqlite:///:memory:"})
+            self._service = build(settings.model_copy(update={"storage": storage}))
+            return self._service
 
 
 state = State()
@@ -70,7 +106,8 @@ state = State()
 
 def announce_created(store: Store) -> None:
     """Say once, on stderr, that this command made a new store (a typo in --db shows at once)."""
-    if getattr(store, "created", False):
+    if getattr(store, "created", False) and not getattr(store, "_announced", False):
+        store._announced = True  # type: ignore[attr-defined]
         from memmesh.config import redact_url
 
         where = getattr(store, "path", None) or redact_url(store.url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from memmesh.interfaces.cli.context import app, state
+from memmesh.interfaces.cli.context import announce_created, app, state
 
 
 @app.command("mcp")
@@ -28,6 +28,7 @@ def mcp(
     state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
     settings = state.settings()
     service = state.service(create=True)
+    announce_created(service.store)  # now, not at exit: this command runs until the client leaves
     server = create_server(service, settings, Principal(agent_id=settings.mcp.agent_id or None))
     try:
         server.run("stdio")

@@ -115,7 +115,7 @@ def import_(
             raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
-    service = state.service(create=not (dry_run or check_only))
+    service = state.dry_run_service() if dry_run or check_only else state.service(create=True)
     with counting_progress(as_json or not err_console.is_terminal) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         common: dict[str, Any] = {
@@ -180,7 +180,8 @@ def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
     with counting_progress(as_json) as bar:
         task = bar.add_task("importing", total=len(records))
-        report = import_records(state.service(create=not dry_run), records, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+        service = state.dry_run_service() if dry_run else state.service(create=True)
+        report = import_records(service, records, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
     if as_json:
         print_json(report)
     else:
