@@ -361,3 +361,17 @@ def test_import_progress_bar_counts(run, tmp_path: Path) -> None:
     assert proc.returncode == 0 and b"3 memories" in out
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.decode("utf-8", "replace"))
     assert "importing" in text and "3/3" in text, text
+
+
+def test_python_api_create_false_refuses_a_missing_store(tmp_path: Path) -> None:
+    from memmesh import Memory, NotFoundError
+    from memmesh.config import load_settings
+
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path / "data"), "embeddings": {"provider": "none"}}, env={})
+    with pytest.raises(NotFoundError, match=f"no memmesh database at {tmp_path / 'absent.db'}"):
+        Memory(str(tmp_path / "absent.db"), settings, create=False)
+    assert not (tmp_path / "absent.db").exists()
+    with Memory(f"sqlite:///{tmp_path / 'made.db'}", settings) as mem:
+        assert mem.service.store.created and str(mem.add("first").tier) == "mid"
+    with Memory(f"sqlite:///{tmp_path / 'made.db'}", settings, create=False) as mem:
+        assert not mem.service.store.created and [m.content for m in mem.get_all()] == ["first"]

@@ -77,7 +77,7 @@ class State:
             return
         try:
             unused = store.change_counter() == 0 and not store.agents() and not store.api_keys(include_revoked=True)
-        except MemmeshError:
+        except Exception:  # best effort: a store we cannot inspect (closed, broken) is left alone
             return
         path = getattr(store, "path", None)
         store.close()

@@ -28,8 +28,8 @@ def mcp(
     state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
     settings = state.settings()
     service = state.service(create=True)
-    announce_created(service.store)  # now, not at exit: this command runs until the client leaves
     server = create_server(service, settings, Principal(agent_id=settings.mcp.agent_id or None))
+    announce_created(service.store)  # now, not at exit: this command runs until the client leaves
     try:
         server.run("stdio")
     finally:
