@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memmesh.config import Settings, db_override, load_settings
-from memmesh.errors import MemmeshError
 from memmesh.service import Service
 from memmesh.store.base import Store
 
