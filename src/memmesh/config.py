@@ -77,7 +77,7 @@ class LimitsSettings(_Section):
     max_page_size: int = Field(1000, ge=1, description="largest top_k / list page")
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="largest HTTP request body")
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key per minute; 0 = off")
-    daily_write_quota: int = Field(0, ge=0, description="writes per namespace per day; 0 = off")
+    daily_write_quota: int = Field(0, ge=0, description="stored writes per top-level namespace per UTC day; 0 = off")
 
 
 class ServerSettings(_Section):
