@@ -43,11 +43,11 @@ def main() -> None:
     try:
         app()
     except MemmeshError as exc:
-        state.finish(ok=False)
+        state.finish()
         err_console.print(f"error: {exc.message_for(cli_option)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
-    except SystemExit as exc:
-        state.finish(ok=exc.code in (0, None))
+    except SystemExit:
+        state.finish()
         raise
 
 

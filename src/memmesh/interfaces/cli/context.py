@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -64,29 +64,34 @@ class State:
             self._service = build(self.settings(), create=create)
         return self._service
 
-    def finish(self, ok: bool) -> None:
-        """At the end of a command: say once that it created a store; or, when it failed,
-        remove a store it created but never wrote to, so a refusal leaves nothing behind."""
+    def finish(self) -> None:
+        """At the end of a command, whatever its outcome: say once that it created a store."""
         service, self._service = self._service, None
-        if service is None or not getattr(service.store, "created", False):
-            return
-        store = service.store
-        if ok:
-            announce_created(store)
-            return
+        if service is not None:
+            announce_created(service.store)
+
+    def writing_service(self, rehearse: Callable[[Service], object] | None = None) -> Service:
+        """The service for a command that writes, creating the store if it is missing.
+
+        A new store is made only once the write is known to go ahead: ``rehearse`` first
+        runs the command's checks against an empty in-memory stand-in, so a refused write
+        (bad input, unreadable source) leaves nothing on disk. Nothing is ever deleted
+        afterwards instead: another process may already be using a store we just made.
+        """
+        from memmesh.errors import NotFoundError
+
         try:
-            unused = store.change_counter() == 0 and not store.agents() and not store.api_keys(include_revoked=True)
-        except Exception:  # best effort: a store we cannot inspect (closed, broken) is left alone
-            return
-        path = getattr(store, "path", None)
-        store.close()
-        if unused and path and path != ":memory:":
-            for suffix in ("", "-wal", "-shm", "-journal"):
-                Path(path + suffix).unlink(missing_ok=True)
+            return self.service(create=False)
+        except NotFoundError:
+            if rehearse is not None:
+                rehearse(self.dry_run_service())
+                self._service.store.close()  # type: ignore[union-attr]
+                self._service = None
+            return self.service(create=True)
 
     def dry_run_service(self) -> Service:
-        """For a dry run: the configured store if it exists, else an empty in-memory stand-in
-        with the same settings, so the run reports everything as new and creates nothing."""
+        """For a dry run: the configured store if it exists, else an empty in-memory,
+        keyword-only stand-in, so the run reports everything as new and creates nothing."""
         from memmesh.errors import NotFoundError
 
         try:
@@ -95,8 +100,13 @@ class State:
             from memmesh.compose import build
 
             settings = self.settings()
-            storage = settings.storage.model_copy(update={"url": "sqlite:///:memory:"})
-            self._service = build(settings.model_copy(update={"storage": storage}))
+            stand_in = settings.model_copy(
+                update={
+                    "storage": settings.storage.model_copy(update={"url": "sqlite:///:memory:"}),
+                    "embeddings": settings.embeddings.model_copy(update={"provider": "none"}),
+                }
+            )
+            self._service = build(stand_in)
             return self._service
 
 

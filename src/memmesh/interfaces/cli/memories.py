@@ -63,26 +63,25 @@ def store(
 ) -> None:
     """Store a memory (an identical one in the same namespace is not stored twice)."""
     text = sys.stdin.read() if content == "-" else content
-    memory = state.service(create=True).add(
-        {
-            "content": text,
-            "namespace": namespace,
-            "title": title,
-            "tier": tier,
-            "kind": kind,
-            "tags": split_tags(tags) or [],
-            "priority": priority,
-            "confidence": confidence,
-            "source": source,
-            "agent_id": agent_id,
-            "metadata": parse_json_object(metadata, "--metadata") or {},
-            "id": memory_id,
-            "ttl_seconds": ttl,
-            "valid_from": valid_from,
-            "valid_to": valid_to,
-            "on_conflict": on_conflict,
-        }
-    )
+    data = {
+        "content": text,
+        "namespace": namespace,
+        "title": title,
+        "tier": tier,
+        "kind": kind,
+        "tags": split_tags(tags) or [],
+        "priority": priority,
+        "confidence": confidence,
+        "source": source,
+        "agent_id": agent_id,
+        "metadata": parse_json_object(metadata, "--metadata") or {},
+        "id": memory_id,
+        "ttl_seconds": ttl,
+        "valid_from": valid_from,
+        "valid_to": valid_to,
+        "on_conflict": on_conflict,
+    }
+    memory = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(data)).add(data)
     if as_json:
         print_json(memory)
     else:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from memmesh.io.importers import (
     import_mem0_history,
 )
 from memmesh.io.jsonl import count_exportable, export_lines, import_records, parse_lines
+from memmesh.service import Service
 
 
 @app.command("export")
@@ -115,40 +118,40 @@ def import_(
             raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
-    service = state.dry_run_service() if dry_run or check_only else state.service(create=True)
+    spec = LegacyTable(
+        url=source,
+        table=table or "",
+        id_col=id_col,
+        content_col=content_col,
+        tenant_col=tenant_col,
+        namespace_template=namespace_template,
+        namespace=namespace,
+        kind=kind,
+        source=written_by,
+        tier=tier,
+        mark_col=mark_col,
+        id_prefix=id_prefix,
+    )
+
+    def run(service: Service, read_only: bool, progress: Callable[[int], None]) -> ImportReport:
+        """One pass of the chosen importer (``read_only``: a dry run, for real or as a rehearsal)."""
+        common: dict[str, Any] = {"namespace": namespace, "tier": tier, "dry_run": read_only, "sample": spot, "progress": progress}
+        if chosen == "mcp-memory":
+            return import_mcp_memory(service, text.read(), source=source, **common)
+        if chosen == "mem0":
+            return import_mem0(service, text.read(), source=source, **common)
+        if chosen == "mem0-history":
+            return import_mem0_history(service, source, **common)
+        check = check_only or read_only
+        return import_legacy(service, spec, dry_run=read_only, check_only=check, batch_size=batch_size, sample=spot, progress=progress)
+
+    if dry_run or check_only:
+        service = state.dry_run_service()
+    else:  # a new store is made only after a read-only rehearsal shows the source can be imported
+        service = state.writing_service(rehearse=lambda stand_in: run(stand_in, True, lambda n: None))
     with counting_progress(as_json or not err_console.is_terminal) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
-        common: dict[str, Any] = {
-            "namespace": namespace,
-            "tier": tier,
-            "dry_run": dry_run,
-            "sample": spot,
-            "progress": lambda n: bar.advance(task, n),
-        }
-        if chosen == "mcp-memory":
-            report = import_mcp_memory(service, text.read(), source=source, **common)
-        elif chosen == "mem0":
-            report = import_mem0(service, text.read(), source=source, **common)
-        elif chosen == "mem0-history":
-            report = import_mem0_history(service, source, **common)
-        else:
-            spec = LegacyTable(
-                url=source,
-                table=table or "",
-                id_col=id_col,
-                content_col=content_col,
-                tenant_col=tenant_col,
-                namespace_template=namespace_template,
-                namespace=namespace,
-                kind=kind,
-                source=written_by,
-                tier=tier,
-                mark_col=mark_col,
-                id_prefix=id_prefix,
-            )
-            report = import_legacy(
-                service, spec, dry_run=dry_run, check_only=check_only, batch_size=batch_size, sample=spot, progress=common["progress"]
-            )
+        report = run(service, dry_run, lambda n: bar.advance(task, n))
     if as_json:
         print_json(report)
     else:
@@ -180,7 +183,8 @@ def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
     with counting_progress(as_json) as bar:
         task = bar.add_task("importing", total=len(records))
-        service = state.dry_run_service() if dry_run else state.service(create=True)
+        # A real import is rehearsed on an empty stand-in first: a record that would be refused creates no store.
+        service = state.dry_run_service() if dry_run else state.writing_service(rehearse=partial(import_records, records=records))
         report = import_records(service, records, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
     if as_json:
         print_json(report)
