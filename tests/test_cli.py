@@ -135,14 +135,18 @@ def test_import_refuses_a_bad_file_and_writes_nothing(cli, tmp_path: Path) -> No
     other = tmp_path / "other.db"
     result = cli("--db", str(other), "import", str(bad))
     assert result.code == 1 and "line 3" in result.err and "nothing was imported" in result.err
-    assert _json(cli("--db", str(other), "stats", "--json"))["total"] == 0
+    assert not other.exists()  # a refused import leaves nothing behind, not even an empty store
     not_json = tmp_path / "notjson.jsonl"
     not_json.write_text("hello\n")
     assert "line 1: not JSON" in cli("--db", str(other), "import", str(not_json)).err
     assert good["id"]
 
 
-def test_doctor_reports_checks(cli) -> None:
+def test_doctor_reports_checks(cli, db_path: Path) -> None:
+    fresh = _json(cli("doctor", "--json"))  # nothing stored yet: a warning, and doctor creates nothing
+    assert {c["name"]: c["status"] for c in fresh["checks"]} == {"store": "warn", "embedder": "warn"}
+    assert "memmesh init" in fresh["checks"][0]["detail"] and not db_path.exists()
+    cli("init")
     report = _json(cli("doctor", "--json"))
     names = {c["name"]: c["status"] for c in report["checks"]}
     assert names["store"] == "ok" and names["integrity"] == "ok" and names["embedder"] == "warn"

@@ -47,9 +47,13 @@ def build_embedder_from(settings: Settings) -> Embedder | None:
     )
 
 
-def build_store(settings: Settings) -> Store:
+def build_store(settings: Settings, *, create: bool = True) -> Store:
+    """The configured store; see :func:`open_store` for ``create``. Only the default
+    database (no storage.url: a file in the data dir) may also create its folder."""
     return open_store(
         settings.storage_url,
+        create=create,
+        make_parents=settings.storage.url is None,
         busy_timeout_ms=settings.storage.busy_timeout_ms,
         synchronous=settings.storage.synchronous,
         pool_size=settings.storage.pool_size,
@@ -57,10 +61,11 @@ def build_store(settings: Settings) -> Store:
     )
 
 
-def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Service:
-    """A Service over the configured store, embedder, index and ranking."""
+def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None, create: bool = True) -> Service:
+    """A Service over the configured store, embedder, index and ranking (``create``: see
+    :func:`memmesh.store.base.open_store`)."""
     settings.check_secret_files()
-    store = store or build_store(settings)
+    store = store or build_store(settings, create=create)
     embedder = build_embedder_from(settings)
     index = VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold) if embedder is not None else None
     rc = settings.recall

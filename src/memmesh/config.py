@@ -88,7 +88,7 @@ class LimitsSettings(_Section):
     max_clock_skew_seconds: float = Field(
         300, ge=0, description="restore refuses records stamped more than this far ahead of now (they would win every merge)"
     )
-    daily_write_quota: int = Field(0, ge=0, description="writes per namespace per day; 0 = off")
+    daily_write_quota: int = Field(0, ge=0, description="stored writes per top-level namespace per UTC day; 0 = off")
 
 
 class ServerSettings(_Section):
@@ -249,12 +249,15 @@ def load_settings(
     if path is not None and (explicit or path.exists()):
         _deep_merge(merged, _read_file(path))
         merged["config_file"] = str(path)
-    _deep_merge(merged, _from_env(env))
-    _deep_merge(merged, _drop_none(dict(overrides or {})))
+    origins: dict[str, str] = {}
+    _deep_merge(merged, _from_env(env, origins))
+    flags = _drop_none(dict(overrides or {}))
+    _deep_merge(merged, flags)
+    origins.update(dict.fromkeys(_dotted_keys(flags), "the command line"))
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path)) from None
+        raise ConfigError(_describe(exc, path, origins)) from None
 
 
 def _config_path(config_file: str | Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
@@ -285,12 +288,17 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str], origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """Settings from ``MEMMESH_*`` variables; ``origins`` learns which variable set each
+    dotted key, so a bad value is blamed on the variable rather than the config file."""
     found: dict[str, Any] = {}
+    origins = {} if origins is None else origins
     if env.get("MEMMESH_DB"):
         found.setdefault("storage", {})["url"] = _db_url(env["MEMMESH_DB"])
+        origins["storage.url"] = "environment variable MEMMESH_DB"
     if env.get("MEMMESH_DATA_DIR"):
         found["data_dir"] = env["MEMMESH_DATA_DIR"]
+        origins["data_dir"] = "environment variable MEMMESH_DATA_DIR"
     for name, value in env.items():
         if not name.startswith("MEMMESH_"):
             continue
@@ -301,7 +309,16 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
                 model = Settings.model_fields[section].default_factory
                 if key in model.model_fields:  # type: ignore[union-attr]
                     found.setdefault(section, {})[key] = value
+                    origins[f"{section}.{key}"] = f"environment variable {name}"
     return found
+
+
+def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys += _dotted_keys(value, dotted + ".") if isinstance(value, Mapping) else [dotted]
+    return keys
 
 
 def _db_url(value: str) -> str:
@@ -334,12 +351,16 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    where = f"config file {path}" if path is not None and path.exists() else "configuration"
-    parts = []
+def _describe(exc: ValidationError, path: Path | None, origins: Mapping[str, str] | None = None) -> str:
+    """One message naming where each bad value came from: the flag, the ``MEMMESH_*``
+    variable or the config file (the highest-precedence source that set it)."""
+    file_where = f"config file {path}" if path is not None and path.exists() else "configuration"
+    origins = origins or {}
+    by_where: dict[str, list[str]] = {}
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
         dotted = ".".join(loc)
+        parts = by_where.setdefault(origins.get(".".join(loc[:2]), file_where), [])
         if err["type"] == "extra_forbidden":
             if len(loc) == 1:
                 parts.append(f"unknown section or key '{dotted}' (sections: {', '.join(SECTIONS)})")
@@ -349,4 +370,4 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
                 parts.append(f"unknown key '{dotted}' (known keys in [{loc[0]}]: {known})")
         else:
             parts.append(f"'{dotted}': {err['msg']}")
-    return f"{where}: " + "; ".join(parts)
+    return "; ".join(f"{where}: " + "; ".join(parts) for where, parts in by_where.items())

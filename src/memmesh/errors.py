@@ -24,24 +24,54 @@ so adding an error type here is enough for all of them to render it correctly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
+
+OptionSpelling = Callable[[str, str], str]
+"""How one face writes "option = value" in a fix hint: ``--on-conflict update`` on the
+command line, ``on_conflict='update'`` in Python, ``"on_conflict": "update"`` in JSON."""
+
+
+def python_option(name: str, value: str) -> str:
+    """Keyword-argument spelling (the Python API, and the default message)."""
+    return f"{name}={value!r}"
 
 
 class MemmeshError(Exception):
-    """Root of every memmesh error; carries a machine code and a human message."""
+    """Root of every memmesh error; carries a machine code and a human message.
+
+    ``retry_with`` names the option(s) whose values would make the call succeed (e.g.
+    ``{"on_conflict": ["update", "version"]}``): the core decides the fix, and each face
+    renders it in its own syntax through :meth:`message_for`, so a CLI user is never told
+    to pass a Python keyword.
+    """
 
     code: ClassVar[str] = "error"
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, retry_with: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        self.reason = message
+        self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
+        self.message = self.message_for(python_option)
+        super().__init__(self.message)
         self.details: dict[str, Any] = details or {}
+        if self.retry_with:
+            self.details.setdefault("retry_with", self.retry_with)
 
-    def to_dict(self) -> dict[str, Any]:
+    def message_for(self, spell: OptionSpelling) -> str:
+        """The message with its fix (if any) spelt the way this face's users write options."""
+        if not self.retry_with:
+            return self.reason
+        fixes = [" or ".join(spell(name, value) for value in values) for name, values in self.retry_with.items()]
+        return f"{self.reason}; pass {' or '.join(fixes)}"
+
+    def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
         """The SPEC error body: ``{"error": {"code", "message", "details"}}``."""
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        message = self.message if spell is None else self.message_for(spell)
+        return {"error": {"code": self.code, "message": message, "details": self.details}}
 
 
 class InvalidInputError(MemmeshError, ValueError):

@@ -83,6 +83,15 @@ def seconds_until_next_day(moment: datetime) -> float:
     return (midnight - utc).total_seconds()
 
 
+def quota_namespace(namespace: str) -> str:
+    """The namespace whose daily quota a write to ``namespace`` uses: its top level.
+
+    Namespaces are trees and keys are scoped to subtrees, so a per-exact-namespace count
+    could be escaped by writing to ``q/1``, ``q/2``, …; counting per top-level namespace
+    cannot, and does not depend on which key (or none) made the write."""
+    return namespace.split("/", 1)[0]
+
+
 def quota_retry_after(count_after: int, quota: int, moment: datetime) -> float | None:
     """None when ``count_after`` writes today fit in ``quota`` (0 = unlimited), else seconds to wait."""
     if quota <= 0 or count_after <= quota:

@@ -20,7 +20,7 @@ from memmesh.model import Memory as MemoryRecord
 from memmesh.service import Service
 
 
-def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | None) -> Service:
+def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | None, create: bool = True) -> Service:
     if isinstance(config, Settings):
         settings = (
             config
@@ -29,7 +29,7 @@ def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | 
         )
     else:
         settings = load_settings(config, overrides=db_override(url))
-    return build(settings, clock=clock)
+    return build(settings, clock=clock, create=create)
 
 
 class Memory:
@@ -40,8 +40,12 @@ class Memory:
     >>> m.search("what does alice drink?")[0].memory.content
     """
 
-    def __init__(self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None) -> None:
-        self.service = _open(url, config, clock)
+    def __init__(
+        self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None, create: bool = True
+    ) -> None:
+        """Open (by default creating) the store; ``create=False`` makes a missing store a
+        ``NotFoundError`` naming the path instead, for code that only reads."""
+        self.service = _open(url, config, clock, create)
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 
@@ -115,8 +119,10 @@ class Memory:
 class AsyncMemory:
     """``Memory`` for asyncio code: the same methods, each a coroutine run on a thread."""
 
-    def __init__(self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None) -> None:
-        self._sync = Memory(url, config, clock=clock)
+    def __init__(
+        self, url: str | None = None, config: Settings | str | Path | None = None, *, clock: Clock | None = None, create: bool = True
+    ) -> None:
+        self._sync = Memory(url, config, clock=clock, create=create)
 
     @property
     def service(self) -> Service:

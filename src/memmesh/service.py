@@ -32,7 +32,7 @@ from memmesh.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from memmesh.limits import quota_retry_after, utc_day
+from memmesh.limits import quota_namespace, quota_retry_after, utc_day
 from memmesh.model import (
     Agent,
     ApiKey,
@@ -227,10 +227,17 @@ class Service:
         now = self.clock()
         stored: list[Memory] = []
         with self.store.write() as tx:
-            self._charge_quota(tx, [n.namespace for n in inputs], now)
+            written: list[str] = []
             for i, new in enumerate(inputs):
                 vector = vectors[i] if vectors is not None else None
-                stored.append(self._insert(tx, new, who, now, vector))
+                memory, wrote = self._insert_new(tx, new, who, now, vector)
+                stored.append(memory)
+                if wrote:
+                    written.append(memory.namespace)
+            # Charged after the fact, still inside the transaction (over quota rolls it all
+            # back): a retry of a stored id or a de-duplicated write stores nothing, so it
+            # costs nothing, and a client that lost its 201 can always confirm its write.
+            self._charge_quota(tx, written, now)
         return stored
 
     def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
@@ -249,6 +256,11 @@ class Service:
         return new
 
     def _insert(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
+        return self._insert_new(tx, new, who, now, vector)[0]
+
+    def _insert_new(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> tuple[Memory, bool]:
+        """The stored memory, and whether anything was written (False for an idempotent
+        retry, a de-duplicated write or an update to the same values)."""
         digest = content_hash(new.namespace, new.content)
         if new.id is not None:
             existing = tx.get(new.id)
@@ -256,24 +268,25 @@ class Service:
                 raise NotFoundError(_hidden_id(new.id))
             if existing is not None:
                 if existing.content_hash == digest:
-                    return existing
+                    return existing, False
                 raise ConflictError(f"id {new.id} already names a memory with other content; use update to change it")
         duplicate = tx.find_by_hash(new.namespace, digest)
         if duplicate is not None:
-            return duplicate
+            return duplicate, False
         superseded = None
         if new.title:
             same_title = tx.find_by_title(new.namespace, new.title)
             if same_title is not None:
                 if new.on_conflict == "error":
                     raise ConflictError(
-                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id}); "
-                        "pass on_conflict='update' or 'version'",
+                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id})",
                         details={"existing_id": same_title.id},
+                        retry_with={"on_conflict": ["update", "version"]},
                     )
                 if new.on_conflict == "update":
                     patch = MemoryPatch(content=new.content, tags=new.tags or None, priority=new.priority, metadata=new.metadata or None)
-                    return self._apply_update(tx, same_title, patch, who, now, vector)
+                    updated = self._apply_update(tx, same_title, patch, who, now, vector)
+                    return updated, updated is not same_title
                 superseded = same_title
         tier = new.tier or Tier.mid
         ttl = timedelta(seconds=new.ttl_seconds) if new.ttl_seconds else self.policy.ttl(tier)
@@ -305,7 +318,7 @@ class Service:
         tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.add, new=_snapshot(memory), actor=who.agent_id, at=now))
         if superseded is not None:
             tx.put_link(Link(source_id=memory.id, target_id=superseded.id, relation=Relation.supersedes, created_at=now), seq)
-        return memory
+        return memory, True
 
     def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal) -> Memory:
         """Change fields of a memory; records the old and new values in its history."""
@@ -325,8 +338,10 @@ class Service:
             fresh = tx.get(memory_id)
             if fresh is None:
                 raise NotFoundError(f"no memory with id {memory_id}")
-            self._charge_quota(tx, [fresh.namespace], self.clock())
-            return self._apply_update(tx, fresh, patch, who, self.clock(), vector)
+            updated = self._apply_update(tx, fresh, patch, who, self.clock(), vector)
+            if updated is not fresh:  # an update to the same values writes nothing and costs nothing
+                self._charge_quota(tx, [updated.namespace], self.clock())
+            return updated
 
     def _apply_update(
         self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None
@@ -648,17 +663,21 @@ class Service:
         return self._access().revoke_key(key_id, who)
 
     def _charge_quota(self, tx: WriteTx, namespaces: Sequence[str], now: datetime) -> None:
-        """Count writes against each namespace's daily quota inside the write transaction;
-        over the quota the whole write rolls back (count included) with a 429."""
+        """Count writes that changed something against the daily quota inside the write
+        transaction; over the quota the whole write rolls back (count included) with a 429.
+
+        The quota belongs to the top-level namespace of each write (:func:`quota_namespace`):
+        ``q/a`` and ``q/b/c`` share ``q``'s, so a key scoped to ``q/*`` cannot escape it by
+        writing to ever new sub-namespaces."""
         quota = self.policy.daily_write_quota
-        if quota <= 0:
+        if quota <= 0 or not namespaces:
             return
         day = utc_day(now)
-        for namespace, n in Counter(namespaces).items():
+        for namespace, n in Counter(quota_namespace(ns) for ns in namespaces).items():
             wait = quota_retry_after(tx.count_writes(namespace, day, n), quota, now)
             if wait is not None:
                 raise RateLimitedError(
-                    f"namespace {namespace!r} used its {quota} writes for {day} (limits.daily_write_quota)",
+                    f"namespace {namespace!r} (with everything below it) used its {quota} writes for {day} (limits.daily_write_quota)",
                     details={"retry_after": int(wait) + 1, "namespace": namespace, "quota": quota},
                 )
 
@@ -754,9 +773,18 @@ class Service:
                 return False
             seq = tx.next_seq()
             if existing is None:
+                deleted = tx.tombstone(memory.id) is not None
                 tx.insert_memory(memory, seq)
+                known = self.store.history(memory.id) if deleted else []
                 for entry in history:
-                    tx.add_history(entry)
+                    if entry not in known:
+                        tx.add_history(entry)
+                if deleted:  # brought back after a delete: the history must not end in `delete`
+                    tx.add_history(
+                        HistoryEntry(
+                            memory_id=memory.id, event=HistoryEvent.restore, new=_snapshot(memory), actor=who.agent_id, at=self.clock()
+                        )
+                    )
             else:
                 tx.update_memory(memory, seq)
                 tx.add_history(

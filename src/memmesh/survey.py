@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from memmesh.errors import InvalidInputError
-from memmesh.limits import seconds_until_next_day, utc_day
+from memmesh.limits import quota_namespace, seconds_until_next_day, utc_day
 from memmesh.model import DEFAULT_NAMESPACE, Hit, Memory, Principal, normalize_namespace
 from memmesh.recall.keyword import query_terms
 
@@ -163,15 +163,16 @@ class Survey:
     def quota_status(self, *, namespace: str | None = None, principal: Principal) -> QuotaStatus:
         """Writes counted today against ``limits.daily_write_quota`` per namespace (0 = off)."""
         svc = self.service
-        root = normalize_namespace(namespace) if namespace else None
-        who = svc._authorize(principal, "reader", root)
+        asked = normalize_namespace(namespace) if namespace else None
+        who = svc._authorize(principal, "reader", asked)
+        root = quota_namespace(asked) if asked else None  # quotas are per top-level namespace
         now = svc.clock()
         day = utc_day(now)
         quota = svc.policy.daily_write_quota
         used = {
             ns: n
             for ns, n in svc.store.write_counts(day).items()
-            if who.covers(ns) and (root is None or ns == root or ns.startswith(root + "/"))
+            if _sees_quota(who, ns) and (root is None or ns == root or ns.startswith(root + "/"))
         }
         if root is not None:
             used.setdefault(root, 0)
@@ -222,6 +223,12 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 def _words(memory: Memory) -> set[str]:
     return set(query_terms(memory.content))
+
+
+def _sees_quota(who: Principal, top: str) -> bool:
+    """A caller sees the quota of a top-level namespace it may write anywhere under."""
+    roots = who.prefixes()
+    return roots is None or any(r == top or r.startswith(top + "/") for r in roots)
 
 
 __all__ = ["Briefing", "DuplicateReport", "QuotaStatus", "Survey", "TaxonomyNode", "build_tree", "jaccard"]

@@ -135,6 +135,10 @@ def test_resumes_after_an_interruption(tmp_path: Path, open_memory: Callable[...
 def test_bad_arguments_exit_1_and_write_nothing(tmp_path: Path) -> None:
     same = run_cli(tmp_path, "migrate", "--from", str(tmp_path / "x.db"), "--to", f"sqlite:///{tmp_path / 'x.db'}")
     assert same.returncode == 1 and "same store" in same.stderr
+    missing = run_cli(tmp_path, "migrate", "--from", str(tmp_path / "x.db"), "--to", str(tmp_path / "y.db"))
+    assert missing.returncode == 1 and f"no memmesh database at {tmp_path / 'x.db'}" in missing.stderr
+    assert not (tmp_path / "x.db").exists() and not (tmp_path / "y.db").exists()
+    open_store(f"sqlite:///{tmp_path / 'x.db'}").close()
     unreachable = run_cli(
         tmp_path, "migrate", "--from", str(tmp_path / "x.db"), "--to", "postgresql://u@127.0.0.1:1/db?connect_timeout=3", "--json"
     )

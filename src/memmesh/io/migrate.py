@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from memmesh.errors import StorageError
-from memmesh.model import HistoryEntry, Link, Memory, Tombstone
+from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
 from memmesh.store.base import Filter, Store, VectorRow, WriteTx
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ def migrate(
     for batch in batched(source.iter_memories(batch=batch_size), batch_size):
         report.memories_read += len(batch)
         report.batches += 1
-        _copy_memories(source, target, batch, history, known, report)
+        _copy_memories(source, target, batch, history, known, report, now)
         if progress:
             progress(len(batch))
     _copy_tombstones(source, target, history, report, batch_size)
@@ -128,6 +128,7 @@ def _copy_memories(
     history: dict[str, list[HistoryEntry]],
     known: set[str],
     report: MigrateReport,
+    now: datetime,
 ) -> None:
     existing = {m.id: m for m in target.get_many([m.id for m in batch])}
     changed = [m for m in batch if _newer(m, existing.get(m.id))]
@@ -136,6 +137,11 @@ def _copy_memories(
         m.id: _missing_history(target, m.id, history.get(m.id, [])) if m.id in existing or m.id in known else history.get(m.id, [])
         for m in changed
     }
+    for memory in changed:
+        if memory.id in known and memory.id not in existing:
+            # Deleted in the target, live in the source: the copy brings it back, and its
+            # history must say so, or it would end in the target's `delete`.
+            new_history[memory.id].append(_restored(memory, report.from_url, now))
     vectors = _vectors_to_copy(source, target, [m.id for m in batch])
     if report.dry_run:
         report.memories_written += len(changed)
@@ -180,6 +186,12 @@ def _write_batch(
     report.memories_written += len(written)
     report.history_written += len(entries)
     report.vectors_written += len(rows)
+
+
+def _restored(memory: Memory, source_url: str, now: datetime) -> HistoryEntry:
+    """The history entry of a memory a migration or restore brings back after a delete."""
+    snapshot = memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+    return HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, new={**snapshot, "restored_from": source_url}, at=now)
 
 
 def _no_clash(tx: WriteTx, memory: Memory, report: MigrateReport) -> bool:

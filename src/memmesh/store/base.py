@@ -12,6 +12,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -116,6 +118,8 @@ class Store(Protocol):
 
     url: str
     schema_version: int
+    created: bool
+    """True when opening this store created it (a new file or schema); faces say so once."""
 
     def write(self) -> AbstractContextManager[WriteTx]: ...
     def get(self, memory_id: str, now: datetime | None = None) -> Memory | None: ...
@@ -174,14 +178,49 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def store_identity(url: str) -> str:
+    """A key that is equal for two URLs naming the same store (``~`` and relative SQLite
+    paths resolved), so "copy a store onto itself" is caught however it is spelt."""
+    if url.startswith("sqlite://"):
+        from memmesh.store.sqlite import path_from_url
+
+        path = path_from_url(url)
+        return "sqlite:" + (path if path == ":memory:" else str(Path(path).resolve()))
+    return url
+
+
+def latest_schema(url: str) -> int:
+    """The newest schema version this memmesh makes for the backend ``url`` names (what a
+    store opened here will have), known without opening or creating anything."""
+    backend = "sqlite" if url.startswith("sqlite://") else "postgres"
+    folder = resources.files("memmesh.store.migrations") / backend
+    return max(int(entry.name.split("_", 1)[0]) for entry in folder.iterdir() if entry.name.endswith(".sql"))
+
+
 def open_store(
-    url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", pool_size: int = 10, ann_index: bool = False
+    url: str,
+    *,
+    create: bool = True,
+    make_parents: bool = False,
+    busy_timeout_ms: int = 15_000,
+    synchronous: str = "NORMAL",
+    pool_size: int = 10,
+    ann_index: bool = False,
 ) -> Store:
-    """Open (creating and migrating if needed) the store a URL names."""
+    """Open the store a URL names, upgrading its schema if needed.
+
+    ``create`` is the caller's intent, stated where the store is opened rather than checked
+    by each command: False for reads, migration sources, dry runs and anything that may
+    still be refused, so a wrong path is a :class:`NotFoundError` naming the absolute path
+    looked at and nothing is left on disk; True for writes, which create a missing store
+    (``store.created`` then lets the face say so once). ``make_parents`` also creates a
+    missing folder, which only the default data dir may do: a typo in ``--db`` must not
+    make folders.
+    """
     if url.startswith("sqlite://"):
         from memmesh.store.sqlite import SQLiteStore
 
-        return SQLiteStore(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
+        return SQLiteStore(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, create=create, make_parents=make_parents)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from memmesh.store.postgres import PostgresStore
@@ -189,7 +228,7 @@ def open_store(
             raise InvalidInputError(
                 f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
             ) from None
-        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index)
+        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index, create=create)
     raise InvalidInputError(
         f"unsupported store URL {redact_url(url)!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
     )

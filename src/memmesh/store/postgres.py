@@ -168,8 +168,11 @@ class PostgresStore(AccessReads):
         pool_size: int = 10,
         connect_timeout_s: int = 10,
         ann_index: bool = False,
+        create: bool = True,
     ) -> None:
         self.url = redact_url(url)
+        self.created = False
+        """True when this open made the memmesh schema in an empty database."""
         self.ann_index = ann_index
         self.where = describe_server(url)
         self.busy_timeout_ms = busy_timeout_ms
@@ -178,6 +181,9 @@ class PostgresStore(AccessReads):
         self._local = threading.local()
         self._hnsw_dims: set[int] = set()
         with self._direct() as conn:
+            self.created = self._schema_version(conn) == 0
+            if self.created and not create:
+                raise NotFoundError(f"no memmesh schema in the PostgreSQL database {self.where}; check the URL (nothing was created)")
             self.schema_version = self._migrate(conn)
             self._vector_info = TypeInfo.fetch(conn, "vector")
             self._hnsw_dims = self._indexed_dims(conn)

@@ -68,13 +68,17 @@ LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 
 def path_from_url(url: str) -> str:
-    """``sqlite:///abs/path`` or ``sqlite:///:memory:`` → a path for ``sqlite3.connect``."""
+    """``sqlite:///abs/path`` or ``sqlite:///:memory:`` → a path for ``sqlite3.connect``.
+
+    ``~`` is expanded and a relative path made absolute (against the working directory), so
+    every message names the exact file looked at and no literal ``./~/…`` folder is made.
+    """
     rest = url[len("sqlite://") :]
     if rest in ("/:memory:", ":memory:", "/"):
         return ":memory:"
     if not rest.startswith("/"):
         raise InvalidInputError(f"bad SQLite URL {redact_url(url)!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
-    return rest[1:]
+    return str(Path(rest[1:]).expanduser().absolute())
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -222,7 +226,9 @@ def _translate(exc: BaseException, path: str) -> BaseException:
 class SQLiteStore:
     """A memmesh database in one SQLite file (or in memory)."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", create: bool = True, make_parents: bool = False
+    ) -> None:
         self.url = url
         self.path = path_from_url(url)
         self.in_memory = self.path == ":memory:"
@@ -235,14 +241,23 @@ class SQLiteStore:
         self._batch: _Batch | None = None
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self.created = False
+        """True when this open made a new database file (the faces say so once)."""
         if not self.in_memory:
-            self._check_file()
+            self.created = self._check_file(create, make_parents)
         self._writer = self._connect()
         self.schema_version = self._migrate()
 
     # -- connections ---------------------------------------------------------------------
 
-    def _check_file(self) -> None:
+    def _check_file(self, create: bool, make_parents: bool) -> bool:
+        """Check the file before SQLite touches it; True when a new database will be made.
+
+        Without ``create`` a missing (or empty) file is an error and nothing is created: a
+        read, a migration source or a dry run must never leave an empty database behind.
+        A missing folder is made only with ``make_parents`` (the default data dir), so a
+        typo in ``--db`` cannot scatter folders over the disk.
+        """
         path = Path(self.path)
         if path.is_dir():
             raise CorruptDatabaseError(f"{path} is a directory, not a database file")
@@ -251,11 +266,20 @@ class SQLiteStore:
                 if handle.read(16) != SQLITE_HEADER:
                     raise CorruptDatabaseError(f"{path} is not a SQLite database (wrong file header); point --db at a memmesh database")
             self._refuse_foreign(path)
-        else:
+            return False
+        if not create:
+            what = "is an empty file, not a memmesh database" if path.exists() else "does not exist"
+            raise NotFoundError(f"no memmesh database at {path}: the file {what}; check the path (nothing was created)")
+        if not path.parent.is_dir():
+            if not make_parents:
+                raise InvalidInputError(
+                    f"cannot create the database {path}: the folder {path.parent} does not exist; create it first or fix the path"
+                )
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        return True
 
     @staticmethod
     def _refuse_foreign(path: Path) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import Progress
 
 from memmesh.interfaces.cli import render
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 
 
@@ -14,7 +13,7 @@ from memmesh.model import LOCAL_PRINCIPAL
 def init(as_json: bool = JSON_OPTION) -> None:
     """Create (or upgrade) the database and show where it lives."""
     settings = state.settings()
-    service = state.service()
+    service = state.service(create=True)
     info = {
         "url": settings.display_url,
         "schema_version": service.store.schema_version,
@@ -48,7 +47,7 @@ def reindex(as_json: bool = JSON_OPTION) -> None:
     """Embed every memory that has no vector from the current embedding model."""
     service = state.service()
     pending = len(service.reindex_pending(principal=LOCAL_PRINCIPAL))
-    with Progress(console=console, disable=as_json or pending == 0, transient=True) as bar:
+    with counting_progress(as_json or pending == 0) as bar:
         task = bar.add_task("embedding", total=pending)
         done = service.reindex(progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
     print_json({"reindexed": done}) if as_json else console.print(f"re-embedded {done} memories")

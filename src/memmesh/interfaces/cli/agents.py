@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.model import LOCAL_PRINCIPAL, Agent
+from memmesh.service import Service
 
 agents_app = typer.Typer(help="Register and list agents (identity, role, namespaces).", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
@@ -21,7 +22,11 @@ def register(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent, or update its name, role and namespaces."""
-    agent = state.service().register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
+
+    def make(service: Service) -> Agent:
+        return service.register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
+
+    agent = make(state.writing_service(rehearse=make))  # rehearsed: a refused registration creates no store
     print_json(agent) if as_json else console.print(f"registered agent {agent.agent_id} ({agent.role})", markup=False)
 
 

@@ -14,19 +14,28 @@ from memmesh.interfaces.cli.models import app as models_app
 app.add_typer(models_app, name="models", help="Install and check the offline embedding model.")
 
 
-@app.callback()
-def options(
-    db: str = typer.Option(None, "--db", envvar="MEMMESH_DB", help="Database URL or SQLite file path.", show_envvar=True),
-    config: str = typer.Option(None, "--config", help="Config file (default: $MEMMESH_CONFIG or the platform config dir)."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    """Long-term memory for AI agents: store, recall and share what agents learn."""
-    if version:
+def _print_version(value: bool) -> None:
+    """Eager, so ``memmesh --version`` alone prints and exits 0 before a command is required."""
+    if value:
         from memmesh import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def options(
+    db: str = typer.Option(None, "--db", envvar="MEMMESH_DB", help="Database URL or SQLite file path.", show_envvar=True),
+    config: str = typer.Option(None, "--config", help="Config file (default: $MEMMESH_CONFIG or the platform config dir)."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    """Long-term memory for AI agents: store, recall and share what agents learn."""
     state.reset(db, config)
+
+
+def cli_option(name: str, value: str) -> str:
+    """How a fix reads on the command line: ``--on-conflict update``."""
+    return f"--{name.replace('_', '-')} {value}"
 
 
 def main() -> None:
@@ -34,8 +43,12 @@ def main() -> None:
     try:
         app()
     except MemmeshError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        state.finish()
+        err_console.print(f"error: {exc.message_for(cli_option)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
+    except SystemExit:
+        state.finish()
+        raise
 
 
 if __name__ == "__main__":

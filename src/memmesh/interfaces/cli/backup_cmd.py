@@ -6,14 +6,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import typer
-from rich.progress import Progress
 
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.config import db_override
+from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.interfaces.cli.migrate_cmd import open_url
 from memmesh.io.backup import backup, restore, verify
 from memmesh.records import RecordRules
+from memmesh.store.base import latest_schema
 
 
 @app.command("backup")
@@ -24,7 +25,7 @@ def backup_command(
 ) -> None:
     """Snapshot the database while it stays in use, with a checksummed manifest."""
     settings = state.settings()
-    store = build_store(settings)
+    store = build_store(settings, create=False)
     try:
         node_id = settings.storage.node_id or store.node_id()
         result = backup(store, to or settings.data_dir / "backups", node_id=node_id, now=system_clock(), retain=retain)
@@ -49,19 +50,24 @@ def restore_command(
 ) -> None:
     """Verify a snapshot (checksum, schema version) and copy it into a store of any backend.
 
-    A damaged or newer snapshot is refused before anything is written.
+    A damaged or newer snapshot is refused before anything is written or created.
     """
     settings = state.settings()
-    target = open_url(to) if to else build_store(settings)
+    url = db_override(to)["storage"]["url"] if to else settings.storage_url
+    manifest = verify(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
+    if to:
+        target = open_url(to, create=True)
+    else:
+        target = build_store(settings, create=True)
+        announce_created(target)
     try:
-        manifest = verify(snapshot, supported_schema=target.schema_version)
         now = system_clock()
         rules = RecordRules(
             now=now,
             max_content_bytes=settings.limits.max_content_bytes,
             max_clock_skew=timedelta(seconds=settings.limits.max_clock_skew_seconds),
         )
-        with Progress(console=err_console, transient=True, disable=as_json) as bar:
+        with counting_progress(as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
             report = restore(snapshot, target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
     finally:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from memmesh.config import Settings, check_secret_file, redact_url
-from memmesh.errors import ConfigError, MemmeshError
+from memmesh.errors import ConfigError, MemmeshError, NotFoundError
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.recall.embedders import Embedder
 from memmesh.service import Service
 
 
@@ -22,23 +23,36 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
         checks.append({"name": "secret file", "status": "ok", "detail": f"{setting} {path}: owner only"})
     try:
         service = service_factory()
+    except NotFoundError as exc:  # nothing stored yet: not a failure, and doctor creates nothing
+        checks.append({"name": "store", "status": "warn", "detail": f"{exc.message}; the first write or `memmesh init` creates it"})
+        try:
+            from memmesh.compose import build_embedder_from
+
+            return checks + _embedder_checks(build_embedder_from(settings), None)
+        except MemmeshError as exc:
+            return [*checks, {"name": "embedder", "status": "fail", "detail": exc.message}]
     except MemmeshError as exc:
         return [*checks, {"name": "store", "status": "fail", "detail": exc.message}]
     store = service.store
     checks.append({"name": "store", "status": "ok", "detail": f"{redact_url(store.url)} schema {store.schema_version}"})
     integrity = store.integrity_check()
     checks.append({"name": "integrity", "status": "ok" if integrity == "ok" else "fail", "detail": integrity})
-    if service.embedder is None:
-        checks.append({"name": "embedder", "status": "warn", "detail": "none configured: keyword-only recall"})
-    else:
-        health = service.embedder.health()
-        checks.append(
-            {
-                "name": "embedder",
-                "status": "ok" if health.get("ok") else "warn",
-                "detail": f"{health.get('model_id')}: {health.get('detail')}",
-            }
-        )
+    return checks + _embedder_checks(service.embedder, service)
+
+
+def _embedder_checks(embedder: Embedder | None, service: Service | None) -> list[dict[str, Any]]:
+    """The embedder loads and embeds; with a store, every memory has a vector from it."""
+    if embedder is None:
+        return [{"name": "embedder", "status": "warn", "detail": "none configured: keyword-only recall"}]
+    health = embedder.health()
+    checks = [
+        {
+            "name": "embedder",
+            "status": "ok" if health.get("ok") else "warn",
+            "detail": f"{health.get('model_id')}: {health.get('detail')}",
+        }
+    ]
+    if service is not None:
         pending = len(service.reindex_pending(principal=LOCAL_PRINCIPAL))
         checks.append(
             {

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from memmesh.config import Settings, db_override, load_settings
 from memmesh.service import Service
+from memmesh.store.base import Store
 
 app = typer.Typer(
     name="memmesh",
@@ -52,15 +55,86 @@ class State:
             self._settings = load_settings(self.config, overrides=overrides)
         return self._settings
 
-    def service(self) -> Service:
+    def service(self, *, create: bool = False) -> Service:
+        """The service over the configured store. Commands that write pass ``create=True``;
+        every other command fails on a missing store instead of leaving an empty one."""
         if self._service is None:
             from memmesh.compose import build
 
-            self._service = build(self.settings())
+            self._service = build(self.settings(), create=create)
         return self._service
+
+    def finish(self) -> None:
+        """At the end of a command, whatever its outcome: say once that it created a store."""
+        service, self._service = self._service, None
+        if service is not None:
+            announce_created(service.store)
+
+    def writing_service(self, rehearse: Callable[[Service], object] | None = None) -> Service:
+        """The service for a command that writes, creating the store if it is missing.
+
+        A new store is made only once the write is known to go ahead: ``rehearse`` first
+        runs the command's checks against an empty in-memory stand-in, so a refused write
+        (bad input, unreadable source) leaves nothing on disk. Nothing is ever deleted
+        afterwards instead: another process may already be using a store we just made.
+        """
+        from memmesh.errors import NotFoundError
+
+        try:
+            return self.service(create=False)
+        except NotFoundError:
+            if rehearse is not None:
+                rehearse(self.dry_run_service())
+                self._service.store.close()  # type: ignore[union-attr]
+                self._service = None
+            return self.service(create=True)
+
+    def dry_run_service(self) -> Service:
+        """For a dry run: the configured store if it exists, else an empty in-memory,
+        keyword-only stand-in, so the run reports everything as new and creates nothing."""
+        from memmesh.errors import NotFoundError
+
+        try:
+            return self.service(create=False)
+        except NotFoundError:
+            from memmesh.compose import build
+
+            settings = self.settings()
+            stand_in = settings.model_copy(
+                update={
+                    "storage": settings.storage.model_copy(update={"url": "sqlite:///:memory:"}),
+                    "embeddings": settings.embeddings.model_copy(update={"provider": "none"}),
+                }
+            )
+            self._service = build(stand_in)
+            return self._service
 
 
 state = State()
+
+
+def announce_created(store: Store) -> None:
+    """Say once, on stderr, that this command made a new store (a typo in --db shows at once)."""
+    if getattr(store, "created", False) and not getattr(store, "_announced", False):
+        store._announced = True  # type: ignore[attr-defined]
+        from memmesh.config import redact_url
+
+        where = getattr(store, "path", None) or redact_url(store.url)
+        err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)
+
+
+def counting_progress(disable: bool = False) -> Progress:
+    """A progress bar on stderr that shows ``done/total`` (``done/?`` when the total is not
+    known) and the time left, so a long import or migration says how far it is."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=disable,
+    )
 
 
 def to_jsonable(value: Any) -> Any:

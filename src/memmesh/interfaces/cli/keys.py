@@ -6,7 +6,8 @@ import typer
 from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.model import LOCAL_PRINCIPAL, CreatedKey
+from memmesh.service import Service
 
 keys_app = typer.Typer(help="Create, list and revoke API keys (stored hashed; a key is shown once).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
@@ -22,7 +23,11 @@ def create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
-    created = state.service().create_key(agent, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
+
+    def make(service: Service) -> CreatedKey:
+        return service.create_key(agent, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
+
+    created = make(state.writing_service(rehearse=make))  # rehearsed: a refused key creates no store
     if as_json:
         print_json(
             {"key": created.key, "id": created.id, "agent_id": created.agent_id, "role": created.role, "namespaces": created.namespaces}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from memmesh.interfaces.cli.context import app, state
+from memmesh.interfaces.cli.context import announce_created, app, state
 
 
 @app.command("mcp")
@@ -27,8 +27,11 @@ def mcp(
 
     state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
     settings = state.settings()
-    service = state.service()
-    server = create_server(service, settings, Principal(agent_id=settings.mcp.agent_id or None))
+    principal = Principal(agent_id=settings.mcp.agent_id or None)
+    # Rehearsed on a stand-in first, so a bad profile on a new store creates nothing.
+    service = state.writing_service(rehearse=lambda stand_in: create_server(stand_in, settings, principal))
+    server = create_server(service, settings, principal)
+    announce_created(service.store)  # now, not at exit: this command runs until the client leaves
     try:
         server.run("stdio")
     finally:

@@ -64,26 +64,26 @@ def store(
 ) -> None:
     """Store a memory (an identical one in the same namespace is not stored twice)."""
     text = sys.stdin.read() if content == "-" else content
-    memory = state.service().add(
-        {
-            "content": text,
-            "namespace": namespace,
-            "title": title,
-            "tier": tier,
-            "kind": kind,
-            "tags": split_tags(tags) or [],
-            "priority": priority,
-            "confidence": confidence,
-            "source": source,
-            "agent_id": agent_id,
-            "metadata": parse_json_object(metadata, "--metadata") or {},
-            "id": memory_id,
-            "ttl_seconds": ttl,
-            "valid_from": valid_from,
-            "valid_to": valid_to,
-            "on_conflict": on_conflict,
-        },
-        principal=LOCAL_PRINCIPAL,
+    data = {
+        "content": text,
+        "namespace": namespace,
+        "title": title,
+        "tier": tier,
+        "kind": kind,
+        "tags": split_tags(tags) or [],
+        "priority": priority,
+        "confidence": confidence,
+        "source": source,
+        "agent_id": agent_id,
+        "metadata": parse_json_object(metadata, "--metadata") or {},
+        "id": memory_id,
+        "ttl_seconds": ttl,
+        "valid_from": valid_from,
+        "valid_to": valid_to,
+        "on_conflict": on_conflict,
+    }
+    memory = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(data, principal=LOCAL_PRINCIPAL)).add(
+        data, principal=LOCAL_PRINCIPAL
     )
     if as_json:
         print_json(memory)
@@ -274,5 +274,4 @@ def history(memory_id: str = typer.Argument(..., help="The memory's id."), as_js
     if as_json:
         print_json(entries)
         return
-    for entry in entries:
-        console.print(f"{entry.at.isoformat()} {entry.event.value} by {entry.actor or '-'}: {entry.new or entry.old}")
+    render.history_view(entries)

@@ -3,30 +3,43 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import Progress
 
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
-from memmesh.config import db_override
-from memmesh.errors import InvalidInputError
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.config import db_override, redact_url
+from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import migrate, report_dict
-from memmesh.store.base import Store
+from memmesh.store.base import Store, open_store, store_identity
 
 
-def open_url(url: str) -> Store:
-    """A store for a URL (or SQLite file path), with the rest of the configured storage settings."""
+def open_url(url: str, *, create: bool) -> Store:
+    """A store for a URL (or SQLite file path), with the rest of the configured storage
+    settings; ``create`` as in :func:`memmesh.store.base.open_store` (announced once)."""
     settings = state.settings()
     storage = settings.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})
-    return build_store(settings.model_copy(update={"storage": storage}))
+    store = build_store(settings.model_copy(update={"storage": storage}), create=create)
+    announce_created(store)
+    return store
+
+
+def _dry_run_target(url: str) -> Store:
+    """The target of a dry run, opened without creating it; a missing one is stood in for by
+    an empty in-memory store, so the report counts everything as to be written."""
+    try:
+        return open_url(url, create=False)
+    except NotFoundError:
+        stand_in = open_store("sqlite:///:memory:")
+        stand_in.url = redact_url(db_override(url)["storage"]["url"])
+        return stand_in
 
 
 @app.command("migrate")
 def migrate_command(
-    from_url: str = typer.Option(..., "--from", help="Source store URL (sqlite:///… or postgresql://…) or SQLite file."),
+    from_url: str = typer.Option(..., "--from", help="Source store URL (sqlite:///… or postgresql://…) or SQLite file; must exist."),
     to_url: str = typer.Option(..., "--to", help="Target store URL or SQLite file (created and migrated if needed)."),
     batch_size: int = typer.Option(500, "--batch-size", min=1, max=100_000, help="Memories per target transaction."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Read and count everything; write nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Read and count everything; write nothing, create nothing."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Copy every memory, its history, links, tombstones, archive and vectors to another store.
@@ -34,18 +47,19 @@ def migrate_command(
     Exact (ids, timestamps, versions kept) and idempotent: a re-run writes only what is
     missing, so an interrupted migration is resumed by running it again.
     """
-    if db_override(from_url) == db_override(to_url):
+    source_url, target_url = db_override(from_url)["storage"]["url"], db_override(to_url)["storage"]["url"]
+    if store_identity(source_url) == store_identity(target_url):
         raise InvalidInputError("--from and --to name the same store; give two different databases")
-    source = open_url(from_url)
+    source = open_url(from_url, create=False)
     try:
-        target = open_url(to_url)
+        target = _dry_run_target(to_url) if dry_run else open_url(to_url, create=True)
     except BaseException:
         source.close()
         raise
     try:
         now = system_clock()
         total = source.stats(now, now).total
-        with Progress(console=err_console, transient=True) as bar:
+        with counting_progress(as_json) as bar:
             task = bar.add_task("migrating" + (" (dry run)" if dry_run else ""), total=total)
             report = migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
     finally:

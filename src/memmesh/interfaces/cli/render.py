@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from rich.table import Table
+from rich.text import Text
 
 from memmesh.interfaces.cli.context import console
-from memmesh.model import Hit, Memory, Stats
+from memmesh.model import HistoryEntry, Hit, Memory, Stats
 
 
 def _short(text: str, width: int = 80) -> str:
@@ -13,34 +17,90 @@ def _short(text: str, width: int = 80) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def value_text(value: Any) -> str:
+    """One field value for people: text as is, lists comma-joined, objects as compact JSON
+    (never a Python repr such as ``{'k': 1}`` or ``<Tier.long: 'long'>``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ", ".join(value)
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
 def memory_detail(memory: Memory) -> None:
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold cyan")
-    table.add_column()
+    """``get``: one ``field  value`` line per filled field, full id and content."""
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
     for name, value in memory.model_dump(mode="json").items():
         if value in (None, [], {}):
             continue
-        table.add_row(name, str(value))
+        table.add_row(name, value_text(value))
     console.print(table)
 
 
+def history_view(entries: list[HistoryEntry]) -> None:
+    """``history``: a line per change (time, event, actor), then the fields it touched:
+    ``old → new`` for an update, the values for an add, delete or restore."""
+    for entry in entries:
+        console.print(f"{entry.at.isoformat(timespec='seconds')}  [bold]{entry.event.value}[/]  by {entry.actor or '-'}")
+        new, old = entry.new or {}, entry.old or {}
+        names = [n for n in (*new, *(k for k in old if k not in new)) if n not in _QUIET_FIELDS and _filled(new, old, n)]
+        width = max((len(n) for n in names), default=0)
+        for name in names:
+            if name in new and name in old:
+                text = f"{_short(value_text(old[name]), HISTORY_WIDTH)} → {_short(value_text(new[name]), HISTORY_WIDTH)}"
+            else:
+                text = _short(value_text(new.get(name, old.get(name))), HISTORY_WIDTH)
+            if text:
+                console.print(f"    {name:<{width}}  {text}", markup=False, highlight=False)
+
+
+HISTORY_WIDTH = 300
+"""History is where old values are looked up: show them nearly whole (``--json`` has all)."""
+
+
+def _filled(new: dict[str, Any], old: dict[str, Any], name: str) -> bool:
+    return new.get(name) is not None or old.get(name) is not None
+
+
+_QUIET_FIELDS = {"id", "content_hash", "created_at", "updated_at", "expires_at", "valid_from", "valid_to", "source", "confidence"}
+"""Fields a history line leaves out for an add/delete snapshot (``--json`` has them all)."""
+
+
+def _id_column(table: Table, ids: list[str]) -> None:
+    """Ids are never cut or wrapped: a table is where people copy them from into ``get``."""
+    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
+
+
+def _content_cell(text: str) -> Text:
+    """One line of content, cut with … to whatever width the table can spare: the content
+    column is the only one that gives way, so ids, namespaces and tags stay whole."""
+    return Text(_short(text), no_wrap=True, overflow="ellipsis")
+
+
 def memory_table(memories: list[Memory], title: str | None = None) -> None:
-    table = Table(title=title)
-    for column in ("id", "namespace", "tier", "tags", "content"):
-        table.add_column(column, overflow="fold" if column == "id" else "ellipsis")
+    table = Table(title=title, show_edge=False)
+    _id_column(table, [m.id for m in memories])
+    table.add_column("namespace", overflow="fold", min_width=9)
+    table.add_column("tier", no_wrap=True)
+    table.add_column("tags", overflow="fold", min_width=4)
+    table.add_column("content", min_width=8)
     for m in memories:
-        table.add_row(m.id, m.namespace, m.tier.value, ",".join(m.tags), _short(m.content))
+        table.add_row(m.id, m.namespace, m.tier.value, ",".join(m.tags), _content_cell(m.content))
     console.print(table)
 
 
 def hit_table(hits: list[Hit], explain: bool = False) -> None:
-    table = Table()
-    for column in ("score", "id", "namespace", "content"):
-        table.add_column(column)
+    table = Table(show_edge=False)
+    table.add_column("score", no_wrap=True)
+    _id_column(table, [h.memory.id for h in hits])
+    table.add_column("namespace", overflow="fold", min_width=9)
+    table.add_column("content", min_width=12)
     if explain:
-        table.add_column("explain")
+        table.add_column("explain", min_width=16)
     for h in hits:
-        row = [f"{h.score:.3f}", h.memory.id, h.memory.namespace, _short(h.memory.content)]
+        row: list[str | Text] = [f"{h.score:.3f}", h.memory.id, h.memory.namespace, _content_cell(h.memory.content)]
         if explain and h.explain:
             row.append(" ".join(f"{k}={v:.3f}" for k, v in h.explain.items()))
         table.add_row(*row)

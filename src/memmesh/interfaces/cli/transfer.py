@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from memmesh.errors import InvalidInputError
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.importers import (
     ImportReport,
     LegacyTable,
@@ -24,7 +25,8 @@ from memmesh.io.importers import (
     import_mem0_history,
 )
 from memmesh.io.jsonl import count_exportable, export_lines, import_records, parse_lines
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.model import LOCAL_PRINCIPAL, Principal
+from memmesh.service import Service
 
 
 @app.command("export")
@@ -34,9 +36,12 @@ def export(
 ) -> None:
     """Write every memory (with history) and link as JSON Lines: a lossless copy."""
     service = state.service()
-    handle = out.open("w", encoding="utf-8") if out else sys.stdout
     try:
-        with Progress(console=err_console, disable=out is None, transient=True) as bar:
+        handle = out.open("w", encoding="utf-8") if out else sys.stdout
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write the export to {out}: {exc.strerror}; check the path (--out)") from None
+    try:
+        with counting_progress(out is None) as bar:
             task = bar.add_task("exporting", total=count_exportable(service, principal=LOCAL_PRINCIPAL))
             for line in export_lines(service, namespace, principal=LOCAL_PRINCIPAL):
                 handle.write(line + "\n")
@@ -130,52 +135,56 @@ def import_(
             raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
         _import_jsonl(text.read().splitlines(), dry_run, as_json)
         return
-    service = state.service()
-    principal = service.authenticate(key, require=True) if key is not None else LOCAL_PRINCIPAL
-    with Progress(console=err_console, disable=as_json or not err_console.is_terminal, transient=True) as bar:
-        task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
+    spec = LegacyTable(
+        url=source,
+        table=table or "",
+        id_col=id_col,
+        content_col=content_col,
+        tenant_col=tenant_col,
+        namespace_template=namespace_template,
+        namespace=namespace,
+        kind=kind,
+        source=written_by,
+        tier=tier,
+        mark_col=mark_col,
+        id_prefix=id_prefix,
+        add_mark_col=add_mark_column,
+    )
+
+    def run(service: Service, read_only: bool, progress: Callable[[int], None], principal: Principal) -> ImportReport:
+        """One pass of the chosen importer (``read_only``: a dry run, for real or as a rehearsal)."""
         common: dict[str, Any] = {
             "namespace": namespace,
             "tier": tier,
-            "dry_run": dry_run,
+            "dry_run": read_only,
             "sample": spot,
-            "progress": lambda n: bar.advance(task, n),
+            "progress": progress,
             "principal": principal,
         }
         if chosen == "mcp-memory":
-            report = import_mcp_memory(service, text.read(), source=source, **common)
-        elif chosen == "mem0":
-            report = import_mem0(service, text.read(), source=source, **common)
-        elif chosen == "mem0-history":
-            report = import_mem0_history(service, source, **common)
-        elif chosen == "basic-memory":
-            report = import_basic_memory(service, source, **common)
-        else:
-            spec = LegacyTable(
-                url=source,
-                table=table or "",
-                id_col=id_col,
-                content_col=content_col,
-                tenant_col=tenant_col,
-                namespace_template=namespace_template,
-                namespace=namespace,
-                kind=kind,
-                source=written_by,
-                tier=tier,
-                mark_col=mark_col,
-                id_prefix=id_prefix,
-                add_mark_col=add_mark_column,
-            )
-            report = import_legacy(
-                service,
-                spec,
-                dry_run=dry_run,
-                check_only=check_only,
-                batch_size=batch_size,
-                sample=spot,
-                progress=common["progress"],
-                principal=principal,
-            )
+            return import_mcp_memory(service, text.read(), source=source, **common)
+        if chosen == "mem0":
+            return import_mem0(service, text.read(), source=source, **common)
+        if chosen == "mem0-history":
+            return import_mem0_history(service, source, **common)
+        if chosen == "basic-memory":
+            return import_basic_memory(service, source, **common)
+        check = check_only or read_only
+        return import_legacy(
+            service, spec, dry_run=read_only, check_only=check, batch_size=batch_size, sample=spot, progress=progress, principal=principal
+        )
+
+    if key is not None:  # the key lives in the store, so the store must exist already
+        service = state.service()
+        principal = service.authenticate(key, require=True)
+    elif dry_run or check_only:
+        service, principal = state.dry_run_service(), LOCAL_PRINCIPAL
+    else:  # a new store is made only after a read-only rehearsal shows the source can be imported
+        service = state.writing_service(rehearse=lambda stand_in: run(stand_in, True, lambda n: None, LOCAL_PRINCIPAL))
+        principal = LOCAL_PRINCIPAL
+    with counting_progress(as_json or not err_console.is_terminal) as bar:
+        task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
+        report = run(service, dry_run, lambda n: bar.advance(task, n), principal)
     if as_json:
         print_json(report)
     else:
@@ -205,11 +214,15 @@ class _TextSource:
 
 def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
     records = parse_lines(lines)
-    with Progress(console=err_console, disable=as_json, transient=True) as bar:
+    with counting_progress(as_json) as bar:
         task = bar.add_task("importing", total=len(records))
-        report = import_records(
-            state.service(), records, dry_run=dry_run, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL
+        # A real import is rehearsed on an empty stand-in first: a record that would be refused creates no store.
+        service = (
+            state.dry_run_service()
+            if dry_run
+            else state.writing_service(rehearse=partial(import_records, records=records, principal=LOCAL_PRINCIPAL))
         )
+        report = import_records(service, records, dry_run=dry_run, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(report)
     else:

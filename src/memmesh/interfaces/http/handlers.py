@@ -44,6 +44,11 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def json_option(name: str, value: str) -> str:
+    """How a fix reads to an HTTP client: the request body field, ``"on_conflict": "update"``."""
+    return f'"{name}": "{value}"'
+
+
 async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MemmeshError)
     headers = {}
@@ -52,7 +57,7 @@ async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = retry_after_header(retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="memmesh"'
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+    return JSONResponse(exc.to_dict(json_option), status_code=exc.http_status, headers=headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

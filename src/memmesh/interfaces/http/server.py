@@ -14,8 +14,11 @@ has committed before the response was sent.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import logging
 import os
+import socket
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -27,6 +30,7 @@ from memmesh.errors import ConfigError
 from memmesh.interfaces.http import logs
 from memmesh.interfaces.http.app import create_app
 from memmesh.interfaces.http.timeouts import protocol_for
+from memmesh.service import Service
 
 GRACEFUL_SHUTDOWN_S = 30
 
@@ -50,6 +54,40 @@ def check_bind(host: str, keys_exist: bool, insecure: bool) -> None:
         )
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail with one clear line when the port is taken, before any store is opened; uvicorn
+    would otherwise bury the cause in its own log lines and exit with an undocumented code."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use (another memmesh serve?); stop that process or pick another port with --port"
+                ) from None
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
+
+
+def start_line(settings: Settings, service: Service) -> str:
+    """What ``memmesh serve`` says once at start: which store (password hidden), where, and
+    who may call it, so a wrong --db or an open server is seen at once."""
+    server, auth = settings.server, settings.auth
+    if service.auth_enabled():
+        mode = "API key required"
+    elif auth.require_auth:
+        mode = "API key required (--require-auth), but none exists yet: create one with `memmesh keys create`"
+    elif not is_loopback(server.host):
+        mode = "OPEN to the network, no API keys (--insecure)"
+    else:
+        mode = "open on loopback, no API keys yet (the first `memmesh keys create` turns keys on)"
+    new = " (new database)" if getattr(service.store, "created", False) else ""
+    return f"memmesh serving {settings.display_url}{new} at http://{server.host}:{server.port}; auth: {mode}"
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """``MEMMESH_*`` variables that reproduce ``settings`` in a worker process."""
     env = {"MEMMESH_DATA_DIR": str(settings.data_dir)}
@@ -66,9 +104,11 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
 
     server = settings.server
     logs.configure(server.log_json)
-    service = build(settings)
+    check_port(server.host, server.port)
+    service = build(settings, create=True)
     try:
         check_bind(server.host, service.auth_enabled(), settings.auth.insecure)
+        logging.getLogger("memmesh.serve").info(start_line(settings, service))
         common: dict[str, Any] = {
             "host": server.host,
             "port": server.port,

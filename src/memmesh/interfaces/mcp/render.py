@@ -101,10 +101,15 @@ def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
         raise InvalidInputError(describe_validation_error(exc)) from None
 
 
+def tool_argument(name: str, value: str) -> str:
+    """How a fix reads to an MCP client: the tool argument, ``on_conflict="update"``."""
+    return f'{name}="{value}"'
+
+
 def error_result(exc: MemmeshError) -> CallToolResult:
     """The one mapping of memmesh errors to MCP: an isError result, the CLI's message."""
     return CallToolResult(
-        content=[TextContent(type="text", text=f"error: {exc.message}")],
-        structured_content=exc.to_dict(),
+        content=[TextContent(type="text", text=f"error: {exc.message_for(tool_argument)}")],
+        structured_content=exc.to_dict(tool_argument),
         is_error=True,
     )

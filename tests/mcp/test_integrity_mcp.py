@@ -1,0 +1,27 @@
+"""A fix hint in an MCP tool error names the tool argument, not a CLI flag or Python keyword."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import McpEnv
+
+
+def test_title_conflict_hint_speaks_tool_arguments(mcp_env: McpEnv) -> None:
+    async def scenario() -> None:
+        async with mcp_env.client() as client:
+            first = await client.ok("memory_store", content="retro every other Friday", title="retro", namespace="team")
+            clash = await client.call("memory_store", content="retro every Thursday", title="retro", namespace="team")
+            assert clash.is_error
+            assert clash.text == (
+                f"error: namespace 'team' already has a memory titled 'retro' ({first['id']}); "
+                'pass on_conflict="update" or on_conflict="version"'
+            )
+            details = clash.structured["error"]["details"]  # type: ignore[index]
+            assert details["existing_id"] == first["id"] and details["retry_with"] == {"on_conflict": ["update", "version"]}
+            fixed = await client.ok("memory_store", content="retro every Thursday", title="retro", namespace="team", on_conflict="update")
+            assert fixed["id"] == first["id"]
+
+    asyncio.run(scenario())
