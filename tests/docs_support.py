@@ -16,7 +16,8 @@ The conventions, written down once (docs/contributing-docs.md says the same for 
   page's previous one) on a free port, and waits until ``/healthz`` answers; in every example
   of the page, ``9077`` and the ``--port`` of serve lines become that port.
 - ``mm_…`` stands for the API key most recently printed on the page (by ``memmesh keys
-  create``); the harness substitutes it.
+  create``), and ``3f9c2a1b7d4e`` (the key id the pages show) for that key's id; the harness
+  substitutes both.
 - Markers are HTML comments on the line(s) right above a fence:
   ``<!-- docs-test: skip REASON -->`` (the only way to not run an example; REASON is required)
   and ``<!-- docs-test: validate dotted.path.Model -->`` (for a json block).
@@ -49,6 +50,7 @@ SHELL_LANGS = {"bash", "sh", "shell"}
 RUN_LANGS = SHELL_LANGS | {"console", "python", "toml", "json"}
 MARKER_KINDS = {"skip", "validate"}
 KEY_PLACEHOLDER = "mm_…"
+KEY_ID_PLACEHOLDER = "3f9c2a1b7d4e"
 DOC_PORT = "9077"
 EXAMPLE_TIMEOUT_S = 180
 
@@ -185,7 +187,7 @@ class PageRun:
     def substitute(self, text: str) -> str:
         text = text.replace(DOC_PORT, str(self.port))
         if self.key:
-            text = text.replace(KEY_PLACEHOLDER, self.key)
+            text = text.replace(KEY_PLACEHOLDER, self.key).replace(KEY_ID_PLACEHOLDER, self.key.split("_")[1])
         return text
 
     def note_output(self, text: str) -> None:
@@ -213,7 +215,12 @@ class PageRun:
         script = self.cwd / f"_docs_example_{example.line}.py"
         script.write_text(self.substitute(example.code), encoding="utf-8")
         proc = subprocess.run(
-            [sys.executable, script.name], cwd=self.cwd, env=self.env, capture_output=True, timeout=EXAMPLE_TIMEOUT_S
+            [sys.executable, script.name],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=EXAMPLE_TIMEOUT_S,
         )
         out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
         self.note_output(out)
@@ -271,6 +278,7 @@ class PageRun:
             cwd=self.cwd,
             env=self.env,
             capture_output=True,
+            stdin=subprocess.DEVNULL,
             timeout=EXAMPLE_TIMEOUT_S,
         )
         out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
@@ -286,6 +294,8 @@ class PageRun:
     def start_server(self, line: str) -> str | None:
         self.stop_server()
         args = shlex.split(self.substitute(line), comments=True)
+        if args and args[-1] == "&":  # "memmesh serve &": the harness runs it in the background anyway
+            args.pop()
         if "--port" in args:
             args[args.index("--port") + 1] = str(self.port)
         else:

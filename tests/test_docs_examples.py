@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.docs_support import PAGES, ROOT, DocsError, collect, run_page
+from tests.docs_support_fixtures import PAGE_SETUP
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_on_the_page_runs(page: Path) -> None:
-    failures, skipped = run_page(page)
+    failures, skipped = run_page(page, PAGE_SETUP.get(page.name))
     print("\n".join(["skipped (marked in the page):", *skipped]) if skipped else "nothing skipped")
     assert not failures, "examples that break:\n" + "\n".join(str(f) for f in failures)
 
@@ -58,7 +59,7 @@ def test_a_broken_example_fails_with_page_and_line(tmp_path: Path) -> None:
 
     text = (
         "# t\n\n```bash\necho fine\nmemmesh get no-such-id\n```\n\n"
-        "```python\nimport memmesh\nraise ValueError(\"boom\")\n```\n\n"
+        '```python\nimport memmesh\nraise ValueError("boom")\n```\n\n'
         "```toml\n[storage]\nulr = 'x'\n```\n\n"
         '```json\n{"a": 1,}\n```\n\n'
         "<!-- docs-test: validate memmesh.interfaces.http.schemas.ErrorBody -->\n"
