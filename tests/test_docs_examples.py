@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from tests.docs_support import PAGES, ROOT, DocsError, collect, run_page
 from tests.docs_support_fixtures import PAGE_SETUP
 
