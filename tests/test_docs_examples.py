@@ -73,3 +73,29 @@ def test_a_broken_example_fails_with_page_and_line(tmp_path: Path) -> None:
     where = [f.where for f in failures]
     assert where == [f"{page.name}:{n}" for n in (4, 9, 14, 19, 24)], failures
     assert "page line 5" in failures[0].message and "page line 10" in failures[1].message
+
+
+def _gen_docs():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_docs", ROOT / "scripts" / "gen_docs.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_reference_sections_are_up_to_date() -> None:
+    """CLI help, settings, HTTP routes and MCP tools in docs/ are what the code says today."""
+    gen = _gen_docs()
+    stale = sorted(str(page.relative_to(ROOT)) for page in gen.stale_pages())
+    assert stale == [], f"generated sections are stale in {stale}; run `{gen.COMMAND}` and commit the result"
+
+
+def test_a_stale_region_is_detected() -> None:
+    gen = _gen_docs()
+    page = ROOT / "docs" / "configuration.md"
+    text = page.read_text(encoding="utf-8")
+    edited = text.replace("| `storage.pool_size` |", "| `storage.pool_sise` |")
+    assert edited != text
+    assert gen.render(page, edited, {}) == gen.render(page, text, {}) == text
