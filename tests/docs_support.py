@@ -1,6 +1,6 @@
 """Run the examples of README.md and docs/*.md as a new user would, in page order.
 
-The conventions, written down once (docs/contributing-docs.md says the same for writers):
+The conventions, written down once (docs/writing-docs.md says the same for writers):
 
 - An *example* is a fenced block tagged ``bash``, ``sh``, ``shell``, ``console``, ``python``,
   ``toml`` or ``json``. Untagged fences (and ``text``) are illustrations: output, formulas.
