@@ -3,7 +3,8 @@
 The conventions, written down once (docs/writing-docs.md says the same for writers):
 
 - An *example* is a fenced block tagged ``bash``, ``sh``, ``shell``, ``console``, ``python``,
-  ``toml`` or ``json``. Untagged fences (and ``text``) are illustrations: output, formulas.
+  ``toml`` or ``json``. ``text`` and ``markdown`` fences are illustrations (output, formulas);
+  an untagged fence or another language is an error, so nothing escapes the harness unmarked.
 - ``bash``/``sh``/``shell`` blocks run as one bash script (``set -eo pipefail``); ``console``
   blocks run their ``$ `` lines and ignore the rest (it is output). ``curl`` runs with
   ``--fail-with-body``, so an HTTP error fails the example.
@@ -48,6 +49,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 SHELL_LANGS = {"bash", "sh", "shell"}
 RUN_LANGS = SHELL_LANGS | {"console", "python", "toml", "json"}
+SHOW_LANGS = {"text", "markdown"}  # output, formulas, marker syntax: shown, never run
 MARKER_KINDS = {"skip", "validate"}
 KEY_PLACEHOLDER = "mm_…"
 KEY_ID_PLACEHOLDER = "3f9c2a1b7d4e"
@@ -125,6 +127,11 @@ def collect(page: Path) -> list[Example]:
             i += 1
         if i >= len(lines):
             raise DocsError(f"{rel}:{start + 1}: fence is never closed")
+        if lang not in RUN_LANGS | SHOW_LANGS:
+            # An untagged or unknown fence would silently not run: the skip marker must stay
+            # the only way not to run an example.
+            known = ", ".join(sorted(RUN_LANGS | SHOW_LANGS))
+            raise DocsError(f"{rel}:{start + 1}: fence language {lang or '(none)'!r} is not one the harness knows ({known})")
         examples.append(Example(page, start + 2, lang, "\n".join(body) + "\n", dict(pending)))
         pending = {}
         i += 1

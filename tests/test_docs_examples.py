@@ -40,6 +40,8 @@ def test_the_collector_refuses_bad_markers(tmp_path: Path) -> None:
         "no reason": "<!-- docs-test: skip -->\n```bash\necho\n```\n",
         "not above a fence": "<!-- docs-test: skip reason -->\n\ntext\n```bash\necho\n```\n",
         "unclosed": "```bash\necho\n",
+        "untagged fence": "```\necho\n```\n",
+        "unknown language": "```yaml\na: 1\n```\n",
     }
     for name, text in cases.items():
         page = support.ROOT / f"_docs_collector_case_{tmp_path.name}.md"
