@@ -49,6 +49,7 @@ def _first_paragraph(doc: str | None) -> str:
 
 
 HELP_WIDTH = "100"
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def cli_help() -> str:
@@ -65,13 +66,23 @@ def cli_help() -> str:
         result = CliRunner().invoke(app, [*path, "--help"], env=env)
         if result.exit_code != 0:
             raise SystemExit(f"`memmesh {' '.join(path)} --help` failed: {result.output}")
-        text = "\n".join(line.rstrip() for line in result.output.strip("\n").splitlines())
+        plain = _ANSI.sub("", result.output)  # FORCE_COLOR / GITHUB_ACTIONS make rich colour even here
+        text = "\n".join(line.rstrip() for line in plain.strip("\n").splitlines())
         out.append(f"### `{' '.join(['memmesh', *path])}`\n\n```text\n{inspect.cleandoc(text)}\n```\n")
         for name, sub in getattr(command, "commands", {}).items():
             if not getattr(sub, "hidden", False):
                 walk(sub, [*path, name])
 
-    walk(typer.main.get_command(app), [])
+    from typer import rich_utils
+
+    # Read once by typer from the environment (FORCE_COLOR, GITHUB_ACTIONS, TERMINAL_WIDTH):
+    # pinned here so the text is the same on every machine.
+    forced, width = rich_utils.FORCE_TERMINAL, rich_utils.MAX_WIDTH
+    rich_utils.FORCE_TERMINAL, rich_utils.MAX_WIDTH = False, int(HELP_WIDTH)
+    try:
+        walk(typer.main.get_command(app), [])
+    finally:
+        rich_utils.FORCE_TERMINAL, rich_utils.MAX_WIDTH = forced, width
     return "\n".join(out)
 
 
