@@ -173,7 +173,8 @@ class PageRun:
         self.server: subprocess.Popen[bytes] | None = None
         self.server_log = root / "server.log"
         bin_dir = str(Path(sys.executable).parent)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMMESH_", "XDG_", "PYTEST_", "COV_"))}
+        skip = ("MEMMESH_", "XDG_", "PYTEST_", "COV_", "FORCE_COLOR", "PY_COLORS", "TERMINAL_WIDTH")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
         env.update(
             {
                 "HOME": str(self.home),
