@@ -80,3 +80,25 @@ def test_passwords_in_store_urls_are_never_printed(cli) -> None:
     result = cli("--db", "postgresql://alice:hunter2@127.0.0.1:1/memmesh", "doctor", "--json")
     assert "hunter2" not in result.out + result.err
     assert result.code == 1
+
+
+@pytest.mark.parametrize("section", ["storage", "embeddings", "server", "auth", "mcp"])
+@pytest.mark.parametrize("key", ["api_key", "token", "password"])
+def test_inline_secret_advice_names_only_real_keys(tmp_path: Path, section: str, key: str) -> None:
+    """Following the inline-secret error's advice must not lead to an "unknown key" error."""
+    import re
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[{section}]\n{key} = 'sk-1'\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, env={})
+    message = str(info.value)
+    assert "inline secret" in message
+    suggested = re.findall(r"\[(\w+)\] (\w+_(?:env|file))\b", message) or [
+        (section, k) for k in re.findall(r"\b(\w+_(?:env|file)) =", message)
+    ]
+    assert suggested, message
+    for where, name in suggested:
+        value = "/tmp/key" if name.endswith("_file") else "SOME_VAR"
+        config.write_text(f"[{where}]\n{name} = '{value}'\n")
+        load_settings(config, env={})  # a real key: no ConfigError

@@ -281,11 +281,24 @@ def _read_file(path: Path) -> dict[str, Any]:
         if isinstance(values, dict):
             for key, value in values.items():
                 if key in SECRET_KEYS and value:
-                    raise ConfigError(
-                        f"config file {path}: [{section}] {key} holds an inline secret; remove it and set "
-                        f'{key}_env = "ENV_VAR_NAME" or {key}_file = "/path/to/file" instead'
-                    )
+                    raise ConfigError(f"config file {path}: [{section}] {key} holds an inline secret; {_secret_advice(section, key)}")
     return data
+
+
+def _secret_advice(section: str, key: str) -> str:
+    """What to write instead of an inline secret: only key names that really exist, so the
+    advice cannot lead to an "unknown key" error next."""
+    model = Settings.model_fields.get(section)
+    fields = getattr(model.annotation, "model_fields", {}) if model else {}
+    if f"{key}_env" in fields and f"{key}_file" in fields:
+        return f'remove it and set {key}_env = "ENV_VAR_NAME" or {key}_file = "/path/to/file" instead'
+    holders = [
+        f"[{name}] {field}"
+        for name, info in Settings.model_fields.items()
+        for field in getattr(info.annotation, "model_fields", {})
+        if field.endswith(("_env", "_file"))
+    ]
+    return f"remove it: [{section}] takes no secret (secrets are read only through {', '.join(holders)})"
 
 
 def _from_env(env: Mapping[str, str], origins: dict[str, str] | None = None) -> dict[str, Any]:

@@ -16,6 +16,9 @@ def _error(response, status: int, code: str = "invalid_input") -> dict:
     error = response.json()["error"]
     assert error["code"] == code and isinstance(error["message"], str) and error["message"]
     assert isinstance(error["details"], dict)
+    if status == 422:  # docs/http.md: every 422 lists {loc, message, type} in details.errors
+        errors = error["details"].get("errors")
+        assert errors and all(set(e) == {"loc", "message", "type"} and e["message"] for e in errors), error
     return error
 
 

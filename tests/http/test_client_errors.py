@@ -56,3 +56,21 @@ def socket_closed_port():
         yield port
 
     return closed()
+
+
+@pytest.mark.parametrize("key", ["mm_…", "mm_abc_déf", "not a key", "mm_", "Bearer mm_1_2", "mm_1_2 3", "mm_1_\t2"])
+def test_a_malformed_api_key_is_named_not_a_unicode_crash(key: str) -> None:
+    """The README's placeholder ``mm_…`` copied literally used to crash in httpx with
+    UnicodeEncodeError; both clients now say the key is malformed before any request."""
+    from memmesh import AsyncClient
+    from memmesh.errors import AuthError
+
+    for cls in (Client, AsyncClient):
+        with pytest.raises(AuthError, match="the API key is malformed"):
+            cls("http://127.0.0.1:9", api_key=key)
+
+
+def test_a_well_formed_key_is_accepted_with_surrounding_whitespace() -> None:
+    client = Client("http://127.0.0.1:9", api_key=" mm_0123456789ab_secret-part \n")
+    assert client._headers["Authorization"] == "Bearer mm_0123456789ab_secret-part"
+    client.close()

@@ -25,6 +25,7 @@ import httpx
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
 
+from memmesh.access import split_key
 from memmesh.clock import new_id
 from memmesh.errors import (
     AuthError,
@@ -207,6 +208,18 @@ def _segment(value: str) -> str:
     return value
 
 
+def _checked_key(api_key: str) -> str:
+    """The key, if it is shaped like one; a placeholder copied from the docs (``mm_…``) or a key
+    with stray characters would otherwise fail deep inside httpx with a UnicodeEncodeError."""
+    text = api_key.strip() if isinstance(api_key, str) else ""
+    if not (text.isascii() and text.isprintable() and " " not in text and split_key(text)):
+        raise AuthError(
+            "the API key is malformed: expected mm_<id>_<secret>, the text `memmesh keys create` printed once "
+            "(a placeholder such as mm_… from the docs is not a key)"
+        )
+    return text
+
+
 class _Base:
     def __init__(self, base_url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float) -> None:
         self.base_url = base_url.rstrip("/")
@@ -214,7 +227,7 @@ class _Base:
         self.max_retry_wait = max_retry_wait
         self._headers = {"Accept": "application/json", "User-Agent": "memmesh-client"}
         if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+            self._headers["Authorization"] = f"Bearer {_checked_key(api_key)}"
         self._timeout = timeout
 
     def _outcome(self, call: _Call[T], response: httpx.Response, attempt: int) -> tuple[bool, T | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from memmesh.config import db_override
 from memmesh.interfaces.cli.context import announce_created, app, state
 
 
@@ -20,12 +21,21 @@ def mcp(
         "--agent-id",
         help="Agent id recorded as the writer of every memory (env MEMMESH_MCP_AGENT_ID, config [mcp] agent_id).",
     ),
+    db: str = typer.Option(None, "--db", help="Database URL or SQLite file path (overrides the global --db)."),
+    config: str = typer.Option(None, "--config", help="Config file (overrides the global --config)."),
 ) -> None:
-    """Serve memory over MCP on stdin/stdout until the client closes the connection."""
-    from memmesh.interfaces.mcp import create_server
+    """Serve memory over MCP on stdin/stdout until the client closes the connection.
+
+    Every request read before stdin closes is answered before the process exits.
+    """
+    from memmesh.interfaces.mcp import create_server, run_stdio
     from memmesh.model import Principal
 
-    state.extra_overrides["mcp"] = {"profile": profile, "agent_id": agent_id}
+    # Accepted after the subcommand too, like ``serve --db``: client configs put every
+    # argument after ``mcp`` (``"args": ["mcp", "--db", …]``).
+    if config is not None:
+        state.config = config
+    state.extra_overrides.update({**db_override(db), "mcp": {"profile": profile, "agent_id": agent_id}})
     settings = state.settings()
     principal = Principal(agent_id=settings.mcp.agent_id or None)
     # Rehearsed on a stand-in first, so a bad profile on a new store creates nothing.
@@ -33,6 +43,6 @@ def mcp(
     server = create_server(service, settings, principal)
     announce_created(service.store)  # now, not at exit: this command runs until the client leaves
     try:
-        server.run("stdio")
+        run_stdio(server)
     finally:
         service.store.close()

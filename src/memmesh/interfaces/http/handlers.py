@@ -57,7 +57,12 @@ async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = retry_after_header(retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="memmesh"'
-    return JSONResponse(exc.to_dict(json_option), status_code=exc.http_status, headers=headers)
+    body = exc.to_dict(json_option)
+    if exc.http_status == 422 and "errors" not in body["error"]["details"]:
+        # Every 422 lists its errors (docs/http.md), whether FastAPI or the core found them:
+        # a client handles one shape. The core's message already names the field.
+        body["error"]["details"] = {**body["error"]["details"], "errors": [{"loc": [], "message": exc.message, "type": exc.code}]}
+    return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["McpHttpApp", "McpMount", "create_server", "http_app"]
+__all__ = ["McpHttpApp", "McpMount", "create_server", "http_app", "run_stdio"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("McpHttpApp", "create_server", "http_app"):
+    if name in ("McpHttpApp", "create_server", "http_app", "run_stdio"):
         from memmesh.interfaces.mcp import server
 
         return getattr(server, name)

@@ -16,11 +16,13 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
@@ -39,6 +41,9 @@ from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_
 from memmesh.interfaces.mcp.tools import MemoryTools, current_principal, tool_methods
 from memmesh.model import Principal, describe_validation_error
 from memmesh.service import Service
+
+if TYPE_CHECKING:
+    from mcp.shared.message import SessionMessage
 
 INSTRUCTIONS = """memmesh is your long-term memory, shared with other agents and sessions.
 At the start of a task call memory_session_start (or memory_recall) to see what is already known;
@@ -294,3 +299,122 @@ async def _send_error(send: Send, exc: MemmeshError) -> None:
 def http_app(service: Service, settings: Settings | None, resolve: PrincipalResolver, **options: Any) -> McpHttpApp:
     """The ASGI app for ``/mcp`` (see :class:`McpHttpApp`); mount it and run its ``lifespan()``."""
     return McpHttpApp(service, settings, resolve, **options)
+
+
+DRAIN_TIMEOUT_S = 30.0
+"""How long, after stdin closes, the stdio server waits for the answers still owed."""
+
+
+def run_stdio(server: MCPServer, *, drain_timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Serve ``server`` on stdin/stdout until stdin closes, then answer what was read, then exit.
+
+    The SDK's stdio loop ends the session as soon as stdin reaches EOF, cancelling the
+    handlers still running, so a client that writes its last request and closes stdin
+    (a script, ``echo … | memmesh mcp``) sometimes never gets that reply. Here the read
+    side reports EOF to the SDK only once every request read has been answered (or
+    ``drain_timeout_s`` passed, for a request that never answers, e.g. one the client
+    cancelled).
+    """
+    anyio.run(_run_stdio_async, server, drain_timeout_s)
+
+
+async def _run_stdio_async(server: MCPServer, drain_timeout_s: float) -> None:
+    from mcp.server.stdio import stdio_server
+
+    lowlevel = server._lowlevel_server  # the SDK's own run_stdio_async uses it the same way
+    async with stdio_server() as (read_stream, write_stream):
+        owed = _OwedReplies(drain_timeout_s)
+        await lowlevel.run(owed.reader(read_stream), owed.writer(write_stream), lowlevel.create_initialization_options())
+
+
+class _OwedReplies:
+    """Request ids read from the client and not answered yet, shared by the two stream wrappers."""
+
+    def __init__(self, drain_timeout_s: float) -> None:
+        self.pending: set[Any] = set()
+        self.changed = anyio.Event()
+        self.drain_timeout_s = drain_timeout_s
+
+    def reader(self, inner: Any) -> _DrainingReader:
+        return _DrainingReader(inner, self)
+
+    def writer(self, inner: Any) -> _AnsweringWriter:
+        return _AnsweringWriter(inner, self)
+
+    def read(self, item: Any) -> None:
+        message = getattr(item, "message", None)
+        if getattr(message, "method", None) is not None and getattr(message, "id", None) is not None:
+            self.pending.add(message.id)
+
+    def answered(self, item: Any) -> None:
+        message = getattr(item, "message", None)
+        if getattr(message, "method", None) is None and getattr(message, "id", None) is not None:
+            self.pending.discard(message.id)
+            self.changed.set()
+
+    async def drained(self) -> None:
+        """Wait until nothing is owed, at most ``drain_timeout_s``."""
+        with anyio.move_on_after(self.drain_timeout_s if self.drain_timeout_s > 0 else math.inf):
+            while self.pending:
+                self.changed = anyio.Event()
+                await self.changed.wait()
+
+
+class _DrainingReader:
+    """The stdin message stream, holding back end-of-stream until every request is answered."""
+
+    def __init__(self, inner: Any, owed: _OwedReplies) -> None:
+        self.inner = inner
+        self.owed = owed
+
+    @property
+    def last_context(self) -> Any:
+        return getattr(self.inner, "last_context", None)
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            item = await self.inner.receive()
+        except anyio.EndOfStream:
+            await self.owed.drained()
+            raise
+        self.owed.read(item)
+        return item
+
+    def __aiter__(self) -> _DrainingReader:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _DrainingReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _AnsweringWriter:
+    """The stdout message stream, noting each answer so the reader knows what is still owed."""
+
+    def __init__(self, inner: Any, owed: _OwedReplies) -> None:
+        self.inner = inner
+        self.owed = owed
+
+    async def send(self, item: SessionMessage) -> None:
+        await self.inner.send(item)
+        self.owed.answered(item)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _AnsweringWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
