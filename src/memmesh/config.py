@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memmesh.errors import ConfigError
 from memmesh.model import Kind
@@ -81,6 +81,12 @@ class RecallSettings(_Section):
         default_factory=lambda: sorted(_RANK.context_kinds),
         description="kinds that form a sequence (conversation turns, episodes): only they get write-order context",
     )
+
+    @field_validator("context_kinds", mode="before")
+    @classmethod
+    def _kinds_from_text(cls, value: Any) -> Any:
+        """``MEMMESH_RECALL_CONTEXT_KINDS=message,episode`` (a comma list; empty = no context)."""
+        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value
 
 
 class LimitsSettings(_Section):

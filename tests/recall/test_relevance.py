@@ -117,3 +117,14 @@ def test_cli_search_matches_python_search(cli) -> None:
     assert json.loads(cli("search", "whiskers", "--json").out)["hits"][0]["memory"]["id"] == stored["id"]
     assert json.loads(cli("search", "dog", "--json").out)["hits"] == []
     assert json.loads(cli("get", stored["id"], "--json").out)["access_count"] == 0
+
+
+def test_context_kinds_from_the_environment(cli) -> None:
+    bad = cli("recall", "anything", extra_env={"MEMMESH_RECALL_CONTEXT_KINDS": "message,chat"})
+    assert bad.code != 0 and "recall.context_kinds" in bad.err and "'message'" in bad.err and "Traceback" not in bad.err
+    cli("store", "Do you have any book recommendations for my trip?", "--kind", "fact")
+    cli("store", "You'd love The Name of the Wind.", "--kind", "fact")
+    as_facts = json.loads(cli("recall", "book recommendations trip", "--json", extra_env={"MEMMESH_RECALL_CONTEXT_KINDS": "fact"}).out)
+    assert len(as_facts["hits"]) == 2 and as_facts["hits"][1]["memory"]["content"].startswith("You'd love")
+    default = json.loads(cli("recall", "book recommendations trip", "--json").out)
+    assert len(default["hits"]) == 1
