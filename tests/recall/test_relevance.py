@@ -59,9 +59,8 @@ def test_facts_stored_together_do_not_pull_each_other_in(open_memory: Callable[.
     stored = mem.add_many(FACTS[:5])  # written together, one after another, kind fact
     for query, index in QUESTIONS[:3]:
         hits = mem.recall(query, mode=mode, top_k=10, explain=True, touch=False).hits
-        if mode == "keyword" or hits:
-            assert [h.memory.id for h in hits] == [stored[index].id], (query, [h.memory.content for h in hits])
-            assert hits[0].explain is not None and hits[0].explain["context"] == 0.0
+        assert [h.memory.id for h in hits] == [stored[index].id], (query, [h.memory.content for h in hits])
+        assert hits[0].explain is not None and hits[0].explain["context"] == 0.0
 
 
 def test_keyword_only_store_returns_only_matches(tmp_path: Path) -> None:
