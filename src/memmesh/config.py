@@ -85,8 +85,12 @@ class RecallSettings(_Section):
     @field_validator("context_kinds", mode="before")
     @classmethod
     def _kinds_from_text(cls, value: Any) -> Any:
-        """``MEMMESH_RECALL_CONTEXT_KINDS=message,episode`` (a comma list; empty = no context)."""
-        return [k.strip() for k in value.split(",") if k.strip()] if isinstance(value, str) else value
+        """``MEMMESH_RECALL_CONTEXT_KINDS=message,episode`` (a comma list; empty = no context).
+        The list's own text (``['episode', 'message']``, how ``serve`` hands settings to its
+        workers) reads back the same."""
+        if not isinstance(value, str):
+            return value
+        return [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",") if k.strip().strip("'\"")]
 
 
 class LimitsSettings(_Section):
