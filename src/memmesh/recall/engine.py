@@ -6,10 +6,11 @@ Embedding a query can fail (a remote embedder is down); hybrid recall then answe
 keywords alone and says so in a notice rather than failing the call.
 
 Steps: the best ``candidates`` by BM25 and by cosine; each candidate gets its exact score
-on the other signal too (a memory that matches both must be seen to match both); the
-neighbours in write order of the best few are added with their exact scores (context, see
-:mod:`memmesh.recall.ranking`); the pure ranking orders them; then optional near-duplicate
-collapse and an optional reranker.
+on the other signal too (a memory that matches both must be seen to match both); for
+recall (not ``search``), the neighbours in write order of the best few conversation turns
+or episodes are added with their exact scores (context, see :mod:`memmesh.recall.ranking`);
+the pure ranking drops what has no real relevance and orders the rest; then optional
+near-duplicate collapse and an optional reranker.
 """
 
 from __future__ import annotations
