@@ -44,7 +44,9 @@ from memmesh.config import load_settings  # noqa: E402
 DEFAULT_DATA = Path("/work/shared/bench-data/locomo-dev.json")
 KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-# (row name, recall mode, recall.context_weight override or None for the default)
+# (row name, recall mode, recall.context_weight override or None for the default). "bm25"
+# is what `search` returns (keyword, no context); "keyword" is recall on a store without an
+# embedder (BM25 + write-order context between the turns, stored as kind="message").
 RUNS = (
     ("bm25", "keyword", 0.0),
     ("vector-plain", "vector", 0.0),
@@ -172,12 +174,11 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    cats = list(report["modes"]["hybrid"]["by_category"])
+    cats = list(next(iter(report["modes"].values()))["by_category"])
     header = f"{'ranking':<13} {'k':>3} {'overall':>8} " + " ".join(f"{c:>13}" for c in cats) + f" {'p50 ms':>8} {'p95 ms':>8}"
     print(header)
     print("-" * len(header))
-    for name, _, _ in RUNS:
-        res = report["modes"][name]
+    for name, res in report["modes"].items():
         for k in KS:
             key = f"r@{k}"
             cells = " ".join(f"{res['by_category'][c][key]:>13.1f}" for c in cats)
@@ -198,7 +199,7 @@ def _settings(workdir: Path, context_weight: float | None) -> Any:
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path) -> dict[str, Any]:
+def run(data: Path, workdir: Path, only: set[str] | None = None) -> dict[str, Any]:
     conversations = load_locomo(data)
     url = f"sqlite:///{workdir / 'locomo.db'}"
     with Memory(url, _settings(workdir, None)) as mem:
@@ -214,6 +215,8 @@ def run(data: Path, workdir: Path) -> dict[str, Any]:
         weights = mem.service.engine.weights
     modes = {}
     for name, mode, context_weight in RUNS:  # the same file, opened with each ranking
+        if only and name not in only:
+            continue
         with Memory(url, _settings(workdir, context_weight)) as mem:
             mem.recall("warm up", mode=mode, touch=False)
             modes[name] = evaluate(mem, conversations, dia_ids, mode)
@@ -222,7 +225,7 @@ def run(data: Path, workdir: Path) -> dict[str, Any]:
         "data": str(data),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
-        "ranking": {k: v for k, v in vars(weights).items() if k != "tier"},
+        "ranking": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(weights).items() if k != "tier"},
         "questions": sum(len(c.questions) for c in conversations),
         "model_load_s": round(model_load, 2),
         "ingest": {"memories": turns, "stored": len(dia_ids), "seconds": round(ingest_s, 1), "per_second": round(turns / ingest_s, 1)},
@@ -240,9 +243,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/recall_quality.json", help="where to write JSON")
+    parser.add_argument("--only", help="comma-separated rows to run (default: all): " + ",".join(r[0] for r in RUNS))
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
-        report = run(args.data, Path(tmp))
+        report = run(args.data, Path(tmp), only)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -180,16 +180,16 @@ def test_recall_extends_ttl_and_promotes_after_five_accesses(mem: Memory, clock:
     note = mem.add("the staging database password rotates monthly")
     for _ in range(4):
         clock.advance(days=1)
-        mem.search("staging database password", mode="keyword")
+        mem.recall("staging database password", mode="keyword")
     current = mem.get(note.id)
     assert current.access_count == 4 and current.tier.value == "mid"
     assert (current.expires_at - clock.now).total_seconds() == pytest.approx(7 * 86400)
-    mem.search("staging database password", mode="keyword")
+    mem.recall("staging database password", mode="keyword")
     promoted = mem.get(note.id)
     assert promoted.tier.value == "long" and promoted.expires_at is None
     assert mem.history(note.id)[-1].event.value == "promote"
-    untouched = mem.search("staging database password", mode="keyword", touch=False)
-    assert untouched[0].memory.access_count == 5
+    untouched = mem.search("staging database password")  # search inspects, never touches
+    assert untouched[0].memory.access_count == 5 and mem.get(note.id).access_count == 5
 
 
 def test_bad_input_is_refused_and_nothing_is_stored(mem: Memory) -> None:

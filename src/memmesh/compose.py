@@ -77,6 +77,8 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         context_decay=rc.context_decay,
         context_span=rc.context_span,
         context_window_s=rc.context_window_s,
+        context_kinds=frozenset(rc.context_kinds),
+        min_cosine=rc.min_cosine,
         recency_half_life_days=rc.recency_half_life_days,
     )
     engine = RecallEngine(store, embedder, index, weights, rc.candidates, collapse_duplicates=rc.collapse_duplicates)

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from memmesh.errors import ConfigError
+from memmesh.model import Kind
+from memmesh.recall.ranking import RankWeights
 from memmesh.redact import redact_url
+
+_RANK = RankWeights()  # the ranking's defaults live there, once
 
 SECRET_KEYS = {"api_key", "password", "secret", "token", "key", "client_secret", "hmac_secret"}
 SECRET_FILE_SUFFIXES = ("key_file", "keyfile", "password_file", "secret_file", "token_file")
@@ -68,16 +72,33 @@ class EmbeddingSettings(_Section):
 class RecallSettings(_Section):
     default_top_k: int = Field(10, ge=1, description="hits returned when top_k is not given")
     ann_threshold: int = Field(250_000, ge=0, description="vectors above which the HNSW index replaces exact search")
-    keyword_weight: float = Field(1.0, ge=0, description="weight of the keyword (BM25) half of the fusion")
-    vector_weight: float = Field(1.0, ge=0, description="weight of the semantic half of the fusion")
-    recency_half_life_days: float = Field(30.0, gt=0, description="age at which the recency boost halves")
+    keyword_weight: float = Field(_RANK.keyword, ge=0, description="weight of the keyword (BM25) half of the fusion")
+    vector_weight: float = Field(_RANK.vector, ge=0, description="weight of the semantic half of the fusion")
+    recency_half_life_days: float = Field(_RANK.recency_half_life_days, gt=0, description="age at which the recency boost halves")
     collapse_duplicates: bool = Field(False, description="drop near-duplicate hits from the answer")
-    vector_floor: float = Field(0.1, ge=0, lt=1, description="cosine that counts as no semantic match at all")
+    vector_floor: float = Field(_RANK.vector_floor, ge=0, lt=1, description="cosine that counts as no semantic match at all")
+    min_cosine: float = Field(
+        _RANK.min_cosine, ge=0, le=1, description="cosine a hit needs to be returned when no query word matches it (relevance floor)"
+    )
     candidates: int = Field(20, ge=1, le=1000, description="memories taken from each half (BM25, vectors) before fusion")
-    context_weight: float = Field(0.6, ge=0, description="share of the best neighbour's relevance a memory inherits (0 = off)")
-    context_decay: float = Field(0.8, ge=0, le=1, description="discount per extra position between a memory and its neighbour")
-    context_span: int = Field(2, ge=0, le=10, description="neighbours on each side, in write order within a namespace")
-    context_window_s: float = Field(3600.0, ge=0, description="neighbours must have been written within this many seconds")
+    context_weight: float = Field(_RANK.context, ge=0, description="share of the best neighbour's relevance a memory inherits (0 = off)")
+    context_decay: float = Field(_RANK.context_decay, ge=0, le=1, description="discount per extra position to a neighbour")
+    context_span: int = Field(_RANK.context_span, ge=0, le=10, description="neighbours on each side, in write order within a namespace")
+    context_window_s: float = Field(_RANK.context_window_s, ge=0, description="neighbours must have been written within this many seconds")
+    context_kinds: list[Kind] = Field(
+        default_factory=lambda: sorted(_RANK.context_kinds),
+        description="kinds that form a sequence (conversation turns, episodes): only they get write-order context",
+    )
+
+    @field_validator("context_kinds", mode="before")
+    @classmethod
+    def _kinds_from_text(cls, value: Any) -> Any:
+        """``MEMMESH_RECALL_CONTEXT_KINDS=message,episode`` (a comma list; empty = no context).
+        The list's own text (``['episode', 'message']``, how ``serve`` hands settings to its
+        workers) reads back the same."""
+        if not isinstance(value, str):
+            return value
+        return [k.strip().strip("'\"") for k in value.strip().strip("[]").split(",") if k.strip().strip("'\"")]
 
 
 class LimitsSettings(_Section):

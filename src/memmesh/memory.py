@@ -37,7 +37,7 @@ class Memory:
 
     >>> m = Memory("sqlite:///:memory:")          # doctest: +SKIP
     >>> m.add("Alice prefers tea", namespace="people/alice")
-    >>> m.search("what does alice drink?")[0].memory.content
+    >>> m.recall("what does alice drink?").hits[0].memory.content
     """
 
     def __init__(
@@ -58,8 +58,12 @@ class Memory:
         return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal)
 
     def search(self, query: str, **options: Any) -> list[Hit]:
-        """Ranked hits for a query (hybrid recall by default); see :meth:`recall` for options."""
-        return self.service.recall(query, principal=self.principal, **options).hits
+        """Keyword (BM25) hits for a query; never counts as an access (as ``search`` on every face).
+
+        Options: the filters of :meth:`recall`, top_k, explain. Use :meth:`recall` to find
+        memories by meaning.
+        """
+        return self.service.search(query, principal=self.principal, **options).hits
 
     def recall(self, query: str, **options: Any) -> RecallResult:
         """Hits plus the mode used, what a token budget dropped, and notices.

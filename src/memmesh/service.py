@@ -497,6 +497,36 @@ class Service:
             self._record_access([h.memory for h in hits])
         return RecallResult(query=query, mode=used, hits=hits, dropped=dropped, notices=notices)
 
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        explain: bool = False,
+        mode: str | None = None,
+        touch: bool = False,
+        principal: Principal,
+        **filters: Any,
+    ) -> RecallResult:
+        """Keyword (BM25) search: plain ranking by the query's words, never an access.
+
+        ``search`` means this on every face (Python, CLI, HTTP, MCP): it inspects what is
+        stored without changing TTLs or promotion, and without write-order context. ``mode``
+        and ``touch`` are accepted only with the values search already has, so a caller
+        expecting meaning or access counting is told to use :meth:`recall`.
+        """
+        if mode not in (None, "keyword"):
+            raise InvalidInputError(f"search is keyword-only (got mode={mode!r}): use recall for hybrid or vector ranking")
+        if touch:
+            raise InvalidInputError("search never counts as an access (got touch=True): use recall to count one")
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query is empty: give words to search for")
+        who = self._authorize(principal, "reader")
+        k = self._check_top_k(top_k)
+        flt = self._filter(who, **filters)
+        used, hits, notices = self.engine.run(query, flt, k, "keyword", explain, flt.now, context=False)
+        return RecallResult(query=query, mode=used, hits=hits, dropped=0, notices=notices)
+
     def _record_access(self, memories: list[Memory]) -> None:
         """Count an access: extend short/mid TTLs, promote mid → long after enough accesses."""
         now = self.clock()

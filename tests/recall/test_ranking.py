@@ -50,7 +50,7 @@ def test_explain_parts_add_up(open_memory: Callable[..., Memory]) -> None:
 
 
 def test_context_lifts_the_answer_written_after_the_question(tmp_path: Path) -> None:
-    # Keyword-only stores (recall falls back to BM25 + context); explicit mode="keyword" is plain BM25.
+    # Keyword-only stores (recall falls back to BM25 + context); search is plain BM25.
     turns = [
         "John: Do you have any book recommendations for my trip?",
         "Tim: You'd love The Name of the Wind, it takes you to another world.",
@@ -58,25 +58,26 @@ def test_context_lifts_the_answer_written_after_the_question(tmp_path: Path) -> 
         "Tim: I started learning to play the violin.",
     ]
     with_context = Memory(f"sqlite:///{tmp_path / 'ctx.db'}", keyword_settings(tmp_path))
-    stored = with_context.add_many([{"content": t, "namespace": "chat"} for t in turns])
-    hits = with_context.recall("book recommendations trip", top_k=2, explain=True, touch=False).hits
-    assert [h.memory.id for h in hits] == [stored[0].id, stored[1].id]
-    assert hits[1].explain is not None and hits[1].explain["keyword"] == 0.0 and hits[1].explain["context"] > 0
-    assert [h.memory.content for h in with_context.recall("book recommendations trip", mode="keyword", touch=False).hits] == [turns[0]]
+    stored = with_context.add_many([{"content": t, "namespace": "chat", "kind": "message"} for t in turns])
+    for mode in (None, "keyword"):  # recall keeps context in keyword mode too
+        hits = with_context.recall("book recommendations trip", mode=mode, top_k=2, explain=True, touch=False).hits
+        assert [h.memory.id for h in hits] == [stored[0].id, stored[1].id]
+        assert hits[1].explain is not None and hits[1].explain["keyword"] == 0.0 and hits[1].explain["context"] > 0
+    assert [h.memory.content for h in with_context.search("book recommendations trip")] == [turns[0]]
     without = Memory(f"sqlite:///{tmp_path / 'plain.db'}", keyword_settings(tmp_path, recall={"context_weight": 0.0}))
-    without.add_many([{"content": t, "namespace": "chat"} for t in turns])
+    without.add_many([{"content": t, "namespace": "chat", "kind": "message"} for t in turns])
     assert [h.memory.content for h in without.recall("book recommendations trip", touch=False).hits] == [turns[0]]
 
 
 def test_context_stays_within_namespace_and_time_window(tmp_path: Path) -> None:
     clock = FakeClock()
     mem = Memory(f"sqlite:///{tmp_path / 'm.db'}", keyword_settings(tmp_path, recall={"context_window_s": 600}), clock=clock)
-    question = mem.add("Which hiking boots should I buy?", namespace="chat")
-    mem.add("Unrelated: the printer needs toner", namespace="other")  # between them in time, other namespace
+    question = mem.add("Which hiking boots should I buy?", namespace="chat", kind="message")
+    mem.add("Unrelated: the printer needs toner", namespace="other", kind="message")  # between them in time, other namespace
     clock.advance(minutes=5)
-    answer = mem.add("Go for the waterproof leather pair", namespace="chat")
+    answer = mem.add("Go for the waterproof leather pair", namespace="chat", kind="message")
     clock.advance(hours=3)
-    late = mem.add("The dentist appointment moved to Tuesday", namespace="chat")
+    late = mem.add("The dentist appointment moved to Tuesday", namespace="chat", kind="message")
     hits = {h.memory.id: h.explain for h in mem.recall("hiking boots", top_k=5, explain=True, touch=False).hits}
     assert question.id in hits and answer.id in hits and hits[answer.id]["context"] > 0  # type: ignore[index]
     assert late.id not in hits  # written three hours later: outside the 10-minute window

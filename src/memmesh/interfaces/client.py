@@ -164,6 +164,10 @@ class _Calls:
         return _Call("POST", "/api/v1/recall", RecallResult.model_validate, body=_json(body))
 
     @staticmethod
+    def search(query: str, options: Mapping[str, Any]) -> _Call[RecallResult]:
+        return _Call("GET", "/api/v1/search", RecallResult.model_validate, params=_query({"q": query, **options}))
+
+    @staticmethod
     def get(memory_id: str) -> _Call[MemoryRecord]:
         return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}", _MEMORY)
 
@@ -249,7 +253,7 @@ class Client(_Base):
 
     >>> with Client("http://127.0.0.1:9077", api_key="mm_…") as m:      # doctest: +SKIP
     ...     m.add("Alice prefers tea", namespace="people/alice")
-    ...     m.search("what does alice drink?")[0].memory.content
+    ...     m.recall("what does alice drink?").hits[0].memory.content
     """
 
     def __init__(
@@ -292,8 +296,9 @@ class Client(_Base):
         return self._run(_Calls.add_many(items))
 
     def search(self, query: str, **options: Any) -> list[Hit]:
-        """Ranked hits for a query (hybrid recall by default); see :meth:`recall` for options."""
-        return self._run(_Calls.recall(query, options)).hits
+        """Keyword (BM25) hits, never counted as an access (``GET /api/v1/search``); options:
+        the filters, top_k, explain. :meth:`recall` finds by meaning."""
+        return self._run(_Calls.search(query, options)).hits
 
     def recall(self, query: str, **options: Any) -> RecallResult:
         """Hits plus the mode used, what a token budget dropped, and notices."""
@@ -382,7 +387,7 @@ class AsyncClient(_Base):
         return await self._run(_Calls.add_many(items))
 
     async def search(self, query: str, **options: Any) -> list[Hit]:
-        return (await self._run(_Calls.recall(query, options))).hits
+        return (await self._run(_Calls.search(query, options))).hits
 
     async def recall(self, query: str, **options: Any) -> RecallResult:
         return await self._run(_Calls.recall(query, options))

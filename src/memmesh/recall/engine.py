@@ -6,10 +6,11 @@ Embedding a query can fail (a remote embedder is down); hybrid recall then answe
 keywords alone and says so in a notice rather than failing the call.
 
 Steps: the best ``candidates`` by BM25 and by cosine; each candidate gets its exact score
-on the other signal too (a memory that matches both must be seen to match both); the
-neighbours in write order of the best few are added with their exact scores (context, see
-:mod:`memmesh.recall.ranking`); the pure ranking orders them; then optional near-duplicate
-collapse and an optional reranker.
+on the other signal too (a memory that matches both must be seen to match both); for
+recall (not ``search``), the neighbours in write order of the best few conversation turns
+or episodes are added with their exact scores (context, see :mod:`memmesh.recall.ranking`);
+the pure ranking drops what has no real relevance and orders the rest; then optional
+near-duplicate collapse and an optional reranker.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from memmesh.model import Hit
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
-from memmesh.recall.ranking import Candidate, RankWeights, collapse_duplicates, rank, relevances
+from memmesh.recall.ranking import Candidate, RankWeights, collapse_duplicates, is_relevant, rank, relevances
 from memmesh.recall.rerank import Reranker, apply_reranker
 from memmesh.store.base import Filter, Store
 
@@ -65,9 +66,15 @@ class RecallEngine:
     def default_mode(self) -> str:
         return "hybrid" if self.semantic else "keyword"
 
-    def run(self, query: str, flt: Filter, top_k: int, mode: str | None, explain: bool, now: datetime) -> tuple[str, list[Hit], list[str]]:
-        """Rank memories for ``query``; returns (mode used, hits, notices)."""
-        requested = mode
+    def run(
+        self, query: str, flt: Filter, top_k: int, mode: str | None, explain: bool, now: datetime, *, context: bool = True
+    ) -> tuple[str, list[Hit], list[str]]:
+        """Rank memories for ``query``; returns (mode used, hits, notices).
+
+        ``context=False`` is plain ranking without write-order neighbours (what ``search``
+        promises); recall keeps it in every mode, so a store without an embedder still
+        gets it.
+        """
         mode = mode or "hybrid"
         if mode not in MODES:
             raise InvalidInputError(f"unknown recall mode {mode!r}: use one of {', '.join(MODES)}")
@@ -103,11 +110,7 @@ class RecallEngine:
         if mode == "hybrid":
             self._complete_keyword(terms, flt, list(found.values()))
         seeds = min(pool, max(10, top_k))
-        # An explicit keyword search is plain BM25 (what `search` promises); recall that fell
-        # back to keywords for want of an embedder keeps the write-order context.
-        neighbours = (
-            {} if requested == "keyword" else self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds)
-        )
+        neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
         hits = rank(list(found.values()), weights, now, explain, neighbours)
         if self.collapse_duplicates:
             hits, collapsed = self._collapse(hits, top_k)
@@ -158,21 +161,33 @@ class RecallEngine:
         self, found: dict[str, Candidate], terms: list[str], vector: np.ndarray | None, flt: Filter, weights: RankWeights, seeds: int
     ) -> dict[str, list[tuple[str, int]]]:
         """Neighbours in write order of the ``seeds`` most relevant candidates, added to ``found``
-        with their exact scores when they pass the filter."""
-        if weights.context <= 0 or weights.context_span < 1 or not found:
+        with their exact scores when they pass the filter.
+
+        Only memories of a sequence kind (``weights.context_kinds``: conversation turns,
+        episodes) are seeds or neighbours: independent facts written together do not
+        explain each other.
+        """
+        kinds = weights.context_kinds
+        if weights.context <= 0 or weights.context_span < 1 or not kinds:
+            return {}
+        sequence = [c for c in found.values() if c.memory.kind in kinds and is_relevant(c, weights)]
+        if not sequence:
             return {}
         relevance = relevances(list(found.values()), weights)
-        best = sorted(found, key=lambda mid: (-relevance[mid]["relevance"], mid))[:seeds]
+        best = sorted((c.memory.id for c in sequence), key=lambda mid: (-relevance[mid]["relevance"], mid))[:seeds]
         neighbours = self.store.neighbours(best, weights.context_span, weights.context_window_s)
         new_ids = {other for pairs in neighbours.values() for other, _ in pairs} - found.keys()
         if new_ids:
             visible = self.store.matching_ids(replace(flt, ids=tuple(sorted(new_ids))))
-            added = [Candidate(memory=m) for m in self.store.get_many(sorted(visible))]
+            added = [Candidate(memory=m) for m in self.store.get_many(sorted(visible)) if m.kind in kinds]
             for cand in added:
                 found[cand.memory.id] = cand
             self._complete_keyword(terms, flt, added)
             self._complete_vector(vector, added)
-        return neighbours
+        return {
+            mid: [(other, d) for other, d in pairs if other in found and found[other].memory.kind in kinds]
+            for mid, pairs in neighbours.items()
+        }
 
     def _collapse(self, hits: list[Hit], top_k: int) -> tuple[list[Hit], int]:
         window = hits[: top_k * 3]

@@ -5,12 +5,18 @@ reciprocal-rank fusion on conversational memory by several points of recall@10):
 divided by the best BM25 among the candidates, and cosine similarity rescaled from
 ``[vector_floor, 1]`` to ``[0, 1]``.
 
-Context: memories written one after another in a namespace (the turns of a conversation,
-the facts of one session) explain each other; the answer to "what did Tim recommend?" is
-usually the turn *after* the one that mentions the recommendation. So each memory also
-inherits ``context`` times the best relevance among its neighbours in write order (up to
-``context_span`` positions away, each further position discounted by ``context_decay``).
-The neighbours are found by the engine; here they are just ids and distances.
+Context: memories that form a sequence (the turns of a conversation, the episodes of a
+session: kinds in ``context_kinds``) explain each other; the answer to "what did Tim
+recommend?" is usually the turn *after* the one that mentions the recommendation. So each
+such memory also inherits ``context`` times the best relevance among its neighbours in
+write order (up to ``context_span`` positions away, each further position discounted by
+``context_decay``). Independent facts stored together are not a sequence and never pull
+each other in. The neighbours are found by the engine; here they are just ids and distances.
+
+Relevance floor: a hit is returned only when it has real relevance of its own (a query
+term matches it, or its cosine reaches ``min_cosine``) or inherits context from a
+neighbour that does. Nothing is padded in to fill ``top_k`` (docs/recall.md, "Relevance
+floor").
 
 Priority, confidence, recency and tier then nudge the score by a few per cent each, so
 they order near-ties without overriding what the query asked for. docs/recall.md gives the
@@ -27,7 +33,7 @@ from datetime import datetime
 
 import numpy as np
 
-from memmesh.model import Hit, Memory, Tier
+from memmesh.model import Hit, Kind, Memory, Tier
 
 Neighbours = Mapping[str, Sequence[tuple[str, int]]]
 """memory id → [(neighbour id, distance in write order)], as the store reports them."""
@@ -44,7 +50,11 @@ class Candidate:
 
 @dataclass(frozen=True)
 class RankWeights:
-    """The ranking's constants; the defaults are the tuned values (see docs/recall.md)."""
+    """The ranking's constants; the defaults are the tuned values (see docs/recall.md).
+
+    These defaults are the only copy: ``[recall]`` settings in :mod:`memmesh.config` read
+    theirs from here.
+    """
 
     keyword: float = 1.0
     vector: float = 1.0
@@ -53,6 +63,8 @@ class RankWeights:
     context_decay: float = 0.8
     context_span: int = 2
     context_window_s: float = 3600.0
+    context_kinds: frozenset[Kind] = frozenset({Kind.message, Kind.episode})
+    min_cosine: float = 0.3
     priority: float = 0.04
     confidence: float = 0.04
     recency: float = 0.02
@@ -79,21 +91,40 @@ def _relevance(cand: Candidate, w: RankWeights, best_keyword: float) -> dict[str
     }
 
 
-def context_scores(relevance: Mapping[str, float], neighbours: Neighbours, w: RankWeights) -> dict[str, float]:
+def is_relevant(cand: Candidate, w: RankWeights) -> bool:
+    """Real relevance of its own: a query term matched (any BM25 score) or the meaning is close.
+
+    The cosine bar is ``min_cosine``, above ``vector_floor``: MiniLM gives unrelated English
+    sentences cosines up to about 0.25, so a hit that only clears the floor is noise that
+    would otherwise pad ``top_k`` and be counted as an access.
+    """
+    return bool(cand.keyword and cand.keyword > 0) or (cand.vector is not None and cand.vector >= w.min_cosine)
+
+
+def context_scores(
+    relevance: Mapping[str, float], neighbours: Neighbours, w: RankWeights, sources: set[str] | None = None
+) -> dict[str, float]:
     """For each memory, the best neighbour relevance discounted by distance (0 without neighbours).
 
     Neighbourhood is symmetric: if b is a's neighbour, a is b's, even when only a's
-    neighbours were looked up.
+    neighbours were looked up. Only memories in ``sources`` (all when None) pass context
+    on: a neighbour without real relevance of its own has none to give.
     """
     out = dict.fromkeys(relevance, 0.0)
+
+    def gives(memory_id: str) -> bool:
+        return sources is None or memory_id in sources
+
     for memory_id, pairs in neighbours.items():
         for other, distance in pairs:
             steps = abs(distance)
             if memory_id not in relevance or other not in relevance or not 1 <= steps <= w.context_span:
                 continue
             factor = w.context_decay ** (steps - 1)
-            out[memory_id] = max(out[memory_id], relevance[other] * factor)
-            out[other] = max(out[other], relevance[memory_id] * factor)
+            if gives(other):
+                out[memory_id] = max(out[memory_id], relevance[other] * factor)
+            if gives(memory_id):
+                out[other] = max(out[other], relevance[memory_id] * factor)
     return out
 
 
@@ -104,11 +135,16 @@ def rank(
     explain: bool = False,
     neighbours: Neighbours | None = None,
 ) -> list[Hit]:
-    """Score and sort candidates, best first; ``explain`` attaches every part of the score."""
+    """Score and sort the candidates with real relevance, best first (see :func:`is_relevant`;
+    a candidate without it is kept only when it inherits context); ``explain`` attaches
+    every part of the score."""
     parts = relevances(candidates, weights)
-    context = context_scores({k: v["relevance"] for k, v in parts.items()}, neighbours or {}, weights)
+    relevant = {c.memory.id for c in candidates if is_relevant(c, weights)}
+    context = context_scores({k: v["relevance"] for k, v in parts.items()}, neighbours or {}, weights, relevant)
     hits = []
     for cand in candidates:
+        if cand.memory.id not in relevant and context[cand.memory.id] <= 0:
+            continue
         scored = parts[cand.memory.id]
         scored["context"] = context[cand.memory.id]
         scored.update(_adjust(cand.memory, scored["relevance"], scored["context"], weights, now))

@@ -40,6 +40,7 @@ from memmesh.model import (
     TierCount,
     Tombstone,
 )
+from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.base import Filter, VectorChanges, VectorRow
 
@@ -199,6 +200,23 @@ def fts_expression(terms: Sequence[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+_MAIN_MATCH = "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts WHERE memories_fts MATCH ?"
+
+
+def _match_source(terms: Sequence[str], with_grams: bool) -> tuple[str, list[Any]]:
+    """A query yielding (rowid, rank) for every memory a term matches, and its parameters:
+    the word index, summed with the n-gram index of scripts written without spaces when the
+    store holds such text."""
+    grams = segment.match_expression(terms) if with_grams else None
+    if grams is None:
+        return _MAIN_MATCH, [fts_expression(terms)]
+    return (
+        f"SELECT rowid, sum(rank) AS rank FROM ({_MAIN_MATCH} UNION ALL "
+        "SELECT rowid, bm25(memories_cjk) AS rank FROM memories_cjk WHERE memories_cjk MATCH ?) GROUP BY rowid",
+        [fts_expression(terms), grams],
+    )
+
+
 GROUP_LIMIT = 64
 """Most callers whose writes share one COMMIT."""
 
@@ -306,6 +324,9 @@ class SQLiteStore:
                 self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
+            # Called by the triggers that keep the unsegmented-script index (schema 5).
+            conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
+            conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"cannot open {self.path}: {exc}") from exc
         return conn
@@ -558,16 +579,22 @@ class SQLiteStore:
         return {ids[rowid]: -float(rank) for rowid, rank in ranked if rowid in ids}
 
     def _ranked(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple]:
-        """(rowid, bm25 rank) of the best ``limit`` matches passing the filter, best first."""
-        expression = fts_expression(terms)
+        """(rowid, bm25 rank) of the best ``limit`` matches passing the filter, best first.
+
+        Terms in scripts without spaces also match the character n-gram index
+        (``memories_cjk``, :mod:`memmesh.recall.segment`); a memory matched by both adds
+        the two BM25 ranks.
+        """
+        # The n-gram index is empty in a store without text in unsegmented scripts: skip it.
+        grams = conn.execute("SELECT 1 FROM memories_cjk LIMIT 1").fetchone() is not None
+        source, match_params = _match_source(terms, grams)
         where, params = filter_sql(flt)
         if flt.ids is not None:  # scoring known memories: the joined query is exact and small
-            return self._ranked_exact(conn, expression, where, params, limit)
+            if source is _MAIN_MATCH:
+                return self._ranked_known(conn, match_params[0], where, params, limit)
+            return self._ranked_exact(conn, source, match_params, where, params, limit)
         wide = limit * 4
-        ranked = conn.execute(
-            "SELECT rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?",
-            (expression, wide),
-        ).fetchall()
+        ranked = conn.execute(f"{source} ORDER BY rank LIMIT ?", (*match_params, wide)).fetchall()
         passing = (
             {
                 row[0]
@@ -582,16 +609,27 @@ class SQLiteStore:
         complete = len(ranked) < wide  # the index had no more matches than these
         ranked = [r for r in ranked if r[0] in passing]
         if len(ranked) < limit and not complete:
-            ranked = self._ranked_exact(conn, expression, where, params, limit)
+            ranked = self._ranked_exact(conn, source, match_params, where, params, limit)
         return ranked[:limit]
 
     @staticmethod
-    def _ranked_exact(conn: sqlite3.Connection, expression: str, where: str, params: list[Any], limit: int) -> list[tuple]:
+    def _ranked_known(conn: sqlite3.Connection, expression: str, where: str, params: list[Any], limit: int) -> list[tuple]:
+        """BM25 of a few known memories: each is looked up by rowid in the full-text index
+        (CROSS JOIN keeps ``memories`` outside), instead of scoring every match of a common
+        word in the store and keeping the few wanted (20 ms → 6 ms at 100k memories)."""
         return conn.execute(
-            "SELECT m.rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank "
-            "FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
-            f"WHERE memories_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
-            [expression, *params, limit],
+            "SELECT m.rowid, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories m "
+            f"CROSS JOIN memories_fts ON memories_fts.rowid = m.rowid WHERE {where} AND memories_fts MATCH ? ORDER BY rank LIMIT ?",
+            [*params, expression, limit],
+        ).fetchall()
+
+    @staticmethod
+    def _ranked_exact(
+        conn: sqlite3.Connection, source: str, match_params: list[Any], where: str, params: list[Any], limit: int
+    ) -> list[tuple]:
+        return conn.execute(
+            f"SELECT r.rowid, r.rank FROM ({source}) r JOIN memories m ON m.rowid = r.rowid WHERE {where} ORDER BY r.rank LIMIT ?",
+            [*match_params, *params, limit],
         ).fetchall()
 
     def matching_ids(self, flt: Filter) -> set[str]:

@@ -9,7 +9,7 @@ import typer
 
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, print_json, split_tags, state
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.model import LOCAL_PRINCIPAL, RecallResult
 
 NS = typer.Option(None, "--namespace", "-n", help="Namespace (matches it and everything below it when filtering).")
 TAGS = typer.Option(None, "--tags", "-t", help="Comma-separated tags.")
@@ -123,33 +123,7 @@ def list_memories(
         console.print(f"more: --cursor {page.next_cursor}")
 
 
-def _recall(
-    query: str,
-    mode: str | None,
-    touch: bool,
-    namespace: str | None,
-    tags: str | None,
-    tier: str | None,
-    kind: str | None,
-    agent_id: str | None,
-    since: str | None,
-    until: str | None,
-    as_of: str | None,
-    top_k: int,
-    explain: bool,
-    budget: int | None,
-    as_json: bool,
-) -> None:
-    result = state.service().recall(
-        query,
-        top_k=top_k,
-        mode=mode,
-        explain=explain,
-        budget_tokens=budget,
-        touch=touch,
-        **_filters(namespace, tags, tier, kind, agent_id, since, until, as_of=as_of),
-        principal=LOCAL_PRINCIPAL,
-    )
+def _show(result: RecallResult, explain: bool, as_json: bool) -> None:
     if as_json:
         print_json(result)
         return
@@ -181,7 +155,11 @@ def recall(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Find memories by meaning and keywords (counts as an access)."""
-    _recall(query, mode, True, namespace, tags, tier, kind, agent_id, since, until, as_of, top_k, explain, budget, as_json)
+    filters = _filters(namespace, tags, tier, kind, agent_id, since, until, as_of=as_of)
+    result = state.service().recall(
+        query, top_k=top_k, mode=mode, explain=explain, budget_tokens=budget, **filters, principal=LOCAL_PRINCIPAL
+    )
+    _show(result, explain, as_json)
 
 
 @app.command("search")
@@ -199,7 +177,10 @@ def search(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Keyword (BM25) search; inspects without counting an access."""
-    _recall(query, "keyword", False, namespace, tags, tier, kind, agent_id, since, until, None, top_k, explain, None, as_json)
+    result = state.service().search(
+        query, top_k=top_k, explain=explain, **_filters(namespace, tags, tier, kind, agent_id, since, until), principal=LOCAL_PRINCIPAL
+    )
+    _show(result, explain, as_json)
 
 
 @app.command("update")

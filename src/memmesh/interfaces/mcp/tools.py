@@ -183,10 +183,8 @@ class MemoryTools:
         Prefer memory_recall for questions; use this to check what is stored. Returns hits with
         scores, best first.
         """
-        result = self.service.recall(
+        result = self.service.search(
             query,
-            mode="keyword",
-            touch=False,
             top_k=top_k,
             principal=self.who(),
             **_given(namespace=namespace, tags=tags, tier=tier, kind=kind),

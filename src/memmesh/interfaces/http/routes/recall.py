@@ -48,6 +48,6 @@ def search(
 ) -> Response:
     """BM25 keyword search with the same filters as listing; does not count as an access."""
     started = time.perf_counter()
-    result = service.recall(q, top_k=top_k, mode="keyword", explain=explain, touch=False, principal=who, **chosen)
+    result = service.search(q, top_k=top_k, explain=explain, principal=who, **chosen)
     server(request).metrics.recall_latency.labels("search").observe(time.perf_counter() - started)
     return json_response(result)
