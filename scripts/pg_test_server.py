@@ -248,8 +248,19 @@ def start(bindir: Path, folder: Path, user: str) -> None:
         port_file.write_text(str(port))
     log(f"starting PostgreSQL on port {port}, socket dir {folder / 'sock'}")
     run(
-        [str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(folder / "data"), "-l", str(folder / "data" / "server.log"),
-         "-o", f"-p {port}"],
+        [
+            str(bindir / "pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(folder / "data"),
+            "-l",
+            str(folder / "data" / "server.log"),
+            "-o",
+            f"-p {port}",
+        ],
         user=user,
     )
 

@@ -54,6 +54,8 @@ def build_store(settings: Settings) -> Store:
         synchronous=settings.storage.synchronous,
         pool_size=settings.storage.pool_size,
         ann_index=settings.storage.pg_ann_index,
+        statement_timeout_ms=settings.storage.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=settings.storage.idle_in_transaction_timeout_ms,
     )
 
 

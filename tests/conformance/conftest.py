@@ -86,7 +86,8 @@ def run_pg_script(*args: str) -> str:
             "set MEMMESH_TEST_PG_DSN to a server with pgvector 0.8+, or MEMMESH_TEST_PG=skip to skip these tests",
             pytrace=False,
         )
-    return proc.stdout.strip().splitlines()[-1]
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 @pytest.fixture(scope="session")

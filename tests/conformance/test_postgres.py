@@ -143,16 +143,23 @@ def test_nul_characters_are_bad_input_and_nothing_is_stored(pg_database: str, op
     assert mem.stats().total == 0
 
 
-def test_a_held_write_lock_times_out_with_try_again(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+def test_a_locked_memory_times_out_with_try_again_and_other_writes_go_on(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    """Writers lock only what they touch: a transaction holding one memory (and the old
+    cluster-wide advisory lock, which writers no longer take) delays only writes of that memory."""
     mem = open_memory(pg_database, storage={"busy_timeout_ms": 300})
+    target = mem.add("the memory another transaction holds")
     with psycopg.connect(pg_database, autocommit=False) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        holder.execute("SELECT 1 FROM memories WHERE id = %s FOR UPDATE", (target.id,))
+        other = mem.add("a write of another memory goes through")
+        mem.update(other.id, content="and so does its update")
         with pytest.raises(UnavailableError) as err:
-            mem.add("blocked write")
-        assert "try again" in err.value.message
+            mem.update(target.id, content="blocked write")
+        assert "same memory" in err.value.message and "try again" in err.value.message
         holder.rollback()
-    assert mem.stats().total == 0
-    assert mem.add("now it goes through").content == "now it goes through"
+    assert mem.get(target.id).content == "the memory another transaction holds"
+    assert [e.event.value for e in mem.history(target.id)] == ["add"]
+    assert mem.update(target.id, content="now it goes through").content == "now it goes through"
 
 
 def test_passwords_never_show_in_the_store_url() -> None:

@@ -174,7 +174,14 @@ class Store(Protocol):
 
 
 def open_store(
-    url: str, *, busy_timeout_ms: int = 15_000, synchronous: str = "NORMAL", pool_size: int = 10, ann_index: bool = False
+    url: str,
+    *,
+    busy_timeout_ms: int = 15_000,
+    synchronous: str = "NORMAL",
+    pool_size: int = 10,
+    ann_index: bool = False,
+    statement_timeout_ms: int = 10_000,
+    idle_in_transaction_timeout_ms: int = 3_000,
 ) -> Store:
     """Open (creating and migrating if needed) the store a URL names."""
     if url.startswith("sqlite://"):
@@ -188,5 +195,12 @@ def open_store(
             raise InvalidInputError(
                 f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
             ) from None
-        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index)
+        return PostgresStore(
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            ann_index=ann_index,
+            statement_timeout_ms=statement_timeout_ms,
+            idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,
+        )
     raise InvalidInputError(f"unsupported store URL {url!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…")
