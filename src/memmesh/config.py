@@ -35,7 +35,12 @@ class StorageSettings(_Section):
         "NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss"
     )
     pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL: most pooled connections per process")
-    pg_ann_index: bool = Field(False, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
+    pg_ann_index: bool = Field(True, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
+    pg_vector_search_min: int = Field(
+        20_000,
+        ge=0,
+        description="PostgreSQL with pg_ann_index: vectors of one model from which recall searches in SQL, not in process (0 = never)",
+    )
     statement_timeout_ms: int = Field(
         10_000, ge=0, description="PostgreSQL: longest any one statement may run (0 = no limit); past it the request fails with 503"
     )

@@ -167,16 +167,18 @@ def test_passwords_never_show_in_the_store_url() -> None:
     assert redact_url("postgresql://app@db.example/mem") == "postgresql://app@db.example/mem"
 
 
-def test_hnsw_index_is_opt_in_and_vectors_are_kept_exactly(pg_database: str) -> None:
-    """The HNSW path is off unless storage.pg_ann_index is set; stored vectors round-trip bit for bit."""
+@pytest.mark.parametrize("ann_index", [True, False])
+def test_hnsw_index_follows_pg_ann_index_and_vectors_are_kept_exactly(pg_database: str, ann_index: bool) -> None:
+    """storage.pg_ann_index (on by default) makes one HNSW index per vector size; off, none.
+    Either way stored vectors round-trip bit for bit."""
     vector = np.array([0.1, 0.2, 0.3, 1e-7], dtype=np.float32)
-    store = open_store(pg_database)
+    store = open_store(pg_database, ann_index=ann_index)
     try:
         with store.write() as tx:
             tx.put_vector("m1", "model-a", vector, tx.next_seq())
         with psycopg.connect(pg_database) as conn:
             indexes = [r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'vectors'")]
-        assert not any(name.startswith("vectors_hnsw_") for name in indexes)
+        assert ("vectors_hnsw_4" in indexes) is ann_index
         assert store.get_vectors(["m1"])[0].vector.tobytes() == vector.tobytes()
     finally:
         store.close()

@@ -179,7 +179,7 @@ def open_store(
     busy_timeout_ms: int = 15_000,
     synchronous: str = "NORMAL",
     pool_size: int = 10,
-    ann_index: bool = False,
+    ann_index: bool = True,
     statement_timeout_ms: int = 10_000,
     idle_in_transaction_timeout_ms: int = 3_000,
 ) -> Store:

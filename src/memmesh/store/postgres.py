@@ -191,7 +191,7 @@ class PostgresStore(AccessReads):
         busy_timeout_ms: int = 15_000,
         pool_size: int = 10,
         connect_timeout_s: int = 10,
-        ann_index: bool = False,
+        ann_index: bool = True,
         statement_timeout_ms: int = 10_000,
         idle_in_transaction_timeout_ms: int = 3_000,
     ) -> None:
@@ -915,6 +915,13 @@ class PostgresWriteTx(AccessWrites):
         (only with ``storage.pg_ann_index``: the default recall index lives in process)."""
         if self._hnsw_dims is None or dim in self._hnsw_dims or dim > MAX_HNSW_DIM:
             return
+        if self._one("SELECT to_regclass(%s) IS NOT NULL", (f"vectors_hnsw_{dim}",))[0]:  # another node made it
+            self._hnsw_dims.add(dim)
+            return
+        # One creator at a time (two would deadlock on the table lock), and no statement
+        # timeout: on a store upgraded from pg_ann_index = false this indexes existing rows.
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+        self.conn.execute("SET LOCAL statement_timeout = 0")
         self.conn.execute(
             f"CREATE INDEX IF NOT EXISTS vectors_hnsw_{dim} ON vectors "
             f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
