@@ -369,8 +369,7 @@ class PostgresStore(AccessReads):
         try:
             with self._connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-                conn.execute("SET LOCAL statement_timeout = 0")
+                conn.execute(SNAPSHOT_LIMITS)
                 self._local.snapshot = conn
                 try:
                     yield
@@ -963,6 +962,12 @@ class PostgresWriteTx(AccessWrites):
         _set_meta(self.conn, key, value)
 
 
+SNAPSHOT_LIMITS = "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL statement_timeout = 600000"
+"""Read-only snapshots hold no row locks and no transaction id, so they may stay open while
+the client converts rows (a first load of every vector) or writes elsewhere (migrate); they
+get ten minutes per statement instead of storage.statement_timeout_ms."""
+
+
 @contextmanager
 def _snapshot_tx(conn: psycopg.Connection) -> Iterator[None]:
     """A REPEATABLE READ transaction (or nothing, when already inside a snapshot)."""
@@ -971,6 +976,7 @@ def _snapshot_tx(conn: psycopg.Connection) -> Iterator[None]:
         return
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(SNAPSHOT_LIMITS)
         yield
 
 
