@@ -291,7 +291,8 @@ def bench_scale_out(fresh_pg: Callable[[], str], work: Path, seconds: float, thr
             "failed": failed,
             "writes_per_s": round(writes / seconds, 1),
             "lock_wait_s": round(lock_wait_s, 2),
-            "lock_wait_share": round(lock_wait_s / (nodes * threads * seconds), 4),
+            # The mean share of the writers that were waiting on a lock at any moment.
+            "lock_wait_share": round(statistics.fmean(samples) / (nodes * threads), 4) if samples else 0.0,
         }
     return out
 
