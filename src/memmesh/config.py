@@ -37,7 +37,7 @@ class StorageSettings(_Section):
     pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL: most pooled connections per process")
     pg_ann_index: bool = Field(True, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
     pg_vector_search_min: int = Field(
-        20_000,
+        100_000,
         ge=0,
         description="PostgreSQL with pg_ann_index: vectors of one model from which recall searches in SQL, not in process (0 = never)",
     )

@@ -91,12 +91,20 @@ def run_pg_script(*args: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> PgServer:
+def pg_server(request: pytest.FixtureRequest) -> PgServer:
     """One PostgreSQL for the whole session: $MEMMESH_TEST_PG_DSN, else the cached test cluster."""
     if os.environ.get("MEMMESH_TEST_PG", "").strip().lower() == "skip":
         pytest.skip("PostgreSQL tests switched off by MEMMESH_TEST_PG=skip")
     dsn = os.environ.get("MEMMESH_TEST_PG_DSN")
-    return PgServer(dsn or run_pg_script("ensure"))
+    if dsn:
+        return PgServer(dsn)
+    # On a fresh machine the set-up installs packages and builds pgvector (minutes): that is
+    # not the first test's time, so its per-test timeout is lifted (the script has its own).
+    item = getattr(request, "_pyfuncitem", None)
+    hook = request.config.pluginmanager.hook
+    if item is not None and hasattr(hook, "pytest_timeout_cancel_timer"):
+        hook.pytest_timeout_cancel_timer(item=item)
+    return PgServer(run_pg_script("ensure"))
 
 
 class PrivateCluster(PgServer):

@@ -33,7 +33,7 @@ class SqlBackedIndex(VectorIndex):
         dim: int | None = None,
         *,
         ann_threshold: int = 50_000,
-        sql_min: int = 20_000,
+        sql_min: int = 100_000,
         recheck_s: float = 30.0,
     ) -> None:
         super().__init__(store, model_id, dim, ann_threshold=ann_threshold)
