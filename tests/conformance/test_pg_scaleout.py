@@ -287,3 +287,24 @@ def test_writes_in_threads_of_one_node_run_side_by_side(pg_database: str, open_m
         release.set()
         thread.join()
     assert len(mem.list(limit=100).items) == 11
+
+
+def test_a_follower_that_reads_the_feed_often_never_reloads_everything(pg_database: str) -> None:
+    """Cursors are remembered per store; old ones are forgotten, the one in use never is."""
+    writer, follower = open_store(pg_database, ann_index=False), open_store(pg_database, ann_index=False)
+    try:
+        with writer.write() as tx:
+            tx.put_vector("first", "m", np.ones(3, dtype=np.float32), tx.next_seq())
+        cursor = follower.vector_changes(0).seq
+        holder = writer.write()  # an open writer keeps every read "dirty" (a fresh cursor each time)
+        holder.__enter__().next_seq()
+        try:
+            for _ in range(400):
+                changes = follower.vector_changes(cursor)
+                assert changes.upserts == [] and changes.removed == []
+                cursor = changes.seq
+        finally:
+            holder.__exit__(None, None, None)
+    finally:
+        writer.close()
+        follower.close()

@@ -621,9 +621,10 @@ class PostgresStore(AccessReads):
                 cursor = -self._feed_dirty
             else:
                 cursor = counter
-            if len(self._feed_marks) > 256:
-                self._feed_marks.clear()
+            self._feed_marks.pop(cursor, None)
             self._feed_marks[cursor] = int(xmin)
+            while len(self._feed_marks) > 256:  # forget the oldest cursors (an unknown one means "from the start")
+                del self._feed_marks[next(iter(self._feed_marks))]
         return VectorChanges(upserts=upserts, removed=removed, seq=cursor)
 
     @staticmethod
