@@ -182,3 +182,31 @@ def test_hnsw_index_follows_pg_ann_index_and_vectors_are_kept_exactly(pg_databas
         assert store.get_vectors(["m1"])[0].vector.tobytes() == vector.tobytes()
     finally:
         store.close()
+
+
+def test_a_schema_4_database_upgrades_with_its_change_numbers_and_vectors(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    """Schema 5 replaces the meta counter with a sequence and adds transaction ids to the
+    vector feed; a database written by schema 4 keeps counting from where it was, and its
+    stored vectors are delivered to followers."""
+    from memmesh.store.postgres import MIGRATIONS
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        for number, _name, sql in MIGRATIONS:
+            if number <= 4:
+                conn.execute(sql)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '4'), ('app', 'memmesh'), ('seq', '41'), ('node_id', 'old-node')"
+        )
+        conn.execute("INSERT INTO vectors (memory_id, model, dim, embedding, seq) VALUES ('v1', 'm', 3, '[1,0,0]', 41)")
+    store = open_store(pg_database)
+    try:
+        assert store.schema_version == 5
+        assert store.change_counter() == 41
+        with store.write() as tx:
+            assert tx.next_seq() == 42
+        assert [r.memory_id for r in store.vector_changes(0).upserts] == ["v1"]
+        assert store.node_id() == "old-node"
+        assert "change counter" not in store.integrity_check()  # the sequence is not behind the stored numbers
+    finally:
+        store.close()
+    assert open_memory(pg_database).add("written after the upgrade").content == "written after the upgrade"
