@@ -308,3 +308,47 @@ def test_a_follower_that_reads_the_feed_often_never_reloads_everything(pg_databa
     finally:
         writer.close()
         follower.close()
+
+
+@pytest.mark.slow
+def test_a_restart_under_load_loses_no_acknowledged_write(pg_private, open_memory: Callable[..., Memory]) -> None:
+    """Three writer threads keep writing while PostgreSQL stops and starts again: every
+    acknowledged write survives, every failure is a 503-class error, and writing resumes
+    within about two seconds of the server's return."""
+    url = pg_private.dsn_for(pg_private.create_database())
+    mem = open_memory(url)
+    acked: list[tuple[float, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                made = mem.add(f"writer {n} note {i}", tier="long")
+                acked.append((time.monotonic(), made.id))
+            except UnavailableError as exc:
+                failures.append(exc.message)
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        pg_private.stop()
+        time.sleep(2.0)
+        pg_private.start()
+        back = time.monotonic()
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert failures, "the outage was not noticed"
+    after = [at for at, _ in acked if at >= back]
+    assert after and after[0] - back <= 2.0, f"first write {after[0] - back if after else None} s after the restart"
+    with psycopg.connect(url) as conn:
+        stored = {row[0] for row in conn.execute("SELECT id FROM memories")}
+    assert {mid for _, mid in acked} <= stored
