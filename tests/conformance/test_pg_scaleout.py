@@ -352,3 +352,30 @@ def test_a_restart_under_load_loses_no_acknowledged_write(pg_private, open_memor
     with psycopg.connect(url) as conn:
         stored = {row[0] for row in conn.execute("SELECT id FROM memories")}
     assert {mid for _, mid in acked} <= stored
+
+
+@pytest.mark.slow
+def test_a_server_out_of_connection_slots_is_named_as_such(pg_private) -> None:
+    """max_connections used up: the message says so and how to fix it (it used to say
+    "check the firewall")."""
+    pg_private.execute("postgres", "ALTER SYSTEM SET max_connections = 8")
+    pg_private.execute("postgres", "ALTER SYSTEM SET superuser_reserved_connections = 0")
+    pg_private.stop()
+    pg_private.start()
+    url = pg_private.dsn_for(pg_private.create_database())
+    held: list[psycopg.Connection] = []
+    try:
+        while True:
+            try:
+                held.append(psycopg.connect(url, connect_timeout=5))
+            except psycopg.OperationalError:
+                break
+            assert len(held) < 20
+        with pytest.raises(UnavailableError) as err:
+            open_store(url)
+        message = err.value.message
+        assert "no free connection slot" in message and "max_connections" in message and "storage.pool_size" in message
+        assert "firewall" not in message
+    finally:
+        for conn in held:
+            conn.close()
