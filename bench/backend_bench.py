@@ -8,10 +8,16 @@ the store's and not the embedder's):
 - keyword recall: ``Memory.recall(mode="keyword")`` over the loaded corpus (p50/p95, queries/s);
 
 then ``memmesh.io.migrate`` throughput (memories/s) SQLite → PostgreSQL and back, without
-and with stored 384-d vectors (copied, never re-embedded). PostgreSQL is ``--pg-dsn`` /
-``$MEMMESH_BENCH_PG_DSN``, else a throw-away pgserver (PostgreSQL 18 + pgvector).
+and with stored 384-d vectors (copied, never re-embedded), and PostgreSQL scale-out: 1, 2
+and 3 nodes (separate processes, ``--threads`` writers each, adds and updates) writing to
+one database for ``--seconds``, with writes/s and the time writers spent waiting on locks
+(sampled from ``pg_stat_activity`` every 20 ms: backends of the database whose
+``wait_event_type`` is ``Lock``). ``--baseline-src DIR`` runs the same scale-out with the
+memmesh source in DIR (e.g. ``git archive <commit> src | tar -x -C DIR``) for comparison.
+PostgreSQL is ``--pg-dsn`` / ``$MEMMESH_BENCH_PG_DSN``, else the test cluster that
+``scripts/pg_test_server.py`` provides (system PostgreSQL + pgvector).
 
-    python bench/backend_bench.py [--memories 5000] [--singles 300] [--queries 200] [--out bench/results/backend.json]
+    python bench/backend_bench.py [--memories 5000] [--singles 300] [--queries 200] [--seconds 8] [--out bench/results/backend.json]
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import platform
 import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -178,14 +187,9 @@ def postgres(dsn: str | None) -> Iterator[Callable[[], str]]:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    root = None
-    server = None
     if dsn is None:
-        import pgserver
-
-        root = Path(tempfile.mkdtemp(prefix="memmesh-bench-pg-"))
-        server = pgserver.get_server(root / "data", cleanup_mode="delete")
-        dsn = server.get_uri()
+        script = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_server.py"
+        dsn = subprocess.run([sys.executable, str(script), "ensure"], capture_output=True, text=True, check=True).stdout.split("\n")[-2]
     created: list[str] = []
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if k != "dbname" and v not in (None, "")}
 
@@ -202,10 +206,186 @@ def postgres(dsn: str | None) -> Iterator[Callable[[], str]]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             for name in created:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if server is not None:
-            server.cleanup()
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
+
+
+NODE_WORKER = """
+import sys, threading, time
+from memmesh import Memory
+from memmesh.config import load_settings
+from memmesh.errors import MemmeshError
+url, data_dir, node, threads, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+settings = load_settings(None, overrides={"data_dir": data_dir, "embeddings": {"provider": "none"},
+                                          "storage": {"pool_size": threads + 2}}, env={"MEMMESH_CONFIG": ""})
+done, failed = [0] * threads, [0] * threads
+with Memory(url, settings) as mem:
+    def work(t):
+        own = mem.add(f"node {node} thread {t} counter", tier="long")
+        end, i = time.time() + seconds, 0
+        while time.time() < end:
+            i += 1
+            try:
+                if i % 3:
+                    mem.add(f"node {node} thread {t} note {i} about topic {i % 17}", namespace=f"n{node}")
+                else:
+                    mem.update(own.id, content=f"node {node} thread {t} counter {i}")
+                done[t] += 1
+            except MemmeshError:
+                failed[t] += 1
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers: w.start()
+    for w in workers: w.join()
+print(sum(done), sum(failed))
+"""
+
+
+def bench_scale_out(fresh_pg: Callable[[], str], work: Path, seconds: float, threads: int, src: str | None) -> dict[str, Any]:
+    """Writes/s with 1, 2 and 3 node processes on one database, and lock waits sampled from the server."""
+    import psycopg
+
+    script = work / "node_worker.py"
+    script.write_text(NODE_WORKER)
+    env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
+    out: dict[str, Any] = {}
+    for nodes in (1, 2, 3):
+        url = fresh_pg()
+        if src is None:
+            open_store(url).close()  # schema in place before the clock starts (a baseline makes its own)
+        stop = threading.Event()
+        samples: list[int] = []
+
+        def sample(url: str = url, stop: threading.Event = stop, samples: list[int] = samples) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                while not stop.is_set():
+                    row = conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                    samples.append(int(row[0]) if row else 0)
+                    time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), url, str(work), str(n), str(threads), str(seconds)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for n in range(nodes)
+        ]
+        results = [proc.communicate(timeout=seconds * 10 + 120) for proc in procs]
+        elapsed = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        for proc, (_out, err) in zip(procs, results, strict=True):
+            if proc.returncode != 0:
+                raise RuntimeError(f"node worker failed: {err[-2000:]}")
+        writes = sum(int(o.split()[0]) for o, _ in results)
+        failed = sum(int(o.split()[1]) for o, _ in results)
+        lock_wait_s = statistics.fmean(samples) * elapsed if samples else 0.0  # mean waiting backends x wall time
+        out[f"{nodes}_node{'s' if nodes > 1 else ''}"] = {
+            "writers": nodes * threads,
+            "writes": writes,
+            "failed": failed,
+            "writes_per_s": round(writes / seconds, 1),
+            "lock_wait_s": round(lock_wait_s, 2),
+            # The mean share of the writers that were waiting on a lock at any moment.
+            "lock_wait_share": round(statistics.fmean(samples) / (nodes * threads), 4) if samples else 0.0,
+        }
+    return out
+
+
+def bench_vector_search(fresh_pg: Callable[[], str], sizes: list[int], queries: int, dim: int = 384) -> dict[str, Any]:
+    """Where SQL-side vector search starts to pay: for each store size, the in-process index
+    (first load from the database, then exact numpy search per query) against pgvector's
+    HNSW search in SQL (``PostgresStore.vector_search``), both with a namespace filter that
+    passes half the rows. Decides ``storage.pg_vector_search_min``."""
+    from memmesh.recall.index import VectorIndex
+    from memmesh.store.base import Filter
+    from memmesh.store.postgres import PostgresStore
+
+    rng = np.random.default_rng(5)
+    out: dict[str, Any] = {}
+    for size in sizes:
+        store = open_store(fresh_pg(), ann_index=True)
+        assert isinstance(store, PostgresStore)
+        vectors = rng.standard_normal((size, dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        started = time.perf_counter()
+        from memmesh.model import Memory as Record
+        from memmesh.model import Version
+
+        now = datetime.now(UTC)
+        for start in range(0, size, 1000):
+            with store.write() as tx:
+                seq = tx.next_seq()
+                chunk = range(start, min(size, start + 1000))
+                tx.insert_memories(
+                    [
+                        Record(
+                            id=f"m{i}",
+                            namespace="a" if i % 2 else "b",
+                            content=f"vector row {i}",
+                            created_at=now,
+                            updated_at=now,
+                            content_hash=f"h{i}",
+                            tier="long",
+                            kind="fact",
+                            priority=5,
+                            confidence=1.0,
+                            source="bench",
+                            version=Version(node="bench", clock={"bench": 1}),
+                        )
+                        for i in chunk
+                    ],
+                    seq,
+                )
+                from memmesh.store.base import VectorRow
+
+                tx.put_vectors([VectorRow(f"m{i}", "bench-model", vectors[i]) for i in chunk], seq)
+        load_s = time.perf_counter() - started
+        with psycopg_connect(store) as conn:
+            conn.execute("ANALYZE vectors; ANALYZE memories")
+        flt = Filter(now=now, namespace="a")
+        qs = rng.standard_normal((queries, dim)).astype(np.float32)
+        qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+        index = VectorIndex(store, "bench-model")
+        started = time.perf_counter()
+        index.refresh()
+        first_load_s = time.perf_counter() - started
+        allowed = {f"m{i}" for i in range(size) if i % 2}
+        in_process, in_sql, agree = [], [], 0
+
+        def accept(ids: list[str], allowed: set[str] = allowed) -> set[str]:
+            return {i for i in ids if i in allowed}
+
+        for q in qs:
+            t0 = time.perf_counter()
+            a = index.search(q, 10, accept=accept, fallback=lambda allowed=allowed: allowed)
+            in_process.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            b = store.vector_search("bench-model", q, 10, flt)
+            in_sql.append(time.perf_counter() - t0)
+            agree += len({m for m, _ in a} & {m for m, _ in b})
+        out[str(size)] = {
+            "insert_with_hnsw_per_s": round(size / load_s, 1),
+            "in_process_first_load_s": round(first_load_s, 3),
+            "in_process_p50_ms": round(statistics.median(in_process) * 1000, 2),
+            "in_sql_p50_ms": round(statistics.median(in_sql) * 1000, 2),
+            "in_sql_p95_ms": round(sorted(in_sql)[int(len(in_sql) * 0.95) - 1] * 1000, 2),
+            "sql_recall_at_10": round(agree / (10 * len(qs)), 3),
+            "in_process_matrix_mb": round(size * dim * 4 / 1e6, 1),
+        }
+        store.close()
+    return out
+
+
+@contextmanager
+def psycopg_connect(store: Store) -> Iterator[Any]:
+    with store._reading() as conn:  # type: ignore[attr-defined]
+        yield conn
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -213,6 +393,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with postgres(args.pg_dsn or os.environ.get("MEMMESH_BENCH_PG_DSN")) as fresh_pg:
             results: dict[str, Any] = {"backends": {}, "migrate": {}}
+            if args.vector_sizes:
+                results["vector_search"] = bench_vector_search(fresh_pg, [int(x) for x in args.vector_sizes.split(",")], 50)
+            if args.only_scale_out:
+                results["scale_out"] = bench_scale_out(fresh_pg, work, args.seconds, args.threads, None)
+                if args.baseline_src:
+                    results["scale_out_baseline"] = bench_scale_out(fresh_pg, work, args.seconds, args.threads, args.baseline_src)
+                return results
             results["backends"]["sqlite"] = bench_backend(f"sqlite:///{work / 'bench.db'}", work, args.memories, args.singles, args.queries)
             results["backends"]["postgres"] = bench_backend(fresh_pg(), work, args.memories, args.singles, args.queries)
             sq, pg = results["backends"]["sqlite"], results["backends"]["postgres"]
@@ -229,12 +416,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["migrate"]["rerun_writes"] = timed_migrate(source, with_vectors_pg)["memories"]
             for store in (source, target_pg, back, with_vectors_pg):
                 store.close()
+            results["scale_out"] = bench_scale_out(fresh_pg, work, args.seconds, args.threads, None)
+            if args.baseline_src:
+                results["scale_out_baseline"] = bench_scale_out(fresh_pg, work, args.seconds, args.threads, args.baseline_src)
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def print_table(results: dict[str, Any]) -> None:
+    if results.get("vector_search"):
+        print(json.dumps(results["vector_search"], indent=1))
+    if results.get("backends"):
+        print_backends(results)
+    for key in ("scale_out", "scale_out_baseline"):
+        if key in results:
+            print()
+            print(f"{key:16} {'writers':>8} {'writes/s':>10} {'failed':>7} {'lock wait s':>12} {'wait share':>11}")
+            for name, row in results[key].items():
+                print(
+                    f"{name:16} {row['writers']:>8} {row['writes_per_s']:>10} {row['failed']:>7} "
+                    f"{row['lock_wait_s']:>12} {row['lock_wait_share']:>11}"
+                )
+
+
+def print_backends(results: dict[str, Any]) -> None:
     sq, pg, ratio = results["backends"]["sqlite"], results["backends"]["postgres"], results["ratios_postgres_over_sqlite"]
     print(f"{'metric':32} {'sqlite':>12} {'postgres':>12} {'pg/sqlite':>10}")
     for key in ratio:
@@ -252,7 +458,12 @@ def main() -> None:
     parser.add_argument("--memories", type=int, default=5000, help="memories loaded with add_many (default 5000)")
     parser.add_argument("--singles", type=int, default=300, help="memories stored one add() at a time (default 300)")
     parser.add_argument("--queries", type=int, default=200, help="keyword recalls timed (default 200)")
-    parser.add_argument("--pg-dsn", default=None, help="PostgreSQL server to use (default: $MEMMESH_BENCH_PG_DSN or pgserver)")
+    parser.add_argument("--pg-dsn", default=None, help="PostgreSQL server (default: $MEMMESH_BENCH_PG_DSN or the test cluster)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each scale-out run (default 8)")
+    parser.add_argument("--threads", type=int, default=4, help="writer threads per node in the scale-out runs (default 4)")
+    parser.add_argument("--baseline-src", default=None, help="memmesh src dir to run the scale-out with as a baseline")
+    parser.add_argument("--vector-sizes", default="", help="store sizes for the SQL vs in-process vector search section, e.g. 5000,20000")
+    parser.add_argument("--only-scale-out", action="store_true", help="skip the SQLite/PostgreSQL and migration sections")
     parser.add_argument("--out", default="bench/results/backend.json", help="JSON results file")
     args = parser.parse_args()
     results = run(args)

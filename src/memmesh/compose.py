@@ -12,6 +12,7 @@ from memmesh.recall.embedders import Embedder, build_embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.ranking import RankWeights
+from memmesh.recall.sql_index import SqlBackedIndex
 from memmesh.service import Policy, Service
 from memmesh.store.base import Store, open_store
 
@@ -58,7 +59,19 @@ def build_store(settings: Settings, *, create: bool = True) -> Store:
         synchronous=settings.storage.synchronous,
         pool_size=settings.storage.pool_size,
         ann_index=settings.storage.pg_ann_index,
+        statement_timeout_ms=settings.storage.statement_timeout_ms,
+        idle_in_transaction_timeout_ms=settings.storage.idle_in_transaction_timeout_ms,
     )
+
+
+def build_index(settings: Settings, store: Store, model_id: str) -> VectorIndex:
+    """In-process vector index; on PostgreSQL with pgvector's HNSW index, one that searches in
+    the database once the store holds ``storage.pg_vector_search_min`` vectors."""
+    if settings.storage.pg_ann_index and hasattr(store, "vector_search"):
+        return SqlBackedIndex(
+            store, model_id, None, ann_threshold=settings.recall.ann_threshold, sql_min=settings.storage.pg_vector_search_min
+        )
+    return VectorIndex(store, model_id, None, ann_threshold=settings.recall.ann_threshold)
 
 
 def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None, create: bool = True) -> Service:
@@ -67,7 +80,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
     settings.check_secret_files()
     store = store or build_store(settings, create=create)
     embedder = build_embedder_from(settings)
-    index = VectorIndex(store, embedder.model_id, None, ann_threshold=settings.recall.ann_threshold) if embedder is not None else None
+    index = build_index(settings, store, embedder.model_id) if embedder is not None else None
     rc = settings.recall
     weights = RankWeights(
         keyword=rc.keyword_weight,

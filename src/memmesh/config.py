@@ -47,7 +47,20 @@ class StorageSettings(_Section):
         "NORMAL", description="SQLite durability: NORMAL survives process crashes, FULL also power loss"
     )
     pool_size: int = Field(10, ge=1, le=1000, description="PostgreSQL: most pooled connections per process")
-    pg_ann_index: bool = Field(False, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
+    pg_ann_index: bool = Field(True, description="PostgreSQL: keep a pgvector HNSW index per vector dimension (SQL-side ANN)")
+    pg_vector_search_min: int = Field(
+        100_000,
+        ge=0,
+        description="PostgreSQL with pg_ann_index: vectors of one model from which recall searches in SQL, not in process (0 = never)",
+    )
+    statement_timeout_ms: int = Field(
+        10_000, ge=0, description="PostgreSQL: longest any one statement may run (0 = no limit); past it the request fails with 503"
+    )
+    idle_in_transaction_timeout_ms: int = Field(
+        3_000,
+        ge=0,
+        description="PostgreSQL: the server ends a transaction left idle this long (a frozen node), releasing its locks",
+    )
     node_id: str | None = Field(None, description="this node's id in version vectors; default: generated once per database")
     ttl_short_seconds: int = Field(6 * 3600, ge=1, description="default TTL of short-tier memories")
     ttl_mid_seconds: int = Field(7 * 86400, ge=1, description="default TTL of mid-tier memories")

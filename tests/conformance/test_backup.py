@@ -16,6 +16,7 @@ import pytest
 
 from memmesh import Memory
 from memmesh.store.base import open_store
+from memmesh.store.sqlite import register_functions
 
 WRITER = textwrap.dedent("""
     import sys, time
@@ -243,6 +244,7 @@ def test_edited_sqlite_snapshot_restores_only_records_that_pass_the_write_rules(
     snapshot = Path(made["snapshot"])
 
     conn = sqlite3.connect(snapshot)
+    register_functions(conn)  # the index triggers call them (an attacker would drop the triggers)
     with conn:
         conn.execute("UPDATE memories SET updated_at = '2999-01-01T00:00:00.000000Z' WHERE id = ?", (future.id,))
         conn.execute("UPDATE memories SET content = 'tampered content' WHERE id = ?", (edited.id,))

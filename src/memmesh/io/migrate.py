@@ -11,12 +11,20 @@ interrupted run keeps what it wrote and a re-run only writes what is still missi
 (resumable); a run over an up-to-date target writes nothing (idempotent). For a memory
 present on both sides the newer ``updated_at`` wins, as in ``import``. ``dry_run`` does all
 the reading and counting and writes nothing.
+
+The source is read from one snapshot when its store offers one (PostgreSQL: a REPEATABLE
+READ transaction, as ``backup`` uses), so a migration from a live database copies one point
+in time: every memory with the history that led to it. History is checked per memory, for
+every memory, not only those whose ``updated_at`` changed: a re-run adds whatever entries
+the target lacks (repairing a copy made by an older memmesh without the snapshot), and a
+final pass reads the target's history back and reports any memory still short of entries.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -61,18 +69,44 @@ def migrate(
 ) -> MigrateReport:
     """Copy everything in ``source`` that ``target`` lacks or holds an older copy of."""
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
-    history = _history_by_memory(source.iter_history())
-    known = {t.id for t in target.tombstones_since(0)}
-    for batch in batched(source.iter_memories(batch=batch_size), batch_size):
-        report.memories_read += len(batch)
-        report.batches += 1
-        _copy_memories(source, target, batch, history, known, report, now)
-        if progress:
-            progress(len(batch))
-    _copy_tombstones(source, target, history, report, batch_size)
-    _copy_links(source, target, report, batch_size)
-    _copy_archive(source, target, now, report)
+    snapshot = getattr(source, "snapshot", None)
+    with snapshot() if snapshot is not None else nullcontext():
+        history = _history_by_memory(source.iter_history())
+        present = _history_keys(target.iter_history())
+        known = {t.id for t in target.tombstones_since(0)}
+        copied: list[str] = []
+        for batch in batched(source.iter_memories(batch=batch_size), batch_size):
+            report.memories_read += len(batch)
+            report.batches += 1
+            _copy_memories(source, target, batch, history, present, known, report, now)
+            copied += [m.id for m in batch]
+            if progress:
+                progress(len(batch))
+        _copy_tombstones(source, target, history, present, report, batch_size)
+        _copy_links(source, target, report, batch_size)
+        _copy_archive(source, target, now, report)
+    if not dry_run:
+        _verify_history(target, copied, history, report)
     return report
+
+
+def _history_keys(entries: Iterable[HistoryEntry]) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = {}
+    for entry in entries:
+        keys.setdefault(entry.memory_id, set()).add(_history_key(entry))
+    return keys
+
+
+def _verify_history(target: Store, ids: Sequence[str], history: dict[str, list[HistoryEntry]], report: MigrateReport) -> None:
+    """Read the target's history back: every copied memory must hold all its source entries."""
+    stored = _history_keys(target.iter_history())
+    for memory_id in ids:
+        missing = [e for e in history.get(memory_id, []) if _history_key(e) not in stored.get(memory_id, set())]
+        if missing:
+            report.errors.append(
+                f"memory {memory_id}: {len(missing)} history entr{'ies' if len(missing) != 1 else 'y'} of the source missing "
+                "in the target after the copy; run migrate again to repair"
+            )
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -99,12 +133,10 @@ def _newer(incoming: Memory, existing: Memory | None) -> bool:
     return existing is None or (existing != incoming and existing.updated_at < incoming.updated_at)
 
 
-def _missing_history(target: Store, memory_id: str, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
+def _missing_history(present: dict[str, set[str]], memory_id: str, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
     """Source history entries the target does not have yet (so a re-run adds none)."""
-    if not entries:
-        return []
-    present = {_history_key(e) for e in target.history(memory_id)}
-    return [e for e in entries if _history_key(e) not in present]
+    have = present.get(memory_id, set())
+    return [e for e in entries if _history_key(e) not in have]
 
 
 def _history_key(entry: HistoryEntry) -> str:
@@ -126,17 +158,15 @@ def _copy_memories(
     target: Store,
     batch: list[Memory],
     history: dict[str, list[HistoryEntry]],
+    present: dict[str, set[str]],
     known: set[str],
     report: MigrateReport,
     now: datetime,
 ) -> None:
     existing = {m.id: m for m in target.get_many([m.id for m in batch])}
     changed = [m for m in batch if _newer(m, existing.get(m.id))]
-    # An id the target has never seen (no memory, no tombstone) has no history there either.
-    new_history = {
-        m.id: _missing_history(target, m.id, history.get(m.id, [])) if m.id in existing or m.id in known else history.get(m.id, [])
-        for m in changed
-    }
+    # Every memory's history is checked, changed or not: a re-run repairs a short history.
+    new_history = {m.id: _missing_history(present, m.id, history.get(m.id, [])) for m in batch}
     for memory in changed:
         if memory.id in known and memory.id not in existing:
             # Deleted in the target, live in the source: the copy brings it back, and its
@@ -178,9 +208,9 @@ def _write_batch(
             tx.update_memory(memory, seq)
     tx.insert_memories(inserts, seq)
     written = [m for m in changed if m.id in existing] + inserts
-    entries = [entry for m in written for entry in new_history[m.id]]
-    tx.add_history_many(entries)
     present = set(existing) | {m.id for m in inserts}
+    entries = [entry for memory_id in sorted(present & set(new_history)) for entry in new_history[memory_id]]
+    tx.add_history_many(entries)
     rows = [row for row in vectors if row.memory_id in present]
     tx.put_vectors(rows, seq)
     report.memories_written += len(written)
@@ -204,7 +234,14 @@ def _no_clash(tx: WriteTx, memory: Memory, report: MigrateReport) -> bool:
     return True
 
 
-def _copy_tombstones(source: Store, target: Store, history: dict[str, list[HistoryEntry]], report: MigrateReport, batch_size: int) -> None:
+def _copy_tombstones(
+    source: Store,
+    target: Store,
+    history: dict[str, list[HistoryEntry]],
+    present: dict[str, set[str]],
+    report: MigrateReport,
+    batch_size: int,
+) -> None:
     tombstones = source.tombstones_since(0)
     for start in range(0, len(tombstones), batch_size):
         batch = tombstones[start : start + batch_size]
@@ -221,7 +258,7 @@ def _copy_tombstones(source: Store, target: Store, history: dict[str, list[Histo
                 tx.delete_links(tombstone.id)
                 tx.delete_memory(tombstone, seq)
                 report.tombstones_written += 1
-                entries = _missing_history(target, tombstone.id, history.get(tombstone.id, []))
+                entries = _missing_history(present, tombstone.id, history.get(tombstone.id, []))
                 for entry in entries:
                     tx.add_history(entry)
                 report.history_written += len(entries)

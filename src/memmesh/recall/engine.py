@@ -131,7 +131,10 @@ class RecallEngine:
         def accept(ids: list[str]) -> set[str]:
             return self.store.matching_ids(replace(flt, ids=tuple(ids)))
 
-        scored = self.index.search(vector, pool, accept=accept, fallback=lambda: self.store.matching_ids(flt))
+        in_store = getattr(self.index, "search_filtered", None)  # SqlBackedIndex: search in the database, filter in SQL
+        scored = in_store(vector, pool, flt) if in_store is not None else None
+        if scored is None:
+            scored = self.index.search(vector, pool, accept=accept, fallback=lambda: self.store.matching_ids(flt))
         missing = [mid for mid, _ in scored if mid not in found]
         memories = {m.id: m for m in self.store.get_many(missing)}
         for memory_id, cosine in scored:

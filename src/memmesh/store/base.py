@@ -205,7 +205,9 @@ def open_store(
     busy_timeout_ms: int = 15_000,
     synchronous: str = "NORMAL",
     pool_size: int = 10,
-    ann_index: bool = False,
+    ann_index: bool = True,
+    statement_timeout_ms: int = 10_000,
+    idle_in_transaction_timeout_ms: int = 3_000,
 ) -> Store:
     """Open the store a URL names, upgrading its schema if needed.
 
@@ -228,7 +230,15 @@ def open_store(
             raise InvalidInputError(
                 f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
             ) from None
-        return PostgresStore(url, busy_timeout_ms=busy_timeout_ms, pool_size=pool_size, ann_index=ann_index, create=create)
+        return PostgresStore(
+            url,
+            busy_timeout_ms=busy_timeout_ms,
+            pool_size=pool_size,
+            ann_index=ann_index,
+            statement_timeout_ms=statement_timeout_ms,
+            idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,
+            create=create,
+        )
     raise InvalidInputError(
         f"unsupported store URL {redact_url(url)!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
     )

@@ -241,6 +241,17 @@ def _translate(exc: BaseException, path: str) -> BaseException:
     return exc
 
 
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions memmesh's triggers call (the unsegmented-script index, schema 5).
+
+    A connection that writes to ``memories`` needs them; a plain ``sqlite3`` shell does not
+    have them, so its writes fail instead of leaving the index stale. Tools that must edit a
+    memmesh file directly call this on their own connection first.
+    """
+    conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
+    conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
+
+
 class SQLiteStore:
     """A memmesh database in one SQLite file (or in memory)."""
 
@@ -324,9 +335,7 @@ class SQLiteStore:
                 self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
-            # Called by the triggers that keep the unsegmented-script index (schema 5).
-            conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
-            conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
+            register_functions(conn)
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"cannot open {self.path}: {exc}") from exc
         return conn

@@ -58,4 +58,10 @@ def configure(json_lines: bool, level: int = logging.INFO) -> dict[str, Any]:
         logger.handlers[:] = [handler]
         logger.setLevel(level)
         logger.propagate = False
+    # psycopg_pool warns (multi-line) while PostgreSQL is unreachable; through our handler
+    # those warnings become one JSON line each instead of plain text in a JSON stream.
+    pg_logger = logging.getLogger("psycopg")
+    pg_logger.handlers[:] = [handler]
+    pg_logger.setLevel(max(level, logging.WARNING))
+    pg_logger.propagate = False
     return {"version": 1, "disable_existing_loggers": False}
