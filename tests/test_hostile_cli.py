@@ -21,6 +21,7 @@ BAD_STORES = [
 
 @pytest.mark.parametrize(("args", "expected"), BAD_STORES)
 def test_hostile_cli_values_are_one_clear_line(cli, args: list[str], expected: str) -> None:
+    assert cli("init").code == 0  # an existing store: reads on a missing one stop at that first
     result = cli(*args)
     assert result.code == 1, (result.out, result.err)
     assert result.err.startswith("error: ") and expected in result.err and "Traceback" not in result.err, result.err
@@ -29,6 +30,7 @@ def test_hostile_cli_values_are_one_clear_line(cli, args: list[str], expected: s
 
 
 def test_nul_in_piped_content_is_refused(cli) -> None:
+    assert cli("init").code == 0
     result = cli("store", "-", input="before\x00after")
     assert result.code == 1 and "NUL" in result.err and "content" in result.err
     assert cli("list", "--json").out.count('"id"') == 0
