@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from memmesh.errors import ClockSkewError, InvalidInputError
+
 Clock = Callable[[], datetime]
 """A function returning the current UTC time; the service takes one so tests can move time."""
 
@@ -74,37 +76,76 @@ def new_id(now_ms: int | None = None) -> str:
     return str(uuid.UUID(int=value))
 
 
+HLC_COUNTER_LIMIT = 99_999
+"""The largest logical counter the fixed-width text encoding holds; past it the clock moves
+its millisecond forward instead, so text order stays clock order."""
+
+
+def parse_hlc(text: str) -> tuple[int, int]:
+    """``"<ms>.<counter>"`` as a pair; raises ``InvalidInputError`` naming the bad text."""
+    ms_text, dot, counter_text = text.partition(".")
+    if not (ms_text.isdigit() and len(ms_text) == 13 and dot and counter_text.isdigit() and len(counter_text) == 5):
+        raise InvalidInputError(f"bad hybrid logical clock timestamp {text!r}: expected 13 digits, a dot and 5 digits")
+    return int(ms_text), int(counter_text)
+
+
+def format_hlc(ms: int, counter: int) -> str:
+    """The fixed-width text form of an HLC timestamp: text order is clock order."""
+    return f"{ms:013d}.{counter:05d}"
+
+
 class HybridLogicalClock:
     """Hybrid logical clock (Kulkarni et al.): wall time in ms plus a logical counter.
 
-    Its timestamps never go backwards on one node and always exceed any timestamp the node
-    has seen from a peer, which makes last-writer-wins tie breaks agree across replicas.
-    Encoded as ``"<ms:013d>.<counter:05d>"`` so text order is clock order.
+    Its timestamps never go backwards on one node (even when the wall clock jumps back) and
+    always exceed any timestamp the node has observed, so a write made after seeing a version
+    is stamped later than that version: causally later writes win every last-writer tie
+    break, on every replica. Encoded as ``"<ms:013d>.<counter:05d>"``.
+
+    ``max_ahead_ms`` bounds how far a peer's timestamp may run ahead of our physical clock:
+    a peer with a clock far in the future would otherwise drag every node's clock with it
+    (and its writes would win every conflict until real time caught up).
     """
 
-    def __init__(self, clock: Clock = system_clock) -> None:
+    def __init__(self, clock: Clock = system_clock, *, max_ahead_ms: int | None = None) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._ms = 0
         self._counter = 0
+        self.max_ahead_ms = max_ahead_ms
+        self.refused = 0
+        """How many remote timestamps were refused for running too far ahead."""
 
     def now(self) -> str:
-        """A timestamp for a local event."""
+        """A timestamp for a local event, later than every timestamp issued or observed."""
         with self._lock:
-            wall = int(self._clock().timestamp() * 1000)
+            wall = self._wall_ms()
             if wall > self._ms:
                 self._ms, self._counter = wall, 0
             else:
-                self._counter += 1
-            return self._encode()
+                self._tick()
+            return format_hlc(self._ms, self._counter)
 
     def observe(self, remote: str) -> None:
-        """Fold in a timestamp received from a peer so later local ones sort after it."""
-        ms_text, _, counter_text = remote.partition(".")
-        remote_ms, remote_counter = int(ms_text), int(counter_text or 0)
+        """Fold in a timestamp received from a peer (or read from the store) so every later
+        local timestamp sorts after it. Refuses one too far ahead of physical time."""
+        remote_ms, remote_counter = parse_hlc(remote)
         with self._lock:
+            wall = self._wall_ms()
+            if self.max_ahead_ms is not None and remote_ms > wall + self.max_ahead_ms:
+                self.refused += 1
+                raise ClockSkewError(
+                    f"timestamp {remote} is {remote_ms - wall} ms ahead of this node's clock; the limit is {self.max_ahead_ms} ms",
+                    details={"ahead_ms": remote_ms - wall, "limit_ms": self.max_ahead_ms},
+                )
             if (remote_ms, remote_counter) > (self._ms, self._counter):
                 self._ms, self._counter = remote_ms, remote_counter
 
-    def _encode(self) -> str:
-        return f"{self._ms:013d}.{self._counter:05d}"
+    def _wall_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+    def _tick(self) -> None:
+        if self._counter >= HLC_COUNTER_LIMIT:
+            self._ms, self._counter = self._ms + 1, 0
+        else:
+            self._counter += 1

@@ -8,7 +8,8 @@ so adding an error type here is enough for all of them to render it correctly.
     MemmeshError
     ├── InvalidInputError        400/422-class: the caller sent something wrong
     │   ├── ContentTooLargeError 413
-    │   └── ConfigError          bad config file / env / flags
+    │   ├── ConfigError          bad config file / env / flags
+    │   └── ClockSkewError       a peer's clock is too far ahead of ours
     ├── NotFoundError            404
     ├── ConflictError            409
     ├── AuthError                401
@@ -61,6 +62,16 @@ class ConfigError(InvalidInputError):
     """The configuration (file, env or flags) is wrong; names the source and the key."""
 
     code = "config_error"
+
+
+class ClockSkewError(InvalidInputError):
+    """A timestamp from a peer is further ahead of this node's physical clock than allowed.
+
+    Adopting it would drag this node's hybrid logical clock into the future and make every
+    later local write win ties it should not; the change is refused and counted instead.
+    """
+
+    code = "clock_skew"
 
 
 class NotFoundError(MemmeshError):

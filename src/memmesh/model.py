@@ -140,7 +140,7 @@ class Version(BaseModel):
 
     clock: dict[str, int] = Field(default_factory=dict)
     node: str = ""
-    hlc: str = ""
+    hlc: str = Field(default="", pattern=r"^(\d{13}\.\d{5})?$")
 
 
 class NewMemory(_Strict):

@@ -64,6 +64,7 @@ from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
 from memmesh.store.base import Filter, Store, WriteTx
+from memmesh.versions import next_version
 
 if TYPE_CHECKING:
     from memmesh.entities import Entities
@@ -160,9 +161,7 @@ class Service:
             raise ContentTooLargeError(f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)")
 
     def _next_version(self, previous: Version | None) -> Version:
-        clock = dict(previous.clock) if previous else {}
-        clock[self.node_id] = clock.get(self.node_id, 0) + 1
-        return Version(clock=clock, node=self.node_id, hlc=self.hlc.now())
+        return next_version(previous, self.node_id, self.hlc)
 
     def _embed(self, texts: list[str]) -> tuple[np.ndarray | None, list[str]]:
         """Vectors for texts, or (None, notices) when the embedder fails: such writes are
