@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from memmesh.compose import build
+from memmesh.compose import build, build_mesh
 from memmesh.config import SECTIONS, Settings, load_settings
 from memmesh.errors import ConfigError
 from memmesh.interfaces.http import logs
@@ -66,6 +66,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     logs.configure(server.log_json)
     service = build(settings)
     try:
+        build_mesh(service, settings)
         check_bind(server.host, service.auth_enabled(), settings.auth.insecure)
         common: dict[str, Any] = {
             "host": server.host,
@@ -88,4 +89,6 @@ def app_factory() -> FastAPI:
     """One worker's app, from the settings :func:`serve` exported to the environment."""
     settings = load_settings()
     logs.configure(settings.server.log_json)
-    return create_app(build(settings), settings, open_metrics=is_loopback(settings.server.host), owns_service=True)
+    service = build(settings)
+    build_mesh(service, settings)
+    return create_app(service, settings, open_metrics=is_loopback(settings.server.host), owns_service=True)
