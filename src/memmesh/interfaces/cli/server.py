@@ -37,7 +37,7 @@ def serve(
             **db_override(db),
             "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
             "auth": {"require_auth": require_auth, "insecure": insecure},
-            "storage": {**db_override(db).get("storage", {}), "node_id": node_id},
+            "storage": {**db_override(db).get("storage", {}), "node_id": node_id},  # merged into the global --db by State
             "federation": {
                 "peers": peers,
                 "quorum_writes": quorum_writes,
