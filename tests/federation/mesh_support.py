@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from tests.http.http_support import free_port, server_env
 
 

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-
 from tests.federation.mesh_support import Node, mesh, wait_for
 
 SETTLE_S = 30
