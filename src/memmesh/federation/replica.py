@@ -159,9 +159,9 @@ class Replica:
     def known(self, node: str, url: str | None) -> None:
         """Record ``node`` as a peer (learned from its hello); keeps its cursors."""
         with self.service.store.write() as tx:
-            state = tx.peer(node) or PeerState(node_id=node)
-            if state.url != url:
-                tx.put_peer(state.model_copy(update={"url": url}))
+            state = tx.peer(node)
+            if state is None or state.url != url:
+                tx.put_peer((state or PeerState(node_id=node)).model_copy(update={"url": url}))
 
     def hello(self, principal: Principal) -> Hello:
         """Who this node is: peers call it to learn our node id and clock."""

@@ -1,5 +1,5 @@
 -- memmesh schema 5 (PostgreSQL): federation, the twin of SQLite's 0005. Each peer's
--- replication cursors and last contact, recorded conflicts, links by change number.
+-- replication cursors and last contact, recorded conflicts (links_seq exists since 0001).
 CREATE TABLE peers (
     node_id      TEXT COLLATE "C" PRIMARY KEY,
     url          TEXT,
@@ -19,4 +19,3 @@ CREATE TABLE conflicts (
 );
 CREATE INDEX conflicts_memory ON conflicts (memory_id);
 CREATE INDEX conflicts_seq ON conflicts (seq);
-CREATE INDEX links_seq ON links (seq);
