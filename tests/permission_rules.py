@@ -208,6 +208,7 @@ HTTP_ELSEWHERE = {
     ("GET", "/api/v1/sync/since"): "peer keys only: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/hello"): "peer keys and admins: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/status"): "store-wide admins: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/conflicts"): "store-wide admins: tests/federation/test_sync_routes.py",
 }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,3 +158,92 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
             last = exc
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")
+
+
+class Proxy:
+    """A fault-injecting TCP proxy from one node to another: :meth:`cut` drops every
+    connection and refuses new ones (a partition), :meth:`heal` lets traffic through again."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.blocked = False
+        self.live: set[Any] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if self.blocked:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.live |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: Any, sink: Any) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data or self.blocked:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+            with self.lock:
+                self.live -= {source, sink}
+
+    def cut(self) -> None:
+        import socket
+
+        self.blocked = True
+        with self.lock:
+            for sock in list(self.live):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def heal(self) -> None:
+        self.blocked = False
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def proxied_mesh(tmp_path: Path, count: int, *extra: str) -> tuple[list[Node], dict[tuple[str, str], Proxy]]:
+    """Like :func:`mesh`, but every node reaches every other through its own :class:`Proxy`."""
+    names = ("node-a", "node-b", "node-c", "node-d")
+    nodes = [Node(tmp_path, names[i]) for i in range(count)]
+    proxies = {(src.name, dst.name): Proxy(dst.port) for src in nodes for dst in nodes if src is not dst}
+    for node in nodes:
+        peers = ",".join(proxies[(node.name, other.name)].url for other in nodes if other is not node)
+        node.args = ["--peers", peers, "--catchup-interval-secs", "1", *extra]
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_ready()
+    wait_for(lambda: all(len([p for p in n.status()["peers"] if p.get("node_id")]) == count - 1 for n in nodes), 30, "peers identified")
+    return nodes, proxies

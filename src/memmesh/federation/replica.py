@@ -209,6 +209,11 @@ class Replica:
             peers=peers,
         )
 
+    def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
+        """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
+        self.service._authorize_store_wide(principal, "the conflict list")
+        return self.service.store.conflicts(memory_id)
+
     # -- serving the feed ------------------------------------------------------------------------
 
     def feed(self, *, peer: str, since: int, limit: int = 500, principal: Principal) -> SyncPage:

@@ -15,6 +15,7 @@ from memmesh.errors import MemmeshError
 from memmesh.federation.changes import MAX_BATCH_ITEMS, ClusterStatus, Hello, SyncBatch, SyncPage, SyncReport
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
+from memmesh.model import Conflict
 
 router = APIRouter(prefix="/api/v1/sync", tags=["sync"], responses=ERRORS)
 log = logging.getLogger("memmesh.federation")
@@ -52,3 +53,9 @@ def hello(service: Svc, who: Caller) -> Response:
 def status(service: Svc, who: Caller) -> Response:
     """Peers, cursors, outbox depth, last contact and clocks, as ``memmesh cluster status``."""
     return json_response(service.replica.status(principal=who))
+
+
+@router.get("/conflicts", response_model=list[Conflict], summary="Recorded replication conflicts (admin)")
+def conflicts(service: Svc, who: Caller, memory_id: str | None = None) -> Response:
+    """Concurrent versions that lost a merge, each under an id every node gives it the same way."""
+    return json_response(service.replica.conflicts(memory_id=memory_id, principal=who))
