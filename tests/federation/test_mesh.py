@@ -151,3 +151,48 @@ def test_two_nodes_without_quorum_replicate_both_ways(tmp_path: Path) -> None:
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_cluster_status_metrics_and_readyz_show_the_mesh(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.http.http_support import server_env
+
+    nodes = mesh(tmp_path, 2)
+    try:
+        a, b = nodes
+        a.call("POST", "/api/v1/memories", json={"content": "counted", "namespace": "s"})
+        wait_for(lambda: a.status()["peers"][0]["outbox_changes"] == 0, 30, "acknowledged")
+        ready = a.call("GET", "/readyz").json()
+        assert ready["peers"] == 1 and ready["peers_up"] == 1
+        metrics = a.call("GET", "/metrics").text
+        assert 'memmesh_peer_outbox_changes{peer="node-b"} 0.0' in metrics and 'memmesh_peer_up{peer="node-b"} 1.0' in metrics
+        b.stop()
+        a.call("POST", "/api/v1/memories", json={"content": "waiting for b", "namespace": "s"})
+        wait_for(lambda: a.status()["peers"][0]["last_error"], 30, "b reported down")
+        assert a.call("GET", "/readyz").json()["peers_up"] == 0
+        assert 'memmesh_peer_up{peer="node-b"} 0.0' in a.call("GET", "/metrics").text
+        proc = subprocess.run(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(a.db), "cluster", "status", "--json"],
+            env=server_env(tmp_path),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        status = json.loads(proc.stdout)
+        assert status["node_id"] == "node-a"
+        (peer,) = status["peers"]
+        assert peer["node_id"] == "node-b" and peer["outbox_changes"] >= 1 and peer["last_contact"] and peer["last_error"]
+        table = subprocess.run(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(a.db), "cluster", "status"],
+            env={**server_env(tmp_path), "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "node node-a" in table and "node-b" in table
+    finally:
+        for node in nodes:
+            node.stop()
