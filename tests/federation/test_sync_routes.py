@@ -188,3 +188,48 @@ def test_a_peer_answering_garbage_is_logged_and_changes_nothing(tmp_path: Path) 
     finally:
         node.stop()
         fake.shutdown()
+
+
+def test_sync_daemon_replicates_a_store_without_a_server(tmp_path: Path) -> None:
+    server = Node(tmp_path, "node-a")
+    laptop_db = tmp_path / "laptop.db"
+    key = make_key(tmp_path, server, "laptop", "peer")  # a peer key made for the laptop's node id introduces it
+    admin = make_key(tmp_path, server, "ops", "admin")
+    server.start("--require-auth")
+    server.headers = {"Authorization": f"Bearer {admin}"}
+    on_server = server.call("POST", "/api/v1/memories", json={"content": "written on the server", "namespace": "d"}).json()["id"]
+    cli = [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(laptop_db)]
+    laptop_env = {**server_env(tmp_path), "MEMMESH_STORAGE_NODE_ID": "laptop"}  # the store takes its id on first use
+    subprocess.run([*cli, "store", "written on the laptop", "--namespace", "d"], env=laptop_env, check=True, capture_output=True)
+    (tmp_path / "laptop.keys").write_text(key + "\n")
+    daemon = subprocess.Popen(
+        [
+            *cli,
+            "sync-daemon",
+            "--peers",
+            server.url,
+            "--interval",
+            "0.5",
+            "--peer-key-file",
+            str(tmp_path / "laptop.keys"),
+            "--node-id",
+            "laptop",
+        ],
+        env=server_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: len(server.ids()) == 2, 30, "the laptop's write on the server")
+
+        def laptop_ids() -> set[str]:
+            out = subprocess.run([*cli, "list", "--json"], env=server_env(tmp_path), capture_output=True, text=True, check=True).stdout
+            return {m["id"] for m in json.loads(out)["items"]}
+
+        wait_for(lambda: on_server in laptop_ids(), 30, "the server's write on the laptop")
+    finally:
+        daemon.terminate()
+        code = daemon.wait(30)
+        server.stop()
+        output = daemon.stdout.read().decode() if daemon.stdout else ""
+        assert code == 0, output

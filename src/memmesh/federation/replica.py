@@ -134,6 +134,11 @@ class Replica:
         if known is None and self.resolve_peers is not None:
             self.resolve_peers()
             known = next((p for p in self.service.store.peers() if p.node_id == node), None)
+        if known is None and principal.role == "peer" and principal.agent_id == node:
+            # a peer key made for this node id (`keys create --agent <node id> --role peer`)
+            # introduces it: how a node with no server (sync-daemon) joins
+            self.known(node, None)
+            known = next((p for p in self.service.store.peers() if p.node_id == node), None)
         if known is None:
             log.warning("sync refused: unknown node id %r", node)
             raise ForbiddenError(f"unknown node id {node!r}: it is not one of this node's peers (add its URL to --peers on this node)")
