@@ -86,6 +86,13 @@ def split_batch(batch: SyncBatch, budget: int = PUSH_BODY_BYTES) -> list[SyncBat
     return [*head, SyncBatch(node=batch.node, since=batch.since, upto=batch.upto, items=parts[-1])]
 
 
+def _written_by(item: SyncItem, node: str) -> bool:
+    """The item is a version ``node`` wrote itself: it holds that version or a later one
+    (merging only ever moves forward), so echoing it back would be pure duplicate work."""
+    obj = item.memory or item.tombstone
+    return obj is not None and obj.version.node == node
+
+
 class Mesh:
     """This node's replication threads; :meth:`replicate` is the service's write hook."""
 
@@ -218,6 +225,7 @@ class Mesh:
                 "it needs a full resync (resync_required)"
             )
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
+        page.items = [item for item in page.items if not _written_by(item, peer.node)]
         if page.items:
             for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
                 peer.client.push(batch)
