@@ -157,3 +157,17 @@ def test_a_store_with_changes_refuses_another_node_id(tmp_path: Path, open_memor
     with pytest.raises(ConfigError, match="belongs to node 'node-1'"):
         open_memory(url, storage={"node_id": "node-2"})
     assert open_memory(url).service.node_id == "node-1"
+
+
+def test_a_delete_made_during_a_partition_applies_at_half_the_retention(pair: tuple[Service, Service], clock: Any) -> None:
+    a, b = pair
+    x = a.add({"content": "deleted while b was away", "namespace": "t"}, principal=P)
+    pull(a, b)
+    a.delete(x.id, principal=P)
+    clock.advance(days=a.policy.tombstone_retention_days / 2)
+    a.gc(principal=P)  # nothing old enough to purge yet
+    assert a.store.purged_seq() == 0
+    pull(a, b)
+    assert b.store.get(x.id) is None
+    pull(b, a)  # b's feed no longer holds x: nothing comes back
+    assert a.store.get(x.id) is None and b.store.get(x.id) is None
