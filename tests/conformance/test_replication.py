@@ -171,3 +171,13 @@ def test_a_delete_made_during_a_partition_applies_at_half_the_retention(pair: tu
     assert b.store.get(x.id) is None
     pull(b, a)  # b's feed no longer holds x: nothing comes back
     assert a.store.get(x.id) is None and b.store.get(x.id) is None
+
+
+def test_a_feed_range_already_applied_is_skipped_without_touching_the_store(pair: tuple[Service, Service]) -> None:
+    a, b = pair
+    a.add_many([{"content": f"once {i}", "namespace": "t"} for i in range(3)], principal=P)
+    page = a.replica.feed(peer="node-b", since=0, limit=100, principal=P)
+    assert b.replica.apply(page, principal=P).applied == 3
+    counter = b.store.change_counter()
+    again = b.replica.apply(page, principal=P)
+    assert (again.applied, again.duplicates) == (0, 3) and b.store.change_counter() == counter

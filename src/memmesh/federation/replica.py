@@ -252,6 +252,11 @@ class Replica:
         """Apply a peer's batch in one transaction; all or nothing, idempotent."""
         peer = self._authorize(principal, batch.node)
         self._check_fresh(peer, None)
+        if batch.upto and batch.upto <= peer.recv_seq:
+            # A feed range this node applied already (a replay, or the push and our own pull of
+            # the same changes): every item is a duplicate, so nothing is read or written.
+            log.info("batch (%s, %s] from %s already applied: skipped", batch.since, batch.upto, batch.node)
+            return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
         self._check_batch(batch)
         vectors = self._vectors(batch)
         report = SyncReport(node=self.service.node_id)
