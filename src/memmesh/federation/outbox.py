@@ -141,9 +141,9 @@ class Mesh:
     def replicate(self, items: list[SyncItem]) -> None:
         """The service's hook after a local write committed: ship it, and with a quorum of
         W > 1 wait until W nodes (this one included) hold it, else raise quorum_not_met."""
-        self.notify()
         needed = self.settings.quorum_writes
         if needed <= 1 or not items:
+            self.notify()
             return
         tally = QuorumTally(needed=needed)
         batch = SyncBatch(node=self.service.node_id, items=items)
@@ -162,6 +162,9 @@ class Mesh:
                     tally.acks += 1
                 else:
                     tally.failures[peer.node or peer.client.url] = exc.message if isinstance(exc, MemmeshError) else str(exc)
+        # The pushers are woken only now: during the quorum push they would send the same
+        # write to the same peers and contend for their write lock on the critical path.
+        self.notify()
         if not tally.met:
             self.quorum_failures += 1
         tally.verdict(self.settings.quorum_timeout_ms, len(self.peers))
