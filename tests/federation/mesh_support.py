@@ -25,7 +25,8 @@ class Node:
         self.name = name
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.db = tmp_path / f"{name}.db"
+        self.db: Path | str = tmp_path / f"{name}.db"
+        """A SQLite file, or any store URL (a PostgreSQL node)."""
         self.log = tmp_path / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.args: list[str] = []
