@@ -16,6 +16,7 @@ from memmesh.errors import ClockSkewError, ConfigError, ForbiddenError, InvalidI
 from memmesh.federation.changes import SyncBatch, SyncItem
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
+from memmesh.store.base import Filter
 
 P = LOCAL_PRINCIPAL
 
@@ -181,3 +182,36 @@ def test_a_feed_range_already_applied_is_skipped_without_touching_the_store(pair
     counter = b.store.change_counter()
     again = b.replica.apply(page, principal=P)
     assert (again.applied, again.duplicates) == (0, 3) and b.store.change_counter() == counter
+
+
+def test_a_full_resync_drops_missed_deletes_keeps_new_local_writes_and_reopens_incremental_sync(
+    pair: tuple[Service, Service], clock: Any
+) -> None:
+    a, b = pair
+    x = a.add({"content": "deleted while b was away", "namespace": "t"}, principal=P)
+    kept = a.add({"content": "still there", "namespace": "t", "tier": "long"}, principal=P)  # long: no TTL runs out
+    pull(a, b)
+    pull(b, a)
+    a.delete(x.id, principal=P)
+    clock.advance(days=a.policy.tombstone_retention_days + 1)
+    a.gc(principal=P)
+    mine = b.add({"content": "written on b after it lost touch", "namespace": "t", "tier": "long"}, principal=P)
+    since = next(p for p in b.store.peers() if p.node_id == "node-a").recv_seq
+    with pytest.raises(ResyncRequiredError):
+        a.replica.feed(peer="node-b", since=since, limit=100, principal=P)
+
+    def pages() -> Any:
+        upto, more = 0, True
+        while more:
+            page = a.replica.feed(peer="node-b", since=upto, limit=2, principal=P)
+            upto, more = page.upto, page.more
+            yield page
+
+    report = b.replica.full_resync(pages(), principal=P)
+    assert report.skipped == 1  # x: its delete was missed, it is archived here, never tombstoned
+    assert b.store.get(x.id) is None and b.store.get(kept.id) is not None and b.store.get(mine.id) is not None
+    assert [m.memory.id for m in b.store.archived(Filter(now=clock()), 10)] == [x.id]
+    pull(b, a)  # incremental sync works again, both ways, and x does not come back
+    pull(a, b)
+    assert a.store.get(mine.id) is not None and a.store.get(x.id) is None
+    assert state(a)["memories"] == state(b)["memories"]

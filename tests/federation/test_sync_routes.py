@@ -233,3 +233,30 @@ def test_sync_daemon_replicates_a_store_without_a_server(tmp_path: Path) -> None
         server.stop()
         output = daemon.stdout.read().decode() if daemon.stdout else ""
         assert code == 0, output
+
+
+def test_cluster_resync_copies_a_peer_s_current_state_into_a_store(tmp_path: Path) -> None:
+    source = Node(tmp_path, "node-a")
+    key = make_key(tmp_path, source, "node-b", "peer")  # introduces node-b to node-a
+    source.headers = {"Authorization": f"Bearer {make_key(tmp_path, source, 'ops', 'admin')}"}
+    source.start("--require-auth")
+    (tmp_path / "b.keys").write_text(key + "\n")
+    try:
+        ids = {source.call("POST", "/api/v1/memories", json={"content": f"on a {i}", "namespace": "r"}).json()["id"] for i in range(5)}
+        gone = source.call("POST", "/api/v1/memories", json={"content": "deleted on a", "namespace": "r"}).json()["id"]
+        source.call("DELETE", f"/api/v1/memories/{gone}")
+        cli = [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(tmp_path / "b.db")]
+        env = {**server_env(tmp_path), "MEMMESH_STORAGE_NODE_ID": "node-b"}
+        subprocess.run([*cli, "store", "only on b", "--namespace", "r"], env=env, check=True, capture_output=True)
+        resync = [*cli, "cluster", "resync", "--from", source.url, "--peer-key-file", str(tmp_path / "b.keys"), "--json"]
+        out = subprocess.run(resync, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["applied"] == 6 and report["skipped"] == 0  # 5 memories and a tombstone; b's own write is kept
+        listed = subprocess.run([*cli, "list", "--json"], env=env, capture_output=True, text=True, check=True).stdout
+        held = {m["id"] for m in json.loads(listed)["items"]}
+        assert ids < held and gone not in held and len(held) == 6
+        bad = subprocess.run([*cli, "cluster", "resync", "--from", "http://127.0.0.1:9"], env=env, capture_output=True, text=True)
+        assert bad.returncode != 0 and "unreachable" in bad.stderr
+    finally:
+        source.stop()

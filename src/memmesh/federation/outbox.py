@@ -22,12 +22,13 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import MemmeshError, PeerError
-from memmesh.federation.changes import SyncBatch, SyncItem, batch_from_changes
+from memmesh.federation.changes import SyncBatch, SyncItem, SyncPage, SyncReport, batch_from_changes
 from memmesh.federation.peers import PeerClient
 from memmesh.federation.quorum import QuorumTally, check_quorum_setting
 from memmesh.model import LOCAL_PRINCIPAL
@@ -287,3 +288,22 @@ class Mesh:
         return {
             p.client.url: {"node_id": p.node, "error": p.error, "pushed_items": p.pushed, "push_failures": p.failures} for p in self.peers
         }
+
+
+def resync_from(replica: Replica, client: PeerClient, batch_size: int = 500) -> SyncReport:
+    """A full resync of this node from one peer (``memmesh cluster resync``): read its whole
+    feed from 0 and let :meth:`Replica.full_resync` decide what to keep."""
+    hello = client.hello()
+    replica.known(hello.node, client.url)
+    own = replica.service.node_id
+
+    def pages() -> Iterator[SyncPage]:
+        upto, more = 0, True
+        while more:
+            page = client.since(own, upto, batch_size)
+            if page.node != hello.node or page.since != upto:
+                raise PeerError(f"peer {client.url} answered a page for node {page.node} from {page.since}, not {hello.node} from {upto}")
+            upto, more = page.upto, page.more and page.upto > upto
+            yield page
+
+    return replica.full_resync(pages(), principal=LOCAL_PRINCIPAL)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -154,6 +154,8 @@ class Replica:
                 details={"peer": peer.node_id, "since": since, "purged_seq": purged},
             )
         retention = timedelta(days=self.service.policy.tombstone_retention_days)
+        if since == 0:
+            return  # the whole feed from the start: how a full resync reads (see full_resync)
         if peer.last_contact is not None and self.service.clock() - peer.last_contact > retention:
             raise ResyncRequiredError(
                 f"node {peer.node_id} was last in contact at {peer.last_contact.isoformat()}, longer ago than the tombstone "
@@ -263,14 +265,7 @@ class Replica:
         with self.service.store.write() as tx:
             run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
             for item in batch.items:
-                if item.memory is not None:
-                    self._memory(run, item.memory)
-                elif item.tombstone is not None:
-                    self._tombstone(run, item.tombstone)
-                elif item.link is not None:
-                    self._link(run, item.link)
-                elif item.conflict is not None:
-                    self._record(run, item.conflict)
+                self._item(run, item)
             state = tx.peer(batch.node) or PeerState(node_id=batch.node)
             update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
             if batch.upto and batch.since <= state.recv_seq:
@@ -279,6 +274,76 @@ class Replica:
         if report.applied and self.on_change is not None:
             self.on_change()
         return report
+
+    def full_resync(self, pages: Iterable[SyncPage], *, principal: Principal) -> SyncReport:
+        """Make this node match a peer's whole feed (``since=0``, every page): what a node
+        that was away past the tombstone retention must do instead of an incremental sync.
+
+        Every page is applied with the usual merge. Then each memory this node holds that the
+        peer has neither as a memory nor as a tombstone is one whose delete this node missed
+        (the tombstone is purged), unless this node wrote or changed it after its last contact
+        with the peer: those are kept (and will be pushed); the others are archived here
+        (``skipped`` in the report), never tombstoned, so nothing deletes them elsewhere.
+        """
+        self.service._authorize_store_wide(principal, "a full resync")
+        report = SyncReport(node=self.service.node_id)
+        seen: set[str] = set()
+        source: str | None = None
+        upto = 0
+        for page in pages:
+            if page.since != 0 and page.since != upto:
+                raise InvalidInputError(f"resync pages must follow each other from 0 (got one from {page.since} after {upto})")
+            source = source or page.node
+            if page.node != source:
+                raise InvalidInputError(f"resync pages come from one node (got {page.node} after {source})")
+            self._authorize(principal, page.node)
+            self._check_batch(page)
+            vectors = self._vectors(page)
+            with self.service.store.write() as tx:
+                run = _Applying(tx=tx, sender=page.node, now=self.service.clock(), vectors=vectors, report=report)
+                for item in page.items:
+                    obj = item.memory or item.tombstone
+                    if obj is not None:
+                        seen.add(obj.id)
+                    self._item(run, item)
+            upto = page.upto
+        if source is None:
+            raise InvalidInputError("a full resync needs at least one page of the peer's feed")
+        state = next(p for p in self.service.store.peers() if p.node_id == source)
+        cutoff, own = state.last_contact, self.service.node_id
+
+        def written_here_since(memory: Memory) -> bool:
+            return memory.version.node == own and (cutoff is None or memory.updated_at > cutoff)
+
+        stale = [m for m in self.service.store.iter_memories() if m.id not in seen and not written_here_since(m)]
+        now = self.service.clock()
+        with self.service.store.write() as tx:
+            run = _Applying(tx=tx, sender=source, now=now, vectors={}, report=report)
+            for memory in stale:
+                # Archived, not deleted with a tombstone: if another node still holds it, it
+                # comes back from there; if it was deleted everywhere, nothing sends it again.
+                tx.delete_links(memory.id)
+                tx.archive(memory, now, f"full resync from {source}: deleted elsewhere while this node was away")
+                tx.add_history(
+                    HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=_memory_fields(memory), actor=run.actor, at=now)
+                )
+                report.skipped += 1
+            fresh = tx.peer(source) or PeerState(node_id=source)
+            tx.put_peer(fresh.model_copy(update={"recv_seq": max(upto, 0), "last_contact": now, "last_error": None}))
+        log.info("full resync from %s: %d applied, %d archived as missed deletes", source, report.applied, len(stale))
+        if self.on_change is not None:
+            self.on_change()
+        return report
+
+    def _item(self, run: _Applying, item: Any) -> None:
+        if item.memory is not None:
+            self._memory(run, item.memory)
+        elif item.tombstone is not None:
+            self._tombstone(run, item.tombstone)
+        elif item.link is not None:
+            self._link(run, item.link)
+        elif item.conflict is not None:
+            self._record(run, item.conflict)
 
     def _check_batch(self, batch: SyncBatch) -> None:
         """Reject the whole batch before writing anything: clocks too far ahead, bad hashes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -39,6 +40,36 @@ def status(as_json: bool = JSON_OPTION) -> None:
             peer.last_error or "",
         )
     console.print(table)
+
+
+@cluster_app.command("resync")
+def resync(
+    source: str = typer.Option(..., "--from", help="Base URL of the peer to copy the current state from."),
+    peer_key_file: str = typer.Option(None, "--peer-key-file", help="Peer API key to send: a line 'URL KEY' or 'KEY'."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Full resync of this store from one peer (run it with this node's server stopped):
+    for a node that was away longer than the tombstone retention (``resync_required``).
+    Memories the peer no longer has are archived here unless this node wrote them after it
+    lost touch; then incremental sync works again."""
+    from memmesh.federation.outbox import resync_from
+    from memmesh.federation.peers import PeerClient, parse_peer_list, read_peer_keys
+
+    (url,) = parse_peer_list(source) or [source]
+    key = read_peer_keys(Path(peer_key_file) if peer_key_file else None, [url])[url]
+    client = PeerClient(url, key, timeout_s=60)
+    try:
+        report = resync_from(state.service().replica, client)
+    finally:
+        client.close()
+    if as_json:
+        print_json(report)
+    else:
+        console.print(
+            f"resynced from {url}: {report.applied} applied, {report.duplicates} already held, "
+            f"{report.skipped} archived (deleted elsewhere while this node was away)",
+            markup=False,
+        )
 
 
 @app.command("sync-daemon")
