@@ -108,7 +108,9 @@ class Mesh:
         self._catchup: threading.Thread | None = None
         self._resolving = threading.Lock()
         self.quorum_failures = 0
-        replica.on_change = self.notify
+        # Changes applied from a peer are forwarded on the pushers' next poll (≤ 0.5 s), not at
+        # once: the origin already pushes to every peer, so forwarding is for the peers it
+        # could not reach, and waking now would only contend with quorum pushes.
         replica.resolve_peers = self.resolve_all
 
     # -- lifecycle ---------------------------------------------------------------------------
