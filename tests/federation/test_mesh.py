@@ -196,3 +196,21 @@ def test_cluster_status_metrics_and_readyz_show_the_mesh(tmp_path: Path) -> None
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_node_restarted_on_a_new_store_with_a_new_id_is_learned_and_filled(tmp_path: Path) -> None:
+    nodes = mesh(tmp_path, 2)
+    a, b = nodes
+    try:
+        before = {a.call("POST", "/api/v1/memories", json={"content": f"old {i}", "namespace": "n"}).json()["id"] for i in range(5)}
+        wait_for(lambda: b.ids() == before, 30, "replicated")
+        b.stop()
+        fresh = Node(tmp_path, "node-b2", port=b.port)  # same URL, new store, new id
+        fresh.start("--peers", a.url, "--catchup-interval-secs", "1")
+        nodes.append(fresh)
+        mine = fresh.call("POST", "/api/v1/memories", json={"content": "from the new node", "namespace": "n"}).json()["id"]
+        wait_for(lambda: fresh.ids() == before | {mine} and a.ids() == before | {mine}, 30, "both ways with the new id")
+        assert {p["node_id"] for p in a.status()["peers"] if p["url"] == fresh.url} == {"node-b2"}
+    finally:
+        for node in nodes:
+            node.stop()

@@ -107,6 +107,7 @@ class Mesh:
         self._pool = ThreadPoolExecutor(max_workers=max(2, 4 * len(self.peers)), thread_name_prefix="memmesh-quorum")
         self._catchup: threading.Thread | None = None
         self._resolving = threading.Lock()
+        self._resolved_at = 0.0
         self.quorum_failures = 0
         # Changes applied from a peer are forwarded on the pushers' next poll (≤ 0.5 s), not at
         # once: the origin already pushes to every peer, so forwarding is for the peers it
@@ -197,13 +198,22 @@ class Mesh:
                 self._stop.wait(self.settings.max_backoff_s)
 
     def resolve_all(self) -> None:
-        """Identify every peer not identified yet (a push from a node we have not met)."""
+        """Ask every peer for its node id again (a push came from a node we have not met: a
+        peer not identified yet, or one that restarted on a new store with a new id). At most
+        once a second, so unknown pushes cannot turn into a storm of hellos."""
         with self._resolving:
+            if time.monotonic() - self._resolved_at < 1.0:
+                return
+            self._resolved_at = time.monotonic()
             for peer in self.peers:
                 try:
-                    self._resolve(peer)
+                    hello = peer.client.hello()
                 except MemmeshError:
                     continue
+                if hello.node != peer.node and hello.node != self.service.node_id:
+                    self.replica.known(hello.node, peer.client.url)
+                    log.info("peer %s is node %s (was %s)", peer.client.url, hello.node, peer.node)
+                    peer.node = hello.node
 
     def _resolve(self, peer: _Peer) -> None:
         """Learn the peer's node id once (its hello), and remember it as a known peer."""

@@ -164,8 +164,13 @@ class Replica:
             )
 
     def known(self, node: str, url: str | None) -> None:
-        """Record ``node`` as a peer (learned from its hello); keeps its cursors."""
+        """Record ``node`` as a peer (learned from its hello); keeps its cursors. A URL names one
+        node at a time: a node that answered there before (replaced by a new store with a new
+        id) keeps its cursors but loses the URL."""
+        previous = [p for p in self.service.store.peers() if url is not None and p.url == url and p.node_id != node]
         with self.service.store.write() as tx:
+            for old in previous:
+                tx.put_peer(old.model_copy(update={"url": None}))
             state = tx.peer(node)
             if state is None or state.url != url:
                 tx.put_peer((state or PeerState(node_id=node)).model_copy(update={"url": url}))
