@@ -69,3 +69,16 @@ def test_the_client_retries_a_quorum_not_met_write_idempotently_until_a_peer_ret
         time.sleep(0.1)
         for node in nodes:
             node.stop()
+
+
+def test_a_large_batch_write_meets_the_quorum_in_parts_under_the_body_limit(tmp_path: Path) -> None:
+    nodes = mesh(tmp_path, 2, "--quorum-writes", "2", "--quorum-timeout-ms", "20000")
+    a, b = nodes
+    try:
+        items = [{"content": f"{i} " + "x" * 3000, "namespace": "big"} for i in range(1000)]  # about 3 MB of content
+        r = a.call("POST", "/api/v1/memories/batch", json={"items": items[:600]}, timeout=120)
+        assert r.status_code == 201, r.text[:300]
+        assert len(b.ids()) == 600  # held by b before the 201
+    finally:
+        for node in nodes:
+            node.stop()

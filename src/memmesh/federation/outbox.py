@@ -153,7 +153,13 @@ class Mesh:
         batch = SyncBatch(node=self.service.node_id, items=items)
         timeout_s = self.settings.quorum_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
-        pending: dict[Future[Any], _Peer] = {self._pool.submit(p.client.push, batch, timeout_s=timeout_s): p for p in self.peers}
+        parts = split_batch(batch)  # a large batch write stays under the peers' body limit
+
+        def push_all(client: PeerClient) -> None:
+            for part in parts:
+                client.push(part, timeout_s=timeout_s)
+
+        pending: dict[Future[Any], _Peer] = {self._pool.submit(push_all, p.client): p for p in self.peers}
         while pending and not tally.met:
             left = deadline - time.monotonic()
             if left <= 0:
