@@ -80,7 +80,7 @@ op = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, min_size=1, max_size=40))
 def test_any_interleaving_converges_on_the_real_apply_path(ops: list[tuple[Any, ...]]) -> None:
     clocks = [Clock() for _ in NODES]
