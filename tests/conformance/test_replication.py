@@ -215,3 +215,19 @@ def test_a_full_resync_drops_missed_deletes_keeps_new_local_writes_and_reopens_i
     pull(a, b)
     assert a.store.get(mine.id) is not None and a.store.get(x.id) is None
     assert state(a)["memories"] == state(b)["memories"]
+
+
+def test_agents_replicate_and_the_later_edit_wins_everywhere(pair: tuple[Service, Service], clock: Any) -> None:
+    a, b = pair
+    a.register_agent("planner", display_name="Planner", role="writer", principal=P)
+    pull(a, b)
+    assert [x.display_name for x in b.agents(principal=P)] == ["Planner"]
+    clock.advance(seconds=1)
+    b.register_agent("planner", display_name="Planner v2", role="reader", principal=P)
+    pull(b, a)
+    pull(a, b)
+    assert [(x.display_name, x.role) for x in a.agents(principal=P)] == [("Planner v2", "reader")]
+    assert [(x.display_name, x.role) for x in b.agents(principal=P)] == [("Planner v2", "reader")]
+    counter = b.store.change_counter()
+    pull(a, b)  # nothing new: no ping-pong of agent records
+    assert b.store.change_counter() == counter

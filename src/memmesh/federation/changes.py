@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import Conflict, Link, Memory, Tombstone
+from memmesh.model import Agent, Conflict, Link, Memory, Tombstone
 from memmesh.store.base import Changes
 
 MAX_BATCH_ITEMS = 2000
@@ -34,12 +34,13 @@ class SyncItem(BaseModel):
     tombstone: Tombstone | None = None
     link: Link | None = None
     conflict: Conflict | None = None
+    agent: Agent | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SyncItem:
-        present = [name for name in ("memory", "tombstone", "link", "conflict") if getattr(self, name) is not None]
+        present = [name for name in ("memory", "tombstone", "link", "conflict", "agent") if getattr(self, name) is not None]
         if len(present) != 1:
-            raise ValueError(f"an item carries exactly one of memory, tombstone, link, conflict (got {present or 'none'})")
+            raise ValueError(f"an item carries exactly one of memory, tombstone, link, conflict, agent (got {present or 'none'})")
         for name in ("memory", "tombstone"):
             obj = getattr(self, name)
             if obj is not None and (not obj.version.hlc or not obj.version.node or not obj.version.clock):
@@ -104,6 +105,7 @@ def batch_from_changes(node: str, since: int, changes: Changes) -> SyncPage:
     items += [SyncItem(seq=seq, tombstone=t) for seq, t in changes.tombstones]
     items += [SyncItem(seq=seq, link=link) for seq, link in changes.links]
     items += [SyncItem(seq=seq, conflict=c) for seq, c in changes.conflicts]
+    items += [SyncItem(seq=seq, agent=agent) for seq, agent in changes.agents]
     return SyncPage(node=node, since=since, upto=max(changes.upto, since), items=items, more=changes.more)
 
 

@@ -40,7 +40,7 @@ from memmesh.federation.changes import (
     SyncReport,
     batch_from_changes,
 )
-from memmesh.model import Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
+from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
 from memmesh.versions import merge, next_version
 
@@ -349,6 +349,22 @@ class Replica:
             self._link(run, item.link)
         elif item.conflict is not None:
             self._record(run, item.conflict)
+        elif item.agent is not None:
+            self._agent(run, item.agent)
+
+    def _agent(self, run: _Applying, agent: Agent) -> None:
+        """Agents carry no version: the later ``updated_at`` wins (then the larger record, so
+        two edits at the same instant still resolve the same way on every node)."""
+        existing = run.tx.get_agent(agent.agent_id)
+
+        def order(a: Agent) -> tuple[str, str]:
+            return a.updated_at.isoformat(), a.model_dump_json()
+
+        if existing is not None and order(existing) >= order(agent):
+            run.report.duplicates += 1
+            return
+        run.tx.put_agent(agent)
+        run.report.applied += 1
 
     def _check_batch(self, batch: SyncBatch) -> None:
         """Reject the whole batch before writing anything: clocks too far ahead, bad hashes."""

@@ -82,11 +82,12 @@ class Changes:
     tombstones: list[tuple[int, Tombstone]] = field(default_factory=list)
     links: list[tuple[int, Link]] = field(default_factory=list)
     conflicts: list[tuple[int, Conflict]] = field(default_factory=list)
+    agents: list[tuple[int, Agent]] = field(default_factory=list)
     upto: int = 0
     more: bool = False
 
     def __len__(self) -> int:
-        return len(self.memories) + len(self.tombstones) + len(self.links) + len(self.conflicts)
+        return len(self.memories) + len(self.tombstones) + len(self.links) + len(self.conflicts) + len(self.agents)
 
 
 def cut_page(since: int, head: int, limit: int, pages: Sequence[Sequence[int]]) -> int | None:

@@ -35,7 +35,7 @@ from memmesh.clock import new_id, parse_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Conflict, HistoryEntry, Link, Memory, NamespaceCount, PeerState, Stats, TierCount, Tombstone
 from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
-from memmesh.store.postgres_access import AccessReads, AccessWrites
+from memmesh.store.postgres_access import AGENT_COLUMNS, AccessReads, AccessWrites, _agent
 
 APP_ID = "memmesh"
 WRITE_LOCK_KEY = 0x6D656D6D657368
@@ -603,6 +603,7 @@ class PostgresStore(AccessReads):
             "tombstones": "SELECT seq, id, namespace, deleted_at, actor, version FROM tombstones",
             "links": f"SELECT seq, {LINK_COLUMNS} FROM links",
             "conflicts": f"SELECT seq, {CONFLICT_COLUMNS} FROM conflicts",
+            "agents": f"SELECT seq, {AGENT_COLUMNS} FROM agents",
         }
         with self._reading() as conn, _snapshot_tx(conn):
             head = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])  # type: ignore[index]
@@ -620,6 +621,7 @@ class PostgresStore(AccessReads):
             tombstones=[(r[0], _tombstone(r[1:])) for r in kept["tombstones"]],
             links=[(r[0], _link(r[1:])) for r in kept["links"]],
             conflicts=[(r[0], _conflict(r[1:])) for r in kept["conflicts"]],
+            agents=[(r[0], _agent(r[1:])) for r in kept["agents"]],
             upto=cut,
             more=cut < head,
         )

@@ -748,6 +748,7 @@ class SQLiteStore:
                 "tombstones": "SELECT seq, id, namespace, deleted_at, actor, version FROM tombstones",
                 "links": "SELECT seq, source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links",
                 "conflicts": "SELECT seq, id, memory_id, namespace, loser, version FROM conflicts",
+                "agents": f"SELECT seq, {AGENT_COLUMNS} FROM agents",
             }
             rows = {
                 name: conn.execute(f"{sql} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (since, head, limit)).fetchall()
@@ -763,6 +764,7 @@ class SQLiteStore:
             tombstones=[(r[0], _tombstone(r[1:])) for r in kept["tombstones"]],
             links=[(r[0], _link(r[1:])) for r in kept["links"]],
             conflicts=[(r[0], _conflict(r[1:])) for r in kept["conflicts"]],
+            agents=[(r[0], _agent(r[1:])) for r in kept["agents"]],
             upto=cut,
             more=cut < head,
         )
@@ -1043,7 +1045,7 @@ class SQLiteWriteTx:
 
     def put_agent(self, agent: Agent) -> None:
         self.conn.execute(
-            f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 agent.agent_id,
                 agent.display_name,
@@ -1051,6 +1053,7 @@ class SQLiteWriteTx:
                 json.dumps(agent.namespaces),
                 format_ts(agent.created_at),
                 format_ts(agent.updated_at),
+                self.next_seq(),  # agents replicate: they are in the change feed
             ),
         )
 

@@ -19,3 +19,6 @@ CREATE TABLE conflicts (
 );
 CREATE INDEX conflicts_memory ON conflicts (memory_id);
 CREATE INDEX conflicts_seq ON conflicts (seq);
+
+ALTER TABLE agents ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX agents_seq ON agents (seq);

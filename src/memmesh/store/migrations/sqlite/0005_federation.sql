@@ -21,3 +21,6 @@ CREATE TABLE conflicts (
 CREATE INDEX conflicts_memory ON conflicts(memory_id);
 CREATE INDEX conflicts_seq ON conflicts(seq);
 CREATE INDEX links_seq ON links(seq);
+
+ALTER TABLE agents ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX agents_seq ON agents (seq);
