@@ -863,8 +863,9 @@ class Service:
 
 def _own_node_id(store: Store, configured: str | None) -> str:
     """This node's id: the one persisted in the store. A configured ``--node-id`` is adopted
-    by a store that never recorded a change, and must match it otherwise: a store keeps
-    its id, since peers hold cursors and version clocks under it."""
+    by a store that holds no versions yet (no memory, tombstone, conflict or peer: API keys
+    and agents made before the first ``serve`` do not count), and must match it otherwise: a
+    store keeps its id, since peers hold cursors and version clocks under it."""
     held = store.node_id()
     if not configured or configured == held:
         return held
@@ -872,8 +873,9 @@ def _own_node_id(store: Store, configured: str | None) -> str:
 
     if not re.match(NODE_ID_PATTERN, configured):
         raise ConfigError(f"node id {configured!r} is not valid: use letters, digits, '.', '_', ':' or '-' (at most 64)")
+    named = next(store.iter_memories(batch=1), None) is not None or store.tombstones_since(0) or store.conflicts() or store.peers()
     with store.write() as tx:
-        if int(tx.get_meta("seq") or 0) > 0 and tx.get_meta("node_id") != configured:
+        if named and tx.get_meta("node_id") != configured:  # keys and agents alone name no node: still adoptable
             raise ConfigError(
                 f"this store belongs to node {held!r}; it cannot become {configured!r} (its versions and its peers' cursors "
                 "name the old id): drop --node-id, or start the new node on a new store"

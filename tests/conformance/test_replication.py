@@ -231,3 +231,11 @@ def test_agents_replicate_and_the_later_edit_wins_everywhere(pair: tuple[Service
     counter = b.store.change_counter()
     pull(a, b)  # nothing new: no ping-pong of agent records
     assert b.store.change_counter() == counter
+
+
+def test_keys_made_before_the_first_serve_do_not_stop_a_store_taking_its_node_id(
+    tmp_path: Path, open_memory: Callable[..., Memory]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    open_memory(url).service.create_key("node-b", role="peer", principal=P)  # `keys create` before `serve --node-id`
+    assert open_memory(url, storage={"node_id": "node-a"}).service.node_id == "node-a"

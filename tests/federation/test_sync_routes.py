@@ -252,7 +252,7 @@ def test_cluster_resync_copies_a_peer_s_current_state_into_a_store(tmp_path: Pat
         out = subprocess.run(resync, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         report = json.loads(out.stdout)
-        assert report["applied"] == 6 and report["skipped"] == 0  # 5 memories and a tombstone; b's own write is kept
+        assert report["applied"] == 8 and report["skipped"] == 0  # 5 memories, a tombstone, 2 agents; b's own write is kept
         listed = subprocess.run([*cli, "list", "--json"], env=env, capture_output=True, text=True, check=True).stdout
         held = {m["id"] for m in json.loads(listed)["items"]}
         assert ids < held and gone not in held and len(held) == 6
