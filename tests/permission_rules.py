@@ -204,6 +204,11 @@ HTTP_ELSEWHERE = {
     ("GET", "/docs"): "the API description, public by design",
     ("GET", "/docs/oauth2-redirect"): "the API description, public by design",
     ("GET", "/redoc"): "the API description, public by design",
+    ("POST", "/api/v1/sync/push"): "peer keys only: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/since"): "peer keys only: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/hello"): "peer keys and admins: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/status"): "store-wide admins: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/conflicts"): "store-wide admins: tests/federation/test_sync_routes.py",
 }
 
 

@@ -19,6 +19,9 @@ FORBIDDEN = {
     "memmesh.service": ["memmesh.interfaces", "memmesh.compose", "memmesh.config", "memmesh.memory"],
     "memmesh.interfaces.mcp": ["memmesh.interfaces.http", "memmesh.interfaces.client"],
     "memmesh.interfaces.http": ["memmesh.interfaces.client", "memmesh.interfaces.cli"],
+    "memmesh.federation": ["memmesh.interfaces", "memmesh.compose", "memmesh.config", "memmesh.memory"],
+    "memmesh.federation.changes": ["httpx", "memmesh.service", "memmesh.federation.peers", "memmesh.federation.outbox"],
+    "memmesh.federation.quorum": ["httpx", "memmesh.service", "memmesh.store", "memmesh.federation.peers"],
 }
 
 

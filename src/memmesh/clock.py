@@ -126,13 +126,16 @@ class HybridLogicalClock:
                 self._tick()
             return format_hlc(self._ms, self._counter)
 
-    def observe(self, remote: str) -> None:
+    def observe(self, remote: str, *, check_ahead: bool = True) -> None:
         """Fold in a timestamp received from a peer (or read from the store) so every later
-        local timestamp sorts after it. Refuses one too far ahead of physical time."""
+        local timestamp sorts after it. Refuses one too far ahead of physical time, unless
+        ``check_ahead`` is False: a version already accepted into the store (checked when it
+        arrived) must never make a later local write of that object fail, even after this
+        node's wall clock stepped back."""
         remote_ms, remote_counter = parse_hlc(remote)
         with self._lock:
             wall = self._wall_ms()
-            if self.max_ahead_ms is not None and remote_ms > wall + self.max_ahead_ms:
+            if check_ahead and self.max_ahead_ms is not None and remote_ms > wall + self.max_ahead_ms:
                 self.refused += 1
                 raise ClockSkewError(
                     f"timestamp {remote} is {remote_ms - wall} ms ahead of this node's clock; the limit is {self.max_ahead_ms} ms",

@@ -6,8 +6,11 @@ else reads Settings, so a new setting is wired in exactly one place.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from memmesh.clock import Clock, system_clock
 from memmesh.config import Settings
+from memmesh.errors import ConfigError
 from memmesh.recall.embedders import Embedder, build_embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.index import VectorIndex
@@ -15,6 +18,9 @@ from memmesh.recall.ranking import RankWeights
 from memmesh.recall.sql_index import SqlBackedIndex
 from memmesh.service import Policy, Service
 from memmesh.store.base import Store, open_store
+
+if TYPE_CHECKING:
+    from memmesh.federation.outbox import Mesh
 
 
 def build_policy(settings: Settings) -> Policy:
@@ -102,4 +108,35 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         engine=engine,
         clock=clock or system_clock,
         node_id=settings.storage.node_id,
+        max_ahead_ms=settings.federation.max_ahead_ms,
     )
+
+
+def build_mesh(service: Service, settings: Settings) -> Mesh | None:
+    """The replication runtime for ``service`` when [federation] names peers (not started).
+
+    Only long-running processes (``serve``, ``sync-daemon``) build one; the embedded API
+    and one-shot CLI commands write locally and the server's pushers ship their changes.
+    """
+    from memmesh.federation.outbox import Mesh, MeshSettings
+    from memmesh.federation.peers import parse_peer_list, read_peer_keys
+
+    fed = settings.federation
+    peers = parse_peer_list(fed.peers)
+    if not peers:
+        if fed.quorum_writes > 1:
+            raise ConfigError(f"federation.quorum_writes is {fed.quorum_writes} but no --peers are given")
+        return None
+    mesh = Mesh(
+        service.replica,
+        MeshSettings(
+            peers=tuple(peers),
+            peer_keys=read_peer_keys(fed.peer_key_file, peers),
+            quorum_writes=fed.quorum_writes,
+            quorum_timeout_ms=fed.quorum_timeout_ms,
+            catchup_interval_s=fed.catchup_interval_secs,
+            batch_size=fed.batch_size,
+        ),
+    )
+    service.mesh = mesh
+    return mesh

@@ -145,6 +145,18 @@ class McpSettings(_Section):
     agent_id: str | None = Field(None, description="agent identity recorded on writes over stdio")
 
 
+class FederationSettings(_Section):
+    peers: str = Field("", description="comma-separated base URLs of peer nodes, e.g. http://10.0.0.2:9077,http://10.0.0.3:9077")
+    peer_key_file: Path | None = Field(
+        None, description="file with the peer API keys this node sends: one line per peer 'URL KEY', or one 'KEY' for all"
+    )
+    quorum_writes: int = Field(0, ge=0, description="nodes (this one included) that must hold a write before 201; 0 = local only")
+    quorum_timeout_ms: int = Field(2000, ge=1, description="how long a quorum write waits for peers before 503 quorum_not_met")
+    catchup_interval_secs: float = Field(30.0, gt=0, description="how often to pull peers' changes (also done on start)")
+    max_ahead_ms: int = Field(500, ge=0, description="a peer timestamp further ahead of our clock is refused and counted")
+    batch_size: int = Field(200, ge=1, le=2000, description="changes per push or pull page")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -159,6 +171,7 @@ class Settings(BaseModel):
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
 
     @property
     def storage_url(self) -> str:

@@ -12,13 +12,15 @@ so adding an error type here is enough for all of them to render it correctly.
     │   └── ClockSkewError       a peer's clock is too far ahead of ours
     ├── NotFoundError            404
     ├── ConflictError            409
+    │   └── ResyncRequiredError  a peer was away past tombstone retention
     ├── AuthError                401
     ├── ForbiddenError           403
     ├── RateLimitedError         429
     ├── StorageError             the database could not be used
     │   ├── CorruptDatabaseError not a (memmesh) database, damaged, or too new
     │   └── UnavailableError     503: busy, down, try again
-    │       └── QuorumNotMetError
+    │       ├── QuorumNotMetError
+    │       └── PeerError        a peer could not be reached or answered garbage
     └── EmbedderError            the embedding model could not be loaded or run
 """
 
@@ -163,6 +165,19 @@ class QuorumNotMetError(UnavailableError):
     """Fewer nodes than the write quorum acknowledged a write in time."""
 
     code = "quorum_not_met"
+
+
+class PeerError(UnavailableError):
+    """A peer node could not be reached, refused us, or answered something that is not a sync reply."""
+
+    code = "peer_unavailable"
+
+
+class ResyncRequiredError(ConflictError):
+    """Incremental sync with a peer is unsafe: it last synced before deletes whose tombstones
+    are purged, so it could revive deleted memories; it needs a full resync."""
+
+    code = "resync_required"
 
 
 class EmbedderError(MemmeshError):

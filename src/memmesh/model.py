@@ -529,8 +529,10 @@ class RecallResult(BaseModel):
     notices: list[str] = Field(default_factory=list)
 
 
-Role = Literal["reader", "writer", "admin"]
-_ROLE_RANK = {"reader": 0, "writer": 1, "admin": 2}
+Role = Literal["reader", "writer", "admin", "peer"]
+_ROLE_RANK = {"peer": -1, "reader": 0, "writer": 1, "admin": 2}
+"""``peer`` is outside the reader < writer < admin order: a peer node's key may only use the
+sync routes (which apply changes in every namespace), and only an admin may hand one out."""
 
 
 class Principal(BaseModel):
@@ -561,6 +563,8 @@ class Principal(BaseModel):
         return roots is None or any(namespace == r or namespace.startswith(r + "/") for r in roots)
 
     def has_role(self, role: Role) -> bool:
+        if role == "peer":
+            return self.role in ("peer", "admin")
         return _ROLE_RANK[self.role] >= _ROLE_RANK[role]
 
 
@@ -621,3 +625,32 @@ class ArchiveStats(BaseModel):
     by_namespace: list[NamespaceCount]
     oldest: datetime | None = None
     newest: datetime | None = None
+
+
+class Conflict(BaseModel):
+    """A version replication overwrote while it was concurrent with the winner, kept for review.
+
+    Its ``id`` is derived from the memory id and the loser's stamp, so every node that sees
+    the same conflict records it under the same id, and the record itself replicates.
+    """
+
+    id: str
+    memory_id: str
+    namespace: str
+    loser: dict[str, Any]
+    """The overwritten version's fields (``{"deleted": true, ...}`` for a delete)."""
+    version: Version
+    """The overwritten version."""
+
+
+class PeerState(BaseModel):
+    """What this node knows of one peer: replication cursors and the last time it answered."""
+
+    node_id: str
+    url: str | None = None
+    sent_seq: int = 0
+    """Our change counter up to which the peer acknowledged our pushes."""
+    recv_seq: int = 0
+    """The peer's change counter up to which we applied its changes."""
+    last_contact: datetime | None = None
+    last_error: str | None = None

@@ -12,18 +12,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from memmesh.access import Access, manages
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
 from memmesh.errors import (
+    ConfigError,
     ConflictError,
     ContentTooLargeError,
     EmbedderError,
@@ -70,9 +72,21 @@ from memmesh.versions import next_version
 
 if TYPE_CHECKING:
     from memmesh.entities import Entities
+    from memmesh.federation.changes import SyncItem
+    from memmesh.federation.replica import Replica
     from memmesh.graph import Graph
     from memmesh.lifecycle import Lifecycle
     from memmesh.survey import Survey
+
+
+class Replicator(Protocol):
+    """What the service needs of a running mesh (:class:`memmesh.federation.outbox.Mesh`)."""
+
+    def replicate(self, items: list[SyncItem]) -> None: ...
+    def notify(self) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
 
 Progress = Callable[[int], None]
 """Called with the number of items just finished, for progress bars."""
@@ -120,15 +134,19 @@ class Service:
         engine: RecallEngine,
         clock: Clock,
         node_id: str | None = None,
+        max_ahead_ms: int | None = 500,
     ) -> None:
         self.store = store
         self.policy = policy or Policy()
         self.embedder = embedder
         self.engine = engine
         self.clock = clock
-        self.node_id = node_id or store.node_id()
-        self.hlc = HybridLogicalClock(clock)
+        self.node_id = _own_node_id(store, node_id)
+        self.hlc = HybridLogicalClock(clock, max_ahead_ms=max_ahead_ms)
         self._keys_required = False
+        self._replica: Replica | None = None
+        self.mesh: Replicator | None = None
+        """Set when this node replicates to peers: told of every committed write."""
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -161,6 +179,28 @@ class Service:
         size = len(content.encode("utf-8"))
         if size > self.policy.max_content_bytes:
             raise ContentTooLargeError(f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)")
+
+    def _replicate(self, *, memories: Sequence[Memory] = (), tombstones: Sequence[Tombstone] = (), links: Sequence[Link] = ()) -> None:
+        """After a local write committed: hand it to the mesh (when this node has peers),
+        which ships it and, with a write quorum, raises ``quorum_not_met`` when too few
+        nodes hold it. The local commit stays either way and keeps replicating."""
+        if self.mesh is None:
+            return
+        from memmesh.federation.changes import SyncItem
+
+        items = [SyncItem(seq=0, memory=m) for m in memories]
+        items += [SyncItem(seq=0, tombstone=t) for t in tombstones]
+        items += [SyncItem(seq=0, link=link) for link in links]
+        self.mesh.replicate(items)
+
+    @property
+    def replica(self) -> Replica:
+        """This node's side of replication: its change feed and applying peers' changes."""
+        if self._replica is None:
+            from memmesh.federation.replica import Replica
+
+            self._replica = Replica(self)
+        return self._replica
 
     def _next_version(self, previous: Version | None) -> Version:
         return next_version(previous, self.node_id, self.hlc)
@@ -238,6 +278,7 @@ class Service:
             # back): a retry of a stored id or a de-duplicated write stores nothing, so it
             # costs nothing, and a client that lost its 201 can always confirm its write.
             self._charge_quota(tx, written, now)
+        self._replicate(memories=stored)
         return stored
 
     def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
@@ -341,7 +382,9 @@ class Service:
             updated = self._apply_update(tx, fresh, patch, who, self.clock(), vector)
             if updated is not fresh:  # an update to the same values writes nothing and costs nothing
                 self._charge_quota(tx, [updated.namespace], self.clock())
-            return updated
+        if updated is not fresh:
+            self._replicate(memories=[updated])
+        return updated
 
     def _apply_update(
         self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None
@@ -381,7 +424,9 @@ class Service:
             if current is None or not who.covers(current.namespace):
                 raise NotFoundError(f"no memory with id {memory_id}")
             self._charge_quota(tx, [current.namespace], self.clock())
-            return self._delete(tx, current, who, self.clock())
+            tombstone = self._delete(tx, current, who, self.clock())
+        self._replicate(tombstones=[tombstone])
+        return tombstone
 
     def _delete(self, tx: WriteTx, current: Memory, who: Principal, now: datetime) -> Tombstone:
         tombstone = Tombstone(
@@ -445,6 +490,7 @@ class Service:
                 if memory_id == source_id:
                     self._charge_quota(tx, [found.namespace], now)
             tx.put_link(link, tx.next_seq())
+        self._replicate(links=[link])
         return link
 
     # -- reads ------------------------------------------------------------------------------
@@ -884,6 +930,29 @@ class Service:
         from memmesh.survey import Survey
 
         return Survey(self)
+
+
+def _own_node_id(store: Store, configured: str | None) -> str:
+    """This node's id: the one persisted in the store. A configured ``--node-id`` is adopted
+    by a store that holds no versions yet (no memory, tombstone, conflict or peer: API keys
+    and agents made before the first ``serve`` do not count), and must match it otherwise: a
+    store keeps its id, since peers hold cursors and version clocks under it."""
+    held = store.node_id()
+    if not configured or configured == held:
+        return held
+    from memmesh.federation.changes import NODE_ID_PATTERN
+
+    if not re.match(NODE_ID_PATTERN, configured):
+        raise ConfigError(f"node id {configured!r} is not valid: use letters, digits, '.', '_', ':' or '-' (at most 64)")
+    named = next(store.iter_memories(batch=1), None) is not None or store.tombstones_since(0) or store.conflicts() or store.peers()
+    with store.write() as tx:
+        if named and tx.get_meta("node_id") != configured:  # keys and agents alone name no node: still adoptable
+            raise ConfigError(
+                f"this store belongs to node {held!r}; it cannot become {configured!r} (its versions and its peers' cursors "
+                "name the old id): drop --node-id, or start the new node on a new store"
+            )
+        tx.set_meta("node_id", configured)
+    return configured
 
 
 def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:

@@ -80,7 +80,7 @@ def next_version(previous: Version | None, node_id: str, hlc: HybridLogicalClock
     clock = dict(previous.clock) if previous else {}
     clock[node_id] = clock.get(node_id, 0) + 1
     if previous is not None and previous.hlc:
-        hlc.observe(previous.hlc)
+        hlc.observe(previous.hlc, check_ahead=False)  # held already: checked when it arrived
     return Version(clock=clock, node=node_id, hlc=hlc.now())
 
 

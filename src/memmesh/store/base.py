@@ -19,7 +19,20 @@ from typing import Protocol
 import numpy as np
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import Agent, ApiKey, ArchivedMemory, ArchiveStats, HistoryEntry, Link, Memory, Stats, StoredApiKey, Tombstone
+from memmesh.model import (
+    Agent,
+    ApiKey,
+    ArchivedMemory,
+    ArchiveStats,
+    Conflict,
+    HistoryEntry,
+    Link,
+    Memory,
+    PeerState,
+    Stats,
+    StoredApiKey,
+    Tombstone,
+)
 from memmesh.redact import redact_url
 
 
@@ -61,6 +74,38 @@ class VectorChanges:
     upserts: list[VectorRow] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     seq: int = 0
+
+
+@dataclass
+class Changes:
+    """One page of the change feed: replicated objects whose change number lies in
+    ``(since, upto]``, each with that number. ``more`` says whether later changes exist."""
+
+    memories: list[tuple[int, Memory]] = field(default_factory=list)
+    tombstones: list[tuple[int, Tombstone]] = field(default_factory=list)
+    links: list[tuple[int, Link]] = field(default_factory=list)
+    conflicts: list[tuple[int, Conflict]] = field(default_factory=list)
+    agents: list[tuple[int, Agent]] = field(default_factory=list)
+    upto: int = 0
+    more: bool = False
+
+    def __len__(self) -> int:
+        return len(self.memories) + len(self.tombstones) + len(self.links) + len(self.conflicts) + len(self.agents)
+
+
+def cut_page(since: int, head: int, limit: int, pages: Sequence[Sequence[int]]) -> int | None:
+    """The last change number a feed page may include.
+
+    ``pages`` holds, per table, the change numbers of its first ``limit`` rows after
+    ``since``. A full page may stop inside a change number shared by more rows, so the cut
+    goes just before the last number of any full page; None means one change number alone
+    holds more than ``limit`` rows (the caller then reads exactly that number, whole).
+    """
+    full = [seqs[-1] - 1 for seqs in pages if len(seqs) >= limit]
+    if not full:
+        return head
+    cut = min(head, *full)
+    return cut if cut > since else None
 
 
 class WriteTx(Protocol):
@@ -111,6 +156,14 @@ class WriteTx(Protocol):
     def purge_archive(self, flt: Filter, before: datetime | None = None) -> int:
         """Delete archived memories in ``flt``'s namespace/scopes/ids, archived before ``before``."""
         ...
+
+    def get_link(self, source_id: str, target_id: str, relation: str) -> Link | None: ...
+    def put_conflict(self, conflict: Conflict, seq: int) -> bool:
+        """Record a conflict unless its id is already recorded; True when it was new."""
+        ...
+
+    def peer(self, node_id: str) -> PeerState | None: ...
+    def put_peer(self, state: PeerState) -> None: ...
 
 
 class Store(Protocol):
@@ -173,6 +226,18 @@ class Store(Protocol):
     def archive_stats(self, flt: Filter) -> ArchiveStats: ...
     def write_counts(self, day: str) -> dict[str, int]:
         """Writes per namespace counted against the daily quota on ``day`` (YYYY-MM-DD)."""
+        ...
+
+    def changes_since(self, since: int, limit: int) -> Changes:
+        """The change feed: replicated objects changed after change number ``since``, oldest
+        first, about ``limit`` rows a page (a change number is never split across pages)."""
+        ...
+
+    def conflicts(self, memory_id: str | None = None) -> list[Conflict]: ...
+    def peers(self) -> list[PeerState]: ...
+    def purged_seq(self) -> int:
+        """The highest change number of a tombstone gc purged: a peer that last synced before
+        it may hold memories whose delete it can no longer learn incrementally."""
         ...
 
     def close(self) -> None: ...

@@ -44,10 +44,10 @@ from psycopg_pool.base import AttemptWithBackoff
 
 from memmesh.clock import new_id, parse_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
-from memmesh.model import HistoryEntry, Link, Memory, NamespaceCount, Stats, TierCount, Tombstone
+from memmesh.model import Conflict, HistoryEntry, Link, Memory, NamespaceCount, PeerState, Stats, TierCount, Tombstone
 from memmesh.redact import redact_url
-from memmesh.store.base import Filter, VectorChanges, VectorRow
-from memmesh.store.postgres_access import AccessReads, AccessWrites
+from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
+from memmesh.store.postgres_access import AGENT_COLUMNS, AccessReads, AccessWrites, _agent
 
 APP_ID = "memmesh"
 WRITE_LOCK_KEY = 0x6D656D6D657368
@@ -624,6 +624,26 @@ class PostgresStore(AccessReads):
                 del self._feed_marks[next(iter(self._feed_marks))]
         return VectorChanges(upserts=upserts, removed=removed, seq=cursor)
 
+    @classmethod
+    def _feed_head(cls, conn: psycopg.Connection) -> int:
+        """The highest change number below which every transaction has ended: one below the
+        smallest number a writer still holds, or the sequence's last value when none does.
+        The exclusive gate waits only for writers inside ``memmesh_next_change()``."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_lock(7262001)")
+            try:
+                last = cls._counter(conn)
+                row = conn.execute(
+                    "SELECT min(((classid::bigint << 32) | objid::bigint)) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+                    "AND ((classid::bigint << 32) | objid::bigint) BETWEEN 1 AND %s",
+                    (last,),
+                ).fetchone()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7262001)")
+        held = row[0] if row else None
+        return last if held is None else int(held) - 1
+
     @staticmethod
     def _counter(conn: psycopg.Connection) -> int:
         """Change numbers handed out so far (the sequence's last value; 0 on a new database)."""
@@ -724,6 +744,59 @@ class PostgresStore(AccessReads):
         with self._reading() as conn:
             return self._counter(conn)
 
+    def changes_since(self, since: int, limit: int) -> Changes:
+        queries = {
+            "memories": f"SELECT seq, {MEMORY_COLUMNS} FROM memories",
+            "tombstones": "SELECT seq, id, namespace, deleted_at, actor, version FROM tombstones",
+            "links": f"SELECT seq, {LINK_COLUMNS} FROM links",
+            "conflicts": f"SELECT seq, {CONFLICT_COLUMNS} FROM conflicts",
+            "agents": f"SELECT seq, {AGENT_COLUMNS} FROM agents",
+        }
+        with self._reading() as conn:
+            head = self._feed_head(conn)  # before the snapshot: every change up to it has committed
+            with _snapshot_tx(conn):
+                return self._changes_page(conn, queries, since, head, limit)
+
+    @staticmethod
+    def _changes_page(conn: psycopg.Connection, queries: dict[str, str], since: int, head: int, limit: int) -> Changes:
+        """One page of the feed, read inside the caller's snapshot."""
+        rows = {
+            name: conn.execute(f"{sql} WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s", (since, head, limit)).fetchall()
+            for name, sql in queries.items()
+        }
+        cut = cut_page(since, head, limit, [[r[0] for r in found] for found in rows.values()])
+        if cut is None:
+            cut = min(r[-1][0] for r in rows.values() if len(r) >= limit)
+            rows = {name: conn.execute(f"{sql} WHERE seq = %s", (cut,)).fetchall() for name, sql in queries.items()}
+        kept = {name: [r for r in found if r[0] <= cut] for name, found in rows.items()}
+        return Changes(
+            memories=[(r[0], row_to_memory(r[1:])) for r in kept["memories"]],
+            tombstones=[(r[0], _tombstone(r[1:])) for r in kept["tombstones"]],
+            links=[(r[0], _link(r[1:])) for r in kept["links"]],
+            conflicts=[(r[0], _conflict(r[1:])) for r in kept["conflicts"]],
+            agents=[(r[0], _agent(r[1:])) for r in kept["agents"]],
+            upto=cut,
+            more=cut < head,
+        )
+
+    def conflicts(self, memory_id: str | None = None) -> list[Conflict]:
+        with self._reading() as conn:
+            if memory_id is None:
+                rows = conn.execute(f"SELECT {CONFLICT_COLUMNS} FROM conflicts ORDER BY id").fetchall()
+            else:
+                rows = conn.execute(f"SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE memory_id = %s ORDER BY id", (memory_id,)).fetchall()
+        return [_conflict(row) for row in rows]
+
+    def peers(self) -> list[PeerState]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {PEER_COLUMNS} FROM peers ORDER BY node_id").fetchall()
+        return [_peer(row) for row in rows]
+
+    def purged_seq(self) -> int:
+        with self._reading() as conn:
+            value = _get_meta(conn, "purged_seq")
+        return int(value) if value else 0
+
     def integrity_check(self) -> str:
         """PostgreSQL guards its own pages; this checks memmesh's invariants: the vector
         extension, the change counter, and that vectors and tags agree with their rows."""
@@ -760,8 +833,9 @@ class PostgresWriteTx(AccessWrites):
         return self.conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
 
     def next_seq(self) -> int:
-        """A fresh change number (a sequence: no writer waits for another's commit)."""
-        return int(self._one("SELECT nextval('memmesh_changes')", ())[0])
+        """A fresh change number (a sequence: no writer waits for another's commit), held by
+        this transaction until it ends, so the change feed never reads past it (schema 7)."""
+        return int(self._one("SELECT memmesh_next_change()", ())[0])
 
     def _lock_key(self, *parts: str) -> None:
         """Serialise writers of one key (an id, a content hash, a title) until commit; writers of
@@ -953,7 +1027,42 @@ class PostgresWriteTx(AccessWrites):
         self._drop_vector(memory.id, seq)
 
     def purge_tombstones(self, before: datetime) -> int:
+        newest = self._one("SELECT max(seq) FROM tombstones WHERE deleted_at < %s", (before,))[0]
+        if newest is not None and newest > int(self.get_meta("purged_seq") or 0):
+            self.set_meta("purged_seq", str(newest))
         return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < %s", (before,)).rowcount
+
+    def get_link(self, source_id: str, target_id: str, relation: str) -> Link | None:
+        row = self._one(
+            f"SELECT {LINK_COLUMNS} FROM links WHERE source_id = %s AND target_id = %s AND relation = %s", (source_id, target_id, relation)
+        )
+        return _link(row) if row else None
+
+    def put_conflict(self, conflict: Conflict, seq: int) -> bool:
+        cursor = self.conn.execute(
+            f"INSERT INTO conflicts ({CONFLICT_COLUMNS}, seq) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                conflict.id,
+                conflict.memory_id,
+                conflict.namespace,
+                Jsonb(conflict.loser),
+                Jsonb(conflict.version.model_dump(mode="json")),
+                seq,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def peer(self, node_id: str) -> PeerState | None:
+        row = self._one(f"SELECT {PEER_COLUMNS} FROM peers WHERE node_id = %s", (node_id,))
+        return _peer(row) if row else None
+
+    def put_peer(self, state: PeerState) -> None:
+        self.conn.execute(
+            f"INSERT INTO peers ({PEER_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node_id) DO UPDATE SET "
+            "url = EXCLUDED.url, sent_seq = EXCLUDED.sent_seq, recv_seq = EXCLUDED.recv_seq, "
+            "last_contact = EXCLUDED.last_contact, last_error = EXCLUDED.last_error",
+            (state.node_id, state.url, state.sent_seq, state.recv_seq, state.last_contact, state.last_error),
+        )
 
     def get_meta(self, key: str) -> str | None:
         return _get_meta(self.conn, key)
@@ -1049,3 +1158,17 @@ def _link(row: Sequence[Any]) -> Link:
 def _tombstone(row: Sequence[Any]) -> Tombstone:
     mid, namespace, deleted_at, actor, version = row
     return Tombstone(id=mid, namespace=namespace, deleted_at=deleted_at, actor=actor, version=version)
+
+
+CONFLICT_COLUMNS = "id, memory_id, namespace, loser, version"
+PEER_COLUMNS = "node_id, url, sent_seq, recv_seq, last_contact, last_error"
+
+
+def _conflict(row: Sequence[Any]) -> Conflict:
+    cid, memory_id, namespace, loser, version = row
+    return Conflict(id=cid, memory_id=memory_id, namespace=namespace, loser=loser, version=version)
+
+
+def _peer(row: Sequence[Any]) -> PeerState:
+    node_id, url, sent_seq, recv_seq, last_contact, last_error = row
+    return PeerState(node_id=node_id, url=url, sent_seq=sent_seq, recv_seq=recv_seq, last_contact=last_contact, last_error=last_error)

@@ -99,10 +99,18 @@ class AccessWrites:
 
     def put_agent(self, agent: Agent) -> None:
         self.conn.execute(
-            f"INSERT INTO agents ({AGENT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (agent_id) DO UPDATE SET "
+            f"INSERT INTO agents ({AGENT_COLUMNS}, seq) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent_id) DO UPDATE SET "
             "display_name = EXCLUDED.display_name, role = EXCLUDED.role, namespaces = EXCLUDED.namespaces, "
-            "created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
-            (agent.agent_id, agent.display_name, agent.role, Jsonb(agent.namespaces), agent.created_at, agent.updated_at),
+            "created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, seq = EXCLUDED.seq",
+            (
+                agent.agent_id,
+                agent.display_name,
+                agent.role,
+                Jsonb(agent.namespaces),
+                agent.created_at,
+                agent.updated_at,
+                self.next_seq(),  # type: ignore[attr-defined]  # agents replicate: they are in the change feed
+            ),
         )
 
     def insert_api_key(self, key: StoredApiKey) -> None:

@@ -31,10 +31,12 @@ from memmesh.model import (
     ApiKey,
     ArchivedMemory,
     ArchiveStats,
+    Conflict,
     HistoryEntry,
     Link,
     Memory,
     NamespaceCount,
+    PeerState,
     Stats,
     StoredApiKey,
     TierCount,
@@ -42,7 +44,7 @@ from memmesh.model import (
 )
 from memmesh.recall import segment
 from memmesh.redact import redact_url
-from memmesh.store.base import Filter, VectorChanges, VectorRow
+from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
 
 APP_ID = "memmesh"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -810,6 +812,54 @@ class SQLiteStore:
         with self._reading() as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
+    def changes_since(self, since: int, limit: int) -> Changes:
+        with self._reading() as conn:
+            head = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+            queries = {
+                "memories": f"SELECT seq, {MEMORY_COLUMNS} FROM memories",
+                "tombstones": "SELECT seq, id, namespace, deleted_at, actor, version FROM tombstones",
+                "links": "SELECT seq, source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links",
+                "conflicts": "SELECT seq, id, memory_id, namespace, loser, version FROM conflicts",
+                "agents": f"SELECT seq, {AGENT_COLUMNS} FROM agents",
+            }
+            rows = {
+                name: conn.execute(f"{sql} WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?", (since, head, limit)).fetchall()
+                for name, sql in queries.items()
+            }
+            cut = cut_page(since, head, limit, [[r[0] for r in found] for found in rows.values()])
+            if cut is None:
+                cut = min(r[-1][0] for r in rows.values() if len(r) >= limit)
+                rows = {name: conn.execute(f"{sql} WHERE seq = ?", (cut,)).fetchall() for name, sql in queries.items()}
+        kept = {name: [r for r in found if r[0] <= cut] for name, found in rows.items()}
+        return Changes(
+            memories=[(r[0], row_to_memory(r[1:])) for r in kept["memories"]],
+            tombstones=[(r[0], _tombstone(r[1:])) for r in kept["tombstones"]],
+            links=[(r[0], _link(r[1:])) for r in kept["links"]],
+            conflicts=[(r[0], _conflict(r[1:])) for r in kept["conflicts"]],
+            agents=[(r[0], _agent(r[1:])) for r in kept["agents"]],
+            upto=cut,
+            more=cut < head,
+        )
+
+    def conflicts(self, memory_id: str | None = None) -> list[Conflict]:
+        sql = "SELECT id, memory_id, namespace, loser, version FROM conflicts"
+        with self._reading() as conn:
+            if memory_id is None:
+                rows = conn.execute(sql + " ORDER BY id").fetchall()
+            else:
+                rows = conn.execute(sql + " WHERE memory_id = ? ORDER BY id", (memory_id,)).fetchall()
+        return [_conflict(row) for row in rows]
+
+    def peers(self) -> list[PeerState]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT {PEER_COLUMNS} FROM peers ORDER BY node_id").fetchall()
+        return [_peer(row) for row in rows]
+
+    def purged_seq(self) -> int:
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'purged_seq'").fetchone()
+        return int(row[0]) if row else 0
+
     def integrity_check(self) -> str:
         with self._reading() as conn:
             return "; ".join(row[0] for row in conn.execute("PRAGMA integrity_check").fetchall())
@@ -1017,7 +1067,42 @@ class SQLiteWriteTx:
         self._drop_vector(memory.id, seq)
 
     def purge_tombstones(self, before: datetime) -> int:
+        newest = self.conn.execute("SELECT MAX(seq) FROM tombstones WHERE deleted_at < ?", (format_ts(before),)).fetchone()[0]
+        if newest is not None and newest > int(self.get_meta("purged_seq") or 0):
+            self.set_meta("purged_seq", str(newest))
         return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < ?", (format_ts(before),)).rowcount
+
+    def get_link(self, source_id: str, target_id: str, relation: str) -> Link | None:
+        row = self.conn.execute(
+            "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links "
+            "WHERE source_id = ? AND target_id = ? AND relation = ?",
+            (source_id, target_id, relation),
+        ).fetchone()
+        return _link(row) if row else None
+
+    def put_conflict(self, conflict: Conflict, seq: int) -> bool:
+        cursor = self.conn.execute(
+            "INSERT OR IGNORE INTO conflicts (id, memory_id, namespace, loser, version, seq) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                conflict.id,
+                conflict.memory_id,
+                conflict.namespace,
+                json.dumps(conflict.loser, ensure_ascii=False, sort_keys=True),
+                conflict.version.model_dump_json(),
+                seq,
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def peer(self, node_id: str) -> PeerState | None:
+        row = self.conn.execute(f"SELECT {PEER_COLUMNS} FROM peers WHERE node_id = ?", (node_id,)).fetchone()
+        return _peer(row) if row else None
+
+    def put_peer(self, state: PeerState) -> None:
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO peers ({PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (state.node_id, state.url, state.sent_seq, state.recv_seq, _ts(state.last_contact), state.last_error),
+        )
 
     def get_meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -1032,7 +1117,7 @@ class SQLiteWriteTx:
 
     def put_agent(self, agent: Agent) -> None:
         self.conn.execute(
-            f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO agents ({AGENT_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 agent.agent_id,
                 agent.display_name,
@@ -1040,6 +1125,7 @@ class SQLiteWriteTx:
                 json.dumps(agent.namespaces),
                 format_ts(agent.created_at),
                 format_ts(agent.updated_at),
+                self.next_seq(),  # agents replicate: they are in the change feed
             ),
         )
 
@@ -1186,3 +1272,16 @@ def _key_fields(row: tuple) -> dict[str, Any]:
 def _tombstone(row: tuple) -> Tombstone:
     mid, namespace, deleted_at, actor, version = row
     return Tombstone(id=mid, namespace=namespace, deleted_at=deleted_at, actor=actor, version=json.loads(version))
+
+
+PEER_COLUMNS = "node_id, url, sent_seq, recv_seq, last_contact, last_error"
+
+
+def _peer(row: tuple) -> PeerState:
+    node_id, url, sent_seq, recv_seq, last_contact, last_error = row
+    return PeerState(node_id=node_id, url=url, sent_seq=sent_seq, recv_seq=recv_seq, last_contact=last_contact, last_error=last_error)
+
+
+def _conflict(row: tuple) -> Conflict:
+    cid, memory_id, namespace, loser, version = row
+    return Conflict(id=cid, memory_id=memory_id, namespace=namespace, loser=json.loads(loser), version=json.loads(version))

@@ -51,7 +51,10 @@ class State:
 
     def settings(self) -> Settings:
         if self._settings is None:
-            overrides = {**db_override(self.db), **self.extra_overrides}
+            overrides: dict[str, Any] = db_override(self.db)
+            for section, values in self.extra_overrides.items():  # merged per section: serve --node-id keeps the global --db
+                merged = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
+                overrides[section] = {k: v for k, v in merged.items() if v is not None} if isinstance(merged, dict) else merged
             self._settings = load_settings(self.config, overrides=overrides)
         return self._settings
 

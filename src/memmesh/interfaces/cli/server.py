@@ -18,6 +18,14 @@ def serve(
     require_auth: bool = typer.Option(None, "--require-auth", help="Require an API key even on loopback with no keys."),
     insecure: bool = typer.Option(None, "--insecure", help="Allow a non-loopback bind without any API key."),
     log_json: bool = typer.Option(None, "--log-json", help="Structured JSON logs on stderr."),
+    node_id: str = typer.Option(None, "--node-id", help="This node's id in the mesh (kept in the store; default: generated once)."),
+    peers: str = typer.Option(None, "--peers", help="Comma-separated base URLs of peer nodes to replicate with."),
+    quorum_writes: int = typer.Option(
+        None, "--quorum-writes", min=0, help="Nodes (this one included) that must hold a write; 0 = local only."
+    ),
+    quorum_timeout_ms: int = typer.Option(None, "--quorum-timeout-ms", min=1, help="Wait this long for the quorum, then 503."),
+    catchup_interval_secs: float = typer.Option(None, "--catchup-interval-secs", help="Pull peers' changes this often (and on start)."),
+    peer_key_file: str = typer.Option(None, "--peer-key-file", help="Peer API keys to send: lines 'URL KEY', or one 'KEY' for all."),
 ) -> None:
     """Serve memories over HTTP until stopped (SIGTERM/Ctrl-C finish in-flight requests first)."""
     from memmesh.interfaces.http.server import serve as run
@@ -29,6 +37,14 @@ def serve(
             **db_override(db),
             "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
             "auth": {"require_auth": require_auth, "insecure": insecure},
+            "storage": {**db_override(db).get("storage", {}), "node_id": node_id},  # merged into the global --db by State
+            "federation": {
+                "peers": peers,
+                "quorum_writes": quorum_writes,
+                "quorum_timeout_ms": quorum_timeout_ms,
+                "catchup_interval_secs": catchup_interval_secs,
+                "peer_key_file": peer_key_file,
+            },
         }
     )
     run(state.settings())

@@ -19,7 +19,7 @@ from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
-from memmesh.interfaces.http.routes import admin, health, links, memories, recall
+from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -41,6 +41,7 @@ TAGS = [
     {"name": "agents", "description": "Registered agent identities (admin)"},
     {"name": "keys", "description": "API keys (admin)"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
+    {"name": "sync", "description": "Replication between peer nodes (peer keys)"},
 ]
 
 
@@ -82,8 +83,14 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with mcp.lifespan():
-            yield
+        if service.mesh is not None:
+            service.mesh.start()  # pushers and catch-up run while the server serves
+        try:
+            async with mcp.lifespan():
+                yield
+        finally:
+            if service.mesh is not None:
+                service.mesh.stop()
         if owns_service:
             service.store.close()
 
@@ -99,7 +106,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health):
+    for module in (memories, recall, links, admin, health, sync):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes)

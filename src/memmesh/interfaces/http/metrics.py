@@ -8,8 +8,11 @@ blow up the number of series.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from memmesh.federation.changes import ClusterStatus
 from memmesh.model import Stats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -38,15 +41,35 @@ class Metrics:
         self.memories = Gauge("memmesh_store_memories", "Live memories in the store", registry=self.registry)
         self.db_size = Gauge("memmesh_store_size_bytes", "Store size on disk", registry=self.registry)
         self.links = Gauge("memmesh_store_links", "Links in the store", registry=self.registry)
+        self.peer_outbox = Gauge(
+            "memmesh_peer_outbox_changes", "Our change numbers a peer has not acknowledged", ("peer",), registry=self.registry
+        )
+        self.peer_contact_age = Gauge(
+            "memmesh_peer_last_contact_age_seconds", "Seconds since a peer last answered", ("peer",), registry=self.registry
+        )
+        self.peer_up = Gauge("memmesh_peer_up", "1 when the last exchange with a peer succeeded", ("peer",), registry=self.registry)
+        self.clock_refused = Gauge("memmesh_clock_refused", "Peer timestamps refused for running too far ahead", registry=self.registry)
+        self.quorum_failures = Gauge("memmesh_quorum_not_met", "Writes answered 503 quorum_not_met", registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
 
-    def render(self, stats: Stats) -> bytes:
-        """The text exposition format, with the store gauges set from fresh stats."""
+    def render(self, stats: Stats, cluster: ClusterStatus | None = None) -> bytes:
+        """The text exposition format, with the store gauges set from fresh stats (and the
+        mesh gauges from ``cluster`` when this node has peers)."""
         self.memories.set(stats.total)
         self.db_size.set(stats.db_size_bytes)
         self.links.set(stats.links_count)
+        if cluster is not None:
+            now = datetime.now(UTC)
+            for peer in cluster.peers:
+                name = peer.node_id or peer.url or "?"
+                self.peer_outbox.labels(name).set(peer.outbox_changes)
+                self.peer_up.labels(name).set(0 if peer.last_error else 1)
+                if peer.last_contact is not None:
+                    self.peer_contact_age.labels(name).set((now - peer.last_contact).total_seconds())
+            self.clock_refused.set(cluster.clock_refused)
+            self.quorum_failures.set(cluster.quorum_failures)
         return generate_latest(self.registry)

@@ -173,6 +173,10 @@ class Ready(BaseModel):
 
     status: Literal["ok"] = "ok"
     schema_version: int
+    peers: int | None = None
+    """With --peers: how many peers this node has."""
+    peers_up: int | None = None
+    """With --peers: how many answered the last exchange."""
 
 
 class BackupRequest(Body):

@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from memmesh.compose import build
+from memmesh.compose import build, build_mesh
 from memmesh.config import SECTIONS, Settings, load_settings
 from memmesh.errors import ConfigError
 from memmesh.interfaces.http import logs
@@ -107,6 +107,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     check_port(server.host, server.port)
     service = build(settings, create=True)
     try:
+        build_mesh(service, settings)
         check_bind(server.host, service.auth_enabled(), settings.auth.insecure)
         logging.getLogger("memmesh.serve").info(start_line(settings, service))
         common: dict[str, Any] = {
@@ -131,4 +132,6 @@ def app_factory() -> FastAPI:
     """One worker's app, from the settings :func:`serve` exported to the environment."""
     settings = load_settings()
     logs.configure(settings.server.log_json)
-    return create_app(build(settings), settings, open_metrics=is_loopback(settings.server.host), owns_service=True)
+    service = build(settings)
+    build_mesh(service, settings)
+    return create_app(service, settings, open_metrics=is_loopback(settings.server.host), owns_service=True)

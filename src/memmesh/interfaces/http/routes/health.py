@@ -25,11 +25,16 @@ async def healthz() -> Response:
     responses={503: {"model": ErrorBody, "description": "The store cannot be reached"}},
 )
 def readyz(service: Svc) -> Response:
-    """The store answers a query (503 otherwise).
+    """The store answers a query (503 otherwise); with peers, how many answer (a node
+    whose peers are down still serves: quorum writes then answer 503 themselves).
 
     Open to anyone, so it says only that: never the store's location (it may carry a
     password) nor any count of what the store holds."""
-    return json_response(Ready(status="ok", schema_version=service.ready()["schema_version"]))
+    ready = Ready(status="ok", schema_version=service.ready()["schema_version"])
+    if service.mesh is not None:
+        peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
+        ready.peers, ready.peers_up = len(peers), sum(1 for p in peers if p.node_id and not p.last_error)
+    return Response(content=ready.model_dump_json(exclude_none=True), media_type="application/json")  # no mesh: no peer fields
 
 
 @router.get(
@@ -51,5 +56,8 @@ def metrics(request: Request, service: Svc) -> Response:
     who = LOCAL_PRINCIPAL
     if not ctx.open_metrics:
         who = service.authenticate(bearer_token(request.headers.get("authorization")), require=True)
-    body = ctx.metrics.render(service.stats(principal=who))
+    cluster = None
+    if service.mesh is not None and who.role == "admin" and who.prefixes() is None:
+        cluster = service.replica.status(principal=who)
+    body = ctx.metrics.render(service.stats(principal=who), cluster)
     return Response(content=body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,197 @@
+"""Federation benchmark (issue 15): three real ``memmesh serve`` nodes on 127.0.0.1.
+
+* acknowledged writes/s and write latency at W = 1, 2, 3 (``--clients`` concurrent writers
+  to node a; a fresh 3-node mesh per W);
+* replication lag: sequential writes on node a at W = 1, each polled on node b until it
+  is there (p50/p99, ms);
+* catch-up: node c is stopped, ``--missed`` writes land on a (batches of 500), c is
+  started again and timed until it holds all of them (memories/s).
+
+Nodes run keyword-only (``embeddings.provider = none``): this measures replication, not
+embedding. Prints a table and writes JSON:
+
+    python bench/federation_bench.py --out bench/results/federation.json
+    python bench/federation_bench.py --writes 300 --missed 10000
+
+Client and nodes share the machine's cores, so on 2 cores these numbers are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+class Node:
+    """One ``memmesh serve`` subprocess with its own SQLite file and a fixed port."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root, self.name, self.port = root, name, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+        env.update(
+            {"MEMMESH_DATA_DIR": str(self.root), "MEMMESH_CONFIG": str(self.root / "none.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+        )
+        (self.root / "none.toml").write_text("")
+        log = (self.root / f"{self.name}.log").open("ab")
+        cmd = [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(self.root / f"{self.name}.db")]
+        self.proc = subprocess.Popen([*cmd, "--port", str(self.port), "--node-id", self.name, *self.args], env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+    def total(self) -> int:
+        return int(httpx.get(self.url + "/api/v1/stats", timeout=10).json()["total"])
+
+
+def start_mesh(root: Path, quorum: int) -> list[Node]:
+    nodes = [Node(root, f"node-{c}") for c in "abc"]
+    for node in nodes:
+        peers = ",".join(o.url for o in nodes if o is not node)
+        node.args = ["--peers", peers, "--quorum-writes", str(quorum), "--quorum-timeout-ms", "5000", "--catchup-interval-secs", "1"]
+    for node in nodes:
+        node.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = [httpx.get(n.url + "/api/v1/sync/status", timeout=5).json() for n in nodes]
+        if all(len([p for p in s["peers"] if p.get("node_id")]) == 2 for s in status):
+            return nodes
+        time.sleep(0.1)
+    raise RuntimeError("peers did not identify each other")
+
+
+def write_load(url: str, total: int, clients: int, tag: str) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def worker(number: int) -> None:
+        nonlocal errors
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for i in range(number, total, clients):
+                t0 = time.perf_counter()
+                r = http.post("/api/v1/memories", json={"content": f"{tag} write {i} from client {number}", "namespace": "bench"})
+                elapsed = (time.perf_counter() - t0) * 1000
+                with lock:
+                    if r.status_code == 201:
+                        latencies.append(elapsed)
+                    else:
+                        errors += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    return {
+        "writes": len(latencies),
+        "errors": errors,
+        "writes_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(pct(latencies, 0.5), 2),
+        "p99_ms": round(pct(latencies, 0.99), 2),
+    }
+
+
+def lag(a: Node, b: Node, samples: int) -> dict[str, Any]:
+    lags: list[float] = []
+    with httpx.Client(timeout=10) as http:
+        for i in range(samples):
+            r = http.post(a.url + "/api/v1/memories", json={"content": f"lag probe {i}", "namespace": "lag"})
+            acked = time.perf_counter()
+            mid = r.json()["id"]
+            while http.get(f"{b.url}/api/v1/memories/{mid}").status_code != 200:
+                time.sleep(0.002)
+            lags.append((time.perf_counter() - acked) * 1000)
+    return {"samples": samples, "p50_ms": round(pct(lags, 0.5), 1), "p99_ms": round(pct(lags, 0.99), 1), "max_ms": round(max(lags), 1)}
+
+
+def catch_up(nodes: list[Node], missed: int) -> dict[str, Any]:
+    a, _, c = nodes
+    c.stop()
+    base = a.total()
+    with httpx.Client(timeout=120) as http:
+        for start in range(0, missed, 500):
+            items = [{"content": f"missed write {i}", "namespace": "catchup"} for i in range(start, min(missed, start + 500))]
+            assert http.post(a.url + "/api/v1/memories/batch", json={"items": items}).status_code == 201
+    want = base + missed
+    started = time.perf_counter()
+    c.start()
+    while c.total() < want:
+        time.sleep(0.05)
+    seconds = time.perf_counter() - started
+    return {"missed": missed, "seconds_incl_start": round(seconds, 2), "memories_per_s": round(missed / seconds, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--writes", type=int, default=300)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--lag-samples", type=int, default=200)
+    parser.add_argument("--missed", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "quorum": {}}
+    for quorum in (1, 2, 3):
+        with tempfile.TemporaryDirectory() as tmp:
+            nodes = start_mesh(Path(tmp), quorum)
+            try:
+                results["quorum"][f"W={quorum}"] = write_load(nodes[0].url, args.writes, args.clients, f"w{quorum}")
+                if quorum == 1:
+                    results["lag"] = lag(nodes[0], nodes[1], args.lag_samples)
+                    results["catch_up"] = catch_up(nodes, args.missed)
+            finally:
+                for node in nodes:
+                    node.stop()
+    print(f"{'quorum':<8}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, row in results["quorum"].items():
+        print(f"{name:<8}{row['writes_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
+    print(f"replication lag a→b: p50 {results['lag']['p50_ms']} ms, p99 {results['lag']['p99_ms']} ms")
+    cu = results["catch_up"]
+    print(f"catch-up of {cu['missed']} missed writes: {cu['seconds_incl_start']} s incl. start, {cu['memories_per_s']} memories/s")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

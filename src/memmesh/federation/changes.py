@@ -1,0 +1,147 @@
+"""The change feed's wire format: what ``POST /api/v1/sync/push`` takes and
+``GET /api/v1/sync/since`` returns.
+
+Replication is state-based: an item carries the whole current state of one replicated
+object (a memory, a tombstone, a link or a recorded conflict) with its version, never a
+diff, so applying a batch twice, or an old batch after a newer one, changes nothing
+(:func:`memmesh.versions.merge` keeps the greater stamp). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memmesh.errors import InvalidInputError
+from memmesh.model import Agent, Conflict, Link, Memory, Tombstone
+from memmesh.store.base import Changes
+
+MAX_BATCH_ITEMS = 2000
+"""Largest batch a node accepts (and the default page of the feed)."""
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+
+class SyncItem(BaseModel):
+    """One replicated object with the change number it had on the sending node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seq: int = Field(ge=0, description="the sender's change number (0 for a quorum push outside the feed)")
+    memory: Memory | None = None
+    tombstone: Tombstone | None = None
+    link: Link | None = None
+    conflict: Conflict | None = None
+    agent: Agent | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SyncItem:
+        present = [name for name in ("memory", "tombstone", "link", "conflict", "agent") if getattr(self, name) is not None]
+        if len(present) != 1:
+            raise ValueError(f"an item carries exactly one of memory, tombstone, link, conflict, agent (got {present or 'none'})")
+        for name in ("memory", "tombstone"):
+            obj = getattr(self, name)
+            if obj is not None and (not obj.version.hlc or not obj.version.node or not obj.version.clock):
+                raise ValueError(f"{name} {obj.id} has no complete version (clock, node, hlc): no node could order it")
+        return self
+
+
+class SyncBatch(BaseModel):
+    """A batch of changes from one node: items with change numbers in ``(since, upto]``.
+
+    A batch from the feed covers that whole range, so the receiver may advance its cursor
+    for the sender to ``upto``; a quorum push (``upto == 0``) carries single writes outside
+    the feed and moves no cursor.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(pattern=NODE_ID_PATTERN, description="the sending node's id")
+    since: int = Field(0, ge=0)
+    upto: int = Field(0, ge=0)
+    items: list[SyncItem] = Field(default_factory=list, max_length=MAX_BATCH_ITEMS)
+
+    @model_validator(mode="after")
+    def _range(self) -> SyncBatch:
+        if self.upto and self.upto < self.since:
+            raise ValueError(f"upto ({self.upto}) is before since ({self.since})")
+        if self.upto and any(item.seq <= self.since or item.seq > self.upto for item in self.items):
+            raise ValueError(f"an item's seq lies outside the batch range ({self.since}, {self.upto}]")
+        return self
+
+
+class SyncPage(SyncBatch):
+    """One page of ``GET /sync/since``: a feed batch plus whether more changes follow."""
+
+    more: bool = False
+
+
+class SyncReport(BaseModel):
+    """What a receiver did with a batch (its answer to a push)."""
+
+    node: str
+    applied: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    skipped: int = 0
+
+
+class Hello(BaseModel):
+    """A node's identity and clock, answered on ``GET /api/v1/sync/hello``."""
+
+    node: str
+    hlc: str
+    seq: int
+    schema_version: int
+
+
+def batch_from_changes(node: str, since: int, changes: Changes) -> SyncPage:
+    """The feed page for ``changes`` read after ``since`` (memories first, so a link or a
+    conflict never arrives in a batch before the memory it names)."""
+    items: list[SyncItem] = []
+    items += [SyncItem(seq=seq, memory=m) for seq, m in changes.memories]
+    items += [SyncItem(seq=seq, tombstone=t) for seq, t in changes.tombstones]
+    items += [SyncItem(seq=seq, link=link) for seq, link in changes.links]
+    items += [SyncItem(seq=seq, conflict=c) for seq, c in changes.conflicts]
+    items += [SyncItem(seq=seq, agent=agent) for seq, agent in changes.agents]
+    return SyncPage(node=node, since=since, upto=max(changes.upto, since), items=items, more=changes.more)
+
+
+def parse_batch(data: Any, model: type[SyncBatch] = SyncBatch) -> SyncBatch:
+    """A batch from JSON-decoded data, or InvalidInputError naming the first problems."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'batch'}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidInputError(f"malformed sync batch: {problems}") from None
+
+
+class PeerStatus(BaseModel):
+    """One peer as ``memmesh cluster status`` shows it."""
+
+    url: str | None = None
+    node_id: str | None = None
+    sent_seq: int = 0
+    recv_seq: int = 0
+    outbox_changes: int = 0
+    """Our change numbers after the peer's cursor: what it has not acknowledged yet."""
+    last_contact: datetime | None = None
+    lag_seconds: float | None = None
+    """Seconds since the peer last acknowledged or served us, while it is behind."""
+    last_error: str | None = None
+
+
+class ClusterStatus(BaseModel):
+    """This node and its peers: ids, clocks, cursors, outbox depth, last contact."""
+
+    node_id: str
+    hlc: str
+    change_counter: int
+    purged_seq: int
+    quorum_writes: int = 0
+    clock_refused: int = 0
+    """Peer timestamps refused for running too far ahead of this node's clock."""
+    quorum_failures: int = 0
+    peers: list[PeerStatus] = Field(default_factory=list)

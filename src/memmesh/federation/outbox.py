@@ -1,0 +1,327 @@
+"""The running side of a mesh: pushers, catch-up pulls and quorum writes.
+
+The outbox is derived from the change counter, not kept as a second queue: every local
+write already commits with a change number (``meta.seq``), and each peer has a durable
+cursor (``peers.sent_seq``: the change number up to which that peer acknowledged our
+pushes). A pusher thread per peer sends the feed after its cursor in pages and advances
+the cursor only after the peer answered, so a crash at any moment loses nothing (the page
+is sent again and applied as duplicates) and a 503 is never a rollback. Failures back off
+exponentially to a cap.
+
+Catch-up runs on start and every ``catchup_interval_s``: we pull each peer's feed after
+our ``recv_seq`` for it, so a node that was down gets what it missed even from a peer that
+is not pushing to it.
+
+Quorum writes push the write itself to every peer at once and wait until enough answered
+(:class:`~memmesh.federation.quorum.QuorumTally` decides); the pushers ship it anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from memmesh.errors import MemmeshError, PeerError
+from memmesh.federation.changes import SyncBatch, SyncItem, SyncPage, SyncReport, batch_from_changes
+from memmesh.federation.peers import PeerClient
+from memmesh.federation.quorum import QuorumTally, check_quorum_setting
+from memmesh.model import LOCAL_PRINCIPAL
+
+if TYPE_CHECKING:
+    from memmesh.federation.replica import Replica
+
+log = logging.getLogger("memmesh.federation")
+
+
+@dataclass(frozen=True)
+class MeshSettings:
+    """How this node joins the mesh (from the [federation] section and ``serve`` flags)."""
+
+    peers: tuple[str, ...]
+    peer_keys: dict[str, str | None] = field(default_factory=dict)
+    quorum_writes: int = 0
+    quorum_timeout_ms: int = 2000
+    catchup_interval_s: float = 30.0
+    batch_size: int = 200
+    max_backoff_s: float = 5.0
+    request_timeout_s: float = 10.0
+
+
+@dataclass
+class _Peer:
+    client: PeerClient
+    node: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    pushed: int = 0
+    failures: int = 0
+    thread: threading.Thread | None = None
+
+
+PUSH_BODY_BYTES = 1_000_000
+"""A push body stays under this (below the default ``limits.max_body_bytes`` of 2 MiB)."""
+
+
+def split_batch(batch: SyncBatch, budget: int = PUSH_BODY_BYTES) -> list[SyncBatch]:
+    """``batch`` as pushes whose bodies stay under ``budget`` bytes. Only the last one carries
+    the feed range (``since``/``upto``), so the receiver advances its cursor only once every
+    part arrived; the others are plain idempotent pushes."""
+    parts: list[list[SyncItem]] = [[]]
+    size = 0
+    for item in batch.items:
+        item_size = len(item.model_dump_json(exclude_none=True))
+        if parts[-1] and size + item_size > budget:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += item_size
+    if len(parts) == 1:
+        return [batch]
+    head = [SyncBatch(node=batch.node, items=items) for items in parts[:-1]]
+    return [*head, SyncBatch(node=batch.node, since=batch.since, upto=batch.upto, items=parts[-1])]
+
+
+def _written_by(item: SyncItem, node: str) -> bool:
+    """The item is a version ``node`` wrote itself: it holds that version or a later one
+    (merging only ever moves forward), so echoing it back would be pure duplicate work."""
+    obj = item.memory or item.tombstone
+    return obj is not None and obj.version.node == node
+
+
+class Mesh:
+    """This node's replication threads; :meth:`replicate` is the service's write hook."""
+
+    def __init__(self, replica: Replica, settings: MeshSettings) -> None:
+        check_quorum_setting(settings.quorum_writes, len(settings.peers))
+        self.replica = replica
+        self.service = replica.service
+        self.settings = settings
+        self.peers = [_Peer(PeerClient(url, settings.peer_keys.get(url), settings.request_timeout_s)) for url in settings.peers]
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(2, 4 * len(self.peers)), thread_name_prefix="memmesh-quorum")
+        self._catchup: threading.Thread | None = None
+        self._resolving = threading.Lock()
+        self._resolved_at = 0.0
+        self.quorum_failures = 0
+        # Changes applied from a peer are forwarded on the pushers' next poll (≤ 0.5 s), not at
+        # once: the origin already pushes to every peer, so forwarding is for the peers it
+        # could not reach, and waking now would only contend with quorum pushes.
+        replica.resolve_peers = self.resolve_all
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one pusher per peer and the catch-up loop (daemon threads)."""
+        for peer in self.peers:
+            peer.thread = threading.Thread(target=self._push_loop, args=(peer,), name=f"memmesh-push-{peer.client.url}", daemon=True)
+            peer.thread.start()
+        self._catchup = threading.Thread(target=self._catchup_loop, name="memmesh-catchup", daemon=True)
+        self._catchup.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for peer in self.peers:
+            peer.wake.set()
+        for thread in [p.thread for p in self.peers] + [self._catchup]:
+            if thread is not None:
+                thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for peer in self.peers:
+            peer.client.close()
+
+    def notify(self) -> None:
+        """A local change committed: wake every pusher."""
+        for peer in self.peers:
+            peer.wake.set()
+
+    # -- quorum writes ---------------------------------------------------------------------------
+
+    def replicate(self, items: list[SyncItem]) -> None:
+        """The service's hook after a local write committed: ship it, and with a quorum of
+        W > 1 wait until W nodes (this one included) hold it, else raise quorum_not_met."""
+        needed = self.settings.quorum_writes
+        if needed <= 1 or not items:
+            self.notify()
+            return
+        tally = QuorumTally(needed=needed)
+        batch = SyncBatch(node=self.service.node_id, items=items)
+        timeout_s = self.settings.quorum_timeout_ms / 1000
+        deadline = time.monotonic() + timeout_s
+        parts = split_batch(batch)  # a large batch write stays under the peers' body limit
+
+        def push_all(client: PeerClient) -> None:
+            for part in parts:
+                client.push(part, timeout_s=timeout_s)
+
+        pending: dict[Future[Any], _Peer] = {self._pool.submit(push_all, p.client): p for p in self.peers}
+        while pending and not tally.met:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            done, _ = wait(list(pending), timeout=left, return_when=FIRST_COMPLETED)
+            for future in done:
+                peer = pending.pop(future)
+                exc = future.exception()
+                if exc is None:
+                    tally.acks += 1
+                else:
+                    tally.failures[peer.node or peer.client.url] = exc.message if isinstance(exc, MemmeshError) else str(exc)
+        # The pushers are woken only now: during the quorum push they would send the same
+        # write to the same peers and contend for their write lock on the critical path.
+        self.notify()
+        if not tally.met:
+            self.quorum_failures += 1
+        tally.verdict(self.settings.quorum_timeout_ms, len(self.peers))
+
+    # -- pushing ------------------------------------------------------------------------------------
+
+    def _push_loop(self, peer: _Peer) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                self._resolve(peer)
+                moved = self._push_once(peer)
+                if peer.error is not None:
+                    self._record_error(peer, None)
+                backoff = 0.05
+                if not moved:
+                    peer.wake.wait(timeout=0.5)
+                    peer.wake.clear()
+            except MemmeshError as exc:
+                peer.failures += 1
+                self._record_error(peer, exc.message)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.max_backoff_s)
+            except Exception as exc:  # a bug must not kill the pusher silently: log it and retry
+                log.exception("pusher for %s failed", peer.client.url)
+                self._record_error(peer, f"{type(exc).__name__}: {exc}")
+                self._stop.wait(self.settings.max_backoff_s)
+
+    def resolve_all(self) -> None:
+        """Ask every peer for its node id again (a push came from a node we have not met: a
+        peer not identified yet, or one that restarted on a new store with a new id). At most
+        once a second, so unknown pushes cannot turn into a storm of hellos."""
+        with self._resolving:
+            if time.monotonic() - self._resolved_at < 1.0:
+                return
+            self._resolved_at = time.monotonic()
+            for peer in self.peers:
+                try:
+                    hello = peer.client.hello()
+                except MemmeshError:
+                    continue
+                if hello.node != peer.node and hello.node != self.service.node_id:
+                    self.replica.known(hello.node, peer.client.url)
+                    log.info("peer %s is node %s (was %s)", peer.client.url, hello.node, peer.node)
+                    peer.node = hello.node
+
+    def _resolve(self, peer: _Peer) -> None:
+        """Learn the peer's node id once (its hello), and remember it as a known peer."""
+        if peer.node is not None:
+            return
+        hello = peer.client.hello()
+        if hello.node == self.service.node_id:
+            raise PeerError(f"peer {peer.client.url} has this node's own id {hello.node!r}: every node needs its own --node-id")
+        self.replica.known(hello.node, peer.client.url)
+        peer.node = hello.node
+        log.info("peer %s is node %s", peer.client.url, hello.node)
+
+    def _push_once(self, peer: _Peer) -> bool:
+        """Send the next page after the peer's cursor; False when it has everything."""
+        assert peer.node is not None
+        store = self.service.store
+        state = next((p for p in store.peers() if p.node_id == peer.node), None)
+        sent = state.sent_seq if state else 0
+        if store.change_counter() <= sent:
+            return False
+        purged = store.purged_seq()
+        if 0 < sent < purged:
+            raise PeerError(
+                f"peer {peer.node} last acknowledged change {sent}, before tombstones up to {purged} were purged: "
+                "it needs a full resync (resync_required)"
+            )
+        page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
+        page.items = [item for item in page.items if not _written_by(item, peer.node)]
+        if page.items:
+            for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
+                peer.client.push(batch)
+            peer.pushed += len(page.items)
+        self.replica.contact(peer.node, error=None, sent=page.upto)
+        return page.upto > sent
+
+    def _record_error(self, peer: _Peer, error: str | None) -> None:
+        if error == peer.error:
+            return
+        peer.error = error
+        if error is not None:
+            log.warning("peer %s: %s", peer.client.url, error)
+        if peer.node is not None and error is not None:
+            with contextlib.suppress(MemmeshError):
+                self.replica.contact(peer.node, error=error)
+
+    # -- catch-up ----------------------------------------------------------------------------------
+
+    def _catchup_loop(self) -> None:
+        while not self._stop.is_set():
+            for peer in self.peers:
+                if self._stop.is_set():
+                    return
+                try:
+                    self._resolve(peer)
+                    self.catch_up(peer)
+                except MemmeshError as exc:
+                    log.info("catch-up from %s failed: %s", peer.client.url, exc.message)
+                except Exception:
+                    log.exception("catch-up from %s failed", peer.client.url)
+            self._stop.wait(self.settings.catchup_interval_s)
+
+    def catch_up(self, peer: _Peer) -> int:
+        """Pull and apply the peer's feed after our cursor for it; returns items applied."""
+        assert peer.node is not None
+        applied = 0
+        while not self._stop.is_set():
+            state = next((p for p in self.service.store.peers() if p.node_id == peer.node), None)
+            since = state.recv_seq if state else 0
+            page = peer.client.since(self.service.node_id, since, self.settings.batch_size)
+            if page.node != peer.node or page.since != since:
+                raise PeerError(
+                    f"peer {peer.client.url} answered a page for node {page.node} from {page.since}, not {peer.node} from {since}"
+                )
+            report = self.replica.apply(page, principal=LOCAL_PRINCIPAL)
+            applied += report.applied
+            if not page.more or page.upto <= since:
+                break
+        return applied
+
+    # -- status --------------------------------------------------------------------------------
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        """What only the running threads know, per peer URL."""
+        return {
+            p.client.url: {"node_id": p.node, "error": p.error, "pushed_items": p.pushed, "push_failures": p.failures} for p in self.peers
+        }
+
+
+def resync_from(replica: Replica, client: PeerClient, batch_size: int = 500) -> SyncReport:
+    """A full resync of this node from one peer (``memmesh cluster resync``): read its whole
+    feed from 0 and let :meth:`Replica.full_resync` decide what to keep."""
+    hello = client.hello()
+    replica.known(hello.node, client.url)
+    own = replica.service.node_id
+
+    def pages() -> Iterator[SyncPage]:
+        upto, more = 0, True
+        while more:
+            page = client.since(own, upto, batch_size)
+            if page.node != hello.node or page.since != upto:
+                raise PeerError(f"peer {client.url} answered a page for node {page.node} from {page.since}, not {hello.node} from {upto}")
+            upto, more = page.upto, page.more and page.upto > upto
+            yield page
+
+    return replica.full_resync(pages(), principal=LOCAL_PRINCIPAL)

@@ -1,0 +1,145 @@
+"""Talking to peer nodes over HTTP: the one place a peer connection is made.
+
+:func:`peer_http_client` is the single httpx client factory (TLS client certificates and CA
+options belong there); :class:`PeerClient` wraps the three sync routes and turns every
+failure (refused connection, timeout, error status, a body that is not a sync reply) into
+:class:`~memmesh.errors.PeerError`, so a peer answering garbage never reaches the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from memmesh.errors import PeerError
+from memmesh.federation.changes import Hello, SyncBatch, SyncPage, SyncReport, parse_batch
+
+
+def peer_http_client(timeout_s: float) -> httpx.Client:
+    """The HTTP client every peer call uses (one per peer: its own connection pool)."""
+    return httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)), follow_redirects=False, trust_env=False)
+
+
+def parse_peer_list(text: str | list[str] | None) -> list[str]:
+    """``URL,URL,…`` (or a list) as clean base URLs; refuses anything but http(s) URLs."""
+    from memmesh.errors import ConfigError
+
+    items = text if isinstance(text, list) else (text or "").split(",")
+    urls = []
+    for raw in items:
+        url = raw.strip().rstrip("/")
+        if not url:
+            continue
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError(f"peer {raw!r} is not an http(s) URL such as http://10.0.0.2:9077")
+        urls.append(url)
+    if len(set(urls)) != len(urls):
+        raise ConfigError("a peer URL is listed twice in --peers")
+    return urls
+
+
+def read_peer_keys(path: Path | None, peers: list[str]) -> dict[str, str | None]:
+    """The peer API key to send to each peer URL, from a file of ``URL KEY`` lines (or one
+    ``KEY`` line used for every peer); ``#`` starts a comment. No file: no key (open peers)."""
+    from memmesh.errors import ConfigError
+
+    keys: dict[str, str | None] = dict.fromkeys(peers)
+    if path is None:
+        return keys
+    try:
+        lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"federation.peer_key_file {path}: {exc.strerror}") from None
+    default: str | None = None
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) == 1:
+            default = parts[0]
+        elif len(parts) == 2 and parts[0].rstrip("/") in keys:
+            keys[parts[0].rstrip("/")] = parts[1]
+        else:
+            raise ConfigError(f"federation.peer_key_file {path} line {number}: expected 'KEY' or 'URL KEY' with a URL from --peers")
+    return {url: key or default for url, key in keys.items()}
+
+
+@dataclass
+class PeerClient:
+    """One peer, reached at ``url`` with ``key`` (a ``peer`` API key of that node, or None)."""
+
+    url: str
+    key: str | None
+    timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        self._http = peer_http_client(self.timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "memmesh-peer"}
+        if self.key:
+            headers["Authorization"] = f"Bearer {self.key}"
+        return headers
+
+    def _call(self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(
+                method,
+                self.url + path,
+                headers=self._headers(),
+                timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT,
+                **kwargs,
+            )
+        except httpx.HTTPError as exc:
+            raise PeerError(f"peer {self.url} unreachable: {type(exc).__name__}: {exc}", details={"peer": self.url}) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise PeerError(
+                f"peer {self.url} answered {response.status_code} with a body that is not JSON", details={"peer": self.url}
+            ) from None
+        if response.status_code >= 400:
+            error = body.get("error", {}) if isinstance(body, dict) else {}
+            code = error.get("code", "http_error") if isinstance(error, dict) else "http_error"
+            message = error.get("message", "") if isinstance(error, dict) else ""
+            raise PeerError(
+                f"peer {self.url} refused: {response.status_code} {code}: {message}",
+                details={"peer": self.url, "status": response.status_code, "code": code},
+            )
+        return body
+
+    def hello(self) -> Hello:
+        body = self._call("GET", "/api/v1/sync/hello")
+        try:
+            return Hello.model_validate(body)
+        except ValidationError:
+            raise PeerError(f"peer {self.url} answered a hello that is not a memmesh node's", details={"peer": self.url}) from None
+
+    def push(self, batch: SyncBatch, *, timeout_s: float | None = None) -> SyncReport:
+        body = self._call("POST", "/api/v1/sync/push", content=batch.model_dump_json(exclude_none=True).encode(), timeout_s=timeout_s)
+        try:
+            return SyncReport.model_validate(body)
+        except ValidationError:
+            raise PeerError(
+                f"peer {self.url} answered a push with something that is not a sync report", details={"peer": self.url}
+            ) from None
+
+    def since(self, node: str, since: int, limit: int) -> SyncPage:
+        body = self._call("GET", "/api/v1/sync/since", params={"peer": node, "since": since, "limit": limit})
+        try:
+            page = parse_batch(body, SyncPage)
+        except Exception:
+            raise PeerError(
+                f"peer {self.url} answered /sync/since with something that is not a sync page", details={"peer": self.url}
+            ) from None
+        assert isinstance(page, SyncPage)
+        return page

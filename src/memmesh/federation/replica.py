@@ -1,0 +1,545 @@
+"""The core of replication: serving this node's change feed and applying a peer's changes.
+
+Every winner is decided by :func:`memmesh.versions.merge` (never here): this module only
+reads what the node holds, asks ``merge`` and writes the outcome, for a whole batch inside
+one store transaction, so a batch is applied completely or not at all. Applying a batch
+twice changes nothing: a version already held is a duplicate, an older one loses.
+
+Rules kept here, once for every transport (HTTP push, catch-up pulls, the sync daemon):
+
+* only a ``peer`` key (or the local admin) may use the feed, and only for a node id this
+  node knows as a peer; a node never syncs with itself;
+* a version stamped too far in the future is refused (the HLC counts it) and the whole
+  batch is rejected before anything is written;
+* a peer that last synced before deletes whose tombstones gc has purged (or was silent for
+  longer than the tombstone retention) is refused with ``resync_required``: an incremental
+  sync could revive memories deleted meanwhile;
+* a concurrent version that loses is kept: a :class:`~memmesh.model.Conflict` record with
+  an id every node derives the same way (it replicates too) and a ``merge`` history entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from memmesh.errors import ForbiddenError, InvalidInputError, ResyncRequiredError
+from memmesh.federation.changes import (
+    MAX_BATCH_ITEMS,
+    ClusterStatus,
+    Hello,
+    PeerStatus,
+    SyncBatch,
+    SyncPage,
+    SyncReport,
+    batch_from_changes,
+)
+from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
+from memmesh.store.base import WriteTx
+from memmesh.versions import merge, next_version
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+log = logging.getLogger("memmesh.federation")
+
+_CONFLICT_NS = uuid.UUID("6d656d6d-6573-6866-6564-636f6e666c74")
+_VALUE_FIELDS = (
+    "namespace",
+    "title",
+    "content_hash",
+    "tier",
+    "kind",
+    "tags",
+    "priority",
+    "confidence",
+    "metadata",
+    "valid_from",
+    "valid_to",
+)
+
+
+def conflict_id(memory_id: str, loser: Version) -> str:
+    """The id of the conflict that overwrote ``loser``: the same on every node."""
+    return str(uuid.uuid5(_CONFLICT_NS, f"{memory_id}|{loser.hlc}|{loser.node}"))
+
+
+def same_value(a: Memory, b: Memory) -> bool:
+    """Two versions say the same thing (then their being concurrent is no conflict to review)."""
+    return all(getattr(a, name) == getattr(b, name) for name in _VALUE_FIELDS)
+
+
+def link_order(link: Link) -> tuple[str, ...]:
+    """A total order on versions of one link (links carry no version): the later-created
+    wins, then an invalidated one over an open one. A join, so nodes converge."""
+    return (
+        link.created_at.isoformat(),
+        "1" if link.valid_until else "0",
+        link.valid_until.isoformat() if link.valid_until else "",
+        link.valid_from.isoformat() if link.valid_from else "",
+        link.observed_by or "",
+    )
+
+
+@dataclass
+class _Applying:
+    """The state of one batch being applied."""
+
+    tx: WriteTx
+    sender: str
+    now: datetime
+    vectors: dict[str, np.ndarray]
+    report: SyncReport
+    seq_: int = 0
+    touched: set[str] = field(default_factory=set)
+
+    def seq(self) -> int:
+        if not self.seq_:
+            self.seq_ = self.tx.next_seq()
+        return self.seq_
+
+    @property
+    def actor(self) -> str:
+        return f"sync:{self.sender}"
+
+
+class Replica:
+    """This node's side of replication, over a :class:`~memmesh.service.Service`."""
+
+    def __init__(self, service: Service, *, on_change: Callable[[], None] | None = None) -> None:
+        self.service = service
+        self.on_change = on_change
+        self.resolve_peers: Callable[[], None] | None = None
+        """Set by the running mesh: ask configured peers not yet identified for their node id."""
+
+    # -- who may sync ------------------------------------------------------------------------
+
+    def _authorize(self, principal: Principal, node: str) -> PeerState:
+        """The peer ``node`` as this node knows it, once the caller may speak for a peer."""
+        if not isinstance(principal, Principal):
+            raise TypeError("every service call needs the caller's Principal")
+        if principal.role != "peer" and not (principal.role == "admin" and principal.key_id is None):
+            raise ForbiddenError(f"the sync routes are for peer nodes: this key's role is {principal.role!r}; create one with --role peer")
+        if principal.prefixes() is not None:
+            raise ForbiddenError("a peer key replicates every namespace: it must not be limited to some namespaces")
+        if node == self.service.node_id:
+            raise InvalidInputError(f"node id {node!r} is this node's own id: a node does not sync with itself")
+        known = next((p for p in self.service.store.peers() if p.node_id == node), None)
+        if known is None and self.resolve_peers is not None:
+            self.resolve_peers()
+            known = next((p for p in self.service.store.peers() if p.node_id == node), None)
+        if known is None and principal.role == "peer" and principal.agent_id == node:
+            # a peer key made for this node id (`keys create --agent <node id> --role peer`)
+            # introduces it: how a node with no server (sync-daemon) joins
+            self.known(node, None)
+            known = next((p for p in self.service.store.peers() if p.node_id == node), None)
+        if known is None:
+            log.warning("sync refused: unknown node id %r", node)
+            raise ForbiddenError(f"unknown node id {node!r}: it is not one of this node's peers (add its URL to --peers on this node)")
+        return known
+
+    def _check_fresh(self, peer: PeerState, since: int | None) -> None:
+        """Refuse incremental sync that could revive deleted memories (see module docstring)."""
+        purged = self.service.store.purged_seq()
+        if since is not None and 0 < since < purged:
+            raise ResyncRequiredError(
+                f"node {peer.node_id} asks for changes after {since}, but tombstones up to change {purged} were purged: "
+                "incremental sync could bring deleted memories back; resync that node in full",
+                details={"peer": peer.node_id, "since": since, "purged_seq": purged},
+            )
+        retention = timedelta(days=self.service.policy.tombstone_retention_days)
+        if since == 0:
+            return  # the whole feed from the start: how a full resync reads (see full_resync)
+        if peer.last_contact is not None and self.service.clock() - peer.last_contact > retention:
+            raise ResyncRequiredError(
+                f"node {peer.node_id} was last in contact at {peer.last_contact.isoformat()}, longer ago than the tombstone "
+                f"retention ({self.service.policy.tombstone_retention_days} days): resync it in full",
+                details={"peer": peer.node_id, "last_contact": peer.last_contact.isoformat()},
+            )
+
+    def known(self, node: str, url: str | None) -> None:
+        """Record ``node`` as a peer (learned from its hello); keeps its cursors. A URL names one
+        node at a time: a node that answered there before (replaced by a new store with a new
+        id) keeps its cursors but loses the URL."""
+        previous = [p for p in self.service.store.peers() if url is not None and p.url == url and p.node_id != node]
+        with self.service.store.write() as tx:
+            for old in previous:
+                tx.put_peer(old.model_copy(update={"url": None}))
+            state = tx.peer(node)
+            if state is None or state.url != url:
+                tx.put_peer((state or PeerState(node_id=node)).model_copy(update={"url": url}))
+
+    def hello(self, principal: Principal) -> Hello:
+        """Who this node is: peers call it to learn our node id and clock."""
+        if not (principal.role == "peer" or principal.has_role("admin")):
+            raise ForbiddenError(f"the sync routes are for peer nodes: this key's role is {principal.role!r}")
+        store = self.service.store
+        return Hello(node=self.service.node_id, hlc=self.service.hlc.now(), seq=store.change_counter(), schema_version=store.schema_version)
+
+    def status(self, *, principal: Principal) -> ClusterStatus:
+        """This node, its clock and every peer's cursors, outbox depth and last contact
+        (store-wide facts: an admin for every namespace)."""
+        self.service._authorize_store_wide(principal, "cluster status")
+        service, store = self.service, self.service.store
+        counter, now = store.change_counter(), service.clock()
+        mesh = service.mesh
+        live: dict[str, dict[str, Any]] = mesh.live() if mesh is not None and hasattr(mesh, "live") else {}
+        peers = []
+        for state in store.peers():
+            behind = max(0, counter - state.sent_seq)
+            lag = (now - state.last_contact).total_seconds() if behind and state.last_contact else None
+            error = next((info["error"] for url, info in live.items() if url == state.url), state.last_error)
+            peers.append(
+                PeerStatus(
+                    url=state.url,
+                    node_id=state.node_id,
+                    sent_seq=state.sent_seq,
+                    recv_seq=state.recv_seq,
+                    outbox_changes=behind,
+                    last_contact=state.last_contact,
+                    lag_seconds=lag,
+                    last_error=error,
+                )
+            )
+        known = {p.url for p in peers}
+        peers += [PeerStatus(url=url, last_error=info["error"] or "not identified yet") for url, info in live.items() if url not in known]
+        settings = getattr(mesh, "settings", None)
+        return ClusterStatus(
+            node_id=service.node_id,
+            hlc=service.hlc.now(),
+            change_counter=counter,
+            purged_seq=store.purged_seq(),
+            quorum_writes=getattr(settings, "quorum_writes", 0),
+            clock_refused=service.hlc.refused,
+            quorum_failures=getattr(mesh, "quorum_failures", 0),
+            peers=peers,
+        )
+
+    def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
+        """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
+        self.service._authorize_store_wide(principal, "the conflict list")
+        return self.service.store.conflicts(memory_id)
+
+    # -- serving the feed ------------------------------------------------------------------------
+
+    def feed(self, *, peer: str, since: int, limit: int = 500, principal: Principal) -> SyncPage:
+        """Our changes after ``since`` for ``peer`` (which records the contact)."""
+        state = self._authorize(principal, peer)
+        if not isinstance(since, int) or since < 0:
+            raise InvalidInputError(f"since must be a change number of 0 or more (got {since!r})")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH_ITEMS:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
+        self._check_fresh(state, since)
+        page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
+        self.contact(peer, error=None)
+        return page
+
+    def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
+        """Record that ``node`` answered (or why it did not), and advance its cursors."""
+        with self.service.store.write() as tx:
+            state = tx.peer(node) or PeerState(node_id=node)
+            update: dict[str, Any] = {"last_error": error}
+            if error is None:
+                update["last_contact"] = self.service.clock()
+            if sent is not None:
+                update["sent_seq"] = max(state.sent_seq, sent)
+            if received is not None:
+                update["recv_seq"] = max(state.recv_seq, received)
+            tx.put_peer(state.model_copy(update=update))
+
+    # -- applying a peer's changes ------------------------------------------------------------
+
+    def apply(self, batch: SyncBatch, *, principal: Principal) -> SyncReport:
+        """Apply a peer's batch in one transaction; all or nothing, idempotent."""
+        peer = self._authorize(principal, batch.node)
+        self._check_fresh(peer, None)
+        if batch.upto and batch.upto <= peer.recv_seq:
+            # A feed range this node applied already (a replay, or the push and our own pull of
+            # the same changes): every item is a duplicate, so nothing is read or written.
+            log.info("batch (%s, %s] from %s already applied: skipped", batch.since, batch.upto, batch.node)
+            return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
+        self._check_batch(batch)
+        vectors = self._vectors(batch)
+        report = SyncReport(node=self.service.node_id)
+        with self.service.store.write() as tx:
+            run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
+            for item in batch.items:
+                self._item(run, item)
+            state = tx.peer(batch.node) or PeerState(node_id=batch.node)
+            update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
+            if batch.upto and batch.since <= state.recv_seq:
+                update["recv_seq"] = max(state.recv_seq, batch.upto)
+            tx.put_peer(state.model_copy(update=update))
+        if report.applied and self.on_change is not None:
+            self.on_change()
+        return report
+
+    def full_resync(self, pages: Iterable[SyncPage], *, principal: Principal) -> SyncReport:
+        """Make this node match a peer's whole feed (``since=0``, every page): what a node
+        that was away past the tombstone retention must do instead of an incremental sync.
+
+        Every page is applied with the usual merge. Then each memory this node holds that the
+        peer has neither as a memory nor as a tombstone is one whose delete this node missed
+        (the tombstone is purged), unless this node wrote or changed it after its last contact
+        with the peer: those are kept (and will be pushed); the others are archived here
+        (``skipped`` in the report), never tombstoned, so nothing deletes them elsewhere.
+        """
+        self.service._authorize_store_wide(principal, "a full resync")
+        report = SyncReport(node=self.service.node_id)
+        seen: set[str] = set()
+        source: str | None = None
+        upto = 0
+        for page in pages:
+            if page.since != 0 and page.since != upto:
+                raise InvalidInputError(f"resync pages must follow each other from 0 (got one from {page.since} after {upto})")
+            source = source or page.node
+            if page.node != source:
+                raise InvalidInputError(f"resync pages come from one node (got {page.node} after {source})")
+            self._authorize(principal, page.node)
+            self._check_batch(page)
+            vectors = self._vectors(page)
+            with self.service.store.write() as tx:
+                run = _Applying(tx=tx, sender=page.node, now=self.service.clock(), vectors=vectors, report=report)
+                for item in page.items:
+                    obj = item.memory or item.tombstone
+                    if obj is not None:
+                        seen.add(obj.id)
+                    self._item(run, item)
+            upto = page.upto
+        if source is None:
+            raise InvalidInputError("a full resync needs at least one page of the peer's feed")
+        state = next(p for p in self.service.store.peers() if p.node_id == source)
+        cutoff, own = state.last_contact, self.service.node_id
+
+        def written_here_since(memory: Memory) -> bool:
+            return memory.version.node == own and (cutoff is None or memory.updated_at > cutoff)
+
+        stale = [m for m in self.service.store.iter_memories() if m.id not in seen and not written_here_since(m)]
+        now = self.service.clock()
+        with self.service.store.write() as tx:
+            run = _Applying(tx=tx, sender=source, now=now, vectors={}, report=report)
+            for memory in stale:
+                # Archived, not deleted with a tombstone: if another node still holds it, it
+                # comes back from there; if it was deleted everywhere, nothing sends it again.
+                tx.delete_links(memory.id)
+                tx.archive(memory, now, f"full resync from {source}: deleted elsewhere while this node was away")
+                tx.add_history(
+                    HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=_memory_fields(memory), actor=run.actor, at=now)
+                )
+                report.skipped += 1
+            fresh = tx.peer(source) or PeerState(node_id=source)
+            tx.put_peer(fresh.model_copy(update={"recv_seq": max(upto, 0), "last_contact": now, "last_error": None}))
+        log.info("full resync from %s: %d applied, %d archived as missed deletes", source, report.applied, len(stale))
+        if self.on_change is not None:
+            self.on_change()
+        return report
+
+    def _item(self, run: _Applying, item: Any) -> None:
+        if item.memory is not None:
+            self._memory(run, item.memory)
+        elif item.tombstone is not None:
+            self._tombstone(run, item.tombstone)
+        elif item.link is not None:
+            self._link(run, item.link)
+        elif item.conflict is not None:
+            self._record(run, item.conflict)
+        elif item.agent is not None:
+            self._agent(run, item.agent)
+
+    def _agent(self, run: _Applying, agent: Agent) -> None:
+        """Agents carry no version: the later ``updated_at`` wins (then the larger record, so
+        two edits at the same instant still resolve the same way on every node)."""
+        existing = run.tx.get_agent(agent.agent_id)
+
+        def order(a: Agent) -> tuple[str, str]:
+            return a.updated_at.isoformat(), a.model_dump_json()
+
+        if existing is not None and order(existing) >= order(agent):
+            run.report.duplicates += 1
+            return
+        run.tx.put_agent(agent)
+        run.report.applied += 1
+
+    def _check_batch(self, batch: SyncBatch) -> None:
+        """Reject the whole batch before writing anything: clocks too far ahead, bad hashes."""
+        from memmesh.service import content_hash
+
+        for item in batch.items:
+            obj = item.memory or item.tombstone or item.conflict
+            if obj is not None:
+                self.service.hlc.observe(obj.version.hlc)  # ClockSkewError (counted) when too far ahead
+            if item.memory is not None and item.memory.content_hash != content_hash(item.memory.namespace, item.memory.content):
+                raise InvalidInputError(f"memory {item.memory.id}: content_hash does not match its namespace and content")
+
+    def _vectors(self, batch: SyncBatch) -> dict[str, np.ndarray]:
+        """Embeddings for the incoming memories whose text this node does not hold yet,
+        computed before the transaction (one batch), so the write lock is held briefly."""
+        service = self.service
+        if service.embedder is None:
+            return {}
+        from memmesh.service import embed_text
+
+        incoming = [item.memory for item in batch.items if item.memory is not None]
+        held = {m.id: m for m in service.store.get_many([m.id for m in incoming])}
+        todo = [m for m in incoming if m.id not in held or (held[m.id].content, held[m.id].title) != (m.content, m.title)]
+        vectors, _ = service._embed([embed_text(m.title, m.content) for m in todo])
+        if vectors is None:
+            return {}
+        return {m.id: vectors[i] for i, m in enumerate(todo)}
+
+    def _memory(self, run: _Applying, incoming: Memory) -> None:
+        tx = run.tx
+        current = tx.get(incoming.id)
+        tomb = tx.tombstone(incoming.id) if current is None else None
+        held = current.version if current is not None else (tomb.version if tomb is not None else None)
+        outcome = merge(held, incoming.version, same_value=current is not None and same_value(current, incoming))
+        if outcome.duplicate:
+            run.report.duplicates += 1
+            return
+        if not outcome.take_incoming:
+            if outcome.conflict:
+                self._conflict(run, incoming.id, incoming.namespace, _memory_fields(incoming), incoming.version)
+            run.report.duplicates += 1
+            return
+        stored = incoming.model_copy(
+            update={
+                "version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc),
+                "access_count": current.access_count if current else 0,
+                "last_accessed_at": current.last_accessed_at if current else None,
+            }
+        )
+        if not self._settle_duplicate_content(run, stored):
+            return
+        if current is not None:
+            tx.update_memory(stored, run.seq())
+            tx.add_history(
+                HistoryEntry(
+                    memory_id=stored.id,
+                    event=HistoryEvent.update,
+                    old=_memory_fields(current),
+                    new=_memory_fields(stored),
+                    actor=run.actor,
+                    at=run.now,
+                )
+            )
+        else:
+            tx.insert_memory(stored, run.seq())
+            tx.add_history(
+                HistoryEntry(memory_id=stored.id, event=HistoryEvent.add, new=_memory_fields(stored), actor=run.actor, at=run.now)
+            )
+        vector = run.vectors.get(stored.id)
+        if vector is not None and self.service.embedder is not None:
+            tx.put_vector(stored.id, self.service.embedder.model_id, vector, run.seq())
+        run.report.applied += 1
+        if outcome.conflict:
+            if current is not None:
+                self._conflict(run, current.id, current.namespace, _memory_fields(current), current.version)
+            elif tomb is not None:
+                self._conflict(run, tomb.id, tomb.namespace, _tombstone_fields(tomb), tomb.version)
+
+    def _settle_duplicate_content(self, run: _Applying, incoming: Memory) -> bool:
+        """Two nodes stored the same content in one namespace under different ids: a
+        namespace holds one memory per content, so the smaller id stays and the other is
+        deleted (the same choice on every node). True when ``incoming`` is to be written."""
+        tx = run.tx
+        clash = tx.find_by_hash(incoming.namespace, incoming.content_hash)
+        if clash is None or clash.id == incoming.id:
+            return True
+        keep_incoming = incoming.id < clash.id
+        loser = clash if keep_incoming else incoming
+        tombstone = Tombstone(
+            id=loser.id,
+            namespace=loser.namespace,
+            deleted_at=run.now,
+            actor=run.actor,
+            version=next_version(loser.version, self.service.node_id, self.service.hlc),
+        )
+        if keep_incoming or tx.get(loser.id) is not None:
+            tx.delete_links(loser.id)
+            tx.add_history(
+                HistoryEntry(
+                    memory_id=loser.id,
+                    event=HistoryEvent.merge,
+                    old=_memory_fields(loser),
+                    new={"same_as": incoming.id if keep_incoming else clash.id},
+                    actor=run.actor,
+                    at=run.now,
+                )
+            )
+        tx.delete_memory(tombstone, run.seq())
+        run.report.applied += 1
+        return keep_incoming
+
+    def _tombstone(self, run: _Applying, incoming: Tombstone) -> None:
+        tx = run.tx
+        current = tx.get(incoming.id)
+        held_tomb = tx.tombstone(incoming.id) if current is None else None
+        held = current.version if current is not None else (held_tomb.version if held_tomb is not None else None)
+        outcome = merge(held, incoming.version, same_value=current is None and held_tomb is not None)
+        if outcome.duplicate:
+            run.report.duplicates += 1
+            return
+        if not outcome.take_incoming:
+            if outcome.conflict:
+                self._conflict(run, incoming.id, incoming.namespace, _tombstone_fields(incoming), incoming.version)
+            run.report.duplicates += 1
+            return
+        stored = incoming.model_copy(update={"version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc)})
+        tx.delete_links(incoming.id)
+        tx.delete_memory(stored, run.seq())
+        if current is not None:
+            tx.add_history(
+                HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_memory_fields(current), actor=run.actor, at=run.now)
+            )
+            if outcome.conflict:
+                self._conflict(run, current.id, current.namespace, _memory_fields(current), current.version)
+        run.report.applied += 1
+
+    def _link(self, run: _Applying, link: Link) -> None:
+        tx = run.tx
+        for end in (link.source_id, link.target_id):
+            if tx.get(end) is None and tx.tombstone(end) is not None:
+                run.report.skipped += 1  # a link to a deleted memory goes with it
+                return
+        existing = tx.get_link(link.source_id, link.target_id, link.relation.value)
+        if existing is not None and link_order(existing) >= link_order(link):
+            run.report.duplicates += 1
+            return
+        tx.put_link(link, run.seq())
+        run.report.applied += 1
+
+    def _conflict(self, run: _Applying, memory_id: str, namespace: str, loser: dict[str, Any], version: Version) -> None:
+        self._record(
+            run, Conflict(id=conflict_id(memory_id, version), memory_id=memory_id, namespace=namespace, loser=loser, version=version)
+        )
+
+    def _record(self, run: _Applying, conflict: Conflict) -> None:
+        """Keep a conflict (once per id) and the loser in the memory's history."""
+        if conflict.id != conflict_id(conflict.memory_id, conflict.version):
+            raise InvalidInputError(f"conflict {conflict.id}: its id is not the one its memory id and version give")
+        if run.tx.put_conflict(conflict, run.seq()):
+            run.tx.add_history(
+                HistoryEntry(
+                    memory_id=conflict.memory_id,
+                    event=HistoryEvent.merge,
+                    old=conflict.loser,
+                    new={"conflict_id": conflict.id, "overwritten": f"{conflict.version.hlc}@{conflict.version.node}"},
+                    actor=run.actor,
+                    at=run.now,
+                )
+            )
+            run.report.conflicts += 1
+
+
+def _memory_fields(memory: Memory) -> dict[str, Any]:
+    return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+
+
+def _tombstone_fields(tombstone: Tombstone) -> dict[str, Any]:
+    return {"deleted": True, **tombstone.model_dump(mode="json", exclude={"version"})}
