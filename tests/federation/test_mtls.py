@@ -24,6 +24,7 @@ from tests.http.http_support import server_env
 
 from memmesh import ConfigError
 from memmesh.config import load_settings
+from memmesh.interfaces.client import Client
 
 SETTLE_S = 30
 CLI = [sys.executable, "-m", "memmesh.interfaces.cli.app"]
@@ -190,7 +191,9 @@ def test_a_peer_whose_server_certificate_does_not_chain_to_our_ca_is_not_trusted
         b.stop()
 
 
-def test_plain_http_to_a_tls_port_is_refused(tmp_path: Path, certs: Path) -> None:
+def test_plain_http_to_a_tls_port_is_refused_and_agents_use_https_without_a_certificate(
+    tmp_path: Path, certs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = TLSNode(tmp_path, "node-a", certs)
     a.start(*a.tls_args())
     try:
@@ -201,6 +204,13 @@ def test_plain_http_to_a_tls_port_is_refused(tmp_path: Path, certs: Path) -> Non
             httpx.get(plain + "/api/v1/sync/hello", timeout=5)
         assert a.ids() == set()
         assert a.call("GET", "/healthz").status_code == 200  # still serving https
+
+        # an agent: the Python Client over https, trusting the CA, with no client certificate
+        monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.pem"))
+        with Client(a.url, retries=0) as client:
+            added = client.add("agents need no certificate", namespace="ops")
+            assert client.get(added.id).content == "agents need no certificate"
+        assert a.ids() == {added.id}
     finally:
         a.stop()
 
