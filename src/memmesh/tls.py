@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import os
 import ssl
 import stat
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memmesh.errors import ConfigError
+
+log = logging.getLogger("memmesh.tls")
 
 CERT_DAYS = 825
 """Validity of node certificates made by ``certs init`` (the CA gets ten years)."""
@@ -140,12 +143,22 @@ class Allowlist:
 
     def current(self) -> frozenset[str]:
         """The list as of the file's last good state (re-read when its mtime or size moved)."""
+        problem = ""
         try:
-            st = self.path.stat()
-            if self._stamp != (st.st_mtime_ns, st.st_size):
-                self.load()
-        except (OSError, ConfigError):
-            pass
+            st: os.stat_result | None = self.path.stat()
+        except OSError as exc:
+            st = None
+            problem = f"mTLS allowlist {self.path}: {exc.strerror}"
+        stamp = (st.st_mtime_ns, st.st_size) if st is not None else (-1, -1)
+        if stamp == self._stamp:
+            return self._fingerprints
+        if st is not None:
+            try:
+                return self.load()
+            except ConfigError as exc:
+                problem = exc.message
+        self._stamp = stamp  # warn once per bad state, not on every request
+        log.warning("%s; keeping the last good list (%d fingerprints)", problem, len(self._fingerprints))
         return self._fingerprints
 
     def allows(self, fingerprint: str | None) -> bool:

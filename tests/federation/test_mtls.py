@@ -171,6 +171,16 @@ def test_unknown_or_unlisted_certificates_never_reach_the_sync_routes(tmp_path: 
         with allowlist.open("a") as handle:
             handle.write(fingerprint.replace(":", "").lower() + "  # node-c, without colons\n")
         wait_for(lambda: a.call("GET", "/api/v1/sync/hello", verify=unlisted).status_code == 200, 10, "node-c allowed")
+        # a bad edit while serving keeps the last good list: neither open to all nor closed to all
+        good = allowlist.read_text()
+        allowlist.write_text(good + "this is not a fingerprint\n")
+        time.sleep(0.05)
+        assert a.call("GET", "/api/v1/sync/hello", verify=unlisted).status_code == 200
+        assert a.call("GET", "/api/v1/sync/hello", verify=anonymous).status_code == 403
+        assert "keeping the last good list" in a.log.read_text()
+        # removing a node's line cuts it off without a restart
+        allowlist.write_text("\n".join(line for line in good.splitlines() if "node-c" not in line) + "\n")
+        wait_for(lambda: a.call("GET", "/api/v1/sync/hello", verify=unlisted).status_code == 403, 10, "node-c cut off")
     finally:
         a.stop()
 
@@ -306,3 +316,19 @@ def test_tls_settings_follow_flag_over_env_over_file(tmp_path: Path) -> None:
     config.write_text('[tls]\nkey = "/inline"\n')
     with pytest.raises(ConfigError, match=r"unknown key 'tls\.key'|inline secret"):
         load_settings(config, env={})
+
+
+def test_every_worker_process_keeps_unlisted_certificates_off_the_sync_routes(tmp_path: Path, certs: Path) -> None:
+    """With --workers 2 uvicorn spawns processes: the TLS context and the allowlist check must
+    reach each of them, not only the parent."""
+    a = TLSNode(tmp_path, "node-a", certs)
+    a.start("--workers", "2", *a.tls_args())
+    try:
+        anonymous = tls_context(certs / "ca.pem")
+        for _ in range(8):  # new connections, spread over both workers
+            assert a.call("GET", "/api/v1/sync/hello", verify=anonymous).status_code == 403
+            assert a.call("GET", "/api/v1/sync/hello").status_code == 200
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(a.url.replace("https://", "http://") + "/healthz", timeout=5)
+    finally:
+        a.stop()
