@@ -89,4 +89,4 @@ class PeerCertProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         peer = transport.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        self.app = SyncRouteGuard(self.app, self._allowlist, fingerprint_der(der) if der else None, client)
+        self.app = SyncRouteGuard(self.app, self._allowlist, fingerprint_der(der) if der else None, client)  # type: ignore[has-type]
