@@ -332,3 +332,16 @@ def test_every_worker_process_keeps_unlisted_certificates_off_the_sync_routes(tm
             httpx.get(a.url.replace("https://", "http://") + "/healthz", timeout=5)
     finally:
         a.stop()
+
+
+def test_require_client_cert_refuses_every_connection_without_one(tmp_path: Path, certs: Path) -> None:
+    a = TLSNode(tmp_path, "node-a", certs)
+    a.start("--tls-require-client-cert", *a.tls_args())
+    try:
+        with pytest.raises(httpx.HTTPError):
+            a.call("POST", "/api/v1/memories", json={"content": "no certificate", "namespace": "ops"}, verify=tls_context(certs / "ca.pem"))
+        signed = tls_context(certs / "ca.pem", certs / "node-c.pem", certs / "node-c.key")
+        assert a.call("GET", "/healthz", verify=signed).status_code == 200
+        assert a.ids() == set()
+    finally:
+        a.stop()
