@@ -120,6 +120,7 @@ def build_mesh(service: Service, settings: Settings) -> Mesh | None:
     """
     from memmesh.federation.outbox import Mesh, MeshSettings
     from memmesh.federation.peers import parse_peer_list, read_peer_keys
+    from memmesh.tls import check_peer_schemes, client_context
 
     fed = settings.federation
     peers = parse_peer_list(fed.peers)
@@ -127,10 +128,14 @@ def build_mesh(service: Service, settings: Settings) -> Mesh | None:
         if fed.quorum_writes > 1:
             raise ConfigError(f"federation.quorum_writes is {fed.quorum_writes} but no --peers are given")
         return None
+    tls = settings.tls
+    client_tls = client_context(tls.quorum_client_cert_file, tls.quorum_client_key_file, tls.quorum_client_ca_file)
+    check_peer_schemes(peers, client_tls)
     mesh = Mesh(
         service.replica,
         MeshSettings(
             peers=tuple(peers),
+            client_tls=client_tls,
             peer_keys=read_peer_keys(fed.peer_key_file, peers),
             quorum_writes=fed.quorum_writes,
             quorum_timeout_ms=fed.quorum_timeout_ms,

@@ -157,6 +157,21 @@ class FederationSettings(_Section):
     batch_size: int = Field(200, ge=1, le=2000, description="changes per push or pull page")
 
 
+class TLSSettings(_Section):
+    cert_file: Path | None = Field(None, description="this server's TLS certificate (PEM); set with key_file to serve https")
+    key_file: Path | None = Field(None, description="its private key (PEM, mode 0600 or 0400)")
+    client_ca_file: Path | None = Field(
+        None, description="CA that client certificates must chain to (default with an allowlist: quorum_client_ca_file)"
+    )
+    require_client_cert: bool = Field(False, description="refuse every connection without a client certificate from client_ca_file")
+    mtls_allowlist: Path | None = Field(
+        None, description="file of SHA-256 certificate fingerprints allowed on the sync routes; any other peer is refused"
+    )
+    quorum_client_cert_file: Path | None = Field(None, description="client certificate this node presents to its peers")
+    quorum_client_key_file: Path | None = Field(None, description="its private key (mode 0600 or 0400)")
+    quorum_client_ca_file: Path | None = Field(None, description="CA the peers' server certificates must chain to")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -172,6 +187,7 @@ class Settings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     mcp: McpSettings = Field(default_factory=McpSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
 
     @property
     def storage_url(self) -> str:

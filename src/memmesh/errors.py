@@ -15,6 +15,7 @@ so adding an error type here is enough for all of them to render it correctly.
     │   └── ResyncRequiredError  a peer was away past tombstone retention
     ├── AuthError                401
     ├── ForbiddenError           403
+    │   └── PeerCertificateError mTLS: the client certificate is not on the allowlist
     ├── RateLimitedError         429
     ├── StorageError             the database could not be used
     │   ├── CorruptDatabaseError not a (memmesh) database, damaged, or too new
@@ -132,6 +133,12 @@ class ForbiddenError(MemmeshError):
 
     code = "forbidden"
     http_status = 403
+
+
+class PeerCertificateError(ForbiddenError):
+    """A sync route was called over a connection without a certificate on the mTLS allowlist."""
+
+    code = "peer_certificate_required"
 
 
 class RateLimitedError(MemmeshError):

@@ -34,6 +34,8 @@ from memmesh.federation.quorum import QuorumTally, check_quorum_setting
 from memmesh.model import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
+    import ssl
+
     from memmesh.federation.replica import Replica
 
 log = logging.getLogger("memmesh.federation")
@@ -51,6 +53,7 @@ class MeshSettings:
     batch_size: int = 200
     max_backoff_s: float = 5.0
     request_timeout_s: float = 10.0
+    client_tls: ssl.SSLContext | None = None  # memmesh.tls.client_context: client cert + peer CA
 
 
 @dataclass
@@ -102,7 +105,9 @@ class Mesh:
         self.replica = replica
         self.service = replica.service
         self.settings = settings
-        self.peers = [_Peer(PeerClient(url, settings.peer_keys.get(url), settings.request_timeout_s)) for url in settings.peers]
+        self.peers = [
+            _Peer(PeerClient(url, settings.peer_keys.get(url), settings.request_timeout_s, settings.client_tls)) for url in settings.peers
+        ]
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(2, 4 * len(self.peers)), thread_name_prefix="memmesh-quorum")
         self._catchup: threading.Thread | None = None

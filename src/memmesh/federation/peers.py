@@ -8,7 +8,8 @@ failure (refused connection, timeout, error status, a body that is not a sync re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,19 @@ from memmesh.errors import PeerError
 from memmesh.federation.changes import Hello, SyncBatch, SyncPage, SyncReport, parse_batch
 
 
-def peer_http_client(timeout_s: float) -> httpx.Client:
-    """The HTTP client every peer call uses (one per peer: its own connection pool)."""
-    return httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)), follow_redirects=False, trust_env=False)
+def peer_http_client(timeout_s: float, tls: ssl.SSLContext | None = None) -> httpx.Client:
+    """The HTTP client every peer call uses (one per peer: its own connection pool).
+
+    ``tls`` (from :func:`memmesh.tls.client_context`) carries this node's client certificate
+    and the CA its peers' server certificates must chain to; without it https peers are
+    verified against the system's trust store and no client certificate is sent.
+    """
+    return httpx.Client(
+        timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
+        follow_redirects=False,
+        trust_env=False,
+        verify=tls if tls is not None else True,
+    )
 
 
 def parse_peer_list(text: str | list[str] | None) -> list[str]:
@@ -77,9 +88,10 @@ class PeerClient:
     url: str
     key: str | None
     timeout_s: float = 5.0
+    tls: ssl.SSLContext | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._http = peer_http_client(self.timeout_s)
+        self._http = peer_http_client(self.timeout_s, self.tls)
 
     def close(self) -> None:
         self._http.close()

@@ -26,6 +26,18 @@ def serve(
     quorum_timeout_ms: int = typer.Option(None, "--quorum-timeout-ms", min=1, help="Wait this long for the quorum, then 503."),
     catchup_interval_secs: float = typer.Option(None, "--catchup-interval-secs", help="Pull peers' changes this often (and on start)."),
     peer_key_file: str = typer.Option(None, "--peer-key-file", help="Peer API keys to send: lines 'URL KEY', or one 'KEY' for all."),
+    tls_cert: str = typer.Option(None, "--tls-cert", help="Serve https with this certificate (PEM); needs --tls-key."),
+    tls_key: str = typer.Option(None, "--tls-key", help="The certificate's private key (PEM, mode 0600 or 0400)."),
+    tls_client_ca: str = typer.Option(None, "--tls-client-ca", help="CA that client certificates must chain to."),
+    tls_require_client_cert: bool = typer.Option(
+        None, "--tls-require-client-cert", help="Refuse every connection without a client certificate from --tls-client-ca."
+    ),
+    mtls_allowlist: str = typer.Option(
+        None, "--mtls-allowlist", help="File of SHA-256 certificate fingerprints allowed on the sync routes (others: 403)."
+    ),
+    quorum_client_cert: str = typer.Option(None, "--quorum-client-cert", help="Client certificate this node presents to its peers."),
+    quorum_client_key: str = typer.Option(None, "--quorum-client-key", help="Its private key (mode 0600 or 0400)."),
+    quorum_client_ca: str = typer.Option(None, "--quorum-client-ca", help="CA the peers' server certificates must chain to."),
 ) -> None:
     """Serve memories over HTTP until stopped (SIGTERM/Ctrl-C finish in-flight requests first)."""
     from memmesh.interfaces.http.server import serve as run
@@ -44,6 +56,16 @@ def serve(
                 "quorum_timeout_ms": quorum_timeout_ms,
                 "catchup_interval_secs": catchup_interval_secs,
                 "peer_key_file": peer_key_file,
+            },
+            "tls": {
+                "cert_file": tls_cert,
+                "key_file": tls_key,
+                "client_ca_file": tls_client_ca,
+                "require_client_cert": tls_require_client_cert,
+                "mtls_allowlist": mtls_allowlist,
+                "quorum_client_cert_file": quorum_client_cert,
+                "quorum_client_key_file": quorum_client_key,
+                "quorum_client_ca_file": quorum_client_ca,
             },
         }
     )

@@ -15,6 +15,7 @@ has committed before the response was sent.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -98,6 +99,34 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn options for the ``[tls]`` server settings: an SSL context and, with an mTLS
+    allowlist, the protocol that keeps unlisted certificates off the sync routes.
+
+    Checked here, before listening: a missing file, a key others can read, or an empty
+    allowlist stops the start with a message that says what to fix.
+    """
+    from memmesh.tls import Allowlist, server_tls
+
+    tls = settings.tls
+    server_side = server_tls(
+        tls.cert_file,
+        tls.key_file,
+        client_ca=tls.client_ca_file,
+        require_client_cert=tls.require_client_cert,
+        allowlist=tls.mtls_allowlist,
+        fallback_ca=tls.quorum_client_ca_file,
+    )
+    if server_side is None:
+        return {}
+    options: dict[str, Any] = {"ssl_context_factory": server_side}
+    if server_side.allowlist is not None:
+        from memmesh.interfaces.http.tls_guard import PeerCertProtocol
+
+        options["http"] = functools.partial(PeerCertProtocol, allowlist=Allowlist(server_side.allowlist))
+    return options
+
+
 def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT with the [server] and [auth] settings."""
     import uvicorn
@@ -119,6 +148,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
             "server_header": False,
             "http": protocol_for(server.request_timeout_secs),  # slow clients are cut off (timeouts.py)
         }
+        common.update(tls_options(settings))
         if server.workers > 1:
             (os.environ if environ is None else environ).update(settings_env(settings))
             uvicorn.run("memmesh.interfaces.http.server:app_factory", factory=True, workers=server.workers, **common)
