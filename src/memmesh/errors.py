@@ -88,6 +88,21 @@ class ContentTooLargeError(InvalidInputError):
     http_status = 413
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body that is not ``application/json``: browsers may send text/plain and form
+    bodies cross-site without a CORS preflight, so reading them as JSON would allow CSRF."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class MisdirectedRequestError(MemmeshError):
+    """A Host header this server does not answer to (DNS rebinding of a loopback server)."""
+
+    code = "misdirected_request"
+    http_status = 421
+
+
 class ConfigError(InvalidInputError):
     """The configuration (file, env or flags) is wrong; names the source and the key."""
 

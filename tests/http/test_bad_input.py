@@ -39,11 +39,13 @@ def test_malformed_json_is_400_with_a_clear_message(server):
     assert "not valid JSON" in error["message"]
 
 
-def test_form_encoded_body_is_read_as_json(server):
+def test_form_encoded_body_is_refused_not_read_as_json(server):
+    """A form body used to be read as JSON (CSRF from any web page); now 415 (test_browser_guard.py)."""
     response = server.http().post(
         "/api/v1/memories", content=b'{"content": "curl -d style"}', headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
-    assert response.status_code == 201
+    assert response.status_code == 415
+    _nothing_stored(server)
 
 
 @pytest.mark.parametrize(
