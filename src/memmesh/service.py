@@ -129,6 +129,7 @@ class Service:
         self.node_id = node_id or store.node_id()
         self.hlc = HybridLogicalClock(clock)
         self._keys_required = False
+        self._restored_flag: bool | None = None
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -648,8 +649,19 @@ class Service:
         (issue 12). Once true it stays true, so it is cached and costs no query per request.
         """
         if not self._keys_required:
-            self._keys_required = bool(self.store.api_keys(include_revoked=True))
+            self._keys_required = bool(self.store.api_keys(include_revoked=True)) or self._restored_with_keys()
         return self._keys_required
+
+    def _restored_with_keys(self) -> bool:
+        """True when this store was restored from a snapshot that held API keys (which are not
+        copied): it must require keys like its source did. Read once per service (a restore
+        writes the flag before any memory), so an open server pays no write per request."""
+        if self._restored_flag is None:
+            from memmesh.access import KEYS_REQUIRED_META
+
+            with self.store.write() as tx:
+                self._restored_flag = bool(tx.get_meta(KEYS_REQUIRED_META))
+        return self._restored_flag
 
     def auth_enabled(self) -> bool:
         """True when at least one active API key exists (a network bind needs one to be usable)."""

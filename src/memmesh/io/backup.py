@@ -98,6 +98,10 @@ class RestoreReport(MigrateReport):
     verified: bool = True
     rejected: int = 0
     rejects: list[Rejected] = Field(default_factory=list)
+    api_keys_not_restored: int = 0
+    """Key rows the snapshot held: never copied (a tampered snapshot could plant an admin key);
+    when non-zero the target is marked to require keys from the start."""
+    agents_not_restored: int = 0
 
 
 def manifest_path(snapshot: Path) -> Path:
@@ -193,6 +197,8 @@ def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -
                 "schema_version": store.schema_version,
                 "node_id": node_id,
                 "created_at": format_ts(now),
+                "api_keys": len(store.api_keys(include_revoked=True)),
+                "agents": len(store.agents()),
             },
         )
         history: dict[str, list[dict[str, Any]]] = {}
@@ -327,8 +333,28 @@ def restore(
     rules = rules or RecordRules(now=now)
     with _open_snapshot(snapshot, manifest) as opened:
         source = CheckedSource(opened, rules)
+        keys, agents = _access_rows(opened)
+        if keys:  # before any memory is written: a store that had keys never comes back open
+            from memmesh.access import KEYS_REQUIRED_META
+
+            with target.write() as tx:
+                tx.set_meta(KEYS_REQUIRED_META, str(keys))
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
-    return RestoreReport(**report.model_dump(), snapshot=str(snapshot), rejected=len(source.rejects), rejects=source.rejects)
+    return RestoreReport(
+        **report.model_dump(),
+        snapshot=str(snapshot),
+        rejected=len(source.rejects),
+        rejects=source.rejects,
+        api_keys_not_restored=keys,
+        agents_not_restored=agents,
+    )
+
+
+def _access_rows(opened: Any) -> tuple[int, int]:
+    """How many API key rows (revoked included) and agents the snapshot holds."""
+    if isinstance(opened, LogicalSnapshot):
+        return opened.api_keys, opened.agents
+    return len(opened.api_keys(include_revoked=True)), len(opened.agents())
 
 
 class CheckedSource:
@@ -468,6 +494,8 @@ class LogicalSnapshot:
         self.tombstones: list[Tombstone] = []
         self.vectors: dict[str, VectorRow] = {}
         self.archive: list[ArchivedMemory] = []
+        self.api_keys = 0  # counts from the header: key rows and agents are never in the file
+        self.agents = 0
 
     @classmethod
     def load(cls, path: Path) -> LogicalSnapshot:
@@ -482,6 +510,7 @@ class LogicalSnapshot:
                         if record.get("type") != "header" or record.get("format") != SNAPSHOT_FORMAT:
                             raise InvalidInputError(f"{path.name} is not a {SNAPSHOT_FORMAT} file")
                         snap = cls(path.name, int(record["schema_version"]))
+                        snap.api_keys, snap.agents = int(record.get("api_keys", 0)), int(record.get("agents", 0))
                         continue
                     snap._add(record)
                 except (ValueError, KeyError, TypeError, ValidationError) as exc:

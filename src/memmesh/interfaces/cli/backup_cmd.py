@@ -79,6 +79,20 @@ def restore_command(
             f"restored {report.memories_written} memories, {report.links_written} links, "
             f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
         )
+    if report.api_keys_not_restored:
+        err_console.print(
+            f"the snapshot held {report.api_keys_not_restored} API keys; they are not restored; "
+            "create new ones with `memmesh keys create` (the restored store requires keys from the start)",
+            markup=False,
+            highlight=False,
+        )
+    if report.agents_not_restored:
+        err_console.print(
+            f"the snapshot held {report.agents_not_restored} registered agents; they are not restored; "
+            "register them again with `memmesh agents register`",
+            markup=False,
+            highlight=False,
+        )
     for rejected in report.rejects:
         err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)
     if report.rejects:

@@ -1,0 +1,62 @@
+"""A restored store never comes back open (security probe, issue 12 follow-up): key rows are
+not copied from a snapshot, but a snapshot that held keys makes the target require keys."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from http_support import server_env
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=server_env(tmp_path), timeout=120
+    )
+
+
+def _snapshot_of(tmp_path: Path, db: Path, *, keys: int) -> Path:
+    for n in range(keys):
+        assert _cli(tmp_path, "--db", str(db), "keys", "create", "--agent", f"root{n}", "--role", "admin").returncode == 0
+    assert _cli(tmp_path, "--db", str(db), "store", "the vault code is 4711").returncode == 0
+    made = _cli(tmp_path, "--db", str(db), "backup", "--to", str(tmp_path / "snaps"), "--json")
+    assert made.returncode == 0, made.stderr
+    return Path(json.loads(made.stdout)["snapshot"])
+
+
+def test_a_snapshot_with_keys_restores_into_a_closed_store(spawn, tmp_path):
+    snapshot = _snapshot_of(tmp_path, tmp_path / "live.db", keys=2)
+    target = tmp_path / "restored.db"
+    restored = _cli(tmp_path, "restore", str(snapshot), "--to", str(target))
+    assert restored.returncode == 0, restored.stderr
+    assert "the snapshot held 2 API keys; they are not restored; create new ones with `memmesh keys create`" in restored.stderr
+    server = spawn(target)
+    assert "auth: open" not in server.log.read_text()
+    response = httpx.get(server.url + "/api/v1/memories", timeout=10)
+    assert response.status_code == 401, response.text
+    assert "4711" not in response.text
+    keys = _cli(tmp_path, "--db", str(target), "keys", "list", "--all", "--json")
+    assert keys.returncode == 0 and json.loads(keys.stdout) == []  # no key row came from the snapshot
+
+
+def test_a_snapshot_without_keys_restores_open_as_before(spawn, tmp_path):
+    snapshot = _snapshot_of(tmp_path, tmp_path / "live.db", keys=0)
+    target = tmp_path / "restored.db"
+    restored = _cli(tmp_path, "restore", str(snapshot), "--to", str(target))
+    assert restored.returncode == 0 and "API keys" not in restored.stderr
+    server = spawn(target)
+    assert httpx.get(server.url + "/api/v1/memories", timeout=10).status_code == 200
+
+
+def test_the_start_banner_says_closed_after_every_key_was_revoked(spawn, tmp_path):
+    db = tmp_path / "live.db"
+    made = _cli(tmp_path, "--db", str(db), "keys", "create", "--agent", "root", "--role", "admin", "--json")
+    assert made.returncode == 0, made.stderr
+    assert _cli(tmp_path, "--db", str(db), "keys", "revoke", json.loads(made.stdout)["id"]).returncode == 0
+    server = spawn(db)
+    banner = next(line for line in server.log.read_text().splitlines() if "auth:" in line)
+    assert "auth: closed — every API key was revoked; create one with `memmesh keys create" in banner, banner
+    assert httpx.get(server.url + "/api/v1/memories", timeout=10).status_code == 401
