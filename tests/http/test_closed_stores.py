@@ -60,3 +60,28 @@ def test_the_start_banner_says_closed_after_every_key_was_revoked(spawn, tmp_pat
     banner = next(line for line in server.log.read_text().splitlines() if "auth:" in line)
     assert "auth: closed — every API key was revoked; create one with `memmesh keys create" in banner, banner
     assert httpx.get(server.url + "/api/v1/memories", timeout=10).status_code == 401
+
+
+def test_metrics_on_loopback_need_a_key_once_keys_are_required_and_are_scoped(serve):
+    from memmesh.model import LOCAL_PRINCIPAL
+
+    running = serve()
+    svc = running.service
+    assert running.http().get("/metrics").status_code == 200  # truly open: no key was ever made
+    svc.add({"content": "mine", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    svc.add({"content": "theirs", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    scoped = svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL)
+    revoked = svc.create_key("gone", role="admin", principal=LOCAL_PRINCIPAL)
+    svc.revoke_key(revoked.id, principal=LOCAL_PRINCIPAL)
+    for key in (None, revoked.key, "mm_000000000000_wrong"):
+        response = running.http(key).get("/metrics")
+        assert response.status_code == 401, (key, response.text)
+        assert "memmesh_store_memories" not in response.text
+    metrics = running.http(scoped.key).get("/metrics")
+    assert metrics.status_code == 200
+    assert "memmesh_store_memories 1.0" in metrics.text and "memmesh_store_size_bytes 0.0" in metrics.text
+
+
+def test_metrics_need_a_key_with_require_auth_on_loopback(serve):
+    running = serve(auth={"require_auth": True})
+    assert running.http().get("/metrics").status_code == 401
