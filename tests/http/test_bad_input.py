@@ -294,3 +294,17 @@ def test_times_without_a_utc_equivalent_are_422(server, moment):
     _error(_post_raw(http, "/api/v1/recall", {"query": "x", "filters": {"as_of": moment}}), 422)
     _error(_post_raw(http, "/api/v1/links", {"source_id": "a", "target_id": "b", "valid_from": moment}), 422)
     _nothing_stored(server)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b'{"content": "x", "metadata": {"n": 1e400}}', "metadata.n"),
+        (b'{"content": "x", "metadata": {"a": {"b": [1, -1e400]}}}', "metadata.a.b[1]"),
+    ],
+)
+def test_non_finite_numbers_in_metadata_are_422_naming_the_path(server, body, path):
+    """1e400 parses as inf and used to be stored as null with a 201."""
+    error = _error(server.http().post("/api/v1/memories", content=body, headers={"Content-Type": "application/json"}), 422)
+    assert path in error["message"] and "finite" in error["message"], error
+    _nothing_stored(server)
