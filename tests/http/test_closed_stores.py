@@ -85,3 +85,43 @@ def test_metrics_on_loopback_need_a_key_once_keys_are_required_and_are_scoped(se
 def test_metrics_need_a_key_with_require_auth_on_loopback(serve):
     running = serve(auth={"require_auth": True})
     assert running.http().get("/metrics").status_code == 401
+
+
+def _tamper(snapshot: Path, sql: str) -> None:
+    """Edit a SQLite snapshot and its manifest together, as an attacker could."""
+    import hashlib
+    import sqlite3
+
+    with sqlite3.connect(snapshot) as conn:
+        conn.execute(sql)
+    conn.close()
+    manifest = Path(f"{snapshot}.manifest.json")
+    data = json.loads(manifest.read_text())
+    data.update(sha256=hashlib.sha256(snapshot.read_bytes()).hexdigest(), bytes=snapshot.stat().st_size)
+    manifest.write_text(json.dumps(data))
+
+
+def test_an_unreadable_record_refuses_the_restore_before_the_target_exists(tmp_path):
+    db = tmp_path / "live.db"
+    snapshot = _snapshot_of(tmp_path, db, keys=0)
+    memory_id = json.loads(_cli(tmp_path, "--db", str(db), "list", "--json").stdout)["items"][0]["id"]
+    _tamper(snapshot, "UPDATE memories SET metadata = '{not json'")
+    target = tmp_path / "restored.db"
+    refused = _cli(tmp_path, "restore", str(snapshot), "--to", str(target))
+    assert refused.returncode == 1
+    assert not target.exists() and "created a new memmesh database" not in refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, refused.stderr
+    assert "table memories" in lines[0] and memory_id in lines[0] and "column metadata" in lines[0] and "nothing was changed" in lines[0]
+    assert "JSONDecodeError" not in lines[0]
+
+
+def test_a_naive_timestamp_is_a_one_line_reject_naming_the_field(tmp_path):
+    db = tmp_path / "live.db"
+    snapshot = _snapshot_of(tmp_path, db, keys=0)
+    memory_id = json.loads(_cli(tmp_path, "--db", str(db), "list", "--json").stdout)["items"][0]["id"]
+    _tamper(snapshot, "UPDATE memories SET updated_at = '2026-01-01T00:00:00'")
+    restored = _cli(tmp_path, "restore", str(snapshot), "--to", str(tmp_path / "restored.db"))
+    assert restored.returncode == 1
+    assert "TypeError" not in restored.stderr and "offset-naive" not in restored.stderr
+    assert f"rejected memory {memory_id}: updated_at 2026-01-01T00:00:00 has no UTC offset" in restored.stderr, restored.stderr

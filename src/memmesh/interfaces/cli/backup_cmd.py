@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -55,11 +56,16 @@ def restore_command(
     settings = state.settings()
     url = db_override(to)["storage"]["url"] if to else settings.storage_url
     manifest = verify(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
-    if to:
-        target = open_url(to, create=True)
-    else:
-        target = build_store(settings, create=True)
-        announce_created(target)
+    opened: list[Any] = []
+
+    def open_target() -> Any:
+        """Called by restore only once every record of the snapshot was read and checked."""
+        target = open_url(to, create=True) if to else build_store(settings, create=True)
+        opened.append(target)
+        if not to:
+            announce_created(target)
+        return target
+
     try:
         now = system_clock()
         rules = RecordRules(
@@ -69,9 +75,10 @@ def restore_command(
         )
         with counting_progress(as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
-            report = restore(snapshot, target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
+            report = restore(snapshot, open_target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
     finally:
-        target.close()
+        for target in opened:
+            target.close()
     if as_json:
         print_json(report)
     else:
