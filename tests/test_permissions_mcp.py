@@ -32,7 +32,7 @@ from memmesh.interfaces.http.app import create_app
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, resolve_profile, tools_for
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
-from permission_rules import OWN, ROLES, TOOL_RULES, ToolRule, World, expected, seed
+from permission_rules import OTHER, OWN, ROLES, TOOL_RULES, ToolRule, World, expected, seed
 
 
 @dataclass
@@ -294,3 +294,21 @@ def test_a_deleted_id_of_another_namespace_cannot_be_taken_over(served: Served) 
 
     asyncio.run(run())
     assert svc.lifecycle.restore(world.gone_b, principal=LOCAL_PRINCIPAL).namespace == "team/b"
+
+
+def test_memory_context_prompt_outside_the_keys_scope_names_the_scope_error(served: Served) -> None:
+    """It used to answer a bare "Error rendering prompt memory_context"."""
+    svc = served.service
+    world = seed(svc)
+    key = svc.create_key(f"p-{world.tag}", role="reader", namespaces=[OWN], principal=LOCAL_PRINCIPAL).key
+
+    async def run() -> str:
+        async with http_session(served.url, key) as session:
+            with pytest.raises(Exception) as refused:  # the SDK client error; we read its text
+                await session.get_prompt("memory_context", {"task": "plan", "namespace": OTHER})
+            ok = await session.get_prompt("memory_context", {"task": "plan", "namespace": OWN})
+            assert ok.messages
+            return str(refused.value)
+
+    message = asyncio.run(run())
+    assert "Error rendering prompt" not in message and OTHER in message, message
