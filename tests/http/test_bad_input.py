@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -308,3 +309,11 @@ def test_non_finite_numbers_in_metadata_are_422_naming_the_path(server, body, pa
     error = _error(server.http().post("/api/v1/memories", content=body, headers={"Content-Type": "application/json"}), 422)
     assert path in error["message"] and "finite" in error["message"], error
     _nothing_stored(server)
+
+
+@pytest.mark.parametrize("memory_id", ["x" * 10_000, "a\x00b"])
+def test_an_id_in_an_error_is_shortened_and_escaped_not_echoed(server, memory_id):
+    """A 10,000-character or NUL id used to come back verbatim in the 404's message."""
+    response = server.http().patch(f"/api/v1/memories/{quote(memory_id)}", json={"priority": 3})
+    error = _error(response, 404, "not_found")
+    assert len(error["message"]) < 300 and "\x00" not in error["message"], error["message"][:300]
