@@ -196,7 +196,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
-    ("GET", "/metrics"): HttpRule("public", lambda w: ("/metrics", {})),  # open on loopback (test_metrics_off_loopback)
+    ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
 }
 HTTP_ELSEWHERE = {
     ("*", "/mcp"): "every MCP tool over /mcp: test_permissions_mcp.py",

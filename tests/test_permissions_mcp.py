@@ -32,7 +32,7 @@ from memmesh.interfaces.http.app import create_app
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, resolve_profile, tools_for
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
-from permission_rules import OWN, ROLES, TOOL_RULES, ToolRule, World, expected, seed
+from permission_rules import OTHER, OWN, ROLES, TOOL_RULES, ToolRule, World, expected, seed
 
 
 @dataclass
@@ -268,3 +268,47 @@ def test_memory_restore_answers_alike_for_hidden_and_unknown_ids(served: Served)
 
     live_hidden, deleted_hidden, unknown = asyncio.run(run())
     assert live_hidden == deleted_hidden == unknown
+
+
+def test_a_deleted_id_of_another_namespace_cannot_be_taken_over(served: Served) -> None:
+    """memory_store and a scoped admin's memory_import with the id of b's deleted memory got
+    the id moved into the caller's namespace (b lost its history); now not found, like a live one."""
+    svc = served.service
+    world = seed(svc)
+    mine = f"{OWN}/{world.tag}"
+    lead = svc.create_key(f"lead-t-{world.tag}", role="admin", namespaces=[mine], principal=LOCAL_PRINCIPAL).key
+    header = json.dumps(_lines(svc, OWN)[0])
+    own_record = next(r for r in _lines(svc, mine) if r["type"] == "memory")
+    from memmesh.service import content_hash
+
+    taken = json.loads(json.dumps(own_record))
+    taken["memory"].update({"id": world.gone_b, "content": "taken over", "content_hash": content_hash(mine, "taken over")})
+    taken["history"] = []
+
+    async def run() -> None:
+        async with http_session(served.url, lead) as session:
+            code, _, text = await _outcome(session, "memory_store", {"content": "taken", "namespace": mine, "id": world.gone_b})
+            assert code == "not_found", text
+            code, _, text = await _outcome(session, "memory_import", {"jsonl": f"{header}\n{json.dumps(taken)}\n"})
+            assert code == "not_found", text
+
+    asyncio.run(run())
+    assert svc.lifecycle.restore(world.gone_b, principal=LOCAL_PRINCIPAL).namespace == "team/b"
+
+
+def test_memory_context_prompt_outside_the_keys_scope_names_the_scope_error(served: Served) -> None:
+    """It used to answer a bare "Error rendering prompt memory_context"."""
+    svc = served.service
+    world = seed(svc)
+    key = svc.create_key(f"p-{world.tag}", role="reader", namespaces=[OWN], principal=LOCAL_PRINCIPAL).key
+
+    async def run() -> str:
+        async with http_session(served.url, key) as session:
+            with pytest.raises(Exception) as refused:  # the SDK client error; we read its text
+                await session.get_prompt("memory_context", {"task": "plan", "namespace": OTHER})
+            ok = await session.get_prompt("memory_context", {"task": "plan", "namespace": OWN})
+            assert ok.messages
+            return str(refused.value)
+
+    message = asyncio.run(run())
+    assert "Error rendering prompt" not in message and OTHER in message, message

@@ -45,6 +45,12 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+KEYS_REQUIRED_META = "keys_required"
+"""Meta key a restore sets (to the number of key rows the snapshot held) so that the restored
+store requires keys from the start: key rows are never copied from a snapshot (a tampered one
+could plant an admin key), yet a store that had keys must not come back open."""
+
+
 def generate_key() -> tuple[str, str, str]:
     """A fresh ``(key_id, secret, full key text)``."""
     key_id = secrets.token_hex(6)

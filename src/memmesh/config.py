@@ -133,6 +133,22 @@ class ServerSettings(_Section):
     request_timeout_secs: float = Field(
         60.0, gt=0, le=3600, description="a client must send its whole request (headers and body) within this; else 408 and closed"
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="extra Host names (no port) a loopback-bound server answers /api/v1 for; else only localhost, 127.0.0.1, [::1] (421)",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="extra Origin values (scheme://host[:port]) allowed to call /api/v1; any other foreign Origin gets 403",
+    )
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: Any) -> Any:
+        """``MEMMESH_SERVER_ALLOWED_HOSTS=memory.lan,box`` (a comma list), or the list's own text."""
+        if not isinstance(value, str):
+            return value
+        return [h.strip().strip("'\"") for h in value.strip().strip("[]").split(",") if h.strip().strip("'\"")]
 
 
 class AuthSettings(_Section):

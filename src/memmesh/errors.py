@@ -8,12 +8,14 @@ so adding an error type here is enough for all of them to render it correctly.
     MemmeshError
     ├── InvalidInputError        400/422-class: the caller sent something wrong
     │   ├── ContentTooLargeError 413
+    │   ├── UnsupportedMediaTypeError 415: a body not sent as application/json
     │   ├── ConfigError          bad config file / env / flags
     │   └── ClockSkewError       a peer's clock is too far ahead of ours
     ├── NotFoundError            404
     ├── ConflictError            409
     │   └── ResyncRequiredError  a peer was away past tombstone retention
     ├── AuthError                401
+    ├── MisdirectedRequestError  421: a Host a loopback server does not answer to
     ├── ForbiddenError           403
     │   └── PeerCertificateError mTLS: the client certificate is not on the allowlist
     ├── RateLimitedError         429
@@ -33,6 +35,20 @@ from typing import Any, ClassVar
 OptionSpelling = Callable[[str, str], str]
 """How one face writes "option = value" in a fix hint: ``--on-conflict update`` on the
 command line, ``on_conflict='update'`` in Python, ``"on_conflict": "update"`` in JSON."""
+
+
+MAX_SHOWN_WORD = 200
+"""Longest run without spaces an error message shows in full: a caller's 10,000-character id
+is echoed as its start and its length, not verbatim, in every face's error."""
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+
+
+def _clip(message: str) -> str:
+    """Escape control characters (a NUL in an id) and shorten over-long words of a message."""
+    message = message.translate(_CONTROL)
+    if len(message) <= MAX_SHOWN_WORD or all(len(word) <= MAX_SHOWN_WORD for word in message.split()):
+        return message
+    return " ".join(word if len(word) <= MAX_SHOWN_WORD else f"{word[:60]}…({len(word)} characters)" for word in message.split(" "))
 
 
 def python_option(name: str, value: str) -> str:
@@ -56,7 +72,7 @@ class MemmeshError(Exception):
     def __init__(
         self, message: str, *, details: dict[str, Any] | None = None, retry_with: Mapping[str, Sequence[str]] | None = None
     ) -> None:
-        self.reason = message
+        self.reason = _clip(message)
         self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
         self.message = self.message_for(python_option)
         super().__init__(self.message)
@@ -89,6 +105,21 @@ class ContentTooLargeError(InvalidInputError):
 
     code = "too_large"
     http_status = 413
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A request body that is not ``application/json``: browsers may send text/plain and form
+    bodies cross-site without a CORS preflight, so reading them as JSON would allow CSRF."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class MisdirectedRequestError(MemmeshError):
+    """A Host header this server does not answer to (DNS rebinding of a loopback server)."""
+
+    code = "misdirected_request"
+    http_status = 421
 
 
 class ConfigError(InvalidInputError):

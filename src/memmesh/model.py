@@ -8,6 +8,7 @@ page size) are checked by the service. This module imports nothing of memmesh bu
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -230,12 +231,32 @@ def _normalize_tag_list(values: Any) -> list[str]:
     return list(seen)
 
 
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The path and value of the first infinite or NaN number inside ``value``, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _non_finite(item, where)
+        if found is not None:
+            return found
+    return None
+
+
 def check_metadata(value: dict[str, Any] | None) -> dict[str, Any]:
     """Metadata must be a JSON object of at most 16 KiB once serialised."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidInputError('metadata must be a JSON object, e.g. {"source_url": "..."}')
+    bad = _non_finite(value, "metadata")
+    if bad is not None:  # JSON has no Infinity/NaN: 1e400 parses as inf and would be stored as null
+        raise InvalidInputError(f"{bad[0]} is {bad[1]!r}, not a finite number; JSON numbers must be finite (no 1e400, Infinity or NaN)")
     try:
         size = len(json.dumps(value, ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:

@@ -138,11 +138,17 @@ def _metadata_problems(metadata: dict[str, object]) -> list[str]:
 
 def _future(times: dict[str, datetime | None], rules: RecordRules) -> list[str]:
     latest = rules.latest
-    return [
-        f"{name} {moment.isoformat()} is in the future (more than {rules.max_clock_skew} after now); it would win every later merge"
-        for name, moment in times.items()
-        if moment is not None and moment > latest
-    ]
+    problems = []
+    for name, moment in times.items():
+        if moment is None:
+            continue
+        if moment.tzinfo is None or moment.utcoffset() is None:  # comparing it would raise TypeError
+            problems.append(f"{name} {moment.isoformat()} has no UTC offset; every time must carry one (e.g. +00:00)")
+        elif moment > latest:
+            problems.append(
+                f"{name} {moment.isoformat()} is in the future (more than {rules.max_clock_skew} after now); it would win every later merge"
+            )
+    return problems
 
 
 def _version_problems(version: Version, rules: RecordRules) -> list[str]:

@@ -147,6 +147,7 @@ class Service:
         self._replica: Replica | None = None
         self.mesh: Replicator | None = None
         """Set when this node replicates to peers: told of every committed write."""
+        self._restored_flag: bool | None = None
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -311,6 +312,7 @@ class Service:
                 if existing.content_hash == digest:
                     return existing, False
                 raise ConflictError(f"id {new.id} already names a memory with other content; use update to change it")
+            self._check_former_id(tx, who, new.id, new.namespace)
         duplicate = tx.find_by_hash(new.namespace, digest)
         if duplicate is not None:
             return duplicate, False
@@ -693,8 +695,19 @@ class Service:
         (issue 12). Once true it stays true, so it is cached and costs no query per request.
         """
         if not self._keys_required:
-            self._keys_required = bool(self.store.api_keys(include_revoked=True))
+            self._keys_required = bool(self.store.api_keys(include_revoked=True)) or self._restored_with_keys()
         return self._keys_required
+
+    def _restored_with_keys(self) -> bool:
+        """True when this store was restored from a snapshot that held API keys (which are not
+        copied): it must require keys like its source did. Read once per service (a restore
+        writes the flag before any memory), so an open server pays no write per request."""
+        if self._restored_flag is None:
+            from memmesh.access import KEYS_REQUIRED_META
+
+            with self.store.write() as tx:
+                self._restored_flag = bool(tx.get_meta(KEYS_REQUIRED_META))
+        return self._restored_flag
 
     def auth_enabled(self) -> bool:
         """True when at least one active API key exists (a network bind needs one to be usable)."""
@@ -885,10 +898,42 @@ class Service:
 
     def _check_exact_target(self, who: Principal, memory_id: str) -> None:
         """An exact write may replace only a memory the caller can see; an id held in another
-        namespace gets the not-found-shaped answer (no 409 that would confirm it exists)."""
+        namespace gets the not-found-shaped answer (no 409 that would confirm it exists).
+        The same holds for an id that a deleted or archived memory, or history, holds in a
+        namespace the caller cannot see: writing it would take over that memory's history."""
         existing = self.store.get(memory_id)
         if existing is not None and not who.covers(existing.namespace):
             raise NotFoundError(_hidden_id(memory_id))
+        if existing is None and not all(who.covers(ns) for ns in self._former_namespaces(None, memory_id)):
+            raise NotFoundError(_hidden_id(memory_id))
+
+    def _former_namespaces(self, tx: WriteTx | None, memory_id: str) -> set[str]:
+        """Namespaces an id not live now was ever held in: its tombstone, the archive, history."""
+        found: set[str] = set()
+        tombstone = tx.tombstone(memory_id) if tx is not None else None
+        if tombstone is not None:
+            found.add(tombstone.namespace)
+        found.update(a.memory.namespace for a in self.store.archived(Filter(now=self.clock(), ids=(memory_id,), include_expired=True), 1))
+        for entry in self.store.history(memory_id):
+            found.update(snap["namespace"] for snap in (entry.old, entry.new) if isinstance(snap, dict) and "namespace" in snap)
+        return found
+
+    def _check_former_id(self, tx: WriteTx, who: Principal, memory_id: str, namespace: str) -> None:
+        """A client-chosen id of a deleted or archived memory: hidden unless every namespace it
+        was held in is visible (same answer as a live hidden id), and never re-used in another
+        namespace (that would graft the old memory's history onto a new one; restore brings it back)."""
+        former = self._former_namespaces(tx, memory_id)
+        if not former:
+            return
+        if not all(who.covers(ns) for ns in former):
+            raise NotFoundError(_hidden_id(memory_id))
+        others = sorted(ns for ns in former if ns != namespace)
+        if others:
+            raise ConflictError(
+                f"id {memory_id} belonged to a deleted or archived memory in namespace {others[0]!r}; "
+                "bring it back with restore (the MCP tool memory_restore, or lifecycle.restore) instead, or leave id out",
+                details={"namespace": others[0]},
+            )
 
     def put_link(self, link: Link, *, principal: Principal) -> bool:
         """Write a link exactly as given (import, restore); skipped if an end is missing or

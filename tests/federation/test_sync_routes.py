@@ -54,6 +54,8 @@ def keyed(tmp_path: Path) -> Iterator[dict[str, Any]]:
     }
     (tmp_path / "a.keys").write_text(f"# a's keys for its peers\n{b.url} {keys['b_peer']}\n")
     (tmp_path / "b.keys").write_text(f"{keys['a_peer']}\n")
+    for secret in ("a.keys", "b.keys"):
+        (tmp_path / secret).chmod(0o600)  # a key file others can read is refused at start
     a.args = ["--require-auth", "--peers", b.url, "--peer-key-file", str(tmp_path / "a.keys"), "--catchup-interval-secs", "1"]
     b.args = ["--require-auth", "--peers", a.url, "--peer-key-file", str(tmp_path / "b.keys"), "--catchup-interval-secs", "1"]
     a.start(wait=False)
@@ -202,6 +204,7 @@ def test_sync_daemon_replicates_a_store_without_a_server(tmp_path: Path) -> None
     laptop_env = {**server_env(tmp_path), "MEMMESH_STORAGE_NODE_ID": "laptop"}  # the store takes its id on first use
     subprocess.run([*cli, "store", "written on the laptop", "--namespace", "d"], env=laptop_env, check=True, capture_output=True)
     (tmp_path / "laptop.keys").write_text(key + "\n")
+    (tmp_path / "laptop.keys").chmod(0o600)
     daemon = subprocess.Popen(
         [
             *cli,
@@ -241,6 +244,7 @@ def test_cluster_resync_copies_a_peer_s_current_state_into_a_store(tmp_path: Pat
     source.headers = {"Authorization": f"Bearer {make_key(tmp_path, source, 'ops', 'admin')}"}
     source.start("--require-auth")
     (tmp_path / "b.keys").write_text(key + "\n")
+    (tmp_path / "b.keys").chmod(0o600)
     try:
         ids = {source.call("POST", "/api/v1/memories", json={"content": f"on a {i}", "namespace": "r"}).json()["id"] for i in range(5)}
         gone = source.call("POST", "/api/v1/memories", json={"content": "deleted on a", "namespace": "r"}).json()["id"]

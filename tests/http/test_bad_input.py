@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -39,11 +40,13 @@ def test_malformed_json_is_400_with_a_clear_message(server):
     assert "not valid JSON" in error["message"]
 
 
-def test_form_encoded_body_is_read_as_json(server):
+def test_form_encoded_body_is_refused_not_read_as_json(server):
+    """A form body used to be read as JSON (CSRF from any web page); now 415 (test_browser_guard.py)."""
     response = server.http().post(
         "/api/v1/memories", content=b'{"content": "curl -d style"}', headers={"Content-Type": "application/x-www-form-urlencoded"}
     )
-    assert response.status_code == 201
+    assert response.status_code == 415
+    _nothing_stored(server)
 
 
 @pytest.mark.parametrize(
@@ -292,3 +295,25 @@ def test_times_without_a_utc_equivalent_are_422(server, moment):
     _error(_post_raw(http, "/api/v1/recall", {"query": "x", "filters": {"as_of": moment}}), 422)
     _error(_post_raw(http, "/api/v1/links", {"source_id": "a", "target_id": "b", "valid_from": moment}), 422)
     _nothing_stored(server)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (b'{"content": "x", "metadata": {"n": 1e400}}', "metadata.n"),
+        (b'{"content": "x", "metadata": {"a": {"b": [1, -1e400]}}}', "metadata.a.b[1]"),
+    ],
+)
+def test_non_finite_numbers_in_metadata_are_422_naming_the_path(server, body, path):
+    """1e400 parses as inf and used to be stored as null with a 201."""
+    error = _error(server.http().post("/api/v1/memories", content=body, headers={"Content-Type": "application/json"}), 422)
+    assert path in error["message"] and "finite" in error["message"], error
+    _nothing_stored(server)
+
+
+@pytest.mark.parametrize("memory_id", ["x" * 10_000, "a\x00b"])
+def test_an_id_in_an_error_is_shortened_and_escaped_not_echoed(server, memory_id):
+    """A 10,000-character or NUL id used to come back verbatim in the 404's message."""
+    response = server.http().patch(f"/api/v1/memories/{quote(memory_id)}", json={"priority": 3})
+    error = _error(response, 404, "not_found")
+    assert len(error["message"]) < 300 and "\x00" not in error["message"], error["message"][:300]

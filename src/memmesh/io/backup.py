@@ -32,8 +32,8 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
-from contextlib import nullcontext, suppress
+from collections.abc import Callable, Iterator
+from contextlib import closing, nullcontext, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -98,6 +98,10 @@ class RestoreReport(MigrateReport):
     verified: bool = True
     rejected: int = 0
     rejects: list[Rejected] = Field(default_factory=list)
+    api_keys_not_restored: int = 0
+    """Key rows the snapshot held: never copied (a tampered snapshot could plant an admin key);
+    when non-zero the target is marked to require keys from the start."""
+    agents_not_restored: int = 0
 
 
 def manifest_path(snapshot: Path) -> Path:
@@ -193,6 +197,8 @@ def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -
                 "schema_version": store.schema_version,
                 "node_id": node_id,
                 "created_at": format_ts(now),
+                "api_keys": len(store.api_keys(include_revoked=True)),
+                "agents": len(store.agents()),
             },
         )
         history: dict[str, list[dict[str, Any]]] = {}
@@ -312,7 +318,7 @@ def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
 
 def restore(
     snapshot: Path,
-    target: Store,
+    target: Store | Callable[[], Store],
     *,
     now: datetime,
     progress: Any = None,
@@ -322,13 +328,39 @@ def restore(
     """Verify ``snapshot`` (unless ``manifest`` is what :func:`verify` just returned), check
     every record against the write rules (``rules``; default limits otherwise) and copy the
     ones that pass into ``target`` (any backend). Nothing is written unless every record
-    could be read; the report lists each refused record with its reason."""
-    manifest = manifest or verify(snapshot, supported_schema=target.schema_version)
+    could be read; the report lists each refused record with its reason. ``target`` may be
+    a function that opens (creates) the store: it is called only once every record was read,
+    so a refused snapshot never leaves an empty new database behind."""
+    if callable(target) and manifest is None:
+        raise TypeError("restore into a target opened on demand needs the manifest verify() returned")
+    manifest = manifest or verify(snapshot, supported_schema=target.schema_version)  # type: ignore[union-attr]
     rules = rules or RecordRules(now=now)
     with _open_snapshot(snapshot, manifest) as opened:
         source = CheckedSource(opened, rules)
+        keys, agents = _access_rows(opened)
+        if callable(target):  # every record was read and checked: only now may the target exist
+            target = target()
+        if keys:  # before any memory is written: a store that had keys never comes back open
+            from memmesh.access import KEYS_REQUIRED_META
+
+            with target.write() as tx:
+                tx.set_meta(KEYS_REQUIRED_META, str(keys))
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
-    return RestoreReport(**report.model_dump(), snapshot=str(snapshot), rejected=len(source.rejects), rejects=source.rejects)
+    return RestoreReport(
+        **report.model_dump(),
+        snapshot=str(snapshot),
+        rejected=len(source.rejects),
+        rejects=source.rejects,
+        api_keys_not_restored=keys,
+        agents_not_restored=agents,
+    )
+
+
+def _access_rows(opened: Any) -> tuple[int, int]:
+    """How many API key rows (revoked included) and agents the snapshot holds."""
+    if isinstance(opened, LogicalSnapshot):
+        return opened.api_keys, opened.agents
+    return len(opened.api_keys(include_revoked=True)), len(opened.agents())
 
 
 class CheckedSource:
@@ -347,14 +379,19 @@ class CheckedSource:
         self._bad_links: set[int] = set()
         self._bad_tombstones: set[str] = set()
         self._bad_archive: set[str] = set()
+        self._table = "memories"
         try:
             self._check_all(rules)
         except MemmeshError:
             raise
         except (ValueError, TypeError, KeyError, sqlite3.Error, UnicodeError) as exc:
+            row = _unreadable_row(source, self._table, rules.now)
+            at = f", row {row[:80]!r}" if row else ""
+            column = _bad_json_column(source, self._table, row) if row and isinstance(exc, json.JSONDecodeError) else None
+            at += f", column {column}" if column else ""
             raise CorruptDatabaseError(
-                f"snapshot {self.url.removeprefix('snapshot:')} holds a record memmesh cannot read "
-                f"({exc.__class__.__name__}: {str(exc)[:200]}); nothing was changed"
+                f"snapshot {self.url.removeprefix('snapshot:')}: table {self._table}{at}: {_field_problem(exc)}; "
+                "refusing to restore, nothing was changed"
             ) from None
 
     def _reject(self, kind: Any, record_id: str, problems: list[str]) -> None:
@@ -366,21 +403,25 @@ class CheckedSource:
             if problems:
                 self._bad.add(memory.id)
                 self._reject("memory", memory.id, problems)
+        self._table = "tombstones"
         for tombstone in self.source.tombstones_since(0):
             problems = tombstone_problems(tombstone, rules)
             if problems:
                 self._bad_tombstones.add(tombstone.id)
                 self._reject("tombstone", tombstone.id, problems)
+        self._table = "history"
         for index, entry in enumerate(self.source.iter_history()):
             problems = history_problems(entry, rules)
             if problems:
                 self._bad_history.add(index)
                 self._reject("history", entry.memory_id, problems)
+        self._table = "links"
         for index, link in enumerate(self.source.iter_links()):
             problems = link_problems(link, rules)
             if problems:
                 self._bad_links.add(index)
                 self._reject("link", f"{link.source_id}->{link.target_id}", problems)
+        self._table = "archive"
         for item in self.source.archived(Filter(now=rules.now, include_expired=True), 10**9):
             problems = archived_problems(item, rules)
             if problems:
@@ -412,6 +453,70 @@ class CheckedSource:
 
     def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
         return [a for a in self.source.archived(flt, limit) if a.memory.id not in self._bad_archive]
+
+
+def _field_problem(exc: BaseException) -> str:
+    """One short line saying which field could not be read and why (never a whole dump)."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "record"
+        return f"field {field}: {first['msg']}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"a JSON field is not valid JSON ({exc.msg} at character {exc.pos})"
+    return f"{exc.__class__.__name__}: {str(exc)[:120]}"
+
+
+def _unreadable_row(source: Any, table: str, now: datetime) -> str | None:
+    """The id of the first row of ``table`` memmesh cannot read (SQLite snapshots), found by
+    reading the rows one at a time; None when it cannot be told apart."""
+    path = getattr(source, "path", None)
+    if not isinstance(path, str) or not hasattr(source, "get"):
+        return None
+    reads: dict[str, tuple[str, Callable[[str], object]]] = {
+        "memories": ("SELECT id FROM memories ORDER BY id", source.get),
+        "history": ("SELECT DISTINCT memory_id FROM history ORDER BY memory_id", source.history),
+        "archive": (
+            "SELECT id FROM archive ORDER BY id",
+            lambda i: source.archived(Filter(now=now, ids=(i,), include_expired=True), 1),
+        ),
+        "links": ("SELECT DISTINCT source_id FROM links ORDER BY source_id", source.links),
+    }
+    if table not in reads:
+        return None
+    query, read = reads[table]
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            ids = [row[0] for row in conn.execute(query)]
+    except sqlite3.Error:
+        return None
+    for row_id in ids:
+        try:
+            read(str(row_id))
+        except Exception:  # any failure to read this one row is the answer
+            return str(row_id)
+    return None
+
+
+_JSON_COLUMNS = {"memories": ("id", ("tags", "metadata", "version")), "archive": ("id", ("data",))}
+
+
+def _bad_json_column(source: Any, table: str, row_id: str) -> str | None:
+    """Which JSON column of that row does not parse (so the refusal names the field)."""
+    if table not in _JSON_COLUMNS:
+        return None
+    key, columns = _JSON_COLUMNS[table]
+    try:
+        with closing(sqlite3.connect(f"file:{source.path}?mode=ro", uri=True)) as conn:
+            values = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ?", (row_id,)).fetchone()
+    except sqlite3.Error:
+        return None
+    for column, value in zip(columns, values or (), strict=False):
+        try:
+            if value is not None:
+                json.loads(value)
+        except ValueError:
+            return column
+    return None
 
 
 class _SqliteSnapshotSource:
@@ -456,6 +561,17 @@ def _open_snapshot(snapshot: Path, manifest: Manifest) -> Any:
     return nullcontext(LogicalSnapshot.load(snapshot))
 
 
+def _record_label(line: str) -> str:
+    """`` (memory 01…)`` for a readable JSON line naming its kind and id, else nothing."""
+    with suppress(ValueError, TypeError, AttributeError):
+        record = json.loads(line)
+        kind = record["type"]
+        body = record.get(kind) or {}
+        ident = body.get("id") or (body.get("memory") or {}).get("id")
+        return f" ({kind} {str(ident)[:80]})" if ident else f" ({kind})"
+    return ""
+
+
 class LogicalSnapshot:
     """A ``memmesh-snapshot`` JSONL file read back with the Store read methods migrate uses."""
 
@@ -468,6 +584,8 @@ class LogicalSnapshot:
         self.tombstones: list[Tombstone] = []
         self.vectors: dict[str, VectorRow] = {}
         self.archive: list[ArchivedMemory] = []
+        self.api_keys = 0  # counts from the header: key rows and agents are never in the file
+        self.agents = 0
 
     @classmethod
     def load(cls, path: Path) -> LogicalSnapshot:
@@ -482,11 +600,12 @@ class LogicalSnapshot:
                         if record.get("type") != "header" or record.get("format") != SNAPSHOT_FORMAT:
                             raise InvalidInputError(f"{path.name} is not a {SNAPSHOT_FORMAT} file")
                         snap = cls(path.name, int(record["schema_version"]))
+                        snap.api_keys, snap.agents = int(record.get("api_keys", 0)), int(record.get("agents", 0))
                         continue
                     snap._add(record)
                 except (ValueError, KeyError, TypeError, ValidationError) as exc:
                     raise CorruptDatabaseError(
-                        f"snapshot {path.name} line {number} is damaged ({exc.__class__.__name__}); nothing was changed"
+                        f"snapshot {path.name} line {number}{_record_label(line)} is damaged ({_field_problem(exc)}); nothing was changed"
                     ) from None
         if snap is None:
             raise CorruptDatabaseError(f"snapshot {path.name} is empty; nothing was changed")

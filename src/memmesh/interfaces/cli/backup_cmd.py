@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -55,11 +56,16 @@ def restore_command(
     settings = state.settings()
     url = db_override(to)["storage"]["url"] if to else settings.storage_url
     manifest = verify(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
-    if to:
-        target = open_url(to, create=True)
-    else:
-        target = build_store(settings, create=True)
-        announce_created(target)
+    opened: list[Any] = []
+
+    def open_target() -> Any:
+        """Called by restore only once every record of the snapshot was read and checked."""
+        target = open_url(to, create=True) if to else build_store(settings, create=True)
+        opened.append(target)
+        if not to:
+            announce_created(target)
+        return target
+
     try:
         now = system_clock()
         rules = RecordRules(
@@ -69,15 +75,30 @@ def restore_command(
         )
         with counting_progress(as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
-            report = restore(snapshot, target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
+            report = restore(snapshot, open_target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
     finally:
-        target.close()
+        for target in opened:
+            target.close()
     if as_json:
         print_json(report)
     else:
         console.print(
             f"restored {report.memories_written} memories, {report.links_written} links, "
             f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
+        )
+    if report.api_keys_not_restored:
+        err_console.print(
+            f"the snapshot held {report.api_keys_not_restored} API keys; they are not restored; "
+            "create new ones with `memmesh keys create` (the restored store requires keys from the start)",
+            markup=False,
+            highlight=False,
+        )
+    if report.agents_not_restored:
+        err_console.print(
+            f"the snapshot held {report.agents_not_restored} registered agents; they are not restored; "
+            "register them again with `memmesh agents register`",
+            markup=False,
+            highlight=False,
         )
     for rejected in report.rejects:
         err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)

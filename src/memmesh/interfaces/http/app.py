@@ -109,5 +109,12 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     for module in (memories, recall, links, admin, health, sync):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.limits.max_body_bytes,
+        loopback=is_loopback(settings.server.host),
+        allowed_hosts=settings.server.allowed_hosts,
+        allowed_origins=settings.server.allowed_origins,
+    )
     return app

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from memmesh.errors import ContentTooLargeError
+from memmesh.errors import ContentTooLargeError, ForbiddenError, MemmeshError, MisdirectedRequestError, UnsupportedMediaTypeError
 from memmesh.interfaces.http.logs import access_logger, request_id
 from memmesh.interfaces.http.metrics import Metrics
 
@@ -27,6 +27,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")  # with fullmatch, not "$"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+API_PREFIX = "/api/v1"
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -50,10 +52,20 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 class RequestMiddleware:
     """Tags each request with an id, enforces ``limits.max_body_bytes``, counts and logs it."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        loopback: bool = False,
+        allowed_hosts: list[str] | None = None,
+        allowed_origins: list[str] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.guard = BrowserGuard(loopback=loopback, allowed_hosts=allowed_hosts or [], allowed_origins=allowed_origins or [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,13 +84,18 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            if scope["method"] in _BODY_METHODS:
+            refusal = self.guard.check(scope) if scope["path"].startswith(API_PREFIX) else None
+            if refusal is None and scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
                 if body is None:
                     await self._too_large(send_with_id)
                     return
                 receive = _replay(body, receive)
-                scope["headers"] = _as_json(scope["headers"])
+                if scope["path"].startswith(API_PREFIX):
+                    refusal = _json_only(scope["headers"], body)
+            if refusal is not None:
+                await _send_error(send_with_id, refusal)
+                return
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
@@ -125,28 +142,88 @@ class RequestMiddleware:
             f"request body is larger than {self.max_body_bytes} bytes (limits.max_body_bytes)",
             details={"limit": self.max_body_bytes},
         )
-        payload = json.dumps(error.to_dict()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": error.http_status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await _send_error(send, error, close=True)
 
 
-def _as_json(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Bodies are always JSON: a missing or form content type (``curl -d`` sends one) is read
-    as JSON too, so a malformed body gets a clear 400 rather than a confusing type error."""
+async def _send_error(send: Send, error: MemmeshError, *, close: bool = False) -> None:
+    """Answer with the one error shape before any route runs."""
+    payload = json.dumps(error.to_dict()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _header(headers: list[tuple[bytes, bytes]], wanted: bytes) -> str | None:
     for name, value in headers:
-        if name == b"content-type" and b"json" in value.lower():
-            return headers
-    return [(n, v) for n, v in headers if n != b"content-type"] + [(b"content-type", b"application/json")]
+        if name == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def _json_only(headers: list[tuple[bytes, bytes]], body: bytes) -> MemmeshError | None:
+    """Refuse a body that is not declared ``application/json`` (415).
+
+    A web page may POST text/plain or form bodies to any address without a CORS preflight;
+    reading those as JSON would let any site write memories or mint keys on a local server.
+    Requiring the JSON type forces the browser to ask first, and we never say yes.
+    """
+    declared = _header(headers, b"content-type")
+    media = (declared or "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (declared is None and not body):
+        return None
+    shown = f"Content-Type {declared!r}" if declared is not None else "no Content-Type"
+    return UnsupportedMediaTypeError(
+        f"request bodies must be JSON sent with 'Content-Type: application/json' (got {shown}); "
+        "with curl pass -H 'Content-Type: application/json' or use --json",
+        details={"content_type": declared},
+    )
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header, lower-cased, without port or brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+class BrowserGuard:
+    """Host and Origin checks for /api/v1 (the MCP SDK does the same for /mcp).
+
+    A loopback server is reachable from every web page the user opens: DNS rebinding makes a
+    foreign name resolve to 127.0.0.1 (caught by the Host check, 421), and a cross-site
+    request carries the page's Origin (caught by the Origin check, 403).
+    """
+
+    def __init__(self, *, loopback: bool, allowed_hosts: list[str], allowed_origins: list[str]) -> None:
+        self.loopback = loopback
+        self.hosts = _LOOPBACK_NAMES | {_host_name(h) for h in allowed_hosts}
+        self.origins = {o.strip().rstrip("/").lower() for o in allowed_origins}
+
+    def check(self, scope: Scope) -> MemmeshError | None:
+        """The refusal for this request, or None when it may go on."""
+        host = _header(scope["headers"], b"host")
+        if self.loopback and (host is None or _host_name(host) not in self.hosts):
+            return MisdirectedRequestError(
+                f"this server is bound to loopback and does not answer to Host {host!r}; "
+                "use localhost, 127.0.0.1 or [::1], or list the name in server.allowed_hosts",
+                details={"host": host},
+            )
+        origin = _header(scope["headers"], b"origin")
+        if origin is None:
+            return None
+        normalized = origin.strip().rstrip("/").lower()
+        own = f"{scope.get('scheme', 'http')}://{(host or '').strip().lower()}"
+        if normalized == own or normalized in self.origins:
+            return None
+        return ForbiddenError(
+            f"cross-origin requests from {origin!r} are refused; list the origin in server.allowed_origins to allow it",
+            details={"origin": origin},
+        )
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

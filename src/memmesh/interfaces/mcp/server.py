@@ -29,7 +29,8 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -210,8 +211,8 @@ def _add_prompt(server: MCPServer, tools: MemoryTools) -> None:
     def memory_context(task: str, namespace: str | None = None) -> str:
         try:
             brief = service.survey.session_start(task=task, namespace=namespace, recent=5, relevant=10, principal=tools.who())
-        except MemmeshError as exc:
-            raise ValueError(f"error: {exc.message}") from exc
+        except MemmeshError as exc:  # an MCPError passes the SDK unchanged; anything else becomes "Error rendering prompt"
+            raise MCPError(code=INVALID_PARAMS, message=f"error: {exc.message}", data=exc.to_dict()["error"]) from exc
         lines = [f"Task: {task}", "", "What memmesh remembers that may matter (most relevant first):"]
         lines += [f"- [{h.memory.id}] ({h.memory.namespace}) {truncate(h.memory.content, 400)}" for h in brief.relevant]
         if not brief.relevant:

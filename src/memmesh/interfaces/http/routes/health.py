@@ -43,19 +43,22 @@ def readyz(service: Svc) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
-        401: {"model": ErrorBody, "description": "API key needed (non-loopback bind)"},
+        401: {"model": ErrorBody, "description": "API key needed (keys required, or a non-loopback bind)"},
     },
 )
 def metrics(request: Request, service: Svc) -> Response:
     """Request counts and latencies per route and status, recall latency, store size.
 
-    Open on a loopback bind; on any other address it needs a valid API key like /api/v1,
-    and the memory counts are those of the key's namespaces (as ``/api/v1/stats``).
+    Open on a loopback bind while the store needs no keys; otherwise (any other address, keys
+    created, --require-auth) it needs a valid API key like /api/v1, and the memory counts are
+    those of the key's namespaces (as ``/api/v1/stats``).
     """
     ctx = server(request)
-    who = LOCAL_PRINCIPAL
-    if not ctx.open_metrics:
-        who = service.authenticate(bearer_token(request.headers.get("authorization")), require=True)
+    token = bearer_token(request.headers.get("authorization"))
+    truly_open = ctx.open_metrics and not ctx.require_auth and not service.keys_required()
+    # Only a server no key was ever needed for serves it anonymously; once keys are required
+    # (created, even if all revoked since, or --require-auth) it needs one like /api/v1.
+    who = LOCAL_PRINCIPAL if truly_open and token is None else service.authenticate(token, require=True)
     cluster = None
     if service.mesh is not None and who.role == "admin" and who.prefixes() is None:
         cluster = service.replica.status(principal=who)

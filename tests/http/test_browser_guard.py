@@ -1,0 +1,75 @@
+"""CSRF and DNS rebinding on a loopback server (security probe, issue 12 follow-up).
+
+Any web page can send text/plain or form bodies to 127.0.0.1 without a CORS preflight, and a
+rebound DNS name reaches it with a foreign Host; /api/v1 refuses both, like /mcp does.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from memmesh.model import LOCAL_PRINCIPAL
+
+BODY = b'{"content": "written by a web page"}'
+
+
+def _stored(running) -> int:
+    return running.service.stats(principal=LOCAL_PRINCIPAL).total
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+def test_a_body_that_is_not_declared_json_is_415_and_stores_nothing(server, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = server.http().post("/api/v1/memories", content=BODY, headers=headers)
+    assert response.status_code == 415, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert _stored(server) == 0
+
+
+def test_a_page_cannot_mint_an_admin_key_with_a_simple_request(server):
+    response = server.http().post("/api/v1/keys", content=b'{"name": "evil", "admin": true}', headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415, response.text
+    assert not server.service.keys_required()
+
+
+def test_json_with_a_charset_is_accepted(server):
+    response = server.http().post("/api/v1/memories", content=BODY, headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:9077", "127.0.0.1.nip.io"])
+def test_a_foreign_host_on_a_loopback_server_is_421(server, host):
+    response = server.http().post("/api/v1/memories", content=BODY, headers={"Content-Type": "application/json", "Host": host})
+    assert response.status_code == 421, response.text
+    assert "server.allowed_hosts" in response.json()["error"]["message"]
+    assert server.http().get("/api/v1/memories", headers={"Host": host}).status_code == 421
+    assert _stored(server) == 0
+
+
+@pytest.mark.parametrize("host", ["localhost:1", "127.0.0.1", "[::1]:9077", "LOCALHOST"])
+def test_loopback_hosts_on_any_port_are_answered(server, host):
+    assert server.http().get("/api/v1/memories", headers={"Host": host}).status_code == 200
+
+
+def test_allowed_hosts_extends_the_loopback_names(serve):
+    running = serve(server={"allowed_hosts": ["memory.lan"]})
+    assert running.http().get("/api/v1/memories", headers={"Host": "memory.lan:9077"}).status_code == 200
+    assert running.http().get("/api/v1/memories", headers={"Host": "other.lan"}).status_code == 421
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://localhost:1"])
+def test_a_foreign_origin_is_403_and_stores_nothing(server, origin):
+    response = server.http().post("/api/v1/memories", content=BODY, headers={"Content-Type": "application/json", "Origin": origin})
+    assert response.status_code == 403, response.text
+    assert "server.allowed_origins" in response.json()["error"]["message"]
+    assert _stored(server) == 0
+
+
+def test_the_servers_own_origin_and_listed_origins_are_allowed(serve):
+    running = serve(server={"allowed_origins": ["https://app.example"]})
+    own = running.url.rstrip("/")
+    headers = {"Content-Type": "application/json"}
+    assert running.http().post("/api/v1/memories", content=BODY, headers={**headers, "Origin": own}).status_code == 201
+    assert running.http().post("/api/v1/memories", content=BODY, headers={**headers, "Origin": "https://app.example"}).status_code == 201
