@@ -72,6 +72,10 @@ def test_a_schema_4_store_is_indexed_when_it_is_opened(tmp_path: Path, content: 
         for trigger in ("memories_cjk_insert", "memories_cjk_delete", "memories_cjk_update"):
             conn.execute(f"DROP TRIGGER {trigger}")
         conn.execute("DROP TABLE memories_cjk")
+        # and what schemas 6-7 added (6 is a no-op on SQLite; 7 is federation), so the file is truly schema 4
+        for statement in ("DROP TABLE peers", "DROP TABLE conflicts", "DROP INDEX links_seq", "DROP INDEX agents_seq"):
+            conn.execute(statement)
+        conn.execute("ALTER TABLE agents DROP COLUMN seq")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     with Memory(f"sqlite:///{db}", keyword_settings(tmp_path)) as mem:
         word = "東京" if content == WIFI else "猫"
