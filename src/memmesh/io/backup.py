@@ -36,12 +36,11 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, nullcontext, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from memmesh.clock import format_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, StorageError
 from memmesh.io.migrate import MigrateReport, migrate
 from memmesh.model import ArchivedMemory, HistoryEntry, Link, Memory, Tombstone
@@ -54,9 +53,8 @@ from memmesh.records import (
     tombstone_problems,
 )
 from memmesh.store.base import Filter, Store, VectorRow
+from memmesh.store.logical import FORMAT_VERSION, SNAPSHOT_FORMAT
 
-FORMAT_VERSION = 1
-SNAPSHOT_FORMAT = "memmesh-snapshot"
 PREFIX = "memmesh-"
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -81,6 +79,8 @@ class BackupResult(BaseModel):
     snapshot: str
     manifest: Manifest
     removed: list[str]
+    created_folder: str | None = None
+    """The backup folder, when this backup had to create it (None: it existed)."""
 
 
 class Rejected(BaseModel):
@@ -111,28 +111,29 @@ def manifest_path(snapshot: Path) -> Path:
 # -- backup -----------------------------------------------------------------------------------
 
 
-def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: int | None = None) -> BackupResult:
-    """Write a consistent snapshot of ``store`` into ``to_dir`` and keep the newest ``retain``."""
+def backup(
+    store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: int | None = None, make_parents: bool = False
+) -> BackupResult:
+    """Write a consistent snapshot of ``store`` into ``to_dir`` and keep the newest ``retain``.
+
+    The store writes the snapshot itself (:meth:`Store.snapshot_to`), so nothing here knows
+    the backend. ``to_dir`` is created when missing only if its parent exists (one level,
+    like ``mkdir``), and the result says so (``created_folder``): a typo in ``--to`` must not
+    scatter folders over the disk. ``make_parents`` (the default backup folder) lifts that.
+    """
     if retain is not None and retain < 1:
         raise InvalidInputError(f"--retain must be at least 1 (got {retain})")
-    try:
-        to_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the backup folder {to_dir}: {exc.strerror}") from exc
+    to_dir = to_dir.expanduser()
+    created = _backup_folder(to_dir, make_parents)
     stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    sqlite_path = getattr(store, "path", None) if store.url.startswith("sqlite:") else None
-    if sqlite_path == ":memory:":
-        raise InvalidInputError("an in-memory database cannot be backed up; use a database file")
-    suffix = ".db" if sqlite_path else ".jsonl"
-    snapshot = to_dir / f"{PREFIX}{stamp}-{node_id[:8]}{suffix}"
-    partial = snapshot.with_name(snapshot.name + ".partial")
+    partial = to_dir / f"{PREFIX}{stamp}-{node_id[:8]}.partial"
+    snapshot = partial
     try:
         partial.open("wb").close()  # can we write there at all? (else the error names the folder, not the source)
-        if sqlite_path:
-            counts = _sqlite_snapshot(Path(sqlite_path), partial)
-        else:
-            counts = _logical_snapshot(store, partial, node_id=node_id, now=now)
+        partial.unlink()  # the store's snapshot writer makes the file itself
+        info = store.snapshot_to(partial, node_id=node_id, now=now)
         digest, size = _digest(partial)
+        snapshot = partial.with_suffix(info.suffix)
         os.replace(partial, snapshot)
     except OSError as exc:
         raise StorageError(f"cannot write the backup into {to_dir}: {exc.strerror or exc}; no snapshot was made") from None
@@ -143,10 +144,10 @@ def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: i
         format_version=FORMAT_VERSION,
         created_at=now,
         node_id=node_id,
-        schema_version=counts["schema_version"],
-        backend="sqlite" if sqlite_path else "postgresql",
-        memories=counts["memories"],
-        links=counts["links"],
+        schema_version=info.schema_version,
+        backend=info.backend,
+        memories=info.memories,
+        links=info.links,
         sha256=digest,
         bytes=size,
     )
@@ -157,86 +158,25 @@ def backup(store: Store, to_dir: Path, *, node_id: str, now: datetime, retain: i
             snapshot.unlink()
         raise StorageError(f"cannot write the backup manifest into {to_dir}: {exc.strerror or exc}; no snapshot was made") from None
     removed = prune(to_dir, retain) if retain else []
-    return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed)
+    return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed, created_folder=str(to_dir) if created else None)
 
 
-def _sqlite_snapshot(db_path: Path, out: Path) -> dict[str, int]:
-    try:
-        source = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-        target = sqlite3.connect(out)
-        try:
-            source.backup(target)  # one step: one read transaction, one consistent moment
-            target.execute("PRAGMA journal_mode = DELETE")
-            counts = _counts(target)
-        finally:
-            target.close()
-            source.close()
-    except sqlite3.Error as exc:
-        raise StorageError(f"backup of {db_path} failed: {exc}") from exc
-    return counts
-
-
-def _counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {
-        "schema_version": int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]),
-        "memories": conn.execute("SELECT count(*) FROM memories").fetchone()[0],
-        "links": conn.execute("SELECT count(*) FROM links").fetchone()[0],
-    }
-
-
-def _logical_snapshot(store: Store, out: Path, *, node_id: str, now: datetime) -> dict[str, int]:
-    snapshot = getattr(store, "snapshot", None)
-    counts = {"schema_version": store.schema_version, "memories": 0, "links": 0}
-    with out.open("w", encoding="utf-8") as handle, snapshot() if snapshot else nullcontext():
-        _line(
-            handle,
-            {
-                "type": "header",
-                "format": SNAPSHOT_FORMAT,
-                "version": FORMAT_VERSION,
-                "schema_version": store.schema_version,
-                "node_id": node_id,
-                "created_at": format_ts(now),
-                "api_keys": len(store.api_keys(include_revoked=True)),
-                "agents": len(store.agents()),
-            },
+def _backup_folder(to_dir: Path, make_parents: bool) -> bool:
+    """Make sure the backup folder exists; True when this call created it."""
+    if to_dir.is_dir():
+        return False
+    if to_dir.exists():
+        raise InvalidInputError(f"the backup folder {to_dir} is a file, not a folder; give a folder with --to")
+    if not make_parents and not to_dir.parent.is_dir():
+        raise InvalidInputError(
+            f"cannot create the backup folder {to_dir}: its parent {to_dir.parent} does not exist; "
+            "create it first or fix the path (nothing was written)"
         )
-        history: dict[str, list[dict[str, Any]]] = {}
-        for entry in store.iter_history():
-            history.setdefault(entry.memory_id, []).append(entry.model_dump(mode="json"))
-        batch: list[Memory] = []
-        for memory in store.iter_memories():
-            batch.append(memory)
-            if len(batch) == 500:
-                counts["memories"] += _memory_lines(handle, store, batch, history)
-                batch = []
-        counts["memories"] += _memory_lines(handle, store, batch, history)
-        for link in store.iter_links():
-            _line(handle, {"type": "link", "link": link.model_dump(mode="json")})
-            counts["links"] += 1
-        for tombstone in store.tombstones_since(0):
-            _line(handle, {"type": "tombstone", "tombstone": tombstone.model_dump(mode="json"), "history": history.get(tombstone.id, [])})
-        for item in store.archived(Filter(now=now, include_expired=True), 10**9):
-            _line(handle, {"type": "archived", "archived": item.model_dump(mode="json")})
-        handle.flush()
-        os.fsync(handle.fileno())
-    return counts
-
-
-def _memory_lines(handle: IO[str], store: Store, batch: list[Memory], history: dict[str, list[dict[str, Any]]]) -> int:
-    vectors = {row.memory_id: row for row in store.get_vectors([m.id for m in batch])}
-    for memory in batch:
-        record: dict[str, Any] = {"type": "memory", "memory": memory.model_dump(mode="json"), "history": history.get(memory.id, [])}
-        row = vectors.get(memory.id)
-        if row is not None:
-            data = np.ascontiguousarray(row.vector, dtype=np.float32).tobytes()
-            record["vector"] = {"model": row.model, "float32": base64.b64encode(data).decode()}
-        _line(handle, record)
-    return len(batch)
-
-
-def _line(handle: IO[str], record: dict[str, Any]) -> None:
-    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        to_dir.mkdir(parents=make_parents, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the backup folder {to_dir}: {exc.strerror}") from exc
+    return True
 
 
 def _digest(path: Path) -> tuple[str, int]:

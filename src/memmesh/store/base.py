@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from memmesh.model import (
     Tombstone,
 )
 from memmesh.redact import redact_url
+
+if TYPE_CHECKING:
+    from memmesh.store.logical import SnapshotInfo
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,13 @@ class Store(Protocol):
     def purged_seq(self) -> int:
         """The highest change number of a tombstone gc purged: a peer that last synced before
         it may hold memories whose delete it can no longer learn incrementally."""
+        ...
+
+    def snapshot_to(self, dest: Path, *, node_id: str, now: datetime) -> SnapshotInfo:
+        """Write one consistent copy of the whole store to the new file ``dest`` while other
+        writers carry on (backups). Each backend picks its cheapest exact form (SQLite: its
+        online backup API; PostgreSQL: a logical dump read in one REPEATABLE READ
+        transaction) and says which in the returned :class:`SnapshotInfo`."""
         ...
 
     def close(self) -> None: ...

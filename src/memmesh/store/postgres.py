@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError
 from memmesh.model import Conflict, HistoryEntry, Link, Memory, NamespaceCount, PeerState, Stats, TierCount, Tombstone
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
+from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.postgres_access import AGENT_COLUMNS, AccessReads, AccessWrites, _agent
 
 APP_ID = "memmesh"
@@ -817,6 +819,12 @@ class PostgresStore(AccessReads):
             if orphans:
                 problems.append(f"{orphans} vectors belong to no memory")
         return "; ".join(problems) or "ok"
+
+    def snapshot_to(self, dest: Path, *, node_id: str, now: datetime) -> SnapshotInfo:
+        """A logical dump (``memmesh-snapshot`` JSON Lines, restorable into any backend)
+        read inside one REPEATABLE READ transaction, so it is one consistent moment."""
+        with self.snapshot():
+            return write_logical_snapshot(self, dest, backend="postgresql", node_id=node_id, now=now)
 
     def close(self) -> None:
         self._pool.close()

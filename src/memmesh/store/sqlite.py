@@ -45,6 +45,7 @@ from memmesh.model import (
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
+from memmesh.store.logical import SnapshotInfo
 
 APP_ID = "memmesh"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -917,6 +918,21 @@ class SQLiteStore:
     def write_counts(self, day: str) -> dict[str, int]:
         with self._reading() as conn:
             return dict(conn.execute("SELECT namespace, count FROM write_counts WHERE day = ?", (day,)).fetchall())
+
+    def snapshot_to(self, dest: Path, *, node_id: str, now: datetime) -> SnapshotInfo:
+        """Copy the database to ``dest`` with SQLite's online backup API in one step (one
+        read transaction: one consistent moment; WAL writers carry on). Works for an
+        in-memory store too; the copy is a plain file (journal mode DELETE)."""
+        with self._reading() as conn:
+            target = sqlite3.connect(dest)
+            try:
+                conn.backup(target)
+                target.execute("PRAGMA journal_mode = DELETE")
+                memories = target.execute("SELECT count(*) FROM memories").fetchone()[0]
+                links = target.execute("SELECT count(*) FROM links").fetchone()[0]
+            finally:
+                target.close()
+        return SnapshotInfo(backend="sqlite", schema_version=self.schema_version, memories=memories, links=links)
 
     def close(self) -> None:
         with self._readers_lock:
