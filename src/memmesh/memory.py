@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memmesh.clock import Clock
 from memmesh.compose import build
@@ -18,6 +18,12 @@ from memmesh.config import Settings, db_override, load_settings
 from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
 from memmesh.service import Service
+from memmesh.transfer import ImportOptions
+
+if TYPE_CHECKING:
+    from memmesh.io.backup import BackupResult, RestoreReport
+    from memmesh.io.importers.reports import ImportReport
+    from memmesh.io.jsonl import ImportReport as JsonlImportReport
 
 
 def _open(url: str | None, config: Settings | str | Path | None, clock: Clock | None, create: bool = True) -> Service:
@@ -109,6 +115,43 @@ class Memory:
 
     def reindex(self) -> int:
         return self.service.reindex(principal=self.principal)
+
+    # -- backup, restore, export, import (all through memmesh.transfer, as on every face) --
+
+    def backup(self, to: str | Path | None = None, *, retain: int | None = None) -> BackupResult:
+        """Snapshot the whole store (consistent, while it stays in use) into the folder ``to``
+        (default: ``<data dir>/backups``), with a checksummed manifest; keep the newest
+        ``retain``. A missing ``to`` is created only when its parent exists."""
+        return self.service.transfer.backup(to, retain=retain, principal=self.principal)
+
+    def restore(self, snapshot: str | Path) -> RestoreReport:
+        """Verify a snapshot made by :meth:`backup` and copy it into this store; records that
+        break the write rules are refused and listed (``report.rejects``), newer data here is
+        kept. A damaged or newer snapshot raises before anything is written."""
+        return self.service.transfer.restore(snapshot, principal=self.principal)
+
+    def export(self, path: str | Path, *, namespace: str | None = None) -> int:
+        """Write memmesh JSON Lines (every memory with its history, every link) to ``path``,
+        whole or not at all; returns how many memories it holds."""
+        return self.service.transfer.export(path, namespace, principal=self.principal)
+
+    def import_file(
+        self, source: str | Path, *, format: str = "auto", dry_run: bool = False, **options: Any
+    ) -> ImportReport | JsonlImportReport:
+        """Import a file, folder or database URL idempotently (a re-run writes nothing).
+
+        ``format``: auto, jsonl (memmesh's export), mcp-memory, mem0, mem0-history,
+        basic-memory or sql (then ``legacy=LegacyTable(...)``). Options: namespace, tier,
+        sample, check_only, batch_size. Named ``import_file`` because ``import`` is a
+        Python keyword. Returns the import report (``ImportReport`` for other tools'
+        formats, the JSON Lines report for memmesh's own)."""
+        return self.service.transfer.import_source(
+            source, ImportOptions(format=format, dry_run=dry_run, **options), principal=self.principal
+        )
+
+    def import_text(self, text: str, *, format: str = "auto", dry_run: bool = False, **options: Any) -> ImportReport | JsonlImportReport:
+        """Like :meth:`import_file` for text already in hand (jsonl, mcp-memory or mem0)."""
+        return self.service.transfer.import_text(text, ImportOptions(format=format, dry_run=dry_run, **options), principal=self.principal)
 
     def close(self) -> None:
         self.service.store.close()

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from memmesh.graph import Graph
     from memmesh.lifecycle import Lifecycle
     from memmesh.survey import Survey
+    from memmesh.transfer import Transfer
 
 
 class Replicator(Protocol):
@@ -798,14 +799,7 @@ class Service:
         For the HTTP and MCP faces; the CLI's ``memmesh backup`` may also choose a folder.
         Needs an admin whose keys cover every namespace, since a snapshot holds them all.
         """
-        self._authorize_store_wide(principal, "a backup")
-        if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
-            raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
-        if self.policy.backup_dir is None:
-            raise InvalidInputError("no backup folder is configured")
-        from memmesh.io.backup import backup
-
-        return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
+        return self.transfer.backup(retain=retain, principal=principal)
 
     def reindex_pending(self, *, principal: Principal) -> list[str]:
         """Ids of memories without a vector from the current embedder (store-wide: an admin
@@ -947,6 +941,13 @@ class Service:
         return True
 
     # -- focused core modules over this service (each small, each reusing the checks above) --
+
+    @property
+    def transfer(self) -> Transfer:
+        """backup, restore, migrate, export, import (:mod:`memmesh.transfer`)."""
+        from memmesh.transfer import Transfer
+
+        return Transfer(self)
 
     @property
     def lifecycle(self) -> Lifecycle:

@@ -225,8 +225,10 @@ def prune(folder: Path, retain: int) -> list[str]:
 
 def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
     """The snapshot's manifest, once size, checksum and versions check out; else a clear refusal."""
+    if snapshot.is_dir():
+        raise InvalidInputError(_folder_problem(snapshot))
     if not snapshot.is_file():
-        raise InvalidInputError(f"snapshot {snapshot} does not exist")
+        raise InvalidInputError(f"snapshot {snapshot} does not exist; check the path (nothing was changed)")
     mpath = manifest_path(snapshot)
     try:
         manifest = Manifest.model_validate_json(mpath.read_text(encoding="utf-8"))
@@ -254,6 +256,25 @@ def verify(snapshot: Path, *, supported_schema: int) -> Manifest:
             "refusing to restore, nothing was changed"
         )
     return manifest
+
+
+def _folder_problem(folder: Path) -> str:
+    """What to say when restore is given a folder: a backup is one file (plus its manifest);
+    name the newest snapshot in the folder when there is one."""
+    try:
+        found = sorted(p for p in folder.glob(f"{PREFIX}*{MANIFEST_SUFFIX}") if p.is_file())
+    except OSError:
+        found = []
+    if found:
+        newest = found[-1].with_name(found[-1].name[: -len(MANIFEST_SUFFIX)])
+        return (
+            f"{folder} is a folder; restore takes one snapshot file, not the folder of backups: "
+            f"e.g. the newest, {newest} (nothing was changed)"
+        )
+    return (
+        f"{folder} is a folder with no memmesh snapshot in it (no {PREFIX}*{MANIFEST_SUFFIX}); "
+        "restore takes one snapshot file made by `memmesh backup` (nothing was changed)"
+    )
 
 
 def restore(

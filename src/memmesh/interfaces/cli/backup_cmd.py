@@ -1,4 +1,4 @@
-"""``memmesh backup`` and ``memmesh restore`` (thin over :mod:`memmesh.io.backup`)."""
+"""``memmesh backup`` and ``memmesh restore`` (thin over :mod:`memmesh.transfer`)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from memmesh.compose import build_store
 from memmesh.config import db_override
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.interfaces.cli.migrate_cmd import open_url
-from memmesh.io.backup import backup, restore, verify
+from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
+from memmesh.transfer import restore_snapshot, verify_snapshot
 
 
 @app.command("backup")
@@ -24,17 +25,16 @@ def backup_command(
     retain: int = typer.Option(None, "--retain", min=1, help="Keep only the newest N snapshots in that folder."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Snapshot the database while it stays in use, with a checksummed manifest."""
-    settings = state.settings()
-    store = build_store(settings, create=False)
-    try:
-        node_id = settings.storage.node_id or store.node_id()
-        result = backup(store, to or settings.data_dir / "backups", node_id=node_id, now=system_clock(), retain=retain)
-    finally:
-        store.close()
+    """Snapshot the database while it stays in use, with a checksummed manifest.
+
+    A --to folder is created when missing only if its parent exists (and the output says so).
+    """
+    result = state.service().transfer.backup(to, retain=retain, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(result)
         return
+    if result.created_folder:
+        err_console.print(f"created the backup folder {result.created_folder}", markup=False, highlight=False)
     console.print(
         f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
         f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…"
@@ -55,7 +55,7 @@ def restore_command(
     """
     settings = state.settings()
     url = db_override(to)["storage"]["url"] if to else settings.storage_url
-    manifest = verify(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
+    manifest = verify_snapshot(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
     opened: list[Any] = []
 
     def open_target() -> Any:
@@ -67,15 +67,14 @@ def restore_command(
         return target
 
     try:
-        now = system_clock()
         rules = RecordRules(
-            now=now,
+            now=system_clock(),
             max_content_bytes=settings.limits.max_content_bytes,
             max_clock_skew=timedelta(seconds=settings.limits.max_clock_skew_seconds),
         )
         with counting_progress(as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
-            report = restore(snapshot, open_target, now=now, progress=lambda n: bar.advance(task, n), manifest=manifest, rules=rules)
+            report = restore_snapshot(snapshot, open_target, manifest=manifest, rules=rules, progress=lambda n: bar.advance(task, n))
     finally:
         for target in opened:
             target.close()

@@ -1,4 +1,4 @@
-"""``memmesh migrate``: copy a store into another backend (thin over :mod:`memmesh.io.migrate`)."""
+"""``memmesh migrate``: copy a store into another backend (thin over :mod:`memmesh.transfer`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import typer
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override, redact_url
-from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.io.migrate import migrate, report_dict
-from memmesh.store.base import Store, open_store, store_identity
+from memmesh.io.migrate import report_dict
+from memmesh.store.base import Store, open_store
+from memmesh.transfer import migrate_stores
 
 
 def open_url(url: str, *, create: bool) -> Store:
@@ -47,9 +48,6 @@ def migrate_command(
     Exact (ids, timestamps, versions kept) and idempotent: a re-run writes only what is
     missing, so an interrupted migration is resumed by running it again.
     """
-    source_url, target_url = db_override(from_url)["storage"]["url"], db_override(to_url)["storage"]["url"]
-    if store_identity(source_url) == store_identity(target_url):
-        raise InvalidInputError("--from and --to name the same store; give two different databases")
     source = open_url(from_url, create=False)
     try:
         target = _dry_run_target(to_url) if dry_run else open_url(to_url, create=True)
@@ -61,7 +59,9 @@ def migrate_command(
         total = source.stats(now, now).total
         with counting_progress(as_json) as bar:
             task = bar.add_task("migrating" + (" (dry run)" if dry_run else ""), total=total)
-            report = migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+            report = migrate_stores(
+                source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n)
+            )
     finally:
         source.close()
         target.close()

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.table import Table
 
 from memmesh.errors import InvalidInputError
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
-from memmesh.io.importers import (
-    ImportReport,
-    LegacyTable,
-    detect_format,
-    import_basic_memory,
-    import_legacy,
-    import_mcp_memory,
-    import_mem0,
-    import_mem0_history,
-)
-from memmesh.io.jsonl import count_exportable, export_lines, import_records, parse_lines
+from memmesh.io.importers import LegacyTable, detect_format
+from memmesh.io.importers.reports import ImportReport
+from memmesh.io.jsonl import ImportReport as JsonlReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
+from memmesh.transfer import ImportOptions
 
 
 @app.command("export")
@@ -34,24 +27,18 @@ def export(
     out: Path = typer.Option(None, "--out", "-o", help="File to write (default: stdout)."),
     namespace: str = typer.Option(None, "--namespace", "-n", help="Only this namespace and below."),
 ) -> None:
-    """Write every memory (with history) and link as JSON Lines: a lossless copy."""
-    service = state.service()
-    try:
-        handle = out.open("w", encoding="utf-8") if out else sys.stdout
-    except OSError as exc:
-        raise InvalidInputError(f"cannot write the export to {out}: {exc.strerror}; check the path (--out)") from None
-    try:
-        with counting_progress(out is None) as bar:
-            task = bar.add_task("exporting", total=count_exportable(service, principal=LOCAL_PRINCIPAL))
-            for line in export_lines(service, namespace, principal=LOCAL_PRINCIPAL):
-                handle.write(line + "\n")
-                if line.startswith('{"type": "memory"'):
-                    bar.advance(task)
-    finally:
-        if out:
-            handle.close()
-    if out:
-        err_console.print(f"exported to {out}")
+    """Write every memory (with history) and link as JSON Lines: a lossless copy.
+
+    A file is written whole or not at all (an interrupted export leaves no partial file)."""
+    transfer = state.service().transfer
+    with counting_progress(out is None) as bar:
+        task = bar.add_task("exporting", total=transfer.count_exportable(principal=LOCAL_PRINCIPAL))
+        if out is None:
+            for line in transfer.export_lines(namespace, principal=LOCAL_PRINCIPAL):
+                sys.stdout.write(line + "\n")
+            return
+        transfer.export(out, namespace, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
+    err_console.print(f"exported to {out}")
 
 
 class ImportFormat(StrEnum):
@@ -133,7 +120,7 @@ def import_(
             raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was")
         if namespace:
             raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
-        _import_jsonl(text.read().splitlines(), dry_run, as_json)
+        _import_jsonl(text, dry_run, as_json)
         return
     spec = LegacyTable(
         url=source,
@@ -150,29 +137,21 @@ def import_(
         id_prefix=id_prefix,
         add_mark_col=add_mark_column,
     )
+    options = ImportOptions(
+        format=chosen,
+        namespace=namespace,
+        tier=tier,
+        dry_run=dry_run,
+        sample=spot,
+        check_only=check_only,
+        batch_size=batch_size,
+        legacy=spec,
+    )
 
     def run(service: Service, read_only: bool, progress: Callable[[int], None], principal: Principal) -> ImportReport:
         """One pass of the chosen importer (``read_only``: a dry run, for real or as a rehearsal)."""
-        common: dict[str, Any] = {
-            "namespace": namespace,
-            "tier": tier,
-            "dry_run": read_only,
-            "sample": spot,
-            "progress": progress,
-            "principal": principal,
-        }
-        if chosen == "mcp-memory":
-            return import_mcp_memory(service, text.read(), source=source, **common)
-        if chosen == "mem0":
-            return import_mem0(service, text.read(), source=source, **common)
-        if chosen == "mem0-history":
-            return import_mem0_history(service, source, **common)
-        if chosen == "basic-memory":
-            return import_basic_memory(service, source, **common)
-        check = check_only or read_only
-        return import_legacy(
-            service, spec, dry_run=read_only, check_only=check, batch_size=batch_size, sample=spot, progress=progress, principal=principal
-        )
+        chosen_options = replace(options, dry_run=read_only)
+        return service.transfer.import_source(source, chosen_options, read_text=text.read, progress=progress, principal=principal)  # type: ignore[return-value]
 
     if key is not None:  # the key lives in the store, so the store must exist already
         service = state.service()
@@ -182,7 +161,7 @@ def import_(
     else:  # a new store is made only after a read-only rehearsal shows the source can be imported
         service = state.writing_service(rehearse=lambda stand_in: run(stand_in, True, lambda n: None, LOCAL_PRINCIPAL))
         principal = LOCAL_PRINCIPAL
-    with counting_progress(as_json or not err_console.is_terminal) as bar:
+    with interrupted_import(), counting_progress(as_json or not err_console.is_terminal) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         report = run(service, dry_run, lambda n: bar.advance(task, n), principal)
     if as_json:
@@ -191,6 +170,23 @@ def import_(
         render_import_report(report)
     if report.totals.failed:
         raise typer.Exit(1)
+
+
+@contextmanager
+def interrupted_import() -> Iterator[None]:
+    """Ctrl-C during an import: one line and exit 130, not a traceback. Each batch is one
+    transaction, so what was committed is whole and what was not is absent; running the same
+    import again (idempotent) finishes it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(
+            "import interrupted (Ctrl-C): every batch written so far is complete, nothing is half-written; "
+            "run the same command again to finish (it skips what is already there)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
 
 class _TextSource:
@@ -212,17 +208,22 @@ class _TextSource:
         return self._text
 
 
-def _import_jsonl(lines: list[str], dry_run: bool, as_json: bool) -> None:
-    records = parse_lines(lines)
-    with counting_progress(as_json) as bar:
-        task = bar.add_task("importing", total=len(records))
+def _import_jsonl(text: _TextSource, dry_run: bool, as_json: bool) -> None:
+    options = ImportOptions(format="jsonl", dry_run=dry_run)
+    records = text.read()
+
+    def run(service: Service, options: ImportOptions, progress: Callable[[int], None] | None = None) -> JsonlReport:
+        return service.transfer.import_text(records, options, source="file", progress=progress, principal=LOCAL_PRINCIPAL)  # type: ignore[return-value]
+
+    with interrupted_import(), counting_progress(as_json) as bar:
+        task = bar.add_task("importing", total=None)
         # A real import is rehearsed on an empty stand-in first: a record that would be refused creates no store.
         service = (
             state.dry_run_service()
             if dry_run
-            else state.writing_service(rehearse=partial(import_records, records=records, principal=LOCAL_PRINCIPAL))
+            else state.writing_service(rehearse=lambda stand_in: run(stand_in, replace(options, dry_run=True)))
         )
-        report = import_records(service, records, dry_run=dry_run, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
+        report = run(service, options, lambda n: bar.advance(task, n))
     if as_json:
         print_json(report)
     else:

@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers import basic_memory, mcp_memory, mem0
-from memmesh.io.importers.base import (
-    Candidate,
-    ImportReport,
-    Item,
-    PlannedLink,
-    Progress,
-    Writer,
-    build_report,
-    check_scope,
-    spot_check,
-)
+from memmesh.io.importers.base import Candidate, Item, PlannedLink, Progress, Writer, check_scope, spot_check
 from memmesh.io.importers.legacy_sql import LegacyTable, import_legacy
+from memmesh.io.importers.reports import ImportReport, build_report
 from memmesh.model import Principal, Tier, normalize_namespace
 from memmesh.service import Service
 from memmesh.store.sqlite import path_from_url
@@ -85,92 +78,79 @@ def detect_text_format(text: str) -> str:
     return "mem0" if mem0.looks_like_export(whole) else "jsonl"
 
 
+def _options(tier: str, namespace: str | None, default: str) -> str:
+    """The target namespace (normalised), once the tier is known to be valid."""
+    if tier not in Tier.__members__:
+        raise InvalidInputError(f"tier {tier!r} is not one of {', '.join(Tier.__members__)}")
+    return normalize_namespace(namespace or default)
+
+
 def import_mcp_memory(
-    service: Service,
-    text: str,
-    *,
-    source: str = "memory.jsonl",
-    namespace: str | None = None,
-    tier: str = "long",
-    dry_run: bool = False,
-    sample: int = 3,
-    progress: Progress | None = None,
-    principal: Principal,
+    service: Service, text: str, *, source: str = "memory.jsonl", principal: Principal, **options: Unpack[RunOptions]
 ) -> ImportReport:
-    """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations)."""
-    ns = normalize_namespace(namespace or mcp_memory.DEFAULT_NAMESPACE)
-    _check_tier(tier)
+    """Import the MCP memory server's ``memory.jsonl`` (entities, observations, relations).
+
+    ``options`` (all importers): namespace, tier, dry_run, sample, progress."""
+    run = _RunOptions(**options)
+    ns = _options(run.tier, run.namespace, mcp_memory.DEFAULT_NAMESPACE)
     check_scope(principal, [ns])
     graph = mcp_memory.parse_graph(text.splitlines(), ns)
-    items, links = mcp_memory.plan(service, graph, ns, tier=tier, principal=principal)
-    return _run(service, mcp_memory.FORMAT, source, items, links, dry_run, sample, progress, principal)
+    items, links = mcp_memory.plan(service, graph, ns, tier=run.tier, principal=principal)
+    return _run(service, mcp_memory.FORMAT, source, items, links, run, principal)
 
 
 def import_mem0(
-    service: Service,
-    text: str,
-    *,
-    source: str = "mem0 export",
-    namespace: str | None = None,
-    tier: str = "long",
-    dry_run: bool = False,
-    sample: int = 3,
-    progress: Progress | None = None,
-    principal: Principal,
+    service: Service, text: str, *, source: str = "mem0 export", principal: Principal, **options: Unpack[RunOptions]
 ) -> ImportReport:
     """Import mem0's exported memories (``{"results": [...]}`` or a list)."""
-    base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
-    _check_tier(tier)
+    run = _RunOptions(**options)
+    base = _options(run.tier, run.namespace, mem0.DEFAULT_NAMESPACE)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{source}: not JSON ({exc.msg} at line {exc.lineno}); nothing was imported") from None
-    items = mem0.plan_export(mem0.export_records(data), base, tier=tier)
-    return _run(service, mem0.FORMAT_EXPORT, source, items, [], dry_run, sample, progress, principal)
+    items = mem0.plan_export(mem0.export_records(data), base, tier=run.tier)
+    return _run(service, mem0.FORMAT_EXPORT, source, items, [], run, principal)
 
 
-def import_mem0_history(
-    service: Service,
-    path: str | Path,
-    *,
-    namespace: str | None = None,
-    tier: str = "long",
-    dry_run: bool = False,
-    sample: int = 3,
-    progress: Progress | None = None,
-    principal: Principal,
-) -> ImportReport:
+def import_mem0_history(service: Service, path: str | Path, *, principal: Principal, **options: Unpack[RunOptions]) -> ImportReport:
     """Import the latest state of every memory in mem0's SQLite history db (the file is only read)."""
-    base = normalize_namespace(namespace or mem0.DEFAULT_NAMESPACE)
-    _check_tier(tier)
+    run = _RunOptions(**options)
+    base = _options(run.tier, run.namespace, mem0.DEFAULT_NAMESPACE)
     location = Path(path_from_url(str(path))) if str(path).startswith("sqlite://") else Path(path)
-    items = mem0.read_history(location, base, tier=tier)
-    return _run(service, mem0.FORMAT_HISTORY, str(location), items, [], dry_run, sample, progress, principal)
+    items = mem0.read_history(location, base, tier=run.tier)
+    return _run(service, mem0.FORMAT_HISTORY, str(location), items, [], run, principal)
 
 
-def import_basic_memory(
-    service: Service,
-    project: str | Path,
-    *,
-    namespace: str | None = None,
-    tier: str = "long",
-    dry_run: bool = False,
-    sample: int = 3,
-    progress: Progress | None = None,
-    principal: Principal,
-) -> ImportReport:
+def import_basic_memory(service: Service, project: str | Path, *, principal: Principal, **options: Unpack[RunOptions]) -> ImportReport:
     """Import a basic-memory project folder (notes, observations, relations; files are only read)."""
-    ns = normalize_namespace(namespace or basic_memory.DEFAULT_NAMESPACE)
-    _check_tier(tier)
+    run = _RunOptions(**options)
+    ns = _options(run.tier, run.namespace, basic_memory.DEFAULT_NAMESPACE)
     check_scope(principal, [ns])
     root = basic_memory.check_project(project)
-    items, links = basic_memory.plan(service, root, ns, tier=tier, principal=principal)
-    return _run(service, basic_memory.FORMAT, str(project), items, links, dry_run, sample, progress, principal)
+    items, links = basic_memory.plan(service, root, ns, tier=run.tier, principal=principal)
+    return _run(service, basic_memory.FORMAT, str(project), items, links, run, principal)
 
 
-def _check_tier(tier: str) -> None:
-    if tier not in Tier.__members__:
-        raise InvalidInputError(f"tier {tier!r} is not one of {', '.join(Tier.__members__)}")
+class RunOptions(TypedDict, total=False):
+    """The keyword options of every file importer, typed for callers."""
+
+    namespace: str | None
+    tier: str
+    dry_run: bool
+    sample: int
+    progress: Progress | None
+
+
+@dataclass(frozen=True)
+class _RunOptions:
+    """The options every file importer takes (an unknown one is a programming error)."""
+
+    namespace: str | None = None
+    tier: str = "long"
+    dry_run: bool = False
+    sample: int = 3
+    progress: Progress | None = None
 
 
 def _run(
@@ -179,18 +159,16 @@ def _run(
     source: str,
     items: Sequence[Item],
     links: Sequence[PlannedLink],
-    dry_run: bool,
-    sample: int,
-    progress: Progress | None,
+    run: _RunOptions,
     principal: Principal,
 ) -> ImportReport:
     check_scope(principal, [str(i.fields.get("namespace")) for i in items if isinstance(i, Candidate)])
-    writer = Writer(service, dry_run=dry_run, principal=principal, progress=progress)
+    writer = Writer(service, dry_run=run.dry_run, principal=principal, progress=run.progress)
     outcomes = writer.apply(items)
     writer.link(links)
-    report = build_report(fmt, source, dry_run, outcomes, (writer.links_written, writer.links_skipped))
-    if not dry_run:
-        report.spot_check = spot_check(service, outcomes, sample, principal)
+    report = build_report(fmt, source, run.dry_run, outcomes, (writer.links_written, writer.links_skipped))
+    if not run.dry_run:
+        report.spot_check = spot_check(service, outcomes, run.sample, principal)
     return report
 
 

@@ -29,19 +29,17 @@ from memmesh.errors import InvalidInputError
 from memmesh.io.importers.base import (
     IMPORTED_FROM,
     Candidate,
-    ImportReport,
     Item,
-    Outcome,
     Present,
     Progress,
     Rejected,
     Writer,
-    build_report,
     check_scope,
     id_part,
     source_digest,
     spot_check,
 )
+from memmesh.io.importers.reports import ImportReport, Outcome, build_report
 from memmesh.io.importers.sql_source import SqlSource, open_sql_source
 from memmesh.model import Kind, Principal, Tier
 from memmesh.redact import redact_url

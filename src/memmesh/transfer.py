@@ -1,0 +1,303 @@
+"""Backup, restore, migrate, export and import: the one core every face calls.
+
+Each face (CLI, HTTP, MCP, the Python API) used to reach into :mod:`memmesh.io` on its own,
+so the rules (who may back up, which formats a remote caller may send, which record limits a
+restore applies) were written once per face. They live here now; the faces parse, call one
+of these and render. The heavy lifting stays in :mod:`memmesh.io` (file formats, the copy);
+this module decides who may do what and wires the service's policy into it.
+
+Every method takes the caller (``principal``). Store-wide work (backup, restore, migrate, a
+JSON Lines restore-style import) needs an admin for every namespace; the importers of other
+tools' files run under any writer key and reject, record by record, what falls outside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memmesh.errors import InvalidInputError
+from memmesh.model import Principal
+from memmesh.records import RecordRules
+from memmesh.store.base import Store, store_identity
+
+if TYPE_CHECKING:
+    from memmesh.io.backup import BackupResult, Manifest, RestoreReport
+    from memmesh.io.importers.reports import ImportReport
+    from memmesh.io.jsonl import ImportReport as JsonlReport
+    from memmesh.io.migrate import MigrateReport
+    from memmesh.service import Service
+
+Progress = Callable[[int], None]
+
+TEXT_FORMATS = ("jsonl", "mcp-memory", "mem0")
+"""Formats a remote caller (HTTP, MCP) may send as text. Files, folders and database URLs are
+read only by a local caller: a server never opens a path a request names."""
+
+FILE_FORMATS = ("auto", *TEXT_FORMATS, "mem0-history", "sql", "basic-memory")
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to import a source (see ``memmesh import --help`` for each option's meaning)."""
+
+    format: str = "auto"
+    namespace: str | None = None
+    tier: str = "long"
+    dry_run: bool = False
+    sample: int = 3
+    check_only: bool = False
+    batch_size: int = 500
+    legacy: Any = None
+    """A :class:`memmesh.io.importers.LegacyTable` for ``format="sql"``."""
+
+
+def record_rules(service: Service, *, now: datetime, max_clock_skew_seconds: float | None = None) -> RecordRules:
+    """The write rules a restored record is held to, from the service's policy."""
+    skew = timedelta(seconds=max_clock_skew_seconds) if max_clock_skew_seconds is not None else RecordRules(now=now).max_clock_skew
+    return RecordRules(now=now, max_content_bytes=service.policy.max_content_bytes, max_clock_skew=skew)
+
+
+class Transfer:
+    """Backup, restore, migrate, export and import for one service (``service.transfer``)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    # -- backup and restore -------------------------------------------------------------------
+
+    def backup(self, to_dir: str | Path | None = None, *, retain: int | None = None, principal: Principal) -> BackupResult:
+        """Snapshot the whole store into ``to_dir`` (default: the configured backup folder).
+
+        A snapshot holds every namespace, so only an admin for all of them may take one. A
+        chosen folder is created only when its parent exists (the result says so); the
+        default folder is created with its parents."""
+        from memmesh.io.backup import backup
+
+        self.service._authorize_store_wide(principal, "a backup")
+        if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
+            raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
+        if to_dir is None and self.service.policy.backup_dir is None:
+            raise InvalidInputError("no backup folder is configured; give one")
+        folder = Path(to_dir).expanduser() if to_dir is not None else self.service.policy.backup_dir
+        assert folder is not None
+        store = self.service.store
+        return backup(store, folder, node_id=self.service.node_id, now=self.service.clock(), retain=retain, make_parents=to_dir is None)
+
+    def restore(
+        self, snapshot: str | Path, *, progress: Progress | None = None, max_clock_skew_seconds: float | None = None, principal: Principal
+    ) -> RestoreReport:
+        """Verify ``snapshot`` and copy what passes the write rules into this service's store.
+
+        Newer data already here is never overwritten; refused records are listed in the
+        report. Store-wide, so an admin for every namespace."""
+        self.service._authorize_store_wide(principal, "a restore")
+        now = self.service.clock()
+        rules = record_rules(self.service, now=now, max_clock_skew_seconds=max_clock_skew_seconds)
+        manifest = verify_snapshot(snapshot, supported_schema=self.service.store.schema_version)
+        return restore_snapshot(snapshot, lambda: self.service.store, manifest=manifest, rules=rules, progress=progress)
+
+    # -- migrate --------------------------------------------------------------------------------
+
+    def migrate_to(
+        self, target: Store, *, batch_size: int = 500, dry_run: bool = False, progress: Progress | None = None, principal: Principal
+    ) -> MigrateReport:
+        """Copy this whole store into ``target`` (any backend), exactly and idempotently."""
+        self.service._authorize_store_wide(principal, "a migration")
+        return migrate_stores(
+            self.service.store, target, now=self.service.clock(), batch_size=batch_size, dry_run=dry_run, progress=progress
+        )
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export_lines(self, namespace: str | None = None, *, principal: Principal) -> Iterator[str]:
+        """memmesh JSON Lines (header first) of what the caller may see; an admin's call."""
+        from memmesh.io.jsonl import export_lines
+
+        return export_lines(self.service, namespace, principal=principal)
+
+    def export(self, out: str | Path, namespace: str | None = None, *, progress: Progress | None = None, principal: Principal) -> int:
+        """Write the JSON Lines export to the file ``out`` (replaced atomically only once
+        complete, so an interrupted export never leaves half a file); returns the memories
+        written."""
+        target = Path(out).expanduser()
+        if target.is_dir():
+            raise InvalidInputError(f"cannot write the export to {target}: it is a folder; give a file name (--out)")
+        if not target.parent.is_dir():
+            raise InvalidInputError(f"cannot write the export to {target}: the folder {target.parent} does not exist; check the path")
+        lines = self.export_lines(namespace, principal=principal)  # refused before any file exists
+        partial = target.with_name(target.name + ".partial")
+        count = 0
+        try:
+            with partial.open("w", encoding="utf-8") as handle:
+                for line in lines:
+                    handle.write(line + "\n")
+                    if line.startswith('{"type": "memory"'):
+                        count += 1
+                        if progress:
+                            progress(1)
+            partial.replace(target)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write the export to {target}: {exc.strerror or exc}; check the path") from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return count
+
+    def count_exportable(self, *, principal: Principal) -> int:
+        """How many memories an export will write (a progress bar's total)."""
+        return self.service.stats(principal=principal).total
+
+    # -- import ---------------------------------------------------------------------------------
+
+    def import_text(
+        self,
+        text: str,
+        options: ImportOptions | None = None,
+        *,
+        source: str = "request",
+        progress: Progress | None = None,
+        principal: Principal,
+    ) -> ImportReport | JsonlReport:
+        """Import a source given as text (what HTTP and MCP callers send): memmesh JSON Lines,
+        the MCP memory server's ``memory.jsonl`` or mem0's export. Other formats name files
+        or databases, which only a local caller may open."""
+        from memmesh.io.importers import detect_text_format
+
+        options = options or ImportOptions()
+        if options.format not in ("auto", *TEXT_FORMATS):
+            raise InvalidInputError(
+                f"format {options.format!r} cannot be sent as text; use one of {', '.join(('auto', *TEXT_FORMATS))} "
+                "(the other formats are read from local files by `memmesh import`)"
+            )
+        chosen = options.format if options.format != "auto" else detect_text_format(text)
+        return self._run_import(chosen, source, options, lambda: text, progress, principal)
+
+    def import_source(
+        self,
+        source: str | Path,
+        options: ImportOptions | None = None,
+        *,
+        read_text: Callable[[], str] | None = None,
+        progress: Progress | None = None,
+        principal: Principal,
+    ) -> ImportReport | JsonlReport:
+        """Import a local file, folder or database URL (the CLI and the Python API).
+
+        ``read_text`` reads the source's text (the CLI passes one that reads stdin for '-');
+        by default the file is read as UTF-8."""
+        from memmesh.io.importers import detect_format
+
+        options = options or ImportOptions()
+        if options.format not in FILE_FORMATS:
+            raise InvalidInputError(f"format {options.format!r} is not one of {', '.join(FILE_FORMATS)}")
+        name = str(source)
+        reader = read_text or _file_reader(name)
+        legacy = options.legacy
+        chosen = options.format if options.format != "auto" else detect_format(name, table=getattr(legacy, "table", None), read_text=reader)
+        return self._run_import(chosen, name, options, reader, progress, principal)
+
+    def _run_import(
+        self,
+        chosen: str,
+        source: str,
+        options: ImportOptions,
+        read_text: Callable[[], str],
+        progress: Progress | None,
+        principal: Principal,
+    ) -> ImportReport | JsonlReport:
+        """One importer, chosen by format; the rules of who may import what live in each."""
+        from memmesh.io import importers
+        from memmesh.io.jsonl import import_records, parse_lines
+
+        service = self.service
+        if chosen == "jsonl":
+            if options.namespace:
+                raise InvalidInputError("namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
+            records = parse_lines(read_text().splitlines())
+            return import_records(service, records, dry_run=options.dry_run, progress=progress, principal=principal)
+        common: dict[str, Any] = {
+            "namespace": options.namespace,
+            "tier": options.tier,
+            "dry_run": options.dry_run,
+            "sample": options.sample,
+            "progress": progress,
+            "principal": principal,
+        }
+        if chosen == "mcp-memory":
+            return importers.import_mcp_memory(service, read_text(), source=source, **common)
+        if chosen == "mem0":
+            return importers.import_mem0(service, read_text(), source=source, **common)
+        if chosen == "mem0-history":
+            return importers.import_mem0_history(service, source, **common)
+        if chosen == "basic-memory":
+            return importers.import_basic_memory(service, source, **common)
+        if chosen == "sql":
+            if options.legacy is None:
+                raise InvalidInputError("a legacy SQL import needs the table and its columns (--table …)")
+            check = options.check_only or options.dry_run
+            return importers.import_legacy(
+                service,
+                options.legacy,
+                dry_run=options.dry_run,
+                check_only=check,
+                batch_size=options.batch_size,
+                sample=options.sample,
+                progress=progress,
+                principal=principal,
+            )
+        raise InvalidInputError(f"unknown import format {chosen!r}; use one of {', '.join(FILE_FORMATS)}")
+
+
+def _file_reader(source: str) -> Callable[[], str]:
+    """Read a file's text once, on first need, with a clear error for an unreadable one."""
+    cache: list[str] = []
+
+    def read() -> str:
+        if not cache:
+            try:
+                cache.append(Path(source).expanduser().read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInputError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+        return cache[0]
+
+    return read
+
+
+# -- store-to-store work with a target that may not exist yet (the CLI opens it) ------------------
+
+
+def verify_snapshot(snapshot: str | Path, *, supported_schema: int) -> Manifest:
+    """The snapshot's manifest once it checks out (see :func:`memmesh.io.backup.verify`)."""
+    from memmesh.io.backup import verify
+
+    return verify(Path(snapshot).expanduser(), supported_schema=supported_schema)
+
+
+def restore_snapshot(
+    snapshot: str | Path, open_target: Callable[[], Store], *, manifest: Manifest, rules: RecordRules, progress: Progress | None = None
+) -> RestoreReport:
+    """Restore a verified snapshot; ``open_target`` is called only once every record was read
+    and checked, so a refused snapshot never creates an empty target."""
+    from memmesh.io.backup import restore
+
+    return restore(Path(snapshot).expanduser(), open_target, now=rules.now, progress=progress, manifest=manifest, rules=rules)
+
+
+def migrate_stores(
+    source: Store, target: Store, *, now: datetime, batch_size: int = 500, dry_run: bool = False, progress: Progress | None = None
+) -> MigrateReport:
+    """Copy ``source`` into ``target`` (refusing a store copied onto itself)."""
+    from memmesh.io.migrate import migrate
+
+    if store_identity(source.url) == store_identity(target.url):
+        raise InvalidInputError("the source and the target name the same store; give two different databases (--from and --to)")
+    return migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=progress)
+
+
+def report_json(report: Any) -> dict[str, Any]:
+    """Any transfer report as plain JSON data (for faces that render JSON)."""
+    return json.loads(report.model_dump_json())
