@@ -124,11 +124,7 @@ class Transfer:
         """Write the JSON Lines export to the file ``out`` (replaced atomically only once
         complete, so an interrupted export never leaves half a file); returns the memories
         written."""
-        target = Path(out).expanduser()
-        if target.is_dir():
-            raise InvalidInputError(f"cannot write the export to {target}: it is a folder; give a file name (--out)")
-        if not target.parent.is_dir():
-            raise InvalidInputError(f"cannot write the export to {target}: the folder {target.parent} does not exist; check the path")
+        target = self.check_export_target(out)
         lines = self.export_lines(namespace, principal=principal)  # refused before any file exists
         partial = target.with_name(target.name + ".partial")
         count = 0
@@ -146,6 +142,17 @@ class Transfer:
         finally:
             partial.unlink(missing_ok=True)
         return count
+
+    @staticmethod
+    def check_export_target(out: str | Path) -> Path:
+        """The export file's path (``~`` expanded), refused when it is a folder or its folder
+        is missing (checked before any progress is shown or anything is read)."""
+        target = Path(out).expanduser()
+        if target.is_dir():
+            raise InvalidInputError(f"cannot write the export to {target}: it is a folder; give a file name (--out)")
+        if not target.parent.is_dir():
+            raise InvalidInputError(f"cannot write the export to {target}: the folder {target.parent} does not exist; check the path")
+        return target
 
     def count_exportable(self, *, principal: Principal) -> int:
         """How many memories an export will write (a progress bar's total)."""
@@ -200,6 +207,23 @@ class Transfer:
         chosen = options.format if options.format != "auto" else detect_format(name, table=getattr(legacy, "table", None), read_text=reader)
         return self._run_import(chosen, name, options, reader, progress, principal)
 
+    @staticmethod
+    def parse_jsonl(text: str) -> list[Any]:
+        """Every record of a memmesh JSON Lines export, validated (one error names the first
+        bad line; nothing is written). ``len()`` of the result is a progress bar's total."""
+        from memmesh.io.jsonl import parse_lines
+
+        return parse_lines(text.splitlines())
+
+    def import_jsonl(
+        self, records: list[Any], *, dry_run: bool = False, progress: Progress | None = None, principal: Principal
+    ) -> JsonlReport:
+        """Import parsed JSON Lines records: a restore of each memory as it was, so an admin's
+        call, and all-or-nothing against the caller's namespaces (checked before any write)."""
+        from memmesh.io.jsonl import import_records
+
+        return import_records(self.service, records, dry_run=dry_run, progress=progress, principal=principal)
+
     def _run_import(
         self,
         chosen: str,
@@ -211,14 +235,12 @@ class Transfer:
     ) -> ImportReport | JsonlReport:
         """One importer, chosen by format; the rules of who may import what live in each."""
         from memmesh.io import importers
-        from memmesh.io.jsonl import import_records, parse_lines
 
         service = self.service
         if chosen == "jsonl":
             if options.namespace:
                 raise InvalidInputError("namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
-            records = parse_lines(read_text().splitlines())
-            return import_records(service, records, dry_run=options.dry_run, progress=progress, principal=principal)
+            return self.import_jsonl(self.parse_jsonl(read_text()), dry_run=options.dry_run, progress=progress, principal=principal)
         common: dict[str, Any] = {
             "namespace": options.namespace,
             "tier": options.tier,
@@ -287,14 +309,20 @@ def restore_snapshot(
     return restore(Path(snapshot).expanduser(), open_target, now=rules.now, progress=progress, manifest=manifest, rules=rules)
 
 
+def check_distinct(source_url: str, target_url: str) -> None:
+    """Refuse copying a store onto itself, however the two URLs are spelt (a face checks this
+    before opening anything, so a typo creates nothing)."""
+    if store_identity(source_url) == store_identity(target_url):
+        raise InvalidInputError("--from and --to name the same store; give two different databases")
+
+
 def migrate_stores(
     source: Store, target: Store, *, now: datetime, batch_size: int = 500, dry_run: bool = False, progress: Progress | None = None
 ) -> MigrateReport:
     """Copy ``source`` into ``target`` (refusing a store copied onto itself)."""
     from memmesh.io.migrate import migrate
 
-    if store_identity(source.url) == store_identity(target.url):
-        raise InvalidInputError("the source and the target name the same store; give two different databases (--from and --to)")
+    check_distinct(source.url, target.url)
     return migrate(source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=progress)
 
 

@@ -11,7 +11,7 @@ from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import report_dict
 from memmesh.store.base import Store, open_store
-from memmesh.transfer import migrate_stores
+from memmesh.transfer import check_distinct, migrate_stores
 
 
 def open_url(url: str, *, create: bool) -> Store:
@@ -48,6 +48,7 @@ def migrate_command(
     Exact (ids, timestamps, versions kept) and idempotent: a re-run writes only what is
     missing, so an interrupted migration is resumed by running it again.
     """
+    check_distinct(db_override(from_url)["storage"]["url"], db_override(to_url)["storage"]["url"])  # before anything is opened
     source = open_url(from_url, create=False)
     try:
         target = _dry_run_target(to_url) if dry_run else open_url(to_url, create=True)

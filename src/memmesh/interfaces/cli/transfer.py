@@ -16,10 +16,9 @@ from memmesh.errors import InvalidInputError
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.importers import LegacyTable, detect_format
 from memmesh.io.importers.reports import ImportReport
-from memmesh.io.jsonl import ImportReport as JsonlReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
-from memmesh.transfer import ImportOptions
+from memmesh.transfer import ImportOptions, Transfer
 
 
 @app.command("export")
@@ -31,6 +30,8 @@ def export(
 
     A file is written whole or not at all (an interrupted export leaves no partial file)."""
     transfer = state.service().transfer
+    if out is not None:
+        transfer.check_export_target(out)
     with counting_progress(out is None) as bar:
         task = bar.add_task("exporting", total=transfer.count_exportable(principal=LOCAL_PRINCIPAL))
         if out is None:
@@ -209,21 +210,16 @@ class _TextSource:
 
 
 def _import_jsonl(text: _TextSource, dry_run: bool, as_json: bool) -> None:
-    options = ImportOptions(format="jsonl", dry_run=dry_run)
-    records = text.read()
-
-    def run(service: Service, options: ImportOptions, progress: Callable[[int], None] | None = None) -> JsonlReport:
-        return service.transfer.import_text(records, options, source="file", progress=progress, principal=LOCAL_PRINCIPAL)  # type: ignore[return-value]
-
+    records = Transfer.parse_jsonl(text.read())
     with interrupted_import(), counting_progress(as_json) as bar:
-        task = bar.add_task("importing", total=None)
+        task = bar.add_task("importing", total=len(records))
         # A real import is rehearsed on an empty stand-in first: a record that would be refused creates no store.
         service = (
             state.dry_run_service()
             if dry_run
-            else state.writing_service(rehearse=lambda stand_in: run(stand_in, replace(options, dry_run=True)))
+            else state.writing_service(rehearse=lambda stand_in: stand_in.transfer.import_jsonl(records, principal=LOCAL_PRINCIPAL))
         )
-        report = run(service, options, lambda n: bar.advance(task, n))
+        report = service.transfer.import_jsonl(records, dry_run=dry_run, progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(report)
     else:
