@@ -104,6 +104,10 @@ def _mem(ns: str, w: World, word: str = "new") -> dict[str, Any]:
     return {"content": f"{word} {w.tag} {uuid.uuid4().hex}", "namespace": ns}
 
 
+def _mcp_entity(w: World) -> str:
+    return '{"type":"entity","name":"E%s","entityType":"thing","observations":["seen %s"]}' % (uuid.uuid4().hex[:8], w.tag)
+
+
 HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/memories"): HttpRule(
         "writer",
@@ -194,6 +198,12 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         "admin", lambda w: (f"/api/v1/keys/{w.key_a}", {}), lambda w: (f"/api/v1/keys/{w.key_b}", {})
     ),
     ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
+    ("POST", "/api/v1/import"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/import", {"json": {"format": "mcp-memory", "content": _mcp_entity(w), "namespace": f"{OWN}/{w.tag}"}}),
+        lambda w: ("/api/v1/import", {"json": {"format": "mcp-memory", "content": _mcp_entity(w), "namespace": OTHER}}),
+        403,
+    ),
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)

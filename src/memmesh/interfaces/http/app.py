@@ -19,7 +19,7 @@ from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
-from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync
+from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -106,7 +106,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health, sync):
+    for module in (memories, recall, links, admin, health, sync, transfer):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(

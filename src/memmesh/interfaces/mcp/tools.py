@@ -22,6 +22,7 @@ from memmesh.interfaces.mcp.catalog import FAMILIES, FAMILY_DESCRIPTIONS
 from memmesh.interfaces.mcp.render import memory_view
 from memmesh.model import Kind, Principal, Relation, Tier
 from memmesh.service import Service
+from memmesh.transfer import ImportOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_INLINE_EXPORT_BYTES = 1_000_000
@@ -593,9 +594,7 @@ class MemoryTools:
     ) -> Any:
         """A lossless JSON Lines copy of memories (with history) and links (admin only); small
         exports come back inline, large ones need a path."""
-        from memmesh.io.jsonl import export_lines
-
-        lines = export_lines(self.service, namespace, principal=self.who())
+        lines = self.service.transfer.export_lines(namespace, principal=self.who())
         if path is not None:
             target = self._path(path)
             count = 0
@@ -612,14 +611,21 @@ class MemoryTools:
     @tool("ops", "Import JSONL")
     def memory_import(
         self,
-        jsonl: Annotated[str | None, Field(description="memmesh JSON Lines text (from memory_export).")] = None,
-        path: Annotated[str | None, Field(description="A JSONL file on the server's machine.")] = None,
+        jsonl: Annotated[
+            str | None, Field(description="The source text: memmesh JSON Lines (from memory_export), memory.jsonl or mem0's export.")
+        ] = None,
+        path: Annotated[str | None, Field(description="A file on the server's machine (local transports only).")] = None,
         dry_run: Annotated[bool, Field(description="Validate and count; write nothing.")] = False,
+        format: Annotated[
+            Literal["auto", "jsonl", "mcp-memory", "mem0"], Field(description="Source format; auto tells it from the text.")
+        ] = "auto",
+        namespace: Annotated[str | None, Field(description="Target namespace (mcp-memory, mem0; not jsonl).")] = None,
+        tier: Annotated[Literal["short", "mid", "long"], Field(description="Tier of imported memories (not jsonl).")] = "long",
     ) -> Any:
-        """Import a memmesh JSONL export (admin only). Every line is checked before anything is
-        written; importing the same file twice writes nothing the second time."""
-        from memmesh.io.jsonl import import_records, parse_lines
-
+        """Import memmesh's JSONL export, the MCP memory server's memory.jsonl or mem0's export,
+        idempotently (a second run writes nothing). Runs as your key: a writer imports into its
+        own namespaces and each record outside them is counted as failed; a memmesh JSONL
+        restore needs an admin and is checked whole before anything is written."""
         if (jsonl is None) == (path is None):
             raise InvalidInputError("give exactly one of jsonl (the text) or path (a file)")
         if path is not None:
@@ -627,7 +633,8 @@ class MemoryTools:
                 jsonl = self._path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InvalidInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-        return import_records(self.service, parse_lines((jsonl or "").splitlines()), dry_run=dry_run, principal=self.who())
+        options = ImportOptions(format=format, namespace=namespace, tier=tier, dry_run=dry_run)
+        return self.service.transfer.import_text(jsonl or "", options, source=path or "jsonl", principal=self.who())
 
     # -- helpers -------------------------------------------------------------------------------
 
