@@ -10,6 +10,7 @@ table and the MCP tool catalogue, so a new route or tool without a rule fails th
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,7 +106,7 @@ def _mem(ns: str, w: World, word: str = "new") -> dict[str, Any]:
 
 
 def _mcp_entity(w: World) -> str:
-    return '{"type":"entity","name":"E%s","entityType":"thing","observations":["seen %s"]}' % (uuid.uuid4().hex[:8], w.tag)
+    return json.dumps({"type": "entity", "name": f"E{uuid.uuid4().hex[:8]}", "entityType": "thing", "observations": [f"seen {w.tag}"]})
 
 
 HTTP_RULES: dict[tuple[str, str], HttpRule] = {

@@ -36,7 +36,8 @@ def _namespaces(running) -> dict[str, int]:
 
 
 def _key(running, role: str, *namespaces: str):
-    return running.service.create_key(f"{role}-{len(running.service.keys(include_revoked=True, principal=LOCAL_PRINCIPAL))}", role=role, namespaces=list(namespaces), principal=LOCAL_PRINCIPAL)
+    agent = f"{role}-{len(running.service.keys(include_revoked=True, principal=LOCAL_PRINCIPAL))}"
+    return running.service.create_key(agent, role=role, namespaces=list(namespaces), principal=LOCAL_PRINCIPAL)
 
 
 def test_a_scoped_writer_imports_its_namespace_and_each_other_record_is_rejected_with_counts(server) -> None:
