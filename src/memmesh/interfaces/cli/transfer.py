@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -19,6 +21,35 @@ from memmesh.io.importers.reports import ImportReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
 from memmesh.transfer import ImportOptions, Transfer
+
+
+def stops_cleanly_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
+    """Run a whole command inside :func:`interrupted_import` (reading and checking the
+    source included), keeping its signature for Typer."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        with interrupted_import():
+            command(*args, **kwargs)
+
+    return run
+
+
+@contextmanager
+def interrupted_import() -> Iterator[None]:
+    """Ctrl-C during an import: one line and exit 130, not a traceback. Each batch is one
+    transaction, so what was committed is whole and what was not is absent; running the same
+    import again (idempotent) finishes it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print(
+            "import interrupted (Ctrl-C): every batch written so far is complete, nothing is half-written; "
+            "run the same command again to finish (it skips what is already there)",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
 
 
 @app.command("export")
@@ -53,6 +84,7 @@ class ImportFormat(StrEnum):
 
 
 @app.command("import")
+@stops_cleanly_on_ctrl_c
 def import_(
     source: str = typer.Argument(
         ...,
@@ -162,7 +194,7 @@ def import_(
     else:  # a new store is made only after a read-only rehearsal shows the source can be imported
         service = state.writing_service(rehearse=lambda stand_in: run(stand_in, True, lambda n: None, LOCAL_PRINCIPAL))
         principal = LOCAL_PRINCIPAL
-    with interrupted_import(), counting_progress(as_json or not err_console.is_terminal) as bar:
+    with counting_progress(as_json or not err_console.is_terminal) as bar:
         task = bar.add_task("importing" + (" (dry run)" if dry_run or check_only else ""), total=None)
         report = run(service, dry_run, lambda n: bar.advance(task, n), principal)
     if as_json:
@@ -171,23 +203,6 @@ def import_(
         render_import_report(report)
     if report.totals.failed:
         raise typer.Exit(1)
-
-
-@contextmanager
-def interrupted_import() -> Iterator[None]:
-    """Ctrl-C during an import: one line and exit 130, not a traceback. Each batch is one
-    transaction, so what was committed is whole and what was not is absent; running the same
-    import again (idempotent) finishes it."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        err_console.print(
-            "import interrupted (Ctrl-C): every batch written so far is complete, nothing is half-written; "
-            "run the same command again to finish (it skips what is already there)",
-            markup=False,
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
 
 
 class _TextSource:
@@ -211,7 +226,7 @@ class _TextSource:
 
 def _import_jsonl(text: _TextSource, dry_run: bool, as_json: bool) -> None:
     records = Transfer.parse_jsonl(text.read())
-    with interrupted_import(), counting_progress(as_json) as bar:
+    with counting_progress(as_json) as bar:
         task = bar.add_task("importing", total=len(records))
         # A real import is rehearsed on an empty stand-in first: a record that would be refused creates no store.
         service = (
