@@ -3,12 +3,16 @@
 A backup is one snapshot file plus ``<snapshot>.manifest.json`` (SPEC §8):
 ``{format_version, created_at, node_id, schema_version, backend, memories, links, sha256, bytes}``.
 
-- SQLite: ``sqlite3.Connection.backup`` copies the database in one step from a read
-  transaction, so writers in other processes carry on (WAL) and the copy is one
-  consistent moment. The snapshot is a plain SQLite file (journal mode DELETE).
-- PostgreSQL: a logical dump in memmesh's own portable JSON Lines (``memmesh-snapshot``:
-  memories with history and vector, links, tombstones, archive), read inside one
-  REPEATABLE READ transaction so it is consistent too. It restores into any backend.
+The store writes the snapshot itself (:meth:`memmesh.store.base.Store.snapshot_to`), so this
+module never guesses the backend from a URL nor opens the database behind the store's back:
+
+- SQLite: ``sqlite3.Connection.backup`` on the store's own connection copies the database in
+  one step from a read transaction, so writers in other processes carry on (WAL) and the
+  copy is one consistent moment. The snapshot is a plain SQLite file (journal mode DELETE).
+- PostgreSQL: a logical dump in memmesh's own portable JSON Lines (``memmesh-snapshot``, see
+  :mod:`memmesh.store.logical`: memories with history and vector, links, tombstones,
+  archive), read inside one REPEATABLE READ transaction so it is consistent too. It
+  restores into any backend.
 
 ``created_at`` is taken before the copy starts: every write acknowledged before it is in
 the snapshot. Restore checks the manifest first (size, sha256, format and schema
