@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from memmesh.entities import alias_key
 from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.io.importers.reports import Outcome, SpotCheck
 from memmesh.io.migrate import batched
@@ -74,6 +75,43 @@ class Candidate:
     fields: dict[str, Any]
     sha: str
     keep_namespace: bool = False
+
+
+def imported_candidate(
+    key: str,
+    namespace: str,
+    *,
+    memory_id: str,
+    content: str,
+    tags: list[str],
+    meta: dict[str, Any],
+    tier: str,
+    origin: dict[str, Any],
+) -> Candidate:
+    """A source record as a memory candidate: its digest over content, tags and metadata,
+    and ``metadata.imported_from`` = ``origin`` (format, id, …) plus that digest. Every
+    importer builds its memories this one way, so re-runs compare the same digest."""
+    sha = source_digest(content, tags, meta)
+    meta[IMPORTED_FROM] = {**origin, "sha": sha}
+    fields = {
+        "id": memory_id,
+        "namespace": namespace,
+        "content": content,
+        "tier": tier,
+        "kind": "fact",
+        "tags": tags,
+        "source": "import",
+        "metadata": meta,
+    }
+    return Candidate(key, namespace, fields, sha)
+
+
+def entity_alias(name: str) -> str | None:
+    """An entity's alias tag key, or None when the name is too long to be a tag."""
+    try:
+        return alias_key(name)
+    except InvalidInputError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -367,7 +405,9 @@ __all__ = [
     "Removal",
     "Writer",
     "check_scope",
+    "entity_alias",
     "id_part",
+    "imported_candidate",
     "source_digest",
     "spot_check",
 ]

@@ -41,17 +41,16 @@ from typing import Any
 
 import yaml
 
-from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, alias_key
+from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers.base import (
-    IMPORTED_FROM,
-    Candidate,
     Item,
     PlannedLink,
     Present,
     Rejected,
+    entity_alias,
     id_part,
-    source_digest,
+    imported_candidate,
 )
 from memmesh.io.importers.mcp_memory import known_entities, map_relation
 from memmesh.model import MAX_TAG_CHARS, MAX_TAGS, Principal, Relation
@@ -436,7 +435,7 @@ def _note_item(known: dict[str, str], ours: set[str], claimed: dict[str, str], n
     """The note's entity memory; an entity of the same name that another source registered
     is reused, and of two notes with one title the first (in path order) holds the name."""
     nid = note_id(note.permalink)
-    alias = _alias(note.title)
+    alias = entity_alias(note.title)
     holder = known.get(alias) if alias else None
     if holder is not None and holder not in ours:
         return Present(note.path, namespace, "entity already registered", holder, nid, namespace)
@@ -453,19 +452,16 @@ def _note_item(known: dict[str, str], ours: set[str], claimed: dict[str, str], n
         "tags": note.tags,
         "relations": [{"type": r.type, "target": r.target, **({"context": r.context} if r.context else {})} for r in note.relations],
     }
-    sha = source_digest(content, tags, meta)
-    meta[IMPORTED_FROM] = {"format": FORMAT, "id": note.permalink, "file": note.path, "sha": sha}
-    fields = {
-        "id": note_id(note.permalink),
-        "namespace": namespace,
-        "content": content,
-        "tier": tier,
-        "kind": "fact",
-        "tags": tags,
-        "source": "import",
-        "metadata": meta,
-    }
-    return Candidate(note.path, namespace, fields, sha)
+    return imported_candidate(
+        note.path,
+        namespace,
+        memory_id=note_id(note.permalink),
+        content=content,
+        tags=tags,
+        meta=meta,
+        tier=tier,
+        origin={"format": FORMAT, "id": note.permalink, "file": note.path},
+    )
 
 
 def _observation_item(note: Note, index: int, observation: Observation, namespace: str, tier: str) -> Item:
@@ -478,26 +474,16 @@ def _observation_item(note: Note, index: int, observation: Observation, namespac
         "tags": observation.tags,
         "context": observation.context,
     }
-    sha = source_digest(content, tags, meta)
-    meta[IMPORTED_FROM] = {"format": FORMAT, "id": f"{note.permalink}#{index + 1}", "file": note.path, "sha": sha}
-    fields = {
-        "id": observation_id(note.permalink, observation),
-        "namespace": namespace,
-        "content": content,
-        "tier": tier,
-        "kind": "fact",
-        "tags": tags,
-        "source": "import",
-        "metadata": meta,
-    }
-    return Candidate(f"{note.path} observation {index + 1}", namespace, fields, sha)
-
-
-def _alias(name: str) -> str | None:
-    try:
-        return alias_key(name)
-    except InvalidInputError:
-        return None
+    return imported_candidate(
+        f"{note.path} observation {index + 1}",
+        namespace,
+        memory_id=observation_id(note.permalink, observation),
+        content=content,
+        tags=tags,
+        meta=meta,
+        tier=tier,
+        origin={"format": FORMAT, "id": f"{note.permalink}#{index + 1}", "file": note.path},
+    )
 
 
 __all__ = ["DEFAULT_NAMESPACE", "FORMAT", "Note", "check_project", "is_project", "note_id", "observation_id", "plan", "read_note"]

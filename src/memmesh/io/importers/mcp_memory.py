@@ -27,17 +27,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, alias_key, entity_of
-from memmesh.errors import InvalidInputError
+from memmesh.entities import ALIAS_PREFIX, ENTITY_TAG, entity_of
 from memmesh.io.importers.base import (
-    IMPORTED_FROM,
-    Candidate,
     Item,
     PlannedLink,
     Present,
     Rejected,
+    entity_alias,
     id_part,
-    source_digest,
+    imported_candidate,
 )
 from memmesh.model import MAX_TAG_CHARS, Principal, Relation
 from memmesh.service import Service
@@ -183,7 +181,7 @@ def known_entities(service: Service, namespace: str, principal: Principal) -> di
 
 def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: str) -> Item:
     key = f"entity {entity.name}"
-    alias = _alias(entity.name)
+    alias = entity_alias(entity.name)
     holder = known.get(alias) if alias else None
     if holder is not None and holder != entity_id(entity.name):
         return Present(key, namespace, "entity already registered", holder, entity_id(entity.name), namespace)
@@ -196,19 +194,16 @@ def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: st
         "entity_type": entity.entity_type,
         "relations": entity.relations,
     }
-    sha = source_digest(content, tags, meta)
-    meta[IMPORTED_FROM] = {"format": FORMAT, "id": entity.name, "sha": sha}
-    fields = {
-        "id": entity_id(entity.name),
-        "namespace": namespace,
-        "content": content,
-        "tier": tier,
-        "kind": "fact",
-        "tags": tags,
-        "source": "import",
-        "metadata": meta,
-    }
-    return Candidate(key, namespace, fields, sha)
+    return imported_candidate(
+        key,
+        namespace,
+        memory_id=entity_id(entity.name),
+        content=content,
+        tags=tags,
+        meta=meta,
+        tier=tier,
+        origin={"format": FORMAT, "id": entity.name},
+    )
 
 
 def _observation_item(entity: Entity, index: int, observation: str, namespace: str, tier: str) -> Item:
@@ -219,27 +214,16 @@ def _observation_item(entity: Entity, index: int, observation: str, namespace: s
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
     tags = [type_tag] if type_tag else []
     meta: dict[str, Any] = {"entity": entity.name, "entity_type": entity.entity_type}
-    sha = source_digest(content, tags, meta)
-    meta[IMPORTED_FROM] = {"format": FORMAT, "id": f"{entity.name}#{index + 1}", "sha": sha}
-    fields = {
-        "id": observation_id(entity.name, observation),
-        "namespace": namespace,
-        "content": content,
-        "tier": tier,
-        "kind": "fact",
-        "tags": tags,
-        "source": "import",
-        "metadata": meta,
-    }
-    return Candidate(key, namespace, fields, sha)
-
-
-def _alias(name: str) -> str | None:
-    """The entity's alias tag key, or None when the name is too long to be a tag."""
-    try:
-        return alias_key(name)
-    except InvalidInputError:
-        return None
+    return imported_candidate(
+        key,
+        namespace,
+        memory_id=observation_id(entity.name, observation),
+        content=content,
+        tags=tags,
+        meta=meta,
+        tier=tier,
+        origin={"format": FORMAT, "id": f"{entity.name}#{index + 1}"},
+    )
 
 
 __all__ = ["DEFAULT_NAMESPACE", "FORMAT", "Graph", "entity_id", "map_relation", "observation_id", "parse_graph", "plan"]
