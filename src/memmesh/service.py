@@ -72,12 +72,12 @@ from memmesh.versions import next_version
 
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
-    from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.entities import Entities
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.graph import Graph
     from memmesh.lifecycle import Lifecycle
+    from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.survey import Survey
 
 

@@ -79,7 +79,9 @@ def hash_token(token: str) -> str:
 def check_agent_name(agent: str, what: str = "agent") -> str:
     """An agent name as the bus accepts it: 1-128 letters, digits and ``_.:@-``."""
     if not isinstance(agent, str) or not AGENT_RE.fullmatch(agent.strip()):
-        raise InvalidInputError(f"{what} {agent!r} is not a valid agent name: use 1-128 letters, digits and _ . : @ - (starting alphanumeric)")
+        raise InvalidInputError(
+            f"{what} {agent!r} is not a valid agent name: use 1-128 letters, digits and _ . : @ - (starting alphanumeric)"
+        )
     return agent.strip()
 
 
@@ -97,11 +99,11 @@ class Bus:
     def _now(self) -> float:
         return self.service.clock().timestamp()
 
-    def _authorize(self, principal: Principal, role: str, agent: str | None = None) -> None:
-        """The caller's role, and that a keyed caller acts as its own agent only."""
-        who = self.service._authorize(principal, role)  # type: ignore[arg-type]
-        if agent is not None and who.agent_id is not None and agent != who.agent_id and not (who.role == "admin" and who.prefixes() is None):
-            raise ForbiddenError(f"agent {agent!r} is not this key's agent ({who.agent_id!r}): act as {who.agent_id!r}")
+    def _authorize(self, principal: Principal, role: str, agent: str | None = None) -> Principal:
+        """The caller's role. Inside a conversation the token is the credential: an API key
+        gates reaching the bus at all (reader to read, writer to post), and a participant
+        name is trusted to whoever holds the token, as every participant shares it."""
+        return self.service._authorize(principal, role)  # type: ignore[arg-type]
 
     def _conversation(self, rows: Rows, conversation_id: str, token: str) -> tuple:
         """The conversation row after checking the token; NotFound when unknown."""
@@ -150,7 +152,9 @@ class Bus:
 
     @staticmethod
     def _message(row: tuple) -> BusMessage:
-        return BusMessage(id=row[0], conversation_id=row[1], seq=int(row[2]), sender=row[3], to=row[4], body=row[5], created_at=when(row[6]))
+        return BusMessage(
+            id=row[0], conversation_id=row[1], seq=int(row[2]), sender=row[3], to=row[4], body=row[5], created_at=when(row[6])
+        )
 
     def _wait(self, wait_s: float | None) -> float:
         if wait_s is None:
@@ -158,7 +162,9 @@ class Bus:
         if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or wait_s < 0:
             raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})")
         if wait_s > self.policy.max_wait_s:
-            raise InvalidInputError(f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)")
+            raise InvalidInputError(
+                f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
+            )
         return float(wait_s)
 
     @staticmethod
@@ -203,8 +209,8 @@ class Bus:
         conv_id = new_id()
         with self.sql.write() as rows:
             rows.run(
-                "INSERT INTO bus_conversations (id, kind, topic, participants, token_hash, created_by, created_at, last_activity, timeout_s) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO bus_conversations (id, kind, topic, participants, token_hash, created_by, created_at, last_activity, "
+                "timeout_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conv_id, kind, topic, json.dumps(names), hash_token(token), created_by, now, now, float(timeout)),
             )
         row = (conv_id, kind, topic, json.dumps(names), created_by, now, now, float(timeout), None, 0)
@@ -212,16 +218,23 @@ class Bus:
 
     def list(self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100) -> list[Conversation]:
         """Conversations, newest activity first: open ones (archiving any that timed out), or
-        the archived ones. Tokens are never listed."""
-        self._authorize(principal, "reader", agent)
+        the archived ones. Tokens are never listed. A key limited to some namespaces lists
+        only conversations its agent takes part in."""
+        who = self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
         now = self._now()
         with self.sql.write() as rows:
-            rows.run("UPDATE bus_conversations SET archived_at = ? WHERE archived_at IS NULL AND last_activity + timeout_s <= ?", (now, now))
+            rows.run(
+                "UPDATE bus_conversations SET archived_at = ? WHERE archived_at IS NULL AND last_activity + timeout_s <= ?", (now, now)
+            )
         where = "archived_at IS NOT NULL" if archived else "archived_at IS NULL"
         with self.sql.read() as rows:
-            found = rows.all(f"SELECT {CONV_COLUMNS} FROM bus_conversations WHERE {where} ORDER BY last_activity DESC, id LIMIT ?", (limit * 10,))
+            found = rows.all(
+                f"SELECT {CONV_COLUMNS} FROM bus_conversations WHERE {where} ORDER BY last_activity DESC, id LIMIT ?", (limit * 10,)
+            )
         convs = [self._conv_model(r) for r in found]
+        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
+            convs = [c for c in convs if who.agent_id is not None and who.agent_id in c.participants]
         if agent is not None:
             convs = [c for c in convs if agent in c.participants]
         return convs[:limit]
@@ -345,7 +358,10 @@ class Bus:
                 "UPDATE bus_cursors SET delivered_seq = ? WHERE conversation_id = ? AND agent = ? AND delivered_seq < ?",
                 (seq, conversation_id, agent, seq),
             )
-            if not changed and rows.one("SELECT 1 FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)) is None:
+            if (
+                not changed
+                and rows.one("SELECT 1 FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)) is None
+            ):
                 rows.run(
                     "INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) VALUES (?, ?, ?, 0)",
                     (conversation_id, agent, seq),
@@ -430,8 +446,8 @@ class Bus:
         """Tasks whose lease ran out go back to the queue, or to the dead letters after
         ``max_deliveries`` deliveries."""
         stale = rows.all(
-            "SELECT seq, attempts, lease_owner, history FROM bus_messages WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?"
-            + rows.skip_locked,
+            "SELECT seq, attempts, lease_owner, history FROM bus_messages "
+            "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?" + rows.skip_locked,
             (conversation_id, now),
         )
         for seq, attempts, owner, history in stale:
@@ -446,7 +462,13 @@ class Bus:
         rows.run(
             "UPDATE bus_messages SET state = ?, lease_owner = NULL, lease_token = NULL, lease_expires = NULL, history = ?, "
             "dead_reason = ? WHERE conversation_id = ? AND seq = ?",
-            ("dead" if dead else "ready", json.dumps(events), f"delivered {attempts} times; last: {reason}" if dead else None, conversation_id, seq),
+            (
+                "dead" if dead else "ready",
+                json.dumps(events),
+                f"delivered {attempts} times; last: {reason}" if dead else None,
+                conversation_id,
+                seq,
+            ),
         )
         return "dead" if dead else "ready"
 
@@ -510,11 +532,15 @@ class Bus:
             (conversation_id, attempt_token),
         )
         if found is None:
-            raise LeaseLostError(f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)")
+            raise LeaseLostError(
+                f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)"
+            )
         if found[2] != worker:
             raise ForbiddenError(f"cannot {what}: the task is leased to {found[2]}, not {worker}")
         if float(found[3]) <= now:
-            raise LeaseLostError(f"cannot {what}: the lease of task {found[5]} expired {now - float(found[3]):.3f} s ago; it goes back to the queue")
+            raise LeaseLostError(
+                f"cannot {what}: the lease of task {found[5]} expired {now - float(found[3]):.3f} s ago; it goes back to the queue"
+            )
         return found
 
     def heartbeat(
@@ -528,7 +554,9 @@ class Bus:
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
             found = self._fenced(rows, conversation_id, attempt_token, worker, now, "heartbeat")
-            rows.run("UPDATE bus_messages SET lease_expires = ? WHERE conversation_id = ? AND seq = ?", (now + lease, conversation_id, found[0]))
+            rows.run(
+                "UPDATE bus_messages SET lease_expires = ? WHERE conversation_id = ? AND seq = ?", (now + lease, conversation_id, found[0])
+            )
             msg = rows.one(f"SELECT {MSG_COLUMNS} FROM bus_messages WHERE conversation_id = ? AND seq = ?", (conversation_id, found[0]))
         return Delivery(
             conversation_id=conversation_id,
@@ -561,7 +589,14 @@ class Bus:
             return self._task(rows, conversation_id, int(found[0]))
 
     def fail(
-        self, conversation_id: str, attempt_token: str, *, worker: str, token: str, principal: Principal, reason: str = "worker reported failure"
+        self,
+        conversation_id: str,
+        attempt_token: str,
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+        reason: str = "worker reported failure",
     ) -> Task:
         """Give the task back (it is delivered again, or dead-lettered after ``max_deliveries``)."""
         worker = check_agent_name(worker, "worker")
@@ -576,9 +611,7 @@ class Bus:
         self.notifier.notify()
         return task
 
-    def tasks(
-        self, conversation_id: str, *, token: str, principal: Principal, state: str | None = None, limit: int = 100
-    ) -> list[Task]:
+    def tasks(self, conversation_id: str, *, token: str, principal: Principal, state: str | None = None, limit: int = 100) -> list[Task]:
         """A queue's tasks in order (``state``: ready, leased, done or dead: the dead letters)."""
         self._authorize(principal, "reader")
         limit = self._limit(limit)

@@ -56,7 +56,7 @@ class Notifier:
             step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
             with self._cond:
                 seen = self._generation
-                self._cond.wait_for(lambda: self._generation != seen, timeout=step)
+                self._cond.wait_for(lambda seen=seen: self._generation != seen, timeout=step)
                 woken = self._generation != seen
             if not woken and not self.postgres:
                 current = self._data_version()

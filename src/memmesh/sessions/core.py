@@ -1,6 +1,7 @@
 """Long sessions kept as memories, and picked back up within a token budget (issue 17).
 
-Each turn is a ``kind="message"`` memory in the namespace ``<sessions.namespace>/<session_id>``
+Each turn is a ``kind="message"`` memory in the namespace ``<namespace>/<session_id>`` (the
+namespace given with the session's first turn, default ``sessions.namespace``)
 whose content reads ``[turn N] role: text`` (the turn number keeps two identical turns
 apart, since memmesh stores equal content in one namespace once) with ``turn`` and ``role``
 in its metadata. Turn numbers come from a per-session counter bumped in its own write, so
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql
 from memmesh.errors import InvalidInputError, NotFoundError
-from memmesh.model import Kind, Memory, Principal, Tier
+from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
@@ -44,9 +45,68 @@ PREFIX_RE = re.compile(r"\[turn (\d+)\] ([a-z][a-z0-9_-]{0,31}): ", re.S)
 SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]*")
 WORD_RE = re.compile(r"[a-z0-9]{3,}")
 STOP = frozenset(
-    "the and for that this with you are was were have has had not but what when where which who will would can could "
-    "should from into about there their they them then than its it's our your yes okay sure just also very more some "
-    "any all one two let lets get got now how why did does done".split()
+    [
+        "the",
+        "and",
+        "for",
+        "that",
+        "this",
+        "with",
+        "you",
+        "are",
+        "was",
+        "were",
+        "have",
+        "has",
+        "had",
+        "not",
+        "but",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "from",
+        "into",
+        "about",
+        "there",
+        "their",
+        "they",
+        "them",
+        "then",
+        "than",
+        "its",
+        "it's",
+        "our",
+        "your",
+        "yes",
+        "okay",
+        "sure",
+        "just",
+        "also",
+        "very",
+        "more",
+        "some",
+        "any",
+        "all",
+        "one",
+        "two",
+        "let",
+        "lets",
+        "get",
+        "got",
+        "now",
+        "how",
+        "why",
+        "did",
+        "does",
+        "done",
+    ]
 )
 MAX_TURNS = 200_000
 RELEVANT_TOP_K = 8
@@ -110,9 +170,7 @@ def _when(seconds: float) -> datetime:
 
 def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id.strip()):
-        raise InvalidInputError(
-            f"session_id {session_id!r} is not valid: use 1-128 letters, digits and _ . : - (starting alphanumeric)"
-        )
+        raise InvalidInputError(f"session_id {session_id!r} is not valid: use 1-128 letters, digits and _ . : - (starting alphanumeric)")
     return session_id.strip()
 
 
@@ -138,21 +196,61 @@ class Sessions:
         self.policy = policy or SessionPolicy()
         self.sql = BusSql(service.store)
 
-    def namespace(self, session_id: str) -> str:
-        return f"{self.policy.namespace}/{session_id}"
+    def namespace(self, session_id: str, root: str | None = None) -> str:
+        """Where the session's turns live: ``<root>/<session_id>``."""
+        return f"{normalize_namespace(root or self.policy.namespace)}/{session_id}"
+
+    def _known(self, session_id: str) -> str | None:
+        """The namespace of an existing session (None when it has no turns yet)."""
+        with self.sql.read() as rows:
+            row = rows.one("SELECT namespace FROM session_turns WHERE session_id = ?", (session_id,))
+        return row[0] if row else None
+
+    def _readable(self, session_id: str, principal: Principal) -> str:
+        """The session's namespace, checked readable; unknown and hidden sessions read alike."""
+        session_id = check_session_id(session_id)
+        ns = self._known(session_id)
+        who = self.service._authorize(principal, "reader")
+        if ns is None or not who.covers(ns):
+            raise NotFoundError(f"no session {session_id}: append a turn with session_append first (session list shows sessions)")
+        return ns
 
     # -- writes ------------------------------------------------------------------------------
 
-    def append(self, session_id: str, *, role: str, content: str, principal: Principal, agent_id: str | None = None) -> Turn:
+    def append(
+        self,
+        session_id: str,
+        *,
+        role: str,
+        content: str,
+        principal: Principal,
+        agent_id: str | None = None,
+        namespace: str | None = None,
+    ) -> Turn:
         """Store one turn at the end of the session."""
-        return self.append_many(session_id, [{"role": role, "content": content}], principal=principal, agent_id=agent_id)[0]
+        turns = [{"role": role, "content": content}]
+        return self.append_many(session_id, turns, principal=principal, agent_id=agent_id, namespace=namespace)[0]
 
     def append_many(
-        self, session_id: str, turns: list[dict[str, Any]], *, principal: Principal, agent_id: str | None = None
+        self,
+        session_id: str,
+        turns: list[dict[str, Any]],
+        *,
+        principal: Principal,
+        agent_id: str | None = None,
+        namespace: str | None = None,
     ) -> list[Turn]:
-        """Store turns (dicts with ``role`` and ``content``) at the end of the session, in order."""
+        """Store turns (dicts with ``role`` and ``content``) at the end of the session, in order.
+
+        ``namespace`` (the root the session lives under) is fixed by the first turn; later
+        appends may repeat it or leave it out."""
         session_id = check_session_id(session_id)
-        ns = self.namespace(session_id)
+        known = self._known(session_id)
+        ns = known or self.namespace(session_id, namespace)
+        if namespace is not None and known is not None and known != self.namespace(session_id, namespace):
+            raise InvalidInputError(
+                f"session {session_id} lives in {known}, not under {normalize_namespace(namespace)}: leave namespace out"
+            )
         self.service._authorize(principal, "writer", ns)
         if not turns:
             raise InvalidInputError("no turns to append: give role and content")
@@ -164,7 +262,7 @@ class Sessions:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"turn {i + 1} has empty content: give the text of the turn")
             checked.append((check_role(item.get("role", "user")), text))
-        first = self._reserve(session_id, len(checked))
+        first = self._reserve(session_id, ns, len(checked))
         items = [
             {
                 "content": f"[turn {first + i}] {role}: {text}",
@@ -180,14 +278,19 @@ class Sessions:
         stored = self.service.add_many(items, principal=principal)
         return [_turn(m) for m in stored]
 
-    def _reserve(self, session_id: str, count: int) -> int:
+    def _reserve(self, session_id: str, ns: str, count: int) -> int:
         """The first of ``count`` new turn numbers of the session (numbers are never reused;
         a failed append leaves a gap, which keeps order and harms nothing)."""
         now = self.service.clock().timestamp()
         with self.sql.write() as rows:
-            top = rows.one("UPDATE session_turns SET turns = turns + ?, updated_at = ? WHERE session_id = ? RETURNING turns", (count, now, session_id))
+            top = rows.one(
+                "UPDATE session_turns SET turns = turns + ?, updated_at = ? WHERE session_id = ? RETURNING turns", (count, now, session_id)
+            )
             if top is None:
-                rows.run("INSERT INTO session_turns (session_id, turns, created_at, updated_at) VALUES (?, ?, ?, ?)", (session_id, count, now, now))
+                rows.run(
+                    "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (session_id, ns, count, now, now),
+                )
                 return 1
             if int(top[0]) > MAX_TURNS:
                 raise InvalidInputError(f"session {session_id} would pass {MAX_TURNS} turns; start a new session")
@@ -201,22 +304,23 @@ class Sessions:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
             raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})")
         with self.sql.read() as rows:
-            found = rows.all("SELECT session_id, turns, created_at, updated_at FROM session_turns ORDER BY updated_at DESC, session_id")
+            found = rows.all(
+                "SELECT session_id, namespace, turns, created_at, updated_at FROM session_turns ORDER BY updated_at DESC, session_id"
+            )
         out = []
-        for sid, turns, created, updated in found:
-            ns = self.namespace(sid)
+        for sid, ns, turns, created, updated in found:
             if who.covers(ns):
-                out.append(SessionInfo(session_id=sid, namespace=ns, turns=int(turns), created_at=_when(created), updated_at=_when(updated)))
+                out.append(
+                    SessionInfo(session_id=sid, namespace=ns, turns=int(turns), created_at=_when(created), updated_at=_when(updated))
+                )
             if len(out) >= limit:
                 break
         return out
 
     def turns(self, session_id: str, *, principal: Principal) -> list[Turn]:
         """Every stored turn of the session, in order."""
-        session_id = check_session_id(session_id)
-        ns = self.namespace(session_id)
+        ns = self._readable(session_id, principal)
         svc = self.service
-        svc._authorize(principal, "reader", ns)
         found: list[Memory] = []
         cursor = None
         page_size = svc.policy.max_page_size
@@ -231,22 +335,21 @@ class Sessions:
     def rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal) -> Rehydrated:
         """The latest turns, the memories relevant to ``query`` and a summary of the rest,
         all within ``budget_tokens`` (see the module doc for how the budget is shared)."""
-        session_id = check_session_id(session_id)
+        ns = self._readable(session_id, principal)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
             raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})")
         query = query.strip() if isinstance(query, str) and query.strip() else None
         with ThreadPoolExecutor(max_workers=2) as pool:
-            relevant_job = pool.submit(self._relevant, session_id, query, principal) if query else None
+            relevant_job = pool.submit(self._relevant, ns, query, principal) if query else None
             turns = self.turns(session_id, principal=principal)
             relevant_hits = relevant_job.result() if relevant_job else []
         if not turns:
             raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
         return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
 
-    def _relevant(self, session_id: str, query: str, principal: Principal) -> list[tuple[Memory, float]]:
+    def _relevant(self, ns: str, query: str, principal: Principal) -> list[tuple[Memory, float]]:
         """Recall hits for the query: this session's turns and the rest of the store."""
         svc = self.service
-        ns = self.namespace(session_id)
         inside = svc.recall(query, namespace=ns, top_k=RELEVANT_TOP_K, touch=False, principal=principal).hits
         everywhere = svc.recall(query, top_k=RELEVANT_TOP_K, touch=False, principal=principal).hits
         merged: dict[str, tuple[Memory, float]] = {}
@@ -342,7 +445,7 @@ def _summarise(older: list[Turn], query: str | None, budget: int) -> list[Summar
     n = max(1, len(older))
     query_words = {w for w in WORD_RE.findall((query or "").lower()) if w not in STOP}
     scored = []
-    for index, (turn, j, role, sentence, words) in enumerate(candidates):
+    for index, (*_, words) in enumerate(candidates):
         weight = sum(math.log1p(term_freq[w]) * math.log(1 + n / doc_freq[w]) * (3.0 if w in query_words else 1.0) for w in words)
         scored.append((weight / math.sqrt(len(words)), index))
     chosen: list[int] = []

@@ -25,6 +25,7 @@ State goes to a JSON status file (written atomically each change and every secon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -274,19 +275,15 @@ class Supervisor:
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker's whole process group (a hung worker may ignore SIGTERM)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> None:
         """Ask every worker to stop (SIGTERM), then kill those still running after a grace."""
         running = [s for s in self.slots if s.proc is not None and s.proc.poll() is None]
         for slot in running:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(slot.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE_S
         for slot in running:
             try:

@@ -33,7 +33,9 @@ def open_conversation(
     participants: str = typer.Option(..., "--participants", help="Comma-separated agent names, e.g. a,b."),
     kind: str = typer.Option("chat", "--kind", help="chat (everyone reads every message) or queue (tasks for workers)."),
     topic: str = typer.Option(None, "--topic", help="What the conversation is about."),
-    timeout: float = typer.Option(None, "--timeout", help="Archive after this many idle seconds (default bus.conversation_timeout_s, 3 h)."),
+    timeout: float = typer.Option(
+        None, "--timeout", help="Archive after this many idle seconds (default bus.conversation_timeout_s, 3 h)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Open a conversation; prints its id and token (shown only now: keep it)."""
@@ -113,7 +115,12 @@ def list_conversations(
     for c in found:
         end = c.archived_at if archived else c.expires_at
         table.add_row(
-            c.id, c.kind, ", ".join(c.participants), str(c.messages), c.last_activity_at.isoformat(timespec="seconds"), end.isoformat(timespec="seconds")  # type: ignore[union-attr]
+            c.id,
+            c.kind,
+            ", ".join(c.participants),
+            str(c.messages),
+            c.last_activity_at.isoformat(timespec="seconds"),
+            end.isoformat(timespec="seconds"),  # type: ignore[union-attr]
         )
     console.print(table)
 

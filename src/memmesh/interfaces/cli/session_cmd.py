@@ -21,13 +21,14 @@ def append(
     content: str = typer.Argument(None, help="The turn's text; '-' or none reads it from stdin."),
     role: str = typer.Option("user", "--role", help="user | assistant | system | tool (any short lowercase word)."),
     agent: str = typer.Option(None, "--agent", help="The agent the turn is recorded for."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Root the session lives under (first turn; default sessions.namespace)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Store one turn at the end of a session (a kind=message memory)."""
     text = sys.stdin.read() if content in (None, "-") else content
 
     def make(service: Service) -> object:
-        return service.sessions.append(session_id, role=role, content=text, agent_id=agent, principal=LOCAL_PRINCIPAL)
+        return service.sessions.append(session_id, role=role, content=text, agent_id=agent, namespace=namespace, principal=LOCAL_PRINCIPAL)
 
     turn = make(state.writing_service(rehearse=make))
     print_json(turn) if as_json else console.print(f"turn {turn.turn} stored ({turn.memory_id})", markup=False)  # type: ignore[attr-defined]

@@ -37,8 +37,13 @@ def status(config: Path = CONFIG, as_json: bool = JSON_OPTION) -> None:
         for w in found.get("workers", []):
             age = w.get("last_heartbeat_age_s")
             table.add_row(
-                w["name"], w["state"], str(w.get("pid") or ""), str(w.get("restarts", 0)), str(w.get("last_exit") if w.get("last_exit") is not None else ""),
-                f"{age:.1f} s" if age is not None else "", w.get("last_error") or "",
+                w["name"],
+                w["state"],
+                str(w.get("pid") or ""),
+                str(w.get("restarts", 0)),
+                str(w.get("last_exit") if w.get("last_exit") is not None else ""),
+                f"{age:.1f} s" if age is not None else "",
+                w.get("last_error") or "",
             )
         console.print(table)
     if not healthy:

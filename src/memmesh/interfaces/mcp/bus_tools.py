@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 ConvId = Annotated[str, Field(description="The conversation id bus_open_conversation returned.")]
 Token = Annotated[str, Field(description="The conversation token (64 hex characters) bus_open_conversation returned.")]
 Agent = Annotated[str, Field(description="Your agent name (a participant of the conversation).")]
-Wait = Annotated[float, Field(description="Long-poll: wait up to this many seconds for a message when none is unread (0 = answer at once).")]
+Wait = Annotated[
+    float, Field(description="Long-poll: wait up to this many seconds for a message when none is unread (0 = answer at once).")
+]
 SessionId = Annotated[str, Field(description="The session's id, e.g. 'shard-1' (letters, digits, _ . : -).")]
 
 
@@ -41,7 +43,9 @@ class BusTools:
     def bus_open_conversation(
         self,
         participants: Annotated[list[str], Field(description="Agent names taking part, e.g. ['coordinator', 'shard-1'].")],
-        kind: Annotated[Literal["chat", "queue"], Field(description="chat: everyone reads every message; queue: tasks for workers.")] = "chat",
+        kind: Annotated[
+            Literal["chat", "queue"], Field(description="chat: everyone reads every message; queue: tasks for workers.")
+        ] = "chat",
         topic: Annotated[str | None, Field(description="What the conversation is about.")] = None,
     ) -> Any:
         """Open a conversation between agents. Returns conversation_id and token: give both to
@@ -121,9 +125,10 @@ class BusTools:
         session_id: SessionId,
         content: Annotated[str, Field(description="The turn's text.")],
         role: Annotated[str, Field(description="user, assistant, system or tool.")] = "user",
+        namespace: Annotated[str | None, Field(description="Root the session lives under (first turn only), e.g. 'team/project'.")] = None,
     ) -> Any:
         """Store one turn at the end of a session (as a kind=message memory)."""
-        return _dump(self.service.sessions.append(session_id, role=role, content=content, principal=self.who()))
+        return _dump(self.service.sessions.append(session_id, role=role, content=content, namespace=namespace, principal=self.who()))
 
     @tool("session", "Rehydrate a session", read_only=True)
     def session_rehydrate(

@@ -19,6 +19,7 @@ class TurnRequest(Body):
     role: str = Field("user", description="user, assistant, system, tool …")
     content: str
     agent_id: str | None = None
+    namespace: str | None = Field(None, description="root the session lives under (first turn only; default sessions.namespace)")
 
 
 class SessionList(BaseModel):
@@ -28,7 +29,9 @@ class SessionList(BaseModel):
 @router.post("/{session_id}/turns", status_code=201, response_model=Turn, summary="Append a turn")
 def append(session_id: str, body: TurnRequest, service: Svc, who: Caller) -> Response:
     """Store one turn (a kind=message memory) at the end of the session."""
-    turn = service.sessions.append(session_id, role=body.role, content=body.content, agent_id=body.agent_id, principal=who)
+    turn = service.sessions.append(
+        session_id, role=body.role, content=body.content, agent_id=body.agent_id, namespace=body.namespace, principal=who
+    )
     return json_response(turn, 201)
 
 

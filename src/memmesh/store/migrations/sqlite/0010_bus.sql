@@ -46,6 +46,7 @@ CREATE TABLE bus_cursors (
 
 CREATE TABLE session_turns (
     session_id TEXT PRIMARY KEY,
+    namespace  TEXT NOT NULL,
     turns      INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
