@@ -28,6 +28,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -490,7 +491,28 @@ class Bus:
         wait = self._wait(wait_s)
         with self.sql.read() as rows:
             self._participant(self._conversation(rows, conversation_id, token), worker)
-        return self.notifier.wait_for(lambda: self._claim_once(conversation_id, worker, token, lease), wait)
+        deadline = time.monotonic() + wait
+        while True:
+            got = self._claim_once(conversation_id, worker, token, lease)
+            remaining = deadline - time.monotonic()
+            if got is not None or remaining <= 0:
+                return got
+            # Sleep until a task may be claimable: a send or a give-back (notified), or the
+            # earliest lease running out (nobody announces that, so wake for it).
+            expiry = self._next_expiry(conversation_id)
+            step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
+            self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+
+    def _ready(self, conversation_id: str) -> bool:
+        with self.sql.read() as rows:
+            return (
+                rows.one("SELECT 1 FROM bus_messages WHERE conversation_id = ? AND state = 'ready' LIMIT 1", (conversation_id,)) is not None
+            )
+
+    def _next_expiry(self, conversation_id: str) -> float | None:
+        with self.sql.read() as rows:
+            row = rows.one("SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,))
+        return float(row[0]) if row and row[0] is not None else None
 
     def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
         now = self._now()
