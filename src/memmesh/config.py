@@ -194,6 +194,9 @@ class BusSettings(_Section):
     lease_s: float = Field(30.0, gt=0, description="how long a claimed task stays with its worker without a heartbeat")
     max_deliveries: int = Field(5, ge=1, description="deliveries of a task before it goes to the dead-letter list")
     max_wait_s: float = Field(60.0, ge=0, description="longest long-poll wait a caller may ask for")
+    workers_status_file: Path | None = Field(
+        None, description="status file of `memmesh workers run` (<workers.toml>.status.json) to report in /metrics"
+    )
 
 
 class SessionSettings(_Section):

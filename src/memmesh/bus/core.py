@@ -31,6 +31,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memmesh.bus.model import (
@@ -71,6 +72,7 @@ class BusPolicy:
     lease_s: float = 30.0
     max_deliveries: int = 5
     max_wait_s: float = 60.0
+    workers_status_file: Path | None = None
 
 
 def hash_token(token: str) -> str:
