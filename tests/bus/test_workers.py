@@ -33,7 +33,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=_env(tmp_path), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", *args], capture_output=True, text=True, env=_env(tmp_path), timeout=60
+    )
 
 
 @pytest.fixture

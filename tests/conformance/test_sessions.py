@@ -47,7 +47,9 @@ def test_a_738_message_session_rehydrates_within_4000_tokens(mem_on: Memory) -> 
     page = mem_on.service.list(namespace="sessions/long-run", kind="message", limit=1000, principal=LOCAL_PRINCIPAL)
     assert len(page.items) == 738 and all(m.kind.value == "message" for m in page.items)
 
-    got = sessions.rehydrate("long-run", budget_tokens=4000, query="how often does the Orion cluster rotate credentials?", principal=LOCAL_PRINCIPAL)
+    got = sessions.rehydrate(
+        "long-run", budget_tokens=4000, query="how often does the Orion cluster rotate credentials?", principal=LOCAL_PRINCIPAL
+    )
     assert got.turns_total == 738
     assert got.tokens_used <= 4000 and estimate_tokens(got.context) == got.tokens_used
     assert got.tokens_used > 3000, "the budget should be used, not wasted"

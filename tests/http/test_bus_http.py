@@ -38,6 +38,7 @@ def test_bus_flow_long_poll_and_errors_over_http(serve: Any, caplog: Any) -> Non
     started = time.monotonic()
     woken = http.get(f"{base}/unread", params={"agent": "b", "wait": 10}, headers=auth)
     assert [m["body"] for m in woken.json()["messages"]] == ["later"] and time.monotonic() - started < 2
+    assert http.post(f"{base}/ack", json={"agent": "b", "all": True}, headers=auth).json()["acked_seq"] == 2
 
     listed = http.get("/api/v1/bus/conversations").json()["conversations"]
     assert [c["id"] for c in listed] == [conv] and "token" not in listed[0]
@@ -92,7 +93,9 @@ def test_task_queue_fencing_and_dead_letters_over_http(serve: Any) -> None:
 def test_sessions_over_http(serve: Any) -> None:
     http = serve().http()
     for i in range(6):
-        reply = http.post("/api/v1/sessions/chat-1/turns", json={"role": "user" if i % 2 == 0 else "assistant", "content": f"turn text {i}"})
+        reply = http.post(
+            "/api/v1/sessions/chat-1/turns", json={"role": "user" if i % 2 == 0 else "assistant", "content": f"turn text {i}"}
+        )
         assert reply.status_code == 201 and reply.json()["turn"] == i + 1
     got = http.get("/api/v1/sessions/chat-1/rehydrate", params={"budget_tokens": 200, "query": "text"}).json()
     assert got["tokens_used"] <= 200 and got["recent"][-1]["content"] == "turn text 5"

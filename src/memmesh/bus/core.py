@@ -217,7 +217,7 @@ class Bus:
                 (conv_id, kind, topic, json.dumps(names), hash_token(token), created_by, now, now, float(timeout)),
             )
         row = (conv_id, kind, topic, json.dumps(names), created_by, now, now, float(timeout), None, 0)
-        return OpenedConversation(**self._conv_model(row).model_dump(), token=token)
+        return OpenedConversation(**self._conv_model(row).model_dump(), conversation_id=conv_id, token=token)
 
     def list(self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100) -> list[Conversation]:
         """Conversations, newest activity first: open ones (archiving any that timed out), or

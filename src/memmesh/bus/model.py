@@ -36,6 +36,7 @@ class Conversation(BaseModel):
 class OpenedConversation(Conversation):
     """A new conversation and its token: shown once, stored only as a hash."""
 
+    conversation_id: str = Field(description="the same as id, under the name every face prints")
     token: str = Field(description="64 hex characters; every participant needs it to read or post")
 
 

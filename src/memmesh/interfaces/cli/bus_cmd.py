@@ -45,7 +45,7 @@ def open_conversation(
 
     opened = make(state.writing_service(rehearse=make))
     if as_json:
-        print_json({"conversation_id": opened.id, "token": opened.token, **opened.model_dump(mode="json", exclude={"token", "id"})})  # type: ignore[attr-defined]
+        print_json(opened)
     else:
         console.print(f"conversation {opened.id}\ntoken {opened.token}", markup=False)  # type: ignore[attr-defined]
 

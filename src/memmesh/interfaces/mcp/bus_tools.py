@@ -51,7 +51,7 @@ class BusTools:
         """Open a conversation between agents. Returns conversation_id and token: give both to
         every participant; the token is shown only now and is needed to read or post."""
         opened = self.service.bus.open(participants, kind=kind, topic=topic, principal=self.who())
-        return {"conversation_id": opened.id, "token": opened.token, **opened.model_dump(mode="json", exclude={"id", "token"})}
+        return _dump(opened)
 
     @tool("bus", "Send a message")
     def bus_send_message(
