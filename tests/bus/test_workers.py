@@ -110,7 +110,15 @@ hang_after_s = 2.0
 name = "shard"
 replicas = 3
 command = ["{sys.executable}", "{WORKER}"]
-env = {{ BUS_URL = "sqlite:///{db}", BUS_DATA = "{tmp_path}", BUS_CONV = "{queue.id}", MEMMESH_BUS_TOKEN = "{queue.token}", BUS_LEASE = "1.0", BUS_BEAT = "0.5", BUS_WORK = "0.05", BUS_LOG = "{log}" }}
+[worker.env]
+BUS_URL = "sqlite:///{db}"
+BUS_DATA = "{tmp_path}"
+BUS_CONV = "{queue.id}"
+MEMMESH_BUS_TOKEN = "{queue.token}"
+BUS_LEASE = "1.0"
+BUS_BEAT = "0.5"
+BUS_WORK = "0.05"
+BUS_LOG = "{log}"
 """
     )
 
