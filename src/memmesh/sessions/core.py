@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql
+from memmesh.clock import parse_ts
 from memmesh.errors import InvalidInputError, NotFoundError
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
@@ -118,6 +120,20 @@ class SessionPolicy:
     recent_share: float = 0.5
 
 
+@dataclass(slots=True)
+class _Row:
+    """A turn as rehydration handles it (hundreds at a time: no validation cost)."""
+
+    turn: int
+    role: str
+    content: str
+    memory_id: str
+    created_at: datetime
+
+    def model(self) -> Turn:
+        return Turn(turn=self.turn, role=self.role, content=self.content, memory_id=self.memory_id, created_at=self.created_at)
+
+
 class Turn(BaseModel):
     """One turn of a session."""
 
@@ -162,6 +178,24 @@ class Rehydrated(BaseModel):
     summary: list[SummaryLine]
     relevant: list[RelevantMemory]
     context: str = Field(description="summary, relevant memories and recent turns as one text to put in a prompt")
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One small shared pool for fetching relevant memories beside the turns (a pool per
+    call would spend more starting threads than the fetch takes)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="memmesh-rehydrate"))
+        return _POOL[0]
+
+
+def _moment(value: datetime | str) -> datetime:
+    """A stored timestamp (SQLite keeps RFC 3339 text, PostgreSQL a timestamptz)."""
+    return value if isinstance(value, datetime) else parse_ts(value)
 
 
 def _when(seconds: float) -> datetime:
@@ -319,18 +353,24 @@ class Sessions:
 
     def turns(self, session_id: str, *, principal: Principal) -> list[Turn]:
         """Every stored turn of the session, in order."""
-        ns = self._readable(session_id, principal)
-        svc = self.service
-        found: list[Memory] = []
-        cursor = None
-        page_size = svc.policy.max_page_size
-        while True:
-            page = svc.list(limit=page_size, cursor=cursor, namespace=ns, kind="message", principal=principal)
-            found += [m for m in page.items if m.namespace == ns]
-            cursor = page.next_cursor
-            if not cursor:
-                break
-        return sorted((_turn(m) for m in found), key=lambda t: t.turn)
+        return [row.model() for row in self._rows(self._readable(session_id, principal))]
+
+    def _rows(self, ns: str) -> list[_Row]:
+        """The turns in ``ns``, in order, read straight from the session's namespace (the
+        caller's right to it is checked before): rehydration reads hundreds of turns and
+        needs only five fields of each, so it skips building full Memory objects, which
+        would cost most of its time budget."""
+        now = self.service.clock()
+        with self.sql.read() as rows:
+            found = rows.all("SELECT id, content, created_at, expires_at FROM memories WHERE namespace = ? AND kind = 'message'", (ns,))
+        turns = []
+        for memory_id, content, created, expires in found:
+            match = PREFIX_RE.match(content)
+            if match is None or (expires is not None and _moment(expires) <= now):
+                continue  # a message memory not written as a turn, or one that expired
+            turns.append(_Row(int(match.group(1)), match.group(2), content[match.end() :], memory_id, _moment(created)))
+        turns.sort(key=lambda t: t.turn)
+        return turns
 
     def rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal) -> Rehydrated:
         """The latest turns, the memories relevant to ``query`` and a summary of the rest,
@@ -339,10 +379,9 @@ class Sessions:
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
             raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})")
         query = query.strip() if isinstance(query, str) and query.strip() else None
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            relevant_job = pool.submit(self._relevant, ns, query, principal) if query else None
-            turns = self.turns(session_id, principal=principal)
-            relevant_hits = relevant_job.result() if relevant_job else []
+        relevant_job = _pool().submit(self._relevant, ns, query, principal) if query else None
+        turns = self._rows(ns)
+        relevant_hits = relevant_job.result() if relevant_job else []
         if not turns:
             raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
         return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
@@ -358,17 +397,17 @@ class Sessions:
                 merged[hit.memory.id] = (hit.memory, hit.score)
         return sorted(merged.values(), key=lambda pair: -pair[1])
 
-    def _fit(self, session_id: str, turns: list[Turn], hits: list[tuple[Memory, float]], query: str | None, budget: int) -> Rehydrated:
+    def _fit(self, session_id: str, turns: list[_Row], hits: list[tuple[Memory, float]], query: str | None, budget: int) -> Rehydrated:
         """Share the budget: recent turns, then relevant memories, then the summary."""
         recent_budget = max(1, int(budget * self.policy.recent_share))
-        recent: list[Turn] = []
+        recent: list[_Row] = []
         used = estimate_tokens("Recent turns:\n")
         for turn in reversed(turns):
             cost = estimate_tokens(_turn_line(turn)) + 1
             if recent and used + cost > recent_budget:
                 break
             if not recent and used + cost > budget:
-                turn = turn.model_copy(update={"content": turn.content[: max(1, (budget - used) * 4 - 40)]})
+                turn = replace(turn, content=turn.content[: max(1, (budget - used) * 4 - 40)])
                 cost = estimate_tokens(_turn_line(turn)) + 1
             recent.append(turn)
             used += cost
@@ -398,18 +437,18 @@ class Sessions:
             budget_tokens=budget,
             tokens_used=estimate_tokens(context),
             turns_total=len(turns),
-            recent=recent,
+            recent=[row.model() for row in recent],
             summary=summary,
             relevant=relevant,
             context=context,
         )
 
 
-def _turn_line(turn: Turn) -> str:
+def _turn_line(turn: _Row) -> str:
     return f"[turn {turn.turn}] {turn.role}: {turn.content}"
 
 
-def _render(summary: list[SummaryLine], relevant: list[RelevantMemory], recent: list[Turn]) -> str:
+def _render(summary: list[SummaryLine], relevant: list[RelevantMemory], recent: list[_Row]) -> str:
     parts = []
     if summary:
         parts.append("Summary of earlier turns:\n" + "\n".join(f"- [turn {s.turn}] {s.role}: {s.text}" for s in summary))
@@ -419,7 +458,7 @@ def _render(summary: list[SummaryLine], relevant: list[RelevantMemory], recent: 
     return "\n\n".join(parts)
 
 
-def _summarise(older: list[Turn], query: str | None, budget: int) -> list[SummaryLine]:
+def _summarise(older: list[_Row], query: str | None, budget: int) -> list[SummaryLine]:
     """The most informative sentences of ``older`` that fit ``budget`` tokens, in order.
 
     A sentence scores the mean weight of its words, a word weighing log(1 + count) times
@@ -444,10 +483,8 @@ def _summarise(older: list[Turn], query: str | None, budget: int) -> list[Summar
         doc_freq.update(words_in_turn)
     n = max(1, len(older))
     query_words = {w for w in WORD_RE.findall((query or "").lower()) if w not in STOP}
-    scored = []
-    for index, (*_, words) in enumerate(candidates):
-        weight = sum(math.log1p(term_freq[w]) * math.log(1 + n / doc_freq[w]) * (3.0 if w in query_words else 1.0) for w in words)
-        scored.append((weight / math.sqrt(len(words)), index))
+    weight = {w: math.log1p(count) * math.log(1 + n / doc_freq[w]) * (3.0 if w in query_words else 1.0) for w, count in term_freq.items()}
+    scored = [(sum(weight[w] for w in words) / math.sqrt(len(words)), index) for index, (*_, words) in enumerate(candidates)]
     chosen: list[int] = []
     spent = 0
     seen: set[str] = set()
