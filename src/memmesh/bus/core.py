@@ -491,8 +491,6 @@ class Bus:
         self._authorize(principal, "writer", worker)
         lease = self._lease(lease_s)
         wait = self._wait(wait_s)
-        with self.sql.read() as rows:
-            self._participant(self._conversation(rows, conversation_id, token), worker)
         deadline = time.monotonic() + wait
         while True:
             got = self._claim_once(conversation_id, worker, token, lease)
@@ -520,14 +518,18 @@ class Bus:
         now = self._now()
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
-            self._requeue_expired(rows, conversation_id, now)
-            found = rows.one(
-                f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
-                "ORDER BY seq LIMIT 1" + rows.skip_locked,
-                (conversation_id,),
-            )
-            if found is None:
-                return None
+            while True:  # the oldest task that is ready, or whose lease ran out (given back first)
+                found = rows.one(
+                    f"SELECT {MSG_COLUMNS}, attempts, history, state, lease_owner FROM bus_messages WHERE conversation_id = ? "
+                    "AND (state = 'ready' OR (state = 'leased' AND lease_expires <= ?)) ORDER BY seq LIMIT 1" + rows.skip_locked,
+                    (conversation_id, now),
+                )
+                if found is None:
+                    return None
+                if found[9] == "ready":
+                    break
+                reason = f"lease expired (worker {found[10]} sent no heartbeat)"
+                self._give_back(rows, conversation_id, found[2], int(found[7]), found[8], now, reason)
             attempt = int(found[7]) + 1
             attempt_token = secrets.token_hex(16)
             events = json.loads(found[8] or "[]")
@@ -605,12 +607,12 @@ class Bus:
             found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task")
             events = json.loads(found[4] or "[]")
             events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
-            rows.run(
+            done = rows.one(
                 "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                "WHERE conversation_id = ? AND seq = ? AND lease_token = ?",
+                f"WHERE conversation_id = ? AND seq = ? AND lease_token = ? RETURNING {TASK_COLUMNS}",
                 (result, json.dumps(events), conversation_id, found[0], attempt_token),
             )
-            return self._task(rows, conversation_id, int(found[0]))
+        return self._task_model(done)  # type: ignore[arg-type]
 
     def fail(
         self,

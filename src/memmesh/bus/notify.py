@@ -85,17 +85,21 @@ class Notifier:
         """One LISTEN connection for this process; every notification wakes the waiters."""
         import psycopg
 
-        while not self._stop.is_set():
+        while self._wanted():
             try:
                 with psycopg.connect(self.store._conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.notify()  # anything sent while we were connecting is re-read
-                    while not self._stop.is_set():
+                    while self._wanted():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.notify()
             except psycopg.Error:
                 if self._stop.wait(0.5):
                     return
+
+    def _wanted(self) -> bool:
+        """Listen while the store is open (its pool closes with it) and nobody said stop."""
+        return not self._stop.is_set() and not getattr(getattr(self.store, "_pool", None), "closed", False)
 
     def close(self) -> None:
         self._stop.set()
