@@ -242,11 +242,6 @@ class Bus:
             convs = [c for c in convs if agent in c.participants]
         return convs[:limit]
 
-    def info(self, conversation_id: str, token: str, *, principal: Principal) -> Conversation:
-        self._authorize(principal, "reader")
-        with self.sql.read() as rows:
-            return self._conv_model(self._conversation(rows, conversation_id, token))
-
     # -- messages ----------------------------------------------------------------------------
 
     def _check_body(self, body: str) -> None:
