@@ -513,18 +513,16 @@ class Bus:
         now = self._now()
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
-            while True:  # the oldest task that is ready, or whose lease ran out (given back first)
-                found = rows.one(
-                    f"SELECT {MSG_COLUMNS}, attempts, history, state, lease_owner FROM bus_messages WHERE conversation_id = ? "
-                    "AND (state = 'ready' OR (state = 'leased' AND lease_expires <= ?)) ORDER BY seq LIMIT 1" + rows.skip_locked,
-                    (conversation_id, now),
-                )
-                if found is None:
-                    return None
-                if found[9] == "ready":
-                    break
-                reason = f"lease expired (worker {found[10]} sent no heartbeat)"
-                self._give_back(rows, conversation_id, found[2], int(found[7]), found[8], now, reason)
+            # Lapsed leases first (few rows: only tasks in flight), then the oldest ready task;
+            # each query walks the (conversation, state, seq) index, never the done tasks.
+            self._requeue_expired(rows, conversation_id, now)
+            found = rows.one(
+                f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
+                "ORDER BY seq LIMIT 1" + rows.skip_locked,
+                (conversation_id,),
+            )
+            if found is None:
+                return None
             attempt = int(found[7]) + 1
             attempt_token = secrets.token_hex(16)
             events = json.loads(found[8] or "[]")
