@@ -41,31 +41,31 @@ class Notifier:
 
     def wait_for(self, check: Callable[[], Any], timeout_s: float) -> Any:
         """``check()`` until it returns something truthy or ``timeout_s`` passes (then its
-        last, falsy, answer). Re-checks only when something may have changed."""
+        last, falsy, answer). Re-checks only when something may have changed.
+
+        The change markers (this process's wake-up count, SQLite's commit counter) are read
+        *before* each check, so a commit landing between a check and the wait is never
+        missed: it moves a marker the wait then sees."""
         deadline = time.monotonic() + timeout_s
-        found = check()
-        if found or timeout_s <= 0:
-            return found
+        if timeout_s <= 0:
+            return check()
         if self.postgres:
             self._ensure_listener()
-        version = self._data_version()
-        while True:
+        seen, version = self._generation, self._data_version()
+        found = check()
+        while not found:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return check()
             step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
             with self._cond:
-                seen = self._generation
                 self._cond.wait_for(lambda seen=seen: self._generation != seen, timeout=step)
                 woken = self._generation != seen
-            if not woken and not self.postgres:
-                current = self._data_version()
-                if current == version:
-                    continue
-                version = current
+            if not woken and not self.postgres and self._data_version() == version:
+                continue
+            seen, version = self._generation, self._data_version()
             found = check()
-            if found:
-                return found
+        return found
 
     def _data_version(self) -> int:
         """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""
