@@ -8,15 +8,16 @@ import sqlite3
 import time
 from pathlib import Path
 
-from conftest import keyword_settings
 from memmesh import Memory
+from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL as P
 from memmesh.store.sqlite import register_functions
 
 
 def test_a_send_committed_during_the_first_check_wakes_the_poll(tmp_path: Path) -> None:
     db = tmp_path / "race.db"
-    with Memory(f"sqlite:///{db}", keyword_settings(tmp_path)) as mem:
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""})
+    with Memory(f"sqlite:///{db}", settings) as mem:
         bus = mem.service.bus
         conv = bus.open(["a", "b"], principal=P)
         other = sqlite3.connect(db, isolation_level=None)  # another process's connection, in effect
