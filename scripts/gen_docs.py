@@ -204,10 +204,13 @@ def _schema_name(schema: dict[str, Any]) -> str:
 
 def mcp_tables() -> str:
     """The profile table and, per family, its tools with hints and descriptions."""
+    from memmesh.interfaces.mcp.bus_tools import BusTools
     from memmesh.interfaces.mcp.catalog import FAMILIES, FAMILY_DESCRIPTIONS, PROFILES, resolve_profile, tools_for
     from memmesh.interfaces.mcp.tools import MemoryTools
 
-    infos = {name: (fn, fn.__mcp_tool__) for name, fn in vars(MemoryTools).items() if hasattr(fn, "__mcp_tool__")}
+    infos = {
+        name: (fn, fn.__mcp_tool__) for cls in (MemoryTools, BusTools) for name, fn in vars(cls).items() if hasattr(fn, "__mcp_tool__")
+    }
     out = ["| profile | families | tools |", "|---|---|---|"]
     for profile in PROFILES:
         label = f"`{profile}` (default)" if profile == "core" else f"`{profile}`"

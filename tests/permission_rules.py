@@ -23,6 +23,8 @@ ROLES = ("reader", "writer", "admin")
 RANK = {"reader": 0, "writer": 1, "admin": 2}
 OWN = "team/a"
 OTHER = "team/b"
+ASIDE = "team/z"
+"""Outside team/a like team/b, for sessions the bus rules seed (team/b's export must stay small)."""
 
 
 @dataclass
@@ -39,6 +41,32 @@ class World:
     agent_b: str
     gone: str
     gone_b: str
+    conv: str = ""
+    token: str = ""
+    queue: str = ""
+    queue_token: str = ""
+    attempt: str = ""
+    session: str = ""
+    session_b: str = ""
+
+
+def _seed_bus(service: Service, world: World) -> World:
+    """A chat (a, b) with one message, a queue (coord, w) with a task leased to w, and one
+    session in each namespace (issue 17)."""
+    bus = service.bus
+    chat = bus.open(["a", "b"], principal=LOCAL_PRINCIPAL)
+    bus.send(chat.id, f"hello {world.tag}", sender="a", token=chat.token, principal=LOCAL_PRINCIPAL)
+    queue = bus.open(["coord", "w"], kind="queue", principal=LOCAL_PRINCIPAL)
+    bus.send(queue.id, f"job {world.tag}", sender="coord", token=queue.token, principal=LOCAL_PRINCIPAL)
+    bus.send(queue.id, f"job 2 {world.tag}", sender="coord", token=queue.token, principal=LOCAL_PRINCIPAL)
+    leased = bus.claim(queue.id, worker="w", token=queue.token, lease_s=3600, principal=LOCAL_PRINCIPAL)
+    sessions = service.sessions
+    sessions.append(f"s-{world.tag}", role="user", content=f"alpha turn {world.tag}", namespace=OWN, principal=LOCAL_PRINCIPAL)
+    sessions.append(f"sb-{world.tag}", role="user", content=f"alpha turn {world.tag}", namespace=ASIDE, principal=LOCAL_PRINCIPAL)
+    world.conv, world.token, world.queue, world.queue_token = chat.id, chat.token, queue.id, queue.token
+    world.attempt = leased.attempt_token  # type: ignore[union-attr]
+    world.session, world.session_b = f"s-{world.tag}", f"sb-{world.tag}"
+    return world
 
 
 def seed(service: Service) -> World:
@@ -55,7 +83,7 @@ def seed(service: Service) -> World:
     gone_b = add({"content": f"alpha gone {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
     service.delete(gone.id, principal=LOCAL_PRINCIPAL)
     service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
-    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id)
+    return _seed_bus(service, World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id))
 
 
 def expected(rule_role: str, store_wide: bool, role: str, scoped: bool, reaches_other: bool, other_status: int) -> str:
@@ -107,6 +135,55 @@ def _mem(ns: str, w: World, word: str = "new") -> dict[str, Any]:
 
 def _mcp_entity(w: World) -> str:
     return json.dumps({"type": "entity", "name": f"E{uuid.uuid4().hex[:8]}", "entityType": "thing", "observations": [f"seen {w.tag}"]})
+
+
+def _bus(w: World, tail: str, queue: bool = False, **options: Any) -> tuple[str, dict[str, Any]]:
+    conv, token = (w.queue, w.queue_token) if queue else (w.conv, w.token)
+    return f"/api/v1/bus/conversations/{conv}/{tail}", {"headers": {"X-Bus-Token": token}, **options}
+
+
+BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
+    ("POST", "/api/v1/bus/conversations"): HttpRule(
+        "writer", lambda w: ("/api/v1/bus/conversations", {"json": {"participants": ["a", "b"]}}), ok_status=201
+    ),
+    ("GET", "/api/v1/bus/conversations"): HttpRule("reader", lambda w: ("/api/v1/bus/conversations", {}), check=_no_other),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule(
+        "writer", lambda w: _bus(w, "messages", json={"from": "a", "body": "hi"}), ok_status=201
+    ),
+    ("GET", "/api/v1/bus/conversations/{conversation_id}/unread"): HttpRule(
+        "reader", lambda w: _bus(w, "unread", params={"agent": "b"}), check=_no_other
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/ack"): HttpRule(
+        "writer", lambda w: _bus(w, "ack", json={"agent": "b", "all": True})
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/claim"): HttpRule(
+        "writer", lambda w: _bus(w, "claim", True, json={"worker": "w"})
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/heartbeat"): HttpRule(
+        "writer", lambda w: _bus(w, "heartbeat", True, json={"worker": "w", "attempt_token": w.attempt})
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/complete"): HttpRule(
+        "writer", lambda w: _bus(w, "complete", True, json={"worker": "w", "attempt_token": w.attempt, "result": "ok"})
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/fail"): HttpRule(
+        "writer", lambda w: _bus(w, "fail", True, json={"worker": "w", "attempt_token": w.attempt})
+    ),
+    ("GET", "/api/v1/bus/conversations/{conversation_id}/tasks"): HttpRule("reader", lambda w: _bus(w, "tasks", True)),
+    ("POST", "/api/v1/sessions/{session_id}/turns"): HttpRule(
+        "writer",
+        lambda w: (f"/api/v1/sessions/n-{uuid.uuid4().hex[:12]}/turns", {"json": {"content": "hi", "namespace": OWN}}),
+        lambda w: (f"/api/v1/sessions/n-{uuid.uuid4().hex[:12]}/turns", {"json": {"content": "hi", "namespace": ASIDE}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/sessions/{session_id}/rehydrate"): HttpRule(
+        "reader",
+        lambda w: (f"/api/v1/sessions/{w.session}/rehydrate", {}),
+        lambda w: (f"/api/v1/sessions/{w.session_b}/rehydrate", {}),
+        check=_no_other,
+    ),
+    ("GET", "/api/v1/sessions"): HttpRule("reader", lambda w: ("/api/v1/sessions", {}), check=_no_other),
+}
 
 
 HTTP_RULES: dict[tuple[str, str], HttpRule] = {
@@ -208,6 +285,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
+    **BUS_HTTP_RULES,
 }
 HTTP_ELSEWHERE = {
     ("*", "/mcp"): "every MCP tool over /mcp: test_permissions_mcp.py",
@@ -317,4 +395,20 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_export": ToolRule("admin", lambda w: {"namespace": f"{OWN}/{w.tag}"}, lambda w: {"namespace": OTHER}),
     "memory_import": ToolRule("admin", lambda w: {"jsonl": "", "dry_run": True}),
     "memory_backup": ToolRule("admin", lambda w: {}, store_wide=True),
+    "bus_open_conversation": ToolRule("writer", lambda w: {"participants": ["a", "b"]}),
+    "bus_send_message": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "sender": "a", "body": "hi"}),
+    "bus_get_unread_messages": ToolRule("reader", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b"}, check=_no_other),
+    "bus_ack": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b", "all": True}),
+    "bus_list_conversations": ToolRule("reader", lambda w: {}, check=_no_other),
+    "bus_claim_task": ToolRule("writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w"}),
+    "bus_complete_task": ToolRule(
+        "writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w", "attempt_token": w.attempt}
+    ),
+    "session_append": ToolRule(
+        "writer",
+        lambda w: {"session_id": f"n-{uuid.uuid4().hex[:12]}", "content": "hi", "namespace": OWN},
+        lambda w: {"session_id": f"n-{uuid.uuid4().hex[:12]}", "content": "hi", "namespace": ASIDE},
+    ),
+    "session_rehydrate": ToolRule("reader", lambda w: {"session_id": w.session}, lambda w: {"session_id": w.session_b}, check=_no_other),
+    "session_list": ToolRule("reader", lambda w: {}, check=_no_other),
 }

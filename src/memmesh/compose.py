@@ -101,7 +101,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         recency_half_life_days=rc.recency_half_life_days,
     )
     engine = RecallEngine(store, embedder, index, weights, rc.candidates, collapse_duplicates=rc.collapse_duplicates)
-    return Service(
+    service = Service(
         store,
         policy=build_policy(settings),
         embedder=embedder,
@@ -110,6 +110,12 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         node_id=settings.storage.node_id,
         max_ahead_ms=settings.federation.max_ahead_ms,
     )
+    from memmesh.bus.core import BusPolicy
+    from memmesh.sessions.core import SessionPolicy
+
+    service.bus_policy = BusPolicy(**settings.bus.model_dump())
+    service.session_policy = SessionPolicy(**settings.sessions.model_dump())
+    return service
 
 
 def build_mesh(service: Service, settings: Settings) -> Mesh | None:

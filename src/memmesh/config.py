@@ -188,6 +188,22 @@ class TLSSettings(_Section):
     quorum_client_ca_file: Path | None = Field(None, description="CA the peers' server certificates must chain to")
 
 
+class BusSettings(_Section):
+    max_message_bytes: int = Field(65_536, ge=1, description="largest bus message body, in UTF-8 bytes")
+    conversation_timeout_s: float = Field(10_800.0, gt=0, description="a conversation idle this long is archived (default 3 h)")
+    lease_s: float = Field(30.0, gt=0, description="how long a claimed task stays with its worker without a heartbeat")
+    max_deliveries: int = Field(5, ge=1, description="deliveries of a task before it goes to the dead-letter list")
+    max_wait_s: float = Field(60.0, ge=0, description="longest long-poll wait a caller may ask for")
+    workers_status_file: Path | None = Field(
+        None, description="status file of `memmesh workers run` (<workers.toml>.status.json) to report in /metrics"
+    )
+
+
+class SessionSettings(_Section):
+    namespace: str = Field("sessions", description="namespace root session turns are stored under (<root>/<session_id>)")
+    recent_share: float = Field(0.5, gt=0, lt=1, description="share of a rehydration budget kept for the latest turns")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -204,6 +220,8 @@ class Settings(BaseModel):
     mcp: McpSettings = Field(default_factory=McpSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     @property
     def storage_url(self) -> str:

@@ -218,6 +218,13 @@ class ResyncRequiredError(ConflictError):
     code = "resync_required"
 
 
+class LeaseLostError(ConflictError):
+    """A bus task's lease is no longer this attempt's (it expired, or another worker holds
+    the task now): the late heartbeat, completion or failure is refused (fencing)."""
+
+    code = "lease_lost"
+
+
 class EmbedderError(MemmeshError):
     """The embedding model is missing, damaged, unreachable or returned bad vectors."""
 

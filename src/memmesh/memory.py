@@ -18,6 +18,7 @@ from memmesh.config import Settings, db_override, load_settings
 from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
 from memmesh.service import Service
+from memmesh.sessions.core import Rehydrated, SessionInfo, Turn
 from memmesh.transfer import ImportOptions
 
 if TYPE_CHECKING:
@@ -152,6 +153,19 @@ class Memory:
     def import_text(self, text: str, *, format: str = "auto", dry_run: bool = False, **options: Any) -> ImportReport | JsonlImportReport:
         """Like :meth:`import_file` for text already in hand (jsonl, mcp-memory or mem0)."""
         return self.service.transfer.import_text(text, ImportOptions(format=format, dry_run=dry_run, **options), principal=self.principal)
+
+    def session_append(self, session_id: str, *, role: str = "user", content: str, namespace: str | None = None) -> Turn:
+        """Store one turn at the end of a session (a ``kind="message"`` memory, in order)."""
+        return self.service.sessions.append(session_id, role=role, content=content, namespace=namespace, principal=self.principal)
+
+    def session_rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None) -> Rehydrated:
+        """The latest turns, a summary of older ones and memories relevant to ``query``,
+        within ``budget_tokens``, with the tokens used (see docs/bus.md, Sessions)."""
+        return self.service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=self.principal)
+
+    def session_list(self, *, limit: int = 100) -> list[SessionInfo]:
+        """Sessions, most recently active first."""
+        return self.service.sessions.list(limit=limit, principal=self.principal)
 
     def close(self) -> None:
         self.service.store.close()

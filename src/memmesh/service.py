@@ -71,11 +71,13 @@ from memmesh.store.base import Filter, Store, WriteTx
 from memmesh.versions import next_version
 
 if TYPE_CHECKING:
+    from memmesh.bus.core import Bus, BusPolicy
     from memmesh.entities import Entities
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.graph import Graph
     from memmesh.lifecycle import Lifecycle
+    from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.survey import Survey
     from memmesh.transfer import Transfer
 
@@ -194,6 +196,29 @@ class Service:
         items += [SyncItem(seq=0, tombstone=t) for t in tombstones]
         items += [SyncItem(seq=0, link=link) for link in links]
         self.mesh.replicate(items)
+
+    bus_policy: BusPolicy | None = None
+    """The ``[bus]`` rules (set by compose.build; None = the defaults)."""
+    session_policy: SessionPolicy | None = None
+    """The ``[sessions]`` rules (set by compose.build; None = the defaults)."""
+
+    @property
+    def bus(self) -> Bus:
+        """The message bus on this store (memmesh.bus): conversations, cursors, task leases."""
+        if self.__dict__.get("_bus") is None:
+            from memmesh.bus.core import Bus
+
+            self.__dict__["_bus"] = Bus(self, self.bus_policy)
+        return self.__dict__["_bus"]
+
+    @property
+    def sessions(self) -> Sessions:
+        """Long conversations kept as memories (memmesh.sessions): append, rehydrate, list."""
+        if self.__dict__.get("_sessions") is None:
+            from memmesh.sessions.core import Sessions
+
+            self.__dict__["_sessions"] = Sessions(self, self.session_policy)
+        return self.__dict__["_sessions"]
 
     @property
     def replica(self) -> Replica:

@@ -82,6 +82,40 @@ def test_full_profile_lists_every_tool_with_hints(mcp_env: McpEnv) -> None:
     asyncio.run(scenario())
 
 
+async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
+    """The bus and session families, each checked through the Python API (issue 17)."""
+    conv = await c.ok("bus_open_conversation", participants=["coord", "shard"])
+    cid, token = conv["conversation_id"], conv["token"]
+    sent = await c.ok("bus_send_message", conversation_id=cid, token=token, sender="coord", body="start shard 1")
+    seen = mem.service.bus.unread(cid, agent="shard", token=token, principal=LOCAL_PRINCIPAL).messages
+    assert [m.id for m in seen] == [sent["id"]]
+    unread = await c.ok("bus_get_unread_messages", conversation_id=cid, token=token, agent="shard")
+    assert [m["body"] for m in unread["messages"]] == ["start shard 1"]
+    assert (await c.ok("bus_ack", conversation_id=cid, token=token, agent="shard", all=True))["acked_seq"] == 1
+    assert mem.service.bus.unread(cid, agent="shard", token=token, principal=LOCAL_PRINCIPAL).messages == []
+    assert cid in [x["id"] for x in (await c.ok("bus_list_conversations"))["conversations"]]
+    refused = await c.client.call("bus_get_unread_messages", conversation_id=cid, token="0" * 64, agent="shard")
+    assert refused.is_error and "wrong token" in refused.text and token not in refused.text
+    queue = await c.ok("bus_open_conversation", participants=["coord", "shard"], kind="queue")
+    mem.service.bus.send(queue["conversation_id"], "job", sender="coord", token=queue["token"], principal=LOCAL_PRINCIPAL)
+    got = (await c.ok("bus_claim_task", conversation_id=queue["conversation_id"], token=queue["token"], worker="shard"))["delivery"]
+    done = await c.ok(
+        "bus_complete_task",
+        conversation_id=queue["conversation_id"],
+        token=queue["token"],
+        worker="shard",
+        attempt_token=got["attempt_token"],
+        result="ok",
+    )
+    assert done["state"] == "done"
+    assert mem.service.bus.tasks(queue["conversation_id"], token=queue["token"], principal=LOCAL_PRINCIPAL)[0].result == "ok"
+    turn = await c.ok("session_append", session_id="mcp-s", content="we chose plan B", role="user")
+    assert turn["turn"] == 1 and mem.service.sessions.turns("mcp-s", principal=LOCAL_PRINCIPAL)[0].content == "we chose plan B"
+    back = await c.ok("session_rehydrate", session_id="mcp-s", budget_tokens=100)
+    assert back["recent"][0]["content"] == "we chose plan B" and back["tokens_used"] <= 100
+    assert [s["session_id"] for s in (await c.ok("session_list"))["sessions"]] == ["mcp-s"]
+
+
 def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
     mem = open_memory(mcp_env)
 
@@ -226,6 +260,7 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert done["memories_written"] == 1 and mem.get(cc["id"]).content == "The runbook lives in the ops wiki"
             again_import = await c.ok("memory_import", jsonl=inline["jsonl"])
             assert again_import["memories_written"] == 0
+            await bus_and_session_tools(c, mem)
             return c.called
 
     try:

@@ -20,6 +20,8 @@ from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync, transfer
+from memmesh.interfaces.http.routes import bus as bus_routes
+from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -42,6 +44,8 @@ TAGS = [
     {"name": "keys", "description": "API keys (admin)"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
     {"name": "sync", "description": "Replication between peer nodes (peer keys)"},
+    {"name": "bus", "description": "Message bus between agents: conversations, unread/ack, task leases"},
+    {"name": "sessions", "description": "Session turns as memories; rehydration within a token budget"},
 ]
 
 
@@ -106,7 +110,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health, sync, transfer):
+    for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(

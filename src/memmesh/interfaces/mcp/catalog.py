@@ -35,7 +35,16 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "lifecycle": ("memory_promote", "memory_forget", "memory_consolidate", "memory_history", "memory_restore", "memory_gc"),
     "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),
     "agents": ("memory_agent_register", "memory_agent_list"),
-    "session": ("memory_session_start", "memory_check_duplicate"),
+    "session": ("memory_session_start", "memory_check_duplicate", "session_append", "session_rehydrate", "session_list"),
+    "bus": (
+        "bus_open_conversation",
+        "bus_send_message",
+        "bus_get_unread_messages",
+        "bus_ack",
+        "bus_list_conversations",
+        "bus_claim_task",
+        "bus_complete_task",
+    ),
     "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import", "memory_backup"),
 }
 
@@ -46,7 +55,8 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "lifecycle": "promote to long-term, bulk forget (with dry run), consolidate, history, undelete, garbage collection",
     "archive": "expired memories moved aside by gc: list, restore, purge, count",
     "agents": "registered agent identities",
-    "session": "start a session with context; check for duplicates before storing",
+    "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions",
+    "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
 }
 
@@ -54,7 +64,7 @@ PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "graph": ("core", "graph", "entities"),
     "admin": ("core", "lifecycle", "archive", "agents", "ops"),
-    "power": ("core", "graph", "entities", "lifecycle", "session", "ops"),
+    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus"),
     "full": tuple(FAMILIES),
 }
 

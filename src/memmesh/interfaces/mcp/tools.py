@@ -683,9 +683,12 @@ def _recall_view(result: Any) -> dict[str, Any]:
 
 def tool_methods(tools: MemoryTools) -> dict[str, tuple[Callable[..., Any], ToolInfo]]:
     """Every tool method by name with its info, in class order."""
+    from memmesh.interfaces.mcp.bus_tools import BusTools
+
     found: dict[str, tuple[Callable[..., Any], ToolInfo]] = {}
-    for name in vars(MemoryTools):
-        info = getattr(getattr(MemoryTools, name), "__mcp_tool__", None)
-        if info is not None:
-            found[name] = (getattr(tools, name), info)
+    for owner, cls in ((tools, MemoryTools), (BusTools(tools), BusTools)):
+        for name in vars(cls):
+            info = getattr(getattr(cls, name), "__mcp_tool__", None)
+            if info is not None:
+                found[name] = (getattr(owner, name), info)
     return found

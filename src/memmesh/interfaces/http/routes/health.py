@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from memmesh.interfaces.http.bus_metrics import bus_metrics
 from memmesh.interfaces.http.deps import Svc, bearer_token, json_response, server
 from memmesh.interfaces.http.schemas import ErrorBody, Health, Ready
 from memmesh.model import LOCAL_PRINCIPAL
@@ -62,5 +63,5 @@ def metrics(request: Request, service: Svc) -> Response:
     cluster = None
     if service.mesh is not None and who.role == "admin" and who.prefixes() is None:
         cluster = service.replica.status(principal=who)
-    body = ctx.metrics.render(service.stats(principal=who), cluster)
+    body = ctx.metrics.render(service.stats(principal=who), cluster) + bus_metrics(service, who)
     return Response(content=body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,682 @@
+"""Every rule of the message bus, written once for every face (CLI, HTTP, MCP, Python).
+
+Model (issue 17, SPEC §9):
+
+- A *conversation* has participants and a token of 64 hex characters, shown once and stored
+  only as its SHA-256; every read or post presents it and it is compared in constant time.
+  The token is a capability, not an identity: the store never keeps or logs it.
+- Messages are numbered 1, 2, … per conversation inside the write that stores them, so every
+  reader sees one order. A ``chat`` message goes to every other participant (or only to
+  ``to``); each agent has a cursor: ``delivered_seq`` (the newest message an ``unread`` has
+  handed it) and ``acked_seq`` (everything up to it is read). ``ack`` moves ``acked_seq``
+  forward only, and only over messages already delivered to that agent, so ``ack --all``
+  never swallows a message that arrived after the agent looked.
+- A ``queue`` conversation holds tasks: ``claim`` leases the oldest ready task to one
+  worker with a fresh *attempt token* (the fencing token); ``heartbeat`` extends the lease,
+  ``complete`` records the result, ``fail`` gives it back. Each checks the attempt token and
+  that the lease still holds, in the same write, so a worker that was paused past its lease
+  (and lost the task to another) is refused. A task delivered ``max_deliveries`` times
+  without completing goes to the dead-letter list with its reason and history.
+- A conversation idle for its timeout (default 3 h) is archived: it stays readable in
+  ``list --archived``, but nothing more can be sent, read or claimed in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from memmesh.bus.model import (
+    AckResult,
+    BusMessage,
+    Conversation,
+    ConversationKind,
+    Delivery,
+    OpenedConversation,
+    Task,
+    Unread,
+    when,
+)
+from memmesh.bus.notify import CHANNEL, Notifier
+from memmesh.bus.sql import BusSql, Rows
+from memmesh.clock import new_id
+from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
+from memmesh.model import Principal
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+TOKEN_RE = re.compile(r"[0-9a-f]{64}")
+AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+MAX_PARTICIPANTS = 1000
+MAX_PAGE = 1000
+CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
+MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
+TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
+
+
+@dataclass(frozen=True)
+class BusPolicy:
+    """The bus rules that come from the ``[bus]`` settings (see config.py for each meaning)."""
+
+    max_message_bytes: int = 65_536
+    conversation_timeout_s: float = 10_800.0
+    lease_s: float = 30.0
+    max_deliveries: int = 5
+    max_wait_s: float = 60.0
+    workers_status_file: Path | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def check_agent_name(agent: str, what: str = "agent") -> str:
+    """An agent name as the bus accepts it: 1-128 letters, digits and ``_.:@-``."""
+    if not isinstance(agent, str) or not AGENT_RE.fullmatch(agent.strip()):
+        raise InvalidInputError(
+            f"{what} {agent!r} is not a valid agent name: use 1-128 letters, digits and _ . : @ - (starting alphanumeric)"
+        )
+    return agent.strip()
+
+
+class Bus:
+    """Conversations, messages, cursors and task leases in the service's store."""
+
+    def __init__(self, service: Service, policy: BusPolicy | None = None) -> None:
+        self.service = service
+        self.policy = policy or BusPolicy()
+        self.sql = BusSql(service.store)
+        self.notifier = Notifier(service.store, self.sql.postgres)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.service.clock().timestamp()
+
+    def _authorize(self, principal: Principal, role: str, agent: str | None = None) -> Principal:
+        """The caller's role. Inside a conversation the token is the credential: an API key
+        gates reaching the bus at all (reader to read, writer to post), and a participant
+        name is trusted to whoever holds the token, as every participant shares it."""
+        return self.service._authorize(principal, role)  # type: ignore[arg-type]
+
+    def _conversation(self, rows: Rows, conversation_id: str, token: str) -> tuple:
+        """The conversation row after checking the token; NotFound when unknown."""
+        if not isinstance(conversation_id, str) or not conversation_id.strip():
+            raise InvalidInputError("conversation_id is empty: give the id `bus open` printed")
+        if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip().lower()):
+            raise ForbiddenError(
+                f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
+            )
+        row = rows.one(f"SELECT {CONV_COLUMNS}, token_hash FROM bus_conversations WHERE id = ?", (conversation_id,))
+        if row is None:
+            raise NotFoundError(f"no conversation {conversation_id}: check the id (`bus list` shows open conversations)")
+        if not hmac.compare_digest(hash_token(token.strip().lower()), row[-1]):
+            raise ForbiddenError(f"wrong token for conversation {conversation_id}: use the token `bus open` printed for it")
+        return row[:-1]
+
+    def _live(self, row: tuple, now: float) -> None:
+        """Refuse work in an archived conversation, or one idle past its timeout (which the
+        next ``list`` archives)."""
+        if row[8] is not None or self._expired(row, now):
+            raise ForbiddenError(f"conversation {row[0]} is archived (idle for {row[7]:g} s): open a new conversation to go on")
+
+    @staticmethod
+    def _participant(row: tuple, agent: str) -> None:
+        participants = json.loads(row[3])
+        if agent not in participants:
+            raise ForbiddenError(f"agent {agent!r} is not a participant of conversation {row[0]} (participants: {', '.join(participants)})")
+
+    def _expired(self, row: tuple, now: float) -> bool:
+        return row[8] is None and now - row[6] >= row[7]
+
+    @staticmethod
+    def _conv_model(row: tuple) -> Conversation:
+        return Conversation(
+            id=row[0],
+            kind=row[1],
+            topic=row[2],
+            participants=json.loads(row[3]),
+            created_by=row[4],
+            created_at=when(row[5]),
+            last_activity_at=when(row[6]),
+            expires_at=when(row[6] + row[7]),
+            archived_at=when(row[8]),
+            messages=int(row[9]),
+        )
+
+    @staticmethod
+    def _message(row: tuple) -> BusMessage:
+        return BusMessage(
+            id=row[0], conversation_id=row[1], seq=int(row[2]), sender=row[3], to=row[4], body=row[5], created_at=when(row[6])
+        )
+
+    def _wait(self, wait_s: float | None) -> float:
+        if wait_s is None:
+            return 0.0
+        if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or wait_s < 0:
+            raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})")
+        if wait_s > self.policy.max_wait_s:
+            raise InvalidInputError(
+                f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
+            )
+        return float(wait_s)
+
+    @staticmethod
+    def _limit(limit: int) -> int:
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit!r})")
+        return limit
+
+    # -- conversations -----------------------------------------------------------------------
+
+    def open(
+        self,
+        participants: Sequence[str],
+        *,
+        principal: Principal,
+        kind: ConversationKind = "chat",
+        topic: str | None = None,
+        timeout_s: float | None = None,
+        created_by: str | None = None,
+    ) -> OpenedConversation:
+        """A new conversation and its token (returned once; only its hash is kept)."""
+        self._authorize(principal, "writer", created_by)
+        if isinstance(participants, str):
+            participants = [p for p in participants.split(",")]
+        names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
+        if len(names) != len(list(participants or [])):
+            raise InvalidInputError("participants has an empty name: list agent names, e.g. a,b")
+        names = list(dict.fromkeys(names))
+        if not names:
+            raise InvalidInputError("a conversation needs at least one participant, e.g. --participants a,b")
+        if len(names) > MAX_PARTICIPANTS:
+            raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
+        if kind not in ("chat", "queue"):
+            raise InvalidInputError(f"kind must be chat or queue (got {kind!r})")
+        if topic is not None and len(topic) > 1000:
+            raise InvalidInputError("topic is longer than 1000 characters")
+        timeout = self.policy.conversation_timeout_s if timeout_s is None else timeout_s
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
+            raise InvalidInputError(f"timeout must be a positive number of seconds (got {timeout_s!r})")
+        token = secrets.token_hex(32)
+        now = self._now()
+        conv_id = new_id()
+        with self.sql.write() as rows:
+            rows.run(
+                "INSERT INTO bus_conversations (id, kind, topic, participants, token_hash, created_by, created_at, last_activity, "
+                "timeout_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (conv_id, kind, topic, json.dumps(names), hash_token(token), created_by, now, now, float(timeout)),
+            )
+        row = (conv_id, kind, topic, json.dumps(names), created_by, now, now, float(timeout), None, 0)
+        return OpenedConversation(**self._conv_model(row).model_dump(), conversation_id=conv_id, token=token)
+
+    def list(self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100) -> list[Conversation]:
+        """Conversations, newest activity first: open ones (archiving any that timed out), or
+        the archived ones. Tokens are never listed. A key limited to some namespaces lists
+        only conversations its agent takes part in."""
+        who = self._authorize(principal, "reader", agent)
+        limit = self._limit(limit)
+        now = self._now()
+        with self.sql.write() as rows:
+            rows.run(
+                "UPDATE bus_conversations SET archived_at = ? WHERE archived_at IS NULL AND last_activity + timeout_s <= ?", (now, now)
+            )
+        where = "archived_at IS NOT NULL" if archived else "archived_at IS NULL"
+        with self.sql.read() as rows:
+            found = rows.all(
+                f"SELECT {CONV_COLUMNS} FROM bus_conversations WHERE {where} ORDER BY last_activity DESC, id LIMIT ?", (limit * 10,)
+            )
+        convs = [self._conv_model(r) for r in found]
+        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
+            convs = [c for c in convs if who.agent_id is not None and who.agent_id in c.participants]
+        if agent is not None:
+            convs = [c for c in convs if agent in c.participants]
+        return convs[:limit]
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def _check_body(self, body: str) -> None:
+        if not isinstance(body, str) or not body.strip():
+            raise InvalidInputError("message is empty: give the text to send")
+        size = len(body.encode("utf-8"))
+        if size > self.policy.max_message_bytes:
+            raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
+
+    def send(self, conversation_id: str, body: str, *, sender: str, token: str, principal: Principal, to: str | None = None) -> BusMessage:
+        """Post a message (to everyone else, or only to ``to``); numbered in conversation order."""
+        return self.send_many(conversation_id, [body], sender=sender, token=token, principal=principal, to=to)[0]
+
+    def send_many(
+        self, conversation_id: str, bodies: Sequence[str], *, sender: str, token: str, principal: Principal, to: str | None = None
+    ) -> list[BusMessage]:
+        """Post several messages in one write (all or nothing), numbered consecutively."""
+        sender = check_agent_name(sender, "sender")
+        self._authorize(principal, "writer", sender)
+        bodies = list(bodies)
+        if not bodies:
+            raise InvalidInputError("no messages to send")
+        for body in bodies:
+            self._check_body(body)
+        if to is not None:
+            to = check_agent_name(to, "recipient")
+        now = self._now()
+        with self.sql.write() as rows:
+            row = self._conversation(rows, conversation_id, token)
+            self._live(row, now)
+            self._participant(row, sender)
+            if to is not None and to not in json.loads(row[3]):
+                raise InvalidInputError(f"recipient {to!r} is not a participant of conversation {conversation_id}")
+            top = rows.one(
+                "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? RETURNING last_seq",
+                (len(bodies), now, conversation_id),
+            )
+            first = int(top[0]) - len(bodies) + 1  # type: ignore[index]
+            state = "ready" if row[1] == "queue" else None
+            history = "[]" if state else None
+            made = []
+            for offset, body in enumerate(bodies):
+                msg = (new_id(), conversation_id, first + offset, sender, to, body, now)
+                made.append(msg)
+            if rows.postgres:
+                rows.conn.cursor().executemany(
+                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(*m, state, history) for m in made],
+                )
+                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (conversation_id,))
+            else:
+                rows.conn.executemany(
+                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*m, state, history) for m in made],
+                )
+        self.notifier.notify()
+        return [self._message(m) for m in made]
+
+    def _visible(self) -> str:
+        """Messages an agent receives: not its own, and addressed to everyone or to it."""
+        return "conversation_id = ? AND seq > ? AND sender <> ? AND (recipient IS NULL OR recipient = ?)"
+
+    def unread(
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        token: str,
+        principal: Principal,
+        limit: int = 100,
+        wait_s: float | None = None,
+    ) -> Unread:
+        """The agent's unacknowledged messages, oldest first. With ``wait_s``, an empty answer
+        waits up to that long for a message (long-poll) instead of returning at once.
+
+        Reading marks the messages delivered (so ``ack --all`` covers exactly them), and
+        returns them again until they are acked: a reader that crashes before its ack loses
+        nothing."""
+        agent = check_agent_name(agent)
+        self._authorize(principal, "reader", agent)
+        limit = self._limit(limit)
+        wait = self._wait(wait_s)
+        with self.sql.read() as rows:
+            row = self._conversation(rows, conversation_id, token)
+        self._participant(row, agent)
+        if row[1] == "queue":
+            raise InvalidInputError(f"conversation {conversation_id} is a task queue: workers take its tasks with `bus claim`")
+        self._live(row, self._now())
+
+        def look() -> Unread:
+            with self.sql.read() as rows:
+                cur = rows.one("SELECT acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent))
+                acked = int(cur[0]) if cur else 0
+                found = rows.all(
+                    f"SELECT {MSG_COLUMNS} FROM bus_messages WHERE {self._visible()} ORDER BY seq LIMIT ?",
+                    (conversation_id, acked, agent, agent, limit + 1),
+                )
+            messages = [self._message(r) for r in found[:limit]]
+            return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=acked, more=len(found) > limit)
+
+        answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
+        if answer.messages:
+            self._delivered(conversation_id, agent, answer.messages[-1].seq)
+        return answer
+
+    def _delivered(self, conversation_id: str, agent: str, seq: int) -> None:
+        """Raise the agent's delivered mark to ``seq`` (never lowering it)."""
+        with self.sql.write() as rows:
+            changed = rows.run(
+                "UPDATE bus_cursors SET delivered_seq = ? WHERE conversation_id = ? AND agent = ? AND delivered_seq < ?",
+                (seq, conversation_id, agent, seq),
+            )
+            if (
+                not changed
+                and rows.one("SELECT 1 FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)) is None
+            ):
+                rows.run(
+                    "INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) VALUES (?, ?, ?, 0)",
+                    (conversation_id, agent, seq),
+                )
+
+    def ack(
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        token: str,
+        principal: Principal,
+        ids: Sequence[str] = (),
+        all: bool = False,
+    ) -> AckResult:
+        """Mark the agent's messages read: every delivered one (``all``) or up to and including
+        the given ids. Only messages delivered to this agent may be acked; the cursor never
+        moves back (acking an older id again changes nothing)."""
+        agent = check_agent_name(agent)
+        self._authorize(principal, "writer", agent)
+        ids = [i.strip() for i in ids if isinstance(i, str) and i.strip()]
+        if all == bool(ids):
+            raise InvalidInputError("say what to ack: message ids, or all (every message unread has returned)")
+        now = self._now()
+        with self.sql.write() as rows:
+            row = self._conversation(rows, conversation_id, token)
+            self._live(row, now)
+            self._participant(row, agent)
+            cur = rows.one(
+                "SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)
+            )
+            delivered, acked = (int(cur[0]), int(cur[1])) if cur else (0, 0)
+            target = delivered if all else max(self._ackable(rows, conversation_id, agent, ids, delivered))
+            if target <= acked:
+                return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=acked, acked=0)
+            count = rows.one(
+                "SELECT COUNT(*) FROM bus_messages WHERE conversation_id = ? AND seq > ? AND seq <= ? AND sender <> ? "
+                "AND (recipient IS NULL OR recipient = ?)",
+                (conversation_id, acked, target, agent, agent),
+            )
+            rows.run(
+                "UPDATE bus_cursors SET acked_seq = ? WHERE conversation_id = ? AND agent = ? AND acked_seq < ?",
+                (target, conversation_id, agent, target),
+            )
+        return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=target, acked=int(count[0]))  # type: ignore[index]
+
+    @staticmethod
+    def _ackable(rows: Rows, conversation_id: str, agent: str, ids: Sequence[str], delivered: int) -> list[int]:
+        """The sequence numbers of ``ids``, each checked to be a message delivered to ``agent``."""
+        seqs = []
+        for message_id in ids:
+            found = rows.one("SELECT seq, sender, recipient, conversation_id FROM bus_messages WHERE id = ?", (message_id,))
+            if found is None or found[3] != conversation_id:
+                raise NotFoundError(f"no message {message_id} in conversation {conversation_id}")
+            seq, sender, recipient = int(found[0]), found[1], found[2]
+            if sender == agent:
+                raise ForbiddenError(f"message {message_id} was sent by {agent} itself: an agent acks only messages delivered to it")
+            if recipient is not None and recipient != agent:
+                raise ForbiddenError(f"message {message_id} is addressed to {recipient}, not {agent}: an agent acks only its own messages")
+            if seq > delivered:
+                raise ForbiddenError(f"message {message_id} has not been delivered to {agent} yet: read it with unread before acking it")
+            seqs.append(seq)
+        return seqs
+
+    # -- task queues ---------------------------------------------------------------------------
+
+    def _lease(self, lease_s: float | None) -> float:
+        lease = self.policy.lease_s if lease_s is None else lease_s
+        if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86_400:
+            raise InvalidInputError(f"lease must be between 0 and 86400 seconds (got {lease_s!r})")
+        return float(lease)
+
+    def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> tuple:
+        row = self._conversation(rows, conversation_id, token)
+        self._live(row, now)
+        self._participant(row, worker)
+        if row[1] != "queue":
+            raise InvalidInputError(f"conversation {conversation_id} is a chat, not a task queue: read it with unread")
+        return row
+
+    def _requeue_expired(self, rows: Rows, conversation_id: str, now: float) -> None:
+        """Tasks whose lease ran out go back to the queue, or to the dead letters after
+        ``max_deliveries`` deliveries."""
+        stale = rows.all(
+            "SELECT seq, attempts, lease_owner, history FROM bus_messages "
+            "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?" + rows.skip_locked,
+            (conversation_id, now),
+        )
+        for seq, attempts, owner, history in stale:
+            self._give_back(rows, conversation_id, seq, attempts, history, now, f"lease expired (worker {owner} sent no heartbeat)")
+
+    def _give_back(self, rows: Rows, conversation_id: str, seq: int, attempts: int, history: str | None, now: float, reason: str) -> str:
+        events = json.loads(history or "[]")
+        events.append({"at": when(now).isoformat(), "event": "returned", "attempt": attempts, "reason": reason})  # type: ignore[union-attr]
+        dead = attempts >= self.policy.max_deliveries
+        if dead:
+            events.append({"at": when(now).isoformat(), "event": "dead_letter", "reason": f"{attempts} deliveries: {reason}"})  # type: ignore[union-attr]
+        rows.run(
+            "UPDATE bus_messages SET state = ?, lease_owner = NULL, lease_token = NULL, lease_expires = NULL, history = ?, "
+            "dead_reason = ? WHERE conversation_id = ? AND seq = ?",
+            (
+                "dead" if dead else "ready",
+                json.dumps(events),
+                f"delivered {attempts} times; last: {reason}" if dead else None,
+                conversation_id,
+                seq,
+            ),
+        )
+        return "dead" if dead else "ready"
+
+    def claim(
+        self,
+        conversation_id: str,
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+        lease_s: float | None = None,
+        wait_s: float | None = None,
+    ) -> Delivery | None:
+        """Lease the oldest ready task to ``worker`` (None when the queue stays empty for
+        ``wait_s``). The delivery's attempt token fences every later call about it."""
+        worker = check_agent_name(worker, "worker")
+        self._authorize(principal, "writer", worker)
+        lease = self._lease(lease_s)
+        wait = self._wait(wait_s)
+        deadline = time.monotonic() + wait
+        while True:
+            got = self._claim_once(conversation_id, worker, token, lease)
+            remaining = deadline - time.monotonic()
+            if got is not None or remaining <= 0:
+                return got
+            # Sleep until a task may be claimable: a send or a give-back (notified), or the
+            # earliest lease running out (nobody announces that, so wake for it).
+            expiry = self._next_expiry(conversation_id)
+            step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
+            self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+
+    def _ready(self, conversation_id: str) -> bool:
+        with self.sql.read() as rows:
+            return (
+                rows.one("SELECT 1 FROM bus_messages WHERE conversation_id = ? AND state = 'ready' LIMIT 1", (conversation_id,)) is not None
+            )
+
+    def _next_expiry(self, conversation_id: str) -> float | None:
+        with self.sql.read() as rows:
+            row = rows.one("SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,))
+        return float(row[0]) if row and row[0] is not None else None
+
+    def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
+        now = self._now()
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            # Lapsed leases first (few rows: only tasks in flight), then the oldest ready task;
+            # each query walks the (conversation, state, seq) index, never the done tasks.
+            self._requeue_expired(rows, conversation_id, now)
+            found = rows.one(
+                f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
+                "ORDER BY seq LIMIT 1" + rows.skip_locked,
+                (conversation_id,),
+            )
+            if found is None:
+                return None
+            attempt = int(found[7]) + 1
+            attempt_token = secrets.token_hex(16)
+            events = json.loads(found[8] or "[]")
+            events.append({"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
+            rows.run(
+                "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
+                "WHERE conversation_id = ? AND seq = ?",
+                (attempt, worker, attempt_token, now + lease, json.dumps(events), conversation_id, found[2]),
+            )
+        return Delivery(
+            conversation_id=conversation_id,
+            message=self._message(found[:7]),
+            attempt=attempt,
+            attempt_token=attempt_token,
+            worker=worker,
+            lease_expires_at=when(now + lease),  # type: ignore[arg-type]
+        )
+
+    def _fenced(self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str) -> tuple:
+        """The leased task this attempt token holds, or LeaseLostError."""
+        if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
+            raise InvalidInputError("attempt_token is malformed: it is the 32 hex characters the claim returned")
+        found = rows.one(
+            "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
+            "WHERE conversation_id = ? AND lease_token = ? AND state = 'leased'",
+            (conversation_id, attempt_token),
+        )
+        if found is None:
+            raise LeaseLostError(
+                f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)"
+            )
+        if found[2] != worker:
+            raise ForbiddenError(f"cannot {what}: the task is leased to {found[2]}, not {worker}")
+        if float(found[3]) <= now:
+            raise LeaseLostError(
+                f"cannot {what}: the lease of task {found[5]} expired {now - float(found[3]):.3f} s ago; it goes back to the queue"
+            )
+        return found
+
+    def heartbeat(
+        self, conversation_id: str, attempt_token: str, *, worker: str, token: str, principal: Principal, lease_s: float | None = None
+    ) -> Delivery:
+        """Extend a held lease by ``lease_s`` from now (refused once the lease is lost)."""
+        worker = check_agent_name(worker, "worker")
+        self._authorize(principal, "writer", worker)
+        lease = self._lease(lease_s)
+        now = self._now()
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "heartbeat")
+            rows.run(
+                "UPDATE bus_messages SET lease_expires = ? WHERE conversation_id = ? AND seq = ?", (now + lease, conversation_id, found[0])
+            )
+            msg = rows.one(f"SELECT {MSG_COLUMNS} FROM bus_messages WHERE conversation_id = ? AND seq = ?", (conversation_id, found[0]))
+        return Delivery(
+            conversation_id=conversation_id,
+            message=self._message(msg),  # type: ignore[arg-type]
+            attempt=int(found[1]),
+            attempt_token=attempt_token,
+            worker=worker,
+            lease_expires_at=when(now + lease),  # type: ignore[arg-type]
+        )
+
+    def complete(
+        self, conversation_id: str, attempt_token: str, *, worker: str, token: str, principal: Principal, result: str | None = None
+    ) -> Task:
+        """The task is done, with its result: accepted only from the attempt holding the lease."""
+        worker = check_agent_name(worker, "worker")
+        self._authorize(principal, "writer", worker)
+        if result is not None:
+            self._check_body(result)
+        now = self._now()
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task")
+            events = json.loads(found[4] or "[]")
+            events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
+            done = rows.one(
+                "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
+                f"WHERE conversation_id = ? AND seq = ? AND lease_token = ? RETURNING {TASK_COLUMNS}",
+                (result, json.dumps(events), conversation_id, found[0], attempt_token),
+            )
+        return self._task_model(done)  # type: ignore[arg-type]
+
+    def fail(
+        self,
+        conversation_id: str,
+        attempt_token: str,
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+        reason: str = "worker reported failure",
+    ) -> Task:
+        """Give the task back (it is delivered again, or dead-lettered after ``max_deliveries``)."""
+        worker = check_agent_name(worker, "worker")
+        self._authorize(principal, "writer", worker)
+        reason = (reason or "worker reported failure").strip()[:1000]
+        now = self._now()
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "fail the task")
+            self._give_back(rows, conversation_id, int(found[0]), int(found[1]), found[4], now, reason)
+            task = self._task(rows, conversation_id, int(found[0]))
+        self.notifier.notify()
+        return task
+
+    def tasks(self, conversation_id: str, *, token: str, principal: Principal, state: str | None = None, limit: int = 100) -> list[Task]:
+        """A queue's tasks in order (``state``: ready, leased, done or dead: the dead letters)."""
+        self._authorize(principal, "reader")
+        limit = self._limit(limit)
+        if state is not None and state not in ("ready", "leased", "done", "dead"):
+            raise InvalidInputError(f"state must be ready, leased, done or dead (got {state!r})")
+        now = self._now()
+        with self.sql.write() as rows:
+            row = self._conversation(rows, conversation_id, token)
+            if row[1] != "queue":
+                raise InvalidInputError(f"conversation {conversation_id} is a chat, not a task queue")
+            if row[8] is None:
+                self._requeue_expired(rows, conversation_id, now)
+        where = "conversation_id = ? AND state IS NOT NULL" + (" AND state = ?" if state else "")
+        params: list[Any] = [conversation_id] + ([state] if state else [])
+        with self.sql.read() as rows:
+            found = rows.all(f"SELECT {TASK_COLUMNS} FROM bus_messages WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
+        return [self._task_model(r) for r in found]
+
+    def _task(self, rows: Rows, conversation_id: str, seq: int) -> Task:
+        found = rows.one(f"SELECT {TASK_COLUMNS} FROM bus_messages WHERE conversation_id = ? AND seq = ?", (conversation_id, seq))
+        return self._task_model(found)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _task_model(row: tuple) -> Task:
+        return Task(
+            id=row[0],
+            conversation_id=row[1],
+            seq=int(row[2]),
+            body=row[3],
+            state=row[4],
+            attempts=int(row[5]),
+            worker=row[6],
+            lease_expires_at=when(row[7]),
+            result=row[8],
+            dead_reason=row[9],
+            history=json.loads(row[10] or "[]"),
+        )
+
+    def counts(self) -> dict[str, int]:
+        """Store-wide numbers for /metrics and health: open conversations, tasks by state."""
+        with self.sql.read() as rows:
+            open_convs = rows.one("SELECT COUNT(*) FROM bus_conversations WHERE archived_at IS NULL")
+            states = rows.all("SELECT state, COUNT(*) FROM bus_messages WHERE state IS NOT NULL GROUP BY state")
+        found = {"conversations_open": int(open_convs[0])}  # type: ignore[index]
+        for state in ("ready", "leased", "done", "dead"):
+            found[f"tasks_{state}"] = 0
+        for state, n in states:
+            found[f"tasks_{state}"] = int(n)
+        return found

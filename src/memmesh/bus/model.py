@@ -1,0 +1,99 @@
+"""The values the bus returns to every face (pydantic, so each face renders them the same way)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+ConversationKind = Literal["chat", "queue"]
+TaskState = Literal["ready", "leased", "done", "dead"]
+
+
+def when(seconds: float | None) -> datetime | None:
+    """Unix seconds (how the bus stores time, the same on both backends) as an aware datetime."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class Conversation(BaseModel):
+    """A conversation (kind ``chat``: every message goes to every other participant) or a task
+    queue (kind ``queue``: each message is one task, leased to one worker at a time)."""
+
+    id: str
+    kind: ConversationKind
+    topic: str | None = None
+    participants: list[str]
+    created_by: str | None = None
+    created_at: datetime
+    last_activity_at: datetime
+    expires_at: datetime
+    """When it is archived if nothing is sent before then (``bus.conversation_timeout_s``)."""
+    archived_at: datetime | None = None
+    messages: int = 0
+
+
+class OpenedConversation(Conversation):
+    """A new conversation and its token: shown once, stored only as a hash."""
+
+    conversation_id: str = Field(description="the same as id, under the name every face prints")
+    token: str = Field(description="64 hex characters; every participant needs it to read or post")
+
+
+class BusMessage(BaseModel):
+    """One message, numbered ``seq`` in its conversation (the order every reader sees)."""
+
+    id: str
+    conversation_id: str
+    seq: int
+    sender: str
+    to: str | None = None
+    body: str
+    created_at: datetime
+
+
+class Unread(BaseModel):
+    """What an agent has not acknowledged yet, oldest first; ``acked_seq`` is its cursor."""
+
+    conversation_id: str
+    agent: str
+    messages: list[BusMessage]
+    acked_seq: int
+    more: bool = False
+
+
+class AckResult(BaseModel):
+    conversation_id: str
+    agent: str
+    acked_seq: int
+    """The agent's cursor after the ack: every message up to it is read (it never moves back)."""
+    acked: int
+    """How many of the agent's messages this call newly acknowledged."""
+
+
+class Delivery(BaseModel):
+    """A task leased to one worker. ``attempt_token`` fences it: only this attempt may
+    heartbeat, complete or fail it, and only while the lease holds."""
+
+    conversation_id: str
+    message: BusMessage
+    attempt: int
+    attempt_token: str
+    worker: str
+    lease_expires_at: datetime
+
+
+class Task(BaseModel):
+    """A queue message with its delivery state, history and (when done) result."""
+
+    id: str
+    conversation_id: str
+    seq: int
+    body: str
+    state: TaskState
+    attempts: int
+    worker: str | None = None
+    lease_expires_at: datetime | None = None
+    result: str | None = None
+    dead_reason: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)

@@ -1,0 +1,105 @@
+"""Waking long-polls when a message arrives, without busy polling.
+
+In one process a :class:`threading.Condition` wakes every waiter the moment a send commits.
+Other processes are noticed through the database itself: on SQLite by ``PRAGMA
+data_version`` (a counter SQLite bumps when any other connection commits; reading it costs
+no I/O), checked every few milliseconds; on PostgreSQL by ``LISTEN memmesh_bus`` on one
+connection per process, which every committed send ``NOTIFY``-s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+CHANNEL = "memmesh_bus"
+SQLITE_CHECK_S = 0.004
+"""How often a waiting SQLite long-poll asks whether another process committed."""
+PG_RECHECK_S = 1.0
+"""A PostgreSQL waiter re-reads this often even without a notification (a lost listener
+connection must not leave a poll asleep until its timeout)."""
+
+
+class Notifier:
+    """Per-store wake-ups for long-polls (see the module doc)."""
+
+    def __init__(self, store: Any, postgres: bool) -> None:
+        self.store = store
+        self.postgres = postgres
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def notify(self) -> None:
+        """A send committed in this process: wake every waiter."""
+        with self._cond:
+            self._generation += 1
+            self._cond.notify_all()
+
+    def wait_for(self, check: Callable[[], Any], timeout_s: float) -> Any:
+        """``check()`` until it returns something truthy or ``timeout_s`` passes (then its
+        last, falsy, answer). Re-checks only when something may have changed.
+
+        The change markers (this process's wake-up count, SQLite's commit counter) are read
+        *before* each check, so a commit landing between a check and the wait is never
+        missed: it moves a marker the wait then sees."""
+        deadline = time.monotonic() + timeout_s
+        if timeout_s <= 0:
+            return check()
+        if self.postgres:
+            self._ensure_listener()
+        seen, version = self._generation, self._data_version()
+        found = check()
+        while not found:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return check()
+            step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
+            with self._cond:
+                self._cond.wait_for(lambda seen=seen: self._generation != seen, timeout=step)
+                woken = self._generation != seen
+            if not woken and not self.postgres and self._data_version() == version:
+                continue
+            seen, version = self._generation, self._data_version()
+            found = check()
+        return found
+
+    def _data_version(self) -> int:
+        """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""
+        if self.postgres:
+            return 0
+        with self.store._reading() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _ensure_listener(self) -> None:
+        with self._cond:
+            if self._listener is not None and self._listener.is_alive():
+                return
+            self._listener = threading.Thread(target=self._listen, name="memmesh-bus-listen", daemon=True)
+            self._listener.start()
+
+    def _listen(self) -> None:
+        """One LISTEN connection for this process; every notification wakes the waiters."""
+        import psycopg
+
+        while self._wanted():
+            try:
+                with psycopg.connect(self.store._conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.notify()  # anything sent while we were connecting is re-read
+                    while self._wanted():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.notify()
+            except psycopg.Error:
+                if self._stop.wait(0.5):
+                    return
+
+    def _wanted(self) -> bool:
+        """Listen while the store is open (its pool closes with it) and nobody said stop."""
+        return not self._stop.is_set() and not getattr(getattr(self.store, "_pool", None), "closed", False)
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,62 @@
+"""One set of bus SQL for both backends.
+
+Statements are written once with ``?`` placeholders and run on the store's own connections:
+inside :meth:`Store.write` (SQLite's serialised group commit, or a PostgreSQL transaction)
+for writes, and on the store's read connection otherwise. PostgreSQL gets ``%s`` and, where
+the two differ, its own clause (``FOR UPDATE SKIP LOCKED``, ``pg_notify``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from memmesh.store.base import Store
+
+
+class Rows:
+    """A connection inside a read or a write, speaking ``?``-style SQL on either backend."""
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+        return self.conn.execute(self._sql(sql), tuple(params)).rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        row = self.conn.execute(self._sql(sql), tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
+
+    @property
+    def skip_locked(self) -> str:
+        """Row-claim clause: PostgreSQL lets concurrent claimers pass each other's rows; SQLite
+        has one writer at a time, so a plain select inside the write is already exclusive."""
+        return " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+
+
+class BusSql:
+    """The store's connections, as :class:`Rows`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.postgres = type(store).__module__.endswith("postgres")
+
+    @contextmanager
+    def write(self) -> Iterator[Rows]:
+        """One atomic unit of work, committed (durably) before the block's caller returns."""
+        with self.store.write() as tx:
+            yield Rows(tx.conn, self.postgres)  # type: ignore[attr-defined]
+
+    @contextmanager
+    def read(self) -> Iterator[Rows]:
+        with self.store._reading() as conn:  # type: ignore[attr-defined]
+            yield Rows(conn, self.postgres)  # autocommit on PostgreSQL: each poll sees new commits

@@ -1,0 +1,206 @@
+"""``memmesh bus open|send|unread|ack|list`` and the task-queue verbs (claim, heartbeat,
+complete, fail, tasks): a thin face on :class:`memmesh.bus.core.Bus`.
+
+The conversation token may come from ``--token`` or, better, ``$MEMMESH_BUS_TOKEN`` (then
+it never shows in a process list or shell history). It is never printed except by ``open``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.table import Table
+
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.service import Service
+
+bus_app = typer.Typer(help="Message bus between agents: conversations, unread/ack, task queues with leases.", no_args_is_help=True)
+app.add_typer(bus_app, name="bus")
+
+TOKEN = typer.Option(..., "--token", envvar="MEMMESH_BUS_TOKEN", help="The conversation token `bus open` printed.", show_envvar=True)
+CONV = typer.Argument(..., help="Conversation id (from `bus open`).")
+WAIT = typer.Option(0.0, "--wait", min=0.0, help="Long-poll: wait up to this many seconds for a message.")
+
+
+def _service() -> Service:
+    return state.service()
+
+
+@bus_app.command("open")
+def open_conversation(
+    participants: str = typer.Option(..., "--participants", help="Comma-separated agent names, e.g. a,b."),
+    kind: str = typer.Option("chat", "--kind", help="chat (everyone reads every message) or queue (tasks for workers)."),
+    topic: str = typer.Option(None, "--topic", help="What the conversation is about."),
+    timeout: float = typer.Option(
+        None, "--timeout", help="Archive after this many idle seconds (default bus.conversation_timeout_s, 3 h)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Open a conversation; prints its id and token (shown only now: keep it)."""
+
+    def make(service: Service) -> object:
+        return service.bus.open(participants.split(","), kind=kind, topic=topic, timeout_s=timeout, principal=LOCAL_PRINCIPAL)  # type: ignore[arg-type]
+
+    opened = make(state.writing_service(rehearse=make))
+    if as_json:
+        print_json(opened)
+    else:
+        console.print(f"conversation {opened.id}\ntoken {opened.token}", markup=False)  # type: ignore[attr-defined]
+
+
+@bus_app.command("send")
+def send(
+    conversation: str = CONV,
+    text: str = typer.Argument(None, help="The message; '-' or none reads it from stdin."),
+    sender: str = typer.Option(..., "--from", help="The sending agent (a participant)."),
+    to: str = typer.Option(None, "--to", help="Only this participant receives it (default: every other participant)."),
+    token: str = TOKEN,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Post a message to a conversation (or a task to a queue)."""
+    body = sys.stdin.read() if text in (None, "-") else text
+    message = _service().bus.send(conversation, body, sender=sender, to=to, token=token, principal=LOCAL_PRINCIPAL)
+    print_json(message) if as_json else console.print(f"sent {message.id} (#{message.seq})", markup=False)
+
+
+@bus_app.command("unread")
+def unread(
+    conversation: str = CONV,
+    agent: str = typer.Option(..., "--agent", help="The reading agent (a participant)."),
+    token: str = TOKEN,
+    limit: int = typer.Option(100, "--limit", help="At most this many messages."),
+    wait: float = WAIT,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Messages the agent has not acked yet, oldest first (again until acked)."""
+    found = _service().bus.unread(conversation, agent=agent, token=token, limit=limit, wait_s=wait, principal=LOCAL_PRINCIPAL)
+    if as_json:
+        print_json({"messages": found.messages, "acked_seq": found.acked_seq, "more": found.more})
+        return
+    if not found.messages:
+        console.print("no unread messages", markup=False)
+    for m in found.messages:
+        console.print(f"#{m.seq} {m.id} {m.sender}{' → ' + m.to if m.to else ''}: {m.body}", markup=False, highlight=False)
+
+
+@bus_app.command("ack")
+def ack(
+    conversation: str = CONV,
+    ids: list[str] = typer.Argument(None, help="Message ids: each and everything before it is acked."),
+    agent: str = typer.Option(..., "--agent", help="The agent acking its messages."),
+    token: str = TOKEN,
+    every: bool = typer.Option(False, "--all", help="Ack every message `unread` has returned."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Mark messages read for the agent (its cursor only moves forward)."""
+    done = _service().bus.ack(conversation, agent=agent, token=token, ids=ids or [], all=every, principal=LOCAL_PRINCIPAL)
+    print_json(done) if as_json else console.print(f"acked {done.acked}; cursor at #{done.acked_seq}", markup=False)
+
+
+@bus_app.command("list")
+def list_conversations(
+    archived: bool = typer.Option(False, "--archived", help="List archived conversations instead of open ones."),
+    agent: str = typer.Option(None, "--agent", help="Only conversations this agent takes part in."),
+    limit: int = typer.Option(100, "--limit"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Conversations, most recently active first (archives those past their timeout)."""
+    found = _service().bus.list(archived=archived, agent=agent, limit=limit, principal=LOCAL_PRINCIPAL)
+    if as_json:
+        print_json({"conversations": found})
+        return
+    table = Table("id", "kind", "participants", "messages", "last activity", "expires" if not archived else "archived")
+    for c in found:
+        end = c.archived_at if archived else c.expires_at
+        table.add_row(
+            c.id,
+            c.kind,
+            ", ".join(c.participants),
+            str(c.messages),
+            c.last_activity_at.isoformat(timespec="seconds"),
+            end.isoformat(timespec="seconds"),  # type: ignore[union-attr]
+        )
+    console.print(table)
+
+
+@bus_app.command("claim")
+def claim(
+    conversation: str = CONV,
+    worker: str = typer.Option(..., "--worker", help="The worker taking the task (a participant)."),
+    token: str = TOKEN,
+    lease: float = typer.Option(None, "--lease", help="Lease seconds (default bus.lease_s); heartbeat before it ends."),
+    wait: float = WAIT,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Lease the oldest ready task of a queue; exit code 3 when there is none."""
+    got = _service().bus.claim(conversation, worker=worker, token=token, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
+    if got is None:
+        print_json({"delivery": None}) if as_json else console.print("no task ready", markup=False)
+        raise typer.Exit(3)
+    if as_json:
+        print_json(got)
+    else:
+        console.print(f"task {got.message.id} attempt {got.attempt} token {got.attempt_token}\n{got.message.body}", markup=False)
+
+
+@bus_app.command("heartbeat")
+def heartbeat(
+    conversation: str = CONV,
+    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
+    worker: str = typer.Option(..., "--worker"),
+    token: str = TOKEN,
+    lease: float = typer.Option(None, "--lease", help="New lease length from now (default bus.lease_s)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Extend a held lease (refused, exit 1, once the lease is lost)."""
+    got = _service().bus.heartbeat(conversation, attempt_token, worker=worker, token=token, lease_s=lease, principal=LOCAL_PRINCIPAL)
+    print_json(got) if as_json else console.print(f"lease until {got.lease_expires_at.isoformat()}", markup=False)
+
+
+@bus_app.command("complete")
+def complete(
+    conversation: str = CONV,
+    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
+    worker: str = typer.Option(..., "--worker"),
+    token: str = TOKEN,
+    result: str = typer.Option(None, "--result", help="The task's result."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Mark the task done (only the attempt holding the lease may)."""
+    task = _service().bus.complete(conversation, attempt_token, worker=worker, token=token, result=result, principal=LOCAL_PRINCIPAL)
+    print_json(task) if as_json else console.print(f"task {task.id} done", markup=False)
+
+
+@bus_app.command("fail")
+def fail(
+    conversation: str = CONV,
+    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
+    worker: str = typer.Option(..., "--worker"),
+    token: str = TOKEN,
+    reason: str = typer.Option("worker reported failure", "--reason"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Give the task back: delivered again, or dead-lettered after bus.max_deliveries."""
+    task = _service().bus.fail(conversation, attempt_token, worker=worker, token=token, reason=reason, principal=LOCAL_PRINCIPAL)
+    print_json(task) if as_json else console.print(f"task {task.id} is {task.state}", markup=False)
+
+
+@bus_app.command("tasks")
+def tasks(
+    conversation: str = CONV,
+    token: str = TOKEN,
+    task_state: str = typer.Option(None, "--state", help="ready | leased | done | dead (the dead-letter list)."),
+    limit: int = typer.Option(100, "--limit"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A queue's tasks with state, attempts and (dead letters) reason and history."""
+    found = _service().bus.tasks(conversation, token=token, state=task_state, limit=limit, principal=LOCAL_PRINCIPAL)
+    if as_json:
+        print_json({"tasks": found})
+        return
+    table = Table("#", "id", "state", "attempts", "worker", "reason / result")
+    for t in found:
+        table.add_row(str(t.seq), t.id, t.state, str(t.attempts), t.worker or "", t.dead_reason or t.result or "")
+    console.print(table)

@@ -1,0 +1,162 @@
+"""The message bus over HTTP: conversations, messages, unread/ack (long-poll) and task leases.
+
+The conversation token travels in the ``X-Bus-Token`` header, never in the URL, so access
+logs and proxies that log paths never see it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from pydantic import BaseModel, Field
+
+from memmesh.bus.model import AckResult, BusMessage, Conversation, Delivery, OpenedConversation, Task, Unread
+from memmesh.interfaces.http.deps import Caller, Svc, json_response
+from memmesh.interfaces.http.routes import ERRORS
+from memmesh.interfaces.http.schemas import Body
+
+router = APIRouter(prefix="/api/v1/bus", tags=["bus"], responses=ERRORS)
+
+Token = Annotated[str, Header(alias="X-Bus-Token", description="the conversation token (64 hex) `open` returned")]
+Wait = Annotated[float | None, Field(ge=0, description="long-poll: wait up to this many seconds when nothing is there")]
+
+
+class OpenRequest(Body):
+    participants: list[str] = Field(min_length=1, description="agent names taking part")
+    kind: Literal["chat", "queue"] = "chat"
+    topic: str | None = None
+    timeout_s: float | None = Field(None, gt=0, description="archive after this many idle seconds (default bus.conversation_timeout_s)")
+    created_by: str | None = None
+
+
+class SendRequest(Body):
+    sender: str = Field(alias="from", description="the sending participant")
+    body: str
+    to: str | None = Field(None, description="only this participant receives it")
+
+
+class AckRequest(Body):
+    agent: str
+    ids: list[str] = Field(default_factory=list, description="ack these messages and everything before them")
+    all: bool = Field(False, description="ack every message unread has returned")
+
+
+class ClaimRequest(Body):
+    worker: str
+    lease_s: float | None = Field(None, gt=0)
+    wait_s: Wait = None
+
+
+class AttemptRequest(Body):
+    worker: str
+    attempt_token: str
+
+
+class HeartbeatRequest(AttemptRequest):
+    lease_s: float | None = Field(None, gt=0)
+
+
+class CompleteRequest(AttemptRequest):
+    result: str | None = None
+
+
+class FailRequest(AttemptRequest):
+    reason: str = "worker reported failure"
+
+
+class ConversationList(BaseModel):
+    conversations: list[Conversation]
+
+
+class TaskList(BaseModel):
+    tasks: list[Task]
+
+
+class ClaimResult(BaseModel):
+    delivery: Delivery | None
+
+
+@router.post("/conversations", status_code=201, response_model=OpenedConversation, summary="Open a conversation")
+def open_conversation(body: OpenRequest, service: Svc, who: Caller) -> Response:
+    """A new conversation and its token (returned once: only its hash is stored)."""
+    opened = service.bus.open(
+        body.participants, kind=body.kind, topic=body.topic, timeout_s=body.timeout_s, created_by=body.created_by, principal=who
+    )
+    return json_response(opened, 201)
+
+
+@router.get("/conversations", response_model=ConversationList, summary="List conversations")
+def list_conversations(
+    service: Svc,
+    who: Caller,
+    archived: Annotated[bool, Query(description="archived conversations instead of open ones")] = False,
+    agent: Annotated[str | None, Query(description="only those this agent takes part in")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    found = service.bus.list(archived=archived, agent=agent, limit=limit, principal=who)
+    return json_response(ConversationList(conversations=found))
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=201, response_model=BusMessage, summary="Send a message")
+def send(conversation_id: str, body: SendRequest, token: Token, service: Svc, who: Caller) -> Response:
+    message = service.bus.send(conversation_id, body.body, sender=body.sender, to=body.to, token=token, principal=who)
+    return json_response(message, 201)
+
+
+@router.get("/conversations/{conversation_id}/unread", response_model=Unread, summary="Unread messages (long-poll)")
+def unread(
+    conversation_id: str,
+    token: Token,
+    service: Svc,
+    who: Caller,
+    agent: Annotated[str, Query(description="the reading participant")],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    wait: Annotated[float, Query(ge=0, description="long-poll seconds (≤ bus.max_wait_s)")] = 0.0,
+) -> Response:
+    """The agent's unacked messages, oldest first; with ``wait``, an empty answer waits for one."""
+    found = service.bus.unread(conversation_id, agent=agent, token=token, limit=limit, wait_s=wait, principal=who)
+    return json_response(found)
+
+
+@router.post("/conversations/{conversation_id}/ack", response_model=AckResult, summary="Acknowledge messages")
+def ack(conversation_id: str, body: AckRequest, token: Token, service: Svc, who: Caller) -> Response:
+    done = service.bus.ack(conversation_id, agent=body.agent, token=token, ids=body.ids, all=body.all, principal=who)
+    return json_response(done)
+
+
+@router.post("/conversations/{conversation_id}/claim", response_model=ClaimResult, summary="Lease the next task of a queue")
+def claim(conversation_id: str, body: ClaimRequest, token: Token, service: Svc, who: Caller) -> Response:
+    got = service.bus.claim(conversation_id, worker=body.worker, token=token, lease_s=body.lease_s, wait_s=body.wait_s, principal=who)
+    return json_response(ClaimResult(delivery=got))
+
+
+@router.post("/conversations/{conversation_id}/heartbeat", response_model=Delivery, summary="Extend a task lease")
+def heartbeat(conversation_id: str, body: HeartbeatRequest, token: Token, service: Svc, who: Caller) -> Response:
+    got = service.bus.heartbeat(conversation_id, body.attempt_token, worker=body.worker, token=token, lease_s=body.lease_s, principal=who)
+    return json_response(got)
+
+
+@router.post("/conversations/{conversation_id}/complete", response_model=Task, summary="Complete a leased task")
+def complete(conversation_id: str, body: CompleteRequest, token: Token, service: Svc, who: Caller) -> Response:
+    task = service.bus.complete(conversation_id, body.attempt_token, worker=body.worker, token=token, result=body.result, principal=who)
+    return json_response(task)
+
+
+@router.post("/conversations/{conversation_id}/fail", response_model=Task, summary="Give a leased task back")
+def fail(conversation_id: str, body: FailRequest, token: Token, service: Svc, who: Caller) -> Response:
+    task = service.bus.fail(conversation_id, body.attempt_token, worker=body.worker, token=token, reason=body.reason, principal=who)
+    return json_response(task)
+
+
+@router.get("/conversations/{conversation_id}/tasks", response_model=TaskList, summary="A queue's tasks (and dead letters)")
+def tasks(
+    conversation_id: str,
+    token: Token,
+    service: Svc,
+    who: Caller,
+    state: Annotated[Literal["ready", "leased", "done", "dead"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    found = service.bus.tasks(conversation_id, token=token, state=state, limit=limit, principal=who)
+    return json_response(TaskList(tasks=found))

@@ -1,0 +1,5 @@
+"""Sessions: turns stored as ``kind="message"`` memories, rehydrated within a token budget."""
+
+from memmesh.sessions.core import Sessions
+
+__all__ = ["Sessions"]

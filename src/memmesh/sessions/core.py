@@ -1,0 +1,502 @@
+"""Long sessions kept as memories, and picked back up within a token budget (issue 17).
+
+Each turn is a ``kind="message"`` memory in the namespace ``<namespace>/<session_id>`` (the
+namespace given with the session's first turn, default ``sessions.namespace``)
+whose content reads ``[turn N] role: text`` (the turn number keeps two identical turns
+apart, since memmesh stores equal content in one namespace once) with ``turn`` and ``role``
+in its metadata. Turn numbers come from a per-session counter bumped in its own write, so
+concurrent appenders never share a number and order is the order of appends.
+
+:meth:`Sessions.rehydrate` rebuilds what an agent needs to continue, within
+``budget_tokens`` (estimated as in recall: about four characters a token):
+
+1. the latest turns, newest kept first, up to ``sessions.recent_share`` of the budget;
+2. the memories most relevant to ``query`` (from this session's older turns and from the
+   rest of the store), fetched in parallel with the turns;
+3. an extractive summary of the older turns: their most informative sentences (term
+   weights over the session, boosted by the query), in session order, in what is left.
+
+No LLM is needed; the result says how many tokens its ``context`` text uses.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from memmesh.bus.sql import BusSql
+from memmesh.clock import parse_ts
+from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
+from memmesh.recall.ranking import estimate_tokens
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+PREFIX_RE = re.compile(r"\[turn (\d+)\] ([a-z][a-z0-9_-]{0,31}): ", re.S)
+SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]*")
+WORD_RE = re.compile(r"[a-z0-9]{3,}")
+STOP = frozenset(
+    [
+        "the",
+        "and",
+        "for",
+        "that",
+        "this",
+        "with",
+        "you",
+        "are",
+        "was",
+        "were",
+        "have",
+        "has",
+        "had",
+        "not",
+        "but",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "from",
+        "into",
+        "about",
+        "there",
+        "their",
+        "they",
+        "them",
+        "then",
+        "than",
+        "its",
+        "it's",
+        "our",
+        "your",
+        "yes",
+        "okay",
+        "sure",
+        "just",
+        "also",
+        "very",
+        "more",
+        "some",
+        "any",
+        "all",
+        "one",
+        "two",
+        "let",
+        "lets",
+        "get",
+        "got",
+        "now",
+        "how",
+        "why",
+        "did",
+        "does",
+        "done",
+    ]
+)
+MAX_TURNS = 200_000
+RELEVANT_TOP_K = 8
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    namespace: str = "sessions"
+    recent_share: float = 0.5
+
+
+@dataclass(slots=True)
+class _Row:
+    """A turn as rehydration handles it (hundreds at a time: no validation cost)."""
+
+    turn: int
+    role: str
+    content: str
+    memory_id: str
+    created_at: datetime
+
+    def model(self) -> Turn:
+        return Turn(turn=self.turn, role=self.role, content=self.content, memory_id=self.memory_id, created_at=self.created_at)
+
+
+class Turn(BaseModel):
+    """One turn of a session."""
+
+    turn: int
+    role: str
+    content: str
+    memory_id: str
+    created_at: datetime
+
+
+class SummaryLine(BaseModel):
+    """A sentence taken from an older turn (extractive: the words are the turn's own)."""
+
+    turn: int
+    role: str
+    text: str
+
+
+class RelevantMemory(BaseModel):
+    memory_id: str
+    namespace: str
+    content: str
+    score: float
+
+
+class SessionInfo(BaseModel):
+    session_id: str
+    namespace: str
+    turns: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Rehydrated(BaseModel):
+    """What an agent needs to continue a session, within its token budget."""
+
+    session_id: str
+    budget_tokens: int
+    tokens_used: int = Field(description="estimated tokens of `context` (≤ budget_tokens)")
+    turns_total: int
+    recent: list[Turn]
+    summary: list[SummaryLine]
+    relevant: list[RelevantMemory]
+    context: str = Field(description="summary, relevant memories and recent turns as one text to put in a prompt")
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One small shared pool for fetching relevant memories beside the turns (a pool per
+    call would spend more starting threads than the fetch takes)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="memmesh-rehydrate"))
+        return _POOL[0]
+
+
+def _moment(value: datetime | str) -> datetime:
+    """A stored timestamp (SQLite keeps RFC 3339 text, PostgreSQL a timestamptz)."""
+    return value if isinstance(value, datetime) else parse_ts(value)
+
+
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def check_session_id(session_id: str) -> str:
+    if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id.strip()):
+        raise InvalidInputError(f"session_id {session_id!r} is not valid: use 1-128 letters, digits and _ . : - (starting alphanumeric)")
+    return session_id.strip()
+
+
+def check_role(role: str) -> str:
+    if not isinstance(role, str) or not ROLE_RE.fullmatch(role.strip().lower()):
+        raise InvalidInputError(f"role {role!r} is not valid: use a short lowercase word such as user, assistant, system or tool")
+    return role.strip().lower()
+
+
+def _turn(memory: Memory) -> Turn:
+    match = PREFIX_RE.match(memory.content)
+    number = int(memory.metadata.get("turn") or (match.group(1) if match else 0))
+    role = str(memory.metadata.get("role") or (match.group(2) if match else "unknown"))
+    text = memory.content[match.end() :] if match else memory.content
+    return Turn(turn=number, role=role, content=text, memory_id=memory.id, created_at=memory.created_at)
+
+
+class Sessions:
+    """Session rules over the service (every write goes through ``service.add_many``)."""
+
+    def __init__(self, service: Service, policy: SessionPolicy | None = None) -> None:
+        self.service = service
+        self.policy = policy or SessionPolicy()
+        self.sql = BusSql(service.store)
+
+    def namespace(self, session_id: str, root: str | None = None) -> str:
+        """Where the session's turns live: ``<root>/<session_id>``."""
+        return f"{normalize_namespace(root or self.policy.namespace)}/{session_id}"
+
+    def _known(self, session_id: str) -> str | None:
+        """The namespace of an existing session (None when it has no turns yet)."""
+        with self.sql.read() as rows:
+            row = rows.one("SELECT namespace FROM session_turns WHERE session_id = ?", (session_id,))
+        return row[0] if row else None
+
+    def _readable(self, session_id: str, principal: Principal) -> str:
+        """The session's namespace, checked readable; unknown and hidden sessions read alike."""
+        session_id = check_session_id(session_id)
+        ns = self._known(session_id)
+        who = self.service._authorize(principal, "reader")
+        if ns is None or not who.covers(ns):
+            raise NotFoundError(f"no session {session_id}: append a turn with session_append first (session list shows sessions)")
+        return ns
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def append(
+        self,
+        session_id: str,
+        *,
+        role: str,
+        content: str,
+        principal: Principal,
+        agent_id: str | None = None,
+        namespace: str | None = None,
+    ) -> Turn:
+        """Store one turn at the end of the session."""
+        turns = [{"role": role, "content": content}]
+        return self.append_many(session_id, turns, principal=principal, agent_id=agent_id, namespace=namespace)[0]
+
+    def append_many(
+        self,
+        session_id: str,
+        turns: list[dict[str, Any]],
+        *,
+        principal: Principal,
+        agent_id: str | None = None,
+        namespace: str | None = None,
+    ) -> list[Turn]:
+        """Store turns (dicts with ``role`` and ``content``) at the end of the session, in order.
+
+        ``namespace`` (the root the session lives under) is fixed by the first turn; later
+        appends may repeat it or leave it out."""
+        session_id = check_session_id(session_id)
+        known = self._known(session_id)
+        ns = known or self.namespace(session_id, namespace)
+        if namespace is not None and known is not None and known != self.namespace(session_id, namespace):
+            raise InvalidInputError(
+                f"session {session_id} lives in {known}, not under {normalize_namespace(namespace)}: leave namespace out"
+            )
+        self.service._authorize(principal, "writer", ns)
+        if not turns:
+            raise InvalidInputError("no turns to append: give role and content")
+        checked = []
+        for i, item in enumerate(turns):
+            if not isinstance(item, dict) or "content" not in item:
+                raise InvalidInputError(f"turn {i + 1} needs role and content")
+            text = item["content"]
+            if not isinstance(text, str) or not text.strip():
+                raise InvalidInputError(f"turn {i + 1} has empty content: give the text of the turn")
+            checked.append((check_role(item.get("role", "user")), text))
+        first = self._reserve(session_id, ns, len(checked))
+        items = [
+            {
+                "content": f"[turn {first + i}] {role}: {text}",
+                "namespace": ns,
+                "kind": Kind.message.value,
+                "tier": Tier.long.value,
+                "source": "session",
+                "agent_id": agent_id,
+                "metadata": {"session_id": session_id, "turn": first + i, "role": role},
+            }
+            for i, (role, text) in enumerate(checked)
+        ]
+        stored = self.service.add_many(items, principal=principal)
+        return [_turn(m) for m in stored]
+
+    def _reserve(self, session_id: str, ns: str, count: int) -> int:
+        """The first of ``count`` new turn numbers of the session (numbers are never reused;
+        a failed append leaves a gap, which keeps order and harms nothing)."""
+        now = self.service.clock().timestamp()
+        with self.sql.write() as rows:
+            top = rows.one(
+                "UPDATE session_turns SET turns = turns + ?, updated_at = ? WHERE session_id = ? RETURNING turns", (count, now, session_id)
+            )
+            if top is None:
+                rows.run(
+                    "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (session_id, ns, count, now, now),
+                )
+                return 1
+            if int(top[0]) > MAX_TURNS:
+                raise InvalidInputError(f"session {session_id} would pass {MAX_TURNS} turns; start a new session")
+            return int(top[0]) - count + 1
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def list(self, *, principal: Principal, limit: int = 100) -> list[SessionInfo]:
+        """Sessions the caller may read, most recently active first."""
+        who = self.service._authorize(principal, "reader")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})")
+        with self.sql.read() as rows:
+            found = rows.all(
+                "SELECT session_id, namespace, turns, created_at, updated_at FROM session_turns ORDER BY updated_at DESC, session_id"
+            )
+        out = []
+        for sid, ns, turns, created, updated in found:
+            if who.covers(ns):
+                out.append(
+                    SessionInfo(session_id=sid, namespace=ns, turns=int(turns), created_at=_when(created), updated_at=_when(updated))
+                )
+            if len(out) >= limit:
+                break
+        return out
+
+    def turns(self, session_id: str, *, principal: Principal) -> list[Turn]:
+        """Every stored turn of the session, in order."""
+        return [row.model() for row in self._rows(self._readable(session_id, principal))]
+
+    def _rows(self, ns: str) -> list[_Row]:
+        """The turns in ``ns``, in order, read straight from the session's namespace (the
+        caller's right to it is checked before): rehydration reads hundreds of turns and
+        needs only five fields of each, so it skips building full Memory objects, which
+        would cost most of its time budget."""
+        now = self.service.clock()
+        with self.sql.read() as rows:
+            found = rows.all("SELECT id, content, created_at, expires_at FROM memories WHERE namespace = ? AND kind = 'message'", (ns,))
+        turns = []
+        for memory_id, content, created, expires in found:
+            match = PREFIX_RE.match(content)
+            if match is None or (expires is not None and _moment(expires) <= now):
+                continue  # a message memory not written as a turn, or one that expired
+            turns.append(_Row(int(match.group(1)), match.group(2), content[match.end() :], memory_id, _moment(created)))
+        turns.sort(key=lambda t: t.turn)
+        return turns
+
+    def rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal) -> Rehydrated:
+        """The latest turns, the memories relevant to ``query`` and a summary of the rest,
+        all within ``budget_tokens`` (see the module doc for how the budget is shared)."""
+        ns = self._readable(session_id, principal)
+        if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
+            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})")
+        query = query.strip() if isinstance(query, str) and query.strip() else None
+        relevant_job = _pool().submit(self._relevant, ns, query, principal) if query else None
+        turns = self._rows(ns)
+        relevant_hits = relevant_job.result() if relevant_job else []
+        if not turns:
+            raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
+        return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
+
+    def _relevant(self, ns: str, query: str, principal: Principal) -> list[tuple[Memory, float]]:
+        """Recall hits for the query: this session's turns and the rest of the store."""
+        svc = self.service
+        inside = svc.recall(query, namespace=ns, top_k=RELEVANT_TOP_K, touch=False, principal=principal).hits
+        everywhere = svc.recall(query, top_k=RELEVANT_TOP_K, touch=False, principal=principal).hits
+        merged: dict[str, tuple[Memory, float]] = {}
+        for hit in [*inside, *everywhere]:
+            if hit.memory.id not in merged or merged[hit.memory.id][1] < hit.score:
+                merged[hit.memory.id] = (hit.memory, hit.score)
+        return sorted(merged.values(), key=lambda pair: -pair[1])
+
+    def _fit(self, session_id: str, turns: list[_Row], hits: list[tuple[Memory, float]], query: str | None, budget: int) -> Rehydrated:
+        """Share the budget: recent turns, then relevant memories, then the summary."""
+        recent_budget = max(1, int(budget * self.policy.recent_share))
+        recent: list[_Row] = []
+        used = estimate_tokens("Recent turns:\n")
+        for turn in reversed(turns):
+            cost = estimate_tokens(_turn_line(turn)) + 1
+            if recent and used + cost > recent_budget:
+                break
+            if not recent and used + cost > budget:
+                turn = replace(turn, content=turn.content[: max(1, (budget - used) * 4 - 40)])
+                cost = estimate_tokens(_turn_line(turn)) + 1
+            recent.append(turn)
+            used += cost
+        recent.reverse()
+        first_recent = recent[0].turn if recent else math.inf
+        older = [t for t in turns if t.turn < first_recent]
+        relevant: list[RelevantMemory] = []
+        relevant_budget = (budget - used) // 2 if older else budget - used
+        spent = estimate_tokens("Relevant memories:\n")
+        recent_ids = {t.memory_id for t in recent}
+        for memory, score in hits:
+            if memory.id in recent_ids:
+                continue
+            cost = estimate_tokens(memory.content) + 3
+            if spent + cost > relevant_budget:
+                continue
+            relevant.append(RelevantMemory(memory_id=memory.id, namespace=memory.namespace, content=memory.content, score=round(score, 4)))
+            spent += cost
+        used += spent if relevant else 0
+        summary = _summarise(older, query, budget - used - estimate_tokens("Summary of earlier turns:\n") - 2) if older else []
+        context = _render(summary, relevant, recent)
+        while estimate_tokens(context) > budget and (summary or relevant):
+            summary.pop() if summary else relevant.pop()
+            context = _render(summary, relevant, recent)
+        return Rehydrated(
+            session_id=session_id,
+            budget_tokens=budget,
+            tokens_used=estimate_tokens(context),
+            turns_total=len(turns),
+            recent=[row.model() for row in recent],
+            summary=summary,
+            relevant=relevant,
+            context=context,
+        )
+
+
+def _turn_line(turn: _Row) -> str:
+    return f"[turn {turn.turn}] {turn.role}: {turn.content}"
+
+
+def _render(summary: list[SummaryLine], relevant: list[RelevantMemory], recent: list[_Row]) -> str:
+    parts = []
+    if summary:
+        parts.append("Summary of earlier turns:\n" + "\n".join(f"- [turn {s.turn}] {s.role}: {s.text}" for s in summary))
+    if relevant:
+        parts.append("Relevant memories:\n" + "\n".join(f"- {r.content}" for r in relevant))
+    parts.append("Recent turns:\n" + "\n".join(_turn_line(t) for t in recent))
+    return "\n\n".join(parts)
+
+
+def _summarise(older: list[_Row], query: str | None, budget: int) -> list[SummaryLine]:
+    """The most informative sentences of ``older`` that fit ``budget`` tokens, in order.
+
+    A sentence scores the mean weight of its words, a word weighing log(1 + count) times
+    its inverse turn frequency (words said in every turn tell little); words of the query
+    count three times more, so the summary leans towards what the caller is about to ask.
+    """
+    if budget <= 0:
+        return []
+    candidates: list[tuple[int, int, str, str, list[str]]] = []
+    doc_freq: Counter[str] = Counter()
+    term_freq: Counter[str] = Counter()
+    for turn in older:
+        words_in_turn = set()
+        for j, match in enumerate(SENTENCE_RE.finditer(turn.content)):
+            sentence = match.group(0).strip()
+            words = [w for w in WORD_RE.findall(sentence.lower()) if w not in STOP]
+            if len(words) < 2:
+                continue
+            candidates.append((turn.turn, j, turn.role, sentence, words))
+            term_freq.update(words)
+            words_in_turn.update(words)
+        doc_freq.update(words_in_turn)
+    n = max(1, len(older))
+    query_words = {w for w in WORD_RE.findall((query or "").lower()) if w not in STOP}
+    weight = {w: math.log1p(count) * math.log(1 + n / doc_freq[w]) * (3.0 if w in query_words else 1.0) for w, count in term_freq.items()}
+    scored = [(sum(weight[w] for w in words) / math.sqrt(len(words)), index) for index, (*_, words) in enumerate(candidates)]
+    chosen: list[int] = []
+    spent = 0
+    seen: set[str] = set()
+    for _score, index in sorted(scored, reverse=True):
+        turn, _j, role, sentence, _words = candidates[index]
+        key = sentence.lower()
+        if key in seen:
+            continue
+        cost = estimate_tokens(f"- [turn {turn}] {role}: {sentence}") + 1
+        if spent + cost > budget:
+            continue
+        seen.add(key)
+        chosen.append(index)
+        spent += cost
+    return [SummaryLine(turn=candidates[i][0], role=candidates[i][2], text=candidates[i][3]) for i in sorted(chosen)]
