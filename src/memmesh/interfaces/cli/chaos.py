@@ -1,0 +1,64 @@
+"""``memmesh chaos`` and ``memmesh ship-gate``: the release proof, from the terminal.
+
+Parsing and rendering only; the harness lives in :mod:`memmesh.chaos`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import typer
+
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json
+
+
+def _progress(line: str) -> None:
+    err_console.print(line, markup=False, highlight=False)
+
+
+@app.command("chaos")
+def chaos(
+    fault: str = typer.Option(
+        ..., "--fault", help="Comma list of kill_primary_mid_write, partition_minority, slow_peer, disk_full, clock_skew."
+    ),
+    nodes: int = typer.Option(3, "--nodes", help="Nodes in the mesh (3 or more); writes need a majority (W = N//2 + 1)."),
+    cycles: int = typer.Option(5, "--cycles", help="Fault cycles per fault class."),
+    writes: int = typer.Option(50, "--writes", help="Writes per cycle (every 10th operation also deletes an acknowledged memory)."),
+    clients: int = typer.Option(4, "--clients", help="Concurrent writing clients."),
+    converge_timeout: float = typer.Option(60.0, "--converge-timeout", help="Seconds to wait for convergence after each heal."),
+    workdir: Path = typer.Option(None, "--workdir", help="Where nodes, logs and chaos-cycles.jsonl go (default: a new temp dir)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Start real nodes on 127.0.0.1, write through the quorum, inject FAULT every cycle, heal,
+    and check that every acknowledged write is on every node. Exit 1 if anything acknowledged
+    is lost, a deleted memory came back or the nodes' digests differ."""
+    from memmesh.chaos.runner import ChaosConfig, run_chaos
+
+    config = ChaosConfig(
+        faults=[f.strip() for f in fault.split(",") if f.strip()],
+        workdir=workdir or Path(tempfile.mkdtemp(prefix="memmesh-chaos-")),
+        nodes=nodes,
+        cycles=cycles,
+        writes=writes,
+        clients=clients,
+        converge_timeout_s=converge_timeout,
+    )
+    report = run_chaos(config, log=_progress)
+    (config.workdir / "chaos-report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if as_json:
+        print_json(report)
+    else:
+        s = report["summary"]
+        for name, f in report["faults"].items():
+            console.print(
+                f"{name}: cycles {f['cycles']}  acked {f['writes_acked']}/{f['writes_attempted']}  lost {f['acked_lost']}  "
+                f"bound {f['convergence_bound']:.3f}  converge p50 {f['time_to_converge_p50']}s p99 {f['time_to_converge_p99']}s",
+                markup=False,
+            )
+        console.print(f"{'PASS' if s['pass'] else 'FAIL'}  report {config.workdir / 'chaos-report.json'}", markup=False)
+        for reason in s["reasons"]:
+            console.print(f"  {reason}", markup=False)
+    if not report["summary"]["pass"]:
+        raise typer.Exit(1)
