@@ -40,6 +40,9 @@ class Fault:
     name = ""
     routes_to_victim_only = False
     """True when clients send every write to the victim (the node taking writes) until it fails."""
+    inject_before_writes = False
+    """True for a fault that takes seconds to set up (a restart): injected before the burst,
+    so the writes meet the fault instead of racing it."""
 
     def __init__(self) -> None:
         self.victim: Node | None = None
@@ -181,6 +184,7 @@ class ClockSkew(Fault):
     true clock."""
 
     name = "clock_skew"
+    inject_before_writes = True
 
     def __init__(self, ahead_ms: int = 2_000, behind_ms: int = 300_000) -> None:
         super().__init__()

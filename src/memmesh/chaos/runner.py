@@ -227,6 +227,9 @@ class Run:
                         self.delete_one(http, node, rng, counts)
                     self.write_one(http, node, number, op, counts)
 
+        if fault.inject_before_writes:
+            injected.set()
+            fault.inject(cluster)
         started = time.monotonic()
         threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(self.config.clients)]
         for thread in threads:

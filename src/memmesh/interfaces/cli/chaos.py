@@ -31,9 +31,12 @@ def chaos(
     workdir: Path = typer.Option(None, "--workdir", help="Where nodes, logs and chaos-cycles.jsonl go (default: a new temp dir)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Start real nodes on 127.0.0.1, write through the quorum, inject FAULT every cycle, heal,
-    and check that every acknowledged write is on every node. Exit 1 if anything acknowledged
-    is lost, a deleted memory came back or the nodes' digests differ."""
+    """Prove a mesh loses nothing: real nodes, quorum writes, a fault every cycle, then a check.
+
+    Starts real nodes on 127.0.0.1, writes through the quorum, injects FAULT every cycle,
+    heals, and checks that every acknowledged write is on every node. Exits 1 if anything
+    acknowledged is lost, a deleted memory came back or the nodes' digests differ.
+    """
     from memmesh.chaos.runner import ChaosConfig, run_chaos
 
     config = ChaosConfig(
@@ -61,4 +64,32 @@ def chaos(
         for reason in s["reasons"]:
             console.print(f"  {reason}", markup=False)
     if not report["summary"]["pass"]:
+        raise typer.Exit(1)
+
+
+@app.command("ship-gate")
+def ship_gate(
+    out: Path = typer.Option(..., "--out", help="Folder for phase1-<node>.json, phase2/3/4.json and summary.json."),
+    quick: bool = typer.Option(False, "--quick", help="Phase 4 with 2 cycles x 30 writes per fault (minutes, not an hour)."),
+    pg_url: str = typer.Option(
+        None, "--pg-url", envvar="MEMMESH_SHIP_GATE_PG_URL", help="An empty PostgreSQL database for phase 3 (postgresql://…)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the four-phase release gate locally (functional, federation, migration, chaos).
+
+    Writes one JSON report per phase and a summary; exits 1 unless every phase passes.
+    """
+    from memmesh.chaos.shipgate import run_ship_gate
+
+    summary = run_ship_gate(out, quick=quick, pg_url=pg_url, log=_progress)
+    if as_json:
+        print_json(summary)
+    else:
+        for name, phase in summary["phases"].items():
+            console.print(f"{name}: {'PASS' if phase['pass'] else 'FAIL'}", markup=False)
+            for reason in phase["reasons"]:
+                console.print(f"  {reason}", markup=False)
+        console.print(f"{'PASS' if summary['pass'] else 'FAIL'}  reports in {out}", markup=False)
+    if not summary["pass"]:
         raise typer.Exit(1)
