@@ -84,8 +84,10 @@ def phase1_node(node: Node, workdir: Path) -> dict[str, Any]:
         reasons.append(f"store answered {stored.status_code}: {stored.text[:200]}")
     listed = node.call("GET", "/api/v1/memories", params={"namespace": ns}).json().get("items", [])
     stats = node.call("GET", "/api/v1/stats").json()
-    recall = node.call("POST", "/api/v1/recall", json={"query": "when are deploys", "namespace": ns}).json()
-    hits = recall.get("hits", [])
+    recalled = node.call("POST", "/api/v1/recall", json={"query": "when are deploys", "filters": {"namespace": ns}})
+    hits = recalled.json().get("hits", []) if recalled.status_code == 200 else []
+    if recalled.status_code != 200:
+        reasons.append(f"recall answered {recalled.status_code}: {recalled.text[:200]}")
     backup_dir = workdir / "phase1-backups" / node.name
     backup = cli(workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
     snapshots = [p for p in backup_dir.glob("*") if p.is_file() and not p.name.endswith(".manifest.json")] if backup_dir.exists() else []
