@@ -196,9 +196,12 @@ class Run:
         injector: list[threading.Thread] = []
         rr = [number]
 
+        down: set[str] = set()
+        """Nodes a client could not connect to this cycle: clients fail over from them."""
+
         def target() -> Node | None:
-            live = [n for n in cluster.nodes if n.alive]
-            if fault.routes_to_victim_only and victim.alive:
+            live = [n for n in cluster.nodes if n.alive and n.name not in down]
+            if fault.routes_to_victim_only and victim in live:
                 return victim
             if not live:
                 return None
@@ -225,7 +228,12 @@ class Run:
                         continue
                     if op % 10 == 9:
                         self.delete_one(http, node, rng, counts)
-                    self.write_one(http, node, number, op, counts)
+                    memory_id = new_id()
+                    while node is not None and not self.write_one(http, node, memory_id, number, op, counts):
+                        down.add(node.name)  # refused the connection: the write never reached it, try another
+                        node = target()
+                    if node is None:
+                        counts.add(writes_attempted=1, write_errors=1)
 
         if fault.inject_before_writes:
             injected.set()
@@ -262,15 +270,18 @@ class Run:
         )
         return record
 
-    def write_one(self, http: httpx.Client, node: Node, cycle: int, op: int, counts: CycleCounts) -> None:
-        memory_id = new_id()
+    def write_one(self, http: httpx.Client, node: Node, memory_id: str, cycle: int, op: int, counts: CycleCounts) -> bool:
+        """One write to ``node``, counted; False only when the connection was refused (the
+        request never left, so the caller may send the same write elsewhere)."""
         content = f"chaos {self.fault_name} cycle {cycle + 1} write {op} ({memory_id[-8:]})"
         namespace = f"chaos/{self.fault_name}/{op % 3}"
         try:
             response = http.post(node.url + "/api/v1/memories", json={"id": memory_id, "content": content, "namespace": namespace})
+        except httpx.ConnectError:
+            return False
         except httpx.HTTPError:
             counts.add(writes_attempted=1, write_errors=1)
-            return
+            return True
         if response.status_code == 201:
             with self.ledger.lock:
                 self.ledger.acked[memory_id] = content
@@ -279,6 +290,7 @@ class Run:
             counts.add(writes_attempted=1, quorum_not_met=1)
         else:
             counts.add(writes_attempted=1, write_errors=1)
+        return True
 
     def delete_one(self, http: httpx.Client, node: Node, rng: random.Random, counts: CycleCounts) -> None:
         memory_id = self.ledger.take_for_delete(rng)
