@@ -13,6 +13,10 @@ import typer
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json
 
+CHECK_FAILED = 3
+"""Exit code of a run whose check failed (something acknowledged lost, a delete undone, digests
+apart, a phase failed): distinct from 1, bad options or a harness that could not run."""
+
 
 def _progress(line: str) -> None:
     err_console.print(line, markup=False, highlight=False)
@@ -34,8 +38,9 @@ def chaos(
     """Prove a mesh loses nothing: real nodes, quorum writes, a fault every cycle, then a check.
 
     Starts real nodes on 127.0.0.1, writes through the quorum, injects FAULT every cycle,
-    heals, and checks that every acknowledged write is on every node. Exits 1 if anything
-    acknowledged is lost, a deleted memory came back or the nodes' digests differ.
+    heals, and checks that every acknowledged write is on every node. Fails if anything
+    acknowledged is lost, a deleted memory came back or the nodes' digests differ
+    (exit 3; 1 = bad options).
     """
     from memmesh.chaos.runner import ChaosConfig, run_chaos
 
@@ -64,7 +69,7 @@ def chaos(
         for reason in s["reasons"]:
             console.print(f"  {reason}", markup=False)
     if not report["summary"]["pass"]:
-        raise typer.Exit(1)
+        raise typer.Exit(CHECK_FAILED)
 
 
 @app.command("ship-gate")
@@ -78,7 +83,7 @@ def ship_gate(
 ) -> None:
     """Run the four-phase release gate locally (functional, federation, migration, chaos).
 
-    Writes one JSON report per phase and a summary; exits 1 unless every phase passes.
+    Writes one JSON report per phase and a summary; exits 3 unless every phase passes.
     """
     from memmesh.chaos.shipgate import run_ship_gate
 
@@ -92,4 +97,4 @@ def ship_gate(
                 console.print(f"  {reason}", markup=False)
         console.print(f"{'PASS' if summary['pass'] else 'FAIL'}  reports in {out}", markup=False)
     if not summary["pass"]:
-        raise typer.Exit(1)
+        raise typer.Exit(CHECK_FAILED)
