@@ -49,8 +49,6 @@ def test_bad_options_are_refused_with_what_to_fix(tmp_path: Path) -> None:
     assert "unknown fault meteor" in unknown.stderr and "partition_minority" in unknown.stderr
     two = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--nodes", "2", "--workdir", str(tmp_path / "w"))
     assert two.returncode == 1 and "--nodes must be 3 or more" in two.stderr
-    zero = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--cycles", "0", "--workdir", str(tmp_path / "w"))
-    assert zero.returncode == 1 and "--cycles" in zero.stderr
     assert not (tmp_path / "w" / "chaos-cycles.jsonl").exists()  # nothing started
 
 

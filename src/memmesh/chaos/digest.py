@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 
 class _Listable(Protocol):
-    def memories(self) -> list[dict[str, Any]]: ...
+    def memories(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
 
 
 def digests_of(memories: list[dict[str, Any]]) -> dict[str, str]:
@@ -31,6 +31,7 @@ def digests_of(memories: list[dict[str, Any]]) -> dict[str, str]:
     return {ns: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest() for ns, rows in sorted(lines.items())}
 
 
-def namespace_digests(node: _Listable) -> dict[str, str]:
-    """The per-namespace digests of one node (see :func:`digests_of`)."""
-    return digests_of(node.memories())
+def namespace_digests(node: _Listable, namespace: str | None = None) -> dict[str, str]:
+    """The per-namespace digests of one node, of ``namespace`` and below when given (see
+    :func:`digests_of`)."""
+    return digests_of(node.memories(namespace))

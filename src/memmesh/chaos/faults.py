@@ -134,6 +134,7 @@ class DiskFull(Fault):
     """
 
     name = "disk_full"
+    inject_before_writes = True
 
     def __init__(self, method: str) -> None:
         super().__init__()

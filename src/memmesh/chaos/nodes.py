@@ -131,12 +131,15 @@ class Node:
         headers = {**self.headers, **kwargs.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, **kwargs)
 
-    def memories(self) -> list[dict[str, Any]]:
-        """Every live memory this node holds, through its public list route (all pages)."""
+    def memories(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every live memory this node holds (in ``namespace`` and below, when given), through
+        its public list route (all pages)."""
         out: list[dict[str, Any]] = []
         cursor = None
         while True:
             params: dict[str, Any] = {"limit": 1000}
+            if namespace:
+                params["namespace"] = namespace
             if cursor:
                 params["cursor"] = cursor
             response = self.call("GET", "/api/v1/memories", params=params)

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from memmesh.chaos.digest import digests_of
+from memmesh.chaos.digest import digests_of, namespace_digests
 from memmesh.chaos.faults import (
     FAULTS,
     ClockSkew,
@@ -37,11 +37,13 @@ from memmesh.chaos.faults import (
     try_mount_tmpfs,
     unmount,
 )
-from memmesh.chaos.nodes import Node, start_mesh, stop_mesh
+from memmesh.chaos.nodes import NAMES, Node, start_mesh, stop_mesh
 from memmesh.clock import new_id
 from memmesh.errors import InvalidInputError
 
 KNOWN_FAULTS = (*FAULTS, "lose_acked_write")
+TMPFS_MB = 256
+"""Size of each node's tmpfs: room for a long run; disk_full fills what is left."""
 
 
 @dataclass
@@ -138,51 +140,15 @@ def percentile(values: list[float], pct: float) -> float | None:
 class Run:
     """One fault class on its own fresh cluster: cycles of write, inject, heal, converge, check."""
 
-    def __init__(self, config: ChaosConfig, fault_name: str, log: Callable[[str], None], jsonl: Any) -> None:
+    def __init__(self, config: ChaosConfig, fault_name: str, log: Callable[[str], None], jsonl: Any, disk_method: str) -> None:
         self.config = config
         self.fault_name = fault_name
         self.log = log
         self.jsonl = jsonl
-        self.dir = config.workdir / fault_name
         self.ledger = Ledger()
-        self.rng = random.Random(f"{config.seed}:{fault_name}")
+        """This class's own writes: its namespaces are its own, so its check is too."""
         self.cycles: list[dict[str, Any]] = []
-        self.disk_method = "none"
-
-    # -- cluster -------------------------------------------------------------------------
-    def start(self) -> Cluster:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        mounts: list[Path] = []
-        db_for = None
-        if self.fault_name == "disk_full":
-            self.disk_method = "rlimit_fsize"
-            first = self.dir / "node-a-fs"
-            if try_mount_tmpfs(first, 64):
-                self.disk_method = "tmpfs"
-                mounts.append(first)
-                for name in ("node-b", "node-c", "node-d", "node-e")[: self.config.nodes - 1]:
-                    path = self.dir / f"{name}-fs"
-                    if try_mount_tmpfs(path, 64):
-                        mounts.append(path)
-
-                def db_for(name: str) -> Path:
-                    return self.dir / f"{name}-fs" / f"{name}.db"
-
-        extra = ("--quorum-writes", str(self.config.quorum), "--quorum-timeout-ms", str(self.config.quorum_timeout_ms))
-        try:
-            nodes, proxies = start_mesh(self.dir, self.config.nodes, *extra, proxied=True, db_for=db_for)
-        except BaseException:
-            for path in mounts:
-                unmount(path)
-            raise
-        return Cluster(nodes, proxies, mounts)
-
-    def stop(self, cluster: Cluster) -> None:
-        stop_mesh(cluster.nodes, cluster.proxies)
-        for path in cluster.mounts:
-            unmount(path)
+        self.disk_method = disk_method
 
     # -- one cycle -----------------------------------------------------------------------
     def cycle(self, cluster: Cluster, number: int) -> dict[str, Any]:
@@ -316,11 +282,13 @@ class Run:
     # -- convergence and the check -------------------------------------------------------
     def observe(self, cluster: Cluster) -> dict[str, list[dict[str, Any]]] | None:
         try:
-            return {n.name: n.memories() for n in cluster.nodes}
+            return {n.name: n.memories(f"chaos/{self.fault_name}") for n in cluster.nodes}
         except (httpx.HTTPError, KeyError, ValueError):
             return None
 
     def judge(self, seen: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """The check over what every node holds: this class's acknowledged writes and deletes,
+        and the digests of every namespace (all classes' writes: every node must agree)."""
         with self.ledger.lock:
             acked = set(self.ledger.acked)
             deleted = set(self.ledger.deleted)
@@ -365,16 +333,12 @@ class Run:
             time.sleep(0.25)
 
     # -- the whole class -------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        cluster = self.start()
-        try:
-            for number in range(self.config.cycles):
-                record = self.cycle(cluster, number)
-                self.cycles.append(record)
-                self.jsonl.write(json.dumps(record) + "\n")
-                self.jsonl.flush()
-        finally:
-            self.stop(cluster)
+    def run(self, cluster: Cluster) -> dict[str, Any]:
+        for number in range(self.config.cycles):
+            record = self.cycle(cluster, number)
+            self.cycles.append(record)
+            self.jsonl.write(json.dumps(record) + "\n")
+            self.jsonl.flush()
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -400,6 +364,57 @@ class Run:
         return out
 
 
+def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Cluster, str]:
+    """One mesh for the whole run, every peer call through a proxy, each store on its own small
+    tmpfs when the machine allows mounting (so ``disk_full`` can fill it); the disk-full method."""
+    base = config.workdir / "mesh"
+    if base.exists():
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    names = NAMES[: config.nodes]
+    mounts = [base / f"{name}-fs" for name in names]
+    ok = [try_mount_tmpfs(path, TMPFS_MB) for path in mounts]
+    if not all(ok):
+        for path, mounted in zip(mounts, ok, strict=True):
+            if mounted:
+                unmount(path)
+        mounts = []
+    method = "tmpfs" if mounts else "rlimit_fsize"
+    log(f"[chaos] {config.nodes} nodes, W={config.quorum}, stores on {'a tmpfs each' if mounts else 'the work dir'}")
+
+    def db_for(name: str) -> Path:
+        return base / f"{name}-fs" / f"{name}.db"
+
+    extra = ("--quorum-writes", str(config.quorum), "--quorum-timeout-ms", str(config.quorum_timeout_ms))
+    try:
+        nodes, proxies = start_mesh(base, config.nodes, *extra, proxied=True, db_for=db_for if mounts else None)
+    except BaseException:
+        for path in mounts:
+            unmount(path)
+        raise
+    return Cluster(nodes, proxies, mounts), method
+
+
+def final_digests(cluster: Cluster, timeout: float = 30) -> dict[str, dict[str, str]]:
+    """Every node's whole-store digests once they agree (or the last ones seen after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, dict[str, str]] = {}
+    while True:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            seen = {n.name: namespace_digests(n) for n in cluster.nodes}
+            if len({json.dumps(d, sort_keys=True) for d in seen.values()}) == 1:
+                return seen
+        if time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.25)
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    stop_mesh(cluster.nodes, cluster.proxies)
+    for path in cluster.mounts:
+        unmount(path)
+
+
 def verdict_of(faults: dict[str, dict[str, Any]]) -> tuple[bool, list[str]]:
     """Pass when nothing acknowledged was lost, no delete came back and every node agrees."""
     reasons = []
@@ -420,11 +435,18 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
     jsonl_path = config.workdir / "chaos-cycles.jsonl"
     started = time.monotonic()
     faults: dict[str, dict[str, Any]] = {}
-    with jsonl_path.open("w") as jsonl:
-        for name in config.faults:
-            log(f"[chaos] fault={name} nodes={config.nodes} cycles={config.cycles} writes/cycle={config.writes} W={config.quorum}")
-            faults[name] = Run(config, name, log, jsonl).run()
+    cluster, disk_method = start_cluster(config, log)
+    try:
+        with jsonl_path.open("w") as jsonl:
+            for name in config.faults:
+                log(f"[chaos] fault={name} cycles={config.cycles} writes/cycle={config.writes}")
+                faults[name] = Run(config, name, log, jsonl, disk_method).run(cluster)
+        everything = final_digests(cluster, config.converge_timeout_s)
+    finally:
+        stop_cluster(cluster)
     ok, reasons = verdict_of(faults)
+    if len({json.dumps(d, sort_keys=True) for d in everything.values()}) != 1:
+        ok, reasons = False, [*reasons, "the nodes' whole-store digests differ at the end of the run"]
     times = [c["time_to_converge_s"] for c in _read_jsonl(jsonl_path) if c["time_to_converge_s"] is not None]
     summary = {
         "cycles": sum(f["cycles"] for f in faults.values()),
@@ -435,6 +457,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
         "convergence_bound": min(f["convergence_bound"] for f in faults.values()),
         "time_to_converge_p50": percentile(times, 50),
         "time_to_converge_p99": percentile(times, 99),
+        "digests_equal": len({json.dumps(d, sort_keys=True) for d in everything.values()}) == 1,
+        "namespaces": len(next(iter(everything.values()), {})),
         "pass": ok,
         "reasons": reasons,
     }

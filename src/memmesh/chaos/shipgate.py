@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,12 +216,20 @@ def _migrate(workdir: Path, src: str, dst: str) -> dict[str, Any]:
         return {"errors": [f"migrate exited {result.returncode}: {result.stderr.strip()[-500:]}"]}
 
 
-def _memory_count(workdir: Path, url: str) -> int:
-    result = cli(workdir, "--db", url, "stats", "--json")
+def _memory_count(workdir: Path, path: Path) -> int:
+    """Live memories in a SQLite store, read through the Python API (-1 when it cannot be read)."""
+    from memmesh.config import Settings
+    from memmesh.errors import MemmeshError
+    from memmesh.memory import Memory
+
     try:
-        return int(json.loads(result.stdout)["total"])
-    except (ValueError, KeyError):
+        memory = Memory(str(path), Settings(embeddings={"provider": "none"}, data_dir=workdir / "data"), create=False)  # type: ignore[arg-type]
+    except MemmeshError:
         return -1
+    try:
+        return memory.stats().total
+    finally:
+        memory.close()
 
 
 def phase3(workdir: Path, pg_url: str | None, size: GateSize) -> dict[str, Any]:
@@ -235,7 +244,7 @@ def phase3(workdir: Path, pg_url: str | None, size: GateSize) -> dict[str, Any]:
     forward = _migrate(workdir, str(source), pg_url)
     again = _migrate(workdir, str(source), pg_url)
     reverse = _migrate(workdir, pg_url, str(back))
-    src_count, dst_count = _memory_count(workdir, str(source)), _memory_count(workdir, str(back))
+    src_count, dst_count = _memory_count(workdir, source), _memory_count(workdir, back)
     reasons = []
     if src_count != size.migrate_memories:
         reasons.append(f"source holds {src_count} memories, want {size.migrate_memories}")
@@ -290,7 +299,8 @@ def run_ship_gate(
     (work / "mesh").mkdir(exist_ok=True)
     nodes, proxies = start_mesh(work / "mesh", 3, "--quorum-writes", "2", "--quorum-timeout-ms", "2000")
     try:
-        p1 = [phase1_node(node, work / "mesh") for node in nodes]
+        with ThreadPoolExecutor(len(nodes)) as pool:  # the nodes are independent: check them at once
+            p1 = list(pool.map(lambda node: phase1_node(node, work / "mesh"), nodes))
         for report in p1:
             save(f"phase1-{report['host']}", report)
         phases["phase1"] = {"pass": all(r["pass"] for r in p1), "reasons": [f"{r['host']}: {x}" for r in p1 for x in r["reasons"]]}

@@ -6,6 +6,7 @@ Parsing and rendering only; the harness lives in :mod:`memmesh.chaos`.
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 from pathlib import Path
 
@@ -16,6 +17,16 @@ from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_consol
 CHECK_FAILED = 3
 """Exit code of a run whose check failed (something acknowledged lost, a delete undone, digests
 apart, a phase failed): distinct from 1, bad options or a harness that could not run."""
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C, so the nodes it started are stopped and its tmpfs
+    mounts unmounted instead of being left behind."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _progress(line: str) -> None:
@@ -53,6 +64,7 @@ def chaos(
         clients=clients,
         converge_timeout_s=converge_timeout,
     )
+    _stop_on_sigterm()
     report = run_chaos(config, log=_progress)
     (config.workdir / "chaos-report.json").write_text(json.dumps(report, indent=2) + "\n")
     if as_json:
@@ -87,6 +99,7 @@ def ship_gate(
     """
     from memmesh.chaos.shipgate import run_ship_gate
 
+    _stop_on_sigterm()
     summary = run_ship_gate(out, quick=quick, pg_url=pg_url, log=_progress)
     if as_json:
         print_json(summary)
