@@ -129,7 +129,7 @@ class DiskFull(Fault):
 
     The store sits on its own small tmpfs when the machine allows mounting (a filler file
     takes the last free byte); otherwise the node's file-size limit is lowered to one byte
-    (``prlimit RLIMIT_FSIZE``), so every write past it fails (EFBIG) just as on a full disk.
+    (the soft ``RLIMIT_FSIZE``, set with ``prlimit``), so every write past it fails (EFBIG) as on a full disk.
     Heal deletes the filler / lifts the limit.
     """
 
@@ -148,7 +148,8 @@ class DiskFull(Fault):
             self.filler = Path(str(self.victim.db)).parent / "filler"
             self.detail["filled_bytes"] = fill(self.filler)
         else:
-            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (1, 1))
+            _, hard = resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (1, hard))  # soft only: raising it back needs no privilege
 
     def heal(self, cluster: Cluster) -> None:
         assert self.victim is not None and self.victim.proc is not None
@@ -156,7 +157,8 @@ class DiskFull(Fault):
             if self.filler is not None:
                 self.filler.unlink(missing_ok=True)
         elif self.victim.alive:
-            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            _, hard = resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
 
 
 def fill(path: Path) -> int:
