@@ -59,6 +59,9 @@ class ChaosConfig:
     quorum_timeout_ms: int = 2000
     converge_timeout_s: float = 60.0
     seed: int = 18
+    disk_method: str = "auto"
+    """How disk_full fills a disk: ``tmpfs`` (each store on its own tmpfs, filled), ``rlimit``
+    (the node's soft file-size limit dropped to one byte), or ``auto``: tmpfs where mounting works."""
 
     def check(self) -> None:
         """Refuse a run that cannot mean anything, naming the option to fix."""
@@ -67,6 +70,8 @@ class ChaosConfig:
             raise InvalidInputError(f"unknown fault {', '.join(unknown) or '(none)'}: use --fault with a comma list of {', '.join(FAULTS)}")
         if self.nodes < 3:
             raise InvalidInputError(f"--nodes must be 3 or more (got {self.nodes}): a quorum that survives one fault needs 3")
+        if self.disk_method not in ("auto", "tmpfs", "rlimit"):
+            raise InvalidInputError(f"--disk-method must be auto, tmpfs or rlimit (got {self.disk_method!r})")
         if self.cycles < 1 or self.writes < 1 or self.clients < 1:
             raise InvalidInputError("--cycles, --writes and --clients must be 1 or more")
 
@@ -373,12 +378,14 @@ def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Clus
     base.mkdir(parents=True)
     names = NAMES[: config.nodes]
     mounts = [base / f"{name}-fs" for name in names]
-    ok = [try_mount_tmpfs(path, TMPFS_MB) for path in mounts]
+    ok = [config.disk_method != "rlimit" and try_mount_tmpfs(path, TMPFS_MB) for path in mounts]
     if not all(ok):
         for path, mounted in zip(mounts, ok, strict=True):
             if mounted:
                 unmount(path)
         mounts = []
+        if config.disk_method == "tmpfs":
+            raise InvalidInputError("--disk-method tmpfs: this machine does not allow mounting a tmpfs (needs root); use rlimit")
     method = "tmpfs" if mounts else "rlimit_fsize"
     log(f"[chaos] {config.nodes} nodes, W={config.quorum}, stores on {'a tmpfs each' if mounts else 'the work dir'}")
 

@@ -43,6 +43,9 @@ def chaos(
     writes: int = typer.Option(50, "--writes", help="Writes per cycle (every 10th operation also deletes an acknowledged memory)."),
     clients: int = typer.Option(4, "--clients", help="Concurrent writing clients."),
     converge_timeout: float = typer.Option(60.0, "--converge-timeout", help="Seconds to wait for convergence after each heal."),
+    disk_method: str = typer.Option(
+        "auto", "--disk-method", help="disk_full by 'tmpfs' (a filled tmpfs per store), 'rlimit' (file-size limit) or 'auto'."
+    ),
     workdir: Path = typer.Option(None, "--workdir", help="Where nodes, logs and chaos-cycles.jsonl go (default: a new temp dir)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -63,6 +66,7 @@ def chaos(
         writes=writes,
         clients=clients,
         converge_timeout_s=converge_timeout,
+        disk_method=disk_method,
     )
     _stop_on_sigterm()
     report = run_chaos(config, log=_progress)
