@@ -110,6 +110,10 @@ class CycleCounts:
     write_errors: int = 0
     deletes_attempted: int = 0
     deletes_acked: int = 0
+    acked_by: dict[str, int] = field(default_factory=dict)
+    """node → writes it answered 201: shows what a node under a fault still acknowledged."""
+    errors: dict[str, int] = field(default_factory=dict)
+    """What the writes that were neither 201 nor quorum_not_met got: ``503 storage_error``, ``no answer``, …"""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, **counts: int) -> None:
@@ -117,7 +121,11 @@ class CycleCounts:
             for key, value in counts.items():
                 setattr(self, key, getattr(self, key) + value)
 
-    def as_dict(self) -> dict[str, int]:
+    def tally(self, table: dict[str, int], key: str) -> None:
+        with self.lock:
+            table[key] = table.get(key, 0) + 1
+
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "lock"}
 
 
@@ -252,15 +260,22 @@ class Run:
             return False
         except httpx.HTTPError:
             counts.add(writes_attempted=1, write_errors=1)
+            counts.tally(counts.errors, "no answer")
             return True
         if response.status_code == 201:
             with self.ledger.lock:
                 self.ledger.acked[memory_id] = content
             counts.add(writes_attempted=1, writes_acked=1)
+            counts.tally(counts.acked_by, node.name)
         elif response.status_code == 503 and "quorum_not_met" in response.text:
             counts.add(writes_attempted=1, quorum_not_met=1)
         else:
             counts.add(writes_attempted=1, write_errors=1)
+            try:
+                code = response.json()["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                code = "?"
+            counts.tally(counts.errors, f"{response.status_code} {code}")
         return True
 
     def delete_one(self, http: httpx.Client, node: Node, rng: random.Random, counts: CycleCounts) -> None:
