@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from memmesh.errors import ClockSkewError, InvalidInputError
 
@@ -22,6 +22,15 @@ Clock = Callable[[], datetime]
 def system_clock() -> datetime:
     """The real UTC time."""
     return datetime.now(UTC)
+
+
+def shifted_clock(offset_ms: int) -> Clock:
+    """The real UTC time moved by ``offset_ms``: a node whose machine clock is wrong, for
+    clock-skew chaos runs (``federation.clock_offset_ms``). 0 is the plain system clock."""
+    if not offset_ms:
+        return system_clock
+    delta = timedelta(milliseconds=offset_ms)
+    return lambda: datetime.now(UTC) + delta
 
 
 def format_ts(moment: datetime) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from memmesh.clock import Clock, system_clock
+from memmesh.clock import Clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
 from memmesh.recall.embedders import Embedder, build_embedder
@@ -106,7 +106,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         policy=build_policy(settings),
         embedder=embedder,
         engine=engine,
-        clock=clock or system_clock,
+        clock=clock or shifted_clock(settings.federation.clock_offset_ms),
         node_id=settings.storage.node_id,
         max_ahead_ms=settings.federation.max_ahead_ms,
     )

@@ -7,12 +7,13 @@ import sys
 import typer
 
 from memmesh.errors import MemmeshError
-from memmesh.interfaces.cli import (  # noqa: F401  # noqa: F401
+from memmesh.interfaces.cli import (  # noqa: F401
     admin,
     agents,
     backup_cmd,
     bus_cmd,
     certs,
+    chaos,
     cluster,
     keys,
     mcp_cmd,

@@ -1,0 +1,253 @@
+"""The faults a chaos cycle injects, each with its heal.
+
+Every fault picks a victim node for the cycle (rotating, so each node takes its turn),
+breaks something real about it while clients keep writing, and undoes it on :meth:`heal`.
+What each does is documented in docs/chaos.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import resource
+import sqlite3
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memmesh.chaos.nodes import Node, Proxy
+
+
+@dataclass
+class Cluster:
+    """The nodes of one chaos run and the proxies between them (every peer call goes through one)."""
+
+    nodes: list[Node]
+    proxies: dict[tuple[str, str], Proxy]
+    mounts: list[Path] = field(default_factory=list)
+    """tmpfs mounts this run made (unmounted at the end)."""
+
+    def links_of(self, node: Node) -> list[Proxy]:
+        """Every proxy carrying traffic to or from ``node``."""
+        return [p for (src, dst), p in self.proxies.items() if node.name in (src, dst)]
+
+
+class Fault:
+    """A fault: :meth:`inject` during the writes, :meth:`heal` after them."""
+
+    name = ""
+    routes_to_victim_only = False
+    """True when clients send every write to the victim (the node taking writes) until it fails."""
+    inject_before_writes = False
+    """True for a fault that takes seconds to set up (a restart): injected before the burst,
+    so the writes meet the fault instead of racing it."""
+
+    def __init__(self) -> None:
+        self.victim: Node | None = None
+        self.detail: dict[str, Any] = {}
+
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        self.victim = cluster.nodes[cycle % len(cluster.nodes)]
+        self.detail = {"victim": self.victim.name}
+        return self.victim
+
+    def inject(self, cluster: Cluster) -> None:
+        raise NotImplementedError
+
+    def heal(self, cluster: Cluster) -> None:
+        raise NotImplementedError
+
+
+class KillPrimary(Fault):
+    """SIGKILL the node taking the writes mid-burst; clients fail over; heal restarts it."""
+
+    name = "kill_primary_mid_write"
+    routes_to_victim_only = True
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.victim.kill()
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        if not self.victim.alive:
+            self.victim.start()
+
+
+class PartitionMinority(Fault):
+    """Cut every link to and from one node (a minority of one): it keeps serving on its own."""
+
+    name = "partition_minority"
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        for proxy in cluster.links_of(self.victim):
+            proxy.cut()
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        for proxy in cluster.links_of(self.victim):
+            proxy.heal()
+
+
+class SlowPeer(Fault):
+    """Delay every chunk on one node's links (both ways) by ``delay`` seconds."""
+
+    name = "slow_peer"
+
+    def __init__(self, delay: float = 0.25) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.detail["delay_s"] = self.delay
+        for proxy in cluster.links_of(self.victim):
+            proxy.delay = self.delay
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        for proxy in cluster.links_of(self.victim):
+            proxy.delay = 0.0
+
+
+def try_mount_tmpfs(path: Path, size_mb: int) -> bool:
+    """Mount a ``size_mb`` tmpfs at ``path`` if this machine lets us (root, no sandbox veto)."""
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+class DiskFull(Fault):
+    """Fill the file system one node's store lives on, so every write there fails with ENOSPC.
+
+    The store sits on its own small tmpfs when the machine allows mounting (a filler file
+    takes the last free byte); otherwise the node's file-size limit is lowered to one byte
+    (the soft ``RLIMIT_FSIZE``, set with ``prlimit``), so every write past it fails (EFBIG) as on a full disk.
+    Heal deletes the filler / lifts the limit.
+    """
+
+    name = "disk_full"
+    inject_before_writes = True
+
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self.method = method
+        self.filler: Path | None = None
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None and self.victim.proc is not None
+        self.detail["method"] = self.method
+        if self.method == "tmpfs":
+            self.filler = Path(str(self.victim.db)).parent / "filler"
+            self.detail["filled_bytes"] = fill(self.filler)
+        else:
+            _, hard = resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (1, hard))  # soft only: raising it back needs no privilege
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None and self.victim.proc is not None
+        if self.method == "tmpfs":
+            if self.filler is not None:
+                self.filler.unlink(missing_ok=True)
+        elif self.victim.alive:
+            _, hard = resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(self.victim.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
+def fill(path: Path) -> int:
+    """Write ``path`` until the file system says ENOSPC; the bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as out:
+        for chunk in (1 << 20, 4096, 1):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    out.write(block)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EFBIG):
+                        raise
+                    break
+                written += chunk
+        with contextlib.suppress(OSError):
+            os.fsync(out.fileno())
+    return written
+
+
+class ClockSkew(Fault):
+    """Restart one node with its wall clock moved (``federation.clock_offset_ms``): ahead by
+    ``ahead_ms`` on even cycles (peers refuse its timestamps past ``max_ahead_ms``), behind by
+    ``behind_ms`` on odd ones (its writes are stamped in the past). Heal restarts it with the
+    true clock."""
+
+    name = "clock_skew"
+    inject_before_writes = True
+
+    def __init__(self, ahead_ms: int = 2_000, behind_ms: int = 300_000) -> None:
+        super().__init__()
+        self.ahead_ms = ahead_ms
+        self.behind_ms = behind_ms
+        self.cycle = 0
+
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        self.cycle = cycle
+        return super().choose(cluster, cycle)
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        offset = self.ahead_ms if self.cycle % 2 == 0 else -self.behind_ms
+        self.detail["offset_ms"] = offset
+        self.victim.stop()
+        self.victim.env["MEMMESH_FEDERATION_CLOCK_OFFSET_MS"] = str(offset)
+        self.victim.start()
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.victim.stop()
+        self.victim.env.pop("MEMMESH_FEDERATION_CLOCK_OFFSET_MS", None)
+        self.victim.start()
+
+
+class LoseAckedWrite(Fault):
+    """A broken node, to prove the checker bites: after the writes it is stopped, one
+    acknowledged memory is deleted straight from its SQLite file (as a lying fsync or a bad
+    disk would), and it is restarted. A run with this fault must FAIL with acked_lost > 0."""
+
+    name = "lose_acked_write"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acked: list[str] = []
+
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        self.victim = cluster.nodes[-1]
+        self.detail = {"victim": self.victim.name}
+        return self.victim
+
+    def inject(self, cluster: Cluster) -> None:
+        return None
+
+    def heal(self, cluster: Cluster) -> None:
+        from memmesh.store.sqlite import register_functions
+
+        assert self.victim is not None
+        self.victim.stop()
+        with contextlib.closing(sqlite3.connect(str(self.victim.db))) as conn:
+            register_functions(conn)
+            held = {row[0] for row in conn.execute("SELECT id FROM memories")}
+            doomed = next((i for i in self.acked if i in held), None)
+            if doomed is not None:
+                conn.execute("DELETE FROM memories WHERE id = ?", (doomed,))
+                conn.commit()
+        self.detail["dropped"] = doomed
+        self.victim.start()
+
+
+FAULTS = ("kill_primary_mid_write", "partition_minority", "slow_peer", "disk_full", "clock_skew")
+"""The fault classes a run may name (``lose_acked_write`` too, which must fail)."""
