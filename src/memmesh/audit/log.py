@@ -1,0 +1,530 @@
+"""The audit log: every change appended, hash-chained, in the transaction that makes it.
+
+:class:`AuditLog` is the service's (``service.audit``). It wraps the store so that every
+write transaction is an :class:`AuditedTx`: the history entry each memory change already
+writes (add, update, delete, promote, archive, restore, from any face, import or peer), each
+link, agent, key creation and revocation, and each purge is appended to ``audit_log`` in the
+same transaction. So an acknowledged change is never unaudited, and a rolled-back one
+leaves no entry: the chain cannot disagree with the data, whatever the process dies of.
+
+Who acted comes from the caller the service last authorized on this thread or task
+(:data:`current_caller`): its key id and agent id, never a key's secret. Entries hold a
+digest of what changed, not the content.
+
+Signed checkpoints (see :mod:`.notes`) are written by :meth:`AuditLog.checkpoint`: by a
+background thread in ``serve`` (every ``checkpoint_interval_s`` or ``checkpoint_every``
+entries, whichever first, and at shutdown) and by ``memmesh audit checkpoint``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from memmesh.audit import chain
+from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
+from memmesh.audit.verify import VerifyReport, verify_log
+from memmesh.clock import format_ts, parse_ts
+from memmesh.errors import InvalidInputError, StorageError
+from memmesh.model import HistoryEntry, Link, Principal, StoredApiKey
+from memmesh.store import audit_sql
+from memmesh.store.audit_sql import Anchor, AuditRow
+
+if TYPE_CHECKING:
+    from memmesh.model import Agent
+    from memmesh.service import Service
+
+log = logging.getLogger("memmesh.audit")
+
+current_caller: ContextVar[Principal | None] = ContextVar("memmesh_audit_caller", default=None)
+"""The caller the service last authorized in this context: the actor of what it writes next."""
+
+SYSTEM_ACTORS = {"gc", "memmesh"}
+
+
+def actor_of(who: Principal | None, system: str | None = None) -> str:
+    """How an entry names who acted: ``key:<id>`` (or ``local``) and ``agent:<id>``; a change
+    memmesh made on its own (gc, promotion) is ``system:<what>`` plus the caller it served."""
+    parts = [f"system:{system}"] if system else []
+    if who is not None:
+        parts.append(f"key:{who.key_id}" if who.key_id else "local")
+        if who.agent_id:
+            parts.append(f"agent:{who.agent_id}")
+    return " ".join(parts) or "system"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The [audit] settings the log runs with (see config.AuditSettings)."""
+
+    checkpoint_dir: Path | None = None
+    signing_key_file: Path | None = None
+    verify_key_file: Path | None = None
+    checkpoint_interval_s: float = 1.0
+    checkpoint_every: int = 1000
+    retention_days: float = 0.0
+
+
+class AuditEntry(BaseModel):
+    """One audit entry as the faces show it."""
+
+    index: int
+    at: str
+    actor: str
+    action: str
+    namespace: str | None
+    target: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_since: int | None
+
+
+class PruneReport(BaseModel):
+    pruned: int
+    below: int
+    checkpoint_size: int | None
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    import json
+
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        detail = {"unreadable": row.detail}
+    return AuditEntry(
+        index=row.idx, at=row.at, actor=row.actor, action=row.action, namespace=row.namespace, target=row.target, detail=detail, hash=row.hash
+    )
+
+
+class AuditLog:
+    """The service's audit log (one per Service)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.config = AuditConfig()
+        self._signer: Signer | None = None
+        self._ck_lock = threading.Lock()
+        self._state: tuple[chain.Frontier, str] | None = None  # (tree at last checkpoint, its last entry hash)
+        self._appended = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ------------------------------------------------------------------
+
+    def configure(self, config: AuditConfig) -> None:
+        """Use these settings; the signing key is read now, so a bad key fails at start."""
+        self.config = config
+        self._signer = Signer.load(config.signing_key_file) if config.signing_key_file else None
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin line: names this store's log (stable for its life)."""
+        return f"memmesh/{self.service.node_id}/audit"
+
+    @property
+    def folder(self) -> Path | None:
+        return self.config.checkpoint_dir
+
+    def verifier(self) -> Verifier | None:
+        if self.config.verify_key_file is not None:
+            try:
+                text = self.config.verify_key_file.read_text()
+            except OSError as exc:
+                raise InvalidInputError(f"audit.verify_key_file {self.config.verify_key_file}: {exc.strerror}") from None
+            return Verifier.parse(text, f"audit.verify_key_file {self.config.verify_key_file}")
+        return self._signer.verifier if self._signer is not None else None
+
+    def wrap(self, store: Any) -> AuditedStore:
+        return AuditedStore(store, self)
+
+    # -- appending ------------------------------------------------------------------------
+
+    def append(
+        self,
+        tx: Any,
+        action: str,
+        *,
+        target: str | None = None,
+        namespace: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Append one entry inside the write transaction ``tx``; returns its index."""
+        conn = getattr(tx, "conn", tx)
+        audit_sql.lock_chain(conn)
+        top = audit_sql.head(conn)
+        idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
+        at = format_ts(self.service.clock())
+        who = actor if actor is not None else actor_of(current_caller.get())
+        text = chain.detail_text(detail)
+        digest = chain.entry_hash(prev, idx, at, who, action, namespace, target, text)
+        audit_sql.insert(conn, AuditRow(idx, at, who, action, namespace, target, text, digest.hex()))
+        self._appended += 1
+        if self._appended >= self.config.checkpoint_every:
+            self._wake.set()
+        return idx
+
+    def record(
+        self,
+        action: str,
+        *,
+        principal: Principal,
+        target: str | None = None,
+        namespace: str | None = None,
+        detail: dict[str, Any] | None = None,
+        tx: Any = None,
+    ) -> int:
+        """Append an entry for an action the service took for ``principal`` (approvals,
+        decisions, admin actions): inside ``tx`` when given (preferred: then it commits with
+        the change), else in a transaction of its own. Returns the entry's index."""
+        if not isinstance(principal, Principal):
+            raise TypeError("audit.record needs the caller's Principal")
+        if not isinstance(action, str) or not action.strip():
+            raise InvalidInputError("an audit action is a non-empty name, e.g. 'pending.approve'")
+        actor = actor_of(principal)
+        if tx is not None:
+            return self.append(tx, action, target=target, namespace=namespace, detail=detail, actor=actor)
+        with self.service.store.write() as own:
+            return self.append(own, action, target=target, namespace=namespace, detail=detail, actor=actor)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _admin(self, principal: Principal) -> None:
+        self.service._authorize_store_wide(principal, "the audit log")
+
+    def entries(self, *, principal: Principal, since: int = 0, limit: int = 100, until: datetime | str | None = None) -> AuditPage:
+        """Entries from index ``since`` on, oldest first (store-wide admins only: the log
+        names every namespace and actor)."""
+        self._admin(principal)
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.service.policy.max_page_size:
+            raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})")
+        with audit_sql.reading(self.service.store) as conn:
+            found = []
+            for row in audit_sql.rows(conn, since, batch=limit + 1):
+                found.append(row)
+                if len(found) > limit:
+                    break
+        more = len(found) > limit
+        page = [_entry(r) for r in found[:limit]]
+        return AuditPage(entries=page, next_since=page[-1].index + 1 if more else None)
+
+    def iter_entries(self, *, principal: Principal, since: int = 0) -> Iterator[AuditEntry]:
+        """Every entry from ``since`` on (export), read in pages."""
+        self._admin(principal)
+        if since < 0:
+            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        with audit_sql.reading(self.service.store) as conn:
+            for row in audit_sql.rows(conn, since):
+                yield _entry(row)
+
+    def verify(self, *, principal: Principal, verifier: Verifier | None = None) -> VerifyReport:
+        """Recompute the chain and the tree; check every checkpoint (see :mod:`.verify`)."""
+        self._admin(principal)
+        key = verifier or self.verifier()
+        found = read_checkpoints(self.folder, self.origin) if self.folder is not None else read_checkpoints(Path("/nonexistent"), "")
+        with audit_sql.reading(self.service.store) as conn:
+            report = verify_log(audit_sql.rows(conn), audit_sql.anchor(conn), found, key)
+        if self.folder is None:
+            report.warnings.append("no [audit] checkpoint_dir is configured: only the hash chain was checked")
+        return report
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _require_signing(self) -> tuple[Signer, Path]:
+        if self._signer is None or self.folder is None:
+            raise InvalidInputError(
+                "signed checkpoints need [audit] signing_key_file and checkpoint_dir; create a key with `memmesh audit init-key`"
+            )
+        return self._signer, self.folder
+
+    def _resume(self, conn: Any, signer: Signer, folder: Path) -> tuple[chain.Frontier, str]:
+        """The tree at the newest checkpoint this key signed (its stored compact range, checked
+        against the signed root), or at the prune anchor, or empty."""
+        latest = None
+        for checkpoint, signatures in read_checkpoints(folder, self.origin).checkpoints:
+            if checkpoint.head and signed_by(checkpoint.note, signatures, signer.verifier):
+                if latest is None or checkpoint.size >= latest.size:
+                    latest = checkpoint
+        anchor = audit_sql.anchor(conn)
+        if latest is not None and (anchor is None or latest.size >= anchor.size):
+            try:
+                tree = chain.Frontier.from_hex(latest.size, latest.frontier)
+            except ValueError:
+                tree = None
+            if tree is not None and tree.root() == latest.root and latest.head is not None:
+                return tree, latest.head
+        if anchor is not None:
+            return chain.Frontier.from_hex(anchor.size, anchor.frontier), anchor.last_hash
+        return chain.Frontier(), chain.GENESIS.hex()
+
+    def checkpoint(self, *, principal: Principal | None = None, force: bool = False) -> Checkpoint | None:
+        """Sign the log's committed entries: a new checkpoint when the log grew since the last
+        one (or ``force``). Entries are read from committed data and made durable (SQLite:
+        WAL synced) before signing, so no checkpoint covers an entry a crash could lose.
+        Refuses to sign a log whose new entries do not chain onto the last checkpoint."""
+        if principal is not None:
+            self._admin(principal)
+        signer, folder = self._require_signing()
+        with self._ck_lock:
+            with audit_sql.reading(self.service.store) as conn:
+                if self._state is None:
+                    self._state = self._resume(conn, signer, folder)
+                tree, head = self._state[0].copy(), self._state[1]
+                prev = bytes.fromhex(head)
+                for row in audit_sql.rows(conn, tree.size):
+                    if row.idx != tree.size:
+                        raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
+                    digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+                    if digest.hex() != row.hash:
+                        raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
+                    tree.append(digest)
+                    prev = digest
+            if tree.size == self._state[0].size and not force and tree.size > 0 and self._has_checkpoint(folder, tree.size):
+                return None
+            self._make_durable()
+            note = make_note(signer, self.origin, tree.size, tree.root())
+            checkpoint = Checkpoint(self.origin, tree.size, tree.root(), note, tree.to_hex(), prev.hex())
+            append_checkpoint(folder, checkpoint)
+            self._state = (tree, prev.hex())
+            self._appended = 0
+            return checkpoint
+
+    def _has_checkpoint(self, folder: Path, size: int) -> bool:
+        return any(c.size == size for c, _ in read_checkpoints(folder, self.origin).checkpoints)
+
+    def _make_durable(self) -> None:
+        """SQLite in WAL mode with synchronous=NORMAL commits without fsync: sync the WAL
+        (a passive checkpoint does) before signing what it holds. PostgreSQL commits are durable."""
+        store = self.service.store
+        if getattr(store, "path", None) and not getattr(store, "in_memory", True):
+            with store._reading() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, *, older_than_days: float, principal: Principal | None = None) -> PruneReport:
+        """Drop entries older than the given age, but only below a signed checkpoint: the
+        largest checkpointed size whose last entry is old enough. The compact range and last
+        hash of what is dropped stay (so the rest still verifies against every checkpoint),
+        and the prune itself is appended as an entry."""
+        if principal is not None:
+            self._admin(principal)
+        if not isinstance(older_than_days, int | float) or isinstance(older_than_days, bool) or older_than_days <= 0:
+            raise InvalidInputError(f"the retention age must be a positive number of days (got {older_than_days!r})")
+        signer, folder = self._require_signing()
+        cutoff = self.service.clock() - timedelta(days=older_than_days)
+        verifier = signer.verifier
+        signed = {c.size: c for c, sigs in read_checkpoints(folder, self.origin).checkpoints if signed_by(c.note, sigs, verifier)}
+        with self._ck_lock, self.service.store.write() as tx:
+            conn = tx.conn
+            audit_sql.lock_chain(conn)
+            anchor = audit_sql.anchor(conn)
+            start = anchor.size if anchor else 0
+            tree = chain.Frontier.from_hex(start, anchor.frontier) if anchor else chain.Frontier()
+            prev = bytes.fromhex(anchor.last_hash) if anchor else chain.GENESIS
+            best: tuple[int, chain.Frontier, bytes] | None = None
+            for row in audit_sql.rows(conn, start):
+                if parse_ts(row.at) >= cutoff:
+                    break
+                digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+                if row.idx != tree.size or digest.hex() != row.hash:
+                    raise StorageError(f"audit entry {tree.size} does not verify; refusing to prune (run `memmesh audit verify`)")
+                tree.append(digest)
+                prev = digest
+                if tree.size in signed:
+                    if tree.root() != signed[tree.size].root:
+                        raise StorageError(f"the log differs from signed checkpoint {tree.size}; refusing to prune (run `memmesh audit verify`)")
+                    best = (tree.size, tree.copy(), prev)
+            if best is None:
+                return PruneReport(pruned=0, below=start, checkpoint_size=None)
+            size, kept, last = best
+            pruned = audit_sql.prune_below(conn, Anchor(size=size, last_hash=last.hex(), frontier=kept.to_hex()))
+            self.append(
+                tx,
+                "audit.prune",
+                detail={"below": size, "pruned": pruned, "older_than_days": older_than_days, "root": base64.b64encode(kept.root()).decode()},
+                actor=actor_of(principal, "retention") if principal is not None else "system:retention",
+            )
+        return PruneReport(pruned=pruned, below=size, checkpoint_size=size)
+
+    # -- the background checkpointer (serve) ----------------------------------------------
+
+    def start(self) -> None:
+        """Checkpoint in the background while a server runs (when signing is configured)."""
+        if self._signer is None or self.folder is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="memmesh-audit-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the checkpointer and sign what is committed (a clean shutdown's checkpoint)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self._thread = None
+        self._safe_checkpoint()
+
+    def _run(self) -> None:
+        last_prune = 0.0
+        import time
+
+        while not self._stop.is_set():
+            self._wake.wait(self.config.checkpoint_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._safe_checkpoint()
+            if self.config.retention_days > 0 and time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                try:
+                    self.prune(older_than_days=self.config.retention_days)
+                except Exception:  # noqa: BLE001 - logged; the server keeps serving
+                    log.exception("audit retention failed")
+
+    def _safe_checkpoint(self) -> None:
+        try:
+            self.checkpoint()
+        except Exception:  # noqa: BLE001 - a failed checkpoint is logged and retried next tick
+            log.exception("audit checkpoint failed")
+
+
+class AuditedTx:
+    """A store write transaction that appends an audit entry for each change it makes."""
+
+    def __init__(self, tx: Any, audit: AuditLog) -> None:
+        self._tx = tx
+        self._audit = audit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def _namespace(self, entry: HistoryEntry) -> str | None:
+        for snapshot in (entry.new, entry.old):
+            if isinstance(snapshot, dict) and isinstance(snapshot.get("namespace"), str):
+                return snapshot["namespace"]
+        current = self._tx.get(entry.memory_id)
+        return current.namespace if current is not None else None
+
+    def _history(self, entry: HistoryEntry) -> None:
+        event = entry.event.value if hasattr(entry.event, "value") else str(entry.event)
+        detail: dict[str, Any] = {"digest": chain.digest([entry.old, entry.new])}
+        if entry.old and entry.new:
+            detail["fields"] = sorted(set(entry.old) | set(entry.new))
+        system = entry.actor if entry.actor in SYSTEM_ACTORS else None
+        self._audit.append(
+            self._tx,
+            f"memory.{event}",
+            target=entry.memory_id,
+            namespace=self._namespace(entry),
+            detail=detail,
+            actor=actor_of(current_caller.get(), system),
+        )
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self._tx.add_history(entry)
+        self._history(entry)
+
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+        self._tx.add_history_many(entries)
+        for entry in entries:
+            self._history(entry)
+
+    def put_link(self, link: Link, seq: int) -> None:
+        self._tx.put_link(link, seq)
+        source = self._tx.get(link.source_id)
+        relation = link.relation.value if hasattr(link.relation, "value") else str(link.relation)
+        self._audit.append(
+            self._tx,
+            "link.put",
+            target=f"{link.source_id} {relation} {link.target_id}",
+            namespace=source.namespace if source is not None else None,
+            detail={"digest": chain.digest(link.model_dump(mode="json"))},
+        )
+
+    def put_agent(self, agent: Agent) -> None:
+        self._tx.put_agent(agent)
+        self._audit.append(
+            self._tx, "agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)}
+        )
+
+    def insert_api_key(self, key: StoredApiKey) -> None:
+        self._tx.insert_api_key(key)
+        self._audit.append(  # the key's id and grant only: never its secret or hash
+            self._tx, "key.create", target=key.id, detail={"agent_id": key.agent_id, "role": key.role, "namespaces": list(key.namespaces)}
+        )
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        revoked = self._tx.revoke_api_key(key_id, at)
+        if revoked:
+            self._audit.append(self._tx, "key.revoke", target=key_id)
+        return bool(revoked)
+
+    def purge_tombstones(self, before: datetime) -> int:
+        purged = int(self._tx.purge_tombstones(before))
+        if purged:
+            self._audit.append(self._tx, "gc.purge_tombstones", detail={"purged": purged, "before": format_ts(before)})
+        return purged
+
+    def purge_archive(self, flt: Any, before: datetime | None = None) -> int:
+        purged = int(self._tx.purge_archive(flt, before))
+        if purged:
+            self._audit.append(
+                self._tx, "archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged}
+            )
+        return purged
+
+
+class AuditedStore:
+    """The store as the service sees it: the same store, whose write transactions audit."""
+
+    def __init__(self, store: Any, audit: AuditLog) -> None:
+        self._store = store
+        self._audit = audit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_store", "_audit"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._store, name, value)
+
+    @property
+    def inner(self) -> Any:
+        """The unwrapped store (for code that must not audit, e.g. verification reads)."""
+        return self._store
+
+    def write(self) -> AbstractContextManager[AuditedTx]:
+        return self._write()
+
+    @contextmanager
+    def _write(self) -> Iterator[AuditedTx]:
+        with self._store.write() as tx:
+            yield AuditedTx(tx, self._audit)
+
+
+def unwrap(store: Any) -> Any:
+    """The store under an :class:`AuditedStore` (or the store itself)."""
+    return store.inner if isinstance(store, AuditedStore) else store
