@@ -107,7 +107,14 @@ def _entry(row: AuditRow) -> AuditEntry:
     except ValueError:
         detail = {"unreadable": row.detail}
     return AuditEntry(
-        index=row.idx, at=row.at, actor=row.actor, action=row.action, namespace=row.namespace, target=row.target, detail=detail, hash=row.hash
+        index=row.idx,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        namespace=row.namespace,
+        target=row.target,
+        detail=detail,
+        hash=row.hash,
     )
 
 
@@ -260,9 +267,9 @@ class AuditLog:
         against the signed root), or at the prune anchor, or empty."""
         latest = None
         for checkpoint, signatures in read_checkpoints(folder, self.origin).checkpoints:
-            if checkpoint.head and signed_by(checkpoint.note, signatures, signer.verifier):
-                if latest is None or checkpoint.size >= latest.size:
-                    latest = checkpoint
+            newer = latest is None or checkpoint.size >= latest.size
+            if newer and checkpoint.head and signed_by(checkpoint.note, signatures, signer.verifier):
+                latest = checkpoint
         anchor = audit_sql.anchor(conn)
         if latest is not None and (anchor is None or latest.size >= anchor.size):
             try:
@@ -351,7 +358,9 @@ class AuditLog:
                 prev = digest
                 if tree.size in signed:
                     if tree.root() != signed[tree.size].root:
-                        raise StorageError(f"the log differs from signed checkpoint {tree.size}; refusing to prune (run `memmesh audit verify`)")
+                        raise StorageError(
+                            f"the log differs from signed checkpoint {tree.size}; refusing to prune (run `memmesh audit verify`)"
+                        )
                     best = (tree.size, tree.copy(), prev)
             if best is None:
                 return PruneReport(pruned=0, below=start, checkpoint_size=None)
@@ -360,7 +369,12 @@ class AuditLog:
             self.append(
                 tx,
                 "audit.prune",
-                detail={"below": size, "pruned": pruned, "older_than_days": older_than_days, "root": base64.b64encode(kept.root()).decode()},
+                detail={
+                    "below": size,
+                    "pruned": pruned,
+                    "older_than_days": older_than_days,
+                    "root": base64.b64encode(kept.root()).decode(),
+                },
                 actor=actor_of(principal, "retention") if principal is not None else "system:retention",
             )
         return PruneReport(pruned=pruned, below=size, checkpoint_size=size)
@@ -399,13 +413,13 @@ class AuditLog:
                 last_prune = time.monotonic()
                 try:
                     self.prune(older_than_days=self.config.retention_days)
-                except Exception:  # noqa: BLE001 - logged; the server keeps serving
+                except Exception:
                     log.exception("audit retention failed")
 
     def _safe_checkpoint(self) -> None:
         try:
             self.checkpoint()
-        except Exception:  # noqa: BLE001 - a failed checkpoint is logged and retried next tick
+        except Exception:
             log.exception("audit checkpoint failed")
 
 
@@ -464,9 +478,7 @@ class AuditedTx:
 
     def put_agent(self, agent: Agent) -> None:
         self._tx.put_agent(agent)
-        self._audit.append(
-            self._tx, "agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)}
-        )
+        self._audit.append(self._tx, "agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)})
 
     def insert_api_key(self, key: StoredApiKey) -> None:
         self._tx.insert_api_key(key)
@@ -489,9 +501,7 @@ class AuditedTx:
     def purge_archive(self, flt: Any, before: datetime | None = None) -> int:
         purged = int(self._tx.purge_archive(flt, before))
         if purged:
-            self._audit.append(
-                self._tx, "archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged}
-            )
+            self._audit.append(self._tx, "archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged})
         return purged
 
 

@@ -251,5 +251,7 @@ def read_checkpoints(folder: Path, origin: str) -> CheckpointFile:
             continue
         if checkpoint.origin != origin:
             continue
-        found.checkpoints.append((Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, checkpoint.note, frontier, head), signatures))
+        found.checkpoints.append(
+            (Checkpoint(checkpoint.origin, checkpoint.size, checkpoint.root, checkpoint.note, frontier, head), signatures)
+        )
     return found

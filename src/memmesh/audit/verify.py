@@ -94,9 +94,7 @@ def _signed(found: CheckpointFile, verifier: Verifier | None, report: VerifyRepo
     return by_size
 
 
-def verify_log(
-    rows: Iterable[AuditRow], anchor: Anchor | None, found: CheckpointFile, verifier: Verifier | None
-) -> VerifyReport:
+def verify_log(rows: Iterable[AuditRow], anchor: Anchor | None, found: CheckpointFile, verifier: Verifier | None) -> VerifyReport:
     """Check every row, the tree at every signed checkpoint size, and the log's length."""
     report = VerifyReport()
     checkpoints = _signed(found, verifier, report)
@@ -125,10 +123,16 @@ def verify_log(
     for row in rows:
         if row.idx != expected:
             kind = "missing" if row.idx > expected else "out_of_order"
-            what = f"entry {expected} is missing (the next row is {row.idx})" if kind == "missing" else f"row {row.idx} stands where entry {expected} belongs"
+            what = (
+                f"entry {expected} is missing (the next row is {row.idx})"
+                if kind == "missing"
+                else f"row {row.idx} stands where entry {expected} belongs"
+            )
             report.problems.append(Problem(kind, expected, what))
             break
-        canonical = dumps([row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail], separators=(",", ":"), ensure_ascii=False)
+        canonical = dumps(
+            [row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail], separators=(",", ":"), ensure_ascii=False
+        )
         digest = sha(prev + canonical.encode()).digest()
         if digest.hex() != row.hash:
             report.problems.append(Problem("modified", expected, f"entry {expected} does not match its hash (changed, replaced or moved)"))

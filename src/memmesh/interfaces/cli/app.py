@@ -7,7 +7,7 @@ import sys
 import typer
 
 from memmesh.errors import MemmeshError
-from memmesh.interfaces.cli import admin, agents, backup_cmd, certs, cluster, keys, mcp_cmd, memories, migrate_cmd, server, transfer  # noqa: F401
+from memmesh.interfaces.cli import admin, agents, audit, backup_cmd, certs, cluster, keys, mcp_cmd, memories, migrate_cmd, server, transfer  # noqa: F401
 from memmesh.interfaces.cli.context import app, err_console, state
 from memmesh.interfaces.cli.models import app as models_app
 

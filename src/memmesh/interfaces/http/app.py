@@ -19,7 +19,7 @@ from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
-from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync
+from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -42,6 +42,7 @@ TAGS = [
     {"name": "keys", "description": "API keys (admin)"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
     {"name": "sync", "description": "Replication between peer nodes (peer keys)"},
+    {"name": "audit", "description": "The tamper-evident audit log (store-wide admin keys)"},
 ]
 
 
@@ -85,12 +86,14 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
+        service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         try:
             async with mcp.lifespan():
                 yield
         finally:
             if service.mesh is not None:
                 service.mesh.stop()
+            service.audit.stop()
         if owns_service:
             service.store.close()
 
@@ -106,7 +109,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health, sync):
+    for module in (memories, recall, links, admin, health, sync, audit):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(
