@@ -60,7 +60,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, text: str, where: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         try:
             name, hash_hex, blob = parts
             raw = base64.b64decode(blob, validate=True)
@@ -96,7 +96,7 @@ class Signer:
             text = path.read_text().strip()
         except OSError as exc:
             raise ConfigError(f"audit.signing_key_file {path}: {exc.strerror}; create one with `memmesh audit init-key`") from None
-        parts = text.split("+")
+        parts = text.split("+", 4)
         try:
             if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
                 raise ValueError
