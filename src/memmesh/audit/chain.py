@@ -19,9 +19,13 @@ GENESIS = bytes(32)
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
+encode_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, without building an encoder per call."""
+
+
 def canonical(idx: int, at: str, actor: str, action: str, namespace: str | None, target: str | None, detail: str) -> bytes:
     """The bytes an entry's hash covers: a JSON array (unambiguous whatever the fields hold)."""
-    return json.dumps([idx, at, actor, action, namespace, target, detail], separators=(",", ":"), ensure_ascii=False).encode()
+    return encode_compact([idx, at, actor, action, namespace, target, detail]).encode()
 
 
 def entry_hash(prev: bytes, idx: int, at: str, actor: str, action: str, namespace: str | None, target: str | None, detail: str) -> bytes:
@@ -36,7 +40,10 @@ def detail_text(detail: dict[str, Any] | None) -> str:
 def digest(value: Any) -> str:
     """sha256 of a value's canonical JSON: what the log keeps of a change's content (the
     change is provable against the history without the log holding the content itself)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return hashlib.sha256(_encode_digest(value).encode()).hexdigest()
+
+
+_encode_digest = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 def leaf_hash(entry: bytes) -> bytes:

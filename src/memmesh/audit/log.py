@@ -248,7 +248,7 @@ class AuditLog:
         key = verifier or self.verifier()
         found = read_checkpoints(self.folder, self.origin) if self.folder is not None else read_checkpoints(Path("/nonexistent"), "")
         with audit_sql.reading(self.service.store) as conn:
-            report = verify_log(audit_sql.rows(conn), audit_sql.anchor(conn), found, key)
+            report = verify_log(audit_sql.raw_rows(conn), audit_sql.anchor(conn), found, key)
         if self.folder is None:
             report.warnings.append("no [audit] checkpoint_dir is configured: only the hash chain was checked")
         return report

@@ -86,6 +86,12 @@ def insert(conn: Any, row: AuditRow) -> None:
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:
     """Entries with ``since <= idx`` (and ``idx < until``), oldest first, read in pages by index
     (keyset, so each page is one index range scan, however large the log)."""
+    for r in raw_rows(conn, since, until, batch):
+        yield AuditRow(*r)
+
+
+def raw_rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[tuple[Any, ...]]:
+    """:func:`rows` as plain tuples in column order (verification reads millions)."""
     last = since - 1
     while True:
         if until is None:
@@ -94,8 +100,7 @@ def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_00
             page = run(
                 conn, f"SELECT {COLUMNS} FROM audit_log WHERE idx > ? AND idx < ? ORDER BY idx LIMIT ?", (last, until, batch)
             ).fetchall()
-        for r in page:
-            yield AuditRow(*r)
+        yield from page
         if len(page) < batch:
             return
         last = page[-1][0]
