@@ -172,20 +172,31 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
         actor: str | None = None,
     ) -> int:
-        """Append one entry inside the write transaction ``tx``; returns its index."""
+        """Append one entry inside the write transaction ``tx`` now; returns its index."""
+        who = actor if actor is not None else actor_of(current_caller.get())
+        return self.append_many(tx, [Pending(action, target, namespace, detail, who)])
+
+    def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
+        """Append entries inside ``tx``: the chain is locked, its head read once, every entry
+        hashed onto the previous one and inserted. Returns the last index (-1 for none)."""
+        if not items:
+            return -1
         conn = getattr(tx, "conn", tx)
         audit_sql.lock_chain(conn)
         top = audit_sql.head(conn)
         idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
         at = format_ts(self.service.clock())
-        who = actor if actor is not None else actor_of(current_caller.get())
-        text = chain.detail_text(detail)
-        digest = chain.entry_hash(prev, idx, at, who, action, namespace, target, text)
-        audit_sql.insert(conn, AuditRow(idx, at, who, action, namespace, target, text, digest.hex()))
-        self._appended += 1
+        rows = []
+        for item in items:
+            text = chain.detail_text(item.detail)
+            prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
+            rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
+            idx += 1
+        audit_sql.insert_many(conn, rows)
+        self._appended += len(rows)
         if self._appended >= self.config.checkpoint_every:
             self._wake.set()
-        return idx
+        return idx - 1
 
     def record(
         self,
@@ -199,16 +210,21 @@ class AuditLog:
     ) -> int:
         """Append an entry for an action the service took for ``principal`` (approvals,
         decisions, admin actions): inside ``tx`` when given (preferred: then it commits with
-        the change), else in a transaction of its own. Returns the entry's index."""
+        the change), else in a transaction of its own. Returns the entry's index, or -1 when
+        it is appended at the transaction's end (see :class:`AuditedTx`)."""
         if not isinstance(principal, Principal):
             raise TypeError("audit.record needs the caller's Principal")
         if not isinstance(action, str) or not action.strip():
             raise InvalidInputError("an audit action is a non-empty name, e.g. 'pending.approve'")
-        actor = actor_of(principal)
+        item = Pending(action, target, namespace, detail, actor_of(principal))
         if tx is not None:
-            return self.append(tx, action, target=target, namespace=namespace, detail=detail, actor=actor)
+            if isinstance(tx, AuditedTx):
+                tx.defer(item)  # appended with the transaction's other entries, just before it commits
+                return -1
+            return self.append_many(tx, [item])
         with self.service.store.write() as own:
-            return self.append(own, action, target=target, namespace=namespace, detail=detail, actor=actor)
+            own.defer(item)
+        return -1
 
     # -- reading ------------------------------------------------------------------------
 
@@ -423,12 +439,36 @@ class AuditLog:
             log.exception("audit checkpoint failed")
 
 
-class AuditedTx:
-    """A store write transaction that appends an audit entry for each change it makes."""
+@dataclass(frozen=True)
+class Pending:
+    """An entry waiting for the end of its transaction (who acted is fixed when it is made)."""
 
-    def __init__(self, tx: Any, audit: AuditLog) -> None:
+    action: str
+    target: str | None
+    namespace: str | None
+    detail: dict[str, Any] | None
+    actor: str
+
+
+class AuditedTx:
+    """A store write transaction that records an audit entry for each change it makes.
+
+    The entries are appended when the block ends, just before the commit, not at each
+    change: the chain's lock (PostgreSQL: an advisory lock) is then always the last lock a
+    transaction takes, so writers that lock rows in different orders cannot deadlock on it,
+    and they hold it only for the append and the commit.
+    """
+
+    def __init__(self, tx: Any, audit: AuditLog, pending: list[Pending]) -> None:
         self._tx = tx
         self._audit = audit
+        self._pending = pending
+
+    def defer(self, item: Pending) -> None:
+        self._pending.append(item)
+
+    def _add(self, action: str, *, target: str | None = None, namespace: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        self._pending.append(Pending(action, target, namespace, detail, actor_of(current_caller.get())))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
@@ -446,14 +486,7 @@ class AuditedTx:
         if entry.old and entry.new:
             detail["fields"] = sorted(set(entry.old) | set(entry.new))
         system = entry.actor if entry.actor in SYSTEM_ACTORS else None
-        self._audit.append(
-            self._tx,
-            f"memory.{event}",
-            target=entry.memory_id,
-            namespace=self._namespace(entry),
-            detail=detail,
-            actor=actor_of(current_caller.get(), system),
-        )
+        self.defer(Pending(f"memory.{event}", entry.memory_id, self._namespace(entry), detail, actor_of(current_caller.get(), system)))
 
     def add_history(self, entry: HistoryEntry) -> None:
         self._tx.add_history(entry)
@@ -468,8 +501,7 @@ class AuditedTx:
         self._tx.put_link(link, seq)
         source = self._tx.get(link.source_id)
         relation = link.relation.value if hasattr(link.relation, "value") else str(link.relation)
-        self._audit.append(
-            self._tx,
+        self._add(
             "link.put",
             target=f"{link.source_id} {relation} {link.target_id}",
             namespace=source.namespace if source is not None else None,
@@ -478,30 +510,30 @@ class AuditedTx:
 
     def put_agent(self, agent: Agent) -> None:
         self._tx.put_agent(agent)
-        self._audit.append(self._tx, "agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)})
+        self._add("agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)})
 
     def insert_api_key(self, key: StoredApiKey) -> None:
         self._tx.insert_api_key(key)
-        self._audit.append(  # the key's id and grant only: never its secret or hash
-            self._tx, "key.create", target=key.id, detail={"agent_id": key.agent_id, "role": key.role, "namespaces": list(key.namespaces)}
+        self._add(  # the key's id and grant only: never its secret or hash
+            "key.create", target=key.id, detail={"agent_id": key.agent_id, "role": key.role, "namespaces": list(key.namespaces)}
         )
 
     def revoke_api_key(self, key_id: str, at: datetime) -> bool:
         revoked = self._tx.revoke_api_key(key_id, at)
         if revoked:
-            self._audit.append(self._tx, "key.revoke", target=key_id)
+            self._add("key.revoke", target=key_id)
         return bool(revoked)
 
     def purge_tombstones(self, before: datetime) -> int:
         purged = int(self._tx.purge_tombstones(before))
         if purged:
-            self._audit.append(self._tx, "gc.purge_tombstones", detail={"purged": purged, "before": format_ts(before)})
+            self._add("gc.purge_tombstones", detail={"purged": purged, "before": format_ts(before)})
         return purged
 
     def purge_archive(self, flt: Any, before: datetime | None = None) -> int:
         purged = int(self._tx.purge_archive(flt, before))
         if purged:
-            self._audit.append(self._tx, "archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged})
+            self._add("archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged})
         return purged
 
 
@@ -511,12 +543,13 @@ class AuditedStore:
     def __init__(self, store: Any, audit: AuditLog) -> None:
         self._store = store
         self._audit = audit
+        self._local = threading.local()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("_store", "_audit"):
+        if name in ("_store", "_audit", "_local"):
             object.__setattr__(self, name, value)
         else:
             setattr(self._store, name, value)
@@ -531,8 +564,30 @@ class AuditedStore:
 
     @contextmanager
     def _write(self) -> Iterator[AuditedTx]:
-        with self._store.write() as tx:
-            yield AuditedTx(tx, self._audit)
+        """The store's transaction; its entries are appended when the outermost block on
+        this thread ends without error (a nested block that fails takes its own back, as its
+        savepoint takes back its changes)."""
+        outer: list[Pending] | None = getattr(self._local, "pending", None)
+        if outer is not None:  # nested on this thread: part of the open unit
+            mark = len(outer)
+            with self._store.write() as tx:
+                try:
+                    yield AuditedTx(tx, self._audit, outer)
+                except BaseException:
+                    del outer[mark:]
+                    raise
+            return
+        pending: list[Pending] = []
+        self._local.pending = pending
+        try:
+            with self._store.write() as tx:
+                try:
+                    yield AuditedTx(tx, self._audit, pending)
+                finally:
+                    self._local.pending = None
+                self._audit.append_many(tx, pending)
+        finally:
+            self._local.pending = None
 
 
 def unwrap(store: Any) -> Any:

@@ -75,12 +75,16 @@ def head(conn: Any) -> tuple[int, str] | None:
     return (found.size - 1, found.last_hash) if found is not None else None
 
 
-def insert(conn: Any, row: AuditRow) -> None:
-    run(
-        conn,
-        f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail, row.hash),
-    )
+def insert_many(conn: Any, rows: list[AuditRow]) -> None:
+    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
+    text = _sql(conn, f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    if len(params) == 1:
+        conn.execute(text, params[0])
+    elif _is_sqlite(conn):
+        conn.executemany(text, params)
+    else:
+        with conn.cursor() as cur:
+            cur.executemany(text, params)
 
 
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:
