@@ -801,14 +801,16 @@ class Service:
         For the HTTP and MCP faces; the CLI's ``memmesh backup`` may also choose a folder.
         Needs an admin whose keys cover every namespace, since a snapshot holds them all.
         """
-        self._authorize_store_wide(principal, "a backup")
+        who = self._authorize_store_wide(principal, "a backup")
         if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
             raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
         if self.policy.backup_dir is None:
             raise InvalidInputError("no backup folder is configured")
         from memmesh.io.backup import backup
 
-        return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
+        made = backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
+        self.audit.record("admin.backup", principal=who, target=made.snapshot, detail={"removed": len(made.removed)})
+        return made
 
     def reindex_pending(self, *, principal: Principal) -> list[str]:
         """Ids of memories without a vector from the current embedder (store-wide: an admin

@@ -168,6 +168,9 @@ def test_every_change_is_appended_with_actor_and_chain(audited, backend_url):
     with pytest.raises(ConflictError):
         mem.add("another deploy text", namespace="ops", title="deploy", on_conflict="error")
     assert len(actions(mem)) == before
+    made = svc.backup_now(principal=LOCAL_PRINCIPAL)  # an admin action without a change of data
+    last = list(svc.audit.iter_entries(principal=LOCAL_PRINCIPAL))[-1]
+    assert (last.action, last.target, last.actor) == ("admin.backup", made.snapshot, "local")
     assert verify(mem).ok
 
 
@@ -484,3 +487,13 @@ def test_sigkill_of_serve_during_appends_leaves_a_verifying_log(backend_url, tmp
     assert report.checkpoints_checked > 0 and report.latest_checkpoint <= report.size
     audited_targets = {e.target for e in mem.service.audit.iter_entries(principal=LOCAL_PRINCIPAL)}
     assert acked and set(acked) <= audited_targets  # every acknowledged write is in the log
+
+
+def test_closing_the_python_api_signs_what_it_appended(audited, tmp_path):
+    mem = audited(checkpoint_interval_s=600)
+    mem.add("one", namespace="close")
+    mem.add("two", namespace="close")
+    assert not (tmp_path / "checkpoints" / LOG_FILE).exists()
+    mem.close()
+    lines = (tmp_path / "checkpoints" / LOG_FILE).read_text().splitlines()
+    assert [json.loads(line)["note"].split("\n")[1] for line in lines] == ["2"]

@@ -562,6 +562,13 @@ class AuditedStore:
     def write(self) -> AbstractContextManager[AuditedTx]:
         return self._write()
 
+    def close(self) -> None:
+        """Close the store; first sign what this process appended (a clean shutdown of the
+        Python API or the MCP server leaves no entry of its own unsigned)."""
+        if self._audit._appended and self._audit._signer is not None and self._audit.folder is not None:
+            self._audit._safe_checkpoint()
+        self._store.close()
+
     @contextmanager
     def _write(self) -> Iterator[AuditedTx]:
         """The store's transaction; its entries are appended when the outermost block on
