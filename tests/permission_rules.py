@@ -194,6 +194,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         "admin", lambda w: (f"/api/v1/keys/{w.key_a}", {}), lambda w: (f"/api/v1/keys/{w.key_b}", {})
     ),
     ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
+    ("GET", "/api/v1/audit"): HttpRule("admin", lambda w: ("/api/v1/audit", {}), store_wide=True),  # names every namespace
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
