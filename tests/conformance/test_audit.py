@@ -198,6 +198,12 @@ def test_audit_log_is_for_store_wide_admins_only(audited):
             mem.service.audit.entries(principal=who)
         with pytest.raises(ForbiddenError):
             mem.service.audit.verify(principal=who)
+        with pytest.raises(ForbiddenError):
+            mem.service.audit.iter_entries(principal=who)
+        with pytest.raises(ForbiddenError):
+            mem.service.audit.checkpoint(principal=who)
+        with pytest.raises(ForbiddenError):
+            mem.service.audit.prune(older_than_days=1, principal=who)
     assert len(mem.service.audit.entries(principal=Principal(role="admin")).entries) == 1
 
 

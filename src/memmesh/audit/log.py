@@ -250,10 +250,14 @@ class AuditLog:
         return AuditPage(entries=page, next_since=page[-1].index + 1 if more else None)
 
     def iter_entries(self, *, principal: Principal, since: int = 0) -> Iterator[AuditEntry]:
-        """Every entry from ``since`` on (export), read in pages."""
+        """Every entry from ``since`` on (export), read in pages; the caller is checked now,
+        not when the first entry is asked for."""
         self._admin(principal)
-        if since < 0:
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
             raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        return self._iter(since)
+
+    def _iter(self, since: int) -> Iterator[AuditEntry]:
         with audit_sql.reading(self.service.store) as conn:
             for row in audit_sql.rows(conn, since):
                 yield _entry(row)
