@@ -503,3 +503,13 @@ def test_closing_the_python_api_signs_what_it_appended(audited, tmp_path):
     mem.close()
     lines = (tmp_path / "checkpoints" / LOG_FILE).read_text().splitlines()
     assert [json.loads(line)["note"].split("\n")[1] for line in lines] == ["2"]
+
+
+def test_an_idle_or_empty_log_gets_no_new_checkpoints(audited, tmp_path):
+    mem = audited()
+    assert mem.service.audit.checkpoint() is None  # nothing to sign yet
+    mem.add("one", namespace="idle")
+    assert mem.service.audit.checkpoint().size == 1
+    assert mem.service.audit.checkpoint() is None
+    assert mem.service.audit.checkpoint(force=True).size == 1
+    assert len((tmp_path / "checkpoints" / LOG_FILE).read_text().splitlines()) == 2

@@ -324,8 +324,8 @@ class AuditLog:
                         raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
                     tree.append(digest)
                     prev = digest
-            if tree.size == self._state[0].size and not force and tree.size > 0 and self._has_checkpoint(folder, tree.size):
-                return None
+            if tree.size == self._state[0].size and not force:
+                return None  # nothing new: the state's size is signed already (or is the empty log)
             self._make_durable()
             note = make_note(signer, self.origin, tree.size, tree.root())
             checkpoint = Checkpoint(self.origin, tree.size, tree.root(), note, tree.to_hex(), prev.hex())
@@ -333,9 +333,6 @@ class AuditLog:
             self._state = (tree, prev.hex())
             self._appended = 0
             return checkpoint
-
-    def _has_checkpoint(self, folder: Path, size: int) -> bool:
-        return any(c.size == size for c, _ in read_checkpoints(folder, self.origin).checkpoints)
 
     def _make_durable(self) -> None:
         """SQLite in WAL mode with synchronous=NORMAL commits without fsync: sync the WAL
