@@ -33,7 +33,7 @@ from pathlib import Path
 
 from memmesh import Memory
 from memmesh.audit import chain
-from memmesh.audit.log import unwrap
+from memmesh.audit.capture import unwrap
 from memmesh.audit.notes import init_key
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL
