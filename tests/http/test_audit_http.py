@@ -55,7 +55,7 @@ def test_audit_route_is_for_store_wide_admins_only(serve, tmp_path):
     assert all(k.key not in json.dumps(everything) for k in (admin, scoped, writer, gone))
 
 
-def test_server_signs_checkpoints_while_serving_and_at_shutdown(serve, tmp_path):
+def test_server_signs_checkpoints_while_serving(serve, tmp_path):
     settings = _audited_settings(tmp_path, "s2")
     server = serve(settings)
     http = server.http()
