@@ -282,6 +282,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         lambda w: ("/api/v1/import", {"json": {"format": "mcp-memory", "content": _mcp_entity(w), "namespace": OTHER}}),
         403,
     ),
+    ("GET", "/api/v1/audit"): HttpRule("admin", lambda w: ("/api/v1/audit", {}), store_wide=True),  # names every namespace
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)

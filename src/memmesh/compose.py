@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from memmesh.audit.log import AuditConfig
 from memmesh.clock import Clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
@@ -115,7 +116,23 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
 
     service.bus_policy = BusPolicy(**settings.bus.model_dump())
     service.session_policy = SessionPolicy(**settings.sessions.model_dump())
+    service.audit.configure(build_audit_config(settings))
     return service
+
+
+def build_audit_config(settings: Settings) -> AuditConfig:
+    """The [audit] section: checkpoints go to checkpoint_dir (default <data_dir>/audit) once a
+    signing key is configured."""
+    audit = settings.audit
+    folder = audit.checkpoint_dir or (settings.data_dir / "audit" if audit.signing_key_file else None)
+    return AuditConfig(
+        checkpoint_dir=folder,
+        signing_key_file=audit.signing_key_file,
+        verify_key_file=audit.public_key_path,
+        checkpoint_interval_s=audit.checkpoint_interval_s,
+        checkpoint_every=audit.checkpoint_every,
+        retention_days=audit.retention_days,
+    )
 
 
 def build_mesh(service: Service, settings: Settings) -> Mesh | None:

@@ -207,6 +207,21 @@ class SessionSettings(_Section):
     recent_share: float = Field(0.5, gt=0, lt=1, description="share of a rehydration budget kept for the latest turns")
 
 
+class AuditSettings(_Section):
+    checkpoint_dir: Path | None = Field(
+        None, description="folder for signed checkpoints (outside the database); default: <data_dir>/audit once signing_key_file is set"
+    )
+    signing_key_file: Path | None = Field(
+        None, description="Ed25519 key signing the checkpoints (mode 0600; create with `memmesh audit init-key`); unset = no checkpoints"
+    )
+    public_key_path: Path | None = Field(
+        None, description="verifier key (the .pub from init-key) to check checkpoints where the signing key is absent"
+    )
+    checkpoint_interval_s: float = Field(1.0, gt=0, description="serve signs a checkpoint this often while the log grows")
+    checkpoint_every: int = Field(1000, ge=1, description="... or as soon as this many entries were appended, whichever first")
+    retention_days: float = Field(0.0, ge=0, description="serve prunes entries older than this, below a signed checkpoint (0 = keep all)")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -225,6 +240,7 @@ class Settings(BaseModel):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @property
     def storage_url(self) -> str:

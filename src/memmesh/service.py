@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from memmesh.access import Access, manages
+from memmesh.audit.log import AuditLog, current_caller
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
 from memmesh.errors import (
     ConfigError,
@@ -139,7 +140,8 @@ class Service:
         node_id: str | None = None,
         max_ahead_ms: int | None = 500,
     ) -> None:
-        self.store = store
+        self.audit = AuditLog(self)
+        self.store = self.audit.wrap(store)  # every write transaction appends to the audit log
         self.policy = policy or Policy()
         self.embedder = embedder
         self.engine = engine
@@ -168,6 +170,7 @@ class Service:
             raise ForbiddenError(f"role {who.role!r} may not do this; it needs {role!r}")
         if namespace is not None and not who.covers(namespace):
             raise ForbiddenError(f"namespace {namespace!r} is outside this key's namespaces ({', '.join(who.namespaces)})")
+        current_caller.set(who)  # the actor of the audit entries this call writes
         return who
 
     def _authorize_store_wide(self, principal: Principal, what: str) -> Principal:

@@ -78,7 +78,7 @@ class Transfer:
         default folder is created with its parents."""
         from memmesh.io.backup import backup
 
-        self.service._authorize_store_wide(principal, "a backup")
+        who = self.service._authorize_store_wide(principal, "a backup")
         if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
             raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
         if to_dir is None and self.service.policy.backup_dir is None:
@@ -86,7 +86,9 @@ class Transfer:
         folder = Path(to_dir).expanduser() if to_dir is not None else self.service.policy.backup_dir
         assert folder is not None
         store = self.service.store
-        return backup(store, folder, node_id=self.service.node_id, now=self.service.clock(), retain=retain, make_parents=to_dir is None)
+        made = backup(store, folder, node_id=self.service.node_id, now=self.service.clock(), retain=retain, make_parents=to_dir is None)
+        self.service.audit.record("admin.backup", principal=who, target=made.snapshot, detail={"removed": len(made.removed)})
+        return made
 
     def restore(
         self, snapshot: str | Path, *, progress: Progress | None = None, max_clock_skew_seconds: float | None = None, principal: Principal

@@ -10,6 +10,7 @@ from memmesh.errors import MemmeshError
 from memmesh.interfaces.cli import (  # noqa: F401
     admin,
     agents,
+    audit,
     backup_cmd,
     bus_cmd,
     certs,

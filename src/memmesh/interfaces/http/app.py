@@ -19,7 +19,7 @@ from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
-from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync, transfer
+from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.routes import bus as bus_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.schemas import document_limits
@@ -46,6 +46,7 @@ TAGS = [
     {"name": "sync", "description": "Replication between peer nodes (peer keys)"},
     {"name": "bus", "description": "Message bus between agents: conversations, unread/ack, task leases"},
     {"name": "sessions", "description": "Session turns as memories; rehydration within a token budget"},
+    {"name": "audit", "description": "The tamper-evident audit log (store-wide admin keys)"},
 ]
 
 
@@ -89,12 +90,14 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
+        service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         try:
             async with mcp.lifespan():
                 yield
         finally:
             if service.mesh is not None:
                 service.mesh.stop()
+            service.audit.stop()
         if owns_service:
             service.store.close()
 
@@ -110,7 +113,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes):
+    for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit):
         app.include_router(module.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(

@@ -1,0 +1,218 @@
+"""Audit log benchmark (issues 16 and 24): durable appends, verification, overhead per write.
+
+Measures on real SQLite files (the default durability, synchronous=NORMAL: an acknowledged
+append survives a process crash; ``--full`` also measures synchronous=FULL, which survives
+power loss):
+
+- durable appends: ``service.audit.record`` one at a time, each its own committed
+  transaction (1 thread), and from 4 threads (group commit shares the COMMIT): appends/s and
+  per-append latency p50/p99;
+- verify: builds a log of ``--verify-size`` entries (rows computed with the real chain
+  functions and bulk-inserted, since only verification is timed), signs a checkpoint over it
+  and times ``audit verify`` (chain + RFC 6962 tree + signatures);
+- overhead per memory write: ``Memory.add`` (keyword-only, so the write itself is as cheap as
+  it gets and the audit's share as large as it gets) on an audited store vs the same store
+  type with the audit unwrapped, interleaved in blocks so load changes hit both alike.
+
+Prints a summary with the load average and writes JSON.
+
+    python bench/audit_bench.py --verify-size 1000000 --out bench/results/audit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from memmesh import Memory
+from memmesh.audit import chain
+from memmesh.audit.capture import unwrap
+from memmesh.audit.notes import init_key
+from memmesh.config import load_settings
+from memmesh.model import LOCAL_PRINCIPAL
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def open_memory(workdir: Path, name: str, *, synchronous: str = "NORMAL", signed: bool = True, embedder: str = "none") -> Memory:
+    audit = {"signing_key_file": str(workdir / "signing.key"), "checkpoint_dir": str(workdir / f"ck-{name}")} if signed else {}
+    settings = load_settings(
+        None,
+        overrides={"data_dir": str(workdir), "embeddings": {"provider": embedder}, "storage": {"synchronous": synchronous}, "audit": audit},
+        env={},
+    )
+    return Memory(f"sqlite:///{workdir / f'{name}.db'}", settings)
+
+
+def bench_appends(workdir: Path, n: int, synchronous: str) -> dict:
+    mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous)
+    audit = mem.service.audit
+    audit.start()  # the checkpointer runs as in `serve`
+    latencies = []
+    start, cpu = time.perf_counter(), time.process_time()
+    for i in range(n):
+        t = time.perf_counter()
+        audit.record("bench.append", principal=LOCAL_PRINCIPAL, target=f"t{i}", namespace="bench", detail={"i": i})
+        latencies.append((time.perf_counter() - t) * 1000)
+    single, single_cpu = time.perf_counter() - start, time.process_time() - cpu
+
+    threaded: list[float] = []
+    lock = threading.Lock()
+
+    def worker(k: int) -> None:
+        mine = []
+        for i in range(n // 4):
+            t = time.perf_counter()
+            audit.record("bench.append", principal=LOCAL_PRINCIPAL, target=f"w{k}-{i}", namespace="bench")
+            mine.append((time.perf_counter() - t) * 1000)
+        with lock:
+            threaded.extend(mine)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    multi = time.perf_counter() - start
+    audit.stop()
+    report = audit.verify(principal=LOCAL_PRINCIPAL)
+    mem.close()
+    assert report.ok, report.problems
+    return {
+        "synchronous": synchronous,
+        "appends": n,
+        "single_thread_per_s": round(n / single),
+        "single_cpu_us_per_append": round(1e6 * single_cpu / n, 1),
+        "single_p50_ms": round(statistics.median(latencies), 3),
+        "single_p99_ms": round(pct(latencies, 0.99), 3),
+        "four_threads_per_s": round(len(threaded) / multi),
+        "four_threads_p99_ms": round(pct(threaded, 0.99), 3),
+        "checkpoints_checked": report.checkpoints_checked,
+    }
+
+
+def bench_verify(workdir: Path, size: int) -> dict:
+    mem = open_memory(workdir, f"verify-{size}")
+    store = unwrap(mem.service.store)
+    build_start = time.perf_counter()
+    prev = chain.GENESIS
+    batch = []
+    with store.write() as tx:
+        for idx in range(size):
+            at = f"2026-01-01T00:00:{idx % 60:02d}.{idx % 1_000_000:06d}Z"
+            detail = chain.detail_text({"digest": f"{idx:064x}"})
+            digest = chain.entry_hash(prev, idx, at, "key:0123456789ab agent:bench", "memory.add", "bench/ns", f"id-{idx}", detail)
+            batch.append((idx, at, "key:0123456789ab agent:bench", "memory.add", "bench/ns", f"id-{idx}", detail, digest.hex()))
+            prev = digest
+            if len(batch) == 50_000:
+                tx.conn.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+                batch = []
+        if batch:
+            tx.conn.executemany("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)", batch)
+    built = time.perf_counter() - build_start
+    start = time.perf_counter()
+    made = mem.service.audit.checkpoint()
+    signing = time.perf_counter() - start
+    assert made is not None and made.size == size
+    start, cpu = time.perf_counter(), time.process_time()
+    report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+    verify_s, verify_cpu = time.perf_counter() - start, time.process_time() - cpu
+    mem.close()
+    assert report.ok and report.size == size, report.problems
+    return {
+        "entries": size,
+        "build_s": round(built, 2),
+        "first_checkpoint_s": round(signing, 2),
+        "verify_s": round(verify_s, 2),
+        "verify_cpu_s": round(verify_cpu, 2),
+        "verify_entries_per_s": round(size / verify_s),
+    }
+
+
+def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
+    audited = open_memory(workdir, f"overhead-audited-{embedder}", embedder=embedder)
+    plain = open_memory(workdir, f"overhead-plain-{embedder}", signed=False, embedder=embedder)
+    plain.service.store = unwrap(plain.service.store)  # the same service, without the audit
+    audited.service.audit.start()
+    times: dict[str, list[float]] = {"audited": [], "plain": []}
+    for block in range(n // 100):
+        order = [("audited", audited), ("plain", plain)] if block % 2 == 0 else [("plain", plain), ("audited", audited)]
+        for name, mem in order:
+            for i in range(100):
+                t = time.perf_counter()
+                mem.add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                times[name].append((time.perf_counter() - t) * 1000)
+    audited.service.audit.stop()
+    entries = len(audited.service.audit.entries(principal=LOCAL_PRINCIPAL, limit=1000, since=max(0, n - 10)).entries)
+    assert entries > 0
+    audited.close()
+    plain.close()
+    mean_a, mean_p = statistics.fmean(times["audited"]), statistics.fmean(times["plain"])
+    med_a, med_p = statistics.median(times["audited"]), statistics.median(times["plain"])
+    return {
+        "embedder": embedder,
+        "writes_each": n,
+        "plain_mean_ms": round(mean_p, 3),
+        "audited_mean_ms": round(mean_a, 3),
+        "plain_p50_ms": round(med_p, 3),
+        "audited_p50_ms": round(med_a, 3),
+        "overhead_mean_pct": round(100 * (mean_a - mean_p) / mean_p, 1),
+        "overhead_p50_pct": round(100 * (med_a - med_p) / med_p, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--appends", type=int, default=10_000)
+    parser.add_argument("--verify-size", type=int, default=1_000_000)
+    parser.add_argument("--writes", type=int, default=4000)
+    parser.add_argument("--embedded-writes", type=int, default=0, help="also measure the overhead with the MiniLM embedder")
+    parser.add_argument("--full", action="store_true", help="also measure appends with synchronous=FULL")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    results: dict = {"load_before": [round(x, 2) for x in load_before]}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        init_key(workdir / "signing.key", "bench-audit")
+        results["appends"] = [bench_appends(workdir, args.appends, "NORMAL")]
+        if args.full:
+            results["appends"].append(bench_appends(workdir, args.appends, "FULL"))
+        for row in results["appends"]:
+            print(
+                f"appends ({row['synchronous']}): {row['single_thread_per_s']}/s one thread (p50 {row['single_p50_ms']} ms, "
+                f"p99 {row['single_p99_ms']} ms); {row['four_threads_per_s']}/s from 4 threads (p99 {row['four_threads_p99_ms']} ms)"
+            )
+        results["overhead"] = [bench_overhead(workdir, args.writes)]
+        if args.embedded_writes:
+            results["overhead"].append(bench_overhead(workdir, args.embedded_writes, "minilm"))
+        for o in results["overhead"]:
+            print(
+                f"memory write ({o['embedder']} embedder): {o['plain_mean_ms']} ms without audit, {o['audited_mean_ms']} ms with it: "
+                f"+{o['overhead_mean_pct']} % mean, +{o['overhead_p50_pct']} % p50"
+            )
+        results["verify"] = bench_verify(workdir, args.verify_size)
+        v = results["verify"]
+        print(f"verify {v['entries']} entries: {v['verify_s']} s wall, {v['verify_cpu_s']} s CPU ({v['verify_entries_per_s']}/s)")
+        print(f"first checkpoint over them (reads and hashes all): {v['first_checkpoint_s']} s")
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average before {results['load_before']}, after {results['load_after']} (2 cores)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"benchmark": "audit", "machine": platform.machine(), "python": platform.python_version(), "results": results}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""How changes reach the audit log: every write transaction of the service's store records them.
+
+:class:`AuditedStore` wraps the store the service uses; each of its write transactions is an
+:class:`AuditedTx`, which notes an entry for every history event (every change of a memory,
+from any face, import or peer), link, agent, API key and purge, and appends them all just
+before the transaction commits (see :meth:`memmesh.audit.log.AuditLog.append_many`).
+Who acted is the caller the service last authorized in this context (:data:`current_caller`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from memmesh.audit import chain
+from memmesh.clock import format_ts
+from memmesh.model import HistoryEntry, Link, Principal, StoredApiKey
+
+if TYPE_CHECKING:
+    from memmesh.audit.log import AuditLog
+    from memmesh.model import Agent
+
+current_caller: ContextVar[Principal | None] = ContextVar("memmesh_audit_caller", default=None)
+"""The caller the service last authorized in this context: the actor of what it writes next."""
+
+SYSTEM_ACTORS = {"gc", "memmesh"}
+
+
+def actor_of(who: Principal | None, system: str | None = None) -> str:
+    """How an entry names who acted: ``key:<id>`` (or ``local``) and ``agent:<id>``; a change
+    memmesh made on its own (gc, promotion) is ``system:<what>`` plus the caller it served."""
+    parts = [f"system:{system}"] if system else []
+    if who is not None:
+        parts.append(f"key:{who.key_id}" if who.key_id else "local")
+        if who.agent_id:
+            parts.append(f"agent:{who.agent_id}")
+    return " ".join(parts) or "system"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An entry waiting for the end of its transaction (who acted is fixed when it is made)."""
+
+    action: str
+    target: str | None
+    namespace: str | None
+    detail: dict[str, Any] | None
+    actor: str
+
+
+class AuditedTx:
+    """A store write transaction that records an audit entry for each change it makes.
+
+    The entries are appended when the block ends, just before the commit, not at each
+    change: the chain's lock (PostgreSQL: an advisory lock) is then always the last lock a
+    transaction takes, so writers that lock rows in different orders cannot deadlock on it,
+    and they hold it only for the append and the commit.
+    """
+
+    def __init__(self, tx: Any, audit: AuditLog, pending: list[Pending]) -> None:
+        self._tx = tx
+        self._audit = audit
+        self._pending = pending
+
+    def defer(self, item: Pending) -> None:
+        self._pending.append(item)
+
+    def _add(self, action: str, *, target: str | None = None, namespace: str | None = None, detail: dict[str, Any] | None = None) -> None:
+        self._pending.append(Pending(action, target, namespace, detail, actor_of(current_caller.get())))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    def _namespace(self, entry: HistoryEntry) -> str | None:
+        for snapshot in (entry.new, entry.old):
+            if isinstance(snapshot, dict) and isinstance(snapshot.get("namespace"), str):
+                return snapshot["namespace"]
+        current = self._tx.get(entry.memory_id)
+        return current.namespace if current is not None else None
+
+    def _history(self, entry: HistoryEntry) -> None:
+        event = entry.event.value if hasattr(entry.event, "value") else str(entry.event)
+        detail: dict[str, Any] = {"digest": chain.digest([entry.old, entry.new])}
+        if entry.old and entry.new:
+            detail["fields"] = sorted(set(entry.old) | set(entry.new))
+        system = entry.actor if entry.actor in SYSTEM_ACTORS else None
+        self.defer(Pending(f"memory.{event}", entry.memory_id, self._namespace(entry), detail, actor_of(current_caller.get(), system)))
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self._tx.add_history(entry)
+        self._history(entry)
+
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+        self._tx.add_history_many(entries)
+        for entry in entries:
+            self._history(entry)
+
+    def put_link(self, link: Link, seq: int) -> None:
+        self._tx.put_link(link, seq)
+        source = self._tx.get(link.source_id)
+        relation = link.relation.value if hasattr(link.relation, "value") else str(link.relation)
+        self._add(
+            "link.put",
+            target=f"{link.source_id} {relation} {link.target_id}",
+            namespace=source.namespace if source is not None else None,
+            detail={"digest": chain.digest(link.model_dump(mode="json"))},
+        )
+
+    def put_agent(self, agent: Agent) -> None:
+        self._tx.put_agent(agent)
+        self._add("agent.put", target=agent.agent_id, detail={"role": agent.role, "namespaces": list(agent.namespaces)})
+
+    def insert_api_key(self, key: StoredApiKey) -> None:
+        self._tx.insert_api_key(key)
+        self._add(  # the key's id and grant only: never its secret or hash
+            "key.create", target=key.id, detail={"agent_id": key.agent_id, "role": key.role, "namespaces": list(key.namespaces)}
+        )
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        revoked = self._tx.revoke_api_key(key_id, at)
+        if revoked:
+            self._add("key.revoke", target=key_id)
+        return bool(revoked)
+
+    def purge_tombstones(self, before: datetime) -> int:
+        purged = int(self._tx.purge_tombstones(before))
+        if purged:
+            self._add("gc.purge_tombstones", detail={"purged": purged, "before": format_ts(before)})
+        return purged
+
+    def purge_archive(self, flt: Any, before: datetime | None = None) -> int:
+        purged = int(self._tx.purge_archive(flt, before))
+        if purged:
+            self._add("archive.purge", namespace=getattr(flt, "namespace", None), detail={"purged": purged})
+        return purged
+
+
+class AuditedStore:
+    """The store as the service sees it: the same store, whose write transactions audit."""
+
+    def __init__(self, store: Any, audit: AuditLog) -> None:
+        self._store = store
+        self._audit = audit
+        self._local = threading.local()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("_store", "_audit", "_local"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._store, name, value)
+
+    @property
+    def inner(self) -> Any:
+        """The unwrapped store (for code that must not audit, e.g. verification reads)."""
+        return self._store
+
+    def write(self) -> AbstractContextManager[AuditedTx]:
+        return self._write()
+
+    def close(self) -> None:
+        """Close the store; first sign what this process appended (a clean shutdown of the
+        Python API or the MCP server leaves no entry of its own unsigned)."""
+        if self._audit._appended and self._audit._signer is not None and self._audit.folder is not None:
+            self._audit._safe_checkpoint()
+        self._store.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[AuditedTx]:
+        """The store's transaction; its entries are appended when the outermost block on
+        this thread ends without error (a nested block that fails takes its own back, as its
+        savepoint takes back its changes)."""
+        outer: list[Pending] | None = getattr(self._local, "pending", None)
+        if outer is not None:  # nested on this thread: part of the open unit
+            mark = len(outer)
+            with self._store.write() as tx:
+                try:
+                    yield AuditedTx(tx, self._audit, outer)
+                except BaseException:
+                    del outer[mark:]
+                    raise
+            return
+        pending: list[Pending] = []
+        self._local.pending = pending
+        try:
+            with self._store.write() as tx:
+                try:
+                    yield AuditedTx(tx, self._audit, pending)
+                finally:
+                    self._local.pending = None
+                self._audit.append_many(tx, pending)
+        finally:
+            self._local.pending = None
+
+
+def unwrap(store: Any) -> Any:
+    """The store under an :class:`AuditedStore` (or the store itself)."""
+    return store.inner if isinstance(store, AuditedStore) else store

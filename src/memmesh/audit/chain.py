@@ -1,0 +1,110 @@
+"""The audit log's two hash structures: the entry chain and the Merkle tree over it.
+
+Chain: ``hash[i] = sha256(hash[i-1] || canonical(entry i))`` with 32 zero bytes before
+entry 0. A chain alone shows a changed row, but whoever can write the database can also
+recompute every later hash, so the entry hashes are also the leaves of an RFC 6962 Merkle
+tree whose root is signed outside the database (see :mod:`memmesh.audit.notes`). The tree
+is kept as a *compact range* (the roots of the complete subtrees covering the leaves, left
+to right), so appending a leaf and computing the root at any size are O(log n).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+GENESIS = bytes(32)
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+encode_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, without building an encoder per call."""
+
+
+def canonical(idx: int, at: str, actor: str, action: str, namespace: str | None, target: str | None, detail: str) -> bytes:
+    """The bytes an entry's hash covers: a JSON array (unambiguous whatever the fields hold)."""
+    return encode_compact([idx, at, actor, action, namespace, target, detail]).encode()
+
+
+def entry_hash(prev: bytes, idx: int, at: str, actor: str, action: str, namespace: str | None, target: str | None, detail: str) -> bytes:
+    return hashlib.sha256(prev + canonical(idx, at, actor, action, namespace, target, detail)).digest()
+
+
+def detail_text(detail: dict[str, Any] | None) -> str:
+    """An entry's detail as stored: canonical JSON (sorted keys), so its hash is reproducible."""
+    return json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def digest(value: Any) -> str:
+    """sha256 of a value's canonical JSON: what the log keeps of a change's content (the
+    change is provable against the history without the log holding the content itself)."""
+    return hashlib.sha256(_encode_digest(value).encode()).hexdigest()
+
+
+_encode_digest = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
+def leaf_hash(entry: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+@dataclass
+class Frontier:
+    """An RFC 6962 Merkle tree over entry hashes, as its compact range.
+
+    ``nodes`` are the roots of the perfect subtrees covering leaves ``[0, size)``, largest
+    (leftmost) first; their sizes are the set bits of ``size``, high to low.
+    """
+
+    size: int = 0
+    nodes: list[bytes] = field(default_factory=list)
+
+    def append(self, entry: bytes) -> None:
+        node = leaf_hash(entry)
+        size = self.size
+        while size & 1:  # merge with each complete subtree of the same height
+            node = node_hash(self.nodes.pop(), node)
+            size >>= 1
+        self.nodes.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The tree head at this size (RFC 6962 MTH): fold the range from the right."""
+        if not self.nodes:
+            return EMPTY_ROOT
+        acc = self.nodes[-1]
+        for node in reversed(self.nodes[:-1]):
+            acc = node_hash(node, acc)
+        return acc
+
+    def copy(self) -> Frontier:
+        return Frontier(self.size, list(self.nodes))
+
+    def to_hex(self) -> tuple[str, ...]:
+        return tuple(n.hex() for n in self.nodes)
+
+    @classmethod
+    def from_hex(cls, size: int, nodes: tuple[str, ...] | list[str]) -> Frontier:
+        """A compact range read back; raises ValueError when it cannot be one of ``size`` leaves."""
+        parsed = [bytes.fromhex(n) for n in nodes]
+        if size < 0 or len(parsed) != bin(size).count("1") or any(len(n) != 32 for n in parsed):
+            raise ValueError(f"not a compact range of {size} leaves")
+        return cls(size, parsed)
+
+
+def merkle_root(entries: list[bytes]) -> bytes:
+    """The RFC 6962 root of these leaves, computed recursively (the reference the tests use)."""
+    if not entries:
+        return EMPTY_ROOT
+    if len(entries) == 1:
+        return leaf_hash(entries[0])
+    k = 1
+    while k * 2 < len(entries):
+        k *= 2
+    return node_hash(merkle_root(entries[:k]), merkle_root(entries[k:]))

@@ -1,0 +1,422 @@
+"""The audit log: every change appended, hash-chained, in the transaction that makes it.
+
+:class:`AuditLog` is the service's (``service.audit``). It wraps the store so that every
+write transaction is an :class:`~memmesh.audit.capture.AuditedTx`: the history entry each memory change already
+writes (add, update, delete, promote, archive, restore, from any face, import or peer), each
+link, agent, key creation and revocation, and each purge is appended to ``audit_log`` in the
+same transaction. So an acknowledged change is never unaudited, and a rolled-back one
+leaves no entry: the chain cannot disagree with the data, whatever the process dies of.
+
+Who acted comes from the caller the service last authorized on this thread or task
+(:data:`current_caller`): its key id and agent id, never a key's secret. Entries hold a
+digest of what changed, not the content.
+
+Signed checkpoints (see :mod:`.notes`) are written by :meth:`AuditLog.checkpoint`: by a
+background thread in ``serve`` (every ``checkpoint_interval_s`` or ``checkpoint_every``
+entries, whichever first, and at shutdown) and by ``memmesh audit checkpoint``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from memmesh.audit import chain
+from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller
+from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
+from memmesh.audit.verify import VerifyReport, verify_log
+from memmesh.clock import format_ts, parse_ts
+from memmesh.errors import InvalidInputError, StorageError
+from memmesh.model import Principal
+from memmesh.store import audit_sql
+from memmesh.store.audit_sql import Anchor, AuditRow
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+log = logging.getLogger("memmesh.audit")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The [audit] settings the log runs with (see config.AuditSettings)."""
+
+    checkpoint_dir: Path | None = None
+    signing_key_file: Path | None = None
+    verify_key_file: Path | None = None
+    checkpoint_interval_s: float = 1.0
+    checkpoint_every: int = 1000
+    retention_days: float = 0.0
+
+
+class AuditEntry(BaseModel):
+    """One audit entry as the faces show it."""
+
+    index: int
+    at: str
+    actor: str
+    action: str
+    namespace: str | None
+    target: str | None
+    detail: dict[str, Any]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_since: int | None
+
+
+class PruneReport(BaseModel):
+    pruned: int
+    below: int
+    checkpoint_size: int | None
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    import json
+
+    try:
+        detail = json.loads(row.detail)
+    except ValueError:
+        detail = {"unreadable": row.detail}
+    return AuditEntry(
+        index=row.idx,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        namespace=row.namespace,
+        target=row.target,
+        detail=detail,
+        hash=row.hash,
+    )
+
+
+class AuditLog:
+    """The service's audit log (one per Service)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.config = AuditConfig()
+        self._signer: Signer | None = None
+        self._ck_lock = threading.Lock()
+        self._state: tuple[chain.Frontier, str] | None = None  # (tree at last checkpoint, its last entry hash)
+        self._appended = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- configuration ------------------------------------------------------------------
+
+    def configure(self, config: AuditConfig) -> None:
+        """Use these settings; the signing key is read now, so a bad key fails at start."""
+        self.config = config
+        self._signer = Signer.load(config.signing_key_file) if config.signing_key_file else None
+
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin line: names this store's log (stable for its life)."""
+        return f"memmesh/{self.service.node_id}/audit"
+
+    @property
+    def folder(self) -> Path | None:
+        return self.config.checkpoint_dir
+
+    def verifier(self) -> Verifier | None:
+        if self.config.verify_key_file is not None:
+            try:
+                text = self.config.verify_key_file.read_text()
+            except OSError as exc:
+                raise InvalidInputError(f"audit.verify_key_file {self.config.verify_key_file}: {exc.strerror}") from None
+            return Verifier.parse(text, f"audit.verify_key_file {self.config.verify_key_file}")
+        return self._signer.verifier if self._signer is not None else None
+
+    def wrap(self, store: Any) -> AuditedStore:
+        return AuditedStore(store, self)
+
+    # -- appending ------------------------------------------------------------------------
+
+    def append(
+        self,
+        tx: Any,
+        action: str,
+        *,
+        target: str | None = None,
+        namespace: str | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Append one entry inside the write transaction ``tx`` now; returns its index."""
+        who = actor if actor is not None else actor_of(current_caller.get())
+        return self.append_many(tx, [Pending(action, target, namespace, detail, who)])
+
+    def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
+        """Append entries inside ``tx``: the chain is locked, its head read once, every entry
+        hashed onto the previous one and inserted. Returns the last index (-1 for none)."""
+        if not items:
+            return -1
+        conn = getattr(tx, "conn", tx)
+        audit_sql.lock_chain(conn)
+        top = audit_sql.head(conn)
+        idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
+        at = format_ts(self.service.clock())
+        rows = []
+        for item in items:
+            text = chain.detail_text(item.detail)
+            prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
+            rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
+            idx += 1
+        audit_sql.insert_many(conn, rows)
+        self._appended += len(rows)
+        if self._appended >= self.config.checkpoint_every:
+            self._wake.set()
+        return idx - 1
+
+    def record(
+        self,
+        action: str,
+        *,
+        principal: Principal,
+        target: str | None = None,
+        namespace: str | None = None,
+        detail: dict[str, Any] | None = None,
+        tx: Any = None,
+    ) -> int:
+        """Append an entry for an action the service took for ``principal`` (approvals,
+        decisions, admin actions): inside ``tx`` when given (preferred: then it commits with
+        the change), else in a transaction of its own. Returns the entry's index, or -1 when
+        it is appended at the transaction's end (see :class:`AuditedTx`)."""
+        if not isinstance(principal, Principal):
+            raise TypeError("audit.record needs the caller's Principal")
+        if not isinstance(action, str) or not action.strip():
+            raise InvalidInputError("an audit action is a non-empty name, e.g. 'pending.approve'")
+        item = Pending(action, target, namespace, detail, actor_of(principal))
+        if tx is not None:
+            if isinstance(tx, AuditedTx):
+                tx.defer(item)  # appended with the transaction's other entries, just before it commits
+                return -1
+            return self.append_many(tx, [item])
+        with self.service.store.write() as own:
+            own.defer(item)
+        return -1
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _admin(self, principal: Principal) -> None:
+        self.service._authorize_store_wide(principal, "the audit log")
+
+    def entries(self, *, principal: Principal, since: int = 0, limit: int = 100, until: datetime | str | None = None) -> AuditPage:
+        """Entries from index ``since`` on, oldest first (store-wide admins only: the log
+        names every namespace and actor)."""
+        self._admin(principal)
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.service.policy.max_page_size:
+            raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})")
+        with audit_sql.reading(self.service.store) as conn:
+            found = []
+            for row in audit_sql.rows(conn, since, batch=limit + 1):
+                found.append(row)
+                if len(found) > limit:
+                    break
+        more = len(found) > limit
+        page = [_entry(r) for r in found[:limit]]
+        return AuditPage(entries=page, next_since=page[-1].index + 1 if more else None)
+
+    def iter_entries(self, *, principal: Principal, since: int = 0) -> Iterator[AuditEntry]:
+        """Every entry from ``since`` on (export), read in pages; the caller is checked now,
+        not when the first entry is asked for."""
+        self._admin(principal)
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        return self._iter(since)
+
+    def _iter(self, since: int) -> Iterator[AuditEntry]:
+        with audit_sql.reading(self.service.store) as conn:
+            for row in audit_sql.rows(conn, since):
+                yield _entry(row)
+
+    def verify(self, *, principal: Principal, verifier: Verifier | None = None) -> VerifyReport:
+        """Recompute the chain and the tree; check every checkpoint (see :mod:`.verify`)."""
+        self._admin(principal)
+        key = verifier or self.verifier()
+        found = read_checkpoints(self.folder, self.origin) if self.folder is not None else read_checkpoints(Path("/nonexistent"), "")
+        with audit_sql.reading(self.service.store) as conn:
+            report = verify_log(audit_sql.raw_rows(conn), audit_sql.anchor(conn), found, key)
+        if self.folder is None:
+            report.warnings.append("no [audit] checkpoint_dir is configured: only the hash chain was checked")
+        return report
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def _require_signing(self) -> tuple[Signer, Path]:
+        if self._signer is None or self.folder is None:
+            raise InvalidInputError(
+                "signed checkpoints need [audit] signing_key_file and checkpoint_dir; create a key with `memmesh audit init-key`"
+            )
+        return self._signer, self.folder
+
+    def _resume(self, conn: Any, signer: Signer, folder: Path) -> tuple[chain.Frontier, str]:
+        """The tree at the newest checkpoint this key signed (its stored compact range, checked
+        against the signed root), or at the prune anchor, or empty."""
+        latest = None
+        for checkpoint, signatures in read_checkpoints(folder, self.origin).checkpoints:
+            newer = latest is None or checkpoint.size >= latest.size
+            if newer and checkpoint.head and signed_by(checkpoint.note, signatures, signer.verifier):
+                latest = checkpoint
+        anchor = audit_sql.anchor(conn)
+        if latest is not None and (anchor is None or latest.size >= anchor.size):
+            try:
+                tree = chain.Frontier.from_hex(latest.size, latest.frontier)
+            except ValueError:
+                tree = None
+            if tree is not None and tree.root() == latest.root and latest.head is not None:
+                return tree, latest.head
+        if anchor is not None:
+            return chain.Frontier.from_hex(anchor.size, anchor.frontier), anchor.last_hash
+        return chain.Frontier(), chain.GENESIS.hex()
+
+    def checkpoint(self, *, principal: Principal | None = None, force: bool = False) -> Checkpoint | None:
+        """Sign the log's committed entries: a new checkpoint when the log grew since the last
+        one (or ``force``). Entries are read from committed data and made durable (SQLite:
+        WAL synced) before signing, so no checkpoint covers an entry a crash could lose.
+        Refuses to sign a log whose new entries do not chain onto the last checkpoint."""
+        if principal is not None:
+            self._admin(principal)
+        signer, folder = self._require_signing()
+        with self._ck_lock:
+            with audit_sql.reading(self.service.store) as conn:
+                if self._state is None:
+                    self._state = self._resume(conn, signer, folder)
+                tree, head = self._state[0].copy(), self._state[1]
+                prev = bytes.fromhex(head)
+                for row in audit_sql.rows(conn, tree.size):
+                    if row.idx != tree.size:
+                        raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
+                    digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+                    if digest.hex() != row.hash:
+                        raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
+                    tree.append(digest)
+                    prev = digest
+            if tree.size == self._state[0].size and not force:
+                return None  # nothing new: the state's size is signed already (or is the empty log)
+            self._make_durable()
+            note = make_note(signer, self.origin, tree.size, tree.root())
+            checkpoint = Checkpoint(self.origin, tree.size, tree.root(), note, tree.to_hex(), prev.hex())
+            append_checkpoint(folder, checkpoint)
+            self._state = (tree, prev.hex())
+            self._appended = 0
+            return checkpoint
+
+    def _make_durable(self) -> None:
+        """SQLite in WAL mode with synchronous=NORMAL commits without fsync: sync the WAL
+        (a passive checkpoint does) before signing what it holds. PostgreSQL commits are durable."""
+        store = self.service.store
+        if getattr(store, "path", None) and not getattr(store, "in_memory", True):
+            with store._reading() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    # -- retention --------------------------------------------------------------------------
+
+    def prune(self, *, older_than_days: float, principal: Principal | None = None) -> PruneReport:
+        """Drop entries older than the given age, but only below a signed checkpoint: the
+        largest checkpointed size whose last entry is old enough. The compact range and last
+        hash of what is dropped stay (so the rest still verifies against every checkpoint),
+        and the prune itself is appended as an entry."""
+        if principal is not None:
+            self._admin(principal)
+        if not isinstance(older_than_days, int | float) or isinstance(older_than_days, bool) or older_than_days <= 0:
+            raise InvalidInputError(f"the retention age must be a positive number of days (got {older_than_days!r})")
+        signer, folder = self._require_signing()
+        cutoff = self.service.clock() - timedelta(days=older_than_days)
+        verifier = signer.verifier
+        signed = {c.size: c for c, sigs in read_checkpoints(folder, self.origin).checkpoints if signed_by(c.note, sigs, verifier)}
+        with self._ck_lock, self.service.store.write() as tx:
+            conn = tx.conn
+            audit_sql.lock_chain(conn)
+            anchor = audit_sql.anchor(conn)
+            start = anchor.size if anchor else 0
+            tree = chain.Frontier.from_hex(start, anchor.frontier) if anchor else chain.Frontier()
+            prev = bytes.fromhex(anchor.last_hash) if anchor else chain.GENESIS
+            best: tuple[int, chain.Frontier, bytes] | None = None
+            for row in audit_sql.rows(conn, start):
+                if parse_ts(row.at) >= cutoff:
+                    break
+                digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+                if row.idx != tree.size or digest.hex() != row.hash:
+                    raise StorageError(f"audit entry {tree.size} does not verify; refusing to prune (run `memmesh audit verify`)")
+                tree.append(digest)
+                prev = digest
+                if tree.size in signed:
+                    if tree.root() != signed[tree.size].root:
+                        raise StorageError(
+                            f"the log differs from signed checkpoint {tree.size}; refusing to prune (run `memmesh audit verify`)"
+                        )
+                    best = (tree.size, tree.copy(), prev)
+            if best is None:
+                return PruneReport(pruned=0, below=start, checkpoint_size=None)
+            size, kept, last = best
+            pruned = audit_sql.prune_below(conn, Anchor(size=size, last_hash=last.hex(), frontier=kept.to_hex()))
+            self.append(
+                tx,
+                "audit.prune",
+                detail={
+                    "below": size,
+                    "pruned": pruned,
+                    "older_than_days": older_than_days,
+                    "root": base64.b64encode(kept.root()).decode(),
+                },
+                actor=actor_of(principal, "retention") if principal is not None else "system:retention",
+            )
+        return PruneReport(pruned=pruned, below=size, checkpoint_size=size)
+
+    # -- the background checkpointer (serve) ----------------------------------------------
+
+    def start(self) -> None:
+        """Checkpoint in the background while a server runs (when signing is configured)."""
+        if self._signer is None or self.folder is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="memmesh-audit-checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the checkpointer and sign what is committed (a clean shutdown's checkpoint)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self._thread = None
+        self._safe_checkpoint()
+
+    def _run(self) -> None:
+        last_prune = 0.0
+        import time
+
+        while not self._stop.is_set():
+            self._wake.wait(self.config.checkpoint_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._safe_checkpoint()
+            if self.config.retention_days > 0 and time.monotonic() - last_prune > 3600:
+                last_prune = time.monotonic()
+                try:
+                    self.prune(older_than_days=self.config.retention_days)
+                except Exception:
+                    log.exception("audit retention failed")
+
+    def _safe_checkpoint(self) -> None:
+        try:
+            self.checkpoint()
+        except Exception:
+            log.exception("audit checkpoint failed")

@@ -1,0 +1,153 @@
+"""The audit log's storage, written once for both backends.
+
+Every statement is written with ``?`` placeholders and turned into ``%s`` for PostgreSQL,
+so SQLite and PostgreSQL run the same SQL over the same two tables (schema 8). Functions
+take a DB-API connection: a write transaction's ``tx.conn`` for appends (so an entry
+commits or rolls back with the change it records), a read connection for verification.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+AUDIT_LOCK_KEY = 0x6D6D6175646974  # "mmaudit": serialises appends to the chain on PostgreSQL
+
+COLUMNS = "idx, at, actor, action, namespace, target, detail, hash"
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One stored audit entry, exactly as the database holds it."""
+
+    idx: int
+    at: str
+    actor: str
+    action: str
+    namespace: str | None
+    target: str | None
+    detail: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """What pruning left behind: entries below ``size`` are gone; ``last_hash`` is entry
+    ``size - 1``'s hash and ``frontier`` the Merkle compact range over them (hex)."""
+
+    size: int
+    last_hash: str
+    frontier: tuple[str, ...]
+
+
+def _is_sqlite(conn: Any) -> bool:
+    return isinstance(conn, sqlite3.Connection)
+
+
+def _sql(conn: Any, text: str) -> str:
+    return text if _is_sqlite(conn) else text.replace("?", "%s")
+
+
+def run(conn: Any, text: str, params: tuple[Any, ...] = ()) -> Any:
+    """Execute one statement with backend-appropriate placeholders; returns the cursor."""
+    return conn.execute(_sql(conn, text), params)
+
+
+def lock_chain(conn: Any) -> None:
+    """Make this transaction the only appender until it ends.
+
+    SQLite writers already hold the database's one write lock; PostgreSQL writers run
+    concurrently, so they take an advisory transaction lock before reading the chain head.
+    """
+    if not _is_sqlite(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
+
+
+def head(conn: Any) -> tuple[int, str] | None:
+    """(index, hash) of the newest entry, or of the prune anchor when the log is empty."""
+    row = run(conn, "SELECT idx, hash FROM audit_log ORDER BY idx DESC LIMIT 1").fetchone()
+    if row is not None:
+        return int(row[0]), str(row[1])
+    found = anchor(conn)
+    return (found.size - 1, found.last_hash) if found is not None else None
+
+
+def insert_many(conn: Any, rows: list[AuditRow]) -> None:
+    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
+    text = _sql(conn, f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    if len(params) == 1:
+        conn.execute(text, params[0])
+    elif _is_sqlite(conn):
+        conn.executemany(text, params)
+    else:
+        with conn.cursor() as cur:
+            cur.executemany(text, params)
+
+
+def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:
+    """Entries with ``since <= idx`` (and ``idx < until``), oldest first, read in pages by index
+    (keyset, so each page is one index range scan, however large the log)."""
+    for r in raw_rows(conn, since, until, batch):
+        yield AuditRow(*r)
+
+
+def raw_rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[tuple[Any, ...]]:
+    """:func:`rows` as plain tuples in column order (verification reads millions)."""
+    last = since - 1
+    while True:
+        if until is None:
+            page = run(conn, f"SELECT {COLUMNS} FROM audit_log WHERE idx > ? ORDER BY idx LIMIT ?", (last, batch)).fetchall()
+        else:
+            page = run(
+                conn, f"SELECT {COLUMNS} FROM audit_log WHERE idx > ? AND idx < ? ORDER BY idx LIMIT ?", (last, until, batch)
+            ).fetchall()
+        yield from page
+        if len(page) < batch:
+            return
+        last = page[-1][0]
+
+
+def count(conn: Any) -> int:
+    return int(run(conn, "SELECT COUNT(*) FROM audit_log").fetchone()[0])
+
+
+def anchor(conn: Any) -> Anchor | None:
+    row = run(conn, "SELECT size, last_hash, frontier FROM audit_anchor WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    frontier = tuple(h for h in str(row[2]).split(",") if h)
+    return Anchor(size=int(row[0]), last_hash=str(row[1]), frontier=frontier)
+
+
+def prune_below(conn: Any, new_anchor: Anchor) -> int:
+    """Delete entries below the anchor's size and store the anchor; returns rows deleted."""
+    deleted = run(conn, "DELETE FROM audit_log WHERE idx < ?", (new_anchor.size,)).rowcount
+    run(conn, "DELETE FROM audit_anchor WHERE id = 1")
+    run(
+        conn,
+        "INSERT INTO audit_anchor (id, size, last_hash, frontier) VALUES (1, ?, ?, ?)",
+        (new_anchor.size, new_anchor.last_hash, ",".join(new_anchor.frontier)),
+    )
+    return int(deleted)
+
+
+@contextmanager
+def reading(store: Any) -> Iterator[Any]:
+    """A read connection of ``store`` (committed data only), whichever backend it is."""
+    with store._reading() as conn:  # both backends offer it; reads never take the write lock
+        if _is_sqlite(conn):
+            if conn.in_transaction:  # an in-memory store's one connection, inside a write
+                yield conn
+                return
+            conn.execute("BEGIN")  # one snapshot for a whole verification pass (WAL readers never block writers)
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+            return
+        with conn.transaction():  # one snapshot for a whole verification pass
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
