@@ -37,13 +37,23 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types import TypeInfo
 from psycopg_pool import ConnectionPool, PoolTimeout
-from psycopg_pool.base import AttemptWithBackoff
 
 from memmesh.clock import new_id
-from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
+from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
 from memmesh.redact import redact_url
-from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow
+from memmesh.store.base import Changes, Filter, VectorChanges
+from memmesh.store.postgres_conn import (
+    KEEPALIVES,
+    POOL_WAIT_S,
+    SNAPSHOT_LIMITS,
+    QuickReconnectPool,
+    connect_error,
+    describe_server,
+    first_line,
+    snapshot_tx,
+    translate,
+)
 from memmesh.store.sql.dialect import PostgresDialect
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads, read_meta, write_meta
@@ -54,10 +64,6 @@ DIALECT = PostgresDialect()
 APP_ID = "memmesh"
 WRITE_LOCK_KEY = 0x6D656D6D657368
 """Advisory lock id ("memmesh" in ASCII) that serialises schema migrations (not writes)."""
-KEEPALIVES = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "3"}
-"""libpq TCP keepalives (unless the URL sets its own): a dead server is noticed in ~11 s."""
-POOL_WAIT_S = 1.0
-"""How long a request waits for a pooled connection before checking the server is up."""
 MAX_HNSW_DIM = 2000
 """pgvector's HNSW limit for the ``vector`` type; larger vectors are searched exactly."""
 RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
@@ -76,19 +82,6 @@ def load_migrations() -> list[tuple[int, str, str]]:
 
 MIGRATIONS = load_migrations()
 LATEST_SCHEMA = MIGRATIONS[-1][0]
-
-
-def describe_server(url: str) -> str:
-    """``user@host:port/dbname`` for messages: where we tried to go, never the password."""
-    try:
-        parts = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
-        raise InvalidInputError(f"bad PostgreSQL URL: {exc}; write postgresql://user:password@host:5432/dbname") from None
-    host = parts.get("host") or "localhost"
-    if host.startswith("/"):
-        host = f"socket {host}"
-    port = parts.get("port") or "5432"
-    return f"{parts.get('user') or '(default user)'}@{host}:{port}/{parts.get('dbname') or '(default db)'}"
 
 
 def tsquery_sql(terms: Sequence[str]) -> str:
@@ -171,28 +164,11 @@ class PostgresStore(SQLReads):
             conn.close()
 
     def _connect_error(self, exc: psycopg.OperationalError) -> MemmeshError:
-        text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        lowered = str(exc).lower()
-        if "password authentication failed" in lowered or "no password supplied" in lowered or "authentication failed" in lowered:
-            return StorageError(
-                f"PostgreSQL at {self.where} refused the credentials ({text}); "
-                "check the user and password in the URL, PGPASSWORD or ~/.pgpass"
-            )
-        if "does not exist" in lowered and "database" in lowered:
-            return StorageError(f"PostgreSQL at {self.where}: {text}; create it first (createdb, or CREATE DATABASE)")
-        if "role" in lowered and "does not exist" in lowered:
-            return StorageError(f"PostgreSQL at {self.where}: {text}; check the user name in the URL")
-        if "too many clients" in lowered or "too many connections" in lowered or "remaining connection slots" in lowered:
-            return UnavailableError(
-                f"PostgreSQL at {self.where} has no free connection slot ({text}); the server's max_connections is "
-                "used up: lower storage.pool_size on the nodes, or raise max_connections on the server, then try again"
-            )
-        if "starting up" in lowered or "shutting down" in lowered or "recovery" in lowered:
-            return UnavailableError(f"PostgreSQL at {self.where} is not accepting connections yet ({text}); try again shortly")
-        return UnavailableError(
-            f"cannot connect to PostgreSQL at {self.where}: {text}; "
-            "check that the server is running and the host, port and firewall allow the connection"
-        )
+        return connect_error(exc, self.where)
+
+    def _translate(self, exc: psycopg.Error) -> MemmeshError:
+        """One psycopg error → the memmesh error a user can act on."""
+        return translate(exc, self.where, self.busy_timeout_ms, self.statement_timeout_ms)
 
     def _configure(self, conn: psycopg.Connection) -> None:
         """Per pooled connection: UTC timestamps, the pgvector type adapters, and the limits
@@ -237,38 +213,6 @@ class PostgresStore(SQLReads):
             psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2).close()
         except psycopg.OperationalError as exc:
             raise self._connect_error(exc) from exc
-
-    def _translate(self, exc: psycopg.Error) -> MemmeshError:
-        """One psycopg error → the memmesh error a user can act on."""
-        if isinstance(exc, MemmeshError):
-            return exc
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if isinstance(exc, pg_errors.LockNotAvailable):
-            return UnavailableError(
-                f"PostgreSQL at {self.where}: a lock was not granted within {self.busy_timeout_ms} ms "
-                "(storage.busy_timeout_ms): another transaction is writing the same memory or holds a table lock; "
-                "nothing was stored; try again"
-            )
-        if isinstance(exc, pg_errors.DeadlockDetected | pg_errors.SerializationFailure):
-            return UnavailableError(
-                f"PostgreSQL at {self.where}: this write and a concurrent one waited on each other, so this one was "
-                "cancelled and nothing was stored; try again"
-            )
-        if isinstance(exc, pg_errors.QueryCanceled):
-            return UnavailableError(
-                f"PostgreSQL at {self.where}: a statement ran longer than storage.statement_timeout_ms "
-                f"({self.statement_timeout_ms} ms): the server is overloaded or a table is locked; try again, "
-                "or raise storage.statement_timeout_ms"
-            )
-        if isinstance(exc, psycopg.DataError):
-            return InvalidInputError(f"PostgreSQL refused a value: {message}")
-        if isinstance(exc, psycopg.OperationalError):
-            return UnavailableError(
-                f"lost the connection to PostgreSQL at {self.where}: {message}; check that the server is up, then try again"
-            )
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return StorageError(f"PostgreSQL at {self.where}: {message}; grant the memmesh role rights on its tables")
-        return StorageError(f"database error on PostgreSQL at {self.where}: {message}")
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection]:
@@ -327,7 +271,7 @@ class PostgresStore(SQLReads):
         except psycopg.OperationalError as exc:
             if phase == "commit":
                 raise UnavailableError(
-                    f"lost the connection to PostgreSQL at {self.where} while committing ({_first_line(exc)}): the write "
+                    f"lost the connection to PostgreSQL at {self.where} while committing ({first_line(exc)}): the write "
                     "may or may not have been stored; read it back, or retry with the same client-chosen id "
                     "(the `id` field), which makes the retry safe"
                 ) from exc
@@ -446,19 +390,15 @@ class PostgresStore(SQLReads):
         the next refresh reads again and picks up the late commits."""
         with self._reading() as conn:
             counter = self._counter(conn)
-            with _snapshot_tx(conn):
+            with snapshot_tx(conn):
                 xmin, running = conn.execute(
                     "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmin(s) <> pg_snapshot_xmax(s) FROM pg_current_snapshot() s"
                 ).fetchone()  # type: ignore[misc]
                 with self._feed_lock:
                     mark = self._feed_marks.get(since_seq) if since_seq else None
-                since = "TRUE" if mark is None else "txid >= %s::text::xid8"
+                since = "TRUE" if mark is None else "txid >= ?::text::xid8"
                 args = () if mark is None else (str(mark),)
-                upserts = [
-                    VectorRow(mid, model, DIALECT.load_vector(vec))
-                    for mid, model, vec in conn.execute(f"SELECT memory_id, model, embedding FROM vectors WHERE {since}", args)
-                ]
-                removed = [row[0] for row in conn.execute(f"SELECT memory_id FROM vector_removals WHERE {since}", args)]
+                upserts, removed = self._vector_feed(conn, since, args)
         with self._feed_lock:
             if running:
                 self._feed_dirty += 1
@@ -525,7 +465,7 @@ class PostgresStore(SQLReads):
     def changes_since(self, since: int, limit: int) -> Changes:
         with self._reading() as conn:
             head = self._feed_head(conn)  # before the snapshot: every change up to it has committed
-            with _snapshot_tx(conn):
+            with snapshot_tx(conn):
                 return self._changes_page(conn, since, head, limit)
 
     def integrity_check(self) -> str:
@@ -591,42 +531,3 @@ class PostgresWriteTx(SQLWrites):
             f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
         )
         self._hnsw_dims.add(dim)
-
-
-SNAPSHOT_LIMITS = "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL statement_timeout = 600000"
-"""Read-only snapshots hold no row locks and no transaction id, so they may stay open while
-the client converts rows (a first load of every vector) or writes elsewhere (migrate); they
-get ten minutes per statement instead of storage.statement_timeout_ms."""
-
-
-@contextmanager
-def _snapshot_tx(conn: psycopg.Connection) -> Iterator[None]:
-    """A REPEATABLE READ transaction (or nothing, when already inside a snapshot)."""
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        yield
-        return
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(SNAPSHOT_LIMITS)
-        yield
-
-
-class _QuickAttempt(AttemptWithBackoff):
-    """Reconnect attempts every ~0.25 s instead of psycopg_pool's 1, 2, 4, 8 … s backoff."""
-
-    INITIAL_DELAY = 0.25
-    DELAY_BACKOFF = 1.0
-
-
-class QuickReconnectPool(ConnectionPool):
-    """A pool that retries a lost server every quarter second, so the first request after a
-    PostgreSQL restart succeeds within about a second instead of 15 (the default backoff had
-    grown to 8-16 s during a 45 s outage). Relies on psycopg_pool's ``_add_connection``
-    (pinned in constraints.txt; the restart test guards it)."""
-
-    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
-        super()._add_connection(attempt or _QuickAttempt(timeout=self.reconnect_timeout), growing)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -19,14 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
-from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow
+from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
@@ -377,15 +375,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             conn.execute("BEGIN")
             try:
                 seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-                upserts = [
-                    VectorRow(mid, model, np.frombuffer(blob, dtype=np.float32).copy())
-                    for mid, model, blob in conn.execute(
-                        "SELECT memory_id, model, vector FROM vectors WHERE seq > ? AND seq <= ?", (since_seq, seq)
-                    )
-                ]
-                removed = [
-                    row[0] for row in conn.execute("SELECT memory_id FROM vector_removals WHERE seq > ? AND seq <= ?", (since_seq, seq))
-                ]
+                upserts, removed = self._vector_feed(conn, "seq > ? AND seq <= ?", (since_seq, seq))
             finally:
                 conn.execute("COMMIT")
         return VectorChanges(upserts=upserts, removed=removed, seq=seq)

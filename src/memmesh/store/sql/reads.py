@@ -232,6 +232,21 @@ class SQLReads:
         rows = self._rows(f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones WHERE seq > ? ORDER BY seq, id", (seq,))
         return [row_to_tombstone(row, self.dialect) for row in rows]
 
+    def _vector_feed(self, conn: Any, where: str, params: Sequence[Any]) -> tuple[builtins.list[VectorRow], builtins.list[str]]:
+        """Vector upserts and removals matching ``where`` (the backend's idea of "since the
+        cursor"), each by change number, then memory id."""
+        d = self.dialect
+        upserts = [
+            VectorRow(mid, model, d.load_vector(vec))
+            for mid, model, vec in conn.execute(
+                d.q(f"SELECT memory_id, model, {d.vector_column} FROM vectors WHERE {where} ORDER BY seq, memory_id"), params
+            )
+        ]
+        removed = [
+            row[0] for row in conn.execute(d.q(f"SELECT memory_id FROM vector_removals WHERE {where} ORDER BY seq, memory_id"), params)
+        ]
+        return upserts, removed
+
     def vector_models(self) -> dict[str, int]:
         return dict(self._rows("SELECT model, count(*) FROM vectors GROUP BY model ORDER BY model"))
 
