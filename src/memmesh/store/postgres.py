@@ -20,8 +20,11 @@ node's open transaction is ended by the server, releasing its locks) and TCP kee
 
 Full text is a weighted ``tsvector`` (English config) ranked with ``ts_rank_cd``; vectors
 live in a dimension-less pgvector column with one partial HNSW index per dimension in use.
-psycopg errors are translated into memmesh errors where they enter (here), naming the
-server and what to check.
+psycopg errors are translated into memmesh errors where they enter (the store's
+connections, :mod:`memmesh.store.postgres_conn`), naming the server and what to check. The
+queries shared with SQLite are in :mod:`memmesh.store.sql`; this module keeps what only
+PostgreSQL has: the pool, row-level write locks, the change-feed watermark, ``tsvector``
+search and pgvector.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -296,7 +300,7 @@ class PostgresStore(SQLReads):
                 if number > current:
                     try:
                         with conn.transaction():
-                            conn.execute(sql)  # type: ignore[arg-type]
+                            conn.execute(sql)
                     except pg_errors.DuplicateTable as exc:
                         raise CorruptDatabaseError(
                             f"PostgreSQL database {self.where} already has tables memmesh did not create ({exc}); "
@@ -350,7 +354,7 @@ class PostgresStore(SQLReads):
     def _db_size(self, conn: psycopg.Connection) -> int:
         return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
 
-    def _keyword_rows(self, columns: str, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple]:
+    def _keyword_rows(self, columns: str, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Any, ...]]:
         """``columns`` and the ``ts_rank_cd`` rank of the best ``limit`` matches passing the
         filter, best first (ties by id)."""
         where, params = filter_sql(flt, DIALECT)

@@ -31,7 +31,7 @@ def describe_server(url: str) -> str:
         parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         raise InvalidInputError(f"bad PostgreSQL URL: {exc}; write postgresql://user:password@host:5432/dbname") from None
-    host = parts.get("host") or "localhost"
+    host = str(parts.get("host") or "localhost")
     if host.startswith("/"):
         host = f"socket {host}"
     port = parts.get("port") or "5432"

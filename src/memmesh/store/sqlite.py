@@ -5,7 +5,9 @@ through one writer connection per process, inside ``BEGIN IMMEDIATE`` so the fil
 taken before anything is read, which rules out the upgrade deadlock of deferred
 transactions. ``busy_timeout`` makes other processes wait for the lock; a short retry loop
 covers the rare ``SQLITE_BUSY`` that bypasses the busy handler (e.g. during checkpoints),
-so "database is locked" never reaches a user while the timeout lasts.
+so "database is locked" never reaches a user while the timeout lasts. The group-commit
+writer lives in :mod:`memmesh.store.sqlite_writer`; the queries shared with PostgreSQL in
+:mod:`memmesh.store.sql`.
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
 
 
+def _refuse_other_app(tables: set[str], path: str) -> None:
+    """A database with tables but no ``meta`` belongs to another application: never touch it."""
+    if tables and "meta" not in tables:
+        raise CorruptDatabaseError(
+            f"{path} is a SQLite database of another application (tables: {', '.join(sorted(tables)[:5])}); "
+            "point --db at a memmesh database or a new file"
+        )
+
+
 class SQLiteStore(SQLReads, GroupCommitWriter):
     """A memmesh database in one SQLite file (or in memory)."""
 
@@ -170,11 +181,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 probe.close()
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"{path} is not a usable SQLite database: {exc}") from exc
-        if tables and "meta" not in tables:
-            raise CorruptDatabaseError(
-                f"{path} is a SQLite database of another application (tables: {', '.join(sorted(tables)[:5])}); "
-                "point --db at a memmesh database or a new file"
-            )
+        _refuse_other_app(tables, str(path))
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -227,11 +234,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"{self.path} is not a usable SQLite database: {exc}") from exc
-        if tables and "meta" not in tables:
-            raise CorruptDatabaseError(
-                f"{self.path} is a SQLite database of another application (tables: {', '.join(sorted(tables)[:5])}); "
-                "point --db at a memmesh database or a new file"
-            )
+        _refuse_other_app(tables, self.path)
         with self.write() as tx:
             current = self._schema_version(conn)
             if current > LATEST_SCHEMA:
@@ -316,7 +319,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             )
         return {ids[rowid]: -float(rank) for rowid, rank in ranked if rowid in ids}
 
-    def _ranked(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple]:
+    def _ranked(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Any, ...]]:
         """(rowid, bm25 rank) of the best ``limit`` matches passing the filter, best first.
 
         Terms in scripts without spaces also match the character n-gram index
@@ -351,7 +354,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         return ranked[:limit]
 
     @staticmethod
-    def _ranked_known(conn: sqlite3.Connection, expression: str, where: str, params: list[Any], limit: int) -> list[tuple]:
+    def _ranked_known(conn: sqlite3.Connection, expression: str, where: str, params: list[Any], limit: int) -> list[tuple[Any, ...]]:
         """BM25 of a few known memories: each is looked up by rowid in the full-text index
         (CROSS JOIN keeps ``memories`` outside), instead of scoring every match of a common
         word in the store and keeping the few wanted (20 ms → 6 ms at 100k memories)."""
@@ -364,7 +367,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
     @staticmethod
     def _ranked_exact(
         conn: sqlite3.Connection, source: str, match_params: list[Any], where: str, params: list[Any], limit: int
-    ) -> list[tuple]:
+    ) -> list[tuple[Any, ...]]:
         return conn.execute(
             f"SELECT r.rowid, r.rank FROM ({source}) r JOIN memories m ON m.rowid = r.rowid WHERE {where} ORDER BY r.rank LIMIT ?",
             [*match_params, *params, limit],
@@ -424,7 +427,8 @@ class SQLiteWriteTx(SQLWrites):
 
 def _split_sql(script: str) -> list[str]:
     """Split a migration into statements, keeping trigger bodies (BEGIN … END;) whole."""
-    statements, current = [], []
+    statements: list[str] = []
+    current: list[str] = []
     for line in script.splitlines():
         if line.strip().startswith("--") and not current:
             continue

@@ -168,7 +168,7 @@ class PostgresDialect(Dialect):
         return parse_ts(text)
 
     def load_ts(self, value: Any) -> datetime:
-        return value
+        return value if isinstance(value, datetime) else parse_ts(str(value))
 
     def jsonb(self, value: Any, sort_keys: bool = False) -> Any:
         return self._jsonb(value)
@@ -192,9 +192,7 @@ class PostgresDialect(Dialect):
         return np.ascontiguousarray(vector, dtype=np.float32)  # pgvector's adapter
 
     def load_vector(self, value: Any) -> np.ndarray:
-        if hasattr(value, "to_numpy"):
-            return value.to_numpy().astype(np.float32, copy=False)
-        return np.asarray(value, dtype=np.float32)
+        return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
 
     def in_list(self, expr: str) -> str:
         return f"{expr} = ANY(?::text[])"

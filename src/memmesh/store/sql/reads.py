@@ -94,7 +94,8 @@ class SQLReads:
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> builtins.list[Any]:
         with self._reading() as conn:
-            return conn.execute(self.dialect.q(sql), params).fetchall()
+            rows: builtins.list[Any] = conn.execute(self.dialect.q(sql), params).fetchall()
+        return rows
 
     # -- memories ------------------------------------------------------------------------
 
