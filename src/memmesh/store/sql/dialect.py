@@ -133,6 +133,8 @@ class Dialect:
 
     def executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run shared ``sql`` once per row (one round trip where the driver can)."""
+        if not rows:
+            return
         if len(rows) == 1:
             conn.execute(self.q(sql), rows[0])
         else:
@@ -208,6 +210,8 @@ class PostgresDialect(Dialect):
 
     def executemany(self, conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """psycopg's executemany runs in pipeline mode: one round trip for the whole batch."""
+        if not rows:
+            return
         if len(rows) == 1:
             conn.execute(self.q(sql), rows[0])
             return

@@ -107,7 +107,10 @@ class SQLWrites:
         d.executemany(self.conn, INSERT_MEMORY, [[*memory_params(m, d), seq] for m in memories])
         if d.tag_table:
             d.executemany(self.conn, INSERT_TAG, [(tag, m.id) for m in memories for tag in m.tags])
-        self._exec(f"DELETE FROM tombstones WHERE {d.in_list('id')}", (d.list_param(m.id for m in memories),))
+        if len(memories) == 1:  # the common case (one add) probes the key directly
+            self._exec("DELETE FROM tombstones WHERE id = ?", (memories[0].id,))
+        else:
+            self._exec(f"DELETE FROM tombstones WHERE {d.in_list('id')}", (d.list_param(m.id for m in memories),))
 
     def update_memory(self, memory: Memory, seq: int) -> None:
         values = memory_params(memory, self.dialect)
