@@ -427,6 +427,8 @@ class PostgresStore(SQLReads):
                 row = conn.execute(
                     "SELECT min(((classid::bigint << 32) | objid::bigint)) FROM pg_locks "
                     "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+                    # pg_locks lists every database's locks; change numbers are per database
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "AND ((classid::bigint << 32) | objid::bigint) BETWEEN 1 AND %s",
                     (last,),
                 ).fetchone()
