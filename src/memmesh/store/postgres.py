@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,7 @@ from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, St
 from memmesh.model import Memory
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges
+from memmesh.store.migrations import load_migrations
 from memmesh.store.postgres_conn import (
     KEEPALIVES,
     POOL_WAIT_S,
@@ -74,17 +74,7 @@ RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
 """ts_rank_cd weights {D, C, B, A} (each ≤ 1): content : tags : title = 1 : 1.5 : 2, as SQLite's bm25()."""
 
 
-def load_migrations() -> list[tuple[int, str, str]]:
-    """The numbered PostgreSQL migrations shipped in the package, in order: (number, name, sql)."""
-    folder = resources.files("memmesh.store.migrations") / "postgres"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-MIGRATIONS = load_migrations()
+MIGRATIONS = load_migrations("postgres")
 LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 

@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges
+from memmesh.store.migrations import load_migrations
 from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
@@ -39,18 +39,7 @@ APP_ID = "memmesh"
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def load_migrations() -> list[tuple[int, str, str]]:
-    """The numbered SQL migrations shipped in the package, in order: (number, name, sql)."""
-    folder = resources.files("memmesh.store.migrations") / "sqlite"
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number = int(entry.name.split("_", 1)[0])
-            found.append((number, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
-
-
-MIGRATIONS = load_migrations()
+MIGRATIONS = load_migrations("sqlite")
 LATEST_SCHEMA = MIGRATIONS[-1][0]
 
 
