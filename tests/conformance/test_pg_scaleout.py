@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import pytest
 
 from memmesh import Memory
 from memmesh.errors import UnavailableError
+from memmesh.model import Agent
 from memmesh.store.base import open_store
 
 pytestmark = pytest.mark.postgres
@@ -290,9 +292,14 @@ def test_writes_in_threads_of_one_node_run_side_by_side(pg_database: str, open_m
     assert len(mem.list(limit=100).items) == 11
 
 
-def test_a_follower_that_reads_the_feed_often_never_reloads_everything(pg_database: str) -> None:
-    """Cursors are remembered per store; old ones are forgotten, the one in use never is."""
-    writer, follower = open_store(pg_database, ann_index=False), open_store(pg_database, ann_index=False)
+def test_a_follower_that_reads_the_feed_often_never_reloads_everything(pg_private) -> None:
+    """Cursors are remembered per store; old ones are forgotten, the one in use never is.
+
+    On a server of its own: transaction ids and snapshots span every database, so another
+    database's open transaction (other tests on a shared server) legitimately makes the feed
+    deliver a row twice, which this test would take for a reload."""
+    url = pg_private.dsn_for(pg_private.create_database())
+    writer, follower = open_store(url, ann_index=False), open_store(url, ann_index=False)
     try:
         with writer.write() as tx:
             tx.put_vector("first", "m", np.ones(3, dtype=np.float32), tx.next_seq())
@@ -380,3 +387,30 @@ def test_a_server_out_of_connection_slots_is_named_as_such(pg_private) -> None:
     finally:
         for conn in held:
             conn.close()
+
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_a_writer_in_another_database_does_not_hold_back_this_feed(pg_server, pg_database: str) -> None:
+    """Change numbers are per database, and so are the advisory locks that hold them: a
+    transaction holding change number 1 in another database on the same server must not cap
+    this store's feed (pg_locks lists every database's locks)."""
+    other_name = pg_server.create_database("other")
+    other, store = open_store(pg_server.dsn_for(other_name)), open_store(pg_database)
+    try:
+        holder = other.write()
+        holder.__enter__().next_seq()  # holds change number 1 over there until it ends
+        try:
+            for name in ("ann", "bo", "cy"):
+                with store.write() as tx:
+                    tx.put_agent(Agent(agent_id=name, display_name=name, role="reader", namespaces=["*"], created_at=NOW, updated_at=NOW))
+            page = store.changes_since(0, 100)
+            assert [agent.agent_id for _, agent in page.agents] == ["ann", "bo", "cy"]
+            assert page.upto == store.change_counter() == 3 and not page.more
+        finally:
+            holder.__exit__(None, None, None)
+    finally:
+        other.close()
+        store.close()
+        pg_server.drop_database(other_name)

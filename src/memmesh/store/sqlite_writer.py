@@ -1,0 +1,165 @@
+"""The SQLite group-commit writer: many callers' writes share one COMMIT.
+
+Every write goes through one writer connection per process, inside ``BEGIN IMMEDIATE`` so
+the file lock is taken before anything is read (no upgrade deadlock of deferred
+transactions). The COMMIT is most of a small write's cost, so callers that arrive while a
+transaction is open join it and the last one in commits for all; each caller's block runs
+under its own ``SAVEPOINT``, so its failure undoes only its own changes. ``busy_timeout``
+makes other processes wait for the lock; :meth:`GroupCommitWriter._retry` covers the rare
+``SQLITE_BUSY`` that bypasses the busy handler (e.g. during checkpoints).
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from memmesh.errors import CorruptDatabaseError, StorageError, UnavailableError
+
+GROUP_LIMIT = 64
+"""Most callers whose writes share one COMMIT."""
+
+
+class _Batch:
+    """One group transaction: how many callers' units it holds, and how its commit went."""
+
+    def __init__(self) -> None:
+        self.members = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+
+def translate(exc: BaseException, path: str) -> BaseException:
+    """Driver errors become memmesh errors where they enter; everything else passes through."""
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in str(exc) or "busy" in str(exc):
+            return UnavailableError(f"database {path} is busy: {exc}; try again")
+        return StorageError(f"write to {path} failed: {exc}")
+    if isinstance(exc, sqlite3.DatabaseError):
+        return CorruptDatabaseError(f"database {path} is damaged: {exc}")
+    return exc
+
+
+class GroupCommitWriter:
+    """Serialised, group-committed writes on ``self._writer`` (mixed into the SQLite store,
+    which sets ``path``, ``busy_timeout_ms`` and ``_writer`` and makes write transactions
+    with ``_new_tx``)."""
+
+    path: str
+    busy_timeout_ms: int
+    _writer: sqlite3.Connection
+    _new_tx: Callable[[sqlite3.Connection], Any]
+
+    def _init_writer(self) -> None:
+        self._local = threading.local()
+        self._write_lock = threading.RLock()  # re-entrant: in-memory reads share the writer
+        self._group_lock = threading.Lock()
+        self._queued = 0
+        self._batch: _Batch | None = None
+
+    def _retry(self, action: Callable[[], Any]) -> Any:
+        deadline = time.monotonic() + max(self.busy_timeout_ms, 1000) / 1000
+        delay = 0.002
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.1)
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        """One serialised, atomic unit of writing (group commit).
+
+        Each caller's block runs alone, under its own ``SAVEPOINT`` (its failure undoes only
+        its own changes). Callers that arrive while a transaction is open join it, and the
+        last one in commits for all (at most ``GROUP_LIMIT`` per commit); everyone returns
+        only after that commit, so nothing is acknowledged before it is durable. A lone
+        caller (CLI, one agent) commits at once, exactly like a plain transaction.
+        """
+        if getattr(self._local, "write_depth", 0):
+            # A write inside a write on the same thread: a nested savepoint of the same unit.
+            with self._savepoint(self._writer) as tx:
+                yield tx
+            return
+        with self._group_lock:
+            self._queued += 1
+        batch: _Batch | None = None
+        failure: BaseException | None = None
+        self._write_lock.acquire()
+        try:
+            with self._group_lock:
+                self._queued -= 1
+            batch = self._open_batch()
+            self._local.write_depth = 1
+            try:
+                with self._savepoint(self._writer) as tx:
+                    yield tx
+                batch.members += 1
+            except BaseException as exc:
+                failure = exc
+            finally:
+                self._local.write_depth = 0
+            with self._group_lock:
+                last = self._queued == 0 or batch.members >= GROUP_LIMIT
+            if last:
+                self._commit(batch)
+        finally:
+            self._write_lock.release()
+        if failure is not None:
+            translated = translate(failure, self.path)
+            if translated is failure:
+                raise failure
+            raise translated from failure
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    def _open_batch(self) -> _Batch:
+        """The open group transaction, beginning one (BEGIN IMMEDIATE) if none is open."""
+        if self._batch is not None:
+            return self._batch
+        conn = self._writer
+        try:
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        except sqlite3.OperationalError as exc:
+            raise UnavailableError(f"database {self.path} stayed locked for {self.busy_timeout_ms} ms; try again") from exc
+        except sqlite3.DatabaseError as exc:
+            raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+        self._batch = _Batch()
+        return self._batch
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[Any]:
+        conn.execute("SAVEPOINT unit")
+        try:
+            yield self._new_tx(conn)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+            raise
+        conn.execute("RELEASE unit")
+
+    def _commit(self, batch: _Batch) -> None:
+        """Commit the group (or roll it back and give every member the error), then wake them."""
+        conn = self._writer
+        try:
+            if conn.in_transaction:
+                self._retry(lambda: conn.execute("COMMIT"))
+            elif batch.members:
+                batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            batch.error = translate(exc, self.path)
+        finally:
+            self._batch = None
+            batch.done.set()
