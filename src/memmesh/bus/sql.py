@@ -48,7 +48,7 @@ class BusSql:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.postgres = type(store).__module__.endswith("postgres")
+        self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
 
     @contextmanager
     def write(self) -> Iterator[Rows]:
