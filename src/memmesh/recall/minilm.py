@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memmesh.errors import EmbedderError
-from memmesh.recall.embedders import check_texts, health_report
+from memmesh.recall.embedder_api import check_texts, health_report
 from memmesh.recall.model_package import (
     REINSTALL_HINT,
     WEIGHTS_SHA256,
