@@ -10,12 +10,13 @@ from memmesh.config import db_override, redact_url
 from memmesh.errors import InvalidInputError, NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import migrate, report_dict
-from memmesh.store.base import Store, open_store, store_identity
+from memmesh.store.base import Store
+from memmesh.store.open import open_store, store_identity
 
 
 def open_url(url: str, *, create: bool) -> Store:
     """A store for a URL (or SQLite file path), with the rest of the configured storage
-    settings; ``create`` as in :func:`memmesh.store.base.open_store` (announced once)."""
+    settings; ``create`` as in :func:`memmesh.store.open.open_store` (announced once)."""
     settings = state.settings()
     storage = settings.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})
     store = build_store(settings.model_copy(update={"storage": storage}), create=create)
