@@ -373,7 +373,9 @@ class Kernel:
                         retry_with={"on_conflict": ["update", "version"]},
                     )
                 if new.on_conflict == "update":
-                    patch = MemoryPatch(content=new.content, tags=new.tags or None, priority=new.priority, metadata=new.metadata or None)
+                    patch = MemoryPatch.model_validate(
+                        {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
+                    )
                     updated = self.update(tx, same_title, patch, who, now, vector)
                     return updated, updated is not same_title
                 superseded = same_title

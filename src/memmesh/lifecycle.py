@@ -33,7 +33,7 @@ from memmesh.model import (
     parse_model,
 )
 from memmesh.store.base import Filter
-from memmesh.values import enum_value, parse_time
+from memmesh.values import enum_member, parse_time
 
 MAX_REPORTED_IDS = 100
 MAX_CONSOLIDATE = 100
@@ -233,7 +233,7 @@ class Lifecycle:
     ) -> Link:
         """End a link's validity (``valid_until``) without deleting it, so the graph can
         still be queried as of earlier times; defaults to now."""
-        rel = Relation(enum_value(Relation, relation, "relation"))
+        rel = enum_member(Relation, relation, "relation")
         k = self.kernel
         who = authorize(principal, "writer")
         for memory_id in (source_id, target_id):

@@ -10,6 +10,7 @@ model values. Faces only parse, call one method and render.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -65,7 +66,7 @@ from memmesh.recall.ranking import fill_budget
 from memmesh.redact import redact_url
 from memmesh.store.base import Filter, Store
 from memmesh.survey import Survey
-from memmesh.values import enum_value, parse_time
+from memmesh.values import enum_member, parse_time
 
 if TYPE_CHECKING:
     from memmesh.federation.changes import SyncItem
@@ -152,7 +153,7 @@ class Service:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
         return self.add_many([data], principal=principal)[0]
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> list[Memory]:
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
 
         All or nothing: if any item is invalid or conflicts, none is stored.
@@ -248,7 +249,7 @@ class Service:
         principal: Principal,
     ) -> Link:
         """Create (or refresh) a typed link between two live memories."""
-        rel = Relation(enum_value(Relation, relation, "relation"))
+        rel = enum_member(Relation, relation, "relation")
         if source_id == target_id:
             raise InvalidInputError("a memory cannot link to itself")
         who = authorize(principal, "writer")
@@ -353,7 +354,7 @@ class Service:
         used, hits, notices = self.engine.run(query, flt, k, "keyword", explain, flt.now, context=False)
         return RecallResult(query=query, mode=used, hits=hits, dropped=0, notices=notices)
 
-    def history(self, memory_id: str, *, principal: Principal) -> list[HistoryEntry]:
+    def history(self, memory_id: str, *, principal: Principal) -> builtins.list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""
         who = authorize(principal, "reader")
         visible = self.kernel.history(memory_id, who)
@@ -361,7 +362,7 @@ class Service:
             raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
         return visible
 
-    def links(self, memory_id: str, *, principal: Principal) -> list[Link]:
+    def links(self, memory_id: str, *, principal: Principal) -> builtins.list[Link]:
         """Links from and to a memory whose other end the caller may also see (a link to a
         hidden namespace would leak that memory's id and relation)."""
         who = authorize(principal, "reader")
@@ -402,7 +403,7 @@ class Service:
             }
         )
 
-    def namespaces(self, *, principal: Principal) -> list[NamespaceCount]:
+    def namespaces(self, *, principal: Principal) -> builtins.list[NamespaceCount]:
         """Namespaces holding live memories, with counts, largest first (only the caller's)."""
         return self.stats(principal=principal).by_namespace
 
@@ -478,7 +479,7 @@ class Service:
         who = authorize(principal, "admin")
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
 
-    def agents(self, *, principal: Principal) -> list[Agent]:
+    def agents(self, *, principal: Principal) -> builtins.list[Agent]:
         """Registered agents; admin only, and a namespace-scoped admin sees only the agents
         whose namespaces all lie inside its own."""
         who = authorize(principal, "admin")
@@ -491,7 +492,7 @@ class Service:
         who = authorize(principal, "admin")
         return self._access().create_key(agent_id, role, namespaces, who)
 
-    def keys(self, *, include_revoked: bool = False, principal: Principal) -> list[ApiKey]:
+    def keys(self, *, include_revoked: bool = False, principal: Principal) -> builtins.list[ApiKey]:
         """API keys (without secrets); admin only, and a namespace-scoped admin sees only the
         keys whose namespaces all lie inside its own (never a global admin's)."""
         who = authorize(principal, "admin")
@@ -540,7 +541,7 @@ class Service:
 
         return backup(self.store, self.policy.backup_dir, node_id=self.node_id, now=self.clock(), retain=retain)
 
-    def reindex_pending(self, *, principal: Principal) -> list[str]:
+    def reindex_pending(self, *, principal: Principal) -> builtins.list[str]:
         """Ids of memories without a vector from the current embedder (store-wide: an admin
         for every namespace)."""
         authorize_store_wide(principal, "reindexing")

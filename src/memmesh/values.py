@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
+from typing import TypeVar
 
 from memmesh.clock import parse_ts
 from memmesh.errors import InvalidInputError
@@ -23,6 +24,17 @@ def enum_value(enum: type[Enum], value: object, name: str) -> str | None:
         return str(enum(value).value)
     except ValueError:
         raise InvalidInputError(f"unknown {name} {value!r}: use one of {', '.join(str(e.value) for e in enum)}") from None
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def enum_member(enum: type[E], value: object, name: str) -> E:
+    """The member of ``enum`` named by ``value``; an empty value is refused like an unknown one."""
+    found = enum_value(enum, value, name)
+    if found is None:
+        raise InvalidInputError(f"{name} is empty: use one of {', '.join(str(e.value) for e in enum)}")
+    return enum(found)
 
 
 def parse_time(value: datetime | str | None, name: str) -> datetime | None:
@@ -40,4 +52,4 @@ def parse_time(value: datetime | str | None, name: str) -> datetime | None:
         raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
 
 
-__all__ = ["enum_value", "parse_time"]
+__all__ = ["enum_member", "enum_value", "parse_time"]

@@ -123,7 +123,7 @@ def announce_created(store: Store) -> None:
     """Say once, on stderr, that this command made a new store (a typo in --db shows at once)."""
     if getattr(store, "created", False) and store not in _announced:
         _announced.add(store)
-        from memmesh.config import redact_url
+        from memmesh.redact import redact_url
 
         where = getattr(store, "path", None) or redact_url(store.url)
         err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)

@@ -6,10 +6,11 @@ import typer
 
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
-from memmesh.config import db_override, redact_url
+from memmesh.config import db_override
 from memmesh.errors import InvalidInputError, NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import migrate, report_dict
+from memmesh.redact import redact_url
 from memmesh.store.base import Store
 from memmesh.store.open import open_store, store_identity
 
