@@ -60,7 +60,7 @@ from memmesh.values import enum_value, parse_time
 from memmesh.versions import next_version
 
 DELETE_BATCH = 500
-"""Deletions per transaction in a bulk delete: keeps each transaction (and lock) short."""
+"""Deletions (or archivals) per transaction in bulk work: keeps each transaction (and lock) short."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,11 @@ def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[His
     if namespace is None or not who.covers(namespace):
         return []
     return visible
+
+
+def is_stale(existing: Memory | None, incoming: Memory) -> bool:
+    """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
+    return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -497,6 +502,61 @@ class Kernel:
                     if current is not None and current.tier == Tier.mid:
                         self.promote(tx, current, "memmesh", now)
 
+    def put_exact(self, tx: WriteTx, memory: Memory, history: Sequence[HistoryEntry], who: Principal, vector: np.ndarray | None) -> bool:
+        """Write a memory exactly as given (import, restore, migration): True if anything was
+        written. The same or newer stored copy, or the same content under another id in its
+        namespace, is left as is; an absent memory comes with its history, and one brought
+        back after a delete (or replaced) gets a ``restore`` record so history never ends in
+        ``delete`` while it is live."""
+        existing = tx.get(memory.id)
+        if existing is not None and not who.covers(existing.namespace):
+            raise NotFoundError(hidden_id(memory.id))
+        if is_stale(existing, memory):
+            return False
+        clash = tx.find_by_hash(memory.namespace, memory.content_hash)
+        if clash is not None and clash.id != memory.id:
+            return False
+        seq = tx.next_seq()
+        if existing is None:
+            deleted = tx.tombstone(memory.id) is not None
+            tx.insert_memory(memory, seq)
+            known = self.store.history(memory.id) if deleted else []
+            for entry in history:
+                if entry not in known:
+                    tx.add_history(entry)
+            if deleted:
+                tx.add_history(
+                    HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, new=snapshot(memory), actor=who.agent_id, at=self.clock())
+                )
+        else:
+            tx.update_memory(memory, seq)
+            tx.add_history(
+                HistoryEntry(
+                    memory_id=memory.id,
+                    event=HistoryEvent.restore,
+                    old=snapshot(existing),
+                    new=snapshot(memory),
+                    actor=who.agent_id,
+                    at=self.clock(),
+                )
+            )
+        self.put_vector(tx, memory.id, vector, seq)
+        return True
+
+    def archive_expired(self, now: datetime) -> int:
+        """Move every memory expired at ``now`` to the archive (history keeps the whole record,
+        actor ``gc``), :data:`DELETE_BATCH` per transaction; returns how many."""
+        archived = 0
+        while True:
+            with self.store.write() as tx:
+                batch = tx.expired(now, DELETE_BATCH)
+                for memory in batch:
+                    tx.archive(memory, now, "expired")
+                    tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=snapshot(memory), actor="gc", at=now))
+            archived += len(batch)
+            if len(batch) < DELETE_BATCH:
+                return archived
+
     def history(self, memory_id: str, who: Principal) -> list[HistoryEntry]:
         """The history entries of a memory that ``who`` may see, oldest first."""
         return visible_history(who, self.store.history(memory_id))
@@ -543,6 +603,7 @@ __all__ = [
     "content_hash",
     "embed_text",
     "hidden_id",
+    "is_stale",
     "is_store_admin",
     "live_in",
     "snapshot",

@@ -31,9 +31,8 @@ from memmesh.kernel import (
     check_valid_span,
     content_hash,
     embed_text,
-    hidden_id,
+    is_stale,
     is_store_admin,
-    snapshot,
     visible_history,
 )
 from memmesh.lifecycle import Lifecycle
@@ -43,7 +42,6 @@ from memmesh.model import (
     CreatedKey,
     GcReport,
     HistoryEntry,
-    HistoryEvent,
     Link,
     Memory,
     MemoryPatch,
@@ -512,16 +510,7 @@ class Service:
         Store-wide, so it needs an admin not limited to some namespaces."""
         authorize_store_wide(principal, "garbage collection")
         now = self.clock()
-        archived = 0
-        while True:
-            with self.store.write() as tx:
-                batch = tx.expired(now, 500)
-                for memory in batch:
-                    tx.archive(memory, now, "expired")
-                    tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=snapshot(memory), actor="gc", at=now))
-            archived += len(batch)
-            if len(batch) < 500:
-                break
+        archived = self.kernel.archive_expired(now)
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
         return GcReport(archived=archived, tombstones_purged=purged)
@@ -582,47 +571,11 @@ class Service:
         if stray is not None:
             raise InvalidInputError(f"memory {memory.id}: its history holds an entry of another memory ({stray.memory_id})")
         self.kernel.check_exact_target(who, memory.id)
-        if _is_stale(self.store.get(memory.id), memory):
+        if is_stale(self.store.get(memory.id), memory):
             return False
-        vectors, _ = self.kernel.embed([embed_text(memory.title, memory.content)])
+        vector = self.kernel.embed_one(memory.title, memory.content)
         with self.store.write() as tx:
-            existing = tx.get(memory.id)
-            if existing is not None and not who.covers(existing.namespace):
-                raise NotFoundError(hidden_id(memory.id))
-            if _is_stale(existing, memory):
-                return False
-            clash = tx.find_by_hash(memory.namespace, memory.content_hash)
-            if clash is not None and clash.id != memory.id:
-                return False
-            seq = tx.next_seq()
-            if existing is None:
-                deleted = tx.tombstone(memory.id) is not None
-                tx.insert_memory(memory, seq)
-                known = self.store.history(memory.id) if deleted else []
-                for entry in history:
-                    if entry not in known:
-                        tx.add_history(entry)
-                if deleted:  # brought back after a delete: the history must not end in `delete`
-                    tx.add_history(
-                        HistoryEntry(
-                            memory_id=memory.id, event=HistoryEvent.restore, new=snapshot(memory), actor=who.agent_id, at=self.clock()
-                        )
-                    )
-            else:
-                tx.update_memory(memory, seq)
-                tx.add_history(
-                    HistoryEntry(
-                        memory_id=memory.id,
-                        event=HistoryEvent.restore,
-                        old=snapshot(existing),
-                        new=snapshot(memory),
-                        actor=who.agent_id,
-                        at=self.clock(),
-                    )
-                )
-            if vectors is not None and self.embedder is not None:
-                tx.put_vector(memory.id, self.embedder.model_id, vectors[0], seq)
-        return True
+            return self.kernel.put_exact(tx, memory, history, who, vector)
 
     def check_exact(self, memory: Memory, *, principal: Principal) -> None:
         """Raise what :meth:`put_exact` would refuse for this caller, writing nothing (import
@@ -663,11 +616,6 @@ def _own_node_id(store: Store, configured: str | None) -> str:
             )
         tx.set_meta("node_id", configured)
     return configured
-
-
-def _is_stale(existing: Memory | None, incoming: Memory) -> bool:
-    """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
-    return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
 
 
 def _encode_cursor(memory: Memory) -> str:
