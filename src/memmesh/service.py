@@ -99,13 +99,10 @@ class Service:
         max_ahead_ms: int | None = 500,
     ) -> None:
         self.store = store
-        self.policy = policy or Policy()
-        self.embedder = embedder
         self.engine = engine
-        self.clock = clock
         self.node_id = _own_node_id(store, node_id)
         self.hlc = HybridLogicalClock(clock, max_ahead_ms=max_ahead_ms)
-        self.kernel = Kernel(store, policy=self.policy, embedder=embedder, clock=clock, node_id=self.node_id, hlc=self.hlc)
+        self.kernel = Kernel(store, policy=policy or Policy(), embedder=embedder, clock=clock, node_id=self.node_id, hlc=self.hlc)
         """The write kernel and rules that this service and its core modules share."""
         self.lifecycle = Lifecycle(self.kernel, self)
         """promote, forget (bulk, with dry run), restore, consolidate, link invalidation, archive."""
@@ -120,6 +117,27 @@ class Service:
         self.mesh: Replicator | None = None
         """Set when this node replicates to peers: told of every committed write."""
         self._restored_flag: bool | None = None
+
+    # -- what the kernel holds (one copy: replacing one here replaces it for every write) --
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The embedder writes use (None: keyword-only)."""
+        return self.kernel.embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder | None) -> None:
+        self.kernel.embedder = embedder
+
+    @property
+    def policy(self) -> Policy:
+        """The configured rules (limits, TTLs, quotas)."""
+        return self.kernel.policy
+
+    @property
+    def clock(self) -> Clock:
+        """The time every rule uses."""
+        return self.kernel.clock
 
     # -- helpers ------------------------------------------------------------------------
 
