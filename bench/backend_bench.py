@@ -47,7 +47,8 @@ from memmesh import Memory
 from memmesh.clock import system_clock
 from memmesh.config import load_settings
 from memmesh.io.migrate import migrate
-from memmesh.store.base import Store, open_store
+from memmesh.store.base import Store
+from memmesh.store.open import open_store
 
 TOPICS = [
     "deploy",

@@ -28,13 +28,8 @@ import pytest
 from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.recall import minilm
 from memmesh.recall.embedders import Embedder, OpenAIEmbedder, build_embedder, embeddings_endpoint
-from memmesh.recall.model_package import (
-    ModelFiles,
-    install_model,
-    locate_package,
-    model_status,
-    verify_weights,
-)
+from memmesh.recall.model_package import ModelFiles, locate_package, verify_weights
+from memmesh.recall.model_setup import install_model, model_status
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -18,7 +18,8 @@ from memmesh.recall.index import VectorIndex
 from memmesh.recall.ranking import RankWeights
 from memmesh.recall.sql_index import SqlBackedIndex
 from memmesh.service import Policy, Service
-from memmesh.store.base import Store, open_store
+from memmesh.store.base import Store
+from memmesh.store.open import open_store
 
 if TYPE_CHECKING:
     from memmesh.federation.outbox import Mesh
@@ -83,7 +84,7 @@ def build_index(settings: Settings, store: Store, model_id: str) -> VectorIndex:
 
 def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None, create: bool = True) -> Service:
     """A Service over the configured store, embedder, index and ranking (``create``: see
-    :func:`memmesh.store.base.open_store`)."""
+    :func:`memmesh.store.open.open_store`)."""
     settings.check_secret_files()
     store = store or build_store(settings, create=create)
     embedder = build_embedder_from(settings)

@@ -281,7 +281,7 @@ class Settings(BaseModel):
                     found.append((f"{section}.{name}", Path(value)))
         return found
 
-    def check_secret_files(self) -> None:
+    def check_secret_files(self: Settings) -> None:
         """Refuse to start when a secret file is another user's or readable by group/others."""
         for setting, path in self.secret_files():
             check_secret_file(setting, path)
@@ -294,7 +294,7 @@ SECTIONS = tuple(
 )
 
 
-def check_secret_files(self) -> None:
+def check_secret_files(self: Settings) -> None:
     """Refuse to start when a secret file is another user's or readable by group/others."""
     for setting, path in self.secret_files():
         check_secret_file(setting, path)

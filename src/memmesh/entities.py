@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from memmesh.errors import ConflictError, InvalidInputError
+from memmesh.kernel import CoreCalls
 from memmesh.model import DEFAULT_NAMESPACE, MAX_TAG_CHARS, Memory, Principal, normalize_namespace
-
-if TYPE_CHECKING:
-    from memmesh.service import Service
 
 ENTITY_TAG = "entity"
 ALIAS_PREFIX = "alias:"
@@ -62,8 +59,8 @@ def entity_of(memory: Memory) -> Entity:
 class Entities:
     """Entity registration and lookup over one service (``service.entities``)."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, core: CoreCalls) -> None:
+        self.core = core
 
     def register(
         self,
@@ -89,7 +86,7 @@ class Entities:
                         details={"existing_id": owner.id},
                     )
         if existing is None:
-            memory = self.service.add(
+            memory = self.core.add(
                 {
                     "content": description or f"{name} (entity)",
                     "namespace": namespace,
@@ -112,11 +109,11 @@ class Entities:
         }
         if description:
             patch["content"] = description
-        return entity_of(self.service.update(existing.id, patch, principal=principal))
+        return entity_of(self.core.update(existing.id, patch, principal=principal))
 
     def lookup(self, alias: str, *, namespace: str | None = None, principal: Principal, exact_namespace: bool = False) -> list[Entity]:
         """Entities with this alias (or name), in ``namespace`` and below it (or anywhere visible)."""
-        page = self.service.list(limit=100, tags=[ALIAS_PREFIX + alias_key(alias)], namespace=namespace, principal=principal)
+        page = self.core.list(limit=100, tags=[ALIAS_PREFIX + alias_key(alias)], namespace=namespace, principal=principal)
         found = [entity_of(m) for m in page.items if ENTITY_TAG in m.tags]
         return [e for e in found if e.namespace == namespace] if exact_namespace else found
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 from memmesh.errors import InvalidInputError
+from memmesh.kernel import CoreCalls, Kernel, authorize
 from memmesh.model import LOCAL_PRINCIPAL, Link, Memory, Principal, Relation
-
-if TYPE_CHECKING:
-    from memmesh.service import Service
+from memmesh.values import enum_value, parse_time
 
 Direction = Literal["out", "in", "both"]
 MAX_DEPTH = 6
@@ -72,8 +71,9 @@ def valid_at(link: Link, moment: datetime) -> bool:
 class Graph:
     """Graph reads over one service (``service.graph``)."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, kernel: Kernel, core: CoreCalls) -> None:
+        self.kernel = kernel
+        self.core = core
 
     def query(
         self,
@@ -90,7 +90,7 @@ class Graph:
         walk = self._walker(relations, direction, as_of, principal)
         depth = _bounded(depth, "depth", MAX_DEPTH)
         limit = _bounded(limit, "limit", MAX_NODES)
-        self.service.get(memory_id, principal=walk.who)
+        self.core.get(memory_id, principal=walk.who)
         seen = {memory_id}
         nodes: list[GraphNode] = []
         walked: dict[tuple[str, str, str], Link] = {}
@@ -122,7 +122,7 @@ class Graph:
         """Every link of a memory (valid or invalidated), oldest world time first: the
         story of an entity, with ``current`` marking what still holds now."""
         walk = self._walker(relations, "both", None, principal)
-        self.service.get(memory_id, principal=walk.who)
+        self.core.get(memory_id, principal=walk.who)
         entries = [
             TimelineEntry(
                 at=link.valid_from or link.created_at,
@@ -154,8 +154,8 @@ class Graph:
         walk = self._walker(relations, direction, as_of, principal)
         max_depth = _bounded(max_depth, "max_depth", MAX_DEPTH)
         limit = _bounded(limit, "limit", MAX_PATHS)
-        self.service.get(source_id, principal=walk.who)
-        self.service.get(target_id, principal=walk.who)
+        self.core.get(source_id, principal=walk.who)
+        self.core.get(target_id, principal=walk.who)
         paths: list[GraphPath] = []
         queue: deque[tuple[list[str], list[Link]]] = deque([([source_id], [])])
         expansions = 0
@@ -176,23 +176,21 @@ class Graph:
     def _walker(
         self, relations: Sequence[str] | str | None, direction: Direction, as_of: datetime | str | None, principal: Principal
     ) -> _Walker:
-        from memmesh.service import _enum_value, _time
-
         if direction not in ("out", "in", "both"):
             raise InvalidInputError(f"unknown direction {direction!r}: use out, in or both")
         if isinstance(relations, str):
             relations = [r for r in relations.split(",") if r.strip()]
-        wanted = frozenset(str(_enum_value(Relation, r.strip(), "relation")) for r in relations or [])
-        who = self.service._authorize(principal, "reader")
-        moment = _time(as_of, "as_of") or self.service.clock()
-        return _Walker(self.service, who, wanted, direction, moment)
+        wanted = frozenset(str(enum_value(Relation, r.strip(), "relation")) for r in relations or [])
+        who = authorize(principal, "reader")
+        moment = parse_time(as_of, "as_of") or self.kernel.clock()
+        return _Walker(self.kernel, who, wanted, direction, moment)
 
 
 class _Walker:
     """Neighbour lookup with the caller's visibility, relation filter and moment; cached."""
 
-    def __init__(self, service: Service, who: Principal, relations: frozenset[str], direction: Direction, moment: datetime) -> None:
-        self.service = service
+    def __init__(self, kernel: Kernel, who: Principal, relations: frozenset[str], direction: Direction, moment: datetime) -> None:
+        self.kernel = kernel
         self.who = who or LOCAL_PRINCIPAL
         self.relations = relations
         self.direction = direction
@@ -207,7 +205,7 @@ class _Walker:
 
     def _load(self, memory_id: str, only_valid: bool) -> list[tuple[Memory, Link]]:
         chosen: list[tuple[str, Link]] = []
-        for link in self.service.store.links(memory_id):
+        for link in self.kernel.store.links(memory_id):
             outgoing = link.source_id == memory_id
             if (self.direction == "out" and not outgoing) or (self.direction == "in" and outgoing):
                 continue
@@ -216,10 +214,10 @@ class _Walker:
             if only_valid and not valid_at(link, self.moment):
                 continue
             chosen.append((link.target_id if outgoing else link.source_id, link))
-        now = self.service.clock()
+        now = self.kernel.clock()
         visible = {
             m.id: m
-            for m in self.service.store.get_many(list(dict.fromkeys(other for other, _ in chosen)))
+            for m in self.kernel.store.get_many(list(dict.fromkeys(other for other, _ in chosen)))
             if self.who.covers(m.namespace) and (m.expires_at is None or m.expires_at > now)
         }
         return [(visible[other], link) for other, link in chosen if other in visible]

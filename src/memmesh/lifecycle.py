@@ -1,8 +1,9 @@
 """A memory's life after it is stored: promote, forget, restore, consolidate, the archive.
 
 These rules sit next to the service (``service.lifecycle``) rather than in it so each
-stays small; they use the service's own checks (role, namespace scope, content limits,
-versions, quotas) so every face that reaches them gets the same behaviour. Each change
+stays small; they write through the shared :class:`~memmesh.kernel.Kernel` and its rules
+(role, namespace scope, content limits, versions, quotas, history records) so every face
+that reaches them gets the same behaviour. Each change
 is one store transaction and leaves a history entry, like every other write.
 """
 
@@ -11,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from memmesh.errors import ConflictError, InvalidInputError, NotFoundError
+from memmesh.kernel import CoreCalls, Kernel, authorize, live_in, snapshot
 from memmesh.model import (
     ArchivedMemory,
     ArchiveStats,
@@ -30,10 +32,8 @@ from memmesh.model import (
     Tier,
     parse_model,
 )
-from memmesh.store.base import Filter, WriteTx
-
-if TYPE_CHECKING:
-    from memmesh.service import Service
+from memmesh.store.base import Filter
+from memmesh.values import enum_member, parse_time
 
 MAX_REPORTED_IDS = 100
 MAX_CONSOLIDATE = 100
@@ -56,37 +56,24 @@ class ForgetReport(BaseModel):
 class Lifecycle:
     """Lifecycle operations over one service (``service.lifecycle``)."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, kernel: Kernel, core: CoreCalls) -> None:
+        self.kernel = kernel
+        self.core = core
 
     # -- promote -------------------------------------------------------------------------
 
     def promote(self, memory_id: str, *, principal: Principal) -> Memory:
         """Make a memory permanent: tier ``long``, no expiry. Promoting a long memory changes nothing."""
-        svc = self.service
-        who = svc._authorize(principal, "writer")
-        svc.get(memory_id, principal=who)
-        now = svc.clock()
-        with svc.store.write() as tx:
-            current = _live(tx, memory_id, who, now)
-            svc._authorize(who, "writer", current.namespace)
+        k = self.kernel
+        who = authorize(principal, "writer")
+        self.core.get(memory_id, principal=who)
+        now = k.clock()
+        with k.store.write() as tx:
+            current = live_in(tx, memory_id, who, now)
+            authorize(who, "writer", current.namespace)
             if current.tier == Tier.long and current.expires_at is None:
                 return current
-            promoted = current.model_copy(
-                update={"tier": Tier.long, "expires_at": None, "updated_at": now, "version": svc._next_version(current.version)}
-            )
-            tx.update_memory(promoted, tx.next_seq())
-            tx.add_history(
-                HistoryEntry(
-                    memory_id=memory_id,
-                    event=HistoryEvent.promote,
-                    actor=who.agent_id,
-                    at=now,
-                    old={"tier": current.tier.value, "expires_at": _iso(current.expires_at)},
-                    new={"tier": Tier.long.value, "expires_at": None},
-                )
-            )
-        return promoted
+            return k.promote(tx, current, who.agent_id, now)
 
     # -- forget (bulk delete by filter) ---------------------------------------------------
 
@@ -98,20 +85,11 @@ class Lifecycle:
         """
         if not any(v for v in filters.values()):
             raise InvalidInputError("forget needs at least one filter: namespace, tags, tier, kind, agent_id, since or until")
-        svc = self.service
-        who = svc._authorize(principal, "writer")
-        ids = sorted(svc.store.matching_ids(svc._filter(who, **filters)))
+        who = authorize(principal, "writer")
+        ids = sorted(self.kernel.store.matching_ids(self.kernel.filter(who, **filters)))
         if dry_run:
             return _forget_report(len(ids), [], ids, dry_run=True)
-        deleted: list[str] = []
-        now = svc.clock()
-        for start in range(0, len(ids), 500):
-            with svc.store.write() as tx:
-                for memory_id in ids[start : start + 500]:
-                    current = tx.get(memory_id)
-                    if current is not None and who.covers(current.namespace):
-                        svc._delete(tx, current, who, now)
-                        deleted.append(memory_id)
+        deleted = self.kernel.delete_ids(who, ids, self.kernel.clock())
         return _forget_report(len(ids), deleted, deleted, dry_run=False)
 
     # -- restore (undelete) -----------------------------------------------------------------
@@ -123,29 +101,26 @@ class Lifecycle:
         old links are not restored (link it again). Refused when the id is live, or when
         its namespace now holds the same content under another id.
         """
-        svc = self.service
-        who = svc._authorize(principal, "writer")
-        live = svc.store.get(memory_id)
+        who = authorize(principal, "writer")
+        live = self.kernel.store.get(memory_id)
         if live is not None and who.covers(live.namespace):
             raise ConflictError(f"memory {memory_id} is not deleted; nothing to restore")
-        snapshot = _last_snapshot(svc.store.history(memory_id))
+        last = _last_snapshot(self.kernel.store.history(memory_id))
         # A live or deleted memory of a namespace the caller cannot see gets the same words
         # as an id that never existed: no answer may confirm another namespace's ids.
-        if live is not None or snapshot is None or not who.covers(snapshot.get("namespace", "")):
+        if live is not None or last is None or not who.covers(last.get("namespace", "")):
             raise NotFoundError(f"no deleted memory with id {memory_id} (nothing in its history to restore from)")
-        memory = Memory.model_validate(snapshot)
+        memory = Memory.model_validate(last)
         return self._reinsert(memory, who, HistoryEvent.restore)
 
     def _reinsert(self, memory: Memory, who: Principal, event: HistoryEvent) -> Memory:
-        svc = self.service
-        svc._authorize(who, "writer", memory.namespace)
-        svc._check_content(memory.content)
-        from memmesh.service import embed_text
-
-        vectors, _ = svc._embed([embed_text(memory.title, memory.content)])
-        now = svc.clock()
-        ttl = svc.policy.ttl(memory.tier)
-        with svc.store.write() as tx:
+        k = self.kernel
+        authorize(who, "writer", memory.namespace)
+        k.check_content(memory.content)
+        vector = k.embed_one(memory.title, memory.content)
+        now = k.clock()
+        ttl = k.policy.ttl(memory.tier)
+        with k.store.write() as tx:
             if tx.get(memory.id) is not None:
                 raise ConflictError(f"memory {memory.id} is live already; nothing to restore")
             clash = tx.find_by_hash(memory.namespace, memory.content_hash)
@@ -154,21 +129,20 @@ class Lifecycle:
                     f"memory {clash.id} in {memory.namespace!r} already has this content; nothing restored",
                     details={"existing_id": clash.id},
                 )
-            svc._charge_quota(tx, [memory.namespace], now)
+            k.charge_quota(tx, [memory.namespace], now)
             tombstone = tx.tombstone(memory.id)
             restored = memory.model_copy(
                 update={
                     "updated_at": now,
                     "expires_at": now + ttl if ttl else None,
-                    "version": svc._next_version(tombstone.version if tombstone else memory.version),
+                    "version": k.next_version(tombstone.version if tombstone else memory.version),
                 }
             )
             seq = tx.next_seq()
             tx.insert_memory(restored, seq)
             tx.take_archived(memory.id)
-            if vectors is not None and svc.embedder is not None:
-                tx.put_vector(restored.id, svc.embedder.model_id, vectors[0], seq)
-            tx.add_history(HistoryEntry(memory_id=restored.id, event=event, new=_snapshot(restored), actor=who.agent_id, at=now))
+            k.put_vector(tx, restored.id, vector, seq)
+            tx.add_history(HistoryEntry(memory_id=restored.id, event=event, new=snapshot(restored), actor=who.agent_id, at=now))
         return restored
 
     # -- consolidate ------------------------------------------------------------------------
@@ -195,11 +169,11 @@ class Lifecycle:
             raise InvalidInputError("consolidate needs at least two distinct memory ids")
         if len(ids) > MAX_CONSOLIDATE:
             raise InvalidInputError(f"consolidate takes at most {MAX_CONSOLIDATE} memories at once (got {len(ids)})")
-        svc = self.service
-        who = svc._authorize(principal, "writer")
-        sources = [svc.get(memory_id, principal=who) for memory_id in ids]
+        k = self.kernel
+        who = authorize(principal, "writer")
+        sources = [self.core.get(memory_id, principal=who) for memory_id in ids]
         for source in sources:
-            svc._authorize(who, "writer", source.namespace)
+            authorize(who, "writer", source.namespace)
         merged_tags = list(dict.fromkeys([t for s in sources for t in s.tags] + list(tags or [])))[:32]
         new = parse_model(
             NewMemory,
@@ -215,21 +189,19 @@ class Lifecycle:
                 "metadata": {"consolidated_from": ids},
             },
         )
-        svc._authorize(who, "writer", new.namespace)
-        svc._check_content(new.content)
-        from memmesh.service import embed_text
-
-        vectors, _ = svc._embed([embed_text(new.title, new.content)])
-        now = svc.clock()
-        with svc.store.write() as tx:
-            fresh = [_live(tx, memory_id, who, now) for memory_id in ids]
-            svc._charge_quota(tx, [new.namespace], now)
-            summary = svc._insert(tx, new, who, now, vectors[0] if vectors is not None else None)
+        authorize(who, "writer", new.namespace)
+        k.check_content(new.content)
+        vector = k.embed_one(new.title, new.content)
+        now = k.clock()
+        with k.store.write() as tx:
+            fresh = [live_in(tx, memory_id, who, now) for memory_id in ids]
+            k.charge_quota(tx, [new.namespace], now)
+            summary, _ = k.insert(tx, new, who, now, vector)
             if summary.id in ids:
                 raise ConflictError(f"the summary's content is identical to source {summary.id}; write a new summary")
             tx.add_history(
                 HistoryEntry(
-                    memory_id=summary.id, event=HistoryEvent.merge, old={"sources": ids}, new=_snapshot(summary), actor=who.agent_id, at=now
+                    memory_id=summary.id, event=HistoryEvent.merge, old={"sources": ids}, new=snapshot(summary), actor=who.agent_id, at=now
                 )
             )
             for source in fresh:
@@ -245,7 +217,7 @@ class Lifecycle:
                         tx.next_seq(),
                     )
                 else:
-                    svc._delete(tx, source, who, now)
+                    k.delete(tx, source, who, now)
         return summary
 
     # -- links ------------------------------------------------------------------------------
@@ -261,18 +233,16 @@ class Lifecycle:
     ) -> Link:
         """End a link's validity (``valid_until``) without deleting it, so the graph can
         still be queried as of earlier times; defaults to now."""
-        from memmesh.service import _enum_value, _time
-
-        rel = Relation(_enum_value(Relation, relation, "relation"))
-        svc = self.service
-        who = svc._authorize(principal, "writer")
+        rel = enum_member(Relation, relation, "relation")
+        k = self.kernel
+        who = authorize(principal, "writer")
         for memory_id in (source_id, target_id):
-            found = svc.get(memory_id, principal=who)
-            svc._authorize(who, "writer", found.namespace)
-        until = _time(at, "at") or svc.clock()
-        with svc.store.write() as tx:
+            found = self.core.get(memory_id, principal=who)
+            authorize(who, "writer", found.namespace)
+        until = parse_time(at, "at") or k.clock()
+        with k.store.write() as tx:
             link = next(
-                (lk for lk in svc.store.links(source_id) if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel),
+                (lk for lk in k.store.links(source_id) if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel),
                 None,
             )
             if link is None:
@@ -289,22 +259,19 @@ class Lifecycle:
 
     def archive_list(self, *, namespace: str | None = None, limit: int = 50, principal: Principal) -> list[ArchivedMemory]:
         """Archived memories (expired and moved aside by gc), most recently archived first."""
-        svc = self.service
-        who = svc._authorize(principal, "reader")
-        limit = svc._check_top_k(limit, "limit")
-        return svc.store.archived(svc._filter(who, namespace=namespace), limit)
+        who = authorize(principal, "reader")
+        limit = self.kernel.check_top_k(limit, "limit")
+        return self.kernel.store.archived(self.kernel.filter(who, namespace=namespace), limit)
 
     def archive_stats(self, *, namespace: str | None = None, principal: Principal) -> ArchiveStats:
         """How many memories the archive holds, per namespace, and when they were archived."""
-        svc = self.service
-        who = svc._authorize(principal, "reader")
-        return svc.store.archive_stats(svc._filter(who, namespace=namespace))
+        who = authorize(principal, "reader")
+        return self.kernel.store.archive_stats(self.kernel.filter(who, namespace=namespace))
 
     def archive_restore(self, memory_id: str, *, principal: Principal) -> Memory:
         """Move an archived memory back among the live ones, with a fresh TTL for its tier."""
-        svc = self.service
-        who = svc._authorize(principal, "writer")
-        found = svc.store.archived(Filter(now=svc.clock(), scopes=who.prefixes(), ids=(memory_id,)), 1)
+        who = authorize(principal, "writer")
+        found = self.kernel.store.archived(Filter(now=self.kernel.clock(), scopes=who.prefixes(), ids=(memory_id,)), 1)
         if not found:
             raise NotFoundError(f"no archived memory with id {memory_id} (see memory_archive_list)")
         return self._reinsert(found[0].memory, who, HistoryEvent.restore)
@@ -324,23 +291,16 @@ class Lifecycle:
             raise InvalidInputError("archive purge needs memory_ids, namespace, older_than_days or everything=true")
         if older_than_days is not None and not 0 <= older_than_days <= MAX_AGE_DAYS:
             raise InvalidInputError(f"older_than_days must be between 0 and {MAX_AGE_DAYS} (got {older_than_days})")
-        svc = self.service
-        who = svc._authorize(principal, "admin")
-        flt = svc._filter(who, namespace=namespace)
+        k = self.kernel
+        who = authorize(principal, "admin")
+        flt = k.filter(who, namespace=namespace)
         if flt.scopes is None and who.prefixes() is not None:
             flt = replace(flt, scopes=who.prefixes())
         if memory_ids:
             flt = replace(flt, ids=tuple(memory_ids))
-        before = svc.clock() - timedelta(days=older_than_days) if older_than_days is not None else None
-        with svc.store.write() as tx:
+        before = k.clock() - timedelta(days=older_than_days) if older_than_days is not None else None
+        with k.store.write() as tx:
             return tx.purge_archive(flt, before)
-
-
-def _live(tx: WriteTx, memory_id: str, who: Principal, now: datetime) -> Memory:
-    current = tx.get(memory_id)
-    if current is None or not who.covers(current.namespace) or (current.expires_at is not None and current.expires_at <= now):
-        raise NotFoundError(f"no memory with id {memory_id}")
-    return current
 
 
 def _last_snapshot(entries: list[HistoryEntry]) -> dict[str, Any] | None:
@@ -349,14 +309,6 @@ def _last_snapshot(entries: list[HistoryEntry]) -> dict[str, Any] | None:
         if entry.event in (HistoryEvent.delete, HistoryEvent.archive) and entry.old and "content" in entry.old:
             return entry.old
     return None
-
-
-def _snapshot(memory: Memory) -> dict[str, Any]:
-    return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _forget_report(matched: int, deleted: list[str], ids: list[str], *, dry_run: bool) -> ForgetReport:

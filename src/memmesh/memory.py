@@ -7,6 +7,7 @@ worker thread (the logic is written once, synchronously, as in datasette).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -60,11 +61,11 @@ class Memory:
         """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …)."""
         return self.service.add({"content": content, **fields}, principal=self.principal)
 
-    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
         return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal)
 
-    def search(self, query: str, **options: Any) -> list[Hit]:
+    def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits for a query; never counts as an access (as ``search`` on every face).
 
         Options: the filters of :meth:`recall`, top_k, explain. Use :meth:`recall` to find
@@ -83,7 +84,7 @@ class Memory:
     def get(self, memory_id: str) -> MemoryRecord:
         return self.service.get(memory_id, principal=self.principal)
 
-    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> builtins.list[MemoryRecord]:
         """Memories newest first (one page; use :meth:`list` for the cursor)."""
         return self.service.list(limit=limit, cursor=cursor, principal=self.principal, **filters).items
 
@@ -99,13 +100,13 @@ class Memory:
     def delete_all(self, **filters: Any) -> int:
         return self.service.delete_all(principal=self.principal, **filters)
 
-    def history(self, memory_id: str) -> list[HistoryEntry]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEntry]:
         return self.service.history(memory_id, principal=self.principal)
 
     def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
         return self.service.link(source_id, target_id, relation, principal=self.principal, **options)
 
-    def links(self, memory_id: str) -> list[Link]:
+    def links(self, memory_id: str) -> builtins.list[Link]:
         return self.service.links(memory_id, principal=self.principal)
 
     def stats(self) -> Stats:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from memmesh.errors import InvalidInputError
+from memmesh.kernel import content_hash
 from memmesh.model import (
     ID_CHARS,
     MAX_AGENT_ID_CHARS,
@@ -32,7 +33,6 @@ from memmesh.model import (
     normalize_tags,
     text_problem,
 )
-from memmesh.service import content_hash
 
 HLC_TEXT = re.compile(r"[0-9]{13}\.[0-9]{5}")
 

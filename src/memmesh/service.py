@@ -10,40 +10,39 @@ model values. Faces only parse, call one method and render.
 from __future__ import annotations
 
 import base64
-import hashlib
+import builtins
 import json
 import re
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
 from memmesh.access import Access, manages
-from memmesh.audit.log import AuditLog, current_caller
-from memmesh.clock import Clock, HybridLogicalClock, format_ts, new_id, parse_ts
-from memmesh.errors import (
-    ConfigError,
-    ConflictError,
-    ContentTooLargeError,
-    EmbedderError,
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    RateLimitedError,
+from memmesh.audit.log import AuditLog
+from memmesh.clock import Clock, HybridLogicalClock, format_ts, parse_ts
+from memmesh.entities import Entities
+from memmesh.errors import ConfigError, InvalidInputError, NotFoundError
+from memmesh.graph import Graph
+from memmesh.kernel import (
+    Kernel,
+    Policy,
+    authorize,
+    authorize_store_wide,
+    check_agent,
+    check_valid_span,
+    content_hash,
+    embed_text,
+    is_stale,
+    is_store_admin,
+    visible_history,
 )
-from memmesh.limits import quota_namespace, quota_retry_after, utc_day
+from memmesh.lifecycle import Lifecycle
 from memmesh.model import (
     Agent,
     ApiKey,
     CreatedKey,
     GcReport,
     HistoryEntry,
-    HistoryEvent,
-    Kind,
     Link,
     Memory,
     MemoryPatch,
@@ -53,33 +52,26 @@ from memmesh.model import (
     Principal,
     RecallResult,
     Relation,
-    Role,
     Stats,
     Tier,
     TierCount,
     Tombstone,
-    Version,
     check_text,
-    normalize_namespace,
-    normalize_tags,
     parse_model,
 )
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
 from memmesh.redact import redact_url
-from memmesh.store.base import Filter, Store, WriteTx
-from memmesh.versions import next_version
+from memmesh.store.base import Filter, Store
+from memmesh.survey import Survey
+from memmesh.values import enum_member, parse_time
 
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
-    from memmesh.entities import Entities
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
-    from memmesh.graph import Graph
-    from memmesh.lifecycle import Lifecycle
     from memmesh.sessions.core import SessionPolicy, Sessions
-    from memmesh.survey import Survey
     from memmesh.transfer import Transfer
 
 
@@ -94,36 +86,6 @@ class Replicator(Protocol):
 
 Progress = Callable[[int], None]
 """Called with the number of items just finished, for progress bars."""
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The service rules that come from configuration (see config.py for their meaning)."""
-
-    max_content_bytes: int = 65_536
-    max_page_size: int = 1000
-    default_top_k: int = 10
-    ttl_short_seconds: int = 6 * 3600
-    ttl_mid_seconds: int = 7 * 86400
-    promote_after_accesses: int = 5
-    tombstone_retention_days: float = 30.0
-    expiring_soon_hours: float = 24.0
-    daily_write_quota: int = 0
-    backup_dir: Path | None = None
-
-    def ttl(self, tier: Tier) -> timedelta | None:
-        seconds = {Tier.short: self.ttl_short_seconds, Tier.mid: self.ttl_mid_seconds}.get(tier)
-        return timedelta(seconds=seconds) if seconds else None
-
-
-def content_hash(namespace: str, content: str) -> str:
-    """sha256 of namespace, a newline and content: equal content in one namespace is one memory."""
-    return hashlib.sha256(f"{namespace}\n{content}".encode()).hexdigest()
-
-
-def embed_text(title: str | None, content: str) -> str:
-    """What gets embedded for a memory: its title (when any) and its content."""
-    return f"{title}\n{content}" if title else content
 
 
 class Service:
@@ -142,50 +104,47 @@ class Service:
     ) -> None:
         self.audit = AuditLog(self)
         self.store = self.audit.wrap(store)  # every write transaction appends to the audit log
-        self.policy = policy or Policy()
-        self.embedder = embedder
         self.engine = engine
-        self.clock = clock
         self.node_id = _own_node_id(store, node_id)
         self.hlc = HybridLogicalClock(clock, max_ahead_ms=max_ahead_ms)
+        self.kernel = Kernel(self.store, policy=policy or Policy(), embedder=embedder, clock=clock, node_id=self.node_id, hlc=self.hlc)
+        """The write kernel and rules that this service and its core modules share."""
+        self.lifecycle = Lifecycle(self.kernel, self)
+        """promote, forget (bulk, with dry run), restore, consolidate, link invalidation, archive."""
+        self.graph = Graph(self.kernel, self)
+        """Neighbourhoods, timelines and paths over links, as of a time."""
+        self.entities = Entities(self)
+        """Named memories with aliases."""
+        self.survey = Survey(self.kernel, self)
+        """Namespace taxonomy, duplicate checks, session briefings, quota use."""
         self._keys_required = False
         self._replica: Replica | None = None
         self.mesh: Replicator | None = None
         """Set when this node replicates to peers: told of every committed write."""
         self._restored_flag: bool | None = None
 
+    # -- what the kernel holds (one copy: replacing one here replaces it for every write) --
+
+    @property
+    def embedder(self) -> Embedder | None:
+        """The embedder writes use (None: keyword-only)."""
+        return self.kernel.embedder
+
+    @embedder.setter
+    def embedder(self, embedder: Embedder | None) -> None:
+        self.kernel.embedder = embedder
+
+    @property
+    def policy(self) -> Policy:
+        """The configured rules (limits, TTLs, quotas)."""
+        return self.kernel.policy
+
+    @property
+    def clock(self) -> Clock:
+        """The time every rule uses."""
+        return self.kernel.clock
+
     # -- helpers ------------------------------------------------------------------------
-
-    def _authorize(self, principal: Principal, role: Role, namespace: str | None = None) -> Principal:
-        """The caller, checked for ``role`` (and ``namespace``).
-
-        The caller is never implicit: a missing Principal is a programming error, not the
-        local admin, so a face that forgets to pass its caller fails loudly instead of
-        silently acting with every right (issue 12).
-        """
-        if not isinstance(principal, Principal):
-            raise TypeError("every service call needs the caller's Principal (memmesh.model.LOCAL_PRINCIPAL for local use)")
-        who = principal
-        if not who.has_role(role):
-            raise ForbiddenError(f"role {who.role!r} may not do this; it needs {role!r}")
-        if namespace is not None and not who.covers(namespace):
-            raise ForbiddenError(f"namespace {namespace!r} is outside this key's namespaces ({', '.join(who.namespaces)})")
-        current_caller.set(who)  # the actor of the audit entries this call writes
-        return who
-
-    def _authorize_store_wide(self, principal: Principal, what: str) -> Principal:
-        """An admin for every namespace: for work that reads or changes the whole store."""
-        who = self._authorize(principal, "admin")
-        if who.prefixes() is not None:
-            raise ForbiddenError(f"{what} covers every namespace; it needs an admin key not limited to some namespaces")
-        return who
-
-    def _check_content(self, content: str) -> None:
-        if not isinstance(content, str) or not content.strip():
-            raise InvalidInputError("content is empty: give the text to remember")
-        size = len(content.encode("utf-8"))
-        if size > self.policy.max_content_bytes:
-            raise ContentTooLargeError(f"content is {size} bytes; the limit is {self.policy.max_content_bytes} (limits.max_content_bytes)")
 
     def _replicate(self, *, memories: Sequence[Memory] = (), tombstones: Sequence[Tombstone] = (), links: Sequence[Link] = ()) -> None:
         """After a local write committed: hand it to the mesh (when this node has peers),
@@ -232,82 +191,34 @@ class Service:
             self._replica = Replica(self)
         return self._replica
 
-    def _next_version(self, previous: Version | None) -> Version:
-        return next_version(previous, self.node_id, self.hlc)
-
-    def _embed(self, texts: list[str]) -> tuple[np.ndarray | None, list[str]]:
-        """Vectors for texts, or (None, notices) when the embedder fails: such writes are
-        stored keyword-only and ``memmesh reindex`` embeds them later."""
-        if self.embedder is None or not texts:
-            return None, []
-        try:
-            return self.embedder.embed(texts), []
-        except EmbedderError as exc:
-            return None, [f"stored keyword-only, run `memmesh reindex` later: {exc.message}"]
-
-    def _filter(
-        self,
-        principal: Principal,
-        *,
-        namespace: str | None = None,
-        tags: Sequence[str] | str | None = None,
-        tier: str | Tier | None = None,
-        kind: str | Kind | None = None,
-        agent_id: str | None = None,
-        since: datetime | str | None = None,
-        until: datetime | str | None = None,
-        as_of: datetime | str | None = None,
-    ) -> Filter:
-        ns = normalize_namespace(namespace) if namespace else None
-        if ns is not None and not principal.covers(ns):
-            raise ForbiddenError(f"namespace {ns!r} is outside this key's namespaces ({', '.join(principal.namespaces)})")
-        return Filter(
-            now=self.clock(),
-            namespace=ns,
-            scopes=None if ns else principal.prefixes(),
-            tags=tuple(normalize_tags(list(tags) if not isinstance(tags, str) else [tags])) if tags else (),
-            tier=_enum_value(Tier, tier, "tier"),
-            kind=_enum_value(Kind, kind, "kind"),
-            agent_id=check_text(agent_id, "agent_id") or None,
-            since=_time(since, "since"),
-            until=_time(until, "until"),
-            as_of=_time(as_of, "as_of"),
-        )
-
-    def _check_top_k(self, top_k: int | None, name: str = "top_k") -> int:
-        value = self.policy.default_top_k if top_k is None else top_k
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > self.policy.max_page_size:
-            raise InvalidInputError(f"{name} must be between 1 and {self.policy.max_page_size} (got {top_k!r})")
-        return value
-
     # -- writes ---------------------------------------------------------------------------
 
     def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> Memory:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
         return self.add_many([data], principal=principal)[0]
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> list[Memory]:
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
 
         All or nothing: if any item is invalid or conflicts, none is stored.
         """
-        who = self._authorize(principal, "writer")
+        who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
-        vectors, _ = self._embed([embed_text(n.title, n.content) for n in inputs])
+        vectors, _ = self.kernel.embed([embed_text(n.title, n.content) for n in inputs])
         now = self.clock()
         stored: list[Memory] = []
         with self.store.write() as tx:
             written: list[str] = []
             for i, new in enumerate(inputs):
                 vector = vectors[i] if vectors is not None else None
-                memory, wrote = self._insert_new(tx, new, who, now, vector)
+                memory, wrote = self.kernel.insert(tx, new, who, now, vector)
                 stored.append(memory)
                 if wrote:
                     written.append(memory.namespace)
             # Charged after the fact, still inside the transaction (over quota rolls it all
             # back): a retry of a stored id or a de-duplicated write stores nothing, so it
             # costs nothing, and a client that lost its 201 can always confirm its write.
-            self._charge_quota(tx, written, now)
+            self.kernel.charge_quota(tx, written, now)
         self._replicate(memories=stored)
         return stored
 
@@ -319,154 +230,47 @@ class Service:
         with other content) are only found by the write itself.
         """
         new = parse_model(NewMemory, data)
-        who = self._authorize(principal, "writer", new.namespace)
-        _check_agent(who, new.agent_id)
-        self._check_content(new.content)
-        if new.valid_from and new.valid_to and new.valid_to <= new.valid_from:
-            raise InvalidInputError("valid_to must be later than valid_from")
+        who = authorize(principal, "writer", new.namespace)
+        check_agent(who, new.agent_id)
+        self.kernel.check_content(new.content)
+        check_valid_span(new.valid_from, new.valid_to)
         return new
-
-    def _insert(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
-        return self._insert_new(tx, new, who, now, vector)[0]
-
-    def _insert_new(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> tuple[Memory, bool]:
-        """The stored memory, and whether anything was written (False for an idempotent
-        retry, a de-duplicated write or an update to the same values)."""
-        digest = content_hash(new.namespace, new.content)
-        if new.id is not None:
-            existing = tx.get(new.id)
-            if existing is not None and not who.covers(existing.namespace):
-                raise NotFoundError(_hidden_id(new.id))
-            if existing is not None:
-                if existing.content_hash == digest:
-                    return existing, False
-                raise ConflictError(f"id {new.id} already names a memory with other content; use update to change it")
-            self._check_former_id(tx, who, new.id, new.namespace)
-        duplicate = tx.find_by_hash(new.namespace, digest)
-        if duplicate is not None:
-            return duplicate, False
-        superseded = None
-        if new.title:
-            same_title = tx.find_by_title(new.namespace, new.title)
-            if same_title is not None:
-                if new.on_conflict == "error":
-                    raise ConflictError(
-                        f"namespace {new.namespace!r} already has a memory titled {new.title!r} ({same_title.id})",
-                        details={"existing_id": same_title.id},
-                        retry_with={"on_conflict": ["update", "version"]},
-                    )
-                if new.on_conflict == "update":
-                    patch = MemoryPatch(content=new.content, tags=new.tags or None, priority=new.priority, metadata=new.metadata or None)
-                    updated = self._apply_update(tx, same_title, patch, who, now, vector)
-                    return updated, updated is not same_title
-                superseded = same_title
-        tier = new.tier or Tier.mid
-        ttl = timedelta(seconds=new.ttl_seconds) if new.ttl_seconds else self.policy.ttl(tier)
-        memory = Memory(
-            id=new.id or new_id(),
-            namespace=new.namespace,
-            title=new.title,
-            content=new.content,
-            tier=tier,
-            kind=new.kind,
-            tags=new.tags,
-            priority=new.priority,
-            confidence=new.confidence,
-            source=new.source,
-            agent_id=new.agent_id or who.agent_id,
-            metadata=new.metadata,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + ttl if ttl else None,
-            valid_from=new.valid_from,
-            valid_to=new.valid_to,
-            content_hash=digest,
-            version=self._next_version(None),
-        )
-        seq = tx.next_seq()
-        tx.insert_memory(memory, seq)
-        if vector is not None and self.embedder is not None:
-            tx.put_vector(memory.id, self.embedder.model_id, vector, seq)
-        tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.add, new=_snapshot(memory), actor=who.agent_id, at=now))
-        if superseded is not None:
-            tx.put_link(Link(source_id=memory.id, target_id=superseded.id, relation=Relation.supersedes, created_at=now), seq)
-        return memory, True
 
     def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal) -> Memory:
         """Change fields of a memory; records the old and new values in its history."""
         patch = parse_model(MemoryPatch, changes)
         if patch.content is not None:
-            self._check_content(patch.content)
-        who = self._authorize(principal, "writer")
+            self.kernel.check_content(patch.content)
+        who = authorize(principal, "writer")
         current = self.get(memory_id, principal=who)
-        self._authorize(who, "writer", current.namespace)
+        authorize(who, "writer", current.namespace)
         if patch.namespace is not None:
-            self._authorize(who, "writer", patch.namespace)
+            authorize(who, "writer", patch.namespace)
         vector = None
         if patch.content is not None or patch.title is not None:
-            vectors, _ = self._embed([embed_text(patch.title or current.title, patch.content or current.content)])
+            vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
             vector = vectors[0] if vectors is not None else None
         with self.store.write() as tx:
             fresh = tx.get(memory_id)
             if fresh is None:
                 raise NotFoundError(f"no memory with id {memory_id}")
-            updated = self._apply_update(tx, fresh, patch, who, self.clock(), vector)
+            updated = self.kernel.update(tx, fresh, patch, who, self.clock(), vector)
             if updated is not fresh:  # an update to the same values writes nothing and costs nothing
-                self._charge_quota(tx, [updated.namespace], self.clock())
+                self.kernel.charge_quota(tx, [updated.namespace], self.clock())
         if updated is not fresh:
             self._replicate(memories=[updated])
         return updated
 
-    def _apply_update(
-        self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None
-    ) -> Memory:
-        changes = patch.model_dump(exclude_none=True)
-        if "tier" in changes and "expires_at" not in changes:
-            ttl = self.policy.ttl(patch.tier)  # type: ignore[arg-type]
-            changes["expires_at"] = now + ttl if ttl else None
-        updated = current.model_copy(update=changes)
-        if updated.valid_from and updated.valid_to and updated.valid_to <= updated.valid_from:
-            raise InvalidInputError("valid_to must be later than valid_from")
-        updated.content_hash = content_hash(updated.namespace, updated.content)
-        if updated.content_hash != current.content_hash:
-            clash = tx.find_by_hash(updated.namespace, updated.content_hash)
-            if clash is not None and clash.id != current.id:
-                raise ConflictError(
-                    f"memory {clash.id} in {updated.namespace!r} already has this content", details={"existing_id": clash.id}
-                )
-        old = {k: v for k, v in _snapshot(current).items() if k in changes}
-        new = {k: v for k, v in _snapshot(updated).items() if k in changes}
-        if old == new:
-            return current
-        updated.updated_at = now
-        updated.version = self._next_version(current.version)
-        seq = tx.next_seq()
-        tx.update_memory(updated, seq)
-        if vector is not None and self.embedder is not None:
-            tx.put_vector(updated.id, self.embedder.model_id, vector, seq)
-        tx.add_history(HistoryEntry(memory_id=updated.id, event=HistoryEvent.update, old=old, new=new, actor=who.agent_id, at=now))
-        return updated
-
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone:
         """Delete a memory, leaving a tombstone; its links go with it."""
-        who = self._authorize(principal, "writer")
+        who = authorize(principal, "writer")
         with self.store.write() as tx:
             current = tx.get(memory_id)
             if current is None or not who.covers(current.namespace):
                 raise NotFoundError(f"no memory with id {memory_id}")
-            self._charge_quota(tx, [current.namespace], self.clock())
-            tombstone = self._delete(tx, current, who, self.clock())
+            self.kernel.charge_quota(tx, [current.namespace], self.clock())
+            tombstone = self.kernel.delete(tx, current, who, self.clock())
         self._replicate(tombstones=[tombstone])
-        return tombstone
-
-    def _delete(self, tx: WriteTx, current: Memory, who: Principal, now: datetime) -> Tombstone:
-        tombstone = Tombstone(
-            id=current.id, namespace=current.namespace, deleted_at=now, actor=who.agent_id, version=self._next_version(current.version)
-        )
-        seq = tx.next_seq()
-        tx.delete_links(current.id)
-        tx.delete_memory(tombstone, seq)
-        tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_snapshot(current), actor=who.agent_id, at=now))
         return tombstone
 
     def delete_all(self, *, principal: Principal, everything: bool = False, **filters: Any) -> int:
@@ -474,19 +278,9 @@ class Service:
         unless ``everything=True``); returns how many were deleted."""
         if not everything and not any(v for v in filters.values()):
             raise InvalidInputError("delete_all needs a namespace or another filter (or everything=True)")
-        who = self._authorize(principal, "writer")
-        flt = self._filter(who, **filters)
-        ids = sorted(self.store.matching_ids(flt))
-        deleted = 0
-        now = self.clock()
-        for start in range(0, len(ids), 500):
-            with self.store.write() as tx:
-                for memory_id in ids[start : start + 500]:
-                    current = tx.get(memory_id)
-                    if current is not None:
-                        self._delete(tx, current, who, now)
-                        deleted += 1
-        return deleted
+        who = authorize(principal, "writer")
+        flt = self.kernel.filter(who, **filters)
+        return len(self.kernel.delete_ids(who, sorted(self.store.matching_ids(flt)), self.clock()))
 
     def link(
         self,
@@ -499,17 +293,17 @@ class Service:
         principal: Principal,
     ) -> Link:
         """Create (or refresh) a typed link between two live memories."""
-        rel = Relation(_enum_value(Relation, relation, "relation"))
+        rel = enum_member(Relation, relation, "relation")
         if source_id == target_id:
             raise InvalidInputError("a memory cannot link to itself")
-        who = self._authorize(principal, "writer")
+        who = authorize(principal, "writer")
         now = self.clock()
         link = Link(
             source_id=source_id,
             target_id=target_id,
             relation=rel,
-            valid_from=_time(valid_from, "valid_from"),
-            valid_until=_time(valid_until, "valid_until"),
+            valid_from=parse_time(valid_from, "valid_from"),
+            valid_until=parse_time(valid_until, "valid_until"),
             observed_by=who.agent_id,
             created_at=now,
         )
@@ -519,7 +313,7 @@ class Service:
                 if found is None or not who.covers(found.namespace):
                     raise NotFoundError(f"no memory with id {memory_id}")
                 if memory_id == source_id:
-                    self._charge_quota(tx, [found.namespace], now)
+                    self.kernel.charge_quota(tx, [found.namespace], now)
             tx.put_link(link, tx.next_seq())
         self._replicate(links=[link])
         return link
@@ -528,21 +322,21 @@ class Service:
 
     def get(self, memory_id: str, *, principal: Principal, touch: bool = False) -> Memory:
         """One live memory by id (expired memories are not live)."""
-        who = self._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         memory = self.store.get(memory_id)
         if memory is None or (memory.expires_at is not None and memory.expires_at <= self.clock()):
             raise NotFoundError(f"no memory with id {memory_id}")
         if not who.covers(memory.namespace):
             raise NotFoundError(f"no memory with id {memory_id}")
         if touch:
-            self._record_access([memory])
+            self.kernel.record_access([memory])
         return memory
 
     def list(self, *, limit: int = 50, cursor: str | None = None, principal: Principal, **filters: Any) -> Page:
         """Newest first, with an opaque cursor for the next page."""
-        who = self._authorize(principal, "reader")
-        limit = self._check_top_k(limit, "limit")
-        flt = self._filter(who, **filters)
+        who = authorize(principal, "reader")
+        limit = self.kernel.check_top_k(limit, "limit")
+        flt = self.kernel.filter(who, **filters)
         items = self.store.list(flt, limit + 1, _decode_cursor(cursor) if cursor else None)
         next_cursor = _encode_cursor(items[limit - 1]) if len(items) > limit else None
         return Page(items=items[:limit], next_cursor=next_cursor)
@@ -565,13 +359,13 @@ class Service:
         check_text(query, "query")
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})")
-        who = self._authorize(principal, "reader")
-        k = self._check_top_k(top_k)
-        flt = self._filter(who, **filters)
+        who = authorize(principal, "reader")
+        k = self.kernel.check_top_k(top_k)
+        flt = self.kernel.filter(who, **filters)
         used, hits, notices = self.engine.run(query, flt, k, mode, explain, flt.now)
         hits, dropped = fill_budget(hits, budget_tokens)
         if touch and hits:
-            self._record_access([h.memory for h in hits])
+            self.kernel.record_access([h.memory for h in hits])
         return RecallResult(query=query, mode=used, hits=hits, dropped=dropped, notices=notices)
 
     def search(
@@ -598,50 +392,24 @@ class Service:
             raise InvalidInputError("search never counts as an access (got touch=True): use recall to count one")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query is empty: give words to search for")
-        who = self._authorize(principal, "reader")
-        k = self._check_top_k(top_k)
-        flt = self._filter(who, **filters)
+        who = authorize(principal, "reader")
+        k = self.kernel.check_top_k(top_k)
+        flt = self.kernel.filter(who, **filters)
         used, hits, notices = self.engine.run(query, flt, k, "keyword", explain, flt.now, context=False)
         return RecallResult(query=query, mode=used, hits=hits, dropped=0, notices=notices)
 
-    def _record_access(self, memories: list[Memory]) -> None:
-        """Count an access: extend short/mid TTLs, promote mid → long after enough accesses."""
-        now = self.clock()
-        with self.store.write() as tx:
-            for memory in memories:
-                ttl = self.policy.ttl(memory.tier)
-                expires = memory.expires_at
-                if ttl is not None and expires is not None:
-                    expires = max(expires, now + ttl)
-                tx.record_access(memory.id, now, expires)
-                if memory.tier == Tier.mid and memory.access_count + 1 >= self.policy.promote_after_accesses:
-                    current = tx.get(memory.id)
-                    if current is not None and current.tier == Tier.mid:
-                        self._promote(tx, current, now)
-
-    def _promote(self, tx: WriteTx, current: Memory, now: datetime) -> None:
-        promoted = current.model_copy(
-            update={"tier": Tier.long, "expires_at": None, "updated_at": now, "version": self._next_version(current.version)}
-        )
-        tx.update_memory(promoted, tx.next_seq())
-        tx.add_history(
-            HistoryEntry(
-                memory_id=current.id, event=HistoryEvent.promote, old={"tier": "mid"}, new={"tier": "long"}, actor="memmesh", at=now
-            )
-        )
-
-    def history(self, memory_id: str, *, principal: Principal) -> list[HistoryEntry]:
+    def history(self, memory_id: str, *, principal: Principal) -> builtins.list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""
-        who = self._authorize(principal, "reader")
-        visible = visible_history(who, self.store.history(memory_id))
+        who = authorize(principal, "reader")
+        visible = self.kernel.history(memory_id, who)
         if not visible:
             raise NotFoundError(f"no memory with id {memory_id} (and no history of one)")
         return visible
 
-    def links(self, memory_id: str, *, principal: Principal) -> list[Link]:
+    def links(self, memory_id: str, *, principal: Principal) -> builtins.list[Link]:
         """Links from and to a memory whose other end the caller may also see (a link to a
         hidden namespace would leak that memory's id and relation)."""
-        who = self._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         self.get(memory_id, principal=who)
         found = self.store.links(memory_id)
         if who.prefixes() is None:
@@ -657,7 +425,7 @@ class Service:
         namespace's name or size leaks): links between its own memories, and a file size
         of 0, since the file holds namespaces it may not see.
         """
-        who = self._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         now = self.clock()
         soon = now + timedelta(hours=self.policy.expiring_soon_hours)
         full = self.store.stats(now, soon)
@@ -679,7 +447,7 @@ class Service:
             }
         )
 
-    def namespaces(self, *, principal: Principal) -> list[NamespaceCount]:
+    def namespaces(self, *, principal: Principal) -> builtins.list[NamespaceCount]:
         """Namespaces holding live memories, with counts, largest first (only the caller's)."""
         return self.stats(principal=principal).by_namespace
 
@@ -697,9 +465,9 @@ class Service:
     def readiness(self, *, principal: Principal) -> dict[str, Any]:
         """:meth:`ready` as a caller may see it: the store's location and change counter are
         store-wide facts, shown only to an admin for every namespace."""
-        who = self._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         ready = self.ready()
-        if who.role == "admin" and who.prefixes() is None:
+        if is_store_admin(who):
             return ready
         return {"schema_version": ready["schema_version"]}
 
@@ -752,52 +520,33 @@ class Service:
         principal: Principal,
     ) -> Agent:
         """Register (or update) an agent identity; admin only."""
-        who = self._authorize(principal, "admin")
+        who = authorize(principal, "admin")
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
 
-    def agents(self, *, principal: Principal) -> list[Agent]:
+    def agents(self, *, principal: Principal) -> builtins.list[Agent]:
         """Registered agents; admin only, and a namespace-scoped admin sees only the agents
         whose namespaces all lie inside its own."""
-        who = self._authorize(principal, "admin")
+        who = authorize(principal, "admin")
         return [agent for agent in self._access().agents() if manages(who, agent.namespaces)]
 
     def create_key(
         self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None, principal: Principal
     ) -> CreatedKey:
         """A new API key for an agent; its text is in the result and nowhere else, ever."""
-        who = self._authorize(principal, "admin")
+        who = authorize(principal, "admin")
         return self._access().create_key(agent_id, role, namespaces, who)
 
-    def keys(self, *, include_revoked: bool = False, principal: Principal) -> list[ApiKey]:
+    def keys(self, *, include_revoked: bool = False, principal: Principal) -> builtins.list[ApiKey]:
         """API keys (without secrets); admin only, and a namespace-scoped admin sees only the
         keys whose namespaces all lie inside its own (never a global admin's)."""
-        who = self._authorize(principal, "admin")
+        who = authorize(principal, "admin")
         return [key for key in self._access().keys(include_revoked) if manages(who, key.namespaces)]
 
     def revoke_key(self, key_id: str, *, principal: Principal) -> ApiKey:
         """Revoke an API key; admin only, and only keys this admin may see (:meth:`keys`):
         another scope's key answers exactly like a key that does not exist."""
-        who = self._authorize(principal, "admin")
+        who = authorize(principal, "admin")
         return self._access().revoke_key(key_id, who)
-
-    def _charge_quota(self, tx: WriteTx, namespaces: Sequence[str], now: datetime) -> None:
-        """Count writes that changed something against the daily quota inside the write
-        transaction; over the quota the whole write rolls back (count included) with a 429.
-
-        The quota belongs to the top-level namespace of each write (:func:`quota_namespace`):
-        ``q/a`` and ``q/b/c`` share ``q``'s, so a key scoped to ``q/*`` cannot escape it by
-        writing to ever new sub-namespaces."""
-        quota = self.policy.daily_write_quota
-        if quota <= 0 or not namespaces:
-            return
-        day = utc_day(now)
-        for namespace, n in Counter(quota_namespace(ns) for ns in namespaces).items():
-            wait = quota_retry_after(tx.count_writes(namespace, day, n), quota, now)
-            if wait is not None:
-                raise RateLimitedError(
-                    f"namespace {namespace!r} (with everything below it) used its {quota} writes for {day} (limits.daily_write_quota)",
-                    details={"retry_after": int(wait) + 1, "namespace": namespace, "quota": quota},
-                )
 
     # -- maintenance -----------------------------------------------------------------------
 
@@ -805,18 +554,9 @@ class Service:
         """Archive expired memories and purge tombstones past the retention.
 
         Store-wide, so it needs an admin not limited to some namespaces."""
-        self._authorize_store_wide(principal, "garbage collection")
+        authorize_store_wide(principal, "garbage collection")
         now = self.clock()
-        archived = 0
-        while True:
-            with self.store.write() as tx:
-                batch = tx.expired(now, 500)
-                for memory in batch:
-                    tx.archive(memory, now, "expired")
-                    tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.archive, old=_snapshot(memory), actor="gc", at=now))
-            archived += len(batch)
-            if len(batch) < 500:
-                break
+        archived = self.kernel.archive_expired(now)
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
         return GcReport(archived=archived, tombstones_purged=purged)
@@ -829,17 +569,17 @@ class Service:
         """
         return self.transfer.backup(retain=retain, principal=principal)
 
-    def reindex_pending(self, *, principal: Principal) -> list[str]:
+    def reindex_pending(self, *, principal: Principal) -> builtins.list[str]:
         """Ids of memories without a vector from the current embedder (store-wide: an admin
         for every namespace)."""
-        self._authorize_store_wide(principal, "reindexing")
+        authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             return []
         return self.store.ids_missing_vectors(self.embedder.model_id)
 
     def reindex(self, *, batch_size: int = 64, progress: Progress | None = None, principal: Principal) -> int:
         """Embed every memory that lacks a vector from the current model; returns how many."""
-        self._authorize_store_wide(principal, "reindexing")
+        authorize_store_wide(principal, "reindexing")
         if self.embedder is None:
             raise InvalidInputError("no embedder is configured (embeddings.provider = none): nothing to reindex")
         pending = self.reindex_pending(principal=principal)
@@ -862,105 +602,30 @@ class Service:
         Returns True if anything was written: absent → inserted with its history; present
         with the same content hash and update time → skipped; otherwise the newer wins.
         """
-        who = self._authorize(principal, "writer", memory.namespace)
-        self._check_content(memory.content)
+        who = authorize(principal, "writer", memory.namespace)
+        self.kernel.check_content(memory.content)
         if memory.content_hash != content_hash(memory.namespace, memory.content):
             raise InvalidInputError(f"memory {memory.id}: content_hash does not match its namespace and content")
         stray = next((e for e in history if e.memory_id != memory.id), None)
         if stray is not None:
             raise InvalidInputError(f"memory {memory.id}: its history holds an entry of another memory ({stray.memory_id})")
-        self._check_exact_target(who, memory.id)
-        if _is_stale(self.store.get(memory.id), memory):
+        self.kernel.check_exact_target(who, memory.id)
+        if is_stale(self.store.get(memory.id), memory):
             return False
-        vectors, _ = self._embed([embed_text(memory.title, memory.content)])
+        vector = self.kernel.embed_one(memory.title, memory.content)
         with self.store.write() as tx:
-            existing = tx.get(memory.id)
-            if existing is not None and not who.covers(existing.namespace):
-                raise NotFoundError(_hidden_id(memory.id))
-            if _is_stale(existing, memory):
-                return False
-            clash = tx.find_by_hash(memory.namespace, memory.content_hash)
-            if clash is not None and clash.id != memory.id:
-                return False
-            seq = tx.next_seq()
-            if existing is None:
-                deleted = tx.tombstone(memory.id) is not None
-                tx.insert_memory(memory, seq)
-                known = self.store.history(memory.id) if deleted else []
-                for entry in history:
-                    if entry not in known:
-                        tx.add_history(entry)
-                if deleted:  # brought back after a delete: the history must not end in `delete`
-                    tx.add_history(
-                        HistoryEntry(
-                            memory_id=memory.id, event=HistoryEvent.restore, new=_snapshot(memory), actor=who.agent_id, at=self.clock()
-                        )
-                    )
-            else:
-                tx.update_memory(memory, seq)
-                tx.add_history(
-                    HistoryEntry(
-                        memory_id=memory.id,
-                        event=HistoryEvent.restore,
-                        old=_snapshot(existing),
-                        new=_snapshot(memory),
-                        actor=who.agent_id,
-                        at=self.clock(),
-                    )
-                )
-            if vectors is not None and self.embedder is not None:
-                tx.put_vector(memory.id, self.embedder.model_id, vectors[0], seq)
-        return True
+            return self.kernel.put_exact(tx, memory, history, who, vector)
 
     def check_exact(self, memory: Memory, *, principal: Principal) -> None:
         """Raise what :meth:`put_exact` would refuse for this caller, writing nothing (import
         checks every record before it writes the first)."""
-        who = self._authorize(principal, "writer", memory.namespace)
-        self._check_exact_target(who, memory.id)
-
-    def _check_exact_target(self, who: Principal, memory_id: str) -> None:
-        """An exact write may replace only a memory the caller can see; an id held in another
-        namespace gets the not-found-shaped answer (no 409 that would confirm it exists).
-        The same holds for an id that a deleted or archived memory, or history, holds in a
-        namespace the caller cannot see: writing it would take over that memory's history."""
-        existing = self.store.get(memory_id)
-        if existing is not None and not who.covers(existing.namespace):
-            raise NotFoundError(_hidden_id(memory_id))
-        if existing is None and not all(who.covers(ns) for ns in self._former_namespaces(None, memory_id)):
-            raise NotFoundError(_hidden_id(memory_id))
-
-    def _former_namespaces(self, tx: WriteTx | None, memory_id: str) -> set[str]:
-        """Namespaces an id not live now was ever held in: its tombstone, the archive, history."""
-        found: set[str] = set()
-        tombstone = tx.tombstone(memory_id) if tx is not None else None
-        if tombstone is not None:
-            found.add(tombstone.namespace)
-        found.update(a.memory.namespace for a in self.store.archived(Filter(now=self.clock(), ids=(memory_id,), include_expired=True), 1))
-        for entry in self.store.history(memory_id):
-            found.update(snap["namespace"] for snap in (entry.old, entry.new) if isinstance(snap, dict) and "namespace" in snap)
-        return found
-
-    def _check_former_id(self, tx: WriteTx, who: Principal, memory_id: str, namespace: str) -> None:
-        """A client-chosen id of a deleted or archived memory: hidden unless every namespace it
-        was held in is visible (same answer as a live hidden id), and never re-used in another
-        namespace (that would graft the old memory's history onto a new one; restore brings it back)."""
-        former = self._former_namespaces(tx, memory_id)
-        if not former:
-            return
-        if not all(who.covers(ns) for ns in former):
-            raise NotFoundError(_hidden_id(memory_id))
-        others = sorted(ns for ns in former if ns != namespace)
-        if others:
-            raise ConflictError(
-                f"id {memory_id} belonged to a deleted or archived memory in namespace {others[0]!r}; "
-                "bring it back with restore (the MCP tool memory_restore, or lifecycle.restore) instead, or leave id out",
-                details={"namespace": others[0]},
-            )
+        who = authorize(principal, "writer", memory.namespace)
+        self.kernel.check_exact_target(who, memory.id)
 
     def put_link(self, link: Link, *, principal: Principal) -> bool:
         """Write a link exactly as given (import, restore); skipped if an end is missing or
         lies in a namespace the caller may not write."""
-        who = self._authorize(principal, "writer")
+        who = authorize(principal, "writer")
         with self.store.write() as tx:
             ends = [tx.get(link.source_id), tx.get(link.target_id)]
             if any(end is None or not who.covers(end.namespace) for end in ends):
@@ -976,34 +641,6 @@ class Service:
         from memmesh.transfer import Transfer
 
         return Transfer(self)
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        """promote, forget (bulk, with dry run), restore, consolidate, link invalidation, archive."""
-        from memmesh.lifecycle import Lifecycle
-
-        return Lifecycle(self)
-
-    @property
-    def graph(self) -> Graph:
-        """Neighbourhoods, timelines and paths over links, as of a time."""
-        from memmesh.graph import Graph
-
-        return Graph(self)
-
-    @property
-    def entities(self) -> Entities:
-        """Named memories with aliases."""
-        from memmesh.entities import Entities
-
-        return Entities(self)
-
-    @property
-    def survey(self) -> Survey:
-        """Namespace taxonomy, duplicate checks, session briefings, quota use."""
-        from memmesh.survey import Survey
-
-        return Survey(self)
 
 
 def _own_node_id(store: Store, configured: str | None) -> str:
@@ -1029,75 +666,6 @@ def _own_node_id(store: Store, configured: str | None) -> str:
     return configured
 
 
-def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[HistoryEntry]:
-    """The entries written while the memory was in a namespace ``who`` covers.
-
-    The namespace is replayed entry by entry (an update names it only when it changed), so a
-    memory moved out of a namespace shows nothing written after the move to callers of the old
-    one, and a memory moved in does not reveal what it held elsewhere (issue 12, finding 3).
-    """
-    if who.prefixes() is None:
-        return list(entries)
-    visible: list[HistoryEntry] = []
-    namespace: str | None = None
-    for entry in entries:
-        before = (entry.old or {}).get("namespace") or namespace
-        after = (entry.new or {}).get("namespace") or before
-        if any(ns is not None and who.covers(ns) for ns in (before, after)):
-            visible.append(entry)
-        namespace = after
-    if namespace is None or not who.covers(namespace):
-        return []
-    return visible
-
-
-def _check_agent(who: Principal, agent_id: str | None) -> None:
-    """A keyed caller writes as its own agent; only an admin for every namespace may attribute
-    a memory to another agent (e.g. when replaying a migration)."""
-    if agent_id is None or who.agent_id is None or agent_id == who.agent_id:
-        return
-    if who.role == "admin" and who.prefixes() is None:
-        return
-    raise ForbiddenError(f"agent_id {agent_id!r} is not this key's agent ({who.agent_id!r}): leave agent_id out, the key's agent is used")
-
-
-def _hidden_id(memory_id: str) -> str:
-    """The answer for an id held in a namespace the caller cannot see: the same words as for
-    an id nobody holds, so the error tells nothing about other namespaces."""
-    return f"no memory with id {memory_id} is visible to this key; leave id out or choose another"
-
-
-def _is_stale(existing: Memory | None, incoming: Memory) -> bool:
-    """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
-    return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
-
-
-def _snapshot(memory: Memory) -> dict[str, Any]:
-    return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
-
-
-def _enum_value(enum: Any, value: Any, name: str) -> str | None:
-    if value is None or value == "":
-        return None
-    try:
-        return enum(value).value
-    except ValueError:
-        raise InvalidInputError(f"unknown {name} {value!r}: use one of {', '.join(e.value for e in enum)}") from None
-
-
-def _time(value: datetime | str | None, name: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    try:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return parse_ts(value)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+23:00 has no UTC equivalent
-        raise InvalidInputError(f"{name} {str(value)!r} is out of range once converted to UTC") from None
-    except ValueError:
-        raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
-
-
 def _encode_cursor(memory: Memory) -> str:
     raw = json.dumps([format_ts(memory.created_at), memory.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -1115,4 +683,4 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         raise InvalidInputError("invalid cursor: pass back the next_cursor value of the previous page unchanged") from None
 
 
-__all__ = ["Policy", "Service", "content_hash"]
+__all__ = ["Policy", "Service", "content_hash", "embed_text", "visible_history"]

@@ -8,17 +8,15 @@ except that a session briefing's recall counts as an access like any recall.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from memmesh.errors import InvalidInputError
+from memmesh.kernel import CoreCalls, Kernel, authorize, content_hash
 from memmesh.limits import quota_namespace, seconds_until_next_day, utc_day
 from memmesh.model import DEFAULT_NAMESPACE, Hit, Memory, Principal, normalize_namespace
 from memmesh.recall.keyword import query_terms
-
-if TYPE_CHECKING:
-    from memmesh.service import Service
 
 
 class TaxonomyNode(BaseModel):
@@ -79,15 +77,16 @@ class QuotaStatus(BaseModel):
 class Survey:
     """Whole-memory reads over one service (``service.survey``)."""
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, kernel: Kernel, core: CoreCalls) -> None:
+        self.kernel = kernel
+        self.core = core
 
     def taxonomy(self, *, namespace: str | None = None, principal: Principal) -> list[TaxonomyNode]:
         """The namespace tree with counts (only namespaces the caller may read), biggest first."""
         root = normalize_namespace(namespace) if namespace else None
         counts = {
             c.namespace: c.count
-            for c in self.service.stats(principal=principal).by_namespace
+            for c in self.core.stats(principal=principal).by_namespace
             if root is None or c.namespace == root or c.namespace.startswith(root + "/")
         }
         return build_tree(counts)
@@ -104,18 +103,16 @@ class Survey:
         """Is this content already remembered? Exact: same namespace and content (what
         store would de-duplicate). Near: recall hits whose similarity reaches ``threshold``
         (embedding cosine when an embedder works, else word-set Jaccard)."""
-        from memmesh.service import content_hash
-
         if not 0.0 < threshold <= 1.0:
             raise InvalidInputError(f"threshold must be in (0, 1] (got {threshold})")
-        svc = self.service
-        svc._check_content(content)
+        k = self.kernel
+        k.check_content(content)
         ns = normalize_namespace(namespace)
-        who = svc._authorize(principal, "reader", ns)
-        exact = svc.store.find_by_hash(ns, content_hash(ns, content))
-        if exact is not None and (exact.expires_at is not None and exact.expires_at <= svc.clock()):
+        who = authorize(principal, "reader", ns)
+        exact = k.store.find_by_hash(ns, content_hash(ns, content))
+        if exact is not None and (exact.expires_at is not None and exact.expires_at <= k.clock()):
             exact = None
-        result = svc.recall(content, namespace=ns, top_k=top_k, explain=True, touch=False, principal=who)
+        result = self.core.recall(content, namespace=ns, top_k=top_k, explain=True, touch=False, principal=who)
         words = set(query_terms(content))
         near = []
         for hit in result.hits:
@@ -145,7 +142,7 @@ class Survey:
     ) -> Briefing:
         """Context for a new session: the ``recent`` newest memories in the namespace and,
         when a task is described, the ``relevant`` best recall hits for it."""
-        svc = self.service
+        svc = self.core
         newest = svc.list(limit=recent, namespace=namespace, principal=principal).items
         hits: list[Hit] = []
         mode = None
@@ -162,9 +159,9 @@ class Survey:
 
     def quota_status(self, *, namespace: str | None = None, principal: Principal) -> QuotaStatus:
         """Writes counted today against ``limits.daily_write_quota`` per namespace (0 = off)."""
-        svc = self.service
+        svc = self.kernel
         asked = normalize_namespace(namespace) if namespace else None
-        who = svc._authorize(principal, "reader", asked)
+        who = authorize(principal, "reader", asked)
         root = quota_namespace(asked) if asked else None  # quotas are per top-level namespace
         now = svc.clock()
         day = utc_day(now)

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import InvalidInputError
+from memmesh.kernel import authorize_store_wide
 from memmesh.model import Principal
 from memmesh.records import RecordRules
-from memmesh.store.base import Store, store_identity
+from memmesh.store.base import Store
+from memmesh.store.open import store_identity
 
 if TYPE_CHECKING:
     from memmesh.io.backup import BackupResult, Manifest, RestoreReport
@@ -78,7 +80,7 @@ class Transfer:
         default folder is created with its parents."""
         from memmesh.io.backup import backup
 
-        who = self.service._authorize_store_wide(principal, "a backup")
+        who = authorize_store_wide(principal, "a backup")
         if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
             raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
         if to_dir is None and self.service.policy.backup_dir is None:
@@ -97,7 +99,7 @@ class Transfer:
 
         Newer data already here is never overwritten; refused records are listed in the
         report. Store-wide, so an admin for every namespace."""
-        self.service._authorize_store_wide(principal, "a restore")
+        authorize_store_wide(principal, "a restore")
         now = self.service.clock()
         rules = record_rules(self.service, now=now, max_clock_skew_seconds=max_clock_skew_seconds)
         manifest = verify_snapshot(snapshot, supported_schema=self.service.store.schema_version)
@@ -109,7 +111,7 @@ class Transfer:
         self, target: Store, *, batch_size: int = 500, dry_run: bool = False, progress: Progress | None = None, principal: Principal
     ) -> MigrateReport:
         """Copy this whole store into ``target`` (any backend), exactly and idempotently."""
-        self.service._authorize_store_wide(principal, "a migration")
+        authorize_store_wide(principal, "a migration")
         return migrate_stores(
             self.service.store, target, now=self.service.clock(), batch_size=batch_size, dry_run=dry_run, progress=progress
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from memmesh import Memory
-from memmesh.store.base import open_store
+from memmesh.store import open_store
 from memmesh.store.sqlite import register_functions
 
 WRITER = textwrap.dedent("""

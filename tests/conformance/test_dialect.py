@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from memmesh.store.base import open_store
+from memmesh.store import open_store
 from memmesh.store.sql.dialect import Dialect
 
 

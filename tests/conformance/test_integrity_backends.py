@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from memmesh.errors import NotFoundError, RateLimitedError
-from memmesh.store.base import open_store
+from memmesh.store import open_store
 
 
 def _tables(url: str) -> list[str]:

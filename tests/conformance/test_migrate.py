@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from memmesh import Memory
-from memmesh.store.base import Store, open_store
+from memmesh.store.base import Store
+from memmesh.store.open import open_store
 
 pytestmark = pytest.mark.postgres
 

@@ -18,7 +18,8 @@ import pytest
 from memmesh.clock import format_ts
 from memmesh.model import Agent, Conflict, HistoryEntry, Link, PeerState, StoredApiKey, Tombstone
 from memmesh.model import Memory as MemoryRecord
-from memmesh.store.base import Filter, Store, open_store
+from memmesh.store import open_store
+from memmesh.store.base import Filter, Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)

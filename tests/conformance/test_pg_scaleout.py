@@ -25,7 +25,7 @@ import pytest
 from memmesh import Memory
 from memmesh.errors import UnavailableError
 from memmesh.model import Agent
-from memmesh.store.base import open_store
+from memmesh.store import open_store
 
 pytestmark = pytest.mark.postgres
 

@@ -13,7 +13,8 @@ from tests.conformance.conftest import settings_for
 
 from memmesh import Memory
 from memmesh.model import Memory as MemoryRecord
-from memmesh.store.base import Filter, open_store
+from memmesh.store.base import Filter
+from memmesh.store.open import open_store
 
 pytestmark = pytest.mark.postgres
 

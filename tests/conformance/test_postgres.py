@@ -16,7 +16,7 @@ import pytest
 
 from memmesh import Memory
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, StorageError, UnavailableError
-from memmesh.store.base import open_store
+from memmesh.store import open_store
 from memmesh.store.postgres import WRITE_LOCK_KEY, redact_url
 
 pytestmark = pytest.mark.postgres

@@ -35,6 +35,7 @@ from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint,
 from memmesh.audit.verify import VerifyReport, verify_log
 from memmesh.clock import format_ts, parse_ts
 from memmesh.errors import InvalidInputError, StorageError
+from memmesh.kernel import authorize_store_wide
 from memmesh.model import Principal
 from memmesh.store import audit_sql
 from memmesh.store.audit_sql import Anchor, AuditRow
@@ -211,7 +212,7 @@ class AuditLog:
     # -- reading ------------------------------------------------------------------------
 
     def _admin(self, principal: Principal) -> None:
-        self.service._authorize_store_wide(principal, "the audit log")
+        authorize_store_wide(principal, "the audit log")
 
     def entries(self, *, principal: Principal, since: int = 0, limit: int = 100, until: datetime | str | None = None) -> AuditPage:
         """Entries from index ``since`` on, oldest first (store-wide admins only: the log

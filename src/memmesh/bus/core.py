@@ -49,6 +49,7 @@ from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
+from memmesh.kernel import authorize
 from memmesh.model import Principal
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class Bus:
         """The caller's role. Inside a conversation the token is the credential: an API key
         gates reaching the bus at all (reader to read, writer to post), and a participant
         name is trusted to whoever holds the token, as every participant shares it."""
-        return self.service._authorize(principal, role)  # type: ignore[arg-type]
+        return authorize(principal, role)  # type: ignore[arg-type]
 
     def _conversation(self, rows: Rows, conversation_id: str, token: str) -> tuple:
         """The conversation row after checking the token; NotFound when unknown."""

@@ -40,6 +40,7 @@ from memmesh.federation.changes import (
     SyncReport,
     batch_from_changes,
 )
+from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
 from memmesh.versions import merge, next_version
@@ -185,7 +186,7 @@ class Replica:
     def status(self, *, principal: Principal) -> ClusterStatus:
         """This node, its clock and every peer's cursors, outbox depth and last contact
         (store-wide facts: an admin for every namespace)."""
-        self.service._authorize_store_wide(principal, "cluster status")
+        authorize_store_wide(principal, "cluster status")
         service, store = self.service, self.service.store
         counter, now = store.change_counter(), service.clock()
         mesh = service.mesh
@@ -223,7 +224,7 @@ class Replica:
 
     def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
         """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
-        self.service._authorize_store_wide(principal, "the conflict list")
+        authorize_store_wide(principal, "the conflict list")
         return self.service.store.conflicts(memory_id)
 
     # -- serving the feed ------------------------------------------------------------------------
@@ -290,7 +291,7 @@ class Replica:
         with the peer: those are kept (and will be pushed); the others are archived here
         (``skipped`` in the report), never tombstoned, so nothing deletes them elsewhere.
         """
-        self.service._authorize_store_wide(principal, "a full resync")
+        authorize_store_wide(principal, "a full resync")
         report = SyncReport(node=self.service.node_id)
         seen: set[str] = set()
         source: str | None = None
@@ -368,8 +369,6 @@ class Replica:
 
     def _check_batch(self, batch: SyncBatch) -> None:
         """Reject the whole batch before writing anything: clocks too far ahead, bad hashes."""
-        from memmesh.service import content_hash
-
         for item in batch.items:
             obj = item.memory or item.tombstone or item.conflict
             if obj is not None:
@@ -383,12 +382,10 @@ class Replica:
         service = self.service
         if service.embedder is None:
             return {}
-        from memmesh.service import embed_text
-
         incoming = [item.memory for item in batch.items if item.memory is not None]
         held = {m.id: m for m in service.store.get_many([m.id for m in incoming])}
         todo = [m for m in incoming if m.id not in held or (held[m.id].content, held[m.id].title) != (m.content, m.title)]
-        vectors, _ = service._embed([embed_text(m.title, m.content) for m in todo])
+        vectors, _ = service.kernel.embed([embed_text(m.title, m.content) for m in todo])
         if vectors is None:
             return {}
         return {m.id: vectors[i] for i, m in enumerate(todo)}

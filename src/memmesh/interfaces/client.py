@@ -15,11 +15,12 @@ same content as the same memory.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 from pydantic import TypeAdapter
@@ -96,7 +97,7 @@ def retry_delay(response: httpx.Response | None, attempt: int, cap: float) -> fl
                 return min(max(float(header), 0.0), cap)
             except ValueError:
                 pass
-    return min(0.1 * 2 ** (attempt - 1) * (1 + random.random()), cap)
+    return min(0.1 * 2.0 ** (attempt - 1) * (1 + random.random()), cap)
 
 
 def _json(value: dict[str, Any]) -> Any:
@@ -131,6 +132,10 @@ class _Call(Generic[T]):
     params: list[tuple[str, str]] | None = None
     body: Any = None
 
+    def query(self) -> tuple[tuple[str, str], ...] | None:
+        """The query parameters as httpx types them (a tuple: its list type is invariant)."""
+        return tuple(self.params) if self.params is not None else None
+
 
 _MEMORY = _parser(MemoryRecord)
 _MEMORIES = _parser(list[MemoryRecord])
@@ -146,7 +151,7 @@ class _Calls:
         return _Call("POST", "/api/v1/memories", _MEMORY, body=_json(body))
 
     @staticmethod
-    def add_many(items: Iterable[Mapping[str, Any] | str]) -> _Call[list[MemoryRecord]]:
+    def add_many(items: Iterable[Mapping[str, Any] | str]) -> _Call[builtins.list[MemoryRecord]]:
         prepared = []
         for item in items:
             entry = {"content": item} if isinstance(item, str) else dict(item)
@@ -188,7 +193,7 @@ class _Calls:
         return _Call("DELETE", "/api/v1/memories", lambda data: int(data["deleted"]), params=_query(filters))
 
     @staticmethod
-    def history(memory_id: str) -> _Call[list[HistoryEntry]]:
+    def history(memory_id: str) -> _Call[builtins.list[HistoryEntry]]:
         return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}/history", _parser(list[HistoryEntry]))
 
     @staticmethod
@@ -197,7 +202,7 @@ class _Calls:
         return _Call("POST", "/api/v1/links", Link.model_validate, body=_json(body))
 
     @staticmethod
-    def links(memory_id: str) -> _Call[list[Link]]:
+    def links(memory_id: str) -> _Call[builtins.list[Link]]:
         return _Call("GET", f"/api/v1/memories/{_segment(memory_id)}/links", _parser(list[Link]))
 
     @staticmethod
@@ -274,7 +279,7 @@ class Client(_Base):
         while True:
             attempt += 1
             try:
-                response = self._http.request(call.method, call.path, params=call.params, json=call.body)
+                response = self._http.request(call.method, call.path, params=call.query(), json=call.body)
             except httpx.ConnectError as exc:
                 if attempt > self.retries:
                     raise self._unreachable(exc) from exc
@@ -282,20 +287,20 @@ class Client(_Base):
                 continue
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc) from exc
-            retry, value = self._outcome(call, response, attempt)
-            if not retry:
-                return value  # type: ignore[return-value]
+            outcome = self._outcome(call, response, attempt)
+            if not outcome[0]:
+                return cast(T, outcome[1])
             time.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
     def add(self, content: str, **fields: Any) -> MemoryRecord:
         """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
         return self._run(_Calls.add(content, fields))
 
-    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
         return self._run(_Calls.add_many(items))
 
-    def search(self, query: str, **options: Any) -> list[Hit]:
+    def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits, never counted as an access (``GET /api/v1/search``); options:
         the filters, top_k, explain. :meth:`recall` finds by meaning."""
         return self._run(_Calls.search(query, options)).hits
@@ -307,7 +312,7 @@ class Client(_Base):
     def get(self, memory_id: str) -> MemoryRecord:
         return self._run(_Calls.get(memory_id))
 
-    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+    def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> builtins.list[MemoryRecord]:
         """Memories newest first (one page; use :meth:`list` for the cursor)."""
         return self._run(_Calls.list(limit, cursor, filters)).items
 
@@ -323,13 +328,13 @@ class Client(_Base):
     def delete_all(self, **filters: Any) -> int:
         return self._run(_Calls.delete_all(filters))
 
-    def history(self, memory_id: str) -> list[HistoryEntry]:
+    def history(self, memory_id: str) -> builtins.list[HistoryEntry]:
         return self._run(_Calls.history(memory_id))
 
     def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
         return self._run(_Calls.link(source_id, target_id, relation, options))
 
-    def links(self, memory_id: str) -> list[Link]:
+    def links(self, memory_id: str) -> builtins.list[Link]:
         return self._run(_Calls.links(memory_id))
 
     def stats(self) -> Stats:
@@ -366,7 +371,7 @@ class AsyncClient(_Base):
         while True:
             attempt += 1
             try:
-                response = await self._http.request(call.method, call.path, params=call.params, json=call.body)
+                response = await self._http.request(call.method, call.path, params=call.query(), json=call.body)
             except httpx.ConnectError as exc:
                 if attempt > self.retries:
                     raise self._unreachable(exc) from exc
@@ -374,19 +379,19 @@ class AsyncClient(_Base):
                 continue
             except httpx.HTTPError as exc:
                 raise self._unreachable(exc) from exc
-            retry, value = self._outcome(call, response, attempt)
-            if not retry:
-                return value  # type: ignore[return-value]
+            outcome = self._outcome(call, response, attempt)
+            if not outcome[0]:
+                return cast(T, outcome[1])
             await asyncio.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
     async def add(self, content: str, **fields: Any) -> MemoryRecord:
         """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
         return await self._run(_Calls.add(content, fields))
 
-    async def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> list[MemoryRecord]:
+    async def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         return await self._run(_Calls.add_many(items))
 
-    async def search(self, query: str, **options: Any) -> list[Hit]:
+    async def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         return (await self._run(_Calls.search(query, options))).hits
 
     async def recall(self, query: str, **options: Any) -> RecallResult:
@@ -395,7 +400,7 @@ class AsyncClient(_Base):
     async def get(self, memory_id: str) -> MemoryRecord:
         return await self._run(_Calls.get(memory_id))
 
-    async def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> list[MemoryRecord]:
+    async def get_all(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> builtins.list[MemoryRecord]:
         return (await self._run(_Calls.list(limit, cursor, filters))).items
 
     async def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
@@ -410,13 +415,13 @@ class AsyncClient(_Base):
     async def delete_all(self, **filters: Any) -> int:
         return await self._run(_Calls.delete_all(filters))
 
-    async def history(self, memory_id: str) -> list[HistoryEntry]:
+    async def history(self, memory_id: str) -> builtins.list[HistoryEntry]:
         return await self._run(_Calls.history(memory_id))
 
     async def link(self, source_id: str, target_id: str, relation: str = "related_to", **options: Any) -> Link:
         return await self._run(_Calls.link(source_id, target_id, relation, options))
 
-    async def links(self, memory_id: str) -> list[Link]:
+    async def links(self, memory_id: str) -> builtins.list[Link]:
         return await self._run(_Calls.links(memory_id))
 
     async def stats(self) -> Stats:

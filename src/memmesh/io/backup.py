@@ -414,7 +414,8 @@ class CheckedSource:
         return [t for t in self.source.tombstones_since(seq) if t.id not in self._bad_tombstones]
 
     def get_vectors(self, ids: list[str]) -> list[VectorRow]:
-        return self.source.get_vectors([i for i in ids if i not in self._bad])
+        rows: list[VectorRow] = self.source.get_vectors([i for i in ids if i not in self._bad])
+        return rows
 
     def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
         return [a for a in self.source.archived(flt, limit) if a.memory.id not in self._bad_archive]
@@ -513,7 +514,7 @@ class _SqliteSnapshotSource:
         self.store.url = f"snapshot:{snapshot.name}"
 
     def __enter__(self) -> Store:
-        return self.store  # type: ignore[return-value]
+        return self.store
 
     def __exit__(self, *exc: object) -> None:
         self.store.close()

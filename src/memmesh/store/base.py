@@ -1,4 +1,5 @@
-"""The storage contract every backend implements, and the URL → backend dispatch.
+"""The storage contract every backend implements (the URL → backend dispatch is
+:mod:`memmesh.store.open`, so this contract never imports a backend).
 
 A store keeps memories, their vectors, links, history, tombstones and the archive, and
 nothing more: ids, hashes, versions, validation and rules are the service's job. Writes go
@@ -8,6 +9,7 @@ process sharing the database), so the service can check-then-write atomically.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -18,7 +20,6 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from memmesh.errors import InvalidInputError
 from memmesh.model import (
     Agent,
     ApiKey,
@@ -33,7 +34,6 @@ from memmesh.model import (
     StoredApiKey,
     Tombstone,
 )
-from memmesh.redact import redact_url
 
 if TYPE_CHECKING:
     from memmesh.store.logical import SnapshotInfo
@@ -179,26 +179,26 @@ class Store(Protocol):
 
     def write(self) -> AbstractContextManager[WriteTx]: ...
     def get(self, memory_id: str, now: datetime | None = None) -> Memory | None: ...
-    def get_many(self, ids: Sequence[str]) -> list[Memory]: ...
-    def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> list[Memory]: ...
-    def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]: ...
+    def get_many(self, ids: Sequence[str]) -> builtins.list[Memory]: ...
+    def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> builtins.list[Memory]: ...
+    def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> builtins.list[tuple[Memory, float]]: ...
     def keyword_scores(self, terms: Sequence[str], flt: Filter, limit: int) -> dict[str, float]:
         """Like :meth:`keyword_search` but only id → BM25 score (higher is better), without
         loading the memories; with ``flt.ids`` it scores exactly those that match a term."""
         ...
 
     def matching_ids(self, flt: Filter) -> set[str]: ...
-    def history(self, memory_id: str) -> list[HistoryEntry]: ...
-    def links(self, memory_id: str) -> list[Link]: ...
-    def tombstones_since(self, seq: int) -> list[Tombstone]: ...
+    def history(self, memory_id: str) -> builtins.list[HistoryEntry]: ...
+    def links(self, memory_id: str) -> builtins.list[Link]: ...
+    def tombstones_since(self, seq: int) -> builtins.list[Tombstone]: ...
     def vector_changes(self, since_seq: int) -> VectorChanges: ...
     def vector_models(self) -> dict[str, int]: ...
-    def get_vectors(self, ids: Sequence[str]) -> list[VectorRow]:
+    def get_vectors(self, ids: Sequence[str]) -> builtins.list[VectorRow]:
         """The stored vectors (any model) of these memories, for copying between stores."""
         ...
 
-    def ids_missing_vectors(self, model: str) -> list[str]: ...
-    def neighbours(self, ids: Sequence[str], span: int, window_s: float) -> dict[str, list[tuple[str, int]]]:
+    def ids_missing_vectors(self, model: str) -> builtins.list[str]: ...
+    def neighbours(self, ids: Sequence[str], span: int, window_s: float) -> dict[str, builtins.list[tuple[str, int]]]:
         """For each id, up to ``span`` memories written just before (distance -1, -2, …) and
         after (+1, +2, …) it in its namespace, in (created_at, id) order, created at most
         ``window_s`` seconds apart from it. Unfiltered: the caller applies its Filter."""
@@ -211,8 +211,8 @@ class Store(Protocol):
     def node_id(self) -> str: ...
     def integrity_check(self) -> str: ...
     def change_counter(self) -> int: ...
-    def agents(self) -> list[Agent]: ...
-    def api_keys(self, include_revoked: bool = False) -> list[ApiKey]: ...
+    def agents(self) -> builtins.list[Agent]: ...
+    def api_keys(self, include_revoked: bool = False) -> builtins.list[ApiKey]: ...
     def api_key(self, key_id: str) -> StoredApiKey | None: ...
     def has_api_keys(self) -> bool:
         """True when at least one unrevoked API key exists (the server then requires keys)."""
@@ -222,7 +222,7 @@ class Store(Protocol):
         """The memory with this content hash in this namespace, expired or not (exact-duplicate check)."""
         ...
 
-    def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
+    def archived(self, flt: Filter, limit: int) -> builtins.list[ArchivedMemory]:
         """Archived memories in ``flt``'s namespace/scopes/ids, most recently archived first."""
         ...
 
@@ -236,8 +236,8 @@ class Store(Protocol):
         first, about ``limit`` rows a page (a change number is never split across pages)."""
         ...
 
-    def conflicts(self, memory_id: str | None = None) -> list[Conflict]: ...
-    def peers(self) -> list[PeerState]: ...
+    def conflicts(self, memory_id: str | None = None) -> builtins.list[Conflict]: ...
+    def peers(self) -> builtins.list[PeerState]: ...
     def purged_seq(self) -> int:
         """The highest change number of a tombstone gc purged: a peer that last synced before
         it may hold memories whose delete it can no longer learn incrementally."""
@@ -253,67 +253,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def store_identity(url: str) -> str:
-    """A key that is equal for two URLs naming the same store (``~`` and relative SQLite
-    paths resolved), so "copy a store onto itself" is caught however it is spelt."""
-    if url.startswith("sqlite://"):
-        from memmesh.store.sqlite import path_from_url
-
-        path = path_from_url(url)
-        return "sqlite:" + (path if path == ":memory:" else str(Path(path).resolve()))
-    return url
-
-
 def latest_schema(url: str) -> int:
     """The newest schema version this memmesh makes for the backend ``url`` names (what a
     store opened here will have), known without opening or creating anything."""
     backend = "sqlite" if url.startswith("sqlite://") else "postgres"
     folder = resources.files("memmesh.store.migrations") / backend
     return max(int(entry.name.split("_", 1)[0]) for entry in folder.iterdir() if entry.name.endswith(".sql"))
-
-
-def open_store(
-    url: str,
-    *,
-    create: bool = True,
-    make_parents: bool = False,
-    busy_timeout_ms: int = 15_000,
-    synchronous: str = "NORMAL",
-    pool_size: int = 10,
-    ann_index: bool = True,
-    statement_timeout_ms: int = 10_000,
-    idle_in_transaction_timeout_ms: int = 3_000,
-) -> Store:
-    """Open the store a URL names, upgrading its schema if needed.
-
-    ``create`` is the caller's intent, stated where the store is opened rather than checked
-    by each command: False for reads, migration sources, dry runs and anything that may
-    still be refused, so a wrong path is a :class:`NotFoundError` naming the absolute path
-    looked at and nothing is left on disk; True for writes, which create a missing store
-    (``store.created`` then lets the face say so once). ``make_parents`` also creates a
-    missing folder, which only the default data dir may do: a typo in ``--db`` must not
-    make folders.
-    """
-    if url.startswith("sqlite://"):
-        from memmesh.store.sqlite import SQLiteStore
-
-        return SQLiteStore(url, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous, create=create, make_parents=make_parents)
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from memmesh.store.postgres import PostgresStore
-        except ImportError as exc:
-            raise InvalidInputError(
-                f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
-            ) from None
-        return PostgresStore(
-            url,
-            busy_timeout_ms=busy_timeout_ms,
-            pool_size=pool_size,
-            ann_index=ann_index,
-            statement_timeout_ms=statement_timeout_ms,
-            idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,
-            create=create,
-        )
-    raise InvalidInputError(
-        f"unsupported store URL {redact_url(url)!r}: use sqlite:///path/to/file.db, sqlite:///:memory: or postgresql://…"
-    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.config import Settings, check_secret_file, redact_url
+from memmesh.config import Settings, check_secret_file
 from memmesh.errors import ConfigError, MemmeshError, NotFoundError
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.recall.embedders import Embedder
+from memmesh.redact import redact_url
 from memmesh.service import Service
 
 

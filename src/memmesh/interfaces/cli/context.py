@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,13 +115,15 @@ class State:
 
 
 state = State()
+_announced: weakref.WeakSet[Store] = weakref.WeakSet()
+"""Stores this process has said it created (kept here, not as a private attribute on the store)."""
 
 
 def announce_created(store: Store) -> None:
     """Say once, on stderr, that this command made a new store (a typo in --db shows at once)."""
-    if getattr(store, "created", False) and not getattr(store, "_announced", False):
-        store._announced = True  # type: ignore[attr-defined]
-        from memmesh.config import redact_url
+    if getattr(store, "created", False) and store not in _announced:
+        _announced.add(store)
+        from memmesh.redact import redact_url
 
         where = getattr(store, "path", None) or redact_url(store.url)
         err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)

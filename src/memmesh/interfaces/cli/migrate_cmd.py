@@ -6,17 +6,19 @@ import typer
 
 from memmesh.clock import system_clock
 from memmesh.compose import build_store
-from memmesh.config import db_override, redact_url
+from memmesh.config import db_override
 from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import report_dict
-from memmesh.store.base import Store, open_store
+from memmesh.redact import redact_url
+from memmesh.store.base import Store
+from memmesh.store.open import open_store
 from memmesh.transfer import check_distinct, migrate_stores
 
 
 def open_url(url: str, *, create: bool) -> Store:
     """A store for a URL (or SQLite file path), with the rest of the configured storage
-    settings; ``create`` as in :func:`memmesh.store.base.open_store` (announced once)."""
+    settings; ``create`` as in :func:`memmesh.store.open.open_store` (announced once)."""
     settings = state.settings()
     storage = settings.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})
     store = build_store(settings.model_copy(update={"storage": storage}), create=create)

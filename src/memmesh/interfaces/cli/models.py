@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from memmesh.errors import MemmeshError
-from memmesh.recall.model_package import install_model, model_status
+from memmesh.recall.model_setup import install_model, model_status
 
 app = typer.Typer(
     name="models",

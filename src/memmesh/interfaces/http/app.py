@@ -115,7 +115,8 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     _document_limits(app, settings)
     for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit):
         app.include_router(module.router)
-    app.add_route("/mcp", mcp, include_in_schema=False)
+    # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
+    app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,

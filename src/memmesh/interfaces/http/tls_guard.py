@@ -83,7 +83,7 @@ class PeerCertProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         super().__init__(*args, **kwargs)
         self._allowlist = allowlist
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None

@@ -16,7 +16,7 @@ Mounting (in ``create_app``)::
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +32,9 @@ from memmesh.service import Service
 if TYPE_CHECKING:
     from memmesh.interfaces.mcp.server import McpHttpApp
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Resolver = Callable[[Any], "Principal | Awaitable[Principal]"]
 
 

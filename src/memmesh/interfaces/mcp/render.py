@@ -19,7 +19,7 @@ from memmesh.errors import InvalidInputError, MemmeshError
 from memmesh.model import Memory, describe_validation_error, text_problem
 
 PREVIEW_CHARS = 600
-_DROP = (None, "", [], {})
+_DROP: tuple[Any, ...] = (None, "", [], {})
 _MEMORY_SKIP = {"content_hash", "version", "last_accessed_at"}
 
 
@@ -41,7 +41,8 @@ def memory_view(memory: Memory, *, full: bool = False) -> dict[str, Any]:
             data.pop("confidence")
         if data.get("access_count") == 0:
             data.pop("access_count")
-    return compact(data)
+    compacted: dict[str, Any] = compact(data)
+    return compacted
 
 
 def compact(value: Any) -> Any:

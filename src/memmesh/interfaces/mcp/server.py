@@ -343,12 +343,12 @@ class _OwedReplies:
         return _AnsweringWriter(inner, self)
 
     def read(self, item: Any) -> None:
-        message = getattr(item, "message", None)
+        message: Any = getattr(item, "message", None)
         if getattr(message, "method", None) is not None and getattr(message, "id", None) is not None:
             self.pending.add(message.id)
 
     def answered(self, item: Any) -> None:
-        message = getattr(item, "message", None)
+        message: Any = getattr(item, "message", None)
         if getattr(message, "method", None) is None and getattr(message, "id", None) is not None:
             self.pending.discard(message.id)
             self.changed.set()
@@ -374,7 +374,7 @@ class _DrainingReader:
 
     async def receive(self) -> SessionMessage | Exception:
         try:
-            item = await self.inner.receive()
+            item: SessionMessage | Exception = await self.inner.receive()
         except anyio.EndOfStream:
             await self.owed.drained()
             raise

@@ -646,7 +646,7 @@ class MemoryTools:
     def _capabilities(self) -> dict[str, Any]:
         embedder = self.service.embedder
         if embedder is None:
-            semantic = {"status": "not available", "detail": "no embedder configured (embeddings.provider = none)"}
+            semantic: dict[str, Any] = {"status": "not available", "detail": "no embedder configured (embeddings.provider = none)"}
         else:
             health = embedder.health()
             semantic = {
