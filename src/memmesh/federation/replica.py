@@ -36,10 +36,12 @@ from memmesh.federation.changes import (
     Hello,
     PeerStatus,
     SyncBatch,
+    SyncItem,
     SyncPage,
     SyncReport,
     batch_from_changes,
 )
+from memmesh.federation.digest import DigestNode, DigestReport, namespace_digests, tree_node
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
 from memmesh.versions import merge, next_version
@@ -220,6 +222,50 @@ class Replica:
             quorum_failures=getattr(mesh, "quorum_failures", 0),
             peers=peers,
         )
+
+    def _authorize_reader(self, principal: Principal, what: str) -> None:
+        """Peers, and admins for every namespace, may read store-wide replication facts."""
+        if not isinstance(principal, Principal):
+            raise TypeError("every service call needs the caller's Principal")
+        if principal.role == "peer" and principal.prefixes() is None:
+            return
+        self.service._authorize_store_wide(principal, what)
+
+    def digests(self, *, principal: Principal) -> DigestReport:
+        """Every namespace's content digest on this node (see :mod:`.digest`): two nodes hold
+        the same replicated state exactly when these are equal."""
+        self._authorize_reader(principal, "the content digests")
+        return namespace_digests(self.service.store, self.service.node_id)
+
+    def digest_node(self, *, namespace: str, prefix: str = "", leaves: bool = False, principal: Principal) -> DigestNode:
+        """One node of a namespace's digest tree: what anti-entropy descends through."""
+        self._authorize_reader(principal, "the content digests")
+        if not isinstance(namespace, str) or not namespace:
+            raise InvalidInputError("namespace is empty: name the namespace whose digest tree to read")
+        return tree_node(self.service.store, self.service.node_id, namespace, prefix, leaves=leaves)
+
+    def items(self, ids: list[str], *, principal: Principal) -> SyncPage:
+        """This node's current state of the memories ``ids``: each one's memory or tombstone,
+        its visible links and its recorded conflicts, as a page outside the feed (``upto`` 0,
+        so applying it moves no cursor). What anti-entropy ships for a diverged bucket."""
+        self._authorize_reader(principal, "replicated items")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) or len(ids) > MAX_BATCH_ITEMS // 4:
+            raise InvalidInputError(f"ids must be a list of at most {MAX_BATCH_ITEMS // 4} memory ids")
+        store = self.service.store
+        wanted = list(dict.fromkeys(ids))
+        memories = {m.id: m for m in store.get_many(wanted)}
+        items: list[SyncItem] = [SyncItem(seq=0, memory=memories[i]) for i in wanted if i in memories]
+        missing = [i for i in wanted if i not in memories]
+        if missing:
+            with store.write() as tx:  # the one read of a tombstone by id the store offers
+                items += [SyncItem(seq=0, tombstone=t) for t in (tx.tombstone(i) for i in missing) if t is not None]
+        links: dict[tuple[str, str, str], Link] = {}
+        for memory_id in memories:
+            links.update({(k.source_id, k.target_id, k.relation.value): k for k in store.links(memory_id)})
+        items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
+        for memory_id in wanted:
+            items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
+        return SyncPage(node=self.service.node_id, items=items)
 
     def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
         """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""

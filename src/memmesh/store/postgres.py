@@ -736,6 +736,15 @@ class PostgresStore(AccessReads):
             rows = conn.execute("SELECT memory_id, event, old, new, actor, at FROM history ORDER BY id").fetchall()
         yield from (_history_entry(row) for row in rows)
 
+    def version_rows(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """``(kind, namespace, id, version)`` of every memory (``m``) and tombstone (``t``):
+        what anti-entropy digests, read without building whole memories."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT 'm', namespace, id, version FROM memories UNION ALL SELECT 't', namespace, id, version FROM tombstones"
+            ).fetchall()
+        return [(kind, ns, mid, version) for kind, ns, mid, version in rows]
+
     def node_id(self) -> str:
         with self._reading() as conn:
             return conn.execute("SELECT value FROM meta WHERE key = 'node_id'").fetchone()[0]  # type: ignore[index]
