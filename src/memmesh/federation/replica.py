@@ -507,7 +507,6 @@ class Replica:
             version=next_version(loser.version, self.service.node_id, self.service.hlc),
         )
         if keep_incoming or tx.get(loser.id) is not None:
-            tx.delete_links(loser.id)
             tx.add_history(
                 HistoryEntry(
                     memory_id=loser.id,
@@ -537,8 +536,7 @@ class Replica:
             run.report.duplicates += 1
             return
         stored = incoming.model_copy(update={"version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc)})
-        tx.delete_links(incoming.id)
-        tx.delete_memory(stored, run.seq())
+        tx.delete_memory(stored, run.seq())  # its links stay, hidden by the tombstone (store.base.VISIBLE_LINK)
         if current is not None:
             tx.add_history(
                 HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_memory_fields(current), actor=run.actor, at=run.now)
@@ -548,11 +546,9 @@ class Replica:
         run.report.applied += 1
 
     def _link(self, run: _Applying, link: Link) -> None:
+        """A link is stored even when an end is deleted here: hidden while that end is a
+        tombstone, back if a concurrent update revives it, gone when the tombstone is purged."""
         tx = run.tx
-        for end in (link.source_id, link.target_id):
-            if tx.get(end) is None and tx.tombstone(end) is not None:
-                run.report.skipped += 1  # a link to a deleted memory goes with it
-                return
         existing = tx.get_link(link.source_id, link.target_id, link.relation.value)
         if existing is not None and link_order(existing) >= link_order(link):
             run.report.duplicates += 1

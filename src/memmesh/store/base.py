@@ -108,6 +108,12 @@ def cut_page(since: int, head: int, limit: int, pages: Sequence[Sequence[int]]) 
     return cut if cut > since else None
 
 
+VISIBLE_LINK = "NOT EXISTS (SELECT 1 FROM tombstones dead WHERE dead.id = links.source_id OR dead.id = links.target_id)"
+"""A link is kept when one of its ends is deleted (a concurrent update may revive that memory
+on merge, and its links with it, identically on every node) but hidden while an end is a
+tombstone; purging the tombstone removes the link for good."""
+
+
 class WriteTx(Protocol):
     """Primitive operations inside one serialised write transaction."""
 

@@ -46,7 +46,7 @@ from memmesh.clock import new_id, parse_ts
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Conflict, HistoryEntry, Link, Memory, NamespaceCount, PeerState, Stats, TierCount, Tombstone
 from memmesh.redact import redact_url
-from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
+from memmesh.store.base import VISIBLE_LINK, Changes, Filter, VectorChanges, VectorRow, cut_page
 from memmesh.store.postgres_access import AGENT_COLUMNS, AccessReads, AccessWrites, _agent
 
 APP_ID = "memmesh"
@@ -571,7 +571,7 @@ class PostgresStore(AccessReads):
     def links(self, memory_id: str) -> list[Link]:
         with self._reading() as conn:
             rows = conn.execute(
-                f"SELECT {LINK_COLUMNS} FROM links WHERE source_id = %s OR target_id = %s ORDER BY created_at, seq",
+                f"SELECT {LINK_COLUMNS} FROM links WHERE (source_id = %s OR target_id = %s) AND {VISIBLE_LINK} ORDER BY created_at, seq",
                 (memory_id, memory_id),
             ).fetchall()
         return [_link(row) for row in rows]
@@ -703,7 +703,7 @@ class PostgresStore(AccessReads):
                 (now,),
             ).fetchall()
             expiring = conn.execute("SELECT count(*) FROM memories WHERE expires_at > %s AND expires_at <= %s", (now, soon)).fetchone()[0]  # type: ignore[index]
-            links = conn.execute("SELECT count(*) FROM links").fetchone()[0]  # type: ignore[index]
+            links = conn.execute(f"SELECT count(*) FROM links WHERE {VISIBLE_LINK}").fetchone()[0]  # type: ignore[index]
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]  # type: ignore[index]
         return Stats(
             total=total,
@@ -728,7 +728,9 @@ class PostgresStore(AccessReads):
 
     def iter_links(self) -> Iterator[Link]:
         with self._reading() as conn:
-            rows = conn.execute(f"SELECT {LINK_COLUMNS} FROM links ORDER BY seq, source_id, target_id, relation").fetchall()
+            rows = conn.execute(
+                f"SELECT {LINK_COLUMNS} FROM links WHERE {VISIBLE_LINK} ORDER BY seq, source_id, target_id, relation"
+            ).fetchall()
         yield from (_link(row) for row in rows)
 
     def iter_history(self) -> Iterator[HistoryEntry]:
@@ -1039,6 +1041,8 @@ class PostgresWriteTx(AccessWrites):
         newest = self._one("SELECT max(seq) FROM tombstones WHERE deleted_at < %s", (before,))[0]
         if newest is not None and newest > int(self.get_meta("purged_seq") or 0):
             self.set_meta("purged_seq", str(newest))
+        dead = "SELECT id FROM tombstones WHERE deleted_at < %s"
+        self.conn.execute(f"DELETE FROM links WHERE source_id IN ({dead}) OR target_id IN ({dead})", (before, before))
         return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < %s", (before,)).rowcount
 
     def get_link(self, source_id: str, target_id: str, relation: str) -> Link | None:

@@ -44,7 +44,7 @@ from memmesh.model import (
 )
 from memmesh.recall import segment
 from memmesh.redact import redact_url
-from memmesh.store.base import Changes, Filter, VectorChanges, VectorRow, cut_page
+from memmesh.store.base import VISIBLE_LINK, Changes, Filter, VectorChanges, VectorRow, cut_page
 
 APP_ID = "memmesh"
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -659,7 +659,7 @@ class SQLiteStore:
         with self._reading() as conn:
             rows = conn.execute(
                 "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links "
-                "WHERE source_id = ? OR target_id = ? ORDER BY created_at",
+                f"WHERE (source_id = ? OR target_id = ?) AND {VISIBLE_LINK} ORDER BY created_at",
                 (memory_id, memory_id),
             ).fetchall()
         return [_link(row) for row in rows]
@@ -766,7 +766,7 @@ class SQLiteStore:
             expiring = conn.execute(
                 "SELECT count(*) FROM memories WHERE expires_at > ? AND expires_at <= ?", (now_s, format_ts(soon))
             ).fetchone()[0]
-            links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
+            links = conn.execute(f"SELECT count(*) FROM links WHERE {VISIBLE_LINK}").fetchone()[0]
             size = conn.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()").fetchone()[0]
         if not self.in_memory:
             wal = Path(self.path + "-wal")
@@ -795,7 +795,8 @@ class SQLiteStore:
     def iter_links(self) -> Iterator[Link]:
         with self._reading() as conn:
             rows = conn.execute(
-                "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links ORDER BY seq"
+                "SELECT source_id, target_id, relation, valid_from, valid_until, observed_by, created_at FROM links "
+                f"WHERE {VISIBLE_LINK} ORDER BY seq"
             ).fetchall()
         yield from (_link(row) for row in rows)
 
@@ -1079,6 +1080,8 @@ class SQLiteWriteTx:
         newest = self.conn.execute("SELECT MAX(seq) FROM tombstones WHERE deleted_at < ?", (format_ts(before),)).fetchone()[0]
         if newest is not None and newest > int(self.get_meta("purged_seq") or 0):
             self.set_meta("purged_seq", str(newest))
+        dead = "SELECT id FROM tombstones WHERE deleted_at < ?"
+        self.conn.execute(f"DELETE FROM links WHERE source_id IN ({dead}) OR target_id IN ({dead})", (format_ts(before),) * 2)
         return self.conn.execute("DELETE FROM tombstones WHERE deleted_at < ?", (format_ts(before),)).rowcount
 
     def get_link(self, source_id: str, target_id: str, relation: str) -> Link | None:
