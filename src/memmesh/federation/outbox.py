@@ -155,7 +155,7 @@ class Mesh:
             self.notify()
             return
         tally = QuorumTally(needed=needed)
-        batch = SyncBatch(node=self.service.node_id, items=items)
+        batch = SyncBatch(node=self.service.node_id, items=self.replica.with_vectors(items))
         timeout_s = self.settings.quorum_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
         parts = split_batch(batch)  # a large batch write stays under the peers' body limit
@@ -252,7 +252,7 @@ class Mesh:
                 "it needs a full resync (resync_required)"
             )
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
-        page.items = [item for item in page.items if not _written_by(item, peer.node)]
+        page.items = self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)])
         if page.items:
             for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
                 peer.client.push(batch)

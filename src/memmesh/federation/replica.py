@@ -40,11 +40,12 @@ from memmesh.federation.changes import (
     SyncPage,
     SyncReport,
     batch_from_changes,
+    encode_vector,
 )
 from memmesh.federation.digest import DigestNode, DigestReport, namespace_digests, tree_node
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
-from memmesh.versions import merge, next_version
+from memmesh.versions import merge, next_version, stamp
 
 if TYPE_CHECKING:
     from memmesh.service import Service
@@ -70,6 +71,11 @@ _VALUE_FIELDS = (
 def conflict_id(memory_id: str, loser: Version) -> str:
     """The id of the conflict that overwrote ``loser``: the same on every node."""
     return str(uuid.uuid5(_CONFLICT_NS, f"{memory_id}|{loser.hlc}|{loser.node}"))
+
+
+def same_text(a: Memory, b: Memory) -> bool:
+    """Two versions embed the same (the vector depends on title and content only)."""
+    return (a.title, a.content) == (b.title, b.content)
 
 
 def same_value(a: Memory, b: Memory) -> bool:
@@ -283,8 +289,23 @@ class Replica:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
         page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
+        self.with_vectors(page.items)
         self.contact(peer, error=None)
         return page
+
+    def with_vectors(self, items: list[SyncItem]) -> list[SyncItem]:
+        """Attach each memory's stored embedding (of this node's model) to its item, so the
+        receiver stores it instead of embedding the text again: embedding, not writing, is
+        what a catch-up would otherwise spend its time on."""
+        embedder = self.service.embedder
+        wanted = [item.memory.id for item in items if item.memory is not None and item.vector is None]
+        if embedder is None or not wanted:
+            return items
+        found = {row.memory_id: row.vector for row in self.service.store.get_vectors(wanted) if row.model == embedder.model_id}
+        for item in items:
+            if item.memory is not None and item.memory.id in found:
+                item.vector, item.vector_model = encode_vector(found[item.memory.id]), embedder.model_id
+        return items
 
     def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
         """Record that ``node`` answered (or why it did not), and advance its cursors."""
@@ -431,13 +452,26 @@ class Replica:
             return {}
         from memmesh.service import embed_text
 
-        incoming = [item.memory for item in batch.items if item.memory is not None]
-        held = {m.id: m for m in service.store.get_many([m.id for m in incoming])}
-        todo = [m for m in incoming if m.id not in held or (held[m.id].content, held[m.id].title) != (m.content, m.title)]
+        model, dim = service.embedder.model_id, service.embedder.dim
+        incoming = [item for item in batch.items if item.memory is not None]
+        held = {m.id: m for m in service.store.get_many([item.memory.id for item in incoming if item.memory is not None])}
+        shipped: dict[str, np.ndarray] = {}
+        todo: list[Memory] = []
+        for item in incoming:
+            memory = item.memory
+            assert memory is not None
+            current = held.get(memory.id)
+            if current is not None and (stamp(current.version) >= stamp(memory.version) or same_text(current, memory)):
+                continue  # it loses the merge, or its text (so its vector) is the one held: nothing to embed
+            vector = item.decoded_vector() if item.vector_model == model else None
+            if vector is not None and vector.shape == (dim,):
+                shipped[memory.id] = vector
+            else:
+                todo.append(memory)
         vectors, _ = service._embed([embed_text(m.title, m.content) for m in todo])
-        if vectors is None:
-            return {}
-        return {m.id: vectors[i] for i, m in enumerate(todo)}
+        if vectors is not None:
+            shipped.update({m.id: vectors[i] for i, m in enumerate(todo)})
+        return shipped
 
     def _memory(self, run: _Applying, incoming: Memory) -> None:
         tx = run.tx
