@@ -253,10 +253,11 @@ class Mesh:
             )
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
         page.items = self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)])
-        if page.items:
-            for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
-                peer.client.push(batch)
-            peer.pushed += len(page.items)
+        # Sent even when every item was the peer's own write (filtered out above): the empty
+        # range still moves the peer's cursor for us, which causality tokens wait on.
+        for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
+            peer.client.push(batch)
+        peer.pushed += len(page.items)
         self.replica.contact(peer.node, error=None, sent=page.upto)
         return page.upto > sent
 
