@@ -503,7 +503,7 @@ class Replica:
                     memory_id=stored.id,
                     event=HistoryEvent.update,
                     old=_memory_fields(current),
-                    new=_memory_fields(stored),
+                    new=_origin_fields(stored),
                     actor=run.actor,
                     at=run.now,
                 )
@@ -511,7 +511,7 @@ class Replica:
         else:
             tx.insert_memory(stored, run.seq())
             tx.add_history(
-                HistoryEntry(memory_id=stored.id, event=HistoryEvent.add, new=_memory_fields(stored), actor=run.actor, at=run.now)
+                HistoryEntry(memory_id=stored.id, event=HistoryEvent.add, new=_origin_fields(stored), actor=run.actor, at=run.now)
             )
         vector = run.vectors.get(stored.id)
         if vector is not None and self.service.embedder is not None:
@@ -615,6 +615,14 @@ class Replica:
 
 def _memory_fields(memory: Memory) -> dict[str, Any]:
     return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+
+
+def _origin_fields(memory: Memory) -> dict[str, Any]:
+    """A replicated version as the receiving node's history shows it: the fields plus which
+    write it was on its origin (node, HLC, writing agent), so each node's history names the
+    origin's versions and one version applied twice would show as two entries."""
+    origin = {"node": memory.version.node, "hlc": memory.version.hlc, "agent_id": memory.agent_id}
+    return {**_memory_fields(memory), "origin": origin}
 
 
 def _tombstone_fields(tombstone: Tombstone) -> dict[str, Any]:
