@@ -138,3 +138,27 @@ def test_one_diverged_memory_is_repaired_with_few_rows_exchanged(tmp_path: Path)
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_running_mesh_repairs_a_row_lost_behind_the_feed_on_its_own(tmp_path: Path) -> None:
+    """Anti-entropy runs every few catch-up rounds: no command needed."""
+    nodes = mesh(tmp_path, 2)
+    a, b = nodes
+    try:
+        written = a.call("POST", "/api/v1/memories/batch", json={"items": [{"content": f"fact {i}", "namespace": "p"} for i in range(100)]})
+        assert written.status_code == 201
+        ids = [m["id"] for m in written.json()]
+        wait_for(lambda: len(b.ids()) == 100, 60, "b holds all 100")
+        b.stop()
+        conn = sqlite3.connect(Path(str(b.db)))
+        register_functions(conn)
+        with conn:
+            conn.execute("DELETE FROM memories WHERE id = ?", (ids[42],))
+        conn.close()
+        b.start()
+        assert ids[42] not in b.ids()
+        wait_for(lambda: ids[42] in b.ids(), 90, "anti-entropy brought the lost memory back")
+        wait_for(lambda: digests(a)["digest"] == digests(b)["digest"], 30, "equal digests")
+    finally:
+        for node in nodes:
+            node.stop()

@@ -171,4 +171,6 @@ class ClusterStatus(BaseModel):
     clock_refused: int = 0
     """Peer timestamps refused for running too far ahead of this node's clock."""
     quorum_failures: int = 0
+    anti_entropy_repairs: int = 0
+    """Memories anti-entropy found different from a peer and repaired since start."""
     peers: list[PeerStatus] = Field(default_factory=list)

@@ -226,6 +226,7 @@ class Replica:
             quorum_writes=getattr(settings, "quorum_writes", 0),
             clock_refused=service.hlc.refused,
             quorum_failures=getattr(mesh, "quorum_failures", 0),
+            anti_entropy_repairs=getattr(mesh, "anti_entropy_repairs", 0),
             peers=peers,
         )
 
