@@ -336,10 +336,14 @@ class Replica:
         vectors = self._vectors(batch)
         report = SyncReport(node=self.service.node_id)
         with self.service.store.write() as tx:
+            state = tx.peer(batch.node) or PeerState(node_id=batch.node)
+            if batch.upto and batch.upto <= state.recv_seq:
+                # the same range arrived by the other path (its push and our pull) while this
+                # one waited for the write lock: nothing to read or write again
+                return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
             run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
             for item in batch.items:
                 self._item(run, item)
-            state = tx.peer(batch.node) or PeerState(node_id=batch.node)
             update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
