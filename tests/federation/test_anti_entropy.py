@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.federation.mesh_support import Node, mesh, wait_for
-from tests.http.http_support import server_env
+from tests.http.http_support import free_port, server_env
 
 from memmesh import Memory
 from memmesh.config import db_override, load_settings
@@ -162,3 +162,18 @@ def test_a_running_mesh_repairs_a_row_lost_behind_the_feed_on_its_own(tmp_path: 
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_verify_and_repair_refuse_bad_peers_clearly(tmp_path: Path) -> None:
+    db = tmp_path / "alone.db"
+    assert cli(tmp_path, db, "store", "a memory on a node alone", "--namespace", "p").returncode == 0
+    bad = cli(tmp_path, db, "cluster", "verify", "--peers", "ftp://10.0.0.2")
+    assert bad.returncode != 0 and "http(s) URL" in bad.stderr + bad.stdout
+    port = free_port()  # nothing listens there
+    down = cli(tmp_path, db, "cluster", "verify", "--peers", f"http://127.0.0.1:{port}", "--json")
+    assert down.returncode == 1
+    answer = json.loads(down.stdout)
+    assert "unreachable" in answer["errors"][f"http://127.0.0.1:{port}"]
+    assert [n["rows"] for n in answer["nodes"][0]["namespaces"]] == [1]  # this node's digests are still shown
+    repair = cli(tmp_path, db, "cluster", "repair", "--peers", f"http://127.0.0.1:{port}")
+    assert repair.returncode != 0 and "unreachable" in repair.stderr + repair.stdout
