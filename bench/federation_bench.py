@@ -187,7 +187,10 @@ def cli(root: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     env.update({"MEMMESH_DATA_DIR": str(root), "MEMMESH_CONFIG": str(root / "none.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
     command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(db), *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode not in (0, 1) or (done.returncode == 1 and not done.stdout.strip()):
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
 
 
 def big_catch_up(root: Path, count: int) -> dict[str, Any]:
@@ -205,6 +208,7 @@ def big_catch_up(root: Path, count: int) -> dict[str, Any]:
     while b.total() < count:
         time.sleep(0.2)
     caught_up_s = time.perf_counter() - started
+    print(f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), load {os.getloadavg()}", flush=True)
     b.stop()
     conn = sqlite3.connect(root / "node-b.db")
     register_functions(conn)

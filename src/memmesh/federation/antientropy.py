@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from memmesh.federation.changes import MAX_BATCH_ITEMS, SyncBatch
-from memmesh.federation.digest import DigestLeaf, DigestNode, Row, compare_reports, rows, tree_node_from
+from memmesh.federation.digest import DigestLeaf, DigestNode, Row, compare_reports, digests_from, rows, tree_node_from
 from memmesh.model import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def repair(replica: Replica, client: PeerClient, peer_node: str) -> RepairReport
     own = service.node_id
     local_rows: list[Row] = rows(service.store)
     report = RepairReport(peer=peer_node)
-    ours = replica.digests(principal=LOCAL_PRINCIPAL)
+    ours = digests_from(local_rows, own)
     theirs = client.digests()
     report.namespaces_differing = compare_reports([ours, theirs]).differing
     ids: set[str] = set()

@@ -146,8 +146,13 @@ def digest_of(selected: Iterable[Row]) -> str:
 def namespace_digests(store: Store, node: str) -> DigestReport:
     """Every namespace's digest: the public summary two nodes (or ``memmesh chaos``) compare.
     Equal digests for every namespace mean the nodes hold the same replicated state."""
+    return digests_from(rows(store), node)
+
+
+def digests_from(all_rows: list[Row], node: str) -> DigestReport:
+    """:func:`namespace_digests` over rows already read."""
     grouped: dict[str, list[Row]] = defaultdict(list)
-    for row in rows(store):
+    for row in all_rows:
         grouped[row.namespace].append(row)
     spaces = [NamespaceDigest(namespace=ns, rows=len(found), digest=digest_of(found)) for ns, found in sorted(grouped.items())]
     overall = hashlib.sha256("".join(f"{n.namespace}\x1f{n.digest}\n" for n in spaces).encode()).hexdigest()

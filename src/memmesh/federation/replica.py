@@ -21,6 +21,7 @@ Rules kept here, once for every transport (HTTP push, catch-up pulls, the sync d
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from memmesh.federation.changes import (
     batch_from_changes,
     encode_vector,
 )
-from memmesh.federation.digest import DigestNode, DigestReport, namespace_digests, tree_node
+from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_from, tree_node_from
+from memmesh.federation.digest import rows as digest_rows
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
 from memmesh.versions import merge, next_version, stamp
@@ -123,6 +125,8 @@ class Replica:
     def __init__(self, service: Service, *, on_change: Callable[[], None] | None = None) -> None:
         self.service = service
         self.on_change = on_change
+        self._digest_rows: tuple[tuple[int, int], float, list[Row]] | None = None
+        """The rows last digested, by (change counter, purged seq), for a digest-tree descent."""
         self.resolve_peers: Callable[[], None] | None = None
         """Set by the running mesh: ask configured peers not yet identified for their node id."""
 
@@ -242,14 +246,27 @@ class Replica:
         """Every namespace's content digest on this node (see :mod:`.digest`): two nodes hold
         the same replicated state exactly when these are equal."""
         self._authorize_reader(principal, "the content digests")
-        return namespace_digests(self.service.store, self.service.node_id)
+        return digests_from(self._rows(), self.service.node_id)
+
+    def _rows(self) -> list[Row]:
+        """The digested rows, reused while the store has not changed (a repair descends the
+        tree with several requests; each would otherwise read every row again) and for at
+        most 30 s, so a large store's rows are not held in memory for long."""
+        store = self.service.store
+        key = (store.change_counter(), store.purged_seq())
+        cached = self._digest_rows
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < 30:
+            return cached[2]
+        found = digest_rows(store)
+        self._digest_rows = (key, time.monotonic(), found)
+        return found
 
     def digest_node(self, *, namespace: str, prefix: str = "", leaves: bool = False, principal: Principal) -> DigestNode:
         """One node of a namespace's digest tree: what anti-entropy descends through."""
         self._authorize_reader(principal, "the content digests")
         if not isinstance(namespace, str) or not namespace:
             raise InvalidInputError("namespace is empty: name the namespace whose digest tree to read")
-        return tree_node(self.service.store, self.service.node_id, namespace, prefix, leaves=leaves)
+        return tree_node_from(self._rows(), self.service.node_id, namespace, prefix, leaves=leaves)
 
     def items(self, ids: list[str], *, principal: Principal) -> SyncPage:
         """This node's current state of the memories ``ids``: each one's memory or tombstone,

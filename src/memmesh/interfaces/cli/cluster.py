@@ -46,7 +46,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
     console.print(table)
 
 
-def _peer_clients(peers: str | None, peer_key_file: str | None, timeout_s: float = 30.0) -> list[PeerClient]:
+def _peer_clients(peers: str | None, peer_key_file: str | None, timeout_s: float = 120.0) -> list[PeerClient]:
     """Clients for ``--peers`` (default: [federation] peers), with keys and client TLS as ``serve`` uses them."""
     from memmesh.federation.peers import PeerClient, parse_peer_list, read_peer_keys
     from memmesh.tls import client_context
