@@ -162,16 +162,144 @@ def catch_up(nodes: list[Node], missed: int) -> dict[str, Any]:
     return {"missed": missed, "seconds_incl_start": round(seconds, 2), "memories_per_s": round(missed / seconds, 1)}
 
 
+def seed_store(db: Path, node: str, count: int) -> float:
+    """``count`` memories written straight into ``node``'s store (the embedded API), so a
+    100k-row bench does not spend its time in HTTP; returns seconds."""
+    from memmesh import Memory
+    from memmesh.config import db_override, load_settings
+
+    overrides = {"storage": {**db_override(str(db))["storage"], "node_id": node}, "embeddings": {"provider": "none"}}
+    started = time.perf_counter()
+    with Memory(config=load_settings(None, overrides=overrides, env={})) as memory:
+        for start in range(0, count, 2000):
+            memory.add_many([{"content": f"seeded fact {i}", "namespace": f"ns{i % 4}"} for i in range(start, min(count, start + 2000))])
+    return time.perf_counter() - started
+
+
+def two_nodes(root: Path) -> tuple[Node, Node]:
+    a, b = Node(root, "node-a"), Node(root, "node-b")
+    a.args = ["--peers", b.url, "--catchup-interval-secs", "1"]
+    b.args = ["--peers", a.url, "--catchup-interval-secs", "1"]
+    return a, b
+
+
+def cli(root: Path, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DATA_DIR": str(root), "MEMMESH_CONFIG": str(root / "none.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(db), *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode not in (0, 1) or (done.returncode == 1 and not done.stdout.strip()):
+        raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return done
+
+
+def big_catch_up(root: Path, count: int) -> dict[str, Any]:
+    """Node b starts empty ``count`` changes behind a and catches up; then b loses one memory
+    behind the feed and ``cluster repair`` finds and fixes it (rows exchanged)."""
+    import sqlite3
+
+    from memmesh.store.sqlite import register_functions
+
+    seeded_s = seed_store(root / "node-a.db", "node-a", count)
+    a, b = two_nodes(root)
+    a.start()
+    started = time.perf_counter()
+    b.start()
+    while b.total() < count:
+        time.sleep(0.2)
+    caught_up_s = time.perf_counter() - started
+    print(f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), load {os.getloadavg()}", flush=True)
+    b.stop()
+    conn = sqlite3.connect(root / "node-b.db")
+    register_functions(conn)
+    with conn:
+        lost = conn.execute("SELECT id FROM memories ORDER BY rowid LIMIT 1 OFFSET ?", (count // 2,)).fetchone()[0]
+        conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (lost,))
+        conn.execute("DELETE FROM memories WHERE id = ?", (lost,))
+    conn.close()
+    t0 = time.perf_counter()
+    report = json.loads(cli(root, root / "node-b.db", "cluster", "repair", "--peers", a.url, "--json").stdout)[0]
+    repair_s = time.perf_counter() - t0
+    verify = cli(root, root / "node-b.db", "cluster", "verify", "--peers", a.url, "--json")
+    a.stop()
+    return {
+        "changes_behind": count,
+        "seed_s": round(seeded_s, 1),
+        "catch_up_s_incl_start": round(caught_up_s, 1),
+        "catch_up_per_s": round(count / caught_up_s, 1),
+        "anti_entropy": {
+            "rows": count,
+            "diverged": 1,
+            "rows_exchanged": report["rows_exchanged"],
+            "tree_nodes": report["tree_nodes"],
+            "seconds_incl_cli_start": round(repair_s, 2),
+            "consistent_after": json.loads(verify.stdout)["consistent"],
+        },
+    }
+
+
+def kill_cycles(root: Path, cycles: int) -> dict[str, Any]:
+    """SIGKILL the sender mid-push ``cycles`` times; count duplicate applications on the receiver."""
+    import random
+    from collections import Counter
+
+    a, b = two_nodes(root)
+    a.start()
+    b.start()
+    rng = random.Random(11)
+    acked: dict[str, str] = {}
+    with httpx.Client(timeout=60) as http:
+        for cycle in range(cycles):
+            items = [{"content": f"cycle {cycle} fact {i}", "namespace": "crash"} for i in range(20)]
+            r = http.post(a.url + "/api/v1/memories/batch", json={"items": items})
+            acked.update({m["id"]: m["content"] for m in r.json()})
+            time.sleep(rng.uniform(0, 0.15))
+            assert a.proc is not None
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(10)
+            a.start()
+        deadline = time.monotonic() + 300
+        while b.total() < len(acked) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        applied: Counter[tuple[str, str]] = Counter()
+        for memory_id in acked:
+            for entry in http.get(f"{b.url}/api/v1/memories/{memory_id}/history").json():
+                origin = (entry.get("new") or {}).get("origin")
+                if origin:
+                    applied[(memory_id, origin["hlc"])] += 1
+        missing = len(set(acked) - {mid for mid, _ in applied})
+    a.stop()
+    b.stop()
+    return {"kills": cycles, "acknowledged": len(acked), "missing": missing, "duplicate_applications": sum(n - 1 for n in applied.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--lag-samples", type=int, default=200)
     parser.add_argument("--missed", type=int, default=10_000)
+    parser.add_argument("--big", type=int, default=0, help="also: catch-up and anti-entropy with this many changes (e.g. 100000)")
+    parser.add_argument("--kill-cycles", type=int, default=0, help="also: SIGKILL the sender mid-push this many times")
+    parser.add_argument("--skip-quorum", action="store_true", help="skip the W = 1, 2, 3 runs (with --big / --kill-cycles)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "quorum": {}}
-    for quorum in (1, 2, 3):
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
+        "quorum": {},
+    }
+    if args.big:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["big"] = big = big_catch_up(Path(tmp), args.big)
+        ae = big["anti_entropy"]
+        print(f"catch-up of {big['changes_behind']} changes: {big['catch_up_s_incl_start']} s incl. start ({big['catch_up_per_s']}/s)")
+        print(f"anti-entropy, 1 diverged among {ae['rows']}: {ae['rows_exchanged']} rows exchanged, {ae['seconds_incl_cli_start']} s")
+    if args.kill_cycles:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["kills"] = kills = kill_cycles(Path(tmp), args.kill_cycles)
+        print(f"{kills['kills']} sender kills: {kills['missing']} missing, {kills['duplicate_applications']} duplicate applications")
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    for quorum in () if args.skip_quorum else (1, 2, 3):
         with tempfile.TemporaryDirectory() as tmp:
             nodes = start_mesh(Path(tmp), quorum)
             try:
@@ -182,12 +310,13 @@ def main() -> None:
             finally:
                 for node in nodes:
                     node.stop()
-    print(f"{'quorum':<8}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for name, row in results["quorum"].items():
-        print(f"{name:<8}{row['writes_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
-    print(f"replication lag a→b: p50 {results['lag']['p50_ms']} ms, p99 {results['lag']['p99_ms']} ms")
-    cu = results["catch_up"]
-    print(f"catch-up of {cu['missed']} missed writes: {cu['seconds_incl_start']} s incl. start, {cu['memories_per_s']} memories/s")
+    if results["quorum"]:
+        print(f"{'quorum':<8}{'writes/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+        for name, row in results["quorum"].items():
+            print(f"{name:<8}{row['writes_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}{row['errors']:>8}")
+        print(f"replication lag a→b: p50 {results['lag']['p50_ms']} ms, p99 {results['lag']['p99_ms']} ms")
+        cu = results["catch_up"]
+        print(f"catch-up of {cu['missed']} missed writes: {cu['seconds_incl_start']} s incl. start, {cu['memories_per_s']} memories/s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))

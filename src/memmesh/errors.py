@@ -13,7 +13,8 @@ so adding an error type here is enough for all of them to render it correctly.
     │   └── ClockSkewError       a peer's clock is too far ahead of ours
     ├── NotFoundError            404
     ├── ConflictError            409
-    │   └── ResyncRequiredError  a peer was away past tombstone retention
+    │   ├── ResyncRequiredError  a peer was away past tombstone retention
+    │   └── NotYetError          this node lacks changes the client's session has seen
     ├── AuthError                401
     ├── MisdirectedRequestError  421: a Host a loopback server does not answer to
     ├── ForbiddenError           403
@@ -223,6 +224,13 @@ class LeaseLostError(ConflictError):
     the task now): the late heartbeat, completion or failure is refused (fencing)."""
 
     code = "lease_lost"
+
+
+class NotYetError(ConflictError):
+    """The client's causality token names changes this node has not received yet (session
+    guarantees across nodes): nothing was read or written; retry, or ask another node."""
+
+    code = "not_yet"
 
 
 class EmbedderError(MemmeshError):

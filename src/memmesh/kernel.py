@@ -452,7 +452,8 @@ class Kernel:
             id=current.id, namespace=current.namespace, deleted_at=now, actor=who.agent_id, version=self.next_version(current.version)
         )
         seq = tx.next_seq()
-        tx.delete_links(current.id)
+        # its links stay stored, hidden by the tombstone (store.base.VISIBLE_LINK): a concurrent
+        # update that wins the merge revives the memory with its links on every node
         tx.delete_memory(tombstone, seq)
         tx.add_history(HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=snapshot(current), actor=who.agent_id, at=now))
         return tombstone

@@ -9,9 +9,12 @@ diff, so applying a batch twice, or an old batch after a newer one, changes noth
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memmesh.errors import InvalidInputError
@@ -35,6 +38,10 @@ class SyncItem(BaseModel):
     link: Link | None = None
     conflict: Conflict | None = None
     agent: Agent | None = None
+    vector: str | None = Field(
+        None, max_length=65536, description="the memory's embedding (base64 of little-endian float32), so the receiver need not embed it"
+    )
+    vector_model: str | None = Field(None, max_length=200, description="the embedder model id that made ``vector``")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SyncItem:
@@ -45,7 +52,22 @@ class SyncItem(BaseModel):
             obj = getattr(self, name)
             if obj is not None and (not obj.version.hlc or not obj.version.node or not obj.version.clock):
                 raise ValueError(f"{name} {obj.id} has no complete version (clock, node, hlc): no node could order it")
+        if (self.vector is None) != (self.vector_model is None) or (self.vector is not None and self.memory is None):
+            raise ValueError("a vector comes with its vector_model, and only with a memory")
         return self
+
+    def decoded_vector(self) -> np.ndarray | None:
+        """The shipped embedding as float32, or None when absent or not a finite vector."""
+        if self.vector is None:
+            return None
+        try:
+            raw = base64.b64decode(self.vector, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not raw or len(raw) % 4:
+            return None
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return vector if bool(np.isfinite(vector).all()) else None
 
 
 class SyncBatch(BaseModel):
@@ -109,6 +131,11 @@ def batch_from_changes(node: str, since: int, changes: Changes) -> SyncPage:
     return SyncPage(node=node, since=since, upto=max(changes.upto, since), items=items, more=changes.more)
 
 
+def encode_vector(vector: np.ndarray) -> str:
+    """An embedding as it travels in a :class:`SyncItem` (base64 of little-endian float32)."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
 def parse_batch(data: Any, model: type[SyncBatch] = SyncBatch) -> SyncBatch:
     """A batch from JSON-decoded data, or InvalidInputError naming the first problems."""
     try:
@@ -144,4 +171,6 @@ class ClusterStatus(BaseModel):
     clock_refused: int = 0
     """Peer timestamps refused for running too far ahead of this node's clock."""
     quorum_failures: int = 0
+    anti_entropy_repairs: int = 0
+    """Memories anti-entropy found different from a peer and repaired since start."""
     peers: list[PeerStatus] = Field(default_factory=list)

@@ -67,6 +67,9 @@ class _Peer:
     thread: threading.Thread | None = None
 
 
+ANTI_ENTROPY_EVERY = 10
+"""Every this many catch-up rounds, anti-entropy compares digests with each peer."""
+
 PUSH_BODY_BYTES = 1_000_000
 """A push body stays under this (below the default ``limits.max_body_bytes`` of 2 MiB)."""
 
@@ -114,6 +117,8 @@ class Mesh:
         self._resolving = threading.Lock()
         self._resolved_at = 0.0
         self.quorum_failures = 0
+        self.anti_entropy_repairs = 0
+        """Memories anti-entropy found different from a peer and repaired."""
         # Changes applied from a peer are forwarded on the pushers' next poll (≤ 0.5 s), not at
         # once: the origin already pushes to every peer, so forwarding is for the peers it
         # could not reach, and waking now would only contend with quorum pushes.
@@ -155,7 +160,7 @@ class Mesh:
             self.notify()
             return
         tally = QuorumTally(needed=needed)
-        batch = SyncBatch(node=self.service.node_id, items=items)
+        batch = SyncBatch(node=self.service.node_id, items=self.replica.with_vectors(items))
         timeout_s = self.settings.quorum_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
         parts = split_batch(batch)  # a large batch write stays under the peers' body limit
@@ -252,11 +257,12 @@ class Mesh:
                 "it needs a full resync (resync_required)"
             )
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
-        page.items = [item for item in page.items if not _written_by(item, peer.node)]
-        if page.items:
-            for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
-                peer.client.push(batch)
-            peer.pushed += len(page.items)
+        page.items = self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)])
+        # Sent even when every item was the peer's own write (filtered out above): the empty
+        # range still moves the peer's cursor for us, which causality tokens wait on.
+        for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
+            peer.client.push(batch)
+        peer.pushed += len(page.items)
         self.replica.contact(peer.node, error=None, sent=page.upto)
         return page.upto > sent
 
@@ -273,18 +279,32 @@ class Mesh:
     # -- catch-up ----------------------------------------------------------------------------------
 
     def _catchup_loop(self) -> None:
+        rounds = 0
         while not self._stop.is_set():
+            rounds += 1
             for peer in self.peers:
                 if self._stop.is_set():
                     return
                 try:
                     self._resolve(peer)
                     self.catch_up(peer)
+                    if rounds % ANTI_ENTROPY_EVERY == 0:
+                        self.anti_entropy(peer)
                 except MemmeshError as exc:
                     log.info("catch-up from %s failed: %s", peer.client.url, exc.message)
                 except Exception:
                     log.exception("catch-up from %s failed", peer.client.url)
             self._stop.wait(self.settings.catchup_interval_s)
+
+    def anti_entropy(self, peer: _Peer) -> None:
+        """Compare digests with the peer and repair what the feed never carried (see
+        :mod:`.antientropy`); one top-level digest each way when nothing differs."""
+        from memmesh.federation.antientropy import repair
+
+        assert peer.node is not None
+        report = repair(self.replica, peer.client, peer.node)
+        if report.memories:
+            self.anti_entropy_repairs += report.memories
 
     def catch_up(self, peer: _Peer) -> int:
         """Pull and apply the peer's feed after our cursor for it; returns items applied."""

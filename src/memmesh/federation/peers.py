@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from memmesh.errors import PeerError
 from memmesh.federation.changes import Hello, SyncBatch, SyncPage, SyncReport, parse_batch
+from memmesh.federation.digest import DigestNode, DigestReport
 
 
 def peer_http_client(timeout_s: float, tls: ssl.SSLContext | None = None) -> httpx.Client:
@@ -155,3 +156,32 @@ class PeerClient:
             ) from None
         assert isinstance(page, SyncPage)
         return page
+
+    def digests(self) -> DigestReport:
+        """The peer's per-namespace content digests."""
+        return self._parsed(DigestReport, self._call("GET", "/api/v1/sync/digest"), "/sync/digest")
+
+    def digest_node(self, namespace: str, prefix: str = "", *, leaves: bool = False) -> DigestNode:
+        """One node of the peer's digest tree for ``namespace``."""
+        params = {"namespace": namespace, "prefix": prefix, "leaves": "true" if leaves else "false"}
+        return self._parsed(DigestNode, self._call("GET", "/api/v1/sync/digest", params=params), "/sync/digest")
+
+    def items(self, ids: list[str]) -> SyncPage:
+        """The peer's current state of the memories ``ids`` (memory or tombstone, links, conflicts)."""
+        body = self._call("POST", "/api/v1/sync/items", json={"ids": ids})
+        try:
+            page = parse_batch(body, SyncPage)
+        except Exception:
+            raise PeerError(
+                f"peer {self.url} answered /sync/items with something that is not a sync page", details={"peer": self.url}
+            ) from None
+        assert isinstance(page, SyncPage)
+        return page
+
+    def _parsed(self, model: Any, body: Any, route: str) -> Any:
+        try:
+            return model.model_validate(body)
+        except ValidationError:
+            raise PeerError(
+                f"peer {self.url} answered {route} with something memmesh does not understand", details={"peer": self.url}
+            ) from None

@@ -21,6 +21,7 @@ Rules kept here, once for every transport (HTTP push, catch-up pulls, the sync d
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,14 +37,18 @@ from memmesh.federation.changes import (
     Hello,
     PeerStatus,
     SyncBatch,
+    SyncItem,
     SyncPage,
     SyncReport,
     batch_from_changes,
+    encode_vector,
 )
+from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_from, tree_node_from
+from memmesh.federation.digest import rows as digest_rows
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import WriteTx
-from memmesh.versions import merge, next_version
+from memmesh.versions import merge, next_version, stamp
 
 if TYPE_CHECKING:
     from memmesh.service import Service
@@ -69,6 +74,11 @@ _VALUE_FIELDS = (
 def conflict_id(memory_id: str, loser: Version) -> str:
     """The id of the conflict that overwrote ``loser``: the same on every node."""
     return str(uuid.uuid5(_CONFLICT_NS, f"{memory_id}|{loser.hlc}|{loser.node}"))
+
+
+def same_text(a: Memory, b: Memory) -> bool:
+    """Two versions embed the same (the vector depends on title and content only)."""
+    return (a.title, a.content) == (b.title, b.content)
 
 
 def same_value(a: Memory, b: Memory) -> bool:
@@ -116,6 +126,8 @@ class Replica:
     def __init__(self, service: Service, *, on_change: Callable[[], None] | None = None) -> None:
         self.service = service
         self.on_change = on_change
+        self._digest_rows: tuple[tuple[int, int], float, list[Row]] | None = None
+        """The rows last digested, by (change counter, purged seq), for a digest-tree descent."""
         self.resolve_peers: Callable[[], None] | None = None
         """Set by the running mesh: ask configured peers not yet identified for their node id."""
 
@@ -219,8 +231,66 @@ class Replica:
             quorum_writes=getattr(settings, "quorum_writes", 0),
             clock_refused=service.hlc.refused,
             quorum_failures=getattr(mesh, "quorum_failures", 0),
+            anti_entropy_repairs=getattr(mesh, "anti_entropy_repairs", 0),
             peers=peers,
         )
+
+    def _authorize_reader(self, principal: Principal, what: str) -> None:
+        """Peers, and admins for every namespace, may read store-wide replication facts."""
+        if not isinstance(principal, Principal):
+            raise TypeError("every service call needs the caller's Principal")
+        if principal.role == "peer" and principal.prefixes() is None:
+            return
+        authorize_store_wide(principal, what)
+
+    def digests(self, *, principal: Principal) -> DigestReport:
+        """Every namespace's content digest on this node (see :mod:`.digest`): two nodes hold
+        the same replicated state exactly when these are equal."""
+        self._authorize_reader(principal, "the content digests")
+        return digests_from(self._rows(), self.service.node_id)
+
+    def _rows(self) -> list[Row]:
+        """The digested rows, reused while the store has not changed (a repair descends the
+        tree with several requests; each would otherwise read every row again) and for at
+        most 30 s, so a large store's rows are not held in memory for long."""
+        store = self.service.store
+        key = (store.change_counter(), store.purged_seq())
+        cached = self._digest_rows
+        if cached is not None and cached[0] == key and time.monotonic() - cached[1] < 30:
+            return cached[2]
+        found = digest_rows(store)
+        self._digest_rows = (key, time.monotonic(), found)
+        return found
+
+    def digest_node(self, *, namespace: str, prefix: str = "", leaves: bool = False, principal: Principal) -> DigestNode:
+        """One node of a namespace's digest tree: what anti-entropy descends through."""
+        self._authorize_reader(principal, "the content digests")
+        if not isinstance(namespace, str) or not namespace:
+            raise InvalidInputError("namespace is empty: name the namespace whose digest tree to read")
+        return tree_node_from(self._rows(), self.service.node_id, namespace, prefix, leaves=leaves)
+
+    def items(self, ids: list[str], *, principal: Principal) -> SyncPage:
+        """This node's current state of the memories ``ids``: each one's memory or tombstone,
+        its visible links and its recorded conflicts, as a page outside the feed (``upto`` 0,
+        so applying it moves no cursor). What anti-entropy ships for a diverged bucket."""
+        self._authorize_reader(principal, "replicated items")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) or len(ids) > MAX_BATCH_ITEMS // 4:
+            raise InvalidInputError(f"ids must be a list of at most {MAX_BATCH_ITEMS // 4} memory ids")
+        store = self.service.store
+        wanted = list(dict.fromkeys(ids))
+        memories = {m.id: m for m in store.get_many(wanted)}
+        items: list[SyncItem] = [SyncItem(seq=0, memory=memories[i]) for i in wanted if i in memories]
+        missing = [i for i in wanted if i not in memories]
+        if missing:
+            with store.write() as tx:  # the one read of a tombstone by id the store offers
+                items += [SyncItem(seq=0, tombstone=t) for t in (tx.tombstone(i) for i in missing) if t is not None]
+        links: dict[tuple[str, str, str], Link] = {}
+        for memory_id in memories:
+            links.update({(k.source_id, k.target_id, k.relation.value): k for k in store.links(memory_id)})
+        items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
+        for memory_id in wanted:
+            items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
+        return SyncPage(node=self.service.node_id, items=items)
 
     def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
         """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
@@ -238,8 +308,23 @@ class Replica:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
         page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
+        self.with_vectors(page.items)
         self.contact(peer, error=None)
         return page
+
+    def with_vectors(self, items: list[SyncItem]) -> list[SyncItem]:
+        """Attach each memory's stored embedding (of this node's model) to its item, so the
+        receiver stores it instead of embedding the text again: embedding, not writing, is
+        what a catch-up would otherwise spend its time on."""
+        embedder = self.service.embedder
+        wanted = [item.memory.id for item in items if item.memory is not None and item.vector is None]
+        if embedder is None or not wanted:
+            return items
+        found = {row.memory_id: row.vector for row in self.service.store.get_vectors(wanted) if row.model == embedder.model_id}
+        for item in items:
+            if item.memory is not None and item.memory.id in found:
+                item.vector, item.vector_model = encode_vector(found[item.memory.id]), embedder.model_id
+        return items
 
     def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
         """Record that ``node`` answered (or why it did not), and advance its cursors."""
@@ -269,10 +354,14 @@ class Replica:
         vectors = self._vectors(batch)
         report = SyncReport(node=self.service.node_id)
         with self.service.store.write() as tx:
+            state = tx.peer(batch.node) or PeerState(node_id=batch.node)
+            if batch.upto and batch.upto <= state.recv_seq:
+                # the same range arrived by the other path (its push and our pull) while this
+                # one waited for the write lock: nothing to read or write again
+                return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
             run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
             for item in batch.items:
                 self._item(run, item)
-            state = tx.peer(batch.node) or PeerState(node_id=batch.node)
             update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
@@ -382,13 +471,26 @@ class Replica:
         service = self.service
         if service.embedder is None:
             return {}
-        incoming = [item.memory for item in batch.items if item.memory is not None]
-        held = {m.id: m for m in service.store.get_many([m.id for m in incoming])}
-        todo = [m for m in incoming if m.id not in held or (held[m.id].content, held[m.id].title) != (m.content, m.title)]
+        model, dim = service.embedder.model_id, service.embedder.dim
+        incoming = [item for item in batch.items if item.memory is not None]
+        held = {m.id: m for m in service.store.get_many([item.memory.id for item in incoming if item.memory is not None])}
+        shipped: dict[str, np.ndarray] = {}
+        todo: list[Memory] = []
+        for item in incoming:
+            memory = item.memory
+            assert memory is not None
+            current = held.get(memory.id)
+            if current is not None and (stamp(current.version) >= stamp(memory.version) or same_text(current, memory)):
+                continue  # it loses the merge, or its text (so its vector) is the one held: nothing to embed
+            vector = item.decoded_vector() if item.vector_model == model else None
+            if vector is not None and vector.shape == (dim,):
+                shipped[memory.id] = vector
+            else:
+                todo.append(memory)
         vectors, _ = service.kernel.embed([embed_text(m.title, m.content) for m in todo])
-        if vectors is None:
-            return {}
-        return {m.id: vectors[i] for i, m in enumerate(todo)}
+        if vectors is not None:
+            shipped.update({m.id: vectors[i] for i, m in enumerate(todo)})
+        return shipped
 
     def _memory(self, run: _Applying, incoming: Memory) -> None:
         tx = run.tx
@@ -420,7 +522,7 @@ class Replica:
                     memory_id=stored.id,
                     event=HistoryEvent.update,
                     old=_memory_fields(current),
-                    new=_memory_fields(stored),
+                    new=_origin_fields(stored),
                     actor=run.actor,
                     at=run.now,
                 )
@@ -428,7 +530,7 @@ class Replica:
         else:
             tx.insert_memory(stored, run.seq())
             tx.add_history(
-                HistoryEntry(memory_id=stored.id, event=HistoryEvent.add, new=_memory_fields(stored), actor=run.actor, at=run.now)
+                HistoryEntry(memory_id=stored.id, event=HistoryEvent.add, new=_origin_fields(stored), actor=run.actor, at=run.now)
             )
         vector = run.vectors.get(stored.id)
         if vector is not None and self.service.embedder is not None:
@@ -458,7 +560,6 @@ class Replica:
             version=next_version(loser.version, self.service.node_id, self.service.hlc),
         )
         if keep_incoming or tx.get(loser.id) is not None:
-            tx.delete_links(loser.id)
             tx.add_history(
                 HistoryEntry(
                     memory_id=loser.id,
@@ -488,8 +589,7 @@ class Replica:
             run.report.duplicates += 1
             return
         stored = incoming.model_copy(update={"version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc)})
-        tx.delete_links(incoming.id)
-        tx.delete_memory(stored, run.seq())
+        tx.delete_memory(stored, run.seq())  # its links stay, hidden by the tombstone (store.base.VISIBLE_LINK)
         if current is not None:
             tx.add_history(
                 HistoryEntry(memory_id=current.id, event=HistoryEvent.delete, old=_memory_fields(current), actor=run.actor, at=run.now)
@@ -499,11 +599,9 @@ class Replica:
         run.report.applied += 1
 
     def _link(self, run: _Applying, link: Link) -> None:
+        """A link is stored even when an end is deleted here: hidden while that end is a
+        tombstone, back if a concurrent update revives it, gone when the tombstone is purged."""
         tx = run.tx
-        for end in (link.source_id, link.target_id):
-            if tx.get(end) is None and tx.tombstone(end) is not None:
-                run.report.skipped += 1  # a link to a deleted memory goes with it
-                return
         existing = tx.get_link(link.source_id, link.target_id, link.relation.value)
         if existing is not None and link_order(existing) >= link_order(link):
             run.report.duplicates += 1
@@ -536,6 +634,14 @@ class Replica:
 
 def _memory_fields(memory: Memory) -> dict[str, Any]:
     return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
+
+
+def _origin_fields(memory: Memory) -> dict[str, Any]:
+    """A replicated version as the receiving node's history shows it: the fields plus which
+    write it was on its origin (node, HLC, writing agent), so each node's history names the
+    origin's versions and one version applied twice would show as two entries."""
+    origin = {"node": memory.version.node, "hlc": memory.version.hlc, "agent_id": memory.agent_id}
+    return {**_memory_fields(memory), "origin": origin}
 
 
 def _tombstone_fields(tombstone: Tombstone) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from memmesh.errors import (
     UnavailableError,
     all_error_types,
 )
+from memmesh.federation.session import CAUSALITY_HEADER, SessionToken
 from memmesh.model import HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
 
@@ -86,6 +87,13 @@ def error_from_response(response: httpx.Response) -> MemmeshError:
         return cls(message, details=details)
     except TypeError:
         return fallback(message, details=details)
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def retry_delay(response: httpx.Response | None, attempt: int, cap: float) -> float:
@@ -230,7 +238,12 @@ def _checked_key(api_key: str) -> str:
 
 
 class _Base:
-    def __init__(self, base_url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float, session: SessionToken | None = None
+    ) -> None:
+        self.session = session if session is not None else SessionToken()
+        """The causality token this client sends and keeps (pass one to several clients to
+        keep read-your-writes and monotonic reads while hopping between nodes)."""
         self.base_url = base_url.rstrip("/")
         self.retries = max(0, retries)
         self.max_retry_wait = max_retry_wait
@@ -239,9 +252,15 @@ class _Base:
             self._headers["Authorization"] = f"Bearer {_checked_key(api_key)}"
         self._timeout = timeout
 
+    def _session_headers(self) -> dict[str, str]:
+        token = self.session.value
+        return {CAUSALITY_HEADER: token} if token else {}
+
     def _outcome(self, call: _Call[T], response: httpx.Response, attempt: int) -> tuple[bool, T | None]:
-        """(retry?, value): retry on 429/503 while attempts remain, raise on other errors."""
-        if response.status_code in RETRY_STATUSES and attempt <= self.retries:
+        """(retry?, value): retry on 429/503 and 409 not_yet while attempts remain, raise on other errors."""
+        self.session.observe(response.headers.get(CAUSALITY_HEADER))
+        not_yet = response.status_code == 409 and _error_code(response) == "not_yet"
+        if (response.status_code in RETRY_STATUSES or not_yet) and attempt <= self.retries:
             return True, None
         if response.is_error:
             raise error_from_response(response)
@@ -270,8 +289,9 @@ class Client(_Base):
         retries: int = 3,
         max_retry_wait: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        session: SessionToken | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
+        super().__init__(base_url, api_key, timeout, retries, max_retry_wait, session)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 
     def _run(self, call: _Call[T]) -> T:
@@ -279,7 +299,7 @@ class Client(_Base):
         while True:
             attempt += 1
             try:
-                response = self._http.request(call.method, call.path, params=call.query(), json=call.body)
+                response = self._http.request(call.method, call.path, params=call.query(), json=call.body, headers=self._session_headers())
             except httpx.ConnectError as exc:
                 if attempt > self.retries:
                     raise self._unreachable(exc) from exc
@@ -362,8 +382,9 @@ class AsyncClient(_Base):
         retries: int = 3,
         max_retry_wait: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        session: SessionToken | None = None,
     ) -> None:
-        super().__init__(base_url, api_key, timeout, retries, max_retry_wait)
+        super().__init__(base_url, api_key, timeout, retries, max_retry_wait, session)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 
     async def _run(self, call: _Call[T]) -> T:
@@ -371,7 +392,9 @@ class AsyncClient(_Base):
         while True:
             attempt += 1
             try:
-                response = await self._http.request(call.method, call.path, params=call.query(), json=call.body)
+                response = await self._http.request(
+                    call.method, call.path, params=call.query(), json=call.body, headers=self._session_headers()
+                )
             except httpx.ConnectError as exc:
                 if attempt > self.retries:
                     raise self._unreachable(exc) from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -109,6 +109,12 @@ def cut_page(since: int, head: int, limit: int, pages: Sequence[Sequence[int]]) 
         return head
     cut = min(head, *full)
     return cut if cut > since else None
+
+
+VISIBLE_LINK = "NOT EXISTS (SELECT 1 FROM tombstones dead WHERE dead.id = links.source_id OR dead.id = links.target_id)"
+"""A link is kept when one of its ends is deleted (a concurrent update may revive that memory
+on merge, and its links with it, identically on every node) but hidden while an end is a
+tombstone; purging the tombstone removes the link for good."""
 
 
 class WriteTx(Protocol):
@@ -208,6 +214,7 @@ class Store(Protocol):
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]: ...
     def iter_links(self) -> Iterator[Link]: ...
     def iter_history(self) -> Iterator[HistoryEntry]: ...
+    def version_rows(self) -> list[tuple[str, str, str, dict[str, Any]]]: ...
     def node_id(self) -> str: ...
     def integrity_check(self) -> str: ...
     def change_counter(self) -> int: ...

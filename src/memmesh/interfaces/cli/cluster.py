@@ -5,12 +5,16 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
+
+if TYPE_CHECKING:
+    from memmesh.federation.peers import PeerClient
 
 cluster_app = typer.Typer(help="This node's place in the mesh: peers, lag, outbox, clocks.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
@@ -40,6 +44,87 @@ def status(as_json: bool = JSON_OPTION) -> None:
             peer.last_error or "",
         )
     console.print(table)
+
+
+def _peer_clients(peers: str | None, peer_key_file: str | None, timeout_s: float = 120.0) -> list[PeerClient]:
+    """Clients for ``--peers`` (default: [federation] peers), with keys and client TLS as ``serve`` uses them."""
+    from memmesh.federation.peers import PeerClient, parse_peer_list, read_peer_keys
+    from memmesh.tls import client_context
+
+    settings = state.settings()
+    urls = parse_peer_list(peers if peers is not None else settings.federation.peers)
+    key_file = Path(peer_key_file) if peer_key_file else settings.federation.peer_key_file
+    keys = read_peer_keys(key_file, urls)
+    tls = settings.tls
+    context = client_context(tls.quorum_client_cert_file, tls.quorum_client_key_file, tls.quorum_client_ca_file)
+    return [PeerClient(url, keys[url], timeout_s, context) for url in urls]
+
+
+PEERS_OPTION = typer.Option(None, "--peers", help="Comma-separated base URLs of peers to compare with (default: [federation] peers).")
+PEER_KEY_OPTION = typer.Option(None, "--peer-key-file", help="Peer API keys to send: lines 'URL KEY', or one 'KEY' for all.")
+
+
+@cluster_app.command("verify")
+def verify(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Per-namespace content digests of this node and of every peer, side by side. Exit code
+    1 when a namespace differs (or a peer cannot be read): equal digests everywhere mean the
+    nodes hold the same replicated state. ``cluster repair`` fixes a difference."""
+    from memmesh.errors import MemmeshError
+    from memmesh.federation.digest import compare_reports
+
+    reports = [state.service().replica.digests(principal=LOCAL_PRINCIPAL)]
+    errors: dict[str, str] = {}
+    for client in _peer_clients(peers, peer_key_file):
+        try:
+            reports.append(client.digests())
+        except MemmeshError as exc:
+            errors[client.url] = exc.message
+        finally:
+            client.close()
+    verdict = compare_reports(reports)
+    if as_json:
+        print_json({**verdict.model_dump(mode="json"), "errors": errors})
+    else:
+        table = Table("namespace", *(report.node for report in reports), "")
+        for namespace in verdict.namespaces:
+            cells = []
+            for report in reports:
+                found = report.by_namespace().get(namespace)
+                cells.append(f"{found.digest[:12]} ({found.rows})" if found else "-")
+            table.add_row(namespace, *cells, "DIFFERS" if namespace in verdict.differing else "same")
+        console.print(table)
+        for url, message in errors.items():
+            console.print(f"peer {url}: {message}", markup=False)
+        console.print("consistent" if verdict.consistent and not errors else f"{len(verdict.differing)} namespace(s) differ", markup=False)
+    if not verdict.consistent or errors:
+        raise typer.Exit(1)
+
+
+@cluster_app.command("repair")
+def repair(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Anti-entropy now, with every peer: compare digest trees, exchange only the rows of
+    buckets that differ and ship each differing memory's state both ways (the usual merge
+    decides). Running servers do this on their own every few catch-up rounds."""
+    from memmesh.federation.antientropy import repair as run_repair
+
+    replica = state.service().replica
+    reports = []
+    for client in _peer_clients(peers, peer_key_file):
+        try:
+            hello = client.hello()
+            replica.known(hello.node, client.url)
+            reports.append(run_repair(replica, client, hello.node))
+        finally:
+            client.close()
+    if as_json:
+        print_json(reports)
+        return
+    for report in reports:
+        console.print(
+            f"{report.peer}: {len(report.namespaces_differing)} namespace(s) differed, {report.memories} memories repaired, "
+            f"{report.rows_exchanged} rows exchanged ({report.applied_here} applied here, {report.applied_there} there)",
+            markup=False,
+        )
 
 
 @cluster_app.command("resync")

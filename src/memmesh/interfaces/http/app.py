@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from memmesh.config import Settings
 from memmesh.interfaces.http import handlers
+from memmesh.interfaces.http.causality import CausalityMiddleware
 from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
@@ -117,6 +118,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         app.include_router(module.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
+    app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,

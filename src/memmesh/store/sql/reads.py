@@ -31,7 +31,7 @@ from memmesh.model import (
     TierCount,
     Tombstone,
 )
-from memmesh.store.base import Changes, Filter, VectorRow, cut_page
+from memmesh.store.base import VISIBLE_LINK, Changes, Filter, VectorRow, cut_page
 from memmesh.store.sql.dialect import Dialect
 from memmesh.store.sql.filters import archive_filter_sql, filter_sql
 from memmesh.store.sql.rows import (
@@ -197,7 +197,7 @@ class SQLReads:
             expiring = conn.execute(
                 d.q("SELECT count(*) FROM memories WHERE expires_at > ? AND expires_at <= ?"), (d.ts(now), d.ts(soon))
             ).fetchone()[0]
-            links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
+            links = conn.execute(f"SELECT count(*) FROM links WHERE {VISIBLE_LINK}").fetchone()[0]
             size = self._db_size(conn)
         return Stats(
             total=total,
@@ -220,14 +220,20 @@ class SQLReads:
 
     def links(self, memory_id: str) -> builtins.list[Link]:
         rows = self._rows(
-            f"SELECT {LINK_COLUMNS} FROM links WHERE source_id = ? OR target_id = ? ORDER BY created_at, {LINK_ORDER}",
+            f"SELECT {LINK_COLUMNS} FROM links WHERE (source_id = ? OR target_id = ?) AND {VISIBLE_LINK} ORDER BY created_at, {LINK_ORDER}",
             (memory_id, memory_id),
         )
         return [row_to_link(row) for row in rows]
 
     def iter_links(self) -> Iterator[Link]:
-        rows = self._rows(f"SELECT {LINK_COLUMNS} FROM links ORDER BY {LINK_ORDER}")
+        rows = self._rows(f"SELECT {LINK_COLUMNS} FROM links WHERE {VISIBLE_LINK} ORDER BY {LINK_ORDER}")
         yield from (row_to_link(row) for row in rows)
+
+    def version_rows(self) -> builtins.list[tuple[str, str, str, dict[str, Any]]]:
+        """``(kind, namespace, id, version)`` of every memory (``m``) and tombstone (``t``):
+        what anti-entropy digests, read without building whole memories."""
+        rows = self._rows("SELECT 'm', namespace, id, version FROM memories UNION ALL SELECT 't', namespace, id, version FROM tombstones")
+        return [(kind, ns, mid, self.dialect.load_json(version)) for kind, ns, mid, version in rows]
 
     def tombstones_since(self, seq: int) -> builtins.list[Tombstone]:
         rows = self._rows(f"SELECT {TOMBSTONE_COLUMNS} FROM tombstones WHERE seq > ? ORDER BY seq, id", (seq,))

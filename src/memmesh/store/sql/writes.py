@@ -171,6 +171,8 @@ class SQLWrites:
         newest = self._one("SELECT max(seq) FROM tombstones WHERE deleted_at < ?", (moment,))[0]
         if newest is not None and newest > int(self.get_meta("purged_seq") or 0):
             self.set_meta("purged_seq", str(newest))
+        dead = "SELECT id FROM tombstones WHERE deleted_at < ?"  # their links were only hidden until now
+        self._exec(f"DELETE FROM links WHERE source_id IN ({dead}) OR target_id IN ({dead})", (moment, moment))
         return int(self._exec("DELETE FROM tombstones WHERE deleted_at < ?", (moment,)).rowcount)
 
     # -- history and links ---------------------------------------------------------------

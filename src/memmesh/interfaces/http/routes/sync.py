@@ -10,9 +10,11 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from memmesh.errors import MemmeshError
 from memmesh.federation.changes import MAX_BATCH_ITEMS, ClusterStatus, Hello, SyncBatch, SyncPage, SyncReport
+from memmesh.federation.digest import DigestNode, DigestReport
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.model import Conflict
@@ -59,3 +61,35 @@ def status(service: Svc, who: Caller) -> Response:
 def conflicts(service: Svc, who: Caller, memory_id: str | None = None) -> Response:
     """Concurrent versions that lost a merge, each under an id every node gives it the same way."""
     return json_response(service.replica.conflicts(memory_id=memory_id, principal=who))
+
+
+@router.get("/digest", response_model=DigestReport | DigestNode, summary="Per-namespace content digests")
+def digest(
+    service: Svc,
+    who: Caller,
+    namespace: Annotated[str | None, Query(description="one namespace's digest tree instead of every namespace's digest")] = None,
+    prefix: Annotated[str, Query(max_length=64, description="the tree node: a hex prefix of the bucket (sha256 of the memory id)")] = "",
+    leaves: Annotated[bool, Query(description="answer with the rows under the prefix, however many")] = False,
+) -> Response:
+    """Without ``namespace``: every namespace's row count and digest on this node (equal on
+    two nodes exactly when they hold the same replicated state). With it: one node of that
+    namespace's Merkle-style tree, its 16 children's digests or, when small, its rows.
+    For peers and store-wide admins."""
+    if namespace is None:
+        return json_response(service.replica.digests(principal=who))
+    return json_response(service.replica.digest_node(namespace=namespace, prefix=prefix, leaves=leaves, principal=who))
+
+
+class ItemsRequest(BaseModel):
+    """Which memories' replicated state to read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] = Field(min_length=1, max_length=MAX_BATCH_ITEMS // 4)
+
+
+@router.post("/items", response_model=SyncPage, summary="The current state of some memories (anti-entropy)")
+def items(body: ItemsRequest, service: Svc, who: Caller) -> Response:
+    """Each named memory's current version or tombstone, its links and conflicts, as a page
+    outside the feed: what anti-entropy pulls for the rows whose digests differ."""
+    return json_response(service.replica.items(body.ids, principal=who))
