@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memmesh.chaos.nodes import Node, Proxy, start_mesh, wait_for
+from memmesh.chaos.nodes import NAMES, Node, Proxy, start_mesh, wait_for
 
 __all__ = ["Node", "Proxy", "mesh", "proxied_mesh", "wait_for"]
 
 
-def mesh(tmp_path: Path, count: int, *extra: str) -> list[Node]:
+def mesh(tmp_path: Path, count: int, *extra: str, names: tuple[str, ...] = NAMES) -> list[Node]:
     """``count`` nodes, each with every other one as a peer, started and introduced."""
-    nodes, _ = start_mesh(tmp_path, count, *extra)
+    nodes, _ = start_mesh(tmp_path, count, *extra, names=names)
     return nodes
 
 

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,11 +265,12 @@ def start_mesh(
     proxied: bool = False,
     catchup_secs: float = 1,
     db_for: Callable[[str], Path] | None = None,
+    names: Sequence[str] = NAMES,
 ) -> tuple[list[Node], dict[tuple[str, str], Proxy]]:
     """``count`` nodes, each with every other as a peer (through its own :class:`Proxy` when
     ``proxied``: proxies[(src, dst)] carries src's calls to dst), started and introduced.
     ``db_for(name)`` places a node's SQLite file (default: ``workdir/<name>.db``)."""
-    nodes = [Node(workdir, NAMES[i], db=db_for(NAMES[i]) if db_for else None) for i in range(count)]
+    nodes = [Node(workdir, names[i], db=db_for(names[i]) if db_for else None) for i in range(count)]
     proxies = {(s.name, d.name): Proxy(d.port) for s in nodes for d in nodes if s is not d} if proxied else {}
     for node in nodes:
         urls = [proxies[(node.name, o.name)].url if proxied else o.url for o in nodes if o is not node]
