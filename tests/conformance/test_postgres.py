@@ -200,7 +200,7 @@ def test_a_schema_4_database_upgrades_with_its_change_numbers_and_vectors(pg_dat
         conn.execute("INSERT INTO vectors (memory_id, model, dim, embedding, seq) VALUES ('v1', 'm', 3, '[1,0,0]', 41)")
     store = open_store(pg_database)
     try:
-        assert store.schema_version == 7
+        assert store.schema_version == postgres_latest_schema()
         assert store.change_counter() == 41
         with store.write() as tx:
             assert tx.next_seq() == 42
@@ -210,3 +210,10 @@ def test_a_schema_4_database_upgrades_with_its_change_numbers_and_vectors(pg_dat
     finally:
         store.close()
     assert open_memory(pg_database).add("written after the upgrade").content == "written after the upgrade"
+
+
+def postgres_latest_schema() -> int:
+    """The newest schema number this memmesh ships (grows as migrations are added)."""
+    from memmesh.store.postgres import LATEST_SCHEMA
+
+    return LATEST_SCHEMA
