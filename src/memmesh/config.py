@@ -188,6 +188,27 @@ class TLSSettings(_Section):
     quorum_client_ca_file: Path | None = Field(None, description="CA the peers' server certificates must chain to")
 
 
+class GovernanceSettings(_Section):
+    mode: Literal["enforce", "advisory", "off"] = Field(
+        "enforce",
+        description="namespace standards' governance: enforce (deny refuses, approve queues), advisory (act, log and record "
+        "the would-be refusal), off (no checks)",
+    )
+    admin_agents: list[str] = Field(
+        default_factory=list,
+        description="agent ids whose admin keys may set standards and approve or reject pending actions (empty: any admin "
+        "of the namespace); comma list in the environment",
+    )
+
+    @field_validator("admin_agents", mode="before")
+    @classmethod
+    def _agents_from_text(cls, value: Any) -> Any:
+        """``MEMMESH_GOVERNANCE_ADMIN_AGENTS=alice,bob`` (a comma list), or the list's own text."""
+        if not isinstance(value, str):
+            return value
+        return [a.strip().strip("'\"") for a in value.strip().strip("[]").split(",") if a.strip().strip("'\"")]
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -204,6 +225,7 @@ class Settings(BaseModel):
     mcp: McpSettings = Field(default_factory=McpSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @property
     def storage_url(self) -> str:

@@ -66,6 +66,7 @@ class Lifecycle:
         svc = self.service
         who = svc._authorize(principal, "writer")
         svc.get(memory_id, principal=who)
+        svc.governance.check(who, "promote", ids=[memory_id], payload={"memory_id": memory_id})
         now = svc.clock()
         with svc.store.write() as tx:
             current = _live(tx, memory_id, who, now)
@@ -103,6 +104,7 @@ class Lifecycle:
         ids = sorted(svc.store.matching_ids(svc._filter(who, **filters)))
         if dry_run:
             return _forget_report(len(ids), [], ids, dry_run=True)
+        svc.governance.check(who, "delete", ids=ids)
         deleted: list[str] = []
         now = svc.clock()
         for start in range(0, len(ids), 500):

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from memmesh.entities import Entities
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
+    from memmesh.governance import Governance
     from memmesh.graph import Graph
     from memmesh.lifecycle import Lifecycle
     from memmesh.survey import Survey
@@ -106,6 +108,8 @@ class Policy:
     expiring_soon_hours: float = 24.0
     daily_write_quota: int = 0
     backup_dir: Path | None = None
+    governance_mode: str = "enforce"
+    governance_admins: tuple[str, ...] = ()
 
     def ttl(self, tier: Tier) -> timedelta | None:
         seconds = {Tier.short: self.ttl_short_seconds, Tier.mid: self.ttl_mid_seconds}.get(tier)
@@ -264,6 +268,7 @@ class Service:
         """
         who = self._authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
+        inputs = self.governance.admit_writes(who, inputs)
         vectors, _ = self._embed([embed_text(n.title, n.content) for n in inputs])
         now = self.clock()
         stored: list[Memory] = []
@@ -373,6 +378,12 @@ class Service:
         self._authorize(who, "writer", current.namespace)
         if patch.namespace is not None:
             self._authorize(who, "writer", patch.namespace)
+        self.governance.check(
+            who,
+            "update",
+            namespaces=[current.namespace, patch.namespace],
+            payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
+        )
         vector = None
         if patch.content is not None or patch.title is not None:
             vectors, _ = self._embed([embed_text(patch.title or current.title, patch.content or current.content)])
@@ -421,6 +432,7 @@ class Service:
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone:
         """Delete a memory, leaving a tombstone; its links go with it."""
         who = self._authorize(principal, "writer")
+        self.governance.check(who, "delete", ids=[memory_id], payload={"memory_id": memory_id})
         with self.store.write() as tx:
             current = tx.get(memory_id)
             if current is None or not who.covers(current.namespace):
@@ -448,6 +460,7 @@ class Service:
         who = self._authorize(principal, "writer")
         flt = self._filter(who, **filters)
         ids = sorted(self.store.matching_ids(flt))
+        self.governance.check(who, "delete", ids=ids)
         deleted = 0
         now = self.clock()
         for start in range(0, len(ids), 500):
@@ -483,6 +496,12 @@ class Service:
             valid_until=_time(valid_until, "valid_until"),
             observed_by=who.agent_id,
             created_at=now,
+        )
+        self.governance.check(
+            who,
+            "link",
+            ids=[source_id, target_id],
+            payload=link.model_dump(mode="json", include={"source_id", "target_id", "relation", "valid_from", "valid_until"}),
         )
         with self.store.write() as tx:
             for memory_id in (source_id, target_id):
@@ -954,6 +973,13 @@ class Service:
         from memmesh.lifecycle import Lifecycle
 
         return Lifecycle(self)
+
+    @cached_property
+    def governance(self) -> Governance:
+        """Namespace standards and pending actions; each write path calls its check once."""
+        from memmesh.governance import Governance
+
+        return Governance(self)
 
     @property
     def graph(self) -> Graph:
