@@ -238,7 +238,7 @@ class _Base:
         """(retry?, value): retry on 429/503 while attempts remain, raise on other errors."""
         if response.status_code in RETRY_STATUSES and attempt <= self.retries:
             return True, None
-        if response.is_error:
+        if response.is_error or response.status_code == 202:  # 202: queued for approval (PendingApprovalError)
             raise error_from_response(response)
         return False, call.parse(response.json() if response.content else None)
 

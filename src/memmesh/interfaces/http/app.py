@@ -20,6 +20,7 @@ from memmesh.interfaces.http.deps import ServerContext, caller
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, health, links, memories, recall, sync
+from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -42,6 +43,7 @@ TAGS = [
     {"name": "keys", "description": "API keys (admin)"},
     {"name": "health", "description": "Liveness, readiness, metrics"},
     {"name": "sync", "description": "Replication between peer nodes (peer keys)"},
+    {"name": "governance", "description": "Namespace standards and pending actions awaiting approval"},
 ]
 
 
@@ -108,6 +110,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     _document_limits(app, settings)
     for module in (memories, recall, links, admin, health, sync):
         app.include_router(module.router)
+    app.include_router(governance_routes.router)
     app.add_route("/mcp", mcp, include_in_schema=False)
     app.add_middleware(
         RequestMiddleware,
