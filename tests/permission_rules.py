@@ -38,6 +38,8 @@ class World:
     agent_b: str
     gone: str
     gone_b: str
+    pend_a: str = ""
+    pend_b: str = ""
 
 
 def seed(service: Service) -> World:
@@ -54,7 +56,24 @@ def seed(service: Service) -> World:
     gone_b = add({"content": f"alpha gone {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
     service.delete(gone.id, principal=LOCAL_PRINCIPAL)
     service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
-    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id)
+    pend_a, pend_b = (_queue(service, ns, tag) for ns in (GOV_OWN, GOV_OTHER))
+    return World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a, pend_b)
+
+
+GOV_OWN = f"{OWN}/gov"
+GOV_OTHER = f"{OTHER}/gov"
+
+
+def _queue(service: Service, namespace: str, tag: str) -> str:
+    """A pending action in ``namespace`` (whose standard says write = approve), by the local caller."""
+    from memmesh.errors import PendingApprovalError
+
+    service.governance.set_standard(namespace, governance={"write": "approve"}, principal=LOCAL_PRINCIPAL)
+    try:
+        service.add({"content": f"queued {tag} {uuid.uuid4().hex}", "namespace": namespace}, principal=LOCAL_PRINCIPAL)
+    except PendingApprovalError as queued:
+        return str(queued.details["pending_id"])
+    raise AssertionError(f"a write to {namespace} was not queued")
 
 
 def expected(rule_role: str, store_wide: bool, role: str, scoped: bool, reaches_other: bool, other_status: int) -> str:
@@ -194,6 +213,32 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         "admin", lambda w: (f"/api/v1/keys/{w.key_a}", {}), lambda w: (f"/api/v1/keys/{w.key_b}", {})
     ),
     ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
+    ("GET", "/api/v1/namespaces/standards"): HttpRule("reader", lambda w: ("/api/v1/namespaces/standards", {}), check=_no_other),
+    ("GET", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "reader", lambda w: (f"/api/v1/namespaces/{GOV_OWN}/standard", {}), lambda w: (f"/api/v1/namespaces/{GOV_OTHER}/standard", {}), 403
+    ),
+    ("PUT", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "admin",
+        lambda w: (f"/api/v1/namespaces/{OWN}/{w.tag}/standard", {"json": {"governance": {"delete": "approve"}}}),
+        lambda w: (f"/api/v1/namespaces/{OTHER}/{w.tag}/standard", {"json": {"governance": {"delete": "approve"}}}),
+        403,
+    ),
+    ("DELETE", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "admin", lambda w: (f"/api/v1/namespaces/{GOV_OWN}/standard", {}), lambda w: (f"/api/v1/namespaces/{GOV_OTHER}/standard", {}), 403
+    ),
+    ("GET", "/api/v1/pending"): HttpRule("reader", lambda w: ("/api/v1/pending", {"params": {"status": "all"}}), check=_no_other),
+    ("GET", "/api/v1/pending/{pending_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/pending/{w.pend_a}", {}), lambda w: (f"/api/v1/pending/{w.pend_b}", {}), 403
+    ),
+    ("POST", "/api/v1/pending/{pending_id}/approve"): HttpRule(
+        "admin", lambda w: (f"/api/v1/pending/{w.pend_a}/approve", {}), lambda w: (f"/api/v1/pending/{w.pend_b}/approve", {}), 403
+    ),
+    ("POST", "/api/v1/pending/{pending_id}/reject"): HttpRule(
+        "admin",
+        lambda w: (f"/api/v1/pending/{w.pend_a}/reject", {"json": {"reason": "no"}}),
+        lambda w: (f"/api/v1/pending/{w.pend_b}/reject", {"json": {"reason": "no"}}),
+        403,
+    ),
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
@@ -306,4 +351,14 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_export": ToolRule("admin", lambda w: {"namespace": f"{OWN}/{w.tag}"}, lambda w: {"namespace": OTHER}),
     "memory_import": ToolRule("admin", lambda w: {"jsonl": "", "dry_run": True}),
     "memory_backup": ToolRule("admin", lambda w: {}, store_wide=True),
+    "memory_namespace_set_standard": ToolRule(
+        "admin",
+        lambda w: {"namespace": f"{OWN}/{w.tag}", "governance": {"delete": "approve"}},
+        lambda w: {"namespace": f"{OTHER}/{w.tag}", "governance": {"delete": "approve"}},
+    ),
+    "memory_namespace_get_standard": ToolRule("reader", lambda w: {"namespace": GOV_OWN}, lambda w: {"namespace": GOV_OTHER}),
+    "memory_namespace_clear_standard": ToolRule("admin", lambda w: {"namespace": GOV_OWN}, lambda w: {"namespace": GOV_OTHER}),
+    "memory_pending_list": ToolRule("reader", lambda w: {"status": "all"}, check=_no_other),
+    "memory_pending_approve": ToolRule("admin", lambda w: {"id": w.pend_a}, lambda w: {"id": w.pend_b}),
+    "memory_pending_reject": ToolRule("admin", lambda w: {"id": w.pend_a, "reason": "no"}, lambda w: {"id": w.pend_b}),
 }
