@@ -65,9 +65,7 @@ def test_public_surface_is_sorted_and_importable() -> None:
 
 
 def test_every_error_has_a_code_status_and_exit_code() -> None:
-    from memmesh.errors import all_error_types
-
-    from memmesh.errors import PendingApprovalError
+    from memmesh.errors import PendingApprovalError, all_error_types
 
     codes = set()
     for cls in all_error_types():
