@@ -142,9 +142,10 @@ class Governance:
             return inputs
         views = {ns: effective(ns, standards) for ns in spaces}
         shaped = [self._shape(new, views[new.namespace]) for new in inputs]
-        if self.mode != "off":
-            for new in shaped:
-                self._check_required_tags(who, new, views[new.namespace])
+        if self.mode == "off":
+            return shaped
+        for new in shaped:
+            self._check_required_tags(who, new, views[new.namespace])
         queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
         payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
         self._decide(who, "write", [self._rule(views[ns], "write") for ns in spaces], spaces, payload)
