@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.conftest import keyword_settings
 
-from conftest import keyword_settings
 from memmesh import Memory
 from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError, PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL, Principal, Tier
