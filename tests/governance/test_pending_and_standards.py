@@ -248,3 +248,17 @@ def test_two_processes_approving_at_once_apply_it_once(tmp_path: Path, gov: Memo
     assert outcomes == ["applied", "conflict", "conflict"]
     assert [m.content for m in gov.get_all()] == ["raced"]
     assert len(gov.history(gov.get_all()[0].id)) == 1
+
+
+def test_governance_settings_follow_the_usual_precedence(tmp_path: Path) -> None:
+    from memmesh.config import load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[governance]\nmode = "advisory"\nadmin_agents = ["from-file"]\n')
+    from_file = load_settings(config, env={})
+    assert (from_file.governance.mode, from_file.governance.admin_agents) == ("advisory", ["from-file"])
+    env = {"MEMMESH_GOVERNANCE_MODE": "off", "MEMMESH_GOVERNANCE_ADMIN_AGENTS": "alice, bob"}
+    from_env = load_settings(config, env=env)
+    assert (from_env.governance.mode, from_env.governance.admin_agents) == ("off", ["alice", "bob"])
+    flagged = load_settings(config, overrides={"governance": {"mode": "enforce"}}, env=env)
+    assert flagged.governance.mode == "enforce"
