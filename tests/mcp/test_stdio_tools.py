@@ -243,6 +243,10 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             rejected = await c.ok("memory_pending_reject", id=queued_again.structured["pending_id"], reason="duplicate")
             assert rejected["status"] == "rejected" and rejected["reason"] == "duplicate"
             assert [m.content for m in mem.get_all(namespace="team/legal")] == ["NDA template v2"]
+            await c.ok("memory_namespace_set_standard", namespace="team/legal", governance={"delete": "deny"})
+            denied = await c.client.call("memory_delete", id=approved["result"]["memory_ids"][0])
+            assert denied.is_error and denied.structured["error"]["details"]["rule"]["set_on"] == "team/legal"
+            assert denied.text.startswith("error: delete in namespace 'team/legal/nda' is denied")
             cleared = await c.ok("memory_namespace_clear_standard", namespace="team/legal")
             assert cleared["namespace"] == "team/legal"
             return c.called
