@@ -44,7 +44,7 @@ from memmesh.governance.model import (
     parse_status,
     parse_tier,
 )
-from memmesh.governance.policy import Rule, effective, lineage, strictest
+from memmesh.governance.policy import Rule, effective, lineage, nearest, rule_for, strictest
 from memmesh.governance.store import GovernanceStore
 from memmesh.model import NewMemory, Principal, Tier, normalize_namespace
 
@@ -140,15 +140,19 @@ class Governance:
         standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))
         if not standards:
             return inputs
-        views = {ns: effective(ns, standards) for ns in spaces}
-        shaped = [self._shape(new, views[new.namespace]) for new in inputs]
+        by_ns = {s.namespace: s for s in standards}
+        shaped = [self._shape(new, by_ns) for new in inputs]
         if self.mode == "off":
             return shaped
         for new in shaped:
-            self._check_required_tags(who, new, views[new.namespace])
+            self._check_required_tags(who, new, by_ns)
+        rules = [rule_for(ns, "write", by_ns) for ns in spaces]
+        if all(rule.decision == "allow" for rule in rules):
+            return shaped
+        # The replay payload: each item keeps an id chosen now, so applying it is idempotent.
         queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
         payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
-        self._decide(who, "write", [self._rule(views[ns], "write") for ns in spaces], spaces, payload)
+        self._decide(who, "write", rules, spaces, payload)
         return shaped
 
     def check(
@@ -175,41 +179,40 @@ class Governance:
         standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))
         if not standards:
             return
-        self._decide(who, action, [self._rule(effective(ns, standards), action) for ns in spaces], spaces, payload)
+        by_ns = {s.namespace: s for s in standards}
+        self._decide(who, action, [rule_for(ns, action, by_ns) for ns in spaces], spaces, payload)
 
     @staticmethod
     def _bypassed() -> bool:
         return _APPLYING.get() is not None
 
     @staticmethod
-    def _rule(view: EffectiveStandard, action: str) -> Rule:
-        found = view.governance[action]
-        return Rule(action=action, namespace=view.namespace, decision=str(found.value), set_on=found.set_on)
-
-    @staticmethod
-    def _shape(new: NewMemory, view: EffectiveStandard) -> NewMemory:
+    def _shape(new: NewMemory, by_ns: dict[str, Standard]) -> NewMemory:
         """Fill what the caller left out from the standard: the default tier, then its TTL
         (which replaces the tier's TTL; a ``long`` memory is kept, as everywhere)."""
         updates: dict[str, Any] = {}
         tier = new.tier
-        if tier is None and view.default_tier.value:
-            tier = updates["tier"] = Tier(view.default_tier.value)
-        if new.ttl_seconds is None and view.ttl_seconds.value and tier != Tier.long:
-            updates["ttl_seconds"] = view.ttl_seconds.value
+        default_tier, _ = nearest(new.namespace, by_ns, lambda s: s.default_tier)
+        if tier is None and default_tier is not None:
+            tier = updates["tier"] = Tier(default_tier)
+        ttl, _ = nearest(new.namespace, by_ns, lambda s: s.ttl_seconds)
+        if new.ttl_seconds is None and ttl and tier != Tier.long:
+            updates["ttl_seconds"] = ttl
         return new.model_copy(update=updates) if updates else new
 
-    def _check_required_tags(self, who: Principal, new: NewMemory, view: EffectiveStandard) -> None:
-        missing = [tag for tag in view.required_tags.value or [] if tag not in new.tags]
+    def _check_required_tags(self, who: Principal, new: NewMemory, by_ns: dict[str, Standard]) -> None:
+        required, set_on = nearest(new.namespace, by_ns, lambda s: s.required_tags)
+        missing = [tag for tag in required or [] if tag not in new.tags]
         if not missing:
             return
         message = (
             f"namespace {new.namespace!r} requires the tag{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(required_tags of the standard set on {view.required_tags.set_on!r}): add {'them' if len(missing) > 1 else 'it'} to tags"
+            f"(required_tags of the standard set on {set_on!r}): add {'them' if len(missing) > 1 else 'it'} to tags"
         )
         if self.mode == "advisory":
             log.warning("advisory mode, not refused: %s (agent %s)", message, who.agent_id or "local")
             return
-        raise InvalidInputError(message, details={"missing_tags": missing, "set_on": view.required_tags.set_on})
+        raise InvalidInputError(message, details={"missing_tags": missing, "set_on": set_on})
 
     def _decide(self, who: Principal, action: str, rules: list[Rule], spaces: list[str], payload: dict[str, Any] | None) -> None:
         rule = strictest(rules)

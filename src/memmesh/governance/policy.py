@@ -8,8 +8,9 @@ gets both. A field nobody sets keeps memmesh's default (``allow`` for every acti
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from memmesh.governance.model import ACTIONS, EffectiveStandard, Inherited, Standard
 
@@ -31,6 +32,29 @@ class Rule:
 
     def describe(self) -> dict[str, str | None]:
         return {"action": self.action, "namespace": self.namespace, "decision": self.decision, "set_on": self.set_on}
+
+
+def rule_for(namespace: str, action: str, by_ns: Mapping[str, Standard]) -> Rule:
+    """The ``action`` rule in ``namespace`` from the standards of its lineage (by namespace).
+
+    The per-write path: plain values, no view models (building :func:`effective` costs about
+    0.1 ms, as much as a small SQLite write)."""
+    for ns in lineage(namespace):
+        standard = by_ns.get(ns)
+        if standard is not None and action in standard.governance:
+            return Rule(action=action, namespace=namespace, decision=standard.governance[action], set_on=ns)
+    return Rule(action=action, namespace=namespace, decision="allow", set_on=None)
+
+
+def nearest(namespace: str, by_ns: Mapping[str, Standard], pick: Callable[[Standard], Any]) -> tuple[Any, str | None]:
+    """The value the nearest standard of the lineage sets for one field, and where (None, None: unset)."""
+    for ns in lineage(namespace):
+        standard = by_ns.get(ns)
+        if standard is not None:
+            value = pick(standard)
+            if value is not None and value != []:
+                return value, ns
+    return None, None
 
 
 def effective(namespace: str, standards: Iterable[Standard]) -> EffectiveStandard:
