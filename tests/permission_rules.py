@@ -48,6 +48,8 @@ class World:
     attempt: str = ""
     session: str = ""
     session_b: str = ""
+    pend_a: str = ""
+    pend_b: str = ""
 
 
 def _seed_bus(service: Service, world: World) -> World:
@@ -83,7 +85,26 @@ def seed(service: Service) -> World:
     gone_b = add({"content": f"alpha gone {tag}", "namespace": OTHER}, principal=LOCAL_PRINCIPAL)
     service.delete(gone.id, principal=LOCAL_PRINCIPAL)
     service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
-    return _seed_bus(service, World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id))
+    pend_a, pend_b = (_queue(service, ns, tag) for ns in (GOV_OWN, GOV_OTHER))
+    return _seed_bus(
+        service, World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
+    )
+
+
+GOV_OWN = f"{OWN}/gov"
+GOV_OTHER = f"{OTHER}/gov"
+
+
+def _queue(service: Service, namespace: str, tag: str) -> str:
+    """A pending action in ``namespace`` (whose standard says write = approve), by the local caller."""
+    from memmesh.errors import PendingApprovalError
+
+    service.governance.set_standard(namespace, governance={"write": "approve"}, principal=LOCAL_PRINCIPAL)
+    try:
+        service.add({"content": f"queued {tag} {uuid.uuid4().hex}", "namespace": namespace}, principal=LOCAL_PRINCIPAL)
+    except PendingApprovalError as queued:
+        return str(queued.details["pending_id"])
+    raise AssertionError(f"a write to {namespace} was not queued")
 
 
 def expected(rule_role: str, store_wide: bool, role: str, scoped: bool, reaches_other: bool, other_status: int) -> str:
@@ -283,6 +304,32 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         403,
     ),
     ("GET", "/api/v1/audit"): HttpRule("admin", lambda w: ("/api/v1/audit", {}), store_wide=True),  # names every namespace
+    ("GET", "/api/v1/namespaces/standards"): HttpRule("reader", lambda w: ("/api/v1/namespaces/standards", {}), check=_no_other),
+    ("GET", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "reader", lambda w: (f"/api/v1/namespaces/{GOV_OWN}/standard", {}), lambda w: (f"/api/v1/namespaces/{GOV_OTHER}/standard", {}), 403
+    ),
+    ("PUT", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "admin",
+        lambda w: (f"/api/v1/namespaces/{OWN}/{w.tag}/standard", {"json": {"governance": {"delete": "approve"}}}),
+        lambda w: (f"/api/v1/namespaces/{OTHER}/{w.tag}/standard", {"json": {"governance": {"delete": "approve"}}}),
+        403,
+    ),
+    ("DELETE", "/api/v1/namespaces/{namespace:path}/standard"): HttpRule(
+        "admin", lambda w: (f"/api/v1/namespaces/{GOV_OWN}/standard", {}), lambda w: (f"/api/v1/namespaces/{GOV_OTHER}/standard", {}), 403
+    ),
+    ("GET", "/api/v1/pending"): HttpRule("reader", lambda w: ("/api/v1/pending", {"params": {"status": "all"}}), check=_no_other),
+    ("GET", "/api/v1/pending/{pending_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/pending/{w.pend_a}", {}), lambda w: (f"/api/v1/pending/{w.pend_b}", {}), 403
+    ),
+    ("POST", "/api/v1/pending/{pending_id}/approve"): HttpRule(
+        "admin", lambda w: (f"/api/v1/pending/{w.pend_a}/approve", {}), lambda w: (f"/api/v1/pending/{w.pend_b}/approve", {}), 403
+    ),
+    ("POST", "/api/v1/pending/{pending_id}/reject"): HttpRule(
+        "admin",
+        lambda w: (f"/api/v1/pending/{w.pend_a}/reject", {"json": {"reason": "no"}}),
+        lambda w: (f"/api/v1/pending/{w.pend_b}/reject", {"json": {"reason": "no"}}),
+        403,
+    ),
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
@@ -412,4 +459,14 @@ TOOL_RULES: dict[str, ToolRule] = {
     ),
     "session_rehydrate": ToolRule("reader", lambda w: {"session_id": w.session}, lambda w: {"session_id": w.session_b}, check=_no_other),
     "session_list": ToolRule("reader", lambda w: {}, check=_no_other),
+    "memory_namespace_set_standard": ToolRule(
+        "admin",
+        lambda w: {"namespace": f"{OWN}/{w.tag}", "governance": {"delete": "approve"}},
+        lambda w: {"namespace": f"{OTHER}/{w.tag}", "governance": {"delete": "approve"}},
+    ),
+    "memory_namespace_get_standard": ToolRule("reader", lambda w: {"namespace": GOV_OWN}, lambda w: {"namespace": GOV_OTHER}),
+    "memory_namespace_clear_standard": ToolRule("admin", lambda w: {"namespace": GOV_OWN}, lambda w: {"namespace": GOV_OTHER}),
+    "memory_pending_list": ToolRule("reader", lambda w: {"status": "all"}, check=_no_other),
+    "memory_pending_approve": ToolRule("admin", lambda w: {"id": w.pend_a}, lambda w: {"id": w.pend_b}),
+    "memory_pending_reject": ToolRule("admin", lambda w: {"id": w.pend_a, "reason": "no"}, lambda w: {"id": w.pend_b}),
 }

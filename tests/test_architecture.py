@@ -411,12 +411,16 @@ def test_public_surface_is_sorted_and_importable() -> None:
 
 
 def test_every_error_has_a_code_status_and_exit_code() -> None:
-    from memmesh.errors import all_error_types
+    from memmesh.errors import PendingApprovalError, all_error_types
 
     codes = set()
     for cls in all_error_types():
-        assert cls.code and 400 <= cls.http_status < 600 and cls.exit_code in (1, 2)
         codes.add(cls.code)
         body = cls("message").to_dict()
+        if cls is PendingApprovalError:  # the one outcome that is not a failure: queued for approval
+            assert (cls.http_status, cls.exit_code) == (202, 3)
+            assert body == {"status": "pending", "pending_id": None, "error": {"code": cls.code, "message": "message", "details": {}}}
+            continue
+        assert cls.code and 400 <= cls.http_status < 600 and cls.exit_code in (1, 2)
         assert body == {"error": {"code": cls.code, "message": "message", "details": {}}}
     assert len(codes) == len(all_error_types())

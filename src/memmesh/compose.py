@@ -37,6 +37,8 @@ def build_policy(settings: Settings) -> Policy:
         tombstone_retention_days=settings.storage.tombstone_retention_days,
         daily_write_quota=settings.limits.daily_write_quota,
         backup_dir=settings.data_dir / "backups",
+        governance_mode=settings.governance.mode,
+        governance_admins=tuple(settings.governance.admin_agents),
     )
 
 

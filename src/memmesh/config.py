@@ -222,6 +222,27 @@ class AuditSettings(_Section):
     retention_days: float = Field(0.0, ge=0, description="serve prunes entries older than this, below a signed checkpoint (0 = keep all)")
 
 
+class GovernanceSettings(_Section):
+    mode: Literal["enforce", "advisory", "off"] = Field(
+        "enforce",
+        description="namespace standards' governance: enforce (deny refuses, approve queues), advisory (act, log and record "
+        "the would-be refusal), off (no checks)",
+    )
+    admin_agents: list[str] = Field(
+        default_factory=list,
+        description="agent ids whose admin keys may set standards and approve or reject pending actions (empty: any admin "
+        "of the namespace); comma list in the environment",
+    )
+
+    @field_validator("admin_agents", mode="before")
+    @classmethod
+    def _agents_from_text(cls, value: Any) -> Any:
+        """``MEMMESH_GOVERNANCE_ADMIN_AGENTS=alice,bob`` (a comma list), or the list's own text."""
+        if not isinstance(value, str):
+            return value
+        return [a.strip().strip("'\"") for a in value.strip().strip("[]").split(",") if a.strip().strip("'\"")]
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -241,6 +262,7 @@ class Settings(BaseModel):
     bus: BusSettings = Field(default_factory=BusSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
 
     @property
     def storage_url(self) -> str:

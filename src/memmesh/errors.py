@@ -18,7 +18,9 @@ so adding an error type here is enough for all of them to render it correctly.
     ├── AuthError                401
     ├── MisdirectedRequestError  421: a Host a loopback server does not answer to
     ├── ForbiddenError           403
-    │   └── PeerCertificateError mTLS: the client certificate is not on the allowlist
+    │   ├── PeerCertificateError mTLS: the client certificate is not on the allowlist
+    │   └── GovernanceDeniedError a namespace standard says `deny` for this action
+    ├── PendingApprovalError     202: a namespace standard queued the action for approval
     ├── RateLimitedError         429
     ├── StorageError             the database could not be used
     │   ├── CorruptDatabaseError not a (memmesh) database, damaged, or too new
@@ -171,6 +173,28 @@ class PeerCertificateError(ForbiddenError):
     """A sync route was called over a connection without a certificate on the mTLS allowlist."""
 
     code = "peer_certificate_required"
+
+
+class GovernanceDeniedError(ForbiddenError):
+    """A namespace standard's governance refuses this action; ``details['rule']`` names the
+    namespace the rule was set on, the action and the decision, so the caller knows whom to ask."""
+
+    code = "governance_denied"
+
+
+class PendingApprovalError(MemmeshError):
+    """Not a failure: a namespace standard says ``approve``, so the action was queued as a
+    pending action (``details['pending_id']``) and nothing is written until an approver
+    approves it. Raised so that every face, which maps errors once, answers it the same way:
+    HTTP 202 with ``pending_id``, CLI exit code 3, an MCP result that says so."""
+
+    code = "pending_approval"
+    http_status = 202
+    exit_code = 3
+
+    def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
+        """The error body plus ``status`` and ``pending_id`` at the top, as SPEC's 202 promises."""
+        return {"status": "pending", "pending_id": self.details.get("pending_id"), **super().to_dict(spell)}
 
 
 class RateLimitedError(MemmeshError):

@@ -78,6 +78,8 @@ class Policy:
     expiring_soon_hours: float = 24.0
     daily_write_quota: int = 0
     backup_dir: Path | None = None
+    governance_mode: str = "enforce"
+    governance_admins: tuple[str, ...] = ()
 
     def ttl(self, tier: Tier) -> timedelta | None:
         """How long a memory of ``tier`` lives without access (None: forever)."""
@@ -569,6 +571,10 @@ class CoreCalls(Protocol):
     """The service's public calls that the core modules beside it compose (lifecycle, graph,
     survey and entities read and write through these, never through the service's insides;
     the service hands itself in, so they need not import it)."""
+
+    @property
+    def governance(self) -> Any:
+        """Namespace standards: the one check every write path makes (:mod:`memmesh.governance`)."""
 
     def get(self, memory_id: str, *, principal: Principal, touch: bool = False) -> Memory: ...
 

@@ -67,6 +67,7 @@ class Lifecycle:
         k = self.kernel
         who = authorize(principal, "writer")
         self.core.get(memory_id, principal=who)
+        self.core.governance.check(who, "promote", ids=[memory_id], payload={"memory_id": memory_id})
         now = k.clock()
         with k.store.write() as tx:
             current = live_in(tx, memory_id, who, now)
@@ -89,6 +90,7 @@ class Lifecycle:
         ids = sorted(self.kernel.store.matching_ids(self.kernel.filter(who, **filters)))
         if dry_run:
             return _forget_report(len(ids), [], ids, dry_run=True)
+        self.core.governance.check(who, "delete", ids=ids)
         deleted = self.kernel.delete_ids(who, ids, self.kernel.clock())
         return _forget_report(len(ids), deleted, deleted, dry_run=False)
 

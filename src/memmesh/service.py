@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from memmesh.access import Access, manages
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
+    from memmesh.governance import Governance
     from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.transfer import Transfer
 
@@ -204,6 +206,7 @@ class Service:
         """
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
+        inputs = self.governance.admit_writes(who, inputs)
         vectors, _ = self.kernel.embed([embed_text(n.title, n.content) for n in inputs])
         now = self.clock()
         stored: list[Memory] = []
@@ -246,6 +249,12 @@ class Service:
         authorize(who, "writer", current.namespace)
         if patch.namespace is not None:
             authorize(who, "writer", patch.namespace)
+        self.governance.check(
+            who,
+            "update",
+            namespaces=[current.namespace, patch.namespace],
+            payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
+        )
         vector = None
         if patch.content is not None or patch.title is not None:
             vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
@@ -264,6 +273,7 @@ class Service:
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone:
         """Delete a memory, leaving a tombstone; its links go with it."""
         who = authorize(principal, "writer")
+        self.governance.check(who, "delete", ids=[memory_id], payload={"memory_id": memory_id})
         with self.store.write() as tx:
             current = tx.get(memory_id)
             if current is None or not who.covers(current.namespace):
@@ -280,7 +290,9 @@ class Service:
             raise InvalidInputError("delete_all needs a namespace or another filter (or everything=True)")
         who = authorize(principal, "writer")
         flt = self.kernel.filter(who, **filters)
-        return len(self.kernel.delete_ids(who, sorted(self.store.matching_ids(flt)), self.clock()))
+        ids = sorted(self.store.matching_ids(flt))
+        self.governance.check(who, "delete", ids=ids)
+        return len(self.kernel.delete_ids(who, ids, self.clock()))
 
     def link(
         self,
@@ -306,6 +318,12 @@ class Service:
             valid_until=parse_time(valid_until, "valid_until"),
             observed_by=who.agent_id,
             created_at=now,
+        )
+        self.governance.check(
+            who,
+            "link",
+            ids=[source_id, target_id],
+            payload=link.model_dump(mode="json", include={"source_id", "target_id", "relation", "valid_from", "valid_until"}),
         )
         with self.store.write() as tx:
             for memory_id in (source_id, target_id):
@@ -641,6 +659,13 @@ class Service:
         from memmesh.transfer import Transfer
 
         return Transfer(self)
+
+    @cached_property
+    def governance(self) -> Governance:
+        """Namespace standards and pending actions; each write path calls its check once."""
+        from memmesh.governance import Governance
+
+        return Governance(self)
 
 
 def _own_node_id(store: Store, configured: str | None) -> str:

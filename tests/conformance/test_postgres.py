@@ -210,3 +210,10 @@ def test_a_schema_4_database_upgrades_with_its_change_numbers_and_vectors(pg_dat
     finally:
         store.close()
     assert open_memory(pg_database).add("written after the upgrade").content == "written after the upgrade"
+
+
+def postgres_latest_schema() -> int:
+    """The newest schema number this memmesh ships (grows as migrations are added)."""
+    from memmesh.store.postgres import LATEST_SCHEMA
+
+    return LATEST_SCHEMA

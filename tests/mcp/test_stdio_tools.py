@@ -261,6 +261,29 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             again_import = await c.ok("memory_import", jsonl=inline["jsonl"])
             assert again_import["memories_written"] == 0
             await bus_and_session_tools(c, mem)
+
+            # governance: a standard queues writes; the queue is listed, approved and rejected
+            std = await c.ok("memory_namespace_set_standard", namespace="team/legal", governance={"write": "approve"})
+            assert std["governance"] == {"write": "approve"}
+            view = await c.ok("memory_namespace_get_standard", namespace="team/legal/nda")
+            assert view["governance"]["write"] == {"value": "approve", "set_on": "team/legal"}
+            queued = await c.client.call("memory_store", content="NDA template v2", namespace="team/legal/nda")
+            assert not queued.is_error and queued.text.startswith("pending: ") and queued.structured["status"] == "pending"
+            pending_id = queued.structured["pending_id"]
+            assert [p["id"] for p in await c.ok("memory_pending_list")] == [pending_id]
+            assert mem.get_all(namespace="team/legal") == []
+            approved = await c.ok("memory_pending_approve", id=pending_id, reason="reviewed")
+            assert approved["status"] == "applied" and mem.get(approved["result"]["memory_ids"][0]).agent_id == "bot-7"
+            queued_again = await c.client.call("memory_store", content="NDA template v3", namespace="team/legal/nda")
+            rejected = await c.ok("memory_pending_reject", id=queued_again.structured["pending_id"], reason="duplicate")
+            assert rejected["status"] == "rejected" and rejected["reason"] == "duplicate"
+            assert [m.content for m in mem.get_all(namespace="team/legal")] == ["NDA template v2"]
+            await c.ok("memory_namespace_set_standard", namespace="team/legal", governance={"delete": "deny"})
+            denied = await c.client.call("memory_delete", id=approved["result"]["memory_ids"][0])
+            assert denied.is_error and denied.structured["error"]["details"]["rule"]["set_on"] == "team/legal"
+            assert denied.text.startswith("error: delete in namespace 'team/legal/nda' is denied")
+            cleared = await c.ok("memory_namespace_clear_standard", namespace="team/legal")
+            assert cleared["namespace"] == "team/legal"
             return c.called
 
     try:

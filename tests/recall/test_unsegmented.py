@@ -73,7 +73,9 @@ def test_a_schema_4_store_is_indexed_when_it_is_opened(tmp_path: Path, content: 
             conn.execute(f"DROP TRIGGER {trigger}")
         conn.execute("DROP TABLE memories_cjk")
         # and what schemas 6-7 added (6 is a no-op on SQLite; 7 is federation), so the file is truly schema 4
-        for statement in ("DROP TABLE peers", "DROP TABLE conflicts", "DROP INDEX links_seq", "DROP INDEX agents_seq"):
+        schema_7 = ("DROP TABLE peers", "DROP TABLE conflicts", "DROP INDEX links_seq", "DROP INDEX agents_seq")
+        schema_9 = ("DROP TABLE namespace_standards", "DROP TABLE pending_actions")  # governance
+        for statement in (*schema_7, *schema_9):
             conn.execute(statement)
         conn.execute("ALTER TABLE agents DROP COLUMN seq")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")

@@ -262,7 +262,7 @@ class _Base:
         not_yet = response.status_code == 409 and _error_code(response) == "not_yet"
         if (response.status_code in RETRY_STATUSES or not_yet) and attempt <= self.retries:
             return True, None
-        if response.is_error:
+        if response.is_error or response.status_code == 202:  # 202: queued for approval (PendingApprovalError)
             raise error_from_response(response)
         return False, call.parse(response.json() if response.content else None)
 

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+import memmesh.interfaces.cli.governance  # noqa: F401  (registers `namespace` and `pending`)
 from memmesh.errors import MemmeshError
 from memmesh.interfaces.cli import (  # noqa: F401
     admin,
@@ -61,7 +62,8 @@ def main() -> None:
         app()
     except MemmeshError as exc:
         state.finish()
-        err_console.print(f"error: {exc.message_for(cli_option)}", markup=False, highlight=False)
+        label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
+        err_console.print(f"{label}: {exc.message_for(cli_option)}", markup=False, highlight=False)
         sys.exit(exc.exit_code)
     except SystemExit:
         state.finish()

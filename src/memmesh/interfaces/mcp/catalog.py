@@ -46,6 +46,14 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "bus_complete_task",
     ),
     "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import", "memory_backup"),
+    "governance": (
+        "memory_namespace_set_standard",
+        "memory_namespace_get_standard",
+        "memory_namespace_clear_standard",
+        "memory_pending_list",
+        "memory_pending_approve",
+        "memory_pending_reject",
+    ),
 }
 
 FAMILY_DESCRIPTIONS: dict[str, str] = {
@@ -58,12 +66,13 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions",
     "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
+    "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",
 }
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "graph": ("core", "graph", "entities"),
-    "admin": ("core", "lifecycle", "archive", "agents", "ops"),
+    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance"),
     "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus"),
     "full": tuple(FAMILIES),
 }

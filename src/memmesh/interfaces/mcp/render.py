@@ -108,7 +108,12 @@ def tool_argument(name: str, value: str) -> str:
 
 
 def error_result(exc: MemmeshError) -> CallToolResult:
-    """The one mapping of memmesh errors to MCP: an isError result, the CLI's message."""
+    """The one mapping of memmesh errors to MCP: an isError result, the CLI's message.
+
+    A write queued for approval is not a failure: a normal result that says it is pending."""
+    if exc.code == "pending_approval":
+        body = exc.to_dict(tool_argument)
+        return CallToolResult(content=[TextContent(type="text", text=f"pending: {exc.reason}")], structured_content=body)
     return CallToolResult(
         content=[TextContent(type="text", text=f"error: {exc.message_for(tool_argument)}")],
         structured_content=exc.to_dict(tool_argument),

@@ -692,3 +692,6 @@ def tool_methods(tools: MemoryTools) -> dict[str, tuple[Callable[..., Any], Tool
             if info is not None:
                 found[name] = (getattr(owner, name), info)
     return found
+
+
+from memmesh.interfaces.mcp import governance_tools  # noqa: E402, F401  (attaches the governance family's tools)

@@ -1,0 +1,396 @@
+"""The governance core: standards, the one check every write path makes, pending actions.
+
+The service calls :meth:`Governance.check` (or :meth:`Governance.admit_writes` for stores)
+once per write path, before its write transaction. The outcome is one of three:
+
+* ``allow`` — the call returns and the write goes ahead;
+* ``deny`` — :class:`GovernanceDeniedError` (403) naming the rule: the action, the namespace
+  and the namespace whose standard set it;
+* ``approve`` — the action is saved as a pending action and :class:`PendingApprovalError`
+  (202, ``pending_id``) tells the caller it awaits approval.
+
+Approving replays the saved action as its requester through the very same service method,
+so validation, namespace scope, versions, history and quotas apply exactly as to a direct
+write; a context variable lets that one replay past the check. ``governance.mode`` =
+``advisory`` acts anyway and records the would-be refusal; ``off`` skips the checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from memmesh.clock import format_ts, new_id
+from memmesh.errors import (
+    ConflictError,
+    ForbiddenError,
+    GovernanceDeniedError,
+    InvalidInputError,
+    MemmeshError,
+    NotFoundError,
+    PendingApprovalError,
+)
+from memmesh.governance.model import (
+    MAX_RETENTION_DAYS,
+    MAX_TTL_SECONDS,
+    EffectiveStandard,
+    PendingAction,
+    Standard,
+    parse_count,
+    parse_governance,
+    parse_required_tags,
+    parse_status,
+    parse_tier,
+)
+from memmesh.governance.policy import Rule, effective, lineage, nearest, rule_for, strictest
+from memmesh.governance.store import GovernanceStore
+from memmesh.kernel import authorize
+from memmesh.model import NewMemory, Principal, Tier, normalize_namespace
+
+if TYPE_CHECKING:
+    from memmesh.service import Service
+
+log = logging.getLogger("memmesh.governance")
+
+_APPLYING: ContextVar[str | None] = ContextVar("memmesh_governance_applying", default=None)
+"""Set while an approved action is replayed, so its own write path does not queue it again."""
+
+MAX_REASON_CHARS = 2000
+MAX_LISTED = 10_000
+
+
+class Governance:
+    """Standards and pending actions over one service (``service.governance``)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.db = GovernanceStore(service.store)
+
+    @property
+    def mode(self) -> str:
+        return self.service.policy.governance_mode
+
+    # -- standards ---------------------------------------------------------------------------
+
+    def set_standard(
+        self,
+        namespace: str,
+        *,
+        governance: Any = None,
+        default_tier: Any = None,
+        ttl_seconds: Any = None,
+        retention_days: Any = None,
+        required_tags: Any = None,
+        principal: Principal,
+    ) -> Standard:
+        """Set (replace) the standard of ``namespace``; an admin of that namespace only."""
+        ns = normalize_namespace(namespace)
+        who = self._authorize_admin(principal, [ns], "set a namespace standard")
+        standard = Standard(
+            namespace=ns,
+            governance=parse_governance(governance),
+            default_tier=parse_tier(default_tier),
+            ttl_seconds=parse_count(ttl_seconds, "ttl_seconds", MAX_TTL_SECONDS),
+            retention_days=parse_count(retention_days, "retention_days", MAX_RETENTION_DAYS),
+            required_tags=parse_required_tags(required_tags),
+            updated_at=self.service.clock(),
+            updated_by=who.agent_id,
+        )
+        if not (standard.governance or standard.default_tier or standard.ttl_seconds or standard.retention_days or standard.required_tags):
+            raise InvalidInputError(
+                "a standard needs at least one of governance, default_tier, ttl_seconds, retention_days or required_tags "
+                "(to remove one, clear it)"
+            )
+        with self.service.store.write() as tx:
+            self.db.put_standard(tx, standard)
+        log.info("standard set on %s by %s: %s", ns, who.agent_id or "local", standard.governance)
+        return standard
+
+    def get_standard(self, namespace: str, *, principal: Principal) -> EffectiveStandard:
+        """The standard as it applies in ``namespace`` (own fields and inherited ones)."""
+        ns = normalize_namespace(namespace)
+        authorize(principal, "reader", ns)
+        return effective(ns, self.db.standards(lineage(ns)))
+
+    def clear_standard(self, namespace: str, *, principal: Principal) -> Standard:
+        """Remove the standard set on ``namespace`` (its ancestors' still apply); returns it."""
+        ns = normalize_namespace(namespace)
+        self._authorize_admin(principal, [ns], "clear a namespace standard")
+        with self.service.store.write() as tx:
+            found = self.db.standards([ns])
+            if not found or not self.db.delete_standard(tx, ns):
+                raise NotFoundError(f"namespace {ns!r} has no standard of its own (see `memmesh namespace list`)")
+        return found[0]
+
+    def list_standards(self, *, principal: Principal) -> list[Standard]:
+        """Every standard set on a namespace the caller may read."""
+        who = authorize(principal, "reader")
+        return [s for s in self.db.standards() if who.covers(s.namespace)]
+
+    # -- the checks the service makes -------------------------------------------------------------
+
+    def admit_writes(self, who: Principal, inputs: list[NewMemory]) -> list[NewMemory]:
+        """New memories as their namespaces' standards shape them (default tier, TTL), after
+        the required-tags and ``write`` checks. A batch is one action: if any item needs
+        approval, the whole batch waits as one pending action, so it stays all or nothing."""
+        if not inputs or self._bypassed():
+            return inputs
+        spaces = list(dict.fromkeys(new.namespace for new in inputs))
+        standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))
+        if not standards:
+            return inputs
+        by_ns = {s.namespace: s for s in standards}
+        shaped = [self._shape(new, by_ns) for new in inputs]
+        if self.mode == "off":
+            return shaped
+        for new in shaped:
+            self._check_required_tags(who, new, by_ns)
+        rules = [rule_for(ns, "write", by_ns) for ns in spaces]
+        if all(rule.decision == "allow" for rule in rules):
+            return shaped
+        # The replay payload: each item keeps an id chosen now, so applying it is idempotent.
+        queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
+        payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
+        self._decide(who, "write", rules, spaces, payload)
+        return shaped
+
+    def check(
+        self,
+        who: Principal,
+        action: str,
+        *,
+        ids: Sequence[str] = (),
+        namespaces: Iterable[str | None] = (),
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        """Apply the ``action`` rule of every namespace touched (given, or held by the live
+        memories ``ids`` the caller can see; ids it cannot see are left to the service's own
+        not-found answer). ``payload`` is what replays the action once approved; without one
+        (bulk deletes) an ``approve`` rule refuses, since a bulk action is not queued."""
+        if self.mode == "off" or self._bypassed():
+            return
+        spaces = [ns for ns in namespaces if ns]
+        if ids:
+            spaces += [m.namespace for m in self.service.store.get_many(list(dict.fromkeys(ids))) if who.covers(m.namespace)]
+        spaces = list(dict.fromkeys(spaces))
+        if not spaces:
+            return
+        standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))
+        if not standards:
+            return
+        by_ns = {s.namespace: s for s in standards}
+        self._decide(who, action, [rule_for(ns, action, by_ns) for ns in spaces], spaces, payload)
+
+    @staticmethod
+    def _bypassed() -> bool:
+        return _APPLYING.get() is not None
+
+    @staticmethod
+    def _shape(new: NewMemory, by_ns: dict[str, Standard]) -> NewMemory:
+        """Fill what the caller left out from the standard: the default tier, then its TTL
+        (which replaces the tier's TTL; a ``long`` memory is kept, as everywhere)."""
+        updates: dict[str, Any] = {}
+        tier = new.tier
+        default_tier, _ = nearest(new.namespace, by_ns, lambda s: s.default_tier)
+        if tier is None and default_tier is not None:
+            tier = updates["tier"] = Tier(default_tier)
+        ttl, _ = nearest(new.namespace, by_ns, lambda s: s.ttl_seconds)
+        if new.ttl_seconds is None and ttl and tier != Tier.long:
+            updates["ttl_seconds"] = ttl
+        return new.model_copy(update=updates) if updates else new
+
+    def _check_required_tags(self, who: Principal, new: NewMemory, by_ns: dict[str, Standard]) -> None:
+        required, set_on = nearest(new.namespace, by_ns, lambda s: s.required_tags)
+        missing = [tag for tag in required or [] if tag not in new.tags]
+        if not missing:
+            return
+        message = (
+            f"namespace {new.namespace!r} requires the tag{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(required_tags of the standard set on {set_on!r}): add {'them' if len(missing) > 1 else 'it'} to tags"
+        )
+        if self.mode == "advisory":
+            log.warning("advisory mode, not refused: %s (agent %s)", message, who.agent_id or "local")
+            return
+        raise InvalidInputError(message, details={"missing_tags": missing, "set_on": set_on})
+
+    def _decide(self, who: Principal, action: str, rules: list[Rule], spaces: list[str], payload: dict[str, Any] | None) -> None:
+        rule = strictest(rules)
+        if rule is None or rule.decision == "allow":
+            return
+        if self.mode == "advisory":
+            self._record(who, rule, spaces, payload or {}, status="advisory")
+            outcome = "refused" if rule.decision == "deny" else "queued for approval"
+            agent = who.agent_id or "local"
+            log.warning(
+                "advisory mode, not enforced: %s in %s would be %s (set on %s), agent %s",
+                action,
+                rule.namespace,
+                outcome,
+                rule.set_on,
+                agent,
+            )
+            return
+        details = {"rule": rule.describe()}
+        if rule.decision == "deny":
+            raise GovernanceDeniedError(
+                f"{action} in namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} (governance.{action} = deny)",
+                details=details,
+            )
+        if payload is None:
+            raise GovernanceDeniedError(
+                f"{action} in namespace {rule.namespace!r} needs approval (governance.{action} = approve, set on {rule.set_on!r}) "
+                "and a bulk action cannot be queued: act on one memory at a time",
+                details=details,
+            )
+        pending = self._record(who, rule, spaces, payload, status="pending")
+        raise PendingApprovalError(
+            f"{action} in namespace {rule.namespace!r} awaits approval (governance.{action} = approve, set on {rule.set_on!r}): "
+            f"queued as pending action {pending.id}; an admin of the namespace approves or rejects it",
+            details={**details, "pending_id": pending.id, "action": action, "namespace": rule.namespace},
+        )
+
+    def _record(self, who: Principal, rule: Rule, spaces: list[str], payload: dict[str, Any], *, status: str) -> PendingAction:
+        now = self.service.clock()
+        advisory = status == "advisory"
+        pending = PendingAction(
+            id=new_id(),
+            action=rule.action,
+            namespace=rule.namespace,
+            rule_namespace=rule.set_on or rule.namespace,
+            payload={**payload, "namespaces": spaces},
+            requested_by=who.agent_id,
+            requested_at=now,
+            status=status,  # type: ignore[arg-type]
+            decided_by="memmesh" if advisory else None,
+            decided_at=now if advisory else None,
+            reason=f"advisory mode: governance.{rule.action} = {rule.decision} was not enforced" if advisory else None,
+            requester=who,
+        )
+        with self.service.store.write() as tx:
+            self.db.insert_pending(tx, pending)
+        return pending
+
+    # -- pending actions -----------------------------------------------------------------------
+
+    def pending(self, *, status: str | None = "pending", limit: int = 100, principal: Principal) -> list[PendingAction]:
+        """Pending actions (``status``: one state, or None/"all" for every one), oldest first,
+        only those whose namespaces all lie inside the caller's."""
+        who = authorize(principal, "reader")
+        wanted = parse_status(status)
+        limit = self.service.kernel.check_top_k(limit, "limit")
+        if who.prefixes() is None:
+            return self.db.pending_list(wanted, limit)
+        return [p for p in self.db.pending_list(wanted, MAX_LISTED) if all(who.covers(ns) for ns in p.namespaces())][:limit]
+
+    def get_pending(self, pending_id: str, *, principal: Principal) -> PendingAction:
+        who = authorize(principal, "reader")
+        return self._scoped(self._find(pending_id), who)
+
+    def approve(self, pending_id: str, *, reason: str | None = None, principal: Principal) -> PendingAction:
+        """Approve and apply a pending action exactly once, as its requester, through the
+        service's own write path. A failed write is recorded (``failed`` + the error) and
+        the action stays decided: approve it again means asking for it again."""
+        pending, who = self._claim(pending_id, "approved", reason, principal)
+        try:
+            result, error = self._apply(pending), None
+        except MemmeshError as exc:
+            result, error = None, exc.message
+        with self.service.store.write() as tx:
+            self.db.finish(tx, pending.id, "failed" if error else "applied", result, error)
+        log.info(
+            "pending %s (%s in %s) approved by %s: %s",
+            pending.id,
+            pending.action,
+            pending.namespace,
+            who.agent_id or "local",
+            error or "applied",
+        )
+        return self._find(pending.id)
+
+    def reject(self, pending_id: str, *, reason: str | None = None, principal: Principal) -> PendingAction:
+        """Reject a pending action: nothing is written; the decision is recorded."""
+        pending, who = self._claim(pending_id, "rejected", reason, principal)
+        log.info("pending %s (%s in %s) rejected by %s", pending.id, pending.action, pending.namespace, who.agent_id or "local")
+        return self._find(pending.id)
+
+    def _claim(self, pending_id: str, status: str, reason: str | None, principal: Principal) -> tuple[PendingAction, Principal]:
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
+            raise InvalidInputError(f"reason must be text of at most {MAX_REASON_CHARS} characters")
+        reason = reason.strip() or None if reason else None
+        who = authorize(principal, "admin")
+        pending = self._scoped(self._find(pending_id), who)
+        verb = "approve" if status == "approved" else "reject"
+        self._authorize_admin(who, pending.namespaces(), f"{verb} pending actions")
+        if status == "approved" and who.key_id is not None and who.agent_id == pending.requested_by:
+            raise ForbiddenError(
+                f"agent {who.agent_id!r} asked for pending action {pending.id} and may not approve it: another approver must"
+            )
+        if pending.status != "pending":
+            raise ConflictError(_decided(pending), details={"status": pending.status})
+        now = format_ts(self.service.clock())
+        with self.service.store.write() as tx:
+            claimed = self.db.claim(tx, pending.id, status, who.agent_id, now, reason)
+        if not claimed:
+            raise ConflictError(_decided(self._find(pending.id)), details={"status": self._find(pending.id).status})
+        return self._find(pending.id), who
+
+    def _apply(self, pending: PendingAction) -> dict[str, Any]:
+        """Replay the action as its requester; the context variable lets it past the check."""
+        svc, who, data = self.service, pending.requester, pending.payload
+        if who.key_id is not None:
+            key = svc.store.api_key(who.key_id)
+            if key is None or key.revoked_at is not None:
+                raise ForbiddenError(f"the key that asked for this action ({who.key_id}) has been revoked since; nothing was applied")
+        token = _APPLYING.set(pending.id)
+        try:
+            if pending.action == "write":
+                return {"memory_ids": [m.id for m in svc.add_many(data["items"], principal=who)]}
+            if pending.action == "update":
+                return {"memory_id": svc.update(data["memory_id"], data["changes"], principal=who).id}
+            if pending.action == "delete":
+                return {"memory_id": svc.delete(data["memory_id"], principal=who).id}
+            if pending.action == "promote":
+                return {"memory_id": svc.lifecycle.promote(data["memory_id"], principal=who).id}
+            link = svc.link(
+                data["source_id"],
+                data["target_id"],
+                data["relation"],
+                valid_from=data.get("valid_from"),
+                valid_until=data.get("valid_until"),
+                principal=who,
+            )
+            return {"source_id": link.source_id, "target_id": link.target_id, "relation": link.relation.value}
+        finally:
+            _APPLYING.reset(token)
+
+    def _find(self, pending_id: str) -> PendingAction:
+        found = self.db.pending(pending_id.strip()) if isinstance(pending_id, str) and pending_id.strip() else None
+        if found is None:
+            raise NotFoundError(f"no pending action with id {pending_id!r} (see `memmesh pending list --status all`)")
+        return found
+
+    @staticmethod
+    def _scoped(pending: PendingAction, who: Principal) -> PendingAction:
+        """A pending action outside the caller's namespaces is refused without naming them."""
+        if not all(who.covers(ns) for ns in pending.namespaces()):
+            raise ForbiddenError(f"pending action {pending.id} lies outside this key's namespaces ({', '.join(who.namespaces)})")
+        return pending
+
+    def _authorize_admin(self, principal: Principal, namespaces: Sequence[str], what: str) -> Principal:
+        """An admin covering every namespace; with ``governance.admin_agents`` set, a keyed
+        caller must also be on that list (the local caller, with no key, owns the store)."""
+        who = authorize(principal, "admin")
+        for ns in namespaces:
+            authorize(who, "admin", ns)
+        admins = self.service.policy.governance_admins
+        if admins and who.key_id is not None and who.agent_id not in admins:
+            raise ForbiddenError(f"only the agents in governance.admin_agents may {what}; {who.agent_id!r} is not one of them")
+        return who
+
+
+def _decided(pending: PendingAction) -> str:
+    by = f" by {pending.decided_by}" if pending.decided_by else ""
+    at = f" at {format_ts(pending.decided_at)}" if pending.decided_at else ""
+    return f"pending action {pending.id} is already {pending.status}{by}{at}; a decision is made once"

@@ -1,0 +1,170 @@
+"""Governance tables, written once for both backends.
+
+The SQL text is shared: it is written with ``?`` placeholders and turned into ``%s`` for a
+psycopg connection, times are RFC 3339 text and JSON is text in both databases (schema 9
+creates the same columns on each). Reads use the store's reading connection; writes run on
+the connection of a store write transaction, so they serialise with every other write and
+a claim (``pending`` → ``approved``) is decided by exactly one caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from memmesh.clock import format_ts, parse_ts
+from memmesh.governance.model import PendingAction, Standard
+from memmesh.model import Principal
+from memmesh.store.base import Store, WriteTx
+
+STANDARD_COLUMNS = "namespace, governance, default_tier, ttl_seconds, retention_days, required_tags, updated_at, updated_by"
+PENDING_COLUMNS = (
+    "id, action, namespace, rule_namespace, payload, requester, requested_by, requested_at, "
+    "status, decided_by, decided_at, reason, result, error"
+)
+
+
+def sql_for(conn: Any, text: str) -> str:
+    """The shared SQL in this connection's placeholder style."""
+    return text if isinstance(conn, sqlite3.Connection) else text.replace("?", "%s")
+
+
+def _run(conn: Any, text: str, params: Sequence[Any] = ()) -> Any:
+    return conn.execute(sql_for(conn, text), tuple(params))
+
+
+def _tx_conn(tx: WriteTx) -> Any:
+    """The connection under a store write transaction (both backends keep it as ``conn``)."""
+    return tx.conn  # type: ignore[attr-defined]
+
+
+class GovernanceStore:
+    """Standards and pending actions over one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _reading(self) -> Any:
+        return self.store._reading()  # type: ignore[attr-defined]
+
+    # -- standards ---------------------------------------------------------------------------
+
+    def standards(self, namespaces: Sequence[str] | None = None) -> list[Standard]:
+        """The standards set on these namespaces (all when None), by namespace."""
+        if namespaces is not None and not namespaces:
+            return []
+        where = "" if namespaces is None else f"WHERE namespace IN ({', '.join('?' for _ in namespaces)})"
+        with self._reading() as conn:
+            rows = _run(conn, f"SELECT {STANDARD_COLUMNS} FROM namespace_standards {where} ORDER BY namespace", namespaces or ()).fetchall()
+        return [_standard(row) for row in rows]
+
+    def put_standard(self, tx: WriteTx, standard: Standard) -> None:
+        conn = _tx_conn(tx)
+        _run(conn, "DELETE FROM namespace_standards WHERE namespace = ?", (standard.namespace,))
+        _run(
+            conn,
+            f"INSERT INTO namespace_standards ({STANDARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                standard.namespace,
+                json.dumps(standard.governance, sort_keys=True),
+                standard.default_tier.value if standard.default_tier else None,
+                standard.ttl_seconds,
+                standard.retention_days,
+                json.dumps(standard.required_tags),
+                format_ts(standard.updated_at),
+                standard.updated_by,
+            ),
+        )
+
+    def delete_standard(self, tx: WriteTx, namespace: str) -> bool:
+        return bool(_run(_tx_conn(tx), "DELETE FROM namespace_standards WHERE namespace = ?", (namespace,)).rowcount)
+
+    # -- pending actions ---------------------------------------------------------------------
+
+    def insert_pending(self, tx: WriteTx, pending: PendingAction) -> None:
+        _run(
+            _tx_conn(tx),
+            f"INSERT INTO pending_actions ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                pending.id,
+                pending.action,
+                pending.namespace,
+                pending.rule_namespace,
+                json.dumps(pending.payload),
+                pending.requester.model_dump_json(),
+                pending.requested_by,
+                format_ts(pending.requested_at),
+                pending.status,
+                pending.decided_by,
+                format_ts(pending.decided_at) if pending.decided_at else None,
+                pending.reason,
+                json.dumps(pending.result) if pending.result is not None else None,
+                pending.error,
+            ),
+        )
+
+    def pending(self, pending_id: str) -> PendingAction | None:
+        with self._reading() as conn:
+            row = _run(conn, f"SELECT {PENDING_COLUMNS} FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
+        return _pending(row) if row else None
+
+    def pending_list(self, status: str | None, limit: int) -> list[PendingAction]:
+        """Oldest first (the order approvers work through a queue)."""
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        with self._reading() as conn:
+            rows = _run(
+                conn, f"SELECT {PENDING_COLUMNS} FROM pending_actions {where} ORDER BY requested_at, id LIMIT ?", [*params, limit]
+            ).fetchall()
+        return [_pending(row) for row in rows]
+
+    def claim(self, tx: WriteTx, pending_id: str, status: str, who: str | None, at: str, reason: str | None) -> bool:
+        """Move a ``pending`` action to ``status``; False when it was not pending any more
+        (another approver got there first): the conditional update makes the decision once."""
+        cursor = _run(
+            _tx_conn(tx),
+            "UPDATE pending_actions SET status = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND status = 'pending'",
+            (status, who, at, reason, pending_id),
+        )
+        return cursor.rowcount == 1
+
+    def finish(self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None) -> None:
+        """Record how applying an approved action ended (``applied`` or ``failed``)."""
+        _run(
+            _tx_conn(tx),
+            "UPDATE pending_actions SET status = ?, result = ?, error = ? WHERE id = ? AND status = 'approved'",
+            (status, json.dumps(result) if result is not None else None, error, pending_id),
+        )
+
+
+def _standard(row: Sequence[Any]) -> Standard:
+    return Standard(
+        namespace=row[0],
+        governance=json.loads(row[1]),
+        default_tier=row[2],
+        ttl_seconds=row[3],
+        retention_days=row[4],
+        required_tags=json.loads(row[5]),
+        updated_at=parse_ts(row[6]),
+        updated_by=row[7],
+    )
+
+
+def _pending(row: Sequence[Any]) -> PendingAction:
+    return PendingAction(
+        id=row[0],
+        action=row[1],
+        namespace=row[2],
+        rule_namespace=row[3],
+        payload=json.loads(row[4]),
+        requester=Principal.model_validate_json(row[5]),
+        requested_by=row[6],
+        requested_at=parse_ts(row[7]),
+        status=row[8],
+        decided_by=row[9],
+        decided_at=parse_ts(row[10]) if row[10] else None,
+        reason=row[11],
+        result=json.loads(row[12]) if row[12] else None,
+        error=row[13],
+    )
