@@ -346,6 +346,8 @@ HTTP_ELSEWHERE = {
     ("GET", "/api/v1/sync/hello"): "peer keys and admins: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/status"): "store-wide admins: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/conflicts"): "store-wide admins: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/digest"): "peer keys and store-wide admins: tests/federation/test_sync_routes.py",
+    ("POST", "/api/v1/sync/items"): "peer keys and store-wide admins: tests/federation/test_sync_routes.py",
 }
 
 

@@ -88,6 +88,15 @@ def test_peer_keys_replicate_and_open_nothing_else(keyed: dict[str, Any]) -> Non
     assert a.call("GET", "/api/v1/sync/since", params={"peer": "node-b"}, headers=bearer(keys["a_admin"])).status_code == 403
     assert a.call("GET", "/api/v1/sync/since", params={"peer": "node-b"}, headers={"Authorization": ""}).status_code == 401
     assert a.call("GET", "/api/v1/sync/since", params={"peer": "node-b"}, headers=peer).status_code == 200
+    # anti-entropy reads every namespace: peers and store-wide admins only
+    writer, none = bearer(keys["a_writer"]), {"Authorization": ""}
+    assert a.call("GET", "/api/v1/sync/digest", headers=writer).status_code == 403
+    assert a.call("GET", "/api/v1/sync/digest", headers=none).status_code == 401
+    assert a.call("GET", "/api/v1/sync/digest", headers=peer).status_code == 200
+    assert a.call("POST", "/api/v1/sync/items", json={"ids": [r.json()["id"]]}, headers=writer).status_code == 403
+    assert a.call("POST", "/api/v1/sync/items", json={"ids": [r.json()["id"]]}, headers=none).status_code == 401
+    items = a.call("POST", "/api/v1/sync/items", json={"ids": [r.json()["id"]]}, headers=peer)
+    assert items.status_code == 200 and [i["memory"]["id"] for i in items.json()["items"] if i.get("memory")] == [r.json()["id"]]
 
 
 def test_bad_batches_are_rejected_and_change_nothing(keyed: dict[str, Any]) -> None:
