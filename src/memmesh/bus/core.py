@@ -53,7 +53,7 @@ from memmesh.kernel import authorize
 from memmesh.model import Principal
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
@@ -92,7 +92,7 @@ def check_agent_name(agent: str, what: str = "agent") -> str:
 class Bus:
     """Conversations, messages, cursors and task leases in the service's store."""
 
-    def __init__(self, service: Service, policy: BusPolicy | None = None) -> None:
+    def __init__(self, service: Host, policy: BusPolicy | None = None) -> None:
         self.service = service
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)

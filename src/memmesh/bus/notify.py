@@ -71,7 +71,7 @@ class Notifier:
         """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""
         if self.postgres:
             return 0
-        with self.store._reading() as conn:
+        with self.store.reading() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _ensure_listener(self) -> None:
@@ -87,7 +87,7 @@ class Notifier:
 
         while self._wanted():
             try:
-                with psycopg.connect(self.store._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.store.conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.notify()  # anything sent while we were connecting is re-read
                     while self._wanted():

@@ -58,5 +58,5 @@ class BusSql:
 
     @contextmanager
     def read(self) -> Iterator[Rows]:
-        with self.store._reading() as conn:  # type: ignore[attr-defined]
+        with self.store.reading() as conn:
             yield Rows(conn, self.postgres)  # autocommit on PostgreSQL: each poll sees new commits

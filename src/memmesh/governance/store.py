@@ -47,7 +47,7 @@ class GovernanceStore:
         self.store = store
 
     def _reading(self) -> Any:
-        return self.store._reading()  # type: ignore[attr-defined]
+        return self.store.reading()
 
     # -- standards ---------------------------------------------------------------------------
 

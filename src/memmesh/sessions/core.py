@@ -40,7 +40,7 @@ from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -226,7 +226,7 @@ def _turn(memory: Memory) -> Turn:
 class Sessions:
     """Session rules over the service (every write goes through ``service.add_many``)."""
 
-    def __init__(self, service: Service, policy: SessionPolicy | None = None) -> None:
+    def __init__(self, service: Host, policy: SessionPolicy | None = None) -> None:
         self.service = service
         self.policy = policy or SessionPolicy()
         self.sql = BusSql(service.store)

@@ -1,0 +1,50 @@
+"""What the core modules the service builds around itself (audit log, bus, sessions,
+governance) use of it.
+
+They are built by :class:`memmesh.service.Service` and handed the service; typing that
+hand-over with this protocol instead of ``Service`` keeps them below the service in the
+layer picture (docs/architecture.md): the service imports them, they never import it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from memmesh.clock import Clock
+from memmesh.kernel import Kernel, Policy
+from memmesh.model import Memory, NewMemory, Principal
+from memmesh.store.base import Store
+
+
+class Host(Protocol):
+    """The service as its built-in modules see it: its store, id, rules, clock and kernel,
+    and the one public write they compose (``add_many``)."""
+
+    @property
+    def store(self) -> Store:
+        """The store every write goes through (the audited one)."""
+        ...
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        ...
+
+    @property
+    def kernel(self) -> Kernel:
+        """The write kernel and the shared rules."""
+        ...
+
+    @property
+    def policy(self) -> Policy:
+        """The configured rules (limits, TTLs, quotas, governance)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time every rule uses."""
+        ...
+
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]: ...
