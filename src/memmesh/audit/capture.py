@@ -87,8 +87,9 @@ class AuditedTx:
 
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
-            if isinstance(snapshot, dict) and isinstance(snapshot.get("namespace"), str):
-                return snapshot["namespace"]
+            namespace = snapshot.get("namespace") if isinstance(snapshot, dict) else None
+            if isinstance(namespace, str):
+                return namespace
         current = self._tx.get(entry.memory_id)
         return current.namespace if current is not None else None
 

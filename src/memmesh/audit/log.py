@@ -206,8 +206,10 @@ class AuditLog:
                 return -1
             return self.append_many(tx, [item])
         with self.service.store.write() as own:
-            own.defer(item)
-        return -1
+            if isinstance(own, AuditedTx):  # the service's store is the audited one (wrap)
+                own.defer(item)
+                return -1
+            return self.append_many(own, [item])
 
     # -- reading ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ connection per process, which every committed send ``NOTIFY``-s.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -59,13 +60,17 @@ class Notifier:
                 return check()
             step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
             with self._cond:
-                self._cond.wait_for(lambda seen=seen: self._generation != seen, timeout=step)
+                self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
                 woken = self._generation != seen
             if not woken and not self.postgres and self._data_version() == version:
                 continue
             seen, version = self._generation, self._data_version()
             found = check()
         return found
+
+    def _moved_on(self, seen: int) -> bool:
+        """Whether a wake-up arrived since the count ``seen`` (called with the lock held)."""
+        return self._generation != seen
 
     def _data_version(self) -> int:
         """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""

@@ -262,7 +262,7 @@ class Governance:
             payload={**payload, "namespaces": spaces},
             requested_by=who.agent_id,
             requested_at=now,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             decided_by="memmesh" if advisory else None,
             decided_at=now if advisory else None,
             reason=f"advisory mode: governance.{rule.action} = {rule.decision} was not enforced" if advisory else None,
