@@ -204,9 +204,8 @@ def _schema_name(schema: dict[str, Any]) -> str:
 
 def mcp_tables() -> str:
     """The profile table and, per family, its tools with hints and descriptions."""
-    from memmesh.interfaces.mcp.bus_tools import BusTools
     from memmesh.interfaces.mcp.catalog import FAMILIES, FAMILY_DESCRIPTIONS, PROFILES, resolve_profile, tools_for
-    from memmesh.interfaces.mcp.tools import MemoryTools
+    from memmesh.interfaces.mcp.families import BusTools, MemoryTools  # the families module attaches every family
 
     infos = {
         name: (fn, fn.__mcp_tool__) for cls in (MemoryTools, BusTools) for name, fn in vars(cls).items() if hasattr(fn, "__mcp_tool__")

@@ -307,6 +307,22 @@ def test_satellites_and_store_contract_stay_below_what_uses_them(source: Source,
     assert "memmesh.recall.embedders" not in source.imports("memmesh.recall.minilm")
 
 
+def test_extensions_get_the_service_as_a_host_and_never_import_it(source: Source) -> None:
+    """The modules the service builds around itself are typed against ``memmesh.host.Host``
+    (and the session tokens against a small node protocol), so the service sits above them."""
+    for extension in (
+        "memmesh.audit.log",
+        "memmesh.bus.core",
+        "memmesh.sessions.core",
+        "memmesh.governance.core",
+        "memmesh.federation.session",
+    ):
+        assert "memmesh.service" not in source.imports(extension)
+    assert "memmesh.audit.log" not in source.imports("memmesh.audit.capture")  # the kernel imports the capture
+    assert "memmesh.federation.replica" not in source.imports("memmesh.federation.digest")
+    assert not {m for m in source.imports("memmesh.interfaces.mcp.tools") if m.endswith("_tools")}  # families import tools, not back
+
+
 # -- the checker bites: one planted violation per rule kind ----------------------------------
 
 PLANTED_RULES = """## The rules, as the test reads them

@@ -164,7 +164,7 @@ class Memory:
         within ``budget_tokens``, with the tokens used (see docs/bus.md, Sessions)."""
         return self.service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=self.principal)
 
-    def session_list(self, *, limit: int = 100) -> list[SessionInfo]:
+    def session_list(self, *, limit: int = 100) -> builtins.list[SessionInfo]:
         """Sessions, most recently active first."""
         return self.service.sessions.list(limit=limit, principal=self.principal)
 

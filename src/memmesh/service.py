@@ -105,7 +105,7 @@ class Service:
         max_ahead_ms: int | None = 500,
     ) -> None:
         self.audit = AuditLog(self)
-        self.store = self.audit.wrap(store)  # every write transaction appends to the audit log
+        self.store: Store = self.audit.wrap(store)  # every write transaction appends to the audit log
         self.engine = engine
         self.node_id = _own_node_id(store, node_id)
         self.hlc = HybridLogicalClock(clock, max_ahead_ms=max_ahead_ms)
@@ -169,20 +169,22 @@ class Service:
     @property
     def bus(self) -> Bus:
         """The message bus on this store (memmesh.bus): conversations, cursors, task leases."""
-        if self.__dict__.get("_bus") is None:
+        bus: Bus | None = self.__dict__.get("_bus")
+        if bus is None:
             from memmesh.bus.core import Bus
 
-            self.__dict__["_bus"] = Bus(self, self.bus_policy)
-        return self.__dict__["_bus"]
+            bus = self.__dict__["_bus"] = Bus(self, self.bus_policy)
+        return bus
 
     @property
     def sessions(self) -> Sessions:
         """Long conversations kept as memories (memmesh.sessions): append, rehydrate, list."""
-        if self.__dict__.get("_sessions") is None:
+        sessions: Sessions | None = self.__dict__.get("_sessions")
+        if sessions is None:
             from memmesh.sessions.core import Sessions
 
-            self.__dict__["_sessions"] = Sessions(self, self.session_policy)
-        return self.__dict__["_sessions"]
+            sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy)
+        return sessions
 
     @property
     def replica(self) -> Replica:

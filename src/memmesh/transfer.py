@@ -332,4 +332,5 @@ def migrate_stores(
 
 def report_json(report: Any) -> dict[str, Any]:
     """Any transfer report as plain JSON data (for faces that render JSON)."""
-    return json.loads(report.model_dump_json())
+    data: dict[str, Any] = json.loads(report.model_dump_json())
+    return data

@@ -15,20 +15,29 @@ from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from memmesh.audit import chain
 from memmesh.clock import format_ts
 from memmesh.model import HistoryEntry, Link, Principal, StoredApiKey
 
 if TYPE_CHECKING:
-    from memmesh.audit.log import AuditLog
     from memmesh.model import Agent
 
 current_caller: ContextVar[Principal | None] = ContextVar("memmesh_audit_caller", default=None)
 """The caller the service last authorized in this context: the actor of what it writes next."""
 
 SYSTEM_ACTORS = {"gc", "memmesh"}
+
+
+class AuditSink(Protocol):
+    """What the capture needs of the log it feeds (:class:`memmesh.audit.log.AuditLog`): a
+    protocol, so the capture (imported by the kernel) never imports the log, which sits
+    above the kernel."""
+
+    def append_many(self, tx: Any, items: Sequence[Pending]) -> int: ...
+
+    def sign_unsigned(self) -> None: ...
 
 
 def actor_of(who: Principal | None, system: str | None = None) -> str:
@@ -62,7 +71,7 @@ class AuditedTx:
     and they hold it only for the append and the commit.
     """
 
-    def __init__(self, tx: Any, audit: AuditLog, pending: list[Pending]) -> None:
+    def __init__(self, tx: Any, audit: AuditSink, pending: list[Pending]) -> None:
         self._tx = tx
         self._audit = audit
         self._pending = pending
@@ -78,8 +87,9 @@ class AuditedTx:
 
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
-            if isinstance(snapshot, dict) and isinstance(snapshot.get("namespace"), str):
-                return snapshot["namespace"]
+            namespace = snapshot.get("namespace") if isinstance(snapshot, dict) else None
+            if isinstance(namespace, str):
+                return namespace
         current = self._tx.get(entry.memory_id)
         return current.namespace if current is not None else None
 
@@ -143,7 +153,7 @@ class AuditedTx:
 class AuditedStore:
     """The store as the service sees it: the same store, whose write transactions audit."""
 
-    def __init__(self, store: Any, audit: AuditLog) -> None:
+    def __init__(self, store: Any, audit: AuditSink) -> None:
         self._store = store
         self._audit = audit
         self._local = threading.local()
@@ -168,8 +178,7 @@ class AuditedStore:
     def close(self) -> None:
         """Close the store; first sign what this process appended (a clean shutdown of the
         Python API or the MCP server leaves no entry of its own unsigned)."""
-        if self._audit._appended and self._audit._signer is not None and self._audit.folder is not None:
-            self._audit._safe_checkpoint()
+        self._audit.sign_unsigned()
         self._store.close()
 
     @contextmanager

@@ -41,7 +41,7 @@ from memmesh.store import audit_sql
 from memmesh.store.audit_sql import Anchor, AuditRow
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 log = logging.getLogger("memmesh.audit")
 
@@ -104,7 +104,7 @@ def _entry(row: AuditRow) -> AuditEntry:
 class AuditLog:
     """The service's audit log (one per Service)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Host) -> None:
         self.service = service
         self.config = AuditConfig()
         self._signer: Signer | None = None
@@ -206,8 +206,10 @@ class AuditLog:
                 return -1
             return self.append_many(tx, [item])
         with self.service.store.write() as own:
-            own.defer(item)
-        return -1
+            if isinstance(own, AuditedTx):  # the service's store is the audited one (wrap)
+                own.defer(item)
+                return -1
+            return self.append_many(own, [item])
 
     # -- reading ------------------------------------------------------------------------
 
@@ -322,7 +324,7 @@ class AuditLog:
         (a passive checkpoint does) before signing what it holds. PostgreSQL commits are durable."""
         store = self.service.store
         if getattr(store, "path", None) and not getattr(store, "in_memory", True):
-            with store._reading() as conn:
+            with store.reading() as conn:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     # -- retention --------------------------------------------------------------------------
@@ -415,6 +417,12 @@ class AuditLog:
                     self.prune(older_than_days=self.config.retention_days)
                 except Exception:
                     log.exception("audit retention failed")
+
+    def sign_unsigned(self) -> None:
+        """Sign what this process appended and has not signed yet, when signing is set up
+        (called as the store closes, so a clean shutdown leaves no entry of its own unsigned)."""
+        if self._appended and self._signer is not None and self.folder is not None:
+            self._safe_checkpoint()
 
     def _safe_checkpoint(self) -> None:
         try:

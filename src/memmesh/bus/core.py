@@ -23,6 +23,7 @@ Model (issue 17, SPEC §9):
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -46,14 +47,14 @@ from memmesh.bus.model import (
     when,
 )
 from memmesh.bus.notify import CHANNEL, Notifier
-from memmesh.bus.sql import BusSql, Rows
+from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
 from memmesh.kernel import authorize
 from memmesh.model import Principal
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
@@ -92,7 +93,7 @@ def check_agent_name(agent: str, what: str = "agent") -> str:
 class Bus:
     """Conversations, messages, cursors and task leases in the service's store."""
 
-    def __init__(self, service: Service, policy: BusPolicy | None = None) -> None:
+    def __init__(self, service: Host, policy: BusPolicy | None = None) -> None:
         self.service = service
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
@@ -109,7 +110,7 @@ class Bus:
         name is trusted to whoever holds the token, as every participant shares it."""
         return authorize(principal, role)  # type: ignore[arg-type]
 
-    def _conversation(self, rows: Rows, conversation_id: str, token: str) -> tuple:
+    def _conversation(self, rows: Rows, conversation_id: str, token: str) -> Row:
         """The conversation row after checking the token; NotFound when unknown."""
         if not isinstance(conversation_id, str) or not conversation_id.strip():
             raise InvalidInputError("conversation_id is empty: give the id `bus open` printed")
@@ -124,23 +125,23 @@ class Bus:
             raise ForbiddenError(f"wrong token for conversation {conversation_id}: use the token `bus open` printed for it")
         return row[:-1]
 
-    def _live(self, row: tuple, now: float) -> None:
+    def _live(self, row: Row, now: float) -> None:
         """Refuse work in an archived conversation, or one idle past its timeout (which the
         next ``list`` archives)."""
         if row[8] is not None or self._expired(row, now):
             raise ForbiddenError(f"conversation {row[0]} is archived (idle for {row[7]:g} s): open a new conversation to go on")
 
     @staticmethod
-    def _participant(row: tuple, agent: str) -> None:
+    def _participant(row: Row, agent: str) -> None:
         participants = json.loads(row[3])
         if agent not in participants:
             raise ForbiddenError(f"agent {agent!r} is not a participant of conversation {row[0]} (participants: {', '.join(participants)})")
 
-    def _expired(self, row: tuple, now: float) -> bool:
+    def _expired(self, row: Row, now: float) -> bool:
         return row[8] is None and now - row[6] >= row[7]
 
     @staticmethod
-    def _conv_model(row: tuple) -> Conversation:
+    def _conv_model(row: Row) -> Conversation:
         return Conversation(
             id=row[0],
             kind=row[1],
@@ -155,7 +156,7 @@ class Bus:
         )
 
     @staticmethod
-    def _message(row: tuple) -> BusMessage:
+    def _message(row: Row) -> BusMessage:
         return BusMessage(
             id=row[0], conversation_id=row[1], seq=int(row[2]), sender=row[3], to=row[4], body=row[5], created_at=when(row[6])
         )
@@ -220,7 +221,9 @@ class Bus:
         row = (conv_id, kind, topic, json.dumps(names), created_by, now, now, float(timeout), None, 0)
         return OpenedConversation(**self._conv_model(row).model_dump(), conversation_id=conv_id, token=token)
 
-    def list(self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100) -> list[Conversation]:
+    def list(
+        self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100
+    ) -> builtins.list[Conversation]:
         """Conversations, newest activity first: open ones (archiving any that timed out), or
         the archived ones. Tokens are never listed. A key limited to some namespaces lists
         only conversations its agent takes part in."""
@@ -258,7 +261,7 @@ class Bus:
 
     def send_many(
         self, conversation_id: str, bodies: Sequence[str], *, sender: str, token: str, principal: Principal, to: str | None = None
-    ) -> list[BusMessage]:
+    ) -> builtins.list[BusMessage]:
         """Post several messages in one write (all or nothing), numbered consecutively."""
         sender = check_agent_name(sender, "sender")
         self._authorize(principal, "writer", sender)
@@ -408,7 +411,7 @@ class Bus:
         return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=target, acked=int(count[0]))  # type: ignore[index]
 
     @staticmethod
-    def _ackable(rows: Rows, conversation_id: str, agent: str, ids: Sequence[str], delivered: int) -> list[int]:
+    def _ackable(rows: Rows, conversation_id: str, agent: str, ids: Sequence[str], delivered: int) -> builtins.list[int]:
         """The sequence numbers of ``ids``, each checked to be a message delivered to ``agent``."""
         seqs = []
         for message_id in ids:
@@ -433,7 +436,7 @@ class Bus:
             raise InvalidInputError(f"lease must be between 0 and 86400 seconds (got {lease_s!r})")
         return float(lease)
 
-    def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> tuple:
+    def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> Row:
         row = self._conversation(rows, conversation_id, token)
         self._live(row, now)
         self._participant(row, worker)
@@ -454,10 +457,10 @@ class Bus:
 
     def _give_back(self, rows: Rows, conversation_id: str, seq: int, attempts: int, history: str | None, now: float, reason: str) -> str:
         events = json.loads(history or "[]")
-        events.append({"at": when(now).isoformat(), "event": "returned", "attempt": attempts, "reason": reason})  # type: ignore[union-attr]
+        events.append({"at": when(now).isoformat(), "event": "returned", "attempt": attempts, "reason": reason})
         dead = attempts >= self.policy.max_deliveries
         if dead:
-            events.append({"at": when(now).isoformat(), "event": "dead_letter", "reason": f"{attempts} deliveries: {reason}"})  # type: ignore[union-attr]
+            events.append({"at": when(now).isoformat(), "event": "dead_letter", "reason": f"{attempts} deliveries: {reason}"})
         rows.run(
             "UPDATE bus_messages SET state = ?, lease_owner = NULL, lease_token = NULL, lease_expires = NULL, history = ?, "
             "dead_reason = ? WHERE conversation_id = ? AND seq = ?",
@@ -539,10 +542,10 @@ class Bus:
             attempt=attempt,
             attempt_token=attempt_token,
             worker=worker,
-            lease_expires_at=when(now + lease),  # type: ignore[arg-type]
+            lease_expires_at=when(now + lease),
         )
 
-    def _fenced(self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str) -> tuple:
+    def _fenced(self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str) -> Row:
         """The leased task this attempt token holds, or LeaseLostError."""
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             raise InvalidInputError("attempt_token is malformed: it is the 32 hex characters the claim returned")
@@ -584,7 +587,7 @@ class Bus:
             attempt=int(found[1]),
             attempt_token=attempt_token,
             worker=worker,
-            lease_expires_at=when(now + lease),  # type: ignore[arg-type]
+            lease_expires_at=when(now + lease),
         )
 
     def complete(
@@ -631,7 +634,9 @@ class Bus:
         self.notifier.notify()
         return task
 
-    def tasks(self, conversation_id: str, *, token: str, principal: Principal, state: str | None = None, limit: int = 100) -> list[Task]:
+    def tasks(
+        self, conversation_id: str, *, token: str, principal: Principal, state: str | None = None, limit: int = 100
+    ) -> builtins.list[Task]:
         """A queue's tasks in order (``state``: ready, leased, done or dead: the dead letters)."""
         self._authorize(principal, "reader")
         limit = self._limit(limit)
@@ -655,7 +660,7 @@ class Bus:
         return self._task_model(found)  # type: ignore[arg-type]
 
     @staticmethod
-    def _task_model(row: tuple) -> Task:
+    def _task_model(row: Row) -> Task:
         return Task(
             id=row[0],
             conversation_id=row[1],

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel, Field
 
 ConversationKind = Literal["chat", "queue"]
 TaskState = Literal["ready", "leased", "done", "dead"]
+
+
+@overload
+def when(seconds: float) -> datetime: ...
+@overload
+def when(seconds: None) -> None: ...
+@overload
+def when(seconds: float | None) -> datetime | None: ...
 
 
 def when(seconds: float | None) -> datetime | None:

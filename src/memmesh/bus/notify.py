@@ -9,6 +9,7 @@ connection per process, which every committed send ``NOTIFY``-s.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class Notifier:
                 return check()
             step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
             with self._cond:
-                self._cond.wait_for(lambda seen=seen: self._generation != seen, timeout=step)
+                self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
                 woken = self._generation != seen
             if not woken and not self.postgres and self._data_version() == version:
                 continue
@@ -67,11 +68,15 @@ class Notifier:
             found = check()
         return found
 
+    def _moved_on(self, seen: int) -> bool:
+        """Whether a wake-up arrived since the count ``seen`` (called with the lock held)."""
+        return self._generation != seen
+
     def _data_version(self) -> int:
         """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""
         if self.postgres:
             return 0
-        with self.store._reading() as conn:
+        with self.store.reading() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _ensure_listener(self) -> None:
@@ -87,7 +92,7 @@ class Notifier:
 
         while self._wanted():
             try:
-                with psycopg.connect(self.store._conninfo, autocommit=True) as conn:
+                with psycopg.connect(self.store.conninfo, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.notify()  # anything sent while we were connecting is re-read
                     while self._wanted():

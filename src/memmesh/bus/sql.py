@@ -14,6 +14,9 @@ from typing import Any
 
 from memmesh.store.base import Store
 
+Row = tuple[Any, ...]
+"""One database row, as a plain tuple (columns are read by position)."""
+
 
 class Rows:
     """A connection inside a read or a write, speaking ``?``-style SQL on either backend."""
@@ -27,13 +30,14 @@ class Rows:
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Execute; the number of rows changed."""
-        return self.conn.execute(self._sql(sql), tuple(params)).rowcount
+        changed: int = self.conn.execute(self._sql(sql), tuple(params)).rowcount
+        return changed
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         row = self.conn.execute(self._sql(sql), tuple(params)).fetchone()
         return tuple(row) if row is not None else None
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
     @property
@@ -54,9 +58,9 @@ class BusSql:
     def write(self) -> Iterator[Rows]:
         """One atomic unit of work, committed (durably) before the block's caller returns."""
         with self.store.write() as tx:
-            yield Rows(tx.conn, self.postgres)  # type: ignore[attr-defined]
+            yield Rows(tx.conn, self.postgres)
 
     @contextmanager
     def read(self) -> Iterator[Rows]:
-        with self.store._reading() as conn:  # type: ignore[attr-defined]
+        with self.store.reading() as conn:
             yield Rows(conn, self.postgres)  # autocommit on PostgreSQL: each poll sees new commits

@@ -159,7 +159,8 @@ class Node:
         return {m["id"]: (m["content"], m["version"]["hlc"], m["version"]["node"]) for m in self.memories()}
 
     def status(self) -> dict[str, Any]:
-        return self.call("GET", "/api/v1/sync/status").json()
+        status: dict[str, Any] = self.call("GET", "/api/v1/sync/status").json()
+        return status
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:

@@ -194,7 +194,7 @@ def _seed_sqlite(path: Path, count: int) -> None:
     from memmesh.config import Settings
     from memmesh.memory import Memory
 
-    settings = Settings(embeddings={"provider": "none"}, data_dir=path.parent / "data")  # type: ignore[arg-type]
+    settings = Settings(embeddings={"provider": "none"}, data_dir=path.parent / "data")
     memory = Memory(str(path), settings)
     try:
         for start in range(0, count, 250):
@@ -211,7 +211,8 @@ def _seed_sqlite(path: Path, count: int) -> None:
 def _migrate(workdir: Path, src: str, dst: str) -> dict[str, Any]:
     result = cli(workdir, "migrate", "--from", src, "--to", dst, "--json", timeout=600)
     try:
-        return json.loads(result.stdout)
+        data: dict[str, Any] = json.loads(result.stdout)
+        return data
     except ValueError:
         return {"errors": [f"migrate exited {result.returncode}: {result.stderr.strip()[-500:]}"]}
 
@@ -223,7 +224,7 @@ def _memory_count(workdir: Path, path: Path) -> int:
     from memmesh.memory import Memory
 
     try:
-        memory = Memory(str(path), Settings(embeddings={"provider": "none"}, data_dir=workdir / "data"), create=False)  # type: ignore[arg-type]
+        memory = Memory(str(path), Settings(embeddings={"provider": "none"}, data_dir=workdir / "data"), create=False)
     except MemmeshError:
         return -1
     try:

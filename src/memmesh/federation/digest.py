@@ -7,7 +7,7 @@ replicated state as a Merkle-style tree:
 * a **row** is one replicated fact, named by a key and summarised by a value that changes
   whenever the fact does: a memory or a tombstone by its version stamp ``hlc@node`` (a stamp
   names exactly one write, so equal stamps mean equal content), a link by its
-  :func:`~memmesh.federation.replica.link_order`, a recorded conflict by its loser's stamp.
+  :func:`link_order`, a recorded conflict by its loser's stamp.
   Links with a dead end (a memory deleted on this node) are hidden and not digested, like
   everywhere else; local-only facts (access counts, vector clocks' joined counters) are
   not digested, so they never look like divergence;
@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from memmesh.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from memmesh.model import Link
     from memmesh.store.base import Store
 
 LEAF_ROWS = 32
@@ -113,10 +114,20 @@ def _bucket(memory_id: str) -> str:
     return hashlib.sha256(memory_id.encode()).hexdigest()
 
 
+def link_order(link: Link) -> tuple[str, ...]:
+    """A total order on versions of one link (links carry no version): the later-created
+    wins, then an invalidated one over an open one. A join, so nodes converge."""
+    return (
+        link.created_at.isoformat(),
+        "1" if link.valid_until else "0",
+        link.valid_until.isoformat() if link.valid_until else "",
+        link.valid_from.isoformat() if link.valid_from else "",
+        link.observed_by or "",
+    )
+
+
 def rows(store: Store) -> list[Row]:
     """Every digested row of ``store`` (see the module docstring for what a row is)."""
-    from memmesh.federation.replica import link_order
-
     out: list[Row] = []
     namespace_of: dict[str, str] = {}
     live: set[str] = set()

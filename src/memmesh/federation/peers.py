@@ -11,14 +11,16 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from memmesh.errors import PeerError
 from memmesh.federation.changes import Hello, SyncBatch, SyncPage, SyncReport, parse_batch
 from memmesh.federation.digest import DigestNode, DigestReport
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def peer_http_client(timeout_s: float, tls: ssl.SSLContext | None = None) -> httpx.Client:
@@ -178,7 +180,7 @@ class PeerClient:
         assert isinstance(page, SyncPage)
         return page
 
-    def _parsed(self, model: Any, body: Any, route: str) -> Any:
+    def _parsed(self, model: type[_Model], body: Any, route: str) -> _Model:
         try:
             return model.model_validate(body)
         except ValidationError:

@@ -43,7 +43,7 @@ from memmesh.federation.changes import (
     batch_from_changes,
     encode_vector,
 )
-from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_from, tree_node_from
+from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_from, link_order, tree_node_from
 from memmesh.federation.digest import rows as digest_rows
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
@@ -84,18 +84,6 @@ def same_text(a: Memory, b: Memory) -> bool:
 def same_value(a: Memory, b: Memory) -> bool:
     """Two versions say the same thing (then their being concurrent is no conflict to review)."""
     return all(getattr(a, name) == getattr(b, name) for name in _VALUE_FIELDS)
-
-
-def link_order(link: Link) -> tuple[str, ...]:
-    """A total order on versions of one link (links carry no version): the later-created
-    wins, then an invalidated one over an open one. A join, so nodes converge."""
-    return (
-        link.created_at.isoformat(),
-        "1" if link.valid_until else "0",
-        link.valid_until.isoformat() if link.valid_until else "",
-        link.valid_from.isoformat() if link.valid_from else "",
-        link.observed_by or "",
-    )
 
 
 @dataclass

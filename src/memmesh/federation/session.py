@@ -25,13 +25,25 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from memmesh.errors import InvalidInputError, NotYetError
 from memmesh.federation.changes import NODE_ID_PATTERN
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.store.base import Store
+
+
+class Node(Protocol):
+    """What the token checks read of a node (the service): its id and its store. A protocol,
+    so this module stays wire-level (the remote client uses it) and never imports the service."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def store(self) -> Store: ...
+
 
 CAUSALITY_HEADER = "X-Memmesh-Causality"
 MAX_ENTRIES = 64
@@ -72,13 +84,13 @@ def merge_tokens(*tokens: Mapping[str, int]) -> dict[str, int]:
     return merged
 
 
-def node_token(service: Service, seen: Mapping[str, int] | None = None) -> dict[str, int]:
+def node_token(service: Node, seen: Mapping[str, int] | None = None) -> dict[str, int]:
     """What an answer from this node lets its client claim: this node's change counter,
     merged with what the client had seen already."""
     return merge_tokens(seen or {}, {service.node_id: service.store.change_counter()})
 
 
-def missing(service: Service, token: Mapping[str, int]) -> dict[str, int]:
+def missing(service: Node, token: Mapping[str, int]) -> dict[str, int]:
     """The entries of ``token`` this node does not cover yet (empty when it covers all)."""
     if not token:
         return {}
@@ -92,7 +104,7 @@ def missing(service: Service, token: Mapping[str, int]) -> dict[str, int]:
     return lacking
 
 
-def await_token(service: Service, token: Mapping[str, int], wait_s: float = WAIT_S) -> None:
+def await_token(service: Node, token: Mapping[str, int], wait_s: float = WAIT_S) -> None:
     """Return once this node covers ``token``; after ``wait_s`` raise :class:`NotYetError`."""
     deadline = time.monotonic() + wait_s
     pause = 0.01

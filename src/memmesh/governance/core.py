@@ -50,7 +50,7 @@ from memmesh.kernel import authorize
 from memmesh.model import NewMemory, Principal, Tier, normalize_namespace
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 log = logging.getLogger("memmesh.governance")
 
@@ -64,7 +64,7 @@ MAX_LISTED = 10_000
 class Governance:
     """Standards and pending actions over one service (``service.governance``)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Host) -> None:
         self.service = service
         self.db = GovernanceStore(service.store)
 
@@ -262,7 +262,7 @@ class Governance:
             payload={**payload, "namespaces": spaces},
             requested_by=who.agent_id,
             requested_at=now,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             decided_by="memmesh" if advisory else None,
             decided_at=now if advisory else None,
             reason=f"advisory mode: governance.{rule.action} = {rule.decision} was not enforced" if advisory else None,

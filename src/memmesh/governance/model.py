@@ -96,7 +96,7 @@ def parse_governance(value: Any) -> dict[str, Decision]:
             return {}
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidInputError(
                 f"governance is not valid JSON ({exc.msg} at character {exc.pos}): "
                 'give an object such as {"write": "approve", "delete": "deny"}'

@@ -37,7 +37,7 @@ def _run(conn: Any, text: str, params: Sequence[Any] = ()) -> Any:
 
 def _tx_conn(tx: WriteTx) -> Any:
     """The connection under a store write transaction (both backends keep it as ``conn``)."""
-    return tx.conn  # type: ignore[attr-defined]
+    return tx.conn
 
 
 class GovernanceStore:
@@ -47,7 +47,7 @@ class GovernanceStore:
         self.store = store
 
     def _reading(self) -> Any:
-        return self.store._reading()  # type: ignore[attr-defined]
+        return self.store.reading()
 
     # -- standards ---------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class GovernanceStore:
             "UPDATE pending_actions SET status = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND status = 'pending'",
             (status, who, at, reason, pending_id),
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     def finish(self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None) -> None:
         """Record how applying an approved action ended (``applied`` or ``failed``)."""

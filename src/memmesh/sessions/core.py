@@ -21,6 +21,7 @@ No LLM is needed; the result says how many tokens its ``context`` text uses.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import threading
@@ -40,7 +41,7 @@ from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
-    from memmesh.service import Service
+    from memmesh.host import Host
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -226,7 +227,7 @@ def _turn(memory: Memory) -> Turn:
 class Sessions:
     """Session rules over the service (every write goes through ``service.add_many``)."""
 
-    def __init__(self, service: Service, policy: SessionPolicy | None = None) -> None:
+    def __init__(self, service: Host, policy: SessionPolicy | None = None) -> None:
         self.service = service
         self.policy = policy or SessionPolicy()
         self.sql = BusSql(service.store)
@@ -269,12 +270,12 @@ class Sessions:
     def append_many(
         self,
         session_id: str,
-        turns: list[dict[str, Any]],
+        turns: builtins.list[dict[str, Any]],
         *,
         principal: Principal,
         agent_id: str | None = None,
         namespace: str | None = None,
-    ) -> list[Turn]:
+    ) -> builtins.list[Turn]:
         """Store turns (dicts with ``role`` and ``content``) at the end of the session, in order.
 
         ``namespace`` (the root the session lives under) is fixed by the first turn; later
@@ -333,7 +334,7 @@ class Sessions:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def list(self, *, principal: Principal, limit: int = 100) -> list[SessionInfo]:
+    def list(self, *, principal: Principal, limit: int = 100) -> builtins.list[SessionInfo]:
         """Sessions the caller may read, most recently active first."""
         who = authorize(principal, "reader")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
@@ -352,11 +353,11 @@ class Sessions:
                 break
         return out
 
-    def turns(self, session_id: str, *, principal: Principal) -> list[Turn]:
+    def turns(self, session_id: str, *, principal: Principal) -> builtins.list[Turn]:
         """Every stored turn of the session, in order."""
         return [row.model() for row in self._rows(self._readable(session_id, principal))]
 
-    def _rows(self, ns: str) -> list[_Row]:
+    def _rows(self, ns: str) -> builtins.list[_Row]:
         """The turns in ``ns``, in order, read straight from the session's namespace (the
         caller's right to it is checked before): rehydration reads hundreds of turns and
         needs only five fields of each, so it skips building full Memory objects, which
@@ -387,7 +388,7 @@ class Sessions:
             raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
         return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
 
-    def _relevant(self, ns: str, query: str, principal: Principal) -> list[tuple[Memory, float]]:
+    def _relevant(self, ns: str, query: str, principal: Principal) -> builtins.list[tuple[Memory, float]]:
         """Recall hits for the query: this session's turns and the rest of the store."""
         svc = self.service
         inside = svc.recall(query, namespace=ns, top_k=RELEVANT_TOP_K, touch=False, principal=principal).hits
@@ -398,7 +399,9 @@ class Sessions:
                 merged[hit.memory.id] = (hit.memory, hit.score)
         return sorted(merged.values(), key=lambda pair: -pair[1])
 
-    def _fit(self, session_id: str, turns: list[_Row], hits: list[tuple[Memory, float]], query: str | None, budget: int) -> Rehydrated:
+    def _fit(
+        self, session_id: str, turns: builtins.list[_Row], hits: builtins.list[tuple[Memory, float]], query: str | None, budget: int
+    ) -> Rehydrated:
         """Share the budget: recent turns, then relevant memories, then the summary."""
         recent_budget = max(1, int(budget * self.policy.recent_share))
         recent: list[_Row] = []
@@ -490,11 +493,11 @@ def _summarise(older: list[_Row], query: str | None, budget: int) -> list[Summar
     spent = 0
     seen: set[str] = set()
     for _score, index in sorted(scored, reverse=True):
-        turn, _j, role, sentence, _words = candidates[index]
+        turn_no, _j, role, sentence, _words = candidates[index]
         key = sentence.lower()
         if key in seen:
             continue
-        cost = estimate_tokens(f"- [turn {turn}] {role}: {sentence}") + 1
+        cost = estimate_tokens(f"- [turn {turn_no}] {role}: {sentence}") + 1
         if spent + cost > budget:
             continue
         seen.add(key)

@@ -137,7 +137,7 @@ def prune_below(conn: Any, new_anchor: Anchor) -> int:
 @contextmanager
 def reading(store: Any) -> Iterator[Any]:
     """A read connection of ``store`` (committed data only), whichever backend it is."""
-    with store._reading() as conn:  # both backends offer it; reads never take the write lock
+    with store.reading() as conn:  # both backends offer it; reads never take the write lock
         if _is_sqlite(conn):
             if conn.in_transaction:  # an in-memory store's one connection, inside a write
                 yield conn

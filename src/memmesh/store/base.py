@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -34,9 +34,6 @@ from memmesh.model import (
     StoredApiKey,
     Tombstone,
 )
-
-if TYPE_CHECKING:
-    from memmesh.store.logical import SnapshotInfo
 
 
 @dataclass(frozen=True)
@@ -117,8 +114,30 @@ on merge, and its links with it, identically on every node) but hidden while an 
 tombstone; purging the tombstone removes the link for good."""
 
 
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What a snapshot file holds: ``backend`` says how to read it back ("sqlite": a SQLite
+    database file; anything else: a ``memmesh-snapshot`` JSON Lines file)."""
+
+    backend: str
+    schema_version: int
+    memories: int
+    links: int
+
+    @property
+    def suffix(self) -> str:
+        """The file name ending that says how the snapshot is read back."""
+        return ".db" if self.backend == "sqlite" else ".jsonl"
+
+
 class WriteTx(Protocol):
     """Primitive operations inside one serialised write transaction."""
+
+    @property
+    def conn(self) -> Any:
+        """The transaction's driver connection: core modules that keep SQL of their own
+        beside the store (audit, bus, governance) write on it, inside this transaction."""
+        ...
 
     def next_seq(self) -> int: ...
     def get(self, memory_id: str) -> Memory | None: ...
@@ -184,6 +203,11 @@ class Store(Protocol):
     """True when opening this store created it (a new file or schema); faces say so once."""
 
     def write(self) -> AbstractContextManager[WriteTx]: ...
+    def reading(self) -> AbstractContextManager[Any]:
+        """A read connection of committed data (the backend's driver connection), for core
+        modules that run SQL of their own beside the store (audit, bus, sessions)."""
+        ...
+
     def get(self, memory_id: str, now: datetime | None = None) -> Memory | None: ...
     def get_many(self, ids: Sequence[str]) -> builtins.list[Memory]: ...
     def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> builtins.list[Memory]: ...
@@ -214,7 +238,7 @@ class Store(Protocol):
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]: ...
     def iter_links(self) -> Iterator[Link]: ...
     def iter_history(self) -> Iterator[HistoryEntry]: ...
-    def version_rows(self) -> list[tuple[str, str, str, dict[str, Any]]]: ...
+    def version_rows(self) -> builtins.list[tuple[str, str, str, dict[str, Any]]]: ...
     def node_id(self) -> str: ...
     def integrity_check(self) -> str: ...
     def change_counter(self) -> int: ...

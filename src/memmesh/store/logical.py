@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -22,26 +21,12 @@ import numpy as np
 
 from memmesh.clock import format_ts
 from memmesh.model import Memory
-from memmesh.store.base import Filter, Store
+from memmesh.store.base import Filter, SnapshotInfo, Store
+
+__all__ = ["SnapshotInfo", "write_logical_snapshot"]  # SnapshotInfo lives in store.base; kept importable here
 
 FORMAT_VERSION = 1
 SNAPSHOT_FORMAT = "memmesh-snapshot"
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """What a snapshot file holds: ``backend`` says how to read it back ("sqlite": a SQLite
-    database file; anything else: a ``memmesh-snapshot`` JSON Lines file)."""
-
-    backend: str
-    schema_version: int
-    memories: int
-    links: int
-
-    @property
-    def suffix(self) -> str:
-        """The file name ending that says how the snapshot is read back."""
-        return ".db" if self.backend == "sqlite" else ".jsonl"
 
 
 def write_logical_snapshot(store: Store, out: Path, *, backend: str, node_id: str, now: datetime) -> SnapshotInfo:

@@ -211,6 +211,12 @@ class PostgresStore(SQLReads):
         except psycopg.OperationalError as exc:
             raise self._connect_error(exc) from exc
 
+    @property
+    def conninfo(self) -> str:
+        """The connection string this store connects with (credentials included): for a
+        module that needs a connection of its own outside the pool, e.g. the bus's LISTEN."""
+        return self._conninfo
+
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection]:
         """A pooled connection for reads (or this thread's snapshot connection)."""

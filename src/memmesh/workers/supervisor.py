@@ -181,7 +181,7 @@ class Supervisor:
 
     def backoff(self, consecutive: int) -> float:
         """Delay before restart number ``consecutive`` of a crash series: 1, 2, 4 … cap."""
-        return min(self.sup.backoff_initial_s * (2 ** max(0, consecutive - 1)), self.sup.backoff_max_s)
+        return min(self.sup.backoff_initial_s * (2.0 ** max(0, consecutive - 1)), self.sup.backoff_max_s)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -325,7 +325,7 @@ def write_status(path: Path, status: dict[str, Any]) -> None:
 def read_status(path: Path) -> dict[str, Any]:
     """The supervisor's status, marked stale when its process is gone."""
     try:
-        status = json.loads(path.read_text(encoding="utf-8"))
+        status: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {"running": False, "workers": [], "error": f"no status at {path}: is `memmesh workers run` started with this config?"}
     except (OSError, json.JSONDecodeError) as exc:

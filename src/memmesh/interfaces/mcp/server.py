@@ -38,8 +38,9 @@ from starlette.types import Receive, Scope, Send
 from memmesh.config import Settings
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
 from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
+from memmesh.interfaces.mcp.families import tool_methods
 from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
-from memmesh.interfaces.mcp.tools import MemoryTools, current_principal, tool_methods
+from memmesh.interfaces.mcp.tools import MemoryTools, current_principal
 from memmesh.model import Principal, describe_validation_error
 from memmesh.service import Service
 

@@ -679,19 +679,3 @@ def _hit_view(hit: Any) -> dict[str, Any]:
 
 def _recall_view(result: Any) -> dict[str, Any]:
     return {"mode": result.mode, "hits": [_hit_view(h) for h in result.hits], "dropped": result.dropped, "notices": result.notices}
-
-
-def tool_methods(tools: MemoryTools) -> dict[str, tuple[Callable[..., Any], ToolInfo]]:
-    """Every tool method by name with its info, in class order."""
-    from memmesh.interfaces.mcp.bus_tools import BusTools
-
-    found: dict[str, tuple[Callable[..., Any], ToolInfo]] = {}
-    for owner, cls in ((tools, MemoryTools), (BusTools(tools), BusTools)):
-        for name in vars(cls):
-            info = getattr(getattr(cls, name), "__mcp_tool__", None)
-            if info is not None:
-                found[name] = (getattr(owner, name), info)
-    return found
-
-
-from memmesh.interfaces.mcp import governance_tools  # noqa: E402, F401  (attaches the governance family's tools)

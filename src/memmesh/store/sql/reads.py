@@ -85,6 +85,12 @@ class SQLReads:
     def _reading(self) -> AbstractContextManager[Any]:  # provided by the backend
         raise NotImplementedError
 
+    def reading(self) -> AbstractContextManager[Any]:
+        """A read connection of committed data, for the core modules that keep SQL of their
+        own beside the store (audit, bus, sessions): public, so they need not reach into
+        the backend's ``_reading``; driver errors become memmesh errors as in every read."""
+        return self._reading()
+
     def _large_subtree(self, namespace: str | None) -> bool:
         """Whether ``list`` should not drive from the namespace index (SQLite's planner hint)."""
         return False

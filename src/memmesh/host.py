@@ -1,0 +1,76 @@
+"""What the core modules the service builds around itself (audit log, bus, sessions,
+governance) use of it.
+
+They are built by :class:`memmesh.service.Service` and handed the service; typing that
+hand-over with this protocol instead of ``Service`` keeps them below the service in the
+layer picture (docs/architecture.md): the service imports them, they never import it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from memmesh.clock import Clock
+from memmesh.kernel import CoreCalls, Kernel, Policy
+from memmesh.model import Link, Memory, NewMemory, Principal, Relation, Tombstone
+from memmesh.store.base import Store
+
+
+class Promoter(Protocol):
+    """The lifecycle call governance replays for an approved promotion."""
+
+    def promote(self, memory_id: str, *, principal: Principal) -> Memory: ...
+
+
+class Host(CoreCalls, Protocol):
+    """The service as its built-in modules see it: its store, id, rules, clock and kernel,
+    and the public calls they compose (those of :class:`CoreCalls`, plus the writes that
+    governance replays once an action is approved)."""
+
+    @property
+    def store(self) -> Store:
+        """The store every write goes through (the audited one)."""
+        ...
+
+    @property
+    def node_id(self) -> str:
+        """This node's id."""
+        ...
+
+    @property
+    def kernel(self) -> Kernel:
+        """The write kernel and the shared rules."""
+        ...
+
+    @property
+    def policy(self) -> Policy:
+        """The configured rules (limits, TTLs, quotas, governance)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time every rule uses."""
+        ...
+
+    @property
+    def lifecycle(self) -> Promoter:
+        """promote and the other lifecycle calls."""
+        ...
+
+    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]: ...
+
+    def delete(self, memory_id: str, *, principal: Principal) -> Tombstone: ...
+
+    def link(
+        self,
+        source_id: str,
+        target_id: str,
+        relation: Relation | str = Relation.related_to,
+        *,
+        valid_from: datetime | str | None = None,
+        valid_until: datetime | str | None = None,
+        principal: Principal,
+    ) -> Link: ...
