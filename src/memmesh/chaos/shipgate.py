@@ -90,6 +90,7 @@ def phase1_node(node: Node, workdir: Path) -> dict[str, Any]:
     if recalled.status_code != 200:
         reasons.append(f"recall answered {recalled.status_code}: {recalled.text[:200]}")
     backup_dir = workdir / "phase1-backups" / node.name
+    backup_dir.parent.mkdir(parents=True, exist_ok=True)  # `backup --to` makes only the last folder
     backup = cli(workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
     snapshots = [p for p in backup_dir.glob("*") if p.is_file() and not p.name.endswith(".manifest.json")] if backup_dir.exists() else []
     manifests = list(backup_dir.glob("*.manifest.json")) if backup_dir.exists() else []
