@@ -59,6 +59,9 @@ TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
+MAX_TIMEOUT_S = 3_153_600_000.0
+"""The longest idle timeout a conversation may have (100 years): every timestamp derived from
+it must stay a real date, or listing conversations would fail for every caller."""
 CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
 MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
 TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
@@ -163,7 +166,7 @@ class Bus:
     def _wait(self, wait_s: float | None) -> float:
         if wait_s is None:
             return 0.0
-        if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or wait_s < 0:
+        if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not wait_s >= 0:  # NaN too
             raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})")
         if wait_s > self.policy.max_wait_s:
             raise InvalidInputError(
@@ -206,8 +209,12 @@ class Bus:
         if topic is not None and len(topic) > 1000:
             raise InvalidInputError("topic is longer than 1000 characters")
         timeout = self.policy.conversation_timeout_s if timeout_s is None else timeout_s
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise InvalidInputError(f"timeout must be a positive number of seconds (got {timeout_s!r})")
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S:
+            raise InvalidInputError(
+                f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} (100 years) (got {timeout_s!r})"
+            )
+        if created_by is not None:
+            created_by = check_agent_name(created_by, "created_by")
         token = secrets.token_hex(32)
         now = self._now()
         conv_id = new_id()
