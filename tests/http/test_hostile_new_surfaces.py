@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import httpx
 
+from memmesh.bus.core import MAX_LONG_POLLS
 from memmesh.federation.session import MAX_WAITERS
 from memmesh.model import LOCAL_PRINCIPAL
 
@@ -127,3 +129,53 @@ def test_appending_to_another_tenants_session_does_not_reveal_its_namespace(serv
     assert beta.get("/api/v1/sessions").json() == {"sessions": []}
     turns = alpha.get("/api/v1/sessions/s1/rehydrate").json()
     assert turns["turns_total"] == 1, "the refused appends reserved no turn"
+
+
+def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -> None:
+    # Before: every unread/claim with a wait held a worker thread for up to bus.max_wait_s,
+    # however many came, so one writer key (which may open its own conversation and hold its
+    # token) could stall every other request of the server.
+    server = serve()
+    http = server.http()
+    opened = http.post("/api/v1/bus/conversations", json={"participants": ["a", "b"]}).json()
+    queue = http.post("/api/v1/bus/conversations", json={"participants": ["a", "w"], "kind": "queue"}).json()
+    base, auth = f"/api/v1/bus/conversations/{opened['id']}", {"X-Bus-Token": opened["token"]}
+    extra = 4
+    replies: list[httpx.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(MAX_LONG_POLLS + extra)
+
+    def poll() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            start.wait()
+            reply = client.get(f"{base}/unread", params={"agent": "b", "wait": 3}, headers=auth)
+        with lock:
+            replies.append(reply)
+
+    threads = [threading.Thread(target=poll) for _ in range(MAX_LONG_POLLS + extra)]
+    for thread in threads:
+        thread.start()
+    waiting = time.monotonic() + 10
+    while len(replies) < extra and time.monotonic() < waiting:
+        time.sleep(0.02)
+    # every slot is taken now: another long-poll, of any conversation, is told to retry ...
+    claim = http.post(
+        f"/api/v1/bus/conversations/{queue['id']}/claim", json={"worker": "w", "wait_s": 2}, headers={"X-Bus-Token": queue["token"]}
+    )
+    # ... while the server still answers everything else at once, and a poll that finds a
+    # message, or asks without a wait, needs no slot
+    assert http.get("/api/v1/memories").status_code == 200
+    assert http.get(f"{base}/unread", params={"agent": "b"}, headers=auth).json()["messages"] == []
+    for thread in threads:
+        thread.join(30)
+    turned_away = [r for r in replies if r.status_code == 429]
+    assert len(turned_away) >= extra, [r.text for r in replies]
+    assert all(r.status_code in (200, 429) for r in replies)
+    error = turned_away[0].json()["error"]
+    assert error["code"] == "rate_limited" and "long-polls already wait" in error["message"]
+    assert turned_away[0].headers["retry-after"] == "1"
+    assert claim.status_code == 429 and claim.json()["error"]["code"] == "rate_limited", claim.text
+    # the slots come back: a long-poll after the others is woken by a send as before
+    threading.Timer(0.3, lambda: server.http().post(f"{base}/messages", json={"from": "a", "body": "go"}, headers=auth)).start()
+    woken = http.get(f"{base}/unread", params={"agent": "b", "wait": 10}, headers=auth)
+    assert woken.status_code == 200 and [m["body"] for m in woken.json()["messages"]] == ["go"]

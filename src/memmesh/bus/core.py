@@ -28,8 +28,10 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +50,7 @@ from memmesh.bus.model import (
 from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import new_id
-from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
+from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize
 from memmesh.model import Principal
 
@@ -59,6 +61,10 @@ TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
+MAX_LONG_POLLS = 16
+"""Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
+worker thread for up to ``bus.max_wait_s``: unbounded, one key could park them all and stall
+every other request; past the bound a poll is told to retry (429) instead."""
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
@@ -100,6 +106,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
+        self._polls = threading.BoundedSemaphore(MAX_LONG_POLLS)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -173,6 +180,19 @@ class Bus:
                 f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
             )
         return float(wait_s)
+
+    @contextmanager
+    def _long_poll(self) -> Iterator[None]:
+        """A waiting slot for one long-poll, or 429 when every slot is taken."""
+        if not self._polls.acquire(blocking=False):
+            raise RateLimitedError(
+                f"{MAX_LONG_POLLS} long-polls already wait in this server: retry in a second, or ask without a wait",
+                details={"retry_after": 1},
+            )
+        try:
+            yield
+        finally:
+            self._polls.release()
 
     @staticmethod
     def _limit(limit: int) -> int:
@@ -352,7 +372,10 @@ class Bus:
             messages = [self._message(r) for r in found[:limit]]
             return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=acked, more=len(found) > limit)
 
-        answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
+        answer = look()
+        if not answer.messages and wait > 0:
+            with self._long_poll():
+                answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
         return answer
@@ -495,16 +518,22 @@ class Bus:
         lease = self._lease(lease_s)
         wait = self._wait(wait_s)
         deadline = time.monotonic() + wait
-        while True:
-            got = self._claim_once(conversation_id, worker, token, lease)
-            remaining = deadline - time.monotonic()
-            if got is not None or remaining <= 0:
-                return got
-            # Sleep until a task may be claimable: a send or a give-back (notified), or the
-            # earliest lease running out (nobody announces that, so wake for it).
-            expiry = self._next_expiry(conversation_id)
-            step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
-            self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+        got = self._claim_once(conversation_id, worker, token, lease)
+        if got is not None or wait <= 0:
+            return got
+        with self._long_poll():
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                # Sleep until a task may be claimable: a send or a give-back (notified), or the
+                # earliest lease running out (nobody announces that, so wake for it).
+                expiry = self._next_expiry(conversation_id)
+                step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
+                self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+                got = self._claim_once(conversation_id, worker, token, lease)
+                if got is not None:
+                    return got
 
     def _ready(self, conversation_id: str) -> bool:
         with self.sql.read() as rows:
