@@ -52,7 +52,7 @@ from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize
-from memmesh.model import Principal
+from memmesh.model import Principal, check_text
 
 if TYPE_CHECKING:
     from memmesh.service import Service
@@ -226,8 +226,9 @@ class Bus:
             raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
         if kind not in ("chat", "queue"):
             raise InvalidInputError(f"kind must be chat or queue (got {kind!r})")
-        if topic is not None and len(topic) > 1000:
-            raise InvalidInputError("topic is longer than 1000 characters")
+        if topic is not None and (not isinstance(topic, str) or len(topic) > 1000):
+            raise InvalidInputError("topic must be text of at most 1000 characters")
+        check_text(topic, "topic")
         timeout = self.policy.conversation_timeout_s if timeout_s is None else timeout_s
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S:
             raise InvalidInputError(
@@ -275,6 +276,7 @@ class Bus:
     def _check_body(self, body: str) -> None:
         if not isinstance(body, str) or not body.strip():
             raise InvalidInputError("message is empty: give the text to send")
+        check_text(body, "message")  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
         size = len(body.encode("utf-8"))
         if size > self.policy.max_message_bytes:
             raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
@@ -657,7 +659,9 @@ class Bus:
         """Give the task back (it is delivered again, or dead-lettered after ``max_deliveries``)."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
-        reason = (reason or "worker reported failure").strip()[:1000]
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInputError(f"reason must be text (got {type(reason).__name__})")
+        reason = check_text((reason or "worker reported failure").strip()[:1000], "reason")
         now = self._now()
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
