@@ -179,3 +179,17 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     threading.Timer(0.3, lambda: server.http().post(f"{base}/messages", json={"from": "a", "body": "go"}, headers=auth)).start()
     woken = http.get(f"{base}/unread", params={"agent": "b", "wait": 10}, headers=auth)
     assert woken.status_code == 200 and [m["body"] for m in woken.json()["messages"]] == ["go"]
+
+
+def test_a_key_opens_conversations_only_as_its_own_agent(serve: Any) -> None:
+    # Before: created_by was whatever the body said, so any writer could open conversations
+    # "created by" another agent; memories already refuse a foreign agent_id the same way.
+    server = serve()
+    svc = server.service
+    writer = server.http(svc.create_key("wanda", role="writer", namespaces=["alpha"], principal=LOCAL_PRINCIPAL).key)
+    url = "/api/v1/bus/conversations"
+    spoofed = writer.post(url, json={"participants": ["wanda", "x"], "created_by": "root"})
+    assert spoofed.status_code == 403 and "not this key's agent" in spoofed.json()["error"]["message"], spoofed.text
+    own = writer.post(url, json={"participants": ["wanda", "x"], "created_by": "wanda"})
+    assert own.status_code == 201 and own.json()["created_by"] == "wanda"
+    assert [c["created_by"] for c in writer.get(url).json()["conversations"]] == ["wanda"]

@@ -51,7 +51,7 @@ from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
-from memmesh.kernel import authorize
+from memmesh.kernel import authorize, check_agent
 from memmesh.model import Principal, check_text
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class Bus:
         created_by: str | None = None,
     ) -> OpenedConversation:
         """A new conversation and its token (returned once; only its hash is kept)."""
-        self._authorize(principal, "writer", created_by)
+        who = self._authorize(principal, "writer", created_by)
         if isinstance(participants, str):
             participants = [p for p in participants.split(",")]
         names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
@@ -236,6 +236,7 @@ class Bus:
             )
         if created_by is not None:
             created_by = check_agent_name(created_by, "created_by")
+            check_agent(who, created_by)  # a key opens conversations as its own agent, as it writes memories
         token = secrets.token_hex(32)
         now = self._now()
         conv_id = new_id()
