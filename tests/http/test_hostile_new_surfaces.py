@@ -176,8 +176,10 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     assert turned_away[0].headers["retry-after"] == "1"
     assert claim.status_code == 429 and claim.json()["error"]["code"] == "rate_limited", claim.text
     # the slots come back: a long-poll after the others is woken by a send as before
-    threading.Timer(0.3, lambda: server.http().post(f"{base}/messages", json={"from": "a", "body": "go"}, headers=auth)).start()
+    sender = threading.Timer(0.3, lambda: server.http().post(f"{base}/messages", json={"from": "a", "body": "go"}, headers=auth))
+    sender.start()
     woken = http.get(f"{base}/unread", params={"agent": "b", "wait": 10}, headers=auth)
+    sender.join(10)  # its reply is read before the fixture closes the clients
     assert woken.status_code == 200 and [m["body"] for m in woken.json()["messages"]] == ["go"]
 
 
