@@ -220,8 +220,7 @@ class AuditLog:
         """Entries from index ``since`` on, oldest first (store-wide admins only: the log
         names every namespace and actor)."""
         self._admin(principal)
-        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        _check_since(since)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.service.policy.max_page_size:
             raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})")
         with audit_sql.reading(self.service.store) as conn:
@@ -238,8 +237,7 @@ class AuditLog:
         """Every entry from ``since`` on (export), read in pages; the caller is checked now,
         not when the first entry is asked for."""
         self._admin(principal)
-        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
-            raise InvalidInputError(f"since must be an entry index >= 0 (got {since!r})")
+        _check_since(since)
         return self._iter(since)
 
     def _iter(self, since: int) -> Iterator[AuditEntry]:
@@ -429,3 +427,13 @@ class AuditLog:
             self.checkpoint()
         except Exception:
             log.exception("audit checkpoint failed")
+
+
+MAX_INDEX = 2**63 - 1
+"""The largest entry index a store can hold (a signed 64-bit integer in SQLite and PostgreSQL)."""
+
+
+def _check_since(since: object) -> None:
+    """Refuse a ``since`` no store can compare with (above 64 bits the SQL driver itself fails)."""
+    if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= MAX_INDEX:
+        raise InvalidInputError(f"since must be an entry index from 0 to {MAX_INDEX} (got {since!r})")

@@ -29,8 +29,10 @@ import hmac
 import json
 import re
 import secrets
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,9 +51,9 @@ from memmesh.bus.model import (
 from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
-from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
-from memmesh.kernel import authorize
-from memmesh.model import Principal
+from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
+from memmesh.kernel import authorize, check_agent
+from memmesh.model import Principal, check_text
 
 if TYPE_CHECKING:
     from memmesh.host import Host
@@ -60,6 +62,13 @@ TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
+MAX_LONG_POLLS = 16
+"""Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
+worker thread for up to ``bus.max_wait_s``: unbounded, one key could park them all and stall
+every other request; past the bound a poll is told to retry (429) instead."""
+MAX_TIMEOUT_S = 3_153_600_000.0
+"""The longest idle timeout a conversation may have (100 years): every timestamp derived from
+it must stay a real date, or listing conversations would fail for every caller."""
 CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
 MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
 TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
@@ -98,6 +107,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
+        self._polls = threading.BoundedSemaphore(MAX_LONG_POLLS)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -164,13 +174,26 @@ class Bus:
     def _wait(self, wait_s: float | None) -> float:
         if wait_s is None:
             return 0.0
-        if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or wait_s < 0:
+        if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not wait_s >= 0:  # NaN too
             raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})")
         if wait_s > self.policy.max_wait_s:
             raise InvalidInputError(
                 f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
             )
         return float(wait_s)
+
+    @contextmanager
+    def _long_poll(self) -> Iterator[None]:
+        """A waiting slot for one long-poll, or 429 when every slot is taken."""
+        if not self._polls.acquire(blocking=False):
+            raise RateLimitedError(
+                f"{MAX_LONG_POLLS} long-polls already wait in this server: retry in a second, or ask without a wait",
+                details={"retry_after": 1},
+            )
+        try:
+            yield
+        finally:
+            self._polls.release()
 
     @staticmethod
     def _limit(limit: int) -> int:
@@ -191,7 +214,7 @@ class Bus:
         created_by: str | None = None,
     ) -> OpenedConversation:
         """A new conversation and its token (returned once; only its hash is kept)."""
-        self._authorize(principal, "writer", created_by)
+        who = self._authorize(principal, "writer", created_by)
         if isinstance(participants, str):
             participants = [p for p in participants.split(",")]
         names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
@@ -204,11 +227,17 @@ class Bus:
             raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
         if kind not in ("chat", "queue"):
             raise InvalidInputError(f"kind must be chat or queue (got {kind!r})")
-        if topic is not None and len(topic) > 1000:
-            raise InvalidInputError("topic is longer than 1000 characters")
+        if topic is not None and (not isinstance(topic, str) or len(topic) > 1000):
+            raise InvalidInputError("topic must be text of at most 1000 characters")
+        check_text(topic, "topic")
         timeout = self.policy.conversation_timeout_s if timeout_s is None else timeout_s
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise InvalidInputError(f"timeout must be a positive number of seconds (got {timeout_s!r})")
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S:
+            raise InvalidInputError(
+                f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} (100 years) (got {timeout_s!r})"
+            )
+        if created_by is not None:
+            created_by = check_agent_name(created_by, "created_by")
+            check_agent(who, created_by)  # a key opens conversations as its own agent, as it writes memories
         token = secrets.token_hex(32)
         now = self._now()
         conv_id = new_id()
@@ -251,6 +280,7 @@ class Bus:
     def _check_body(self, body: str) -> None:
         if not isinstance(body, str) or not body.strip():
             raise InvalidInputError("message is empty: give the text to send")
+        check_text(body, "message")  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
         size = len(body.encode("utf-8"))
         if size > self.policy.max_message_bytes:
             raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
@@ -348,7 +378,10 @@ class Bus:
             messages = [self._message(r) for r in found[:limit]]
             return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=acked, more=len(found) > limit)
 
-        answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
+        answer = look()
+        if not answer.messages and wait > 0:
+            with self._long_poll():
+                answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
         return answer
@@ -491,16 +524,22 @@ class Bus:
         lease = self._lease(lease_s)
         wait = self._wait(wait_s)
         deadline = time.monotonic() + wait
-        while True:
-            got = self._claim_once(conversation_id, worker, token, lease)
-            remaining = deadline - time.monotonic()
-            if got is not None or remaining <= 0:
-                return got
-            # Sleep until a task may be claimable: a send or a give-back (notified), or the
-            # earliest lease running out (nobody announces that, so wake for it).
-            expiry = self._next_expiry(conversation_id)
-            step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
-            self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+        got = self._claim_once(conversation_id, worker, token, lease)
+        if got is not None or wait <= 0:
+            return got
+        with self._long_poll():
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                # Sleep until a task may be claimable: a send or a give-back (notified), or the
+                # earliest lease running out (nobody announces that, so wake for it).
+                expiry = self._next_expiry(conversation_id)
+                step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
+                self.notifier.wait_for(lambda: self._ready(conversation_id), step)
+                got = self._claim_once(conversation_id, worker, token, lease)
+                if got is not None:
+                    return got
 
     def _ready(self, conversation_id: str) -> bool:
         with self.sql.read() as rows:
@@ -624,7 +663,9 @@ class Bus:
         """Give the task back (it is delivered again, or dead-lettered after ``max_deliveries``)."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
-        reason = (reason or "worker reported failure").strip()[:1000]
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInputError(f"reason must be text (got {type(reason).__name__})")
+        reason = check_text((reason or "worker reported failure").strip()[:1000], "reason")
         now = self._now()
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)

@@ -104,8 +104,41 @@ def missing(service: Node, token: Mapping[str, int]) -> dict[str, int]:
     return lacking
 
 
+MAX_WAITERS = 8
+"""Requests one process lets wait for replication at once. The header is read before the
+caller's key is checked, so without a bound anyone could park every worker thread on a token
+no node will ever cover; past the bound a request is answered ``not_yet`` at once."""
+_waiters = threading.BoundedSemaphore(MAX_WAITERS)
+
+
+def _not_yet(service: Node, lacking: Mapping[str, int], why: str = "") -> NotYetError:
+    return NotYetError(
+        f"node {service.node_id} has not yet received the changes this session has seen "
+        f"({format_token(lacking)}){why}; retry shortly, or ask a node that has them",
+        details={"node": service.node_id, "missing": dict(lacking), "retry_after": 1},
+    )
+
+
 def await_token(service: Node, token: Mapping[str, int], wait_s: float = WAIT_S) -> None:
-    """Return once this node covers ``token``; after ``wait_s`` raise :class:`NotYetError`."""
+    """Return once this node covers ``token``; after ``wait_s`` raise :class:`NotYetError`.
+
+    Waiting only helps when replication can still bring the change: a number of this node's
+    own feed beyond its counter never arrives (no answer of this node gave it), so it is
+    refused at once, as is any wait beyond :data:`MAX_WAITERS` concurrent ones."""
+    lacking = missing(service, token)
+    if not lacking:
+        return
+    if service.node_id in lacking:
+        raise _not_yet(service, lacking, " (this node's own changes never went that far)")
+    if not _waiters.acquire(blocking=False):
+        raise _not_yet(service, lacking, f" (already {MAX_WAITERS} requests wait for replication here)")
+    try:
+        _wait_for(service, token, wait_s)
+    finally:
+        _waiters.release()
+
+
+def _wait_for(service: Node, token: Mapping[str, int], wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     pause = 0.01
     while True:
@@ -113,11 +146,7 @@ def await_token(service: Node, token: Mapping[str, int], wait_s: float = WAIT_S)
         if not lacking:
             return
         if time.monotonic() >= deadline:
-            raise NotYetError(
-                f"node {service.node_id} has not yet received the changes this session has seen "
-                f"({format_token(lacking)}); retry shortly, or ask a node that has them",
-                details={"node": service.node_id, "missing": lacking, "retry_after": 1},
-            )
+            raise _not_yet(service, lacking)
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, 0.1)
 

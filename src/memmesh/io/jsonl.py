@@ -98,6 +98,8 @@ def parse_lines(lines: Iterable[str]) -> list[Record]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidInputError(f"line {number}: not JSON ({exc.msg}); nothing was imported") from None
+        except RecursionError:  # JSON nested thousands deep: hostile, not a memory
+            raise InvalidInputError(f"line {number}: JSON nested too deeply; nothing was imported") from None
         if not isinstance(data, dict) or "type" not in data:
             raise InvalidInputError(f'line {number}: expected an object with a "type"; nothing was imported')
         try:

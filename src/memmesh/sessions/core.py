@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql
 from memmesh.clock import parse_ts
-from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.kernel import authorize
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
@@ -282,6 +282,8 @@ class Sessions:
         appends may repeat it or leave it out."""
         session_id = check_session_id(session_id)
         known = self._known(session_id)
+        if known is not None and not principal.covers(known):  # never name another tenant's namespace
+            raise ForbiddenError(f"session {session_id} belongs to a namespace outside this key's namespaces: use another session id")
         ns = known or self.namespace(session_id, namespace)
         if namespace is not None and known is not None and known != self.namespace(session_id, namespace):
             raise InvalidInputError(

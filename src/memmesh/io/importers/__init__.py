@@ -65,7 +65,7 @@ def detect_text_format(text: str) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     try:
         head = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         head = None
     if isinstance(head, dict) and head.get("type") in ("entity", "relation"):
         return "mcp-memory"
@@ -73,7 +73,7 @@ def detect_text_format(text: str) -> str:
         return "jsonl"
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return "jsonl"
     return "mem0" if mem0.looks_like_export(whole) else "jsonl"
 
@@ -109,6 +109,8 @@ def import_mem0(
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{source}: not JSON ({exc.msg} at line {exc.lineno}); nothing was imported") from None
+    except RecursionError:  # nested thousands deep: hostile, not an export
+        raise InvalidInputError(f"{source}: JSON nested too deeply; nothing was imported") from None
     items = mem0.plan_export(mem0.export_records(data), base, tier=run.tier)
     return _run(service, mem0.FORMAT_EXPORT, source, items, [], run, principal)
 

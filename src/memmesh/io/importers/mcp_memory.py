@@ -93,6 +93,9 @@ def parse_graph(lines: Iterable[str], namespace: str) -> Graph:
         except json.JSONDecodeError as exc:
             graph.rejected.append(Rejected(f"line {number}", namespace, f"not JSON ({exc.msg})"))
             continue
+        except RecursionError:  # JSON nested thousands deep: hostile, not an entity
+            graph.rejected.append(Rejected(f"line {number}", namespace, "JSON nested too deeply"))
+            continue
         problem = _read_record(record, graph)
         if problem:
             graph.rejected.append(Rejected(f"line {number}", namespace, problem))
