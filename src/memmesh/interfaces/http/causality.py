@@ -48,9 +48,15 @@ class CausalityMiddleware:
             return
 
         async def send_with_token(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                token = await anyio.to_thread.run_sync(node_token, self.service, seen)
-                message["headers"] = [*message.get("headers", []), (_HEADER, format_token(token).encode())]
+            if message["type"] == "http.response.start" and message.get("status", 200) < 500:
+                # An error answer carries no token: the store may be the thing that failed (a
+                # 503 while the database is down must stay a 503, not become a second error).
+                try:
+                    token = await anyio.to_thread.run_sync(node_token, self.service, seen)
+                except MemmeshError:
+                    token = None
+                if token is not None:
+                    message["headers"] = [*message.get("headers", []), (_HEADER, format_token(token).encode())]
             await send(message)
 
         await self.app(scope, receive, send_with_token)
