@@ -7,10 +7,19 @@ transaction is open join it and the last one in commits for all; each caller's b
 under its own ``SAVEPOINT``, so its failure undoes only its own changes. ``busy_timeout``
 makes other processes wait for the lock; :meth:`GroupCommitWriter._retry` covers the rare
 ``SQLITE_BUSY`` that bypasses the busy handler (e.g. during checkpoints).
+
+SQLite may roll a whole transaction back on its own when a statement fails with
+``SQLITE_FULL``, ``SQLITE_IOERR`` (a full disk, a file-size limit) or ``SQLITE_NOMEM``. The
+group then lost every member's changes, so the writer checks after each caller's block that
+the group transaction is still open: if not, every member of that group gets the error (no
+one is told a rolled-back write committed), and the next caller begins a fresh group rather
+than running its block outside any transaction (where ``SAVEPOINT``/``RELEASE`` would
+commit it on its own, unreported).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import sqlite3
 import threading
@@ -20,6 +29,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from memmesh.errors import CorruptDatabaseError, StorageError, UnavailableError
+
+log = logging.getLogger(__name__)
 
 GROUP_LIMIT = 64
 """Most callers whose writes share one COMMIT."""
@@ -86,6 +97,8 @@ class GroupCommitWriter:
         """
         if getattr(self._local, "write_depth", 0):
             # A write inside a write on the same thread: a nested savepoint of the same unit.
+            if not self._writer.in_transaction:
+                raise self._lost_error()
             with self._savepoint(self._writer) as tx:
                 yield tx
             return
@@ -102,15 +115,20 @@ class GroupCommitWriter:
             try:
                 with self._savepoint(self._writer) as tx:
                     yield tx
+                if not self._writer.in_transaction:
+                    raise self._lost_error()
                 batch.members += 1
             except BaseException as exc:
                 failure = exc
             finally:
                 self._local.write_depth = 0
-            with self._group_lock:
-                last = self._queued == 0 or batch.members >= GROUP_LIMIT
-            if last:
-                self._commit(batch)
+            if not self._writer.in_transaction:
+                self._abandon(batch)  # SQLite rolled the group back: its members' writes are gone
+            else:
+                with self._group_lock:
+                    last = self._queued == 0 or batch.members >= GROUP_LIMIT
+                if last:
+                    self._commit(batch)
         finally:
             self._write_lock.release()
         if failure is not None:
@@ -122,11 +140,28 @@ class GroupCommitWriter:
         if batch.error is not None:
             raise batch.error
 
+    def _lost_error(self) -> StorageError:
+        return StorageError(
+            f"write to {self.path} failed: SQLite rolled the transaction back (disk full or I/O error); nothing was stored, try again"
+        )
+
+    def _abandon(self, batch: _Batch) -> None:
+        """The group transaction is gone (SQLite rolled it back on its own): wake its members
+        with the error, so none of them reports success, and let the next caller begin anew."""
+        if batch.members:
+            batch.error = self._lost_error()
+        self._batch = None
+        batch.done.set()
+
     def _open_batch(self) -> _Batch:
         """The open group transaction, beginning one (BEGIN IMMEDIATE) if none is open."""
-        if self._batch is not None:
-            return self._batch
         conn = self._writer
+        if self._batch is not None:
+            if conn.in_transaction:
+                return self._batch
+            self._abandon(self._batch)  # rolled back under a caller whose failure did not say so
+        elif conn.in_transaction:
+            self._rollback()  # left open by a ROLLBACK that failed: never build on it
         try:
             self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.OperationalError as exc:
@@ -157,9 +192,19 @@ class GroupCommitWriter:
             elif batch.members:
                 batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
         except sqlite3.DatabaseError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            batch.error = translate(exc, self.path)
+            batch.error = translate(exc, self.path)  # before the ROLLBACK, which may fail too
+            self._rollback()
         finally:
             self._batch = None
             batch.done.set()
+
+    def _rollback(self) -> None:
+        """Roll back whatever is open, best effort: on a full disk or a failing device the
+        ROLLBACK itself can fail, and the error the callers get is the one that made us roll back."""
+        conn = self._writer
+        if not conn.in_transaction:
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            log.warning("rollback on %s failed: %s", self.path, exc)

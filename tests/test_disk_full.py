@@ -1,0 +1,199 @@
+"""A full disk never costs an acknowledged write (issue 18/24, found by ``memmesh chaos``).
+
+The rule: a write the node acknowledges (201) is on that node; a write that could not commit
+there is refused (503 ``storage_error``) and leaves nothing behind; once the disk has room
+again the node writes again, without a restart.
+
+The disk is "full" by the soft ``RLIMIT_FSIZE`` of a real process (``prlimit``, exactly as
+``memmesh chaos --disk-method rlimit`` does): every write past byte 1 of any file fails with
+``EFBIG`` and SQLite answers "disk I/O error", and for a write large enough to spill SQLite's
+page cache it rolls the *whole* transaction back on its own — the group commit's transaction
+with the other callers' already-finished writes in it. Before the fix those callers were
+told their write committed (the HTTP server answered 201, and a mesh would ship it to its
+peers) while the node itself kept nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from tests.http.http_support import SpawnedServer
+
+BIG = "x" * 60_000
+"""Content near the 64 KB limit: 30 of them fill a batch body and spill SQLite's page cache."""
+
+
+def _limit(pid: int, soft: int | None) -> None:
+    """Lower (soft=1) or lift (None) the file-size limit of a running process."""
+    _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard if soft is None else soft, hard))
+
+
+def _write(http: httpx.Client, worker: int, i: int) -> tuple[list[str], int, str]:
+    """One write (a small single add, or a large batch), with ids of our own to look for later."""
+    if i % 3 == 0:
+        ids = [f"w{worker}-{i}-{k}" for k in range(30)]
+        items = [{"id": mid, "namespace": "disk", "content": f"{mid} {BIG}"} for mid in ids]
+        answer = http.post("/api/v1/memories/batch", json={"items": items})
+    else:
+        ids = [f"w{worker}-{i}"]
+        answer = http.post("/api/v1/memories", json={"id": ids[0], "namespace": "disk", "content": f"note {ids[0]}"})
+    code = answer.json().get("error", {}).get("code", "") if answer.status_code != 201 else ""
+    return ids, answer.status_code, code
+
+
+def _stored_ids(http: httpx.Client) -> set[str]:
+    stored: set[str] = set()
+    cursor = None
+    while True:
+        params = {"namespace": "disk", "limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = http.get("/api/v1/memories", params=params).json()
+        stored |= {item["id"] for item in page["items"]}
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return stored
+
+
+def test_a_node_whose_disk_fills_under_concurrent_writes_acknowledges_only_what_it_keeps(tmp_path: Path) -> None:
+    server = SpawnedServer(tmp_path, tmp_path / "full.db").wait_ready()
+    rng = random.Random(18)
+    acked: set[str] = set()
+    refused: set[str] = set()
+    other: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(worker: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            i = 0
+            while not stop.is_set():
+                ids, status, code = _write(http, worker, i)
+                i += 1
+                with lock:
+                    if status == 201:
+                        acked.update(ids)
+                    elif status == 503 and code == "storage_error":
+                        refused.update(ids)
+                    else:
+                        other.append((status, code))
+
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            assert _write(http, 99, 1)[1] == 201  # the store file and its WAL exist before the disk fills
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
+        for t in threads:
+            t.start()
+        for _ in range(12):  # the disk fills and frees while writes keep coming
+            _limit(server.proc.pid, 1)
+            time.sleep(rng.uniform(0.2, 0.6))
+            _limit(server.proc.pid, None)
+            time.sleep(rng.uniform(0.05, 0.3))
+        _limit(server.proc.pid, 1)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(120)
+        _limit(server.proc.pid, None)
+
+        with httpx.Client(base_url=server.url, timeout=60) as http:
+            # Room again: the same process writes again, no restart.
+            after = http.post("/api/v1/memories", json={"id": "after-the-disk-freed", "namespace": "disk", "content": "room again"})
+            assert after.status_code == 201, after.text
+            stored = _stored_ids(http)
+        assert other == [], f"answers that were neither 201 nor 503 storage_error: {other[:5]}"
+        assert refused, "the disk never filled: the test proved nothing"
+        assert acked, "no write was acknowledged: the test proved nothing"
+        lost = sorted(acked - stored)
+        assert lost == [], f"{len(lost)} acknowledged writes are not on the node: {lost[:10]}"
+        kept = sorted(refused & stored)
+        assert kept == [], f"{len(kept)} writes answered storage_error were stored anyway: {kept[:10]}"
+    finally:
+        stop.set()
+        server.proc.terminate()
+        server.proc.wait(30)
+
+
+SCRIPT = r"""
+import json, random, resource, sys, threading, time
+from memmesh import Memory
+from memmesh.errors import StorageError
+from tests.conftest import keyword_settings
+from pathlib import Path
+
+tmp = Path(sys.argv[1])
+mem = Memory(f"sqlite:///{tmp / 'threads.db'}", keyword_settings(tmp))
+mem.add("exists before the disk fills", id="first")
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+acked, refused, other = set(), set(), []
+lock = threading.Lock()
+stop = threading.Event()
+big = "y" * 60_000
+
+def writer(worker):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            if i % 3 == 0:
+                ids = [f"t{worker}-{i}-{k}" for k in range(40)]
+                mem.add_many([{"id": m, "content": f"{m} {big}"} for m in ids])
+            else:
+                ids = [f"t{worker}-{i}"]
+                mem.add(f"note {ids[0]}", id=ids[0])
+            with lock:
+                acked.update(ids)
+        except StorageError:
+            with lock:
+                refused.update(ids)
+        except Exception as exc:
+            with lock:
+                other.append(repr(exc))
+
+rng = random.Random(24)
+threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+for t in threads:
+    t.start()
+for _ in range(25):
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))
+    time.sleep(rng.uniform(0.02, 0.1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    time.sleep(rng.uniform(0.01, 0.05))
+stop.set()
+for t in threads:
+    t.join()
+after = mem.add("room again", id="after")
+mem.close()
+reopened = Memory(f"sqlite:///{tmp / 'threads.db'}", keyword_settings(tmp))
+stored = {m.id for m in reopened.service.store.iter_memories()}
+print(json.dumps({
+    "acked": len(acked), "refused": len(refused), "other": other[:5],
+    "lost": sorted(acked - stored)[:10], "n_lost": len(acked - stored),
+    "kept": sorted(refused & stored)[:10], "after": after.id in stored,
+    "integrity": reopened.service.store.integrity_check(),
+}))
+"""
+
+
+def test_group_commit_callers_each_get_the_truth_when_sqlite_rolls_the_group_back(tmp_path: Path) -> None:
+    """Many threads of one process share group commits while the file-size limit flips:
+    every add/add_many that returned is on disk, every one refused with StorageError is not,
+    and the store writes again as soon as there is room."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["other"] == []
+    assert report["refused"] > 0, "the disk never filled: the test proved nothing"
+    assert report["acked"] > 0, "nothing was acknowledged: the test proved nothing"
+    assert report["n_lost"] == 0, f"acknowledged but not stored: {report['lost']}"
+    assert report["kept"] == [], f"refused but stored: {report['kept']}"
+    assert report["after"] is True
+    assert report["integrity"] == "ok"
