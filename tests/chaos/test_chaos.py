@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from memmesh.chaos.digest import digests_of
 from memmesh.chaos.nodes import node_env
 
 
@@ -22,23 +21,35 @@ def memmesh(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeo
     )
 
 
-def test_a_node_that_drops_an_acknowledged_write_fails_the_run(tmp_path: Path) -> None:
+def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_path: Path) -> None:
+    """One run, two broken nodes: a stale-read double (history checker, W = N) and a node that
+    loses an acknowledged write (durability checker). Each must be caught and named."""
     work = tmp_path / "run"
     result = memmesh(
-        tmp_path, "chaos", "--fault", "lose_acked_write", "--cycles", "1", "--writes", "12", "--converge-timeout", "3",
-        "--workdir", str(work), "--json",
+        tmp_path, "chaos", "--fault", "stale_read,lose_acked_write", "--quorum-writes", "3", "--cycles", "1", "--writes", "16",
+        "--converge-timeout", "3", "--workdir", str(work), "--json",
     )  # fmt: skip
     assert result.returncode == 3, result.stderr[-2000:]
     report = json.loads(result.stdout)
-    fault = report["faults"]["lose_acked_write"]
-    assert fault["acked_lost"] == 1 and report["summary"]["acked_lost"] == 1
-    assert fault["convergence_bound"] < 1.0
-    assert fault["digests_equal"] is False
-    assert report["summary"]["pass"] is False
-    assert any("acknowledged write(s) missing" in r for r in report["summary"]["reasons"])
-    (cycle,) = [json.loads(line) for line in (work / "chaos-cycles.jsonl").read_text().splitlines()]
-    assert cycle["lost_ids"] == [cycle["dropped"]]  # the checker names exactly the write the node dropped
-    held = cycle["held"]
+    assert report["quorum_writes"] == 3 and report["history_strict"] is True
+    stale = report["faults"]["stale_read"]
+    assert stale["acked_lost"] == 0 and stale["digests_equal"] is True  # the nodes themselves are fine...
+    assert stale["history"]["strict"] is True and stale["history"]["stale_reads"] > 0  # ...but a read went back in time
+    assert stale["history"]["violations"] == stale["history"]["stale_reads"] == report["summary"]["history_violations"]
+    lost = report["faults"]["lose_acked_write"]
+    assert lost["acked_lost"] == 1 and lost["convergence_bound"] < 1.0 and lost["digests_equal"] is False
+    assert lost["history"]["violations"] == 0
+    assert report["summary"]["acked_lost"] == 1 and report["summary"]["pass"] is False
+    reasons = report["summary"]["reasons"]
+    assert any("stale_read:" in r and "older than an acknowledged write" in r for r in reasons), reasons
+    assert any("lose_acked_write: 1 acknowledged write(s) missing" in r for r in reasons), reasons
+    cycles = [json.loads(line) for line in (work / "chaos-cycles.jsonl").read_text().splitlines()]
+    assert [c["fault"] for c in cycles] == ["stale_read", "lose_acked_write"]
+    example = cycles[0]["history"]["stale_examples"][0]
+    assert example["node"] == cycles[0]["victim"] and example["value"] < example["acked_before"]  # the double's node, an older value
+    dropped = cycles[1]
+    assert dropped["lost_ids"] == [dropped["dropped"]]  # the checker names exactly the write the node dropped
+    held = dropped["held"]
     assert held["node-c"] == held["node-a"] - 1 == held["node-b"] - 1
     assert json.loads((work / "chaos-report.json").read_text())["summary"] == report["summary"]
 
@@ -49,6 +60,12 @@ def test_bad_options_are_refused_with_what_to_fix(tmp_path: Path) -> None:
     assert "unknown fault meteor" in unknown.stderr and "partition_minority" in unknown.stderr
     two = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--nodes", "2", "--workdir", str(tmp_path / "w"))
     assert two.returncode == 1 and "--nodes must be 3 or more" in two.stderr
+    w = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--quorum-writes", "4", "--workdir", str(tmp_path / "w"))
+    assert w.returncode == 1 and "--quorum-writes must be between 1 and --nodes (3), got 4" in w.stderr
+    one = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--combine", "--workdir", str(tmp_path / "w"))
+    assert one.returncode == 1 and "--combine needs 2 to 2 different faults" in one.stderr
+    three = memmesh(tmp_path, "chaos", "--fault", "slow_peer,disk_full,clock_skew", "--combine", "--workdir", str(tmp_path / "w"))
+    assert three.returncode == 1 and "--combine needs 2 to 2 different faults" in three.stderr
     assert not (tmp_path / "w" / "chaos-cycles.jsonl").exists()  # nothing started
 
 
@@ -65,13 +82,3 @@ def test_the_clock_offset_setting_moves_the_nodes_clock(tmp_path: Path) -> None:
     created = parse_ts(json.loads(result.stdout)["created_at"])
     behind = (datetime.now(UTC) - created).total_seconds()
     assert 290 < behind < 330
-
-
-def test_digests_depend_on_content_and_version_not_on_order() -> None:
-    a = {"id": "1", "namespace": "n", "content": "x", "version": {"hlc": "0000000000001.00000", "node": "a"}}
-    b = {"id": "2", "namespace": "n", "content": "y", "version": {"hlc": "0000000000002.00000", "node": "b"}}
-    other = {"id": "3", "namespace": "m", "content": "z", "version": {"hlc": "0000000000003.00000", "node": "a"}}
-    assert digests_of([a, b, other]) == digests_of([other, b, a])
-    assert digests_of([a, b])["n"] != digests_of([a, {**b, "content": "y!"}])["n"]
-    assert digests_of([a, b])["n"] != digests_of([a, {**b, "version": {"hlc": "0000000000002.00001", "node": "b"}}])["n"]
-    assert set(digests_of([a, other])) == {"n", "m"}

@@ -1,37 +1,49 @@
-"""Per-namespace content digests of a node, computed from its public API.
+"""What a node holds, as the chaos checker asks it: the federation's own digests.
 
-The ONE place the chaos checker asks "do these nodes hold the same thing?". It lists every
-live memory over HTTP and hashes, per namespace, each memory's id, content hash and winning
-version. When the server offers its own digests (``GET /api/v1/sync/digest``), point
-:func:`namespace_digests` at that route instead; nothing else needs to change.
+The ONE place the checker asks "do these nodes hold the same thing?" and "is this memory
+there?". Both answers come from the route the nodes themselves compare during anti-entropy
+(``GET /api/v1/sync/digest``, :mod:`memmesh.federation.digest`): per namespace, a digest over
+every memory's and tombstone's winning version stamp, every visible link and every recorded
+conflict. Polling it costs one small answer per node (no memory contents), so the checker
+polls it until the nodes agree and only then reads the rows (``?namespace=&leaves=true``:
+keys and version stamps, still no contents) to check the acknowledged writes one by one.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import defaultdict
 from typing import Any, Protocol
 
-
-class _Listable(Protocol):
-    def memories(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
+DIGEST = "/api/v1/sync/digest"
 
 
-def digests_of(memories: list[dict[str, Any]]) -> dict[str, str]:
-    """namespace → sha256 over its memories' ``id, sha256(content), hlc, node`` lines in id order.
-
-    The winning version is part of the digest, so two nodes that hold the same text under
-    different versions (an unresolved conflict) do not compare equal.
-    """
-    lines: dict[str, list[str]] = defaultdict(list)
-    for m in memories:
-        content = hashlib.sha256(m["content"].encode()).hexdigest()
-        version = m.get("version") or {}
-        lines[m["namespace"]].append(f"{m['id']}\t{content}\t{version.get('hlc', '')}\t{version.get('node', '')}")
-    return {ns: hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest() for ns, rows in sorted(lines.items())}
+class _Callable(Protocol):
+    def call(self, method: str, path: str, **kwargs: Any) -> Any: ...
 
 
-def namespace_digests(node: _Listable, namespace: str | None = None) -> dict[str, str]:
-    """The per-namespace digests of one node, of ``namespace`` and below when given (see
-    :func:`digests_of`)."""
-    return digests_of(node.memories(namespace))
+def _json(node: _Callable, **params: Any) -> dict[str, Any]:
+    response = node.call("GET", DIGEST, params=params)
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def under(namespace: str, prefix: str | None) -> bool:
+    """``namespace`` is ``prefix`` or below it (everything when ``prefix`` is None)."""
+    return prefix is None or namespace == prefix or namespace.startswith(prefix + "/")
+
+
+def namespace_digests(node: _Callable, prefix: str | None = None) -> dict[str, str]:
+    """namespace → the node's digest of it, for ``prefix`` and below when given."""
+    report = _json(node)
+    return {n["namespace"]: n["digest"] for n in report["namespaces"] if under(n["namespace"], prefix)}
+
+
+def live_ids(node: _Callable, namespaces: list[str]) -> set[str]:
+    """The ids of the live memories (not tombstones) the node holds in ``namespaces``, read
+    from the bottom of its digest tree (``m|<id>`` rows)."""
+    ids: set[str] = set()
+    for namespace in namespaces:
+        for leaf in _json(node, namespace=namespace, leaves="true").get("leaves") or []:
+            if leaf["key"].startswith("m|"):
+                ids.add(leaf["memory_id"])
+    return ids

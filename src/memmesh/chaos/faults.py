@@ -13,9 +13,13 @@ import os
 import resource
 import sqlite3
 import subprocess
+import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from memmesh.chaos.nodes import Node, Proxy
 
@@ -53,11 +57,24 @@ class Fault:
         self.detail = {"victim": self.victim.name}
         return self.victim
 
+    reads_from_victim_only = False
+    """True when clients send every register read to the victim (a fault that lies on reads)."""
+
     def inject(self, cluster: Cluster) -> None:
         raise NotImplementedError
 
     def heal(self, cluster: Cluster) -> None:
         raise NotImplementedError
+
+    def inject_before(self, cluster: Cluster) -> None:
+        """Called before the burst: injects a fault that takes a restart to set up."""
+        if self.inject_before_writes:
+            self.inject(cluster)
+
+    def inject_during(self, cluster: Cluster) -> None:
+        """Called a third of the way into the burst: injects every other fault."""
+        if not self.inject_before_writes:
+            self.inject(cluster)
 
 
 class KillPrimary(Fault):
@@ -217,7 +234,9 @@ class ClockSkew(Fault):
 class LoseAckedWrite(Fault):
     """A broken node, to prove the checker bites: after the writes it is stopped, one
     acknowledged memory is deleted straight from its SQLite file (as a lying fsync or a bad
-    disk would), and it is restarted. A run with this fault must FAIL with acked_lost > 0."""
+    disk would), and it is restarted with its links cut, so the mesh's own repair
+    (anti-entropy) cannot hide the loss before the check. A run with this fault must FAIL
+    with acked_lost > 0; run it last (the victim stays cut off for the rest of the run)."""
 
     name = "lose_acked_write"
 
@@ -246,8 +265,109 @@ class LoseAckedWrite(Fault):
                 conn.execute("DELETE FROM memories WHERE id = ?", (doomed,))
                 conn.commit()
         self.detail["dropped"] = doomed
+        for proxy in cluster.links_of(self.victim):
+            proxy.cut()
         self.victim.start()
 
 
+class StaleReadDouble:
+    """A node double for reads: an HTTP server in front of a real node that forwards every
+    request but answers each ``GET`` with the first answer it got for that path, forever, as a
+    node serving from a stale cache or a lagging replica would."""
+
+    def __init__(self, target: str) -> None:
+        cache: dict[str, tuple[int, bytes]] = {}
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with lock:
+                    answer = cache.get(self.path)
+                if answer is None:
+                    try:
+                        response = httpx.get(target + self.path, timeout=10)
+                    except httpx.HTTPError:
+                        self.send_error(502)
+                        return
+                    answer = (response.status_code, response.content)
+                    with lock:
+                        answer = cache.setdefault(self.path, answer)
+                self.send_response(answer[0])
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer[1])))
+                self.end_headers()
+                self.wfile.write(answer[1])
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class StaleRead(Fault):
+    """A broken node, to prove the history checker bites: every register read goes to the
+    victim through a :class:`StaleReadDouble`, which keeps answering the first value it saw.
+    At ``W = N`` a run with it must FAIL with history violations."""
+
+    name = "stale_read"
+    inject_before_writes = True
+    reads_from_victim_only = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.double: StaleReadDouble | None = None
+
+    def inject(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.double = StaleReadDouble(self.victim.url)
+        self.victim.read_url = self.double.url
+
+    def heal(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.victim.read_url = self.victim.url
+        if self.double is not None:
+            self.double.close()
+
+
+class Combined(Fault):
+    """Several faults in the same cycle (``--combine``), each on its own victim: part ``i``
+    takes node ``(cycle + i) mod N``. Parts that need a restart are injected before the
+    burst, the others a third of the way in; heal undoes them in reverse order."""
+
+    def __init__(self, parts: list[Fault]) -> None:
+        super().__init__()
+        self.parts = parts
+        self.name = "+".join(p.name for p in parts)
+        self.routes_to_victim_only = any(p.routes_to_victim_only for p in parts)
+        self.reads_from_victim_only = any(p.reads_from_victim_only for p in parts)
+
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        for i, part in enumerate(self.parts):
+            part.choose(cluster, cycle + i)
+        lead = next((p for p in self.parts if p.routes_to_victim_only or p.reads_from_victim_only), self.parts[0])
+        assert lead.victim is not None
+        self.victim = lead.victim
+        self.detail = {"victim": self.victim.name, "parts": [{"fault": p.name, **p.detail} for p in self.parts]}
+        return self.victim
+
+    def inject_before(self, cluster: Cluster) -> None:
+        for part in self.parts:
+            part.inject_before(cluster)
+
+    def inject_during(self, cluster: Cluster) -> None:
+        for part in self.parts:
+            part.inject_during(cluster)
+
+    def heal(self, cluster: Cluster) -> None:
+        for part in reversed(self.parts):
+            part.heal(cluster)
+
+
 FAULTS = ("kill_primary_mid_write", "partition_minority", "slow_peer", "disk_full", "clock_skew")
-"""The fault classes a run may name (``lose_acked_write`` too, which must fail)."""
+"""The fault classes a run may name (``lose_acked_write`` and ``stale_read`` too, which must fail)."""

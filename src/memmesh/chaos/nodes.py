@@ -48,6 +48,8 @@ class Node:
         self.name = name
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.read_url = self.url
+        """Where the chaos clients send register reads: the node itself, or a double in front of it."""
         self.db: Path | str = db if db is not None else workdir / f"{name}.db"
         """A SQLite file, or any store URL (a PostgreSQL node)."""
         self.log = workdir / f"{name}.log"

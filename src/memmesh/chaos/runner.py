@@ -23,25 +23,28 @@ from typing import Any
 
 import httpx
 
-from memmesh.chaos.digest import digests_of, namespace_digests
+from memmesh.chaos.digest import live_ids, namespace_digests
 from memmesh.chaos.faults import (
     FAULTS,
     ClockSkew,
     Cluster,
+    Combined,
     DiskFull,
     Fault,
     KillPrimary,
     LoseAckedWrite,
     PartitionMinority,
     SlowPeer,
+    StaleRead,
     try_mount_tmpfs,
     unmount,
 )
+from memmesh.chaos.history import History, Op, check_history, parse_register, register_content
 from memmesh.chaos.nodes import NAMES, Node, start_mesh, stop_mesh
 from memmesh.clock import new_id
 from memmesh.errors import InvalidInputError
 
-KNOWN_FAULTS = (*FAULTS, "lose_acked_write")
+KNOWN_FAULTS = (*FAULTS, "lose_acked_write", "stale_read")
 TMPFS_MB = 256
 """Size of each node's tmpfs: room for a long run; disk_full fills what is left."""
 
@@ -56,6 +59,10 @@ class ChaosConfig:
     cycles: int = 5
     writes: int = 50
     clients: int = 4
+    quorum_writes: int | None = None
+    """W: nodes that must hold a write before it is acknowledged (default a majority)."""
+    combine: bool = False
+    """Inject every named fault in the same cycle (one class, ``a+b``) instead of one class each."""
     quorum_timeout_ms: int = 2000
     converge_timeout_s: float = 60.0
     seed: int = 18
@@ -74,10 +81,21 @@ class ChaosConfig:
             raise InvalidInputError(f"--disk-method must be auto, tmpfs or rlimit (got {self.disk_method!r})")
         if self.cycles < 1 or self.writes < 1 or self.clients < 1:
             raise InvalidInputError("--cycles, --writes and --clients must be 1 or more")
+        if self.quorum_writes is not None and not 1 <= self.quorum_writes <= self.nodes:
+            raise InvalidInputError(f"--quorum-writes must be between 1 and --nodes ({self.nodes}), got {self.quorum_writes}")
+        if self.combine and (len(set(self.faults)) != len(self.faults) or not 2 <= len(self.faults) <= self.nodes - 1):
+            raise InvalidInputError(
+                f"--combine needs 2 to {self.nodes - 1} different faults (one node stays untouched), got {', '.join(self.faults)}"
+            )
 
     @property
     def quorum(self) -> int:
-        return self.nodes // 2 + 1
+        return self.quorum_writes if self.quorum_writes is not None else self.nodes // 2 + 1
+
+    @property
+    def classes(self) -> list[str]:
+        """The fault classes run in turn: each named fault, or their combination (``a+b``)."""
+        return ["+".join(self.faults)] if self.combine else list(self.faults)
 
 
 @dataclass
@@ -130,6 +148,9 @@ class CycleCounts:
 
 
 def make_fault(name: str, disk_method: str) -> Fault:
+    """The fault of a class name; ``a+b`` is both in the same cycle."""
+    if "+" in name:
+        return Combined([make_fault(part, disk_method) for part in name.split("+")])
     makers: dict[str, Callable[[], Fault]] = {
         "kill_primary_mid_write": KillPrimary,
         "partition_minority": PartitionMinority,
@@ -137,6 +158,7 @@ def make_fault(name: str, disk_method: str) -> Fault:
         "disk_full": lambda: DiskFull(disk_method),
         "clock_skew": ClockSkew,
         "lose_acked_write": LoseAckedWrite,
+        "stale_read": StaleRead,
     }
     return makers[name]()
 
@@ -151,7 +173,7 @@ def percentile(values: list[float], pct: float) -> float | None:
 
 
 class Run:
-    """One fault class on its own fresh cluster: cycles of write, inject, heal, converge, check."""
+    """One fault class on the run's cluster: cycles of write, inject, heal, converge, check."""
 
     def __init__(self, config: ChaosConfig, fault_name: str, log: Callable[[str], None], jsonl: Any, disk_method: str) -> None:
         self.config = config
@@ -162,12 +184,16 @@ class Run:
         """This class's own writes: its namespaces are its own, so its check is too."""
         self.cycles: list[dict[str, Any]] = []
         self.disk_method = disk_method
+        self.prefix = f"chaos/{fault_name.replace('+', ':')}"
+        """This class's namespaces: ``chaos/<fault>/0..2`` and ``…/registers`` (``:`` joins combined faults)."""
 
     # -- one cycle -----------------------------------------------------------------------
     def cycle(self, cluster: Cluster, number: int) -> dict[str, Any]:
         fault = make_fault(self.fault_name, self.disk_method)
         victim = fault.choose(cluster, number)
         counts = CycleCounts()
+        history = History()
+        registers = [new_id() for _ in range(self.config.clients)]
         issued = iter(range(self.config.writes))
         issued_lock = threading.Lock()
         inject_at = max(1, self.config.writes // 3)
@@ -178,18 +204,22 @@ class Run:
         down: set[str] = set()
         """Nodes a client could not connect to this cycle: clients fail over from them."""
 
+        def live() -> list[Node]:
+            return [n for n in cluster.nodes if n.alive and n.name not in down]
+
         def target() -> Node | None:
-            live = [n for n in cluster.nodes if n.alive and n.name not in down]
-            if fault.routes_to_victim_only and victim in live:
+            nodes = live()
+            if fault.routes_to_victim_only and victim in nodes:
                 return victim
-            if not live:
+            if not nodes:
                 return None
             with issued_lock:
                 rr[0] += 1
-                return live[rr[0] % len(live)]
+                return nodes[rr[0] % len(nodes)]
 
         def writer(client_no: int) -> None:
             rng = random.Random(f"{self.config.seed}:{self.fault_name}:{number}:{client_no}")
+            register = Register(registers[client_no], client_no)
             with httpx.Client(timeout=10) as http:
                 while True:
                     with issued_lock:
@@ -198,7 +228,7 @@ class Run:
                         return
                     if op == inject_at and not injected.is_set():
                         injected.set()
-                        thread = threading.Thread(target=fault.inject, args=(cluster,), daemon=True)
+                        thread = threading.Thread(target=fault.inject_during, args=(cluster,), daemon=True)
                         injector.append(thread)
                         thread.start()
                     node = target()
@@ -213,10 +243,13 @@ class Run:
                         node = target()
                     if node is None:
                         counts.add(writes_attempted=1, write_errors=1)
+                        continue
+                    if op % 2 == 0:
+                        self.write_register(http, node, register, history)
+                    reader = victim if fault.reads_from_victim_only else rng.choice(live() or [node])
+                    self.read_register(http, reader, rng.choice(registers), client_no, history)
 
-        if fault.inject_before_writes:
-            injected.set()
-            fault.inject(cluster)
+        fault.inject_before(cluster)
         started = time.monotonic()
         threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(self.config.clients)]
         for thread in threads:
@@ -225,13 +258,15 @@ class Run:
             thread.join()
         for thread in injector:
             thread.join()
-        if isinstance(fault, LoseAckedWrite):
-            fault.acked = sorted(self.ledger.acked)
+        for part in fault.parts if isinstance(fault, Combined) else [fault]:
+            if isinstance(part, LoseAckedWrite):
+                part.acked = sorted(self.ledger.acked)
         write_s = time.monotonic() - started
         fault.heal(cluster)
         healed = time.monotonic()
         check = self.converge(cluster, self.config.converge_timeout_s)
         converge_s = time.monotonic() - healed
+        reads = check_history(history.snapshot(), strict=self.config.quorum == len(cluster.nodes))
         record = {
             "fault": self.fault_name,
             "cycle": number + 1,
@@ -241,11 +276,14 @@ class Run:
             "converged": check["converged"],
             "time_to_converge_s": round(converge_s, 3) if check["converged"] else None,
             **{k: v for k, v in check.items() if k != "converged"},
+            "history": reads,
             "load_average": [round(x, 2) for x in os.getloadavg()],
         }
         self.log(
             f"[chaos] {self.fault_name} cycle {number + 1}: victim {victim.name}, acked {counts.writes_acked}/{counts.writes_attempted}, "
-            f"lost {check['acked_lost']}, converged {check['converged']} in {converge_s:.2f}s"
+            f"lost {check['acked_lost']}, converged {check['converged']} in {converge_s:.2f}s, "
+            f"reads {reads['reads_answered']} stale {reads['stale_reads']} "
+            f"({'violations' if reads['strict'] else 'allowed'} at W={self.config.quorum})"
         )
         return record
 
@@ -253,7 +291,7 @@ class Run:
         """One write to ``node``, counted; False only when the connection was refused (the
         request never left, so the caller may send the same write elsewhere)."""
         content = f"chaos {self.fault_name} cycle {cycle + 1} write {op} ({memory_id[-8:]})"
-        namespace = f"chaos/{self.fault_name}/{op % 3}"
+        namespace = f"{self.prefix}/{op % 3}"
         try:
             response = http.post(node.url + "/api/v1/memories", json={"id": memory_id, "content": content, "namespace": namespace})
         except httpx.ConnectError:
@@ -278,6 +316,42 @@ class Run:
             counts.tally(counts.errors, f"{response.status_code} {code}")
         return True
 
+    def write_register(self, http: httpx.Client, node: Node, register: Register, history: History) -> None:
+        """The client's next write to its own register: the create (``v1``, by id, retried
+        until acknowledged: a retry of the same id and content is the same write), then an
+        update to ``v<n+1>`` each time. Recorded with its invocation and response times."""
+        seq = register.used + 1
+        content = register_content(register.key, seq)
+        invoked = History.now()
+        try:
+            if seq == 1:
+                body = {"id": register.key, "content": content, "namespace": f"{self.prefix}/registers"}
+                response = http.post(node.url + "/api/v1/memories", json=body)
+            else:
+                response = http.patch(node.url + f"/api/v1/memories/{register.key}", json={"content": content})
+            ok = response.status_code in (200, 201)
+        except httpx.HTTPError:
+            ok = False
+        history.record(Op("write", register.key, seq, node.name, invoked, History.now(), ok, register.client))
+        if ok or seq > 1:
+            register.used = seq  # the create is retried until acknowledged; an update uses up its number either way
+
+    def read_register(self, http: httpx.Client, node: Node, key: str, client_no: int, history: History) -> None:
+        """Read one register from ``node`` (through ``node.read_url``: a double may stand in
+        front of it) and record what was seen: its sequence number, 0 for not there."""
+        invoked = History.now()
+        value: int | None = None
+        try:
+            response = http.get(node.read_url + f"/api/v1/memories/{key}")
+            ok = response.status_code in (200, 404)
+            if response.status_code == 200:
+                value = parse_register(str(response.json().get("content", "")))
+            elif ok:
+                value = 0
+        except (httpx.HTTPError, ValueError):
+            ok = False
+        history.record(Op("read", key, value, node.name, invoked, History.now(), ok, client_no))
+
     def delete_one(self, http: httpx.Client, node: Node, rng: random.Random, counts: CycleCounts) -> None:
         memory_id = self.ledger.take_for_delete(rng)
         if memory_id is None:
@@ -300,28 +374,34 @@ class Run:
                 counts.add(deletes_attempted=1)
 
     # -- convergence and the check -------------------------------------------------------
-    def observe(self, cluster: Cluster) -> dict[str, list[dict[str, Any]]] | None:
+    def digests(self, cluster: Cluster) -> dict[str, dict[str, str]] | None:
+        """Every node's digests of this class's namespaces (one small request per node)."""
         try:
-            return {n.name: n.memories(f"chaos/{self.fault_name}") for n in cluster.nodes}
+            return {n.name: namespace_digests(n, self.prefix) for n in cluster.nodes}
         except (httpx.HTTPError, KeyError, ValueError):
             return None
 
-    def judge(self, seen: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def observe(self, cluster: Cluster, digests: dict[str, dict[str, str]]) -> dict[str, set[str]] | None:
+        """Every node's live memory ids in this class's namespaces, from its digest rows."""
+        namespaces = sorted({ns for d in digests.values() for ns in d})
+        try:
+            return {n.name: live_ids(n, namespaces) for n in cluster.nodes}
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+
+    def judge(self, seen: dict[str, set[str]], digests: dict[str, dict[str, str]]) -> dict[str, Any]:
         """The check over what every node holds: this class's acknowledged writes and deletes,
-        and the digests of every namespace (all classes' writes: every node must agree)."""
+        and the digests of every namespace of the class (every node must agree)."""
         with self.ledger.lock:
             acked = set(self.ledger.acked)
             deleted = set(self.ledger.deleted)
         held: dict[str, int] = {}
         missing: set[str] = set()
         resurrected: set[str] = set()
-        digests = {}
-        for name, memories in seen.items():
-            ids = {m["id"] for m in memories}
+        for name, ids in seen.items():
             held[name] = len(acked & ids)
             missing |= acked - ids
             resurrected |= deleted & ids
-            digests[name] = digests_of(memories)
         equal = len({json.dumps(d, sort_keys=True) for d in digests.values()}) == 1
         return {
             "acked_live": len(acked),
@@ -337,20 +417,25 @@ class Run:
         }
 
     def converge(self, cluster: Cluster, timeout: float) -> dict[str, Any]:
-        """Poll until the check passes, or ``timeout``: the last verdict, with ``converged``."""
+        """Poll the digests until every node's agree, then check the rows; until the check
+        passes or ``timeout``: the last verdict, with ``converged``."""
         deadline = time.monotonic() + timeout
         verdict: dict[str, Any] = {"acked_lost": None, "resurrected": None, "digests_equal": False, "convergence_bound": 0.0}
         while True:
-            seen = self.observe(cluster)
-            if seen is not None:
-                verdict = self.judge(seen)
-                if verdict["acked_lost"] == 0 and verdict["resurrected"] == 0 and verdict["digests_equal"]:
-                    return {"converged": True, **verdict}
-            if time.monotonic() >= deadline:
+            digests = self.digests(cluster)
+            agree = digests is not None and len({json.dumps(d, sort_keys=True) for d in digests.values()}) == 1
+            last = time.monotonic() >= deadline
+            if digests is not None and (agree or last):
+                seen = self.observe(cluster, digests)
+                if seen is not None:
+                    verdict = self.judge(seen, digests)
+                    if verdict["acked_lost"] == 0 and verdict["resurrected"] == 0 and verdict["digests_equal"]:
+                        return {"converged": True, **verdict}
+            if last:
                 if verdict["acked_lost"] is None:  # never got an answer from every node
                     verdict = {**verdict, "acked_lost": len(self.ledger.acked), "resurrected": 0}
                 return {"converged": False, **verdict}
-            time.sleep(0.25)
+            time.sleep(0.1)
 
     # -- the whole class -------------------------------------------------------------------
     def run(self, cluster: Cluster) -> dict[str, Any]:
@@ -378,10 +463,26 @@ class Run:
             "cycles_not_converged": sum(1 for c in self.cycles if not c["converged"]),
             "time_to_converge_p50": percentile(times, 50),
             "time_to_converge_p99": percentile(times, 99),
+            "history": {
+                "strict": last["history"]["strict"],
+                **{k: sum(c["history"][k] for c in self.cycles) for k in HISTORY_COUNTS},
+            },
         }
-        if self.fault_name == "disk_full":
+        if "disk_full" in self.fault_name:
             out["disk_full_method"] = self.disk_method
         return out
+
+
+HISTORY_COUNTS = ("register_writes", "register_writes_acked", "reads", "reads_answered", "stale_reads", "phantom_reads", "violations")
+
+
+@dataclass
+class Register:
+    """One client's register in one cycle: its memory id and the last sequence number used."""
+
+    key: str
+    client: int
+    used: int = 0
 
 
 def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Cluster, str]:
@@ -447,6 +548,12 @@ def verdict_of(faults: dict[str, dict[str, Any]]) -> tuple[bool, list[str]]:
             reasons.append(f"{name}: {f['resurrected']} deleted memory(ies) came back")
         if not f["digests_equal"]:
             reasons.append(f"{name}: per-namespace digests differ between nodes")
+        history = f.get("history") or {}
+        if history.get("violations"):
+            reasons.append(
+                f"{name}: {history['violations']} read(s) older than an acknowledged write they follow "
+                f"({history['stale_reads']} stale, {history['phantom_reads']} never written)"
+            )
     return not reasons, reasons
 
 
@@ -460,7 +567,7 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
     cluster, disk_method = start_cluster(config, log)
     try:
         with jsonl_path.open("w") as jsonl:
-            for name in config.faults:
+            for name in config.classes:
                 log(f"[chaos] fault={name} cycles={config.cycles} writes/cycle={config.writes}")
                 faults[name] = Run(config, name, log, jsonl, disk_method).run(cluster)
         everything = final_digests(cluster, config.converge_timeout_s)
@@ -477,6 +584,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
         "acked_lost": sum(f["acked_lost"] for f in faults.values()),
         "resurrected": sum(f["resurrected"] for f in faults.values()),
         "convergence_bound": min(f["convergence_bound"] for f in faults.values()),
+        "history_violations": sum(f["history"]["violations"] for f in faults.values()),
+        "stale_reads": sum(f["history"]["stale_reads"] for f in faults.values()),
         "time_to_converge_p50": percentile(times, 50),
         "time_to_converge_p99": percentile(times, 99),
         "digests_equal": len({json.dumps(d, sort_keys=True) for d in everything.values()}) == 1,
@@ -487,6 +596,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
     return {
         "nodes": config.nodes,
         "quorum_writes": config.quorum,
+        "history_strict": config.quorum == config.nodes,
+        "combined": config.combine,
         "cycles_per_fault": config.cycles,
         "writes_per_cycle": config.writes,
         "clients": config.clients,

@@ -38,7 +38,13 @@ def chaos(
     fault: str = typer.Option(
         ..., "--fault", help="Comma list of kill_primary_mid_write, partition_minority, slow_peer, disk_full, clock_skew."
     ),
-    nodes: int = typer.Option(3, "--nodes", help="Nodes in the mesh (3 or more); writes need a majority (W = N//2 + 1)."),
+    nodes: int = typer.Option(3, "--nodes", help="Nodes in the mesh (3 or more)."),
+    quorum_writes: int = typer.Option(
+        None,
+        "--quorum-writes",
+        help="W: nodes holding a write before its 201 (default a majority, N//2 + 1); at W = N a stale read fails the run.",
+    ),
+    combine: bool = typer.Option(False, "--combine", help="Inject all the --fault faults in the same cycle, each on its own node."),
     cycles: int = typer.Option(5, "--cycles", help="Fault cycles per fault class."),
     writes: int = typer.Option(50, "--writes", help="Writes per cycle (every 10th operation also deletes an acknowledged memory)."),
     clients: int = typer.Option(4, "--clients", help="Concurrent writing clients."),
@@ -53,8 +59,8 @@ def chaos(
 
     Starts real nodes on 127.0.0.1, writes through the quorum, injects FAULT every cycle,
     heals, and checks that every acknowledged write is on every node. Fails if anything
-    acknowledged is lost, a deleted memory came back or the nodes' digests differ
-    (exit 3; 1 = bad options).
+    acknowledged is lost, a deleted memory came back, the nodes' digests differ or (at
+    W = N) a read returned a value older than an acknowledged write (exit 3; 1 = bad options).
     """
     from memmesh.chaos.runner import ChaosConfig, run_chaos
 
@@ -62,6 +68,8 @@ def chaos(
         faults=[f.strip() for f in fault.split(",") if f.strip()],
         workdir=workdir or Path(tempfile.mkdtemp(prefix="memmesh-chaos-")),
         nodes=nodes,
+        quorum_writes=quorum_writes,
+        combine=combine,
         cycles=cycles,
         writes=writes,
         clients=clients,
@@ -78,7 +86,8 @@ def chaos(
         for name, f in report["faults"].items():
             console.print(
                 f"{name}: cycles {f['cycles']}  acked {f['writes_acked']}/{f['writes_attempted']}  lost {f['acked_lost']}  "
-                f"bound {f['convergence_bound']:.3f}  converge p50 {f['time_to_converge_p50']}s p99 {f['time_to_converge_p99']}s",
+                f"bound {f['convergence_bound']:.3f}  converge p50 {f['time_to_converge_p50']}s p99 {f['time_to_converge_p99']}s  "
+                f"reads {f['history']['reads_answered']} stale {f['history']['stale_reads']}",
                 markup=False,
             )
         console.print(f"{'PASS' if s['pass'] else 'FAIL'}  report {config.workdir / 'chaos-report.json'}", markup=False)
