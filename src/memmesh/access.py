@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import get_args
 
 from memmesh.clock import Clock
-from memmesh.errors import AuthError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.errors import AuthError, ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.model import (
     LOCAL_PRINCIPAL,
     Agent,
@@ -202,13 +202,21 @@ class Access:
         return self.store.api_keys(include_revoked)
 
     def revoke_key(self, key_id: str, granter: Principal) -> ApiKey:
-        """Revoke a key at once (later requests with it get 401); revoking twice keeps the first time.
+        """Revoke a key at once (later requests with it get 401). Revoking it again is refused
+        (409, exit 1) with when it was revoked, so a typo'd id cannot pass for success.
 
-        A key outside the granter's namespaces answers exactly like a key that does not exist."""
+        A whole key (``mm_<id>_<secret>``, as pasted from where it leaked) is taken by its id
+        and its secret is never repeated back, in an answer or an error. A key outside the
+        granter's namespaces answers exactly like a key that does not exist."""
         key_id = key_id.strip() if isinstance(key_id, str) else ""
+        whole = split_key(key_id)
+        if whole is not None:
+            key_id = whole[0]
         found = self.store.api_key(key_id) if key_id else None
         if found is None or not manages(granter, found.namespaces):
             raise NotFoundError(f"no API key with id {key_id!r} (see `memmesh keys list`)")
+        if found.revoked_at is not None:
+            raise ConflictError(f"API key {key_id} was already revoked at {found.revoked_at.isoformat(timespec='seconds')}")
         with self.store.write() as tx:
             tx.revoke_api_key(key_id, self.clock())
         found = self.store.api_key(key_id)

@@ -352,8 +352,27 @@ class Kernel:
             tx.put_vector(memory_id, self.embedder.model_id, vector, seq)
 
     def insert(self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None) -> tuple[Memory, bool]:
-        """Store a new memory: the stored memory, and whether anything was written (False
-        for an idempotent retry, a de-duplicated write or an update to the same values).
+        """Store a new memory: the stored memory, and whether anything was written (see :meth:`insert_outcome`)."""
+        memory, wrote, _ = self.insert_outcome(tx, new, who, now, vector)
+        return memory, wrote
+
+    def merge_tags(self, tx: WriteTx, existing: Memory, tags: Sequence[str], who: Principal, now: datetime) -> tuple[Memory, bool]:
+        """A store of content that is already stored writes no second copy, but does not drop
+        the caller's tags either: those the stored memory lacks are added to it (an update,
+        with history). The memory, and whether anything was written."""
+        extra = [tag for tag in tags if tag not in existing.tags]
+        if not extra:
+            return existing, False
+        updated = self.update(tx, existing, MemoryPatch(tags=[*existing.tags, *extra]), who, now, None)
+        return updated, updated is not existing
+
+    def insert_outcome(
+        self, tx: WriteTx, new: NewMemory, who: Principal, now: datetime, vector: np.ndarray | None
+    ) -> tuple[Memory, bool, bool]:
+        """Store a new memory: the stored memory, whether anything was written (False for an
+        idempotent retry, a de-duplicated write or an update to the same values), and
+        whether a new memory was created (False when the content was already stored: then
+        only the tags it lacked were added, :meth:`merge_tags`).
 
         Same id with other content, or (with ``on_conflict="error"``) the same title in the
         namespace, is a conflict; ``on_conflict="update"`` updates the titled memory and
@@ -365,12 +384,12 @@ class Kernel:
                 raise NotFoundError(hidden_id(new.id))
             if existing is not None:
                 if existing.content_hash == digest:
-                    return existing, False
+                    return (*self.merge_tags(tx, existing, new.tags, who, now), False)
                 raise ConflictError(f"id {new.id} already names a memory with other content; use update to change it")
             self.check_former_id(tx, who, new.id, new.namespace)
         duplicate = tx.find_by_hash(new.namespace, digest)
         if duplicate is not None:
-            return duplicate, False
+            return (*self.merge_tags(tx, duplicate, new.tags, who, now), False)
         superseded = None
         if new.title:
             same_title = tx.find_by_title(new.namespace, new.title)
@@ -386,7 +405,7 @@ class Kernel:
                         {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
                     )
                     updated = self.update(tx, same_title, patch, who, now, vector)
-                    return updated, updated is not same_title
+                    return updated, updated is not same_title, False
                 superseded = same_title
         tier = new.tier or Tier.mid
         ttl = timedelta(seconds=new.ttl_seconds) if new.ttl_seconds else self.policy.ttl(tier)
@@ -417,7 +436,7 @@ class Kernel:
         tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.add, new=snapshot(memory), actor=who.agent_id, at=now))
         if superseded is not None:
             tx.put_link(Link(source_id=memory.id, target_id=superseded.id, relation=Relation.supersedes, created_at=now), seq)
-        return memory, True
+        return memory, True, True
 
     def update(self, tx: WriteTx, current: Memory, patch: MemoryPatch, who: Principal, now: datetime, vector: np.ndarray | None) -> Memory:
         """Apply ``patch`` to ``current``; returns ``current`` itself when nothing changes

@@ -206,18 +206,31 @@ class Service:
 
         All or nothing: if any item is invalid or conflicts, none is stored.
         """
+        return [memory for memory, _ in self.add_many_outcome(items, principal=principal)]
+
+    def add_outcome(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> tuple[Memory, bool]:
+        """Like :meth:`add`, and whether a new memory was created: False when the same content
+        was already stored in that namespace (then its tags gained the new ones, nothing else)."""
+        return self.add_many_outcome([data], principal=principal)[0]
+
+    def add_many_outcome(
+        self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal
+    ) -> builtins.list[tuple[Memory, bool]]:
+        """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`)."""
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
         inputs = self.governance.admit_writes(who, inputs)
         vectors, _ = self.kernel.embed([embed_text(n.title, n.content) for n in inputs])
         now = self.clock()
         stored: list[Memory] = []
+        created: list[bool] = []
         with self.store.write() as tx:
             written: list[str] = []
             for i, new in enumerate(inputs):
                 vector = vectors[i] if vectors is not None else None
-                memory, wrote = self.kernel.insert(tx, new, who, now, vector)
+                memory, wrote, is_new = self.kernel.insert_outcome(tx, new, who, now, vector)
                 stored.append(memory)
+                created.append(is_new)
                 if wrote:
                     written.append(memory.namespace)
             # Charged after the fact, still inside the transaction (over quota rolls it all
@@ -225,7 +238,7 @@ class Service:
             # costs nothing, and a client that lost its 201 can always confirm its write.
             self.kernel.charge_quota(tx, written, now)
         self._replicate(memories=stored)
-        return stored
+        return list(zip(stored, created, strict=True))
 
     def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
         """Validate one memory exactly as :meth:`add` would, writing nothing.

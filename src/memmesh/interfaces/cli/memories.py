@@ -62,7 +62,7 @@ def store(
     on_conflict: str = typer.Option("error", "--on-conflict", help="Same title exists: error | update | version."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Store a memory (an identical one in the same namespace is not stored twice)."""
+    """Store a memory (an identical one in the same namespace is not stored twice: it gains the new tags)."""
     text = sys.stdin.read() if content == "-" else content
     data = {
         "content": text,
@@ -82,13 +82,15 @@ def store(
         "valid_to": valid_to,
         "on_conflict": on_conflict,
     }
-    memory = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(data, principal=LOCAL_PRINCIPAL)).add(
-        data, principal=LOCAL_PRINCIPAL
-    )
+    service = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(data, principal=LOCAL_PRINCIPAL))
+    memory, created = service.add_outcome(data, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(memory)
-    else:
+    elif created:
         console.print(f"stored [bold]{memory.id}[/] in {memory.namespace} ({memory.tier.value})")
+    else:
+        tags = f"; tags now {', '.join(memory.tags)}" if memory.tags else ""
+        console.print(f"already stored as [bold]{memory.id}[/] in {memory.namespace}: nothing new stored{tags}")
 
 
 @app.command("get")
@@ -198,6 +200,12 @@ def update(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Change a memory; the old values go to its history."""
+    changes = (content, title, namespace, tier, kind, tags, priority, confidence, metadata)
+    if all(value is None for value in changes):
+        raise typer.BadParameter(
+            "nothing to update: give at least one of --content, --title, --namespace, --tier, --kind, --tags, --priority, "
+            "--confidence, --metadata"
+        )
     memory = state.service().update(
         memory_id,
         {

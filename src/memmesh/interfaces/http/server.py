@@ -27,7 +27,7 @@ from fastapi import FastAPI
 
 from memmesh.compose import build, build_mesh
 from memmesh.config import SECTIONS, Settings, load_settings
-from memmesh.errors import ConfigError
+from memmesh.errors import ConfigError, NotFoundError
 from memmesh.interfaces.http import logs
 from memmesh.interfaces.http.app import create_app
 from memmesh.interfaces.http.timeouts import protocol_for
@@ -130,6 +130,16 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+def open_for_serving(settings: Settings) -> Service:
+    """The store to serve. A missing one is created only after the bind check passed: a new
+    store has no API keys, so a refused network bind must leave no database file behind."""
+    try:
+        return build(settings, create=False)
+    except NotFoundError:
+        check_bind(settings.server.host, False, settings.auth.insecure)
+        return build(settings, create=True)
+
+
 def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT with the [server] and [auth] settings."""
     import uvicorn
@@ -137,7 +147,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     server = settings.server
     logs.configure(server.log_json)
     check_port(server.host, server.port)
-    service = build(settings, create=True)
+    service = open_for_serving(settings)
     try:
         build_mesh(service, settings)
         check_bind(server.host, service.auth_enabled(), settings.auth.insecure)

@@ -1,0 +1,62 @@
+"""New-user papercuts (session 4): what the CLI says when a store changes nothing, an update
+has nothing to change, a key is revoked twice or pasted whole, and a refused serve."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memmesh.memory import Memory
+
+
+def test_storing_existing_content_says_so_and_keeps_the_new_tags(cli, db_path: Path) -> None:
+    first = cli("store", "deploys happen on Tuesdays", "--tags", "ops", "--json")
+    assert first.code == 0, first.err
+    memory_id = json.loads(first.out)["id"]
+    again = cli("store", "deploys happen on Tuesdays", "--tags", "release,ops")
+    assert again.code == 0, again.err
+    assert "already stored as" in again.out and memory_id in again.out and "tags now ops, release" in again.out
+    assert not again.out.startswith("stored")
+    listed = json.loads(cli("list", "--json").out)["items"]
+    assert [(m["id"], m["tags"]) for m in listed] == [(memory_id, ["ops", "release"])]  # one memory, both tags
+    history = json.loads(cli("history", memory_id, "--json").out)
+    assert [e["event"] for e in history] == ["add", "update"]  # the merge is an update on the record
+    same = cli("store", "deploys happen on Tuesdays", "--tags", "ops")
+    assert "already stored as" in same.out and len(json.loads(cli("history", memory_id, "--json").out)) == 2  # nothing new: no write
+
+
+def test_the_tag_merge_is_the_cores_rule_for_every_face(tmp_path: Path, mem: Memory) -> None:
+    first = mem.add("the office closes at six", tags=["facts"])
+    again = mem.add("the office closes at six", tags=["office", "facts"])
+    assert again.id == first.id and again.tags == ["facts", "office"]
+    retried = mem.add("the office closes at six", id=first.id, tags=["hours"])  # a retry by id merges too
+    assert retried.id == first.id and retried.tags == ["facts", "office", "hours"]
+    assert mem.stats().total == 1
+
+
+def test_update_without_a_change_is_a_usage_error(cli) -> None:
+    memory_id = json.loads(cli("store", "a fact to keep", "--json").out)["id"]
+    result = cli("update", memory_id)
+    assert result.code == 2 and "nothing to update" in result.err and "--content" in result.err
+    assert [e["event"] for e in json.loads(cli("history", memory_id, "--json").out)] == ["add"]
+
+
+def test_revoke_never_echoes_a_secret_and_a_second_revoke_is_refused(cli) -> None:
+    created = json.loads(cli("keys", "create", "--agent", "bot", "--json").out)
+    secret = created["key"].rsplit("_", 1)[-1]
+    pasted = cli("keys", "revoke", created["key"])  # the whole key, as copied from where it leaked
+    assert pasted.code == 0, pasted.err
+    assert f"revoked key {created['id']}" in pasted.out and secret not in pasted.out + pasted.err
+    twice = cli("keys", "revoke", created["id"])
+    assert twice.code == 1 and f"API key {created['id']} was already revoked at" in twice.err
+    unknown = cli("keys", "revoke", "mm_0123456789ab_" + secret)
+    assert unknown.code == 1 and "no API key with id '0123456789ab'" in unknown.err and secret not in unknown.err
+    keys = json.loads(cli("keys", "list", "--all", "--json").out)
+    assert [(k["id"], bool(k["revoked_at"])) for k in keys] == [(created["id"], True)]
+
+
+def test_a_refused_network_bind_creates_no_database(cli, tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    result = cli("--db", str(db), "serve", "--host", "0.0.0.0", "--port", "0")
+    assert result.code == 1 and "refusing to listen on 0.0.0.0 with no API keys" in result.err
+    assert not db.exists() and not list(tmp_path.glob("fresh.db*"))
