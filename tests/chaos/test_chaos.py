@@ -55,17 +55,11 @@ def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_p
 
 
 def test_bad_options_are_refused_with_what_to_fix(tmp_path: Path) -> None:
+    """Through the command (exit 1, the fix named, nothing started); the other rules of
+    ChaosConfig.check are in test_combined_fault_classes_are_named_checked_and_built."""
     unknown = memmesh(tmp_path, "chaos", "--fault", "meteor", "--workdir", str(tmp_path / "w"))
     assert unknown.returncode == 1
     assert "unknown fault meteor" in unknown.stderr and "partition_minority" in unknown.stderr
-    two = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--nodes", "2", "--workdir", str(tmp_path / "w"))
-    assert two.returncode == 1 and "--nodes must be 3 or more" in two.stderr
-    w = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--quorum-writes", "4", "--workdir", str(tmp_path / "w"))
-    assert w.returncode == 1 and "--quorum-writes must be between 1 and --nodes (3), got 4" in w.stderr
-    one = memmesh(tmp_path, "chaos", "--fault", "slow_peer", "--combine", "--workdir", str(tmp_path / "w"))
-    assert one.returncode == 1 and "--combine needs 2 to 2 different faults" in one.stderr
-    three = memmesh(tmp_path, "chaos", "--fault", "slow_peer,disk_full,clock_skew", "--combine", "--workdir", str(tmp_path / "w"))
-    assert three.returncode == 1 and "--combine needs 2 to 2 different faults" in three.stderr
     assert not (tmp_path / "w" / "chaos-cycles.jsonl").exists()  # nothing started
 
 
@@ -82,3 +76,36 @@ def test_the_clock_offset_setting_moves_the_nodes_clock(tmp_path: Path) -> None:
     created = parse_ts(json.loads(result.stdout)["created_at"])
     behind = (datetime.now(UTC) - created).total_seconds()
     assert 290 < behind < 330
+
+
+def test_combined_fault_classes_are_named_checked_and_built(tmp_path: Path) -> None:
+    from memmesh.chaos.faults import Combined
+    from memmesh.chaos.runner import ChaosConfig, make_fault
+    from memmesh.errors import InvalidInputError
+
+    combined = ChaosConfig(faults=["slow_peer", "disk_full"], workdir=tmp_path, combine=True)
+    combined.check()
+    assert combined.classes == ["slow_peer+disk_full"]
+    inline = ChaosConfig(faults=["slow_peer+disk_full", "clock_skew"], workdir=tmp_path)
+    inline.check()
+    assert inline.classes == ["slow_peer+disk_full", "clock_skew"]
+    fault = make_fault("slow_peer+disk_full", "rlimit")
+    assert isinstance(fault, Combined) and [p.name for p in fault.parts] == ["slow_peer", "disk_full"]
+    assert fault.name == "slow_peer+disk_full" and fault.inject_before_writes is False  # disk_full's part is injected early on its own
+    for bad, message in (
+        (ChaosConfig(faults=["slow_peer"], workdir=tmp_path, combine=True), "--combine needs 2 to 2 different faults"),
+        (ChaosConfig(faults=["slow_peer+slow_peer"], workdir=tmp_path), "got slow_peer+slow_peer"),
+        (ChaosConfig(faults=["slow_peer+meteor"], workdir=tmp_path), "unknown fault meteor"),
+        (ChaosConfig(faults=["slow_peer"], workdir=tmp_path, quorum_writes=4), "--quorum-writes must be between 1 and --nodes (3), got 4"),
+        (ChaosConfig(faults=["slow_peer"], workdir=tmp_path, nodes=2), "--nodes must be 3 or more"),
+        (
+            ChaosConfig(faults=["slow_peer", "disk_full", "clock_skew"], workdir=tmp_path, combine=True),
+            "got slow_peer+disk_full+clock_skew",
+        ),
+    ):
+        try:
+            bad.check()
+        except InvalidInputError as exc:
+            assert message in exc.message, exc.message
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -11,26 +11,29 @@ from pathlib import Path
 import pytest
 
 from memmesh.chaos.faults import FAULTS
-from memmesh.chaos.shipgate import GateSize, run_ship_gate
+from memmesh.chaos.shipgate import GATE_COMBINED, GateSize, run_ship_gate
 
 pytestmark = pytest.mark.postgres
 
 
 def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_path: Path, pg_database: str) -> None:
     out = tmp_path / "gate"
-    size = GateSize(agents=4, writes_per_agent=10, migrate_memories=200, chaos_cycles=1, chaos_writes=15, settle_s=60)
+    size = GateSize(agents=4, writes_per_agent=10, migrate_memories=200, chaos_cycles=1, chaos_writes=15, settle_s=60, tool_nodes=1)
     summary = run_ship_gate(out, quick=True, pg_url=pg_database, size=size)
     assert summary["pass"] is True, summary
     assert json.loads((out / "summary.json").read_text()) == summary
     assert set(summary["phases"]) == {"phase1", "phase2", "phase3", "phase4"}
+    assert all(phase["elapsed_s"] > 0 for phase in summary["phases"].values())
 
     for name in ("node-a", "node-b", "node-c"):
         p1 = json.loads((out / f"phase1-{name}.json").read_text())
         assert p1["phase"] == 1 and p1["host"] == name and p1["pass"] is True and p1["reasons"] == []
         assert p1["stats"]["total"] >= 1 and p1["list_count"] >= 1 and p1["recall_count"] >= 1
-        assert p1["snapshot_count"] == 1 and p1["manifest_count"] == 1
-        assert p1["manifest"]["node_id"] == name and p1["manifest"]["memories"] >= 1
-        assert p1["mcp_tool_count"] >= 30  # --profile full
+    p1 = json.loads((out / "phase1-node-a.json").read_text())  # backup and MCP on the first node at this size
+    assert p1["snapshot_count"] == 1 and p1["manifest_count"] == 1
+    assert p1["manifest"]["node_id"] == "node-a" and p1["manifest"]["memories"] >= 1
+    assert p1["mcp_tool_count"] >= 30  # --profile full
+    assert "not checked" in json.loads((out / "phase1-node-b.json").read_text())["backup_and_mcp"]
 
     p2 = json.loads((out / "phase2.json").read_text())
     assert p2["total_writes"] == 40 and p2["ok"] == 40 and p2["fail"] == 0
@@ -44,7 +47,7 @@ def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_pa
     assert p3["report_reverse"]["memories_written"] == 200 and p3["report_reverse"]["to_url"].endswith("phase3-roundtrip.db")
 
     p4 = json.loads((out / "phase4.json").read_text())
-    assert set(p4["faults"]) == set(FAULTS)
+    assert set(p4["faults"]) == {*FAULTS, GATE_COMBINED}
     for name, fault in p4["faults"].items():
         assert fault["cycles"] == 1 and fault["writes_attempted"] == 15, name
         assert fault["writes_acked"] > 0 and fault["acked_lost"] == 0 and fault["resurrected"] == 0, (name, fault)
@@ -53,7 +56,13 @@ def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_pa
     assert p4["faults"]["partition_minority"]["quorum_not_met"] > 0  # writes sent to the cut-off node are refused
     assert p4["faults"]["clock_skew"]["quorum_not_met"] > 0  # peers refuse a node 2 s ahead
     assert p4["faults"]["disk_full"]["disk_full_method"] in ("tmpfs", "rlimit_fsize")
+    for name, fault in p4["faults"].items():  # reads were checked too; at W = 2 stale ones are counted, not failed
+        assert fault["history"]["strict"] is False and fault["history"]["reads_answered"] > 0, name
+        assert fault["history"]["phantom_reads"] == 0 and fault["history"]["violations"] == 0, (name, fault["history"])
     cycles = [json.loads(line) for line in Path(p4["jsonl"]).read_text().splitlines()]
-    assert [c["fault"] for c in cycles] == list(FAULTS)
+    assert [c["fault"] for c in cycles] == [*FAULTS, GATE_COMBINED]
     assert {c["victim"] for c in cycles} == {"node-a"}
-    assert p4["summary"]["acked_lost"] == 0 and p4["summary"]["cycles"] == 5
+    both = cycles[-1]  # two faults in one cycle, each on its own node
+    assert [(p["fault"], p["victim"]) for p in both["parts"]] == [("partition_minority", "node-a"), ("slow_peer", "node-b")]
+    assert both["parts"][1]["delay_s"] > 0 and both["quorum_not_met"] > 0 and both["acked_lost"] == 0 and both["digests_equal"]
+    assert p4["summary"]["acked_lost"] == 0 and p4["summary"]["cycles"] == 6

@@ -353,20 +353,28 @@ class Combined(Fault):
         lead = next((p for p in self.parts if p.routes_to_victim_only or p.reads_from_victim_only), self.parts[0])
         assert lead.victim is not None
         self.victim = lead.victim
-        self.detail = {"victim": self.victim.name, "parts": [{"fault": p.name, **p.detail} for p in self.parts]}
+        self.note()
         return self.victim
+
+    def note(self) -> None:
+        """The parts' details as they are now (they add to them while injecting and healing)."""
+        assert self.victim is not None
+        self.detail = {"victim": self.victim.name, "parts": [{"fault": p.name, **p.detail} for p in self.parts]}
 
     def inject_before(self, cluster: Cluster) -> None:
         for part in self.parts:
             part.inject_before(cluster)
+        self.note()
 
     def inject_during(self, cluster: Cluster) -> None:
         for part in self.parts:
             part.inject_during(cluster)
+        self.note()
 
     def heal(self, cluster: Cluster) -> None:
         for part in reversed(self.parts):
             part.heal(cluster)
+        self.note()
 
 
 FAULTS = ("kill_primary_mid_write", "partition_minority", "slow_peer", "disk_full", "clock_skew")

@@ -62,8 +62,11 @@ class ChaosConfig:
     quorum_writes: int | None = None
     """W: nodes that must hold a write before it is acknowledged (default a majority)."""
     combine: bool = False
-    """Inject every named fault in the same cycle (one class, ``a+b``) instead of one class each."""
-    quorum_timeout_ms: int = 2000
+    """Inject every named fault in the same cycle (one class, ``a+b``) instead of one class each.
+    A ``--fault`` entry written ``a+b`` is such a class on its own, beside the others."""
+    quorum_timeout_ms: int = 1000
+    """How long a write waits for its quorum before 503: short, so a write that meets a cut-off
+    or refusing peer does not hold the burst (and the cycle) for long."""
     converge_timeout_s: float = 60.0
     seed: int = 18
     disk_method: str = "auto"
@@ -72,7 +75,7 @@ class ChaosConfig:
 
     def check(self) -> None:
         """Refuse a run that cannot mean anything, naming the option to fix."""
-        unknown = [f for f in self.faults if f not in KNOWN_FAULTS]
+        unknown = [p for f in self.faults for p in f.split("+") if p not in KNOWN_FAULTS]
         if unknown or not self.faults:
             raise InvalidInputError(f"unknown fault {', '.join(unknown) or '(none)'}: use --fault with a comma list of {', '.join(FAULTS)}")
         if self.nodes < 3:
@@ -83,10 +86,14 @@ class ChaosConfig:
             raise InvalidInputError("--cycles, --writes and --clients must be 1 or more")
         if self.quorum_writes is not None and not 1 <= self.quorum_writes <= self.nodes:
             raise InvalidInputError(f"--quorum-writes must be between 1 and --nodes ({self.nodes}), got {self.quorum_writes}")
-        if self.combine and (len(set(self.faults)) != len(self.faults) or not 2 <= len(self.faults) <= self.nodes - 1):
-            raise InvalidInputError(
-                f"--combine needs 2 to {self.nodes - 1} different faults (one node stays untouched), got {', '.join(self.faults)}"
-            )
+        for combined in self.classes:
+            parts = combined.split("+")
+            if len(parts) > 1 and (len(set(parts)) != len(parts) or len(parts) > self.nodes - 1):
+                raise InvalidInputError(
+                    f"a combined fault needs 2 to {self.nodes - 1} different faults (one node stays untouched), got {combined}"
+                )
+        if self.combine and len(self.faults) < 2:
+            raise InvalidInputError(f"--combine needs 2 to {self.nodes - 1} different faults, got {', '.join(self.faults)}")
 
     @property
     def quorum(self) -> int:
@@ -249,6 +256,7 @@ class Run:
                     reader = victim if fault.reads_from_victim_only else rng.choice(live() or [node])
                     self.read_register(http, reader, rng.choice(registers), client_no, history)
 
+        began = time.monotonic()
         fault.inject_before(cluster)
         started = time.monotonic()
         threads = [threading.Thread(target=writer, args=(i,), daemon=True) for i in range(self.config.clients)]
@@ -264,6 +272,7 @@ class Run:
         write_s = time.monotonic() - started
         fault.heal(cluster)
         healed = time.monotonic()
+        heal_s = healed - started - write_s
         check = self.converge(cluster, self.config.converge_timeout_s)
         converge_s = time.monotonic() - healed
         reads = check_history(history.snapshot(), strict=self.config.quorum == len(cluster.nodes))
@@ -272,7 +281,9 @@ class Run:
             "cycle": number + 1,
             **fault.detail,
             **counts.as_dict(),
+            "inject_before_s": round(started - began, 3),
             "write_phase_s": round(write_s, 3),
+            "heal_s": round(heal_s, 3),
             "converged": check["converged"],
             "time_to_converge_s": round(converge_s, 3) if check["converged"] else None,
             **{k: v for k, v in check.items() if k != "converged"},
@@ -381,10 +392,14 @@ class Run:
         except (httpx.HTTPError, KeyError, ValueError):
             return None
 
-    def observe(self, cluster: Cluster, digests: dict[str, dict[str, str]]) -> dict[str, set[str]] | None:
-        """Every node's live memory ids in this class's namespaces, from its digest rows."""
+    def observe(self, cluster: Cluster, digests: dict[str, dict[str, str]], agree: bool) -> dict[str, set[str]] | None:
+        """Every node's live memory ids in this class's namespaces, from its digest rows. When
+        the digests agree the nodes hold the same rows, so one node's rows stand for all."""
         namespaces = sorted({ns for d in digests.values() for ns in d})
         try:
+            if agree:
+                ids = live_ids(cluster.nodes[0], namespaces)
+                return {n.name: ids for n in cluster.nodes}
             return {n.name: live_ids(n, namespaces) for n in cluster.nodes}
         except (httpx.HTTPError, KeyError, ValueError):
             return None
@@ -426,7 +441,7 @@ class Run:
             agree = digests is not None and len({json.dumps(d, sort_keys=True) for d in digests.values()}) == 1
             last = time.monotonic() >= deadline
             if digests is not None and (agree or last):
-                seen = self.observe(cluster, digests)
+                seen = self.observe(cluster, digests, agree)
                 if seen is not None:
                     verdict = self.judge(seen, digests)
                     if verdict["acked_lost"] == 0 and verdict["resurrected"] == 0 and verdict["digests_equal"]:

@@ -36,7 +36,9 @@ def _progress(line: str) -> None:
 @app.command("chaos")
 def chaos(
     fault: str = typer.Option(
-        ..., "--fault", help="Comma list of kill_primary_mid_write, partition_minority, slow_peer, disk_full, clock_skew."
+        ...,
+        "--fault",
+        help="Comma list of kill_primary_mid_write, partition_minority, slow_peer, disk_full, clock_skew; a+b injects both in one cycle.",
     ),
     nodes: int = typer.Option(3, "--nodes", help="Nodes in the mesh (3 or more)."),
     quorum_writes: int = typer.Option(
