@@ -363,7 +363,7 @@ class Kernel:
         extra = [tag for tag in tags if tag not in existing.tags]
         if not extra:
             return existing, False
-        updated = self.update(tx, existing, MemoryPatch(tags=[*existing.tags, *extra]), who, now, None)
+        updated = self.update(tx, existing, MemoryPatch.model_validate({"tags": [*existing.tags, *extra]}), who, now, None)
         return updated, updated is not existing
 
     def insert_outcome(
