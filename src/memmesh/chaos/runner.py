@@ -572,14 +572,18 @@ def verdict_of(faults: dict[str, dict[str, Any]]) -> tuple[bool, list[str]]:
     return not reasons, reasons
 
 
-def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Run every fault class of ``config`` in turn; the report (see docs/chaos.md)."""
+def run_chaos(
+    config: ChaosConfig, log: Callable[[str], None] = lambda _: None, *, running: tuple[Cluster, str] | None = None
+) -> dict[str, Any]:
+    """Run every fault class of ``config`` in turn; the report (see docs/chaos.md). ``running``
+    is a cluster :func:`start_cluster` already started (and its disk-full method): the run
+    uses it and leaves it running, for its owner to stop (the ship-gate shares one)."""
     config.check()
     config.workdir.mkdir(parents=True, exist_ok=True)
     jsonl_path = config.workdir / "chaos-cycles.jsonl"
     started = time.monotonic()
     faults: dict[str, dict[str, Any]] = {}
-    cluster, disk_method = start_cluster(config, log)
+    cluster, disk_method = running or start_cluster(config, log)
     try:
         with jsonl_path.open("w") as jsonl:
             for name in config.classes:
@@ -587,7 +591,8 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = lambda _: None) 
                 faults[name] = Run(config, name, log, jsonl, disk_method).run(cluster)
         everything = final_digests(cluster, config.converge_timeout_s)
     finally:
-        stop_cluster(cluster)
+        if running is None:
+            stop_cluster(cluster)
     ok, reasons = verdict_of(faults)
     if len({json.dumps(d, sort_keys=True) for d in everything.values()}) != 1:
         ok, reasons = False, [*reasons, "the nodes' whole-store digests differ at the end of the run"]

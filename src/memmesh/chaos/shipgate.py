@@ -27,9 +27,9 @@ from typing import Any
 import httpx
 
 from memmesh import __version__
-from memmesh.chaos.faults import FAULTS
-from memmesh.chaos.nodes import Node, node_env, start_mesh, stop_mesh, wait_for
-from memmesh.chaos.runner import ChaosConfig, run_chaos
+from memmesh.chaos.faults import FAULTS, Cluster
+from memmesh.chaos.nodes import Node, node_env, wait_for
+from memmesh.chaos.runner import ChaosConfig, run_chaos, start_cluster, stop_cluster
 
 GATE_COMBINED = "partition_minority+slow_peer"
 """Phase 4's extra class: two faults in the same cycle (one node cut off while another's links crawl)."""
@@ -151,8 +151,11 @@ def _count(node: Node, namespace: str) -> int:
     return sum(1 for m in node.memories() if m["namespace"].startswith(namespace))
 
 
-def phase2(nodes: list[Node], size: GateSize) -> dict[str, Any]:
-    """4 agents x 50 writes at W = 2, settle, per-node counts, then the two quorum probes."""
+def phase2(cluster: Cluster, size: GateSize) -> dict[str, Any]:
+    """4 agents x 50 writes at W = 2, settle, per-node counts, then the two quorum probes: a
+    peer is "down" when every link to and from it is cut (as ``partition_minority`` does), so
+    the mesh is whole again afterwards, without restarts, for phase 4."""
+    nodes = cluster.nodes
     ns = "ship-gate-phase2"
     tally = {"ok": 0, "quorum_not_met": 0, "fail": 0}
     lock = threading.Lock()
@@ -181,10 +184,20 @@ def phase2(nodes: list[Node], size: GateSize) -> dict[str, Any]:
     settle = time.monotonic() - started
     counts = {n.name: _count(n, ns) for n in nodes}
     a, b, c = nodes[:3]
-    c.stop()
-    probe1 = a.call("POST", "/api/v1/memories", json={"content": "probe 1: one peer down", "namespace": "ship-gate-probe"}).status_code
-    b.stop()
-    probe2 = a.call("POST", "/api/v1/memories", json={"content": "probe 2: both peers down", "namespace": "ship-gate-probe"}).status_code
+    cut = [*cluster.links_of(c)]
+    try:
+        for proxy in cut:
+            proxy.cut()
+        probe1 = a.call("POST", "/api/v1/memories", json={"content": "probe 1: one peer down", "namespace": "ship-gate-probe"}).status_code
+        cut += cluster.links_of(b)
+        for proxy in cut:
+            proxy.cut()
+        probe2 = a.call(
+            "POST", "/api/v1/memories", json={"content": "probe 2: both peers down", "namespace": "ship-gate-probe"}
+        ).status_code
+    finally:
+        for proxy in cut:
+            proxy.heal()
     reasons = []
     if tally["ok"] != total:
         reasons.append(f"{tally['ok']} of {total} burst writes answered 201")
@@ -288,11 +301,22 @@ def phase3(workdir: Path, pg_url: str | None, size: GateSize) -> dict[str, Any]:
     }
 
 
-def phase4(workdir: Path, size: GateSize, log: Callable[[str], None]) -> dict[str, Any]:
-    """``memmesh chaos`` over every fault class and one combined class (:data:`GATE_COMBINED`);
-    pass when nothing acknowledged is lost."""
-    config = ChaosConfig(faults=[*FAULTS, GATE_COMBINED], workdir=workdir / "phase4", cycles=size.chaos_cycles, writes=size.chaos_writes)
-    report = run_chaos(config, log=log)
+def phase4_config(workdir: Path, size: GateSize) -> ChaosConfig:
+    """The chaos run of phase 4, whose mesh (W = 2, every peer call through a proxy) phases 1
+    and 2 use first."""
+    return ChaosConfig(
+        faults=[*FAULTS, GATE_COMBINED],
+        workdir=workdir / "phase4",
+        cycles=size.chaos_cycles,
+        writes=size.chaos_writes,
+        quorum_timeout_ms=2000,
+    )
+
+
+def phase4(config: ChaosConfig, running: tuple[Cluster, str], log: Callable[[str], None]) -> dict[str, Any]:
+    """``memmesh chaos`` over every fault class and one combined class (:data:`GATE_COMBINED`)
+    on the gate's mesh; pass when nothing acknowledged is lost."""
+    report = run_chaos(config, log=log, running=running)
     reasons = list(report["summary"]["reasons"])
     for name, fault in report["faults"].items():
         if fault["convergence_bound"] < 1.0:
@@ -324,15 +348,18 @@ def run_ship_gate(
     # Phase 3 shares nothing with the mesh of phases 1 and 2 (its own files, its own database),
     # and both spend most of their time waiting on other processes: run them side by side.
     log(f"[ship-gate] phase 3 (alongside 1 + 2): {size.migrate_memories} memories SQLite -> PostgreSQL -> SQLite")
+    config = phase4_config(work, size)
+    config.check()
     with ThreadPoolExecutor(1) as background:
         phase3_done = background.submit(migration)
-        log("[ship-gate] phase 1 + 2: a 3-node mesh, W = 2")
+        log("[ship-gate] phase 1 + 2: a 3-node mesh, W = 2 (phase 4 runs on it too)")
         mark = time.monotonic()
-        (work / "mesh").mkdir(exist_ok=True)
-        nodes, proxies = start_mesh(work / "mesh", 3, "--quorum-writes", "2", "--quorum-timeout-ms", "2000")
+        running = start_cluster(config, log)
+        cluster = running[0]
         try:
-            with ThreadPoolExecutor(len(nodes)) as pool:  # the nodes are independent: check them at once
-                p1 = list(pool.map(lambda i: phase1_node(nodes[i], work / "mesh", i < size.tool_nodes), range(len(nodes))))
+            mesh_dir = config.workdir / "mesh"
+            with ThreadPoolExecutor(len(cluster.nodes)) as pool:  # the nodes are independent: check them at once
+                p1 = list(pool.map(lambda i: phase1_node(cluster.nodes[i], mesh_dir, i < size.tool_nodes), range(len(cluster.nodes))))
             for report in p1:
                 save(f"phase1-{report['host']}", report)
             phases["phase1"] = {
@@ -341,18 +368,17 @@ def run_ship_gate(
                 "elapsed_s": round(time.monotonic() - mark, 1),  # with the mesh's start
             }
             mark = time.monotonic()
-            p2 = phase2(nodes, size)
+            p2 = phase2(cluster, size)
             save("phase2", p2)
-            phases["phase2"] = {"pass": p2["pass"], "reasons": p2["reasons"]}
+            phases["phase2"] = {"pass": p2["pass"], "reasons": p2["reasons"], "elapsed_s": round(time.monotonic() - mark, 1)}
+            phases["phase3"] = phase3_done.result()  # joined first: the chaos phase runs alone
+            mark = time.monotonic()
+            log(f"[ship-gate] phase 4: chaos, {size.chaos_cycles} cycles x {size.chaos_writes} writes per fault class")
+            p4 = phase4(config, running, log)
+            save("phase4", p4)
+            phases["phase4"] = {"pass": p4["pass"], "reasons": p4["reasons"], "elapsed_s": round(time.monotonic() - mark, 1)}
         finally:
-            stop_mesh(nodes, proxies)
-        phases["phase2"]["elapsed_s"] = round(time.monotonic() - mark, 1)  # phases 1 and 2 share the mesh
-        phases["phase3"] = phase3_done.result()
-    mark = time.monotonic()
-    log(f"[ship-gate] phase 4: chaos, {size.chaos_cycles} cycles x {size.chaos_writes} writes per fault class")
-    p4 = phase4(work, size, log)
-    save("phase4", p4)
-    phases["phase4"] = {"pass": p4["pass"], "reasons": p4["reasons"], "elapsed_s": round(time.monotonic() - mark, 1)}
+            stop_cluster(cluster)
     summary = {
         "version": f"memmesh {__version__}",
         "quick": quick,
