@@ -132,6 +132,12 @@ def test_admin_manages_keys_and_agents_over_http(server):
     assert revoked.status_code == 200 and revoked.json()["revoked_at"]
     _error(planner.get("/api/v1/memories"), 401, "unauthorized")
     _error(http.delete("/api/v1/keys/nope"), 404, "not_found")
+    again = http.delete(f"/api/v1/keys/{body['id']}")  # a second revoke is refused, not a silent 200
+    _error(again, 409, "conflict")
+    assert "was already revoked at" in again.json()["error"]["message"]
+    pasted = http.delete(f"/api/v1/keys/{body['key']}")  # a whole key is taken by its id; its secret is never echoed
+    _error(pasted, 409, "conflict")
+    assert body["key"].split("_", 2)[2] not in pasted.text
 
 
 def test_scoped_admin_cannot_grant_beyond_its_namespaces(server):
