@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
     from memmesh.sessions.core import SessionPolicy, Sessions
+    from memmesh.subscriptions import Inbox, SubscriptionPolicy, Subscriptions
     from memmesh.transfer import Transfer
 
 
@@ -175,6 +176,23 @@ class Service:
 
             bus = self.__dict__["_bus"] = Bus(self, self.bus_policy)
         return bus
+
+    subscription_policy: SubscriptionPolicy | None = None
+    """The ``[subscriptions]`` rules (set by compose.build; None = the defaults)."""
+
+    @cached_property
+    def subscriptions(self) -> Subscriptions:
+        """Webhook subscriptions to namespace changes and their delivery queue (memmesh.subscriptions)."""
+        from memmesh.subscriptions import Subscriptions
+
+        return Subscriptions(self, self.subscription_policy)
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """Agent inboxes: notify another agent, read one's own (memmesh.subscriptions.inbox)."""
+        from memmesh.subscriptions import Inbox
+
+        return Inbox(self, self.subscription_policy)
 
     @property
     def sessions(self) -> Sessions:
