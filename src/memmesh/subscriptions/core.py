@@ -99,6 +99,7 @@ class Subscriptions:
         key = _secret(secret)
         now = self._now()
         sub_id = new_id()
+        owner_scope = [json.dumps(who.namespaces)]
         with self.sql.write() as rows:
             owned = (
                 rows.one("SELECT COUNT(*) FROM subscriptions WHERE owner_agent = ?", (who.agent_id,))
@@ -115,7 +116,7 @@ class Subscriptions:
             rows.run(
                 "INSERT INTO subscriptions (id, namespace, url, secret, events, owner_agent, owner_key, owner_role, owner_scope, "
                 "created_at, seen_seq, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')",
-                (sub_id, ns, url.strip(), key, json.dumps(wanted), who.agent_id, who.key_id, who.role, json.dumps(who.namespaces), now, seen),
+                (sub_id, ns, url.strip(), key, json.dumps(wanted), who.agent_id, who.key_id, who.role, *owner_scope, now, seen),
             )
         log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, url.strip(), ",".join(wanted), who.agent_id or "local")
         return CreatedSubscription(
@@ -125,7 +126,7 @@ class Subscriptions:
             events=wanted,
             owner_agent=who.agent_id,
             owner_key=who.key_id,
-            created_at=when(now),  # type: ignore[arg-type]
+            created_at=when(now),
             state="active",
             seen_seq=seen,
             secret=key,
@@ -207,15 +208,15 @@ class Subscriptions:
         seen, queued = int(row[8]), 0
         while seen < head:
             changes = self.service.store.changes_since(seen, FEED_PAGE)
-            events = [
-                event
-                for event in [*(_memory_event(seq, m) for seq, m in changes.memories), *(_delete_event(seq, t) for seq, t in changes.tombstones)]
-                if _wanted(row, owner, event)
-            ]
+            found = [_memory_event(seq, m) for seq, m in changes.memories] + [_delete_event(seq, t) for seq, t in changes.tombstones]
+            events = [event for event in found if _wanted(row, owner, event)]
             events.sort(key=lambda e: (e["seq"], e["memory_id"]))
             now = self._now()
             with self.sql.write() as rows:
-                if rows.run("UPDATE subscriptions SET seen_seq = ? WHERE id = ? AND seen_seq = ? AND state = 'active'", (changes.upto, row[0], seen)) != 1:
+                moved = rows.run(
+                    "UPDATE subscriptions SET seen_seq = ? WHERE id = ? AND seen_seq = ? AND state = 'active'", (changes.upto, row[0], seen)
+                )
+                if moved != 1:
                     return queued  # another process queued this page (or it was removed): leave it to that one
                 for event in events:
                     delivery_id = new_id()
@@ -271,7 +272,8 @@ class Subscriptions:
             due = rows.all(
                 "SELECT d.id, d.subscription_id, d.event, d.payload, d.attempts, s.url, s.secret FROM subscription_deliveries d "
                 "JOIN subscriptions s ON s.id = d.subscription_id "
-                f"WHERE d.state = 'pending' AND d.next_attempt <= ? AND s.state = 'active' ORDER BY d.next_attempt, d.id LIMIT ?{_of_d(rows)}",
+                "WHERE d.state = 'pending' AND d.next_attempt <= ? AND s.state = 'active' "
+                f"ORDER BY d.next_attempt, d.id LIMIT ?{_of_d(rows)}",
                 (now, limit),
             )
             for row in due:
@@ -286,7 +288,8 @@ class Subscriptions:
         with self.sql.write() as rows:
             if error is None:
                 rows.run(
-                    "UPDATE subscription_deliveries SET state = 'delivered', delivered_at = ?, last_status = ?, last_error = NULL WHERE id = ?",
+                    "UPDATE subscription_deliveries SET state = 'delivered', delivered_at = ?, last_status = ?, last_error = NULL "
+                    "WHERE id = ?",
                     (now, status, delivery_id),
                 )
                 run.delivered += 1
@@ -331,7 +334,7 @@ class Subscriptions:
             with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False, trust_env=False) as client:
                 answer = client.post(pinned, content=body, headers=headers, extensions=extensions)
         except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}" or type(exc).__name__
+            return None, f"{type(exc).__name__}: {exc}"
         if 200 <= answer.status_code < 300:
             return answer.status_code, None
         if 300 <= answer.status_code < 400:
@@ -362,7 +365,7 @@ class Subscriptions:
                 self.enqueue()
                 while not self._stop.is_set() and _busy(self.deliver_due()):
                     pass
-            except Exception:  # noqa: BLE001  (a failing pass is logged and retried; the worker must not die)
+            except Exception:  # a failing pass is logged and retried: the worker must not die
                 log.exception("webhook delivery pass failed; retrying in %.1f s", self.policy.poll_interval_s)
             self._stop.wait(self.policy.poll_interval_s)
 
@@ -416,7 +419,7 @@ def _subscription(row: Row) -> Subscription:
         events=json.loads(row[3]),
         owner_agent=row[4],
         owner_key=row[5],
-        created_at=when(float(row[6])),  # type: ignore[arg-type]
+        created_at=when(float(row[6])),
         state=row[7],
         seen_seq=int(row[8]),
     )
@@ -434,7 +437,7 @@ def _delivery(row: Row) -> Delivery:
         next_attempt_at=when(float(row[6])) if state == "pending" else None,
         last_error=row[7],
         last_status=row[8],
-        created_at=when(float(row[9])),  # type: ignore[arg-type]
+        created_at=when(float(row[9])),
         delivered_at=when(float(row[10])) if row[10] is not None else None,
     )
 

@@ -61,7 +61,8 @@ class Inbox:
             raise InvalidInputError("body is empty: give the text of the notification")
         size = len(body.encode("utf-8"))
         if size > self.policy.max_notify_bytes:
-            raise ContentTooLargeError(f"body is {size} bytes; the limit is {self.policy.max_notify_bytes} (subscriptions.max_notify_bytes)")
+            limit = self.policy.max_notify_bytes
+            raise ContentTooLargeError(f"body is {size} bytes; the limit is {limit} (subscriptions.max_notify_bytes)")
         subject = check_text(subject, "subject") or None
         if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
             raise InvalidInputError(f"subject is {len(subject)} characters; at most {MAX_SUBJECT_CHARS}")
@@ -85,7 +86,7 @@ class Inbox:
             body=body,
             namespace=ns,
             memory_id=memory_id,
-            created_at=when(now),  # type: ignore[arg-type]
+            created_at=when(now),
         )
 
     def read(
@@ -130,6 +131,6 @@ def _message(row: Row, read_now: float | None) -> InboxMessage:
         body=row[4],
         namespace=row[5],
         memory_id=row[6],
-        created_at=when(float(row[7])),  # type: ignore[arg-type]
+        created_at=when(float(row[7])),
         read_at=when(float(read_at)) if read_at is not None else None,
     )

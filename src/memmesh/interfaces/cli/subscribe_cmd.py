@@ -14,7 +14,9 @@ from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.subscriptions import CreatedSubscription, InboxMessage
 
-subscribe_app = typer.Typer(help="Webhook subscriptions to namespace changes: add, list, remove, deliveries, deliver.", no_args_is_help=True)
+subscribe_app = typer.Typer(
+    help="Webhook subscriptions to namespace changes: add, list, remove, deliveries, deliver.", no_args_is_help=True
+)
 app.add_typer(subscribe_app, name="subscribe")
 
 
@@ -123,12 +125,15 @@ def inbox(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """An agent's notifications, oldest first; unread ones are marked read (unless --peek)."""
-    found = state.service().inbox.read(agent=agent, unread_only=not include_read, mark_read=not peek, limit=limit, principal=LOCAL_PRINCIPAL)
+    found = state.service().inbox.read(
+        agent=agent, unread_only=not include_read, mark_read=not peek, limit=limit, principal=LOCAL_PRINCIPAL
+    )
     if as_json:
         print_json(found)
         return
     for m in found:
         about = f" [{m.namespace}]" if m.namespace else ""
-        console.print(f"{m.created_at.isoformat(timespec='seconds')} from {m.sender}{about}: {m.subject or ''} {m.body}".strip(), markup=False)
+        line = f"{m.created_at.isoformat(timespec='seconds')} from {m.sender}{about}: {m.subject or ''} {m.body}"
+        console.print(line.strip(), markup=False)
     if not found:
         console.print("no notifications", markup=False)

@@ -23,8 +23,8 @@ from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.routes import bus as bus_routes
 from memmesh.interfaces.http.routes import governance as governance_routes
-from memmesh.interfaces.http.routes import subscriptions as subscription_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
+from memmesh.interfaces.http.routes import subscriptions as subscription_routes
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter

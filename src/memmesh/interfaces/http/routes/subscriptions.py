@@ -84,9 +84,7 @@ def deliveries(
 @router.post("/notify", response_model=InboxMessage, status_code=201, summary="Notify another agent")
 def notify(body: NotifyRequest, service: Svc, who: Caller) -> Response:
     """Leave a notification in the ``to`` agent's inbox, sent as this key's agent."""
-    sent = service.inbox.notify(
-        body.to, body.body, subject=body.subject, namespace=body.namespace, memory_id=body.memory_id, principal=who
-    )
+    sent = service.inbox.notify(body.to, body.body, subject=body.subject, namespace=body.namespace, memory_id=body.memory_id, principal=who)
     return json_response(sent, 201)
 
 
