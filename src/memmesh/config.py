@@ -254,7 +254,7 @@ class SubscriptionSettings(_Section):
     retry_max_s: float = Field(600.0, gt=0, description="longest wait between tries")
     timeout_s: float = Field(10.0, gt=0, le=300, description="how long one webhook call may take")
     poll_interval_s: float = Field(1.0, gt=0, description="how often serve looks for new changes and due deliveries")
-    max_per_owner: int = Field(100, ge=1, description="subscriptions one agent may hold")
+    max_per_owner: int = Field(100, ge=1, description="subscriptions one keyed agent may hold (the local user is not limited)")
     max_notify_bytes: int = Field(65_536, ge=1, description="largest memory_notify body, in UTF-8 bytes")
 
 

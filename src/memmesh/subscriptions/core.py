@@ -101,15 +101,10 @@ class Subscriptions:
         sub_id = new_id()
         owner_scope = [json.dumps(who.namespaces)]
         with self.sql.write() as rows:
-            owned = (
-                rows.one("SELECT COUNT(*) FROM subscriptions WHERE owner_agent = ?", (who.agent_id,))
-                if who.agent_id is not None
-                else rows.one("SELECT COUNT(*) FROM subscriptions WHERE owner_agent IS NULL")
-            )
+            owned = rows.one("SELECT COUNT(*) FROM subscriptions WHERE owner_agent = ?", (who.agent_id,)) if who.key_id else None
             if owned is not None and int(owned[0]) >= self.policy.max_per_owner:
                 raise RateLimitedError(
-                    f"agent {who.agent_id or 'local'!r} already has {owned[0]} subscriptions (subscriptions.max_per_owner); "
-                    "unsubscribe one first",
+                    f"agent {who.agent_id!r} already has {owned[0]} subscriptions (subscriptions.max_per_owner); unsubscribe one first",
                     details={"retry_after": 60},
                 )
             seen = self.service.store.change_counter()
@@ -133,20 +128,25 @@ class Subscriptions:
         )
 
     def list(self, *, principal: Principal) -> builtins.list[Subscription]:
-        """The caller's subscriptions (an admin for every namespace sees all of them)."""
+        """Subscriptions on namespaces the caller may read (never their secrets)."""
         who = authorize(principal, "reader")
         with self.sql.read() as rows:
             found = rows.all(f"SELECT {SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
-        return [_subscription(row) for row in found if _owns(who, row)]
+        return [_subscription(row) for row in found if _visible(who, row)]
 
     def get(self, subscription_id: str, *, principal: Principal) -> Subscription:
         who = authorize(principal, "reader")
-        return _subscription(self._owned(who, subscription_id))
+        return _subscription(self._found(who, subscription_id))
 
     def unsubscribe(self, subscription_id: str, *, principal: Principal) -> Subscription:
-        """Remove a subscription and its queued deliveries; returns it."""
+        """Remove a subscription and its queued deliveries; returns it. The agent that made
+        it may, and an admin of its namespace."""
         who = authorize(principal, "reader")
-        row = self._owned(who, subscription_id)
+        row = self._found(who, subscription_id)
+        if row[4] != who.agent_id and not who.has_role("admin"):
+            raise ForbiddenError(
+                f"subscription {row[0]} was made by {row[4] or 'the local user'!r}: only that agent or an admin of {row[1]!r} may remove it"
+            )
         with self.sql.write() as rows:
             if rows.run("DELETE FROM subscriptions WHERE id = ?", (row[0],)) != 1:
                 raise NotFoundError(_missing(subscription_id))
@@ -158,7 +158,7 @@ class Subscriptions:
     ) -> builtins.list[Delivery]:
         """A subscription's deliveries, newest first (``state``: pending, delivered or dead)."""
         who = authorize(principal, "reader")
-        row = self._owned(who, subscription_id)
+        row = self._found(who, subscription_id)
         if state is not None and state not in ("pending", "delivered", "dead"):
             raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})")
         limit = self.service.kernel.check_top_k(limit, "limit")
@@ -172,12 +172,12 @@ class Subscriptions:
             )
         return [_delivery(r) for r in found]
 
-    def _owned(self, who: Principal, subscription_id: str) -> Row:
+    def _found(self, who: Principal, subscription_id: str) -> Row:
         if not isinstance(subscription_id, str) or not subscription_id.strip():
             raise InvalidInputError("subscription id is required (see `memmesh subscribe list`)")
         with self.sql.read() as rows:
             row = rows.one(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id.strip(),))
-        if row is None or not _owns(who, row):
+        if row is None or not _visible(who, row):
             raise NotFoundError(_missing(subscription_id))
         return row
 
@@ -399,12 +399,10 @@ def _secret(secret: str | None) -> str:
     return secret.strip()
 
 
-def _owns(who: Principal, row: Row) -> bool:
-    """Whose subscription this is: its owner's (same agent, namespace still covered), or any
-    subscription for an admin of every namespace."""
-    if is_store_admin(who):
-        return True
-    return bool(row[4] == who.agent_id and who.covers(row[1]))
+def _visible(who: Principal, row: Row) -> bool:
+    """A subscription is seen by callers who may read its namespace (they could make the
+    same one); its secret is never shown after creation."""
+    return bool(who.covers(row[1]))
 
 
 def _missing(subscription_id: str) -> str:
@@ -443,7 +441,10 @@ def _delivery(row: Row) -> Delivery:
 
 
 def _memory_event(seq: int, memory: Memory) -> dict[str, Any]:
-    event = "memory.created" if memory.created_at == memory.updated_at else "memory.updated"
+    # a memory's vector clock counts its changes: 1 for a memory as first written (here or on a peer)
+    changes = sum(memory.version.clock.values()) if memory.version is not None and memory.version.clock else None
+    first = changes <= 1 if changes is not None else memory.created_at == memory.updated_at
+    event = "memory.created" if first else "memory.updated"
     return {
         "event": event,
         "seq": seq,
