@@ -275,6 +275,7 @@ class Service:
             namespaces=[current.namespace, patch.namespace],
             payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
         )
+        self.governance.check_update_tags(who, current, patch)
         vector = None
         if patch.content is not None or patch.title is not None:
             vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
@@ -595,9 +596,10 @@ class Service:
         authorize_store_wide(principal, "garbage collection")
         now = self.clock()
         archived = self.kernel.archive_expired(now)
+        forgotten = self.governance.enforce_retention(now)  # namespace standards' retention_days
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
-        return GcReport(archived=archived, tombstones_purged=purged)
+        return GcReport(archived=archived, tombstones_purged=purged, retention_forgotten=forgotten)
 
     def backup_now(self, *, retain: int | None = None, principal: Principal) -> Any:
         """Snapshot the whole store into the configured backup folder (``<data dir>/backups``).
@@ -648,6 +650,7 @@ class Service:
         if stray is not None:
             raise InvalidInputError(f"memory {memory.id}: its history holds an entry of another memory ({stray.memory_id})")
         self.kernel.check_exact_target(who, memory.id)
+        self.governance.admit_import(who, [memory.namespace])
         if is_stale(self.store.get(memory.id), memory):
             return False
         vector = self.kernel.embed_one(memory.title, memory.content)
@@ -659,6 +662,7 @@ class Service:
         checks every record before it writes the first)."""
         who = authorize(principal, "writer", memory.namespace)
         self.kernel.check_exact_target(who, memory.id)
+        self.governance.admit_import(who, [memory.namespace])
 
     def put_link(self, link: Link, *, principal: Principal) -> bool:
         """Write a link exactly as given (import, restore); skipped if an end is missing or

@@ -142,11 +142,17 @@ class Subscriptions:
         """Remove a subscription and its queued deliveries; returns it. The agent that made
         it may, and an admin of its namespace."""
         who = authorize(principal, "reader")
+        if not who.has_role("admin"):
+            try:
+                row = self._found(who, subscription_id)
+            except NotFoundError:
+                row = None
+            if row is None or row[4] != who.agent_id:  # the same answer whether it exists or not
+                raise ForbiddenError(
+                    f"no subscription {subscription_id!r} of agent {who.agent_id!r}: only the agent that made a subscription "
+                    "or an admin of its namespace may remove it"
+                )
         row = self._found(who, subscription_id)
-        if row[4] != who.agent_id and not who.has_role("admin"):
-            raise ForbiddenError(
-                f"subscription {row[0]} was made by {row[4] or 'the local user'!r}: only that agent or an admin of {row[1]!r} may remove it"
-            )
         with self.sql.write() as rows:
             if rows.run("DELETE FROM subscriptions WHERE id = ?", (row[0],)) != 1:
                 raise NotFoundError(_missing(subscription_id))
