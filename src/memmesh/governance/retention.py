@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from memmesh.audit.capture import current_caller
 from memmesh.governance.model import Standard
 from memmesh.governance.policy import nearest
 from memmesh.kernel import DELETE_BATCH
@@ -29,6 +30,14 @@ RETENTION_ACTOR = Principal(agent_id="retention", role="admin")
 
 def forget_past_retention(service: Host, standards: list[Standard], now: datetime) -> int:
     """Delete every live memory past its namespace's retention; returns how many."""
+    token = current_caller.set(RETENTION_ACTOR)  # the audit entries of these deletes name "retention"
+    try:
+        return _forget(service, standards, now)
+    finally:
+        current_caller.reset(token)
+
+
+def _forget(service: Host, standards: list[Standard], now: datetime) -> int:
     by_ns = {s.namespace: s for s in standards}
     forgotten = 0
     for standard in standards:
