@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import FakeClock, keyword_settings
 
-from conftest import FakeClock, keyword_settings
 from memmesh import Memory
 from memmesh.errors import ForbiddenError, GovernanceDeniedError, InvalidInputError, PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL, Principal

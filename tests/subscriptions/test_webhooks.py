@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from hook_receiver import Receiver
+from tests.conftest import FakeClock, keyword_settings
 
-from conftest import FakeClock, keyword_settings
 from memmesh import Memory
 from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.model import LOCAL_PRINCIPAL, Principal

@@ -191,52 +191,61 @@ class Subscriptions:
 
     def enqueue(self) -> int:
         """Queue a delivery for every change each active subscription has not yet queued;
-        returns how many were queued. Safe to run in several processes at once."""
+        returns how many were queued. The feed is read once per pass for every subscription,
+        and each page is queued in one write. Safe to run in several processes at once: a
+        subscription moves on only from the change number this pass read it at."""
         head = self.service.store.change_counter()
         with self.sql.read() as rows:
             subs = rows.all(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE state = 'active' AND seen_seq < ?", (head,))
-        queued = 0
+        live: dict[str, tuple[Row, Principal]] = {}
         for row in subs:
-            queued += self._enqueue_one(row, head)
-        return queued
-
-    def _enqueue_one(self, row: Row, head: int) -> int:
-        owner = self._owner(row)
-        if owner is None:
-            with self.sql.write() as rows:
-                rows.run("UPDATE subscriptions SET state = 'revoked' WHERE id = ?", (row[0],))
-                rows.run(
-                    "UPDATE subscription_deliveries SET state = 'dead', last_error = ? WHERE subscription_id = ? AND state = 'pending'",
-                    ("the key that made this subscription was revoked", row[0]),
-                )
-            log.warning("subscription %s stopped: its key %s was revoked", row[0], row[5])
-            return 0
-        seen, queued = int(row[8]), 0
-        while seen < head:
-            changes = self.service.store.changes_since(seen, FEED_PAGE)
+            owner = self._owner(row)
+            if owner is None:
+                self._stop_revoked(row)
+            else:
+                live[row[0]] = (row, owner)
+        seen = {sub_id: int(row[8]) for sub_id, (row, _) in live.items()}
+        since, queued = min(seen.values(), default=head), 0
+        while live and since < head:
+            changes = self.service.store.changes_since(since, FEED_PAGE)
             found = [_memory_event(seq, m) for seq, m in changes.memories] + [_delete_event(seq, t) for seq, t in changes.tombstones]
-            events = [event for event in found if _wanted(row, owner, event)]
-            events.sort(key=lambda e: (e["seq"], e["memory_id"]))
+            found.sort(key=lambda e: (e["seq"], e["memory_id"]))
             now = self._now()
             with self.sql.write() as rows:
-                moved = rows.run(
-                    "UPDATE subscriptions SET seen_seq = ? WHERE id = ? AND seen_seq = ? AND state = 'active'", (changes.upto, row[0], seen)
-                )
-                if moved != 1:
-                    return queued  # another process queued this page (or it was removed): leave it to that one
-                for event in events:
-                    delivery_id = new_id()
-                    body = json.dumps({"id": delivery_id, "subscription_id": row[0], **event}, sort_keys=True, default=str)
-                    rows.run(
-                        "INSERT INTO subscription_deliveries (id, subscription_id, event, memory_id, payload, state, attempts, "
-                        "next_attempt, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-                        (delivery_id, row[0], event["event"], event["memory_id"], body, now, now),
+                for sub_id, (row, owner) in builtins.list(live.items()):
+                    if seen[sub_id] >= changes.upto:
+                        continue
+                    moved = rows.run(
+                        "UPDATE subscriptions SET seen_seq = ? WHERE id = ? AND seen_seq = ? AND state = 'active'",
+                        (changes.upto, sub_id, seen[sub_id]),
                     )
-            queued += len(events)
-            if changes.upto <= seen:
+                    if moved != 1:
+                        del live[sub_id]  # another process queued it (or it was removed): leave it to that one
+                        continue
+                    events = [e for e in found if e["seq"] > seen[sub_id] and _wanted(row, owner, e)]
+                    for event in events:
+                        delivery_id = new_id()
+                        body = json.dumps({"id": delivery_id, "subscription_id": sub_id, **event}, sort_keys=True, default=str)
+                        rows.run(
+                            "INSERT INTO subscription_deliveries (id, subscription_id, event, memory_id, payload, state, attempts, "
+                            "next_attempt, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+                            (delivery_id, sub_id, event["event"], event["memory_id"], body, now, now),
+                        )
+                    queued += len(events)
+                    seen[sub_id] = changes.upto
+            if changes.upto <= since:
                 break
-            seen = changes.upto
+            since = changes.upto
         return queued
+
+    def _stop_revoked(self, row: Row) -> None:
+        with self.sql.write() as rows:
+            rows.run("UPDATE subscriptions SET state = 'revoked' WHERE id = ?", (row[0],))
+            rows.run(
+                "UPDATE subscription_deliveries SET state = 'dead', last_error = ? WHERE subscription_id = ? AND state = 'pending'",
+                ("the key that made this subscription was revoked", row[0]),
+            )
+        log.warning("subscription %s stopped: its key %s was revoked", row[0], row[5])
 
     def _owner(self, row: Row) -> Principal | None:
         """The subscription's owner as it stands now (None once its key was revoked)."""

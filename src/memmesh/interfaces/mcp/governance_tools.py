@@ -75,7 +75,7 @@ def memory_pending_list(
 @tool("governance", "Approve a pending action")
 def memory_pending_approve(self: MemoryTools, id: PendingId, reason: Reason = None) -> Any:
     """Approve a queued action: it is applied at once, exactly once, as the agent that asked.
-    Needs an admin key for its namespace; you may not approve your own request."""
+    Needs an admin or approver key for its namespace; you may not approve your own request."""
     return self.service.governance.approve(id, reason=reason, principal=self.who())
 
 

@@ -40,7 +40,8 @@ def memory_unsubscribe(
 
 @tool("subscriptions", "List webhook subscriptions", read_only=True, idempotent=True)
 def memory_list_subscriptions(self: MemoryTools) -> Any:
-    """Your subscriptions: namespace, URL, events and state (secrets are never shown again)."""
+    """Subscriptions on namespaces you may read: namespace, URL, events, owner and state
+    (secrets are never shown again)."""
     return self.service.subscriptions.list(principal=self.who())
 
 
