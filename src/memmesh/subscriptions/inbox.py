@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 COLUMNS = "id, recipient, sender, subject, body, namespace, memory_id, created_at, read_at"
 MAX_SUBJECT_CHARS = 200
+LOCAL_AGENT = "local"
+"""The agent name of the local caller (no key, no agent id): it sends as, and reads, ``local``."""
 
 
 class Inbox:
@@ -56,7 +58,7 @@ class Inbox:
             if sender is not None and sender != who.agent_id:
                 raise ForbiddenError(f"sender {sender!r} is not this key's agent ({who.agent_id!r}): leave sender out")
             sender = who.agent_id
-        sender = check_agent_name(sender or "local", "sender")
+        sender = check_agent_name(sender or LOCAL_AGENT, "sender")
         if not isinstance(body, str) or not body.strip():
             raise InvalidInputError("body is empty: give the text of the notification")
         size = len(body.encode("utf-8"))
@@ -100,14 +102,14 @@ class Inbox:
     ) -> builtins.list[InboxMessage]:
         """The agent's notifications, oldest first (by default the unread ones, which are then
         marked read). A keyed caller reads its own agent's inbox; only an admin for every
-        namespace may read another's; the local caller names the agent."""
+        namespace may read another's; the local caller reads ``local``'s unless it names one."""
         who = authorize(principal, "reader")
         if who.agent_id is not None:
             agent = agent or who.agent_id
             if agent != who.agent_id and not is_store_admin(who):
                 raise ForbiddenError(f"this key reads only its own agent's inbox ({who.agent_id!r}), not {agent!r}")
         elif not agent:
-            raise InvalidInputError("name the agent whose inbox to read (agent / --agent)")
+            agent = LOCAL_AGENT  # the local caller's own inbox (what it sends as, unless it names a sender)
         name = check_agent_name(agent, "agent")
         limit = self.service.kernel.check_top_k(limit, "limit")
         where = "recipient = ?" + (" AND read_at IS NULL" if unread_only else "")
