@@ -242,3 +242,13 @@ def test_subscriptions_are_scoped_by_the_callers_key(hooked: Memory, receiver: R
     svc.subscriptions.run_once(principal=L)
     assert len(receiver.received) == 1
     assert svc.subscriptions.get(sub.id, principal=L).state == "revoked"
+
+
+def test_subscribe_and_unsubscribe_are_audited_without_the_secret(hooked: Memory, receiver: Receiver) -> None:
+    svc = hooked.service
+    sub = svc.subscriptions.subscribe("team", receiver.url, secret="a-secret-nobody-may-see", principal=L)
+    svc.subscriptions.unsubscribe(sub.id, principal=L)
+    entries = [e for e in svc.audit.entries(principal=L, limit=1000).entries if e.target == sub.id]
+    assert [(e.action, e.namespace) for e in entries] == [("subscription.create", "team"), ("subscription.delete", "team")]
+    assert entries[0].detail["url"] == receiver.url and "a-secret-nobody-may-see" not in repr(entries)
+    assert svc.audit.verify(principal=L).ok

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from memmesh.audit.capture import AuditedTx, Pending, actor_of
 from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
@@ -100,7 +101,8 @@ class Subscriptions:
         now = self._now()
         sub_id = new_id()
         owner_scope = [json.dumps(who.namespaces)]
-        with self.sql.write() as rows:
+        with self.service.store.write() as tx:
+            rows = Rows(tx.conn, self.sql.postgres)
             owned = rows.one("SELECT COUNT(*) FROM subscriptions WHERE owner_agent = ?", (who.agent_id,)) if who.key_id else None
             if owned is not None and int(owned[0]) >= self.policy.max_per_owner:
                 raise RateLimitedError(
@@ -113,6 +115,7 @@ class Subscriptions:
                 "created_at, seen_seq, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active')",
                 (sub_id, ns, url.strip(), key, json.dumps(wanted), who.agent_id, who.key_id, who.role, *owner_scope, now, seen),
             )
+            _audit(tx, "subscription.create", who, sub_id, ns, {"url": url.strip(), "events": wanted})
         log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, url.strip(), ",".join(wanted), who.agent_id or "local")
         return CreatedSubscription(
             id=sub_id,
@@ -153,10 +156,12 @@ class Subscriptions:
                     "or an admin of its namespace may remove it"
                 )
         row = self._found(who, subscription_id)
-        with self.sql.write() as rows:
+        with self.service.store.write() as tx:
+            rows = Rows(tx.conn, self.sql.postgres)
             if rows.run("DELETE FROM subscriptions WHERE id = ?", (row[0],)) != 1:
                 raise NotFoundError(_missing(subscription_id))
             rows.run("DELETE FROM subscription_deliveries WHERE subscription_id = ?", (row[0],))
+            _audit(tx, "subscription.delete", who, row[0], row[1], {"url": row[2]})
         return _subscription(row)
 
     def deliveries(
@@ -383,6 +388,12 @@ class Subscriptions:
             except Exception:  # a failing pass is logged and retried: the worker must not die
                 log.exception("webhook delivery pass failed; retrying in %.1f s", self.policy.poll_interval_s)
             self._stop.wait(self.policy.poll_interval_s)
+
+
+def _audit(tx: Any, action: str, who: Principal, target: str, namespace: str, detail: dict[str, Any]) -> None:
+    """An audit entry committed with the change (the service's store is the audited one)."""
+    if isinstance(tx, AuditedTx):
+        tx.defer(Pending(action, target, namespace, detail, actor_of(who)))
 
 
 def _busy(run: DeliveryRun) -> bool:
