@@ -126,7 +126,8 @@ def test_queued_delivery_survives_a_killed_server_and_is_delivered_after_restart
     receiver = Receiver(port=port).start()
     try:
         second = serve(db, **FAST)
-        wait_for(lambda: len(receiver.received) >= 1, 30, "the delivery after the restart")
+        # 60 s: a delivery claimed at the moment of the kill waits out its claim (timeout_s + 30 s)
+        wait_for(lambda: len(receiver.received) >= 1, 60, "the delivery after the restart")
         got = receiver.received[0]
         assert got.json()["memory_id"] == stored["id"] and got.json()["event"] == "memory.created"
         assert signing.verify(sub["secret"], got.headers["x-memmesh-timestamp"], got.headers["x-memmesh-signature"], got.body)
