@@ -50,6 +50,8 @@ class World:
     session_b: str = ""
     pend_a: str = ""
     pend_b: str = ""
+    sub_a: str = ""
+    sub_b: str = ""
 
 
 def _seed_bus(service: Service, world: World) -> World:
@@ -86,9 +88,15 @@ def seed(service: Service) -> World:
     service.delete(gone.id, principal=LOCAL_PRINCIPAL)
     service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
     pend_a, pend_b = (_queue(service, ns, tag) for ns in (GOV_OWN, GOV_OTHER))
-    return _seed_bus(
-        service, World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
-    )
+    sub_a, sub_b = (service.subscriptions.subscribe(f"{ns}/{tag}/hooks", HOOK, principal=LOCAL_PRINCIPAL).id for ns in (OWN, OTHER))
+    world = World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
+    world.sub_a, world.sub_b = sub_a, sub_b
+    return _seed_bus(service, world)
+
+
+HOOK = "http://8.8.8.8/hook"
+"""A public address (accepted by the SSRF guard without DNS); subscriptions made here watch
+namespaces nothing writes into, so no delivery is ever attempted."""
 
 
 GOV_OWN = f"{OWN}/gov"
@@ -330,6 +338,34 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         lambda w: (f"/api/v1/pending/{w.pend_b}/reject", {"json": {"reason": "no"}}),
         403,
     ),
+    ("POST", "/api/v1/subscriptions"): HttpRule(
+        "reader",
+        lambda w: ("/api/v1/subscriptions", {"json": {"namespace": f"{OWN}/{w.tag}/subs", "url": HOOK}}),
+        lambda w: ("/api/v1/subscriptions", {"json": {"namespace": f"{OTHER}/{w.tag}/subs", "url": HOOK}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/subscriptions"): HttpRule("reader", lambda w: ("/api/v1/subscriptions", {}), check=_no_other),
+    ("POST", "/api/v1/subscriptions/deliver"): HttpRule("admin", lambda w: ("/api/v1/subscriptions/deliver", {}), store_wide=True),
+    ("GET", "/api/v1/subscriptions/{subscription_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/subscriptions/{w.sub_a}", {}), lambda w: (f"/api/v1/subscriptions/{w.sub_b}", {})
+    ),
+    ("DELETE", "/api/v1/subscriptions/{subscription_id}"): HttpRule(
+        "admin", lambda w: (f"/api/v1/subscriptions/{w.sub_a}", {}), lambda w: (f"/api/v1/subscriptions/{w.sub_b}", {})
+    ),
+    ("GET", "/api/v1/subscriptions/{subscription_id}/deliveries"): HttpRule(
+        "reader",
+        lambda w: (f"/api/v1/subscriptions/{w.sub_a}/deliveries", {}),
+        lambda w: (f"/api/v1/subscriptions/{w.sub_b}/deliveries", {}),
+    ),
+    ("POST", "/api/v1/notify"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/notify", {"json": {"to": f"peer-{w.tag}", "body": "look at team/a", "namespace": OWN}}),
+        lambda w: ("/api/v1/notify", {"json": {"to": f"peer-{w.tag}", "body": "look", "namespace": OTHER}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/inbox"): HttpRule("reader", lambda w: ("/api/v1/inbox", {}), check=_no_other),
     ("GET", "/healthz"): HttpRule("public", lambda w: ("/healthz", {})),
     ("GET", "/readyz"): HttpRule("public", lambda w: ("/readyz", {}), check=_readiness),
     ("GET", "/metrics"): HttpRule("reader", lambda w: ("/metrics", {})),  # keys exist here: any valid key (test_closed_stores)
@@ -471,4 +507,15 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_pending_list": ToolRule("reader", lambda w: {"status": "all"}, check=_no_other),
     "memory_pending_approve": ToolRule("admin", lambda w: {"id": w.pend_a}, lambda w: {"id": w.pend_b}),
     "memory_pending_reject": ToolRule("admin", lambda w: {"id": w.pend_a, "reason": "no"}, lambda w: {"id": w.pend_b}),
+    "memory_subscribe": ToolRule(
+        "reader", lambda w: {"namespace": f"{OWN}/{w.tag}/subs", "url": HOOK}, lambda w: {"namespace": f"{OTHER}/{w.tag}/subs", "url": HOOK}
+    ),
+    "memory_unsubscribe": ToolRule("admin", lambda w: {"id": w.sub_a}, lambda w: {"id": w.sub_b}),
+    "memory_list_subscriptions": ToolRule("reader", lambda w: {}, check=_no_other),
+    "memory_notify": ToolRule(
+        "writer",
+        lambda w: {"to": f"peer-{w.tag}", "body": "look at team/a", "namespace": OWN},
+        lambda w: {"to": f"peer-{w.tag}", "body": "look", "namespace": OTHER},
+    ),
+    "memory_inbox": ToolRule("reader", lambda w: {}, check=_no_other),
 }

@@ -43,7 +43,7 @@ def test_crud_commands_and_json_shapes(cli) -> None:
     assert _json(cli("search", "revised", "--json"))["hits"][0]["memory"]["id"] == first["id"]
     assert _json(cli("delete", first["id"], "--json"))["id"] == first["id"]
     assert cli("get", first["id"]).code == 1
-    assert _json(cli("gc", "--json")) == {"archived": 0, "tombstones_purged": 0}
+    assert _json(cli("gc", "--json")) == {"archived": 0, "tombstones_purged": 0, "retention_forgotten": 0}
 
 
 def test_bad_input_exits_1_with_one_line_and_no_traceback(cli) -> None:

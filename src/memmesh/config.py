@@ -243,6 +243,21 @@ class GovernanceSettings(_Section):
         return [a.strip().strip("'\"") for a in value.strip().strip("[]").split(",") if a.strip().strip("'\"")]
 
 
+class SubscriptionSettings(_Section):
+    allow_loopback_webhooks: bool = Field(
+        False,
+        description="let webhooks target loopback, private and link-local addresses (off: such targets are refused, "
+        "the SSRF guard; cloud metadata addresses are refused always)",
+    )
+    max_attempts: int = Field(8, ge=1, le=100, description="tries of a webhook delivery before it is dead-lettered")
+    retry_base_s: float = Field(2.0, gt=0, description="wait after the first failed try; doubles after each further one")
+    retry_max_s: float = Field(600.0, gt=0, description="longest wait between tries")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="how long one webhook call may take")
+    poll_interval_s: float = Field(1.0, gt=0, description="how often serve looks for new changes and due deliveries")
+    max_per_owner: int = Field(100, ge=1, description="subscriptions one keyed agent may hold (the local user is not limited)")
+    max_notify_bytes: int = Field(65_536, ge=1, description="largest memory_notify body, in UTF-8 bytes")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -263,6 +278,7 @@ class Settings(BaseModel):
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
 
     @property
     def storage_url(self) -> str:

@@ -118,6 +118,7 @@ class Lifecycle:
     def _reinsert(self, memory: Memory, who: Principal, event: HistoryEvent) -> Memory:
         k = self.kernel
         authorize(who, "writer", memory.namespace)
+        self.core.governance.admit_import(who, [memory.namespace], what="restore")
         k.check_content(memory.content)
         vector = k.embed_one(memory.title, memory.content)
         now = k.clock()

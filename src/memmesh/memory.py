@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from memmesh.clock import Clock
 from memmesh.compose import build
 from memmesh.config import Settings, db_override, load_settings
+from memmesh.governance import EffectiveStandard, PendingAction, Standard
 from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
 from memmesh.service import Service
@@ -167,6 +168,56 @@ class Memory:
     def session_list(self, *, limit: int = 100) -> builtins.list[SessionInfo]:
         """Sessions, most recently active first."""
         return self.service.sessions.list(limit=limit, principal=self.principal)
+
+    # -- governance (docs/governance.md) ------------------------------------------------
+
+    def set_standard(self, namespace: str, **fields: Any) -> Standard:
+        """Set (replace) a namespace's standard: ``governance`` ({action: allow|approve|deny}),
+        ``default_tier``, ``ttl_seconds``, ``retention_days``, ``required_tags``."""
+        return self.service.governance.set_standard(namespace, **fields, principal=self.principal)
+
+    def get_standard(self, namespace: str) -> EffectiveStandard:
+        """The standard as it applies in ``namespace``: its own fields and inherited ones."""
+        return self.service.governance.get_standard(namespace, principal=self.principal)
+
+    def clear_standard(self, namespace: str) -> Standard:
+        """Remove the namespace's own standard (its ancestors' still apply); returns it."""
+        return self.service.governance.clear_standard(namespace, principal=self.principal)
+
+    def pending(self, *, status: str | None = "pending", limit: int = 100) -> builtins.list[PendingAction]:
+        """Actions a standard queued for approval (``status``: one state, or "all")."""
+        return self.service.governance.pending(status=status, limit=limit, principal=self.principal)
+
+    def approve(self, pending_id: str, *, reason: str | None = None) -> PendingAction:
+        """Approve a pending action: it is applied at once, exactly once, as its requester."""
+        return self.service.governance.approve(pending_id, reason=reason, principal=self.principal)
+
+    def reject(self, pending_id: str, *, reason: str | None = None) -> PendingAction:
+        """Reject a pending action: nothing is written; the decision is recorded."""
+        return self.service.governance.reject(pending_id, reason=reason, principal=self.principal)
+
+    # -- subscriptions and inboxes (docs/subscriptions.md) ---------------------------------
+
+    def subscribe(self, namespace: str, url: str, *, events: builtins.list[str] | None = None, secret: str | None = None) -> Any:
+        """Have every change in ``namespace`` POSTed, HMAC-signed, to ``url``; the result
+        holds the signing secret (shown this once)."""
+        return self.service.subscriptions.subscribe(namespace, url, events=events, secret=secret, principal=self.principal)
+
+    def unsubscribe(self, subscription_id: str) -> Any:
+        """Remove a subscription and its queued deliveries."""
+        return self.service.subscriptions.unsubscribe(subscription_id, principal=self.principal)
+
+    def subscriptions(self) -> builtins.list[Any]:
+        """Subscriptions on namespaces this caller may read."""
+        return self.service.subscriptions.list(principal=self.principal)
+
+    def notify(self, to: str, body: str, **fields: Any) -> Any:
+        """Leave a notification in agent ``to``'s inbox (``subject``, ``namespace``, ``memory_id``, ``sender``)."""
+        return self.service.inbox.notify(to, body, **fields, principal=self.principal)
+
+    def inbox(self, agent: str | None = None, **options: Any) -> builtins.list[Any]:
+        """An agent's unread notifications, oldest first, marked read (``unread_only``, ``mark_read``, ``limit``)."""
+        return self.service.inbox.read(agent=agent, **options, principal=self.principal)
 
     def close(self) -> None:
         self.service.store.close()

@@ -514,6 +514,8 @@ class GcReport(BaseModel):
 
     archived: int
     tombstones_purged: int
+    retention_forgotten: int = 0
+    """Memories deleted because their namespace standard's retention_days had passed."""
 
 
 def parse_model(model: type[ModelT], data: Any) -> ModelT:
@@ -550,8 +552,10 @@ class RecallResult(BaseModel):
     notices: list[str] = Field(default_factory=list)
 
 
-Role = Literal["reader", "writer", "admin", "peer"]
-_ROLE_RANK = {"peer": -1, "reader": 0, "writer": 1, "admin": 2}
+Role = Literal["reader", "writer", "approver", "admin", "peer"]
+_ROLE_RANK = {"peer": -1, "reader": 0, "writer": 1, "approver": 2, "admin": 3}
+"""``approver`` is a writer that may also approve or reject pending actions in its
+namespaces (governance), without the admin's rights over keys and standards."""
 """``peer`` is outside the reader < writer < admin order: a peer node's key may only use the
 sync routes (which apply changes in every namespace), and only an admin may hand one out."""
 

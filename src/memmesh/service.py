@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
     from memmesh.sessions.core import SessionPolicy, Sessions
+    from memmesh.subscriptions import Inbox, SubscriptionPolicy, Subscriptions
     from memmesh.transfer import Transfer
 
 
@@ -176,6 +177,23 @@ class Service:
             bus = self.__dict__["_bus"] = Bus(self, self.bus_policy)
         return bus
 
+    subscription_policy: SubscriptionPolicy | None = None
+    """The ``[subscriptions]`` rules (set by compose.build; None = the defaults)."""
+
+    @cached_property
+    def subscriptions(self) -> Subscriptions:
+        """Webhook subscriptions to namespace changes and their delivery queue (memmesh.subscriptions)."""
+        from memmesh.subscriptions import Subscriptions
+
+        return Subscriptions(self, self.subscription_policy)
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """Agent inboxes: notify another agent, read one's own (memmesh.subscriptions.inbox)."""
+        from memmesh.subscriptions import Inbox
+
+        return Inbox(self, self.subscription_policy)
+
     @property
     def sessions(self) -> Sessions:
         """Long conversations kept as memories (memmesh.sessions): append, rehydrate, list."""
@@ -270,6 +288,7 @@ class Service:
             namespaces=[current.namespace, patch.namespace],
             payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
         )
+        self.governance.check_update_tags(who, current, patch)
         vector = None
         if patch.content is not None or patch.title is not None:
             vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
@@ -590,9 +609,10 @@ class Service:
         authorize_store_wide(principal, "garbage collection")
         now = self.clock()
         archived = self.kernel.archive_expired(now)
+        forgotten = self.governance.enforce_retention(now)  # namespace standards' retention_days
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
-        return GcReport(archived=archived, tombstones_purged=purged)
+        return GcReport(archived=archived, tombstones_purged=purged, retention_forgotten=forgotten)
 
     def backup_now(self, *, retain: int | None = None, principal: Principal) -> Any:
         """Snapshot the whole store into the configured backup folder (``<data dir>/backups``).
@@ -643,6 +663,7 @@ class Service:
         if stray is not None:
             raise InvalidInputError(f"memory {memory.id}: its history holds an entry of another memory ({stray.memory_id})")
         self.kernel.check_exact_target(who, memory.id)
+        self.governance.admit_import(who, [memory.namespace])
         if is_stale(self.store.get(memory.id), memory):
             return False
         vector = self.kernel.embed_one(memory.title, memory.content)
@@ -654,6 +675,7 @@ class Service:
         checks every record before it writes the first)."""
         who = authorize(principal, "writer", memory.namespace)
         self.kernel.check_exact_target(who, memory.id)
+        self.governance.admit_import(who, [memory.namespace])
 
     def put_link(self, link: Link, *, principal: Principal) -> bool:
         """Write a link exactly as given (import, restore); skipped if an end is missing or

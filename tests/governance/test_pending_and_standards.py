@@ -77,7 +77,7 @@ def test_approvers_need_admin_for_the_namespace(gov: Memory) -> None:
     with pytest.raises(ForbiddenError, match="outside this key's namespaces"):
         g.get_pending(pending_id, principal=other_admin)
     assert g.pending(principal=other_admin) == []
-    with pytest.raises(ForbiddenError, match="needs 'admin'"):
+    with pytest.raises(ForbiddenError, match="needs 'approver'"):
         g.approve(pending_id, principal=Principal(agent_id="w2", role="writer", namespaces=["*"]))
     assert g.get_pending(pending_id, principal=ADMIN).status == "pending"
 

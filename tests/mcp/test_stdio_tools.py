@@ -284,6 +284,17 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert denied.text.startswith("error: delete in namespace 'team/legal/nda' is denied")
             cleared = await c.ok("memory_namespace_clear_standard", namespace="team/legal")
             assert cleared["namespace"] == "team/legal"
+            # subscriptions and inbox (issue 16): a public URL is accepted, a loopback one refused
+            sub = await c.ok("memory_subscribe", namespace="team/alpha", url="http://8.8.8.8/hook", events=["memory.deleted"])
+            assert len(sub["secret"]) == 64 and [s["id"] for s in await c.ok("memory_list_subscriptions")] == [sub["id"]]
+            refused = await c.client.call("memory_subscribe", namespace="team/alpha", url="http://127.0.0.1:9/hook")
+            assert refused.is_error and "loopback" in refused.text
+            assert (await c.ok("memory_unsubscribe", id=sub["id"]))["id"] == sub["id"]
+            assert await c.ok("memory_list_subscriptions") == []
+            sent = await c.ok("memory_notify", to="bot-7", body="the runbook moved", namespace="team/alpha")
+            assert sent["sender"] == "bot-7"
+            assert [m["body"] for m in await c.ok("memory_inbox")] == ["the runbook moved"]
+            assert await c.ok("memory_inbox") == []
             return c.called
 
     try:

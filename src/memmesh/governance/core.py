@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from memmesh.clock import format_ts, new_id
@@ -47,7 +48,7 @@ from memmesh.governance.model import (
 from memmesh.governance.policy import Rule, effective, lineage, nearest, rule_for, strictest
 from memmesh.governance.store import GovernanceStore
 from memmesh.kernel import authorize
-from memmesh.model import NewMemory, Principal, Tier, normalize_namespace
+from memmesh.model import Memory, MemoryPatch, NewMemory, Principal, Role, Tier, normalize_namespace
 
 if TYPE_CHECKING:
     from memmesh.host import Host
@@ -182,6 +183,68 @@ class Governance:
             return
         by_ns = {s.namespace: s for s in standards}
         self._decide(who, action, [rule_for(ns, action, by_ns) for ns in spaces], spaces, payload)
+
+    def admit_import(self, who: Principal, namespaces: Iterable[str], *, what: str = "import") -> None:
+        """Imports and restores write memories that were decided elsewhere, so they are not
+        queued: a ``write`` rule of ``deny`` refuses them, and so does ``approve`` (with a
+        message saying how to get them in), before anything is written."""
+        if self.mode == "off" or self._bypassed():
+            return
+        spaces = list(dict.fromkeys(ns for ns in namespaces if ns))
+        standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)})) if spaces else []
+        if not standards:
+            return
+        by_ns = {s.namespace: s for s in standards}
+        rule = strictest([rule_for(ns, "write", by_ns) for ns in spaces])
+        if rule is None or rule.decision == "allow":
+            return
+        if self.mode == "advisory":
+            self._record(who, rule, spaces, {"import": what}, status="advisory")
+            log.warning("advisory mode, not enforced: %s into %s would be refused (set on %s)", what, rule.namespace, rule.set_on)
+            return
+        details = {"rule": rule.describe()}
+        if rule.decision == "deny":
+            raise GovernanceDeniedError(
+                f"{what} into namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} (governance.write = deny); "
+                "nothing was written",
+                details=details,
+            )
+        raise GovernanceDeniedError(
+            f"{what} into namespace {rule.namespace!r} needs approval (governance.write = approve, set on {rule.set_on!r}) and "
+            f"an {what} is not queued; nothing was written: store the memories one by one (each is queued for approval), "
+            "or have an admin change the standard first",
+            details=details,
+        )
+
+    def check_update_tags(self, who: Principal, current: Memory, patch: MemoryPatch) -> None:
+        """An update may not leave a memory without a tag its (new) namespace requires."""
+        if self.mode == "off" or self._bypassed() or (patch.tags is None and patch.namespace is None):
+            return
+        target = patch.namespace or current.namespace
+        standards = self.db.standards(lineage(target))
+        if not standards:
+            return
+        tags = patch.tags if patch.tags is not None else current.tags
+        required, set_on = nearest(target, {s.namespace: s for s in standards}, lambda s: s.required_tags)
+        missing = [tag for tag in required or [] if tag not in tags]
+        if not missing:
+            return
+        plural = len(missing) > 1
+        message = (
+            f"this update would leave memory {current.id} without the tag{'s' if plural else ''} {', '.join(missing)} that namespace "
+            f"{target!r} requires (required_tags of the standard set on {set_on!r}): keep {'them' if plural else 'it'} in tags"
+        )
+        if self.mode == "advisory":
+            log.warning("advisory mode, not refused: %s (agent %s)", message, who.agent_id or "local")
+            return
+        raise InvalidInputError(message, details={"missing_tags": missing, "set_on": set_on})
+
+    def enforce_retention(self, now: datetime) -> int:
+        """Forget every memory past its namespace standard's ``retention_days`` (gc calls this)."""
+        from memmesh.governance.retention import forget_past_retention
+
+        standards = [s for s in self.db.standards() if s.retention_days]
+        return forget_past_retention(self.service, standards, now) if standards else 0
 
     @staticmethod
     def _bypassed() -> bool:
@@ -319,10 +382,10 @@ class Governance:
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
             raise InvalidInputError(f"reason must be text of at most {MAX_REASON_CHARS} characters")
         reason = reason.strip() or None if reason else None
-        who = authorize(principal, "admin")
+        who = authorize(principal, "approver")
         pending = self._scoped(self._find(pending_id), who)
         verb = "approve" if status == "approved" else "reject"
-        self._authorize_admin(who, pending.namespaces(), f"{verb} pending actions")
+        self._authorize_admin(who, pending.namespaces(), f"{verb} pending actions", role="approver")
         if status == "approved" and who.key_id is not None and who.agent_id == pending.requested_by:
             raise ForbiddenError(
                 f"agent {who.agent_id!r} asked for pending action {pending.id} and may not approve it: another approver must"
@@ -378,12 +441,13 @@ class Governance:
             raise ForbiddenError(f"pending action {pending.id} lies outside this key's namespaces ({', '.join(who.namespaces)})")
         return pending
 
-    def _authorize_admin(self, principal: Principal, namespaces: Sequence[str], what: str) -> Principal:
-        """An admin covering every namespace; with ``governance.admin_agents`` set, a keyed
-        caller must also be on that list (the local caller, with no key, owns the store)."""
-        who = authorize(principal, "admin")
+    def _authorize_admin(self, principal: Principal, namespaces: Sequence[str], what: str, role: Role = "admin") -> Principal:
+        """An admin (or, to decide pending actions, an approver) covering every namespace; with
+        ``governance.admin_agents`` set, a keyed caller must also be on that list (the local
+        caller, with no key, owns the store)."""
+        who = authorize(principal, role)
         for ns in namespaces:
-            authorize(who, "admin", ns)
+            authorize(who, role, ns)
         admins = self.service.policy.governance_admins
         if admins and who.key_id is not None and who.agent_id not in admins:
             raise ForbiddenError(f"only the agents in governance.admin_agents may {what}; {who.agent_id!r} is not one of them")

@@ -38,7 +38,8 @@ def gc(as_json: bool = JSON_OPTION) -> None:
     """Archive expired memories and purge old tombstones."""
     report = state.service().gc(principal=LOCAL_PRINCIPAL)
     print_json(report) if as_json else console.print(
-        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones"
+        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones, "
+        f"forgot {report.retention_forgotten} past their namespace's retention"
     )
 
 

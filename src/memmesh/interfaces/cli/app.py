@@ -23,6 +23,7 @@ from memmesh.interfaces.cli import (  # noqa: F401
     migrate_cmd,
     server,
     session_cmd,
+    subscribe_cmd,
     transfer,
     workers_cmd,
 )

@@ -30,7 +30,7 @@ def set_standard(
     ),
     default_tier: str = typer.Option(None, "--default-tier", help="Tier for memories stored without one: short | mid | long."),
     ttl: int = typer.Option(None, "--ttl", help="Seconds until memories stored without their own TTL expire (not long ones)."),
-    retention: int = typer.Option(None, "--retention", help="Days to keep (recorded for retention tooling)."),
+    retention: int = typer.Option(None, "--retention", help="Days to keep: gc forgets memories older than that."),
     required_tags: str = typer.Option(None, "--required-tags", help="Comma list of tags every new memory must carry."),
     as_json: bool = JSON_OPTION,
 ) -> None:

@@ -24,6 +24,7 @@ from memmesh.interfaces.http.routes import admin, audit, health, links, memories
 from memmesh.interfaces.http.routes import bus as bus_routes
 from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
+from memmesh.interfaces.http.routes import subscriptions as subscription_routes
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.limits import RateLimiter
@@ -50,6 +51,7 @@ TAGS = [
     {"name": "sessions", "description": "Session turns as memories; rehydration within a token budget"},
     {"name": "audit", "description": "The tamper-evident audit log (store-wide admin keys)"},
     {"name": "governance", "description": "Namespace standards and pending actions awaiting approval"},
+    {"name": "subscriptions", "description": "Webhook subscriptions to namespace changes; agent inboxes (notify)"},
 ]
 
 
@@ -94,12 +96,14 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
+        service.subscriptions.start()  # webhook deliveries from the durable queue
         try:
             async with mcp.lifespan():
                 yield
         finally:
             if service.mesh is not None:
                 service.mesh.stop()
+            service.subscriptions.stop()
             service.audit.stop()
         if owns_service:
             service.store.close()
@@ -119,6 +123,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit):
         app.include_router(module.router)
     app.include_router(governance_routes.router)
+    app.include_router(subscription_routes.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard

@@ -54,6 +54,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "memory_pending_approve",
         "memory_pending_reject",
     ),
+    "subscriptions": ("memory_subscribe", "memory_unsubscribe", "memory_list_subscriptions"),
+    "inbox": ("memory_notify", "memory_inbox"),
 }
 
 FAMILY_DESCRIPTIONS: dict[str, str] = {
@@ -67,13 +69,15 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
     "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",
+    "subscriptions": "webhooks told of every change in a namespace (HMAC-signed, retried, SSRF-guarded)",
+    "inbox": "notifications between agents: notify another agent, read your own inbox",
 }
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "graph": ("core", "graph", "entities"),
-    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance"),
-    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus"),
+    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance", "subscriptions"),
+    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus", "subscriptions", "inbox"),
     "full": tuple(FAMILIES),
 }
 

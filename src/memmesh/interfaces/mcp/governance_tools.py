@@ -30,7 +30,7 @@ def memory_namespace_set_standard(
     ] = None,
     default_tier: Annotated[Literal["short", "mid", "long"] | None, Field(description="Tier for memories stored without one.")] = None,
     ttl_seconds: Annotated[int | None, Field(description="TTL for memories stored without their own (not long ones).")] = None,
-    retention_days: Annotated[int | None, Field(description="Days to keep (recorded for retention tooling).")] = None,
+    retention_days: Annotated[int | None, Field(description="Days to keep: gc forgets memories older than that.")] = None,
     required_tags: Annotated[list[str] | None, Field(description="Tags every new memory in the namespace must carry.")] = None,
 ) -> Any:
     """Set (replace) a namespace's standard: who may write, update, delete, promote or link
@@ -75,7 +75,7 @@ def memory_pending_list(
 @tool("governance", "Approve a pending action")
 def memory_pending_approve(self: MemoryTools, id: PendingId, reason: Reason = None) -> Any:
     """Approve a queued action: it is applied at once, exactly once, as the agent that asked.
-    Needs an admin key for its namespace; you may not approve your own request."""
+    Needs an admin or approver key for its namespace; you may not approve your own request."""
     return self.service.governance.approve(id, reason=reason, principal=self.who())
 
 

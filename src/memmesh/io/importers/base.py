@@ -216,6 +216,7 @@ class Writer:
         """Decide what one candidate needs: nothing (an Outcome says why), an update, or an add."""
         try:
             new = self.service.check_new(item.fields, principal=self.principal)
+            self.service.governance.admit_import(self.principal, [new.namespace])
         except (InvalidInputError, ForbiddenError) as exc:  # out of the key's scope: this record only
             return Outcome(item.key, item.tenant, "failed", exc.message)
         assert new.id is not None

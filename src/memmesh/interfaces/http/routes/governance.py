@@ -30,7 +30,7 @@ class StandardRequest(Body):
     )
     default_tier: str | None = Field(default=None, description="tier for memories stored without one: short, mid or long")
     ttl_seconds: int | None = Field(default=None, description="TTL for memories stored without their own (not long ones)")
-    retention_days: int | None = Field(default=None, description="days to keep (recorded for retention tooling)")
+    retention_days: int | None = Field(default=None, description="days to keep: gc forgets memories older than that")
     required_tags: list[str] | None = Field(default=None, description="tags every new memory in the namespace must carry")
 
 

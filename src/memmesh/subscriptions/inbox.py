@@ -1,0 +1,138 @@
+"""Agent inboxes: ``memory_notify`` leaves a note for another agent, ``memory_inbox`` reads
+one's own.
+
+Why not a bus conversation: a bus conversation is a capability shared by a fixed set of
+participants (whoever holds its token), made for a running exchange. A notification goes
+to one agent by name, from any agent, without a token exchanged first, and is read by
+whoever authenticates as that agent; so the inbox is addressed by agent id and guarded by
+the caller's key. It shares the bus's agent-name rule and SQL layer.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING
+
+from memmesh.bus.core import check_agent_name
+from memmesh.bus.sql import BusSql, Row
+from memmesh.clock import new_id
+from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError
+from memmesh.kernel import authorize, is_store_admin
+from memmesh.model import Principal, check_text, normalize_namespace
+from memmesh.subscriptions.model import InboxMessage, SubscriptionPolicy, when
+
+if TYPE_CHECKING:
+    from memmesh.host import Host
+
+COLUMNS = "id, recipient, sender, subject, body, namespace, memory_id, created_at, read_at"
+MAX_SUBJECT_CHARS = 200
+LOCAL_AGENT = "local"
+"""The agent name of the local caller (no key, no agent id): it sends as, and reads, ``local``."""
+
+
+class Inbox:
+    """Per-agent notifications over one store (``service.inbox``)."""
+
+    def __init__(self, service: Host, policy: SubscriptionPolicy | None = None) -> None:
+        self.service = service
+        self.policy = policy or SubscriptionPolicy()
+        self.sql = BusSql(service.store)
+
+    def notify(
+        self,
+        to: str,
+        body: str,
+        *,
+        subject: str | None = None,
+        namespace: str | None = None,
+        memory_id: str | None = None,
+        sender: str | None = None,
+        principal: Principal,
+    ) -> InboxMessage:
+        """Leave ``body`` in agent ``to``'s inbox. A keyed caller sends as its own agent; the
+        local caller names itself with ``sender`` (default ``local``). A ``namespace`` or
+        ``memory_id`` it points at must be one the sender may read."""
+        who = authorize(principal, "writer")
+        recipient = check_agent_name(to, "to")
+        if who.agent_id is not None:
+            if sender is not None and sender != who.agent_id:
+                raise ForbiddenError(f"sender {sender!r} is not this key's agent ({who.agent_id!r}): leave sender out")
+            sender = who.agent_id
+        sender = check_agent_name(sender or LOCAL_AGENT, "sender")
+        if not isinstance(body, str) or not body.strip():
+            raise InvalidInputError("body is empty: give the text of the notification")
+        size = len(body.encode("utf-8"))
+        if size > self.policy.max_notify_bytes:
+            limit = self.policy.max_notify_bytes
+            raise ContentTooLargeError(f"body is {size} bytes; the limit is {limit} (subscriptions.max_notify_bytes)")
+        subject = check_text(subject, "subject") or None
+        if subject is not None and len(subject) > MAX_SUBJECT_CHARS:
+            raise InvalidInputError(f"subject is {len(subject)} characters; at most {MAX_SUBJECT_CHARS}")
+        ns = normalize_namespace(namespace) if namespace else None
+        if ns is not None:
+            authorize(who, "writer", ns)
+        if memory_id is not None:
+            ns = ns or self.service.get(memory_id, principal=who).namespace
+        now = self.service.clock().timestamp()
+        message_id = new_id()
+        with self.sql.write() as rows:
+            rows.run(
+                f"INSERT INTO inbox_messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (message_id, recipient, sender, subject, body, ns, memory_id, now),
+            )
+        return InboxMessage(
+            id=message_id,
+            recipient=recipient,
+            sender=sender,
+            subject=subject,
+            body=body,
+            namespace=ns,
+            memory_id=memory_id,
+            created_at=when(now),
+        )
+
+    def read(
+        self,
+        *,
+        agent: str | None = None,
+        unread_only: bool = True,
+        mark_read: bool = True,
+        limit: int = 50,
+        principal: Principal,
+    ) -> builtins.list[InboxMessage]:
+        """The agent's notifications, oldest first (by default the unread ones, which are then
+        marked read). A keyed caller reads its own agent's inbox; only an admin for every
+        namespace may read another's; the local caller reads ``local``'s unless it names one."""
+        who = authorize(principal, "reader")
+        if who.agent_id is not None:
+            agent = agent or who.agent_id
+            if agent != who.agent_id and not is_store_admin(who):
+                raise ForbiddenError(f"this key reads only its own agent's inbox ({who.agent_id!r}), not {agent!r}")
+        elif not agent:
+            agent = LOCAL_AGENT  # the local caller's own inbox (what it sends as, unless it names a sender)
+        name = check_agent_name(agent, "agent")
+        limit = self.service.kernel.check_top_k(limit, "limit")
+        where = "recipient = ?" + (" AND read_at IS NULL" if unread_only else "")
+        now = self.service.clock().timestamp()
+        with self.sql.write() as rows:
+            found = rows.all(f"SELECT {COLUMNS} FROM inbox_messages WHERE {where} ORDER BY created_at, id LIMIT ?", (name, limit))
+            if mark_read:
+                for row in found:
+                    if row[8] is None:
+                        rows.run("UPDATE inbox_messages SET read_at = ? WHERE id = ? AND read_at IS NULL", (now, row[0]))
+        return [_message(row, now if mark_read and row[8] is None else None) for row in found]
+
+
+def _message(row: Row, read_now: float | None) -> InboxMessage:
+    read_at = row[8] if row[8] is not None else read_now
+    return InboxMessage(
+        id=row[0],
+        recipient=row[1],
+        sender=row[2],
+        subject=row[3],
+        body=row[4],
+        namespace=row[5],
+        memory_id=row[6],
+        created_at=when(float(row[7])),
+        read_at=when(float(read_at)) if read_at is not None else None,
+    )
