@@ -119,6 +119,9 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
 
     service.bus_policy = BusPolicy(**settings.bus.model_dump())
     service.session_policy = SessionPolicy(**settings.sessions.model_dump())
+    from memmesh.curator import CuratorPolicy
+
+    service.curator_policy = CuratorPolicy(**settings.curator.model_dump())
     service.audit.configure(build_audit_config(settings))
     return service
 

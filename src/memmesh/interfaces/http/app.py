@@ -94,6 +94,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
+        service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
         try:
             async with mcp.lifespan():
                 yield
@@ -101,6 +102,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             if service.mesh is not None:
                 service.mesh.stop()
             service.audit.stop()
+            service.curator.stop()
         if owns_service:
             service.store.close()
 
