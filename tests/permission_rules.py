@@ -50,6 +50,8 @@ class World:
     session_b: str = ""
     pend_a: str = ""
     pend_b: str = ""
+    run_a: str = ""
+    run_b: str = ""
 
 
 def _seed_bus(service: Service, world: World) -> World:
@@ -86,9 +88,16 @@ def seed(service: Service) -> World:
     service.delete(gone.id, principal=LOCAL_PRINCIPAL)
     service.delete(gone_b.id, principal=LOCAL_PRINCIPAL)
     pend_a, pend_b = (_queue(service, ns, tag) for ns in (GOV_OWN, GOV_OTHER))
-    return _seed_bus(
-        service, World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
-    )
+    world = World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
+    return _seed_bus(service, _seed_curator(service, world))
+
+
+def _seed_curator(service: Service, world: World) -> World:
+    """A curator run (real, over an empty namespace: it changes nothing) in each namespace."""
+    curate = service.curator.run
+    world.run_a = curate(namespace=f"{OWN}/cur-{world.tag}", principal=LOCAL_PRINCIPAL).run_id
+    world.run_b = curate(namespace=f"{OTHER}/cur-{world.tag}", principal=LOCAL_PRINCIPAL).run_id
+    return world
 
 
 GOV_OWN = f"{OWN}/gov"
@@ -324,6 +333,19 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/pending/{pending_id}/approve"): HttpRule(
         "admin", lambda w: (f"/api/v1/pending/{w.pend_a}/approve", {}), lambda w: (f"/api/v1/pending/{w.pend_b}/approve", {}), 403
     ),
+    ("POST", "/api/v1/curator/run"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/curator/run", {"json": {"namespace": f"{OWN}/{w.tag}", "dry_run": True}}),
+        lambda w: ("/api/v1/curator/run", {"json": {"namespace": OTHER, "dry_run": True}}),
+        403,
+    ),
+    ("GET", "/api/v1/curator/runs"): HttpRule("reader", lambda w: ("/api/v1/curator/runs", {"params": {"limit": 100}}), check=_no_other),
+    ("GET", "/api/v1/curator/runs/{run_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/curator/runs/{w.run_a}", {}), lambda w: (f"/api/v1/curator/runs/{w.run_b}", {})
+    ),
+    ("POST", "/api/v1/curator/runs/{run_id}/rollback"): HttpRule(
+        "writer", lambda w: (f"/api/v1/curator/runs/{w.run_a}/rollback", {}), lambda w: (f"/api/v1/curator/runs/{w.run_b}/rollback", {})
+    ),
     ("POST", "/api/v1/pending/{pending_id}/reject"): HttpRule(
         "admin",
         lambda w: (f"/api/v1/pending/{w.pend_a}/reject", {"json": {"reason": "no"}}),
@@ -471,4 +493,9 @@ TOOL_RULES: dict[str, ToolRule] = {
     "memory_pending_list": ToolRule("reader", lambda w: {"status": "all"}, check=_no_other),
     "memory_pending_approve": ToolRule("admin", lambda w: {"id": w.pend_a}, lambda w: {"id": w.pend_b}),
     "memory_pending_reject": ToolRule("admin", lambda w: {"id": w.pend_a, "reason": "no"}, lambda w: {"id": w.pend_b}),
+    "memory_detect_contradiction": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, check=_no_other),
+    "memory_auto_tag": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_expand_query": ToolRule(
+        "reader", lambda w: {"query": "alpha", "namespace": OWN}, lambda w: {"query": "alpha", "namespace": OTHER}, check=_no_other
+    ),
 }

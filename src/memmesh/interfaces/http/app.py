@@ -22,6 +22,7 @@ from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.routes import bus as bus_routes
+from memmesh.interfaces.http.routes import curator as curator_routes
 from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.schemas import document_limits
@@ -50,6 +51,7 @@ TAGS = [
     {"name": "sessions", "description": "Session turns as memories; rehydration within a token budget"},
     {"name": "audit", "description": "The tamper-evident audit log (store-wide admin keys)"},
     {"name": "governance", "description": "Namespace standards and pending actions awaiting approval"},
+    {"name": "curator", "description": "Reversible housekeeping runs: duplicates, contradictions, tags, forgetting, priority"},
 ]
 
 
@@ -121,6 +123,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit):
         app.include_router(module.router)
     app.include_router(governance_routes.router)
+    app.include_router(curator_routes.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard

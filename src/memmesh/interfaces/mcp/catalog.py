@@ -54,6 +54,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "memory_pending_approve",
         "memory_pending_reject",
     ),
+    "curator": ("memory_detect_contradiction", "memory_auto_tag", "memory_expand_query"),
 }
 
 FAMILY_DESCRIPTIONS: dict[str, str] = {
@@ -67,13 +68,14 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
     "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",
+    "curator": "find contradictions, suggest tags, widen a query with the store's own words (no LLM)",
 }
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "graph": ("core", "graph", "entities"),
-    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance"),
-    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus"),
+    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance", "curator"),
+    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus", "curator"),
     "full": tuple(FAMILIES),
 }
 
