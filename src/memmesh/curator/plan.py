@@ -28,6 +28,12 @@ NEIGHBOURS = 8
 RARE_WORDS = 4
 """Rarest subject words per memory that pair it with others in the keyword pass."""
 
+CLOSE_COSINE = 0.05
+CLOSE_OVERLAP = 0.2
+"""A pair a little under ``duplicate_cosine`` is still a duplicate when its subject words
+overlap this much more than ``duplicate_overlap`` (0.85 cosine with 0.7 overlap by default):
+rephrasings that reorder a sentence lose some cosine but keep their words."""
+
 MAX_POSTING = 64
 """A word shared by more memories than this pairs none of them (too common to mean a duplicate)."""
 
@@ -135,10 +141,14 @@ def _word_pairs(memories: Sequence[Memory], members: list[int], statements: Mapp
                 pairs.setdefault((min(a, b), max(a, b)), 0.0)
 
 
-def best_first(memories: Sequence[Memory]) -> list[Memory]:
-    """The order in which a cluster's member is the one to keep: higher priority, more used,
-    more confident, longer (more detail), newer, then the id (a stable tie-break)."""
-    return sorted(memories, key=lambda m: (-m.priority, -m.access_count, -m.confidence, -len(m.content), -m.updated_at.timestamp(), m.id))
+def best_first(memories: Sequence[Memory], kept: set[str] | None = None) -> list[Memory]:
+    """The order in which a cluster's member is the one to keep: the one an earlier run kept
+    (``kept``: it supersedes others already, so runs never flip-flop), then higher priority,
+    more used, more confident, longer (more detail), newer, then the id (a stable tie-break)."""
+    return sorted(
+        memories,
+        key=lambda m: (m.id not in (kept or set()), -m.priority, -m.access_count, -m.confidence, -len(m.content), -m.created_at.timestamp(), m.id),
+    )
 
 
 def plan(
@@ -174,8 +184,11 @@ def plan(
             edges.append((i, j))
     result.clusters = _clusters(live, edges, links)
     if rules.auto_tag:
-        tagged = {c.keep.id for c in result.clusters if c.tags}
-        result.tags = [(m, t) for m, t in _tags(live, rules.max_auto_tags) if m.id not in tagged]
+        # a keep that gets its cluster's tags needs no keywords; a superseded memory is not
+        # tagged (its words live on in the memory that supersedes it)
+        skip = {c.keep.id for c in result.clusters if c.tags} | {o.id for c in result.clusters for o in c.others}
+        skip |= {target for _source, target, relation in links if relation == "supersedes"}
+        result.tags = [(m, t) for m, t in _tags(live, rules.max_auto_tags) if m.id not in skip]
     result.priorities = [(m, p) for m in live if (p := _priority(m, rules, now)) != m.priority]
     return result
 
@@ -189,6 +202,8 @@ def _duplicates(cosine: float, a: Statement, b: Statement, rules: PlanRules) -> 
     overlap, or (without vectors, or whatever the vectors say) the subject words nearly match."""
     overlap = jaccard(a.subject, b.subject)
     if cosine >= rules.duplicate_cosine and overlap >= rules.duplicate_overlap:
+        return True
+    if cosine >= rules.duplicate_cosine - CLOSE_COSINE and overlap >= rules.duplicate_overlap + CLOSE_OVERLAP:
         return True
     return overlap >= rules.duplicate_jaccard and a.numbers == b.numbers
 
@@ -214,9 +229,10 @@ def _clusters(live: Sequence[Memory], edges: list[tuple[int, int]], links: set[t
     for i, memory in enumerate(live):
         if root(i) in groups:
             groups[root(i)].append(memory)
+    kept = {source for source, _target, relation in links if relation == "supersedes"}
     clusters = []
     for members in groups.values():
-        keep, *others = best_first(members)
+        keep, *others = best_first(members, kept)
         tags = list(dict.fromkeys([*keep.tags, *(t for o in others for t in o.tags)]))[:32]
         todo = [o for o in others if (keep.id, o.id, "supersedes") not in links]
         if todo or tags != keep.tags:

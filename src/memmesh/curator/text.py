@@ -46,12 +46,21 @@ def subject(text: str) -> frozenset[str]:
     return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and w not in NEGATIONS and w not in EXTRA_STOP and len(w) > 1)
 
 
+SUFFIXES = (("able", 7), ("ing", 6), ("ly", 6), ("ed", 5))
+"""Endings folded away (with the shortest word they are taken from): "reachable" → "reach",
+"monthly" → "month", "owned" → "own"."""
+
+
 def stem(word: str) -> str:
-    """A crude plural/possessive fold ("deploys" → "deploy", "alice's" → "alice"): enough for
-    two phrasings of one subject to share their words, no dictionary needed."""
+    """A crude suffix fold ("deploys" → "deploy", "alice's" → "alice", "monthly" → "month"):
+    enough for two phrasings of one subject to share their words, no dictionary needed. It
+    only has to fold both sides the same way, not produce real words."""
     word = word.removesuffix("'s")
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
+    for suffix, shortest in SUFFIXES:
+        if len(word) >= shortest and word.endswith(suffix):
+            return word[: -len(suffix)]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
         return word[:-1]
     return word
