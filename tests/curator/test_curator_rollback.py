@@ -29,9 +29,7 @@ def view(mem: Memory) -> dict[str, Any]:
         cursor = page.next_cursor
         if cursor is None:
             break
-    links = {
-        (lk.source_id, lk.target_id, lk.relation.value): lk.model_dump(mode="json") for m in items for lk in mem.links(m.id)
-    }
+    links = {(lk.source_id, lk.target_id, lk.relation.value): lk.model_dump(mode="json") for m in items for lk in mem.links(m.id)}
     archive = mem.service.lifecycle.archive_list(limit=1000, principal=mem.principal)
     return {
         "memories": {m.id: m.model_dump(mode="json", exclude=MOVING) for m in items},
@@ -43,9 +41,7 @@ def view(mem: Memory) -> dict[str, Any]:
 def busy_store(open_mem: Callable[..., Memory], clock: FakeClock) -> tuple[Memory, dict[str, str]]:
     """A store where a run makes every kind of change: archive, forget, consolidate,
     contradict, auto-tag, priority up and down."""
-    mem = open_mem(
-        semantic=False, clock=clock, forget_max_priority=1, forget_idle_days=1, boost_accesses=2, decay_idle_days=1
-    )
+    mem = open_mem(semantic=False, clock=clock, forget_max_priority=1, forget_idle_days=1, boost_accesses=2, decay_idle_days=1)
     ids = {
         "dup1": mem.add("The deploy window is Tuesday afternoon.", namespace="ops", tier="long", tags=["deploy"]).id,
         "dup2": mem.add("Our deploy window is on Tuesday afternoon.", namespace="ops", tier="long", tags=["schedule"]).id,

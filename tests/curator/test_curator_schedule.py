@@ -4,6 +4,7 @@ runs on its own, and two ``memmesh serve`` processes on one store never run it a
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from memmesh import Memory
 
 def _seed(db: Path, n: int) -> None:
     with Memory(f"sqlite:///{db}", keyword_settings(db.parent)) as mem:
-        mem.add_many([{"content": f"fact {i}: service s{i % 97} runs on host h{i % 31} in rack r{i % 7}", "namespace": f"ns{i % 3}"} for i in range(n)])
+        mem.add_many(
+            [
+                {"content": f"fact {i}: service s{i % 97} runs on host h{i % 31} in rack r{i % 7}", "namespace": f"ns{i % 3}"}
+                for i in range(n)
+            ]
+        )
 
 
 def _runs(db: Path) -> list[tuple[float, float]]:
@@ -51,7 +57,7 @@ def test_two_serve_processes_on_one_store_take_turns(tmp_path: Path) -> None:
             server.terminate()
     runs = _runs(db)
     assert len(runs) >= 6, runs
-    for (_s1, end), (start, _e2) in zip(runs, runs[1:], strict=False):
+    for (_s1, end), (start, _e2) in itertools.pairwise(runs):
         assert end <= start, f"two runs overlapped: one ended at {end}, the next started at {start}"
     logs = "".join(s.log.read_text() for s in servers)
     assert "Traceback" not in logs

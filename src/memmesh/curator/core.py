@@ -31,7 +31,15 @@ from memmesh.clock import format_ts, new_id
 from memmesh.curator.plan import Plan, PlanRules, plan
 from memmesh.curator.store import Change, CuratorDb, Rows
 from memmesh.curator.text import Statement, conflict, jaccard, keywords, tag_words, words
-from memmesh.errors import ConflictError, ForbiddenError, GovernanceDeniedError, InvalidInputError, MemmeshError, NotFoundError, PendingApprovalError
+from memmesh.errors import (
+    ConflictError,
+    ForbiddenError,
+    GovernanceDeniedError,
+    InvalidInputError,
+    MemmeshError,
+    NotFoundError,
+    PendingApprovalError,
+)
 from memmesh.host import Host
 from memmesh.kernel import authorize, snapshot
 from memmesh.model import DEFAULT_NAMESPACE, HistoryEntry, HistoryEvent, Link, Memory, MemoryPatch, Principal, Relation, normalize_namespace
@@ -201,7 +209,9 @@ class Curator:
 
     # -- run ----------------------------------------------------------------------------------
 
-    def run(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None, principal: Principal) -> CuratorReport:
+    def run(
+        self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None, principal: Principal
+    ) -> CuratorReport:
         """One curator cycle over the memories the caller may write (in ``namespace`` when
         given); ``dry_run`` reports what would change and writes nothing but the run record.
 
@@ -386,7 +396,9 @@ class Curator:
             updated = k.update(tx, current, MemoryPatch.model_validate(changes), who, now, None)
             mine[updated.id] = updated
             after = updated.model_dump(mode="json")
-            return Change(n, "update", current.id, current.namespace, {f: before[f] for f in UPDATE_FIELDS}, {f: after[f] for f in UPDATE_FIELDS})
+            return Change(
+                n, "update", current.id, current.namespace, {f: before[f] for f in UPDATE_FIELDS}, {f: after[f] for f in UPDATE_FIELDS}
+            )
         if op.kind == "link" and op.link is not None:
             other = tx.get(op.link.target_id if op.link.source_id == current.id else op.link.source_id)
             if other is None or not who.covers(other.namespace):
@@ -501,7 +513,9 @@ class Curator:
         tx.insert_memory(revived, seq)
         tx.take_archived(memory.id)
         k.put_vector(tx, memory.id, vector, seq)
-        tx.add_history(HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, new=snapshot(revived), actor=who.agent_id, at=k.clock()))
+        tx.add_history(
+            HistoryEntry(memory_id=memory.id, event=HistoryEvent.restore, new=snapshot(revived), actor=who.agent_id, at=k.clock())
+        )
         return None
 
     # -- the run record -----------------------------------------------------------------------
@@ -551,7 +565,9 @@ class Curator:
         else:
             self.host.kernel.check_content(content or "")
             text, ns = str(content), normalize_namespace(namespace or DEFAULT_NAMESPACE)
-        result = self.host.recall(text, namespace=ns, top_k=min(top * 3, self.host.policy.max_page_size), explain=True, touch=False, principal=who)
+        result = self.host.recall(
+            text, namespace=ns, top_k=min(top * 3, self.host.policy.max_page_size), explain=True, touch=False, principal=who
+        )
         mine = Statement.of(text)
         links = self.host.store.links(memory_id) if memory_id else []
         linked = {lk.target_id if lk.source_id == memory_id else lk.source_id for lk in links if lk.relation == Relation.contradicts}
@@ -563,7 +579,11 @@ class Curator:
             reason = conflict(mine, theirs, min_overlap=self.policy.contradiction_overlap)
             if reason is not None:
                 similarity = (hit.explain or {}).get("vector") or jaccard(mine.subject, theirs.subject)
-                hits.append(ContradictionHit(memory=hit.memory, reason=reason, similarity=round(float(similarity), 4), linked=hit.memory.id in linked))
+                hits.append(
+                    ContradictionHit(
+                        memory=hit.memory, reason=reason, similarity=round(float(similarity), 4), linked=hit.memory.id in linked
+                    )
+                )
         return ContradictionReport(memory_id=memory_id, namespace=ns, contradictions=hits[:top])
 
     def auto_tag(self, memory_id: str, *, apply: bool = False, max_tags: int | None = None, principal: Principal) -> AutoTagReport:
@@ -588,7 +608,9 @@ class Curator:
             applied = True
         return AutoTagReport(memory_id=memory_id, suggested=suggested, tags=memory.tags if applied else tags, applied=applied)
 
-    def expand_query(self, query: str, *, namespace: str | None = None, max_terms: int = 8, top_k: int = 10, principal: Principal) -> QueryExpansion:
+    def expand_query(
+        self, query: str, *, namespace: str | None = None, max_terms: int = 8, top_k: int = 10, principal: Principal
+    ) -> QueryExpansion:
         """More words for a query from the store's own vocabulary: the tags and telling words
         of the memories that answer it best (their neighbours in meaning), weighted by rank.
         Reads only; recall is not counted as an access."""

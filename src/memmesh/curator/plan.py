@@ -88,7 +88,9 @@ class Plan:
     priorities: list[tuple[Memory, int]] = field(default_factory=list)
 
 
-def candidate_pairs(memories: Sequence[Memory], vectors: Mapping[str, np.ndarray], statements: Mapping[str, Statement], min_cosine: float) -> dict[tuple[int, int], float]:
+def candidate_pairs(
+    memories: Sequence[Memory], vectors: Mapping[str, np.ndarray], statements: Mapping[str, Statement], min_cosine: float
+) -> dict[tuple[int, int], float]:
     """Pairs (i < j, same namespace) worth a closer look, with their cosine (0.0 when only
     the keyword pass found them): nearest vector neighbours above ``min_cosine``, and memories
     sharing one of their rarest subject words. Never all pairs: per memory at most
@@ -104,7 +106,11 @@ def candidate_pairs(memories: Sequence[Memory], vectors: Mapping[str, np.ndarray
 
 
 def _vector_pairs(
-    memories: Sequence[Memory], members: list[int], vectors: Mapping[str, np.ndarray], min_cosine: float, pairs: dict[tuple[int, int], float]
+    memories: Sequence[Memory],
+    members: list[int],
+    vectors: Mapping[str, np.ndarray],
+    min_cosine: float,
+    pairs: dict[tuple[int, int], float],
 ) -> None:
     rows = [i for i in members if memories[i].id in vectors]
     if len(rows) < 2:
@@ -126,7 +132,9 @@ def _vector_pairs(
                     pairs[(min(a, b), max(a, b))] = cosine
 
 
-def _word_pairs(memories: Sequence[Memory], members: list[int], statements: Mapping[str, Statement], pairs: dict[tuple[int, int], float]) -> None:
+def _word_pairs(
+    memories: Sequence[Memory], members: list[int], statements: Mapping[str, Statement], pairs: dict[tuple[int, int], float]
+) -> None:
     df = Counter(w for i in members for w in statements[memories[i].id].subject)
     postings: dict[str, list[int]] = defaultdict(list)
     for i in members:
@@ -147,7 +155,15 @@ def best_first(memories: Sequence[Memory], kept: set[str] | None = None) -> list
     more used, more confident, longer (more detail), newer, then the id (a stable tie-break)."""
     return sorted(
         memories,
-        key=lambda m: (m.id not in (kept or set()), -m.priority, -m.access_count, -m.confidence, -len(m.content), -m.created_at.timestamp(), m.id),
+        key=lambda m: (
+            m.id not in (kept or set()),
+            -m.priority,
+            -m.access_count,
+            -m.confidence,
+            -len(m.content),
+            -m.created_at.timestamp(),
+            m.id,
+        ),
     )
 
 
@@ -178,7 +194,9 @@ def plan(
         reason = conflict(sa, sb, min_overlap=rules.contradiction_overlap)
         if reason is not None:
             if not _linked(links, a.id, b.id, "contradicts"):
-                result.contradictions.append(Contradiction(a=a, b=b, reason=reason, similarity=round(cosine or jaccard(sa.subject, sb.subject), 4)))
+                result.contradictions.append(
+                    Contradiction(a=a, b=b, reason=reason, similarity=round(cosine or jaccard(sa.subject, sb.subject), 4))
+                )
             continue
         if _duplicates(cosine, sa, sb, rules):
             edges.append((i, j))
@@ -277,9 +295,9 @@ def _priority(memory: Memory, rules: PlanRules, now: datetime) -> int:
     rewarded = int(memory.metadata.get("curator_rewarded_accesses", 0) or 0) if isinstance(memory.metadata, dict) else 0
     if rules.boost_accesses > 0 and memory.access_count - rewarded >= rules.boost_accesses and memory.priority < 10:
         return memory.priority + 1
-    if rules.decay_idle_days > 0 and memory.priority > 1 and memory.access_count == 0:
-        if now - memory.updated_at >= timedelta(days=rules.decay_idle_days):
-            return memory.priority - 1
+    idle = now - memory.updated_at
+    if rules.decay_idle_days > 0 and memory.priority > 1 and memory.access_count == 0 and idle >= timedelta(days=rules.decay_idle_days):
+        return memory.priority - 1
     return memory.priority
 
 

@@ -75,7 +75,9 @@ class CuratorDb:
 
     # -- runs -------------------------------------------------------------------------------
 
-    def start_run(self, rows: Rows, run_id: str, started: float, dry_run: bool, namespace: str | None, actor: str | None, scopes: Any) -> None:
+    def start_run(
+        self, rows: Rows, run_id: str, started: float, dry_run: bool, namespace: str | None, actor: str | None, scopes: Any
+    ) -> None:
         rows.run(
             "INSERT INTO curator_runs (id, started_at, dry_run, namespace, actor, scopes, report) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (run_id, started, 1 if dry_run else 0, namespace, actor, json.dumps(scopes), "{}"),
@@ -94,10 +96,13 @@ class CuratorDb:
 
     def mark_rolled_back(self, rows: Rows, run_id: str, at: float, report: dict[str, Any]) -> bool:
         """Claim the rollback (once: a second caller finds it done and changes nothing)."""
-        return rows.run(
-            "UPDATE curator_runs SET rolled_back_at = ?, rollback_report = ? WHERE id = ? AND rolled_back_at IS NULL",
-            (at, json.dumps(report), run_id),
-        ) == 1
+        return (
+            rows.run(
+                "UPDATE curator_runs SET rolled_back_at = ?, rollback_report = ? WHERE id = ? AND rolled_back_at IS NULL",
+                (at, json.dumps(report), run_id),
+            )
+            == 1
+        )
 
     def set_rollback_report(self, rows: Rows, run_id: str, report: dict[str, Any]) -> None:
         rows.run("UPDATE curator_runs SET rollback_report = ? WHERE id = ?", (json.dumps(report), run_id))

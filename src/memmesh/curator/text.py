@@ -23,12 +23,17 @@ NUMBER = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?)?|\d+(?:[.,
 """A number, a date (2024-05-01) or a time: what differs when two statements disagree on a value."""
 
 NEGATIONS = frozenset(
-    "not no never none nothing nobody neither nor cannot without isn't aren't wasn't weren't don't doesn't "
-    "didn't won't wouldn't can't couldn't shouldn't hasn't haven't hadn't mustn't".split()
-)
+    (
+        "not", "no", "never", "none", "nothing", "nobody", "neither", "nor", "cannot", "without",
+        "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't", "didn't", "won't", "wouldn't",
+        "can't", "couldn't", "shouldn't", "hasn't", "haven't", "hadn't", "mustn't",
+    )
+)  # fmt: skip
 """Words that turn a statement into its opposite."""
 
-EXTRA_STOP = frozenset("use uses used using get gets got make makes made one two also like via per".split())
+EXTRA_STOP = frozenset(
+    ("use", "uses", "used", "using", "get", "gets", "got", "make", "makes", "made", "one", "two", "also", "like", "via", "per")
+)
 """Words too general to name a subject or make a tag, beyond recall's stopwords."""
 
 

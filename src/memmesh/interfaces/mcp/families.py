@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.interfaces.mcp import curator_tools  # noqa: F401  (attaches the curator family's tools)
-from memmesh.interfaces.mcp import governance_tools  # noqa: F401  (attaches the governance family's tools)
+from memmesh.interfaces.mcp import (
+    curator_tools,  # noqa: F401  (attaches the curator family's tools)
+    governance_tools,  # noqa: F401  (attaches the governance family's tools)
+)
 from memmesh.interfaces.mcp.bus_tools import BusTools
 from memmesh.interfaces.mcp.tools import MemoryTools, ToolInfo
 
