@@ -118,18 +118,20 @@ def _vector_pairs(
     matrix = np.stack([vectors[memories[i].id] for i in rows]).astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms == 0, 1, norms)
-    k = min(NEIGHBOURS, len(rows) - 1)
     for start in range(0, len(rows), BLOCK):
         scores = matrix[start : start + BLOCK] @ matrix.T
-        for r in range(scores.shape[0]):
-            scores[r, start + r] = -1.0
-        nearest = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < len(rows) else np.argsort(-scores, axis=1)
-        for r in range(scores.shape[0]):
-            for c in nearest[r]:
-                cosine = float(scores[r, c])
-                if cosine >= min_cosine:
-                    a, b = rows[start + r], rows[int(c)]
-                    pairs[(min(a, b), max(a, b))] = cosine
+        np.fill_diagonal(scores[:, start : start + BLOCK], -1.0)  # a memory is not its own neighbour
+        r_idx, c_idx = np.nonzero(scores >= min_cosine)
+        if not len(r_idx):
+            continue
+        values = scores[r_idx, c_idx]
+        order = np.lexsort((-values, r_idx))  # by row, nearest first
+        r_idx, c_idx, values = r_idx[order], c_idx[order], values[order]
+        first = np.searchsorted(r_idx, r_idx, side="left")
+        keep = (np.arange(len(r_idx)) - first) < NEIGHBOURS  # at most NEIGHBOURS per memory
+        for r, c, cosine in zip(r_idx[keep].tolist(), c_idx[keep].tolist(), values[keep].tolist(), strict=True):
+            a, b = rows[start + r], rows[c]
+            pairs[(min(a, b), max(a, b))] = cosine
 
 
 def _word_pairs(
@@ -137,16 +139,23 @@ def _word_pairs(
 ) -> None:
     df = Counter(w for i in members for w in statements[memories[i].id].subject)
     postings: dict[str, list[int]] = defaultdict(list)
+    rare_count: dict[int, int] = {}
     for i in members:
         rare = sorted((w for w in statements[memories[i].id].subject if df[w] > 1), key=lambda w: (df[w], w))[:RARE_WORDS]
+        rare_count[i] = len(rare)
         for w in rare:
             postings[w].append(i)
+    shared: Counter[tuple[int, int]] = Counter()
     for posting in postings.values():
         if len(posting) > MAX_POSTING:
             continue
         for x, a in enumerate(posting):
             for b in posting[x + 1 :]:
-                pairs.setdefault((min(a, b), max(a, b)), 0.0)
+                shared[(min(a, b), max(a, b))] += 1
+    # two statements of one subject share most words, so most of their rarest ones too
+    for (a, b), n in shared.items():
+        if n >= min(2, rare_count[a], rare_count[b]):
+            pairs.setdefault((a, b), 0.0)
 
 
 def best_first(memories: Sequence[Memory], kept: set[str] | None = None) -> list[Memory]:

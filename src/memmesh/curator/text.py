@@ -42,13 +42,18 @@ def words(text: str) -> list[str]:
     return [w.lower().replace("\u2019", "'") for w in WORD.findall(text.replace("\u2019", "'"))]
 
 
-def subject(text: str) -> frozenset[str]:
-    """What a statement is about: its words without stopwords, negations and numbers.
+def subject(text: str, found: list[str] | None = None) -> frozenset[str]:
+    """What a statement is about: its words without stopwords, negations and numbers
+    (``found``: its :func:`words`, when the caller has them already).
 
     Two statements with the same subject but opposite polarity or other numbers contradict
     each other; with the same subject and nothing in conflict they are candidates for
     duplicates."""
-    return frozenset(stem(w) for w in words(text) if w not in STOPWORDS and w not in NEGATIONS and w not in EXTRA_STOP and len(w) > 1)
+    return frozenset(
+        stem(w)
+        for w in (words(text) if found is None else found)
+        if w not in STOPWORDS and w not in NEGATIONS and w not in EXTRA_STOP and len(w) > 1
+    )
 
 
 SUFFIXES = (("able", 7), ("ing", 6), ("ly", 6), ("ed", 5))
@@ -71,10 +76,10 @@ def stem(word: str) -> str:
     return word
 
 
-def negated(text: str) -> bool:
+def negated(text: str, found: list[str] | None = None) -> bool:
     """True when the statement carries a negation (an odd count would be subtler; one suffices
     for the polarity test, since double negatives are rare in stored facts)."""
-    return any(w in NEGATIONS or w.endswith("n't") for w in words(text))
+    return any(w in NEGATIONS or w.endswith("n't") for w in (words(text) if found is None else found))
 
 
 def numbers(text: str) -> frozenset[str]:
@@ -107,7 +112,8 @@ class Statement:
 
     @classmethod
     def of(cls, text: str) -> Statement:
-        return cls(subject=subject(text), negated=negated(text), numbers=numbers(text))
+        found = words(text)
+        return cls(subject=subject(text, found), negated=negated(text, found), numbers=numbers(text))
 
 
 def conflict(a: Statement, b: Statement, *, min_overlap: float) -> str | None:
@@ -129,8 +135,9 @@ def keywords(text: str, df: Mapping[str, int], total: int, *, limit: int) -> lis
     """The ``limit`` most telling words of ``text`` for tags: term frequency times inverse
     document frequency over the memories scanned with it (``df``: in how many memories a
     word occurs, ``total``: how many). Ties go to the word that comes first."""
-    counts = Counter(w for w in words(text) if _taggable(w))
-    first = {w: i for i, w in reversed(list(enumerate(words(text))))}
+    found = words(text)
+    counts = Counter(w for w in found if _taggable(w))
+    first = {w: i for i, w in reversed(list(enumerate(found)))}
     scored = sorted(counts, key=lambda w: (-counts[w] * math.log((total + 1) / (df.get(w, 0) + 1) + 1), first.get(w, 0)))
     return scored[:limit]
 
