@@ -119,8 +119,11 @@ def _vector_pairs(
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms == 0, 1, norms)
     for start in range(0, len(rows), BLOCK):
-        scores = matrix[start : start + BLOCK] @ matrix.T
-        np.fill_diagonal(scores[:, start : start + BLOCK], -1.0)  # a memory is not its own neighbour
+        # the matrix is symmetric: each block meets only the columns from its own rows on,
+        # and within its own square only the pairs above the diagonal (half the products)
+        scores = matrix[start : start + BLOCK] @ matrix[start:].T
+        size = min(BLOCK, len(rows) - start)
+        scores[:, :size][np.tril_indices(size)] = -1.0
         r_idx, c_idx = np.nonzero(scores >= min_cosine)
         if not len(r_idx):
             continue
@@ -130,7 +133,7 @@ def _vector_pairs(
         first = np.searchsorted(r_idx, r_idx, side="left")
         keep = (np.arange(len(r_idx)) - first) < NEIGHBOURS  # at most NEIGHBOURS per memory
         for r, c, cosine in zip(r_idx[keep].tolist(), c_idx[keep].tolist(), values[keep].tolist(), strict=True):
-            a, b = rows[start + r], rows[c]
+            a, b = rows[start + r], rows[start + c]
             pairs[(min(a, b), max(a, b))] = cosine
 
 

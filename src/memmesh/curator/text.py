@@ -8,6 +8,7 @@ is configured elsewhere, can only add to what these find.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -61,6 +62,7 @@ SUFFIXES = (("able", 7), ("ing", 6), ("ly", 6), ("ed", 5))
 "monthly" → "month", "owned" → "own"."""
 
 
+@functools.lru_cache(maxsize=65_536)
 def stem(word: str) -> str:
     """A crude suffix fold ("deploys" → "deploy", "alice's" → "alice", "monthly" → "month"):
     enough for two phrasings of one subject to share their words, no dictionary needed. It
