@@ -31,6 +31,8 @@ def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_pa
         assert p1["snapshot_count"] == 1 and p1["manifest_count"] == 1
         assert p1["manifest"]["node_id"] == name and p1["manifest"]["memories"] >= 1
         assert p1["mcp_tool_count"] >= 30  # --profile full
+        assert p1["curator"]["dry_run"] is True and p1["curator"]["errors"] == ["no LLM client configured"]  # the seed's accepted error
+        assert p1["curator"]["memories_scanned"] >= 1 and p1["curator"]["autonomy"]["errors"] == []
 
     p2 = json.loads((out / "phase2.json").read_text())
     assert p2["total_writes"] == 40 and p2["ok"] == 40 and p2["fail"] == 0

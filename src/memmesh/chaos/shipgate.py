@@ -94,6 +94,7 @@ def phase1_node(node: Node, workdir: Path) -> dict[str, Any]:
     backup = cli(workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
     snapshots = [p for p in backup_dir.glob("*") if p.is_file() and not p.name.endswith(".manifest.json")] if backup_dir.exists() else []
     manifests = list(backup_dir.glob("*.manifest.json")) if backup_dir.exists() else []
+    curator = _curator_dry_run(workdir, node, reasons)
     try:
         tools = asyncio.run(_mcp_tool_count(workdir, str(node.db)))
     except Exception as exc:  # any failure of the handshake is the finding
@@ -119,8 +120,7 @@ def phase1_node(node: Node, workdir: Path) -> dict[str, Any]:
         "pass": not reasons,
         "reasons": reasons,
         "stats": stats,
-        "curator": None,
-        "curator_note": "memmesh has no curator (no LLM maintenance pass), so there is no curator dry run to check",
+        "curator": curator,
         "mcp_tool_count": tools,
         "list_count": len(listed),
         "recall_count": len(hits),
@@ -128,6 +128,21 @@ def phase1_node(node: Node, workdir: Path) -> dict[str, Any]:
         "manifest_count": len(manifests),
         "manifest": manifest,
     }
+
+
+def _curator_dry_run(workdir: Path, node: Node, reasons: list[str]) -> dict[str, Any] | None:
+    """``memmesh curator run --dry-run --json`` on the node's live store: clean when it exits
+    0 with a dry-run report whose only error is the accepted "no LLM client configured"."""
+    done = cli(workdir, "--db", str(node.db), "curator", "run", "--dry-run", "--json")
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        reasons.append(f"curator dry run: exit {done.returncode}, no JSON report: {done.stderr[-300:]}")
+        return None
+    unexpected = [e for e in report.get("errors", []) if e != "no LLM client configured"] + report.get("autonomy", {}).get("errors", [])
+    if done.returncode != 0 or report.get("dry_run") is not True or unexpected:
+        reasons.append(f"curator dry run: exit {done.returncode}, dry_run {report.get('dry_run')}, errors {unexpected}")
+    return report
 
 
 def _count(node: Node, namespace: str) -> int:
