@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conformance.conftest import backend_url, mem_on, open_memory, pg_database, pg_server  # noqa: F401 - backend fixtures
 from tests.conftest import FakeClock, keyword_settings
 
 from memmesh import Memory
