@@ -8,6 +8,7 @@ import itertools
 import time
 from pathlib import Path
 
+import pytest
 from tests.conftest import keyword_settings
 from tests.http.http_support import SpawnedServer
 
@@ -61,3 +62,33 @@ def test_two_serve_processes_on_one_store_take_turns(tmp_path: Path) -> None:
         assert end <= start, f"two runs overlapped: one ended at {end}, the next started at {start}"
     logs = "".join(s.log.read_text() for s in servers)
     assert "Traceback" not in logs
+
+
+def test_a_killed_run_frees_the_lease_after_lease_secs(tmp_path: Path) -> None:
+    """A process that dies holding the run lease (kill -9: no release) blocks runs only until
+    the lease runs out, then the next run goes ahead."""
+    import signal
+    import subprocess
+    import sys
+
+    from memmesh.errors import ConflictError
+
+    db = tmp_path / "m.db"
+    _seed(db, 5)
+    holder = (
+        "import os, signal, time, sys\n"
+        "from memmesh import Memory\n"
+        "from tests.conftest import keyword_settings\n"
+        "from pathlib import Path\n"
+        f"mem = Memory('sqlite:///{db}', keyword_settings(Path({str(tmp_path)!r}), curator={{'lease_secs': 2}}))\n"
+        "assert mem.service.curator.db.acquire('doomed-run', time.time(), 2) is None\n"
+        "print('held', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", holder], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2])
+    assert proc.stdout.strip() == "held" and proc.returncode == -signal.SIGKILL, proc.stderr
+    with Memory(f"sqlite:///{db}", keyword_settings(tmp_path, curator={"lease_secs": 2})) as mem:
+        with pytest.raises(ConflictError, match="doomed-run"):
+            mem.curate()  # the dead process's lease is still live
+        time.sleep(2.2)
+        assert mem.curate().operations_attempted > 0
