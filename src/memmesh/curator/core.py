@@ -440,6 +440,21 @@ class Curator:
             raise ConflictError(f"curator run {run_id} was rolled back already ({run.rolled_back_at.isoformat()})")
         for namespace in self.db.change_namespaces(run_id):
             authorize(who, "writer", namespace)
+        # the run lease: a rollback never interleaves with a run (its own, if it is still
+        # going, or another); a run whose process died is rolled back once its lease ran out
+        holder = f"{self.host.node_id}:{os.getpid()}:rollback:{new_id()}"
+        held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
+        if held is not None:
+            raise ConflictError(
+                f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished",
+                details={"holder": held},
+            )
+        try:
+            return self._rollback(run_id, who)
+        finally:
+            self.db.release(holder)
+
+    def _rollback(self, run_id: str, who: Principal) -> RollbackReport:
         changes = self.db.changes(run_id)
         now = self.host.kernel.clock()
         vectors = self._revive_vectors(changes)
