@@ -184,3 +184,29 @@ def test_a_rollback_while_a_run_holds_the_lease_is_a_conflict(open_mem: Callable
     assert view(mem) == after and mem.curator_runs()[0].rolled_back_at is None
     mem.service.curator.db.release("a-running-run")
     assert mem.curator_rollback(report.run_id).restored == report.autonomy.rollback_entries_written
+
+
+def test_a_key_limited_to_some_namespaces_curates_lists_and_rolls_back_only_its_own(
+    open_mem: Callable[..., Memory], clock: FakeClock
+) -> None:
+    from memmesh.model import Principal
+
+    mem, ids = busy_store(open_mem, clock)
+    curator = mem.service.curator
+    ops = Principal(agent_id="ops-bot", role="writer", namespaces=["ops"])
+    team = Principal(agent_id="team-bot", role="writer", namespaces=["team"])
+    before = view(mem)
+    mine = curator.run(principal=ops)  # no namespace: everything the key covers, nothing else
+    assert mine.memories_scanned == 4 and mine.operations_attempted > 0
+    assert view(mem)["memories"][ids["junk"]] == before["memories"][ids["junk"]]  # team/ untouched
+    assert [r.id for r in curator.runs(principal=ops)] == [mine.run_id]
+    assert curator.runs(principal=team) == []
+    with pytest.raises(NotFoundError):
+        curator.rollback(mine.run_id, principal=team)
+    with pytest.raises(NotFoundError):
+        curator.get_run(mine.run_id, principal=team)
+    everything = mem.curate()  # a store-wide run: not visible to namespace-limited keys
+    assert [r.id for r in curator.runs(principal=ops)] == [mine.run_id]
+    mem.curator_rollback(everything.run_id)
+    assert curator.rollback(mine.run_id, principal=ops).conflicts == []
+    assert view(mem) == before

@@ -15,6 +15,7 @@ Runs are one at a time per store: a lease row (taken with one atomic upsert) kee
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -536,10 +537,15 @@ class Curator:
     # -- the run record -----------------------------------------------------------------------
 
     def _visible(self, who: Principal, row: tuple[Any, ...]) -> bool:
+        """A run is visible to a caller that covers what it curated: its namespace, or (a run
+        without one) every namespace root of the key that made it; a store-wide run only to
+        callers without namespace limits."""
         if who.prefixes() is None:
             return True
-        namespace = row[4]
-        return namespace is not None and who.covers(namespace)
+        namespace, scopes = row[4], json.loads(row[6] or "null")
+        if namespace is not None:
+            return bool(who.covers(namespace))
+        return isinstance(scopes, list) and bool(scopes) and all(who.covers(s) for s in scopes)
 
     def runs(self, *, limit: int = 20, principal: Principal) -> list[CuratorRun]:
         """Recorded runs, newest first: a key limited to some namespaces sees the runs made
@@ -722,8 +728,6 @@ def _chain(ops: list[_Op]) -> list[_Op]:
 
 
 def _run_of(row: tuple[Any, ...]) -> CuratorRun:
-    import json
-
     rid, started, completed, dry, namespace, actor, _scopes, report, rolled, rollback = row
     return CuratorRun(
         id=rid,
