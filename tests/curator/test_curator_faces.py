@@ -146,16 +146,16 @@ def test_mcp_tools_detect_tag_and_expand_through_the_core(tmp_path: Path, db_pat
             assert applied["applied"] is True and applied["tags"] == suggested["suggested"]
             expanded = await client.ok("memory_expand_query", query="conference room", namespace="office")
             assert "projector" in expanded["expansions"] and expanded["expanded_query"].startswith("conference room ")
-            for name, args in (
-                ("memory_detect_contradiction", {}),
-                ("memory_detect_contradiction", {"id": low, "content": "both"}),
-                ("memory_detect_contradiction", {"id": "missing"}),
-                ("memory_auto_tag", {"id": low, "max_tags": 0}),
-                ("memory_expand_query", {"query": "  "}),
-                ("memory_expand_query", {"query": "room", "max_terms": 500}),
+            for name, args, words in (
+                ("memory_detect_contradiction", {}, "give either the id of a stored memory or content"),
+                ("memory_detect_contradiction", {"id": low, "content": "both"}, "not both"),
+                ("memory_detect_contradiction", {"id": "missing"}, "no memory with id missing"),
+                ("memory_auto_tag", {"id": low, "max_tags": 0}, "max_tags must be between 1 and 32"),
+                ("memory_expand_query", {"query": "  "}, "query is empty"),
+                ("memory_expand_query", {"query": "room", "max_terms": 500}, "max_terms must be between 1 and 50"),
             ):
                 bad = await client.call(name, **args)
-                assert bad.is_error, (name, args, bad.text)
+                assert bad.is_error and words in bad.text and "Error executing tool" not in bad.text, (name, args, bad.text)
             assert plain  # untouched by all of this
 
     asyncio.run(scenario())

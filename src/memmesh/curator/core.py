@@ -578,7 +578,7 @@ class Curator:
         negate it or name other numbers or dates. Reads only (nothing is linked)."""
         who = authorize(principal, "reader")
         if (memory_id is None) == (content is None):
-            raise InvalidInputError("give either memory_id (a stored memory) or content (a text to check), not both")
+            raise InvalidInputError("give either the id of a stored memory or content (a text to check), not both")
         top = self.host.kernel.check_top_k(top_k)
         if memory_id is not None:
             memory = self.host.get(memory_id, principal=who)
