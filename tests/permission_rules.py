@@ -52,6 +52,8 @@ class World:
     pend_b: str = ""
     sub_a: str = ""
     sub_b: str = ""
+    run_a: str = ""
+    run_b: str = ""
 
 
 def _seed_bus(service: Service, world: World) -> World:
@@ -91,12 +93,20 @@ def seed(service: Service) -> World:
     sub_a, sub_b = (service.subscriptions.subscribe(f"{ns}/{tag}/hooks", HOOK, principal=LOCAL_PRINCIPAL).id for ns in (OWN, OTHER))
     world = World(tag, a1.id, a2.id, b1.id, key_a.id, key_b.id, key_b.agent_id, gone.id, gone_b.id, pend_a=pend_a, pend_b=pend_b)
     world.sub_a, world.sub_b = sub_a, sub_b
-    return _seed_bus(service, world)
+    return _seed_bus(service, _seed_curator(service, world))
 
 
 HOOK = "http://8.8.8.8/hook"
 """A public address (accepted by the SSRF guard without DNS); subscriptions made here watch
 namespaces nothing writes into, so no delivery is ever attempted."""
+
+
+def _seed_curator(service: Service, world: World) -> World:
+    """A curator run (real, over an empty namespace: it changes nothing) in each namespace."""
+    curate = service.curator.run
+    world.run_a = curate(namespace=f"{OWN}/cur-{world.tag}", principal=LOCAL_PRINCIPAL).run_id
+    world.run_b = curate(namespace=f"{OTHER}/cur-{world.tag}", principal=LOCAL_PRINCIPAL).run_id
+    return world
 
 
 GOV_OWN = f"{OWN}/gov"
@@ -332,6 +342,19 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/pending/{pending_id}/approve"): HttpRule(
         "admin", lambda w: (f"/api/v1/pending/{w.pend_a}/approve", {}), lambda w: (f"/api/v1/pending/{w.pend_b}/approve", {}), 403
     ),
+    ("POST", "/api/v1/curator/run"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/curator/run", {"json": {"namespace": f"{OWN}/{w.tag}", "dry_run": True}}),
+        lambda w: ("/api/v1/curator/run", {"json": {"namespace": OTHER, "dry_run": True}}),
+        403,
+    ),
+    ("GET", "/api/v1/curator/runs"): HttpRule("reader", lambda w: ("/api/v1/curator/runs", {"params": {"limit": 100}}), check=_no_other),
+    ("GET", "/api/v1/curator/runs/{run_id}"): HttpRule(
+        "reader", lambda w: (f"/api/v1/curator/runs/{w.run_a}", {}), lambda w: (f"/api/v1/curator/runs/{w.run_b}", {})
+    ),
+    ("POST", "/api/v1/curator/runs/{run_id}/rollback"): HttpRule(
+        "writer", lambda w: (f"/api/v1/curator/runs/{w.run_a}/rollback", {}), lambda w: (f"/api/v1/curator/runs/{w.run_b}/rollback", {})
+    ),
     ("POST", "/api/v1/pending/{pending_id}/reject"): HttpRule(
         "admin",
         lambda w: (f"/api/v1/pending/{w.pend_a}/reject", {"json": {"reason": "no"}}),
@@ -518,4 +541,9 @@ TOOL_RULES: dict[str, ToolRule] = {
         lambda w: {"to": f"peer-{w.tag}", "body": "look", "namespace": OTHER},
     ),
     "memory_inbox": ToolRule("reader", lambda w: {}, check=_no_other),
+    "memory_detect_contradiction": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}, check=_no_other),
+    "memory_auto_tag": ToolRule("reader", lambda w: {"id": w.a1}, lambda w: {"id": w.b1}),
+    "memory_expand_query": ToolRule(
+        "reader", lambda w: {"query": "alpha", "namespace": OWN}, lambda w: {"query": "alpha", "namespace": OTHER}, check=_no_other
+    ),
 }

@@ -122,6 +122,9 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
     from memmesh.subscriptions import SubscriptionPolicy
 
     service.subscription_policy = SubscriptionPolicy(**settings.subscriptions.model_dump())
+    from memmesh.curator import CuratorPolicy
+
+    service.curator_policy = CuratorPolicy(**settings.curator.model_dump())
     service.audit.configure(build_audit_config(settings))
     return service
 

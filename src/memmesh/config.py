@@ -258,6 +258,30 @@ class SubscriptionSettings(_Section):
     max_notify_bytes: int = Field(65_536, ge=1, description="largest memory_notify body, in UTF-8 bytes")
 
 
+class CuratorSettings(_Section):
+    interval_secs: float = Field(0.0, ge=0, description="serve runs the curator this often (0 = never; `memmesh curator run` any time)")
+    max_ops: int = Field(1000, ge=1, description="most writes one run makes; the rest wait for the next run (operations_skipped_cap)")
+    lease_secs: float = Field(600.0, gt=0, description="a run's lease on the store, renewed per batch; a crashed run frees it after this")
+    duplicate_cosine: float = Field(
+        0.9, gt=0, le=1, description="embedding cosine at which two memories on one subject are near-duplicates"
+    )
+    duplicate_overlap: float = Field(0.5, ge=0, le=1, description="... if their subject words also overlap this much (Jaccard)")
+    duplicate_jaccard: float = Field(0.8, gt=0, le=1, description="subject-word overlap that makes near-duplicates without vectors")
+    candidate_cosine: float = Field(0.7, gt=0, le=1, description="cosine from which two memories are compared at all")
+    contradiction_overlap: float = Field(
+        0.6, gt=0, le=1, description="subject-word overlap for 'same subject' (then a negation or other numbers contradict)"
+    )
+    auto_tag: bool = Field(True, description="tag untagged memories with their keywords")
+    max_auto_tags: int = Field(3, ge=1, le=32, description="tags the curator gives one untagged memory")
+    forget_expired: bool = Field(True, description="archive memories whose TTL ran out (as gc does)")
+    forget_max_priority: int = Field(
+        0, ge=0, le=10, description="forget never-recalled mid/short memories of at most this priority (0 = never)"
+    )
+    forget_idle_days: float = Field(90.0, ge=0, description="... once untouched this many days")
+    boost_accesses: int = Field(10, ge=0, description="one priority step up per this many recalls (0 = never)")
+    decay_idle_days: float = Field(0.0, ge=0, description="one priority step down for a memory never recalled this many days (0 = never)")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -279,6 +303,7 @@ class Settings(BaseModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    curator: CuratorSettings = Field(default_factory=CuratorSettings)
 
     @property
     def storage_url(self) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from memmesh.clock import Clock
 from memmesh.compose import build
 from memmesh.config import Settings, db_override, load_settings
+from memmesh.curator import CuratorReport, CuratorRun, RollbackReport
 from memmesh.governance import EffectiveStandard, PendingAction, Standard
 from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
@@ -118,6 +119,20 @@ class Memory:
 
     def reindex(self) -> int:
         return self.service.reindex(principal=self.principal)
+
+    # -- the curator (memmesh.curator: reversible housekeeping runs) -------------------------
+
+    def curate(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None) -> CuratorReport:
+        """One curator run (SPEC §8 report); ``dry_run`` changes nothing. See docs/curator.md."""
+        return self.service.curator.run(dry_run=dry_run, namespace=namespace, max_ops=max_ops, principal=self.principal)
+
+    def curator_rollback(self, run_id: str) -> RollbackReport:
+        """Put back exactly what curator run ``run_id`` changed."""
+        return self.service.curator.rollback(run_id, principal=self.principal)
+
+    def curator_runs(self, *, limit: int = 20) -> builtins.list[CuratorRun]:
+        """Recorded curator runs, newest first."""
+        return self.service.curator.runs(limit=limit, principal=self.principal)
 
     # -- backup, restore, export, import (all through memmesh.transfer, as on every face) --
 

@@ -70,6 +70,7 @@ from memmesh.values import enum_member, parse_time
 
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
+    from memmesh.curator import Curator, CuratorPolicy
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
@@ -166,6 +167,8 @@ class Service:
     """The ``[bus]`` rules (set by compose.build; None = the defaults)."""
     session_policy: SessionPolicy | None = None
     """The ``[sessions]`` rules (set by compose.build; None = the defaults)."""
+    curator_policy: CuratorPolicy | None = None
+    """The ``[curator]`` rules (set by compose.build; None = the defaults)."""
 
     @property
     def bus(self) -> Bus:
@@ -696,6 +699,13 @@ class Service:
         from memmesh.transfer import Transfer
 
         return Transfer(self)
+
+    @cached_property
+    def curator(self) -> Curator:
+        """Reversible housekeeping runs and the curator's text tools (:mod:`memmesh.curator`)."""
+        from memmesh.curator import Curator
+
+        return Curator(self, self.curator_policy)
 
     @cached_property
     def governance(self) -> Governance:

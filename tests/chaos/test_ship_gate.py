@@ -33,6 +33,8 @@ def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_pa
     assert p1["snapshot_count"] == 1 and p1["manifest_count"] == 1
     assert p1["manifest"]["node_id"] == "node-a" and p1["manifest"]["memories"] >= 1
     assert p1["mcp_tool_count"] >= 30  # --profile full
+    assert p1["curator"]["dry_run"] is True and p1["curator"]["errors"] == ["no LLM client configured"]  # the seed's accepted error
+    assert p1["curator"]["memories_scanned"] >= 1 and p1["curator"]["autonomy"]["errors"] == []
     assert "not checked" in json.loads((out / "phase1-node-b.json").read_text())["backup_and_mcp"]
 
     p2 = json.loads((out / "phase2.json").read_text())

@@ -295,6 +295,16 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert sent["sender"] == "bot-7"
             assert [m["body"] for m in await c.ok("memory_inbox")] == ["the runbook moved"]
             assert await c.ok("memory_inbox") == []
+
+            # curator: a contradiction found, keywords as tags, a query widened by the store's words
+            low = await c.ok("memory_store", content="The API rate limit is 100 requests per minute", namespace="team/limits")
+            high = await c.ok("memory_store", content="The API rate limit is 500 requests per minute", namespace="team/limits")
+            found = await c.ok("memory_detect_contradiction", id=low["id"])
+            assert [h["memory"]["id"] for h in found["contradictions"]] == [high["id"]]
+            tagged = await c.ok("memory_auto_tag", id=low["id"], apply=True)
+            assert tagged["applied"] and mem.get(low["id"]).tags == tagged["tags"] != []
+            wider = await c.ok("memory_expand_query", query="rate limit", namespace="team/limits")
+            assert wider["expansions"] and wider["expanded_query"].startswith("rate limit ")
             return c.called
 
     try:

@@ -83,7 +83,11 @@ def phase1_node(node: Node, workdir: Path, tools: bool = True) -> dict[str, Any]
     """One node on its own: store, list, stats, recall over HTTP; backup and MCP on its store
     (unless ``tools`` is off: a smaller gate checks those on its first node only)."""
     if not tools:
-        return {**_phase1_http(node), "backup_and_mcp": "not checked on this node at this gate size (GateSize.tool_nodes)"}
+        return {
+            **_phase1_http(node),
+            "curator": None,
+            "backup_and_mcp": "backup, MCP and curator not checked on this node at this gate size (GateSize.tool_nodes)",
+        }
     report = _phase1_http(node)
     reasons: list[str] = report["reasons"]
     backup_dir = workdir / "phase1-backups" / node.name
@@ -91,6 +95,7 @@ def phase1_node(node: Node, workdir: Path, tools: bool = True) -> dict[str, Any]
     backup = cli(workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
     snapshots = [p for p in backup_dir.glob("*") if p.is_file() and not p.name.endswith(".manifest.json")] if backup_dir.exists() else []
     manifests = list(backup_dir.glob("*.manifest.json")) if backup_dir.exists() else []
+    curator = _curator_dry_run(workdir, node, reasons)
     try:
         tools_seen = asyncio.run(_mcp_tool_count(workdir, str(node.db)))
     except Exception as exc:  # any failure of the handshake is the finding
@@ -105,6 +110,7 @@ def phase1_node(node: Node, workdir: Path, tools: bool = True) -> dict[str, Any]
     return {
         **report,
         "pass": not reasons,
+        "curator": curator,
         "mcp_tool_count": tools_seen,
         "snapshot_count": len(snapshots),
         "manifest_count": len(manifests),
@@ -140,11 +146,24 @@ def _phase1_http(node: Node) -> dict[str, Any]:
         "pass": not reasons,
         "reasons": reasons,
         "stats": stats,
-        "curator": None,
-        "curator_note": "memmesh has no curator (no LLM maintenance pass), so there is no curator dry run to check",
         "list_count": len(listed),
         "recall_count": len(hits),
     }
+
+
+def _curator_dry_run(workdir: Path, node: Node, reasons: list[str]) -> dict[str, Any] | None:
+    """``memmesh curator run --dry-run --json`` on the node's live store: clean when it exits
+    0 with a dry-run report whose only error is the accepted "no LLM client configured"."""
+    done = cli(workdir, "--db", str(node.db), "curator", "run", "--dry-run", "--json")
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        reasons.append(f"curator dry run: exit {done.returncode}, no JSON report: {done.stderr[-300:]}")
+        return None
+    unexpected = [e for e in report.get("errors", []) if e != "no LLM client configured"] + report.get("autonomy", {}).get("errors", [])
+    if done.returncode != 0 or report.get("dry_run") is not True or unexpected:
+        reasons.append(f"curator dry run: exit {done.returncode}, dry_run {report.get('dry_run')}, errors {unexpected}")
+    return report
 
 
 def _count(node: Node, namespace: str) -> int:

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+import memmesh.interfaces.cli.curator
 import memmesh.interfaces.cli.governance  # noqa: F401  (registers `namespace` and `pending`)
 from memmesh.errors import MemmeshError
 from memmesh.interfaces.cli import (  # noqa: F401

@@ -22,6 +22,7 @@ from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.routes import bus as bus_routes
+from memmesh.interfaces.http.routes import curator as curator_routes
 from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.routes import subscriptions as subscription_routes
@@ -52,6 +53,7 @@ TAGS = [
     {"name": "audit", "description": "The tamper-evident audit log (store-wide admin keys)"},
     {"name": "governance", "description": "Namespace standards and pending actions awaiting approval"},
     {"name": "subscriptions", "description": "Webhook subscriptions to namespace changes; agent inboxes (notify)"},
+    {"name": "curator", "description": "Reversible housekeeping runs: duplicates, contradictions, tags, forgetting, priority"},
 ]
 
 
@@ -97,6 +99,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         service.subscriptions.start()  # webhook deliveries from the durable queue
+        service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
         try:
             async with mcp.lifespan():
                 yield
@@ -105,6 +108,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
                 service.mesh.stop()
             service.subscriptions.stop()
             service.audit.stop()
+            service.curator.stop()
         if owns_service:
             service.store.close()
 
@@ -124,6 +128,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         app.include_router(module.router)
     app.include_router(governance_routes.router)
     app.include_router(subscription_routes.router)
+    app.include_router(curator_routes.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard

@@ -56,6 +56,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "subscriptions": ("memory_subscribe", "memory_unsubscribe", "memory_list_subscriptions"),
     "inbox": ("memory_notify", "memory_inbox"),
+    "curator": ("memory_detect_contradiction", "memory_auto_tag", "memory_expand_query"),
 }
 
 FAMILY_DESCRIPTIONS: dict[str, str] = {
@@ -71,13 +72,14 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",
     "subscriptions": "webhooks told of every change in a namespace (HMAC-signed, retried, SSRF-guarded)",
     "inbox": "notifications between agents: notify another agent, read your own inbox",
+    "curator": "find contradictions, suggest tags, widen a query with the store's own words (no LLM)",
 }
 
 PROFILES: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "graph": ("core", "graph", "entities"),
-    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance", "subscriptions"),
-    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus", "subscriptions", "inbox"),
+    "admin": ("core", "lifecycle", "archive", "agents", "ops", "governance", "subscriptions", "curator"),
+    "power": ("core", "graph", "entities", "lifecycle", "session", "ops", "bus", "subscriptions", "inbox", "curator"),
     "full": tuple(FAMILIES),
 }
 

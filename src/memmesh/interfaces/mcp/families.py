@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from memmesh.interfaces.mcp import (
+    curator_tools,  # noqa: F401  (attaches the curator family's tools)
     governance_tools,  # noqa: F401  (attaches the governance family's tools)
     subscription_tools,  # noqa: F401  (attaches the subscriptions and inbox tools)
 )

@@ -1,0 +1,172 @@
+"""The curator's own tables (schema 12): runs, the changes each run made, the run lease.
+
+One set of ``?``-style SQL for both backends, run on the store's own connections: inside
+``Store.write()`` for writes (so a batch of memory changes and the change records that undo
+them commit together) and on the read connection otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from memmesh.store.base import Store, WriteTx
+
+LEASE = "run"
+"""The one lease name: a store has at most one curator run going at a time."""
+
+
+class Rows:
+    """A connection inside a read or a write, speaking ``?``-style SQL on either backend."""
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; the number of rows changed."""
+        changed: int = self.conn.execute(self._sql(sql), tuple(params)).rowcount
+        return changed
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        row = self.conn.execute(self._sql(sql), tuple(params)).fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.postgres else sql
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change a run made: what rollback checks (``after``) and puts back (``before``)."""
+
+    n: int
+    kind: str
+    memory_id: str
+    namespace: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+RUN_COLUMNS = "id, started_at, completed_at, dry_run, namespace, actor, scopes, report, rolled_back_at, rollback_report"
+
+
+class CuratorDb:
+    """Runs, changes and the lease in the service's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
+
+    def rows(self, tx: WriteTx) -> Rows:
+        """The curator SQL inside a write transaction the caller holds."""
+        return Rows(tx.conn, self.postgres)
+
+    @contextmanager
+    def read(self) -> Iterator[Rows]:
+        with self.store.reading() as conn:
+            yield Rows(conn, self.postgres)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def start_run(
+        self, rows: Rows, run_id: str, started: float, dry_run: bool, namespace: str | None, actor: str | None, scopes: Any
+    ) -> None:
+        rows.run(
+            "INSERT INTO curator_runs (id, started_at, dry_run, namespace, actor, scopes, report) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, started, 1 if dry_run else 0, namespace, actor, json.dumps(scopes), "{}"),
+        )
+
+    def finish_run(self, rows: Rows, run_id: str, completed: float, report: dict[str, Any]) -> None:
+        rows.run("UPDATE curator_runs SET completed_at = ?, report = ? WHERE id = ?", (completed, json.dumps(report), run_id))
+
+    def run_row(self, run_id: str) -> tuple[Any, ...] | None:
+        with self.read() as rows:
+            return rows.one(f"SELECT {RUN_COLUMNS} FROM curator_runs WHERE id = ?", (run_id,))
+
+    def run_rows(self, limit: int) -> list[tuple[Any, ...]]:
+        with self.read() as rows:
+            return rows.all(f"SELECT {RUN_COLUMNS} FROM curator_runs ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
+
+    def mark_rolled_back(self, rows: Rows, run_id: str, at: float, report: dict[str, Any]) -> bool:
+        """Claim the rollback (once: a second caller finds it done and changes nothing)."""
+        return (
+            rows.run(
+                "UPDATE curator_runs SET rolled_back_at = ?, rollback_report = ? WHERE id = ? AND rolled_back_at IS NULL",
+                (at, json.dumps(report), run_id),
+            )
+            == 1
+        )
+
+    def set_rollback_report(self, rows: Rows, run_id: str, report: dict[str, Any]) -> None:
+        rows.run("UPDATE curator_runs SET rollback_report = ? WHERE id = ?", (json.dumps(report), run_id))
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def add_changes(self, rows: Rows, run_id: str, changes: Sequence[Change]) -> None:
+        for c in changes:
+            rows.run(
+                "INSERT INTO curator_changes (run_id, n, kind, memory_id, namespace, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, c.n, c.kind, c.memory_id, c.namespace, _dump(c.before), _dump(c.after)),
+            )
+
+    def changes(self, run_id: str) -> list[Change]:
+        with self.read() as rows:
+            found = rows.all(
+                "SELECT n, kind, memory_id, namespace, before, after FROM curator_changes WHERE run_id = ? ORDER BY n", (run_id,)
+            )
+        return [Change(int(n), kind, mid, ns, _load(before), _load(after)) for n, kind, mid, ns, before, after in found]
+
+    def change_namespaces(self, run_id: str) -> list[str]:
+        with self.read() as rows:
+            return [r[0] for r in rows.all("SELECT DISTINCT namespace FROM curator_changes WHERE run_id = ?", (run_id,))]
+
+    # -- the lease --------------------------------------------------------------------------
+
+    def acquire(self, holder: str, now: float, lease_s: float) -> str | None:
+        """Take (or renew) the run lease for ``holder``; None when taken, else who holds it.
+
+        One atomic upsert on both backends: a lease that is free, expired or already ours
+        becomes ours; a live lease of another holder stays as it is."""
+        with self.store.write() as tx:
+            rows = self.rows(tx)
+            rows.run(
+                "INSERT INTO curator_lease (name, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+                "WHERE curator_lease.expires_at <= ? OR curator_lease.holder = excluded.holder",
+                (LEASE, holder, now + lease_s, now),
+            )
+            row = rows.one("SELECT holder FROM curator_lease WHERE name = ?", (LEASE,))
+        current = str(row[0]) if row else None
+        return None if current == holder else current
+
+    def release(self, holder: str) -> None:
+        with self.store.write() as tx:
+            self.rows(tx).run("DELETE FROM curator_lease WHERE name = ? AND holder = ?", (LEASE, holder))
+
+    # -- links (rollback of a link the curator added) ----------------------------------------
+
+    def drop_link(self, rows: Rows, source_id: str, target_id: str, relation: str) -> int:
+        """Remove a link the curator added (rollback): the store keeps no link tombstones, so
+        the row goes; peers that already hold the link keep it (docs/curator.md)."""
+        return rows.run("DELETE FROM links WHERE source_id = ? AND target_id = ? AND relation = ?", (source_id, target_id, relation))
+
+
+def _dump(value: dict[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _load(value: str | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
+
+
+__all__ = ["Change", "CuratorDb", "Rows"]
