@@ -71,8 +71,8 @@ DIALECT = PostgresDialect()
 APP_ID = "memmesh"
 WRITE_LOCK_KEY = 0x6D656D6D657368
 """Advisory lock id ("memmesh" in ASCII) that serialises schema migrations (not writes)."""
-MAX_HNSW_DIM = 2000
-"""pgvector's HNSW limit for the ``vector`` type; larger vectors are searched exactly."""
+MAX_HNSW_DIM = 4000
+"""pgvector's HNSW limit for the ``halfvec`` type (schema 16); larger vectors are searched exactly."""
 RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
 """ts_rank_cd weights {D, C, B, A} (each ≤ 1): content : tags : title = 1 : 1.5 : 2, as SQLite's bm25()."""
 
@@ -126,6 +126,7 @@ class PostgresStore(SQLReads):
                 raise NotFoundError(f"no memmesh schema in the PostgreSQL database {self.where}; check the URL (nothing was created)")
             self.schema_version = self._migrate(conn)
             self._vector_info = TypeInfo.fetch(conn, "vector")
+            self._halfvec_info = TypeInfo.fetch(conn, "halfvec")
             self._hnsw_dims = self._indexed_dims(conn)
         self._pool = QuickReconnectPool(
             self._conninfo,
@@ -171,6 +172,7 @@ class PostgresStore(SQLReads):
         """Per pooled connection: UTC timestamps, the pgvector type adapters, and the limits
         that keep one slow or frozen session from holding up the others (the server enforces
         them, so they hold even when this process is paused)."""
+        from pgvector.psycopg.halfvec import register_halfvec_info
         from pgvector.psycopg.vector import register_vector_info
 
         conn.execute(
@@ -181,6 +183,7 @@ class PostgresStore(SQLReads):
             "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
         )
         register_vector_info(conn, self._vector_info)
+        register_halfvec_info(conn, self._halfvec_info)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -450,7 +453,7 @@ class PostgresStore(SQLReads):
         vec = np.ascontiguousarray(query, dtype=np.float32)
         dim = int(vec.shape[0])
         where, params = filter_sql(flt, DIALECT)
-        distance = f"v.embedding::vector({dim}) <=> ?::vector({dim})"
+        distance = f"v.embedding::halfvec({dim}) <=> ?::halfvec({dim})"
         sql = (
             f"SELECT v.memory_id, 1 - ({distance}) AS cosine FROM vectors v JOIN memories m ON m.id = v.memory_id "
             f"WHERE v.model = ? AND v.dim = {dim} AND {where} ORDER BY {distance} LIMIT ?"
@@ -539,6 +542,6 @@ class PostgresWriteTx(SQLWrites):
         self.conn.execute("SET LOCAL statement_timeout = 0")
         self.conn.execute(
             f"CREATE INDEX IF NOT EXISTS vectors_hnsw_{dim} ON vectors "
-            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+            f"USING hnsw ((embedding::halfvec({dim})) halfvec_cosine_ops) WHERE dim = {dim}"
         )
         self._hnsw_dims.add(dim)

@@ -25,6 +25,7 @@ from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
 from memmesh.recall import segment
+from memmesh.store import vector_codec
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo
@@ -90,6 +91,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """
     conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
     conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
+    conn.create_function("memmesh_half_vector", 2, vector_codec.upgrade_blob, deterministic=True)  # migration 0016
 
 
 def _refuse_other_app(tables: set[str], path: str) -> None:
