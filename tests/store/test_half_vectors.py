@@ -4,8 +4,8 @@ with float32 vectors is converted by the migration and recalls the same top resu
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -132,4 +132,4 @@ def test_a_store_with_float32_vectors_is_converted_and_ranks_the_same(
 
 
 def _everything() -> Filter:
-    return Filter(now=datetime(2026, 1, 1, 12, tzinfo=timezone.utc))  # the FakeClock of the fixtures
+    return Filter(now=datetime(2026, 1, 1, 12, tzinfo=UTC))  # the FakeClock of the fixtures

@@ -46,6 +46,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
+from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
@@ -360,13 +361,17 @@ class PostgresStore(SQLReads):
         """``columns`` and the ``ts_rank_cd`` rank of the best ``limit`` matches passing the
         filter, best first (ties by id)."""
         where, params = filter_sql(flt, DIALECT)
+        grams = segment.tsquery_text(terms) or "''"
+        # Words through the English tsvector, plus the n-grams of scripts written without
+        # spaces (schema 16, ``memories.cjk``); a memory matched in both adds the two ranks,
+        # as SQLite adds its two BM25 scores. An English-only store has an empty n-gram index.
         sql = (
-            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query) "
-            f"SELECT {columns}, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) AS rank "
-            f"FROM memories m, q WHERE m.fts @@ q.query AND {where} ORDER BY rank DESC, m.id LIMIT ?"
+            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query, ?::tsquery AS grams) "
+            f"SELECT {columns}, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) + ts_rank_cd(m.cjk, q.grams, 1) AS rank "
+            f"FROM memories m, q WHERE (m.fts @@ q.query OR m.cjk @@ q.grams) AND {where} ORDER BY rank DESC, m.id LIMIT ?"
         )
         with self._reading() as conn:
-            return conn.execute(DIALECT.q(sql), [*terms, *params, limit]).fetchall()
+            return conn.execute(DIALECT.q(sql), [*terms, grams, *params, limit]).fetchall()
 
     def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]:
         terms = [t for t in terms if t and t.strip()]

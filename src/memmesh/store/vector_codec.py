@@ -43,6 +43,11 @@ def decode(blob: bytes | memoryview) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f2").astype(np.float32)
 
 
+def decode_half(blob: bytes | memoryview) -> np.ndarray:
+    """Stored vector bytes as a float16 view (no copy): for casting straight into a float32 matrix."""
+    return np.frombuffer(blob, dtype="<f2")
+
+
 def upgrade_blob(blob: bytes | None, dim: int | None) -> bytes | None:
     """A vector stored as float32 (schema ≤ 15) re-encoded as float16; anything else as it is.
     The SQLite migration 0016 calls it as the SQL function ``memmesh_half_vector``."""
@@ -53,4 +58,4 @@ def upgrade_blob(blob: bytes | None, dim: int | None) -> bytes | None:
     return clipped.astype("<f2").tobytes()
 
 
-__all__ = ["HALF_MAX", "decode", "encode", "to_half", "upgrade_blob"]
+__all__ = ["HALF_MAX", "decode", "decode_half", "encode", "to_half", "upgrade_blob"]
