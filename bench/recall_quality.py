@@ -199,9 +199,10 @@ def _settings(workdir: Path, context_weight: float | None) -> Any:
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path, only: set[str] | None = None) -> dict[str, Any]:
+def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False) -> dict[str, Any]:
     conversations = load_locomo(data)
     url = f"sqlite:///{workdir / 'locomo.db'}"
+    saved = workdir / "dia_ids.json"
     with Memory(url, _settings(workdir, None)) as mem:
         embedder = mem.service.embedder
         assert embedder is not None
@@ -209,7 +210,11 @@ def run(data: Path, workdir: Path, only: set[str] | None = None) -> dict[str, An
         embedder.embed(["load the model"])
         model_load = time.perf_counter() - start
         start = time.perf_counter()
-        dia_ids = ingest(mem, conversations)
+        if reuse and saved.exists():  # --workdir --reuse: the store ingested by an earlier run
+            dia_ids = {k: set(v) for k, v in json.loads(saved.read_text()).items()}
+        else:
+            dia_ids = ingest(mem, conversations)
+            saved.write_text(json.dumps({k: sorted(v) for k, v in dia_ids.items()}))
         ingest_s = time.perf_counter() - start
         turns = sum(len(c.turns) for c in conversations)
         weights = mem.service.engine.weights
@@ -244,10 +249,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/recall_quality.json", help="where to write JSON")
     parser.add_argument("--only", help="comma-separated rows to run (default: all): " + ",".join(r[0] for r in RUNS))
+    parser.add_argument("--workdir", type=Path, help="keep the ingested store here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: query the store an earlier run ingested there")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
-        report = run(args.data, Path(tmp), only)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        if not args.reuse:
+            for stale in ("locomo.db", "locomo.db-wal", "locomo.db-shm", "dia_ids.json"):
+                (args.workdir / stale).unlink(missing_ok=True)
+        report = run(args.data, args.workdir, only, args.reuse)
+    else:
+        with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
+            report = run(args.data, Path(tmp), only)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

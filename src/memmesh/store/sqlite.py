@@ -404,10 +404,10 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 cursor = conn.execute(
                     "SELECT memory_id, vector FROM vectors WHERE model = ? AND dim = ? ORDER BY seq, memory_id", (model, width)
                 )
-                while rows := cursor.fetchmany(1024):  # ~1.5 MB of float16 at a time, cast into place
+                while rows := cursor.fetchmany(1024):  # ~0.4 MB of 8-bit codes at a time, decoded into place
                     start = len(ids)
                     ids += [row[0] for row in rows]
-                    matrix[start : len(ids)] = vector_codec.decode_half(b"".join(row[1] for row in rows)).reshape(len(rows), width)
+                    vector_codec.decode_many([row[1] for row in rows], width, matrix[start : len(ids)])
             finally:
                 conn.execute("COMMIT")
         return seq, ids, matrix

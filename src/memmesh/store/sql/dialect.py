@@ -100,8 +100,8 @@ class Dialect:
         return _dumps(list(tags))
 
     def vector(self, vector: np.ndarray) -> Any:
-        """An embedding as a bind value for ``vector_column`` (SQLite: float16 bytes, schema 16;
-        see :mod:`memmesh.store.vector_codec`)."""
+        """An embedding as a bind value for ``vector_column`` (SQLite: 8-bit codes with a scale,
+        schema 16; see :mod:`memmesh.store.vector_codec`)."""
         return vector_codec.encode(vector)
 
     def load_vector(self, value: Any) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Vectors are stored as float16 on both backends (schema 16, issue 21), and a store written
-with float32 vectors is converted by the migration and recalls the same top results."""
+"""Vectors are stored compactly (schema 16, issue 21): 8-bit codes with a per-vector scale on
+SQLite, float16 (``halfvec``) on PostgreSQL; a store written with float32 vectors is
+converted by the migration and ranks the same top results."""
 
 from __future__ import annotations
 
@@ -47,22 +48,30 @@ def _stored_bytes(url: str, tmp_path: Path) -> list[int]:
         return [row[0] for row in conn.execute("SELECT pg_column_size(embedding) FROM vectors")]
 
 
-def test_vectors_are_stored_in_half_the_bytes_and_read_back_within_float16(
+def _max_bytes(url: str) -> int:
+    """A vector's stored size: scale + one byte a dimension (SQLite), or 2 bytes a dimension
+    plus pgvector's 8-byte header (PostgreSQL); float32 was 4 bytes a dimension."""
+    return 4 + DIM if url.startswith("sqlite") else 2 * DIM + 8
+
+
+def test_vectors_are_stored_compactly_and_read_back_within_the_step(
     backend_url: str, open_memory: Callable[..., Memory], tmp_path: Path
 ) -> None:
     ids, vectors = _fill(backend_url, open_memory)
     sizes = _stored_bytes(backend_url, tmp_path)
     assert len(sizes) == len(ids)
-    assert max(sizes) <= 2 * DIM + 8  # float16 (+ pgvector's 8-byte header), not 4 bytes a number
+    assert max(sizes) <= _max_bytes(backend_url)
     store = open_store(backend_url)
     try:
         got = {r.memory_id: r.vector for r in store.get_vectors(ids)}
         assert all(got[i].dtype == np.float32 for i in ids)
-        assert max(float(np.max(np.abs(got[i] - v))) for i, v in zip(ids, vectors, strict=True)) < 1e-3
-        exact = np.array([0.5, -0.25, 0.125, 3.0] + [0.0] * (DIM - 4), dtype=np.float32)  # representable: kept exactly
+        assert max(float(np.max(np.abs(got[i] - v))) for i, v in zip(ids, vectors, strict=True)) < 5e-3
+        assert all(abs(float(got[i] @ v) - 1.0) < 5e-3 for i, v in zip(ids, vectors, strict=True))  # cosine with itself
+        large = np.array([0.5, -0.25, 0.125, 300.0] + [0.0] * (DIM - 4), dtype=np.float32)  # any scale, not only unit vectors
         with store.write() as tx:
-            tx.put_vector(ids[0], "test-model", exact, tx.next_seq())
-        assert store.get_vectors([ids[0]])[0].vector.tobytes() == exact.tobytes()
+            tx.put_vector(ids[0], "test-model", large, tx.next_seq())
+        back = store.get_vectors([ids[0]])[0].vector
+        assert back[3] == pytest.approx(300.0, rel=1e-3) and np.allclose(back, large, atol=300.0 / 254 + 1e-6)
     finally:
         store.close()
 
@@ -74,7 +83,7 @@ def test_a_vector_float16_cannot_hold_is_refused_and_nothing_is_written(backend_
         for bad in (np.full(DIM, 1e6, dtype=np.float32), np.array([np.nan] * DIM, dtype=np.float32)):
             with pytest.raises(InvalidInputError, match="float16"), store.write() as tx:
                 tx.put_vector(ids[0], "test-model", bad, tx.next_seq())
-        assert np.allclose(store.get_vectors([ids[0]])[0].vector, vectors[0], atol=1e-3)
+        assert np.allclose(store.get_vectors([ids[0]])[0].vector, vectors[0], atol=5e-3)
     finally:
         store.close()
 
@@ -115,12 +124,17 @@ def test_a_store_with_float32_vectors_is_converted_and_ranks_the_same(
     store = open_store(backend_url)  # opening migrates
     try:
         assert store.schema_version >= 16
-        assert max(_stored_bytes(backend_url, tmp_path)) <= 2 * DIM + 8
+        assert max(_stored_bytes(backend_url, tmp_path)) <= _max_bytes(backend_url)
         converted = {r.memory_id: r.vector for r in store.get_vectors(ids)}
-        assert max(float(np.max(np.abs(converted[i] - v))) for i, v in zip(ids, vectors, strict=True)) < 1e-3
+        assert max(float(np.max(np.abs(converted[i] - v))) for i, v in zip(ids, vectors, strict=True)) < 5e-3
+        exact = dict(zip(ids, vectors, strict=True))
         for q, want in zip(queries, before, strict=True):
             got = sorted(ids, key=lambda i: (-float(converted[i] @ q), i))[:10]
-            assert got == want
+            assert got[:3] == want[:3]
+            # Further down only near-ties (true cosines within 0.01) may trade places.
+            true = {i: float(exact[i] @ q) for i in ids}
+            assert all(true[b] - true[a] < 0.01 for n, a in enumerate(got) for b in got[n + 1 :])
+            assert all(true[i] > true[want[-1]] - 0.01 for i in got)
         if not backend_url.startswith("sqlite"):
             with psycopg.connect(backend_url) as conn:
                 index = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'vectors_hnsw_64'").fetchone()
