@@ -127,7 +127,10 @@ class PostgresStore(SQLReads):
                 raise NotFoundError(f"no memmesh schema in the PostgreSQL database {self.where}; check the URL (nothing was created)")
             self.schema_version = self._migrate(conn)
             self._vector_info = TypeInfo.fetch(conn, "vector")
-            self._halfvec_info = TypeInfo.fetch(conn, "halfvec")
+            halfvec = TypeInfo.fetch(conn, "halfvec")
+            if halfvec is None:  # the migration to schema 16 needs it too; this says why
+                raise StorageError(f"PostgreSQL at {self.where} has a pgvector without halfvec; run ALTER EXTENSION vector UPDATE (0.7+)")
+            self._halfvec_info: TypeInfo = halfvec
             self._hnsw_dims = self._indexed_dims(conn)
         self._pool = QuickReconnectPool(
             self._conninfo,

@@ -55,7 +55,8 @@ def decode(blob: bytes | memoryview) -> np.ndarray:
     """A stored vector (SQLite form) as float32."""
     raw = bytes(blob)
     scale = np.frombuffer(raw[:SCALE_BYTES], dtype="<f4")[0]
-    return np.frombuffer(raw[SCALE_BYTES:], dtype=np.int8).astype(np.float32) * scale
+    vector: np.ndarray = np.frombuffer(raw[SCALE_BYTES:], dtype=np.int8).astype(np.float32) * scale
+    return vector
 
 
 def decode_many(blobs: list[bytes], dim: int, out: np.ndarray) -> None:
