@@ -236,7 +236,7 @@ def main() -> None:
                 f"serve RSS {s['after_recalls']['VmRSS']:.0f} MB (peak {s['after_recalls']['VmHWM']:.0f}; "
                 f"ready {s['ready']['VmRSS']:.0f}, first recall {s['first_recall']['VmRSS']:.0f})"
             )
-            times = f"first recall {embedded['first_recall_ms']} / {served['first_recall_ms']} ms; {row['bytes_per_memory']} B/memory on disk"
+            times = f"first recall {embedded['first_recall_ms']} / {served['first_recall_ms']} ms; {row['bytes_per_memory']} B/memory"
             print(f"{size:>7} memories: {embedded_line} | {serve_line} | {times}", flush=True)
     report = {
         "bench": "footprint",
