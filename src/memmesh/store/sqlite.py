@@ -93,7 +93,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """
     conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
     conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
-    conn.create_function("memmesh_half_vector", 2, vector_codec.upgrade_blob, deterministic=True)  # migration 0016
+    conn.create_function("memmesh_compact_vector", 2, vector_codec.upgrade_blob, deterministic=True)  # migration 0016
 
 
 def _refuse_other_app(tables: set[str], path: str) -> None:

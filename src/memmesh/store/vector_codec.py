@@ -69,7 +69,7 @@ def decode_many(blobs: list[bytes], dim: int, out: np.ndarray) -> None:
 
 def upgrade_blob(blob: bytes | None, dim: int | None) -> bytes | None:
     """A vector stored as float32 (schema ≤ 15) re-encoded in the 8-bit form; anything else
-    as it is. The SQLite migration 0016 calls it as the SQL function ``memmesh_half_vector``."""
+    as it is. The SQLite migration 0016 calls it as the SQL function ``memmesh_compact_vector``."""
     if blob is None or dim is None or len(blob) != 4 * int(dim):
         return blob
     old = np.frombuffer(blob, dtype="<f4")
