@@ -24,6 +24,13 @@ def test_coverage_counts_the_words_of_a_memory_and_its_window() -> None:
     assert [stem(w) for w in ("making", "made", "bowls", "glasses", "is")] == ["mak", "made", "bowl", "glass", "is"]
 
 
+def test_a_word_most_candidates_share_counts_less_than_a_rare_one() -> None:
+    texts = {f"m{i}": f"Caroline: note {i}" for i in range(6)} | {"rare": "Caroline: I adopted a greyhound", "only": "a greyhound"}
+    got = coverages(["caroline", "greyhound"], texts, {})
+    assert got["rare"] == 1.0
+    assert got["only"] > 0.7 > 0.3 > got["m0"] > 0  # the rare word carries most of the weight
+
+
 def test_recall_scales_each_score_by_its_window_coverage(tmp_path: Path) -> None:
     turns = [
         "Mel: We went to a pottery workshop last Friday with the kids.",
