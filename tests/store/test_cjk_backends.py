@@ -100,3 +100,13 @@ def test_a_postgres_store_from_before_schema_16_is_indexed_when_opened(pg_databa
         conn.execute("UPDATE meta SET value = '15' WHERE key = 'schema_version'")
     mem = open_memory(pg_database)
     assert _ids(mem.search("東京")) == [wifi.id]
+
+
+def test_a_giant_word_finds_nothing_and_fails_nothing(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    """PostgreSQL refuses a text-search word of 2 KB or more; such a query word matches no
+    memory on either backend instead of failing the search."""
+    mem = open_memory(backend_url)
+    wifi = mem.add(WIFI)
+    assert mem.search("x" * 3000) == []
+    assert _ids(mem.search("東京 " + "y" * 3000)) == [wifi.id]
+    assert _ids(mem.recall("東京 " + "z" * 3000, touch=False).hits) == [wifi.id]

@@ -82,6 +82,10 @@ def match_expression(terms: Sequence[str]) -> str | None:
     return " OR ".join(dict.fromkeys(clauses)) or None
 
 
+MAX_LEXEME_BYTES = 2047
+"""PostgreSQL's limit for one text-search word."""
+
+
 def tsquery_lexemes(terms: Sequence[str]) -> list[str]:
     """The PostgreSQL twin of :func:`match_expression`: the ``memories.cjk`` lexemes (schema
     16, ``memmesh_ngrams``) a query's terms look up: ``u`` + a one-character run or a glued
@@ -93,7 +97,8 @@ def tsquery_lexemes(terms: Sequence[str]) -> list[str]:
             continue
         for run in runs(term):
             lexemes += ["u" + run] if len(run) == 1 else ["b" + run[i : i + 2] for i in range(len(run) - 1)]
-    return list(dict.fromkeys(lexemes))
+    # PostgreSQL refuses a tsquery word of 2 KB or more (and never indexes one): leave it out.
+    return [lexeme for lexeme in dict.fromkeys(lexemes) if len(lexeme.encode()) < MAX_LEXEME_BYTES]
 
 
 def tsquery_text(terms: Sequence[str]) -> str | None:

@@ -364,7 +364,7 @@ class PostgresStore(SQLReads):
         """``columns`` and the ``ts_rank_cd`` rank of the best ``limit`` matches passing the
         filter, best first (ties by id)."""
         where, params = filter_sql(flt, DIALECT)
-        grams = segment.tsquery_text(terms) or "''"
+        grams = segment.tsquery_text(terms) or ""  # an empty tsquery matches nothing
         # Words through the English tsvector, plus the n-grams of scripts written without
         # spaces (schema 16, ``memories.cjk``); a memory matched in both adds the two ranks,
         # as SQLite adds its two BM25 scores. An English-only store has an empty n-gram index.
