@@ -91,6 +91,18 @@ def build_store(db: Path, size: int, vectors: str) -> float:
     return time.perf_counter() - start
 
 
+def _parts(db: Path, size: int) -> dict[str, int]:
+    """Bytes per memory of each table and index (SQLite's dbstat), largest first."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            rows = conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC").fetchall()
+        except sqlite3.OperationalError:  # a SQLite built without dbstat
+            return {}
+    return {name: round(total / size) for name, total in rows if total >= size}
+
+
 def _env(workdir: Path) -> dict[str, str]:
     """Defaults only (an empty config file), so the installed MiniLM and its built graph are used."""
     (workdir / "empty.toml").write_text("")
@@ -186,6 +198,7 @@ def main() -> None:
     parser.add_argument("--vectors", choices=["synthetic", "real"], default="synthetic")
     parser.add_argument("--out", type=Path, default=Path("bench/results/footprint.json"))
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stores here (default: a temp dir, removed)")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: measure the stores an earlier run built there")
     args = parser.parse_args()
     random.seed(21)
     results = []
@@ -194,9 +207,12 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for size in args.sizes:
             db = root / f"footprint-{size}.db"
-            if db.exists():
-                db.unlink()
-            built_s = build_store(db, size, args.vectors)
+            if args.reuse and db.exists():  # measure the store an earlier run built (same size and vectors)
+                built_s = 0.0
+            else:
+                for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                    stale.unlink(missing_ok=True)
+                built_s = build_store(db, size, args.vectors)
             embedded = measure_embedded(db)
             served = measure_serve(db)
             row = {
@@ -204,6 +220,8 @@ def main() -> None:
                 "vectors": args.vectors,
                 "build_s": round(built_s, 1),
                 "db_mb": round(db.stat().st_size / 2**20, 1),
+                "bytes_per_memory": round(db.stat().st_size / size),
+                "parts_bytes_per_memory": _parts(db, size),
                 "embedded": embedded,
                 "serve": served,
             }
@@ -218,7 +236,7 @@ def main() -> None:
                 f"serve RSS {s['after_recalls']['VmRSS']:.0f} MB (peak {s['after_recalls']['VmHWM']:.0f}; "
                 f"ready {s['ready']['VmRSS']:.0f}, first recall {s['first_recall']['VmRSS']:.0f})"
             )
-            times = f"first recall {embedded['first_recall_ms']} / {served['first_recall_ms']} ms"
+            times = f"first recall {embedded['first_recall_ms']} / {served['first_recall_ms']} ms; {row['bytes_per_memory']} B/memory"
             print(f"{size:>7} memories: {embedded_line} | {serve_line} | {times}", flush=True)
     report = {
         "bench": "footprint",

@@ -44,16 +44,20 @@ from memmesh.config import load_settings  # noqa: E402
 DEFAULT_DATA = Path("/work/shared/bench-data/locomo-dev.json")
 KS = (5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-# (row name, recall mode, recall.context_weight override or None for the default). "bm25"
-# is what `search` returns (keyword, no context); "keyword" is recall on a store without an
-# embedder (BM25 + write-order context between the turns, stored as kind="message").
-RUNS = (
-    ("bm25", "keyword", 0.0),
-    ("vector-plain", "vector", 0.0),
-    ("hybrid-plain", "hybrid", 0.0),
-    ("keyword", "keyword", None),
-    ("vector", "vector", None),
-    ("hybrid", "hybrid", None),
+# (row name, recall mode, [recall] overrides; {} = the defaults). "bm25" is what `search`
+# returns (keyword, no context, no coverage); "keyword" is recall on a store without an
+# embedder (BM25 + write-order context between the turns, stored as kind="message"); the
+# "-plain" rows switch context and coverage off; "hybrid-nocover" is the default without
+# query-term coverage (the default before it was measured, docs/recall.md levers table).
+_PLAIN = {"context_weight": 0.0, "coverage_weight": 0.0}
+RUNS: tuple[tuple[str, str, dict[str, float]], ...] = (
+    ("bm25", "keyword", _PLAIN),
+    ("vector-plain", "vector", _PLAIN),
+    ("hybrid-plain", "hybrid", _PLAIN),
+    ("keyword", "keyword", {}),
+    ("vector", "vector", {}),
+    ("hybrid-nocover", "hybrid", {"coverage_weight": 0.0}),
+    ("hybrid", "hybrid", {}),
 )
 _EVIDENCE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")
 
@@ -191,17 +195,18 @@ def print_table(report: dict[str, Any]) -> None:
     )
 
 
-def _settings(workdir: Path, context_weight: float | None) -> Any:
+def _settings(workdir: Path, recall: dict[str, float] | None) -> Any:
     (workdir / "empty.toml").write_text("")  # the defaults, whatever the user's own config says
     overrides: dict[str, Any] = {"data_dir": str(workdir), "embeddings": {"provider": "minilm"}}
-    if context_weight is not None:
-        overrides["recall"] = {"context_weight": context_weight}
+    if recall:
+        overrides["recall"] = dict(recall)
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path, only: set[str] | None = None) -> dict[str, Any]:
+def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False) -> dict[str, Any]:
     conversations = load_locomo(data)
     url = f"sqlite:///{workdir / 'locomo.db'}"
+    saved = workdir / "dia_ids.json"
     with Memory(url, _settings(workdir, None)) as mem:
         embedder = mem.service.embedder
         assert embedder is not None
@@ -209,15 +214,19 @@ def run(data: Path, workdir: Path, only: set[str] | None = None) -> dict[str, An
         embedder.embed(["load the model"])
         model_load = time.perf_counter() - start
         start = time.perf_counter()
-        dia_ids = ingest(mem, conversations)
+        if reuse and saved.exists():  # --workdir --reuse: the store ingested by an earlier run
+            dia_ids = {k: set(v) for k, v in json.loads(saved.read_text()).items()}
+        else:
+            dia_ids = ingest(mem, conversations)
+            saved.write_text(json.dumps({k: sorted(v) for k, v in dia_ids.items()}))
         ingest_s = time.perf_counter() - start
         turns = sum(len(c.turns) for c in conversations)
         weights = mem.service.engine.weights
     modes = {}
-    for name, mode, context_weight in RUNS:  # the same file, opened with each ranking
+    for name, mode, recall in RUNS:  # the same file, opened with each ranking
         if only and name not in only:
             continue
-        with Memory(url, _settings(workdir, context_weight)) as mem:
+        with Memory(url, _settings(workdir, recall)) as mem:
             mem.recall("warm up", mode=mode, touch=False)
             modes[name] = evaluate(mem, conversations, dia_ids, mode)
     return {
@@ -244,10 +253,19 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/recall_quality.json", help="where to write JSON")
     parser.add_argument("--only", help="comma-separated rows to run (default: all): " + ",".join(r[0] for r in RUNS))
+    parser.add_argument("--workdir", type=Path, help="keep the ingested store here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="with --workdir: query the store an earlier run ingested there")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
-    with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
-        report = run(args.data, Path(tmp), only)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        if not args.reuse:
+            for stale in ("locomo.db", "locomo.db-wal", "locomo.db-shm", "dia_ids.json"):
+                (args.workdir / stale).unlink(missing_ok=True)
+        report = run(args.data, args.workdir, only, args.reuse)
+    else:
+        with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
+            report = run(args.data, Path(tmp), only)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

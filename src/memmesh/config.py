@@ -98,6 +98,9 @@ class RecallSettings(_Section):
     context_decay: float = Field(_RANK.context_decay, ge=0, le=1, description="discount per extra position to a neighbour")
     context_span: int = Field(_RANK.context_span, ge=0, le=10, description="neighbours on each side, in write order within a namespace")
     context_window_s: float = Field(_RANK.context_window_s, ge=0, description="neighbours must have been written within this many seconds")
+    coverage_weight: float = Field(
+        _RANK.coverage, ge=0, description="weight of the share of query words in a memory's write-order window (0 = off)"
+    )
     context_kinds: list[Kind] = Field(
         default_factory=lambda: sorted(_RANK.context_kinds),
         description="kinds that form a sequence (conversation turns, episodes): only they get write-order context",

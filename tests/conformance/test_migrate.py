@@ -41,8 +41,16 @@ def snapshot_of(store: Store) -> dict[str, object]:
         "links": sorted(link.model_dump_json() for link in store.iter_links()),
         "history": history,
         "tombstones": sorted(t.model_dump_json() for t in store.tombstones_since(0)),
-        "vectors": sorted((r.memory_id, r.model, r.vector.tobytes()) for r in store.get_vectors(ids)),
+        "vectors": sorted((r.memory_id, r.model, _codes(r.vector)) for r in store.get_vectors(ids)),
     }
+
+
+def _codes(vector: np.ndarray) -> tuple[int, ...]:
+    """A vector as its 8-bit codes (``round(x / (max|x| / 127))``): vectors are stored compactly
+    (8-bit with a scale on SQLite, float16 on PostgreSQL; schema 16), so a copy between
+    backends equals the original to float16's precision, not bit for bit, and keeps its codes."""
+    peak = float(np.max(np.abs(vector))) if vector.size else 0.0
+    return tuple(int(c) for c in np.rint(vector / (peak / 127))) if peak > 0 else (0,) * int(vector.size)
 
 
 def build_source(url: str, open_memory: Callable[..., Memory]) -> Memory:

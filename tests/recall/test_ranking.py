@@ -44,7 +44,9 @@ def test_explain_parts_add_up(open_memory: Callable[..., Memory]) -> None:
         assert parts is not None
         assert set(parts) >= {"keyword", "keyword_norm", "vector", "vector_norm", "relevance", "context", "recency", "boost", "score"}
         assert parts["relevance"] == pytest.approx((parts["keyword_norm"] + parts["vector_norm"]) / 2)
-        assert parts["score"] == pytest.approx((parts["relevance"] + 0.6 * parts["context"]) / 1.6 * parts["boost"])
+        coverage = (1 + parts["coverage"]) / 2  # query-term coverage, weight 1 (recall/coverage.py)
+        assert 0 <= parts["coverage"] <= 1
+        assert parts["score"] == pytest.approx((parts["relevance"] + 0.6 * parts["context"]) / 1.6 * parts["boost"] * coverage)
         assert hit.score == pytest.approx(parts["score"])
     assert all(h.explain is None for h in mem.recall("book", touch=False).hits)
 

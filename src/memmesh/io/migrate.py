@@ -148,9 +148,20 @@ def _vectors_to_copy(source: Store, target: Store, ids: Sequence[str]) -> list[V
     wanted = []
     for row in source.get_vectors(ids):
         old = have.get(row.memory_id)
-        if old is None or old.model != row.model or not np.array_equal(old.vector, row.vector):
+        if old is None or old.model != row.model or not np.array_equal(old.vector, _as_stored(target, row.vector)):
             wanted.append(row)
     return wanted
+
+
+def _as_stored(store: Store, vector: np.ndarray) -> np.ndarray:
+    """``vector`` as ``store`` would read it back: stored vectors are compact (8-bit on SQLite,
+    float16 on PostgreSQL, schema 16), so a vector copied between backends is compared in the
+    target's form, or a re-run would rewrite every vector."""
+    dialect = getattr(store, "dialect", None)
+    if dialect is None:
+        return vector
+    stored: np.ndarray = dialect.load_vector(dialect.vector(vector))
+    return stored
 
 
 def _copy_memories(

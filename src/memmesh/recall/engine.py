@@ -23,6 +23,7 @@ import numpy as np
 
 from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.model import Hit
+from memmesh.recall.coverage import coverages, windows_from
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
@@ -111,7 +112,8 @@ class RecallEngine:
             self._complete_keyword(terms, flt, list(found.values()))
         seeds = min(pool, max(10, top_k))
         neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
-        hits = rank(list(found.values()), weights, now, explain, neighbours)
+        cover = self._coverage(terms, found, neighbours, weights) if context and mode != "vector" else None
+        hits = rank(list(found.values()), weights, now, explain, neighbours, cover)
         if self.collapse_duplicates:
             hits, collapsed = self._collapse(hits, top_k)
             if collapsed:
@@ -119,6 +121,16 @@ class RecallEngine:
         if self.reranker is not None:
             hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
         return mode, hits[:top_k], notices
+
+    @staticmethod
+    def _coverage(
+        terms: list[str], found: dict[str, Candidate], neighbours: dict[str, list[tuple[str, int]]], weights: RankWeights
+    ) -> dict[str, float] | None:
+        """Share of the query's terms in each candidate's write-order window (recall only)."""
+        if not terms or weights.coverage <= 0:
+            return None
+        texts = {mid: " ".join([c.memory.title or "", c.memory.content, *c.memory.tags]) for mid, c in found.items()}
+        return coverages(terms, texts, windows_from(neighbours, weights.context_span))
 
     def _query_vector(self, query: str) -> np.ndarray:
         assert self.embedder is not None

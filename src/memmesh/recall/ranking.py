@@ -69,6 +69,8 @@ class RankWeights:
     confidence: float = 0.04
     recency: float = 0.02
     recency_half_life_days: float = 30.0
+    coverage: float = 1.0
+    """Weight of query-term coverage over the write-order window (:mod:`memmesh.recall.coverage`)."""
     tier: dict[Tier, float] = field(default_factory=lambda: {Tier.long: 0.01, Tier.mid: 0.0, Tier.short: 0.0})
 
 
@@ -134,10 +136,12 @@ def rank(
     now: datetime,
     explain: bool = False,
     neighbours: Neighbours | None = None,
+    coverage: Mapping[str, float] | None = None,
 ) -> list[Hit]:
     """Score and sort the candidates with real relevance, best first (see :func:`is_relevant`;
     a candidate without it is kept only when it inherits context); ``explain`` attaches
-    every part of the score."""
+    every part of the score. ``coverage`` (memory id → share of the query's terms in its
+    write-order window) scales each score by ``(1 + w·coverage) / (1 + w)``."""
     parts = relevances(candidates, weights)
     relevant = {c.memory.id for c in candidates if is_relevant(c, weights)}
     context = context_scores({k: v["relevance"] for k, v in parts.items()}, neighbours or {}, weights, relevant)
@@ -148,6 +152,9 @@ def rank(
         scored = parts[cand.memory.id]
         scored["context"] = context[cand.memory.id]
         scored.update(_adjust(cand.memory, scored["relevance"], scored["context"], weights, now))
+        if coverage is not None and weights.coverage > 0:
+            scored["coverage"] = coverage.get(cand.memory.id, 0.0)
+            scored["score"] *= (1.0 + weights.coverage * scored["coverage"]) / (1.0 + weights.coverage)
         hits.append(Hit(memory=cand.memory, score=scored["score"], explain=scored if explain else None))
     hits.sort(key=lambda h: (-h.score, h.memory.id))
     return hits

@@ -80,3 +80,29 @@ def match_expression(terms: Sequence[str]) -> str | None:
             else:
                 clauses += [f'bi : "{run[i : i + 2]}"' for i in range(len(run) - 1)]
     return " OR ".join(dict.fromkeys(clauses)) or None
+
+
+MAX_LEXEME_BYTES = 2047
+"""PostgreSQL's limit for one text-search word."""
+
+
+def tsquery_lexemes(terms: Sequence[str]) -> list[str]:
+    """The PostgreSQL twin of :func:`match_expression`: the ``memories.cjk`` lexemes (schema
+    16, ``memmesh_ngrams``) a query's terms look up: ``u`` + a one-character run or a glued
+    piece, ``b`` + each bigram of a longer run."""
+    lexemes: list[str] = []
+    for term in terms:
+        if not RUN.search(term):
+            lexemes.append("u" + term.lower())
+            continue
+        for run in runs(term):
+            lexemes += ["u" + run] if len(run) == 1 else ["b" + run[i : i + 2] for i in range(len(run) - 1)]
+    # PostgreSQL refuses a tsquery word of 2 KB or more (and never indexes one): leave it out.
+    return [lexeme for lexeme in dict.fromkeys(lexemes) if len(lexeme.encode()) < MAX_LEXEME_BYTES]
+
+
+def tsquery_text(terms: Sequence[str]) -> str | None:
+    """A ``tsquery`` literal ORing :func:`tsquery_lexemes` (each quoted, so any character is
+    literal), or None when there is nothing to look up."""
+    quoted = ["'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in tsquery_lexemes(terms)]
+    return " | ".join(quoted) or None

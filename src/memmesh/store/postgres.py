@@ -46,6 +46,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
+from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
@@ -71,8 +72,8 @@ DIALECT = PostgresDialect()
 APP_ID = "memmesh"
 WRITE_LOCK_KEY = 0x6D656D6D657368
 """Advisory lock id ("memmesh" in ASCII) that serialises schema migrations (not writes)."""
-MAX_HNSW_DIM = 2000
-"""pgvector's HNSW limit for the ``vector`` type; larger vectors are searched exactly."""
+MAX_HNSW_DIM = 4000
+"""pgvector's HNSW limit for the ``halfvec`` type (schema 16); larger vectors are searched exactly."""
 RANK_WEIGHTS = "{0.05, 0.5, 0.75, 1.0}"
 """ts_rank_cd weights {D, C, B, A} (each ≤ 1): content : tags : title = 1 : 1.5 : 2, as SQLite's bm25()."""
 
@@ -126,6 +127,10 @@ class PostgresStore(SQLReads):
                 raise NotFoundError(f"no memmesh schema in the PostgreSQL database {self.where}; check the URL (nothing was created)")
             self.schema_version = self._migrate(conn)
             self._vector_info = TypeInfo.fetch(conn, "vector")
+            halfvec = TypeInfo.fetch(conn, "halfvec")
+            if halfvec is None:  # the migration to schema 16 needs it too; this says why
+                raise StorageError(f"PostgreSQL at {self.where} has a pgvector without halfvec; run ALTER EXTENSION vector UPDATE (0.7+)")
+            self._halfvec_info: TypeInfo = halfvec
             self._hnsw_dims = self._indexed_dims(conn)
         self._pool = QuickReconnectPool(
             self._conninfo,
@@ -171,6 +176,7 @@ class PostgresStore(SQLReads):
         """Per pooled connection: UTC timestamps, the pgvector type adapters, and the limits
         that keep one slow or frozen session from holding up the others (the server enforces
         them, so they hold even when this process is paused)."""
+        from pgvector.psycopg.halfvec import register_halfvec_info
         from pgvector.psycopg.vector import register_vector_info
 
         conn.execute(
@@ -181,6 +187,7 @@ class PostgresStore(SQLReads):
             "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3"
         )
         register_vector_info(conn, self._vector_info)
+        register_halfvec_info(conn, self._halfvec_info)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -357,13 +364,17 @@ class PostgresStore(SQLReads):
         """``columns`` and the ``ts_rank_cd`` rank of the best ``limit`` matches passing the
         filter, best first (ties by id)."""
         where, params = filter_sql(flt, DIALECT)
+        grams = segment.tsquery_text(terms) or ""  # an empty tsquery matches nothing
+        # Words through the English tsvector, plus the n-grams of scripts written without
+        # spaces (schema 16, ``memories.cjk``); a memory matched in both adds the two ranks,
+        # as SQLite adds its two BM25 scores. An English-only store has an empty n-gram index.
         sql = (
-            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query) "
-            f"SELECT {columns}, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) AS rank "
-            f"FROM memories m, q WHERE m.fts @@ q.query AND {where} ORDER BY rank DESC, m.id LIMIT ?"
+            f"WITH q AS (SELECT {tsquery_sql(terms)} AS query, ?::tsquery AS grams) "
+            f"SELECT {columns}, ts_rank_cd('{RANK_WEIGHTS}'::float4[], m.fts, q.query, 1) + ts_rank_cd(m.cjk, q.grams, 1) AS rank "
+            f"FROM memories m, q WHERE (m.fts @@ q.query OR m.cjk @@ q.grams) AND {where} ORDER BY rank DESC, m.id LIMIT ?"
         )
         with self._reading() as conn:
-            return conn.execute(DIALECT.q(sql), [*terms, *params, limit]).fetchall()
+            return conn.execute(DIALECT.q(sql), [*terms, grams, *params, limit]).fetchall()
 
     def keyword_search(self, terms: Sequence[str], flt: Filter, limit: int) -> list[tuple[Memory, float]]:
         terms = [t for t in terms if t and t.strip()]
@@ -450,7 +461,7 @@ class PostgresStore(SQLReads):
         vec = np.ascontiguousarray(query, dtype=np.float32)
         dim = int(vec.shape[0])
         where, params = filter_sql(flt, DIALECT)
-        distance = f"v.embedding::vector({dim}) <=> ?::vector({dim})"
+        distance = f"v.embedding::halfvec({dim}) <=> ?::halfvec({dim})"
         sql = (
             f"SELECT v.memory_id, 1 - ({distance}) AS cosine FROM vectors v JOIN memories m ON m.id = v.memory_id "
             f"WHERE v.model = ? AND v.dim = {dim} AND {where} ORDER BY {distance} LIMIT ?"
@@ -539,6 +550,6 @@ class PostgresWriteTx(SQLWrites):
         self.conn.execute("SET LOCAL statement_timeout = 0")
         self.conn.execute(
             f"CREATE INDEX IF NOT EXISTS vectors_hnsw_{dim} ON vectors "
-            f"USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+            f"USING hnsw ((embedding::halfvec({dim})) halfvec_cosine_ops) WHERE dim = {dim}"
         )
         self._hnsw_dims.add(dim)

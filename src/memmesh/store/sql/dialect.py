@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from memmesh.clock import format_ts, parse_ts
+from memmesh.store import vector_codec
 
 
 @lru_cache(maxsize=2048)
@@ -99,11 +100,13 @@ class Dialect:
         return _dumps(list(tags))
 
     def vector(self, vector: np.ndarray) -> Any:
-        """An embedding as a bind value for ``vector_column`` (SQLite: float32 bytes)."""
-        return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+        """An embedding as a bind value for ``vector_column`` (SQLite: 8-bit codes with a scale,
+        schema 16; see :mod:`memmesh.store.vector_codec`)."""
+        return vector_codec.encode(vector)
 
     def load_vector(self, value: Any) -> np.ndarray:
-        return np.frombuffer(value, dtype=np.float32).copy()
+        """A stored embedding as float32."""
+        return vector_codec.decode(value)
 
     # -- query pieces --------------------------------------------------------------------
 
@@ -191,7 +194,10 @@ class PostgresDialect(Dialect):
         return list(tags)
 
     def vector(self, vector: np.ndarray) -> Any:
-        return np.ascontiguousarray(vector, dtype=np.float32)  # pgvector's adapter
+        """pgvector's ``halfvec`` (schema 16): half the bytes of ``vector``, same precision as SQLite."""
+        from pgvector import HalfVector
+
+        return HalfVector(vector_codec.to_half(vector))
 
     def load_vector(self, value: Any) -> np.ndarray:
         return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
