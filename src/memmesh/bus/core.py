@@ -59,13 +59,11 @@ if TYPE_CHECKING:
     from memmesh.host import Host
 
 TOKEN_RE = re.compile(r"[0-9a-f]{64}")
+UNKNOWN_HASH = "0" * 64
+"""What a presented token is compared with when the conversation does not exist (no token hashes to it)."""
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
-MAX_LONG_POLLS = 16
-"""Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
-worker thread for up to ``bus.max_wait_s``: unbounded, one key could park them all and stall
-every other request; past the bound a poll is told to retry (429) instead."""
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
@@ -83,6 +81,10 @@ class BusPolicy:
     lease_s: float = 30.0
     max_deliveries: int = 5
     max_wait_s: float = 60.0
+    max_long_polls: int = 16
+    """Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
+    worker thread for up to ``max_wait_s``: unbounded, one key could park them all and stall
+    every other request; past the bound a poll is told to retry (429) instead."""
     workers_status_file: Path | None = None
 
 
@@ -107,7 +109,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
-        self._polls = threading.BoundedSemaphore(MAX_LONG_POLLS)
+        self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -129,10 +131,13 @@ class Bus:
                 f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
             )
         row = rows.one(f"SELECT {CONV_COLUMNS}, token_hash FROM bus_conversations WHERE id = ?", (conversation_id,))
-        if row is None:
-            raise NotFoundError(f"no conversation {conversation_id}: check the id (`bus list` shows open conversations)")
-        if not hmac.compare_digest(hash_token(token.strip().lower()), row[-1]):
-            raise ForbiddenError(f"wrong token for conversation {conversation_id}: use the token `bus open` printed for it")
+        # An unknown id and a wrong token get one answer, after the same work: a caller
+        # without the token must not learn whether the conversation exists.
+        matches = hmac.compare_digest(hash_token(token.strip().lower()), row[-1] if row is not None else UNKNOWN_HASH)
+        if row is None or not matches:
+            raise NotFoundError(
+                f"no conversation {conversation_id} with this token: check the id and use the token `bus open` printed for it"
+            )
         return row[:-1]
 
     def _live(self, row: Row, now: float) -> None:
@@ -187,7 +192,8 @@ class Bus:
         """A waiting slot for one long-poll, or 429 when every slot is taken."""
         if not self._polls.acquire(blocking=False):
             raise RateLimitedError(
-                f"{MAX_LONG_POLLS} long-polls already wait in this server: retry in a second, or ask without a wait",
+                f"{self.policy.max_long_polls} long-polls already wait in this server (bus.max_long_polls): "
+                "retry in a second, or ask without a wait",
                 details={"retry_after": 1},
             )
         try:
@@ -253,27 +259,37 @@ class Bus:
     def list(
         self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100
     ) -> builtins.list[Conversation]:
-        """Conversations, newest activity first: open ones (archiving any that timed out), or
-        the archived ones. Tokens are never listed. A key limited to some namespaces lists
-        only conversations its agent takes part in."""
+        """Conversations, newest activity first: open ones, or the archived ones (archived by
+        hand, or idle past their timeout: such a one shows ``archived_at`` = the moment it
+        timed out). Tokens are never listed. A key limited to some namespaces lists only
+        conversations its agent takes part in.
+
+        One read, filtered in SQL: listing writes nothing (a conversation's archival is a
+        fact of its last activity and timeout, worked out when read) and fetches only the
+        page it returns, whoever asks."""
         who = self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
+        if agent is not None:
+            agent = check_agent_name(agent)
         now = self._now()
-        with self.sql.write() as rows:
-            rows.run(
-                "UPDATE bus_conversations SET archived_at = ? WHERE archived_at IS NULL AND last_activity + timeout_s <= ?", (now, now)
-            )
-        where = "archived_at IS NOT NULL" if archived else "archived_at IS NULL"
+        timed_out = "last_activity + timeout_s <= ?"
+        where = [f"(archived_at IS NOT NULL OR {timed_out})" if archived else f"archived_at IS NULL AND NOT {timed_out}"]
+        params: builtins.list[Any] = [now]
+        members = [agent] if agent is not None else []
+        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
+            if who.agent_id is None:
+                return []
+            members.append(who.agent_id)
+        for name in dict.fromkeys(members):
+            where.append(self.sql.contains("participants"))
+            params.append(json.dumps(name))  # names hold no quote nor backslash: '"name"' occurs only as that element
+        columns = CONV_COLUMNS.replace("archived_at", "COALESCE(archived_at, CASE WHEN last_activity + timeout_s <= ? THEN last_activity + timeout_s END)")
         with self.sql.read() as rows:
             found = rows.all(
-                f"SELECT {CONV_COLUMNS} FROM bus_conversations WHERE {where} ORDER BY last_activity DESC, id LIMIT ?", (limit * 10,)
+                f"SELECT {columns} FROM bus_conversations WHERE {' AND '.join(where)} ORDER BY last_activity DESC, id LIMIT ?",
+                (now, *params, limit),
             )
-        convs = [self._conv_model(r) for r in found]
-        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
-            convs = [c for c in convs if who.agent_id is not None and who.agent_id in c.participants]
-        if agent is not None:
-            convs = [c for c in convs if agent in c.participants]
-        return convs[:limit]
+        return [self._conv_model(r) for r in found]
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -588,11 +604,21 @@ class Bus:
         """The leased task this attempt token holds, or LeaseLostError."""
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             raise InvalidInputError("attempt_token is malformed: it is the 32 hex characters the claim returned")
-        found = rows.one(
-            "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
-            "WHERE conversation_id = ? AND lease_token = ? AND state = 'leased'",
-            (conversation_id, attempt_token),
+        # The token is never handed to SQL to match (an index lookup answers faster for a
+        # near miss): the conversation's leases in flight are read, and each token compared
+        # in constant time. In flight are only the tasks being worked on, a handful per worker.
+        leased = rows.all(
+            "SELECT seq, attempts, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,)
         )
+        found = None
+        for seq, attempts, held in leased:
+            if hmac.compare_digest(str(held or ""), attempt_token):
+                # lock that task as it stands now: still leased, still this attempt
+                found = rows.one(
+                    "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
+                    "WHERE conversation_id = ? AND seq = ? AND state = 'leased' AND attempts = ?" + rows.for_update,
+                    (conversation_id, seq, attempts),
+                )
         if found is None:
             raise LeaseLostError(
                 f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)"
@@ -645,8 +671,8 @@ class Bus:
             events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
             done = rows.one(
                 "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                f"WHERE conversation_id = ? AND seq = ? AND lease_token = ? RETURNING {TASK_COLUMNS}",
-                (result, json.dumps(events), conversation_id, found[0], attempt_token),
+                f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                (result, json.dumps(events), conversation_id, found[0], found[1]),
             )
         return self._task_model(done)  # type: ignore[arg-type]
 
@@ -719,7 +745,9 @@ class Bus:
     def counts(self) -> dict[str, int]:
         """Store-wide numbers for /metrics and health: open conversations, tasks by state."""
         with self.sql.read() as rows:
-            open_convs = rows.one("SELECT COUNT(*) FROM bus_conversations WHERE archived_at IS NULL")
+            open_convs = rows.one(
+                "SELECT COUNT(*) FROM bus_conversations WHERE archived_at IS NULL AND last_activity + timeout_s > ?", (self._now(),)
+            )
             states = rows.all("SELECT state, COUNT(*) FROM bus_messages WHERE state IS NOT NULL GROUP BY state")
         found = {"conversations_open": int(open_convs[0])}  # type: ignore[index]
         for state in ("ready", "leased", "done", "dead"):

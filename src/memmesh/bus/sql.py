@@ -41,6 +41,11 @@ class Rows:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
     @property
+    def for_update(self) -> str:
+        """Row-lock clause for rows the write goes on to change (SQLite's write is exclusive already)."""
+        return " FOR UPDATE" if self.postgres else ""
+
+    @property
     def skip_locked(self) -> str:
         """Row-claim clause: PostgreSQL lets concurrent claimers pass each other's rows; SQLite
         has one writer at a time, so a plain select inside the write is already exclusive."""
@@ -53,6 +58,11 @@ class BusSql:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
+
+    def contains(self, column: str) -> str:
+        """A condition true when the text ``column`` contains the next parameter (a plain
+        substring, no wildcards): ``strpos`` on PostgreSQL, ``instr`` on SQLite."""
+        return f"strpos({column}, ?) > 0" if self.postgres else f"instr({column}, ?) > 0"
 
     @contextmanager
     def write(self) -> Iterator[Rows]:
