@@ -283,7 +283,8 @@ class Bus:
         for name in dict.fromkeys(members):
             where.append(self.sql.contains("participants"))
             params.append(json.dumps(name))  # names hold no quote nor backslash: '"name"' occurs only as that element
-        columns = CONV_COLUMNS.replace("archived_at", "COALESCE(archived_at, CASE WHEN last_activity + timeout_s <= ? THEN last_activity + timeout_s END)")
+        timed_out_at = "COALESCE(archived_at, CASE WHEN last_activity + timeout_s <= ? THEN last_activity + timeout_s END)"
+        columns = CONV_COLUMNS.replace("archived_at", timed_out_at)
         with self.sql.read() as rows:
             found = rows.all(
                 f"SELECT {columns} FROM bus_conversations WHERE {' AND '.join(where)} ORDER BY last_activity DESC, id LIMIT ?",

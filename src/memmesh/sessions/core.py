@@ -122,6 +122,8 @@ APPEND_RETRIES = 50
 
 class _Raced(Exception):
     """Another append to the same session committed first with the numbers this one chose."""
+
+
 RELEVANT_TOP_K = 8
 
 
