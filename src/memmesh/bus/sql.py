@@ -71,6 +71,15 @@ class BusSql:
             yield Rows(tx.conn, self.postgres)
 
     @contextmanager
+    def statement(self) -> Iterator[Rows]:
+        """A pooled autocommit connection for ONE self-contained statement on PostgreSQL
+        (a CTE that checks, writes and notifies): the statement is its own transaction,
+        committed before it returns, in one round trip instead of BEGIN, the change feed's
+        xid, the statements and COMMIT. Never for two statements that must commit together."""
+        with self.store.reading() as conn:
+            yield Rows(conn, self.postgres)
+
+    @contextmanager
     def read(self) -> Iterator[Rows]:
         with self.store.reading() as conn:
             yield Rows(conn, self.postgres)  # autocommit on PostgreSQL: each poll sees new commits

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, StorageError, UnavailableError
@@ -134,7 +134,7 @@ class PostgresStore(SQLReads):
             open=False,
             name="memmesh",
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            # checks a connection before use only after it sat idle (QuickReconnectPool)
             kwargs={"autocommit": True},
         )
         try:
