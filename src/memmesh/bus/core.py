@@ -67,6 +67,9 @@ MAX_PAGE = 1000
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
+CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
+MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
+TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
 SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
@@ -80,6 +83,19 @@ SEND_PG = (
 """One send on PostgreSQL (see :meth:`Bus._send_pg`). The token is matched as its SHA-256
 (equality on the hash of a secret: learning where two hashes differ says nothing of the
 token); the participant test looks for the JSON-quoted name, which holds no quote itself."""
+UNREAD_PG = (
+    "WITH c AS (SELECT id FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'chat' AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
+    "cur AS (SELECT COALESCE((SELECT acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?), 0) AS acked FROM c), "
+    f"m AS (SELECT {MSG_COLUMNS} FROM bus_messages, cur WHERE conversation_id = ? AND seq > cur.acked AND sender <> ? "
+    "AND (recipient IS NULL OR recipient = ?) ORDER BY seq LIMIT ?), "
+    "d AS (INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) "
+    "SELECT ?, ?, MAX(seq), 0 FROM (SELECT seq FROM m ORDER BY seq LIMIT ?) shown HAVING COUNT(*) > 0 "
+    "ON CONFLICT (conversation_id, agent) DO UPDATE SET delivered_seq = excluded.delivered_seq "
+    "WHERE bus_cursors.delivered_seq < excluded.delivered_seq) "
+    "SELECT cur.acked, m.* FROM cur LEFT JOIN m ON true ORDER BY m.seq"
+)
+"""``unread`` (no wait) on PostgreSQL in one statement (see :meth:`Bus._unread_pg`)."""
 ACK_ALL_PG = (
     "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND archived_at IS NULL "
     "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
@@ -92,9 +108,6 @@ ACK_ALL_PG = (
     "AND m.sender <> ? AND (m.recipient IS NULL OR m.recipient = ?))"
 )
 """``ack --all`` on PostgreSQL in one statement (see :meth:`Bus._ack_all_pg`)."""
-CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
-MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
-TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
 
 
 @dataclass(frozen=True)
@@ -452,6 +465,10 @@ class Bus:
         self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
         wait = self._wait(wait_s)
+        if self.sql.postgres:
+            fast = self._unread_pg(conversation_id, agent, token, limit)
+            if fast is not None and (fast.messages or wait <= 0):
+                return fast
         with self.sql.read() as rows:
             row = self._conversation(rows, conversation_id, token)
         self._participant(row, agent)
@@ -485,6 +502,28 @@ class Bus:
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
         return answer
+
+    def _unread_pg(self, conversation_id: str, agent: str, token: str, limit: int) -> Unread | None:
+        """``unread`` without a wait as ONE statement (PostgreSQL): check the conversation,
+        read the cursor and the messages, and raise the delivered mark to the last one
+        returned. None when the checks refused (nothing changed): the step-by-step read then
+        names the reason."""
+        now = self._now()
+        with self.sql.statement() as rows:
+            found = rows.all(
+                UNREAD_PG,
+                (
+                    conversation_id, self._token_hash(conversation_id, token), now, json.dumps(agent),
+                    conversation_id, agent,
+                    conversation_id, agent, agent, limit + 1,
+                    conversation_id, agent, limit,
+                ),
+            )  # fmt: skip
+        if not found:
+            return None
+        listed = [r[1:] for r in found if r[1] is not None]
+        messages = [self._message(r) for r in listed[:limit]]
+        return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=int(found[0][0]), more=len(listed) > limit)
 
     def _delivered(self, conversation_id: str, agent: str, seq: int) -> None:
         """Raise the agent's delivered mark to ``seq`` (never lowering it): one upsert, which
