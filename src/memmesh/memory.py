@@ -57,12 +57,13 @@ class Memory:
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 
-    def add(self, content: str, *, links: Sequence[Mapping[str, Any]] | None = None, **fields: Any) -> MemoryRecord:
+    def add(self, content: str, **fields: Any) -> MemoryRecord:
         """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
 
-        ``links`` (``[{"target_id": ID, "relation": "derived_from"}, …]``) are stored with the
-        memory in the same transaction: all of them and the memory, or nothing."""
-        if links:
+        ``links=[{"target_id": ID, "relation": "derived_from"}, …]`` (Python API only) are
+        stored with the memory in the same transaction: all of them and the memory, or nothing."""
+        links: Sequence[Mapping[str, Any]] | None = fields.pop("links", None)
+        if links is not None:
             return self.service.add_linked({"content": content, **fields}, links, principal=self.principal)[0]
         return self.service.add({"content": content, **fields}, principal=self.principal)
 
