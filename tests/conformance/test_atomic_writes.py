@@ -119,3 +119,29 @@ def test_a_failed_session_batch_leaves_no_turns_no_gap_and_no_session(faulty: Ca
     assert mem.session_append("going", role="user", content="three").turn == 3
     assert [s.turns for s in mem.session_list()] == [3]
     assert [(t.turn, t.content) for t in sessions.turns("going", principal=P)] == [(1, "one"), (2, "two"), (3, "three")]
+
+
+def test_concurrent_appenders_get_every_number_once_and_no_gap(mem_on: Memory) -> None:
+    """The counter moves in the turns' own transaction (compare-and-set): appenders racing
+    for the same numbers number again, so 4 threads × 25 appends give turns 1..100."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def append(worker: int) -> None:
+        try:
+            for i in range(25):
+                mem_on.session_append("busy", role="user", content=f"worker {worker} says {i}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    turns = mem_on.service.sessions.turns("busy", principal=P)
+    assert [t.turn for t in turns] == list(range(1, 101))
+    assert sorted(t.content for t in turns) == sorted(f"worker {w} says {i}" for w in range(4) for i in range(25))
+    assert [s.turns for s in mem_on.session_list()] == [100]

@@ -26,8 +26,10 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import random
 import re
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -242,6 +244,7 @@ class Sessions:
         self.service = service
         self.policy = policy or SessionPolicy()
         self.sql = BusSql(service.store)
+        self._stripes = [threading.Lock() for _ in range(64)]
 
     def namespace(self, session_id: str, root: str | None = None) -> str:
         """Where the session's turns live: ``<root>/<session_id>``."""
@@ -311,7 +314,17 @@ class Sessions:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"turn {i + 1} has empty content: give the text of the turn")
             checked.append((check_role(item.get("role", "user")), text))
-        for _attempt in range(APPEND_RETRIES):
+        # Appenders of one session in this process take turns (a striped lock), so they never
+        # race each other; other processes are kept apart by the compare-and-set below.
+        with self._stripes[hash(session_id) % len(self._stripes)]:
+            return self._append_numbered(session_id, ns, checked, principal, agent_id)
+
+    def _append_numbered(
+        self, session_id: str, ns: str, checked: builtins.list[tuple[str, str]], principal: Principal, agent_id: str | None
+    ) -> builtins.list[Turn]:
+        for attempt in range(APPEND_RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # another process won: let it finish
             first = self._next_turn(session_id)
             items = [
                 {
