@@ -296,10 +296,13 @@ def postgres(dsn: str | None) -> Iterator[Callable[[], str]]:
 
 def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    parts = set(args.only.split(",")) if args.only else {"chat", "queue", "poll", "rehydrate"}
     for label, action in (
         ("chat", lambda m: chat_throughput(m, args.seconds)),
         ("queue", lambda m: queue_throughput(m, args.seconds)),
     ):
+        if label not in parts:
+            continue
         mem = open_memory(fresh_url(), workdir)
         try:
             out[label] = action(mem)
@@ -309,10 +312,12 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
     url = fresh_url()
     mem = open_memory(url, workdir)
     try:
-        out["long_poll"] = long_poll(mem, url, workdir, args.samples)
-        print(f"{name:9} poll   {out['long_poll']}", flush=True)
-        out["rehydrate_keyword_only"] = rehydration(mem, args.repeat)
-        print(f"{name:9} rehyd  {out['rehydrate_keyword_only']}", flush=True)
+        if "poll" in parts:
+            out["long_poll"] = long_poll(mem, url, workdir, args.samples)
+            print(f"{name:9} poll   {out['long_poll']}", flush=True)
+        if "rehydrate" in parts:
+            out["rehydrate_keyword_only"] = rehydration(mem, args.repeat)
+            print(f"{name:9} rehyd  {out['rehydrate_keyword_only']}", flush=True)
     finally:
         mem.close()
     if args.minilm:
@@ -333,6 +338,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="rehydrations timed")
     parser.add_argument("--minilm", action="store_true", help="also rehydrate with the MiniLM embedder (slow to set up)")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated parts to run: chat,queue,poll,rehydrate (default all)")
     parser.add_argument("--pg-dsn", default=os.environ.get("MEMMESH_BENCH_PG_DSN"))
     args = parser.parse_args()
     random.seed(7)
@@ -343,7 +350,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         counter = iter(range(1000))
-        report["sqlite"] = run_backend("sqlite", lambda: f"sqlite:///{workdir / f'bus-{next(counter)}.db'}", workdir, args)
+        if not args.skip_sqlite:
+            report["sqlite"] = run_backend("sqlite", lambda: f"sqlite:///{workdir / f'bus-{next(counter)}.db'}", workdir, args)
         if not args.skip_pg:
             with postgres(args.pg_dsn) as fresh:
                 report["postgres"] = run_backend("postgres", fresh, workdir, args)

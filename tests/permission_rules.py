@@ -148,7 +148,8 @@ def _keys_inside(data: Any) -> None:
 
 
 def _readiness(data: Any) -> None:
-    assert set(data) == {"status", "schema_version"}, data
+    assert set(data) == {"status", "schema_version", "components"}, data
+    assert all(set(part) <= {"status", "reason"} for part in data["components"].values()), data  # no counts for anyone
 
 
 # -- REST -------------------------------------------------------------------------------------

@@ -200,6 +200,9 @@ class BusSettings(_Section):
     lease_s: float = Field(30.0, gt=0, description="how long a claimed task stays with its worker without a heartbeat")
     max_deliveries: int = Field(5, ge=1, description="deliveries of a task before it goes to the dead-letter list")
     max_wait_s: float = Field(60.0, ge=0, description="longest long-poll wait a caller may ask for")
+    max_long_polls: int = Field(
+        16, ge=1, le=10_000, description="long-polls (unread/claim with a wait) one process lets wait at once; past it a poll gets 429"
+    )
     workers_status_file: Path | None = Field(
         None, description="status file of `memmesh workers run` (<workers.toml>.status.json) to report in /metrics"
     )

@@ -9,7 +9,7 @@ layer picture (docs/architecture.md): the service imports them, they never impor
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -60,7 +60,15 @@ class Host(CoreCalls, Protocol):
         """promote and the other lifecycle calls."""
         ...
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]: ...
+    def add_many(
+        self,
+        items: Iterable[NewMemory | Mapping[str, Any]],
+        *,
+        principal: Principal,
+        within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+    ) -> builtins.list[Memory]:
+        """``within(tx, stored)`` runs inside the same transaction (see Service.add_many)."""
+        ...
 
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone: ...
 

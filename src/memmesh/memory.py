@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +60,13 @@ class Memory:
         """The embedded caller: this process opened the database itself, so it has every right."""
 
     def add(self, content: str, **fields: Any) -> MemoryRecord:
-        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …)."""
+        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
+
+        ``links=[{"target_id": ID, "relation": "derived_from"}, …]`` (Python API only) are
+        stored with the memory in the same transaction: all of them and the memory, or nothing."""
+        links: Sequence[Mapping[str, Any]] | None = fields.pop("links", None)
+        if links is not None:
+            return self.service.add_linked({"content": content, **fields}, links, principal=self.principal)[0]
         return self.service.add({"content": content, **fields}, principal=self.principal)
 
     def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:

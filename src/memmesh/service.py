@@ -222,10 +222,18 @@ class Service:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
         return self.add_many([data], principal=principal)[0]
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]:
+    def add_many(
+        self,
+        items: Iterable[NewMemory | Mapping[str, Any]],
+        *,
+        principal: Principal,
+        within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+    ) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
 
-        All or nothing: if any item is invalid or conflicts, none is stored.
+        All or nothing: if any item is invalid or conflicts, none is stored. ``within(tx,
+        stored)`` runs inside that transaction after the inserts (links, a session's turn
+        counter): whatever it writes commits with the memories, and if it raises, nothing does.
         """
         return [memory for memory, _ in self.add_many_outcome(items, principal=principal)]
 
@@ -254,12 +262,48 @@ class Service:
                 created.append(is_new)
                 if wrote:
                     written.append(memory.namespace)
+            if within is not None:
+                within(tx, stored)
             # Charged after the fact, still inside the transaction (over quota rolls it all
             # back): a retry of a stored id or a de-duplicated write stores nothing, so it
             # costs nothing, and a client that lost its 201 can always confirm its write.
             self.kernel.charge_quota(tx, written, now)
         self._replicate(memories=stored)
         return list(zip(stored, created, strict=True))
+
+    def add_linked(
+        self, data: NewMemory | Mapping[str, Any], links: Sequence[Mapping[str, Any]], *, principal: Principal
+    ) -> tuple[Memory, builtins.list[Link]]:
+        """Store one memory with links from it, in one transaction: the memory and every link
+        commit together, or (a missing target, a bad relation, any failure) nothing does.
+
+        Each link is ``{"target_id": ID, "relation": "related_to"}`` (relation optional)."""
+        who = authorize(principal, "writer")
+        if isinstance(links, str | bytes) or not isinstance(links, Sequence):
+            raise InvalidInputError("links must be a list of {target_id, relation} objects")
+        wanted: list[tuple[str, Relation]] = []
+        for i, item in enumerate(links):
+            target = item.get("target_id") if isinstance(item, Mapping) else None
+            if not isinstance(target, str) or not target.strip():
+                raise InvalidInputError(f"link {i + 1} needs a target_id (the id of a stored memory)")
+            wanted.append((target.strip(), enum_member(Relation, item.get("relation", Relation.related_to.value), "relation")))
+        # no payload: a link an approver must see first cannot be queued before its memory exists
+        self.governance.check(who, "link", ids=[t for t, _ in wanted])
+        made: list[Link] = []
+
+        def put_links(tx: Any, stored: builtins.list[Memory]) -> None:
+            source = stored[0]
+            for target, relation in wanted:
+                found = tx.get(target)
+                if found is None or not who.covers(found.namespace) or target == source.id:
+                    raise NotFoundError(f"cannot link to {target}: no such memory (nothing was stored)")
+                link = Link(source_id=source.id, target_id=target, relation=relation, observed_by=who.agent_id, created_at=self.clock())
+                tx.put_link(link, tx.next_seq())
+                made.append(link)
+
+        memory = self.add_many([data], principal=who, within=put_links)[0]
+        self._replicate(links=made)
+        return memory, made
 
     def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
         """Validate one memory exactly as :meth:`add` would, writing nothing.

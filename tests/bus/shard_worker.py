@@ -13,12 +13,27 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
-from memmesh import Memory
-from memmesh.config import load_settings
-from memmesh.errors import LeaseLostError
-from memmesh.model import LOCAL_PRINCIPAL as P
-from memmesh.workers import beat
+# Beat while starting up: importing memmesh and opening the store can take longer than the
+# supervisor's hang window on a loaded machine (2-3 s at load 25 on 2 cores), and a worker
+# that is still starting is not hung. The main loop's own heartbeats take over below.
+starting = threading.Event()
+
+
+def startup_beats() -> None:
+    beat_file = os.environ.get("MEMMESH_WORKER_HEARTBEAT_FILE")
+    while beat_file and not starting.wait(0.3):
+        Path(beat_file).touch()
+
+
+threading.Thread(target=startup_beats, daemon=True).start()
+
+from memmesh import Memory  # noqa: E402  (after the start-up heartbeats begin)
+from memmesh.config import load_settings  # noqa: E402
+from memmesh.errors import LeaseLostError  # noqa: E402
+from memmesh.model import LOCAL_PRINCIPAL as P  # noqa: E402
+from memmesh.workers import beat  # noqa: E402
 
 name = os.environ["MEMMESH_WORKER_NAME"]
 conv, token = os.environ["BUS_CONV"], os.environ["MEMMESH_BUS_TOKEN"]
@@ -51,6 +66,7 @@ with Memory(os.environ["BUS_URL"], settings) as m:
                     log(event="lease_lost")
 
     threading.Thread(target=heartbeats, daemon=True).start()
+    starting.set()
     log(event="start")
     while True:
         beat()

@@ -41,7 +41,7 @@ def test_bad_input_is_one_clear_line_and_never_echoes_the_token(cli: Any) -> Non
     conv, token = data["conversation_id"], data["token"]
     wrong = "a" * 64 if token != "a" * 64 else "b" * 64
     cases = [
-        (("bus", "unread", conv, "--agent", "b", "--token", wrong), "wrong token"),
+        (("bus", "unread", conv, "--agent", "b", "--token", wrong), "with this token"),
         (("bus", "unread", "no-such-id", "--agent", "b", "--token", token), "no conversation"),
         (("bus", "send", conv, "x" * 70_000, "--from", "a", "--token", token), "bus.max_message_bytes"),
         (("bus", "send", conv, "hi", "--from", "carol", "--token", token), "not a participant"),

@@ -28,10 +28,10 @@ def test_wrong_token_unknown_conversation_and_other_bad_input_are_refused(mem_on
     conv = bus.open(["a", "b"], principal=P)
     assert len(conv.token) == 64 and int(conv.token, 16) >= 0
     wrong = "0" * 64 if conv.token != "0" * 64 else "1" * 64
-    with pytest.raises(ForbiddenError, match="wrong token") as err:
+    with pytest.raises(NotFoundError, match="with this token") as err:
         bus.send(conv.id, "hi", sender="a", token=wrong, principal=P)
     assert wrong not in str(err.value) and conv.token not in str(err.value)
-    with pytest.raises(ForbiddenError, match="wrong token"):
+    with pytest.raises(NotFoundError, match="with this token"):
         bus.unread(conv.id, agent="b", token=wrong, principal=P)
     with pytest.raises(ForbiddenError, match="malformed"):
         bus.unread(conv.id, agent="b", token="abc", principal=P)

@@ -315,7 +315,8 @@ def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
     assert [n["namespace"] for n in stats["by_namespace"]] == ["a"]
 
     ready = running.http().get("/readyz")
-    assert ready.status_code == 200 and set(ready.json()) == {"status", "schema_version"}
+    assert ready.status_code == 200 and set(ready.json()) == {"status", "schema_version", "components"}
+    assert all(set(part) <= {"status", "reason"} for part in ready.json()["components"].values()), "no counts, no hashes"
     _error(running.http().get("/metrics"), 401, "unauthorized")  # not loopback: a key is needed
     metrics = scoped.get("/metrics")
     assert metrics.status_code == 200

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 
-from memmesh.bus.core import MAX_LONG_POLLS
 from memmesh.federation.session import MAX_WAITERS
 from memmesh.model import LOCAL_PRINCIPAL
 
@@ -135,7 +134,9 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     # Before: every unread/claim with a wait held a worker thread for up to bus.max_wait_s,
     # however many came, so one writer key (which may open its own conversation and hold its
     # token) could stall every other request of the server.
-    server = serve()
+    # The bound is a setting (bus.max_long_polls, default 16): a small one here proves it is read.
+    slots = 5
+    server = serve(bus={"max_long_polls": slots})
     http = server.http()
     opened = http.post("/api/v1/bus/conversations", json={"participants": ["a", "b"]}).json()
     queue = http.post("/api/v1/bus/conversations", json={"participants": ["a", "w"], "kind": "queue"}).json()
@@ -143,7 +144,7 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     extra = 4
     replies: list[httpx.Response] = []
     lock = threading.Lock()
-    start = threading.Barrier(MAX_LONG_POLLS + extra)
+    start = threading.Barrier(slots + extra)
 
     def poll() -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -152,7 +153,7 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
         with lock:
             replies.append(reply)
 
-    threads = [threading.Thread(target=poll) for _ in range(MAX_LONG_POLLS + extra)]
+    threads = [threading.Thread(target=poll) for _ in range(slots + extra)]
     for thread in threads:
         thread.start()
     waiting = time.monotonic() + 10
@@ -172,7 +173,7 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     assert len(turned_away) >= extra, [r.text for r in replies]
     assert all(r.status_code in (200, 429) for r in replies)
     error = turned_away[0].json()["error"]
-    assert error["code"] == "rate_limited" and "long-polls already wait" in error["message"]
+    assert error["code"] == "rate_limited" and "5 long-polls already wait" in error["message"] and "bus.max_long_polls" in error["message"]
     assert turned_away[0].headers["retry-after"] == "1"
     assert claim.status_code == 429 and claim.json()["error"]["code"] == "rate_limited", claim.text
     # the slots come back: a long-poll after the others is woken by a send as before

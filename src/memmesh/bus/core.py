@@ -59,19 +59,55 @@ if TYPE_CHECKING:
     from memmesh.host import Host
 
 TOKEN_RE = re.compile(r"[0-9a-f]{64}")
+UNKNOWN_HASH = "0" * 64
+"""What a presented token is compared with when the conversation does not exist (no token hashes to it)."""
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
-MAX_LONG_POLLS = 16
-"""Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
-worker thread for up to ``bus.max_wait_s``: unbounded, one key could park them all and stall
-every other request; past the bound a poll is told to retry (429) instead."""
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
 CONV_COLUMNS = "id, kind, topic, participants, created_by, created_at, last_activity, timeout_s, archived_at, last_seq"
 MSG_COLUMNS = "id, conversation_id, seq, sender, recipient, body, created_at"
 TASK_COLUMNS = "id, conversation_id, seq, body, state, attempts, lease_owner, lease_expires, result, dead_reason, history"
+SEND_PG = (
+    "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
+    "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
+    "AND (?::text IS NULL OR strpos(participants, ?::text) > 0) RETURNING last_seq, kind), "
+    "m AS (INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
+    "SELECT b.id, ?, c.last_seq - ? + b.ord, ?, ?, b.body, ?, "
+    "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END "
+    "FROM c, unnest(?::text[], ?::text[]) WITH ORDINALITY AS b(id, body, ord) RETURNING seq) "
+    f"SELECT c.last_seq, (SELECT COUNT(*) FROM m), pg_notify('{CHANNEL}', ?) FROM c"
+)
+"""One send on PostgreSQL (see :meth:`Bus._send_pg`). The token is matched as its SHA-256
+(equality on the hash of a secret: learning where two hashes differ says nothing of the
+token); the participant test looks for the JSON-quoted name, which holds no quote itself."""
+UNREAD_PG = (
+    "WITH c AS (SELECT id FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'chat' AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
+    "cur AS (SELECT COALESCE((SELECT acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?), 0) AS acked FROM c), "
+    f"m AS (SELECT {MSG_COLUMNS} FROM bus_messages, cur WHERE conversation_id = ? AND seq > cur.acked AND sender <> ? "
+    "AND (recipient IS NULL OR recipient = ?) ORDER BY seq LIMIT ?), "
+    "d AS (INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) "
+    "SELECT ?, ?, MAX(seq), 0 FROM (SELECT seq FROM m ORDER BY seq LIMIT ?) shown HAVING COUNT(*) > 0 "
+    "ON CONFLICT (conversation_id, agent) DO UPDATE SET delivered_seq = excluded.delivered_seq "
+    "WHERE bus_cursors.delivered_seq < excluded.delivered_seq) "
+    "SELECT cur.acked, m.* FROM cur LEFT JOIN m ON true ORDER BY m.seq"
+)
+"""``unread`` (no wait) on PostgreSQL in one statement (see :meth:`Bus._unread_pg`)."""
+ACK_ALL_PG = (
+    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
+    "cur AS (SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ? "
+    "AND EXISTS (SELECT 1 FROM c) FOR UPDATE), "
+    "u AS (UPDATE bus_cursors b SET acked_seq = cur.delivered_seq FROM cur WHERE b.conversation_id = ? AND b.agent = ? "
+    "AND b.acked_seq < cur.delivered_seq RETURNING cur.acked_seq AS before, b.acked_seq AS after) "
+    "SELECT (SELECT COUNT(*) FROM c), (SELECT acked_seq FROM cur), (SELECT after FROM u), "
+    "(SELECT COUNT(*) FROM bus_messages m, u WHERE m.conversation_id = ? AND m.seq > u.before AND m.seq <= u.after "
+    "AND m.sender <> ? AND (m.recipient IS NULL OR m.recipient = ?))"
+)
+"""``ack --all`` on PostgreSQL in one statement (see :meth:`Bus._ack_all_pg`)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,10 @@ class BusPolicy:
     lease_s: float = 30.0
     max_deliveries: int = 5
     max_wait_s: float = 60.0
+    max_long_polls: int = 16
+    """Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
+    worker thread for up to ``max_wait_s``: unbounded, one key could park them all and stall
+    every other request; past the bound a poll is told to retry (429) instead."""
     workers_status_file: Path | None = None
 
 
@@ -107,7 +147,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
-        self._polls = threading.BoundedSemaphore(MAX_LONG_POLLS)
+        self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -120,19 +160,28 @@ class Bus:
         name is trusted to whoever holds the token, as every participant shares it."""
         return authorize(principal, role)  # type: ignore[arg-type]
 
-    def _conversation(self, rows: Rows, conversation_id: str, token: str) -> Row:
-        """The conversation row after checking the token; NotFound when unknown."""
+    @staticmethod
+    def _token_hash(conversation_id: str, token: str) -> str:
+        """The hash of a well-formed token (refusing an empty id or a malformed token first)."""
         if not isinstance(conversation_id, str) or not conversation_id.strip():
             raise InvalidInputError("conversation_id is empty: give the id `bus open` printed")
         if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip().lower()):
             raise ForbiddenError(
                 f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
             )
+        return hash_token(token.strip().lower())
+
+    def _conversation(self, rows: Rows, conversation_id: str, token: str) -> Row:
+        """The conversation row after checking the token; NotFound when unknown."""
+        self._token_hash(conversation_id, token)
         row = rows.one(f"SELECT {CONV_COLUMNS}, token_hash FROM bus_conversations WHERE id = ?", (conversation_id,))
-        if row is None:
-            raise NotFoundError(f"no conversation {conversation_id}: check the id (`bus list` shows open conversations)")
-        if not hmac.compare_digest(hash_token(token.strip().lower()), row[-1]):
-            raise ForbiddenError(f"wrong token for conversation {conversation_id}: use the token `bus open` printed for it")
+        # An unknown id and a wrong token get one answer, after the same work: a caller
+        # without the token must not learn whether the conversation exists.
+        matches = hmac.compare_digest(hash_token(token.strip().lower()), row[-1] if row is not None else UNKNOWN_HASH)
+        if row is None or not matches:
+            raise NotFoundError(
+                f"no conversation {conversation_id} with this token: check the id and use the token `bus open` printed for it"
+            )
         return row[:-1]
 
     def _live(self, row: Row, now: float) -> None:
@@ -187,7 +236,8 @@ class Bus:
         """A waiting slot for one long-poll, or 429 when every slot is taken."""
         if not self._polls.acquire(blocking=False):
             raise RateLimitedError(
-                f"{MAX_LONG_POLLS} long-polls already wait in this server: retry in a second, or ask without a wait",
+                f"{self.policy.max_long_polls} long-polls already wait in this server (bus.max_long_polls): "
+                "retry in a second, or ask without a wait",
                 details={"retry_after": 1},
             )
         try:
@@ -253,27 +303,38 @@ class Bus:
     def list(
         self, *, principal: Principal, archived: bool = False, agent: str | None = None, limit: int = 100
     ) -> builtins.list[Conversation]:
-        """Conversations, newest activity first: open ones (archiving any that timed out), or
-        the archived ones. Tokens are never listed. A key limited to some namespaces lists
-        only conversations its agent takes part in."""
+        """Conversations, newest activity first: open ones, or the archived ones (archived by
+        hand, or idle past their timeout: such a one shows ``archived_at`` = the moment it
+        timed out). Tokens are never listed. A key limited to some namespaces lists only
+        conversations its agent takes part in.
+
+        One read, filtered in SQL: listing writes nothing (a conversation's archival is a
+        fact of its last activity and timeout, worked out when read) and fetches only the
+        page it returns, whoever asks."""
         who = self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
+        if agent is not None:
+            agent = check_agent_name(agent)
         now = self._now()
-        with self.sql.write() as rows:
-            rows.run(
-                "UPDATE bus_conversations SET archived_at = ? WHERE archived_at IS NULL AND last_activity + timeout_s <= ?", (now, now)
-            )
-        where = "archived_at IS NOT NULL" if archived else "archived_at IS NULL"
+        timed_out = "last_activity + timeout_s <= ?"
+        where = [f"(archived_at IS NOT NULL OR {timed_out})" if archived else f"archived_at IS NULL AND NOT {timed_out}"]
+        params: builtins.list[Any] = [now]
+        members = [agent] if agent is not None else []
+        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
+            if who.agent_id is None:
+                return []
+            members.append(who.agent_id)
+        for name in dict.fromkeys(members):
+            where.append(self.sql.contains("participants"))
+            params.append(json.dumps(name))  # names hold no quote nor backslash: '"name"' occurs only as that element
+        timed_out_at = "COALESCE(archived_at, CASE WHEN last_activity + timeout_s <= ? THEN last_activity + timeout_s END)"
+        columns = CONV_COLUMNS.replace("archived_at", timed_out_at)
         with self.sql.read() as rows:
             found = rows.all(
-                f"SELECT {CONV_COLUMNS} FROM bus_conversations WHERE {where} ORDER BY last_activity DESC, id LIMIT ?", (limit * 10,)
+                f"SELECT {columns} FROM bus_conversations WHERE {' AND '.join(where)} ORDER BY last_activity DESC, id LIMIT ?",
+                (now, *params, limit),
             )
-        convs = [self._conv_model(r) for r in found]
-        if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
-            convs = [c for c in convs if who.agent_id is not None and who.agent_id in c.participants]
-        if agent is not None:
-            convs = [c for c in convs if agent in c.participants]
-        return convs[:limit]
+        return [self._conv_model(r) for r in found]
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -303,6 +364,12 @@ class Bus:
         if to is not None:
             to = check_agent_name(to, "recipient")
         now = self._now()
+        if self.sql.postgres:
+            fast = self._send_pg(conversation_id, bodies, sender, token, to, now)
+            if fast is not None:
+                self.notifier.notify()
+                return fast
+        # SQLite, or PostgreSQL explaining why its one-statement send stored nothing
         with self.sql.write() as rows:
             row = self._conversation(rows, conversation_id, token)
             self._live(row, now)
@@ -336,6 +403,44 @@ class Bus:
         self.notifier.notify()
         return [self._message(m) for m in made]
 
+    def _send_pg(
+        self, conversation_id: str, bodies: builtins.list[str], sender: str, token: str, to: str | None, now: float
+    ) -> builtins.list[BusMessage] | None:
+        """The whole send as ONE statement (PostgreSQL): check the token, the conversation is
+        live and both names take part; number the messages; insert them; notify. None when
+        the checks refused (nothing was written): the caller then runs the step-by-step send,
+        which names the reason. One round trip, where the step-by-step send takes seven."""
+        ids = [new_id() for _ in bodies]
+        with self.sql.statement() as rows:
+            top = rows.one(
+                SEND_PG,
+                (
+                    len(bodies),
+                    now,
+                    conversation_id,
+                    self._token_hash(conversation_id, token),
+                    now,
+                    json.dumps(sender),
+                    to,
+                    json.dumps(to) if to is not None else None,
+                    conversation_id,
+                    len(bodies),
+                    sender,
+                    to,
+                    now,
+                    ids,
+                    bodies,
+                    conversation_id,
+                ),
+            )
+        if top is None:
+            return None
+        first = int(top[0]) - len(bodies) + 1
+        return [
+            BusMessage(id=i, conversation_id=conversation_id, seq=first + n, sender=sender, to=to, body=b, created_at=when(now))
+            for n, (i, b) in enumerate(zip(ids, bodies, strict=True))
+        ]
+
     def _visible(self) -> str:
         """Messages an agent receives: not its own, and addressed to everyone or to it."""
         return "conversation_id = ? AND seq > ? AND sender <> ? AND (recipient IS NULL OR recipient = ?)"
@@ -360,6 +465,10 @@ class Bus:
         self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
         wait = self._wait(wait_s)
+        if self.sql.postgres:
+            fast = self._unread_pg(conversation_id, agent, token, limit)
+            if fast is not None and (fast.messages or wait <= 0):
+                return fast
         with self.sql.read() as rows:
             row = self._conversation(rows, conversation_id, token)
         self._participant(row, agent)
@@ -367,15 +476,23 @@ class Bus:
             raise InvalidInputError(f"conversation {conversation_id} is a task queue: workers take its tasks with `bus claim`")
         self._live(row, self._now())
 
+        cursor = "COALESCE((SELECT acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?), 0)"
+
         def look() -> Unread:
+            # one query: the cursor is read inside it (each row carries it); only an empty
+            # answer needs a second look for the cursor alone
             with self.sql.read() as rows:
-                cur = rows.one("SELECT acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent))
-                acked = int(cur[0]) if cur else 0
                 found = rows.all(
-                    f"SELECT {MSG_COLUMNS} FROM bus_messages WHERE {self._visible()} ORDER BY seq LIMIT ?",
-                    (conversation_id, acked, agent, agent, limit + 1),
+                    f"SELECT {MSG_COLUMNS}, {cursor} FROM bus_messages WHERE {self._visible().replace('seq > ?', f'seq > {cursor}')} "
+                    "ORDER BY seq LIMIT ?",
+                    (conversation_id, agent, conversation_id, conversation_id, agent, agent, agent, limit + 1),
                 )
-            messages = [self._message(r) for r in found[:limit]]
+                if found:
+                    acked = int(found[0][7])
+                else:
+                    cur = rows.one(f"SELECT {cursor}", (conversation_id, agent))
+                    acked = int(cur[0]) if cur else 0
+            messages = [self._message(r[:7]) for r in found[:limit]]
             return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=acked, more=len(found) > limit)
 
         answer = look()
@@ -386,21 +503,38 @@ class Bus:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
         return answer
 
+    def _unread_pg(self, conversation_id: str, agent: str, token: str, limit: int) -> Unread | None:
+        """``unread`` without a wait as ONE statement (PostgreSQL): check the conversation,
+        read the cursor and the messages, and raise the delivered mark to the last one
+        returned. None when the checks refused (nothing changed): the step-by-step read then
+        names the reason."""
+        now = self._now()
+        with self.sql.statement() as rows:
+            found = rows.all(
+                UNREAD_PG,
+                (
+                    conversation_id, self._token_hash(conversation_id, token), now, json.dumps(agent),
+                    conversation_id, agent,
+                    conversation_id, agent, agent, limit + 1,
+                    conversation_id, agent, limit,
+                ),
+            )  # fmt: skip
+        if not found:
+            return None
+        listed = [r[1:] for r in found if r[1] is not None]
+        messages = [self._message(r) for r in listed[:limit]]
+        return Unread(conversation_id=conversation_id, agent=agent, messages=messages, acked_seq=int(found[0][0]), more=len(listed) > limit)
+
     def _delivered(self, conversation_id: str, agent: str, seq: int) -> None:
-        """Raise the agent's delivered mark to ``seq`` (never lowering it)."""
-        with self.sql.write() as rows:
-            changed = rows.run(
-                "UPDATE bus_cursors SET delivered_seq = ? WHERE conversation_id = ? AND agent = ? AND delivered_seq < ?",
-                (seq, conversation_id, agent, seq),
-            )
-            if (
-                not changed
-                and rows.one("SELECT 1 FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)) is None
-            ):
-                rows.run(
-                    "INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) VALUES (?, ?, ?, 0)",
-                    (conversation_id, agent, seq),
-                )
+        """Raise the agent's delivered mark to ``seq`` (never lowering it): one upsert, which
+        on PostgreSQL runs as its own autocommit statement."""
+        sql = (
+            "INSERT INTO bus_cursors (conversation_id, agent, delivered_seq, acked_seq) VALUES (?, ?, ?, 0) "
+            "ON CONFLICT (conversation_id, agent) DO UPDATE SET delivered_seq = excluded.delivered_seq "
+            "WHERE bus_cursors.delivered_seq < excluded.delivered_seq"
+        )
+        with self.sql.statement() if self.sql.postgres else self.sql.write() as rows:
+            rows.run(sql, (conversation_id, agent, seq))
 
     def ack(
         self,
@@ -421,6 +555,10 @@ class Bus:
         if all == bool(ids):
             raise InvalidInputError("say what to ack: message ids, or all (every message unread has returned)")
         now = self._now()
+        if all and self.sql.postgres:
+            fast = self._ack_all_pg(conversation_id, agent, token, now)
+            if fast is not None:
+                return fast
         with self.sql.write() as rows:
             row = self._conversation(rows, conversation_id, token)
             self._live(row, now)
@@ -442,6 +580,32 @@ class Bus:
                 (target, conversation_id, agent, target),
             )
         return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=target, acked=int(count[0]))  # type: ignore[index]
+
+    def _ack_all_pg(self, conversation_id: str, agent: str, token: str, now: float) -> AckResult | None:
+        """``ack --all`` as ONE statement (PostgreSQL); None when the conversation checks
+        refused (nothing changed): the step-by-step ack then names the reason."""
+        with self.sql.statement() as rows:
+            got = rows.one(
+                ACK_ALL_PG,
+                (
+                    conversation_id,
+                    self._token_hash(conversation_id, token),
+                    now,
+                    json.dumps(agent),
+                    conversation_id,
+                    agent,
+                    conversation_id,
+                    agent,
+                    conversation_id,
+                    agent,
+                    agent,
+                ),
+            )
+        if got is None or not got[0]:
+            return None
+        if got[2] is None:  # nothing new delivered since the last ack
+            return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=int(got[1] or 0), acked=0)
+        return AckResult(conversation_id=conversation_id, agent=agent, acked_seq=int(got[2]), acked=int(got[3]))
 
     @staticmethod
     def _ackable(rows: Rows, conversation_id: str, agent: str, ids: Sequence[str], delivered: int) -> builtins.list[int]:
@@ -588,11 +752,21 @@ class Bus:
         """The leased task this attempt token holds, or LeaseLostError."""
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             raise InvalidInputError("attempt_token is malformed: it is the 32 hex characters the claim returned")
-        found = rows.one(
-            "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
-            "WHERE conversation_id = ? AND lease_token = ? AND state = 'leased'",
-            (conversation_id, attempt_token),
+        # The token is never handed to SQL to match (an index lookup answers faster for a
+        # near miss): the conversation's leases in flight are read, and each token compared
+        # in constant time. In flight are only the tasks being worked on, a handful per worker.
+        leased = rows.all(
+            "SELECT seq, attempts, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,)
         )
+        found = None
+        for seq, attempts, held in leased:
+            if hmac.compare_digest(str(held or ""), attempt_token):
+                # lock that task as it stands now: still leased, still this attempt
+                found = rows.one(
+                    "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
+                    "WHERE conversation_id = ? AND seq = ? AND state = 'leased' AND attempts = ?" + rows.for_update,
+                    (conversation_id, seq, attempts),
+                )
         if found is None:
             raise LeaseLostError(
                 f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)"
@@ -645,8 +819,8 @@ class Bus:
             events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
             done = rows.one(
                 "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                f"WHERE conversation_id = ? AND seq = ? AND lease_token = ? RETURNING {TASK_COLUMNS}",
-                (result, json.dumps(events), conversation_id, found[0], attempt_token),
+                f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                (result, json.dumps(events), conversation_id, found[0], found[1]),
             )
         return self._task_model(done)  # type: ignore[arg-type]
 
@@ -719,7 +893,9 @@ class Bus:
     def counts(self) -> dict[str, int]:
         """Store-wide numbers for /metrics and health: open conversations, tasks by state."""
         with self.sql.read() as rows:
-            open_convs = rows.one("SELECT COUNT(*) FROM bus_conversations WHERE archived_at IS NULL")
+            open_convs = rows.one(
+                "SELECT COUNT(*) FROM bus_conversations WHERE archived_at IS NULL AND last_activity + timeout_s > ?", (self._now(),)
+            )
             states = rows.all("SELECT state, COUNT(*) FROM bus_messages WHERE state IS NOT NULL GROUP BY state")
         found = {"conversations_open": int(open_convs[0])}  # type: ignore[index]
         for state in ("ready", "leased", "done", "dead"):

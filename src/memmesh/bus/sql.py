@@ -41,6 +41,11 @@ class Rows:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
     @property
+    def for_update(self) -> str:
+        """Row-lock clause for rows the write goes on to change (SQLite's write is exclusive already)."""
+        return " FOR UPDATE" if self.postgres else ""
+
+    @property
     def skip_locked(self) -> str:
         """Row-claim clause: PostgreSQL lets concurrent claimers pass each other's rows; SQLite
         has one writer at a time, so a plain select inside the write is already exclusive."""
@@ -54,11 +59,25 @@ class BusSql:
         self.store = store
         self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
 
+    def contains(self, column: str) -> str:
+        """A condition true when the text ``column`` contains the next parameter (a plain
+        substring, no wildcards): ``strpos`` on PostgreSQL, ``instr`` on SQLite."""
+        return f"strpos({column}, ?) > 0" if self.postgres else f"instr({column}, ?) > 0"
+
     @contextmanager
     def write(self) -> Iterator[Rows]:
         """One atomic unit of work, committed (durably) before the block's caller returns."""
         with self.store.write() as tx:
             yield Rows(tx.conn, self.postgres)
+
+    @contextmanager
+    def statement(self) -> Iterator[Rows]:
+        """A pooled autocommit connection for ONE self-contained statement on PostgreSQL
+        (a CTE that checks, writes and notifies): the statement is its own transaction,
+        committed before it returns, in one round trip instead of BEGIN, the change feed's
+        xid, the statements and COMMIT. Never for two statements that must commit together."""
+        with self.store.reading() as conn:
+            yield Rows(conn, self.postgres)
 
     @contextmanager
     def read(self) -> Iterator[Rows]:

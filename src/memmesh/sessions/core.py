@@ -4,8 +4,10 @@ Each turn is a ``kind="message"`` memory in the namespace ``<namespace>/<session
 namespace given with the session's first turn, default ``sessions.namespace``)
 whose content reads ``[turn N] role: text`` (the turn number keeps two identical turns
 apart, since memmesh stores equal content in one namespace once) with ``turn`` and ``role``
-in its metadata. Turn numbers come from a per-session counter bumped in its own write, so
-concurrent appenders never share a number and order is the order of appends.
+in its metadata. Turn numbers come from a per-session counter moved in the same transaction
+as the turns (compare-and-set: an appender that lost a race numbers again), so concurrent
+appenders never share a number, order is the order of commits, and a failed append leaves
+neither turns, nor a gap, nor a session that has no turns.
 
 :meth:`Sessions.rehydrate` rebuilds what an agent needs to continue, within
 ``budget_tokens`` (estimated as in recall: about four characters a token):
@@ -22,9 +24,12 @@ No LLM is needed; the result says how many tokens its ``context`` text uses.
 from __future__ import annotations
 
 import builtins
+import functools
 import math
+import random
 import re
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -33,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from memmesh.bus.sql import BusSql
+from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
-from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.kernel import authorize
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
@@ -113,6 +118,14 @@ STOP = frozenset(
     ]
 )
 MAX_TURNS = 200_000
+APPEND_RETRIES = 50
+"""How often an append numbers its turns again after losing a race for the same numbers."""
+
+
+class _Raced(Exception):
+    """Another append to the same session committed first with the numbers this one chose."""
+
+
 RELEVANT_TOP_K = 8
 
 
@@ -231,6 +244,7 @@ class Sessions:
         self.service = service
         self.policy = policy or SessionPolicy()
         self.sql = BusSql(service.store)
+        self._stripes = [threading.Lock() for _ in range(64)]
 
     def namespace(self, session_id: str, root: str | None = None) -> str:
         """Where the session's turns live: ``<root>/<session_id>``."""
@@ -300,39 +314,69 @@ class Sessions:
             if not isinstance(text, str) or not text.strip():
                 raise InvalidInputError(f"turn {i + 1} has empty content: give the text of the turn")
             checked.append((check_role(item.get("role", "user")), text))
-        first = self._reserve(session_id, ns, len(checked))
-        items = [
-            {
-                "content": f"[turn {first + i}] {role}: {text}",
-                "namespace": ns,
-                "kind": Kind.message.value,
-                "tier": Tier.long.value,
-                "source": "session",
-                "agent_id": agent_id,
-                "metadata": {"session_id": session_id, "turn": first + i, "role": role},
-            }
-            for i, (role, text) in enumerate(checked)
-        ]
-        stored = self.service.add_many(items, principal=principal)
-        return [_turn(m) for m in stored]
+        # Appenders of one session in this process take turns (a striped lock), so they never
+        # race each other; other processes are kept apart by the compare-and-set below.
+        with self._stripes[hash(session_id) % len(self._stripes)]:
+            return self._append_numbered(session_id, ns, checked, principal, agent_id)
 
-    def _reserve(self, session_id: str, ns: str, count: int) -> int:
-        """The first of ``count`` new turn numbers of the session (numbers are never reused;
-        a failed append leaves a gap, which keeps order and harms nothing)."""
-        now = self.service.clock().timestamp()
-        with self.sql.write() as rows:
-            top = rows.one(
-                "UPDATE session_turns SET turns = turns + ?, updated_at = ? WHERE session_id = ? RETURNING turns", (count, now, session_id)
-            )
-            if top is None:
-                rows.run(
-                    "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (session_id, ns, count, now, now),
+    def _append_numbered(
+        self, session_id: str, ns: str, checked: builtins.list[tuple[str, str]], principal: Principal, agent_id: str | None
+    ) -> builtins.list[Turn]:
+        for attempt in range(APPEND_RETRIES):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # another process won: let it finish
+            first = self._next_turn(session_id)
+            items = [
+                {
+                    "content": f"[turn {first + i}] {role}: {text}",
+                    "namespace": ns,
+                    "kind": Kind.message.value,
+                    "tier": Tier.long.value,
+                    "source": "session",
+                    "agent_id": agent_id,
+                    "metadata": {"session_id": session_id, "turn": first + i, "role": role},
+                }
+                for i, (role, text) in enumerate(checked)
+            ]
+            try:
+                stored = self.service.add_many(
+                    items, principal=principal, within=functools.partial(self._claim_turns, session_id, ns, first, len(items))
                 )
-                return 1
-            if int(top[0]) > MAX_TURNS:
-                raise InvalidInputError(f"session {session_id} would pass {MAX_TURNS} turns; start a new session")
-            return int(top[0]) - count + 1
+            except _Raced:
+                continue  # another appender took these numbers first: number again after it
+            return [_turn(m) for m in stored]
+        raise ConflictError(f"session {session_id} is being appended to by many writers at once: retry the append")
+
+    def _next_turn(self, session_id: str) -> int:
+        """The turn number the next append would get, as the counter stands now (the
+        append's transaction checks it still does)."""
+        with self.sql.read() as rows:
+            row = rows.one("SELECT turns FROM session_turns WHERE session_id = ?", (session_id,))
+        top = int(row[0]) if row else 0
+        return top + 1
+
+    def _claim_turns(self, session_id: str, ns: str, first: int, count: int, tx: Any, _stored: Any) -> None:
+        """Inside the append's own transaction: move the session's turn counter from
+        ``first - 1`` to ``first + count - 1`` (creating the session for its first turns).
+        The turns and the counter commit together, so a failed append leaves no session and
+        no gap; a counter another appender moved meanwhile raises :class:`_Raced`."""
+        if first - 1 + count > MAX_TURNS:
+            raise InvalidInputError(f"session {session_id} would pass {MAX_TURNS} turns; start a new session")
+        now = self.service.clock().timestamp()
+        rows = Rows(tx.conn, self.sql.postgres)
+        if first == 1:
+            changed = rows.run(
+                "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id) DO NOTHING",
+                (session_id, ns, count, now, now),
+            )
+        else:
+            changed = rows.run(
+                "UPDATE session_turns SET turns = ?, updated_at = ? WHERE session_id = ? AND turns = ?",
+                (first - 1 + count, now, session_id, first - 1),
+            )
+        if changed != 1:
+            raise _Raced()
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types import TypeInfo
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, StorageError, UnavailableError
@@ -139,7 +139,7 @@ class PostgresStore(SQLReads):
             open=False,
             name="memmesh",
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            # checks a connection before use only after it sat idle (QuickReconnectPool)
             kwargs={"autocommit": True},
         )
         try:
@@ -234,8 +234,18 @@ class PostgresStore(SQLReads):
         try:
             with self._connection() as conn:
                 yield conn
+        except psycopg.OperationalError as exc:
+            self._explain_lost(exc)
+            raise self._translate(exc) from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+
+    def _explain_lost(self, exc: psycopg.OperationalError) -> None:
+        """A connection lost mid-statement: when the server itself is gone, raise the
+        "cannot connect … is it running" error instead. (A pooled connection used in the last
+        CHECK_IDLE_S is handed out unchecked, so a server that just stopped shows here first.)"""
+        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
+            self._probe()
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -285,6 +295,7 @@ class PostgresStore(SQLReads):
                     "may or may not have been stored; read it back, or retry with the same client-chosen id "
                     "(the `id` field), which makes the retry safe"
                 ) from exc
+            self._explain_lost(exc)
             raise self._translate(exc) from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc

@@ -8,8 +8,11 @@ restarting or refusing it.
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -112,6 +115,11 @@ def snapshot_tx(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
+CHECK_IDLE_S = 2.0
+"""A pooled connection idle this long is checked before it is handed out (a server restart
+takes longer than this, so a connection it killed is caught before use)."""
+
+
 class _QuickAttempt(AttemptWithBackoff):
     """Reconnect attempts every ~0.25 s instead of psycopg_pool's 1, 2, 4, 8 … s backoff."""
 
@@ -125,8 +133,27 @@ class QuickReconnectPool(ConnectionPool):
     grown to 8-16 s during a 45 s outage). Relies on psycopg_pool's ``_add_connection``
     (pinned in constraints.txt; the restart test guards it)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+        kwargs.setdefault("check", self._check_if_idle)
+        super().__init__(*args, **kwargs)
+
     def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
         super()._add_connection(attempt or _QuickAttempt(timeout=self.reconnect_timeout), growing)
+
+    def putconn(self, conn: psycopg.Connection) -> None:
+        self._returned[conn] = time.monotonic()
+        super().putconn(conn)
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        """Check a connection (one round trip) only when it sat idle for CHECK_IDLE_S or more:
+        one that was just used is alive, and checking it on every checkout doubled the round
+        trips of short statements (the bus). A closed or broken one is always refused."""
+        if conn.closed or conn.broken:
+            raise psycopg.OperationalError("the connection is closed")
+        used = self._returned.get(conn)
+        if used is None or time.monotonic() - used >= CHECK_IDLE_S:
+            ConnectionPool.check_connection(conn)
 
 
 def first_line(exc: BaseException) -> str:

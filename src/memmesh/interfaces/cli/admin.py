@@ -56,15 +56,21 @@ def reindex(as_json: bool = JSON_OPTION) -> None:
 
 @app.command("doctor")
 def doctor(as_json: bool = JSON_OPTION) -> None:
-    """Print the resolved configuration and check every component."""
-    from memmesh.interfaces.cli.checks import run_checks
+    """Print the resolved configuration and check every component.
+
+    Exits 1 when a check fails or the store is down; a degraded component (no model, an
+    unreachable peer, a failed worker) is named with its reason but does not fail."""
+    from rich.markup import escape
+
+    from memmesh.interfaces.cli.checks import health_report, run_checks
 
     settings = state.settings()
     checks = run_checks(settings, state.service)
+    health = health_report(state.service)
     config = settings.model_dump(mode="json")
     if config["storage"]["url"]:
         config["storage"]["url"] = settings.display_url
-    report = {"config": config, "storage_url": settings.display_url, "checks": checks}
+    report = {"config": config, "storage_url": settings.display_url, **health, "checks": checks}
     if as_json:
         print_json(report)
     else:
@@ -73,5 +79,9 @@ def doctor(as_json: bool = JSON_OPTION) -> None:
         for check in checks:
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[check["status"]]
             console.print(f"{mark:>14} {check['name']}: {check['detail']}")
-    if any(c["status"] == "fail" for c in checks):
+        console.print(f"health: {health['status']}")
+        for name, component in health["components"].items():
+            mark = {"ok": "[green]ok[/]", "degraded": "[yellow]degraded[/]", "down": "[red]DOWN[/]"}[component["status"]]
+            console.print(f"{mark:>18} {name}: {escape(component['reason'])}", highlight=False)
+    if any(c["status"] == "fail" for c in checks) or health["status"] == "down":
         raise typer.Exit(1)

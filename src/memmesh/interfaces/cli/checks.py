@@ -63,3 +63,17 @@ def _embedder_checks(embedder: Embedder | None, service: Service | None) -> list
             }
         )
     return checks
+
+
+def health_report(service_factory: Callable[[], Service]) -> dict[str, Any]:
+    """Every component's health (:func:`memmesh.health.check_health`); a store that cannot be
+    opened is the one component reported, as down (or, when nothing is stored yet, degraded)."""
+    from memmesh.health import check_health
+
+    try:
+        service = service_factory()
+    except NotFoundError as exc:
+        return {"status": "degraded", "components": {"store": {"status": "degraded", "reason": f"{exc.message}; nothing stored yet"}}}
+    except MemmeshError as exc:
+        return {"status": "down", "components": {"store": {"status": "down", "reason": exc.message}}}
+    return check_health(service)

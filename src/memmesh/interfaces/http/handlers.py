@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memmesh.errors import MemmeshError
 from memmesh.limits import retry_after_header
@@ -98,7 +99,39 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal server error (logged with this request's X-Request-ID)")
 
 
+class UnexpectedErrors:
+    """Answers an unexpected exception with the 500 body *inside* the app's middleware.
+
+    Starlette sends an ``Exception`` handler's answer from its outermost layer and then
+    re-raises, so uvicorn closed the client's keep-alive connection after every 500 (and
+    the request middleware never saw the answer). Added first, this layer is the innermost
+    middleware: the 500 goes out like any other answer and the connection stays usable."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:  # half an answer is out: nothing sound can follow on this connection
+                raise
+            response = await unexpected_error(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
+    app.add_middleware(UnexpectedErrors)  # first added = innermost (see the class)
     app.add_exception_handler(MemmeshError, memmesh_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

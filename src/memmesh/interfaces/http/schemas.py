@@ -168,11 +168,19 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
-class Ready(BaseModel):
-    """Readiness for anyone: no store location, no counts (issue 12)."""
+class ComponentHealth(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    reason: str | None = None
+    """Why it is not ok (absent when it is)."""
 
-    status: Literal["ok"] = "ok"
-    schema_version: int
+
+class Ready(BaseModel):
+    """Readiness for anyone: each component's health, no store location, no counts (issue 12)."""
+
+    status: Literal["ok", "degraded", "down"] = "ok"
+    """down: the store cannot be reached (HTTP 503); degraded: it serves, but a component named in ``components`` is not ok."""
+    schema_version: int | None = None
+    components: dict[str, ComponentHealth] = Field(default_factory=dict)
     peers: int | None = None
     """With --peers: how many peers this node has."""
     peers_up: int | None = None

@@ -569,13 +569,13 @@ class MemoryTools:
 
     @tool("ops", "Health", read_only=True, idempotent=True)
     def memory_health(self) -> Any:
-        """Whether the store answers and the embedding model works (else recall is keyword-only)."""
+        """Every component's health: store, vector index, embedder, peers, outbox, workers,
+        bus, audit chain. ``status`` is ok, degraded (a component named in ``components``
+        is not ok, with the reason) or down (the store cannot be reached)."""
         from memmesh import __version__
+        from memmesh.health import health_for
 
-        ready = self.service.readiness(principal=self.who())
-        embedder = self.service.embedder
-        health = embedder.health() if embedder is not None else {"ok": False, "detail": "none configured (keyword-only)"}
-        return {"ok": True, "version": __version__, "store": ready, "embedder": health}
+        return {"version": __version__, **health_for(self.service, principal=self.who())}
 
     @tool("ops", "Back up now", idempotent=False)
     def memory_backup(

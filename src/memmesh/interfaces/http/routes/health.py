@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from memmesh.health import check_health, public_view
 from memmesh.interfaces.http.bus_metrics import bus_metrics
 from memmesh.interfaces.http.deps import Svc, bearer_token, json_response, server
 from memmesh.interfaces.http.schemas import ErrorBody, Health, Ready
@@ -23,19 +24,28 @@ async def healthz() -> Response:
     "/readyz",
     response_model=Ready,
     summary="Readiness",
-    responses={503: {"model": ErrorBody, "description": "The store cannot be reached"}},
+    responses={503: {"model": Ready, "description": "The store cannot be reached (the report names it)"}},
 )
 def readyz(service: Svc) -> Response:
-    """The store answers a query (503 otherwise); with peers, how many answer (a node
-    whose peers are down still serves: quorum writes then answer 503 themselves).
+    """Every component's health (store, vector index, embedder, peers, outbox, workers, bus,
+    audit chain): ``ok``, ``degraded`` with the component named and why, or ``down`` when
+    the store cannot be reached, the only case answered 503 (a node with a degraded
+    embedder or unreachable peers still serves).
 
     Open to anyone, so it says only that: never the store's location (it may carry a
-    password) nor any count of what the store holds."""
-    ready = Ready(status="ok", schema_version=service.ready()["schema_version"])
-    if service.mesh is not None:
-        peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
-        ready.peers, ready.peers_up = len(peers), sum(1 for p in peers if p.node_id and not p.last_error)
-    return Response(content=ready.model_dump_json(exclude_none=True), media_type="application/json")  # no mesh: no peer fields
+    password), no secrets, nor any count of what the store holds."""
+    report = check_health(service)
+    ready = Ready(**public_view(report))
+    store = report["components"]["store"]
+    if "schema_version" in store:
+        ready.schema_version = store["schema_version"]
+    if service.mesh is not None and "peers" in report["components"]["peers"]:
+        ready.peers, ready.peers_up = report["components"]["peers"]["peers"], report["components"]["peers"]["up"]
+    return Response(
+        content=ready.model_dump_json(exclude_none=True),  # no mesh: no peer fields
+        media_type="application/json",
+        status_code=503 if report["status"] == "down" else 200,
+    )
 
 
 @router.get(

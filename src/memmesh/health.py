@@ -1,0 +1,196 @@
+"""Health of every component, as one report for ``/readyz``, MCP ``memory_health`` and
+``memmesh doctor`` (issue 17).
+
+Each component is probed on its own, and a probe that fails is that component's answer, not
+the report's: ``{"status": "ok|degraded|down", "components": {name: {"status", "reason",
+…}}}``. Only the store being unreachable makes the whole report ``down`` (nothing works
+without it, so ``/readyz`` answers 503 then and only then); anything else that fails makes
+it ``degraded``, with the component named and the reason in words an operator can act on:
+
+- ``store``: answers a query (schema version);
+- ``vector_index``: every memory has a vector from the current embedder;
+- ``embedder``: embeds a test text (a missing model, an unreachable server);
+- ``peers``: each peer answered the last exchange (with ``--peers``);
+- ``outbox``: no peer is more than :data:`OUTBOX_LAG_S` behind on our changes;
+- ``workers``: the ``memmesh workers run`` supervisor is up and no worker is failed (when
+  ``bus.workers_status_file`` is set);
+- ``bus``: the bus tables answer (open conversations, dead letters);
+- ``audit``: the head of the audit chain, and how far it runs past its last signed
+  checkpoint (signing configured).
+
+Reasons never carry secrets: the store's password (and any URL's credentials) is scrubbed
+from every one, and store locations are shown with :func:`memmesh.redact.redact_url`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from memmesh.errors import MemmeshError
+from memmesh.kernel import authorize, is_store_admin
+from memmesh.model import LOCAL_PRINCIPAL, Principal
+from memmesh.redact import redact_url, scrub
+from memmesh.service import Service
+from memmesh.workers.supervisor import read_status
+
+Status = Literal["ok", "degraded", "down"]
+Probe = tuple[Status, str, dict[str, Any]]
+OUTBOX_LAG_S = 60.0
+"""A peer that has not taken our changes for this long makes the outbox degraded."""
+AUDIT_UNSIGNED_MAX = 2_000
+"""Entries past the last signed checkpoint before the audit chain counts as degraded (the
+checkpointer signs every second or 1,000 entries: twice that means it has stopped)."""
+
+
+def _store(service: Service) -> Probe:
+    ready = service.ready()
+    return "ok", f"answers queries (schema {ready['schema_version']})", {"schema_version": ready["schema_version"]}
+
+
+def _vector_index(service: Service) -> Probe:
+    if service.embedder is None:
+        return "ok", "no embedder configured: recall is keyword-only, no vectors needed", {}
+    missing = len(service.store.ids_missing_vectors(service.embedder.model_id))
+    if missing:
+        return "degraded", f"memories without a vector from {service.embedder.model_id}: run `memmesh reindex`", {"missing": missing}
+    return "ok", "every memory has a vector", {"missing": 0}
+
+
+def _embedder(service: Service) -> Probe:
+    if service.embedder is None:
+        return "ok", "none configured: keyword-only recall", {}
+    health = service.embedder.health()
+    status: Status = "ok" if health.get("ok") else "degraded"
+    reason = str(health.get("detail") or "")
+    if status == "degraded":
+        reason += " (recall falls back to keywords)"
+    return status, f"{health.get('model_id')}: {reason}", {"model_id": health.get("model_id")}
+
+
+def _peers(service: Service) -> Probe:
+    if service.mesh is None:
+        return "ok", "no peers configured", {}
+    peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
+    down = [p for p in peers if not p.node_id or p.last_error]
+    if down:
+        named = "; ".join(f"{redact_url(p.url or '?')}: {p.last_error or 'not reached yet'}" for p in down)
+        return "degraded", f"{len(down)} of {len(peers)} peers unreachable: {named}", {"peers": len(peers), "up": len(peers) - len(down)}
+    return "ok", f"all {len(peers)} peers answered", {"peers": len(peers), "up": len(peers)}
+
+
+def _outbox(service: Service) -> Probe:
+    if service.mesh is None:
+        return "ok", "no peers: nothing to ship", {}
+    peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
+    behind = [p for p in peers if p.outbox_changes and (p.lag_seconds or 0) > OUTBOX_LAG_S]
+    pending = sum(p.outbox_changes for p in peers)
+    if behind:
+        named = ", ".join(redact_url(p.url or "?") for p in behind)
+        return "degraded", f"changes wait more than {OUTBOX_LAG_S:.0f} s to ship to {named}", {"pending": pending}
+    return "ok", f"{pending} changes waiting to ship", {"pending": pending}
+
+
+def _workers(service: Service) -> Probe:
+    path = service.bus.policy.workers_status_file
+    if path is None:
+        return "ok", "no supervisor configured (bus.workers_status_file)", {}
+    status = read_status(path)
+    workers = status.get("workers", [])
+    if not status.get("running"):
+        return "degraded", status.get("error") or "the `memmesh workers run` supervisor is not running", {"workers": len(workers)}
+    failed = [w for w in workers if w.get("state") == "failed"]
+    if failed:
+        named = ", ".join(f"{w['name']} ({int(w.get('restarts', 0))} restarts)" for w in failed)
+        return "degraded", f"failed after too many restarts: {named}", {"workers": len(workers), "failed": len(failed)}
+    return "ok", f"{len(workers)} workers supervised", {"workers": len(workers), "failed": 0}
+
+
+def _bus(service: Service) -> Probe:
+    counts = service.bus.counts()
+    dead = counts["tasks_dead"]
+    note = f"; {dead} tasks in the dead-letter list" if dead else ""
+    return "ok", f"{counts['conversations_open']} conversations open{note}", dict(counts)
+
+
+def _audit(service: Service) -> Probe:
+    from memmesh.audit.notes import read_checkpoints
+    from memmesh.store import audit_sql
+
+    with audit_sql.reading(service.store) as conn:
+        head = audit_sql.head(conn)
+    size = head[0] + 1 if head is not None else 0
+    detail: dict[str, Any] = {"entries": size, "head": head[1][:16] if head is not None else None}
+    folder = service.audit.folder
+    if folder is None or service.audit.verifier() is None:
+        return "ok", f"chain of {size} entries (no signed checkpoints configured)", detail
+    found = read_checkpoints(folder, service.audit.origin).checkpoints
+    signed = found[-1][0].size if found else 0
+    detail["signed"] = signed
+    if size - signed > AUDIT_UNSIGNED_MAX:
+        return "degraded", f"more than {AUDIT_UNSIGNED_MAX} entries past the last signed checkpoint: is the checkpointer running?", detail
+    return "ok", f"chain of {size} entries, {signed} under a signed checkpoint", detail
+
+
+PROBES: tuple[tuple[str, Callable[[Service], Probe]], ...] = (
+    ("store", _store),
+    ("vector_index", _vector_index),
+    ("embedder", _embedder),
+    ("peers", _peers),
+    ("outbox", _outbox),
+    ("workers", _workers),
+    ("bus", _bus),
+    ("audit", _audit),
+)
+NEEDS_STORE = frozenset({"vector_index", "outbox", "bus", "audit"})
+
+
+def _secrets(service: Service) -> list[str]:
+    """The store URL's password, wherever it is written (authority or query)."""
+    parts = urlsplit(service.store.url)
+    found = [parts.password] if parts.password else []
+    found += parse_qs(parts.query).get("password", [])
+    return [s for s in found if s]
+
+
+def check_health(service: Service) -> dict[str, Any]:
+    """Probe every component (see the module doc); never raises."""
+    components: dict[str, dict[str, Any]] = {}
+    secrets = _secrets(service)
+    store_down = False
+    for name, probe in PROBES:
+        if store_down and name in NEEDS_STORE:
+            components[name] = {"status": "degraded", "reason": "not checked: the store is down"}
+            continue
+        try:
+            status, reason, detail = probe(service)
+        except MemmeshError as exc:
+            status, reason, detail = ("down" if name == "store" else "degraded"), exc.message, {}
+        except Exception as exc:  # a probe's own bug must not hide the other components
+            status, reason, detail = ("down" if name == "store" else "degraded"), f"{type(exc).__name__}: {exc}", {}
+        store_down = store_down or (name == "store" and status == "down")
+        components[name] = {"status": status, "reason": scrub(reason, *secrets), **detail}
+    overall: Status = "down" if store_down else ("degraded" if any(c["status"] != "ok" for c in components.values()) else "ok")
+    return {"status": overall, "components": components}
+
+
+def public_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see (``/readyz`` is open on every bind): each component's status and,
+    for one that is not ok, its reason (reasons of a component that is not ok name no count
+    of what the store holds); no counts, sizes or hashes."""
+    return {
+        "status": report["status"],
+        "components": {
+            name: {"status": c["status"], **({"reason": c["reason"]} if c["status"] != "ok" else {})}
+            for name, c in report["components"].items()
+        },
+    }
+
+
+def health_for(service: Service, *, principal: Principal) -> dict[str, Any]:
+    """The report as a caller may see it: whole (with counts, the chain head) for an admin of
+    every namespace, else :func:`public_view` (store-wide numbers are not a scoped key's)."""
+    who = authorize(principal, "reader")
+    report = check_health(service)
+    return report if is_store_admin(who) else public_view(report)
