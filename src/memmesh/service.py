@@ -235,7 +235,7 @@ class Service:
         stored)`` runs inside that transaction after the inserts (links, a session's turn
         counter): whatever it writes commits with the memories, and if it raises, nothing does.
         """
-        return [memory for memory, _ in self.add_many_outcome(items, principal=principal)]
+        return [memory for memory, _ in self.add_many_outcome(items, principal=principal, within=within)]
 
     def add_outcome(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> tuple[Memory, bool]:
         """Like :meth:`add`, and whether a new memory was created: False when the same content
@@ -243,7 +243,11 @@ class Service:
         return self.add_many_outcome([data], principal=principal)[0]
 
     def add_many_outcome(
-        self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal
+        self,
+        items: Iterable[NewMemory | Mapping[str, Any]],
+        *,
+        principal: Principal,
+        within: Callable[[Any, builtins.list[Memory]], None] | None = None,
     ) -> builtins.list[tuple[Memory, bool]]:
         """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`)."""
         who = authorize(principal, "writer")
