@@ -70,6 +70,8 @@ from memmesh.values import enum_member, parse_time
 
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
+    from memmesh.extraction.core import Extraction, ExtractionPolicy
+    from memmesh.llm.client import LLMClient
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
@@ -185,6 +187,21 @@ class Service:
 
             sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy)
         return sessions
+
+    extraction_policy: ExtractionPolicy | None = None
+    """The ``[extraction]`` rules (set by compose.build; None = the defaults)."""
+    llm: LLMClient | None = None
+    """The ``[llm]`` client (set by compose.build when llm.base_url is configured)."""
+
+    @property
+    def extraction(self) -> Extraction:
+        """Remember conversations: turns first, then extracted facts (memmesh.extraction)."""
+        extraction: Extraction | None = self.__dict__.get("_extraction")
+        if extraction is None:
+            from memmesh.extraction.core import Extraction
+
+            extraction = self.__dict__["_extraction"] = Extraction(self, self.extraction_policy, self.llm)
+        return extraction
 
     @property
     def replica(self) -> Replica:

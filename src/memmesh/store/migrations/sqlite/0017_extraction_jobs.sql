@@ -1,0 +1,15 @@
+-- memmesh schema 17: background fact-extraction jobs (memmesh.extraction). The turns a job
+-- extracts from are committed before the job row exists; the row only tracks the work that
+-- follows, so any worker process of `serve` can answer a status poll. Times are Unix seconds.
+CREATE TABLE extraction_jobs (
+    id          TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    session_id  TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    created_by  TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    report      TEXT,
+    error       TEXT
+);
+CREATE INDEX extraction_jobs_created ON extraction_jobs (created_at);
