@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
@@ -94,7 +94,8 @@ class Memory:
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInputError(f"with messages, add takes only {', '.join(sorted(allowed))} (got {', '.join(sorted(unknown))})")
-        return self.service.extraction.remember(builtins.list(messages), principal=self.principal, **fields)
+        given = messages if isinstance(messages, Sequence) else builtins.list(messages)  # a str is refused by the check, not split
+        return self.service.extraction.remember(given, principal=self.principal, **fields)
 
     def extraction_job(self, job_id: str) -> ExtractionJob:
         """Status and report of a background extraction (HTTP and MCP run them in the background)."""

@@ -35,7 +35,14 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "lifecycle": ("memory_promote", "memory_forget", "memory_consolidate", "memory_history", "memory_restore", "memory_gc"),
     "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),
     "agents": ("memory_agent_register", "memory_agent_list"),
-    "session": ("memory_session_start", "memory_check_duplicate", "session_append", "session_rehydrate", "session_list"),
+    "session": (
+        "memory_session_start",
+        "memory_check_duplicate",
+        "session_append",
+        "session_rehydrate",
+        "session_list",
+        "memory_extraction_status",
+    ),
     "bus": (
         "bus_open_conversation",
         "bus_send_message",
