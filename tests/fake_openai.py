@@ -30,7 +30,9 @@ class Reply:
 
 
 def completion(content: str) -> str:
-    return json.dumps({"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+    return json.dumps(
+        {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+    )
 
 
 class FakeOpenAI:

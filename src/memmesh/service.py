@@ -71,10 +71,10 @@ from memmesh.values import enum_member, parse_time
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
     from memmesh.extraction.core import Extraction, ExtractionPolicy
-    from memmesh.llm.client import LLMClient
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
+    from memmesh.llm.client import LLMClient
     from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.transfer import Transfer
 

@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAI, Reply, fake_openai
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
-from http_support import Running, ThreadServer, http_settings  # noqa: E402
+from fake_openai import Reply, fake_openai
 
-from memmesh import Memory  # noqa: E402
-from memmesh.model import Kind, Relation  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
+from http_support import Running, ThreadServer, http_settings
+
+from memmesh import Memory
+from memmesh.model import Kind, Relation
 
 TALK = [
     {"role": "user", "name": "Ana", "content": "I moved to Lyon last month."},
@@ -195,7 +196,9 @@ def test_cli_remember_file_and_stdin(cli: Any, tmp_path: Path) -> None:
         (("remember", "-", "--session", "bad id"), json.dumps(TALK), "session_id"),
     ],
 )
-def test_cli_bad_input_exits_nonzero_and_writes_nothing(cli: Any, db_path: Path, args: tuple[str, ...], stdin: str | None, words: str) -> None:
+def test_cli_bad_input_exits_nonzero_and_writes_nothing(
+    cli: Any, db_path: Path, args: tuple[str, ...], stdin: str | None, words: str
+) -> None:
     failed = cli(*args, input=stdin)
     assert failed.code != 0 and words in failed.err, (failed.code, failed.err)
     assert not db_path.exists()

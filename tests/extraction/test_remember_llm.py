@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import keyword_settings
 from fake_openai import FakeOpenAI, Reply, fake_openai
-
 from memmesh import Memory
 from memmesh.extraction.llm_extract import SCHEMA
 from memmesh.model import Kind, Relation
@@ -24,10 +24,24 @@ TALK = [
 ]
 GOOD = {
     "facts": [
-        {"turn": 1, "content": "Ana moved to Lyon in May 2024.", "kind": "episode", "tags": ["move", "Home Town"], "subject": "Ana",
-         "attribute": "lives in", "value": "Lyon"},
-        {"turn": 3, "content": "Ana loves green tea.", "kind": "preference", "tags": ["drinks"], "subject": None, "attribute": None,
-         "value": None},
+        {
+            "turn": 1,
+            "content": "Ana moved to Lyon in May 2024.",
+            "kind": "episode",
+            "tags": ["move", "Home Town"],
+            "subject": "Ana",
+            "attribute": "lives in",
+            "value": "Lyon",
+        },
+        {
+            "turn": 3,
+            "content": "Ana loves green tea.",
+            "kind": "preference",
+            "tags": ["drinks"],
+            "subject": None,
+            "attribute": None,
+            "value": None,
+        },
     ]
 }
 
@@ -129,8 +143,11 @@ def test_429s_are_retried_then_counted(tmp_path: Path, llm: FakeOpenAI) -> None:
 
 
 def test_batches_fail_independently(tmp_path: Path, llm: FakeOpenAI) -> None:
-    llm.script = [Reply(content=json.dumps({"facts": [{"turn": 1, "content": "Ana moved to Lyon.", "kind": "episode", "tags": []}]})),
-                  Reply(content="garbage"), Reply(content="still garbage")]
+    llm.script = [
+        Reply(content=json.dumps({"facts": [{"turn": 1, "content": "Ana moved to Lyon.", "kind": "episode", "tags": []}]})),
+        Reply(content="garbage"),
+        Reply(content="still garbage"),
+    ]
     with open_memory(tmp_path, llm, batch_turns=2) as mem:
         report = mem.add(messages=TALK, session_id="s", namespace="p").report
         assert turns_stored(mem, "p/s") == 3

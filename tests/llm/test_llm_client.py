@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from fake_openai import Reply, fake_openai
 
+from fake_openai import Reply, fake_openai
 from memmesh.compose import build
 from memmesh.config import load_settings
 from memmesh.errors import ConfigError, LLMError
@@ -150,7 +150,11 @@ def test_key_file_must_be_private(tmp_path: Path) -> None:
     key.chmod(0o644)
     settings = load_settings(
         None,
-        overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_file": str(key)}},
+        overrides={
+            "data_dir": str(tmp_path),
+            "embeddings": {"provider": "none"},
+            "llm": {"base_url": "http://127.0.0.1:9/v1", "api_key_file": str(key)},
+        },
         env={"MEMMESH_CONFIG": ""},
     )
     with pytest.raises(ConfigError, match=r"llm.api_key_file"):

@@ -266,7 +266,9 @@ class Extraction:
         """Stored extracted facts in ``namespace`` that may hold the same slot or topic."""
         query = " ".join(part for part in (fact.slot or "", fact.topic or "", fact.content) if part).replace("|", " ")
         try:
-            hits = self.service.recall(query, namespace=namespace, top_k=RELATED_TOP_K, mode="keyword", touch=False, principal=principal).hits
+            hits = self.service.recall(
+                query, namespace=namespace, top_k=RELATED_TOP_K, mode="keyword", touch=False, principal=principal
+            ).hits
         except MemmeshError:
             return []
         return [h.memory for h in hits if h.memory.namespace == namespace and "extraction_run" in h.memory.metadata]
@@ -292,7 +294,14 @@ class Extraction:
             return self._pool
 
     def _run_job(
-        self, job_id: str, msgs: builtins.list[_Msg], turns: builtins.list[Turn], namespace: str, sid: str, agent_id: str | None, who: Principal
+        self,
+        job_id: str,
+        msgs: builtins.list[_Msg],
+        turns: builtins.list[Turn],
+        namespace: str,
+        sid: str,
+        agent_id: str | None,
+        who: Principal,
     ) -> None:
         self._set_job(job_id, "running")
         try:
@@ -318,7 +327,8 @@ class Extraction:
             raise InvalidInputError(f"job id {str(job_id)[:80]!r} is not valid: pass the job_id that remember returned (ext-…)")
         with self.sql.read() as rows:
             row = rows.one(
-                "SELECT id, status, session_id, namespace, created_at, updated_at, report, error FROM extraction_jobs WHERE id = ?", (job_id,)
+                "SELECT id, status, session_id, namespace, created_at, updated_at, report, error FROM extraction_jobs WHERE id = ?",
+                (job_id,),
             )
         if row is None or not who.covers(str(row[3])):
             raise NotFoundError(f"no extraction job {job_id}")
@@ -432,4 +442,4 @@ def _relation(fact: Fact, other: Memory) -> Relation | None:
     return None
 
 
-__all__ = ["ExtractionJob", "ExtractionPolicy", "ExtractionReport", "Extraction", "Failure", "RememberResult", "check_messages"]
+__all__ = ["Extraction", "ExtractionJob", "ExtractionPolicy", "ExtractionReport", "Failure", "RememberResult", "check_messages"]

@@ -73,9 +73,7 @@ def render_turns(turns: Sequence[tuple[int, str, str | None, str]]) -> str:
     return "\n".join(f"[turn {n}] {speaker_name(role, name)}: {text}" for n, role, name, text in turns)
 
 
-def extract_batch(
-    client: LLMClient, turns: Sequence[tuple[int, str, str | None, str]], *, repairs: int, limit: int
-) -> BatchOutcome:
+def extract_batch(client: LLMClient, turns: Sequence[tuple[int, str, str | None, str]], *, repairs: int, limit: int) -> BatchOutcome:
     """Facts for one batch of ``(index, role, name, text)`` turns; see the module doc."""
     out = BatchOutcome()
     numbers = {i + 1: turn for i, turn in enumerate(turns)}

@@ -55,19 +55,33 @@ NEGATIVE_PREFERENCE = re.compile(
 DECISION = re.compile(
     r"\b(decided|decide|chose|choose|agreed|we'll go with|going with|settled on|opted|picked|committed to|signed up)\b", re.I
 )
-PLAN = re.compile(r"\b(going to|gonna|plan to|planning to|plans to|will|intend to|hoping to|want to|wants to|about to|next (week|month|year))\b", re.I)
+PLAN = re.compile(
+    r"\b(going to|gonna|plan to|planning to|plans to|will|intend to|hoping to|want to|wants to|about to|next (week|month|year))\b", re.I
+)
 EVENT = re.compile(
     r"\b(went|visited|moved|started|finished|joined|met|bought|got|won|lost|attended|graduated|adopted|painted|ran|took|made|"
     r"saw|traveled|travelled|received|married|born|quit|launched|shipped|released|created|wrote|read|learned|learnt|tried|"
     r"yesterday|last (week|month|year|night|weekend)|ago)\b",
     re.I,
 )
-MONTHS = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|"
+    r"nov(?:ember)?|dec(?:ember)?)"
+)
+WEEKDAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 DATE = re.compile(
-    r"\b(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}(?:st|nd|rd|th)? (?:of )?" + MONTHS + r"(?:,? \d{4})?|" + MONTHS + r" \d{1,2}(?:st|nd|rd|th)?(?:,? \d{4})?|"
-    r"(?:19|20)\d{2}|yesterday|today|tonight|tomorrow|last (?:week|month|year|night|weekend|friday|saturday|sunday|monday|tuesday|wednesday|thursday)|"
-    r"next (?:week|month|year|weekend|friday|saturday|sunday|monday|tuesday|wednesday|thursday)|(?:on )?(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|"
-    r"\d+ (?:days?|weeks?|months?|years?) ago)\b",
+    r"\b(\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}(?:st|nd|rd|th)? (?:of )?"
+    + MONTHS
+    + r"(?:,? \d{4})?|"
+    + MONTHS
+    + r" \d{1,2}(?:st|nd|rd|th)?(?:,? \d{4})?|(?:19|20)\d{2}|yesterday|today|tonight|tomorrow|"
+    + r"last (?:week|month|year|night|weekend|"
+    + WEEKDAYS
+    + r")|next (?:week|month|year|weekend|"
+    + WEEKDAYS
+    + r")|(?:on )?"
+    + WEEKDAYS
+    + r"|\d+ (?:days?|weeks?|months?|years?) ago)\b",
     re.I,
 )
 QUANTITY = re.compile(
@@ -77,20 +91,34 @@ QUANTITY = re.compile(
 )
 ENTITY = re.compile(r"\b([A-Z][a-zA-Z'’&-]+(?:\s+(?:of|the|de|van|von|for|and)?\s*[A-Z][a-zA-Z'’&-]+)*)")
 COMMON_CAPITALS = frozenset(
-    "I I'm I've I'll I'd The A An And But Or So If When What Who Where Why How This That These Those It It's My Our We You Your "
-    "He She They His Her Their Yes No Oh Hey Hi Hello Thanks Thank Well Also Just Really Wow Sure Okay Ok Great Cool Nice Haha "
-    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday Last Next Then There Here Maybe Anyway "
-    "Let's Let Do Did Does Is Are Was Were Have Has Had Can Could Would Will Should Not Sounds Definitely Absolutely Totally "
-    "Of In On At For With By From To As Since After Before During Even Still Yeah Aw Awww Glad Congrats Congratulations Love "
-    "Good Hope Sorry Please Right Exactly True Definitely Lol Omg Wow Dr Mr Mrs Ms January February March April May June July "
-    "August September October November December".split()
+    " ".join(
+        [
+            "I I'm I've I'll I'd The A An And But Or So If When What Who Where Why How This That These Those It It's My Our We",
+            "You Your He She They His Her Their Yes No Oh Hey Hi Hello Thanks Thank Well Also Just Really Wow Sure Okay Ok Great",
+            "Cool Nice Haha Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday Last Next Then There",
+            "Here Maybe Anyway Let's Let Do Did Does Is Are Was Were Have Has Had Can Could Would Will Should Not Sounds",
+            "Definitely Absolutely Totally Of In On At For With By From To As Since After Before During Even Still Yeah Aw Awww",
+            "Glad Congrats Congratulations Love Good Hope Sorry Please Right Exactly True Lol Omg Dr Mr Mrs Ms January February",
+            "March April May June July August September October November December",
+        ]
+    ).split()
 )
 SINGLE_VALUED: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b(?:I|we) (?:live|lives|am living|are living|now live|moved|have moved|relocated) (?:in|to) ([^,.;!?]+)", re.I), "lives in"),
+    (
+        re.compile(r"\b(?:I|we) (?:live|lives|am living|are living|now live|moved|have moved|relocated) (?:in|to) ([^,.;!?]+)", re.I),
+        "lives in",
+    ),
     (re.compile(r"\b(?:I|we) (?:work|am working|now work|started working|work now) (?:at|for) ([^,.;!?]+)", re.I), "works at"),
     (re.compile(r"\bmy (?:name is|name's) ([^,.;!?]+)", re.I), "name"),
     (re.compile(r"\bmy (favou?rite [a-z]+(?: [a-z]+)?) (?:is|are) (?:now )?([^,.;!?]+)", re.I), ""),
-    (re.compile(r"\bmy ((?:job|role|title|email|phone(?: number)?|address|birthday|age|boss|manager|partner|editor|shell|os|laptop|car)) (?:is|are) (?:now )?([^,.;!?]+)", re.I), ""),
+    (
+        re.compile(
+            r"\bmy ((?:job|role|title|email|phone(?: number)?|address|birthday|age|boss|manager|partner|editor|shell|os|laptop|car))"
+            r" (?:is|are) (?:now )?([^,.;!?]+)",
+            re.I,
+        ),
+        "",
+    ),
     (re.compile(r"\bI(?:'m| am) (\d{1,3}) years old", re.I), "age"),
 )
 SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -102,7 +130,13 @@ SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bI was\b"), "{s} was"),
     (re.compile(r"\bI have\b"), "{s} has"),
     (re.compile(r"\bI (have|do|go)\b"), "{s} \\1es"),
-    (re.compile(r"\bI (love|like|hate|want|need|think|feel|work|live|prefer|enjoy|know|play|paint|run|plan|hope|own|use|miss|volunteer|read|write|cook|study|teach|make|keep)\b"), "{s} \\1s"),
+    (
+        re.compile(
+            r"\bI (love|like|hate|want|need|think|feel|work|live|prefer|enjoy|know|play|paint|run|plan|hope|own|use|miss|volunteer|"
+            r"read|write|cook|study|teach|make|keep)\b"
+        ),
+        "{s} \\1s",
+    ),
     (re.compile(r"\bI\b"), "{s}"),
     (re.compile(r"\b[Mm]y\b"), "{s}'s"),
     (re.compile(r"\b[Mm]ine\b"), "{s}'s"),

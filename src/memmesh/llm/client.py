@@ -166,7 +166,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
         stripped = stripped.rsplit("```", 1)[0]
     try:
         value = json.loads(stripped)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise LLMError(f"the LLM reply is not JSON ({exc.msg} at character {exc.pos})", details={"reply": text[:2000]}) from None
     if not isinstance(value, dict):
         raise LLMError(f"the LLM reply is JSON but not an object (got {type(value).__name__})", details={"reply": text[:2000]})

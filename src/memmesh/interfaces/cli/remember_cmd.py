@@ -18,9 +18,13 @@ from memmesh.sessions.core import check_session_id
 
 @app.command("remember")
 def remember(
-    source: str = typer.Argument(..., help="JSON file of messages ([{role, content, name?}, …], {\"messages\": […]} or JSON Lines); '-' reads stdin."),
+    source: str = typer.Argument(
+        ..., help="JSON file of messages ([{role, content, name?}, …], {\"messages\": […]} or JSON Lines); '-' reads stdin."
+    ),
     session: str = typer.Option(None, "--session", "-s", help="Session to append the turns to (default: a new session)."),
-    namespace: str = typer.Option(None, "--namespace", "-n", help="Root the session and its facts live under (default sessions.namespace)."),
+    namespace: str = typer.Option(
+        None, "--namespace", "-n", help="Root the session and its facts live under (default sessions.namespace)."
+    ),
     infer: bool = typer.Option(True, "--infer/--no-infer", help="Extract facts after storing the turns (--no-infer: turns only)."),
     agent: str = typer.Option(None, "--agent", help="The agent the turns and facts are recorded for."),
     as_json: bool = JSON_OPTION,
@@ -71,14 +75,14 @@ def read_messages(source: str) -> Any:
             raise InvalidInputError(f"{source}: cannot be read as UTF-8 text ({exc})") from None
         where = source
     if not text.strip():
-        raise InvalidInputError(f"{where} is empty: give a JSON list of {{\"role\", \"content\"}} messages")
+        raise InvalidInputError(f'{where} is empty: give a JSON list of {{"role", "content"}} messages')
     try:
         data = json.loads(text)
     except ValueError:
         data = _json_lines(text, where)
     if isinstance(data, dict):
         if "messages" not in data:
-            raise InvalidInputError(f"{where}: a JSON object needs a \"messages\" list")
+            raise InvalidInputError(f'{where}: a JSON object needs a "messages" list')
         data = data["messages"]
     return data
 
@@ -90,6 +94,6 @@ def _json_lines(text: str, where: str) -> list[Any]:
             continue
         try:
             out.append(json.loads(line))
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise InvalidInputError(f"{where} line {number} is not JSON ({exc.msg}): give a JSON list or one message per line") from None
     return out
