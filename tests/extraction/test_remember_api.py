@@ -131,3 +131,33 @@ def test_background_job_reports_through_the_store(mem: Memory) -> None:
     job = extraction.wait(result.job_id, principal=LOCAL_PRINCIPAL)
     assert job.status == "done" and job.report is not None and job.report.extracted == 3
     assert mem.extraction_job(result.job_id).report == job.report
+
+
+def test_link_many_is_all_or_nothing(mem: Memory) -> None:
+    from memmesh.errors import NotFoundError
+    from memmesh.model import LOCAL_PRINCIPAL
+
+    a, b, c = (mem.add(f"memory {x}", namespace="n") for x in "abc")
+    with pytest.raises(NotFoundError, match="no memory with id missing"):
+        mem.service.link_many([(a.id, b.id, "derived_from"), (a.id, "missing", "related_to")], principal=LOCAL_PRINCIPAL)
+    with pytest.raises(InvalidInputError, match="itself"):
+        mem.service.link_many([(a.id, b.id, "derived_from"), (c.id, c.id, "related_to")], principal=LOCAL_PRINCIPAL)
+    with pytest.raises(InvalidInputError, match="relation"):
+        mem.service.link_many([(a.id, b.id, "likes")], principal=LOCAL_PRINCIPAL)
+    assert mem.links(a.id) == []
+    made = mem.service.link_many([(a.id, b.id, "derived_from"), (a.id, c.id, Relation.supersedes)], principal=LOCAL_PRINCIPAL)
+    assert {(link.target_id, link.relation) for link in mem.links(a.id)} == {(b.id, Relation.derived_from), (c.id, Relation.supersedes)}
+    assert len(made) == 2
+
+
+def test_a_failed_link_batch_is_reported_not_raised_and_turns_stay(mem: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memmesh.errors import UnavailableError
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise UnavailableError("store busy")
+
+    monkeypatch.setattr(mem.service, "link_many", down)
+    result = mem.add(messages=TALK, session_id="s1")
+    assert result.report is not None and result.report.extracted == 3
+    assert [f.reason for f in result.report.failed] == ["linking facts to their turns: store busy"]
+    assert len(mem.get_all(kind="message")) == 3

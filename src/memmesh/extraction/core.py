@@ -41,7 +41,7 @@ from memmesh.extraction.llm_extract import extract_batch
 from memmesh.extraction.offline import Fact, extract_turn
 from memmesh.host import Host
 from memmesh.kernel import authorize, content_hash
-from memmesh.model import MAX_TAG_CHARS, Memory, Principal, Relation
+from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation
 from memmesh.sessions.core import Turn, check_role, check_session_id
 
 if TYPE_CHECKING:
@@ -129,6 +129,8 @@ class ExtractionHost(Host, Protocol):
 
     @property
     def sessions(self) -> Sessions: ...
+
+    def link_many(self, links: Sequence[tuple[str, str, Relation | str]], *, principal: Principal) -> builtins.list[Link]: ...
 
 
 class Extraction:
@@ -256,11 +258,10 @@ class Extraction:
                         report.superseded += 1
                     else:
                         report.contradicted += 1
-        for source, target, relation in dict.fromkeys(links):
-            try:
-                self.service.link(source, target, relation, principal=principal)
-            except MemmeshError as exc:
-                report.failed.append(Failure(turns=[], reason=f"link {relation.value} {source} -> {target}: {exc.message}"))
+        try:
+            self.service.link_many(list(dict.fromkeys(links)), principal=principal)
+        except MemmeshError as exc:
+            report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"linking facts to their turns: {exc.message}"))
 
     def _related(self, fact: Fact, namespace: str, principal: Principal) -> builtins.list[Memory]:
         """Stored extracted facts in ``namespace`` that may hold the same slot or topic."""
