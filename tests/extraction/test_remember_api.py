@@ -161,3 +161,22 @@ def test_a_failed_link_batch_is_reported_not_raised_and_turns_stay(mem: Memory, 
     assert result.report is not None and result.report.extracted == 3
     assert [f.reason for f in result.report.failed] == ["linking facts to their turns: store busy"]
     assert len(mem.get_all(kind="message")) == 3
+
+
+def test_a_later_turn_of_the_same_call_supersedes_an_earlier_one(mem: Memory) -> None:
+    talk = [
+        {"role": "user", "name": "Ana", "content": "I live in Paris."},
+        {"role": "user", "name": "Ana", "content": "Actually I live in Lyon now."},
+    ]
+    report = mem.add(messages=talk, session_id="s1").report
+    assert report is not None and report.superseded == 1
+    paris, lyon = report.fact_ids
+    assert links_of(mem, lyon, Relation.supersedes) == [paris] and links_of(mem, paris, Relation.supersedes) == []
+
+
+def test_a_deleted_fact_is_not_superseded_again(mem: Memory) -> None:
+    old = mem.add(messages=[{"role": "user", "name": "Ana", "content": "I live in Paris."}], session_id="s1").report
+    assert old is not None
+    mem.delete(old.fact_ids[0])
+    new = mem.add(messages=[{"role": "user", "name": "Ana", "content": "I live in Rome."}], session_id="s1").report
+    assert new is not None and new.superseded == 0 and new.failed == []

@@ -53,8 +53,6 @@ log = logging.getLogger("memmesh.extraction")
 MAX_MESSAGES = 1000
 """Messages one call may carry (a longer conversation is sent in several calls)."""
 MAX_NAME_CHARS = 64
-RELATED_TOP_K = 8
-"""Stored memories compared with each new single-valued fact or preference."""
 TAG_RE = re.compile(r"[^a-z0-9:_-]+")
 JOB_ID_RE = re.compile(r"ext-[0-9a-f-]{36}")
 
@@ -239,7 +237,7 @@ class Extraction:
         report: ExtractionReport,
     ) -> None:
         run = new_id()
-        existing = {fact.content: self._related(fact, namespace, principal) for fact in facts if fact.slot or fact.polarity is not None}
+        known = self._slotted(namespace, {key for fact in facts for key in _slot_keys(fact)})
         items = [_item(fact, turns, namespace, session_id, agent_id, run) for fact in facts]
         stored = self.service.add_many(items, principal=principal)
         links: list[tuple[str, str, Relation]] = []
@@ -250,29 +248,43 @@ class Extraction:
                 report.merged += 1
             report.fact_ids.append(memory.id)
             links.extend((memory.id, turns[i].memory_id, Relation.derived_from) for i in fact.turns if i < len(turns))
-            for other in existing.get(fact.content, []):
-                relation = _relation(fact, other)
-                if relation is not None and other.id != memory.id:
-                    links.append((memory.id, other.id, relation))
-                    if relation is Relation.supersedes:
-                        report.superseded += 1
-                    else:
-                        report.contradicted += 1
+            for key in _slot_keys(fact):
+                for other in known.get(key, []):
+                    relation = _relation(fact, other)
+                    if relation is not None and other.id != memory.id:
+                        links.append((memory.id, other.id, relation))
+                        report.superseded += relation is Relation.supersedes
+                        report.contradicted += relation is Relation.contradicts
+                known.setdefault(key, []).append(memory)  # a later fact of this call may supersede it
         try:
             self.service.link_many(list(dict.fromkeys(links)), principal=principal)
         except MemmeshError as exc:
             report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"linking facts to their turns: {exc.message}"))
+        rows = {(namespace, key, memory.id) for fact, memory in zip(facts, stored, strict=True) for key in _slot_keys(fact)}
+        if rows:
+            with self.sql.write() as sql:
+                for row in sorted(rows):
+                    sql.run("INSERT INTO extraction_slots (namespace, slot_key, memory_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", row)
 
-    def _related(self, fact: Fact, namespace: str, principal: Principal) -> builtins.list[Memory]:
-        """Stored extracted facts in ``namespace`` that may hold the same slot or topic."""
-        query = " ".join(part for part in (fact.slot or "", fact.topic or "", fact.content) if part).replace("|", " ")
-        try:
-            hits = self.service.recall(
-                query, namespace=namespace, top_k=RELATED_TOP_K, mode="keyword", touch=False, principal=principal
-            ).hits
-        except MemmeshError:
-            return []
-        return [h.memory for h in hits if h.memory.namespace == namespace and "extraction_run" in h.memory.metadata]
+    def _slotted(self, namespace: str, keys: set[str]) -> dict[str, builtins.list[Memory]]:
+        """Live stored facts of ``namespace`` under each slot key (one indexed lookup)."""
+        if not keys:
+            return {}
+        ordered = sorted(keys)
+        marks = ", ".join("?" for _ in ordered)
+        with self.sql.read() as sql:
+            found = sql.all(
+                f"SELECT slot_key, memory_id FROM extraction_slots WHERE namespace = ? AND slot_key IN ({marks})", (namespace, *ordered)
+            )
+        now = self.service.clock()
+        live = {
+            m.id: m for m in self.service.store.get_many(list({row[1] for row in found})) if m.expires_at is None or m.expires_at > now
+        }
+        out: dict[str, list[Memory]] = {}
+        for key, memory_id in found:
+            if memory_id in live:
+                out.setdefault(str(key), []).append(live[memory_id])
+        return out
 
     # -- background jobs ------------------------------------------------------------------
 
@@ -428,6 +440,14 @@ def _item(fact: Fact, turns: Sequence[Turn], namespace: str, sid: str, agent_id:
         "agent_id": agent_id,
         "metadata": meta,
     }
+
+
+def _slot_keys(fact: Fact) -> builtins.list[str]:
+    """Where a fact may meet the facts it supersedes or contradicts."""
+    keys = [f"slot:{fact.slot}"] if fact.slot else []
+    if fact.polarity is not None and fact.topic:
+        keys.append(f"topic:{fact.topic}")
+    return keys
 
 
 def _relation(fact: Fact, other: Memory) -> Relation | None:

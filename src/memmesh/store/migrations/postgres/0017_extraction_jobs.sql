@@ -13,3 +13,14 @@ CREATE TABLE extraction_jobs (
     error       TEXT
 );
 CREATE INDEX extraction_jobs_created ON extraction_jobs (created_at);
+
+-- Which stored extracted facts hold a single-valued attribute ("ana|lives in") or a
+-- preference topic ("topic:green tea") in a namespace: a new fact finds the facts it
+-- supersedes or contradicts by one indexed lookup instead of a search. Rows of deleted
+-- facts are harmless (the lookup reads live memories only).
+CREATE TABLE extraction_slots (
+    namespace TEXT NOT NULL,
+    slot_key  TEXT NOT NULL,
+    memory_id TEXT NOT NULL,
+    PRIMARY KEY (namespace, slot_key, memory_id)
+);
