@@ -181,6 +181,11 @@ def test_cli_remember_file_and_stdin(cli: Any, tmp_path: Path) -> None:
     again = cli("remember", "-", "--session", "c1", input=lines)
     assert again.code == 0, again.err
     assert "2 turn(s) stored in session c1" in again.out and "0 fact(s) extracted, 2 merged" in again.out
+    one = cli(
+        "remember", "-", "--session", "c1", "--json", input=json.dumps({"role": "user", "name": "Ana", "content": "I live in Rome now."})
+    )
+    assert one.code == 0, one.err
+    assert json.loads(one.out)["report"]["superseded"] == 1  # one message on one line: Lyon is superseded
     quiet = cli("remember", "-", "--no-infer", "--json", input=json.dumps(TALK))
     assert quiet.code == 0 and json.loads(quiet.out)["status"] == "stored"
 

@@ -277,9 +277,7 @@ class Extraction:
                 f"SELECT slot_key, memory_id FROM extraction_slots WHERE namespace = ? AND slot_key IN ({marks})", (namespace, *ordered)
             )
         now = self.service.clock()
-        live = {
-            m.id: m for m in self.service.store.get_many(list({row[1] for row in found})) if m.expires_at is None or m.expires_at > now
-        }
+        live = {m.id: m for m in self.service.store.get_many(list({row[1] for row in found})) if m.expires_at is None or m.expires_at > now}
         out: dict[str, list[Memory]] = {}
         for key, memory_id in found:
             if memory_id in live:

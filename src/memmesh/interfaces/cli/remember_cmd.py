@@ -81,9 +81,12 @@ def read_messages(source: str) -> Any:
     except ValueError:
         data = _json_lines(text, where)
     if isinstance(data, dict):
-        if "messages" not in data:
-            raise InvalidInputError(f'{where}: a JSON object needs a "messages" list')
-        data = data["messages"]
+        if "messages" in data:
+            data = data["messages"]
+        elif "content" in data:
+            data = [data]  # one message (JSON Lines of a single line)
+        else:
+            raise InvalidInputError(f'{where}: a JSON object needs a "messages" list (or is one message, with "content")')
     return data
 
 
