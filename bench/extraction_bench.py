@@ -44,12 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from recall_quality import CATEGORIES, DEFAULT_DATA, KS, normalise_evidence  # noqa: E402
-
 from memmesh import Memory  # noqa: E402 - needs the src path above
 from memmesh.config import load_settings  # noqa: E402
 from memmesh.extraction.offline import extract_turn  # noqa: E402
 from memmesh.model import Relation  # noqa: E402
+from recall_quality import CATEGORIES, DEFAULT_DATA, KS, normalise_evidence  # noqa: E402
 
 
 @dataclass
