@@ -214,7 +214,7 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         lambda w: ("/api/v1/remember", {"json": {"messages": [{"content": f"I love tea {w.tag}."}], "namespace": OWN}}),
         lambda w: ("/api/v1/remember", {"json": {"messages": [{"content": f"I love tea {w.tag}."}], "namespace": ASIDE}}),
         403,
-        ok_status=202,
+        ok_status=201,
     ),
     ("GET", "/api/v1/remember/jobs/{job_id}"): HttpRule(
         "reader",

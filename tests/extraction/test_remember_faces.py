@@ -1,4 +1,4 @@
-"""Remembering conversations through every face: HTTP on a real uvicorn (202 + a job to poll;
+"""Remembering conversations through every face: HTTP on a real uvicorn (201 + a job to poll;
 the answer comes before the LLM does), MCP over stdio with the real client, and the CLI."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def poll(http: Any, job_id: str) -> dict[str, Any]:
 def test_http_stores_turns_then_extracts_in_the_background(http_server: Running) -> None:
     http = http_server.http()
     sent = http.post("/api/v1/remember", json={"messages": TALK, "session_id": "s1", "namespace": "p"})
-    assert sent.status_code == 202, sent.text
+    assert sent.status_code == 201, sent.text
     body = sent.json()
     assert body["status"] == "queued" and body["job_id"].startswith("ext-") and len(body["turns"]) == 2
     job = poll(http, body["job_id"])
@@ -109,7 +109,7 @@ def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
         try:
             http = running.http()
             sent = http.post("/api/v1/remember", json={"messages": TALK, "session_id": "s"})
-            assert sent.status_code == 202
+            assert sent.status_code == 201
             job_id = sent.json()["job_id"]
             assert http.get(f"/api/v1/remember/jobs/{job_id}").json()["status"] in ("queued", "running")
             turns = http.get("/api/v1/memories", params={"kind": "message"}).json()
@@ -207,3 +207,23 @@ def test_cli_bad_input_exits_nonzero_and_writes_nothing(
     failed = cli(*args, input=stdin)
     assert failed.code != 0 and words in failed.err, (failed.code, failed.err)
     assert not db_path.exists()
+
+
+def test_the_remote_client_remembers_like_memory(http_server: Running) -> None:
+    client = http_server.client()
+    sent = client.add(messages=TALK, session_id="c1", namespace="p")
+    assert sent["status"] == "queued" and len(sent["turns"]) == 2
+    for _ in range(500):
+        job = client.extraction_job(sent["job_id"])
+        if job["status"] == "done":
+            break
+        threading.Event().wait(0.02)
+    assert job["status"] == "done" and job["report"]["extracted"] == 2
+    from memmesh.errors import InvalidInputError, NotFoundError
+
+    with pytest.raises(InvalidInputError, match="message 1 has no content"):
+        client.add(messages=[{"role": "user"}])
+    with pytest.raises(InvalidInputError, match="not both"):
+        client.add("text", messages=TALK)
+    with pytest.raises(NotFoundError):
+        client.extraction_job("ext-01a22b59-8eb7-7282-9203-67fa2cd45b74")

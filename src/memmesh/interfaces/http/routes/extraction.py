@@ -23,17 +23,12 @@ class RememberRequest(Body):
     agent_id: str | None = None
 
 
-@router.post(
-    "",
-    status_code=202,
-    response_model=RememberResult,
-    summary="Remember a conversation",
-    responses={201: {"model": RememberResult, "description": "infer=false: the turns are stored, nothing else to do"}},
-)
+@router.post("", status_code=201, response_model=RememberResult, summary="Remember a conversation")
 def remember(body: RememberRequest, service: Svc, who: Caller) -> Response:
-    """Store the messages as session turns (one atomic batch, committed before the answer),
-    then extract facts in the background: 202 with a ``job_id`` to poll at
-    ``GET /api/v1/remember/jobs/{job_id}``; 201 when ``infer`` is false."""
+    """Store the messages as session turns (one atomic batch, committed before the answer:
+    201), then extract facts in the background: ``status`` is ``queued`` with a ``job_id``
+    to poll at ``GET /api/v1/remember/jobs/{job_id}`` (``stored`` and no job when ``infer``
+    is false). 202 stays what it is on every route: a write queued for approval."""
     result = service.extraction.remember(
         body.messages,
         session_id=body.session_id,
@@ -43,7 +38,7 @@ def remember(body: RememberRequest, service: Svc, who: Caller) -> Response:
         background=True,
         principal=who,
     )
-    return json_response(result, 202 if result.job_id else 201)
+    return json_response(result, 201)
 
 
 @router.get("/jobs/{job_id}", response_model=ExtractionJob, summary="Status of a background extraction")
