@@ -68,8 +68,10 @@ def test_http_stores_turns_then_extracts_in_the_background(http_server: Running)
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"messages": []}, 422, "messages is empty"),
-        ({"messages": [{"role": "user"}]}, 422, "message 1 has no content"),
+        ({"messages": []}, 422, "body.messages: List should have at least 1 item"),
+        ({"messages": [{"role": "user"}]}, 422, "body.messages.0.content: Field required"),
+        ({"messages": [{"content": "   "}]}, 422, "body.messages.0.content: String should match pattern"),
+        ({"messages": [{"content": "hi", "role": "User!"}]}, 422, "body.messages.0.role"),
         ({"messages": "hi"}, 422, "messages"),
         ({"messages": TALK, "infer": "maybe"}, 422, "infer"),
         ({"messages": TALK, "session_id": "bad id!"}, 422, "session_id"),
@@ -90,7 +92,7 @@ def test_http_unknown_and_malformed_job_ids(http_server: Running) -> None:
     http = http_server.http()
     assert http.get("/api/v1/remember/jobs/ext-01a22b59-8eb7-7282-9203-67fa2cd45b74").status_code == 404
     bad = http.get("/api/v1/remember/jobs/nope")
-    assert bad.status_code == 422 and "job id" in bad.json()["error"]["message"]
+    assert bad.status_code == 422 and "path.job_id: String should match pattern" in bad.json()["error"]["message"]
 
 
 def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
@@ -221,7 +223,7 @@ def test_the_remote_client_remembers_like_memory(http_server: Running) -> None:
     assert job["status"] == "done" and job["report"]["extracted"] == 2
     from memmesh.errors import InvalidInputError, NotFoundError
 
-    with pytest.raises(InvalidInputError, match="message 1 has no content"):
+    with pytest.raises(InvalidInputError, match=r"body.messages.0.content: Field required"):
         client.add(messages=[{"role": "user"}])
     with pytest.raises(InvalidInputError, match="not both"):
         client.add("text", messages=TALK)
