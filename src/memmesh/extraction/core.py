@@ -242,14 +242,13 @@ class Extraction:
         stored = self.service.add_many(items, principal=principal)
         links: list[tuple[str, str, Relation]] = []
         for fact, memory in zip(facts, stored, strict=True):
-            if memory.metadata.get("extraction_run") == run:
-                report.extracted += 1
-            else:
-                report.merged += 1
+            fresh = memory.metadata.get("extraction_run") == run
+            report.extracted += fresh
+            report.merged += not fresh
             report.fact_ids.append(memory.id)
             links.extend((memory.id, turns[i].memory_id, Relation.derived_from) for i in fact.turns if i < len(turns))
             for key in _slot_keys(fact):
-                for other in known.get(key, []):
+                for other in known.get(key, []) if fresh else []:  # a fact said again changes no slot: it only gains a turn
                     relation = _relation(fact, other)
                     if relation is not None and other.id != memory.id:
                         links.append((memory.id, other.id, relation))
