@@ -70,7 +70,8 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "lifecycle": "promote to long-term, bulk forget (with dry run), consolidate, history, undelete, garbage collection",
     "archive": "expired memories moved aside by gc: list, restore, purge, count",
     "agents": "registered agent identities",
-    "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions",
+    "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions; "
+    "poll the fact extraction of a conversation stored with memory_store(messages=...)",
     "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
     "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",
