@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from conftest import keyword_settings
 from fake_openai import FakeOpenAI, Reply, fake_openai
 from memmesh import Memory
+from memmesh.config import Settings, load_settings
 from memmesh.extraction.llm_extract import SCHEMA
 from memmesh.model import Kind, Relation
 
@@ -44,6 +44,12 @@ GOOD = {
         },
     ]
 }
+
+
+def keyword_settings(tmp_path: Path, **overrides: object) -> Settings:
+    """Keyword-only settings in tmp_path (no conftest import: module names clash across test folders)."""
+    data: dict[str, object] = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, **overrides}
+    return load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""})
 
 
 @pytest.fixture
