@@ -54,6 +54,8 @@ class World:
     sub_b: str = ""
     run_a: str = ""
     run_b: str = ""
+    job: str = ""
+    job_b: str = ""
 
 
 def _seed_bus(service: Service, world: World) -> World:
@@ -72,6 +74,9 @@ def _seed_bus(service: Service, world: World) -> World:
     world.conv, world.token, world.queue, world.queue_token = chat.id, chat.token, queue.id, queue.token
     world.attempt = leased.attempt_token  # type: ignore[union-attr]
     world.session, world.session_b = f"s-{world.tag}", f"sb-{world.tag}"
+    talk = [{"role": "user", "content": f"I love alpha tea {world.tag}."}]
+    world.job = service.extraction.remember(talk, namespace=OWN, background=True, principal=LOCAL_PRINCIPAL).job_id or ""
+    world.job_b = service.extraction.remember(talk, namespace=ASIDE, background=True, principal=LOCAL_PRINCIPAL).job_id or ""
     return world
 
 
@@ -223,6 +228,19 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         check=_no_other,
     ),
     ("GET", "/api/v1/sessions"): HttpRule("reader", lambda w: ("/api/v1/sessions", {}), check=_no_other),
+    ("POST", "/api/v1/remember"): HttpRule(
+        "writer",
+        lambda w: ("/api/v1/remember", {"json": {"messages": [{"content": f"I love tea {w.tag}."}], "namespace": OWN}}),
+        lambda w: ("/api/v1/remember", {"json": {"messages": [{"content": f"I love tea {w.tag}."}], "namespace": ASIDE}}),
+        403,
+        ok_status=201,
+    ),
+    ("GET", "/api/v1/remember/jobs/{job_id}"): HttpRule(
+        "reader",
+        lambda w: (f"/api/v1/remember/jobs/{w.job}", {}),
+        lambda w: (f"/api/v1/remember/jobs/{w.job_b}", {}),
+        check=_no_other,
+    ),
 }
 
 
@@ -514,6 +532,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     "bus_complete_task": ToolRule(
         "writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w", "attempt_token": w.attempt}
     ),
+    "memory_extraction_status": ToolRule("reader", lambda w: {"job_id": w.job}, lambda w: {"job_id": w.job_b}, check=_no_other),
     "session_append": ToolRule(
         "writer",
         lambda w: {"session_id": f"n-{uuid.uuid4().hex[:12]}", "content": "hi", "namespace": OWN},

@@ -126,8 +126,30 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
     from memmesh.curator import CuratorPolicy
 
     service.curator_policy = CuratorPolicy(**settings.curator.model_dump())
+    _wire_extraction(service, settings)
     service.audit.configure(build_audit_config(settings))
     return service
+
+
+def _wire_extraction(service: Service, settings: Settings) -> None:
+    """The [extraction] rules and, when [llm] names a server, the LLM client they may use."""
+    from memmesh.extraction.core import ExtractionPolicy
+    from memmesh.llm.client import LLMClient, LLMConfig
+
+    service.extraction_policy = ExtractionPolicy(**settings.extraction.model_dump())
+    llm = settings.llm
+    if llm.base_url:
+        service.llm = LLMClient(
+            LLMConfig(
+                base_url=llm.base_url,
+                model=llm.model,
+                api_key=settings.llm_api_key(),
+                timeout_s=llm.timeout_s,
+                retries=llm.retries,
+                max_concurrency=llm.max_concurrency,
+                max_backoff_s=llm.max_backoff_s,
+            )
+        )
 
 
 def build_audit_config(settings: Settings) -> AuditConfig:

@@ -288,6 +288,29 @@ class CuratorSettings(_Section):
     decay_idle_days: float = Field(0.0, ge=0, description="one priority step down for a memory never recalled this many days (0 = never)")
 
 
+class LlmSettings(_Section):
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible API root, e.g. http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1; unset = no LLM"
+    )
+    model: str = Field("llama3.1:8b", description="model name the server runs")
+    api_key_env: str | None = Field(None, description="name of the env variable holding the API key")
+    api_key_file: Path | None = Field(None, description="file holding the API key (mode 0600)")
+    timeout_s: float = Field(30.0, gt=0, description="seconds one request may take")
+    retries: int = Field(2, ge=0, le=10, description="retries after a timeout, 429 or 5xx (exponential backoff, Retry-After obeyed)")
+    max_concurrency: int = Field(2, ge=1, le=64, description="requests in flight at once per process")
+    max_backoff_s: float = Field(30.0, gt=0, description="longest wait between retries (caps Retry-After)")
+
+
+class ExtractionSettings(_Section):
+    mode: Literal["auto", "offline", "llm"] = Field(
+        "auto", description="fact extraction from messages: auto (the LLM when [llm] is set, else offline), offline, llm"
+    )
+    repairs: int = Field(1, ge=0, le=5, description="repair prompts after an LLM reply that fails the schema, before the offline fallback")
+    max_facts_per_turn: int = Field(8, ge=1, le=64, description="facts kept from one turn at most")
+    batch_turns: int = Field(8, ge=1, le=64, description="turns sent to the LLM in one request")
+    workers: int = Field(2, ge=1, le=32, description="background extraction jobs run at once by serve (HTTP and MCP)")
+
+
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
@@ -310,6 +333,8 @@ class Settings(BaseModel):
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     curator: CuratorSettings = Field(default_factory=CuratorSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
 
     @property
     def storage_url(self) -> str:
@@ -337,6 +362,19 @@ class Settings(BaseModel):
                 return emb.api_key_file.read_text().strip() or None
             except OSError as exc:
                 raise ConfigError(f"embeddings.api_key_file {emb.api_key_file}: {exc.strerror}") from exc
+        return None
+
+    def llm_api_key(self) -> str | None:
+        """Read the LLM server's key from the env variable or file ``[llm]`` names."""
+        llm = self.llm
+        if llm.api_key_env:
+            return os.environ.get(llm.api_key_env) or None
+        if llm.api_key_file:
+            check_secret_file("llm.api_key_file", llm.api_key_file)
+            try:
+                return llm.api_key_file.read_text().strip() or None
+            except OSError as exc:
+                raise ConfigError(f"llm.api_key_file {llm.api_key_file}: {exc.strerror}") from exc
         return None
 
     def secret_files(self) -> list[tuple[str, Path]]:

@@ -27,7 +27,8 @@ so adding an error type here is enough for all of them to render it correctly.
     │   └── UnavailableError     503: busy, down, try again
     │       ├── QuorumNotMetError
     │       └── PeerError        a peer could not be reached or answered garbage
-    └── EmbedderError            the embedding model could not be loaded or run
+    ├── EmbedderError            the embedding model could not be loaded or run
+    └── LLMError                 502: the configured LLM server failed or answered garbage
 """
 
 from __future__ import annotations
@@ -262,6 +263,14 @@ class EmbedderError(MemmeshError):
 
     code = "embedder_error"
     http_status = 503
+
+
+class LLMError(MemmeshError):
+    """The configured LLM server (``[llm]``) timed out, refused, kept rate-limiting, or
+    answered something that is not the JSON asked for, after the bounded retries."""
+
+    code = "llm_error"
+    http_status = 502
 
 
 class RequestTimeoutError(MemmeshError):

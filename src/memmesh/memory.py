@@ -11,12 +11,14 @@ import builtins
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from memmesh.clock import Clock
 from memmesh.compose import build
 from memmesh.config import Settings, db_override, load_settings
 from memmesh.curator import CuratorReport, CuratorRun, RollbackReport
+from memmesh.errors import InvalidInputError
+from memmesh.extraction.core import ExtractionJob, RememberResult
 from memmesh.governance import EffectiveStandard, PendingAction, Standard
 from memmesh.model import LOCAL_PRINCIPAL, GcReport, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
 from memmesh.model import Memory as MemoryRecord
@@ -59,15 +61,53 @@ class Memory:
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 
-    def add(self, content: str, **fields: Any) -> MemoryRecord:
+    @overload
+    def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+
+    @overload
+    def add(
+        self,
+        content: None = None,
+        *,
+        messages: Iterable[Mapping[str, Any]],
+        infer: bool = True,
+        session_id: str | None = None,
+        namespace: str | None = None,
+        agent_id: str | None = None,
+    ) -> RememberResult: ...
+
+    def add(
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+    ) -> MemoryRecord | RememberResult:
         """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
+
+        With ``messages=[{"role": "user", "content": "…"}, …]`` instead of ``content``,
+        remember a conversation (docs/extraction.md): the turns are stored first, in the
+        session ``session_id`` (a new one when omitted), then with ``infer=True`` (the
+        default) the facts in them are extracted, stored and linked ``derived_from`` their
+        turns, inline; the result holds the turns and the extraction report.
 
         ``links=[{"target_id": ID, "relation": "derived_from"}, …]`` (Python API only) are
         stored with the memory in the same transaction: all of them and the memory, or nothing."""
-        links: Sequence[Mapping[str, Any]] | None = fields.pop("links", None)
-        if links is not None:
-            return self.service.add_linked({"content": content, **fields}, links, principal=self.principal)[0]
-        return self.service.add({"content": content, **fields}, principal=self.principal)
+        if messages is None:
+            if content is None:
+                raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
+            links: Sequence[Mapping[str, Any]] | None = fields.pop("links", None)
+            if links is not None:
+                return self.service.add_linked({"content": content, **fields}, links, principal=self.principal)[0]
+            return self.service.add({"content": content, **fields}, principal=self.principal)
+        if content is not None:
+            raise InvalidInputError("give content or messages, not both")
+        allowed = {"infer", "session_id", "namespace", "agent_id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInputError(f"with messages, add takes only {', '.join(sorted(allowed))} (got {', '.join(sorted(unknown))})")
+        given = messages if isinstance(messages, Sequence) else builtins.list(messages)  # a str is refused by the check, not split
+        return self.service.extraction.remember(given, principal=self.principal, **fields)
+
+    def extraction_job(self, job_id: str) -> ExtractionJob:
+        """Status and report of a background extraction (HTTP and MCP run them in the background)."""
+        return self.service.extraction.job(job_id, principal=self.principal)
 
     def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
@@ -241,6 +281,7 @@ class Memory:
         return self.service.inbox.read(agent=agent, **options, principal=self.principal)
 
     def close(self) -> None:
+        self.service.extraction.close()
         self.service.store.close()
 
     def __enter__(self) -> Memory:

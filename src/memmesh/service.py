@@ -71,9 +71,11 @@ from memmesh.values import enum_member, parse_time
 if TYPE_CHECKING:
     from memmesh.bus.core import Bus, BusPolicy
     from memmesh.curator import Curator, CuratorPolicy
+    from memmesh.extraction.core import Extraction, ExtractionPolicy
     from memmesh.federation.changes import SyncItem
     from memmesh.federation.replica import Replica
     from memmesh.governance import Governance
+    from memmesh.llm.client import LLMClient
     from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.subscriptions import Inbox, SubscriptionPolicy, Subscriptions
     from memmesh.transfer import Transfer
@@ -206,6 +208,21 @@ class Service:
 
             sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy)
         return sessions
+
+    extraction_policy: ExtractionPolicy | None = None
+    """The ``[extraction]`` rules (set by compose.build; None = the defaults)."""
+    llm: LLMClient | None = None
+    """The ``[llm]`` client (set by compose.build when llm.base_url is configured)."""
+
+    @property
+    def extraction(self) -> Extraction:
+        """Remember conversations: turns first, then extracted facts (memmesh.extraction)."""
+        extraction: Extraction | None = self.__dict__.get("_extraction")
+        if extraction is None:
+            from memmesh.extraction.core import Extraction
+
+            extraction = self.__dict__["_extraction"] = Extraction(self, self.extraction_policy, self.llm)
+        return extraction
 
     @property
     def replica(self) -> Replica:
@@ -420,6 +437,42 @@ class Service:
             tx.put_link(link, tx.next_seq())
         self._replicate(links=[link])
         return link
+
+    def link_many(self, links: Sequence[tuple[str, str, Relation | str]], *, principal: Principal) -> builtins.list[Link]:
+        """Create several links in one transaction (all or nothing), with the rules of
+        :meth:`link`: fact extraction links hundreds of facts to their turns per call, and a
+        transaction per link would cost more than the extraction itself. Governance is
+        checked once over every end (an ``approve`` rule refuses: a batch is not queued)."""
+        who = authorize(principal, "writer")
+        now = self.clock()
+        made: list[Link] = []
+        for source_id, target_id, relation in links:
+            if source_id == target_id:
+                raise InvalidInputError("a memory cannot link to itself")
+            made.append(
+                Link(
+                    source_id=source_id,
+                    target_id=target_id,
+                    relation=enum_member(Relation, relation, "relation"),
+                    observed_by=who.agent_id,
+                    created_at=now,
+                )
+            )
+        if not made:
+            return []
+        self.governance.check(who, "link", ids=[end for link in made for end in (link.source_id, link.target_id)])
+        with self.store.write() as tx:
+            namespace_of: dict[str, str] = {}
+            for memory_id in dict.fromkeys(end for link in made for end in (link.source_id, link.target_id)):
+                found = tx.get(memory_id)
+                if found is None or not who.covers(found.namespace):
+                    raise NotFoundError(f"no memory with id {memory_id}")
+                namespace_of[memory_id] = found.namespace
+            self.kernel.charge_quota(tx, [namespace_of[link.source_id] for link in made], now)  # as link: one write each
+            for link in made:
+                tx.put_link(link, tx.next_seq())
+        self._replicate(links=made)
+        return made
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ def test_full_profile_lists_every_tool_with_hints(mcp_env: McpEnv) -> None:
             assert tools["memory_delete"].annotations.destructive_hint is True
             assert tools["memory_archive_purge"].annotations.destructive_hint is True
             assert tools["memory_store"].annotations.read_only_hint is False
-            assert tools["memory_store"].input_schema["required"] == ["content"]
+            assert "required" not in tools["memory_store"].input_schema  # content, or messages (a conversation)
 
     asyncio.run(scenario())
 
@@ -114,6 +114,16 @@ async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
     back = await c.ok("session_rehydrate", session_id="mcp-s", budget_tokens=100)
     assert back["recent"][0]["content"] == "we chose plan B" and back["tokens_used"] <= 100
     assert [s["session_id"] for s in (await c.ok("session_list"))["sessions"]] == ["mcp-s"]
+    talk = [{"role": "user", "name": "Ana", "content": "I love green tea."}]
+    remembered = await c.ok("memory_store", messages=talk, session_id="mcp-r", namespace="people/ana")
+    assert remembered["status"] == "queued" and mem.get(remembered["turns"][0]["memory_id"]).namespace == "people/ana/mcp-r"
+    job = await c.ok("memory_extraction_status", job_id=remembered["job_id"])
+    for _ in range(500):
+        if job["status"] == "done":
+            break
+        await asyncio.sleep(0.02)
+        job = await c.ok("memory_extraction_status", job_id=remembered["job_id"])
+    assert job["status"] == "done" and mem.get(job["report"]["fact_ids"][0]).content == "Ana loves green tea."
 
 
 def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:

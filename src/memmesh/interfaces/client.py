@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import httpx
 from pydantic import TypeAdapter
@@ -157,6 +157,18 @@ class _Calls:
         body = {"content": content, **fields}
         body["id"] = body.get("id") or new_id()
         return _Call("POST", "/api/v1/memories", _MEMORY, body=_json(body))
+
+    @staticmethod
+    def remember(messages: Iterable[Mapping[str, Any]], fields: Mapping[str, Any]) -> _Call[dict[str, Any]]:
+        """``POST /api/v1/remember``: the turns are stored; the answer names the extraction job."""
+        if content := fields.get("content"):
+            raise InvalidInputError(f"give content or messages, not both (got content {str(content)[:40]!r})")
+        body = {"messages": [dict(m) for m in messages], **fields}
+        return _Call("POST", "/api/v1/remember", dict, body=_json(body))
+
+    @staticmethod
+    def extraction_job(job_id: str) -> _Call[dict[str, Any]]:
+        return _Call("GET", f"/api/v1/remember/jobs/{_segment(job_id)}", dict)
 
     @staticmethod
     def add_many(items: Iterable[Mapping[str, Any] | str]) -> _Call[builtins.list[MemoryRecord]]:
@@ -312,9 +324,29 @@ class Client(_Base):
                 return cast(T, outcome[1])
             time.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
-    def add(self, content: str, **fields: Any) -> MemoryRecord:
-        """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
+    @overload
+    def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+
+    @overload
+    def add(self, content: None = None, *, messages: Iterable[Mapping[str, Any]], **fields: Any) -> dict[str, Any]: ...
+
+    def add(
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+    ) -> MemoryRecord | dict[str, Any]:
+        """Store one memory; fields as in SPEC §1. A client id is generated when none is given.
+
+        With ``messages`` (and optionally session_id, namespace, infer, agent_id): remember a
+        conversation (``POST /api/v1/remember``); the answer (a dict) holds the stored turns
+        and the ``job_id`` of the extraction running on the server (:meth:`extraction_job`)."""
+        if messages is not None:
+            return self._run(_Calls.remember(messages, {"content": content, **fields}))
+        if content is None:
+            raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
         return self._run(_Calls.add(content, fields))
+
+    def extraction_job(self, job_id: str) -> dict[str, Any]:
+        """Status and report of a background extraction (``GET /api/v1/remember/jobs/{id}``)."""
+        return self._run(_Calls.extraction_job(job_id))
 
     def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
@@ -407,9 +439,25 @@ class AsyncClient(_Base):
                 return cast(T, outcome[1])
             await asyncio.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
-    async def add(self, content: str, **fields: Any) -> MemoryRecord:
-        """Store one memory; fields as in SPEC §1. A client id is generated when none is given."""
+    @overload
+    async def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+
+    @overload
+    async def add(self, content: None = None, *, messages: Iterable[Mapping[str, Any]], **fields: Any) -> dict[str, Any]: ...
+
+    async def add(
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+    ) -> MemoryRecord | dict[str, Any]:
+        """Store one memory; fields as in SPEC §1. A client id is generated when none is given
+        (with ``messages``: remember a conversation, as :meth:`Client.add`)."""
+        if messages is not None:
+            return await self._run(_Calls.remember(messages, {"content": content, **fields}))
+        if content is None:
+            raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
         return await self._run(_Calls.add(content, fields))
+
+    async def extraction_job(self, job_id: str) -> dict[str, Any]:
+        return await self._run(_Calls.extraction_job(job_id))
 
     async def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
         return await self._run(_Calls.add_many(items))

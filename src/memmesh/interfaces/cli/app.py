@@ -22,6 +22,7 @@ from memmesh.interfaces.cli import (  # noqa: F401
     mcp_cmd,
     memories,
     migrate_cmd,
+    remember_cmd,
     server,
     session_cmd,
     subscribe_cmd,

@@ -23,6 +23,7 @@ from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
 from memmesh.interfaces.http.routes import bus as bus_routes
 from memmesh.interfaces.http.routes import curator as curator_routes
+from memmesh.interfaces.http.routes import extraction as extraction_routes
 from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.routes import subscriptions as subscription_routes
@@ -109,6 +110,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.subscriptions.stop()
             service.audit.stop()
             service.curator.stop()
+            service.extraction.close()  # running extractions finish while the store is still open
         if owns_service:
             service.store.close()
 
@@ -129,6 +131,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     app.include_router(governance_routes.router)
     app.include_router(subscription_routes.router)
     app.include_router(curator_routes.router)
+    app.include_router(extraction_routes.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard

@@ -145,3 +145,11 @@ class BusTools:
     def session_list(self) -> Any:
         """Sessions, most recently active first, with their turn counts."""
         return {"sessions": [_dump(s) for s in self.service.sessions.list(principal=self.who())]}
+
+    @tool("session", "Status of a fact extraction", read_only=True, idempotent=True)
+    def memory_extraction_status(
+        self, job_id: Annotated[str, Field(description="The job_id memory_store returned for messages (ext-…).")]
+    ) -> Any:
+        """Whether the facts of a remembered conversation are extracted yet: queued, running,
+        done (with the report: extracted, merged, fallback, failed with reasons) or failed."""
+        return _dump(self.service.extraction.job(job_id, principal=self.who()))

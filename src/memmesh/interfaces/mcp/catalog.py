@@ -35,7 +35,14 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "lifecycle": ("memory_promote", "memory_forget", "memory_consolidate", "memory_history", "memory_restore", "memory_gc"),
     "archive": ("memory_archive_list", "memory_archive_restore", "memory_archive_purge", "memory_archive_stats"),
     "agents": ("memory_agent_register", "memory_agent_list"),
-    "session": ("memory_session_start", "memory_check_duplicate", "session_append", "session_rehydrate", "session_list"),
+    "session": (
+        "memory_session_start",
+        "memory_check_duplicate",
+        "session_append",
+        "session_rehydrate",
+        "session_list",
+        "memory_extraction_status",
+    ),
     "bus": (
         "bus_open_conversation",
         "bus_send_message",
@@ -66,7 +73,8 @@ FAMILY_DESCRIPTIONS: dict[str, str] = {
     "lifecycle": "promote to long-term, bulk forget (with dry run), consolidate, history, undelete, garbage collection",
     "archive": "expired memories moved aside by gc: list, restore, purge, count",
     "agents": "registered agent identities",
-    "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions",
+    "session": "start a session with context; check for duplicates before storing; append turns and rehydrate long sessions; "
+    "poll the fact extraction of a conversation stored with memory_store(messages=...)",
     "bus": "message bus between agents: conversations with tokens, unread/ack, task queues with leases",
     "ops": "statistics, quotas, health, JSONL export and import",
     "governance": "namespace standards (allow / approve / deny per action) and the queue of actions awaiting approval",

@@ -92,7 +92,9 @@ class MemoryTools:
     @tool("core", "Store a memory", idempotent=True)
     def memory_store(
         self,
-        content: Annotated[str, Field(description="The text to remember, self-contained (read later without this chat).")],
+        content: Annotated[
+            str | None, Field(description="The text to remember, self-contained (read later without this chat); or give messages.")
+        ] = None,
         namespace: Namespace = "default",
         title: Annotated[str | None, Field(description="Optional name, unique within the namespace (see on_conflict).")] = None,
         tier: Annotated[Tier | None, Field(description="short: hours; mid (default): a week, more if used; long: kept.")] = None,
@@ -109,13 +111,41 @@ class MemoryTools:
             Field(description="Title already used in the namespace: error, update it, or keep both (new supersedes)."),
         ] = "error",
         id: Annotated[str | None, Field(description="Your own id, making retries idempotent.")] = None,
+        messages: Annotated[
+            list[dict[str, Any]] | None,
+            Field(
+                description='Instead of content: a conversation to remember, [{"role": "user", "content": "...", "name": "Ana"}, ...]. '
+                "The turns are stored at once; facts are extracted from them in the background."
+            ),
+        ] = None,
+        session_id: Annotated[str | None, Field(description="With messages: the session to append them to (default: a new one).")] = None,
+        infer: Annotated[bool, Field(description="With messages: extract facts (false: store the turns only).")] = True,
     ) -> Any:
         """Save something worth remembering across sessions: a fact, preference, decision or procedure.
 
         Use it when the user tells you something lasting or you learn something you will need
         later. Identical content in the same namespace is stored once (the existing memory comes
         back). Returns the stored memory: id, namespace, tier, expires_at, …
+        With ``messages`` instead of ``content``, stores the conversation's turns and returns
+        them with a ``job_id`` for the fact extraction running in the background (its status:
+        memory_extraction_status).
         """
+        if messages is not None:
+            if content is not None:
+                raise InvalidInputError("give content or messages, not both")
+            result = self.service.extraction.remember(
+                messages,
+                session_id=session_id,
+                namespace=None if namespace == "default" else namespace,
+                infer=infer,
+                background=True,
+                principal=self.who(),
+            )
+            return result.model_dump(mode="json")
+        if content is None:
+            raise InvalidInputError('give content (the text to remember) or messages ([{"role": ..., "content": ...}])')
+        if session_id is not None:
+            raise InvalidInputError("session_id goes with messages; to store one memory give content without it")
         return self.service.add(
             _given(
                 content=content,

@@ -1,0 +1,463 @@
+"""Remember a conversation: store its turns first, then the facts worth keeping (issue 23).
+
+:meth:`Extraction.remember` is the one entry point every face calls:
+
+1. the messages are checked (each needs a role and non-empty content) and stored as
+   session turns (``kind="message"``) in ONE batch, before anything else happens: whatever
+   the extraction does next, nothing the caller sent is lost;
+2. with ``infer=True`` the facts are extracted — offline, or by the configured LLM with the
+   offline extractor as its fallback (:mod:`memmesh.extraction.llm_extract`) — and stored in
+   the session's root namespace (``<root>`` for turns in ``<root>/<session_id>``), one batch;
+3. every fact is linked ``derived_from`` each turn it came from; a fact whose content is
+   already stored there is *merged* (the stored memory gets the new ``derived_from`` links);
+   a new value of a single-valued attribute ("Ana lives in Lyon" after "… in Paris") is
+   linked ``supersedes`` the old fact, and an opposite preference ``contradicts`` it. Nothing
+   is ever deleted or overwritten.
+
+Faces that must answer fast (HTTP, MCP) pass ``background=True``: the turns are committed,
+a job row is written, and the extraction runs on a worker thread; ``job(job_id)`` reads its
+status and report from the store, so any worker process of ``serve`` can answer the poll.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from memmesh.bus.sql import BusSql
+from memmesh.clock import new_id
+from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
+from memmesh.extraction.llm_extract import extract_batch
+from memmesh.extraction.offline import Fact, extract_turn
+from memmesh.host import Host
+from memmesh.kernel import authorize, content_hash
+from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation
+from memmesh.sessions.core import Turn, check_role, check_session_id
+
+if TYPE_CHECKING:
+    from memmesh.llm.client import LLMClient
+    from memmesh.sessions.core import Sessions
+
+log = logging.getLogger("memmesh.extraction")
+
+MAX_MESSAGES = 1000
+"""Messages one call may carry (a longer conversation is sent in several calls)."""
+MAX_NAME_CHARS = 64
+TAG_RE = re.compile(r"[^a-z0-9:_-]+")
+JOB_ID_RE = re.compile(r"ext-[0-9a-f-]{36}")
+
+
+@dataclass(frozen=True)
+class ExtractionPolicy:
+    """The ``[extraction]`` rules (built by the composition root)."""
+
+    mode: Literal["auto", "offline", "llm"] = "auto"
+    repairs: int = 1
+    max_facts_per_turn: int = 8
+    batch_turns: int = 8
+    workers: int = 2
+
+
+class Failure(BaseModel):
+    """Something that did not go as asked, with the turns it concerns (1-based in the call)."""
+
+    turns: list[int]
+    reason: str
+
+
+class ExtractionReport(BaseModel):
+    """What one extraction did; every turn is either extracted from, fallen back or failed."""
+
+    mode: Literal["offline", "llm"]
+    turns: int = Field(description="turns the extraction read")
+    extracted: int = Field(0, description="new fact memories stored")
+    merged: int = Field(0, description="facts already stored (same content): linked to the new turns instead")
+    superseded: int = Field(0, description="supersedes links from a new value to the value it replaces")
+    contradicted: int = Field(0, description="contradicts links between opposite statements")
+    fallback: int = Field(0, description="turns the offline extractor handled because the LLM failed on them")
+    repairs: int = Field(0, description="repair prompts sent after a reply that failed the schema")
+    failed: list[Failure] = Field(default_factory=list, description="every failure, with its reason (turns are stored regardless)")
+    fact_ids: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class RememberResult(BaseModel):
+    """The stored turns and what happened (or will happen) to the facts in them."""
+
+    session_id: str
+    namespace: str = Field(description="where the facts go (the session's turns live in <namespace>/<session_id>)")
+    turns: list[Turn]
+    status: Literal["stored", "done", "queued"] = Field(
+        description="stored: infer=false, turns only; done: facts extracted (report); queued: running in the background (job_id)"
+    )
+    job_id: str | None = None
+    report: ExtractionReport | None = None
+
+
+class ExtractionJob(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    session_id: str
+    namespace: str
+    created_at: datetime
+    updated_at: datetime
+    report: ExtractionReport | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Msg:
+    role: str
+    content: str
+    name: str | None
+
+
+class ExtractionHost(Host, Protocol):
+    """The service as extraction sees it: a Host with sessions."""
+
+    @property
+    def sessions(self) -> Sessions: ...
+
+    def link_many(self, links: Sequence[tuple[str, str, Relation | str]], *, principal: Principal) -> builtins.list[Link]: ...
+
+
+class Extraction:
+    """Remember conversations (see the module doc); built by the service."""
+
+    def __init__(self, service: ExtractionHost, policy: ExtractionPolicy | None = None, llm: LLMClient | None = None) -> None:
+        self.service = service
+        self.policy = policy or ExtractionPolicy()
+        self.llm = llm
+        self.sql = BusSql(service.store)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def mode(self) -> Literal["offline", "llm"]:
+        """The extractor in use: the LLM when configured and not switched off."""
+        if self.policy.mode == "offline" or self.llm is None:
+            return "offline"
+        return "llm"
+
+    # -- the entry point ------------------------------------------------------------------
+
+    def remember(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        principal: Principal,
+        session_id: str | None = None,
+        namespace: str | None = None,
+        infer: bool = True,
+        agent_id: str | None = None,
+        background: bool = False,
+    ) -> RememberResult:
+        """Store ``messages`` as turns of ``session_id`` (a new session when omitted), then
+        extract their facts inline (``background=False``) or on a worker (``True``)."""
+        authorize(principal, "writer")
+        if not isinstance(infer, bool):
+            raise InvalidInputError(f"infer must be true or false (got {infer!r})")
+        if self.policy.mode == "llm" and self.llm is None and infer:
+            raise InvalidInputError("extraction.mode is llm but no [llm] base_url is configured: set llm.base_url or use mode offline")
+        msgs = check_messages(messages)
+        sid = check_session_id(session_id) if session_id is not None else f"conv-{new_id()}"
+        turns = self.service.sessions.append_many(
+            sid, [{"role": m.role, "content": m.content} for m in msgs], principal=principal, agent_id=agent_id, namespace=namespace
+        )
+        root = _parent(turns, self.service, sid)
+        if not infer:
+            return RememberResult(session_id=sid, namespace=root, turns=turns, status="stored")
+        if not background:
+            report = self.extract(msgs, turns, namespace=root, session_id=sid, agent_id=agent_id, principal=principal)
+            return RememberResult(session_id=sid, namespace=root, turns=turns, status="done", report=report)
+        job_id = self._queue(msgs, turns, root, sid, agent_id, principal)
+        return RememberResult(session_id=sid, namespace=root, turns=turns, status="queued", job_id=job_id)
+
+    # -- extraction -----------------------------------------------------------------------
+
+    def extract(
+        self,
+        msgs: Sequence[_Msg],
+        turns: Sequence[Turn],
+        *,
+        namespace: str,
+        session_id: str,
+        agent_id: str | None,
+        principal: Principal,
+    ) -> ExtractionReport:
+        """Extract facts from stored ``turns`` (``msgs`` carry the speakers' names) and store
+        and link them; failures are counted in the report, never raised past the turns."""
+        started = time.perf_counter()
+        report = ExtractionReport(mode=self.mode, turns=len(turns))
+        facts = self._facts(msgs, report)
+        facts = _merge_same(facts)
+        if facts:
+            try:
+                self._store(facts, turns, namespace, session_id, agent_id, principal, report)
+            except MemmeshError as exc:  # governance, quota, a store error: the turns stay stored
+                report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"storing facts: {exc.message}"))
+        report.seconds = round(time.perf_counter() - started, 4)
+        return report
+
+    def _facts(self, msgs: Sequence[_Msg], report: ExtractionReport) -> builtins.list[Fact]:
+        limit = self.policy.max_facts_per_turn
+        if self.mode == "offline" or self.llm is None:
+            return [f for i, m in enumerate(msgs) for f in extract_turn(m.content, role=m.role, name=m.name, index=i, limit=limit)]
+        facts: list[Fact] = []
+        size = self.policy.batch_turns
+        for start in range(0, len(msgs), size):
+            batch = [(start + j, m.role, m.name, m.content) for j, m in enumerate(msgs[start : start + size])]
+            outcome = extract_batch(self.llm, batch, repairs=self.policy.repairs, limit=limit)
+            facts.extend(outcome.facts)
+            report.repairs += outcome.repairs
+            report.fallback += len(outcome.fallback_turns)
+            numbers = [idx + 1 for idx, *_ in batch]
+            for reason in outcome.failures:
+                report.failed.append(Failure(turns=numbers, reason=reason))
+        return facts
+
+    def _store(
+        self,
+        facts: builtins.list[Fact],
+        turns: Sequence[Turn],
+        namespace: str,
+        session_id: str,
+        agent_id: str | None,
+        principal: Principal,
+        report: ExtractionReport,
+    ) -> None:
+        run = new_id()
+        known = self._slotted(namespace, {key for fact in facts for key in _slot_keys(fact)})
+        items = [_item(fact, turns, namespace, session_id, agent_id, run) for fact in facts]
+        stored = self.service.add_many(items, principal=principal)
+        links: list[tuple[str, str, Relation]] = []
+        for fact, memory in zip(facts, stored, strict=True):
+            fresh = memory.metadata.get("extraction_run") == run
+            report.extracted += fresh
+            report.merged += not fresh
+            report.fact_ids.append(memory.id)
+            links.extend((memory.id, turns[i].memory_id, Relation.derived_from) for i in fact.turns if i < len(turns))
+            for key in _slot_keys(fact):
+                for other in known.get(key, []) if fresh else []:  # a fact said again changes no slot: it only gains a turn
+                    relation = _relation(fact, other)
+                    if relation is not None and other.id != memory.id:
+                        links.append((memory.id, other.id, relation))
+                        report.superseded += relation is Relation.supersedes
+                        report.contradicted += relation is Relation.contradicts
+                known.setdefault(key, []).append(memory)  # a later fact of this call may supersede it
+        try:
+            self.service.link_many(list(dict.fromkeys(links)), principal=principal)
+        except MemmeshError as exc:
+            report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"linking facts to their turns: {exc.message}"))
+        rows = {(namespace, key, memory.id) for fact, memory in zip(facts, stored, strict=True) for key in _slot_keys(fact)}
+        if rows:
+            with self.sql.write() as sql:
+                for row in sorted(rows):
+                    sql.run("INSERT INTO extraction_slots (namespace, slot_key, memory_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", row)
+
+    def _slotted(self, namespace: str, keys: set[str]) -> dict[str, builtins.list[Memory]]:
+        """Live stored facts of ``namespace`` under each slot key (one indexed lookup)."""
+        if not keys:
+            return {}
+        ordered = sorted(keys)
+        marks = ", ".join("?" for _ in ordered)
+        with self.sql.read() as sql:
+            found = sql.all(
+                f"SELECT slot_key, memory_id FROM extraction_slots WHERE namespace = ? AND slot_key IN ({marks})", (namespace, *ordered)
+            )
+        now = self.service.clock()
+        live = {m.id: m for m in self.service.store.get_many(list({row[1] for row in found})) if m.expires_at is None or m.expires_at > now}
+        out: dict[str, list[Memory]] = {}
+        for key, memory_id in found:
+            if memory_id in live:
+                out.setdefault(str(key), []).append(live[memory_id])
+        return out
+
+    # -- background jobs ------------------------------------------------------------------
+
+    def _queue(self, msgs: Sequence[_Msg], turns: Sequence[Turn], namespace: str, sid: str, agent_id: str | None, who: Principal) -> str:
+        job_id = f"ext-{new_id()}"
+        now = time.time()
+        with self.sql.write() as rows:
+            rows.run(
+                "INSERT INTO extraction_jobs (id, status, session_id, namespace, created_by, created_at, updated_at) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, sid, namespace, who.agent_id, now, now),
+            )
+        self._workers().submit(self._run_job, job_id, list(msgs), list(turns), namespace, sid, agent_id, who)
+        return job_id
+
+    def _workers(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.policy.workers, thread_name_prefix="memmesh-extract")
+            return self._pool
+
+    def _run_job(
+        self,
+        job_id: str,
+        msgs: builtins.list[_Msg],
+        turns: builtins.list[Turn],
+        namespace: str,
+        sid: str,
+        agent_id: str | None,
+        who: Principal,
+    ) -> None:
+        self._set_job(job_id, "running")
+        try:
+            report = self.extract(msgs, turns, namespace=namespace, session_id=sid, agent_id=agent_id, principal=who)
+        except Exception as exc:  # a job must end in a status a poller can read, whatever failed
+            log.exception("extraction job %s failed", job_id)
+            self._set_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+            return
+        self._set_job(job_id, "done", report=report)
+
+    def _set_job(self, job_id: str, status: str, *, report: ExtractionReport | None = None, error: str | None = None) -> None:
+        with self.sql.write() as rows:
+            rows.run(
+                "UPDATE extraction_jobs SET status = ?, updated_at = ?, report = ?, error = ? WHERE id = ?",
+                (status, time.time(), report.model_dump_json() if report else None, error, job_id),
+            )
+
+    def job(self, job_id: str, *, principal: Principal) -> ExtractionJob:
+        """A background extraction's status and, once done, its report (unknown and hidden
+        jobs read alike: the caller must be able to read the facts' namespace)."""
+        who = authorize(principal, "reader")
+        if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
+            raise InvalidInputError(f"job id {str(job_id)[:80]!r} is not valid: pass the job_id that remember returned (ext-…)")
+        with self.sql.read() as rows:
+            row = rows.one(
+                "SELECT id, status, session_id, namespace, created_at, updated_at, report, error FROM extraction_jobs WHERE id = ?",
+                (job_id,),
+            )
+        if row is None or not who.covers(str(row[3])):
+            raise NotFoundError(f"no extraction job {job_id}")
+        return ExtractionJob(
+            job_id=row[0],
+            status=row[1],
+            session_id=row[2],
+            namespace=row[3],
+            created_at=datetime.fromtimestamp(float(row[4]), UTC),
+            updated_at=datetime.fromtimestamp(float(row[5]), UTC),
+            report=ExtractionReport.model_validate_json(row[6]) if row[6] else None,
+            error=row[7],
+        )
+
+    def wait(self, job_id: str, *, principal: Principal, timeout_s: float = 30.0) -> ExtractionJob:
+        """Poll :meth:`job` until it is done or failed (or ``timeout_s`` passes)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id, principal=principal)
+            if job.status in ("done", "failed") or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        """Finish the running jobs and stop the workers (serve's shutdown)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def check_messages(messages: Any) -> builtins.list[_Msg]:
+    """The messages as (role, content, name), or one clear error naming the bad message."""
+    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+        raise InvalidInputError('messages must be a list of {"role": ..., "content": ...} objects')
+    if not messages:
+        raise InvalidInputError('messages is empty: give at least one {"role": ..., "content": ...}')
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidInputError(f"{len(messages)} messages in one call; the limit is {MAX_MESSAGES}: send the conversation in parts")
+    out = []
+    for i, item in enumerate(messages, start=1):
+        if not isinstance(item, Mapping):
+            raise InvalidInputError(f'message {i} is not an object: give {{"role": ..., "content": ...}}')
+        unknown = set(item) - {"role", "content", "name"}
+        if unknown:
+            raise InvalidInputError(f"message {i} has unknown field(s) {', '.join(sorted(map(str, unknown)))}: use role, content and name")
+        content = item.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise InvalidInputError(f"message {i} has no content: give the text of the turn as a string")
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS):
+            raise InvalidInputError(f"message {i}: name must be a non-empty string of at most {MAX_NAME_CHARS} characters")
+        out.append(_Msg(role=check_role(item.get("role", "user")), content=content, name=name.strip() if name else None))
+    return out
+
+
+def _parent(turns: Sequence[Turn], service: ExtractionHost, sid: str) -> str:
+    """The root namespace of the session the turns were stored in."""
+    turn_ns = service.store.get(turns[0].memory_id)
+    ns = turn_ns.namespace if turn_ns is not None else service.sessions.namespace(sid)
+    return ns.rsplit("/", 1)[0] if ns.endswith("/" + sid) else ns
+
+
+def _merge_same(facts: builtins.list[Fact]) -> builtins.list[Fact]:
+    """One fact per content within a call (its turns merged): the store keeps one copy anyway."""
+    by_content: dict[str, Fact] = {}
+    for fact in facts:
+        kept = by_content.get(fact.content)
+        if kept is None:
+            by_content[fact.content] = fact
+        else:
+            kept.turns.extend(t for t in fact.turns if t not in kept.turns)
+    return list(by_content.values())
+
+
+def _item(fact: Fact, turns: Sequence[Turn], namespace: str, sid: str, agent_id: str | None, run: str) -> dict[str, Any]:
+    tags = [t for t in (TAG_RE.sub("-", tag.lower()).strip("-")[:MAX_TAG_CHARS] for tag in ["extracted", *fact.tags]) if t]
+    meta: dict[str, Any] = {
+        "extraction_run": run,
+        "session_id": sid,
+        "turns": [turns[i].turn for i in fact.turns if i < len(turns)],
+    }
+    for key in ("slot", "value", "polarity", "topic"):
+        value = getattr(fact, key)
+        if value is not None:
+            meta[key] = value
+    for key in ("entities", "dates", "quantities"):
+        if getattr(fact, key):
+            meta[key] = getattr(fact, key)
+    return {
+        "content": fact.content,
+        "namespace": namespace,
+        "kind": fact.kind.value,
+        "tags": list(dict.fromkeys(tags))[:16],
+        "source": "extraction",
+        "agent_id": agent_id,
+        "metadata": meta,
+    }
+
+
+def _slot_keys(fact: Fact) -> builtins.list[str]:
+    """Where a fact may meet the facts it supersedes or contradicts."""
+    keys = [f"slot:{fact.slot}"] if fact.slot else []
+    if fact.polarity is not None and fact.topic:
+        keys.append(f"topic:{fact.topic}")
+    return keys
+
+
+def _relation(fact: Fact, other: Memory) -> Relation | None:
+    """How a new fact relates to a stored one: a new value of the same single-valued slot
+    supersedes it; the same topic with the opposite polarity contradicts it."""
+    meta = other.metadata
+    if other.content_hash == content_hash(other.namespace, fact.content):
+        return None
+    if fact.slot and meta.get("slot") == fact.slot and meta.get("value") != fact.value:
+        return Relation.supersedes
+    if fact.polarity is not None and fact.topic and meta.get("topic") == fact.topic and meta.get("polarity") is (not fact.polarity):
+        return Relation.contradicts
+    return None
+
+
+__all__ = ["Extraction", "ExtractionJob", "ExtractionPolicy", "ExtractionReport", "Failure", "RememberResult", "check_messages"]
