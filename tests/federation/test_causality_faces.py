@@ -55,7 +55,9 @@ def test_the_token_in_a_json_body_counts_like_the_header(node: Node) -> None:
     patch = node.call("PATCH", f"/api/v1/memories/{made.json()['id']}", json={"content": "changed", "causality": AHEAD})
     assert patch.status_code == 409
     # the header and the body merge: the body's entry alone is enough to refuse
-    both = node.call("POST", "/api/v1/memories", json={"content": "fourth", "namespace": "ops", "causality": AHEAD}, headers={CAUSALITY_HEADER: token})
+    both = node.call(
+        "POST", "/api/v1/memories", json={"content": "fourth", "namespace": "ops", "causality": AHEAD}, headers={CAUSALITY_HEADER: token}
+    )
     assert both.status_code == 409
 
     # bad input: a malformed token, or not a string

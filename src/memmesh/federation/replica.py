@@ -20,12 +20,13 @@ Rules kept here, once for every transport (HTTP push, catch-up pulls, the sync d
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,7 @@ import numpy as np
 from memmesh.errors import ForbiddenError, InvalidInputError, ResyncRequiredError
 from memmesh.federation.changes import (
     MAX_BATCH_ITEMS,
+    MAX_SHIPPED_HISTORY,
     ClusterStatus,
     Hello,
     PeerStatus,
@@ -278,7 +280,7 @@ class Replica:
         items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
         for memory_id in wanted:
             items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
-        return SyncPage(node=self.service.node_id, items=items)
+        return SyncPage(node=self.service.node_id, items=self.with_history(items))
 
     def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
         """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
@@ -296,7 +298,7 @@ class Replica:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
         page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
-        self.with_vectors(page.items)
+        self.with_history(self.with_vectors(page.items))
         self.contact(peer, error=None)
         return page
 
@@ -312,6 +314,26 @@ class Replica:
         for item in items:
             if item.memory is not None and item.memory.id in found:
                 item.vector, item.vector_model = encode_vector(found[item.memory.id]), embedder.model_id
+        return items
+
+    def with_history(self, items: list[SyncItem]) -> list[SyncItem]:
+        """Attach to each memory or tombstone item the history its writers recorded (the
+        newest :data:`MAX_SHIPPED_HISTORY` entries), so a node that receives only the latest
+        state (a catch-up, a push after several edits) still shows every version in its
+        history. A node's records of applying a replicated version (actor ``sync:…``) are
+        its own and stay local; entries it received verbatim travel on, so history reaches
+        nodes that hear of a memory only through a third one."""
+        wanted = [obj.id for obj in (item.memory or item.tombstone for item in items if item.history is None) if obj is not None]
+        if not wanted:
+            return items
+        found = self.service.store.history_many(wanted)
+        for item in items:
+            obj = item.memory or item.tombstone
+            if obj is None or item.history is not None:
+                continue
+            authored = [entry for entry in found.get(obj.id, ()) if not _applied_record(entry)]
+            if authored:
+                item.history = authored[-MAX_SHIPPED_HISTORY:]
         return items
 
     def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
@@ -428,12 +450,32 @@ class Replica:
         statements per item. It only takes memories whose id and content appear once in the
         page, so moving them ahead of the rest changes no outcome.
         """
+        self._origin_history(run, items)
         fresh = self._fresh(run, items)
         if fresh:
             self._insert_fresh(run, fresh)
         for item in items:
             if item.memory is None or item.memory.id not in fresh:
                 self._item(run, item)
+
+    def _origin_history(self, run: _Applying, items: list[SyncItem]) -> None:
+        """Add the shipped history entries this node does not hold yet (see :meth:`with_history`),
+        in the order the sender holds them, whatever the merge decides about the state: a
+        version that lost is still one the memory had."""
+        shipped = {obj.id: item.history for item in items if item.history and (obj := item.memory or item.tombstone) is not None}
+        if not shipped:
+            return
+        held = run.tx.history_of(list(shipped))
+        new: list[HistoryEntry] = []
+        for memory_id, entries in shipped.items():
+            known = {_entry_key(entry) for entry in held.get(memory_id, ())}
+            for entry in entries:
+                key = _entry_key(entry)
+                if key not in known and not _applied_record(entry):
+                    known.add(key)
+                    new.append(entry)
+        if new:
+            run.tx.add_history_many(new)
 
     def _fresh(self, run: _Applying, items: list[SyncItem]) -> dict[str, Memory]:
         """The incoming memories nothing on this node holds yet, by id (see :meth:`_items`)."""
@@ -693,6 +735,23 @@ def _origin_fields(memory: Memory) -> dict[str, Any]:
     origin's versions and one version applied twice would show as two entries."""
     origin = {"node": memory.version.node, "hlc": memory.version.hlc, "agent_id": memory.agent_id}
     return {**_memory_fields(memory), "origin": origin}
+
+
+def _applied_record(entry: HistoryEntry) -> bool:
+    """A node's record of applying a replicated version (or of merging one): local to it."""
+    return (entry.actor or "").startswith("sync:")
+
+
+def _entry_key(entry: HistoryEntry) -> tuple[str, str | None, str, str, str]:
+    """What makes two history entries the same one on every node (its content, not its row id)."""
+    at = entry.at if entry.at.tzinfo is not None else entry.at.replace(tzinfo=UTC)
+    return (
+        entry.event.value,
+        entry.actor,
+        at.astimezone(UTC).isoformat(timespec="microseconds"),
+        json.dumps(entry.old, sort_keys=True, default=str),
+        json.dumps(entry.new, sort_keys=True, default=str),
+    )
 
 
 def _tombstone_fields(tombstone: Tombstone) -> dict[str, Any]:

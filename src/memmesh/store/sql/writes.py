@@ -40,6 +40,7 @@ from memmesh.store.sql.rows import (
     memory_params,
     row_to_agent,
     row_to_archived,
+    row_to_history,
     row_to_link,
     row_to_memory,
     row_to_peer,
@@ -341,3 +342,17 @@ class SQLWrites:
             ).fetchall()
             held.update((namespace, str(row[0])) for row in rows)
         return held
+
+    def history_of(self, ids: Sequence[str]) -> dict[str, builtins.list[HistoryEntry]]:
+        """The history of each of ``ids`` as this transaction sees it (one query), so a
+        replicated batch adds only the origin's entries this node does not hold yet."""
+        found: dict[str, builtins.list[HistoryEntry]] = {}
+        if ids:
+            d = self.dialect
+            rows = self._exec(
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY id", (d.list_param(ids),)
+            ).fetchall()
+            for row in rows:
+                entry = row_to_history(row, d)
+                found.setdefault(entry.memory_id, []).append(entry)
+        return found
