@@ -225,7 +225,9 @@ class SQLReads:
         found: dict[str, builtins.list[HistoryEntry]] = {}
         if ids:
             d = self.dialect
-            rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY id", (d.list_param(ids),))
+            rows = self._rows(
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY memory_id, id", (d.list_param(ids),)
+            )
             for row in rows:
                 entry = row_to_history(row, d)
                 found.setdefault(entry.memory_id, []).append(entry)

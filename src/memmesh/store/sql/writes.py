@@ -350,7 +350,7 @@ class SQLWrites:
         if ids:
             d = self.dialect
             rows = self._exec(
-                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY id", (d.list_param(ids),)
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY memory_id, id", (d.list_param(ids),)
             ).fetchall()
             for row in rows:
                 entry = row_to_history(row, d)
