@@ -37,6 +37,10 @@ class AuditSink(Protocol):
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int: ...
 
+    def committed(self) -> None: ...
+
+    def abandoned(self) -> None: ...
+
     def sign_unsigned(self) -> None: ...
 
 
@@ -205,6 +209,12 @@ class AuditedStore:
                 finally:
                     self._local.pending = None
                 self._audit.append_many(tx, pending)
+        except BaseException:
+            self._audit.abandoned()
+            raise
+        else:
+            if pending:  # its append set this thread's head; write() returned, so it is durable
+                self._audit.committed()
         finally:
             self._local.pending = None
 

@@ -34,7 +34,11 @@ def entry_hash(prev: bytes, idx: int, at: str, actor: str, action: str, namespac
 
 def detail_text(detail: dict[str, Any] | None) -> str:
     """An entry's detail as stored: canonical JSON (sorted keys), so its hash is reproducible."""
-    return json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _encode_detail(detail or {})
+
+
+_encode_detail = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+"""``json.dumps`` with detail_text's arguments, without building an encoder per call."""
 
 
 def digest(value: Any) -> str:

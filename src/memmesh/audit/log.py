@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -82,6 +83,22 @@ class PruneReport(BaseModel):
     checkpoint_size: int | None
 
 
+HEAD_CACHE_S = 1.0
+"""How long a committed chain head is reused without reading it (see AuditLog._cached_head)."""
+
+
+def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> tuple[list[AuditRow], bytes]:
+    """``items`` as rows hashed onto the chain head ``top`` (None: the empty log)."""
+    idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
+    rows = []
+    for item in items:
+        text = chain.detail_text(item.detail)
+        prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
+        rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
+        idx += 1
+    return rows, prev
+
+
 def _entry(row: AuditRow) -> AuditEntry:
     import json
 
@@ -111,6 +128,10 @@ class AuditLog:
         self._ck_lock = threading.Lock()
         self._state: tuple[chain.Frontier, str] | None = None  # (tree at last checkpoint, its last entry hash)
         self._appended = 0
+        self._head: tuple[int, bytes, float] | None = None
+        """(index, hash, monotonic time) of the newest entry this process appended and saw
+        committed; see :meth:`_cached_head`."""
+        self._mine = threading.local()  # the head this thread appended in its open transaction
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,26 +181,61 @@ class AuditLog:
         return self.append_many(tx, [Pending(action, target, namespace, detail, who)])
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
-        """Append entries inside ``tx``: the chain is locked, its head read once, every entry
+        """Append entries inside ``tx``: the chain is locked, its head found once, every entry
         hashed onto the previous one and inserted. Returns the last index (-1 for none)."""
         if not items:
             return -1
         conn = getattr(tx, "conn", tx)
         audit_sql.lock_chain(conn)
-        top = audit_sql.head(conn)
-        idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
+        cached = self._cached_head(conn)
+        top = cached or audit_sql.head(conn)
         at = format_ts(self.service.clock())
-        rows = []
-        for item in items:
-            text = chain.detail_text(item.detail)
-            prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
-            rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
-            idx += 1
-        audit_sql.insert_many(conn, rows)
+        rows, last = _chained(top, at, items)
+        if cached is None:
+            audit_sql.insert_many(conn, rows)
+        elif not audit_sql.insert_new(conn, rows):
+            # another process appended since this one last did: chain onto the real head
+            self._head = None
+            rows, last = _chained(audit_sql.head(conn), at, items)
+            audit_sql.insert_many(conn, rows)
+        self._mine.head = (rows[-1].idx, last)
+        before = self._appended
         self._appended += len(rows)
-        if self._appended >= self.config.checkpoint_every:
+        if before < self.config.checkpoint_every <= self._appended:
             self._wake.set()
-        return idx - 1
+        return rows[-1].idx
+
+    def _cached_head(self, conn: Any) -> tuple[int, str] | None:
+        """The chain head without reading it, when that is safe to try.
+
+        Reading the head is a query per write transaction; instead, the head this process
+        last appended *and saw committed* (:meth:`committed`) is used, on SQLite only, for a
+        second at most. Chaining onto a stale head cannot go unnoticed: if any process
+        appended since, the next index is taken and the insert fails on the primary key
+        (:func:`audit_sql.insert_new`), and the entries are chained onto the real head
+        instead. An uncommitted head is never cached (a rolled-back append would otherwise
+        leave a gap), and the time limit keeps a prune or restore made by another process
+        meanwhile from hiding the gap."""
+        found = self._head
+        if found is None or not audit_sql.is_sqlite(conn) or time.monotonic() - found[2] > HEAD_CACHE_S:
+            return None
+        return found[0], found[1].hex()
+
+    def committed(self) -> None:
+        """The write transaction of this thread that appended last is committed: its head
+        may be reused by the next append (see :meth:`_cached_head`)."""
+        mine: tuple[int, bytes] | None = getattr(self._mine, "head", None)
+        if mine is None:
+            return
+        self._mine.head = None
+        current = self._head
+        if current is None or mine[0] >= current[0]:
+            self._head = (mine[0], mine[1], time.monotonic())
+
+    def abandoned(self) -> None:
+        """This thread's write transaction failed: what it appended is gone, so is the cache."""
+        self._mine.head = None
+        self._head = None
 
     def record(
         self,

@@ -18,11 +18,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import Agent, Conflict, Link, Memory, Tombstone
+from memmesh.model import Agent, Conflict, HistoryEntry, Link, Memory, Tombstone
 from memmesh.store.base import Changes
 
 MAX_BATCH_ITEMS = 2000
 """Largest batch a node accepts (and the default page of the feed)."""
+
+MAX_SHIPPED_HISTORY = 100
+"""Most history entries one item carries (the newest ones): a memory edited thousands of
+times still fits a push body."""
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 
@@ -42,6 +46,12 @@ class SyncItem(BaseModel):
         None, max_length=65536, description="the memory's embedding (base64 of little-endian float32), so the receiver need not embed it"
     )
     vector_model: str | None = Field(None, max_length=200, description="the embedder model id that made ``vector``")
+    history: list[HistoryEntry] | None = Field(
+        None,
+        max_length=MAX_SHIPPED_HISTORY,
+        description="the memory's history as written by the nodes that changed it (not the records of applying replicated "
+        "versions), so every node's history shows the origin's versions, not only the latest state",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SyncItem:
@@ -54,6 +64,12 @@ class SyncItem(BaseModel):
                 raise ValueError(f"{name} {obj.id} has no complete version (clock, node, hlc): no node could order it")
         if (self.vector is None) != (self.vector_model is None) or (self.vector is not None and self.memory is None):
             raise ValueError("a vector comes with its vector_model, and only with a memory")
+        if self.history is not None:
+            obj = self.memory or self.tombstone
+            if obj is None:
+                raise ValueError("history comes only with a memory or a tombstone")
+            if any(entry.memory_id != obj.id for entry in self.history):
+                raise ValueError(f"a history entry of item {obj.id} names another memory")
         return self
 
     def decoded_vector(self) -> np.ndarray | None:

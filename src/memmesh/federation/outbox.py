@@ -160,7 +160,7 @@ class Mesh:
             self.notify()
             return
         tally = QuorumTally(needed=needed)
-        batch = SyncBatch(node=self.service.node_id, items=self.replica.with_vectors(items))
+        batch = SyncBatch(node=self.service.node_id, items=self.replica.with_history(self.replica.with_vectors(items)))
         timeout_s = self.settings.quorum_timeout_ms / 1000
         deadline = time.monotonic() + timeout_s
         parts = split_batch(batch)  # a large batch write stays under the peers' body limit
@@ -257,7 +257,7 @@ class Mesh:
                 "it needs a full resync (resync_required)"
             )
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
-        page.items = self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)])
+        page.items = self.replica.with_history(self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)]))
         # Sent even when every item was the peer's own write (filtered out above): the empty
         # range still moves the peer's cursor for us, which causality tokens wait on.
         for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
@@ -310,9 +310,15 @@ class Mesh:
         """Pull and apply the peer's feed after our cursor for it; returns items applied."""
         assert peer.node is not None
         applied = 0
+        pulled: int | None = None
         while not self._stop.is_set():
             state = next((p for p in self.service.store.peers() if p.node_id == peer.node), None)
             since = state.recv_seq if state else 0
+            if pulled is not None and since > pulled:
+                # The cursor moved past our last page by itself: the peer's pusher is delivering
+                # the same feed. Leave it to the pusher instead of reading, parsing and skipping
+                # every page twice (the next round checks again).
+                break
             page = peer.client.since(self.service.node_id, since, self.settings.batch_size)
             if page.node != peer.node or page.since != since:
                 raise PeerError(
@@ -322,6 +328,7 @@ class Mesh:
             applied += report.applied
             if not page.more or page.upto <= since:
                 break
+            pulled = page.upto
         return applied
 
     # -- status --------------------------------------------------------------------------------

@@ -20,12 +20,13 @@ Rules kept here, once for every transport (HTTP push, catch-up pulls, the sync d
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +34,7 @@ import numpy as np
 from memmesh.errors import ForbiddenError, InvalidInputError, ResyncRequiredError
 from memmesh.federation.changes import (
     MAX_BATCH_ITEMS,
+    MAX_SHIPPED_HISTORY,
     ClusterStatus,
     Hello,
     PeerStatus,
@@ -47,8 +49,8 @@ from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_fro
 from memmesh.federation.digest import rows as digest_rows
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
-from memmesh.store.base import WriteTx
-from memmesh.versions import merge, next_version, stamp
+from memmesh.store.base import VectorRow, WriteTx
+from memmesh.versions import merge, merge_clocks, next_version, stamp
 
 if TYPE_CHECKING:
     from memmesh.service import Service
@@ -278,7 +280,7 @@ class Replica:
         items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
         for memory_id in wanted:
             items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
-        return SyncPage(node=self.service.node_id, items=items)
+        return SyncPage(node=self.service.node_id, items=self.with_history(items))
 
     def conflicts(self, *, memory_id: str | None = None, principal: Principal) -> list[Conflict]:
         """Recorded conflicts (overwritten concurrent versions), for review; store-wide admins."""
@@ -296,7 +298,7 @@ class Replica:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
         page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
-        self.with_vectors(page.items)
+        self.with_history(self.with_vectors(page.items))
         self.contact(peer, error=None)
         return page
 
@@ -312,6 +314,35 @@ class Replica:
         for item in items:
             if item.memory is not None and item.memory.id in found:
                 item.vector, item.vector_model = encode_vector(found[item.memory.id]), embedder.model_id
+        return items
+
+    def with_history(self, items: list[SyncItem]) -> list[SyncItem]:
+        """Attach to each memory or tombstone item the history its writers recorded (the
+        newest :data:`MAX_SHIPPED_HISTORY` entries), so a node that receives only the latest
+        state (a catch-up, a push after several edits) still shows every version in its
+        history. A node's records of applying a replicated version (actor ``sync:…``) are
+        its own and stay local; entries it received verbatim travel on, so history reaches
+        nodes that hear of a memory only through a third one.
+
+        A memory written once (its vector clock counts one write) ships none: its one
+        version is the state itself, which the receiver records with its origin (see
+        :func:`_origin_fields`). That is most of a catch-up, which so costs no history read,
+        no second entry per memory and half the bytes."""
+        wanted = [
+            obj.id
+            for obj in (item.memory or item.tombstone for item in items if item.history is None)
+            if obj is not None and sum(obj.version.clock.values()) > 1
+        ]
+        if not wanted:
+            return items
+        found = self.service.store.history_many(wanted)
+        for item in items:
+            obj = item.memory or item.tombstone
+            if obj is None or item.history is not None or obj.id not in found:
+                continue
+            authored = [entry for entry in found[obj.id] if not _applied_record(entry)]
+            if authored:
+                item.history = authored[-MAX_SHIPPED_HISTORY:]
         return items
 
     def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
@@ -348,8 +379,7 @@ class Replica:
                 # one waited for the write lock: nothing to read or write again
                 return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
             run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
-            for item in batch.items:
-                self._item(run, item)
+            self._items(run, batch.items)
             update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
@@ -388,7 +418,7 @@ class Replica:
                     obj = item.memory or item.tombstone
                     if obj is not None:
                         seen.add(obj.id)
-                    self._item(run, item)
+                self._items(run, page.items)
             upto = page.upto
         if source is None:
             raise InvalidInputError("a full resync needs at least one page of the peer's feed")
@@ -417,6 +447,90 @@ class Replica:
         if self.on_change is not None:
             self.on_change()
         return report
+
+    def _items(self, run: _Applying, items: list[SyncItem]) -> None:
+        """Apply a batch's items: first, in bulk, the memories this node has never seen (no
+        row, no tombstone, no other memory with their content: the whole of a catch-up), then
+        every other item one by one in order, through the merge.
+
+        A new memory's merge is trivial (nothing held: it is taken with its own clock), so
+        the bulk path decides it with two lookups for the whole page and writes the rows,
+        history and vectors with one ``executemany`` each, where the item path costs several
+        statements per item. It only takes memories whose id and content appear once in the
+        page, so moving them ahead of the rest changes no outcome.
+        """
+        self._origin_history(run, items)
+        fresh = self._fresh(run, items)
+        if fresh:
+            self._insert_fresh(run, fresh)
+        for item in items:
+            if item.memory is None or item.memory.id not in fresh:
+                self._item(run, item)
+
+    def _origin_history(self, run: _Applying, items: list[SyncItem]) -> None:
+        """Add the shipped history entries this node does not hold yet (see :meth:`with_history`),
+        in the order the sender holds them, whatever the merge decides about the state: a
+        version that lost is still one the memory had."""
+        shipped = {obj.id: item.history for item in items if item.history and (obj := item.memory or item.tombstone) is not None}
+        if not shipped:
+            return
+        held = run.tx.history_of(list(shipped))
+        new: list[HistoryEntry] = []
+        for memory_id, entries in shipped.items():
+            known = {_entry_key(entry) for entry in held.get(memory_id, ())}
+            for entry in entries:
+                key = _entry_key(entry)
+                if key not in known and not _applied_record(entry):
+                    known.add(key)
+                    new.append(entry)
+        if new:
+            run.tx.add_history_many(new)
+
+    def _fresh(self, run: _Applying, items: list[SyncItem]) -> dict[str, Memory]:
+        """The incoming memories nothing on this node holds yet, by id (see :meth:`_items`)."""
+        memories = [item.memory for item in items if item.memory is not None]
+        if len(memories) < 2:
+            return {}  # a single write (a quorum push) goes the usual way
+        ids: dict[str, int] = {}
+        contents: dict[tuple[str, str], int] = {}
+        for item in items:
+            obj = item.memory or item.tombstone
+            if obj is not None:
+                ids[obj.id] = ids.get(obj.id, 0) + 1
+        for memory in memories:
+            key = (memory.namespace, memory.content_hash)
+            contents[key] = contents.get(key, 0) + 1
+        once = [m for m in memories if ids[m.id] == 1 and contents[(m.namespace, m.content_hash)] == 1]
+        if not once:
+            return {}
+        tx = run.tx
+        tx.lock_keys([("id", m.id) for m in once] + [("hash", m.namespace, m.content_hash) for m in once])
+        held = tx.held_ids([m.id for m in once])
+        clashes = tx.held_hashes([(m.namespace, m.content_hash) for m in once if m.id not in held])
+        return {m.id: m for m in once if m.id not in held and (m.namespace, m.content_hash) not in clashes}
+
+    def _insert_fresh(self, run: _Applying, fresh: dict[str, Memory]) -> None:
+        """Insert memories nothing here holds: rows, history and vectors in one statement each."""
+        tx, seq = run.tx, run.seq()
+        stored = [
+            m.model_copy(
+                update={
+                    "version": Version(clock=merge_clocks({}, m.version.clock), node=m.version.node, hlc=m.version.hlc),
+                    "access_count": 0,
+                    "last_accessed_at": None,
+                }
+            )
+            for m in fresh.values()
+        ]
+        tx.insert_memories(stored, seq)
+        tx.add_history_many(
+            [HistoryEntry(memory_id=m.id, event=HistoryEvent.add, new=_origin_fields(m), actor=run.actor, at=run.now) for m in stored]
+        )
+        embedder = self.service.embedder
+        if embedder is not None:
+            rows = [VectorRow(m.id, embedder.model_id, run.vectors[m.id]) for m in stored if m.id in run.vectors]
+            tx.put_vectors(rows, seq)
+        run.report.applied += len(stored)
 
     def _item(self, run: _Applying, item: Any) -> None:
         if item.memory is not None:
@@ -630,6 +744,23 @@ def _origin_fields(memory: Memory) -> dict[str, Any]:
     origin's versions and one version applied twice would show as two entries."""
     origin = {"node": memory.version.node, "hlc": memory.version.hlc, "agent_id": memory.agent_id}
     return {**_memory_fields(memory), "origin": origin}
+
+
+def _applied_record(entry: HistoryEntry) -> bool:
+    """A node's record of applying a replicated version (or of merging one): local to it."""
+    return (entry.actor or "").startswith("sync:")
+
+
+def _entry_key(entry: HistoryEntry) -> tuple[str, str | None, str, str, str]:
+    """What makes two history entries the same one on every node (its content, not its row id)."""
+    at = entry.at if entry.at.tzinfo is not None else entry.at.replace(tzinfo=UTC)
+    return (
+        entry.event.value,
+        entry.actor,
+        at.astimezone(UTC).isoformat(timespec="microseconds"),
+        json.dumps(entry.old, sort_keys=True, default=str),
+        json.dumps(entry.new, sort_keys=True, default=str),
+    )
 
 
 def _tombstone_fields(tombstone: Tombstone) -> dict[str, Any]:

@@ -87,6 +87,28 @@ def insert_many(conn: Any, rows: list[AuditRow]) -> None:
             cur.executemany(text, params)
 
 
+def is_sqlite(conn: Any) -> bool:
+    """Whether ``conn`` is a SQLite connection (where a failed statement leaves the transaction usable)."""
+    return _is_sqlite(conn)
+
+
+_INSERT_SQLITE = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
+    """Insert rows chained onto a head that was not read (SQLite only); False, with nothing
+    inserted, when the first index is taken already (another process appended meanwhile:
+    indexes are dense, so a later row can only collide if the first one does)."""
+    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
+    try:
+        conn.execute(_INSERT_SQLITE, params[0])
+    except sqlite3.IntegrityError:
+        return False  # SQLite undoes the failed statement only; the transaction goes on
+    if len(params) > 1:
+        conn.executemany(_INSERT_SQLITE, params[1:])
+    return True
+
+
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:
     """Entries with ``since <= idx`` (and ``idx < until``), oldest first, read in pages by index
     (keyset, so each page is one index range scan, however large the log)."""

@@ -20,6 +20,7 @@ import math
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -145,6 +146,9 @@ class _MemmeshServer(MCPServer):
                 check_arguments(registered.fn_metadata, arguments or {})
             except MemmeshError as exc:
                 return error_result(InvalidInputError(f"{name}: {exc.message}"))
+        refused = current_causality_error.get()
+        if refused is not None:  # the session's token is not covered here (interfaces/http/causality.py)
+            return error_result(refused)
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -224,17 +228,30 @@ def _add_prompt(server: MCPServer, tools: MemoryTools) -> None:
         return "\n".join(lines)
 
 
+CAUSALITY_STATE_KEY = "memmesh_causality_error"
+"""Where the HTTP face's causality middleware leaves a refused token of a /mcp request
+(the same name as ``interfaces.http.causality.STATE_KEY``; faces do not import each other)."""
+current_causality_error: ContextVar[MemmeshError | None] = ContextVar("memmesh_mcp_causality_error", default=None)
+"""Why this request's causality token was refused (not_yet, or malformed): every tool call
+of the request answers it as an MCP tool error instead of running."""
+
+
 async def _principal_middleware(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
     """Hand the HTTP request's caller (set by :class:`McpHttpApp`) to the tools."""
     request = getattr(ctx, "request", None)
-    principal = getattr(getattr(request, "state", None), "memmesh_principal", None)
-    if principal is None:
-        return await call_next(ctx)
-    token = current_principal.set(principal)
+    state = getattr(request, "state", None)
+    principal = getattr(state, "memmesh_principal", None)
+    refused = current_causality_error.set(getattr(state, CAUSALITY_STATE_KEY, None))
     try:
-        return await call_next(ctx)
+        if principal is None:
+            return await call_next(ctx)
+        token = current_principal.set(principal)
+        try:
+            return await call_next(ctx)
+        finally:
+            current_principal.reset(token)
     finally:
-        current_principal.reset(token)
+        current_causality_error.reset(refused)
 
 
 class McpHttpApp:

@@ -220,6 +220,19 @@ class SQLReads:
         rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM history WHERE memory_id = ? ORDER BY id", (memory_id,))
         return [row_to_history(row, self.dialect) for row in rows]
 
+    def history_many(self, ids: Sequence[str]) -> dict[str, builtins.list[HistoryEntry]]:
+        """The history of each of ``ids``, oldest first, in one query (what a feed page ships)."""
+        found: dict[str, builtins.list[HistoryEntry]] = {}
+        if ids:
+            d = self.dialect
+            rows = self._rows(
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY memory_id, id", (d.list_param(ids),)
+            )
+            for row in rows:
+                entry = row_to_history(row, d)
+                found.setdefault(entry.memory_id, []).append(entry)
+        return found
+
     def iter_history(self) -> Iterator[HistoryEntry]:
         rows = self._rows(f"SELECT {HISTORY_COLUMNS} FROM history ORDER BY id")
         yield from (row_to_history(row, self.dialect) for row in rows)

@@ -40,6 +40,7 @@ from memmesh.store.sql.rows import (
     memory_params,
     row_to_agent,
     row_to_archived,
+    row_to_history,
     row_to_link,
     row_to_memory,
     row_to_peer,
@@ -306,3 +307,52 @@ class SQLWrites:
             where += " AND a.archived_at < ?"
             params.append(self.dialect.ts(before))
         return int(self._exec(f"DELETE FROM archive AS a WHERE {where}", params).rowcount)
+
+    # -- batched apply of replicated changes (federation catch-up) -----------------------
+
+    def lock_keys(self, keys: Sequence[tuple[str, ...]]) -> None:
+        """Take the per-key writer locks of :meth:`get` / :meth:`find_by_hash` for many keys at
+        once, in sorted order, so two batched appliers never wait on each other in a cycle."""
+        for key in sorted(set(keys)):
+            self._lock_key(*key)
+
+    def held_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` this store holds, as a memory or as a tombstone (two queries for a
+        whole batch instead of two per id: what makes a catch-up page cheap to classify)."""
+        if not ids:
+            return set()
+        d = self.dialect
+        held: set[str] = set()
+        for table in ("memories", "tombstones"):
+            rows = self._exec(f"SELECT id FROM {table} WHERE {d.in_list('id')}", (d.list_param(ids),)).fetchall()
+            held.update(str(row[0]) for row in rows)
+        return held
+
+    def held_hashes(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (namespace, content_hash) pairs a stored memory already has (one query per
+        namespace, on the unique (namespace, content_hash) index)."""
+        by_namespace: dict[str, list[str]] = {}
+        for namespace, digest in pairs:
+            by_namespace.setdefault(namespace, []).append(digest)
+        d = self.dialect
+        held: set[tuple[str, str]] = set()
+        for namespace, digests in by_namespace.items():
+            rows = self._exec(
+                f"SELECT content_hash FROM memories WHERE namespace = ? AND {d.in_list('content_hash')}", (namespace, d.list_param(digests))
+            ).fetchall()
+            held.update((namespace, str(row[0])) for row in rows)
+        return held
+
+    def history_of(self, ids: Sequence[str]) -> dict[str, builtins.list[HistoryEntry]]:
+        """The history of each of ``ids`` as this transaction sees it (one query), so a
+        replicated batch adds only the origin's entries this node does not hold yet."""
+        found: dict[str, builtins.list[HistoryEntry]] = {}
+        if ids:
+            d = self.dialect
+            rows = self._exec(
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE {d.in_list('memory_id')} ORDER BY memory_id, id", (d.list_param(ids),)
+            ).fetchall()
+            for row in rows:
+                entry = row_to_history(row, d)
+                found.setdefault(entry.memory_id, []).append(entry)
+        return found
