@@ -57,13 +57,17 @@ class Memory:
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 
-    def add(self, content: str, **fields: Any) -> MemoryRecord:
-        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …)."""
-        return self.service.add({"content": content, **fields}, principal=self.principal)
+    def add(self, content: str, *, wait: bool = False, **fields: Any) -> MemoryRecord:
+        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
 
-    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
-        """Store many memories in one transaction (strings or dicts with ``content``)."""
-        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal)
+        Returns once the memory is committed (recallable by keyword); its vector follows in
+        the background. ``wait=True`` returns only once the vector is stored too."""
+        return self.service.add({"content": content, **fields}, principal=self.principal, wait=wait)
+
+    def add_many(self, items: Iterable[Mapping[str, Any] | str], *, wait: bool = False) -> builtins.list[MemoryRecord]:
+        """Store many memories in one transaction (strings or dicts with ``content``);
+        ``wait`` as in :meth:`add`."""
+        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal, wait=wait)
 
     def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits for a query; never counts as an access (as ``search`` on every face).
@@ -91,8 +95,10 @@ class Memory:
     def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
         return self.service.list(limit=limit, cursor=cursor, principal=self.principal, **filters)
 
-    def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
-        return self.service.update(memory_id, changes, principal=self.principal)
+    def update(self, memory_id: str, *, wait: bool = False, **changes: Any) -> MemoryRecord:
+        """Change fields of a memory; a new text is re-embedded in the background (``wait``
+        as in :meth:`add`)."""
+        return self.service.update(memory_id, changes, principal=self.principal, wait=wait)
 
     def delete(self, memory_id: str) -> Tombstone:
         return self.service.delete(memory_id, principal=self.principal)
@@ -169,7 +175,8 @@ class Memory:
         return self.service.sessions.list(limit=limit, principal=self.principal)
 
     def close(self) -> None:
-        self.service.store.close()
+        """Finish embedding this process's writes (bounded), then close the store."""
+        self.service.close()
 
     def __enter__(self) -> Memory:
         return self

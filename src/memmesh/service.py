@@ -60,6 +60,7 @@ from memmesh.model import (
     check_text,
     parse_model,
 )
+from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
@@ -161,6 +162,17 @@ class Service:
         items += [SyncItem(seq=0, link=link) for link in links]
         self.mesh.replicate(items)
 
+    background: BackgroundEmbedder | None = None
+    """Embeds writes after they commit (set by compose.build when ``embeddings.background``;
+    None: every write embeds before it commits)."""
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Embed what is still queued (up to ``timeout`` seconds; what is left stays marked
+        pending and the next process embeds it), then close the store."""
+        if self.background is not None:
+            self.background.stop(timeout)
+        self.store.close()
+
     bus_policy: BusPolicy | None = None
     """The ``[bus]`` rules (set by compose.build; None = the defaults)."""
     session_policy: SessionPolicy | None = None
@@ -197,21 +209,30 @@ class Service:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> Memory:
+    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> Memory:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
-        return self.add_many([data], principal=principal)[0]
+        return self.add_many([data], principal=principal, wait=wait)[0]
 
-    def add_many(self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal) -> builtins.list[Memory]:
+    def add_many(
+        self, items: Iterable[NewMemory | Mapping[str, Any]], *, principal: Principal, wait: bool = False
+    ) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
+
+        With a background embedder (``embeddings.background``, the default) the write commits
+        without waiting for the embedder and the vectors follow within milliseconds
+        (:mod:`memmesh.recall.background`); ``wait=True`` embeds before committing, for a
+        caller that needs the vector stored when this returns.
 
         All or nothing: if any item is invalid or conflicts, none is stored.
         """
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
         inputs = self.governance.admit_writes(who, inputs)
-        vectors, _ = self.kernel.embed([embed_text(n.title, n.content) for n in inputs])
+        deferred = self.background is not None and not wait
+        vectors = None if deferred else self.kernel.embed([embed_text(n.title, n.content) for n in inputs])[0]
         now = self.clock()
         stored: list[Memory] = []
+        owed: list[str] = []
         with self.store.write() as tx:
             written: list[str] = []
             for i, new in enumerate(inputs):
@@ -220,10 +241,16 @@ class Service:
                 stored.append(memory)
                 if wrote:
                     written.append(memory.namespace)
+                    owed.append(memory.id)
             # Charged after the fact, still inside the transaction (over quota rolls it all
             # back): a retry of a stored id or a de-duplicated write stores nothing, so it
             # costs nothing, and a client that lost its 201 can always confirm its write.
             self.kernel.charge_quota(tx, written, now)
+            if deferred and owed:
+                tx.mark_vectors_pending(owed, tx.next_seq())
+        if deferred and owed:
+            assert self.background is not None
+            self.background.submit(owed)
         self._replicate(memories=stored)
         return stored
 
@@ -241,7 +268,7 @@ class Service:
         check_valid_span(new.valid_from, new.valid_to)
         return new
 
-    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal) -> Memory:
+    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> Memory:
         """Change fields of a memory; records the old and new values in its history."""
         patch = parse_model(MemoryPatch, changes)
         if patch.content is not None:
@@ -258,9 +285,11 @@ class Service:
             payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
         )
         vector = None
-        if patch.content is not None or patch.title is not None:
+        deferred = self.background is not None and not wait
+        if (patch.content is not None or patch.title is not None) and not deferred:
             vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
             vector = vectors[0] if vectors is not None else None
+        owed = False
         with self.store.write() as tx:
             fresh = tx.get(memory_id)
             if fresh is None:
@@ -268,6 +297,11 @@ class Service:
             updated = self.kernel.update(tx, fresh, patch, who, self.clock(), vector)
             if updated is not fresh:  # an update to the same values writes nothing and costs nothing
                 self.kernel.charge_quota(tx, [updated.namespace], self.clock())
+                owed = deferred and (updated.content, updated.title) != (fresh.content, fresh.title)
+                if owed:
+                    tx.mark_vectors_pending([updated.id], tx.next_seq())
+        if owed and self.background is not None:
+            self.background.submit([updated.id])
         if updated is not fresh:
             self._replicate(memories=[updated])
         return updated

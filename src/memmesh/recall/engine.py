@@ -23,6 +23,7 @@ import numpy as np
 
 from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.model import Hit
+from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
@@ -56,6 +57,10 @@ class RecallEngine:
         self.collapse_duplicates = collapse_duplicates
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self.background: BackgroundEmbedder | None = None
+        """Set when writes embed after commit: a recall first waits (up to
+        ``background_wait_s``) for what this process queued before it."""
+        self.background_wait_s = 10.0
         self._missing_lock = threading.Lock()
         self._missing: tuple[int, list[str]] | None = None
 
@@ -100,6 +105,7 @@ class RecallEngine:
                 notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
                 mode = "keyword"
             else:
+                notices += self._await_background()
                 self._vector_candidates(vector, flt, pool, found)
                 notices += self._missing_vectors_notice(flt)
         weights = self.weights
@@ -119,6 +125,19 @@ class RecallEngine:
         if self.reranker is not None:
             hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
         return mode, hits[:top_k], notices
+
+    def _await_background(self) -> list[str]:
+        """Read-your-writes by meaning: wait until the writes queued before this recall are
+        embedded; past the bound, answer without them and say how many are still queued."""
+        if self.background is None:
+            return []
+        if self.background.wait_for(self.background.ticket(), self.background_wait_s):
+            return []
+        left = self.background.pending()
+        return [
+            f"{left} memor{'ies' if left != 1 else 'y'} written just now {'are' if left != 1 else 'is'} still being embedded; "
+            "found by keyword only until then"
+        ]
 
     def _query_vector(self, query: str) -> np.ndarray:
         assert self.embedder is not None
@@ -208,6 +227,9 @@ class RecallEngine:
             if self._missing is None or self._missing[0] != seq:
                 self._missing = (seq, self.store.ids_missing_vectors(self.embedder.model_id))
             missing = self._missing[1]
+        if missing and self.background is not None:
+            queued = self.background.queued_ids()  # being embedded now: not a reason to reindex
+            missing = [mid for mid in missing if mid not in queued]
         if not missing:
             return []
         count = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))
