@@ -12,13 +12,13 @@ from memmesh.audit.log import AuditConfig
 from memmesh.clock import Clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
+from memmesh.kernel import embed_text
 from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.embedders import Embedder, build_embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.ranking import RankWeights
 from memmesh.recall.sql_index import SqlBackedIndex
-from memmesh.kernel import embed_text
 from memmesh.service import Policy, Service
 from memmesh.store.base import Store
 from memmesh.store.open import open_store
@@ -117,7 +117,9 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         max_ahead_ms=settings.federation.max_ahead_ms,
     )
     if embedder is not None and settings.embeddings.background:
-        background = BackgroundEmbedder(service.store, lambda: service.embedder, lambda m: embed_text(m.title, m.content), batch_size=settings.embeddings.batch_size)
+        background = BackgroundEmbedder(
+            service.store, lambda: service.embedder, lambda m: embed_text(m.title, m.content), batch_size=settings.embeddings.batch_size
+        )
         service.background = engine.background = background
         engine.background_wait_s = settings.embeddings.recall_wait_s
         background.start()

@@ -26,8 +26,10 @@ later process start or ``memmesh reindex`` embeds them); the error is kept in
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -40,8 +42,18 @@ from memmesh.store.base import Store, VectorRow
 TextOf = Callable[[Memory], str]
 """The text a memory is embedded from (the kernel's ``embed_text`` of title and content)."""
 
-CATCH_UP_BATCH = 10_000
-"""Pending marks read per query when a process starts."""
+CATCH_UP_LIMIT = 10_000_000
+"""Pending marks read when a process starts (all of them, in practice: ids only)."""
+
+IDLE_EXIT_S = 5.0
+"""An idle worker thread ends after this long (the next write starts a new one), so a
+service nobody closes holds no thread and its store can be collected."""
+
+EXIT_DRAIN_S = 30.0
+"""At interpreter exit, how long each worker may take to embed what is still queued (a CLI
+``memmesh add`` stores its vector before the process ends)."""
+
+_LIVE: weakref.WeakSet[BackgroundEmbedder] = weakref.WeakSet()
 
 
 @dataclass
@@ -83,6 +95,7 @@ class BackgroundEmbedder:
         self._in_flight: list[int] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._started = False
         self._catching_up = False
         self._catch_up_ticket = 0
 
@@ -91,13 +104,14 @@ class BackgroundEmbedder:
     def start(self) -> None:
         """Start the worker; it first queues what earlier processes left pending (crash recovery)."""
         with self._cond:
-            if self._thread is not None:
+            if self._started:
                 return
-            self._thread = threading.Thread(target=self._run, name="memmesh-embedder", daemon=True)
+            self._started = True
             self._catching_up = True
             self._issued += 1  # ticket of the catch-up: recalls wait for it like for a write
             self._catch_up_ticket = self._issued
-        self._thread.start()
+            self._spawn()
+        _LIVE.add(self)
 
     def submit(self, ids: Iterable[str]) -> int:
         """Queue committed memories for embedding; returns the ticket to :meth:`wait_for`."""
@@ -106,8 +120,16 @@ class BackgroundEmbedder:
                 self._issued += 1
                 self._queue.append((self._issued, memory_id))
                 self._queued[memory_id] = self._issued
+            if self._thread is None and self._queue:
+                self._spawn()
             self._cond.notify_all()
             return self._issued
+
+    def _spawn(self) -> None:
+        """Start a worker thread (caller holds the lock)."""
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="memmesh-embedder", daemon=True)
+        self._thread.start()
 
     def ticket(self) -> int:
         """The newest ticket handed out: waiting for it waits for everything queued so far."""
@@ -128,7 +150,7 @@ class BackgroundEmbedder:
         """Wait until every memory queued up to ``ticket`` is done; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._done < ticket and self._thread is not None and self._thread.is_alive():
+            while self._done < ticket and self._thread is not None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -154,14 +176,15 @@ class BackgroundEmbedder:
     # -- the worker -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        self._catch_up()
+        if self._catching_up:
+            self._catch_up()
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
             try:
                 self._embed_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - the worker must outlive any one failure
+            except Exception as exc:  # the worker must outlive any one failure
                 self.stats.failures += 1
                 self.last_error = _describe(exc)
             finally:
@@ -171,15 +194,9 @@ class BackgroundEmbedder:
         """Queue every memory an earlier process marked pending and did not embed."""
         try:
             with self.store.write() as tx:
-                left = tx.pending_vector_ids(CATCH_UP_BATCH)
-            while left:
-                self.submit(left)
-                if len(left) < CATCH_UP_BATCH:
-                    break
-                with self.store.write() as tx:
-                    more = tx.pending_vector_ids(CATCH_UP_BATCH * 2)
-                left = more[CATCH_UP_BATCH:] if len(more) > CATCH_UP_BATCH else []
-        except Exception as exc:  # noqa: BLE001 - a closed or broken store: nothing to recover now
+                left = tx.pending_vector_ids(CATCH_UP_LIMIT)
+            self.submit(left)
+        except Exception as exc:  # a closed or broken store: nothing to recover now
             self.last_error = _describe(exc)
         finally:
             with self._cond:
@@ -189,10 +206,14 @@ class BackgroundEmbedder:
 
     def _next_batch(self) -> list[tuple[int, str]] | None:
         with self._cond:
+            idle_until = time.monotonic() + IDLE_EXIT_S
             while not self._queue:
-                if self._stopping:
+                left = idle_until - time.monotonic()
+                if self._stopping or left <= 0:
+                    self._thread = None  # the next submit starts a new thread
+                    self._cond.notify_all()
                     return None
-                self._cond.wait()
+                self._cond.wait(left)
             if len(self._queue) < self.batch_size and self.linger_s > 0:
                 self._cond.wait(self.linger_s)  # let a burst of writes join this batch
             batch: list[tuple[int, str]] = []
@@ -256,3 +277,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, MemmeshError):
         return exc.message
     return f"{type(exc).__name__}: {exc}"
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    """Embed what this process queued before it ends (bounded), and stop the threads while
+    the interpreter is still whole."""
+    for worker in list(_LIVE):
+        worker.stop(EXIT_DRAIN_S)

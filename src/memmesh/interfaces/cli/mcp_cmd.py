@@ -45,4 +45,4 @@ def mcp(
     try:
         run_stdio(server)
     finally:
-        service.store.close()
+        service.close()  # queued embeddings first, then the store

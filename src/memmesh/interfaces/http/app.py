@@ -102,7 +102,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
                 service.mesh.stop()
             service.audit.stop()
         if owns_service:
-            service.store.close()
+            service.close()  # queued embeddings first, then the store
 
     app = FastAPI(title="memmesh", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
     metrics = Metrics()
