@@ -210,3 +210,31 @@ def test_a_process_killed_before_embedding_is_embedded_by_the_next_one(
     hits = mem.recall("when is the backup power checked?", mode="vector", touch=False).hits
     assert [h.memory.id for h in hits][:1] == [memory_id]
     assert pending(mem) == [] and vector_of(mem, memory_id) is not None
+
+
+def test_a_reopened_store_loads_its_vectors_before_the_first_recall(open_memory: Callable[..., Memory]) -> None:
+    first = open_memory()
+    stored = first.add_many(["The boiler is serviced in October", "Snow tyres go on in November"], wait=True)
+    first.close()
+
+    mem = open_memory()  # Memory starts loading the index in the background at once
+    loaders = [t for t in threading.enumerate() if t.name == "memmesh-index-load"]
+    for thread in loaders:
+        thread.join(60)
+    index = mem.service.engine.index
+    assert index is not None
+    store = index.store  # the store the index reads its vectors from
+    calls: list[int] = []
+    real_changes = store.vector_changes
+
+    def counted(since: int) -> Any:
+        calls.append(since)
+        return real_changes(since)
+
+    store.vector_changes = counted  # type: ignore[method-assign]
+    try:
+        hits = mem.recall("when is the heating checked?", mode="vector", touch=False).hits
+    finally:
+        store.vector_changes = real_changes  # type: ignore[method-assign]
+    assert hits and hits[0].memory.id == stored[0].id
+    assert 0 not in calls  # the first recall did not load the vectors itself

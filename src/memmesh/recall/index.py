@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memmesh.errors import EmbedderError
-from memmesh.store.base import Store
+from memmesh.store.base import Store, VectorRow
 
 if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
@@ -73,6 +73,10 @@ class VectorIndex:
             return
         with self._lock:
             changes = self.store.vector_changes(self._seq)
+            if self._count == 0 and self._load_all(changes.upserts):
+                self._seq = changes.seq
+                self._sync_ann()
+                return
             for memory_id in changes.removed:
                 self._remove(memory_id)
             for row in changes.upserts:
@@ -88,6 +92,44 @@ class VectorIndex:
                     self._remove(row.memory_id)
             self._seq = changes.seq
             self._sync_ann()
+
+    def warm_up(self) -> threading.Thread:
+        """Load the vectors now, in a background thread, so the first recall of a long-lived
+        process does not pay for it (100k vectors: about a second). A recall that comes
+        first simply waits on the same lock; errors are left for that recall to raise."""
+
+        def load() -> None:
+            try:
+                self.refresh()
+            except Exception:  # the recall that needs the index reports it
+                return
+
+        thread = threading.Thread(target=load, name="memmesh-index-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_all(self, rows: list[VectorRow]) -> bool:
+        """First load into an empty index: one ``np.stack`` instead of a Python upsert per row
+        (100k vectors: most of a process's first-recall time). False when there is nothing
+        to load this way (the row-by-row path then applies what is there)."""
+        if self.dim is None:
+            self.dim = next((row.vector.shape[0] for row in rows if row.model == self.model_id), None)
+        keep = [row for row in rows if row.model == self.model_id and row.vector.shape[0] == self.dim]
+        if not keep:
+            return False
+        if len(keep) != len(rows):
+            return False  # other models' or odd rows among them: let the general path sort them out
+        last: dict[str, int] = {}
+        for i, row in enumerate(keep):
+            last[row.memory_id] = i  # a memory listed twice keeps its newest vector
+        order = sorted(last.values())
+        matrix = np.zeros((max(1024, len(order)), self.dim or 0), dtype=np.float32)
+        matrix[: len(order)] = np.stack([keep[i].vector for i in order]).astype(np.float32, copy=False)
+        self._matrix = matrix
+        self._ids = [keep[i].memory_id for i in order]
+        self._pos = {memory_id: pos for pos, memory_id in enumerate(self._ids)}
+        self._count = len(order)
+        return True
 
     def _upsert(self, memory_id: str, vector: np.ndarray) -> None:
         pos = self._pos.get(memory_id)
