@@ -16,6 +16,7 @@ near-duplicate collapse and an optional reranker.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime
 
@@ -89,42 +90,45 @@ class RecallEngine:
                 raise InvalidInputError("vector recall needs an embedder; none is configured (embeddings.provider = none)")
             notices.append("no embedder available: keyword-only recall")
             mode = "keyword"
-        pool = max(self.candidates, top_k)
-        terms = query_terms(query)
-        found: dict[str, Candidate] = {}
-        if mode in ("hybrid", "keyword"):
-            for memory, score in self.store.keyword_search(terms, flt, pool):
-                found[memory.id] = Candidate(memory=memory, keyword=score)
-        vector: np.ndarray | None = None
-        if mode in ("hybrid", "vector"):
-            try:
-                vector = self._query_vector(query)
-            except EmbedderError as exc:
-                if mode == "vector":
-                    raise
-                notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
-                mode = "keyword"
-            else:
-                notices += self._await_background()
-                self._vector_candidates(vector, flt, pool, found)
-                notices += self._missing_vectors_notice(flt)
-        weights = self.weights
-        if mode == "keyword":
-            weights = replace(weights, vector=0.0)
-        elif mode == "vector":
-            weights = replace(weights, keyword=0.0)
-        if mode == "hybrid":
-            self._complete_keyword(terms, flt, list(found.values()))
-        seeds = min(pool, max(10, top_k))
-        neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
-        hits = rank(list(found.values()), weights, now, explain, neighbours)
-        if self.collapse_duplicates:
-            hits, collapsed = self._collapse(hits, top_k)
-            if collapsed:
-                notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
-        if self.reranker is not None:
-            hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
-        return mode, hits[:top_k], notices
+        with ExitStack() as pinned:
+            pool = max(self.candidates, top_k)
+            terms = query_terms(query)
+            found: dict[str, Candidate] = {}
+            if mode in ("hybrid", "keyword"):
+                for memory, score in self.store.keyword_search(terms, flt, pool):
+                    found[memory.id] = Candidate(memory=memory, keyword=score)
+            vector: np.ndarray | None = None
+            if mode in ("hybrid", "vector"):
+                try:
+                    vector = self._query_vector(query)
+                except EmbedderError as exc:
+                    if mode == "vector":
+                        raise
+                    notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
+                    mode = "keyword"
+                else:
+                    notices += self._await_background()
+                    assert self.index is not None
+                    seq = pinned.enter_context(self.index.pinned())  # one look at the change counter per recall
+                    self._vector_candidates(vector, flt, pool, found)
+                    notices += self._missing_vectors_notice(flt, seq)
+            weights = self.weights
+            if mode == "keyword":
+                weights = replace(weights, vector=0.0)
+            elif mode == "vector":
+                weights = replace(weights, keyword=0.0)
+            if mode == "hybrid":
+                self._complete_keyword(terms, flt, list(found.values()))
+            seeds = min(pool, max(10, top_k))
+            neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
+            hits = rank(list(found.values()), weights, now, explain, neighbours)
+            if self.collapse_duplicates:
+                hits, collapsed = self._collapse(hits, top_k)
+                if collapsed:
+                    notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
+            if self.reranker is not None:
+                hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
+            return mode, hits[:top_k], notices
 
     def warm_up(self, *, embedder: bool = True) -> None:
         """Start loading the vector index (and the embedder's model) in the background, for
@@ -234,11 +238,10 @@ class RecallEngine:
         kept, dropped = collapse_duplicates(window, vectors)
         return kept + hits[len(window) :], dropped
 
-    def _missing_vectors_notice(self, flt: Filter) -> list[str]:
+    def _missing_vectors_notice(self, flt: Filter, seq: int) -> list[str]:
         """Say how many memories this recall could only find by keyword (no vector from the
         current model) and how to fix it. The store-wide list is cached per change number."""
         assert self.embedder is not None
-        seq = self.store.change_counter()
         with self._missing_lock:
             if self._missing is None or self._missing[0] != seq:
                 self._missing = (seq, self.store.ids_missing_vectors(self.embedder.model_id))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
 
 Accept = Callable[[list[str]], set[str]]
+
+_PINNED = threading.local()
+"""The index a thread's current recall has refreshed already (see :meth:`VectorIndex.pinned`)."""
 
 
 class VectorIndex:
@@ -67,9 +71,27 @@ class VectorIndex:
 
     # -- keeping in step with the store ---------------------------------------------------
 
-    def refresh(self) -> None:
-        """Apply the store's vector changes since the last refresh (cheap when there are none)."""
-        if self.store.change_counter() == self._seq:
+    @contextmanager
+    def pinned(self) -> Iterator[int]:
+        """Refresh once and skip the refreshes of every read inside the block (in this thread):
+        one recall asks the store for its change counter once, not once per index read.
+        Yields the change counter seen."""
+        seq = self.store.change_counter()
+        self.refresh(seq)
+        outer = getattr(_PINNED, "index", None)
+        _PINNED.index = self
+        try:
+            yield seq
+        finally:
+            _PINNED.index = outer
+
+    def refresh(self, seq: int | None = None) -> None:
+        """Apply the store's vector changes since the last refresh (cheap when there are none).
+
+        ``seq``: the change counter the caller just read (saves reading it again)."""
+        if getattr(_PINNED, "index", None) is self:
+            return
+        if (self.store.change_counter() if seq is None else seq) == self._seq:
             return
         with self._lock:
             changes = self.store.vector_changes(self._seq)

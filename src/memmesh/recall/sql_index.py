@@ -74,9 +74,9 @@ class SqlBackedIndex(VectorIndex):
     def __len__(self) -> int:
         return self._model_count() if self._use_sql() else super().__len__()
 
-    def refresh(self) -> None:
+    def refresh(self, seq: int | None = None) -> None:
         if not self._use_sql():
-            super().refresh()
+            super().refresh(seq)
 
     def search_filtered(self, query: np.ndarray, k: int, flt: Filter) -> list[tuple[str, float]] | None:
         """The filtered top ``k`` from the database, or None when the in-process path applies."""
