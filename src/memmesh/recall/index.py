@@ -94,6 +94,9 @@ class VectorIndex:
         if (self.store.change_counter() if seq is None else seq) == self._seq:
             return
         with self._lock:
+            if self._seq == 0 and self._count == 0 and self._load_bulk():
+                self._sync_ann()
+                return
             changes = self.store.vector_changes(self._seq)
             if self._count == 0 and self._load_all(changes.upserts):
                 self._seq = changes.seq
@@ -129,6 +132,23 @@ class VectorIndex:
         thread = threading.Thread(target=load, name="memmesh-index-load", daemon=True)
         thread.start()
         return thread
+
+    def _load_bulk(self) -> bool:
+        """First load from a store that hands over a model's vectors as one matrix
+        (``load_vectors``: SQLite); False when the store cannot."""
+        load = getattr(self.store, "load_vectors", None)
+        if load is None:
+            return False
+        ids, matrix, seq = load(self.model_id, self.dim)
+        if ids:
+            self.dim = int(matrix.shape[1])
+            self._matrix = np.zeros((max(1024, len(ids)), self.dim), dtype=np.float32)
+            self._matrix[: len(ids)] = matrix
+            self._ids = list(ids)
+            self._pos = {memory_id: pos for pos, memory_id in enumerate(self._ids)}
+            self._count = len(ids)
+        self._seq = seq
+        return True
 
     def _load_all(self, rows: list[VectorRow]) -> bool:
         """First load into an empty index: one ``np.stack`` instead of a Python upsert per row

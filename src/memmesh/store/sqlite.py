@@ -21,6 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from memmesh.clock import new_id
 from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
 from memmesh.model import Memory
@@ -373,6 +375,26 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             finally:
                 conn.execute("COMMIT")
         return VectorChanges(upserts=upserts, removed=removed, seq=seq)
+
+    def load_vectors(self, model: str, dim: int | None) -> tuple[list[str], np.ndarray, int]:
+        """Every vector of ``model`` (of ``dim`` numbers; the most common size when None) as
+        one matrix, with the change counter they are current at: the vector index's first
+        load in one pass (no ordering, no array per row; 100k vectors were most of a
+        process's first recall through :meth:`vector_changes`)."""
+        with self._reading() as conn:
+            conn.execute("BEGIN")
+            try:
+                seq = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+                if dim is None:
+                    found = conn.execute(
+                        "SELECT dim FROM vectors WHERE model = ? GROUP BY dim ORDER BY count(*) DESC LIMIT 1", (model,)
+                    ).fetchone()
+                    dim = int(found[0]) if found else 0
+                rows = conn.execute("SELECT memory_id, vector FROM vectors WHERE model = ? AND dim = ?", (model, dim)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), dim)
+        return [row[0] for row in rows], matrix, seq
 
     def change_counter(self) -> int:
         with self._reading() as conn:
