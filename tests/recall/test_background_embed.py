@@ -238,3 +238,28 @@ def test_a_reopened_store_loads_its_vectors_before_the_first_recall(open_memory:
         store.vector_changes = real_changes  # type: ignore[method-assign]
     assert hits and hits[0].memory.id == stored[0].id
     assert 0 not in calls  # the first recall did not load the vectors itself
+
+
+def test_a_recall_after_writes_skips_the_missing_vector_scan_when_every_memory_has_one(open_memory: Callable[..., Memory]) -> None:
+    mem = open_memory()
+    store = mem.service.engine.store
+    scans: list[str] = []
+    real_scan = store.ids_missing_vectors
+
+    def counted(model: str) -> list[str]:
+        scans.append(model)
+        return real_scan(model)
+
+    store.ids_missing_vectors = counted  # type: ignore[method-assign]
+    try:
+        for text in ["The gym opens at seven", "The pool closes for cleaning on Mondays"]:
+            mem.add(text)
+            assert mem.recall("when can I swim?", touch=False).notices == []
+        assert scans == []  # every memory had its vector: two counts said so, no anti-join
+        mem.service.embedder = FailingEmbedder()
+        mem.add("The sauna is out of order", wait=True)  # stored without a vector
+        mem.service.embedder = mem.service.engine.embedder
+        notices = mem.recall("sauna", touch=False).notices
+        assert scans and any("1 memory in scope has no vector" in n for n in notices)
+    finally:
+        store.ids_missing_vectors = real_scan  # type: ignore[method-assign]

@@ -244,7 +244,9 @@ class RecallEngine:
         assert self.embedder is not None
         with self._missing_lock:
             if self._missing is None or self._missing[0] != seq:
-                self._missing = (seq, self.store.ids_missing_vectors(self.embedder.model_id))
+                complete = getattr(self.store, "vectors_complete", None)  # two counts instead of an anti-join
+                model = self.embedder.model_id
+                self._missing = (seq, [] if complete is not None and complete(model) else self.store.ids_missing_vectors(model))
             missing = self._missing[1]
         if missing and self.background is not None:
             queued = self.background.queued_ids()  # being embedded now: not a reason to reindex
