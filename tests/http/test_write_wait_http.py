@@ -70,3 +70,20 @@ def test_a_bad_wait_value_is_refused_and_stores_nothing(serve: Callable[..., Run
     assert bad.status_code in (400, 422), bad.text
     assert "wait" in bad.text
     assert http.get("/api/v1/memories").json()["items"] == []
+
+
+def test_the_client_passes_wait(serve: Callable[..., Running]) -> None:
+    running = serve(embeddings={"provider": "minilm"})
+    service = running.service
+    assert service is not None and service.embedder is not None
+    gate = Gate(service.embedder)
+    gate.opened.set()
+    client = running.client()
+    added = client.add("The night bus leaves at midnight", wait=True)
+    assert len(service.store.get_vectors([added.id])) == 1
+    many = client.add_many(["The ferry runs hourly"], wait=True)
+    assert len(service.store.get_vectors([many[0].id])) == 1
+    service.embedder = gate  # an update that waits gets the new text's vector before the answer
+    updated = client.update(added.id, content="The night bus now leaves at one", wait=True)
+    (row,) = service.store.get_vectors([updated.id])
+    assert np.allclose(row.vector, gate.real.embed([updated.content])[0], atol=1e-5)

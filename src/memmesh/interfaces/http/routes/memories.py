@@ -98,9 +98,9 @@ def get_memory(memory_id: str, service: Svc, who: Caller) -> Response:
 
 
 @router.patch("/memories/{memory_id}", response_model=Memory, summary="Update a memory")
-def update_memory(memory_id: str, patch: MemoryPatch, service: Svc, who: Caller) -> Response:
+def update_memory(memory_id: str, patch: MemoryPatch, service: Svc, who: Caller, wait: WaitForVector = False) -> Response:
     """Change the given fields; the old values go to the memory's history."""
-    return json_response(service.update(memory_id, patch, principal=who))
+    return json_response(service.update(memory_id, patch, principal=who, wait=wait))
 
 
 @router.delete("/memories/{memory_id}", response_model=Tombstone, summary="Delete a memory")
