@@ -54,7 +54,7 @@ class Memory:
         """Open (by default creating) the store; ``create=False`` makes a missing store a
         ``NotFoundError`` naming the path instead, for code that only reads."""
         self.service = _open(url, config, clock, create)
-        self.service.engine.warm_up(embedder=False)  # the vectors load in the background, not in the first recall
+        self.service.engine.warm_up()  # the vectors load in the background, not in the first recall
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 

@@ -130,21 +130,13 @@ class RecallEngine:
                 hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
             return mode, hits[:top_k], notices
 
-    def warm_up(self, *, embedder: bool = True) -> None:
-        """Start loading the vector index (and the embedder's model) in the background, for
-        a process that will answer recalls: its first recall then costs what the others do."""
+    def warm_up(self) -> None:
+        """Start loading the vector index in the background, for a process that will answer
+        recalls: its first recall then costs what the others do. (Not the embedder's model:
+        onnxruntime's threads abort the process if it exits while a session is being made
+        in a daemon thread, as a short-lived ``memmesh mcp`` would.)"""
         if self.index is not None:
             self.index.warm_up()
-        if embedder and self.embedder is not None:
-            model = self.embedder
-
-            def load() -> None:
-                try:
-                    model.embed(["warm up"])
-                except Exception:  # the first recall reports a broken embedder
-                    return
-
-            threading.Thread(target=load, name="memmesh-embedder-load", daemon=True).start()
 
     def _await_background(self) -> list[str]:
         """Read-your-writes by meaning: wait until the writes queued before this recall are

@@ -94,7 +94,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
-        service.engine.warm_up()  # vector index and model load now, not in the first recall
+        service.engine.warm_up()  # the vector index loads now, not in the first recall
         try:
             async with mcp.lifespan():
                 yield
