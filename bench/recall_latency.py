@@ -106,7 +106,7 @@ def fill_store(workdir: Path, db: Path, size: int, base: list[str], base_vectors
                 lookup[text] = vec / np.linalg.norm(vec)
                 items.append({"content": text, "namespace": f"bench/ns{j % 10}", "tier": "long"})
             mem.service.embedder = LookupEmbedder(model_id, lookup)
-            mem.add_many(items)
+            mem.add_many(items, wait=True)  # vectors stored before the recall measurements
         return time.perf_counter() - start
 
 

@@ -132,7 +132,7 @@ def ingest(mem: Memory, conversations: list[Conversation]) -> dict[str, set[str]
     conversation are stored once, as the content hash de-duplicates them)."""
     dia_ids: dict[str, set[str]] = defaultdict(set)
     for conv in conversations:
-        stored = mem.add_many(conv.turns)
+        stored = mem.add_many(conv.turns, wait=True)  # vectors stored before the questions are asked
         for turn, memory in zip(conv.turns, stored, strict=True):
             dia_ids[memory.id].add(turn["metadata"]["dia_id"])
     return dia_ids

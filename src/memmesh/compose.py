@@ -12,6 +12,8 @@ from memmesh.audit.log import AuditConfig
 from memmesh.clock import Clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
+from memmesh.kernel import embed_text
+from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.embedders import Embedder, build_embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.index import VectorIndex
@@ -115,6 +117,13 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         node_id=settings.storage.node_id,
         max_ahead_ms=settings.federation.max_ahead_ms,
     )
+    if embedder is not None and settings.embeddings.background:
+        background = BackgroundEmbedder(
+            service.store, lambda: service.embedder, lambda m: embed_text(m.title, m.content), batch_size=settings.embeddings.batch_size
+        )
+        service.background = engine.background = background
+        engine.background_wait_s = settings.embeddings.recall_wait_s
+        background.start()
     from memmesh.bus.core import BusPolicy
     from memmesh.sessions.core import SessionPolicy
 

@@ -80,6 +80,12 @@ class EmbeddingSettings(_Section):
     timeout_s: float = Field(30.0, gt=0, description="remote embedder timeout")
     dim: int | None = Field(None, ge=1, description="expected dimension for a remote embedder")
     batch_size: int = Field(64, ge=1, le=4096, description="texts per embedding batch")
+    background: bool = Field(
+        True, description="writes commit before their vector is computed; a background worker embeds them in micro-batches"
+    )
+    recall_wait_s: float = Field(
+        10.0, ge=0, description="how long a recall waits for this process's queued embeddings before answering without them"
+    )
 
 
 class RecallSettings(_Section):

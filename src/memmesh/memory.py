@@ -58,11 +58,12 @@ class Memory:
         """Open (by default creating) the store; ``create=False`` makes a missing store a
         ``NotFoundError`` naming the path instead, for code that only reads."""
         self.service = _open(url, config, clock, create)
+        self.service.engine.warm_up()  # the vectors load in the background, not in the first recall
         self.principal = LOCAL_PRINCIPAL
         """The embedded caller: this process opened the database itself, so it has every right."""
 
     @overload
-    def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+    def add(self, content: str, *, wait: bool = False, **fields: Any) -> MemoryRecord: ...
 
     @overload
     def add(
@@ -77,9 +78,12 @@ class Memory:
     ) -> RememberResult: ...
 
     def add(
-        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | RememberResult:
         """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
+
+        Returns once the memory is committed (recallable by keyword); its vector follows in
+        the background. ``wait=True`` returns only once the vector is stored too.
 
         With ``messages=[{"role": "user", "content": "…"}, …]`` instead of ``content``,
         remember a conversation (docs/extraction.md): the turns are stored first, in the
@@ -94,8 +98,8 @@ class Memory:
                 raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
             links: Sequence[Mapping[str, Any]] | None = fields.pop("links", None)
             if links is not None:
-                return self.service.add_linked({"content": content, **fields}, links, principal=self.principal)[0]
-            return self.service.add({"content": content, **fields}, principal=self.principal)
+                return self.service.add_linked({"content": content, **fields}, links, principal=self.principal, wait=wait)[0]
+            return self.service.add({"content": content, **fields}, principal=self.principal, wait=wait)
         if content is not None:
             raise InvalidInputError("give content or messages, not both")
         allowed = {"infer", "session_id", "namespace", "agent_id"}
@@ -109,9 +113,10 @@ class Memory:
         """Status and report of a background extraction (HTTP and MCP run them in the background)."""
         return self.service.extraction.job(job_id, principal=self.principal)
 
-    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
-        """Store many memories in one transaction (strings or dicts with ``content``)."""
-        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal)
+    def add_many(self, items: Iterable[Mapping[str, Any] | str], *, wait: bool = False) -> builtins.list[MemoryRecord]:
+        """Store many memories in one transaction (strings or dicts with ``content``);
+        ``wait`` as in :meth:`add`."""
+        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal, wait=wait)
 
     def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits for a query; never counts as an access (as ``search`` on every face).
@@ -139,8 +144,10 @@ class Memory:
     def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
         return self.service.list(limit=limit, cursor=cursor, principal=self.principal, **filters)
 
-    def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
-        return self.service.update(memory_id, changes, principal=self.principal)
+    def update(self, memory_id: str, *, wait: bool = False, **changes: Any) -> MemoryRecord:
+        """Change fields of a memory; a new text is re-embedded in the background (``wait``
+        as in :meth:`add`)."""
+        return self.service.update(memory_id, changes, principal=self.principal, wait=wait)
 
     def delete(self, memory_id: str) -> Tombstone:
         return self.service.delete(memory_id, principal=self.principal)
@@ -281,8 +288,8 @@ class Memory:
         return self.service.inbox.read(agent=agent, **options, principal=self.principal)
 
     def close(self) -> None:
-        self.service.extraction.close()
-        self.service.store.close()
+        """Finish this process's extractions and embeddings (bounded), then close the store."""
+        self.service.close()
 
     def __enter__(self) -> Memory:
         return self

@@ -60,6 +60,7 @@ from memmesh.model import (
     check_text,
     parse_model,
 )
+from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.engine import RecallEngine
 from memmesh.recall.ranking import fill_budget
@@ -165,6 +166,20 @@ class Service:
         items += [SyncItem(seq=0, link=link) for link in links]
         self.mesh.replicate(items)
 
+    background: BackgroundEmbedder | None = None
+    """Embeds writes after they commit (set by compose.build when ``embeddings.background``;
+    None: every write embeds before it commits)."""
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Embed what is still queued (up to ``timeout`` seconds; what is left stays marked
+        pending and the next process embeds it), then close the store."""
+        extraction = self.__dict__.get("_extraction")
+        if extraction is not None:
+            extraction.close()  # running extractions finish while the store is still open
+        if self.background is not None:
+            self.background.stop(timeout)
+        self.store.close()
+
     bus_policy: BusPolicy | None = None
     """The ``[bus]`` rules (set by compose.build; None = the defaults)."""
     session_policy: SessionPolicy | None = None
@@ -235,9 +250,9 @@ class Service:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> Memory:
+    def add(self, data: NewMemory | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> Memory:
         """Store one memory (de-duplicated by content, idempotent by client id)."""
-        return self.add_many([data], principal=principal)[0]
+        return self.add_many([data], principal=principal, wait=wait)[0]
 
     def add_many(
         self,
@@ -245,19 +260,25 @@ class Service:
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+        wait: bool = False,
     ) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
+
+        With a background embedder (``embeddings.background``, the default) the write commits
+        without waiting for the embedder and the vectors follow within milliseconds
+        (:mod:`memmesh.recall.background`); ``wait=True`` embeds before committing, for a
+        caller that needs the vector stored when this returns.
 
         All or nothing: if any item is invalid or conflicts, none is stored. ``within(tx,
         stored)`` runs inside that transaction after the inserts (links, a session's turn
         counter): whatever it writes commits with the memories, and if it raises, nothing does.
         """
-        return [memory for memory, _ in self.add_many_outcome(items, principal=principal, within=within)]
+        return [memory for memory, _ in self.add_many_outcome(items, principal=principal, within=within, wait=wait)]
 
-    def add_outcome(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> tuple[Memory, bool]:
+    def add_outcome(self, data: NewMemory | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> tuple[Memory, bool]:
         """Like :meth:`add`, and whether a new memory was created: False when the same content
         was already stored in that namespace (then its tags gained the new ones, nothing else)."""
-        return self.add_many_outcome([data], principal=principal)[0]
+        return self.add_many_outcome([data], principal=principal, wait=wait)[0]
 
     def add_many_outcome(
         self,
@@ -265,15 +286,18 @@ class Service:
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+        wait: bool = False,
     ) -> builtins.list[tuple[Memory, bool]]:
         """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`)."""
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
         inputs = self.governance.admit_writes(who, inputs)
-        vectors, _ = self.kernel.embed([embed_text(n.title, n.content) for n in inputs])
+        deferred = self.background is not None and not wait
+        vectors = None if deferred else self.kernel.embed([embed_text(n.title, n.content) for n in inputs])[0]
         now = self.clock()
         stored: list[Memory] = []
         created: list[bool] = []
+        owed: list[str] = []
         with self.store.write() as tx:
             written: list[str] = []
             for i, new in enumerate(inputs):
@@ -283,17 +307,24 @@ class Service:
                 created.append(is_new)
                 if wrote:
                     written.append(memory.namespace)
+                    if is_new:  # a repeated store only merged tags: its vector stands
+                        owed.append(memory.id)
             if within is not None:
                 within(tx, stored)
             # Charged after the fact, still inside the transaction (over quota rolls it all
             # back): a retry of a stored id or a de-duplicated write stores nothing, so it
             # costs nothing, and a client that lost its 201 can always confirm its write.
             self.kernel.charge_quota(tx, written, now)
+            if deferred and owed:
+                tx.mark_vectors_pending(owed, tx.next_seq())
+        if deferred and owed:
+            assert self.background is not None
+            self.background.submit(owed)
         self._replicate(memories=stored)
         return list(zip(stored, created, strict=True))
 
     def add_linked(
-        self, data: NewMemory | Mapping[str, Any], links: Sequence[Mapping[str, Any]], *, principal: Principal
+        self, data: NewMemory | Mapping[str, Any], links: Sequence[Mapping[str, Any]], *, principal: Principal, wait: bool = False
     ) -> tuple[Memory, builtins.list[Link]]:
         """Store one memory with links from it, in one transaction: the memory and every link
         commit together, or (a missing target, a bad relation, any failure) nothing does.
@@ -322,7 +353,7 @@ class Service:
                 tx.put_link(link, tx.next_seq())
                 made.append(link)
 
-        memory = self.add_many([data], principal=who, within=put_links)[0]
+        memory = self.add_many([data], principal=who, within=put_links, wait=wait)[0]
         self._replicate(links=made)
         return memory, made
 
@@ -340,7 +371,7 @@ class Service:
         check_valid_span(new.valid_from, new.valid_to)
         return new
 
-    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal) -> Memory:
+    def update(self, memory_id: str, changes: MemoryPatch | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> Memory:
         """Change fields of a memory; records the old and new values in its history."""
         patch = parse_model(MemoryPatch, changes)
         if patch.content is not None:
@@ -358,9 +389,11 @@ class Service:
         )
         self.governance.check_update_tags(who, current, patch)
         vector = None
-        if patch.content is not None or patch.title is not None:
+        deferred = self.background is not None and not wait
+        if (patch.content is not None or patch.title is not None) and not deferred:
             vectors, _ = self.kernel.embed([embed_text(patch.title or current.title, patch.content or current.content)])
             vector = vectors[0] if vectors is not None else None
+        owed = False
         with self.store.write() as tx:
             fresh = tx.get(memory_id)
             if fresh is None:
@@ -368,6 +401,11 @@ class Service:
             updated = self.kernel.update(tx, fresh, patch, who, self.clock(), vector)
             if updated is not fresh:  # an update to the same values writes nothing and costs nothing
                 self.kernel.charge_quota(tx, [updated.namespace], self.clock())
+                owed = deferred and (updated.content, updated.title) != (fresh.content, fresh.title)
+                if owed:
+                    tx.mark_vectors_pending([updated.id], tx.next_seq())
+        if owed and self.background is not None:
+            self.background.submit([updated.id])
         if updated is not fresh:
             self._replicate(memories=[updated])
         return updated

@@ -48,7 +48,9 @@ def test_a_catch_up_stores_the_senders_vectors_without_embedding_again(tmp_path:
     a.replica.known("node-b", None)
     b.replica.known("node-a", None)
     written = a.add_many(
-        [{"content": f"the build server number {i} runs nightly jobs", "namespace": "ops"} for i in range(20)], principal=P
+        [{"content": f"the build server number {i} runs nightly jobs", "namespace": "ops"} for i in range(20)],
+        principal=P,
+        wait=True,  # vectors stored before the feed is read, so the feed carries them
     )
     counting = CountingEmbedder(b.embedder)
     b.embedder = counting
@@ -68,8 +70,8 @@ def test_a_catch_up_stores_the_senders_vectors_without_embedding_again(tmp_path:
     assert hits and hits[0].memory.namespace == "ops"
 
     # an update a already holds a newer version of costs no embedding on a
-    a.update(ids[0], {"content": "the build server number 0 was retired"}, principal=P)
-    b.update(ids[1], {"content": "server one moved to the new rack"}, principal=P)
+    a.update(ids[0], {"content": "the build server number 0 was retired"}, principal=P, wait=True)
+    b.update(ids[1], {"content": "server one moved to the new rack"}, principal=P, wait=True)
     before = counting.texts
     back = b.replica.feed(peer="node-a", since=0, limit=500, principal=P)
     for item in back.items:
@@ -87,7 +89,7 @@ def test_a_shipped_vector_of_another_model_or_shape_is_not_trusted(tmp_path: Pat
     a, b = node(tmp_path, "node-a"), node(tmp_path, "node-b")
     a.replica.known("node-b", None)
     b.replica.known("node-a", None)
-    a.add({"content": "a memory whose vector gets mangled in transit", "namespace": "ops"}, principal=P)
+    a.add({"content": "a memory whose vector gets mangled in transit", "namespace": "ops"}, principal=P, wait=True)
     page = a.replica.feed(peer="node-b", since=0, limit=500, principal=P)
     item = next(i for i in page.items if i.memory is not None)
     item.vector = item.vector[:40]  # a truncated vector: the receiver embeds the text itself

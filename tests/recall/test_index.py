@@ -58,13 +58,13 @@ def assert_same(got: list[tuple[str, float]], want: list[tuple[str, float]]) -> 
 @pytest.mark.parametrize("ann_threshold", [50_000, 1], ids=["exact", "hnsw"])
 def test_index_matches_brute_force_through_add_update_delete(open_memory: Callable[..., Memory], ann_threshold: int) -> None:
     mem = open_memory(ann_threshold=ann_threshold)
-    ids = [m.id for m in mem.add_many([{"content": t, "namespace": "kb"} for t in TEXTS])]
+    ids = [m.id for m in mem.add_many([{"content": t, "namespace": "kb"} for t in TEXTS], wait=True)]
     index = mem.service.engine.index
     assert index is not None and len(index) == len(TEXTS) and index.uses_ann == (ann_threshold == 1)
     for query in QUERIES:
         assert_same(index_answer(mem, query, 5), brute_force(mem, query, set(ids), 5))
 
-    mem.update(ids[0], content="Alice now lives in Munich and works as a nurse")
+    mem.update(ids[0], content="Alice now lives in Munich and works as a nurse", wait=True)
     mem.delete(ids[3])
     mem.delete(ids[7])
     live = set(ids) - {ids[3], ids[7]}
@@ -126,8 +126,8 @@ def test_vector_recall_filters_match_brute_force(open_memory: Callable[..., Memo
 
 def test_selective_filter_falls_back_to_exact_search(open_memory: Callable[..., Memory]) -> None:
     mem = open_memory(ann_threshold=1)
-    mem.add_many([{"content": f"{t} (note {i})", "namespace": "bulk"} for i in range(4) for t in TEXTS])
-    rare = mem.add("Gina keeps bees on her rooftop in Oslo", namespace="rare", tags=["bees"])
+    mem.add_many([{"content": f"{t} (note {i})", "namespace": "bulk"} for i in range(4) for t in TEXTS], wait=True)
+    rare = mem.add("Gina keeps bees on her rooftop in Oslo", namespace="rare", tags=["bees"], wait=True)
     index, embedder = mem.service.engine.index, mem.service.embedder
     assert index is not None and embedder is not None
     query = embedder.embed(["which cellist plays in a quartet?"])[0]

@@ -18,7 +18,8 @@ def test_model_change_notice_and_cli_reindex(open_memory: Callable[..., Memory],
     old = open_memory()
     old.service.embedder = HashEmbedder("fake-model-v1")  # the store was written by another model
     written = old.add_many(
-        [{"content": t, "namespace": "kb"} for t in ["Alice moved to Berlin", "Bob drinks black coffee", "Backups run nightly"]]
+        [{"content": t, "namespace": "kb"} for t in ["Alice moved to Berlin", "Bob drinks black coffee", "Backups run nightly"]],
+        wait=True,
     )
     assert old.service.store.vector_models() == {"fake-model-v1": 3}
     old.close()
@@ -60,7 +61,7 @@ def test_reindex_embeds_memories_stored_while_the_embedder_failed(open_memory: C
     mem = open_memory()
     real = mem.service.embedder
     mem.service.embedder = FailingEmbedder()
-    stored = mem.add("The VPN certificate expires in March")
+    stored = mem.add("The VPN certificate expires in March", wait=True)  # embedded now, by the failing embedder
     mem.service.embedder = real
     assert any("1 memory in scope has no vector" in n for n in mem.recall("VPN certificate", touch=False).notices)
     assert mem.reindex() == 1

@@ -149,14 +149,19 @@ _MEMORY = _parser(MemoryRecord)
 _MEMORIES = _parser(list[MemoryRecord])
 
 
+def _wait(wait: bool) -> list[tuple[str, str]] | None:
+    """``?wait=true`` when the caller wants the vector stored before the answer."""
+    return [("wait", "true")] if wait else None
+
+
 class _Calls:
     """The Memory API as HTTP calls (paths, bodies, parsers); shared by both clients."""
 
     @staticmethod
-    def add(content: str, fields: Mapping[str, Any]) -> _Call[MemoryRecord]:
+    def add(content: str, fields: Mapping[str, Any], wait: bool = False) -> _Call[MemoryRecord]:
         body = {"content": content, **fields}
         body["id"] = body.get("id") or new_id()
-        return _Call("POST", "/api/v1/memories", _MEMORY, body=_json(body))
+        return _Call("POST", "/api/v1/memories", _MEMORY, params=_wait(wait), body=_json(body))
 
     @staticmethod
     def remember(messages: Iterable[Mapping[str, Any]], fields: Mapping[str, Any]) -> _Call[dict[str, Any]]:
@@ -171,13 +176,13 @@ class _Calls:
         return _Call("GET", f"/api/v1/remember/jobs/{_segment(job_id)}", dict)
 
     @staticmethod
-    def add_many(items: Iterable[Mapping[str, Any] | str]) -> _Call[builtins.list[MemoryRecord]]:
+    def add_many(items: Iterable[Mapping[str, Any] | str], wait: bool = False) -> _Call[builtins.list[MemoryRecord]]:
         prepared = []
         for item in items:
             entry = {"content": item} if isinstance(item, str) else dict(item)
             entry["id"] = entry.get("id") or new_id()
             prepared.append(_json(entry))
-        return _Call("POST", "/api/v1/memories/batch", _MEMORIES, body=_json({"items": prepared}))
+        return _Call("POST", "/api/v1/memories/batch", _MEMORIES, params=_wait(wait), body=_json({"items": prepared}))
 
     @staticmethod
     def recall(query: str, options: Mapping[str, Any]) -> _Call[RecallResult]:
@@ -201,8 +206,8 @@ class _Calls:
         return _Call("GET", "/api/v1/memories", Page.model_validate, params=_query({"limit": limit, "cursor": cursor, **filters}))
 
     @staticmethod
-    def update(memory_id: str, changes: Mapping[str, Any]) -> _Call[MemoryRecord]:
-        return _Call("PATCH", f"/api/v1/memories/{_segment(memory_id)}", _MEMORY, body=_json(dict(changes)))
+    def update(memory_id: str, changes: Mapping[str, Any], wait: bool = False) -> _Call[MemoryRecord]:
+        return _Call("PATCH", f"/api/v1/memories/{_segment(memory_id)}", _MEMORY, params=_wait(wait), body=_json(dict(changes)))
 
     @staticmethod
     def delete(memory_id: str) -> _Call[Tombstone]:
@@ -325,15 +330,16 @@ class Client(_Base):
             time.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
     @overload
-    def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+    def add(self, content: str, *, wait: bool = False, **fields: Any) -> MemoryRecord: ...
 
     @overload
     def add(self, content: None = None, *, messages: Iterable[Mapping[str, Any]], **fields: Any) -> dict[str, Any]: ...
 
     def add(
-        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | dict[str, Any]:
         """Store one memory; fields as in SPEC §1. A client id is generated when none is given.
+        ``wait=True``: answered once the vector is stored too (``?wait=true``).
 
         With ``messages`` (and optionally session_id, namespace, infer, agent_id): remember a
         conversation (``POST /api/v1/remember``); the answer (a dict) holds the stored turns
@@ -342,15 +348,15 @@ class Client(_Base):
             return self._run(_Calls.remember(messages, {"content": content, **fields}))
         if content is None:
             raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
-        return self._run(_Calls.add(content, fields))
+        return self._run(_Calls.add(content, fields, wait))
 
     def extraction_job(self, job_id: str) -> dict[str, Any]:
         """Status and report of a background extraction (``GET /api/v1/remember/jobs/{id}``)."""
         return self._run(_Calls.extraction_job(job_id))
 
-    def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
+    def add_many(self, items: Iterable[Mapping[str, Any] | str], *, wait: bool = False) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``)."""
-        return self._run(_Calls.add_many(items))
+        return self._run(_Calls.add_many(items, wait))
 
     def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits, never counted as an access (``GET /api/v1/search``); options:
@@ -371,8 +377,8 @@ class Client(_Base):
     def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
         return self._run(_Calls.list(limit, cursor, filters))
 
-    def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
-        return self._run(_Calls.update(memory_id, changes))
+    def update(self, memory_id: str, *, wait: bool = False, **changes: Any) -> MemoryRecord:
+        return self._run(_Calls.update(memory_id, changes, wait))
 
     def delete(self, memory_id: str) -> Tombstone:
         return self._run(_Calls.delete(memory_id))
@@ -440,13 +446,13 @@ class AsyncClient(_Base):
             await asyncio.sleep(retry_delay(response, attempt, self.max_retry_wait))
 
     @overload
-    async def add(self, content: str, **fields: Any) -> MemoryRecord: ...
+    async def add(self, content: str, *, wait: bool = False, **fields: Any) -> MemoryRecord: ...
 
     @overload
     async def add(self, content: None = None, *, messages: Iterable[Mapping[str, Any]], **fields: Any) -> dict[str, Any]: ...
 
     async def add(
-        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, **fields: Any
+        self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | dict[str, Any]:
         """Store one memory; fields as in SPEC §1. A client id is generated when none is given
         (with ``messages``: remember a conversation, as :meth:`Client.add`)."""
@@ -454,13 +460,13 @@ class AsyncClient(_Base):
             return await self._run(_Calls.remember(messages, {"content": content, **fields}))
         if content is None:
             raise InvalidInputError("give the content to store, or messages=[{'role': ..., 'content': ...}] to remember a conversation")
-        return await self._run(_Calls.add(content, fields))
+        return await self._run(_Calls.add(content, fields, wait))
 
     async def extraction_job(self, job_id: str) -> dict[str, Any]:
         return await self._run(_Calls.extraction_job(job_id))
 
-    async def add_many(self, items: Iterable[Mapping[str, Any] | str]) -> builtins.list[MemoryRecord]:
-        return await self._run(_Calls.add_many(items))
+    async def add_many(self, items: Iterable[Mapping[str, Any] | str], *, wait: bool = False) -> builtins.list[MemoryRecord]:
+        return await self._run(_Calls.add_many(items, wait))
 
     async def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         return (await self._run(_Calls.search(query, options))).hits
@@ -477,8 +483,8 @@ class AsyncClient(_Base):
     async def list(self, *, limit: int = 100, cursor: str | None = None, **filters: Any) -> Page:
         return await self._run(_Calls.list(limit, cursor, filters))
 
-    async def update(self, memory_id: str, **changes: Any) -> MemoryRecord:
-        return await self._run(_Calls.update(memory_id, changes))
+    async def update(self, memory_id: str, *, wait: bool = False, **changes: Any) -> MemoryRecord:
+        return await self._run(_Calls.update(memory_id, changes, wait))
 
     async def delete(self, memory_id: str) -> Tombstone:
         return await self._run(_Calls.delete(memory_id))

@@ -16,6 +16,7 @@ near-duplicate collapse and an optional reranker.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.model import Hit
+from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.coverage import coverages, windows_from
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
@@ -57,6 +59,10 @@ class RecallEngine:
         self.collapse_duplicates = collapse_duplicates
         self.reranker = reranker
         self.rerank_depth = rerank_depth
+        self.background: BackgroundEmbedder | None = None
+        """Set when writes embed after commit: a recall first waits (up to
+        ``background_wait_s``) for what this process queued before it."""
+        self.background_wait_s = 10.0
         self._missing_lock = threading.Lock()
         self._missing: tuple[int, list[str]] | None = None
 
@@ -85,42 +91,67 @@ class RecallEngine:
                 raise InvalidInputError("vector recall needs an embedder; none is configured (embeddings.provider = none)")
             notices.append("no embedder available: keyword-only recall")
             mode = "keyword"
-        pool = max(self.candidates, top_k)
-        terms = query_terms(query)
-        found: dict[str, Candidate] = {}
-        if mode in ("hybrid", "keyword"):
-            for memory, score in self.store.keyword_search(terms, flt, pool):
-                found[memory.id] = Candidate(memory=memory, keyword=score)
-        vector: np.ndarray | None = None
-        if mode in ("hybrid", "vector"):
-            try:
-                vector = self._query_vector(query)
-            except EmbedderError as exc:
-                if mode == "vector":
-                    raise
-                notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
-                mode = "keyword"
-            else:
-                self._vector_candidates(vector, flt, pool, found)
-                notices += self._missing_vectors_notice(flt)
-        weights = self.weights
-        if mode == "keyword":
-            weights = replace(weights, vector=0.0)
-        elif mode == "vector":
-            weights = replace(weights, keyword=0.0)
-        if mode == "hybrid":
-            self._complete_keyword(terms, flt, list(found.values()))
-        seeds = min(pool, max(10, top_k))
-        neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
-        cover = self._coverage(terms, found, neighbours, weights) if context and mode != "vector" else None
-        hits = rank(list(found.values()), weights, now, explain, neighbours, cover)
-        if self.collapse_duplicates:
-            hits, collapsed = self._collapse(hits, top_k)
-            if collapsed:
-                notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
-        if self.reranker is not None:
-            hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
-        return mode, hits[:top_k], notices
+        with ExitStack() as pinned:
+            pool = max(self.candidates, top_k)
+            terms = query_terms(query)
+            found: dict[str, Candidate] = {}
+            if mode in ("hybrid", "keyword"):
+                for memory, score in self.store.keyword_search(terms, flt, pool):
+                    found[memory.id] = Candidate(memory=memory, keyword=score)
+            vector: np.ndarray | None = None
+            if mode in ("hybrid", "vector"):
+                try:
+                    vector = self._query_vector(query)
+                except EmbedderError as exc:
+                    if mode == "vector":
+                        raise
+                    notices.append(f"semantic half unavailable ({exc.message}); keyword-only results")
+                    mode = "keyword"
+                else:
+                    notices += self._await_background()
+                    assert self.index is not None
+                    seq = pinned.enter_context(self.index.pinned())  # one look at the change counter per recall
+                    self._vector_candidates(vector, flt, pool, found)
+                    notices += self._missing_vectors_notice(flt, seq)
+            weights = self.weights
+            if mode == "keyword":
+                weights = replace(weights, vector=0.0)
+            elif mode == "vector":
+                weights = replace(weights, keyword=0.0)
+            if mode == "hybrid":
+                self._complete_keyword(terms, flt, list(found.values()))
+            seeds = min(pool, max(10, top_k))
+            neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
+            cover = self._coverage(terms, found, neighbours, weights) if context and mode != "vector" else None
+            hits = rank(list(found.values()), weights, now, explain, neighbours, cover)
+            if self.collapse_duplicates:
+                hits, collapsed = self._collapse(hits, top_k)
+                if collapsed:
+                    notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
+            if self.reranker is not None:
+                hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
+            return mode, hits[:top_k], notices
+
+    def warm_up(self) -> None:
+        """Start loading the vector index in the background, for a process that will answer
+        recalls: its first recall then costs what the others do. (Not the embedder's model:
+        onnxruntime's threads abort the process if it exits while a session is being made
+        in a daemon thread, as a short-lived ``memmesh mcp`` would.)"""
+        if self.index is not None:
+            self.index.warm_up()
+
+    def _await_background(self) -> list[str]:
+        """Read-your-writes by meaning: wait until the writes queued before this recall are
+        embedded; past the bound, answer without them and say how many are still queued."""
+        if self.background is None:
+            return []
+        if self.background.wait_for(self.background.ticket(), self.background_wait_s):
+            return []
+        left = self.background.pending()
+        return [
+            f"{left} memor{'ies' if left != 1 else 'y'} written just now {'are' if left != 1 else 'is'} still being embedded; "
+            "found by keyword only until then"
+        ]
 
     @staticmethod
     def _coverage(
@@ -211,15 +242,19 @@ class RecallEngine:
         kept, dropped = collapse_duplicates(window, vectors)
         return kept + hits[len(window) :], dropped
 
-    def _missing_vectors_notice(self, flt: Filter) -> list[str]:
+    def _missing_vectors_notice(self, flt: Filter, seq: int) -> list[str]:
         """Say how many memories this recall could only find by keyword (no vector from the
         current model) and how to fix it. The store-wide list is cached per change number."""
         assert self.embedder is not None
-        seq = self.store.change_counter()
         with self._missing_lock:
             if self._missing is None or self._missing[0] != seq:
-                self._missing = (seq, self.store.ids_missing_vectors(self.embedder.model_id))
+                complete = getattr(self.store, "vectors_complete", None)  # two counts instead of an anti-join
+                model = self.embedder.model_id
+                self._missing = (seq, [] if complete is not None and complete(model) else self.store.ids_missing_vectors(model))
             missing = self._missing[1]
+        if missing and self.background is not None:
+            queued = self.background.queued_ids()  # being embedded now: not a reason to reindex
+            missing = [mid for mid in missing if mid not in queued]
         if not missing:
             return []
         count = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))

@@ -22,18 +22,22 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memmesh.errors import EmbedderError
-from memmesh.store.base import Store
+from memmesh.store.base import Store, VectorRow
 
 if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
 
 Accept = Callable[[list[str]], set[str]]
+
+_PINNED = threading.local()
+"""The index a thread's current recall has refreshed already (see :meth:`VectorIndex.pinned`)."""
 
 
 class VectorIndex:
@@ -67,15 +71,37 @@ class VectorIndex:
 
     # -- keeping in step with the store ---------------------------------------------------
 
-    def refresh(self) -> None:
-        """Apply the store's vector changes since the last refresh (cheap when there are none)."""
-        if self.store.change_counter() == self._seq:
+    @contextmanager
+    def pinned(self) -> Iterator[int]:
+        """Refresh once and skip the refreshes of every read inside the block (in this thread):
+        one recall asks the store for its change counter once, not once per index read.
+        Yields the change counter seen."""
+        seq = self.store.change_counter()
+        self.refresh(seq)
+        outer = getattr(_PINNED, "index", None)
+        _PINNED.index = self
+        try:
+            yield seq
+        finally:
+            _PINNED.index = outer
+
+    def refresh(self, seq: int | None = None) -> None:
+        """Apply the store's vector changes since the last refresh (cheap when there are none).
+
+        ``seq``: the change counter the caller just read (saves reading it again)."""
+        if getattr(_PINNED, "index", None) is self:
+            return
+        if (self.store.change_counter() if seq is None else seq) == self._seq:
             return
         with self._lock:
             if self._seq == 0 and self._count == 0 and self._load_snapshot() and self.store.change_counter() == self._seq:
                 self._sync_ann()
                 return
             changes = self.store.vector_changes(self._seq)
+            if self._count == 0 and self._load_all(changes.upserts):
+                self._seq = changes.seq
+                self._sync_ann()
+                return
             for memory_id in changes.removed:
                 self._remove(memory_id)
             for row in changes.upserts:
@@ -105,6 +131,44 @@ class VectorIndex:
         self._matrix, self._ids, self._count, self._seq = matrix, list(ids), len(ids), int(seq)
         self._pos = {memory_id: pos for pos, memory_id in enumerate(self._ids)}
         release_free_heap()
+        return True
+
+    def warm_up(self) -> threading.Thread:
+        """Load the vectors now, in a background thread, so the first recall of a long-lived
+        process does not pay for it (100k vectors: about a second). A recall that comes
+        first simply waits on the same lock; errors are left for that recall to raise."""
+
+        def load() -> None:
+            try:
+                self.refresh()
+            except Exception:  # the recall that needs the index reports it
+                return
+
+        thread = threading.Thread(target=load, name="memmesh-index-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _load_all(self, rows: list[VectorRow]) -> bool:
+        """First load into an empty index: one ``np.stack`` instead of a Python upsert per row
+        (100k vectors: most of a process's first-recall time). False when there is nothing
+        to load this way (the row-by-row path then applies what is there)."""
+        if self.dim is None:
+            self.dim = next((row.vector.shape[0] for row in rows if row.model == self.model_id), None)
+        keep = [row for row in rows if row.model == self.model_id and row.vector.shape[0] == self.dim]
+        if not keep:
+            return False
+        if len(keep) != len(rows):
+            return False  # other models' or odd rows among them: let the general path sort them out
+        last: dict[str, int] = {}
+        for i, row in enumerate(keep):
+            last[row.memory_id] = i  # a memory listed twice keeps its newest vector
+        order = sorted(last.values())
+        matrix = np.zeros((max(1024, len(order)), self.dim or 0), dtype=np.float32)
+        matrix[: len(order)] = np.stack([keep[i].vector for i in order]).astype(np.float32, copy=False)
+        self._matrix = matrix
+        self._ids = [keep[i].memory_id for i in order]
+        self._pos = {memory_id: pos for pos, memory_id in enumerate(self._ids)}
+        self._count = len(order)
         return True
 
     def _upsert(self, memory_id: str, vector: np.ndarray) -> None:

@@ -74,9 +74,24 @@ class SqlBackedIndex(VectorIndex):
     def __len__(self) -> int:
         return self._model_count() if self._use_sql() else super().__len__()
 
-    def refresh(self) -> None:
+    def refresh(self, seq: int | None = None) -> None:
         if not self._use_sql():
-            super().refresh()
+            super().refresh(seq)
+
+    def warm_up(self) -> threading.Thread:
+        """Load the in-process copy in the background when the store is below ``sql_min``;
+        the size seen at startup is not kept (a store filled right after opening must
+        switch to SQL search at its first recall, not ``recheck_s`` later)."""
+        inner = super().warm_up()
+
+        def forget_size() -> None:
+            inner.join()
+            with self._size_lock:
+                self._size = None
+
+        thread = threading.Thread(target=forget_size, name="memmesh-index-load", daemon=True)
+        thread.start()
+        return thread
 
     def search_filtered(self, query: np.ndarray, k: int, flt: Filter) -> list[tuple[str, float]] | None:
         """The filtered top ``k`` from the database, or None when the in-process path applies."""

@@ -42,7 +42,8 @@ def mcp(
     service = state.writing_service(rehearse=lambda stand_in: create_server(stand_in, settings, principal))
     server = create_server(service, settings, principal)
     announce_created(service.store)  # now, not at exit: this command runs until the client leaves
+    service.engine.warm_up()  # the vector index loads now, not in the first recall
     try:
         run_stdio(server)
     finally:
-        service.store.close()
+        service.close()  # queued embeddings first, then the store

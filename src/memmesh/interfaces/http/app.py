@@ -101,6 +101,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         service.subscriptions.start()  # webhook deliveries from the durable queue
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
+        service.engine.warm_up()  # the vector index loads now, not in the first recall
         try:
             async with mcp.lifespan():
                 yield
@@ -112,7 +113,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.curator.stop()
             service.extraction.close()  # running extractions finish while the store is still open
         if owns_service:
-            service.store.close()
+            service.close()  # queued embeddings first, then the store
 
     app = FastAPI(title="memmesh", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
     metrics = Metrics()

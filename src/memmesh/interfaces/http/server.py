@@ -168,7 +168,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
         else:
             uvicorn.run(create_app(service, settings, open_metrics=is_loopback(server.host), owns_service=True), **common)
     finally:
-        service.store.close()
+        service.close()  # queued embeddings first, then the store
 
 
 def app_factory() -> FastAPI:

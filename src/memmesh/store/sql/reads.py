@@ -286,6 +286,14 @@ class SQLReads:
         )
         return [VectorRow(mid, model, d.load_vector(vec)) for mid, model, vec in rows]
 
+    def vectors_complete(self, model: str) -> bool:
+        """True when every live memory has a vector of ``model``, from two counts: a vector
+        leaves with its memory (same transaction), so equal counts mean none is missing.
+        Recall asks after every write; the anti-join of :meth:`ids_missing_vectors` costs
+        ~20x more at 100k memories and is needed only when this says False."""
+        rows = self._rows("SELECT (SELECT count(*) FROM memories) - (SELECT count(*) FROM vectors WHERE model = ?)", (model,))
+        return int(rows[0][0]) == 0
+
     def ids_missing_vectors(self, model: str) -> builtins.list[str]:
         rows = self._rows(
             "SELECT m.id FROM memories m LEFT JOIN vectors v ON v.memory_id = m.id AND v.model = ? "

@@ -130,6 +130,7 @@ class SQLWrites:
         self._exec("DELETE FROM memories WHERE id = ?", (memory_id,))
         self._drop_tags(memory_id)
         self._drop_vector(memory_id, seq)
+        self._exec("DELETE FROM pending_vectors WHERE memory_id = ?", (memory_id,))
 
     def delete_memory(self, tombstone: Tombstone, seq: int) -> None:
         d = self.dialect
@@ -216,6 +217,33 @@ class SQLWrites:
         sql = d.upsert("vectors", ("memory_id", "model", "dim", d.vector_column, "seq"), ("memory_id",), touch=d.feed_touch)
         d.executemany(self.conn, sql, [(r.memory_id, r.model, int(np.asarray(r.vector).shape[0]), d.vector(r.vector), seq) for r in rows])
         self._exec(f"DELETE FROM vector_removals WHERE {d.in_list('memory_id')}", (d.list_param(r.memory_id for r in rows),))
+        self._exec(f"DELETE FROM pending_vectors WHERE {d.in_list('memory_id')}", (d.list_param(r.memory_id for r in rows),))
+
+    def mark_vectors_pending(self, ids: Sequence[str], seq: int) -> None:
+        """Record that these memories' vectors are owed (their text was written, the
+        background embedder has not stored its vector yet) and drop any vector they hold:
+        it describes text they no longer have. :meth:`put_vectors` clears the mark."""
+        if not ids:
+            return
+        d = self.dialect
+        for memory_id in ids:
+            self._drop_vector(memory_id, seq)
+        d.executemany(
+            self.conn,
+            d.upsert("pending_vectors", ("memory_id", "seq"), ("memory_id",)),
+            [(memory_id, seq) for memory_id in ids],
+        )
+
+    def pending_vector_ids(self, limit: int) -> builtins.list[str]:
+        """Memories whose vector is owed, oldest write first (what a restart must embed)."""
+        rows = self._exec("SELECT memory_id FROM pending_vectors ORDER BY seq, memory_id LIMIT ?", (limit,)).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def clear_vectors_pending(self, ids: Sequence[str]) -> None:
+        """Forget owed vectors that no longer need computing (the memory is gone)."""
+        if ids:
+            d = self.dialect
+            self._exec(f"DELETE FROM pending_vectors WHERE {d.in_list('memory_id')}", (d.list_param(ids),))
 
     def _drop_vector(self, memory_id: str, seq: int) -> None:
         if self._exec("DELETE FROM vectors WHERE memory_id = ?", (memory_id,)).rowcount:

@@ -42,18 +42,28 @@ async def list_filters(
 
 Filters = Annotated[dict[str, Any], Depends(list_filters)]
 
+WaitForVector = Annotated[
+    bool,
+    Query(
+        description="answer only once the memory's vector is stored too (default: answer at commit; "
+        "the vector follows within milliseconds, and recall on this server waits for it)"
+    ),
+]
+
 
 @router.post("/memories", status_code=201, response_model=Memory, summary="Store a memory")
-def add_memory(new: Annotated[NewMemory, Body(openapi_examples=NEW_MEMORY_EXAMPLES)], service: Svc, who: Caller) -> Response:
+def add_memory(
+    new: Annotated[NewMemory, Body(openapi_examples=NEW_MEMORY_EXAMPLES)], service: Svc, who: Caller, wait: WaitForVector = False
+) -> Response:
     """Store one memory. An identical memory in the same namespace, or a retry with the same
     client ``id``, returns the stored one instead of a duplicate."""
-    return json_response(service.add(new, principal=who), 201)
+    return json_response(service.add(new, principal=who, wait=wait), 201)
 
 
 @router.post("/memories/batch", status_code=201, response_model=list[Memory], summary="Store several memories")
-def add_memories(batch: BatchRequest, service: Svc, who: Caller) -> Response:
+def add_memories(batch: BatchRequest, service: Svc, who: Caller, wait: WaitForVector = False) -> Response:
     """Store up to 1000 memories in one transaction: all are stored or none is."""
-    return json_response(service.add_many(batch.items, principal=who), 201)
+    return json_response(service.add_many(batch.items, principal=who, wait=wait), 201)
 
 
 @router.get("/memories", response_model=Page, summary="List memories")
@@ -88,9 +98,9 @@ def get_memory(memory_id: str, service: Svc, who: Caller) -> Response:
 
 
 @router.patch("/memories/{memory_id}", response_model=Memory, summary="Update a memory")
-def update_memory(memory_id: str, patch: MemoryPatch, service: Svc, who: Caller) -> Response:
+def update_memory(memory_id: str, patch: MemoryPatch, service: Svc, who: Caller, wait: WaitForVector = False) -> Response:
     """Change the given fields; the old values go to the memory's history."""
-    return json_response(service.update(memory_id, patch, principal=who))
+    return json_response(service.update(memory_id, patch, principal=who, wait=wait))
 
 
 @router.delete("/memories/{memory_id}", response_model=Tombstone, summary="Delete a memory")
