@@ -11,6 +11,7 @@ import pytest
 
 from memmesh import Memory
 from memmesh.recall import segment
+from schema_rewind import rewind
 
 WIFI = "東京オフィスのWi-Fiパスワードは毎月変わります"
 PETS = "我喜欢猫和狗"
@@ -97,25 +98,9 @@ def test_a_postgres_store_from_before_schema_16_is_indexed_when_opened(pg_databa
         conn.execute("ALTER TABLE memories DROP COLUMN cjk")
         conn.execute("DROP FUNCTION memmesh_memories_cjk()")
         conn.execute("DROP FUNCTION memmesh_ngrams(text, text, text[])")
-        for table in _tables_created_after(16):  # so the later migrations can run again
-            conn.execute(f"DROP TABLE {table} CASCADE")
-        conn.execute("UPDATE meta SET value = '15' WHERE key = 'schema_version'")
+        rewind(conn, 15, "postgres")
     mem = open_memory(pg_database)
     assert _ids(mem.search("東京")) == [wifi.id]
-
-
-def _tables_created_after(number: int) -> list[str]:
-    """The tables the PostgreSQL migrations after ``number`` create (read from the shipped files)."""
-    import re
-
-    from memmesh.store.migrations import load_migrations
-
-    return [
-        name
-        for n, _name, sql in load_migrations("postgres")
-        if n > number
-        for name in re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", sql)
-    ]
 
 
 def test_a_giant_word_finds_nothing_and_fails_nothing(backend_url: str, open_memory: Callable[..., Memory]) -> None:

@@ -18,6 +18,7 @@ from memmesh.errors import InvalidInputError
 from memmesh.store.base import Filter, VectorRow
 from memmesh.store.open import open_store
 from memmesh.store.sqlite import register_functions
+from schema_rewind import rewind
 
 DIM = 64
 FACTS = [f"fact number {i} about topic {i % 7}" for i in range(60)]
@@ -94,7 +95,7 @@ def _downgrade_sqlite(path: Path, ids: list[str], vectors: np.ndarray) -> None:
         register_functions(conn)
         for memory_id, vector in zip(ids, vectors, strict=True):
             conn.execute("UPDATE vectors SET vector = ? WHERE memory_id = ?", (vector.astype("<f4").tobytes(), memory_id))
-        conn.execute("UPDATE meta SET value = '15' WHERE key = 'schema_version'")
+        rewind(conn, 15, "sqlite")
 
 
 def _downgrade_postgres(url: str, ids: list[str], vectors: np.ndarray) -> None:
@@ -106,7 +107,7 @@ def _downgrade_postgres(url: str, ids: list[str], vectors: np.ndarray) -> None:
             text = "[" + ",".join(repr(float(x)) for x in vector) + "]"
             conn.execute("UPDATE vectors SET embedding = %s::vector WHERE memory_id = %s", (text, memory_id))
         conn.execute("CREATE INDEX vectors_hnsw_64 ON vectors USING hnsw ((embedding::vector(64)) vector_cosine_ops) WHERE dim = 64")
-        conn.execute("UPDATE meta SET value = '15' WHERE key = 'schema_version'")
+        rewind(conn, 15, "postgres")
 
 
 def test_a_store_with_float32_vectors_is_converted_and_ranks_the_same(
