@@ -39,7 +39,7 @@ from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, is_store_admin
-from memmesh.model import Memory, Principal, Tombstone, normalize_namespace
+from memmesh.model import Memory, Principal, Tombstone, check_text, normalize_namespace
 from memmesh.subscriptions import signing
 from memmesh.subscriptions.guard import Target, check_target
 from memmesh.subscriptions.model import (
@@ -422,7 +422,7 @@ def _secret(secret: str | None) -> str:
         raise InvalidInputError(
             f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters (or leave it out and memmesh makes one)"
         )
-    return secret.strip()
+    return str(check_text(secret.strip(), "secret"))
 
 
 def _visible(who: Principal, row: Row) -> bool:

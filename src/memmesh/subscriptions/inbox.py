@@ -61,6 +61,7 @@ class Inbox:
         sender = check_agent_name(sender or LOCAL_AGENT, "sender")
         if not isinstance(body, str) or not body.strip():
             raise InvalidInputError("body is empty: give the text of the notification")
+        check_text(body, "body")
         size = len(body.encode("utf-8"))
         if size > self.policy.max_notify_bytes:
             limit = self.policy.max_notify_bytes
@@ -72,7 +73,7 @@ class Inbox:
         if ns is not None:
             authorize(who, "writer", ns)
         if memory_id is not None:
-            ns = ns or self.service.get(memory_id, principal=who).namespace
+            ns = self._pointed(memory_id, ns, who)
         now = self.service.clock().timestamp()
         message_id = new_id()
         with self.sql.write() as rows:
@@ -90,6 +91,20 @@ class Inbox:
             memory_id=memory_id,
             created_at=when(now),
         )
+
+    def _pointed(self, memory_id: str, namespace: str | None, who: Principal) -> str:
+        """The namespace of a notification pointing at ``memory_id``: the memory must be one
+        the sender can read (else the same not-found as for no memory), and lie in (or
+        below) ``namespace`` when one is given, so a note never points somewhere it says it
+        does not."""
+        found = self.service.get(memory_id, principal=who).namespace
+        if namespace is None:
+            return found
+        if found != namespace and not found.startswith(namespace.rstrip("/") + "/"):
+            raise InvalidInputError(
+                f"memory {memory_id} is in namespace {found!r}, not in {namespace!r}: leave namespace out or give {found!r}"
+            )
+        return namespace
 
     def read(
         self,
