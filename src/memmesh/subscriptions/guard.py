@@ -76,8 +76,7 @@ def parse_url(url: object) -> tuple[str, str, int]:
     bad = next((c for c in text if ord(c) < 0x21 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF), None)
     if bad is not None:
         raise InvalidInputError(
-            f"url holds a space or control character (\\u{ord(bad):04x}) at position {text.index(bad)}: "
-            "percent-encode it (a space is %20)"
+            f"url holds a space or control character (\\u{ord(bad):04x}) at position {text.index(bad)}: percent-encode it (a space is %20)"
         )
     try:
         parts = urlsplit(text)
