@@ -252,3 +252,42 @@ def test_subscribe_and_unsubscribe_are_audited_without_the_secret(hooked: Memory
     assert [(e.action, e.namespace) for e in entries] == [("subscription.create", "team"), ("subscription.delete", "team")]
     assert entries[0].detail["url"] == receiver.url and "a-secret-nobody-may-see" not in repr(entries)
     assert svc.audit.verify(principal=L).ok
+
+
+def test_queued_deliveries_stop_when_the_key_is_revoked_before_they_go_out(hooked: Memory, receiver: Receiver, clock: FakeClock) -> None:
+    # Before: revocation was noticed only when new changes were queued, so deliveries queued
+    # under the key (here: retrying after a failure) kept going out after it was revoked.
+    svc = hooked.service
+    key = svc.create_key("watcher", role="reader", namespaces=["team"], principal=L)
+    watcher = Principal(agent_id="watcher", role="reader", namespaces=["team"], key_id=key.id)
+    sub = svc.subscriptions.subscribe("team", receiver.url, principal=watcher)
+    receiver.statuses = [500, 500, 204]
+    hooked.add("queued before the revocation", namespace="team")
+    hooked.add("also queued", namespace="team")
+    assert svc.subscriptions.run_once(principal=L).retried == 2
+    svc.revoke_key(key.id, principal=L)
+    clock.advance(seconds=10)
+    run = svc.subscriptions.run_once(principal=L)
+    assert (run.delivered, run.dead) == (0, 2), run
+    assert len(receiver.received) == 2, "nothing went out after the revocation"
+    assert svc.subscriptions.get(sub.id, principal=L).state == "revoked"
+    dead = svc.subscriptions.deliveries(sub.id, state="dead", principal=L)
+    assert len(dead) == 2 and all("revoked" in (d.last_error or "") for d in dead)
+
+
+def test_other_readers_of_a_namespace_see_a_webhook_urls_origin_not_its_token(hooked: Memory, receiver: Receiver) -> None:
+    # Before: any reader of the namespace listed the full URL (chat webhooks carry their token
+    # in the path or query) and the owner's key id.
+    svc = hooked.service
+    url = receiver.url + "/api/webhooks/123/SECRET-TOKEN?token=also-secret"
+    key = svc.create_key("owner", role="writer", namespaces=["team"], principal=L)
+    owner = Principal(agent_id="owner", role="writer", namespaces=["team"], key_id=key.id)
+    sub = svc.subscriptions.subscribe("team", url, principal=owner)
+    reader = Principal(agent_id="reader", role="reader", namespaces=["team"])
+    origin = receiver.url.rsplit("/", 1)[0] if receiver.url.count("/") > 2 else receiver.url
+    for seen in (svc.subscriptions.list(principal=reader)[0], svc.subscriptions.get(sub.id, principal=reader)):
+        assert "SECRET" not in seen.url and "also-secret" not in seen.url and seen.owner_key is None
+        assert seen.url == origin.rstrip("/") + "/…" and seen.id == sub.id and seen.owner_agent == "owner"
+    admin = Principal(agent_id="boss", role="admin", namespaces=["team"])
+    for full in (owner, admin, L):
+        assert svc.subscriptions.get(sub.id, principal=full).url == url

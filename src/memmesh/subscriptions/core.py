@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -135,11 +136,11 @@ class Subscriptions:
         who = authorize(principal, "reader")
         with self.sql.read() as rows:
             found = rows.all(f"SELECT {SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
-        return [_subscription(row) for row in found if _visible(who, row)]
+        return [_shown(who, row) for row in found if _visible(who, row)]
 
     def get(self, subscription_id: str, *, principal: Principal) -> Subscription:
         who = authorize(principal, "reader")
-        return _subscription(self._found(who, subscription_id))
+        return _shown(who, self._found(who, subscription_id))
 
     def unsubscribe(self, subscription_id: str, *, principal: Principal) -> Subscription:
         """Remove a subscription and its queued deliveries; returns it. The agent that made
@@ -268,8 +269,23 @@ class Subscriptions:
         """Claim up to ``limit`` due deliveries and call their webhooks once each."""
         run = DeliveryRun()
         for claimed in self._claim(limit):
+            if self._revoked(claimed[1]):
+                run.dead += 1
+                continue
             self._attempt(claimed, run)
         return run
+
+    def _revoked(self, subscription_id: str) -> bool:
+        """True (and the subscription stopped) when the key that made it was revoked since
+        its changes were queued: nothing more goes out under a revoked key, queued or not."""
+        with self.sql.read() as rows:
+            row = rows.one(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,))
+        if row is None or row[7] == "revoked":
+            return True  # removed or stopped since it was claimed
+        if self._owner(row) is not None:
+            return False
+        self._stop_revoked(row)
+        return True
 
     def run_once(self, *, principal: Principal) -> DeliveryRun:
         """Queue new changes and deliver what is due, once (``memmesh subscribe deliver``);
@@ -429,6 +445,19 @@ def _visible(who: Principal, row: Row) -> bool:
     """A subscription is seen by callers who may read its namespace (they could make the
     same one); its secret is never shown after creation."""
     return bool(who.covers(row[1]))
+
+
+def _shown(who: Principal, row: Row) -> Subscription:
+    """A subscription as ``who`` may see it: the URL in full only to the agent that made it
+    and to admins of its namespace. A webhook URL often is a credential (chat services put
+    the token in its path or query), so other readers of the namespace see its origin only."""
+    sub = _subscription(row)
+    if who.agent_id is None or row[4] == who.agent_id or who.has_role("admin"):
+        return sub
+    parts = urlsplit(sub.url)
+    hidden = f"{parts.scheme}://{parts.hostname if ':' not in (parts.hostname or '') else f'[{parts.hostname}]'}"
+    hidden += f":{parts.port}" if parts.port else ""
+    return sub.model_copy(update={"url": hidden + "/…", "owner_key": None})
 
 
 def _missing(subscription_id: str) -> str:
