@@ -110,3 +110,19 @@ def test_a_notification_cannot_point_at_a_memory_outside_its_namespace_or_at_non
     assert server.http(carol.key).get("/api/v1/inbox").json() == [], "the refused notes were not delivered"
     kept = http.post("/api/v1/notify", json={"to": "carol", "body": "look", "namespace": "a", "memory_id": mine["id"]})
     assert kept.status_code == 201 and kept.json()["namespace"] == "a", kept.text
+
+
+def test_a_body_nested_too_deeply_or_not_utf8_gets_an_error_that_says_what_to_fix(serve: Any) -> None:
+    # Before: 400 "There was an error parsing the body", which names neither cause.
+    server = serve()
+    http = _alice(server)
+    headers = {"Content-Type": "application/json"}
+    deep = b'{"to": "carol", "body": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    for url, body in [
+        ("/api/v1/notify", deep),
+        ("/api/v1/remember", b'{"messages": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+        ("/api/v1/subscriptions", b'{"namespace": "a", "url": "http://8.8.8.8/\xff\xfe"}'),
+    ]:
+        reply = http.post(url, content=body, headers=headers)
+        _refused(reply, 400, "could not be read as JSON", "UTF-8", "nested less than 1000 levels")
+    assert http.post("/api/v1/notify", json={"to": "carol", "body": "still works"}).status_code == 201
