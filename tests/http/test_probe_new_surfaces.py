@@ -79,6 +79,7 @@ def test_nul_and_lone_surrogates_in_subscriptions_and_notes_are_refused_by_the_c
             (lambda: mem.subscribe("a", "http://8.8.8.8/hook", secret="s" * 20 + "\x00"), "secret contains a NUL"),
             (lambda: mem.notify("carol", "hi\x00there"), "body contains a NUL"),
             (lambda: mem.notify("carol", "hi \ud800"), "body contains a lone UTF-16 surrogate"),
+            (lambda: mem.subscribe("a", "http://8.8.8.8/hook", events={"memory.created": 1}), "events must be a list"),  # type: ignore[arg-type]
         ]:
             with pytest.raises(InvalidInputError) as caught:
                 call()

@@ -424,6 +424,8 @@ def _of_d(rows: Rows) -> str:
 def _events(events: Sequence[str] | str | None) -> list[str]:
     if events is None or events == [] or events == "":
         return list(EVENTS)
+    if not isinstance(events, str | list | tuple):  # a dict or set would pass as its keys, in no order
+        raise InvalidInputError(f"events must be a list of event names ({', '.join(EVENTS)}), not {type(events).__name__}")
     items = [e.strip() for e in events.split(",")] if isinstance(events, str) else list(events)
     bad = [e for e in items if e not in EVENTS]
     if bad or not items:
