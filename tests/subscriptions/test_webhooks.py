@@ -291,3 +291,37 @@ def test_other_readers_of_a_namespace_see_a_webhook_urls_origin_not_its_token(ho
     admin = Principal(agent_id="boss", role="admin", namespaces=["team"])
     for full in (owner, admin, L):
         assert svc.subscriptions.get(sub.id, principal=full).url == url
+
+
+def test_a_receiver_cannot_hold_the_worker_with_an_endless_answer(tmp_path: Path, clock: FakeClock) -> None:
+    # Before: the whole answer body was read, so a receiver announcing a huge body and
+    # trickling it (or never sending it) held the delivery worker until the read timed out
+    # and failed a delivery it had accepted with 200 (and a fast huge body filled memory).
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10000000000\r\n\r\nstarting")
+
+    threading.Thread(target=answer, daemon=True).start()
+    mem = open_mem(tmp_path, clock, timeout_s=2)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        sub = mem.service.subscriptions.subscribe("team", url, principal=L)
+        mem.add("endless answer", namespace="team")
+        run = mem.service.subscriptions.run_once(principal=L)
+        assert (run.delivered, run.retried) == (1, 0), (run, mem.service.subscriptions.deliveries(sub.id, principal=L))
+    finally:
+        mem.close()
+        listener.close()
+        for conn in held:
+            conn.close()

@@ -367,16 +367,20 @@ class Subscriptions:
         pinned = httpx.URL(target.url).copy_with(host=target.address)
         extensions = {"sni_hostname": target.hostname} if target.scheme == "https" else {}
         try:
-            with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False, trust_env=False) as client:
-                answer = client.post(pinned, content=body, headers=headers, extensions=extensions)
+            # streamed and the body never read: only the status counts, and a receiver must
+            # not be able to hold the worker, or fill the server's memory, with its answer
+            with (
+                httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False, trust_env=False) as client,
+                client.stream("POST", pinned, content=body, headers=headers, extensions=extensions) as answer,
+            ):
+                status, where = answer.status_code, answer.headers.get("location", "?")
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
-        if 200 <= answer.status_code < 300:
-            return answer.status_code, None
-        if 300 <= answer.status_code < 400:
-            where = answer.headers.get("location", "?")
-            return answer.status_code, f"answered {answer.status_code} redirecting to {where}: redirects are not followed"
-        return answer.status_code, f"answered HTTP {answer.status_code}"
+        if 200 <= status < 300:
+            return status, None
+        if 300 <= status < 400:
+            return status, f"answered {status} redirecting to {where[:200]}: redirects are not followed"
+        return status, f"answered HTTP {status}"
 
     # -- the worker serve runs ------------------------------------------------------------------
 
