@@ -293,6 +293,23 @@ def test_other_readers_of_a_namespace_see_a_webhook_urls_origin_not_its_token(ho
         assert svc.subscriptions.get(sub.id, principal=full).url == url
 
 
+def test_the_log_names_a_webhooks_origin_not_its_token(
+    hooked: Memory, receiver: Receiver, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: subscribing and dead-lettering logged the full URL, token and all.
+    svc = hooked.service
+    receiver.statuses = [500]
+    with caplog.at_level("INFO", logger="memmesh.subscriptions"):
+        svc.subscriptions.subscribe("team", receiver.url + "/hooks/SECRET-TOKEN", principal=L)
+        hooked.add("failing", namespace="team")
+        for _ in range(3):
+            svc.subscriptions.run_once(principal=L)
+            clock.advance(seconds=100)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "dead-lettered" in logged and "subscription " in logged
+    assert "SECRET-TOKEN" not in logged and "/…" in logged
+
+
 def test_a_receiver_cannot_hold_the_worker_with_an_endless_answer(tmp_path: Path, clock: FakeClock) -> None:
     # Before: the whole answer body was read, so a receiver announcing a huge body and
     # trickling it (or never sending it) held the delivery worker until the read timed out

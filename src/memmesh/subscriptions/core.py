@@ -117,7 +117,7 @@ class Subscriptions:
                 (sub_id, ns, url.strip(), key, json.dumps(wanted), who.agent_id, who.key_id, who.role, *owner_scope, now, seen),
             )
             _audit(tx, "subscription.create", who, sub_id, ns, {"url": url.strip(), "events": wanted})
-        log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, url.strip(), ",".join(wanted), who.agent_id or "local")
+        log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, _origin(url.strip()), ",".join(wanted), who.agent_id or "local")
         return CreatedSubscription(
             id=sub_id,
             namespace=ns,
@@ -335,7 +335,7 @@ class Subscriptions:
                     (status, f"gave up after {attempts} attempts: {error}"[:MAX_ERROR_CHARS], delivery_id),
                 )
                 run.dead += 1
-                log.warning("delivery %s to %s dead-lettered after %d attempts: %s", delivery_id, url, attempts, error)
+                log.warning("delivery %s to %s dead-lettered after %d attempts: %s", delivery_id, _origin(url), attempts, error)
             else:
                 rows.run(
                     "UPDATE subscription_deliveries SET next_attempt = ?, last_status = ?, last_error = ? WHERE id = ?",
@@ -460,10 +460,16 @@ def _shown(who: Principal, row: Row) -> Subscription:
     sub = _subscription(row)
     if who.agent_id is None or row[4] == who.agent_id or who.has_role("admin"):
         return sub
-    parts = urlsplit(sub.url)
-    hidden = f"{parts.scheme}://{parts.hostname if ':' not in (parts.hostname or '') else f'[{parts.hostname}]'}"
-    hidden += f":{parts.port}" if parts.port else ""
-    return sub.model_copy(update={"url": hidden + "/…", "owner_key": None})
+    return sub.model_copy(update={"url": _origin(sub.url), "owner_key": None})
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]/…`` of a webhook URL: what may be shown or logged of it (its
+    path and query may hold the receiver's token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    hidden = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+    return hidden + (f":{parts.port}" if parts.port else "") + "/…"
 
 
 def _missing(subscription_id: str) -> str:
