@@ -30,7 +30,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from memmesh.errors import InvalidInputError
+from memmesh.errors import InvalidInputError, WebhookRefusedError
 
 MAX_URL_CHARS = 2048
 METADATA_ADDRESSES = frozenset(
@@ -39,18 +39,13 @@ METADATA_ADDRESSES = frozenset(
 """Cloud instance metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba): never a webhook target."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["METADATA_ADDRESSES", "Target", "WebhookRefusedError", "check_target", "parse_url", "refusal", "resolve"]
 
 NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 """The well-known and the local-use NAT64 prefixes (RFC 6052, RFC 8215): the last 32 bits are
 the IPv4 address a NAT64 gateway forwards the connection to."""
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 SITE_LOCAL = ipaddress.ip_network("fec0::/10")
-
-
-class WebhookRefusedError(InvalidInputError):
-    """A webhook target the SSRF guard refuses (422: choose another URL or allow internal targets)."""
-
-    code = "webhook_refused"
 
 
 @dataclass(frozen=True)
