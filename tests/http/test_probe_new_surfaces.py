@@ -84,7 +84,10 @@ def test_nul_and_lone_surrogates_in_subscriptions_and_notes_are_refused_by_the_c
             with pytest.raises(InvalidInputError) as caught:
                 call()
             assert words in caught.value.message
+        with pytest.raises(InvalidInputError, match="message 1: name contains a NUL"):
+            mem.add(messages=[{"role": "user", "name": "An\x00a", "content": "I like tea"}], namespace="a")
         assert mem.subscriptions() == [] and mem.inbox("carol") == [], "nothing was stored"
+        assert mem.list(namespace="a").items == [], "no turn or fact was stored for the refused conversation"
     finally:
         mem.close()
 
