@@ -16,6 +16,7 @@ import pytest
 from memmesh.errors import InvalidInputError
 from memmesh.memory import Memory
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.subscriptions import inbox as inbox_module
 
 
 def _refused(reply: httpx.Response, status: int, *words: str) -> None:
@@ -130,3 +131,20 @@ def test_a_body_nested_too_deeply_or_not_utf8_gets_an_error_that_says_what_to_fi
         reply = http.post(url, content=body, headers=headers)
         _refused(reply, 400, "could not be read as JSON", "UTF-8", "nested less than 1000 levels")
     assert http.post("/api/v1/notify", json={"to": "carol", "body": "still works"}).status_code == 201
+
+
+def test_one_sender_cannot_bury_an_agents_inbox(serve: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: any writer could leave any number of notes in any agent's inbox, which is read
+    # oldest first, so a flood sent ahead of time hid every later note.
+    monkeypatch.setattr(inbox_module, "MAX_UNREAD_FROM_ONE_SENDER", 3)
+    server = serve()
+    http = _alice(server)
+    for i in range(3):
+        assert http.post("/api/v1/notify", json={"to": "carol", "body": f"spam {i}"}).status_code == 201
+    _refused(http.post("/api/v1/notify", json={"to": "carol", "body": "spam 3"}), 429, "3 unread notes from 'alice'", "at most 3")
+    carol = server.service.create_key("carol", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL)
+    bob = server.service.create_key("bob", role="writer", namespaces=["a"], principal=LOCAL_PRINCIPAL)
+    assert server.http(bob.key).post("/api/v1/notify", json={"to": "carol", "body": "real news"}).status_code == 201
+    read = server.http(carol.key).get("/api/v1/inbox").json()
+    assert [m["body"] for m in read] == ["spam 0", "spam 1", "spam 2", "real news"]
+    assert http.post("/api/v1/notify", json={"to": "carol", "body": "after carol read"}).status_code == 201  # read notes free the cap
