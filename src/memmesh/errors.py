@@ -119,6 +119,14 @@ class UnsupportedMediaTypeError(InvalidInputError):
     http_status = 415
 
 
+class WebhookRefusedError(InvalidInputError):
+    """A webhook target the SSRF guard refuses (422: choose another URL or allow internal
+    targets). Here, with every other error, so a remote client maps ``webhook_refused`` back
+    to this class without importing the subscriptions package."""
+
+    code = "webhook_refused"
+
+
 class MisdirectedRequestError(MemmeshError):
     """A Host header this server does not answer to (DNS rebinding of a loopback server)."""
 

@@ -252,3 +252,93 @@ def test_subscribe_and_unsubscribe_are_audited_without_the_secret(hooked: Memory
     assert [(e.action, e.namespace) for e in entries] == [("subscription.create", "team"), ("subscription.delete", "team")]
     assert entries[0].detail["url"] == receiver.url and "a-secret-nobody-may-see" not in repr(entries)
     assert svc.audit.verify(principal=L).ok
+
+
+def test_queued_deliveries_stop_when_the_key_is_revoked_before_they_go_out(hooked: Memory, receiver: Receiver, clock: FakeClock) -> None:
+    # Before: revocation was noticed only when new changes were queued, so deliveries queued
+    # under the key (here: retrying after a failure) kept going out after it was revoked.
+    svc = hooked.service
+    key = svc.create_key("watcher", role="reader", namespaces=["team"], principal=L)
+    watcher = Principal(agent_id="watcher", role="reader", namespaces=["team"], key_id=key.id)
+    sub = svc.subscriptions.subscribe("team", receiver.url, principal=watcher)
+    receiver.statuses = [500, 500, 204]
+    hooked.add("queued before the revocation", namespace="team")
+    hooked.add("also queued", namespace="team")
+    assert svc.subscriptions.run_once(principal=L).retried == 2
+    svc.revoke_key(key.id, principal=L)
+    clock.advance(seconds=10)
+    run = svc.subscriptions.run_once(principal=L)
+    assert (run.delivered, run.dead) == (0, 2), run
+    assert len(receiver.received) == 2, "nothing went out after the revocation"
+    assert svc.subscriptions.get(sub.id, principal=L).state == "revoked"
+    dead = svc.subscriptions.deliveries(sub.id, state="dead", principal=L)
+    assert len(dead) == 2 and all("revoked" in (d.last_error or "") for d in dead)
+
+
+def test_other_readers_of_a_namespace_see_a_webhook_urls_origin_not_its_token(hooked: Memory, receiver: Receiver) -> None:
+    # Before: any reader of the namespace listed the full URL (chat webhooks carry their token
+    # in the path or query) and the owner's key id.
+    svc = hooked.service
+    url = receiver.url + "/api/webhooks/123/SECRET-TOKEN?token=also-secret"
+    key = svc.create_key("owner", role="writer", namespaces=["team"], principal=L)
+    owner = Principal(agent_id="owner", role="writer", namespaces=["team"], key_id=key.id)
+    sub = svc.subscriptions.subscribe("team", url, principal=owner)
+    reader = Principal(agent_id="reader", role="reader", namespaces=["team"])
+    origin = receiver.url.rsplit("/", 1)[0] if receiver.url.count("/") > 2 else receiver.url
+    for seen in (svc.subscriptions.list(principal=reader)[0], svc.subscriptions.get(sub.id, principal=reader)):
+        assert "SECRET" not in seen.url and "also-secret" not in seen.url and seen.owner_key is None
+        assert seen.url == origin.rstrip("/") + "/…" and seen.id == sub.id and seen.owner_agent == "owner"
+    admin = Principal(agent_id="boss", role="admin", namespaces=["team"])
+    for full in (owner, admin, L):
+        assert svc.subscriptions.get(sub.id, principal=full).url == url
+
+
+def test_the_log_names_a_webhooks_origin_not_its_token(
+    hooked: Memory, receiver: Receiver, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: subscribing and dead-lettering logged the full URL, token and all.
+    svc = hooked.service
+    receiver.statuses = [500]
+    with caplog.at_level("INFO", logger="memmesh.subscriptions"):
+        svc.subscriptions.subscribe("team", receiver.url + "/hooks/SECRET-TOKEN", principal=L)
+        hooked.add("failing", namespace="team")
+        for _ in range(3):
+            svc.subscriptions.run_once(principal=L)
+            clock.advance(seconds=100)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "dead-lettered" in logged and "subscription " in logged
+    assert "SECRET-TOKEN" not in logged and "/…" in logged
+
+
+def test_a_receiver_cannot_hold_the_worker_with_an_endless_answer(tmp_path: Path, clock: FakeClock) -> None:
+    # Before: the whole answer body was read, so a receiver announcing a huge body and
+    # trickling it (or never sending it) held the delivery worker until the read timed out
+    # and failed a delivery it had accepted with 200 (and a fast huge body filled memory).
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            held.append(conn)
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10000000000\r\n\r\nstarting")
+
+    threading.Thread(target=answer, daemon=True).start()
+    mem = open_mem(tmp_path, clock, timeout_s=2)
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+        sub = mem.service.subscriptions.subscribe("team", url, principal=L)
+        mem.add("endless answer", namespace="team")
+        run = mem.service.subscriptions.run_once(principal=L)
+        assert (run.delivered, run.retried) == (1, 0), (run, mem.service.subscriptions.deliveries(sub.id, principal=L))
+    finally:
+        mem.close()
+        listener.close()
+        for conn in held:
+            conn.close()

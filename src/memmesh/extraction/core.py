@@ -41,7 +41,7 @@ from memmesh.extraction.llm_extract import extract_batch
 from memmesh.extraction.offline import Fact, extract_turn
 from memmesh.host import Host
 from memmesh.kernel import authorize, content_hash
-from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation
+from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_text
 from memmesh.sessions.core import Turn, check_role, check_session_id
 
 if TYPE_CHECKING:
@@ -391,6 +391,7 @@ def check_messages(messages: Any) -> builtins.list[_Msg]:
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS):
             raise InvalidInputError(f"message {i}: name must be a non-empty string of at most {MAX_NAME_CHARS} characters")
+        check_text(name, f"message {i}: name")
         out.append(_Msg(role=check_role(item.get("role", "user")), content=content, name=name.strip() if name else None))
     return out
 

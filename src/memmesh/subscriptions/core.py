@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -39,7 +40,7 @@ from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, is_store_admin
-from memmesh.model import Memory, Principal, Tombstone, normalize_namespace
+from memmesh.model import Memory, Principal, Tombstone, check_text, normalize_namespace
 from memmesh.subscriptions import signing
 from memmesh.subscriptions.guard import Target, check_target
 from memmesh.subscriptions.model import (
@@ -116,7 +117,7 @@ class Subscriptions:
                 (sub_id, ns, url.strip(), key, json.dumps(wanted), who.agent_id, who.key_id, who.role, *owner_scope, now, seen),
             )
             _audit(tx, "subscription.create", who, sub_id, ns, {"url": url.strip(), "events": wanted})
-        log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, url.strip(), ",".join(wanted), who.agent_id or "local")
+        log.info("subscription %s: %s → %s (%s) by %s", sub_id, ns, _origin(url.strip()), ",".join(wanted), who.agent_id or "local")
         return CreatedSubscription(
             id=sub_id,
             namespace=ns,
@@ -135,11 +136,11 @@ class Subscriptions:
         who = authorize(principal, "reader")
         with self.sql.read() as rows:
             found = rows.all(f"SELECT {SUB_COLUMNS} FROM subscriptions ORDER BY created_at, id")
-        return [_subscription(row) for row in found if _visible(who, row)]
+        return [_shown(who, row) for row in found if _visible(who, row)]
 
     def get(self, subscription_id: str, *, principal: Principal) -> Subscription:
         who = authorize(principal, "reader")
-        return _subscription(self._found(who, subscription_id))
+        return _shown(who, self._found(who, subscription_id))
 
     def unsubscribe(self, subscription_id: str, *, principal: Principal) -> Subscription:
         """Remove a subscription and its queued deliveries; returns it. The agent that made
@@ -268,8 +269,23 @@ class Subscriptions:
         """Claim up to ``limit`` due deliveries and call their webhooks once each."""
         run = DeliveryRun()
         for claimed in self._claim(limit):
+            if self._revoked(claimed[1]):
+                run.dead += 1
+                continue
             self._attempt(claimed, run)
         return run
+
+    def _revoked(self, subscription_id: str) -> bool:
+        """True (and the subscription stopped) when the key that made it was revoked since
+        its changes were queued: nothing more goes out under a revoked key, queued or not."""
+        with self.sql.read() as rows:
+            row = rows.one(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id,))
+        if row is None or row[7] == "revoked":
+            return True  # removed or stopped since it was claimed
+        if self._owner(row) is not None:
+            return False
+        self._stop_revoked(row)
+        return True
 
     def run_once(self, *, principal: Principal) -> DeliveryRun:
         """Queue new changes and deliver what is due, once (``memmesh subscribe deliver``);
@@ -319,7 +335,7 @@ class Subscriptions:
                     (status, f"gave up after {attempts} attempts: {error}"[:MAX_ERROR_CHARS], delivery_id),
                 )
                 run.dead += 1
-                log.warning("delivery %s to %s dead-lettered after %d attempts: %s", delivery_id, url, attempts, error)
+                log.warning("delivery %s to %s dead-lettered after %d attempts: %s", delivery_id, _origin(url), attempts, error)
             else:
                 rows.run(
                     "UPDATE subscription_deliveries SET next_attempt = ?, last_status = ?, last_error = ? WHERE id = ?",
@@ -351,16 +367,20 @@ class Subscriptions:
         pinned = httpx.URL(target.url).copy_with(host=target.address)
         extensions = {"sni_hostname": target.hostname} if target.scheme == "https" else {}
         try:
-            with httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False, trust_env=False) as client:
-                answer = client.post(pinned, content=body, headers=headers, extensions=extensions)
+            # streamed and the body never read: only the status counts, and a receiver must
+            # not be able to hold the worker, or fill the server's memory, with its answer
+            with (
+                httpx.Client(timeout=self.policy.timeout_s, follow_redirects=False, trust_env=False) as client,
+                client.stream("POST", pinned, content=body, headers=headers, extensions=extensions) as answer,
+            ):
+                status, where = answer.status_code, answer.headers.get("location", "?")
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"
-        if 200 <= answer.status_code < 300:
-            return answer.status_code, None
-        if 300 <= answer.status_code < 400:
-            where = answer.headers.get("location", "?")
-            return answer.status_code, f"answered {answer.status_code} redirecting to {where}: redirects are not followed"
-        return answer.status_code, f"answered HTTP {answer.status_code}"
+        if 200 <= status < 300:
+            return status, None
+        if 300 <= status < 400:
+            return status, f"answered {status} redirecting to {where[:200]}: redirects are not followed"
+        return status, f"answered HTTP {status}"
 
     # -- the worker serve runs ------------------------------------------------------------------
 
@@ -408,6 +428,8 @@ def _of_d(rows: Rows) -> str:
 def _events(events: Sequence[str] | str | None) -> list[str]:
     if events is None or events == [] or events == "":
         return list(EVENTS)
+    if not isinstance(events, str | list | tuple):  # a dict or set would pass as its keys, in no order
+        raise InvalidInputError(f"events must be a list of event names ({', '.join(EVENTS)}), not {type(events).__name__}")
     items = [e.strip() for e in events.split(",")] if isinstance(events, str) else list(events)
     bad = [e for e in items if e not in EVENTS]
     if bad or not items:
@@ -422,13 +444,32 @@ def _secret(secret: str | None) -> str:
         raise InvalidInputError(
             f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters (or leave it out and memmesh makes one)"
         )
-    return secret.strip()
+    return str(check_text(secret.strip(), "secret"))
 
 
 def _visible(who: Principal, row: Row) -> bool:
     """A subscription is seen by callers who may read its namespace (they could make the
     same one); its secret is never shown after creation."""
     return bool(who.covers(row[1]))
+
+
+def _shown(who: Principal, row: Row) -> Subscription:
+    """A subscription as ``who`` may see it: the URL in full only to the agent that made it
+    and to admins of its namespace. A webhook URL often is a credential (chat services put
+    the token in its path or query), so other readers of the namespace see its origin only."""
+    sub = _subscription(row)
+    if who.agent_id is None or row[4] == who.agent_id or who.has_role("admin"):
+        return sub
+    return sub.model_copy(update={"url": _origin(sub.url), "owner_key": None})
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]/…`` of a webhook URL: what may be shown or logged of it (its
+    path and query may hold the receiver's token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    hidden = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+    return hidden + (f":{parts.port}" if parts.port else "") + "/…"
 
 
 def _missing(subscription_id: str) -> str:

@@ -8,7 +8,12 @@ hands out credentials). So, unless ``subscriptions.allow_loopback_webhooks`` is 
 * only ``http`` and ``https`` URLs are accepted, without user info;
 * the host is resolved and **every** address it resolves to must be a public (global)
   address: loopback, private, link-local, shared (CGNAT), multicast, reserved and
-  unspecified addresses are refused, as are IPv4 addresses wrapped in IPv6;
+  unspecified addresses are refused, as are IPv4 addresses wrapped in IPv6 (mapped,
+  IPv4-compatible, NAT64 and 6to4 addresses are judged by the IPv4 address inside: on a
+  network with NAT64 or 6to4 a call to them reaches that address) and the deprecated
+  site-local range;
+* the URL holds no whitespace or control characters (they cannot be sent, and a line break
+  is an attempt to smuggle a header);
 * the connection goes to the address that was checked (the URL is rewritten to it, with
   the original ``Host`` header and TLS server name), so a second DNS answer that points
   inside (DNS rebinding) is never used;
@@ -25,7 +30,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from memmesh.errors import InvalidInputError
+from memmesh.errors import InvalidInputError, WebhookRefusedError
 
 MAX_URL_CHARS = 2048
 METADATA_ADDRESSES = frozenset(
@@ -34,12 +39,13 @@ METADATA_ADDRESSES = frozenset(
 """Cloud instance metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba): never a webhook target."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+__all__ = ["METADATA_ADDRESSES", "Target", "WebhookRefusedError", "check_target", "parse_url", "refusal", "resolve"]
 
-
-class WebhookRefusedError(InvalidInputError):
-    """A webhook target the SSRF guard refuses (422: choose another URL or allow internal targets)."""
-
-    code = "webhook_refused"
+NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+"""The well-known and the local-use NAT64 prefixes (RFC 6052, RFC 8215): the last 32 bits are
+the IPv4 address a NAT64 gateway forwards the connection to."""
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,11 @@ def parse_url(url: object) -> tuple[str, str, int]:
     text = url.strip()
     if len(text) > MAX_URL_CHARS:
         raise InvalidInputError(f"url is {len(text)} characters; at most {MAX_URL_CHARS}")
+    bad = next((c for c in text if ord(c) < 0x21 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f"url holds a space or control character (\\u{ord(bad):04x}) at position {text.index(bad)}: percent-encode it (a space is %20)"
+        )
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -77,10 +88,28 @@ def parse_url(url: object) -> tuple[str, str, int]:
     return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries to (mapped, IPv4-compatible, NAT64, 6to4),
+    or None. Python calls most of these "global", but a call to one reaches the IPv4 address
+    inside on a network that translates them, so that is the address to judge."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if (address in IPV4_COMPATIBLE and int(address) > 1) or any(address in prefix for prefix in NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal(address: IPAddress, *, allow_internal: bool) -> str | None:
     """Why ``address`` may not be a webhook target (None: it may)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            why = refusal(inner, allow_internal=allow_internal)
+            return f"{why} ({inner}) wrapped in IPv6" if why is not None else None
+        if address in SITE_LOCAL and not allow_internal:
+            return "a site-local (private) address"
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_unspecified or address.is_multicast:
@@ -128,7 +157,7 @@ def check_target(url: object, *, allow_internal: bool) -> Target:
         if why is not None:
             hint = (
                 ""
-                if why in ("a cloud metadata address", "an unspecified or multicast address")
+                if why.startswith(("a cloud metadata address", "an unspecified or multicast address"))
                 else "; to deliver to your own network set subscriptions.allow_loopback_webhooks = true"
             )
             raise WebhookRefusedError(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from memmesh.bus.core import check_agent_name
 from memmesh.bus.sql import BusSql, Row
 from memmesh.clock import new_id
-from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError
+from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, RateLimitedError
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import Principal, check_text, normalize_namespace
 from memmesh.subscriptions.model import InboxMessage, SubscriptionPolicy, when
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 COLUMNS = "id, recipient, sender, subject, body, namespace, memory_id, created_at, read_at"
 MAX_SUBJECT_CHARS = 200
+MAX_UNREAD_FROM_ONE_SENDER = 1000
+"""Unread notes one sender may leave in one inbox: any writer may notify any agent, so
+without a cap one key could bury an agent's inbox (read oldest first) under its own notes."""
 LOCAL_AGENT = "local"
 """The agent name of the local caller (no key, no agent id): it sends as, and reads, ``local``."""
 
@@ -61,6 +64,7 @@ class Inbox:
         sender = check_agent_name(sender or LOCAL_AGENT, "sender")
         if not isinstance(body, str) or not body.strip():
             raise InvalidInputError("body is empty: give the text of the notification")
+        check_text(body, "body")
         size = len(body.encode("utf-8"))
         if size > self.policy.max_notify_bytes:
             limit = self.policy.max_notify_bytes
@@ -72,10 +76,19 @@ class Inbox:
         if ns is not None:
             authorize(who, "writer", ns)
         if memory_id is not None:
-            ns = ns or self.service.get(memory_id, principal=who).namespace
+            ns = self._pointed(memory_id, ns, who)
         now = self.service.clock().timestamp()
         message_id = new_id()
         with self.sql.write() as rows:
+            unread = rows.one(
+                "SELECT COUNT(*) FROM inbox_messages WHERE recipient = ? AND read_at IS NULL AND sender = ?", (recipient, sender)
+            )
+            if unread is not None and int(unread[0]) >= MAX_UNREAD_FROM_ONE_SENDER:
+                raise RateLimitedError(
+                    f"{recipient!r} has {unread[0]} unread notes from {sender!r} already (at most {MAX_UNREAD_FROM_ONE_SENDER}); "
+                    "wait until they are read",
+                    details={"retry_after": 60},
+                )
             rows.run(
                 f"INSERT INTO inbox_messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 (message_id, recipient, sender, subject, body, ns, memory_id, now),
@@ -90,6 +103,20 @@ class Inbox:
             memory_id=memory_id,
             created_at=when(now),
         )
+
+    def _pointed(self, memory_id: str, namespace: str | None, who: Principal) -> str:
+        """The namespace of a notification pointing at ``memory_id``: the memory must be one
+        the sender can read (else the same not-found as for no memory), and lie in (or
+        below) ``namespace`` when one is given, so a note never points somewhere it says it
+        does not."""
+        found = self.service.get(memory_id, principal=who).namespace
+        if namespace is None:
+            return found
+        if found != namespace and not found.startswith(namespace.rstrip("/") + "/"):
+            raise InvalidInputError(
+                f"memory {memory_id} is in namespace {found!r}, not in {namespace!r}: leave namespace out or give {found!r}"
+            )
+        return namespace
 
     def read(
         self,

@@ -13,6 +13,7 @@ from rich.table import Table
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.subscriptions import CreatedSubscription, InboxMessage
+from memmesh.subscriptions.model import EVENTS
 
 subscribe_app = typer.Typer(
     help="Webhook subscriptions to namespace changes: add, list, remove, deliveries, deliver.", no_args_is_help=True
@@ -48,9 +49,18 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("id", "namespace", "url", "events", "state", "owner")
+    # ids and URLs are what people copy into `remove`/`deliveries` and compare with their
+    # receiver: never cut (the id) or ellipsised (the URL folds onto more lines)
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max((len(s.id) for s in found), default=2))
+    table.add_column("namespace", overflow="fold", min_width=9)
+    table.add_column("url", overflow="fold", min_width=12)
+    table.add_column("events", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("owner", overflow="fold", min_width=5)
     for sub in found:
-        table.add_row(sub.id, sub.namespace, sub.url, ", ".join(sub.events), sub.state, sub.owner_agent or "local")
+        events = "all" if len(sub.events) == len(EVENTS) else ",".join(e.removeprefix("memory.") for e in sub.events)
+        table.add_row(sub.id, sub.namespace, sub.url, events, sub.state, sub.owner_agent or "local")
     console.print(table)
 
 
@@ -76,7 +86,10 @@ def deliveries(
     if as_json:
         print_json(found)
         return
-    table = Table("id", "event", "memory", "state", "attempts", "last error")
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=max((len(d.id) for d in found), default=2))
+    for name in ("event", "memory", "state", "attempts", "last error"):
+        table.add_column(name, overflow="fold")
     for d in found:
         table.add_row(d.id, d.event, d.memory_id or "", d.state, str(d.attempts), d.last_error or "")
     console.print(table)

@@ -85,12 +85,19 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "invalid_input", summary or "invalid request", {"errors": listed})
 
 
+UNPARSED_BODY = "There was an error parsing the body"
+"""FastAPI's detail for a body json.loads refused without a syntax error (nesting past the
+recursion limit, bytes that are not UTF-8): it says nothing about what to fix."""
+
+
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = {404: f"no route {request.url.path}", 405: f"method {request.method} is not allowed on {request.url.path}"}.get(
         exc.status_code, str(exc.detail)
     )
+    if exc.status_code == 400 and message == UNPARSED_BODY:  # FastAPI's words when json.loads fails other than on syntax
+        message = "the request body could not be read as JSON: send UTF-8 text, nested less than 1000 levels deep"
     return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
