@@ -20,7 +20,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -233,15 +234,21 @@ class Curator:
         flt = self.host.kernel.filter(who, namespace=namespace)
         if dry_run:
             return self._run(who, flt, cap, dry_run=True)
-        holder = f"{self.host.node_id}:{os.getpid()}:{new_id()}"
+        busy = "a curator run is already going on this store (held by {}); wait for it to finish, or use --dry-run"
+        with self._leased("", busy.format) as renew:
+            return self._run(who, flt, cap, dry_run=False, renew=renew)
+
+    @contextmanager
+    def _leased(self, tag: str, busy: Callable[[str], str]) -> Iterator[Callable[[], object]]:
+        """Hold the store's run lease for the block (runs and rollbacks never interleave, in
+        any process); yields the call that renews it. Taken already: a conflict whose message
+        is ``busy(holder)``."""
+        holder = f"{self.host.node_id}:{os.getpid()}:{tag}{new_id()}"
         held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
         if held is not None:
-            raise ConflictError(
-                f"a curator run is already going on this store (held by {held}); wait for it to finish, or use --dry-run",
-                details={"holder": held},
-            )
+            raise ConflictError(busy(held), details={"holder": held})
         try:
-            return self._run(who, flt, cap, dry_run=False, renew=lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs))
+            yield lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs)
         finally:
             self.db.release(holder)
 
@@ -463,17 +470,12 @@ class Curator:
             authorize(who, "writer", namespace)
         # the run lease: a rollback never interleaves with a run (its own, if it is still
         # going, or another); a run whose process died is rolled back once its lease ran out
-        holder = f"{self.host.node_id}:{os.getpid()}:rollback:{new_id()}"
-        held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
-        if held is not None:
-            raise ConflictError(
-                f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished",
-                details={"holder": held},
-            )
-        try:
+
+        def busy(held: str) -> str:
+            return f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished"
+
+        with self._leased("rollback:", busy):
             return self._rollback(run_id, who)
-        finally:
-            self.db.release(holder)
 
     def _rollback(self, run_id: str, who: Principal) -> RollbackReport:
         changes = self.db.changes(run_id)
