@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conformance.conftest import backend_url, pg_database, pg_server  # noqa: F401 - backend fixtures
 
 from fake_openai import Reply, fake_openai
 from memmesh import Memory
@@ -132,3 +133,25 @@ def test_a_job_finishing_normally_is_not_touched_by_the_heartbeat(tmp_path: Path
         assert job.status == "done"
         time.sleep(1.5)
         assert mem.extraction_job(result.job_id).status == "done"
+
+
+def test_stale_jobs_are_reaped_on_each_backend(tmp_path: Path, backend_url: str) -> None:  # noqa: F811
+    """The reaping SQL is one text for both backends: a stale row written through the store."""
+    job_id = "ext-01a22b59-8eb7-7282-9203-67fa2cd45b7f"
+    with open_memory_at(tmp_path, backend_url) as mem:
+        store = mem.service.store
+        with store.write() as tx:
+            tx.conn.execute(
+                store.dialect.q(
+                    "INSERT INTO extraction_jobs (id, status, session_id, namespace, created_by, created_at, updated_at) "
+                    "VALUES (?, 'running', 's', 'p', 'local', ?, ?)"
+                ),
+                (job_id, time.time() - 3600, time.time() - 3600),
+            )
+        job = mem.extraction_job(job_id)
+        assert job.status == "failed" and job.error and "no heartbeat for over 60s" in job.error
+
+
+def open_memory_at(tmp_path: Path, url: str) -> Memory:
+    data: dict[str, object] = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "extraction": {"job_stale_s": 60}}
+    return Memory(url, load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""}))
