@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.conftest import keyword_settings
 
 from fake_openai import FakeOpenAI, Reply, fake_openai
 from memmesh import Memory
@@ -111,3 +113,22 @@ def test_without_llm_the_report_is_unchanged(tmp_path: Path) -> None:
         report = mem.curate()
         assert report.errors == [NO_LLM] and report.llm_reviewed == 0
         assert report.contradictions_found == 1 and not contradicts(mem, ids["lyon"], ids["paris"])
+
+
+def test_cli_run_with_llm_env_reports_reviews_and_broken_replies(cli: Any, db_path: Path, llm: FakeOpenAI) -> None:
+    """The real ``memmesh`` CLI with ``[llm]`` set by env: the model is asked; a broken reply
+    is a note, the run still exits 0 and the numeric contradiction is linked."""
+    with Memory(f"sqlite:///{db_path}", keyword_settings(db_path.parent)) as mem:
+        ids = seed(mem)
+    llm.default = lambda body: Reply(content="not json at all")
+    env = {"MEMMESH_LLM_BASE_URL": llm.url, "MEMMESH_LLM_MODEL": "fake", "MEMMESH_LLM_RETRIES": "0"}
+    run = cli("curator", "run", "--json", extra_env=env)
+    assert run.code == 0, run.err
+    report = json.loads(run.out)
+    assert report["llm_reviewed"] == 2 and len(report["errors"]) == 2 and NO_LLM not in report["errors"]
+    assert all("is not JSON" in e for e in report["errors"])
+    llm.default = verdict
+    text = cli("curator", "run", extra_env=env)
+    assert text.code == 0, text.err
+    with Memory(f"sqlite:///{db_path}", keyword_settings(db_path.parent)) as mem:
+        assert contradicts(mem, ids["lyon"], ids["paris"]) and contradicts(mem, ids["lim1"], ids["lim2"])
