@@ -155,3 +155,24 @@ def test_stale_jobs_are_reaped_on_each_backend(tmp_path: Path, backend_url: str)
 def open_memory_at(tmp_path: Path, url: str) -> Memory:
     data: dict[str, object] = {"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "extraction": {"job_stale_s": 60}}
     return Memory(url, load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""}))
+
+
+def test_serve_fails_the_jobs_a_crashed_server_left_when_it_starts(tmp_path: Path) -> None:
+    """No poll needed: starting the server (real uvicorn) sweeps the stale rows."""
+    from tests.http.http_support import ThreadServer, http_settings
+
+    settings = http_settings(tmp_path, extraction={"job_stale_s": 60})
+    with Memory(str(settings.storage.url), settings) as mem:
+        mem.add("warm the store up")
+    job_id = "ext-01a22b59-8eb7-7282-9203-67fa2cd45b7e"
+    write_job(tmp_path / "memmesh.db", job_id, "running", time.time() - 3600)
+    server = ThreadServer(settings)
+    running = server.start()
+    try:
+        with sqlite3.connect(tmp_path / "memmesh.db") as conn:
+            status, error = conn.execute("SELECT status, error FROM extraction_jobs WHERE id = ?", (job_id,)).fetchone()
+        assert status == "failed" and "stopped (a crash or restart)" in error
+        answer = running.http().get(f"/api/v1/remember/jobs/{job_id}")
+        assert answer.status_code == 200 and answer.json()["status"] == "failed"
+    finally:
+        server.stop()

@@ -363,6 +363,12 @@ class Extraction:
             error=row[7],
         )
 
+    def start(self) -> int:
+        """``serve``'s start: fail the jobs a crashed server left queued or running (their
+        heartbeat stopped); how many. Jobs of servers still alive keep their heartbeat."""
+        self._swept = True
+        return reap(self.sql, self.policy.job_stale_s)
+
     def _reap(self, job_id: str) -> None:
         """Fail the jobs whose process died: all of them on the first poll of this process
         (its start), then the one polled."""

@@ -101,6 +101,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         service.subscriptions.start()  # webhook deliveries from the durable queue
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
+        service.extraction.start()  # fail the extraction jobs a crashed server left running
         try:
             async with mcp.lifespan():
                 yield
