@@ -69,6 +69,9 @@ def test_migrate_sqlite_to_postgres_and_back_carries_subscriptions_inbox_and_slo
     a = f"sqlite:///{tmp_path / 'a.db'}"
     b = f"sqlite:///{tmp_path / 'b.db'}"
     seeded = seed(tmp_path, a)
+    dry = cli("migrate", "--from", a, "--to", str(tmp_path / "dry.db"), "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert json.loads(dry.out)["extras_written"]["subscriptions"] == 1 and not (tmp_path / "dry.db").exists()
     there = migrate(cli, a, pg_database)
     assert set(there["extras_written"]) == EXTRAS
     assert there["extras_written"]["subscriptions"] == 1 and there["extras_written"]["inbox_messages"] == 1
