@@ -92,3 +92,41 @@ def test_backup_and_restore_carry_them_too(tmp_path: Path) -> None:
         assert report.extras_written["subscriptions"] == 1
         assert set(mem.restore(snapshot).extras_written.values()) == {0}
     check_carried(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", seeded)
+
+
+def test_a_postgres_backup_carries_them_into_sqlite(tmp_path: Path, pg_database: str) -> None:  # noqa: F811
+    """The PostgreSQL backup is a logical dump: its feature-table rows restore into any backend."""
+    seeded = seed(tmp_path, pg_database)
+    with open_memory(tmp_path, pg_database) as mem:
+        result = mem.backup(tmp_path / "pgbk")
+    assert result.manifest.backend == "postgresql"
+    lines = [json.loads(line) for line in Path(result.snapshot).read_text().splitlines()]
+    assert {line["table"] for line in lines if line["type"] == "row"} == EXTRAS
+    with open_memory(tmp_path, f"sqlite:///{tmp_path / 'd.db'}") as mem:
+        report = mem.restore(result.snapshot)
+        assert report.extras_written["subscriptions"] == 1 and report.extras_written["inbox_messages"] == 1
+    check_carried(tmp_path, f"sqlite:///{tmp_path / 'd.db'}", seeded)
+
+
+def test_a_row_of_another_table_in_an_edited_dump_is_refused_and_nothing_restored(tmp_path: Path, pg_database: str) -> None:  # noqa: F811
+    import hashlib
+
+    import pytest
+
+    from memmesh.errors import CorruptDatabaseError
+
+    seed(tmp_path, pg_database)
+    with open_memory(tmp_path, pg_database) as mem:
+        result = mem.backup(tmp_path / "pgbk")
+    snapshot = Path(result.snapshot)
+    with snapshot.open("a", encoding="utf-8") as handle:  # manifest edited to match: only the record check is left
+        handle.write(json.dumps({"type": "row", "table": "api_keys", "row": ["k", "admin"]}) + "\n")
+    data = snapshot.read_bytes()
+    manifest_file = Path(str(snapshot) + ".manifest.json")
+    manifest = json.loads(manifest_file.read_text())
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    manifest_file.write_text(json.dumps(manifest))
+    with open_memory(tmp_path, f"sqlite:///{tmp_path / 'e.db'}") as mem:
+        with pytest.raises(CorruptDatabaseError, match="unknown table or of the wrong width"):
+            mem.restore(snapshot)
+        assert mem.get_all() == [] and mem.subscriptions() == []

@@ -1,4 +1,5 @@
-"""The feature tables ``migrate``, ``restore`` (of a SQLite snapshot) and ``backup`` carry,
+"""The feature tables ``migrate``, ``restore`` and ``backup`` carry (a SQLite backup is the file;
+the PostgreSQL logical dump writes their rows, :mod:`memmesh.store.logical`),
 and the ones they deliberately leave behind.
 
 :func:`memmesh.io.migrate.migrate` copies memories with everything the store API knows
@@ -28,40 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-CARRIED: dict[str, tuple[str, ...]] = {
-    "subscriptions": (
-        "id",
-        "namespace",
-        "url",
-        "secret",
-        "events",
-        "owner_agent",
-        "owner_key",
-        "owner_role",
-        "owner_scope",
-        "created_at",
-        "seen_seq",
-        "state",
-    ),
-    "subscription_deliveries": (
-        "id",
-        "subscription_id",
-        "event",
-        "memory_id",
-        "payload",
-        "state",
-        "attempts",
-        "next_attempt",
-        "last_error",
-        "last_status",
-        "created_at",
-        "delivered_at",
-    ),
-    "inbox_messages": ("id", "recipient", "sender", "subject", "body", "namespace", "memory_id", "created_at", "read_at"),
-    "extraction_slots": ("namespace", "slot_key", "memory_id"),
-}
-"""Table → its columns, in the order they are copied (every table exists in every backend
-from schema 17 on)."""
+from memmesh.store.extra_tables import CARRIED, read_rows
 
 NOT_CARRIED = ("curator_runs", "curator_changes", "curator_lease", "extraction_jobs")
 
@@ -73,10 +41,12 @@ def _q(store: Any, sql: str) -> str:
 
 
 def sql_source(store: Any) -> Any | None:
-    """The store whose tables can be read by SQL behind ``store`` (a restore's checked
-    source wraps one), or None (a logical PostgreSQL snapshot holds no such tables)."""
+    """What holds the tables behind ``store`` (a restore's checked source wraps a snapshot):
+    a store read by SQL, or a logical snapshot with its ``extra_rows``; None for neither."""
     inner = getattr(store, "source", store)
-    return inner if hasattr(inner, "dialect") and hasattr(inner, "reading") else None
+    if hasattr(inner, "extra_rows") or (hasattr(inner, "dialect") and hasattr(inner, "reading")):
+        return inner
+    return None
 
 
 def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str, int]:
@@ -94,8 +64,7 @@ def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str,
 
 def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], *, dry_run: bool) -> int:
     names = ", ".join(columns)
-    with source.reading() as conn:
-        rows = [tuple(r) for r in conn.execute(f"SELECT {names} FROM {table} ORDER BY {columns[0]}").fetchall()]
+    rows = source.extra_rows(table) if hasattr(source, "extra_rows") else read_rows(source, table)
     if not rows:
         return 0
     key = columns[:3] if table == "extraction_slots" else columns[:1]
@@ -116,4 +85,4 @@ def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], 
     return len(missing)
 
 
-__all__ = ["CARRIED", "NOT_CARRIED", "copy_extras", "sql_source"]
+__all__ = ["CARRIED", "NOT_CARRIED", "copy_extras", "sql_source"]  # CARRIED lives in store.extra_tables
