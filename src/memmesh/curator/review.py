@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from memmesh.curator.plan import Contradiction
 from memmesh.errors import LLMError
+from memmesh.model import Memory
 
 if TYPE_CHECKING:
     from memmesh.llm.client import LLMClient
@@ -83,10 +84,8 @@ def _ask(llm: LLMClient, pair: Contradiction) -> Verdict:
         raise LLMError(f"the LLM reply has the wrong shape ({problem})") from None
 
 
-def _text(memory: object) -> str:
-    title = getattr(memory, "title", None)
-    content = str(getattr(memory, "content", ""))
-    return f"{title}: {content}" if title else content
+def _text(memory: Memory) -> str:
+    return f"{memory.title}: {memory.content}" if memory.title else memory.content
 
 
 __all__ = ["MAX_REVIEWS", "Review", "Verdict", "review"]

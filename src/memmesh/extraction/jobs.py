@@ -27,9 +27,6 @@ from memmesh.bus.sql import BusSql
 
 log = logging.getLogger("memmesh.extraction")
 
-LIVE = ("queued", "running")
-
-
 def stale_reason(stale_s: float) -> str:
     """The error a reaped job reports (what happened, and what to do about it)."""
     return (
@@ -102,4 +99,4 @@ class Heartbeat:
                 log.warning("extraction job heartbeat failed", exc_info=True)
 
 
-__all__ = ["LIVE", "Heartbeat", "reap", "stale_reason"]
+__all__ = ["Heartbeat", "reap", "stale_reason"]
