@@ -27,6 +27,7 @@ from memmesh.bus.sql import BusSql
 
 log = logging.getLogger("memmesh.extraction")
 
+
 def stale_reason(stale_s: float) -> str:
     """The error a reaped job reports (what happened, and what to do about it)."""
     return (
