@@ -57,12 +57,18 @@ class FakeOpenAI:
                     reply = fake.script.pop(0) if fake.script else None
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                counted = True
                 try:
                     reply = reply or fake.default(body)
                     if reply.delay_s:
                         time.sleep(reply.delay_s)
                     text = reply.raw if reply.raw is not None else completion(reply.content or "")
                     data = text.encode()
+                    # no longer in flight once the answer leaves: a client that got it may send
+                    # its next request before this thread would reach a `finally`
+                    with fake.lock:
+                        fake.in_flight -= 1
+                        counted = False
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
@@ -73,8 +79,9 @@ class FakeOpenAI:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
+                    if counted:
+                        with fake.lock:
+                            fake.in_flight -= 1
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -315,6 +315,9 @@ class ExtractionSettings(_Section):
     max_facts_per_turn: int = Field(8, ge=1, le=64, description="facts kept from one turn at most")
     batch_turns: int = Field(8, ge=1, le=64, description="turns sent to the LLM in one request")
     workers: int = Field(2, ge=1, le=32, description="background extraction jobs run at once by serve (HTTP and MCP)")
+    job_stale_s: float = Field(
+        120.0, ge=1, description="a queued/running job whose process sent no heartbeat this long (it crashed) is marked failed"
+    )
 
 
 class Settings(BaseModel):

@@ -844,7 +844,7 @@ class Service:
         """Reversible housekeeping runs and the curator's text tools (:mod:`memmesh.curator`)."""
         from memmesh.curator import Curator
 
-        return Curator(self, self.curator_policy)
+        return Curator(self, self.curator_policy, self.llm)
 
     @cached_property
     def governance(self) -> Governance:

@@ -20,16 +20,18 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from memmesh.clock import format_ts, new_id
 from memmesh.curator.plan import Plan, PlanRules, plan
+from memmesh.curator.review import review
 from memmesh.curator.store import Change, CuratorDb, Rows
 from memmesh.curator.text import Statement, conflict, jaccard, keywords, tag_words, words
 from memmesh.errors import (
@@ -46,6 +48,9 @@ from memmesh.kernel import authorize, snapshot
 from memmesh.model import DEFAULT_NAMESPACE, HistoryEntry, HistoryEvent, Link, Memory, MemoryPatch, Principal, Relation, normalize_namespace
 from memmesh.recall.keyword import STOPWORDS
 from memmesh.store.base import Filter
+
+if TYPE_CHECKING:
+    from memmesh.llm.client import LLMClient
 
 log = logging.getLogger("memmesh.curator")
 
@@ -116,6 +121,8 @@ class CuratorReport(BaseModel):
     operations_skipped_cap: int
     autonomy: Autonomy
     errors: list[str] = Field(default_factory=list)
+    llm_reviewed: int = 0
+    """Unsure pairs the ``[llm]`` server was asked about (0 without one)."""
     dry_run: bool
     namespace: str | None = None
     clusters: list[ClusterView] = Field(default_factory=list)
@@ -191,9 +198,11 @@ def _ts(value: float | None) -> datetime | None:
 class Curator:
     """``service.curator``: run, rollback, the run record, the text tools, the schedule."""
 
-    def __init__(self, host: Host, policy: CuratorPolicy | None = None) -> None:
+    def __init__(self, host: Host, policy: CuratorPolicy | None = None, llm: LLMClient | None = None) -> None:
         self.host = host
         self.policy = policy or CuratorPolicy()
+        self.llm = llm
+        """The ``[llm]`` client, when configured: it confirms the plan's unsure contradictions."""
         self.db = CuratorDb(host.store)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -225,15 +234,21 @@ class Curator:
         flt = self.host.kernel.filter(who, namespace=namespace)
         if dry_run:
             return self._run(who, flt, cap, dry_run=True)
-        holder = f"{self.host.node_id}:{os.getpid()}:{new_id()}"
+        busy = "a curator run is already going on this store (held by {}); wait for it to finish, or use --dry-run"
+        with self._leased("", busy.format) as renew:
+            return self._run(who, flt, cap, dry_run=False, renew=renew)
+
+    @contextmanager
+    def _leased(self, tag: str, busy: Callable[[str], str]) -> Iterator[Callable[[], object]]:
+        """Hold the store's run lease for the block (runs and rollbacks never interleave, in
+        any process); yields the call that renews it. Taken already: a conflict whose message
+        is ``busy(holder)``."""
+        holder = f"{self.host.node_id}:{os.getpid()}:{tag}{new_id()}"
         held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
         if held is not None:
-            raise ConflictError(
-                f"a curator run is already going on this store (held by {held}); wait for it to finish, or use --dry-run",
-                details={"holder": held},
-            )
+            raise ConflictError(busy(held), details={"holder": held})
         try:
-            return self._run(who, flt, cap, dry_run=False, renew=lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs))
+            yield lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs)
         finally:
             self.db.release(holder)
 
@@ -247,6 +262,7 @@ class Curator:
         vectors = self._vectors([m.id for m in live])
         links = self._links(live)
         found = plan(memories, vectors, links, self.policy, now)
+        errors, reviewed = self._review(found)
         run_id = new_id()
         with self.host.store.write() as tx:
             self.db.start_run(self.db.rows(tx), run_id, started.timestamp(), dry_run, flt.namespace, who.agent_id, who.prefixes())
@@ -270,7 +286,8 @@ class Curator:
             operations_attempted=sum(op.n for op in done),
             operations_skipped_cap=skipped,
             autonomy=autonomy,
-            errors=[] if self.policy.llm_configured else [NO_LLM],
+            errors=errors,
+            llm_reviewed=reviewed,
             dry_run=dry_run,
             namespace=flt.namespace,
             clusters=[ClusterView(keep=c.keep.id, superseded=[o.id for o in c.others], tags=c.tags) for c in found.clusters[:MAX_LISTED]],
@@ -281,6 +298,16 @@ class Curator:
         with self.host.store.write() as tx:
             self.db.finish_run(self.db.rows(tx), run_id, completed.timestamp(), report.model_dump(mode="json"))
         return report
+
+    def _review(self, found: Plan) -> tuple[list[str], int]:
+        """The LLM-only step: add the unsure pairs the LLM confirms to the plan's
+        contradictions; the report's errors (:data:`NO_LLM` without a client, each failed
+        review with one)."""
+        if self.llm is None:
+            return ([] if self.policy.llm_configured else [NO_LLM]), 0
+        checked = review(self.llm, found.unsure)
+        found.contradictions.extend(checked.confirmed)
+        return checked.errors, checked.reviewed
 
     def _scan(self, flt: Filter) -> list[Memory]:
         """Every memory in scope, expired ones included (so they can be archived)."""
@@ -443,17 +470,12 @@ class Curator:
             authorize(who, "writer", namespace)
         # the run lease: a rollback never interleaves with a run (its own, if it is still
         # going, or another); a run whose process died is rolled back once its lease ran out
-        holder = f"{self.host.node_id}:{os.getpid()}:rollback:{new_id()}"
-        held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
-        if held is not None:
-            raise ConflictError(
-                f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished",
-                details={"holder": held},
-            )
-        try:
+
+        def busy(held: str) -> str:
+            return f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished"
+
+        with self._leased("rollback:", busy):
             return self._rollback(run_id, who)
-        finally:
-            self.db.release(holder)
 
     def _rollback(self, run_id: str, who: Principal) -> RollbackReport:
         changes = self.db.changes(run_id)

@@ -86,6 +86,9 @@ class Plan:
     contradictions: list[Contradiction] = field(default_factory=list)
     tags: list[tuple[Memory, list[str]]] = field(default_factory=list)
     priorities: list[tuple[Memory, int]] = field(default_factory=list)
+    unsure: list[Contradiction] = field(default_factory=list)
+    """Pairs on one subject that neither a negation nor a number sets apart and that are not
+    duplicates either: only an LLM can tell whether they disagree (``reason`` is empty)."""
 
 
 def candidate_pairs(
@@ -212,6 +215,8 @@ def plan(
             continue
         if _duplicates(cosine, sa, sb, rules):
             edges.append((i, j))
+        elif not _linked(links, a.id, b.id, "contradicts"):
+            result.unsure.append(Contradiction(a=a, b=b, reason="", similarity=round(cosine or jaccard(sa.subject, sb.subject), 4)))
     result.clusters = _clusters(live, edges, links)
     if rules.auto_tag:
         # a keep that gets its cluster's tags needs no keywords; a superseded memory is not

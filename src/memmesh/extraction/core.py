@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from memmesh.bus.sql import BusSql
 from memmesh.clock import new_id
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
+from memmesh.extraction.jobs import Heartbeat, reap
 from memmesh.extraction.llm_extract import extract_batch
 from memmesh.extraction.offline import Fact, extract_turn
 from memmesh.host import Host
@@ -66,6 +67,8 @@ class ExtractionPolicy:
     max_facts_per_turn: int = 8
     batch_turns: int = 8
     workers: int = 2
+    job_stale_s: float = 120.0
+    """A queued/running job whose process sent no heartbeat for this long is marked failed."""
 
 
 class Failure(BaseModel):
@@ -141,6 +144,8 @@ class Extraction:
         self.sql = BusSql(service.store)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._heartbeat = Heartbeat(self.sql, self.policy.job_stale_s / 4)
+        self._swept = False
 
     @property
     def mode(self) -> Literal["offline", "llm"]:
@@ -294,6 +299,7 @@ class Extraction:
                 "VALUES (?, 'queued', ?, ?, ?, ?, ?)",
                 (job_id, sid, namespace, who.agent_id, now, now),
             )
+        self._heartbeat.hold(job_id)
         self._workers().submit(self._run_job, job_id, list(msgs), list(turns), namespace, sid, agent_id, who)
         return job_id
 
@@ -313,14 +319,17 @@ class Extraction:
         agent_id: str | None,
         who: Principal,
     ) -> None:
-        self._set_job(job_id, "running")
         try:
-            report = self.extract(msgs, turns, namespace=namespace, session_id=sid, agent_id=agent_id, principal=who)
-        except Exception as exc:  # a job must end in a status a poller can read, whatever failed
-            log.exception("extraction job %s failed", job_id)
-            self._set_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
-            return
-        self._set_job(job_id, "done", report=report)
+            self._set_job(job_id, "running")
+            try:
+                report = self.extract(msgs, turns, namespace=namespace, session_id=sid, agent_id=agent_id, principal=who)
+            except Exception as exc:  # a job must end in a status a poller can read, whatever failed
+                log.exception("extraction job %s failed", job_id)
+                self._set_job(job_id, "failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+                return
+            self._set_job(job_id, "done", report=report)
+        finally:
+            self._heartbeat.release(job_id)
 
     def _set_job(self, job_id: str, status: str, *, report: ExtractionReport | None = None, error: str | None = None) -> None:
         with self.sql.write() as rows:
@@ -335,6 +344,7 @@ class Extraction:
         who = authorize(principal, "reader")
         if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
             raise InvalidInputError(f"job id {str(job_id)[:80]!r} is not valid: pass the job_id that remember returned (ext-…)")
+        self._reap(job_id)
         with self.sql.read() as rows:
             row = rows.one(
                 "SELECT id, status, session_id, namespace, created_at, updated_at, report, error FROM extraction_jobs WHERE id = ?",
@@ -352,6 +362,20 @@ class Extraction:
             report=ExtractionReport.model_validate_json(row[6]) if row[6] else None,
             error=row[7],
         )
+
+    def start(self) -> int:
+        """``serve``'s start: fail the jobs a crashed server left queued or running (their
+        heartbeat stopped); how many. Jobs of servers still alive keep their heartbeat."""
+        self._swept = True
+        return reap(self.sql, self.policy.job_stale_s)
+
+    def _reap(self, job_id: str) -> None:
+        """Fail the jobs whose process died: all of them on the first poll of this process
+        (its start), then the one polled."""
+        if not self._swept:
+            self._swept = True
+            reap(self.sql, self.policy.job_stale_s)
+        reap(self.sql, self.policy.job_stale_s, job_id=job_id)
 
     def wait(self, job_id: str, *, principal: Principal, timeout_s: float = 30.0) -> ExtractionJob:
         """Poll :meth:`job` until it is done or failed (or ``timeout_s`` passes)."""

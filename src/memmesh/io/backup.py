@@ -57,6 +57,7 @@ from memmesh.records import (
     tombstone_problems,
 )
 from memmesh.store.base import Filter, Store, VectorRow
+from memmesh.store.extra_tables import CARRIED
 from memmesh.store.logical import FORMAT_VERSION, SNAPSHOT_FORMAT
 
 PREFIX = "memmesh-"
@@ -550,6 +551,8 @@ class LogicalSnapshot:
         self.tombstones: list[Tombstone] = []
         self.vectors: dict[str, VectorRow] = {}
         self.archive: list[ArchivedMemory] = []
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        """Feature-table rows (``"type": "row"``), carried by :mod:`memmesh.io.extras`."""
         self.api_keys = 0  # counts from the header: key rows and agents are never in the file
         self.agents = 0
 
@@ -593,6 +596,11 @@ class LogicalSnapshot:
             self.history += [HistoryEntry.model_validate(h) for h in record.get("history", [])]
         elif kind == "archived":
             self.archive.append(ArchivedMemory.model_validate(record["archived"]))
+        elif kind == "row":
+            table, values = record["table"], record["row"]
+            if table not in CARRIED or not isinstance(values, list) or len(values) != len(CARRIED[table]):
+                raise ValueError(f"a row of an unknown table or of the wrong width ({str(table)[:40]!r})")
+            self.rows.setdefault(table, []).append(tuple(values))
         else:
             raise ValueError(f"unknown record type {kind!r}")
 
@@ -613,3 +621,6 @@ class LogicalSnapshot:
 
     def archived(self, flt: Filter, limit: int) -> list[ArchivedMemory]:
         return self.archive[:limit]
+
+    def extra_rows(self, table: str) -> list[tuple[Any, ...]]:
+        return self.rows.get(table, [])

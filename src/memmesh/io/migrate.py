@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from memmesh.errors import StorageError
+from memmesh.io.extras import copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
 from memmesh.store.base import Filter, Store, VectorRow, WriteTx
 
@@ -55,6 +56,9 @@ class MigrateReport(BaseModel):
     tombstones_written: int = 0
     vectors_written: int = 0
     archived_written: int = 0
+    extras_written: dict[str, int] = Field(default_factory=dict)
+    """Rows of the feature tables carried (subscriptions, deliveries, inbox, extraction
+    slots: :mod:`memmesh.io.extras`), per table."""
     errors: list[str] = Field(default_factory=list)
 
 
@@ -85,6 +89,7 @@ def migrate(
         _copy_tombstones(source, target, history, present, report, batch_size)
         _copy_links(source, target, report, batch_size)
         _copy_archive(source, target, now, report)
+        report.extras_written = copy_extras(source, target, dry_run=dry_run)
     if not dry_run:
         _verify_history(target, copied, history, report)
     return report

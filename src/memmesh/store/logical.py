@@ -22,6 +22,7 @@ import numpy as np
 from memmesh.clock import format_ts
 from memmesh.model import Memory
 from memmesh.store.base import Filter, SnapshotInfo, Store
+from memmesh.store.extra_tables import CARRIED, read_rows
 
 __all__ = ["SnapshotInfo", "write_logical_snapshot"]  # SnapshotInfo lives in store.base; kept importable here
 
@@ -31,8 +32,9 @@ SNAPSHOT_FORMAT = "memmesh-snapshot"
 
 def write_logical_snapshot(store: Store, out: Path, *, backend: str, node_id: str, now: datetime) -> SnapshotInfo:
     """Write every memory (history, vector), link, tombstone and archived memory of ``store``
-    to ``out``. The caller holds the store's consistent-read transaction around this, so the
-    file is one moment. API keys and agents are never written (only their counts)."""
+    to ``out``, then the rows of the feature tables a restore carries (``"type": "row"``).
+    The caller holds the store's consistent-read transaction around this, so the file is
+    one moment. API keys and agents are never written (only their counts)."""
     memories = links = 0
     with out.open("w", encoding="utf-8") as handle:
         _line(
@@ -65,6 +67,9 @@ def write_logical_snapshot(store: Store, out: Path, *, backend: str, node_id: st
             _line(handle, {"type": "tombstone", "tombstone": tombstone.model_dump(mode="json"), "history": history.get(tombstone.id, [])})
         for item in store.archived(Filter(now=now, include_expired=True), 10**9):
             _line(handle, {"type": "archived", "archived": item.model_dump(mode="json")})
+        for table in CARRIED:  # subscriptions, inboxes, extraction slots: see memmesh.io.extras
+            for values in read_rows(store, table):
+                _line(handle, {"type": "row", "table": table, "row": list(values)})
         handle.flush()
         os.fsync(handle.fileno())
     return SnapshotInfo(backend=backend, schema_version=store.schema_version, memories=memories, links=links)

@@ -102,6 +102,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.subscriptions.start()  # webhook deliveries from the durable queue
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
         service.engine.warm_up()  # the vector index loads now, not in the first recall
+        service.extraction.start()  # fail the extraction jobs a crashed server left running
         try:
             async with mcp.lifespan():
                 yield

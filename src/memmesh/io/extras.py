@@ -1,0 +1,88 @@
+"""The feature tables ``migrate``, ``restore`` and ``backup`` carry (a SQLite backup is the file;
+the PostgreSQL logical dump writes their rows, :mod:`memmesh.store.logical`),
+and the ones they deliberately leave behind.
+
+:func:`memmesh.io.migrate.migrate` copies memories with everything the store API knows
+(history, links, tombstones, vectors, the archive). The tables the extensions added beside
+them are plain rows, read and written here by SQL (one text for both backends), each
+``INSERT … ON CONFLICT DO NOTHING`` so a re-run writes nothing new (idempotent, resumable):
+
+- ``subscriptions`` — a user would lose their webhooks. Each subscription's ``seen_seq``
+  (a position in the *source's* change feed) is reset to the target's change-feed head, so
+  the memories the migration itself writes are not delivered as fresh changes; a
+  subscription owned by an API key the target does not have stops as "owner revoked", as it
+  would on the source once the key went;
+- ``subscription_deliveries`` — pending deliveries are still owed to the receiver, the
+  delivered and dead ones are the record ``subscriptions deliveries`` shows;
+- ``inbox_messages`` — unread agent messages;
+- ``extraction_slots`` — which fact holds a single-valued attribute ("ana|lives in"); without
+  them a fact remembered after the move would not supersede the copied one.
+
+Deliberately not carried (see docs/operations.md, "What migrate and restore carry"):
+``curator_runs`` / ``curator_changes`` / the curator lease (a rollback record describes the
+source store's versions; rolling a run back on a copy would fight the migration's own
+history), ``extraction_jobs`` (transient work of one server; the facts they made are
+memories and are copied), and the bus's queues and leases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memmesh.store.extra_tables import CARRIED, read_rows
+
+NOT_CARRIED = ("curator_runs", "curator_changes", "curator_lease", "extraction_jobs")
+
+PAGE = 1000
+
+
+def _q(store: Any, sql: str) -> str:
+    return str(store.dialect.q(sql))
+
+
+def sql_source(store: Any) -> Any | None:
+    """What holds the tables behind ``store`` (a restore's checked source wraps a snapshot):
+    a store read by SQL, or a logical snapshot with its ``extra_rows``; None for neither."""
+    inner = getattr(store, "source", store)
+    if hasattr(inner, "extra_rows") or (hasattr(inner, "dialect") and hasattr(inner, "reading")):
+        return inner
+    return None
+
+
+def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str, int]:
+    """Copy the :data:`CARRIED` rows ``target`` lacks; rows written (would be, in a dry run)
+    per table. Runs after the memories were copied, so ``seen_seq`` can start at the
+    target's head."""
+    origin = sql_source(source)
+    written: dict[str, int] = {}
+    if origin is None:
+        return written
+    for table, columns in CARRIED.items():
+        written[table] = _copy_table(origin, target, table, columns, dry_run=dry_run)
+    return written
+
+
+def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], *, dry_run: bool) -> int:
+    names = ", ".join(columns)
+    rows = source.extra_rows(table) if hasattr(source, "extra_rows") else read_rows(source, table)
+    if not rows:
+        return 0
+    key = columns[:3] if table == "extraction_slots" else columns[:1]
+    with target.reading() as conn:
+        present = {tuple(r) for r in conn.execute(f"SELECT {', '.join(key)} FROM {table}").fetchall()}
+    missing = [r for r in rows if tuple(r[: len(key)]) not in present]
+    if dry_run or not missing:
+        return len(missing)
+    if table == "subscriptions":
+        head = int(target.change_counter())
+        seen = columns.index("seen_seq")
+        missing = [(*r[:seen], head, *r[seen + 1 :]) for r in missing]
+    insert = _q(target, f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT DO NOTHING")
+    for start in range(0, len(missing), PAGE):
+        with target.write() as tx:
+            for row in missing[start : start + PAGE]:
+                tx.conn.execute(insert, row)
+    return len(missing)
+
+
+__all__ = ["CARRIED", "NOT_CARRIED", "copy_extras", "sql_source"]  # CARRIED lives in store.extra_tables
