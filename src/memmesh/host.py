@@ -72,6 +72,10 @@ class Host(CoreCalls, Protocol):
 
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone: ...
 
+    def await_vectors(self, timeout: float = 30.0) -> bool:
+        """Wait until the writes queued for background embedding so far have their vectors."""
+        ...
+
     def link(
         self,
         source_id: str,

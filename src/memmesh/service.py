@@ -180,6 +180,13 @@ class Service:
             self.background.stop(timeout)
         self.store.close()
 
+    def await_vectors(self, timeout: float = 30.0) -> bool:
+        """Wait until every write queued for background embedding so far has its vector
+        (False when ``timeout`` passed first). Work that compares stored vectors (the
+        curator) calls this first, as recall does, so a memory written a moment ago is
+        compared by meaning and not silently by words only."""
+        return self.background is None or self.background.drain(timeout)
+
     bus_policy: BusPolicy | None = None
     """The ``[bus]`` rules (set by compose.build; None = the defaults)."""
     session_policy: SessionPolicy | None = None

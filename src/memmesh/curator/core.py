@@ -232,6 +232,7 @@ class Curator:
         if not isinstance(dry_run, bool):
             raise InvalidInputError(f"dry_run must be true or false (got {dry_run!r})")
         flt = self.host.kernel.filter(who, namespace=namespace)
+        self.host.await_vectors()  # duplicates are found by meaning: the vectors of fresh writes first
         if dry_run:
             return self._run(who, flt, cap, dry_run=True)
         busy = "a curator run is already going on this store (held by {}); wait for it to finish, or use --dry-run"
