@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import ConfigError, LLMError
 from memmesh.redact import redact_url
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("memmesh.llm")
 
@@ -84,6 +85,8 @@ class LLMClient:
         headers = {"Content-Type": "application/json"}
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
+        import httpx  # here, not at import: `import memmesh` stays light when no LLM is configured
+
         self._http = httpx.Client(base_url=config.base_url.rstrip("/") + "/", timeout=config.timeout_s, headers=headers)
         self.calls = 0
         """Requests sent (attempts, retries included): for reports and tests."""
@@ -132,6 +135,8 @@ class LLMClient:
         return parse_json_object(text)
 
     def _attempt(self, body: dict[str, Any]) -> str:
+        import httpx
+
         with self._slots:
             self.calls += 1
             try:
