@@ -12,14 +12,8 @@ opens it), so "the write returned while the embedder had not run" is observed, n
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,48 +166,6 @@ def test_an_embedder_failure_leaves_the_mark_and_reindex_clears_it(open_memory: 
     assert any("1 memory in scope has no vector" in n for n in mem.recall("VPN certificate", touch=False).notices)
     assert mem.reindex() == 1
     assert pending(mem) == [] and vector_of(mem, stored.id) is not None
-
-
-def test_a_process_killed_before_embedding_is_embedded_by_the_next_one(
-    open_memory: Callable[..., Memory], tmp_path: Path, shared_data_dir: Path
-) -> None:
-    db = tmp_path / "memmesh.db"
-    open_memory().close()  # create the store
-    script = textwrap.dedent(f"""
-        import sys, threading
-        sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from pathlib import Path
-        from memmesh import Memory
-        from tests.recall.conftest import recall_settings
-        from tests.recall.test_background_embed import GatedEmbedder
-        m = Memory({f"sqlite:///{db}"!r}, recall_settings(Path({str(shared_data_dir)!r})))
-        gate = GatedEmbedder(m.service.embedder)
-        m.service.embedder = gate  # never opened: this process dies before it embeds
-        stored = m.add("The generator in building C is tested on the first of the month", namespace="ops")
-        gate.entered.wait(60)
-        print(stored.id, flush=True)
-        threading.Event().wait(600)
-    """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")},
-    )
-    try:
-        assert proc.stdout is not None
-        memory_id = proc.stdout.readline().strip()
-        assert memory_id, proc.stderr.read() if proc.stderr else ""
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-
-    mem = open_memory()  # a new process's worker first embeds what the killed one owed
-    hits = mem.recall("when is the backup power checked?", mode="vector", touch=False).hits
-    assert [h.memory.id for h in hits][:1] == [memory_id]
-    assert pending(mem) == [] and vector_of(mem, memory_id) is not None
 
 
 def test_a_reopened_store_loads_its_vectors_before_the_first_recall(open_memory: Callable[..., Memory]) -> None:
