@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from memmesh import Memory
-from memmesh.model import HistoryEntry, HistoryEvent
+from memmesh.model import LOCAL_PRINCIPAL, HistoryEntry, HistoryEvent
 from memmesh.store.open import open_store
 from memmesh.store.sqlite import register_functions
 from schema_rewind import rewind
@@ -45,6 +45,30 @@ def _stored_size(url: str, tmp_path: Path) -> int:
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT coalesce(sum(octet_length(old::text)), 0) + coalesce(sum(octet_length(new::text)), 0) FROM history")
         return int(row.fetchone()[0])  # type: ignore[index]
+
+
+def _index_names(url: str, tmp_path: Path) -> set[str]:
+    if url.startswith("sqlite"):
+        with sqlite3.connect(tmp_path / "conformance.db") as conn:
+            return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'memories'")}
+    with psycopg.connect(url) as conn:
+        return {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'memories'")}
+
+
+def test_namespace_queries_still_read_a_covering_index(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
+    """Schema 19 drops memories_ns_created: the namespace count and list queries read the
+    other namespace indexes instead, never the table (EXPLAIN QUERY PLAN)."""
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    open_memory(url).add_many([{"content": f"note {i}", "namespace": f"ns{i % 3}"} for i in range(30)])
+    queries = [
+        "SELECT count(*) FROM (SELECT 1 FROM memories WHERE namespace = 'ns1' OR (namespace > 'ns1/' AND namespace < 'ns10') LIMIT 201)",
+        "SELECT namespace, count(*) FROM memories GROUP BY namespace",
+        "SELECT id FROM memories WHERE namespace = 'ns1' ORDER BY created_at DESC, id DESC LIMIT 50",
+    ]
+    with sqlite3.connect(tmp_path / "plans.db") as conn:
+        for query in queries:
+            steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query) if " memories " in row[3] + " "]
+            assert steps and all("COVERING INDEX memories_ns_" in step for step in steps), (query, steps)
 
 
 def _dumped(entries: list[HistoryEntry]) -> list[str]:
@@ -152,6 +176,7 @@ def _unpack_to_schema_18(url: str, tmp_path: Path, histories: dict[str, list[His
             dump = lambda v: None if v is None else json.dumps(v, ensure_ascii=False)  # noqa: E731 - what schema 18 wrote
             for row_id, entry in zip(ids, entries, strict=True):
                 conn.execute("UPDATE history SET old = ?, new = ? WHERE id = ?", (dump(entry.old), dump(entry.new), row_id))
+            conn.execute("CREATE INDEX memories_ns_created ON memories(namespace, created_at)")
             rewind(conn, 18, "sqlite")
         return
     from psycopg.types.json import Json
@@ -160,6 +185,7 @@ def _unpack_to_schema_18(url: str, tmp_path: Path, histories: dict[str, list[His
         ids = [row[0] for row in conn.execute("SELECT id FROM history ORDER BY memory_id, id")]
         for row_id, entry in zip(ids, entries, strict=True):
             conn.execute("UPDATE history SET old = %s, new = %s WHERE id = %s", (Json(entry.old), Json(entry.new), row_id))
+        conn.execute("CREATE INDEX memories_ns_created ON memories (namespace, created_at)")
         rewind(conn, 18, "postgres")
 
 
@@ -181,5 +207,39 @@ def test_a_store_written_before_schema_19_is_packed_in_place_with_the_same_answe
     assert all(isinstance(new, list) for _m, event, _o, new in raw if event == "add")
     assert all(isinstance(old, list) for _m, event, old, _n in raw if event == "delete")
     assert _stored_size(backend_url, tmp_path) < before * 0.75
+    assert _index_names(backend_url, tmp_path) >= {"memories_ns_order", "memories_ns_hash"}
+    assert "memories_ns_created" not in _index_names(backend_url, tmp_path)  # a prefix of memories_ns_order
     later = again.add("written after the upgrade", namespace="ops")
     assert again.history(later.id)[0].new is not None
+
+
+def test_undelete_backup_and_migrate_carry_the_same_history(
+    backend_url: str, open_memory: Callable[..., Memory], tmp_path: Path, cli: Any
+) -> None:
+    mem = open_memory(backend_url)
+    ids = _life(mem)
+    before_delete = mem.history(ids[1])[0].new
+    histories = {memory_id: _dumped(mem.history(memory_id)) for memory_id in ids}
+
+    back = mem.service.lifecycle.restore(ids[1], principal=LOCAL_PRINCIPAL)  # undelete: from the packed delete snapshot
+    assert before_delete is not None
+    assert back.content == before_delete["content"] and back.title == "Gone" and back.priority == 4
+    assert back.content_hash == before_delete["content_hash"] and back.created_at.isoformat().startswith("2026-01-01T12:00")
+    events = mem.history(ids[1])
+    assert [e.event for e in events] == ["add", "delete", "restore"] and _dumped(events[:2]) == histories[ids[1]]
+    histories[ids[1]] = _dumped(events)
+
+    snapshot = mem.backup(tmp_path / "bk").snapshot
+    restored = open_memory(f"sqlite:///{tmp_path / 'restored.db'}")
+    restored.restore(snapshot)
+    assert {i: _dumped(restored.history(i)) for i in ids} == histories
+    mem.close()
+
+    copy = tmp_path / "copy.db"
+    run = cli("migrate", "--from", backend_url, "--to", f"sqlite:///{copy}", "--json")
+    assert run.code == 0, run.err
+    migrated = open_memory(f"sqlite:///{copy}")
+    assert {i: _dumped(migrated.history(i)) for i in ids} == histories
+    shown = cli("history", ids[0], "--json", extra_env={"MEMMESH_DB": str(copy)})
+    assert shown.code == 0, shown.err
+    assert [e["event"] for e in json.loads(shown.out)] == ["add", "update", "update"]

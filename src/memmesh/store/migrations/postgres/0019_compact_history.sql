@@ -41,3 +41,6 @@ $$;
 UPDATE history SET old = memmesh_history_pack(memory_id, old), new = memmesh_history_pack(memory_id, new)
 WHERE json_typeof(old) = 'object' OR json_typeof(new) = 'object';
 DROP FUNCTION memmesh_history_pack(TEXT, JSON);
+-- memories_ns_created (namespace, created_at) is a prefix of memories_ns_order (namespace,
+-- created_at, id): the longer index serves every query it did.
+DROP INDEX IF EXISTS memories_ns_created;
