@@ -78,6 +78,9 @@ def _content_hash(namespace: Any, content: Any) -> str | None:
     return hashlib.sha256(f"{namespace}\n{content}".encode()).hexdigest()
 
 
+_text = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 def _is_same(value: Any) -> bool:
     return type(value) is int and value == _SAME
 
@@ -126,7 +129,7 @@ def pack(value: dict[str, Any] | None, memory_id: str, at: datetime) -> Any:
     if extras:
         packed.append(extras)
     unpacked = unpack(packed, memory_id, at)
-    if not isinstance(unpacked, dict) or list(unpacked.items()) != list(value.items()):
+    if _text(unpacked) != _text(value):  # JSON text, not ==: 1 == 1.0 == True would pass
         return value  # something about it does not fit the format: keep the keyed copy
     return packed
 
