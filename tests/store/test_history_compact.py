@@ -195,6 +195,17 @@ def test_a_store_written_before_schema_19_is_packed_in_place_with_the_same_answe
 ) -> None:
     mem = open_memory(backend_url)
     ids = _life(mem)
+    first = mem.history(ids[0])[0].new
+    assert first is not None
+    odd = [
+        {**first, "restored_from": "sqlite:///elsewhere.db"},
+        {**first, "id": "another-id"},
+        {**first, "content_hash": "f" * 64},
+        {**first, "updated_at": "2026-01-03T00:00:00Z", "metadata": {"z": "\u00e9 ✓", "a": None}},
+        {k: v for k, v in first.items() if k != "tags"},
+    ]
+    with mem.service.store.write() as tx:
+        tx.add_history_many([HistoryEntry(memory_id=ids[0], event=HistoryEvent.restore, new=v, at=AT) for v in odd])
     histories = {memory_id: mem.history(memory_id) for memory_id in ids}
     mem.close()
     _unpack_to_schema_18(backend_url, tmp_path, histories)
