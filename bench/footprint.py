@@ -18,6 +18,10 @@ model id — the index holds exactly as many float32 numbers as with real embedd
 spending ~10 minutes embedding 100k texts; ``--vectors real`` embeds every memory with MiniLM.
 
     python bench/footprint.py --sizes 10000 100000 --out bench/results/footprint.json
+    python bench/footprint.py --sizes 10000 --disk-only --out bench/results/footprint-disk.json
+
+Disk: the file's bytes per memory and, from SQLite's ``dbstat``, each table's and index's
+share (``parts_bytes_per_memory``); ``--disk-only`` builds the stores and stops there.
 """
 
 from __future__ import annotations
@@ -199,6 +203,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/footprint.json"))
     parser.add_argument("--workdir", type=Path, default=None, help="keep the stores here (default: a temp dir, removed)")
     parser.add_argument("--reuse", action="store_true", help="with --workdir: measure the stores an earlier run built there")
+    parser.add_argument("--disk-only", action="store_true", help="build the stores and report their bytes only (no RSS runs)")
     args = parser.parse_args()
     random.seed(21)
     results = []
@@ -213,15 +218,22 @@ def main() -> None:
                 for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
                     stale.unlink(missing_ok=True)
                 built_s = build_store(db, size, args.vectors)
+            disk = {
+                "db_mb": round(db.stat().st_size / 2**20, 1),
+                "bytes_per_memory": round(db.stat().st_size / size),
+                "parts_bytes_per_memory": _parts(db, size),
+            }
+            if args.disk_only:
+                results.append({"size": size, "vectors": args.vectors, "build_s": round(built_s, 1), **disk})
+                print(f"{size:>7} memories: {disk['bytes_per_memory']} B/memory; by table: {disk['parts_bytes_per_memory']}", flush=True)
+                continue
             embedded = measure_embedded(db)
             served = measure_serve(db)
             row = {
                 "size": size,
                 "vectors": args.vectors,
                 "build_s": round(built_s, 1),
-                "db_mb": round(db.stat().st_size / 2**20, 1),
-                "bytes_per_memory": round(db.stat().st_size / size),
-                "parts_bytes_per_memory": _parts(db, size),
+                **disk,
                 "embedded": embedded,
                 "serve": served,
             }

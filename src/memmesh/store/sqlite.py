@@ -32,6 +32,7 @@ from memmesh.store import vector_codec
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo
 from memmesh.store.migrations import load_migrations
+from memmesh.store.sql import history_codec
 from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
@@ -94,6 +95,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
     conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
     conn.create_function("memmesh_compact_vector", 2, vector_codec.upgrade_blob, deterministic=True)  # migration 0016
+    conn.create_function("memmesh_history_pack", 3, history_codec.repack_text, deterministic=True)  # migration 0019
 
 
 def _refuse_other_app(tables: set[str], path: str) -> None:

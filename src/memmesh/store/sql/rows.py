@@ -12,6 +12,7 @@ from typing import Any
 
 from memmesh.model import Agent, ArchivedMemory, Conflict, HistoryEntry, Link, Memory, PeerState, Tombstone
 from memmesh.store.sql.dialect import Dialect
+from memmesh.store.sql.history_codec import pack, unpack
 
 MEMORY_FIELDS = (
     "id",
@@ -123,8 +124,25 @@ def row_to_tombstone(row: Sequence[Any], d: Dialect) -> Tombstone:
 
 
 def row_to_history(row: Sequence[Any], d: Dialect) -> HistoryEntry:
+    """A history row as written: a packed snapshot (schema 19) is unpacked (store.sql.history_codec)."""
     memory_id, event, old, new, actor, at = row
-    return HistoryEntry(memory_id=memory_id, event=event, old=d.load_json(old), new=d.load_json(new), actor=actor, at=at)
+    when = d.load_ts(at)
+    return HistoryEntry(
+        memory_id=memory_id,
+        event=event,
+        old=unpack(d.load_json(old), memory_id, when),
+        new=unpack(d.load_json(new), memory_id, when),
+        actor=actor,
+        at=when,
+    )
+
+
+def history_params(entry: HistoryEntry, d: Dialect) -> tuple[Any, ...]:
+    """The INSERT values of a history entry; snapshots packed when that loses nothing."""
+    stored_at = d.ts(entry.at)
+    back = d.load_ts(stored_at)  # ``at`` as reads will see it: what the packed form rebuilds from
+    old, new = (pack(value, entry.memory_id, back) for value in (entry.old, entry.new))
+    return (entry.memory_id, entry.event.value, d.json(old), d.json(new), entry.actor, stored_at)
 
 
 def row_to_agent(row: Sequence[Any], d: Dialect) -> Agent:

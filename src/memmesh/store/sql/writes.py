@@ -36,6 +36,7 @@ from memmesh.store.sql.rows import (
     PEER_FIELDS,
     TOMBSTONE_COLUMNS,
     TOMBSTONE_FIELDS,
+    history_params,
     link_params,
     memory_params,
     row_to_agent,
@@ -188,7 +189,7 @@ class SQLWrites:
             d.executemany(
                 self.conn,
                 INSERT_HISTORY,
-                [(e.memory_id, e.event.value, d.json(e.old), d.json(e.new), e.actor, d.ts(e.at)) for e in entries],
+                [history_params(e, d) for e in entries],
             )
 
     def put_link(self, link: Link, seq: int) -> None:
