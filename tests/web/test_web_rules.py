@@ -1,0 +1,182 @@
+"""The web inspector's rules, over real HTTP without a browser: sessions, CSRF, scopes, errors.
+
+Every page calls the service as the session's principal, so these tests check what a browser
+user can and cannot do through /ui, and that a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+from web_support import InProcess, csrf_of
+
+from memmesh.model import LOCAL_PRINCIPAL
+
+
+def _seed(running: InProcess) -> tuple[str, str]:
+    service = running.service
+    a = service.add({"content": "the deploy key rotates on mondays", "namespace": "team/a", "tags": ["ops"]}, principal=LOCAL_PRINCIPAL)
+    b = service.add({"content": "payroll runs on fridays", "namespace": "team/b"}, principal=LOCAL_PRINCIPAL)
+    return a.id, b.id
+
+
+def _login(client: httpx.Client, key: str) -> httpx.Response:
+    page = client.get("/ui/login")
+    return client.post("/ui/login", data={"csrf": csrf_of(page.text), "key": key})
+
+
+def test_open_loopback_server_acts_as_local_principal_and_sets_a_strict_cookie(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, b = _seed(running)
+    with running.browser() as tab:
+        page = tab.get("/ui/memories")
+        assert page.status_code == 200
+        assert "the deploy key rotates on mondays" in page.text and "payroll runs on fridays" in page.text
+        cookie = page.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/ui" in cookie and "secure" not in cookie
+        assert tab.get(f"/ui/memories/{a}").status_code == 200
+
+
+def test_post_without_or_with_a_wrong_csrf_token_is_403_and_changes_nothing(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, _ = _seed(running)
+    with running.browser() as tab:
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        for form in ({"content": "hijacked"}, {"content": "hijacked", "csrf": "x" * len(token)}, {"content": "hijacked", "csrf": ""}):
+            refused = tab.post(f"/ui/memories/{a}/edit", data=form)
+            assert refused.status_code == 403, refused.text
+            assert "CSRF token is missing or stale" in refused.text
+        for action in ("delete", "promote"):
+            assert tab.post(f"/ui/memories/{a}/{action}", data={}).status_code == 403
+        done = tab.post(f"/ui/memories/{a}/edit", data={"content": "the deploy key rotates on tuesdays", "csrf": token})
+        assert done.status_code == 303 and done.headers["location"].endswith("done=saved")
+    # another browser (a cross-site form) with this browser's token but not its cookie: refused too
+    with running.browser() as other:
+        other.get("/ui/memories")
+        assert other.post(f"/ui/memories/{a}/delete", data={"csrf": token}).status_code == 403
+    api = httpx.get(f"{running.url}/api/v1/memories/{a}").json()
+    assert api["content"] == "the deploy key rotates on tuesdays"  # only the good form changed it
+    assert [h["event"] for h in httpx.get(f"{running.url}/api/v1/memories/{a}/history").json()] == ["add", "update"]
+
+
+def test_a_cross_site_post_and_a_rebound_host_are_refused_before_the_page_runs(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, _ = _seed(running)
+    with running.browser() as tab:
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        cross = tab.post(f"/ui/memories/{a}/delete", data={"csrf": token}, headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403
+        rebound = tab.get("/ui/memories", headers={"Host": "evil.example"})
+        assert rebound.status_code == 421
+    assert httpx.get(f"{running.url}/api/v1/memories/{a}").status_code == 200
+
+
+def test_keys_required_login_scope_and_logout(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, b = _seed(running)
+    service = running.service
+    scoped = service.create_key("alice", role="writer", namespaces=["team/a"], principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        first = tab.get("/ui/memories?namespace=team/a")
+        assert first.status_code == 303 and first.headers["location"] == "/ui/login?next=/ui/memories%3Fnamespace%3Dteam/a"
+        wrong = _login(tab, "mm_not_a_key")
+        assert wrong.status_code == 401 and "error-message" in wrong.text
+        assert tab.get("/ui/memories").status_code == 303  # still not logged in
+        done = _login(tab, scoped.key)
+        assert done.status_code == 303
+        assert scoped.key not in done.headers["set-cookie"]  # the cookie carries a session id, never the key
+        listing = tab.get("/ui/memories")
+        assert listing.status_code == 200
+        assert "the deploy key rotates on mondays" in listing.text
+        assert "payroll" not in listing.text and "team/b" not in listing.text  # another namespace: not even its name
+        assert tab.get(f"/ui/memories/{b}").status_code == 404
+        assert tab.get("/ui/memories?namespace=team/b").status_code == 403
+        assert "team/b" not in tab.get("/ui/namespaces").text
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        assert tab.post(f"/ui/memories/{b}/delete", data={"csrf": token}).status_code == 404
+        assert service.get(b, principal=LOCAL_PRINCIPAL).content == "payroll runs on fridays"
+        out = tab.post("/ui/logout", data={"csrf": token})
+        assert out.status_code == 303
+        assert tab.get("/ui/memories").status_code == 303  # logged out: back to the login form
+
+
+def test_a_revoked_key_ends_its_session_at_the_next_request_and_cannot_log_in(web: Callable[..., InProcess]) -> None:
+    running = web()
+    _seed(running)
+    service = running.service
+    made = service.create_key("bob", role="admin", principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        assert _login(tab, made.key).status_code == 303
+        assert tab.get("/ui/memories").status_code == 200
+        service.revoke_key(made.id, principal=LOCAL_PRINCIPAL)
+        gone = tab.get("/ui/memories")
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/login")
+        again = _login(tab, made.key)
+        assert again.status_code == 401 and "revoked" in again.text.lower()
+
+
+def test_a_reader_gets_the_apis_403_on_a_page_form_and_nothing_changes(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, _ = _seed(running)
+    reader = running.service.create_key("rita", role="reader", principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        _login(tab, reader.key)
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        refused = tab.post(f"/ui/memories/{a}/edit", data={"content": "changed by a reader", "csrf": token})
+        assert refused.status_code == 403 and "error-message" in refused.text
+        bad = tab.get("/ui/memories?tier=forever")
+        assert bad.status_code == 422 and "tier" in bad.text
+    assert running.service.get(a, principal=LOCAL_PRINCIPAL).content == "the deploy key rotates on mondays"
+
+
+def test_approve_and_reject_need_an_approver_and_apply_through_the_core(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, _ = _seed(running)
+    service = running.service
+    service.governance.set_standard("team/a", governance={"delete": "approve"}, principal=LOCAL_PRINCIPAL)
+    writer = service.create_key("wes", role="writer", namespaces=["team/a"], principal=LOCAL_PRINCIPAL)
+    approver = service.create_key("ann", role="approver", namespaces=["team/a"], principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        _login(tab, writer.key)
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        queued = tab.post(f"/ui/memories/{a}/delete", data={"csrf": token})
+        assert queued.status_code == 202 and "waits for an approver" in queued.text
+        pending_id = service.governance.pending(principal=LOCAL_PRINCIPAL)[0].id
+        assert pending_id in tab.get("/ui/pending").text
+        refused = tab.post(f"/ui/pending/{pending_id}/approve", data={"csrf": token})
+        assert refused.status_code == 403
+        assert service.get(a, principal=LOCAL_PRINCIPAL)  # still there
+    with running.browser() as tab:
+        _login(tab, approver.key)
+        token = csrf_of(tab.get("/ui/pending").text)
+        done = tab.post(f"/ui/pending/{pending_id}/approve", data={"csrf": token, "reason": "ok"})
+        assert done.status_code == 303
+    assert httpx.get(f"{running.url}/api/v1/memories/{a}", headers={"Authorization": f"Bearer {approver.key}"}).status_code == 404
+    assert service.governance.get_pending(pending_id, principal=LOCAL_PRINCIPAL).status == "applied"
+
+
+def test_deleted_memory_page_offers_restore_and_history_diff(web: Callable[..., InProcess]) -> None:
+    running = web()
+    a, _ = _seed(running)
+    with running.browser() as tab:
+        token = csrf_of(tab.get(f"/ui/memories/{a}").text)
+        tab.post(f"/ui/memories/{a}/edit", data={"csrf": token, "content": "the deploy key rotates on fridays", "tags": "ops, keys"})
+        page = tab.get(f"/ui/memories/{a}").text
+        assert "<del>mondays</del> <ins>fridays</ins>" in page and "keys" in page
+        assert tab.post(f"/ui/memories/{a}/delete", data={"csrf": token}).status_code == 303
+        deleted = tab.get(f"/ui/memories/{a}")
+        assert deleted.status_code == 200 and 'id="restore"' in deleted.text
+        assert tab.post(f"/ui/memories/{a}/restore", data={"csrf": token}).status_code == 303
+    assert httpx.get(f"{running.url}/api/v1/memories/{a}").json()["content"] == "the deploy key rotates on fridays"
+
+
+def test_store_wide_pages_refuse_a_scoped_admin(web: Callable[..., InProcess]) -> None:
+    running = web()
+    _seed(running)
+    scoped_admin = running.service.create_key("sam", role="admin", namespaces=["team/a"], principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        _login(tab, scoped_admin.key)
+        for path in ("/ui/audit", "/ui/metrics"):
+            assert tab.get(path).status_code == 403, path
+        assert tab.get("/ui/memories").status_code == 200
