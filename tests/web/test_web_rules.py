@@ -28,7 +28,7 @@ def _login(client: httpx.Client, key: str) -> httpx.Response:
 
 def test_open_loopback_server_acts_as_local_principal_and_sets_a_strict_cookie(web: Callable[..., InProcess]) -> None:
     running = web()
-    a, b = _seed(running)
+    a, _b = _seed(running)
     with running.browser() as tab:
         page = tab.get("/ui/memories")
         assert page.status_code == 200

@@ -94,7 +94,9 @@ class Served:
         self.log = folder / f"server-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
         (folder / "empty.toml").write_text("")
-        env.update({"MEMMESH_DATA_DIR": str(folder / "data"), "MEMMESH_CONFIG": str(folder / "empty.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+        env.update(
+            {"MEMMESH_DATA_DIR": str(folder / "data"), "MEMMESH_CONFIG": str(folder / "empty.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"}
+        )
         self.env = env
         self.db = folder / "memmesh.db"
         with self.log.open("wb") as log:
@@ -119,7 +121,11 @@ class Served:
     def cli(self, *args: str) -> str:
         """Run a memmesh command on the served store (keys, for instance)."""
         done = subprocess.run(
-            [sys.executable, "-m", "memmesh.interfaces.cli.app", *args, "--db", str(self.db)], env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", *args, "--db", str(self.db)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -150,7 +156,9 @@ CHROMIUM_FLAGS = (
 
 def ensure_browser() -> tuple[str, str]:
     """Chromium and chromedriver paths, installed from Debian's mirror when missing (fails loudly)."""
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "install_browser.py"), "ensure"], capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "install_browser.py"), "ensure"], capture_output=True, text=True, timeout=1800
+    )
     assert done.returncode == 0, f"no browser for the web tests: {done.stderr[-2000:]}"
     chromium, driver = done.stdout.strip().splitlines()[-1].split()
     return chromium, driver
