@@ -65,7 +65,7 @@ def memories(web: WebApp, page: Page) -> Rendered:
         items, next_cursor = listed.items, listed.next_cursor
     more = {k: v for k, v in query.items() if k != "cursor" and v}
     values = {
-        "tree": namespace_tree(service.namespaces(principal=who)),
+        "tree": namespace_tree(web.namespace_counts(who)),
         "query": query,
         "hits": hits,
         "items": items,
