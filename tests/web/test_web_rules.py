@@ -180,3 +180,13 @@ def test_store_wide_pages_refuse_a_scoped_admin(web: Callable[..., InProcess]) -
         for path in ("/ui/audit", "/ui/metrics"):
             assert tab.get(path).status_code == 403, path
         assert tab.get("/ui/memories").status_code == 200
+
+
+def test_login_attempts_count_against_the_address_rate(web: Callable[..., InProcess]) -> None:
+    running = web(limits={"rate_limit_per_minute": 3})
+    made = running.service.create_key("gus", role="reader", principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        statuses = [_login(tab, "mm_guess_" + str(n)).status_code for n in range(4)]
+        assert statuses[:3] == [401, 401, 401] and statuses[3] == 429
+        refused = _login(tab, made.key)  # even the right key waits: the address is over its rate
+        assert refused.status_code == 429 and "too many login attempts" in refused.text

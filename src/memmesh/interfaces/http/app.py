@@ -142,7 +142,10 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     secure = settings.tls.cert_file is not None
-    app.mount("/ui", create_web_app(service, settings, require_auth=keys_required(settings), secure=secure, sampler=sampler))
+    web = create_web_app(
+        service, settings, require_auth=keys_required(settings), secure=secure, sampler=sampler, limiter=app.state.memmesh.limiter
+    )
+    app.mount("/ui", web)
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard
     app.add_middleware(
         RequestMiddleware,

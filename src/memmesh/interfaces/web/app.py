@@ -24,9 +24,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from memmesh.config import Settings
-from memmesh.errors import AuthError, ForbiddenError, MemmeshError, PendingApprovalError
+from memmesh.errors import AuthError, ForbiddenError, MemmeshError, PendingApprovalError, RateLimitedError
 from memmesh.interfaces.web.auth import COOKIE, Session, Sessions, check_key, csrf_ok, principal_for
 from memmesh.interfaces.web.samples import Sampler
+from memmesh.limits import RateLimiter
 from memmesh.model import NamespaceCount, Principal
 from memmesh.service import Service
 
@@ -78,8 +79,18 @@ def _flat(pairs: dict[str, list[str]]) -> dict[str, str]:
 class WebApp:
     """The inspector of one server: its service, its session map and its templates."""
 
-    def __init__(self, service: Service, settings: Settings, *, require_auth: bool, secure: bool, sampler: Sampler | None) -> None:
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings,
+        *,
+        require_auth: bool,
+        secure: bool,
+        sampler: Sampler | None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.service = service
+        self.limiter = limiter
         self.settings = settings
         self.require_auth = require_auth
         self.secure = secure
@@ -211,20 +222,34 @@ class WebApp:
                 values["message"] = CSRF_MESSAGE
                 return self.html("login.html", values, status=403, session=session)
             try:
+                self._charge_login(request)
                 await run_in_threadpool(check_key, self.service, form.get("key", ""))
-            except AuthError as refused:
+            except (AuthError, RateLimitedError) as refused:
                 values["message"] = refused.message
                 status = refused.http_status
             else:
                 self.sessions.drop(session.id)  # a new id at login: a planted id never becomes a logged-in one
                 made = self.sessions.create(form.get("key", "").strip())
-                response = RedirectResponse(target, status_code=303)
-                self.set_cookie(response, made)
-                return response
+                redirect = RedirectResponse(target, status_code=303)
+                self.set_cookie(redirect, made)
+                return redirect
         response = self.html("login.html", values, status=status, session=session)
         if fresh:
             self.set_cookie(response, session)
         return response
+
+    def _charge_login(self, request: Request) -> None:
+        """Login attempts count against the client address's request rate, like API requests
+        without a valid key (``limits.rate_limit_per_minute``): guessing keys through the
+        form is no faster than through the API."""
+        if self.limiter is None:
+            return
+        wait = self.limiter.check("addr:" + (request.client.host if request.client else "-"), time.monotonic())
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many login attempts from this address; wait {int(wait) + 1} s (limits.rate_limit_per_minute)",
+                details={"retry_after": int(wait) + 1},
+            )
 
     async def logout(self, request: Request) -> Response:
         session = self.sessions.get(request.cookies.get(COOKIE))
