@@ -6,11 +6,18 @@ user can and cannot do through /ui, and that a refused request changes nothing.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
-from web_support import InProcess, csrf_of
+import uvicorn
+from web_support import InProcess, csrf_of, web_settings
 
+from memmesh.compose import build
+from memmesh.interfaces.web import create_web_app
 from memmesh.model import LOCAL_PRINCIPAL
 
 
@@ -190,3 +197,78 @@ def test_login_attempts_count_against_the_address_rate(web: Callable[..., InProc
         assert statuses[:3] == [401, 401, 401] and statuses[3] == 429
         refused = _login(tab, made.key)  # even the right key waits: the address is over its rate
         assert refused.status_code == 429 and "too many login attempts" in refused.text
+
+
+def _state(running: InProcess) -> tuple[dict[str, object], list[str]]:
+    items = running.service.list(limit=100, principal=LOCAL_PRINCIPAL).items
+    memories = {m.id: m.model_dump(mode="json", exclude={"updated_at", "version"}) for m in items}
+    links = sorted(str(link.model_dump(mode="json")) for m in items for link in running.service.links(m.id, principal=LOCAL_PRINCIPAL))
+    return memories, links
+
+
+def test_curator_rollback_button_undoes_a_run(web: Callable[..., InProcess]) -> None:
+    running = web()
+    for text in (
+        "The deploy window is Tuesday afternoon.",
+        "Our deploy window is on Tuesday afternoon.",
+        "The conference room holds 12 people.",
+        "The conference room holds 20 people.",
+    ):
+        running.service.add({"content": text, "namespace": "office"}, principal=LOCAL_PRINCIPAL)
+    before = _state(running)
+    report = running.service.curator.run(principal=LOCAL_PRINCIPAL)
+    assert _state(running) != before  # the run changed something to roll back
+    with running.browser() as tab:
+        page = tab.get("/ui/curator")
+        assert report.run_id in page.text and "Roll back" in page.text
+        token = csrf_of(page.text)
+        assert tab.post(f"/ui/curator/{report.run_id}/rollback", data={}).status_code == 403  # no token: nothing undone
+        assert _state(running) != before
+        done = tab.post(f"/ui/curator/{report.run_id}/rollback", data={"csrf": token})
+        assert done.status_code == 303
+        assert "rolled back" in tab.get("/ui/curator").text
+        again = tab.post(f"/ui/curator/{report.run_id}/rollback", data={"csrf": token})
+        assert again.status_code == 409 and "error-message" in again.text  # the core's conflict, as a page
+    assert _state(running) == before
+
+
+def test_metrics_page_charts_what_the_sampler_collected(web: Callable[..., InProcess]) -> None:
+    from memmesh.interfaces.web.samples import Sampler
+
+    running = web()
+    _seed(running)
+    sampler = Sampler(running.service, running.app.state.memmesh.metrics.registry, interval=3600)
+    sampler.sample()
+    for _ in range(5):
+        assert httpx.get(f"{running.url}/api/v1/memories").status_code == 200
+    httpx.post(f"{running.url}/api/v1/recall", json={"query": "deploy key"}).raise_for_status()
+    point = sampler.sample()
+    assert point.memories == 2 and point.requests_per_s > 0 and point.recall_ms > 0
+    with running.browser() as tab:
+        page = tab.get("/ui/metrics")
+        assert page.status_code == 200 and "collecting samples" in page.text  # this app's own sampler just started
+
+
+def test_the_cookie_is_secure_when_the_server_has_tls(tmp_path: Path) -> None:
+    """``secure`` is what create_app passes when [tls] cert_file is set; served here on plain
+    HTTP only to read the header the browser would get."""
+    settings = web_settings(tmp_path)
+    service = build(settings)
+    app = create_web_app(service, settings, require_auth=False, secure=True)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        page = httpx.get(f"http://127.0.0.1:{sock.getsockname()[1]}/memories", timeout=30)
+        assert page.status_code == 200
+        cookie = page.headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+        service.close()
