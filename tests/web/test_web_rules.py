@@ -6,6 +6,7 @@ user can and cannot do through /ui, and that a refused request changes nothing.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -272,3 +273,28 @@ def test_the_cookie_is_secure_when_the_server_has_tls(tmp_path: Path) -> None:
         thread.join(20)
         sock.close()
         service.close()
+
+
+def test_filters_paging_and_hybrid_search(web: Callable[..., InProcess]) -> None:
+    running = web()
+    service = running.service
+    for n in range(12):
+        tier = "long" if n % 2 else "short"
+        service.add(
+            {"content": f"note {n:02d} about the release train", "namespace": "rel", "tags": [f"t{n % 3}"], "tier": tier},
+            principal=LOCAL_PRINCIPAL,
+        )
+    with running.browser() as tab:
+        first = tab.get("/ui/memories?limit=10")
+        assert first.status_code == 200 and first.text.count('href="/ui/memories/') == 10
+        nxt = re.search(r'href="([^"]*cursor=[^"]+)" id="next"', first.text)
+        assert nxt is not None and nxt.group(1)
+        second = tab.get(nxt.group(1).replace("&amp;", "&"))
+        shown = set(re.findall(r"note (\d\d) about", first.text)) | set(re.findall(r"note (\d\d) about", second.text))
+        assert second.text.count('href="/ui/memories/') == 2 and len(shown) == 12  # every memory once, over two pages
+        tagged = tab.get("/ui/memories?tags=t1&tier=long")
+        found = set(re.findall(r"note (\d\d) about", tagged.text))
+        assert found == {f"{n:02d}" for n in range(12) if n % 3 == 1 and n % 2}
+        hybrid = tab.get("/ui/memories?q=release+train&mode=hybrid")
+        assert hybrid.status_code == 200 and "hits for" in hybrid.text and "keyword_norm" in hybrid.text
+        assert tab.get("/ui/memories?q=x&mode=vector").status_code == 422
