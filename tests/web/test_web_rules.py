@@ -298,3 +298,13 @@ def test_filters_paging_and_hybrid_search(web: Callable[..., InProcess]) -> None
         hybrid = tab.get("/ui/memories?q=release+train&mode=hybrid")
         assert hybrid.status_code == 200 and "hits for" in hybrid.text and "keyword_norm" in hybrid.text
         assert tab.get("/ui/memories?q=x&mode=vector").status_code == 422
+
+
+def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out() -> None:
+    from memmesh.interfaces.web.auth import Sessions
+
+    sessions = Sessions(limit=3)
+    logged_in = sessions.create("mm_key")
+    made = [sessions.create(None) for _ in range(10)]  # login forms opened over and over
+    assert sessions.get(logged_in.id) is logged_in
+    assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None

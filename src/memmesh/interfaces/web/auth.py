@@ -54,7 +54,9 @@ class Sessions:
         with self._lock:
             self._expire(time.monotonic())
             if len(self._items) >= self.limit:
-                oldest = min(self._items.values(), key=lambda s: s.last_seen)
+                # Anonymous sessions (a login form's CSRF holder) go first: a flood of them
+                # from one client must not log everyone else out.
+                oldest = min(self._items.values(), key=lambda s: (s.key is not None, s.last_seen))
                 del self._items[oldest.id]
             self._items[session.id] = session
         return session

@@ -123,7 +123,7 @@ def edit(web: WebApp, page: Page) -> Response:
     for name in EDITABLE:
         if name not in form:
             continue
-        raw = form[name]
+        raw = form[name].replace("\r\n", "\n")  # browsers send a textarea's newlines as CRLF
         if name == "tags":
             value: Any = [t.strip() for t in raw.split(",") if t.strip()]
             if value != current.tags:
@@ -137,7 +137,7 @@ def edit(web: WebApp, page: Page) -> Response:
             if (raw.strip() or None) != current.title:
                 patch[name] = raw.strip() or None
         elif raw != str(getattr(current, name).value if name in ("tier", "kind") else getattr(current, name)):
-            patch[name] = raw.replace("\r\n", "\n")
+            patch[name] = raw
     if not patch:
         return _back(f"/memories/{memory_id}", done="unchanged")
     web.service.update(memory_id, patch, principal=page.principal)
