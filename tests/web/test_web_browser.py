@@ -224,3 +224,25 @@ def test_a_scoped_key_cannot_see_another_namespace(tour: Tour) -> None:
     tour.open(f"/ui/memories/{tour.ids['deploy']}")
     assert "payroll" not in tour.browser.page_source  # the link into team/b is not drawn either
     assert len(tour.shots) > 15 and all(p.stat().st_size > 1000 for p in tour.shots[1:])
+
+
+def test_dark_mode_follows_the_system_setting_and_focus_is_visible(tour: Tour) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    def background() -> str:
+        return str(tour.browser.execute_script("return getComputedStyle(document.body).backgroundColor"))
+
+    tour.open("/ui/memories")
+    light = background()
+    tour.browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        tour.open("/ui/memories")
+        dark = background()
+        assert light == "rgb(255, 255, 255)" and dark == "rgb(21, 24, 28)"
+        tour.css("body").send_keys(Keys.TAB)  # the skip link first, then the nav: all reachable by keyboard
+        focused = tour.browser.switch_to.active_element
+        assert focused.text == "Skip to content"
+        assert tour.browser.execute_script("return getComputedStyle(arguments[0]).outlineStyle", focused) == "solid"
+        tour.shot("memories-dark")
+    finally:
+        tour.browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
