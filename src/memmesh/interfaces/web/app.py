@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
-import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -96,12 +95,7 @@ class WebApp:
         self.secure = secure
         self.sessions = Sessions()
         self.sampler = sampler
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,  # a template typo fails the tests, not silently renders nothing
-        )
-        self.templates.globals.update(nav=NAV, prefix=PREFIX, quote=quote, urlencode=urlencode)
+        self._templates: Any = None
         self._counts: dict[tuple[str, ...], tuple[float, list[NamespaceCount]]] = {}
         self._counts_lock = threading.Lock()
 
@@ -127,6 +121,22 @@ class WebApp:
         return counts
 
     # -- rendering ------------------------------------------------------------------------
+
+    @property
+    def templates(self) -> Any:
+        """The Jinja2 environment, made at the first page: importing jinja2 is not paid by
+        every server (or worker) start, only by one that serves the inspector."""
+        if self._templates is None:
+            import jinja2
+
+            made = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(HERE / "templates"),
+                autoescape=True,
+                undefined=jinja2.StrictUndefined,  # a template typo fails the tests, not silently renders nothing
+            )
+            made.globals.update(nav=NAV, prefix=PREFIX, quote=quote, urlencode=urlencode)
+            self._templates = made
+        return self._templates
 
     def html(self, template: str, values: dict[str, Any], *, status: int = 200, session: Session | None = None) -> HTMLResponse:
         body = self.templates.get_template(template).render(csrf=session.csrf if session else "", **values)
