@@ -309,3 +309,17 @@ def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out() -> None:
     made = [sessions.create(None) for _ in range(10)]  # login forms opened over and over
     assert sessions.get(logged_in.id) is logged_in
     assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None
+
+
+def test_bus_page_shows_metadata_never_bodies_and_namespaces_show_standards(web: Callable[..., InProcess]) -> None:
+    running = web()
+    service = running.service
+    chat = service.bus.open(["planner", "coder"], topic="release plan", principal=LOCAL_PRINCIPAL)
+    service.bus.send(chat.id, "the launch code is swordfish", sender="planner", token=chat.token, principal=LOCAL_PRINCIPAL)
+    service.governance.set_standard("team/a", governance={"delete": "approve"}, required_tags=["owner"], principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        bus = tab.get("/ui/bus").text
+        assert chat.id in bus and "release plan" in bus and "planner, coder" in bus
+        assert "swordfish" not in bus and chat.token not in bus  # no body, no token
+        spaces = tab.get("/ui/namespaces").text
+        assert "delete: approve" in spaces and "owner" in spaces
