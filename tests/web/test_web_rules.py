@@ -323,3 +323,19 @@ def test_bus_page_shows_metadata_never_bodies_and_namespaces_show_standards(web:
         assert "swordfish" not in bus and chat.token not in bus  # no body, no token
         spaces = tab.get("/ui/namespaces").text
         assert "delete: approve" in spaces and "owner" in spaces
+
+
+def test_login_redirects_only_inside_the_inspector(web: Callable[..., InProcess]) -> None:
+    running = web()
+    made = running.service.create_key("nia", role="reader", principal=LOCAL_PRINCIPAL)
+    for wanted, landed in [
+        ("/ui/namespaces", "/ui/namespaces"),
+        ("https://evil.example/x", "/ui/memories"),
+        ("//evil.example/ui/", "/ui/memories"),
+        ("/ui/../..//evil.example", "/ui/memories"),
+        ("/ui/\\\\evil.example", "/ui/memories"),
+    ]:
+        with running.browser() as tab:
+            page = tab.get("/ui/login", params={"next": wanted})
+            done = tab.post("/ui/login", params={"next": wanted}, data={"csrf": csrf_of(page.text), "key": made.key})
+            assert done.status_code == 303 and done.headers["location"] == landed, wanted

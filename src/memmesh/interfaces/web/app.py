@@ -222,7 +222,7 @@ class WebApp:
         if session is None:
             session = self.sessions.create(None)
         target = request.query_params.get("next") or f"{PREFIX}/memories"
-        if not target.startswith(PREFIX + "/"):
+        if not target.startswith(PREFIX + "/") or ".." in target or "\\" in target or "//" in target:
             target = f"{PREFIX}/memories"  # never redirect off this app after a login
         values: dict[str, Any] = {"principal": None, "section": "login", "title": "Log in", "next": target, "message": None}
         status = 200
