@@ -415,6 +415,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
 }
 HTTP_ELSEWHERE = {
     ("*", "/mcp"): "every MCP tool over /mcp: test_permissions_mcp.py",
+    ("*", "/ui"): "the web inspector's pages call the service as the session's key: tests/web/test_web_rules.py",
     ("GET", "/openapi.json"): "the API description, public by design",
     ("GET", "/docs"): "the API description, public by design",
     ("GET", "/docs/oauth2-redirect"): "the API description, public by design",

@@ -29,6 +29,8 @@ from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.routes import subscriptions as subscription_routes
 from memmesh.interfaces.http.schemas import document_limits
 from memmesh.interfaces.mcp.mount import McpMount
+from memmesh.interfaces.web import create_web_app
+from memmesh.interfaces.web.samples import Sampler
 from memmesh.limits import RateLimiter
 from memmesh.service import Service
 
@@ -93,6 +95,8 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     from memmesh.interfaces.http.server import is_loopback
 
     mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
+    metrics = Metrics()
+    sampler = Sampler(service, metrics.registry)  # the web inspector's metrics charts (/ui/metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +107,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
         service.engine.warm_up()  # the vector index loads now, not in the first recall
         service.extraction.start()  # fail the extraction jobs a crashed server left running
+        sampler.start()
         try:
             async with mcp.lifespan():
                 yield
@@ -113,11 +118,11 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.audit.stop()
             service.curator.stop()
             service.extraction.close()  # running extractions finish while the store is still open
+            sampler.stop()
         if owns_service:
             service.close()  # queued embeddings first, then the store
 
     app = FastAPI(title="memmesh", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
-    metrics = Metrics()
     app.state.memmesh = ServerContext(
         service=service,
         settings=settings,
@@ -136,6 +141,11 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     app.include_router(extraction_routes.router)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
+    secure = settings.tls.cert_file is not None
+    web = create_web_app(
+        service, settings, require_auth=keys_required(settings), secure=secure, sampler=sampler, limiter=app.state.memmesh.limiter
+    )
+    app.mount("/ui", web)
     app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard
     app.add_middleware(
         RequestMiddleware,

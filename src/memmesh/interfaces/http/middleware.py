@@ -49,6 +49,10 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
+WEB_PREFIX = "/ui"
+"""The web inspector: its pages get the same Host and Origin checks as the API (DNS rebinding, cross-site forms)."""
+
+
 class RequestMiddleware:
     """Tags each request with an id, enforces ``limits.max_body_bytes``, counts and logs it."""
 
@@ -84,7 +88,7 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            refusal = self.guard.check(scope) if scope["path"].startswith(API_PREFIX) else None
+            refusal = self.guard.check(scope) if scope["path"].startswith((API_PREFIX, WEB_PREFIX)) else None
             if refusal is None and scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
                 if body is None:

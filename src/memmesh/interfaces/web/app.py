@@ -1,0 +1,272 @@
+"""``create_web_app(service, settings, ...)``: the inspector's routes, sessions and rendering.
+
+Each page handler is a small sync function run on the thread pool (service calls query the
+store and must not block the event loop). The wrapper around them does what every page
+shares, once: read the session cookie, check the CSRF token of a POST before anything runs,
+find the caller with the service's own authentication, render a :class:`MemmeshError` as a
+page with the same status code the API answers, and redirect after a successful POST.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from memmesh.config import Settings
+from memmesh.errors import AuthError, ForbiddenError, MemmeshError, PendingApprovalError, RateLimitedError
+from memmesh.interfaces.web.auth import COOKIE, Session, Sessions, check_key, csrf_ok, principal_for
+from memmesh.interfaces.web.samples import Sampler
+from memmesh.limits import RateLimiter
+from memmesh.model import NamespaceCount, Principal
+from memmesh.service import Service
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/ui"
+NAV = [
+    ("memories", "Memories"),
+    ("namespaces", "Namespaces"),
+    ("pending", "Pending"),
+    ("audit", "Audit"),
+    ("curator", "Curator"),
+    ("cluster", "Cluster"),
+    ("bus", "Bus"),
+    ("metrics", "Metrics"),
+]
+MAX_FORM_FIELDS = 50
+COUNTS_TTL_S = 5.0
+"""How long the namespace tree's counts are reused (see :meth:`WebApp.namespace_counts`)."""
+CSRF_MESSAGE = "this form's CSRF token is missing or stale: reload the page and submit it again"
+
+
+@dataclass
+class Page:
+    """What a handler gets: the caller, the query string, the form (POST) and the path values."""
+
+    principal: Principal
+    query: dict[str, str]
+    form: dict[str, str]
+    params: dict[str, str]
+    session: Session
+
+
+@dataclass
+class Rendered:
+    """A template to render with its values and status (handlers return this or a Response)."""
+
+    template: str
+    values: dict[str, Any] = field(default_factory=dict)
+    status: int = 200
+
+
+Handler = Callable[["WebApp", Page], "Rendered | Response"]
+
+
+def _flat(pairs: dict[str, list[str]]) -> dict[str, str]:
+    return {k: v[0] for k, v in list(pairs.items())[:MAX_FORM_FIELDS]}
+
+
+class WebApp:
+    """The inspector of one server: its service, its session map and its templates."""
+
+    def __init__(
+        self,
+        service: Service,
+        settings: Settings,
+        *,
+        require_auth: bool,
+        secure: bool,
+        sampler: Sampler | None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.service = service
+        self.limiter = limiter
+        self.settings = settings
+        self.require_auth = require_auth
+        self.secure = secure
+        self.sessions = Sessions()
+        self.sampler = sampler
+        self._templates: Any = None
+        self._counts: dict[tuple[str, ...], tuple[float, list[NamespaceCount]]] = {}
+        self._counts_lock = threading.Lock()
+
+    def namespace_counts(self, who: Principal) -> list[NamespaceCount]:
+        """The caller's namespaces with counts, reused for ``COUNTS_TTL_S`` per scope.
+
+        Why a short cache: counting every namespace is a pass over the memories (about 70 ms
+        at 10k on a busy 2-core machine), and the tree is on every list page; the counts a
+        scope may see depend only on its namespace patterns, so callers with the same
+        patterns share them. The service still decides what the scope may see.
+        """
+        scope = tuple(sorted(who.namespaces))
+        now = time.monotonic()
+        with self._counts_lock:
+            cached = self._counts.get(scope)
+            if cached is not None and now - cached[0] < COUNTS_TTL_S:
+                return cached[1]
+        counts = self.service.namespaces(principal=who)
+        with self._counts_lock:
+            if len(self._counts) >= 1000:
+                self._counts.clear()
+            self._counts[scope] = (now, counts)
+        return counts
+
+    # -- rendering ------------------------------------------------------------------------
+
+    @property
+    def templates(self) -> Any:
+        """The Jinja2 environment, made at the first page: importing jinja2 is not paid by
+        every server (or worker) start, only by one that serves the inspector."""
+        if self._templates is None:
+            import jinja2
+
+            made = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(HERE / "templates"),
+                autoescape=True,
+                undefined=jinja2.StrictUndefined,  # a template typo fails the tests, not silently renders nothing
+            )
+            made.globals.update(nav=NAV, prefix=PREFIX, quote=quote, urlencode=urlencode)
+            self._templates = made
+        return self._templates
+
+    def html(self, template: str, values: dict[str, Any], *, status: int = 200, session: Session | None = None) -> HTMLResponse:
+        body = self.templates.get_template(template).render(csrf=session.csrf if session else "", **values)
+        response = HTMLResponse(body, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
+
+    def error(self, error: MemmeshError, session: Session | None, principal: Principal | None, section: str) -> HTMLResponse:
+        """A refused or failed request as a page, with the status code the API gives it."""
+        values = {"error": error, "principal": principal, "section": section, "title": error.code.replace("_", " ")}
+        return self.html("error.html", values, status=error.http_status, session=session)
+
+    def set_cookie(self, response: Response, session: Session) -> None:
+        response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict", secure=self.secure, path=PREFIX)
+
+    # -- the wrapper every page goes through ---------------------------------------------------
+
+    def route(self, path: str, handler: Handler, *, methods: tuple[str, ...] = ("GET",), section: str = "") -> Route:
+        async def endpoint(request: Request) -> Response:
+            session = self.sessions.get(request.cookies.get(COOKIE))
+            form: dict[str, str] = {}
+            if request.method == "POST":
+                body = await request.body()
+                form = _flat(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
+                if not csrf_ok(session, form.get("csrf")):
+                    return self.error(ForbiddenError(CSRF_MESSAGE), session, None, section)
+            query = _flat(parse_qs(request.url.query, keep_blank_values=True))
+            params = {k: str(v) for k, v in request.path_params.items()}
+            return await run_in_threadpool(self._serve, request, handler, session, query, form, params, section)
+
+        return Route(path, endpoint, methods=list(methods))
+
+    def _serve(
+        self,
+        request: Request,
+        handler: Handler,
+        session: Session | None,
+        query: dict[str, str],
+        form: dict[str, str],
+        params: dict[str, str],
+        section: str,
+    ) -> Response:
+        fresh = session is None
+        if session is None:
+            session = self.sessions.create(None)  # holds the CSRF token, even on an open server
+        try:
+            principal = principal_for(self.service, session, require=self.require_auth)
+        except AuthError as refusal:
+            response: Response
+            if request.method == "GET":
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                response = RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
+            else:
+                response = self.error(refusal, session, None, section)
+            if session.key is not None:
+                self.sessions.drop(session.id)  # a revoked or stale key: this session is over
+            elif fresh:
+                self.set_cookie(response, session)
+            return response
+        page = Page(principal=principal, query=query, form=form, params=params, session=session)
+        try:
+            result = handler(self, page)
+        except PendingApprovalError as queued:
+            values = {"principal": principal, "section": section, "title": "queued for approval", "queued": queued}
+            result = Rendered("queued.html", values, status=queued.http_status)
+        except MemmeshError as error:
+            result = self.error(error, session, principal, section)
+        if isinstance(result, Rendered):
+            values = {"principal": principal, "section": section, "title": section.title(), **result.values}
+            result = self.html(result.template, values, status=result.status, session=session)
+        if fresh:
+            self.set_cookie(result, session)
+        return result
+
+    # -- login / logout (outside the wrapper: they make and end sessions) -------------------------
+
+    async def login(self, request: Request) -> Response:
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        fresh = session is None
+        if session is None:
+            session = self.sessions.create(None)
+        target = request.query_params.get("next") or f"{PREFIX}/memories"
+        if not target.startswith(PREFIX + "/") or ".." in target or "\\" in target or "//" in target:
+            target = f"{PREFIX}/memories"  # never redirect off this app after a login
+        values: dict[str, Any] = {"principal": None, "section": "login", "title": "Log in", "next": target, "message": None}
+        status = 200
+        if request.method == "POST":
+            form = _flat(parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+            if not csrf_ok(session, form.get("csrf")):
+                values["message"] = CSRF_MESSAGE
+                return self.html("login.html", values, status=403, session=session)
+            try:
+                self._charge_login(request)
+                await run_in_threadpool(check_key, self.service, form.get("key", ""))
+            except (AuthError, RateLimitedError) as refused:
+                values["message"] = refused.message
+                status = refused.http_status
+            else:
+                self.sessions.drop(session.id)  # a new id at login: a planted id never becomes a logged-in one
+                made = self.sessions.create(form.get("key", "").strip())
+                redirect = RedirectResponse(target, status_code=303)
+                self.set_cookie(redirect, made)
+                return redirect
+        response = self.html("login.html", values, status=status, session=session)
+        if fresh:
+            self.set_cookie(response, session)
+        return response
+
+    def _charge_login(self, request: Request) -> None:
+        """Login attempts count against the client address's request rate, like API requests
+        without a valid key (``limits.rate_limit_per_minute``): guessing keys through the
+        form is no faster than through the API."""
+        if self.limiter is None:
+            return
+        wait = self.limiter.check("addr:" + (request.client.host if request.client else "-"), time.monotonic())
+        if wait > 0:
+            raise RateLimitedError(
+                f"too many login attempts from this address; wait {int(wait) + 1} s (limits.rate_limit_per_minute)",
+                details={"retry_after": int(wait) + 1},
+            )
+
+    async def logout(self, request: Request) -> Response:
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        form = _flat(parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+        if not csrf_ok(session, form.get("csrf")):
+            return self.error(ForbiddenError(CSRF_MESSAGE), session, None, "login")
+        self.sessions.drop(session.id if session else None)
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.delete_cookie(COOKIE, path=PREFIX)
+        return response
