@@ -92,11 +92,20 @@ def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> 
     idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
     rows = []
     for item in items:
-        text = chain.detail_text(item.detail)
+        text = item.detail if type(item.detail) is str else chain.detail_text(item.detail)
         prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
         rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
         idx += 1
     return rows, prev
+
+
+def _rehash(prev: bytes, row: AuditRow) -> bytes | None:
+    """The hash ``row`` must hold after ``prev``; None for a row whose fields were retyped
+    (SQLite stores whatever type is written), which no append wrote."""
+    try:
+        return chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+    except (TypeError, UnicodeEncodeError):
+        return None
 
 
 def _entry(row: AuditRow) -> AuditEntry:
@@ -208,16 +217,17 @@ class AuditLog:
     def _cached_head(self, conn: Any) -> tuple[int, str] | None:
         """The chain head without reading it, when that is safe to try.
 
-        Reading the head is a query per write transaction; instead, the head this process
-        last appended *and saw committed* (:meth:`committed`) is used, on SQLite only, for a
-        second at most. Chaining onto a stale head cannot go unnoticed: if any process
-        appended since, the next index is taken and the insert fails on the primary key
-        (:func:`audit_sql.insert_new`), and the entries are chained onto the real head
-        instead. An uncommitted head is never cached (a rolled-back append would otherwise
-        leave a gap), and the time limit keeps a prune or restore made by another process
-        meanwhile from hiding the gap."""
+        Reading the head is a query per write transaction (on PostgreSQL a round trip);
+        instead, the head this process last appended *and saw committed* (:meth:`committed`)
+        is used, on both backends, for a second at most. Chaining onto a stale head cannot go
+        unnoticed: appends are serialised (SQLite's write lock, PostgreSQL's advisory lock
+        taken just before), so if any process appended since, the next index is taken, the
+        insert skips it on the primary key (:func:`audit_sql.insert_new`) and the entries are
+        chained onto the real head instead. An uncommitted head is never cached (a
+        rolled-back append would otherwise leave a gap), and the time limit keeps a prune or
+        restore made by another process meanwhile from hiding the gap."""
         found = self._head
-        if found is None or not audit_sql.is_sqlite(conn) or time.monotonic() - found[2] > HEAD_CACHE_S:
+        if found is None or time.monotonic() - found[2] > HEAD_CACHE_S:
             return None
         return found[0], found[1].hex()
 
@@ -358,8 +368,8 @@ class AuditLog:
                 for row in audit_sql.rows(conn, tree.size):
                     if row.idx != tree.size:
                         raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
-                    digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
-                    if digest.hex() != row.hash:
+                    digest = _rehash(prev, row)
+                    if digest is None or digest.hex() != row.hash:
                         raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
                     tree.append(digest)
                     prev = digest
@@ -407,8 +417,8 @@ class AuditLog:
             for row in audit_sql.rows(conn, start):
                 if parse_ts(row.at) >= cutoff:
                     break
-                digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
-                if row.idx != tree.size or digest.hex() != row.hash:
+                digest = _rehash(prev, row)
+                if row.idx != tree.size or digest is None or digest.hex() != row.hash:
                     raise StorageError(f"audit entry {tree.size} does not verify; refusing to prune (run `memmesh audit verify`)")
                 tree.append(digest)
                 prev = digest

@@ -92,20 +92,21 @@ def is_sqlite(conn: Any) -> bool:
     return _is_sqlite(conn)
 
 
-_INSERT_SQLITE = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
 
 
 def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
-    """Insert rows chained onto a head that was not read (SQLite only); False, with nothing
-    inserted, when the first index is taken already (another process appended meanwhile:
-    indexes are dense, so a later row can only collide if the first one does)."""
-    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
-    try:
-        conn.execute(_INSERT_SQLITE, params[0])
-    except sqlite3.IntegrityError:
-        return False  # SQLite undoes the failed statement only; the transaction goes on
-    if len(params) > 1:
-        conn.executemany(_INSERT_SQLITE, params[1:])
+    """Insert rows chained onto a head that was not read; False, with nothing inserted, when
+    the first index is taken already (another process appended meanwhile: indexes are dense,
+    so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
+    rather than catching the error: on PostgreSQL a failed statement aborts the whole
+    transaction, and both backends then run the same statement."""
+    r = rows[0]
+    cursor = run(conn, _INSERT_NEW, (r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash))
+    if cursor.rowcount != 1:
+        return False
+    if len(rows) > 1:
+        insert_many(conn, rows[1:])
     return True
 
 
