@@ -7,14 +7,17 @@ characters) and both ``None`` and text for the optional fields."""
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.audit import chain
+from memmesh.audit.log import _stamp
 from memmesh.audit.notes import CheckpointFile
 from memmesh.audit.verify import verify_log
+from memmesh.clock import format_ts
 
 text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40)
 optional = st.none() | text
@@ -61,3 +64,9 @@ def test_a_retyped_row_is_a_modified_entry_not_a_crash(row):
     assert not report.ok
     assert report.first_bad_index == 0
     assert report.problems[0].kind in ("modified", "out_of_order", "missing")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.none() | st.just(UTC) | st.timezones()))
+def test_the_append_timestamp_is_format_ts(moment):
+    assert _stamp(moment) == format_ts(moment)

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +85,14 @@ class PruneReport(BaseModel):
 
 HEAD_CACHE_S = 1.0
 """How long a committed chain head is reused without reading it (see AuditLog._cached_head)."""
+
+
+def _stamp(moment: datetime) -> str:
+    """:func:`format_ts` of ``moment``, its common case (an aware UTC time from a recent
+    year) without the conversions: once per append."""
+    if moment.tzinfo is UTC and moment.year >= 1000:
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    return format_ts(moment)
 
 
 def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> tuple[list[AuditRow], bytes]:
@@ -198,7 +206,7 @@ class AuditLog:
         audit_sql.lock_chain(conn)
         cached = self._cached_head(conn)
         top = cached or audit_sql.head(conn)
-        at = format_ts(self.service.clock())
+        at = _stamp(self.service.clock())
         rows, last = _chained(top, at, items)
         if cached is None:
             audit_sql.insert_many(conn, rows)

@@ -12,16 +12,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 AUDIT_LOCK_KEY = 0x6D6D6175646974  # "mmaudit": serialises appends to the chain on PostgreSQL
 
 COLUMNS = "idx, at, actor, action, namespace, target, detail, hash"
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One stored audit entry, exactly as the database holds it."""
+class AuditRow(NamedTuple):
+    """One stored audit entry, exactly as the database holds it (a NamedTuple: one is made
+    per append and per row read, and it is the row tuple the driver returns, typed)."""
 
     idx: int
     at: str
@@ -76,7 +76,7 @@ def head(conn: Any) -> tuple[int, str] | None:
 
 
 def insert_many(conn: Any, rows: list[AuditRow]) -> None:
-    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
+    params = list(rows)  # AuditRow is the row tuple in column order
     text = _sql(conn, f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     if len(params) == 1:
         conn.execute(text, params[0])
@@ -93,6 +93,7 @@ def is_sqlite(conn: Any) -> bool:
 
 
 _INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
+_INSERT_NEW_PG = _INSERT_NEW.replace("?", "%s")
 
 
 def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
@@ -101,8 +102,7 @@ def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
     so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
     rather than catching the error: on PostgreSQL a failed statement aborts the whole
     transaction, and both backends then run the same statement."""
-    r = rows[0]
-    cursor = run(conn, _INSERT_NEW, (r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash))
+    cursor = conn.execute(_INSERT_NEW if _is_sqlite(conn) else _INSERT_NEW_PG, rows[0])
     if cursor.rowcount != 1:
         return False
     if len(rows) > 1:
@@ -114,7 +114,7 @@ def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_00
     """Entries with ``since <= idx`` (and ``idx < until``), oldest first, read in pages by index
     (keyset, so each page is one index range scan, however large the log)."""
     for r in raw_rows(conn, since, until, batch):
-        yield AuditRow(*r)
+        yield AuditRow._make(r)
 
 
 def raw_rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[tuple[Any, ...]]:
