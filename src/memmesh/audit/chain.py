@@ -23,7 +23,7 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 encode_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, without building an encoder per call."""
 
-quote: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+quote: Callable[[str], str] = json.encoder.encode_basestring
 """A str as a JSON string literal, exactly as ``json.dumps(..., ensure_ascii=False)`` writes
 it (the same C function the encoder calls); raises TypeError for anything but a str."""
 

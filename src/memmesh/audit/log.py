@@ -100,7 +100,7 @@ def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> 
     idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
     rows = []
     for item in items:
-        text = item.detail if type(item.detail) is str else chain.detail_text(item.detail)
+        text = item.detail if isinstance(item.detail, str) else chain.detail_text(item.detail)
         prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
         rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
         idx += 1
