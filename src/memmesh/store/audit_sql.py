@@ -114,7 +114,7 @@ def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_00
     """Entries with ``since <= idx`` (and ``idx < until``), oldest first, read in pages by index
     (keyset, so each page is one index range scan, however large the log)."""
     for r in raw_rows(conn, since, until, batch):
-        yield AuditRow._make(r)
+        yield AuditRow(*r)
 
 
 def raw_rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[tuple[Any, ...]]:
