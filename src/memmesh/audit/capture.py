@@ -13,9 +13,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from memmesh.audit import chain
 from memmesh.clock import format_ts
@@ -55,14 +54,18 @@ def actor_of(who: Principal | None, system: str | None = None) -> str:
     return " ".join(parts) or "system"
 
 
-@dataclass(frozen=True)
-class Pending:
-    """An entry waiting for the end of its transaction (who acted is fixed when it is made)."""
+class Pending(NamedTuple):
+    """An entry waiting for the end of its transaction (who acted is fixed when it is made).
+    A NamedTuple, not a frozen dataclass: one is made per change, and a tuple is made in a
+    fraction of the time.
+
+    ``detail`` is a dict, or a str that is already its canonical text (:func:`chain.detail_text`):
+    the capture builds the one detail every memory change has directly (see :meth:`AuditedTx._history`)."""
 
     action: str
     target: str | None
     namespace: str | None
-    detail: dict[str, Any] | None
+    detail: dict[str, Any] | str | None
     actor: str
 
 
@@ -99,9 +102,8 @@ class AuditedTx:
 
     def _history(self, entry: HistoryEntry) -> None:
         event = entry.event.value if hasattr(entry.event, "value") else str(entry.event)
-        detail: dict[str, Any] = {"digest": chain.digest([entry.old, entry.new])}
-        if entry.old and entry.new:
-            detail["fields"] = sorted(set(entry.old) | set(entry.new))
+        fields = sorted(entry.old.keys() | entry.new.keys()) if entry.old and entry.new else None
+        detail = chain.history_detail(chain.digest([entry.old, entry.new]), fields)
         system = entry.actor if entry.actor in SYSTEM_ACTORS else None
         self.defer(Pending(f"memory.{event}", entry.memory_id, self._namespace(entry), detail, actor_of(current_caller.get(), system)))
 

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,16 +87,33 @@ HEAD_CACHE_S = 1.0
 """How long a committed chain head is reused without reading it (see AuditLog._cached_head)."""
 
 
+def _stamp(moment: datetime) -> str:
+    """:func:`format_ts` of ``moment``, its common case (an aware UTC time from a recent
+    year) without the conversions: once per append."""
+    if moment.tzinfo is UTC and moment.year >= 1000:
+        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    return format_ts(moment)
+
+
 def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> tuple[list[AuditRow], bytes]:
     """``items`` as rows hashed onto the chain head ``top`` (None: the empty log)."""
     idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
     rows = []
     for item in items:
-        text = chain.detail_text(item.detail)
+        text = item.detail if isinstance(item.detail, str) else chain.detail_text(item.detail)
         prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
         rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
         idx += 1
     return rows, prev
+
+
+def _rehash(prev: bytes, row: AuditRow) -> bytes | None:
+    """The hash ``row`` must hold after ``prev``; None for a row whose fields were retyped
+    (SQLite stores whatever type is written), which no append wrote."""
+    try:
+        return chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+    except (TypeError, UnicodeEncodeError):
+        return None
 
 
 def _entry(row: AuditRow) -> AuditEntry:
@@ -189,7 +206,7 @@ class AuditLog:
         audit_sql.lock_chain(conn)
         cached = self._cached_head(conn)
         top = cached or audit_sql.head(conn)
-        at = format_ts(self.service.clock())
+        at = _stamp(self.service.clock())
         rows, last = _chained(top, at, items)
         if cached is None:
             audit_sql.insert_many(conn, rows)
@@ -208,16 +225,17 @@ class AuditLog:
     def _cached_head(self, conn: Any) -> tuple[int, str] | None:
         """The chain head without reading it, when that is safe to try.
 
-        Reading the head is a query per write transaction; instead, the head this process
-        last appended *and saw committed* (:meth:`committed`) is used, on SQLite only, for a
-        second at most. Chaining onto a stale head cannot go unnoticed: if any process
-        appended since, the next index is taken and the insert fails on the primary key
-        (:func:`audit_sql.insert_new`), and the entries are chained onto the real head
-        instead. An uncommitted head is never cached (a rolled-back append would otherwise
-        leave a gap), and the time limit keeps a prune or restore made by another process
-        meanwhile from hiding the gap."""
+        Reading the head is a query per write transaction (on PostgreSQL a round trip);
+        instead, the head this process last appended *and saw committed* (:meth:`committed`)
+        is used, on both backends, for a second at most. Chaining onto a stale head cannot go
+        unnoticed: appends are serialised (SQLite's write lock, PostgreSQL's advisory lock
+        taken just before), so if any process appended since, the next index is taken, the
+        insert skips it on the primary key (:func:`audit_sql.insert_new`) and the entries are
+        chained onto the real head instead. An uncommitted head is never cached (a
+        rolled-back append would otherwise leave a gap), and the time limit keeps a prune or
+        restore made by another process meanwhile from hiding the gap."""
         found = self._head
-        if found is None or not audit_sql.is_sqlite(conn) or time.monotonic() - found[2] > HEAD_CACHE_S:
+        if found is None or time.monotonic() - found[2] > HEAD_CACHE_S:
             return None
         return found[0], found[1].hex()
 
@@ -358,8 +376,8 @@ class AuditLog:
                 for row in audit_sql.rows(conn, tree.size):
                     if row.idx != tree.size:
                         raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
-                    digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
-                    if digest.hex() != row.hash:
+                    digest = _rehash(prev, row)
+                    if digest is None or digest.hex() != row.hash:
                         raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
                     tree.append(digest)
                     prev = digest
@@ -407,8 +425,8 @@ class AuditLog:
             for row in audit_sql.rows(conn, start):
                 if parse_ts(row.at) >= cutoff:
                     break
-                digest = chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
-                if row.idx != tree.size or digest.hex() != row.hash:
+                digest = _rehash(prev, row)
+                if row.idx != tree.size or digest is None or digest.hex() != row.hash:
                     raise StorageError(f"audit entry {tree.size} does not verify; refusing to prune (run `memmesh audit verify`)")
                 tree.append(digest)
                 prev = digest

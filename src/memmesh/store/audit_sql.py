@@ -12,16 +12,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 AUDIT_LOCK_KEY = 0x6D6D6175646974  # "mmaudit": serialises appends to the chain on PostgreSQL
 
 COLUMNS = "idx, at, actor, action, namespace, target, detail, hash"
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One stored audit entry, exactly as the database holds it."""
+class AuditRow(NamedTuple):
+    """One stored audit entry, exactly as the database holds it (a NamedTuple: one is made
+    per append and per row read, and it is the row tuple the driver returns, typed)."""
 
     idx: int
     at: str
@@ -76,7 +76,7 @@ def head(conn: Any) -> tuple[int, str] | None:
 
 
 def insert_many(conn: Any, rows: list[AuditRow]) -> None:
-    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
+    params = list(rows)  # AuditRow is the row tuple in column order
     text = _sql(conn, f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     if len(params) == 1:
         conn.execute(text, params[0])
@@ -92,20 +92,21 @@ def is_sqlite(conn: Any) -> bool:
     return _is_sqlite(conn)
 
 
-_INSERT_SQLITE = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
+_INSERT_NEW_PG = _INSERT_NEW.replace("?", "%s")
 
 
 def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
-    """Insert rows chained onto a head that was not read (SQLite only); False, with nothing
-    inserted, when the first index is taken already (another process appended meanwhile:
-    indexes are dense, so a later row can only collide if the first one does)."""
-    params = [(r.idx, r.at, r.actor, r.action, r.namespace, r.target, r.detail, r.hash) for r in rows]
-    try:
-        conn.execute(_INSERT_SQLITE, params[0])
-    except sqlite3.IntegrityError:
-        return False  # SQLite undoes the failed statement only; the transaction goes on
-    if len(params) > 1:
-        conn.executemany(_INSERT_SQLITE, params[1:])
+    """Insert rows chained onto a head that was not read; False, with nothing inserted, when
+    the first index is taken already (another process appended meanwhile: indexes are dense,
+    so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
+    rather than catching the error: on PostgreSQL a failed statement aborts the whole
+    transaction, and both backends then run the same statement."""
+    cursor = conn.execute(_INSERT_NEW if _is_sqlite(conn) else _INSERT_NEW_PG, rows[0])
+    if cursor.rowcount != 1:
+        return False
+    if len(rows) > 1:
+        insert_many(conn, rows[1:])
     return True
 
 
