@@ -83,6 +83,13 @@ class KillPrimary(Fault):
     name = "kill_primary_mid_write"
     routes_to_victim_only = True
 
+    def inject_before(self, cluster: Cluster) -> None:
+        """Every node's next process is importing already (a warm spare each, made at the
+        end of the previous cycle when there was one), so the restart costs the crash
+        recovery and the server's start, not Python's imports."""
+        for node in cluster.nodes:
+            node.prepare_spare()
+
     def inject(self, cluster: Cluster) -> None:
         assert self.victim is not None
         self.victim.kill()
@@ -91,6 +98,8 @@ class KillPrimary(Fault):
         assert self.victim is not None
         if not self.victim.alive:
             self.victim.start()
+        for node in cluster.nodes:  # the next cycle's victim imports during this one's convergence
+            node.prepare_spare()
 
 
 class PartitionMinority(Fault):
@@ -197,14 +206,24 @@ def fill(path: Path) -> int:
     return written
 
 
+CLOCK_FILE_ENV = "MEMMESH_FEDERATION_CLOCK_OFFSET_FILE"
+"""The test-only setting a chaos node reads its clock offset from (``federation.clock_offset_file``)."""
+
+
 class ClockSkew(Fault):
-    """Restart one node with its wall clock moved (``federation.clock_offset_ms``): ahead by
-    ``ahead_ms`` on even cycles (peers refuse its timestamps past ``max_ahead_ms``), behind by
-    ``behind_ms`` on odd ones (its writes are stamped in the past). Heal restarts it with the
-    true clock."""
+    """Move one node's wall clock while it runs: ahead by ``ahead_ms`` on even cycles (peers
+    refuse its timestamps past ``max_ahead_ms``), behind by ``behind_ms`` on odd ones (its
+    writes are stamped in the past, its hybrid clock must keep increasing). The clock jumps
+    while the node runs, just before the writes, through the node's clock-offset file
+    (written here, re-read by the node on its next clock reading: no restart); heal sets
+    it back to 0.
+
+    A node started without that file (``federation.clock_offset_file``) is restarted with
+    ``federation.clock_offset_ms`` instead, before the writes, and again to heal."""
 
     name = "clock_skew"
     inject_before_writes = True
+    """So every write of the cycle meets the moved clock."""
 
     def __init__(self, ahead_ms: int = 2_000, behind_ms: int = 300_000) -> None:
         super().__init__()
@@ -216,19 +235,38 @@ class ClockSkew(Fault):
         self.cycle = cycle
         return super().choose(cluster, cycle)
 
+    @property
+    def at_run_time(self) -> bool:
+        """The victim reads its clock offset from a file: it is moved without a restart."""
+        return self.victim is not None and CLOCK_FILE_ENV in self.victim.env
+
     def inject(self, cluster: Cluster) -> None:
         assert self.victim is not None
         offset = self.ahead_ms if self.cycle % 2 == 0 else -self.behind_ms
         self.detail["offset_ms"] = offset
+        self.detail["at_run_time"] = self.at_run_time
+        if self.at_run_time:
+            set_clock_offset(Path(self.victim.env[CLOCK_FILE_ENV]), offset)
+            return
         self.victim.stop()
         self.victim.env["MEMMESH_FEDERATION_CLOCK_OFFSET_MS"] = str(offset)
         self.victim.start()
 
     def heal(self, cluster: Cluster) -> None:
         assert self.victim is not None
+        if self.at_run_time:
+            set_clock_offset(Path(self.victim.env[CLOCK_FILE_ENV]), 0)
+            return
         self.victim.stop()
         self.victim.env.pop("MEMMESH_FEDERATION_CLOCK_OFFSET_MS", None)
         self.victim.start()
+
+
+def set_clock_offset(path: Path, offset_ms: int) -> None:
+    """Write a node's clock offset atomically (a reader never sees half a number)."""
+    partial = path.with_suffix(".tmp")
+    partial.write_text(f"{offset_ms}\n")
+    os.replace(partial, path)
 
 
 class LoseAckedWrite(Fault):
@@ -250,7 +288,8 @@ class LoseAckedWrite(Fault):
         return self.victim
 
     def inject(self, cluster: Cluster) -> None:
-        return None
+        assert self.victim is not None
+        self.victim.prepare_spare()  # its restart after the drop
 
     def heal(self, cluster: Cluster) -> None:
         from memmesh.store.sqlite import register_functions

@@ -25,6 +25,7 @@ import httpx
 
 from memmesh.chaos.digest import live_ids, namespace_digests
 from memmesh.chaos.faults import (
+    CLOCK_FILE_ENV,
     FAULTS,
     ClockSkew,
     Cluster,
@@ -525,12 +526,20 @@ def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Clus
 
     extra = ("--quorum-writes", str(config.quorum), "--quorum-timeout-ms", str(config.quorum_timeout_ms))
     try:
-        nodes, proxies = start_mesh(base, config.nodes, *extra, proxied=True, db_for=db_for if mounts else None)
+        nodes, proxies = start_mesh(
+            base, config.nodes, *extra, proxied=True, db_for=db_for if mounts else None, env_for=lambda n: clock_file_env(base, n)
+        )
     except BaseException:
         for path in mounts:
             unmount(path)
         raise
     return Cluster(nodes, proxies, mounts), method
+
+
+def clock_file_env(base: Path, node: Node) -> dict[str, str]:
+    """A chaos node reads its wall clock's offset from a file of its own, so clock_skew moves
+    its clock while it runs (no restart). Only chaos nodes get it: a test-only setting."""
+    return {CLOCK_FILE_ENV: str(base / f"{node.name}.clock")}
 
 
 def final_digests(cluster: Cluster, timeout: float = 30) -> dict[str, dict[str, str]]:
