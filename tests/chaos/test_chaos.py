@@ -78,6 +78,48 @@ def test_the_clock_offset_setting_moves_the_nodes_clock(tmp_path: Path) -> None:
     assert 290 < behind < 330
 
 
+def test_a_clock_offset_file_moves_a_running_nodes_clock_and_a_warm_spare_restarts_it(tmp_path: Path) -> None:
+    """clock_skew without restarts: a node started with federation.clock_offset_file stamps
+    its writes by the offset written there, re-read while it runs (5 min behind, then back),
+    and its hybrid clock never goes back. kill cycles restart from a warm spare: the same
+    store, the same node, ready again after a SIGKILL."""
+    from datetime import UTC, datetime
+
+    from memmesh.chaos.faults import CLOCK_FILE_ENV, set_clock_offset
+    from memmesh.chaos.nodes import Node
+    from memmesh.clock import parse_ts
+
+    clock_file = tmp_path / "node-a.clock"
+    node = Node(tmp_path, "node-a")
+    node.env[CLOCK_FILE_ENV] = str(clock_file)
+    node.start()
+    try:
+
+        def store(text: str) -> tuple[float, str]:
+            response = node.call("POST", "/api/v1/memories", json={"content": text})
+            assert response.status_code == 201, response.text
+            body = response.json()
+            return (datetime.now(UTC) - parse_ts(body["created_at"])).total_seconds(), body["version"]["hlc"]
+
+        behind, first = store("written by a true clock")
+        assert abs(behind) < 30
+        set_clock_offset(clock_file, -300_000)
+        behind, second = store("written by a clock 5 minutes slow")
+        assert 290 < behind < 330
+        assert second > first  # the hybrid clock keeps increasing across the jump back
+        node.prepare_spare()
+        node.kill()
+        node.start()  # from the spare: a fresh process on the same store
+        assert node.warm_starts == 1 and node.alive
+        set_clock_offset(clock_file, 0)
+        behind, third = store("written by a true clock again")
+        assert abs(behind) < 30 and third > second
+        assert len(node.ids()) == 3  # nothing the killed process acknowledged was lost
+    finally:
+        node.stop()
+        node.drop_spare()
+
+
 def test_combined_fault_classes_are_named_checked_and_built(tmp_path: Path) -> None:
     from memmesh.chaos.faults import Combined
     from memmesh.chaos.runner import ChaosConfig, make_fault

@@ -51,6 +51,8 @@ class Fault:
     def __init__(self) -> None:
         self.victim: Node | None = None
         self.detail: dict[str, Any] = {}
+        self.more_cycles = True
+        """Another cycle of this class follows (a fault may get ready for it while healing)."""
 
     def choose(self, cluster: Cluster, cycle: int) -> Node:
         self.victim = cluster.nodes[cycle % len(cluster.nodes)]
@@ -65,6 +67,9 @@ class Fault:
 
     def heal(self, cluster: Cluster) -> None:
         raise NotImplementedError
+
+    def warm(self, cluster: Cluster) -> None:
+        """Get ready for a restart this fault will cause (after :meth:`choose`): nothing by default."""
 
     def inject_before(self, cluster: Cluster) -> None:
         """Called before the burst: injects a fault that takes a restart to set up."""
@@ -83,12 +88,19 @@ class KillPrimary(Fault):
     name = "kill_primary_mid_write"
     routes_to_victim_only = True
 
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        self.upcoming = cluster.nodes[(cycle + 1) % len(cluster.nodes)]
+        return super().choose(cluster, cycle)
+
+    def warm(self, cluster: Cluster) -> None:
+        """The victim's next process imports now (a warm spare), so its restart costs the
+        crash recovery and the server's start, not Python's imports. Made when the run
+        starts for its first cycle and at each heal for the next one; a no-op when ready."""
+        assert self.victim is not None
+        self.victim.prepare_spare()
+
     def inject_before(self, cluster: Cluster) -> None:
-        """Every node's next process is importing already (a warm spare each, made at the
-        end of the previous cycle when there was one), so the restart costs the crash
-        recovery and the server's start, not Python's imports."""
-        for node in cluster.nodes:
-            node.prepare_spare()
+        self.warm(cluster)
 
     def inject(self, cluster: Cluster) -> None:
         assert self.victim is not None
@@ -98,8 +110,8 @@ class KillPrimary(Fault):
         assert self.victim is not None
         if not self.victim.alive:
             self.victim.start()
-        for node in cluster.nodes:  # the next cycle's victim imports during this one's convergence
-            node.prepare_spare()
+        if self.more_cycles:
+            self.upcoming.prepare_spare()  # the next cycle's victim imports during this one's convergence
 
 
 class PartitionMinority(Fault):
@@ -287,9 +299,12 @@ class LoseAckedWrite(Fault):
         self.detail = {"victim": self.victim.name}
         return self.victim
 
-    def inject(self, cluster: Cluster) -> None:
+    def warm(self, cluster: Cluster) -> None:
         assert self.victim is not None
         self.victim.prepare_spare()  # its restart after the drop
+
+    def inject(self, cluster: Cluster) -> None:
+        self.warm(cluster)
 
     def heal(self, cluster: Cluster) -> None:
         from memmesh.store.sqlite import register_functions
@@ -388,6 +403,7 @@ class Combined(Fault):
 
     def choose(self, cluster: Cluster, cycle: int) -> Node:
         for i, part in enumerate(self.parts):
+            part.more_cycles = self.more_cycles
             part.choose(cluster, cycle + i)
         lead = next((p for p in self.parts if p.routes_to_victim_only or p.reads_from_victim_only), self.parts[0])
         assert lead.victim is not None
@@ -399,6 +415,10 @@ class Combined(Fault):
         """The parts' details as they are now (they add to them while injecting and healing)."""
         assert self.victim is not None
         self.detail = {"victim": self.victim.name, "parts": [{"fault": p.name, **p.detail} for p in self.parts]}
+
+    def warm(self, cluster: Cluster) -> None:
+        for part in self.parts:
+            part.warm(cluster)
 
     def inject_before(self, cluster: Cluster) -> None:
         for part in self.parts:

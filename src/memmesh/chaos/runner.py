@@ -198,6 +198,7 @@ class Run:
     # -- one cycle -----------------------------------------------------------------------
     def cycle(self, cluster: Cluster, number: int) -> dict[str, Any]:
         fault = make_fault(self.fault_name, self.disk_method)
+        fault.more_cycles = number + 1 < self.config.cycles
         victim = fault.choose(cluster, number)
         counts = CycleCounts()
         history = History()
@@ -533,7 +534,12 @@ def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Clus
         for path in mounts:
             unmount(path)
         raise
-    return Cluster(nodes, proxies, mounts), method
+    cluster = Cluster(nodes, proxies, mounts)
+    for name in config.classes:  # a class that restarts a node: its first victim's spare imports now
+        fault = make_fault(name, method)
+        fault.choose(cluster, 0)
+        fault.warm(cluster)
+    return cluster, method
 
 
 def clock_file_env(base: Path, node: Node) -> dict[str, str]:
