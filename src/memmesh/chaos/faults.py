@@ -110,6 +110,7 @@ class KillPrimary(Fault):
         assert self.victim is not None
         if not self.victim.alive:
             self.victim.start()
+            self.detail.update(restart_s=round(self.victim.last_ready_s, 3), warm_start=self.victim.last_start_warm)
         if self.more_cycles:
             self.upcoming.prepare_spare()  # the next cycle's victim imports during this one's convergence
 
@@ -322,6 +323,7 @@ class LoseAckedWrite(Fault):
         for proxy in cluster.links_of(self.victim):
             proxy.cut()
         self.victim.start()
+        self.detail.update(restart_s=round(self.victim.last_ready_s, 3), warm_start=self.victim.last_start_warm)
 
 
 class StaleReadDouble:

@@ -63,6 +63,8 @@ class Node:
         self.warm_starts = 0
         self.last_ready_s = 0.0
         """How long the last start took to answer ``/readyz``."""
+        self.last_start_warm = False
+        """Whether the last start was served by a warm spare."""
         """Starts served by a warm spare (the rest started cold)."""
 
     def command(self) -> list[str]:
@@ -75,6 +77,7 @@ class Node:
         if args:
             self.args = list(args)
         spare, self.spare = self.spare, None
+        self.last_start_warm = spare is not None and spare.poll() is None and spare.stdin is not None
         if spare is not None and spare.poll() is None and spare.stdin is not None:
             order = {"argv": self.command(), "env": {**node_env(self.tmp_path), **self.env}}
             spare.stdin.write((json.dumps(order) + "\n").encode())
