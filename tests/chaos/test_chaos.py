@@ -22,16 +22,18 @@ def memmesh(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeo
     )
 
 
-def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_path: Path) -> None:
+def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_path: Path, cli_in_process: Any) -> None:
     """One run, two broken nodes: a stale-read double (history checker, W = N) and a node that
-    loses an acknowledged write (durability checker). Each must be caught and named."""
+    loses an acknowledged write (durability checker). Each must be caught and named. The
+    command runs in-process (its nodes are real processes); the chaos family's real-subprocess
+    test is test_bad_options_are_refused_with_what_to_fix."""
     work = tmp_path / "run"
-    result = memmesh(
-        tmp_path, "chaos", "--fault", "stale_read,lose_acked_write", "--quorum-writes", "3", "--cycles", "1", "--writes", "16",
+    result = cli_in_process(
+        "chaos", "--fault", "stale_read,lose_acked_write", "--quorum-writes", "3", "--cycles", "1", "--writes", "16",
         "--converge-timeout", "3", "--workdir", str(work), "--json",
     )  # fmt: skip
-    assert result.returncode == 3, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    assert result.code == 3, result.err[-2000:]
+    report = json.loads(result.out)
     assert report["quorum_writes"] == 3 and report["history_strict"] is True
     stale = report["faults"]["stale_read"]
     assert stale["acked_lost"] == 0 and stale["digests_equal"] is True  # the nodes themselves are fine...
