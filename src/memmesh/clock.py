@@ -33,6 +33,31 @@ def shifted_clock(offset_ms: int) -> Clock:
     return lambda: datetime.now(UTC) + delta
 
 
+def file_shifted_clock(path: str | os.PathLike[str]) -> Clock:
+    """The real UTC time moved by the milliseconds written in ``path`` (missing or empty: 0),
+    re-read whenever the file changes: a node whose clock jumps while it runs, for
+    clock-skew chaos runs (``federation.clock_offset_file``) that skew a node without a
+    restart. Test only: production uses :func:`shifted_clock` with offset 0."""
+    seen: list[tuple[tuple[int, int], timedelta]] = [((-1, -1), timedelta())]  # (file (mtime_ns, size), offset) last read
+
+    def clock() -> datetime:
+        try:
+            info = os.stat(path)
+            stamp = (info.st_mtime_ns, info.st_size)
+        except OSError:
+            stamp = (0, 0)
+        if stamp != seen[0][0]:
+            try:
+                with open(path) as file:
+                    text = file.read().strip()
+            except OSError:
+                text = ""
+            seen[0] = (stamp, timedelta(milliseconds=int(text or 0)))
+        return datetime.now(UTC) + seen[0][1]
+
+    return clock
+
+
 def format_ts(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds and a ``Z``: fixed width, so text order is time order."""
     if moment.tzinfo is None:

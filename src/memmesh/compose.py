@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from memmesh.audit.log import AuditConfig
-from memmesh.clock import Clock, shifted_clock
+from memmesh.clock import Clock, file_shifted_clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
 from memmesh.kernel import embed_text
@@ -86,6 +86,15 @@ def build_index(settings: Settings, store: Store, model_id: str) -> VectorIndex:
     return VectorIndex(store, model_id, None, ann_threshold=settings.recall.ann_threshold)
 
 
+def node_clock(settings: Settings) -> Clock:
+    """This node's wall clock: the system clock, unless a test-only chaos setting moves it
+    (``clock_offset_file``, re-read as it changes, wins over a fixed ``clock_offset_ms``)."""
+    federation = settings.federation
+    if federation.clock_offset_file is not None:
+        return file_shifted_clock(federation.clock_offset_file)
+    return shifted_clock(federation.clock_offset_ms)
+
+
 def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None, create: bool = True) -> Service:
     """A Service over the configured store, embedder, index and ranking (``create``: see
     :func:`memmesh.store.open.open_store`)."""
@@ -113,7 +122,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         policy=build_policy(settings),
         embedder=embedder,
         engine=engine,
-        clock=clock or shifted_clock(settings.federation.clock_offset_ms),
+        clock=clock or node_clock(settings),
         node_id=settings.storage.node_id,
         max_ahead_ms=settings.federation.max_ahead_ms,
     )

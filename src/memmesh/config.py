@@ -183,6 +183,11 @@ class FederationSettings(_Section):
     clock_offset_ms: int = Field(
         0, description="test only (memmesh chaos clock_skew): shift this node's wall clock by this many ms; 0 in production"
     )
+    clock_offset_file: Path | None = Field(
+        None,
+        description="test only (memmesh chaos clock_skew): shift this node's wall clock by the ms written in this file, "
+        "re-read when it changes (a clock that jumps while the node runs); unset in production",
+    )
 
 
 class TLSSettings(_Section):

@@ -36,7 +36,8 @@ def test_issue_flow_open_send_unread_ack_list(cli: Any) -> None:
     assert token not in cli("bus", "list").out
 
 
-def test_bad_input_is_one_clear_line_and_never_echoes_the_token(cli: Any) -> None:
+def test_bad_input_is_one_clear_line_and_never_echoes_the_token(cli_in_process: Any) -> None:
+    cli = cli_in_process
     data = json.loads(cli("bus", "open", "--participants", "a,b", "--json").out)
     conv, token = data["conversation_id"], data["token"]
     wrong = "a" * 64 if token != "a" * 64 else "b" * 64
@@ -58,7 +59,9 @@ def test_bad_input_is_one_clear_line_and_never_echoes_the_token(cli: Any) -> Non
     assert missing.code == 2 and "--token" in missing.err
 
 
-def test_queue_and_session_commands(cli: Any) -> None:
+def test_queue_and_session_commands(cli_in_process: Any, cli: Any) -> None:
+    """In-process (many calls); the session family's text output once through the real subprocess."""
+    real, cli = cli, cli_in_process
     data = json.loads(cli("bus", "open", "--participants", "coord,w1", "--kind", "queue", "--json").out)
     conv, token = data["conversation_id"], data["token"]
     env = {"MEMMESH_BUS_TOKEN": token}
@@ -79,7 +82,7 @@ def test_queue_and_session_commands(cli: Any) -> None:
         assert cli("session", "append", "plan-1", f"step {i} decided", "--role", "user" if i % 2 == 0 else "assistant").code == 0
     rehydrated = json.loads(cli("session", "rehydrate", "plan-1", "--budget-tokens", "100", "--json").out)
     assert rehydrated["tokens_used"] <= 100 and rehydrated["recent"][-1]["content"] == "step 3 decided"
-    text = cli("session", "rehydrate", "plan-1")
+    text = real("session", "rehydrate", "plan-1")
     assert "[turn 4] assistant: step 3 decided" in text.out
     assert json.loads(cli("session", "list", "--json").out)["sessions"][0]["turns"] == 4
     missing = cli("session", "rehydrate", "nope")

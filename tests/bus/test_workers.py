@@ -193,7 +193,11 @@ def test_backoff_doubles_from_one_second_to_a_sixty_second_cap(tmp_path: Path) -
     assert [sup.backoff(n) for n in range(1, 10)] == [1, 2, 4, 8, 16, 32, 60, 60, 60]
 
 
-def test_a_command_that_cannot_start_is_failed_at_once_and_a_bad_config_is_one_clear_error(tmp_path: Path, supervise: Any) -> None:
+def test_a_command_that_cannot_start_is_failed_at_once_and_a_bad_config_is_one_clear_error(
+    tmp_path: Path, supervise: Any, cli_in_process: Any
+) -> None:
+    """The bad configs go through the CLI in-process (same entry point, no Python start each);
+    ``workers status`` and ``workers run`` stay real subprocesses."""
     supervise('[[worker]]\nname = "ghost"\ncommand = ["/nonexistent/shard-binary", "--go"]\n')
     status = _wait_for(lambda: (s := _status(tmp_path)) and s["workers"] and s["workers"][0]["state"] == "failed" and s, 20, "failed")
     assert "cannot start /nonexistent/shard-binary --go" in status["workers"][0]["last_error"]
@@ -206,7 +210,7 @@ def test_a_command_that_cannot_start_is_failed_at_once_and_a_bad_config_is_one_c
         ("this is not toml", "not valid TOML"),
     ]:
         bad.write_text(text)
-        result = _cli(tmp_path, "workers", "run", "--config", str(bad))
-        assert result.returncode != 0 and expected in result.stderr and result.stderr.startswith("error:"), result.stderr
-    result = _cli(tmp_path, "workers", "status", "--config", str(tmp_path / "missing.toml"))
-    assert result.returncode != 0 and "no workers config" in result.stderr
+        refused = cli_in_process("workers", "run", "--config", str(bad))
+        assert refused.code != 0 and expected in refused.err and refused.err.startswith("error:"), refused.err
+    missing = cli_in_process("workers", "status", "--config", str(tmp_path / "missing.toml"))
+    assert missing.code != 0 and "no workers config" in missing.err

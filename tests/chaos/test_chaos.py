@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from memmesh.chaos.nodes import node_env
 
@@ -21,16 +22,18 @@ def memmesh(tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeo
     )
 
 
-def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_path: Path) -> None:
+def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_path: Path, cli_in_process: Any) -> None:
     """One run, two broken nodes: a stale-read double (history checker, W = N) and a node that
-    loses an acknowledged write (durability checker). Each must be caught and named."""
+    loses an acknowledged write (durability checker). Each must be caught and named. The
+    command runs in-process (its nodes are real processes); the chaos family's real-subprocess
+    test is test_bad_options_are_refused_with_what_to_fix."""
     work = tmp_path / "run"
-    result = memmesh(
-        tmp_path, "chaos", "--fault", "stale_read,lose_acked_write", "--quorum-writes", "3", "--cycles", "1", "--writes", "16",
+    result = cli_in_process(
+        "chaos", "--fault", "stale_read,lose_acked_write", "--quorum-writes", "3", "--cycles", "1", "--writes", "16",
         "--converge-timeout", "3", "--workdir", str(work), "--json",
     )  # fmt: skip
-    assert result.returncode == 3, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    assert result.code == 3, result.err[-2000:]
+    report = json.loads(result.out)
     assert report["quorum_writes"] == 3 and report["history_strict"] is True
     stale = report["faults"]["stale_read"]
     assert stale["acked_lost"] == 0 and stale["digests_equal"] is True  # the nodes themselves are fine...
@@ -49,6 +52,7 @@ def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_p
     assert example["node"] == cycles[0]["victim"] and example["value"] < example["acked_before"]  # the double's node, an older value
     dropped = cycles[1]
     assert dropped["lost_ids"] == [dropped["dropped"]]  # the checker names exactly the write the node dropped
+    assert dropped["warm_start"] is True  # restarted from the spare that imported while the run went on
     held = dropped["held"]
     assert held["node-c"] == held["node-a"] - 1 == held["node-b"] - 1
     assert json.loads((work / "chaos-report.json").read_text())["summary"] == report["summary"]
@@ -63,19 +67,43 @@ def test_bad_options_are_refused_with_what_to_fix(tmp_path: Path) -> None:
     assert not (tmp_path / "w" / "chaos-cycles.jsonl").exists()  # nothing started
 
 
-def test_the_clock_offset_setting_moves_the_nodes_clock(tmp_path: Path) -> None:
-    """clock_skew relies on it: a node with federation.clock_offset_ms stamps its writes off by that much."""
-    db = str(tmp_path / "skewed.db")
-    skew = {"MEMMESH_FEDERATION_CLOCK_OFFSET_MS": "-300000"}
-    result = memmesh(tmp_path, "--db", db, "store", "written by a slow clock", "--json", env=skew)
-    assert result.returncode == 0, result.stderr
+def test_the_clock_settings_move_the_nodes_clock_a_file_even_while_it_runs(tmp_path: Path) -> None:
+    """clock_skew relies on them: federation.clock_offset_ms stamps a node's writes off by that
+    much; federation.clock_offset_file by what the file says, re-read while the node runs
+    (5 min behind, then 2 s ahead, then back: no restart), and the hybrid clock never goes back
+    across a jump."""
     from datetime import UTC, datetime
 
-    from memmesh.clock import parse_ts
+    from memmesh.chaos.faults import set_clock_offset
+    from memmesh.config import Settings
+    from memmesh.memory import Memory
 
-    created = parse_ts(json.loads(result.stdout)["created_at"])
-    behind = (datetime.now(UTC) - created).total_seconds()
-    assert 290 < behind < 330
+    def behind_and_hlc(memory: Memory, text: str) -> tuple[float, str]:
+        record = memory.add(text)
+        return (datetime.now(UTC) - record.created_at).total_seconds(), record.version.hlc
+
+    base: dict[str, Any] = {"embeddings": {"provider": "none"}, "data_dir": tmp_path / "data"}
+    fixed = Memory(str(tmp_path / "fixed.db"), Settings(**base, federation={"clock_offset_ms": -300_000}))
+    try:
+        assert 290 < behind_and_hlc(fixed, "written by a slow clock")[0] < 330
+    finally:
+        fixed.close()
+
+    clock_file = tmp_path / "node.clock"  # missing: the true clock
+    moving = Memory(str(tmp_path / "moving.db"), Settings(**base, federation={"clock_offset_file": clock_file}))
+    try:
+        behind, first = behind_and_hlc(moving, "written by a true clock")
+        assert abs(behind) < 30
+        set_clock_offset(clock_file, -300_000)
+        behind, second = behind_and_hlc(moving, "written by a clock 5 minutes slow")
+        assert 290 < behind < 330 and second > first  # the hybrid clock keeps increasing across the jump back
+        set_clock_offset(clock_file, 2_000)
+        behind, third = behind_and_hlc(moving, "written by a clock 2 s fast")
+        assert -30 < behind < -1.5 and third > second
+        set_clock_offset(clock_file, 0)
+        assert abs(behind_and_hlc(moving, "written by a true clock again")[0]) < 30
+    finally:
+        moving.close()
 
 
 def test_combined_fault_classes_are_named_checked_and_built(tmp_path: Path) -> None:

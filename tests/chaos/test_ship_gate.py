@@ -64,6 +64,10 @@ def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_pa
     cycles = [json.loads(line) for line in Path(p4["jsonl"]).read_text().splitlines()]
     assert [c["fault"] for c in cycles] == [*FAULTS, GATE_COMBINED]
     assert {c["victim"] for c in cycles} == {"node-a"}
+    killed = cycles[0]  # restarted after SIGKILL from the warm spare made when the mesh started (no imports on the clock)
+    assert killed["fault"] == "kill_primary_mid_write" and killed["warm_start"] is True and killed["restart_s"] > 0
+    skewed = cycles[FAULTS.index("clock_skew")]  # the clock moved while the node ran: no restart
+    assert skewed["at_run_time"] is True and skewed["offset_ms"] == 2000 and skewed["heal_s"] < 1
     both = cycles[-1]  # two faults in one cycle, each on its own node
     assert [(p["fault"], p["victim"]) for p in both["parts"]] == [("partition_minority", "node-a"), ("slow_peer", "node-b")]
     assert both["parts"][1]["delay_s"] > 0 and both["quorum_not_met"] > 0 and both["acked_lost"] == 0 and both["digests_equal"]

@@ -46,7 +46,9 @@ def _seed(db: Path) -> None:
         mem.add("Grace leads the design system working group.", namespace="team")
 
 
-def test_cli_run_json_has_the_spec_shape_and_rollback_puts_it_back(cli: Any, db_path: Path) -> None:
+def test_cli_run_json_has_the_spec_shape_and_rollback_puts_it_back(cli_in_process: Any, db_path: Path) -> None:
+    """In-process (same entry point); the curator family's real subprocess is in test_curator_llm.py."""
+    cli = cli_in_process
     _seed(db_path)
     dry = cli("curator", "run", "--dry-run", "--json")
     assert dry.code == 0, dry.err
@@ -63,7 +65,8 @@ def test_cli_run_json_has_the_spec_shape_and_rollback_puts_it_back(cli: Any, db_
     assert text.code == 0 and "dry run: nothing changed" in text.out and "note: no LLM client configured" in text.out
 
 
-def test_cli_bad_input_is_one_clear_line_and_exit_1(cli: Any, db_path: Path) -> None:
+def test_cli_bad_input_is_one_clear_line_and_exit_1(cli_in_process: Any, db_path: Path) -> None:
+    cli = cli_in_process
     _seed(db_path)
     for args, words in (
         (("curator", "run", "--max-ops", "0"), "max_ops must be a whole number of at least 1 (got 0)"),

@@ -81,6 +81,8 @@ def test_kill_9_during_writes_then_restart_loses_no_acknowledged_write(cluster: 
                     acknowledged.append(r.json()["id"])
             i += 1
 
+    for node in (c, a):  # their restarts come from warm spares importing beside the writes (memmesh.chaos.warm)
+        node.prepare_spare()
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
     for t in threads:
         t.start()
@@ -100,6 +102,8 @@ def test_kill_9_during_writes_then_restart_loses_no_acknowledged_write(cluster: 
     want = set(acknowledged)
     wait_for(lambda: all(want <= node.ids() for node in cluster), 60, "every acknowledged write on every node")
     wait_for(lambda: a.state() == b.state() == c.state(), 60, "identical stores")
+    for node in (c, a):
+        node.drop_spare()  # none left if both restarts used theirs
 
 
 def test_updates_deletes_and_links_replicate_and_a_delete_never_comes_back(cluster: list[Node]) -> None:

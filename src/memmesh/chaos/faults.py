@@ -51,6 +51,8 @@ class Fault:
     def __init__(self) -> None:
         self.victim: Node | None = None
         self.detail: dict[str, Any] = {}
+        self.more_cycles = True
+        """Another cycle of this class follows (a fault may get ready for it while healing)."""
 
     def choose(self, cluster: Cluster, cycle: int) -> Node:
         self.victim = cluster.nodes[cycle % len(cluster.nodes)]
@@ -65,6 +67,9 @@ class Fault:
 
     def heal(self, cluster: Cluster) -> None:
         raise NotImplementedError
+
+    def warm(self, cluster: Cluster) -> None:
+        """Get ready for a restart this fault will cause (after :meth:`choose`): nothing by default."""
 
     def inject_before(self, cluster: Cluster) -> None:
         """Called before the burst: injects a fault that takes a restart to set up."""
@@ -83,6 +88,20 @@ class KillPrimary(Fault):
     name = "kill_primary_mid_write"
     routes_to_victim_only = True
 
+    def choose(self, cluster: Cluster, cycle: int) -> Node:
+        self.upcoming = cluster.nodes[(cycle + 1) % len(cluster.nodes)]
+        return super().choose(cluster, cycle)
+
+    def warm(self, cluster: Cluster) -> None:
+        """The victim's next process imports now (a warm spare), so its restart costs the
+        crash recovery and the server's start, not Python's imports. Made when the run
+        starts for its first cycle and at each heal for the next one; a no-op when ready."""
+        assert self.victim is not None
+        self.victim.prepare_spare()
+
+    def inject_before(self, cluster: Cluster) -> None:
+        self.warm(cluster)
+
     def inject(self, cluster: Cluster) -> None:
         assert self.victim is not None
         self.victim.kill()
@@ -91,6 +110,9 @@ class KillPrimary(Fault):
         assert self.victim is not None
         if not self.victim.alive:
             self.victim.start()
+            self.detail.update(restart_s=round(self.victim.last_ready_s, 3), warm_start=self.victim.last_start_warm)
+        if self.more_cycles:
+            self.upcoming.prepare_spare()  # the next cycle's victim imports during this one's convergence
 
 
 class PartitionMinority(Fault):
@@ -197,14 +219,24 @@ def fill(path: Path) -> int:
     return written
 
 
+CLOCK_FILE_ENV = "MEMMESH_FEDERATION_CLOCK_OFFSET_FILE"
+"""The test-only setting a chaos node reads its clock offset from (``federation.clock_offset_file``)."""
+
+
 class ClockSkew(Fault):
-    """Restart one node with its wall clock moved (``federation.clock_offset_ms``): ahead by
-    ``ahead_ms`` on even cycles (peers refuse its timestamps past ``max_ahead_ms``), behind by
-    ``behind_ms`` on odd ones (its writes are stamped in the past). Heal restarts it with the
-    true clock."""
+    """Move one node's wall clock while it runs: ahead by ``ahead_ms`` on even cycles (peers
+    refuse its timestamps past ``max_ahead_ms``), behind by ``behind_ms`` on odd ones (its
+    writes are stamped in the past, its hybrid clock must keep increasing). The clock jumps
+    while the node runs, just before the writes, through the node's clock-offset file
+    (written here, re-read by the node on its next clock reading: no restart); heal sets
+    it back to 0.
+
+    A node started without that file (``federation.clock_offset_file``) is restarted with
+    ``federation.clock_offset_ms`` instead, before the writes, and again to heal."""
 
     name = "clock_skew"
     inject_before_writes = True
+    """So every write of the cycle meets the moved clock."""
 
     def __init__(self, ahead_ms: int = 2_000, behind_ms: int = 300_000) -> None:
         super().__init__()
@@ -216,19 +248,38 @@ class ClockSkew(Fault):
         self.cycle = cycle
         return super().choose(cluster, cycle)
 
+    @property
+    def at_run_time(self) -> bool:
+        """The victim reads its clock offset from a file: it is moved without a restart."""
+        return self.victim is not None and CLOCK_FILE_ENV in self.victim.env
+
     def inject(self, cluster: Cluster) -> None:
         assert self.victim is not None
         offset = self.ahead_ms if self.cycle % 2 == 0 else -self.behind_ms
         self.detail["offset_ms"] = offset
+        self.detail["at_run_time"] = self.at_run_time
+        if self.at_run_time:
+            set_clock_offset(Path(self.victim.env[CLOCK_FILE_ENV]), offset)
+            return
         self.victim.stop()
         self.victim.env["MEMMESH_FEDERATION_CLOCK_OFFSET_MS"] = str(offset)
         self.victim.start()
 
     def heal(self, cluster: Cluster) -> None:
         assert self.victim is not None
+        if self.at_run_time:
+            set_clock_offset(Path(self.victim.env[CLOCK_FILE_ENV]), 0)
+            return
         self.victim.stop()
         self.victim.env.pop("MEMMESH_FEDERATION_CLOCK_OFFSET_MS", None)
         self.victim.start()
+
+
+def set_clock_offset(path: Path, offset_ms: int) -> None:
+    """Write a node's clock offset atomically (a reader never sees half a number)."""
+    partial = path.with_suffix(".tmp")
+    partial.write_text(f"{offset_ms}\n")
+    os.replace(partial, path)
 
 
 class LoseAckedWrite(Fault):
@@ -249,8 +300,12 @@ class LoseAckedWrite(Fault):
         self.detail = {"victim": self.victim.name}
         return self.victim
 
+    def warm(self, cluster: Cluster) -> None:
+        assert self.victim is not None
+        self.victim.prepare_spare()  # its restart after the drop
+
     def inject(self, cluster: Cluster) -> None:
-        return None
+        self.warm(cluster)
 
     def heal(self, cluster: Cluster) -> None:
         from memmesh.store.sqlite import register_functions
@@ -268,6 +323,7 @@ class LoseAckedWrite(Fault):
         for proxy in cluster.links_of(self.victim):
             proxy.cut()
         self.victim.start()
+        self.detail.update(restart_s=round(self.victim.last_ready_s, 3), warm_start=self.victim.last_start_warm)
 
 
 class StaleReadDouble:
@@ -349,6 +405,7 @@ class Combined(Fault):
 
     def choose(self, cluster: Cluster, cycle: int) -> Node:
         for i, part in enumerate(self.parts):
+            part.more_cycles = self.more_cycles
             part.choose(cluster, cycle + i)
         lead = next((p for p in self.parts if p.routes_to_victim_only or p.reads_from_victim_only), self.parts[0])
         assert lead.victim is not None
@@ -360,6 +417,10 @@ class Combined(Fault):
         """The parts' details as they are now (they add to them while injecting and healing)."""
         assert self.victim is not None
         self.detail = {"victim": self.victim.name, "parts": [{"fault": p.name, **p.detail} for p in self.parts]}
+
+    def warm(self, cluster: Cluster) -> None:
+        for part in self.parts:
+            part.warm(cluster)
 
     def inject_before(self, cluster: Cluster) -> None:
         for part in self.parts:

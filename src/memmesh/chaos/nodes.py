@@ -8,6 +8,7 @@ cut proxy is a real network partition as far as the nodes can tell.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -57,51 +58,93 @@ class Node:
         self.args: list[str] = []
         self.env: dict[str, str] = {}
         self.headers: dict[str, str] = {}
+        self.spare: subprocess.Popen[bytes] | None = None
+        """The warm process of the next start (:meth:`prepare_spare`), if one is waiting."""
+        self.warm_starts = 0
+        self.last_ready_s = 0.0
+        """How long the last start took to answer ``/readyz``."""
+        self.last_start_warm = False
+        """Whether the last start was served by a warm spare."""
+        """Starts served by a warm spare (the rest started cold)."""
+
+    def command(self) -> list[str]:
+        """The ``memmesh serve`` arguments of this node (after ``memmesh``)."""
+        return ["serve", "--db", str(self.db), "--port", str(self.port), "--node-id", self.name, *self.args]
 
     def start(self, *args: str, wait: bool = True) -> Node:
-        """Start ``memmesh serve`` (again, after a kill) with ``args`` (or the last ones)."""
+        """Start ``memmesh serve`` (again, after a kill) with ``args`` (or the last ones): in
+        the warm spare when :meth:`prepare_spare` made one, else in a new process."""
         if args:
             self.args = list(args)
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "memmesh.interfaces.cli.app",
-                    "serve",
-                    "--db",
-                    str(self.db),
-                    "--port",
-                    str(self.port),
-                    "--node-id",
-                    self.name,
-                    *self.args,
-                ],
-                env={**node_env(self.tmp_path), **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        spare, self.spare = self.spare, None
+        self.last_start_warm = spare is not None and spare.poll() is None and spare.stdin is not None
+        if spare is not None and spare.poll() is None and spare.stdin is not None:
+            order = {"argv": self.command(), "env": {**node_env(self.tmp_path), **self.env}}
+            spare.stdin.write((json.dumps(order) + "\n").encode())
+            spare.stdin.close()
+            self.proc = spare
+            self.warm_starts += 1
+        else:
+            with self.log.open("ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "memmesh.interfaces.cli.app", *self.command()],
+                    env={**node_env(self.tmp_path), **self.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
         if wait:
             self.wait_ready()
         return self
+
+    def prepare_spare(self) -> None:
+        """Spawn the process of this node's next start now (:mod:`memmesh.chaos.warm`): it
+        imports while the node still runs, so a restart after a kill costs only the store's
+        recovery and the server's start, not Python's imports."""
+        if self.spare is not None and self.spare.poll() is None:
+            return
+        with self.log.open("ab") as log:
+            self.spare = subprocess.Popen(
+                [sys.executable, "-m", "memmesh.chaos.warm"],
+                env={**node_env(self.tmp_path), **self.env},
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def drop_spare(self) -> None:
+        """Let an unused spare go (end of its input: it exits without serving)."""
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.poll() is None:
+            with contextlib.suppress(OSError):
+                assert spare.stdin is not None
+                spare.stdin.close()
+            try:
+                spare.wait(10)
+            except subprocess.TimeoutExpired:
+                spare.kill()
+                spare.wait(10)
 
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Until ``/healthz`` answers; a node that exits first fails with its log's tail."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Until ``/readyz`` answers 200 (the store is open and the schema current), polled
+        every 20 ms; a node that exits first fails with its log's tail. The seconds it took."""
+        began = time.monotonic()
+        deadline = began + timeout
+        with httpx.Client(timeout=2) as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                try:
+                    if http.get(self.url + "/readyz").status_code == 200:
+                        self.last_ready_s = time.monotonic() - began
+                        return self.last_ready_s
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
         raise RuntimeError(f"{self.name} did not become ready: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
@@ -111,7 +154,8 @@ class Node:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM (after SIGCONT, in case it is paused); SIGKILL if it does not exit in 30 s."""
+        """SIGTERM (after SIGCONT, in case it is paused); SIGKILL if it does not exit in 30 s.
+        A waiting spare stays (the next :meth:`start` uses it); :func:`stop_mesh` lets it go."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGTERM)
@@ -269,15 +313,19 @@ def start_mesh(
     catchup_secs: float = 1,
     db_for: Callable[[str], Path] | None = None,
     names: Sequence[str] = NAMES,
+    env_for: Callable[[Node], dict[str, str]] | None = None,
 ) -> tuple[list[Node], dict[tuple[str, str], Proxy]]:
     """``count`` nodes, each with every other as a peer (through its own :class:`Proxy` when
     ``proxied``: proxies[(src, dst)] carries src's calls to dst), started and introduced.
-    ``db_for(name)`` places a node's SQLite file (default: ``workdir/<name>.db``)."""
+    ``db_for(name)`` places a node's SQLite file (default: ``workdir/<name>.db``); ``env_for(node)``
+    adds to a node's environment (its settings)."""
     nodes = [Node(workdir, names[i], db=db_for(names[i]) if db_for else None) for i in range(count)]
     proxies = {(s.name, d.name): Proxy(d.port) for s in nodes for d in nodes if s is not d} if proxied else {}
     for node in nodes:
         urls = [proxies[(node.name, o.name)].url if proxied else o.url for o in nodes if o is not node]
         node.args = ["--peers", ",".join(urls), "--catchup-interval-secs", str(catchup_secs), *extra]
+        if env_for is not None:
+            node.env.update(env_for(node))
     try:
         for node in nodes:
             node.start(wait=False)
@@ -295,5 +343,7 @@ def stop_mesh(nodes: list[Node], proxies: dict[tuple[str, str], Proxy]) -> None:
     for node in nodes:
         with contextlib.suppress(Exception):
             node.stop()
+        with contextlib.suppress(Exception):
+            node.drop_spare()
     for proxy in proxies.values():
         proxy.close()

@@ -25,6 +25,7 @@ import httpx
 
 from memmesh.chaos.digest import live_ids, namespace_digests
 from memmesh.chaos.faults import (
+    CLOCK_FILE_ENV,
     FAULTS,
     ClockSkew,
     Cluster,
@@ -197,6 +198,7 @@ class Run:
     # -- one cycle -----------------------------------------------------------------------
     def cycle(self, cluster: Cluster, number: int) -> dict[str, Any]:
         fault = make_fault(self.fault_name, self.disk_method)
+        fault.more_cycles = number + 1 < self.config.cycles
         victim = fault.choose(cluster, number)
         counts = CycleCounts()
         history = History()
@@ -525,12 +527,25 @@ def start_cluster(config: ChaosConfig, log: Callable[[str], None]) -> tuple[Clus
 
     extra = ("--quorum-writes", str(config.quorum), "--quorum-timeout-ms", str(config.quorum_timeout_ms))
     try:
-        nodes, proxies = start_mesh(base, config.nodes, *extra, proxied=True, db_for=db_for if mounts else None)
+        nodes, proxies = start_mesh(
+            base, config.nodes, *extra, proxied=True, db_for=db_for if mounts else None, env_for=lambda n: clock_file_env(base, n)
+        )
     except BaseException:
         for path in mounts:
             unmount(path)
         raise
-    return Cluster(nodes, proxies, mounts), method
+    cluster = Cluster(nodes, proxies, mounts)
+    for name in config.classes:  # a class that restarts a node: its first victim's spare imports now
+        fault = make_fault(name, method)
+        fault.choose(cluster, 0)
+        fault.warm(cluster)
+    return cluster, method
+
+
+def clock_file_env(base: Path, node: Node) -> dict[str, str]:
+    """A chaos node reads its wall clock's offset from a file of its own, so clock_skew moves
+    its clock while it runs (no restart). Only chaos nodes get it: a test-only setting."""
+    return {CLOCK_FILE_ENV: str(base / f"{node.name}.clock")}
 
 
 def final_digests(cluster: Cluster, timeout: float = 30) -> dict[str, dict[str, str]]:

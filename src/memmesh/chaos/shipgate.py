@@ -92,15 +92,18 @@ def phase1_node(node: Node, workdir: Path, tools: bool = True) -> dict[str, Any]
     reasons: list[str] = report["reasons"]
     backup_dir = workdir / "phase1-backups" / node.name
     backup_dir.parent.mkdir(parents=True, exist_ok=True)  # `backup --to` makes only the last folder
-    backup = cli(workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
+    with ThreadPoolExecutor(3) as pool:  # three independent processes on the same store: side by side
+        backup_done = pool.submit(cli, workdir, "--db", str(node.db), "backup", "--to", str(backup_dir), "--json")
+        curator_done = pool.submit(_curator_dry_run, workdir, node, reasons)
+        mcp_done = pool.submit(lambda: asyncio.run(_mcp_tool_count(workdir, str(node.db))))
+        backup, curator = backup_done.result(), curator_done.result()
+        try:
+            tools_seen = mcp_done.result()
+        except Exception as exc:  # any failure of the handshake is the finding
+            tools_seen = 0
+            reasons.append(f"MCP handshake failed: {exc!r}")
     snapshots = [p for p in backup_dir.glob("*") if p.is_file() and not p.name.endswith(".manifest.json")] if backup_dir.exists() else []
     manifests = list(backup_dir.glob("*.manifest.json")) if backup_dir.exists() else []
-    curator = _curator_dry_run(workdir, node, reasons)
-    try:
-        tools_seen = asyncio.run(_mcp_tool_count(workdir, str(node.db)))
-    except Exception as exc:  # any failure of the handshake is the finding
-        tools_seen = 0
-        reasons.append(f"MCP handshake failed: {exc!r}")
     if backup.returncode != 0 or not snapshots or not manifests:
         reasons.append(
             f"backup: exit {backup.returncode}, {len(snapshots)} snapshot(s), {len(manifests)} manifest(s): {backup.stderr[-300:]}"
