@@ -35,7 +35,7 @@ from memmesh.store.migrations import load_migrations
 from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
-from memmesh.store.sql.rows import MEMORY_COLUMNS, N_MEMORY, row_to_memory
+from memmesh.store.sql.rows import MEMORY_COLUMNS, N_MEMORY, prefixed, row_to_memory
 from memmesh.store.sql.writes import SQLWrites
 from memmesh.store.sqlite_writer import GroupCommitWriter
 
@@ -289,6 +289,10 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         if not terms:
             return []
         with self._reading() as conn:
+            direct = self._keyword_rows(conn, terms, flt, limit)
+            if direct is not None:
+                found = [(row_to_memory(row, DIALECT), -float(row[N_MEMORY])) for row in direct]
+                return sorted(found, key=lambda pair: (-pair[1], pair[0].id))
             ranked = self._ranked(conn, terms, flt, limit)
             if not ranked:
                 return []
@@ -299,6 +303,26 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         by_rowid = {row[N_MEMORY]: row_to_memory(row, DIALECT) for row in rows}
         found = [(by_rowid[rowid], -float(rank)) for rowid, rank in ranked if rowid in by_rowid]
         return sorted(found, key=lambda pair: (-pair[1], pair[0].id))  # ties by id, as on PostgreSQL
+
+    def _keyword_rows(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[Any] | None:
+        """The common case of :meth:`keyword_search` in one statement: the best ``4 × limit``
+        matches ranked in the full-text index, joined to their rows and filtered (rows carry
+        the rank after the memory's columns). None when the answer could be incomplete (the
+        filter rejected too many of them) or the n-gram index takes part: the caller then
+        takes the general path. One statement instead of three saves a recall ~0.3 ms."""
+        if flt.ids is not None or conn.execute("SELECT 1 FROM memories_cjk LIMIT 1").fetchone() is not None:
+            return None
+        where, params = filter_sql(flt, DIALECT)
+        wide = limit * 4
+        rows = conn.execute(
+            f"WITH r AS MATERIALIZED ({_MAIN_MATCH} ORDER BY rank LIMIT ?) "
+            f"SELECT {prefixed('m')}, r.rank, (SELECT count(*) FROM r) FROM r CROSS JOIN memories m ON m.rowid = r.rowid "
+            f"WHERE {where} ORDER BY r.rank LIMIT ?",
+            [fts_expression(terms), wide, *params, limit],
+        ).fetchall()
+        if len(rows) < limit and (not rows or rows[0][N_MEMORY + 1] >= wide):
+            return None  # fewer than asked and the index may hold more matches that pass
+        return rows
 
     def keyword_scores(self, terms: Sequence[str], flt: Filter, limit: int) -> dict[str, float]:
         if not terms:
