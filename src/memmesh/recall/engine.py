@@ -16,6 +16,7 @@ near-duplicate collapse and an optional reranker.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 from datetime import datetime
@@ -134,11 +135,16 @@ class RecallEngine:
 
     def warm_up(self) -> None:
         """Start loading the vector index in the background, for a process that will answer
-        recalls: its first recall then costs what the others do. (Not the embedder's model:
+        recalls: its first recall then costs what the others do. On SQLite, the full-text
+        index's segments are merged in the background too (``merge_keyword_index``).
+        (Not the embedder's model:
         onnxruntime's threads abort the process if it exits while a session is being made
         in a daemon thread, as a short-lived ``memmesh mcp`` would.)"""
         if self.index is not None:
             self.index.warm_up()
+        merge = getattr(self.store, "merge_keyword_index", None)  # SQLite: fewer full-text segments to probe
+        if merge is not None:
+            threading.Thread(target=_quietly, args=(merge,), name="memmesh-fts-merge", daemon=True).start()
 
     def _await_background(self) -> list[str]:
         """Read-your-writes by meaning: wait until the writes queued before this recall are
@@ -265,3 +271,12 @@ class RecallEngine:
             f"{self.embedder.model_id} (stored with another embedding model, or while the embedder was failing); "
             "they are found by keyword only until you run `memmesh reindex`"
         ]
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    """Run a background upkeep step; a failure (a read-only file, a store closed under it)
+    only means the upkeep waits for the next process."""
+    try:
+        action()
+    except Exception:  # upkeep must never take the process down
+        return

@@ -36,7 +36,7 @@ from memmesh.store.sql import history_codec
 from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
-from memmesh.store.sql.rows import MEMORY_COLUMNS, N_MEMORY, row_to_memory
+from memmesh.store.sql.rows import MEMORY_COLUMNS, N_MEMORY, prefixed, row_to_memory
 from memmesh.store.sql.writes import SQLWrites
 from memmesh.store.sqlite_writer import GroupCommitWriter
 
@@ -291,6 +291,10 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         if not terms:
             return []
         with self._reading() as conn:
+            direct = self._keyword_rows(conn, terms, flt, limit)
+            if direct is not None:
+                found = [(row_to_memory(row, DIALECT), -float(row[N_MEMORY])) for row in direct]
+                return sorted(found, key=lambda pair: (-pair[1], pair[0].id))
             ranked = self._ranked(conn, terms, flt, limit)
             if not ranked:
                 return []
@@ -302,10 +306,67 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         found = [(by_rowid[rowid], -float(rank)) for rowid, rank in ranked if rowid in by_rowid]
         return sorted(found, key=lambda pair: (-pair[1], pair[0].id))  # ties by id, as on PostgreSQL
 
+    def _keyword_rows(self, conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int) -> list[Any] | None:
+        """The common case of :meth:`keyword_search` in one statement: the best ``4 × limit``
+        matches ranked in the full-text index, joined to their rows and filtered (rows carry
+        the rank after the memory's columns). None when the answer could be incomplete (the
+        filter rejected too many of them) or the n-gram index takes part: the caller then
+        takes the general path. One statement instead of three saves a recall ~0.3 ms."""
+        if flt.ids is not None or conn.execute("SELECT 1 FROM memories_cjk LIMIT 1").fetchone() is not None:
+            return None
+        where, params = filter_sql(flt, DIALECT)
+        wide = limit * 4
+        rows = conn.execute(
+            f"WITH r AS MATERIALIZED ({_MAIN_MATCH} ORDER BY rank LIMIT ?) "
+            f"SELECT {prefixed('m')}, r.rank, (SELECT count(*) FROM r) FROM r CROSS JOIN memories m ON m.rowid = r.rowid "
+            f"WHERE {where} ORDER BY r.rank LIMIT ?",
+            [fts_expression(terms), wide, *params, limit],
+        ).fetchall()
+        if len(rows) < limit and (not rows or rows[0][N_MEMORY + 1] >= wide):
+            return None  # fewer than asked and the index may hold more matches that pass
+        return rows
+
+    def merge_keyword_index(self, min_segments: int = 4, min_rows: int = 2000, step_pages: int = 64, max_steps: int = 10_000) -> int:
+        """Merge the full-text index's segments into one, in short steps; returns the steps run.
+
+        Why: FTS5 writes each transaction's words as a new segment and merges only by level
+        (up to three segments a level), so a store filled in batches holds 7-15 segments and
+        every term of a query is looked up in each (a 10k-memory recall ran ~640 such probes).
+        One segment cut a recall's CPU time by ~17 % at 10k (docs/recall.md, latency). Each
+        step (``'merge', -step_pages``: merge any segments, at most that many pages of work)
+        is its own short write, so writers wait milliseconds, not a whole ``optimize``.
+        Does nothing below ``min_segments`` or in a store of fewer than ``min_rows`` memories
+        (where the probes cost microseconds)."""
+        with self._reading() as conn:
+            rows = int(conn.execute("SELECT count(*) FROM (SELECT 1 FROM memories LIMIT ?)", (min_rows,)).fetchone()[0])
+            segments = int(conn.execute("SELECT count(DISTINCT segid) FROM memories_fts_idx").fetchone()[0])
+        if rows < min_rows or segments < min_segments:
+            return 0
+        steps = 0
+        while steps < max_steps:
+            with self.write() as tx:
+                before = tx.conn.total_changes
+                tx.conn.execute("INSERT INTO memories_fts(memories_fts, rank) VALUES('merge', ?)", (-step_pages,))
+                worked = tx.conn.total_changes - before >= 2  # FTS5's own sign that there was work left
+            steps += 1
+            if not worked:
+                break
+        return steps
+
     def keyword_scores(self, terms: Sequence[str], flt: Filter, limit: int) -> dict[str, float]:
         if not terms:
             return {}
         with self._reading() as conn:
+            if flt.ids is not None and conn.execute("SELECT 1 FROM memories_cjk LIMIT 1").fetchone() is None:
+                # Known memories (a recall completing the scores of its vector candidates): their
+                # ids come with their BM25 in the one statement, no second look-up by rowid.
+                where, params = filter_sql(flt, DIALECT)
+                known = conn.execute(
+                    "SELECT m.id, bm25(memories_fts, 2.0, 1.0, 1.5) AS rank FROM memories m CROSS JOIN memories_fts "
+                    f"ON memories_fts.rowid = m.rowid WHERE {where} AND memories_fts MATCH ? ORDER BY rank LIMIT ?",
+                    [*params, fts_expression(terms), limit],
+                ).fetchall()
+                return {memory_id: -float(rank) for memory_id, rank in known}
             ranked = self._ranked(conn, terms, flt, limit)
             if not ranked:
                 return {}
