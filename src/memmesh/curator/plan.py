@@ -18,7 +18,7 @@ import numpy as np
 
 from memmesh.curator.rules import Claim, Verdict, judge, keys
 from memmesh.curator.text import Statement, jaccard, keywords, tag_words
-from memmesh.model import Memory, Tier
+from memmesh.model import Kind, Memory, Tier
 
 BLOCK = 512
 """Rows of the similarity matrix computed at once: bounds memory to BLOCK x n floats."""
@@ -226,7 +226,7 @@ def plan(
     result.low_value = [m for m in live if _low_value(m, rules, now)]
     gone = {m.id for m in result.low_value}
     live = [m for m in live if m.id not in gone]
-    claims = {m.id: Claim.of(_text(m), m.metadata if isinstance(m.metadata, dict) else None) for m in live}
+    claims = {m.id: Claim.of(_text(m), m.metadata, transcript=m.kind == Kind.message) for m in live}
     statements = {key: claim.statement for key, claim in claims.items()}
     pairs = candidate_pairs(live, vectors, statements, rules.candidate_cosine, claims)
     edges: list[tuple[int, int]] = []

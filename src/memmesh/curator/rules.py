@@ -136,9 +136,13 @@ class Claim:
     normal: str = ""
 
     @classmethod
-    def of(cls, text: str, metadata: Mapping[str, Any] | None = None) -> Claim:
+    def of(cls, text: str, metadata: Mapping[str, Any] | None = None, *, transcript: bool = False) -> Claim:
         """The claim of ``text``; a structured slot in ``metadata`` (an LLM extraction's
-        ``slot``/``value``) wins over the one read from the words."""
+        ``slot``/``value``) wins over the one read from the words. A ``transcript`` (a raw
+        conversation turn) gets words only: its "I" is whoever spoke, so two speakers' turns
+        must not fill one slot; the facts extracted from it name the speaker instead."""
+        if transcript:
+            return cls(statement=Statement.of(text), normal=" ".join(text.lower().split()).rstrip(".!"))
         slot, value = _slot(text)
         meta = metadata or {}
         if isinstance(meta.get("slot"), str) and isinstance(meta.get("value"), str) and "|" in meta["slot"]:
