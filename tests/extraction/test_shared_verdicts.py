@@ -32,7 +32,9 @@ PAIRS = [
 
 
 @pytest.fixture(params=["keyword", "minilm"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Memory]]:
+def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Memory]]:
     opened: list[Memory] = []
 
     def make(name: str) -> Memory:
