@@ -107,6 +107,8 @@ SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bI am\b"), "{s} is"),
     (re.compile(r"\bI was\b"), "{s} was"),
     (re.compile(r"\bI have\b"), "{s} has"),
+    (re.compile(r"\bI (?:don['’]t|dont)\b"), "{s} doesn't"),
+    (re.compile(r"\bI do not\b"), "{s} does not"),
     (re.compile(r"\bI (have|do|go)\b"), "{s} \\1es"),
     (
         re.compile(
