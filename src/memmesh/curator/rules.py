@@ -22,6 +22,7 @@ so a verdict reads the same in a dry run, a real run and on write. Thresholds co
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,17 +87,23 @@ SLOTS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(POSSESSIVE + r"name is " + VALUE), "name"),
     (re.compile(HOLDER + r" is (?P<v>\d{1,3}) years old"), "age"),
-    (re.compile(POSSESSIVE + r"(?P<a>favou?rite [a-z]+(?: [a-z]+)?) (?:is|are) (?:now )?" + VALUE, re.I), ""),
+    (re.compile(POSSESSIVE + r"(?P<a>(?i:favou?rite) [a-z]+(?: [a-z]+)?) (?:is|are) (?:now )?" + VALUE), ""),
     (
         re.compile(
             POSSESSIVE + r"(?P<a>job|role|title|email|phone(?: number)?|address|birthday|age|boss|manager|partner|editor|shell|os|"
-            r"laptop|car) (?:is|are) (?:now )?" + VALUE,
-            re.I,
+            r"laptop|car) (?:is|are) (?:now )?" + VALUE
         ),
         "",
     ),
 )
 """Statements that hold one value at a time: "<holder> lives in <value>" and the like."""
+
+SLOT_HINT = re.compile(
+    r"\b(?:lives?|living|moved|moves|moving|relocated|works?|working|name|years old|favou?rite|job|role|title|"
+    r"email|phone|address|birthday|age|boss|manager|partner|editor|shell|os|laptop|car)\b",
+    re.I,
+)
+"""A cheap first look: only a text with one of these words can fill a slot."""
 
 NEGATORS = r"(?:doesn['’]t|does not|don['’]t|do not|didn['’]t|did not|no longer|never|won['’]t|will not|isn['’]t)"
 STANCE = re.compile(
@@ -106,6 +113,10 @@ STANCE = re.compile(
     r"(?: to| of)? (?P<t>[^,.;!?\n]+)"
 )
 """A stance on a topic: "<holder> [doesn't] loves/hates/drinks <topic>"."""
+
+STANCE_HINT = re.compile(
+    r"\b(?:lik|lov|enjoy|prefer|ador|hat|dislik|drink|eat|play|smok|watch|read|stand|allergic|fan|into|vegan|avoid)", re.I
+)
 
 NEGATIVE_VERBS = frozenset(("hate", "hates", "dislike", "dislikes", "can't stand", "can’t stand", "cannot stand", "is allergic to"))
 NEGATIVE_VERBS |= frozenset(("is not a fan of", "avoid", "avoids"))
@@ -140,23 +151,50 @@ class Claim:
         """The claim of ``text``; a structured slot in ``metadata`` (an LLM extraction's
         ``slot``/``value``) wins over the one read from the words. A ``transcript`` (a raw
         conversation turn) gets words only: its "I" is whoever spoke, so two speakers' turns
-        must not fill one slot; the facts extracted from it name the speaker instead."""
-        if transcript:
-            return cls(statement=Statement.of(text), normal=" ".join(text.lower().split()).rstrip(".!"))
-        slot, value = _slot(text)
+        must not fill one slot; the facts extracted from it name the speaker instead.
+        Cached: a stored fact is judged against many new ones."""
         meta = metadata or {}
-        if isinstance(meta.get("slot"), str) and isinstance(meta.get("value"), str) and "|" in meta["slot"]:
-            slot, value = meta["slot"], meta["value"]
-        topic, polarity = _stance(text) if slot is None else (None, None)
-        return cls(
-            statement=Statement.of(text),
-            slot=slot,
-            value=value,
-            topic=topic,
-            polarity=polarity,
-            change=CHANGE.search(text) is not None,
-            normal=" ".join(text.lower().split()).rstrip(".!"),
-        )
+        slot, value = meta.get("slot"), meta.get("value")
+        if not (isinstance(slot, str) and isinstance(value, str) and "|" in slot):
+            slot = value = None
+        return _claim(text, slot, value, transcript)
+
+
+@functools.lru_cache(maxsize=32_768)
+def _claim(text: str, slot: str | None, value: str | None, transcript: bool) -> Claim:
+    normal = " ".join(text.lower().split()).rstrip(".!")
+    if transcript:
+        return Claim(statement=Statement.of(text), normal=normal)
+    read = Reading.of(text)
+    if slot is not None:
+        read = Reading(slot=slot, value=value)
+    return Claim(
+        statement=Statement.of(text),
+        slot=read.slot,
+        value=read.value,
+        topic=read.topic,
+        polarity=read.polarity,
+        change=CHANGE.search(text) is not None,
+        normal=normal,
+    )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The slot or the stance a statement's words name (what the extractor records too)."""
+
+    slot: str | None = None
+    value: str | None = None
+    topic: str | None = None
+    polarity: bool | None = None
+
+    @classmethod
+    def of(cls, text: str) -> Reading:
+        slot, value = _slot(text) if SLOT_HINT.search(text) else (None, None)
+        if slot is not None:
+            return cls(slot=slot, value=value)
+        topic, polarity = _stance(text) if STANCE_HINT.search(text) else (None, None)
+        return cls(topic=topic, polarity=polarity)
 
 
 def judge(new: Claim, old: Claim, *, cosine: float, rules: Rules) -> Judgement:
@@ -240,4 +278,4 @@ def _norm(value: str) -> str:
     return " ".join(words[:6])
 
 
-__all__ = ["Claim", "Judgement", "Rules", "Verdict", "duplicates", "judge", "keys"]
+__all__ = ["Claim", "Judgement", "Reading", "Rules", "Verdict", "duplicates", "judge", "keys"]

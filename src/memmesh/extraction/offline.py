@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from memmesh.curator.rules import Claim
+from memmesh.curator.rules import Reading
 from memmesh.model import Kind
 
 ABBREVIATIONS = r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bvs)(?<!\betc)(?<!\be\.g)(?<!\bi\.e)(?<!\bJr)(?<!\bSr)"
@@ -267,10 +267,10 @@ def _slot(fact: Fact) -> None:
     """Fill the fact's slot/value and stance (polarity/topic) from the shared rules
     (:mod:`memmesh.curator.rules`), read from the fact as stored, so the curator reading the
     same text later finds the same slot."""
-    claim = Claim.of(fact.content)
-    fact.slot, fact.value = claim.slot, claim.value
-    if claim.topic is not None:
-        fact.polarity, fact.topic = claim.polarity, claim.topic.split("|", 1)[1]
+    read = Reading.of(fact.content)
+    fact.slot, fact.value = read.slot, read.value
+    if read.topic is not None:
+        fact.polarity, fact.topic = read.polarity, read.topic.split("|", 1)[1]
 
 
 __all__ = ["Fact", "extract_turn", "speaker_name", "split_sentences"]
