@@ -296,10 +296,13 @@ class Extraction:
         report.contradicted += sum(1 for link in links if link[2] is Relation.contradicts)
         try:
             self.service.link_many(links, principal=principal)
-            for memory_id, merged in tags.items():
-                self.service.update(memory_id, {"tags": merged}, principal=principal)
         except MemmeshError as exc:
             report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"linking facts to their turns: {exc.message}"))
+        for memory_id, merged in tags.items():
+            try:
+                self.service.update(memory_id, {"tags": merged}, principal=principal)
+            except MemmeshError as exc:  # governance or a concurrent change: the fact and its links stay
+                report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"merging tags into {memory_id}: {exc.message}"))
         rows = {(namespace, key, memory_of[i].id) for i in stored for key in keys(claims[i])}
         if rows:
             with self.sql.write() as sql:
