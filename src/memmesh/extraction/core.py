@@ -45,7 +45,8 @@ from memmesh.extraction.llm_extract import extract_batch
 from memmesh.extraction.offline import Fact, extract_turn
 from memmesh.host import Host
 from memmesh.kernel import authorize
-from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, RecallResult, Relation, check_text
+from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_text
+from memmesh.recall.keyword import query_terms
 from memmesh.sessions.core import Turn, check_role, check_session_id
 
 if TYPE_CHECKING:
@@ -61,8 +62,9 @@ TAG_RE = re.compile(r"[^a-z0-9:_-]+")
 JOB_ID_RE = re.compile(r"ext-[0-9a-f-]{36}")
 NEIGHBOURS = 8
 """Nearest memories by meaning a fact is compared with (the curator's vector pass keeps as many)."""
-WORD_CANDIDATES = 16
-"""Memories sharing a fact's words that it is compared with."""
+WORD_CANDIDATES = 12
+"""Memories sharing a fact's words that it is compared with (BM25's best, turns included:
+those below the namespace are then set aside)."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,6 @@ class ExtractionHost(Host, Protocol):
     def curator_policy(self) -> PlanRules | None:
         """The ``[curator]`` thresholds the shared rules judge with."""
         ...
-
-    def search(self, query: str, *, top_k: int | None = None, principal: Principal, **filters: Any) -> RecallResult: ...
 
 
 class Extraction:
@@ -323,6 +323,7 @@ class Extraction:
         with their cosine) and those sharing its words (keyword search)."""
         slotted = self._slotted(namespace, {key for claim in claims for key in keys(claim)})
         semantic = self.service.kernel.embedder is not None
+        words = self.service.kernel.filter(principal, namespace=namespace)  # BM25 over the namespace, read rights checked
         out: list[list[tuple[Memory, Claim, float]]] = []
         for fact, claim in zip(facts, claims, strict=True):
             met: dict[str, tuple[Memory, float]] = {}
@@ -337,9 +338,9 @@ class Extraction:
                     cosine = float((hit.explain or {}).get("vector", 0.0) or 0.0)
                     if hit.memory.namespace == namespace and cosine >= self.rules.candidate_cosine:
                         met[hit.memory.id] = (hit.memory, cosine)
-            for hit in self.service.search(fact.content, top_k=WORD_CANDIDATES, namespace=namespace, principal=principal).hits:
-                if hit.memory.namespace == namespace and hit.memory.id not in met:
-                    met[hit.memory.id] = (hit.memory, 0.0)
+            for memory, _score in self.service.store.keyword_search(query_terms(fact.content), words, WORD_CANDIDATES):
+                if memory.namespace == namespace and memory.id not in met:
+                    met[memory.id] = (memory, 0.0)
             out.append([(m, Claim.of(_text(m), m.metadata), cosine) for m, cosine in met.values()])
         return out
 
