@@ -42,7 +42,7 @@ from memmesh.curator.rules import Claim, Rules, Verdict, judge, keys
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
 from memmesh.extraction.jobs import Heartbeat, reap
 from memmesh.extraction.llm_extract import extract_batch
-from memmesh.extraction.offline import Fact, extract_turn
+from memmesh.extraction.offline import Fact, extract_turn, speaker_name
 from memmesh.host import Host
 from memmesh.kernel import authorize
 from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_text
@@ -222,7 +222,8 @@ class Extraction:
         facts = _merge_same(facts)
         if facts:
             try:
-                self._store(facts, turns, namespace, session_id, agent_id, principal, report)
+                names = frozenset(query_terms(" ".join(speaker_name(m.role, m.name) for m in msgs)))
+                self._store(facts, turns, namespace, session_id, agent_id, principal, report, names)
             except MemmeshError as exc:  # governance, quota, a store error: the turns stay stored
                 report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"storing facts: {exc.message}"))
         report.seconds = round(time.perf_counter() - started, 4)
@@ -254,6 +255,7 @@ class Extraction:
         agent_id: str | None,
         principal: Principal,
         report: ExtractionReport,
+        names: frozenset[str] = frozenset(),
     ) -> None:
         """Judge every fact against the stored memories it may meet (:mod:`memmesh.curator.rules`,
         the curator's verdicts) and the earlier facts of this call, then store what is new and
@@ -262,7 +264,7 @@ class Extraction:
         run = new_id()
         rules = self.rules
         claims = [Claim.of(f.content, _structured(f)) for f in facts]
-        found = self._candidates(facts, claims, namespace, principal)
+        found = self._candidates(facts, claims, namespace, principal, names)
         merged_into, relations = _verdicts(claims, found, rules)
         keep = [i for i in range(len(facts)) if i not in merged_into]
         items = [_item(facts[i], turns, namespace, session_id, agent_id, run) for i in keep]
@@ -315,12 +317,13 @@ class Extraction:
         return self.service.curator_policy or PlanRules()
 
     def _candidates(
-        self, facts: Sequence[Fact], claims: Sequence[Claim], namespace: str, principal: Principal
+        self, facts: Sequence[Fact], claims: Sequence[Claim], namespace: str, principal: Principal, names: frozenset[str]
     ) -> builtins.list[builtins.list[tuple[Memory, Claim, float]]]:
         """The stored memories of ``namespace`` (exactly: not the session turns below it) each
         fact may meet, found as the curator finds pairs: the facts filling the same slot or
         topic (the slot index), the nearest by meaning (vector recall, when vectors exist,
-        with their cosine) and those sharing its words (keyword search)."""
+        with their cosine) and those sharing its words (keyword search, without the speakers'
+        names: they are in every fact of the conversation)."""
         slotted = self._slotted(namespace, {key for claim in claims for key in keys(claim)})
         semantic = self.service.kernel.embedder is not None
         words = self.service.kernel.filter(principal, namespace=namespace)  # BM25 over the namespace, read rights checked
@@ -338,7 +341,8 @@ class Extraction:
                     cosine = float((hit.explain or {}).get("vector", 0.0) or 0.0)
                     if hit.memory.namespace == namespace and cosine >= self.rules.candidate_cosine:
                         met[hit.memory.id] = (hit.memory, cosine)
-            for memory, _score in self.service.store.keyword_search(query_terms(fact.content), words, WORD_CANDIDATES):
+            terms = [t for t in query_terms(fact.content) if t not in names]  # the speakers' names are in every fact
+            for memory, _score in self.service.store.keyword_search(terms, words, WORD_CANDIDATES):
                 if memory.namespace == namespace and memory.id not in met:
                     met[memory.id] = (memory, 0.0)
             out.append([(m, Claim.of(_text(m), m.metadata), cosine) for m, cosine in met.values()])
