@@ -17,12 +17,15 @@ target is ≥ 500 turns/s on 2 cores — and end to end (turns + facts + links s
 turns/s; facts per turn; and coverage (the share of evidence turns that yielded a fact at
 all, the ceiling of any recall over facts).
 
-With ``--llm-url`` (an OpenAI-compatible server, e.g. Ollama's http://127.0.0.1:11434/v1)
-the extraction uses that LLM (offline fallback per batch) and the report says so.
+With ``--llm-base-url`` (an OpenAI-compatible server, e.g. Ollama's http://127.0.0.1:11434/v1;
+set through ``[llm] base_url``/``model`` like any install) the extraction uses that LLM
+(offline fallback per batch) and the report says so. ``--fake-llm`` starts the test suite's
+fake server (tests/fake_openai.py) and extracts through it: a smoke run of the whole LLM
+path (schema, repairs, fallback, report), whose recall numbers say nothing about any model.
 
 Run from the repository root::
 
-    python bench/extraction_bench.py [--embeddings none|minilm] [--llm-url URL --llm-model M]
+    python bench/extraction_bench.py [--embeddings none|minilm] [--llm-base-url URL --llm-model M] [--fake-llm]
 """
 
 from __future__ import annotations
@@ -111,8 +114,8 @@ def settings(workdir: Path, embeddings: str, llm_url: str | None, llm_model: str
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path, embeddings: str, llm_url: str | None, llm_model: str) -> dict[str, Any]:
-    convs = load(data)
+def run(data: Path, workdir: Path, embeddings: str, llm_url: str | None, llm_model: str, max_convs: int | None = None) -> dict[str, Any]:
+    convs = load(data)[:max_convs]
     pure = offline_throughput(convs)
     totals: dict[str, Any] = defaultdict(int)
     failures: list[str] = []
@@ -214,22 +217,70 @@ def _block(rows: list[list[float]]) -> dict[str, float]:
     return {f"r@{k}": round(100 * statistics.fmean(r[i] for r in rows), 1) for i, k in enumerate(KS)} | {"n": len(rows)}
 
 
+def fake_llm() -> Any:
+    """The test suite's fake OpenAI server, answering like a diligent but imperfect model:
+    one fact per turn of four words or more (the turn, its speaker named), and every fifth
+    request a broken JSON reply first, so the repair prompt is exercised too."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fake_openai import FakeOpenAI, Reply  # only the smoke run needs the test server
+
+    server = FakeOpenAI()
+    count = {"n": 0}
+
+    def answer(body: dict[str, Any]) -> Any:
+        count["n"] += 1
+        if count["n"] % 5 == 0 and body["messages"][-1]["content"].startswith("[turn"):
+            return Reply(content='{"facts": [{"turn": 1, "content": "broken')
+        batch = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        facts = []
+        for line in batch.splitlines():
+            head, _, text = line.partition("] ")
+            speaker, _, said = text.partition(": ")
+            if head.startswith("[turn ") and len(said.split()) >= 4:
+                content = f"{speaker} said: {said}"[:600]
+                facts.append({"turn": int(head[6:]), "content": content, "kind": "fact", "tags": ["said"]})
+        return Reply(content=json.dumps({"facts": facts}))
+
+    server.default = answer
+    return server.start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="LoCoMo-format JSON file")
     parser.add_argument("--embeddings", choices=("none", "minilm"), default="none", help="embedder for the facts (none = keyword recall)")
-    parser.add_argument("--llm-url", help="OpenAI-compatible base URL to extract with (default: offline)")
-    parser.add_argument("--llm-model", default="llama3.1:8b")
+    parser.add_argument(
+        "--llm-base-url", "--llm-url", dest="llm_url", help="OpenAI-compatible API root to extract with ([llm] base_url; default: offline)"
+    )
+    parser.add_argument("--llm-model", default="llama3.1:8b", help="[llm] model")
+    parser.add_argument("--fake-llm", action="store_true", help="smoke run through the test suite's fake LLM server (tests/fake_openai.py)")
+    parser.add_argument("--max-convs", type=int, help="only the first N conversations (a short smoke run)")
     parser.add_argument("--out", type=Path, help="where to write JSON (default bench/results/extraction_<embeddings>.json)")
     args = parser.parse_args()
-    out = args.out or ROOT / f"bench/results/extraction_{args.embeddings}{'_llm' if args.llm_url else ''}.json"
-    with tempfile.TemporaryDirectory(prefix="memmesh-extract-") as tmp:
-        report = run(args.data, Path(tmp), args.embeddings, args.llm_url, args.llm_model)
+    server = fake_llm() if args.fake_llm else None
+    if server is not None:
+        args.llm_url, args.llm_model = server.url, "fake"
+    suffix = "_fakellm" if server is not None else "_llm" if args.llm_url else ""
+    out = args.out or ROOT / f"bench/results/extraction_{args.embeddings}{suffix}.json"
+    try:
+        with tempfile.TemporaryDirectory(prefix="memmesh-extract-") as tmp:
+            report = run(args.data, Path(tmp), args.embeddings, args.llm_url, args.llm_model, args.max_convs)
+    finally:
+        if server is not None:
+            report_requests = len(server.requests)
+            server.stop()
+    if server is not None:
+        report["llm"]["fake"] = True
+        report["llm"]["requests"] = report_requests
     pure, e2e, facts, rec = report["offline_extractor"], report["end_to_end"], report["facts"], report["recall_over_facts"]
     print(f"extractor {report['extractor']}, recall {report['recall_mode']}")
     print(f"offline extractor alone: {pure['turns']} turns in {pure['seconds']} s = {pure['turns_per_s']} turns/s (target >= 500)")
     print(f"end to end (store turns, facts, links): {e2e['turns_per_s']} turns/s ({e2e['seconds']} s)")
     print(f"facts: {facts['stored']} stored, {facts['per_turn']} per turn; {facts['failures']} failures")
+    print(
+        f"merged {facts['merged']}, superseded {facts['superseded']}, contradicted {facts['contradicted']}; "
+        f"LLM repairs {facts['repairs']}, fallback turns {facts['fallback']}{'; llm ' + json.dumps(report['llm']) if report['llm'] else ''}"
+    )
     print(f"coverage: {report['coverage']['with_a_fact']} of {report['coverage']['evidence_turns']} evidence turns have a fact")
     print(f"recall over facts only: {rec['overall']}")
     for cat, block in rec["by_category"].items():

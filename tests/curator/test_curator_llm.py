@@ -38,10 +38,10 @@ def seed(mem: Memory) -> dict[str, str]:
     """Two pairs on one subject that differ without a negation or a number (unsure), and a
     numeric contradiction the heuristics catch on their own."""
     return {
-        "lyon": mem.add("Ana lives in Lyon.", namespace="p").id,
-        "paris": mem.add("Ana lives in Paris.", namespace="p").id,
-        "tea": mem.add("Bob drinks green tea every morning.", namespace="p").id,
-        "coffee": mem.add("Bob drinks black coffee every morning.", namespace="p").id,
+        "lyon": mem.add("The staging server runs in Lyon.", namespace="p").id,
+        "paris": mem.add("The staging server runs in Paris.", namespace="p").id,
+        "tea": mem.add("Bob's morning routine includes green tea.", namespace="p").id,
+        "coffee": mem.add("Bob's morning routine includes black coffee.", namespace="p").id,
         "lim1": mem.add("The API rate limit is 100 requests per minute.", namespace="p").id,
         "lim2": mem.add("The API rate limit is 500 requests per minute.", namespace="p").id,
     }
@@ -55,8 +55,8 @@ def verdict(body: dict[str, object]) -> Reply:
     """Answer like a model would: Lyon vs Paris disagree, tea vs coffee do not."""
     text = json.dumps(body["messages"])
     if "Lyon" in text:
-        return Reply(content=json.dumps({"contradicts": True, "reason": "two different home towns"}))
-    return Reply(content=json.dumps({"contradicts": False, "reason": "different drinks can both be true"}))
+        return Reply(content=json.dumps({"contradicts": True, "reason": "two different regions"}))
+    return Reply(content=json.dumps({"contradicts": False, "reason": "a routine can include both"}))
 
 
 def test_the_llm_confirms_unsure_pairs_and_they_are_linked(tmp_path: Path, llm: FakeOpenAI) -> None:
@@ -67,7 +67,7 @@ def test_the_llm_confirms_unsure_pairs_and_they_are_linked(tmp_path: Path, llm: 
         assert report.errors == [] and report.llm_reviewed == 2 == len(llm.requests)
         assert report.contradictions_found == 2
         reasons = {frozenset((c.a, c.b)): c.reason for c in report.contradictions}
-        assert reasons[frozenset((ids["lyon"], ids["paris"]))] == "LLM: two different home towns"
+        assert reasons[frozenset((ids["lyon"], ids["paris"]))] == "LLM: two different regions"
         assert contradicts(mem, ids["lyon"], ids["paris"]) and contradicts(mem, ids["lim1"], ids["lim2"])
         assert not contradicts(mem, ids["tea"], ids["coffee"])
         # the request carries both statements and asks for the verdict's JSON schema

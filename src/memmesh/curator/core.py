@@ -105,6 +105,15 @@ class ContradictionView(BaseModel):
     similarity: float
 
 
+class UpdateView(BaseModel):
+    """A newer memory linked ``supersedes`` an older one it replaces (a new value of one slot,
+    a changed stance): the verdict :mod:`memmesh.curator.rules` shares with extraction."""
+
+    new: str
+    old: str
+    reason: str
+
+
 class CuratorReport(BaseModel):
     """SPEC §8's curator JSON, plus the run's id (for rollback), its namespace and the first
     clusters and contradictions it found."""
@@ -127,6 +136,9 @@ class CuratorReport(BaseModel):
     namespace: str | None = None
     clusters: list[ClusterView] = Field(default_factory=list)
     contradictions: list[ContradictionView] = Field(default_factory=list)
+    updates_found: int = 0
+    """Newer memories found replacing older ones (linked ``supersedes``)."""
+    updates: list[UpdateView] = Field(default_factory=list)
 
 
 class RollbackReport(BaseModel):
@@ -295,6 +307,8 @@ class Curator:
             contradictions=[
                 ContradictionView(a=c.a.id, b=c.b.id, reason=c.reason, similarity=c.similarity) for c in found.contradictions[:MAX_LISTED]
             ],
+            updates_found=len(found.updates),
+            updates=[UpdateView(new=u.new.id, old=u.old.id, reason=u.reason) for u in found.updates[:MAX_LISTED]],
         )
         with self.host.store.write() as tx:
             self.db.finish_run(self.db.rows(tx), run_id, completed.timestamp(), report.model_dump(mode="json"))
@@ -719,6 +733,8 @@ def _ops(found: Plan, now: datetime) -> list[_Op]:
         for other in cluster.others:
             link = Link(source_id=cluster.keep.id, target_id=other.id, relation=Relation.supersedes, created_at=now)
             ops.append(_Op("link", cluster.keep, link=link))
+    for u in found.updates:
+        ops.append(_Op("link", u.new, link=Link(source_id=u.new.id, target_id=u.old.id, relation=Relation.supersedes, created_at=now)))
     for c in found.contradictions:
         ops.append(_Op("link", c.a, link=Link(source_id=c.a.id, target_id=c.b.id, relation=Relation.contradicts, created_at=now)))
     for memory, tags in found.tags:

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from memmesh.curator.text import Statement, conflict, jaccard, keywords, tag_words
-from memmesh.model import Memory, Tier
+from memmesh.curator.rules import Claim, Verdict, judge, keys
+from memmesh.curator.text import Statement, jaccard, keywords, tag_words
+from memmesh.model import Kind, Memory, Tier
 
 BLOCK = 512
 """Rows of the similarity matrix computed at once: bounds memory to BLOCK x n floats."""
@@ -27,12 +28,6 @@ NEIGHBOURS = 8
 
 RARE_WORDS = 4
 """Rarest subject words per memory that pair it with others in the keyword pass."""
-
-CLOSE_COSINE = 0.05
-CLOSE_OVERLAP = 0.2
-"""A pair a little under ``duplicate_cosine`` is still a duplicate when its subject words
-overlap this much more than ``duplicate_overlap`` (0.85 cosine with 0.7 overlap by default):
-rephrasings that reorder a sentence lose some cosine but keep their words."""
 
 MAX_POSTING = 64
 """A word shared by more memories than this pairs none of them (too common to mean a duplicate)."""
@@ -77,6 +72,17 @@ class Contradiction:
 
 
 @dataclass
+class Update:
+    """A newer statement that replaces an older one (:data:`Verdict.update`): linked
+    ``new`` → ``old`` ``supersedes``; the old one stays, findable in history and links."""
+
+    new: Memory
+    old: Memory
+    reason: str
+    similarity: float
+
+
+@dataclass
 class Plan:
     """Everything one run would change, in the order it is applied."""
 
@@ -84,6 +90,7 @@ class Plan:
     low_value: list[Memory] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)
     contradictions: list[Contradiction] = field(default_factory=list)
+    updates: list[Update] = field(default_factory=list)
     tags: list[tuple[Memory, list[str]]] = field(default_factory=list)
     priorities: list[tuple[Memory, int]] = field(default_factory=list)
     unsure: list[Contradiction] = field(default_factory=list)
@@ -92,12 +99,18 @@ class Plan:
 
 
 def candidate_pairs(
-    memories: Sequence[Memory], vectors: Mapping[str, np.ndarray], statements: Mapping[str, Statement], min_cosine: float
+    memories: Sequence[Memory],
+    vectors: Mapping[str, np.ndarray],
+    statements: Mapping[str, Statement],
+    min_cosine: float,
+    claims: Mapping[str, Claim] | None = None,
 ) -> dict[tuple[int, int], float]:
     """Pairs (i < j, same namespace) worth a closer look, with their cosine (0.0 when only
-    the keyword pass found them): nearest vector neighbours above ``min_cosine``, and memories
-    sharing one of their rarest subject words. Never all pairs: per memory at most
-    :data:`NEIGHBOURS` from vectors and a bounded posting list from words."""
+    the keyword pass found them): nearest vector neighbours above ``min_cosine``, memories
+    sharing one of their rarest subject words, and memories filling the same slot or taking
+    a stance on the same topic (``claims``: :func:`memmesh.curator.rules.keys`, what
+    extraction's slot index finds on write). Never all pairs: per memory at most
+    :data:`NEIGHBOURS` from vectors and a bounded posting list from words and keys."""
     by_ns: dict[str, list[int]] = defaultdict(list)
     for i, memory in enumerate(memories):
         by_ns[memory.namespace].append(i)
@@ -105,7 +118,20 @@ def candidate_pairs(
     for members in by_ns.values():
         _vector_pairs(memories, members, vectors, min_cosine, pairs)
         _word_pairs(memories, members, statements, pairs)
+        if claims is not None:
+            _key_pairs(memories, members, claims, pairs)
     return pairs
+
+
+def _key_pairs(memories: Sequence[Memory], members: list[int], claims: Mapping[str, Claim], pairs: dict[tuple[int, int], float]) -> None:
+    postings: dict[str, list[int]] = defaultdict(list)
+    for i in members:
+        for key in keys(claims[memories[i].id]):
+            postings[key].append(i)
+    for posting in postings.values():
+        for x, a in enumerate(posting[:MAX_POSTING]):
+            for b in posting[x + 1 : MAX_POSTING]:
+                pairs.setdefault((min(a, b), max(a, b)), 0.0)
 
 
 def _vector_pairs(
@@ -200,23 +226,25 @@ def plan(
     result.low_value = [m for m in live if _low_value(m, rules, now)]
     gone = {m.id for m in result.low_value}
     live = [m for m in live if m.id not in gone]
-    statements = {m.id: Statement.of(_text(m)) for m in live}
-    pairs = candidate_pairs(live, vectors, statements, rules.candidate_cosine)
+    claims = {m.id: Claim.of(_text(m), m.metadata, transcript=m.kind == Kind.message) for m in live}
+    statements = {key: claim.statement for key, claim in claims.items()}
+    pairs = candidate_pairs(live, vectors, statements, rules.candidate_cosine, claims)
     edges: list[tuple[int, int]] = []
     for (i, j), cosine in sorted(pairs.items()):
         a, b = live[i], live[j]
-        sa, sb = statements[a.id], statements[b.id]
-        reason = conflict(sa, sb, min_overlap=rules.contradiction_overlap)
-        if reason is not None:
-            if not _linked(links, a.id, b.id, "contradicts"):
-                result.contradictions.append(
-                    Contradiction(a=a, b=b, reason=reason, similarity=round(cosine or jaccard(sa.subject, sb.subject), 4))
-                )
-            continue
-        if _duplicates(cosine, sa, sb, rules):
+        newer, older = (a, b) if _later(a, b) else (b, a)
+        found = judge(claims[newer.id], claims[older.id], cosine=cosine, rules=rules)
+        similarity = round(cosine or jaccard(statements[a.id].subject, statements[b.id].subject), 4)
+        if found.verdict is Verdict.duplicate:
             edges.append((i, j))
-        elif not _linked(links, a.id, b.id, "contradicts"):
-            result.unsure.append(Contradiction(a=a, b=b, reason="", similarity=round(cosine or jaccard(sa.subject, sb.subject), 4)))
+        elif found.verdict is Verdict.update:
+            if not _linked(links, newer.id, older.id, "supersedes"):
+                result.updates.append(Update(new=newer, old=older, reason=found.reason, similarity=similarity))
+        elif found.verdict is Verdict.contradiction:
+            if not _linked(links, a.id, b.id, "contradicts"):
+                result.contradictions.append(Contradiction(a=a, b=b, reason=found.reason, similarity=similarity))
+        elif found.verdict is Verdict.unsure and not _linked(links, a.id, b.id, "contradicts"):
+            result.unsure.append(Contradiction(a=a, b=b, reason="", similarity=similarity))
     result.clusters = _clusters(live, edges, links)
     if rules.auto_tag:
         # a keep that gets its cluster's tags needs no keywords; a superseded memory is not
@@ -232,15 +260,10 @@ def _text(memory: Memory) -> str:
     return f"{memory.title}\n{memory.content}" if memory.title else memory.content
 
 
-def _duplicates(cosine: float, a: Statement, b: Statement, rules: PlanRules) -> bool:
-    """Near-duplicates by meaning and by content: the embeddings agree and the subjects
-    overlap, or (without vectors, or whatever the vectors say) the subject words nearly match."""
-    overlap = jaccard(a.subject, b.subject)
-    if cosine >= rules.duplicate_cosine and overlap >= rules.duplicate_overlap:
-        return True
-    if cosine >= rules.duplicate_cosine - CLOSE_COSINE and overlap >= rules.duplicate_overlap + CLOSE_OVERLAP:
-        return True
-    return overlap >= rules.duplicate_jaccard and a.numbers == b.numbers
+def _later(a: Memory, b: Memory) -> bool:
+    """True when ``a`` was stored after ``b`` (the id breaks a tie): the newer statement is
+    the one that may update the older."""
+    return (a.created_at, a.id) > (b.created_at, b.id)
 
 
 def _linked(links: set[tuple[str, str, str]], a: str, b: str, relation: str) -> bool:
@@ -318,4 +341,4 @@ def _priority(memory: Memory, rules: PlanRules, now: datetime) -> int:
     return memory.priority
 
 
-__all__ = ["Cluster", "Contradiction", "Plan", "PlanRules", "best_first", "candidate_pairs", "plan"]
+__all__ = ["Cluster", "Contradiction", "Plan", "PlanRules", "Update", "best_first", "candidate_pairs", "plan"]

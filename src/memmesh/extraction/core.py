@@ -12,7 +12,8 @@
    already stored there is *merged* (the stored memory gets the new ``derived_from`` links);
    a new value of a single-valued attribute ("Ana lives in Lyon" after "… in Paris") is
    linked ``supersedes`` the old fact, and an opposite preference ``contradicts`` it. Nothing
-   is ever deleted or overwritten.
+   is ever deleted or overwritten. Those verdicts are the curator's (:mod:`memmesh.curator.rules`):
+   a fact met on write and the same pair found later by a curator run are judged alike.
 
 Faces that must answer fast (HTTP, MCP) pass ``background=True``: the turns are committed,
 a job row is written, and the extraction runs on a worker thread; ``job(job_id)`` reads its
@@ -36,13 +37,16 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql
 from memmesh.clock import new_id
+from memmesh.curator.plan import PlanRules
+from memmesh.curator.rules import Claim, Rules, Verdict, judge, keys
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
 from memmesh.extraction.jobs import Heartbeat, reap
 from memmesh.extraction.llm_extract import extract_batch
-from memmesh.extraction.offline import Fact, extract_turn
+from memmesh.extraction.offline import Fact, extract_turn, speaker_name
 from memmesh.host import Host
-from memmesh.kernel import authorize, content_hash
+from memmesh.kernel import authorize
 from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_text
+from memmesh.recall.keyword import query_terms
 from memmesh.sessions.core import Turn, check_role, check_session_id
 
 if TYPE_CHECKING:
@@ -56,6 +60,11 @@ MAX_MESSAGES = 1000
 MAX_NAME_CHARS = 64
 TAG_RE = re.compile(r"[^a-z0-9:_-]+")
 JOB_ID_RE = re.compile(r"ext-[0-9a-f-]{36}")
+NEIGHBOURS = 8
+"""Nearest memories by meaning a fact is compared with (the curator's vector pass keeps as many)."""
+WORD_CANDIDATES = 12
+"""Memories sharing a fact's words that it is compared with (BM25's best, turns included:
+those below the namespace are then set aside)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +142,11 @@ class ExtractionHost(Host, Protocol):
 
     def link_many(self, links: Sequence[tuple[str, str, Relation | str]], *, principal: Principal) -> builtins.list[Link]: ...
 
+    @property
+    def curator_policy(self) -> PlanRules | None:
+        """The ``[curator]`` thresholds the shared rules judge with."""
+        ...
+
 
 class Extraction:
     """Remember conversations (see the module doc); built by the service."""
@@ -208,7 +222,8 @@ class Extraction:
         facts = _merge_same(facts)
         if facts:
             try:
-                self._store(facts, turns, namespace, session_id, agent_id, principal, report)
+                names = frozenset(query_terms(" ".join(speaker_name(m.role, m.name) for m in msgs)))
+                self._store(facts, turns, namespace, session_id, agent_id, principal, report, names)
             except MemmeshError as exc:  # governance, quota, a store error: the turns stay stored
                 report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"storing facts: {exc.message}"))
         report.seconds = round(time.perf_counter() - started, 4)
@@ -240,35 +255,98 @@ class Extraction:
         agent_id: str | None,
         principal: Principal,
         report: ExtractionReport,
+        names: frozenset[str] = frozenset(),
     ) -> None:
+        """Judge every fact against the stored memories it may meet (:mod:`memmesh.curator.rules`,
+        the curator's verdicts) and the earlier facts of this call, then store what is new and
+        link what it updates or contradicts; a duplicate is not stored again: the memory it
+        repeats gains the turns (``derived_from``) and the tags."""
         run = new_id()
-        known = self._slotted(namespace, {key for fact in facts for key in _slot_keys(fact)})
-        items = [_item(fact, turns, namespace, session_id, agent_id, run) for fact in facts]
-        stored = self.service.add_many(items, principal=principal)
+        rules = self.rules
+        claims = [Claim.of(f.content, _structured(f)) for f in facts]
+        found = self._candidates(facts, claims, namespace, principal, names)
+        merged_into, relations = _verdicts(claims, found, rules)
+        keep = [i for i in range(len(facts)) if i not in merged_into]
+        items = [_item(facts[i], turns, namespace, session_id, agent_id, run) for i in keep]
+        stored = dict(zip(keep, self.service.add_many(items, principal=principal) if items else [], strict=True))
+        memory_of: dict[int, Memory] = {}
+        for i in range(len(facts)):
+            target = merged_into.get(i)
+            while isinstance(target, int) and target in merged_into:  # a duplicate of a duplicate
+                target = merged_into[target]
+            memory_of[i] = stored[i] if target is None else stored[target] if isinstance(target, int) else target
         links: list[tuple[str, str, Relation]] = []
-        for fact, memory in zip(facts, stored, strict=True):
-            fresh = memory.metadata.get("extraction_run") == run
+        tags: dict[str, builtins.list[str]] = {}
+        for i, fact in enumerate(facts):
+            memory = memory_of[i]
+            fresh = i in stored and memory.metadata.get("extraction_run") == run
             report.extracted += fresh
             report.merged += not fresh
             report.fact_ids.append(memory.id)
-            links.extend((memory.id, turns[i].memory_id, Relation.derived_from) for i in fact.turns if i < len(turns))
-            for key in _slot_keys(fact):
-                for other in known.get(key, []) if fresh else []:  # a fact said again changes no slot: it only gains a turn
-                    relation = _relation(fact, other)
-                    if relation is not None and other.id != memory.id:
-                        links.append((memory.id, other.id, relation))
-                        report.superseded += relation is Relation.supersedes
-                        report.contradicted += relation is Relation.contradicts
-                known.setdefault(key, []).append(memory)  # a later fact of this call may supersede it
+            links.extend((memory.id, turns[t].memory_id, Relation.derived_from) for t in fact.turns if t < len(turns))
+            if not fresh:
+                wanted = _item(fact, turns, namespace, session_id, agent_id, run)["tags"]
+                current = tags.get(memory.id, memory.tags)
+                if not set(wanted) <= set(current):
+                    tags[memory.id] = list(dict.fromkeys([*current, *wanted]))[:32]
+        for i, other, relation in relations:
+            source, target = memory_of[i], memory_of[other] if isinstance(other, int) else other
+            if source.id != target.id and source.metadata.get("extraction_run") == run:
+                links.append((source.id, target.id, relation))
+        links = list(dict.fromkeys(links))
+        report.superseded += sum(1 for link in links if link[2] is Relation.supersedes)
+        report.contradicted += sum(1 for link in links if link[2] is Relation.contradicts)
         try:
-            self.service.link_many(list(dict.fromkeys(links)), principal=principal)
+            self.service.link_many(links, principal=principal)
         except MemmeshError as exc:
             report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"linking facts to their turns: {exc.message}"))
-        rows = {(namespace, key, memory.id) for fact, memory in zip(facts, stored, strict=True) for key in _slot_keys(fact)}
+        for memory_id, merged in tags.items():
+            try:
+                self.service.update(memory_id, {"tags": merged}, principal=principal)
+            except MemmeshError as exc:  # governance or a concurrent change: the fact and its links stay
+                report.failed.append(Failure(turns=list(range(1, len(turns) + 1)), reason=f"merging tags into {memory_id}: {exc.message}"))
+        rows = {(namespace, key, memory_of[i].id) for i in stored for key in keys(claims[i])}
         if rows:
             with self.sql.write() as sql:
                 for row in sorted(rows):
                     sql.run("INSERT INTO extraction_slots (namespace, slot_key, memory_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", row)
+
+    @property
+    def rules(self) -> PlanRules:
+        """The curator's thresholds (``[curator]``): one place for both (issue 23)."""
+        return self.service.curator_policy or PlanRules()
+
+    def _candidates(
+        self, facts: Sequence[Fact], claims: Sequence[Claim], namespace: str, principal: Principal, names: frozenset[str]
+    ) -> builtins.list[builtins.list[tuple[Memory, Claim, float]]]:
+        """The stored memories of ``namespace`` (exactly: not the session turns below it) each
+        fact may meet, found as the curator finds pairs: the facts filling the same slot or
+        topic (the slot index), the nearest by meaning (vector recall, when vectors exist,
+        with their cosine) and those sharing its words (keyword search, without the speakers'
+        names: they are in every fact of the conversation)."""
+        slotted = self._slotted(namespace, {key for claim in claims for key in keys(claim)})
+        semantic = self.service.kernel.embedder is not None
+        words = self.service.kernel.filter(principal, namespace=namespace)  # BM25 over the namespace, read rights checked
+        out: list[list[tuple[Memory, Claim, float]]] = []
+        for fact, claim in zip(facts, claims, strict=True):
+            met: dict[str, tuple[Memory, float]] = {}
+            for key in keys(claim):
+                for memory in slotted.get(key, []):
+                    met[memory.id] = (memory, 0.0)
+            if semantic:
+                hits = self.service.recall(
+                    fact.content, mode="vector", top_k=NEIGHBOURS, explain=True, touch=False, namespace=namespace, principal=principal
+                ).hits
+                for hit in hits:
+                    cosine = float((hit.explain or {}).get("vector", 0.0) or 0.0)
+                    if hit.memory.namespace == namespace and cosine >= self.rules.candidate_cosine:
+                        met[hit.memory.id] = (hit.memory, cosine)
+            terms = [t for t in query_terms(fact.content) if t not in names]  # the speakers' names are in every fact
+            for memory, _score in self.service.store.keyword_search(terms, words, WORD_CANDIDATES):
+                if memory.namespace == namespace and memory.id not in met:
+                    met[memory.id] = (memory, 0.0)
+            out.append([(m, Claim.of(_text(m), m.metadata), cosine) for m, cosine in met.values()])
+        return out
 
     def _slotted(self, namespace: str, keys: set[str]) -> dict[str, builtins.list[Memory]]:
         """Live stored facts of ``namespace`` under each slot key (one indexed lookup)."""
@@ -464,25 +542,39 @@ def _item(fact: Fact, turns: Sequence[Turn], namespace: str, sid: str, agent_id:
     }
 
 
-def _slot_keys(fact: Fact) -> builtins.list[str]:
-    """Where a fact may meet the facts it supersedes or contradicts."""
-    keys = [f"slot:{fact.slot}"] if fact.slot else []
-    if fact.polarity is not None and fact.topic:
-        keys.append(f"topic:{fact.topic}")
-    return keys
+def _verdicts(
+    claims: Sequence[Claim], found: Sequence[Sequence[tuple[Memory, Claim, float]]], rules: Rules
+) -> tuple[dict[int, Memory | int], builtins.list[tuple[int, Memory | int, Relation]]]:
+    """Each fact judged against the stored memories it met and the earlier facts of the call
+    (by index): which facts repeat another (not stored again) and the links the rest owe."""
+    merged_into: dict[int, Memory | int] = {}
+    relations: list[tuple[int, Memory | int, Relation]] = []
+    for i, claim in enumerate(claims):
+        met: list[tuple[Memory | int, Claim, float]] = [(m, c, cos) for m, c, cos in found[i]]
+        met += [(j, claims[j], 0.0) for j in range(i) if j not in merged_into]
+        mine: list[tuple[int, Memory | int, Relation]] = []
+        for other, other_claim, cosine in met:
+            verdict = judge(claim, other_claim, cosine=cosine, rules=rules).verdict
+            if verdict is Verdict.duplicate:
+                merged_into[i] = other
+                mine = []
+                break
+            if verdict is Verdict.update:
+                mine.append((i, other, Relation.supersedes))
+            elif verdict is Verdict.contradiction:
+                mine.append((i, other, Relation.contradicts))
+        relations += mine
+    return merged_into, relations
 
 
-def _relation(fact: Fact, other: Memory) -> Relation | None:
-    """How a new fact relates to a stored one: a new value of the same single-valued slot
-    supersedes it; the same topic with the opposite polarity contradicts it."""
-    meta = other.metadata
-    if other.content_hash == content_hash(other.namespace, fact.content):
-        return None
-    if fact.slot and meta.get("slot") == fact.slot and meta.get("value") != fact.value:
-        return Relation.supersedes
-    if fact.polarity is not None and fact.topic and meta.get("topic") == fact.topic and meta.get("polarity") is (not fact.polarity):
-        return Relation.contradicts
-    return None
+def _structured(fact: Fact) -> dict[str, Any] | None:
+    """An LLM fact's own slot (subject|attribute and value), which the shared rules prefer to
+    the one they would read from the words."""
+    return {"slot": fact.slot, "value": fact.value} if fact.slot and fact.value else None
+
+
+def _text(memory: Memory) -> str:
+    return f"{memory.title}\n{memory.content}" if memory.title else memory.content
 
 
 __all__ = ["Extraction", "ExtractionJob", "ExtractionPolicy", "ExtractionReport", "Failure", "RememberResult", "check_messages"]

@@ -16,8 +16,8 @@ One turn becomes zero or more :class:`Fact` values. The rules, in order:
    tags (``preference``, ``decision``, ``plan``, ``event``, ``date``, ``quantity``), and
    record dates, quantities and entities in the metadata;
 6. name a *slot* for statements that hold one value at a time ("Ana lives in", "Ana's
-   favourite colour is") and a polarity for preferences, so the caller can link a new
-   value ``supersedes`` the old one and an opposite preference ``contradicts`` it.
+   favourite colour is") and a stance (polarity and topic) for preferences, read by the
+   rules the curator shares (:mod:`memmesh.curator.rules`) from the fact as stored.
 
 Pure functions over strings: no store, no model, no network.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from memmesh.curator.rules import Reading
 from memmesh.model import Kind
 
 ABBREVIATIONS = r"(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)(?<!\bvs)(?<!\betc)(?<!\be\.g)(?<!\bi\.e)(?<!\bJr)(?<!\bSr)"
@@ -45,11 +46,6 @@ PREFERENCE = re.compile(
     r"\b(like|likes|liked|love|loves|loved|enjoy|enjoys|enjoyed|prefer|prefers|preferred|adore|fan of|into|favou?rite|"
     r"hate|hates|hated|dislike|dislikes|disliked|can't stand|cannot stand|can’t stand|allergic to|don't like|do not like|"
     r"don’t like|not a fan of)\b",
-    re.I,
-)
-NEGATIVE_PREFERENCE = re.compile(
-    r"\b(hate|hates|hated|dislike|dislikes|disliked|can't stand|cannot stand|can’t stand|allergic to|don't like|do not like|"
-    r"don’t like|doesn't like|does not like|not a fan of|no longer like|stopped liking)\b",
     re.I,
 )
 DECISION = re.compile(
@@ -103,24 +99,6 @@ COMMON_CAPITALS = frozenset(
         ]
     ).split()
 )
-SINGLE_VALUED: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(r"\b(?:I|we) (?:live|lives|am living|are living|now live|moved|have moved|relocated) (?:in|to) ([^,.;!?]+)", re.I),
-        "lives in",
-    ),
-    (re.compile(r"\b(?:I|we) (?:work|am working|now work|started working|work now) (?:at|for) ([^,.;!?]+)", re.I), "works at"),
-    (re.compile(r"\bmy (?:name is|name's) ([^,.;!?]+)", re.I), "name"),
-    (re.compile(r"\bmy (favou?rite [a-z]+(?: [a-z]+)?) (?:is|are) (?:now )?([^,.;!?]+)", re.I), ""),
-    (
-        re.compile(
-            r"\bmy ((?:job|role|title|email|phone(?: number)?|address|birthday|age|boss|manager|partner|editor|shell|os|laptop|car))"
-            r" (?:is|are) (?:now )?([^,.;!?]+)",
-            re.I,
-        ),
-        "",
-    ),
-    (re.compile(r"\bI(?:'m| am) (\d{1,3}) years old", re.I), "age"),
-)
 SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bI['’]m\b"), "{s} is"),
     (re.compile(r"\bI['’]ve\b"), "{s} has"),
@@ -129,6 +107,8 @@ SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bI am\b"), "{s} is"),
     (re.compile(r"\bI was\b"), "{s} was"),
     (re.compile(r"\bI have\b"), "{s} has"),
+    (re.compile(r"\bI (?:don['’]t|dont)\b"), "{s} doesn't"),
+    (re.compile(r"\bI do not\b"), "{s} does not"),
     (re.compile(r"\bI (have|do|go)\b"), "{s} \\1es"),
     (
         re.compile(
@@ -254,7 +234,7 @@ def _fact(sentence: str, speaker: str, index: int) -> Fact | None:
         dates=dates[:4],
         quantities=quantities[:4],
     )
-    _slot(fact, rest, speaker)
+    _slot(fact)
     return fact
 
 
@@ -283,36 +263,14 @@ def _third_person(sentence: str, speaker: str) -> str:
     return out[0].upper() + out[1:] if out else out
 
 
-def _slot(fact: Fact, sentence: str, speaker: str) -> None:
-    """Fill the fact's slot/value (single-valued attributes) and polarity/topic (preferences)."""
-    subject = speaker.lower()
-    for pattern, attribute in SINGLE_VALUED:
-        match = pattern.search(sentence)
-        if match is None:
-            continue
-        if attribute:
-            fact.slot, fact.value = f"{subject}|{attribute}", _norm(match.group(1))
-        else:
-            fact.slot, fact.value = f"{subject}|{match.group(1).lower().replace('favorite', 'favourite')}", _norm(match.group(2))
-        return
-    if "preference" in fact.tags:
-        fact.polarity = NEGATIVE_PREFERENCE.search(sentence) is None
-        match = re.search(
-            r"\b(?:like|likes|love|loves|enjoy|enjoys|prefer|prefers|adore|hate|hates|dislike|dislikes|stand|to|of)\s+([^,.;!?]+)",
-            sentence,
-            re.I,
-        )
-        if match:
-            fact.topic = _norm(match.group(1))
-
-
-def _norm(value: str) -> str:
-    words = DATE.sub("", value).strip().lower().split()
-    while words and words[0] in ("the", "a", "an", "to", "my", "our", "now"):
-        words.pop(0)
-    while words and words[-1] in ("now", "anymore", "too", "either", "again", "lately", "though", "much", "lot", "a", "so", "very"):
-        words.pop()
-    return " ".join(words[:6])
+def _slot(fact: Fact) -> None:
+    """Fill the fact's slot/value and stance (polarity/topic) from the shared rules
+    (:mod:`memmesh.curator.rules`), read from the fact as stored, so the curator reading the
+    same text later finds the same slot."""
+    read = Reading.of(fact.content)
+    fact.slot, fact.value = read.slot, read.value
+    if read.topic is not None:
+        fact.polarity, fact.topic = read.polarity, read.topic.split("|", 1)[1]
 
 
 __all__ = ["Fact", "extract_turn", "speaker_name", "split_sentences"]
