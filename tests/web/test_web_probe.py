@@ -111,8 +111,9 @@ def test_a_scoped_key_reaches_no_other_namespace_through_any_url_or_form(web: Ca
                 page = tab.get(path)
                 assert page.status_code == 200, path
                 assert "zebra" not in page.text and "team/b" not in page.text and theirs.id not in page.text, path
-            for found in (tab.get("/ui/memories?q=zebra"), tab.get("/ui/memories?q=zebra&mode=hybrid"), tab.get("/ui/memories?tags=zebratag")):
-                assert found.status_code == 200 and "No hits." in found.text or "No memories match." in found.text
+            for query in ("q=zebra", "q=zebra&mode=hybrid", "tags=zebratag"):
+                found = tab.get(f"/ui/memories?{query}")
+                assert found.status_code == 200 and ("No hits." in found.text or "No memories match." in found.text), query
                 assert theirs.id not in found.text and "payroll figures" not in found.text
             assert tab.get("/ui/memories?namespace=team/b").status_code == 403
             assert tab.get("/ui/memories?namespace=team").status_code == 403
@@ -122,7 +123,8 @@ def test_a_scoped_key_reaches_no_other_namespace_through_any_url_or_form(web: Ca
             for store_wide in ("/ui/audit", "/ui/metrics"):
                 assert tab.get(store_wide).status_code == 403
             token = csrf_of(tab.get(f"/ui/memories/{mine.id}").text)
-            for action, target in (("edit", theirs.id), ("delete", theirs.id), ("promote", theirs.id), ("restore", gone.id), ("edit", moved.id)):
+            attempts = (("edit", theirs.id), ("delete", theirs.id), ("promote", theirs.id), ("restore", gone.id), ("edit", moved.id))
+            for action, target in attempts:
                 refused = tab.post(f"/ui/memories/{target}/{action}", data={"csrf": token, "content": "taken over"})
                 assert refused.status_code in (403, 404), (role, action)
             assert tab.post("/ui/audit/verify", data={"csrf": token}).status_code == 403
