@@ -178,3 +178,28 @@ def test_login_never_redirects_off_the_inspector_for_encoded_targets(web: Callab
             location = done.headers["location"]
             assert location.startswith("/ui/") and not location.startswith("/ui//") and "\r" not in location and "\n" not in location
             assert "set-cookie: x=1" not in str(done.headers).lower()
+
+
+def test_a_planted_session_id_never_becomes_a_logged_in_one_and_logout_ends_it_server_side(web: Callable[..., InProcess]) -> None:
+    running = web()
+    made = running.service.create_key("vic", role="admin", principal=LOCAL_PRINCIPAL)
+    with running.browser() as attacker:
+        planted = attacker.get("/ui/login").cookies["memmesh_ui"]  # an anonymous session the attacker knows
+        attacker_token = csrf_of(attacker.get("/ui/login").text)
+    with running.browser() as victim:
+        victim.cookies.set("memmesh_ui", planted, path="/ui")
+        page = victim.get("/ui/login")
+        assert csrf_of(page.text) == attacker_token  # the planted session is the one the form uses ...
+        done = victim.post("/ui/login", data={"csrf": attacker_token, "key": made.key})
+        assert done.status_code == 303
+        fresh = done.cookies["memmesh_ui"]
+        assert fresh != planted  # ... but logging in makes a new id
+        assert victim.get("/ui/memories").status_code == 200
+        token = csrf_of(victim.get("/ui/memories").text)
+        assert token != attacker_token
+        with httpx.Client(base_url=running.url, cookies={"memmesh_ui": planted}) as replay:
+            assert replay.get("/ui/audit").status_code == 303  # the planted id is not logged in
+            assert replay.post("/ui/audit/verify", data={"csrf": attacker_token}).status_code in (401, 403)
+        assert victim.post("/ui/logout", data={"csrf": token}).status_code == 303
+    with httpx.Client(base_url=running.url, cookies={"memmesh_ui": fresh}) as stolen:
+        assert stolen.get("/ui/audit").status_code == 303  # a copied cookie is dead after logout
