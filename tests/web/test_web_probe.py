@@ -203,3 +203,19 @@ def test_a_planted_session_id_never_becomes_a_logged_in_one_and_logout_ends_it_s
         assert victim.post("/ui/logout", data={"csrf": token}).status_code == 303
     with httpx.Client(base_url=running.url, cookies={"memmesh_ui": fresh}) as stolen:
         assert stolen.get("/ui/audit").status_code == 303  # a copied cookie is dead after logout
+
+
+def test_failed_logins_answer_401_without_echoing_the_key_and_odd_keys_never_500(web: Callable[..., InProcess]) -> None:
+    running = web()
+    made = running.service.create_key("kim", role="reader", principal=LOCAL_PRINCIPAL)
+    prefix, _, secret = made.key.partition("_")
+    near_miss = f"{prefix}_{secret[:-4]}zzzz"  # a well-formed key with a wrong secret
+    with running.browser() as tab:
+        for key in (near_miss, "mm_\x00abc", "x" * 10_000, "mm_" + "é" * 50, "mm_abc.def"):
+            page = tab.get("/ui/login")
+            refused = tab.post("/ui/login", data={"csrf": csrf_of(page.text), "key": key})
+            assert refused.status_code == 401, repr(key[:12])
+            assert 'id="error-message"' in refused.text and key[4:] not in refused.text
+        assert tab.get("/ui/memories").status_code == 303  # none of them logged in
+        big = tab.post("/ui/login", content=b"a" * (3 * 1024 * 1024), headers={"content-type": "application/x-www-form-urlencoded"})
+        assert big.status_code == 413  # the server's body limit covers /ui too
