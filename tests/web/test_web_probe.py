@@ -219,3 +219,27 @@ def test_failed_logins_answer_401_without_echoing_the_key_and_odd_keys_never_500
         assert tab.get("/ui/memories").status_code == 303  # none of them logged in
         big = tab.post("/ui/login", content=b"a" * (3 * 1024 * 1024), headers={"content-type": "application/x-www-form-urlencoded"})
         assert big.status_code == 413  # the server's body limit covers /ui too
+
+
+def test_every_page_kind_carries_the_browser_safety_headers(web: Callable[..., InProcess]) -> None:
+    running = web()
+    made = running.service.add({"content": "headers everywhere", "namespace": "team/a"}, principal=LOCAL_PRINCIPAL)
+    with running.browser() as tab:
+        responses = [tab.get(f"/ui/{name}") for name in PAGES]
+        responses += [
+            tab.get(f"/ui/memories/{made.id}"),
+            tab.get("/ui/login"),
+            tab.get("/ui/memories/nonexistent"),  # an error page
+            tab.get("/ui/no-such-page"),  # the inspector's 404
+            tab.get("/ui/memories?limit=7"),  # a 422
+            tab.post(f"/ui/memories/{made.id}/edit", data={"csrf": "wrong"}),  # a CSRF refusal
+        ]
+    for response in responses:
+        where = f"{response.request.method} {response.request.url.path} {response.status_code}"
+        policy = response.headers.get("content-security-policy", "")
+        for directive in ("default-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"):
+            assert directive in policy, (where, directive)
+        assert "script-src" not in policy and "unsafe-inline" not in policy, where
+        assert response.headers.get("x-frame-options") == "DENY", where
+        assert response.headers.get("x-content-type-options") == "nosniff", where
+        assert response.headers.get("cache-control") == "no-store", where
