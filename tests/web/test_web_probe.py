@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import httpx
+import pytest
 from web_support import InProcess, csrf_of
 
+from memmesh.errors import PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL
 
 MARKUP = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "<svg onload=alert(3)>"]
@@ -75,6 +77,12 @@ def test_markup_stored_in_any_field_is_escaped_on_every_page_and_in_the_graph(we
     second = service.add({"content": f"{svg} deploy runbook", "agent_id": "ops-bot", "namespace": "team/a"}, principal=LOCAL_PRINCIPAL)
     service.link(first.id, second.id, "related_to", principal=LOCAL_PRINCIPAL)
     service.update(second.id, {"content": f"{attribute} deploy runbook v2", "title": script}, principal=LOCAL_PRINCIPAL)
+    service.bus.open(["planner", "coder"], topic=f"{script} plan", principal=LOCAL_PRINCIPAL)
+    service.governance.set_standard("team/q", governance={"write": "approve"}, principal=LOCAL_PRINCIPAL)
+    queued = service.governance.pending(principal=LOCAL_PRINCIPAL)
+    with pytest.raises(PendingApprovalError):
+        service.add({"content": f"{script} queued note", "title": attribute, "namespace": "team/q"}, principal=LOCAL_PRINCIPAL)
+    assert len(service.governance.pending(principal=LOCAL_PRINCIPAL)) == len(queued) + 1  # the pending page has markup to show
     with running.browser() as tab:
         paths = [f"/ui/{name}" for name in PAGES] + [
             f"/ui/memories/{first.id}",
@@ -88,6 +96,7 @@ def test_markup_stored_in_any_field_is_escaped_on_every_page_and_in_the_graph(we
             assert page.status_code == 200, path
             for raw in MARKUP:
                 assert raw not in page.text, (path, raw)
+        assert "queued note" in tab.get("/ui/pending").text and "&lt;script&gt;" in tab.get("/ui/bus").text
         graph = tab.get(f"/ui/memories/{first.id}").text
         assert 'class="graph"' in graph and "&lt;script&gt;" in graph  # the graph is drawn, its labels escaped
         assert "&lt;svg onload=alert(3)&gt;" in graph
