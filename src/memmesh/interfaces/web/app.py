@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from memmesh.config import Settings
-from memmesh.errors import AuthError, ForbiddenError, MemmeshError, PendingApprovalError, RateLimitedError
+from memmesh.errors import AuthError, ForbiddenError, InvalidInputError, MemmeshError, PendingApprovalError, RateLimitedError
 from memmesh.interfaces.web.auth import COOKIE, Session, Sessions, check_key, csrf_ok, principal_for
 from memmesh.interfaces.web.samples import Sampler
 from memmesh.limits import RateLimiter
@@ -73,6 +73,20 @@ Handler = Callable[["WebApp", Page], "Rendered | Response"]
 
 def _flat(pairs: dict[str, list[str]]) -> dict[str, str]:
     return {k: v[0] for k, v in list(pairs.items())[:MAX_FORM_FIELDS]}
+
+
+def _parse(raw: bytes | str, what: str) -> dict[str, str]:
+    """A form body or query string as fields, refusing bytes that are not UTF-8.
+
+    Why strict: decoding with replacement would save U+FFFD in place of what was sent (a
+    silent change of the user's text); browsers always send this page's forms as UTF-8, so
+    only a hand-made request gets this 422, with a message that says what to fix.
+    """
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return _flat(parse_qs(text, keep_blank_values=True, errors="strict"))
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"the {what} is not valid UTF-8: send text as UTF-8 (percent-encoded UTF-8 in URLs and forms)") from None
 
 
 class WebApp:
@@ -143,7 +157,12 @@ class WebApp:
         response = HTMLResponse(body, status_code=status)
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
+        # form-action and base-uri do not fall back to default-src: without them a page could be
+        # made to post its CSRF token to another site, or resolve its relative links elsewhere.
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
         return response
 
@@ -161,12 +180,14 @@ class WebApp:
         async def endpoint(request: Request) -> Response:
             session = self.sessions.get(request.cookies.get(COOKIE))
             form: dict[str, str] = {}
-            if request.method == "POST":
-                body = await request.body()
-                form = _flat(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
-                if not csrf_ok(session, form.get("csrf")):
-                    return self.error(ForbiddenError(CSRF_MESSAGE), session, None, section)
-            query = _flat(parse_qs(request.url.query, keep_blank_values=True))
+            try:
+                if request.method == "POST":
+                    form = _parse(await request.body(), "form")
+                query = _parse(request.url.query, "query string")
+            except InvalidInputError as bad:
+                return self.error(bad, session, None, section)
+            if request.method == "POST" and not csrf_ok(session, form.get("csrf")):
+                return self.error(ForbiddenError(CSRF_MESSAGE), session, None, section)
             params = {k: str(v) for k, v in request.path_params.items()}
             return await run_in_threadpool(self._serve, request, handler, session, query, form, params, section)
 
@@ -227,7 +248,11 @@ class WebApp:
         values: dict[str, Any] = {"principal": None, "section": "login", "title": "Log in", "next": target, "message": None}
         status = 200
         if request.method == "POST":
-            form = _flat(parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+            try:
+                form = _parse(await request.body(), "form")
+            except InvalidInputError as bad:
+                values["message"] = bad.message
+                return self.html("login.html", values, status=bad.http_status, session=session)
             if not csrf_ok(session, form.get("csrf")):
                 values["message"] = CSRF_MESSAGE
                 return self.html("login.html", values, status=403, session=session)
@@ -263,7 +288,10 @@ class WebApp:
 
     async def logout(self, request: Request) -> Response:
         session = self.sessions.get(request.cookies.get(COOKIE))
-        form = _flat(parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            form = _parse(await request.body(), "form")
+        except InvalidInputError as bad:
+            return self.error(bad, session, None, "login")
         if not csrf_ok(session, form.get("csrf")):
             return self.error(ForbiddenError(CSRF_MESSAGE), session, None, "login")
         self.sessions.drop(session.id if session else None)

@@ -37,6 +37,20 @@ def _limit(query: dict[str, str]) -> int:
     return int(raw)
 
 
+DONE = frozenset({"unchanged", "saved", "deleted", "promoted", "restored", "approved", "rejected", "rolled back"})
+"""The outcomes a form redirects with (``?done=``): the only ones a page shows."""
+
+
+def _done(query: dict[str, str]) -> str | None:
+    """The ``done`` notice to show, or None for anything else.
+
+    Why a fixed set: the notice is text taken from the URL, shown as if the server said it;
+    a link such as ``/ui/memories?done=your key expired, log in at https://evil.example``
+    would otherwise put an attacker's words on this page (escaped, but believable)."""
+    done = query.get("done")
+    return done if done in DONE else None
+
+
 def _back(path: str, **message: str) -> RedirectResponse:
     """Post/redirect/get: a successful form lands on a page that says what happened."""
     suffix = "?" + urlencode(message) if message else ""
@@ -63,7 +77,7 @@ def memories(web: WebApp, page: Page) -> Rendered:
     else:
         listed = service.list(limit=limit, cursor=query.get("cursor") or None, principal=who, **filters)
         items, next_cursor = listed.items, listed.next_cursor
-    more = {k: v for k, v in query.items() if k != "cursor" and v}
+    more = {k: v for k, v in query.items() if k not in ("cursor", "done") and v}
     values = {
         "tree": namespace_tree(web.namespace_counts(who)),
         "query": query,
@@ -74,7 +88,7 @@ def memories(web: WebApp, page: Page) -> Rendered:
         "tiers": [t.value for t in Tier],
         "kinds": [k.value for k in Kind],
         "page_sizes": PAGE_SIZES,
-        "done": query.get("done"),
+        "done": _done(query),
         "mode": mode,
     }
     return Rendered("memories.html", values)
@@ -109,7 +123,7 @@ def memory(web: WebApp, page: Page) -> Rendered:
         "graph": neighbourhood_svg(current, links, others) if current is not None and others else None,
         "tiers": [t.value for t in Tier],
         "kinds": [k.value for k in Kind],
-        "done": page.query.get("done"),
+        "done": _done(page.query),
         "title": (current.title or current.content[:40]) if current else f"deleted memory {memory_id}",
     }
     return Rendered("memory.html", values)
@@ -181,7 +195,7 @@ def namespaces(web: WebApp, page: Page) -> Rendered:
 def pending(web: WebApp, page: Page) -> Rendered:
     status = page.query.get("status", "pending") or "pending"
     listed = web.service.governance.pending(status=status, limit=100, principal=page.principal)
-    return Rendered("pending.html", {"pending": listed, "status": status, "done": page.query.get("done")})
+    return Rendered("pending.html", {"pending": listed, "status": status, "done": _done(page.query)})
 
 
 def decide(web: WebApp, page: Page) -> Response:
@@ -217,7 +231,7 @@ def verify(web: WebApp, page: Page) -> Rendered:
 
 def curator(web: WebApp, page: Page) -> Rendered:
     runs = web.service.curator.runs(limit=20, principal=page.principal)
-    return Rendered("curator.html", {"runs": runs, "done": page.query.get("done")})
+    return Rendered("curator.html", {"runs": runs, "done": _done(page.query)})
 
 
 def rollback(web: WebApp, page: Page) -> Response:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from starlette.applications import Starlette
-from starlette.responses import RedirectResponse
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from memmesh.config import Settings
+from memmesh.errors import NotFoundError
 from memmesh.interfaces.web.app import HERE, PREFIX, WebApp
 from memmesh.interfaces.web.pages import routes as page_routes
 from memmesh.interfaces.web.samples import Sampler
@@ -39,4 +41,11 @@ def create_web_app(
         *page_routes(web),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes)
+
+    async def not_found(request: Request, _exc: Exception) -> Response:
+        """An unknown /ui address gets the inspector's page with a way back, not a bare
+        "Not Found" (a mistyped or stale link is the usual cause)."""
+        missing = NotFoundError(f"no inspector page at {request.url.path}: the pages are listed at the top, or start at {PREFIX}/memories")
+        return web.error(missing, None, None, "")
+
+    return Starlette(routes=routes, exception_handlers={404: not_found})
