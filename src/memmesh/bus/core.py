@@ -823,7 +823,9 @@ class Bus:
             ),
         )
 
-    def _complete_pg(self, conversation_id: str, attempt_token: str, worker: str, token: str, result: str | None, now: float) -> Task | None:
+    def _complete_pg(
+        self, conversation_id: str, attempt_token: str, worker: str, token: str, result: str | None, now: float
+    ) -> Task | None:
         """The whole fenced ``complete`` as ONE statement (PostgreSQL); None when it changed
         nothing, and the step-by-step path then names the reason (or, in a race it lost,
         does the same checks under a lock)."""
