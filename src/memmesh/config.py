@@ -270,6 +270,14 @@ class SubscriptionSettings(_Section):
     max_notify_bytes: int = Field(65_536, ge=1, description="largest memory_notify body, in UTF-8 bytes")
 
 
+class GcSettings(_Section):
+    interval_secs: float = Field(
+        3600.0,
+        ge=0,
+        description="serve runs gc (TTL expiry, retention_days, old tombstones) this often; servers on one store take turns (0 = never)",
+    )
+
+
 class CuratorSettings(_Section):
     interval_secs: float = Field(0.0, ge=0, description="serve runs the curator this often (0 = never; `memmesh curator run` any time)")
     max_ops: int = Field(1000, ge=1, description="most writes one run makes; the rest wait for the next run (operations_skipped_cap)")
@@ -342,6 +350,7 @@ class Settings(BaseModel):
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     curator: CuratorSettings = Field(default_factory=CuratorSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
 

@@ -234,11 +234,3 @@ def status_view(report: dict[str, Any]) -> dict[str, Any]:
     """What an anonymous caller of ``/readyz`` sees: the overall status and each component's,
     no reasons (a reason may name an internal peer host or a file path)."""
     return {"status": report["status"], "components": {name: {"status": c["status"]} for name, c in report["components"].items()}}
-
-
-def reasons_view(report: dict[str, Any]) -> dict[str, Any]:
-    """What a store admin sees on ``/readyz``: every component's status and reason."""
-    return {
-        "status": report["status"],
-        "components": {name: {"status": c["status"], "reason": c.get("reason") or None} for name, c in report["components"].items()},
-    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from memmesh.errors import MemmeshError
-from memmesh.health import cached_health, reasons_view, status_view
+from memmesh.health import cached_health, public_view, status_view
 from memmesh.interfaces.http.bus_metrics import bus_metrics
 from memmesh.interfaces.http.deps import Svc, bearer_token, caller, json_response, server
 from memmesh.interfaces.http.schemas import ErrorBody, Health, Ready
@@ -35,14 +35,15 @@ def readyz(request: Request, service: Svc) -> Response:
 
     Open to anyone, so it says only that: never the store's location (it may carry a
     password), no secrets, nor any count of what the store holds. An anonymous caller sees
-    statuses only; a store admin's key (or an open loopback server) also gets each reason.
+    statuses only; a store admin's key (or an open loopback server) also gets the reason of each component
+    that is not ok.
     The report is probed at most once a second whatever the request rate."""
     report = cached_health(service)
     try:
         who: Principal | None = caller(request)
     except MemmeshError:  # no key, a wrong one, the store down: the anonymous view
         who = None
-    ready = Ready(**(reasons_view(report) if who is not None and who.role == "admin" and who.prefixes() is None else status_view(report)))
+    ready = Ready(**(public_view(report) if who is not None and who.role == "admin" and who.prefixes() is None else status_view(report)))
     store = report["components"]["store"]
     if "schema_version" in store:
         ready.schema_version = store["schema_version"]
