@@ -127,7 +127,9 @@ class NewMemoryRequest(NewMemory):
     def memory(self) -> NewMemory:
         """The memory part, as the service takes it (same values, same fields given)."""
         fields = {name: getattr(self, name) for name in NewMemory.model_fields}
-        return NewMemory.model_construct(_fields_set=self.model_fields_set - {"links"}, **fields)
+        made = NewMemory.model_construct(_fields_set=self.model_fields_set - {"links"}, **fields)
+        assert isinstance(made, NewMemory)  # Input types model_construct as its own class
+        return made
 
 
 class StoredMemory(Memory):
