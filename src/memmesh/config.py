@@ -217,6 +217,9 @@ class BusSettings(_Section):
 class SessionSettings(_Section):
     namespace: str = Field("sessions", description="namespace root session turns are stored under (<root>/<session_id>)")
     recent_share: float = Field(0.5, gt=0, lt=1, description="share of a rehydration budget kept for the latest turns")
+    abstractive: bool = Field(
+        True, description="with [llm] set, rehydration's summary of older turns is written by the LLM (extractive on any failure)"
+    )
 
 
 class AuditSettings(_Section):

@@ -228,7 +228,7 @@ class Service:
         if sessions is None:
             from memmesh.sessions.core import Sessions
 
-            sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy)
+            sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy, self.llm)
         return sessions
 
     extraction_policy: ExtractionPolicy | None = None
