@@ -177,7 +177,7 @@ class MemoryTools:
             links or [],
             principal=self.who(),
         )
-        stored = memory.model_dump(mode="json") | {"existed": not created}
+        stored = memory_view(memory) | {"existed": not created}
         if links is not None:
             stored["links"] = [link.model_dump(mode="json") for link in made]
         return stored
