@@ -334,6 +334,7 @@ HTTP_RULES: dict[tuple[str, str], HttpRule] = {
         "admin", lambda w: (f"/api/v1/keys/{w.key_a}", {}), lambda w: (f"/api/v1/keys/{w.key_b}", {})
     ),
     ("POST", "/api/v1/backup"): HttpRule("admin", lambda w: ("/api/v1/backup", {"json": {}}), store_wide=True, ok_status=201),
+    ("POST", "/api/v1/admin/gc"): HttpRule("admin", lambda w: ("/api/v1/admin/gc", {}), store_wide=True),
     ("POST", "/api/v1/import"): HttpRule(
         "writer",
         lambda w: ("/api/v1/import", {"json": {"format": "mcp-memory", "content": _mcp_entity(w), "namespace": f"{OWN}/{w.tag}"}}),

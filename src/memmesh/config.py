@@ -222,6 +222,9 @@ class BusSettings(_Section):
 class SessionSettings(_Section):
     namespace: str = Field("sessions", description="namespace root session turns are stored under (<root>/<session_id>)")
     recent_share: float = Field(0.5, gt=0, lt=1, description="share of a rehydration budget kept for the latest turns")
+    abstractive: bool = Field(
+        True, description="with [llm] set, rehydration's summary of older turns is written by the LLM (extractive on any failure)"
+    )
 
 
 class AuditSettings(_Section):
@@ -273,6 +276,14 @@ class SubscriptionSettings(_Section):
     poll_interval_s: float = Field(1.0, gt=0, description="how often serve looks for new changes and due deliveries")
     max_per_owner: int = Field(100, ge=1, description="subscriptions one keyed agent may hold (the local user is not limited)")
     max_notify_bytes: int = Field(65_536, ge=1, description="largest memory_notify body, in UTF-8 bytes")
+
+
+class GcSettings(_Section):
+    interval_secs: float = Field(
+        3600.0,
+        ge=0,
+        description="serve runs gc (TTL expiry, retention_days, old tombstones) this often; servers on one store take turns (0 = never)",
+    )
 
 
 class CuratorSettings(_Section):
@@ -347,6 +358,7 @@ class Settings(BaseModel):
     governance: GovernanceSettings = Field(default_factory=GovernanceSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     curator: CuratorSettings = Field(default_factory=CuratorSettings)
+    gc: GcSettings = Field(default_factory=GcSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
 

@@ -24,6 +24,9 @@ from every one, and store locations are shown with :func:`memmesh.redact.redact_
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -42,6 +45,9 @@ OUTBOX_LAG_S = 60.0
 AUDIT_UNSIGNED_MAX = 2_000
 """Entries past the last signed checkpoint before the audit chain counts as degraded (the
 checkpointer signs every second or 1,000 entries: twice that means it has stopped)."""
+READY_CACHE_S = 1.0
+"""How long one health report answers ``/readyz``: a probe run embeds a test text and scans
+the store, so a load balancer polling many times a second must not run one per request."""
 
 
 def _store(service: Service) -> Probe:
@@ -194,3 +200,37 @@ def health_for(service: Service, *, principal: Principal) -> dict[str, Any]:
     who = authorize(principal, "reader")
     report = check_health(service)
     return report if is_store_admin(who) else public_view(report)
+
+
+class _Cached:
+    """One service's latest report and the lock that lets one probe run at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.report: dict[str, Any] | None = None
+        self.at = 0.0
+
+
+_CACHES: weakref.WeakKeyDictionary[Service, _Cached] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def cached_health(service: Service, max_age: float = READY_CACHE_S) -> dict[str, Any]:
+    """:func:`check_health`, run at most once per ``max_age`` seconds per service whatever the
+    request rate: callers arriving while a run is under way wait for it and share its report
+    (one probe run per window, not one per waiting caller)."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(service)
+        if cache is None:
+            cache = _CACHES[service] = _Cached()
+    with cache.lock:
+        if cache.report is None or time.monotonic() - cache.at >= max_age:
+            cache.report = check_health(service)
+            cache.at = time.monotonic()
+        return cache.report
+
+
+def status_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What an anonymous caller of ``/readyz`` sees: the overall status and each component's,
+    no reasons (a reason may name an internal peer host or a file path)."""
+    return {"status": report["status"], "components": {name: {"status": c["status"]} for name, c in report["components"].items()}}

@@ -228,7 +228,7 @@ class Service:
         if sessions is None:
             from memmesh.sessions.core import Sessions
 
-            sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy)
+            sessions = self.__dict__["_sessions"] = Sessions(self, self.session_policy, self.llm)
         return sessions
 
     extraction_policy: ExtractionPolicy | None = None
@@ -337,6 +337,14 @@ class Service:
         commit together, or (a missing target, a bad relation, any failure) nothing does.
 
         Each link is ``{"target_id": ID, "relation": "related_to"}`` (relation optional)."""
+        memory, made, _ = self.add_linked_outcome(data, links, principal=principal, wait=wait)
+        return memory, made
+
+    def add_linked_outcome(
+        self, data: NewMemory | Mapping[str, Any], links: Sequence[Mapping[str, Any]], *, principal: Principal, wait: bool = False
+    ) -> tuple[Memory, builtins.list[Link], bool]:
+        """:meth:`add_linked`, and whether the memory was created (False: the same content was
+        already stored, and the links were added to that memory), for faces that say so."""
         who = authorize(principal, "writer")
         if isinstance(links, str | bytes) or not isinstance(links, Sequence):
             raise InvalidInputError("links must be a list of {target_id, relation} objects")
@@ -360,9 +368,9 @@ class Service:
                 tx.put_link(link, tx.next_seq())
                 made.append(link)
 
-        memory = self.add_many([data], principal=who, within=put_links, wait=wait)[0]
+        memory, created = self.add_many_outcome([data], principal=who, within=put_links, wait=wait)[0]
         self._replicate(links=made)
-        return memory, made
+        return memory, made, created
 
     def check_new(self, data: NewMemory | Mapping[str, Any], *, principal: Principal) -> NewMemory:
         """Validate one memory exactly as :meth:`add` would, writing nothing.

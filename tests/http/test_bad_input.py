@@ -219,7 +219,7 @@ def test_hostile_updates_change_nothing(server):
     ]:
         error = _error(_post_raw(http, f"/api/v1/memories/{stored['id']}", patch, "PATCH"), 422)
         assert field in error["message"]
-    assert http.get(f"/api/v1/memories/{stored['id']}").json() == stored
+    assert http.get(f"/api/v1/memories/{stored['id']}").json() == {k: v for k, v in stored.items() if k != "existed"}
 
 
 @pytest.mark.parametrize(
@@ -278,7 +278,7 @@ def test_hypothesis_hostile_bodies_never_500_and_store_nothing_when_refused(serv
         before = server.service.stats(principal=LOCAL_PRINCIPAL).total
         response = _post_raw(http, "/api/v1/memories", body)
         assert response.status_code < 500, (body, response.text)
-        if response.status_code != 201:
+        if response.status_code not in (200, 201):  # 200: the same content was already stored
             assert response.json()["error"]["message"]
             assert server.service.stats(principal=LOCAL_PRINCIPAL).total == before, body
 

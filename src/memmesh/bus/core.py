@@ -108,6 +108,36 @@ ACK_ALL_PG = (
     "AND m.sender <> ? AND (m.recipient IS NULL OR m.recipient = ?))"
 )
 """``ack --all`` on PostgreSQL in one statement (see :meth:`Bus._ack_all_pg`)."""
+CLAIM_PG = (
+    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 AND NOT EXISTS (SELECT 1 FROM bus_messages "
+    "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?)), "
+    "t AS (SELECT seq FROM bus_messages WHERE conversation_id = ? AND state = 'ready' AND EXISTS (SELECT 1 FROM c) "
+    "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED), "
+    "u AS (UPDATE bus_messages b SET state = 'leased', attempts = b.attempts + 1, lease_owner = ?, lease_token = ?, "
+    "lease_expires = ?, history = (COALESCE(b.history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
+    "'at', ?::text, 'event', 'delivered', 'attempt', b.attempts + 1, 'worker', ?::text)))::text "
+    f"FROM t WHERE b.conversation_id = ? AND b.seq = t.seq RETURNING {', '.join('b.' + c for c in MSG_COLUMNS.split(', '))}, b.attempts) "
+    "SELECT (SELECT COUNT(*) FROM c), u.* FROM (SELECT 1) AS one LEFT JOIN u ON true"
+)
+"""``claim`` on PostgreSQL in one statement (see :meth:`Bus._claim_pg`): check the conversation,
+take the oldest ready task past any other claimer's locked row, lease it with a fresh attempt
+token and record the delivery. It refuses (first column 0) when a lease in flight has run
+out, so the step-by-step claim gives those back (or dead-letters them) first."""
+COMPLETE_PG = (
+    "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, "
+    "history = (COALESCE(history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
+    "'at', ?::text, 'event', 'completed', 'attempt', attempts, 'worker', ?::text)))::text "
+    "WHERE conversation_id = ? AND state = 'leased' AND lease_owner = ? AND lease_expires > ? "
+    "AND encode(sha256(convert_to(COALESCE(lease_token, ''), 'UTF8')), 'hex') = ? "
+    "AND EXISTS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
+    f"AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0) RETURNING {TASK_COLUMNS}"
+)
+"""``complete`` on PostgreSQL in one statement (see :meth:`Bus._complete_pg`). The fencing
+check is the WHERE clause: the task is still leased, to this worker, unexpired, by this
+attempt (matched as the SHA-256 of its token, so timing says nothing of the token itself);
+PostgreSQL re-checks it on a row another transaction changed meanwhile, so a late ack of a
+lost lease updates nothing and the step-by-step path names why."""
 
 
 @dataclass(frozen=True)
@@ -718,6 +748,12 @@ class Bus:
 
     def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
         now = self._now()
+        if self.sql.postgres:
+            fast = self._claim_pg(conversation_id, worker, token, lease, now)
+            if fast is not None:
+                return fast[0]
+        # SQLite, or PostgreSQL when the one-statement claim refused (a check failed, or a
+        # lapsed lease must be given back first): the step-by-step claim does it or names why
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
             # Lapsed leases first (few rows: only tasks in flight), then the oldest ready task;
@@ -747,6 +783,72 @@ class Bus:
             worker=worker,
             lease_expires_at=when(now + lease),
         )
+
+    def _claim_pg(self, conversation_id: str, worker: str, token: str, lease: float, now: float) -> tuple[Delivery | None] | None:
+        """The whole claim as ONE statement (PostgreSQL), one round trip instead of about six.
+        None when it refused (nothing written): the caller runs the step-by-step claim. A
+        1-tuple otherwise, holding the delivery or None for an empty queue."""
+        attempt_token = secrets.token_hex(16)
+        with self.sql.statement() as rows:
+            got = rows.one(
+                CLAIM_PG,
+                (
+                    conversation_id,
+                    self._token_hash(conversation_id, token),
+                    now,
+                    json.dumps(worker),
+                    conversation_id,
+                    now,
+                    conversation_id,
+                    worker,
+                    attempt_token,
+                    now + lease,
+                    when(now).isoformat(),
+                    worker,
+                    conversation_id,
+                ),
+            )
+        if got is None or not got[0]:
+            return None
+        if got[1] is None:
+            return (None,)
+        return (
+            Delivery(
+                conversation_id=conversation_id,
+                message=self._message(got[1:8]),
+                attempt=int(got[8]),
+                attempt_token=attempt_token,
+                worker=worker,
+                lease_expires_at=when(now + lease),
+            ),
+        )
+
+    def _complete_pg(
+        self, conversation_id: str, attempt_token: str, worker: str, token: str, result: str | None, now: float
+    ) -> Task | None:
+        """The whole fenced ``complete`` as ONE statement (PostgreSQL); None when it changed
+        nothing, and the step-by-step path then names the reason (or, in a race it lost,
+        does the same checks under a lock)."""
+        if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
+            return None
+        with self.sql.statement() as rows:
+            done = rows.one(
+                COMPLETE_PG,
+                (
+                    result,
+                    when(now).isoformat(),
+                    worker,
+                    conversation_id,
+                    worker,
+                    now,
+                    hashlib.sha256(attempt_token.encode("ascii")).hexdigest(),
+                    conversation_id,
+                    self._token_hash(conversation_id, token),
+                    now,
+                    json.dumps(worker),
+                ),
+            )
+        return self._task_model(done) if done is not None else None
 
     def _fenced(self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str) -> Row:
         """The leased task this attempt token holds, or LeaseLostError."""
@@ -812,6 +914,10 @@ class Bus:
         if result is not None:
             self._check_body(result)
         now = self._now()
+        if self.sql.postgres:
+            fast = self._complete_pg(conversation_id, attempt_token, worker, token, result, now)
+            if fast is not None:
+                return fast
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
             found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task")

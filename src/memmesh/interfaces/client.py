@@ -234,6 +234,19 @@ class _Calls:
     def stats() -> _Call[Stats]:
         return _Call("GET", "/api/v1/stats", Stats.model_validate)
 
+    @staticmethod
+    def curate(dry_run: bool, namespace: str | None, max_ops: int | None) -> _Call[dict[str, Any]]:
+        body = {"dry_run": dry_run, "namespace": namespace, "max_ops": max_ops}
+        return _Call("POST", "/api/v1/curator/run", dict, body=_json({k: v for k, v in body.items() if v is not None}))
+
+    @staticmethod
+    def curator_runs(limit: int) -> _Call[builtins.list[dict[str, Any]]]:
+        return _Call("GET", "/api/v1/curator/runs", list, params=_query({"limit": limit}))
+
+    @staticmethod
+    def curator_rollback(run_id: str) -> _Call[dict[str, Any]]:
+        return _Call("POST", f"/api/v1/curator/runs/{_segment(run_id)}/rollback", dict)
+
 
 def _segment(value: str) -> str:
     """An id as one path segment: an empty or slash-bearing id must not reach another route."""
@@ -398,6 +411,20 @@ class Client(_Base):
     def stats(self) -> Stats:
         return self._run(_Calls.stats())
 
+    # The curator's reports come back as the server's JSON (dicts, the SPEC §8 shapes): their
+    # models live with the curator, which this light client does not import.
+    def curate(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None) -> dict[str, Any]:
+        """One curator run on the server (``POST /api/v1/curator/run``), as :meth:`Memory.curate`."""
+        return self._run(_Calls.curate(dry_run, namespace, max_ops))
+
+    def curator_runs(self, *, limit: int = 20) -> builtins.list[dict[str, Any]]:
+        """Recorded curator runs, newest first, as :meth:`Memory.curator_runs`."""
+        return self._run(_Calls.curator_runs(limit))
+
+    def curator_rollback(self, run_id: str) -> dict[str, Any]:
+        """Put back exactly what curator run ``run_id`` changed, as :meth:`Memory.curator_rollback`."""
+        return self._run(_Calls.curator_rollback(run_id))
+
     def close(self) -> None:
         self._http.close()
 
@@ -503,6 +530,16 @@ class AsyncClient(_Base):
 
     async def stats(self) -> Stats:
         return await self._run(_Calls.stats())
+
+    async def curate(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None) -> dict[str, Any]:
+        """As :meth:`Client.curate`."""
+        return await self._run(_Calls.curate(dry_run, namespace, max_ops))
+
+    async def curator_runs(self, *, limit: int = 20) -> builtins.list[dict[str, Any]]:
+        return await self._run(_Calls.curator_runs(limit))
+
+    async def curator_rollback(self, run_id: str) -> dict[str, Any]:
+        return await self._run(_Calls.curator_rollback(run_id))
 
     async def aclose(self) -> None:
         await self._http.aclose()

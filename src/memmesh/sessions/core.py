@@ -18,13 +18,19 @@ neither turns, nor a gap, nor a session that has no turns.
 3. an extractive summary of the older turns: their most informative sentences (term
    weights over the session, boosted by the query), in session order, in what is left.
 
-No LLM is needed; the result says how many tokens its ``context`` text uses.
+No LLM is needed; the result says how many tokens its ``context`` text uses. With ``[llm]``
+configured (and ``sessions.abstractive`` on, the default) the summary is abstractive: the
+LLM rewrites the extractive selection (up to :data:`ABSTRACT_SOURCE_TOKENS` of it) into one
+short paragraph within the same budget. Any LLM failure (server down, timeout, an empty
+answer) falls back to the extractive summary, and ``summary_kind`` says which one came back.
+Only rehydration asks the LLM: appending turns never waits for it.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
+import logging
 import math
 import random
 import re
@@ -40,13 +46,24 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
-from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, MemmeshError, NotFoundError
 from memmesh.kernel import authorize
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
     from memmesh.host import Host
+    from memmesh.llm.client import LLMClient
+
+log = logging.getLogger("memmesh.sessions")
+ABSTRACT_SOURCE_TOKENS = 6000
+"""Most tokens of extractive selection handed to the LLM to summarise (a bounded request
+whatever the session's length)."""
+ABSTRACT_PROMPT = (
+    "You summarise the earlier part of a conversation so an assistant can continue it. Write one short paragraph "
+    "in plain prose that keeps every fact, decision, name, number and open question; no preamble, no lists. "
+    "Use at most {words} words."
+)
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -133,6 +150,7 @@ RELEVANT_TOP_K = 8
 class SessionPolicy:
     namespace: str = "sessions"
     recent_share: float = 0.5
+    abstractive: bool = True
 
 
 @dataclass(slots=True)
@@ -191,6 +209,9 @@ class Rehydrated(BaseModel):
     turns_total: int
     recent: list[Turn]
     summary: list[SummaryLine]
+    summary_kind: str = Field(
+        default="none", description="extractive (sentences of the turns), abstractive (written by the [llm] server) or none"
+    )
     relevant: list[RelevantMemory]
     context: str = Field(description="summary, relevant memories and recent turns as one text to put in a prompt")
 
@@ -240,9 +261,10 @@ def _turn(memory: Memory) -> Turn:
 class Sessions:
     """Session rules over the service (every write goes through ``service.add_many``)."""
 
-    def __init__(self, service: Host, policy: SessionPolicy | None = None) -> None:
+    def __init__(self, service: Host, policy: SessionPolicy | None = None, llm: LLMClient | None = None) -> None:
         self.service = service
         self.policy = policy or SessionPolicy()
+        self.llm = llm
         self.sql = BusSql(service.store)
         self._stripes = [threading.Lock() for _ in range(64)]
 
@@ -477,7 +499,13 @@ class Sessions:
             relevant.append(RelevantMemory(memory_id=memory.id, namespace=memory.namespace, content=memory.content, score=round(score, 4)))
             spent += cost
         used += spent if relevant else 0
-        summary = _summarise(older, query, budget - used - estimate_tokens("Summary of earlier turns:\n") - 2) if older else []
+        summary_budget = budget - used - estimate_tokens("Summary of earlier turns:\n") - 2
+        summary = _summarise(older, query, summary_budget) if older else []
+        kind = "extractive" if summary else "none"
+        if older and summary_budget > 20 and self.llm is not None and self.policy.abstractive:
+            written = self._abstract(older, query, summary_budget)
+            if written is not None:
+                summary, kind = [written], "abstractive"
         context = _render(summary, relevant, recent)
         while estimate_tokens(context) > budget and (summary or relevant):
             summary.pop() if summary else relevant.pop()
@@ -489,9 +517,37 @@ class Sessions:
             turns_total=len(turns),
             recent=[row.model() for row in recent],
             summary=summary,
+            summary_kind=kind if summary else "none",
             relevant=relevant,
             context=context,
         )
+
+    def _abstract(self, older: builtins.list[_Row], query: str | None, budget: int) -> SummaryLine | None:
+        """The older turns summarised by the LLM within ``budget`` tokens, or None (no answer,
+        an error: the caller keeps the extractive summary). The LLM reads the extractive
+        selection of the older turns, not all of them, so the request stays bounded."""
+        assert self.llm is not None
+        source = _summarise(older, query, min(ABSTRACT_SOURCE_TOKENS, max(budget * 3, budget)))
+        if not source:
+            return None
+        lines = "\n".join(f"[turn {s.turn}] {s.role}: {s.text}" for s in source)
+        ask = f"Conversation so far (turns 1-{older[-1].turn}, the most informative sentences):\n{lines}"
+        if query:
+            ask += f"\n\nThe assistant is about to deal with: {query}"
+        words = max(10, int(budget * 0.6))
+        try:
+            text = self.llm.complete([{"role": "system", "content": ABSTRACT_PROMPT.format(words=words)}, {"role": "user", "content": ask}])
+        except MemmeshError as exc:
+            log.warning("session summary: the LLM failed, the extractive summary is used: %s", exc.message)
+            return None
+        text = " ".join(text.split())
+        if not text:
+            return None
+        line = SummaryLine(turn=older[-1].turn, role="summary", text=text)
+        while estimate_tokens(f"- [turn {line.turn}] {line.role}: {line.text}") + 1 > budget and len(line.text) > 1:
+            cut = line.text[: max(1, len(line.text) - 4 * (estimate_tokens(line.text) - budget + 8))].rsplit(" ", 1)[0]
+            line = SummaryLine(turn=line.turn, role=line.role, text=(cut or line.text[:1]) + "…")
+        return line
 
 
 def _turn_line(turn: _Row) -> str:

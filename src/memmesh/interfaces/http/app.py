@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from memmesh.config import Settings
+from memmesh.housekeeping import GcSchedule
 from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.causality import CausalityMiddleware
 from memmesh.interfaces.http.deps import ServerContext, caller
@@ -98,6 +99,8 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     metrics = Metrics()
     sampler = Sampler(service, metrics.registry)  # the web inspector's metrics charts (/ui/metrics)
 
+    gc_schedule = GcSchedule(service, settings.gc.interval_secs)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.mesh is not None:
@@ -105,6 +108,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
         service.subscriptions.start()  # webhook deliveries from the durable queue
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
+        gc_schedule.start()  # [gc] interval_secs: scheduled gc, servers on one store take turns
         service.engine.warm_up()  # the vector index loads now, not in the first recall
         service.extraction.start()  # fail the extraction jobs a crashed server left running
         sampler.start()
@@ -117,6 +121,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.subscriptions.stop()
             service.audit.stop()
             service.curator.stop()
+            gc_schedule.stop()
             service.extraction.close()  # running extractions finish while the store is still open
             sampler.stop()
         if owns_service:

@@ -23,6 +23,8 @@ from memmesh.model import (
     NON_BLANK_PATTERN,
     Input,
     Kind,
+    Link,
+    Memory,
     NamespaceText,
     NewMemory,
     PositiveInt,
@@ -104,6 +106,37 @@ class BatchRequest(Body):
     """Several memories stored in one transaction: all or nothing."""
 
     items: list[NewMemory] = Field(min_length=1, max_length=1000)
+
+
+class LinkTo(Body):
+    """A link from the memory being stored to one already stored."""
+
+    target_id: MemoryIdText
+    relation: Relation = Relation.related_to
+
+
+class NewMemoryRequest(NewMemory):
+    """A memory to store, optionally with links from it (stored in the same transaction)."""
+
+    links: list[LinkTo] | None = Field(
+        default=None,
+        max_length=1000,
+        description="links from the new memory: all commit with it, or (a missing or unreadable target) nothing is stored",
+    )
+
+    def memory(self) -> NewMemory:
+        """The memory part, as the service takes it (same values, same fields given)."""
+        fields = {name: getattr(self, name) for name in NewMemory.model_fields}
+        made = NewMemory.model_construct(_fields_set=self.model_fields_set - {"links"}, **fields)
+        assert isinstance(made, NewMemory)  # Input types model_construct as its own class
+        return made
+
+
+class StoredMemory(Memory):
+    """A stored memory, saying whether it was already there (then the answer is 200, not 201)."""
+
+    existed: bool = Field(description="true when the same content was already stored in the namespace (nothing new was created)")
+    links: list[Link] | None = Field(default=None, description="the links stored with it, when the request gave links")
 
 
 class LinkRequest(Body):
@@ -217,7 +250,7 @@ def document_limits(openapi: dict[str, Any], *, max_page_size: int, max_content_
                 elif parameter.get("in") == "query" and parameter["name"] in _QUERY_RULES:
                     target.update(_QUERY_RULES[parameter["name"]])
     schemas = openapi.get("components", {}).get("schemas", {})
-    for name in ("NewMemory", "MemoryPatch"):
+    for name in ("NewMemory", "NewMemoryRequest", "MemoryPatch"):
         content = schemas.get(name, {}).get("properties", {}).get("content")
         if content is not None:
             text = next((s for s in content.get("anyOf", []) if s.get("type") == "string"), content)

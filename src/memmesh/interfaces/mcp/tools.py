@@ -120,12 +120,20 @@ class MemoryTools:
         ] = None,
         session_id: Annotated[str | None, Field(description="With messages: the session to append them to (default: a new one).")] = None,
         infer: Annotated[bool, Field(description="With messages: extract facts (false: store the turns only).")] = True,
+        links: Annotated[
+            list[dict[str, Any]] | None,
+            Field(
+                description='With content: links from the new memory, [{"target_id": "<memory id>", "relation": "related_to"}]; '
+                "stored with it or, if a target is missing, nothing is stored."
+            ),
+        ] = None,
     ) -> Any:
         """Save something worth remembering across sessions: a fact, preference, decision or procedure.
 
         Use it when the user tells you something lasting or you learn something you will need
         later. Identical content in the same namespace is stored once (the existing memory comes
-        back). Returns the stored memory: id, namespace, tier, expires_at, …
+        back with ``existed: true``). Returns the stored memory: id, namespace, tier, expires_at,
+        existed, … and, with ``links``, the links stored with it.
         With ``messages`` instead of ``content``, stores the conversation's turns and returns
         them with a ``job_id`` for the fact extraction running in the background (its status:
         memory_extraction_status).
@@ -133,6 +141,8 @@ class MemoryTools:
         if messages is not None:
             if content is not None:
                 raise InvalidInputError("give content or messages, not both")
+            if links is not None:
+                raise InvalidInputError("links go with content (one memory), not with messages")
             result = self.service.extraction.remember(
                 messages,
                 session_id=session_id,
@@ -146,7 +156,7 @@ class MemoryTools:
             raise InvalidInputError('give content (the text to remember) or messages ([{"role": ..., "content": ...}])')
         if session_id is not None:
             raise InvalidInputError("session_id goes with messages; to store one memory give content without it")
-        return self.service.add(
+        memory, made, created = self.service.add_linked_outcome(
             _given(
                 content=content,
                 namespace=namespace,
@@ -164,8 +174,13 @@ class MemoryTools:
                 id=id,
                 source="agent",
             ),
+            links or [],
             principal=self.who(),
         )
+        stored = memory_view(memory) | {"existed": not created}
+        if links is not None:
+            stored["links"] = [link.model_dump(mode="json") for link in made]
+        return stored
 
     @tool("core", "Recall memories", idempotent=False)
     def memory_recall(

@@ -1,4 +1,4 @@
-"""Store-wide views and administration: stats, namespaces, agents, API keys."""
+"""Store-wide views and administration: stats, namespaces, agents, API keys, backup, gc."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import AgentRequest, BackupRequest, KeyRequest
 from memmesh.io.backup import BackupResult
-from memmesh.model import Agent, ApiKey, CreatedKey, NamespaceCount, Stats
+from memmesh.model import Agent, ApiKey, CreatedKey, GcReport, NamespaceCount, Stats
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
@@ -68,3 +68,12 @@ def take_backup(service: Svc, who: Caller, body: BackupRequest | None = None) ->
     """An online snapshot with its checksummed manifest in the server's backup folder
     (``<data dir>/backups``); needs an admin key for every namespace."""
     return json_response(service.backup_now(retain=body.retain if body else None, principal=who), 201)
+
+
+@router.post("/admin/gc", response_model=GcReport, tags=["admin"], summary="Run garbage collection now")
+def run_gc(service: Svc, who: Caller) -> Response:
+    """Archive expired memories, delete those past their namespace standard's
+    ``retention_days`` (restorable, audited) and purge old tombstones, as ``memmesh gc`` and
+    the scheduled gc in serve (``[gc] interval_secs``) do; needs an admin key for every
+    namespace."""
+    return json_response(service.gc(principal=who))

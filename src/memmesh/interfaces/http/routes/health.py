@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from memmesh.health import check_health, public_view
+from memmesh.errors import MemmeshError
+from memmesh.health import cached_health, public_view, status_view
 from memmesh.interfaces.http.bus_metrics import bus_metrics
-from memmesh.interfaces.http.deps import Svc, bearer_token, json_response, server
+from memmesh.interfaces.http.deps import Svc, bearer_token, caller, json_response, server
 from memmesh.interfaces.http.schemas import ErrorBody, Health, Ready
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.model import LOCAL_PRINCIPAL, Principal
 
 router = APIRouter(tags=["health"])
 
@@ -26,16 +27,23 @@ async def healthz() -> Response:
     summary="Readiness",
     responses={503: {"model": Ready, "description": "The store cannot be reached (the report names it)"}},
 )
-def readyz(service: Svc) -> Response:
+def readyz(request: Request, service: Svc) -> Response:
     """Every component's health (store, vector index, embedder, peers, outbox, workers, bus,
     audit chain): ``ok``, ``degraded`` with the component named and why, or ``down`` when
     the store cannot be reached, the only case answered 503 (a node with a degraded
     embedder or unreachable peers still serves).
 
     Open to anyone, so it says only that: never the store's location (it may carry a
-    password), no secrets, nor any count of what the store holds."""
-    report = check_health(service)
-    ready = Ready(**public_view(report))
+    password), no secrets, nor any count of what the store holds. An anonymous caller sees
+    statuses only; a store admin's key (or an open loopback server) also gets the reason of each component
+    that is not ok.
+    The report is probed at most once a second whatever the request rate."""
+    report = cached_health(service)
+    try:
+        who: Principal | None = caller(request)
+    except MemmeshError:  # no key, a wrong one, the store down: the anonymous view
+        who = None
+    ready = Ready(**(public_view(report) if who is not None and who.role == "admin" and who.prefixes() is None else status_view(report)))
     store = report["components"]["store"]
     if "schema_version" in store:
         ready.schema_version = store["schema_version"]

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
-from memmesh.interfaces.http.schemas import BatchRequest, DeleteAllResult
-from memmesh.model import HistoryEntry, Kind, Link, Memory, MemoryPatch, NewMemory, Page, Tier, Tombstone
+from memmesh.interfaces.http.schemas import BatchRequest, DeleteAllResult, NewMemoryRequest, StoredMemory
+from memmesh.model import HistoryEntry, Kind, Link, Memory, MemoryPatch, Page, Tier, Tombstone
 
 router = APIRouter(prefix="/api/v1", tags=["memories"], responses=ERRORS)
 
@@ -51,13 +51,25 @@ WaitForVector = Annotated[
 ]
 
 
-@router.post("/memories", status_code=201, response_model=Memory, summary="Store a memory")
+@router.post(
+    "/memories",
+    status_code=201,
+    response_model=StoredMemory,
+    summary="Store a memory",
+    responses={200: {"model": StoredMemory, "description": "The same content was already stored: the stored memory (existed: true)"}},
+)
 def add_memory(
-    new: Annotated[NewMemory, Body(openapi_examples=NEW_MEMORY_EXAMPLES)], service: Svc, who: Caller, wait: WaitForVector = False
+    new: Annotated[NewMemoryRequest, Body(openapi_examples=NEW_MEMORY_EXAMPLES)], service: Svc, who: Caller, wait: WaitForVector = False
 ) -> Response:
-    """Store one memory. An identical memory in the same namespace, or a retry with the same
-    client ``id``, returns the stored one instead of a duplicate."""
-    return json_response(service.add(new, principal=who, wait=wait), 201)
+    """Store one memory (201). An identical memory in the same namespace, or a retry with the
+    same client ``id``, returns the stored one instead of a duplicate (200, ``existed: true``).
+    ``links`` are stored with it in one transaction: a missing target, or one the key cannot
+    read, refuses the whole write (404) and nothing is stored."""
+    links = [link.model_dump() for link in new.links] if new.links is not None else []
+    memory, made, created = service.add_linked_outcome(new.memory(), links, principal=who, wait=wait)
+    body = StoredMemory(**memory.model_dump(), existed=not created, links=made if new.links is not None else None)
+    content = body.model_dump_json(exclude={"links"} if new.links is None else None).encode()
+    return Response(content=content, status_code=201 if created else 200, media_type="application/json")
 
 
 @router.post("/memories/batch", status_code=201, response_model=list[Memory], summary="Store several memories")
