@@ -171,7 +171,8 @@ def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[His
 
     The namespace is replayed entry by entry (an update names it only when it changed), so a
     memory moved out of a namespace shows nothing written after the move to callers of the old
-    one, and a memory moved in does not reveal what it held elsewhere (issue 12, finding 3).
+    one, and a memory moved in does not reveal what it held elsewhere (issue 12, finding 3): the
+    entry of the move itself keeps only the side the caller may see.
     """
     if who.prefixes() is None:
         return list(entries)
@@ -180,12 +181,22 @@ def visible_history(who: Principal, entries: Sequence[HistoryEntry]) -> list[His
     for entry in entries:
         before = (entry.old or {}).get("namespace") or namespace
         after = (entry.new or {}).get("namespace") or before
-        if any(ns is not None and who.covers(ns) for ns in (before, after)):
-            visible.append(entry)
+        before_seen, after_seen = (ns is not None and who.covers(ns) for ns in (before, after))
+        if before_seen or after_seen:
+            visible.append(_hide_sides(entry, old=not before_seen, new=not after_seen))
         namespace = after
     if namespace is None or not who.covers(namespace):
         return []
     return visible
+
+
+def _hide_sides(entry: HistoryEntry, *, old: bool, new: bool) -> HistoryEntry:
+    """The entry of a move across the caller's scope, without the side written in the
+    namespace it may not see (only that side's namespace change is kept as ``None``: the
+    move is visible, what the memory held there is not)."""
+    if not (old or new):
+        return entry
+    return entry.model_copy(update={"old": None if old else entry.old, "new": None if new else entry.new})
 
 
 def is_stale(existing: Memory | None, incoming: Memory) -> bool:

@@ -272,6 +272,22 @@ def test_history_of_a_moved_memory_stays_with_its_new_namespace(server):
     assert reader_b.get(f"/api/v1/memories/{moved.id}/history").status_code == 200
 
 
+def test_the_move_into_a_namespace_hides_what_the_memory_held_before(server):
+    """Probe (session 5): the entry of a move showed its old side, written in a namespace the
+    reader may not see (old content, old namespace name) to readers of the new namespace."""
+    svc = server.service
+    moved = svc.add({"content": "SECRET in b", "namespace": "b", "tags": ["hidden-tag"]}, principal=LOCAL_PRINCIPAL)
+    svc.update(moved.id, {"namespace": "a", "content": "public in a", "tags": []}, principal=LOCAL_PRINCIPAL)
+    reader_a = server.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    seen = reader_a.get(f"/api/v1/memories/{moved.id}/history")
+    assert seen.status_code == 200
+    assert "SECRET" not in seen.text and "hidden-tag" not in seen.text and '"b"' not in seen.text
+    (move,) = seen.json()
+    assert move["event"] == "update" and move["old"] is None and move["new"]["namespace"] == "a"
+    everywhere = server.http(svc.create_key("all", role="reader", principal=LOCAL_PRINCIPAL).key)
+    assert "SECRET in b" in everywhere.get(f"/api/v1/memories/{moved.id}/history").text  # unscoped keys see it all
+
+
 def test_links_hide_memories_of_other_namespaces(server):
     svc = server.service
     mine, also_mine = (svc.add({"content": c, "namespace": "a"}, principal=LOCAL_PRINCIPAL) for c in ("one", "two"))
