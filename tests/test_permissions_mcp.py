@@ -158,7 +158,7 @@ def test_every_tool_over_stdio_as_the_local_caller(tmp_path: Path) -> None:
     )
     service = build(settings)
     worlds: dict[str, tuple[World, World]] = {name: (seed(service), seed(service)) for name in TOOL_RULES}
-    service.store.close()
+    service.close()  # background extraction of the seeded conversations finishes first
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "absent.toml").write_text("")
     env.update(

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import FakeClock, keyword_settings
 
 from memmesh import Memory
-from memmesh.errors import ForbiddenError, GovernanceDeniedError, InvalidInputError, PendingApprovalError
+from memmesh.errors import ForbiddenError, GovernanceDeniedError, InvalidInputError, NotFoundError, PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 
 WRITER = Principal(agent_id="drafter", role="writer", namespaces=["org/*"])
@@ -43,7 +43,7 @@ def test_the_approver_role_decides_pending_actions_but_is_not_an_admin(mem: Memo
     with pytest.raises(PendingApprovalError) as queued:
         mem.service.add({"content": "clause 7", "namespace": "org/legal/c"}, principal=WRITER)
     pending_id = queued.value.details["pending_id"]
-    with pytest.raises(ForbiddenError, match="outside this key's namespaces"):
+    with pytest.raises(NotFoundError, match="no pending action with id"):
         g.approve(pending_id, principal=OTHER_APPROVER)
     with pytest.raises(ForbiddenError, match="role 'writer' may not do this; it needs 'approver'"):
         g.approve(pending_id, principal=WRITER)

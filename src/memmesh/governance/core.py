@@ -436,9 +436,10 @@ class Governance:
 
     @staticmethod
     def _scoped(pending: PendingAction, who: Principal) -> PendingAction:
-        """A pending action outside the caller's namespaces is refused without naming them."""
+        """A pending action outside the caller's namespaces answers like an unknown id (a 403
+        would tell a key scoped elsewhere that the id exists)."""
         if not all(who.covers(ns) for ns in pending.namespaces()):
-            raise ForbiddenError(f"pending action {pending.id} lies outside this key's namespaces ({', '.join(who.namespaces)})")
+            raise NotFoundError(f"no pending action with id {pending.id!r} (see `memmesh pending list --status all`)")
         return pending
 
     def _authorize_admin(self, principal: Principal, namespaces: Sequence[str], what: str, role: Role = "admin") -> Principal:

@@ -121,7 +121,8 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
         self._init_writer()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[sqlite3.Connection, threading.RLock]] = []
+        self._closed = False
         self._readers_lock = threading.Lock()
         self.created = False
         """True when this open made a new database file (the faces say so once)."""
@@ -193,25 +194,34 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             raise CorruptDatabaseError(f"cannot open {self.path}: {exc}") from exc
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
-        if self.in_memory:
-            return self._writer
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
+    def _reader(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """This thread's read connection and the lock it holds while reading, so that
+        :meth:`close` (from another thread) waits for a read in flight instead of pulling
+        the connection from under it (which crashes the interpreter)."""
+        held = getattr(self._local, "reader", None)
+        if held is None:
+            held = (self._connect(), threading.RLock())
+            self._local.reader = held
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                self._readers.append(held)
+        return held
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
         """A connection for reads, translating driver errors into memmesh errors."""
         if self.in_memory:
             with self._write_lock:
+                self._refuse_if_closed()
                 yield from self._guard(self._writer)
-        else:
-            yield from self._guard(self._reader())
+            return
+        conn, lock = self._reader()
+        with lock:
+            self._refuse_if_closed()
+            yield from self._guard(conn)
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise StorageError(f"the store {self.path} is closed; open it again to read")
 
     def _guard(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
@@ -500,9 +510,13 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         return SnapshotInfo(backend="sqlite", schema_version=self.schema_version, memories=memories, links=links)
 
     def close(self) -> None:
+        """Close every connection, each once no read is running on it (threads still reading
+        finish; later reads get a clear "closed" error)."""
+        self._closed = True
         with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
+            for conn, lock in self._readers:
+                with lock:
+                    conn.close()
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
