@@ -279,9 +279,10 @@ class Store(Protocol):
         """Writes per namespace counted against the daily quota on ``day`` (YYYY-MM-DD)."""
         ...
 
-    def changes_since(self, since: int, limit: int) -> Changes:
+    def changes_since(self, since: int, limit: int, skip_node: str | None = None) -> Changes:
         """The change feed: replicated objects changed after change number ``since``, oldest
-        first, about ``limit`` rows a page (a change number is never split across pages)."""
+        first, about ``limit`` rows a page (a change number is never split across pages);
+        ``skip_node`` leaves out the memories and tombstones that node wrote last."""
         ...
 
     def conflicts(self, memory_id: str | None = None) -> builtins.list[Conflict]: ...

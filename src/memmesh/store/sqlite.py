@@ -412,10 +412,10 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 conn.execute("COMMIT")
         return seq, ids, matrix
 
-    def changes_since(self, since: int, limit: int) -> Changes:
+    def changes_since(self, since: int, limit: int, skip_node: str | None = None) -> Changes:
         with self._reading() as conn:
             head = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-            return self._changes_page(conn, since, head, limit)
+            return self._changes_page(conn, since, head, limit, skip_node)
 
     def integrity_check(self) -> str:
         with self._reading() as conn:

@@ -110,6 +110,10 @@ class Dialect:
 
     # -- query pieces --------------------------------------------------------------------
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text of top-level ``key`` of the JSON in ``column`` (NULL when absent)."""
+        return f"json_extract({column}, '$.{key}')"
+
     def in_list(self, expr: str) -> str:
         """``expr`` is one of a list bound as one parameter (see :meth:`list_param`)."""
         return f"{expr} IN (SELECT value FROM json_each(?))"
@@ -180,6 +184,9 @@ class PostgresDialect(Dialect):
 
     def model_json(self, model: BaseModel) -> Any:
         return self._jsonb(model.model_dump(mode="json"))
+
+    def json_text(self, column: str, key: str) -> str:
+        return f"({column}->>'{key}')"
 
     def json(self, value: Any) -> Any:
         return None if value is None else self._json(value, dumps=_dumps)
