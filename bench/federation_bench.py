@@ -41,6 +41,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float | None:
+    """CPU time (user + system) a node process has used so far, from /proc (Linux); None
+    elsewhere. On a shared machine wall time mostly measures the neighbours' load; the
+    nodes' own CPU time says what the catch-up costs."""
+    try:
+        fields = Path(f"/proc/{proc.pid if proc else 0}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -203,12 +214,22 @@ def big_catch_up(root: Path, count: int) -> dict[str, Any]:
     seeded_s = seed_store(root / "node-a.db", "node-a", count)
     a, b = two_nodes(root)
     a.start()
+    cpu_a = cpu_seconds(a.proc)
+    load_before = os.getloadavg()
     started = time.perf_counter()
     b.start()
     while b.total() < count:
         time.sleep(0.2)
     caught_up_s = time.perf_counter() - started
-    print(f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), load {os.getloadavg()}", flush=True)
+    load_after = os.getloadavg()
+    after_a, after_b = cpu_seconds(a.proc), cpu_seconds(b.proc)
+    cpu = {"sender_s": round(after_a - cpu_a, 1) if after_a is not None and cpu_a is not None else None}
+    cpu["receiver_s_incl_start"] = round(after_b, 1) if after_b is not None else None
+    print(
+        f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), CPU sender {cpu['sender_s']} s, "
+        f"receiver {cpu['receiver_s_incl_start']} s, load {load_before} → {load_after}",
+        flush=True,
+    )
     b.stop()
     conn = sqlite3.connect(root / "node-b.db")
     register_functions(conn)
@@ -227,6 +248,8 @@ def big_catch_up(root: Path, count: int) -> dict[str, Any]:
         "seed_s": round(seeded_s, 1),
         "catch_up_s_incl_start": round(caught_up_s, 1),
         "catch_up_per_s": round(count / caught_up_s, 1),
+        "catch_up_cpu": cpu,
+        "load_before_after": [round(load_before[0], 1), round(load_after[0], 1)],
         "anti_entropy": {
             "rows": count,
             "diverged": 1,
