@@ -538,16 +538,7 @@ class Replica:
     def _insert_fresh(self, run: _Applying, fresh: dict[str, Memory]) -> None:
         """Insert memories nothing here holds: rows, history and vectors in one statement each."""
         tx, seq = run.tx, run.seq()
-        stored = [
-            m.model_copy(
-                update={
-                    "version": Version(clock=merge_clocks({}, m.version.clock), node=m.version.node, hlc=m.version.hlc),
-                    "access_count": 0,
-                    "last_accessed_at": None,
-                }
-            )
-            for m in fresh.values()
-        ]
+        stored = [_as_received(m) for m in fresh.values()]
         tx.insert_memories(stored, seq)
         tx.add_history_many(
             [HistoryEntry(memory_id=m.id, event=HistoryEvent.add, new=_origin_fields(m), actor=run.actor, at=run.now) for m in stored]
@@ -758,6 +749,17 @@ class Replica:
                 )
             )
             run.report.conflicts += 1
+
+
+def _as_received(memory: Memory) -> Memory:
+    """A version this node never held, as it stores it: its vector clock in key order and no
+    reads counted here yet. The incoming object itself when it already is that (most of a
+    catch-up), since copying each memory costs more than the Python side of its insert."""
+    clock = merge_clocks({}, memory.version.clock)
+    if memory.access_count == 0 and memory.last_accessed_at is None and list(clock.items()) == list(memory.version.clock.items()):
+        return memory
+    version = Version(clock=clock, node=memory.version.node, hlc=memory.version.hlc)
+    return memory.model_copy(update={"version": version, "access_count": 0, "last_accessed_at": None})
 
 
 def _memory_fields(memory: Memory) -> dict[str, Any]:
