@@ -90,7 +90,14 @@ class Node:
             self.proc.wait(30)
 
     def total(self) -> int:
-        return int(httpx.get(self.url + "/api/v1/stats", timeout=10).json()["total"])
+        """Live memories on the node (a busy node may answer slowly: a poll that times out
+        is asked again, not a failed run)."""
+        for _ in range(10):
+            try:
+                return int(httpx.get(self.url + "/api/v1/stats", timeout=30).json()["total"])
+            except httpx.TimeoutException:
+                continue
+        raise RuntimeError(f"{self.name} did not answer /api/v1/stats")
 
 
 def start_mesh(root: Path, quorum: int) -> list[Node]:
