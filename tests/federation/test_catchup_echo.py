@@ -100,3 +100,25 @@ def test_a_pull_from_a_change_number_moves_the_senders_cursor_for_that_peer(tmp_
     finally:
         a.close()
         b.close()
+
+
+def test_a_large_page_is_applied_whole_and_a_replay_changes_nothing(tmp_path: Path, backend_url: str) -> None:
+    """A page of a few hundred never-seen memories takes the bulk path (with the store's larger
+    page cache on SQLite): every memory arrives with its history, and applying it again is a
+    no-op."""
+    a = node(f"sqlite:///{tmp_path / 'a.db'}", "node-a", "node-b")
+    b = node(backend_url, "node-b", "node-a")
+    try:
+        a.add_many([{"content": f"bulk fact {i}", "namespace": f"ns{i % 3}"} for i in range(300)], principal=P)
+        found = pages(a, "node-b", limit=1000, omit_own=True)
+        assert len(found) == 1 and len(found[0].items) == 300
+        report = b.replica.apply(found[0], principal=P)
+        assert report.applied == 300 and state(b) == state(a)
+        again = found[0].model_copy(update={"since": 0, "upto": 0})  # outside the feed: merged item by item
+        assert b.replica.apply(again, principal=P).applied == 0 and state(b) == state(a)
+        some = next(b.store.iter_memories())
+        assert [entry.event.value for entry in b.history(some.id, principal=P)] == ["add"]
+        b.add({"content": "written after the bulk page", "namespace": "ns0"}, principal=P)  # the store still writes
+    finally:
+        a.close()
+        b.close()

@@ -57,6 +57,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memmesh.federation")
 
+BULK_ROWS = 200
+"""A page with at least this many never-seen memories is inserted with a larger page cache
+(the store's ``bulk_cache``): a catch-up, not a push of a few writes."""
+
 PULL_HOLD_S = 2.0
 """How long after a peer's pull of a page with more after it our pusher to that peer waits:
 the peer asks for the next page at once, so it is still pulling; a peer that stopped
@@ -487,7 +491,10 @@ class Replica:
         """
         self._origin_history(run, items)
         fresh = self._fresh(run, items)
-        if fresh:
+        if len(fresh) >= BULK_ROWS:
+            with run.tx.bulk_cache():
+                self._insert_fresh(run, fresh)
+        elif fresh:
             self._insert_fresh(run, fresh)
         for item in items:
             if item.memory is None or item.memory.id not in fresh:
