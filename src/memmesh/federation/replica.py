@@ -61,10 +61,11 @@ BULK_ROWS = 200
 """A page with at least this many never-seen memories is inserted with a larger page cache
 (the store's ``bulk_cache``): a catch-up, not a push of a few writes."""
 
-PULL_HOLD_S = 2.0
+PULL_HOLD_S = 10.0
 """How long after a peer's pull of a page with more after it our pusher to that peer waits:
-the peer asks for the next page at once, so it is still pulling; a peer that stopped
-pulling gets our pushes again this long after its last page."""
+the peer asks for the next page once it applied this one (a 2,000-memory page takes seconds
+on a busy machine: a shorter hold let the pusher send the same pages again), so it is still
+pulling; a peer that stopped pulling gets our pushes again this long after its last page."""
 
 _CONFLICT_NS = uuid.UUID("6d656d6d-6573-6866-6564-636f6e666c74")
 _VALUE_FIELDS = (
