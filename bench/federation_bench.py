@@ -41,6 +41,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float | None:
+    """CPU time (user + system) a node process has used so far, from /proc (Linux); None
+    elsewhere. On a shared machine wall time mostly measures the neighbours' load; the
+    nodes' own CPU time says what the catch-up costs."""
+    try:
+        fields = Path(f"/proc/{proc.pid if proc else 0}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -78,8 +89,20 @@ class Node:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(30)
 
+    def received_from(self, node: str) -> int:
+        """This node's cursor for ``node``: the change number of node's feed it applied up to."""
+        peers = httpx.get(self.url + "/api/v1/sync/status", timeout=30).json()["peers"]
+        return max((int(p["recv_seq"]) for p in peers if p.get("node_id") == node), default=0)
+
     def total(self) -> int:
-        return int(httpx.get(self.url + "/api/v1/stats", timeout=10).json()["total"])
+        """Live memories on the node (a busy node may answer slowly: a poll that times out
+        is asked again, not a failed run)."""
+        for _ in range(10):
+            try:
+                return int(httpx.get(self.url + "/api/v1/stats", timeout=30).json()["total"])
+            except httpx.TimeoutException:
+                continue
+        raise RuntimeError(f"{self.name} did not answer /api/v1/stats")
 
 
 def start_mesh(root: Path, quorum: int) -> list[Node]:
@@ -203,12 +226,24 @@ def big_catch_up(root: Path, count: int) -> dict[str, Any]:
     seeded_s = seed_store(root / "node-a.db", "node-a", count)
     a, b = two_nodes(root)
     a.start()
+    cpu_a = cpu_seconds(a.proc)
+    load_before = os.getloadavg()
+    head = int(httpx.get(a.url + "/api/v1/sync/hello", timeout=30).json()["seq"])
     started = time.perf_counter()
     b.start()
-    while b.total() < count:
+    while b.received_from("node-a") < head:  # b's cursor for a: cheap to read, unlike a count of 100k rows
         time.sleep(0.2)
     caught_up_s = time.perf_counter() - started
-    print(f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), load {os.getloadavg()}", flush=True)
+    load_after = os.getloadavg()
+    after_a, after_b = cpu_seconds(a.proc), cpu_seconds(b.proc)
+    assert b.total() == count, f"node b holds {b.total()} memories after applying a's whole feed, not {count}"
+    cpu = {"sender_s": round(after_a - cpu_a, 1) if after_a is not None and cpu_a is not None else None}
+    cpu["receiver_s_incl_start"] = round(after_b, 1) if after_b is not None else None
+    print(
+        f"catch-up of {count} changes: {caught_up_s:.1f} s incl. start ({count / caught_up_s:.1f}/s), CPU sender {cpu['sender_s']} s, "
+        f"receiver {cpu['receiver_s_incl_start']} s, load {load_before} → {load_after}",
+        flush=True,
+    )
     b.stop()
     conn = sqlite3.connect(root / "node-b.db")
     register_functions(conn)
@@ -227,6 +262,8 @@ def big_catch_up(root: Path, count: int) -> dict[str, Any]:
         "seed_s": round(seeded_s, 1),
         "catch_up_s_incl_start": round(caught_up_s, 1),
         "catch_up_per_s": round(count / caught_up_s, 1),
+        "catch_up_cpu": cpu,
+        "load_before_after": [round(load_before[0], 1), round(load_after[0], 1)],
         "anti_entropy": {
             "rows": count,
             "diverged": 1,

@@ -137,13 +137,19 @@ class Hello(BaseModel):
 
 def batch_from_changes(node: str, since: int, changes: Changes) -> SyncPage:
     """The feed page for ``changes`` read after ``since`` (memories first, so a link or a
-    conflict never arrives in a batch before the memory it names)."""
+    conflict never arrives in a batch before the memory it names).
+
+    The items are built without validation (``model_construct``): each holds exactly one
+    object this node's store just read, already a validated model, and the receiver
+    validates the whole page as it parses it. Validating here too cost a large part of
+    serving a catch-up page."""
+    item = SyncItem.model_construct
     items: list[SyncItem] = []
-    items += [SyncItem(seq=seq, memory=m) for seq, m in changes.memories]
-    items += [SyncItem(seq=seq, tombstone=t) for seq, t in changes.tombstones]
-    items += [SyncItem(seq=seq, link=link) for seq, link in changes.links]
-    items += [SyncItem(seq=seq, conflict=c) for seq, c in changes.conflicts]
-    items += [SyncItem(seq=seq, agent=agent) for seq, agent in changes.agents]
+    items += [item(seq=seq, memory=m) for seq, m in changes.memories]
+    items += [item(seq=seq, tombstone=t) for seq, t in changes.tombstones]
+    items += [item(seq=seq, link=link) for seq, link in changes.links]
+    items += [item(seq=seq, conflict=c) for seq, c in changes.conflicts]
+    items += [item(seq=seq, agent=agent) for seq, agent in changes.agents]
     return SyncPage(node=node, since=since, upto=max(changes.upto, since), items=items, more=changes.more)
 
 

@@ -65,6 +65,10 @@ class _Peer:
     pushed: int = 0
     failures: int = 0
     thread: threading.Thread | None = None
+    behind: bool = True
+    """Our last pull from this peer stopped before the end of its feed (or none ran yet)."""
+    repair_due: bool = False
+    """An anti-entropy round is due, to run once both feeds are drained (see Mesh._in_step)."""
 
 
 ANTI_ENTROPY_EVERY = 10
@@ -91,13 +95,6 @@ def split_batch(batch: SyncBatch, budget: int = PUSH_BODY_BYTES) -> list[SyncBat
         return [batch]
     head = [SyncBatch(node=batch.node, items=items) for items in parts[:-1]]
     return [*head, SyncBatch(node=batch.node, since=batch.since, upto=batch.upto, items=parts[-1])]
-
-
-def _written_by(item: SyncItem, node: str) -> bool:
-    """The item is a version ``node`` wrote itself: it holds that version or a later one
-    (merging only ever moves forward), so echoing it back would be pure duplicate work."""
-    obj = item.memory or item.tombstone
-    return obj is not None and obj.version.node == node
 
 
 class Mesh:
@@ -256,9 +253,11 @@ class Mesh:
                 f"peer {peer.node} last acknowledged change {sent}, before tombstones up to {purged} were purged: "
                 "it needs a full resync (resync_required)"
             )
-        page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size))
-        page.items = self.replica.with_history(self.replica.with_vectors([item for item in page.items if not _written_by(item, peer.node)]))
-        # Sent even when every item was the peer's own write (filtered out above): the empty
+        if self.replica.pulling(peer.node):
+            return False  # the peer is pulling our feed page after page: pushing would send the same pages twice
+        page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size, skip_node=peer.node))
+        page.items = self.replica.with_history(self.replica.with_vectors(page.items))
+        # Sent even when every item was the peer's own write (left out by the feed): the empty
         # range still moves the peer's cursor for us, which causality tokens wait on.
         for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
             peer.client.push(batch)
@@ -289,12 +288,26 @@ class Mesh:
                     self._resolve(peer)
                     self.catch_up(peer)
                     if rounds % ANTI_ENTROPY_EVERY == 0:
+                        peer.repair_due = True
+                    if peer.repair_due and self._in_step(peer):
+                        peer.repair_due = False
                         self.anti_entropy(peer)
                 except MemmeshError as exc:
                     log.info("catch-up from %s failed: %s", peer.client.url, exc.message)
                 except Exception:
                     log.exception("catch-up from %s failed", peer.client.url)
             self._stop.wait(self.settings.catchup_interval_s)
+
+    def _in_step(self, peer: _Peer) -> bool:
+        """Neither feed has a backlog: our last pull reached the end of the peer's feed, the
+        peer is not pulling ours and has acknowledged all of it but the last page's worth
+        (under steady writes the counter is always a little ahead). Only then can digests
+        differing mean something the feeds missed; during a catch-up they differ in every
+        bucket, and comparing them would read every row on both nodes for nothing."""
+        if peer.behind or peer.node is None or self.replica.pulling(peer.node):
+            return False
+        state = next((p for p in self.service.store.peers() if p.node_id == peer.node), None)
+        return state is not None and self.service.store.change_counter() - state.sent_seq <= self.settings.batch_size
 
     def anti_entropy(self, peer: _Peer) -> None:
         """Compare digests with the peer and repair what the feed never carried (see
@@ -319,13 +332,14 @@ class Mesh:
                 # the same feed. Leave it to the pusher instead of reading, parsing and skipping
                 # every page twice (the next round checks again).
                 break
-            page = peer.client.since(self.service.node_id, since, self.settings.batch_size)
+            page = peer.client.since(self.service.node_id, since, self.settings.batch_size, omit_own=True)
             if page.node != peer.node or page.since != since:
                 raise PeerError(
                     f"peer {peer.client.url} answered a page for node {page.node} from {page.since}, not {peer.node} from {since}"
                 )
             report = self.replica.apply(page, principal=LOCAL_PRINCIPAL)
             applied += report.applied
+            peer.behind = page.more
             if not page.more or page.upto <= since:
                 break
             pulled = page.upto

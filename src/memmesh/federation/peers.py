@@ -106,6 +106,16 @@ class PeerClient:
         return headers
 
     def _call(self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any) -> Any:
+        response = self._request(method, path, timeout_s=timeout_s, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise PeerError(
+                f"peer {self.url} answered {response.status_code} with a body that is not JSON", details={"peer": self.url}
+            ) from None
+
+    def _request(self, method: str, path: str, *, timeout_s: float | None = None, **kwargs: Any) -> httpx.Response:
+        """The peer's answer, once it is not an error (an error status raises PeerError)."""
         try:
             response = self._http.request(
                 method,
@@ -116,13 +126,13 @@ class PeerClient:
             )
         except httpx.HTTPError as exc:
             raise PeerError(f"peer {self.url} unreachable: {type(exc).__name__}: {exc}", details={"peer": self.url}) from None
-        try:
-            body = response.json()
-        except ValueError:
-            raise PeerError(
-                f"peer {self.url} answered {response.status_code} with a body that is not JSON", details={"peer": self.url}
-            ) from None
         if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                raise PeerError(
+                    f"peer {self.url} answered {response.status_code} with a body that is not JSON", details={"peer": self.url}
+                ) from None
             error = body.get("error", {}) if isinstance(body, dict) else {}
             code = error.get("code", "http_error") if isinstance(error, dict) else "http_error"
             message = error.get("message", "") if isinstance(error, dict) else ""
@@ -130,7 +140,7 @@ class PeerClient:
                 f"peer {self.url} refused: {response.status_code} {code}: {message}",
                 details={"peer": self.url, "status": response.status_code, "code": code},
             )
-        return body
+        return response
 
     def hello(self) -> Hello:
         body = self._call("GET", "/api/v1/sync/hello")
@@ -148,16 +158,21 @@ class PeerClient:
                 f"peer {self.url} answered a push with something that is not a sync report", details={"peer": self.url}
             ) from None
 
-    def since(self, node: str, since: int, limit: int) -> SyncPage:
-        body = self._call("GET", "/api/v1/sync/since", params={"peer": node, "since": since, "limit": limit})
+    def since(self, node: str, since: int, limit: int, *, omit_own: bool = False) -> SyncPage:
+        """One page of the peer's feed after ``since``; ``omit_own`` leaves out what ``node``
+        wrote itself (see :meth:`memmesh.federation.replica.Replica.feed`). The body is parsed
+        straight from its bytes by pydantic-core (one pass, no intermediate Python objects):
+        a catch-up spends much of its time here."""
+        params: dict[str, Any] = {"peer": node, "since": since, "limit": limit}
+        if omit_own:
+            params["omit_own"] = "true"
+        response = self._request("GET", "/api/v1/sync/since", params=params)
         try:
-            page = parse_batch(body, SyncPage)
-        except Exception:
+            return SyncPage.model_validate_json(response.content)
+        except ValidationError:
             raise PeerError(
                 f"peer {self.url} answered /sync/since with something that is not a sync page", details={"peer": self.url}
             ) from None
-        assert isinstance(page, SyncPage)
-        return page
 
     def digests(self) -> DigestReport:
         """The peer's per-namespace content digests."""

@@ -57,6 +57,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("memmesh.federation")
 
+BULK_ROWS = 200
+"""A page with at least this many never-seen memories is inserted with a larger page cache
+(the store's ``bulk_cache``): a catch-up, not a push of a few writes."""
+
+PULL_HOLD_S = 10.0
+"""How long after a peer's pull of a page with more after it our pusher to that peer waits:
+the peer asks for the next page once it applied this one (a 2,000-memory page takes seconds
+on a busy machine: a shorter hold let the pusher send the same pages again), so it is still
+pulling; a peer that stopped pulling gets our pushes again this long after its last page."""
+
 _CONFLICT_NS = uuid.UUID("6d656d6d-6573-6866-6564-636f6e666c74")
 _VALUE_FIELDS = (
     "namespace",
@@ -118,6 +128,8 @@ class Replica:
         self.on_change = on_change
         self._digest_rows: tuple[tuple[int, int], float, list[Row]] | None = None
         """The rows last digested, by (change counter, purged seq), for a digest-tree descent."""
+        self._pulling: dict[str, float] = {}
+        """Per peer node id: when it last pulled a page of our feed that had more after it."""
         self.resolve_peers: Callable[[], None] | None = None
         """Set by the running mesh: ask configured peers not yet identified for their node id."""
 
@@ -289,18 +301,37 @@ class Replica:
 
     # -- serving the feed ------------------------------------------------------------------------
 
-    def feed(self, *, peer: str, since: int, limit: int = 500, principal: Principal) -> SyncPage:
-        """Our changes after ``since`` for ``peer`` (which records the contact)."""
+    def feed(self, *, peer: str, since: int, limit: int = 500, omit_own: bool = False, principal: Principal) -> SyncPage:
+        """Our changes after ``since`` for ``peer`` (which records the contact).
+
+        ``omit_own`` leaves out the memories and tombstones whose current version ``peer``
+        wrote itself (it holds them, or later versions): what a catch-up pull asks for, so
+        a node that applied our changes is not sent its own back. A full resync reads every
+        row (it must see each memory the peer still holds). Asking from ``since`` tells us
+        the peer applied everything up to it, so our pusher's cursor moves there too, and
+        while the peer is pulling a backlog (more pages follow) the pusher leaves it to the
+        pulls instead of reading and sending the same pages (see :meth:`pulling`)."""
         state = self._authorize(principal, peer)
         if not isinstance(since, int) or since < 0:
             raise InvalidInputError(f"since must be a change number of 0 or more (got {since!r})")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH_ITEMS:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
-        page = batch_from_changes(self.service.node_id, since, self.service.store.changes_since(since, limit))
+        changes = self.service.store.changes_since(since, limit, skip_node=peer if omit_own else None)
+        page = batch_from_changes(self.service.node_id, since, changes)
         self.with_history(self.with_vectors(page.items))
-        self.contact(peer, error=None)
+        if page.more:
+            self._pulling[peer] = time.monotonic()
+        else:
+            self._pulling.pop(peer, None)
+        self.contact(peer, error=None, sent=since if since > state.sent_seq else None)
         return page
+
+    def pulling(self, peer: str) -> bool:
+        """``peer`` is pulling a backlog of our feed: its last pull, less than
+        :data:`PULL_HOLD_S` ago, had more pages after it."""
+        started = self._pulling.get(peer)
+        return started is not None and time.monotonic() - started < PULL_HOLD_S
 
     def with_vectors(self, items: list[SyncItem]) -> list[SyncItem]:
         """Attach each memory's stored embedding (of this node's model) to its item, so the
@@ -461,7 +492,10 @@ class Replica:
         """
         self._origin_history(run, items)
         fresh = self._fresh(run, items)
-        if fresh:
+        if len(fresh) >= BULK_ROWS:
+            with run.tx.bulk_cache():
+                self._insert_fresh(run, fresh)
+        elif fresh:
             self._insert_fresh(run, fresh)
         for item in items:
             if item.memory is None or item.memory.id not in fresh:
@@ -512,16 +546,7 @@ class Replica:
     def _insert_fresh(self, run: _Applying, fresh: dict[str, Memory]) -> None:
         """Insert memories nothing here holds: rows, history and vectors in one statement each."""
         tx, seq = run.tx, run.seq()
-        stored = [
-            m.model_copy(
-                update={
-                    "version": Version(clock=merge_clocks({}, m.version.clock), node=m.version.node, hlc=m.version.hlc),
-                    "access_count": 0,
-                    "last_accessed_at": None,
-                }
-            )
-            for m in fresh.values()
-        ]
+        stored = [_as_received(m) for m in fresh.values()]
         tx.insert_memories(stored, seq)
         tx.add_history_many(
             [HistoryEntry(memory_id=m.id, event=HistoryEvent.add, new=_origin_fields(m), actor=run.actor, at=run.now) for m in stored]
@@ -732,6 +757,17 @@ class Replica:
                 )
             )
             run.report.conflicts += 1
+
+
+def _as_received(memory: Memory) -> Memory:
+    """A version this node never held, as it stores it: its vector clock in key order and no
+    reads counted here yet. The incoming object itself when it already is that (most of a
+    catch-up), since copying each memory costs more than the Python side of its insert."""
+    clock = merge_clocks({}, memory.version.clock)
+    if memory.access_count == 0 and memory.last_accessed_at is None and list(clock.items()) == list(memory.version.clock.items()):
+        return memory
+    version = Version(clock=clock, node=memory.version.node, hlc=memory.version.hlc)
+    return memory.model_copy(update={"version": version, "access_count": 0, "last_accessed_at": None})
 
 
 def _memory_fields(memory: Memory) -> dict[str, Any]:

@@ -489,11 +489,11 @@ class PostgresStore(SQLReads):
         with self._reading() as conn:
             return self._counter(conn)
 
-    def changes_since(self, since: int, limit: int) -> Changes:
+    def changes_since(self, since: int, limit: int, skip_node: str | None = None) -> Changes:
         with self._reading() as conn:
             head = self._feed_head(conn)  # before the snapshot: every change up to it has committed
             with snapshot_tx(conn):
-                return self._changes_page(conn, since, head, limit)
+                return self._changes_page(conn, since, head, limit, skip_node)
 
     def integrity_check(self) -> str:
         """PostgreSQL guards its own pages; this checks memmesh's invariants: the vector

@@ -85,6 +85,10 @@ def _match_source(terms: Sequence[str], with_grams: bool) -> tuple[str, list[Any
     )
 
 
+BULK_CACHE_KIB = 65536
+"""The writer's page cache during a bulk insert (see :meth:`SQLiteWriteTx.bulk_cache`)."""
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
     """The SQL functions memmesh's triggers call (the unsegmented-script index, schema 5).
 
@@ -485,10 +489,10 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 conn.execute("COMMIT")
         return seq, ids, matrix
 
-    def changes_since(self, since: int, limit: int) -> Changes:
+    def changes_since(self, since: int, limit: int, skip_node: str | None = None) -> Changes:
         with self._reading() as conn:
             head = int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-            return self._changes_page(conn, since, head, limit)
+            return self._changes_page(conn, since, head, limit, skip_node)
 
     def integrity_check(self) -> str:
         with self._reading() as conn:
@@ -531,6 +535,22 @@ class SQLiteWriteTx(SQLWrites):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._seq: int | None = None
+
+    @contextmanager
+    def bulk_cache(self) -> Iterator[None]:
+        """A 64 MiB page cache for a bulk insert (a catch-up page), then the usual one again.
+
+        Each new row lands at random places of its indexes (ids, content hashes) and of the
+        full-text index; past ~100k memories those no longer fit SQLite's default 2 MiB
+        cache, and inserting a page re-reads index pages for every row: ~1.6x the insert
+        cost (measured 232 vs 146 µs a row into 100k). Only for the page, so a node's
+        memory stays as it was between catch-ups."""
+        before = self.conn.execute("PRAGMA cache_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(before)}")
 
     def next_seq(self) -> int:
         """The change number of this transaction: every change it makes shares it, because

@@ -66,6 +66,9 @@ FEED_QUERIES = {
 }
 """Per replicated table: its feed query and the key that orders rows sharing a change number."""
 
+FEED_SKIPS_WRITER = frozenset({"memories", "tombstones"})
+"""The feed tables whose rows carry the version of the node that wrote them (``version.node``)."""
+
 
 def read_meta(conn: Any, d: Dialect, key: str) -> str | None:
     """One ``meta`` value (None when absent), on any connection."""
@@ -313,19 +316,31 @@ class SQLReads:
             value = read_meta(conn, self.dialect, "purged_seq")
         return int(value) if value else 0
 
-    def _changes_page(self, conn: Any, since: int, head: int, limit: int) -> Changes:
+    def _changes_page(self, conn: Any, since: int, head: int, limit: int, skip_node: str | None = None) -> Changes:
         """One page of the feed up to ``head`` (read in the caller's snapshot, if any): rows
-        by change number, rows of one number by key, never splitting a number across pages."""
+        by change number, rows of one number by key, never splitting a number across pages.
+
+        ``skip_node`` leaves out the memories and tombstones whose current version that node
+        wrote (it holds that version or a later one: sending it back is pure echo), in SQL,
+        so a node that just applied a peer's 100k changes does not read them all back to find
+        that none is for that peer; the page still covers its whole range."""
         d = self.dialect
+        skip = f" AND COALESCE({d.json_text('version', 'node')}, '') <> ?"
+
+        def read(name: str, sql: str, where: str, params: tuple[Any, ...]) -> list[Any]:
+            if skip_node is not None and name in FEED_SKIPS_WRITER:
+                where, params = where.replace(" ORDER BY", skip + " ORDER BY", 1), (*params[:2], skip_node, *params[2:])
+            return list(conn.execute(d.q(f"{sql} {where}"), params).fetchall())
+
         rows = {
-            name: conn.execute(d.q(f"{sql} WHERE seq > ? AND seq <= ? ORDER BY seq, {key} LIMIT ?"), (since, head, limit)).fetchall()
+            name: read(name, sql, f"WHERE seq > ? AND seq <= ? ORDER BY seq, {key} LIMIT ?", (since, head, limit))
             for name, (sql, key) in FEED_QUERIES.items()
         }
         cut = cut_page(since, head, limit, [[r[0] for r in found] for found in rows.values()])
         if cut is None:
             cut = min(r[-1][0] for r in rows.values() if len(r) >= limit)
             rows = {
-                name: conn.execute(d.q(f"{sql} WHERE seq = ? ORDER BY {key}"), (cut,)).fetchall()
+                name: read(name, sql, f"WHERE seq >= ? AND seq <= ? ORDER BY {key}", (cut, cut))
                 for name, (sql, key) in FEED_QUERIES.items()
             }
         kept = {name: [r for r in found if r[0] <= cut] for name, found in rows.items()}

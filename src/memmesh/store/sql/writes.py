@@ -9,7 +9,8 @@ lock; SQLite's single writer needs nothing) and :meth:`_ensure_vector_index`.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +66,12 @@ class SQLWrites:
 
     def _lock_key(self, *parts: str) -> None:
         """Serialise writers of one key until commit (a no-op where writes are already serial)."""
+
+    @contextmanager
+    def bulk_cache(self) -> Iterator[None]:
+        """A larger page cache while a bulk insert runs (see the SQLite transaction's); a
+        no-op where the server manages its own buffers."""
+        yield
 
     def _ensure_vector_index(self, dim: int) -> None:
         """Make the ANN index for vectors of ``dim`` (a no-op where the index lives in process)."""

@@ -41,9 +41,12 @@ def since(
     peer: Annotated[str, Query(description="the asking node's id")],
     since: Annotated[int, Query(ge=0, description="the last change number of ours the asking node applied")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_BATCH_ITEMS, description="rows per page")] = 500,
+    omit_own: Annotated[
+        bool, Query(description="leave out the memories and tombstones the asking node wrote itself (what a catch-up pull asks)")
+    ] = False,
 ) -> Response:
     """One page of this node's change feed; ``more`` says whether to ask again from ``upto``."""
-    return json_response(service.replica.feed(peer=peer, since=since, limit=limit, principal=who))
+    return json_response(service.replica.feed(peer=peer, since=since, limit=limit, omit_own=omit_own, principal=who))
 
 
 @router.get("/hello", response_model=Hello, summary="This node's id and clock")
