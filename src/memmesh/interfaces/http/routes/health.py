@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from memmesh.errors import MemmeshError
+from memmesh.errors import AuthError, MemmeshError
 from memmesh.health import cached_health, public_view, status_view
 from memmesh.interfaces.http.bus_metrics import bus_metrics
 from memmesh.interfaces.http.deps import Svc, bearer_token, caller, json_response, server
@@ -39,11 +39,7 @@ def readyz(request: Request, service: Svc) -> Response:
     that is not ok.
     The report is probed at most once a second whatever the request rate."""
     report = cached_health(service)
-    try:
-        who: Principal | None = caller(request)
-    except MemmeshError:  # no key, a wrong one, the store down: the anonymous view
-        who = None
-    ready = Ready(**(public_view(report) if who is not None and who.role == "admin" and who.prefixes() is None else status_view(report)))
+    ready = Ready(**(public_view(report) if _sees_reasons(request) else status_view(report)))
     store = report["components"]["store"]
     if "schema_version" in store:
         ready.schema_version = store["schema_version"]
@@ -54,6 +50,21 @@ def readyz(request: Request, service: Svc) -> Response:
         media_type="application/json",
         status_code=503 if report["status"] == "down" else 200,
     )
+
+
+def _sees_reasons(request: Request) -> bool:
+    """A store admin's key, or a loopback server that needs no key, sees why a component is
+    not ok. With the store down no key can be checked: a loopback bind that does not force
+    keys still shows the reasons then (only this machine can ask; secrets are scrubbed),
+    since that is when an operator needs them most."""
+    try:
+        who: Principal = caller(request)
+    except AuthError:  # no key, a wrong one: the anonymous view
+        return False
+    except MemmeshError:  # the store is down: keys cannot be checked
+        ctx = server(request)
+        return bool(ctx.open_metrics and not ctx.require_auth)
+    return who.role == "admin" and who.prefixes() is None
 
 
 @router.get(
