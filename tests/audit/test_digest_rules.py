@@ -183,4 +183,3 @@ def test_a_log_with_both_rules_verifies_and_catches_tampering_of_each(memory: Me
 def test_an_unknown_rule_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown audit digest rule 3"):
         chain.change_digest(3, {}, {}, "{}", "{}")
-
