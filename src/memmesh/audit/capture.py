@@ -116,11 +116,12 @@ class AuditedTx:
     def add_history(self, entry: HistoryEntry) -> None:
         self.add_history_many([entry])
 
-    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
         stored = self._tx.add_history_many(entries)
         texts = stored if isinstance(stored, list) and len(stored) == len(entries) else [None] * len(entries)
         for entry, text in zip(entries, texts, strict=True):
             self._history(entry, text)
+        return stored if isinstance(stored, list) else []
 
     def put_link(self, link: Link, seq: int) -> None:
         self._tx.put_link(link, seq)
