@@ -17,6 +17,10 @@ power loss):
 Prints a summary with the load average and writes JSON.
 
     python bench/audit_bench.py --verify-size 1000000 --out bench/results/audit.json
+    python bench/audit_bench.py --only overhead --writes 8000   # just the per-write overhead
+
+The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
+the checkpointer), per write, and as the median ratio of neighbouring block pairs.
 """
 
 from __future__ import annotations
@@ -149,15 +153,17 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
     audited.service.audit.start()
     times: dict[str, list[float]] = {"audited": [], "plain": []}
     cpu: dict[str, list[float]] = {"audited": [], "plain": []}  # process CPU per write, per block (µs)
+    tcpu: dict[str, list[float]] = {"audited": [], "plain": []}  # this thread's CPU per write (no checkpointer, no GC of others)
     for block in range(n // 100):
         order = [("audited", audited), ("plain", plain)] if block % 2 == 0 else [("plain", plain), ("audited", audited)]
         for name, mem in order:
-            used = time.process_time()
+            used, mine = time.process_time(), time.thread_time()
             for i in range(100):
                 t = time.perf_counter()
                 mem.add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
                 times[name].append((time.perf_counter() - t) * 1000)
             cpu[name].append((time.process_time() - used) * 1e4)
+            tcpu[name].append((time.thread_time() - mine) * 1e4)
     audited.service.audit.stop()
     entries = len(audited.service.audit.entries(principal=LOCAL_PRINCIPAL, limit=1000, since=max(0, n - 10)).entries)
     assert entries > 0
@@ -166,6 +172,9 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
     mean_a, mean_p = statistics.fmean(times["audited"]), statistics.fmean(times["plain"])
     med_a, med_p = statistics.median(times["audited"]), statistics.median(times["plain"])
     cpu_a, cpu_p = statistics.median(cpu["audited"]), statistics.median(cpu["plain"])
+    tcpu_a, tcpu_p = statistics.median(tcpu["audited"]), statistics.median(tcpu["plain"])
+    # per-pair ratios: each audited block against the plain block run next to it
+    pairs = [a / p for a, p in zip(tcpu["audited"], tcpu["plain"], strict=True) if p > 0]
     return {
         "embedder": embedder,
         "writes_each": n,
@@ -178,6 +187,11 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
         "plain_cpu_us": round(cpu_p, 1),
         "audited_cpu_us": round(cpu_a, 1),
         "overhead_cpu_pct": round(100 * (cpu_a - cpu_p) / cpu_p, 1),
+        "plain_thread_cpu_us": round(tcpu_p, 1),
+        "audited_thread_cpu_us": round(tcpu_a, 1),
+        "overhead_thread_cpu_pct": round(100 * (tcpu_a - tcpu_p) / tcpu_p, 1),
+        "overhead_thread_cpu_pair_median_pct": round(100 * (statistics.median(pairs) - 1), 1),
+        "blocks_each": len(tcpu["audited"]),
     }
 
 
@@ -189,6 +203,7 @@ def main() -> None:
     parser.add_argument("--embedded-writes", type=int, default=0, help="also measure the overhead with the MiniLM embedder")
     parser.add_argument("--full", action="store_true", help="also measure appends with synchronous=FULL")
     parser.add_argument("--threads", type=int, default=4, help="appending threads in the group-commit run")
+    parser.add_argument("--only", choices=["appends", "overhead", "verify"], action="append", help="run only these parts (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -196,8 +211,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         init_key(workdir / "signing.key", "bench-audit")
-        results["appends"] = [bench_appends(workdir, args.appends, "NORMAL", args.threads)]
-        if args.full:
+        parts = set(args.only or ["appends", "overhead", "verify"])
+        results["appends"] = [bench_appends(workdir, args.appends, "NORMAL", args.threads)] if "appends" in parts else []
+        if args.full and "appends" in parts:
             results["appends"].append(bench_appends(workdir, args.appends, "FULL", args.threads))
         for row in results["appends"]:
             print(
@@ -205,19 +221,21 @@ def main() -> None:
                 f"p99 {row['single_p99_ms']} ms); {row['threads_per_s']}/s from {row['threads']} threads "
                 f"(p50 {row['threads_p50_ms']} ms, p99 {row['threads_p99_ms']} ms)"
             )
-        results["overhead"] = [bench_overhead(workdir, args.writes)]
-        if args.embedded_writes:
+        results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []
+        if args.embedded_writes and "overhead" in parts:
             results["overhead"].append(bench_overhead(workdir, args.embedded_writes, "minilm"))
         for o in results["overhead"]:
             print(
                 f"memory write ({o['embedder']} embedder): {o['plain_mean_ms']} ms without audit, {o['audited_mean_ms']} ms with it: "
                 f"+{o['overhead_mean_pct']} % mean, +{o['overhead_p50_pct']} % p50; CPU {o['plain_cpu_us']} vs {o['audited_cpu_us']} µs "
-                f"per write: +{o['overhead_cpu_pct']} %"
+                f"per write: +{o['overhead_cpu_pct']} %; writer thread CPU {o['plain_thread_cpu_us']} vs {o['audited_thread_cpu_us']} µs: "
+                f"+{o['overhead_thread_cpu_pct']} % (median of {o['blocks_each']} pairs: +{o['overhead_thread_cpu_pair_median_pct']} %)"
             )
-        results["verify"] = bench_verify(workdir, args.verify_size)
-        v = results["verify"]
-        print(f"verify {v['entries']} entries: {v['verify_s']} s wall, {v['verify_cpu_s']} s CPU ({v['verify_entries_per_s']}/s)")
-        print(f"first checkpoint over them (reads and hashes all): {v['first_checkpoint_s']} s")
+        if "verify" in parts:
+            results["verify"] = bench_verify(workdir, args.verify_size)
+            v = results["verify"]
+            print(f"verify {v['entries']} entries: {v['verify_s']} s wall, {v['verify_cpu_s']} s CPU ({v['verify_entries_per_s']}/s)")
+            print(f"first checkpoint over them (reads and hashes all): {v['first_checkpoint_s']} s")
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average before {results['load_before']}, after {results['load_after']} (2 cores)")
     args.out.parent.mkdir(parents=True, exist_ok=True)

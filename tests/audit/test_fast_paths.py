@@ -42,10 +42,17 @@ def test_canonical_covers_the_characters_json_escapes():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), st.none() | st.lists(text, max_size=8).map(sorted))
-def test_history_detail_is_detail_text_of_the_same_dict(digest, fields):
+@given(
+    st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    st.none() | st.lists(text, max_size=8).map(sorted),
+    st.sampled_from([1, 2, 3, 10]),
+)
+def test_history_detail_is_detail_text_of_the_same_dict(digest, fields, rule):
+    """Rule 1 details (every entry written before rule 2) have no ``rule`` key."""
     expected = {"digest": digest} if fields is None else {"digest": digest, "fields": fields}
-    assert chain.history_detail(digest, fields) == chain.detail_text(expected)
+    if rule != 1:
+        expected["rule"] = rule
+    assert chain.history_detail(digest, fields, rule) == chain.detail_text(expected)
 
 
 @pytest.mark.parametrize(

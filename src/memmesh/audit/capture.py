@@ -100,21 +100,28 @@ class AuditedTx:
         current = self._tx.get(entry.memory_id)
         return current.namespace if current is not None else None
 
-    def _history(self, entry: HistoryEntry) -> None:
+    def _history(self, entry: HistoryEntry, stored: tuple[str | None, str | None] | None) -> None:
+        """Note a memory change. ``stored`` is the JSON text the history writer stored for
+        ``old`` and ``new``: hashed as it is (digest rule 2), so the change is not encoded a
+        second time; a store that does not report it gets the rule 1 digest."""
         event = entry.event.value if hasattr(entry.event, "value") else str(entry.event)
         fields = sorted(entry.old.keys() | entry.new.keys()) if entry.old and entry.new else None
-        detail = chain.history_detail(chain.digest([entry.old, entry.new]), fields)
+        if stored is None:
+            detail = chain.history_detail(chain.digest([entry.old, entry.new]), fields)
+        else:
+            detail = chain.history_detail(chain.history_digest(*stored), fields, chain.HISTORY_RULE)
         system = entry.actor if entry.actor in SYSTEM_ACTORS else None
         self.defer(Pending(f"memory.{event}", entry.memory_id, self._namespace(entry), detail, actor_of(current_caller.get(), system)))
 
     def add_history(self, entry: HistoryEntry) -> None:
-        self._tx.add_history(entry)
-        self._history(entry)
+        self.add_history_many([entry])
 
-    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
-        self._tx.add_history_many(entries)
-        for entry in entries:
-            self._history(entry)
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
+        stored = self._tx.add_history_many(entries)
+        texts = stored if isinstance(stored, list) and len(stored) == len(entries) else [None] * len(entries)
+        for entry, text in zip(entries, texts, strict=True):
+            self._history(entry, text)
+        return stored if isinstance(stored, list) else []
 
     def put_link(self, link: Link, seq: int) -> None:
         self._tx.put_link(link, seq)

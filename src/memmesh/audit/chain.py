@@ -53,15 +53,47 @@ def detail_text(detail: dict[str, Any] | None) -> str:
     return _encode_detail(detail or {})
 
 
-def history_detail(digest_hex: str, fields: list[str] | None) -> str:
-    """:func:`detail_text` of ``{"digest": digest_hex, "fields": fields}`` (no ``fields`` key
-    when None), written directly: every memory change has this detail, so it is built
+def history_detail(digest_hex: str, fields: list[str] | None, rule: int = 1) -> str:
+    """:func:`detail_text` of ``{"digest": digest_hex, "fields": fields, "rule": rule}`` (no
+    ``fields`` key when None, no ``rule`` key for rule 1, as entries written before rule 2
+    have none), written directly: every memory change has this detail, so it is built
     without the generic encoder (keys already in sorted order; proven equal in
     ``tests/audit/test_fast_paths.py``)."""
     text = '{"digest":' + quote(digest_hex)
     if fields is not None:
         text += ',"fields":[' + ",".join(map(quote, fields)) + "]"
+    if rule != 1:
+        text += f',"rule":{int(rule)}'
     return text + "}"
+
+
+HISTORY_RULE = 2
+"""The digest rule of the memory-change entries this version writes (the detail's ``rule``).
+
+1 (entries without ``rule``): :func:`digest` of ``[old, new]``, the change re-encoded with
+sorted keys. 2: :func:`history_digest` of the JSON text the history row stores, which the
+history writer has already encoded: the change is serialised once per write instead of twice
+(issue 24: the second encoding was a third of the audit's cost per write). Either way the
+chain covers the detail's text, so ``verify`` checks both kinds alike; the rule only says how
+to recompute a digest from the history (:func:`change_digest`)."""
+
+
+def history_digest(old_text: str | None, new_text: str | None) -> str:
+    """Rule 2: sha256 of ``[old,new]`` spelled with the history row's stored JSON text (``null``
+    for a NULL column). Unambiguous: each part is one complete JSON value, no separator inside."""
+    data = f"[{'null' if old_text is None else old_text},{'null' if new_text is None else new_text}]"
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def change_digest(rule: int, old: Any, new: Any, old_text: str | None, new_text: str | None) -> str:
+    """The digest a memory-change entry of ``rule`` holds for a history row: ``old``/``new``
+    as read back (rule 1), their stored JSON text (rule 2). How a change is proven against the
+    history; raises ValueError for a rule this version does not know."""
+    if rule == 1:
+        return digest([old, new])
+    if rule == 2:
+        return history_digest(old_text, new_text)
+    raise ValueError(f"unknown audit digest rule {rule!r} (this memmesh knows rules 1 and 2)")
 
 
 _encode_detail = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -392,12 +393,22 @@ class AuditLog:
             return checkpoint
 
     def _make_durable(self) -> None:
-        """SQLite in WAL mode with synchronous=NORMAL commits without fsync: sync the WAL
-        (a passive checkpoint does) before signing what it holds. PostgreSQL commits are durable."""
+        """SQLite in WAL mode with synchronous=NORMAL commits without fsync: make what the
+        checkpoint signs survive power loss first. PostgreSQL commits are durable.
+
+        A passive checkpoint alone is not enough: it syncs the WAL only when it can move
+        frames into the database, and while a reader holds an older snapshot (any open read
+        under ``serve``) it moves none and syncs nothing, so the newest commits would be
+        signed while still only in the page cache. So the WAL file itself is fsynced after
+        it (fsync covers the file, whichever descriptor wrote it). Frames a checkpoint has
+        already moved are in the database file, which that checkpoint synced; SQLite reuses
+        the WAL from its start only after that."""
         store = self.service.store
-        if getattr(store, "path", None) and not getattr(store, "in_memory", True):
+        path = getattr(store, "path", None)
+        if path and not getattr(store, "in_memory", True):
             with store.reading() as conn:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _fsync_if_present(f"{path}-wal")
 
     # -- retention --------------------------------------------------------------------------
 
@@ -501,6 +512,19 @@ class AuditLog:
             self.checkpoint()
         except Exception:
             log.exception("audit checkpoint failed")
+
+
+def _fsync_if_present(path: str) -> None:
+    """fsync a file by name; a file that is not there (no WAL yet, or removed as the last
+    connection closed, its frames moved into the synced database file) has nothing to sync."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 MAX_INDEX = 2**63 - 1

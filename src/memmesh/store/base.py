@@ -163,8 +163,9 @@ class WriteTx(Protocol):
         """Bulk :meth:`insert_memory` (migration, restore): one round trip where the backend allows."""
         ...
 
-    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
-        """Bulk :meth:`add_history`, entries kept in order."""
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
+        """Bulk :meth:`add_history`, entries kept in order; returns each entry's ``old`` and
+        ``new`` as the JSON text stored (None for NULL), which the audit digest hashes."""
         ...
 
     def put_vectors(self, rows: Sequence[VectorRow], seq: int) -> None:

@@ -7,6 +7,7 @@ parses either form of timestamp, so only JSON needs the dialect.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -139,10 +140,30 @@ def row_to_history(row: Sequence[Any], d: Dialect) -> HistoryEntry:
 
 def history_params(entry: HistoryEntry, d: Dialect) -> tuple[Any, ...]:
     """The INSERT values of a history entry; snapshots packed when that loses nothing."""
+    return history_row(entry, d)[0]
+
+
+def history_row(entry: HistoryEntry, d: Dialect) -> tuple[tuple[Any, ...], str | None, str | None]:
+    """The INSERT values of a history entry and the JSON text stored for ``old`` and ``new``
+    (None for NULL). Encoded once here and bound as text (``json_raw``), so the audit's
+    digest of the change hashes these very bytes instead of encoding the change again."""
     stored_at = d.ts(entry.at)
     back = d.load_ts(stored_at)  # ``at`` as reads will see it: what the packed form rebuilds from
-    old, new = (pack(value, entry.memory_id, back) for value in (entry.old, entry.new))
-    return (entry.memory_id, entry.event.value, d.json(old), d.json(new), entry.actor, stored_at)
+    old, new = (_json_text(pack(value, entry.memory_id, back)) for value in (entry.old, entry.new))
+    params = (entry.memory_id, entry.event.value, _raw(d, old), _raw(d, new), entry.actor, stored_at)
+    return params, old, new
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not value and type(value) in (list, dict):
+        return "[]" if type(value) is list else "{}"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _raw(d: Dialect, text: str | None) -> Any:
+    return None if text is None else d.json_raw(text)
 
 
 def row_to_agent(row: Sequence[Any], d: Dialect) -> Agent:

@@ -37,7 +37,7 @@ from memmesh.store.sql.rows import (
     PEER_FIELDS,
     TOMBSTONE_COLUMNS,
     TOMBSTONE_FIELDS,
-    history_params,
+    history_row,
     link_params,
     memory_params,
     row_to_agent,
@@ -190,14 +190,16 @@ class SQLWrites:
     def add_history(self, entry: HistoryEntry) -> None:
         self.add_history_many([entry])
 
-    def add_history_many(self, entries: Sequence[HistoryEntry]) -> None:
+    def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
+        """Insert the entries; returns each one's ``old`` and ``new`` as the JSON text stored
+        (None for NULL): the audit capture hashes that text for the change's digest, so a
+        change is encoded once, not once for the history row and again for the audit."""
         d = self.dialect
-        if entries:
-            d.executemany(
-                self.conn,
-                INSERT_HISTORY,
-                [history_params(e, d) for e in entries],
-            )
+        if not entries:
+            return []
+        rows = [history_row(e, d) for e in entries]
+        d.executemany(self.conn, INSERT_HISTORY, [params for params, _, _ in rows])
+        return [(old, new) for _, old, new in rows]
 
     def put_link(self, link: Link, seq: int) -> None:
         self._exec(self.dialect.upsert("links", (*LINK_FIELDS, "seq"), LINK_KEY), link_params(link, seq, self.dialect))
