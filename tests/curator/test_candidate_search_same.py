@@ -61,7 +61,11 @@ def reference_pairs(
 
 
 def _ref_vector_pairs(
-    memories: Sequence[Memory], members: list[int], vectors: Mapping[str, np.ndarray], min_cosine: float, pairs: dict[tuple[int, int], float]
+    memories: Sequence[Memory],
+    members: list[int],
+    vectors: Mapping[str, np.ndarray],
+    min_cosine: float,
+    pairs: dict[tuple[int, int], float],
 ) -> None:
     rows = [i for i in members if memories[i].id in vectors]
     if len(rows) < 2:
