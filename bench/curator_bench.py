@@ -11,9 +11,13 @@ cycle under test embeds nothing.
 Timed, each on the same store: a dry run (scan + plan, the part that grows with the store),
 a real run with the default ``max_ops`` (1,000 writes) and, with ``--all-ops``, a run that
 makes every write it plans. ``--namespaces`` spreads the memories over that many namespaces
-(candidate search is per namespace). Prints a summary and writes JSON.
+(candidate search is per namespace); ``--facts`` makes that many of the memories statements
+about people ("Ana lives in Paris", "User loves jazz": slots and stances the shared verdict
+rules key on, embedded for real with MiniLM). Each timing has its wall time, the process's
+CPU time and the load average: on a shared machine the CPU time is the steadier number.
+Prints a summary and writes JSON.
 
-    python bench/curator_bench.py --sizes 10000 100000 --out bench/results/curator.json
+    python bench/curator_bench.py --sizes 10000 100000 --facts 0 1000 --out bench/results/curator.json
 """
 
 from __future__ import annotations
@@ -73,9 +77,7 @@ def facts(rng: random.Random, count: int) -> list[str]:
     return found
 
 
-def build(
-    path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fact_count: int = 0, embed: Any = None
-) -> dict[str, int]:
+def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fact_count: int = 0, embed: Any = None) -> dict[str, int]:
     """A store of ``n`` memories with known duplicates and contradictions; their counts.
     ``fact_count`` of them are :func:`facts` embedded by ``embed`` (real MiniLM vectors:
     "X lives in Y" sentences sit close together, so they meet in the vector pass too)."""
@@ -129,11 +131,15 @@ def build(
 
 
 def timed_run(mem: Memory, **options: Any) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = mem.curate(**options)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "wall_s": round(wall, 3),
+        # CPU of the whole process (BLAS threads included): what the cycle costs whatever
+        # else the machine runs; wall time grows with the load average
+        "cpu_s": round(cpu, 3),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "cycle_duration_ms": report.cycle_duration_ms,
         "memories_scanned": report.memories_scanned,
         "clusters_formed": report.autonomy.clusters_formed,
@@ -184,9 +190,11 @@ def main() -> None:
                 dry, run = result["dry_run"], result["run_default_cap"]
                 print(
                     f"{n:>7} memories / {namespaces:>2} namespace(s) / {fact_count:>5} facts: dry run {dry['wall_s']:.2f} s "
+                    f"(CPU {dry['cpu_s']:.2f} s) "
                     f"({dry['clusters_formed']} clusters, {dry['contradictions_found']} contradictions, "
                     f"{dry['operations_attempted']} writes planned); "
-                    f"run (max_ops 1000) {run['wall_s']:.2f} s, {run['operations_attempted']} writes",
+                    f"run (max_ops 1000) {run['wall_s']:.2f} s (CPU {run['cpu_s']:.2f} s), {run['operations_attempted']} writes "
+                    f"at load {run['load_avg_1m']}",
                     flush=True,
                 )
                 if "run_all_ops" in result:
