@@ -11,14 +11,19 @@ cycle under test embeds nothing.
 Timed, each on the same store: a dry run (scan + plan, the part that grows with the store),
 a real run with the default ``max_ops`` (1,000 writes) and, with ``--all-ops``, a run that
 makes every write it plans. ``--namespaces`` spreads the memories over that many namespaces
-(candidate search is per namespace). Prints a summary and writes JSON.
+(candidate search is per namespace); ``--facts`` makes that many of the memories statements
+about people ("Ana lives in Paris", "User loves jazz": slots and stances the shared verdict
+rules key on, embedded for real with MiniLM). Each timing has its wall time, the process's
+CPU time and the load average: on a shared machine the CPU time is the steadier number.
+Prints a summary and writes JSON.
 
-    python bench/curator_bench.py --sizes 10000 100000 --out bench/results/curator.json
+    python bench/curator_bench.py --sizes 10000 100000 --facts 0 1000 --out bench/results/curator.json
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -45,25 +50,60 @@ def _vocabulary(rng: random.Random, n: int) -> list[str]:
     return sorted(words)
 
 
-def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7) -> dict[str, int]:
-    """A store of ``n`` memories with known duplicates and contradictions; their counts."""
+HOLDERS = ["User", "Ana", "Bob", "Carol", "Dave", "Eve", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia"]
+CITIES = ["Paris", "Berlin", "Lisbon", "Madrid", "Rome", "Oslo", "Vienna", "Prague", "Dublin", "Warsaw", "Athens", "Zurich"]
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises", "Pied Piper"]
+TOPICS = ["coffee", "green tea", "jazz", "hiking", "chess", "sushi", "horror films", "running", "red wine", "board games"]
+FACT_TEMPLATES = [
+    (50, ["{h} lives in {city}.", "{h} moved to {city} last year.", "{h} now lives in {city}.", "{h} relocated to {city}."]),
+    (20, ["{h} works at {company}.", "{h} started working at {company}.", "{h} works for {company} now."]),
+    (20, ["{h} loves {topic}.", "{h} doesn't like {topic} anymore.", "{h} hates {topic}.", "{h} enjoys {topic}."]),
+    (10, ["{h}'s favourite city is {city}.", "{h}'s favourite drink is {topic}."]),
+]
+
+
+def facts(rng: random.Random, count: int) -> list[str]:
+    """``count`` statements about people that fill slots and take stances, the way
+    extraction writes them (half "lives in"; a third about the one ``User``): the kind of
+    store where the slot and stance keys of the shared verdict rules pair many memories."""
+    weights = [w for w, _ in FACT_TEMPLATES]
+    found = []
+    for _ in range(count):
+        _, templates = rng.choices(FACT_TEMPLATES, weights)[0]
+        holder = "User" if rng.random() < 0.3 else rng.choice(HOLDERS[1:])
+        found.append(
+            rng.choice(templates).format(h=holder, city=rng.choice(CITIES), company=rng.choice(COMPANIES), topic=rng.choice(TOPICS))
+        )
+    return found
+
+
+def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fact_count: int = 0, embed: Any = None) -> dict[str, int]:
+    """A store of ``n`` memories with known duplicates and contradictions; their counts.
+    ``fact_count`` of them are :func:`facts` embedded by ``embed`` (real MiniLM vectors:
+    "X lives in Y" sentences sit close together, so they meet in the vector pass too)."""
     rng = random.Random(seed)
     np_rng = np.random.default_rng(seed)
     vocab = _vocabulary(rng, 5000)
     items: list[dict[str, Any]] = []
     vectors: list[np.ndarray] = []
     dups = contradictions = 0
+    if fact_count:
+        texts = facts(rng, fact_count)
+        embedded = np.concatenate([embed(texts[i : i + 256]) for i in range(0, len(texts), 256)])
+        for i, text in enumerate(texts):
+            items.append({"content": text, "namespace": f"bench/ns{i % namespaces}", "tags": [], "tier": "long"})
+            vectors.append(np.asarray(embedded[i], dtype=np.float32))
     while len(items) < n:
         roll = rng.random()
-        if items and roll < 0.10:
-            i = rng.randrange(len(items))
+        if len(items) > fact_count and roll < 0.10:
+            i = rng.randrange(fact_count, len(items))
             words = items[i]["content"].rstrip(".").split(" ")
             words[rng.randrange(len(words) - 1)] = rng.choice(vocab)  # one word changed, the number kept
             content = " ".join(words) + "."
             vector = vectors[i] + np_rng.normal(0, 0.012, DIM).astype(np.float32)
             namespace, dups = items[i]["namespace"], dups + 1
-        elif items and roll < 0.12:
-            i = rng.randrange(len(items))
+        elif len(items) > fact_count and roll < 0.12:
+            i = rng.randrange(fact_count, len(items))
             words = items[i]["content"].rstrip(".").split(" ")
             words[-1] = str(int(words[-1]) + rng.randint(1, 50))  # the same statement, another number
             content = " ".join(words) + "."
@@ -87,15 +127,19 @@ def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7) -> 
         for start in range(0, n, 5000):
             with store.write() as tx:
                 tx.put_vectors(rows[start : start + 5000], tx.next_seq())
-    return {"memories": n, "near_duplicates": dups, "contradictions": contradictions}
+    return {"memories": n, "near_duplicates": dups, "contradictions": contradictions, "facts": fact_count}
 
 
 def timed_run(mem: Memory, **options: Any) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = mem.curate(**options)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "wall_s": round(wall, 3),
+        # CPU of the whole process (BLAS threads included): what the cycle costs whatever
+        # else the machine runs; wall time grows with the load average
+        "cpu_s": round(cpu, 3),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
         "cycle_duration_ms": report.cycle_duration_ms,
         "memories_scanned": report.memories_scanned,
         "clusters_formed": report.autonomy.clusters_formed,
@@ -106,15 +150,15 @@ def timed_run(mem: Memory, **options: Any) -> dict[str, Any]:
     }
 
 
-def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool) -> dict[str, Any]:
-    path = workdir / f"curator-{n}-{namespaces}.db"
+def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool, fact_count: int = 0) -> dict[str, Any]:
+    path = workdir / f"curator-{n}-{namespaces}-{fact_count}.db"
     settings = load_settings(None, overrides={"data_dir": str(workdir), "embeddings": {"provider": "minilm"}}, env={})
     with Memory("sqlite:///:memory:", settings) as probe:
         embedder = probe.service.embedder
         assert embedder is not None, "the MiniLM model is not installed: memmesh models install"
         model_id = embedder.model_id
-    t0 = time.perf_counter()
-    made = build(path, n, namespaces, model_id)
+        t0 = time.perf_counter()
+        made = build(path, n, namespaces, model_id, fact_count=fact_count, embed=embedder.embed)
     result: dict[str, Any] = {"size": n, "namespaces": namespaces, "build_s": round(time.perf_counter() - t0, 1), **made}
     with Memory(f"sqlite:///{path}", settings) as mem:
         result["dry_run"] = timed_run(mem, dry_run=True)
@@ -131,21 +175,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--namespaces", type=int, nargs="+", default=[1, 10])
+    parser.add_argument(
+        "--facts", type=int, nargs="+", default=[0], help="of each store's memories, this many are statements about people (slots, stances)"
+    )
     parser.add_argument("--all-ops", action="store_true", help="also time a run that makes every write it plans")
     parser.add_argument("--out", type=Path, default=Path("bench/results/curator.json"))
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="memmesh-curator-bench-") as tmp:
         for n in args.sizes:
-            for namespaces in args.namespaces:
-                result = bench_size(Path(tmp), n, namespaces, args.all_ops)
+            for namespaces, fact_count in itertools.product(args.namespaces, args.facts):
+                result = bench_size(Path(tmp), n, namespaces, args.all_ops, fact_count)
                 results.append(result)
                 dry, run = result["dry_run"], result["run_default_cap"]
                 print(
-                    f"{n:>7} memories / {namespaces:>2} namespace(s): dry run {dry['wall_s']:.2f} s "
+                    f"{n:>7} memories / {namespaces:>2} namespace(s) / {fact_count:>5} facts: dry run {dry['wall_s']:.2f} s "
+                    f"(CPU {dry['cpu_s']:.2f} s) "
                     f"({dry['clusters_formed']} clusters, {dry['contradictions_found']} contradictions, "
                     f"{dry['operations_attempted']} writes planned); "
-                    f"run (max_ops 1000) {run['wall_s']:.2f} s, {run['operations_attempted']} writes",
+                    f"run (max_ops 1000) {run['wall_s']:.2f} s (CPU {run['cpu_s']:.2f} s), {run['operations_attempted']} writes "
+                    f"at load {run['load_avg_1m']}",
                     flush=True,
                 )
                 if "run_all_ops" in result:

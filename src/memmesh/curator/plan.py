@@ -9,15 +9,18 @@ exactly the plan a real run would apply.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain, combinations
 
 import numpy as np
 
 from memmesh.curator.rules import Claim, Verdict, judge, keys
-from memmesh.curator.text import Statement, jaccard, keywords, tag_words
+from memmesh.curator.text import Statement, jaccard, keywords, tag_words, words
 from memmesh.model import Kind, Memory, Tier
 
 BLOCK = 512
@@ -129,9 +132,9 @@ def _key_pairs(memories: Sequence[Memory], members: list[int], claims: Mapping[s
         for key in keys(claims[memories[i].id]):
             postings[key].append(i)
     for posting in postings.values():
-        for x, a in enumerate(posting[:MAX_POSTING]):
-            for b in posting[x + 1 : MAX_POSTING]:
-                pairs.setdefault((min(a, b), max(a, b)), 0.0)
+        # members ascend, so each posting does too and every pair comes out as (i < j)
+        for pair in combinations(posting[:MAX_POSTING], 2):
+            pairs.setdefault(pair, 0.0)
 
 
 def _vector_pairs(
@@ -147,13 +150,16 @@ def _vector_pairs(
     matrix = np.stack([vectors[memories[i].id] for i in rows]).astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     matrix /= np.where(norms == 0, 1, norms)
+    index = np.asarray(rows)
     for start in range(0, len(rows), BLOCK):
         # the matrix is symmetric: each block meets only the columns from its own rows on,
         # and within its own square only the pairs above the diagonal (half the products)
         scores = matrix[start : start + BLOCK] @ matrix[start:].T
-        size = min(BLOCK, len(rows) - start)
-        scores[:, :size][np.tril_indices(size)] = -1.0
-        r_idx, c_idx = np.nonzero(scores >= min_cosine)
+        # a flat search of the few scores above the threshold is several times cheaper than
+        # a 2-d one; it finds them in the same (row-major) order
+        r_idx, c_idx = np.divmod(np.flatnonzero(scores >= min_cosine), scores.shape[1])
+        above = c_idx > r_idx  # the diagonal and below: each pair once, never a memory with itself
+        r_idx, c_idx = r_idx[above], c_idx[above]
         if not len(r_idx):
             continue
         values = scores[r_idx, c_idx]
@@ -161,33 +167,33 @@ def _vector_pairs(
         r_idx, c_idx, values = r_idx[order], c_idx[order], values[order]
         first = np.searchsorted(r_idx, r_idx, side="left")
         keep = (np.arange(len(r_idx)) - first) < NEIGHBOURS  # at most NEIGHBOURS per memory
-        for r, c, cosine in zip(r_idx[keep].tolist(), c_idx[keep].tolist(), values[keep].tolist(), strict=True):
-            a, b = rows[start + r], rows[start + c]
-            pairs[(min(a, b), max(a, b))] = cosine
+        # rows ascend and every column lies right of its row: each pair comes out as (i < j)
+        a, b = index[start + r_idx[keep]].tolist(), index[start + c_idx[keep]].tolist()
+        pairs.update(zip(zip(a, b, strict=True), values[keep].tolist(), strict=True))
 
 
 def _word_pairs(
     memories: Sequence[Memory], members: list[int], statements: Mapping[str, Statement], pairs: dict[tuple[int, int], float]
 ) -> None:
-    df = Counter(w for i in members for w in statements[memories[i].id].subject)
+    subjects = [statements[memories[i].id].subject for i in members]
+    df = Counter(chain.from_iterable(subjects))
     postings: dict[str, list[int]] = defaultdict(list)
-    rare_count: dict[int, int] = {}
-    for i in members:
-        rare = sorted((w for w in statements[memories[i].id].subject if df[w] > 1), key=lambda w: (df[w], w))[:RARE_WORDS]
-        rare_count[i] = len(rare)
-        for w in rare:
+    few: set[int] = set()  # memories with fewer than two rare words: one shared word pairs them
+    for i, subject in zip(members, subjects, strict=True):
+        rare = sorted((df[w], w) for w in subject if df[w] > 1)[:RARE_WORDS]
+        if len(rare) < 2:
+            few.add(i)
+        for _n, w in rare:
             postings[w].append(i)
     shared: Counter[tuple[int, int]] = Counter()
     for posting in postings.values():
-        if len(posting) > MAX_POSTING:
-            continue
-        for x, a in enumerate(posting):
-            for b in posting[x + 1 :]:
-                shared[(min(a, b), max(a, b))] += 1
-    # two statements of one subject share most words, so most of their rarest ones too
-    for (a, b), n in shared.items():
-        if n >= min(2, rare_count[a], rare_count[b]):
-            pairs.setdefault((a, b), 0.0)
+        if len(posting) <= MAX_POSTING:
+            shared.update(combinations(posting, 2))  # ascending postings: (i < j)
+    # two statements of one subject share most words, so most of their rarest ones too:
+    # two of them, or the one a memory has
+    for pair, n in shared.items():
+        if n >= 2 or pair[0] in few or pair[1] in few:
+            pairs.setdefault(pair, 0.0)
 
 
 def best_first(memories: Sequence[Memory], kept: set[str] | None = None) -> list[Memory]:
@@ -219,6 +225,33 @@ def plan(
 
     ``links`` holds (source, target, relation) of the links that exist already, so a second
     run over the same store plans nothing new."""
+    with _collector_paused():
+        return _plan(memories, vectors, links, rules, now)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector paused for the block. A plan makes hundreds of thousands of
+    small acyclic objects (word sets, claims, pairs) while the scan's memories are alive:
+    each full collection walks all of them again for nothing to free, about a sixth of a
+    plan's time at 10k memories. Reference counting still frees everything; the collector
+    runs again right after (left off if someone else had turned it off)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan(
+    memories: Sequence[Memory],
+    vectors: Mapping[str, np.ndarray],
+    links: set[tuple[str, str, str]],
+    rules: PlanRules,
+    now: datetime,
+) -> Plan:
     result = Plan()
     live = [m for m in memories if m.expires_at is None or m.expires_at > now]
     if rules.forget_expired:
@@ -305,13 +338,15 @@ def _tags(live: Sequence[Memory], limit: int) -> list[tuple[Memory, list[str]]]:
     if not untagged:
         return []
     df: Counter[str] = Counter()
+    tokens: dict[str, list[str]] = {}  # each text split once: for the frequencies and for its own tags
     for m in live:
-        df.update(tag_words(_text(m)))
+        tokens[m.id] = words(_text(m))
+        df.update(tag_words("", tokens[m.id]))
     found = []
     for m in untagged:
-        words = keywords(_text(m), df, len(live), limit=limit)
-        if words:
-            found.append((m, words))
+        tags = keywords(_text(m), df, len(live), limit=limit, found=tokens[m.id])
+        if tags:
+            found.append((m, tags))
     return found
 
 

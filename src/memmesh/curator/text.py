@@ -40,7 +40,7 @@ EXTRA_STOP = frozenset(
 
 def words(text: str) -> list[str]:
     """Lower-case words of ``text`` in order (numbers are not words; see :func:`numbers`)."""
-    return [w.lower().replace("\u2019", "'") for w in WORD.findall(text.replace("\u2019", "'"))]
+    return [w.lower() for w in WORD.findall(text.replace("\u2019", "'"))]
 
 
 def subject(text: str, found: list[str] | None = None) -> frozenset[str]:
@@ -50,12 +50,11 @@ def subject(text: str, found: list[str] | None = None) -> frozenset[str]:
     Two statements with the same subject but opposite polarity or other numbers contradict
     each other; with the same subject and nothing in conflict they are candidates for
     duplicates."""
-    return frozenset(
-        stem(w)
-        for w in (words(text) if found is None else found)
-        if w not in STOPWORDS and w not in NEGATIONS and w not in EXTRA_STOP and len(w) > 1
-    )
+    return frozenset(map(stem, [w for w in (words(text) if found is None else found) if len(w) > 1 and w not in _NOT_SUBJECT]))
 
+
+_NOT_SUBJECT = STOPWORDS | NEGATIONS | EXTRA_STOP
+"""Words that never name a subject nor make a tag (one set: one look-up per word)."""
 
 SUFFIXES = (("able", 7), ("ing", 6), ("ly", 6), ("ed", 5))
 """Endings folded away (with the shortest word they are taken from): "reachable" → "reach",
@@ -133,11 +132,12 @@ def conflict(a: Statement, b: Statement, *, min_overlap: float) -> str | None:
     return None
 
 
-def keywords(text: str, df: Mapping[str, int], total: int, *, limit: int) -> list[str]:
+def keywords(text: str, df: Mapping[str, int], total: int, *, limit: int, found: list[str] | None = None) -> list[str]:
     """The ``limit`` most telling words of ``text`` for tags: term frequency times inverse
     document frequency over the memories scanned with it (``df``: in how many memories a
-    word occurs, ``total``: how many). Ties go to the word that comes first."""
-    found = words(text)
+    word occurs, ``total``: how many; ``found``: the text's :func:`words`, when the caller
+    has them already). Ties go to the word that comes first."""
+    found = words(text) if found is None else found
     counts = Counter(w for w in found if _taggable(w))
     first = {w: i for i, w in reversed(list(enumerate(found)))}
     scored = sorted(counts, key=lambda w: (-counts[w] * math.log((total + 1) / (df.get(w, 0) + 1) + 1), first.get(w, 0)))
@@ -145,12 +145,13 @@ def keywords(text: str, df: Mapping[str, int], total: int, *, limit: int) -> lis
 
 
 def _taggable(word: str) -> bool:
-    return len(word) >= 3 and word not in STOPWORDS and word not in NEGATIONS and word not in EXTRA_STOP and "'" not in word
+    return len(word) >= 3 and word not in _NOT_SUBJECT and "'" not in word
 
 
-def tag_words(text: str) -> set[str]:
-    """The distinct words of ``text`` that could become tags (for document frequencies)."""
-    return {w for w in words(text) if _taggable(w)}
+def tag_words(text: str, found: list[str] | None = None) -> set[str]:
+    """The distinct words of ``text`` that could become tags (for document frequencies;
+    ``found``: its :func:`words`, when the caller has them already)."""
+    return {w for w in (words(text) if found is None else found) if _taggable(w)}
 
 
 __all__ = ["NEGATIONS", "Statement", "conflict", "jaccard", "keywords", "negated", "numbers", "stem", "subject", "tag_words", "words"]
