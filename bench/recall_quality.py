@@ -16,6 +16,10 @@ timed separately from the ingest.
 Run from the repository root::
 
     python bench/recall_quality.py [--data PATH] [--out bench/results/recall_quality.json]
+
+A lever that is a ``[recall]`` setting is measured with ``--set``, applied on top of every
+row's own overrides (``--only hybrid --set coverage_weight=1.5``); with ``--workdir DIR
+--reuse`` each try queries the store the first run ingested.
 """
 
 from __future__ import annotations
@@ -203,7 +207,24 @@ def _settings(workdir: Path, recall: dict[str, float] | None) -> Any:
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False) -> dict[str, Any]:
+def parse_sets(items: list[str]) -> dict[str, float]:
+    """``["coverage_weight=1.5", "context_span=3"]`` → ``{"coverage_weight": 1.5, "context_span": 3.0}``
+    (the settings model turns whole numbers back into ints)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set wants KEY=VALUE (a [recall] setting), got {item!r}")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--set {key.strip()}: {value!r} is not a number") from None
+    return out
+
+
+def run(
+    data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False, extra: dict[str, float] | None = None
+) -> dict[str, Any]:
     conversations = load_locomo(data)
     url = f"sqlite:///{workdir / 'locomo.db'}"
     saved = workdir / "dia_ids.json"
@@ -226,7 +247,7 @@ def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = F
     for name, mode, recall in RUNS:  # the same file, opened with each ranking
         if only and name not in only:
             continue
-        with Memory(url, _settings(workdir, recall)) as mem:
+        with Memory(url, _settings(workdir, recall | (extra or {}))) as mem:
             mem.recall("warm up", mode=mode, touch=False)
             modes[name] = evaluate(mem, conversations, dia_ids, mode)
     return {
@@ -234,6 +255,7 @@ def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = F
         "data": str(data),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+        "overrides": extra or {},
         "ranking": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(weights).items() if k != "tier"},
         "questions": sum(len(c.questions) for c in conversations),
         "model_load_s": round(model_load, 2),
@@ -255,17 +277,19 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated rows to run (default: all): " + ",".join(r[0] for r in RUNS))
     parser.add_argument("--workdir", type=Path, help="keep the ingested store here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="with --workdir: query the store an earlier run ingested there")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [recall] setting for every row (repeatable)")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
+    extra = parse_sets(args.set)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         if not args.reuse:
             for stale in ("locomo.db", "locomo.db-wal", "locomo.db-shm", "dia_ids.json"):
                 (args.workdir / stale).unlink(missing_ok=True)
-        report = run(args.data, args.workdir, only, args.reuse)
+        report = run(args.data, args.workdir, only, args.reuse, extra)
     else:
         with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
-            report = run(args.data, Path(tmp), only)
+            report = run(args.data, Path(tmp), only, extra=extra)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
