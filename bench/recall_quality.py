@@ -16,6 +16,10 @@ timed separately from the ingest.
 Run from the repository root::
 
     python bench/recall_quality.py [--data PATH] [--out bench/results/recall_quality.json]
+
+A lever that is a ``[recall]`` setting is measured with ``--set``, applied on top of every
+row's own overrides (``--only hybrid --set coverage_weight=1.5``); with ``--workdir DIR
+--reuse`` each try queries the store the first run ingested.
 """
 
 from __future__ import annotations
@@ -189,10 +193,12 @@ def print_table(report: dict[str, Any]) -> None:
             lat = f" {res['query_ms']['p50']:>8.1f} {res['query_ms']['p95']:>8.1f}" if k == KS[0] else ""
             print(f"{name:<13} {k:>3} {res['overall'][key]:>8.1f} {cells}{lat}")
     ing = report["ingest"]
-    print(
-        f"\nmodel load {report['model_load_s']:.2f} s; ingest {ing['memories']} turns in {ing['seconds']:.1f} s "
-        f"({ing['per_second']:.0f}/s, embedding included); {report['questions']} questions"
+    ingest = (
+        f"store of {ing['memories']} turns reused (--reuse: no ingest timed)"
+        if ing.get("reused")
+        else f"ingest {ing['memories']} turns in {ing['seconds']:.1f} s ({ing['per_second']:.0f}/s, embedding included)"
     )
+    print(f"\nmodel load {report['model_load_s']:.2f} s; {ingest}; {report['questions']} questions")
 
 
 def _settings(workdir: Path, recall: dict[str, float] | None) -> Any:
@@ -203,7 +209,24 @@ def _settings(workdir: Path, recall: dict[str, float] | None) -> Any:
     return load_settings(workdir / "empty.toml", overrides=overrides, env={})
 
 
-def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False) -> dict[str, Any]:
+def parse_sets(items: list[str]) -> dict[str, float]:
+    """``["coverage_weight=1.5", "context_span=3"]`` → ``{"coverage_weight": 1.5, "context_span": 3.0}``
+    (the settings model turns whole numbers back into ints)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set wants KEY=VALUE (a [recall] setting), got {item!r}")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--set {key.strip()}: {value!r} is not a number") from None
+    return out
+
+
+def run(
+    data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = False, extra: dict[str, float] | None = None
+) -> dict[str, Any]:
     conversations = load_locomo(data)
     url = f"sqlite:///{workdir / 'locomo.db'}"
     saved = workdir / "dia_ids.json"
@@ -214,7 +237,8 @@ def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = F
         embedder.embed(["load the model"])
         model_load = time.perf_counter() - start
         start = time.perf_counter()
-        if reuse and saved.exists():  # --workdir --reuse: the store ingested by an earlier run
+        reused = reuse and saved.exists()
+        if reused:  # --workdir --reuse: the store ingested by an earlier run
             dia_ids = {k: set(v) for k, v in json.loads(saved.read_text()).items()}
         else:
             dia_ids = ingest(mem, conversations)
@@ -226,7 +250,7 @@ def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = F
     for name, mode, recall in RUNS:  # the same file, opened with each ranking
         if only and name not in only:
             continue
-        with Memory(url, _settings(workdir, recall)) as mem:
+        with Memory(url, _settings(workdir, recall | (extra or {}))) as mem:
             mem.recall("warm up", mode=mode, touch=False)
             modes[name] = evaluate(mem, conversations, dia_ids, mode)
     return {
@@ -234,10 +258,17 @@ def run(data: Path, workdir: Path, only: set[str] | None = None, reuse: bool = F
         "data": str(data),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+        "overrides": extra or {},
         "ranking": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in vars(weights).items() if k != "tier"},
         "questions": sum(len(c.questions) for c in conversations),
         "model_load_s": round(model_load, 2),
-        "ingest": {"memories": turns, "stored": len(dia_ids), "seconds": round(ingest_s, 1), "per_second": round(turns / ingest_s, 1)},
+        "ingest": {
+            "memories": turns,
+            "stored": len(dia_ids),
+            "seconds": round(ingest_s, 1),
+            "per_second": round(turns / ingest_s, 1),
+            "reused": reused,
+        },
         "modes": modes,
     }
 
@@ -255,17 +286,19 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated rows to run (default: all): " + ",".join(r[0] for r in RUNS))
     parser.add_argument("--workdir", type=Path, help="keep the ingested store here (default: a temporary folder)")
     parser.add_argument("--reuse", action="store_true", help="with --workdir: query the store an earlier run ingested there")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a [recall] setting for every row (repeatable)")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
+    extra = parse_sets(args.set)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
         if not args.reuse:
             for stale in ("locomo.db", "locomo.db-wal", "locomo.db-shm", "dia_ids.json"):
                 (args.workdir / stale).unlink(missing_ok=True)
-        report = run(args.data, args.workdir, only, args.reuse)
+        report = run(args.data, args.workdir, only, args.reuse, extra)
     else:
         with tempfile.TemporaryDirectory(prefix="memmesh-locomo-") as tmp:
-            report = run(args.data, Path(tmp), only)
+            report = run(args.data, Path(tmp), only, extra=extra)
     print_table(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
