@@ -22,7 +22,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -180,8 +180,15 @@ class Mesh:
                 else:
                     tally.failures[peer.node or peer.client.url] = exc.message if isinstance(exc, MemmeshError) else str(exc)
         # The pushers are woken only now: during the quorum push they would send the same
-        # write to the same peers and contend for their write lock on the critical path.
-        self.notify()
+        # write to the same peers and contend for their write lock on the critical path. A
+        # peer whose quorum push is still in flight (W met without it) is woken when that push
+        # ends, for the same reason: the next write's quorum would otherwise wait behind it.
+        in_flight = {id(peer) for peer in pending.values()}
+        for future, peer in pending.items():
+            future.add_done_callback(_waker(peer))
+        for peer in self.peers:
+            if id(peer) not in in_flight:
+                peer.wake.set()
         if not tally.met:
             self.quorum_failures += 1
         tally.verdict(self.settings.quorum_timeout_ms, len(self.peers))
@@ -371,3 +378,12 @@ def resync_from(replica: Replica, client: PeerClient, batch_size: int = 500) -> 
             yield page
 
     return replica.full_resync(pages(), principal=LOCAL_PRINCIPAL)
+
+
+def _waker(peer: _Peer) -> Callable[[Future[Any]], None]:
+    """A callback that wakes ``peer``'s pusher once a push to it has ended."""
+
+    def wake(_done: Future[Any]) -> None:
+        peer.wake.set()
+
+    return wake
