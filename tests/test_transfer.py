@@ -171,7 +171,7 @@ def test_cli_expands_tilde_in_backup_folders_and_sqlite_urls(cli, tmp_path: Path
     assert moved.code == 0 and json.loads(moved.out)["memories_written"] == 1 and (home / "copy.db").is_file()
 
 
-N = 6000
+N = 30000  # big enough that the import is still running when Ctrl-C arrives, even on a fast idle machine
 
 
 def _rows(db: Path) -> int:
