@@ -193,6 +193,9 @@ def test_ctrl_c_during_an_import_exits_130_with_one_line_and_a_rerun_finishes(cl
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # as in a terminal: a test run started in the background (`cmd &` in a script) ignores
+        # SIGINT, every child inherits that, and Python then never turns Ctrl-C into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while _rows(db_path) < 2:  # some batches committed
