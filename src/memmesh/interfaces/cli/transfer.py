@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,7 +16,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from memmesh.errors import InvalidInputError
+from memmesh.errors import InvalidInputError, MemmeshError
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.importers import LegacyTable, detect_format
 from memmesh.io.importers.reports import ImportReport
@@ -40,9 +42,21 @@ def interrupted_import() -> Iterator[None]:
     """Ctrl-C during an import: one line and exit 130, not a traceback. Each batch is one
     transaction, so what was committed is whole and what was not is absent; running the same
     import again (idempotent) finishes it."""
+    asked = threading.Event()  # Ctrl-C inside a SQL function surfaces as a storage error
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(signum: int, frame: Any) -> None:
+        asked.set()
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, MemmeshError) as exc:
+        if isinstance(exc, MemmeshError) and not asked.is_set():
+            raise
         err_console.print(
             "import interrupted (Ctrl-C): every batch written so far is complete, nothing is half-written; "
             "run the same command again to finish (it skips what is already there)",
@@ -50,6 +64,9 @@ def interrupted_import() -> Iterator[None]:
             highlight=False,
         )
         raise typer.Exit(130) from None
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, previous)
 
 
 @app.command("export")
