@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import threading
@@ -131,9 +132,11 @@ def bench_verify(workdir: Path, size: int) -> dict:
     made = mem.service.audit.checkpoint()
     signing = time.perf_counter() - start
     assert made is not None and made.size == size
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start, cpu = time.perf_counter(), time.process_time()
     report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
     verify_s, verify_cpu = time.perf_counter() - start, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
     mem.close()
     assert report.ok and report.size == size, report.problems
     return {
@@ -143,6 +146,13 @@ def bench_verify(workdir: Path, size: int) -> dict:
         "verify_s": round(verify_s, 2),
         "verify_cpu_s": round(verify_cpu, 2),
         "verify_entries_per_s": round(size / verify_s),
+        # why wall > CPU: blocks read from disk and major faults (I/O) vs involuntary context
+        # switches (the scheduler gave the core to someone else: load)
+        "verify_blocks_read": after.ru_inblock - before.ru_inblock,
+        "verify_major_faults": after.ru_majflt - before.ru_majflt,
+        "verify_voluntary_switches": after.ru_nvcsw - before.ru_nvcsw,
+        "verify_involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
+        "db_bytes": os.path.getsize(workdir / f"verify-{size}.db"),
     }
 
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from memmesh.audit import chain
 from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller
 from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
+from memmesh.audit.parallel import verify_parallel
 from memmesh.audit.verify import VerifyReport, verify_log
 from memmesh.clock import format_ts, parse_ts
 from memmesh.errors import InvalidInputError, StorageError
@@ -326,10 +327,24 @@ class AuditLog:
         key = verifier or self.verifier()
         found = read_checkpoints(self.folder, self.origin) if self.folder is not None else read_checkpoints(Path("/nonexistent"), "")
         with audit_sql.reading(self.service.store) as conn:
-            report = verify_log(audit_sql.raw_rows(conn), audit_sql.anchor(conn), found, key)
+            anchor = audit_sql.anchor(conn)
+            report = None
+            path = self._file_path()
+            if path is not None and audit_sql.is_sqlite(conn):  # a long log: checked by several processes
+                report = verify_parallel(path, conn, anchor, found, key)
+            if report is None:  # short, one core, PostgreSQL, or something to name: one exact pass
+                report = verify_log(audit_sql.raw_rows(conn), anchor, found, key)
         if self.folder is None:
             report.warnings.append("no [audit] checkpoint_dir is configured: only the hash chain was checked")
         return report
+
+    def _file_path(self) -> str | None:
+        """The store's SQLite file (other processes can read it), None for PostgreSQL or memory."""
+        store = self.service.store
+        path = getattr(store, "path", None)
+        if isinstance(path, str) and path and not getattr(store, "in_memory", True):
+            return path
+        return None
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class VerifyReport:
     latest_checkpoint: int | None = None
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    workers: int = 1
+    """Processes that checked the entries (more than one for a long SQLite log: :mod:`.parallel`)."""
 
     @property
     def ok(self) -> bool:
@@ -170,6 +172,13 @@ def verify_log(rows: Iterable[Sequence[Any]], anchor: Anchor | None, found: Chec
             last_good = size
             next_size = next(pending, None)
     frontier.size = size
+    return finish(report, start, expected)
+
+
+def finish(report: VerifyReport, start: int, expected: int) -> VerifyReport:
+    """Close a pass that checked entries ``[start, expected)``: its counts, and what the log's
+    length says against the newest signed checkpoint (shared by the one-process pass and
+    :mod:`.parallel`)."""
     report.entries = expected - start
     report.size = expected
     if not report.problems:
