@@ -26,18 +26,23 @@ the checkpointer), per write, and as the median ratio of neighbouring block pair
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from memmesh import Memory
-from memmesh.audit import chain
+from memmesh.audit import chain, parallel
 from memmesh.audit.capture import unwrap
 from memmesh.audit.notes import init_key
 from memmesh.config import load_settings
@@ -49,26 +54,30 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def open_memory(workdir: Path, name: str, *, synchronous: str = "NORMAL", signed: bool = True, embedder: str = "none") -> Memory:
+def open_memory(
+    workdir: Path, name: str, *, synchronous: str = "NORMAL", signed: bool = True, embedder: str = "none", url: str | None = None
+) -> Memory:
     audit = {"signing_key_file": str(workdir / "signing.key"), "checkpoint_dir": str(workdir / f"ck-{name}")} if signed else {}
     settings = load_settings(
         None,
         overrides={"data_dir": str(workdir), "embeddings": {"provider": embedder}, "storage": {"synchronous": synchronous}, "audit": audit},
         env={},
     )
-    return Memory(f"sqlite:///{workdir / f'{name}.db'}", settings)
+    return Memory(url or f"sqlite:///{workdir / f'{name}.db'}", settings)
 
 
-def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 4) -> dict:
-    mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous)
+def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None) -> dict:
+    mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous, url=url)
     audit = mem.service.audit
     audit.start()  # the checkpointer runs as in `serve`
     latencies = []
+    cpu_each = []  # this thread's CPU per append: what the append costs, whatever the load
     start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         audit.record("bench.append", principal=LOCAL_PRINCIPAL, target=f"t{i}", namespace="bench", detail={"i": i})
         latencies.append((time.perf_counter() - t) * 1000)
+        cpu_each.append((time.thread_time() - c) * 1000)
     single, single_cpu = time.perf_counter() - start, time.process_time() - cpu
 
     threaded: list[float] = []
@@ -95,18 +104,43 @@ def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 4) -> 
     mem.close()
     assert report.ok, report.problems
     return {
-        "synchronous": synchronous,
+        "backend": "postgres" if url else "sqlite",
+        "synchronous": synchronous if not url else "postgres commit (fsync)",
         "appends": n,
         "single_thread_per_s": round(n / single),
         "single_cpu_us_per_append": round(1e6 * single_cpu / n, 1),
         "single_p50_ms": round(statistics.median(latencies), 3),
         "single_p99_ms": round(pct(latencies, 0.99), 3),
+        "single_cpu_p50_ms": round(statistics.median(cpu_each), 3),
+        "single_cpu_p99_ms": round(pct(cpu_each, 0.99), 3),
+        "single_cpu_bound_per_s": round(n / single_cpu),
         "threads": threads,
         "threads_per_s": round(len(threaded) / multi),
         "threads_p50_ms": round(statistics.median(threaded), 3),
         "threads_p99_ms": round(pct(threaded, 0.99), 3),
         "checkpoints_checked": report.checkpoints_checked,
     }
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the project's test PostgreSQL (scripts/pg_test_server.py), dropped after."""
+    import psycopg
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_server.py"
+    done = subprocess.run([sys.executable, str(script), "ensure"], capture_output=True, text=True, timeout=900, check=True)
+    admin = done.stdout.strip().splitlines()[-1]
+    name = f"mm_auditbench_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(admin).items() if k != "dbname" and v not in (None, "")}
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+    try:
+        yield f"postgresql:///{name}" + (f"?{query}" if query else "")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def bench_verify(workdir: Path, size: int) -> dict:
@@ -132,27 +166,50 @@ def bench_verify(workdir: Path, size: int) -> dict:
     made = mem.service.audit.checkpoint()
     signing = time.perf_counter() - start
     assert made is not None and made.size == size
-    before = resource.getrusage(resource.RUSAGE_SELF)
-    start, cpu = time.perf_counter(), time.process_time()
-    report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
-    verify_s, verify_cpu = time.perf_counter() - start, time.process_time() - cpu
-    after = resource.getrusage(resource.RUSAGE_SELF)
+    passes = {}
+    for name, workers in (("one_process", 1), ("split", None)):
+        passes[name] = timed_verify(mem, workers)
     mem.close()
-    assert report.ok and report.size == size, report.problems
+    for found in passes.values():
+        assert found.pop("report_ok") and found.pop("report_size") == size
     return {
         "entries": size,
         "build_s": round(built, 2),
         "first_checkpoint_s": round(signing, 2),
-        "verify_s": round(verify_s, 2),
-        "verify_cpu_s": round(verify_cpu, 2),
-        "verify_entries_per_s": round(size / verify_s),
-        # why wall > CPU: blocks read from disk and major faults (I/O) vs involuntary context
-        # switches (the scheduler gave the core to someone else: load)
-        "verify_blocks_read": after.ru_inblock - before.ru_inblock,
-        "verify_major_faults": after.ru_majflt - before.ru_majflt,
-        "verify_voluntary_switches": after.ru_nvcsw - before.ru_nvcsw,
-        "verify_involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
         "db_bytes": os.path.getsize(workdir / f"verify-{size}.db"),
+        **{f"{name}_{k}": v for name, found in passes.items() for k, v in found.items()},
+    }
+
+
+def timed_verify(mem: Memory, workers: int | None) -> dict:
+    """One ``audit verify``: wall, CPU of this process and of the worker processes, and the
+    rusage counters that say why wall exceeds CPU (blocks read and major faults: I/O;
+    involuntary context switches: the scheduler gave the core to another process: load)."""
+    original = parallel.default_workers
+    if workers is not None:
+        parallel.default_workers = lambda: workers
+    try:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        wall = time.perf_counter() - start
+        me2, kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        parallel.default_workers = original
+    cpu_self = (me2.ru_utime + me2.ru_stime) - (me.ru_utime + me.ru_stime)
+    cpu_kids = (kids2.ru_utime + kids2.ru_stime) - (kids.ru_utime + kids.ru_stime)
+    return {
+        "report_ok": report.ok,
+        "report_size": report.size,
+        "processes": report.workers,
+        "s": round(wall, 2),
+        "cpu_s": round(cpu_self + cpu_kids, 2),
+        "cpu_main_s": round(cpu_self, 2),
+        "blocks_read": (me2.ru_inblock - me.ru_inblock) + (kids2.ru_inblock - kids.ru_inblock),
+        "major_faults": (me2.ru_majflt - me.ru_majflt) + (kids2.ru_majflt - kids.ru_majflt),
+        "voluntary_switches": (me2.ru_nvcsw - me.ru_nvcsw) + (kids2.ru_nvcsw - kids.ru_nvcsw),
+        "involuntary_switches": (me2.ru_nivcsw - me.ru_nivcsw) + (kids2.ru_nivcsw - kids.ru_nivcsw),
+        "entries_per_s": round(report.size / wall),
     }
 
 
@@ -212,7 +269,8 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=4000)
     parser.add_argument("--embedded-writes", type=int, default=0, help="also measure the overhead with the MiniLM embedder")
     parser.add_argument("--full", action="store_true", help="also measure appends with synchronous=FULL")
-    parser.add_argument("--threads", type=int, default=4, help="appending threads in the group-commit run")
+    parser.add_argument("--pg", action="store_true", help="also measure appends on PostgreSQL (scripts/pg_test_server.py)")
+    parser.add_argument("--threads", type=int, default=8, help="appending threads in the group-commit run")
     parser.add_argument("--only", choices=["appends", "overhead", "verify"], action="append", help="run only these parts (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
@@ -225,10 +283,15 @@ def main() -> None:
         results["appends"] = [bench_appends(workdir, args.appends, "NORMAL", args.threads)] if "appends" in parts else []
         if args.full and "appends" in parts:
             results["appends"].append(bench_appends(workdir, args.appends, "FULL", args.threads))
+        if args.pg and "appends" in parts:
+            with postgres_database() as url:
+                results["appends"].append(bench_appends(workdir, args.appends, "NORMAL", args.threads, url=url))
         for row in results["appends"]:
             print(
-                f"appends ({row['synchronous']}): {row['single_thread_per_s']}/s one thread (p50 {row['single_p50_ms']} ms, "
-                f"p99 {row['single_p99_ms']} ms); {row['threads_per_s']}/s from {row['threads']} threads "
+                f"appends ({row['backend']}, {row['synchronous']}): {row['single_thread_per_s']}/s one thread "
+                f"(p50 {row['single_p50_ms']} ms, "
+                f"p99 {row['single_p99_ms']} ms; CPU per append p50 {row['single_cpu_p50_ms']} ms, p99 {row['single_cpu_p99_ms']} ms, "
+                f"{row['single_cpu_bound_per_s']}/s if the process had its core); {row['threads_per_s']}/s from {row['threads']} threads "
                 f"(p50 {row['threads_p50_ms']} ms, p99 {row['threads_p99_ms']} ms)"
             )
         results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []
@@ -244,7 +307,13 @@ def main() -> None:
         if "verify" in parts:
             results["verify"] = bench_verify(workdir, args.verify_size)
             v = results["verify"]
-            print(f"verify {v['entries']} entries: {v['verify_s']} s wall, {v['verify_cpu_s']} s CPU ({v['verify_entries_per_s']}/s)")
+            for name in ("one_process", "split"):
+                print(
+                    f"verify {v['entries']} entries, {name.replace('_', ' ')} ({v[name + '_processes']} processes): "
+                    f"{v[name + '_s']} s wall, {v[name + '_cpu_s']} s CPU (main {v[name + '_cpu_main_s']} s); "
+                    f"blocks read {v[name + '_blocks_read']}, major faults {v[name + '_major_faults']}, "
+                    f"involuntary switches {v[name + '_involuntary_switches']}, voluntary {v[name + '_voluntary_switches']}"
+                )
             print(f"first checkpoint over them (reads and hashes all): {v['first_checkpoint_s']} s")
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(f"load average before {results['load_before']}, after {results['load_after']} (2 cores)")
