@@ -123,23 +123,28 @@ def verify_parallel(
     report.latest_checkpoint = max(checkpoints) if checkpoints else None
     report.first_index = start
     chunk, ranges = split(start, end, count)
-    procs = []
-    for i, (a, b) in enumerate(ranges):
-        first = i == 0
-        procs.append(
-            _launch(
-                {
-                    "path": path,
-                    "start": a,
-                    "end": b,
-                    "prev": (anchor.last_hash if anchor is not None else GENESIS.hex()) if first else None,
-                    "frontier": list(tree.to_hex()) if first else [],
-                    "base": start if first else 0,
-                    "sizes": sorted(s for s in checkpoints if a < s <= b),
-                }
-            )
-        )
-    answers = [_answer(p) for p in procs]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, (a, b) in enumerate(ranges):
+            first = i == 0
+            args = {
+                "path": path,
+                "start": a,
+                "end": b,
+                "prev": (anchor.last_hash if anchor is not None else GENESIS.hex()) if first else None,
+                "frontier": list(tree.to_hex()) if first else [],
+                "base": start if first else 0,
+                "sizes": sorted(s for s in checkpoints if a < s <= b),
+            }
+            procs.append(_launch(args))
+        answers = [_answer(p) for p in procs]
+    except OSError:  # no process could be started (limits, no interpreter): one process it is
+        return None
+    finally:
+        for proc in procs:  # only ever left running when the parent failed meanwhile
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     for i, ((a, b), answer) in enumerate(zip(ranges, answers, strict=True)):
         if answer is None:
             return None
