@@ -37,7 +37,7 @@ def governed_items(service: Service, since: int, upto: int) -> list[SyncItem]:
         if hlc
     ]
     items += [item(seq=seq, pending=PendingState(action=pending_dump(p), hlc=hlc, node=node)) for seq, p, hlc, node in pending if hlc]
-    items += [item(seq=seq, link_removal=LinkRemoval(**r._asdict())) for seq, r in removals]
+    items += [item(seq=seq, link_removal=_wire_removal(r)) for seq, r in removals]
     return items
 
 
@@ -107,4 +107,8 @@ def removal_items(service: Service, memory_ids: list[str]) -> list[SyncItem]:
     """The link removals touching these memories (anti-entropy ships them with the memories)."""
     with service.store.reading() as conn:
         found = link_removals.of_memories(conn, memory_ids)
-    return [SyncItem(seq=0, link_removal=LinkRemoval(**r._asdict())) for r in found]
+    return [SyncItem(seq=0, link_removal=_wire_removal(r)) for r in found]
+
+
+def _wire_removal(r: link_removals.Removal) -> LinkRemoval:
+    return LinkRemoval(source_id=r.source_id, target_id=r.target_id, relation=r.relation, removed_at=r.removed_at, removed_by=r.removed_by)
