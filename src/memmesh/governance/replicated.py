@@ -8,8 +8,8 @@ node, so a mesh that saw the same writes holds the same governance whatever the 
   clear is a tombstone row (``cleared``), so an older set arriving late never revives it, and
   a set after the clear (a later stamp) brings the standard back;
 * a **pending action** — its status ranks first: ``pending`` < a decision (``approved``,
-  ``rejected``) < an outcome (``applied``, ``failed``; ``advisory`` is final when made), then
-  the later stamp. An action applied on one node therefore wins over a concurrent reject on
+  ``rejected``) < ``failed`` (``advisory`` is final when made) < ``applied``, then the later
+  stamp. An action applied on one node therefore wins over a concurrent reject on
   another (its write already happened and replicates), and two concurrent approves settle on
   one decision record. The effects of two concurrent approves converge on their own: a queued
   write carries the memory ids chosen when it was queued, and an update, delete, promote or
@@ -43,8 +43,9 @@ from memmesh.governance.store import GovernanceStore
 from memmesh.model import normalize_namespace
 from memmesh.store.base import WriteTx
 
-STATUS_RANK = {"pending": 0, "approved": 1, "rejected": 1, "applied": 2, "failed": 2, "advisory": 2}
-"""How far along a pending action is: a later stage always wins a merge."""
+STATUS_RANK = {"pending": 0, "approved": 1, "rejected": 1, "failed": 2, "advisory": 2, "applied": 3}
+"""How far along a pending action is: a later stage always wins a merge. ``applied`` ranks
+above ``failed``: when one node's apply failed and another's succeeded, the write exists."""
 
 
 def stamp_order(hlc: str, node: str) -> tuple[tuple[int, int], str]:
