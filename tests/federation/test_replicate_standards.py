@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.federation.mesh_support import mesh, wait_for
+from tests.federation.mesh_support import Node, mesh, proxied_mesh, wait_for
 from tests.federation.test_catchup_backends import node, pg_url
 
+from memmesh.chaos.nodes import stop_mesh
 from memmesh.errors import InvalidInputError
 from memmesh.federation.changes import SyncBatch, SyncItem, SyncPage
 from memmesh.model import LOCAL_PRINCIPAL as P
@@ -178,3 +179,32 @@ def test_a_standard_set_on_one_served_node_is_enforced_on_its_peer(tmp_path: Pat
     finally:
         a.stop()
         b.stop()
+
+
+def test_served_nodes_split_by_a_partition_end_with_the_same_standard(tmp_path: Path) -> None:
+    """Three real nodes behind fault-injecting proxies: node c is cut off, a replaces the
+    standard while c clears it (later), the partition heals: every node holds c's clear."""
+    nodes, proxies = proxied_mesh(tmp_path, 3)
+    a, b, c = nodes
+
+    def standard(node: Node) -> Any:
+        return node.call("GET", "/api/v1/namespaces/ops/standard").json().get("standard")
+
+    try:
+        assert a.call("PUT", "/api/v1/namespaces/ops/standard", json={"governance": {"write": "approve"}}).status_code == 200
+        wait_for(lambda: all(standard(n) is not None for n in nodes), 30, "the standard on every node")
+        for (src, dst), proxy in proxies.items():
+            if "node-c" in (src, dst):
+                proxy.cut()
+        assert a.call("PUT", "/api/v1/namespaces/ops/standard", json={"governance": {"write": "deny"}}).status_code == 200
+        wait_for(lambda: (standard(b) or {}).get("governance") == {"write": "deny"}, 30, "the majority side agrees")
+        time.sleep(0.05)
+        assert c.call("DELETE", "/api/v1/namespaces/ops/standard").status_code == 200
+        assert standard(c) is None and standard(a) is not None  # the partition holds
+        for proxy in proxies.values():
+            proxy.heal()
+        wait_for(lambda: all(standard(n) is None for n in nodes), 60, "the later clear on every node")
+        r = b.call("POST", "/api/v1/memories", json={"content": "allowed again", "namespace": "ops"})
+        assert r.status_code == 201, r.text
+    finally:
+        stop_mesh(nodes, proxies)
