@@ -23,9 +23,30 @@ def tables_created_after(number: int, backend: str) -> list[str]:
     ]
 
 
+def added_after(number: int, backend: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The columns (table, column) the ``backend`` migrations after ``number`` add to older
+    tables with a plain ``ADD COLUMN`` (which cannot run twice), and the indexes those same
+    migrations create (an index on such a column must go before the column)."""
+    later = [sql for n, _name, sql in load_migrations(backend) if n > number]
+    plain = r"ALTER TABLE (\w+) ADD COLUMN (?!IF NOT EXISTS)(\w+)"
+    adding = [sql for sql in later if re.search(plain, sql, flags=re.IGNORECASE)]
+    index = r"CREATE (?:UNIQUE )?INDEX (?:IF NOT EXISTS )?(\w+)"
+    indexes = [name for sql in adding for name in re.findall(index, sql, flags=re.IGNORECASE)]
+    columns = [pair for sql in adding for pair in re.findall(plain, sql, flags=re.IGNORECASE)]
+    return indexes, columns
+
+
 def rewind(conn: Any, number: int, backend: str) -> None:
-    """Drop the later migrations' tables and record schema ``number`` (``conn``: sqlite3 or psycopg, autocommit)."""
+    """Drop the later migrations' tables, indexes and added columns and record schema
+    ``number`` (``conn``: sqlite3 or psycopg, autocommit)."""
     cascade = " CASCADE" if backend == "postgres" else ""
-    for table in tables_created_after(number, backend):
+    created = tables_created_after(number, backend)
+    for table in created:
         conn.execute(f"DROP TABLE IF EXISTS {table}{cascade}")
+    indexes, columns = added_after(number, backend)
+    for index in indexes:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+    for table, column in columns:
+        if table not in created:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     conn.execute(f"UPDATE meta SET value = '{int(number)}' WHERE key = 'schema_version'")

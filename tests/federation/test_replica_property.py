@@ -68,7 +68,15 @@ def snapshot(service: Service) -> dict[str, Any]:
         "memories": sorted((m.id, m.content, m.version.hlc, m.version.node) for m in service.store.iter_memories()),
         "links": sorted((x.source_id, x.target_id, x.relation.value) for x in service.store.iter_links()),
         "conflicts": sorted((c.id, c.memory_id) for c in service.store.conflicts()),
+        "standards": standard_rows(service),
     }
+
+
+def standard_rows(service: Service) -> list[tuple[Any, ...]]:
+    """Every standard a node holds, cleared ones (tombstones) too, with its version stamp."""
+    with service.store.reading() as conn:
+        rows = conn.execute("SELECT namespace, governance, ttl_seconds, cleared, hlc, node FROM namespace_standards ORDER BY namespace")
+        return [tuple(row) for row in rows.fetchall()]
 
 
 op = st.one_of(
@@ -78,6 +86,8 @@ op = st.one_of(
     st.tuples(st.just("link"), st.integers(0, 2), st.integers(0, 3), st.integers(0, 3)),
     st.tuples(st.just("sync"), st.integers(0, 2), st.integers(0, 2), st.booleans()),
     st.tuples(st.just("tick"), st.integers(0, 2), st.integers(-300_000, 300_000)),
+    st.tuples(st.just("standard"), st.integers(0, 2), st.integers(0, 1), st.integers(1, 3)),
+    st.tuples(st.just("clear"), st.integers(0, 2), st.integers(0, 1)),
 )
 
 
@@ -92,6 +102,14 @@ def test_a_link_to_a_memory_whose_delete_loses_to_a_concurrent_update_survives_e
     tombstone was dropped there, so when the delete lost to a concurrent update the revived
     memory had the link on one node only. Links now stay stored, hidden by the tombstone."""
     converge([("link", 1, 0, 1), ("update", 1, 0, 0), ("delete", 0, 0), ("update", 0, 1, 0)])
+
+
+def test_concurrent_standard_set_and_clear_with_skewed_clocks_converge() -> None:
+    """Node 0 sets a standard, node 1 learns it and clears it while node 2, its clock five
+    minutes ahead, sets it again: the same winner (or none) on every node."""
+    final = converge([("standard", 0, 0, 1), ("sync", 0, 1, False), ("clear", 1, 0), ("tick", 2, 300_000), ("standard", 2, 0, 2)])
+    (row,) = final["standards"]
+    assert row[3] == 0 and row[2] == 120 and row[5] == "node-3"  # node 2's set is the later (HLC, node) stamp
 
 
 def test_a_revived_memory_gets_back_the_links_it_had_before_its_delete() -> None:
@@ -125,6 +143,10 @@ def converge(ops: list[tuple[Any, ...]]) -> dict[str, Any]:
             elif action == "sync" and who != args[0]:
                 with contextlib.suppress(ClockSkewError):  # refused for now (checked in deliver); delivered at the end
                     deliver(service, nodes[args[0]], replay=args[1])
+            elif action == "standard":  # set/clear standards concurrently: last writer on (HLC, node) everywhere
+                service.governance.set_standard(f"std{args[0]}", ttl_seconds=args[1] * 60, principal=P)
+            elif action == "clear":
+                service.governance.clear_standard(f"std{args[0]}", principal=P)
             elif action == "tick":  # clocks drift by up to ±5 minutes; the HLC must keep causality
                 clocks[who].now += timedelta(milliseconds=args[0])
         except NotFoundError:

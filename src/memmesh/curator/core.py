@@ -47,6 +47,7 @@ from memmesh.host import Host
 from memmesh.kernel import authorize, snapshot
 from memmesh.model import DEFAULT_NAMESPACE, HistoryEntry, HistoryEvent, Link, Memory, MemoryPatch, Principal, Relation, normalize_namespace
 from memmesh.recall.keyword import STOPWORDS
+from memmesh.store import link_removals
 from memmesh.store.base import Filter
 
 if TYPE_CHECKING:
@@ -543,6 +544,8 @@ class Curator:
                 return "the link changed since the run; kept as it is"
             if change.before is None:
                 self.db.drop_link(rows, after.source_id, after.target_id, after.relation.value)
+                removal = link_removals.Removal(after.source_id, after.target_id, after.relation.value, now, who.agent_id)
+                link_removals.record(tx, removal, tx.next_seq())  # the link tombstone: the removal replicates
             else:
                 tx.put_link(Link.model_validate(change.before), tx.next_seq())
             return None

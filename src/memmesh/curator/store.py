@@ -153,8 +153,8 @@ class CuratorDb:
     # -- links (rollback of a link the curator added) ----------------------------------------
 
     def drop_link(self, rows: Rows, source_id: str, target_id: str, relation: str) -> int:
-        """Remove a link the curator added (rollback): the store keeps no link tombstones, so
-        the row goes; peers that already hold the link keep it (docs/curator.md)."""
+        """Remove a link the curator added (rollback); the caller records the link tombstone
+        (memmesh.store.link_removals), so peers remove it too (docs/federation.md)."""
         return rows.run("DELETE FROM links WHERE source_id = ? AND target_id = ? AND relation = ?", (source_id, target_id, relation))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import Agent, Conflict, HistoryEntry, Link, Memory, Tombstone
+from memmesh.model import Agent, Conflict, HistoryEntry, Link, Memory, Relation, Tombstone
 from memmesh.store.base import Changes
 
 MAX_BATCH_ITEMS = 2000
@@ -29,6 +29,52 @@ MAX_SHIPPED_HISTORY = 100
 times still fits a push body."""
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+
+ITEM_KINDS = ("memory", "tombstone", "link", "conflict", "agent", "standard", "pending", "link_removal")
+"""What one :class:`SyncItem` may carry (exactly one of them)."""
+
+
+class StandardState(BaseModel):
+    """A namespace standard as it replicates: its whole state (or its clearing: a tombstone)
+    with the version stamp (hlc, node) of the write that made it. The governance core checks
+    the fields with the parsers a local ``set`` uses (memmesh.governance.replicated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespace: str = Field(min_length=1, max_length=1000)
+    governance: dict[str, str] = Field(default_factory=dict, max_length=16)
+    default_tier: str | None = None
+    ttl_seconds: int | None = None
+    retention_days: int | None = None
+    required_tags: list[str] = Field(default_factory=list, max_length=100)
+    updated_at: datetime
+    updated_by: str | None = Field(None, max_length=200)
+    cleared: bool = False
+    hlc: str = Field(pattern=r"^\d{13}\.\d{5}$")
+    node: str = Field(pattern=NODE_ID_PATTERN)
+
+
+class PendingState(BaseModel):
+    """A pending action and its decision as they replicate, with the version stamp (hlc, node)
+    of the write that last changed it (checked by memmesh.governance.replicated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: dict[str, Any] = Field(description="the pending action's fields, requester included")
+    hlc: str = Field(pattern=r"^\d{13}\.\d{5}$")
+    node: str = Field(pattern=NODE_ID_PATTERN)
+
+
+class LinkRemoval(BaseModel):
+    """A removed link (a link tombstone): a link not created after ``removed_at`` stays gone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_id: str = Field(min_length=1, max_length=200)
+    target_id: str = Field(min_length=1, max_length=200)
+    relation: Relation
+    removed_at: datetime
+    removed_by: str | None = Field(None, max_length=200)
 
 
 class SyncItem(BaseModel):
@@ -42,6 +88,9 @@ class SyncItem(BaseModel):
     link: Link | None = None
     conflict: Conflict | None = None
     agent: Agent | None = None
+    standard: StandardState | None = None
+    pending: PendingState | None = None
+    link_removal: LinkRemoval | None = None
     vector: str | None = Field(
         None, max_length=65536, description="the memory's embedding (base64 of little-endian float32), so the receiver need not embed it"
     )
@@ -55,9 +104,9 @@ class SyncItem(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SyncItem:
-        present = [name for name in ("memory", "tombstone", "link", "conflict", "agent") if getattr(self, name) is not None]
+        present = [name for name in ITEM_KINDS if getattr(self, name) is not None]
         if len(present) != 1:
-            raise ValueError(f"an item carries exactly one of memory, tombstone, link, conflict, agent (got {present or 'none'})")
+            raise ValueError(f"an item carries exactly one of {', '.join(ITEM_KINDS)} (got {present or 'none'})")
         for name in ("memory", "tombstone"):
             obj = getattr(self, name)
             if obj is not None and (not obj.version.hlc or not obj.version.node or not obj.version.clock):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import MemmeshError, PeerError
 from memmesh.federation.changes import SyncBatch, SyncItem, SyncPage, SyncReport, batch_from_changes
+from memmesh.federation.governed import governed_items
 from memmesh.federation.peers import PeerClient
 from memmesh.federation.quorum import QuorumTally, check_quorum_setting
 from memmesh.model import LOCAL_PRINCIPAL
@@ -263,7 +264,7 @@ class Mesh:
         if self.replica.pulling(peer.node):
             return False  # the peer is pulling our feed page after page: pushing would send the same pages twice
         page = batch_from_changes(self.service.node_id, sent, store.changes_since(sent, self.settings.batch_size, skip_node=peer.node))
-        page.items = self.replica.with_history(self.replica.with_vectors(page.items))
+        page.items = self.replica.with_history(self.replica.with_vectors(page.items)) + governed_items(self.service, sent, page.upto)
         # Sent even when every item was the peer's own write (left out by the feed): the empty
         # range still moves the peer's cursor for us, which causality tokens wait on.
         for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):

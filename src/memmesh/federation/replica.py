@@ -47,6 +47,10 @@ from memmesh.federation.changes import (
 )
 from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_from, link_order, tree_node_from
 from memmesh.federation.digest import rows as digest_rows
+from memmesh.federation.governed import apply_item as apply_governed
+from memmesh.federation.governed import check_item as check_governed
+from memmesh.federation.governed import link_removed, removal_items
+from memmesh.federation.governed import page_limit as governed_page
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import VectorRow, WriteTx
@@ -290,6 +294,7 @@ class Replica:
         for memory_id in memories:
             links.update({(k.source_id, k.target_id, k.relation.value): k for k in store.links(memory_id)})
         items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
+        items += removal_items(self.service, wanted)
         for memory_id in wanted:
             items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
         return SyncPage(node=self.service.node_id, items=self.with_history(items))
@@ -317,8 +322,9 @@ class Replica:
         if not isinstance(limit, int) or not 1 <= limit <= MAX_BATCH_ITEMS:
             raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH_ITEMS} (got {limit!r})")
         self._check_fresh(state, since)
-        changes = self.service.store.changes_since(since, limit, skip_node=peer if omit_own else None)
+        changes, governed = governed_page(self.service, since, limit, peer if omit_own else None)
         page = batch_from_changes(self.service.node_id, since, changes)
+        page.items += governed
         self.with_history(self.with_vectors(page.items))
         if page.more:
             self._pulling[peer] = time.monotonic()
@@ -568,6 +574,16 @@ class Replica:
             self._record(run, item.conflict)
         elif item.agent is not None:
             self._agent(run, item.agent)
+        else:
+            self._governed(run, item)
+
+    def _governed(self, run: _Applying, item: SyncItem) -> None:
+        """A standard, a pending action or a link removal (see :mod:`.governed`)."""
+        changed = apply_governed(self.service, run.tx, item)
+        if changed:
+            run.report.applied += 1
+        elif changed is not None:
+            run.report.duplicates += 1
 
     def _agent(self, run: _Applying, agent: Agent) -> None:
         """Agents carry no version: the later ``updated_at`` wins (then the larger record, so
@@ -591,6 +607,7 @@ class Replica:
                 self.service.hlc.observe(obj.version.hlc)  # ClockSkewError (counted) when too far ahead
             if item.memory is not None and item.memory.content_hash != content_hash(item.memory.namespace, item.memory.content):
                 raise InvalidInputError(f"memory {item.memory.id}: content_hash does not match its namespace and content")
+            check_governed(self.service, item)
 
     def _vectors(self, batch: SyncBatch) -> dict[str, np.ndarray]:
         """Embeddings for the incoming memories whose text this node does not hold yet,
@@ -730,7 +747,7 @@ class Replica:
         tombstone, back if a concurrent update revives it, gone when the tombstone is purged."""
         tx = run.tx
         existing = tx.get_link(link.source_id, link.target_id, link.relation.value)
-        if existing is not None and link_order(existing) >= link_order(link):
+        if (existing is not None and link_order(existing) >= link_order(link)) or link_removed(tx, link):
             run.report.duplicates += 1
             return
         tx.put_link(link, run.seq())

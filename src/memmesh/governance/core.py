@@ -73,6 +73,11 @@ class Governance:
     def mode(self) -> str:
         return self.service.policy.governance_mode
 
+    def stamp(self) -> tuple[str, str]:
+        """The version stamp (hlc, node id) of a governance write made on this node: what
+        replicated standards and decisions are ordered by (last writer wins on it)."""
+        return self.service.kernel.hlc.now(), self.service.node_id
+
     # -- standards ---------------------------------------------------------------------------
 
     def set_standard(
@@ -105,7 +110,7 @@ class Governance:
                 "(to remove one, clear it)"
             )
         with self.service.store.write() as tx:
-            self.db.put_standard(tx, standard)
+            self.db.put_standard(tx, standard, self.stamp())
         log.info("standard set on %s by %s: %s", ns, who.agent_id or "local", standard.governance)
         return standard
 
@@ -121,7 +126,7 @@ class Governance:
         self._authorize_admin(principal, [ns], "clear a namespace standard")
         with self.service.store.write() as tx:
             found = self.db.standards([ns])
-            if not found or not self.db.delete_standard(tx, ns):
+            if not found or not self.db.delete_standard(tx, ns, self.stamp()):
                 raise NotFoundError(f"namespace {ns!r} has no standard of its own (see `memmesh namespace list`)")
         return found[0]
 
@@ -332,8 +337,34 @@ class Governance:
             requester=who,
         )
         with self.service.store.write() as tx:
-            self.db.insert_pending(tx, pending)
+            self.db.insert_pending(tx, pending, self.stamp())
         return pending
+
+    # -- replication (the mesh applies peers' standards and decisions through these) -------------
+
+    def merge_replicated_standard(self, tx: Any, data: dict[str, Any], *, cleared: bool, hlc: str, node: str) -> bool:
+        """Validate and merge a standard a peer sent (last writer on (HLC, node) wins)."""
+        from memmesh.governance.replicated import merge_standard, standard_from_wire
+
+        changed = merge_standard(self.db, tx, standard_from_wire(data), cleared, hlc, node)
+        if changed:
+            log.info("standard %s on %s by replication from %s", "cleared" if cleared else "set", data.get("namespace"), node)
+        return changed
+
+    def merge_replicated_pending(self, tx: Any, data: dict[str, Any], *, hlc: str, node: str) -> bool:
+        """Validate and merge a pending action (or its decision) a peer sent."""
+        from memmesh.governance.replicated import merge_pending, pending_from_wire
+
+        return merge_pending(self.db, tx, pending_from_wire(data), hlc, node)
+
+    def check_replicated(self, standard: dict[str, Any] | None = None, pending: dict[str, Any] | None = None) -> None:
+        """Refuse a malformed replicated standard or pending action before a batch writes anything."""
+        from memmesh.governance.replicated import pending_from_wire, standard_from_wire
+
+        if standard is not None:
+            standard_from_wire(standard)
+        if pending is not None:
+            pending_from_wire(pending)
 
     # -- pending actions -----------------------------------------------------------------------
 
@@ -361,7 +392,7 @@ class Governance:
         except MemmeshError as exc:
             result, error = None, exc.message
         with self.service.store.write() as tx:
-            self.db.finish(tx, pending.id, "failed" if error else "applied", result, error)
+            self.db.finish(tx, pending.id, "failed" if error else "applied", result, error, self.stamp())
         log.info(
             "pending %s (%s in %s) approved by %s: %s",
             pending.id,
@@ -394,7 +425,7 @@ class Governance:
             raise ConflictError(_decided(pending), details={"status": pending.status})
         now = format_ts(self.service.clock())
         with self.service.store.write() as tx:
-            claimed = self.db.claim(tx, pending.id, status, who.agent_id, now, reason)
+            claimed = self.db.claim(tx, pending.id, status, who.agent_id, now, reason, self.stamp())
         if not claimed:
             raise ConflictError(_decided(self._find(pending.id)), details={"status": self._find(pending.id).status})
         return self._find(pending.id), who

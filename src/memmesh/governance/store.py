@@ -55,17 +55,19 @@ class GovernanceStore:
         """The standards set on these namespaces (all when None), by namespace."""
         if namespaces is not None and not namespaces:
             return []
-        where = "" if namespaces is None else f"WHERE namespace IN ({', '.join('?' for _ in namespaces)})"
+        where = "WHERE cleared = 0" + ("" if namespaces is None else f" AND namespace IN ({', '.join('?' for _ in namespaces)})")
         with self._reading() as conn:
             rows = _run(conn, f"SELECT {STANDARD_COLUMNS} FROM namespace_standards {where} ORDER BY namespace", namespaces or ()).fetchall()
         return [_standard(row) for row in rows]
 
-    def put_standard(self, tx: WriteTx, standard: Standard) -> None:
+    def put_standard(self, tx: WriteTx, standard: Standard, stamp: tuple[str, str] = ("", ""), *, cleared: bool = False) -> None:
+        """Write the standard's row with the change number of ``tx`` (so the mesh's feed ships
+        it) and its version ``stamp`` (hlc, node); ``cleared`` keeps it as a tombstone."""
         conn = _tx_conn(tx)
         _run(conn, "DELETE FROM namespace_standards WHERE namespace = ?", (standard.namespace,))
         _run(
             conn,
-            f"INSERT INTO namespace_standards ({STANDARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO namespace_standards ({STANDARD_COLUMNS}, seq, hlc, node, cleared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 standard.namespace,
                 json.dumps(standard.governance, sort_keys=True),
@@ -75,18 +77,50 @@ class GovernanceStore:
                 json.dumps(standard.required_tags),
                 format_ts(standard.updated_at),
                 standard.updated_by,
+                tx.next_seq(),
+                stamp[0],
+                stamp[1],
+                1 if cleared else 0,
             ),
         )
 
-    def delete_standard(self, tx: WriteTx, namespace: str) -> bool:
-        return bool(_run(_tx_conn(tx), "DELETE FROM namespace_standards WHERE namespace = ?", (namespace,)).rowcount)
+    def delete_standard(self, tx: WriteTx, namespace: str, stamp: tuple[str, str] = ("", "")) -> bool:
+        """Clear a standard: its row stays as a tombstone (``cleared``) with this write's
+        change number and stamp, so the clear replicates and an older set never revives it."""
+        return bool(
+            _run(
+                _tx_conn(tx),
+                "UPDATE namespace_standards SET cleared = 1, seq = ?, hlc = ?, node = ? WHERE namespace = ? AND cleared = 0",
+                (tx.next_seq(), stamp[0], stamp[1], namespace),
+            ).rowcount
+        )
+
+    def standard_stamp(self, tx: WriteTx, namespace: str) -> tuple[str, str] | None:
+        """The version stamp (hlc, node) of the row held for ``namespace``, set or cleared."""
+        row = _run(_tx_conn(tx), "SELECT hlc, node FROM namespace_standards WHERE namespace = ?", (namespace,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def standards_changed(self, conn: Any, since: int, upto: int) -> list[tuple[int, Standard, bool, str, str]]:
+        """Standards (set or cleared) whose change number lies in ``(since, upto]``, with that
+        number, whether cleared and their stamp: the mesh's feed reads these."""
+        rows = _run(
+            conn,
+            f"SELECT {STANDARD_COLUMNS}, seq, cleared, hlc, node FROM namespace_standards "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq, namespace",
+            (since, upto),
+        ).fetchall()
+        return [(int(r[8]), _standard(r[:8]), bool(r[9]), str(r[10]), str(r[11])) for r in rows]
 
     # -- pending actions ---------------------------------------------------------------------
 
-    def insert_pending(self, tx: WriteTx, pending: PendingAction) -> None:
+    def insert_pending(self, tx: WriteTx, pending: PendingAction, stamp: tuple[str, str] = ("", "")) -> None:
+        """Insert (or, for a replicated state, replace) a pending action with this write's
+        change number and version stamp (hlc, node)."""
+        conn = _tx_conn(tx)
+        _run(conn, "DELETE FROM pending_actions WHERE id = ?", (pending.id,))
         _run(
-            _tx_conn(tx),
-            f"INSERT INTO pending_actions ({PENDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conn,
+            f"INSERT INTO pending_actions ({PENDING_COLUMNS}, seq, hlc, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pending.id,
                 pending.action,
@@ -102,8 +136,25 @@ class GovernanceStore:
                 pending.reason,
                 json.dumps(pending.result) if pending.result is not None else None,
                 pending.error,
+                tx.next_seq(),
+                stamp[0],
+                stamp[1],
             ),
         )
+
+    def pending_stamp(self, tx: WriteTx, pending_id: str) -> tuple[str, str, str] | None:
+        """The status and version stamp (hlc, node) held for a pending action."""
+        row = _run(_tx_conn(tx), "SELECT status, hlc, node FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
+        return (str(row[0]), str(row[1]), str(row[2])) if row else None
+
+    def pending_changed(self, conn: Any, since: int, upto: int) -> list[tuple[int, PendingAction, str, str]]:
+        """Pending actions whose change number lies in ``(since, upto]``, with that number and stamp."""
+        rows = _run(
+            conn,
+            f"SELECT {PENDING_COLUMNS}, seq, hlc, node FROM pending_actions WHERE seq > ? AND seq <= ? ORDER BY seq, id",
+            (since, upto),
+        ).fetchall()
+        return [(int(r[14]), _pending(r[:14]), str(r[15]), str(r[16])) for r in rows]
 
     def pending(self, pending_id: str) -> PendingAction | None:
         with self._reading() as conn:
@@ -119,22 +170,27 @@ class GovernanceStore:
             ).fetchall()
         return [_pending(row) for row in rows]
 
-    def claim(self, tx: WriteTx, pending_id: str, status: str, who: str | None, at: str, reason: str | None) -> bool:
+    def claim(
+        self, tx: WriteTx, pending_id: str, status: str, who: str | None, at: str, reason: str | None, stamp: tuple[str, str] = ("", "")
+    ) -> bool:
         """Move a ``pending`` action to ``status``; False when it was not pending any more
         (another approver got there first): the conditional update makes the decision once."""
         cursor = _run(
             _tx_conn(tx),
-            "UPDATE pending_actions SET status = ?, decided_by = ?, decided_at = ?, reason = ? WHERE id = ? AND status = 'pending'",
-            (status, who, at, reason, pending_id),
+            "UPDATE pending_actions SET status = ?, decided_by = ?, decided_at = ?, reason = ?, seq = ?, hlc = ?, node = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (status, who, at, reason, tx.next_seq(), stamp[0], stamp[1], pending_id),
         )
         return bool(cursor.rowcount == 1)
 
-    def finish(self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None) -> None:
+    def finish(
+        self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None, stamp: tuple[str, str] = ("", "")
+    ) -> None:
         """Record how applying an approved action ended (``applied`` or ``failed``)."""
         _run(
             _tx_conn(tx),
-            "UPDATE pending_actions SET status = ?, result = ?, error = ? WHERE id = ? AND status = 'approved'",
-            (status, json.dumps(result) if result is not None else None, error, pending_id),
+            "UPDATE pending_actions SET status = ?, result = ?, error = ?, seq = ?, hlc = ?, node = ? WHERE id = ? AND status = 'approved'",
+            (status, json.dumps(result) if result is not None else None, error, tx.next_seq(), stamp[0], stamp[1], pending_id),
         )
 
 
