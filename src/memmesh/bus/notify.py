@@ -34,6 +34,12 @@ class Notifier:
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
 
+    @property
+    def generation(self) -> int:
+        """How many wake-ups this process has seen (a send here, or a NOTIFY from any process
+        on PostgreSQL): a reading taken before a look at the database dates that look."""
+        return self._generation
+
     def notify(self) -> None:
         """A send committed in this process: wake every waiter."""
         with self._cond:
