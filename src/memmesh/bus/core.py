@@ -81,6 +81,13 @@ ready, and the attempt token it handed out matches nothing, so its ``complete`` 
 Every write a caller is told is stored (send, ack, complete, fail) still waits for the flush,
 and its flush covers every delivery recorded before it (the WAL is one sequence). Under
 fsync-per-commit this removes one of the three disk waits of each enqueue + ack."""
+FLUSH_PG = "SELECT pg_logical_emit_message(true, 'memmesh_bus', '')"
+"""Run after a send's own statement, as its own transaction on the same connection: it
+writes one WAL record and commits with the session's ``synchronous_commit``, so it returns
+once the WAL up to it (the send's commit included) is as durable as any commit would be.
+The send itself commits asynchronously, releasing its conversation's row lock before the
+disk flush: sends to one conversation (every producer of one queue) then share flushes
+instead of taking turns at one flush each (see :meth:`Bus._send_pg`)."""
 SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
@@ -89,7 +96,7 @@ SEND_PG = (
     "SELECT b.id, ?, c.last_seq - ? + b.ord, ?, ?, b.body, ?, "
     "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END "
     "FROM c, unnest(?::text[], ?::text[]) WITH ORDINALITY AS b(id, body, ord) RETURNING seq) "
-    f"SELECT c.last_seq, (SELECT COUNT(*) FROM m), pg_notify('{CHANNEL}', ?) FROM c"
+    f"SELECT c.last_seq, (SELECT COUNT(*) FROM m), pg_notify('{CHANNEL}', ?), {DELIVERY_COMMIT} FROM c"
 )
 """One send on PostgreSQL (see :meth:`Bus._send_pg`). The token is matched as its SHA-256
 (equality on the hash of a secret: learning where two hashes differ says nothing of the
@@ -191,6 +198,7 @@ class Bus:
         self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
+        self._readers: dict[str, threading.Lock] = {}
         """Per queue: [wake-up count, tickets left, earliest lease expiry, read at] (see _claimable)."""
 
     # -- helpers -----------------------------------------------------------------------------
@@ -453,7 +461,12 @@ class Bus:
         """The whole send as ONE statement (PostgreSQL): check the token, the conversation is
         live and both names take part; number the messages; insert them; notify. None when
         the checks refused (nothing was written): the caller then runs the step-by-step send,
-        which names the reason. One round trip, where the step-by-step send takes seven."""
+        which names the reason. One round trip, where the step-by-step send takes seven, and
+        a second one (FLUSH_PG) that waits for durability after the row lock is released:
+        the caller is answered only once the message is durable. A reader may see it a few
+        milliseconds before that; should the server crash in between, both the message and
+        that reader's delivery mark are lost together and the sender, which got an error,
+        sends again."""
         ids = [new_id() for _ in bodies]
         with self.sql.statement() as rows:
             top = rows.one(
@@ -477,6 +490,8 @@ class Bus:
                     conversation_id,
                 ),
             )
+            if top is not None:
+                rows.one(FLUSH_PG)
         if top is None:
             return None
         first = int(top[0]) - len(bodies) + 1
@@ -787,17 +802,23 @@ class Bus:
             return count > 0, expiry
         generation, now = self.notifier.generation, time.monotonic()
         with self._tickets_lock:
-            held = self._tickets.get(conversation_id)
-            if held is not None and held[0] == generation and now - held[3] < TICKET_TTL_S:
-                if held[1] > 0:
-                    held[1] -= 1
-                    return True, held[2]
-                return False, held[2]
-        count, expiry = self._poll_state(conversation_id)
-        with self._tickets_lock:
             if len(self._tickets) > 1000:  # a process with many queues: forget the stale ones
                 self._tickets.clear()
-            self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now]
+                self._readers.clear()
+            reader = self._readers.setdefault(conversation_id, threading.Lock())
+        # one read per wake-up: the waiters woken together queue here behind the first one
+        # and take tickets from its count instead of each reading (and claiming) themselves
+        with reader:
+            with self._tickets_lock:
+                held = self._tickets.get(conversation_id)
+                if held is not None and held[0] == generation and now - held[3] < TICKET_TTL_S:
+                    if held[1] > 0:
+                        held[1] -= 1
+                        return True, held[2]
+                    return False, held[2]
+            count, expiry = self._poll_state(conversation_id)
+            with self._tickets_lock:
+                self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now]
         return count > 0, expiry
 
     def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
