@@ -81,6 +81,8 @@ ready, and the attempt token it handed out matches nothing, so its ``complete`` 
 Every write a caller is told is stored (send, ack, complete, fail) still waits for the flush,
 and its flush covers every delivery recorded before it (the WAL is one sequence). Under
 fsync-per-commit this removes one of the three disk waits of each enqueue + ack."""
+FLUSH_CHECK_S = 30.0
+"""How often a bus re-reads whether the server's commits wait for the disk (see Bus._flush_wanted)."""
 FLUSH_PG = "SELECT pg_logical_emit_message(true, 'memmesh_bus', '')"
 """Run after a send's own statement, as its own transaction on the same connection: it
 writes one WAL record and commits with the session's ``synchronous_commit``, so it returns
@@ -98,6 +100,8 @@ SEND_PG = (
     "FROM c, unnest(?::text[], ?::text[]) WITH ORDINALITY AS b(id, body, ord) RETURNING seq) "
     f"SELECT c.last_seq, (SELECT COUNT(*) FROM m), pg_notify('{CHANNEL}', ?), {DELIVERY_COMMIT} FROM c"
 )
+SEND_PG_SYNC = SEND_PG.replace(f", {DELIVERY_COMMIT}", "")
+"""The same send committing as the session commits (when commits do not wait for a disk)."""
 """One send on PostgreSQL (see :meth:`Bus._send_pg`). The token is matched as its SHA-256
 (equality on the hash of a secret: learning where two hashes differ says nothing of the
 token); the participant test looks for the JSON-quoted name, which holds no quote itself."""
@@ -199,6 +203,7 @@ class Bus:
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
         self._readers: dict[str, threading.Lock] = {}
+        self._flush_checked: tuple[float, bool] | None = None
         """Per queue: [wake-up count, tickets left, earliest lease expiry, read at] (see _claimable)."""
 
     # -- helpers -----------------------------------------------------------------------------
@@ -469,8 +474,9 @@ class Bus:
         sends again."""
         ids = [new_id() for _ in bodies]
         with self.sql.statement() as rows:
+            flush = self._flush_wanted(rows)
             top = rows.one(
-                SEND_PG,
+                SEND_PG if flush else SEND_PG_SYNC,
                 (
                     len(bodies),
                     now,
@@ -490,7 +496,7 @@ class Bus:
                     conversation_id,
                 ),
             )
-            if top is not None:
+            if top is not None and flush:
                 rows.one(FLUSH_PG)
         if top is None:
             return None
@@ -499,6 +505,18 @@ class Bus:
             BusMessage(id=i, conversation_id=conversation_id, seq=first + n, sender=sender, to=to, body=b, created_at=when(now))
             for n, (i, b) in enumerate(zip(ids, bodies, strict=True))
         ]
+
+    def _flush_wanted(self, rows: Rows) -> bool:
+        """Whether commits on this server wait for a disk flush (``fsync`` on and
+        ``synchronous_commit`` not off), read at most every FLUSH_CHECK_S. Only then is a send
+        split into an asynchronous commit and a wait for the flush (FLUSH_PG): where a commit
+        only writes to the operating system, holding the conversation's row lock through it
+        costs little, and the second statement would cost more than it saves."""
+        now = time.monotonic()
+        if self._flush_checked is None or now - self._flush_checked[0] > FLUSH_CHECK_S:
+            found = rows.one("SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'")
+            self._flush_checked = (now, bool(found and found[0]))
+        return self._flush_checked[1]
 
     def _visible(self) -> str:
         """Messages an agent receives: not its own, and addressed to everyone or to it."""
