@@ -804,20 +804,18 @@ class Bus:
     def _claimable(self, conversation_id: str) -> tuple[bool, float | None]:
         """Whether this waiting claim should try now, and the earliest lease expiry.
 
-        On PostgreSQL every send wakes every waiting worker of the process (one NOTIFY, one
-        listener). Without care each of them would read the queue and most would then try a
+        Every send wakes every waiting worker of the process. Without care each of them would read the queue and most would then try a
         claim that finds nothing: with 16 workers, ~2 wasted statements per task. Instead
         the first waiter woken reads how many tasks are ready and hands that many *tickets*
         to the waiters woken by the same wake-up; a waiter without a ticket sleeps on. The
         count is read after the wake-up count it is filed under, so a send committed after
         the read moves the count on and is seen by a fresh read (never lost); tickets also
         lapse after TICKET_TTL_S, so the listener's periodic re-check still reads. A ticket
-        is a hint, not a lease: the claim itself (SKIP LOCKED) decides who gets a task.
-        SQLite's cross-process wake-ups come from its commit counter, which this process's
-        wake-up count does not follow, so there every waiter reads for itself."""
-        if not self.sql.postgres:
-            count, expiry = self._poll_state(conversation_id)
-            return count > 0, expiry
+        is a hint, not a lease: the claim itself (SKIP LOCKED, or SQLite's single writer)
+        decides who gets a task. On SQLite a waiter that sees another connection's commit
+        (``PRAGMA data_version``) counts it as a wake-up first (Notifier.wait_for), so the
+        count is read again after it; there the saving matters most, as every claim is a
+        write and SQLite has one writer."""
         generation, now = self.notifier.generation, time.monotonic()
         with self._tickets_lock:
             if len(self._tickets) > 1000:  # a process with many queues: forget the stale ones

@@ -1,10 +1,10 @@
-"""PostgreSQL bus speed-ups that must not cost correctness (issue 24):
+"""Bus speed-ups that must not cost correctness (issue 24):
 
 - a send commits asynchronously (its conversation's row lock is released before the disk
   flush) and then waits for the flush on its own: when ``send`` returns, the WAL holding the
   message is flushed, even with the WAL writer set to flush only every 10 s;
-- workers waiting in ``claim`` in one process are all woken by a send, but they read the
-  queue once per wake-up and only as many of them try a claim as there are tasks: one task
+- (both backends) workers waiting in ``claim`` in one process are all woken by a send, but
+  they read the queue once per wake-up and only as many of them try a claim as there are tasks: one task
   sent to 8 waiting workers costs one claim, not eight; and no task is left unclaimed.
 """
 
@@ -41,8 +41,8 @@ def test_a_send_returns_only_once_its_message_is_flushed(pg_private: Any, open_m
     assert [m.seq for m in got.messages] == list(range(1, 21))
 
 
-def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(pg_database: str, open_memory: Callable[..., Memory]) -> None:
-    bus = open_memory(pg_database, clock=system_clock).service.bus
+def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    bus = open_memory(backend_url, clock=system_clock).service.bus
     workers = [f"w{i}" for i in range(8)]
     q = bus.open(["boss", *workers], kind="queue", principal=P)
     attempts = {"n": 0}
