@@ -14,9 +14,18 @@ cluster of ``scripts/pg_test_server.py``), through the public ``Memory`` API:
 - **rehydration** of a 738-message session within 4,000 tokens with a query (keyword-only
   store, and with the offline MiniLM embedder when installed), p50/p99.
 
+PostgreSQL runs, unless ``--pg-dsn`` or ``--shared-pg`` says otherwise, on a private cluster
+started for the run and removed after, in each ``--pg-durability`` mode: ``disk`` (fsync and
+synchronous_commit on: PostgreSQL's defaults) and ``crash`` (fsync off: each commit reaches
+the OS, like SQLite's synchronous=NORMAL). The throughput parts report CPU time per operation
+of this process and of the server's processes (psutil), the rate that CPU allows on 2 cores
+(the number that means something on a loaded machine), and the statements the server ran
+per operation (pg_stat_statements, loaded into the private cluster).
+
 Prints a table and writes JSON (with the load average at start and end):
 
-    python bench/bus_bench.py --out bench/results/bus.json [--seconds 5] [--skip-pg]
+    python bench/bus_bench.py --only chat,queue --seconds 10 --out bench/results/bus.json
+    python bench/bus_bench.py --out bench/results/bus.json [--seconds 5] [--skip-pg] [--pg-durability disk]
 """
 
 from __future__ import annotations
