@@ -783,8 +783,10 @@ class Bus:
                     ready, seen[0] = self._claimable(conversation_id)
                     return ready
 
-                self.notifier.wait_for(check, step)
+                ready = self.notifier.wait_for(check, step)
                 expiry = seen[0]
+                if not ready and (expiry is None or expiry > self._now()):
+                    continue  # nothing ready and no lease ran out: a claim would find nothing
                 got = self._claim_once(conversation_id, worker, token, lease)
                 if got is not None:
                     return got
