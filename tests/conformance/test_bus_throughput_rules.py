@@ -2,7 +2,9 @@
 
 - a send commits asynchronously (its conversation's row lock is released before the disk
   flush) and then waits for the flush on its own: when ``send`` returns, the WAL holding the
-  message is flushed, even with the WAL writer set to flush only every 10 s;
+  message is flushed, even with the WAL writer set to flush only every 10 s; deliveries
+  (``unread``'s mark, a claim's lease) do not wait, and the ack or complete after them
+  flushes them;
 - (both backends) workers waiting in ``claim`` in one process are all woken by a send, but
   they read the queue once per wake-up and only as many of them try a claim as there are tasks: one task
   sent to 8 waiting workers costs one claim, not eight; and no task is left unclaimed.
@@ -37,8 +39,22 @@ def test_a_send_returns_only_once_its_message_is_flushed(pg_private: Any, open_m
         # nothing else writes to this cluster: everything inserted so far must be flushed
         (lag,) = pg_private.execute(name, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())")[0]
         assert lag <= 0, f"send {i} returned with {lag} bytes of WAL not yet flushed"
+    lag_sql = "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), pg_current_wal_flush_lsn())"
     got = bus.unread(conv.id, agent="b", token=conv.token, principal=P)
     assert [m.seq for m in got.messages] == list(range(1, 21))
+    # a delivery mark does not wait for the disk (losing it only delivers again) …
+    assert pg_private.execute(name, lag_sql)[0][0] > 0, "unread's delivered mark waited for the flush"
+    # … and the ack, which does, flushes it with itself
+    assert bus.ack(conv.id, agent="b", token=conv.token, all=True, principal=P).acked_seq == 20
+    assert pg_private.execute(name, lag_sql)[0][0] <= 0
+    # the same for a claim's lease and the complete that follows it
+    q = bus.open(["boss", "w"], kind="queue", principal=P)
+    bus.send(q.id, "task", sender="boss", token=q.token, principal=P)
+    task = bus.claim(q.id, worker="w", token=q.token, principal=P)
+    assert task is not None
+    assert pg_private.execute(name, lag_sql)[0][0] > 0, "the claim waited for the flush"
+    bus.complete(q.id, task.attempt_token, worker="w", token=q.token, result="ok", principal=P)
+    assert pg_private.execute(name, lag_sql)[0][0] <= 0
 
 
 def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(backend_url: str, open_memory: Callable[..., Memory]) -> None:
