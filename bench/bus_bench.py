@@ -14,9 +14,18 @@ cluster of ``scripts/pg_test_server.py``), through the public ``Memory`` API:
 - **rehydration** of a 738-message session within 4,000 tokens with a query (keyword-only
   store, and with the offline MiniLM embedder when installed), p50/p99.
 
+PostgreSQL runs, unless ``--pg-dsn`` or ``--shared-pg`` says otherwise, on a private cluster
+started for the run and removed after, in each ``--pg-durability`` mode: ``disk`` (fsync and
+synchronous_commit on: PostgreSQL's defaults) and ``crash`` (fsync off: each commit reaches
+the OS, like SQLite's synchronous=NORMAL). The throughput parts report CPU time per operation
+of this process and of the server's processes (psutil), the rate that CPU allows on 2 cores
+(the number that means something on a loaded machine), and the statements the server ran
+per operation (pg_stat_statements, loaded into the private cluster).
+
 Prints a table and writes JSON (with the load average at start and end):
 
-    python bench/bus_bench.py --out bench/results/bus.json [--seconds 5] [--skip-pg]
+    python bench/bus_bench.py --only chat,queue --seconds 10 --out bench/results/bus.json
+    python bench/bus_bench.py --out bench/results/bus.json [--seconds 5] [--skip-pg] [--pg-durability disk]
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +53,51 @@ from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL as P
 
 AGENTS = 20
+SERVER_PIDS: list[int] = []
+"""The PostgreSQL postmaster this run measures (its children's CPU counts as server CPU)."""
+
+
+def server_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the measured PostgreSQL server, by kind of
+    process: the client backends (serving statements) and the rest (WAL writer, checkpointer,
+    autovacuum, …). Counts the postmaster and every child alive now (the pool's backends
+    live through a whole run)."""
+    import psutil
+
+    totals: dict[str, float] = {"backends": 0.0, "other": 0.0}
+    for pid in SERVER_PIDS:
+        try:
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                try:
+                    times = proc.cpu_times()
+                    title = " ".join(proc.cmdline())
+                except psutil.NoSuchProcess:
+                    continue
+                kind = "backends" if "[local]" in title or "127.0.0.1" in title else "other"
+                totals[kind] += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return totals
+
+
+@contextmanager
+def cpu_meter(out: dict[str, Any], ops: Callable[[], int]) -> Iterator[None]:
+    """Adds CPU per operation to ``out``: this process (every thread) and the database
+    server, in microseconds per op, and the ops/s that 2 fully used cores would allow.
+    CPU time, unlike wall-clock rate, means something on a loaded machine."""
+    client0, server0 = time.process_time(), server_cpu()
+    yield
+    server1 = server_cpu()
+    client = time.process_time() - client0
+    server = sum(server1.values()) - sum(server0.values())
+    n = max(1, ops())
+    out["ops"] = n
+    out["client_cpu_us_per_op"] = round(client / n * 1e6, 1)
+    if SERVER_PIDS:
+        out["server_cpu_us_per_op"] = round(server / n * 1e6, 1)
+        out["server_backends_cpu_us_per_op"] = round((server1["backends"] - server0["backends"]) / n * 1e6, 1)
+    out["cpu_bound_ops_per_s_on_2_cores"] = round(2 / ((client + server) / n), 0)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -83,15 +138,22 @@ def chat_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=agent, args=(i,)) for i in range(AGENTS)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    return {"acked_per_s": round(sum(acked) / elapsed, 1), "sent_per_s": round(sum(sent) / elapsed, 1), "errors": errors[:3]}
+    cpu: dict[str, Any] = {}
+    with cpu_meter(cpu, lambda: sum(acked)):
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+    return {
+        "acked_per_s": round(sum(acked) / elapsed, 1),
+        "sent_per_s": round(sum(sent) / elapsed, 1),
+        **cpu,
+        "errors": errors[:3],
+    }
 
 
 def queue_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
@@ -125,17 +187,20 @@ def queue_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
 
     threads = [threading.Thread(target=producer, args=(i,)) for i in range(4)]
     threads += [threading.Thread(target=worker, args=(i,)) for i in range(len(workers))]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+    cpu: dict[str, Any] = {}
+    with cpu_meter(cpu, lambda: sum(done)):
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
     return {
         "completed_per_s": round(sum(done) / elapsed, 1),
         "enqueued_per_s": round(sum(enqueued) / elapsed, 1),
+        **cpu,
         "errors": errors[:3],
     }
 
@@ -267,15 +332,49 @@ def rehydration(mem: Memory, repeat: int) -> dict[str, Any]:
 # -- backends -----------------------------------------------------------------------------------
 
 
+DURABILITY = {
+    "disk": {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"},
+    "crash": {"fsync": "off", "full_page_writes": "on", "synchronous_commit": "on"},
+}
+"""The private bench cluster's settings. ``disk``: PostgreSQL's defaults, every acknowledged
+commit is flushed to disk (survives power loss; bounded by the disk's flush rate, shared by
+concurrent commits). ``crash``: every acknowledged commit is written to the operating
+system before it returns (survives a crash of PostgreSQL or of memmesh, not of the machine),
+the durability SQLite's ``synchronous=NORMAL`` gives the SQLite numbers beside it. The shared
+test cluster has ``synchronous_commit`` off too, which is neither."""
+
+
 @contextmanager
-def postgres(dsn: str | None) -> Iterator[Callable[[], str]]:
-    """A factory of fresh database URLs on the given server, or on the test cluster."""
+def postgres(dsn: str | None, private: bool, durability: str) -> Iterator[Callable[[], str]]:
+    """A factory of fresh database URLs on the given server, or on a private durable cluster
+    made by ``scripts/pg_test_server.py`` (stopped at the end), or on the shared test cluster."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    script = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_server.py"
+    folder = Path(tempfile.mkdtemp(prefix="memmesh-bus-bench-pg-")) if dsn is None and private else None
     if dsn is None:
-        script = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_server.py"
-        dsn = subprocess.run([sys.executable, str(script), "ensure"], capture_output=True, text=True, check=True).stdout.split("\n")[-2]
+        where = ["--dir", str(folder)] if folder else []
+        dsn = subprocess.run([sys.executable, str(script), "ensure", *where], capture_output=True, text=True, check=True).stdout.split(
+            "\n"
+        )[-2]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if folder is not None:
+            os.chmod(folder, 0o755)
+            for key, value in DURABILITY[durability].items():
+                conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+            conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    if folder is not None:  # a restart loads pg_stat_statements (statement counts per operation)
+        subprocess.run([sys.executable, str(script), "stop", "--dir", str(folder)], capture_output=True, check=True)
+        subprocess.run([sys.executable, str(script), "start", "--dir", str(folder)], capture_output=True, check=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(DURABILITY["disk"]),)).fetchall())
+    try:
+        SERVER_PIDS[:] = [int(Path(data_dir, "postmaster.pid").read_text().split()[0])]
+    except OSError:  # a server on another machine: only client CPU is measured
+        SERVER_PIDS[:] = []
+    print(f"postgres  {'private' if folder else 'given/shared'} cluster, {settings}, server pid {SERVER_PIDS}", flush=True)
     created: list[str] = []
     params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if k != "dbname" and v not in (None, "")}
 
@@ -284,14 +383,56 @@ def postgres(dsn: str | None) -> Iterator[Callable[[], str]]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         created.append(name)
+        if folder is not None:
+            with psycopg.connect(dsn, dbname=name, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION pg_stat_statements")
         return f"postgresql:///{name}?" + "&".join(f"{k}={v}" for k, v in sorted(params.items()))
 
     try:
         yield fresh
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for name in created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if folder is not None:
+            subprocess.run([sys.executable, str(script), "stop", "--dir", str(folder)], capture_output=True, check=False)
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for name in created:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def statements_reset(url: str) -> None:
+    """Forget the statement counts so far (schema set-up, opening the conversations)."""
+    if url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
+                conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
+    """What the server ran per operation (pg_stat_statements, private cluster only): calls,
+    mean time and rows of each statement, busiest first."""
+    if not url.startswith("postgresql"):
+        return []
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
+            return []
+        found = conn.execute(
+            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = current_database() AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 20"
+        ).fetchall()
+    return [
+        {
+            "calls_per_op": round(calls / max(1, ops), 3),
+            "mean_ms": round(total / max(1, calls), 3),
+            "rows_per_call": round(rows / max(1, calls), 2),
+            "query": " ".join(query.split())[:110],
+        }
+        for query, calls, total, rows in found
+    ]
 
 
 def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -303,12 +444,19 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
     ):
         if label not in parts:
             continue
-        mem = open_memory(fresh_url(), workdir)
+        url = fresh_url()
+        mem = open_memory(url, workdir)
         try:
+            statements_reset(url)
             out[label] = action(mem)
+            statements = statements_per_op(url, out[label].get("ops", 0))
         finally:
             mem.close()
         print(f"{name:9} {label:6} {out[label]}", flush=True)
+        if statements:
+            out[label]["statements"] = statements
+            for row in statements[: args.top]:
+                print(f"{'':16}{row['calls_per_op']:6.2f}/op {row['mean_ms']:7.3f} ms  {row['rows_per_call']:6.2f} rows  {row['query']}")
     url = fresh_url()
     mem = open_memory(url, workdir)
     try:
@@ -338,9 +486,20 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="rehydrations timed")
     parser.add_argument("--minilm", action="store_true", help="also rehydrate with the MiniLM embedder (slow to set up)")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--top", type=int, default=8, help="PostgreSQL statements printed per throughput part")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated parts to run: chat,queue,poll,rehydrate (default all)")
     parser.add_argument("--pg-dsn", default=os.environ.get("MEMMESH_BENCH_PG_DSN"))
+    parser.add_argument(
+        "--shared-pg",
+        action="store_true",
+        help="use the shared test cluster (fsync off) instead of a private durable one made for the run",
+    )
+    parser.add_argument(
+        "--pg-durability",
+        default="disk,crash",
+        help="private cluster modes to run, comma-separated: disk (fsync per commit) and/or crash (write per commit)",
+    )
     args = parser.parse_args()
     random.seed(7)
     report: dict[str, Any] = {
@@ -353,8 +512,11 @@ def main() -> int:
         if not args.skip_sqlite:
             report["sqlite"] = run_backend("sqlite", lambda: f"sqlite:///{workdir / f'bus-{next(counter)}.db'}", workdir, args)
         if not args.skip_pg:
-            with postgres(args.pg_dsn) as fresh:
-                report["postgres"] = run_backend("postgres", fresh, workdir, args)
+            private = args.pg_dsn is None and not args.shared_pg
+            for mode in args.pg_durability.split(",") if private else ["given"]:
+                key = "postgres" if mode in ("disk", "given") else f"postgres_{mode}"
+                with postgres(args.pg_dsn, private, mode) as fresh:
+                    report[key] = {"durability": mode, **run_backend(key, fresh, workdir, args)}
     report["machine"]["load_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

@@ -34,6 +34,12 @@ class Notifier:
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
 
+    @property
+    def generation(self) -> int:
+        """How many wake-ups this process has seen (a send here, or a NOTIFY from any process
+        on PostgreSQL): a reading taken before a look at the database dates that look."""
+        return self._generation
+
     def notify(self) -> None:
         """A send committed in this process: wake every waiter."""
         with self._cond:
@@ -62,8 +68,12 @@ class Notifier:
             with self._cond:
                 self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
                 woken = self._generation != seen
-            if not woken and not self.postgres and self._data_version() == version:
-                continue
+            if not woken and not self.postgres:
+                if self._data_version() == version:
+                    continue
+                # another connection committed: count it as a wake-up of this process too,
+                # so waiters that share one look per wake-up (Bus._claimable) look again
+                self.notify()
             seen, version = self._generation, self._data_version()
             found = check()
         return found
