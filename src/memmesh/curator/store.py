@@ -127,6 +127,27 @@ class CuratorDb:
         with self.read() as rows:
             return [r[0] for r in rows.all("SELECT DISTINCT namespace FROM curator_changes WHERE run_id = ?", (run_id,))]
 
+    # -- proposals queued for approval --------------------------------------------------------
+
+    def proposals(self, key: str) -> dict[str, tuple[str, str]]:
+        """The changes earlier runs queued for approval that still bar the same change: the
+        ones waiting (``pending``, or ``approved`` and being applied) and the ``rejected``
+        ones, as fingerprint (the payload's ``key``) -> (pending id, status), the newest
+        decision winning. Applied and failed ones do not bar it: what they changed is gone
+        or was never done, so the plan proposing it again is news."""
+        found: dict[str, tuple[str, str]] = {}
+        with self.read() as rows:
+            queued = rows.all(
+                "SELECT id, status, payload FROM pending_actions WHERE status IN ('pending', 'approved', 'rejected') "
+                "AND payload LIKE ? ORDER BY requested_at, id",
+                (f'%"{key}"%',),
+            )
+        for pending_id, status, payload in queued:
+            fingerprint = json.loads(payload).get(key)
+            if isinstance(fingerprint, str):
+                found[fingerprint] = (str(pending_id), str(status))
+        return found
+
     # -- the lease --------------------------------------------------------------------------
 
     def acquire(self, holder: str, now: float, lease_s: float) -> str | None:
