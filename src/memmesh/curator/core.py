@@ -9,8 +9,9 @@ the change feed replication ships) after the governance check of its action, in 
 in the same transaction as the change record that undoes it, so ``rollback`` can put back
 the exact prior state of everything the run touched.
 
-Runs are one at a time per store: a lease row (taken with one atomic upsert) keeps two
-``serve`` processes on one database from curating at once.
+Runs are one at a time per store: the ``curator`` lease (:class:`memmesh.schedule.Lease`,
+taken with one atomic upsert) keeps two ``serve`` processes on one database from curating
+at once; the schedule in ``serve`` is a :class:`memmesh.schedule.Periodic`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -61,6 +61,7 @@ from memmesh.model import (
     normalize_namespace,
 )
 from memmesh.recall.keyword import STOPWORDS
+from memmesh.schedule import Lease, Periodic
 from memmesh.store.base import Filter
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ CURATOR_PRINCIPAL = Principal(agent_id="curator", role="admin", namespaces=["*"]
 """Who the scheduled run in ``serve`` acts as (its history and audit entries name ``curator``)."""
 
 UPDATE_FIELDS = ("tags", "priority", "metadata")
+
+LEASE = "curator"
+"""The run lease's name in ``leases``: a store has at most one curator run (or rollback) going."""
 
 PROPOSAL_KEY = "curator_proposal"
 """The payload key of a pending action the curator queued: the proposed change's fingerprint."""
@@ -267,8 +271,8 @@ class Curator:
         self.llm = llm
         """The ``[llm]`` client, when configured: it confirms the plan's unsure contradictions."""
         self.db = CuratorDb(host.store)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.lease = Lease(host.store, LEASE)
+        self.schedule = Periodic("memmesh-curator", self.policy.interval_secs, self.run_scheduled, log=log)
         self.runs_started = 0
         """Scheduled runs this process started (for tests and /metrics-style checks)."""
 
@@ -308,13 +312,13 @@ class Curator:
         any process); yields the call that renews it. Taken already: a conflict whose message
         is ``busy(holder)``."""
         holder = f"{self.host.node_id}:{os.getpid()}:{tag}{new_id()}"
-        held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
+        held = self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         if held is not None:
             raise ConflictError(busy(held), details={"holder": held})
         try:
-            yield lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs)
+            yield lambda: self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         finally:
-            self.db.release(holder)
+            self.lease.release(holder)
 
     def _run(self, who: Principal, flt: Filter, cap: int, *, dry_run: bool, renew: Callable[[], object] | None = None) -> CuratorReport:
         k = self.host.kernel
@@ -807,21 +811,10 @@ class Curator:
 
     def start(self) -> None:
         """Run on ``[curator] interval_secs`` in a background thread (0: never)."""
-        if self.policy.interval_secs <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="memmesh-curator", daemon=True)
-        self._thread.start()
+        self.schedule.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.policy.interval_secs):
-            self.run_scheduled()
+        self.schedule.stop()
 
     def run_scheduled(self) -> CuratorReport | None:
         """One scheduled run; None when another process holds the lease (it curates now)."""
@@ -832,8 +825,6 @@ class Curator:
             log.info("curator: skipped this turn: %s", busy.message)
         except MemmeshError as exc:
             log.warning("curator: the scheduled run failed: %s", exc.message)
-        except Exception:  # a background thread must outlive one bad run; the next turn tries again
-            log.exception("curator: the scheduled run failed")
         return None
 
 

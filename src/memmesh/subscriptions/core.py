@@ -27,7 +27,6 @@ import builtins
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from memmesh.clock import new_id
 from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import Memory, Principal, Tombstone, check_text, normalize_namespace
+from memmesh.schedule import Periodic
 from memmesh.subscriptions import signing
 from memmesh.subscriptions.guard import Target, check_target
 from memmesh.subscriptions.model import (
@@ -74,8 +74,9 @@ class Subscriptions:
         self.service = service
         self.policy = policy or SubscriptionPolicy()
         self.sql = BusSql(service.store)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Periodic(
+            "memmesh-webhooks", self.policy.poll_interval_s, self._pass, log=log, first_wait=False, join_secs=self.policy.timeout_s + 5
+        )
 
     def _now(self) -> float:
         return self.service.clock().timestamp()
@@ -385,29 +386,19 @@ class Subscriptions:
     # -- the worker serve runs ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the delivery worker in a thread until :meth:`stop` (``memmesh serve`` does)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="memmesh-webhooks", daemon=True)
-        self._thread.start()
+        """Run the delivery worker in a thread until :meth:`stop` (``memmesh serve`` does):
+        a pass at once, then one every ``poll_interval_s`` (a failing pass is logged and the
+        next one tries again)."""
+        self.worker.start()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=self.policy.timeout_s + 5)
-        self._thread = None
+        self.worker.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.enqueue()
-                while not self._stop.is_set() and _busy(self.deliver_due()):
-                    pass
-            except Exception:  # a failing pass is logged and retried: the worker must not die
-                log.exception("webhook delivery pass failed; retrying in %.1f s", self.policy.poll_interval_s)
-            self._stop.wait(self.policy.poll_interval_s)
+    def _pass(self) -> None:
+        """Queue the new changes' deliveries, then deliver what is due until nothing is."""
+        self.enqueue()
+        while not self.worker.stopping and _busy(self.deliver_due()):
+            pass
 
 
 def _audit(tx: Any, action: str, who: Principal, target: str, namespace: str, detail: dict[str, Any]) -> None:
