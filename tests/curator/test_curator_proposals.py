@@ -56,6 +56,25 @@ def test_an_approve_rule_queues_each_change_once_and_a_rejected_one_is_not_propo
         assert mem.pending() == [] and last.operations_skipped_rejected == 0 and last.contradictions_found == 0
 
 
+def test_auto_tags_held_for_approval_are_queued_once_per_memory_as_the_namespace_grows(tmp_path: Path) -> None:
+    with Memory(f"sqlite:///{tmp_path / 'm.db'}", keyword_settings(tmp_path)) as mem:
+        first = [
+            mem.add(text, namespace="wiki").id
+            for text in ("Grace leads the design system working group.", "The billing service retries failed invoices nightly.")
+        ]
+        mem.set_standard("wiki", governance={"update": "approve"})
+        mem.curate()
+        assert sorted(p.payload["memory_id"] for p in mem.pending()) == sorted(first)
+        # a new memory changes every word's weight (so the tags suggested), not what is proposed
+        later = [
+            mem.add(text, namespace="wiki").id
+            for text in ("The design system working group meets on Fridays.", "Grace reviews the billing design.")
+        ]
+        mem.curate()
+        mem.curate()
+        assert sorted(p.payload["memory_id"] for p in mem.pending()) == sorted([*first, *later])
+
+
 def test_curator_writes_count_against_the_daily_write_quota(tmp_path: Path) -> None:
     clock = FakeClock()
     settings = keyword_settings(tmp_path, limits={"daily_write_quota": 4})

@@ -245,14 +245,15 @@ class _Op:
     """A link's other end (its content is part of the proposal's fingerprint)."""
 
     def proposal(self) -> str:
-        """The fingerprint of the change this op proposes: the same change of the same
-        memories (same content) gets the same one in every run, so a change queued for
-        approval is queued once and a rejected one is not proposed again until a memory
-        it touches changes its content (:meth:`Curator._admitted`)."""
+        """The fingerprint of the change this op proposes: the same kind of change (for an
+        update, of the same fields) of the same memories with the same content gets the same
+        one in every run, so a change queued for approval is queued once and a rejected one
+        is not proposed again until a memory it touches changes its content
+        (:meth:`Curator._admitted`)."""
         ends = [self.memory] + ([self.other] if self.other is not None else [])
         what: dict[str, Any] = {"kind": self.kind, "memories": [[m.id, m.content_hash, m.namespace] for m in ends]}
-        if self.patch is not None:
-            what["patch"] = {k: v for k, v in self.patch.items() if not k.startswith("_")}
+        if self.patch is not None:  # the fields, not their values: suggested tags move as the namespace grows
+            what["patch"] = sorted(k for k in self.patch if not k.startswith("_"))
         if self.link is not None:
             what["link"] = [self.link.source_id, self.link.target_id, self.link.relation.value]
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
