@@ -6,6 +6,7 @@ gives the verdicts the curator acts on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,19 @@ def test_the_mcp_contradiction_tool_agrees_with_the_curator(tmp_path: Path, db_p
     for (older, newer, verdict), (new_side, old_side, text_side) in zip(PAIRS, tool, strict=True):
         flagged = verdict == "contradicts"
         assert new_side == flagged and old_side == flagged and text_side == flagged, (older, newer, verdict, new_side, old_side, text_side)
+
+
+def test_proposals_and_quota_on_each_backend(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    """The pending-action lookup (a LIKE over the JSON payload) and the quota give-back (a
+    count of -1) are plain SQL on both backends."""
+    mem = open_memory(backend_url, limits={"daily_write_quota": 3})
+    a, b = _contradicting_pair(mem)
+    mem.add("The staging cluster runs three nodes.", namespace="ops")  # untagged: one tag update wanted
+    mem.set_standard("ops", governance={"link": "approve"})
+    first = mem.curate()
+    assert first.operations_skipped_quota == 1 and first.auto_tagged == 0  # 3 of 3 used by the stores
+    mem.curate()
+    queued = mem.pending()
+    assert len(queued) == 1 and {queued[0].payload["source_id"], queued[0].payload["target_id"]} == {a, b}
+    mem.reject(queued[0].id)
+    assert mem.curate().operations_skipped_rejected == 1 and mem.pending() == []
