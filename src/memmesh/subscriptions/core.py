@@ -467,7 +467,7 @@ def _secret(secret: str | None) -> str:
 
 def _visible(who: Principal, row: Row) -> bool:
     """A subscription is seen by callers who may read its namespace (they could make the
-    same one); its secret is never shown after creation."""
+    same one); its secret is never listed (only its maker subscribing it again gets it back)."""
     return bool(who.covers(row[1]))
 
 
