@@ -43,7 +43,7 @@ def test_run_and_rollback_on_each_backend(mem_on: Memory) -> None:
 
 
 def test_the_lease_admits_one_holder_at_a_time_on_each_backend(mem_on: Memory) -> None:
-    db = mem_on.service.curator.db
+    db = mem_on.service.curator.lease
     now = time.time()
     assert db.acquire("a", now, 60) is None
     assert db.acquire("b", now, 60) == "a"

@@ -140,7 +140,7 @@ def test_mcp_tools_detect_tag_and_expand_through_the_core(tmp_path: Path, db_pat
             assert {"memory_detect_contradiction", "memory_auto_tag", "memory_expand_query"} <= names
             found = await client.ok("memory_detect_contradiction", id=low)
             assert [c["memory"]["id"] for c in found["contradictions"]] == [high]
-            assert "12 vs 20" in found["contradictions"][0]["reason"]
+            assert "20 vs 12" in found["contradictions"][0]["reason"]  # the newer against the older, as the curator says it
             before = await client.ok("memory_detect_contradiction", content="The conference room holds 40 people.", namespace="office")
             assert {c["memory"]["id"] for c in before["contradictions"]} == {low, high}
             suggested = await client.ok("memory_auto_tag", id=low, max_tags=2)

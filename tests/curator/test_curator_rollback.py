@@ -164,11 +164,11 @@ def test_a_run_while_another_holds_the_lease_is_a_conflict(open_mem: Callable[..
     import time
 
     mem, _ids = busy_store(open_mem, clock)
-    assert mem.service.curator.db.acquire("someone-else", time.time(), 60) is None
+    assert mem.service.curator.lease.acquire("someone-else", time.time(), 60) is None
     with pytest.raises(ConflictError, match="already going"):
         mem.curate()
     assert mem.curate(dry_run=True).dry_run  # a dry run writes nothing and needs no lease
-    mem.service.curator.db.release("someone-else")
+    mem.service.curator.lease.release("someone-else")
     assert not mem.curate().dry_run
 
 
@@ -178,11 +178,11 @@ def test_a_rollback_while_a_run_holds_the_lease_is_a_conflict(open_mem: Callable
     mem, _ids = busy_store(open_mem, clock)
     report = mem.curate()
     after = view(mem)
-    assert mem.service.curator.db.acquire("a-running-run", time.time(), 60) is None
+    assert mem.service.curator.lease.acquire("a-running-run", time.time(), 60) is None
     with pytest.raises(ConflictError, match="a curator run is going on"):
         mem.curator_rollback(report.run_id)
     assert view(mem) == after and mem.curator_runs()[0].rolled_back_at is None
-    mem.service.curator.db.release("a-running-run")
+    mem.service.curator.lease.release("a-running-run")
     assert mem.curator_rollback(report.run_id).restored == report.autonomy.rollback_entries_written
 
 

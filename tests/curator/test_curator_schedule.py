@@ -81,7 +81,7 @@ def test_a_killed_run_frees_the_lease_after_lease_secs(tmp_path: Path) -> None:
         "from tests.conftest import keyword_settings\n"
         "from pathlib import Path\n"
         f"mem = Memory('sqlite:///{db}', keyword_settings(Path({str(tmp_path)!r}), curator={{'lease_secs': 2}}))\n"
-        "assert mem.service.curator.db.acquire('doomed-run', time.time(), 2) is None\n"
+        "assert mem.service.curator.lease.acquire('doomed-run', time.time(), 2) is None\n"
         "print('held', flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -111,7 +111,7 @@ class Ledger:
     """What the clients were told, shared by the writer threads."""
 
     acked: dict[str, str] = field(default_factory=dict)
-    """id → content of every write answered 201 and not since deleted with a 200."""
+    """id → content of every write answered 201 (or 200 ``existed``) and not since deleted with a 200."""
     deleted: set[str] = field(default_factory=set)
     """ids whose delete was answered 200: must be on no node."""
     unsure: set[str] = field(default_factory=set)
@@ -137,7 +137,7 @@ class CycleCounts:
     deletes_attempted: int = 0
     deletes_acked: int = 0
     acked_by: dict[str, int] = field(default_factory=dict)
-    """node → writes it answered 201: shows what a node under a fault still acknowledged."""
+    """node → writes it acknowledged (201, or 200 ``existed``): what a node under a fault still acknowledged."""
     errors: dict[str, int] = field(default_factory=dict)
     """What the writes that were neither 201 nor quorum_not_met got: ``503 storage_error``, ``no answer``, …"""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -153,6 +153,22 @@ class CycleCounts:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+
+def acknowledged(response: httpx.Response, memory_id: str | None = None) -> bool:
+    """True when a store answer says the memory is stored: 201 (stored now) or 200 with
+    ``existed: true`` (stored already: a resent write that had landed, or the same content
+    again), for the id sent when one was. Counting only 201 would call a resent write that
+    is on every node "not stored"."""
+    if response.status_code == 201:
+        return True
+    if response.status_code != 200:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("existed") is True and (memory_id is None or body.get("id") == memory_id)
 
 
 def make_fault(name: str, disk_method: str) -> Fault:
@@ -313,7 +329,7 @@ class Run:
             counts.add(writes_attempted=1, write_errors=1)
             counts.tally(counts.errors, "no answer")
             return True
-        if response.status_code == 201:
+        if acknowledged(response, memory_id):
             with self.ledger.lock:
                 self.ledger.acked[memory_id] = content
             counts.add(writes_attempted=1, writes_acked=1)

@@ -9,20 +9,21 @@ the change feed replication ships) after the governance check of its action, in 
 in the same transaction as the change record that undoes it, so ``rollback`` can put back
 the exact prior state of everything the run touched.
 
-Runs are one at a time per store: a lease row (taken with one atomic upsert) keeps two
-``serve`` processes on one database from curating at once.
+Runs are one at a time per store: the ``curator`` lease (:class:`memmesh.schedule.Lease`,
+taken with one atomic upsert) keeps two ``serve`` processes on one database from curating
+at once; the schedule in ``serve`` is a :class:`memmesh.schedule.Periodic`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from memmesh.clock import format_ts, new_id
-from memmesh.curator.plan import Plan, PlanRules, plan
+from memmesh.curator.plan import Plan, PlanRules, later, plan, plan_text
 from memmesh.curator.review import review
+from memmesh.curator.rules import Claim, Verdict, judge
 from memmesh.curator.store import Change, CuratorDb, Rows
-from memmesh.curator.text import Statement, conflict, jaccard, keywords, tag_words, words
+from memmesh.curator.text import jaccard, keywords, tag_words, words
 from memmesh.errors import (
     ConflictError,
     ForbiddenError,
@@ -45,9 +47,22 @@ from memmesh.errors import (
 )
 from memmesh.host import Host
 from memmesh.kernel import authorize, snapshot
-from memmesh.model import DEFAULT_NAMESPACE, HistoryEntry, HistoryEvent, Link, Memory, MemoryPatch, Principal, Relation, normalize_namespace
+from memmesh.limits import quota_namespace, utc_day
+from memmesh.model import (
+    DEFAULT_NAMESPACE,
+    HistoryEntry,
+    HistoryEvent,
+    Kind,
+    Link,
+    Memory,
+    MemoryPatch,
+    Principal,
+    Relation,
+    normalize_namespace,
+)
 from memmesh.recall.keyword import STOPWORDS
 from memmesh.store import link_removals
+from memmesh.schedule import Lease, Periodic
 from memmesh.store.base import Filter
 
 if TYPE_CHECKING:
@@ -69,6 +84,12 @@ CURATOR_PRINCIPAL = Principal(agent_id="curator", role="admin", namespaces=["*"]
 """Who the scheduled run in ``serve`` acts as (its history and audit entries name ``curator``)."""
 
 UPDATE_FIELDS = ("tags", "priority", "metadata")
+
+LEASE = "curator"
+"""The run lease's name in ``leases``: a store has at most one curator run (or rollback) going."""
+
+PROPOSAL_KEY = "curator_proposal"
+"""The payload key of a pending action the curator queued: the proposed change's fingerprint."""
 """The fields a curator update may change (and rollback puts back)."""
 
 
@@ -130,6 +151,13 @@ class CuratorReport(BaseModel):
     operations_attempted: int
     operations_skipped_cap: int
     autonomy: Autonomy
+    operations_skipped_quota: int = 0
+    """Writes left out because their namespace used its ``limits.daily_write_quota`` for the
+    day (each namespace named once under ``autonomy.errors``); the next run after the reset
+    does them."""
+    operations_skipped_rejected: int = 0
+    """Changes left out because an approver rejected the same change (same memories, same
+    content) when an earlier run queued it; proposed again once a memory it touches changes."""
     errors: list[str] = Field(default_factory=list)
     llm_reviewed: int = 0
     """Unsure pairs the ``[llm]`` server was asked about (0 without one)."""
@@ -194,6 +222,18 @@ class QueryExpansion(BaseModel):
 
 
 @dataclass
+class _Skips:
+    """Writes a run left out for reasons other than its cap (counted in the report)."""
+
+    rejected: int = 0
+    """Changes an approver rejected before (not proposed again until the memory changes)."""
+    quota: dict[str, int] = field(default_factory=dict)
+    """Writes per top-level namespace left out because its daily write quota was used."""
+    proposals: dict[str, tuple[str, str]] | None = None
+    """Fingerprint -> (pending id, status) of the changes earlier runs queued (loaded once)."""
+
+
+@dataclass
 class _Op:
     """One planned write: ``n`` writes counted against ``max_ops``."""
 
@@ -202,6 +242,22 @@ class _Op:
     patch: dict[str, Any] | None = None
     link: Link | None = None
     n: int = 1
+    other: Memory | None = None
+    """A link's other end (its content is part of the proposal's fingerprint)."""
+
+    def proposal(self) -> str:
+        """The fingerprint of the change this op proposes: the same kind of change (for an
+        update, of the same fields) of the same memories with the same content gets the same
+        one in every run, so a change queued for approval is queued once and a rejected one
+        is not proposed again until a memory it touches changes its content
+        (:meth:`Curator._admitted`)."""
+        ends = [self.memory] + ([self.other] if self.other is not None else [])
+        what: dict[str, Any] = {"kind": self.kind, "memories": [[m.id, m.content_hash, m.namespace] for m in ends]}
+        if self.patch is not None:  # the fields, not their values: suggested tags move as the namespace grows
+            what["patch"] = sorted(k for k in self.patch if not k.startswith("_"))
+        if self.link is not None:
+            what["link"] = [self.link.source_id, self.link.target_id, self.link.relation.value]
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -217,8 +273,8 @@ class Curator:
         self.llm = llm
         """The ``[llm]`` client, when configured: it confirms the plan's unsure contradictions."""
         self.db = CuratorDb(host.store)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.lease = Lease(host.store, LEASE)
+        self.schedule = Periodic("memmesh-curator", self.policy.interval_secs, self.run_scheduled, log=log)
         self.runs_started = 0
         """Scheduled runs this process started (for tests and /metrics-style checks)."""
 
@@ -258,13 +314,13 @@ class Curator:
         any process); yields the call that renews it. Taken already: a conflict whose message
         is ``busy(holder)``."""
         holder = f"{self.host.node_id}:{os.getpid()}:{tag}{new_id()}"
-        held = self.db.acquire(holder, time.time(), self.policy.lease_secs)
+        held = self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         if held is not None:
             raise ConflictError(busy(held), details={"holder": held})
         try:
-            yield lambda: self.db.acquire(holder, time.time(), self.policy.lease_secs)
+            yield lambda: self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         finally:
-            self.db.release(holder)
+            self.lease.release(holder)
 
     def _run(self, who: Principal, flt: Filter, cap: int, *, dry_run: bool, renew: Callable[[], object] | None = None) -> CuratorReport:
         k = self.host.kernel
@@ -282,7 +338,13 @@ class Curator:
             self.db.start_run(self.db.rows(tx), run_id, started.timestamp(), dry_run, flt.namespace, who.agent_id, who.prefixes())
         ops = _ops(found, now)
         autonomy = Autonomy(clusters_formed=len(found.clusters))
-        applied, skipped = self._apply(run_id, ops, cap, who, autonomy, dry_run=dry_run, renew=renew)
+        skips = _Skips()
+        applied, skipped = self._apply(run_id, ops, cap, who, autonomy, skips, dry_run=dry_run, renew=renew)
+        autonomy.errors += [
+            f"{n} write{'s' if n > 1 else ''} in namespace {ns!r} skipped: it used its {self.host.policy.daily_write_quota} writes "
+            "for today (limits.daily_write_quota); the next run after midnight UTC does them"
+            for ns, n in sorted(skips.quota.items())
+        ]
         done = [op for op in ops if id(op) in applied]
         autonomy.memories_consolidated = sum(1 for op in done if op.kind == "link" and op.link and op.link.relation == Relation.supersedes)
         autonomy.memories_forgotten = sum(1 for op in done if op.kind in ("delete", "archive"))
@@ -300,6 +362,8 @@ class Curator:
             operations_attempted=sum(op.n for op in done),
             operations_skipped_cap=skipped,
             autonomy=autonomy,
+            operations_skipped_quota=sum(skips.quota.values()),
+            operations_skipped_rejected=skips.rejected,
             errors=errors,
             llm_reviewed=reviewed,
             dry_run=dry_run,
@@ -368,6 +432,7 @@ class Curator:
         cap: int,
         who: Principal,
         autonomy: Autonomy,
+        skips: _Skips,
         *,
         dry_run: bool,
         renew: Callable[[], object] | None,
@@ -389,15 +454,19 @@ class Curator:
         for start in range(0, len(chosen), BATCH):
             if renew is not None:
                 renew()
-            batch = [op for op in chosen[start : start + BATCH] if self._admitted(op, who, autonomy)]
+            batch = [op for op in chosen[start : start + BATCH] if self._admitted(op, who, autonomy, skips)]
             if not batch:
                 continue
             changes: list[Change] = []
             with self.host.store.write() as tx:
                 rows = self.db.rows(tx)
                 for op in batch:
+                    if not self._charged(tx, op, skips, 1):
+                        continue
                     change = self._write(tx, op, who, n, autonomy, mine)
-                    if change is not None:
+                    if change is None:
+                        self._charged(tx, op, skips, -1)  # nothing written: nothing counted
+                    else:
                         changes.append(change)
                         applied.add(id(op))
                         n += 1
@@ -405,23 +474,67 @@ class Curator:
             autonomy.rollback_entries_written += len(changes)
         return applied, skipped
 
-    def _admitted(self, op: _Op, who: Principal, autonomy: Autonomy) -> bool:
+    def _admitted(self, op: _Op, who: Principal, autonomy: Autonomy, skips: _Skips) -> bool:
         """The namespace standard's rule for the op's action (archiving what already expired is
-        the TTL's own rule, like gc). A queued or refused op is reported and skipped."""
+        the TTL's own rule, like gc). A queued or refused op is reported and skipped.
+
+        A change is queued for approval once: its payload carries the op's fingerprint
+        (:meth:`_Op.proposal`), and a change an earlier run queued is not queued again while
+        it waits, nor after an approver rejected it (until a memory it touches changes its
+        content, which changes the fingerprint)."""
+        if op.kind == "archive":
+            return True
+        fingerprint = op.proposal()
+        if skips.proposals is None:
+            skips.proposals = self.db.proposals(PROPOSAL_KEY)
+        earlier = skips.proposals.get(fingerprint)
+        if earlier is not None:
+            pending_id, status = earlier
+            if status == "rejected":
+                skips.rejected += 1
+            else:
+                autonomy.errors.append(f"{op.kind} of memory {op.memory.id}: still awaits approval as pending action {pending_id}")
+            return False
         governance = self.host.governance
+        marker = {PROPOSAL_KEY: fingerprint}
         try:
             if op.kind == "update":
                 changes = {k: v for k, v in (op.patch or {}).items() if not k.startswith("_")}
-                governance.check(who, "update", namespaces=[op.memory.namespace], payload={"memory_id": op.memory.id, "changes": changes})
+                payload = {"memory_id": op.memory.id, "changes": changes, **marker}
+                governance.check(who, "update", namespaces=[op.memory.namespace], payload=payload)
             elif op.kind == "link" and op.link is not None:
                 payload = op.link.model_dump(mode="json", include={"source_id", "target_id", "relation", "valid_from", "valid_until"})
-                governance.check(who, "link", ids=[op.link.source_id, op.link.target_id], payload=payload)
+                governance.check(who, "link", ids=[op.link.source_id, op.link.target_id], payload={**payload, **marker})
             elif op.kind == "delete":
-                governance.check(who, "delete", ids=[op.memory.id], payload={"memory_id": op.memory.id})
-        except (PendingApprovalError, GovernanceDeniedError, ForbiddenError) as refused:
+                governance.check(who, "delete", ids=[op.memory.id], payload={"memory_id": op.memory.id, **marker})
+        except PendingApprovalError as queued:
+            skips.proposals[fingerprint] = (str(queued.details.get("pending_id")), "pending")
+            autonomy.errors.append(f"{op.kind} of memory {op.memory.id}: {queued.message}")
+            return False
+        except (GovernanceDeniedError, ForbiddenError) as refused:
             autonomy.errors.append(f"{op.kind} of memory {op.memory.id}: {refused.message}")
             return False
         return True
+
+    def _charged(self, tx: Any, op: _Op, skips: _Skips, n: int) -> bool:
+        """Count ``n`` writes (-1: give one back) of the op against its top-level namespace's
+        ``limits.daily_write_quota`` inside the batch's transaction, as every other writer is
+        counted (:meth:`Kernel.charge_quota`); False (the write is skipped, the count left as
+        it was) when the quota is used. Archiving what already expired is the TTL's own rule,
+        like gc, and costs nothing."""
+        quota = self.host.policy.daily_write_quota
+        if quota <= 0 or op.kind == "archive":
+            return True
+        namespace = quota_namespace(op.memory.namespace)
+        if n > 0 and namespace in skips.quota:
+            skips.quota[namespace] += 1
+            return False
+        day = utc_day(self.host.kernel.clock())
+        if tx.count_writes(namespace, day, n) <= quota or n < 0:
+            return True
+        tx.count_writes(namespace, day, -n)
+        skips.quota[namespace] = 1
+        return False
 
     def _write(self, tx: Any, op: _Op, who: Principal, n: int, autonomy: Autonomy, mine: dict[str, Memory]) -> Change | None:
         """One op inside the batch's transaction; None (and an error noted) when the memory
@@ -614,35 +727,42 @@ class Curator:
         principal: Principal,
     ) -> ContradictionReport:
         """Memories that contradict a stored memory (``memory_id``) or a text about to be
-        stored (``content`` in ``namespace``): its nearest neighbours on the same subject that
-        negate it or name other numbers or dates. Reads only (nothing is linked)."""
+        stored (``content`` in ``namespace``): of its nearest neighbours, those that
+        :func:`memmesh.curator.rules.judge` calls a contradiction, the newer statement judged
+        against the older as a curator run judges the pair (a text not stored yet is the
+        newer), so this tool and the curator agree on every pair. Reads only (nothing is
+        linked)."""
         who = authorize(principal, "reader")
         if (memory_id is None) == (content is None):
             raise InvalidInputError("give either the id of a stored memory or content (a text to check), not both")
         top = self.host.kernel.check_top_k(top_k)
+        memory: Memory | None = None
         if memory_id is not None:
             memory = self.host.get(memory_id, principal=who)
             text, ns = memory.content, memory.namespace
+            mine = Claim.of(plan_text(memory), memory.metadata, transcript=memory.kind == Kind.message)
         else:
             self.host.kernel.check_content(content or "")
             text, ns = str(content), normalize_namespace(namespace or DEFAULT_NAMESPACE)
+            mine = Claim.of(text)
         result = self.host.recall(
             text, namespace=ns, top_k=min(top * 3, self.host.policy.max_page_size), explain=True, touch=False, principal=who
         )
-        mine = Statement.of(text)
         links = self.host.store.links(memory_id) if memory_id else []
         linked = {lk.target_id if lk.source_id == memory_id else lk.source_id for lk in links if lk.relation == Relation.contradicts}
         hits: list[ContradictionHit] = []
         for hit in result.hits:
             if hit.memory.id == memory_id:
                 continue
-            theirs = Statement.of(hit.memory.content)
-            reason = conflict(mine, theirs, min_overlap=self.policy.contradiction_overlap)
-            if reason is not None:
-                similarity = (hit.explain or {}).get("vector") or jaccard(mine.subject, theirs.subject)
+            theirs = Claim.of(plan_text(hit.memory), hit.memory.metadata, transcript=hit.memory.kind == Kind.message)
+            cosine = float((hit.explain or {}).get("vector") or 0.0)
+            newer, older = (theirs, mine) if memory is not None and later(hit.memory, memory) else (mine, theirs)
+            found = judge(newer, older, cosine=cosine, rules=self.policy)
+            if found.verdict is Verdict.contradiction:
+                similarity = cosine or jaccard(mine.statement.subject, theirs.statement.subject)
                 hits.append(
                     ContradictionHit(
-                        memory=hit.memory, reason=reason, similarity=round(float(similarity), 4), linked=hit.memory.id in linked
+                        memory=hit.memory, reason=found.reason, similarity=round(float(similarity), 4), linked=hit.memory.id in linked
                     )
                 )
         return ContradictionReport(memory_id=memory_id, namespace=ns, contradictions=hits[:top])
@@ -695,21 +815,10 @@ class Curator:
 
     def start(self) -> None:
         """Run on ``[curator] interval_secs`` in a background thread (0: never)."""
-        if self.policy.interval_secs <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="memmesh-curator", daemon=True)
-        self._thread.start()
+        self.schedule.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.policy.interval_secs):
-            self.run_scheduled()
+        self.schedule.stop()
 
     def run_scheduled(self) -> CuratorReport | None:
         """One scheduled run; None when another process holds the lease (it curates now)."""
@@ -720,8 +829,6 @@ class Curator:
             log.info("curator: skipped this turn: %s", busy.message)
         except MemmeshError as exc:
             log.warning("curator: the scheduled run failed: %s", exc.message)
-        except Exception:  # a background thread must outlive one bad run; the next turn tries again
-            log.exception("curator: the scheduled run failed")
         return None
 
 
@@ -735,11 +842,13 @@ def _ops(found: Plan, now: datetime) -> list[_Op]:
             ops.append(_Op("update", cluster.keep, patch={"tags": cluster.tags}))
         for other in cluster.others:
             link = Link(source_id=cluster.keep.id, target_id=other.id, relation=Relation.supersedes, created_at=now)
-            ops.append(_Op("link", cluster.keep, link=link))
+            ops.append(_Op("link", cluster.keep, link=link, other=other))
     for u in found.updates:
-        ops.append(_Op("link", u.new, link=Link(source_id=u.new.id, target_id=u.old.id, relation=Relation.supersedes, created_at=now)))
+        link = Link(source_id=u.new.id, target_id=u.old.id, relation=Relation.supersedes, created_at=now)
+        ops.append(_Op("link", u.new, link=link, other=u.old))
     for c in found.contradictions:
-        ops.append(_Op("link", c.a, link=Link(source_id=c.a.id, target_id=c.b.id, relation=Relation.contradicts, created_at=now)))
+        link = Link(source_id=c.a.id, target_id=c.b.id, relation=Relation.contradicts, created_at=now)
+        ops.append(_Op("link", c.a, link=link, other=c.b))
     for memory, tags in found.tags:
         ops.append(_Op("update", memory, patch={"tags": tags, "_auto_tag": True}))
     for memory, priority in found.priorities:

@@ -259,13 +259,13 @@ def _plan(
     result.low_value = [m for m in live if _low_value(m, rules, now)]
     gone = {m.id for m in result.low_value}
     live = [m for m in live if m.id not in gone]
-    claims = {m.id: Claim.of(_text(m), m.metadata, transcript=m.kind == Kind.message) for m in live}
+    claims = {m.id: Claim.of(plan_text(m), m.metadata, transcript=m.kind == Kind.message) for m in live}
     statements = {key: claim.statement for key, claim in claims.items()}
     pairs = candidate_pairs(live, vectors, statements, rules.candidate_cosine, claims)
     edges: list[tuple[int, int]] = []
     for (i, j), cosine in sorted(pairs.items()):
         a, b = live[i], live[j]
-        newer, older = (a, b) if _later(a, b) else (b, a)
+        newer, older = (a, b) if later(a, b) else (b, a)
         found = judge(claims[newer.id], claims[older.id], cosine=cosine, rules=rules)
         similarity = round(cosine or jaccard(statements[a.id].subject, statements[b.id].subject), 4)
         if found.verdict is Verdict.duplicate:
@@ -289,11 +289,12 @@ def _plan(
     return result
 
 
-def _text(memory: Memory) -> str:
+def plan_text(memory: Memory) -> str:
+    """The text a memory is judged by: its title and content (the MCP contradiction tool too)."""
     return f"{memory.title}\n{memory.content}" if memory.title else memory.content
 
 
-def _later(a: Memory, b: Memory) -> bool:
+def later(a: Memory, b: Memory) -> bool:
     """True when ``a`` was stored after ``b`` (the id breaks a tie): the newer statement is
     the one that may update the older."""
     return (a.created_at, a.id) > (b.created_at, b.id)
@@ -340,11 +341,11 @@ def _tags(live: Sequence[Memory], limit: int) -> list[tuple[Memory, list[str]]]:
     df: Counter[str] = Counter()
     tokens: dict[str, list[str]] = {}  # each text split once: for the frequencies and for its own tags
     for m in live:
-        tokens[m.id] = words(_text(m))
+        tokens[m.id] = words(plan_text(m))
         df.update(tag_words("", tokens[m.id]))
     found = []
     for m in untagged:
-        tags = keywords(_text(m), df, len(live), limit=limit, found=tokens[m.id])
+        tags = keywords(plan_text(m), df, len(live), limit=limit, found=tokens[m.id])
         if tags:
             found.append((m, tags))
     return found

@@ -1,4 +1,5 @@
-"""The curator's own tables (schema 12): runs, the changes each run made, the run lease.
+"""The curator's own tables (schema 12): runs and the changes each run made (the run lease
+is a row of the shared ``leases`` table, :class:`memmesh.schedule.Lease`).
 
 One set of ``?``-style SQL for both backends, run on the store's own connections: inside
 ``Store.write()`` for writes (so a batch of memory changes and the change records that undo
@@ -14,9 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from memmesh.store.base import Store, WriteTx
-
-LEASE = "run"
-"""The one lease name: a store has at most one curator run going at a time."""
 
 
 class Rows:
@@ -58,7 +56,7 @@ RUN_COLUMNS = "id, started_at, completed_at, dry_run, namespace, actor, scopes, 
 
 
 class CuratorDb:
-    """Runs, changes and the lease in the service's store."""
+    """Runs and changes in the service's store."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -127,28 +125,26 @@ class CuratorDb:
         with self.read() as rows:
             return [r[0] for r in rows.all("SELECT DISTINCT namespace FROM curator_changes WHERE run_id = ?", (run_id,))]
 
-    # -- the lease --------------------------------------------------------------------------
+    # -- proposals queued for approval --------------------------------------------------------
 
-    def acquire(self, holder: str, now: float, lease_s: float) -> str | None:
-        """Take (or renew) the run lease for ``holder``; None when taken, else who holds it.
-
-        One atomic upsert on both backends: a lease that is free, expired or already ours
-        becomes ours; a live lease of another holder stays as it is."""
-        with self.store.write() as tx:
-            rows = self.rows(tx)
-            rows.run(
-                "INSERT INTO curator_lease (name, holder, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
-                "WHERE curator_lease.expires_at <= ? OR curator_lease.holder = excluded.holder",
-                (LEASE, holder, now + lease_s, now),
+    def proposals(self, key: str) -> dict[str, tuple[str, str]]:
+        """The changes earlier runs queued for approval that still bar the same change: the
+        ones waiting (``pending``, or ``approved`` and being applied) and the ``rejected``
+        ones, as fingerprint (the payload's ``key``) -> (pending id, status), the newest
+        decision winning. Applied and failed ones do not bar it: what they changed is gone
+        or was never done, so the plan proposing it again is news."""
+        found: dict[str, tuple[str, str]] = {}
+        with self.read() as rows:
+            queued = rows.all(
+                "SELECT id, status, payload FROM pending_actions WHERE status IN ('pending', 'approved', 'rejected') "
+                "AND payload LIKE ? ORDER BY requested_at, id",
+                (f'%"{key}"%',),
             )
-            row = rows.one("SELECT holder FROM curator_lease WHERE name = ?", (LEASE,))
-        current = str(row[0]) if row else None
-        return None if current == holder else current
-
-    def release(self, holder: str) -> None:
-        with self.store.write() as tx:
-            self.rows(tx).run("DELETE FROM curator_lease WHERE name = ? AND holder = ?", (LEASE, holder))
+        for pending_id, status, payload in queued:
+            fingerprint = json.loads(payload).get(key)
+            if isinstance(fingerprint, str):
+                found[fingerprint] = (str(pending_id), str(status))
+        return found
 
     # -- links (rollback of a link the curator added) ----------------------------------------
 

@@ -19,9 +19,9 @@ them are plain rows, read and written here by SQL (one text for both backends), 
   them a fact remembered after the move would not supersede the copied one.
 
 Deliberately not carried (see docs/operations.md, "What migrate and restore carry"):
-``curator_runs`` / ``curator_changes`` / the curator lease (a rollback record describes the
-source store's versions; rolling a run back on a copy would fight the migration's own
-history), ``extraction_jobs`` (transient work of one server; the facts they made are
+``curator_runs`` / ``curator_changes`` (a rollback record describes the source store's
+versions; rolling a run back on a copy would fight the migration's own history), ``leases``
+(the curator's and gc's turns among the source's servers), ``extraction_jobs`` (transient work of one server; the facts they made are
 memories and are copied), and the bus's queues and leases.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 
 from memmesh.store.extra_tables import CARRIED, read_rows
 
-NOT_CARRIED = ("curator_runs", "curator_changes", "curator_lease", "extraction_jobs")
+NOT_CARRIED = ("curator_runs", "curator_changes", "leases", "extraction_jobs")
 
 PAGE = 1000
 

@@ -27,7 +27,6 @@ import builtins
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,9 +37,10 @@ import httpx
 from memmesh.audit.capture import AuditedTx, Pending, actor_of
 from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
-from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
+from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import Memory, Principal, Tombstone, check_text, normalize_namespace
+from memmesh.schedule import Periodic
 from memmesh.subscriptions import signing
 from memmesh.subscriptions.guard import Target, check_target
 from memmesh.subscriptions.model import (
@@ -74,8 +74,9 @@ class Subscriptions:
         self.service = service
         self.policy = policy or SubscriptionPolicy()
         self.sql = BusSql(service.store)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.worker = Periodic(
+            "memmesh-webhooks", self.policy.poll_interval_s, self._pass, log=log, first_wait=False, join_secs=self.policy.timeout_s + 5
+        )
 
     def _now(self) -> float:
         return self.service.clock().timestamp()
@@ -93,7 +94,12 @@ class Subscriptions:
     ) -> CreatedSubscription:
         """Subscribe ``url`` to changes in ``namespace`` (and below), as the caller's key sees
         them. The URL is checked by the SSRF guard now and again before every call. Returns
-        the subscription with its signing secret (shown this once)."""
+        the subscription with its signing secret (shown this once).
+
+        Subscribing the same URL to the same namespace again (the same caller, the same
+        events; a retry after a lost answer) returns the subscription made first, with
+        ``existed`` true and its secret, instead of a second one that would deliver every
+        change twice. Other events or another secret for it are a conflict: unsubscribe first."""
         ns = normalize_namespace(namespace)
         who = authorize(principal, "reader", ns)
         check_target(url, allow_internal=self.policy.allow_loopback_webhooks)
@@ -110,6 +116,9 @@ class Subscriptions:
                     f"agent {who.agent_id!r} already has {owned[0]} subscriptions (subscriptions.max_per_owner); unsubscribe one first",
                     details={"retry_after": 60},
                 )
+            same = self._same(rows, who, ns, url.strip(), wanted, key if secret is not None else None)
+            if same is not None:
+                return same
             seen = self.service.store.change_counter()
             rows.run(
                 "INSERT INTO subscriptions (id, namespace, url, secret, events, owner_agent, owner_key, owner_role, owner_scope, "
@@ -130,6 +139,25 @@ class Subscriptions:
             seen_seq=seen,
             secret=key,
         )
+
+    def _same(
+        self, rows: Rows, who: Principal, ns: str, url: str, wanted: builtins.list[str], secret: str | None
+    ) -> CreatedSubscription | None:
+        """The caller's active subscription of ``url`` to ``ns`` (None when it has none); a
+        conflict when it differs from what is asked (events, or a secret given)."""
+        found = rows.all(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE namespace = ? AND url = ? AND state = 'active'", (ns, url))
+        mine = [row for row in found if (row[4], row[5]) == (who.agent_id, who.key_id)]
+        if not mine:
+            return None
+        sub = _subscription(mine[0])
+        if sorted(sub.events) != sorted(wanted) or (secret is not None and secret != mine[0][11]):
+            what = "other events" if sorted(sub.events) != sorted(wanted) else "another secret"
+            raise ConflictError(
+                f"{_origin(url)} is already subscribed to namespace {ns!r} (subscription {sub.id}, events "
+                f"{', '.join(sub.events)}) and you asked for {what}: unsubscribe {sub.id} first to change it",
+                details={"subscription_id": sub.id},
+            )
+        return CreatedSubscription(**sub.model_dump(), secret=str(mine[0][11]), existed=True)
 
     def list(self, *, principal: Principal) -> builtins.list[Subscription]:
         """Subscriptions on namespaces the caller may read (never their secrets)."""
@@ -385,29 +413,19 @@ class Subscriptions:
     # -- the worker serve runs ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the delivery worker in a thread until :meth:`stop` (``memmesh serve`` does)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="memmesh-webhooks", daemon=True)
-        self._thread.start()
+        """Run the delivery worker in a thread until :meth:`stop` (``memmesh serve`` does):
+        a pass at once, then one every ``poll_interval_s`` (a failing pass is logged and the
+        next one tries again)."""
+        self.worker.start()
 
     def stop(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=self.policy.timeout_s + 5)
-        self._thread = None
+        self.worker.stop()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.enqueue()
-                while not self._stop.is_set() and _busy(self.deliver_due()):
-                    pass
-            except Exception:  # a failing pass is logged and retried: the worker must not die
-                log.exception("webhook delivery pass failed; retrying in %.1f s", self.policy.poll_interval_s)
-            self._stop.wait(self.policy.poll_interval_s)
+    def _pass(self) -> None:
+        """Queue the new changes' deliveries, then deliver what is due until nothing is."""
+        self.enqueue()
+        while not self.worker.stopping and _busy(self.deliver_due()):
+            pass
 
 
 def _audit(tx: Any, action: str, who: Principal, target: str, namespace: str, detail: dict[str, Any]) -> None:
@@ -449,7 +467,7 @@ def _secret(secret: str | None) -> str:
 
 def _visible(who: Principal, row: Row) -> bool:
     """A subscription is seen by callers who may read its namespace (they could make the
-    same one); its secret is never shown after creation."""
+    same one); its secret is never listed (only its maker subscribing it again gets it back)."""
     return bool(who.covers(row[1]))
 
 

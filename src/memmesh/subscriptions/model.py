@@ -47,9 +47,12 @@ class Subscription(BaseModel):
 
 
 class CreatedSubscription(Subscription):
-    """A new subscription with its signing secret: shown once, at creation."""
+    """A new subscription with its signing secret: shown once, at creation (and to the same
+    caller again when it subscribes the same URL to the same namespace: ``existed``)."""
 
     secret: str
+    existed: bool = False
+    """True when the caller had subscribed this URL to this namespace already: that one is it."""
 
 
 class Delivery(BaseModel):

@@ -38,7 +38,8 @@ def add(
     if as_json:
         print_json(created)
         return
-    console.print(f"subscription {created.id}: {created.namespace} → {created.url} ({', '.join(created.events)})", markup=False)
+    already = "already subscribed: " if created.existed else ""
+    console.print(f"{already}subscription {created.id}: {created.namespace} → {created.url} ({', '.join(created.events)})", markup=False)
     console.print(f"secret (shown once): {created.secret}", markup=False, highlight=False)
 
 

@@ -24,10 +24,12 @@ def memory_detect_contradiction(
     namespace: Annotated[str | None, Field(description="Where to look when checking content (default 'default').")] = None,
     top_k: Annotated[int, Field(description="At most this many contradicting memories.")] = 10,
 ) -> Any:
-    """Find memories that contradict a stored memory or a statement: same subject, but one
-    negates the other or names other numbers or dates (e.g. "limit is 100" vs "limit is
-    500"). Reads only; each hit says why and whether a contradicts link exists already.
-    Use it to surface drift between agents or nodes before trusting a fact."""
+    """Find memories that contradict a stored memory or a statement, by the rules the curator
+    links contradicts with: same subject, but one negates the other, names other numbers or
+    dates (e.g. "limit is 100" vs "limit is 500") or takes the opposite stance; a newer value
+    said as a change is an update, not a contradiction. Reads only; each hit says why and
+    whether a contradicts link exists already. Use it to surface drift between agents or
+    nodes before trusting a fact."""
     return self.service.curator.detect_contradiction(memory_id=id, content=content, namespace=namespace, top_k=top_k, principal=self.who())
 
 

@@ -9,7 +9,7 @@ the store and memory stays bounded (``SAMPLES`` points per series).
 from __future__ import annotations
 
 import contextlib
-import threading
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry
 
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.schedule import Periodic
 from memmesh.service import Service
+
+log = logging.getLogger("memmesh.web")
 
 SAMPLES = 360
 """Points kept per series: 30 minutes at the default 5 s interval."""
@@ -54,8 +57,7 @@ class Sampler:
         self.interval = interval
         self.points: deque[Point] = deque(maxlen=SAMPLES)
         self._last: tuple[float, float, float, float] | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.schedule = Periodic("memmesh-ui-sampler", interval, self._sample_quietly, log=log, first_wait=False, join_secs=5)
 
     def sample(self) -> Point:
         """Take one sample now: rates and averages since the previous sample."""
@@ -74,20 +76,11 @@ class Sampler:
         return point
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="memmesh-ui-sampler", daemon=True)
-        self._thread.start()
+        self.schedule.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self.schedule.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):  # a closed or busy store skips one sample, never kills the thread
-                self.sample()
-            self._stop.wait(self.interval)
+    def _sample_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # a closed or busy store skips one sample, quietly
+            self.sample()

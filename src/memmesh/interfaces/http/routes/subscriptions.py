@@ -40,11 +40,18 @@ class NotifyRequest(Body):
     memory_id: str | None = Field(default=None, description="a memory it is about")
 
 
-@router.post("/subscriptions", response_model=CreatedSubscription, status_code=201, summary="Subscribe a URL to a namespace")
+@router.post(
+    "/subscriptions",
+    response_model=CreatedSubscription,
+    status_code=201,
+    summary="Subscribe a URL to a namespace",
+    responses={200: {"model": CreatedSubscription, "description": "This key had subscribed the URL to the namespace already: that one"}},
+)
 def subscribe(body: SubscribeRequest, service: Svc, who: Caller) -> Response:
-    """The answer holds the signing ``secret``, shown this once."""
+    """The answer holds the signing ``secret``, shown this once (201). The same URL and
+    namespace again from the same key answers the existing subscription (200, ``existed: true``)."""
     created = service.subscriptions.subscribe(body.namespace, body.url, events=body.events, secret=body.secret, principal=who)
-    return json_response(created, 201)
+    return json_response(created, 200 if created.existed else 201)
 
 
 @router.get("/subscriptions", response_model=list[Subscription], summary="List this key's subscriptions")
