@@ -61,8 +61,8 @@ from memmesh.model import (
     normalize_namespace,
 )
 from memmesh.recall.keyword import STOPWORDS
-from memmesh.store import link_removals
 from memmesh.schedule import Lease, Periodic
+from memmesh.store import link_removals
 from memmesh.store.base import Filter
 
 if TYPE_CHECKING:
