@@ -15,6 +15,7 @@ near-duplicate collapse and an optional reranker.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -28,6 +29,9 @@ from memmesh.model import Hit
 from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.coverage import coverages, windows_from
 from memmesh.recall.embedders import Embedder
+from memmesh.recall.episodes import episode_boost, episode_diversity
+from memmesh.recall.temporal import when_boost
+from memmesh.recall.dated import date_boost, in_period, named_period
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
 from memmesh.recall.ranking import Candidate, RankWeights, collapse_duplicates, is_relevant, rank, relevances
@@ -113,6 +117,8 @@ class RecallEngine:
                     assert self.index is not None
                     seq = pinned.enter_context(self.index.pinned())  # one look at the change counter per recall
                     self._vector_candidates(vector, flt, pool, found)
+                    if int(os.environ.get("MEMMESH_EXP_DATE_X", 0)) and context:
+                        self._dated_candidates(query, vector, flt, int(os.environ["MEMMESH_EXP_DATE_X"]), found)
                     notices += self._missing_vectors_notice(flt, seq)
             weights = self.weights
             if mode == "keyword":
@@ -125,6 +131,11 @@ class RecallEngine:
             neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
             cover = self._coverage(terms, found, neighbours, weights) if context and mode != "vector" else None
             hits = rank(list(found.values()), weights, now, explain, neighbours, cover)
+            if context:
+                hits = episode_boost(hits, weights.context_kinds)
+                hits = when_boost(query, hits)
+                hits = episode_diversity(hits, weights.context_kinds)
+                hits = date_boost(query, hits, float(os.environ.get("MEMMESH_EXP_DATE_W", 0)))
             if self.collapse_duplicates:
                 hits, collapsed = self._collapse(hits, top_k)
                 if collapsed:
@@ -193,6 +204,22 @@ class RecallEngine:
             elif memory_id in memories:
                 found[memory_id] = Candidate(memory=memories[memory_id], vector=cosine)
         self._complete_vector(vector, [c for c in found.values() if c.vector is None])
+
+    def _dated_candidates(self, query: str, vector: np.ndarray, flt: Filter, depth: int, found: dict[str, Candidate]) -> None:
+        period = named_period(query)
+        if period is None:
+            return
+        assert self.index is not None
+
+        def accept(ids: list[str]) -> set[str]:
+            return self.store.matching_ids(replace(flt, ids=tuple(ids)))
+
+        scored = self.index.search(vector, depth, accept=accept, fallback=lambda: self.store.matching_ids(flt))
+        todo = [mid for mid, _ in scored if mid not in found]
+        added = [Candidate(memory=m) for m in in_period(self.store.get_many(todo), period)]
+        for cand in added:
+            found[cand.memory.id] = cand
+        self._complete_vector(vector, added)
 
     def _complete_vector(self, vector: np.ndarray | None, cands: list[Candidate]) -> None:
         """Give candidates found another way their true cosine (0 when they have no vector)."""
