@@ -135,7 +135,7 @@ class RecallEngine:
                 hits = episode_boost(hits, weights.context_kinds)
                 hits = when_boost(query, hits)
                 hits = episode_diversity(hits, weights.context_kinds)
-                hits = date_boost(query, hits, float(os.environ.get("MEMMESH_EXP_DATE_W", 0)))
+                hits = date_boost(query, hits, float(os.environ.get("MEMMESH_EXP_DATE_W", weights.date)))
             if self.collapse_duplicates:
                 hits, collapsed = self._collapse(hits, top_k)
                 if collapsed:
