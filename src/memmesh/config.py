@@ -108,7 +108,7 @@ class RecallSettings(_Section):
         _RANK.coverage, ge=0, description="weight of the share of query words in a memory's write-order window (0 = off)"
     )
     date_weight: float = Field(
-        _RANK.date, ge=0, description="boost of memories whose time (valid_from, else created_at) is in the day/month/year a query names (0 = off)"
+        _RANK.date, ge=0, description="boost of memories from the day/month/year a query names (valid_from, else created_at; 0 = off)"
     )
     context_kinds: list[Kind] = Field(
         default_factory=lambda: sorted(_RANK.context_kinds),
