@@ -2,10 +2,10 @@
 
 Protocol (``/work/shared/bench-data/README.md``): one memory per dialog turn, content
 ``"<speaker>: <text>"`` plus ``" [image: <blip_caption>]"`` for image turns; the session
-date is the memory's world time (``valid_from``), which the ranking does not read; each
-conversation in its own namespace; each question recalls from its own conversation only;
-questions of categories 1-4 with non-empty evidence; recall@k = |evidence ∩ top-k| /
-|evidence|, averaged per category and overall.
+date is the memory's world time (``valid_from``), which the ranking reads only when a
+question names a date; each conversation in its own namespace; each question recalls from
+its own conversation only; questions of categories 1-4 with non-empty evidence; recall@k =
+|evidence ∩ top-k| / |evidence|, averaged per category and overall.
 
 Everything goes through the public ``Memory`` API into a fresh SQLite file: ``add_many``
 per conversation (embedding included in the ingest time), then ``recall`` with
