@@ -103,3 +103,19 @@ def test_a_date_adds_no_unrelated_hits_and_search_ignores_it(open_memory: Callab
 )
 def test_the_periods_a_query_can_name(query: str, period: Period | None) -> None:
     assert named_period(query) == period
+
+
+def test_the_named_days_memory_is_found_even_outside_the_best_twenty(open_memory: Callable[..., Memory]) -> None:
+    """The candidate pass: 45 closer memories from other days fill both halves' best 20, so
+    the one from the named day is a candidate only because the query names its day."""
+    mem = open_memory(date_weight=20.0)  # a strong boost, so the test is about finding it, not its rank
+    april = datetime(2023, 4, 1, 9, tzinfo=UTC)
+    mem.add_many([{"content": f"We planted tomatoes in the garden, row {i}", "valid_from": april} for i in range(45)], wait=True)
+    target = mem.add("Put basil seedlings into the vegetable beds", valid_from=datetime(2023, 5, 3, 18, tzinfo=UTC), wait=True)
+    question = "What did we plant in the garden on 3 May, 2023?"
+    hits = mem.recall(question, top_k=20, touch=False).hits
+    assert hits[0].memory.id == target.id
+    mem.close()
+    off = open_memory(date_weight=0.0).recall(question, top_k=20, touch=False).hits
+    assert len(off) == 20
+    assert target.id not in [h.memory.id for h in off]
