@@ -2,10 +2,10 @@
 
 Protocol (``/work/shared/bench-data/README.md``): one memory per dialog turn, content
 ``"<speaker>: <text>"`` plus ``" [image: <blip_caption>]"`` for image turns; the session
-date is the memory's world time (``valid_from``), which the ranking does not read; each
-conversation in its own namespace; each question recalls from its own conversation only;
-questions of categories 1-4 with non-empty evidence; recall@k = |evidence ∩ top-k| /
-|evidence|, averaged per category and overall.
+date is the memory's world time (``valid_from``), which the ranking reads only when a
+question names a date; each conversation in its own namespace; each question recalls from
+its own conversation only; questions of categories 1-4 with non-empty evidence; recall@k =
+|evidence ∩ top-k| / |evidence|, averaged per category and overall.
 
 Everything goes through the public ``Memory`` API into a fresh SQLite file: ``add_many``
 per conversation (embedding included in the ingest time), then ``recall`` with
@@ -52,7 +52,8 @@ CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 # returns (keyword, no context, no coverage); "keyword" is recall on a store without an
 # embedder (BM25 + write-order context between the turns, stored as kind="message"); the
 # "-plain" rows switch context and coverage off; "hybrid-nocover" is the default without
-# query-term coverage (the default before it was measured, docs/recall.md levers table).
+# query-term coverage, "hybrid-nodate" without the named-date boost (the defaults before
+# each was measured, docs/recall.md levers table).
 _PLAIN = {"context_weight": 0.0, "coverage_weight": 0.0}
 RUNS: tuple[tuple[str, str, dict[str, float]], ...] = (
     ("bm25", "keyword", _PLAIN),
@@ -61,6 +62,7 @@ RUNS: tuple[tuple[str, str, dict[str, float]], ...] = (
     ("keyword", "keyword", {}),
     ("vector", "vector", {}),
     ("hybrid-nocover", "hybrid", {"coverage_weight": 0.0}),
+    ("hybrid-nodate", "hybrid", {"date_weight": 0.0}),
     ("hybrid", "hybrid", {}),
 )
 _EVIDENCE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")

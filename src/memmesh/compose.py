@@ -115,6 +115,7 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
         min_cosine=rc.min_cosine,
         recency_half_life_days=rc.recency_half_life_days,
         coverage=rc.coverage_weight,
+        date=rc.date_weight,
     )
     engine = RecallEngine(store, embedder, index, weights, rc.candidates, collapse_duplicates=rc.collapse_duplicates)
     service = Service(

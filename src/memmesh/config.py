@@ -107,6 +107,9 @@ class RecallSettings(_Section):
     coverage_weight: float = Field(
         _RANK.coverage, ge=0, description="weight of the share of query words in a memory's write-order window (0 = off)"
     )
+    date_weight: float = Field(
+        _RANK.date, ge=0, description="boost of memories from the day/month/year a query names (valid_from, else created_at; 0 = off)"
+    )
     context_kinds: list[Kind] = Field(
         default_factory=lambda: sorted(_RANK.context_kinds),
         description="kinds that form a sequence (conversation turns, episodes): only they get write-order context",

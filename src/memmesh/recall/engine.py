@@ -27,6 +27,7 @@ from memmesh.errors import EmbedderError, InvalidInputError
 from memmesh.model import Hit
 from memmesh.recall.background import BackgroundEmbedder
 from memmesh.recall.coverage import coverages, windows_from
+from memmesh.recall.dated import DATED_DEPTH, date_boost, in_period, named_period
 from memmesh.recall.embedders import Embedder
 from memmesh.recall.index import VectorIndex
 from memmesh.recall.keyword import query_terms
@@ -113,6 +114,8 @@ class RecallEngine:
                     assert self.index is not None
                     seq = pinned.enter_context(self.index.pinned())  # one look at the change counter per recall
                     self._vector_candidates(vector, flt, pool, found)
+                    if context and self.weights.date > 0:
+                        self._dated_candidates(query, vector, flt, found)
                     notices += self._missing_vectors_notice(flt, seq)
             weights = self.weights
             if mode == "keyword":
@@ -125,6 +128,8 @@ class RecallEngine:
             neighbours = self._add_context(found, terms if mode != "vector" else [], vector, flt, weights, seeds) if context else {}
             cover = self._coverage(terms, found, neighbours, weights) if context and mode != "vector" else None
             hits = rank(list(found.values()), weights, now, explain, neighbours, cover)
+            if context:
+                hits = date_boost(query, hits, weights.date)
             if self.collapse_duplicates:
                 hits, collapsed = self._collapse(hits, top_k)
                 if collapsed:
@@ -193,6 +198,27 @@ class RecallEngine:
             elif memory_id in memories:
                 found[memory_id] = Candidate(memory=memories[memory_id], vector=cosine)
         self._complete_vector(vector, [c for c in found.values() if c.vector is None])
+
+    def _dated_candidates(self, query: str, vector: np.ndarray, flt: Filter, found: dict[str, Candidate]) -> None:
+        """When the query names a day, month or year: the memories from then among the
+        ``DATED_DEPTH`` nearest by meaning join the candidates (:mod:`memmesh.recall.dated`)."""
+        period = named_period(query)
+        if period is None:
+            return
+        assert self.index is not None
+
+        def accept(ids: list[str]) -> set[str]:
+            return self.store.matching_ids(replace(flt, ids=tuple(ids)))
+
+        in_store = getattr(self.index, "search_filtered", None)  # as in _vector_candidates
+        scored = in_store(vector, DATED_DEPTH, flt) if in_store is not None else None
+        if scored is None:
+            scored = self.index.search(vector, DATED_DEPTH, accept=accept, fallback=lambda: self.store.matching_ids(flt))
+        todo = [mid for mid, _ in scored if mid not in found]
+        added = [Candidate(memory=m) for m in in_period(self.store.get_many(todo), period)]
+        for cand in added:
+            found[cand.memory.id] = cand
+        self._complete_vector(vector, added)
 
     def _complete_vector(self, vector: np.ndarray | None, cands: list[Candidate]) -> None:
         """Give candidates found another way their true cosine (0 when they have no vector)."""

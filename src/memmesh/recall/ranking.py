@@ -71,6 +71,8 @@ class RankWeights:
     recency_half_life_days: float = 30.0
     coverage: float = 1.0
     """Weight of query-term coverage over the write-order window (:mod:`memmesh.recall.coverage`)."""
+    date: float = 2.0
+    """Boost of memories whose time falls in the day/month/year a query names (:mod:`memmesh.recall.dated`)."""
     tier: dict[Tier, float] = field(default_factory=lambda: {Tier.long: 0.01, Tier.mid: 0.0, Tier.short: 0.0})
 
 
