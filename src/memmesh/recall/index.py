@@ -11,6 +11,14 @@ thousands of vectors. At ``ann_threshold`` vectors and above, a usearch HNSW gra
 answers instead; it is built from the matrix, kept in step with every upsert and removal,
 and its hits are rescored exactly from the matrix so scores never depend on the graph.
 
+The graph is built in a background thread when the index holds ``background_min`` vectors
+or more (100k vectors: ~40 s of one core), searches staying exact until it is ready, and
+saved beside a SQLite file (``ann_path``: ``<db>.hnsw.usearch`` with a ``.json`` of its ids,
+model and change counter), so the next process loads it in a fraction of a second and only
+applies the vector changes made since. A saved graph of another model or size, or whose ids
+do not match the store's vectors after those changes (a restored or replaced file, a
+removal whose record was collected), is dropped and built again. See :mod:`memmesh.recall.ann_file`.
+
 Filters: ``accept`` checks batches of nearest ids against the caller's filter, widening
 the batch until ``k`` pass; a filter that rejects nearly everything (widening past
 ``widen_limit``) is selective, so ``fallback`` lists the ids that pass it and the search is
@@ -24,11 +32,13 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memmesh.errors import EmbedderError
+from memmesh.recall import ann_file
 from memmesh.store.base import Store, VectorRow
 
 if TYPE_CHECKING:
@@ -43,11 +53,27 @@ _PINNED = threading.local()
 class VectorIndex:
     """Cosine search over L2-normalised vectors of one embedding model."""
 
-    def __init__(self, store: Store, model_id: str, dim: int | None = None, *, ann_threshold: int = 50_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        model_id: str,
+        dim: int | None = None,
+        *,
+        ann_threshold: int = 50_000,
+        ann_path: Path | None = None,
+        background_min: int = 5_000,
+    ) -> None:
         self.store = store
         self.model_id = model_id
         self.dim = dim
         self.ann_threshold = ann_threshold
+        self.ann_path = ann_path
+        """Where the HNSW graph is saved between processes (None: kept in memory only)."""
+        self.background_min = background_min
+        """Graphs of this many vectors or more are built in a background thread."""
+        self._build: threading.Thread | None = None
+        self._build_gen = 0
+        self._dirty: set[str] | None = None  # ids changed while a graph builds in the background
         self._lock = threading.RLock()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
@@ -67,6 +93,15 @@ class VectorIndex:
     @property
     def uses_ann(self) -> bool:
         """True when searches go through the HNSW graph."""
+        return self._ann is not None
+
+    def wait_for_ann(self, timeout: float | None = None) -> bool:
+        """Wait for a graph being loaded or built in another thread; True when searches use a graph."""
+        build = self._build
+        if build is not None:
+            build.join(timeout)
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):  # a load under way in another thread
+            self._lock.release()
         return self._ann is not None
 
     # -- keeping in step with the store ---------------------------------------------------
@@ -187,6 +222,8 @@ class VectorIndex:
         self._matrix[pos] = vector
         if self._ann is not None:
             self._ann_put(memory_id, vector)
+        elif self._dirty is not None:
+            self._dirty.add(memory_id)
 
     def _remove(self, memory_id: str) -> None:
         pos = self._pos.pop(memory_id, None)
@@ -202,30 +239,111 @@ class VectorIndex:
         self._count -= 1
         if self._ann is not None:
             self._ann_drop(memory_id)
+        elif self._dirty is not None:
+            self._dirty.add(memory_id)
 
     # -- HNSW -------------------------------------------------------------------------------
 
     def _sync_ann(self) -> None:
-        """Build the graph when the index reaches the threshold; drop it when it shrinks below."""
+        """Have a graph when the index reaches the threshold (the saved one, brought up to
+        date, or a new one: built here when small, in the background when large); drop it
+        when the index shrinks below."""
         if self._count >= self.ann_threshold > 0 and self._ann is None:
-            self._build_ann()
-        elif self._count < self.ann_threshold and self._ann is not None:
+            if self._build is not None or self._load_saved_ann():
+                return
+            if self._count < self.background_min:
+                ids = list(self._ids)
+                graph = self._new_graph(self._matrix[: self._count], ids)
+                self._save_ann(graph, ids, self._seq)
+                self._install_ann(graph, ids, set())
+            else:
+                self._start_background_build()
+        elif self._count < self.ann_threshold and (self._ann is not None or self._build is not None):
             self._ann, self._key, self._key_ids = None, {}, {}
+            self._build_gen += 1  # a build under way is no longer wanted
+            self._build, self._dirty = None, None
 
-    def _build_ann(self) -> None:
+    def _new_graph(self, vectors: np.ndarray, ids: list[str]) -> UsearchIndex:
+        """A graph of ``vectors`` keyed 0..n-1 (the positions in ``ids``). Half precision in
+        the graph: its scores only pick candidates, which the float32 matrix rescores."""
         try:
             from usearch.index import Index
         except ImportError as exc:  # pragma: no cover - usearch is a dependency
             raise EmbedderError(f"the usearch package is needed above recall.ann_threshold vectors: {exc}") from exc
-        self._ann = Index(ndim=self.dim or 0, metric="cos", dtype="f32", connectivity=16, expansion_add=64, expansion_search=128)
-        self._key, self._key_ids = {}, {}
-        keys = np.arange(self._next_key, self._next_key + self._count, dtype=np.uint64)
-        self._next_key += self._count
-        for key, memory_id in zip(keys.tolist(), self._ids, strict=True):
-            self._key[memory_id] = key
-            self._key_ids[key] = memory_id
-        if self._count:
-            self._ann.add(keys, self._matrix[: self._count])
+        graph = Index(ndim=self.dim or 0, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=128)
+        if ids:
+            graph.add(np.arange(len(ids), dtype=np.uint64), vectors, threads=1)
+        return graph
+
+    def _install_ann(self, graph: UsearchIndex, ids: list[str], changed: set[str]) -> None:
+        """Make ``graph`` (keys = positions in ``ids``) the live one, then re-put every id in
+        ``changed`` from the matrix (or drop it when the index no longer holds it).
+        Caller holds the lock."""
+        self._ann = graph
+        self._key = {memory_id: key for key, memory_id in enumerate(ids)}
+        self._key_ids = dict(enumerate(ids))
+        self._next_key = max(self._next_key, len(ids))
+        for memory_id in sorted(changed):
+            pos = self._pos.get(memory_id)
+            if pos is None:
+                self._ann_drop(memory_id)
+            else:
+                self._ann_put(memory_id, self._matrix[pos])
+
+    def _start_background_build(self) -> None:
+        """Build the graph from a half-precision copy of the matrix in a thread; searches stay
+        exact until it is installed with the changes made meanwhile. Caller holds the lock."""
+        vectors = self._matrix[: self._count].astype(np.float16)
+        ids, seq = list(self._ids), self._seq
+        self._build_gen += 1
+        gen = self._build_gen
+        self._dirty = set()
+
+        def build() -> None:
+            try:
+                graph = self._new_graph(vectors, ids)
+            except Exception:  # a failed build leaves exact search in place
+                graph = None
+            if graph is not None:
+                self._save_ann(graph, ids, seq)
+            with self._lock:
+                if gen != self._build_gen:
+                    return
+                if graph is not None:
+                    self._install_ann(graph, ids, self._dirty or set())
+                self._build, self._dirty = None, None
+
+        self._build = threading.Thread(target=build, name="memmesh-hnsw-build", daemon=True)
+        self._build.start()
+
+    def _save_ann(self, graph: UsearchIndex, ids: list[str], seq: int) -> None:
+        """Save a fresh graph for the next process; a folder it cannot write to only means
+        that process builds its own."""
+        if self.ann_path is None:
+            return
+        try:
+            ann_file.save(self.ann_path, graph, ann_file.Meta(self.model_id, self.dim or 0, seq, ids))
+        except (OSError, RuntimeError):
+            return
+
+    def _load_saved_ann(self) -> bool:
+        """Load the saved graph and apply the vector changes since it was saved; False (and
+        the saved files removed) when there is none, it is of another model or size, or its
+        ids do not then match the index's. Caller holds the lock."""
+        if self.ann_path is None:
+            return False
+        loaded = ann_file.load(self.ann_path, self.model_id, self.dim or 0, self._seq)
+        if loaded is None:
+            return False
+        graph, meta = loaded
+        changes = self.store.vector_changes(meta.seq)
+        changed = set(changes.removed) | {row.memory_id for row in changes.upserts}
+        self._install_ann(graph, meta.ids, changed)
+        if self._key.keys() == self._pos.keys():
+            return True
+        self._ann, self._key, self._key_ids = None, {}, {}
+        ann_file.remove(self.ann_path)
+        return False
 
     def _ann_put(self, memory_id: str, vector: np.ndarray) -> None:
         assert self._ann is not None
