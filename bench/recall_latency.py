@@ -246,7 +246,20 @@ def cached_store(
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
     building.replace(path)
+    with Memory(f"sqlite:///{path}", settings_for(workdir)) as mem:  # the saved HNSW graph, above recall.ann_threshold
+        index = mem.service.engine.index
+        assert index is not None
+        index.refresh()
+        index.wait_for_ann()
     return path, fill_s
+
+
+def copy_store(cached: Path, db: Path) -> None:
+    """The cached file and its saved HNSW graph (``<db>.hnsw-*``), under ``db``'s name."""
+    shutil.copyfile(cached, db)
+    for extra in cached.parent.glob(f"{cached.name}.hnsw-*"):
+        if not extra.name.endswith(".tmp"):
+            shutil.copyfile(extra, db.with_name(db.name + extra.name[len(cached.name) :]))
 
 
 def run(workdir: Path, cache: Path, sizes: list[int], distinct: int, n_queries: int, seed: int, build_only: bool) -> dict[str, Any]:
@@ -266,13 +279,12 @@ def run(workdir: Path, cache: Path, sizes: list[int], distinct: int, n_queries: 
         if build_only:
             continue
         db = workdir / f"bench-{size}.db"
-        shutil.copyfile(cached, db)
+        copy_store(cached, db)
         result = {"store": str(cached), **measure_recall(workdir, db, queries)}
         if fill_s is not None:
             result["fill_s"] = round(fill_s, 1)
         if size == min(sizes):
             result["start_to_first_recall_s"] = round(start_to_first_recall(workdir, db, queries[0]), 2)
-        db.unlink()
         report["sizes"][str(size)] = result
         print(
             f"{size:>7} memories: recall p50 {result['recall_ms']['p50']:.1f} ms, p95 {result['recall_ms']['p95']:.1f} ms; "

@@ -67,9 +67,18 @@ def save(path: Path, graph: UsearchIndex, meta: Meta) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def load(path: Path, model: str, dim: int, seq: int) -> tuple[UsearchIndex, Meta] | None:
+def view(path: Path) -> UsearchIndex | None:
+    """The saved graph memory-mapped read-only (searches only)."""
+    from usearch.index import Index
+
+    graph_path, _meta = paths(path)
+    viewed: UsearchIndex | None = Index.restore(str(graph_path), view=True)
+    return viewed
+
+
+def load(path: Path, model: str, dim: int, seq: int, *, view: bool = False) -> tuple[UsearchIndex, Meta] | None:
     """The saved graph when it is of ``model`` and ``dim``, no newer than change ``seq`` and
-    whole; None otherwise. A torn, foreign or other model's pair is removed so the next
+    whole (``view``: memory-mapped read-only); None otherwise. A torn, foreign or other model's pair is removed so the next
     build replaces it; one newer than ``seq`` (another process saw more) is left alone."""
     graph_path, meta_path = paths(path)
     if not meta_path.exists() or not graph_path.exists():
@@ -93,7 +102,7 @@ def load(path: Path, model: str, dim: int, seq: int) -> tuple[UsearchIndex, Meta
             return None
         from usearch.index import Index
 
-        graph = Index.restore(str(graph_path), view=False)
+        graph = Index.restore(str(graph_path), view=view)
         if graph is None or len(graph) != len(ids) or graph.ndim != dim:
             remove(path)
             return None
