@@ -150,3 +150,23 @@ def test_background_build_keeps_exact_search_until_ready_and_applies_writes_made
         got = index.search(q, 5)
         assert_same(got, brute_force(mem, text, allowed, 5))
     assert (tmp_path / "bg.hnsw.usearch").exists()
+
+
+def test_graph_is_rebuilt_and_saved_again_once_a_tenth_has_changed(open_memory: Callable[..., Memory]) -> None:
+    mem = open_memory(ann_threshold=1)
+    fill(mem)
+    assert graph_in_use(mem)
+    first = set(saved_ids(mem))
+    for memory in mem.list(limit=2).items:  # 2 of 36: searched beside the saved graph, no rebuild
+        mem.delete(memory.id)
+    assert graph_in_use(mem) and saved_ids(mem) == first
+    index = mem.service.engine.index
+    assert index is not None
+    for text in ["Gina keeps bees on her rooftop in Oslo", "Hank repairs vintage motorcycles", "Ivy sails to Crete"]:
+        mem.add(text, namespace="bulk", wait=True)  # now 5 of 36 changed: more than a tenth
+    index.refresh()
+    assert index.wait_for_ann(60)
+    assert saved_ids(mem) == live_ids(mem)  # a new graph of the current vectors was saved
+    allowed = live_ids(mem)
+    for query in [*QUERIES, "who keeps bees?"]:
+        assert_same(index_answer(mem, query, 5), brute_force(mem, query, allowed, 5))
