@@ -92,7 +92,12 @@ def vocabulary(rng: random.Random, size: int = 5000) -> list[str]:
     return rng.sample(words, size)
 
 
+RECALL_OVERRIDES: dict[str, Any] = {}
+"""``[recall]`` settings of the timed runs (``--ann-threshold``)."""
+
+
 def settings_for(workdir: Path, **recall: Any) -> Any:
+    recall = {**RECALL_OVERRIDES, **recall}
     (workdir / "empty.toml").write_text("")
     overrides: dict[str, Any] = {"data_dir": str(workdir), "embeddings": {"provider": "minilm"}}
     if recall:
@@ -248,7 +253,7 @@ def cached_store(
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
     building.replace(path)
-    with Memory(f"sqlite:///{path}", settings_for(workdir)) as mem:  # the saved HNSW graph, above recall.ann_threshold
+    with Memory(f"sqlite:///{path}", settings_for(workdir, ann_threshold=1)) as mem:  # its HNSW graph, saved beside it
         index = mem.service.engine.index
         assert index is not None
         index.refresh()
@@ -307,7 +312,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/recall_latency.json")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the built stores are kept between runs")
     parser.add_argument("--build-only", action="store_true", help="build the cached stores and stop (no timing)")
+    parser.add_argument("--ann-threshold", type=int, help="recall.ann_threshold for the timed runs (default: the setting's default)")
     args = parser.parse_args()
+    if args.ann_threshold is not None:
+        RECALL_OVERRIDES["ann_threshold"] = args.ann_threshold
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory(prefix="memmesh-latency-") as tmp:
         report = run(Path(tmp), args.cache, sizes, args.distinct, args.queries, args.seed, args.build_only)
@@ -316,6 +324,7 @@ def main() -> None:
     report.update(
         {
             "benchmark": "recall_latency",
+            "recall_overrides": RECALL_OVERRIDES,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {
                 "python": platform.python_version(),

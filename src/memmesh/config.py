@@ -90,7 +90,7 @@ class EmbeddingSettings(_Section):
 
 class RecallSettings(_Section):
     default_top_k: int = Field(10, ge=1, description="hits returned when top_k is not given")
-    ann_threshold: int = Field(50_000, ge=0, description="vectors above which the HNSW index replaces exact search")
+    ann_threshold: int = Field(250_000, ge=0, description="vectors above which the HNSW index replaces exact search")
     keyword_weight: float = Field(_RANK.keyword, ge=0, description="weight of the keyword (BM25) half of the fusion")
     vector_weight: float = Field(_RANK.vector, ge=0, description="weight of the semantic half of the fusion")
     recency_half_life_days: float = Field(_RANK.recency_half_life_days, gt=0, description="age at which the recency boost halves")
