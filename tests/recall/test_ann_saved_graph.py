@@ -4,6 +4,8 @@ brought up to date with the writes made since, and rebuilt when it does not belo
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,3 +172,49 @@ def test_graph_is_rebuilt_and_saved_again_once_a_tenth_has_changed(open_memory: 
     allowed = live_ids(mem)
     for query in [*QUERIES, "who keeps bees?"]:
         assert_same(index_answer(mem, query, 5), brute_force(mem, query, allowed, 5))
+
+
+CHILD = """
+import sys
+from pathlib import Path
+
+import numpy as np
+from memmesh import Memory
+from memmesh.config import load_settings
+
+data = Path(sys.argv[1])
+(data / "empty.toml").write_text("")
+overrides = {"data_dir": str(data), "embeddings": {"provider": "minilm"}, "recall": {"ann_threshold": 1}}
+mem = Memory(f"sqlite:///{data / 'big.db'}", load_settings(data / "empty.toml", overrides=overrides, env={}))
+model_id = mem.service.embedder.model_id
+
+class RandomUnit:
+    def __init__(self):
+        self.model_id, self.dim, self.rng = model_id, 384, np.random.default_rng(5)
+
+    def embed(self, texts):
+        v = self.rng.normal(size=(len(texts), 384)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def health(self):
+        return {"ok": True, "model_id": self.model_id, "detail": "test"}
+
+real = mem.service.embedder
+mem.service.embedder = RandomUnit()
+mem.add_many([{"content": f"memory number {i}", "namespace": "bulk"} for i in range(20_000)], wait=True)
+mem.service.embedder = real
+index = mem.service.engine.index
+index.background_min = 1
+assert mem.recall("memory number five", touch=False).hits  # exact while the graph builds
+assert index._build is not None, "the graph build should be running in the background"
+mem.close()
+print("leaving while the graph is being built", flush=True)
+"""
+
+
+def test_process_exits_cleanly_while_a_graph_builds_in_the_background(tmp_path: Path) -> None:
+    """Regression: a daemon thread inside usearch's C++ at interpreter exit aborted the process
+    (exit 134, "terminate called without an active exception")."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "leaving while the graph is being built" in proc.stdout

@@ -28,6 +28,7 @@ up to the graph's own recall).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +51,13 @@ EXPANSION_SEARCH = 256
 """HNSW search breadth: at 100k synthetic vectors with many near-duplicates, 95.2 % / 97.2 % /
 99.1 % of the exact top 20 at 128 / 256 / 512, for 0.7 / 1.4 / 2.5 ms of CPU against ~7 ms
 for the exact product (docs/recall.md, latency)."""
+
+_BUILDS: set[threading.Thread] = set()
+"""Graph builds running in background threads (joined at exit, see :func:`_stop_builds`)."""
+_EXITING = threading.Event()
+BUILD_BATCH = 1024
+"""Vectors added to a graph per call in a background build: between calls it checks
+whether the build is still wanted, so the process can stop it within one batch."""
 
 _PINNED = threading.local()
 """The index a thread's current recall has refreshed already (see :meth:`VectorIndex.pinned`)."""
@@ -263,7 +271,9 @@ class VectorIndex:
                 return
             if self._count < self.background_min:
                 ids = list(self._ids)
-                graph = self._saved_view(self._new_graph(self._matrix[: self._count], ids), ids, self._seq)
+                built = self._new_graph(self._matrix[: self._count], ids)
+                assert built is not None
+                graph = self._saved_view(built, ids, self._seq)
                 self._install_ann(graph, ids, set(), frozen=graph is not None and self.ann_path is not None)
             else:
                 self._start_background_build()
@@ -279,16 +289,24 @@ class VectorIndex:
         stale = len(self._ann) - len(self._key)
         return (len(self._delta) + stale) / max(1, len(self._ann))
 
-    def _new_graph(self, vectors: np.ndarray, ids: list[str]) -> UsearchIndex:
-        """A graph of ``vectors`` keyed 0..n-1 (the positions in ``ids``). Half precision in
-        the graph: its scores only pick candidates, which the float32 matrix rescores."""
+    def _new_graph(self, vectors: np.ndarray, ids: list[str], stop: Callable[[], bool] | None = None) -> UsearchIndex | None:
+        """A graph of ``vectors`` keyed 0..n-1 (the positions in ``ids``); None when ``stop``
+        said so between batches. Half precision in the graph: its scores only pick
+        candidates, which the float32 matrix rescores."""
         try:
             from usearch.index import Index
         except ImportError as exc:  # pragma: no cover - usearch is a dependency
             raise EmbedderError(f"the usearch package is needed above recall.ann_threshold vectors: {exc}") from exc
         graph = Index(ndim=self.dim or 0, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=EXPANSION_SEARCH)
-        if ids:
-            graph.add(np.arange(len(ids), dtype=np.uint64), vectors, threads=1)
+        keys = np.arange(len(ids), dtype=np.uint64)
+        if stop is None:
+            if ids:
+                graph.add(keys, vectors, threads=1)
+            return graph
+        for start in range(0, len(ids), BUILD_BATCH):
+            if stop():
+                return None
+            graph.add(keys[start : start + BUILD_BATCH], vectors[start : start + BUILD_BATCH], threads=1)
         return graph
 
     def _install_ann(self, graph: UsearchIndex, ids: list[str], changed: set[str], *, frozen: bool = False) -> None:
@@ -318,9 +336,17 @@ class VectorIndex:
 
         def build() -> None:
             try:
-                graph = self._new_graph(vectors, ids)
+                finish(build_graph())
+            finally:
+                _BUILDS.discard(threading.current_thread())
+
+        def build_graph() -> UsearchIndex | None:
+            try:
+                return self._new_graph(vectors, ids, stop=lambda: _EXITING.is_set() or gen != self._build_gen)
             except Exception:  # a failed build leaves exact search in place
-                graph = None
+                return None
+
+        def finish(graph: UsearchIndex | None) -> None:
             frozen = False
             if graph is not None:
                 viewed = self._saved_view(graph, ids, seq)
@@ -334,6 +360,7 @@ class VectorIndex:
                 self._build, self._dirty = None, None
 
         self._build = threading.Thread(target=build, name="memmesh-hnsw-build", daemon=True)
+        _BUILDS.add(self._build)
         self._build.start()
 
     def _saved_view(self, graph: UsearchIndex, ids: list[str], seq: int) -> UsearchIndex:
@@ -526,3 +553,14 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(-scores, kind="stable")
     part = np.argpartition(-scores, k)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
+
+
+@atexit.register
+def _stop_builds() -> None:
+    """Stop graph builds before the interpreter goes: a daemon thread still inside usearch's
+    C++ at exit aborted the process ("terminate called without an active exception", exit
+    134) when a short-lived process opened a large store and left. The build stops within
+    one batch; the next process starts it again (or loads a saved graph)."""
+    _EXITING.set()
+    for thread in list(_BUILDS):
+        thread.join(10)
