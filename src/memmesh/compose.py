@@ -6,6 +6,7 @@ else reads Settings, so a new setting is wired in exactly one place.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memmesh.audit.log import AuditConfig
@@ -83,7 +84,16 @@ def build_index(settings: Settings, store: Store, model_id: str) -> VectorIndex:
         return SqlBackedIndex(
             store, model_id, None, ann_threshold=settings.recall.ann_threshold, sql_min=settings.storage.pg_vector_search_min
         )
-    return VectorIndex(store, model_id, None, ann_threshold=settings.recall.ann_threshold)
+    return VectorIndex(store, model_id, None, ann_threshold=settings.recall.ann_threshold, ann_path=ann_graph_path(store, model_id))
+
+
+def ann_graph_path(store: Store, model_id: str) -> Path | None:
+    """Where a SQLite file's HNSW graph is saved (``<db>.hnsw-<model>``); None in memory or on PostgreSQL."""
+    path = getattr(store, "path", None)
+    if not isinstance(path, str) or getattr(store, "in_memory", True) or not hasattr(store, "vector_snapshot"):
+        return None
+    tag = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_id)
+    return Path(f"{path}.hnsw-{tag}")
 
 
 def node_clock(settings: Settings) -> Clock:

@@ -11,6 +11,14 @@ thousands of vectors. At ``ann_threshold`` vectors and above, a usearch HNSW gra
 answers instead; it is built from the matrix, kept in step with every upsert and removal,
 and its hits are rescored exactly from the matrix so scores never depend on the graph.
 
+The graph is built in a background thread when the index holds ``background_min`` vectors
+or more (100k vectors: ~40 s of one core), searches staying exact until it is ready, and
+saved beside a SQLite file (``ann_path``: ``<db>.hnsw.usearch`` with a ``.json`` of its ids,
+model and change counter), so the next process loads it in a fraction of a second and only
+applies the vector changes made since. A saved graph of another model or size, or whose ids
+do not match the store's vectors after those changes (a restored or replaced file, a
+removal whose record was collected), is dropped and built again. See :mod:`memmesh.recall.ann_file`.
+
 Filters: ``accept`` checks batches of nearest ids against the caller's filter, widening
 the batch until ``k`` pass; a filter that rejects nearly everything (widening past
 ``widen_limit``) is selective, so ``fallback`` lists the ids that pass it and the search is
@@ -20,21 +28,36 @@ up to the graph's own recall).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memmesh.errors import EmbedderError
+from memmesh.recall import ann_file
 from memmesh.store.base import Store, VectorRow
 
 if TYPE_CHECKING:
     from usearch.index import Index as UsearchIndex
 
 Accept = Callable[[list[str]], set[str]]
+
+EXPANSION_SEARCH = 256
+"""HNSW search breadth: at 100k synthetic vectors with many near-duplicates, 95.2 % / 97.2 % /
+99.1 % of the exact top 20 at 128 / 256 / 512, for 0.7 / 1.4 / 2.5 ms of CPU against ~7 ms
+for the exact product (docs/recall.md, latency)."""
+
+_BUILDS: set[threading.Thread] = set()
+"""Graph builds running in background threads (joined at exit, see :func:`_stop_builds`)."""
+_EXITING = threading.Event()
+BUILD_BATCH = 1024
+"""Vectors added to a graph per call in a background build: between calls it checks
+whether the build is still wanted, so the process can stop it within one batch."""
 
 _PINNED = threading.local()
 """The index a thread's current recall has refreshed already (see :meth:`VectorIndex.pinned`)."""
@@ -43,11 +66,29 @@ _PINNED = threading.local()
 class VectorIndex:
     """Cosine search over L2-normalised vectors of one embedding model."""
 
-    def __init__(self, store: Store, model_id: str, dim: int | None = None, *, ann_threshold: int = 50_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        model_id: str,
+        dim: int | None = None,
+        *,
+        ann_threshold: int = 50_000,
+        ann_path: Path | None = None,
+        background_min: int = 5_000,
+    ) -> None:
         self.store = store
         self.model_id = model_id
         self.dim = dim
         self.ann_threshold = ann_threshold
+        self.ann_path = ann_path
+        """Where the HNSW graph is saved between processes (None: kept in memory only)."""
+        self.background_min = background_min
+        """Graphs of this many vectors or more are built in a background thread."""
+        self._build: threading.Thread | None = None
+        self._build_gen = 0
+        self._dirty: set[str] | None = None  # ids changed while a graph builds in the background
+        self._frozen = False  # the graph is the saved file, memory-mapped read-only
+        self._delta: set[str] = set()  # ids written since a frozen graph: searched exactly beside it
         self._lock = threading.RLock()
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
@@ -67,6 +108,15 @@ class VectorIndex:
     @property
     def uses_ann(self) -> bool:
         """True when searches go through the HNSW graph."""
+        return self._ann is not None
+
+    def wait_for_ann(self, timeout: float | None = None) -> bool:
+        """Wait for a graph being loaded or built in another thread; True when searches use a graph."""
+        build = self._build
+        if build is not None:
+            build.join(timeout)
+        if self._lock.acquire(timeout=-1 if timeout is None else timeout):  # a load under way in another thread
+            self._lock.release()
         return self._ann is not None
 
     # -- keeping in step with the store ---------------------------------------------------
@@ -187,6 +237,8 @@ class VectorIndex:
         self._matrix[pos] = vector
         if self._ann is not None:
             self._ann_put(memory_id, vector)
+        if self._dirty is not None:
+            self._dirty.add(memory_id)
 
     def _remove(self, memory_id: str) -> None:
         pos = self._pos.pop(memory_id, None)
@@ -202,34 +254,161 @@ class VectorIndex:
         self._count -= 1
         if self._ann is not None:
             self._ann_drop(memory_id)
+        if self._dirty is not None:
+            self._dirty.add(memory_id)
 
     # -- HNSW -------------------------------------------------------------------------------
 
     def _sync_ann(self) -> None:
-        """Build the graph when the index reaches the threshold; drop it when it shrinks below."""
-        if self._count >= self.ann_threshold > 0 and self._ann is None:
-            self._build_ann()
-        elif self._count < self.ann_threshold and self._ann is not None:
+        """Have a graph when the index reaches the threshold (the saved one, brought up to
+        date, or a new one: built here when small, in the background when large); drop it
+        when the index shrinks below."""
+        if self._count >= self.ann_threshold > 0 and self._ann is not None:
+            if self._frozen and self._build is None and self._delta_share() > 0.1:
+                self._start_background_build()  # a fresh graph (and file) once a tenth has changed
+        elif self._count >= self.ann_threshold > 0:
+            if self._build is not None or self._load_saved_ann():
+                return
+            if self._count < self.background_min:
+                ids = list(self._ids)
+                built = self._new_graph(self._matrix[: self._count], ids)
+                assert built is not None
+                graph = self._saved_view(built, ids, self._seq)
+                self._install_ann(graph, ids, set(), frozen=graph is not None and self.ann_path is not None)
+            else:
+                self._start_background_build()
+        elif self._count < self.ann_threshold and (self._ann is not None or self._build is not None):
             self._ann, self._key, self._key_ids = None, {}, {}
+            self._build_gen += 1  # a build under way is no longer wanted
+            self._build, self._dirty = None, None
+            self._frozen, self._delta = False, set()
 
-    def _build_ann(self) -> None:
+    def _delta_share(self) -> float:
+        """Share of a frozen graph's entries that no longer answer (changed or removed since)."""
+        assert self._ann is not None
+        stale = len(self._ann) - len(self._key)
+        return (len(self._delta) + stale) / max(1, len(self._ann))
+
+    def _new_graph(self, vectors: np.ndarray, ids: list[str], stop: Callable[[], bool] | None = None) -> UsearchIndex | None:
+        """A graph of ``vectors`` keyed 0..n-1 (the positions in ``ids``); None when ``stop``
+        said so between batches. Half precision in the graph: its scores only pick
+        candidates, which the float32 matrix rescores."""
         try:
             from usearch.index import Index
         except ImportError as exc:  # pragma: no cover - usearch is a dependency
             raise EmbedderError(f"the usearch package is needed above recall.ann_threshold vectors: {exc}") from exc
-        self._ann = Index(ndim=self.dim or 0, metric="cos", dtype="f32", connectivity=16, expansion_add=64, expansion_search=128)
-        self._key, self._key_ids = {}, {}
-        keys = np.arange(self._next_key, self._next_key + self._count, dtype=np.uint64)
-        self._next_key += self._count
-        for key, memory_id in zip(keys.tolist(), self._ids, strict=True):
-            self._key[memory_id] = key
-            self._key_ids[key] = memory_id
-        if self._count:
-            self._ann.add(keys, self._matrix[: self._count])
+        graph = Index(ndim=self.dim or 0, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=EXPANSION_SEARCH)
+        keys = np.arange(len(ids), dtype=np.uint64)
+        if stop is None:
+            if ids:
+                graph.add(keys, vectors, threads=1)
+            return graph
+        for start in range(0, len(ids), BUILD_BATCH):
+            if stop():
+                return None
+            graph.add(keys[start : start + BUILD_BATCH], vectors[start : start + BUILD_BATCH], threads=1)
+        return graph
+
+    def _install_ann(self, graph: UsearchIndex, ids: list[str], changed: set[str], *, frozen: bool = False) -> None:
+        """Make ``graph`` (keys = positions in ``ids``) the live one, then re-put every id in
+        ``changed`` from the matrix (or drop it when the index no longer holds it). A
+        ``frozen`` graph (the saved file, memory-mapped) is never modified: changes go to the
+        exact delta. Caller holds the lock."""
+        self._ann, self._frozen, self._delta = graph, frozen, set()
+        self._key = {memory_id: key for key, memory_id in enumerate(ids)}
+        self._key_ids = dict(enumerate(ids))
+        self._next_key = max(self._next_key, len(ids))
+        for memory_id in sorted(changed):
+            pos = self._pos.get(memory_id)
+            if pos is None:
+                self._ann_drop(memory_id)
+            else:
+                self._ann_put(memory_id, self._matrix[pos])
+
+    def _start_background_build(self) -> None:
+        """Build the graph from a half-precision copy of the matrix in a thread; searches stay
+        exact until it is installed with the changes made meanwhile. Caller holds the lock."""
+        vectors = self._matrix[: self._count].astype(np.float16)
+        ids, seq = list(self._ids), self._seq
+        self._build_gen += 1
+        gen = self._build_gen
+        self._dirty = set()
+
+        def build() -> None:
+            try:
+                finish(build_graph())
+            finally:
+                _BUILDS.discard(threading.current_thread())
+
+        def build_graph() -> UsearchIndex | None:
+            try:
+                return self._new_graph(vectors, ids, stop=lambda: _EXITING.is_set() or gen != self._build_gen)
+            except Exception:  # a failed build leaves exact search in place
+                return None
+
+        def finish(graph: UsearchIndex | None) -> None:
+            frozen = False
+            if graph is not None:
+                viewed = self._saved_view(graph, ids, seq)
+                frozen = viewed is not graph
+                graph = viewed
+            with self._lock:
+                if gen != self._build_gen:
+                    return
+                if graph is not None:
+                    self._install_ann(graph, ids, self._dirty or set(), frozen=frozen)
+                self._build, self._dirty = None, None
+
+        self._build = threading.Thread(target=build, name="memmesh-hnsw-build", daemon=True)
+        _BUILDS.add(self._build)
+        self._build.start()
+
+    def _saved_view(self, graph: UsearchIndex, ids: list[str], seq: int) -> UsearchIndex:
+        """Save a fresh graph for the next process and answer from the saved file, mapped
+        read-only (its pages are shared with the OS's cache and only those a search touches
+        count in the process's memory: issue 21's footprint); the graph itself when there is
+        no file or the folder cannot be written (the next process then builds its own)."""
+        if self.ann_path is None:
+            return graph
+        try:
+            ann_file.save(self.ann_path, graph, ann_file.Meta(self.model_id, self.dim or 0, seq, ids))
+            viewed = ann_file.view(self.ann_path)
+        except (OSError, RuntimeError, ValueError):
+            return graph
+        if viewed is None or len(viewed) != len(ids):
+            return graph
+        del graph
+        release_free_heap()
+        viewed.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]  # usearch declares the setter after the getter
+        return viewed
+
+    def _load_saved_ann(self) -> bool:
+        """Load the saved graph and apply the vector changes since it was saved; False (and
+        the saved files removed) when there is none, it is of another model or size, or its
+        ids do not then match the index's. Caller holds the lock."""
+        if self.ann_path is None:
+            return False
+        loaded = ann_file.load(self.ann_path, self.model_id, self.dim or 0, self._seq, view=True)
+        if loaded is None:
+            return False
+        graph, meta = loaded
+        graph.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]  # usearch declares the setter after the getter
+        changes = self.store.vector_changes(meta.seq)
+        changed = set(changes.removed) | {row.memory_id for row in changes.upserts}
+        self._install_ann(graph, meta.ids, changed, frozen=True)
+        if self._key.keys() | self._delta == self._pos.keys():
+            return True
+        self._ann, self._key, self._key_ids = None, {}, {}
+        self._frozen, self._delta = False, set()
+        ann_file.remove(self.ann_path)
+        return False
 
     def _ann_put(self, memory_id: str, vector: np.ndarray) -> None:
         assert self._ann is not None
         self._ann_drop(memory_id)
+        if self._frozen:
+            self._delta.add(memory_id)  # its vector is read from the matrix at search time
+            return
         key = self._next_key
         self._next_key += 1
         self._key[memory_id] = key
@@ -239,14 +418,28 @@ class VectorIndex:
     def _ann_drop(self, memory_id: str) -> None:
         assert self._ann is not None
         key = self._key.pop(memory_id, None)
+        if self._frozen:
+            self._delta.discard(memory_id)
         if key is not None:
             del self._key_ids[key]
-            self._ann.remove(key)
+            if not self._frozen:  # a frozen graph keeps the entry; hits without a key are skipped
+                self._ann.remove(key)
 
     def _ann_nearest(self, query: np.ndarray, want: int) -> list[str]:
         assert self._ann is not None
-        matches: Any = self._ann.search(query, min(want, self._count))
-        return [self._key_ids[int(k)] for k in matches.keys if int(k) in self._key_ids]
+        size, ask = len(self._ann), want
+        while True:  # entries of a frozen graph removed or replaced since do not count towards ``want``
+            matches: Any = self._ann.search(query, min(ask, size))
+            found = [self._key_ids[int(k)] for k in matches.keys if int(k) in self._key_ids]
+            if len(found) >= want or ask >= size:
+                break
+            ask *= 2
+        found = found[:want]
+        if not self._delta:
+            return found
+        # Written since the frozen graph: scored exactly and merged in by cosine.
+        merged = self._rescore(query, [*found, *sorted(self._delta)])
+        return [memory_id for memory_id, _ in merged[:want]]
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -360,3 +553,14 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(-scores, kind="stable")
     part = np.argpartition(-scores, k)[:k]
     return part[np.argsort(-scores[part], kind="stable")]
+
+
+@atexit.register
+def _stop_builds() -> None:
+    """Stop graph builds before the interpreter goes: a daemon thread still inside usearch's
+    C++ at exit aborted the process ("terminate called without an active exception", exit
+    134) when a short-lived process opened a large store and left. The build stops within
+    one batch; the next process starts it again (or loads a saved graph)."""
+    _EXITING.set()
+    for thread in list(_BUILDS):
+        thread.join(10)

@@ -70,6 +70,8 @@ class SqlBackedIndex(VectorIndex):
             self._ids, self._pos, self._count, self._seq = [], {}, 0, 0
             self._matrix = np.zeros((0, self.dim or 0), dtype=np.float32)
             self._ann, self._key, self._key_ids = None, {}, {}
+            self._build_gen += 1  # a graph being built in the background is not wanted any more
+            self._build, self._dirty = None, None
 
     def __len__(self) -> int:
         return self._model_count() if self._use_sql() else super().__len__()
