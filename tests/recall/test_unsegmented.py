@@ -53,4 +53,4 @@ def _later_tables_dropped() -> list[str]:
     for number, _name, sql in load_migrations("sqlite"):
         if number > 7:
             names += re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", sql, flags=re.IGNORECASE)
-    return [f"DROP TABLE {name}" for name in names]
+    return [f"DROP TABLE IF EXISTS {name}" for name in names]
