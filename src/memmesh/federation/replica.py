@@ -415,6 +415,8 @@ class Replica:
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
             tx.put_peer(state.model_copy(update=update))
+        if report.applied and any(item.bus is not None for item in batch.items):
+            self.service.bus.replicated()
         if report.applied and self.on_change is not None:
             self.on_change()
         return report
@@ -451,6 +453,8 @@ class Replica:
                         seen.add(obj.id)
                 self._items(run, page.items)
             upto = page.upto
+            if any(item.bus is not None for item in page.items):
+                self.service.bus.replicated()
         if source is None:
             raise InvalidInputError("a full resync needs at least one page of the peer's feed")
         state = next(p for p in self.service.store.peers() if p.node_id == source)
@@ -568,6 +572,15 @@ class Replica:
             self._record(run, item.conflict)
         elif item.agent is not None:
             self._agent(run, item.agent)
+        elif item.bus is not None:
+            self._bus(run, item.bus)
+
+    def _bus(self, run: _Applying, item: Any) -> None:
+        """A bus conversation or message (see :mod:`memmesh.bus.replicated`): new or a duplicate."""
+        if self.service.bus.apply_replicated(run.tx.conn, item.model_dump()):  # type: ignore[attr-defined]  # both backends' WriteTx
+            run.report.applied += 1
+        else:
+            run.report.duplicates += 1
 
     def _agent(self, run: _Applying, agent: Agent) -> None:
         """Agents carry no version: the later ``updated_at`` wins (then the larger record, so
@@ -589,6 +602,8 @@ class Replica:
             obj = item.memory or item.tombstone or item.conflict
             if obj is not None:
                 self.service.hlc.observe(obj.version.hlc)  # ClockSkewError (counted) when too far ahead
+            if item.bus is not None and item.bus.message is not None:
+                self.service.hlc.observe(item.bus.message.hlc)
             if item.memory is not None and item.memory.content_hash != content_hash(item.memory.namespace, item.memory.content):
                 raise InvalidInputError(f"memory {item.memory.id}: content_hash does not match its namespace and content")
 
