@@ -195,9 +195,7 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule(
         "writer", lambda w: _bus(w, "messages", json={"from": "a", "body": "hi"}), ok_status=201
     ),
-    ("GET", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule(
-        "reader", lambda w: _bus(w, "messages"), check=_no_other
-    ),
+    ("GET", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule("reader", lambda w: _bus(w, "messages"), check=_no_other),
     ("GET", "/api/v1/bus/conversations/{conversation_id}/unread"): HttpRule(
         "reader", lambda w: _bus(w, "unread", params={"agent": "b"}), check=_no_other
     ),

@@ -186,7 +186,10 @@ def test_bus_items_replayed_change_nothing_and_bad_ones_are_refused_whole(tmp_pa
             send(a, conv, token, "planner", f"note {i}")
         queue = a.call("POST", "/api/v1/bus/conversations", json={"participants": PARTICIPANTS, "kind": "queue"}).json()
         a.call(
-            "POST", f"/api/v1/bus/conversations/{queue['id']}/messages", json={"from": "planner", "body": "a task"}, headers={"X-Bus-Token": queue["token"]}
+            "POST",
+            f"/api/v1/bus/conversations/{queue['id']}/messages",
+            json={"from": "planner", "body": "a task"},
+            headers={"X-Bus-Token": queue["token"]},
         )
         wait_for(lambda: holds(b, conv, token, 3), 30, "b holds the chat")
         page = a.call("GET", "/api/v1/sync/since", params={"peer": "node-b", "since": 0}).json()

@@ -497,12 +497,17 @@ class Bus:
             self._live(row, now)
             where, params = "conversation_id = ?", [conversation_id]
             if after is not None:
-                mark = rows.one("SELECT COALESCE(hlc, ''), COALESCE(origin, ''), id FROM bus_messages WHERE id = ? AND conversation_id = ?", (after, conversation_id))
+                mark = rows.one(
+                    "SELECT COALESCE(hlc, ''), COALESCE(origin, ''), id FROM bus_messages WHERE id = ? AND conversation_id = ?",
+                    (after, conversation_id),
+                )
                 if mark is None:
-                    raise InvalidInputError(f"after: no message {after!r} in conversation {conversation_id}: give the id of a message listed before")
+                    raise InvalidInputError(
+                        f"after: no message {after!r} in conversation {conversation_id}: give the id of a message listed before"
+                    )
                 where, params = f"{where} AND {key} > (?, ?, ?)", [*params, *mark]
             found = rows.all(
-                f"SELECT {MSG_COLUMNS}, origin, hlc FROM bus_messages WHERE {where} ORDER BY COALESCE(hlc, ''), COALESCE(origin, ''), id LIMIT ?",
+                f"SELECT {MSG_COLUMNS}, origin, hlc FROM bus_messages WHERE {where} ORDER BY {key[1:-1]} LIMIT ?",
                 (*params, limit + 1),
             )
         messages = [TranscriptMessage(**self._message(r[:7]).model_dump(), node=r[7], hlc=r[8]) for r in found[:limit]]

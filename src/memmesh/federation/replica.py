@@ -577,7 +577,7 @@ class Replica:
 
     def _bus(self, run: _Applying, item: Any) -> None:
         """A bus conversation or message (see :mod:`memmesh.bus.replicated`): new or a duplicate."""
-        if self.service.bus.apply_replicated(run.tx.conn, item.model_dump()):  # type: ignore[attr-defined]  # both backends' WriteTx
+        if self.service.bus.apply_replicated(run.tx.conn, item.model_dump()):
             run.report.applied += 1
         else:
             run.report.duplicates += 1
