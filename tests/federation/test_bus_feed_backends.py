@@ -61,3 +61,40 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
     finally:
         lite.close()
         pg.close()
+
+
+def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Path) -> None:
+    """Chats written before schema 21 get a change number, an origin (this node) and a stamp
+    from their creation time on upgrade, so a peer receives them; later sends follow them."""
+    import sqlite3
+
+    from memmesh.store.sqlite import register_functions
+    from tests.schema_rewind import rewind
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = node(url, "old", "peer")
+    chat = old.bus.open(PEOPLE, principal=P)
+    queue = old.bus.open(PEOPLE, kind="queue", principal=P)
+    old.bus.send_many(chat.id, ["first", "second"], sender="coder", token=chat.token, principal=P)
+    old.bus.send(queue.id, "a task", sender="coder", token=queue.token, principal=P)
+    old.close()
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    register_functions(conn)
+    rewind(conn, 19, "sqlite")
+    assert "hlc" not in [row[1] for row in conn.execute("PRAGMA table_info(bus_messages)")]
+    conn.close()
+
+    upgraded = node(url, "old", "peer")
+    peer = node(f"sqlite:///{tmp_path / 'peer.db'}", "peer", "old")
+    try:
+        assert upgraded.store.schema_version >= 21
+        held = order(upgraded, chat.id, chat.token)
+        assert [m[3] for m in held] == ["first", "second"] and {m[1] for m in held} == {"old"}
+        upgraded.bus.send(chat.id, "third", sender="planner", token=chat.token, principal=P)
+        pull(upgraded, peer)
+        assert order(peer, chat.id, chat.token) == order(upgraded, chat.id, chat.token)
+        assert [m[3] for m in order(peer, chat.id, chat.token)] == ["first", "second", "third"]
+        assert [c.id for c in peer.bus.list(principal=P)] == [chat.id]
+    finally:
+        upgraded.close()
+        peer.close()
