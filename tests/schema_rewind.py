@@ -23,10 +23,16 @@ def tables_created_after(number: int, backend: str) -> list[str]:
     ]
 
 
+FIRST_ALTERING = 21
+"""The first migration that adds columns, indexes and triggers to tables of earlier ones without
+``IF NOT EXISTS`` (bus feed): from it on, a rewind undoes them so the migration can run again.
+Earlier migrations that alter tables are idempotent and keep the data they convert."""
+
+
 def undo_columns(conn: Any, number: int, backend: str) -> None:
     """Undo what later migrations added to existing tables (schema 21 adds columns, indexes,
     triggers and a trigger function): triggers and indexes first, then the columns."""
-    later = [sql for n, _name, sql in load_migrations(backend) if n > number]
+    later = [sql for n, _name, sql in load_migrations(backend) if n > number and n >= FIRST_ALTERING]
     for sql in later:
         for table_trigger in re.findall(r"CREATE TRIGGER (\w+)\s+(?:BEFORE|AFTER) INSERT ON (\w+)", sql):
             on = f" ON {table_trigger[1]}" if backend == "postgres" else ""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.federation.test_catchup_backends import node, pg_url, pull  # noqa: F401  # pg_url is a fixture
+
 from memmesh.model import LOCAL_PRINCIPAL as P
 from memmesh.service import Service
-from tests.federation.test_catchup_backends import node, pg_url, pull  # noqa: F401  # pg_url is a fixture
 
 PEOPLE = ["planner", "coder"]
 
@@ -68,8 +69,9 @@ def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Pa
     from their creation time on upgrade, so a peer receives them; later sends follow them."""
     import sqlite3
 
-    from memmesh.store.sqlite import register_functions
     from tests.schema_rewind import rewind
+
+    from memmesh.store.sqlite import register_functions
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = node(url, "old", "peer")
