@@ -528,6 +528,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     "bus_open_conversation": ToolRule("writer", lambda w: {"participants": ["a", "b"]}),
     "bus_send_message": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "sender": "a", "body": "hi"}),
     "bus_get_unread_messages": ToolRule("reader", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b"}, check=_no_other),
+    "bus_get_transcript": ToolRule("reader", lambda w: {"conversation_id": w.conv, "token": w.token}, check=_no_other),
     "bus_ack": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b", "all": True}),
     "bus_list_conversations": ToolRule("reader", lambda w: {}, check=_no_other),
     "bus_claim_task": ToolRule("writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w"}),

@@ -163,8 +163,19 @@ def test_a_node_that_was_down_catches_up_on_the_bus(tmp_path: Path) -> None:
     a, b = nodes
     try:
         conv, token = open_chat(a)
+        wait_for(lambda: holds(b, conv, token, 0), 30, "b holds the conversation")
+        polled: list[httpx.Response] = []
+        poll = threading.Thread(
+            target=lambda: polled.append(
+                b.call("GET", f"/api/v1/bus/conversations/{conv}/unread", params={"agent": "coder", "wait": 30}, headers=token, timeout=60)
+            )
+        )
+        poll.start()
         send(a, conv, token, "planner", "while both run")
-        wait_for(lambda: holds(b, conv, token, 1), 30, "b holds the first message")
+        poll.join(60)
+        # a long-poll on b wakes for a message posted on a (well before its 30 s timeout)
+        assert [m["body"] for m in polled[0].json()["messages"]] == ["while both run"]
+        assert polled[0].elapsed.total_seconds() < 20
         b.stop()
         sent = [send(a, conv, token, "planner", f"while b is down {i}")["id"] for i in range(30)]
         other, other_token = open_chat(a)  # a conversation b has never seen
