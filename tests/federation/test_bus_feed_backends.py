@@ -42,6 +42,10 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
         pull(pg, lite)
         pull(lite, pg)
         assert order(lite, chat.id, chat.token) == order(pg, chat.id, chat.token)
+        # no echo: pg's feed for lite leaves out the message lite wrote (pg holds it), and back
+        for source, target, own in ((pg, "lite", 3), (lite, "pg", 1)):
+            messages = [row["message"] for _, row in source.store.changes_since(0, 1000, skip_node=target).bus if "message" in row]
+            assert len(messages) == own and {m["origin"] for m in messages} == {source.node_id}
         assert [m[3] for m in order(pg, chat.id, chat.token)] == ["one", "two", "pg while apart", "lite while apart"]
         late = lite.bus.unread(chat.id, agent="coder", token=chat.token, principal=P)
         assert [m.body for m in late.messages] == ["pg while apart"] and late.acked_seq == 3 and late.messages[0].seq == 4

@@ -347,6 +347,8 @@ class SQLReads:
         def read(name: str, sql: str, where: str, params: tuple[Any, ...]) -> list[Any]:
             if skip_node is not None and name in FEED_SKIPS_WRITER:
                 where, params = where.replace(" ORDER BY", skip + " ORDER BY", 1), (*params[:2], skip_node, *params[2:])
+            elif skip_node is not None and name == "bus_messages":  # a message goes back to the node that wrote it: echo
+                where, params = where.replace(" ORDER BY", " AND origin <> ? ORDER BY", 1), (*params[:2], skip_node, *params[2:])
             return list(conn.execute(d.q(f"{sql} {where}"), params).fetchall())
 
         rows = {
