@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tests.federation.test_catchup_backends import node, pg_url, pull  # noqa: F401  # pg_url is a fixture
 
 from memmesh.model import LOCAL_PRINCIPAL as P
@@ -68,27 +69,33 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
         pg.close()
 
 
-def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     """Chats written before schema 21 get a change number, an origin (this node) and a stamp
     from their creation time on upgrade, so a peer receives them; later sends follow them."""
     import sqlite3
 
+    import psycopg
     from tests.schema_rewind import rewind
 
     from memmesh.store.sqlite import register_functions
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = f"sqlite:///{tmp_path / 'old.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     old = node(url, "old", "peer")
     chat = old.bus.open(PEOPLE, principal=P)
     queue = old.bus.open(PEOPLE, kind="queue", principal=P)
     old.bus.send_many(chat.id, ["first", "second"], sender="coder", token=chat.token, principal=P)
     old.bus.send(queue.id, "a task", sender="coder", token=queue.token, principal=P)
     old.close()
-    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    register_functions(conn)
-    rewind(conn, 19, "sqlite")
-    assert "hlc" not in [row[1] for row in conn.execute("PRAGMA table_info(bus_messages)")]
-    conn.close()
+    if backend == "sqlite":
+        conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+        register_functions(conn)
+        rewind(conn, 19, "sqlite")
+        assert "hlc" not in [row[1] for row in conn.execute("PRAGMA table_info(bus_messages)")]
+        conn.close()
+    else:
+        with psycopg.connect(_pg_dsn(url), autocommit=True) as pg_conn:
+            rewind(pg_conn, 19, "postgres")
 
     upgraded = node(url, "old", "peer")
     peer = node(f"sqlite:///{tmp_path / 'peer.db'}", "peer", "old")
@@ -104,3 +111,13 @@ def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Pa
     finally:
         upgraded.close()
         peer.close()
+
+
+def _pg_dsn(url: str) -> str:
+    """A psycopg conninfo for a ``postgresql:///name?k=v`` store URL."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    params = dict(parse_qsl(parts.query))
+    params["dbname"] = parts.path.lstrip("/")
+    return " ".join(f"{k}='{v}'" for k, v in params.items())
