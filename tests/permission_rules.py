@@ -195,6 +195,7 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule(
         "writer", lambda w: _bus(w, "messages", json={"from": "a", "body": "hi"}), ok_status=201
     ),
+    ("GET", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule("reader", lambda w: _bus(w, "messages"), check=_no_other),
     ("GET", "/api/v1/bus/conversations/{conversation_id}/unread"): HttpRule(
         "reader", lambda w: _bus(w, "unread", params={"agent": "b"}), check=_no_other
     ),
@@ -527,6 +528,7 @@ TOOL_RULES: dict[str, ToolRule] = {
     "bus_open_conversation": ToolRule("writer", lambda w: {"participants": ["a", "b"]}),
     "bus_send_message": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "sender": "a", "body": "hi"}),
     "bus_get_unread_messages": ToolRule("reader", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b"}, check=_no_other),
+    "bus_get_transcript": ToolRule("reader", lambda w: {"conversation_id": w.conv, "token": w.token}, check=_no_other),
     "bus_ack": ToolRule("writer", lambda w: {"conversation_id": w.conv, "token": w.token, "agent": "b", "all": True}),
     "bus_list_conversations": ToolRule("reader", lambda w: {}, check=_no_other),
     "bus_claim_task": ToolRule("writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w"}),

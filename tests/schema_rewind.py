@@ -36,9 +36,22 @@ def added_after(number: int, backend: str) -> tuple[list[str], list[tuple[str, s
     return indexes, columns
 
 
+def drop_triggers(conn: Any, number: int, backend: str) -> None:
+    """Drop the triggers and trigger functions later migrations put on older tables (schema 21
+    feeds bus rows to the mesh): SQLite refuses to drop a column a trigger names."""
+    later = [sql for n, _name, sql in load_migrations(backend) if n > number]
+    for sql in later:
+        for trigger, table in re.findall(r"CREATE TRIGGER (\w+)\s+(?:BEFORE|AFTER) INSERT ON (\w+)", sql):
+            on = f" ON {table}" if backend == "postgres" else ""
+            conn.execute(f"DROP TRIGGER IF EXISTS {trigger}{on}")
+        for function in re.findall(r"CREATE FUNCTION (\w+)\(", sql):
+            conn.execute(f"DROP FUNCTION IF EXISTS {function}() CASCADE")
+
+
 def rewind(conn: Any, number: int, backend: str) -> None:
-    """Drop the later migrations' tables, indexes and added columns and record schema
+    """Drop the later migrations' triggers, tables, indexes and added columns and record schema
     ``number`` (``conn``: sqlite3 or psycopg, autocommit)."""
+    drop_triggers(conn, number, backend)
     cascade = " CASCADE" if backend == "postgres" else ""
     created = tables_created_after(number, backend)
     for table in created:

@@ -91,6 +91,8 @@ async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
     assert [m.id for m in seen] == [sent["id"]]
     unread = await c.ok("bus_get_unread_messages", conversation_id=cid, token=token, agent="shard")
     assert [m["body"] for m in unread["messages"]] == ["start shard 1"]
+    transcript = await c.ok("bus_get_transcript", conversation_id=cid, token=token)
+    assert [m["body"] for m in transcript["messages"]] == ["start shard 1"] and transcript["messages"][0]["hlc"]
     assert (await c.ok("bus_ack", conversation_id=cid, token=token, agent="shard", all=True))["acked_seq"] == 1
     assert mem.service.bus.unread(cid, agent="shard", token=token, principal=LOCAL_PRINCIPAL).messages == []
     assert cid in [x["id"] for x in (await c.ok("bus_list_conversations"))["conversations"]]

@@ -45,10 +45,13 @@ from memmesh.bus.model import (
     Delivery,
     OpenedConversation,
     Task,
+    Transcript,
+    TranscriptMessage,
     Unread,
     when,
 )
 from memmesh.bus.notify import CHANNEL, Notifier
+from memmesh.bus.replicated import apply_item
 from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
@@ -94,10 +97,10 @@ SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
     "AND (?::text IS NULL OR strpos(participants, ?::text) > 0) RETURNING last_seq, kind), "
-    "m AS (INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
+    "m AS (INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
     "SELECT b.id, ?, c.last_seq - ? + b.ord, ?, ?, b.body, ?, "
-    "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END "
-    "FROM c, unnest(?::text[], ?::text[]) WITH ORDINALITY AS b(id, body, ord) RETURNING seq) "
+    "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END, ?::text, b.hlc "
+    "FROM c, unnest(?::text[], ?::text[], ?::text[]) WITH ORDINALITY AS b(id, body, hlc, ord) RETURNING seq) "
     f"SELECT c.last_seq, (SELECT COUNT(*) FROM m), pg_notify('{CHANNEL}', ?), {DELIVERY_COMMIT} FROM c"
 )
 SEND_PG_SYNC = SEND_PG.replace(f", {DELIVERY_COMMIT}", "")
@@ -210,6 +213,11 @@ class Bus:
 
     def _now(self) -> float:
         return self.service.clock().timestamp()
+
+    def _hlc(self) -> str:
+        """A message's stamp on the node's hybrid logical clock: later than every stamp this
+        node issued or received, so a reply sorts after what it answers on every node."""
+        return self.service.kernel.hlc.now()
 
     def _authorize(self, principal: Principal, role: str, agent: str | None = None) -> Principal:
         """The caller's role. Inside a conversation the token is the credential: an API key
@@ -444,18 +452,19 @@ class Bus:
             for offset, body in enumerate(bodies):
                 msg = (new_id(), conversation_id, first + offset, sender, to, body, now)
                 made.append(msg)
+            origin = self.service.node_id
             if rows.postgres:
                 rows.conn.cursor().executemany(
-                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(*m, state, history) for m in made],
+                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(*m, state, history, origin, self._hlc()) for m in made],
                 )
                 rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (conversation_id,))
             else:
                 rows.conn.executemany(
-                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*m, state, history) for m in made],
+                    "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(*m, state, history, origin, self._hlc()) for m in made],
                 )
         self.notifier.notify()
         return [self._message(m) for m in made]
@@ -491,8 +500,10 @@ class Bus:
                     sender,
                     to,
                     now,
+                    self.service.node_id,
                     ids,
                     bodies,
+                    [self._hlc() for _ in bodies],
                     conversation_id,
                 ),
             )
@@ -517,6 +528,50 @@ class Bus:
             found = rows.one("SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'")
             self._flush_checked = (now, bool(found and found[0]))
         return self._flush_checked[1]
+
+    def transcript(
+        self, conversation_id: str, *, token: str, principal: Principal, after: str | None = None, limit: int = 100
+    ) -> Transcript:
+        """The conversation's messages in mesh order, (hlc, node, id): the same on every node
+        once they hold the same messages, whichever node each was sent on. Reads only: no
+        cursor moves (``unread``/``ack`` deliver in this node's arrival order)."""
+        self._authorize(principal, "reader")
+        limit = self._limit(limit)
+        now = self._now()
+        key = "(COALESCE(hlc, ''), COALESCE(origin, ''), id)"
+        with self.sql.read() as rows:
+            row = self._conversation(rows, conversation_id, token)
+            self._live(row, now)
+            where, params = "conversation_id = ?", [conversation_id]
+            if after is not None:
+                mark = rows.one(
+                    "SELECT COALESCE(hlc, ''), COALESCE(origin, ''), id FROM bus_messages WHERE id = ? AND conversation_id = ?",
+                    (after, conversation_id),
+                )
+                if mark is None:
+                    raise InvalidInputError(
+                        f"after: no message {after!r} in conversation {conversation_id}: give the id of a message listed before"
+                    )
+                where, params = f"{where} AND {key} > (?, ?, ?)", [*params, *mark]
+            found = rows.all(
+                f"SELECT {MSG_COLUMNS}, origin, hlc FROM bus_messages WHERE {where} ORDER BY {key[1:-1]} LIMIT ?",
+                (*params, limit + 1),
+            )
+        messages = [TranscriptMessage(**self._message(r[:7]).model_dump(), node=r[7], hlc=r[8]) for r in found[:limit]]
+        return Transcript(conversation_id=conversation_id, messages=messages, more=len(found) > limit)
+
+    def apply_replicated(self, conn: Any, item: dict[str, Any]) -> bool:
+        """Take in a bus object a mesh peer sent, inside the replica's write on ``conn``
+        (see :mod:`memmesh.bus.replicated`); True when it was new here."""
+        return apply_item(Rows(conn, self.sql.postgres), item, max_message_bytes=self.policy.max_message_bytes)
+
+    def replicated(self) -> None:
+        """Messages from a peer committed: wake this process's long-polls (and, on PostgreSQL,
+        every process's, like a send)."""
+        if self.sql.postgres:
+            with self.sql.statement() as rows:
+                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", ("",))
+        self.notifier.notify()
 
     def _visible(self) -> str:
         """Messages an agent receives: not its own, and addressed to everyone or to it."""

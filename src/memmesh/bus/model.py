@@ -105,3 +105,20 @@ class Task(BaseModel):
     result: str | None = None
     dead_reason: str | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TranscriptMessage(BusMessage):
+    """A message with where and when it was written: ``node`` (the node that took the send)
+    and ``hlc`` (its hybrid-logical-clock stamp). ``seq`` is this node's arrival number."""
+
+    node: str | None = None
+    hlc: str | None = None
+
+
+class Transcript(BaseModel):
+    """A conversation's messages in the order every mesh node shows them: (hlc, node, id)."""
+
+    conversation_id: str
+    messages: list[TranscriptMessage]
+    more: bool = False
+    """More messages follow: ask again with ``after`` = the last message's id."""

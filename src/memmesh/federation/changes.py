@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memmesh.errors import InvalidInputError
 from memmesh.model import Agent, Conflict, HistoryEntry, Link, Memory, Relation, Tombstone
@@ -29,8 +30,65 @@ MAX_SHIPPED_HISTORY = 100
 times still fits a push body."""
 
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+BUS_AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+HLC_PATTERN = r"^[0-9]{13}\.[0-9]{5}$"
+BUS_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 
-ITEM_KINDS = ("memory", "tombstone", "link", "conflict", "agent", "standard", "pending", "link_removal")
+
+class BusConversationItem(BaseModel):
+    """A chat conversation as it replicates: its fixed fields, the token only as the SHA-256 the
+    store keeps (a 256-bit random token's hash reveals nothing), never cursors or activity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = BUS_ID
+    kind: Literal["chat"] = Field(description="only chat conversations replicate; task queues are node-local")
+    topic: str | None = Field(None, max_length=1000)
+    participants: list[Annotated[str, Field(pattern=BUS_AGENT_PATTERN)]] = Field(min_length=1, max_length=1000)
+    token_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_by: str | None = Field(None, pattern=BUS_AGENT_PATTERN)
+    created_at: float = Field(ge=0, allow_inf_nan=False)
+    timeout_s: float = Field(gt=0, le=3_153_600_000.0, allow_inf_nan=False)
+
+    @field_validator("participants", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        """The store keeps participants as JSON text; the wire carries the list."""
+        return json.loads(value) if isinstance(value, str) else value
+
+
+class BusMessageItem(BaseModel):
+    """A chat message as it replicates: immutable, with a global id, the node that wrote it and
+    its HLC stamp, so every node orders a conversation by (hlc, origin, id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = BUS_ID
+    conversation_id: str = BUS_ID
+    sender: str = Field(pattern=BUS_AGENT_PATTERN)
+    recipient: str | None = Field(None, pattern=BUS_AGENT_PATTERN)
+    body: str = Field(min_length=1, max_length=1_048_576)
+    created_at: float = Field(ge=0, allow_inf_nan=False)
+    origin: str = Field(pattern=NODE_ID_PATTERN)
+    hlc: str = Field(pattern=HLC_PATTERN)
+
+
+class BusItem(BaseModel):
+    """One bus object of the feed: a conversation or a message (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation: BusConversationItem | None = None
+    message: BusMessageItem | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> BusItem:
+        if (self.conversation is None) == (self.message is None):
+            raise ValueError("a bus item carries exactly one of conversation, message")
+        return self
+
+
+ITEM_KINDS = ("memory", "tombstone", "link", "conflict", "agent", "standard", "pending", "link_removal", "bus")
 """What one :class:`SyncItem` may carry (exactly one of them)."""
 
 
@@ -91,6 +149,7 @@ class SyncItem(BaseModel):
     standard: StandardState | None = None
     pending: PendingState | None = None
     link_removal: LinkRemoval | None = None
+    bus: BusItem | None = Field(None, description="a bus chat conversation or message (schema 21)")
     vector: str | None = Field(
         None, max_length=65536, description="the memory's embedding (base64 of little-endian float32), so the receiver need not embed it"
     )
@@ -199,6 +258,7 @@ def batch_from_changes(node: str, since: int, changes: Changes) -> SyncPage:
     items += [item(seq=seq, link=link) for seq, link in changes.links]
     items += [item(seq=seq, conflict=c) for seq, c in changes.conflicts]
     items += [item(seq=seq, agent=agent) for seq, agent in changes.agents]
+    items += [item(seq=seq, bus=BusItem.model_validate(row)) for seq, row in changes.bus]
     return SyncPage(node=node, since=since, upto=max(changes.upto, since), items=items, more=changes.more)
 
 

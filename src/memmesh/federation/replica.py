@@ -421,6 +421,8 @@ class Replica:
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
             tx.put_peer(state.model_copy(update=update))
+        if report.applied and any(item.bus is not None for item in batch.items):
+            self.service.bus.replicated()
         if report.applied and self.on_change is not None:
             self.on_change()
         return report
@@ -457,6 +459,8 @@ class Replica:
                         seen.add(obj.id)
                 self._items(run, page.items)
             upto = page.upto
+            if any(item.bus is not None for item in page.items):
+                self.service.bus.replicated()
         if source is None:
             raise InvalidInputError("a full resync needs at least one page of the peer's feed")
         state = next(p for p in self.service.store.peers() if p.node_id == source)
@@ -574,8 +578,17 @@ class Replica:
             self._record(run, item.conflict)
         elif item.agent is not None:
             self._agent(run, item.agent)
+        elif item.bus is not None:
+            self._bus(run, item.bus)
         else:
             self._governed(run, item)
+
+    def _bus(self, run: _Applying, item: Any) -> None:
+        """A bus conversation or message (see :mod:`memmesh.bus.replicated`): new or a duplicate."""
+        if self.service.bus.apply_replicated(run.tx.conn, item.model_dump()):
+            run.report.applied += 1
+        else:
+            run.report.duplicates += 1
 
     def _governed(self, run: _Applying, item: SyncItem) -> None:
         """A standard, a pending action or a link removal (see :mod:`.governed`)."""
@@ -605,6 +618,8 @@ class Replica:
             obj = item.memory or item.tombstone or item.conflict
             if obj is not None:
                 self.service.hlc.observe(obj.version.hlc)  # ClockSkewError (counted) when too far ahead
+            if item.bus is not None and item.bus.message is not None:
+                self.service.hlc.observe(item.bus.message.hlc)
             if item.memory is not None and item.memory.content_hash != content_hash(item.memory.namespace, item.memory.content):
                 raise InvalidInputError(f"memory {item.memory.id}: content_hash does not match its namespace and content")
             check_governed(self.service, item)

@@ -88,9 +88,12 @@ class Changes:
     agents: list[tuple[int, Agent]] = field(default_factory=list)
     upto: int = 0
     more: bool = False
+    bus: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    """Bus chat conversations and messages (schema 21), as plain rows: ``{"conversation": {...}}``
+    or ``{"message": {...}}``, conversations first (see :data:`memmesh.store.sql.reads.BUS_FEED`)."""
 
     def __len__(self) -> int:
-        return len(self.memories) + len(self.tombstones) + len(self.links) + len(self.conflicts) + len(self.agents)
+        return len(self.memories) + len(self.tombstones) + len(self.links) + len(self.conflicts) + len(self.agents) + len(self.bus)
 
 
 def cut_page(since: int, head: int, limit: int, pages: Sequence[Sequence[int]]) -> int | None:

@@ -85,6 +85,27 @@ def unread(
         console.print(f"#{m.seq} {m.id} {m.sender}{' → ' + m.to if m.to else ''}: {m.body}", markup=False, highlight=False)
 
 
+@bus_app.command("transcript")
+def transcript(
+    conversation: str = CONV,
+    token: str = TOKEN,
+    after: str = typer.Option(None, "--after", help="Continue after this message id (the last one printed)."),
+    limit: int = typer.Option(100, "--limit", help="At most this many messages."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every message of a conversation in mesh order (hlc, node, id): the same on every node. Moves no cursor."""
+    found = _service().bus.transcript(conversation, token=token, after=after, limit=limit, principal=LOCAL_PRINCIPAL)
+    if as_json:
+        print_json(found)
+        return
+    if not found.messages:
+        console.print("no messages", markup=False)
+    for m in found.messages:
+        console.print(f"{m.hlc} {m.node} {m.id} {m.sender}{' → ' + m.to if m.to else ''}: {m.body}", markup=False, highlight=False)
+    if found.more:
+        console.print(f"more: --after {found.messages[-1].id}", markup=False)
+
+
 @bus_app.command("ack")
 def ack(
     conversation: str = CONV,

@@ -72,6 +72,19 @@ class BusTools:
         found = self.service.bus.unread(conversation_id, agent=agent, token=token, wait_s=wait_seconds, principal=self.who())
         return {"messages": [_dump(m) for m in found.messages], "acked_seq": found.acked_seq, "more": found.more}
 
+    @tool("bus", "Get a conversation's transcript", read_only=True)
+    def bus_get_transcript(
+        self,
+        conversation_id: ConvId,
+        token: Token,
+        after: Annotated[str | None, Field(description="Continue after this message id (the last of the previous page).")] = None,
+        limit: Annotated[int, Field(description="At most this many messages (1-1000).")] = 100,
+    ) -> Any:
+        """Every message of the conversation in the order every mesh node shows it (hlc,
+        node, id), each with the node it was sent on. Marks nothing read."""
+        found = self.service.bus.transcript(conversation_id, token=token, after=after, limit=limit, principal=self.who())
+        return {"messages": [_dump(m) for m in found.messages], "more": found.more}
+
     @tool("bus", "Acknowledge messages", idempotent=True)
     def bus_ack(
         self,

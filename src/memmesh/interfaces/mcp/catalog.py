@@ -47,6 +47,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "bus_open_conversation",
         "bus_send_message",
         "bus_get_unread_messages",
+        "bus_get_transcript",
         "bus_ack",
         "bus_list_conversations",
         "bus_claim_task",

@@ -64,6 +64,23 @@ FEED_QUERIES = {
     "conflicts": (f"SELECT seq, {CONFLICT_COLUMNS} FROM conflicts", "id"),
     "agents": (f"SELECT seq, {AGENT_COLUMNS} FROM agents", "agent_id"),
 }
+BUS_FEED = {
+    "conversation": ("id", "kind", "topic", "participants", "token_hash", "created_by", "created_at", "timeout_s"),
+    "message": ("id", "conversation_id", "sender", "recipient", "body", "created_at", "origin", "hlc"),
+}
+"""The bus columns that replicate (schema 21): a chat conversation's fixed fields (its token only
+as the stored SHA-256) and a chat message's; never last_activity, cursors or task leases."""
+FEED_QUERIES["bus_conversations"] = (
+    f"SELECT * FROM (SELECT change_seq AS seq, {', '.join(BUS_FEED['conversation'])} FROM bus_conversations "
+    "WHERE change_seq IS NOT NULL) AS bc",
+    "id",
+)
+FEED_QUERIES["bus_messages"] = (
+    "SELECT * FROM (SELECT change_seq AS seq, id, conversation_id, sender, recipient, body, created_at, "
+    "COALESCE(origin, (SELECT value FROM meta WHERE key = 'node_id')) AS origin, hlc FROM bus_messages "
+    "WHERE change_seq IS NOT NULL AND hlc IS NOT NULL) AS bm",
+    "id",
+)
 """Per replicated table: its feed query and the key that orders rows sharing a change number."""
 
 FEED_SKIPS_WRITER = frozenset({"memories", "tombstones"})
@@ -330,6 +347,8 @@ class SQLReads:
         def read(name: str, sql: str, where: str, params: tuple[Any, ...]) -> list[Any]:
             if skip_node is not None and name in FEED_SKIPS_WRITER:
                 where, params = where.replace(" ORDER BY", skip + " ORDER BY", 1), (*params[:2], skip_node, *params[2:])
+            elif skip_node is not None and name == "bus_messages":  # a message goes back to the node that wrote it: echo
+                where, params = where.replace(" ORDER BY", " AND origin <> ? ORDER BY", 1), (*params[:2], skip_node, *params[2:])
             return list(conn.execute(d.q(f"{sql} {where}"), params).fetchall())
 
         rows = {
@@ -352,6 +371,8 @@ class SQLReads:
             agents=[(r[0], row_to_agent(r[1:], d)) for r in kept["agents"]],
             upto=cut,
             more=cut < head,
+            bus=[(r[0], {"conversation": dict(zip(BUS_FEED["conversation"], r[1:], strict=True))}) for r in kept["bus_conversations"]]
+            + [(r[0], {"message": dict(zip(BUS_FEED["message"], r[1:], strict=True))}) for r in kept["bus_messages"]],
         )
 
     def conflicts(self, memory_id: str | None = None) -> builtins.list[Conflict]:

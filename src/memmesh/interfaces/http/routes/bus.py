@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
-from memmesh.bus.model import AckResult, BusMessage, Conversation, Delivery, OpenedConversation, Task, Unread
+from memmesh.bus.model import AckResult, BusMessage, Conversation, Delivery, OpenedConversation, Task, Transcript, Unread
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
@@ -102,6 +102,19 @@ def list_conversations(
 def send(conversation_id: str, body: SendRequest, token: Token, service: Svc, who: Caller) -> Response:
     message = service.bus.send(conversation_id, body.body, sender=body.sender, to=body.to, token=token, principal=who)
     return json_response(message, 201)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=Transcript, summary="A conversation's messages in mesh order")
+def transcript(
+    conversation_id: str,
+    token: Token,
+    service: Svc,
+    who: Caller,
+    after: Annotated[str | None, Query(description="continue after this message id (the last one of the previous page)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Every message, ordered by (hlc, node, id): the same order on every mesh node. Moves no cursor."""
+    return json_response(service.bus.transcript(conversation_id, token=token, after=after, limit=limit, principal=who))
 
 
 @router.get("/conversations/{conversation_id}/unread", response_model=Unread, summary="Unread messages (long-poll)")
