@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -290,7 +291,30 @@ def _tag_list(value: Any) -> list[str]:
         return []
     if not isinstance(value, list | tuple):
         raise InvalidInputError('tags must be a list of strings, e.g. ["project", "urgent"]')
-    return _normalize_tag_list(value)
+    tags = _normalize_tag_list(value)
+    for tag in tags:
+        _check_tag_characters(tag)
+    return tags
+
+
+_JOINERS = frozenset("\u200c\u200d")
+"""Zero-width (non-)joiners: format characters that emoji sequences and Indic scripts need."""
+
+
+def _check_tag_characters(tag: str) -> None:
+    """Refuse control, line-separator and invisible format characters in a new tag.
+
+    A tag is a label shown on one line (CLI tables, the inspector, logs) and matched
+    exactly: a line break, an escape sequence or a bidi override (U+202E) in it forges
+    output or makes two tags that look the same differ. Only new writes are checked, so
+    backups and replicas holding such a tag still restore."""
+    for position, char in enumerate(tag):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp") or (category == "Cf" and char not in _JOINERS):
+            raise InvalidInputError(
+                f"tag {tag[:20]!r} contains the control or invisible character U+{ord(char):04X} at position {position}; "
+                "tags are one-line labels: remove it"
+            )
 
 
 def _check_title(value: str | None) -> str | None:

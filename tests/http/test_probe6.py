@@ -1,0 +1,71 @@
+"""What a new user, an attacker with keys scoped elsewhere and an SRE tried against a real
+uvicorn in session 6, and found broken: each test fails on the code before its fix.
+
+Every refusal must be a clear 4xx naming what to fix, store nothing, and leave the route
+working afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from memmesh.model import LOCAL_PRINCIPAL
+
+
+def _refused(reply: httpx.Response, status: int, *words: str) -> None:
+    assert reply.status_code == status, reply.text
+    message = reply.json()["error"]["message"]
+    for word in words:
+        assert word in message, reply.text
+
+
+def _key(server: Any, agent: str, role: str, namespaces: list[str] | None = None) -> httpx.Client:
+    made = server.service.create_key(agent, role=role, namespaces=namespaces, principal=LOCAL_PRINCIPAL)
+    return server.http(made.key)
+
+
+@pytest.mark.parametrize(
+    ("tag", "code"),
+    [
+        ("line\nbreak", "U+000A"),  # forges a second line in `memmesh list` and logs
+        ("\x1b[31mred", "U+001B"),  # a terminal escape sequence
+        ("admin\u202egnp", "U+202E"),  # bidi override: shows as another tag
+        ("zero\u200bwidth", "U+200B"),  # looks identical to "zerowidth", never matches it
+        ("para\u2029graph", "U+2029"),
+    ],
+)
+def test_a_tag_with_control_or_invisible_characters_is_refused_on_every_write(serve: Any, tag: str, code: str) -> None:
+    # Before: namespaces refused these characters but tags stored them as given (201).
+    server = serve()
+    http = _key(server, "alice", "writer", ["a"])
+    _refused(http.post("/api/v1/memories", json={"content": "tagged fact", "namespace": "a", "tags": [tag]}), 422, code, "tags are one-line labels")
+    _refused(http.post("/api/v1/memories/batch", json={"items": [{"content": "batch fact", "namespace": "a", "tags": ["ok", tag]}]}), 422, code)
+    stored = http.post("/api/v1/memories", json={"content": "plain fact", "namespace": "a", "tags": ["ok"]})
+    assert stored.status_code == 201, stored.text
+    _refused(http.patch(f"/api/v1/memories/{stored.json()['id']}", json={"tags": [tag]}), 422, code)
+    page = http.get("/api/v1/memories", params={"namespace": "a"}).json()
+    assert [(m["content"], m["tags"]) for m in page["items"]] == [("plain fact", ["ok"])], "nothing refused was stored or changed"
+
+
+def test_tags_that_need_joiners_and_other_scripts_are_still_accepted(serve: Any) -> None:
+    server = serve()
+    http = _key(server, "alice", "writer", ["a"])
+    tags = ["family\U0001f468\u200d\U0001f469\u200d\U0001f467", "क्\u200dष", "café", "日本語", "smith, john"]
+    stored = http.post("/api/v1/memories", json={"content": "a fact with rich tags", "namespace": "a", "tags": tags})
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["tags"] == tags
+
+
+def test_sync_hello_is_refused_to_an_admin_limited_to_some_namespaces(serve: Any) -> None:
+    # Before: any admin got 200 with `seq`, the store-wide change counter: a key for `a`
+    # polling it learned how much was written in namespaces it may not read.
+    server = serve()
+    scoped = _key(server, "a-admin", "admin", ["a"])
+    _refused(scoped.get("/api/v1/sync/hello"), 403, "every namespace")
+    for agent, role in [("global-admin", "admin"), ("node-b", "peer")]:
+        hello = _key(server, agent, role).get("/api/v1/sync/hello")
+        assert hello.status_code == 200, hello.text
+        assert hello.json()["node"] == server.service.node_id
