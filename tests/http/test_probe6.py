@@ -41,8 +41,15 @@ def test_a_tag_with_control_or_invisible_characters_is_refused_on_every_write(se
     # Before: namespaces refused these characters but tags stored them as given (201).
     server = serve()
     http = _key(server, "alice", "writer", ["a"])
-    _refused(http.post("/api/v1/memories", json={"content": "tagged fact", "namespace": "a", "tags": [tag]}), 422, code, "tags are one-line labels")
-    _refused(http.post("/api/v1/memories/batch", json={"items": [{"content": "batch fact", "namespace": "a", "tags": ["ok", tag]}]}), 422, code)
+    _refused(
+        http.post("/api/v1/memories", json={"content": "tagged fact", "namespace": "a", "tags": [tag]}),
+        422,
+        code,
+        "tags are one-line labels",
+    )
+    _refused(
+        http.post("/api/v1/memories/batch", json={"items": [{"content": "batch fact", "namespace": "a", "tags": ["ok", tag]}]}), 422, code
+    )
     stored = http.post("/api/v1/memories", json={"content": "plain fact", "namespace": "a", "tags": ["ok"]})
     assert stored.status_code == 201, stored.text
     _refused(http.patch(f"/api/v1/memories/{stored.json()['id']}", json={"tags": [tag]}), 422, code)
