@@ -7,6 +7,7 @@ working afterwards.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,3 +77,25 @@ def test_sync_hello_is_refused_to_an_admin_limited_to_some_namespaces(serve: Any
         hello = _key(server, agent, role).get("/api/v1/sync/hello")
         assert hello.status_code == 200, hello.text
         assert hello.json()["node"] == server.service.node_id
+
+
+def test_a_url_encoded_line_break_or_escape_cannot_forge_a_server_log_line(spawn: Any, tmp_path: Path) -> None:
+    # Before: the access log wrote the percent-decoded path as is, so `%0A` in a URL started a
+    # line of the attacker's choosing in the server log and `%1B` sent terminal escapes.
+    server = spawn(tmp_path / "logs.db")
+    forged = "2026-01-01 00:00:00,000 INFO memmesh.http.access [x] POST /api/v1/keys 201 1.0ms"
+    for path in [
+        "/api/v1/memories/abc%0A" + forged.replace(" ", "%20"),
+        "/api/v1/memories/abc%1B%5B31mRED",
+        "/api/v1/memories/abc%E2%80%AE",
+    ]:
+        assert httpx.get(server.url + path).status_code == 404
+    assert httpx.get(server.url + "/api/v1/memories/caf%C3%A9").status_code == 404
+    server.terminate()
+    lines = server.log.read_text(encoding="utf-8").splitlines()
+    assert not any(line.startswith("2026-01-01") for line in lines), "no line starts with the forged text"
+    access = [line for line in lines if "memmesh.http.access" in line and "/api/v1/memories/" in line]
+    assert len(access) == 4, lines
+    assert "abc\\n2026-01-01" in access[0] and "POST /api/v1/keys 201" in access[0], "the forged text stays inside its own line"
+    assert "\x1b" not in "".join(lines) and "abc\\x1b[31mRED" in access[1]
+    assert "abc\\u202e" in access[2] and "café" in access[3], "printable text of any script is kept as it is"
