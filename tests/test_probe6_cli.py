@@ -3,6 +3,7 @@ the code before its fix."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -43,3 +44,27 @@ def test_every_config_section_named_in_help_is_shown(cli_in_process: Callable[..
         assert not missing, f"`memmesh {' '.join(path)} --help` lost {missing}: {text}"
         checked += 1
     assert checked >= 6, "the help texts that name config sections were all found"
+
+
+def test_stored_text_cannot_drive_the_operators_terminal(cli_in_process: Callable[..., Any]) -> None:
+    # Before: an agent that stored "\x1b[2J…" over HTTP or MCP cleared (recoloured, retitled)
+    # the terminal of whoever ran `memmesh list`/`get`/`search`/`history` on that store.
+    content, title = "evil \x1b[2J\x1b]0;owned\x07 text \u202eright to left", "ti\x1b[5mtle"
+    stored = cli_in_process("store", content, "-n", "ops", "--title", title, "--json")
+    assert stored.code == 0, stored
+    memory_id = json.loads(stored.out)["id"]
+    for args in [("list", "-n", "ops"), ("get", memory_id), ("search", "evil"), ("history", memory_id), ("get", memory_id + "\x1b[2J")]:
+        shown = cli_in_process(*args)
+        text = shown.out + shown.err
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, (args, text)
+        assert "\\x1b" in text, (args, text)
+    whole = cli_in_process("get", memory_id, "--json")
+    assert json.loads(whole.out)["content"] == content, "--json gives the stored text exactly"
+
+
+def test_a_tag_with_a_control_character_is_refused_by_the_cli(cli_in_process: Callable[..., Any]) -> None:
+    assert cli_in_process("store", "a plain fact", "-n", "ops").code == 0
+    refused = cli_in_process("store", "a tagged fact", "-n", "ops", "-t", "ok,a\x1bb")
+    assert refused.code == 1 and "U+001B" in refused.err and "one-line labels" in refused.err, refused
+    items = json.loads(cli_in_process("list", "--json").out)["items"]
+    assert [m["content"] for m in items] == ["a plain fact"], "nothing refused was stored"
