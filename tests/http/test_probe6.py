@@ -99,3 +99,30 @@ def test_a_url_encoded_line_break_or_escape_cannot_forge_a_server_log_line(spawn
     assert "abc\\n2026-01-01" in access[0] and "POST /api/v1/keys 201" in access[0], "the forged text stays inside its own line"
     assert "\x1b" not in "".join(lines) and "abc\\x1b[31mRED" in access[1]
     assert "abc\\u202e" in access[2] and "café" in access[3], "printable text of any script is kept as it is"
+
+
+def test_storing_what_an_approved_write_already_stored_answers_existed_instead_of_queueing_again(serve: Any) -> None:
+    # Before: under `governance.write = approve`, storing content that is already stored
+    # queued a new pending action every time (202), even for a client retrying to confirm
+    # a write that had been approved meanwhile; approvers got a queue of no-op writes.
+    server = serve()
+    admin, writer = _key(server, "boss", "admin"), _key(server, "alice", "writer", ["a"])
+    assert admin.put("/api/v1/namespaces/a/standard", json={"governance": {"write": "approve"}}).status_code == 200
+    body = {"content": "Deploys need two reviewers", "namespace": "a", "tags": ["policy"]}
+    queued = writer.post("/api/v1/memories", json=body)
+    assert queued.status_code == 202, queued.text
+    approved = admin.post(f"/api/v1/pending/{queued.json()['pending_id']}/approve", json={})
+    assert approved.status_code == 200 and approved.json()["status"] == "applied", approved.text
+
+    again = writer.post("/api/v1/memories", json=body)
+    assert again.status_code == 200 and again.json()["existed"] is True, again.text
+    fewer_tags = writer.post("/api/v1/memories", json={**body, "tags": []})
+    assert fewer_tags.status_code == 200 and fewer_tags.json()["id"] == again.json()["id"], fewer_tags.text
+    assert writer.get("/api/v1/pending", params={"status": "pending"}).json() == [], "nothing new waits for approval"
+
+    more_tags = writer.post("/api/v1/memories", json={**body, "tags": ["policy", "new"]})
+    assert more_tags.status_code == 202, "a store that would add a tag still changes the memory: it waits"
+    fresh = writer.post("/api/v1/memories", json={**body, "content": "Deploys need three reviewers"})
+    assert fresh.status_code == 202, fresh.text
+    page = admin.get("/api/v1/memories", params={"namespace": "a"}).json()
+    assert [(m["content"], m["tags"]) for m in page["items"]] == [("Deploys need two reviewers", ["policy"])]
