@@ -149,8 +149,10 @@ class Governance:
         for new in shaped:
             self._check_required_tags(who, new, by_ns)
         rules = [rule_for(ns, "write", by_ns) for ns in spaces]
-        if all(rule.decision == "allow" for rule in rules) or all(self._already_stored(who, new) for new in shaped):
+        if all(rule.decision == "allow" for rule in rules):
             return shaped
+        if all(rule.decision != "deny" for rule in rules) and all(self._already_stored(who, new) for new in shaped):
+            return shaped  # nothing to approve: the kernel answers with the stored memories
         # The replay payload: each item keeps an id chosen now, so applying it is idempotent.
         queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
         payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
