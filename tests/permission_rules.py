@@ -423,7 +423,7 @@ HTTP_ELSEWHERE = {
     ("GET", "/redoc"): "the API description, public by design",
     ("POST", "/api/v1/sync/push"): "peer keys only: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/since"): "peer keys only: tests/federation/test_sync_routes.py",
-    ("GET", "/api/v1/sync/hello"): "peer keys and admins: tests/federation/test_sync_routes.py",
+    ("GET", "/api/v1/sync/hello"): "peer keys and store-wide admins: tests/http/test_probe6.py, tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/status"): "store-wide admins: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/conflicts"): "store-wide admins: tests/federation/test_sync_routes.py",
     ("GET", "/api/v1/sync/digest"): "peer keys and store-wide admins: tests/federation/test_sync_routes.py",

@@ -40,6 +40,11 @@ NAMESPACE_PATTERN = rf"^{_SEGMENT_PATTERN}(?:/{_SEGMENT_PATTERN}){{0,{MAX_NAMESP
 """The namespace rule as a JSON-schema pattern (no look-ahead, so every engine reads it):
 1-8 segments, none of them ``.`` or ``..``. :func:`normalize_namespace` is the check itself."""
 ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,128}$"
+_TAG_UNSAFE_CHARS = r"\x00-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff"
+TAG_PATTERN = rf"^[^{_TAG_UNSAFE_CHARS}]*$"
+"""A new tag's characters as a JSON-schema pattern: no C0/C1 control (line breaks, ESC), bidi
+mark or override, zero-width space, word joiner or line/paragraph separator."""
+_TAG_UNSAFE = re.compile(rf"[{_TAG_UNSAFE_CHARS}]")
 NON_BLANK_PATTERN = r"[^\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
 """Holds a character that is white space neither to Python's ``str.strip`` (which the service
 uses: it counts \\x1c-\\x1f as space) nor to JSON Schema's ECMA ``\\s``: not blank."""
@@ -290,7 +295,26 @@ def _tag_list(value: Any) -> list[str]:
         return []
     if not isinstance(value, list | tuple):
         raise InvalidInputError('tags must be a list of strings, e.g. ["project", "urgent"]')
-    return _normalize_tag_list(value)
+    tags = _normalize_tag_list(value)
+    for tag in tags:
+        _check_tag_characters(tag)
+    return tags
+
+
+def _check_tag_characters(tag: str) -> None:
+    """Refuse control, line-separator and invisible format characters in a new tag.
+
+    A tag is a label shown on one line (CLI tables, the inspector, logs) and matched
+    exactly: a line break, an escape sequence or a bidi override (U+202E) in it forges
+    output or makes two tags that look the same differ. Only new writes are checked, so
+    backups and replicas holding such a tag still restore. Zero-width joiners stay allowed
+    (emoji sequences and Indic scripts need them)."""
+    found = _TAG_UNSAFE.search(tag)
+    if found is not None:
+        raise InvalidInputError(
+            f"tag {tag[:20]!r} contains the control or invisible character U+{ord(found.group()):04X} at position {found.start()}; "
+            "tags are one-line labels: remove it"
+        )
 
 
 def _check_title(value: str | None) -> str | None:
@@ -312,7 +336,8 @@ NamespaceText = Annotated[
 ]
 TitleText = Annotated[str, Field(json_schema_extra={"maxLength": MAX_TITLE_CHARS})]
 TagList = Annotated[
-    list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_TAG_CHARS})]], Field(json_schema_extra={"maxItems": MAX_TAGS})
+    list[Annotated[str, Field(json_schema_extra={"maxLength": MAX_TAG_CHARS, "pattern": TAG_PATTERN})]],
+    Field(json_schema_extra={"maxItems": MAX_TAGS}),
 ]
 
 

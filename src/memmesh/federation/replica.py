@@ -195,9 +195,13 @@ class Replica:
                 tx.put_peer((state or PeerState(node_id=node)).model_copy(update={"url": url}))
 
     def hello(self, principal: Principal) -> Hello:
-        """Who this node is: peers call it to learn our node id and clock."""
+        """Who this node is: peers call it to learn our node id and clock. ``seq`` counts every
+        change in the store, so a key limited to some namespaces would learn the write rate of
+        the others from it: besides peers, only an admin for every namespace may ask."""
         if not (principal.role == "peer" or principal.has_role("admin")):
             raise ForbiddenError(f"the sync routes are for peer nodes: this key's role is {principal.role!r}")
+        if principal.role != "peer":
+            authorize_store_wide(principal, "this node's change counter")
         store = self.service.store
         return Hello(node=self.service.node_id, hlc=self.service.hlc.now(), seq=store.change_counter(), schema_version=store.schema_version)
 

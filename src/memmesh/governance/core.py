@@ -47,7 +47,7 @@ from memmesh.governance.model import (
 )
 from memmesh.governance.policy import Rule, effective, lineage, nearest, rule_for, strictest
 from memmesh.governance.store import GovernanceStore
-from memmesh.kernel import authorize
+from memmesh.kernel import authorize, content_hash
 from memmesh.model import Memory, MemoryPatch, NewMemory, Principal, Role, Tier, normalize_namespace
 
 if TYPE_CHECKING:
@@ -156,11 +156,30 @@ class Governance:
         rules = [rule_for(ns, "write", by_ns) for ns in spaces]
         if all(rule.decision == "allow" for rule in rules):
             return shaped
+        if all(rule.decision != "deny" for rule in rules) and all(self._already_stored(who, new) for new in shaped):
+            return shaped  # nothing to approve: the kernel answers with the stored memories
         # The replay payload: each item keeps an id chosen now, so applying it is idempotent.
         queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
         payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
         self._decide(who, "write", rules, spaces, payload)
         return shaped
+
+    def _already_stored(self, who: Principal, new: NewMemory) -> bool:
+        """True when storing ``new`` would write nothing: the same content (under the same
+        id, if one is given) is stored in the caller's namespace with every tag it brings.
+        Such a write is answered with the stored memory (``existed``) instead of waiting for
+        an approval that could change nothing; a retry after a lost answer confirms a write
+        that was approved meanwhile."""
+        store = self.service.store
+        digest = content_hash(new.namespace, new.content)
+        existing = store.get(new.id) if new.id else store.find_by_hash(new.namespace, digest)
+        return (
+            existing is not None
+            and existing.namespace == new.namespace
+            and who.covers(existing.namespace)
+            and existing.content_hash == digest
+            and set(new.tags) <= set(existing.tags)
+        )
 
     def check(
         self,

@@ -18,7 +18,7 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("init-key")
 def init_key_cmd(
     path: Path = typer.Option(
-        None, "--path", help="Where to create the key (default: [audit] signing_key_file, else <data dir>/audit/signing.key)."
+        None, "--path", help="Where to create the key (default: \\[audit] signing_key_file, else <data dir>/audit/signing.key)."
     ),
     name: str = typer.Option("memmesh-audit", "--name", help="The key's name in signature lines."),
     as_json: bool = JSON_OPTION,

@@ -60,7 +60,7 @@ def _peer_clients(peers: str | None, peer_key_file: str | None, timeout_s: float
     return [PeerClient(url, keys[url], timeout_s, context) for url in urls]
 
 
-PEERS_OPTION = typer.Option(None, "--peers", help="Comma-separated base URLs of peers to compare with (default: [federation] peers).")
+PEERS_OPTION = typer.Option(None, "--peers", help="Comma-separated base URLs of peers to compare with (default: \\[federation] peers).")
 PEER_KEY_OPTION = typer.Option(None, "--peer-key-file", help="Peer API keys to send: lines 'URL KEY', or one 'KEY' for all.")
 
 

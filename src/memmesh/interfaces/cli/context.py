@@ -7,6 +7,7 @@ Errors are rendered in one place (:func:`memmesh.interfaces.cli.app.main`): a on
 from __future__ import annotations
 
 import json
+import re
 import sys
 import weakref
 from collections.abc import Callable
@@ -30,8 +31,31 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u202a-\u202e\u2028\u2029\u2060-\u2069\ufeff]")
+"""Characters a terminal acts on or hides: C0/C1 controls but line feed and tab, bidi
+marks and overrides, zero-width spaces, line/paragraph separators."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every character of :data:`_UNSAFE` written as its escape (``\\x1b``)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeConsole(Console):
+    """A console that never passes stored text's control characters to the terminal.
+
+    Memories are written by agents over HTTP and MCP; ``memmesh list``/``get`` print them
+    to an operator's terminal, where an ESC sequence would clear the screen, recolour or
+    retitle it, or hide text. Every string Rich renders (table cells included) goes through
+    ``render_str``; Rich's own styling is added later and is unaffected. ``--json`` output
+    is JSON-escaped and not touched."""
+
+    def render_str(self, text: str, **options: Any) -> Any:
+        return super().render_str(printable(text), **options)
+
+
+console = SafeConsole(soft_wrap=True)
+err_console = SafeConsole(stderr=True, soft_wrap=True)
 
 
 @dataclass

@@ -25,7 +25,7 @@ app.add_typer(curator_app, name="curator")
 def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; change nothing (the run is still recorded)."),
     namespace: str = typer.Option(None, "--namespace", "-n", help="Curate only this namespace (and those below it)."),
-    max_ops: int = typer.Option(None, "--max-ops", help="Most writes this run makes (default: [curator] max_ops); at least 1."),
+    max_ops: int = typer.Option(None, "--max-ops", help="Most writes this run makes (default: \\[curator] max_ops); at least 1."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the curator once and print its report (SPEC §8 JSON with --json)."""

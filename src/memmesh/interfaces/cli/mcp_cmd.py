@@ -14,12 +14,12 @@ def mcp(
         None,
         "--profile",
         help="Tools to offer: core (default), graph, admin, power, full, or a comma list of families "
-        "(env MEMMESH_MCP_PROFILE, config [mcp] profile).",
+        "(env MEMMESH_MCP_PROFILE, config \\[mcp] profile).",
     ),
     agent_id: str = typer.Option(
         None,
         "--agent-id",
-        help="Agent id recorded as the writer of every memory (env MEMMESH_MCP_AGENT_ID, config [mcp] agent_id).",
+        help="Agent id recorded as the writer of every memory (env MEMMESH_MCP_AGENT_ID, config \\[mcp] agent_id).",
     ),
     db: str = typer.Option(None, "--db", help="Database URL or SQLite file path (overrides the global --db)."),
     config: str = typer.Option(None, "--config", help="Config file (overrides the global --config)."),

@@ -30,7 +30,7 @@ def remember(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Remember a conversation: its turns are stored first (one batch), then the facts in
-    them are extracted (offline, or by the [llm] server) and linked derived_from their turns."""
+    them are extracted (offline, or by the \\[llm] server) and linked derived_from their turns."""
     messages = check_messages(read_messages(source))
     if session is not None:
         check_session_id(session)

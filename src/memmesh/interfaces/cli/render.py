@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from memmesh.interfaces.cli.context import console
+from memmesh.interfaces.cli.context import console, printable
 from memmesh.model import HistoryEntry, Hit, Memory, Stats
 
 
@@ -76,7 +76,7 @@ def _id_column(table: Table, ids: list[str]) -> None:
 def _content_cell(text: str) -> Text:
     """One line of content, cut with … to whatever width the table can spare: the content
     column is the only one that gives way, so ids, namespaces and tags stay whole."""
-    return Text(_short(text), no_wrap=True, overflow="ellipsis")
+    return Text(printable(_short(text)), no_wrap=True, overflow="ellipsis")
 
 
 def memory_table(memories: list[Memory], title: str | None = None) -> None:

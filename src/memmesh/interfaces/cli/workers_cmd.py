@@ -13,7 +13,7 @@ from memmesh.workers.supervisor import Supervisor, load_config, read_status
 workers_app = typer.Typer(help="Run and watch shard workers: restart with back-off, heartbeats, status.", no_args_is_help=True)
 app.add_typer(workers_app, name="workers")
 
-CONFIG = typer.Option(..., "--config", "-c", help="The workers TOML file ([supervisor] and [[worker]] entries).")
+CONFIG = typer.Option(..., "--config", "-c", help="The workers TOML file (\\[supervisor] and \\[\\[worker]] entries).")
 
 
 @workers_app.command("run")

@@ -29,6 +29,25 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def one_line(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\n``, ``\\x1b``, ``\\u202e``).
+
+    Log messages carry what clients sent (a percent-decoded path, an id, a peer's node
+    name): a ``%0A`` in a URL would otherwise start a forged log line and an escape sequence
+    would drive the operator's terminal. Printable text, any script, is kept as it is."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+class PlainFormatter(logging.Formatter):
+    """The text format: one record is one line (a traceback still follows on its own lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and any extras."""
 
@@ -51,7 +70,7 @@ def configure(json_lines: bool, level: int = logging.INFO) -> dict[str, Any]:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(
-        JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        JsonFormatter() if json_lines else PlainFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
     for name in ("memmesh", "uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
