@@ -374,7 +374,10 @@ class Kernel:
         extra = [tag for tag in tags if tag not in existing.tags]
         if not extra:
             return existing, False
-        updated = self.update(tx, existing, MemoryPatch.model_validate({"tags": [*existing.tags, *extra]}), who, now, None)
+        # Built without re-validation: the caller's tags were checked as the write was parsed,
+        # and the stored ones were accepted when written (a rule added since, such as the tag
+        # character rule, must not make an old memory refuse every new tag).
+        updated = self.update(tx, existing, MemoryPatch.model_construct(tags=[*existing.tags, *extra]), who, now, None)
         return updated, updated is not existing
 
     def insert_outcome(
