@@ -377,7 +377,9 @@ class Kernel:
         # Built without re-validation: the caller's tags were checked as the write was parsed,
         # and the stored ones were accepted when written (a rule added since, such as the tag
         # character rule, must not make an old memory refuse every new tag).
-        updated = self.update(tx, existing, MemoryPatch.model_construct(tags=[*existing.tags, *extra]), who, now, None)
+        patch = MemoryPatch()
+        patch.tags = [*existing.tags, *extra]  # assignment is not validated (no validate_assignment)
+        updated = self.update(tx, existing, patch, who, now, None)
         return updated, updated is not existing
 
     def insert_outcome(
