@@ -88,8 +88,9 @@ def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(backend_url: st
         time.sleep(0.01)
     time.sleep(0.5)  # let every woken waiter settle back to sleep
     assert sum(1 for d in got.values() if d is not None) == 1, "the task was not delivered exactly once"
-    # one claim for the one task; the listener's copy of the same wake-up may add a second
-    assert attempts["n"] - before <= 2, f"{attempts['n'] - before} claims for one task: every woken worker tried"
+    # one claim for the one task; the listener's copy of the same wake-up, and on a busy machine
+    # a waiter whose wait ended as the send landed, may add one each (a stampede is 8)
+    assert attempts["n"] - before <= 3, f"{attempts['n'] - before} claims for one task: every woken worker tried"
 
     # the other seven are still waiting, and seven more tasks reach all of them
     bus.send_many(q.id, [f"task {i}" for i in range(7)], sender="boss", token=q.token, principal=P)

@@ -9,10 +9,13 @@ ALTER TABLE bus_messages ADD COLUMN hlc TEXT;
 
 UPDATE bus_messages SET hlc = lpad((created_at * 1000)::bigint::text, 13, '0') || '.00000',
     origin = (SELECT value FROM meta WHERE key = 'node_id');
-WITH n AS (SELECT memmesh_next_change() AS v)
-UPDATE bus_conversations SET change_seq = n.v FROM n WHERE kind = 'chat';
-WITH n AS (SELECT memmesh_next_change() AS v)
-UPDATE bus_messages SET change_seq = n.v FROM n WHERE state IS NULL;
+-- A change number is taken only when there are rows to stamp (a new store's counter stays put).
+UPDATE bus_conversations SET change_seq = n.v
+    FROM (SELECT memmesh_next_change() AS v WHERE EXISTS (SELECT 1 FROM bus_conversations WHERE kind = 'chat')) n
+    WHERE kind = 'chat';
+UPDATE bus_messages SET change_seq = n.v
+    FROM (SELECT memmesh_next_change() AS v WHERE EXISTS (SELECT 1 FROM bus_messages WHERE state IS NULL)) n
+    WHERE state IS NULL;
 
 CREATE INDEX bus_conversations_feed ON bus_conversations (change_seq) WHERE change_seq IS NOT NULL;
 CREATE INDEX bus_messages_feed ON bus_messages (change_seq) WHERE change_seq IS NOT NULL;

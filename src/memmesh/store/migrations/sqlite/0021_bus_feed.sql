@@ -11,7 +11,8 @@ ALTER TABLE bus_messages ADD COLUMN origin TEXT;
 ALTER TABLE bus_messages ADD COLUMN hlc TEXT;
 
 -- Rows written before this schema: stamped from their creation time, by this node.
-UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq';
+UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'seq'
+    AND (EXISTS (SELECT 1 FROM bus_conversations WHERE kind = 'chat') OR EXISTS (SELECT 1 FROM bus_messages WHERE state IS NULL));
 UPDATE bus_messages SET hlc = printf('%013d.%05d', CAST(created_at * 1000 AS INTEGER), 0),
     origin = (SELECT value FROM meta WHERE key = 'node_id');
 UPDATE bus_conversations SET change_seq = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'seq') WHERE kind = 'chat';
