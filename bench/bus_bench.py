@@ -424,7 +424,8 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
         if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
             return []
         found = conn.execute(
-            "SELECT query, calls, total_exec_time, rows, plans, total_plan_time FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "SELECT query, calls, total_exec_time, rows, plans, total_plan_time "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 20"
         ).fetchall()
     return [

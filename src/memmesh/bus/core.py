@@ -1118,8 +1118,11 @@ class Bus:
                 raise InvalidInputError(f"conversation {conversation_id} is a chat, not a task queue")
             if row[8] is None:
                 self._requeue_expired(rows, conversation_id, now)
-        where = "conversation_id = ? AND state IS NOT NULL" + (" AND state = ?" if state else "")
-        params: list[Any] = [conversation_id] + ([state] if state else [])
+        # the state is written into the SQL (one of four checked words): a partial index
+        # serves only a query naming its own state, so ready, leased and dead tasks are
+        # listed without walking the done ones
+        where = "conversation_id = ? AND state IS NOT NULL" + (f" AND state = '{state}'" if state else "")
+        params: list[Any] = [conversation_id]
         with self.sql.read() as rows:
             found = rows.all(f"SELECT {TASK_COLUMNS} FROM bus_messages WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
         return [self._task_model(r) for r in found]
