@@ -42,8 +42,11 @@ def _captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...
     return seen
 
 
-def _queue_traffic(mem: Memory, fill: Callable[[str], None], monkeypatch: pytest.MonkeyPatch, clock: Any) -> list[tuple[str, tuple]]:
-    """A queue with DONE done tasks (``fill``), then one of each queue operation; the
+def _queue_traffic(
+    mem: Memory, other: Memory, fill: Callable[[str], None], monkeypatch: pytest.MonkeyPatch, clock: Any
+) -> list[tuple[str, tuple]]:
+    """A queue with DONE done tasks (``fill``), then one of each queue operation (a complete
+    also from ``other``, a second process that did not hand the attempt token out); the
     statements they ran on bus_messages (inserts aside)."""
     bus = mem.service.bus
     q = bus.open(["boss", "w1", "w2"], kind="queue", principal=P)
@@ -53,7 +56,7 @@ def _queue_traffic(mem: Memory, fill: Callable[[str], None], monkeypatch: pytest
     got = bus.claim(q.id, worker="w1", token=q.token, lease_s=10, principal=P)
     assert got is not None and got.message.body == "a"
     bus.heartbeat(q.id, got.attempt_token, worker="w1", token=q.token, lease_s=10, principal=P)
-    assert bus.complete(q.id, got.attempt_token, worker="w1", token=q.token, result="ok", principal=P).state == "done"
+    assert other.service.bus.complete(q.id, got.attempt_token, worker="w1", token=q.token, result="ok", principal=P).state == "done"
     got = bus.claim(q.id, worker="w2", token=q.token, lease_s=10, principal=P)
     assert got is not None and got.message.body == "b"
     assert bus.fail(q.id, got.attempt_token, worker="w2", token=q.token, reason="no", principal=P).state == "ready"
@@ -63,6 +66,7 @@ def _queue_traffic(mem: Memory, fill: Callable[[str], None], monkeypatch: pytest
     again = bus.claim(q.id, worker="w1", token=q.token, lease_s=10, principal=P)
     assert again is not None and again.message.body == "b" and again.attempt == 3
     bus._poll_state(q.id)  # what a waiting claim reads per wake-up
+    assert bus.complete(q.id, again.attempt_token, worker="w1", token=q.token, principal=P).state == "done"
     assert len(bus.tasks(q.id, token=q.token, state="ready", principal=P)) == 2
     assert bus.tasks(q.id, token=q.token, state="dead", principal=P) == []
     return [(sql, params) for sql, params in seen if "bus_messages" in sql and not sql.lstrip().upper().startswith("INSERT")]
@@ -85,7 +89,7 @@ def test_sqlite_queue_statements_never_scan_done_tasks(
             conn.execute("UPDATE bus_conversations SET last_seq = ? WHERE id = ?", (DONE, conversation_id))
             conn.execute("ANALYZE")
 
-    statements = _queue_traffic(mem, fill, monkeypatch, clock)
+    statements = _queue_traffic(mem, open_memory(f"sqlite:///{path}"), fill, monkeypatch, clock)
     assert len(statements) >= 10
     with sqlite3.connect(path) as conn:
         register_functions(conn)
@@ -146,10 +150,11 @@ def test_postgres_queue_statements_never_scan_done_tasks(
             conn.execute("UPDATE bus_conversations SET last_seq = %s WHERE id = %s", (DONE, conversation_id))
             conn.execute("ANALYZE bus_messages")
 
-    statements = _queue_traffic(mem, fill, monkeypatch, clock)
-    from memmesh.bus.core import CLAIM_PG, COMPLETE_PG
+    statements = _queue_traffic(mem, open_memory(pg_database), fill, monkeypatch, clock)
+    from memmesh.bus.core import CLAIM_PG, COMPLETE_PG, COMPLETE_PG_SEQ
 
-    assert any(sql == CLAIM_PG for sql, _ in statements) and any(sql == COMPLETE_PG for sql, _ in statements)
+    ran = {sql for sql, _ in statements}
+    assert CLAIM_PG in ran and COMPLETE_PG in ran and COMPLETE_PG_SEQ in ran
     with psycopg.connect(pg_database, autocommit=True) as conn:
         for sql, params in statements:
             scans = _scans(_generic_plan(conn, sql, params))
