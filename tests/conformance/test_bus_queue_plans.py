@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -164,3 +165,33 @@ def test_postgres_queue_statements_never_scan_done_tasks(
                 assert kind in ("Index Scan", "Index Only Scan"), f"{kind} on bus_messages ({index}) in\n{sql}"
                 reaches_one_task = index == "bus_messages_pkey" and "seq" in scan.get("Index Cond", "")
                 assert index in STATE_INDEXES or reaches_one_task, f"{kind} using {index} ({scan.get('Index Cond')}) in\n{sql}"
+
+
+def test_a_task_given_back_below_the_floor_is_claimed_first_here_and_within_a_second_elsewhere(
+    backend_url: str, open_memory: Callable[..., Memory]
+) -> None:
+    """The ready floor never loses a task: a give-back in this process is claimed next (oldest
+    first); one by another process (a second store handle, as another worker process would
+    have) once the floor lapses, HINT_TTL_S later."""
+    from memmesh.bus.hints import HINT_TTL_S
+
+    here, there = open_memory(backend_url).service.bus, open_memory(backend_url).service.bus
+    q = here.open(["boss", "w1", "w2"], kind="queue", principal=P)
+    here.send_many(q.id, [f"t{i}" for i in range(1, 7)], sender="boss", token=q.token, principal=P)
+
+    def claim(bus: Any, worker: str) -> Any:
+        got = bus.claim(q.id, worker=worker, token=q.token, lease_s=60, principal=P)
+        assert got is not None
+        return got
+
+    elsewhere = claim(there, "w2")
+    assert elsewhere.message.body == "t1"
+    mine = [claim(here, "w1") for _ in range(2)]
+    assert [d.message.body for d in mine] == ["t2", "t3"]
+    here.fail(q.id, mine[0].attempt_token, worker="w1", token=q.token, reason="retry", principal=P)
+    assert claim(here, "w1").message.body == "t2"  # given back here: claimed next, before t4
+    there.fail(q.id, elsewhere.attempt_token, worker="w2", token=q.token, reason="retry", principal=P)
+    assert claim(here, "w1").message.body == "t4"  # this process has not seen t1 come back yet
+    time.sleep(HINT_TTL_S + 0.05)
+    assert claim(here, "w1").message.body == "t1"  # the floor lapsed: the oldest ready task again
+    assert claim(here, "w1").message.body == "t5"
