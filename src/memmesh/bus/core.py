@@ -70,6 +70,9 @@ MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
 TICKET_TTL_S = 0.5
 """How long a waiting claim trusts another waiter's count of ready tasks (see Bus._claimable)."""
+VOUCH_TTL_S = 1.0
+"""How long a claim that passed its checks lets the same worker's next waiting claim skip
+its first try on a queue known to be empty (see Bus._known_empty)."""
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
@@ -212,6 +215,7 @@ class Bus:
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
         self._readers: dict[str, threading.Lock] = {}
+        self._vouched: dict[tuple[str, str, str], float] = {}
         self._flush_checked: tuple[float, bool] | None = None
         self.hints = QueueHints()
         """Per queue: [wake-up count, tickets left, earliest lease expiry, read at] (see _claimable)."""
@@ -829,15 +833,21 @@ class Bus:
         lease = self._lease(lease_s)
         wait = self._wait(wait_s)
         deadline = time.monotonic() + wait
-        got = self._claim_once(conversation_id, worker, token, lease)
-        if got is not None or wait <= 0:
-            return got
+        caller = (conversation_id, self._token_hash(conversation_id, token), worker)
+        skipped = wait > 0 and self._known_empty(caller)
+        if not skipped:
+            got = self._claim_once(conversation_id, worker, token, lease)
+            self._vouch(caller)
+            if got is not None or wait <= 0:
+                return got
         with self._long_poll():
             expiry = self._poll_state(conversation_id)[1]
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None
+                    # a wait that skipped the first claim ends with one: whatever changed
+                    # meanwhile (the conversation archived, a task) is answered as ever
+                    return self._claim_once(conversation_id, worker, token, lease) if skipped else None
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
@@ -854,6 +864,30 @@ class Bus:
                 got = self._claim_once(conversation_id, worker, token, lease)
                 if got is not None:
                     return got
+
+    def _vouch(self, caller: tuple[str, str, str]) -> None:
+        """A claim by ``caller`` (conversation, token hash, worker) passed every check just now."""
+        with self._tickets_lock:
+            if len(self._vouched) > 1000:
+                self._vouched.clear()
+            self._vouched[caller] = time.monotonic()
+
+    def _known_empty(self, caller: tuple[str, str, str]) -> bool:
+        """Whether a waiting claim may skip its first try and go straight to waiting: the
+        same worker's claim with the same token passed every check within VOUCH_TTL_S, and
+        the queue's count for the current wake-up (see _claimable) left no task and no lease
+        run out. A worker that completes a task and claims the next one finds an empty queue
+        most of the time when workers outnumber the work; its first claim would be a
+        statement that finds nothing (half the claims when producers set the pace). Skipping
+        it is safe: the wait wakes on the next send, and ends with the claim it skipped."""
+        now = time.monotonic()
+        with self._tickets_lock:
+            vouched = self._vouched.get(caller)
+            held = self._tickets.get(caller[0])
+            if vouched is None or now - vouched > VOUCH_TTL_S or held is None:
+                return False
+            fresh = held[0] == self.notifier.generation and now - held[3] < TICKET_TTL_S
+            return fresh and held[1] <= 0 and (held[2] is None or held[2] > self._now())
 
     def _poll_state(self, conversation_id: str) -> tuple[int, float | None]:
         """How many tasks are ready (counted up to 64) and when the earliest lease runs out:
