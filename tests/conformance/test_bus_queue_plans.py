@@ -195,3 +195,31 @@ def test_a_task_given_back_below_the_floor_is_claimed_first_here_and_within_a_se
     time.sleep(HINT_TTL_S + 0.05)
     assert claim(here, "w1").message.body == "t1"  # the floor lapsed: the oldest ready task again
     assert claim(here, "w1").message.body == "t5"
+
+
+def test_a_waiting_claim_that_skips_its_first_try_still_ends_with_the_checks(
+    tmp_path: Any, open_memory: Callable[..., Memory], clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that just found the queue empty waits at once on its next claim (no claim
+    statement that would find nothing), but the wait ends with that claim: a conversation
+    archived meanwhile is refused as ever, not answered with "no task"."""
+    import memmesh.bus.core as core
+
+    monkeypatch.setattr(core, "TICKET_TTL_S", 30.0)  # a slow machine must not let the count lapse mid-test
+    monkeypatch.setattr(core, "VOUCH_TTL_S", 30.0)
+    from memmesh.bus.core import hash_token
+    from memmesh.errors import ForbiddenError
+
+    bus = open_memory(f"sqlite:///{tmp_path / 'skip.db'}").service.bus
+    q = bus.open(["boss", "w1"], kind="queue", timeout_s=10, principal=P)
+    bus.send(q.id, "only", sender="boss", token=q.token, principal=P)
+    got = bus.claim(q.id, worker="w1", token=q.token, principal=P)
+    assert got is not None
+    bus.complete(q.id, got.attempt_token, worker="w1", token=q.token, principal=P)
+    assert bus.claim(q.id, worker="w1", token=q.token, wait_s=0.05, principal=P) is None
+    caller = (q.id, hash_token(q.token), "w1")
+    assert bus._known_empty(caller)  # the next waiting claim goes straight to waiting
+    clock.advance(seconds=11)  # idle past its timeout: archived
+    with pytest.raises(ForbiddenError, match="archived"):
+        bus.claim(q.id, worker="w1", token=q.token, wait_s=0.05, principal=P)
+    assert not bus._known_empty((q.id, hash_token(q.token), "w2"))  # another worker was never vouched for
