@@ -368,6 +368,9 @@ def postgres(dsn: str | None, private: bool, durability: str) -> Iterator[Callab
         subprocess.run([sys.executable, str(script), "stop", "--dir", str(folder)], capture_output=True, check=True)
         subprocess.run([sys.executable, str(script), "start", "--dir", str(folder)], capture_output=True, check=True)
     with psycopg.connect(dsn, autocommit=True) as conn:
+        if folder is not None:  # (known once the library is loaded) planning time per statement too
+            conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+            conn.execute("SELECT pg_reload_conf()")
         data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
         settings = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(DURABILITY["disk"]),)).fetchall())
     try:
@@ -421,7 +424,8 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
         if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
             return []
         found = conn.execute(
-            "SELECT query, calls, total_exec_time, rows FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "SELECT query, calls, total_exec_time, rows, plans, total_plan_time "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 20"
         ).fetchall()
     return [
@@ -429,9 +433,11 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
             "calls_per_op": round(calls / max(1, ops), 3),
             "mean_ms": round(total / max(1, calls), 3),
             "rows_per_call": round(rows / max(1, calls), 2),
+            "plans_per_call": round(plans / max(1, calls), 2),
+            "plan_mean_ms": round(plan_total / max(1, plans), 3),
             "query": " ".join(query.split())[:110],
         }
-        for query, calls, total, rows in found
+        for query, calls, total, rows, plans, plan_total in found
     ]
 
 
@@ -456,7 +462,10 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
         if statements:
             out[label]["statements"] = statements
             for row in statements[: args.top]:
-                print(f"{'':16}{row['calls_per_op']:6.2f}/op {row['mean_ms']:7.3f} ms  {row['rows_per_call']:6.2f} rows  {row['query']}")
+                print(
+                    f"{'':16}{row['calls_per_op']:6.2f}/op {row['mean_ms']:7.3f} ms  {row['rows_per_call']:6.2f} rows  "
+                    f"{row['plans_per_call']:4.2f} plans × {row['plan_mean_ms']:6.3f} ms  {row['query']}"
+                )
     url = fresh_url()
     mem = open_memory(url, workdir)
     try:

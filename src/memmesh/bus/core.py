@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memmesh.bus.hints import NO_LEASE_FLOOR, QueueHints
 from memmesh.bus.model import (
     AckResult,
     BusMessage,
@@ -69,6 +70,9 @@ MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
 TICKET_TTL_S = 0.5
 """How long a waiting claim trusts another waiter's count of ready tasks (see Bus._claimable)."""
+VOUCH_TTL_S = 1.0
+"""How long a claim that passed its checks lets the same worker's next waiting claim skip
+its first try on a queue known to be empty (see Bus._known_empty)."""
 MAX_TIMEOUT_S = 3_153_600_000.0
 """The longest idle timeout a conversation may have (100 years): every timestamp derived from
 it must stay a real date, or listing conversations would fail for every caller."""
@@ -136,8 +140,8 @@ ACK_ALL_PG = (
 CLAIM_PG = (
     "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
     "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 AND NOT EXISTS (SELECT 1 FROM bus_messages "
-    "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?)), "
-    "t AS (SELECT seq FROM bus_messages WHERE conversation_id = ? AND state = 'ready' AND EXISTS (SELECT 1 FROM c) "
+    "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ? AND lease_expires > ?)), "
+    "t AS (SELECT seq FROM bus_messages WHERE conversation_id = ? AND state = 'ready' AND seq >= ? AND EXISTS (SELECT 1 FROM c) "
     "ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED), "
     "u AS (UPDATE bus_messages b SET state = 'leased', attempts = b.attempts + 1, lease_owner = ?, lease_token = ?, "
     "lease_expires = ?, history = (COALESCE(b.history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
@@ -148,7 +152,9 @@ CLAIM_PG = (
 """``claim`` on PostgreSQL in one statement (see :meth:`Bus._claim_pg`): check the conversation,
 take the oldest ready task past any other claimer's locked row, lease it with a fresh attempt
 token and record the delivery. It refuses (first column 0) when a lease in flight has run
-out, so the step-by-step claim gives those back (or dead-letters them) first."""
+out, so the step-by-step claim gives those back (or dead-letters them) first. It looks only
+past this process's floors (memmesh.bus.hints): ready tasks from the seq it last claimed,
+leases running out since it last found none had."""
 COMPLETE_PG = (
     "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, "
     "history = (COALESCE(history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
@@ -163,6 +169,9 @@ check is the WHERE clause: the task is still leased, to this worker, unexpired, 
 attempt (matched as the SHA-256 of its token, so timing says nothing of the token itself);
 PostgreSQL re-checks it on a row another transaction changed meanwhile, so a late ack of a
 lost lease updates nothing and the step-by-step path names why."""
+COMPLETE_PG_SEQ = COMPLETE_PG.replace("WHERE conversation_id = ? AND state", "WHERE conversation_id = ? AND seq = ? AND state")
+"""The same complete when this process handed out the attempt token and knows its task's seq:
+the row is reached by primary key, not by looking through the leases in flight."""
 
 
 @dataclass(frozen=True)
@@ -206,7 +215,9 @@ class Bus:
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
         self._readers: dict[str, threading.Lock] = {}
+        self._vouched: dict[tuple[str, str, str], float] = {}
         self._flush_checked: tuple[float, bool] | None = None
+        self.hints = QueueHints()
         """Per queue: [wake-up count, tickets left, earliest lease expiry, read at] (see _claimable)."""
 
     # -- helpers -----------------------------------------------------------------------------
@@ -773,16 +784,18 @@ class Bus:
             raise InvalidInputError(f"conversation {conversation_id} is a chat, not a task queue: read it with unread")
         return row
 
-    def _requeue_expired(self, rows: Rows, conversation_id: str, now: float) -> None:
+    def _requeue_expired(self, rows: Rows, conversation_id: str, now: float, after: float = NO_LEASE_FLOOR) -> None:
         """Tasks whose lease ran out go back to the queue, or to the dead letters after
-        ``max_deliveries`` deliveries."""
+        ``max_deliveries`` deliveries (looking only at leases running out after ``after``)."""
         stale = rows.all(
             "SELECT seq, attempts, lease_owner, history FROM bus_messages "
-            "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ?" + rows.skip_locked,
-            (conversation_id, now),
+            "WHERE conversation_id = ? AND state = 'leased' AND lease_expires <= ? AND lease_expires > ?" + rows.skip_locked,
+            (conversation_id, now, after),
         )
         for seq, attempts, owner, history in stale:
             self._give_back(rows, conversation_id, seq, attempts, history, now, f"lease expired (worker {owner} sent no heartbeat)")
+        if stale:
+            self.hints.given_back(conversation_id)
 
     def _give_back(self, rows: Rows, conversation_id: str, seq: int, attempts: int, history: str | None, now: float, reason: str) -> str:
         events = json.loads(history or "[]")
@@ -820,15 +833,21 @@ class Bus:
         lease = self._lease(lease_s)
         wait = self._wait(wait_s)
         deadline = time.monotonic() + wait
-        got = self._claim_once(conversation_id, worker, token, lease)
-        if got is not None or wait <= 0:
-            return got
+        caller = (conversation_id, self._token_hash(conversation_id, token), worker)
+        skipped = wait > 0 and self._known_empty(caller)
+        if not skipped:
+            got = self._claim_once(conversation_id, worker, token, lease)
+            self._vouch(caller)
+            if got is not None or wait <= 0:
+                return got
         with self._long_poll():
             expiry = self._poll_state(conversation_id)[1]
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return None
+                    # a wait that skipped the first claim ends with one: whatever changed
+                    # meanwhile (the conversation archived, a task) is answered as ever
+                    return self._claim_once(conversation_id, worker, token, lease) if skipped else None
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
@@ -846,14 +865,39 @@ class Bus:
                 if got is not None:
                     return got
 
+    def _vouch(self, caller: tuple[str, str, str]) -> None:
+        """A claim by ``caller`` (conversation, token hash, worker) passed every check just now."""
+        with self._tickets_lock:
+            if len(self._vouched) > 1000:
+                self._vouched.clear()
+            self._vouched[caller] = time.monotonic()
+
+    def _known_empty(self, caller: tuple[str, str, str]) -> bool:
+        """Whether a waiting claim may skip its first try and go straight to waiting: the
+        same worker's claim with the same token passed every check within VOUCH_TTL_S, and
+        the queue's count for the current wake-up (see _claimable) left no task and no lease
+        run out. A worker that completes a task and claims the next one finds an empty queue
+        most of the time when workers outnumber the work; its first claim would be a
+        statement that finds nothing (half the claims when producers set the pace). Skipping
+        it is safe: the wait wakes on the next send, and ends with the claim it skipped."""
+        now = time.monotonic()
+        with self._tickets_lock:
+            vouched = self._vouched.get(caller)
+            held = self._tickets.get(caller[0])
+            if vouched is None or now - vouched > VOUCH_TTL_S or held is None:
+                return False
+            fresh = held[0] == self.notifier.generation and now - held[3] < TICKET_TTL_S
+            return fresh and held[1] <= 0 and (held[2] is None or held[2] > self._now())
+
     def _poll_state(self, conversation_id: str) -> tuple[int, float | None]:
         """How many tasks are ready (counted up to 64) and when the earliest lease runs out:
         one indexed read for a waiting claim."""
         with self.sql.read() as rows:
             row = rows.one(
-                "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM bus_messages WHERE conversation_id = ? AND state = 'ready' LIMIT 64) r), "
-                "(SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased')",
-                (conversation_id, conversation_id),
+                "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM bus_messages WHERE conversation_id = ? AND state = 'ready' AND seq >= ? "
+                "LIMIT 64) r), (SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased' "
+                "AND lease_expires > ?)",
+                (conversation_id, self.hints.ready_floor(conversation_id), conversation_id, self.hints.lease_floor(conversation_id)),
             )
         assert row is not None  # a SELECT without FROM returns its one row
         return int(row[0]), float(row[1]) if row[1] is not None else None
@@ -904,13 +948,17 @@ class Bus:
         # lapsed lease must be given back first): the step-by-step claim does it or names why
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
-            # Lapsed leases first (few rows: only tasks in flight), then the oldest ready task;
-            # each query walks the (conversation, state, seq) index, never the done tasks.
-            self._requeue_expired(rows, conversation_id, now)
+            # Lapsed leases first, then the oldest ready task; each query walks a partial
+            # index of its state (schema 23) from this process's floor, never the done tasks.
+            # PostgreSQL comes here when a lease ran out: it looks at every lease.
+            self._requeue_expired(rows, conversation_id, now, NO_LEASE_FLOOR if rows.postgres else self.hints.lease_floor(conversation_id))
+            if not rows.postgres:  # one writer: every lease run out by now was given back
+                self.hints.leases_checked(conversation_id, now)
+            floor = self.hints.ready_floor(conversation_id)
             found = rows.one(
                 f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
-                "ORDER BY seq LIMIT 1" + rows.skip_locked,
-                (conversation_id,),
+                "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
+                (conversation_id, floor),
             )
             if found is None:
                 return None
@@ -923,6 +971,8 @@ class Bus:
                 "WHERE conversation_id = ? AND seq = ?",
                 (attempt, worker, attempt_token, now + lease, json.dumps(events), conversation_id, found[2]),
             )
+        self.hints.claimed(conversation_id, int(found[2]), floor)
+        self.hints.leased(attempt_token, conversation_id, int(found[2]))
         return Delivery(
             conversation_id=conversation_id,
             message=self._message(found[:7]),
@@ -937,6 +987,7 @@ class Bus:
         None when it refused (nothing written): the caller runs the step-by-step claim. A
         1-tuple otherwise, holding the delivery or None for an empty queue."""
         attempt_token = secrets.token_hex(16)
+        floor = self.hints.ready_floor(conversation_id)
         with self.sql.statement() as rows:
             got = rows.one(
                 CLAIM_PG,
@@ -947,7 +998,9 @@ class Bus:
                     json.dumps(worker),
                     conversation_id,
                     now,
+                    self.hints.lease_floor(conversation_id),
                     conversation_id,
+                    floor,
                     worker,
                     attempt_token,
                     now + lease,
@@ -958,8 +1011,11 @@ class Bus:
             )
         if got is None or not got[0]:
             return None
+        self.hints.leases_checked(conversation_id, now)
         if got[1] is None:
             return (None,)
+        self.hints.claimed(conversation_id, int(got[3]), floor)
+        self.hints.leased(attempt_token, conversation_id, int(got[3]))
         return (
             Delivery(
                 conversation_id=conversation_id,
@@ -979,14 +1035,16 @@ class Bus:
         does the same checks under a lock)."""
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             return None
+        seq = self.hints.seq_of(attempt_token, conversation_id)
         with self.sql.statement() as rows:
             done = rows.one(
-                COMPLETE_PG,
+                COMPLETE_PG if seq is None else COMPLETE_PG_SEQ,
                 (
                     result,
                     when(now).isoformat(),
                     worker,
                     conversation_id,
+                    *(() if seq is None else (seq,)),
                     worker,
                     now,
                     hashlib.sha256(attempt_token.encode("ascii")).hexdigest(),
@@ -1100,6 +1158,7 @@ class Bus:
             found = self._fenced(rows, conversation_id, attempt_token, worker, now, "fail the task")
             self._give_back(rows, conversation_id, int(found[0]), int(found[1]), found[4], now, reason)
             task = self._task(rows, conversation_id, int(found[0]))
+        self.hints.given_back(conversation_id)
         self.notifier.notify()
         return task
 
@@ -1118,8 +1177,11 @@ class Bus:
                 raise InvalidInputError(f"conversation {conversation_id} is a chat, not a task queue")
             if row[8] is None:
                 self._requeue_expired(rows, conversation_id, now)
-        where = "conversation_id = ? AND state IS NOT NULL" + (" AND state = ?" if state else "")
-        params: list[Any] = [conversation_id] + ([state] if state else [])
+        # the state is written into the SQL (one of four checked words): a partial index
+        # serves only a query naming its own state, so ready, leased and dead tasks are
+        # listed without walking the done ones
+        where = "conversation_id = ? AND state IS NOT NULL" + (f" AND state = '{state}'" if state else "")
+        params: list[Any] = [conversation_id]
         with self.sql.read() as rows:
             found = rows.all(f"SELECT {TASK_COLUMNS} FROM bus_messages WHERE {where} ORDER BY seq LIMIT ?", (*params, limit))
         return [self._task_model(r) for r in found]
