@@ -93,6 +93,29 @@ class AuditedTx:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
+    # The calls every memory write makes, forwarded directly: through __getattr__ each is a
+    # failed attribute lookup first (an AttributeError made and dropped), per call.
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.get(*args, **kwargs)
+
+    def find_by_hash(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.find_by_hash(*args, **kwargs)
+
+    def find_by_title(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.find_by_title(*args, **kwargs)
+
+    def next_seq(self) -> Any:
+        return self._tx.next_seq()
+
+    def insert_memory(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.insert_memory(*args, **kwargs)
+
+    def update_memory(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.update_memory(*args, **kwargs)
+
+    def put_vector(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.put_vector(*args, **kwargs)
+
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
             namespace = snapshot.get("namespace") if isinstance(snapshot, dict) else None
@@ -184,6 +207,10 @@ class AuditedStore:
             object.__setattr__(self, name, value)
         else:
             setattr(self._store, name, value)
+
+    def reading(self) -> Any:
+        """The store's read connection (forwarded directly: every memory write reads once)."""
+        return self._store.reading()
 
     @property
     def inner(self) -> Any:

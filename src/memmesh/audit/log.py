@@ -131,11 +131,11 @@ def _read_head(conn: Any) -> tuple[int, bytes] | None:
     return (top[0], bytes.fromhex(top[1])) if top is not None else None
 
 
-def _rehash(prev: bytes, row: AuditRow) -> bytes | None:
-    """The hash ``row`` must hold after ``prev``; None for a row whose fields were retyped
-    (SQLite stores whatever type is written), which no append wrote."""
+def _rehash(prev: bytes, row: tuple[Any, ...]) -> bytes | None:
+    """The hash ``row`` (in :data:`audit_sql.COLUMNS` order) must hold after ``prev``; None for
+    a row whose fields were retyped (SQLite stores whatever type is written), which no append wrote."""
     try:
-        return chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+        return chain.entry_hash(prev, *row[:7])
     except (TypeError, UnicodeEncodeError):
         return None
 
@@ -412,12 +412,12 @@ class AuditLog:
                     self._state = self._resume(conn, signer, folder)
                 tree, head = self._state[0].copy(), self._state[1]
                 prev = bytes.fromhex(head)
-                for row in audit_sql.rows(conn, tree.size):
-                    if row.idx != tree.size:
+                for row in audit_sql.raw_rows(conn, tree.size):  # plain tuples: every entry is read once more here
+                    if row[0] != tree.size:
                         raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
                     digest = _rehash(prev, row)
-                    if digest is None or digest.hex() != row.hash:
-                        raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
+                    if digest is None or digest.hex() != row[7]:
+                        raise StorageError(f"audit entry {row[0]} does not match its hash; refusing to sign (run `memmesh audit verify`)")
                     tree.append(digest)
                     prev = digest
             if tree.size == self._state[0].size and not force:
