@@ -10,7 +10,7 @@ Who acted is the caller the service last authorized in this context (:data:`curr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import datetime
@@ -227,7 +227,6 @@ class AuditedStore:
         self._store.close()
 
 
-
 class _AuditedWrite:
     """One :meth:`AuditedStore.write` block: the store's transaction, whose entries are
     appended when the outermost block on this thread ends without error (a nested block that
@@ -236,7 +235,7 @@ class _AuditedWrite:
     A class rather than a ``@contextmanager`` generator: one is entered per write, and a
     generator-based block costs a generator, its frame and a wrapper on every write."""
 
-    __slots__ = ("_store", "_audit", "_local", "_inner", "_tx", "_pending", "_mark")
+    __slots__ = ("_audit", "_inner", "_local", "_mark", "_pending", "_store", "_tx")
 
     def __init__(self, store: Any, audit: AuditSink, local: threading.local) -> None:
         self._store = store
