@@ -79,6 +79,8 @@ class AuditedTx:
     and they hold it only for the append and the commit.
     """
 
+    __slots__ = ("_audit", "_pending", "_tx")  # one per write transaction: no instance dict to make
+
     def __init__(self, tx: Any, audit: AuditSink, pending: list[Pending]) -> None:
         self._tx = tx
         self._audit = audit
