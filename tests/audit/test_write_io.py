@@ -82,3 +82,28 @@ def test_the_per_second_stamp_equals_format_ts() -> None:
     moments += [datetime(2026, 5, 5, 5, 5, 5, 5, tzinfo=UTC), datetime(2026, 5, 5, 5, 5, 5, tzinfo=UTC)]
     for moment in moments + moments[::-1]:
         assert _stamp(moment) == format_ts(moment)
+
+
+def test_a_nested_write_that_fails_takes_back_its_own_entries_only(tmp_path: Path) -> None:
+    """A write inside a write on the same thread is part of the outer unit: when it fails and
+    the outer one goes on, its changes and its entries are gone, the outer ones commit."""
+    memory = _memory(tmp_path)
+    try:
+        service = memory.service
+
+        def fail(tx: object, stored: list[object]) -> None:
+            raise RuntimeError("the inner caller fails after writing")
+
+        def inner(tx: object, stored: list[object]) -> None:
+            with pytest.raises(RuntimeError):
+                service.add_many([{"content": "inner, rolled back", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=fail)
+            service.add({"content": "inner, kept", "namespace": "n"}, principal=LOCAL_PRINCIPAL)
+
+        service.add_many([{"content": "outer", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=inner)
+        assert sorted(m.content for m in memory.get_all(namespace="n")) == ["inner, kept", "outer"]
+        entries = memory.service.audit.entries(principal=LOCAL_PRINCIPAL).entries
+        assert [(e.index, e.action) for e in entries] == [(0, "memory.add"), (1, "memory.add")]
+        assert {e.target for e in entries} == {m.id for m in memory.get_all(namespace="n")}
+        assert memory.service.audit.verify(principal=LOCAL_PRINCIPAL).ok
+    finally:
+        memory.close()
