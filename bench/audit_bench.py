@@ -262,6 +262,41 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
     }
 
 
+def bench_breakdown(workdir: Path, blocks: int) -> dict:
+    """Where the audit's CPU per write goes: the same keyword-only writes on four stores,
+    interleaved in blocks of 100 (writer-thread CPU, median per block): unaudited; audited with
+    the append switched off (what remains is the capture layer: the wrapping store and
+    transaction, noting each change); audited with only the entry's INSERT switched off
+    (adds the chain hashing, timestamp and head bookkeeping); and the whole audit (adds the
+    INSERT and the page it adds to each commit). Parts are switched off by replacing a
+    function for the duration of a block only (diagnosis, not a configuration)."""
+    from memmesh.audit import log as audit_log
+    from memmesh.store import audit_sql
+
+    names = ["plain", "capture only", "no insert", "audited"]
+    mems = {name: open_memory(workdir, f"breakdown-{i}", signed=name != "plain") for i, name in enumerate(names)}
+    mems["plain"].service.store = unwrap(mems["plain"].service.store)
+    append, insert_new = audit_log.AuditLog.append_many, audit_sql.insert_new
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for block in range(blocks + 2):
+            for name in names if block % 2 == 0 else names[::-1]:
+                audit_log.AuditLog.append_many = (lambda self, tx, items: -1) if name == "capture only" else append  # type: ignore[method-assign]
+                audit_sql.insert_new = (lambda conn, rows: True) if name == "no insert" else insert_new
+                mine = time.thread_time()
+                for i in range(100):
+                    mems[name].add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                if block >= 2:  # the first blocks warm the caches
+                    cpu[name].append((time.thread_time() - mine) * 1e4)
+    finally:
+        audit_log.AuditLog.append_many, audit_sql.insert_new = append, insert_new  # type: ignore[method-assign]
+        for mem in mems.values():
+            mem.close()
+    base = statistics.median(cpu["plain"])
+    found = {name: statistics.median(cpu[name]) for name in names}
+    return {name: {"thread_cpu_us": round(us, 1), "over_plain_pct": round(100 * (us / base - 1), 1)} for name, us in found.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--appends", type=int, default=10_000)
@@ -271,7 +306,10 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also measure appends with synchronous=FULL")
     parser.add_argument("--pg", action="store_true", help="also measure appends on PostgreSQL (scripts/pg_test_server.py)")
     parser.add_argument("--threads", type=int, default=8, help="appending threads in the group-commit run")
-    parser.add_argument("--only", choices=["appends", "overhead", "verify"], action="append", help="run only these parts (repeatable)")
+    parser.add_argument(
+        "--only", choices=["appends", "overhead", "verify", "breakdown"], action="append", help="run only these parts (repeatable)"
+    )
+    parser.add_argument("--breakdown-blocks", type=int, default=40, help="blocks of 100 writes per store in the breakdown")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
     load_before = os.getloadavg()
@@ -303,6 +341,12 @@ def main() -> None:
                 f"+{o['overhead_mean_pct']} % mean, +{o['overhead_p50_pct']} % p50; CPU {o['plain_cpu_us']} vs {o['audited_cpu_us']} µs "
                 f"per write: +{o['overhead_cpu_pct']} %; writer thread CPU {o['plain_thread_cpu_us']} vs {o['audited_thread_cpu_us']} µs: "
                 f"+{o['overhead_thread_cpu_pct']} % (median of {o['blocks_each']} pairs: +{o['overhead_thread_cpu_pair_median_pct']} %)"
+            )
+        if "breakdown" in parts:
+            results["breakdown"] = bench_breakdown(workdir, args.breakdown_blocks)
+            print(
+                "audit overhead by part (writer-thread CPU per write, median of blocks): "
+                + "; ".join(f"{name} {v['thread_cpu_us']} µs ({v['over_plain_pct']:+} %)" for name, v in results["breakdown"].items())
             )
         if "verify" in parts:
             results["verify"] = bench_verify(workdir, args.verify_size)

@@ -10,10 +10,11 @@ Who acted is the caller the service last authorized in this context (:data:`curr
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from memmesh.audit import chain
@@ -78,6 +79,8 @@ class AuditedTx:
     and they hold it only for the append and the commit.
     """
 
+    __slots__ = ("_audit", "_pending", "_tx")  # one per write transaction: no instance dict to make
+
     def __init__(self, tx: Any, audit: AuditSink, pending: list[Pending]) -> None:
         self._tx = tx
         self._audit = audit
@@ -92,6 +95,29 @@ class AuditedTx:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
+    # The calls every memory write makes, forwarded directly: through __getattr__ each is a
+    # failed attribute lookup first (an AttributeError made and dropped), per call.
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.get(*args, **kwargs)
+
+    def find_by_hash(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.find_by_hash(*args, **kwargs)
+
+    def find_by_title(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.find_by_title(*args, **kwargs)
+
+    def next_seq(self) -> Any:
+        return self._tx.next_seq()
+
+    def insert_memory(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.insert_memory(*args, **kwargs)
+
+    def update_memory(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.update_memory(*args, **kwargs)
+
+    def put_vector(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tx.put_vector(*args, **kwargs)
+
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
             namespace = snapshot.get("namespace") if isinstance(snapshot, dict) else None
@@ -104,14 +130,18 @@ class AuditedTx:
         """Note a memory change. ``stored`` is the JSON text the history writer stored for
         ``old`` and ``new``: hashed as it is (digest rule 2), so the change is not encoded a
         second time; a store that does not report it gets the rule 1 digest."""
-        event = entry.event.value if hasattr(entry.event, "value") else str(entry.event)
-        fields = sorted(entry.old.keys() | entry.new.keys()) if entry.old and entry.new else None
+        event, old, new = entry.event, entry.old, entry.new
+        action = "memory." + event if isinstance(event, str) else f"memory.{getattr(event, 'value', event)}"  # StrEnum: its value
+        fields = sorted(old.keys() | new.keys()) if old and new else None
         if stored is None:
-            detail = chain.history_detail(chain.digest([entry.old, entry.new]), fields)
+            detail = chain.history_detail(chain.digest([old, new]), fields)
         else:
             detail = chain.history_detail(chain.history_digest(*stored), fields, chain.HISTORY_RULE)
+        namespace = new.get("namespace") if isinstance(new, dict) else None
+        if not isinstance(namespace, str):
+            namespace = self._namespace(entry)
         system = entry.actor if entry.actor in SYSTEM_ACTORS else None
-        self.defer(Pending(f"memory.{event}", entry.memory_id, self._namespace(entry), detail, actor_of(current_caller.get(), system)))
+        self._pending.append(Pending(action, entry.memory_id, namespace, detail, actor_of(current_caller.get(), system)))
 
     def add_history(self, entry: HistoryEntry) -> None:
         self.add_history_many([entry])
@@ -180,13 +210,17 @@ class AuditedStore:
         else:
             setattr(self._store, name, value)
 
+    def reading(self) -> Any:
+        """The store's read connection (forwarded directly: every memory write reads once)."""
+        return self._store.reading()
+
     @property
     def inner(self) -> Any:
         """The unwrapped store (for code that must not audit, e.g. verification reads)."""
         return self._store
 
     def write(self) -> AbstractContextManager[AuditedTx]:
-        return self._write()
+        return _AuditedWrite(self._store, self._audit, self._local)
 
     def close(self) -> None:
         """Close the store; first sign what this process appended (a clean shutdown of the
@@ -194,38 +228,67 @@ class AuditedStore:
         self._audit.sign_unsigned()
         self._store.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[AuditedTx]:
-        """The store's transaction; its entries are appended when the outermost block on
-        this thread ends without error (a nested block that fails takes its own back, as its
-        savepoint takes back its changes)."""
+
+class _AuditedWrite:
+    """One :meth:`AuditedStore.write` block: the store's transaction, whose entries are
+    appended when the outermost block on this thread ends without error (a nested block that
+    fails takes its own back, as its savepoint takes back its changes).
+
+    A class rather than a ``@contextmanager`` generator: one is entered per write, and a
+    generator-based block costs a generator, its frame and a wrapper on every write."""
+
+    __slots__ = ("_audit", "_inner", "_local", "_mark", "_pending", "_store", "_tx")
+
+    def __init__(self, store: Any, audit: AuditSink, local: threading.local) -> None:
+        self._store = store
+        self._audit = audit
+        self._local = local
+        self._mark: int | None = None
+
+    def __enter__(self) -> AuditedTx:
         outer: list[Pending] | None = getattr(self._local, "pending", None)
+        inner = self._store.write()
         if outer is not None:  # nested on this thread: part of the open unit
-            mark = len(outer)
-            with self._store.write() as tx:
-                try:
-                    yield AuditedTx(tx, self._audit, outer)
-                except BaseException:
-                    del outer[mark:]
-                    raise
-            return
+            self._mark = len(outer)
+            tx = inner.__enter__()
+            self._inner, self._pending = inner, outer
+            return AuditedTx(tx, self._audit, outer)
         pending: list[Pending] = []
         self._local.pending = pending
         try:
-            with self._store.write() as tx:
+            tx = inner.__enter__()
+        except BaseException:
+            self._local.pending = None
+            self._audit.abandoned()
+            raise
+        self._inner, self._tx, self._pending = inner, tx, pending
+        return AuditedTx(tx, self._audit, pending)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
+        inner = self._inner
+        if self._mark is not None:
+            if kind is not None:
+                del self._pending[self._mark :]
+            return bool(inner.__exit__(kind, error, trace))
+        self._local.pending = None
+        try:
+            if kind is None:
                 try:
-                    yield AuditedTx(tx, self._audit, pending)
-                finally:
-                    self._local.pending = None
-                self._audit.append_many(tx, pending)
+                    self._audit.append_many(self._tx, self._pending)
+                except BaseException as failure:  # the transaction ends with the append's error
+                    if not inner.__exit__(type(failure), failure, failure.__traceback__):
+                        raise
+                else:
+                    inner.__exit__(None, None, None)
+                suppressed = False
+            else:
+                suppressed = bool(inner.__exit__(kind, error, trace))
         except BaseException:
             self._audit.abandoned()
             raise
-        else:
-            if pending:  # its append set this thread's head; write() returned, so it is durable
-                self._audit.committed()
-        finally:
-            self._local.pending = None
+        if (kind is None or suppressed) and self._pending:  # its append set this thread's head; committed, so durable
+            self._audit.committed()
+        return suppressed
 
 
 def unwrap(store: Any) -> Any:

@@ -19,6 +19,7 @@ entries, whichever first, and at shutdown) and by ``memmesh audit checkpoint``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import threading
@@ -89,31 +90,52 @@ HEAD_CACHE_S = 1.0
 """How long a committed chain head is reused without reading it (see AuditLog._cached_head)."""
 
 
+_second: tuple[int, str] = (-1, "")
+"""The last whole second :func:`_stamp` formatted (seconds since the epoch) and its text up
+to the fraction's dot: a tuple, replaced whole, so threads never see half of one."""
+
+
 def _stamp(moment: datetime) -> str:
-    """:func:`format_ts` of ``moment``, its common case (an aware UTC time from a recent
-    year) without the conversions: once per append."""
-    if moment.tzinfo is UTC and moment.year >= 1000:
-        return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+    """:func:`format_ts` of ``moment``, its common case (an aware UTC time after 1970) built
+    from the text of its whole second, formatted once per second, and the microseconds:
+    once per append, and ``isoformat`` was a tenth of the audit's Python per write."""
+    global _second
+    if moment.tzinfo is UTC and moment.year >= 1970:
+        whole = int(moment.timestamp())  # whole seconds: truncation is floor after 1970
+        known = _second
+        if known[0] != whole:
+            known = _second = (whole, moment.replace(microsecond=0, tzinfo=None).isoformat() + ".")
+        return f"{known[1]}{moment.microsecond:06d}Z"
     return format_ts(moment)
 
 
-def _chained(top: tuple[int, str] | None, at: str, items: Sequence[Pending]) -> tuple[list[AuditRow], bytes]:
-    """``items`` as rows hashed onto the chain head ``top`` (None: the empty log)."""
-    idx, prev = (top[0] + 1, bytes.fromhex(top[1])) if top is not None else (0, chain.GENESIS)
+def _chained(top: tuple[int, bytes] | None, at: str, items: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], bytes]:
+    """``items`` as rows (plain tuples in :data:`audit_sql.COLUMNS` order: a tuple is made in
+    a fraction of a NamedTuple's time) hashed onto the chain head ``top`` (index and hash;
+    None: the empty log)."""
+    idx, prev = (top[0] + 1, top[1]) if top is not None else (0, chain.GENESIS)
     rows = []
-    for item in items:
-        text = item.detail if isinstance(item.detail, str) else chain.detail_text(item.detail)
-        prev = chain.entry_hash(prev, idx, at, item.actor, item.action, item.namespace, item.target, text)
-        rows.append(AuditRow(idx, at, item.actor, item.action, item.namespace, item.target, text, prev.hex()))
+    sha256 = hashlib.sha256
+    canonical = chain.canonical
+    for action, target, namespace, detail, actor in items:
+        text = detail if isinstance(detail, str) else chain.detail_text(detail)
+        prev = sha256(prev + canonical(idx, at, actor, action, namespace, target, text)).digest()
+        rows.append((idx, at, actor, action, namespace, target, text, prev.hex()))
         idx += 1
     return rows, prev
 
 
-def _rehash(prev: bytes, row: AuditRow) -> bytes | None:
-    """The hash ``row`` must hold after ``prev``; None for a row whose fields were retyped
-    (SQLite stores whatever type is written), which no append wrote."""
+def _read_head(conn: Any) -> tuple[int, bytes] | None:
+    """The chain head as stored (see :func:`audit_sql.head`), its hash as bytes."""
+    top = audit_sql.head(conn)
+    return (top[0], bytes.fromhex(top[1])) if top is not None else None
+
+
+def _rehash(prev: bytes, row: tuple[Any, ...]) -> bytes | None:
+    """The hash ``row`` (in :data:`audit_sql.COLUMNS` order) must hold after ``prev``; None for
+    a row whose fields were retyped (SQLite stores whatever type is written), which no append wrote."""
     try:
-        return chain.entry_hash(prev, row.idx, row.at, row.actor, row.action, row.namespace, row.target, row.detail)
+        return chain.entry_hash(prev, *row[:7])
     except (TypeError, UnicodeEncodeError):
         return None
 
@@ -206,8 +228,8 @@ class AuditLog:
             return -1
         conn = getattr(tx, "conn", tx)
         audit_sql.lock_chain(conn)
-        cached = self._cached_head(conn)
-        top = cached or audit_sql.head(conn)
+        cached = self._cached_head()
+        top = cached or _read_head(conn)
         at = _stamp(self.service.clock())
         rows, last = _chained(top, at, items)
         if cached is None:
@@ -215,16 +237,17 @@ class AuditLog:
         elif not audit_sql.insert_new(conn, rows):
             # another process appended since this one last did: chain onto the real head
             self._head = None
-            rows, last = _chained(audit_sql.head(conn), at, items)
+            rows, last = _chained(_read_head(conn), at, items)
             audit_sql.insert_many(conn, rows)
-        self._mine.head = (rows[-1].idx, last)
+        end = rows[-1][0]
+        self._mine.head = (end, last)
         before = self._appended
         self._appended += len(rows)
         if before < self.config.checkpoint_every <= self._appended:
             self._wake.set()
-        return rows[-1].idx
+        return int(end)
 
-    def _cached_head(self, conn: Any) -> tuple[int, str] | None:
+    def _cached_head(self) -> tuple[int, bytes] | None:
         """The chain head without reading it, when that is safe to try.
 
         Reading the head is a query per write transaction (on PostgreSQL a round trip);
@@ -239,7 +262,7 @@ class AuditLog:
         found = self._head
         if found is None or time.monotonic() - found[2] > HEAD_CACHE_S:
             return None
-        return found[0], found[1].hex()
+        return found[0], found[1]
 
     def committed(self) -> None:
         """The write transaction of this thread that appended last is committed: its head
@@ -389,12 +412,12 @@ class AuditLog:
                     self._state = self._resume(conn, signer, folder)
                 tree, head = self._state[0].copy(), self._state[1]
                 prev = bytes.fromhex(head)
-                for row in audit_sql.rows(conn, tree.size):
-                    if row.idx != tree.size:
+                for row in audit_sql.raw_rows(conn, tree.size):  # plain tuples: every entry is read once more here
+                    if row[0] != tree.size:
                         raise StorageError(f"audit entry {tree.size} is missing; refusing to sign (run `memmesh audit verify`)")
                     digest = _rehash(prev, row)
-                    if digest is None or digest.hex() != row.hash:
-                        raise StorageError(f"audit entry {row.idx} does not match its hash; refusing to sign (run `memmesh audit verify`)")
+                    if digest is None or digest.hex() != row[7]:
+                        raise StorageError(f"audit entry {row[0]} does not match its hash; refusing to sign (run `memmesh audit verify`)")
                     tree.append(digest)
                     prev = digest
             if tree.size == self._state[0].size and not force:

@@ -9,7 +9,7 @@ commits or rolls back with the change it records), a read connection for verific
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -75,8 +75,9 @@ def head(conn: Any) -> tuple[int, str] | None:
     return (found.size - 1, found.last_hash) if found is not None else None
 
 
-def insert_many(conn: Any, rows: list[AuditRow]) -> None:
-    params = list(rows)  # AuditRow is the row tuple in column order
+def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows, each a tuple in :data:`COLUMNS` order (an :class:`AuditRow` or a plain tuple)."""
+    params = list(rows)
     text = _sql(conn, f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
     if len(params) == 1:
         conn.execute(text, params[0])
@@ -96,7 +97,7 @@ _INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?
 _INSERT_NEW_PG = _INSERT_NEW.replace("?", "%s")
 
 
-def insert_new(conn: Any, rows: list[AuditRow]) -> bool:
+def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
     """Insert rows chained onto a head that was not read; False, with nothing inserted, when
     the first index is taken already (another process appended meanwhile: indexes are dense,
     so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
