@@ -135,6 +135,7 @@ def pending_problem(pending: PendingAction) -> str | None:
 def payload_problem(action: str, payload: dict[str, Any], spaces: list[str]) -> str | None:
     """What keeps ``payload`` from replaying ``action`` inside ``spaces``, or None (the
     service checks each field's value when the action is applied)."""
+
     def text(*names: str) -> str | None:
         bad = [n for n in names if not isinstance(payload.get(n), str) or not payload[n]]
         return f"payload of a {action} needs {', '.join(bad)} (text)" if bad else None

@@ -16,6 +16,7 @@ means "build again", never an error for the caller.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -48,10 +49,8 @@ def usearch_index() -> type[UsearchIndex]:
     or build) before the embedder's first use, so its first recall crashed the server on any
     store at or above ``recall.ann_threshold``. The other order is safe; onnxruntime is a
     dependency, so importing it first costs only its import time, once."""
-    try:
+    with contextlib.suppress(ImportError):  # a dependency; without it there is no MiniLM to crash
         importlib.import_module("onnxruntime")
-    except ImportError:  # pragma: no cover - a dependency; without it there is no MiniLM to crash
-        pass
     from usearch.index import Index
 
     return Index

@@ -294,7 +294,7 @@ class VectorIndex:
         said so between batches. Half precision in the graph: its scores only pick
         candidates, which the float32 matrix rescores."""
         try:
-            Index = ann_file.usearch_index()  # noqa: N806  # a class; onnxruntime imported first (see there)
+            Index = ann_file.usearch_index()  # a class; onnxruntime imported first (see there)
         except ImportError as exc:  # pragma: no cover - usearch is a dependency
             raise EmbedderError(f"the usearch package is needed above recall.ann_threshold vectors: {exc}") from exc
         graph = Index(ndim=self.dim or 0, metric="cos", dtype="f16", connectivity=16, expansion_add=64, expansion_search=EXPANSION_SEARCH)
