@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 TEXTS = [
     "Alice moved to Berlin last spring with her dog",
@@ -22,17 +24,22 @@ TEXTS = [
 QUERIES = ["where does Alice live now?", "food allergies"]
 
 
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _env(tmp_path: Path, provider: str = "minilm") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     env.update(
         {
             "MEMMESH_DATA_DIR": str(tmp_path / "data"),
             "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
-            "MEMMESH_EMBEDDINGS_PROVIDER": "minilm",
+            "MEMMESH_EMBEDDINGS_PROVIDER": provider,
             "MEMMESH_RECALL_ANN_THRESHOLD": "1",
         }
     )
     (tmp_path / "absent.toml").write_text("")
+    return env
+
+
+def _cli(tmp_path: Path, *args: str, provider: str = "minilm") -> subprocess.CompletedProcess[str]:
+    env = _env(tmp_path, provider)
     cmd = [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(tmp_path / "m.db"), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
@@ -69,3 +76,62 @@ def test_a_saved_graph_whose_description_was_tampered_with_is_rebuilt_not_truste
         assert _answers(tmp_path) == expected
     graph.write_bytes(os.urandom(graph.stat().st_size))  # garbage of the size the description names
     assert _answers(tmp_path) == expected
+
+
+OLD_MAIN = "73ea171"
+"""main before schemas 20-22 (replicated standards/pending, bus chats in the feed, leases)."""
+
+
+def _old_store(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A store written by the old release's own code (its sources from git), not a rewound one."""
+    repo = Path(__file__).resolve().parents[1]
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", OLD_MAIN, "src"], capture_output=True, check=True, timeout=120)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True, timeout=120)
+    db = tmp_path / "m.db"
+    env = {**_env(tmp_path), "MEMMESH_EMBEDDINGS_PROVIDER": "none", "PYTHONPATH": str(old / "src")}
+    made = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("probe7_make_old_store.py")), str(db)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("19",)
+    return db, json.loads(made.stdout.strip().splitlines()[-1])
+
+
+def test_a_store_made_by_main_before_schema_20_upgrades_with_nothing_lost(tmp_path: Path) -> None:
+    db, old = _old_store(tmp_path)
+
+    def cli(*args: str) -> Any:
+        done = _cli(tmp_path, *args, provider="none")
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout) if "--json" in args else done.stdout
+
+    doctor = cli("doctor")
+    assert "schema 22" in doctor and "integrity: ok" in doctor
+    with sqlite3.connect(db) as conn:  # the old run lease is carried over, still held
+        assert conn.execute("SELECT name, holder FROM leases").fetchall() == [("curator", "old-process-1234")]
+    ids = sorted(m["id"] for m in cli("list", "--json")["items"])
+    assert ids == old["memories"]
+    standards = cli("namespace", "list", "--json")
+    assert sorted(s["namespace"] for s in (standards["standards"] if isinstance(standards, dict) else standards)) == ["legal", "ops"]
+    pending = cli("pending", "list", "--status", "all", "--json")
+    rows = pending["pending"] if isinstance(pending, dict) else pending
+    assert {p["id"]: p["status"] for p in rows} == {old["pending_open"]: "pending", old["pending_applied"]: "applied"}
+    transcript = cli("bus", "transcript", old["chat"], "--token", old["chat_token"], "--json")
+    assert [(m["sender"], m["body"]) for m in transcript["messages"]] == [
+        ("alice", "hello bob"),
+        ("bob", "hi alice"),
+        ("alice", "ship it?"),
+    ]
+
+    approved = cli("pending", "approve", old["pending_open"], "--json")  # a pre-schema-20 record decided after the upgrade
+    assert approved["status"] == "applied"
+    (written,) = approved["result"]["memory_ids"]
+    assert sorted(m["id"] for m in cli("list", "--json", "--limit", "100")["items"]) == sorted([*old["memories"], written])
