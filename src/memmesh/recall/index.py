@@ -426,7 +426,7 @@ class VectorIndex:
         if not keys:
             return True
         try:
-            got = graph.get(np.asarray(keys, dtype=np.uint64), dtype=np.float32)
+            got = graph.get(np.asarray(keys, dtype=np.uint64), dtype="f32")
             stored = np.stack([np.asarray(v, dtype=np.float32) for v in got]) if isinstance(got, tuple) else np.asarray(got)
         except (TypeError, ValueError, RuntimeError):  # a missing key (None) or a graph usearch cannot read back
             return False
