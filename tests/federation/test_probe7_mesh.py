@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from tests.federation.test_catchup_backends import node
 
-from memmesh.errors import InvalidInputError, PendingApprovalError
+from memmesh.errors import ForbiddenError, InvalidInputError, PendingApprovalError
 from memmesh.federation.changes import SyncBatch, SyncItem
 from memmesh.model import LOCAL_PRINCIPAL as P
 from memmesh.model import Principal
@@ -124,3 +124,29 @@ def test_a_memory_moved_after_its_delete_was_queued_is_not_deleted_by_the_approv
         assert svc.get(memory.id, principal=P).namespace == "vault"
     finally:
         svc.close()
+
+
+def test_a_peer_key_made_for_one_node_cannot_speak_for_another(tmp_path: Path) -> None:
+    """node-b's key pushing as node-c with a huge ``upto`` would move node-c's cursor on a, so
+    node-c's real pushes were skipped as 'already applied'; the batch is refused (403)."""
+    a = node(f"sqlite:///{tmp_path / 'a.db'}", "node-a", "node-b")
+    c = node(f"sqlite:///{tmp_path / 'c.db'}", "node-c", "node-a")
+    try:
+        a.replica.known("node-c", None)
+        b_key = Principal(agent_id="node-b", role="peer", namespaces=["*"], key_id="kb")
+        c_key = Principal(agent_id="node-c", role="peer", namespaces=["*"], key_id="kc")
+        counter = a.store.change_counter()
+        with pytest.raises(ForbiddenError, match="made for node 'node-b'"):
+            a.replica.apply(SyncBatch(node="node-c", since=0, upto=10**9, items=[]), principal=b_key)
+        with pytest.raises(ForbiddenError, match="made for node 'node-b'"):
+            a.replica.feed(peer="node-c", since=counter, principal=b_key)
+        assert {p.node_id: p.recv_seq for p in a.store.peers()}["node-c"] == 0
+        written = c.add({"content": "Node c's own fact.", "namespace": "ops"}, principal=P)
+        page = c.replica.feed(peer="node-a", since=0, principal=P)
+        assert a.replica.apply(page, principal=c_key).applied >= 1  # c itself still gets through
+        assert a.get(written.id, principal=P).content == "Node c's own fact."
+        lead = Principal(agent_id="mesh-ops", role="peer", namespaces=["*"], key_id="km")  # not a node id: not bound
+        assert a.replica.apply(SyncBatch(node="node-c", items=[]), principal=lead).applied == 0
+    finally:
+        a.close()
+        c.close()
