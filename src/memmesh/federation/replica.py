@@ -161,7 +161,20 @@ class Replica:
         if known is None:
             log.warning("sync refused: unknown node id %r", node)
             raise ForbiddenError(f"unknown node id {node!r}: it is not one of this node's peers (add its URL to --peers on this node)")
+        self._check_speaks_for(principal, node)
         return known
+
+    def _check_speaks_for(self, principal: Principal, node: str) -> None:
+        """A peer key made for one node (``keys create --agent <node id>``) may not speak for
+        another: pushing as that node would move its cursor past changes this node never got
+        (its real pushes are then skipped as already applied). A key whose agent is not a node
+        id this node knows is not bound (docs/federation.md)."""
+        agent = principal.agent_id
+        if principal.role != "peer" or agent is None or agent == node:
+            return
+        if agent == self.service.node_id or any(p.node_id == agent for p in self.service.store.peers()):
+            log.warning("sync refused: the peer key of node %r spoke for node %r", agent, node)
+            raise ForbiddenError(f"this peer key was made for node {agent!r}; it may not sync as node {node!r}")
 
     def _check_fresh(self, peer: PeerState, since: int | None) -> None:
         """Refuse incremental sync that could revive deleted memories (see module docstring)."""

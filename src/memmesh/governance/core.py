@@ -456,6 +456,7 @@ class Governance:
             key = svc.store.api_key(who.key_id)
             if key is None or key.revoked_at is not None:
                 raise ForbiddenError(f"the key that asked for this action ({who.key_id}) has been revoked since; nothing was applied")
+        self._confine(pending)
         token = _APPLYING.set(pending.id)
         try:
             if pending.action == "write":
@@ -477,6 +478,29 @@ class Governance:
             return {"source_id": link.source_id, "target_id": link.target_id, "relation": link.relation.value}
         finally:
             _APPLYING.reset(token)
+
+    def _confine(self, pending: PendingAction) -> None:
+        """Refuse to apply an action outside the namespaces it was queued (and approved) in:
+        the approver was authorized for ``pending.namespaces()`` only, so a payload naming a
+        memory elsewhere (moved since, or a forged record) must not ride on that approval."""
+        from memmesh.governance.replicated import payload_problem
+
+        spaces = pending.namespaces()
+        problem = payload_problem(pending.action, pending.payload, spaces)
+        if problem:
+            raise InvalidInputError(f"pending action {pending.id} cannot be applied: {problem}; nothing was applied")
+        data = pending.payload
+        ids = [data[k] for k in ("memory_id", "source_id", "target_id") if k in data]
+        if pending.action == "update" and isinstance(data["changes"].get("namespace"), str):
+            moved_to = data["changes"]["namespace"]
+            if moved_to not in spaces:
+                raise ForbiddenError(f"pending action {pending.id} would move a memory to {moved_to!r}, outside its namespaces")
+        for memory in self.service.store.get_many(ids):
+            if memory.namespace not in spaces:
+                raise ForbiddenError(
+                    f"memory {memory.id} is in namespace {memory.namespace!r}, outside the namespaces pending action {pending.id} "
+                    f"was queued and approved in ({', '.join(spaces)}); nothing was applied"
+                )
 
     def _find(self, pending_id: str) -> PendingAction:
         found = self.db.pending(pending_id.strip()) if isinstance(pending_id, str) and pending_id.strip() else None

@@ -22,6 +22,7 @@ belong to :mod:`memmesh.federation`, which calls these through ``service.governa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +40,7 @@ from memmesh.governance.model import (
     parse_required_tags,
     parse_tier,
 )
+from memmesh.governance.policy import lineage
 from memmesh.governance.store import GovernanceStore
 from memmesh.model import normalize_namespace
 from memmesh.store.base import WriteTx
@@ -89,7 +91,73 @@ def pending_from_wire(data: dict[str, Any]) -> PendingAction:
         raise InvalidInputError(f"replicated pending action {ident!r}: {where}: {first['msg']}") from None
     if pending.action not in ACTIONS:
         raise InvalidInputError(f"replicated pending action {ident!r}: unknown action {pending.action!r} (use {', '.join(ACTIONS)})")
+    problem = pending_problem(pending)
+    if problem:
+        raise InvalidInputError(f"replicated pending action {ident!r}: {problem}")
     return pending
+
+
+PENDING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+DECIDED = ("approved", "rejected", "applied", "failed", "advisory")
+
+
+def pending_problem(pending: PendingAction) -> str | None:
+    """What makes a pending action a state no node could have written, or None.
+
+    A peer is trusted to relay decisions, not to invent them: the record must be one this
+    code writes (an undecided action carries no decision; ``applied`` has its result,
+    ``failed`` its error), its namespaces normal, the namespace it was queued in among the
+    ones it touches, the requester the agent it names, and the payload the shape its action
+    replays — a payload that does not fit would fail at approve time only, after the claim,
+    and leave the action stuck half-decided."""
+    if not PENDING_ID.fullmatch(pending.id):
+        return "id must be 1-64 letters, digits or . _ : - (the id a node gave it)"
+    spaces = pending.payload.get("namespaces")
+    if not isinstance(spaces, list) or not spaces or not all(isinstance(ns, str) for ns in spaces):
+        return "payload.namespaces must list the namespaces the action touches"
+    for ns in [pending.namespace, pending.rule_namespace, *spaces]:
+        if not isinstance(ns, str) or _normal(ns) != ns:
+            return f"namespace {ns!r} is not a namespace in its normal form"
+    if pending.namespace not in spaces:
+        return f"namespace {pending.namespace!r} is not among the namespaces the action touches ({', '.join(spaces)})"
+    if pending.rule_namespace not in lineage(pending.namespace):
+        return f"rule_namespace {pending.rule_namespace!r} is neither {pending.namespace!r} nor one of its parents"
+    if pending.requester.agent_id != pending.requested_by:
+        return f"requester {pending.requester.agent_id!r} is not requested_by {pending.requested_by!r}"
+    decided = pending.status in DECIDED
+    if decided != (pending.decided_at is not None) or (not decided and pending.decided_by is not None):
+        return f"status {pending.status!r} does not fit decided_by/decided_at (a decision is recorded with its time, and only then)"
+    if (pending.result is not None) != (pending.status == "applied") or (pending.error is not None) != (pending.status == "failed"):
+        return f"status {pending.status!r} does not fit result/error (only applied has a result, only failed an error)"
+    return None if pending.status == "advisory" else payload_problem(pending.action, pending.payload, spaces)
+
+
+def payload_problem(action: str, payload: dict[str, Any], spaces: list[str]) -> str | None:
+    """What keeps ``payload`` from replaying ``action`` inside ``spaces``, or None (the
+    service checks each field's value when the action is applied)."""
+
+    def text(*names: str) -> str | None:
+        bad = [n for n in names if not isinstance(payload.get(n), str) or not payload[n]]
+        return f"payload of a {action} needs {', '.join(bad)} (text)" if bad else None
+
+    if action == "write":
+        items = payload.get("items")
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            return "payload of a write needs items (a non-empty list of memories)"
+        outside = [i.get("namespace") for i in items if i.get("namespace") not in spaces]
+        return f"payload items write into {outside[0]!r}, outside the action's namespaces" if outside else None
+    if action == "update":
+        return text("memory_id") or (None if isinstance(payload.get("changes"), dict) else "payload of an update needs changes (an object)")
+    if action == "link":
+        return text("source_id", "target_id", "relation")
+    return text("memory_id")
+
+
+def _normal(namespace: str) -> str | None:
+    try:
+        return normalize_namespace(namespace)
+    except InvalidInputError:
+        return None
 
 
 def merge_standard(db: GovernanceStore, tx: WriteTx, standard: Standard, cleared: bool, hlc: str, node: str) -> bool:

@@ -16,6 +16,8 @@ means "build again", never an error for the caller.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 from dataclasses import dataclass
@@ -36,6 +38,22 @@ class Meta:
     dim: int
     seq: int
     ids: list[str]
+
+
+def usearch_index() -> type[UsearchIndex]:
+    """usearch's ``Index`` class, imported only after onnxruntime.
+
+    Why: with the pinned wheels (usearch 2.26, onnxruntime 1.32), importing onnxruntime
+    *after* usearch kills the process with a segmentation fault (``python -c "import usearch;
+    import onnxruntime"``). ``memmesh serve`` loads the vector index at start-up (saved graph
+    or build) before the embedder's first use, so its first recall crashed the server on any
+    store at or above ``recall.ann_threshold``. The other order is safe; onnxruntime is a
+    dependency, so importing it first costs only its import time, once."""
+    with contextlib.suppress(ImportError):  # a dependency; without it there is no MiniLM to crash
+        importlib.import_module("onnxruntime")
+    from usearch.index import Index
+
+    return Index
 
 
 def paths(path: Path) -> tuple[Path, Path]:
@@ -69,10 +87,8 @@ def save(path: Path, graph: UsearchIndex, meta: Meta) -> None:
 
 def view(path: Path) -> UsearchIndex | None:
     """The saved graph memory-mapped read-only (searches only)."""
-    from usearch.index import Index
-
     graph_path, _meta = paths(path)
-    viewed: UsearchIndex | None = Index.restore(str(graph_path), view=True)
+    viewed: UsearchIndex | None = usearch_index().restore(str(graph_path), view=True)
     return viewed
 
 
@@ -100,9 +116,7 @@ def load(path: Path, model: str, dim: int, seq: int, *, view: bool = False) -> t
         if not whole:
             remove(path)
             return None
-        from usearch.index import Index
-
-        graph = Index.restore(str(graph_path), view=view)
+        graph = usearch_index().restore(str(graph_path), view=view)
         if graph is None or len(graph) != len(ids) or graph.ndim != dim:
             remove(path)
             return None
