@@ -6,6 +6,7 @@ scripts/pg_test_server.py (fails, never skips, when it cannot be had)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
 
         # both sides post while apart; the lite side's post is written later than pg's
         pg.bus.send(chat.id, "pg while apart", sender="planner", token=chat.token, principal=P)
+        # a later millisecond: two sends in the same one tie on the clock and order by node id
+        # ("lite" before "pg"), which is the rule, not what this test is about
+        time.sleep(0.01)
         lite.bus.send(chat.id, "lite while apart", sender="planner", token=chat.token, principal=P)
         assert [m.body for m in lite.bus.unread(chat.id, agent="coder", token=chat.token, principal=P).messages] == ["lite while apart"]
         assert lite.bus.ack(chat.id, agent="coder", token=chat.token, all=True, principal=P).acked_seq == 3
