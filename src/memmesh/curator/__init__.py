@@ -15,6 +15,7 @@ from memmesh.curator.core import (
     RollbackReport,
 )
 
+# The curator's public names: the one list (core.py defines them but does not repeat it).
 __all__ = [
     "CURATOR_PRINCIPAL",
     "NO_LLM",

@@ -892,16 +892,3 @@ def _run_of(row: tuple[Any, ...]) -> CuratorRun:
         rollback=json.loads(rollback) if rollback else None,
     )
 
-
-__all__ = [
-    "CURATOR_PRINCIPAL",
-    "NO_LLM",
-    "AutoTagReport",
-    "ContradictionReport",
-    "Curator",
-    "CuratorPolicy",
-    "CuratorReport",
-    "CuratorRun",
-    "QueryExpansion",
-    "RollbackReport",
-]
