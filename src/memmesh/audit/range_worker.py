@@ -14,22 +14,27 @@ Arguments are one JSON object on stdin; the answer is one JSON object on stdout:
 - ``nodes``: the compact range of the range's leaves appended to ``frontier`` (hex), at the
   end, and ``at``: the same at each size in ``sizes`` (the checkpoints inside the range).
 
-The canonical encoding is :func:`memmesh.audit.chain.canonical`'s, spelled again here (the
-script imports nothing from memmesh); ``tests/audit/test_parallel_verify.py`` holds the two
-to the same result, and any disagreement makes the caller fall back to the one-process pass,
-never to a wrong verdict.
+Rows are checked by :class:`memmesh.audit.walk.ChainWalk`, the same loop as the one-process
+pass (a stdlib-only module, loaded from this directory so the script imports nothing from
+memmesh); ``tests/audit/test_parallel_verify.py`` holds the two passes to the same result, and
+any disagreement makes the caller fall back to the one-process pass, never to a wrong verdict.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import sys
-from json.encoder import encode_basestring as quote
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-GENESIS = bytes(32)
+if __package__:  # imported as memmesh.audit.range_worker (type checkers, tests)
+    from memmesh.audit.walk import ChainWalk
+else:  # run as a script: load the sibling stdlib-only module without importing memmesh
+    sys.path.append(str(Path(__file__).resolve().parent))
+    from walk import ChainWalk  # type: ignore[import-not-found,no-redef]
+
 FETCH = 20_000
 
 
@@ -54,48 +59,23 @@ def check_range(path: str, start: int, end: int, prev_hex: str | None, frontier:
             prev = bytes.fromhex(prev_hex)
         except ValueError:
             return {"ok": False, "nodes": [], "at": {}}
-        nodes = [bytes.fromhex(n) for n in frontier]
-        size = base
-        wanted = set(sizes)
-        at: dict[str, list[str]] = {}
-        sha = hashlib.sha256
-        expected = start
+        walk = ChainWalk(prev, [bytes.fromhex(n) for n in frontier], base, start)
         cursor = conn.execute(
             "SELECT idx, at, actor, action, namespace, target, detail, hash FROM audit_log WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         )
-        while True:
-            page = cursor.fetchmany(FETCH)
-            if not page:
-                break
-            for idx, when, actor, action, namespace, target, detail, stored in page:
-                if idx != expected or type(idx) is not int:
-                    return {"ok": False, "nodes": [], "at": {}}
-                try:
-                    ns = "null" if namespace is None else quote(namespace)
-                    tg = "null" if target is None else quote(target)
-                    data = f"[{idx},{quote(when)},{quote(actor)},{quote(action)},{ns},{tg},{quote(detail)}]".encode()
-                except (TypeError, UnicodeEncodeError):
-                    return {"ok": False, "nodes": [], "at": {}}
-                digest = sha(prev + data).digest()
-                if digest.hex() != stored:
-                    return {"ok": False, "nodes": [], "at": {}}
-                prev = digest
-                node = sha(b"\x00" + digest).digest()
-                n = size
-                while n & 1:
-                    node = sha(b"\x01" + nodes.pop() + node).digest()
-                    n >>= 1
-                nodes.append(node)
-                size += 1
-                expected += 1
-                if expected in wanted:
-                    at[str(expected)] = [x.hex() for x in nodes]
-        if expected != end:
+        at = {str(size): [x.hex() for x in walk.nodes] for size in walk.run(_pages(cursor), stops=set(sizes))}
+        if walk.failure is not None or walk.expected != end:
             return {"ok": False, "nodes": [], "at": {}}
-        return {"ok": True, "nodes": [x.hex() for x in nodes], "at": at}
+        return {"ok": True, "nodes": [x.hex() for x in walk.nodes], "at": at}
     finally:
         conn.close()
+
+
+def _pages(cursor: sqlite3.Cursor) -> Iterator[Any]:
+    """The rows of ``cursor``, read a page at a time (a range is up to millions of rows)."""
+    while page := cursor.fetchmany(FETCH):
+        yield from page
 
 
 def main() -> None:

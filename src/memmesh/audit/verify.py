@@ -20,14 +20,13 @@ so the tamper trials can drive it fast. What each finding means:
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from memmesh.audit import chain
 from memmesh.audit.chain import GENESIS, Frontier
 from memmesh.audit.notes import Checkpoint, CheckpointFile, Verifier, signed_by
+from memmesh.audit.walk import MISPLACED, MODIFIED, ChainWalk
 from memmesh.store.audit_sql import Anchor
 
 
@@ -123,55 +122,27 @@ def verify_log(rows: Iterable[Sequence[Any]], anchor: Anchor | None, found: Chec
             Problem("diverged", start, f"the pruned range [0, {start}) does not match the signed checkpoint of size {start}")
         )
     sizes = sorted(s for s in checkpoints if s > start)
-    pending = iter(sizes)
-    next_size = next(pending, None)
     last_good = max([s for s in checkpoints if s <= start], default=0)
-    expected = start
-    quote = chain.quote
-    sha = hashlib.sha256
-    nodes = frontier.nodes
-    size = frontier.size
-    # The loop below is chain.canonical, chain.entry_hash and Frontier.append inlined: a
-    # verification of a million entries spends its time here (tests/audit/test_fast_paths.py
-    # holds the inlined encoding to the reference one).
-    for idx, at, actor, action, namespace, target, detail, stored in rows:
-        if idx != expected or type(idx) is not int:
-            report.problems.append(_misplaced(idx, expected))
-            break
-        try:
-            ns = "null" if namespace is None else quote(namespace)
-            tg = "null" if target is None else quote(target)
-            data = f"[{idx},{quote(at)},{quote(actor)},{quote(action)},{ns},{tg},{quote(detail)}]".encode()
-        except (TypeError, UnicodeEncodeError):
-            data = b""  # a field retyped or not text: it cannot match any hash the log wrote
-        digest = sha(prev + data).digest()
-        if not data or digest.hex() != stored:
-            report.problems.append(Problem("modified", expected, f"entry {expected} does not match its hash (changed, replaced or moved)"))
-            break
-        prev = digest
-        node = sha(b"\x00" + digest).digest()
-        n = size
-        while n & 1:
-            node = sha(b"\x01" + nodes.pop() + node).digest()
-            n >>= 1
-        nodes.append(node)
-        size += 1
-        expected += 1
-        if size == next_size:
-            if frontier.root() != checkpoints[size].root:
-                report.problems.append(
-                    Problem(
-                        "diverged",
-                        last_good,
-                        f"the log differs from signed checkpoint {size} from index {last_good} on "
-                        f"(entries below {last_good} match checkpoint {last_good}): it was rewritten",
-                    )
+    walk = ChainWalk(prev, frontier.nodes, frontier.size, start)
+    for size in walk.run(rows, stops=set(sizes)):
+        if frontier.root() != checkpoints[size].root:
+            report.problems.append(
+                Problem(
+                    "diverged",
+                    last_good,
+                    f"the log differs from signed checkpoint {size} from index {last_good} on "
+                    f"(entries below {last_good} match checkpoint {last_good}): it was rewritten",
                 )
-                break
-            report.checkpoints_checked += 1
-            last_good = size
-            next_size = next(pending, None)
-    frontier.size = size
+            )
+            break
+        report.checkpoints_checked += 1
+        last_good = size
+    expected = walk.expected
+    if walk.failure == MISPLACED:
+        report.problems.append(_misplaced(walk.bad_idx, expected))
+    elif walk.failure == MODIFIED:
+        report.problems.append(Problem("modified", expected, f"entry {expected} does not match its hash (changed, replaced or moved)"))
+    frontier.size = walk.size
     return finish(report, start, expected)
 
 
