@@ -891,4 +891,3 @@ def _run_of(row: tuple[Any, ...]) -> CuratorRun:
         rolled_back_at=_ts(rolled),
         rollback=json.loads(rollback) if rollback else None,
     )
-
