@@ -382,28 +382,25 @@ class Settings(BaseModel):
 
     def embedding_api_key(self) -> str | None:
         """Read the remote embedder's key from the env variable or file the config names."""
-        emb = self.embeddings
-        if emb.api_key_env:
-            return os.environ.get(emb.api_key_env) or None
-        if emb.api_key_file:
-            check_secret_file("embeddings.api_key_file", emb.api_key_file)
-            try:
-                return emb.api_key_file.read_text().strip() or None
-            except OSError as exc:
-                raise ConfigError(f"embeddings.api_key_file {emb.api_key_file}: {exc.strerror}") from exc
-        return None
+        return self._api_key("embeddings")
 
     def llm_api_key(self) -> str | None:
         """Read the LLM server's key from the env variable or file ``[llm]`` names."""
-        llm = self.llm
-        if llm.api_key_env:
-            return os.environ.get(llm.api_key_env) or None
-        if llm.api_key_file:
-            check_secret_file("llm.api_key_file", llm.api_key_file)
+        return self._api_key("llm")
+
+    def _api_key(self, section: str) -> str | None:
+        """A section's key: its ``api_key_env`` variable first, else its ``api_key_file`` (checked
+        like every secret file; one that cannot be read is a ConfigError naming the setting)."""
+        values = getattr(self, section)
+        if values.api_key_env:
+            return os.environ.get(values.api_key_env) or None
+        path: Path | None = values.api_key_file
+        if path:
+            check_secret_file(f"{section}.api_key_file", path)
             try:
-                return llm.api_key_file.read_text().strip() or None
+                return path.read_text().strip() or None
             except OSError as exc:
-                raise ConfigError(f"llm.api_key_file {llm.api_key_file}: {exc.strerror}") from exc
+                raise ConfigError(f"{section}.api_key_file {path}: {exc.strerror}") from exc
         return None
 
     def secret_files(self) -> list[tuple[str, Path]]:
