@@ -22,6 +22,9 @@ app.add_typer(bus_app, name="bus")
 TOKEN = typer.Option(..., "--token", envvar="MEMMESH_BUS_TOKEN", help="The conversation token `bus open` printed.", show_envvar=True)
 CONV = typer.Argument(..., help="Conversation id (from `bus open`).")
 WAIT = typer.Option(0.0, "--wait", min=0.0, help="Long-poll: wait up to this many seconds for a message.")
+ATTEMPT = typer.Argument(..., help="The attempt token the claim returned.")
+"""The attempt a heartbeat, completion or failure is for (the lease's fencing token)."""
+WORKER = typer.Option(..., "--worker")
 
 
 def _service() -> Service:
@@ -169,8 +172,8 @@ def claim(
 @bus_app.command("heartbeat")
 def heartbeat(
     conversation: str = CONV,
-    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
-    worker: str = typer.Option(..., "--worker"),
+    attempt_token: str = ATTEMPT,
+    worker: str = WORKER,
     token: str = TOKEN,
     lease: float = typer.Option(None, "--lease", help="New lease length from now (default bus.lease_s)."),
     as_json: bool = JSON_OPTION,
@@ -183,8 +186,8 @@ def heartbeat(
 @bus_app.command("complete")
 def complete(
     conversation: str = CONV,
-    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
-    worker: str = typer.Option(..., "--worker"),
+    attempt_token: str = ATTEMPT,
+    worker: str = WORKER,
     token: str = TOKEN,
     result: str = typer.Option(None, "--result", help="The task's result."),
     as_json: bool = JSON_OPTION,
@@ -197,8 +200,8 @@ def complete(
 @bus_app.command("fail")
 def fail(
     conversation: str = CONV,
-    attempt_token: str = typer.Argument(..., help="The attempt token the claim returned."),
-    worker: str = typer.Option(..., "--worker"),
+    attempt_token: str = ATTEMPT,
+    worker: str = WORKER,
     token: str = TOKEN,
     reason: str = typer.Option("worker reported failure", "--reason"),
     as_json: bool = JSON_OPTION,
