@@ -76,6 +76,29 @@ def test_api_key_comes_from_env_or_file(tmp_path: Path) -> None:
         del os.environ["MY_KEY"]
 
 
+@pytest.mark.parametrize(("section", "read"), [("embeddings", "embedding_api_key"), ("llm", "llm_api_key")])
+def test_each_sections_api_key_follows_the_same_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: str, read: str) -> None:
+    """Both keys are read by one rule: the env variable first, else the file (stripped, empty
+    = no key), and a file that cannot be used is a ConfigError naming this section's setting."""
+    key_file = tmp_path / "key"
+    key_file.write_text("  sk-file  \n")
+    key_file.chmod(0o600)
+    both = {section: {"api_key_env": "CLEANUP_TEST_KEY", "api_key_file": str(key_file)}}
+    monkeypatch.setenv("CLEANUP_TEST_KEY", "sk-env")
+    assert getattr(load_settings(None, overrides=both, env={}), read)() == "sk-env"
+    monkeypatch.setenv("CLEANUP_TEST_KEY", "")
+    assert getattr(load_settings(None, overrides=both, env={}), read)() is None  # an empty variable: no key, not the file
+    file_only = {section: {"api_key_file": str(key_file)}}
+    assert getattr(load_settings(None, overrides=file_only, env={}), read)() == "sk-file"
+    key_file.write_text("\n")
+    assert getattr(load_settings(None, overrides=file_only, env={}), read)() is None
+    folder = tmp_path / "a-folder"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(ConfigError, match=rf"^{section}\.api_key_file {folder} is not a regular file"):
+        getattr(load_settings(None, overrides={section: {"api_key_file": str(folder)}}, env={}), read)()
+    assert getattr(load_settings(None, env={}), read)() is None
+
+
 def test_passwords_in_store_urls_are_never_printed(cli) -> None:
     result = cli("--db", "postgresql://alice:hunter2@127.0.0.1:1/memmesh", "doctor", "--json")
     assert "hunter2" not in result.out + result.err
