@@ -427,19 +427,6 @@ SECTIONS = tuple(
 )
 
 
-def check_secret_files(self: Settings) -> None:
-    """Refuse to start when a secret file is another user's or readable by group/others."""
-    for setting, path in self.secret_files():
-        check_secret_file(setting, path)
-
-
-SECTIONS = tuple(
-    name
-    for name, field in Settings.model_fields.items()
-    if isinstance(field.default_factory, type) and issubclass(field.default_factory, _Section)
-)
-
-
 def check_secret_file(setting: str, path: Path) -> None:
     """A secret file must exist, be a regular file, belong to the user memmesh runs as and
     be unreadable by group and others (0600 or 0400); otherwise the error says the exact
