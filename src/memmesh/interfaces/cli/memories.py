@@ -18,6 +18,8 @@ KIND = typer.Option(None, "--kind", help="fact | episode | preference | procedur
 AGENT = typer.Option(None, "--agent-id", help="The agent that wrote it.")
 SINCE = typer.Option(None, "--since", help="Created at or after (RFC 3339).")
 UNTIL = typer.Option(None, "--until", help="Created before (RFC 3339).")
+TOP_K = typer.Option(10, "--top-k", "-k", help="How many hits.")
+EXPLAIN = typer.Option(False, "--explain", help="Show the parts of each score.")
 
 
 def _filters(
@@ -150,9 +152,9 @@ def recall(
     since: str = SINCE,
     until: str = UNTIL,
     as_of: str = typer.Option(None, "--as-of", help="Only facts valid at this world time."),
-    top_k: int = typer.Option(10, "--top-k", "-k", help="How many hits."),
+    top_k: int = TOP_K,
     mode: str = typer.Option(None, "--mode", help="hybrid (default) | keyword | vector"),
-    explain: bool = typer.Option(False, "--explain", help="Show the parts of each score."),
+    explain: bool = EXPLAIN,
     budget: int = typer.Option(None, "--budget-tokens", help="Fill the answer up to this many tokens."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -174,8 +176,8 @@ def search(
     agent_id: str = AGENT,
     since: str = SINCE,
     until: str = UNTIL,
-    top_k: int = typer.Option(10, "--top-k", "-k", help="How many hits."),
-    explain: bool = typer.Option(False, "--explain", help="Show the parts of each score."),
+    top_k: int = TOP_K,
+    explain: bool = EXPLAIN,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Keyword (BM25) search; inspects without counting an access."""
