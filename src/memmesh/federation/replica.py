@@ -54,7 +54,7 @@ from memmesh.federation.governed import page_limit as governed_page
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
 from memmesh.store.base import VectorRow, WriteTx
-from memmesh.versions import merge, merge_clocks, next_version, stamp
+from memmesh.versions import Merge, merge, merge_clocks, next_version, stamp
 
 if TYPE_CHECKING:
     from memmesh.service import Service
@@ -670,21 +670,13 @@ class Replica:
 
     def _memory(self, run: _Applying, incoming: Memory) -> None:
         tx = run.tx
-        current = tx.get(incoming.id)
-        tomb = tx.tombstone(incoming.id) if current is None else None
-        held = current.version if current is not None else (tomb.version if tomb is not None else None)
-        outcome = merge(held, incoming.version, same_value=current is not None and same_value(current, incoming))
-        if outcome.duplicate:
-            run.report.duplicates += 1
-            return
-        if not outcome.take_incoming:
-            if outcome.conflict:
-                self._conflict(run, incoming.id, incoming.namespace, _memory_fields(incoming), incoming.version)
-            run.report.duplicates += 1
+        current, tomb = _held(tx, incoming.id)
+        outcome = merge(_held_version(current, tomb), incoming.version, same_value=current is not None and same_value(current, incoming))
+        if self._declined(run, outcome, incoming, lambda: _memory_fields(incoming)):
             return
         stored = incoming.model_copy(
             update={
-                "version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc),
+                "version": _with_clock(incoming.version, outcome),
                 "access_count": current.access_count if current else 0,
                 "last_accessed_at": current.last_accessed_at if current else None,
             }
@@ -752,19 +744,11 @@ class Replica:
 
     def _tombstone(self, run: _Applying, incoming: Tombstone) -> None:
         tx = run.tx
-        current = tx.get(incoming.id)
-        held_tomb = tx.tombstone(incoming.id) if current is None else None
-        held = current.version if current is not None else (held_tomb.version if held_tomb is not None else None)
-        outcome = merge(held, incoming.version, same_value=current is None and held_tomb is not None)
-        if outcome.duplicate:
-            run.report.duplicates += 1
+        current, held_tomb = _held(tx, incoming.id)
+        outcome = merge(_held_version(current, held_tomb), incoming.version, same_value=current is None and held_tomb is not None)
+        if self._declined(run, outcome, incoming, lambda: _tombstone_fields(incoming)):
             return
-        if not outcome.take_incoming:
-            if outcome.conflict:
-                self._conflict(run, incoming.id, incoming.namespace, _tombstone_fields(incoming), incoming.version)
-            run.report.duplicates += 1
-            return
-        stored = incoming.model_copy(update={"version": Version(clock=outcome.clock, node=incoming.version.node, hlc=incoming.version.hlc)})
+        stored = incoming.model_copy(update={"version": _with_clock(incoming.version, outcome)})
         tx.delete_memory(stored, run.seq())  # its links stay, hidden by the tombstone (store.base.VISIBLE_LINK)
         if current is not None:
             tx.add_history(
@@ -784,6 +768,20 @@ class Replica:
             return
         tx.put_link(link, run.seq())
         run.report.applied += 1
+
+    def _declined(self, run: _Applying, outcome: Merge, incoming: Memory | Tombstone, loser: Callable[[], dict[str, Any]]) -> bool:
+        """True when ``incoming`` is not written: the version already held, or one that loses
+        to it (kept as a conflict, with ``loser()`` as its fields, when the two were concurrent).
+        Either way the item counts as a duplicate."""
+        if outcome.duplicate:
+            run.report.duplicates += 1
+            return True
+        if outcome.take_incoming:
+            return False
+        if outcome.conflict:
+            self._conflict(run, incoming.id, incoming.namespace, loser(), incoming.version)
+        run.report.duplicates += 1
+        return True
 
     def _conflict(self, run: _Applying, memory_id: str, namespace: str, loser: dict[str, Any], version: Version) -> None:
         self._record(
@@ -817,6 +815,24 @@ def _as_received(memory: Memory) -> Memory:
         return memory
     version = Version(clock=clock, node=memory.version.node, hlc=memory.version.hlc)
     return memory.model_copy(update={"version": version, "access_count": 0, "last_accessed_at": None})
+
+
+def _held(tx: WriteTx, memory_id: str) -> tuple[Memory | None, Tombstone | None]:
+    """What this node holds for an id: the live memory, else its tombstone (either may be None)."""
+    current = tx.get(memory_id)
+    return current, (tx.tombstone(memory_id) if current is None else None)
+
+
+def _held_version(current: Memory | None, tomb: Tombstone | None) -> Version | None:
+    """The version an incoming change is merged against (None: nothing held)."""
+    if current is not None:
+        return current.version
+    return tomb.version if tomb is not None else None
+
+
+def _with_clock(version: Version, outcome: Merge) -> Version:
+    """The winner's own stamp (node, HLC) with the joined vector clock the merge keeps."""
+    return Version(clock=outcome.clock, node=version.node, hlc=version.hlc)
 
 
 def _memory_fields(memory: Memory) -> dict[str, Any]:
