@@ -222,17 +222,8 @@ class PageRun:
     def _python(self, example: Example) -> str | None:
         script = self.cwd / f"_docs_example_{example.line}.py"
         script.write_text(self.substitute(example.code), encoding="utf-8")
-        proc = subprocess.run(
-            [sys.executable, script.name],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=EXAMPLE_TIMEOUT_S,
-        )
-        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        self.note_output(out)
-        if proc.returncode == 0:
+        returncode, out, err = self._run([sys.executable, script.name])
+        if returncode == 0:
             return None
         lines = re.findall(rf'File ".*{re.escape(script.name)}", line (\d+)', err)
         at = f" (page line {example.line + int(lines[-1]) - 1})" if lines else ""
@@ -281,21 +272,20 @@ class PageRun:
             if line.strip() and not line.startswith((" ", "\t")) and not _continues(script.splitlines(), offset):
                 body.append(f"__docs_line={first_line + offset}")
             body.append(line)
-        proc = subprocess.run(
-            ["bash", "-c", preamble + self.substitute("\n".join(body)) + "\n"],
-            cwd=self.cwd,
-            env=self.env,
-            capture_output=True,
-            stdin=subprocess.DEVNULL,
-            timeout=EXAMPLE_TIMEOUT_S,
-        )
-        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-        self.note_output(out)
-        if proc.returncode == 0:
+        returncode, out, err = self._run(["bash", "-c", preamble + self.substitute("\n".join(body)) + "\n"])
+        if returncode == 0:
             return None
         at = re.search(r"docs-test: failed at page line (\d+)", err)
         where = f" at page line {at[1]}" if at else ""
-        return f"shell example exited {proc.returncode}{where}:\n{_tail(out + err)}"
+        return f"shell example exited {returncode}{where}:\n{_tail(out + err)}"
+
+    def _run(self, argv: list[str]) -> tuple[int, str, str]:
+        """Run one example in the page's folder and environment (no stdin, bounded time);
+        its stdout is noted for the blocks that show output."""
+        proc = subprocess.run(argv, cwd=self.cwd, env=self.env, capture_output=True, stdin=subprocess.DEVNULL, timeout=EXAMPLE_TIMEOUT_S)
+        out, err = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+        self.note_output(out)
+        return proc.returncode, out, err
 
     # -- the page's server ----------------------------------------------------------------
 
