@@ -9,8 +9,6 @@ the other namespace. Real uvicorn on 127.0.0.1, real keys, real HTTP.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from memmesh.compose import build
-from memmesh.config import load_settings
-from memmesh.interfaces.http.app import create_app
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
-from permission_rules import HTTP_ELSEWHERE, HTTP_RULES, OWN, ROLES, HttpRule, expected, seed
+from permission_rules import HTTP_ELSEWHERE, HTTP_RULES, HttpRule, expected, seed
+from permission_server import matrix_server
 
 
 @dataclass
@@ -52,44 +47,8 @@ def route_table(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
-    folder: Path = tmp_path_factory.mktemp("perm")
-    settings = load_settings(
-        None,
-        overrides={
-            "data_dir": str(folder),
-            "embeddings": {"provider": "none"},
-            "storage": {"url": f"sqlite:///{folder / 'perm.db'}"},
-            "limits": {"rate_limit_per_minute": 0},
-        },
-        env={"MEMMESH_CONFIG": ""},
-    )
-    service = build(settings)
-    keys = {
-        (role, scoped): service.create_key(
-            f"{role}-{'scoped' if scoped else 'all'}", role=role, namespaces=[OWN] if scoped else ["*"], principal=LOCAL_PRINCIPAL
-        ).key
-        for role in ROLES
-        for scoped in (False, True)
-    }
-    app = create_app(service, settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, access_log=False, lifespan="on"))
-    import socket
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield Matrix(f"http://127.0.0.1:{sock.getsockname()[1]}", service, keys, app)
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        sock.close()
-        service.store.close()
+    with matrix_server(tmp_path_factory.mktemp("perm")) as running:
+        yield Matrix(running.base_url, running.service, running.keys, running.app)
 
 
 def test_every_route_has_a_rule(matrix: Matrix) -> None:

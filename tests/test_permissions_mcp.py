@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from memmesh.compose import build
 from memmesh.config import load_settings
-from memmesh.interfaces.http.app import create_app
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, resolve_profile, tools_for
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
-from permission_rules import OTHER, OWN, ROLES, TOOL_RULES, ToolRule, World, expected, seed
+from permission_rules import OTHER, OWN, TOOL_RULES, ToolRule, World, expected, seed
+from permission_server import matrix_server
 
 
 @dataclass
@@ -44,42 +40,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder: Path = tmp_path_factory.mktemp("permmcp")
-    settings = load_settings(
-        None,
-        overrides={
-            "data_dir": str(folder),
-            "embeddings": {"provider": "none"},
-            "storage": {"url": f"sqlite:///{folder / 'perm.db'}"},
-            "limits": {"rate_limit_per_minute": 0},
-            "mcp": {"profile": "full"},
-        },
-        env={"MEMMESH_CONFIG": ""},
-    )
-    service = build(settings)
-    keys = {
-        (role, scoped): service.create_key(
-            f"{role}-{'scoped' if scoped else 'all'}", role=role, namespaces=[OWN] if scoped else ["*"], principal=LOCAL_PRINCIPAL
-        ).key
-        for role in ROLES
-        for scoped in (False, True)
-    }
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(service, settings), log_config=None, access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}/mcp", service, keys)
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-        service.store.close()
+    with matrix_server(tmp_path_factory.mktemp("permmcp"), mcp={"profile": "full"}) as running:
+        yield Served(running.base_url + "/mcp", running.service, running.keys)
 
 
 @asynccontextmanager
