@@ -9,10 +9,8 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -21,8 +19,7 @@ from memmesh.audit import log as audit_log
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.store import audit_sql
-
-PG_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pg_test_server.py"
+from pg_support import fresh_pg_database
 
 WRITER = textwrap.dedent(
     """
@@ -41,19 +38,8 @@ WRITER = textwrap.dedent(
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (the test fails, not skips, when PostgreSQL cannot start)."""
-    import psycopg
-
-    done = subprocess.run([sys.executable, str(PG_SCRIPT), "ensure"], capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    admin = done.stdout.strip().splitlines()[-1]
-    name = f"mm_audit_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(admin).items() if k != "dbname" and v not in (None, "")}
-    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
-    yield f"postgresql:///{name}" + (f"?{query}" if query else "")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("mm_audit") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
