@@ -185,13 +185,15 @@ class GovernanceStore:
 
     def finish(
         self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None, stamp: tuple[str, str] = ("", "")
-    ) -> None:
-        """Record how applying an approved action ended (``applied`` or ``failed``)."""
-        _run(
+    ) -> bool:
+        """Record how applying an approved action ended (``applied`` or ``failed``); False
+        when the action was no longer ``approved`` (its outcome was recorded already)."""
+        cursor = _run(
             _tx_conn(tx),
             "UPDATE pending_actions SET status = ?, result = ?, error = ?, seq = ?, hlc = ?, node = ? WHERE id = ? AND status = 'approved'",
             (status, json.dumps(result) if result is not None else None, error, tx.next_seq(), stamp[0], stamp[1], pending_id),
         )
+        return bool(cursor.rowcount == 1)
 
 
 def _standard(row: Sequence[Any]) -> Standard:
