@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memmesh.audit.capture import actor_of
 from memmesh.clock import format_ts, new_id
 from memmesh.errors import (
     ConflictError,
@@ -33,7 +34,6 @@ from memmesh.errors import (
     NotFoundError,
     PendingApprovalError,
 )
-from memmesh.audit.capture import actor_of
 from memmesh.governance import audited, recovery
 from memmesh.governance.model import (
     MAX_RETENTION_DAYS,
@@ -391,7 +391,8 @@ class Governance:
         if changed:
             action = "standard.clear" if cleared else "standard.set"
             detail = audited.standard_detail(standard)
-            audited.note(tx, action, target=standard.namespace, namespace=standard.namespace, detail=detail, actor=audited.replica_actor(node))
+            actor = audited.replica_actor(node)
+            audited.note(tx, action, target=standard.namespace, namespace=standard.namespace, detail=detail, actor=actor)
             log.info("standard %s on %s by replication from %s", "cleared" if cleared else "set", data.get("namespace"), node)
         return changed
 

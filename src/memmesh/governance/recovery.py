@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import uuid
+
 from memmesh.governance.store import _run, _tx_conn
 from memmesh.store.base import WriteTx
 
