@@ -157,7 +157,7 @@ def test_advisory_mode_records_what_enforce_would_have_refused(url: str, tmp_pat
         assert stored.content == "let through"
         log = governed(memory)
         assert [a for a, _, _ in log] == ["standard.set", "governance.advisory"]
-        advisory = [e for e in entries(memory) if e.action == "governance.advisory"][0]
+        advisory = next(e for e in entries(memory) if e.action == "governance.advisory")
         assert advisory.actor == "local agent:drafter" and advisory.detail["rule"]["decision"] == "deny"
         assert advisory.detail["action"] == "write" and advisory.namespace == "org/legal"
         verified(memory)
@@ -195,7 +195,6 @@ def test_curator_runs_rollbacks_restores_and_imports_are_admin_entries(mem: Memo
         assert last.detail == {"written": restored.memories_written, "rejected": restored.rejected}
         verified(target)
     verified(mem)
-
 
 
 def test_cli_governance_actions_are_in_audit_export_and_verify(cli, url: str) -> None:
