@@ -474,8 +474,16 @@ class Governance:
         )
 
     def _take_lease(self, pending_id: str) -> bool:
+        """Become the applier of an action still ``approved`` whose applier's lease ran out
+        (one atomic upsert: one taker). Checked again under the lease, in its transaction:
+        an applier that finished meanwhile leaves nothing to drive."""
         with self.service.store.write() as tx:
-            return recovery.take(tx, pending_id, self.service.clock().timestamp())
+            if not recovery.take(tx, pending_id, self.service.clock().timestamp()):
+                return False
+            if self.db.pending_status(tx, pending_id) != "approved":
+                recovery.release(tx, pending_id)
+                return False
+            return True
 
     def _drive(self, pending: PendingAction, who: Principal, actor: str) -> PendingAction:
         """Apply an approved action (this process holds its apply lease) and record the

@@ -183,6 +183,11 @@ class GovernanceStore:
         )
         return bool(cursor.rowcount == 1)
 
+    def pending_status(self, tx: WriteTx, pending_id: str) -> str | None:
+        """The status of a pending action as this write transaction sees it."""
+        row = _run(_tx_conn(tx), "SELECT status FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def finish(
         self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None, stamp: tuple[str, str] = ("", "")
     ) -> bool:
