@@ -264,3 +264,63 @@ def test_http_decisions_name_the_key_and_refusals_append_nothing(server: Any) ->
         ("pending.apply", f"key:{lead.id} agent:lead", pending_id),
     ]
     assert service.audit.verify(principal=LOCAL_PRINCIPAL).problems == []
+
+
+def test_mcp_decisions_are_audited_and_tool_errors_append_nothing(cli, url: str, tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import sys
+
+    from mcp import ClientSession, StdioServerParameters, stdio_client
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update(
+        {
+            "MEMMESH_DB": url,
+            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
+            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
+            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+        }
+    )
+    (tmp_path / "absent.toml").write_text("")
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp", "--profile", "full"], env=env, cwd=str(tmp_path)
+    )
+    errors: list[str] = []
+
+    async def run() -> str:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+
+            async def call(name: str, **arguments: Any) -> tuple[bool, str]:
+                result = await session.call_tool(name, arguments)
+                text = "".join(getattr(part, "text", "") for part in result.content)
+                return bool(getattr(result, "is_error", None) or getattr(result, "isError", False)), text
+
+            refused, text = await call("memory_namespace_set_standard", namespace="org/legal", governance={"write": "approve"})
+            assert not refused, text
+            bad = await call("memory_namespace_set_standard", namespace="org/legal", governance={"write": "yes"})
+            assert bad[0], bad
+            errors.append(bad[1])
+            await call("memory_store", content="NDA", namespace="org/legal")
+            pending = json.loads((await call("memory_pending_list"))[1])
+            pending_id = str((pending["items"] if isinstance(pending, dict) else pending)[0]["id"])
+            missing = await call("memory_pending_reject", id="no-such-id")
+            assert missing[0], missing
+            errors.append(missing[1])
+            failed, text = await call("memory_pending_reject", id=pending_id, reason="not now")
+            assert not failed, text
+            again = await call("memory_pending_approve", id=pending_id)  # decided: a tool error
+            assert again[0], again
+            errors.append(again[1])
+            return pending_id
+
+    pending_id = asyncio.run(run())
+    assert "governance.write is 'yes'" in errors[0] and "no pending action" in errors[1] and "already rejected" in errors[2], errors
+    exported = [json.loads(line) for line in cli("audit", "export", extra_env={"MEMMESH_DB": url}).out.splitlines()]
+    assert [(e["action"], e["actor"], e["target"]) for e in exported] == [
+        ("standard.set", "local", "org/legal"),
+        ("pending.queue", "local", pending_id),
+        ("pending.reject", "local", pending_id),
+    ]
+    assert cli("audit", "verify", extra_env={"MEMMESH_DB": url}).code == 0
