@@ -1,5 +1,5 @@
 """An approved action whose applier died is applied exactly once later (issue 15 "Left": it
-stayed ``approved`` forever). A real process approves and is killed (``os._exit`` at a fault
+stayed ``approved`` forever). A real process approves and is killed (SIGKILL at a fault
 point) between the decision and the write, or between the write and its outcome; while its
 apply lease is live, approving again is a 409 that changes nothing; once the lease has run
 out, approving again (or gc) applies it once — one memory, one ``pending.apply`` entry by
@@ -9,6 +9,7 @@ out, approving again (or gc) applies it once — one memory, one ``pending.apply
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -56,7 +57,7 @@ def approve_and_die(url: str, tmp_path: Path, pending_id: str, point: str) -> No
     done = subprocess.run(
         [sys.executable, "-c", APPROVER, url, str(tmp_path / "child"), pending_id], env=env, capture_output=True, text=True, timeout=120
     )
-    assert done.returncode == 70 and "not killed" not in done.stdout, done.stdout + done.stderr
+    assert done.returncode == -signal.SIGKILL and "not killed" not in done.stdout, done.stdout + done.stderr
 
 
 @pytest.fixture

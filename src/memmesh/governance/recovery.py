@@ -19,6 +19,7 @@ update, promote or link re-applied leaves the same state.
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 
 from memmesh.governance.store import _run, _tx_conn
@@ -28,7 +29,7 @@ APPLY_LEASE_S = 60.0
 """How long an approved action's applier may take before a crash is presumed (service clock)."""
 
 FAULT_ENV = "MEMMESH_TEST_FAULT"
-"""Names a point where the process exits at once (``os._exit``): how the crash tests make the
+"""Names a point where the process kills itself (SIGKILL): how the crash tests make the
 window between the decision and the write observable. Unset outside those tests."""
 
 _HOLDER = f"{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -66,4 +67,4 @@ def release(tx: WriteTx, pending_id: str) -> None:
 def fault(point: str) -> None:
     """Exit now, as a crash would, when the crash tests ask for ``point``."""
     if os.environ.get(FAULT_ENV) == point:
-        os._exit(70)
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no flush, as a crash

@@ -111,6 +111,17 @@ class GovernanceStore:
         ).fetchall()
         return [(int(r[8]), _standard(r[:8]), bool(r[9]), str(r[10]), str(r[11])) for r in rows]
 
+    def standards_named(self, conn: Any, namespaces: Sequence[str]) -> list[tuple[int, Standard, bool, str, str]]:
+        """The rows of these namespaces' standards (cleared ones too), shaped like
+        :meth:`standards_changed`: what anti-entropy ships for a standard that differs."""
+        if not namespaces:
+            return []
+        marks = ", ".join("?" for _ in namespaces)
+        rows = _run(
+            conn, f"SELECT {STANDARD_COLUMNS}, seq, cleared, hlc, node FROM namespace_standards WHERE namespace IN ({marks})", namespaces
+        ).fetchall()
+        return [(int(r[8] or 0), _standard(r[:8]), bool(r[9]), str(r[10] or ""), str(r[11] or "")) for r in rows]
+
     # -- pending actions ---------------------------------------------------------------------
 
     def insert_pending(self, tx: WriteTx, pending: PendingAction, stamp: tuple[str, str] = ("", "")) -> None:
@@ -155,6 +166,14 @@ class GovernanceStore:
             (since, upto),
         ).fetchall()
         return [(int(r[14]), _pending(r[:14]), str(r[15]), str(r[16])) for r in rows]
+
+    def pending_named(self, conn: Any, ids: Sequence[str]) -> list[tuple[int, PendingAction, str, str]]:
+        """These pending actions, shaped like :meth:`pending_changed` (anti-entropy ships them)."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        rows = _run(conn, f"SELECT {PENDING_COLUMNS}, seq, hlc, node FROM pending_actions WHERE id IN ({marks})", ids).fetchall()
+        return [(int(r[14] or 0), _pending(r[:14]), str(r[15] or ""), str(r[16] or "")) for r in rows]
 
     def pending(self, pending_id: str) -> PendingAction | None:
         with self._reading() as conn:
