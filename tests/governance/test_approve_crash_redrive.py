@@ -125,3 +125,34 @@ def test_a_delete_killed_after_it_committed_is_applied_not_failed(url: str, tmp_
         done = memory.approve(delete_id)
         assert (done.status, done.result, done.error) == ("applied", {"memory_id": stored.id}, None)
         assert outcomes(memory, delete_id) == [("pending.apply", "system:recovery local")]
+
+
+REDRIVER = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime, timedelta
+    from memmesh import Memory
+    from memmesh.config import load_settings
+    from memmesh.errors import ConflictError
+    url, data, pending_id, ahead = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    settings = load_settings(None, overrides={"data_dir": data, "embeddings": {"provider": "none"}}, env={"MEMMESH_CONFIG": ""})
+    with Memory(url, settings, clock=lambda: datetime.now(UTC) + timedelta(seconds=ahead)) as memory:
+        try:
+            print(memory.approve(pending_id).status)
+        except ConflictError as exc:
+            print("conflict", exc.details.get("status"))
+    """
+)
+
+
+def test_two_processes_re_driving_at_once_apply_it_once(url: str, tmp_path: Path, queued: str) -> None:
+    approve_and_die(url, tmp_path, queued, "governance.after_claim")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    args = [url, str(tmp_path / "child"), queued, str(APPLY_LEASE_S + 5)]
+    procs = [subprocess.Popen([sys.executable, "-c", REDRIVER, *args], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    said = sorted(proc.communicate(timeout=120)[0].strip() for proc in procs)
+    assert said.count("applied") == 1 and all(s == "applied" or s.startswith("conflict") for s in said), said
+    with Memory(url, keyword_settings(tmp_path), clock=later) as memory:
+        assert len(memory.get_all()) == 1
+        assert len(outcomes(memory, queued)) == 1
+        assert memory.service.audit.verify(principal=LOCAL_PRINCIPAL).problems == []
