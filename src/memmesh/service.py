@@ -767,6 +767,7 @@ class Service:
         now = self.clock()
         archived = self.kernel.archive_expired(now)
         forgotten = self.governance.enforce_retention(now)  # namespace standards' retention_days
+        self.governance.redrive_approved()  # approved actions a crash left unapplied
         with self.store.write() as tx:
             purged = tx.purge_tombstones(now - timedelta(days=self.policy.tombstone_retention_days))
         return GcReport(archived=archived, tombstones_purged=purged, retention_forgotten=forgotten)

@@ -103,7 +103,10 @@ class Transfer:
         now = self.service.clock()
         rules = record_rules(self.service, now=now, max_clock_skew_seconds=max_clock_skew_seconds)
         manifest = verify_snapshot(snapshot, supported_schema=self.service.store.schema_version)
-        return restore_snapshot(snapshot, lambda: self.service.store, manifest=manifest, rules=rules, progress=progress)
+        report = restore_snapshot(snapshot, lambda: self.service.store, manifest=manifest, rules=rules, progress=progress)
+        detail = {"written": report.memories_written, "rejected": report.rejected}
+        self.service.audit.record("admin.restore", principal=principal, target=Path(snapshot).name, detail=detail)
+        return report
 
     # -- migrate --------------------------------------------------------------------------------
 
@@ -185,7 +188,7 @@ class Transfer:
                 "(the other formats are read from local files by `memmesh import`)"
             )
         chosen = options.format if options.format != "auto" else detect_text_format(text)
-        return self._run_import(chosen, source, options, lambda: text, progress, principal)
+        return self._audited_import(chosen, self._run_import(chosen, source, options, lambda: text, progress, principal), principal)
 
     def import_source(
         self,
@@ -209,7 +212,17 @@ class Transfer:
         reader = read_text or _file_reader(name)
         legacy = options.legacy
         chosen = options.format if options.format != "auto" else detect_format(name, table=getattr(legacy, "table", None), read_text=reader)
-        return self._run_import(chosen, name, options, reader, progress, principal)
+        return self._audited_import(chosen, self._run_import(chosen, name, options, reader, progress, principal), principal)
+
+    def _audited_import(self, chosen: str, report: ImportReport | JsonlReport, principal: Principal) -> ImportReport | JsonlReport:
+        """An ``admin.import`` entry for an import that wrote (each memory it wrote has its own
+        ``memory.*`` entry; this one names the import as an admin action, with its count)."""
+        from memmesh.io.jsonl import ImportReport as Jsonl
+
+        if not report.dry_run:
+            written = report.memories_written + report.links_written if isinstance(report, Jsonl) else report.written
+            self.service.audit.record("admin.import", principal=principal, target=chosen, detail={"format": chosen, "written": written})
+        return report
 
     @staticmethod
     def parse_jsonl(text: str) -> list[Any]:

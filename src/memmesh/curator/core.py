@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from memmesh.audit.capture import AuditedTx, Pending, actor_of
 from memmesh.clock import format_ts, new_id
 from memmesh.curator.plan import Plan, PlanRules, later, plan, plan_text
 from memmesh.curator.review import review
@@ -377,6 +378,8 @@ class Curator:
         )
         with self.host.store.write() as tx:
             self.db.finish_run(self.db.rows(tx), run_id, completed.timestamp(), report.model_dump(mode="json"))
+            counts = {"dry_run": dry_run, "operations": report.operations_attempted, "scanned": report.memories_scanned}
+            _audit(tx, "curator.run", who, run_id, flt.namespace, counts)
         return report
 
     def _review(self, found: Plan) -> tuple[list[str], int]:
@@ -626,6 +629,8 @@ class Curator:
                     conflicts.append(f"{change.kind} of memory {change.memory_id}: {problem}")
             report = RollbackReport(run_id=run_id, restored=restored, conflicts=conflicts, rolled_back_at=now)
             self.db.set_rollback_report(rows, run_id, report.model_dump(mode="json"))
+            counts = {"restored": restored, "conflicts": len(conflicts)}
+            _audit(tx, "curator.rollback", who, run_id, None, counts)
         return report
 
     def _revive_vectors(self, changes: Sequence[Change]) -> dict[str, np.ndarray]:
@@ -891,3 +896,10 @@ def _run_of(row: tuple[Any, ...]) -> CuratorRun:
         rolled_back_at=_ts(rolled),
         rollback=json.loads(rollback) if rollback else None,
     )
+
+
+def _audit(tx: Any, action: str, who: Principal, target: str, namespace: str | None, detail: dict[str, Any]) -> None:
+    """An admin entry (a run, a rollback) committed with the run's record: its memory writes
+    have their own entries; this one says who ran the curator and what it did, in counts."""
+    if isinstance(tx, AuditedTx):
+        tx.defer(Pending(action, target, namespace, detail, actor_of(who)))

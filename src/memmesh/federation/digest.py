@@ -43,6 +43,10 @@ LEAF_ROWS = 32
 """A tree node with at most this many rows answers with its rows instead of its children."""
 HEX = "0123456789abcdef"
 EMPTY = hashlib.sha256(b"").hexdigest()
+STANDARD_KEY = "standard:"
+PENDING_KEY = "pending:"
+"""How a digest row names a namespace standard (by namespace) or a pending action (by id)
+where other rows name a memory: anti-entropy asks the peer's items call for these ids."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,26 @@ def rows(store: Store) -> list[Row]:
         out.append(Row(namespace_of[link.source_id], _bucket(link.source_id), link.source_id, key, "|".join(link_order(link))))
     for conflict in store.conflicts():
         out.append(Row(conflict.namespace, _bucket(conflict.memory_id), conflict.memory_id, f"c|{conflict.id}", _stamp(conflict.version)))
+    return out + governed_rows(store)
+
+
+def governed_rows(store: Store) -> list[Row]:
+    """A row per replicated namespace standard (set or cleared) and pending action, in its
+    namespace: the standard's stamp and whether it is cleared, the action's status and stamp
+    (a decision or outcome changes it). Their ``memory_id`` is ``standard:<namespace>`` or
+    ``pending:<id>``, what the peer's items call answers for. Rows without a stamp (written
+    before schema 20, not replicated until they change) are left out, as the feed does."""
+    with store.reading() as conn:
+        stamped = "WHERE hlc IS NOT NULL AND hlc <> ''"
+        standards = conn.execute(f"SELECT namespace, hlc, node, cleared FROM namespace_standards {stamped}").fetchall()
+        pending = conn.execute(f"SELECT id, namespace, status, hlc, node FROM pending_actions {stamped}").fetchall()
+    out = []
+    for namespace, hlc, node, cleared in standards:
+        named = STANDARD_KEY + namespace
+        out.append(Row(namespace, _bucket(named), named, f"s|{namespace}", f"{hlc}@{node}|{int(bool(cleared))}"))
+    for ident, namespace, status, hlc, node in pending:
+        named = PENDING_KEY + ident
+        out.append(Row(namespace, _bucket(named), named, f"p|{ident}", f"{status}|{hlc}@{node}"))
     return out
 
 

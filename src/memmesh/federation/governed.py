@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memmesh.federation.changes import MAX_BATCH_ITEMS, LinkRemoval, PendingState, StandardState, SyncItem
+from memmesh.federation.digest import PENDING_KEY, STANDARD_KEY
 from memmesh.model import Link
 from memmesh.store import link_removals
 from memmesh.store.base import WriteTx
@@ -38,6 +39,26 @@ def governed_items(service: Service, since: int, upto: int) -> list[SyncItem]:
     ]
     items += [item(seq=seq, pending=PendingState(action=pending_dump(p), hlc=hlc, node=node)) for seq, p, hlc, node in pending if hlc]
     items += [item(seq=seq, link_removal=_wire_removal(r)) for seq, r in removals]
+    return items
+
+
+def named_items(service: Service, ids: list[str]) -> list[SyncItem]:
+    """The current state of the standards and pending actions named in ``ids`` (by
+    :data:`STANDARD_KEY` / :data:`PENDING_KEY`), stamped, as items outside the feed."""
+    spaces = [i.removeprefix(STANDARD_KEY) for i in ids if i.startswith(STANDARD_KEY)]
+    pending_ids = [i.removeprefix(PENDING_KEY) for i in ids if i.startswith(PENDING_KEY)]
+    if not spaces and not pending_ids:
+        return []
+    db = service.governance.db
+    with service.store.reading() as conn:
+        standards = db.standards_named(conn, spaces)
+        pending = db.pending_named(conn, pending_ids)
+    items = [
+        SyncItem(seq=0, standard=StandardState(**s.model_dump(mode="json"), cleared=cleared, hlc=hlc, node=node))
+        for _, s, cleared, hlc, node in standards
+        if hlc
+    ]
+    items += [SyncItem(seq=0, pending=PendingState(action=pending_dump(p), hlc=hlc, node=node)) for _, p, hlc, node in pending if hlc]
     return items
 
 

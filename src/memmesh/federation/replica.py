@@ -49,7 +49,7 @@ from memmesh.federation.digest import DigestNode, DigestReport, Row, digests_fro
 from memmesh.federation.digest import rows as digest_rows
 from memmesh.federation.governed import apply_item as apply_governed
 from memmesh.federation.governed import check_item as check_governed
-from memmesh.federation.governed import link_removed, removal_items
+from memmesh.federation.governed import link_removed, named_items, removal_items
 from memmesh.federation.governed import page_limit as governed_page
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
@@ -312,6 +312,7 @@ class Replica:
             links.update({(k.source_id, k.target_id, k.relation.value): k for k in store.links(memory_id)})
         items += [SyncItem(seq=0, link=link) for _, link in sorted(links.items())]
         items += removal_items(self.service, wanted)
+        items += named_items(self.service, wanted)  # standards and pending actions anti-entropy found differing
         for memory_id in wanted:
             items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
         return SyncPage(node=self.service.node_id, items=self.with_history(items))

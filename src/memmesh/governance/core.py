@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memmesh.audit.capture import actor_of
 from memmesh.clock import format_ts, new_id
 from memmesh.errors import (
     ConflictError,
@@ -33,6 +34,7 @@ from memmesh.errors import (
     NotFoundError,
     PendingApprovalError,
 )
+from memmesh.governance import audited, recovery
 from memmesh.governance.model import (
     MAX_RETENTION_DAYS,
     MAX_TTL_SECONDS,
@@ -59,6 +61,15 @@ _APPLYING: ContextVar[str | None] = ContextVar("memmesh_governance_applying", de
 """Set while an approved action is replayed, so its own write path does not queue it again."""
 
 MAX_REASON_CHARS = 2000
+REPLICATED_PENDING_ACTIONS = {
+    "pending": "pending.queue",
+    "approved": "pending.approve",
+    "rejected": "pending.reject",
+    "applied": "pending.apply",
+    "failed": "pending.fail",
+    "advisory": "governance.advisory",
+}
+"""The audit action of a pending action's state arriving from a peer (as if made here)."""
 MAX_LISTED = 10_000
 
 
@@ -111,6 +122,7 @@ class Governance:
             )
         with self.service.store.write() as tx:
             self.db.put_standard(tx, standard, self.stamp())
+            audited.note(tx, "standard.set", target=ns, namespace=ns, detail=audited.standard_detail(standard), who=who)
         log.info("standard set on %s by %s: %s", ns, who.agent_id or "local", standard.governance)
         return standard
 
@@ -123,11 +135,12 @@ class Governance:
     def clear_standard(self, namespace: str, *, principal: Principal) -> Standard:
         """Remove the standard set on ``namespace`` (its ancestors' still apply); returns it."""
         ns = normalize_namespace(namespace)
-        self._authorize_admin(principal, [ns], "clear a namespace standard")
+        who = self._authorize_admin(principal, [ns], "clear a namespace standard")
         with self.service.store.write() as tx:
             found = self.db.standards([ns])
             if not found or not self.db.delete_standard(tx, ns, self.stamp()):
                 raise NotFoundError(f"namespace {ns!r} has no standard of its own (see `memmesh namespace list`)")
+            audited.note(tx, "standard.clear", target=ns, namespace=ns, detail=audited.standard_detail(found[0]), who=who)
         return found[0]
 
     def list_standards(self, *, principal: Principal) -> list[Standard]:
@@ -357,6 +370,14 @@ class Governance:
         )
         with self.service.store.write() as tx:
             self.db.insert_pending(tx, pending, self.stamp())
+            audited.note(
+                tx,
+                "governance.advisory" if advisory else "pending.queue",
+                target=pending.id,
+                namespace=pending.namespace,
+                detail=audited.pending_detail(pending, rule=rule.describe()),
+                who=who,
+            )
         return pending
 
     # -- replication (the mesh applies peers' standards and decisions through these) -------------
@@ -365,8 +386,13 @@ class Governance:
         """Validate and merge a standard a peer sent (last writer on (HLC, node) wins)."""
         from memmesh.governance.replicated import merge_standard, standard_from_wire
 
-        changed = merge_standard(self.db, tx, standard_from_wire(data), cleared, hlc, node)
+        standard = standard_from_wire(data)
+        changed = merge_standard(self.db, tx, standard, cleared, hlc, node)
         if changed:
+            action = "standard.clear" if cleared else "standard.set"
+            detail = audited.standard_detail(standard)
+            actor = audited.replica_actor(node)
+            audited.note(tx, action, target=standard.namespace, namespace=standard.namespace, detail=detail, actor=actor)
             log.info("standard %s on %s by replication from %s", "cleared" if cleared else "set", data.get("namespace"), node)
         return changed
 
@@ -374,7 +400,13 @@ class Governance:
         """Validate and merge a pending action (or its decision) a peer sent."""
         from memmesh.governance.replicated import merge_pending, pending_from_wire
 
-        return merge_pending(self.db, tx, pending_from_wire(data), hlc, node)
+        pending = pending_from_wire(data)
+        changed = merge_pending(self.db, tx, pending, hlc, node)
+        if changed:
+            action = REPLICATED_PENDING_ACTIONS[pending.status]
+            detail = audited.pending_detail(pending, status=pending.status, reason_digest=audited.text_digest(pending.reason))
+            audited.note(tx, action, target=pending.id, namespace=pending.namespace, detail=detail, actor=audited.replica_actor(node))
+        return changed
 
     def check_replicated(self, standard: dict[str, Any] | None = None, pending: dict[str, Any] | None = None) -> None:
         """Refuse a malformed replicated standard or pending action before a batch writes anything."""
@@ -404,14 +436,70 @@ class Governance:
     def approve(self, pending_id: str, *, reason: str | None = None, principal: Principal) -> PendingAction:
         """Approve and apply a pending action exactly once, as its requester, through the
         service's own write path. A failed write is recorded (``failed`` + the error) and
-        the action stays decided: approve it again means asking for it again."""
-        pending, who = self._claim(pending_id, "approved", reason, principal)
+        the action stays decided: approve it again means asking for it again. Approving an
+        action a crash left ``approved`` (its applier gone, see :mod:`.recovery`) applies it."""
         try:
-            result, error = self._apply(pending), None
+            pending, who = self._claim(pending_id, "approved", reason, principal)
+        except ConflictError as exc:
+            if exc.details.get("status") != "approved":
+                raise
+            return self._redrive_one(pending_id, principal)
+        recovery.fault("governance.after_claim")
+        return self._drive(pending, who, actor_of(who))
+
+    def redrive_approved(self) -> int:
+        """Apply every action left ``approved`` by a crash (its apply lease expired); gc
+        calls this. Returns how many were applied or failed now."""
+        done = 0
+        for pending in self.db.pending_list("approved", MAX_LISTED):
+            if self._take_lease(pending.id):
+                self._drive(pending, pending.requester, f"system:recovery agent:{pending.decided_by or 'local'}")
+                done += 1
+        return done
+
+    def _redrive_one(self, pending_id: str, principal: Principal) -> PendingAction:
+        """``approve`` of an action already ``approved``: apply it if its applier died, else 409."""
+        who = authorize(principal, "approver")
+        pending = self._scoped(self._find(pending_id), who)
+        self._authorize_admin(who, pending.namespaces(), "approve pending actions", role="approver")
+        if pending.status == "approved" and self._take_lease(pending.id):
+            return self._drive(pending, who, f"system:recovery {actor_of(who)}")
+        current = self._find(pending.id)
+        if current.status != "approved":
+            raise ConflictError(_decided(current), details={"status": current.status})
+        raise ConflictError(
+            f"pending action {pending.id} is approved and being applied now; read it again in a moment "
+            f"(an applier that died is replaced after {int(recovery.APPLY_LEASE_S)} s: approve it again then)",
+            details={"status": "approved"},
+        )
+
+    def _take_lease(self, pending_id: str) -> bool:
+        """Become the applier of an action still ``approved`` whose applier's lease ran out
+        (one atomic upsert: one taker). Checked again under the lease, in its transaction:
+        an applier that finished meanwhile leaves nothing to drive."""
+        with self.service.store.write() as tx:
+            if not recovery.take(tx, pending_id, self.service.clock().timestamp()):
+                return False
+            if self.db.pending_status(tx, pending_id) != "approved":
+                recovery.release(tx, pending_id)
+                return False
+            return True
+
+    def _drive(self, pending: PendingAction, who: Principal, actor: str) -> PendingAction:
+        """Apply an approved action (this process holds its apply lease) and record the
+        outcome, its audit entry and the lease's release in one transaction."""
+        try:
+            result, error = self._apply_once(pending), None
         except MemmeshError as exc:
             result, error = None, exc.message
+        recovery.fault("governance.after_apply")
         with self.service.store.write() as tx:
-            self.db.finish(tx, pending.id, "failed" if error else "applied", result, error, self.stamp())
+            if self.db.finish(tx, pending.id, "failed" if error else "applied", result, error, self.stamp()):
+                outcome = {"result": result, "error_digest": audited.text_digest(error)}
+                action = "pending.fail" if error else "pending.apply"
+                detail = audited.pending_detail(pending, **outcome)
+                audited.note(tx, action, target=pending.id, namespace=pending.namespace, detail=detail, actor=actor)
+            recovery.release(tx, pending.id)
         log.info(
             "pending %s (%s in %s) approved by %s: %s",
             pending.id,
@@ -421,6 +509,20 @@ class Governance:
             error or "applied",
         )
         return self._find(pending.id)
+
+    def _apply_once(self, pending: PendingAction) -> dict[str, Any]:
+        """:meth:`_apply`, except that a delete whose memory is already gone — the write a
+        crash after it left unrecorded — is that delete's outcome, not a failure."""
+        if pending.action == "delete" and isinstance(pending.payload.get("memory_id"), str):
+            memory_id = pending.payload["memory_id"]
+            if self.service.store.get(memory_id) is None and self._deleted(memory_id):
+                return {"memory_id": memory_id}
+        return self._apply(pending)
+
+    def _deleted(self, memory_id: str) -> bool:
+        """True when ``memory_id`` existed and its newest history event is a delete."""
+        history = self.service.store.history(memory_id)
+        return bool(history) and history[-1].event.value == "delete"
 
     def reject(self, pending_id: str, *, reason: str | None = None, principal: Principal) -> PendingAction:
         """Reject a pending action: nothing is written; the decision is recorded."""
@@ -445,6 +547,11 @@ class Governance:
         now = format_ts(self.service.clock())
         with self.service.store.write() as tx:
             claimed = self.db.claim(tx, pending.id, status, who.agent_id, now, reason, self.stamp())
+            if claimed and status == "approved":  # the applier holds the action until its outcome
+                recovery.take(tx, pending.id, self.service.clock().timestamp())
+            if claimed:
+                detail = audited.pending_detail(pending, reason_digest=audited.text_digest(reason))
+                audited.note(tx, f"pending.{verb}", target=pending.id, namespace=pending.namespace, detail=detail, who=who)
         if not claimed:
             raise ConflictError(_decided(self._find(pending.id)), details={"status": self._find(pending.id).status})
         return self._find(pending.id), who

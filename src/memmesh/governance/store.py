@@ -111,6 +111,17 @@ class GovernanceStore:
         ).fetchall()
         return [(int(r[8]), _standard(r[:8]), bool(r[9]), str(r[10]), str(r[11])) for r in rows]
 
+    def standards_named(self, conn: Any, namespaces: Sequence[str]) -> list[tuple[int, Standard, bool, str, str]]:
+        """The rows of these namespaces' standards (cleared ones too), shaped like
+        :meth:`standards_changed`: what anti-entropy ships for a standard that differs."""
+        if not namespaces:
+            return []
+        marks = ", ".join("?" for _ in namespaces)
+        rows = _run(
+            conn, f"SELECT {STANDARD_COLUMNS}, seq, cleared, hlc, node FROM namespace_standards WHERE namespace IN ({marks})", namespaces
+        ).fetchall()
+        return [(int(r[8] or 0), _standard(r[:8]), bool(r[9]), str(r[10] or ""), str(r[11] or "")) for r in rows]
+
     # -- pending actions ---------------------------------------------------------------------
 
     def insert_pending(self, tx: WriteTx, pending: PendingAction, stamp: tuple[str, str] = ("", "")) -> None:
@@ -156,6 +167,14 @@ class GovernanceStore:
         ).fetchall()
         return [(int(r[14]), _pending(r[:14]), str(r[15]), str(r[16])) for r in rows]
 
+    def pending_named(self, conn: Any, ids: Sequence[str]) -> list[tuple[int, PendingAction, str, str]]:
+        """These pending actions, shaped like :meth:`pending_changed` (anti-entropy ships them)."""
+        if not ids:
+            return []
+        marks = ", ".join("?" for _ in ids)
+        rows = _run(conn, f"SELECT {PENDING_COLUMNS}, seq, hlc, node FROM pending_actions WHERE id IN ({marks})", ids).fetchall()
+        return [(int(r[14] or 0), _pending(r[:14]), str(r[15] or ""), str(r[16] or "")) for r in rows]
+
     def pending(self, pending_id: str) -> PendingAction | None:
         with self._reading() as conn:
             row = _run(conn, f"SELECT {PENDING_COLUMNS} FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
@@ -183,15 +202,22 @@ class GovernanceStore:
         )
         return bool(cursor.rowcount == 1)
 
+    def pending_status(self, tx: WriteTx, pending_id: str) -> str | None:
+        """The status of a pending action as this write transaction sees it."""
+        row = _run(_tx_conn(tx), "SELECT status FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
+        return str(row[0]) if row else None
+
     def finish(
         self, tx: WriteTx, pending_id: str, status: str, result: dict[str, Any] | None, error: str | None, stamp: tuple[str, str] = ("", "")
-    ) -> None:
-        """Record how applying an approved action ended (``applied`` or ``failed``)."""
-        _run(
+    ) -> bool:
+        """Record how applying an approved action ended (``applied`` or ``failed``); False
+        when the action was no longer ``approved`` (its outcome was recorded already)."""
+        cursor = _run(
             _tx_conn(tx),
             "UPDATE pending_actions SET status = ?, result = ?, error = ?, seq = ?, hlc = ?, node = ? WHERE id = ? AND status = 'approved'",
             (status, json.dumps(result) if result is not None else None, error, tx.next_seq(), stamp[0], stamp[1], pending_id),
         )
+        return bool(cursor.rowcount == 1)
 
 
 def _standard(row: Sequence[Any]) -> Standard:
