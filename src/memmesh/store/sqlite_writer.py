@@ -94,10 +94,11 @@ class GroupCommitWriter:
 
         Each caller's block runs alone; a caller joining an open group runs under its own
         ``SAVEPOINT`` (its failure undoes only its own changes), the group's first caller
-        without one (its failure rolls the transaction back whole: nothing else is in it). Callers that arrive while a transaction is open join it, and the
-        last one in commits for all (at most ``GROUP_LIMIT`` per commit); everyone returns
-        only after that commit, so nothing is acknowledged before it is durable. A lone
-        caller (CLI, one agent) commits at once, exactly like a plain transaction.
+        without one (its failure rolls the transaction back whole: nothing else is in it).
+        Callers that arrive while a transaction is open join it, and the last one in commits
+        for all (at most ``GROUP_LIMIT`` per commit); everyone returns only after that
+        commit, so nothing is acknowledged before it is durable. A lone caller (CLI, one
+        agent) commits at once, exactly like a plain transaction.
         """
         if getattr(self._local, "write_depth", 0):
             # A write inside a write on the same thread: a nested savepoint of the same unit.
