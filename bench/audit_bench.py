@@ -297,6 +297,68 @@ def bench_breakdown(workdir: Path, blocks: int) -> dict:
     return {name: {"thread_cpu_us": round(us, 1), "over_plain_pct": round(100 * (us / base - 1), 1)} for name, us in found.items()}
 
 
+def instructions_child(n: int, out: str) -> None:
+    """Run under callgrind (``--instr-atstart=no``): ``n`` keyword-only adds on an unaudited and
+    an audited store, twice each, counting only the writes (``callgrind_control`` switches the
+    counting on, zeroes it before each block and dumps it after); prints JSON."""
+    import glob
+    import re
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        init_key(workdir / "signing.key", "bench-audit")
+        mems = {"plain": open_memory(workdir, "ir-plain", signed=False), "audited": open_memory(workdir, "ir-audited")}
+        mems["plain"].service.store = unwrap(mems["plain"].service.store)
+        for mem in mems.values():
+            for i in range(300):
+                mem.add(f"warm-up write {i} about the bench and some words", namespace=f"ns{i % 5}")
+
+        def ctl(*args: str) -> None:
+            subprocess.run(["callgrind_control", *args, str(os.getpid())], check=True, capture_output=True)
+
+        ctl("-i", "on")
+        found: dict[str, list[float]] = {name: [] for name in mems}
+        for rnd in range(2):
+            for name, mem in mems.items():
+                ctl("-z")
+                for i in range(n):
+                    mem.add(f"block {rnd} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                ctl("-d", f"{name}-{rnd}")
+                newest = max(glob.glob(f"{out}.*"), key=os.path.getmtime)
+                total = re.search(r"^(?:summary|totals): (\d+)", Path(newest).read_text(), re.M)
+                assert total is not None, f"no instruction total in {newest}"
+                found[name].append(int(total.group(1)) / n)
+        for mem in mems.values():
+            mem.close()
+    print(json.dumps(found))
+
+
+def bench_instructions(n: int) -> dict:
+    """Instructions per memory write (user space, valgrind's callgrind), unaudited vs audited:
+    unlike CPU time, the same on a loaded machine and a quiet one, so before/after comparisons
+    of the audit's own code hold at any load. Leaves out the kernel (the WAL page the entry adds
+    to each commit is written there) and runs SHA-256 without the CPU's SHA extensions
+    (valgrind hides them), so the hashing weighs more here than on the real CPU."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "cg.out")
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable, __file__]
+        done = subprocess.run(
+            [*command, "--instructions-child", str(n), out],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    plain, audited = min(found["plain"]), min(found["audited"])
+    return {
+        "writes_each": n,
+        "plain_instructions_per_write": round(plain),
+        "audited_instructions_per_write": round(audited),
+        "overhead_instructions_per_write": round(audited - plain),
+        "overhead_instructions_pct": round(100 * (audited / plain - 1), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--appends", type=int, default=10_000)
@@ -307,11 +369,19 @@ def main() -> None:
     parser.add_argument("--pg", action="store_true", help="also measure appends on PostgreSQL (scripts/pg_test_server.py)")
     parser.add_argument("--threads", type=int, default=8, help="appending threads in the group-commit run")
     parser.add_argument(
-        "--only", choices=["appends", "overhead", "verify", "breakdown"], action="append", help="run only these parts (repeatable)"
+        "--only",
+        choices=["appends", "overhead", "verify", "breakdown", "instructions"],
+        action="append",
+        help="run only these parts (repeatable); instructions (valgrind's callgrind) runs only when named",
     )
+    parser.add_argument("--instruction-writes", type=int, default=200, help="writes per store and round under callgrind")
+    parser.add_argument("--instructions-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--breakdown-blocks", type=int, default=40, help="blocks of 100 writes per store in the breakdown")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
+    if args.instructions_child:
+        instructions_child(int(args.instructions_child[0]), args.instructions_child[1])
+        return
     load_before = os.getloadavg()
     results: dict = {"load_before": [round(x, 2) for x in load_before]}
     with tempfile.TemporaryDirectory() as tmp:
@@ -347,6 +417,13 @@ def main() -> None:
             print(
                 "audit overhead by part (writer-thread CPU per write, median of blocks): "
                 + "; ".join(f"{name} {v['thread_cpu_us']} µs ({v['over_plain_pct']:+} %)" for name, v in results["breakdown"].items())
+            )
+        if "instructions" in parts:
+            results["instructions"] = found = bench_instructions(args.instruction_writes)
+            print(
+                f"instructions per memory write (callgrind, user space): {found['plain_instructions_per_write']:,} without audit, "
+                f"{found['audited_instructions_per_write']:,} with it: +{found['overhead_instructions_per_write']:,} "
+                f"(+{found['overhead_instructions_pct']} %)"
             )
         if "verify" in parts:
             results["verify"] = bench_verify(workdir, args.verify_size)

@@ -79,12 +79,42 @@ class AuditedTx:
     and they hold it only for the append and the commit.
     """
 
-    __slots__ = ("_audit", "_pending", "_tx")  # one per write transaction: no instance dict to make
+    __slots__ = (
+        "_audit",
+        "_pending",
+        "_tx",
+        "find_by_hash",
+        "find_by_title",
+        "get",
+        "insert_memory",
+        "next_seq",
+        "put_vector",
+        "update_memory",
+    )
+    # one per write transaction: no instance dict to make. The calls every memory write makes
+    # (and that record nothing) are the inner transaction's own bound methods, set here: a
+    # forwarding method would be one more Python call each, and through __getattr__ a failed
+    # attribute lookup first (an AttributeError made and dropped), per call.
+
+    get: Any
+    find_by_hash: Any
+    find_by_title: Any
+    next_seq: Any
+    insert_memory: Any
+    update_memory: Any
+    put_vector: Any
 
     def __init__(self, tx: Any, audit: AuditSink, pending: list[Pending]) -> None:
         self._tx = tx
         self._audit = audit
         self._pending = pending
+        self.get, self.find_by_hash, self.find_by_title = tx.get, tx.find_by_hash, tx.find_by_title
+        self.next_seq, self.insert_memory, self.update_memory, self.put_vector = (
+            tx.next_seq,
+            tx.insert_memory,
+            tx.update_memory,
+            tx.put_vector,
+        )
 
     def defer(self, item: Pending) -> None:
         self._pending.append(item)
@@ -94,29 +124,6 @@ class AuditedTx:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
-
-    # The calls every memory write makes, forwarded directly: through __getattr__ each is a
-    # failed attribute lookup first (an AttributeError made and dropped), per call.
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.get(*args, **kwargs)
-
-    def find_by_hash(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.find_by_hash(*args, **kwargs)
-
-    def find_by_title(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.find_by_title(*args, **kwargs)
-
-    def next_seq(self) -> Any:
-        return self._tx.next_seq()
-
-    def insert_memory(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.insert_memory(*args, **kwargs)
-
-    def update_memory(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.update_memory(*args, **kwargs)
-
-    def put_vector(self, *args: Any, **kwargs: Any) -> Any:
-        return self._tx.put_vector(*args, **kwargs)
 
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
@@ -144,7 +151,8 @@ class AuditedTx:
         self._pending.append(Pending(action, entry.memory_id, namespace, detail, actor_of(current_caller.get(), system)))
 
     def add_history(self, entry: HistoryEntry) -> None:
-        self.add_history_many([entry])
+        stored = self._tx.add_history_many([entry])  # (not via add_history_many: one call less per write)
+        self._history(entry, stored[0] if isinstance(stored, list) and len(stored) == 1 else None)
 
     def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
         stored = self._tx.add_history_many(entries)
@@ -200,19 +208,17 @@ class AuditedStore:
         self._store = store
         self._audit = audit
         self._local = threading.local()
+        # the store's own bound method, not a forwarding one (every memory write reads once)
+        object.__setattr__(self, "reading", store.reading)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("_store", "_audit", "_local"):
+        if name in ("_store", "_audit", "_local", "reading"):
             object.__setattr__(self, name, value)
         else:
             setattr(self._store, name, value)
-
-    def reading(self) -> Any:
-        """The store's read connection (forwarded directly: every memory write reads once)."""
-        return self._store.reading()
 
     @property
     def inner(self) -> Any:

@@ -62,7 +62,7 @@ def lock_chain(conn: Any) -> None:
     SQLite writers already hold the database's one write lock; PostgreSQL writers run
     concurrently, so they take an advisory transaction lock before reading the chain head.
     """
-    if not _is_sqlite(conn):
+    if not isinstance(conn, sqlite3.Connection):  # (not via _is_sqlite: once per write, one call less)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
 
 
@@ -103,7 +103,7 @@ def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
     so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
     rather than catching the error: on PostgreSQL a failed statement aborts the whole
     transaction, and both backends then run the same statement."""
-    cursor = conn.execute(_INSERT_NEW if _is_sqlite(conn) else _INSERT_NEW_PG, rows[0])
+    cursor = conn.execute(_INSERT_NEW if isinstance(conn, sqlite3.Connection) else _INSERT_NEW_PG, rows[0])
     if cursor.rowcount != 1:
         return False
     if len(rows) > 1:

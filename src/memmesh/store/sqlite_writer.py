@@ -3,8 +3,11 @@
 Every write goes through one writer connection per process, inside ``BEGIN IMMEDIATE`` so
 the file lock is taken before anything is read (no upgrade deadlock of deferred
 transactions). The COMMIT is most of a small write's cost, so callers that arrive while a
-transaction is open join it and the last one in commits for all; each caller's block runs
-under its own ``SAVEPOINT``, so its failure undoes only its own changes. ``busy_timeout``
+transaction is open join it and the last one in commits for all; each caller that joins runs
+its block under its own ``SAVEPOINT``, so its failure undoes only its own changes. The first
+caller of a group needs none (the transaction holds nothing else; its failure rolls it back
+whole): a savepoint costs two statements and an undo copy of every page the block changes, and
+most writes are alone in their group (issue 16). ``busy_timeout``
 makes other processes wait for the lock; :meth:`GroupCommitWriter._retry` covers the rare
 ``SQLITE_BUSY`` that bypasses the busy handler (e.g. during checkpoints).
 
@@ -89,11 +92,13 @@ class GroupCommitWriter:
     def write(self) -> Iterator[Any]:
         """One serialised, atomic unit of writing (group commit).
 
-        Each caller's block runs alone, under its own ``SAVEPOINT`` (its failure undoes only
-        its own changes). Callers that arrive while a transaction is open join it, and the
-        last one in commits for all (at most ``GROUP_LIMIT`` per commit); everyone returns
-        only after that commit, so nothing is acknowledged before it is durable. A lone
-        caller (CLI, one agent) commits at once, exactly like a plain transaction.
+        Each caller's block runs alone; a caller joining an open group runs under its own
+        ``SAVEPOINT`` (its failure undoes only its own changes), the group's first caller
+        without one (its failure rolls the transaction back whole: nothing else is in it).
+        Callers that arrive while a transaction is open join it, and the last one in commits
+        for all (at most ``GROUP_LIMIT`` per commit); everyone returns only after that
+        commit, so nothing is acknowledged before it is durable. A lone caller (CLI, one
+        agent) commits at once, exactly like a plain transaction.
         """
         if getattr(self._local, "write_depth", 0):
             # A write inside a write on the same thread: a nested savepoint of the same unit.
@@ -111,18 +116,27 @@ class GroupCommitWriter:
             with self._group_lock:
                 self._queued -= 1
             batch = self._open_batch()
+            alone = batch.members == 0  # first in its group: the transaction holds nothing of anyone else
             self._local.write_depth = 1
             try:
-                with self._savepoint(self._writer) as tx:
-                    yield tx
+                if alone:
+                    yield self._new_tx(self._writer)
+                else:
+                    with self._savepoint(self._writer) as tx:
+                        yield tx
                 if not self._writer.in_transaction:
                     raise self._lost_error()
                 batch.members += 1
             except BaseException as exc:
                 failure = exc
+                if alone:
+                    self._rollback()  # its own transaction: undo it whole (nobody else's is in it)
+                    self._abandon(batch)  # even if the ROLLBACK failed: never commit a failed caller's changes
             finally:
                 self._local.write_depth = 0
-            if not self._writer.in_transaction:
+            if batch is not self._batch:
+                pass  # abandoned above: the next caller begins a fresh group
+            elif not self._writer.in_transaction:
                 self._abandon(batch)  # SQLite rolled the group back: its members' writes are gone
             else:
                 with self._group_lock:
