@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from memmesh.audit import chain
-from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller
+from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller, unwrap
 from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
 from memmesh.audit.parallel import verify_parallel
 from memmesh.audit.verify import VerifyReport, verify_log
@@ -219,15 +219,25 @@ class AuditLog:
     ) -> int:
         """Append one entry inside the write transaction ``tx`` now; returns its index."""
         who = actor if actor is not None else actor_of(current_caller.get())
-        return self.append_many(tx, [Pending(action, target, namespace, detail, who)])
+        return self._append(tx, [Pending(action, target, namespace, detail, who)], split=False)
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
         """Append entries inside ``tx``: the chain is locked, its head found once, every entry
-        hashed onto the previous one and inserted. Returns the last index (-1 for none)."""
+        hashed onto the previous one and inserted. Returns the last index (-1 for none).
+
+        This is the audited transaction's call (:class:`AuditedTx`), which reports the commit
+        (:meth:`committed`) before it answers its caller: so on PostgreSQL the commit may be
+        split into an asynchronous commit and a wait for the flush in :meth:`committed` (see
+        :func:`audit_sql.lock_chain`). Other appends (:meth:`append`, :meth:`record` in a
+        caller's transaction) commit synchronously, as their callers commit without telling."""
+        return self._append(tx, items, split=True)
+
+    def _append(self, tx: Any, items: Sequence[Pending], *, split: bool) -> int:
         if not items:
             return -1
         conn = getattr(tx, "conn", tx)
-        audit_sql.lock_chain(conn)
+        if audit_sql.lock_chain(conn, split=split):
+            self._mine.flush = True
         cached = self._cached_head()
         top = cached or _read_head(conn)
         at = _stamp(self.service.clock())
@@ -274,10 +284,22 @@ class AuditLog:
         current = self._head
         if current is None or mine[0] >= current[0]:
             self._head = (mine[0], mine[1], time.monotonic())
+        if getattr(self._mine, "flush", False):
+            self._mine.flush = False
+            self._flush_commit()
+
+    def _flush_commit(self) -> None:
+        """PostgreSQL, after an append committed asynchronously (see :func:`audit_sql.lock_chain`):
+        wait until it is durable, before the write is acknowledged. Concurrent appenders'
+        flushes are one disk flush (PostgreSQL flushes the WAL up to where it is written)."""
+        durable = getattr(unwrap(self.service.store), "make_commits_durable", None)
+        if durable is not None:
+            durable()
 
     def abandoned(self) -> None:
         """This thread's write transaction failed: what it appended is gone, so is the cache."""
         self._mine.head = None
+        self._mine.flush = False
         self._head = None
 
     def record(
@@ -303,12 +325,12 @@ class AuditLog:
             if isinstance(tx, AuditedTx):
                 tx.defer(item)  # appended with the transaction's other entries, just before it commits
                 return -1
-            return self.append_many(tx, [item])
+            return self._append(tx, [item], split=False)
         with self.service.store.write() as own:
             if isinstance(own, AuditedTx):  # the service's store is the audited one (wrap)
                 own.defer(item)
                 return -1
-            return self.append_many(own, [item])
+            return self._append(own, [item], split=False)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -432,7 +454,10 @@ class AuditLog:
 
     def _make_durable(self) -> None:
         """SQLite in WAL mode with synchronous=NORMAL commits without fsync: make what the
-        checkpoint signs survive power loss first. PostgreSQL commits are durable.
+        checkpoint signs survive power loss first. On PostgreSQL an append's commit may be
+        asynchronous, its appender waiting for the flush after it (see
+        :func:`audit_sql.lock_chain`): another reader sees the entry a moment before it is
+        durable, so the WAL is flushed past every entry read before signing.
 
         A passive checkpoint alone is not enough: it syncs the WAL only when it can move
         frames into the database, and while a reader holds an older snapshot (any open read
@@ -442,6 +467,10 @@ class AuditLog:
         already moved are in the database file, which that checkpoint synced; SQLite reuses
         the WAL from its start only after that."""
         store = self.service.store
+        durable = getattr(unwrap(store), "make_commits_durable", None)
+        if durable is not None:  # PostgreSQL
+            durable()
+            return
         path = getattr(store, "path", None)
         if path and not getattr(store, "in_memory", True):
             with store.reading() as conn:

@@ -300,6 +300,28 @@ class PostgresStore(SQLReads):
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
 
+    def make_commits_durable(self) -> None:
+        """Wait until every commit made so far on the server is durable: what an appender that
+        committed asynchronously owes its caller (see :func:`memmesh.store.audit_sql.lock_chain`),
+        and what a checkpoint needs before it signs. On a pooled connection, never this
+        thread's read-only snapshot. Inside an open write transaction of this thread (an
+        audited block nested in a plain one), that transaction's own commit is made
+        synchronous again instead: a flush now would not cover it."""
+        from memmesh.store.audit_sql import FLUSH_PG
+
+        active = getattr(self._local, "tx", None)
+        try:
+            if active is not None:
+                active.conn.execute("SET LOCAL synchronous_commit TO DEFAULT")
+                return
+            with self._connection() as conn:
+                conn.execute(FLUSH_PG).fetchall()
+        except psycopg.OperationalError as exc:
+            self._explain_lost(exc)
+            raise self._translate(exc) from exc
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
     # -- schema ------------------------------------------------------------------------------
 
     def _migrate(self, conn: psycopg.Connection) -> int:
