@@ -219,43 +219,60 @@ class AuditLog:
     ) -> int:
         """Append one entry inside the write transaction ``tx`` now; returns its index."""
         who = actor if actor is not None else actor_of(current_caller.get())
-        return self._append(tx, [Pending(action, target, namespace, detail, who)], split=False)
+        return self.append_many(tx, [Pending(action, target, namespace, detail, who)])
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
         """Append entries inside ``tx``: the chain is locked, its head found once, every entry
         hashed onto the previous one and inserted. Returns the last index (-1 for none).
 
-        This is the audited transaction's call (:class:`AuditedTx`), which reports the commit
-        (:meth:`committed`) before it answers its caller: so on PostgreSQL the commit may be
-        split into an asynchronous commit and a wait for the flush in :meth:`committed` (see
-        :func:`audit_sql.lock_chain`). Other appends (:meth:`append`, :meth:`record` in a
-        caller's transaction) commit synchronously, as their callers commit without telling."""
-        return self._append(tx, items, split=True)
-
-    def _append(self, tx: Any, items: Sequence[Pending], *, split: bool) -> int:
+        On PostgreSQL, when the server's commits wait for a disk flush, the transaction's
+        commit is made asynchronous and the store waits for the flush right after it (see
+        :func:`audit_sql.lock_chain`): the chain's lock is not held through the flush, so
+        concurrent appenders share flushes, and the write is still durable when it returns."""
         if not items:
             return -1
         conn = getattr(tx, "conn", tx)
-        if audit_sql.lock_chain(conn, split=split):
-            self._mine.flush = True
-        cached = self._cached_head()
-        top = cached or _read_head(conn)
-        at = _stamp(self.service.clock())
-        rows, last = _chained(top, at, items)
-        if cached is None:
-            audit_sql.insert_many(conn, rows)
-        elif not audit_sql.insert_new(conn, rows):
-            # another process appended since this one last did: chain onto the real head
-            self._head = None
-            rows, last = _chained(_read_head(conn), at, items)
-            audit_sql.insert_many(conn, rows)
+        owe = getattr(tx, "flush_after_commit", None)  # a PostgreSQL write transaction (or one wrapping it)
+        if owe is not None and (cached := self._cached_head()) is not None:
+            rows, last, split = self._append_pg(conn, cached, items)
+        else:
+            split = audit_sql.lock_chain(conn, split=owe is not None)
+            cached = self._cached_head()
+            top = cached or _read_head(conn)
+            at = _stamp(self.service.clock())
+            rows, last = _chained(top, at, items)
+            if cached is None:
+                audit_sql.insert_many(conn, rows)
+            elif not audit_sql.insert_new(conn, rows):
+                # another process appended since this one last did: chain onto the real head
+                self._head = None
+                rows, last = _chained(_read_head(conn), at, items)
+                audit_sql.insert_many(conn, rows)
         end = rows[-1][0]
         self._mine.head = (end, last)
+        if split and owe is not None:
+            owe(lambda: self._remember(end, last))
         before = self._appended
         self._appended += len(rows)
         if before < self.config.checkpoint_every <= self._appended:
             self._wake.set()
         return int(end)
+
+    def _append_pg(self, conn: Any, cached: tuple[int, bytes], items: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], bytes, bool]:
+        """PostgreSQL with a cached head: the chain's lock and the first row's insert in one
+        statement (:func:`audit_sql.lock_and_insert_new`), so the lock is held for two round
+        trips (that statement and the commit), not three; concurrent appenders take turns
+        at it. The entries' time is read before the lock, so appenders that waited for it may
+        hold times a few milliseconds out of index order (retention only stops earlier)."""
+        at = _stamp(self.service.clock())
+        rows, last = _chained(cached, at, items)
+        split = audit_sql.lock_and_insert_new(conn, rows, split=True)
+        if split is None:  # another appender came first (lock now held): chain onto the real head
+            self._head = None
+            split = audit_sql.lock_chain(conn, split=True)
+            rows, last = _chained(_read_head(conn), at, items)
+            audit_sql.insert_many(conn, rows)
+        return rows, last, split
 
     def _cached_head(self) -> tuple[int, bytes] | None:
         """The chain head without reading it, when that is safe to try.
@@ -281,25 +298,17 @@ class AuditLog:
         if mine is None:
             return
         self._mine.head = None
-        current = self._head
-        if current is None or mine[0] >= current[0]:
-            self._head = (mine[0], mine[1], time.monotonic())
-        if getattr(self._mine, "flush", False):
-            self._mine.flush = False
-            self._flush_commit()
+        self._remember(*mine)
 
-    def _flush_commit(self) -> None:
-        """PostgreSQL, after an append committed asynchronously (see :func:`audit_sql.lock_chain`):
-        wait until it is durable, before the write is acknowledged. Concurrent appenders'
-        flushes are one disk flush (PostgreSQL flushes the WAL up to where it is written)."""
-        durable = getattr(unwrap(self.service.store), "make_commits_durable", None)
-        if durable is not None:
-            durable()
+    def _remember(self, end: int, last: bytes) -> None:
+        """Cache a committed head (the newest this process saw committed wins)."""
+        current = self._head
+        if current is None or end >= current[0]:
+            self._head = (end, last, time.monotonic())
 
     def abandoned(self) -> None:
         """This thread's write transaction failed: what it appended is gone, so is the cache."""
         self._mine.head = None
-        self._mine.flush = False
         self._head = None
 
     def record(
@@ -325,12 +334,12 @@ class AuditLog:
             if isinstance(tx, AuditedTx):
                 tx.defer(item)  # appended with the transaction's other entries, just before it commits
                 return -1
-            return self._append(tx, [item], split=False)
+            return self.append_many(tx, [item])
         with self.service.store.write() as own:
             if isinstance(own, AuditedTx):  # the service's store is the audited one (wrap)
                 own.defer(item)
                 return -1
-            return self._append(own, [item], split=False)
+            return self.append_many(own, [item])
 
     # -- reading ------------------------------------------------------------------------
 

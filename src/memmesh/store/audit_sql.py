@@ -61,7 +61,7 @@ _LOCK_PG_SPLIT = (
     "SELECT pg_advisory_xact_lock(%s), CASE WHEN current_setting('fsync') = 'on' "
     "AND current_setting('synchronous_commit') <> 'off' "
     "THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE false END"
-)
+)  # the same CASE as _SPLIT_PG below
 """The chain lock, and (when the server's commits wait for a disk flush) this transaction's
 commit made asynchronous, in one round trip: the lock is then released as soon as the commit
 record is written, not after the flush, and the appender waits for the flush afterwards
@@ -136,6 +136,36 @@ def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
     if len(rows) > 1:
         insert_many(conn, rows[1:])
     return True
+
+
+_SPLIT_PG = (
+    "CASE WHEN current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off' "
+    "THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE false END"
+)
+_LOCK_INSERT_PG = (
+    "WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {split} AS split) "
+    f"INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
+    "ON CONFLICT (idx) DO NOTHING RETURNING (SELECT split FROM chain_lock)"
+)
+_LOCK_INSERT_PG_SPLIT = _LOCK_INSERT_PG.format(split=_SPLIT_PG)
+_LOCK_INSERT_PG_PLAIN = _LOCK_INSERT_PG.format(split="false")
+
+
+def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bool = False) -> bool | None:
+    """:func:`lock_chain` and :func:`insert_new` in one round trip (PostgreSQL): the lock is
+    taken inside the statement, before its row is inserted, and the chain's lock is held for
+    one round trip less (the statements under it are what serialises appenders). None when
+    the first index is taken (nothing inserted; the lock is held: read the head and insert
+    again, after :func:`lock_chain` to learn ``split``); else whether the commit was made
+    asynchronous (see :func:`lock_chain`). SQLite: :func:`insert_new` (its write lock is held)."""
+    if _is_sqlite(conn):
+        return False if insert_new(conn, rows) else None
+    found = conn.execute(_LOCK_INSERT_PG_SPLIT if split else _LOCK_INSERT_PG_PLAIN, (AUDIT_LOCK_KEY, *rows[0])).fetchone()
+    if found is None:
+        return None
+    if len(rows) > 1:
+        insert_many(conn, rows[1:])
+    return bool(found[0])
 
 
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:

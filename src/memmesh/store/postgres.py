@@ -30,7 +30,7 @@ search and pgvector.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, St
 from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
+from memmesh.store.audit_sql import FLUSH_PG
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
@@ -287,6 +288,10 @@ class PostgresStore(SQLReads):
                     finally:
                         self._local.tx = None
                     phase = "commit"
+                if tx.flush_owed:  # an asynchronous commit: durable once the WAL is flushed past it
+                    for hook in tx.on_commit:
+                        hook()
+                    conn.execute(FLUSH_PG).fetchall()
                 phase = "done"
         except psycopg.OperationalError as exc:
             if phase == "commit":
@@ -301,19 +306,11 @@ class PostgresStore(SQLReads):
             raise self._translate(exc) from exc
 
     def make_commits_durable(self) -> None:
-        """Wait until every commit made so far on the server is durable: what an appender that
-        committed asynchronously owes its caller (see :func:`memmesh.store.audit_sql.lock_chain`),
-        and what a checkpoint needs before it signs. On a pooled connection, never this
-        thread's read-only snapshot. Inside an open write transaction of this thread (an
-        audited block nested in a plain one), that transaction's own commit is made
-        synchronous again instead: a flush now would not cover it."""
-        from memmesh.store.audit_sql import FLUSH_PG
-
-        active = getattr(self._local, "tx", None)
+        """Wait until every commit made so far on the server is durable: what a checkpoint
+        needs before it signs entries it read (an appender's commit may be asynchronous, its
+        flush still to come: :func:`memmesh.store.audit_sql.lock_chain`). On a pooled
+        connection, never this thread's read-only snapshot."""
         try:
-            if active is not None:
-                active.conn.execute("SET LOCAL synchronous_commit TO DEFAULT")
-                return
             with self._connection() as conn:
                 conn.execute(FLUSH_PG).fetchall()
         except psycopg.OperationalError as exc:
@@ -557,6 +554,19 @@ class PostgresWriteTx(SQLWrites):
     def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int] | None) -> None:
         self.conn = conn
         self._hnsw_dims = hnsw_dims
+        self.flush_owed = False
+        self.on_commit: list[Callable[[], None]] = []
+
+    def flush_after_commit(self, on_commit: Callable[[], None] | None = None) -> None:
+        """This transaction's commit was made asynchronous (the audit chain's lock is then not
+        held through the disk flush: :func:`memmesh.store.audit_sql.lock_chain`): after the
+        commit, :meth:`PostgresStore.write` waits for the WAL flush on the same connection
+        before the writer goes on, so the write is durable when it is acknowledged.
+        ``on_commit`` runs between the commit and the flush (the audit caches its chain head
+        there, so the next appender, which may take the lock meanwhile, finds it current)."""
+        self.flush_owed = True
+        if on_commit is not None:
+            self.on_commit.append(on_commit)
 
     def next_seq(self) -> int:
         """A fresh change number (a sequence: no writer waits for another's commit), held by
