@@ -173,6 +173,7 @@ class AuditLog:
         """(index, hash, monotonic time) of the newest entry this process appended and saw
         committed; see :meth:`_cached_head`."""
         self._mine = threading.local()  # the head this thread appended in its open transaction
+        self._turn = threading.Lock()  # PostgreSQL appenders of this process take turns (see _take_turn)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -233,6 +234,8 @@ class AuditLog:
             return -1
         conn = getattr(tx, "conn", tx)
         owe = getattr(tx, "flush_after_commit", None)  # a PostgreSQL write transaction (or one wrapping it)
+        if owe is not None:
+            self._take_turn(tx)
         if owe is not None and (cached := self._cached_head()) is not None:
             rows, last, split = self._append_pg(conn, cached, items)
         else:
@@ -251,12 +254,38 @@ class AuditLog:
         end = rows[-1][0]
         self._mine.head = (end, last)
         if split and owe is not None:
-            owe(lambda: self._remember(end, last))
+            owe()
         before = self._appended
         self._appended += len(rows)
         if before < self.config.checkpoint_every <= self._appended:
             self._wake.set()
         return int(end)
+
+    def _take_turn(self, tx: Any) -> None:
+        """PostgreSQL: this process's appenders take turns in process, from the append to their
+        commit (the store releases the turn right after the commit, before the flush it may
+        owe, or when the transaction fails: :meth:`PostgresWriteTx.hooks`). The turn spans
+        what the chain's advisory lock spans, so it adds no wait the lock did not; but a
+        thread waits for it *before* it chooses the head, and finds the head its predecessor
+        committed cached, so its one statement (lock and insert) does not collide and redo
+        its work under the lock. Once per transaction (an append in a transaction that
+        already appended keeps the turn)."""
+        if getattr(self._mine, "turn", False):
+            return
+        self._turn.acquire()
+        self._mine.turn = True
+        tx.hooks(self._turn_committed, self._turn_release)
+
+    def _turn_committed(self) -> None:
+        mine: tuple[int, bytes] | None = getattr(self._mine, "head", None)
+        if mine is not None:
+            self._remember(*mine)
+        self._turn_release()
+
+    def _turn_release(self) -> None:
+        if getattr(self._mine, "turn", False):
+            self._mine.turn = False
+            self._turn.release()
 
     def _append_pg(self, conn: Any, cached: tuple[int, bytes], items: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], bytes, bool]:
         """PostgreSQL with a cached head: the chain's lock and the first row's insert in one

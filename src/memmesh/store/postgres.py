@@ -276,6 +276,7 @@ class PostgresStore(SQLReads):
             yield active
             return
         phase = "open"
+        tx: PostgresWriteTx | None = None
         try:
             with self._connection() as conn:
                 with conn.transaction():
@@ -288,9 +289,9 @@ class PostgresStore(SQLReads):
                     finally:
                         self._local.tx = None
                     phase = "commit"
+                for hook in tx.on_commit:
+                    hook()
                 if tx.flush_owed:  # an asynchronous commit: durable once the WAL is flushed past it
-                    for hook in tx.on_commit:
-                        hook()
                     conn.execute(FLUSH_PG).fetchall()
                 phase = "done"
         except psycopg.OperationalError as exc:
@@ -304,6 +305,10 @@ class PostgresStore(SQLReads):
             raise self._translate(exc) from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+        finally:
+            if tx is not None:  # committed or not: release what the transaction's writer held in process
+                for hook in tx.on_end:
+                    hook()
 
     def make_commits_durable(self) -> None:
         """Wait until every commit made so far on the server is durable: what a checkpoint
@@ -556,17 +561,21 @@ class PostgresWriteTx(SQLWrites):
         self._hnsw_dims = hnsw_dims
         self.flush_owed = False
         self.on_commit: list[Callable[[], None]] = []
+        self.on_end: list[Callable[[], None]] = []
 
-    def flush_after_commit(self, on_commit: Callable[[], None] | None = None) -> None:
+    def flush_after_commit(self) -> None:
         """This transaction's commit was made asynchronous (the audit chain's lock is then not
         held through the disk flush: :func:`memmesh.store.audit_sql.lock_chain`): after the
         commit, :meth:`PostgresStore.write` waits for the WAL flush on the same connection
-        before the writer goes on, so the write is durable when it is acknowledged.
-        ``on_commit`` runs between the commit and the flush (the audit caches its chain head
-        there, so the next appender, which may take the lock meanwhile, finds it current)."""
+        before the writer goes on, so the write is durable when it is acknowledged."""
         self.flush_owed = True
-        if on_commit is not None:
-            self.on_commit.append(on_commit)
+
+    def hooks(self, on_commit: Callable[[], None], on_end: Callable[[], None]) -> None:
+        """Run ``on_commit`` right after this transaction commits (before any flush it owes) and
+        ``on_end`` when it ends, committed or not, on the writer's thread: the audit caches its
+        chain head and lets the process's next appender go there (see AuditLog.append_many)."""
+        self.on_commit.append(on_commit)
+        self.on_end.append(on_end)
 
     def next_seq(self) -> int:
         """A fresh change number (a sequence: no writer waits for another's commit), held by
