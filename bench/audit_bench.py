@@ -14,10 +14,17 @@ power loss):
   it gets and the audit's share as large as it gets) on an audited store vs the same store
   type with the audit unwrapped, interleaved in blocks so load changes hit both alike.
 
+With ``--pg``, appends are also measured on PostgreSQL: by default on a private cluster made
+for the run in each ``--pg-durability`` mode (``disk``: PostgreSQL's defaults, every
+acknowledged append on disk; ``crash``: fsync off, written to the OS per commit; ``shared``:
+the test cluster, durable in neither sense), from each of ``--pg-threads``, with the
+server's CPU per append read from /proc.
+
 Prints a summary with the load average and writes JSON.
 
     python bench/audit_bench.py --verify-size 1000000 --out bench/results/audit.json
     python bench/audit_bench.py --only overhead --writes 8000   # just the per-write overhead
+    python bench/audit_bench.py --only appends --appends 5000 --pg --pg-durability disk,crash --pg-threads 8,32
 
 The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
 the checkpointer), per write, and as the median ratio of neighbouring block pairs.
