@@ -15,7 +15,8 @@ cluster has both off, where nothing is split) and check, with counts rather than
   pushed out to 10 s, so only the writer's wait can have flushed it);
 - kill -9 of a process appending from 8 threads, then an immediate (crash) stop of the
   server: the chain verifies, every acknowledged write is in it, and no checkpoint covers
-  more entries than the log holds.
+  more entries than the log holds;
+- a checkpoint flushes the WAL past what it read before it signs.
 """
 
 from __future__ import annotations
@@ -245,3 +246,24 @@ def test_kill9_of_an_appender_and_a_server_crash_leave_a_verifying_log(cluster: 
         targets = {e.target for e in mem.service.audit.iter_entries(principal=LOCAL_PRINCIPAL)}
         missing = set(acked) - targets
         assert not missing, f"{len(missing)} acknowledged writes are not in the audit log"
+
+
+def test_a_checkpoint_flushes_the_wal_past_what_it_signs(cluster: Cluster, tmp_path: Path) -> None:
+    """An entry another reader sees may not be on disk yet (its writer still waiting for the
+    flush): the checkpointer flushes the WAL past everything it read before it signs. Here a
+    commit is left unflushed on purpose (asynchronous, the WAL writer idle for 10 s) and the
+    checkpoint must not be written before the WAL is flushed past it."""
+    name, url = cluster.database()
+    with Memory(url, _settings(tmp_path, signed=True)) as mem:
+        mem.add("signed after a flush", namespace="flush")
+        with cluster.admin(name) as raw:
+            raw.execute("SET synchronous_commit = off")
+            raw.execute("CREATE TABLE IF NOT EXISTS unflushed (n int)")
+            raw.execute("INSERT INTO unflushed VALUES (1)")
+            written = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+            before = raw.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]
+            made = mem.service.audit.checkpoint(force=True)
+            after = raw.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]
+        assert made is not None and made.size >= 1
+    assert not before, "the WAL was flushed already: the test proves nothing"
+    assert after, "the checkpoint was signed while the WAL was not flushed past the entries it read"
