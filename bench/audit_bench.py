@@ -14,10 +14,17 @@ power loss):
   it gets and the audit's share as large as it gets) on an audited store vs the same store
   type with the audit unwrapped, interleaved in blocks so load changes hit both alike.
 
+With ``--pg``, appends are also measured on PostgreSQL: by default on a private cluster made
+for the run in each ``--pg-durability`` mode (``disk``: PostgreSQL's defaults, every
+acknowledged append on disk; ``crash``: fsync off, written to the OS per commit; ``shared``:
+the test cluster, durable in neither sense), from each of ``--pg-threads``, with the
+server's CPU per append read from /proc.
+
 Prints a summary with the load average and writes JSON.
 
     python bench/audit_bench.py --verify-size 1000000 --out bench/results/audit.json
     python bench/audit_bench.py --only overhead --writes 8000   # just the per-write overhead
+    python bench/audit_bench.py --only appends --appends 5000 --pg --pg-durability disk,crash --pg-threads 8,32
 
 The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
 the checkpointer), per write, and as the median ratio of neighbouring block pairs.
@@ -37,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -66,8 +73,9 @@ def open_memory(
     return Memory(url or f"sqlite:///{workdir / f'{name}.db'}", settings)
 
 
-def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None) -> dict:
+def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None, pg_mode: str = "") -> dict:
     mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous, url=url)
+    server = server_cpu()
     audit = mem.service.audit
     audit.start()  # the checkpointer runs as in `serve`
     latencies = []
@@ -99,13 +107,14 @@ def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url
     for t in workers:
         t.join()
     multi = time.perf_counter() - start
+    server_used = server_cpu() - server
     audit.stop()
     report = audit.verify(principal=LOCAL_PRINCIPAL)
     mem.close()
     assert report.ok, report.problems
     return {
         "backend": "postgres" if url else "sqlite",
-        "synchronous": synchronous if not url else "postgres commit (fsync)",
+        "synchronous": synchronous if not url else f"postgres {pg_mode}",
         "appends": n,
         "single_thread_per_s": round(n / single),
         "single_cpu_us_per_append": round(1e6 * single_cpu / n, 1),
@@ -119,7 +128,81 @@ def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url
         "threads_p50_ms": round(statistics.median(threaded), 3),
         "threads_p99_ms": round(pct(threaded, 0.99), 3),
         "checkpoints_checked": report.checkpoints_checked,
+        **({"server_cpu_us_per_append": round(1e6 * server_used / (n + len(threaded)), 1)} if url and SERVER_PIDS else {}),
     }
+
+
+SERVER_PIDS: list[int] = []
+"""The private PostgreSQL cluster's postmaster (its backends' CPU is read from /proc)."""
+
+
+def server_cpu() -> float:
+    """CPU seconds used so far by the private cluster's processes (0 when there is none)."""
+    total = 0.0
+    for pid in SERVER_PIDS:
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        for proc in [pid, *map(int, children)]:
+            try:
+                fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+PG_DURABILITY = {
+    "disk": {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"},
+    "crash": {"fsync": "off", "full_page_writes": "on", "synchronous_commit": "on"},
+}
+"""Private cluster modes (as bench/bus_bench.py): ``disk`` = PostgreSQL's defaults, every
+acknowledged commit flushed to disk; ``crash`` = written to the OS per commit (survives a
+crash of PostgreSQL or memmesh, like SQLite's synchronous=NORMAL). ``shared`` = the shared
+test cluster, whose fsync and synchronous_commit are off: neither."""
+
+
+@contextlib.contextmanager
+def private_postgres(mode: str) -> Iterator[Callable[[], str]]:
+    """A private cluster made by scripts/pg_test_server.py in ``mode`` (stopped and removed
+    after): a factory of fresh databases on it."""
+    import shutil
+
+    import psycopg
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "pg_test_server.py"
+    folder = Path(tempfile.mkdtemp(prefix="memmesh-audit-bench-pg-"))
+    try:
+        done = subprocess.run([sys.executable, str(script), "ensure", "--dir", str(folder)], capture_output=True, text=True, check=True)
+        dsn = done.stdout.strip().splitlines()[-1]
+        os.chmod(folder, 0o755)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for key, value in PG_DURABILITY[mode].items():
+                conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+        subprocess.run([sys.executable, str(script), "stop", "--dir", str(folder)], capture_output=True, check=True)
+        subprocess.run([sys.executable, str(script), "start", "--dir", str(folder)], capture_output=True, check=True)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+            names = list(PG_DURABILITY[mode])
+            shown = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall())
+        print(f"postgres private cluster ({mode}): {shown}", flush=True)
+        SERVER_PIDS[:] = [int(Path(data_dir, "postmaster.pid").read_text().split()[0])]
+        params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(dsn).items() if k != "dbname" and v not in (None, "")}
+        made = []
+
+        def fresh() -> str:
+            name = f"auditbench{len(made)}"
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            made.append(name)
+            return f"postgresql:///{name}?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+
+        yield fresh
+    finally:
+        SERVER_PIDS[:] = []
+        subprocess.run([sys.executable, str(script), "stop", "--dir", str(folder)], capture_output=True, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -369,6 +452,12 @@ def main() -> None:
     parser.add_argument("--pg", action="store_true", help="also measure appends on PostgreSQL (scripts/pg_test_server.py)")
     parser.add_argument("--threads", type=int, default=8, help="appending threads in the group-commit run")
     parser.add_argument(
+        "--pg-durability",
+        default="disk,crash",
+        help="PostgreSQL runs, comma-separated: disk / crash (a private cluster made for the run), shared (the test cluster: not durable)",
+    )
+    parser.add_argument("--pg-threads", default="8,32", help="appending threads in the PostgreSQL group runs, comma-separated")
+    parser.add_argument(
         "--only",
         choices=["appends", "overhead", "verify", "breakdown", "instructions"],
         action="append",
@@ -392,8 +481,12 @@ def main() -> None:
         if args.full and "appends" in parts:
             results["appends"].append(bench_appends(workdir, args.appends, "FULL", args.threads))
         if args.pg and "appends" in parts:
-            with postgres_database() as url:
-                results["appends"].append(bench_appends(workdir, args.appends, "NORMAL", args.threads, url=url))
+            for mode in args.pg_durability.split(","):
+                with contextlib.ExitStack() as stack:
+                    fresh = stack.enter_context(private_postgres(mode)) if mode != "shared" else None
+                    for threads in [int(t) for t in args.pg_threads.split(",")]:
+                        url = fresh() if fresh is not None else stack.enter_context(postgres_database())
+                        results["appends"].append(bench_appends(workdir, args.appends, "NORMAL", threads, url=url, pg_mode=mode))
         for row in results["appends"]:
             print(
                 f"appends ({row['backend']}, {row['synchronous']}): {row['single_thread_per_s']}/s one thread "
@@ -401,6 +494,7 @@ def main() -> None:
                 f"p99 {row['single_p99_ms']} ms; CPU per append p50 {row['single_cpu_p50_ms']} ms, p99 {row['single_cpu_p99_ms']} ms, "
                 f"{row['single_cpu_bound_per_s']}/s if the process had its core); {row['threads_per_s']}/s from {row['threads']} threads "
                 f"(p50 {row['threads_p50_ms']} ms, p99 {row['threads_p99_ms']} ms)"
+                + (f"; server CPU {row['server_cpu_us_per_append']} µs per append" if "server_cpu_us_per_append" in row else "")
             )
         results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []
         if args.embedded_writes and "overhead" in parts:

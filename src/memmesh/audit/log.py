@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from memmesh.audit import chain
-from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller
+from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller, unwrap
 from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
 from memmesh.audit.parallel import verify_parallel
 from memmesh.audit.verify import VerifyReport, verify_log
@@ -173,6 +173,7 @@ class AuditLog:
         """(index, hash, monotonic time) of the newest entry this process appended and saw
         committed; see :meth:`_cached_head`."""
         self._mine = threading.local()  # the head this thread appended in its open transaction
+        self._turn = threading.Lock()  # PostgreSQL appenders of this process take turns (see _take_turn)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -223,29 +224,84 @@ class AuditLog:
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int:
         """Append entries inside ``tx``: the chain is locked, its head found once, every entry
-        hashed onto the previous one and inserted. Returns the last index (-1 for none)."""
+        hashed onto the previous one and inserted. Returns the last index (-1 for none).
+
+        On PostgreSQL, when the server's commits wait for a disk flush, the transaction's
+        commit is made asynchronous and the store waits for the flush right after it (see
+        :func:`audit_sql.lock_chain`): the chain's lock is not held through the flush, so
+        concurrent appenders share flushes, and the write is still durable when it returns."""
         if not items:
             return -1
         conn = getattr(tx, "conn", tx)
-        audit_sql.lock_chain(conn)
-        cached = self._cached_head()
-        top = cached or _read_head(conn)
-        at = _stamp(self.service.clock())
-        rows, last = _chained(top, at, items)
-        if cached is None:
-            audit_sql.insert_many(conn, rows)
-        elif not audit_sql.insert_new(conn, rows):
-            # another process appended since this one last did: chain onto the real head
-            self._head = None
-            rows, last = _chained(_read_head(conn), at, items)
-            audit_sql.insert_many(conn, rows)
+        owe = getattr(tx, "flush_after_commit", None)  # a PostgreSQL write transaction (or one wrapping it)
+        if owe is not None:
+            self._take_turn(tx)
+        if owe is not None and (cached := self._cached_head()) is not None:
+            rows, last, split = self._append_pg(conn, cached, items)
+        else:
+            split = audit_sql.lock_chain(conn, split=owe is not None)
+            cached = self._cached_head()
+            top = cached or _read_head(conn)
+            at = _stamp(self.service.clock())
+            rows, last = _chained(top, at, items)
+            if cached is None:
+                audit_sql.insert_many(conn, rows)
+            elif not audit_sql.insert_new(conn, rows):
+                # another process appended since this one last did: chain onto the real head
+                self._head = None
+                rows, last = _chained(_read_head(conn), at, items)
+                audit_sql.insert_many(conn, rows)
         end = rows[-1][0]
         self._mine.head = (end, last)
+        if split and owe is not None:
+            owe()
         before = self._appended
         self._appended += len(rows)
         if before < self.config.checkpoint_every <= self._appended:
             self._wake.set()
         return int(end)
+
+    def _take_turn(self, tx: Any) -> None:
+        """PostgreSQL: this process's appenders take turns in process, from the append to their
+        commit (the store releases the turn right after the commit, before the flush it may
+        owe, or when the transaction fails: :meth:`PostgresWriteTx.hooks`). The turn spans
+        what the chain's advisory lock spans, so it adds no wait the lock did not; but a
+        thread waits for it *before* it chooses the head, and finds the head its predecessor
+        committed cached, so its one statement (lock and insert) does not collide and redo
+        its work under the lock. Once per transaction (an append in a transaction that
+        already appended keeps the turn)."""
+        if getattr(self._mine, "turn", False):
+            return
+        self._turn.acquire()
+        self._mine.turn = True
+        tx.hooks(self._turn_committed, self._turn_release)
+
+    def _turn_committed(self) -> None:
+        mine: tuple[int, bytes] | None = getattr(self._mine, "head", None)
+        if mine is not None:
+            self._remember(*mine)
+        self._turn_release()
+
+    def _turn_release(self) -> None:
+        if getattr(self._mine, "turn", False):
+            self._mine.turn = False
+            self._turn.release()
+
+    def _append_pg(self, conn: Any, cached: tuple[int, bytes], items: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], bytes, bool]:
+        """PostgreSQL with a cached head: the chain's lock and the first row's insert in one
+        statement (:func:`audit_sql.lock_and_insert_new`), so the lock is held for two round
+        trips (that statement and the commit), not three; concurrent appenders take turns
+        at it. The entries' time is read before the lock, so appenders that waited for it may
+        hold times a few milliseconds out of index order (retention only stops earlier)."""
+        at = _stamp(self.service.clock())
+        rows, last = _chained(cached, at, items)
+        split = audit_sql.lock_and_insert_new(conn, rows, split=True)
+        if split is None:  # another appender came first (lock now held): chain onto the real head
+            self._head = None
+            split = audit_sql.lock_chain(conn, split=True)
+            rows, last = _chained(_read_head(conn), at, items)
+            audit_sql.insert_many(conn, rows)
+        return rows, last, split
 
     def _cached_head(self) -> tuple[int, bytes] | None:
         """The chain head without reading it, when that is safe to try.
@@ -271,9 +327,13 @@ class AuditLog:
         if mine is None:
             return
         self._mine.head = None
+        self._remember(*mine)
+
+    def _remember(self, end: int, last: bytes) -> None:
+        """Cache a committed head (the newest this process saw committed wins)."""
         current = self._head
-        if current is None or mine[0] >= current[0]:
-            self._head = (mine[0], mine[1], time.monotonic())
+        if current is None or end >= current[0]:
+            self._head = (end, last, time.monotonic())
 
     def abandoned(self) -> None:
         """This thread's write transaction failed: what it appended is gone, so is the cache."""
@@ -432,7 +492,10 @@ class AuditLog:
 
     def _make_durable(self) -> None:
         """SQLite in WAL mode with synchronous=NORMAL commits without fsync: make what the
-        checkpoint signs survive power loss first. PostgreSQL commits are durable.
+        checkpoint signs survive power loss first. On PostgreSQL an append's commit may be
+        asynchronous, its appender waiting for the flush after it (see
+        :func:`audit_sql.lock_chain`): another reader sees the entry a moment before it is
+        durable, so the WAL is flushed past every entry read before signing.
 
         A passive checkpoint alone is not enough: it syncs the WAL only when it can move
         frames into the database, and while a reader holds an older snapshot (any open read
@@ -442,6 +505,10 @@ class AuditLog:
         already moved are in the database file, which that checkpoint synced; SQLite reuses
         the WAL from its start only after that."""
         store = self.service.store
+        durable = getattr(unwrap(store), "make_commits_durable", None)
+        if durable is not None:  # PostgreSQL
+            durable()
+            return
         path = getattr(store, "path", None)
         if path and not getattr(store, "in_memory", True):
             with store.reading() as conn:

@@ -56,14 +56,41 @@ def run(conn: Any, text: str, params: tuple[Any, ...] = ()) -> Any:
     return conn.execute(_sql(conn, text), params)
 
 
-def lock_chain(conn: Any) -> None:
+_LOCK_PG = "SELECT pg_advisory_xact_lock(%s), false"
+_LOCK_PG_SPLIT = (
+    "SELECT pg_advisory_xact_lock(%s), CASE WHEN current_setting('fsync') = 'on' "
+    "AND current_setting('synchronous_commit') <> 'off' "
+    "THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE false END"
+)  # the same CASE as _SPLIT_PG below
+"""The chain lock, and (when the server's commits wait for a disk flush) this transaction's
+commit made asynchronous, in one round trip: the lock is then released as soon as the commit
+record is written, not after the flush, and the appender waits for the flush afterwards
+(``PostgresStore.make_commits_durable``). The second column says whether it did (the caller then owes the flush)."""
+
+FLUSH_PG = "SELECT pg_logical_emit_message(true, 'memmesh_audit', '')"
+"""One WAL record in a transaction of its own, committed with the session's
+``synchronous_commit``: it returns once the WAL up to it is as durable as any commit is, so
+every commit made before it (the appender's asynchronous one included) is durable too."""
+
+
+def lock_chain(conn: Any, *, split: bool = False) -> bool:
     """Make this transaction the only appender until it ends.
 
     SQLite writers already hold the database's one write lock; PostgreSQL writers run
     concurrently, so they take an advisory transaction lock before reading the chain head.
+
+    ``split`` (PostgreSQL, a caller that waits for the flush after its commit): commit
+    asynchronously, so the lock is not held through the commit's disk flush, which then
+    concurrent appenders share instead of taking turns at. Returns True when the commit was
+    made asynchronous: the caller must wait for the flush (:data:`FLUSH_PG`) before it reports the append
+    durable. Order stays safe: an appender chains only onto entries whose commit record is
+    already in the WAL, and the WAL becomes durable in order, so a later entry is never
+    durable while an earlier one is not.
     """
-    if not isinstance(conn, sqlite3.Connection):  # (not via _is_sqlite: once per write, one call less)
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_LOCK_KEY,))
+    if isinstance(conn, sqlite3.Connection):  # (not via _is_sqlite: once per write, one call less)
+        return False
+    row = conn.execute(_LOCK_PG_SPLIT if split else _LOCK_PG, (AUDIT_LOCK_KEY,)).fetchone()
+    return bool(row and row[1])
 
 
 def head(conn: Any) -> tuple[int, str] | None:
@@ -109,6 +136,36 @@ def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
     if len(rows) > 1:
         insert_many(conn, rows[1:])
     return True
+
+
+_SPLIT_PG = (
+    "CASE WHEN current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off' "
+    "THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE false END"
+)
+_LOCK_INSERT_PG = (
+    "WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {split} AS split) "
+    f"INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
+    "ON CONFLICT (idx) DO NOTHING RETURNING (SELECT split FROM chain_lock)"
+)
+_LOCK_INSERT_PG_SPLIT = _LOCK_INSERT_PG.format(split=_SPLIT_PG)
+_LOCK_INSERT_PG_PLAIN = _LOCK_INSERT_PG.format(split="false")
+
+
+def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bool = False) -> bool | None:
+    """:func:`lock_chain` and :func:`insert_new` in one round trip (PostgreSQL): the lock is
+    taken inside the statement, before its row is inserted, and the chain's lock is held for
+    one round trip less (the statements under it are what serialises appenders). None when
+    the first index is taken (nothing inserted; the lock is held: read the head and insert
+    again, after :func:`lock_chain` to learn ``split``); else whether the commit was made
+    asynchronous (see :func:`lock_chain`). SQLite: :func:`insert_new` (its write lock is held)."""
+    if _is_sqlite(conn):
+        return False if insert_new(conn, rows) else None
+    found = conn.execute(_LOCK_INSERT_PG_SPLIT if split else _LOCK_INSERT_PG_PLAIN, (AUDIT_LOCK_KEY, *rows[0])).fetchone()
+    if found is None:
+        return None
+    if len(rows) > 1:
+        insert_many(conn, rows[1:])
+    return bool(found[0])
 
 
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:

@@ -30,7 +30,7 @@ search and pgvector.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from memmesh.errors import CorruptDatabaseError, MemmeshError, NotFoundError, St
 from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
+from memmesh.store.audit_sql import FLUSH_PG
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
@@ -275,6 +276,7 @@ class PostgresStore(SQLReads):
             yield active
             return
         phase = "open"
+        tx: PostgresWriteTx | None = None
         try:
             with self._connection() as conn:
                 with conn.transaction():
@@ -287,6 +289,10 @@ class PostgresStore(SQLReads):
                     finally:
                         self._local.tx = None
                     phase = "commit"
+                for hook in tx.on_commit:
+                    hook()
+                if tx.flush_owed:  # an asynchronous commit: durable once the WAL is flushed past it
+                    conn.execute(FLUSH_PG).fetchall()
                 phase = "done"
         except psycopg.OperationalError as exc:
             if phase == "commit":
@@ -295,6 +301,24 @@ class PostgresStore(SQLReads):
                     "may or may not have been stored; read it back, or retry with the same client-chosen id "
                     "(the `id` field), which makes the retry safe"
                 ) from exc
+            self._explain_lost(exc)
+            raise self._translate(exc) from exc
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            if tx is not None:  # committed or not: release what the transaction's writer held in process
+                for hook in tx.on_end:
+                    hook()
+
+    def make_commits_durable(self) -> None:
+        """Wait until every commit made so far on the server is durable: what a checkpoint
+        needs before it signs entries it read (an appender's commit may be asynchronous, its
+        flush still to come: :func:`memmesh.store.audit_sql.lock_chain`). On a pooled
+        connection, never this thread's read-only snapshot."""
+        try:
+            with self._connection() as conn:
+                conn.execute(FLUSH_PG).fetchall()
+        except psycopg.OperationalError as exc:
             self._explain_lost(exc)
             raise self._translate(exc) from exc
         except psycopg.Error as exc:
@@ -535,6 +559,23 @@ class PostgresWriteTx(SQLWrites):
     def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int] | None) -> None:
         self.conn = conn
         self._hnsw_dims = hnsw_dims
+        self.flush_owed = False
+        self.on_commit: list[Callable[[], None]] = []
+        self.on_end: list[Callable[[], None]] = []
+
+    def flush_after_commit(self) -> None:
+        """This transaction's commit was made asynchronous (the audit chain's lock is then not
+        held through the disk flush: :func:`memmesh.store.audit_sql.lock_chain`): after the
+        commit, :meth:`PostgresStore.write` waits for the WAL flush on the same connection
+        before the writer goes on, so the write is durable when it is acknowledged."""
+        self.flush_owed = True
+
+    def hooks(self, on_commit: Callable[[], None], on_end: Callable[[], None]) -> None:
+        """Run ``on_commit`` right after this transaction commits (before any flush it owes) and
+        ``on_end`` when it ends, committed or not, on the writer's thread: the audit caches its
+        chain head and lets the process's next appender go there (see AuditLog.append_many)."""
+        self.on_commit.append(on_commit)
+        self.on_end.append(on_end)
 
     def next_seq(self) -> int:
         """A fresh change number (a sequence: no writer waits for another's commit), held by

@@ -1,0 +1,269 @@
+"""PostgreSQL audit appends do not hold the chain's lock through the disk flush (issue 24:
+≥ 3,000 durable appends/s), and stay durable and verifiable.
+
+On a server whose commits wait for a disk flush, an audited write's transaction commits
+asynchronously (the chain lock is released once its commit record is in the WAL) and the
+writer then waits for the WAL flush before it is answered, so concurrent appenders share
+flushes instead of taking turns at one flush each. These tests run on a private cluster with
+PostgreSQL's durable defaults (``fsync`` and ``synchronous_commit`` on; the shared test
+cluster has both off, where nothing is split) and check, with counts rather than timings:
+
+- concurrent appends share disk flushes (``pg_stat_wal.wal_sync`` well below the appends, with
+  ``commit_delay`` making each flush wait for company: it was one flush per append while the
+  lock was held through the commit);
+- an acknowledged append is flushed when its write returns (the WAL writer's own flushes are
+  pushed out to 10 s, so only the writer's wait can have flushed it);
+- kill -9 of a process appending from 8 threads, then an immediate (crash) stop of the
+  server: the chain verifies, every acknowledged write is in it, and no checkpoint covers
+  more entries than the log holds;
+- a checkpoint flushes the WAL past what it read before it signs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from memmesh import Memory
+from memmesh.audit.notes import init_key
+from memmesh.config import load_settings
+from memmesh.model import LOCAL_PRINCIPAL
+
+PG_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pg_test_server.py"
+DURABLE = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on", "wal_writer_delay": "10s"}
+
+
+def _script(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(PG_SCRIPT), *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr  # fails, never skips, without PostgreSQL
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+
+class Cluster:
+    """A private PostgreSQL with durable commits, for this module's tests."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.dsn = _script("ensure", "--dir", str(folder))
+        os.chmod(folder, 0o755)
+        with self.admin() as conn:
+            for key, value in DURABLE.items():
+                conn.execute(f"ALTER SYSTEM SET {key} = '{value}'")
+        self.restart()
+
+    def admin(self, dbname: str | None = None) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.dsn, autocommit=True, **({"dbname": dbname} if dbname else {}))
+
+    def restart(self) -> None:
+        _script("stop", "--dir", str(self.folder))
+        _script("start", "--dir", str(self.folder))
+
+    def crash(self) -> None:
+        """An immediate shutdown (SIGQUIT to the postmaster): no shutdown checkpoint, the next
+        start replays the WAL, as after a crash of the server."""
+        with self.admin() as conn:
+            data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+        pid = int(Path(data_dir, "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 30
+        while Path(data_dir, "postmaster.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _script("start", "--dir", str(self.folder))
+
+    def database(self) -> tuple[str, str]:
+        import psycopg
+
+        name = f"mm_flush_{uuid.uuid4().hex[:10]}"
+        with self.admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        params = {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(self.dsn).items() if k != "dbname" and v not in (None, "")}
+        query = "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(params.items()))
+        return name, f"postgresql:///{name}?{query}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    folder = Path(f"/var/tmp/memmesh-test-pg-flush-{uuid.uuid4().hex[:10]}")
+    made = Cluster(folder)
+    try:
+        with made.admin() as conn:
+            shown = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchall())
+        assert shown == {"fsync": "on", "synchronous_commit": "on"}, shown
+        yield made
+    finally:
+        subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(folder)], capture_output=True, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _settings(tmp_path: Path, signed: bool = False) -> Any:
+    audit = {}
+    if signed:
+        key = tmp_path / "signing.key"
+        if not key.exists():
+            init_key(key, "flush-test")
+        audit = {"signing_key_file": str(key), "checkpoint_dir": str(tmp_path / "checkpoints")}
+    return load_settings(
+        None, overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "audit": audit}, env={"MEMMESH_CONFIG": ""}
+    )
+
+
+def _wal_syncs(cluster: Cluster) -> int:
+    with cluster.admin() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0])
+
+
+def test_concurrent_appends_share_disk_flushes(cluster: Cluster, tmp_path: Path) -> None:
+    """Each flush here first waits 20 ms for others to join it (``commit_delay``), so the count
+    does not depend on this machine's load: a commit holding the chain lock through its flush
+    has nobody to join it (one flush per append), an append flushed after the lock is released
+    is joined by the other threads' appends."""
+    name, url = cluster.database()
+    with cluster.admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET commit_delay = 20000')
+        conn.execute(f'ALTER DATABASE "{name}" SET commit_siblings = 0')
+    threads, each = 8, 25
+    with Memory(url, _settings(tmp_path)) as mem:
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)  # the pool and the schema
+        time.sleep(1.2)  # backends report their WAL counters at most once a second
+        before = _wal_syncs(cluster)
+        errors: list[BaseException] = []
+
+        def append(k: int) -> None:
+            try:
+                for i in range(each):
+                    mem.service.audit.record("flush.share", principal=LOCAL_PRINCIPAL, target=f"t{k}-{i}")
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=append, args=(k,)) for k in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert not errors, errors
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 1 + threads * each, report
+    time.sleep(1.2)  # the pool's connections closed: their backends reported at exit
+    syncs = _wal_syncs(cluster) - before
+    appends = threads * each
+    # Holding the lock through each commit's flush made it one flush (or more) per append.
+    assert 0 < syncs <= appends // 3, f"{syncs} WAL flushes for {appends} appends from {threads} threads"
+
+
+def test_an_acknowledged_append_is_flushed_when_its_write_returns(cluster: Cluster, tmp_path: Path) -> None:
+    """The WAL writer flushes on its own only every 10 s here: an append found flushed right
+    after it returns was flushed by its writer's wait (an asynchronous commit without the
+    wait would leave the WAL written past the flush point)."""
+    _, url = cluster.database()
+    flushed = 0
+    with Memory(url, _settings(tmp_path)) as mem, cluster.admin() as probe:
+        mem.add("warm up", namespace="flush")
+        for i in range(20):
+            mem.add(f"acknowledged write {i}", namespace="flush")
+            row = probe.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
+            flushed += bool(row[0])
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok, report.problems
+    # background WAL (a standby snapshot record every 15 s) may land between a write and the probe
+    assert flushed >= 17, f"only {flushed} of 20 appends were on disk when their write returned"
+
+
+APPENDER = textwrap.dedent(
+    """
+    import sys, threading
+    from memmesh import Memory
+    from memmesh.config import load_settings
+    url, data, key, ck = sys.argv[1:5]
+    settings = load_settings(None, overrides={"data_dir": data, "embeddings": {"provider": "none"},
+        "audit": {"signing_key_file": key, "checkpoint_dir": ck, "checkpoint_interval_s": 0.05, "checkpoint_every": 20}},
+        env={"MEMMESH_CONFIG": ""})
+    mem = Memory(url, settings)
+    mem.service.audit.start()
+    lock = threading.Lock()
+
+    def writer(k):
+        i = 0
+        while True:
+            made = mem.add(f"crash w{k} #{i}", namespace=f"crash/{k}")
+            with lock:
+                sys.stdout.write(made.id + "\\n")
+                sys.stdout.flush()
+            i += 1
+
+    for k in range(8):
+        threading.Thread(target=writer, args=(k,), daemon=True).start()
+    threading.Event().wait()
+    """
+)
+
+
+def test_kill9_of_an_appender_and_a_server_crash_leave_a_verifying_log(cluster: Cluster, tmp_path: Path) -> None:
+    _, url = cluster.database()
+    settings = _settings(tmp_path, signed=True)
+    assert settings.audit.signing_key_file is not None and settings.audit.checkpoint_dir is not None
+    acked: list[str] = []
+    for round_ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", APPENDER, url, str(tmp_path), str(settings.audit.signing_key_file), str(settings.audit.checkpoint_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        seen: list[str] = []
+        reader = threading.Thread(target=lambda out=proc.stdout, seen=seen: seen.extend(line.strip() for line in out), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while len(seen) < 150 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        reader.join(10)
+        assert len(seen) >= 150, proc.stderr.read() if proc.stderr else ""
+        acked.extend(seen)
+        if round_ == 1:
+            cluster.crash()  # the server too: what it acknowledged must be in its WAL
+    with Memory(url, settings) as mem:
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok, report.problems
+        assert report.checkpoints_checked > 0 and report.latest_checkpoint <= report.size
+        targets = {e.target for e in mem.service.audit.iter_entries(principal=LOCAL_PRINCIPAL)}
+        missing = set(acked) - targets
+        assert not missing, f"{len(missing)} acknowledged writes are not in the audit log"
+
+
+def test_a_checkpoint_flushes_the_wal_past_what_it_signs(cluster: Cluster, tmp_path: Path) -> None:
+    """An entry another reader sees may not be on disk yet (its writer still waiting for the
+    flush): the checkpointer flushes the WAL past everything it read before it signs. Here a
+    commit is left unflushed on purpose (asynchronous, the WAL writer idle for 10 s) and the
+    checkpoint must not be written before the WAL is flushed past it."""
+    name, url = cluster.database()
+    with Memory(url, _settings(tmp_path, signed=True)) as mem:
+        mem.add("signed after a flush", namespace="flush")
+        with cluster.admin(name) as raw:
+            raw.execute("SET synchronous_commit = off")
+            raw.execute("CREATE TABLE IF NOT EXISTS unflushed (n int)")
+            raw.execute("INSERT INTO unflushed VALUES (1)")
+            written = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+            before = raw.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]
+            made = mem.service.audit.checkpoint(force=True)
+            after = raw.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]
+        assert made is not None and made.size >= 1
+    assert not before, "the WAL was flushed already: the test proves nothing"
+    assert after, "the checkpoint was signed while the WAL was not flushed past the entries it read"
