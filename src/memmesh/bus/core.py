@@ -483,7 +483,7 @@ class Bus:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(*m, state, history, origin, self._hlc()) for m in made],
                 )
-                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (conversation_id,))
+                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (self.notifier.payload(conversation_id),))
             else:
                 rows.conn.executemany(
                     "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
@@ -528,7 +528,7 @@ class Bus:
                     ids,
                     bodies,
                     [self._hlc() for _ in bodies],
-                    conversation_id,
+                    self.notifier.payload(conversation_id),
                 ),
             )
             if top is not None and flush:
@@ -885,6 +885,16 @@ class Bus:
                 self._vouched.clear()
             self._vouched[caller] = time.monotonic()
 
+    def _found_empty(self, caller: tuple[str, str, str], generation: int) -> None:
+        """A claim that rode on ``complete(claim_next=True)`` found nothing ready, as of the
+        wake-up count ``generation`` read before it: the worker's next ``claim`` with a wait
+        may skip its first try (see _known_empty), like after an empty claim's count."""
+        self._vouch(caller)
+        with self._tickets_lock:
+            held = self._tickets.get(caller[0])
+            if held is None or held[0] <= generation:
+                self._tickets[caller[0]] = [generation, 0, held[2] if held is not None else None, time.monotonic()]
+
     def _known_empty(self, caller: tuple[str, str, str]) -> bool:
         """Whether a waiting claim may skip its first try and go straight to waiting: the
         same worker's claim with the same token passed every check within VOUCH_TTL_S, and
@@ -1179,6 +1189,7 @@ class Bus:
             raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
         lease = self._lease(lease_s) if claim_next else 0.0
         now = self._now()
+        generation = self.notifier.generation
         if self.sql.postgres:
             both = self._complete_claim_pg(conversation_id, attempt_token, worker, token, result, lease, now) if claim_next else None
             if both is not None:
@@ -1204,6 +1215,8 @@ class Bus:
         task = self._task_model(done)  # type: ignore[arg-type]
         if claim_next and self.sql.postgres:
             return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+        if claim_next and leased is None:
+            self._found_empty((conversation_id, self._token_hash(conversation_id, token), worker), generation)
         return Completed(**dict(task), next=self._leased(conversation_id, worker, lease, now, leased))
 
     def _complete_claim_pg(
@@ -1222,6 +1235,7 @@ class Bus:
         next_token = secrets.token_hex(16)
         floor = self.hints.ready_floor(conversation_id)
         token_hash = self._token_hash(conversation_id, token)
+        generation = self.notifier.generation
         with self.sql.statement() as rows:
             got = rows.one(
                 COMPLETE_CLAIM_PG,
@@ -1240,6 +1254,7 @@ class Bus:
             return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
         self.hints.leases_checked(conversation_id, now)
         if got[12] is None:
+            self._found_empty((conversation_id, token_hash, worker), generation)
             return Completed(**dict(task))
         self.hints.claimed(conversation_id, int(got[14]), floor)
         self.hints.leased(next_token, conversation_id, int(got[14]))
