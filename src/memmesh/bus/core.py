@@ -854,8 +854,15 @@ class Bus:
             if got is not None or wait <= 0:
                 return got
         with self._long_poll():
-            expiry = self._poll_state(conversation_id)[1]
+            # the first look shares the current wake-up's count (one read for every waiter)
+            generation = self.notifier.generation
+            ready, expiry = self._claimable(conversation_id)
             while True:
+                if ready or (expiry is not None and expiry <= self._now()):
+                    got = self._claim_once(conversation_id, worker, token, lease)
+                    if got is not None:
+                        return got
+                    self._drained(conversation_id, generation)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     # a wait that skipped the first claim ends with one: whatever changed
@@ -865,18 +872,15 @@ class Bus:
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
                 seen: builtins.list[float | None] = [expiry]
+                woken: builtins.list[int] = [generation]
 
-                def check(seen: builtins.list[float | None] = seen) -> bool:
+                def check(seen: builtins.list[float | None] = seen, woken: builtins.list[int] = woken) -> bool:
+                    woken[0] = self.notifier.generation
                     ready, seen[0] = self._claimable(conversation_id)
                     return ready
 
                 ready = self.notifier.wait_for(check, step)
-                expiry = seen[0]
-                if not ready and (expiry is None or expiry > self._now()):
-                    continue  # nothing ready and no lease ran out: a claim would find nothing
-                got = self._claim_once(conversation_id, worker, token, lease)
-                if got is not None:
-                    return got
+                expiry, generation = seen[0], woken[0]
 
     def _vouch(self, caller: tuple[str, str, str]) -> None:
         """A claim by ``caller`` (conversation, token hash, worker) passed every check just now."""
@@ -884,6 +888,16 @@ class Bus:
             if len(self._vouched) > 1000:
                 self._vouched.clear()
             self._vouched[caller] = time.monotonic()
+
+    def _drained(self, conversation_id: str, generation: int) -> None:
+        """A claim made on the count of wake-up ``generation`` found nothing (the tasks counted
+        were taken meanwhile, e.g. by workers completing with ``claim_next``): the tickets
+        still held for that count would only buy more claims that find nothing. A later
+        wake-up counts afresh."""
+        with self._tickets_lock:
+            held = self._tickets.get(conversation_id)
+            if held is not None and held[0] == generation:
+                held[1] = 0
 
     def _found_empty(self, caller: tuple[str, str, str], generation: int) -> None:
         """A claim that rode on ``complete(claim_next=True)`` found nothing ready, as of the
