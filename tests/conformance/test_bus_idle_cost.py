@@ -105,3 +105,33 @@ def test_an_empty_claim_next_spares_the_next_claim(
     woke = bus.claim(q.id, worker="w", token=q.token, wait_s=5, principal=P)
     assert woke is not None and woke.message.body == "later"
     assert len(claims) == 1, claims
+
+
+def test_waiters_do_not_spin_on_a_lease_already_given_back(
+    backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = open_memory(backend_url, clock=system_clock).service.bus
+    q = bus.open(["boss", "dead", "w1", "w2"], kind="queue", principal=P)
+    bus.send(q.id, "orphan", sender="boss", token=q.token, principal=P)
+    assert bus.claim(q.id, worker="dead", token=q.token, lease_s=0.4, principal=P) is not None  # never completed
+    claims: list[str] = []
+    real = type(bus)._claim_once
+
+    def counted(self: Any, *args: Any) -> Any:
+        claims.append(args[1])
+        return real(self, *args)
+
+    monkeypatch.setattr(type(bus), "_claim_once", counted)
+    got: dict[str, Any] = {}
+    waiters = [
+        threading.Thread(target=lambda w=w: got.__setitem__(w, bus.claim(q.id, worker=w, token=q.token, wait_s=1.5, principal=P)))
+        for w in ("w1", "w2")
+    ]
+    for t in waiters:
+        t.start()
+    for t in waiters:
+        t.join()
+    rescued = [w for w, d in got.items() if d is not None]
+    assert len(rescued) == 1 and got[rescued[0]].attempt == 2
+    # each waiter: its first try, a claim when the lease runs out, perhaps one more; never a loop
+    assert len(claims) <= 8, claims

@@ -893,10 +893,14 @@ class Bus:
         """A claim made on the count of wake-up ``generation`` found nothing (the tasks counted
         were taken meanwhile, e.g. by workers completing with ``claim_next``): the tickets
         still held for that count would only buy more claims that find nothing. A later
-        wake-up counts afresh."""
+        wake-up counts afresh. A count whose earliest lease expiry has passed is dropped
+        whole: that lease was given back (by this claim or another), and a waiter trusting
+        the stale expiry would claim again every few milliseconds until the count lapsed."""
         with self._tickets_lock:
             held = self._tickets.get(conversation_id)
-            if held is not None and held[0] == generation:
+            if held is not None and held[2] is not None and held[2] <= self._now():
+                del self._tickets[conversation_id]
+            elif held is not None and held[0] == generation:
                 held[1] = 0
 
     def _found_empty(self, caller: tuple[str, str, str], generation: int) -> None:
