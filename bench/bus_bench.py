@@ -156,8 +156,9 @@ def chat_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
     }
 
 
-def queue_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
-    """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack)."""
+def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> dict[str, Any]:
+    """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack); with
+    ``claim_next`` a busy worker's complete also leases its next task (one write per task)."""
     bus = mem.service.bus
     workers = [f"w{i}" for i in range(AGENTS - 4)]
     queue = bus.open(["p0", "p1", "p2", "p3", *workers], kind="queue", principal=P)
@@ -176,12 +177,21 @@ def queue_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
 
     def worker(index: int) -> None:
         name = workers[index]
+        got = None
         try:
             while not stop.is_set():
-                got = bus.claim(queue.id, worker=name, token=queue.token, lease_s=30, wait_s=0.2, principal=P)
-                if got is not None:
+                if got is not None and not claim_next:  # the loop before claim_next: complete, then claim
                     bus.complete(queue.id, got.attempt_token, worker=name, token=queue.token, result="ok", principal=P)
                     done[index] += 1
+                    got = None
+                if got is None:
+                    got = bus.claim(queue.id, worker=name, token=queue.token, lease_s=30, wait_s=0.2, principal=P)
+                    continue
+                # a busy worker acks and takes the next task in one write (claim_next)
+                got = bus.complete(
+                    queue.id, got.attempt_token, worker=name, token=queue.token, result="ok", principal=P, claim_next=True, lease_s=30
+                ).next
+                done[index] += 1
         except Exception as exc:
             errors.append(repr(exc))
 
@@ -446,7 +456,7 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
     parts = set(args.only.split(",")) if args.only else {"chat", "queue", "poll", "rehydrate"}
     for label, action in (
         ("chat", lambda m: chat_throughput(m, args.seconds)),
-        ("queue", lambda m: queue_throughput(m, args.seconds)),
+        ("queue", lambda m: queue_throughput(m, args.seconds, not args.no_claim_next)),
     ):
         if label not in parts:
             continue
@@ -495,6 +505,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20, help="rehydrations timed")
     parser.add_argument("--minilm", action="store_true", help="also rehydrate with the MiniLM embedder (slow to set up)")
     parser.add_argument("--skip-pg", action="store_true")
+    parser.add_argument("--no-claim-next", action="store_true", help="queue workers complete, then claim (two writes per task)")
     parser.add_argument("--top", type=int, default=8, help="PostgreSQL statements printed per throughput part")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated parts to run: chat,queue,poll,rehydrate (default all)")

@@ -109,7 +109,30 @@ async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
         attempt_token=got["attempt_token"],
         result="ok",
     )
-    assert done["state"] == "done"
+    assert done["state"] == "done" and done.get("next") is None
+    # claim_next: the ack and the worker's next task in one call
+    mem.service.bus.send(queue["conversation_id"], "job 2", sender="coord", token=queue["token"], principal=LOCAL_PRINCIPAL)
+    mem.service.bus.send(queue["conversation_id"], "job 3", sender="coord", token=queue["token"], principal=LOCAL_PRINCIPAL)
+    two = (await c.ok("bus_claim_task", conversation_id=queue["conversation_id"], token=queue["token"], worker="shard"))["delivery"]
+    both = await c.ok(
+        "bus_complete_task",
+        conversation_id=queue["conversation_id"],
+        token=queue["token"],
+        worker="shard",
+        attempt_token=two["attempt_token"],
+        claim_next=True,
+        lease_seconds=30,
+    )
+    assert both["state"] == "done" and both["next"]["message"]["body"] == "job 3" and both["next"]["worker"] == "shard"
+    stale = await c.client.call(
+        "bus_complete_task",
+        conversation_id=queue["conversation_id"],
+        token=queue["token"],
+        worker="shard",
+        attempt_token=two["attempt_token"],
+        claim_next=True,
+    )
+    assert stale.is_error and "no longer holds" in stale.text
     assert mem.service.bus.tasks(queue["conversation_id"], token=queue["token"], principal=LOCAL_PRINCIPAL)[0].result == "ok"
     turn = await c.ok("session_append", session_id="mcp-s", content="we chose plan B", role="user")
     assert turn["turn"] == 1 and mem.service.sessions.turns("mcp-s", principal=LOCAL_PRINCIPAL)[0].content == "we chose plan B"

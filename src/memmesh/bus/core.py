@@ -41,6 +41,7 @@ from memmesh.bus.hints import NO_LEASE_FLOOR, QueueHints
 from memmesh.bus.model import (
     AckResult,
     BusMessage,
+    Completed,
     Conversation,
     ConversationKind,
     Delivery,
@@ -172,6 +173,18 @@ lost lease updates nothing and the step-by-step path names why."""
 COMPLETE_PG_SEQ = COMPLETE_PG.replace("WHERE conversation_id = ? AND state", "WHERE conversation_id = ? AND seq = ? AND state")
 """The same complete when this process handed out the attempt token and knows its task's seq:
 the row is reached by primary key, not by looking through the leases in flight."""
+COMPLETE_CLAIM_PG = CLAIM_PG.replace(
+    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ?",
+    f"WITH d AS ({COMPLETE_PG_SEQ}), c AS (SELECT 1 FROM bus_conversations WHERE EXISTS (SELECT 1 FROM d) AND id = ?",
+    1,
+).replace(
+    f"SELECT (SELECT COUNT(*) FROM c), u.*, {DELIVERY_COMMIT} FROM (SELECT 1) AS one LEFT JOIN u ON true",
+    "SELECT d.*, (SELECT COUNT(*) FROM c), u.* FROM (SELECT 1) AS one LEFT JOIN d ON true LEFT JOIN u ON true",
+)
+"""``complete(claim_next=True)`` on PostgreSQL in one statement (see :meth:`Bus._complete_claim_pg`):
+COMPLETE_PG_SEQ, then CLAIM_PG only when the complete changed its row. It commits as the
+session commits (no DELIVERY_COMMIT): the complete is a durable ack, and the lease rides in
+the same flush."""
 
 
 @dataclass(frozen=True)
@@ -470,7 +483,7 @@ class Bus:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [(*m, state, history, origin, self._hlc()) for m in made],
                 )
-                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (conversation_id,))
+                rows.run(f"SELECT pg_notify('{CHANNEL}', ?)", (self.notifier.payload(conversation_id),))
             else:
                 rows.conn.executemany(
                     "INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
@@ -515,7 +528,7 @@ class Bus:
                     ids,
                     bodies,
                     [self._hlc() for _ in bodies],
-                    conversation_id,
+                    self.notifier.payload(conversation_id),
                 ),
             )
             if top is not None and flush:
@@ -841,8 +854,15 @@ class Bus:
             if got is not None or wait <= 0:
                 return got
         with self._long_poll():
-            expiry = self._poll_state(conversation_id)[1]
+            # the first look shares the current wake-up's count (one read for every waiter)
+            generation = self.notifier.generation
+            ready, expiry = self._claimable(conversation_id)
             while True:
+                if ready or (expiry is not None and expiry <= self._now()):
+                    got = self._claim_once(conversation_id, worker, token, lease)
+                    if got is not None:
+                        return got
+                    self._drained(conversation_id, generation)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     # a wait that skipped the first claim ends with one: whatever changed
@@ -852,18 +872,15 @@ class Bus:
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
                 seen: builtins.list[float | None] = [expiry]
+                woken: builtins.list[int] = [generation]
 
-                def check(seen: builtins.list[float | None] = seen) -> bool:
+                def check(seen: builtins.list[float | None] = seen, woken: builtins.list[int] = woken) -> bool:
+                    woken[0] = self.notifier.generation
                     ready, seen[0] = self._claimable(conversation_id)
                     return ready
 
                 ready = self.notifier.wait_for(check, step)
-                expiry = seen[0]
-                if not ready and (expiry is None or expiry > self._now()):
-                    continue  # nothing ready and no lease ran out: a claim would find nothing
-                got = self._claim_once(conversation_id, worker, token, lease)
-                if got is not None:
-                    return got
+                expiry, generation = seen[0], woken[0]
 
     def _vouch(self, caller: tuple[str, str, str]) -> None:
         """A claim by ``caller`` (conversation, token hash, worker) passed every check just now."""
@@ -871,6 +888,30 @@ class Bus:
             if len(self._vouched) > 1000:
                 self._vouched.clear()
             self._vouched[caller] = time.monotonic()
+
+    def _drained(self, conversation_id: str, generation: int) -> None:
+        """A claim made on the count of wake-up ``generation`` found nothing (the tasks counted
+        were taken meanwhile, e.g. by workers completing with ``claim_next``): the tickets
+        still held for that count would only buy more claims that find nothing. A later
+        wake-up counts afresh. A count whose earliest lease expiry has passed is dropped
+        whole: that lease was given back (by this claim or another), and a waiter trusting
+        the stale expiry would claim again every few milliseconds until the count lapsed."""
+        with self._tickets_lock:
+            held = self._tickets.get(conversation_id)
+            if held is not None and held[2] is not None and held[2] <= self._now():
+                del self._tickets[conversation_id]
+            elif held is not None and held[0] == generation:
+                held[1] = 0
+
+    def _found_empty(self, caller: tuple[str, str, str], generation: int) -> None:
+        """A claim that rode on ``complete(claim_next=True)`` found nothing ready, as of the
+        wake-up count ``generation`` read before it: the worker's next ``claim`` with a wait
+        may skip its first try (see _known_empty), like after an empty claim's count."""
+        self._vouch(caller)
+        with self._tickets_lock:
+            held = self._tickets.get(caller[0])
+            if held is None or held[0] <= generation:
+                self._tickets[caller[0]] = [generation, 0, held[2] if held is not None else None, time.monotonic()]
 
     def _known_empty(self, caller: tuple[str, str, str]) -> bool:
         """Whether a waiting claim may skip its first try and go straight to waiting: the
@@ -948,29 +989,45 @@ class Bus:
         # lapsed lease must be given back first): the step-by-step claim does it or names why
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
-            # Lapsed leases first, then the oldest ready task; each query walks a partial
-            # index of its state (schema 23) from this process's floor, never the done tasks.
-            # PostgreSQL comes here when a lease ran out: it looks at every lease.
-            self._requeue_expired(rows, conversation_id, now, NO_LEASE_FLOOR if rows.postgres else self.hints.lease_floor(conversation_id))
-            if not rows.postgres:  # one writer: every lease run out by now was given back
-                self.hints.leases_checked(conversation_id, now)
-            floor = self.hints.ready_floor(conversation_id)
-            found = rows.one(
-                f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
-                "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
-                (conversation_id, floor),
-            )
-            if found is None:
-                return None
-            attempt = int(found[7]) + 1
-            attempt_token = secrets.token_hex(16)
-            events = json.loads(found[8] or "[]")
-            events.append({"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
-            rows.run(
-                "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
-                "WHERE conversation_id = ? AND seq = ?",
-                (attempt, worker, attempt_token, now + lease, json.dumps(events), conversation_id, found[2]),
-            )
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now)
+        return self._leased(conversation_id, worker, lease, now, leased)
+
+    def _claim_rows(self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float) -> tuple[Row, int, str, int] | None:
+        """The claim's writes inside a write whose queue checks passed: the found task row,
+        its attempt number, the fresh attempt token and the ready floor looked from (None
+        when nothing is ready). Shared by ``claim`` and ``complete(claim_next=True)``."""
+        # Lapsed leases first, then the oldest ready task; each query walks a partial
+        # index of its state (schema 23) from this process's floor, never the done tasks.
+        # PostgreSQL comes here when a lease ran out: it looks at every lease.
+        self._requeue_expired(rows, conversation_id, now, NO_LEASE_FLOOR if rows.postgres else self.hints.lease_floor(conversation_id))
+        if not rows.postgres:  # one writer: every lease run out by now was given back
+            self.hints.leases_checked(conversation_id, now)
+        floor = self.hints.ready_floor(conversation_id)
+        found = rows.one(
+            f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
+            "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
+            (conversation_id, floor),
+        )
+        if found is None:
+            return None
+        attempt = int(found[7]) + 1
+        attempt_token = secrets.token_hex(16)
+        events = json.loads(found[8] or "[]")
+        events.append({"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
+        rows.run(
+            "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
+            "WHERE conversation_id = ? AND seq = ?",
+            (attempt, worker, attempt_token, now + lease, json.dumps(events), conversation_id, found[2]),
+        )
+        return found, attempt, attempt_token, floor
+
+    def _leased(
+        self, conversation_id: str, worker: str, lease: float, now: float, leased: tuple[Row, int, str, int] | None
+    ) -> Delivery | None:
+        """The delivery of a committed claim (see _claim_rows), noted in this process's hints."""
+        if leased is None:
+            return None
+        found, attempt, attempt_token, floor = leased
         self.hints.claimed(conversation_id, int(found[2]), floor)
         self.hints.leased(attempt_token, conversation_id, int(found[2]))
         return Delivery(
@@ -1056,24 +1113,37 @@ class Bus:
             )
         return self._task_model(done) if done is not None else None
 
-    def _fenced(self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str) -> Row:
-        """The leased task this attempt token holds, or LeaseLostError."""
+    def _fenced(
+        self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, now: float, what: str, seq: int | None = None
+    ) -> Row:
+        """The leased task this attempt token holds, or LeaseLostError. ``seq``: the task this
+        process leased under the token (QueueHints), read by primary key in one statement."""
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             raise InvalidInputError("attempt_token is malformed: it is the 32 hex characters the claim returned")
+        found = None
+        if seq is not None:
+            hinted = rows.one(
+                "SELECT seq, attempts, lease_owner, lease_expires, history, id, lease_token FROM bus_messages "
+                "WHERE conversation_id = ? AND seq = ? AND state = 'leased'" + rows.for_update,
+                (conversation_id, seq),
+            )
+            if hinted is not None and hmac.compare_digest(str(hinted[6] or ""), attempt_token):
+                found = hinted[:6]
         # The token is never handed to SQL to match (an index lookup answers faster for a
         # near miss): the conversation's leases in flight are read, and each token compared
         # in constant time. In flight are only the tasks being worked on, a handful per worker.
-        leased = rows.all(
-            "SELECT seq, attempts, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,)
-        )
-        found = None
-        for seq, attempts, held in leased:
+        leased = []
+        if found is None:
+            leased = rows.all(
+                "SELECT seq, attempts, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,)
+            )
+        for number, attempts, held in leased:
             if hmac.compare_digest(str(held or ""), attempt_token):
                 # lock that task as it stands now: still leased, still this attempt
                 found = rows.one(
                     "SELECT seq, attempts, lease_owner, lease_expires, history, id FROM bus_messages "
                     "WHERE conversation_id = ? AND seq = ? AND state = 'leased' AND attempts = ?" + rows.for_update,
-                    (conversation_id, seq, attempts),
+                    (conversation_id, number, attempts),
                 )
         if found is None:
             raise LeaseLostError(
@@ -1112,21 +1182,44 @@ class Bus:
         )
 
     def complete(
-        self, conversation_id: str, attempt_token: str, *, worker: str, token: str, principal: Principal, result: str | None = None
-    ) -> Task:
-        """The task is done, with its result: accepted only from the attempt holding the lease."""
+        self,
+        conversation_id: str,
+        attempt_token: str,
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+        result: str | None = None,
+        claim_next: bool = False,
+        lease_s: float | None = None,
+    ) -> Completed:
+        """The task is done, with its result: accepted only from the attempt holding the lease.
+
+        With ``claim_next`` the same worker is also leased the oldest ready task (for
+        ``lease_s``) in the same write, so a busy worker commits once per task instead of
+        twice; the complete is durable before either is answered, and a refused complete
+        claims nothing."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         if result is not None:
             self._check_body(result)
+        if not isinstance(claim_next, bool):
+            raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
+        lease = self._lease(lease_s) if claim_next else 0.0
         now = self._now()
+        generation = self.notifier.generation
         if self.sql.postgres:
+            both = self._complete_claim_pg(conversation_id, attempt_token, worker, token, result, lease, now) if claim_next else None
+            if both is not None:
+                return both
             fast = self._complete_pg(conversation_id, attempt_token, worker, token, result, now)
             if fast is not None:
-                return fast
+                nxt = self._claim_once(conversation_id, worker, token, lease) if claim_next else None
+                return Completed(**dict(fast), next=nxt)
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
-            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task")
+            hint = None if rows.postgres else self.hints.seq_of(attempt_token, conversation_id)  # PG's fast path used it
+            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task", hint)
             events = json.loads(found[4] or "[]")
             events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
             done = rows.one(
@@ -1134,7 +1227,64 @@ class Bus:
                 f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
                 (result, json.dumps(events), conversation_id, found[0], found[1]),
             )
-        return self._task_model(done)  # type: ignore[arg-type]
+            # SQLite: the next claim rides in the same group commit (PostgreSQL reaches this
+            # path only when its one-statement complete refused: the claim then follows alone)
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now) if claim_next and not rows.postgres else None
+        task = self._task_model(done)  # type: ignore[arg-type]
+        if claim_next and self.sql.postgres:
+            return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+        if claim_next and leased is None:
+            self._found_empty((conversation_id, self._token_hash(conversation_id, token), worker), generation)
+        return Completed(**dict(task), next=self._leased(conversation_id, worker, lease, now, leased))
+
+    def _complete_claim_pg(
+        self, conversation_id: str, attempt_token: str, worker: str, token: str, result: str | None, lease: float, now: float
+    ) -> Completed | None:
+        """``complete(claim_next=True)`` as ONE statement on PostgreSQL: the fenced complete
+        and the next claim commit together, durably (the complete is the worker's ack), in one
+        round trip and one disk flush. None when the complete changed nothing (nothing was
+        written; the step-by-step path names the reason) or this process did not hand the
+        token out (its seq is unknown)."""
+        if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
+            return None
+        seq = self.hints.seq_of(attempt_token, conversation_id)
+        if seq is None:
+            return None
+        next_token = secrets.token_hex(16)
+        floor = self.hints.ready_floor(conversation_id)
+        token_hash = self._token_hash(conversation_id, token)
+        generation = self.notifier.generation
+        with self.sql.statement() as rows:
+            got = rows.one(
+                COMPLETE_CLAIM_PG,
+                (
+                    *(result, when(now).isoformat(), worker, conversation_id, seq, worker, now),
+                    *(hashlib.sha256(attempt_token.encode("ascii")).hexdigest(), conversation_id, token_hash, now, json.dumps(worker)),
+                    *(conversation_id, token_hash, now, json.dumps(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
+                    *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
+                ),
+            )
+        if got is None or got[0] is None:
+            self.hints.leased(attempt_token, conversation_id, seq)  # unused: the fallback may use it
+            return None
+        task = self._task_model(got[:11])
+        if not got[11]:  # completed; a lease ran out meanwhile: the step-by-step claim gives it back first
+            return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+        self.hints.leases_checked(conversation_id, now)
+        if got[12] is None:
+            self._found_empty((conversation_id, token_hash, worker), generation)
+            return Completed(**dict(task))
+        self.hints.claimed(conversation_id, int(got[14]), floor)
+        self.hints.leased(next_token, conversation_id, int(got[14]))
+        nxt = Delivery(
+            conversation_id=conversation_id,
+            message=self._message(got[12:19]),
+            attempt=int(got[19]),
+            attempt_token=next_token,
+            worker=worker,
+            lease_expires_at=when(now + lease),
+        )
+        return Completed(**dict(task), next=nxt)
 
     def fail(
         self,

@@ -107,6 +107,15 @@ class Task(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class Completed(Task):
+    """A completed task and, when the worker asked ``claim_next``, the next task leased to it
+    in the same write: one commit (one disk flush) per task for a busy worker instead of two
+    (complete, then claim). ``next`` is None when nothing was ready (claim with a wait then)
+    or when ``claim_next`` was not asked."""
+
+    next: Delivery | None = None
+
+
 class TranscriptMessage(BusMessage):
     """A message with where and when it was written: ``node`` (the node that took the send)
     and ``hlc`` (its hybrid-logical-clock stamp). ``seq`` is this node's arrival number."""

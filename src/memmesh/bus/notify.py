@@ -10,6 +10,7 @@ connection per process, which every committed send ``NOTIFY``-s.
 from __future__ import annotations
 
 import functools
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,15 @@ class Notifier:
         self._generation = 0
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self.origin = secrets.token_hex(8)
+        self._mine = f" {self.origin}"
+        """This process's mark in the payload of the NOTIFY its sends issue (see :meth:`payload`)."""
+
+    def payload(self, conversation_id: str) -> str:
+        """The NOTIFY payload of a send in this process. Its listener skips its own marks: the
+        send already woke this process's waiters (:meth:`notify` after it returned), and the
+        echo would wake them all a second time, each wake-up costing a read of the queue."""
+        return f"{conversation_id} {self.origin}"
 
     @property
     def generation(self) -> int:
@@ -106,8 +116,9 @@ class Notifier:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.notify()  # anything sent while we were connecting is re-read
                     while self._wanted():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self.notify()
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            if not note.payload.endswith(self._mine):
+                                self.notify()
             except psycopg.Error:
                 if self._stop.wait(0.5):
                     return

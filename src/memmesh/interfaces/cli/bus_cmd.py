@@ -190,11 +190,31 @@ def complete(
     worker: str = WORKER,
     token: str = TOKEN,
     result: str = typer.Option(None, "--result", help="The task's result."),
+    claim_next: bool = typer.Option(False, "--claim-next", help="Also lease the next ready task to this worker, in the same write."),
+    lease: float = typer.Option(None, "--lease", help="The next task's lease with --claim-next (default bus.lease_s)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Mark the task done (only the attempt holding the lease may)."""
-    task = _service().bus.complete(conversation, attempt_token, worker=worker, token=token, result=result, principal=LOCAL_PRINCIPAL)
-    print_json(task) if as_json else console.print(f"task {task.id} done", markup=False)
+    bus = _service().bus
+    task = bus.complete(
+        conversation,
+        attempt_token,
+        worker=worker,
+        token=token,
+        result=result,
+        principal=LOCAL_PRINCIPAL,
+        claim_next=claim_next,
+        lease_s=lease,
+    )
+    if as_json:
+        print_json(task)
+        return
+    console.print(f"task {task.id} done", markup=False)
+    got = task.next
+    if got is not None:
+        console.print(f"task {got.message.id} attempt {got.attempt} token {got.attempt_token}\n{got.message.body}", markup=False)
+    elif claim_next:
+        console.print("no task ready", markup=False)
 
 
 @bus_app.command("fail")

@@ -127,9 +127,21 @@ class BusTools:
         worker: Annotated[str, Field(description="Your worker name.")],
         attempt_token: Annotated[str, Field(description="The attempt_token bus_claim_task returned.")],
         result: Annotated[str | None, Field(description="The task's result.")] = None,
+        claim_next: Annotated[bool, Field(description="Also lease you the next ready task (returned as next), in the same write.")] = False,
+        lease_seconds: Annotated[float | None, Field(description="The next task's lease (with claim_next).")] = None,
     ) -> Any:
-        """Mark a leased task done with its result (refused if your lease was lost)."""
-        task = self.service.bus.complete(conversation_id, attempt_token, worker=worker, token=token, result=result, principal=self.who())
+        """Mark a leased task done with its result (refused if your lease was lost). With
+        claim_next, ``next`` holds your next task (or null when none is ready)."""
+        task = self.service.bus.complete(
+            conversation_id,
+            attempt_token,
+            worker=worker,
+            token=token,
+            result=result,
+            principal=self.who(),
+            claim_next=claim_next,
+            lease_s=lease_seconds,
+        )
         return _dump(task)
 
     @tool("session", "Append a session turn")

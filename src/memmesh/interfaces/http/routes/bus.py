@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, Field
 
-from memmesh.bus.model import AckResult, BusMessage, Conversation, Delivery, OpenedConversation, Task, Transcript, Unread
+from memmesh.bus.model import AckResult, BusMessage, Completed, Conversation, Delivery, OpenedConversation, Task, Transcript, Unread
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
@@ -59,6 +59,8 @@ class HeartbeatRequest(AttemptRequest):
 
 class CompleteRequest(AttemptRequest):
     result: str | None = None
+    claim_next: bool = Field(False, description="Also lease this worker the next ready task (answered as `next`), in the same write.")
+    lease_s: float | None = Field(None, gt=0, description="The next task's lease (with claim_next; default bus.lease_s).")
 
 
 class FailRequest(AttemptRequest):
@@ -150,9 +152,18 @@ def heartbeat(conversation_id: str, body: HeartbeatRequest, token: Token, servic
     return json_response(got)
 
 
-@router.post("/conversations/{conversation_id}/complete", response_model=Task, summary="Complete a leased task")
+@router.post("/conversations/{conversation_id}/complete", response_model=Completed, summary="Complete a leased task")
 def complete(conversation_id: str, body: CompleteRequest, token: Token, service: Svc, who: Caller) -> Response:
-    task = service.bus.complete(conversation_id, body.attempt_token, worker=body.worker, token=token, result=body.result, principal=who)
+    task = service.bus.complete(
+        conversation_id,
+        body.attempt_token,
+        worker=body.worker,
+        token=token,
+        result=body.result,
+        principal=who,
+        claim_next=body.claim_next,
+        lease_s=body.lease_s,
+    )
     return json_response(task)
 
 

@@ -1,0 +1,137 @@
+"""What idle and busy workers cost the database (issue 24), counted, not timed:
+
+- a worker waiting on an empty queue runs a bounded number of bus statements, however long
+  it waits (no re-claiming in a loop);
+- PostgreSQL: a send in this process wakes this process's waiters once, not twice (its own
+  NOTIFY echo is skipped: the send already woke them), while another process's (here another
+  ``Memory``'s) send still wakes them through LISTEN;
+- after ``complete(claim_next=True)`` found the queue empty, the worker's waiting claim does
+  not run the claim that would find nothing again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from memmesh import Memory
+from memmesh.bus.notify import Notifier
+from memmesh.bus.sql import BusSql
+from memmesh.clock import system_clock
+from memmesh.model import LOCAL_PRINCIPAL as P
+
+
+def _count_sql(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    seen = {"write": 0, "statement": 0, "read": 0}
+    for name in seen:
+        real = getattr(BusSql, name)
+
+        def counted(self: BusSql, _real: Any = real, _name: str = name) -> Any:
+            seen[_name] += 1
+            return _real(self)
+
+        monkeypatch.setattr(BusSql, name, counted)
+    return seen
+
+
+def test_an_idle_waiting_worker_costs_a_bounded_number_of_statements(
+    backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = open_memory(backend_url, clock=system_clock).service.bus
+    q = bus.open(["boss", "w"], kind="queue", principal=P)
+    seen = _count_sql(monkeypatch)
+    started = time.monotonic()
+    assert bus.claim(q.id, worker="w", token=q.token, wait_s=1.5, principal=P) is None
+    assert time.monotonic() - started >= 1.4
+    # one claim, one look at the queue's state, a look on each PostgreSQL re-check (1 s) and the end
+    assert sum(seen.values()) <= 5, seen
+
+
+def test_a_send_wakes_this_process_once_and_another_process_still(
+    pg_database: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = open_memory(pg_database, clock=system_clock).service.bus
+    other = open_memory(pg_database, clock=system_clock).service.bus
+    q = mine.open(["boss", "w"], kind="queue", principal=P)
+    wakes: list[Notifier] = []
+    real = Notifier.notify
+
+    def counted(self: Notifier) -> None:
+        wakes.append(self)
+        real(self)
+
+    # a waiter makes this process listen; let the listener connect
+    waiter = threading.Thread(target=lambda: mine.claim(q.id, worker="w", token=q.token, wait_s=0.3, principal=P))
+    waiter.start()
+    waiter.join()
+    time.sleep(0.3)
+    monkeypatch.setattr(Notifier, "notify", counted)
+    for i in range(10):
+        mine.send(q.id, f"job {i}", sender="boss", token=q.token, principal=P)
+    time.sleep(0.5)  # any echo would have arrived by now
+    assert sum(1 for n in wakes if n is mine.notifier) == 10, "a send here woke this process more than once"
+    # another Memory (its own listener and origin): its send wakes this process through LISTEN
+    del wakes[:]
+    other.send(q.id, "from elsewhere", sender="boss", token=q.token, principal=P)
+    deadline = time.monotonic() + 5
+    while not any(n is mine.notifier for n in wakes) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(n is mine.notifier for n in wakes), "another process's send did not wake this one"
+
+
+def test_an_empty_claim_next_spares_the_next_claim(
+    backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = open_memory(backend_url, clock=system_clock).service.bus
+    q = bus.open(["boss", "w"], kind="queue", principal=P)
+    bus.send(q.id, "only", sender="boss", token=q.token, principal=P)
+    got = bus.claim(q.id, worker="w", token=q.token, principal=P)
+    assert got is not None
+    assert bus.complete(q.id, got.attempt_token, worker="w", token=q.token, principal=P, claim_next=True).next is None
+    claims: list[str] = []
+    real = type(bus)._claim_once
+
+    def counted(self: Any, *args: Any) -> Any:
+        claims.append(args[0])
+        return real(self, *args)
+
+    monkeypatch.setattr(type(bus), "_claim_once", counted)
+    # a send while the worker waits: the wait wakes and claims it (the one claim that runs)
+    threading.Timer(0.2, lambda: bus.send(q.id, "later", sender="boss", token=q.token, principal=P)).start()
+    woke = bus.claim(q.id, worker="w", token=q.token, wait_s=5, principal=P)
+    assert woke is not None and woke.message.body == "later"
+    assert len(claims) == 1, claims
+
+
+def test_waiters_do_not_spin_on_a_lease_already_given_back(
+    backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = open_memory(backend_url, clock=system_clock).service.bus
+    q = bus.open(["boss", "dead", "w1", "w2"], kind="queue", principal=P)
+    bus.send(q.id, "orphan", sender="boss", token=q.token, principal=P)
+    assert bus.claim(q.id, worker="dead", token=q.token, lease_s=0.4, principal=P) is not None  # never completed
+    claims: list[str] = []
+    real = type(bus)._claim_once
+
+    def counted(self: Any, *args: Any) -> Any:
+        claims.append(args[1])
+        return real(self, *args)
+
+    monkeypatch.setattr(type(bus), "_claim_once", counted)
+    got: dict[str, Any] = {}
+    waiters = [
+        threading.Thread(target=lambda w=w: got.__setitem__(w, bus.claim(q.id, worker=w, token=q.token, wait_s=1.5, principal=P)))
+        for w in ("w1", "w2")
+    ]
+    for t in waiters:
+        t.start()
+    for t in waiters:
+        t.join()
+    rescued = [w for w, d in got.items() if d is not None]
+    assert len(rescued) == 1 and got[rescued[0]].attempt == 2
+    # each waiter: its first try, a claim when the lease runs out, perhaps one more; never a loop
+    assert len(claims) <= 8, claims
