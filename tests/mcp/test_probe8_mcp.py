@@ -18,7 +18,8 @@ def test_a_recall_or_search_query_longer_than_a_memory_is_a_tool_error_that_name
             await client.ok("memory_store", content="the May 5 launch went well", namespace="dates")
             for tool in ("memory_recall", "memory_search"):
                 refused = await client.call(tool, query="May 5" + " " * 70_000 + "!")
-                assert refused.is_error and "query is 70006 bytes" in refused.text and "limits.max_content_bytes" in refused.text, refused.text
+                assert refused.is_error, refused.text
+                assert "query is 70006 bytes" in refused.text and "limits.max_content_bytes" in refused.text, refused.text
             found = await client.ok("memory_recall", query="what happened on May 5" + " " * 60_000 + "?")
             assert [h["content"] for h in found["hits"]] == ["the May 5 launch went well"], found
 
