@@ -34,3 +34,21 @@ def test_doctor_warns_of_a_memmesh_variable_it_never_reads(cli: Callable[..., An
     assert report["config"]["limits"]["max_page_size"] == 50  # a real one is read, and not named
     clean = json.loads(cli("doctor", "--json").out)
     assert [c for c in clean["checks"] if c["name"] == "environment"] == []
+
+
+def test_verify_without_a_checkpoint_says_a_cut_tail_goes_unnoticed(cli: Callable[..., Any], db_path: Any) -> None:
+    # Before: the warning said only "a full rewrite would go unnoticed", and a log whose tail
+    # was deleted verified ok under it: an operator read that as "cuts are caught".
+    import sqlite3
+
+    from memmesh.store.sqlite import register_functions
+
+    for n in range(4):
+        assert cli("store", f"fact {n}", "-n", "audited").code == 0
+    with sqlite3.connect(db_path) as conn:
+        register_functions(conn)
+        conn.execute("DELETE FROM audit_log WHERE idx >= 2")
+    done = cli("audit", "verify", "--json")
+    report = json.loads(done.out)
+    assert done.code == 0 and report["ok"] and report["entries"] == 2, done.out
+    assert any("a cut tail or a full rewrite would go unnoticed" in w for w in report["warnings"]), report["warnings"]
