@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,27 +42,10 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
     checks.append({"name": "store", "status": "ok", "detail": f"{redact_url(store.url)} schema {store.schema_version}"})
     integrity = store.integrity_check()
     checks.append({"name": "integrity", "status": "ok" if integrity == "ok" else "fail", "detail": integrity})
-    checks.append(_lease_check(service))
+    from memmesh.health import lease_check
+
+    checks.append(lease_check(service))
     return checks + _embedder_checks(service.embedder, service)
-
-
-def _lease_check(service: Service) -> dict[str, Any]:
-    """Who holds the background leases (curator run, scheduled gc) and for how long; an
-    expired one is free (its holder stopped, or died: the next turn takes it)."""
-    from memmesh.schedule import held_leases
-
-    now = time.time()
-    try:
-        found = held_leases(service.store)
-    except MemmeshError as exc:
-        return {"name": "leases", "status": "fail", "detail": exc.message}
-    parts = [
-        f"{name} held by {holder} for {expires - now:.0f} s more"
-        if expires > now
-        else f"{name} free (last {holder}, ran out {now - expires:.0f} s ago)"
-        for name, holder, expires in found
-    ]
-    return {"name": "leases", "status": "ok", "detail": "; ".join(parts) or "none held (no curator run or gc turn going)"}
 
 
 def _embedder_checks(embedder: Embedder | None, service: Service | None) -> list[dict[str, Any]]:
