@@ -620,3 +620,29 @@ def _describe(exc: ValidationError, path: Path | None, origins: Mapping[str, str
         else:
             parts.append(f"'{dotted}': {err['msg']}")
     return "; ".join(f"{where}: " + "; ".join(parts) for where, parts in by_where.items())
+
+
+OTHER_ENV = frozenset(
+    {"CONFIG", "DB", "DATA_DIR", "BUS_TOKEN", "SHIP_GATE_PG_URL", "WORKER_NAME", "WORKER_HEARTBEAT_FILE", "FEDERATION_CLOCK_OFFSET_FILE"}
+)
+"""``MEMMESH_*`` variables read outside the settings (CLI options, workers, chaos faults)."""
+
+
+def unknown_env(env: Mapping[str, str]) -> list[str]:
+    """``MEMMESH_*`` variables memmesh never reads, each with the nearest real name when one is
+    close: a typo (``MEMMESH_RECALL_DEFAULT_TOPK``) is otherwise silently ignored, and the
+    operator believes a setting is in force that is not (``memmesh doctor`` warns)."""
+    import difflib
+
+    known = set(OTHER_ENV)
+    for section in SECTIONS:
+        model = Settings.model_fields[section].default_factory
+        known.update(f"{section}_{key}".upper() for key in model.model_fields)  # type: ignore[union-attr]
+    found = []
+    for name in sorted(env):
+        rest = name[len("MEMMESH_") :] if name.startswith("MEMMESH_") else None
+        if rest is None or rest in known:
+            continue
+        near = difflib.get_close_matches(rest, known, n=1, cutoff=0.8)
+        found.append(f"{name} (did you mean MEMMESH_{near[0]}?)" if near else name)
+    return found

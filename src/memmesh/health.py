@@ -160,6 +160,26 @@ def _secrets(service: Service) -> list[str]:
     return [s for s in found if s]
 
 
+def lease_check(service: Service) -> dict[str, Any]:
+    """``memmesh doctor``'s ``leases`` line: who holds the background leases (curator run,
+    scheduled gc) and for how long; an expired one is free (its holder stopped, or died: the
+    next turn takes it). Store-wide, so for the local operator only (not in ``/readyz``)."""
+    from memmesh.schedule import held_leases
+
+    now = time.time()
+    try:
+        found = held_leases(service.store)
+    except MemmeshError as exc:
+        return {"name": "leases", "status": "fail", "detail": exc.message}
+    parts = [
+        f"{name} held by {holder} for {expires - now:.0f} s more"
+        if expires > now
+        else f"{name} free (last {holder}, ran out {now - expires:.0f} s ago)"
+        for name, holder, expires in found
+    ]
+    return {"name": "leases", "status": "ok", "detail": "; ".join(parts) or "none held (no curator run or gc turn going)"}
+
+
 def check_health(service: Service) -> dict[str, Any]:
     """Probe every component (see the module doc); never raises."""
     components: dict[str, dict[str, Any]] = {}

@@ -176,7 +176,7 @@ class Memory:
     # -- the curator (memmesh.curator: reversible housekeeping runs) -------------------------
 
     def curate(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None) -> CuratorReport:
-        """One curator run (SPEC §8 report); ``dry_run`` changes nothing. See docs/curator.md."""
+        """One curator run (its report: docs/curator.md); ``dry_run`` changes nothing. See docs/curator.md."""
         return self.service.curator.run(dry_run=dry_run, namespace=namespace, max_ops=max_ops, principal=self.principal)
 
     def curator_rollback(self, run_id: str) -> RollbackReport:

@@ -113,4 +113,14 @@ class Lease:
             tx.conn.execute(self._q("DELETE FROM leases WHERE name = ? AND holder = ?"), (self.name, holder))
 
 
-__all__ = ["Lease", "Periodic"]
+def held_leases(store: Store) -> list[tuple[str, str, float]]:
+    """Every lease row as (name, holder, expires_at), by name: what ``memmesh doctor`` shows an
+    operator deciding whether a curator run or a gc turn is going, and where (a holder names
+    its host or node and its pid), or left behind by a process that died (it runs out)."""
+    q = store.dialect.q  # type: ignore[attr-defined]  # the shared SQL layer's dialect
+    with store.reading() as conn:
+        rows = conn.execute(q("SELECT name, holder, expires_at FROM leases ORDER BY name")).fetchall()
+    return [(str(name), str(holder), float(expires)) for name, holder, expires in rows]
+
+
+__all__ = ["Lease", "Periodic", "held_leases"]

@@ -566,6 +566,7 @@ class Service:
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query is empty: give words or a question to recall by")
         check_text(query, "query")
+        self._check_query_size(query)
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})")
         who = authorize(principal, "reader")
@@ -601,11 +602,22 @@ class Service:
             raise InvalidInputError("search never counts as an access (got touch=True): use recall to count one")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query is empty: give words to search for")
+        self._check_query_size(query)
         who = authorize(principal, "reader")
         k = self.kernel.check_top_k(top_k)
         flt = self.kernel.filter(who, **filters)
         used, hits, notices = self.engine.run(query, flt, k, "keyword", explain, flt.now, context=False)
         return RecallResult(query=query, mode=used, hits=hits, dropped=0, notices=notices)
+
+    def _check_query_size(self, query: str) -> None:
+        """A query is at most as long as the longest memory (``limits.max_content_bytes``): each
+        request's tokenizing, keyword and date scans grow with it, and no stored text is longer."""
+        size = len(query.encode("utf-8", "surrogatepass"))
+        if size > self.kernel.policy.max_content_bytes:
+            raise InvalidInputError(
+                f"query is {size} bytes; the limit is {self.kernel.policy.max_content_bytes} (limits.max_content_bytes): "
+                "ask with fewer words"
+            )
 
     def history(self, memory_id: str, *, principal: Principal) -> builtins.list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""

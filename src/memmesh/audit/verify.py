@@ -164,7 +164,9 @@ def finish(report: VerifyReport, start: int, expected: int) -> VerifyReport:
                 )
             )
         elif latest is None:
-            report.warnings.append("no signed checkpoint: only the hash chain was checked (a full rewrite would go unnoticed)")
+            report.warnings.append(
+                "no signed checkpoint: only the hash chain was checked (a cut tail or a full rewrite would go unnoticed)"
+            )
         elif latest < expected:
             report.warnings.append(f"entries {latest}..{expected - 1} are newer than the last checkpoint (hash chain only)")
     return report

@@ -265,8 +265,12 @@ def _stance(text: str) -> tuple[str | None, bool | None]:
     return f"{match.group('h').lower()}|{topic}", positive
 
 
-CUT = re.compile(r"\s+(?:last|next|this|in|on|since|ago|yesterday|today|for|with|because|and|but|after|before|when|a few)\b.*$", re.I)
-"""Where a value ends: "Berlin last year" is the value Berlin, said at a time."""
+CUT = re.compile(
+    r"(?<!\s)\s+(?:last|next|this|in|on|since|ago|yesterday|today|for|with|because|and|but|after|before|when|a few)\b.*$", re.I
+)
+"""Where a value ends: "Berlin last year" is the value Berlin, said at a time. A match starts
+where a run of spaces starts (the lookbehind): tried from inside the run as well, the spaces made
+each value's scan quadratic in the run's length (12,000 spaces: 20 s of a curator run)."""
 
 
 def _norm(value: str) -> str:

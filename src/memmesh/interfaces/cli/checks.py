@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
-from memmesh.config import Settings, check_secret_file
+from memmesh.config import Settings, check_secret_file, unknown_env
 from memmesh.errors import ConfigError, MemmeshError, NotFoundError
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.recall.embedders import Embedder
@@ -16,6 +17,9 @@ from memmesh.service import Service
 def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> list[dict[str, Any]]:
     """Secret files, store (opens, schema, integrity) and embedder (loads, embeds); never raises."""
     checks: list[dict[str, Any]] = []
+    unread = unknown_env(os.environ)
+    if unread:
+        checks.append({"name": "environment", "status": "warn", "detail": "not memmesh settings, ignored: " + ", ".join(unread)})
     for setting, path in settings.secret_files():
         try:
             check_secret_file(setting, path)
@@ -38,6 +42,9 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
     checks.append({"name": "store", "status": "ok", "detail": f"{redact_url(store.url)} schema {store.schema_version}"})
     integrity = store.integrity_check()
     checks.append({"name": "integrity", "status": "ok" if integrity == "ok" else "fail", "detail": integrity})
+    from memmesh.health import lease_check
+
+    checks.append(lease_check(service))
     return checks + _embedder_checks(service.embedder, service)
 
 

@@ -28,7 +28,7 @@ def run(
     max_ops: int = typer.Option(None, "--max-ops", help="Most writes this run makes (default: \\[curator] max_ops); at least 1."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the curator once and print its report (SPEC §8 JSON with --json)."""
+    """Run the curator once and print its report (as JSON with --json; fields in docs/curator.md)."""
     service = state.dry_run_service() if dry_run else state.service()
     report = service.curator.run(dry_run=dry_run, namespace=namespace, max_ops=max_ops, principal=LOCAL_PRINCIPAL)
     if as_json:

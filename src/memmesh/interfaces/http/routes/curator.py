@@ -30,7 +30,7 @@ class RunRequest(Body):
 
 @router.post("/run", response_model=CuratorReport, summary="Run the curator")
 def run(service: Svc, who: Caller, body: RunRequest | None = None) -> Response:
-    """One run (SPEC §8 report). 409 while another run holds the store's run lease."""
+    """One run; answers its report (docs/curator.md). 409 while another run holds the store's run lease."""
     req = body or RunRequest()
     return json_response(service.curator.run(dry_run=req.dry_run, namespace=req.namespace, max_ops=req.max_ops, principal=who))
 
