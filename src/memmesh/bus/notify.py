@@ -50,10 +50,14 @@ class Notifier:
         on PostgreSQL): a reading taken before a look at the database dates that look."""
         return self._generation
 
-    def notify(self) -> None:
-        """A send committed in this process: wake every waiter."""
+    def notify(self, then: Callable[[int], None] | None = None) -> None:
+        """A send committed in this process: wake every waiter. ``then(new wake-up count)``
+        runs under the wake-up lock before any waiter runs, so what it notes (a send's task
+        count, see Bus._sent) is filed under the new count before a waiter can look."""
         with self._cond:
             self._generation += 1
+            if then is not None:
+                then(self._generation)
             self._cond.notify_all()
 
     def wait_for(self, check: Callable[[], Any], timeout_s: float) -> Any:
