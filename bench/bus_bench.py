@@ -316,6 +316,9 @@ def queue_throughput_processes(url: str, workdir: Path, seconds: float, processe
     release.set()
     for proc, _ready, _pipe in children:
         proc.join(60)
+        if proc.is_alive():  # never leave a child writing into the run's folder
+            proc.kill()
+            proc.join(10)
     done = sum(r["done"] for r in results)
     client = sum(r["cpu_s"] for r in results)
     server = sum(server1.values()) - sum(server0.values())
@@ -661,7 +664,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_start": os.getloadavg()},
         "agents": AGENTS,
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         counter = iter(range(1000))
         if not args.skip_sqlite:
