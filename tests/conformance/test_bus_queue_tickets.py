@@ -99,3 +99,51 @@ def test_waiting_workers_do_not_race_on_sqlite(tmp_path: Any, open_memory: Calla
     # commit counter, and a wake-up that is this process's own send keeps the carried count
     assert got["reads"] <= TASKS * 0.25, got
     assert got["empty"] <= TASKS * 0.25, got
+
+
+def test_another_process_sends_carry_the_count_on_postgres(
+    pg_database: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sends come from another ``Memory`` (its own notifier and NOTIFY mark, as another
+    process): their NOTIFY names the count, and this process's waiters carry it instead of
+    reading the queue once per send (before: one read per send)."""
+    mine = open_memory(pg_database, clock=system_clock).service.bus
+    other = open_memory(pg_database, clock=system_clock).service.bus
+    q = mine.open(["boss", *[f"w{i}" for i in range(WORKERS)]], kind="queue", principal=P)
+    reads = [0]
+    real_read = type(mine)._poll_state
+
+    def read(self: Any, *args: Any) -> Any:
+        if self is mine:
+            reads[0] += 1
+        return real_read(self, *args)
+
+    monkeypatch.setattr(type(mine), "_poll_state", read)
+    done: list[str] = []
+    stop = threading.Event()
+
+    def worker(name: str) -> None:
+        got = None
+        while not stop.is_set():
+            if got is None:
+                got = mine.claim(q.id, worker=name, token=q.token, lease_s=30, wait_s=0.3, principal=P)
+                continue
+            finished = mine.complete(q.id, got.attempt_token, worker=name, token=q.token, principal=P, claim_next=True, lease_s=30)
+            done.append(finished.body)
+            got = finished.next
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(WORKERS)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)  # every worker waits, and this process's listener is connected
+    for i in range(60):
+        other.send(q.id, f"task {i}", sender="boss", token=q.token, principal=P)
+        time.sleep(0.005)
+    deadline = time.monotonic() + 30
+    while len(done) < 60 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert sorted(done) == sorted(f"task {i}" for i in range(60)), "a task was lost or completed twice"
+    assert reads[0] <= 15, reads

@@ -225,6 +225,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
+        self.notifier.on_sent = self._sent  # another process's send carries the counts too
         self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
@@ -529,7 +530,7 @@ class Bus:
                     ids,
                     bodies,
                     [self._hlc() for _ in bodies],
-                    self.notifier.payload(conversation_id),
+                    self.notifier.payload(conversation_id, len(bodies)),
                 ),
             )
             if top is not None and flush:
@@ -923,8 +924,10 @@ class Bus:
         count of ready tasks was read at the wake-up just before, nothing else can have
         changed the queue unannounced: the count carries over plus ``count``, and the
         waiters this send wakes take tickets from it instead of each wake-up costing a read
-        of the queue. A send from another process is not counted here; its own wake-up (the
-        NOTIFY, or SQLite's commit counter) moves the count on and a fresh read follows.
+        of the queue. On PostgreSQL another process's send arrives here too (its NOTIFY
+        names its count, Notifier.on_sent); on SQLite another process's commit is a bare
+        wake-up (the commit counter) and a fresh read follows. Tasks another process claims
+        are not seen: the count runs high, and a claim that finds nothing drops it.
         Over-counting (a send that committed before the read but woke after it) costs one
         claim that finds nothing, which drops the count (_drained); the count is re-read at
         least every TICKET_TTL_S, as the carried count keeps its read time."""
