@@ -9,6 +9,8 @@ waiters of the process. Counted here through the bus's own calls:
 - a claim outside the tickets (``complete(claim_next=True)``, a claim's first try) takes one
   ticket off (``Bus._taken``): waiting workers do not claim tasks the busy workers already
   took, so few claims find nothing;
+- PostgreSQL: another process's send names its count in its NOTIFY and is carried the same
+  way (fails before: one read per send);
 - and every task is still completed exactly once (nothing lost, nothing done twice).
 """
 
