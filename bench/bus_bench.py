@@ -7,7 +7,10 @@ cluster of ``scripts/pg_test_server.py``), through the public ``Memory`` API:
   sending to its partner and reading + acking what it received; reported as durable
   enqueue + ack per second (a message counts once it is acked by its reader);
 - **queue**: 20 agents: 4 producers enqueue tasks one per write, 16 workers claim (lease),
-  then complete (the fenced ack) each; reported as tasks enqueued + acked per second;
+  then complete (the fenced ack) each; reported as tasks enqueued + acked per second; run as
+  threads of this process, then (``--processes 1,2,4``) spread over N OS processes each with
+  its own ``Memory`` on the same store, as a deployment runs workers (one Python process is
+  GIL-bound: on 2 cores the one-process run measures the harness as much as the queue);
 - **long-poll**: a reader blocked in ``unread(wait_s=…)`` and a sender in the same process,
   then in another process: latency from just before ``send`` to the reader holding the
   message, p50/p99; an empty poll's overshoot past its timeout; CPU used while idle-polling;
@@ -25,6 +28,7 @@ per operation (pg_stat_statements, loaded into the private cluster).
 Prints a table and writes JSON (with the load average at start and end):
 
     python bench/bus_bench.py --only chat,queue --seconds 10 --out bench/results/bus.json
+    python bench/bus_bench.py --only queue --processes 1,2,4 --seconds 10 --skip-pg
     python bench/bus_bench.py --out bench/results/bus.json [--seconds 5] [--skip-pg] [--pg-durability disk]
 """
 
@@ -156,47 +160,58 @@ def chat_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
     }
 
 
+def _producer_loop(bus: Any, queue_id: str, token: str, index: int, stop: Any, enqueued: list[int], errors: list[str]) -> None:
+    """Enqueue one task per write until ``stop`` (a threading or multiprocessing Event)."""
+    try:
+        while not stop.is_set():
+            bus.send(queue_id, f"task {index}-{enqueued[index]}", sender=f"p{index}", token=token, principal=P)
+            enqueued[index] += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+
+
+def _worker_loop(
+    bus: Any, queue_id: str, token: str, name: str, index: int, stop: Any, done: list[int], errors: list[str], claim_next: bool
+) -> None:
+    """Claim (waiting up to 0.2 s) and complete until ``stop``; with ``claim_next`` a busy
+    worker's complete also leases its next task (one write per task)."""
+    got = None
+    try:
+        while not stop.is_set():
+            if got is not None and not claim_next:  # the loop before claim_next: complete, then claim
+                bus.complete(queue_id, got.attempt_token, worker=name, token=token, result="ok", principal=P)
+                done[index] += 1
+                got = None
+            if got is None:
+                got = bus.claim(queue_id, worker=name, token=token, lease_s=30, wait_s=0.2, principal=P)
+                continue
+            got = bus.complete(
+                queue_id, got.attempt_token, worker=name, token=token, result="ok", principal=P, claim_next=True, lease_s=30
+            ).next
+            done[index] += 1
+    except Exception as exc:
+        errors.append(repr(exc))
+
+
+def _queue_roles() -> tuple[list[str], list[str]]:
+    return ["p0", "p1", "p2", "p3"], [f"w{i}" for i in range(AGENTS - 4)]
+
+
 def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> dict[str, Any]:
-    """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack); with
-    ``claim_next`` a busy worker's complete also leases its next task (one write per task)."""
+    """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack), all
+    threads of this one process (one interpreter: the GIL serialises their Python)."""
     bus = mem.service.bus
-    workers = [f"w{i}" for i in range(AGENTS - 4)]
-    queue = bus.open(["p0", "p1", "p2", "p3", *workers], kind="queue", principal=P)
-    enqueued = [0] * 4
+    producers, workers = _queue_roles()
+    queue = bus.open([*producers, *workers], kind="queue", principal=P)
+    enqueued = [0] * len(producers)
     done = [0] * len(workers)
     stop = threading.Event()
     errors: list[str] = []
-
-    def producer(index: int) -> None:
-        try:
-            while not stop.is_set():
-                bus.send(queue.id, f"task {index}-{enqueued[index]}", sender=f"p{index}", token=queue.token, principal=P)
-                enqueued[index] += 1
-        except Exception as exc:
-            errors.append(repr(exc))
-
-    def worker(index: int) -> None:
-        name = workers[index]
-        got = None
-        try:
-            while not stop.is_set():
-                if got is not None and not claim_next:  # the loop before claim_next: complete, then claim
-                    bus.complete(queue.id, got.attempt_token, worker=name, token=queue.token, result="ok", principal=P)
-                    done[index] += 1
-                    got = None
-                if got is None:
-                    got = bus.claim(queue.id, worker=name, token=queue.token, lease_s=30, wait_s=0.2, principal=P)
-                    continue
-                # a busy worker acks and takes the next task in one write (claim_next)
-                got = bus.complete(
-                    queue.id, got.attempt_token, worker=name, token=queue.token, result="ok", principal=P, claim_next=True, lease_s=30
-                ).next
-                done[index] += 1
-        except Exception as exc:
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=producer, args=(i,)) for i in range(4)]
-    threads += [threading.Thread(target=worker, args=(i,)) for i in range(len(workers))]
+    threads = [threading.Thread(target=_producer_loop, args=(bus, queue.id, queue.token, i, stop, enqueued, errors)) for i in range(4)]
+    threads += [
+        threading.Thread(target=_worker_loop, args=(bus, queue.id, queue.token, w, i, stop, done, errors, claim_next))
+        for i, w in enumerate(workers)
+    ]
     cpu: dict[str, Any] = {}
     with cpu_meter(cpu, lambda: sum(done)):
         start = time.perf_counter()
@@ -208,11 +223,121 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> di
             t.join()
         elapsed = time.perf_counter() - start
     return {
+        "processes": 1,
         "completed_per_s": round(sum(done) / elapsed, 1),
         "enqueued_per_s": round(sum(enqueued) / elapsed, 1),
         **cpu,
         "errors": errors[:3],
+        "error_count": len(errors),
     }
+
+
+def _queue_child(
+    url: str,
+    workdir: str,
+    queue_id: str,
+    token: str,
+    producers: list[int],
+    workers: list[tuple[int, str]],
+    claim_next: bool,
+    ready: Any,
+    go: Any,
+    stop: Any,
+    release: Any,
+    pipe: Any,
+) -> None:
+    """One OS process of the multi-process queue run: its own Memory on the shared store,
+    its share of the producers and workers as threads, its counts and CPU sent back."""
+    mem = open_memory(url, Path(workdir))
+    bus = mem.service.bus
+    enqueued = [0] * 4
+    done = [0] * (AGENTS - 4)
+    errors: list[str] = []
+    threads = [threading.Thread(target=_producer_loop, args=(bus, queue_id, token, i, stop, enqueued, errors)) for i in producers]
+    threads += [
+        threading.Thread(target=_worker_loop, args=(bus, queue_id, token, w, i, stop, done, errors, claim_next)) for i, w in workers
+    ]
+    ready.set()
+    go.wait()
+    cpu0 = time.process_time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cpu = time.process_time() - cpu0
+    pipe.send({"enqueued": sum(enqueued), "done": sum(done), "cpu_s": cpu, "errors": errors})
+    release.wait(120)  # the store (and its server backends, whose CPU is counted) stays open until then
+    mem.close()
+    pipe.close()
+
+
+def queue_throughput_processes(url: str, workdir: Path, seconds: float, processes: int, claim_next: bool = True) -> dict[str, Any]:
+    """The queue run with its 4 producers and 16 workers spread round-robin over
+    ``processes`` OS processes, each with its own ``Memory`` on the same store (as a real
+    deployment runs workers): counted the same way; client CPU is every child's CPU while
+    it ran (time.process_time, sent back over a pipe with its counts)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    mem = open_memory(url, workdir)
+    try:
+        producers, workers = _queue_roles()
+        queue = mem.service.bus.open([*producers, *workers], kind="queue", principal=P)
+    finally:
+        mem.close()
+    go, stop, release = ctx.Event(), ctx.Event(), ctx.Event()
+    children = []
+    for k in range(processes):
+        mine_p = [i for i in range(len(producers)) if i % processes == k]
+        mine_w = [(i, w) for i, w in enumerate(workers) if (i + len(producers)) % processes == k]
+        ready = ctx.Event()
+        parent_end, child_end = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_queue_child,
+            args=(url, str(workdir), queue.id, queue.token, mine_p, mine_w, claim_next, ready, go, stop, release, child_end),
+            daemon=True,
+        )
+        proc.start()
+        child_end.close()
+        children.append((proc, ready, parent_end))
+    for _proc, ready, _pipe in children:
+        if not ready.wait(120):
+            raise RuntimeError("a queue bench process did not start in 120 s")
+    results: list[dict[str, Any]] = []
+    server0 = server_cpu()
+    start = time.perf_counter()
+    go.set()
+    time.sleep(seconds)
+    stop.set()
+    for _proc, _ready, pipe in children:
+        results.append(pipe.recv())
+    elapsed = time.perf_counter() - start
+    server1 = server_cpu()
+    release.set()
+    for proc, _ready, _pipe in children:
+        proc.join(60)
+        if proc.is_alive():  # never leave a child writing into the run's folder
+            proc.kill()
+            proc.join(10)
+    done = sum(r["done"] for r in results)
+    client = sum(r["cpu_s"] for r in results)
+    server = sum(server1.values()) - sum(server0.values())
+    errors = [e for r in results for e in r["errors"]]
+    n = max(1, done)
+    out: dict[str, Any] = {
+        "processes": processes,
+        "completed_per_s": round(done / elapsed, 1),
+        "enqueued_per_s": round(sum(r["enqueued"] for r in results) / elapsed, 1),
+        "ops": done,
+        "client_cpu_us_per_op": round(client / n * 1e6, 1),
+    }
+    if SERVER_PIDS:
+        out["server_cpu_us_per_op"] = round(server / n * 1e6, 1)
+        out["server_backends_cpu_us_per_op"] = round((server1["backends"] - server0["backends"]) / n * 1e6, 1)
+    out["cpu_bound_ops_per_s_on_2_cores"] = round(2 / ((client + server) / n), 0)
+    out["errors"] = errors[:3]
+    out["error_count"] = len(errors)
+    return out
 
 
 # -- long-poll ----------------------------------------------------------------------------------
@@ -454,20 +579,28 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
 def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     parts = set(args.only.split(",")) if args.only else {"chat", "queue", "poll", "rehydrate"}
-    for label, action in (
-        ("chat", lambda m: chat_throughput(m, args.seconds)),
-        ("queue", lambda m: queue_throughput(m, args.seconds, not args.no_claim_next)),
-    ):
-        if label not in parts:
+    runs: list[tuple[str, str, Callable[[Memory, str], dict[str, Any]]]] = [
+        ("chat", "chat", lambda m, u: chat_throughput(m, args.seconds)),
+        ("queue", "queue", lambda m, u: queue_throughput(m, args.seconds, not args.no_claim_next)),
+    ]
+    for n in [int(x) for x in args.processes.split(",") if x.strip()]:
+        if n > 1:
+            runs.append(
+                ("queue", f"queue_{n}p", lambda m, u, n=n: queue_throughput_processes(u, workdir, args.seconds, n, not args.no_claim_next))
+            )
+    for part, label, action in runs:
+        if part not in parts:
             continue
         url = fresh_url()
-        mem = open_memory(url, workdir)
+        # a multi-process run opens its own Memory per process: none stays open here
+        mem = None if label.endswith("p") else open_memory(url, workdir)
         try:
             statements_reset(url)
-            out[label] = action(mem)
+            out[label] = action(mem, url)  # type: ignore[arg-type]
             statements = statements_per_op(url, out[label].get("ops", 0))
         finally:
-            mem.close()
+            if mem is not None:
+                mem.close()
         print(f"{name:9} {label:6} {out[label]}", flush=True)
         if statements:
             out[label]["statements"] = statements
@@ -506,6 +639,11 @@ def main() -> int:
     parser.add_argument("--minilm", action="store_true", help="also rehydrate with the MiniLM embedder (slow to set up)")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--no-claim-next", action="store_true", help="queue workers complete, then claim (two writes per task)")
+    parser.add_argument(
+        "--processes",
+        default="1,2",
+        help="queue part: comma-separated OS process counts to spread producers and workers over (1 = threads of this process)",
+    )
     parser.add_argument("--top", type=int, default=8, help="PostgreSQL statements printed per throughput part")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated parts to run: chat,queue,poll,rehydrate (default all)")
@@ -526,7 +664,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_start": os.getloadavg()},
         "agents": AGENTS,
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
         counter = iter(range(1000))
         if not args.skip_sqlite:

@@ -60,9 +60,9 @@ def test_a_send_wakes_this_process_once_and_another_process_still(
     wakes: list[Notifier] = []
     real = Notifier.notify
 
-    def counted(self: Notifier) -> None:
+    def counted(self: Notifier, *args: Any) -> None:
         wakes.append(self)
-        real(self)
+        real(self, *args)
 
     # a waiter makes this process listen; let the listener connect
     waiter = threading.Thread(target=lambda: mine.claim(q.id, worker="w", token=q.token, wait_s=0.3, principal=P))

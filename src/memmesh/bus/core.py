@@ -24,6 +24,7 @@ Model (issue 17, SPEC §9):
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import hmac
 import json
@@ -224,6 +225,7 @@ class Bus:
         self.policy = policy or BusPolicy()
         self.sql = BusSql(service.store)
         self.notifier = Notifier(service.store, self.sql.postgres)
+        self.notifier.on_sent = self._sent  # another process's send carries the counts too
         self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
@@ -231,7 +233,7 @@ class Bus:
         self._vouched: dict[tuple[str, str, str], float] = {}
         self._flush_checked: tuple[float, bool] | None = None
         self.hints = QueueHints()
-        """Per queue: [wake-up count, tickets left, earliest lease expiry, read at] (see _claimable)."""
+        """Per queue: [wake-up count, tickets left, earliest lease expiry, read at, read done at] (see _claimable)."""
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -456,7 +458,7 @@ class Bus:
         if self.sql.postgres:
             fast = self._send_pg(conversation_id, bodies, sender, token, to, now)
             if fast is not None:
-                self.notifier.notify()
+                self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
                 return fast
         # SQLite, or PostgreSQL explaining why its one-statement send stored nothing
         with self.sql.write() as rows:
@@ -490,7 +492,7 @@ class Bus:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(*m, state, history, origin, self._hlc()) for m in made],
                 )
-        self.notifier.notify()
+        self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
         return [self._message(m) for m in made]
 
     def _send_pg(
@@ -528,7 +530,7 @@ class Bus:
                     ids,
                     bodies,
                     [self._hlc() for _ in bodies],
-                    self.notifier.payload(conversation_id),
+                    self.notifier.payload(conversation_id, len(bodies)),
                 ),
             )
             if top is not None and flush:
@@ -849,8 +851,11 @@ class Bus:
         caller = (conversation_id, self._token_hash(conversation_id, token), worker)
         skipped = wait > 0 and self._known_empty(caller)
         if not skipped:
+            generation, started = self.notifier.generation, time.monotonic()
             got = self._claim_once(conversation_id, worker, token, lease)
             self._vouch(caller)
+            if got is not None:
+                self._taken(conversation_id, generation, started)
             if got is not None or wait <= 0:
                 return got
         with self._long_poll():
@@ -911,7 +916,39 @@ class Bus:
         with self._tickets_lock:
             held = self._tickets.get(caller[0])
             if held is None or held[0] <= generation:
-                self._tickets[caller[0]] = [generation, 0, held[2] if held is not None else None, time.monotonic()]
+                self._tickets[caller[0]] = [generation, 0, held[2] if held is not None else None, time.monotonic(), time.monotonic()]
+
+    def _sent(self, conversation_id: str, count: int, generation: int) -> None:
+        """A send in this process committed ``count`` tasks and moved the wake-up count to
+        ``generation`` (called under the wake-up lock, see Notifier.notify). When the queue's
+        count of ready tasks was read at the wake-up just before, nothing else can have
+        changed the queue unannounced: the count carries over plus ``count``, and the
+        waiters this send wakes take tickets from it instead of each wake-up costing a read
+        of the queue. On PostgreSQL another process's send arrives here too (its NOTIFY
+        names its count, Notifier.on_sent); on SQLite another process's commit is a bare
+        wake-up (the commit counter) and a fresh read follows. Tasks another process claims
+        are not seen: the count runs high, and a claim that finds nothing drops it.
+        Over-counting (a send that committed before the read but woke after it) costs one
+        claim that finds nothing, which drops the count (_drained); the count is re-read at
+        least every TICKET_TTL_S, as the carried count keeps its read time."""
+        with self._tickets_lock:
+            held = self._tickets.get(conversation_id)
+            if held is not None and held[0] == generation - 1 and time.monotonic() - held[3] < TICKET_TTL_S:
+                held[0] = generation
+                held[1] += count
+
+    def _taken(self, conversation_id: str, generation: int, started: float) -> None:
+        """A claim outside the tickets (a ``complete(claim_next=True)``, or a claim's first
+        try) leased a task; its statement started at ``started`` (monotonic) with the wake-up
+        count at ``generation``. When the current count was read for that same wake-up and
+        its read had returned before the claim started, the claim took one of the tasks the
+        count counted (or one sent after it, which a send here added, see _sent, or whose
+        sender's wake-up is still to come): one ticket fewer, so a waiting worker does not
+        race the completers for a task that is gone and run a claim that finds nothing."""
+        with self._tickets_lock:
+            held = self._tickets.get(conversation_id)
+            if held is not None and held[0] == generation and held[4] < started and held[1] > 0:
+                held[1] -= 1
 
     def _known_empty(self, caller: tuple[str, str, str]) -> bool:
         """Whether a waiting claim may skip its first try and go straight to waiting: the
@@ -976,7 +1013,7 @@ class Bus:
                     return False, held[2]
             count, expiry = self._poll_state(conversation_id)
             with self._tickets_lock:
-                self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now]
+                self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now, time.monotonic()]
         return count > 0, expiry
 
     def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
@@ -1207,7 +1244,7 @@ class Bus:
             raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
         lease = self._lease(lease_s) if claim_next else 0.0
         now = self._now()
-        generation = self.notifier.generation
+        generation, started = self.notifier.generation, time.monotonic()
         if self.sql.postgres:
             both = self._complete_claim_pg(conversation_id, attempt_token, worker, token, result, lease, now) if claim_next else None
             if both is not None:
@@ -1235,6 +1272,8 @@ class Bus:
             return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
         if claim_next and leased is None:
             self._found_empty((conversation_id, self._token_hash(conversation_id, token), worker), generation)
+        elif leased is not None:
+            self._taken(conversation_id, generation, started)
         return Completed(**dict(task), next=self._leased(conversation_id, worker, lease, now, leased))
 
     def _complete_claim_pg(
@@ -1253,7 +1292,7 @@ class Bus:
         next_token = secrets.token_hex(16)
         floor = self.hints.ready_floor(conversation_id)
         token_hash = self._token_hash(conversation_id, token)
-        generation = self.notifier.generation
+        generation, started = self.notifier.generation, time.monotonic()
         with self.sql.statement() as rows:
             got = rows.one(
                 COMPLETE_CLAIM_PG,
@@ -1276,6 +1315,7 @@ class Bus:
             return Completed(**dict(task))
         self.hints.claimed(conversation_id, int(got[14]), floor)
         self.hints.leased(next_token, conversation_id, int(got[14]))
+        self._taken(conversation_id, generation, started)
         nxt = Delivery(
             conversation_id=conversation_id,
             message=self._message(got[12:19]),

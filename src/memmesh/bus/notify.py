@@ -36,13 +36,18 @@ class Notifier:
         self._stop = threading.Event()
         self.origin = secrets.token_hex(8)
         self._mine = f" {self.origin}"
+        self.on_sent: Callable[[str, int, int], None] | None = None
+        """Told (conversation, messages sent, new wake-up count) under the wake-up lock when
+        another process's send is notified (PostgreSQL): the bus carries its queue counts
+        forward instead of every such wake-up costing a read of the queue (Bus._sent)."""
         """This process's mark in the payload of the NOTIFY its sends issue (see :meth:`payload`)."""
 
-    def payload(self, conversation_id: str) -> str:
+    def payload(self, conversation_id: str, count: int = 0) -> str:
         """The NOTIFY payload of a send in this process. Its listener skips its own marks: the
         send already woke this process's waiters (:meth:`notify` after it returned), and the
-        echo would wake them all a second time, each wake-up costing a read of the queue."""
-        return f"{conversation_id} {self.origin}"
+        echo would wake them all a second time, each wake-up costing a read of the queue.
+        Other processes' listeners read ``count``, the messages sent (see :attr:`on_sent`)."""
+        return f"{conversation_id} {count} {self.origin}" if count > 0 else f"{conversation_id} {self.origin}"
 
     @property
     def generation(self) -> int:
@@ -50,10 +55,14 @@ class Notifier:
         on PostgreSQL): a reading taken before a look at the database dates that look."""
         return self._generation
 
-    def notify(self) -> None:
-        """A send committed in this process: wake every waiter."""
+    def notify(self, then: Callable[[int], None] | None = None) -> None:
+        """A send committed in this process: wake every waiter. ``then(new wake-up count)``
+        runs under the wake-up lock before any waiter runs, so what it notes (a send's task
+        count, see Bus._sent) is filed under the new count before a waiter can look."""
         with self._cond:
             self._generation += 1
+            if then is not None:
+                then(self._generation)
             self._cond.notify_all()
 
     def wait_for(self, check: Callable[[], Any], timeout_s: float) -> Any:
@@ -118,10 +127,18 @@ class Notifier:
                     while self._wanted():
                         for note in conn.notifies(timeout=1.0, stop_after=1):
                             if not note.payload.endswith(self._mine):
-                                self.notify()
+                                self.notify(self._counted(note.payload))
             except psycopg.Error:
                 if self._stop.wait(0.5):
                     return
+
+    def _counted(self, payload: str) -> Callable[[int], None] | None:
+        """The :attr:`on_sent` call for a NOTIFY payload that names its count (None for any
+        other payload: a bare wake-up, and the waiters read the queue afresh)."""
+        parts = payload.split(" ")
+        if self.on_sent is None or len(parts) != 3 or not parts[1].isdigit():
+            return None
+        return functools.partial(self.on_sent, parts[0], int(parts[1]))
 
     def _wanted(self) -> bool:
         """Listen while the store is open (its pool closes with it) and nobody said stop."""
