@@ -38,6 +38,7 @@ from urllib.parse import quote
 import pytest
 
 from memmesh import Memory
+from memmesh.audit.capture import unwrap
 from memmesh.audit.notes import init_key
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL
@@ -267,3 +268,57 @@ def test_a_checkpoint_flushes_the_wal_past_what_it_signs(cluster: Cluster, tmp_p
         assert made is not None and made.size >= 1
     assert not before, "the WAL was flushed already: the test proves nothing"
     assert after, "the checkpoint was signed while the WAL was not flushed past the entries it read"
+
+
+def _statements_logged(log: Path, offset: int) -> list[str]:
+    """Statements the server logged (``log_statement = all``) after ``offset`` bytes of its log."""
+    with log.open("rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode("utf-8", "replace")
+    return [line.split("LOG:", 1)[1].strip() for line in text.splitlines() if "LOG:  statement:" in line or "LOG:  execute" in line]
+
+
+def test_an_audit_only_write_costs_four_statements(cluster: Cluster, tmp_path: Path) -> None:
+    """A write transaction that only appends (``service.audit.record``) sends BEGIN, the lock
+    and insert, COMMIT and the flush wait: four statements, each a round trip. It also sent
+    ``SELECT pg_current_xact_id()`` first (five), which only a change number needs: the
+    change-number function takes the xid itself now (schema 25). Counted in the server's own
+    statement log, so nothing the client does is left out."""
+    name, url = cluster.database()
+    with cluster.admin() as conn:
+        conn.execute(f'ALTER DATABASE "{name}" SET log_statement = \'all\'')
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    server_log = Path(data_dir, "server.log")
+    appends = 20
+    with Memory(url, _settings(tmp_path)) as mem:
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)  # the head is cached from here on
+        offset = server_log.stat().st_size
+        for i in range(appends):
+            mem.service.audit.record("count.statements", principal=LOCAL_PRINCIPAL, target=f"s{i}")
+        time.sleep(0.3)  # the server writes its log line before it answers; the collector may lag a moment
+        logged = _statements_logged(server_log, offset)
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok, report.problems
+    assert not [s for s in logged if "pg_current_xact_id" in s], logged[:8]
+    assert len(logged) == 4 * appends, f"{len(logged)} statements for {appends} appends: {logged[:8]}"
+
+
+def test_a_transaction_holding_a_change_number_counts_as_running_for_the_vector_feed(cluster: Cluster, tmp_path: Path) -> None:
+    """The write transaction no longer takes its xid up front; a change number must still come
+    with one (the vector feed reads "no transaction running" as "the counter covers all"), so
+    a transaction that took a number and has written nothing yet holds the feed's cursor back."""
+    name, url = cluster.database()
+    with Memory(url, _settings(tmp_path)) as mem:
+        store = unwrap(mem.service.store)
+        idle = store.vector_changes(0)
+        assert idle.seq >= 0, idle  # nothing running: the cursor is the counter
+        with cluster.admin(name) as raw:
+            raw.execute("SELECT memmesh_next_change()")  # the next nextval() is in the sequence's logged batch: it takes no xid
+        with cluster.admin(name) as raw, raw.transaction():
+            number = raw.execute("SELECT memmesh_next_change()").fetchone()[0]
+            assert raw.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL").fetchone()[0]
+            with cluster.admin(name) as other:  # a later transaction completes (a snapshot's xmax passes this one's xid)
+                other.execute("SELECT pg_current_xact_id()")
+            held = store.vector_changes(idle.seq)
+            assert held.seq < 0, f"change number {number} is held by a running transaction, yet the feed says it covers all"

@@ -280,8 +280,8 @@ class PostgresStore(SQLReads):
         try:
             with self._connection() as conn:
                 with conn.transaction():
-                    # An xid before any change number: the change feed relies on it (vector_changes).
-                    conn.execute("SELECT pg_current_xact_id()")
+                    # No xid statement here: memmesh_next_change() takes the xid itself before a
+                    # change number (schema 25), which the change feed relies on (vector_changes).
                     tx = PostgresWriteTx(conn, self._hnsw_dims if self.ann_index else None)
                     self._local.tx = tx
                     try:
