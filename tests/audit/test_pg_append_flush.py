@@ -322,3 +322,53 @@ def test_a_transaction_holding_a_change_number_counts_as_running_for_the_vector_
                 other.execute("SELECT pg_current_xact_id()")
             held = store.vector_changes(idle.seq)
             assert held.seq < 0, f"change number {number} is held by a running transaction, yet the feed says it covers all"
+
+
+def _round_trips(trace: str) -> list[str]:
+    """What the client sent per round trip, from a libpq trace: each round trip ends with a
+    simple ``Query`` or a ``Sync`` from the client (F), after which it waits for the answer."""
+    trips, current = [], []
+    for line in trace.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or parts[0] != "F":
+            continue
+        current.append(" ".join(parts[2:]))
+        if parts[2].startswith(("Query", "Sync")):
+            trips.append(" ".join(current))
+            current = []
+    return trips
+
+
+def test_an_audit_only_write_is_three_round_trips_commit_and_flush_in_one(cluster: Cluster, tmp_path: Path) -> None:
+    """BEGIN, the lock and insert, then COMMIT and the flush wait sent in one network write
+    (libpq pipeline mode, a Flush message between them so the commit's answer still comes
+    first): three round trips per append, was four (five with the xid statement). Counted in
+    libpq's own trace of the store's one pooled connection."""
+    import psycopg
+
+    _, url = cluster.database()
+    settings = _settings(tmp_path).model_copy(deep=True)
+    settings.storage.pool_size = 1
+    trace_file = tmp_path / "libpq.trace"
+    with Memory(url, settings) as mem:
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)  # the head is cached from here on
+        store = unwrap(mem.service.store)
+        with trace_file.open("w") as fh:
+            conn = store._pool.getconn()
+            try:
+                conn.pgconn.trace(fh.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+            finally:
+                store._pool.putconn(conn)
+            mem.service.audit.record("count.round.trips", principal=LOCAL_PRINCIPAL)
+            conn = store._pool.getconn()
+            try:
+                conn.pgconn.untrace()
+            finally:
+                store._pool.putconn(conn)
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 3, report
+    trips = _round_trips(trace_file.read_text())
+    assert len(trips) == 3, trips
+    assert "COMMIT" in trips[-1] and "pg_logical_emit_message" in trips[-1], trips

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from memmesh.store.audit_sql import FLUSH_PG
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
+from memmesh.store.pg_commit import commit_then_flush
 from memmesh.store.postgres_conn import (
     KEEPALIVES,
     POOL_WAIT_S,
@@ -279,20 +280,28 @@ class PostgresStore(SQLReads):
         tx: PostgresWriteTx | None = None
         try:
             with self._connection() as conn:
-                with conn.transaction():
-                    # No xid statement here: memmesh_next_change() takes the xid itself before a
-                    # change number (schema 25), which the change feed relies on (vector_changes).
+                # BEGIN and COMMIT by hand, not conn.transaction(): a commit that owes a flush
+                # sends both in one round trip (commit_then_flush). No xid statement here:
+                # memmesh_next_change() takes the xid itself before a change number (schema 25),
+                # which the change feed relies on (vector_changes).
+                conn.execute("BEGIN")
+                try:
                     tx = PostgresWriteTx(conn, self._hnsw_dims if self.ann_index else None)
                     self._local.tx = tx
                     try:
                         yield tx
                     finally:
                         self._local.tx = None
-                    phase = "commit"
-                for hook in tx.on_commit:
-                    hook()
+                except BaseException:
+                    _rollback_quietly(conn)
+                    raise
+                phase = "commit"
                 if tx.flush_owed:  # an asynchronous commit: durable once the WAL is flushed past it
-                    conn.execute(FLUSH_PG).fetchall()
+                    commit_then_flush(conn, tx.on_commit)
+                else:
+                    conn.execute("COMMIT")
+                    for hook in tx.on_commit:
+                        hook()
                 phase = "done"
         except psycopg.OperationalError as exc:
             if phase == "commit":
@@ -548,6 +557,13 @@ class PostgresStore(SQLReads):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _rollback_quietly(conn: psycopg.Connection) -> None:
+    """Roll back after a failed write body; a rollback that fails too (the connection is gone)
+    must not hide the error that failed the body (the pool discards a broken connection)."""
+    with suppress(psycopg.Error):
+        conn.rollback()
 
 
 class PostgresWriteTx(SQLWrites):

@@ -1,0 +1,106 @@
+"""COMMIT and the wait for the WAL flush in one round trip (PostgreSQL, libpq pipeline mode).
+
+An audited write whose commit was made asynchronous (:func:`memmesh.store.audit_sql.lock_chain`)
+owes a wait for the disk flush after its commit. Sent one after the other, the two cost two
+round trips, i.e. two network exchanges and two statements' worth of driver and server work
+per append. Here both go in one network write, in libpq's pipeline mode:
+
+    COMMIT · Flush · SELECT pg_logical_emit_message(true, …) · Sync
+
+The protocol's ``Flush`` message makes the server send the COMMIT's answer as soon as the
+commit record is written, before it runs the next statement, so the caller still learns of the
+commit first and runs ``on_committed`` (the audit releases its in-process turn there, before
+the flush: :meth:`memmesh.audit.log.AuditLog._take_turn`) while the server waits for the
+flush. The flush statement runs in the implicit transaction the pipeline's ``Sync`` commits,
+with the session's ``synchronous_commit`` (the appender's ``off`` was local to its own
+transaction), so its ``ReadyForQuery`` comes once the WAL is flushed past it, and past the
+appender's commit before it. Only then does this return.
+
+Results are read only when libpq says they are complete (``is_busy`` false), waiting for the
+socket with :func:`select.select`, which releases the GIL: a blocking ``PQgetResult`` would
+hold it for the whole disk flush and stall every other thread of the process.
+"""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+
+import psycopg
+from psycopg import pq
+
+from memmesh.store.audit_sql import FLUSH_PG
+
+_COMMIT = b"COMMIT"
+_FLUSH = FLUSH_PG.encode()
+
+
+def commit_then_flush(conn: psycopg.Connection, on_committed: Sequence[Callable[[], None]]) -> None:
+    """Commit the open transaction of ``conn``, run ``on_committed``, and return once the WAL
+    is durable past the commit, in one round trip. Raises the psycopg error of a failed COMMIT
+    (nothing after it runs, the hooks neither) or of a failed flush (the commit stands)."""
+    pg = conn.pgconn
+    with conn.lock:
+        pg.enter_pipeline_mode()
+        try:
+            pg.send_query_params(_COMMIT, None)
+            pg.send_flush_request()
+            pg.send_query_params(_FLUSH, None)
+            pg.pipeline_sync()
+            _send(pg)
+            committed, synced = _result(pg, conn, commit=True)
+            try:
+                if committed is None:
+                    for hook in on_committed:
+                        hook()
+            finally:
+                flushed, synced_now = (None, True) if synced else _result(pg, conn)
+                if not synced_now:
+                    _sync(pg)
+        finally:
+            if pg.pipeline_status != pq.PipelineStatus.OFF:
+                with suppress(psycopg.Error):  # a lost connection: the error that lost it is raised instead
+                    pg.exit_pipeline_mode()
+    if committed is not None:
+        raise committed
+    if flushed is not None:
+        raise flushed
+
+
+def _send(pg: pq.abc.PGconn) -> None:
+    """Push the pipeline's messages out (the connection is non-blocking: flush until done)."""
+    while pg.flush():
+        select.select([], [pg.socket], [])
+
+
+def _next(pg: pq.abc.PGconn) -> pq.abc.PGresult | None:
+    """libpq's next result, waiting (GIL released) until it is complete."""
+    while pg.is_busy():
+        select.select([pg.socket], [], [])
+        pg.consume_input()
+    return pg.get_result()
+
+
+def _result(pg: pq.abc.PGconn, conn: psycopg.Connection, *, commit: bool = False) -> tuple[psycopg.Error | None, bool]:
+    """Read one queued statement's results, up to libpq's end marker: its error, if any, and
+    whether the pipeline's Sync answer came instead (after an error aborted the rest)."""
+    error: psycopg.Error | None = None
+    while (res := _next(pg)) is not None:
+        if res.status == pq.ExecStatus.PIPELINE_SYNC:
+            return error, True
+        if error is not None:
+            continue
+        if res.status == pq.ExecStatus.FATAL_ERROR:
+            error = psycopg.errors.error_from_result(res, encoding=conn.info.encoding)
+        elif res.status == pq.ExecStatus.PIPELINE_ABORTED:
+            error = psycopg.errors.InFailedSqlTransaction("the flush was not run: the pipeline was aborted by an earlier error")
+        elif commit and res.command_status == b"ROLLBACK":  # COMMIT of a transaction a failed statement aborted
+            error = psycopg.errors.InFailedSqlTransaction("the transaction was rolled back at COMMIT: an earlier statement failed")
+    return error, False
+
+
+def _sync(pg: pq.abc.PGconn) -> None:
+    """Consume the pipeline's Sync answer (ReadyForQuery: the flush transaction committed)."""
+    while (res := _next(pg)) is None or res.status != pq.ExecStatus.PIPELINE_SYNC:
+        pass
