@@ -286,7 +286,7 @@ def test_an_audit_only_write_costs_four_statements(cluster: Cluster, tmp_path: P
     statement log, so nothing the client does is left out."""
     name, url = cluster.database()
     with cluster.admin() as conn:
-        conn.execute(f'ALTER DATABASE "{name}" SET log_statement = \'all\'')
+        conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
         data_dir = conn.execute("SHOW data_directory").fetchone()[0]
     server_log = Path(data_dir, "server.log")
     appends = 20
