@@ -372,3 +372,24 @@ def test_an_audit_only_write_is_three_round_trips_commit_and_flush_in_one(cluste
     trips = _round_trips(trace_file.read_text())
     assert len(trips) == 3, trips
     assert "COMMIT" in trips[-1] and "pg_logical_emit_message" in trips[-1], trips
+
+
+def test_an_append_that_finds_its_cached_head_taken_is_still_flushed_before_it_returns(cluster: Cluster, tmp_path: Path) -> None:
+    """Two stores (as two processes) appending in turn: each one's cached head is always one
+    behind, so every append collides, finds the real head and inserts again. Its commit was
+    made asynchronous by the first statement, so it owes the flush like any other: the second
+    statement used to ask again whether to split, saw ``synchronous_commit`` already off, and
+    answered no, so these appends were acknowledged before they were on disk."""
+    _, url = cluster.database()
+    flushed, rounds = 0, 10
+    with Memory(url, _settings(tmp_path)) as one, Memory(url, _settings(tmp_path)) as two, cluster.admin() as probe:
+        one.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        two.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        for i in range(rounds):
+            for mem in (one, two):
+                mem.service.audit.record("collide", principal=LOCAL_PRINCIPAL, target=f"c{i}")
+                row = probe.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
+                flushed += bool(row[0])
+        report = one.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 2 + 2 * rounds, report
+    assert flushed >= 2 * rounds - 3, f"only {flushed} of {2 * rounds} colliding appends were on disk when they returned"

@@ -295,10 +295,9 @@ class AuditLog:
         hold times a few milliseconds out of index order (retention only stops earlier)."""
         at = _stamp(self.service.clock())
         rows, last = _chained(cached, at, items)
-        split = audit_sql.lock_and_insert_new(conn, rows, split=True)
-        if split is None:  # another appender came first (lock now held): chain onto the real head
+        split, inserted = audit_sql.lock_and_insert_new(conn, rows, split=True)
+        if not inserted:  # another appender came first (the lock is held now): chain onto the real head
             self._head = None
-            split = audit_sql.lock_chain(conn, split=True)
             rows, last = _chained(_read_head(conn), at, items)
             audit_sql.insert_many(conn, rows)
         return rows, last, split
