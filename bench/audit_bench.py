@@ -220,7 +220,8 @@ SERVER_PIDS: list[int] = []
 
 
 def server_cpu() -> float:
-    """CPU seconds used so far by the private cluster's processes (0 when there is none)."""
+    """CPU seconds used so far by the private cluster's processes, the exited ones included (0
+    when there is none)."""
     total = 0.0
     for pid in SERVER_PIDS:
         try:
@@ -232,7 +233,10 @@ def server_cpu() -> float:
                 fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            ticks = int(fields[11]) + int(fields[12])
+            if proc == pid:  # and the backends that exited (their CPU moved to the postmaster's reaped children)
+                ticks += int(fields[13]) + int(fields[14])
+            total += ticks / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -267,7 +271,7 @@ def private_postgres(mode: str) -> Iterator[Callable[[], str]]:
         subprocess.run([sys.executable, str(script), "start", "--dir", str(folder)], capture_output=True, check=True)
         with psycopg.connect(dsn, autocommit=True) as conn:
             data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
-            names = list(PG_DURABILITY[mode])
+            names = [*PG_DURABILITY[mode], "commit_delay", "commit_siblings", "wal_writer_delay", "wal_sync_method"]
             shown = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall())
         print(f"postgres private cluster ({mode}): {shown}", flush=True)
         SERVER_PIDS[:] = [int(Path(data_dir, "postmaster.pid").read_text().split()[0])]
