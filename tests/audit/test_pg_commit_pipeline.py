@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from memmesh.store.pg_commit import commit_then_flush
+from memmesh.store.pg_commit import begin_with, commit_then_flush
 from pg_support import fresh_pg_database
 
 
@@ -72,3 +72,20 @@ def test_a_hook_that_fails_still_leaves_the_connection_clean(conn: psycopg.Conne
         commit_then_flush(conn, [boom])
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert conn.execute("SELECT n FROM t").fetchall() == [(7,)]
+
+
+def test_begin_with_opens_the_transaction_and_runs_the_statement_in_one_round_trip(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE u (n bigint, s text, maybe text, b boolean)")
+    row = begin_with(conn, "INSERT INTO u SELECT %s, %s, %s, %s RETURNING n, s, maybe, b", (2**40, "it's 100%s", None, True))
+    assert row == (str(2**40), "it's 100%s", None, "t")
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS  # begun, not committed
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT count(*) FROM u").fetchone() == (0,)
+
+
+def test_begin_with_a_failing_statement_raises_it_and_leaves_an_aborted_transaction(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        begin_with(conn, "SELECT 1 / %s", (0,))
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+    conn.rollback()
+    assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -9,7 +9,7 @@ commits or rolls back with the change it records), a read connection for verific
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -173,6 +173,17 @@ def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bo
     if len(rows) > 1:
         insert_many(conn, rows[1:])
     return bool(found[0]), True
+
+
+def lock_and_insert_first(
+    first: Callable[[str, Sequence[Any]], tuple[str | None, ...]], rows: Sequence[tuple[Any, ...]]
+) -> tuple[bool, bool]:
+    """:func:`lock_and_insert_new` (split) of the first row only, run by ``first``: a PostgreSQL
+    write transaction's ``begin_with``, which sends BEGIN in the same round trip when this is
+    the transaction's first statement. Returns (split, inserted); the caller inserts the other
+    rows when inserted."""
+    found = first(_LOCK_INSERT_PG_SPLIT, (AUDIT_LOCK_KEY, *rows[0]))
+    return found[0] == "t", found[1] == "t"
 
 
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:

@@ -104,3 +104,69 @@ def _sync(pg: pq.abc.PGconn) -> None:
     """Consume the pipeline's Sync answer (ReadyForQuery: the flush transaction committed)."""
     while (res := _next(pg)) is None or res.status != pq.ExecStatus.PIPELINE_SYNC:
         pass
+
+
+_BEGIN = b"BEGIN"
+_INT8, _TEXT, _BOOL = 20, 25, 16
+
+
+def _encode(value: object) -> tuple[bytes | None, int]:
+    """A parameter in text format and its type (the statements here bind bigints, booleans and text)."""
+    if value is None:
+        return None, _TEXT
+    if isinstance(value, bool):
+        return (b"t" if value else b"f"), _BOOL
+    if isinstance(value, int):
+        return str(value).encode(), _INT8
+    return str(value).encode(), _TEXT
+
+
+def begin_with(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> tuple[str | None, ...]:
+    """``BEGIN`` and the transaction's first statement in one round trip (libpq pipeline mode);
+    returns the statement's first row as text (``t``/``f`` for booleans; ``()`` for none).
+    ``sql`` uses ``%s`` placeholders. On an error the transaction is left open and aborted (the
+    caller's rollback ends it), as after any failed statement."""
+    parts = sql.split("%s")
+    numbered = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)).encode() + parts[-1].encode()
+    encoded = [_encode(p) for p in params]
+    pg = conn.pgconn
+    with conn.lock:
+        pg.enter_pipeline_mode()
+        try:
+            pg.send_query_params(_BEGIN, None)
+            pg.send_query_params(numbered, [v for v, _ in encoded], [t for _, t in encoded])
+            pg.pipeline_sync()
+            _send(pg)
+            begun, synced = _result(pg, conn)
+            row: tuple[str | None, ...] = ()
+            failed: psycopg.Error | None = None
+            if not synced:
+                row_out: list[list[str | None]] = []
+                failed, synced = _rows(pg, conn, row_out)
+                row = tuple(row_out[0]) if row_out else ()
+            if not synced:
+                _sync(pg)
+        finally:
+            if pg.pipeline_status != pq.PipelineStatus.OFF:
+                with suppress(psycopg.Error):
+                    pg.exit_pipeline_mode()
+    if begun is not None:
+        raise begun
+    if failed is not None:
+        raise failed
+    return row
+
+
+def _rows(pg: pq.abc.PGconn, conn: psycopg.Connection, out: list[list[str | None]]) -> tuple[psycopg.Error | None, bool]:
+    """:func:`_result` for a statement that returns rows: its first row, as text, into ``out``."""
+    error: psycopg.Error | None = None
+    while (res := _next(pg)) is not None:
+        if res.status == pq.ExecStatus.PIPELINE_SYNC:
+            return error, True
+        if res.status == pq.ExecStatus.FATAL_ERROR and error is None:
+            error = psycopg.errors.error_from_result(res, encoding=conn.info.encoding)
+        elif res.status == pq.ExecStatus.PIPELINE_ABORTED and error is None:
+            error = psycopg.errors.InFailedSqlTransaction("the statement was not run: BEGIN failed")
+        elif res.status == pq.ExecStatus.TUPLES_OK and res.ntuples and not out:
+            out.append([None if (v := res.get_value(0, c)) is None else v.decode() for c in range(res.nfields)])
+    return error, False
