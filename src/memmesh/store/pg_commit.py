@@ -23,7 +23,9 @@ hold it for the whole disk flush and stall every other thread of the process.
 
 from __future__ import annotations
 
+import hashlib
 import select
+import weakref
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 
@@ -121,23 +123,37 @@ def _encode(value: object) -> tuple[bytes | None, int]:
     return str(value).encode(), _TEXT
 
 
+_prepared: weakref.WeakKeyDictionary[psycopg.Connection, set[bytes]] = weakref.WeakKeyDictionary()
+"""The statements :func:`begin_with` prepared on each connection (server-side prepared
+statements live as long as the session: parsed and planned once, as psycopg's own)."""
+
+
 def begin_with(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> tuple[str | None, ...]:
     """``BEGIN`` and the transaction's first statement in one round trip (libpq pipeline mode);
     returns the statement's first row as text (``t``/``f`` for booleans; ``()`` for none).
-    ``sql`` uses ``%s`` placeholders. On an error the transaction is left open and aborted (the
-    caller's rollback ends it), as after any failed statement."""
+    ``sql`` uses ``%s`` placeholders; it is prepared on the connection the first time (in the
+    same round trip). On an error the transaction is left open and aborted (the caller's
+    rollback ends it), as after any failed statement."""
     parts = sql.split("%s")
     numbered = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)).encode() + parts[-1].encode()
+    name = b"memmesh_first_" + hashlib.sha256(numbered).hexdigest()[:16].encode()
     encoded = [_encode(p) for p in params]
     pg = conn.pgconn
     with conn.lock:
+        known = _prepared.setdefault(conn, set())
+        prepare = name not in known
         pg.enter_pipeline_mode()
         try:
+            if prepare:
+                pg.send_prepare(name, numbered, [t for _, t in encoded])
             pg.send_query_params(_BEGIN, None)
-            pg.send_query_params(numbered, [v for v, _ in encoded], [t for _, t in encoded])
+            pg.send_query_prepared(name, [v for v, _ in encoded])
             pg.pipeline_sync()
             _send(pg)
-            begun, synced = _result(pg, conn)
+            prepared, synced = _result(pg, conn) if prepare else (None, False)
+            if prepare and prepared is None:
+                known.add(name)
+            begun, synced = (prepared, synced) if prepared is not None or synced else _result(pg, conn)
             row: tuple[str | None, ...] = ()
             failed: psycopg.Error | None = None
             if not synced:
