@@ -89,3 +89,15 @@ def test_begin_with_a_failing_statement_raises_it_and_leaves_an_aborted_transact
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
     conn.rollback()
     assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_begin_with_prepares_again_after_psycopg_deallocated_everything(conn: psycopg.Connection) -> None:
+    """psycopg sends DEALLOCATE ALL after a rollback on a connection where it prepared
+    statements: the next begin_with finds its statement gone, and still runs."""
+    sql = "SELECT %s::bigint + 1"
+    assert begin_with(conn, sql, (1,)) == ("2",)
+    conn.execute("ROLLBACK")
+    conn.execute("DEALLOCATE ALL")
+    assert begin_with(conn, sql, (41,)) == ("42",)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    conn.execute("COMMIT")

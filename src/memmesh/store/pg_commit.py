@@ -133,7 +133,21 @@ def begin_with(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> 
     returns the statement's first row as text (``t``/``f`` for booleans; ``()`` for none).
     ``sql`` uses ``%s`` placeholders; it is prepared on the connection the first time (in the
     same round trip). On an error the transaction is left open and aborted (the caller's
-    rollback ends it), as after any failed statement."""
+    rollback ends it), as after any failed statement.
+
+    psycopg deallocates every prepared statement of a connection after a ROLLBACK, DROP or
+    ALTER on it (so that its own cache stays true), ours included: when the statement is
+    gone, the transaction, which holds nothing yet (this was its first statement), is rolled
+    back and the statement prepared again and run, one round trip more."""
+    try:
+        return _begin_with(conn, sql, params)
+    except psycopg.errors.InvalidSqlStatementName:
+        _prepared.pop(conn, None)
+        conn.rollback()
+        return _begin_with(conn, sql, params)
+
+
+def _begin_with(conn: psycopg.Connection, sql: str, params: Sequence[object]) -> tuple[str | None, ...]:
     parts = sql.split("%s")
     numbered = "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)).encode() + parts[-1].encode()
     name = b"memmesh_first_" + hashlib.sha256(numbered).hexdigest()[:16].encode()
