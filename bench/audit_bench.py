@@ -25,6 +25,7 @@ Prints a summary with the load average and writes JSON.
     python bench/audit_bench.py --verify-size 1000000 --out bench/results/audit.json
     python bench/audit_bench.py --only overhead --writes 8000   # just the per-write overhead
     python bench/audit_bench.py --only appends --appends 5000 --pg --pg-durability disk,crash --pg-threads 8,32
+    python bench/audit_bench.py --only appends --appends 6000 --pg --pg-durability disk --pg-threads 8 --pg-processes 2
 
 The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
 the checkpointer), per write, and as the median ratio of neighbouring block pairs.
@@ -73,7 +74,9 @@ def open_memory(
     return Memory(url or f"sqlite:///{workdir / f'{name}.db'}", settings)
 
 
-def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None, pg_mode: str = "") -> dict:
+def bench_appends(
+    workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None, pg_mode: str = "", processes: int = 1
+) -> dict:
     mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous, url=url)
     server = server_cpu()
     audit = mem.service.audit
@@ -100,14 +103,15 @@ def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url
         with lock:
             threaded.extend(mine)
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     for t in workers:
         t.start()
     for t in workers:
         t.join()
-    multi = time.perf_counter() - start
+    multi, multi_cpu = time.perf_counter() - start, time.process_time() - cpu
     server_used = server_cpu() - server
+    spread = bench_processes(url, workdir, n, processes, threads) if url and processes > 1 else {}
     audit.stop()
     report = audit.verify(principal=LOCAL_PRINCIPAL)
     mem.close()
@@ -127,8 +131,87 @@ def bench_appends(workdir: Path, n: int, synchronous: str, threads: int = 8, url
         "threads_per_s": round(len(threaded) / multi),
         "threads_p50_ms": round(statistics.median(threaded), 3),
         "threads_p99_ms": round(pct(threaded, 0.99), 3),
+        "threads_cpu_us_per_append": round(1e6 * multi_cpu / max(1, len(threaded)), 1),
+        **spread,
         "checkpoints_checked": report.checkpoints_checked,
         **({"server_cpu_us_per_append": round(1e6 * server_used / (n + len(threaded)), 1)} if url and SERVER_PIDS else {}),
+    }
+
+
+APPENDER_CHILD = """
+import json, resource, sys, threading, time
+from memmesh import Memory
+from memmesh.config import load_settings
+from memmesh.model import LOCAL_PRINCIPAL
+url, data, tag, each, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+settings = load_settings(None, overrides={"data_dir": data, "embeddings": {"provider": "none"}}, env={})
+mem = Memory(url, settings)
+audit = mem.service.audit
+audit.record("bench.warm", principal=LOCAL_PRINCIPAL, target=tag)  # the pool and the cached head
+latencies, lock = [], threading.Lock()
+def worker(k):
+    mine = []
+    for i in range(each):
+        t = time.perf_counter()
+        audit.record("bench.append", principal=LOCAL_PRINCIPAL, target=f"{tag}-{k}-{i}", namespace="bench")
+        mine.append((time.perf_counter() - t) * 1000)
+    with lock:
+        latencies.extend(mine)
+print("ready", flush=True)
+sys.stdin.readline()
+before = resource.getrusage(resource.RUSAGE_SELF)
+workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+for t in workers:
+    t.start()
+for t in workers:
+    t.join()
+after = resource.getrusage(resource.RUSAGE_SELF)
+cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+mem.close()
+print(json.dumps({"latencies": latencies, "cpu_s": cpu}), flush=True)
+"""
+"""One appender process of :func:`bench_processes`: ``threads`` threads, ``each`` appends per
+thread, started together with its siblings on a line on stdin."""
+
+
+def bench_processes(url: str, workdir: Path, n: int, processes: int, threads: int) -> dict:
+    """``n`` appends from ``processes`` OS processes of ``threads`` threads each (one process's
+    threads share one GIL, and the in-process turn orders them; processes do not share
+    either, so client CPU can use both cores): the rate, latencies and client and server CPU
+    per append. The processes open the store and warm up first; the clock starts when all
+    are ready and stops when the last is done."""
+    each = max(1, n // (processes * threads))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER_CHILD, url, str(workdir), f"p{k}", str(each), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for k in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready", "an appender process did not start"
+    server = server_cpu()
+    start = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    found = [json.loads(child.communicate(timeout=1800)[0].strip().splitlines()[-1]) for child in children]
+    wall = time.perf_counter() - start
+    server_used = server_cpu() - server
+    latencies = [x for f in found for x in f["latencies"]]
+    return {
+        "processes": processes,
+        "processes_threads_each": threads,
+        "processes_per_s": round(len(latencies) / wall),
+        "processes_p50_ms": round(statistics.median(latencies), 3),
+        "processes_p99_ms": round(pct(latencies, 0.99), 3),
+        "processes_client_cpu_us_per_append": round(1e6 * sum(f["cpu_s"] for f in found) / len(latencies), 1),
+        **({"processes_server_cpu_us_per_append": round(1e6 * server_used / len(latencies), 1)} if SERVER_PIDS else {}),
     }
 
 
@@ -137,7 +220,8 @@ SERVER_PIDS: list[int] = []
 
 
 def server_cpu() -> float:
-    """CPU seconds used so far by the private cluster's processes (0 when there is none)."""
+    """CPU seconds used so far by the private cluster's processes, the exited ones included (0
+    when there is none)."""
     total = 0.0
     for pid in SERVER_PIDS:
         try:
@@ -149,7 +233,10 @@ def server_cpu() -> float:
                 fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            ticks = int(fields[11]) + int(fields[12])
+            if proc == pid:  # and the backends that exited (their CPU moved to the postmaster's reaped children)
+                ticks += int(fields[13]) + int(fields[14])
+            total += ticks / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -184,7 +271,7 @@ def private_postgres(mode: str) -> Iterator[Callable[[], str]]:
         subprocess.run([sys.executable, str(script), "start", "--dir", str(folder)], capture_output=True, check=True)
         with psycopg.connect(dsn, autocommit=True) as conn:
             data_dir = conn.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
-            names = list(PG_DURABILITY[mode])
+            names = [*PG_DURABILITY[mode], "commit_delay", "commit_siblings", "wal_writer_delay", "wal_sync_method"]
             shown = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)).fetchall())
         print(f"postgres private cluster ({mode}): {shown}", flush=True)
         SERVER_PIDS[:] = [int(Path(data_dir, "postmaster.pid").read_text().split()[0])]
@@ -458,6 +545,12 @@ def main() -> None:
     )
     parser.add_argument("--pg-threads", default="8,32", help="appending threads in the PostgreSQL group runs, comma-separated")
     parser.add_argument(
+        "--pg-processes",
+        type=int,
+        default=1,
+        help="also append from this many OS processes (each with the run's threads), so client CPU is not one GIL",
+    )
+    parser.add_argument(
         "--only",
         choices=["appends", "overhead", "verify", "breakdown", "instructions"],
         action="append",
@@ -486,7 +579,9 @@ def main() -> None:
                     fresh = stack.enter_context(private_postgres(mode)) if mode != "shared" else None
                     for threads in [int(t) for t in args.pg_threads.split(",")]:
                         url = fresh() if fresh is not None else stack.enter_context(postgres_database())
-                        results["appends"].append(bench_appends(workdir, args.appends, "NORMAL", threads, url=url, pg_mode=mode))
+                        results["appends"].append(
+                            bench_appends(workdir, args.appends, "NORMAL", threads, url=url, pg_mode=mode, processes=args.pg_processes)
+                        )
         for row in results["appends"]:
             print(
                 f"appends ({row['backend']}, {row['synchronous']}): {row['single_thread_per_s']}/s one thread "
@@ -494,8 +589,16 @@ def main() -> None:
                 f"p99 {row['single_p99_ms']} ms; CPU per append p50 {row['single_cpu_p50_ms']} ms, p99 {row['single_cpu_p99_ms']} ms, "
                 f"{row['single_cpu_bound_per_s']}/s if the process had its core); {row['threads_per_s']}/s from {row['threads']} threads "
                 f"(p50 {row['threads_p50_ms']} ms, p99 {row['threads_p99_ms']} ms)"
+                + f"; client CPU {row['threads_cpu_us_per_append']} µs per append from threads"
                 + (f"; server CPU {row['server_cpu_us_per_append']} µs per append" if "server_cpu_us_per_append" in row else "")
             )
+            if "processes" in row:
+                print(
+                    f"  from {row['processes']} processes × {row['processes_threads_each']} threads: {row['processes_per_s']}/s "
+                    f"(p50 {row['processes_p50_ms']} ms, p99 {row['processes_p99_ms']} ms); client CPU "
+                    f"{row['processes_client_cpu_us_per_append']} µs per append"
+                    + (f", server {row['processes_server_cpu_us_per_append']} µs" if "processes_server_cpu_us_per_append" in row else "")
+                )
         results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []
         if args.embedded_writes and "overhead" in parts:
             results["overhead"].append(bench_overhead(workdir, args.embedded_writes, "minilm"))

@@ -38,6 +38,7 @@ from urllib.parse import quote
 import pytest
 
 from memmesh import Memory
+from memmesh.audit.capture import unwrap
 from memmesh.audit.notes import init_key
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL
@@ -267,3 +268,131 @@ def test_a_checkpoint_flushes_the_wal_past_what_it_signs(cluster: Cluster, tmp_p
         assert made is not None and made.size >= 1
     assert not before, "the WAL was flushed already: the test proves nothing"
     assert after, "the checkpoint was signed while the WAL was not flushed past the entries it read"
+
+
+def _statements_logged(log: Path, offset: int) -> list[str]:
+    """Statements the server logged (``log_statement = all``) after ``offset`` bytes of its log."""
+    with log.open("rb") as fh:
+        fh.seek(offset)
+        text = fh.read().decode("utf-8", "replace")
+    return [line.split("LOG:", 1)[1].strip() for line in text.splitlines() if "LOG:  statement:" in line or "LOG:  execute" in line]
+
+
+def test_an_audit_only_write_costs_four_statements(cluster: Cluster, tmp_path: Path) -> None:
+    """A write transaction that only appends (``service.audit.record``) sends BEGIN, the lock
+    and insert, COMMIT and the flush wait: four statements, each a round trip. It also sent
+    ``SELECT pg_current_xact_id()`` first (five), which only a change number needs: the
+    change-number function takes the xid itself now (schema 25). Counted in the server's own
+    statement log, so nothing the client does is left out."""
+    name, url = cluster.database()
+    with cluster.admin() as conn:
+        conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
+        data_dir = conn.execute("SHOW data_directory").fetchone()[0]
+    server_log = Path(data_dir, "server.log")
+    appends = 20
+    with Memory(url, _settings(tmp_path)) as mem:
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)  # the head is cached from here on
+        offset = server_log.stat().st_size
+        for i in range(appends):
+            mem.service.audit.record("count.statements", principal=LOCAL_PRINCIPAL, target=f"s{i}")
+        time.sleep(0.3)  # the server writes its log line before it answers; the collector may lag a moment
+        logged = _statements_logged(server_log, offset)
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok, report.problems
+    assert not [s for s in logged if "pg_current_xact_id" in s], logged[:8]
+    assert len(logged) == 4 * appends, f"{len(logged)} statements for {appends} appends: {logged[:8]}"
+
+
+def test_a_transaction_holding_a_change_number_counts_as_running_for_the_vector_feed(cluster: Cluster, tmp_path: Path) -> None:
+    """The write transaction no longer takes its xid up front; a change number must still come
+    with one (the vector feed reads "no transaction running" as "the counter covers all"), so
+    a transaction that took a number and has written nothing yet holds the feed's cursor back."""
+    name, url = cluster.database()
+    with Memory(url, _settings(tmp_path)) as mem:
+        store = unwrap(mem.service.store)
+        idle = store.vector_changes(0)
+        assert idle.seq >= 0, idle  # nothing running: the cursor is the counter
+        with cluster.admin(name) as raw:
+            raw.execute("SELECT memmesh_next_change()")  # the next nextval() is in the sequence's logged batch: it takes no xid
+        with cluster.admin(name) as raw, raw.transaction():
+            number = raw.execute("SELECT memmesh_next_change()").fetchone()[0]
+            assert raw.execute("SELECT pg_current_xact_id_if_assigned() IS NOT NULL").fetchone()[0]
+            with cluster.admin(name) as other:  # a later transaction completes (a snapshot's xmax passes this one's xid)
+                other.execute("SELECT pg_current_xact_id()")
+            held = store.vector_changes(idle.seq)
+            assert held.seq < 0, f"change number {number} is held by a running transaction, yet the feed says it covers all"
+
+
+def _round_trips(trace: str) -> list[str]:
+    """What the client sent per round trip, from a libpq trace: each round trip ends with a
+    simple ``Query`` or a ``Sync`` from the client (F), after which it waits for the answer."""
+    trips, current = [], []
+    for line in trace.splitlines():
+        parts = line.split("\t")
+        if len(parts) < 3 or parts[0] != "F":
+            continue
+        current.append(" ".join(parts[2:]))
+        if parts[2].startswith(("Query", "Sync")):
+            trips.append(" ".join(current))
+            current = []
+    return trips
+
+
+def test_an_audit_only_write_is_two_round_trips(cluster: Cluster, tmp_path: Path) -> None:
+    """BEGIN sent with the lock and insert, then COMMIT and the flush wait sent in one network
+    write (libpq pipeline mode, a Flush message between them so the commit's answer still
+    comes first): two round trips per append, was five (BEGIN, the xid statement, the lock
+    and insert, COMMIT, the flush). Counted in libpq's own trace of the store's one pooled
+    connection."""
+    import psycopg
+
+    _, url = cluster.database()
+    settings = _settings(tmp_path).model_copy(deep=True)
+    settings.storage.pool_size = 1
+    trace_file = tmp_path / "libpq.trace"
+    with Memory(url, settings) as mem:
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)  # the head is cached from here on
+        store = unwrap(mem.service.store)
+        with trace_file.open("w") as fh:
+            conn = store._pool.getconn()
+            try:
+                conn.pgconn.trace(fh.fileno())
+                conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+            finally:
+                store._pool.putconn(conn)
+            mem.service.audit.record("count.round.trips", principal=LOCAL_PRINCIPAL)
+            conn = store._pool.getconn()
+            try:
+                conn.pgconn.untrace()
+            finally:
+                store._pool.putconn(conn)
+        report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 3, report
+    trips = _round_trips(trace_file.read_text())
+    assert len(trips) == 2, trips
+    # BEGIN and the lock-and-insert, prepared on the connection by an earlier append (not parsed again)
+    assert "BEGIN" in trips[0] and "memmesh_first_" in trips[0] and "pg_advisory_xact_lock" not in trips[0], trips
+    assert "COMMIT" in trips[-1] and "pg_logical_emit_message" in trips[-1], trips
+
+
+def test_an_append_that_finds_its_cached_head_taken_is_still_flushed_before_it_returns(cluster: Cluster, tmp_path: Path) -> None:
+    """Two stores (as two processes) appending in turn: each one's cached head is always one
+    behind, so every append collides, finds the real head and inserts again. Its commit was
+    made asynchronous by the first statement, so it owes the flush like any other: the second
+    statement used to ask again whether to split, saw ``synchronous_commit`` already off, and
+    answered no, so these appends were acknowledged before they were on disk."""
+    _, url = cluster.database()
+    flushed, rounds = 0, 10
+    with Memory(url, _settings(tmp_path)) as one, Memory(url, _settings(tmp_path)) as two, cluster.admin() as probe:
+        one.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        two.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL)
+        for i in range(rounds):
+            for mem in (one, two):
+                mem.service.audit.record("collide", principal=LOCAL_PRINCIPAL, target=f"c{i}")
+                row = probe.execute("SELECT pg_current_wal_flush_lsn() >= pg_current_wal_insert_lsn()").fetchone()
+                flushed += bool(row[0])
+        report = one.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 2 + 2 * rounds, report
+    assert flushed >= 2 * rounds - 3, f"only {flushed} of {2 * rounds} colliding appends were on disk when they returned"

@@ -9,7 +9,7 @@ commits or rolls back with the change it records), a read connection for verific
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -143,29 +143,47 @@ _SPLIT_PG = (
     "THEN set_config('synchronous_commit', 'off', true) = 'off' ELSE false END"
 )
 _LOCK_INSERT_PG = (
-    "WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {split} AS split) "
-    f"INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
-    "ON CONFLICT (idx) DO NOTHING RETURNING (SELECT split FROM chain_lock)"
+    "WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {split} AS split), "
+    f"ins AS (INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
+    "ON CONFLICT (idx) DO NOTHING RETURNING idx) "
+    "SELECT (SELECT split FROM chain_lock), EXISTS (SELECT 1 FROM ins)"
 )
+"""The lock, the split and the first row's insert in one statement, answering (split, inserted)
+whether or not the row went in: the split is made by this statement either way (the insert
+reads its one row from ``chain_lock``), and a caller whose row collided must still know it owes
+the flush (asking again would see ``synchronous_commit`` already off and answer no)."""
 _LOCK_INSERT_PG_SPLIT = _LOCK_INSERT_PG.format(split=_SPLIT_PG)
 _LOCK_INSERT_PG_PLAIN = _LOCK_INSERT_PG.format(split="false")
 
 
-def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bool = False) -> bool | None:
+def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bool = False) -> tuple[bool, bool]:
     """:func:`lock_chain` and :func:`insert_new` in one round trip (PostgreSQL): the lock is
     taken inside the statement, before its row is inserted, and the chain's lock is held for
-    one round trip less (the statements under it are what serialises appenders). None when
-    the first index is taken (nothing inserted; the lock is held: read the head and insert
-    again, after :func:`lock_chain` to learn ``split``); else whether the commit was made
-    asynchronous (see :func:`lock_chain`). SQLite: :func:`insert_new` (its write lock is held)."""
+    one round trip less (the statements under it are what serialises appenders). Returns
+    (split, inserted): whether the commit was made asynchronous (see :func:`lock_chain`; it
+    was, inserted or not), and whether the rows went in. Not inserted: the first index is
+    taken, nothing was inserted, the lock is held: read the head (:func:`head`: its statement
+    starts after the lock was taken, so it sees the real head) and insert again. SQLite:
+    :func:`insert_new` (its write lock is held), never split."""
     if _is_sqlite(conn):
-        return False if insert_new(conn, rows) else None
+        return False, insert_new(conn, rows)
     found = conn.execute(_LOCK_INSERT_PG_SPLIT if split else _LOCK_INSERT_PG_PLAIN, (AUDIT_LOCK_KEY, *rows[0])).fetchone()
-    if found is None:
-        return None
+    if not found[1]:
+        return bool(found[0]), False
     if len(rows) > 1:
         insert_many(conn, rows[1:])
-    return bool(found[0])
+    return bool(found[0]), True
+
+
+def lock_and_insert_first(
+    first: Callable[[str, Sequence[Any]], tuple[str | None, ...]], rows: Sequence[tuple[Any, ...]]
+) -> tuple[bool, bool]:
+    """:func:`lock_and_insert_new` (split) of the first row only, run by ``first``: a PostgreSQL
+    write transaction's ``begin_with``, which sends BEGIN in the same round trip when this is
+    the transaction's first statement. Returns (split, inserted); the caller inserts the other
+    rows when inserted."""
+    found = first(_LOCK_INSERT_PG_SPLIT, (AUDIT_LOCK_KEY, *rows[0]))
+    return found[0] == "t", found[1] == "t"
 
 
 def rows(conn: Any, since: int = 0, until: int | None = None, batch: int = 20_000) -> Iterator[AuditRow]:

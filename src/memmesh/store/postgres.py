@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from memmesh.store.audit_sql import FLUSH_PG
 from memmesh.store.base import Changes, Filter, VectorChanges
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
+from memmesh.store.pg_commit import begin_with, commit_then_flush
 from memmesh.store.postgres_conn import (
     KEEPALIVES,
     POOL_WAIT_S,
@@ -279,20 +280,29 @@ class PostgresStore(SQLReads):
         tx: PostgresWriteTx | None = None
         try:
             with self._connection() as conn:
-                with conn.transaction():
-                    # An xid before any change number: the change feed relies on it (vector_changes).
-                    conn.execute("SELECT pg_current_xact_id()")
-                    tx = PostgresWriteTx(conn, self._hnsw_dims if self.ann_index else None)
+                # BEGIN and COMMIT by hand, not conn.transaction(): BEGIN goes out with the first
+                # statement (PostgresWriteTx.conn, .begin_with), and a commit that owes a flush
+                # is sent with the flush in one round trip (commit_then_flush). No xid statement here:
+                # memmesh_next_change() takes the xid itself before a change number (schema 25),
+                # which the change feed relies on (vector_changes).
+                try:
+                    tx = PostgresWriteTx(conn, self._hnsw_dims if self.ann_index else None)  # sends BEGIN when first used
                     self._local.tx = tx
                     try:
                         yield tx
                     finally:
                         self._local.tx = None
-                    phase = "commit"
-                for hook in tx.on_commit:
-                    hook()
+                except BaseException:
+                    _rollback_quietly(conn)
+                    raise
+                phase = "commit"
                 if tx.flush_owed:  # an asynchronous commit: durable once the WAL is flushed past it
-                    conn.execute(FLUSH_PG).fetchall()
+                    commit_then_flush(conn, tx.on_commit)
+                else:
+                    if tx.begun:  # (a transaction that ran no statement has nothing to commit)
+                        conn.execute("COMMIT")
+                    for hook in tx.on_commit:
+                        hook()
                 phase = "done"
         except psycopg.OperationalError as exc:
             if phase == "commit":
@@ -550,6 +560,13 @@ class PostgresStore(SQLReads):
         self._pool.close()
 
 
+def _rollback_quietly(conn: psycopg.Connection) -> None:
+    """Roll back after a failed write body; a rollback that fails too (the connection is gone)
+    must not hide the error that failed the body (the pool discards a broken connection)."""
+    with suppress(psycopg.Error):
+        conn.rollback()
+
+
 class PostgresWriteTx(SQLWrites):
     """The write primitives, valid inside :meth:`PostgresStore.write` (shared ones in
     :mod:`memmesh.store.sql.writes`)."""
@@ -557,11 +574,32 @@ class PostgresWriteTx(SQLWrites):
     dialect = DIALECT
 
     def __init__(self, conn: psycopg.Connection, hnsw_dims: set[int] | None) -> None:
-        self.conn = conn
+        self._conn = conn
+        self.begun = False
+        """Whether BEGIN was sent: not before the transaction's first statement, so that an
+        audit-only append can send it with its one statement (:meth:`begin_with`)."""
         self._hnsw_dims = hnsw_dims
         self.flush_owed = False
         self.on_commit: list[Callable[[], None]] = []
         self.on_end: list[Callable[[], None]] = []
+
+    @property
+    def conn(self) -> psycopg.Connection:
+        """The transaction's connection, its BEGIN sent (on first use)."""
+        if not self.begun:
+            self._conn.execute("BEGIN")
+            self.begun = True
+        return self._conn
+
+    def begin_with(self, sql: str, params: Sequence[Any]) -> tuple[str | None, ...]:
+        """Run ``sql`` (``%s`` placeholders) as this transaction's first statement, BEGIN sent in
+        the same round trip (:func:`memmesh.store.pg_commit.begin_with`); its first row as text.
+        When the transaction has begun already, a plain statement."""
+        if self.begun:
+            row = self._conn.execute(sql, tuple(params)).fetchone()
+            return tuple(None if v is None else ("t" if v is True else "f" if v is False else str(v)) for v in row or ())
+        self.begun = True  # (a failure below leaves it begun and aborted: the caller rolls back)
+        return begin_with(self._conn, sql, params)
 
     def flush_after_commit(self) -> None:
         """This transaction's commit was made asynchronous (the audit chain's lock is then not
