@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +233,9 @@ class Proxy:
     connection and refuses new ones (a partition), :meth:`heal` lets traffic through again,
     and ``delay`` (seconds) holds back every chunk in either direction (a slow link)."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, avoid: Collection[int] = ()) -> None:
         self.target_port = target_port
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
+        self.server = self._bind(avoid)
         self.server.listen(64)
         self.port = self.server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -246,6 +244,19 @@ class Proxy:
         self.live: set[Any] = set()
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @staticmethod
+    def _bind(avoid: Collection[int]) -> socket.socket:
+        """A listening socket on a port the kernel picks, never one of ``avoid``: the ports
+        chosen for nodes that have not bound them yet are free right now, so the kernel may
+        hand one to a proxy, and that node would then fail to start ("port already in use")."""
+        while True:
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", 0))
+            if server.getsockname()[1] not in avoid:
+                return server
+            server.close()
 
     def _accept(self) -> None:
         while True:
@@ -320,7 +331,8 @@ def start_mesh(
     ``db_for(name)`` places a node's SQLite file (default: ``workdir/<name>.db``); ``env_for(node)``
     adds to a node's environment (its settings)."""
     nodes = [Node(workdir, names[i], db=db_for(names[i]) if db_for else None) for i in range(count)]
-    proxies = {(s.name, d.name): Proxy(d.port) for s in nodes for d in nodes if s is not d} if proxied else {}
+    ports = {n.port for n in nodes}  # chosen, not yet bound: no proxy may take one
+    proxies = {(s.name, d.name): Proxy(d.port, ports) for s in nodes for d in nodes if s is not d} if proxied else {}
     for node in nodes:
         urls = [proxies[(node.name, o.name)].url if proxied else o.url for o in nodes if o is not node]
         node.args = ["--peers", ",".join(urls), "--catchup-interval-secs", str(catchup_secs), *extra]
