@@ -31,6 +31,7 @@ import pytest
 from test_pg_append_flush import PG_SCRIPT, Cluster, _settings
 
 from memmesh import Memory
+from memmesh.audit.capture import Pending, unwrap
 from memmesh.errors import MemmeshError
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.store.audit_sql import AUDIT_LOCK_KEY
@@ -290,3 +291,21 @@ def test_a_failed_group_fails_every_entry_in_it_and_writes_none(cluster: Cluster
         assert audit.record("group.append", principal=LOCAL_PRINCIPAL, target="after") == 2
         report = audit.verify(principal=LOCAL_PRINCIPAL)
         assert report.ok and report.size == 3, report
+
+
+def test_a_group_chained_onto_a_head_another_process_took_goes_after_it(cluster: Cluster, tmp_path: Path) -> None:
+    """Several entries in one statement (the group's): when another appender took the cached
+    head's next index meanwhile, none of them goes in at a stale index (a multi-row
+    ``ON CONFLICT DO NOTHING`` would have inserted the ones past the other's entries); they
+    are chained onto the real head."""
+    name, url = cluster.database()
+    with Memory(url, _settings(tmp_path)) as first, Memory(url, _settings(tmp_path)) as other:
+        assert first.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL) == 0  # its head is cached now
+        assert other.service.audit.record("other.append", principal=LOCAL_PRINCIPAL, target="o1") == 1
+        assert other.service.audit.record("other.append", principal=LOCAL_PRINCIPAL, target="o2") == 2
+        items = [Pending("group.append", f"g{k}", None, {"k": k}, "local") for k in range(3)]
+        with unwrap(first.service.store).write() as tx:
+            assert first.service.audit.append_many(tx, items) == 5
+        report = first.service.audit.verify(principal=LOCAL_PRINCIPAL)
+        assert report.ok and report.size == 6, report
+    assert _entries(cluster, name) == {0: None, 1: "o1", 2: "o2", 3: "g0", 4: "g1", 5: "g2"}

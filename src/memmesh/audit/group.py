@@ -77,12 +77,34 @@ class GroupCommit(Generic[Item, Result]):
             lead = not self._busy
             self._busy = True
         if not lead:
-            slot.done.wait()
+            try:
+                slot.done.wait()
+            except BaseException:  # interrupted (KeyboardInterrupt in the main thread): leave no hole in the queue
+                self._withdraw(slot)
+                raise
             if not slot.lead:
                 if slot.error is not None:
                     raise _own_copy(slot.error)
                 return slot.result  # type: ignore[return-value]  # set with done: a Result
         return self._lead(slot)
+
+    def _withdraw(self, slot: _Slot[Item, Result]) -> None:
+        """Take back a waiting caller's item that no leader has taken yet; if it was just made
+        the leader, pass the lead on (else every later caller would wait for it forever). An
+        item already taken is written with its group (as an interrupted write may commit)."""
+        following = None
+        with self._lock:
+            if slot not in self._queue:
+                return
+            self._queue.remove(slot)
+            if slot.lead:
+                following = self._queue[0] if self._queue else None
+                if following is None:
+                    self._busy = False
+                else:
+                    following.lead = True
+        if following is not None:
+            following.done.set()
 
     def _lead(self, me: _Slot[Item, Result]) -> Result:
         with self._lock:
