@@ -103,6 +103,13 @@ def head(conn: Any) -> tuple[int, str] | None:
     return (found.size - 1, found.last_hash) if found is not None else None
 
 
+_INSERT_JSON_PG = (
+    f"INSERT INTO audit_log ({COLUMNS}) SELECT (r->>0)::bigint, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7 "
+    "FROM json_array_elements(%s::json) AS r"
+)
+"""Rows in :data:`COLUMNS` order as one JSON array: a multi-row insert in one statement (PostgreSQL)."""
+
+
 def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert rows, each a tuple in :data:`COLUMNS` order (an :class:`AuditRow` or a plain tuple)."""
     params = list(rows)
@@ -111,9 +118,8 @@ def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         conn.execute(text, params[0])
     elif _is_sqlite(conn):
         conn.executemany(text, params)
-    else:
-        with conn.cursor() as cur:
-            cur.executemany(text, params)
+    else:  # one statement, however many rows (a group's entries re-chained after a collision)
+        conn.execute(_INSERT_JSON_PG, (json.dumps([list(r) for r in params]),))
 
 
 def is_sqlite(conn: Any) -> bool:
@@ -180,9 +186,7 @@ _LOCK_INSERT_MANY_PG = (
     f"WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {_SPLIT_PG} AS split), "
     f"first AS (INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
     "ON CONFLICT (idx) DO NOTHING RETURNING idx), "
-    f"rest AS (INSERT INTO audit_log ({COLUMNS}) "
-    "SELECT (r->>0)::bigint, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7 "
-    "FROM json_array_elements(%s::json) AS r WHERE EXISTS (SELECT 1 FROM first)) "
+    f"rest AS ({_INSERT_JSON_PG} WHERE EXISTS (SELECT 1 FROM first)) "
     "SELECT (SELECT split FROM chain_lock), EXISTS (SELECT 1 FROM first)"
 )
 """:data:`_LOCK_INSERT_PG` (split) for several rows at once: the first row as in it, the others
