@@ -94,10 +94,13 @@ def test_concurrent_records_share_transactions_and_each_gets_its_own_index(clust
         conn.execute(f'ALTER DATABASE "{name}" SET commit_siblings = 0')
     threads, each = 8, 25
     with Memory(url, _settings(tmp_path)) as mem:
-        assert mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL) == 0  # a lone caller: its own group
+        before = mem.service.audit.group.batches
+        assert mem.service.audit.record("warm.up", principal=LOCAL_PRINCIPAL) == 0  # a lone caller: its own group,
+        assert mem.service.audit.group.batches == before + 1  # written at once (nothing waits for company)
         answered = _record_from_threads(mem, threads, each, "share")
         report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
         assert report.ok and report.size == 1 + threads * each, report
+        assert mem.service.audit.group.batches - before - 1 <= threads * each // 2
     stored = _entries(cluster, name)
     assert sorted(i for i, _ in answered) == list(range(1, 1 + threads * each))
     assert all(stored[i] == target for i, target in answered), "an answered index holds another caller's entry"
