@@ -26,6 +26,7 @@ Prints a summary with the load average and writes JSON.
     python bench/audit_bench.py --only overhead --writes 8000   # just the per-write overhead
     python bench/audit_bench.py --only appends --appends 5000 --pg --pg-durability disk,crash --pg-threads 8,32
     python bench/audit_bench.py --only appends --appends 6000 --pg --pg-durability disk --pg-threads 8 --pg-processes 2
+    python bench/audit_bench.py --only appends --appends 6000 --pg --pg-durability disk --pg-threads 8,32 --pg-processes 2 --pg-group on,off
 
 The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
 the checkpointer), per write, and as the median ratio of neighbouring block pairs.
@@ -75,11 +76,20 @@ def open_memory(
 
 
 def bench_appends(
-    workdir: Path, n: int, synchronous: str, threads: int = 8, url: str | None = None, pg_mode: str = "", processes: int = 1
+    workdir: Path,
+    n: int,
+    synchronous: str,
+    threads: int = 8,
+    url: str | None = None,
+    pg_mode: str = "",
+    processes: int = 1,
+    group: bool = True,
 ) -> dict:
     mem = open_memory(workdir, f"appends-{synchronous}", synchronous=synchronous, url=url)
     server = server_cpu()
     audit = mem.service.audit
+    if not group:  # PostgreSQL as before the group commit: one transaction per append
+        audit._grouped = lambda: False  # type: ignore[method-assign]
     audit.start()  # the checkpointer runs as in `serve`
     latencies = []
     cpu_each = []  # this thread's CPU per append: what the append costs, whatever the load
@@ -103,22 +113,23 @@ def bench_appends(
         with lock:
             threaded.extend(mine)
 
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu, batches = time.perf_counter(), time.process_time(), audit.group.batches
     workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
     for t in workers:
         t.start()
     for t in workers:
         t.join()
     multi, multi_cpu = time.perf_counter() - start, time.process_time() - cpu
+    transactions = audit.group.batches - batches if group and url else len(threaded)
     server_used = server_cpu() - server
-    spread = bench_processes(url, workdir, n, processes, threads) if url and processes > 1 else {}
+    spread = bench_processes(url, workdir, n, processes, threads, group) if url and processes > 1 else {}
     audit.stop()
     report = audit.verify(principal=LOCAL_PRINCIPAL)
     mem.close()
     assert report.ok, report.problems
     return {
         "backend": "postgres" if url else "sqlite",
-        "synchronous": synchronous if not url else f"postgres {pg_mode}",
+        "synchronous": synchronous if not url else f"postgres {pg_mode}" + ("" if group else " (no group commit)"),
         "appends": n,
         "single_thread_per_s": round(n / single),
         "single_cpu_us_per_append": round(1e6 * single_cpu / n, 1),
@@ -132,6 +143,7 @@ def bench_appends(
         "threads_p50_ms": round(statistics.median(threaded), 3),
         "threads_p99_ms": round(pct(threaded, 0.99), 3),
         "threads_cpu_us_per_append": round(1e6 * multi_cpu / max(1, len(threaded)), 1),
+        "threads_transactions_per_append": round(transactions / max(1, len(threaded)), 3),
         **spread,
         "checkpoints_checked": report.checkpoints_checked,
         **({"server_cpu_us_per_append": round(1e6 * server_used / (n + len(threaded)), 1)} if url and SERVER_PIDS else {}),
@@ -147,6 +159,8 @@ url, data, tag, each, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.a
 settings = load_settings(None, overrides={"data_dir": data, "embeddings": {"provider": "none"}}, env={})
 mem = Memory(url, settings)
 audit = mem.service.audit
+if sys.argv[6] == "off":
+    audit._grouped = lambda: False
 audit.record("bench.warm", principal=LOCAL_PRINCIPAL, target=tag)  # the pool and the cached head
 latencies, lock = [], threading.Lock()
 def worker(k):
@@ -159,7 +173,7 @@ def worker(k):
         latencies.extend(mine)
 print("ready", flush=True)
 sys.stdin.readline()
-before = resource.getrusage(resource.RUSAGE_SELF)
+before, batches = resource.getrusage(resource.RUSAGE_SELF), audit.group.batches
 workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
 for t in workers:
     t.start()
@@ -167,14 +181,15 @@ for t in workers:
     t.join()
 after = resource.getrusage(resource.RUSAGE_SELF)
 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+batches = audit.group.batches - batches if sys.argv[6] == "on" else len(latencies)
 mem.close()
-print(json.dumps({"latencies": latencies, "cpu_s": cpu}), flush=True)
+print(json.dumps({"latencies": latencies, "cpu_s": cpu, "transactions": batches}), flush=True)
 """
 """One appender process of :func:`bench_processes`: ``threads`` threads, ``each`` appends per
 thread, started together with its siblings on a line on stdin."""
 
 
-def bench_processes(url: str, workdir: Path, n: int, processes: int, threads: int) -> dict:
+def bench_processes(url: str, workdir: Path, n: int, processes: int, threads: int, group: bool = True) -> dict:
     """``n`` appends from ``processes`` OS processes of ``threads`` threads each (one process's
     threads share one GIL, and the in-process turn orders them; processes do not share
     either, so client CPU can use both cores): the rate, latencies and client and server CPU
@@ -184,7 +199,7 @@ def bench_processes(url: str, workdir: Path, n: int, processes: int, threads: in
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", APPENDER_CHILD, url, str(workdir), f"p{k}", str(each), str(threads)],
+            [sys.executable, "-c", APPENDER_CHILD, url, str(workdir), f"p{k}", str(each), str(threads), "on" if group else "off"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -211,6 +226,7 @@ def bench_processes(url: str, workdir: Path, n: int, processes: int, threads: in
         "processes_p50_ms": round(statistics.median(latencies), 3),
         "processes_p99_ms": round(pct(latencies, 0.99), 3),
         "processes_client_cpu_us_per_append": round(1e6 * sum(f["cpu_s"] for f in found) / len(latencies), 1),
+        "processes_transactions_per_append": round(sum(f["transactions"] for f in found) / len(latencies), 3),
         **({"processes_server_cpu_us_per_append": round(1e6 * server_used / len(latencies), 1)} if SERVER_PIDS else {}),
     }
 
@@ -551,6 +567,11 @@ def main() -> None:
         help="also append from this many OS processes (each with the run's threads), so client CPU is not one GIL",
     )
     parser.add_argument(
+        "--pg-group",
+        default="on",
+        help="PostgreSQL runs with the group commit on, off (one transaction per append, as before it) or both: on,off",
+    )
+    parser.add_argument(
         "--only",
         choices=["appends", "overhead", "verify", "breakdown", "instructions"],
         action="append",
@@ -578,10 +599,20 @@ def main() -> None:
                 with contextlib.ExitStack() as stack:
                     fresh = stack.enter_context(private_postgres(mode)) if mode != "shared" else None
                     for threads in [int(t) for t in args.pg_threads.split(",")]:
-                        url = fresh() if fresh is not None else stack.enter_context(postgres_database())
-                        results["appends"].append(
-                            bench_appends(workdir, args.appends, "NORMAL", threads, url=url, pg_mode=mode, processes=args.pg_processes)
-                        )
+                        for grouped in args.pg_group.split(","):
+                            url = fresh() if fresh is not None else stack.enter_context(postgres_database())
+                            results["appends"].append(
+                                bench_appends(
+                                    workdir,
+                                    args.appends,
+                                    "NORMAL",
+                                    threads,
+                                    url=url,
+                                    pg_mode=mode,
+                                    processes=args.pg_processes,
+                                    group=grouped == "on",
+                                )
+                            )
         for row in results["appends"]:
             print(
                 f"appends ({row['backend']}, {row['synchronous']}): {row['single_thread_per_s']}/s one thread "
@@ -590,13 +621,15 @@ def main() -> None:
                 f"{row['single_cpu_bound_per_s']}/s if the process had its core); {row['threads_per_s']}/s from {row['threads']} threads "
                 f"(p50 {row['threads_p50_ms']} ms, p99 {row['threads_p99_ms']} ms)"
                 + f"; client CPU {row['threads_cpu_us_per_append']} µs per append from threads"
+                + (f", {row['threads_transactions_per_append']} transactions per append" if row["backend"] == "postgres" else "")
                 + (f"; server CPU {row['server_cpu_us_per_append']} µs per append" if "server_cpu_us_per_append" in row else "")
             )
             if "processes" in row:
                 print(
                     f"  from {row['processes']} processes × {row['processes_threads_each']} threads: {row['processes_per_s']}/s "
                     f"(p50 {row['processes_p50_ms']} ms, p99 {row['processes_p99_ms']} ms); client CPU "
-                    f"{row['processes_client_cpu_us_per_append']} µs per append"
+                    f"{row['processes_client_cpu_us_per_append']} µs per append, "
+                    f"{row['processes_transactions_per_append']} transactions per append"
                     + (f", server {row['processes_server_cpu_us_per_append']} µs" if "processes_server_cpu_us_per_append" in row else "")
                 )
         results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from memmesh.audit import chain
 from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller, unwrap
+from memmesh.audit.group import GroupCommit
 from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
 from memmesh.audit.parallel import verify_parallel
 from memmesh.audit.verify import VerifyReport, verify_log
@@ -177,6 +178,8 @@ class AuditLog:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.group: GroupCommit[Pending, int] = GroupCommit(self._append_group)
+        """PostgreSQL: :meth:`record` calls outside a transaction share transactions (see :meth:`_grouped`)."""
 
     # -- configuration ------------------------------------------------------------------
 
@@ -297,10 +300,8 @@ class AuditLog:
         rows, last = _chained(cached, at, items)
         first = getattr(tx, "begin_with", None)  # the transaction's first statement carries its BEGIN
         if first is not None:
-            split, inserted = audit_sql.lock_and_insert_first(first, rows)
+            split, inserted = audit_sql.lock_and_insert_first(first, rows)  # every row, one statement
             conn = tx.conn
-            if inserted and len(rows) > 1:
-                audit_sql.insert_many(conn, rows[1:])
         else:
             conn = tx.conn
             split, inserted = audit_sql.lock_and_insert_new(conn, rows, split=True)
@@ -361,8 +362,10 @@ class AuditLog:
     ) -> int:
         """Append an entry for an action the service took for ``principal`` (approvals,
         decisions, admin actions): inside ``tx`` when given (preferred: then it commits with
-        the change), else in a transaction of its own. Returns the entry's index, or -1 when
-        it is appended at the transaction's end (see :class:`AuditedTx`)."""
+        the change), else in a transaction of its own, which on PostgreSQL concurrent callers of
+        this process share (:attr:`group`: one transaction per group, answered once its flush
+        covers the entry). Returns the entry's index, or -1 when it is appended at the
+        transaction's end (see :class:`AuditedTx`)."""
         if not isinstance(principal, Principal):
             raise TypeError("audit.record needs the caller's Principal")
         if not isinstance(action, str) or not action.strip():
@@ -373,11 +376,39 @@ class AuditLog:
                 tx.defer(item)  # appended with the transaction's other entries, just before it commits
                 return -1
             return self.append_many(tx, [item])
+        if self._grouped():
+            return self.group.submit(item)
         with self.service.store.write() as own:
             if isinstance(own, AuditedTx):  # the service's store is the audited one (wrap)
                 own.defer(item)
                 return -1
             return self.append_many(own, [item])
+
+    def _grouped(self) -> bool:
+        """Whether a :meth:`record` without a transaction goes through the group commit: on
+        PostgreSQL (where a transaction costs round trips and a commit record per append;
+        SQLite's writer groups commits already), when this thread has no write open (its
+        transaction would be joined, and the leader must never wait for a follower's locks)."""
+        store = unwrap(self.service.store)
+        writing = getattr(store, "in_write", None)
+        return writing is not None and not writing()
+
+    def _append_group(self, items: Sequence[Pending], committed: Callable[[], None]) -> list[int]:
+        """Write a group's entries (:class:`GroupCommit`'s leader): one transaction, its lock and
+        every row in one statement sent with BEGIN, its commit asynchronous and sent with the
+        flush wait (see :meth:`append_many`); ``committed`` lets the next group start as soon
+        as the commit record is written, this one still waiting for its flush. Returns each
+        entry's index once they are durable."""
+        store = unwrap(self.service.store)
+        try:
+            with store.write() as tx:
+                end = self.append_many(tx, items)
+                tx.hooks(committed, committed)  # after the turn's hook: the next leader finds the head cached
+        except BaseException:
+            self.abandoned()
+            raise
+        self.committed()
+        return list(range(end - len(items) + 1, end + 1))
 
     # -- reading ------------------------------------------------------------------------
 

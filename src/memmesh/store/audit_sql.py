@@ -8,6 +8,7 @@ commits or rolls back with the change it records), a read connection for verific
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -102,6 +103,13 @@ def head(conn: Any) -> tuple[int, str] | None:
     return (found.size - 1, found.last_hash) if found is not None else None
 
 
+_INSERT_JSON_PG = (
+    f"INSERT INTO audit_log ({COLUMNS}) SELECT (r->>0)::bigint, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, r->>7 "
+    "FROM json_array_elements(%s::json) AS r"
+)
+"""Rows in :data:`COLUMNS` order as one JSON array: a multi-row insert in one statement (PostgreSQL)."""
+
+
 def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert rows, each a tuple in :data:`COLUMNS` order (an :class:`AuditRow` or a plain tuple)."""
     params = list(rows)
@@ -110,9 +118,8 @@ def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
         conn.execute(text, params[0])
     elif _is_sqlite(conn):
         conn.executemany(text, params)
-    else:
-        with conn.cursor() as cur:
-            cur.executemany(text, params)
+    else:  # one statement, however many rows (a group's entries re-chained after a collision)
+        conn.execute(_INSERT_JSON_PG, (json.dumps([list(r) for r in params]),))
 
 
 def is_sqlite(conn: Any) -> bool:
@@ -175,14 +182,35 @@ def lock_and_insert_new(conn: Any, rows: Sequence[tuple[Any, ...]], *, split: bo
     return bool(found[0]), True
 
 
+_LOCK_INSERT_MANY_PG = (
+    f"WITH chain_lock AS (SELECT pg_advisory_xact_lock(%s) AS locked, {_SPLIT_PG} AS split), "
+    f"first AS (INSERT INTO audit_log ({COLUMNS}) SELECT %s, %s, %s, %s, %s, %s, %s, %s FROM chain_lock "
+    "ON CONFLICT (idx) DO NOTHING RETURNING idx), "
+    f"rest AS ({_INSERT_JSON_PG} WHERE EXISTS (SELECT 1 FROM first)) "
+    "SELECT (SELECT split FROM chain_lock), EXISTS (SELECT 1 FROM first)"
+)
+""":data:`_LOCK_INSERT_PG` (split) for several rows at once: the first row as in it, the others
+(a JSON array of rows in column order: one parameter, whatever their number, so the statement
+is prepared once) only when the first went in. ``ON CONFLICT`` on the first row alone: it sees
+rows committed while this statement waited for the lock (the statement's snapshot does not),
+and indexes are dense, so when the first index is free every later one is; a plain insert of
+the others then cannot half-apply a batch chained onto a stale head (a multi-row
+``ON CONFLICT DO NOTHING`` would insert the rows past another process's entries)."""
+
+
 def lock_and_insert_first(
     first: Callable[[str, Sequence[Any]], tuple[str | None, ...]], rows: Sequence[tuple[Any, ...]]
 ) -> tuple[bool, bool]:
-    """:func:`lock_and_insert_new` (split) of the first row only, run by ``first``: a PostgreSQL
-    write transaction's ``begin_with``, which sends BEGIN in the same round trip when this is
-    the transaction's first statement. Returns (split, inserted); the caller inserts the other
-    rows when inserted."""
-    found = first(_LOCK_INSERT_PG_SPLIT, (AUDIT_LOCK_KEY, *rows[0]))
+    """:func:`lock_and_insert_new` (split) of ``rows`` in ONE statement, run by ``first``: a
+    PostgreSQL write transaction's ``begin_with``, which sends BEGIN in the same round trip when
+    this is the transaction's first statement (a group of appends, :mod:`memmesh.audit.group`,
+    is then one round trip before its commit, however many entries it holds). Returns
+    (split, inserted); not inserted: nothing went in and the lock is held (read the head and
+    insert again)."""
+    if len(rows) == 1:
+        found = first(_LOCK_INSERT_PG_SPLIT, (AUDIT_LOCK_KEY, *rows[0]))
+    else:
+        found = first(_LOCK_INSERT_MANY_PG, (AUDIT_LOCK_KEY, *rows[0], json.dumps([list(r) for r in rows[1:]])))
     return found[0] == "t", found[1] == "t"
 
 

@@ -320,6 +320,10 @@ class PostgresStore(SQLReads):
                 for hook in tx.on_end:
                     hook()
 
+    def in_write(self) -> bool:
+        """Whether this thread has a write transaction open (a :meth:`write` now would join it)."""
+        return getattr(self._local, "tx", None) is not None
+
     def make_commits_durable(self) -> None:
         """Wait until every commit made so far on the server is durable: what a checkpoint
         needs before it signs entries it read (an appender's commit may be asynchronous, its
