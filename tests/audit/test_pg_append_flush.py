@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -97,9 +98,11 @@ class Cluster:
         return name, f"postgresql:///{name}?{query}"
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    folder = Path(f"/var/tmp/memmesh-test-pg-flush-{uuid.uuid4().hex[:10]}")
+@contextmanager
+def durable_cluster(prefix: str) -> Iterator[Cluster]:
+    """A private cluster whose commits wait for the disk (fsync and synchronous_commit on),
+    stopped and removed afterwards."""
+    folder = Path(f"/var/tmp/{prefix}-{uuid.uuid4().hex[:10]}")
     made = Cluster(folder)
     try:
         with made.admin() as conn:
@@ -109,6 +112,12 @@ def cluster() -> Iterator[Cluster]:
     finally:
         subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(folder)], capture_output=True, timeout=120)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    with durable_cluster("memmesh-test-pg-flush") as made:
+        yield made
 
 
 def _settings(tmp_path: Path, signed: bool = False) -> Any:

@@ -16,19 +16,17 @@ test_pg_append_flush.py), checked with counts, never timings:
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_pg_append_flush import PG_SCRIPT, Cluster, _settings
+from test_pg_append_flush import Cluster, _settings, durable_cluster
 
 from memmesh import Memory
 from memmesh.audit.capture import Pending, unwrap
@@ -39,16 +37,8 @@ from memmesh.store.audit_sql import AUDIT_LOCK_KEY
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    folder = Path(f"/var/tmp/memmesh-test-pg-group-{uuid.uuid4().hex[:10]}")
-    made = Cluster(folder)
-    try:
-        with made.admin() as conn:
-            shown = dict(conn.execute("SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit')").fetchall())
-        assert shown == {"fsync": "on", "synchronous_commit": "on"}, shown
+    with durable_cluster("memmesh-test-pg-group") as made:
         yield made
-    finally:
-        subprocess.run([sys.executable, str(PG_SCRIPT), "stop", "--dir", str(folder)], capture_output=True, timeout=120)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _entries(cluster: Cluster, name: str) -> dict[int, str | None]:

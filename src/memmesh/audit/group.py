@@ -98,13 +98,19 @@ class GroupCommit(Generic[Item, Result]):
                 return
             self._queue.remove(slot)
             if slot.lead:
-                following = self._queue[0] if self._queue else None
-                if following is None:
-                    self._busy = False
-                else:
-                    following.lead = True
+                following = self._next_leader()
         if following is not None:
             following.done.set()
+
+    def _next_leader(self) -> _Slot[Item, Result] | None:
+        """Make the head of the queue the leader (call with ``_lock`` held), or mark the group
+        idle when nobody waits; the caller wakes the slot returned once the lock is released."""
+        following = self._queue[0] if self._queue else None
+        if following is None:
+            self._busy = False
+        else:
+            following.lead = True
+        return following
 
     def _lead(self, me: _Slot[Item, Result]) -> Result:
         with self._lock:
@@ -120,11 +126,7 @@ class GroupCommit(Generic[Item, Result]):
                 return
             handed = True
             with self._lock:
-                following = self._queue[0] if self._queue else None
-                if following is None:
-                    self._busy = False
-                else:
-                    following.lead = True
+                following = self._next_leader()
             if following is not None:
                 following.done.set()
 
