@@ -110,6 +110,11 @@ _INSERT_JSON_PG = (
 """Rows in :data:`COLUMNS` order as one JSON array: a multi-row insert in one statement (PostgreSQL)."""
 
 
+def _json_rows(rows: Sequence[tuple[Any, ...]]) -> str:
+    """The one parameter of :data:`_INSERT_JSON_PG`: however many rows, one prepared statement."""
+    return json.dumps([list(r) for r in rows])
+
+
 def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert rows, each a tuple in :data:`COLUMNS` order (an :class:`AuditRow` or a plain tuple)."""
     params = list(rows)
@@ -119,7 +124,7 @@ def insert_many(conn: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     elif _is_sqlite(conn):
         conn.executemany(text, params)
     else:  # one statement, however many rows (a group's entries re-chained after a collision)
-        conn.execute(_INSERT_JSON_PG, (json.dumps([list(r) for r in params]),))
+        conn.execute(_INSERT_JSON_PG, (_json_rows(params),))
 
 
 def is_sqlite(conn: Any) -> bool:
@@ -210,7 +215,7 @@ def lock_and_insert_first(
     if len(rows) == 1:
         found = first(_LOCK_INSERT_PG_SPLIT, (AUDIT_LOCK_KEY, *rows[0]))
     else:
-        found = first(_LOCK_INSERT_MANY_PG, (AUDIT_LOCK_KEY, *rows[0], json.dumps([list(r) for r in rows[1:]])))
+        found = first(_LOCK_INSERT_MANY_PG, (AUDIT_LOCK_KEY, *rows[0], _json_rows(rows[1:])))
     return found[0] == "t", found[1] == "t"
 
 
