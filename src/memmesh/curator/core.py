@@ -105,7 +105,7 @@ class CuratorPolicy(PlanRules):
 
 
 class Autonomy(BaseModel):
-    """What the run changed on its own (SPEC §8)."""
+    """What the run changed on its own (docs/curator.md)."""
 
     clusters_formed: int = 0
     memories_consolidated: int = 0
@@ -138,7 +138,7 @@ class UpdateView(BaseModel):
 
 
 class CuratorReport(BaseModel):
-    """SPEC §8's curator JSON, plus the run's id (for rollback), its namespace and the first
+    """The curator's JSON report (docs/curator.md), plus the run's id (for rollback), its namespace and the first
     clusters and contradictions it found."""
 
     run_id: str
