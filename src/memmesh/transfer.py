@@ -119,6 +119,20 @@ class Transfer:
             self.service.store, target, now=self.service.clock(), batch_size=batch_size, dry_run=dry_run, progress=progress
         )
 
+    def record_migrated_in(self, report: MigrateReport, *, principal: Principal) -> None:
+        """An ``admin.migrate`` entry on this store's audit chain for a migration *into* it
+        (a store's history says where its memories came from, as ``admin.restore`` and
+        ``admin.import`` do). The migration itself runs on bare stores (no service is running
+        on the target), so the face calls this on a service over the target afterwards, in a
+        transaction of its own. A dry run wrote nothing and appends nothing."""
+        who = authorize_store_wide(principal, "a migration")
+        if report.dry_run:
+            return
+        written = ("memories", "links", "history", "tombstones", "vectors", "archived")
+        detail: dict[str, Any] = {name: getattr(report, f"{name}_written") for name in written}
+        detail["errors"] = len(report.errors)
+        self.service.audit.record("admin.migrate", principal=who, target=report.from_url, detail=detail)
+
     # -- export ---------------------------------------------------------------------------------
 
     def export_lines(self, namespace: str | None = None, *, principal: Principal) -> Iterator[str]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import typer
 
 from memmesh.clock import system_clock
-from memmesh.compose import build_store
+from memmesh.compose import build, build_store
 from memmesh.config import db_override
 from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.io.migrate import report_dict
+from memmesh.io.migrate import MigrateReport, report_dict
+from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.redact import redact_url
 from memmesh.store.base import Store
 from memmesh.store.open import open_store
-from memmesh.transfer import check_distinct, migrate_stores
+from memmesh.transfer import Transfer, check_distinct, migrate_stores
 
 
 def open_url(url: str, *, create: bool) -> Store:
@@ -35,6 +36,16 @@ def _dry_run_target(url: str) -> Store:
         stand_in = open_store("sqlite:///:memory:")
         stand_in.url = redact_url(db_override(url)["storage"]["url"])
         return stand_in
+
+
+def _record_on_target(target: Store, to_url: str, report: MigrateReport) -> None:
+    """The target's ``admin.migrate`` audit entry, through a service over the target store
+    (no embedder: opening it must not start embedding what the target still owes)."""
+    settings = state.settings()
+    storage = settings.storage.model_copy(update={"url": db_override(to_url)["storage"]["url"]})
+    embeddings = settings.embeddings.model_copy(update={"provider": "none"})
+    service = build(settings.model_copy(update={"storage": storage, "embeddings": embeddings}), store=target)
+    Transfer(service).record_migrated_in(report, principal=LOCAL_PRINCIPAL)
 
 
 @app.command("migrate")
@@ -65,6 +76,8 @@ def migrate_command(
             report = migrate_stores(
                 source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n)
             )
+        if not dry_run:
+            _record_on_target(target, to_url, report)
     finally:
         source.close()
         target.close()
