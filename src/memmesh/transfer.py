@@ -104,9 +104,15 @@ class Transfer:
         rules = record_rules(self.service, now=now, max_clock_skew_seconds=max_clock_skew_seconds)
         manifest = verify_snapshot(snapshot, supported_schema=self.service.store.schema_version)
         report = restore_snapshot(snapshot, lambda: self.service.store, manifest=manifest, rules=rules, progress=progress)
-        detail = {"written": report.memories_written, "rejected": report.rejected}
-        self.service.audit.record("admin.restore", principal=principal, target=Path(snapshot).name, detail=detail)
+        self.record_restored(report, snapshot, principal=principal)
         return report
+
+    def record_restored(self, report: RestoreReport, snapshot: str | Path, *, principal: Principal) -> None:
+        """The ``admin.restore`` entry on this store's chain, in a transaction of its own after
+        the restore (also for `memmesh restore`, which restores into a bare store first)."""
+        who = authorize_store_wide(principal, "a restore")
+        detail = {"written": report.memories_written, "rejected": report.rejected}
+        self.service.audit.record("admin.restore", principal=who, target=Path(snapshot).name, detail=detail)
 
     # -- migrate --------------------------------------------------------------------------------
 

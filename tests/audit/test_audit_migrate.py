@@ -51,3 +51,20 @@ def test_migrate_appends_admin_migrate_on_the_target(cli: Any, tmp_path: Path, t
     assert [e["detail"]["memories"] for e in _migrations(cli, target)] == [3, 0]
     ok = cli("audit", "verify", extra_env={"MEMMESH_DB": target})
     assert ok.code == 0 and "ok: entries" in ok.out, ok.out + ok.err
+
+
+def test_cli_restore_appends_admin_restore_on_the_target(cli: Any, tmp_path: Path, db_path: Path, target: str) -> None:
+    """`memmesh restore` restores into a bare store (no service runs on it) and was not
+    audited at all; a restore through the service was. Now both append ``admin.restore``."""
+    with Memory(f"sqlite:///{db_path}", keyword_settings(tmp_path)) as mem:
+        mem.add("The on-call rota changes on Mondays", namespace="ops")
+    made = cli("backup", "--to", str(tmp_path / "snaps"), "--json")
+    assert made.code == 0, made.err
+    snapshot = Path(json.loads(made.out)["snapshot"])
+    restored = cli("restore", str(snapshot), "--to", target, "--json")
+    assert restored.code == 0, restored.err
+    exported = cli("audit", "export", extra_env={"MEMMESH_DB": target})
+    entries = [e for e in map(json.loads, exported.out.splitlines()) if e["action"] == "admin.restore"]
+    assert [(e["actor"], e["target"], e["detail"]) for e in entries] == [("local", snapshot.name, {"written": 1, "rejected": 0})]
+    ok = cli("audit", "verify", extra_env={"MEMMESH_DB": target})
+    assert ok.code == 0, ok.out + ok.err

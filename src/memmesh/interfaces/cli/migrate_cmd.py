@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from memmesh.clock import system_clock
@@ -9,7 +11,7 @@ from memmesh.compose import build, build_store
 from memmesh.config import db_override
 from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.io.migrate import MigrateReport, report_dict
+from memmesh.io.migrate import report_dict
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.redact import redact_url
 from memmesh.store.base import Store
@@ -38,14 +40,15 @@ def _dry_run_target(url: str) -> Store:
         return stand_in
 
 
-def _record_on_target(target: Store, to_url: str, report: MigrateReport) -> None:
-    """The target's ``admin.migrate`` audit entry, through a service over the target store
-    (no embedder: opening it must not start embedding what the target still owes)."""
+def target_transfer(target: Store, url: str | None) -> Transfer:
+    """The transfer core over a service on ``target`` (``url``: its URL; None: the configured
+    database), for the audit entry a copy into it appends. No embedder: opening it must not
+    start embedding what the target still owes."""
     settings = state.settings()
-    storage = settings.storage.model_copy(update={"url": db_override(to_url)["storage"]["url"]})
-    embeddings = settings.embeddings.model_copy(update={"provider": "none"})
-    service = build(settings.model_copy(update={"storage": storage, "embeddings": embeddings}), store=target)
-    Transfer(service).record_migrated_in(report, principal=LOCAL_PRINCIPAL)
+    update: dict[str, Any] = {"embeddings": settings.embeddings.model_copy(update={"provider": "none"})}
+    if url is not None:
+        update["storage"] = settings.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})
+    return Transfer(build(settings.model_copy(update=update), store=target))
 
 
 @app.command("migrate")
@@ -77,7 +80,7 @@ def migrate_command(
                 source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n)
             )
         if not dry_run:
-            _record_on_target(target, to_url, report)
+            target_transfer(target, to_url).record_migrated_in(report, principal=LOCAL_PRINCIPAL)
     finally:
         source.close()
         target.close()
