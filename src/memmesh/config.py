@@ -1,6 +1,6 @@
 """Settings: one typed object, merged once from defaults, a TOML file, env and flags.
 
-Precedence (SPEC §5): CLI flag > ``MEMMESH_*`` env > config file section > default.
+Precedence (docs/configuration.md): CLI flag > ``MEMMESH_*`` env > config file section > default.
 The file is ``--config``, else ``$MEMMESH_CONFIG``, else ``<config dir>/memmesh/config.toml``.
 Env names are ``MEMMESH_<SECTION>_<KEY>`` (``MEMMESH_STORAGE_URL``), plus the shortcuts
 ``MEMMESH_DB`` (= storage.url) and ``MEMMESH_DATA_DIR``. Nothing else in memmesh reads

@@ -92,7 +92,7 @@ class MemmeshError(Exception):
         return f"{self.reason}; pass {' or '.join(fixes)}"
 
     def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
-        """The SPEC error body: ``{"error": {"code", "message", "details"}}``."""
+        """The error body (docs/http.md, "Errors"): ``{"error": {"code", "message", "details"}}``."""
         message = self.message if spell is None else self.message_for(spell)
         return {"error": {"code": self.code, "message": message, "details": self.details}}
 
@@ -202,7 +202,7 @@ class PendingApprovalError(MemmeshError):
     exit_code = 3
 
     def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
-        """The error body plus ``status`` and ``pending_id`` at the top, as SPEC's 202 promises."""
+        """The error body plus ``status`` and ``pending_id`` at the top, as the 202 answer promises (docs/governance.md)."""
         return {"status": "pending", "pending_id": self.details.get("pending_id"), **super().to_dict(spell)}
 
 

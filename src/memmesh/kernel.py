@@ -136,6 +136,16 @@ def is_store_admin(who: Principal) -> bool:
     return who.role == "admin" and who.prefixes() is None
 
 
+def check_query_size(text: str, limit: int, what: str = "query") -> None:
+    """A text recalled by (a query, a session's task) is at most as long as the longest memory
+    (``limits.max_content_bytes``): each request's tokenizing, keyword and date scans grow with
+    it, and no stored text is longer. ``what`` names the field in the error, so the caller
+    knows which of its inputs to shorten."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise InvalidInputError(f"{what} is {size} bytes; the limit is {limit} (limits.max_content_bytes): use fewer words")
+
+
 def check_agent(who: Principal, agent_id: str | None) -> None:
     """A keyed caller writes as its own agent; only an admin for every namespace may attribute
     a memory to another agent (e.g. when replaying a migration)."""

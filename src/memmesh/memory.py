@@ -80,7 +80,7 @@ class Memory:
     def add(
         self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | RememberResult:
-        """Store one memory; fields as in SPEC §1 (namespace, title, tier, tags, …).
+        """Store one memory; fields as in docs/concepts.md (namespace, title, tier, tags, …).
 
         Returns once the memory is committed (recallable by keyword); its vector follows in
         the background. ``wait=True`` returns only once the vector is stored too.

@@ -524,7 +524,7 @@ class NamespaceCount(BaseModel):
 
 
 class Stats(BaseModel):
-    """The SPEC §4 stats shape."""
+    """Counts of the store (``GET /api/v1/stats``, ``memmesh stats``; docs/http.md)."""
 
     total: int
     by_tier: list[TierCount]

@@ -30,6 +30,7 @@ from memmesh.kernel import (
     authorize,
     authorize_store_wide,
     check_agent,
+    check_query_size,
     check_valid_span,
     content_hash,
     embed_text,
@@ -612,12 +613,7 @@ class Service:
     def _check_query_size(self, query: str) -> None:
         """A query is at most as long as the longest memory (``limits.max_content_bytes``): each
         request's tokenizing, keyword and date scans grow with it, and no stored text is longer."""
-        size = len(query.encode("utf-8", "surrogatepass"))
-        if size > self.kernel.policy.max_content_bytes:
-            raise InvalidInputError(
-                f"query is {size} bytes; the limit is {self.kernel.policy.max_content_bytes} (limits.max_content_bytes): "
-                "ask with fewer words"
-            )
+        check_query_size(query, self.kernel.policy.max_content_bytes)
 
     def history(self, memory_id: str, *, principal: Principal) -> builtins.list[HistoryEntry]:
         """Every change of a memory, oldest first (also for deleted memories)."""

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from memmesh.errors import InvalidInputError
-from memmesh.kernel import CoreCalls, Kernel, authorize, content_hash
+from memmesh.kernel import CoreCalls, Kernel, authorize, check_query_size, content_hash
 from memmesh.limits import quota_namespace, seconds_until_next_day, utc_day
 from memmesh.model import DEFAULT_NAMESPACE, Hit, Memory, Principal, normalize_namespace
 from memmesh.recall.keyword import query_terms
@@ -148,6 +148,7 @@ class Survey:
         mode = None
         notices: list[str] = []
         if task and task.strip():
+            check_query_size(task, self.kernel.policy.max_content_bytes, "task")  # recall would call it "query"
             result = svc.recall(task, top_k=relevant, namespace=namespace, budget_tokens=budget_tokens, principal=principal)
             hits, mode, notices = result.hits, result.mode, result.notices
         total = sum(

@@ -1,6 +1,6 @@
 """TLS for the mesh: key-file checks, fingerprint allowlists, SSL contexts and a small CA.
 
-Peers authenticate with mutual TLS (SPEC §6/§7). Everything that decides *whether* a
+Peers authenticate with mutual TLS (docs/federation.md). Everything that decides *whether* a
 certificate, a key file or an allowlist is acceptable lives here, once; the HTTP server
 (``interfaces/http/tls_guard.py``), the peer client factory (``federation/peers.py``) and
 ``memmesh certs`` only call it.

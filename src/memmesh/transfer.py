@@ -104,9 +104,15 @@ class Transfer:
         rules = record_rules(self.service, now=now, max_clock_skew_seconds=max_clock_skew_seconds)
         manifest = verify_snapshot(snapshot, supported_schema=self.service.store.schema_version)
         report = restore_snapshot(snapshot, lambda: self.service.store, manifest=manifest, rules=rules, progress=progress)
-        detail = {"written": report.memories_written, "rejected": report.rejected}
-        self.service.audit.record("admin.restore", principal=principal, target=Path(snapshot).name, detail=detail)
+        self.record_restored(report, snapshot, principal=principal)
         return report
+
+    def record_restored(self, report: RestoreReport, snapshot: str | Path, *, principal: Principal) -> None:
+        """The ``admin.restore`` entry on this store's chain, in a transaction of its own after
+        the restore (also for `memmesh restore`, which restores into a bare store first)."""
+        who = authorize_store_wide(principal, "a restore")
+        detail = {"written": report.memories_written, "rejected": report.rejected}
+        self.service.audit.record("admin.restore", principal=who, target=Path(snapshot).name, detail=detail)
 
     # -- migrate --------------------------------------------------------------------------------
 
@@ -118,6 +124,20 @@ class Transfer:
         return migrate_stores(
             self.service.store, target, now=self.service.clock(), batch_size=batch_size, dry_run=dry_run, progress=progress
         )
+
+    def record_migrated_in(self, report: MigrateReport, *, principal: Principal) -> None:
+        """An ``admin.migrate`` entry on this store's audit chain for a migration *into* it
+        (a store's history says where its memories came from, as ``admin.restore`` and
+        ``admin.import`` do). The migration itself runs on bare stores (no service is running
+        on the target), so the face calls this on a service over the target afterwards, in a
+        transaction of its own. A dry run wrote nothing and appends nothing."""
+        who = authorize_store_wide(principal, "a migration")
+        if report.dry_run:
+            return
+        written = ("memories", "links", "history", "tombstones", "vectors", "archived")
+        detail: dict[str, Any] = {name: getattr(report, f"{name}_written") for name in written}
+        detail["errors"] = len(report.errors)
+        self.service.audit.record("admin.migrate", principal=who, target=report.from_url, detail=detail)
 
     # -- export ---------------------------------------------------------------------------------
 

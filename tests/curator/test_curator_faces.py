@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.http.http_support import ThreadServer, http_settings
-from tests.mcp.conftest import McpEnv
+from tests.mcp.conftest import keyword_mcp_env
 
 from memmesh import Memory
 
@@ -109,22 +109,6 @@ def test_http_run_runs_rollback_and_bad_input(tmp_path: Path) -> None:
         server.stop()
 
 
-def _mcp_env(tmp_path: Path, db: Path) -> McpEnv:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    (tmp_path / "absent.toml").write_text("")
-    env.update(
-        {
-            "MEMMESH_DB": str(db),
-            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
-            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
-        }
-    )
-    return McpEnv(db=db, env=env, tmp=tmp_path)
-
-
 def test_mcp_tools_detect_tag_and_expand_through_the_core(tmp_path: Path, db_path: Path) -> None:
     from tests.conftest import keyword_settings
 
@@ -132,7 +116,7 @@ def test_mcp_tools_detect_tag_and_expand_through_the_core(tmp_path: Path, db_pat
         low = mem.add("The conference room holds 12 people.", namespace="office").id
         high = mem.add("The conference room holds 20 people.", namespace="office").id
         plain = mem.add("The conference room projector needs an HDMI adapter.", namespace="office", tags=["projector", "hdmi"]).id
-    env = _mcp_env(tmp_path, db_path)
+    env = keyword_mcp_env(tmp_path, db_path)
 
     async def scenario() -> None:
         async with env.client("--profile", "curator") as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from fake_openai import Reply, fake_openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 from http_support import Running, ThreadServer, http_settings
+from tests.mcp.conftest import keyword_mcp_env
 
 from memmesh import Memory
 from memmesh.model import Kind, Relation
@@ -126,17 +126,7 @@ def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
 
 
 def mcp_params(tmp_path: Path, db: Path) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    (tmp_path / "absent.toml").write_text("")
-    env.update(
-        {
-            "MEMMESH_DB": str(db),
-            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
-            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
-            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
-        }
-    )
-    return StdioServerParameters(command=sys.executable, args=["-m", "memmesh.interfaces.cli.app", "mcp", "--profile", "full"], env=env)
+    return keyword_mcp_env(tmp_path, db).params("--profile", "full")
 
 
 def test_mcp_memory_store_with_messages_and_status(tmp_path: Path) -> None:

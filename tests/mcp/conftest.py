@@ -72,16 +72,22 @@ class McpEnv:
             yield Client(session)
 
 
-@pytest.fixture
-def mcp_env(tmp_path: Path, db_path: Path) -> McpEnv:
+def keyword_mcp_env(tmp_path: Path, db: Path) -> McpEnv:
+    """``memmesh mcp`` on the SQLite file ``db``: no config file, no embedder, no inherited
+    ``MEMMESH_*`` variables (also for tests outside tests/mcp, which cannot use the fixture)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     (tmp_path / "absent.toml").write_text("")
     env.update(
         {
-            "MEMMESH_DB": str(db_path),
+            "MEMMESH_DB": str(db),
             "MEMMESH_DATA_DIR": str(tmp_path / "data"),
             "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
             "MEMMESH_EMBEDDINGS_PROVIDER": "none",
         }
     )
-    return McpEnv(db=db_path, env=env, tmp=tmp_path)
+    return McpEnv(db=db, env=env, tmp=tmp_path)
+
+
+@pytest.fixture
+def mcp_env(tmp_path: Path, db_path: Path) -> McpEnv:
+    return keyword_mcp_env(tmp_path, db_path)

@@ -1,6 +1,6 @@
 """Every rule of the message bus, written once for every face (CLI, HTTP, MCP, Python).
 
-Model (issue 17, SPEC §9):
+Model (issue 17; docs/bus.md):
 
 - A *conversation* has participants and a token of 64 hex characters, shown once and stored
   only as its SHA-256; every read or post presents it and it is compared in constant time.

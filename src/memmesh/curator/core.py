@@ -105,7 +105,7 @@ class CuratorPolicy(PlanRules):
 
 
 class Autonomy(BaseModel):
-    """What the run changed on its own (SPEC §8)."""
+    """What the run changed on its own (docs/curator.md)."""
 
     clusters_formed: int = 0
     memories_consolidated: int = 0
@@ -138,7 +138,7 @@ class UpdateView(BaseModel):
 
 
 class CuratorReport(BaseModel):
-    """SPEC §8's curator JSON, plus the run's id (for rollback), its namespace and the first
+    """The curator's JSON report (docs/curator.md), plus the run's id (for rollback), its namespace and the first
     clusters and contradictions it found."""
 
     run_id: str
@@ -305,19 +305,22 @@ class Curator:
         self.host.await_vectors()  # duplicates are found by meaning: the vectors of fresh writes first
         if dry_run:
             return self._run(who, flt, cap, dry_run=True)
-        busy = "a curator run is already going on this store (held by {}); wait for it to finish, or use --dry-run"
-        with self._leased("", busy.format) as renew:
+        busy = "a curator run is already going on this store{}; wait for it to finish, or use --dry-run"
+        with self._leased("", busy.format, who) as renew:
             return self._run(who, flt, cap, dry_run=False, renew=renew)
 
     @contextmanager
-    def _leased(self, tag: str, busy: Callable[[str], str]) -> Iterator[Callable[[], object]]:
+    def _leased(self, tag: str, busy: Callable[[str], str], who: Principal) -> Iterator[Callable[[], object]]:
         """Hold the store's run lease for the block (runs and rollbacks never interleave, in
         any process); yields the call that renews it. Taken already: a conflict whose message
-        is ``busy(holder)``."""
+        is ``busy(" (held by <holder>)")``. The holder names a node and a process id, which is
+        for operators: only an admin caller is shown it (a writer gets the message without it)."""
         holder = f"{self.host.node_id}:{os.getpid()}:{tag}{new_id()}"
         held = self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         if held is not None:
-            raise ConflictError(busy(held), details={"holder": held})
+            if who.has_role("admin"):
+                raise ConflictError(busy(f" (held by {held})"), details={"holder": held})
+            raise ConflictError(busy(""))
         try:
             yield lambda: self.lease.acquire(holder, time.time(), self.policy.lease_secs)
         finally:
@@ -603,10 +606,10 @@ class Curator:
         # the run lease: a rollback never interleaves with a run (its own, if it is still
         # going, or another); a run whose process died is rolled back once its lease ran out
 
-        def busy(held: str) -> str:
-            return f"a curator run is going on this store (held by {held}); roll back {run_id} when it has finished"
+        def busy(held_by: str) -> str:
+            return f"a curator run is going on this store{held_by}; roll back {run_id} when it has finished"
 
-        with self._leased("rollback:", busy):
+        with self._leased("rollback:", busy, who):
             return self._rollback(run_id, who)
 
     def _rollback(self, run_id: str, who: Principal) -> RollbackReport:

@@ -1,4 +1,4 @@
-"""Federation: nodes that each keep their own store and replicate to each other (SPEC §7).
+"""Federation: nodes that each keep their own store and replicate to each other (docs/federation.md).
 
 * :mod:`.changes` — the wire format of the change feed (pure, validated with pydantic).
 * :mod:`.quorum` — how many acknowledgements a write needs and what to answer (pure).

@@ -457,6 +457,16 @@ class Governance:
                 done += 1
         return done
 
+    def redrive_at_start(self) -> float | None:
+        """:meth:`redrive_approved`, then how many seconds until the live apply leases of the
+        actions still ``approved`` run out (None when none is left): serve's start-up pass
+        (:class:`.recovery.StartupRedrive`)."""
+        self.redrive_approved()
+        left = [p.id for p in self.db.pending_list("approved", MAX_LISTED)]
+        with self.service.store.reading() as conn:
+            until = recovery.live_until(conn, left)
+        return None if until is None else max(0.0, until - self.service.clock().timestamp())
+
     def _redrive_one(self, pending_id: str, principal: Principal) -> PendingAction:
         """``approve`` of an action already ``approved``: apply it if its applier died, else 409."""
         who = authorize(principal, "approver")

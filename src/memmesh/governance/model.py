@@ -16,7 +16,7 @@ from memmesh.errors import InvalidInputError
 from memmesh.model import Principal, Tier, normalize_tags
 
 ACTIONS: tuple[str, ...] = ("write", "update", "delete", "promote", "link")
-"""The governed actions (SPEC §1): store a memory, change one, delete one, promote one, link two."""
+"""The governed actions (docs/governance.md): store a memory, change one, delete one, promote one, link two."""
 DECISIONS: tuple[str, ...] = ("allow", "approve", "deny")
 MODES: tuple[str, ...] = ("enforce", "advisory", "off")
 STATUSES: tuple[str, ...] = ("pending", "approved", "applied", "rejected", "failed", "advisory")

@@ -10,7 +10,10 @@ Whoever applies an approved action holds its **apply lease** (a row ``pending:<i
 neutral ``leases`` table), taken in the decision's transaction and given back in the
 outcome's. A live applier's lease stops anyone else; a dead one's expires after
 :data:`APPLY_LEASE_S`. The next ``approve`` of that action, or the next garbage collection,
-takes the expired lease (one atomic upsert: one taker) and applies the action again. The
+takes the expired lease (one atomic upsert: one taker) and applies the action again; so does
+``memmesh serve`` as it starts (:class:`StartupRedrive`: once at start, and once more when the
+live leases it found have run out, so a crash and a quick restart do not wait for an hourly
+gc or a second approve). The
 replay is idempotent for what the crash may already have written: a queued write carries the
 ids chosen when it was queued, a delete of a memory already gone is its own outcome, an
 update, promote or link re-applied leaves the same state.
@@ -18,9 +21,13 @@ update, promote or link re-applied leaves the same state.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from memmesh.governance.store import _run, _tx_conn
 from memmesh.store.base import WriteTx
@@ -68,3 +75,53 @@ def fault(point: str) -> None:
     """Exit now, as a crash would, when the crash tests ask for ``point``."""
     if os.environ.get(FAULT_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)  # kill -9: no cleanup, no flush, as a crash
+
+
+def live_until(conn: Any, pending_ids: Sequence[str]) -> float | None:
+    """The latest expiry among the apply leases of ``pending_ids`` (None when they hold none)."""
+    if not pending_ids:
+        return None
+    marks = ", ".join("?" for _ in pending_ids)
+    row = _run(conn, f"SELECT max(expires_at) FROM leases WHERE name IN ({marks})", [lease_name(p) for p in pending_ids]).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+class StartupRedrive:
+    """``memmesh serve``'s start-up re-drive of approved actions a crash left unapplied.
+
+    ``redrive`` applies every approved action whose apply lease ran out (taking that lease:
+    one taker across processes) and answers how long until the still-live leases of the
+    approved actions left run out (None: none left). It runs once at start in a daemon
+    thread and, when a dead applier's lease was still live, once more after it ran out: a
+    process restarted right after a crash otherwise leaves the action to the next approve or
+    gc (hourly by default)."""
+
+    def __init__(self, redrive: Callable[[], float | None], *, log: logging.Logger) -> None:
+        self.redrive = redrive
+        self.log = log
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.passes = 0
+        """Passes run so far (for tests and logs)."""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="memmesh-redrive", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            wait = self._pass()
+            if wait is not None and not self._stop.wait(min(wait, APPLY_LEASE_S) + 0.2):
+                self._pass()
+        except Exception:  # a start-up chore: logged, never fatal (approve and gc re-drive too)
+            self.log.exception("re-driving approved actions at start failed")
+
+    def _pass(self) -> float | None:
+        wait = self.redrive()
+        self.passes += 1
+        return wait

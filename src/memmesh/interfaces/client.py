@@ -351,7 +351,7 @@ class Client(_Base):
     def add(
         self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | dict[str, Any]:
-        """Store one memory; fields as in SPEC §1. A client id is generated when none is given.
+        """Store one memory; fields as in docs/concepts.md. A client id is generated when none is given.
         ``wait=True``: answered once the vector is stored too (``?wait=true``).
 
         With ``messages`` (and optionally session_id, namespace, infer, agent_id): remember a
@@ -411,7 +411,7 @@ class Client(_Base):
     def stats(self) -> Stats:
         return self._run(_Calls.stats())
 
-    # The curator's reports come back as the server's JSON (dicts, the SPEC §8 shapes): their
+    # The curator's reports come back as the server's JSON (dicts, the shapes in docs/curator.md): their
     # models live with the curator, which this light client does not import.
     def curate(self, *, dry_run: bool = False, namespace: str | None = None, max_ops: int | None = None) -> dict[str, Any]:
         """One curator run on the server (``POST /api/v1/curator/run``), as :meth:`Memory.curate`."""
@@ -481,7 +481,7 @@ class AsyncClient(_Base):
     async def add(
         self, content: str | None = None, *, messages: Iterable[Mapping[str, Any]] | None = None, wait: bool = False, **fields: Any
     ) -> MemoryRecord | dict[str, Any]:
-        """Store one memory; fields as in SPEC §1. A client id is generated when none is given
+        """Store one memory; fields as in docs/concepts.md. A client id is generated when none is given
         (with ``messages``: remember a conversation, as :meth:`Client.add`)."""
         if messages is not None:
             return await self._run(_Calls.remember(messages, {"content": content, **fields}))

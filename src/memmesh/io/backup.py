@@ -1,6 +1,6 @@
 """Online backups and verified restores, for both backends.
 
-A backup is one snapshot file plus ``<snapshot>.manifest.json`` (SPEC §8):
+A backup is one snapshot file plus ``<snapshot>.manifest.json`` (docs/backup.md):
 ``{format_version, created_at, node_id, schema_version, backend, memories, links, sha256, bytes}``.
 
 The store writes the snapshot itself (:meth:`memmesh.store.base.Store.snapshot_to`), so this

@@ -43,7 +43,7 @@ Progress = Callable[[int], None]
 
 
 class MigrateReport(BaseModel):
-    """The SPEC §8 migrate report, plus what else was copied."""
+    """The migrate report (docs/backup.md), plus what else was copied."""
 
     from_url: str
     to_url: str

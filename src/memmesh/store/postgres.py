@@ -447,12 +447,15 @@ class PostgresStore(SQLReads):
         finished, so the next read asks for rows written by transactions at or above it (a
         row may come twice; applying it is idempotent).
 
-        The returned cursor is the change counter read *before* the snapshot when no
-        transaction was running at the snapshot (so ``change_counter() == cursor`` means
+        The returned cursor is the change counter read *before* the snapshot when every
+        change number up to it had been committed (so ``change_counter() == cursor`` means
         there is nothing new); otherwise a negative token that never equals the counter, so
-        the next refresh reads again and picks up the late commits."""
+        the next refresh reads again and picks up the late commits. "Committed" is read from
+        the writers' change-number locks (:meth:`_feed_window`), not from the snapshot alone:
+        a writer whose xid is the newest leaves the snapshot's xmin equal to its xmax, which
+        looks like "nothing running" while that writer still holds a number."""
         with self._reading() as conn:
-            counter = self._counter(conn)
+            head, counter = self._feed_window(conn)
             with snapshot_tx(conn):
                 xmin, running = conn.execute(
                     "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmin(s) <> pg_snapshot_xmax(s) FROM pg_current_snapshot() s"
@@ -463,7 +466,7 @@ class PostgresStore(SQLReads):
                 args = () if mark is None else (str(mark),)
                 upserts, removed = self._vector_feed(conn, since, args)
         with self._feed_lock:
-            if running:
+            if running or head < counter:
                 self._feed_dirty += 1
                 cursor = -self._feed_dirty
             else:
@@ -477,7 +480,13 @@ class PostgresStore(SQLReads):
     @classmethod
     def _feed_head(cls, conn: psycopg.Connection) -> int:
         """The highest change number below which every transaction has ended: one below the
-        smallest number a writer still holds, or the sequence's last value when none does.
+        smallest number a writer still holds, or the sequence's last value when none does."""
+        return cls._feed_window(conn)[0]
+
+    @classmethod
+    def _feed_window(cls, conn: psycopg.Connection) -> tuple[int, int]:
+        """``(head, last)``: the feed's head (see :meth:`_feed_head`) and the sequence's last
+        value, read together; ``head < last`` means a writer still holds a number up to ``last``.
         The exclusive gate waits only for writers inside ``memmesh_next_change()``."""
         with conn.transaction():
             conn.execute("SELECT pg_advisory_lock(7262001)")
@@ -494,7 +503,7 @@ class PostgresStore(SQLReads):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(7262001)")
         held = row[0] if row else None
-        return last if held is None else int(held) - 1
+        return (last if held is None else int(held) - 1), last
 
     @staticmethod
     def _counter(conn: psycopg.Connection) -> int:

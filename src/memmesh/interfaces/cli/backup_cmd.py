@@ -12,7 +12,7 @@ from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.interfaces.cli.migrate_cmd import open_url
+from memmesh.interfaces.cli.migrate_cmd import open_url, target_transfer
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
@@ -75,6 +75,8 @@ def restore_command(
         with counting_progress(as_json) as bar:
             task = bar.add_task("restoring", total=manifest.memories)
             report = restore_snapshot(snapshot, open_target, manifest=manifest, rules=rules, progress=lambda n: bar.advance(task, n))
+        for target in opened:  # audited on the target, as a restore through the service is
+            target_transfer(target, to).record_restored(report, snapshot, principal=LOCAL_PRINCIPAL)
     finally:
         for target in opened:
             target.close()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from memmesh.clock import system_clock
-from memmesh.compose import build_store
+from memmesh.compose import build, build_store
 from memmesh.config import db_override
 from memmesh.errors import NotFoundError
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
 from memmesh.io.migrate import report_dict
+from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.redact import redact_url
 from memmesh.store.base import Store
 from memmesh.store.open import open_store
-from memmesh.transfer import check_distinct, migrate_stores
+from memmesh.transfer import Transfer, check_distinct, migrate_stores
 
 
 def open_url(url: str, *, create: bool) -> Store:
@@ -35,6 +38,17 @@ def _dry_run_target(url: str) -> Store:
         stand_in = open_store("sqlite:///:memory:")
         stand_in.url = redact_url(db_override(url)["storage"]["url"])
         return stand_in
+
+
+def target_transfer(target: Store, url: str | None) -> Transfer:
+    """The transfer core over a service on ``target`` (``url``: its URL; None: the configured
+    database), for the audit entry a copy into it appends. No embedder: opening it must not
+    start embedding what the target still owes."""
+    settings = state.settings()
+    update: dict[str, Any] = {"embeddings": settings.embeddings.model_copy(update={"provider": "none"})}
+    if url is not None:
+        update["storage"] = settings.storage.model_copy(update={"url": db_override(url)["storage"]["url"]})
+    return Transfer(build(settings.model_copy(update=update), store=target))
 
 
 @app.command("migrate")
@@ -65,6 +79,8 @@ def migrate_command(
             report = migrate_stores(
                 source, target, now=now, batch_size=batch_size, dry_run=dry_run, progress=lambda n: bar.advance(task, n)
             )
+        if not dry_run:
+            target_transfer(target, to_url).record_migrated_in(report, principal=LOCAL_PRINCIPAL)
     finally:
         source.close()
         target.close()

@@ -1,4 +1,4 @@
-"""``memmesh serve``: the HTTP API (SPEC §4) on 127.0.0.1:9077 by default."""
+"""``memmesh serve``: the HTTP API (docs/http.md) on 127.0.0.1:9077 by default."""
 
 from __future__ import annotations
 

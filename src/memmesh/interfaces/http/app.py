@@ -8,6 +8,7 @@ adds request ids, the body limit, metrics and the access log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from memmesh.config import Settings
+from memmesh.governance.recovery import StartupRedrive
 from memmesh.housekeeping import GcSchedule
 from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.causality import CausalityMiddleware
@@ -100,6 +102,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     sampler = Sampler(service, metrics.registry)  # the web inspector's metrics charts (/ui/metrics)
 
     gc_schedule = GcSchedule(service, settings.gc.interval_secs)
+    redrive = StartupRedrive(service.governance.redrive_at_start, log=logging.getLogger("memmesh.governance"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +112,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service.subscriptions.start()  # webhook deliveries from the durable queue
         service.curator.start()  # [curator] interval_secs: scheduled runs, one at a time per store
         gc_schedule.start()  # [gc] interval_secs: scheduled gc, servers on one store take turns
+        redrive.start()  # approved actions a crash left unapplied (governance/recovery.py)
         service.engine.warm_up()  # the vector index loads now, not in the first recall
         service.extraction.start()  # fail the extraction jobs a crashed server left running
         sampler.start()
@@ -122,6 +126,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             service.audit.stop()
             service.curator.stop()
             gc_schedule.stop()
+            redrive.stop()
             service.extraction.close()  # running extractions finish while the store is still open
             sampler.stop()
         if owns_service:

@@ -1,4 +1,4 @@
-"""The one place HTTP turns errors into responses, all in the SPEC body
+"""The one place HTTP turns errors into responses, all in the one error body
 ``{"error": {"code", "message", "details"}}``.
 
 MemmeshError subclasses carry their own status; request validation becomes 422 (400 for a

@@ -47,7 +47,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, keys_exist: bool, insecure: bool) -> None:
-    """Refuse to serve an unauthenticated store to the network (SPEC §6)."""
+    """Refuse to serve an unauthenticated store to the network (docs/http.md, "Authentication")."""
     if not is_loopback(host) and not keys_exist and not insecure:
         raise ConfigError(
             f"refusing to listen on {host} with no API keys: anyone who can reach it could read and write every memory. "

@@ -5,7 +5,7 @@ second keeps a connection â€” and, with enough of them, every file descriptor â€
 as it likes, because each byte resets nothing but uvicorn's idle keep-alive timer. This
 protocol (uvicorn's httptools protocol plus a timer) gives each request
 ``server.request_timeout_secs`` from its first byte (or from the connection's opening) to
-its last byte of body. Past that the client gets ``408 Request Timeout`` (a SPEC error body)
+its last byte of body. Past that the client gets ``408 Request Timeout`` (the usual error body)
 and the connection is closed; the event loop never blocked on it, so every other client
 was served all along. Time the app spends answering is not counted: only the client's
 sending is.
@@ -76,7 +76,7 @@ class RequestDeadlineProtocol(HttpToolsProtocol):
 
 
 def timeout_response(seconds: float) -> bytes:
-    """The raw 408 response: a SPEC error body, and the connection closes."""
+    """The raw 408 response: the usual error body, and the connection closes."""
     error = RequestTimeoutError(
         f"the request was not received within {seconds:g} seconds (server.request_timeout_secs); send it faster or in one piece"
     )

@@ -4,7 +4,7 @@ A model pays for every token of a tool result, so results drop empty fields, use
 separators, and cut memory content in listings at :data:`PREVIEW_CHARS` with a marker
 that says how long the text is and how to read it whole (``memory_get``). Every
 :class:`MemmeshError` becomes an ``isError`` result carrying the same one-line message the
-CLI prints (``error: …``), plus the SPEC error body as structured content.
+CLI prints (``error: …``), plus the error body as structured content.
 """
 
 from __future__ import annotations

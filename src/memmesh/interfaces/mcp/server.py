@@ -7,7 +7,7 @@ place a :class:`MemmeshError` becomes an ``isError`` result.
 
 Over stdio the caller is fixed (the local principal, carrying ``--agent-id``). Over HTTP,
 :class:`McpHttpApp` asks a resolver for the caller of each request (e.g. from its API
-key), answers an auth failure with the SPEC error body, and hands the principal to the
+key), answers an auth failure with the error body, and hands the principal to the
 tools through a context variable set by a server middleware.
 """
 

@@ -32,7 +32,7 @@ class Outcome:
 
 
 class TenantCounts(BaseModel):
-    """Per tenant (or target namespace): the SPEC §8 ``{tenant, migrated, skipped, failed}``."""
+    """Per tenant (or target namespace): the ``{tenant, migrated, skipped, failed}``."""
 
     tenant: str | None
     namespace: str | None = None

@@ -19,4 +19,4 @@ _DESCRIPTIONS = {
 }
 
 ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorBody, "description": text} for status, text in _DESCRIPTIONS.items()}
-"""Error responses documented on every /api/v1 route, all in the SPEC error shape."""
+"""Error responses documented on every /api/v1 route, all in the one error shape (docs/http.md, "Errors")."""

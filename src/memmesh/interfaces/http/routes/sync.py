@@ -1,4 +1,4 @@
-"""Replication between peer nodes (SPEC §7): push, the change feed, hello and cluster status.
+"""Replication between peer nodes (docs/federation.md): push, the change feed, hello and cluster status.
 
 Only ``peer`` keys (or the local admin of an open server) may use push, since and hello;
 the service (``Service.replica``) checks that and applies every rule.
