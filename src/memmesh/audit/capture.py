@@ -9,6 +9,7 @@ Who acted is the caller the service last authorized in this context (:data:`curr
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -37,7 +38,9 @@ class AuditSink(Protocol):
 
     def append_many(self, tx: Any, items: Sequence[Pending]) -> int: ...
 
-    def committed(self) -> None: ...
+    def append_local(self, tx: Any, items: Sequence[Pending]) -> tuple[int, bytes] | None: ...
+
+    def committed(self, head: tuple[int, bytes] | None = None) -> None: ...
 
     def abandoned(self) -> None: ...
 
@@ -71,17 +74,25 @@ class Pending(NamedTuple):
 
 
 class AuditedTx:
-    """A store write transaction that records an audit entry for each change it makes.
+    """A store write transaction that records an audit entry for each change it makes; also
+    the :meth:`AuditedStore.write` block that opens it (one object per write, not a block
+    object and a transaction object: issue 16 counts the Python calls per write).
 
     The entries are appended when the block ends, just before the commit, not at each
     change: the chain's lock (PostgreSQL: an advisory lock) is then always the last lock a
     transaction takes, so writers that lock rows in different orders cannot deadlock on it,
-    and they hold it only for the append and the commit.
+    and they hold it only for the append and the commit. They are appended when the
+    outermost block on this thread ends without error (a nested block that fails takes its
+    own back, as its savepoint takes back its changes).
     """
 
     __slots__ = (
         "_audit",
+        "_inner",
+        "_local",
+        "_mark",
         "_pending",
+        "_store",
         "_tx",
         "find_by_hash",
         "find_by_title",
@@ -92,9 +103,9 @@ class AuditedTx:
         "update_memory",
     )
     # one per write transaction: no instance dict to make. The calls every memory write makes
-    # (and that record nothing) are the inner transaction's own bound methods, set here: a
-    # forwarding method would be one more Python call each, and through __getattr__ a failed
-    # attribute lookup first (an AttributeError made and dropped), per call.
+    # (and that record nothing) are the inner transaction's own bound methods, set as the block
+    # opens: a forwarding method would be one more Python call each, and through __getattr__
+    # a failed attribute lookup first (an AttributeError made and dropped), per call.
 
     get: Any
     find_by_hash: Any
@@ -104,10 +115,30 @@ class AuditedTx:
     update_memory: Any
     put_vector: Any
 
-    def __init__(self, tx: Any, audit: AuditSink, pending: list[Pending]) -> None:
-        self._tx = tx
+    def __init__(self, store: Any, audit: AuditSink, local: threading.local) -> None:
+        self._store = store
         self._audit = audit
-        self._pending = pending
+        self._local = local
+
+    def __enter__(self) -> AuditedTx:
+        local = self._local
+        outer: list[Pending] | None = getattr(local, "pending", None)
+        inner = self._inner = self._store.write()
+        if outer is not None:  # nested on this thread: part of the open unit
+            self._mark = len(outer)
+            self._pending = outer
+            tx = inner.__enter__()
+        else:
+            self._mark = None
+            pending: list[Pending] = []
+            self._pending = local.pending = pending
+            try:
+                tx = inner.__enter__()
+            except BaseException:
+                local.pending = None
+                self._audit.abandoned()
+                raise
+        self._tx = tx
         self.get, self.find_by_hash, self.find_by_title = tx.get, tx.find_by_hash, tx.find_by_title
         self.next_seq, self.insert_memory, self.update_memory, self.put_vector = (
             tx.next_seq,
@@ -115,6 +146,36 @@ class AuditedTx:
             tx.update_memory,
             tx.put_vector,
         )
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
+        inner = self._inner
+        if self._mark is not None:
+            if kind is not None:
+                del self._pending[self._mark :]
+            return bool(inner.__exit__(kind, error, trace))
+        self._local.pending = None
+        pending = self._pending
+        head = None
+        try:
+            if kind is None:
+                try:
+                    if pending:
+                        head = self._audit.append_local(self._tx, pending)
+                except BaseException as failure:  # the transaction ends with the append's error
+                    if not inner.__exit__(type(failure), failure, failure.__traceback__):
+                        raise
+                else:
+                    inner.__exit__(None, None, None)
+                suppressed = False
+            else:
+                suppressed = bool(inner.__exit__(kind, error, trace))
+        except BaseException:
+            self._audit.abandoned()
+            raise
+        if (kind is None or suppressed) and pending:  # its append set the head; committed, so durable
+            self._audit.committed(head)
+        return suppressed
 
     def defer(self, item: Pending) -> None:
         self._pending.append(item)
@@ -143,7 +204,7 @@ class AuditedTx:
         if stored is None:
             detail = chain.history_detail(chain.digest([old, new]), fields)
         else:
-            detail = chain.history_detail(chain.history_digest(*stored), fields, chain.HISTORY_RULE)
+            detail = chain.change_detail(stored[0], stored[1], fields)
         namespace = new.get("namespace") if isinstance(new, dict) else None
         if not isinstance(namespace, str):
             namespace = self._namespace(entry)
@@ -151,8 +212,28 @@ class AuditedTx:
         self._pending.append(Pending(action, entry.memory_id, namespace, detail, actor_of(current_caller.get(), system)))
 
     def add_history(self, entry: HistoryEntry) -> None:
+        """Write one history entry and note its change: :meth:`_history` and :func:`actor_of`
+        written out for the common case (a memory change the caller made, whose new state
+        names its namespace), since every memory write comes through here once (issue 16:
+        one Python call instead of five)."""
         stored = self._tx.add_history_many([entry])  # (not via add_history_many: one call less per write)
-        self._history(entry, stored[0] if isinstance(stored, list) and len(stored) == 1 else None)
+        new = entry.new
+        namespace = new.get("namespace") if type(new) is dict else None
+        if type(namespace) is not str or entry.actor in SYSTEM_ACTORS or type(stored) is not list or len(stored) != 1:
+            self._history(entry, stored[0] if isinstance(stored, list) and len(stored) == 1 else None)
+            return
+        event, old = entry.event, entry.old
+        action = "memory." + event if isinstance(event, str) else f"memory.{getattr(event, 'value', event)}"  # StrEnum: its value
+        old_text, new_text = stored[0]
+        detail = chain.change_detail(old_text, new_text, sorted(old.keys() | new.keys()) if old and new else None)
+        who = current_caller.get()
+        if who is None:
+            actor = "system"
+        else:
+            actor = f"key:{who.key_id}" if who.key_id else "local"
+            if who.agent_id:
+                actor = f"{actor} agent:{who.agent_id}"
+        self._pending.append((action, entry.memory_id, namespace, detail, actor))  # type: ignore[arg-type]  # a Pending's fields, as a plain tuple (no NamedTuple __new__ call)
 
     def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
         stored = self._tx.add_history_many(entries)
@@ -210,12 +291,15 @@ class AuditedStore:
         self._local = threading.local()
         # the store's own bound method, not a forwarding one (every memory write reads once)
         object.__setattr__(self, "reading", store.reading)
+        # write(): the transaction's class itself, its arguments bound (a C call, not one
+        # more Python call per write); the method below says what it does
+        object.__setattr__(self, "write", functools.partial(AuditedTx, store, audit, self._local))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in ("_store", "_audit", "_local", "reading"):
+        if name in ("_store", "_audit", "_local", "reading", "write"):
             object.__setattr__(self, name, value)
         else:
             setattr(self._store, name, value)
@@ -226,75 +310,15 @@ class AuditedStore:
         return self._store
 
     def write(self) -> AbstractContextManager[AuditedTx]:
-        return _AuditedWrite(self._store, self._audit, self._local)
+        """A write block of the store whose changes are audited (shadowed in ``__init__`` by
+        the same call with its arguments bound)."""
+        return AuditedTx(self._store, self._audit, self._local)
 
     def close(self) -> None:
         """Close the store; first sign what this process appended (a clean shutdown of the
         Python API or the MCP server leaves no entry of its own unsigned)."""
         self._audit.sign_unsigned()
         self._store.close()
-
-
-class _AuditedWrite:
-    """One :meth:`AuditedStore.write` block: the store's transaction, whose entries are
-    appended when the outermost block on this thread ends without error (a nested block that
-    fails takes its own back, as its savepoint takes back its changes).
-
-    A class rather than a ``@contextmanager`` generator: one is entered per write, and a
-    generator-based block costs a generator, its frame and a wrapper on every write."""
-
-    __slots__ = ("_audit", "_inner", "_local", "_mark", "_pending", "_store", "_tx")
-
-    def __init__(self, store: Any, audit: AuditSink, local: threading.local) -> None:
-        self._store = store
-        self._audit = audit
-        self._local = local
-        self._mark: int | None = None
-
-    def __enter__(self) -> AuditedTx:
-        outer: list[Pending] | None = getattr(self._local, "pending", None)
-        inner = self._store.write()
-        if outer is not None:  # nested on this thread: part of the open unit
-            self._mark = len(outer)
-            tx = inner.__enter__()
-            self._inner, self._pending = inner, outer
-            return AuditedTx(tx, self._audit, outer)
-        pending: list[Pending] = []
-        self._local.pending = pending
-        try:
-            tx = inner.__enter__()
-        except BaseException:
-            self._local.pending = None
-            self._audit.abandoned()
-            raise
-        self._inner, self._tx, self._pending = inner, tx, pending
-        return AuditedTx(tx, self._audit, pending)
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
-        inner = self._inner
-        if self._mark is not None:
-            if kind is not None:
-                del self._pending[self._mark :]
-            return bool(inner.__exit__(kind, error, trace))
-        self._local.pending = None
-        try:
-            if kind is None:
-                try:
-                    self._audit.append_many(self._tx, self._pending)
-                except BaseException as failure:  # the transaction ends with the append's error
-                    if not inner.__exit__(type(failure), failure, failure.__traceback__):
-                        raise
-                else:
-                    inner.__exit__(None, None, None)
-                suppressed = False
-            else:
-                suppressed = bool(inner.__exit__(kind, error, trace))
-        except BaseException:
-            self._audit.abandoned()
-            raise
-        if (kind is None or suppressed) and self._pending:  # its append set this thread's head; committed, so durable
-            self._audit.committed()
-        return suppressed
 
 
 def unwrap(store: Any) -> Any:
