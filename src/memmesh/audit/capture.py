@@ -9,7 +9,6 @@ Who acted is the caller the service last authorized in this context (:data:`curr
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -87,12 +86,9 @@ class AuditedTx:
     """
 
     __slots__ = (
-        "_audit",
         "_inner",
-        "_local",
         "_mark",
         "_pending",
-        "_store",
         "_tx",
         "find_by_hash",
         "find_by_title",
@@ -115,10 +111,11 @@ class AuditedTx:
     update_memory: Any
     put_vector: Any
 
-    def __init__(self, store: Any, audit: AuditSink, local: threading.local) -> None:
-        self._store = store
-        self._audit = audit
-        self._local = local
+    _store: Any
+    _audit: AuditSink
+    _local: threading.local
+    """Class attributes of the one subclass each :class:`AuditedStore` makes (:func:`_tx_class`):
+    a write then makes its transaction with no Python ``__init__`` call at all."""
 
     def __enter__(self) -> AuditedTx:
         local = self._local
@@ -139,6 +136,8 @@ class AuditedTx:
                 self._audit.abandoned()
                 raise
         self._tx = tx
+        if type(tx) not in _FORWARDED:
+            _forward_names(tx)
         self.get, self.find_by_hash, self.find_by_title = tx.get, tx.find_by_hash, tx.find_by_title
         self.next_seq, self.insert_memory, self.update_memory, self.put_vector = (
             tx.next_seq,
@@ -183,8 +182,9 @@ class AuditedTx:
     def _add(self, action: str, *, target: str | None = None, namespace: str | None = None, detail: dict[str, Any] | None = None) -> None:
         self._pending.append(Pending(action, target, namespace, detail, actor_of(current_caller.get())))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tx, name)
+    if TYPE_CHECKING:  # every other name is the inner transaction's (see _forward_names)
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def _namespace(self, entry: HistoryEntry) -> str | None:
         for snapshot in (entry.new, entry.old):
@@ -282,6 +282,37 @@ class AuditedTx:
         return purged
 
 
+class _Forward:
+    """One public name of the inner transactions, read from the open one (``tx.conn``,
+    ``tx.delete_links``, …): what a ``__getattr__`` did, but only for these names. A class
+    with ``__getattr__`` has every attribute read go through it first (CPython cannot
+    specialise those reads), and the service reads the transaction's methods a dozen times per
+    write (issue 16: about 8 k instructions of the audit's cost per write)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, tx: AuditedTx | None, owner: type | None = None) -> Any:
+        if tx is None:
+            return self
+        return getattr(tx._tx, self.name)
+
+
+_FORWARDED: set[type] = set()
+"""The inner transaction classes whose names :class:`AuditedTx` forwards already."""
+
+
+def _forward_names(tx: Any) -> None:
+    """Forward every public name of ``tx`` (its class's and its own) that :class:`AuditedTx`
+    does not define itself; once per inner transaction class, the first time one is opened."""
+    for name in dir(tx):
+        if not name.startswith("_") and not hasattr(AuditedTx, name):
+            setattr(AuditedTx, name, _Forward(name))
+    _FORWARDED.add(type(tx))
+
+
 class AuditedStore:
     """The store as the service sees it: the same store, whose write transactions audit."""
 
@@ -291,9 +322,9 @@ class AuditedStore:
         self._local = threading.local()
         # the store's own bound method, not a forwarding one (every memory write reads once)
         object.__setattr__(self, "reading", store.reading)
-        # write(): the transaction's class itself, its arguments bound (a C call, not one
+        # write(): this store's transaction class itself (making one is a C call, not one
         # more Python call per write); the method below says what it does
-        object.__setattr__(self, "write", functools.partial(AuditedTx, store, audit, self._local))
+        object.__setattr__(self, "write", _tx_class(store, audit, self._local))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -312,13 +343,19 @@ class AuditedStore:
     def write(self) -> AbstractContextManager[AuditedTx]:
         """A write block of the store whose changes are audited (shadowed in ``__init__`` by
         the same call with its arguments bound)."""
-        return AuditedTx(self._store, self._audit, self._local)
+        return self.__dict__["write"]()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the store; first sign what this process appended (a clean shutdown of the
         Python API or the MCP server leaves no entry of its own unsigned)."""
         self._audit.sign_unsigned()
         self._store.close()
+
+
+def _tx_class(store: Any, audit: AuditSink, local: threading.local) -> type[AuditedTx]:
+    """The :class:`AuditedTx` of one audited store: a subclass holding the store, the log and
+    the thread's open unit as class attributes, so making one per write runs no Python code."""
+    return type("AuditedTx", (AuditedTx,), {"__slots__": (), "_store": store, "_audit": audit, "_local": local})
 
 
 def unwrap(store: Any) -> Any:
