@@ -217,23 +217,28 @@ class AuditedTx:
         names its namespace), since every memory write comes through here once (issue 16:
         one Python call instead of five)."""
         stored = self._tx.add_history_many([entry])  # (not via add_history_many: one call less per write)
-        new = entry.new
+        # the entry's fields from its __dict__, once: a pydantic model defines __getattr__, so
+        # each attribute read of one takes CPython's slow path
+        fields = entry.__dict__
+        new = fields["new"]
         namespace = new.get("namespace") if type(new) is dict else None
-        if type(namespace) is not str or entry.actor in SYSTEM_ACTORS or type(stored) is not list or len(stored) != 1:
+        if type(namespace) is not str or fields["actor"] in SYSTEM_ACTORS or type(stored) is not list or len(stored) != 1:
             self._history(entry, stored[0] if isinstance(stored, list) and len(stored) == 1 else None)
             return
-        event, old = entry.event, entry.old
+        event, old = fields["event"], fields["old"]
         action = "memory." + event if isinstance(event, str) else f"memory.{getattr(event, 'value', event)}"  # StrEnum: its value
         old_text, new_text = stored[0]
         detail = chain.change_detail(old_text, new_text, sorted(old.keys() | new.keys()) if old and new else None)
         who = current_caller.get()
         if who is None:
             actor = "system"
-        else:
-            actor = f"key:{who.key_id}" if who.key_id else "local"
-            if who.agent_id:
-                actor = f"{actor} agent:{who.agent_id}"
-        self._pending.append((action, entry.memory_id, namespace, detail, actor))  # type: ignore[arg-type]  # a Pending's fields, as a plain tuple (no NamedTuple __new__ call)
+        else:  # actor_of(who), written out
+            caller = who.__dict__
+            key_id, agent_id = caller["key_id"], caller["agent_id"]
+            actor = f"key:{key_id}" if key_id else "local"
+            if agent_id:
+                actor = f"{actor} agent:{agent_id}"
+        self._pending.append((action, fields["memory_id"], namespace, detail, actor))  # type: ignore[arg-type]  # a Pending's fields, as a plain tuple (no NamedTuple __new__ call)
 
     def add_history_many(self, entries: Sequence[HistoryEntry]) -> list[tuple[str | None, str | None]]:
         stored = self._tx.add_history_many(entries)
