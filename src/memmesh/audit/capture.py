@@ -111,6 +111,8 @@ class AuditedTx:
     update_memory: Any
     put_vector: Any
 
+    _mark: int | None
+    _pending: list[Pending]
     _store: Any
     _audit: AuditSink
     _local: threading.local

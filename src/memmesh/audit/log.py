@@ -311,7 +311,7 @@ class AuditLog:
         rows = []
         entry_hash = chain.entry_hash
         for action, target, namespace, detail, actor in items:
-            text = detail if type(detail) is str else chain.detail_text(detail)
+            text = detail if isinstance(detail, str) else chain.detail_text(detail)
             prev = entry_hash(prev, idx, at, actor, action, namespace, target, text)
             rows.append((idx, at, actor, action, namespace, target, text, prev.hex()))
             idx += 1
