@@ -80,6 +80,7 @@ def test_names_the_audited_transaction_does_not_define_reach_the_inner_one(tmp_p
             assert tx.conn is tx._tx.conn  # an instance attribute of the inner transaction
             assert tx.dialect.name == "sqlite"  # a class attribute
             assert tx.get_link(added.id, other.id, "related_to") is None  # a method only forwarded
+            assert tx._seq == tx._tx._seq  # private names too, as the old __getattr__ forwarded them
             with pytest.raises(AttributeError):
                 tx.no_such_method  # noqa: B018  (a missing name is still an AttributeError)
             assert getattr(tx, "flush_after_commit", None) is None  # PostgreSQL's only: absent here

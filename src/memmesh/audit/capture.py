@@ -290,7 +290,7 @@ class AuditedTx:
 
 
 class _Forward:
-    """One public name of the inner transactions, read from the open one (``tx.conn``,
+    """One name of the inner transactions, read from the open one (``tx.conn``,
     ``tx.delete_links``, …): what a ``__getattr__`` did, but only for these names. A class
     with ``__getattr__`` has every attribute read go through it first (CPython cannot
     specialise those reads), and the service reads the transaction's methods a dozen times per
@@ -312,10 +312,11 @@ _FORWARDED: set[type] = set()
 
 
 def _forward_names(tx: Any) -> None:
-    """Forward every public name of ``tx`` (its class's and its own) that :class:`AuditedTx`
-    does not define itself; once per inner transaction class, the first time one is opened."""
+    """Forward every name of ``tx`` (its class's and its own, dunders aside) that
+    :class:`AuditedTx` does not define itself, as its ``__getattr__`` did; once per inner
+    transaction class, the first time one is opened."""
     for name in dir(tx):
-        if not name.startswith("_") and not hasattr(AuditedTx, name):
+        if not (name.startswith("__") and name.endswith("__")) and not hasattr(AuditedTx, name):
             setattr(AuditedTx, name, _Forward(name))
     _FORWARDED.add(type(tx))
 
