@@ -449,33 +449,32 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
 
 
 def bench_breakdown(workdir: Path, blocks: int) -> dict:
-    """Where the audit's CPU per write goes: the same keyword-only writes on four stores,
+    """Where the audit's CPU per write goes: the same keyword-only writes on three stores,
     interleaved in blocks of 100 (writer-thread CPU, median per block): unaudited; audited with
-    the append switched off (what remains is the capture layer: the wrapping store and
-    transaction, noting each change); audited with only the entry's INSERT switched off
-    (adds the chain hashing, timestamp and head bookkeeping); and the whole audit (adds the
-    INSERT and the page it adds to each commit). Parts are switched off by replacing a
-    function for the duration of a block only (diagnosis, not a configuration)."""
+    the append switched off (what remains is the capture layer: the audited transaction,
+    noting each change); and the whole audit (adds the chain hashing, the timestamp, the head
+    bookkeeping, the INSERT and the page it adds to each commit). The append is switched off
+    by replacing ``AuditLog.append_local`` (SQLite's whole append, one call since session 8)
+    for the duration of a block only (diagnosis, not a configuration). For the INSERT's own
+    share use ``--only instructions`` and callgrind's per-function counts."""
     from memmesh.audit import log as audit_log
-    from memmesh.store import audit_sql
 
-    names = ["plain", "capture only", "no insert", "audited"]
+    names = ["plain", "capture only", "audited"]
     mems = {name: open_memory(workdir, f"breakdown-{i}", signed=name != "plain") for i, name in enumerate(names)}
     mems["plain"].service.store = unwrap(mems["plain"].service.store)
-    append, insert_new = audit_log.AuditLog.append_many, audit_sql.insert_new
+    append = audit_log.AuditLog.append_local
     cpu: dict[str, list[float]] = {name: [] for name in names}
     try:
         for block in range(blocks + 2):
             for name in names if block % 2 == 0 else names[::-1]:
-                audit_log.AuditLog.append_many = (lambda self, tx, items: -1) if name == "capture only" else append  # type: ignore[method-assign]
-                audit_sql.insert_new = (lambda conn, rows: True) if name == "no insert" else insert_new
+                audit_log.AuditLog.append_local = (lambda self, tx, items: None) if name == "capture only" else append  # type: ignore[method-assign]
                 mine = time.thread_time()
                 for i in range(100):
                     mems[name].add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
                 if block >= 2:  # the first blocks warm the caches
                     cpu[name].append((time.thread_time() - mine) * 1e4)
     finally:
-        audit_log.AuditLog.append_many, audit_sql.insert_new = append, insert_new  # type: ignore[method-assign]
+        audit_log.AuditLog.append_local = append  # type: ignore[method-assign]
         for mem in mems.values():
             mem.close()
     base = statistics.median(cpu["plain"])

@@ -38,7 +38,7 @@ from memmesh.audit.group import GroupCommit
 from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
 from memmesh.audit.parallel import verify_parallel
 from memmesh.audit.verify import VerifyReport, verify_log
-from memmesh.clock import format_ts, parse_ts
+from memmesh.clock import format_ts, parse_ts, system_clock
 from memmesh.errors import InvalidInputError, StorageError
 from memmesh.kernel import authorize_store_wide
 from memmesh.model import Principal
@@ -100,14 +100,30 @@ def _stamp(moment: datetime) -> str:
     """:func:`format_ts` of ``moment``, its common case (an aware UTC time after 1970) built
     from the text of its whole second, formatted once per second, and the microseconds:
     once per append, and ``isoformat`` was a tenth of the audit's Python per write."""
-    global _second
     if moment.tzinfo is UTC and moment.year >= 1970:
         whole = int(moment.timestamp())  # whole seconds: truncation is floor after 1970
         known = _second
         if known[0] != whole:
-            known = _second = (whole, moment.replace(microsecond=0, tzinfo=None).isoformat() + ".")
+            known = _second_text(whole)
         return f"{known[1]}{moment.microsecond:06d}Z"
     return format_ts(moment)
+
+
+def _second_text(whole: int) -> tuple[int, str]:
+    """Format a whole second (seconds since the epoch) for :func:`_stamp` and keep it."""
+    global _second
+    _second = (whole, datetime.fromtimestamp(whole, UTC).replace(tzinfo=None).isoformat() + ".")
+    return _second
+
+
+def _now_stamp() -> str:
+    """``_stamp(system_clock())`` without making a datetime: the system clock's time in
+    microseconds, floored as ``datetime.now`` floors it (once per append of the real clock)."""
+    whole, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _second
+    if known[0] != whole:
+        known = _second_text(whole)
+    return f"{known[1]}{micro:06d}Z"
 
 
 def _chained(top: tuple[int, bytes] | None, at: str, items: Sequence[Pending]) -> tuple[list[tuple[Any, ...]], bytes]:
@@ -170,6 +186,7 @@ class AuditLog:
         self._ck_lock = threading.Lock()
         self._state: tuple[chain.Frontier, str] | None = None  # (tree at last checkpoint, its last entry hash)
         self._appended = 0
+        self._clock: Any = None  # the service's clock, read at the first append (append_local)
         self._head: tuple[int, bytes, float] | None = None
         """(index, hash, monotonic time) of the newest entry this process appended and saw
         committed; see :meth:`_cached_head`."""
@@ -264,6 +281,58 @@ class AuditLog:
             self._wake.set()
         return int(end)
 
+    def append_local(self, tx: Any, items: Sequence[Pending]) -> tuple[int, bytes] | None:
+        """:meth:`append_many` as an audited transaction's end calls it. On SQLite the append
+        written out in one call (issue 16: it runs once per write, and was nine Python calls):
+        the database's write lock is held, so the chain needs no lock of its own, and the head
+        is the one this process last saw committed when that is fresh (see :meth:`_cached_head`),
+        else read. Returns the new head (last index and hash) for :meth:`committed`; None
+        when :meth:`append_many` appended (PostgreSQL), which keeps it per thread."""
+        dialect = getattr(tx, "dialect", None)  # (not tx.conn first: PostgreSQL's sends its BEGIN)
+        if dialect is None or dialect.name != "sqlite" or not items:
+            self.append_many(tx, items)
+            return None
+        conn = tx.conn
+        found = self._head
+        cached = found is not None and time.monotonic() - found[2] <= HEAD_CACHE_S
+        if cached:
+            idx, prev = found[0] + 1, found[1]  # type: ignore[index]
+        else:
+            top = _read_head(conn)
+            idx, prev = (top[0] + 1, top[1]) if top is not None else (0, chain.GENESIS)
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = self.service.clock  # set once, as the service is made
+        if clock is system_clock:  # _now_stamp() written out (once per write)
+            whole, micro = divmod(time.time_ns() // 1000, 1_000_000)
+            known = _second
+            if known[0] != whole:
+                known = _second_text(whole)
+            at = f"{known[1]}{micro:06d}Z"
+        else:
+            at = _stamp(clock())
+        rows = []
+        entry_hash = chain.entry_hash
+        for action, target, namespace, detail, actor in items:
+            text = detail if isinstance(detail, str) else chain.detail_text(detail)
+            prev = entry_hash(prev, idx, at, actor, action, namespace, target, text)
+            rows.append((idx, at, actor, action, namespace, target, text, prev.hex()))
+            idx += 1
+        if not cached:
+            audit_sql.insert_many(conn, rows)
+        elif conn.execute(audit_sql.INSERT_NEW_SQLITE, rows[0]).rowcount != 1:
+            # another process appended since this one last did: chain onto the real head
+            self._head = None
+            rows, prev = _chained(_read_head(conn), at, items)
+            audit_sql.insert_many(conn, rows)
+        elif len(rows) > 1:
+            audit_sql.insert_many(conn, rows[1:])
+        before = self._appended
+        self._appended = before + len(rows)
+        if before < self.config.checkpoint_every <= self._appended:
+            self._wake.set()
+        return rows[-1][0], prev
+
     def _take_turn(self, tx: Any) -> None:
         """PostgreSQL: this process's appenders take turns in process, from the append to their
         commit (the store releases the turn right after the commit, before the flush it may
@@ -328,13 +397,16 @@ class AuditLog:
             return None
         return found[0], found[1]
 
-    def committed(self) -> None:
+    def committed(self, head: tuple[int, bytes] | None = None) -> None:
         """The write transaction of this thread that appended last is committed: its head
-        may be reused by the next append (see :meth:`_cached_head`)."""
-        mine: tuple[int, bytes] | None = getattr(self._mine, "head", None)
+        (``head``, as :meth:`append_local` returned it, else the one this thread's last
+        :meth:`append_many` kept) may be reused by the next append (see :meth:`_cached_head`)."""
+        mine: tuple[int, bytes] | None = head
         if mine is None:
-            return
-        self._mine.head = None
+            mine = getattr(self._mine, "head", None)
+            if mine is None:
+                return
+            self._mine.head = None
         current = self._head  # (what _remember does, inline: once per write, one Python call less)
         if current is None or mine[0] >= current[0]:
             self._head = (mine[0], mine[1], time.monotonic())

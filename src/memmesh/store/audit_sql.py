@@ -134,6 +134,8 @@ def is_sqlite(conn: Any) -> bool:
 
 _INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
 _INSERT_NEW_PG = _INSERT_NEW.replace("?", "%s")
+INSERT_NEW_SQLITE = _INSERT_NEW
+"""One row as :func:`insert_new` inserts the first (SQLite placeholders), for an appender that runs it itself."""
 
 
 def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
