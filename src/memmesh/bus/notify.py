@@ -132,15 +132,19 @@ class Notifier:
                     return
                 version = self._data_version()
                 self.notify()
+                seen = self._generation
                 while not self._stop.wait(SQLITE_CHECK_S):
                     with self._cond:
                         if self._waiters <= 0:
                             self._active.clear()
                             break
                     now = self._data_version()
-                    if now != version:
-                        version = now
+                    # a commit while this process woke its waiters itself (its own send,
+                    # whose wake-up carries its count, see Bus._sent) is that wake-up's: only
+                    # an unexplained commit is counted as one more (as each waiter did before)
+                    if now != version and self._generation == seen:
                         self.notify()
+                    version, seen = now, self._generation
         except Exception:  # the store closed under it: waiters time out as ever, a new wait starts a new watcher
             return
 
