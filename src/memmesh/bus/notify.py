@@ -3,9 +3,7 @@
 In one process a :class:`threading.Condition` wakes every waiter the moment a send commits.
 Other processes are noticed through the database itself: on SQLite by ``PRAGMA
 data_version`` (a counter SQLite bumps when any other connection commits; reading it costs
-no I/O), checked every few milliseconds by one watcher thread per process while anyone
-waits (not by each waiter: 16 waiting workers each waking every 4 ms to read it cost more
-CPU than the queue's own work); on PostgreSQL by ``LISTEN memmesh_bus`` on one
+no I/O), checked every few milliseconds; on PostgreSQL by ``LISTEN memmesh_bus`` on one
 connection per process, which every committed send ``NOTIFY``-s.
 """
 
@@ -35,10 +33,6 @@ class Notifier:
         self._cond = threading.Condition()
         self._generation = 0
         self._listener: threading.Thread | None = None
-        self._watcher: threading.Thread | None = None
-        self._waiters = 0
-        self._active = threading.Event()
-        """Set while a SQLite long-poll waits: the watcher thread reads the commit counter only then."""
         self._stop = threading.Event()
         self.origin = secrets.token_hex(8)
         self._mine = f" {self.origin}"
@@ -83,70 +77,25 @@ class Notifier:
             return check()
         if self.postgres:
             self._ensure_listener()
-        else:
-            self._watch_start()
-        try:
-            seen = self._generation
-            found = check()
-            while not found:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return check()
-                step = min(remaining, PG_RECHECK_S) if self.postgres else remaining
-                with self._cond:
-                    self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
-                seen = self._generation
-                found = check()
-            return found
-        finally:
-            if not self.postgres:
-                with self._cond:
-                    self._waiters -= 1
-
-    def _watch_start(self) -> None:
-        """Count this waiter in; the first one wakes the SQLite watcher (starting it once)."""
-        with self._cond:
-            self._waiters += 1
-            if self._waiters == 1:
-                self._active.set()
-            if self._watcher is None or not self._watcher.is_alive():
-                self._watcher = threading.Thread(target=self._watch, name="memmesh-bus-watch", daemon=True)
-                self._watcher.start()
-
-    def _watch(self) -> None:
-        """While anyone waits: read SQLite's commit counter every SQLITE_CHECK_S and, when
-        another connection committed, count it as a wake-up of this process (so waiters that
-        share one look per wake-up, Bus._claimable, look again). Asleep while nobody waits
-        (one wake-up a second, to end with its store).
-
-        The counter is per connection, so the watcher reads its first value itself when it
-        wakes, and then wakes every waiter once: a commit that landed between a waiter's
-        first check and that first reading is looked for by the waiter's second check."""
-        try:
-            while not self._stop.is_set():
-                if not self._active.wait(1.0):
-                    if getattr(self.store, "_closed", False):
-                        return  # the store closed (nobody calls close() on a notifier): end the thread
+        seen, version = self._generation, self._data_version()
+        found = check()
+        while not found:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return check()
+            step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
+            with self._cond:
+                self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
+                woken = self._generation != seen
+            if not woken and not self.postgres:
+                if self._data_version() == version:
                     continue
-                if self._stop.is_set():
-                    return
-                version = self._data_version()
+                # another connection committed: count it as a wake-up of this process too,
+                # so waiters that share one look per wake-up (Bus._claimable) look again
                 self.notify()
-                seen = self._generation
-                while not self._stop.wait(SQLITE_CHECK_S):
-                    with self._cond:
-                        if self._waiters <= 0:
-                            self._active.clear()
-                            break
-                    now = self._data_version()
-                    # a commit while this process woke its waiters itself (its own send,
-                    # whose wake-up carries its count, see Bus._sent) is that wake-up's: only
-                    # an unexplained commit is counted as one more (as each waiter did before)
-                    if now != version and self._generation == seen:
-                        self.notify()
-                    version, seen = now, self._generation
-        except Exception:  # the store closed under it: waiters time out as ever, a new wait starts a new watcher
-            return
+            seen, version = self._generation, self._data_version()
+            found = check()
+        return found
 
     def _moved_on(self, seen: int) -> bool:
         """Whether a wake-up arrived since the count ``seen`` (called with the lock held)."""
@@ -197,4 +146,3 @@ class Notifier:
 
     def close(self) -> None:
         self._stop.set()
-        self._active.set()  # a sleeping watcher wakes to see the stop
