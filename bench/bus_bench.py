@@ -213,6 +213,7 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> di
         for i, w in enumerate(workers)
     ]
     cpu: dict[str, Any] = {}
+    traced = _trace_writer(mem)
     with cpu_meter(cpu, lambda: sum(done)):
         start = time.perf_counter()
         for t in threads:
@@ -222,13 +223,43 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> di
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+    statements = _untrace_writer(mem, traced, sum(done))
     return {
+        **statements,
         "processes": 1,
         "completed_per_s": round(sum(done) / elapsed, 1),
         "enqueued_per_s": round(sum(enqueued) / elapsed, 1),
         **cpu,
         "errors": errors[:3],
         "error_count": len(errors),
+    }
+
+
+def _trace_writer(mem: Memory) -> dict[str, int] | None:
+    """SQLite: count the statements the writer connection runs (its trace callback), by kind."""
+    writer = getattr(mem.service.store, "_writer", None)
+    if writer is None or mem.service.bus.sql.postgres:
+        return None
+    counts: dict[str, int] = {}
+
+    def seen(sql: str) -> None:
+        key = " ".join(sql.split()[:4])[:48]
+        counts[key] = counts.get(key, 0) + 1
+
+    writer.set_trace_callback(seen)
+    return counts
+
+
+def _untrace_writer(mem: Memory, counts: dict[str, int] | None, tasks: int) -> dict[str, Any]:
+    """The writer's statements per task (SQLite; an INSERT into a table with triggers is
+    reported twice by the trace callback, once for its trigger program), the top kinds."""
+    if counts is None or not tasks:
+        return {}
+    mem.service.store._writer.set_trace_callback(None)  # type: ignore[attr-defined]
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+    return {
+        "writer_statements_per_task": round(sum(counts.values()) / tasks, 2),
+        "writer_statements_top": {k: round(n / tasks, 2) for k, n in top},
     }
 
 

@@ -187,6 +187,42 @@ COMPLETE_PG_SEQ, then CLAIM_PG only when the complete changed its row. It commit
 session commits (no DELIVERY_COMMIT): the complete is a durable ack, and the lease rides in
 the same flush."""
 
+QUEUE_CHECK = (
+    "SELECT COUNT(*) FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND instr(participants, ?) > 0"
+)
+"""SQLite: 1 when the token opens this live queue and the worker takes part (the checks of
+Bus._queue as one expression; its participant test looks for the JSON-quoted name, which
+holds no quote itself). It rides as a column in the statement a queue call runs anyway, so
+the conversation is not read on its own; a 0 sends the call down the step-by-step path,
+which names the reason."""
+CLAIM_SQLITE = (
+    f"SELECT ({QUEUE_CHECK}), t.* FROM (SELECT 1) AS one LEFT JOIN (SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages "
+    "WHERE conversation_id = ? AND state = 'ready' AND seq >= ? ORDER BY seq LIMIT 1) AS t"
+)
+"""SQLite's claim: the queue checks and the oldest ready task (from the ready floor) in one read."""
+FENCED_SQLITE = (
+    f"SELECT ({QUEUE_CHECK}), seq, attempts, lease_owner, lease_expires, history, id, lease_token FROM bus_messages "
+    "WHERE conversation_id = ? AND seq = ? AND state = 'leased'"
+)
+"""SQLite's complete of a task this process leased: the queue checks and the leased row by key."""
+SEND_SQLITE = (
+    "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? AND token_hash = ? "
+    "AND archived_at IS NULL AND last_activity + timeout_s > ? AND instr(participants, ?) > 0 "
+    "AND (? IS NULL OR instr(participants, ?) > 0) RETURNING last_seq, kind"
+)
+"""SQLite's send: check and number in one statement (no row: the step-by-step send names why)."""
+LEASE_NEXT = "SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased' AND lease_expires > ?"
+"""When the first lease still in flight runs out (QueueHints.leases_known)."""
+
+
+def append_event(history: str | None, event: dict[str, Any]) -> str:
+    """A task's history (a JSON array as text) with ``event`` appended, without parsing it:
+    every claim and complete adds one event, and the history grows with each delivery."""
+    text = (history or "[]").rstrip()
+    added = json.dumps(event)
+    return f"[{added}]" if text[:-1].strip() == "[" else f"{text[:-1]}, {added}]"
+
 
 @dataclass(frozen=True)
 class BusPolicy:
@@ -264,11 +300,11 @@ class Bus:
 
     def _conversation(self, rows: Rows, conversation_id: str, token: str) -> Row:
         """The conversation row after checking the token; NotFound when unknown."""
-        self._token_hash(conversation_id, token)
+        presented = self._token_hash(conversation_id, token)
         row = rows.one(f"SELECT {CONV_COLUMNS}, token_hash FROM bus_conversations WHERE id = ?", (conversation_id,))
         # An unknown id and a wrong token get one answer, after the same work: a caller
         # without the token must not learn whether the conversation exists.
-        matches = hmac.compare_digest(hash_token(token.strip().lower()), row[-1] if row is not None else UNKNOWN_HASH)
+        matches = hmac.compare_digest(presented, row[-1] if row is not None else UNKNOWN_HASH)
         if row is None or not matches:
             raise NotFoundError(
                 f"no conversation {conversation_id} with this token: check the id and use the token `bus open` printed for it"
@@ -461,18 +497,28 @@ class Bus:
                 self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
                 return fast
         # SQLite, or PostgreSQL explaining why its one-statement send stored nothing
+        token_hash = self._token_hash(conversation_id, token)
+        quoted_to = json.dumps(to) if to is not None else None
         with self.sql.write() as rows:
-            row = self._conversation(rows, conversation_id, token)
-            self._live(row, now)
-            self._participant(row, sender)
-            if to is not None and to not in json.loads(row[3]):
-                raise InvalidInputError(f"recipient {to!r} is not a participant of conversation {conversation_id}")
-            top = rows.one(
-                "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? RETURNING last_seq",
-                (len(bodies), now, conversation_id),
+            # SQLite checks and numbers in one statement; nothing changed when it refused,
+            # and the step-by-step checks then name the reason
+            top = (
+                None
+                if rows.postgres
+                else rows.one(SEND_SQLITE, (len(bodies), now, conversation_id, token_hash, now, json.dumps(sender), quoted_to, quoted_to))
             )
+            if top is None:
+                row = self._conversation(rows, conversation_id, token)
+                self._live(row, now)
+                self._participant(row, sender)
+                if to is not None and to not in json.loads(row[3]):
+                    raise InvalidInputError(f"recipient {to!r} is not a participant of conversation {conversation_id}")
+                top = rows.one(
+                    "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? RETURNING last_seq, kind",
+                    (len(bodies), now, conversation_id),
+                )
             first = int(top[0]) - len(bodies) + 1  # type: ignore[index]
-            state = "ready" if row[1] == "queue" else None
+            state = "ready" if top[1] == "queue" else None  # type: ignore[index]
             history = "[]" if state else None
             made = []
             for offset, body in enumerate(bodies):
@@ -1025,37 +1071,62 @@ class Bus:
         # SQLite, or PostgreSQL when the one-statement claim refused (a check failed, or a
         # lapsed lease must be given back first): the step-by-step claim does it or names why
         with self.sql.write() as rows:
-            self._queue(rows, conversation_id, token, worker, now)
-            leased = self._claim_rows(rows, conversation_id, worker, lease, now)
+            if rows.postgres:
+                self._queue(rows, conversation_id, token, worker, now)
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now, None if rows.postgres else token)
         return self._leased(conversation_id, worker, lease, now, leased)
 
-    def _claim_rows(self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float) -> tuple[Row, int, str, int] | None:
-        """The claim's writes inside a write whose queue checks passed: the found task row,
-        its attempt number, the fresh attempt token and the ready floor looked from (None
-        when nothing is ready). Shared by ``claim`` and ``complete(claim_next=True)``."""
+    def _claim_rows(
+        self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float, token: str | None = None
+    ) -> tuple[Row, int, str, int] | None:
+        """The claim's writes inside a write: the found task row, its attempt number, the
+        fresh attempt token and the ready floor looked from (None when nothing is ready).
+        Shared by ``claim`` and ``complete(claim_next=True)``. With ``token`` (SQLite's
+        claim) the queue checks have not been made yet: they ride in the ready select
+        (CLAIM_SQLITE), and a refusal runs them step by step, which names the reason;
+        without it the caller made them."""
         # Lapsed leases first, then the oldest ready task; each query walks a partial
         # index of its state (schema 23) from this process's floor, never the done tasks.
-        # PostgreSQL comes here when a lease ran out: it looks at every lease.
-        self._requeue_expired(rows, conversation_id, now, NO_LEASE_FLOOR if rows.postgres else self.hints.lease_floor(conversation_id))
-        if not rows.postgres:  # one writer: every lease run out by now was given back
+        # PostgreSQL comes here when a lease ran out: it looks at every lease. SQLite looks
+        # only when a lease may have run out (QueueHints.leases_due: one writer, so every
+        # lease run out by the last look was given back then).
+        if rows.postgres:
+            self._requeue_expired(rows, conversation_id, now)
+        elif self.hints.leases_due(conversation_id, now):
+            if token is not None:  # the checks come before any write
+                self._queue(rows, conversation_id, token, worker, now)
+                token = None
+            self._requeue_expired(rows, conversation_id, now, self.hints.lease_floor(conversation_id))
             self.hints.leases_checked(conversation_id, now)
+            earliest = rows.one(LEASE_NEXT, (conversation_id, now))
+            self.hints.leases_known(conversation_id, None if earliest is None or earliest[0] is None else float(earliest[0]))
         floor = self.hints.ready_floor(conversation_id)
-        found = rows.one(
-            f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
-            "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
-            (conversation_id, floor),
-        )
+        if token is not None:
+            got = rows.one(
+                CLAIM_SQLITE, (conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker), conversation_id, floor)
+            )
+            if got is not None and got[0]:
+                found = got[1:] if got[1] is not None else None
+            else:  # refused: the step-by-step checks name why (or, at a float's edge, pass)
+                self._queue(rows, conversation_id, token, worker, now)
+                token = None
+        if token is None:
+            found = rows.one(
+                f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
+                "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
+                (conversation_id, floor),
+            )
         if found is None:
             return None
         attempt = int(found[7]) + 1
         attempt_token = secrets.token_hex(16)
-        events = json.loads(found[8] or "[]")
-        events.append({"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
+        history = append_event(found[8], {"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
         rows.run(
             "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
             "WHERE conversation_id = ? AND seq = ?",
-            (attempt, worker, attempt_token, now + lease, json.dumps(events), conversation_id, found[2]),
+            (attempt, worker, attempt_token, now + lease, history, conversation_id, found[2]),
         )
+        self.hints.lease_granted(conversation_id, now + lease)
         return found, attempt, attempt_token, floor
 
     def _leased(
@@ -1253,28 +1324,57 @@ class Bus:
             if fast is not None:
                 nxt = self._claim_once(conversation_id, worker, token, lease) if claim_next else None
                 return Completed(**dict(fast), next=nxt)
+        hint = None if self.sql.postgres else self.hints.seq_of(attempt_token, conversation_id)  # PG's fast path used it
+        token_hash = self._token_hash(conversation_id, token)
+        # A worker completing with claim_next when this process's count says no task is
+        # ready (see _known_empty) skips the claim: it would find nothing, and its claim
+        # with a wait that follows wakes on the next send.
+        skip_claim = claim_next and not self.sql.postgres and self._none_ready(conversation_id)
         with self.sql.write() as rows:
-            self._queue(rows, conversation_id, token, worker, now)
-            hint = None if rows.postgres else self.hints.seq_of(attempt_token, conversation_id)  # PG's fast path used it
-            found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task", hint)
-            events = json.loads(found[4] or "[]")
-            events.append({"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker})
+            found = None if hint is None else self._fenced_sqlite(rows, conversation_id, attempt_token, worker, token_hash, now, hint)
+            if found is None:  # not leased here, or refused: the step-by-step checks name why
+                self._queue(rows, conversation_id, token, worker, now)
+                found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task", hint)
+            history = append_event(
+                found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+            )
             done = rows.one(
                 "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
                 f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
-                (result, json.dumps(events), conversation_id, found[0], found[1]),
+                (result, history, conversation_id, found[0], found[1]),
             )
             # SQLite: the next claim rides in the same group commit (PostgreSQL reaches this
             # path only when its one-statement complete refused: the claim then follows alone)
-            leased = self._claim_rows(rows, conversation_id, worker, lease, now) if claim_next and not rows.postgres else None
-        task = self._task_model(done)  # type: ignore[arg-type]
+            claims = claim_next and not rows.postgres and not skip_claim
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now) if claims else None
         if claim_next and self.sql.postgres:
-            return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+            return self._task_model(done, Completed, next=self._claim_once(conversation_id, worker, token, lease))  # type: ignore[arg-type,return-value]
         if claim_next and leased is None:
-            self._found_empty((conversation_id, self._token_hash(conversation_id, token), worker), generation)
+            self._found_empty((conversation_id, token_hash, worker), generation)
         elif leased is not None:
             self._taken(conversation_id, generation, started)
-        return Completed(**dict(task), next=self._leased(conversation_id, worker, lease, now, leased))
+        return self._task_model(done, Completed, next=self._leased(conversation_id, worker, lease, now, leased))  # type: ignore[arg-type,return-value]
+
+    def _fenced_sqlite(
+        self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, token_hash: str, now: float, seq: int
+    ) -> Row | None:
+        """SQLite: the task ``seq`` this process leased under ``attempt_token``, read with the
+        queue checks in one statement (FENCED_SQLITE), when every check and the fence pass
+        (the row as _fenced returns it); None otherwise, and _fenced names the reason."""
+        got = rows.one(FENCED_SQLITE, (conversation_id, token_hash, now, json.dumps(worker), conversation_id, seq))
+        if got is None or not got[0] or got[3] != worker or float(got[4]) <= now:
+            return None
+        return got[1:7] if hmac.compare_digest(str(got[7] or ""), attempt_token) else None
+
+    def _none_ready(self, conversation_id: str) -> bool:
+        """This process's count for the current wake-up (see _claimable) leaves no ready task
+        and no lease run out: a claim now would find nothing."""
+        now = time.monotonic()
+        with self._tickets_lock:
+            held = self._tickets.get(conversation_id)
+            if held is None or held[0] != self.notifier.generation or now - held[3] >= TICKET_TTL_S:
+                return False
+            return held[1] <= 0 and (held[2] is None or held[2] > self._now())
 
     def _complete_claim_pg(
         self, conversation_id: str, attempt_token: str, worker: str, token: str, result: str | None, lease: float, now: float
@@ -1381,8 +1481,11 @@ class Bus:
         return self._task_model(found)  # type: ignore[arg-type]
 
     @staticmethod
-    def _task_model(row: Row) -> Task:
-        return Task(
+    def _task_model(row: Row, model: type[Task] = Task, **extra: Any) -> Task:
+        """A task row as ``model`` (Task, or Completed with its ``next``): built in one
+        validation pass (pydantic's compiled validator is faster than model_construct here,
+        and validating a Task again to make a Completed costs as much as the first time)."""
+        return model(
             id=row[0],
             conversation_id=row[1],
             seq=int(row[2]),
@@ -1394,6 +1497,7 @@ class Bus:
             result=row[8],
             dead_reason=row[9],
             history=json.loads(row[10] or "[]"),
+            **extra,
         )
 
     def counts(self) -> dict[str, int]:

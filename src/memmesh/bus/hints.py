@@ -14,6 +14,11 @@ queue's throughput. These hints let the statements start where the live rows are
 - *lease floor*: a time up to which a claim found no lease in flight had run out. A new
   lease runs out later than the moment it is granted, so only leases running out after the
   floor need looking at.
+- *earliest expiry*: when the first lease in flight runs out, as read by the last lapsed-lease
+  check (lowered by every lease this process grants). Until then no lease can have run out,
+  so an SQLite claim skips the lapsed-lease check: a lease another process granted meanwhile
+  with a shorter lease is seen when the hint lapses (HINT_TTL_S), so it is rescued at most
+  that much later.
 - *leased seq*: the seq of the task an attempt token this process handed out holds, so its
   ``complete`` reaches the row by primary key instead of looking through the leases.
 
@@ -43,6 +48,7 @@ class QueueHints:
         self._ready: dict[str, tuple[int, float]] = {}
         self._leases: dict[str, tuple[float, float]] = {}
         self._seqs: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._expiry: dict[str, tuple[float, float]] = {}
 
     def ready_floor(self, conversation_id: str) -> int:
         """The lowest seq a ready task can have (0: look from the start)."""
@@ -82,6 +88,29 @@ class QueueHints:
         with self._lock:
             got = self._leases.get(conversation_id)
             self._leases[conversation_id] = (max(got[0], now), got[1]) if got is not None else (now, time.monotonic())
+
+    def leases_due(self, conversation_id: str, now: float) -> bool:
+        """Whether a lease in flight may have run out by ``now`` (True when the earliest
+        expiry is unknown or its hint lapsed): only then must a claim look for lapsed leases."""
+        with self._lock:
+            got = self._expiry.get(conversation_id)
+            if got is None or time.monotonic() - got[1] > HINT_TTL_S:
+                self._expiry.pop(conversation_id, None)
+                return True
+            return got[0] <= now
+
+    def leases_known(self, conversation_id: str, earliest: float | None) -> None:
+        """A lapsed-lease check gave back every lease run out; the earliest one still in
+        flight runs out at ``earliest`` (None: no lease in flight)."""
+        with self._lock:
+            self._expiry[conversation_id] = (float("inf") if earliest is None else earliest, time.monotonic())
+
+    def lease_granted(self, conversation_id: str, expires: float) -> None:
+        """This process leased a task until ``expires``: the earliest expiry is at most that."""
+        with self._lock:
+            got = self._expiry.get(conversation_id)
+            if got is not None and expires < got[0]:
+                self._expiry[conversation_id] = (expires, got[1])
 
     def leased(self, attempt_token: str, conversation_id: str, seq: int) -> None:
         """This process handed out ``attempt_token`` for task ``seq``."""
