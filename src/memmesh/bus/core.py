@@ -148,7 +148,8 @@ CLAIM_PG = (
     "u AS (UPDATE bus_messages b SET state = 'leased', attempts = b.attempts + 1, lease_owner = ?, lease_token = ?, "
     "lease_expires = ?, history = (COALESCE(b.history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
     "'at', ?::text, 'event', 'delivered', 'attempt', b.attempts + 1, 'worker', ?::text)))::text "
-    f"WHERE b.conversation_id = ? AND b.seq = (SELECT seq FROM t) RETURNING {', '.join('b.' + c for c in MSG_COLUMNS.split(', '))}, b.attempts) "
+    "WHERE b.conversation_id = ? AND b.seq = (SELECT seq FROM t) "
+    f"RETURNING {', '.join('b.' + c for c in MSG_COLUMNS.split(', '))}, b.attempts) "
     f"SELECT (SELECT COUNT(*) FROM c), u.*, {DELIVERY_COMMIT} FROM (SELECT 1) AS one LEFT JOIN u ON true"
 )
 """``claim`` on PostgreSQL in one statement (see :meth:`Bus._claim_pg`): check the conversation,
