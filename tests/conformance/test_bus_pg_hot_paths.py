@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from memmesh import Memory
 from memmesh.model import LOCAL_PRINCIPAL as P
@@ -91,3 +92,35 @@ def test_pg_send_updates_its_conversation_row_hot_and_tasks_skip_the_unused_orde
     assert hot >= 0.9 * upd, (upd, hot)  # before 0024: 0 (last_activity was indexed)
     assert "bus_messages_order" not in indexes
     assert not any("last_activity" in r[0] for r in conv_indexes), conv_indexes
+
+
+def test_pg_durable_send_and_its_flush_share_one_round_trip_and_refusals_write_nothing(
+    pg_database: str, open_memory: Callable[..., Memory], monkeypatch: Any
+) -> None:
+    import time
+
+    from memmesh.bus.sql import Rows
+    from memmesh.errors import ForbiddenError, NotFoundError
+
+    mem = open_memory(pg_database)
+    bus = mem.service.bus
+    bus._flush_checked = (time.monotonic() + 3600, True)  # as on a server whose commits wait for the disk
+    q = bus.open(["boss", "w"], kind="queue", principal=P)
+    pipelines: list[int] = []
+    real = Rows.one_then
+
+    def counted(self: Rows, sql: str, params: Any, then: str) -> Any:
+        pipelines.append(1)
+        return real(self, sql, params, then)
+
+    monkeypatch.setattr(Rows, "one_then", counted)
+    sent = [bus.send(q.id, f"task {i}", sender="boss", token=q.token, principal=P) for i in range(3)]
+    assert [m.seq for m in sent] == [1, 2, 3]
+    assert len(pipelines) == 3  # one round trip per send: the statement and its flush pipelined
+    with pytest.raises((ForbiddenError, NotFoundError)):  # a wrong token: refused, nothing written
+        bus.send(q.id, "nope", sender="boss", token="0" * 64, principal=P)
+    got = bus.claim(q.id, worker="w", token=q.token, lease_s=60, principal=P)
+    assert got is not None and got.message.body == "task 0"
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        bodies = [r[0] for r in conn.execute("SELECT body FROM bus_messages ORDER BY seq").fetchall()]
+    assert bodies == ["task 0", "task 1", "task 2"]
