@@ -590,7 +590,7 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
         if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone():
             return []
         found = conn.execute(
-            "SELECT query, calls, total_exec_time, rows, plans, total_plan_time "
+            "SELECT query, calls, total_exec_time, rows, plans, total_plan_time, shared_blks_hit + shared_blks_read, wal_records "
             "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
             "WHERE d.datname = current_database() AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 20"
         ).fetchall()
@@ -601,9 +601,11 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
             "rows_per_call": round(rows / max(1, calls), 2),
             "plans_per_call": round(plans / max(1, calls), 2),
             "plan_mean_ms": round(plan_total / max(1, plans), 3),
+            "blocks_per_call": round(blocks / max(1, calls), 1),
+            "wal_records_per_call": round(wal / max(1, calls), 1),
             "query": " ".join(query.split())[:110],
         }
-        for query, calls, total, rows, plans, plan_total in found
+        for query, calls, total, rows, plans, plan_total, blocks, wal in found
     ]
 
 
@@ -638,7 +640,8 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
             for row in statements[: args.top]:
                 print(
                     f"{'':16}{row['calls_per_op']:6.2f}/op {row['mean_ms']:7.3f} ms  {row['rows_per_call']:6.2f} rows  "
-                    f"{row['plans_per_call']:4.2f} plans × {row['plan_mean_ms']:6.3f} ms  {row['query']}"
+                    f"{row['plans_per_call']:4.2f} plans × {row['plan_mean_ms']:6.3f} ms {row['blocks_per_call']:6.1f} blks "
+                    f"{row['wal_records_per_call']:5.1f} wal  {row['query'][:70]}"
                 )
     url = fresh_url()
     mem = open_memory(url, workdir)

@@ -148,7 +148,8 @@ CLAIM_PG = (
     "u AS (UPDATE bus_messages b SET state = 'leased', attempts = b.attempts + 1, lease_owner = ?, lease_token = ?, "
     "lease_expires = ?, history = (COALESCE(b.history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
     "'at', ?::text, 'event', 'delivered', 'attempt', b.attempts + 1, 'worker', ?::text)))::text "
-    f"FROM t WHERE b.conversation_id = ? AND b.seq = t.seq RETURNING {', '.join('b.' + c for c in MSG_COLUMNS.split(', '))}, b.attempts) "
+    "WHERE b.conversation_id = ? AND b.seq = (SELECT seq FROM t) "
+    f"RETURNING {', '.join('b.' + c for c in MSG_COLUMNS.split(', '))}, b.attempts) "
     f"SELECT (SELECT COUNT(*) FROM c), u.*, {DELIVERY_COMMIT} FROM (SELECT 1) AS one LEFT JOIN u ON true"
 )
 """``claim`` on PostgreSQL in one statement (see :meth:`Bus._claim_pg`): check the conversation,
@@ -156,7 +157,11 @@ take the oldest ready task past any other claimer's locked row, lease it with a 
 token and record the delivery. It refuses (first column 0) when a lease in flight has run
 out, so the step-by-step claim gives those back (or dead-letters them) first. It looks only
 past this process's floors (memmesh.bus.hints): ready tasks from the seq it last claimed,
-leases running out since it last found none had."""
+leases running out since it last found none had. The leased row is named by its whole
+primary key, ``seq = (SELECT seq FROM t)``, never joined to ``t``: a join let the plan that
+psycopg prepares once per connection (planned while the table was nearly empty) reach the
+row through every message of the queue (a bitmap scan by conversation, filtered on seq),
+thousands of rows per claim once the queue had run for a while (issue 24)."""
 COMPLETE_PG = (
     "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, "
     "history = (COALESCE(history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
@@ -171,9 +176,16 @@ check is the WHERE clause: the task is still leased, to this worker, unexpired, 
 attempt (matched as the SHA-256 of its token, so timing says nothing of the token itself);
 PostgreSQL re-checks it on a row another transaction changed meanwhile, so a late ack of a
 lost lease updates nothing and the step-by-step path names why."""
-COMPLETE_PG_SEQ = COMPLETE_PG.replace("WHERE conversation_id = ? AND state", "WHERE conversation_id = ? AND seq = ? AND state")
+COMPLETE_PG_SEQ = COMPLETE_PG.replace(
+    "WHERE conversation_id = ? AND state = 'leased'", "WHERE conversation_id = ? AND seq = ? AND COALESCE(state, '') = 'leased'"
+)
 """The same complete when this process handed out the attempt token and knows its task's seq:
-the row is reached by primary key, not by looking through the leases in flight."""
+the row is reached by primary key, not by looking through the leases in flight. The state
+test is written ``COALESCE(state, '') = 'leased'`` (the same test: a NULL state is a chat
+message, never leased) so that it does not match the predicate of the partial index of
+leases: with ``state = 'leased'`` the planner took that index on a tie of estimates and
+walked every lease of the last ``lease_s`` seconds (each completed one leaves an entry
+until vacuum) instead of the one primary-key entry (issue 24)."""
 COMPLETE_CLAIM_PG = CLAIM_PG.replace(
     "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ?",
     f"WITH d AS ({COMPLETE_PG_SEQ}), c AS (SELECT 1 FROM bus_conversations WHERE EXISTS (SELECT 1 FROM d) AND id = ?",
@@ -556,31 +568,29 @@ class Bus:
         ids = [new_id() for _ in bodies]
         with self.sql.statement() as rows:
             flush = self._flush_wanted(rows)
-            top = rows.one(
-                SEND_PG if flush else SEND_PG_SYNC,
-                (
-                    len(bodies),
-                    now,
-                    conversation_id,
-                    self._token_hash(conversation_id, token),
-                    now,
-                    json.dumps(sender),
-                    to,
-                    json.dumps(to) if to is not None else None,
-                    conversation_id,
-                    len(bodies),
-                    sender,
-                    to,
-                    now,
-                    self.service.node_id,
-                    ids,
-                    bodies,
-                    [self._hlc() for _ in bodies],
-                    self.notifier.payload(conversation_id, len(bodies)),
-                ),
+            params = (
+                len(bodies),
+                now,
+                conversation_id,
+                self._token_hash(conversation_id, token),
+                now,
+                json.dumps(sender),
+                to,
+                json.dumps(to) if to is not None else None,
+                conversation_id,
+                len(bodies),
+                sender,
+                to,
+                now,
+                self.service.node_id,
+                ids,
+                bodies,
+                [self._hlc() for _ in bodies],
+                self.notifier.payload(conversation_id, len(bodies)),
             )
-            if top is not None and flush:
-                rows.one(FLUSH_PG)
+            # the flush rides behind the send in the same round trip (it runs even when the
+            # send refused: one WAL record, harmless); without a flush wait, one plain statement
+            top = rows.one_then(SEND_PG, params, FLUSH_PG) if flush else rows.one(SEND_PG_SYNC, params)
         if top is None:
             return None
         first = int(top[0]) - len(bodies) + 1

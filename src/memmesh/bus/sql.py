@@ -40,6 +40,18 @@ class Rows:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
+    def one_then(self, sql: str, params: Sequence[Any], then: str) -> Row | None:
+        """``sql``'s first row, with ``then`` (no parameters) sent right behind it in one
+        round trip (PostgreSQL pipeline mode, on an autocommit connection). A Sync between
+        them makes each its own transaction: ``sql`` has committed before ``then`` starts,
+        and ``then`` runs whatever ``sql`` answered. Returns once both have answered."""
+        with self.conn.pipeline() as pipe:
+            first = self.conn.execute(self._sql(sql), tuple(params))
+            pipe.sync()
+            self.conn.execute(then)
+        row = first.fetchone()
+        return tuple(row) if row is not None else None
+
     @property
     def for_update(self) -> str:
         """Row-lock clause for rows the write goes on to change (SQLite's write is exclusive already)."""
