@@ -64,6 +64,15 @@ def record_rules(service: Service, *, now: datetime, max_clock_skew_seconds: flo
     return RecordRules(now=now, max_content_bytes=service.policy.max_content_bytes, max_clock_skew=skew)
 
 
+def _migrated(report: MigrateReport, direction: str) -> dict[str, Any]:
+    """An ``admin.migrate`` entry's detail: what was written, how many errors, which way."""
+    written = ("memories", "links", "history", "tombstones", "vectors", "archived")
+    detail: dict[str, Any] = {name: getattr(report, f"{name}_written") for name in written}
+    detail["errors"] = len(report.errors)
+    detail["direction"] = direction
+    return detail
+
+
 class Transfer:
     """Backup, restore, migrate, export and import for one service (``service.transfer``)."""
 
@@ -119,11 +128,18 @@ class Transfer:
     def migrate_to(
         self, target: Store, *, batch_size: int = 500, dry_run: bool = False, progress: Progress | None = None, principal: Principal
     ) -> MigrateReport:
-        """Copy this whole store into ``target`` (any backend), exactly and idempotently."""
-        authorize_store_wide(principal, "a migration")
-        return migrate_stores(
+        """Copy this whole store into ``target`` (any backend), exactly and idempotently.
+
+        Every memory leaves with it, so the copy is an admin action on this store's chain
+        (``admin.migrate`` with ``"direction": "out"``, its target the other store's URL,
+        passwords redacted), as a backup is; a dry run copies nothing and appends nothing."""
+        who = authorize_store_wide(principal, "a migration")
+        report = migrate_stores(
             self.service.store, target, now=self.service.clock(), batch_size=batch_size, dry_run=dry_run, progress=progress
         )
+        if not report.dry_run:
+            self.service.audit.record("admin.migrate", principal=who, target=report.to_url, detail=_migrated(report, "out"))
+        return report
 
     def record_migrated_in(self, report: MigrateReport, *, principal: Principal) -> None:
         """An ``admin.migrate`` entry on this store's audit chain for a migration *into* it
@@ -134,10 +150,7 @@ class Transfer:
         who = authorize_store_wide(principal, "a migration")
         if report.dry_run:
             return
-        written = ("memories", "links", "history", "tombstones", "vectors", "archived")
-        detail: dict[str, Any] = {name: getattr(report, f"{name}_written") for name in written}
-        detail["errors"] = len(report.errors)
-        self.service.audit.record("admin.migrate", principal=who, target=report.from_url, detail=detail)
+        self.service.audit.record("admin.migrate", principal=who, target=report.from_url, detail=_migrated(report, "in"))
 
     # -- export ---------------------------------------------------------------------------------
 

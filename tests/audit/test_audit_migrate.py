@@ -68,3 +68,32 @@ def test_cli_restore_appends_admin_restore_on_the_target(cli: Any, tmp_path: Pat
     assert [(e["actor"], e["target"], e["detail"]) for e in entries] == [("local", snapshot.name, {"written": 1, "rejected": 0})]
     ok = cli("audit", "verify", extra_env={"MEMMESH_DB": target})
     assert ok.code == 0, ok.out + ok.err
+
+
+def test_python_migrate_to_appends_admin_migrate_out_on_the_source(tmp_path: Path) -> None:
+    """``service.transfer.migrate_to`` (Python) copies every memory out of this store: an admin
+    action on the source's chain, as a backup is (it was not audited). A dry run appends nothing;
+    a reader-scoped principal is refused before anything is copied."""
+    from memmesh.errors import ForbiddenError
+    from memmesh.model import Principal
+    from memmesh.store.open import open_store
+
+    with Memory(f"sqlite:///{tmp_path / 'source.db'}", keyword_settings(tmp_path)) as mem:
+        mem.add("The VPN gateway moved to 10.0.0.7", namespace="ops")
+        mem.add("Backups run at 02:00 UTC", namespace="ops")
+        target = open_store(f"sqlite:///{tmp_path / 'target.db'}")
+        try:
+            reader = Principal(agent_id="intruder", role="reader", namespaces=["ops"])
+            with pytest.raises(ForbiddenError):
+                mem.service.transfer.migrate_to(target, principal=reader)
+            assert target.stats(mem.service.clock(), mem.service.clock()).total == 0
+            dry = mem.service.transfer.migrate_to(target, dry_run=True, principal=mem.principal)
+            report = mem.service.transfer.migrate_to(target, principal=mem.principal)
+        finally:
+            target.close()
+        entries = [e for e in mem.service.audit.iter_entries(principal=mem.principal) if e.action == "admin.migrate"]
+        assert dry.dry_run and report.memories_written == 2
+        assert len(entries) == 1, entries  # the dry run and the refused call appended nothing
+        assert entries[0].target == report.to_url and "target.db" in entries[0].target
+        assert entries[0].detail["direction"] == "out" and entries[0].detail["memories"] == 2
+        assert mem.service.audit.verify(principal=mem.principal).ok
