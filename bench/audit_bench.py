@@ -515,15 +515,16 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none", block: int = 1
     }
 
 
-def bench_breakdown(workdir: Path, blocks: int) -> dict:
+def bench_breakdown(workdir: Path, writes: int, block: int = 1) -> dict:
     """Where the audit's CPU per write goes: the same keyword-only writes on three stores,
-    interleaved in blocks of 100 (writer-thread CPU, median per block): unaudited; audited with
-    the append switched off (what remains is the capture layer: the audited transaction,
-    noting each change); and the whole audit (adds the chain hashing, the timestamp, the head
-    bookkeeping, the INSERT and the page it adds to each commit). The append is switched off
-    by replacing ``AuditLog.append_local`` (SQLite's whole append, one call since session 8)
-    for the duration of a block only (diagnosis, not a configuration). For the INSERT's own
-    share use ``--only instructions`` and callgrind's per-function counts."""
+    taking turns in blocks of ``block`` writes (the order rotating, as the overhead does):
+    unaudited; audited with the append switched off (what remains is the capture layer: the
+    audited transaction, noting each change); and the whole audit (adds the chain hashing, the
+    timestamp, the head bookkeeping, the INSERT and the page it adds to each commit). Each is
+    the median of its blocks' writer-thread CPU over the unaudited block of the same turn. The
+    append is switched off by replacing ``AuditLog.append_local`` (SQLite's whole append, one
+    call since session 8) for the duration of a block only (diagnosis, not a configuration).
+    For the INSERT's own share use ``--only instructions`` and callgrind's per-function counts."""
     from memmesh.audit import log as audit_log
 
     names = ["plain", "capture only", "audited"]
@@ -532,21 +533,23 @@ def bench_breakdown(workdir: Path, blocks: int) -> dict:
     append = audit_log.AuditLog.append_local
     cpu: dict[str, list[float]] = {name: [] for name in names}
     try:
-        for block in range(blocks + 2):
-            for name in names if block % 2 == 0 else names[::-1]:
+        for number in range(-max(1, 200 // block), max(1, writes // block)):
+            for name in names[number % 3 :] + names[: number % 3]:
                 audit_log.AuditLog.append_local = (lambda self, tx, items: None) if name == "capture only" else append  # type: ignore[method-assign]
                 mine = time.thread_time()
-                for i in range(100):
-                    mems[name].add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
-                if block >= 2:  # the first blocks warm the caches
-                    cpu[name].append((time.thread_time() - mine) * 1e4)
+                for i in range(block):
+                    mems[name].add(f"block {number} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                if number >= 0:  # the first blocks warm the caches
+                    cpu[name].append((time.thread_time() - mine) * 1e6 / block)
     finally:
         audit_log.AuditLog.append_local = append  # type: ignore[method-assign]
         for mem in mems.values():
             mem.close()
-    base = statistics.median(cpu["plain"])
-    found = {name: statistics.median(cpu[name]) for name in names}
-    return {name: {"thread_cpu_us": round(us, 1), "over_plain_pct": round(100 * (us / base - 1), 1)} for name, us in found.items()}
+    found = {}
+    for name in names:
+        over = [100 * (us / base - 1) for us, base in zip(cpu[name], cpu["plain"], strict=True) if base > 0]
+        found[name] = {"thread_cpu_us": round(statistics.median(cpu[name]), 1), "over_plain_pct": round(statistics.median(over), 2)}
+    return found
 
 
 def instructions_child(n: int, out: str) -> None:
@@ -646,7 +649,6 @@ def main() -> None:
     )
     parser.add_argument("--instruction-writes", type=int, default=200, help="writes per store and round under callgrind")
     parser.add_argument("--instructions-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown-blocks", type=int, default=40, help="blocks of 100 writes per store in the breakdown")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
     if args.instructions_child:
@@ -718,9 +720,9 @@ def main() -> None:
                 f"{o['overhead_cpu_pair_median_pct']:+} %, IQR {o['overhead_cpu_pair_iqr_pct']} points"
             )
         if "breakdown" in parts:
-            results["breakdown"] = bench_breakdown(workdir, args.breakdown_blocks)
+            results["breakdown"] = bench_breakdown(workdir, args.writes, args.block)
             print(
-                "audit overhead by part (writer-thread CPU per write, median of blocks): "
+                "audit overhead by part (writer-thread CPU per write, median of blocks; over plain: median of the turns' ratios): "
                 + "; ".join(f"{name} {v['thread_cpu_us']} µs ({v['over_plain_pct']:+} %)" for name, v in results["breakdown"].items())
             )
         if "instructions" in parts:
