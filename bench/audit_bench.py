@@ -29,7 +29,12 @@ Prints a summary with the load average and writes JSON.
     python bench/audit_bench.py --only appends --appends 6000 --pg --pg-durability disk --pg-threads 8,32 --pg-processes 2 --pg-group on,off
 
 The overhead is reported as process CPU and as the writing thread's CPU (which leaves out
-the checkpointer), per write, and as the median ratio of neighbouring block pairs.
+the checkpointer), per write; the figure to quote is the median and interquartile range of
+the per-pair ratio over many short alternating block pairs (``--block`` writes each, 1 by
+default: the two stores take turns write by write, and ``--writes 8000`` is 8,000 pairs), which
+two runs reproduce within half a point even on a loaded machine (see docs/benchmarks.md).
+``--only instructions`` counts instructions instead (valgrind's callgrind), which do not depend
+on the load at all.
 """
 
 from __future__ import annotations
@@ -399,7 +404,50 @@ def timed_verify(mem: Memory, workers: int | None) -> dict:
     }
 
 
-def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(25th percentile, median, 75th percentile), interpolated (``statistics.quantiles``)."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q2, q3
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A 95 % confidence interval of the median (distribution-free: the order statistics
+    ``n/2 ± 0.98·√n``): how far two runs' medians may fall apart by chance alone."""
+    ordered = sorted(values)
+    half = 0.98 * len(ordered) ** 0.5
+    low = max(0, int(len(ordered) / 2 - half))
+    high = min(len(ordered) - 1, int(len(ordered) / 2 + half))
+    return ordered[low], ordered[high]
+
+
+def mean_ratio_interval(audited: list[float], plain: list[float], rounds: int = 200) -> tuple[float, tuple[float, float]]:
+    """The overhead as the ratio of the two arms' total CPU (%), and a bootstrap 95 % interval
+    of it (pairs resampled ``rounds`` times, a fixed seed: the same data give the same interval)."""
+    import random
+
+    pick = random.Random(16).choices
+    indexes = range(len(audited))
+    found = []
+    for _ in range(rounds):
+        chosen = pick(indexes, k=len(audited))
+        found.append(100 * (sum(audited[i] for i in chosen) / sum(plain[i] for i in chosen) - 1))
+    found.sort()
+    return 100 * (sum(audited) / sum(plain) - 1), (found[int(0.025 * rounds)], found[int(0.975 * rounds) - 1])
+
+
+def bench_overhead(workdir: Path, n: int, embedder: str = "none", block: int = 1, warmup: int = 200) -> dict:
+    """``n`` keyword-only ``Memory.add`` on an audited store and as many on the same store type
+    with the audit unwrapped, alternating in blocks of ``block`` writes (by default one: the
+    two stores take turns write by write; audited first in even pairs, plain first in odd
+    ones), after ``warmup`` unmeasured writes on each.
+
+    The figure to quote is the median of the per-pair ratio (the audited block's writer-thread
+    CPU over the plain block's run just before or after it) with its 95 % interval and the
+    interquartile range of the pairs. Neighbouring writes see the same CPU frequency, cache and
+    competing load, and the median of thousands of pairs ignores the pairs a burst of other
+    work hit; long blocks let a burst land in one arm only and leave few pairs to take a median
+    of. The ratio of the means is reported too: it includes the rare costs a median leaves out
+    (a WAL checkpoint, a garbage collection), with a bootstrap 95 % interval."""
     audited = open_memory(workdir, f"overhead-audited-{embedder}", embedder=embedder)
     plain = open_memory(workdir, f"overhead-plain-{embedder}", signed=False, embedder=embedder)
     plain.service.store = unwrap(plain.service.store)  # the same service, without the audit
@@ -407,16 +455,20 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
     times: dict[str, list[float]] = {"audited": [], "plain": []}
     cpu: dict[str, list[float]] = {"audited": [], "plain": []}  # process CPU per write, per block (µs)
     tcpu: dict[str, list[float]] = {"audited": [], "plain": []}  # this thread's CPU per write (no checkpointer, no GC of others)
-    for block in range(n // 100):
-        order = [("audited", audited), ("plain", plain)] if block % 2 == 0 else [("plain", plain), ("audited", audited)]
+    blocks = max(1, n // block)
+    for number in range(-max(1, warmup // block), blocks):
+        order = [("audited", audited), ("plain", plain)] if number % 2 == 0 else [("plain", plain), ("audited", audited)]
         for name, mem in order:
             used, mine = time.process_time(), time.thread_time()
-            for i in range(100):
+            spent = []
+            for i in range(block):
                 t = time.perf_counter()
-                mem.add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
-                times[name].append((time.perf_counter() - t) * 1000)
-            cpu[name].append((time.process_time() - used) * 1e4)
-            tcpu[name].append((time.thread_time() - mine) * 1e4)
+                mem.add(f"block {number} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                spent.append((time.perf_counter() - t) * 1000)
+            if number >= 0:
+                cpu[name].append((time.process_time() - used) * 1e6 / block)
+                tcpu[name].append((time.thread_time() - mine) * 1e6 / block)
+                times[name].extend(spent)
     audited.service.audit.stop()
     entries = len(audited.service.audit.entries(principal=LOCAL_PRINCIPAL, limit=1000, since=max(0, n - 10)).entries)
     assert entries > 0
@@ -427,10 +479,17 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
     cpu_a, cpu_p = statistics.median(cpu["audited"]), statistics.median(cpu["plain"])
     tcpu_a, tcpu_p = statistics.median(tcpu["audited"]), statistics.median(tcpu["plain"])
     # per-pair ratios: each audited block against the plain block run next to it
-    pairs = [a / p for a, p in zip(tcpu["audited"], tcpu["plain"], strict=True) if p > 0]
+    pairs = [100 * (a / p - 1) for a, p in zip(tcpu["audited"], tcpu["plain"], strict=True) if p > 0]
+    process_pairs = [100 * (a / p - 1) for a, p in zip(cpu["audited"], cpu["plain"], strict=True) if p > 0]
+    q1, q2, q3 = quartiles(pairs)
+    p1, p2, p3 = quartiles(process_pairs)
+    low, high = median_interval(pairs)
+    mean_ratio, (mean_low, mean_high) = mean_ratio_interval(tcpu["audited"], tcpu["plain"])
     return {
         "embedder": embedder,
-        "writes_each": n,
+        "writes_each": blocks * block,
+        "block_writes": block,
+        "blocks_each": blocks,
         "plain_mean_ms": round(mean_p, 3),
         "audited_mean_ms": round(mean_a, 3),
         "plain_p50_ms": round(med_p, 3),
@@ -443,20 +502,29 @@ def bench_overhead(workdir: Path, n: int, embedder: str = "none") -> dict:
         "plain_thread_cpu_us": round(tcpu_p, 1),
         "audited_thread_cpu_us": round(tcpu_a, 1),
         "overhead_thread_cpu_pct": round(100 * (tcpu_a - tcpu_p) / tcpu_p, 1),
-        "overhead_thread_cpu_pair_median_pct": round(100 * (statistics.median(pairs) - 1), 1),
-        "blocks_each": len(tcpu["audited"]),
+        "overhead_thread_cpu_pair_median_pct": round(q2, 2),
+        "overhead_thread_cpu_pair_q1_pct": round(q1, 2),
+        "overhead_thread_cpu_pair_q3_pct": round(q3, 2),
+        "overhead_thread_cpu_pair_iqr_pct": round(q3 - q1, 2),
+        "overhead_thread_cpu_pair_median_ci95_pct": [round(low, 2), round(high, 2)],
+        "overhead_thread_cpu_mean_ratio_pct": round(mean_ratio, 2),
+        "overhead_thread_cpu_mean_ratio_ci95_pct": [round(mean_low, 2), round(mean_high, 2)],
+        "overhead_cpu_pair_median_pct": round(p2, 2),
+        "overhead_cpu_pair_iqr_pct": round(p3 - p1, 2),
+        "thread_cpu_us_per_block": {name: [round(v, 1) for v in values] for name, values in tcpu.items()},
     }
 
 
-def bench_breakdown(workdir: Path, blocks: int) -> dict:
+def bench_breakdown(workdir: Path, writes: int, block: int = 1) -> dict:
     """Where the audit's CPU per write goes: the same keyword-only writes on three stores,
-    interleaved in blocks of 100 (writer-thread CPU, median per block): unaudited; audited with
-    the append switched off (what remains is the capture layer: the audited transaction,
-    noting each change); and the whole audit (adds the chain hashing, the timestamp, the head
-    bookkeeping, the INSERT and the page it adds to each commit). The append is switched off
-    by replacing ``AuditLog.append_local`` (SQLite's whole append, one call since session 8)
-    for the duration of a block only (diagnosis, not a configuration). For the INSERT's own
-    share use ``--only instructions`` and callgrind's per-function counts."""
+    taking turns in blocks of ``block`` writes (the order rotating, as the overhead does):
+    unaudited; audited with the append switched off (what remains is the capture layer: the
+    audited transaction, noting each change); and the whole audit (adds the chain hashing, the
+    timestamp, the head bookkeeping, the INSERT and the page it adds to each commit). Each is
+    the median of its blocks' writer-thread CPU over the unaudited block of the same turn. The
+    append is switched off by replacing ``AuditLog.append_local`` (SQLite's whole append, one
+    call since session 8) for the duration of a block only (diagnosis, not a configuration).
+    For the INSERT's own share use ``--only instructions`` and callgrind's per-function counts."""
     from memmesh.audit import log as audit_log
 
     names = ["plain", "capture only", "audited"]
@@ -465,21 +533,23 @@ def bench_breakdown(workdir: Path, blocks: int) -> dict:
     append = audit_log.AuditLog.append_local
     cpu: dict[str, list[float]] = {name: [] for name in names}
     try:
-        for block in range(blocks + 2):
-            for name in names if block % 2 == 0 else names[::-1]:
+        for number in range(-max(1, 200 // block), max(1, writes // block)):
+            for name in names[number % 3 :] + names[: number % 3]:
                 audit_log.AuditLog.append_local = (lambda self, tx, items: None) if name == "capture only" else append  # type: ignore[method-assign]
                 mine = time.thread_time()
-                for i in range(100):
-                    mems[name].add(f"block {block} write {i} about the bench and some words", namespace=f"ns{i % 5}")
-                if block >= 2:  # the first blocks warm the caches
-                    cpu[name].append((time.thread_time() - mine) * 1e4)
+                for i in range(block):
+                    mems[name].add(f"block {number} write {i} about the bench and some words", namespace=f"ns{i % 5}")
+                if number >= 0:  # the first blocks warm the caches
+                    cpu[name].append((time.thread_time() - mine) * 1e6 / block)
     finally:
         audit_log.AuditLog.append_local = append  # type: ignore[method-assign]
         for mem in mems.values():
             mem.close()
-    base = statistics.median(cpu["plain"])
-    found = {name: statistics.median(cpu[name]) for name in names}
-    return {name: {"thread_cpu_us": round(us, 1), "over_plain_pct": round(100 * (us / base - 1), 1)} for name, us in found.items()}
+    found = {}
+    for name in names:
+        over = [100 * (us / base - 1) for us, base in zip(cpu[name], cpu["plain"], strict=True) if base > 0]
+        found[name] = {"thread_cpu_us": round(statistics.median(cpu[name]), 1), "over_plain_pct": round(statistics.median(over), 2)}
+    return found
 
 
 def instructions_child(n: int, out: str) -> None:
@@ -541,6 +611,7 @@ def bench_instructions(n: int) -> dict:
         "audited_instructions_per_write": round(audited),
         "overhead_instructions_per_write": round(audited - plain),
         "overhead_instructions_pct": round(100 * (audited / plain - 1), 2),
+        "rounds_instructions_per_write": {name: [round(v) for v in values] for name, values in found.items()},
     }
 
 
@@ -549,6 +620,7 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=10_000)
     parser.add_argument("--verify-size", type=int, default=1_000_000)
     parser.add_argument("--writes", type=int, default=4000)
+    parser.add_argument("--block", type=int, default=1, help="writes per block in the overhead's alternating blocks (1: turn by turn)")
     parser.add_argument("--embedded-writes", type=int, default=0, help="also measure the overhead with the MiniLM embedder")
     parser.add_argument("--full", action="store_true", help="also measure appends with synchronous=FULL")
     parser.add_argument("--pg", action="store_true", help="also measure appends on PostgreSQL (scripts/pg_test_server.py)")
@@ -578,7 +650,6 @@ def main() -> None:
     )
     parser.add_argument("--instruction-writes", type=int, default=200, help="writes per store and round under callgrind")
     parser.add_argument("--instructions-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--breakdown-blocks", type=int, default=40, help="blocks of 100 writes per store in the breakdown")
     parser.add_argument("--out", type=Path, default=Path("bench/results/audit.json"))
     args = parser.parse_args()
     if args.instructions_child:
@@ -631,20 +702,28 @@ def main() -> None:
                     f"{row['processes_transactions_per_append']} transactions per append"
                     + (f", server {row['processes_server_cpu_us_per_append']} µs" if "processes_server_cpu_us_per_append" in row else "")
                 )
-        results["overhead"] = [bench_overhead(workdir, args.writes)] if "overhead" in parts else []
+        results["overhead"] = [bench_overhead(workdir, args.writes, block=args.block)] if "overhead" in parts else []
         if args.embedded_writes and "overhead" in parts:
-            results["overhead"].append(bench_overhead(workdir, args.embedded_writes, "minilm"))
+            results["overhead"].append(bench_overhead(workdir, args.embedded_writes, "minilm", block=args.block))
         for o in results["overhead"]:
             print(
                 f"memory write ({o['embedder']} embedder): {o['plain_mean_ms']} ms without audit, {o['audited_mean_ms']} ms with it: "
                 f"+{o['overhead_mean_pct']} % mean, +{o['overhead_p50_pct']} % p50; CPU {o['plain_cpu_us']} vs {o['audited_cpu_us']} µs "
                 f"per write: +{o['overhead_cpu_pct']} %; writer thread CPU {o['plain_thread_cpu_us']} vs {o['audited_thread_cpu_us']} µs: "
-                f"+{o['overhead_thread_cpu_pct']} % (median of {o['blocks_each']} pairs: +{o['overhead_thread_cpu_pair_median_pct']} %)"
+                f"+{o['overhead_thread_cpu_pct']} %\n  audit overhead, writer-thread CPU, "
+                f"{o['blocks_each']} block pairs of {o['block_writes']} writes: "
+                f"median {o['overhead_thread_cpu_pair_median_pct']:+} %, IQR {o['overhead_thread_cpu_pair_q1_pct']:+} to "
+                f"{o['overhead_thread_cpu_pair_q3_pct']:+} % ({o['overhead_thread_cpu_pair_iqr_pct']} points), median's 95 % interval "
+                f"{o['overhead_thread_cpu_pair_median_ci95_pct'][0]:+} to {o['overhead_thread_cpu_pair_median_ci95_pct'][1]:+} %; "
+                f"ratio of the means {o['overhead_thread_cpu_mean_ratio_pct']:+} % (95 % interval "
+                f"{o['overhead_thread_cpu_mean_ratio_ci95_pct'][0]:+} to {o['overhead_thread_cpu_mean_ratio_ci95_pct'][1]:+} %); "
+                "process CPU: median "
+                f"{o['overhead_cpu_pair_median_pct']:+} %, IQR {o['overhead_cpu_pair_iqr_pct']} points"
             )
         if "breakdown" in parts:
-            results["breakdown"] = bench_breakdown(workdir, args.breakdown_blocks)
+            results["breakdown"] = bench_breakdown(workdir, args.writes, args.block)
             print(
-                "audit overhead by part (writer-thread CPU per write, median of blocks): "
+                "audit overhead by part (writer-thread CPU per write, median of blocks; over plain: median of the turns' ratios): "
                 + "; ".join(f"{name} {v['thread_cpu_us']} µs ({v['over_plain_pct']:+} %)" for name, v in results["breakdown"].items())
             )
         if "instructions" in parts:
@@ -652,7 +731,9 @@ def main() -> None:
             print(
                 f"instructions per memory write (callgrind, user space): {found['plain_instructions_per_write']:,} without audit, "
                 f"{found['audited_instructions_per_write']:,} with it: +{found['overhead_instructions_per_write']:,} "
-                f"(+{found['overhead_instructions_pct']} %)"
+                f"(+{found['overhead_instructions_pct']} %; the lower of two rounds, each: "
+                + ", ".join(f"{name} {' / '.join(f'{v:,}' for v in vs)}" for name, vs in found["rounds_instructions_per_write"].items())
+                + ")"
             )
         if "verify" in parts:
             results["verify"] = bench_verify(workdir, args.verify_size)
