@@ -102,7 +102,7 @@ instead of taking turns at one flush each (see :meth:`Bus._send_pg`)."""
 SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
-    "AND (?::text IS NULL OR strpos(participants, ?::text) > 0) RETURNING last_seq, kind), "
+    "AND (?::text IS NULL OR (kind = 'chat' AND strpos(participants, ?::text) > 0)) RETURNING last_seq, kind), "
     "m AS (INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
     "SELECT b.id, ?, c.last_seq - ? + b.ord, ?, ?, b.body, ?, "
     "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END, ?::text, b.hlc "
@@ -221,7 +221,7 @@ FENCED_SQLITE = (
 SEND_SQLITE = (
     "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? AND token_hash = ? "
     "AND archived_at IS NULL AND last_activity + timeout_s > ? AND instr(participants, ?) > 0 "
-    "AND (? IS NULL OR instr(participants, ?) > 0) RETURNING last_seq, kind"
+    "AND (? IS NULL OR (kind = 'chat' AND instr(participants, ?) > 0)) RETURNING last_seq, kind"
 )
 """SQLite's send: check and number in one statement (no row: the step-by-step send names why)."""
 LEASE_NEXT = "SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased' AND lease_expires > ?"
@@ -486,7 +486,7 @@ class Bus:
             raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
 
     def send(self, conversation_id: str, body: str, *, sender: str, token: str, principal: Principal, to: str | None = None) -> BusMessage:
-        """Post a message (to everyone else, or only to ``to``); numbered in conversation order."""
+        """Post a message (to everyone else, or in a chat only to ``to``: a queue refuses a recipient); numbered in conversation order."""
         return self.send_many(conversation_id, [body], sender=sender, token=token, principal=principal, to=to)[0]
 
     def send_many(
@@ -523,6 +523,11 @@ class Bus:
                 row = self._conversation(rows, conversation_id, token)
                 self._live(row, now)
                 self._participant(row, sender)
+                if to is not None and row[1] == "queue":
+                    raise InvalidInputError(
+                        f"conversation {conversation_id} is a task queue: each task goes to whichever worker claims it, "
+                        "so it cannot be addressed to one agent; send it without a recipient (or open a queue for that worker)"
+                    )
                 if to is not None and to not in json.loads(row[3]):
                     raise InvalidInputError(f"recipient {to!r} is not a participant of conversation {conversation_id}")
                 top = rows.one(
