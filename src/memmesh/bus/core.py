@@ -59,7 +59,7 @@ from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, check_agent
-from memmesh.model import Principal, check_text
+from memmesh.model import Principal, check_text, text_problem
 
 if TYPE_CHECKING:
     from memmesh.host import Host
@@ -304,6 +304,9 @@ class Bus:
         """The hash of a well-formed token (refusing an empty id or a malformed token first)."""
         if not isinstance(conversation_id, str) or not conversation_id.strip():
             raise InvalidInputError("conversation_id is empty: give the id `bus open` printed")
+        if text_problem(conversation_id):  # a NUL or a lone surrogate: no conversation has it, nor can a driver take it
+            shown = conversation_id.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+            raise NotFoundError(f"no conversation {shown} with this token: check the id and use the token `bus open` printed for it")
         if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip().lower()):
             raise ForbiddenError(
                 f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
@@ -631,6 +634,7 @@ class Bus:
             self._live(row, now)
             where, params = "conversation_id = ?", [conversation_id]
             if after is not None:
+                check_text(after, "after")  # a NUL or a lone surrogate: no message id has it, nor can a driver take it
                 mark = rows.one(
                     "SELECT COALESCE(hlc, ''), COALESCE(origin, ''), id FROM bus_messages WHERE id = ? AND conversation_id = ?",
                     (after, conversation_id),
