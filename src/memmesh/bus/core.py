@@ -128,7 +128,7 @@ UNREAD_PG = (
 )
 """``unread`` (no wait) on PostgreSQL in one statement (see :meth:`Bus._unread_pg`)."""
 ACK_ALL_PG = (
-    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND archived_at IS NULL "
+    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'chat' AND archived_at IS NULL "
     "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
     "cur AS (SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ? "
     "AND EXISTS (SELECT 1 FROM c) FOR UPDATE), "
@@ -786,6 +786,11 @@ class Bus:
             row = self._conversation(rows, conversation_id, token)
             self._live(row, now)
             self._participant(row, agent)
+            if row[1] == "queue":
+                raise InvalidInputError(
+                    f"conversation {conversation_id} is a task queue: its tasks are not acked; "
+                    "finish one with `bus complete` (or give it back with `bus fail`)"
+                )
             cur = rows.one(
                 "SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)
             )

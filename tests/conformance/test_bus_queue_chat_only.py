@@ -29,3 +29,20 @@ def test_a_task_addressed_to_one_worker_is_refused_and_stores_nothing(mem_on: Me
     bus.send(chat.id, "only b", sender="a", to="b", token=chat.token, principal=P)
     assert [m.body for m in bus.unread(chat.id, agent="b", token=chat.token, principal=P).messages] == ["only b"]
     assert bus.unread(chat.id, agent="c", token=chat.token, principal=P).messages == []
+
+
+def test_acking_in_a_task_queue_is_refused_as_unread_is(mem_on: Memory) -> None:
+    """A queue's tasks are finished by complete (or given back by fail), never acked: ``ack``
+    there is refused like ``unread`` is, instead of answering "acked 0" as if it had done
+    something."""
+    bus = mem_on.service.bus
+    queue = bus.open(["boss", "w"], kind="queue", principal=P)
+    sent = bus.send(queue.id, "task", sender="boss", token=queue.token, principal=P)
+    with pytest.raises(InvalidInputError, match="is a task queue"):
+        bus.unread(queue.id, agent="w", token=queue.token, principal=P)
+    with pytest.raises(InvalidInputError, match=r"is a task queue: .*bus complete"):
+        bus.ack(queue.id, agent="w", token=queue.token, all=True, principal=P)
+    with pytest.raises(InvalidInputError, match=r"is a task queue: .*bus complete"):
+        bus.ack(queue.id, agent="w", token=queue.token, ids=[sent.id], principal=P)
+    task = bus.claim(queue.id, worker="w", token=queue.token, principal=P)
+    assert task is not None and task.message.id == sent.id and task.attempt == 1
