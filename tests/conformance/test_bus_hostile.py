@@ -44,3 +44,14 @@ def test_unstorable_text_and_impossible_numbers_are_refused_on_every_backend(mem
 
     assert sorted(c.id for c in bus.list(principal=P)) == sorted([chat.id, queue.id]), "no refused conversation was stored"
     assert bus.unread(chat.id, agent="b", token=chat.token, principal=P).messages == []
+
+
+def test_a_lease_out_of_range_is_refused_with_the_range_it_accepts(mem_on: Memory) -> None:
+    bus = mem_on.service.bus
+    queue = bus.open(["boss", "w"], kind="queue", principal=P)
+    bus.send(queue.id, "task", sender="boss", token=queue.token, principal=P)
+    for lease in (0, -1, 86_401, math.nan, math.inf):
+        with pytest.raises(InvalidInputError, match=r"lease must be above 0 and at most 86400 seconds \(one day\)"):
+            bus.claim(queue.id, worker="w", token=queue.token, lease_s=lease, principal=P)
+    task = bus.claim(queue.id, worker="w", token=queue.token, lease_s=86_400, principal=P)
+    assert task is not None and task.attempt == 1, "the refused claims leased nothing"

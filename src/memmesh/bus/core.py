@@ -858,7 +858,7 @@ class Bus:
     def _lease(self, lease_s: float | None) -> float:
         lease = self.policy.lease_s if lease_s is None else lease_s
         if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86_400:
-            raise InvalidInputError(f"lease must be between 0 and 86400 seconds (got {lease_s!r})")
+            raise InvalidInputError(f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})")
         return float(lease)
 
     def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> Row:
