@@ -9,7 +9,7 @@ import math
 import pytest
 
 from memmesh import Memory
-from memmesh.errors import InvalidInputError
+from memmesh.errors import ContentTooLargeError, InvalidInputError
 from memmesh.model import LOCAL_PRINCIPAL as P
 
 
@@ -33,12 +33,14 @@ def test_unstorable_text_and_impossible_numbers_are_refused_on_every_backend(mem
     bus.send(queue.id, "task", sender="boss", token=queue.token, principal=P)
     task = bus.claim(queue.id, worker="w", token=queue.token, principal=P)
     assert task is not None
-    with pytest.raises(InvalidInputError, match="message contains a NUL"):
+    with pytest.raises(InvalidInputError, match="result contains a NUL"):
         bus.complete(queue.id, task.attempt_token, worker="w", token=queue.token, result="done\x00", principal=P)
     with pytest.raises(InvalidInputError, match="reason contains a NUL"):
         bus.fail(queue.id, task.attempt_token, worker="w", token=queue.token, reason="\x00", principal=P)
     with pytest.raises(InvalidInputError, match="reason must be text"):
         bus.fail(queue.id, task.attempt_token, worker="w", token=queue.token, reason=5, principal=P)  # type: ignore[arg-type]
+    with pytest.raises(ContentTooLargeError, match=r"result is 65537 bytes; the limit is 65536"):
+        bus.complete(queue.id, task.attempt_token, worker="w", token=queue.token, result="r" * 65537, principal=P)
     done = bus.complete(queue.id, task.attempt_token, worker="w", token=queue.token, result="ok", principal=P)
     assert done.state == "done" and done.result == "ok", "the refusals left the lease alone"
 

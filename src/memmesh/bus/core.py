@@ -480,13 +480,16 @@ class Bus:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def _check_body(self, body: str) -> None:
+    def _check_body(self, body: str, what: str = "message") -> None:
+        """A message body (or, ``what`` = "result", a task's result): text, storable, within bus.max_message_bytes."""
         if not isinstance(body, str) or not body.strip():
-            raise InvalidInputError("message is empty: give the text to send")
-        check_text(body, "message")  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
+            raise InvalidInputError(
+                f"{what} is empty: give the text to send" if what == "message" else f"{what} is empty: give text or leave it out"
+            )
+        check_text(body, what)  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
         size = len(body.encode("utf-8"))
         if size > self.policy.max_message_bytes:
-            raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
+            raise ContentTooLargeError(f"{what} is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
 
     def send(self, conversation_id: str, body: str, *, sender: str, token: str, principal: Principal, to: str | None = None) -> BusMessage:
         """Post a message (to everyone else, or in a chat only to ``to``: a queue refuses a recipient); numbered in conversation order."""
@@ -1334,7 +1337,7 @@ class Bus:
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         if result is not None:
-            self._check_body(result)
+            self._check_body(result, "result")
         if not isinstance(claim_next, bool):
             raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
         lease = self._lease(lease_s) if claim_next else 0.0
