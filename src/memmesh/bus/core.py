@@ -59,7 +59,7 @@ from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, check_agent
-from memmesh.model import Principal, check_text
+from memmesh.model import Principal, check_text, text_problem
 
 if TYPE_CHECKING:
     from memmesh.host import Host
@@ -102,7 +102,7 @@ instead of taking turns at one flush each (see :meth:`Bus._send_pg`)."""
 SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
-    "AND (?::text IS NULL OR strpos(participants, ?::text) > 0) RETURNING last_seq, kind), "
+    "AND (?::text IS NULL OR (kind = 'chat' AND strpos(participants, ?::text) > 0)) RETURNING last_seq, kind), "
     "m AS (INSERT INTO bus_messages (id, conversation_id, seq, sender, recipient, body, created_at, state, history, origin, hlc) "
     "SELECT b.id, ?, c.last_seq - ? + b.ord, ?, ?, b.body, ?, "
     "CASE WHEN c.kind = 'queue' THEN 'ready' END, CASE WHEN c.kind = 'queue' THEN '[]' END, ?::text, b.hlc "
@@ -128,7 +128,7 @@ UNREAD_PG = (
 )
 """``unread`` (no wait) on PostgreSQL in one statement (see :meth:`Bus._unread_pg`)."""
 ACK_ALL_PG = (
-    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND archived_at IS NULL "
+    "WITH c AS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'chat' AND archived_at IS NULL "
     "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0), "
     "cur AS (SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ? "
     "AND EXISTS (SELECT 1 FROM c) FOR UPDATE), "
@@ -221,7 +221,7 @@ FENCED_SQLITE = (
 SEND_SQLITE = (
     "UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? WHERE id = ? AND token_hash = ? "
     "AND archived_at IS NULL AND last_activity + timeout_s > ? AND instr(participants, ?) > 0 "
-    "AND (? IS NULL OR instr(participants, ?) > 0) RETURNING last_seq, kind"
+    "AND (? IS NULL OR (kind = 'chat' AND instr(participants, ?) > 0)) RETURNING last_seq, kind"
 )
 """SQLite's send: check and number in one statement (no row: the step-by-step send names why)."""
 LEASE_NEXT = "SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased' AND lease_expires > ?"
@@ -304,6 +304,9 @@ class Bus:
         """The hash of a well-formed token (refusing an empty id or a malformed token first)."""
         if not isinstance(conversation_id, str) or not conversation_id.strip():
             raise InvalidInputError("conversation_id is empty: give the id `bus open` printed")
+        if text_problem(conversation_id):  # a NUL or a lone surrogate: no conversation has it, nor can a driver take it
+            shown = conversation_id.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+            raise NotFoundError(f"no conversation {shown} with this token: check the id and use the token `bus open` printed for it")
         if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip().lower()):
             raise ForbiddenError(
                 f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
@@ -477,16 +480,19 @@ class Bus:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def _check_body(self, body: str) -> None:
+    def _check_body(self, body: str, what: str = "message") -> None:
+        """A message body (or, ``what`` = "result", a task's result): text, storable, within bus.max_message_bytes."""
         if not isinstance(body, str) or not body.strip():
-            raise InvalidInputError("message is empty: give the text to send")
-        check_text(body, "message")  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
+            raise InvalidInputError(
+                f"{what} is empty: give the text to send" if what == "message" else f"{what} is empty: give text or leave it out"
+            )
+        check_text(body, what)  # NUL or a lone surrogate: PostgreSQL (and UTF-8) refuse them
         size = len(body.encode("utf-8"))
         if size > self.policy.max_message_bytes:
-            raise ContentTooLargeError(f"message is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
+            raise ContentTooLargeError(f"{what} is {size} bytes; the limit is {self.policy.max_message_bytes} (bus.max_message_bytes)")
 
     def send(self, conversation_id: str, body: str, *, sender: str, token: str, principal: Principal, to: str | None = None) -> BusMessage:
-        """Post a message (to everyone else, or only to ``to``); numbered in conversation order."""
+        """Post a message (to everyone else, or in a chat only to ``to``: a queue refuses a recipient); numbered in conversation order."""
         return self.send_many(conversation_id, [body], sender=sender, token=token, principal=principal, to=to)[0]
 
     def send_many(
@@ -523,6 +529,11 @@ class Bus:
                 row = self._conversation(rows, conversation_id, token)
                 self._live(row, now)
                 self._participant(row, sender)
+                if to is not None and row[1] == "queue":
+                    raise InvalidInputError(
+                        f"conversation {conversation_id} is a task queue: each task goes to whichever worker claims it, "
+                        "so it cannot be addressed to one agent; send it without a recipient (or open a queue for that worker)"
+                    )
                 if to is not None and to not in json.loads(row[3]):
                     raise InvalidInputError(f"recipient {to!r} is not a participant of conversation {conversation_id}")
                 top = rows.one(
@@ -626,6 +637,7 @@ class Bus:
             self._live(row, now)
             where, params = "conversation_id = ?", [conversation_id]
             if after is not None:
+                check_text(after, "after")  # a NUL or a lone surrogate: no message id has it, nor can a driver take it
                 mark = rows.one(
                     "SELECT COALESCE(hlc, ''), COALESCE(origin, ''), id FROM bus_messages WHERE id = ? AND conversation_id = ?",
                     (after, conversation_id),
@@ -777,6 +789,11 @@ class Bus:
             row = self._conversation(rows, conversation_id, token)
             self._live(row, now)
             self._participant(row, agent)
+            if row[1] == "queue":
+                raise InvalidInputError(
+                    f"conversation {conversation_id} is a task queue: its tasks are not acked; "
+                    "finish one with `bus complete` (or give it back with `bus fail`)"
+                )
             cur = rows.one(
                 "SELECT delivered_seq, acked_seq FROM bus_cursors WHERE conversation_id = ? AND agent = ?", (conversation_id, agent)
             )
@@ -844,7 +861,7 @@ class Bus:
     def _lease(self, lease_s: float | None) -> float:
         lease = self.policy.lease_s if lease_s is None else lease_s
         if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86_400:
-            raise InvalidInputError(f"lease must be between 0 and 86400 seconds (got {lease_s!r})")
+            raise InvalidInputError(f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})")
         return float(lease)
 
     def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> Row:
@@ -1320,7 +1337,7 @@ class Bus:
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         if result is not None:
-            self._check_body(result)
+            self._check_body(result, "result")
         if not isinstance(claim_next, bool):
             raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
         lease = self._lease(lease_s) if claim_next else 0.0

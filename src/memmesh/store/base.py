@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from memmesh.errors import InvalidInputError
 from memmesh.model import (
+    NOT_UNICODE,
     Agent,
     ApiKey,
     ArchivedMemory,
@@ -34,6 +36,13 @@ from memmesh.model import (
     StoredApiKey,
     Tombstone,
 )
+
+
+def not_unicode(exc: UnicodeEncodeError) -> InvalidInputError:
+    """A value the driver could not encode (a lone UTF-16 surrogate in an id or a filter, which
+    Python callers and JSON can carry): the caller's input, said so, instead of the driver's
+    UnicodeEncodeError. Both backends raise it from their read and write blocks."""
+    return InvalidInputError(f"a value given {NOT_UNICODE}; nothing was read or changed")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.audit_sql import FLUSH_PG
-from memmesh.store.base import Changes, Filter, VectorChanges
+from memmesh.store.base import Changes, Filter, VectorChanges, not_unicode
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
 from memmesh.store.pg_commit import begin_with, commit_then_flush
@@ -241,6 +241,8 @@ class PostgresStore(SQLReads):
             raise self._translate(exc) from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+        except UnicodeEncodeError as exc:
+            raise not_unicode(exc) from exc
 
     def _explain_lost(self, exc: psycopg.OperationalError) -> None:
         """A connection lost mid-statement: when the server itself is gone, raise the
@@ -315,6 +317,8 @@ class PostgresStore(SQLReads):
             raise self._translate(exc) from exc
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
+        except UnicodeEncodeError as exc:  # rolled back above
+            raise not_unicode(exc) from exc
         finally:
             if tx is not None:  # committed or not: release what the transaction's writer held in process
                 for hook in tx.on_end:

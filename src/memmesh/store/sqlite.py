@@ -29,7 +29,7 @@ from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store import vector_codec
-from memmesh.store.base import Changes, Filter, VectorChanges
+from memmesh.store.base import Changes, Filter, VectorChanges, not_unicode
 from memmesh.store.logical import SnapshotInfo
 from memmesh.store.migrations import load_migrations
 from memmesh.store.sql import history_codec
@@ -242,6 +242,8 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             raise StorageError(f"database error on {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"database {self.path} is damaged: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise not_unicode(exc) from exc
 
     # -- schema ----------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from memmesh.errors import CorruptDatabaseError, StorageError, UnavailableError
+from memmesh.store.base import not_unicode
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def translate(exc: BaseException, path: str) -> BaseException:
         return StorageError(f"write to {path} failed: {exc}")
     if isinstance(exc, sqlite3.DatabaseError):
         return CorruptDatabaseError(f"database {path} is damaged: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return not_unicode(exc)
     return exc
 
 

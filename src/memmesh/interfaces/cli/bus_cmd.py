@@ -58,7 +58,7 @@ def send(
     conversation: str = CONV,
     text: str = typer.Argument(None, help="The message; '-' or none reads it from stdin."),
     sender: str = typer.Option(..., "--from", help="The sending agent (a participant)."),
-    to: str = typer.Option(None, "--to", help="Only this participant receives it (default: every other participant)."),
+    to: str = typer.Option(None, "--to", help="Only this participant receives it (default: all others; a task queue refuses it)."),
     token: str = TOKEN,
     as_json: bool = JSON_OPTION,
 ) -> None:

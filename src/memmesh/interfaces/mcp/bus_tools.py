@@ -60,7 +60,7 @@ class BusTools:
         token: Token,
         sender: Annotated[str, Field(description="Your agent name (a participant).")],
         body: Annotated[str, Field(description="The message text (or, in a queue, the task).")],
-        to: Annotated[str | None, Field(description="Only this participant receives it (default: all others).")] = None,
+        to: Annotated[str | None, Field(description="Only this participant receives it (default: all others; a queue refuses it).")] = None,
     ) -> Any:
         """Post a message; every participant sees messages in the same order."""
         return _dump(self.service.bus.send(conversation_id, body, sender=sender, to=to, token=token, principal=self.who()))

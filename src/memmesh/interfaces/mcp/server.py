@@ -21,7 +21,7 @@ import typing
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -31,7 +31,17 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, InputRequiredResult, ToolAnnotations
+from mcp.shared.message import SessionMessage
+from mcp_types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    ErrorData,
+    InputRequiredResult,
+    JSONRPCError,
+    ToolAnnotations,
+)
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -42,11 +52,8 @@ from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
 from memmesh.interfaces.mcp.families import tool_methods
 from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
 from memmesh.interfaces.mcp.tools import MemoryTools, current_principal
-from memmesh.model import Principal, describe_validation_error
+from memmesh.model import NOT_UNICODE, Principal, describe_validation_error, text_problem
 from memmesh.service import Service
-
-if TYPE_CHECKING:
-    from mcp.shared.message import SessionMessage
 
 INSTRUCTIONS = """memmesh is your long-term memory, shared with other agents and sessions.
 At the start of a task call memory_session_start (or memory_recall) to see what is already known;
@@ -353,11 +360,14 @@ class _OwedReplies:
         self.pending: set[Any] = set()
         self.changed = anyio.Event()
         self.drain_timeout_s = drain_timeout_s
+        self.out: Any = None
+        """stdout's message stream, for the errors answering lines the SDK could not read."""
 
     def reader(self, inner: Any) -> _DrainingReader:
         return _DrainingReader(inner, self)
 
     def writer(self, inner: Any) -> _AnsweringWriter:
+        self.out = inner
         return _AnsweringWriter(inner, self)
 
     def read(self, item: Any) -> None:
@@ -379,6 +389,35 @@ class _OwedReplies:
                 await self.changed.wait()
 
 
+def unreadable_line_reply(exc: ValidationError) -> JSONRPCError | None:
+    """The JSON-RPC error answering a stdin line the SDK refused (``exc``), or None for a
+    notification (nothing answers those). Python's JSON reader still reads a line whose only
+    fault is a lone UTF-16 surrogate escape, which gives the request's id; a line it cannot
+    read either is a parse error with id null, as JSON-RPC says."""
+    line = next((e.get("input") for e in exc.errors() if isinstance(e.get("input"), str | bytes)), None)
+    try:
+        message = json.loads(line) if line is not None else None
+    except ValueError as bad:
+        return JSONRPCError(
+            jsonrpc="2.0",
+            id=None,
+            error=ErrorData(code=PARSE_ERROR, message=f"the line is not valid JSON ({bad}): send one JSON-RPC message per line"),
+        )
+    if not isinstance(message, dict) or "id" not in message:
+        return None if isinstance(message, dict) and "method" in message else _invalid_request()
+    call_id = message["id"] if isinstance(message["id"], int | str) and not isinstance(message["id"], bool) else None
+    problem = text_problem(message)
+    if problem is not None:
+        text = f"the request {NOT_UNICODE}: {problem}"
+        return JSONRPCError(jsonrpc="2.0", id=call_id, error=ErrorData(code=PARSE_ERROR, message=text))
+    return _invalid_request(call_id)
+
+
+def _invalid_request(call_id: int | str | None = None) -> JSONRPCError:
+    text = "the line is JSON but not a JSON-RPC 2.0 message: give jsonrpc, id, method and params"
+    return JSONRPCError(jsonrpc="2.0", id=call_id, error=ErrorData(code=INVALID_REQUEST, message=text))
+
+
 class _DrainingReader:
     """The stdin message stream, holding back end-of-stream until every request is answered."""
 
@@ -391,13 +430,21 @@ class _DrainingReader:
         return getattr(self.inner, "last_context", None)
 
     async def receive(self) -> SessionMessage | Exception:
-        try:
-            item: SessionMessage | Exception = await self.inner.receive()
-        except anyio.EndOfStream:
-            await self.owed.drained()
-            raise
-        self.owed.read(item)
-        return item
+        while True:
+            try:
+                item: SessionMessage | Exception = await self.inner.receive()
+            except anyio.EndOfStream:
+                await self.owed.drained()
+                raise
+            if isinstance(item, ValidationError) and self.owed.out is not None:
+                # a line the SDK could not read: it would only log it, and the client would
+                # wait for an answer that never comes
+                reply = unreadable_line_reply(item)
+                if reply is not None:
+                    await self.owed.out.send(SessionMessage(reply))
+                continue
+            self.owed.read(item)
+            return item
 
     def __aiter__(self) -> _DrainingReader:
         return self

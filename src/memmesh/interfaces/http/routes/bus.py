@@ -33,7 +33,7 @@ class OpenRequest(Body):
 class SendRequest(Body):
     sender: str = Field(alias="from", description="the sending participant")
     body: str
-    to: str | None = Field(None, description="only this participant receives it")
+    to: str | None = Field(None, description="only this participant receives it (chat only: a task queue refuses a recipient)")
 
 
 class AckRequest(Body):
