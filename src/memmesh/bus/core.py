@@ -545,8 +545,12 @@ class Bus:
 
     def _grouped(self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any]) -> Row | None:
         """One self-contained statement that locks no conversation row (a claim, a complete),
-        run through the group commit (BusSql.grouped), or alone as it always ran."""
-        return self.sql.grouped(Statement(sql, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params)))
+        run through the group commit (BusSql.grouped), or alone as it always ran. In a group
+        it runs without its DELIVERY_COMMIT column (the last one): the group's transaction
+        decides how it commits, and a claim must not make a durable group-mate's commit
+        asynchronous."""
+        in_group = sql.replace(f", {DELIVERY_COMMIT}", "")
+        return self.sql.grouped(Statement(in_group, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params)))
 
     def _send_pg(
         self, conversation_id: str, bodies: builtins.list[str], sender: str, token: str, to: str | None, now: float

@@ -144,7 +144,9 @@ class BusSql:
         """Write one group (the group commit's leader): BEGIN, the statements and COMMIT in
         one round trip (pipeline mode), the commit asynchronous when commits wait for the disk;
         ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
-        the group durable (only when it holds a durable statement).
+        the group durable (only when it holds a durable statement). Where commits do not wait
+        for a disk, a group holding a durable statement commits as the session commits (its
+        WAL written at COMMIT), one of deliveries only asynchronously, as each alone would.
 
         Statements run in lock order: those that lock no conversation row (claims, completes:
         task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
@@ -163,10 +165,11 @@ class BusSql:
         with self.store.reading() as conn:
             rows = Rows(conn, True)
             flush = self.flush_wanted(rows)
+            durable = any(item.durable for item in items)
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
-                    if flush:
+                    if flush or not durable:  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
                         conn.execute("SET LOCAL synchronous_commit TO off")
                     cursors = [(i, conn.execute(rows._sql(items[i].sql), items[i].params)) for i in order]
                     conn.execute("COMMIT")
@@ -180,7 +183,7 @@ class BusSql:
                     row = cursor.fetchone()
                     found[i] = tuple(row) if row is not None else None
                 committed()  # the next group may start while this one waits for its flush
-                if flush and any(item.durable for item in items):
+                if flush and durable:
                     conn.execute(FLUSH_PG).fetchall()
                 return found
         self.refused_groups += 1
