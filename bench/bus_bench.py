@@ -579,6 +579,18 @@ def statements_reset(url: str) -> None:
                 conn.execute("SELECT pg_stat_statements_reset()")
 
 
+def commits(url: str) -> int | None:
+    """Transactions committed so far in the run's database (pg_stat_database.xact_commit;
+    None on SQLite): with the ops done, the transactions per enqueue + ack."""
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return int(row[0]) if row is not None else None
+
+
 def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
     """What the server ran per operation (pg_stat_statements, private cluster only): calls,
     mean time and rows of each statement, busiest first."""
@@ -629,11 +641,15 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
         mem = None if label.endswith("p") else open_memory(url, workdir)
         try:
             statements_reset(url)
+            commits0 = commits(url)
             out[label] = action(mem, url)  # type: ignore[arg-type]
             statements = statements_per_op(url, out[label].get("ops", 0))
         finally:
             if mem is not None:
                 mem.close()
+        if commits0 is not None:  # read once the run's connections closed (a backend reports its counts as it exits)
+            time.sleep(0.2)
+            out[label]["transactions_per_op"] = round(((commits(url) or 0) - commits0) / max(1, out[label].get("ops", 0)), 2)
         print(f"{name:9} {label:6} {out[label]}", flush=True)
         if statements:
             out[label]["statements"] = statements

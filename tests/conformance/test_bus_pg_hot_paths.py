@@ -104,7 +104,7 @@ def test_pg_durable_send_and_its_flush_share_one_round_trip_and_refusals_write_n
 
     mem = open_memory(pg_database)
     bus = mem.service.bus
-    bus._flush_checked = (time.monotonic() + 3600, True)  # as on a server whose commits wait for the disk
+    bus.sql._flush_checked = (time.monotonic() + 3600, True)  # as on a server whose commits wait for the disk
     q = bus.open(["boss", "w"], kind="queue", principal=P)
     pipelines: list[int] = []
     real = Rows.one_then

@@ -1,5 +1,6 @@
 """Group commit: concurrent callers of one process hand their items to one leader, who writes
-them in one transaction (issue 24, PostgreSQL audit appends).
+them in one transaction (issue 24: PostgreSQL audit appends, and the bus's sends, claims and
+completes, see :meth:`memmesh.bus.sql.BusSql.grouped`).
 
 On PostgreSQL one transaction per audit append costs two round trips, a commit record, a
 share of a WAL flush and about half a millisecond of client and server CPU: with both on two

@@ -55,7 +55,7 @@ from memmesh.bus.model import (
 )
 from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.replicated import apply_item
-from memmesh.bus.sql import BusSql, Row, Rows
+from memmesh.bus.sql import FLUSH_PG, BusSql, Row, Rows, Statement
 from memmesh.clock import new_id
 from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
 from memmesh.kernel import authorize, check_agent
@@ -90,15 +90,6 @@ ready, and the attempt token it handed out matches nothing, so its ``complete`` 
 Every write a caller is told is stored (send, ack, complete, fail) still waits for the flush,
 and its flush covers every delivery recorded before it (the WAL is one sequence). Under
 fsync-per-commit this removes one of the three disk waits of each enqueue + ack."""
-FLUSH_CHECK_S = 30.0
-"""How often a bus re-reads whether the server's commits wait for the disk (see Bus._flush_wanted)."""
-FLUSH_PG = "SELECT pg_logical_emit_message(true, 'memmesh_bus', '')"
-"""Run after a send's own statement, as its own transaction on the same connection: it
-writes one WAL record and commits with the session's ``synchronous_commit``, so it returns
-once the WAL up to it (the send's commit included) is as durable as any commit would be.
-The send itself commits asynchronously, releasing its conversation's row lock before the
-disk flush: sends to one conversation (every producer of one queue) then share flushes
-instead of taking turns at one flush each (see :meth:`Bus._send_pg`)."""
 SEND_PG = (
     "WITH c AS (UPDATE bus_conversations SET last_seq = last_seq + ?, last_activity = ? "
     "WHERE id = ? AND token_hash = ? AND archived_at IS NULL AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0 "
@@ -279,7 +270,6 @@ class Bus:
         self._tickets: dict[str, builtins.list[Any]] = {}
         self._readers: dict[str, threading.Lock] = {}
         self._vouched: dict[tuple[str, str, str], float] = {}
-        self._flush_checked: tuple[float, bool] | None = None
         self.hints = QueueHints()
         """Per queue: [wake-up count, tickets left, earliest lease expiry, read at, read done at] (see _claimable)."""
 
@@ -564,6 +554,15 @@ class Bus:
         self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
         return [self._message(m) for m in made]
 
+    def _grouped(self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any]) -> Row | None:
+        """One self-contained statement that locks no conversation row (a claim, a complete),
+        run through the group commit (BusSql.grouped), or alone as it always ran. In a group
+        it runs without its DELIVERY_COMMIT column (the last one): the group's transaction
+        decides how it commits, and a claim must not make a durable group-mate's commit
+        asynchronous."""
+        in_group = sql.replace(f", {DELIVERY_COMMIT}", "")
+        return self.sql.grouped(Statement(in_group, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params)))
+
     def _send_pg(
         self, conversation_id: str, bodies: builtins.list[str], sender: str, token: str, to: str | None, now: float
     ) -> builtins.list[BusMessage] | None:
@@ -575,33 +574,37 @@ class Bus:
         the caller is answered only once the message is durable. A reader may see it a few
         milliseconds before that; should the server crash in between, both the message and
         that reader's delivery mark are lost together and the sender, which got an error,
-        sends again."""
+        sends again. Concurrent sends, claims and completes of this process's threads share
+        one transaction and one flush (BusSql.grouped); a send that comes alone runs as
+        described."""
         ids = [new_id() for _ in bodies]
-        with self.sql.statement() as rows:
-            flush = self._flush_wanted(rows)
-            params = (
-                len(bodies),
-                now,
-                conversation_id,
-                self._token_hash(conversation_id, token),
-                now,
-                json.dumps(sender),
-                to,
-                json.dumps(to) if to is not None else None,
-                conversation_id,
-                len(bodies),
-                sender,
-                to,
-                now,
-                self.service.node_id,
-                ids,
-                bodies,
-                [self._hlc() for _ in bodies],
-                self.notifier.payload(conversation_id, len(bodies)),
-            )
+        params = (
+            len(bodies),
+            now,
+            conversation_id,
+            self._token_hash(conversation_id, token),
+            now,
+            json.dumps(sender),
+            to,
+            json.dumps(to) if to is not None else None,
+            conversation_id,
+            len(bodies),
+            sender,
+            to,
+            now,
+            self.service.node_id,
+            ids,
+            bodies,
+            [self._hlc() for _ in bodies],
+            self.notifier.payload(conversation_id, len(bodies)),
+        )
+
+        def alone(rows: Rows) -> Row | None:
             # the flush rides behind the send in the same round trip (it runs even when the
             # send refused: one WAL record, harmless); without a flush wait, one plain statement
-            top = rows.one_then(SEND_PG, params, FLUSH_PG) if flush else rows.one(SEND_PG_SYNC, params)
+            return rows.one_then(SEND_PG, params, FLUSH_PG) if self.sql.flush_wanted(rows) else rows.one(SEND_PG_SYNC, params)
+
+        top = self.sql.grouped(Statement(SEND_PG_SYNC, params, True, (1, conversation_id), alone))
         if top is None:
             return None
         first = int(top[0]) - len(bodies) + 1
@@ -609,18 +612,6 @@ class Bus:
             BusMessage(id=i, conversation_id=conversation_id, seq=first + n, sender=sender, to=to, body=b, created_at=when(now))
             for n, (i, b) in enumerate(zip(ids, bodies, strict=True))
         ]
-
-    def _flush_wanted(self, rows: Rows) -> bool:
-        """Whether commits on this server wait for a disk flush (``fsync`` on and
-        ``synchronous_commit`` not off), read at most every FLUSH_CHECK_S. Only then is a send
-        split into an asynchronous commit and a wait for the flush (FLUSH_PG): where a commit
-        only writes to the operating system, holding the conversation's row lock through it
-        costs little, and the second statement would cost more than it saves."""
-        now = time.monotonic()
-        if self._flush_checked is None or now - self._flush_checked[0] > FLUSH_CHECK_S:
-            found = rows.one("SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'")
-            self._flush_checked = (now, bool(found and found[0]))
-        return self._flush_checked[1]
 
     def transcript(
         self, conversation_id: str, *, token: str, principal: Principal, after: str | None = None, limit: int = 100
@@ -1180,27 +1171,28 @@ class Bus:
         1-tuple otherwise, holding the delivery or None for an empty queue."""
         attempt_token = secrets.token_hex(16)
         floor = self.hints.ready_floor(conversation_id)
-        with self.sql.statement() as rows:
-            got = rows.one(
-                CLAIM_PG,
-                (
-                    conversation_id,
-                    self._token_hash(conversation_id, token),
-                    now,
-                    json.dumps(worker),
-                    conversation_id,
-                    now,
-                    self.hints.lease_floor(conversation_id),
-                    conversation_id,
-                    floor,
-                    worker,
-                    attempt_token,
-                    now + lease,
-                    when(now).isoformat(),
-                    worker,
-                    conversation_id,
-                ),
-            )
+        got = self._grouped(
+            CLAIM_PG,
+            False,
+            conversation_id,
+            (
+                conversation_id,
+                self._token_hash(conversation_id, token),
+                now,
+                json.dumps(worker),
+                conversation_id,
+                now,
+                self.hints.lease_floor(conversation_id),
+                conversation_id,
+                floor,
+                worker,
+                attempt_token,
+                now + lease,
+                when(now).isoformat(),
+                worker,
+                conversation_id,
+            ),
+        )
         if got is None or not got[0]:
             return None
         self.hints.leases_checked(conversation_id, now)
@@ -1228,24 +1220,25 @@ class Bus:
         if not isinstance(attempt_token, str) or not re.fullmatch(r"[0-9a-f]{32}", attempt_token):
             return None
         seq = self.hints.seq_of(attempt_token, conversation_id)
-        with self.sql.statement() as rows:
-            done = rows.one(
-                COMPLETE_PG if seq is None else COMPLETE_PG_SEQ,
-                (
-                    result,
-                    when(now).isoformat(),
-                    worker,
-                    conversation_id,
-                    *(() if seq is None else (seq,)),
-                    worker,
-                    now,
-                    hashlib.sha256(attempt_token.encode("ascii")).hexdigest(),
-                    conversation_id,
-                    self._token_hash(conversation_id, token),
-                    now,
-                    json.dumps(worker),
-                ),
-            )
+        done = self._grouped(
+            COMPLETE_PG if seq is None else COMPLETE_PG_SEQ,
+            True,
+            conversation_id,
+            (
+                result,
+                when(now).isoformat(),
+                worker,
+                conversation_id,
+                *(() if seq is None else (seq,)),
+                worker,
+                now,
+                hashlib.sha256(attempt_token.encode("ascii")).hexdigest(),
+                conversation_id,
+                self._token_hash(conversation_id, token),
+                now,
+                json.dumps(worker),
+            ),
+        )
         return self._task_model(done) if done is not None else None
 
     def _fenced(
@@ -1420,16 +1413,17 @@ class Bus:
         floor = self.hints.ready_floor(conversation_id)
         token_hash = self._token_hash(conversation_id, token)
         generation, started = self.notifier.generation, time.monotonic()
-        with self.sql.statement() as rows:
-            got = rows.one(
-                COMPLETE_CLAIM_PG,
-                (
-                    *(result, when(now).isoformat(), worker, conversation_id, seq, worker, now),
-                    *(hashlib.sha256(attempt_token.encode("ascii")).hexdigest(), conversation_id, token_hash, now, json.dumps(worker)),
-                    *(conversation_id, token_hash, now, json.dumps(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
-                    *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
-                ),
-            )
+        got = self._grouped(
+            COMPLETE_CLAIM_PG,
+            True,
+            conversation_id,
+            (
+                *(result, when(now).isoformat(), worker, conversation_id, seq, worker, now),
+                *(hashlib.sha256(attempt_token.encode("ascii")).hexdigest(), conversation_id, token_hash, now, json.dumps(worker)),
+                *(conversation_id, token_hash, now, json.dumps(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
+                *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
+            ),
+        )
         if got is None or got[0] is None:
             self.hints.leased(attempt_token, conversation_id, seq)  # unused: the fallback may use it
             return None

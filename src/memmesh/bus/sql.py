@@ -8,10 +8,16 @@ the two differ, its own clause (``FOR UPDATE SKIP LOCKED``, ``pg_notify``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+from psycopg import pq
+
+from memmesh.audit.capture import unwrap
+from memmesh.audit.group import GroupCommit
 from memmesh.store.base import Store
 
 Row = tuple[Any, ...]
@@ -64,12 +70,131 @@ class Rows:
         return " FOR UPDATE SKIP LOCKED" if self.postgres else ""
 
 
+FLUSH_PG = "SELECT pg_logical_emit_message(true, 'memmesh_bus', '')"
+"""Run as its own transaction after an asynchronous commit, on the same connection: it writes
+one WAL record and commits with the session's ``synchronous_commit``, so it returns once the
+WAL up to it (the earlier commit included) is as durable as any commit would be."""
+FLUSH_CHECK_S = 30.0
+"""How often the bus re-reads whether the server's commits wait for the disk (see BusSql.flush_wanted)."""
+
+
+class Statement:
+    """One self-contained bus statement handed to the group commit (:meth:`BusSql.grouped`).
+
+    ``sql``/``params``: the statement as it runs inside a group's transaction (it checks
+    token, lease and fencing itself and answers no row, or a refusing row, when it refuses:
+    a refusal is an answer, not an error). ``durable``: its caller is told the change is
+    stored, so its group waits for the disk flush before answering. ``lock``: the order in
+    which the group runs its statements (see :meth:`BusSql._write_group`). ``alone``: the
+    same statement run on its own (as it ran before groups), for a group that failed."""
+
+    __slots__ = ("alone", "durable", "lock", "params", "sql")
+
+    def __init__(self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None]) -> None:
+        self.sql = sql
+        self.params = tuple(params)
+        self.durable = durable
+        self.lock = lock
+        self.alone = alone
+
+
 class BusSql:
     """The store's connections, as :class:`Rows`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
+        self._flush_checked: tuple[float, bool] | None = None
+        self.group: GroupCommit[Statement, Row | BaseException | None] = GroupCommit(self._write_group)
+        """PostgreSQL: concurrent single-statement writes of this process's threads share
+        transactions (see :meth:`grouped`); its ``batches`` counts the transactions."""
+        self.refused_groups = 0
+        """Groups whose transaction failed before COMMIT and whose statements ran one by one."""
+
+    def flush_wanted(self, rows: Rows) -> bool:
+        """Whether commits on this server wait for a disk flush (``fsync`` on and
+        ``synchronous_commit`` not off), read at most every FLUSH_CHECK_S. Only then is a write
+        split into an asynchronous commit and a wait for the flush (FLUSH_PG): where a commit
+        only writes to the operating system, holding row locks through it costs little, and
+        the second statement would cost more than it saves."""
+        now = time.monotonic()
+        checked = self._flush_checked
+        if checked is None or now - checked[0] > FLUSH_CHECK_S:
+            found = rows.one("SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'")
+            checked = self._flush_checked = (now, bool(found and found[0]))
+        return checked[1]
+
+    def grouped(self, statement: Statement) -> Row | None:
+        """Run one self-contained statement (PostgreSQL), sharing a transaction with the
+        statements other threads of this process hand in meanwhile (group commit: one
+        transaction, one commit record and one disk flush per group, see :meth:`_write_group`).
+        Returns its first row (None for none) once it is committed, and durable when
+        ``statement.durable``. A thread with a write transaction open runs it on its own: a
+        group's leader must never wait for locks a follower holds."""
+        writing = getattr(unwrap(self.store), "in_write", None)
+        if writing is None or writing():
+            with self.statement() as rows:
+                return statement.alone(rows)
+        got = self.group.submit(statement)
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def _write_group(self, items: Sequence[Statement], committed: Callable[[], None]) -> list[Row | BaseException | None]:
+        """Write one group (the group commit's leader): BEGIN, the statements and COMMIT in
+        one round trip (pipeline mode), the commit asynchronous when commits wait for the disk;
+        ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
+        the group durable (only when it holds a durable statement). Where commits do not wait
+        for a disk, a group holding a durable statement commits as the session commits (its
+        WAL written at COMMIT), one of deliveries only asynchronously, as each alone would.
+
+        Statements run in lock order: those that lock no conversation row (claims, completes:
+        task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
+        waiting for a conversation row another process's group holds then holds no row
+        that group may still need, so groups of two processes cannot wait for each other
+        in a cycle. Should a transaction fail before its COMMIT all the same (deadlock,
+        serialization, a statement's error), it wrote nothing: its statements run again one
+        by one, each answered with its own result or error. An error at or after COMMIT (the
+        connection lost: the outcome unknown) goes to every caller of the group."""
+        if len(items) == 1:  # a lone statement: as it always ran, one round trip (its flush pipelined behind it)
+            with self.statement() as rows:
+                return [items[0].alone(rows)]
+        order = sorted(range(len(items)), key=lambda i: items[i].lock)
+        found: list[Row | BaseException | None] = [None] * len(items)
+        failed = False
+        with self.store.reading() as conn:
+            rows = Rows(conn, True)
+            flush = self.flush_wanted(rows)
+            durable = any(item.durable for item in items)
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    if flush or not durable:  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
+                        conn.execute("SET LOCAL synchronous_commit TO off")
+                    cursors = [(i, conn.execute(rows._sql(items[i].sql), items[i].params)) for i in order]
+                    conn.execute("COMMIT")
+            except psycopg.Error:
+                if conn.closed or conn.info.transaction_status != pq.TransactionStatus.INERROR:
+                    raise  # the COMMIT failed, or the connection is gone: the outcome is the caller's to learn
+                conn.execute("ROLLBACK")
+                failed = True
+            if not failed:
+                for i, cursor in cursors:
+                    row = cursor.fetchone()
+                    found[i] = tuple(row) if row is not None else None
+                committed()  # the next group may start while this one waits for its flush
+                if flush and durable:
+                    conn.execute(FLUSH_PG).fetchall()
+                return found
+        self.refused_groups += 1
+        committed()
+        for i, item in enumerate(items):  # nothing was written: each statement on its own
+            try:
+                with self.statement() as rows:
+                    found[i] = item.alone(rows)
+            except Exception as exc:
+                found[i] = exc
+        return found
 
     def contains(self, column: str) -> str:
         """A condition true when the text ``column`` contains the next parameter (a plain
