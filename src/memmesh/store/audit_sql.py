@@ -132,10 +132,9 @@ def is_sqlite(conn: Any) -> bool:
     return _is_sqlite(conn)
 
 
-_INSERT_NEW = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
-_INSERT_NEW_PG = _INSERT_NEW.replace("?", "%s")
-INSERT_NEW_SQLITE = _INSERT_NEW
+INSERT_NEW_SQLITE = f"INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idx) DO NOTHING"
 """One row as :func:`insert_new` inserts the first (SQLite placeholders), for an appender that runs it itself."""
+_INSERT_NEW_PG = INSERT_NEW_SQLITE.replace("?", "%s")
 
 
 def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
@@ -144,7 +143,7 @@ def insert_new(conn: Any, rows: Sequence[tuple[Any, ...]]) -> bool:
     so a later row can only collide if the first one does). ``ON CONFLICT DO NOTHING``
     rather than catching the error: on PostgreSQL a failed statement aborts the whole
     transaction, and both backends then run the same statement."""
-    cursor = conn.execute(_INSERT_NEW if isinstance(conn, sqlite3.Connection) else _INSERT_NEW_PG, rows[0])
+    cursor = conn.execute(INSERT_NEW_SQLITE if isinstance(conn, sqlite3.Connection) else _INSERT_NEW_PG, rows[0])
     if cursor.rowcount != 1:
         return False
     if len(rows) > 1:
