@@ -136,7 +136,7 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     # token) could stall every other request of the server.
     # The bound is a setting (bus.max_long_polls, default 16): a small one here proves it is read.
     slots = 5
-    server = serve(bus={"max_long_polls": slots})
+    server = serve(bus={"max_long_polls": slots, "max_long_polls_per_key": slots})  # one keyless caller may fill them all
     http = server.http()
     opened = http.post("/api/v1/bus/conversations", json={"participants": ["a", "b"]}).json()
     queue = http.post("/api/v1/bus/conversations", json={"participants": ["a", "w"], "kind": "queue"}).json()
