@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memmesh.errors import ConfigError
 from memmesh.model import Kind
@@ -217,9 +217,28 @@ class BusSettings(_Section):
     max_long_polls: int = Field(
         16, ge=1, le=10_000, description="long-polls (unread/claim with a wait) one process lets wait at once; past it a poll gets 429"
     )
+    max_long_polls_per_key: int = Field(
+        4,
+        ge=1,
+        le=10_000,
+        description="of those, long-polls one API key (or all keyless callers together) may hold at once; past it its poll gets 429",
+    )
     workers_status_file: Path | None = Field(
         None, description="status file of `memmesh workers run` (<workers.toml>.status.json) to report in /metrics"
     )
+
+    @model_validator(mode="after")
+    def _per_key_within_total(self) -> BusSettings:
+        """One key's share is at most the whole: set explicitly above it, it is a mistake; left
+        at its default under a smaller ``max_long_polls``, it follows that bound down."""
+        if self.max_long_polls_per_key > self.max_long_polls:
+            if "max_long_polls_per_key" in self.model_fields_set:
+                raise ValueError(
+                    f"max_long_polls_per_key ({self.max_long_polls_per_key}) must not exceed max_long_polls ({self.max_long_polls}): "
+                    "one key's share of the long-poll slots cannot be more than all of them"
+                )
+            object.__setattr__(self, "max_long_polls_per_key", self.max_long_polls)
+        return self
 
 
 class SessionSettings(_Section):

@@ -122,12 +122,33 @@ def test_appending_to_another_tenants_session_does_not_reveal_its_namespace(serv
     assert made.status_code == 201, made.text
     for body in ({"content": "hello"}, {"content": "hello", "namespace": "beta"}):
         refused = beta.post("/api/v1/sessions/s1/turns", json=body)
-        assert refused.status_code == 403, refused.text
+        assert refused.status_code == 404, refused.text  # as a read answers: no probing which ids exist
         assert "alpha" not in refused.text and "another session id" in refused.json()["error"]["message"]
     assert beta.get("/api/v1/sessions/s1/rehydrate").status_code == 404
     assert beta.get("/api/v1/sessions").json() == {"sessions": []}
     turns = alpha.get("/api/v1/sessions/s1/rehydrate").json()
     assert turns["turns_total"] == 1, "the refused appends reserved no turn"
+
+
+def test_another_tenants_session_answers_append_and_read_alike(serve: Any) -> None:
+    # Before: appending to a session id another key owns answered 403 while reading it
+    # answered 404, so any key could probe which session ids exist.
+    server = serve()
+    svc = server.service
+    alpha = server.http(svc.create_key("alice", role="writer", namespaces=["alpha"], principal=LOCAL_PRINCIPAL).key)
+    beta = server.http(svc.create_key("bob", role="writer", namespaces=["beta"], principal=LOCAL_PRINCIPAL).key)
+    viewer = server.http(svc.create_key("vic", role="reader", namespaces=["beta"], principal=LOCAL_PRINCIPAL).key)
+    assert alpha.post("/api/v1/sessions/taken/turns", json={"content": "mine", "namespace": "alpha"}).status_code == 201
+    appended = beta.post("/api/v1/sessions/taken/turns", json={"content": "probe"})
+    read = beta.get("/api/v1/sessions/taken/rehydrate")
+    assert (appended.status_code, read.status_code) == (404, 404), (appended.text, read.text)
+    assert appended.json()["error"]["code"] == read.json()["error"]["code"] == "not_found"
+    assert all(m.startswith("no session taken") for m in (appended.json()["error"]["message"], read.json()["error"]["message"]))
+    # a key that may not write is refused for its role alike, whether the id exists or not
+    refusals = [viewer.post(f"/api/v1/sessions/{sid}/turns", json={"content": "x"}) for sid in ("taken", "free")]
+    assert [r.status_code for r in refusals] == [403, 403]
+    assert refusals[0].json()["error"]["message"] == refusals[1].json()["error"]["message"]
+    assert beta.get("/api/v1/sessions/free/rehydrate").status_code == 404, "the refusals created nothing"
 
 
 def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -> None:
@@ -136,7 +157,7 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     # token) could stall every other request of the server.
     # The bound is a setting (bus.max_long_polls, default 16): a small one here proves it is read.
     slots = 5
-    server = serve(bus={"max_long_polls": slots})
+    server = serve(bus={"max_long_polls": slots, "max_long_polls_per_key": slots})  # one keyless caller may fill them all
     http = server.http()
     opened = http.post("/api/v1/bus/conversations", json={"participants": ["a", "b"]}).json()
     queue = http.post("/api/v1/bus/conversations", json={"participants": ["a", "w"], "kind": "queue"}).json()

@@ -53,7 +53,7 @@ from memmesh.bus.model import (
     Unread,
     when,
 )
-from memmesh.bus.notify import CHANNEL, Notifier
+from memmesh.bus.notify import CHANNEL, Abandoned, Notifier, gone
 from memmesh.bus.replicated import apply_item
 from memmesh.bus.sql import FLUSH_PG, BusSql, Row, Rows, Statement
 from memmesh.clock import new_id
@@ -240,6 +240,9 @@ class BusPolicy:
     """Long-polls (``unread``/``claim`` with a wait) one process lets wait at once. Each holds a
     worker thread for up to ``max_wait_s``: unbounded, one key could park them all and stall
     every other request; past the bound a poll is told to retry (429) instead."""
+    max_long_polls_per_key: int = 4
+    """Of those, how many one caller (one API key; every keyless or local caller counts as one)
+    may hold at once, so one key cannot take every slot and turn away everyone else's polls."""
     workers_status_file: Path | None = None
 
 
@@ -266,6 +269,9 @@ class Bus:
         self.notifier = Notifier(service.store, self.sql.postgres)
         self.notifier.on_sent = self._sent  # another process's send carries the counts too
         self._polls = threading.BoundedSemaphore(self.policy.max_long_polls)
+        self._polls_lock = threading.Lock()
+        self._polls_held: dict[str | None, int] = {}
+        """Long-polls waiting now, per API key id (None: keyless and local callers)."""
         self._tickets_lock = threading.Lock()
         self._tickets: dict[str, builtins.list[Any]] = {}
         self._readers: dict[str, threading.Lock] = {}
@@ -364,17 +370,35 @@ class Bus:
         return float(wait_s)
 
     @contextmanager
-    def _long_poll(self) -> Iterator[None]:
-        """A waiting slot for one long-poll, or 429 when every slot is taken."""
-        if not self._polls.acquire(blocking=False):
-            raise RateLimitedError(
-                f"{self.policy.max_long_polls} long-polls already wait in this server (bus.max_long_polls): "
-                "retry in a second, or ask without a wait",
-                details={"retry_after": 1},
-            )
+    def _long_poll(self, principal: Principal) -> Iterator[None]:
+        """A waiting slot for one long-poll, or 429 when the caller's key already holds its
+        share (bus.max_long_polls_per_key) or every slot of the process is taken."""
+        key = principal.key_id
+        with self._polls_lock:
+            if not self._polls.acquire(blocking=False):
+                raise RateLimitedError(
+                    f"{self.policy.max_long_polls} long-polls already wait in this server (bus.max_long_polls): "
+                    "retry in a second, or ask without a wait",
+                    details={"retry_after": 1},
+                )
+            held = self._polls_held.get(key, 0)
+            if held >= self.policy.max_long_polls_per_key:
+                self._polls.release()
+                raise RateLimitedError(
+                    f"this key already has {held} long-polls waiting, the most one key may hold (bus.max_long_polls_per_key): "
+                    "retry when one of them returns, or ask without a wait",
+                    details={"retry_after": 1},
+                )
+            self._polls_held[key] = held + 1
         try:
             yield
         finally:
+            with self._polls_lock:
+                left = self._polls_held[key] - 1
+                if left:
+                    self._polls_held[key] = left
+                else:
+                    del self._polls_held[key]
             self._polls.release()
 
     @staticmethod
@@ -671,13 +695,14 @@ class Bus:
         principal: Principal,
         limit: int = 100,
         wait_s: float | None = None,
+        abandoned: Abandoned | None = None,
     ) -> Unread:
         """The agent's unacknowledged messages, oldest first. With ``wait_s``, an empty answer
         waits up to that long for a message (long-poll) instead of returning at once.
 
         Reading marks the messages delivered (so ``ack --all`` covers exactly them), and
         returns them again until they are acked: a reader that crashes before its ack loses
-        nothing."""
+        nothing. A face sets ``abandoned`` when its caller goes away: the wait ends at once."""
         agent = check_agent_name(agent)
         self._authorize(principal, "reader", agent)
         limit = self._limit(limit)
@@ -714,8 +739,11 @@ class Bus:
 
         answer = look()
         if not answer.messages and wait > 0:
-            with self._long_poll():
-                answer = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait) or look()
+            with self._long_poll(principal):
+                found = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait, abandoned)
+            if gone(abandoned):
+                return answer  # nobody takes it: nothing is marked delivered
+            answer = found or look()
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
         return answer
@@ -904,9 +932,14 @@ class Bus:
         principal: Principal,
         lease_s: float | None = None,
         wait_s: float | None = None,
+        abandoned: Abandoned | None = None,
     ) -> Delivery | None:
         """Lease the oldest ready task to ``worker`` (None when the queue stays empty for
-        ``wait_s``). The delivery's attempt token fences every later call about it."""
+        ``wait_s``). The delivery's attempt token fences every later call about it.
+
+        A face sets ``abandoned`` when its caller goes away: the wait ends at once with None
+        and takes no task for nobody (a task leased just before goes back when its lease
+        runs out, as for a worker that died holding it)."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         lease = self._lease(lease_s)
@@ -922,11 +955,13 @@ class Bus:
                 self._taken(conversation_id, generation, started)
             if got is not None or wait <= 0:
                 return got
-        with self._long_poll():
+        with self._long_poll(principal):
             # the first look shares the current wake-up's count (one read for every waiter)
             generation = self.notifier.generation
             ready, expiry = self._claimable(conversation_id)
             while True:
+                if gone(abandoned):
+                    return None
                 if ready or (expiry is not None and expiry <= self._now()):
                     got = self._claim_once(conversation_id, worker, token, lease)
                     if got is not None:
@@ -936,7 +971,7 @@ class Bus:
                 if remaining <= 0:
                     # a wait that skipped the first claim ends with one: whatever changed
                     # meanwhile (the conversation archived, a task) is answered as ever
-                    return self._claim_once(conversation_id, worker, token, lease) if skipped else None
+                    return self._claim_once(conversation_id, worker, token, lease) if skipped and not gone(abandoned) else None
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
@@ -948,7 +983,7 @@ class Bus:
                     ready, seen[0] = self._claimable(conversation_id)
                     return ready
 
-                ready = self.notifier.wait_for(check, step)
+                ready = self.notifier.wait_for(check, step, abandoned)
                 expiry, generation = seen[0], woken[0]
 
     def _vouch(self, caller: tuple[str, str, str]) -> None:

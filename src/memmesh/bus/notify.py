@@ -13,7 +13,8 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 CHANNEL = "memmesh_bus"
@@ -22,6 +23,49 @@ SQLITE_CHECK_S = 0.004
 PG_RECHECK_S = 1.0
 """A PostgreSQL waiter re-reads this often even without a notification (a lost listener
 connection must not leave a poll asleep until its timeout)."""
+
+
+class Abandoned:
+    """A waiting call's "the caller is gone" flag: a face sets it when its client goes away
+    (an HTTP client disconnecting), and every wait handed it ends at once, freeing its slot
+    and its worker thread instead of waiting out its timeout for nobody.
+
+    Setting it wakes the waits that registered with it (:meth:`waking`), so an abandoned
+    wait returns within a scheduling step, not at its next re-check."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._lock = threading.Lock()
+        self._wakers: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        with self._lock:
+            self._set = True
+            wakers = list(self._wakers)
+        for wake in wakers:
+            wake()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    @contextmanager
+    def waking(self, wake: Callable[[], None]) -> Iterator[None]:
+        """Call ``wake()`` when this flag is set while the block runs (at once if it already is)."""
+        with self._lock:
+            self._wakers.append(wake)
+            already = self._set
+        try:
+            if already:
+                wake()
+            yield
+        finally:
+            with self._lock:
+                self._wakers.remove(wake)
+
+
+def gone(abandoned: Abandoned | None) -> bool:
+    """Whether the caller of a wait handed ``abandoned`` went away."""
+    return abandoned is not None and abandoned.is_set()
 
 
 class Notifier:
@@ -65,28 +109,39 @@ class Notifier:
                 then(self._generation)
             self._cond.notify_all()
 
-    def wait_for(self, check: Callable[[], Any], timeout_s: float) -> Any:
+    def wait_for(self, check: Callable[[], Any], timeout_s: float, abandoned: Abandoned | None = None) -> Any:
         """``check()`` until it returns something truthy or ``timeout_s`` passes (then its
         last, falsy, answer). Re-checks only when something may have changed.
 
         The change markers (this process's wake-up count, SQLite's commit counter) are read
         *before* each check, so a commit landing between a check and the wait is never
-        missed: it moves a marker the wait then sees."""
+        missed: it moves a marker the wait then sees.
+
+        When ``abandoned`` is set (the caller went away) the wait ends at once with None,
+        without another check: nobody is there to take what it would find."""
         deadline = time.monotonic() + timeout_s
         if timeout_s <= 0:
-            return check()
+            return None if gone(abandoned) else check()
         if self.postgres:
             self._ensure_listener()
+        with abandoned.waking(self._wake_all) if abandoned is not None else nullcontext():
+            return self._wait(check, deadline, abandoned)
+
+    def _wait(self, check: Callable[[], Any], deadline: float, abandoned: Abandoned | None) -> Any:
         seen, version = self._generation, self._data_version()
-        found = check()
+        found = None if gone(abandoned) else check()
         while not found:
             remaining = deadline - time.monotonic()
+            if gone(abandoned):
+                return None
             if remaining <= 0:
                 return check()
             step = min(remaining, PG_RECHECK_S if self.postgres else SQLITE_CHECK_S)
             with self._cond:
-                self._cond.wait_for(functools.partial(self._moved_on, seen), timeout=step)
+                self._cond.wait_for(functools.partial(self._moved_on, seen, abandoned), timeout=step)
                 woken = self._generation != seen
+            if gone(abandoned):
+                return None
             if not woken and not self.postgres:
                 if self._data_version() == version:
                     continue
@@ -97,9 +152,16 @@ class Notifier:
             found = check()
         return found
 
-    def _moved_on(self, seen: int) -> bool:
-        """Whether a wake-up arrived since the count ``seen`` (called with the lock held)."""
-        return self._generation != seen
+    def _moved_on(self, seen: int, abandoned: Abandoned | None) -> bool:
+        """Whether a wake-up arrived since the count ``seen``, or the caller went away (called
+        with the lock held)."""
+        return self._generation != seen or gone(abandoned)
+
+    def _wake_all(self) -> None:
+        """Wake every waiter without counting a wake-up (one of them was abandoned: the
+        others find their marker unmoved and sleep on)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _data_version(self) -> int:
         """SQLite's commit counter as this thread's reader connection sees it (0 on PostgreSQL)."""

@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
-from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, MemmeshError, NotFoundError
+from memmesh.errors import ConflictError, InvalidInputError, MemmeshError, NotFoundError
 from memmesh.kernel import authorize
 from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
@@ -317,9 +317,12 @@ class Sessions:
         ``namespace`` (the root the session lives under) is fixed by the first turn; later
         appends may repeat it or leave it out."""
         session_id = check_session_id(session_id)
+        authorize(principal, "writer")  # the role first: a key that may not write is refused alike for every id
         known = self._known(session_id)
-        if known is not None and not principal.covers(known):  # never name another tenant's namespace
-            raise ForbiddenError(f"session {session_id} belongs to a namespace outside this key's namespaces: use another session id")
+        if known is not None and not principal.covers(known):
+            # Another tenant's session answers as reading it does, 404, naming nothing of it
+            # (a 403 here told a key which session ids exist while reads answered 404).
+            raise NotFoundError(f"no session {session_id} for this key: use another session id")
         ns = known or self.namespace(session_id, namespace)
         if namespace is not None and known is not None and known != self.namespace(session_id, namespace):
             raise InvalidInputError(

@@ -8,12 +8,17 @@ requests without a valid key).
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
 from fastapi import Depends, Request, Response
+from starlette.types import Receive
 
+from memmesh.bus.notify import Abandoned
 from memmesh.config import Settings
 from memmesh.errors import AuthError, RateLimitedError
 from memmesh.interfaces.http.metrics import Metrics
@@ -83,6 +88,34 @@ def caller(request: Request) -> Principal:
 
 async def service(request: Request) -> Service:
     return server(request).service
+
+
+T = TypeVar("T")
+
+
+async def while_connected(request: Request, call: Callable[[Abandoned | None], T], waits: bool) -> T:
+    """Run a core call that may wait (a long-poll) on the thread pool, telling the core when
+    the client goes away: its ``Abandoned`` flag is set the moment the connection closes,
+    so the wait ends and frees its slot and thread instead of serving nobody until its
+    timeout. What a gone caller means (no task taken, nothing delivered) is the core's rule.
+
+    The watch is one task parked on the connection's next ASGI message (the server sends
+    ``http.disconnect`` when the socket closes): no polling, and none at all for a call
+    that does not wait."""
+    if not waits:
+        return await anyio.to_thread.run_sync(call, None)
+    abandoned = Abandoned()
+    watch = asyncio.ensure_future(_until_disconnect(request.receive, abandoned))
+    try:
+        return await anyio.to_thread.run_sync(call, abandoned)
+    finally:
+        watch.cancel()
+
+
+async def _until_disconnect(receive: Receive, abandoned: Abandoned) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # the request body (already read by the route) or an empty wake-up
+    abandoned.set()
 
 
 Caller = Annotated[Principal, Depends(caller)]

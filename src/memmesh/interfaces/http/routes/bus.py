@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from memmesh.bus.model import AckResult, BusMessage, Completed, Conversation, Delivery, OpenedConversation, Task, Transcript, Unread
-from memmesh.interfaces.http.deps import Caller, Svc, json_response
+from memmesh.interfaces.http.deps import Caller, Svc, json_response, while_connected
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
 
@@ -120,7 +120,8 @@ def transcript(
 
 
 @router.get("/conversations/{conversation_id}/unread", response_model=Unread, summary="Unread messages (long-poll)")
-def unread(
+async def unread(
+    request: Request,
     conversation_id: str,
     token: Token,
     service: Svc,
@@ -129,8 +130,13 @@ def unread(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     wait: Annotated[float, Query(ge=0, description="long-poll seconds (≤ bus.max_wait_s)")] = 0.0,
 ) -> Response:
-    """The agent's unacked messages, oldest first; with ``wait``, an empty answer waits for one."""
-    found = service.bus.unread(conversation_id, agent=agent, token=token, limit=limit, wait_s=wait, principal=who)
+    """The agent's unacked messages, oldest first; with ``wait``, an empty answer waits for one
+    (and stops waiting when the client disconnects)."""
+    found = await while_connected(
+        request,
+        lambda gone: service.bus.unread(conversation_id, agent=agent, token=token, limit=limit, wait_s=wait, principal=who, abandoned=gone),
+        waits=wait > 0,
+    )
     return json_response(found)
 
 
@@ -141,8 +147,16 @@ def ack(conversation_id: str, body: AckRequest, token: Token, service: Svc, who:
 
 
 @router.post("/conversations/{conversation_id}/claim", response_model=ClaimResult, summary="Lease the next task of a queue")
-def claim(conversation_id: str, body: ClaimRequest, token: Token, service: Svc, who: Caller) -> Response:
-    got = service.bus.claim(conversation_id, worker=body.worker, token=token, lease_s=body.lease_s, wait_s=body.wait_s, principal=who)
+async def claim(request: Request, conversation_id: str, body: ClaimRequest, token: Token, service: Svc, who: Caller) -> Response:
+    """The oldest ready task, leased to the worker; with ``wait_s``, waits for one (and stops
+    waiting, taking nothing, when the client disconnects)."""
+    got = await while_connected(
+        request,
+        lambda gone: service.bus.claim(
+            conversation_id, worker=body.worker, token=token, lease_s=body.lease_s, wait_s=body.wait_s, principal=who, abandoned=gone
+        ),
+        waits=bool(body.wait_s),
+    )
     return json_response(ClaimResult(delivery=got))
 
 
