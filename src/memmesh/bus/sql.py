@@ -86,16 +86,25 @@ class Statement:
     a refusal is an answer, not an error). ``durable``: its caller is told the change is
     stored, so its group waits for the disk flush before answering. ``lock``: the order in
     which the group runs its statements (see :meth:`BusSql._write_group`). ``alone``: the
-    same statement run on its own (as it ran before groups), for a group that failed."""
+    same statement run on its own (as it ran before groups), for a group that failed.
+    ``quick``: the same statement with the same parameters, also selecting
+    ``set_config('synchronous_commit', 'off', true)`` (a column its caller does not read), as
+    it runs in a group whose transaction commits asynchronously: the statements set that
+    themselves, so the group sends no ``SET LOCAL`` of its own. Should none of them evaluate
+    it (each refused, answering no row), the group commits as the session does: more
+    waiting, never less durability."""
 
-    __slots__ = ("alone", "durable", "lock", "params", "sql")
+    __slots__ = ("alone", "durable", "lock", "params", "quick", "sql")
 
-    def __init__(self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None]) -> None:
+    def __init__(
+        self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None], quick: str
+    ) -> None:
         self.sql = sql
         self.params = tuple(params)
         self.durable = durable
         self.lock = lock
         self.alone = alone
+        self.quick = quick
 
 
 class BusSql:
@@ -142,7 +151,8 @@ class BusSql:
 
     def _write_group(self, items: Sequence[Statement], committed: Callable[[], None]) -> list[Row | BaseException | None]:
         """Write one group (the group commit's leader): BEGIN, the statements and COMMIT in
-        one round trip (pipeline mode), the commit asynchronous when commits wait for the disk;
+        one round trip (pipeline mode), the commit asynchronous when commits wait for the disk
+        (each statement in its ``quick`` form, which says so: no ``SET LOCAL`` to send);
         ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
         the group durable (only when it holds a durable statement). Where commits do not wait
         for a disk, a group holding a durable statement commits as the session commits (its
@@ -166,12 +176,11 @@ class BusSql:
             rows = Rows(conn, True)
             flush = self.flush_wanted(rows)
             durable = any(item.durable for item in items)
+            quick = flush or not durable  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
-                    if flush or not durable:  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
-                        conn.execute("SET LOCAL synchronous_commit TO off")
-                    cursors = [(i, conn.execute(rows._sql(items[i].sql), items[i].params)) for i in order]
+                    cursors = [(i, conn.execute(rows._sql(items[i].quick if quick else items[i].sql), items[i].params)) for i in order]
                     conn.execute("COMMIT")
             except psycopg.Error:
                 if conn.closed or conn.info.transaction_status != pq.TransactionStatus.INERROR:
