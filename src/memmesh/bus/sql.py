@@ -107,6 +107,11 @@ class Statement:
         self.quick = quick
 
 
+SETTLED = (pq.TransactionStatus.IDLE, pq.TransactionStatus.INERROR, pq.TransactionStatus.INTRANS)
+"""A group's connection after an error in one of these states has written nothing: the Sync
+rolled its transaction back (IDLE), or a ROLLBACK still will."""
+
+
 class BusSql:
     """The store's connections, as :class:`Rows`."""
 
@@ -150,9 +155,12 @@ class BusSql:
         return got
 
     def _write_group(self, items: Sequence[Statement], committed: Callable[[], None]) -> list[Row | BaseException | None]:
-        """Write one group (the group commit's leader): BEGIN, the statements and COMMIT in
-        one round trip (pipeline mode), the commit asynchronous when commits wait for the disk
-        (each statement in its ``quick`` form, which says so: no ``SET LOCAL`` to send);
+        """Write one group (the group commit's leader): its statements in one round trip
+        (pipeline mode) and one transaction, with no BEGIN or COMMIT statement: in the
+        extended query protocol everything up to the pipeline's Sync is one transaction,
+        committed at the Sync or, on any error, rolled back whole. The commit is asynchronous
+        when commits wait for the disk (each statement in its ``quick`` form, which says so:
+        no ``SET LOCAL`` to send);
         ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
         the group durable (only when it holds a durable statement). Where commits do not wait
         for a disk, a group holding a durable statement commits as the session commits (its
@@ -162,10 +170,11 @@ class BusSql:
         task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
         waiting for a conversation row another process's group holds then holds no row
         that group may still need, so groups of two processes cannot wait for each other
-        in a cycle. Should a transaction fail before its COMMIT all the same (deadlock,
-        serialization, a statement's error), it wrote nothing: its statements run again one
-        by one, each answered with its own result or error. An error at or after COMMIT (the
-        connection lost: the outcome unknown) goes to every caller of the group."""
+        in a cycle. Should a transaction fail all the same (deadlock, serialization, a
+        statement's error) on a connection still open, it wrote nothing: its statements run
+        again one by one, each answered with its own result or error. An error that loses the
+        connection (the outcome unknown: the commit may have happened) goes to every caller
+        of the group."""
         if len(items) == 1:  # a lone statement: as it always ran, one round trip (its flush pipelined behind it)
             with self.statement() as rows:
                 return [items[0].alone(rows)]
@@ -179,13 +188,13 @@ class BusSql:
             quick = flush or not durable  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
             try:
                 with conn.pipeline():
-                    conn.execute("BEGIN")
                     cursors = [(i, conn.execute(rows._sql(items[i].quick if quick else items[i].sql), items[i].params)) for i in order]
-                    conn.execute("COMMIT")
             except psycopg.Error:
-                if conn.closed or conn.info.transaction_status != pq.TransactionStatus.INERROR:
-                    raise  # the COMMIT failed, or the connection is gone: the outcome is the caller's to learn
-                conn.execute("ROLLBACK")
+                status = conn.info.transaction_status
+                if conn.closed or conn.broken or status not in SETTLED:
+                    raise  # the connection is gone (or its state unknown): the outcome is the caller's to learn
+                if status != pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
                 failed = True
             if not failed:
                 for i, cursor in cursors:
