@@ -123,7 +123,7 @@ class BusSql:
         """PostgreSQL: concurrent single-statement writes of this process's threads share
         transactions (see :meth:`grouped`); its ``batches`` counts the transactions."""
         self.refused_groups = 0
-        """Groups whose transaction failed before COMMIT and whose statements ran one by one."""
+        """Groups whose transaction failed (and wrote nothing) and whose statements ran one by one."""
 
     def flush_wanted(self, rows: Rows) -> bool:
         """Whether commits on this server wait for a disk flush (``fsync`` on and
@@ -164,7 +164,7 @@ class BusSql:
         ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
         the group durable (only when it holds a durable statement). Where commits do not wait
         for a disk, a group holding a durable statement commits as the session commits (its
-        WAL written at COMMIT), one of deliveries only asynchronously, as each alone would.
+        WAL written at its commit), one of deliveries only asynchronously, as each alone would.
 
         Statements run in lock order: those that lock no conversation row (claims, completes:
         task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
