@@ -1437,13 +1437,13 @@ class Bus:
         if got is None or got[0] is None:
             self.hints.leased(attempt_token, conversation_id, seq)  # unused: the fallback may use it
             return None
-        task = self._task_model(got[:11])
+        row = got[:11]  # the completed task, built once as the Completed answered (no Task to copy from)
         if not got[11]:  # completed; a lease ran out meanwhile: the step-by-step claim gives it back first
-            return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+            return self._completed(row, self._claim_once(conversation_id, worker, token, lease))
         self.hints.leases_checked(conversation_id, now)
         if got[12] is None:
             self._found_empty((conversation_id, token_hash, worker), generation)
-            return Completed(**dict(task))
+            return self._completed(row, None)
         self.hints.claimed(conversation_id, int(got[14]), floor)
         self.hints.leased(next_token, conversation_id, int(got[14]))
         self._taken(conversation_id, generation, started)
@@ -1455,7 +1455,13 @@ class Bus:
             worker=worker,
             lease_expires_at=when(now + lease),
         )
-        return Completed(**dict(task), next=nxt)
+        return self._completed(row, nxt)
+
+    def _completed(self, row: Row, nxt: Delivery | None) -> Completed:
+        """A completed task row and the next delivery as the Completed answered, in one validation."""
+        done = self._task_model(row, Completed, next=nxt)
+        assert isinstance(done, Completed)
+        return done
 
     def fail(
         self,
