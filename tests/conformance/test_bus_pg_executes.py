@@ -114,3 +114,26 @@ def test_a_group_runs_only_its_statements_and_one_flush_in_one_transaction(
             "SELECT COUNT(DISTINCT xmin::text) FROM bus_messages WHERE conversation_id = %s AND body IN ('a', 'b', 'c', 'd', 'e')", (q.id,)
         ).fetchone()[0]  # type: ignore[index]
     assert xids == 1, "the group's changes were committed in one transaction"
+
+
+def test_a_group_that_cannot_send_a_statement_commits_none_of_them(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    """With no BEGIN, the statements queued before a client-side error would commit at the
+    pipeline's Sync: the group rolls them back, and each runs once more alone."""
+    from memmesh.bus.sql import Rows, Statement
+
+    bus = open_memory(pg_database, clock=system_clock).service.bus
+    dsn = _plain_dsn(pg_database)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE group_probe (n int PRIMARY KEY, body text)")
+    insert = "INSERT INTO group_probe (n, body) VALUES (?, ?) RETURNING n"
+
+    def statement(n: int, body: str) -> Statement:
+        return Statement(insert, (n, body), True, (0, str(n)), lambda rows: Rows.one(rows, insert, (n, body)), insert)
+
+    refused0 = bus.sql.refused_groups
+    found = bus.sql._write_group([statement(1, "one"), statement(2, "NUL \x00 here"), statement(3, "three")], lambda: None)
+    assert found[0] == (1,) and found[2] == (3,)
+    assert isinstance(found[1], Exception) and "NUL" in str(found[1])
+    assert bus.sql.refused_groups == refused0 + 1
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT n FROM group_probe ORDER BY n").fetchall() == [(1,), (3,)]  # each once: no duplicate key

@@ -188,7 +188,12 @@ class BusSql:
             quick = flush or not durable  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
             try:
                 with conn.pipeline():
-                    cursors = [(i, conn.execute(rows._sql(items[i].quick if quick else items[i].sql), items[i].params)) for i in order]
+                    try:
+                        texts = [(i, rows._sql(items[i].quick if quick else items[i].sql)) for i in order]
+                        cursors = [(i, conn.execute(sql, items[i].params)) for i, sql in texts]
+                    except BaseException:  # raised before the Sync (a parameter psycopg cannot send, an interrupt):
+                        conn.execute("ROLLBACK")  # the statements already queued must not commit at the Sync
+                        raise
             except psycopg.Error:
                 status = conn.info.transaction_status
                 if conn.closed or conn.broken or status not in SETTLED:
