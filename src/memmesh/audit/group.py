@@ -24,6 +24,7 @@ a follower's locks.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections.abc import Callable, Sequence
@@ -37,6 +38,29 @@ LIMIT = 256
 lock is held; a larger queue is written by the next leader, the next moment."""
 
 
+class _Signal:
+    """A one-shot wake-up for one waiting thread: a lock taken when made, released by
+    :meth:`set`, taken again by :meth:`wait`. One futex wake per hand-over, where a
+    ``threading.Event`` (a condition variable over a second lock, and a fresh waiter lock
+    per wait) costs several lock operations and allocations on every call of every group;
+    the bus's group commit signals two or three of them per task (issue 24)."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Wake the waiter (or let its coming :meth:`wait` return at once); again: no-op."""
+        with contextlib.suppress(RuntimeError):  # set already, not waited for yet
+            self._lock.release()
+
+    def wait(self) -> None:
+        """Return once :meth:`set` was called (only one thread waits, once)."""
+        self._lock.acquire()
+
+
 class _Slot(Generic[Item, Result]):
     """One caller's place in the queue (the leader fills in its answer and sets ``done``)."""
 
@@ -44,7 +68,7 @@ class _Slot(Generic[Item, Result]):
 
     def __init__(self, item: Item) -> None:
         self.item = item
-        self.done = threading.Event()
+        self.done = _Signal()
         self.lead = False  # woken to lead the next batch (not answered yet)
         self.result: Result | None = None
         self.error: BaseException | None = None

@@ -189,6 +189,12 @@ COMPLETE_CLAIM_PG = CLAIM_PG.replace(
 COMPLETE_PG_SEQ, then CLAIM_PG only when the complete changed its row. It commits as the
 session commits (no DELIVERY_COMMIT): the complete is a durable ack, and the lease rides in
 the same flush."""
+COMPLETE_PG_QUICK = f"{COMPLETE_PG}, {DELIVERY_COMMIT}"
+COMPLETE_PG_SEQ_QUICK = f"{COMPLETE_PG_SEQ}, {DELIVERY_COMMIT}"
+COMPLETE_CLAIM_PG_QUICK = COMPLETE_CLAIM_PG.replace("u.* FROM (SELECT 1) AS one", f"u.*, {DELIVERY_COMMIT} FROM (SELECT 1) AS one", 1)
+"""The completes as they run in a group commit whose transaction commits asynchronously (its
+flush then waited for, see BusSql._write_group): each also selects DELIVERY_COMMIT, so the
+group needs no ``SET LOCAL`` statement of its own. A trailing column the callers never read."""
 
 QUEUE_CHECK = (
     "SELECT COUNT(*) FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
@@ -578,14 +584,16 @@ class Bus:
         self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
         return [self._message(m) for m in made]
 
-    def _grouped(self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any]) -> Row | None:
+    def _grouped(self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any], quick: str | None = None) -> Row | None:
         """One self-contained statement that locks no conversation row (a claim, a complete),
-        run through the group commit (BusSql.grouped), or alone as it always ran. In a group
-        it runs without its DELIVERY_COMMIT column (the last one): the group's transaction
-        decides how it commits, and a claim must not make a durable group-mate's commit
-        asynchronous."""
+        run through the group commit (BusSql.grouped), or alone as it always ran. The group's
+        transaction decides how it commits: where it commits as the session does, the
+        statement runs without its DELIVERY_COMMIT column (the last one), so a claim cannot
+        make a durable group-mate's commit asynchronous; where it commits asynchronously,
+        ``quick`` (the statement with that column; ``sql`` itself when it has one) sets it."""
         in_group = sql.replace(f", {DELIVERY_COMMIT}", "")
-        return self.sql.grouped(Statement(in_group, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params)))
+        fast = quick if quick is not None else sql
+        return self.sql.grouped(Statement(in_group, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params), fast))
 
     def _send_pg(
         self, conversation_id: str, bodies: builtins.list[str], sender: str, token: str, to: str | None, now: float
@@ -628,7 +636,7 @@ class Bus:
             # send refused: one WAL record, harmless); without a flush wait, one plain statement
             return rows.one_then(SEND_PG, params, FLUSH_PG) if self.sql.flush_wanted(rows) else rows.one(SEND_PG_SYNC, params)
 
-        top = self.sql.grouped(Statement(SEND_PG_SYNC, params, True, (1, conversation_id), alone))
+        top = self.sql.grouped(Statement(SEND_PG_SYNC, params, True, (1, conversation_id), alone, SEND_PG))
         if top is None:
             return None
         first = int(top[0]) - len(bodies) + 1
@@ -1273,6 +1281,7 @@ class Bus:
                 now,
                 json.dumps(worker),
             ),
+            COMPLETE_PG_QUICK if seq is None else COMPLETE_PG_SEQ_QUICK,
         )
         return self._task_model(done) if done is not None else None
 
@@ -1458,17 +1467,18 @@ class Bus:
                 *(conversation_id, token_hash, now, json.dumps(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
                 *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
             ),
+            COMPLETE_CLAIM_PG_QUICK,
         )
         if got is None or got[0] is None:
             self.hints.leased(attempt_token, conversation_id, seq)  # unused: the fallback may use it
             return None
-        task = self._task_model(got[:11])
+        row = got[:11]  # the completed task, built once as the Completed answered (no Task to copy from)
         if not got[11]:  # completed; a lease ran out meanwhile: the step-by-step claim gives it back first
-            return Completed(**dict(task), next=self._claim_once(conversation_id, worker, token, lease))
+            return self._completed(row, self._claim_once(conversation_id, worker, token, lease))
         self.hints.leases_checked(conversation_id, now)
         if got[12] is None:
             self._found_empty((conversation_id, token_hash, worker), generation)
-            return Completed(**dict(task))
+            return self._completed(row, None)
         self.hints.claimed(conversation_id, int(got[14]), floor)
         self.hints.leased(next_token, conversation_id, int(got[14]))
         self._taken(conversation_id, generation, started)
@@ -1480,7 +1490,13 @@ class Bus:
             worker=worker,
             lease_expires_at=when(now + lease),
         )
-        return Completed(**dict(task), next=nxt)
+        return self._completed(row, nxt)
+
+    def _completed(self, row: Row, nxt: Delivery | None) -> Completed:
+        """A completed task row and the next delivery as the Completed answered, in one validation."""
+        done = self._task_model(row, Completed, next=nxt)
+        assert isinstance(done, Completed)
+        return done
 
     def fail(
         self,

@@ -86,16 +86,30 @@ class Statement:
     a refusal is an answer, not an error). ``durable``: its caller is told the change is
     stored, so its group waits for the disk flush before answering. ``lock``: the order in
     which the group runs its statements (see :meth:`BusSql._write_group`). ``alone``: the
-    same statement run on its own (as it ran before groups), for a group that failed."""
+    same statement run on its own (as it ran before groups), for a group that failed.
+    ``quick``: the same statement with the same parameters, also selecting
+    ``set_config('synchronous_commit', 'off', true)`` (a column its caller does not read), as
+    it runs in a group whose transaction commits asynchronously: the statements set that
+    themselves, so the group sends no ``SET LOCAL`` of its own. Should none of them evaluate
+    it (each refused, answering no row), the group commits as the session does: more
+    waiting, never less durability."""
 
-    __slots__ = ("alone", "durable", "lock", "params", "sql")
+    __slots__ = ("alone", "durable", "lock", "params", "quick", "sql")
 
-    def __init__(self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None]) -> None:
+    def __init__(
+        self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None], quick: str
+    ) -> None:
         self.sql = sql
         self.params = tuple(params)
         self.durable = durable
         self.lock = lock
         self.alone = alone
+        self.quick = quick
+
+
+SETTLED = (pq.TransactionStatus.IDLE, pq.TransactionStatus.INERROR, pq.TransactionStatus.INTRANS)
+"""A group's connection after an error in one of these states has written nothing: the Sync
+rolled its transaction back (IDLE), or a ROLLBACK still will."""
 
 
 class BusSql:
@@ -109,7 +123,7 @@ class BusSql:
         """PostgreSQL: concurrent single-statement writes of this process's threads share
         transactions (see :meth:`grouped`); its ``batches`` counts the transactions."""
         self.refused_groups = 0
-        """Groups whose transaction failed before COMMIT and whose statements ran one by one."""
+        """Groups whose transaction failed (and wrote nothing) and whose statements ran one by one."""
 
     def flush_wanted(self, rows: Rows) -> bool:
         """Whether commits on this server wait for a disk flush (``fsync`` on and
@@ -141,21 +155,26 @@ class BusSql:
         return got
 
     def _write_group(self, items: Sequence[Statement], committed: Callable[[], None]) -> list[Row | BaseException | None]:
-        """Write one group (the group commit's leader): BEGIN, the statements and COMMIT in
-        one round trip (pipeline mode), the commit asynchronous when commits wait for the disk;
+        """Write one group (the group commit's leader): its statements in one round trip
+        (pipeline mode) and one transaction, with no BEGIN or COMMIT statement: in the
+        extended query protocol everything up to the pipeline's Sync is one transaction,
+        committed at the Sync or, on any error, rolled back whole. The commit is asynchronous
+        when commits wait for the disk (each statement in its ``quick`` form, which says so:
+        no ``SET LOCAL`` to send);
         ``committed`` then hands the lead on, and one FLUSH_PG waits for the flush that makes
         the group durable (only when it holds a durable statement). Where commits do not wait
         for a disk, a group holding a durable statement commits as the session commits (its
-        WAL written at COMMIT), one of deliveries only asynchronously, as each alone would.
+        WAL written at its commit), one of deliveries only asynchronously, as each alone would.
 
         Statements run in lock order: those that lock no conversation row (claims, completes:
         task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
         waiting for a conversation row another process's group holds then holds no row
         that group may still need, so groups of two processes cannot wait for each other
-        in a cycle. Should a transaction fail before its COMMIT all the same (deadlock,
-        serialization, a statement's error), it wrote nothing: its statements run again one
-        by one, each answered with its own result or error. An error at or after COMMIT (the
-        connection lost: the outcome unknown) goes to every caller of the group."""
+        in a cycle. Should a transaction fail all the same (deadlock, serialization, a
+        statement's error) on a connection still open, it wrote nothing: its statements run
+        again one by one, each answered with its own result or error. An error that loses the
+        connection (the outcome unknown: the commit may have happened) goes to every caller
+        of the group."""
         if len(items) == 1:  # a lone statement: as it always ran, one round trip (its flush pipelined behind it)
             with self.statement() as rows:
                 return [items[0].alone(rows)]
@@ -166,17 +185,21 @@ class BusSql:
             rows = Rows(conn, True)
             flush = self.flush_wanted(rows)
             durable = any(item.durable for item in items)
+            quick = flush or not durable  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
             try:
                 with conn.pipeline():
-                    conn.execute("BEGIN")
-                    if flush or not durable:  # (deliveries alone never wait for the disk: DELIVERY_COMMIT)
-                        conn.execute("SET LOCAL synchronous_commit TO off")
-                    cursors = [(i, conn.execute(rows._sql(items[i].sql), items[i].params)) for i in order]
-                    conn.execute("COMMIT")
+                    try:
+                        texts = [(i, rows._sql(items[i].quick if quick else items[i].sql)) for i in order]
+                        cursors = [(i, conn.execute(sql, items[i].params)) for i, sql in texts]
+                    except BaseException:  # raised before the Sync (a parameter psycopg cannot send, an interrupt):
+                        conn.execute("ROLLBACK")  # the statements already queued must not commit at the Sync
+                        raise
             except psycopg.Error:
-                if conn.closed or conn.info.transaction_status != pq.TransactionStatus.INERROR:
-                    raise  # the COMMIT failed, or the connection is gone: the outcome is the caller's to learn
-                conn.execute("ROLLBACK")
+                status = conn.info.transaction_status
+                if conn.closed or conn.broken or status not in SETTLED:
+                    raise  # the connection is gone (or its state unknown): the outcome is the caller's to learn
+                if status != pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
                 failed = True
             if not failed:
                 for i, cursor in cursors:
