@@ -110,8 +110,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def open_memory(url: str, workdir: Path, embed: bool = False) -> Memory:
-    # the 16 workers of one process share the local caller's long-poll share: let them all wait
-    overrides: dict[str, Any] = {"data_dir": str(workdir), "storage": {"pool_size": 40}, "bus": {"max_long_polls_per_key": 16}}
+    overrides: dict[str, Any] = {"data_dir": str(workdir), "storage": {"pool_size": 40}}
     if not embed:
         overrides["embeddings"] = {"provider": "none"}
     return Memory(url, load_settings(None, overrides=overrides, env={"MEMMESH_CONFIG": ""}), clock=system_clock)

@@ -58,8 +58,7 @@ def test_a_send_returns_only_once_its_message_is_flushed(pg_private: Any, open_m
 
 
 def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(backend_url: str, open_memory: Callable[..., Memory]) -> None:
-    # eight waiting workers of one caller (the local principal holds one key's share)
-    bus = open_memory(backend_url, clock=system_clock, bus={"max_long_polls_per_key": 8}).service.bus
+    bus = open_memory(backend_url, clock=system_clock).service.bus
     workers = [f"w{i}" for i in range(8)]
     q = bus.open(["boss", *workers], kind="queue", principal=P)
     attempts = {"n": 0}

@@ -378,7 +378,12 @@ class Bus:
     @contextmanager
     def _long_poll(self, principal: Principal) -> Iterator[None]:
         """A waiting slot for one long-poll, or 429 when the caller's key already holds its
-        share (bus.max_long_polls_per_key) or every slot of the process is taken."""
+        share (bus.max_long_polls_per_key) or every slot of the process is taken.
+
+        Callers without a key are held only to the process's total: they are the embedding
+        program itself (its worker threads) or, on a server that requires no key, local
+        callers who are admins already. The share exists to stop one key holder from
+        turning every other agent's long-polls away."""
         key = principal.key_id
         with self._polls_lock:
             if not self._polls.acquire(blocking=False):
@@ -388,7 +393,7 @@ class Bus:
                     details={"retry_after": 1},
                 )
             held = self._polls_held.get(key, 0)
-            if held >= self.policy.max_long_polls_per_key:
+            if key is not None and held >= self.policy.max_long_polls_per_key:
                 self._polls.release()
                 raise RateLimitedError(
                     f"this key already has {held} long-polls waiting, the most one key may hold (bus.max_long_polls_per_key): "
