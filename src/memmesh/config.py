@@ -221,7 +221,10 @@ class BusSettings(_Section):
         4,
         ge=1,
         le=10_000,
-        description="of those, long-polls one API key may hold at once; past it its poll gets 429 (callers without a key are held only to max_long_polls)",
+        description=(
+            "of those, long-polls one API key may hold at once; past it its poll gets 429 "
+            "(callers without a key are held only to max_long_polls)"
+        ),
     )
     workers_status_file: Path | None = Field(
         None, description="status file of `memmesh workers run` (<workers.toml>.status.json) to report in /metrics"
