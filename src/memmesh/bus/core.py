@@ -38,16 +38,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from memmesh.bus.hints import NO_LEASE_FLOOR, QueueHints
 from memmesh.bus.model import (
     AckResult,
     BusMessage,
     Completed,
+    CompletedBatch,
+    CompleteOutcome,
     Conversation,
     ConversationKind,
     Delivery,
     OpenedConversation,
+    RefusedEntry,
     Task,
+    TaskResult,
     Transcript,
     TranscriptMessage,
     Unread,
@@ -57,7 +63,15 @@ from memmesh.bus.notify import CHANNEL, Abandoned, Notifier, gone
 from memmesh.bus.replicated import apply_item
 from memmesh.bus.sql import FLUSH_PG, BusSql, Row, Rows, Statement
 from memmesh.clock import new_id
-from memmesh.errors import ContentTooLargeError, ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError, RateLimitedError
+from memmesh.errors import (
+    ContentTooLargeError,
+    ForbiddenError,
+    InvalidInputError,
+    LeaseLostError,
+    MemmeshError,
+    NotFoundError,
+    RateLimitedError,
+)
 from memmesh.kernel import authorize, check_agent
 from memmesh.model import Principal, check_text, text_problem
 
@@ -70,6 +84,9 @@ UNKNOWN_HASH = "0" * 64
 AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
+MAX_BATCH = 100
+"""The most tasks one ``claim_many`` leases or one ``complete_many`` completes: a batch is one
+write, and SQLite's single writer should not be held for long by one caller."""
 TICKET_TTL_S = 0.5
 """How long a waiting claim trusts another waiter's count of ready tasks (see Bus._claimable)."""
 VOUCH_TTL_S = 1.0
@@ -221,6 +238,11 @@ SEND_SQLITE = (
     "AND (? IS NULL OR (kind = 'chat' AND instr(participants, ?) > 0)) RETURNING last_seq, kind"
 )
 """SQLite's send: check and number in one statement (no row: the step-by-step send names why)."""
+LEASE_SQL = (
+    "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
+    "WHERE conversation_id = ? AND seq = ?"
+)
+"""A claim's lease of one task (the step-by-step claim; the one-statement claims lease in SQL)."""
 LEASE_NEXT = "SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id = ? AND state = 'leased' AND lease_expires > ?"
 """When the first lease still in flight runs out (QueueHints.leases_known)."""
 
@@ -953,6 +975,42 @@ class Bus:
         A face sets ``abandoned`` when its caller goes away: the wait ends at once with None
         and takes no task for nobody (a task leased just before goes back when its lease
         runs out, as for a worker that died holding it)."""
+        got = self._claim(conversation_id, worker, token, principal, lease_s, wait_s, abandoned, 1)
+        return got[0] if got else None
+
+    def claim_many(
+        self,
+        conversation_id: str,
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+        limit: int = 10,
+        lease_s: float | None = None,
+        wait_s: float | None = None,
+        abandoned: Abandoned | None = None,
+    ) -> builtins.list[Delivery]:
+        """Lease up to ``limit`` of the oldest ready tasks to ``worker`` in one write (like
+        SQS's ReceiveMessage with MaxNumberOfMessages): each delivery has its own attempt
+        token and lease, and is completed, failed or lost on its own. With ``wait_s`` an
+        empty queue waits for a task, then answers with what is ready (at least one); an
+        empty list when none came."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BATCH:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH} tasks per claim (got {limit!r})")
+        return self._claim(conversation_id, worker, token, principal, lease_s, wait_s, abandoned, limit)
+
+    def _claim(
+        self,
+        conversation_id: str,
+        worker: str,
+        token: str,
+        principal: Principal,
+        lease_s: float | None,
+        wait_s: float | None,
+        abandoned: Abandoned | None,
+        limit: int,
+    ) -> builtins.list[Delivery]:
+        """claim and claim_many: one try, then (with a wait) sleep until a task may be ready."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         lease = self._lease(lease_s)
@@ -962,11 +1020,11 @@ class Bus:
         skipped = wait > 0 and self._known_empty(caller)
         if not skipped:
             generation, started = self.notifier.generation, time.monotonic()
-            got = self._claim_once(conversation_id, worker, token, lease)
+            got = self._take(conversation_id, worker, token, lease, limit)
             self._vouch(caller)
-            if got is not None:
+            if got:
                 self._taken(conversation_id, generation, started)
-            if got is not None or wait <= 0:
+            if got or wait <= 0:
                 return got
         with self._long_poll(principal):
             # the first look shares the current wake-up's count (one read for every waiter)
@@ -974,17 +1032,17 @@ class Bus:
             ready, expiry = self._claimable(conversation_id)
             while True:
                 if gone(abandoned):
-                    return None
+                    return []
                 if ready or (expiry is not None and expiry <= self._now()):
-                    got = self._claim_once(conversation_id, worker, token, lease)
-                    if got is not None:
+                    got = self._take(conversation_id, worker, token, lease, limit)
+                    if got:
                         return got
                     self._drained(conversation_id, generation)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     # a wait that skipped the first claim ends with one: whatever changed
                     # meanwhile (the conversation archived, a task) is answered as ever
-                    return self._claim_once(conversation_id, worker, token, lease) if skipped and not gone(abandoned) else None
+                    return self._take(conversation_id, worker, token, lease, limit) if skipped and not gone(abandoned) else []
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
@@ -1128,6 +1186,17 @@ class Bus:
                 self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now, time.monotonic()]
         return count > 0, expiry
 
+    def _take(self, conversation_id: str, worker: str, token: str, lease: float, limit: int) -> builtins.list[Delivery]:
+        """One claim of up to ``limit`` tasks (the one-task claim keeps its one-statement paths)."""
+        if limit == 1:
+            got = self._claim_once(conversation_id, worker, token, lease)
+            return [] if got is None else [got]
+        now = self._now()
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now, limit=limit)
+        return [d for one in leased if (d := self._leased(conversation_id, worker, lease, now, one)) is not None]
+
     def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
         now = self._now()
         if self.sql.postgres:
@@ -1140,17 +1209,18 @@ class Bus:
             if rows.postgres:
                 self._queue(rows, conversation_id, token, worker, now)
             leased = self._claim_rows(rows, conversation_id, worker, lease, now, None if rows.postgres else token)
-        return self._leased(conversation_id, worker, lease, now, leased)
+        return self._leased(conversation_id, worker, lease, now, leased[0] if leased else None)
 
     def _claim_rows(
-        self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float, token: str | None = None
-    ) -> tuple[Row, int, str, int] | None:
-        """The claim's writes inside a write: the found task row, its attempt number, the
-        fresh attempt token and the ready floor looked from (None when nothing is ready).
-        Shared by ``claim`` and ``complete(claim_next=True)``. With ``token`` (SQLite's
-        claim) the queue checks have not been made yet: they ride in the ready select
-        (CLAIM_SQLITE), and a refusal runs them step by step, which names the reason;
-        without it the caller made them."""
+        self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float, token: str | None = None, limit: int = 1
+    ) -> builtins.list[tuple[Row, int, str, int]]:
+        """The claim's writes inside a write: for each of up to ``limit`` tasks leased, its
+        row, its attempt number, its fresh attempt token and the ready floor looked from
+        (empty when nothing is ready). Shared by ``claim``, ``claim_many`` and
+        ``complete(claim_next=True)``. With ``token`` (SQLite's claim of one task) the queue
+        checks have not been made yet: they ride in the ready select (CLAIM_SQLITE), and a
+        refusal runs them step by step, which names the reason; without it the caller made
+        them."""
         # Lapsed leases first, then the oldest ready task; each query walks a partial
         # index of its state (schema 23) from this process's floor, never the done tasks.
         # PostgreSQL comes here when a lease ran out: it looks at every lease. SQLite looks
@@ -1167,33 +1237,39 @@ class Bus:
             earliest = rows.one(LEASE_NEXT, (conversation_id, now))
             self.hints.leases_known(conversation_id, None if earliest is None or earliest[0] is None else float(earliest[0]))
         floor = self.hints.ready_floor(conversation_id)
-        if token is not None:
+        ready: builtins.list[Row] = []
+        if token is not None:  # only a one-task claim passes its token
             got = rows.one(
                 CLAIM_SQLITE, (conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker), conversation_id, floor)
             )
             if got is not None and got[0]:
-                found = got[1:] if got[1] is not None else None
+                ready = [got[1:]] if got[1] is not None else []
             else:  # refused: the step-by-step checks name why (or, at a float's edge, pass)
                 self._queue(rows, conversation_id, token, worker, now)
                 token = None
         if token is None:
-            found = rows.one(
+            # limit is a checked int, written into the SQL so a one-task claim keeps LIMIT 1 for the planner
+            ready = rows.all(
                 f"SELECT {MSG_COLUMNS}, attempts, history FROM bus_messages WHERE conversation_id = ? AND state = 'ready' "
-                "AND seq >= ? ORDER BY seq LIMIT 1" + rows.skip_locked,
+                f"AND seq >= ? ORDER BY seq LIMIT {int(limit)}" + rows.skip_locked,
                 (conversation_id, floor),
             )
-        if found is None:
-            return None
-        attempt = int(found[7]) + 1
-        attempt_token = secrets.token_hex(16)
-        history = append_event(found[8], {"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
-        rows.run(
-            "UPDATE bus_messages SET state = 'leased', attempts = ?, lease_owner = ?, lease_token = ?, lease_expires = ?, history = ? "
-            "WHERE conversation_id = ? AND seq = ?",
-            (attempt, worker, attempt_token, now + lease, history, conversation_id, found[2]),
-        )
-        self.hints.lease_granted(conversation_id, now + lease)
-        return found, attempt, attempt_token, floor
+        leased = []
+        for found in ready:
+            attempt = int(found[7]) + 1
+            history = append_event(found[8], {"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
+            leased.append((found, attempt, secrets.token_hex(16), history))
+        updates = [
+            (attempt, worker, attempt_token, now + lease, history, conversation_id, found[2])
+            for found, attempt, attempt_token, history in leased
+        ]
+        if len(updates) == 1:  # the common case: no executemany machinery for one row
+            rows.run(LEASE_SQL, updates[0])
+        elif updates:
+            rows.many(LEASE_SQL, updates)
+        if updates:
+            self.hints.lease_granted(conversation_id, now + lease)
+        return [(found, attempt, attempt_token, floor) for found, attempt, attempt_token, _ in leased]
 
     def _leased(
         self, conversation_id: str, worker: str, lease: float, now: float, leased: tuple[Row, int, str, int] | None
@@ -1415,7 +1491,7 @@ class Bus:
             # SQLite: the next claim rides in the same group commit (PostgreSQL reaches this
             # path only when its one-statement complete refused: the claim then follows alone)
             claims = claim_next and not rows.postgres and not skip_claim
-            leased = self._claim_rows(rows, conversation_id, worker, lease, now) if claims else None
+            leased = next(iter(self._claim_rows(rows, conversation_id, worker, lease, now)), None) if claims else None
         if claim_next and self.sql.postgres:
             return self._task_model(done, Completed, next=self._claim_once(conversation_id, worker, token, lease))  # type: ignore[arg-type,return-value]
         if claim_next and leased is None:
@@ -1423,6 +1499,87 @@ class Bus:
         elif leased is not None:
             self._taken(conversation_id, generation, started)
         return self._task_model(done, Completed, next=self._leased(conversation_id, worker, lease, now, leased))  # type: ignore[arg-type,return-value]
+
+    def complete_many(
+        self,
+        conversation_id: str,
+        results: Sequence[TaskResult | dict[str, Any]],
+        *,
+        worker: str,
+        token: str,
+        principal: Principal,
+    ) -> CompletedBatch:
+        """Complete up to MAX_BATCH leased tasks in one durable write (like SQS's
+        DeleteMessageBatch): one commit, one disk flush, for the whole batch.
+
+        Each entry is fenced on its own, exactly as ``complete`` fences it: an attempt whose
+        lease ran out, or that another worker holds now, is refused alone (its outcome
+        carries the error the single call would raise) and changes nothing, while the other
+        entries complete. Malformed input (an entry without a well-formed attempt token, a
+        result too large) refuses the whole batch before anything is written."""
+        worker = check_agent_name(worker, "worker")
+        self._authorize(principal, "writer", worker)
+        entries = self._task_results(results)
+        now = self._now()
+        outcomes: dict[int, CompleteOutcome] = {}
+        seqs = {i: self.hints.seq_of(e.attempt_token, conversation_id) for i, e in enumerate(entries)}
+        first_of: dict[str, int] = {}
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
+            for i in sorted(seqs, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
+                entry = entries[i]
+                if entry.attempt_token in first_of:
+                    refused = InvalidInputError(
+                        f"this attempt token is listed twice in the batch (entries {first_of[entry.attempt_token]} and {i})"
+                    )
+                    outcomes[i] = self._refused(entry, refused)
+                    continue
+                first_of[entry.attempt_token] = i
+                try:
+                    found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
+                except (ForbiddenError, LeaseLostError) as exc:
+                    outcomes[i] = self._refused(entry, exc)
+                    continue
+                history = append_event(
+                    found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+                )
+                done = rows.one(
+                    "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
+                    f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                    (entry.result, history, conversation_id, found[0], found[1]),
+                )
+                outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        answered = [outcomes[i] for i in range(len(entries))]
+        completed = sum(1 for o in answered if o.task is not None)
+        return CompletedBatch(conversation_id=conversation_id, completed=completed, refused=len(answered) - completed, outcomes=answered)
+
+    def _task_results(self, results: Sequence[TaskResult | dict[str, Any]]) -> builtins.list[TaskResult]:
+        """A batch complete's entries, checked whole before anything is written."""
+        if isinstance(results, str | bytes) or not isinstance(results, Sequence) or not results:
+            raise InvalidInputError("results must be a non-empty list of {attempt_token, result} entries")
+        if len(results) > MAX_BATCH:
+            raise InvalidInputError(f"a batch completes at most {MAX_BATCH} tasks (got {len(results)}): split it")
+        entries = []
+        for i, raw in enumerate(results):
+            try:
+                entry = raw if isinstance(raw, TaskResult) else TaskResult.model_validate(raw)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg'].lower()}" for e in exc.errors())
+                raise InvalidInputError(f"results[{i}] is not an {{attempt_token, result}} entry ({problems})") from None
+            if not re.fullmatch(r"[0-9a-f]{32}", entry.attempt_token):
+                raise InvalidInputError(f"results[{i}].attempt_token is malformed: it is the 32 hex characters the claim returned")
+            if entry.result is not None:
+                try:
+                    self._check_body(entry.result, "result")
+                except MemmeshError as exc:
+                    raise type(exc)(f"results[{i}]: {exc.reason}") from None
+            entries.append(entry)
+        return entries
+
+    @staticmethod
+    def _refused(entry: TaskResult, exc: MemmeshError) -> CompleteOutcome:
+        return CompleteOutcome(attempt_token=entry.attempt_token, error=RefusedEntry(code=exc.code, message=exc.message))
 
     def _fenced_sqlite(
         self, rows: Rows, conversation_id: str, attempt_token: str, worker: str, token_hash: str, now: float, seq: int

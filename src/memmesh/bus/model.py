@@ -116,6 +116,40 @@ class Completed(Task):
     next: Delivery | None = None
 
 
+class TaskResult(BaseModel):
+    """One entry of a batch complete: the attempt that finished its task, and its result."""
+
+    attempt_token: str = Field(description="the attempt token the claim returned")
+    result: str | None = None
+
+
+class RefusedEntry(BaseModel):
+    """Why one entry of a batch was refused: the code and message the single call would raise."""
+
+    code: str
+    message: str
+
+
+class CompleteOutcome(BaseModel):
+    """One entry's answer in a batch complete, in the order asked: the completed ``task``, or
+    the ``error`` that refused it (e.g. ``lease_lost`` for an attempt whose lease ran out).
+    A refused entry changed nothing."""
+
+    attempt_token: str
+    task: Task | None = None
+    error: RefusedEntry | None = None
+
+
+class CompletedBatch(BaseModel):
+    """A batch complete: every accepted entry committed in one durable write (one disk flush
+    for the batch); each refused entry changed nothing and says why, alone."""
+
+    conversation_id: str
+    completed: int
+    refused: int
+    outcomes: list[CompleteOutcome]
+
+
 class TranscriptMessage(BusMessage):
     """A message with where and when it was written: ``node`` (the node that took the send)
     and ``hlc`` (its hybrid-logical-clock stamp). ``seq`` is this node's arrival number."""

@@ -46,6 +46,10 @@ class Rows:
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in self.conn.execute(self._sql(sql), tuple(params)).fetchall()]
 
+    def many(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """Execute once per parameter row (pipelined in one round trip on PostgreSQL)."""
+        self.conn.cursor().executemany(self._sql(sql), [tuple(p) for p in params])
+
     def one_then(self, sql: str, params: Sequence[Any], then: str) -> Row | None:
         """``sql``'s first row, with ``then`` (no parameters) sent right behind it in one
         round trip (PostgreSQL pipeline mode, on an autocommit connection). A Sync between
