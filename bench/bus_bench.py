@@ -11,6 +11,10 @@ cluster of ``scripts/pg_test_server.py``), through the public ``Memory`` API:
   threads of this process, then (``--processes 1,2,4``) spread over N OS processes each with
   its own ``Memory`` on the same store, as a deployment runs workers (one Python process is
   GIL-bound: on 2 cores the one-process run measures the harness as much as the queue);
+  with ``--batch 1,10`` also in batches (labels ``queue_b10``, ``queue_b10_2p``): producers
+  send N tasks per write (``send_many``), workers lease up to N per claim (``claim_many``)
+  and ack them in one write (``complete_many``); each task is still durable when sent and
+  when acked, and fenced alone;
 - **long-poll**: a reader blocked in ``unread(wait_s=…)`` and a sender in the same process,
   then in another process: latency from just before ``send`` to the reader holding the
   message, p50/p99; an empty poll's overshoot past its timeout; CPU used while idle-polling;
@@ -109,8 +113,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def open_memory(url: str, workdir: Path, embed: bool = False) -> Memory:
-    overrides: dict[str, Any] = {"data_dir": str(workdir), "storage": {"pool_size": 40}}
+SQLITE_SYNCHRONOUS = ["NORMAL"]  # --sqlite-synchronous, passed to the multi-process children too
+
+
+def open_memory(url: str, workdir: Path, embed: bool = False, synchronous: str | None = None) -> Memory:
+    overrides: dict[str, Any] = {
+        "data_dir": str(workdir),
+        "storage": {"pool_size": 40, "synchronous": synchronous or SQLITE_SYNCHRONOUS[0]},
+    }
     if not embed:
         overrides["embeddings"] = {"provider": "none"}
     return Memory(url, load_settings(None, overrides=overrides, env={"MEMMESH_CONFIG": ""}), clock=system_clock)
@@ -160,23 +170,50 @@ def chat_throughput(mem: Memory, seconds: float) -> dict[str, Any]:
     }
 
 
-def _producer_loop(bus: Any, queue_id: str, token: str, index: int, stop: Any, enqueued: list[int], errors: list[str]) -> None:
-    """Enqueue one task per write until ``stop`` (a threading or multiprocessing Event)."""
+def _producer_loop(
+    bus: Any, queue_id: str, token: str, index: int, stop: Any, enqueued: list[int], errors: list[str], batch: int = 1
+) -> None:
+    """Enqueue ``batch`` tasks per write until ``stop`` (a threading or multiprocessing Event)."""
     try:
         while not stop.is_set():
+            if batch > 1:
+                bodies = [f"task {index}-{enqueued[index] + k}" for k in range(batch)]
+                enqueued[index] += len(bus.send_many(queue_id, bodies, sender=f"p{index}", token=token, principal=P))
+                continue
             bus.send(queue_id, f"task {index}-{enqueued[index]}", sender=f"p{index}", token=token, principal=P)
             enqueued[index] += 1
     except Exception as exc:
         errors.append(repr(exc))
 
 
+def _batch_worker_loop(bus: Any, queue_id: str, token: str, name: str, index: int, stop: Any, done: list[int], batch: int) -> None:
+    """Lease up to ``batch`` tasks per claim (waiting up to 0.2 s), ack them in one write."""
+    while not stop.is_set():
+        got = bus.claim_many(queue_id, worker=name, token=token, limit=batch, lease_s=30, wait_s=0.2, principal=P)
+        if got:
+            results = [{"attempt_token": d.attempt_token, "result": "ok"} for d in got]
+            done[index] += bus.complete_many(queue_id, results, worker=name, token=token, principal=P).completed
+
+
 def _worker_loop(
-    bus: Any, queue_id: str, token: str, name: str, index: int, stop: Any, done: list[int], errors: list[str], claim_next: bool
+    bus: Any,
+    queue_id: str,
+    token: str,
+    name: str,
+    index: int,
+    stop: Any,
+    done: list[int],
+    errors: list[str],
+    claim_next: bool,
+    batch: int = 1,
 ) -> None:
     """Claim (waiting up to 0.2 s) and complete until ``stop``; with ``claim_next`` a busy
-    worker's complete also leases its next task (one write per task)."""
+    worker's complete also leases its next task (one write per task); with ``batch`` > 1,
+    batches of tasks (see _batch_worker_loop)."""
     got = None
     try:
+        if batch > 1:
+            _batch_worker_loop(bus, queue_id, token, name, index, stop, done, batch)
         while not stop.is_set():
             if got is not None and not claim_next:  # the loop before claim_next: complete, then claim
                 bus.complete(queue_id, got.attempt_token, worker=name, token=token, result="ok", principal=P)
@@ -197,7 +234,7 @@ def _queue_roles() -> tuple[list[str], list[str]]:
     return ["p0", "p1", "p2", "p3"], [f"w{i}" for i in range(AGENTS - 4)]
 
 
-def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> dict[str, Any]:
+def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True, batch: int = 1) -> dict[str, Any]:
     """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack), all
     threads of this one process (one interpreter: the GIL serialises their Python)."""
     bus = mem.service.bus
@@ -207,9 +244,11 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> di
     done = [0] * len(workers)
     stop = threading.Event()
     errors: list[str] = []
-    threads = [threading.Thread(target=_producer_loop, args=(bus, queue.id, queue.token, i, stop, enqueued, errors)) for i in range(4)]
+    threads = [
+        threading.Thread(target=_producer_loop, args=(bus, queue.id, queue.token, i, stop, enqueued, errors, batch)) for i in range(4)
+    ]
     threads += [
-        threading.Thread(target=_worker_loop, args=(bus, queue.id, queue.token, w, i, stop, done, errors, claim_next))
+        threading.Thread(target=_worker_loop, args=(bus, queue.id, queue.token, w, i, stop, done, errors, claim_next, batch))
         for i, w in enumerate(workers)
     ]
     cpu: dict[str, Any] = {}
@@ -227,6 +266,7 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True) -> di
     return {
         **statements,
         "processes": 1,
+        "batch": batch,
         "completed_per_s": round(sum(done) / elapsed, 1),
         "enqueued_per_s": round(sum(enqueued) / elapsed, 1),
         **cpu,
@@ -271,6 +311,8 @@ def _queue_child(
     producers: list[int],
     workers: list[tuple[int, str]],
     claim_next: bool,
+    batch: int,
+    synchronous: str,
     ready: Any,
     go: Any,
     stop: Any,
@@ -279,14 +321,14 @@ def _queue_child(
 ) -> None:
     """One OS process of the multi-process queue run: its own Memory on the shared store,
     its share of the producers and workers as threads, its counts and CPU sent back."""
-    mem = open_memory(url, Path(workdir))
+    mem = open_memory(url, Path(workdir), synchronous=synchronous)
     bus = mem.service.bus
     enqueued = [0] * 4
     done = [0] * (AGENTS - 4)
     errors: list[str] = []
-    threads = [threading.Thread(target=_producer_loop, args=(bus, queue_id, token, i, stop, enqueued, errors)) for i in producers]
+    threads = [threading.Thread(target=_producer_loop, args=(bus, queue_id, token, i, stop, enqueued, errors, batch)) for i in producers]
     threads += [
-        threading.Thread(target=_worker_loop, args=(bus, queue_id, token, w, i, stop, done, errors, claim_next)) for i, w in workers
+        threading.Thread(target=_worker_loop, args=(bus, queue_id, token, w, i, stop, done, errors, claim_next, batch)) for i, w in workers
     ]
     ready.set()
     go.wait()
@@ -302,7 +344,9 @@ def _queue_child(
     pipe.close()
 
 
-def queue_throughput_processes(url: str, workdir: Path, seconds: float, processes: int, claim_next: bool = True) -> dict[str, Any]:
+def queue_throughput_processes(
+    url: str, workdir: Path, seconds: float, processes: int, claim_next: bool = True, batch: int = 1
+) -> dict[str, Any]:
     """The queue run with its 4 producers and 16 workers spread round-robin over
     ``processes`` OS processes, each with its own ``Memory`` on the same store (as a real
     deployment runs workers): counted the same way; client CPU is every child's CPU while
@@ -325,7 +369,22 @@ def queue_throughput_processes(url: str, workdir: Path, seconds: float, processe
         parent_end, child_end = ctx.Pipe(duplex=False)
         proc = ctx.Process(
             target=_queue_child,
-            args=(url, str(workdir), queue.id, queue.token, mine_p, mine_w, claim_next, ready, go, stop, release, child_end),
+            args=(
+                url,
+                str(workdir),
+                queue.id,
+                queue.token,
+                mine_p,
+                mine_w,
+                claim_next,
+                batch,
+                SQLITE_SYNCHRONOUS[0],
+                ready,
+                go,
+                stop,
+                release,
+                child_end,
+            ),
             daemon=True,
         )
         proc.start()
@@ -357,6 +416,7 @@ def queue_throughput_processes(url: str, workdir: Path, seconds: float, processe
     n = max(1, done)
     out: dict[str, Any] = {
         "processes": processes,
+        "batch": batch,
         "completed_per_s": round(done / elapsed, 1),
         "enqueued_per_s": round(sum(r["enqueued"] for r in results) / elapsed, 1),
         "ops": done,
@@ -624,15 +684,20 @@ def statements_per_op(url: str, ops: int) -> list[dict[str, Any]]:
 def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     parts = set(args.only.split(",")) if args.only else {"chat", "queue", "poll", "rehydrate"}
-    runs: list[tuple[str, str, Callable[[Memory, str], dict[str, Any]]]] = [
-        ("chat", "chat", lambda m, u: chat_throughput(m, args.seconds)),
-        ("queue", "queue", lambda m, u: queue_throughput(m, args.seconds, not args.no_claim_next)),
-    ]
-    for n in [int(x) for x in args.processes.split(",") if x.strip()]:
-        if n > 1:
-            runs.append(
-                ("queue", f"queue_{n}p", lambda m, u, n=n: queue_throughput_processes(u, workdir, args.seconds, n, not args.no_claim_next))
-            )
+    runs: list[tuple[str, str, Callable[[Memory, str], dict[str, Any]]]] = [("chat", "chat", lambda m, u: chat_throughput(m, args.seconds))]
+    claim_next = not args.no_claim_next
+    for b in [int(x) for x in args.batch.split(",") if x.strip()]:
+        tag = "" if b == 1 else f"_b{b}"
+        runs.append(("queue", f"queue{tag}", lambda m, u, b=b: queue_throughput(m, args.seconds, claim_next, b)))
+        for n in [int(x) for x in args.processes.split(",") if x.strip()]:
+            if n > 1:
+                runs.append(
+                    (
+                        "queue",
+                        f"queue{tag}_{n}p",
+                        lambda m, u, n=n, b=b: queue_throughput_processes(u, workdir, args.seconds, n, claim_next, b),
+                    )
+                )
     for part, label, action in runs:
         if part not in parts:
             continue
@@ -694,6 +759,14 @@ def main() -> int:
         default="1,2",
         help="queue part: comma-separated OS process counts to spread producers and workers over (1 = threads of this process)",
     )
+    parser.add_argument(
+        "--batch",
+        default="1",
+        help="queue part: comma-separated batch sizes (1 = one task per send, claim and ack; N = send_many, claim_many, complete_many)",
+    )
+    parser.add_argument(
+        "--sqlite-synchronous", default="NORMAL", choices=["NORMAL", "FULL"], help="SQLite's storage.synchronous for the runs"
+    )
     parser.add_argument("--top", type=int, default=8, help="PostgreSQL statements printed per throughput part")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated parts to run: chat,queue,poll,rehydrate (default all)")
@@ -709,10 +782,12 @@ def main() -> int:
         help="private cluster modes to run, comma-separated: disk (fsync per commit) and/or crash (write per commit)",
     )
     args = parser.parse_args()
+    SQLITE_SYNCHRONOUS[0] = args.sqlite_synchronous
     random.seed(7)
     report: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load_start": os.getloadavg()},
         "agents": AGENTS,
+        "sqlite_synchronous": args.sqlite_synchronous,
     }
     with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)

@@ -206,6 +206,24 @@ COMPLETE_CLAIM_PG = CLAIM_PG.replace(
 COMPLETE_PG_SEQ, then CLAIM_PG only when the complete changed its row. It commits as the
 session commits (no DELIVERY_COMMIT): the complete is a durable ack, and the lease rides in
 the same flush."""
+COMPLETE_MANY_PG = (
+    "WITH e AS (SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[]) WITH ORDINALITY AS e(seq, token_sha, result, ord)) "
+    "UPDATE bus_messages b SET state = 'done', lease_token = NULL, lease_expires = NULL, result = e.result, "
+    "history = (COALESCE(b.history, '[]')::jsonb || jsonb_build_array(jsonb_build_object("
+    "'at', ?::text, 'event', 'completed', 'attempt', b.attempts, 'worker', ?::text)))::text "
+    "FROM e WHERE b.conversation_id = ? AND b.seq = ANY(?::bigint[]) AND b.seq = e.seq AND COALESCE(b.state, '') = 'leased' "
+    "AND b.lease_owner = ? "
+    "AND b.lease_expires > ? AND encode(sha256(convert_to(COALESCE(b.lease_token, ''), 'UTF8')), 'hex') = e.token_sha "
+    "AND EXISTS (SELECT 1 FROM bus_conversations WHERE id = ? AND token_hash = ? AND kind = 'queue' AND archived_at IS NULL "
+    "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0) "
+    f"RETURNING e.ord, {', '.join('b.' + c for c in TASK_COLUMNS.split(', '))}"
+)
+"""``complete_many`` on PostgreSQL in one statement, for the entries whose task this process
+leased (known seq): each row is fenced by the same WHERE clause as COMPLETE_PG_SEQ, so an
+entry that fails any check is simply not returned (and the step-by-step path names why). The
+rows are named by primary key (``seq = ANY(…)``) as well as joined to the entries: with the
+join alone the prepared plan hashed every message of the queue (640 blocks per batch).
+Returns each completed entry's position in the batch (1-based) and its task."""
 COMPLETE_PG_QUICK = f"{COMPLETE_PG}, {DELIVERY_COMMIT}"
 COMPLETE_PG_SEQ_QUICK = f"{COMPLETE_PG_SEQ}, {DELIVERY_COMMIT}"
 COMPLETE_CLAIM_PG_QUICK = COMPLETE_CLAIM_PG.replace("u.* FROM (SELECT 1) AS one", f"u.*, {DELIVERY_COMMIT} FROM (SELECT 1) AS one", 1)
@@ -1376,8 +1394,10 @@ class Bus:
         found = None
         if seq is not None:
             hinted = rows.one(
+                # COALESCE: the same test, written so the planner reads the row by primary key
+                # instead of walking the partial index of leases (see COMPLETE_PG_SEQ)
                 "SELECT seq, attempts, lease_owner, lease_expires, history, id, lease_token FROM bus_messages "
-                "WHERE conversation_id = ? AND seq = ? AND state = 'leased'" + rows.for_update,
+                "WHERE conversation_id = ? AND seq = ? AND COALESCE(state, '') = 'leased'" + rows.for_update,
                 (conversation_id, seq),
             )
             if hinted is not None and hmac.compare_digest(str(hinted[6] or ""), attempt_token):
@@ -1524,18 +1544,22 @@ class Bus:
         outcomes: dict[int, CompleteOutcome] = {}
         seqs = {i: self.hints.seq_of(e.attempt_token, conversation_id) for i, e in enumerate(entries)}
         first_of: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            if entry.attempt_token in first_of:
+                twice = f"this attempt token is listed twice in the batch (entries {first_of[entry.attempt_token]} and {i})"
+                outcomes[i] = self._refused(entry, InvalidInputError(twice))
+            else:
+                first_of[entry.attempt_token] = i
+        if self.sql.postgres:
+            outcomes.update(self._complete_many_pg(conversation_id, entries, seqs, outcomes, worker, token, now))
+        left = [i for i in range(len(entries)) if i not in outcomes]
+        if not left:
+            return self._batch_done(conversation_id, entries, outcomes)
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
             # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
-            for i in sorted(seqs, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
+            for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
                 entry = entries[i]
-                if entry.attempt_token in first_of:
-                    refused = InvalidInputError(
-                        f"this attempt token is listed twice in the batch (entries {first_of[entry.attempt_token]} and {i})"
-                    )
-                    outcomes[i] = self._refused(entry, refused)
-                    continue
-                first_of[entry.attempt_token] = i
                 try:
                     found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
                 except (ForbiddenError, LeaseLostError) as exc:
@@ -1550,6 +1574,41 @@ class Bus:
                     (entry.result, history, conversation_id, found[0], found[1]),
                 )
                 outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        return self._batch_done(conversation_id, entries, outcomes)
+
+    def _complete_many_pg(
+        self,
+        conversation_id: str,
+        entries: builtins.list[TaskResult],
+        seqs: dict[int, int | None],
+        decided: dict[int, CompleteOutcome],
+        worker: str,
+        token: str,
+        now: float,
+    ) -> dict[int, CompleteOutcome]:
+        """PostgreSQL: the entries whose task this process leased, completed in one statement
+        (COMPLETE_MANY_PG) and one durable commit; the others are left to the step-by-step path."""
+        known = [i for i in range(len(entries)) if seqs[i] is not None and i not in decided]
+        if not known:
+            return {}
+        params = (
+            [seqs[i] for i in known],
+            [hashlib.sha256(entries[i].attempt_token.encode("ascii")).hexdigest() for i in known],
+            [entries[i].result for i in known],
+            *(when(now).isoformat(), worker, conversation_id, [seqs[i] for i in known], worker, now),
+            *(conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker)),
+        )
+        with self.sql.write() as rows:
+            done = rows.all(COMPLETE_MANY_PG, params)
+        return {
+            known[int(row[0]) - 1]: CompleteOutcome(
+                attempt_token=entries[known[int(row[0]) - 1]].attempt_token, task=self._task_model(row[1:])
+            )
+            for row in done
+        }
+
+    @staticmethod
+    def _batch_done(conversation_id: str, entries: builtins.list[TaskResult], outcomes: dict[int, CompleteOutcome]) -> CompletedBatch:
         answered = [outcomes[i] for i in range(len(entries))]
         completed = sum(1 for o in answered if o.task is not None)
         return CompletedBatch(conversation_id=conversation_id, completed=completed, refused=len(answered) - completed, outcomes=answered)
