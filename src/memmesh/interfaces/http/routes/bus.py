@@ -28,6 +28,7 @@ from memmesh.bus.notify import Abandoned
 from memmesh.interfaces.http.deps import Caller, Svc, json_response, while_connected
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
+from memmesh.model import JsonNumber
 
 router = APIRouter(prefix="/api/v1/bus", tags=["bus"], responses=ERRORS)
 
@@ -67,7 +68,9 @@ class ClaimRequest(Body):
     worker: str
     lease_s: float | None = Field(None, gt=0)
     wait_s: Wait = None
-    limit: int = Field(1, ge=1, le=MAX_BATCH, description=f"lease up to this many ready tasks in one write (1-{MAX_BATCH})")
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH), JsonNumber] = Field(
+        1, description=f"lease up to this many ready tasks in one write (1-{MAX_BATCH})"
+    )
 
 
 class AttemptRequest(Body):
