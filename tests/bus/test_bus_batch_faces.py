@@ -76,21 +76,20 @@ def test_batch_send_claim_and_complete_over_http(served: Running) -> None:
     assert sent.status_code == 201, sent.text
     assert [(m["seq"], m["body"]) for m in sent.json()["messages"]] == [(i + 1, f"job {i}") for i in range(6)]
 
-    claimed = q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 5, "lease_s": 0.5}, headers=q.auth)
+    claimed = q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 5, "lease_s": 0.3}, headers=q.auth)
     assert claimed.status_code == 200, claimed.text
     got = claimed.json()
-    batch = got["deliveries"]
-    assert [d["message"]["body"] for d in batch] == [f"job {i}" for i in range(5)]
-    assert got["delivery"] == batch[0] and len({d["attempt_token"] for d in batch}) == 5
-    # four of the five leases are kept; job 0's runs out and w2 takes it (with the last ready task)
-    for d in batch[1:]:
-        beat = q.http.post(f"{q.base}/heartbeat", json={"worker": "w1", "attempt_token": d["attempt_token"], "lease_s": 30}, headers=q.auth)
-        assert beat.status_code == 200, beat.text
-    time.sleep(0.7)
-    other = q.http.post(f"{q.base}/claim", json={"worker": "w2", "limit": 5, "lease_s": 30}, headers=q.auth).json()["deliveries"]
-    assert [(d["message"]["body"], d["attempt"]) for d in other] == [("job 0", 2), ("job 5", 1)]
+    first = got["deliveries"]
+    assert [d["message"]["body"] for d in first] == [f"job {i}" for i in range(5)]
+    assert got["delivery"] == first[0] and len({d["attempt_token"] for d in first}) == 5
+    time.sleep(0.5)  # every one of those leases runs out: w1 takes four back, w2 the fifth and the last ready task
+    batch = q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 4, "lease_s": 60}, headers=q.auth).json()["deliveries"]
+    assert [(d["message"]["body"], d["attempt"]) for d in batch] == [(f"job {i}", 2) for i in range(4)]
+    other = q.http.post(f"{q.base}/claim", json={"worker": "w2", "limit": 5, "lease_s": 60}, headers=q.auth).json()["deliveries"]
+    assert [(d["message"]["body"], d["attempt"]) for d in other] == [("job 4", 2), ("job 5", 1)]
 
-    results = [{"attempt_token": d["attempt_token"], "result": f"done {d['message']['body']}"} for d in batch]
+    results = [{"attempt_token": first[0]["attempt_token"], "result": "stale"}]
+    results += [{"attempt_token": d["attempt_token"], "result": f"done {d['message']['body']}"} for d in batch]
     results += [{"attempt_token": other[1]["attempt_token"]}, {"attempt_token": batch[1]["attempt_token"]}]
     done = q.http.post(f"{q.base}/complete/batch", json={"worker": "w1", "results": results}, headers=q.auth)
     assert done.status_code == 200, done.text  # some entries refused: still 200, the outcomes say which
@@ -105,9 +104,9 @@ def test_batch_send_claim_and_complete_over_http(served: Running) -> None:
     assert "listed twice" in twice["message"]
 
     tasks = {t["body"]: t for t in q.tasks()}
-    assert [tasks[f"job {i}"]["result"] for i in range(1, 5)] == [f"done job {i}" for i in range(1, 5)]
-    assert {tasks[f"job {i}"]["state"] for i in range(1, 5)} == {"done"}
-    assert (tasks["job 0"]["state"], tasks["job 0"]["worker"], tasks["job 0"]["result"]) == ("leased", "w2", None)
+    assert [tasks[f"job {i}"]["result"] for i in range(4)] == [f"done job {i}" for i in range(4)], "the stale entry wrote its result"
+    assert {tasks[f"job {i}"]["state"] for i in range(4)} == {"done"}
+    assert (tasks["job 4"]["state"], tasks["job 4"]["worker"], tasks["job 4"]["result"]) == ("leased", "w2", None)
     assert (tasks["job 5"]["state"], tasks["job 5"]["worker"]) == ("leased", "w2"), "a refused entry changed its task"
 
     # w2 completes its two in one call, then the queue is empty: limit > 1 answers an empty list
@@ -239,24 +238,24 @@ def test_batch_tools_over_mcp_stdio(tmp_path: Path) -> None:
             q = {"conversation_id": queue["conversation_id"], "token": queue["token"]}
             for i in range(3):
                 await c.ok("bus_send_message", **q, sender="coord", body=f"job {i}")
-            one = await c.ok("bus_claim_task", **q, worker="w1", lease_seconds=0.3)
+            one = await c.ok("bus_claim_task", **q, worker="w1", lease_seconds=60)
             assert set(one) == {"delivery"} and one["delivery"]["message"]["body"] == "job 0"  # limit 1: the answer as before
             short = (await c.ok("bus_claim_task", **q, worker="w1", limit=5, lease_seconds=0.3))["deliveries"]
             assert [d["message"]["body"] for d in short] == ["job 1", "job 2"]
             await asyncio.sleep(0.5)
-            again = (await c.ok("bus_claim_task", **q, worker="w1", limit=2, lease_seconds=60))["deliveries"]
-            assert [(d["message"]["body"], d["attempt"]) for d in again] == [("job 0", 2), ("job 1", 2)]
+            again = (await c.ok("bus_claim_task", **q, worker="w1", limit=5, lease_seconds=60))["deliveries"]
+            assert [(d["message"]["body"], d["attempt"]) for d in again] == [("job 1", 2), ("job 2", 2)]
             results = [{"attempt_token": short[0]["attempt_token"], "result": "late"}]
             results += [{"attempt_token": d["attempt_token"], "result": f"ok {d['message']['body']}"} for d in again]
             batch = await c.ok("bus_complete_tasks", **q, worker="w1", results=results)
             assert (batch["completed"], batch["refused"]) == (2, 1)
             assert batch["outcomes"][0]["error"]["code"] == "lease_lost" and batch["outcomes"][0].get("task") is None
-            assert [o["task"]["result"] for o in batch["outcomes"][1:]] == ["ok job 0", "ok job 1"]
+            assert [o["task"]["result"] for o in batch["outcomes"][1:]] == ["ok job 1", "ok job 2"]
 
             with Memory(f"sqlite:///{env.db}", settings) as mem:
                 before = mem.service.bus.tasks(q["conversation_id"], token=q["token"], principal=LOCAL_PRINCIPAL)
-            assert [(t.state, t.result) for t in before] == [("done", "ok job 0"), ("done", "ok job 1"), ("ready", None)]
-            live = {"attempt_token": "0" * 32}
+            assert [(t.state, t.result) for t in before] == [("leased", None), ("done", "ok job 1"), ("done", "ok job 2")]
+            live = {"attempt_token": one["delivery"]["attempt_token"]}  # a refused call that wrote would complete job 0
             hostile = [
                 ("bus_claim_task", {"worker": "w1", "limit": 0}, "limit must be between 1 and 100"),
                 ("bus_claim_task", {"worker": "w1", "limit": 101}, "limit must be between 1 and 100"),
