@@ -195,6 +195,9 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ("POST", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule(
         "writer", lambda w: _bus(w, "messages", json={"from": "a", "body": "hi"}), ok_status=201
     ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/messages/batch"): HttpRule(
+        "writer", lambda w: _bus(w, "messages/batch", json={"from": "a", "bodies": ["hi", "there"]}), ok_status=201
+    ),
     ("GET", "/api/v1/bus/conversations/{conversation_id}/messages"): HttpRule("reader", lambda w: _bus(w, "messages"), check=_no_other),
     ("GET", "/api/v1/bus/conversations/{conversation_id}/unread"): HttpRule(
         "reader", lambda w: _bus(w, "unread", params={"agent": "b"}), check=_no_other
@@ -210,6 +213,9 @@ BUS_HTTP_RULES: dict[tuple[str, str], HttpRule] = {
     ),
     ("POST", "/api/v1/bus/conversations/{conversation_id}/complete"): HttpRule(
         "writer", lambda w: _bus(w, "complete", True, json={"worker": "w", "attempt_token": w.attempt, "result": "ok"})
+    ),
+    ("POST", "/api/v1/bus/conversations/{conversation_id}/complete/batch"): HttpRule(
+        "writer", lambda w: _bus(w, "complete/batch", True, json={"worker": "w", "results": [{"attempt_token": w.attempt, "result": "ok"}]})
     ),
     ("POST", "/api/v1/bus/conversations/{conversation_id}/fail"): HttpRule(
         "writer", lambda w: _bus(w, "fail", True, json={"worker": "w", "attempt_token": w.attempt})
@@ -534,6 +540,10 @@ TOOL_RULES: dict[str, ToolRule] = {
     "bus_claim_task": ToolRule("writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w"}),
     "bus_complete_task": ToolRule(
         "writer", lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w", "attempt_token": w.attempt}
+    ),
+    "bus_complete_tasks": ToolRule(
+        "writer",
+        lambda w: {"conversation_id": w.queue, "token": w.queue_token, "worker": "w", "results": [{"attempt_token": w.attempt}]},
     ),
     "memory_extraction_status": ToolRule("reader", lambda w: {"job_id": w.job}, lambda w: {"job_id": w.job_b}, check=_no_other),
     "session_append": ToolRule(

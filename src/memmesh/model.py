@@ -205,6 +205,8 @@ PositiveInt = Annotated[int, Field(ge=1), BeforeValidator(_json_number)]
 Priority = Annotated[int, Field(ge=1, le=10), BeforeValidator(_json_number)]
 Confidence = Annotated[float, Field(ge=0.0, le=1.0), BeforeValidator(_json_number)]
 TtlSeconds = Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_json_number)]
+JsonNumber = BeforeValidator(_json_number)
+"""The same refusal for a range of a face's own: ``Annotated[int, Field(ge=1, le=N), JsonNumber]``."""
 StrictBool = Annotated[bool, Strict()]
 """``true`` or ``false`` only: ``1`` and ``"yes"`` are refused."""
 

@@ -86,7 +86,7 @@ def test_task_queue_fencing_and_dead_letters_over_http(serve: Any) -> None:
     assert failed.json()["state"] == "dead"  # 2 deliveries = bus.max_deliveries here
     dead = http.get(f"{base}/tasks", params={"state": "dead"}, headers=auth).json()["tasks"]
     assert len(dead) == 1 and "bad input" in dead[0]["dead_reason"] and dead[0]["attempts"] == 2
-    assert http.post(f"{base}/claim", json={"worker": "w1"}, headers=auth).json() == {"delivery": None}
+    assert http.post(f"{base}/claim", json={"worker": "w1"}, headers=auth).json() == {"delivery": None, "deliveries": []}
     assert 'memmesh_bus_tasks{state="dead"} 1' in http.get("/metrics").text
 
 

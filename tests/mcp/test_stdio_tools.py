@@ -134,6 +134,14 @@ async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
     )
     assert stale.is_error and "no longer holds" in stale.text
     assert mem.service.bus.tasks(queue["conversation_id"], token=queue["token"], principal=LOCAL_PRINCIPAL)[0].result == "ok"
+    # batches: several tasks leased in one claim, completed in one write (each entry fenced alone)
+    qid, qtoken = queue["conversation_id"], queue["token"]
+    mem.service.bus.send_many(qid, ["job 4", "job 5"], sender="coord", token=qtoken, principal=LOCAL_PRINCIPAL)
+    many = (await c.ok("bus_claim_task", conversation_id=qid, token=qtoken, worker="shard", limit=5))["deliveries"]
+    assert [d["message"]["body"] for d in many] == ["job 4", "job 5"]  # job 3 is still leased (claim_next above)
+    results = [{"attempt_token": d["attempt_token"], "result": d["message"]["body"]} for d in many]
+    batch = await c.ok("bus_complete_tasks", conversation_id=qid, token=qtoken, worker="shard", results=results)
+    assert (batch["completed"], batch["refused"]) == (2, 0) and [o["task"]["result"] for o in batch["outcomes"]] == ["job 4", "job 5"]
     turn = await c.ok("session_append", session_id="mcp-s", content="we chose plan B", role="user")
     assert turn["turn"] == 1 and mem.service.sessions.turns("mcp-s", principal=LOCAL_PRINCIPAL)[0].content == "we chose plan B"
     back = await c.ok("session_rehydrate", session_id="mcp-s", budget_tokens=100)

@@ -12,7 +12,8 @@ import sys
 import typer
 from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.bus.model import Delivery
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 
@@ -156,17 +157,28 @@ def claim(
     token: str = TOKEN,
     lease: float = typer.Option(None, "--lease", help="Lease seconds (default bus.lease_s); heartbeat before it ends."),
     wait: float = WAIT,
+    limit: int = typer.Option(1, "--limit", help="Lease up to this many ready tasks in one write (1-100), each with its own token."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Lease the oldest ready task of a queue; exit code 3 when there is none."""
-    got = _service().bus.claim(conversation, worker=worker, token=token, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
-    if got is None:
-        print_json({"delivery": None}) if as_json else console.print("no task ready", markup=False)
+    """Lease the oldest ready task of a queue (or up to --limit of them); exit code 3 when there is none."""
+    bus = _service().bus
+    if limit == 1:
+        one = bus.claim(conversation, worker=worker, token=token, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
+        got = [one] if one is not None else []
+    else:
+        got = bus.claim_many(conversation, worker=worker, token=token, limit=limit, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
+    if not got:
+        print_json({"delivery": None} if limit == 1 else {"deliveries": []}) if as_json else console.print("no task ready", markup=False)
         raise typer.Exit(3)
     if as_json:
-        print_json(got)
-    else:
-        console.print(f"task {got.message.id} attempt {got.attempt} token {got.attempt_token}\n{got.message.body}", markup=False)
+        print_json(got[0] if limit == 1 else {"deliveries": got})
+        return
+    for delivery in got:
+        _print_delivery(delivery)
+
+
+def _print_delivery(got: Delivery) -> None:
+    console.print(f"task {got.message.id} attempt {got.attempt} token {got.attempt_token}\n{got.message.body}", markup=False)
 
 
 @bus_app.command("heartbeat")
@@ -186,19 +198,38 @@ def heartbeat(
 @bus_app.command("complete")
 def complete(
     conversation: str = CONV,
-    attempt_token: str = ATTEMPT,
+    attempt_tokens: list[str] = typer.Argument(..., help="The attempt token the claim returned; several complete them in one write."),
     worker: str = WORKER,
     token: str = TOKEN,
-    result: str = typer.Option(None, "--result", help="The task's result."),
+    result: str = typer.Option(None, "--result", help="The task's result (with several tokens: each task's)."),
     claim_next: bool = typer.Option(False, "--claim-next", help="Also lease the next ready task to this worker, in the same write."),
     lease: float = typer.Option(None, "--lease", help="The next task's lease with --claim-next (default bus.lease_s)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Mark the task done (only the attempt holding the lease may)."""
+    """Mark the task done (only the attempt holding the lease may). Several tokens complete
+    their tasks in one write, each checked alone: exit code 1 when any was refused."""
     bus = _service().bus
+    if len(attempt_tokens) > 1:
+        if claim_next:
+            raise typer.BadParameter("--claim-next takes one attempt token: complete a batch, then `bus claim --limit N`")
+        batch = [{"attempt_token": attempt, "result": result} for attempt in attempt_tokens]
+        done = bus.complete_many(conversation, batch, worker=worker, token=token, principal=LOCAL_PRINCIPAL)
+        if as_json:
+            print_json(done)
+        else:
+            for outcome in done.outcomes:
+                if outcome.task is not None:
+                    console.print(f"task {outcome.task.id} done", markup=False)
+                elif outcome.error is not None:
+                    err_console.print(
+                        f"attempt {outcome.attempt_token} refused ({outcome.error.code}): {outcome.error.message}", markup=False
+                    )
+        if done.refused:
+            raise typer.Exit(1)
+        return
     task = bus.complete(
         conversation,
-        attempt_token,
+        attempt_tokens[0],
         worker=worker,
         token=token,
         result=result,
@@ -210,9 +241,8 @@ def complete(
         print_json(task)
         return
     console.print(f"task {task.id} done", markup=False)
-    got = task.next
-    if got is not None:
-        console.print(f"task {got.message.id} attempt {got.attempt} token {got.attempt_token}\n{got.message.body}", markup=False)
+    if task.next is not None:
+        _print_delivery(task.next)
     elif claim_next:
         console.print("no task ready", markup=False)
 

@@ -113,11 +113,20 @@ class BusTools:
         token: Token,
         worker: Annotated[str, Field(description="Your worker name (a participant of the queue).")],
         lease_seconds: Annotated[float | None, Field(description="Lease length; heartbeat before it ends.")] = None,
+        limit: Annotated[
+            int, Field(description="Lease up to this many ready tasks at once (1-100); above 1 the answer is a deliveries list.")
+        ] = 1,
     ) -> Any:
-        """Lease the oldest ready task of a queue. Keep its attempt_token: heartbeat, complete
-        and fail need it, and are refused once the lease is lost."""
-        got = self.service.bus.claim(conversation_id, worker=worker, token=token, lease_s=lease_seconds, principal=self.who())
-        return {"delivery": _dump(got) if got else None}
+        """Lease the oldest ready task of a queue (or, with limit, up to that many in one
+        write: answered as deliveries, each with its own attempt_token). Keep each
+        attempt_token: heartbeat, complete and fail need it, and are refused once its lease
+        is lost."""
+        bus, who = self.service.bus, self.who()
+        if limit == 1:
+            got = bus.claim(conversation_id, worker=worker, token=token, lease_s=lease_seconds, principal=who)
+            return {"delivery": _dump(got) if got else None}
+        found = bus.claim_many(conversation_id, worker=worker, token=token, limit=limit, lease_s=lease_seconds, principal=who)
+        return {"deliveries": [_dump(d) for d in found]}
 
     @tool("bus", "Complete a task")
     def bus_complete_task(
@@ -143,6 +152,22 @@ class BusTools:
             lease_s=lease_seconds,
         )
         return _dump(task)
+
+    @tool("bus", "Complete several tasks")
+    def bus_complete_tasks(
+        self,
+        conversation_id: ConvId,
+        token: Token,
+        worker: Annotated[str, Field(description="Your worker name.")],
+        results: Annotated[
+            list[dict[str, Any]],
+            Field(description="1-100 entries {attempt_token, result?}: each attempt_token as bus_claim_task returned it."),
+        ],
+    ) -> Any:
+        """Mark several leased tasks done in one write. Each entry stands alone: one whose
+        lease was lost is refused in outcomes (with error code and message) and changes
+        nothing, while the others complete."""
+        return _dump(self.service.bus.complete_many(conversation_id, results, worker=worker, token=token, principal=self.who()))
 
     @tool("session", "Append a session turn")
     def session_append(

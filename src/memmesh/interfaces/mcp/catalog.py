@@ -52,6 +52,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "bus_list_conversations",
         "bus_claim_task",
         "bus_complete_task",
+        "bus_complete_tasks",
     ),
     "ops": ("memory_stats", "memory_quota_status", "memory_health", "memory_export", "memory_import", "memory_backup"),
     "governance": (

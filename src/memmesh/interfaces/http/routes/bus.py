@@ -11,10 +11,24 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from memmesh.bus.model import AckResult, BusMessage, Completed, Conversation, Delivery, OpenedConversation, Task, Transcript, Unread
+from memmesh.bus.core import MAX_BATCH
+from memmesh.bus.model import (
+    AckResult,
+    BusMessage,
+    Completed,
+    CompletedBatch,
+    Conversation,
+    Delivery,
+    OpenedConversation,
+    Task,
+    Transcript,
+    Unread,
+)
+from memmesh.bus.notify import Abandoned
 from memmesh.interfaces.http.deps import Caller, Svc, json_response, while_connected
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
+from memmesh.model import JsonNumber
 
 router = APIRouter(prefix="/api/v1/bus", tags=["bus"], responses=ERRORS)
 
@@ -36,6 +50,14 @@ class SendRequest(Body):
     to: str | None = Field(None, description="only this participant receives it (chat only: a task queue refuses a recipient)")
 
 
+class SendBatchRequest(Body):
+    """Several messages (in a queue: tasks) posted in one write, all or nothing, numbered consecutively."""
+
+    sender: str = Field(alias="from", description="the sending participant")
+    bodies: list[str] = Field(min_length=1, max_length=MAX_BATCH, description=f"the messages, in order (1-{MAX_BATCH})")
+    to: str | None = Field(None, description="only this participant receives them (chat only: a task queue refuses a recipient)")
+
+
 class AckRequest(Body):
     agent: str
     ids: list[str] = Field(default_factory=list, description="ack these messages and everything before them")
@@ -46,6 +68,9 @@ class ClaimRequest(Body):
     worker: str
     lease_s: float | None = Field(None, gt=0)
     wait_s: Wait = None
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH), JsonNumber] = Field(
+        1, description=f"lease up to this many ready tasks in one write (1-{MAX_BATCH})"
+    )
 
 
 class AttemptRequest(Body):
@@ -63,6 +88,18 @@ class CompleteRequest(AttemptRequest):
     lease_s: float | None = Field(None, gt=0, description="The next task's lease (with claim_next; default bus.lease_s).")
 
 
+class ResultEntry(Body):
+    attempt_token: str = Field(description="the attempt token the claim returned")
+    result: str | None = None
+
+
+class CompleteBatchRequest(Body):
+    worker: str
+    results: list[ResultEntry] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"the finished attempts and their results (1-{MAX_BATCH})"
+    )
+
+
 class FailRequest(AttemptRequest):
     reason: str = "worker reported failure"
 
@@ -75,8 +112,13 @@ class TaskList(BaseModel):
     tasks: list[Task]
 
 
+class MessageList(BaseModel):
+    messages: list[BusMessage]
+
+
 class ClaimResult(BaseModel):
-    delivery: Delivery | None
+    delivery: Delivery | None = Field(description="the first task leased (null when none was ready)")
+    deliveries: list[Delivery] = Field(description="every task leased, oldest first (at most `limit`)")
 
 
 @router.post("/conversations", status_code=201, response_model=OpenedConversation, summary="Open a conversation")
@@ -104,6 +146,15 @@ def list_conversations(
 def send(conversation_id: str, body: SendRequest, token: Token, service: Svc, who: Caller) -> Response:
     message = service.bus.send(conversation_id, body.body, sender=body.sender, to=body.to, token=token, principal=who)
     return json_response(message, 201)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages/batch", status_code=201, response_model=MessageList, summary="Send several messages"
+)
+def send_batch(conversation_id: str, body: SendBatchRequest, token: Token, service: Svc, who: Caller) -> Response:
+    """Post up to 100 messages (in a queue: tasks) in one write: all or nothing, numbered consecutively."""
+    sent = service.bus.send_many(conversation_id, body.bodies, sender=body.sender, to=body.to, token=token, principal=who)
+    return json_response(MessageList(messages=sent), 201)
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=Transcript, summary="A conversation's messages in mesh order")
@@ -146,18 +197,25 @@ def ack(conversation_id: str, body: AckRequest, token: Token, service: Svc, who:
     return json_response(done)
 
 
-@router.post("/conversations/{conversation_id}/claim", response_model=ClaimResult, summary="Lease the next task of a queue")
+@router.post("/conversations/{conversation_id}/claim", response_model=ClaimResult, summary="Lease the next tasks of a queue")
 async def claim(request: Request, conversation_id: str, body: ClaimRequest, token: Token, service: Svc, who: Caller) -> Response:
-    """The oldest ready task, leased to the worker; with ``wait_s``, waits for one (and stops
-    waiting, taking nothing, when the client disconnects)."""
-    got = await while_connected(
-        request,
-        lambda gone: service.bus.claim(
-            conversation_id, worker=body.worker, token=token, lease_s=body.lease_s, wait_s=body.wait_s, principal=who, abandoned=gone
-        ),
-        waits=bool(body.wait_s),
-    )
-    return json_response(ClaimResult(delivery=got))
+    """The oldest ready task (up to ``limit`` of them, in one write, each with its own attempt
+    token), leased to the worker; with ``wait_s``, waits for one (and stops waiting, taking
+    nothing, when the client disconnects)."""
+
+    def take(gone: Abandoned | None) -> list[Delivery]:
+        worker, lease_s, wait_s = body.worker, body.lease_s, body.wait_s
+        if body.limit == 1:
+            one = service.bus.claim(
+                conversation_id, worker=worker, token=token, lease_s=lease_s, wait_s=wait_s, principal=who, abandoned=gone
+            )
+            return [one] if one is not None else []
+        return service.bus.claim_many(
+            conversation_id, worker=worker, token=token, limit=body.limit, lease_s=lease_s, wait_s=wait_s, principal=who, abandoned=gone
+        )
+
+    got = await while_connected(request, take, waits=bool(body.wait_s))
+    return json_response(ClaimResult(delivery=got[0] if got else None, deliveries=got))
 
 
 @router.post("/conversations/{conversation_id}/heartbeat", response_model=Delivery, summary="Extend a task lease")
@@ -179,6 +237,17 @@ def complete(conversation_id: str, body: CompleteRequest, token: Token, service:
         lease_s=body.lease_s,
     )
     return json_response(task)
+
+
+@router.post("/conversations/{conversation_id}/complete/batch", response_model=CompletedBatch, summary="Complete several leased tasks")
+def complete_batch(conversation_id: str, body: CompleteBatchRequest, token: Token, service: Svc, who: Caller) -> Response:
+    """Up to 100 tasks completed in one durable write. Each entry is fenced alone: an attempt
+    whose lease was lost is refused in its ``outcomes`` entry (with the error the single
+    complete would answer) and changes nothing, while the others complete; the call is still
+    200. Malformed input refuses the whole call, and nothing is written."""
+    results = [entry.model_dump() for entry in body.results]
+    done = service.bus.complete_many(conversation_id, results, worker=body.worker, token=token, principal=who)
+    return json_response(done)
 
 
 @router.post("/conversations/{conversation_id}/fail", response_model=Task, summary="Give a leased task back")
