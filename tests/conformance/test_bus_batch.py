@@ -254,3 +254,21 @@ def test_batches_across_processes_complete_every_task_once_and_refuse_every_late
     tasks = {t.body: t for t in bus.tasks(q.id, token=q.token, principal=P, limit=1000)}
     assert all(t.state == "done" for t in tasks.values())
     assert {body: name for body, name, *_ in done} == {body: t.result for body, t in tasks.items()}
+
+
+def test_a_heartbeat_that_shortens_a_lease_is_seen_by_the_next_claim(
+    backend_url: str, open_memory: Callable[..., Memory], clock: Any
+) -> None:
+    """A worker may heartbeat with a shorter lease than it claimed with (it knows it is about
+    to stop): once that shorter lease runs out, the next claim gives the task to another
+    worker, as for any lease run out (found by the faces' review, session 11)."""
+    bus = open_memory(backend_url).service.bus
+    q = bus.open(["boss", "w1", "w2"], kind="queue", principal=P)
+    bus.send(q.id, "job", sender="boss", token=q.token, principal=P)
+    held = bus.claim(q.id, worker="w1", token=q.token, lease_s=60, principal=P)
+    assert held is not None
+    assert bus.claim(q.id, worker="w2", token=q.token, principal=P) is None  # the claim looks, and learns the 60 s lease
+    bus.heartbeat(q.id, held.attempt_token, worker="w1", token=q.token, lease_s=5, principal=P)
+    clock.advance(seconds=6)
+    again = bus.claim(q.id, worker="w2", token=q.token, principal=P)
+    assert again is not None and again.message.body == "job" and again.attempt == 2

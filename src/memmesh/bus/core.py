@@ -1445,6 +1445,8 @@ class Bus:
                 "UPDATE bus_messages SET lease_expires = ? WHERE conversation_id = ? AND seq = ?", (now + lease, conversation_id, found[0])
             )
             msg = rows.one(f"SELECT {MSG_COLUMNS} FROM bus_messages WHERE conversation_id = ? AND seq = ?", (conversation_id, found[0]))
+        # a heartbeat may shorten the lease: the next claim must know it can run out that soon
+        self.hints.lease_granted(conversation_id, now + lease)
         return Delivery(
             conversation_id=conversation_id,
             message=self._message(msg),  # type: ignore[arg-type]
