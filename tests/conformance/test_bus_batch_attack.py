@@ -1,0 +1,86 @@
+"""Batch claim and batch ack under attack (issue 24): what test_bus_batch.py does not try.
+
+- Fencing is by attempt token, never by worker name: a task lost by attempt 1 and leased
+  again to the SAME worker refuses attempt 1's late entry, even in the batch that completes
+  attempt 2.
+- Two batch completes naming the same tasks in different orders (a client retrying through
+  another server process, entries gathered in a different order) must not wait on each other
+  in a cycle: PostgreSQL breaks such a deadlock by cancelling one call after
+  ``deadlock_timeout``, whose caller is told nothing was stored and whose own entries are
+  rolled back with it. Exactly one entry per task completes, every other is refused
+  ``lease_lost``, and no call fails.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from memmesh import Memory
+from memmesh.model import LOCAL_PRINCIPAL as P
+
+
+def test_a_stale_attempt_leased_again_to_the_same_worker_is_refused(
+    backend_url: str, open_memory: Callable[..., Memory], clock: Any
+) -> None:
+    bus = open_memory(backend_url).service.bus
+    q = bus.open(["boss", "w1"], kind="queue", principal=P)
+    bus.send_many(q.id, ["a", "b"], sender="boss", token=q.token, principal=P)
+    first = bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=2, lease_s=5)
+    clock.advance(seconds=6)
+    second = bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=2, lease_s=60)
+    assert [(d.message.body, d.attempt, d.worker) for d in second] == [("a", 2, "w1"), ("b", 2, "w1")]
+    # attempt 1's entries, alone and beside attempt 2's (before and after it in the batch)
+    late = bus.complete_many(
+        q.id, [{"attempt_token": d.attempt_token, "result": "old"} for d in first], worker="w1", token=q.token, principal=P
+    )
+    assert [o.error.code if o.error else "ok" for o in late.outcomes] == ["lease_lost", "lease_lost"]
+    mixed = [
+        {"attempt_token": first[0].attempt_token, "result": "old"},
+        {"attempt_token": second[0].attempt_token, "result": "new"},
+        {"attempt_token": second[1].attempt_token, "result": "new"},
+        {"attempt_token": first[1].attempt_token, "result": "old"},
+    ]
+    batch = bus.complete_many(q.id, mixed, worker="w1", token=q.token, principal=P)
+    assert [o.error.code if o.error else "ok" for o in batch.outcomes] == ["lease_lost", "ok", "ok", "lease_lost"]
+    tasks = bus.tasks(q.id, token=q.token, principal=P)
+    assert [(t.body, t.state, t.attempts, t.result) for t in tasks] == [("a", "done", 2, "new"), ("b", "done", 2, "new")]
+    assert all([e["attempt"] for e in t.history if e["event"] == "completed"] == [2] for t in tasks)
+
+
+def test_two_batches_naming_the_same_tasks_in_opposite_orders_never_deadlock(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    leaser = open_memory(backend_url).service.bus
+    # two more processes' buses: they did not lease the tasks (no hint of where each one is)
+    others = [open_memory(backend_url).service.bus, open_memory(backend_url).service.bus]
+    q = leaser.open(["boss", "w1"], kind="queue", principal=P)
+    per_round = 30
+    # rounds 0-2: two callers that did not lease; rounds 3-4: the leaser against another caller
+    for round_ in range(5):
+        leaser.send_many(q.id, [f"r{round_}-{i}" for i in range(per_round)], sender="boss", token=q.token, principal=P)
+        held = leaser.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=per_round, lease_s=120)
+        assert len(held) == per_round
+        entries = [{"attempt_token": d.attempt_token, "result": f"ok {d.message.body}"} for d in held]
+        callers = others if round_ < 3 else [leaser, others[0]]
+        orders = [entries, entries[::-1]]
+        answers: list[Any] = [None, None]
+        start = threading.Barrier(2)
+
+        def run(k: int, callers: list[Any] = callers, orders: list[Any] = orders, answers: list[Any] = answers, start: Any = start) -> None:
+            start.wait()
+            try:
+                answers[k] = callers[k].complete_many(q.id, orders[k], worker="w1", token=q.token, principal=P)
+            except Exception as exc:  # the failure under test: reported below, per round
+                answers[k] = exc
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert [a for a in answers if isinstance(a, Exception)] == [], f"round {round_}"
+        assert sum(a.completed for a in answers) == per_round, f"round {round_}: each task completed exactly once"
+        codes = {o.error.code for a in answers for o in a.outcomes if o.error}
+        assert codes <= {"lease_lost"}, codes
+    done = leaser.tasks(q.id, token=q.token, principal=P, state="done", limit=1000)
+    assert len(done) == 5 * per_round and all(t.result == f"ok {t.body}" and t.attempts == 1 for t in done)
