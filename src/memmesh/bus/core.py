@@ -1557,6 +1557,7 @@ class Bus:
             return self._batch_done(conversation_id, entries, outcomes)
         with self.sql.write() as rows:
             self._queue(rows, conversation_id, token, worker, now)
+            self._lease_seqs(rows, conversation_id, entries, left, seqs)
             # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
             for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
                 entry = entries[i]
@@ -1588,7 +1589,9 @@ class Bus:
     ) -> dict[int, CompleteOutcome]:
         """PostgreSQL: the entries whose task this process leased, completed in one statement
         (COMPLETE_MANY_PG) and one durable commit; the others are left to the step-by-step path."""
-        known = [i for i in range(len(entries)) if seqs[i] is not None and i not in decided]
+        # in seq order: a plan that walks the entries (or the primary key) locks the rows in
+        # the same order as the step-by-step path of another batch naming the same tasks
+        known = sorted((i for i in range(len(entries)) if seqs[i] is not None and i not in decided), key=lambda i: seqs[i] or 0)
         if not known:
             return {}
         params = (
@@ -1606,6 +1609,25 @@ class Bus:
             )
             for row in done
         }
+
+    @staticmethod
+    def _lease_seqs(
+        rows: Rows, conversation_id: str, entries: builtins.list[TaskResult], left: Sequence[int], seqs: dict[int, int | None]
+    ) -> None:
+        """Fill in the seq of the task each entry of ``left`` holds when this process did not
+        lease it (no hint), from one read of the queue's leases in flight (each token compared in
+        constant time, never handed to SQL, as in _fenced). The step-by-step path then locks
+        every row in seq order: locked in the order asked, two batches naming the same tasks in
+        different orders waited on each other (a deadlock PostgreSQL broke by cancelling one,
+        after deadlock_timeout). A token matching no lease keeps None (_fenced refuses it)."""
+        unknown = [i for i in left if seqs[i] is None]
+        if not unknown:
+            return
+        leased = rows.all("SELECT seq, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,))
+        for i in unknown:
+            for number, held in leased:
+                if hmac.compare_digest(str(held or ""), entries[i].attempt_token):
+                    seqs[i] = int(number)
 
     @staticmethod
     def _batch_done(conversation_id: str, entries: builtins.list[TaskResult], outcomes: dict[int, CompleteOutcome]) -> CompletedBatch:
