@@ -9,6 +9,7 @@
   ``deadlock_timeout``, whose caller is told nothing was stored and whose own entries are
   rolled back with it. Exactly one entry per task completes, every other is refused
   ``lease_lost``, and no call fails.
+- Hostile entries are refused whole with their reason, whatever form they come in.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from memmesh import Memory
+from memmesh.bus.model import TaskResult
+from memmesh.errors import InvalidInputError
 from memmesh.model import LOCAL_PRINCIPAL as P
 
 
@@ -84,3 +89,29 @@ def test_two_batches_naming_the_same_tasks_in_opposite_orders_never_deadlock(bac
         assert codes <= {"lease_lost"}, codes
     done = leaser.tasks(q.id, token=q.token, principal=P, state="done", limit=1000)
     assert len(done) == 5 * per_round and all(t.result == f"ok {t.body}" and t.attempts == 1 for t in done)
+
+
+def test_task_result_objects_are_checked_like_dicts(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    """A TaskResult built without validation (``model_construct``, or a field set after
+    construction) is checked as the same entry given as a dict: refused with the reason, not
+    a TypeError (an internal error on a face) nor a misleading "result is empty"."""
+    bus = open_memory(backend_url).service.bus
+    q = bus.open(["boss", "w1"], kind="queue", principal=P)
+    bus.send_many(q.id, ["a"], sender="boss", token=q.token, principal=P)
+    held = bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=2, lease_s=60)
+    changed = TaskResult(attempt_token=held[0].attempt_token)
+    changed.attempt_token = None  # type: ignore[assignment]
+    cases: list[tuple[TaskResult, str]] = [
+        (TaskResult.model_construct(attempt_token=None), r"results\[1\].*attempt_token: input should be a valid string"),
+        (changed, r"results\[1\].*attempt_token: input should be a valid string"),
+        (
+            TaskResult.model_construct(attempt_token=held[0].attempt_token, result=5),
+            r"results\[1\].*result: input should be a valid string",
+        ),
+    ]
+    good = TaskResult(attempt_token=held[0].attempt_token, result="fine")
+    for bad, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            bus.complete_many(q.id, [good, bad], worker="w1", token=q.token, principal=P)
+    assert [t.state for t in bus.tasks(q.id, token=q.token, principal=P)] == ["leased"], "a refused batch wrote nothing"
+    assert bus.complete_many(q.id, [good], worker="w1", token=q.token, principal=P).completed == 1
