@@ -1644,7 +1644,8 @@ class Bus:
         entries = []
         for i, raw in enumerate(results):
             try:
-                entry = raw if isinstance(raw, TaskResult) else TaskResult.model_validate(raw)
+                # a TaskResult too: one built by model_construct, or changed after, was never checked
+                entry = TaskResult.model_validate(dict(raw) if isinstance(raw, TaskResult) else raw)
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg'].lower()}" for e in exc.errors())
                 raise InvalidInputError(f"results[{i}] is not an {{attempt_token, result}} entry ({problems})") from None
