@@ -115,3 +115,31 @@ def test_task_result_objects_are_checked_like_dicts(backend_url: str, open_memor
             bus.complete_many(q.id, [good, bad], worker="w1", token=q.token, principal=P)
     assert [t.state for t in bus.tasks(q.id, token=q.token, principal=P)] == ["leased"], "a refused batch wrote nothing"
     assert bus.complete_many(q.id, [good], worker="w1", token=q.token, principal=P).completed == 1
+
+
+def test_a_batch_mixing_this_process_other_process_garbage_and_foreign_tokens(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    """Each entry's outcome is its own, in the order asked, whichever path completed it (the
+    one statement for the tasks this process leased, step by step for the rest)."""
+    here = open_memory(backend_url).service.bus
+    there = open_memory(backend_url).service.bus  # another process: its tokens are unknown here
+    q = here.open(["boss", "w1"], kind="queue", principal=P)
+    other_q = here.open(["boss", "w1"], kind="queue", principal=P)
+    here.send_many(q.id, [f"t{i}" for i in range(6)], sender="boss", token=q.token, principal=P)
+    here.send_many(other_q.id, ["elsewhere"], sender="boss", token=other_q.token, principal=P)
+    mine = here.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=3, lease_s=60)
+    theirs = there.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=3, lease_s=60)
+    foreign = here.claim_many(other_q.id, worker="w1", token=other_q.token, principal=P, limit=2, lease_s=60)
+    assert [d.message.body for d in mine + theirs] == [f"t{i}" for i in range(6)] and len(foreign) == 1
+    asked = [theirs[2], mine[2], None, mine[0], foreign[0], theirs[0], mine[1], theirs[1]]
+    entries = [{"attempt_token": d.attempt_token if d else "0123456789abcdef" * 2, "result": f"by {k}"} for k, d in enumerate(asked)]
+    batch = here.complete_many(q.id, entries, worker="w1", token=q.token, principal=P)
+    codes = [o.error.code if o.error else "ok" for o in batch.outcomes]
+    assert codes == ["ok", "ok", "lease_lost", "ok", "lease_lost", "ok", "ok", "ok"]
+    assert [o.attempt_token for o in batch.outcomes] == [e["attempt_token"] for e in entries]
+    for k, (o, d) in enumerate(zip(batch.outcomes, asked, strict=True)):
+        if o.task is not None:
+            assert d is not None and (o.task.body, o.task.result, o.task.seq) == (d.message.body, f"by {k}", d.message.seq)
+    stored = {t.body: t.result for t in here.tasks(q.id, token=q.token, principal=P)}
+    assert stored == {d.message.body: f"by {k}" for k, d in enumerate(asked) if d is not None and d is not foreign[0]}
+    # the foreign queue's task is untouched, and its own complete still works
+    assert here.complete(other_q.id, foreign[0].attempt_token, worker="w1", token=other_q.token, principal=P).state == "done"
