@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -143,3 +145,55 @@ def test_a_batch_mixing_this_process_other_process_garbage_and_foreign_tokens(ba
     assert stored == {d.message.body: f"by {k}" for k, d in enumerate(asked) if d is not None and d is not foreign[0]}
     # the foreign queue's task is untouched, and its own complete still works
     assert here.complete(other_q.id, foreign[0].attempt_token, worker="w1", token=other_q.token, principal=P).state == "done"
+
+
+def test_a_batch_that_fails_part_way_has_stored_nothing(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+    """An error from complete_many means the batch stored nothing (the error itself says
+    "nothing was stored; try again"), and an answer says for each entry what was stored.
+    On PostgreSQL the entries this process leased commit in one statement of their own, then
+    the rest run in a second transaction; should the second fail (here a lock not granted in
+    time), the first has already completed its entries, and their retry is answered
+    ``lease_lost``: a worker told its finished work was lost."""
+    here = open_memory(backend_url, storage={"busy_timeout_ms": 300}).service.bus
+    there = open_memory(backend_url).service.bus  # another process: its token is unknown here
+    q = here.open(["boss", "w1"], kind="queue", principal=P)
+    here.send_many(q.id, ["mine", "theirs"], sender="boss", token=q.token, principal=P)
+    mine = here.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=1, lease_s=60)[0]
+    theirs = there.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=1, lease_s=60)[0]
+    entries = [{"attempt_token": mine.attempt_token, "result": "r"}, {"attempt_token": theirs.attempt_token, "result": "r"}]
+    with _row_locked(backend_url, q.id, theirs.message.seq):
+        try:
+            answer: Any = here.complete_many(q.id, entries, worker="w1", token=q.token, principal=P)
+        except Exception as exc:  # the lock was not granted in time
+            answer = exc
+    states = {t.body: t.state for t in here.tasks(q.id, token=q.token, principal=P)}
+    if isinstance(answer, Exception):
+        assert states == {"mine": "leased", "theirs": "leased"}, f"the call failed ({answer}) yet stored {states}"
+    else:  # each entry's outcome says what was stored
+        told = {body: "done" if o.task else "leased" for body, o in zip(["mine", "theirs"], answer.outcomes, strict=True)}
+        assert told == states
+        assert [o.error.code for o in answer.outcomes if o.error] in ([], ["unavailable"])
+    # the entries not stored complete on retry (the lock released)
+    left = [e for e, body in zip(entries, ["mine", "theirs"], strict=True) if states[body] == "leased"]
+    if left:
+        assert here.complete_many(q.id, left, worker="w1", token=q.token, principal=P).completed == len(left)
+
+
+@contextmanager
+def _row_locked(url: str, conversation_id: str, seq: int) -> Iterator[None]:
+    """Another transaction holding the task's row (PostgreSQL) or the database (SQLite)."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url) as conn:  # libpq takes the URL as it is
+        conn.execute("SELECT 1 FROM bus_messages WHERE conversation_id = %s AND seq = %s FOR UPDATE", (conversation_id, seq))
+        yield
+        conn.rollback()
