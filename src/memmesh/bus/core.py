@@ -1536,7 +1536,11 @@ class Bus:
         lease ran out, or that another worker holds now, is refused alone (its outcome
         carries the error the single call would raise) and changes nothing, while the other
         entries complete. Malformed input (an entry without a well-formed attempt token, a
-        result too large) refuses the whole batch before anything is written."""
+        result too large) refuses the whole batch before anything is written. An error is
+        raised only when nothing was stored: on PostgreSQL the tasks this process leased
+        commit first, in one statement, and should the transaction for the rest then fail
+        (e.g. a lock not granted in time), the answer says which entries completed and gives
+        each of the others that error."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         entries = self._task_results(results)
@@ -1555,26 +1559,35 @@ class Bus:
         left = [i for i in range(len(entries)) if i not in outcomes]
         if not left:
             return self._batch_done(conversation_id, entries, outcomes)
-        with self.sql.write() as rows:
-            self._queue(rows, conversation_id, token, worker, now)
-            self._lease_seqs(rows, conversation_id, entries, left, seqs)
-            # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
-            for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
-                entry = entries[i]
-                try:
-                    found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
-                except (ForbiddenError, LeaseLostError) as exc:
-                    outcomes[i] = self._refused(entry, exc)
-                    continue
-                history = append_event(
-                    found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
-                )
-                done = rows.one(
-                    "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                    f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
-                    (entry.result, history, conversation_id, found[0], found[1]),
-                )
-                outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        committed = any(o.task is not None for o in outcomes.values())  # by COMPLETE_MANY_PG, in its own transaction
+        try:
+            with self.sql.write() as rows:
+                self._queue(rows, conversation_id, token, worker, now)
+                self._lease_seqs(rows, conversation_id, entries, left, seqs)
+                # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
+                for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
+                    entry = entries[i]
+                    try:
+                        found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
+                    except (ForbiddenError, LeaseLostError) as exc:
+                        outcomes[i] = self._refused(entry, exc)
+                        continue
+                    history = append_event(
+                        found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+                    )
+                    done = rows.one(
+                        "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
+                        f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                        (entry.result, history, conversation_id, found[0], found[1]),
+                    )
+                    outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        except MemmeshError as exc:
+            if not committed:
+                raise  # nothing was stored: the call fails whole
+            # some entries are stored already: the answer says which, and each entry of the
+            # transaction that failed (rolled back: it changed nothing) carries its error
+            for i in left:
+                outcomes[i] = self._refused(entries[i], exc)
         return self._batch_done(conversation_id, entries, outcomes)
 
     def _complete_many_pg(
