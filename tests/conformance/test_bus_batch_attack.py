@@ -10,6 +10,9 @@
   rolled back with it. Exactly one entry per task completes, every other is refused
   ``lease_lost``, and no call fails.
 - Hostile entries are refused whole with their reason, whatever form they come in.
+- Each entry's outcome is its own, whichever path completed it, and an error from the call
+  means nothing was stored (PostgreSQL completes in two transactions when some tasks were
+  leased by another process).
 """
 
 from __future__ import annotations
