@@ -1538,7 +1538,11 @@ class Bus:
         lease ran out, or that another worker holds now, is refused alone (its outcome
         carries the error the single call would raise) and changes nothing, while the other
         entries complete. Malformed input (an entry without a well-formed attempt token, a
-        result too large) refuses the whole batch before anything is written."""
+        result too large) refuses the whole batch before anything is written. An error is
+        raised only when nothing was stored: on PostgreSQL the tasks this process leased
+        commit first, in one statement, and should the transaction for the rest then fail
+        (e.g. a lock not granted in time), the answer says which entries completed and gives
+        each of the others that error."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         entries = self._task_results(results)
@@ -1557,25 +1561,35 @@ class Bus:
         left = [i for i in range(len(entries)) if i not in outcomes]
         if not left:
             return self._batch_done(conversation_id, entries, outcomes)
-        with self.sql.write() as rows:
-            self._queue(rows, conversation_id, token, worker, now)
-            # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
-            for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
-                entry = entries[i]
-                try:
-                    found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
-                except (ForbiddenError, LeaseLostError) as exc:
-                    outcomes[i] = self._refused(entry, exc)
-                    continue
-                history = append_event(
-                    found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
-                )
-                done = rows.one(
-                    "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                    f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
-                    (entry.result, history, conversation_id, found[0], found[1]),
-                )
-                outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        committed = any(o.task is not None for o in outcomes.values())  # by COMPLETE_MANY_PG, in its own transaction
+        try:
+            with self.sql.write() as rows:
+                self._queue(rows, conversation_id, token, worker, now)
+                self._lease_seqs(rows, conversation_id, entries, left, seqs)
+                # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
+                for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
+                    entry = entries[i]
+                    try:
+                        found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
+                    except (ForbiddenError, LeaseLostError) as exc:
+                        outcomes[i] = self._refused(entry, exc)
+                        continue
+                    history = append_event(
+                        found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+                    )
+                    done = rows.one(
+                        "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
+                        f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                        (entry.result, history, conversation_id, found[0], found[1]),
+                    )
+                    outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
+        except MemmeshError as exc:
+            if not committed:
+                raise  # nothing was stored: the call fails whole
+            # some entries are stored already: the answer says which, and each entry of the
+            # transaction that failed (rolled back: it changed nothing) carries its error
+            for i in left:
+                outcomes[i] = self._refused(entries[i], exc)
         return self._batch_done(conversation_id, entries, outcomes)
 
     def _complete_many_pg(
@@ -1590,7 +1604,9 @@ class Bus:
     ) -> dict[int, CompleteOutcome]:
         """PostgreSQL: the entries whose task this process leased, completed in one statement
         (COMPLETE_MANY_PG) and one durable commit; the others are left to the step-by-step path."""
-        known = [i for i in range(len(entries)) if seqs[i] is not None and i not in decided]
+        # in seq order: a plan that walks the entries (or the primary key) locks the rows in
+        # the same order as the step-by-step path of another batch naming the same tasks
+        known = sorted((i for i in range(len(entries)) if seqs[i] is not None and i not in decided), key=lambda i: seqs[i] or 0)
         if not known:
             return {}
         params = (
@@ -1610,6 +1626,25 @@ class Bus:
         }
 
     @staticmethod
+    def _lease_seqs(
+        rows: Rows, conversation_id: str, entries: builtins.list[TaskResult], left: Sequence[int], seqs: dict[int, int | None]
+    ) -> None:
+        """Fill in the seq of the task each entry of ``left`` holds when this process did not
+        lease it (no hint), from one read of the queue's leases in flight (each token compared in
+        constant time, never handed to SQL, as in _fenced). The step-by-step path then locks
+        every row in seq order: locked in the order asked, two batches naming the same tasks in
+        different orders waited on each other (a deadlock PostgreSQL broke by cancelling one,
+        after deadlock_timeout). A token matching no lease keeps None (_fenced refuses it)."""
+        unknown = [i for i in left if seqs[i] is None]
+        if not unknown:
+            return
+        leased = rows.all("SELECT seq, lease_token FROM bus_messages WHERE conversation_id = ? AND state = 'leased'", (conversation_id,))
+        for i in unknown:
+            for number, held in leased:
+                if hmac.compare_digest(str(held or ""), entries[i].attempt_token):
+                    seqs[i] = int(number)
+
+    @staticmethod
     def _batch_done(conversation_id: str, entries: builtins.list[TaskResult], outcomes: dict[int, CompleteOutcome]) -> CompletedBatch:
         answered = [outcomes[i] for i in range(len(entries))]
         completed = sum(1 for o in answered if o.task is not None)
@@ -1624,7 +1659,8 @@ class Bus:
         entries = []
         for i, raw in enumerate(results):
             try:
-                entry = raw if isinstance(raw, TaskResult) else TaskResult.model_validate(raw)
+                # a TaskResult too: one built by model_construct, or changed after, was never checked
+                entry = TaskResult.model_validate(dict(raw) if isinstance(raw, TaskResult) else raw)
             except ValidationError as exc:
                 problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg'].lower()}" for e in exc.errors())
                 raise InvalidInputError(f"results[{i}] is not an {{attempt_token, result}} entry ({problems})") from None
