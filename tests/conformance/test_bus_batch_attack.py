@@ -11,8 +11,9 @@
   ``lease_lost``, and no call fails.
 - Hostile entries are refused whole with their reason, whatever form they come in.
 - Each entry's outcome is its own, whichever path completed it, and an error from the call
-  means nothing was stored (PostgreSQL completes in two transactions when some tasks were
-  leased by another process).
+  means nothing was stored (the batch is one transaction on both backends; a first version
+  committed PostgreSQL's one-statement part on its own, then failed the call when the rest
+  could not be written).
 """
 
 from __future__ import annotations
@@ -153,10 +154,9 @@ def test_a_batch_mixing_this_process_other_process_garbage_and_foreign_tokens(ba
 def test_a_batch_that_fails_part_way_has_stored_nothing(backend_url: str, open_memory: Callable[..., Memory]) -> None:
     """An error from complete_many means the batch stored nothing (the error itself says
     "nothing was stored; try again"), and an answer says for each entry what was stored.
-    On PostgreSQL the entries this process leased commit in one statement of their own, then
-    the rest run in a second transaction; should the second fail (here a lock not granted in
-    time), the first has already completed its entries, and their retry is answered
-    ``lease_lost``: a worker told its finished work was lost."""
+    Here a lock on one task is not granted in time, with the other task leased by this
+    process: were the two parts committed separately, the retry of the first would be
+    answered ``lease_lost``, a worker told its finished work was lost."""
     here = open_memory(backend_url, storage={"busy_timeout_ms": 300}).service.bus
     there = open_memory(backend_url).service.bus  # another process: its token is unknown here
     q = here.open(["boss", "w1"], kind="queue", principal=P)

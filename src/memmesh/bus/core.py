@@ -218,10 +218,11 @@ COMPLETE_MANY_PG = (
     "AND last_activity + timeout_s > ? AND strpos(participants, ?) > 0) "
     f"RETURNING e.ord, {', '.join('b.' + c for c in TASK_COLUMNS.split(', '))}"
 )
-"""``complete_many`` on PostgreSQL in one statement, for the entries whose task this process
-leased (known seq): each row is fenced by the same WHERE clause as COMPLETE_PG_SEQ, so an
-entry that fails any check is simply not returned (and the step-by-step path names why). The
-rows are named by primary key (``seq = ANY(…)``) as well as joined to the entries: with the
+"""``complete_many`` on PostgreSQL in one statement (inside the batch's transaction, its rows
+locked already), for the entries whose task is known (its seq: this process leased it, or it
+was found among the queue's leases): each row is fenced by the same WHERE clause as
+COMPLETE_PG_SEQ, so an entry that fails any check is simply not returned (and the
+step-by-step path names why). The rows are named by primary key (``seq = ANY(…)``) as well as joined to the entries: with the
 join alone the prepared plan hashed every message of the queue (640 blocks per batch).
 Returns each completed entry's position in the batch (1-based) and its task."""
 COMPLETE_PG_QUICK = f"{COMPLETE_PG}, {DELIVERY_COMMIT}"
@@ -1538,11 +1539,10 @@ class Bus:
         lease ran out, or that another worker holds now, is refused alone (its outcome
         carries the error the single call would raise) and changes nothing, while the other
         entries complete. Malformed input (an entry without a well-formed attempt token, a
-        result too large) refuses the whole batch before anything is written. An error is
-        raised only when nothing was stored: on PostgreSQL the tasks this process leased
-        commit first, in one statement, and should the transaction for the rest then fail
-        (e.g. a lock not granted in time), the answer says which entries completed and gives
-        each of the others that error."""
+        result too large) refuses the whole batch before anything is written, and an error
+        raised from the write (a lock not granted in time) means nothing was stored: the
+        batch is one transaction. Its rows are locked in seq order, so two batches naming
+        the same tasks in different orders never wait on each other in a cycle."""
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         entries = self._task_results(results)
@@ -1556,44 +1556,40 @@ class Bus:
                 outcomes[i] = self._refused(entry, InvalidInputError(twice))
             else:
                 first_of[entry.attempt_token] = i
-        if self.sql.postgres:
-            outcomes.update(self._complete_many_pg(conversation_id, entries, seqs, outcomes, worker, token, now))
-        left = [i for i in range(len(entries)) if i not in outcomes]
-        if not left:
-            return self._batch_done(conversation_id, entries, outcomes)
-        committed = any(o.task is not None for o in outcomes.values())  # by COMPLETE_MANY_PG, in its own transaction
-        try:
-            with self.sql.write() as rows:
-                self._queue(rows, conversation_id, token, worker, now)
-                self._lease_seqs(rows, conversation_id, entries, left, seqs)
-                # rows are locked in seq order (PostgreSQL), so two batches never wait on each other in a cycle
-                for i in sorted(left, key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
-                    entry = entries[i]
-                    try:
-                        found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
-                    except (ForbiddenError, LeaseLostError) as exc:
-                        outcomes[i] = self._refused(entry, exc)
-                        continue
-                    history = append_event(
-                        found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+        with self.sql.write() as rows:
+            self._queue(rows, conversation_id, token, worker, now)
+            left = [i for i in range(len(entries)) if i not in outcomes]
+            self._lease_seqs(rows, conversation_id, entries, left, seqs)
+            if rows.postgres:
+                # every row first, in seq order: the statements below then wait for no lock
+                held = sorted({seq for i in left if (seq := seqs[i]) is not None})
+                if held:
+                    rows.all(
+                        "SELECT seq FROM bus_messages WHERE conversation_id = ? AND seq = ANY(?) ORDER BY seq FOR UPDATE",
+                        (conversation_id, held),
                     )
-                    done = rows.one(
-                        "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
-                        f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
-                        (entry.result, history, conversation_id, found[0], found[1]),
-                    )
-                    outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
-        except MemmeshError as exc:
-            if not committed:
-                raise  # nothing was stored: the call fails whole
-            # some entries are stored already: the answer says which, and each entry of the
-            # transaction that failed (rolled back: it changed nothing) carries its error
-            for i in left:
-                outcomes[i] = self._refused(entries[i], exc)
+                outcomes.update(self._complete_many_pg(rows, conversation_id, entries, seqs, outcomes, worker, token, now))
+            for i in sorted((i for i in left if i not in outcomes), key=lambda i: (seqs[i] is None, seqs[i] or 0, i)):
+                entry = entries[i]
+                try:
+                    found = self._fenced(rows, conversation_id, entry.attempt_token, worker, now, "complete the task", seqs[i])
+                except (ForbiddenError, LeaseLostError) as exc:
+                    outcomes[i] = self._refused(entry, exc)
+                    continue
+                history = append_event(
+                    found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
+                )
+                done = rows.one(
+                    "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
+                    f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
+                    (entry.result, history, conversation_id, found[0], found[1]),
+                )
+                outcomes[i] = CompleteOutcome(attempt_token=entry.attempt_token, task=self._task_model(done))  # type: ignore[arg-type]
         return self._batch_done(conversation_id, entries, outcomes)
 
     def _complete_many_pg(
         self,
+        rows: Rows,
         conversation_id: str,
         entries: builtins.list[TaskResult],
         seqs: dict[int, int | None],
@@ -1602,11 +1598,10 @@ class Bus:
         token: str,
         now: float,
     ) -> dict[int, CompleteOutcome]:
-        """PostgreSQL: the entries whose task this process leased, completed in one statement
-        (COMPLETE_MANY_PG) and one durable commit; the others are left to the step-by-step path."""
-        # in seq order: a plan that walks the entries (or the primary key) locks the rows in
-        # the same order as the step-by-step path of another batch naming the same tasks
-        known = sorted((i for i in range(len(entries)) if seqs[i] is not None and i not in decided), key=lambda i: seqs[i] or 0)
+        """PostgreSQL, inside the batch's write: every entry whose task is known (seq) completed
+        in one statement (COMPLETE_MANY_PG); the ones it refused are left to the step-by-step
+        path, which names why."""
+        known = [i for i in range(len(entries)) if seqs[i] is not None and i not in decided]
         if not known:
             return {}
         params = (
@@ -1616,8 +1611,7 @@ class Bus:
             *(when(now).isoformat(), worker, conversation_id, [seqs[i] for i in known], worker, now),
             *(conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker)),
         )
-        with self.sql.write() as rows:
-            done = rows.all(COMPLETE_MANY_PG, params)
+        done = rows.all(COMPLETE_MANY_PG, params)
         return {
             known[int(row[0]) - 1]: CompleteOutcome(
                 attempt_token=entries[known[int(row[0]) - 1]].attempt_token, task=self._task_model(row[1:])
