@@ -14,10 +14,6 @@ Batching shares the cost of a call and of a commit, never the fencing:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -26,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conformance.queue_nodes import run_queue_nodes
 
 from memmesh import Memory
 from memmesh.bus.model import TaskResult
@@ -213,37 +210,7 @@ def test_batches_across_processes_complete_every_task_once_and_refuse_every_late
     bus = mem.service.bus
     names = [f"p{n}" for n in nodes] + [f"w{n}{k}" for n in nodes for k in range(workers)]
     q = bus.open(names, kind="queue", principal=P)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", NODE, backend_url, str(tmp_path), q.id, q.token, n, str(per_node), str(workers)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in nodes
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line == "produced\n", proc.stderr.read() if proc.stderr else line
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if len(bus.tasks(q.id, token=q.token, principal=P, state="done", limit=1000)) >= per_node * len(nodes):
-                break
-            time.sleep(0.1)
-        results = []
-        for proc in procs:
-            out, err = proc.communicate("stop\n", timeout=60)
-            assert proc.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    results = run_queue_nodes(NODE, backend_url, tmp_path, bus, q, nodes, per_node, workers)
     assert [e for r in results for e in r["errors"]] == []
     done = [d for r in results for d in r["done"]]
     late = [x for r in results for x in r["late"]]

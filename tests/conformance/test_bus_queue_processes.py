@@ -9,14 +9,11 @@ it does not error), and the queue ends with every task done.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.conformance.queue_nodes import run_queue_nodes
 
 from memmesh import Memory
 from memmesh.clock import system_clock
@@ -78,39 +75,7 @@ def test_workers_in_two_processes_complete_every_task_once(backend_url: str, ope
     nodes = ["a", "b"]
     names = [f"p{n}" for n in nodes] + [f"w{n}{k}" for n in nodes for k in range(WORKERS)]
     q = bus.open(names, kind="queue", principal=P)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", NODE, backend_url, str(tmp_path), q.id, q.token, n, str(PER_PRODUCER), str(WORKERS)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in nodes
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line == "produced\n", proc.stderr.read() if proc.stderr else line
-        deadline = time.monotonic() + 90
-        total = PER_PRODUCER * len(nodes)
-        while time.monotonic() < deadline:
-            tasks = bus.tasks(q.id, token=q.token, principal=P, state="done", limit=1000)
-            if len(tasks) >= total:
-                break
-            time.sleep(0.1)
-        results = []
-        for proc in procs:
-            out, err = proc.communicate("stop\n", timeout=60)
-            assert proc.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+    results = run_queue_nodes(NODE, backend_url, tmp_path, bus, q, nodes, PER_PRODUCER, WORKERS, wait_s=90)
     errors = [e for r in results for e in r["errors"]]
     assert errors == [], errors
     done = sorted(b for r in results for b in r["done"])
