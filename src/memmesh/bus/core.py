@@ -1011,7 +1011,8 @@ class Bus:
     ) -> builtins.list[Delivery]:
         """Lease up to ``limit`` of the oldest ready tasks to ``worker`` in one write (like
         SQS's ReceiveMessage with MaxNumberOfMessages): each delivery has its own attempt
-        token and lease, and is completed, failed or lost on its own. With ``wait_s`` an
+        token and lease, and is completed, failed or lost on its own. ``limit`` 1 runs the
+        one-task claim's paths, so a face offering a count calls this alone. With ``wait_s`` an
         empty queue waits for a task, then answers with what is ready (at least one); an
         empty list when none came."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BATCH:

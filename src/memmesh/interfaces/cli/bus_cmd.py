@@ -161,12 +161,9 @@ def claim(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Lease the oldest ready task of a queue (or up to --limit of them); exit code 3 when there is none."""
-    bus = _service().bus
-    if limit == 1:
-        one = bus.claim(conversation, worker=worker, token=token, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
-        got = [one] if one is not None else []
-    else:
-        got = bus.claim_many(conversation, worker=worker, token=token, limit=limit, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL)
+    got = _service().bus.claim_many(
+        conversation, worker=worker, token=token, limit=limit, lease_s=lease, wait_s=wait, principal=LOCAL_PRINCIPAL
+    )
     if not got:
         print_json({"delivery": None} if limit == 1 else {"deliveries": []}) if as_json else console.print("no task ready", markup=False)
         raise typer.Exit(3)

@@ -121,11 +121,11 @@ class BusTools:
         write: answered as deliveries, each with its own attempt_token). Keep each
         attempt_token: heartbeat, complete and fail need it, and are refused once its lease
         is lost."""
-        bus, who = self.service.bus, self.who()
-        if limit == 1:
-            got = bus.claim(conversation_id, worker=worker, token=token, lease_s=lease_seconds, principal=who)
-            return {"delivery": _dump(got) if got else None}
-        found = bus.claim_many(conversation_id, worker=worker, token=token, limit=limit, lease_s=lease_seconds, principal=who)
+        found = self.service.bus.claim_many(
+            conversation_id, worker=worker, token=token, limit=limit, lease_s=lease_seconds, principal=self.who()
+        )
+        if limit == 1:  # the answer of a one-task claim, as it always was
+            return {"delivery": _dump(found[0]) if found else None}
         return {"deliveries": [_dump(d) for d in found]}
 
     @tool("bus", "Complete a task")

@@ -204,14 +204,15 @@ async def claim(request: Request, conversation_id: str, body: ClaimRequest, toke
     nothing, when the client disconnects)."""
 
     def take(gone: Abandoned | None) -> list[Delivery]:
-        worker, lease_s, wait_s = body.worker, body.lease_s, body.wait_s
-        if body.limit == 1:
-            one = service.bus.claim(
-                conversation_id, worker=worker, token=token, lease_s=lease_s, wait_s=wait_s, principal=who, abandoned=gone
-            )
-            return [one] if one is not None else []
         return service.bus.claim_many(
-            conversation_id, worker=worker, token=token, limit=body.limit, lease_s=lease_s, wait_s=wait_s, principal=who, abandoned=gone
+            conversation_id,
+            worker=body.worker,
+            token=token,
+            limit=body.limit,
+            lease_s=body.lease_s,
+            wait_s=body.wait_s,
+            principal=who,
+            abandoned=gone,
         )
 
     got = await while_connected(request, take, waits=bool(body.wait_s))
