@@ -128,7 +128,7 @@ def test_a_group_that_cannot_send_a_statement_commits_none_of_them(pg_database: 
     insert = "INSERT INTO group_probe (n, body) VALUES (?, ?) RETURNING n"
 
     def statement(n: int, body: str) -> Statement:
-        return Statement(insert, (n, body), True, (0, str(n)), lambda rows: Rows.one(rows, insert, (n, body)), insert)
+        return Statement(insert, (n, body), True, (0, str(n), 0), lambda rows: Rows.one(rows, insert, (n, body)), insert)
 
     refused0 = bus.sql.refused_groups
     found = bus.sql._write_group([statement(1, "one"), statement(2, "NUL \x00 here"), statement(3, "three")], lambda: None)

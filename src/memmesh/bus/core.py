@@ -630,16 +630,20 @@ class Bus:
         self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
         return [self._message(m) for m in made]
 
-    def _grouped(self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any], quick: str | None = None) -> Row | None:
+    def _grouped(
+        self, sql: str, durable: bool, conversation_id: str, params: Sequence[Any], quick: str | None = None, seq: int | None = None
+    ) -> Row | None:
         """One self-contained statement that locks no conversation row (a claim, a complete),
         run through the group commit (BusSql.grouped), or alone as it always ran. The group's
         transaction decides how it commits: where it commits as the session does, the
         statement runs without its DELIVERY_COMMIT column (the last one), so a claim cannot
         make a durable group-mate's commit asynchronous; where it commits asynchronously,
-        ``quick`` (the statement with that column; ``sql`` itself when it has one) sets it."""
+        ``quick`` (the statement with that column; ``sql`` itself when it has one) sets it.
+        ``seq``: the task row a complete locks, when known (the group locks rows in seq order)."""
         in_group = sql.replace(f", {DELIVERY_COMMIT}", "")
         fast = quick if quick is not None else sql
-        return self.sql.grouped(Statement(in_group, params, durable, (0, conversation_id), lambda rows: rows.one(sql, params), fast))
+        lock = (0, conversation_id, seq or 0)
+        return self.sql.grouped(Statement(in_group, params, durable, lock, lambda rows: rows.one(sql, params), fast))
 
     def _send_pg(
         self, conversation_id: str, bodies: builtins.list[str], sender: str, token: str, to: str | None, now: float
@@ -682,7 +686,7 @@ class Bus:
             # send refused: one WAL record, harmless); without a flush wait, one plain statement
             return rows.one_then(SEND_PG, params, FLUSH_PG) if self.sql.flush_wanted(rows) else rows.one(SEND_PG_SYNC, params)
 
-        top = self.sql.grouped(Statement(SEND_PG_SYNC, params, True, (1, conversation_id), alone, SEND_PG))
+        top = self.sql.grouped(Statement(SEND_PG_SYNC, params, True, (1, conversation_id, 0), alone, SEND_PG))
         if top is None:
             return None
         first = int(top[0]) - len(bodies) + 1
@@ -1383,6 +1387,7 @@ class Bus:
                 json.dumps(worker),
             ),
             COMPLETE_PG_QUICK if seq is None else COMPLETE_PG_SEQ_QUICK,
+            seq,
         )
         return self._task_model(done) if done is not None else None
 
@@ -1722,6 +1727,7 @@ class Bus:
                 *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
             ),
             COMPLETE_CLAIM_PG_QUICK,
+            seq,
         )
         if got is None or got[0] is None:
             self.hints.leased(attempt_token, conversation_id, seq)  # unused: the fallback may use it

@@ -13,9 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-from psycopg import pq
-
 from memmesh.audit.capture import unwrap
 from memmesh.audit.group import GroupCommit
 from memmesh.store.base import Store
@@ -101,7 +98,7 @@ class Statement:
     __slots__ = ("alone", "durable", "lock", "params", "quick", "sql")
 
     def __init__(
-        self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str], alone: Callable[[Rows], Row | None], quick: str
+        self, sql: str, params: Sequence[Any], durable: bool, lock: tuple[int, str, int], alone: Callable[[Rows], Row | None], quick: str
     ) -> None:
         self.sql = sql
         self.params = tuple(params)
@@ -111,9 +108,10 @@ class Statement:
         self.quick = quick
 
 
-SETTLED = (pq.TransactionStatus.IDLE, pq.TransactionStatus.INERROR, pq.TransactionStatus.INTRANS)
-"""A group's connection after an error in one of these states has written nothing: the Sync
-rolled its transaction back (IDLE), or a ROLLBACK still will."""
+SETTLED = ("IDLE", "INERROR", "INTRANS")
+"""A group's connection after an error in one of these states (psycopg's
+``pq.TransactionStatus`` names) has written nothing: the Sync rolled its transaction back
+(IDLE), or a ROLLBACK still will."""
 
 
 class BusSql:
@@ -171,7 +169,9 @@ class BusSql:
         WAL written at its commit), one of deliveries only asynchronously, as each alone would.
 
         Statements run in lock order: those that lock no conversation row (claims, completes:
-        task rows by key, ``SKIP LOCKED``) first, then sends by conversation id. A group
+        task rows by key, ``SKIP LOCKED``) first, by conversation id and task seq (the order
+        ``complete_many`` locks its rows in, so a group and a batch cannot deadlock), then
+        sends by conversation id. A group
         waiting for a conversation row another process's group holds then holds no row
         that group may still need, so groups of two processes cannot wait for each other
         in a cycle. Should a transaction fail all the same (deadlock, serialization, a
@@ -182,6 +182,10 @@ class BusSql:
         if len(items) == 1:  # a lone statement: as it always ran, one round trip (its flush pipelined behind it)
             with self.statement() as rows:
                 return [items[0].alone(rows)]
+        import psycopg  # PostgreSQL only (groups run there): a SQLite-only install has no psycopg
+
+        from memmesh.store.postgres_conn import forget_prepared
+
         order = sorted(range(len(items)), key=lambda i: items[i].lock)
         found: list[Row | BaseException | None] = [None] * len(items)
         failed = False
@@ -200,10 +204,11 @@ class BusSql:
                         raise
             except psycopg.Error:
                 status = conn.info.transaction_status
-                if conn.closed or conn.broken or status not in SETTLED:
+                if conn.closed or conn.broken or status.name not in SETTLED:
                     raise  # the connection is gone (or its state unknown): the outcome is the caller's to learn
-                if status != pq.TransactionStatus.IDLE:
+                if status.name != "IDLE":
                     conn.execute("ROLLBACK")
+                forget_prepared(conn)  # the failed pipeline may have skipped a Parse psycopg counts as done
                 failed = True
             if not failed:
                 for i, cursor in cursors:

@@ -61,6 +61,7 @@ from memmesh.store.postgres_conn import (
     connect_error,
     describe_server,
     first_line,
+    forget_prepared,
     snapshot_tx,
     translate,
 )
@@ -210,6 +211,9 @@ class PostgresStore(SQLReads):
                 ) from exc
         try:
             yield conn
+        except psycopg.Error:
+            forget_prepared(conn)  # a failed pipeline may have left psycopg's prepared cache out of step
+            raise
         finally:
             self._pool.putconn(conn)
 

@@ -8,10 +8,11 @@ restarting or refusing it.
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -154,6 +155,28 @@ class QuickReconnectPool(ConnectionPool):
         used = self._returned.get(conn)
         if used is None or time.monotonic() - used >= CHECK_IDLE_S:
             ConnectionPool.check_connection(conn)
+
+
+def forget_prepared(conn: psycopg.Connection) -> None:
+    """After a failed pipeline on a connection still open: drop every prepared statement, on
+    the server and in psycopg's cache, so both agree again.
+
+    psycopg (3.3.9) records a statement as prepared when it queues its Parse; should an
+    earlier statement of the same pipeline fail, the server skips that Parse, yet the cache
+    keeps the name, and every later use of that statement on this connection fails with
+    "prepared statement _pg3_N does not exist". psycopg clears its cache when it sees a
+    ``DEALLOCATE ALL`` succeed, but it checks only a statement text new to its cache (a text
+    it has run before skips the check), so each resync sends a text of its own (a numbered
+    comment). Errors are rare, so the cost (re-preparing a few statements) is too. A
+    connection that cannot even run this is broken, and the pool discards it."""
+    if conn.closed or conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return
+    with suppress(psycopg.Error):
+        conn.execute(f"DEALLOCATE ALL /* memmesh resync {next(_RESYNCS)} */")
+
+
+_RESYNCS = itertools.count(1)
+"""Numbers forget_prepared's statements, so psycopg sees each as a new text."""
 
 
 def first_line(exc: BaseException) -> str:

