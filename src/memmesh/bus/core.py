@@ -59,7 +59,7 @@ from memmesh.bus.model import (
     Unread,
     when,
 )
-from memmesh.bus.notify import CHANNEL, Abandoned, Notifier, gone
+from memmesh.bus.notify import CHANNEL, Notifier
 from memmesh.bus.replicated import apply_item
 from memmesh.bus.sql import FLUSH_PG, BusSql, Row, Rows, Statement
 from memmesh.clock import new_id
@@ -74,6 +74,7 @@ from memmesh.errors import (
 )
 from memmesh.kernel import authorize, check_agent
 from memmesh.model import Principal, check_text, text_problem
+from memmesh.waits import Abandoned, gone
 
 if TYPE_CHECKING:
     from memmesh.host import Host

@@ -13,9 +13,11 @@ import functools
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
+
+from memmesh.waits import Abandoned, gone
 
 CHANNEL = "memmesh_bus"
 SQLITE_CHECK_S = 0.004
@@ -23,49 +25,6 @@ SQLITE_CHECK_S = 0.004
 PG_RECHECK_S = 1.0
 """A PostgreSQL waiter re-reads this often even without a notification (a lost listener
 connection must not leave a poll asleep until its timeout)."""
-
-
-class Abandoned:
-    """A waiting call's "the caller is gone" flag: a face sets it when its client goes away
-    (an HTTP client disconnecting), and every wait handed it ends at once, freeing its slot
-    and its worker thread instead of waiting out its timeout for nobody.
-
-    Setting it wakes the waits that registered with it (:meth:`waking`), so an abandoned
-    wait returns within a scheduling step, not at its next re-check."""
-
-    def __init__(self) -> None:
-        self._set = False
-        self._lock = threading.Lock()
-        self._wakers: list[Callable[[], None]] = []
-
-    def set(self) -> None:
-        with self._lock:
-            self._set = True
-            wakers = list(self._wakers)
-        for wake in wakers:
-            wake()
-
-    def is_set(self) -> bool:
-        return self._set
-
-    @contextmanager
-    def waking(self, wake: Callable[[], None]) -> Iterator[None]:
-        """Call ``wake()`` when this flag is set while the block runs (at once if it already is)."""
-        with self._lock:
-            self._wakers.append(wake)
-            already = self._set
-        try:
-            if already:
-                wake()
-            yield
-        finally:
-            with self._lock:
-                self._wakers.remove(wake)
-
-
-def gone(abandoned: Abandoned | None) -> bool:
-    """Whether the caller of a wait handed ``abandoned`` went away."""
-    return abandoned is not None and abandoned.is_set()
 
 
 class Notifier:

@@ -18,13 +18,13 @@ import anyio.to_thread
 from fastapi import Depends, Request, Response
 from starlette.types import Receive
 
-from memmesh.bus.notify import Abandoned
 from memmesh.config import Settings
 from memmesh.errors import AuthError, RateLimitedError
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.limits import RateLimiter, retry_after_header
 from memmesh.model import Principal
 from memmesh.service import Service
+from memmesh.waits import Abandoned
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
-from memmesh.interfaces.mcp.tools import MemoryTools, tool
+from memmesh.interfaces.mcp.tools import MemoryTools, current_abandoned, tool
 
 if TYPE_CHECKING:
     from memmesh.model import Principal
@@ -65,11 +65,13 @@ class BusTools:
         """Post a message; every participant sees messages in the same order."""
         return _dump(self.service.bus.send(conversation_id, body, sender=sender, to=to, token=token, principal=self.who()))
 
-    @tool("bus", "Get unread messages", read_only=True)
+    @tool("bus", "Get unread messages", read_only=True, waits=True)
     def bus_get_unread_messages(self, conversation_id: ConvId, token: Token, agent: Agent, wait_seconds: Wait = 0.0) -> Any:
         """Your unacknowledged messages, oldest first. They come back until you bus_ack them,
         so nothing is lost if you stop midway."""
-        found = self.service.bus.unread(conversation_id, agent=agent, token=token, wait_s=wait_seconds, principal=self.who())
+        found = self.service.bus.unread(
+            conversation_id, agent=agent, token=token, wait_s=wait_seconds, principal=self.who(), abandoned=current_abandoned.get()
+        )
         return {"messages": [_dump(m) for m in found.messages], "acked_seq": found.acked_seq, "more": found.more}
 
     @tool("bus", "Get a conversation's transcript", read_only=True)

@@ -51,9 +51,10 @@ from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
 from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
 from memmesh.interfaces.mcp.families import tool_methods
 from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
-from memmesh.interfaces.mcp.tools import MemoryTools, current_principal
+from memmesh.interfaces.mcp.tools import MemoryTools, current_abandoned, current_principal
 from memmesh.model import NOT_UNICODE, Principal, describe_validation_error, text_problem
 from memmesh.service import Service
+from memmesh.waits import Abandoned
 
 INSTRUCTIONS = """memmesh is your long-term memory, shared with other agents and sessions.
 At the start of a task call memory_session_start (or memory_recall) to see what is already known;
@@ -94,7 +95,7 @@ def create_server(
         if name not in enabled:
             continue
         server.add_tool(
-            _guarded(method),
+            _guarded(method, waits=info.waits),
             name=name,
             title=info.title,
             description=inspect.cleandoc(method.__doc__ or ""),
@@ -164,9 +165,15 @@ class _MemmeshServer(MCPServer):
             raise
 
 
-def _guarded(method: Callable[..., Any]) -> Callable[..., CallToolResult]:
+def _guarded(method: Callable[..., Any], *, waits: bool = False) -> Callable[..., Any]:
     """The tool as the SDK calls it: the method's signature, its result rendered, and the one
-    translation of memmesh errors into MCP tool errors."""
+    translation of memmesh errors into MCP tool errors.
+
+    The SDK runs a plain function on a worker thread and, when the client cancels, still
+    waits for that thread: a long-poll would hold its slot and thread until its timeout. A
+    tool that ``waits`` is therefore run here on the thread, with an :class:`Abandoned` flag
+    in :data:`current_abandoned`, set the moment the request is cancelled (the service then
+    ends the wait at once, as for an HTTP client that disconnects)."""
 
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> CallToolResult:
@@ -175,7 +182,24 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., CallToolResult]:
         except MemmeshError as exc:
             return error_result(exc)
 
-    return call
+    if not waits:
+        return call
+
+    @functools.wraps(method)
+    async def call_until_cancelled(*args: Any, **kwargs: Any) -> CallToolResult:
+        abandoned = Abandoned()
+
+        def run() -> CallToolResult:
+            current_abandoned.set(abandoned)  # (the thread runs in a copy of the request's context)
+            return call(*args, **kwargs)
+
+        try:
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            abandoned.set()
+            raise
+
+    return call_until_cancelled
 
 
 def _add_resources(server: MCPServer, tools: MemoryTools) -> None:

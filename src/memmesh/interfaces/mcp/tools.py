@@ -23,12 +23,16 @@ from memmesh.interfaces.mcp.render import memory_view
 from memmesh.model import Kind, Principal, Relation, Tier
 from memmesh.service import Service
 from memmesh.transfer import ImportOptions
+from memmesh.waits import Abandoned
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_INLINE_EXPORT_BYTES = 1_000_000
 
 current_principal: ContextVar[Principal | None] = ContextVar("memmesh_mcp_principal", default=None)
 """Set per request by the HTTP transport; stdio servers use their fixed principal."""
+current_abandoned: ContextVar[Abandoned | None] = ContextVar("memmesh_mcp_abandoned", default=None)
+"""Set per call of a tool marked ``waits`` (server._guarded): set when the client cancels the
+request (``notifications/cancelled``), so the tool's wait ends and frees its long-poll slot."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,17 @@ class ToolInfo:
     read_only: bool
     destructive: bool
     idempotent: bool
+    waits: bool = False
 
 
-def tool(family: str, title: str, *, read_only: bool = False, destructive: bool = False, idempotent: bool = False) -> Callable[[F], F]:
-    """Mark a method as an MCP tool of ``family`` with its behaviour hints."""
+def tool(
+    family: str, title: str, *, read_only: bool = False, destructive: bool = False, idempotent: bool = False, waits: bool = False
+) -> Callable[[F], F]:
+    """Mark a method as an MCP tool of ``family`` with its behaviour hints. ``waits``: it may
+    long-poll, and passes :data:`current_abandoned` to the service so a cancel ends the wait."""
 
     def mark(fn: F) -> F:
-        fn.__mcp_tool__ = ToolInfo(family, title, read_only, destructive, idempotent)  # type: ignore[attr-defined]
+        fn.__mcp_tool__ = ToolInfo(family, title, read_only, destructive, idempotent, waits)  # type: ignore[attr-defined]
         return fn
 
     return mark

@@ -24,11 +24,11 @@ from memmesh.bus.model import (
     Transcript,
     Unread,
 )
-from memmesh.bus.notify import Abandoned
 from memmesh.interfaces.http.deps import Caller, Svc, json_response, while_connected
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
 from memmesh.model import JsonNumber
+from memmesh.waits import Abandoned
 
 router = APIRouter(prefix="/api/v1/bus", tags=["bus"], responses=ERRORS)
 

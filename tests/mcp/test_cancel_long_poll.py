@@ -1,0 +1,40 @@
+"""An MCP client that cancels a long-poll frees its slot at once (real stdio server, real client).
+
+The SDK runs a plain tool function on a worker thread and, on ``notifications/cancelled``,
+still waits for that thread: a cancelled ``bus_get_unread_messages`` kept waiting out its
+``wait_seconds``, holding one of ``bus.max_long_polls`` slots (and a thread) for nobody. With
+one slot, every later long-poll was refused until then. HTTP ends such a wait when its client
+disconnects; MCP now ends it when the request is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from conftest import McpEnv
+
+
+def test_a_cancelled_long_poll_frees_its_slot_at_once(mcp_env: McpEnv) -> None:
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full", extra_env={"MEMMESH_BUS_MAX_LONG_POLLS": "1"}) as client:
+            opened = await client.ok("bus_open_conversation", participants=["planner", "coder"])
+            ask = {"conversation_id": opened["conversation_id"], "token": opened["token"], "agent": "coder"}
+            with anyio.move_on_after(1.0) as waited:  # the client gives up: the SDK sends notifications/cancelled
+                await client.call("bus_get_unread_messages", **ask, wait_seconds=60)
+            assert waited.cancelled_caught, "the long-poll answered before the client gave up"
+            started = time.monotonic()
+            while True:  # the one slot is free again within moments, not after the 60 s wait
+                found = await client.call("bus_get_unread_messages", **ask, wait_seconds=0.2)
+                if not found.is_error:
+                    break
+                assert "long-polls already wait" in found.text, found.text
+                assert time.monotonic() - started < 5, "the cancelled long-poll still holds its slot"
+                await anyio.sleep(0.1)
+            assert found.data == {"acked_seq": 0, "more": False}  # nothing unread (empty lists are left out)
+
+    asyncio.run(scenario())
