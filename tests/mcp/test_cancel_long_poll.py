@@ -38,3 +38,35 @@ def test_a_cancelled_long_poll_frees_its_slot_at_once(mcp_env: McpEnv) -> None:
             assert found.data == {"acked_seq": 0, "more": False}  # nothing unread (empty lists are left out)
 
     asyncio.run(scenario())
+
+
+def test_bus_claim_task_waits_for_a_task_and_a_cancelled_claim_takes_none(mcp_env: McpEnv) -> None:
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full", extra_env={"MEMMESH_BUS_MAX_LONG_POLLS": "1"}) as client:
+            q = await client.ok("bus_open_conversation", participants=["boss", "worker"], kind="queue")
+            where = {"conversation_id": q["conversation_id"], "token": q["token"]}
+            with anyio.move_on_after(1.0) as waited:  # cancelled while waiting: takes nothing, frees the slot
+                await client.call("bus_claim_task", **where, worker="worker", wait_seconds=60)
+            assert waited.cancelled_caught
+            claimed: list[object] = []
+
+            async def claim() -> None:
+                started = time.monotonic()
+                while True:  # (a moment may pass before the cancelled wait has let go of the one slot)
+                    found = await client.call("bus_claim_task", **where, worker="worker", wait_seconds=20)
+                    if not found.is_error:
+                        claimed.append(found.data)
+                        return
+                    assert "long-polls already wait" in found.text and time.monotonic() - started < 5, found.text
+                    await anyio.sleep(0.1)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(claim)
+                await anyio.sleep(1.5)  # the claim is waiting now
+                sent = time.monotonic()
+                await client.ok("bus_send_message", **where, sender="boss", body="build the index")
+            assert time.monotonic() - sent < 5, "the waiting claim answered when the task came, not at its timeout"
+            delivery = claimed[0]["delivery"]  # type: ignore[index]
+            assert delivery["message"]["body"] == "build the index" and delivery["attempt"] == 1
+
+    asyncio.run(scenario())

@@ -108,7 +108,7 @@ class BusTools:
         """Open conversations, most recently active first (tokens are never listed)."""
         return {"conversations": [_dump(c) for c in self.service.bus.list(agent=agent, archived=archived, principal=self.who())]}
 
-    @tool("bus", "Claim a task")
+    @tool("bus", "Claim a task", waits=True)
     def bus_claim_task(
         self,
         conversation_id: ConvId,
@@ -118,13 +118,23 @@ class BusTools:
         limit: Annotated[
             int, Field(description="Lease up to this many ready tasks at once (1-100); above 1 the answer is a deliveries list.")
         ] = 1,
+        wait_seconds: Annotated[
+            float, Field(description="Long-poll: wait up to this many seconds for a task when none is ready (0 = answer at once).")
+        ] = 0.0,
     ) -> Any:
         """Lease the oldest ready task of a queue (or, with limit, up to that many in one
         write: answered as deliveries, each with its own attempt_token). Keep each
         attempt_token: heartbeat, complete and fail need it, and are refused once its lease
         is lost."""
         found = self.service.bus.claim_many(
-            conversation_id, worker=worker, token=token, limit=limit, lease_s=lease_seconds, principal=self.who()
+            conversation_id,
+            worker=worker,
+            token=token,
+            limit=limit,
+            lease_s=lease_seconds,
+            wait_s=wait_seconds,
+            principal=self.who(),
+            abandoned=current_abandoned.get(),
         )
         if limit == 1:  # the answer of a one-task claim, as it always was
             return {"delivery": _dump(found[0]) if found else None}
