@@ -99,3 +99,23 @@ def test_a_postgres_url_without_the_extra_says_what_to_install(tmp_path: Path) -
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "pip install 'memmesh[postgres]'" in proc.stderr
+
+
+def test_importing_a_postgres_table_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    # importers.md's legacy SQL import reads the table with psycopg alone: a traceback before
+    proc = run_without_postgres(tmp_path, cli_code("import", "postgresql://memmesh@127.0.0.1:1/legacy", "--table", "notes", "-n", "x"))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "error: reading a PostgreSQL table needs psycopg (psycopg is missing): pip install 'memmesh[postgres]'" in proc.stderr
+    assert not (tmp_path / "memmesh.db").exists()  # a refused import creates no store
+
+
+def test_doctor_names_the_extra_to_install_in_full(tmp_path: Path) -> None:
+    # the fix is printed as a doctor check; Rich read "[postgres]" as a style tag and dropped it,
+    # so the check told a user who has memmesh to `pip install 'memmesh'`
+    proc = run_without_postgres(tmp_path, cli_code("--db", "postgresql://memmesh@127.0.0.1:1/memmesh", "doctor"))
+    assert proc.returncode == 1, proc.stderr
+    hints = [line for line in proc.stdout.splitlines() if "pip install" in line]
+    assert len(hints) == 2, proc.stdout  # the store check and the store's health
+    whole = "pip install 'memmesh[postgres]' (from a checkout of memmesh: pip install -e '.[postgres]')"
+    assert all(whole in line for line in hints), hints
