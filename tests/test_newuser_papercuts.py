@@ -60,3 +60,31 @@ def test_a_refused_network_bind_creates_no_database(cli, tmp_path: Path) -> None
     result = cli("--db", str(db), "serve", "--host", "0.0.0.0", "--port", "0")
     assert result.code == 1 and "refusing to listen on 0.0.0.0 with no API keys" in result.err
     assert not db.exists() and not list(tmp_path.glob("fresh.db*"))
+
+
+def test_get_and_list_show_square_brackets_as_stored(cli) -> None:
+    # Rich read "[postgres]" and "[b]" in stored text as style tags and dropped them:
+    # `get` showed content, title and tags other than what was stored
+    content = "install with pip install 'memmesh[postgres]', then [b]restart[/b]"
+    stored = cli("store", content, "--title", "setup [draft]", "--tags", "ops[1]", "--json")
+    assert stored.code == 0, stored.err
+    memory_id = json.loads(stored.out)["id"]
+    shown = cli("get", memory_id)
+    assert shown.code == 0, shown.err
+    lines = {line.split(None, 1)[0]: line.split(None, 1)[1].strip() for line in shown.out.splitlines() if line.strip()}
+    assert (lines["content"], lines["title"], lines["tags"]) == (content, "setup [draft]", "ops[1]")
+    listed = cli("list")
+    assert listed.code == 0, listed.err
+    assert "ops[1]" in listed.out and "'memmesh[postgres]', then [b]restart[/b]" in listed.out
+
+
+def test_agent_names_and_task_results_keep_their_brackets(cli) -> None:
+    assert cli("agents", "register", "bot", "--name", "Bot [beta]", "--role", "writer", "-n", "team/*").code == 0
+    assert "Bot [beta]" in cli("agents", "list").out
+    opened = json.loads(cli("bus", "open", "--participants", "boss,worker", "--kind", "queue", "--json").out)
+    token = {"MEMMESH_BUS_TOKEN": opened["token"]}
+    queue = opened["conversation_id"]
+    assert cli("bus", "send", queue, "index it", "--from", "boss", extra_env=token).code == 0
+    attempt = json.loads(cli("bus", "claim", queue, "--worker", "worker", "--json", extra_env=token).out)["attempt_token"]
+    assert cli("bus", "complete", queue, attempt, "--worker", "worker", "--result", "ok [12 pages]", extra_env=token).code == 0
+    assert "ok [12 pages]" in cli("bus", "tasks", queue, extra_env=token).out
