@@ -66,16 +66,16 @@ def test_get_and_list_show_square_brackets_as_stored(cli) -> None:
     # Rich read "[postgres]" and "[b]" in stored text as style tags and dropped them:
     # `get` showed content, title and tags other than what was stored
     content = "install with pip install 'memmesh[postgres]', then [b]restart[/b]"
-    stored = cli("store", content, "--title", "setup [draft]", "--tags", "ops[1]", "--json")
+    stored = cli("store", content, "--title", "setup [draft]", "--tags", "ops[x]", "--json")
     assert stored.code == 0, stored.err
     memory_id = json.loads(stored.out)["id"]
     shown = cli("get", memory_id)
     assert shown.code == 0, shown.err
     lines = {line.split(None, 1)[0]: line.split(None, 1)[1].strip() for line in shown.out.splitlines() if line.strip()}
-    assert (lines["content"], lines["title"], lines["tags"]) == (content, "setup [draft]", "ops[1]")
+    assert (lines["content"], lines["title"], lines["tags"]) == (content, "setup [draft]", "ops[x]")
     listed = cli("list")
     assert listed.code == 0, listed.err
-    assert "ops[1]" in listed.out and "'memmesh[postgres]', then [b]restart[/b]" in listed.out
+    assert "ops[x]" in listed.out and "'memmesh[postgres]', then [b]restart[/b]" in listed.out
 
 
 def test_agent_names_and_task_results_keep_their_brackets(cli) -> None:
@@ -88,3 +88,10 @@ def test_agent_names_and_task_results_keep_their_brackets(cli) -> None:
     attempt = json.loads(cli("bus", "claim", queue, "--worker", "worker", "--json", extra_env=token).out)["attempt_token"]
     assert cli("bus", "complete", queue, attempt, "--worker", "worker", "--result", "ok [12 pages]", extra_env=token).code == 0
     assert "ok [12 pages]" in cli("bus", "tasks", queue, extra_env=token).out
+
+
+def test_storing_again_names_the_tags_as_they_are(cli) -> None:
+    assert cli("store", "the runbook is in the wiki", "--tags", "ops[beta]").code == 0
+    again = cli("store", "the runbook is in the wiki", "--tags", "wiki")
+    assert again.code == 0, again.err
+    assert "tags now ops[beta], wiki" in again.out
