@@ -95,3 +95,12 @@ def test_storing_again_names_the_tags_as_they_are(cli) -> None:
     again = cli("store", "the runbook is in the wiki", "--tags", "wiki")
     assert again.code == 0, again.err
     assert "tags now ops[beta], wiki" in again.out
+
+
+def test_long_runs_leave_no_stray_line_on_a_redirected_stderr(cli, tmp_path: Path) -> None:
+    assert cli("store", "deploys are frozen on Fridays", "-n", "team/ops").code == 0
+    dump = tmp_path / "dump.jsonl"
+    exported = cli("export", "-o", str(dump))
+    assert exported.code == 0 and exported.err == f"exported to {dump}\n"
+    imported = cli("--db", str(tmp_path / "other.db"), "import", str(dump))
+    assert imported.code == 0 and imported.err == f"created a new memmesh database at {tmp_path / 'other.db'}\n"

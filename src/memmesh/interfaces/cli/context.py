@@ -166,7 +166,8 @@ def announce_created(store: Store) -> None:
 
 def counting_progress(disable: bool = False) -> Progress:
     """A progress bar on stderr that shows ``done/total`` (``done/?`` when the total is not
-    known) and the time left, so a long import or migration says how far it is."""
+    known) and the time left, so a long import or migration says how far it is. Only on a
+    terminal: redirected, Rich drew no bar but left a stray empty line on stderr."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -174,7 +175,7 @@ def counting_progress(disable: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=disable,
+        disable=disable or not err_console.is_terminal,
     )
 
 
