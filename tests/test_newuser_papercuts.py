@@ -4,6 +4,11 @@ has nothing to change, a key is revoked twice or pasted whole, and a refused ser
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from memmesh.memory import Memory
@@ -104,3 +109,33 @@ def test_long_runs_leave_no_stray_line_on_a_redirected_stderr(cli, tmp_path: Pat
     assert exported.code == 0 and exported.err == f"exported to {dump}\n"
     imported = cli("--db", str(tmp_path / "other.db"), "import", str(dump))
     assert imported.code == 0 and imported.err == f"created a new memmesh database at {tmp_path / 'other.db'}\n"
+
+
+def test_serve_with_tls_names_an_https_address(cli, tmp_path: Path) -> None:
+    # the start line said http:// while only https answered: the address to copy did not work
+    assert cli("certs", "init", "--dir", str(tmp_path / "certs"), "--nodes", "node-a", "--hosts", "127.0.0.1").code == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    certs = tmp_path / "certs"
+    tls = ["--tls-cert", str(certs / "node-a.pem"), "--tls-key", str(certs / "node-a.key")]
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(tmp_path / "tls.db"), "serve", "--port", str(port), *tls],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Uvicorn running" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        started = [line for line in log.read_text().splitlines() if "memmesh serving" in line]
+        assert len(started) == 1, log.read_text()
+        assert f" at https://127.0.0.1:{port}; auth: " in started[0]
+    finally:
+        proc.terminate()
+        proc.wait(30)
