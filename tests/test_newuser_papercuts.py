@@ -139,3 +139,11 @@ def test_serve_with_tls_names_an_https_address(cli, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_import_report_names_the_file_as_it_is(cli, tmp_path: Path) -> None:
+    source = tmp_path / "notes[old].json"
+    source.write_text(json.dumps({"results": [{"id": "1", "memory": "likes tea"}]}))
+    imported = cli("import", str(source))
+    assert imported.code == 0, imported.err
+    assert f"import mem0 from {source}" in " ".join(imported.out.split())  # the title may wrap
