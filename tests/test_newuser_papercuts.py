@@ -147,3 +147,11 @@ def test_the_import_report_names_the_file_as_it_is(cli, tmp_path: Path) -> None:
     imported = cli("import", str(source))
     assert imported.code == 0, imported.err
     assert f"import mem0 from {source}" in " ".join(imported.out.split())  # the title may wrap
+
+
+def test_restore_of_an_empty_path_says_none_was_given(cli, tmp_path: Path) -> None:
+    # `memmesh restore "$snapshot"` with an empty $snapshot was told "." is a folder without snapshots
+    result = cli("restore", "", "--to", f"sqlite:///{tmp_path / 'restored.db'}")
+    assert result.code == 1
+    assert result.err.startswith("error: no snapshot given (the path is empty): name the snapshot file `memmesh backup` made")
+    assert not (tmp_path / "restored.db").exists()
