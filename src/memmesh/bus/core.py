@@ -1428,7 +1428,8 @@ class Bus:
                 )
         if found is None:
             raise LeaseLostError(
-                f"cannot {what}: this attempt no longer holds its task (its lease expired and it was given back or to another worker)"
+                f"cannot {what}: this attempt no longer holds its task (it was completed or failed with this attempt already, "
+                "or its lease expired and the task went back to the queue or to another worker)"
             )
         if found[2] != worker:
             raise ForbiddenError(f"cannot {what}: the task is leased to {found[2]}, not {worker}")

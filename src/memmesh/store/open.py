@@ -14,6 +14,16 @@ from memmesh.errors import InvalidInputError
 from memmesh.redact import redact_url
 from memmesh.store.base import Store
 
+POSTGRES_EXTRA_INSTALL = "pip install 'memmesh[postgres]' (from a checkout of memmesh: pip install -e '.[postgres]')"
+"""How to add the ``postgres`` extra. memmesh is not on PyPI yet, so the README's install is a
+checkout's ``pip install -e .``: its fix is ``pip install -e '.[postgres]'`` (docs/postgres.md)."""
+
+
+def postgres_extra_missing(needs: str, exc: ImportError) -> InvalidInputError:
+    """The error for a PostgreSQL feature on an install without the ``postgres`` extra: what
+    it needs, which package is missing and how to install it (never a traceback)."""
+    return InvalidInputError(f"{needs} ({exc.name} is missing): {POSTGRES_EXTRA_INSTALL}")
+
 
 def store_identity(url: str) -> str:
     """A key that is equal for two URLs naming the same store (``~`` and relative SQLite
@@ -56,9 +66,7 @@ def open_store(
         try:
             from memmesh.store.postgres import PostgresStore
         except ImportError as exc:
-            raise InvalidInputError(
-                f"the PostgreSQL backend needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): pip install 'memmesh[postgres]'"
-            ) from None
+            raise postgres_extra_missing("the PostgreSQL backend needs psycopg, psycopg-pool and pgvector", exc) from None
         return PostgresStore(
             url,
             busy_timeout_ms=busy_timeout_ms,
@@ -73,4 +81,4 @@ def open_store(
     )
 
 
-__all__ = ["open_store", "store_identity"]
+__all__ = ["POSTGRES_EXTRA_INSTALL", "open_store", "postgres_extra_missing", "store_identity"]

@@ -74,11 +74,12 @@ def doctor(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(report)
     else:
-        console.print(f"config file: {settings.config_file or '(none, defaults)'}")
-        console.print(f"store: {settings.display_url}")
+        # paths, URLs and details are text, not Rich markup: "memmesh[postgres]" must stay whole
+        console.print(f"config file: {escape(str(settings.config_file or '(none, defaults)'))}", highlight=False)
+        console.print(f"store: {escape(settings.display_url)}", highlight=False)
         for check in checks:
             mark = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}[check["status"]]
-            console.print(f"{mark:>14} {check['name']}: {check['detail']}")
+            console.print(f"{mark:>14} {escape(check['name'])}: {escape(str(check['detail']))}", highlight=False)
         console.print(f"health: {health['status']}")
         for name, component in health["components"].items():
             mark = {"ok": "[green]ok[/]", "degraded": "[yellow]degraded[/]", "down": "[red]DOWN[/]"}[component["status"]]

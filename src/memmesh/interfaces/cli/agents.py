@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL, Agent
 from memmesh.service import Service
 
@@ -37,7 +36,7 @@ def list_agents(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(found)
         return
-    table = Table("agent", "name", "role", "namespaces", "since")
+    table = TextTable("agent", "name", "role", "namespaces", "since")
     for agent in found:
         table.add_row(
             agent.agent_id, agent.display_name, agent.role, ", ".join(agent.namespaces), agent.created_at.isoformat(timespec="seconds")

@@ -45,7 +45,9 @@ def backup_command(
 
 @app.command("restore")
 def restore_command(
-    snapshot: Path = typer.Argument(..., help="A snapshot made by `memmesh backup` (its .manifest.json must sit beside it)."),
+    snapshot_arg: str = typer.Argument(
+        ..., metavar="snapshot", help="A snapshot made by `memmesh backup` (its .manifest.json must sit beside it)."
+    ),
     to: str = typer.Option(None, "--to", help="Store URL to restore into (default: the configured database)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -55,7 +57,8 @@ def restore_command(
     """
     settings = state.settings()
     url = db_override(to)["storage"]["url"] if to else settings.storage_url
-    manifest = verify_snapshot(snapshot, supported_schema=latest_schema(url))  # refuse before the target exists
+    manifest = verify_snapshot(snapshot_arg, supported_schema=latest_schema(url))  # refuse before the target exists
+    snapshot = Path(snapshot_arg).expanduser()
     opened: list[Any] = []
 
     def open_target() -> Any:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.table import Table
 
 from memmesh.bus.model import Delivery
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, err_console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 
@@ -136,7 +135,7 @@ def list_conversations(
     if as_json:
         print_json({"conversations": found})
         return
-    table = Table("id", "kind", "participants", "messages", "last activity", "expires" if not archived else "archived")
+    table = TextTable("id", "kind", "participants", "messages", "last activity", "expires" if not archived else "archived")
     for c in found:
         end = c.archived_at if archived else c.expires_at
         table.add_row(
@@ -271,7 +270,7 @@ def tasks(
     if as_json:
         print_json({"tasks": found})
         return
-    table = Table("#", "id", "state", "attempts", "worker", "reason / result")
+    table = TextTable("#", "id", "state", "attempts", "worker", "reason / result")
     for t in found:
         table.add_row(str(t.seq), t.id, t.state, str(t.attempts), t.worker or "", t.dead_reason or t.result or "")
     console.print(table)

@@ -18,6 +18,8 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
 
 from memmesh.config import Settings, db_override, load_settings
 from memmesh.service import Service
@@ -52,6 +54,15 @@ class SafeConsole(Console):
 
     def render_str(self, text: str, **options: Any) -> Any:
         return super().render_str(printable(text), **options)
+
+
+class TextTable(Table):
+    """A table of stored data: every text cell is shown as the text it is. A plain ``Table``
+    reads a cell as Rich markup, so a memory, tag, agent name or task result holding
+    ``[b]`` or ``memmesh[postgres]`` lost the brackets and what was between them."""
+
+    def add_row(self, *renderables: Any, **options: Any) -> None:
+        super().add_row(*(Text(printable(r)) if isinstance(r, str) else r for r in renderables), **options)
 
 
 console = SafeConsole(soft_wrap=True)
@@ -155,7 +166,8 @@ def announce_created(store: Store) -> None:
 
 def counting_progress(disable: bool = False) -> Progress:
     """A progress bar on stderr that shows ``done/total`` (``done/?`` when the total is not
-    known) and the time left, so a long import or migration says how far it is."""
+    known) and the time left, so a long import or migration says how far it is. Only on a
+    terminal: redirected, Rich drew no bar but left a stray empty line on stderr."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -163,7 +175,7 @@ def counting_progress(disable: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=err_console,
         transient=True,
-        disable=disable,
+        disable=disable or not err_console.is_terminal,
     )
 
 

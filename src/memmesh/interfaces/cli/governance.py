@@ -12,6 +12,7 @@ from rich.table import Table
 
 from memmesh.governance import ACTIONS, EffectiveStandard, PendingAction, Standard
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.render import value_text
 from memmesh.model import LOCAL_PRINCIPAL
 
 namespace_app = typer.Typer(
@@ -151,7 +152,7 @@ def _decided(decided: PendingAction, as_json: bool) -> None:
     if as_json:
         print_json(decided)
     elif decided.status == "applied":
-        console.print(f"pending action {decided.id} approved and applied: {decided.result}", markup=False, highlight=False)
+        console.print(f"pending action {decided.id} approved and applied: {value_text(decided.result)}", markup=False, highlight=False)
     elif decided.status == "rejected":
         console.print(f"pending action {decided.id} rejected", markup=False, highlight=False)
     if decided.status == "failed":

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, print_json, split_tags, state
@@ -91,7 +92,7 @@ def store(
     elif created:
         console.print(f"stored [bold]{memory.id}[/] in {memory.namespace} ({memory.tier.value})")
     else:
-        tags = f"; tags now {', '.join(memory.tags)}" if memory.tags else ""
+        tags = f"; tags now {escape(', '.join(memory.tags))}" if memory.tags else ""
         console.print(f"already stored as [bold]{memory.id}[/] in {memory.namespace}: nothing new stored{tags}")
 
 
@@ -132,7 +133,7 @@ def _show(result: RecallResult, explain: bool, as_json: bool) -> None:
         print_json(result)
         return
     for notice in result.notices:
-        console.print(f"[yellow]note:[/] {notice}")
+        console.print(f"[yellow]note:[/] {escape(notice)}")
     if not result.hits:
         console.print("no memories match")
         return

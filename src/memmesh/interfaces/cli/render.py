@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from memmesh.interfaces.cli.context import console, printable
+from memmesh.interfaces.cli.context import TextTable, console, printable
 from memmesh.model import HistoryEntry, Hit, Memory, Stats
 
 
@@ -29,7 +29,7 @@ def value_text(value: Any) -> str:
 
 def memory_detail(memory: Memory) -> None:
     """``get``: one ``field  value`` line per filled field, full id and content."""
-    table = Table(show_header=False, box=None, pad_edge=False)
+    table = TextTable(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in memory.model_dump(mode="json").items():
@@ -80,7 +80,7 @@ def _content_cell(text: str) -> Text:
 
 
 def memory_table(memories: list[Memory], title: str | None = None) -> None:
-    table = Table(title=title, show_edge=False)
+    table = TextTable(title=title, show_edge=False)
     _id_column(table, [m.id for m in memories])
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("tier", no_wrap=True)

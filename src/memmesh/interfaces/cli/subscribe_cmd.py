@@ -8,9 +8,8 @@ Only parsing and rendering: every rule (the SSRF guard, signing, retries, who se
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.subscriptions import CreatedSubscription, InboxMessage
 from memmesh.subscriptions.model import EVENTS
@@ -52,7 +51,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
         return
     # ids and URLs are what people copy into `remove`/`deliveries` and compare with their
     # receiver: never cut (the id) or ellipsised (the URL folds onto more lines)
-    table = Table()
+    table = TextTable()
     table.add_column("id", no_wrap=True, min_width=max((len(s.id) for s in found), default=2))
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("url", overflow="fold", min_width=12)
@@ -87,7 +86,7 @@ def deliveries(
     if as_json:
         print_json(found)
         return
-    table = Table()
+    table = TextTable()
     table.add_column("id", no_wrap=True, min_width=max((len(d.id) for d in found), default=2))
     for name in ("event", "memory", "state", "attempts", "last error"):
         table.add_column(name, overflow="fold")

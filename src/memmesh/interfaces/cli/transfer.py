@@ -15,9 +15,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from memmesh.errors import InvalidInputError, MemmeshError
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, err_console, print_json, printable, state
 from memmesh.io.importers import LegacyTable, detect_format
 from memmesh.io.importers.reports import ImportReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
@@ -263,11 +264,12 @@ def _import_jsonl(text: _TextSource, dry_run: bool, as_json: bool) -> None:
 
 def render_import_report(report: ImportReport) -> None:
     """The per-tenant table, totals, skip reasons, failures and the spot check, for people."""
-    table = Table(title=f"import {report.format} from {report.source}" + (" (dry run: nothing written)" if report.dry_run else ""))
+    title = f"import {report.format} from {report.source}" + (" (dry run: nothing written)" if report.dry_run else "")
+    table = Table(title=Text(printable(title)))  # a file name or tenant is text, not markup ("notes[old].json")
     for column in ("tenant", "namespace", "migrated", "skipped", "failed"):
         table.add_column(column, justify="right" if column in ("migrated", "skipped", "failed") else "left")
     for row in report.tenants:
-        table.add_row(row.tenant or "-", row.namespace or "-", str(row.migrated), str(row.skipped), str(row.failed))
+        table.add_row(Text(printable(row.tenant or "-")), row.namespace or "-", str(row.migrated), str(row.skipped), str(row.failed))
     t = report.totals
     table.add_row("[bold]total[/]", "", f"[bold]{t.migrated}[/]", f"[bold]{t.skipped}[/]", f"[bold]{t.failed}[/]")
     console.print(table)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json
 from memmesh.workers.supervisor import Supervisor, load_config, read_status
 
 workers_app = typer.Typer(help="Run and watch shard workers: restart with back-off, heartbeats, status.", no_args_is_help=True)
@@ -33,7 +32,7 @@ def status(config: Path = CONFIG, as_json: bool = JSON_OPTION) -> None:
     else:
         if found.get("error"):
             console.print(found["error"], markup=False)
-        table = Table("worker", "state", "pid", "restarts", "last exit", "heartbeat age", "error")
+        table = TextTable("worker", "state", "pid", "restarts", "last exit", "heartbeat age", "error")
         for w in found.get("workers", []):
             age = w.get("last_heartbeat_age_s")
             table.add_row(

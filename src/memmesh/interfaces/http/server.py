@@ -89,7 +89,8 @@ def start_line(settings: Settings, service: Service) -> str:
     else:
         mode = "open on loopback, no API keys yet (the first `memmesh keys create` turns keys on)"
     new = " (new database)" if getattr(service.store, "created", False) else ""
-    return f"memmesh serving {settings.display_url}{new} at http://{server.host}:{server.port}; auth: {mode}"
+    scheme = "https" if settings.tls.cert_file is not None else "http"  # [tls] cert_file/--tls-cert: only https answers
+    return f"memmesh serving {settings.display_url}{new} at {scheme}://{server.host}:{server.port}; auth: {mode}"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

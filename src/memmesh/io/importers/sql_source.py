@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from memmesh.clock import format_ts
 from memmesh.errors import InvalidInputError
 from memmesh.redact import redact_url
+from memmesh.store.open import postgres_extra_missing
 from memmesh.store.sqlite import path_from_url
 
 
@@ -135,7 +136,10 @@ class PostgresSource:
     """A PostgreSQL database through psycopg; ``read_only`` makes the whole session read-only."""
 
     def __init__(self, url: str, *, read_only: bool) -> None:
-        import psycopg
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise postgres_extra_missing("reading a PostgreSQL table needs psycopg", exc) from None
 
         self.label = redact_url(url)
         self._errors = psycopg.Error
