@@ -245,7 +245,8 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True, batch
     stop = threading.Event()
     errors: list[str] = []
     threads = [
-        threading.Thread(target=_producer_loop, args=(bus, queue.id, queue.token, i, stop, enqueued, errors, batch)) for i in range(len(producers))
+        threading.Thread(target=_producer_loop, args=(bus, queue.id, queue.token, i, stop, enqueued, errors, batch))
+        for i in range(len(producers))
     ]
     threads += [
         threading.Thread(target=_worker_loop, args=(bus, queue.id, queue.token, w, i, stop, done, errors, claim_next, batch))
