@@ -70,3 +70,44 @@ def test_bus_claim_task_waits_for_a_task_and_a_cancelled_claim_takes_none(mcp_en
             assert delivery["message"]["body"] == "build the index" and delivery["attempt"] == 1
 
     asyncio.run(scenario())
+
+
+def test_a_claim_cancelled_while_it_waited_for_the_database_takes_no_task(mcp_env: McpEnv) -> None:
+    """The client cancels while the claim's first try waits for the write lock (another
+    process writing): once the lock comes free the claim runs, but the tasks it leased go
+    back to the queue at once instead of staying leased to nobody until their leases run out."""
+    import sqlite3
+
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full", extra_env={"MEMMESH_STORAGE_BUSY_TIMEOUT_MS": "20000"}) as client:
+            q = await client.ok("bus_open_conversation", participants=["boss", "worker"], kind="queue")
+            where = {"conversation_id": q["conversation_id"], "token": q["token"]}
+            for n in range(3):
+                await client.ok("bus_send_message", **where, sender="boss", body=f"task {n}")
+            blocker = sqlite3.connect(str(mcp_env.db), timeout=30)
+            blocker.execute("BEGIN IMMEDIATE")  # another process's write holds the lock for a moment
+            try:
+                for _ in range(3):
+                    with anyio.move_on_after(0.3) as waited:
+                        await client.call("bus_claim_task", **where, worker="worker", wait_seconds=30)
+                    assert waited.cancelled_caught
+            finally:
+                blocker.rollback()
+                blocker.close()
+            await anyio.sleep(1.0)  # the cancelled claims' threads run once the lock is free
+            started = time.monotonic()
+            while True:  # (read from the file: no MCP tool lists a queue's tasks)
+                with sqlite3.connect(str(mcp_env.db)) as look:
+                    states = dict(
+                        look.execute(
+                            "SELECT state, count(*) FROM bus_messages WHERE conversation_id = ? GROUP BY state", (where["conversation_id"],)
+                        ).fetchall()
+                    )
+                if states.get("ready") == 3 or time.monotonic() - started > 5:
+                    break
+                await anyio.sleep(0.2)
+            assert states == {"ready": 3}, f"cancelled claims kept tasks leased to nobody: {states}"
+            found = await client.ok("bus_claim_task", **where, worker="worker", limit=3)
+            assert [d["message"]["body"] for d in found["deliveries"]] == ["task 0", "task 1", "task 2"]
+
+    asyncio.run(scenario())

@@ -33,7 +33,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -997,8 +997,9 @@ class Bus:
         ``wait_s``). The delivery's attempt token fences every later call about it.
 
         A face sets ``abandoned`` when its caller goes away: the wait ends at once with None
-        and takes no task for nobody (a task leased just before goes back when its lease
-        runs out, as for a worker that died holding it)."""
+        and takes no task for nobody: a claim already running when it is set (blocked on a
+        lock, say) gives what it leased back at once (a delivery, as a failed attempt is);
+        only a task handed to the face just before its caller left waits out its lease."""
         got = self._claim(conversation_id, worker, token, principal, lease_s, wait_s, abandoned, 1)
         return got[0] if got else None
 
@@ -1043,9 +1044,13 @@ class Bus:
         deadline = time.monotonic() + wait
         caller = (conversation_id, self._token_hash(conversation_id, token), worker)
         skipped = wait > 0 and self._known_empty(caller)
+        if gone(abandoned):  # the caller left before the first try (e.g. while its call queued for a thread)
+            return []
         if not skipped:
             generation, started = self.notifier.generation, time.monotonic()
-            got = self._take(conversation_id, worker, token, lease, limit)
+            got = self._unclaimed(
+                conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
+            )
             self._vouch(caller)
             if got:
                 self._taken(conversation_id, generation, started)
@@ -1059,7 +1064,9 @@ class Bus:
                 if gone(abandoned):
                     return []
                 if ready or (expiry is not None and expiry <= self._now()):
-                    got = self._take(conversation_id, worker, token, lease, limit)
+                    got = self._unclaimed(
+                        conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
+                    )
                     if got:
                         return got
                     self._drained(conversation_id, generation)
@@ -1067,7 +1074,11 @@ class Bus:
                 if remaining <= 0:
                     # a wait that skipped the first claim ends with one: whatever changed
                     # meanwhile (the conversation archived, a task) is answered as ever
-                    return self._take(conversation_id, worker, token, lease, limit) if skipped and not gone(abandoned) else []
+                    if not skipped or gone(abandoned):
+                        return []
+                    return self._unclaimed(
+                        conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
+                    )
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
@@ -1081,6 +1092,26 @@ class Bus:
 
                 ready = self.notifier.wait_for(check, step, abandoned)
                 expiry, generation = seen[0], woken[0]
+
+    def _unclaimed(
+        self, conversation_id: str, worker: str, token: str, principal: Principal, got: builtins.list[Delivery], abandoned: Abandoned | None
+    ) -> builtins.list[Delivery]:
+        """``got``, unless the caller went away while the claim ran (its thread blocked on a
+        lock or a busy connection): then nobody will work on those tasks, and they go back to
+        the queue at once instead of when their leases run out."""
+        if not got or not gone(abandoned):
+            return got
+        for delivery in got:
+            with suppress(MemmeshError):  # a task another worker took meanwhile is not ours to give back
+                self.fail(
+                    conversation_id,
+                    delivery.attempt_token,
+                    worker=worker,
+                    token=token,
+                    principal=principal,
+                    reason="the claiming client went away before it received the task",
+                )
+        return []
 
     def _vouch(self, caller: tuple[str, str, str]) -> None:
         """A claim by ``caller`` (conversation, token hash, worker) passed every check just now."""
