@@ -10,10 +10,13 @@ disconnects; MCP now ends it when the request is cancelled.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import pytest
 
 if TYPE_CHECKING:
     from conftest import McpEnv
@@ -111,3 +114,69 @@ def test_a_claim_cancelled_while_it_waited_for_the_database_takes_no_task(mcp_en
             assert [d["message"]["body"] for d in found["deliveries"]] == ["task 0", "task 1", "task 2"]
 
     asyncio.run(scenario())
+
+
+def _children_named(word: str) -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                command = Path(f"/proc/{entry}/cmdline").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me and word in command:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts the server's threads in /proc")
+def test_cancelled_waiting_calls_stay_within_the_worker_thread_limit(mcp_env: McpEnv) -> None:
+    """A cancelled waiting call keeps its worker thread counted until the thread ends: a
+    client cancelling calls whose threads are blocked (here on another process's write lock)
+    cannot pile up threads past the SDK's limit of 40 (with abandon_on_cancel it reached one
+    thread per call)."""
+    import sqlite3
+
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full", extra_env={"MEMMESH_STORAGE_BUSY_TIMEOUT_MS": "20000"}) as client:
+            q = await client.ok("bus_open_conversation", participants=["boss", "worker"], kind="queue")
+            where = {"conversation_id": q["conversation_id"], "token": q["token"]}
+            (server,) = _children_named("mcp")
+            blocker = sqlite3.connect(str(mcp_env.db), timeout=30)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                for _ in range(80):
+                    with anyio.move_on_after(0.02):
+                        await client.call("bus_claim_task", **where, worker="worker", wait_seconds=5)
+                await anyio.sleep(0.5)
+                threads = len(os.listdir(f"/proc/{server}/task"))
+            finally:
+                blocker.rollback()
+                blocker.close()
+            assert threads <= 50, f"{threads} threads in the server after 80 cancelled claims"
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_tool_sees_the_request_s_caller_and_raises_its_own_errors() -> None:
+    """The waiting wrapper runs the tool in the request's context (its principal) and lets an
+    unexpected error out as itself, not wrapped in an ExceptionGroup."""
+    from memmesh.interfaces.mcp.server import _guarded
+    from memmesh.interfaces.mcp.tools import current_abandoned, current_principal
+
+    def boom() -> None:
+        raise RuntimeError("the tool failed")
+
+    def who() -> dict[str, object]:
+        return {"principal": current_principal.get(), "flag": current_abandoned.get() is not None}
+
+    async def scenario() -> None:
+        with pytest.raises(RuntimeError, match="the tool failed"):
+            await _guarded(boom, waits=True)()
+        current_principal.set("the caller")  # type: ignore[arg-type]
+        found = await _guarded(who, waits=True)()
+        assert found.structured_content == {"principal": "the caller", "flag": True} or '"the caller"' in found.content[0].text
+
+    anyio.run(scenario)

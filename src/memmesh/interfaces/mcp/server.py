@@ -193,11 +193,28 @@ def _guarded(method: Callable[..., Any], *, waits: bool = False) -> Callable[...
             current_abandoned.set(abandoned)  # (the thread runs in a copy of the request's context)
             return call(*args, **kwargs)
 
-        try:
-            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            abandoned.set()
-            raise
+        async def until_cancelled() -> None:
+            try:
+                await anyio.sleep_forever()
+            finally:
+                abandoned.set()  # the request was cancelled (or the call is over: then nobody waits on it)
+
+        # Not abandon_on_cancel: an abandoned thread no longer counts against the worker-thread
+        # limit, so a client cancelling calls whose threads are blocked (on a lock, a busy
+        # pool) could pile up threads without bound. The thread ends within a scheduling step
+        # of the flag being set; the cancellation is raised once it has.
+        failed: Exception | None = None
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(until_cancelled)
+            try:
+                result = await anyio.to_thread.run_sync(run)
+            except Exception as exc:  # raised below, outside the group (which would wrap it in an ExceptionGroup)
+                failed = exc
+            finally:
+                watch.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        return result
 
     return call_until_cancelled
 
