@@ -55,13 +55,31 @@ class Tour:
 
     def click(self, element: Any) -> None:
         """Click something that loads a new page, and wait until the new page is there."""
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions
+        old = self.css("html")
+        element.click()
+        self.wait_replaced(old)
+
+    def wait_replaced(self, old: Any) -> None:
+        """Wait until the page that held ``old`` (its ``html`` element) has been replaced.
+
+        Selenium's ``staleness_of`` expects StaleElementReferenceException; while the old page
+        is being torn down Chromium (150) may answer "Node with given id does not belong to the
+        document" instead, which failed a CI run. Both mean the old page is gone."""
+        from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        old = self.browser.find_element(By.TAG_NAME, "html")
-        element.click()
-        WebDriverWait(self.browser, 30).until(expected_conditions.staleness_of(old))
+        def replaced(_: Any) -> bool:
+            try:
+                old.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+            return False
+
+        WebDriverWait(self.browser, 30).until(replaced)
 
     def login(self, key: str) -> None:
         self.open("/ui/login")
@@ -133,8 +151,6 @@ def test_login_with_a_revoked_key_is_refused(tour: Tour) -> None:
 
 def test_search_open_edit_and_see_the_change_through_the_api(tour: Tour) -> None:
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     tour.login(tour.ids["admin"])
     assert tour.browser.current_url.endswith("/ui/memories")
@@ -144,7 +160,7 @@ def test_search_open_edit_and_see_the_change_through_the_api(tour: Tour) -> None
     box = tour.css("#q")
     old = tour.css("html")
     box.send_keys("deploy key", Keys.ENTER)  # a real form submit, by keyboard
-    WebDriverWait(tour.browser, 30).until(expected_conditions.staleness_of(old))
+    tour.wait_replaced(old)
     results = tour.css("#results")
     assert "the deploy key rotates on mondays" in results.text
     assert "bm25" in results.text.lower() or "keyword" in results.text.lower()  # the score breakdown (explain)
