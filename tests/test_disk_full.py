@@ -68,7 +68,7 @@ def test_a_node_whose_disk_fills_under_concurrent_writes_acknowledges_only_what_
     acked: set[str] = set()
     refused: set[str] = set()
     other: list[tuple[int, str]] = []
-    lock = threading.Lock()
+    answered = threading.Condition()
     stop = threading.Event()
 
     def writer(worker: int) -> None:
@@ -77,13 +77,23 @@ def test_a_node_whose_disk_fills_under_concurrent_writes_acknowledges_only_what_
             while not stop.is_set():
                 ids, status, code = _write(http, worker, i)
                 i += 1
-                with lock:
+                with answered:
                     if status == 201:
                         acked.update(ids)
                     elif status == 503 and code == "storage_error":
                         refused.update(ids)
                     else:
                         other.append((status, code))
+                    answered.notify_all()
+
+    def until(grown: set[str], at_least: float, what: str) -> None:
+        """Hold the disk state for ``at_least`` seconds and until ``grown`` has grown, so a slow
+        machine still sees both a refusal while full and an acknowledgement once freed."""
+        with answered:
+            before = len(grown)
+        time.sleep(at_least)
+        with answered:
+            assert answered.wait_for(lambda: len(grown) > before or bool(other), 60), what
 
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -93,9 +103,9 @@ def test_a_node_whose_disk_fills_under_concurrent_writes_acknowledges_only_what_
             t.start()
         for _ in range(12):  # the disk fills and frees while writes keep coming
             _limit(server.proc.pid, 1)
-            time.sleep(rng.uniform(0.2, 0.6))
+            until(refused, rng.uniform(0.2, 0.6), "the disk was full for 60 s and no write was refused")
             _limit(server.proc.pid, None)
-            time.sleep(rng.uniform(0.05, 0.3))
+            until(acked, rng.uniform(0.05, 0.3), "the disk had room again for 60 s and no write was acknowledged")
         _limit(server.proc.pid, 1)
         time.sleep(0.5)
         stop.set()
@@ -133,7 +143,7 @@ mem = Memory(f"sqlite:///{tmp / 'threads.db'}", keyword_settings(tmp))
 mem.add("exists before the disk fills", id="first")
 _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 acked, refused, other = set(), set(), []
-lock = threading.Lock()
+answered = threading.Condition()
 stop = threading.Event()
 big = "y" * 60_000
 
@@ -148,14 +158,26 @@ def writer(worker):
             else:
                 ids = [f"t{worker}-{i}"]
                 mem.add(f"note {ids[0]}", id=ids[0])
-            with lock:
+            with answered:
                 acked.update(ids)
+                answered.notify_all()
         except StorageError:
-            with lock:
+            with answered:
                 refused.update(ids)
+                answered.notify_all()
         except Exception as exc:
-            with lock:
+            with answered:
                 other.append(repr(exc))
+                answered.notify_all()
+
+def until(grown, at_least, what):
+    # hold the disk state at least this long and until a write saw it, however slow the machine
+    with answered:
+        before = len(grown)
+    time.sleep(at_least)
+    with answered:
+        if not answered.wait_for(lambda: len(grown) > before or bool(other), 60):
+            other.append(what)
 
 rng = random.Random(24)
 threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
@@ -163,9 +185,9 @@ for t in threads:
     t.start()
 for _ in range(25):
     resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))
-    time.sleep(rng.uniform(0.02, 0.1))
+    until(refused, rng.uniform(0.02, 0.1), "full for 60 s and no write was refused")
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
-    time.sleep(rng.uniform(0.01, 0.05))
+    until(acked, rng.uniform(0.01, 0.05), "room again for 60 s and no write was acknowledged")
 stop.set()
 for t in threads:
     t.join()
