@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -81,6 +82,41 @@ def test_a_send_wakes_this_process_once_and_another_process_still(
     while not any(n is mine.notifier for n in wakes) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert any(n is mine.notifier for n in wakes), "another process's send did not wake this one"
+
+
+def test_sqlite_waiters_wake_for_other_processes_commits_not_their_own(
+    tmp_path: Path, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite process notices other processes' commits by one watcher reading the writer
+    connection's commit counter: its own writes (here 40 memories) wake none of its waiting
+    workers, while a commit through another connection (another ``Memory`` on the file, as
+    another process would be) wakes them within a few milliseconds."""
+    url = f"sqlite:///{tmp_path / 'watch.db'}"
+    mine = open_memory(url, clock=system_clock)
+    other = open_memory(url, clock=system_clock)
+    bus = mine.service.bus
+    q = bus.open(["boss", "w"], kind="queue", principal=P)
+    wakes: list[Notifier] = []
+    real = Notifier.notify
+
+    def counted(self: Notifier, *args: Any) -> None:
+        wakes.append(self)
+        real(self, *args)
+
+    waiter = threading.Thread(target=lambda: bus.claim(q.id, worker="w", token=q.token, wait_s=3, principal=P))
+    waiter.start()
+    time.sleep(0.3)  # the watcher is watching (its first reading wakes the waiter once)
+    monkeypatch.setattr(Notifier, "notify", counted)
+    for i in range(40):
+        mine.add(f"a note of this process {i}")
+    time.sleep(0.2)
+    assert [n for n in wakes if n is bus.notifier] == [], "this process's own commits woke its waiters"
+    other.add("a note from another connection")
+    deadline = time.monotonic() + 2
+    while not any(n is bus.notifier for n in wakes) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert any(n is bus.notifier for n in wakes), "another connection's commit did not wake this process's waiter"
+    waiter.join()
 
 
 def test_an_empty_claim_next_spares_the_next_claim(

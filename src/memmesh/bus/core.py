@@ -1218,7 +1218,7 @@ class Bus:
         lapse after TICKET_TTL_S, so the listener's periodic re-check still reads. A ticket
         is a hint, not a lease: the claim itself (SKIP LOCKED, or SQLite's single writer)
         decides who gets a task. On SQLite a waiter that sees another connection's commit
-        (``PRAGMA data_version``) counts it as a wake-up first (Notifier.wait_for), so the
+        (``PRAGMA data_version``, read by its watcher) is a wake-up (Notifier), so the
         count is read again after it; there the saving matters most, as every claim is a
         write and SQLite has one writer."""
         generation, now = self.notifier.generation, time.monotonic()

@@ -467,6 +467,18 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         with self._reading() as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
+    def others_commits(self) -> int:
+        """A number that moves when another connection (another process) commits to this file
+        and never for this store's own writes: ``PRAGMA data_version`` of the one writer
+        connection, which SQLite keeps per connection. Reading it costs no I/O. It lets a
+        waiter in this process notice other processes' commits without waking for its own."""
+        with self._write_lock:
+            self._refuse_if_closed()
+            try:
+                return int(self._writer.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"database error on {self.path}: {exc}") from exc
+
     def vector_snapshot(self, model: str, dim: int | None) -> tuple[int, list[str], np.ndarray]:
         """Every vector of ``model`` (of ``dim``, or of its most common size when None) and the
         change counter they are current at, read in one snapshot straight into one float32
