@@ -29,7 +29,10 @@ SQLITE_CHECK_S = 0.004
 """How often the SQLite watcher asks whether another process committed, while anyone waits."""
 WATCH_LINGER_S = 1.0
 """How long the SQLite watcher keeps watching after its last waiter left: a worker that claims,
-works and claims again finds it still watching (no fresh start, which wakes every waiter once)."""
+works and claims again finds it still watching (no fresh start, which wakes every waiter once).
+Then the watcher ends; the next waiter starts another. A paused watcher outlived its store: it
+never read the store again, so nothing told it the store had closed, and it kept the closed
+store and its service alive for the life of the process."""
 RECHECK_S = 1.0
 """A waiter re-reads this often even without a wake-up (a lost listener connection or a dead
 watcher must not leave a poll asleep until its timeout)."""
@@ -46,8 +49,11 @@ class Notifier:
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
         self._waiting = 0
+        self._watching = False
         self._watched = threading.Condition()
-        """Guards ``_waiting`` (waiters now) and wakes an idle SQLite watcher."""
+        """Guards ``_waiting`` (waiters now) and ``_watching`` (a SQLite watcher runs): a waiter
+        counts itself and starts a watcher in one step, and a watcher ends in one step with
+        finding nobody waiting, so no waiter is ever counted while no watcher runs."""
         self.origin = secrets.token_hex(8)
         self._mine = f" {self.origin}"
         self.on_sent: Callable[[str, int, int], None] | None = None
@@ -92,7 +98,8 @@ class Notifier:
         deadline = time.monotonic() + timeout_s
         if timeout_s <= 0:
             return None if gone(abandoned) else check()
-        self._ensure_listener()
+        if self.postgres:
+            self._ensure_listener()
         with self._counted_waiter(), abandoned.waking(self._wake_all) if abandoned is not None else nullcontext():
             return self._wait(check, deadline, abandoned)
 
@@ -115,10 +122,13 @@ class Notifier:
 
     @contextmanager
     def _counted_waiter(self) -> Iterator[None]:
-        """Count this waiter while it waits, so the SQLite watcher watches only while someone does."""
+        """Count this waiter while it waits, so the SQLite watcher watches only while someone
+        does (starting one when none runs)."""
         with self._watched:
             self._waiting += 1
-            self._watched.notify_all()
+            if not self.postgres and not self._watching and self._wanted():
+                self._watching = True
+                threading.Thread(target=self._watch, name="memmesh-bus-watch", daemon=True).start()
         try:
             yield
         finally:
@@ -137,29 +147,35 @@ class Notifier:
             self._cond.notify_all()
 
     def _ensure_listener(self) -> None:
-        """Start this process's listener (PostgreSQL) or watcher (SQLite) if it is not running."""
+        """Start this process's PostgreSQL listener if it is not running (SQLite's watcher is
+        started by the waiter that finds none running, see :meth:`_counted_waiter`)."""
         with self._cond:
             if self._listener is not None and self._listener.is_alive():
                 return
-            target, name = (self._listen, "memmesh-bus-listen") if self.postgres else (self._watch, "memmesh-bus-watch")
-            self._listener = threading.Thread(target=target, name=name, daemon=True)
+            self._listener = threading.Thread(target=self._listen, name="memmesh-bus-listen", daemon=True)
             self._listener.start()
 
     def _watch(self) -> None:
         """SQLite: while anyone waits (and WATCH_LINGER_S after), read the writer connection's
         commit counter every SQLITE_CHECK_S and wake the waiters when another process
-        committed. Watching again after a pause wakes them once: a commit may have landed
-        between a waiter's look and the first reading."""
+        committed; then end (the next waiter starts another). A watcher's first reading
+        wakes the waiters once: a commit may have landed between a waiter's look and it."""
+        try:
+            self._watching_loop()
+        finally:
+            with self._watched:
+                self._watching = False
+
+    def _watching_loop(self) -> None:
         marker: int | None = None
         idle_since = time.monotonic()
         while self._wanted():
             with self._watched:
-                if self._waiting == 0 and time.monotonic() - idle_since >= WATCH_LINGER_S:
-                    marker = None
-                    self._watched.wait(timeout=1.0)
-                    continue
                 if self._waiting:
                     idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= WATCH_LINGER_S:
+                    self._watching = False  # with nobody counted: the next waiter starts a watcher
+                    return
             try:
                 now = self.store.others_commits()
             except MemmeshError:  # the store closed (or failed): the waiters' own checks say so
