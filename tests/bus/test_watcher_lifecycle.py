@@ -86,3 +86,53 @@ def test_a_waiter_after_the_watcher_ended_is_woken_by_another_process(tmp_path: 
             # the first look, the watcher's first reading, then the commit: three looks well inside the 1 s re-check
             assert time.monotonic() - started < 0.8, "another connection's commit did not wake the waiter"
         other.close()
+
+
+def test_a_send_is_seen_at_once_while_this_process_waits_for_the_file_lock(tmp_path: Path) -> None:
+    """The watcher reads the writer connection's counter, but this process's writer may wait
+    up to busy_timeout for another process's lock, exactly while other processes commit: the
+    watcher then reads a reader connection's counter instead (found by review: the send was
+    seen only at the 1 s re-check, ~400 ms late)."""
+    url = f"sqlite:///{tmp_path / 'blind.db'}"
+    mine = Memory(url, _settings(tmp_path))  # type: ignore[arg-type]
+    other = Memory(url, _settings(tmp_path))  # type: ignore[arg-type]  # another process, as far as SQLite knows
+    try:
+        conv = other.service.bus.open(["a", "b"], principal=P)
+        notifier = mine.service.bus.notifier
+        seen: dict[str, float] = {}
+        real_wait_for = notifier.wait_for
+
+        def timed_wait_for(*args: object, **kwargs: object) -> object:
+            found = real_wait_for(*args, **kwargs)  # type: ignore[arg-type]
+            seen["at"] = time.monotonic()  # before the delivery mark, itself a write that must wait
+            return found
+
+        notifier.wait_for = timed_wait_for  # type: ignore[method-assign]
+        got: dict[str, int] = {}
+        bus = mine.service.bus
+
+        def wait_for_unread() -> None:
+            got["n"] = len(bus.unread(conv.id, agent="a", token=conv.token, wait_s=8, principal=P).messages)
+
+        waiter = threading.Thread(target=wait_for_unread)
+        waiter.start()
+        time.sleep(0.3)
+        with other.service.store.write():  # another process holds the file's write lock
+            adder = threading.Thread(target=lambda: mine.add("a note of this process"))
+            adder.start()  # this process's writer queues for the lock
+            time.sleep(0.3)
+            other.service.bus.send(conv.id, "hello", sender="b", token=conv.token, principal=P)
+        sent = time.monotonic()
+        third = sqlite3.connect(tmp_path / "blind.db", isolation_level=None)
+        register_functions(third)
+        third.execute("BEGIN IMMEDIATE")  # a third process writes next, for 2 s: our writer keeps waiting
+        time.sleep(2)
+        third.execute("ROLLBACK")
+        third.close()
+        waiter.join(10)
+        adder.join(10)
+        assert got.get("n") == 1
+        assert seen["at"] - sent < 0.2, f"the send was seen {seen['at'] - sent:.3f} s late"
+    finally:
+        mine.close()
+        other.close()

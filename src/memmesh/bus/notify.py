@@ -50,6 +50,8 @@ class Notifier:
         self._stop = threading.Event()
         self._waiting = 0
         self._watching = False
+        self._watches = not postgres and not getattr(store, "in_memory", False)
+        """SQLite files need a watcher; an in-memory store has no other connection to watch."""
         self._watched = threading.Condition()
         """Guards ``_waiting`` (waiters now) and ``_watching`` (a SQLite watcher runs): a waiter
         counts itself and starts a watcher in one step, and a watcher ends in one step with
@@ -126,7 +128,7 @@ class Notifier:
         does (starting one when none runs)."""
         with self._watched:
             self._waiting += 1
-            if not self.postgres and not self._watching and self._wanted():
+            if self._watches and not self._watching and self._wanted():
                 self._watching = True
                 threading.Thread(target=self._watch, name="memmesh-bus-watch", daemon=True).start()
         try:
@@ -168,6 +170,7 @@ class Notifier:
 
     def _watching_loop(self) -> None:
         marker: int | None = None
+        busy: tuple[int, int] | None = None
         idle_since = time.monotonic()
         while self._wanted():
             with self._watched:
@@ -177,15 +180,30 @@ class Notifier:
                     self._watching = False  # with nobody counted: the next waiter starts a watcher
                     return
             try:
-                now = self.store.others_commits()
+                moved, marker, busy = self._look(marker, busy)
             except MemmeshError:  # the store closed (or failed): the waiters' own checks say so
                 return
-            if now != marker:
-                woke = marker is not None or self._waiting > 0
-                marker = now
-                if woke:
-                    self.notify()
+            if moved:
+                self.notify()
             self._stop.wait(SQLITE_CHECK_S)
+
+    def _look(self, marker: int | None, busy: tuple[int, int] | None) -> tuple[bool, int | None, tuple[int, int] | None]:
+        """One reading of the watcher: whether to wake the waiters, the writer connection's
+        counter (``marker``), and, while this process's writer is busy, the reader
+        connection's counter with this process's commit count at that look (``busy``).
+
+        The writer's counter is exact (it never moves for this process's own commits), but
+        the writer may be busy for long: waiting up to ``busy_timeout`` for another process's
+        lock, exactly while other processes commit. Then a reader connection's counter is
+        read instead; it moves for this process's commits too, so a move counts only when
+        this process committed nothing since the last look (a commit of another process
+        hidden by one of ours is seen on the writer's counter once the writer is free)."""
+        now = self.store.others_commits(wait=False)
+        if now is not None:
+            return now != marker and (marker is not None or self._waiting > 0), now, None
+        own = self.store.own_commits
+        seen = self.store.commits_seen()
+        return busy is not None and seen != busy[0] and own == busy[1], marker, (seen, own)
 
     def _listen(self) -> None:
         """One LISTEN connection for this process; every notification wakes the waiters."""

@@ -467,17 +467,29 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         with self._reading() as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
-    def others_commits(self) -> int:
+    def others_commits(self, wait: bool = True) -> int | None:
         """A number that moves when another connection (another process) commits to this file
         and never for this store's own writes: ``PRAGMA data_version`` of the one writer
         connection, which SQLite keeps per connection. Reading it costs no I/O. It lets a
-        waiter in this process notice other processes' commits without waking for its own."""
-        with self._write_lock:
+        waiter in this process notice other processes' commits without waking for its own.
+        With ``wait=False``: None at once when the writer is busy (a write block runs, or it
+        waits up to ``busy_timeout`` for another process's lock); see :meth:`commits_seen`."""
+        if not self._write_lock.acquire(blocking=wait):
+            return None
+        try:
             self._refuse_if_closed()
-            try:
-                return int(self._writer.execute("PRAGMA data_version").fetchone()[0])
-            except sqlite3.DatabaseError as exc:
-                raise StorageError(f"database error on {self.path}: {exc}") from exc
+            return int(self._writer.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"database error on {self.path}: {exc}") from exc
+        finally:
+            self._write_lock.release()
+
+    def commits_seen(self) -> int:
+        """``PRAGMA data_version`` of this thread's reader connection: it moves for every other
+        connection's commits, this store's own writer's included (count those with
+        ``own_commits``). For when the writer is busy (:meth:`others_commits`)."""
+        with self._reading() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
     def vector_snapshot(self, model: str, dim: int | None) -> tuple[int, list[str], np.ndarray]:
         """Every vector of ``model`` (of ``dim``, or of its most common size when None) and the

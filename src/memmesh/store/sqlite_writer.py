@@ -78,6 +78,8 @@ class GroupCommitWriter:
         self._group_lock = threading.Lock()
         self._queued = 0
         self._batch: _Batch | None = None
+        self.own_commits = 0
+        """How many group transactions this writer committed (see SQLiteStore.others_commits)."""
 
     def _retry(self, action: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + max(self.busy_timeout_ms, 1000) / 1000
@@ -206,6 +208,7 @@ class GroupCommitWriter:
         try:
             if conn.in_transaction:
                 self._retry(lambda: conn.execute("COMMIT"))
+                self.own_commits += 1
             elif batch.members:
                 batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
         except sqlite3.DatabaseError as exc:
