@@ -491,6 +491,10 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("memmesh")) / "config.toml"
 
 
+FLAGS = "the command line"
+"""Where a value passed to :func:`load_settings` as an override came from, in messages."""
+
+
 def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -511,11 +515,14 @@ def load_settings(
     _deep_merge(merged, _from_env(env, origins))
     flags = _drop_none(dict(overrides or {}))
     _deep_merge(merged, flags)
-    origins.update(dict.fromkeys(_dotted_keys(flags), "the command line"))
+    flagged = _dotted_keys(flags)
+    origins.update(dict.fromkeys(flagged, FLAGS))
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, origins)) from None
+        # only bad flags make a malformed command (exit 2); a bad file or variable is an error (1)
+        usage = all(".".join(str(p) for p in err["loc"][:2]) in flagged for err in exc.errors(include_url=False))
+        raise ConfigError(_describe(exc, path, origins), usage=usage) from None
 
 
 def _config_path(config_file: str | Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:

@@ -72,6 +72,8 @@ class MemmeshError(Exception):
     code: ClassVar[str] = "error"
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
+    usage: bool = False
+    """A malformed call (see :class:`InvalidInputError`): the CLI exits 2, not :attr:`exit_code`."""
 
     def __init__(
         self, message: str, *, details: dict[str, Any] | None = None, retry_with: Mapping[str, Sequence[str]] | None = None
@@ -83,6 +85,11 @@ class MemmeshError(Exception):
         self.details: dict[str, Any] = details or {}
         if self.retry_with:
             self.details.setdefault("retry_with", self.retry_with)
+
+    @property
+    def exit_status(self) -> int:
+        """The CLI's exit code for this error: 2 for a usage error, else the type's :attr:`exit_code`."""
+        return 2 if self.usage else self.exit_code
 
     def message_for(self, spell: OptionSpelling) -> str:
         """The message with its fix (if any) spelt the way this face's users write options."""
@@ -98,10 +105,27 @@ class MemmeshError(Exception):
 
 
 class InvalidInputError(MemmeshError, ValueError):
-    """The caller sent a value that breaks a rule; the message says which and how to fix it."""
+    """The caller sent a value that breaks a rule; the message says which and how to fix it.
+
+    ``usage=True`` marks a malformed call rather than bad data: a parameter given a value it
+    never takes (not one of its choices, out of its range) or a required choice left unmade.
+    The CLI answers those as usage errors, exit 2, as Click does for an option of the wrong
+    type; HTTP (422) and MCP answer them like any other invalid input.
+    """
 
     code = "invalid_input"
     http_status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_with: Mapping[str, Sequence[str]] | None = None,
+        usage: bool = False,
+    ) -> None:
+        super().__init__(message, details=details, retry_with=retry_with)
+        self.usage = usage
 
 
 class ContentTooLargeError(InvalidInputError):

@@ -67,7 +67,7 @@ def main() -> None:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
         err_console.print(f"{label}: {exc.message_for(cli_option)}", markup=False, highlight=False)
-        sys.exit(exc.exit_code)
+        sys.exit(exc.exit_status)
     except SystemExit:
         state.finish()
         raise

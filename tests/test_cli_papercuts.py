@@ -1,0 +1,56 @@
+"""CLI papercuts a new user hits: a value an option never takes is a usage error (exit 2)
+saying what to fix, as docs/cli.md promises; bad data stays an error (exit 1)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import CliResult
+
+
+def _usage(result: CliResult, *words: str) -> None:
+    assert result.code == 2, result
+    assert result.err.startswith("error: ") and len(result.err.strip().splitlines()) == 1, result.err
+    assert all(word in result.err for word in words), result.err
+
+
+def test_an_option_value_out_of_its_choices_or_range_exits_2(cli) -> None:
+    # the real process once: the exit code a shell sees
+    _usage(cli("store", "x", "--tier", "forever"), "tier", "'short', 'mid' or 'long'")
+    _usage(cli("serve", "--port", "99999"), "server.port", "65535")
+
+
+def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process) -> None:
+    opened = cli_in_process("bus", "open", "--participants", "a,b", "--kind", "queue", "--json")
+    assert opened.code == 0, opened.err
+    conv = json.loads(opened.out)
+    token = ["--token", conv["token"]]
+    memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    cases = [
+        (("bus", "tasks", conv["id"], *token, "--state", "deda"), ("ready, leased, done or dead",)),
+        (("bus", "open", "--participants", "a", "--kind", "group"), ("chat or queue",)),
+        (("bus", "claim", conv["id"], "--worker", "a", *token, "--limit", "0"), ("between 1 and 100",)),
+        (("bus", "claim", conv["id"], "--worker", "a", *token, "--lease", "-1"), ("lease must be above 0",)),
+        (("store", "x", "--kind", "nope"), ("kind",)),
+        (("store", "x", "--priority", "11"), ("priority", "10")),
+        (("store", "x", "--on-conflict", "merge"), ("on_conflict",)),
+        (("update", memory_id, "--tier", "forever"), ("tier",)),
+        (("list", "--tier", "forever"), ("use one of short, mid, long",)),
+        (("list", "--limit", "0"), ("between 1 and",)),
+        (("recall", "x", "--mode", "fuzzy"), ("hybrid, keyword, vector",)),
+        (("recall", "x", "--top-k", "0"), ("top_k",)),
+        (("link", memory_id, memory_id, "-r", "likes"), ("related_to",)),
+        (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
+        (("pending", "list", "--status", "nope"), ("pending, approved",)),
+    ]
+    for args, words in cases:
+        _usage(cli_in_process(*args), *words)
+    # bad data is not a usage error: exit 1 as before
+    assert cli_in_process("store", "").code == 1
+    assert cli_in_process("store", "x", "-n", "bad//ns").code == 1
+    assert cli_in_process("get", "no-such-id").code == 1
+
+
+def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
+    result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
+    assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err
