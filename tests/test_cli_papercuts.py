@@ -4,6 +4,7 @@ saying what to fix, as docs/cli.md promises; bad data stays an error (exit 1).""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.conftest import CliResult
 
@@ -54,3 +55,14 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
 def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
     result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
     assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err
+
+
+def test_a_tilde_in_a_sqlite_url_is_expanded_where_it_is_shown_and_opened(cli_in_process, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    made = cli_in_process("--db", "sqlite:///~/x.db", "init", "--json", extra_env={"HOME": str(home)})
+    assert made.code == 0, made.err
+    assert json.loads(made.out)["url"] == f"sqlite:///{home / 'x.db'}"  # not sqlite:///~/x.db
+    assert (home / "x.db").is_file() and not (tmp_path / "~").exists()
+    text = cli_in_process("init", extra_env={"HOME": str(home), "MEMMESH_DB": "sqlite:///~/x.db"})
+    assert text.code == 0 and f"ready at sqlite:///{home / 'x.db'} " in text.out, text

@@ -67,6 +67,17 @@ class StorageSettings(_Section):
     promote_after_accesses: int = Field(5, ge=1, description="a mid memory recalled this often becomes long")
     tombstone_retention_days: float = Field(30.0, ge=0, description="gc purges tombstones older than this")
 
+    @field_validator("url")
+    @classmethod
+    def _sqlite_file_in_full(cls, value: str | None) -> str | None:
+        """A SQLite URL names its file as the store opens it: ``~`` expanded and a relative
+        path made absolute (against the working directory), so ``init``, ``doctor`` and every
+        message show the file really used, never ``sqlite:///~/x.db``."""
+        rest = value[len("sqlite://") :] if value is not None and value.startswith("sqlite://") else None
+        if rest is None or rest in ("/", "/:memory:") or not rest.startswith("/"):
+            return value  # not SQLite, in memory, or malformed (the store says how to write it)
+        return f"sqlite:///{Path(rest[1:]).expanduser().absolute()}"
+
 
 class EmbeddingSettings(_Section):
     provider: Literal["minilm", "openai", "none"] = Field(
