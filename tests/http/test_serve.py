@@ -4,6 +4,7 @@ JSON logs with request ids, several workers."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -119,3 +120,25 @@ def test_several_workers_share_one_store(spawn, db_path):
         assert m.stats().total == 20
     server.terminate()
     assert server.stopped_gracefully()
+
+
+def test_port_0_announces_the_port_really_bound(spawn, db_path):
+    for workers in ("1", "2"):
+        server = spawn(db_path, "--port", "0", "--workers", workers, ready=False)  # the last --port wins
+        deadline = time.monotonic() + 60
+        found = None
+        while found is None and time.monotonic() < deadline and server.proc.poll() is None:
+            found = re.search(r"memmesh serving .* at http://127\.0\.0\.1:(\d+);", server.log.read_text())
+            time.sleep(0.05)
+        assert found is not None, server.log.read_text()
+        port = int(found.group(1))
+        assert port != 0
+        while time.monotonic() < deadline:  # the workers may still be starting
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        server.terminate()
+        assert server.stopped_gracefully(), server.log.read_text()
