@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import typer
 from tests.conftest import CliResult
 
 
@@ -66,3 +68,44 @@ def test_a_tilde_in_a_sqlite_url_is_expanded_where_it_is_shown_and_opened(cli_in
     assert (home / "x.db").is_file() and not (tmp_path / "~").exists()
     text = cli_in_process("init", extra_env={"HOME": str(home), "MEMMESH_DB": "sqlite:///~/x.db"})
     assert text.code == 0 and f"ready at sqlite:///{home / 'x.db'} " in text.out, text
+
+
+def test_fix_hints_name_the_cli_flag_and_command(cli_in_process) -> None:
+    opened = json.loads(cli_in_process("bus", "open", "--participants", "a,b", "--json").out)
+    token = ["--token", opened["token"]]
+    nothing = cli_in_process("bus", "ack", opened["id"], "--agent", "b", *token)
+    _usage(nothing, "say what to ack", "; pass --all")
+    assert " or all (" not in nothing.err and "--all true" not in nothing.err
+    both = cli_in_process("bus", "ack", opened["id"], "some-id", "--all", "--agent", "b", *token)
+    _usage(both, "not both")
+    missing = cli_in_process("session", "rehydrate", "nosuch")
+    assert missing.code == 1 and missing.err.strip() == (
+        "error: no session nosuch: a session starts with its first turn; "
+        "use memmesh session append to add a turn, or memmesh session list to see the sessions there are"
+    )
+
+
+def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
+    from memmesh.errors import OPERATIONS
+    from memmesh.interfaces.cli.app import app, cli_command
+    from memmesh.interfaces.http.handlers import http_operation
+    from memmesh.interfaces.http.routes import sessions
+    from memmesh.interfaces.mcp.catalog import FAMILIES, tools_for
+    from memmesh.interfaces.mcp.render import tool_name
+    from memmesh.memory import Memory
+
+    def command(words: list[str]) -> object:
+        found: Any = typer.main.get_command(app)
+        for word in words:
+            found = getattr(found, "commands", {}).get(word)
+        return found
+
+    routers = [sessions.router]  # where the operations in OPERATIONS are served
+    tools = set(tools_for(list(FAMILIES)))
+    routes = {f"{method} {route.path}" for router in routers for route in router.routes for method in route.methods}
+    for operation in OPERATIONS:
+        assert callable(getattr(Memory, operation))  # named by its Python API method
+        words = cli_command(operation).split()
+        assert words[0] == "memmesh" and command(words[1:]) is not None, operation
+        assert tool_name(operation) in tools
+        assert http_operation(operation) in routes

@@ -856,8 +856,14 @@ class Bus:
         agent = check_agent_name(agent)
         self._authorize(principal, "writer", agent)
         ids = [i.strip() for i in ids if isinstance(i, str) and i.strip()]
-        if all == bool(ids):
-            raise InvalidInputError("say what to ack: message ids, or all (every message unread has returned)", usage=True)
+        if all and ids:
+            raise InvalidInputError("ack either the given message ids or every message unread has returned, not both", usage=True)
+        if not all and not ids:
+            raise InvalidInputError(
+                "say what to ack: message ids (each and everything before it), or every message unread has returned",
+                retry_with={"all": [True]},
+                usage=True,
+            )
         now = self._now()
         if all and self.sql.postgres:
             fast = self._ack_all_pg(conversation_id, agent, token, now)

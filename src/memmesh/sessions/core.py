@@ -135,6 +135,8 @@ STOP = frozenset(
     ]
 )
 MAX_TURNS = 200_000
+SESSION_HELP = {"session_append": "to add a turn", "session_list": "to see the sessions there are"}
+"""What an error about a missing or empty session points to, named by each face its own way."""
 APPEND_RETRIES = 50
 """How often an append numbers its turns again after losing a race for the same numbers."""
 
@@ -284,7 +286,7 @@ class Sessions:
         ns = self._known(session_id)
         who = authorize(principal, "reader")
         if ns is None or not who.covers(ns):
-            raise NotFoundError(f"no session {session_id}: append a turn with session_append first (session list shows sessions)")
+            raise NotFoundError(f"no session {session_id}: a session starts with its first turn", use=SESSION_HELP)
         return ns
 
     # -- writes ------------------------------------------------------------------------------
@@ -456,7 +458,7 @@ class Sessions:
         turns = self._rows(ns)
         relevant_hits = relevant_job.result() if relevant_job else []
         if not turns:
-            raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
+            raise NotFoundError(f"session {session_id} has no turns", use=SESSION_HELP)
         return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
 
     def _relevant(self, ns: str, query: str, principal: Principal) -> builtins.list[tuple[Memory, float]]:

@@ -9,6 +9,7 @@ same shape, then re-raised by Starlette so tests see it.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -45,9 +46,18 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def json_option(name: str, value: str) -> str:
+def json_option(name: str, value: str | bool) -> str:
     """How a fix reads to an HTTP client: the request body field, ``"on_conflict": "update"``."""
-    return f'"{name}": "{value}"'
+    return f'"{name}": {json.dumps(value)}'
+
+
+HTTP_OPERATIONS = {"session_append": "POST /api/v1/sessions/{session_id}/turns", "session_list": "GET /api/v1/sessions"}
+"""The route of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`)."""
+
+
+def http_operation(operation: str) -> str:
+    """How a fix names an operation to an HTTP client: its route."""
+    return HTTP_OPERATIONS[operation]
 
 
 async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
@@ -58,7 +68,7 @@ async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = retry_after_header(retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="memmesh"'
-    body = exc.to_dict(json_option)
+    body = exc.to_dict(json_option, http_operation)
     if exc.http_status == 422 and "errors" not in body["error"]["details"]:
         # Every 422 lists its errors (docs/http.md), whether FastAPI or the core found them:
         # a client handles one shape. The core's message already names the field.
