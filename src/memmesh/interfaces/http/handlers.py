@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import typing
+from types import UnionType
+from typing import Any, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,11 +92,55 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
+            place = belongs_in(request, loc)
+            if place is not None:
+                message = f"unknown field here: it belongs in {'.'.join(place)} ({_skeleton(place)})"
         elif err.get("type") == "string_unicode":
             message = NOT_UNICODE
         listed.append({"loc": loc, "message": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
     return error_response(422, "invalid_input", summary or "invalid request", {"errors": listed})
+
+
+def belongs_in(request: Request, loc: list[str]) -> list[str] | None:
+    """Where in the request body a field refused as unknown at ``loc`` is accepted, when an
+    object beside it takes a field of that name: a recall's top-level ``namespace`` belongs
+    in ``filters.namespace``. Read off the route's body model, so every route gets it."""
+    if len(loc) < 2 or loc[0] != "body":
+        return None
+    *path, name = loc[1:]
+    body = getattr(request.scope.get("route"), "body_field", None)
+    model = _model_of(body.field_info.annotation) if body is not None else None
+    for part in path:
+        field = _fields(model).get(part) if model is not None else None
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None:
+        return None
+    for field_name, field in _fields(model).items():
+        inner = _model_of(field.annotation)
+        if inner is not None and name in _fields(inner):
+            return [*path, field_name, name]
+    return None
+
+
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by the name a request body uses (the alias, if any)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: ``Model`` or ``Model | None`` (not a list of them)."""
+    found = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, UnionType) else (annotation,)
+    models = [a for a in found if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 and all(a in (models[0], type(None)) for a in found) else None
+
+
+def _skeleton(place: list[str]) -> str:
+    """The JSON shape that puts a field at ``place``: ``{"filters": {"namespace": …}}``."""
+    shape = "…"
+    for key in reversed(place):
+        shape = f"{{{json.dumps(key)}: {shape}}}"
+    return shape
 
 
 UNPARSED_BODY = "There was an error parsing the body"
