@@ -50,7 +50,6 @@ def test_bad_input_exits_1_with_one_line_and_no_traceback(cli) -> None:
     cli("store", "keep me", "--json")
     cases = [
         (("store", ""), "content is empty"),
-        (("store", "x", "--tier", "forever"), "tier"),
         (("store", "x", "-n", "bad//ns"), "invalid namespace"),
         (("store", "x", "-t", ",".join(f"t{i}" for i in range(40))), "limit is 32"),
         (("store", "x", "--metadata", "{oops"), "--metadata is not valid JSON"),

@@ -67,6 +67,17 @@ class StorageSettings(_Section):
     promote_after_accesses: int = Field(5, ge=1, description="a mid memory recalled this often becomes long")
     tombstone_retention_days: float = Field(30.0, ge=0, description="gc purges tombstones older than this")
 
+    @field_validator("url")
+    @classmethod
+    def _sqlite_file_in_full(cls, value: str | None) -> str | None:
+        """A SQLite URL names its file as the store opens it: ``~`` expanded and a relative
+        path made absolute (against the working directory), so ``init``, ``doctor`` and every
+        message show the file really used, never ``sqlite:///~/x.db``."""
+        rest = value[len("sqlite://") :] if value is not None and value.startswith("sqlite://") else None
+        if rest is None or rest in ("/", "/:memory:") or not rest.startswith("/"):
+            return value  # not SQLite, in memory, or malformed (the store says how to write it)
+        return f"sqlite:///{Path(rest[1:]).expanduser().absolute()}"
+
 
 class EmbeddingSettings(_Section):
     provider: Literal["minilm", "openai", "none"] = Field(
@@ -491,6 +502,10 @@ def default_config_path() -> Path:
     return Path(platformdirs.user_config_dir("memmesh")) / "config.toml"
 
 
+FLAGS = "the command line"
+"""Where a value passed to :func:`load_settings` as an override came from, in messages."""
+
+
 def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -511,11 +526,14 @@ def load_settings(
     _deep_merge(merged, _from_env(env, origins))
     flags = _drop_none(dict(overrides or {}))
     _deep_merge(merged, flags)
-    origins.update(dict.fromkeys(_dotted_keys(flags), "the command line"))
+    flagged = _dotted_keys(flags)
+    origins.update(dict.fromkeys(flagged, FLAGS))
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, path, origins)) from None
+        # only bad flags make a malformed command (exit 2); a bad file or variable is an error (1)
+        usage = all(".".join(str(p) for p in err["loc"][:2]) in flagged for err in exc.errors(include_url=False))
+        raise ConfigError(_describe(exc, path, origins), usage=usage) from None
 
 
 def _config_path(config_file: str | Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:

@@ -36,9 +36,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-OptionSpelling = Callable[[str, str], str]
+OptionSpelling = Callable[[str, Any], str]
 """How one face writes "option = value" in a fix hint: ``--on-conflict update`` on the
-command line, ``on_conflict='update'`` in Python, ``"on_conflict": "update"`` in JSON."""
+command line, ``on_conflict='update'`` in Python, ``"on_conflict": "update"`` in JSON. A
+value is a string, or ``True`` for a flag (``--all``, ``all=True``, ``"all": true``)."""
+
+OperationSpelling = Callable[[str], str]
+"""How one face names an operation a fix points to, given by its Python API name (a method of
+``Memory``, one of :data:`OPERATIONS`): ``memmesh session append`` on the command line, the
+MCP tool ``session_append``, ``POST /api/v1/sessions/{session_id}/turns`` over HTTP."""
+
+OPERATIONS = ("session_append", "session_list")
+"""Every operation an error's ``use`` may name; each face spells them all (tests check)."""
 
 
 MAX_SHOWN_WORD = 200
@@ -55,9 +64,14 @@ def _clip(message: str) -> str:
     return " ".join(word if len(word) <= MAX_SHOWN_WORD else f"{word[:60]}…({len(word)} characters)" for word in message.split(" "))
 
 
-def python_option(name: str, value: str) -> str:
+def python_option(name: str, value: Any) -> str:
     """Keyword-argument spelling (the Python API, and the default message)."""
     return f"{name}={value!r}"
+
+
+def python_operation(name: str) -> str:
+    """Method spelling (the Python API, and the default message): ``session_append()``."""
+    return f"{name}()"
 
 
 class MemmeshError(Exception):
@@ -66,42 +80,84 @@ class MemmeshError(Exception):
     ``retry_with`` names the option(s) whose values would make the call succeed (e.g.
     ``{"on_conflict": ["update", "version"]}``): the core decides the fix, and each face
     renders it in its own syntax through :meth:`message_for`, so a CLI user is never told
-    to pass a Python keyword.
+    to pass a Python keyword. ``use`` likewise names other operations that help, each with
+    what it is for (``{"session_append": "to add its first turn"}``), so a CLI user is told a
+    command and an MCP client a tool.
     """
 
     code: ClassVar[str] = "error"
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
+    usage: bool = False
+    """A malformed call (see :class:`InvalidInputError`): the CLI exits 2, not :attr:`exit_code`."""
 
     def __init__(
-        self, message: str, *, details: dict[str, Any] | None = None, retry_with: Mapping[str, Sequence[str]] | None = None
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_with: Mapping[str, Sequence[str | bool]] | None = None,
+        use: Mapping[str, str] | None = None,
     ) -> None:
         self.reason = _clip(message)
         self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
+        self.use = dict(use or {})
+        unknown = set(self.use) - set(OPERATIONS)
+        if unknown:
+            raise ValueError(f"use names operations outside OPERATIONS: {sorted(unknown)}")
         self.message = self.message_for(python_option)
         super().__init__(self.message)
         self.details: dict[str, Any] = details or {}
         if self.retry_with:
             self.details.setdefault("retry_with", self.retry_with)
+        if self.use:
+            self.details.setdefault("use", list(self.use))
 
-    def message_for(self, spell: OptionSpelling) -> str:
-        """The message with its fix (if any) spelt the way this face's users write options."""
-        if not self.retry_with:
-            return self.reason
-        fixes = [" or ".join(spell(name, value) for value in values) for name, values in self.retry_with.items()]
-        return f"{self.reason}; pass {' or '.join(fixes)}"
+    @property
+    def exit_status(self) -> int:
+        """The CLI's exit code for this error: 2 for a usage error, else the type's :attr:`exit_code`."""
+        return 2 if self.usage else self.exit_code
 
-    def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
+    def message_for(self, spell: OptionSpelling, name: OperationSpelling = python_operation) -> str:
+        """The message with its fix (if any) spelt the way this face's users write options
+        and name operations."""
+        message = self.reason
+        if self.retry_with:
+            fixes = [" or ".join(spell(option, value) for value in values) for option, values in self.retry_with.items()]
+            message = f"{message}; pass {' or '.join(fixes)}"
+        if self.use:
+            message = f"{message}; use " + ", or ".join(f"{name(operation)} {purpose}" for operation, purpose in self.use.items())
+        return message
+
+    def to_dict(self, spell: OptionSpelling | None = None, name: OperationSpelling = python_operation) -> dict[str, Any]:
         """The error body (docs/http.md, "Errors"): ``{"error": {"code", "message", "details"}}``."""
-        message = self.message if spell is None else self.message_for(spell)
+        message = self.message if spell is None else self.message_for(spell, name)
         return {"error": {"code": self.code, "message": message, "details": self.details}}
 
 
 class InvalidInputError(MemmeshError, ValueError):
-    """The caller sent a value that breaks a rule; the message says which and how to fix it."""
+    """The caller sent a value that breaks a rule; the message says which and how to fix it.
+
+    ``usage=True`` marks a malformed call rather than bad data: a parameter given a value it
+    never takes (not one of its choices, out of its range) or a required choice left unmade.
+    The CLI answers those as usage errors, exit 2, as Click does for an option of the wrong
+    type; HTTP (422) and MCP answer them like any other invalid input.
+    """
 
     code = "invalid_input"
     http_status = 422
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_with: Mapping[str, Sequence[str | bool]] | None = None,
+        use: Mapping[str, str] | None = None,
+        usage: bool = False,
+    ) -> None:
+        super().__init__(message, details=details, retry_with=retry_with, use=use)
+        self.usage = usage
 
 
 class ContentTooLargeError(InvalidInputError):
@@ -201,9 +257,9 @@ class PendingApprovalError(MemmeshError):
     http_status = 202
     exit_code = 3
 
-    def to_dict(self, spell: OptionSpelling | None = None) -> dict[str, Any]:
+    def to_dict(self, spell: OptionSpelling | None = None, name: OperationSpelling = python_operation) -> dict[str, Any]:
         """The error body plus ``status`` and ``pending_id`` at the top, as the 202 answer promises (docs/governance.md)."""
-        return {"status": "pending", "pending_id": self.details.get("pending_id"), **super().to_dict(spell)}
+        return {"status": "pending", "pending_id": self.details.get("pending_id"), **super().to_dict(spell, name)}
 
 
 class RateLimitedError(MemmeshError):

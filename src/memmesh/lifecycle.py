@@ -293,7 +293,7 @@ class Lifecycle:
         if not (memory_ids or namespace or older_than_days is not None or everything):
             raise InvalidInputError("archive purge needs memory_ids, namespace, older_than_days or everything=true")
         if older_than_days is not None and not 0 <= older_than_days <= MAX_AGE_DAYS:
-            raise InvalidInputError(f"older_than_days must be between 0 and {MAX_AGE_DAYS} (got {older_than_days})")
+            raise InvalidInputError(f"older_than_days must be between 0 and {MAX_AGE_DAYS} (got {older_than_days})", usage=True)
         k = self.kernel
         who = authorize(principal, "admin")
         flt = k.filter(who, namespace=namespace)

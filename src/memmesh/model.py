@@ -552,7 +552,19 @@ def parse_model(model: type[ModelT], data: Any) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc)) from None
+        raise InvalidInputError(describe_validation_error(exc), usage=is_usage_error(exc)) from None
+
+
+USAGE_ERROR_TYPES = frozenset(
+    {"enum", "literal_error", "greater_than", "greater_than_equal", "less_than", "less_than_equal", "int_parsing", "float_parsing"}
+)
+"""Pydantic error types that mean a parameter got a value it never takes (not one of its
+choices, out of its range, not a number): a malformed call, not bad data."""
+
+
+def is_usage_error(exc: ValidationError) -> bool:
+    """Whether every error in ``exc`` is of a :data:`USAGE_ERROR_TYPES` type."""
+    return all(err["type"] in USAGE_ERROR_TYPES for err in exc.errors(include_url=False))
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -91,7 +91,7 @@ class Transfer:
 
         who = authorize_store_wide(principal, "a backup")
         if retain is not None and (not isinstance(retain, int) or isinstance(retain, bool) or retain < 1):
-            raise InvalidInputError(f"retain must be a positive integer (got {retain!r})")
+            raise InvalidInputError(f"retain must be a positive integer (got {retain!r})", usage=True)
         if to_dir is None and self.service.policy.backup_dir is None:
             raise InvalidInputError("no backup folder is configured; give one")
         folder = Path(to_dir).expanduser() if to_dir is not None else self.service.policy.backup_dir

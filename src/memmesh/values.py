@@ -23,7 +23,7 @@ def enum_value(enum: type[Enum], value: object, name: str) -> str | None:
     try:
         return str(enum(value).value)
     except ValueError:
-        raise InvalidInputError(f"unknown {name} {value!r}: use one of {', '.join(str(e.value) for e in enum)}") from None
+        raise InvalidInputError(f"unknown {name} {value!r}: use one of {', '.join(str(e.value) for e in enum)}", usage=True) from None
 
 
 E = TypeVar("E", bound=Enum)
@@ -33,7 +33,7 @@ def enum_member(enum: type[E], value: object, name: str) -> E:
     """The member of ``enum`` named by ``value``; an empty value is refused like an unknown one."""
     found = enum_value(enum, value, name)
     if found is None:
-        raise InvalidInputError(f"{name} is empty: use one of {', '.join(str(e.value) for e in enum)}")
+        raise InvalidInputError(f"{name} is empty: use one of {', '.join(str(e.value) for e in enum)}", usage=True)
     return enum(found)
 
 

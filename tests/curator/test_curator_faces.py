@@ -65,16 +65,16 @@ def test_cli_run_json_has_the_spec_shape_and_rollback_puts_it_back(cli_in_proces
     assert text.code == 0 and "dry run: nothing changed" in text.out and "note: no LLM client configured" in text.out
 
 
-def test_cli_bad_input_is_one_clear_line_and_exit_1(cli_in_process: Any, db_path: Path) -> None:
+def test_cli_bad_input_is_one_clear_line(cli_in_process: Any, db_path: Path) -> None:
     cli = cli_in_process
     _seed(db_path)
-    for args, words in (
-        (("curator", "run", "--max-ops", "0"), "max_ops must be a whole number of at least 1 (got 0)"),
-        (("curator", "run", "--max-ops", "-3"), "max_ops must be a whole number of at least 1 (got -3)"),
-        (("curator", "rollback", "no-such-run"), "no curator run with id no-such-run"),
+    for args, words, code in (
+        (("curator", "run", "--max-ops", "0"), "max_ops must be a whole number of at least 1 (got 0)", 2),  # out of range: usage
+        (("curator", "run", "--max-ops", "-3"), "max_ops must be a whole number of at least 1 (got -3)", 2),
+        (("curator", "rollback", "no-such-run"), "no curator run with id no-such-run", 1),
     ):
         result = cli(*args)
-        assert result.code == 1, result
+        assert result.code == code, result
         assert words in result.err and result.err.count("\n") == 1
     listed = json.loads(cli("curator", "runs", "--json").out)
     assert listed == []  # the refused runs recorded nothing

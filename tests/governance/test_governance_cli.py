@@ -44,18 +44,18 @@ def test_cli_standard_queue_approve_and_reject(cli) -> None:
 
 def test_cli_bad_input_is_one_line_and_changes_nothing(cli) -> None:
     assert cli("namespace", "set-standard", "-n", "org", "--governance", '{"delete":"deny"}').code == 0
-    for args, message in (
-        (("--governance", '{"write":'), "governance is not valid JSON"),
-        (("--governance", '{"publish":"deny"}'), "unknown action 'publish' in governance"),
-        (("--governance", '{"write":"yes"}'), "governance.write is 'yes': use one of allow, approve, deny"),
-        (("--default-tier", "forever"), "unknown default tier 'forever'"),
-        (("--ttl", "-5"), "ttl_seconds must be a whole number"),
+    for args, message, code in (
+        (("--governance", '{"write":'), "governance is not valid JSON", 1),
+        (("--governance", '{"publish":"deny"}'), "unknown action 'publish' in governance", 2),  # not a choice: usage
+        (("--governance", '{"write":"yes"}'), "governance.write is 'yes': use one of allow, approve, deny", 2),
+        (("--default-tier", "forever"), "unknown default tier 'forever'", 2),
+        (("--ttl", "-5"), "ttl_seconds must be a whole number", 2),
     ):
         bad = cli("namespace", "set-standard", "-n", "org", *args)
-        assert bad.code == 1 and bad.err.strip().count("\n") == 0 and message in bad.err, (args, bad.err)
+        assert bad.code == code and bad.err.strip().count("\n") == 0 and message in bad.err, (args, bad.err)
     assert json.loads(cli("namespace", "list", "--json").out)[0]["governance"] == {"delete": "deny"}
     missing = cli("pending", "reject", "nope")
     assert missing.code == 1 and "no pending action with id 'nope'" in missing.err
     status = cli("pending", "list", "--status", "done")
-    assert status.code == 1 and "unknown status 'done'" in status.err
+    assert status.code == 2 and "unknown status 'done'" in status.err
     assert cli("namespace", "clear-standard", "-n", "org/none").code == 1

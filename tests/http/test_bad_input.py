@@ -88,6 +88,20 @@ def test_blank_content_and_bad_recall_bodies(server):
     _nothing_stored(server)
 
 
+def test_a_misplaced_field_is_422_saying_where_it_belongs(server):
+    http = server.http()
+    error = _error(http.post("/api/v1/recall", json={"query": "x", "namespace": "team", "tier": "long"}), 422)
+    assert error["message"] == (
+        'body.namespace: unknown field here: it belongs in filters.namespace ({"filters": {"namespace": …}}); '
+        'body.tier: unknown field here: it belongs in filters.tier ({"filters": {"tier": …}})'
+    )
+    assert [e["loc"] for e in error["details"]["errors"]] == [["body", "namespace"], ["body", "tier"]]
+    typo = _error(http.post("/api/v1/recall", json={"query": "x", "namspace": "team"}), 422)
+    assert typo["message"] == "body.namspace: unknown field"  # nothing beside it takes that name
+    deeper = _error(http.post("/api/v1/recall", json={"query": "x", "filters": {"top_k": 3}}), 422)
+    assert deeper["message"] == "body.filters.top_k: unknown field"  # only objects beside a field are searched, not its parents
+
+
 def test_batch_with_one_bad_item_stores_none(server):
     items = [{"content": "good"}, {"content": "bad", "priority": 0}]
     response = server.http().post("/api/v1/memories/batch", json={"items": items})

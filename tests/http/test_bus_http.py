@@ -123,3 +123,19 @@ def test_metrics_report_supervised_workers(serve: Any, tmp_path: Path) -> None:
     assert "memmesh_workers_supervisor_up 1" in text
     assert 'memmesh_workers{state="failed"} 1' in text and 'memmesh_workers{state="running"} 1' in text
     assert 'memmesh_worker_failed{worker="shard-2"} 1' in text and 'memmesh_worker_restarts{worker="shard-2"} 5' in text
+
+
+def test_fix_hints_name_the_body_field_and_the_route(serve: Any) -> None:
+    http = serve().http()
+    conv, auth = _open(http)
+    nothing = http.post(f"/api/v1/bus/conversations/{conv}/ack", json={"agent": "b"}, headers=auth)
+    assert nothing.status_code == 422
+    assert nothing.json()["error"]["message"].endswith('; pass "all": true')
+    assert nothing.json()["error"]["details"]["retry_with"] == {"all": [True]}
+    missing = http.get("/api/v1/sessions/nosuch/rehydrate")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == (
+        "no session nosuch: a session starts with its first turn; use POST /api/v1/sessions/{session_id}/turns to add a turn, "
+        "or GET /api/v1/sessions to see the sessions there are"
+    )
+    assert missing.json()["error"]["details"]["use"] == ["session_append", "session_list"]

@@ -4,6 +4,7 @@ JSON logs with request ids, several workers."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -77,7 +78,7 @@ def test_keys_cli_and_a_server_that_requires_them(cli, spawn, db_path):
     assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
     assert [a["agent_id"] for a in json.loads(cli("agents", "list", "--json").out)] == ["planner"]
     bad_role = cli("keys", "create", "--agent", "x", "--role", "emperor")
-    assert bad_role.code == 1 and "unknown role" in bad_role.err
+    assert bad_role.code == 2 and "unknown role" in bad_role.err  # not one of the roles: a usage error
 
     server = spawn(db_path)
     assert httpx.get(server.url + "/api/v1/memories").status_code == 401
@@ -119,3 +120,25 @@ def test_several_workers_share_one_store(spawn, db_path):
         assert m.stats().total == 20
     server.terminate()
     assert server.stopped_gracefully()
+
+
+def test_port_0_announces_the_port_really_bound(spawn, db_path):
+    for workers in ("1", "2"):
+        server = spawn(db_path, "--port", "0", "--workers", workers, ready=False)  # the last --port wins
+        deadline = time.monotonic() + 60
+        found = None
+        while found is None and time.monotonic() < deadline and server.proc.poll() is None:
+            found = re.search(r"memmesh serving .* at http://127\.0\.0\.1:(\d+);", server.log.read_text())
+            time.sleep(0.05)
+        assert found is not None, server.log.read_text()
+        port = int(found.group(1))
+        assert port != 0
+        while time.monotonic() < deadline:  # the workers may still be starting
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        server.terminate()
+        assert server.stopped_gracefully(), server.log.read_text()

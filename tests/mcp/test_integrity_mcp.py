@@ -25,3 +25,18 @@ def test_title_conflict_hint_speaks_tool_arguments(mcp_env: McpEnv) -> None:
             assert fixed["id"] == first["id"]
 
     asyncio.run(scenario())
+
+
+def test_fix_hints_name_tool_arguments_and_tools(mcp_env: McpEnv) -> None:
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full") as client:
+            opened = await client.ok("bus_open_conversation", participants=["a", "b"])
+            nothing = await client.call("bus_ack", conversation_id=opened["conversation_id"], token=opened["token"], agent="b")
+            assert nothing.is_error and nothing.text.endswith("; pass all=true"), nothing.text
+            missing = await client.call("session_rehydrate", session_id="nosuch")
+            assert missing.is_error and missing.text == (
+                "error: no session nosuch: a session starts with its first turn; "
+                "use session_append to add a turn, or session_list to see the sessions there are"
+            )
+
+    asyncio.run(scenario())

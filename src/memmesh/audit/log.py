@@ -500,7 +500,7 @@ class AuditLog:
         self._admin(principal)
         _check_since(since)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.service.policy.max_page_size:
-            raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})")
+            raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})", usage=True)
         with audit_sql.reading(self.service.store) as conn:
             found = []
             for row in audit_sql.rows(conn, since, batch=limit + 1):
@@ -646,7 +646,7 @@ class AuditLog:
         if principal is not None:
             self._admin(principal)
         if not isinstance(older_than_days, int | float) or isinstance(older_than_days, bool) or older_than_days <= 0:
-            raise InvalidInputError(f"the retention age must be a positive number of days (got {older_than_days!r})")
+            raise InvalidInputError(f"the retention age must be a positive number of days (got {older_than_days!r})", usage=True)
         signer, folder = self._require_signing()
         cutoff = self.service.clock() - timedelta(days=older_than_days)
         verifier = signer.verifier
@@ -760,4 +760,4 @@ MAX_INDEX = 2**63 - 1
 def _check_since(since: object) -> None:
     """Refuse a ``since`` no store can compare with (above 64 bits the SQL driver itself fails)."""
     if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= MAX_INDEX:
-        raise InvalidInputError(f"since must be an entry index from 0 to {MAX_INDEX} (got {since!r})")
+        raise InvalidInputError(f"since must be an entry index from 0 to {MAX_INDEX} (got {since!r})", usage=True)

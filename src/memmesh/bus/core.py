@@ -410,7 +410,7 @@ class Bus:
         if wait_s is None:
             return 0.0
         if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not wait_s >= 0:  # NaN too
-            raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})")
+            raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})", usage=True)
         if wait_s > self.policy.max_wait_s:
             raise InvalidInputError(
                 f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
@@ -457,7 +457,7 @@ class Bus:
     @staticmethod
     def _limit(limit: int) -> int:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit!r})")
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit!r})", usage=True)
         return limit
 
     # -- conversations -----------------------------------------------------------------------
@@ -481,11 +481,11 @@ class Bus:
             raise InvalidInputError("participants has an empty name: list agent names, e.g. a,b")
         names = list(dict.fromkeys(names))
         if not names:
-            raise InvalidInputError("a conversation needs at least one participant, e.g. --participants a,b")
+            raise InvalidInputError("a conversation needs at least one participant, e.g. --participants a,b", usage=True)
         if len(names) > MAX_PARTICIPANTS:
             raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
         if kind not in ("chat", "queue"):
-            raise InvalidInputError(f"kind must be chat or queue (got {kind!r})")
+            raise InvalidInputError(f"kind must be chat or queue (got {kind!r})", usage=True)
         if topic is not None and (not isinstance(topic, str) or len(topic) > 1000):
             raise InvalidInputError("topic must be text of at most 1000 characters")
         check_text(topic, "topic")
@@ -856,8 +856,14 @@ class Bus:
         agent = check_agent_name(agent)
         self._authorize(principal, "writer", agent)
         ids = [i.strip() for i in ids if isinstance(i, str) and i.strip()]
-        if all == bool(ids):
-            raise InvalidInputError("say what to ack: message ids, or all (every message unread has returned)")
+        if all and ids:
+            raise InvalidInputError("ack either the given message ids or every message unread has returned, not both", usage=True)
+        if not all and not ids:
+            raise InvalidInputError(
+                "say what to ack: message ids (each and everything before it), or every message unread has returned",
+                retry_with={"all": [True]},
+                usage=True,
+            )
         now = self._now()
         if all and self.sql.postgres:
             fast = self._ack_all_pg(conversation_id, agent, token, now)
@@ -939,7 +945,7 @@ class Bus:
     def _lease(self, lease_s: float | None) -> float:
         lease = self.policy.lease_s if lease_s is None else lease_s
         if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86_400:
-            raise InvalidInputError(f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})")
+            raise InvalidInputError(f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})", usage=True)
         return float(lease)
 
     def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> Row:
@@ -1022,7 +1028,7 @@ class Bus:
         empty queue waits for a task, then answers with what is ready (at least one); an
         empty list when none came."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BATCH:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH} tasks per claim (got {limit!r})")
+            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH} tasks per claim (got {limit!r})", usage=True)
         return self._claim(conversation_id, worker, token, principal, lease_s, wait_s, abandoned, limit)
 
     def _claim(
@@ -1519,7 +1525,7 @@ class Bus:
         if result is not None:
             self._check_body(result, "result")
         if not isinstance(claim_next, bool):
-            raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})")
+            raise InvalidInputError(f"claim_next must be true or false (got {claim_next!r})", usage=True)
         lease = self._lease(lease_s) if claim_next else 0.0
         now = self._now()
         generation, started = self.notifier.generation, time.monotonic()
@@ -1824,7 +1830,7 @@ class Bus:
         self._authorize(principal, "reader")
         limit = self._limit(limit)
         if state is not None and state not in ("ready", "leased", "done", "dead"):
-            raise InvalidInputError(f"state must be ready, leased, done or dead (got {state!r})")
+            raise InvalidInputError(f"state must be ready, leased, done or dead (got {state!r})", usage=True)
         now = self._now()
         with self.sql.write() as rows:
             row = self._conversation(rows, conversation_id, token)

@@ -78,15 +78,17 @@ class ChaosConfig:
         """Refuse a run that cannot mean anything, naming the option to fix."""
         unknown = [p for f in self.faults for p in f.split("+") if p not in KNOWN_FAULTS]
         if unknown or not self.faults:
-            raise InvalidInputError(f"unknown fault {', '.join(unknown) or '(none)'}: use --fault with a comma list of {', '.join(FAULTS)}")
+            raise InvalidInputError(
+                f"unknown fault {', '.join(unknown) or '(none)'}: use --fault with a comma list of {', '.join(FAULTS)}", usage=True
+            )
         if self.nodes < 3:
-            raise InvalidInputError(f"--nodes must be 3 or more (got {self.nodes}): a quorum that survives one fault needs 3")
+            raise InvalidInputError(f"--nodes must be 3 or more (got {self.nodes}): a quorum that survives one fault needs 3", usage=True)
         if self.disk_method not in ("auto", "tmpfs", "rlimit"):
-            raise InvalidInputError(f"--disk-method must be auto, tmpfs or rlimit (got {self.disk_method!r})")
+            raise InvalidInputError(f"--disk-method must be auto, tmpfs or rlimit (got {self.disk_method!r})", usage=True)
         if self.cycles < 1 or self.writes < 1 or self.clients < 1:
-            raise InvalidInputError("--cycles, --writes and --clients must be 1 or more")
+            raise InvalidInputError("--cycles, --writes and --clients must be 1 or more", usage=True)
         if self.quorum_writes is not None and not 1 <= self.quorum_writes <= self.nodes:
-            raise InvalidInputError(f"--quorum-writes must be between 1 and --nodes ({self.nodes}), got {self.quorum_writes}")
+            raise InvalidInputError(f"--quorum-writes must be between 1 and --nodes ({self.nodes}), got {self.quorum_writes}", usage=True)
         for combined in self.classes:
             parts = combined.split("+")
             if len(parts) > 1 and (len(set(parts)) != len(parts) or len(parts) > self.nodes - 1):

@@ -284,7 +284,9 @@ class Curator:
     def _cap(self, max_ops: int | None) -> int:
         value = self.policy.max_ops if max_ops is None else max_ops
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidInputError(f"max_ops must be a whole number of at least 1 (got {max_ops!r}); use --dry-run to change nothing")
+            raise InvalidInputError(
+                f"max_ops must be a whole number of at least 1 (got {max_ops!r}); use --dry-run to change nothing", usage=True
+            )
         return value
 
     # -- run ----------------------------------------------------------------------------------
@@ -781,7 +783,7 @@ class Curator:
         who = authorize(principal, "writer" if apply else "reader")
         limit = self.policy.max_auto_tags if max_tags is None else max_tags
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 32:
-            raise InvalidInputError(f"max_tags must be between 1 and 32 (got {max_tags!r})")
+            raise InvalidInputError(f"max_tags must be between 1 and 32 (got {max_tags!r})", usage=True)
         memory = self.host.get(memory_id, principal=who)
         page = self.host.store.list(Filter(now=self.host.kernel.clock(), namespace=memory.namespace), 2000)
         df: dict[str, int] = {}
@@ -805,7 +807,7 @@ class Curator:
         Reads only; recall is not counted as an access."""
         who = authorize(principal, "reader")
         if not isinstance(max_terms, int) or isinstance(max_terms, bool) or not 1 <= max_terms <= 50:
-            raise InvalidInputError(f"max_terms must be between 1 and 50 (got {max_terms!r})")
+            raise InvalidInputError(f"max_terms must be between 1 and 50 (got {max_terms!r})", usage=True)
         result = self.host.recall(query, namespace=namespace, top_k=top_k, touch=False, principal=who)
         terms = [w for w in dict.fromkeys(words(query)) if w not in STOPWORDS]
         seen = set(terms) | {w.rstrip("s") for w in terms}

@@ -185,7 +185,7 @@ class Extraction:
         extract their facts inline (``background=False``) or on a worker (``True``)."""
         authorize(principal, "writer")
         if not isinstance(infer, bool):
-            raise InvalidInputError(f"infer must be true or false (got {infer!r})")
+            raise InvalidInputError(f"infer must be true or false (got {infer!r})", usage=True)
         if self.policy.mode == "llm" and self.llm is None and infer:
             raise InvalidInputError("extraction.mode is llm but no [llm] base_url is configured: set llm.base_url or use mode offline")
         msgs = check_messages(messages)

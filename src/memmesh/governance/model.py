@@ -106,9 +106,9 @@ def parse_governance(value: Any) -> dict[str, Decision]:
     found: dict[str, Decision] = {}
     for action, decision in value.items():
         if action not in ACTIONS:
-            raise InvalidInputError(f"unknown action {action!r} in governance: use {', '.join(ACTIONS)}")
+            raise InvalidInputError(f"unknown action {action!r} in governance: use {', '.join(ACTIONS)}", usage=True)
         if decision not in DECISIONS:
-            raise InvalidInputError(f"governance.{action} is {decision!r}: use one of {', '.join(DECISIONS)}")
+            raise InvalidInputError(f"governance.{action} is {decision!r}: use one of {', '.join(DECISIONS)}", usage=True)
         found[action] = decision
     return found
 
@@ -119,7 +119,7 @@ def parse_tier(value: Any) -> Tier | None:
     try:
         return Tier(value)
     except ValueError:
-        raise InvalidInputError(f"unknown default tier {value!r}: use one of {', '.join(t.value for t in Tier)}") from None
+        raise InvalidInputError(f"unknown default tier {value!r}: use one of {', '.join(t.value for t in Tier)}", usage=True) from None
 
 
 def parse_count(value: Any, name: str, maximum: int) -> int | None:
@@ -127,7 +127,7 @@ def parse_count(value: Any, name: str, maximum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidInputError(f"{name} must be a whole number from 1 to {maximum} (got {value!r})")
+        raise InvalidInputError(f"{name} must be a whole number from 1 to {maximum} (got {value!r})", usage=True)
     return value
 
 
@@ -145,5 +145,5 @@ def parse_status(value: Any) -> str | None:
     if value is None or value == "" or value == "all":
         return None
     if value not in STATUSES:
-        raise InvalidInputError(f"unknown status {value!r}: use one of {', '.join(STATUSES)} or all")
+        raise InvalidInputError(f"unknown status {value!r}: use one of {', '.join(STATUSES)} or all", usage=True)
     return str(value)

@@ -86,7 +86,7 @@ class RecallEngine:
         """
         mode = mode or "hybrid"
         if mode not in MODES:
-            raise InvalidInputError(f"unknown recall mode {mode!r}: use one of {', '.join(MODES)}")
+            raise InvalidInputError(f"unknown recall mode {mode!r}: use one of {', '.join(MODES)}", usage=True)
         notices: list[str] = []
         if mode != "keyword" and not self.semantic:
             if mode == "vector":

@@ -135,6 +135,8 @@ STOP = frozenset(
     ]
 )
 MAX_TURNS = 200_000
+SESSION_HELP = {"session_append": "to add a turn", "session_list": "to see the sessions there are"}
+"""What an error about a missing or empty session points to, named by each face its own way."""
 APPEND_RETRIES = 50
 """How often an append numbers its turns again after losing a race for the same numbers."""
 
@@ -284,7 +286,7 @@ class Sessions:
         ns = self._known(session_id)
         who = authorize(principal, "reader")
         if ns is None or not who.covers(ns):
-            raise NotFoundError(f"no session {session_id}: append a turn with session_append first (session list shows sessions)")
+            raise NotFoundError(f"no session {session_id}: a session starts with its first turn", use=SESSION_HELP)
         return ns
 
     # -- writes ------------------------------------------------------------------------------
@@ -409,7 +411,7 @@ class Sessions:
         """Sessions the caller may read, most recently active first."""
         who = authorize(principal, "reader")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})")
+            raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})", usage=True)
         with self.sql.read() as rows:
             found = rows.all(
                 "SELECT session_id, namespace, turns, created_at, updated_at FROM session_turns ORDER BY updated_at DESC, session_id"
@@ -450,13 +452,13 @@ class Sessions:
         all within ``budget_tokens`` (see the module doc for how the budget is shared)."""
         ns = self._readable(session_id, principal)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
-            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})")
+            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True)
         query = query.strip() if isinstance(query, str) and query.strip() else None
         relevant_job = _pool().submit(self._relevant, ns, query, principal) if query else None
         turns = self._rows(ns)
         relevant_hits = relevant_job.result() if relevant_job else []
         if not turns:
-            raise NotFoundError(f"session {session_id} has no turns: append some with session_append first")
+            raise NotFoundError(f"session {session_id} has no turns", use=SESSION_HELP)
         return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
 
     def _relevant(self, ns: str, query: str, principal: Principal) -> builtins.list[tuple[Memory, float]]:

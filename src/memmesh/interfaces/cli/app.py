@@ -54,9 +54,15 @@ def options(
     state.reset(db, config)
 
 
-def cli_option(name: str, value: str) -> str:
-    """How a fix reads on the command line: ``--on-conflict update``."""
-    return f"--{name.replace('_', '-')} {value}"
+def cli_option(name: str, value: str | bool) -> str:
+    """How a fix reads on the command line: ``--on-conflict update``, or a flag: ``--all``."""
+    flag = f"--{name.replace('_', '-')}"
+    return flag if value is True else f"{flag} {value}"
+
+
+def cli_command(operation: str) -> str:
+    """The command for an operation a fix names: ``session_append`` → ``memmesh session append``."""
+    return f"memmesh {operation.replace('_', ' ')}"
 
 
 def main() -> None:
@@ -66,8 +72,8 @@ def main() -> None:
     except MemmeshError as exc:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
-        err_console.print(f"{label}: {exc.message_for(cli_option)}", markup=False, highlight=False)
-        sys.exit(exc.exit_code)
+        err_console.print(f"{label}: {exc.message_for(cli_option, cli_command)}", markup=False, highlight=False)
+        sys.exit(exc.exit_status)
     except SystemExit:
         state.finish()
         raise

@@ -9,12 +9,17 @@ same shape, then re-raised by Starlette so tests see it.
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any
+import typing
+from types import UnionType
+from typing import Any, Union
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,9 +50,18 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def json_option(name: str, value: str) -> str:
+def json_option(name: str, value: str | bool) -> str:
     """How a fix reads to an HTTP client: the request body field, ``"on_conflict": "update"``."""
-    return f'"{name}": "{value}"'
+    return f'"{name}": {json.dumps(value)}'
+
+
+HTTP_OPERATIONS = {"session_append": "POST /api/v1/sessions/{session_id}/turns", "session_list": "GET /api/v1/sessions"}
+"""The route of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`)."""
+
+
+def http_operation(operation: str) -> str:
+    """How a fix names an operation to an HTTP client: its route."""
+    return HTTP_OPERATIONS[operation]
 
 
 async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
@@ -58,7 +72,7 @@ async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = retry_after_header(retry_after)
     if exc.http_status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="memmesh"'
-    body = exc.to_dict(json_option)
+    body = exc.to_dict(json_option, http_operation)
     if exc.http_status == 422 and "errors" not in body["error"]["details"]:
         # Every 422 lists its errors (docs/http.md), whether FastAPI or the core found them:
         # a client handles one shape. The core's message already names the field.
@@ -78,11 +92,55 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         message = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
+            place = belongs_in(request, loc)
+            if place is not None:
+                message = f"unknown field here: it belongs in {'.'.join(place)} ({_skeleton(place)})"
         elif err.get("type") == "string_unicode":
             message = NOT_UNICODE
         listed.append({"loc": loc, "message": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
     return error_response(422, "invalid_input", summary or "invalid request", {"errors": listed})
+
+
+def belongs_in(request: Request, loc: list[str]) -> list[str] | None:
+    """Where in the request body a field refused as unknown at ``loc`` is accepted, when an
+    object beside it takes a field of that name: a recall's top-level ``namespace`` belongs
+    in ``filters.namespace``. Read off the route's body model, so every route gets it."""
+    if len(loc) < 2 or loc[0] != "body":
+        return None
+    *path, name = loc[1:]
+    body = getattr(request.scope.get("route"), "body_field", None)
+    model = _model_of(body.field_info.annotation) if body is not None else None
+    for part in path:
+        field = _fields(model).get(part) if model is not None else None
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None:
+        return None
+    for field_name, field in _fields(model).items():
+        inner = _model_of(field.annotation)
+        if inner is not None and name in _fields(inner):
+            return [*path, field_name, name]
+    return None
+
+
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields by the name a request body uses (the alias, if any)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds: ``Model`` or ``Model | None`` (not a list of them)."""
+    found = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, UnionType) else (annotation,)
+    models = [a for a in found if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 and all(a in (models[0], type(None)) for a in found) else None
+
+
+def _skeleton(place: list[str]) -> str:
+    """The JSON shape that puts a field at ``place``: ``{"filters": {"namespace": …}}``."""
+    shape = "…"
+    for key in reversed(place):
+        shape = f"{{{json.dumps(key)}: {shape}}}"
+    return shape
 
 
 UNPARSED_BODY = "There was an error parsing the body"

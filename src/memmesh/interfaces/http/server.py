@@ -73,6 +73,44 @@ def check_port(host: str, port: int) -> None:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
 
 
+def listen_on_free_port(host: str) -> socket.socket:
+    """For ``--port 0``: a socket bound to a port the system picks, handed to uvicorn, so the
+    start line names the port really bound (uvicorn picked its own after we said ``:0``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind((host.strip("[]"), 0))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}: {exc.strerror or exc}; check --host") from None
+    sock.set_inheritable(True)  # worker processes serve it too, as uvicorn's own socket
+    return sock
+
+
+def run_uvicorn(app: Any, sock: socket.socket | None, **options: Any) -> None:
+    """``uvicorn.run(app, **options)``, or, given a socket already bound, the same serving on
+    that socket (uvicorn.run only binds host:port itself)."""
+    import uvicorn
+
+    if sock is None:
+        uvicorn.run(app, **options)
+        return
+    config = uvicorn.Config(app, **options)
+    try:
+        if config.workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
+            return
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # as uvicorn.run
+        return
+    if not server.started:
+        raise SystemExit(3)  # uvicorn.run's exit code when the app fails to start
+
+
 def start_line(settings: Settings, service: Service) -> str:
     """What ``memmesh serve`` says once at start: which store (password hidden), where, and
     who may call it, so a wrong --db or an open server is seen at once."""
@@ -143,11 +181,23 @@ def open_for_serving(settings: Settings) -> Service:
 
 def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT with the [server] and [auth] settings."""
-    import uvicorn
-
     server = settings.server
     logs.configure(server.log_json)
     check_port(server.host, server.port)
+    sock = listen_on_free_port(server.host) if server.port == 0 else None
+    if sock is not None:  # every later use (start line, workers' settings) sees the real port
+        server = server.model_copy(update={"port": sock.getsockname()[1]})
+        settings = settings.model_copy(update={"server": server})
+    try:
+        serve_on(settings, sock, environ)
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def serve_on(settings: Settings, sock: socket.socket | None, environ: MutableMapping[str, str] | None = None) -> None:
+    """:func:`serve` once the port is known: open the store, say where, run uvicorn."""
+    server = settings.server
     service = open_for_serving(settings)
     try:
         build_mesh(service, settings)
@@ -165,9 +215,9 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
         common.update(tls_options(settings))
         if server.workers > 1:
             (os.environ if environ is None else environ).update(settings_env(settings))
-            uvicorn.run("memmesh.interfaces.http.server:app_factory", factory=True, workers=server.workers, **common)
+            run_uvicorn("memmesh.interfaces.http.server:app_factory", sock, factory=True, workers=server.workers, **common)
         else:
-            uvicorn.run(create_app(service, settings, open_metrics=is_loopback(server.host), owns_service=True), **common)
+            run_uvicorn(create_app(service, settings, open_metrics=is_loopback(server.host), owns_service=True), sock, **common)
     finally:
         service.close()  # queued embeddings first, then the store
 

@@ -102,9 +102,14 @@ def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
         raise InvalidInputError(describe_validation_error(exc)) from None
 
 
-def tool_argument(name: str, value: str) -> str:
-    """How a fix reads to an MCP client: the tool argument, ``on_conflict="update"``."""
-    return f'{name}="{value}"'
+def tool_argument(name: str, value: str | bool) -> str:
+    """How a fix reads to an MCP client: the tool argument, ``on_conflict="update"`` or ``all=true``."""
+    return f"{name}={json.dumps(value)}"
+
+
+def tool_name(operation: str) -> str:
+    """How a fix names an operation to an MCP client: the tool of that name (``session_append``)."""
+    return operation
 
 
 def error_result(exc: MemmeshError) -> CallToolResult:
@@ -112,10 +117,10 @@ def error_result(exc: MemmeshError) -> CallToolResult:
 
     A write queued for approval is not a failure: a normal result that says it is pending."""
     if exc.code == "pending_approval":
-        body = exc.to_dict(tool_argument)
+        body = exc.to_dict(tool_argument, tool_name)
         return CallToolResult(content=[TextContent(type="text", text=f"pending: {exc.reason}")], structured_content=body)
     return CallToolResult(
-        content=[TextContent(type="text", text=f"error: {exc.message_for(tool_argument)}")],
-        structured_content=exc.to_dict(tool_argument),
+        content=[TextContent(type="text", text=f"error: {exc.message_for(tool_argument, tool_name)}")],
+        structured_content=exc.to_dict(tool_argument, tool_name),
         is_error=True,
     )

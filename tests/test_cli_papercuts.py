@@ -1,0 +1,111 @@
+"""CLI papercuts a new user hits: a value an option never takes is a usage error (exit 2)
+saying what to fix, as docs/cli.md promises; bad data stays an error (exit 1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from tests.conftest import CliResult
+
+
+def _usage(result: CliResult, *words: str) -> None:
+    assert result.code == 2, result
+    assert result.err.startswith("error: ") and len(result.err.strip().splitlines()) == 1, result.err
+    assert all(word in result.err for word in words), result.err
+
+
+def test_an_option_value_out_of_its_choices_or_range_exits_2(cli) -> None:
+    # the real process once: the exit code a shell sees
+    _usage(cli("store", "x", "--tier", "forever"), "tier", "'short', 'mid' or 'long'")
+    _usage(cli("serve", "--port", "99999"), "server.port", "65535")
+
+
+def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process) -> None:
+    opened = cli_in_process("bus", "open", "--participants", "a,b", "--kind", "queue", "--json")
+    assert opened.code == 0, opened.err
+    conv = json.loads(opened.out)
+    token = ["--token", conv["token"]]
+    memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    cases = [
+        (("bus", "tasks", conv["id"], *token, "--state", "deda"), ("ready, leased, done or dead",)),
+        (("bus", "open", "--participants", "a", "--kind", "group"), ("chat or queue",)),
+        (("bus", "claim", conv["id"], "--worker", "a", *token, "--limit", "0"), ("between 1 and 100",)),
+        (("bus", "claim", conv["id"], "--worker", "a", *token, "--lease", "-1"), ("lease must be above 0",)),
+        (("store", "x", "--kind", "nope"), ("kind",)),
+        (("store", "x", "--priority", "11"), ("priority", "10")),
+        (("store", "x", "--on-conflict", "merge"), ("on_conflict",)),
+        (("update", memory_id, "--tier", "forever"), ("tier",)),
+        (("list", "--tier", "forever"), ("use one of short, mid, long",)),
+        (("list", "--limit", "0"), ("between 1 and",)),
+        (("recall", "x", "--mode", "fuzzy"), ("hybrid, keyword, vector",)),
+        (("recall", "x", "--top-k", "0"), ("top_k",)),
+        (("link", memory_id, memory_id, "-r", "likes"), ("related_to",)),
+        (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
+        (("pending", "list", "--status", "nope"), ("pending, approved",)),
+    ]
+    for args, words in cases:
+        _usage(cli_in_process(*args), *words)
+    # bad data is not a usage error: exit 1 as before
+    assert cli_in_process("store", "").code == 1
+    assert cli_in_process("store", "x", "-n", "bad//ns").code == 1
+    assert cli_in_process("get", "no-such-id").code == 1
+
+
+def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
+    result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
+    assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err
+
+
+def test_a_tilde_in_a_sqlite_url_is_expanded_where_it_is_shown_and_opened(cli_in_process, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    made = cli_in_process("--db", "sqlite:///~/x.db", "init", "--json", extra_env={"HOME": str(home)})
+    assert made.code == 0, made.err
+    assert json.loads(made.out)["url"] == f"sqlite:///{home / 'x.db'}"  # not sqlite:///~/x.db
+    assert (home / "x.db").is_file() and not (tmp_path / "~").exists()
+    text = cli_in_process("init", extra_env={"HOME": str(home), "MEMMESH_DB": "sqlite:///~/x.db"})
+    assert text.code == 0 and f"ready at sqlite:///{home / 'x.db'} " in text.out, text
+
+
+def test_fix_hints_name_the_cli_flag_and_command(cli_in_process) -> None:
+    opened = json.loads(cli_in_process("bus", "open", "--participants", "a,b", "--json").out)
+    token = ["--token", opened["token"]]
+    nothing = cli_in_process("bus", "ack", opened["id"], "--agent", "b", *token)
+    _usage(nothing, "say what to ack", "; pass --all")
+    assert " or all (" not in nothing.err and "--all true" not in nothing.err
+    both = cli_in_process("bus", "ack", opened["id"], "some-id", "--all", "--agent", "b", *token)
+    _usage(both, "not both")
+    missing = cli_in_process("session", "rehydrate", "nosuch")
+    assert missing.code == 1 and missing.err.strip() == (
+        "error: no session nosuch: a session starts with its first turn; "
+        "use memmesh session append to add a turn, or memmesh session list to see the sessions there are"
+    )
+
+
+def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
+    from memmesh.errors import OPERATIONS
+    from memmesh.interfaces.cli.app import app, cli_command
+    from memmesh.interfaces.http.handlers import http_operation
+    from memmesh.interfaces.http.routes import sessions
+    from memmesh.interfaces.mcp.catalog import FAMILIES, tools_for
+    from memmesh.interfaces.mcp.render import tool_name
+    from memmesh.memory import Memory
+
+    def command(words: list[str]) -> object:
+        found: Any = typer.main.get_command(app)
+        for word in words:
+            found = getattr(found, "commands", {}).get(word)
+        return found
+
+    routers = [sessions.router]  # where the operations in OPERATIONS are served
+    tools = set(tools_for(list(FAMILIES)))
+    routes = {f"{method} {route.path}" for router in routers for route in router.routes for method in route.methods}
+    for operation in OPERATIONS:
+        assert callable(getattr(Memory, operation))  # named by its Python API method
+        words = cli_command(operation).split()
+        assert words[0] == "memmesh" and command(words[1:]) is not None, operation
+        assert tool_name(operation) in tools
+        assert http_operation(operation) in routes
