@@ -214,3 +214,44 @@ def test_a_command_that_cannot_start_is_failed_at_once_and_a_bad_config_is_one_c
         assert refused.code != 0 and expected in refused.err and refused.err.startswith("error:"), refused.err
     missing = cli_in_process("workers", "status", "--config", str(tmp_path / "missing.toml"))
     assert missing.code != 0 and "no workers config" in missing.err
+
+
+def _running(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def test_workers_never_outlive_a_killed_supervisor_nor_run_twice(tmp_path: Path, supervise: Any) -> None:
+    """SIGKILL the supervisor: its workers stop with it (Linux: PR_SET_PDEATHSIG), and one that
+    ignores SIGTERM is stopped by the next supervisor before it starts its own set; a second
+    supervisor of the same workers beside a live one is refused."""
+    config = f"""
+[[worker]]
+name = "polite"
+command = ["{sys.executable}", "-c", "import time; time.sleep(600)"]
+
+[[worker]]
+name = "stubborn"
+command = ["{sys.executable}", "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"]
+"""
+    first = supervise(config)
+    status = _wait_for(lambda: (s := _status(tmp_path)) and len([w for w in s["workers"] if w["pid"]]) == 2 and s, 20, "two workers")
+    polite, stubborn = (w["pid"] for w in status["workers"])
+
+    twin = _cli(tmp_path, "workers", "run", "--config", str(tmp_path / "workers.toml"))
+    assert twin.returncode == 1 and "another supervisor" in twin.stderr and str(first.pid) in twin.stderr, twin.stderr
+    assert _running(polite) and _running(stubborn), "the refused twin touched the running workers"
+
+    first.kill()
+    first.wait(10)
+    if sys.platform.startswith("linux"):
+        _wait_for(lambda: not _running(polite), 10, "the polite worker to stop with its supervisor")
+    assert _running(stubborn), "the stubborn worker ignores SIGTERM: the next supervisor must stop it"
+
+    second = supervise(config)
+    _wait_for(lambda: not _running(stubborn) and not _running(polite), 20, "the orphans to be stopped")
+    status = _wait_for(lambda: (s := _status(tmp_path)) and s["running"] and all(w["pid"] for w in s["workers"]) and s, 20, "a new set")
+    assert {w["pid"] for w in status["workers"]}.isdisjoint({polite, stubborn})
+    assert "left running by a supervisor that died" in _drain_stderr_after_stop(second)

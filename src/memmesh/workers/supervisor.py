@@ -21,11 +21,20 @@ a worker that lost its lease is refused.
 
 State goes to a JSON status file (written atomically each change and every second) that
 ``memmesh workers status`` and the HTTP server's ``/metrics`` read.
+
+Workers never outlive their supervisor unnoticed: one supervisor per status file (a
+``flock`` on ``<status file>.lock``, freed by the kernel however the holder died); on Linux
+each worker gets SIGTERM when its supervisor dies, even of SIGKILL (``PR_SET_PDEATHSIG``);
+and a supervisor starting where a dead one left stops the process groups that one recorded
+and that still run (a worker that ignored the signal, or any other OS), so a restarted
+supervisor never runs a second set of workers beside the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import json
 import os
 import shlex
@@ -34,17 +43,20 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from memmesh.errors import ConfigError
+from memmesh.errors import ConfigError, ConflictError
 
 HEARTBEAT_ENV = "MEMMESH_WORKER_HEARTBEAT_FILE"
 NAME_ENV = "MEMMESH_WORKER_NAME"
 STOP_GRACE_S = 5.0
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a process gets when its parent dies (Linux)."""
 
 
 class SupervisorSettings(BaseModel):
@@ -187,16 +199,61 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.sup.state_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        for slot in self.slots:
-            self._start(slot)
-        self._write_status(force=True)
-        try:
-            while not self._stopping:
-                self.tick(time.monotonic())
-                time.sleep(self.sup.tick_s)
-        finally:
-            self.stop()
+        with self._sole_supervisor():
+            self._stop_orphans()
+            for slot in self.slots:
+                self._start(slot)
+            self._write_status(force=True)
+            try:
+                while not self._stopping:
+                    self.tick(time.monotonic())
+                    time.sleep(self.sup.tick_s)
+            finally:
+                self.stop()
         return 0
+
+    @contextlib.contextmanager
+    def _sole_supervisor(self) -> Iterator[TextIO]:
+        """Hold ``<status file>.lock`` while running: a second supervisor of the same workers
+        is refused (it would start a second set). The kernel frees the lock when this process
+        ends, whatever ends it."""
+        path = self.sup.status_file.with_name(self.sup.status_file.name + ".lock")  # type: ignore[union-attr]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                raise ConflictError(
+                    f"another supervisor (pid {holder}) already runs the workers of {self.sup.status_file}; "
+                    "stop it first (SIGTERM), or give this config its own status_file"
+                ) from None
+            lock.truncate(0)
+            lock.write(str(os.getpid()))
+            lock.flush()
+            yield lock
+
+    def _stop_orphans(self) -> None:
+        """Stop the workers a dead supervisor of this status file left running: SIGTERM to each
+        recorded process group that still runs, then SIGKILL after STOP_GRACE_S. A recorded
+        pid counts only while it still leads its own session (as the workers were started),
+        so a pid the system has since given to an unrelated process is left alone."""
+        found = read_status(self.sup.status_file)  # type: ignore[arg-type]
+        if found.get("running"):
+            return  # its supervisor lives: the lock above says it is not ours to judge
+        orphans = [w["pid"] for w in found.get("workers", []) if _session_leader(w.get("pid"))]
+        for pid in orphans:
+            self._log(f"worker pid {pid}: left running by a supervisor that died; stopping it")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for pid in orphans:
+            while _session_leader(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _session_leader(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._stopping = True
@@ -207,7 +264,9 @@ class Supervisor:
         slot.heartbeat_file = hb
         env = {**os.environ, **slot.spec.env, HEARTBEAT_ENV: str(hb), NAME_ENV: slot.name}
         try:
-            slot.proc = subprocess.Popen(slot.spec.command, env=env, cwd=slot.spec.cwd, start_new_session=True)
+            slot.proc = subprocess.Popen(
+                slot.spec.command, env=env, cwd=slot.spec.cwd, start_new_session=True, preexec_fn=_die_with(os.getpid())
+            )
         except OSError as exc:
             slot.state = "failed"
             slot.proc = None
@@ -335,6 +394,32 @@ def read_status(path: Path) -> dict[str, Any]:
         status["running"] = False
         status["error"] = f"the supervisor (pid {pid}) is not running; its workers' last known state is shown"
     return status
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """Linux: a ``preexec_fn`` that makes the worker get SIGTERM when ``parent`` (this
+    supervisor) dies, however it dies; a parent already gone before that is in force ends
+    the worker at once. None elsewhere (the next supervisor's orphan sweep covers it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
+def _session_leader(pid: Any) -> bool:
+    """Whether ``pid`` runs and leads its own session (how the supervisor starts workers)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        return os.getsid(pid) == pid
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 def _alive(pid: Any) -> bool:
