@@ -109,3 +109,19 @@ def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
         assert words[0] == "memmesh" and command(words[1:]) is not None, operation
         assert tool_name(operation) in tools
         assert http_operation(operation) in routes
+
+
+def test_the_cli_can_undo_a_delete(cli: Any) -> None:
+    """MCP (memory_restore) and the web inspector could undo a delete; the CLI could not."""
+    stored = json.loads(cli("store", "the deploy key rotates on Mondays", "--tags", "ops", "--json").out)
+    deleted = cli("delete", stored["id"])
+    assert deleted.code == 0 and f"undo: memmesh undelete {stored['id']}" in deleted.out
+    assert cli("get", stored["id"]).code == 1
+    restored = cli("undelete", stored["id"], "--json")
+    assert restored.code == 0, restored.err
+    back = json.loads(cli("get", stored["id"], "--json").out)
+    assert (back["id"], back["content"], back["tags"]) == (stored["id"], stored["content"], stored["tags"])
+    again = cli("undelete", stored["id"])
+    assert again.code == 1 and "is not deleted" in again.err
+    never = cli("undelete", "no-such-id")
+    assert never.code == 1 and "no deleted memory with id no-such-id" in never.err

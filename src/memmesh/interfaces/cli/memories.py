@@ -231,7 +231,14 @@ def update(
 def delete(memory_id: str = typer.Argument(..., help="The memory's id."), as_json: bool = JSON_OPTION) -> None:
     """Delete a memory (a tombstone stays so replicas and backups agree)."""
     tombstone = state.service().delete(memory_id, principal=LOCAL_PRINCIPAL)
-    print_json(tombstone) if as_json else console.print(f"deleted [bold]{tombstone.id}[/]")
+    print_json(tombstone) if as_json else console.print(f"deleted [bold]{tombstone.id}[/] (undo: memmesh undelete {tombstone.id})")
+
+
+@app.command("undelete")
+def undelete(memory_id: str = typer.Argument(..., help="The deleted (or archived) memory's id."), as_json: bool = JSON_OPTION) -> None:
+    """Bring back a deleted or archived memory from its history: same id and content, a fresh expiry (its old links stay gone)."""
+    restored = state.service().lifecycle.restore(memory_id, principal=LOCAL_PRINCIPAL)
+    print_json(restored) if as_json else console.print(f"restored [bold]{restored.id}[/]")
 
 
 @app.command("link")
