@@ -1,5 +1,5 @@
 """Hostile values through the CLI (issue 12): one ``error:`` line naming what to fix, exit
-code 1, no traceback, nothing stored — the same rules as HTTP and MCP, because they live
+code 1 (2 for a value out of the option's range), no traceback, nothing stored — the same rules as HTTP and MCP, because they live
 in the core."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 BAD_STORES = [
     (["store", "x", "--namespace", "a/../b"], "'.' or '..'"),
     (["store", "x", "--namespace", "team/."], "'.' or '..'"),
-    (["store", "x", "--ttl", str(10**12)], "ttl_seconds"),
+    (["store", "x", "--ttl", str(10**12)], "ttl_seconds"),  # out of range: a usage error, exit 2
     (["store", "x", "--valid-from", "0"], "valid_from"),
     (["store", "x", "--valid-to", "1700000000"], "valid_to"),
     (["store", "x", "--valid-from", "0001-01-01T00:00:00+23:00"], "valid_from"),
@@ -23,7 +23,7 @@ BAD_STORES = [
 def test_hostile_cli_values_are_one_clear_line(cli, args: list[str], expected: str) -> None:
     assert cli("init").code == 0  # an existing store: reads on a missing one stop at that first
     result = cli(*args)
-    assert result.code == 1, (result.out, result.err)
+    assert result.code == (2 if "--ttl" in args else 1), (result.out, result.err)
     assert result.err.startswith("error: ") and expected in result.err and "Traceback" not in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert cli("list", "--json").out.count('"id"') == 0  # nothing stored

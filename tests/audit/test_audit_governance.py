@@ -203,7 +203,7 @@ def test_cli_governance_actions_are_in_audit_export_and_verify(cli, url: str) ->
     assert cli("store", "NDA", "--namespace", "org/legal", extra_env=env).code == 3
     pending = json.loads(cli("pending", "list", "--json", extra_env=env).out)[0]["id"]
     bad = cli("namespace", "set-standard", "-n", "org/legal", "--governance", '{"write":"yes"}', extra_env=env)
-    assert bad.code == 1
+    assert bad.code == 2  # not one of allow, approve, deny: a usage error
     assert cli("pending", "approve", pending, "--reason", "ok", extra_env=env).code == 0
     assert cli("pending", "approve", pending, extra_env=env).code == 1  # decided once: nothing appended
     assert cli("namespace", "clear-standard", "-n", "org/legal", extra_env=env).code == 0

@@ -59,10 +59,10 @@ def test_node_doubles_that_drop_a_write_or_serve_a_stale_read_fail_the_run(tmp_p
 
 
 def test_bad_options_are_refused_with_what_to_fix(tmp_path: Path) -> None:
-    """Through the command (exit 1, the fix named, nothing started); the other rules of
+    """Through the command (exit 2, a usage error: the fix named, nothing started); the other rules of
     ChaosConfig.check are in test_combined_fault_classes_are_named_checked_and_built."""
     unknown = memmesh(tmp_path, "chaos", "--fault", "meteor", "--workdir", str(tmp_path / "w"))
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "unknown fault meteor" in unknown.stderr and "partition_minority" in unknown.stderr
     assert not (tmp_path / "w" / "chaos-cycles.jsonl").exists()  # nothing started
 

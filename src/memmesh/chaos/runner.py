@@ -93,10 +93,11 @@ class ChaosConfig:
             parts = combined.split("+")
             if len(parts) > 1 and (len(set(parts)) != len(parts) or len(parts) > self.nodes - 1):
                 raise InvalidInputError(
-                    f"a combined fault needs 2 to {self.nodes - 1} different faults (one node stays untouched), got {combined}"
+                    f"a combined fault needs 2 to {self.nodes - 1} different faults (one node stays untouched), got {combined}",
+                    usage=True,
                 )
         if self.combine and len(self.faults) < 2:
-            raise InvalidInputError(f"--combine needs 2 to {self.nodes - 1} different faults, got {', '.join(self.faults)}")
+            raise InvalidInputError(f"--combine needs 2 to {self.nodes - 1} different faults, got {', '.join(self.faults)}", usage=True)
 
     @property
     def quorum(self) -> int:

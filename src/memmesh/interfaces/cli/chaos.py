@@ -62,7 +62,7 @@ def chaos(
     Starts real nodes on 127.0.0.1, writes through the quorum, injects FAULT every cycle,
     heals, and checks that every acknowledged write is on every node. Fails if anything
     acknowledged is lost, a deleted memory came back, the nodes' digests differ or (at
-    W = N) a read returned a value older than an acknowledged write (exit 3; 1 = bad options).
+    W = N) a read returned a value older than an acknowledged write (exit 3; 2 = bad options).
     """
     from memmesh.chaos.runner import ChaosConfig, run_chaos
 
