@@ -1,5 +1,6 @@
 """Stopping ``memmesh serve`` (a real subprocess): long-polls end at once and answer as empty
-polls, and writes in flight still commit (docs/http.md, docs/bus.md "Long-poll")."""
+polls, writes in flight still commit, and the process ends by the signal that stopped it
+(docs/http.md, docs/bus.md "Long-poll")."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_stopping_answers_waiting_long_polls_at_once_and_keeps_writes(spawn, tmp
     log = server.log.read_text()
     assert "stopping: answered 2 waiting long-polls at once" in log, log[-2000:]
     assert "Traceback" not in log, log[-3000:]
-    assert code in (0, -signal.SIGTERM), f"exit {code}: {log[-1500:]}"
+    assert code == -stop, f"memmesh serve should end by {stop.name} (got {code}): {log[-1500:]}"
 
     assert acknowledged
     stored: set[str] = set()
@@ -93,3 +94,15 @@ def test_stopping_answers_waiting_long_polls_at_once_and_keeps_writes(spawn, tmp
             if (cursor := page.next_cursor) is None:
                 break
     assert set(acknowledged) <= stored
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_ends_by_the_signal_that_stopped_it(spawn, tmp_path, stop):
+    """Death by the signal, not an exit code: systemd's default SuccessExitStatus counts death
+    by SIGTERM/SIGINT as a clean stop, a shell shows 143/130, and a script stops on Ctrl-C."""
+    server = spawn(tmp_path / "signal.db")
+    server.proc.send_signal(stop)
+    code = server.proc.wait(30)
+    log = server.log.read_text()
+    assert code == -stop, f"exit {code}: {log[-1500:]}"
+    assert "Finished server process" in log and "Traceback" not in log, log[-2000:]
