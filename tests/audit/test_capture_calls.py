@@ -52,15 +52,22 @@ def _audit_calls(action: Any) -> Counter[str]:
 def test_one_memory_add_makes_few_python_calls_into_the_audit(tmp_path: Path) -> None:
     memory = _memory(tmp_path)
     try:
-        memory.add("warm-up note", namespace="n")
-        calls = _audit_calls(lambda: memory.add("the note whose audit calls are counted", namespace="n"))
+        # The fewest of three counts: a write more than HEAD_CACHE_S (1 s) after the last one
+        # reads the chain head again (15 calls instead of 7), and a loaded CI machine once took that
+        # long between the warm-up and the counted write. A forwarding layer put back adds
+        # calls to every write, so it still fails here.
+        tries = []
+        for attempt in range(3):
+            memory.add(f"warm-up note {attempt}", namespace="n")
+            tries.append(_audit_calls(lambda attempt=attempt: memory.add(f"the counted note {attempt}", namespace="n")))
+        calls = min(tries, key=lambda counted: sum(counted.values()))
         assert sum(calls.values()) <= MOST_AUDIT_CALLS_PER_ADD, sorted(calls.items())
         for name in ("get", "find_by_hash", "next_seq", "insert_memory", "reading"):
             forwarded = f"capture.py:{name}"
             assert forwarded not in calls, f"{forwarded} forwards again: one Python call more per write"
         assert calls["chain.py:entry_hash"] == 1 and calls["log.py:append_local"] == 1  # the entry is still hashed and appended
         entries = memory.service.audit.entries(principal=LOCAL_PRINCIPAL).entries
-        assert [e.action for e in entries] == ["memory.add", "memory.add"]
+        assert [e.action for e in entries] == ["memory.add"] * 6
         assert memory.service.audit.verify(principal=LOCAL_PRINCIPAL).ok
     finally:
         memory.close()
