@@ -175,10 +175,13 @@ def test_long_poll_wakes_on_a_message_from_this_and_another_process(backend_url:
     mem = open_memory(backend_url, clock=system_clock)
     bus = mem.service.bus
     conv = bus.open(["a", "b"], principal=P)
-    # empty poll: returns at its timeout
-    started = time.monotonic()
-    assert bus.unread(conv.id, agent="b", token=conv.token, wait_s=0.5, principal=P).messages == []
-    assert 0.45 <= time.monotonic() - started <= 0.75
+    # empty poll: returns at its timeout (never early; late only by a loaded machine's pause, so the best of three)
+    polls = []
+    for _ in range(3):
+        started = time.monotonic()
+        assert bus.unread(conv.id, agent="b", token=conv.token, wait_s=0.5, principal=P).messages == []
+        polls.append(time.monotonic() - started)
+    assert min(polls) >= 0.45 and min(polls) <= 0.75, polls
     # same process: a thread sends while we wait
     timer = threading.Timer(0.3, lambda: bus.send(conv.id, "in-process", sender="a", token=conv.token, principal=P))
     timer.start()
@@ -190,15 +193,15 @@ def test_long_poll_wakes_on_a_message_from_this_and_another_process(backend_url:
     # another process sends
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
     proc = subprocess.Popen(
-        [sys.executable, "-c", WAKER, backend_url, str(tmp_path), conv.id, conv.token, "0.5"], env=env, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", WAKER, backend_url, str(tmp_path), conv.id, conv.token, "1.3"], env=env, stdout=subprocess.PIPE, text=True
+    )  # sent 1.3 s in: a missed wake-up would be seen at the waiter's 1 s re-check, 0.7 s late
     assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
     got = bus.unread(conv.id, agent="b", token=conv.token, wait_s=20, principal=P)
     woke = time.time()
     sent_at = float(proc.stdout.readline())  # type: ignore[union-attr]
     assert proc.wait(30) == 0
     assert [m.body for m in got.messages] == ["wake"]
-    assert woke - sent_at < 0.25, f"woke {woke - sent_at:.3f} s after the send committed"
+    assert woke - sent_at < 0.5, f"woke {woke - sent_at:.3f} s after the send committed"
 
 
 def test_fencing_a_paused_worker_loses_its_task_and_its_late_ack_is_refused(mem_on: Memory, clock: Any) -> None:
