@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.signal_support import AS_FROM_A_TERMINAL
 
 
 @pytest.mark.parametrize("args", [["stats"], ["serve", "--port", "0"]], ids=["stats", "serve"])
@@ -19,7 +20,13 @@ def test_ctrl_c_while_the_cli_loads_exits_130_quietly(tmp_path: Path, args: list
     env.update({"MEMMESH_DATA_DIR": str(tmp_path), "MEMMESH_CONFIG": str(tmp_path / "absent.toml"), "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
     command = [sys.executable, "-c", "import sys; from memmesh.interfaces.cli.app import main; sys.argv[0] = 'memmesh'; main()"]
     # what the `memmesh` console script runs; its imports take well over 0.4 s, Python's own start far less
-    proc = subprocess.Popen([*command, "--db", str(tmp_path / "none.db"), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*command, "--db", str(tmp_path / "none.db"), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=AS_FROM_A_TERMINAL,  # a test run started in the background ignores SIGINT (signal_support.py)
+    )
     time.sleep(0.4)
     proc.send_signal(signal.SIGINT)
     stderr = proc.communicate(timeout=60)[1].decode()
