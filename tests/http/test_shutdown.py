@@ -5,6 +5,8 @@ polls, writes in flight still commit, and the process ends by the signal that st
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -106,3 +108,59 @@ def test_serve_ends_by_the_signal_that_stopped_it(spawn, tmp_path, stop):
     log = server.log.read_text()
     assert code == -stop, f"exit {code}: {log[-1500:]}"
     assert "Finished server process" in log and "Traceback" not in log, log[-2000:]
+
+
+def test_serve_started_with_sigint_ignored_keeps_ignoring_it_and_stops_on_sigterm(spawn, tmp_path):
+    """`memmesh serve &` from a script: the shell started it with SIGINT ignored, so that a
+    Ctrl-C meant for the foreground command leaves it running (docs/http.md)."""
+    server = spawn(tmp_path / "background.db", sigint_ignored=True)
+    server.proc.send_signal(signal.SIGINT)
+    time.sleep(1)
+    assert server.proc.poll() is None and httpx.get(server.url + "/healthz", timeout=5).status_code == 200
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(30)
+    log = server.log.read_text()
+    assert code == -signal.SIGTERM, f"exit {code}: {log[-1500:]}"
+    assert "Ctrl-C (SIGINT) is ignored" in log and "Finished server process" in log and "Traceback" not in log, log[-2000:]
+
+
+_RUN = """
+import logging, signal, sys
+from fastapi import FastAPI
+from memmesh.interfaces.http.server import run_uvicorn
+logging.basicConfig(level=logging.INFO)
+signal.signal(signal.SIGINT, lambda *_: None)  # swallows the SIGINT uvicorn raises again after its shutdown
+try:
+    run_uvicorn(FastAPI(), None, host="127.0.0.1", port=0, log_config=None)
+except KeyboardInterrupt:
+    sys.exit(42)
+"""
+
+
+def test_a_stop_signal_raised_again_into_a_handler_that_returns_still_stops_serving(tmp_path):
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", _RUN], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "Uvicorn running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 42, log.read_text()[-2000:]  # KeyboardInterrupt, as serve() expects, not a return
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("disposition", ["ignored", "blocked"])
+def test_die_of_never_exits_0(disposition):
+    """die_of after a stop by SIGTERM: it dies of SIGTERM even where SIGTERM was ignored, and
+    exits 143 (128 + 15) where it cannot be delivered (blocked)."""
+    prepare = {
+        "ignored": "signal.signal(signal.SIGTERM, signal.SIG_IGN)",
+        "blocked": "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})",
+    }[disposition]
+    code = f"import signal\nfrom memmesh.interfaces.http.server import die_of\n{prepare}\ndie_of(signal.SIGTERM)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == {"ignored": -signal.SIGTERM, "blocked": 128 + signal.SIGTERM}[disposition], done.stderr

@@ -14,8 +14,9 @@ sees 130 (Ctrl-C) or 143 (SIGTERM), a script running ``memmesh serve`` in the fo
 stops on Ctrl-C as it should, and systemd counts the stop as clean: its default
 ``SuccessExitStatus`` covers death by SIGINT and SIGTERM, while an exit *code* of 130 or
 143 would mark the unit failed. A signal that arrives before uvicorn runs (while the
-store opens) ends the process the same way. A write that got its 201 has committed
-before the response was sent.
+store opens) ends the process the same way. A SIGINT ignored when the process started (a
+job a script started in the background) stays ignored (:func:`ignored_at_start`). A write
+that got its 201 has committed before the response was sent.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ import sys
 import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager, suppress
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from memmesh.compose import build, build_mesh
@@ -142,36 +145,83 @@ def die_of(signum: int) -> None:
     raise SystemExit(128 + signum)
 
 
+def ignored_at_start() -> tuple[int, ...]:
+    """SIGINT when this process started with it ignored, as a POSIX shell starts a job that a
+    script runs in the background (``memmesh serve &``): Ctrl-C in that terminal is meant for
+    the command in the foreground. Python leaves such a SIGINT ignored (no KeyboardInterrupt),
+    and so does ``serve``, where uvicorn would take it over (and then, its handler gone, exit 0).
+    SIGTERM, the signal supervisors and ``kill`` stop a service with, is always honoured."""
+    if threading.current_thread() is not threading.main_thread():
+        return ()  # only the main thread handles signals (and uvicorn leaves them alone there)
+    return (signal.SIGINT,) if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else ()
+
+
+def keep_ignored(signums: tuple[int, ...]) -> None:
+    """Ignore ``signums`` again, after uvicorn installed its handlers over them."""
+    for signum in signums:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal ignored at start stays ignored
+    (:func:`ignored_at_start`), and the signals that stopped it are kept in :attr:`stopped_by`."""
+
+    def __init__(self, config: uvicorn.Config, ignored: tuple[int, ...] = ()) -> None:
+        super().__init__(config)
+        self.ignored = ignored
+        self.stopped_by: list[int] = []
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopped_by.append(sig)
+        super().handle_exit(sig, frame)
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():  # on leaving: the old handlers back, and the signal raised again into them
+            keep_ignored(self.ignored)
+            yield
+
+
 def run_uvicorn(app: Any, sock: socket.socket | None, **options: Any) -> None:
     """Serve ``app`` with uvicorn (on ``sock`` when it is already bound) until a signal stops
     it; that signal then comes out as KeyboardInterrupt or :class:`Terminated` (see
-    :func:`signals_unwind`), where ``uvicorn.run`` would swallow Ctrl-C and exit 0."""
-    import uvicorn
-
+    :func:`signals_unwind`), where ``uvicorn.run`` would swallow Ctrl-C and exit 0. A SIGINT
+    ignored at start stays ignored (:func:`ignored_at_start`)."""
     config = uvicorn.Config(app, **options)
+    ignored = ignored_at_start()
+    if ignored:
+        logging.getLogger("memmesh.serve").info(
+            "Ctrl-C (SIGINT) is ignored: this process started with it ignored (a job started in the background); SIGTERM stops it"
+        )
     if config.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
         supervisor = Multiprocess(config, sockets=[sock if sock is not None else config.bind_socket()])
+        keep_ignored(ignored)  # the supervisor took SIGINT and SIGTERM over
         caught = _note_signals()  # the supervisor stops its workers on these and returns
         supervisor.run()
         if caught:
             raise STOP_SIGNALS[signal.Signals(caught[0])]
         return
-    server = uvicorn.Server(config)
+    server = Server(config, ignored)
     server.run(sockets=None if sock is None else [sock])
+    if server.stopped_by:  # raised again into a handler that did not raise: still the signal's stop
+        raise STOP_SIGNALS[signal.Signals(server.stopped_by[0])]
     if not server.started:
         raise SystemExit(3)  # uvicorn.run's exit code when the app fails to start
 
 
 def _note_signals() -> list[int]:
     """Record SIGINT/SIGTERM in the returned list, then hand them to the handler in place
-    (uvicorn's worker supervisor, which returns from run() instead of raising them again)."""
+    (uvicorn's worker supervisor, which returns from run() instead of raising them again);
+    an ignored one stays ignored."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         return caught
     for signum in STOP_SIGNALS:
         handler = signal.getsignal(signum)
+        if handler == signal.SIG_IGN:
+            continue
 
         def note(sig: int, frame: Any, handler: Any = handler) -> None:
             caught.append(sig)
