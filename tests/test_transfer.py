@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import keyword_settings
+from tests.signal_support import AS_FROM_A_TERMINAL
 
 from memmesh import AsyncMemory, InvalidInputError, Memory
 from memmesh.errors import CorruptDatabaseError, ForbiddenError
@@ -193,9 +194,7 @@ def test_ctrl_c_during_an_import_exits_130_with_one_line_and_a_rerun_finishes(cl
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        # as in a terminal: a test run started in the background (`cmd &` in a script) ignores
-        # SIGINT, every child inherits that, and Python then never turns Ctrl-C into KeyboardInterrupt
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=AS_FROM_A_TERMINAL,  # a test run started in the background ignores SIGINT (signal_support.py)
     )
     deadline = time.monotonic() + 60
     while _rows(db_path) < 2:  # some batches committed

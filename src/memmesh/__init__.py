@@ -23,10 +23,10 @@ from memmesh.errors import (
     StorageError,
     UnavailableError,
 )
-from memmesh.memory import AsyncMemory, Memory
 
 if TYPE_CHECKING:
     from memmesh.interfaces.client import AsyncClient, Client
+    from memmesh.memory import AsyncMemory, Memory
 
 __version__ = "0.1.0"
 
@@ -55,7 +55,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``Client``/``AsyncClient`` load httpx on first use, so ``import memmesh`` stays fast."""
+    """``Memory``/``AsyncMemory`` (the whole core) and ``Client``/``AsyncClient`` (httpx) load
+    on first use, so ``import memmesh`` stays fast: it is the first thing every ``memmesh``
+    command imports, before the CLI can take over Ctrl-C (interfaces/cli/__init__.py)."""
+    if name in ("Memory", "AsyncMemory"):
+        from memmesh import memory
+
+        return getattr(memory, name)
     if name in ("Client", "AsyncClient"):
         from memmesh.interfaces import client
 

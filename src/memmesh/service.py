@@ -181,6 +181,13 @@ class Service:
             self.background.stop(timeout)
         self.store.close()
 
+    def end_waits(self) -> int | None:
+        """The server is stopping: end every long-poll at once (each answers as an empty poll,
+        see :meth:`Bus.end_waits`), so the shutdown waits for writes in flight, not for
+        idle polls to time out. Writes still run and commit. How many long-polls were
+        waiting; None when the waits had already ended."""
+        return self.bus.end_waits()
+
     def await_vectors(self, timeout: float = 30.0) -> bool:
         """Wait until every write queued for background embedding so far has its vector
         (False when ``timeout`` passed first). Work that compares stored vectors (the

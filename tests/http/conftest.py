@@ -42,8 +42,8 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., SpawnedServer]]:
     """Start ``memmesh serve`` subprocesses; each is terminated (by pid) at the end."""
     started: list[SpawnedServer] = []
 
-    def start(db: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True) -> SpawnedServer:
-        proc = SpawnedServer(tmp_path, db, *args, env=env)
+    def start(db: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True, sigint_ignored: bool = False) -> SpawnedServer:
+        proc = SpawnedServer(tmp_path, db, *args, env=env, sigint_ignored=sigint_ignored)
         started.append(proc)
         return proc.wait_ready() if ready else proc
 

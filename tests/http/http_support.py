@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from tests.signal_support import AS_A_BACKGROUND_JOB, AS_FROM_A_TERMINAL
 
 from memmesh import Client
 from memmesh.compose import build
@@ -111,7 +112,7 @@ def server_env(tmp_path: Path) -> dict[str, str]:
 class SpawnedServer:
     """``memmesh serve`` in a subprocess; stderr goes to a log file for post-mortems."""
 
-    def __init__(self, tmp_path: Path, db: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, db: Path, *args: str, env: dict[str, str] | None = None, sigint_ignored: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"server-{self.port}.log"
@@ -121,6 +122,9 @@ class SpawnedServer:
                 env={**server_env(tmp_path), **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # SIGINT as from a terminal, or ignored as `memmesh serve &` from a script: the
+                # same whether this test run started in the foreground or in the background
+                preexec_fn=AS_A_BACKGROUND_JOB if sigint_ignored else AS_FROM_A_TERMINAL,
             )
 
     def wait_ready(self, timeout: float = 30) -> SpawnedServer:

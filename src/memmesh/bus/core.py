@@ -454,6 +454,16 @@ class Bus:
                     del self._polls_held[key]
             self._polls.release()
 
+    def end_waits(self) -> int | None:
+        """The process is stopping: every long-poll (``unread`` and ``claim`` with a wait),
+        waiting now or asked later, answers at once as an empty poll does at its timeout,
+        after one last look (a message or task already there is still delivered: its caller
+        is there to take it). Sends, acks, completes and every other write go on as ever.
+        Returns how many long-polls were waiting, or None when the waits had already ended."""
+        with self._polls_lock:
+            waiting = sum(self._polls_held.values())
+        return waiting if self.notifier.end_waits() else None
+
     @staticmethod
     def _limit(limit: int) -> int:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
@@ -1077,7 +1087,7 @@ class Bus:
                         return got
                     self._drained(conversation_id, generation)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self.notifier.ending:  # timed out, or the process is stopping (end_waits)
                     # a wait that skipped the first claim ends with one: whatever changed
                     # meanwhile (the conversation archived, a task) is answered as ever
                     if not skipped or gone(abandoned):

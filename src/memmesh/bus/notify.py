@@ -48,6 +48,8 @@ class Notifier:
         self._generation = 0
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
+        self._ending = False
+        """Set by :meth:`end_waits` (the process is stopping): every wait ends at once."""
         self._waiting = 0
         self._watching = False
         self._watches = not postgres and not getattr(store, "in_memory", False)
@@ -96,9 +98,11 @@ class Notifier:
         seen by the listener or watcher) moves the count the wait then sees.
 
         When ``abandoned`` is set (the caller went away) the wait ends at once with None,
-        without another check: nobody is there to take what it would find."""
+        without another check: nobody is there to take what it would find. Once the process
+        is stopping (:meth:`end_waits`) a wait ends as at its timeout: at once, with one last
+        check (its caller is still there to take what it finds)."""
         deadline = time.monotonic() + timeout_s
-        if timeout_s <= 0:
+        if timeout_s <= 0 or self._ending:
             return None if gone(abandoned) else check()
         if self.postgres:
             self._ensure_listener()
@@ -112,12 +116,14 @@ class Notifier:
             remaining = deadline - time.monotonic()
             if gone(abandoned):
                 return None
-            if remaining <= 0:
+            if remaining <= 0 or self._ending:
                 return check()
             with self._cond:
                 self._cond.wait_for(functools.partial(self._moved_on, seen, abandoned), timeout=min(remaining, RECHECK_S))
             if gone(abandoned):
                 return None
+            if self._ending:
+                return check()
             seen = self._generation
             found = check()
         return found
@@ -138,9 +144,25 @@ class Notifier:
                 self._waiting -= 1
 
     def _moved_on(self, seen: int, abandoned: Abandoned | None) -> bool:
-        """Whether a wake-up arrived since the count ``seen``, or the caller went away (called
-        with the lock held)."""
-        return self._generation != seen or gone(abandoned)
+        """Whether a wake-up arrived since the count ``seen``, the caller went away, or the
+        process is stopping (called with the lock held)."""
+        return self._generation != seen or gone(abandoned) or self._ending
+
+    @property
+    def ending(self) -> bool:
+        """Whether :meth:`end_waits` was called: waits end at once from now on."""
+        return self._ending
+
+    def end_waits(self) -> bool:
+        """The process is stopping (a server shutting down): wake every waiter, and end this
+        and every later wait at once, as at its timeout (one last check, then its answer). A
+        stopping server thus answers its long-polls as empty polls, instead of holding its
+        shutdown until each times out. Nothing else changes: writes go on. True the first time."""
+        with self._cond:
+            first = not self._ending
+            self._ending = True
+            self._cond.notify_all()
+        return first
 
     def _wake_all(self) -> None:
         """Wake every waiter without counting a wake-up (one of them was abandoned: the

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from memmesh.interfaces.cli import startup  # first: Ctrl-C while the rest loads exits 130 quietly
+
+# isort: split
+
 import sys
 
 import typer
@@ -33,6 +37,7 @@ from memmesh.interfaces.cli.context import app, err_console, state
 from memmesh.interfaces.cli.models import app as models_app
 
 app.add_typer(models_app, name="models", help="Install and check the offline embedding model.")
+startup.loaded()  # every command is loaded: Ctrl-C is KeyboardInterrupt again
 
 
 def _print_version(value: bool) -> None:
@@ -66,7 +71,8 @@ def cli_command(operation: str) -> str:
 
 
 def main() -> None:
-    """Run the CLI; a memmesh error becomes one line on stderr and its exit code."""
+    """Run the CLI; a memmesh error becomes one line on stderr and its exit code, and Ctrl-C
+    exit code 130 without a traceback (see startup.py for Ctrl-C while the CLI loads)."""
     try:
         app()
     except MemmeshError as exc:
@@ -77,6 +83,9 @@ def main() -> None:
     except SystemExit:
         state.finish()
         raise
+    except KeyboardInterrupt:  # Ctrl-C before typer runs the command (it answers one there with 130 itself)
+        state.finish()
+        sys.exit(startup.INTERRUPTED)
 
 
 if __name__ == "__main__":

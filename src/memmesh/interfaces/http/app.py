@@ -31,6 +31,7 @@ from memmesh.interfaces.http.routes import governance as governance_routes
 from memmesh.interfaces.http.routes import sessions as session_routes
 from memmesh.interfaces.http.routes import subscriptions as subscription_routes
 from memmesh.interfaces.http.schemas import document_limits
+from memmesh.interfaces.http.stopping import LIFESPAN_KEY
 from memmesh.interfaces.mcp.mount import McpMount
 from memmesh.interfaces.web import create_web_app
 from memmesh.interfaces.web.samples import Sampler
@@ -104,8 +105,17 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     gc_schedule = GcSchedule(service, settings.gc.interval_secs)
     redrive = StartupRedrive(service.governance.redrive_at_start, log=logging.getLogger("memmesh.governance"))
 
+    def stopping() -> None:
+        """uvicorn began its graceful shutdown (stopping.py): long-polls answer now, writes finish."""
+        ended = service.end_waits()
+        if ended is not None:  # once per shutdown, however many connections pass it on
+            polls = f"{ended} waiting long-poll{'' if ended == 1 else 's'}"
+            logging.getLogger("memmesh.serve").info(
+                f"stopping: answered {polls} at once, as empty polls; requests in flight finish first, then the store closes"
+            )
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
@@ -118,7 +128,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         sampler.start()
         try:
             async with mcp.lifespan():
-                yield
+                yield {LIFESPAN_KEY: stopping}  # the lifespan state every connection's protocol sees
         finally:
             if service.mesh is not None:
                 service.mesh.stop()

@@ -6,10 +6,17 @@ built here and handed to uvicorn; with several, uvicorn spawns processes that ea
 :func:`serve` exported (the CLI flags included), so every worker serves the same config.
 
 Each request must arrive within ``server.request_timeout_secs`` (see :mod:`.timeouts`).
-SIGTERM/SIGINT are uvicorn's: stop accepting, let in-flight requests finish (up to
-``GRACEFUL_SHUTDOWN_S``), run the app's shutdown (which closes the store), then re-raise
-the signal so the process ends the way its supervisor expects. A write that got its 201
-has committed before the response was sent.
+SIGTERM/SIGINT stop the server gracefully: uvicorn stops accepting, long-polls answer at
+once as empty polls (:mod:`.stopping`), requests in flight finish (up to
+``GRACEFUL_SHUTDOWN_S``), the app's shutdown runs and the store closes; then the process
+ends by the same signal, raised again with its default action (:func:`die_of`). A shell
+sees 130 (Ctrl-C) or 143 (SIGTERM), a script running ``memmesh serve`` in the foreground
+stops on Ctrl-C as it should, and systemd counts the stop as clean: its default
+``SuccessExitStatus`` covers death by SIGINT and SIGTERM, while an exit *code* of 130 or
+143 would mark the unit failed. A signal that arrives before uvicorn runs (while the
+store opens) ends the process the same way. A SIGINT ignored when the process started (a
+job a script started in the background) stays ignored (:func:`ignored_at_start`). A write
+that got its 201 has committed before the response was sent.
 """
 
 from __future__ import annotations
@@ -19,10 +26,16 @@ import functools
 import ipaddress
 import logging
 import os
+import signal
 import socket
-from collections.abc import MutableMapping
+import sys
+import threading
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager, suppress
+from types import FrameType
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from memmesh.compose import build, build_mesh
@@ -88,27 +101,135 @@ def listen_on_free_port(host: str) -> socket.socket:
     return sock
 
 
-def run_uvicorn(app: Any, sock: socket.socket | None, **options: Any) -> None:
-    """``uvicorn.run(app, **options)``, or, given a socket already bound, the same serving on
-    that socket (uvicorn.run only binds host:port itself)."""
-    import uvicorn
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread as Python raises KeyboardInterrupt for SIGINT, so
+    both unwind the same way (closing the store) before the process dies of the signal."""
 
-    if sock is None:
-        uvicorn.run(app, **options)
+
+STOP_SIGNALS = {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: Terminated}
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def signals_unwind() -> Iterator[None]:
+    """While serving, SIGTERM raises :class:`Terminated` (SIGINT already raises
+    KeyboardInterrupt). uvicorn installs its own handlers over these while it runs and,
+    after its graceful shutdown, raises the signal it caught again: into these."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread: nothing to arrange
         return
-    config = uvicorn.Config(app, **options)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        if config.workers > 1:
-            from uvicorn.supervisors import Multiprocess
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
-            Multiprocess(config, sockets=[sock]).run()
-            return
-        server = uvicorn.Server(config)
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # as uvicorn.run
+
+def stopped_by(exc: BaseException) -> int:
+    """The signal behind KeyboardInterrupt or :class:`Terminated`."""
+    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+
+
+def die_of(signum: int) -> None:
+    """End the process by ``signum`` with its default action (what a supervisor and a shell
+    expect of a process stopped by a signal), once everything is closed; where raising it
+    does not end the process, exit with 128 + its number, the shell's code for it."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed or broken stream: nothing left to flush
+            stream.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    raise SystemExit(128 + signum)
+
+
+def ignored_at_start() -> tuple[int, ...]:
+    """SIGINT when this process started with it ignored, as a POSIX shell starts a job that a
+    script runs in the background (``memmesh serve &``): Ctrl-C in that terminal is meant for
+    the command in the foreground. Python leaves such a SIGINT ignored (no KeyboardInterrupt),
+    and so does ``serve``, where uvicorn would take it over (and then, its handler gone, exit 0).
+    SIGTERM, the signal supervisors and ``kill`` stop a service with, is always honoured."""
+    if threading.current_thread() is not threading.main_thread():
+        return ()  # only the main thread handles signals (and uvicorn leaves them alone there)
+    return (signal.SIGINT,) if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else ()
+
+
+def keep_ignored(signums: tuple[int, ...]) -> None:
+    """Ignore ``signums`` again, after uvicorn installed its handlers over them."""
+    for signum in signums:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal ignored at start stays ignored
+    (:func:`ignored_at_start`), and the signals that stopped it are kept in :attr:`stopped_by`."""
+
+    def __init__(self, config: uvicorn.Config, ignored: tuple[int, ...] = ()) -> None:
+        super().__init__(config)
+        self.ignored = ignored
+        self.stopped_by: list[int] = []
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopped_by.append(sig)
+        super().handle_exit(sig, frame)
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():  # on leaving: the old handlers back, and the signal raised again into them
+            keep_ignored(self.ignored)
+            yield
+
+
+def run_uvicorn(app: Any, sock: socket.socket | None, **options: Any) -> None:
+    """Serve ``app`` with uvicorn (on ``sock`` when it is already bound) until a signal stops
+    it; that signal then comes out as KeyboardInterrupt or :class:`Terminated` (see
+    :func:`signals_unwind`), where ``uvicorn.run`` would swallow Ctrl-C and exit 0. A SIGINT
+    ignored at start stays ignored (:func:`ignored_at_start`)."""
+    config = uvicorn.Config(app, **options)
+    ignored = ignored_at_start()
+    if ignored:
+        logging.getLogger("memmesh.serve").info(
+            "Ctrl-C (SIGINT) is ignored: this process started with it ignored (a job started in the background); SIGTERM stops it"
+        )
+    if config.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        supervisor = Multiprocess(config, sockets=[sock if sock is not None else config.bind_socket()])
+        keep_ignored(ignored)  # the supervisor took SIGINT and SIGTERM over
+        caught = _note_signals()  # the supervisor stops its workers on these and returns
+        supervisor.run()
+        if caught:
+            raise STOP_SIGNALS[signal.Signals(caught[0])]
         return
+    server = Server(config, ignored)
+    server.run(sockets=None if sock is None else [sock])
+    if server.stopped_by:  # raised again into a handler that did not raise: still the signal's stop
+        raise STOP_SIGNALS[signal.Signals(server.stopped_by[0])]
     if not server.started:
         raise SystemExit(3)  # uvicorn.run's exit code when the app fails to start
+
+
+def _note_signals() -> list[int]:
+    """Record SIGINT/SIGTERM in the returned list, then hand them to the handler in place
+    (uvicorn's worker supervisor, which returns from run() instead of raising them again);
+    an ignored one stays ignored."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return caught
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler == signal.SIG_IGN:
+            continue
+
+        def note(sig: int, frame: Any, handler: Any = handler) -> None:
+            caught.append(sig)
+            if callable(handler):
+                handler(sig, frame)
+
+        signal.signal(signum, note)
+    return caught
 
 
 def start_line(settings: Settings, service: Service) -> str:
@@ -180,7 +301,8 @@ def open_for_serving(settings: Settings) -> Service:
 
 
 def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT with the [server] and [auth] settings."""
+    """Serve until SIGTERM/SIGINT with the [server] and [auth] settings; then, with the store
+    closed, end the process by that signal (see the module doc)."""
     server = settings.server
     logs.configure(server.log_json)
     check_port(server.host, server.port)
@@ -188,11 +310,17 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     if sock is not None:  # every later use (start line, workers' settings) sees the real port
         server = server.model_copy(update={"port": sock.getsockname()[1]})
         settings = settings.model_copy(update={"server": server})
-    try:
-        serve_on(settings, sock, environ)
-    finally:
-        if sock is not None:
-            sock.close()
+    stopped: int | None = None
+    with signals_unwind():
+        try:
+            serve_on(settings, sock, environ)
+        except (KeyboardInterrupt, Terminated) as exc:
+            stopped = stopped_by(exc)
+        finally:
+            if sock is not None:
+                sock.close()
+    if stopped is not None and threading.current_thread() is threading.main_thread():
+        die_of(stopped)
 
 
 def serve_on(settings: Settings, sock: socket.socket | None, environ: MutableMapping[str, str] | None = None) -> None:

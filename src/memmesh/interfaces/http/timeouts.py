@@ -22,6 +22,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from memmesh.errors import RequestTimeoutError
+from memmesh.interfaces.http.stopping import server_stopping
 
 logger = logging.getLogger("memmesh.http.timeouts")
 
@@ -50,6 +51,11 @@ class RequestDeadlineProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server began its graceful shutdown: end the long-polls first (see stopping.py)."""
+        server_stopping(self.app_state)
+        super().shutdown()
 
     def _arm(self) -> None:
         self._disarm()

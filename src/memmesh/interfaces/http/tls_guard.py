@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from memmesh.errors import PeerCertificateError
+from memmesh.interfaces.http.stopping import server_stopping
 from memmesh.tls import Allowlist, fingerprint_der
 
 log = logging.getLogger("memmesh.http")
@@ -90,3 +91,8 @@ class PeerCertProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
         peer = transport.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
         self.app = SyncRouteGuard(self.app, self._allowlist, fingerprint_der(der) if der else None, client)  # type: ignore[has-type]
+
+    def shutdown(self) -> None:
+        """The server began its graceful shutdown: end the long-polls first (see stopping.py)."""
+        server_stopping(self.app_state)
+        super().shutdown()
