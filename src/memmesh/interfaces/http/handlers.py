@@ -55,7 +55,16 @@ def json_option(name: str, value: str | bool) -> str:
     return f'"{name}": {json.dumps(value)}'
 
 
-HTTP_OPERATIONS = {"session_append": "POST /api/v1/sessions/{session_id}/turns", "session_list": "GET /api/v1/sessions"}
+HTTP_OPERATIONS = {
+    "session_append": "POST /api/v1/sessions/{session_id}/turns",
+    "session_list": "GET /api/v1/sessions",
+    "pending_all": "GET /api/v1/pending?status=all",
+    "standards_list": "GET /api/v1/namespaces/standards",
+    "keys_list": "GET /api/v1/keys",
+    "peer_key_create": 'POST /api/v1/keys with "role": "peer"',
+    "curator_runs": "GET /api/v1/curator/runs",
+    "subscriptions_list": "GET /api/v1/subscriptions",
+}
 """The route of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`)."""
 
 
