@@ -20,7 +20,9 @@ def _usage(result: CliResult, *words: str) -> None:
 def test_an_option_value_out_of_its_choices_or_range_exits_2(cli) -> None:
     # the real process once: the exit code a shell sees
     _usage(cli("store", "x", "--tier", "forever"), "tier", "'short', 'mid' or 'long'")
-    _usage(cli("serve", "--port", "99999"), "server.port", "65535")
+    port = cli("serve", "--port", "99999")
+    _usage(port, "65535")
+    assert port.err.startswith("error: --port: ") and "server.port" not in port.err, port.err  # the flag typed, not the setting
 
 
 def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process) -> None:
