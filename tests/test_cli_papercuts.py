@@ -31,6 +31,7 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
     conv = json.loads(opened.out)
     token = ["--token", conv["token"]]
     memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    subscription = json.loads(cli_in_process("subscribe", "add", "--namespace", "t", "http://93.184.216.34/x", "--json").out)["id"]
     cases = [
         (("bus", "tasks", conv["id"], *token, "--state", "deda"), ("ready, leased, done or dead",)),
         (("bus", "open", "--participants", "a", "--kind", "group"), ("chat or queue",)),
@@ -47,6 +48,9 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("link", memory_id, memory_id, "-r", "likes"), ("related_to",)),
         (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
         (("pending", "list", "--status", "nope"), ("pending, approved",)),
+        (("mcp", "--profile", "nope"), ("--profile", "core, graph")),
+        (("subscribe", "add", "--namespace", "t", "--events", "nope", "http://93.184.216.34/x"), ("memory.created",)),
+        (("subscribe", "deliveries", subscription, "--state", "nope"), ("pending, delivered or dead",)),
     ]
     for args, words in cases:
         _usage(cli_in_process(*args), *words)

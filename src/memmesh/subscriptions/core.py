@@ -202,7 +202,7 @@ class Subscriptions:
         who = authorize(principal, "reader")
         row = self._found(who, subscription_id)
         if state is not None and state not in ("pending", "delivered", "dead"):
-            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})")
+            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})", usage=True)
         limit = self.service.kernel.check_top_k(limit, "limit")
         where, params = "subscription_id = ?", [row[0]]
         if state:
@@ -453,7 +453,9 @@ def _events(events: Sequence[str] | str | None) -> list[str]:
     items = [e.strip() for e in events.split(",")] if isinstance(events, str) else list(events)
     bad = [e for e in items if e not in EVENTS]
     if bad or not items:
-        raise InvalidInputError(f"unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)")
+        raise InvalidInputError(
+            f"unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)", usage=True
+        )
     return list(dict.fromkeys(items))
 
 
