@@ -102,7 +102,10 @@ class MemmeshError(Exception):
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
     usage: bool = False
-    """A malformed call (see :class:`InvalidInputError`): the CLI exits 2, not :attr:`exit_code`."""
+    """A malformed call rather than bad data: a parameter given a value it never takes (not one
+    of its choices, out of its range) or a required choice left unmade. The CLI answers it as a
+    usage error, exit 2 (not :attr:`exit_code`), as Click does for an option of the wrong type;
+    HTTP and MCP answer it like any other error of its type. Set by ``usage=True``."""
 
     def __init__(
         self,
@@ -111,8 +114,10 @@ class MemmeshError(Exception):
         details: dict[str, Any] | None = None,
         retry_with: Mapping[str, Sequence[str | bool]] | None = None,
         use: Mapping[str, str] | None = None,
+        usage: bool = False,
     ) -> None:
         self.reason = _clip(message)
+        self.usage = usage
         self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
         self.use = dict(use or {})
         unknown = set(self.use) - set(OPERATIONS)
@@ -152,26 +157,12 @@ class MemmeshError(Exception):
 class InvalidInputError(MemmeshError, ValueError):
     """The caller sent a value that breaks a rule; the message says which and how to fix it.
 
-    ``usage=True`` marks a malformed call rather than bad data: a parameter given a value it
-    never takes (not one of its choices, out of its range) or a required choice left unmade.
-    The CLI answers those as usage errors, exit 2, as Click does for an option of the wrong
-    type; HTTP (422) and MCP answer them like any other invalid input.
+    Raised with ``usage=True`` for a malformed call rather than bad data (see
+    :attr:`MemmeshError.usage`).
     """
 
     code = "invalid_input"
     http_status = 422
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        details: dict[str, Any] | None = None,
-        retry_with: Mapping[str, Sequence[str | bool]] | None = None,
-        use: Mapping[str, str] | None = None,
-        usage: bool = False,
-    ) -> None:
-        super().__init__(message, details=details, retry_with=retry_with, use=use)
-        self.usage = usage
 
 
 class ContentTooLargeError(InvalidInputError):
