@@ -440,3 +440,13 @@ def test_every_error_has_a_code_status_and_exit_code() -> None:
         assert cls.code and 400 <= cls.http_status < 600 and cls.exit_code in (1, 2)
         assert body == {"error": {"code": cls.code, "message": "message", "details": {}}}
     assert len(codes) == len(all_error_types())
+
+
+def test_usage_is_set_in_one_place_for_every_error() -> None:
+    """``usage=`` lives on MemmeshError's one constructor; no subclass repeats its signature."""
+    from memmesh.errors import MemmeshError, all_error_types
+
+    for cls in all_error_types():
+        assert "__init__" not in vars(cls) or cls is MemmeshError, cls
+        assert cls("m").exit_status == cls.exit_code and cls("m", usage=True).exit_status == 2
+        assert not cls("m").usage and cls("m", usage=True).usage

@@ -20,7 +20,9 @@ def _usage(result: CliResult, *words: str) -> None:
 def test_an_option_value_out_of_its_choices_or_range_exits_2(cli) -> None:
     # the real process once: the exit code a shell sees
     _usage(cli("store", "x", "--tier", "forever"), "tier", "'short', 'mid' or 'long'")
-    _usage(cli("serve", "--port", "99999"), "server.port", "65535")
+    port = cli("serve", "--port", "99999")
+    _usage(port, "65535")
+    assert port.err.startswith("error: --port: ") and "server.port" not in port.err, port.err  # the flag typed, not the setting
 
 
 def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process) -> None:
@@ -29,6 +31,7 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
     conv = json.loads(opened.out)
     token = ["--token", conv["token"]]
     memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    subscription = json.loads(cli_in_process("subscribe", "add", "--namespace", "t", "http://93.184.216.34/x", "--json").out)["id"]
     cases = [
         (("bus", "tasks", conv["id"], *token, "--state", "deda"), ("ready, leased, done or dead",)),
         (("bus", "open", "--participants", "a", "--kind", "group"), ("chat or queue",)),
@@ -45,6 +48,9 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("link", memory_id, memory_id, "-r", "likes"), ("related_to",)),
         (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
         (("pending", "list", "--status", "nope"), ("pending, approved",)),
+        (("mcp", "--profile", "nope"), ("--profile", "core, graph")),
+        (("subscribe", "add", "--namespace", "t", "--events", "nope", "http://93.184.216.34/x"), ("memory.created",)),
+        (("subscribe", "deliveries", subscription, "--state", "nope"), ("pending, delivered or dead",)),
     ]
     for args, words in cases:
         _usage(cli_in_process(*args), *words)
@@ -85,30 +91,51 @@ def test_fix_hints_name_the_cli_flag_and_command(cli_in_process) -> None:
     )
 
 
+def test_hints_to_another_operation_name_cli_commands(cli_in_process) -> None:
+    assert cli_in_process("init").code == 0
+    pending = cli_in_process("pending", "approve", "nope")
+    assert pending.code == 1 and pending.err.strip() == (
+        "error: no pending action with id 'nope'; use memmesh pending list --status all "
+        "to see the ids of every pending action, decided ones too"
+    )
+    key = cli_in_process("keys", "revoke", "0123456789ab")
+    assert key.code == 1 and key.err.strip().endswith("; use memmesh keys list to see the key ids"), key.err
+    standard = cli_in_process("namespace", "clear-standard", "-n", "nowhere")
+    assert standard.err.strip().endswith("; use memmesh namespace list to see the namespaces that have one"), standard.err
+    run = cli_in_process("curator", "rollback", "nope")
+    assert run.err.strip().endswith("; use memmesh curator runs to see the run ids"), run.err
+
+
 def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
     from memmesh.errors import OPERATIONS
-    from memmesh.interfaces.cli.app import app, cli_command
-    from memmesh.interfaces.http.handlers import http_operation
-    from memmesh.interfaces.http.routes import sessions
+    from memmesh.interfaces.cli.app import CLI_COMMANDS, app
+    from memmesh.interfaces.http.handlers import HTTP_OPERATIONS
+    from memmesh.interfaces.http.routes import admin, curator, governance, sessions, subscriptions
     from memmesh.interfaces.mcp.catalog import FAMILIES, tools_for
-    from memmesh.interfaces.mcp.render import tool_name
+    from memmesh.interfaces.mcp.render import MCP_TOOLS
     from memmesh.memory import Memory
 
-    def command(words: list[str]) -> object:
+    def command(words: list[str]) -> Any:
         found: Any = typer.main.get_command(app)
         for word in words:
             found = getattr(found, "commands", {}).get(word)
         return found
 
-    routers = [sessions.router]  # where the operations in OPERATIONS are served
     tools = set(tools_for(list(FAMILIES)))
-    routes = {f"{method} {route.path}" for router in routers for route in router.routes for method in route.methods}
-    for operation in OPERATIONS:
-        assert callable(getattr(Memory, operation))  # named by its Python API method
-        words = cli_command(operation).split()
-        assert words[0] == "memmesh" and command(words[1:]) is not None, operation
-        assert tool_name(operation) in tools
-        assert http_operation(operation) in routes
+    routers = [admin.router, curator.router, governance.router, sessions.router, subscriptions.router]  # where OPERATIONS are served
+    routes = {f"{method} {route.path}" for router in routers for route in router.routes for method in getattr(route, "methods", ())}
+    for table in (CLI_COMMANDS, HTTP_OPERATIONS, MCP_TOOLS):
+        assert set(table) == set(OPERATIONS)  # each face spells every operation (None: it has none)
+    for operation, python in OPERATIONS.items():
+        if python is not None:  # named by its Python API method, arguments included
+            assert callable(getattr(Memory, python.split("(")[0])), operation
+        words = CLI_COMMANDS[operation].split()
+        found = command([w for w in words[1:] if not w.startswith("-")][:2])
+        assert words[0] == "memmesh" and found is not None, operation
+        assert all(flag in {o for p in found.params for o in p.opts} for flag in words if flag.startswith("--")), operation
+        assert HTTP_OPERATIONS[operation].split(" with ")[0].split("?")[0] in routes, operation
+        tool = MCP_TOOLS[operation]
+        assert tool is None or tool.split()[0] in tools, operation
 
 
 def test_the_cli_can_undo_a_delete(cli: Any) -> None:

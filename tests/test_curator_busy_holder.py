@@ -72,7 +72,7 @@ def test_python_api_writer_and_cli_admin(tmp_path: Path, db_path: Path, cli_in_p
                 raise AssertionError("the run went ahead while another held the lease")
             except ConflictError as exc:
                 assert HOLDER not in exc.message and "holder" not in exc.details, (exc.message, exc.details)
-                assert "wait for it to finish, or use --dry-run" in exc.message
+                assert "wait for it to finish, or do a dry run" in exc.message
             cli = cli_in_process("curator", "run", "--json")
             assert cli.code == 1, cli
             assert f"held by {HOLDER}" in cli.err, cli.err

@@ -232,7 +232,7 @@ def test_a_bad_environment_variable_is_named_not_the_config_file(run, tmp_path: 
     assert bad.code == 1 and "config file" not in bad.err
     assert bad.err.startswith("error: environment variable MEMMESH_STORAGE_BUSY_TIMEOUT_MS: 'storage.busy_timeout_ms': ")
     flag = run("serve", "--port", "99999")
-    assert flag.code == 2 and flag.err.startswith("error: the command line: 'server.port': ")  # a bad flag: usage
+    assert flag.code == 2 and flag.err.startswith("error: --port: Input should be ")  # a bad flag: usage, named as typed
     conf = tmp_path / "bad.toml"
     conf.write_text("[server]\nport = -1\n")
     both = run("--config", str(conf), "stats", extra_env={"MEMMESH_RECALL_CANDIDATES": "0"})

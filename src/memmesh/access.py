@@ -214,7 +214,7 @@ class Access:
             key_id = whole[0]
         found = self.store.api_key(key_id) if key_id else None
         if found is None or not manages(granter, found.namespaces):
-            raise NotFoundError(f"no API key with id {key_id!r} (see `memmesh keys list`)")
+            raise NotFoundError(f"no API key with id {key_id!r}", use={"keys_list": "to see the key ids"})
         if found.revoked_at is not None:
             raise ConflictError(f"API key {key_id} was already revoked at {found.revoked_at.isoformat(timespec='seconds')}")
         with self.store.write() as tx:

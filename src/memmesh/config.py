@@ -510,11 +510,14 @@ def load_settings(
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge default < file < env < overrides into one validated :class:`Settings`.
 
     ``overrides`` is what CLI flags set, nested like the file (``{"storage": {"url": …}}``);
     ``None`` values in it are ignored so unset flags don't mask the env or the file.
+    ``flag_names`` names the flag that set a dotted key (``{"server.port": "--port"}``), so a bad
+    value is reported against ``--port`` rather than ``server.port``.
     """
     env = os.environ if env is None else env
     path, explicit = _config_path(config_file, env)
@@ -527,7 +530,7 @@ def load_settings(
     flags = _drop_none(dict(overrides or {}))
     _deep_merge(merged, flags)
     flagged = _dotted_keys(flags)
-    origins.update(dict.fromkeys(flagged, FLAGS))
+    origins.update({key: (flag_names or {}).get(key, FLAGS) for key in flagged})
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
@@ -657,6 +660,8 @@ def _describe(exc: ValidationError, path: Path | None, origins: Mapping[str, str
                 model = Settings.model_fields[loc[0]].default_factory
                 known = ", ".join(model.model_fields)  # type: ignore[union-attr]
                 parts.append(f"unknown key '{dotted}' (known keys in [{loc[0]}]: {known})")
+        elif origins.get(dotted, "").startswith("--"):  # the flag is named already: "--port: Input should be …"
+            parts.append(err["msg"])
         else:
             parts.append(f"'{dotted}': {err['msg']}")
     return "; ".join(f"{where}: " + "; ".join(parts) for where, parts in by_where.items())

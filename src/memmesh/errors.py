@@ -41,13 +41,26 @@ OptionSpelling = Callable[[str, Any], str]
 command line, ``on_conflict='update'`` in Python, ``"on_conflict": "update"`` in JSON. A
 value is a string, or ``True`` for a flag (``--all``, ``all=True``, ``"all": true``)."""
 
-OperationSpelling = Callable[[str], str]
-"""How one face names an operation a fix points to, given by its Python API name (a method of
-``Memory``, one of :data:`OPERATIONS`): ``memmesh session append`` on the command line, the
-MCP tool ``session_append``, ``POST /api/v1/sessions/{session_id}/turns`` over HTTP."""
+OperationSpelling = Callable[[str], str | None]
+"""How one face names an operation a fix points to, given by its name in :data:`OPERATIONS`:
+``memmesh session append`` on the command line, the MCP tool ``session_append``,
+``POST /api/v1/sessions/{session_id}/turns`` over HTTP; ``None`` where the face has no such
+operation (MCP lists no API keys), and the hint is left out there."""
 
-OPERATIONS = ("session_append", "session_list")
-"""Every operation an error's ``use`` may name; each face spells them all (tests check)."""
+OPERATIONS: dict[str, str | None] = {
+    "session_append": "session_append()",
+    "session_list": "session_list()",
+    "pending_all": "pending(status='all')",
+    "standards_list": None,
+    "keys_list": None,
+    "peer_key_create": None,
+    "curator_runs": "curator_runs()",
+    "subscriptions_list": "subscriptions()",
+}
+"""Every operation an error's ``use`` may name, with its Python API spelling (``None``: the
+Python API has none). An operation is a call, arguments included: ``pending_all`` lists
+pending actions of every status. Each face spells them all in a table of its own (tests
+check that every spelling names a real command, route or tool)."""
 
 
 MAX_SHOWN_WORD = 200
@@ -69,9 +82,9 @@ def python_option(name: str, value: Any) -> str:
     return f"{name}={value!r}"
 
 
-def python_operation(name: str) -> str:
+def python_operation(name: str) -> str | None:
     """Method spelling (the Python API, and the default message): ``session_append()``."""
-    return f"{name}()"
+    return OPERATIONS[name]
 
 
 class MemmeshError(Exception):
@@ -89,7 +102,10 @@ class MemmeshError(Exception):
     http_status: ClassVar[int] = 500
     exit_code: ClassVar[int] = 1
     usage: bool = False
-    """A malformed call (see :class:`InvalidInputError`): the CLI exits 2, not :attr:`exit_code`."""
+    """A malformed call rather than bad data: a parameter given a value it never takes (not one
+    of its choices, out of its range) or a required choice left unmade. The CLI answers it as a
+    usage error, exit 2 (not :attr:`exit_code`), as Click does for an option of the wrong type;
+    HTTP and MCP answer it like any other error of its type. Set by ``usage=True``."""
 
     def __init__(
         self,
@@ -98,8 +114,10 @@ class MemmeshError(Exception):
         details: dict[str, Any] | None = None,
         retry_with: Mapping[str, Sequence[str | bool]] | None = None,
         use: Mapping[str, str] | None = None,
+        usage: bool = False,
     ) -> None:
         self.reason = _clip(message)
+        self.usage = usage
         self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
         self.use = dict(use or {})
         unknown = set(self.use) - set(OPERATIONS)
@@ -125,8 +143,9 @@ class MemmeshError(Exception):
         if self.retry_with:
             fixes = [" or ".join(spell(option, value) for value in values) for option, values in self.retry_with.items()]
             message = f"{message}; pass {' or '.join(fixes)}"
-        if self.use:
-            message = f"{message}; use " + ", or ".join(f"{name(operation)} {purpose}" for operation, purpose in self.use.items())
+        uses = [(name(operation), purpose) for operation, purpose in self.use.items()]
+        if any(spelt for spelt, _ in uses):
+            message = f"{message}; use " + ", or ".join(f"{spelt} {purpose}" for spelt, purpose in uses if spelt)
         return message
 
     def to_dict(self, spell: OptionSpelling | None = None, name: OperationSpelling = python_operation) -> dict[str, Any]:
@@ -138,26 +157,12 @@ class MemmeshError(Exception):
 class InvalidInputError(MemmeshError, ValueError):
     """The caller sent a value that breaks a rule; the message says which and how to fix it.
 
-    ``usage=True`` marks a malformed call rather than bad data: a parameter given a value it
-    never takes (not one of its choices, out of its range) or a required choice left unmade.
-    The CLI answers those as usage errors, exit 2, as Click does for an option of the wrong
-    type; HTTP (422) and MCP answer them like any other invalid input.
+    Raised with ``usage=True`` for a malformed call rather than bad data (see
+    :attr:`MemmeshError.usage`).
     """
 
     code = "invalid_input"
     http_status = 422
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        details: dict[str, Any] | None = None,
-        retry_with: Mapping[str, Sequence[str | bool]] | None = None,
-        use: Mapping[str, str] | None = None,
-        usage: bool = False,
-    ) -> None:
-        super().__init__(message, details=details, retry_with=retry_with, use=use)
-        self.usage = usage
 
 
 class ContentTooLargeError(InvalidInputError):

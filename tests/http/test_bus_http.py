@@ -139,3 +139,27 @@ def test_fix_hints_name_the_body_field_and_the_route(serve: Any) -> None:
         "or GET /api/v1/sessions to see the sessions there are"
     )
     assert missing.json()["error"]["details"]["use"] == ["session_append", "session_list"]
+
+
+def test_hints_to_another_operation_name_routes_not_cli_commands(serve: Any) -> None:
+    """Core errors that once said "see `memmesh pending list --status all`" to HTTP callers."""
+    http = serve().http()
+    answers = {
+        "pending": http.post("/api/v1/pending/nope/approve", json={}),
+        "standard": http.delete("/api/v1/namespaces/nowhere/standard"),
+        "key": http.delete("/api/v1/keys/0123456789ab"),
+        "run": http.get("/api/v1/curator/runs/nope"),
+        "subscription": http.get("/api/v1/subscriptions/nope"),
+        "no participant": http.post("/api/v1/bus/conversations", json={"participants": ["a", " "]}),
+    }
+    messages = {what: answer.json()["error"]["message"] for what, answer in answers.items()}
+    assert messages["pending"] == (
+        "no pending action with id 'nope'; use GET /api/v1/pending?status=all to see the ids of every pending action, decided ones too"
+    )
+    assert messages["standard"].endswith("; use GET /api/v1/namespaces/standards to see the namespaces that have one")
+    assert messages["key"].endswith("; use GET /api/v1/keys to see the key ids")
+    assert messages["run"].endswith("; use GET /api/v1/curator/runs to see the run ids")
+    assert messages["subscription"].endswith("; use GET /api/v1/subscriptions to see the subscription ids")
+    assert answers["pending"].json()["error"]["details"]["use"] == ["pending_all"]
+    for what, message in messages.items():
+        assert "memmesh " not in message and "--" not in message and "e.g. a,b" not in message, (what, message)

@@ -40,3 +40,26 @@ def test_fix_hints_name_tool_arguments_and_tools(mcp_env: McpEnv) -> None:
             )
 
     asyncio.run(scenario())
+
+
+def test_hints_to_another_operation_name_tools_not_cli_commands(mcp_env: McpEnv) -> None:
+    """Core errors that once said "see `memmesh pending list --status all`" to MCP clients."""
+
+    async def scenario() -> None:
+        async with mcp_env.client("--profile", "full") as client:
+            pending = await client.call("memory_pending_approve", id="nope")
+            assert pending.is_error and pending.text == (
+                "error: no pending action with id 'nope'; "
+                'use memory_pending_list with status="all" to see the ids of every pending action, decided ones too'
+            )
+            subscription = await client.call("memory_unsubscribe", id="nope")
+            assert subscription.text.endswith("; use memory_list_subscriptions to see the subscription ids"), subscription.text
+            # no tool lists standards: the hint is left out rather than naming a CLI command
+            standard = await client.call("memory_namespace_clear_standard", namespace="nowhere")
+            assert standard.is_error and standard.text == "error: namespace 'nowhere' has no standard of its own"
+            nobody = await client.call("bus_open_conversation", participants=[])
+            assert nobody.is_error and "at least one participant" in nobody.text
+            for answer in (pending, subscription, standard, nobody):
+                assert "memmesh " not in answer.text and "--" not in answer.text, answer.text
+
+    asyncio.run(scenario())

@@ -68,11 +68,13 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_answering(mcp_env: M
     assert cli_result.err.strip() in messages
 
 
-def test_unknown_profile_is_a_config_error(cli) -> None:
+def test_unknown_profile_is_a_usage_error_as_a_flag_and_a_config_error_as_a_setting(cli) -> None:
     result = cli("mcp", "--profile", "core,telepathy")
-    assert result.code == 1
-    assert result.err.startswith("error: unknown MCP profile or tool family 'telepathy'")
+    assert result.code == 2  # a value the option never takes, like any other bad choice
+    assert result.err.startswith("error: unknown MCP profile or tool family 'telepathy' (--profile)")
     assert result.out == ""
+    setting = cli("mcp", extra_env={"MEMMESH_MCP_PROFILE": "telepathy"})
+    assert setting.code == 1 and "(mcp.profile)" in setting.err
 
 
 def test_two_agents_writing_at_once_lose_nothing(mcp_env: McpEnv) -> None:

@@ -488,10 +488,10 @@ class Bus:
             participants = [p for p in participants.split(",")]
         names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
         if len(names) != len(list(participants or [])):
-            raise InvalidInputError("participants has an empty name: list agent names, e.g. a,b")
+            raise InvalidInputError("participants has an empty name: each participant is an agent name")
         names = list(dict.fromkeys(names))
         if not names:
-            raise InvalidInputError("a conversation needs at least one participant, e.g. --participants a,b", usage=True)
+            raise InvalidInputError("a conversation needs at least one participant: name the agents taking part", usage=True)
         if len(names) > MAX_PARTICIPANTS:
             raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
         if kind not in ("chat", "queue"):

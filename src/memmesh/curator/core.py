@@ -89,6 +89,9 @@ UPDATE_FIELDS = ("tags", "priority", "metadata")
 LEASE = "curator"
 """The run lease's name in ``leases``: a store has at most one curator run (or rollback) going."""
 
+RUNS_HELP = {"curator_runs": "to see the run ids"}
+"""What a missing or unknown run id points to, named by each face its own way."""
+
 PROPOSAL_KEY = "curator_proposal"
 """The payload key of a pending action the curator queued: the proposed change's fingerprint."""
 """The fields a curator update may change (and rollback puts back)."""
@@ -285,7 +288,7 @@ class Curator:
         value = self.policy.max_ops if max_ops is None else max_ops
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(
-                f"max_ops must be a whole number of at least 1 (got {max_ops!r}); use --dry-run to change nothing", usage=True
+                f"max_ops must be a whole number of at least 1 (got {max_ops!r}); a dry run changes nothing", usage=True
             )
         return value
 
@@ -307,7 +310,7 @@ class Curator:
         self.host.await_vectors()  # duplicates are found by meaning: the vectors of fresh writes first
         if dry_run:
             return self._run(who, flt, cap, dry_run=True)
-        busy = "a curator run is already going on this store{}; wait for it to finish, or use --dry-run"
+        busy = "a curator run is already going on this store{}; wait for it to finish, or do a dry run"
         with self._leased("", busy.format, who) as renew:
             return self._run(who, flt, cap, dry_run=False, renew=renew)
 
@@ -594,10 +597,10 @@ class Curator:
         conflict; nothing is changed either way."""
         who = authorize(principal, "writer")
         if not isinstance(run_id, str) or not run_id.strip():
-            raise InvalidInputError("give the run id to roll back (from `memmesh curator runs` or a run's report)")
+            raise InvalidInputError("give the run id to roll back (from a run's report)", use=RUNS_HELP)
         row = self.db.run_row(run_id)
         if row is None or not self._visible(who, row):
-            raise NotFoundError(f"no curator run with id {run_id}; list runs with `memmesh curator runs`")
+            raise NotFoundError(f"no curator run with id {run_id}", use=RUNS_HELP)
         run = _run_of(row)
         if run.dry_run:
             raise ConflictError(f"curator run {run_id} was a dry run: it changed nothing, so there is nothing to roll back")
@@ -722,7 +725,7 @@ class Curator:
         who = authorize(principal, "reader")
         row = self.db.run_row(run_id)
         if row is None or not self._visible(who, row):
-            raise NotFoundError(f"no curator run with id {run_id}; list runs with `memmesh curator runs`")
+            raise NotFoundError(f"no curator run with id {run_id}", use=RUNS_HELP)
         return _run_of(row)
 
     # -- the text tools (MCP) -----------------------------------------------------------------

@@ -144,7 +144,10 @@ class Replica:
         if not isinstance(principal, Principal):
             raise TypeError("every service call needs the caller's Principal")
         if principal.role != "peer" and not (principal.role == "admin" and principal.key_id is None):
-            raise ForbiddenError(f"the sync routes are for peer nodes: this key's role is {principal.role!r}; create one with --role peer")
+            raise ForbiddenError(
+                f"the sync routes are for peer nodes: this key's role is {principal.role!r}",
+                use={"peer_key_create": "on this node to make the calling node a key"},
+            )
         if principal.prefixes() is not None:
             raise ForbiddenError("a peer key replicates every namespace: it must not be limited to some namespaces")
         if node == self.service.node_id:

@@ -61,6 +61,10 @@ _APPLYING: ContextVar[str | None] = ContextVar("memmesh_governance_applying", de
 """Set while an approved action is replayed, so its own write path does not queue it again."""
 
 MAX_REASON_CHARS = 2000
+STANDARDS_HELP = {"standards_list": "to see the namespaces that have one"}
+"""What clearing a standard that is not there points to."""
+PENDING_HELP = {"pending_all": "to see the ids of every pending action, decided ones too"}
+"""What an unknown pending id points to, named by each face its own way."""
 REPLICATED_PENDING_ACTIONS = {
     "pending": "pending.queue",
     "approved": "pending.approve",
@@ -139,7 +143,7 @@ class Governance:
         with self.service.store.write() as tx:
             found = self.db.standards([ns])
             if not found or not self.db.delete_standard(tx, ns, self.stamp()):
-                raise NotFoundError(f"namespace {ns!r} has no standard of its own (see `memmesh namespace list`)")
+                raise NotFoundError(f"namespace {ns!r} has no standard of its own", use=STANDARDS_HELP)
             audited.note(tx, "standard.clear", target=ns, namespace=ns, detail=audited.standard_detail(found[0]), who=who)
         return found[0]
 
@@ -622,7 +626,7 @@ class Governance:
     def _find(self, pending_id: str) -> PendingAction:
         found = self.db.pending(pending_id.strip()) if isinstance(pending_id, str) and pending_id.strip() else None
         if found is None:
-            raise NotFoundError(f"no pending action with id {pending_id!r} (see `memmesh pending list --status all`)")
+            raise NotFoundError(f"no pending action with id {pending_id!r}", use=PENDING_HELP)
         return found
 
     @staticmethod
@@ -630,7 +634,7 @@ class Governance:
         """A pending action outside the caller's namespaces answers like an unknown id (a 403
         would tell a key scoped elsewhere that the id exists)."""
         if not all(who.covers(ns) for ns in pending.namespaces()):
-            raise NotFoundError(f"no pending action with id {pending.id!r} (see `memmesh pending list --status all`)")
+            raise NotFoundError(f"no pending action with id {pending.id!r}", use=PENDING_HELP)
         return pending
 
     def _authorize_admin(self, principal: Principal, namespaces: Sequence[str], what: str, role: Role = "admin") -> Principal:

@@ -60,6 +60,8 @@ log = logging.getLogger("memmesh.subscriptions")
 
 SUB_COLUMNS = "id, namespace, url, events, owner_agent, owner_key, created_at, state, seen_seq, owner_role, owner_scope, secret"
 DELIVERY_COLUMNS = "id, subscription_id, event, memory_id, state, attempts, next_attempt, last_error, last_status, created_at, delivered_at"
+SUBSCRIPTIONS_HELP = {"subscriptions_list": "to see the subscription ids"}
+"""What a missing or unknown subscription id points to, named by each face its own way."""
 FEED_PAGE = 500
 CLAIM_BATCH = 20
 MIN_SECRET_CHARS = 16
@@ -188,7 +190,7 @@ class Subscriptions:
         with self.service.store.write() as tx:
             rows = Rows(tx.conn, self.sql.postgres)
             if rows.run("DELETE FROM subscriptions WHERE id = ?", (row[0],)) != 1:
-                raise NotFoundError(_missing(subscription_id))
+                raise NotFoundError(f"no subscription with id {subscription_id!r} for this key", use=SUBSCRIPTIONS_HELP)
             rows.run("DELETE FROM subscription_deliveries WHERE subscription_id = ?", (row[0],))
             _audit(tx, "subscription.delete", who, row[0], row[1], {"url": row[2]})
         return _subscription(row)
@@ -200,7 +202,7 @@ class Subscriptions:
         who = authorize(principal, "reader")
         row = self._found(who, subscription_id)
         if state is not None and state not in ("pending", "delivered", "dead"):
-            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})")
+            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})", usage=True)
         limit = self.service.kernel.check_top_k(limit, "limit")
         where, params = "subscription_id = ?", [row[0]]
         if state:
@@ -214,11 +216,11 @@ class Subscriptions:
 
     def _found(self, who: Principal, subscription_id: str) -> Row:
         if not isinstance(subscription_id, str) or not subscription_id.strip():
-            raise InvalidInputError("subscription id is required (see `memmesh subscribe list`)")
+            raise InvalidInputError("subscription id is required", use=SUBSCRIPTIONS_HELP)
         with self.sql.read() as rows:
             row = rows.one(f"SELECT {SUB_COLUMNS} FROM subscriptions WHERE id = ?", (subscription_id.strip(),))
         if row is None or not _visible(who, row):
-            raise NotFoundError(_missing(subscription_id))
+            raise NotFoundError(f"no subscription with id {subscription_id!r} for this key", use=SUBSCRIPTIONS_HELP)
         return row
 
     # -- queueing changes ------------------------------------------------------------------
@@ -451,7 +453,9 @@ def _events(events: Sequence[str] | str | None) -> list[str]:
     items = [e.strip() for e in events.split(",")] if isinstance(events, str) else list(events)
     bad = [e for e in items if e not in EVENTS]
     if bad or not items:
-        raise InvalidInputError(f"unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)")
+        raise InvalidInputError(
+            f"unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)", usage=True
+        )
     return list(dict.fromkeys(items))
 
 
@@ -488,10 +492,6 @@ def _origin(url: str) -> str:
     host = parts.hostname or "?"
     hidden = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
     return hidden + (f":{parts.port}" if parts.port else "") + "/…"
-
-
-def _missing(subscription_id: str) -> str:
-    return f"no subscription with id {subscription_id!r} for this key (see `memmesh subscribe list`)"
 
 
 def _subscription(row: Row) -> Subscription:

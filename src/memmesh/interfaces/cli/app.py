@@ -65,9 +65,22 @@ def cli_option(name: str, value: str | bool) -> str:
     return flag if value is True else f"{flag} {value}"
 
 
+CLI_COMMANDS = {
+    "session_append": "memmesh session append",
+    "session_list": "memmesh session list",
+    "pending_all": "memmesh pending list --status all",
+    "standards_list": "memmesh namespace list",
+    "keys_list": "memmesh keys list",
+    "peer_key_create": "memmesh keys create --agent NODE_ID --role peer",
+    "curator_runs": "memmesh curator runs",
+    "subscriptions_list": "memmesh subscribe list",
+}
+"""The command of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`)."""
+
+
 def cli_command(operation: str) -> str:
     """The command for an operation a fix names: ``session_append`` → ``memmesh session append``."""
-    return f"memmesh {operation.replace('_', ' ')}"
+    return CLI_COMMANDS[operation]
 
 
 def main() -> None:

@@ -78,12 +78,15 @@ class State:
     _settings: Settings | None = None
     _service: Service | None = None
     extra_overrides: dict[str, Any] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)
+    """The flag that set each dotted key of :attr:`extra_overrides` (``{"server.port": "--port"}``)."""
 
     def reset(self, db: str | None, config: str | None) -> None:
         """Start a fresh invocation (matters when the app is run several times in one process)."""
         self.db, self.config = db, config
         self._settings = self._service = None
         self.extra_overrides = {}
+        self.flags = {}
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -91,8 +94,19 @@ class State:
             for section, values in self.extra_overrides.items():  # merged per section: serve --node-id keeps the global --db
                 merged = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
                 overrides[section] = {k: v for k, v in merged.items() if v is not None} if isinstance(merged, dict) else merged
-            self._settings = load_settings(self.config, overrides=overrides)
+            flags = {"storage.url": "--db", **self.flags}
+            self._settings = load_settings(self.config, overrides=overrides, flag_names=flags)
         return self._settings
+
+    def set_from_options(self, ctx: typer.Context, settings: dict[str, str]) -> None:
+        """Set the settings this command's options stand for (``{"port": "server.port"}``:
+        parameter name to dotted key) to the values given, remembering each option's flag, so
+        a value the settings refuse is reported against ``--port``. Unset options set nothing."""
+        flags = {p.name: max(p.opts, key=len) for p in ctx.command.params}
+        for name, dotted in settings.items():
+            section, key = dotted.split(".")
+            self.extra_overrides.setdefault(section, {})[key] = ctx.params[name]
+            self.flags[dotted] = flags[name]
 
     def service(self, *, create: bool = False) -> Service:
         """The service over the configured store. Commands that write pass ``create=True``;

@@ -29,12 +29,15 @@ def mcp(
     Every request read before stdin closes is answered before the process exits.
     """
     from memmesh.interfaces.mcp import create_server, run_stdio
+    from memmesh.interfaces.mcp.catalog import resolve_profile
     from memmesh.model import Principal
 
     # Accepted after the subcommand too, like ``serve --db``: client configs put every
     # argument after ``mcp`` (``"args": ["mcp", "--db", …]``).
     if config is not None:
         state.config = config
+    if profile is not None:
+        resolve_profile(profile, flag="--profile")  # a bad flag is a usage error, before any store is opened
     state.extra_overrides.update({**db_override(db), "mcp": {"profile": profile, "agent_id": agent_id}})
     settings = state.settings()
     principal = Principal(agent_id=settings.mcp.agent_id or None)

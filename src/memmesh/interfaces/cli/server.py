@@ -7,9 +7,35 @@ import typer
 from memmesh.config import db_override
 from memmesh.interfaces.cli.context import app, state
 
+SERVE_SETTINGS = {
+    "host": "server.host",
+    "port": "server.port",
+    "workers": "server.workers",
+    "log_json": "server.log_json",
+    "require_auth": "auth.require_auth",
+    "insecure": "auth.insecure",
+    "node_id": "storage.node_id",
+    "peers": "federation.peers",
+    "quorum_writes": "federation.quorum_writes",
+    "quorum_timeout_ms": "federation.quorum_timeout_ms",
+    "catchup_interval_secs": "federation.catchup_interval_secs",
+    "peer_key_file": "federation.peer_key_file",
+    "tls_cert": "tls.cert_file",
+    "tls_key": "tls.key_file",
+    "tls_client_ca": "tls.client_ca_file",
+    "tls_require_client_cert": "tls.require_client_cert",
+    "mtls_allowlist": "tls.mtls_allowlist",
+    "quorum_client_cert": "tls.quorum_client_cert_file",
+    "quorum_client_key": "tls.quorum_client_key_file",
+    "quorum_client_ca": "tls.quorum_client_ca_file",
+}
+"""The setting each ``serve`` option sets (parameter name → dotted key); a bad value is
+reported against the option's flag."""
+
 
 @app.command("serve")
 def serve(
+    ctx: typer.Context,
     host: str = typer.Option(None, "--host", help="Bind address (default 127.0.0.1; others need API keys or --insecure)."),
     port: int = typer.Option(None, "--port", help="Port (default 9077)."),
     db: str = typer.Option(None, "--db", help="Database URL or SQLite file path (overrides the global --db)."),
@@ -44,29 +70,6 @@ def serve(
 
     if config is not None:
         state.config = config
-    state.extra_overrides.update(
-        {
-            **db_override(db),
-            "server": {"host": host, "port": port, "workers": workers, "log_json": log_json},
-            "auth": {"require_auth": require_auth, "insecure": insecure},
-            "storage": {**db_override(db).get("storage", {}), "node_id": node_id},  # merged into the global --db by State
-            "federation": {
-                "peers": peers,
-                "quorum_writes": quorum_writes,
-                "quorum_timeout_ms": quorum_timeout_ms,
-                "catchup_interval_secs": catchup_interval_secs,
-                "peer_key_file": peer_key_file,
-            },
-            "tls": {
-                "cert_file": tls_cert,
-                "key_file": tls_key,
-                "client_ca_file": tls_client_ca,
-                "require_client_cert": tls_require_client_cert,
-                "mtls_allowlist": mtls_allowlist,
-                "quorum_client_cert_file": quorum_client_cert,
-                "quorum_client_key_file": quorum_client_key,
-                "quorum_client_ca_file": quorum_client_ca,
-            },
-        }
-    )
+    state.extra_overrides.update(db_override(db))  # merged with --node-id below, and into the global --db, by State
+    state.set_from_options(ctx, SERVE_SETTINGS)
     run(state.settings())

@@ -55,7 +55,16 @@ def json_option(name: str, value: str | bool) -> str:
     return f'"{name}": {json.dumps(value)}'
 
 
-HTTP_OPERATIONS = {"session_append": "POST /api/v1/sessions/{session_id}/turns", "session_list": "GET /api/v1/sessions"}
+HTTP_OPERATIONS = {
+    "session_append": "POST /api/v1/sessions/{session_id}/turns",
+    "session_list": "GET /api/v1/sessions",
+    "pending_all": "GET /api/v1/pending?status=all",
+    "standards_list": "GET /api/v1/namespaces/standards",
+    "keys_list": "GET /api/v1/keys",
+    "peer_key_create": 'POST /api/v1/keys with "role": "peer"',
+    "curator_runs": "GET /api/v1/curator/runs",
+    "subscriptions_list": "GET /api/v1/subscriptions",
+}
 """The route of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`)."""
 
 
@@ -104,15 +113,21 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def belongs_in(request: Request, loc: list[str]) -> list[str] | None:
     """Where in the request body a field refused as unknown at ``loc`` is accepted, when an
-    object beside it takes a field of that name: a recall's top-level ``namespace`` belongs
-    in ``filters.namespace``. Read off the route's body model, so every route gets it."""
+    object beside it takes a field of that name (a recall's top-level ``namespace`` belongs
+    in ``filters.namespace``) or an object around it does (``filters.top_k`` belongs in
+    ``top_k``). Read off the route's body model, so every route gets it; the work is a walk
+    down ``loc`` and one look at each model's fields, whatever the body holds."""
     if len(loc) < 2 or loc[0] != "body":
         return None
     *path, name = loc[1:]
     body = getattr(request.scope.get("route"), "body_field", None)
     model = _model_of(body.field_info.annotation) if body is not None else None
+    around: list[type[BaseModel]] = []
     for part in path:
-        field = _fields(model).get(part) if model is not None else None
+        if model is None:
+            return None
+        around.append(model)
+        field = _fields(model).get(part)
         model = _model_of(field.annotation) if field is not None else None
     if model is None:
         return None
@@ -120,6 +135,9 @@ def belongs_in(request: Request, loc: list[str]) -> list[str] | None:
         inner = _model_of(field.annotation)
         if inner is not None and name in _fields(inner):
             return [*path, field_name, name]
+    for depth in range(len(around) - 1, -1, -1):  # the nearest object around it first
+        if name in _fields(around[depth]):
+            return [*path[:depth], name]
     return None
 
 

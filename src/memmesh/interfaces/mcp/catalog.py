@@ -96,8 +96,10 @@ PROFILES: dict[str, tuple[str, ...]] = {
 DEFAULT_PROFILE = "core"
 
 
-def resolve_profile(spec: str | None) -> list[str]:
-    """The families a profile spec turns on, in catalogue order; a bad name is a ConfigError."""
+def resolve_profile(spec: str | None, *, flag: str | None = None) -> list[str]:
+    """The families a profile spec turns on, in catalogue order; a bad name is a ConfigError
+    naming ``mcp.profile``, or ``flag`` when the spec came from that command-line flag (then a
+    usage error: the CLI exits 2, as for any other value an option never takes)."""
     tokens = [t.strip().lower() for t in (spec or DEFAULT_PROFILE).split(",") if t.strip()] or [DEFAULT_PROFILE]
     chosen = {"core"}
     for token in tokens:
@@ -107,8 +109,9 @@ def resolve_profile(spec: str | None) -> list[str]:
             chosen.add(token)
         else:
             raise ConfigError(
-                f"unknown MCP profile or tool family {token!r} (mcp.profile): use one of the profiles "
-                f"{', '.join(PROFILES)} or a comma list of families {', '.join(FAMILIES)}"
+                f"unknown MCP profile or tool family {token!r} ({flag or 'mcp.profile'}): use one of the profiles "
+                f"{', '.join(PROFILES)} or a comma list of families {', '.join(FAMILIES)}",
+                usage=flag is not None,
             )
     return [family for family in FAMILIES if family in chosen]
 

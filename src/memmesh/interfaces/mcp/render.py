@@ -107,9 +107,23 @@ def tool_argument(name: str, value: str | bool) -> str:
     return f"{name}={json.dumps(value)}"
 
 
-def tool_name(operation: str) -> str:
-    """How a fix names an operation to an MCP client: the tool of that name (``session_append``)."""
-    return operation
+MCP_TOOLS: dict[str, str | None] = {
+    "session_append": "session_append",
+    "session_list": "session_list",
+    "pending_all": 'memory_pending_list with status="all"',
+    "standards_list": None,
+    "keys_list": None,
+    "peer_key_create": None,
+    "curator_runs": None,
+    "subscriptions_list": "memory_list_subscriptions",
+}
+"""The tool of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`);
+``None`` where no tool does it (keys and curator runs are managed over HTTP or the CLI)."""
+
+
+def tool_name(operation: str) -> str | None:
+    """How a fix names an operation to an MCP client: its tool (``session_append``), if any."""
+    return MCP_TOOLS[operation]
 
 
 def error_result(exc: MemmeshError) -> CallToolResult:
