@@ -28,6 +28,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")  # with fullmatch, not "$"
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 API_PREFIX = "/api/v1"
+MCP_PATH = "/mcp"
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -65,8 +66,11 @@ class RequestMiddleware:
         loopback: bool = False,
         allowed_hosts: list[str] | None = None,
         allowed_origins: list[str] | None = None,
+        key_refusal: Callable[[Scope], Awaitable[MemmeshError | None]] | None = None,
     ) -> None:
         self.app = app
+        self.key_refusal = key_refusal
+        """The 401 of a request without a valid key (None: accepted), asked before any other refusal."""
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.guard = BrowserGuard(loopback=loopback, allowed_hosts=allowed_hosts or [], allowed_origins=allowed_origins or [])
@@ -92,13 +96,14 @@ class RequestMiddleware:
             if refusal is None and scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
                 if body is None:
-                    await self._too_large(send_with_id)
+                    refusal = await self._unauthenticated(scope)
+                    await (_send_error(send_with_id, refusal, close=True) if refusal is not None else self._too_large(send_with_id))
                     return
                 receive = _replay(body, receive)
                 if scope["path"].startswith(API_PREFIX):
                     refusal = _json_only(scope["headers"], body)
             if refusal is not None:
-                await _send_error(send_with_id, refusal)
+                await _send_error(send_with_id, await self._unauthenticated(scope) or refusal)
                 return
             await self.app(scope, receive, send_with_id)
         finally:
@@ -120,6 +125,13 @@ class RequestMiddleware:
                 },
             )
             request_id.reset(token)
+
+    async def _unauthenticated(self, scope: Scope) -> MemmeshError | None:
+        """The 401 this request gets for its key (API and MCP paths), so that a caller without a
+        valid key learns that first, never which other check its request would fail."""
+        if self.key_refusal is None or not scope["path"].startswith((API_PREFIX, MCP_PATH)):
+            return None
+        return await self.key_refusal(scope)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it is known to exceed the limit."""
@@ -153,8 +165,10 @@ async def _send_error(send: Send, error: MemmeshError, *, close: bool = False) -
     """Answer with the one error shape before any route runs."""
     payload = json.dumps(error.to_dict()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    if close:
+    if close:  # the body was not read to its end: the connection cannot carry another request
         headers.append((b"connection", b"close"))
+    if error.http_status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="memmesh"'))
     await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

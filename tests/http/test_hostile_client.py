@@ -1,0 +1,90 @@
+"""A hostile client against a real server: a missing, wrong or revoked key is told 401 before
+anything else; an oversized error list stays small and quick; a long-poll of a key revoked
+while it waits delivers nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from memmesh.model import LOCAL_PRINCIPAL
+
+MADE_UP = "mm_000000000000_made-up-secret"
+
+
+def _closed(serve):
+    running = serve()
+    admin = running.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
+    revoked = running.service.create_key("gone", role="writer", namespaces=["A"], principal=LOCAL_PRINCIPAL)
+    running.service.revoke_key(revoked.id, principal=LOCAL_PRINCIPAL)
+    return running, admin, revoked
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/api/v1/memories", {"Content-Type": "application/x-www-form-urlencoded"}, b"content=x"),  # 415 before
+        ("/api/v1/memories", {"Content-Type": "text/plain"}, b"{}"),  # 415 before
+        ("/api/v1/memories", {"Content-Type": "application/json"}, b"{"),  # 400 (not JSON) before
+        ("/api/v1/memories", {"Content-Type": "application/json"}, b"x" * (3 * 1024 * 1024)),  # 413 before
+        ("/api/v1/memories", {"Content-Type": "application/json", "Origin": "http://evil.example"}, b"{}"),  # 403 before
+        ("/api/v1/no-such-route", {"Content-Type": "application/json"}, b"{}"),  # 404 before
+        ("/mcp", {"Content-Type": "application/json"}, b"x" * (3 * 1024 * 1024)),  # 413 before
+    ],
+    ids=["form", "text", "not-json", "too-large", "cross-origin", "unknown-route", "mcp-too-large"],
+)
+@pytest.mark.parametrize("who", ["keyless", "made-up", "revoked"])
+def test_a_request_without_a_valid_key_is_401_before_any_other_check(serve, path, headers, body, who):
+    running, _admin, revoked = _closed(serve)
+    key = {"keyless": None, "made-up": MADE_UP, "revoked": revoked.key}[who]
+    response = running.http(key).post(path, headers=headers, content=body)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
+
+
+def test_a_valid_key_still_gets_the_other_refusals(serve):
+    running, admin, _revoked = _closed(serve)
+    http = running.http(admin.key)
+    assert http.post("/api/v1/memories", headers={"Content-Type": "text/plain"}, content=b"{}").status_code == 415
+    assert http.post("/api/v1/memories", headers={"Content-Type": "application/json"}, content=b"{").status_code == 400
+    assert http.post("/api/v1/no-such-route", json={}).status_code == 404
+    too_big = http.post("/api/v1/memories", headers={"Content-Type": "application/json"}, content=b"x" * (3 * 1024 * 1024))
+    assert too_big.status_code == 413
+
+
+def test_an_open_server_keeps_its_refusals(server):
+    http = server.http()
+    assert http.post("/api/v1/memories", headers={"Content-Type": "text/plain"}, content=b"{}").status_code == 415
+    assert http.post("/api/v1/memories", headers={"Origin": "http://evil.example"}, json={"content": "x"}).status_code == 403
+
+
+def test_a_body_of_100000_unknown_fields_is_a_short_422_and_the_server_stays_responsive(serve):
+    running, admin, _revoked = _closed(serve)
+    body = {f"f{i}": i for i in range(100_000)}
+    body.update(content="hello", namespace="A")
+    answers: dict[str, object] = {}
+
+    def hostile() -> None:
+        raw = json.dumps(body).encode()
+        answers["hostile"] = running.http(admin.key).post("/api/v1/memories", content=raw, headers={"Content-Type": "application/json"})
+
+    thread = threading.Thread(target=hostile)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert running.http().get("/healthz").status_code == 200
+    health_took = time.monotonic() - started
+    thread.join(60)
+    response = answers["hostile"]
+    assert response.status_code == 422, response.text  # type: ignore[attr-defined]
+    error = response.json()["error"]  # type: ignore[attr-defined]
+    assert len(error["details"]["errors"]) == 20 and error["details"]["more_errors"] == 99_980
+    assert "and 99980 more errors" in error["message"]
+    assert len(response.content) < 10_000  # type: ignore[attr-defined]
+    assert health_took < 2.0  # the error list took ~10 s of the event loop before
+    assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
