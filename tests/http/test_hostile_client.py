@@ -88,3 +88,52 @@ def test_a_body_of_100000_unknown_fields_is_a_short_422_and_the_server_stays_res
     assert len(response.content) < 10_000  # type: ignore[attr-defined]
     assert health_took < 2.0  # the error list took ~10 s of the event loop before
     assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
+
+
+def test_a_long_poll_whose_key_is_revoked_while_it_waits_delivers_nothing(serve):
+    running, admin, _revoked = _closed(serve)
+    svc = running.service
+    agent = svc.create_key("poller", role="writer", namespaces=["A"], principal=LOCAL_PRINCIPAL)
+    http = running.http(agent.key)
+    chat = http.post("/api/v1/bus/conversations", json={"participants": ["a", "b"]}).json()
+    queue = http.post("/api/v1/bus/conversations", json={"participants": ["w", "boss"], "kind": "queue"}).json()
+    answers: dict[str, object] = {}
+
+    def unread() -> None:
+        url = f"/api/v1/bus/conversations/{chat['conversation_id']}/unread"
+        answers["unread"] = running.http(agent.key).get(url, params={"agent": "b", "wait": 20}, headers={"X-Bus-Token": chat["token"]})
+
+    def claim() -> None:
+        url = f"/api/v1/bus/conversations/{queue['conversation_id']}/claim"
+        answers["claim"] = running.http(agent.key).post(url, json={"worker": "w", "wait_s": 20}, headers={"X-Bus-Token": queue["token"]})
+
+    waiting = [threading.Thread(target=unread), threading.Thread(target=claim)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(1.0)  # both wait now
+    svc.revoke_key(agent.id, principal=LOCAL_PRINCIPAL)
+    boss = running.http(admin.key)
+    sent = boss.post(
+        f"/api/v1/bus/conversations/{chat['conversation_id']}/messages",
+        json={"from": "a", "body": "after the revocation"},
+        headers={"X-Bus-Token": chat["token"]},
+    )
+    assert sent.status_code == 201, sent.text
+    task = boss.post(
+        f"/api/v1/bus/conversations/{queue['conversation_id']}/messages",
+        json={"from": "boss", "body": "a task after the revocation"},
+        headers={"X-Bus-Token": queue["token"]},
+    )
+    assert task.status_code == 201, task.text
+    for thread in waiting:
+        thread.join(30)
+    for name in ("unread", "claim"):
+        response = answers[name]
+        assert response.status_code == 401, (name, response.text)  # type: ignore[attr-defined]
+        assert "after the revocation" not in response.text  # type: ignore[attr-defined]
+    tasks = boss.get(f"/api/v1/bus/conversations/{queue['conversation_id']}/tasks", headers={"X-Bus-Token": queue["token"]}).json()
+    assert [(t["state"], t["attempts"]) for t in tasks["tasks"]] == [("ready", 0)]  # not leased to the revoked key's worker
+    again = boss.get(
+        f"/api/v1/bus/conversations/{chat['conversation_id']}/unread", params={"agent": "b"}, headers={"X-Bus-Token": chat["token"]}
+    )
+    assert [m["body"] for m in again.json()["messages"]] == ["after the revocation"]

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from memmesh.access import check_still_keyed
 from memmesh.bus.hints import NO_LEASE_FLOOR, QueueHints
 from memmesh.bus.model import (
     AckResult,
@@ -802,6 +803,7 @@ class Bus:
                 found = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait, abandoned)
             if gone(abandoned):
                 return answer  # nobody takes it: nothing is marked delivered
+            check_still_keyed(self.service.store, principal)  # a key revoked while it waited gets nothing
             answer = found or look()
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
@@ -1069,6 +1071,7 @@ class Bus:
             while True:
                 if gone(abandoned):
                     return []
+                check_still_keyed(self.service.store, principal)  # a key revoked while it waited takes no task
                 if ready or (expiry is not None and expiry <= self._now()):
                     got = self._unclaimed(
                         conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
