@@ -87,8 +87,9 @@ AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
 MAX_BATCH = 100
-"""The most tasks one ``claim_many`` leases or one ``complete_many`` completes: a batch is one
-write, and SQLite's single writer should not be held for long by one caller."""
+"""The most tasks one ``claim_many`` leases, one ``complete_many`` completes or one
+``send_many`` posts: a batch is one write, and SQLite's single writer should not be held for
+long by one caller."""
 TICKET_TTL_S = 0.5
 """How long a waiting claim trusts another waiter's count of ready tasks (see Bus._claimable)."""
 VOUCH_TTL_S = 1.0
@@ -572,6 +573,8 @@ class Bus:
         bodies = list(bodies)
         if not bodies:
             raise InvalidInputError("no messages to send")
+        if len(bodies) > MAX_BATCH:
+            raise InvalidInputError(f"a batch sends at most {MAX_BATCH} messages (got {len(bodies)}): split it")
         for body in bodies:
             self._check_body(body)
         if to is not None:
@@ -857,7 +860,11 @@ class Bus:
         moves back (acking an older id again changes nothing)."""
         agent = check_agent_name(agent)
         self._authorize(principal, "writer", agent)
-        ids = [i.strip() for i in ids if isinstance(i, str) and i.strip()]
+        ids = list(dict.fromkeys(i.strip() for i in ids if isinstance(i, str) and i.strip()))  # each id is looked up once
+        if len(ids) > MAX_PAGE:
+            raise InvalidInputError(
+                f"an ack names at most {MAX_PAGE} message ids (got {len(ids)}): ack the last one, it covers the earlier ones"
+            )
         if all and ids:
             raise InvalidInputError("ack either the given message ids or every message unread has returned, not both", usage=True)
         if not all and not ids:
