@@ -24,6 +24,8 @@ HOSTILE: list[tuple[str, dict[str, object], str]] = [
     ("memory_store", {"content": "nul\x00inside"}, "NUL"),
     ("memory_store", {"content": "x", "ttl_seconds": 10**12}, "ttl_seconds"),
     ("memory_store", {"content": "x", "ttl_seconds": 10**30}, "ttl_seconds"),
+    # many unknown arguments: the first 20 named, the rest counted (all of them made a 1 MB error)
+    ("memory_store", {"content": "x", **{f"f{i:05d}": 1 for i in range(1000)}}, "f00019 and 980 more; the tool takes"),
     ("memory_store", {"content": "x", "namespace": "a/../b"}, "'.' or '..'"),
     ("memory_store", {"content": "x", "namespace": "team/."}, "'.' or '..'"),
     ("memory_store", {"content": "x", "namespace": "a\n/b"}, "invalid namespace"),

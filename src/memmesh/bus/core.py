@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from memmesh.access import check_still_keyed
 from memmesh.bus.hints import NO_LEASE_FLOOR, QueueHints
 from memmesh.bus.model import (
     AckResult,
@@ -86,8 +87,9 @@ AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
 MAX_BATCH = 100
-"""The most tasks one ``claim_many`` leases or one ``complete_many`` completes: a batch is one
-write, and SQLite's single writer should not be held for long by one caller."""
+"""The most tasks one ``claim_many`` leases, one ``complete_many`` completes or one
+``send_many`` posts: a batch is one write, and SQLite's single writer should not be held for
+long by one caller."""
 TICKET_TTL_S = 0.5
 """How long a waiting claim trusts another waiter's count of ready tasks (see Bus._claimable)."""
 VOUCH_TTL_S = 1.0
@@ -581,6 +583,8 @@ class Bus:
         bodies = list(bodies)
         if not bodies:
             raise InvalidInputError("no messages to send")
+        if len(bodies) > MAX_BATCH:
+            raise InvalidInputError(f"a batch sends at most {MAX_BATCH} messages (got {len(bodies)}): split it")
         for body in bodies:
             self._check_body(body)
         if to is not None:
@@ -812,6 +816,7 @@ class Bus:
                 found = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait, abandoned)
             if gone(abandoned):
                 return answer  # nobody takes it: nothing is marked delivered
+            check_still_keyed(self.service.store, principal)  # a key revoked while it waited gets nothing
             answer = found or look()
         if answer.messages:
             self._delivered(conversation_id, agent, answer.messages[-1].seq)
@@ -865,7 +870,11 @@ class Bus:
         moves back (acking an older id again changes nothing)."""
         agent = check_agent_name(agent)
         self._authorize(principal, "writer", agent)
-        ids = [i.strip() for i in ids if isinstance(i, str) and i.strip()]
+        ids = list(dict.fromkeys(i.strip() for i in ids if isinstance(i, str) and i.strip()))  # each id is looked up once
+        if len(ids) > MAX_PAGE:
+            raise InvalidInputError(
+                f"an ack names at most {MAX_PAGE} message ids (got {len(ids)}): ack the last one, it covers the earlier ones"
+            )
         if all and ids:
             raise InvalidInputError("ack either the given message ids or every message unread has returned, not both", usage=True)
         if not all and not ids:
@@ -1079,6 +1088,7 @@ class Bus:
             while True:
                 if gone(abandoned):
                     return []
+                check_still_keyed(self.service.store, principal)  # a key revoked while it waited takes no task
                 if ready or (expiry is not None and expiry <= self._now()):
                     got = self._unclaimed(
                         conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned

@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from memmesh.config import Settings
 from memmesh.governance.recovery import StartupRedrive
 from memmesh.housekeeping import GcSchedule
 from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.causality import CausalityMiddleware
-from memmesh.interfaces.http.deps import ServerContext, caller
+from memmesh.interfaces.http.deps import ServerContext, caller, key_refusal
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
@@ -174,5 +174,6 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         loopback=is_loopback(settings.server.host),
         allowed_hosts=settings.server.allowed_hosts,
         allowed_origins=settings.server.allowed_origins,
+        key_refusal=lambda scope: key_refusal(Request(scope)),
     )
     return app

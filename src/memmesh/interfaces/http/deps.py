@@ -19,7 +19,7 @@ from fastapi import Depends, Request, Response
 from starlette.types import Receive
 
 from memmesh.config import Settings
-from memmesh.errors import AuthError, RateLimitedError
+from memmesh.errors import AuthError, MemmeshError, RateLimitedError
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.limits import RateLimiter, retry_after_header
 from memmesh.model import Principal
@@ -84,6 +84,25 @@ def caller(request: Request) -> Principal:
         raise
     charge(ctx, f"key:{principal.key_id}" if principal.key_id else client_address(request))
     return principal
+
+
+def refused_caller(request: Request) -> MemmeshError | None:
+    """The 401 (or 429) the request's key gets, or None when it is accepted (see :func:`caller`)."""
+    try:
+        caller(request)
+    except (AuthError, RateLimitedError) as exc:
+        return exc
+    return None
+
+
+async def key_refusal(request: Request) -> MemmeshError | None:
+    """:func:`refused_caller` on the thread pool (it queries the store), for the places that
+    answer before any route runs: the request middleware's checks (content type, body size,
+    Origin, Host) and the handlers of bodies FastAPI could not parse and of unknown routes.
+    They ask it only when they are about to refuse, so a request without a valid key on a
+    server that needs one is told 401 first, whatever else is wrong with it, and the
+    answers of accepted requests cost nothing more."""
+    return await anyio.to_thread.run_sync(refused_caller, request)
 
 
 async def service(request: Request) -> Service:

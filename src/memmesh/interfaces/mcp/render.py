@@ -87,9 +87,9 @@ def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
     known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
     unknown = sorted(k for k in arguments if k not in known)
     if unknown:
-        raise InvalidInputError(
-            f"unknown argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; the tool takes {', '.join(sorted(known))}"
-        )
+        # named up to 20 (100,000 unknown arguments made a 1 MB error)
+        shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        raise InvalidInputError(f"unknown argument{'s' if len(unknown) > 1 else ''} {shown}; the tool takes {', '.join(sorted(known))}")
     for key, value in arguments.items():
         problem = text_problem(value)
         if problem:
