@@ -111,6 +111,15 @@ def test_a_body_with_a_huge_array_or_object_is_413_at_once_and_the_server_stays_
     assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0
 
 
+def test_a_long_string_is_not_mistaken_for_a_huge_array(serve):
+    """Only arrays and objects count their elements: a body that is one 30,000-character JSON
+    string is a wrong body (422), not one too wide (413)."""
+    running, admin, _revoked = _closed(serve)
+    raw = json.dumps("x" * 30_000).encode()
+    response = running.http(admin.key).post("/api/v1/memories", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+
+
 def test_a_long_poll_whose_key_is_revoked_while_it_waits_delivers_nothing(serve):
     running, admin, _revoked = _closed(serve)
     svc = running.service

@@ -211,9 +211,10 @@ def _too_wide(body: bytes) -> MemmeshError | None:
     """413 when a JSON array or object of ``body`` holds more than MAX_JSON_ITEMS elements
     (run on a worker thread; a body that is not JSON is left to the route to refuse)."""
     try:
-        stack = [json.loads(body)]
+        parsed = json.loads(body)
     except (ValueError, RecursionError):
         return None
+    stack = [parsed] if isinstance(parsed, dict | list) else []  # a bare long string is no array
     while stack:
         value = stack.pop()
         items = list(value.values()) if isinstance(value, dict) else value
