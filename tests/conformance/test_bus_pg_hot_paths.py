@@ -46,7 +46,8 @@ def _run_queue(mem: Memory, tasks: int) -> None:
         got = bus.claim(q.id, worker="w", token=q.token, lease_s=60, principal=P)
         assert got is not None
         assert bus.complete(q.id, got.attempt_token, worker="w", token=q.token, result="ok", principal=P).state == "done"
-    bus.send_many(q.id, [f"task {i}" for i in range(tasks)], sender="boss", token=q.token, principal=P)
+    for start in range(0, tasks, 100):  # a batch sends at most 100 messages
+        bus.send_many(q.id, [f"task {i}" for i in range(start, min(start + 100, tasks))], sender="boss", token=q.token, principal=P)
     got = bus.claim(q.id, worker="w", token=q.token, lease_s=60, principal=P)
     done = 0
     while got is not None:
