@@ -42,6 +42,24 @@ def test_a_snapshot_with_keys_restores_into_a_closed_store(spawn, tmp_path):
     assert keys.returncode == 0 and json.loads(keys.stdout) == []  # no key row came from the snapshot
 
 
+def test_a_restore_into_a_store_with_its_own_key_says_that_key_still_works(spawn, tmp_path):
+    snapshot = _snapshot_of(tmp_path, tmp_path / "live.db", keys=2)
+    target = tmp_path / "other.db"
+    made = _cli(tmp_path, "--db", str(target), "keys", "create", "--agent", "ops", "--role", "admin", "--json")
+    assert made.returncode == 0, made.stderr
+    own_key = json.loads(made.stdout)["key"]
+    restored = _cli(tmp_path, "restore", str(snapshot), "--to", str(target), "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert "the snapshot held 2 API keys; they are not restored; this store's own 1 key(s) still work" in restored.stderr
+    assert "create new ones" not in restored.stderr
+    report = json.loads(restored.stdout)
+    assert report["api_keys_not_restored"] == 2 and report["target_api_keys"] == 1
+    server = spawn(target)
+    assert httpx.get(server.url + "/api/v1/memories", timeout=10).status_code == 401
+    listed = httpx.get(server.url + "/api/v1/memories", headers={"Authorization": f"Bearer {own_key}"}, timeout=10)
+    assert listed.status_code == 200 and "4711" in listed.text
+
+
 def test_a_snapshot_without_keys_restores_open_as_before(spawn, tmp_path):
     snapshot = _snapshot_of(tmp_path, tmp_path / "live.db", keys=0)
     target = tmp_path / "restored.db"

@@ -106,6 +106,9 @@ class RestoreReport(MigrateReport):
     api_keys_not_restored: int = 0
     """Key rows the snapshot held: never copied (a tampered snapshot could plant an admin key);
     when non-zero the target is marked to require keys from the start."""
+    target_api_keys: int = 0
+    """The target's own unrevoked keys after the restore (a restore into a live store leaves
+    them working): with none, the restored store needs a new key before anyone can use it."""
     agents_not_restored: int = 0
 
 
@@ -312,12 +315,14 @@ def restore(
             with target.write() as tx:
                 tx.set_meta(KEYS_REQUIRED_META, str(keys))
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
+        target_keys = len(target.api_keys()) if keys else 0  # type: ignore[union-attr]
     return RestoreReport(
         **report.model_dump(),
         snapshot=str(snapshot),
         rejected=len(source.rejects),
         rejects=source.rejects,
         api_keys_not_restored=keys,
+        target_api_keys=target_keys,
         agents_not_restored=agents,
     )
 

@@ -91,11 +91,13 @@ def restore_command(
             f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
         )
     if report.api_keys_not_restored:
+        then = (
+            f"this store's own {report.target_api_keys} key(s) still work"
+            if report.target_api_keys
+            else "create new ones with `memmesh keys create` (the restored store requires keys from the start)"
+        )
         err_console.print(
-            f"the snapshot held {report.api_keys_not_restored} API keys; they are not restored; "
-            "create new ones with `memmesh keys create` (the restored store requires keys from the start)",
-            markup=False,
-            highlight=False,
+            f"the snapshot held {report.api_keys_not_restored} API keys; they are not restored; {then}", markup=False, highlight=False
         )
     if report.agents_not_restored:
         err_console.print(
