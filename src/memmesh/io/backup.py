@@ -315,7 +315,7 @@ def restore(
             with target.write() as tx:
                 tx.set_meta(KEYS_REQUIRED_META, str(keys))
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
-        target_keys = len(target.api_keys()) if keys else 0  # type: ignore[union-attr]
+        target_keys = len(target.api_keys()) if keys else 0
     return RestoreReport(
         **report.model_dump(),
         snapshot=str(snapshot),
