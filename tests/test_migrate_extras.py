@@ -1,6 +1,7 @@
 """``memmesh migrate`` (SQLite → PostgreSQL → SQLite, the real CLI) and backup/restore carry
 what users would lose: webhook subscriptions with their deliveries, agent inboxes and the
-extraction slots that let a later fact supersede a copied one. Re-runs write nothing."""
+extraction slots that let a later fact supersede a copied one, and the sessions (a copied
+session rehydrates and numbers its next turn after the copied ones). Re-runs write nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL, Relation
 
-EXTRAS = {"subscriptions", "subscription_deliveries", "inbox_messages", "extraction_slots"}
+EXTRAS = {"subscriptions", "subscription_deliveries", "inbox_messages", "extraction_slots", "session_turns"}
 
 
 def open_memory(tmp_path: Path, url: str) -> Memory:
@@ -48,8 +49,13 @@ def check_carried(tmp_path: Path, url: str, seeded: dict[str, Any]) -> None:
         assert mem.service.subscriptions.enqueue() == 0
         assert len(mem.service.subscriptions.deliveries(seeded["sub"], principal=LOCAL_PRINCIPAL)) == seeded["deliveries"] > 0
         assert [n.body for n in mem.inbox("bob")] == ["the Lyon office opens Monday"]
+        # the session came along: it is listed and rehydrates (it said "no session ana-1" before)
+        assert [(s.session_id, s.turns) for s in mem.session_list()] == [("ana-1", 1)]
+        assert [t.content for t in mem.session_rehydrate("ana-1").recent] == ["I live in Lyon."]
         # the slot came along: a new home town supersedes the copied fact
         mem.add(messages=[{"role": "user", "name": "Ana", "content": "I live in Paris."}], session_id="ana-1", namespace="people")
+        # and the next turn is number 2, not a second turn 1
+        assert [(t.turn, t.content) for t in mem.session_rehydrate("ana-1").recent] == [(1, "I live in Lyon."), (2, "I live in Paris.")]
         superseding = [link for link in mem.links(seeded["fact"]) if link.relation == Relation.supersedes]
         assert superseding and superseding[0].target_id == seeded["fact"]
 
@@ -130,3 +136,19 @@ def test_a_row_of_another_table_in_an_edited_dump_is_refused_and_nothing_restore
         with pytest.raises(CorruptDatabaseError, match="unknown table or of the wrong width"):
             mem.restore(snapshot)
         assert mem.get_all() == [] and mem.subscriptions() == []
+
+
+def test_a_newer_backup_restored_over_an_older_copy_moves_the_turn_counter_up(tmp_path: Path) -> None:
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    with open_memory(tmp_path, a) as mem:
+        mem.session_append("s", content="first")
+        older = mem.backup(tmp_path / "old").snapshot
+        mem.session_append("s", role="assistant", content="second")
+        newer = mem.backup(tmp_path / "new").snapshot
+    with open_memory(tmp_path, b) as mem:
+        mem.restore(older)
+        assert mem.restore(newer).extras_written["session_turns"] == 1  # the counter moved 1 → 2
+        assert mem.restore(older).extras_written["session_turns"] == 0  # never down
+        assert mem.session_append("s", content="third").turn == 3
+        assert [(s.session_id, s.turns) for s in mem.session_list()] == [("s", 3)]
+        assert [t.content for t in mem.session_rehydrate("s").recent] == ["first", "second", "third"]

@@ -16,9 +16,13 @@ them are plain rows, read and written here by SQL (one text for both backends), 
   delivered and dead ones are the record ``subscriptions deliveries`` shows;
 - ``inbox_messages`` — unread agent messages;
 - ``extraction_slots`` — which fact holds a single-valued attribute ("ana|lives in"); without
-  them a fact remembered after the move would not supersede the copied one.
+  them a fact remembered after the move would not supersede the copied one;
+- ``session_turns`` — each session's namespace and turn counter: without it a copied session
+  answered "no session" to ``rehydrate`` and ``list`` although its turns were copied, and
+  its next turn was numbered 1 again. A session both sides hold keeps the higher count (the
+  copied turns are there), so the next turn never reuses a number.
 
-Deliberately not carried (see docs/operations.md, "What migrate and restore carry"):
+Deliberately not carried (see docs/backup.md, "What else is carried, and what is not"):
 ``curator_runs`` / ``curator_changes`` (a rollback record describes the source store's
 versions; rolling a run back on a copy would fight the migration's own history), ``leases``
 (the curator's and gc's turns among the source's servers), ``extraction_jobs`` (transient work of one server; the facts they made are
@@ -63,7 +67,6 @@ def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str,
 
 
 def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], *, dry_run: bool) -> int:
-    names = ", ".join(columns)
     rows = source.extra_rows(table) if hasattr(source, "extra_rows") else read_rows(source, table)
     if not rows:
         return 0
@@ -71,18 +74,40 @@ def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], 
     with target.reading() as conn:
         present = {tuple(r) for r in conn.execute(f"SELECT {', '.join(key)} FROM {table}").fetchall()}
     missing = [r for r in rows if tuple(r[: len(key)]) not in present]
+    raised = _raise_turn_counts(target, [r for r in rows if tuple(r[:1]) in present], dry_run=dry_run) if table == "session_turns" else 0
     if dry_run or not missing:
-        return len(missing)
+        return len(missing) + raised
     if table == "subscriptions":
         head = int(target.change_counter())
         seen = columns.index("seen_seq")
         missing = [(*r[:seen], head, *r[seen + 1 :]) for r in missing]
-    insert = _q(target, f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT DO NOTHING")
+    insert = _q(target, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT DO NOTHING")
     for start in range(0, len(missing), PAGE):
         with target.write() as tx:
             for row in missing[start : start + PAGE]:
                 tx.conn.execute(insert, row)
-    return len(missing)
+    return len(missing) + raised
+
+
+def _raise_turn_counts(target: Any, shared: list[tuple[Any, ...]], *, dry_run: bool) -> int:
+    """Sessions both stores hold: the target's turn counter moves up to the source's when the
+    source's is higher (its turns were just copied); never down. How many moved."""
+    raise_sql = _q(
+        target,
+        "UPDATE session_turns SET turns = ?, updated_at = CASE WHEN updated_at > ? THEN updated_at ELSE ? END "
+        "WHERE session_id = ? AND namespace = ? AND turns < ?",
+    )
+    moved = 0
+    with target.reading() as conn:
+        counts = {r[0]: (r[1], int(r[2])) for r in conn.execute("SELECT session_id, namespace, turns FROM session_turns").fetchall()}
+    higher = [r for r in shared if isinstance(r[2], int) and counts.get(r[0], ("", 0))[0] == r[1] and r[2] > counts[r[0]][1]]
+    if dry_run or not higher:
+        return len(higher)
+    for start in range(0, len(higher), PAGE):
+        with target.write() as tx:
+            for sid, ns, turns, _created, updated in higher[start : start + PAGE]:
+                moved += tx.conn.execute(raise_sql, (turns, updated, updated, sid, ns, turns)).rowcount
+    return moved
 
 
 __all__ = ["CARRIED", "NOT_CARRIED", "copy_extras", "sql_source"]  # CARRIED lives in store.extra_tables

@@ -38,6 +38,7 @@ CARRIED: dict[str, tuple[str, ...]] = {
     ),
     "inbox_messages": ("id", "recipient", "sender", "subject", "body", "namespace", "memory_id", "created_at", "read_at"),
     "extraction_slots": ("namespace", "slot_key", "memory_id"),
+    "session_turns": ("session_id", "namespace", "turns", "created_at", "updated_at"),
 }
 """Table → its columns (every table exists in every backend from schema 17 on)."""
 
