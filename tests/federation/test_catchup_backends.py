@@ -91,3 +91,27 @@ def test_catch_up_between_backends(tmp_path: Path, pg_url: str, direction: str) 
     finally:
         source.store.close()
         target.store.close()
+
+
+@pytest.mark.parametrize("direction", ["sqlite_to_pg", "pg_to_sqlite"])
+def test_a_session_follows_its_turns_between_backends(tmp_path: Path, pg_url: str, direction: str) -> None:
+    sqlite_url = f"sqlite:///{tmp_path / 'lite.db'}"
+    urls = (sqlite_url, pg_url) if direction == "sqlite_to_pg" else (pg_url, sqlite_url)
+    source, target = node(urls[0], "node-a", "node-b"), node(urls[1], "node-b", "node-a")
+    try:
+        source.sessions.append_many("s1", [{"content": f"turn {i}"} for i in range(1, 4)], principal=P)
+        target.sessions.append("other", role="user", content="a session of the target's own", principal=P)
+        pull(source, target)
+        assert [(t.turn, t.content) for t in target.sessions.rehydrate("s1", principal=P).recent] == [
+            (1, "turn 1"),
+            (2, "turn 2"),
+            (3, "turn 3"),
+        ]
+        assert sorted((s.session_id, s.turns) for s in target.sessions.list(principal=P)) == [("other", 1), ("s1", 3)]
+        assert target.sessions.append("s1", role="user", content="turn 4", principal=P).turn == 4
+        source.sessions.append("s1", role="user", content="turn 4 on a", principal=P)  # the same number on both sides, concurrently
+        pull(source, target)
+        assert target.sessions.append("s1", role="user", content="turn 5", principal=P).turn == 5  # never back down
+    finally:
+        source.store.close()
+        target.store.close()

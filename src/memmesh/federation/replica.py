@@ -531,6 +531,8 @@ class Replica:
         for item in items:
             if item.memory is None or item.memory.id not in fresh:
                 self._item(run, item)
+        # a session's turns replicate as memories; its turn counter follows them here
+        self.service.sessions.count_replicated(run.tx, [item.memory for item in items if item.memory is not None])
 
     def _origin_history(self, run: _Applying, items: list[SyncItem]) -> None:
         """Add the shipped history entries this node does not hold yet (see :meth:`with_history`),

@@ -37,6 +37,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -405,6 +406,34 @@ class Sessions:
         if changed != 1:
             raise _Raced()
 
+    def count_replicated(self, tx: Any, memories: Iterable[Memory]) -> int:
+        """Inside a peer batch's transaction: the turns among ``memories`` (written on another
+        node) move their session's turn counter up to their number, creating the session
+        here if it is new, so the session is listed and rehydrates on this node and its next
+        turn here is numbered after them. Never moves a counter down, and leaves alone a
+        session id this node holds under another namespace. How many sessions changed."""
+        top: dict[tuple[str, str], tuple[int, float]] = {}
+        for memory in memories:
+            sid, number = memory.metadata.get("session_id"), memory.metadata.get("turn")
+            if memory.source != "session" or not isinstance(sid, str) or not isinstance(number, int) or isinstance(number, bool):
+                continue
+            if not memory.namespace.endswith(f"/{sid}") or not 0 < number <= MAX_TURNS:
+                continue
+            key, at = (sid, memory.namespace), memory.created_at.timestamp()
+            held = top.get(key)
+            top[key] = (max(number, held[0]), max(at, held[1])) if held else (number, at)
+        rows = Rows(tx.conn, self.sql.postgres)
+        return sum(
+            rows.run(
+                "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET turns = excluded.turns, updated_at = CASE "
+                "WHEN session_turns.updated_at > excluded.updated_at THEN session_turns.updated_at ELSE excluded.updated_at END "
+                "WHERE session_turns.namespace = excluded.namespace AND session_turns.turns < excluded.turns",
+                (sid, ns, number, at, at),
+            )
+            for (sid, ns), (number, at) in sorted(top.items())
+        )
+
     # -- reads -------------------------------------------------------------------------------
 
     def list(self, *, principal: Principal, limit: int = 100) -> builtins.list[SessionInfo]:
@@ -444,7 +473,7 @@ class Sessions:
             if match is None or (expires is not None and _moment(expires) <= now):
                 continue  # a message memory not written as a turn, or one that expired
             turns.append(_Row(int(match.group(1)), match.group(2), content[match.end() :], memory_id, _moment(created)))
-        turns.sort(key=lambda t: t.turn)
+        turns.sort(key=lambda t: (t.turn, t.created_at, t.memory_id))  # two nodes may number a turn alike (docs/federation.md)
         return turns
 
     def rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal) -> Rehydrated:
