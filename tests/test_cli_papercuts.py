@@ -49,6 +49,7 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
         (("pending", "list", "--status", "nope"), ("pending, approved",)),
         (("mcp", "--profile", "nope"), ("--profile", "core, graph")),
+        (("mcp", "--agent-id", "a" * 200), ("error: --agent-id: ", "at most 128 characters")),
         (("subscribe", "add", "--namespace", "t", "--events", "nope", "http://93.184.216.34/x"), ("memory.created",)),
         (("subscribe", "deliveries", subscription, "--state", "nope"), ("pending, delivered or dead",)),
     ]
@@ -86,6 +87,8 @@ def test_store_and_update_name_the_flag_of_a_bad_value_not_the_field(cli_in_proc
 def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
     result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
     assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err
+    agent = cli_in_process("mcp", extra_env={"MEMMESH_MCP_AGENT_ID": "a" * 200})
+    assert agent.code == 1 and "environment variable MEMMESH_MCP_AGENT_ID" in agent.err, agent.err
 
 
 def test_a_tilde_in_a_sqlite_url_is_expanded_where_it_is_shown_and_opened(cli_in_process, tmp_path: Path) -> None:
