@@ -19,7 +19,7 @@ def _usage(result: CliResult, *words: str) -> None:
 
 def test_an_option_value_out_of_its_choices_or_range_exits_2(cli) -> None:
     # the real process once: the exit code a shell sees
-    _usage(cli("store", "x", "--tier", "forever"), "tier", "'short', 'mid' or 'long'")
+    _usage(cli("store", "x", "--tier", "forever"), "error: --tier: ", "'short', 'mid' or 'long'")
     port = cli("serve", "--port", "99999")
     _usage(port, "65535")
     assert port.err.startswith("error: --port: ") and "server.port" not in port.err, port.err  # the flag typed, not the setting
@@ -37,10 +37,10 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("bus", "open", "--participants", "a", "--kind", "group"), ("chat or queue",)),
         (("bus", "claim", conv["id"], "--worker", "a", *token, "--limit", "0"), ("between 1 and 100",)),
         (("bus", "claim", conv["id"], "--worker", "a", *token, "--lease", "-1"), ("lease must be above 0",)),
-        (("store", "x", "--kind", "nope"), ("kind",)),
-        (("store", "x", "--priority", "11"), ("priority", "10")),
-        (("store", "x", "--on-conflict", "merge"), ("on_conflict",)),
-        (("update", memory_id, "--tier", "forever"), ("tier",)),
+        (("store", "x", "--kind", "nope"), ("--kind: ",)),
+        (("store", "x", "--priority", "11"), ("--priority: ", "10")),
+        (("store", "x", "--on-conflict", "merge"), ("--on-conflict: ", "'error', 'update' or 'version'")),
+        (("update", memory_id, "--tier", "forever"), ("--tier: ",)),
         (("list", "--tier", "forever"), ("use one of short, mid, long",)),
         (("list", "--limit", "0"), ("between 1 and",)),
         (("recall", "x", "--mode", "fuzzy"), ("hybrid, keyword, vector",)),
@@ -49,6 +49,7 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
         (("pending", "list", "--status", "nope"), ("pending, approved",)),
         (("mcp", "--profile", "nope"), ("--profile", "core, graph")),
+        (("mcp", "--agent-id", "a" * 200), ("error: --agent-id: ", "at most 128 characters")),
         (("subscribe", "add", "--namespace", "t", "--events", "nope", "http://93.184.216.34/x"), ("memory.created",)),
         (("subscribe", "deliveries", subscription, "--state", "nope"), ("pending, delivered or dead",)),
     ]
@@ -60,9 +61,34 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
     assert cli_in_process("get", "no-such-id").code == 1
 
 
+def test_store_and_update_name_the_flag_of_a_bad_value_not_the_field(cli_in_process, db_path: Path) -> None:
+    """The core's field is ``on_conflict`` or ``ttl_seconds``; the user typed ``--on-conflict``, ``--ttl``."""
+    for args, flag in [
+        (("store", "x", "--on-conflict", "merge"), "--on-conflict"),
+        (("store", "x", "--ttl", "0"), "--ttl"),
+        (("store", "x", "--confidence", "2"), "--confidence"),
+        (("store", "x", "-p", "0"), "--priority"),
+    ]:
+        result = cli_in_process(*args)
+        _usage(result, f"error: {flag}: ")
+        assert "_" not in result.err.split(":")[1], result.err
+    both = cli_in_process("store", "x", "--priority", "0", "--confidence", "2")
+    _usage(both, "error: --priority: ", "; --confidence: ")
+    bad_id = cli_in_process("store", "x", "--id", "a/b")  # bad data, not a usage error: exit 1
+    assert bad_id.code == 1 and bad_id.err.startswith("error: --id: "), bad_id.err
+    assert not db_path.exists()  # a refused store leaves no database behind
+    memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    _usage(cli_in_process("update", memory_id, "--kind", "nope"), "error: --kind: ")
+    _usage(cli_in_process("update", memory_id, "-p", "11"), "error: --priority: ")
+    stored = cli_in_process("store", "another fact", "--title", "t", "--on-conflict", "update", "--ttl", "60", "--json")
+    assert stored.code == 0 and json.loads(stored.out)["expires_at"] is not None, stored.err
+
+
 def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
     result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
     assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err
+    agent = cli_in_process("mcp", extra_env={"MEMMESH_MCP_AGENT_ID": "a" * 200})
+    assert agent.code == 1 and "environment variable MEMMESH_MCP_AGENT_ID" in agent.err, agent.err
 
 
 def test_a_tilde_in_a_sqlite_url_is_expanded_where_it_is_shown_and_opened(cli_in_process, tmp_path: Path) -> None:

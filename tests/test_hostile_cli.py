@@ -9,11 +9,11 @@ import pytest
 BAD_STORES = [
     (["store", "x", "--namespace", "a/../b"], "'.' or '..'"),
     (["store", "x", "--namespace", "team/."], "'.' or '..'"),
-    (["store", "x", "--ttl", str(10**12)], "ttl_seconds"),  # out of range: a usage error, exit 2
-    (["store", "x", "--valid-from", "0"], "valid_from"),
-    (["store", "x", "--valid-to", "1700000000"], "valid_to"),
-    (["store", "x", "--valid-from", "0001-01-01T00:00:00+23:00"], "valid_from"),
-    (["store", "x", "--source", "s" * 300], "source"),
+    (["store", "x", "--ttl", str(10**12)], "error: --ttl: "),  # out of range: a usage error, exit 2
+    (["store", "x", "--valid-from", "0"], "error: --valid-from: "),
+    (["store", "x", "--valid-to", "1700000000"], "error: --valid-to: "),
+    (["store", "x", "--valid-from", "0001-01-01T00:00:00+23:00"], "error: --valid-from: "),
+    (["store", "x", "--source", "s" * 300], "error: --source: "),
     (["list", "--since", "0001-01-01T00:00:00+23:00"], "since"),
     (["list", "--namespace", "../../etc"], "'.' or '..'"),
 ]

@@ -22,7 +22,7 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memmesh.errors import ConfigError
-from memmesh.model import Kind
+from memmesh.model import MAX_AGENT_ID_CHARS, Kind
 from memmesh.recall.ranking import RankWeights
 from memmesh.redact import redact_url
 
@@ -181,7 +181,7 @@ class AuthSettings(_Section):
 
 class McpSettings(_Section):
     profile: str = Field("core", description="tool profile: core, graph, admin, power, full or a comma list of families")
-    agent_id: str | None = Field(None, description="agent identity recorded on writes over stdio")
+    agent_id: str | None = Field(None, max_length=MAX_AGENT_ID_CHARS, description="agent identity recorded on writes over stdio")
 
 
 class FederationSettings(_Section):

@@ -34,7 +34,9 @@ so adding an error type here is enough for all of them to render it correctly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+_T = TypeVar("_T")
 
 OptionSpelling = Callable[[str, Any], str]
 """How one face writes "option = value" in a fix hint: ``--on-conflict update`` on the
@@ -75,6 +77,18 @@ def _clip(message: str) -> str:
     if len(message) <= MAX_SHOWN_WORD or all(len(word) <= MAX_SHOWN_WORD for word in message.split()):
         return message
     return " ".join(word if len(word) <= MAX_SHOWN_WORD else f"{word[:60]}…({len(word)} characters)" for word in message.split(" "))
+
+
+MAX_LISTED = 20
+"""The most items one error lists (validation errors of a 422, unknown MCP arguments); it
+counts the rest. A body of 100,000 unknown fields once cost ~10 s of the event loop to
+describe and answered with a 10 MB error."""
+
+
+def first_listed(items: Sequence[_T]) -> tuple[Sequence[_T], int]:
+    """The first :data:`MAX_LISTED` of ``items`` and how many more there are, for an error
+    that names a few and counts the rest."""
+    return items[:MAX_LISTED], max(0, len(items) - MAX_LISTED)
 
 
 def python_option(name: str, value: Any) -> str:

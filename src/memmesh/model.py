@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -545,14 +546,15 @@ class GcReport(BaseModel):
     """Memories deleted because their namespace standard's retention_days had passed."""
 
 
-def parse_model(model: type[ModelT], data: Any) -> ModelT:
-    """Validate ``data`` into ``model``; pydantic errors become one clear InvalidInputError."""
+def parse_model(model: type[ModelT], data: Any, names: Mapping[str, str] | None = None) -> ModelT:
+    """Validate ``data`` into ``model``; pydantic errors become one clear InvalidInputError.
+    ``names`` spells a field the way the caller set it (``{"on_conflict": "--on-conflict"}``)."""
     if isinstance(data, model):
         return data
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc), usage=is_usage_error(exc)) from None
+        raise InvalidInputError(describe_validation_error(exc, names), usage=is_usage_error(exc)) from None
 
 
 USAGE_ERROR_TYPES = frozenset(
@@ -567,11 +569,15 @@ def is_usage_error(exc: ValidationError) -> bool:
     return all(err["type"] in USAGE_ERROR_TYPES for err in exc.errors(include_url=False))
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming each bad field and what is wrong with it."""
+def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line naming each bad field and what is wrong with it; ``names`` renames top-level
+    fields (a command's flags: ``--on-conflict`` for ``on_conflict``)."""
     parts = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "input"
+        loc = [str(p) for p in err["loc"]]
+        if loc and names and loc[0] in names:
+            loc[0] = names[loc[0]]
+        where = ".".join(loc) or "input"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown field"

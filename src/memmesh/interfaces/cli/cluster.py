@@ -159,6 +159,7 @@ def resync(
 
 @app.command("sync-daemon")
 def sync_daemon(
+    ctx: typer.Context,
     peers: str = typer.Option(..., "--peers", help="Comma-separated base URLs of the peer nodes."),
     interval: float = typer.Option(30.0, "--interval", min=0.1, help="Pull peers' changes this often (pushes follow every change)."),
     peer_key_file: str = typer.Option(None, "--peer-key-file", help="Peer API keys to send: lines 'URL KEY', or one 'KEY' for all."),
@@ -168,11 +169,14 @@ def sync_daemon(
     until SIGTERM or Ctrl-C."""
     from memmesh.compose import build_mesh
 
-    state.extra_overrides.update(
+    state.set_from_options(
+        ctx,
         {
-            "storage": {"node_id": node_id},
-            "federation": {"peers": peers, "catchup_interval_secs": interval, "peer_key_file": peer_key_file},
-        }
+            "node_id": "storage.node_id",
+            "peers": "federation.peers",
+            "interval": "federation.catchup_interval_secs",
+            "peer_key_file": "federation.peer_key_file",
+        },
     )
     service = state.service()
     mesh = build_mesh(service, state.settings())

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from memmesh.config import Settings, db_override, load_settings
+from memmesh.model import ModelT, parse_model
 from memmesh.service import Service
 from memmesh.store.base import Store
 
@@ -221,6 +222,15 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInputError(f'{option} must be a JSON object, e.g. {option} \'{{"k": "v"}}\'')
     return value
+
+
+def parse_options(model: type[ModelT], data: Mapping[str, Any], ctx: typer.Context, renamed: Mapping[str, str] | None = None) -> ModelT:
+    """Validate what a command's options say into the core's ``model`` (the service takes the
+    result as it is), naming the flag of a bad value: ``--on-conflict: …``, not ``on_conflict: …``.
+    ``renamed`` names the parameter that sets a field where the two names differ (``{"ttl_seconds": "ttl"}``)."""
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.param_type_name == "option"}
+    parameter = {name: (renamed or {}).get(name, name) for name in data}
+    return parse_model(model, data, names={name: flags[p] for name, p in parameter.items() if p in flags})
 
 
 def split_tags(text: str | None) -> list[str] | None:

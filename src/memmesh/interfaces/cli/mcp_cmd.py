@@ -10,6 +10,7 @@ from memmesh.interfaces.cli.context import announce_created, app, state
 
 @app.command("mcp")
 def mcp(
+    ctx: typer.Context,
     profile: str = typer.Option(
         None,
         "--profile",
@@ -38,7 +39,8 @@ def mcp(
         state.config = config
     if profile is not None:
         resolve_profile(profile, flag="--profile")  # a bad flag is a usage error, before any store is opened
-    state.extra_overrides.update({**db_override(db), "mcp": {"profile": profile, "agent_id": agent_id}})
+    state.extra_overrides.update(db_override(db))
+    state.set_from_options(ctx, {"profile": "mcp.profile", "agent_id": "mcp.agent_id"})
     settings = state.settings()
     principal = Principal(agent_id=settings.mcp.agent_id or None)
     # Rehearsed on a stand-in first, so a bad profile on a new store creates nothing.

@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 
 from memmesh.interfaces.cli import render
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, print_json, split_tags, state
-from memmesh.model import LOCAL_PRINCIPAL, RecallResult
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, parse_options, print_json, split_tags, state
+from memmesh.model import LOCAL_PRINCIPAL, MemoryPatch, NewMemory, RecallResult
 
 NS = typer.Option(None, "--namespace", "-n", help="Namespace (matches it and everything below it when filtering).")
 TAGS = typer.Option(None, "--tags", "-t", help="Comma-separated tags.")
@@ -47,6 +47,7 @@ def _filters(
 
 @app.command("store")
 def store(
+    ctx: typer.Context,
     content: str = typer.Argument(..., help="What to remember; '-' reads it from stdin."),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Namespace, e.g. team/project."),
     title: str = typer.Option(None, "--title", help="Names the memory within its namespace."),
@@ -85,8 +86,9 @@ def store(
         "valid_to": valid_to,
         "on_conflict": on_conflict,
     }
-    service = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(data, principal=LOCAL_PRINCIPAL))
-    memory, created = service.add_outcome(data, principal=LOCAL_PRINCIPAL)
+    new = parse_options(NewMemory, data, ctx, renamed={"ttl_seconds": "ttl", "id": "memory_id"})
+    service = state.writing_service(rehearse=lambda stand_in: stand_in.check_new(new, principal=LOCAL_PRINCIPAL))
+    memory, created = service.add_outcome(new, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(memory)
     elif created:
@@ -190,6 +192,7 @@ def search(
 
 @app.command("update")
 def update(
+    ctx: typer.Context,
     memory_id: str = typer.Argument(..., help="The memory's id."),
     content: str = typer.Option(None, "--content", "-c", help="New content."),
     title: str = typer.Option(None, "--title"),
@@ -209,21 +212,18 @@ def update(
             "nothing to update: give at least one of --content, --title, --namespace, --tier, --kind, --tags, --priority, "
             "--confidence, --metadata"
         )
-    memory = state.service().update(
-        memory_id,
-        {
-            "content": content,
-            "title": title,
-            "namespace": namespace,
-            "tier": tier,
-            "kind": kind,
-            "tags": split_tags(tags),
-            "priority": priority,
-            "confidence": confidence,
-            "metadata": parse_json_object(metadata, "--metadata"),
-        },
-        principal=LOCAL_PRINCIPAL,
-    )
+    patch = {
+        "content": content,
+        "title": title,
+        "namespace": namespace,
+        "tier": tier,
+        "kind": kind,
+        "tags": split_tags(tags),
+        "priority": priority,
+        "confidence": confidence,
+        "metadata": parse_json_object(metadata, "--metadata"),
+    }
+    memory = state.service().update(memory_id, parse_options(MemoryPatch, patch, ctx), principal=LOCAL_PRINCIPAL)
     print_json(memory) if as_json else console.print(f"updated [bold]{memory.id}[/]")
 
 

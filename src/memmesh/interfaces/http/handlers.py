@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memmesh.errors import MemmeshError
+from memmesh.errors import MemmeshError, first_listed
 from memmesh.interfaces.http.deps import key_refusal
 from memmesh.limits import retry_after_header
 from memmesh.model import NOT_UNICODE
@@ -90,12 +90,6 @@ async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
 
-MAX_LISTED_ERRORS = 20
-"""The most validation errors a 422 lists (``details.more_errors`` counts the rest). The
-handler runs on the event loop: a body of 100,000 unknown fields once cost ~10 s of it
-(every other request waited) and answered with a 10 MB error."""
-
-
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
@@ -106,8 +100,10 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
             return await memmesh_error(request, refused)
         reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "malformed")
         return error_response(400, "invalid_input", f"request body is not valid JSON: {reason}")
+    # the handler runs on the event loop: it describes the first few errors and counts the rest
+    shown, more = first_listed(errors)
     listed = []
-    for err in errors[:MAX_LISTED_ERRORS]:
+    for err in shown:
         loc = [str(p) for p in err.get("loc", ())]
         message = str(err.get("msg", "")).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
@@ -120,9 +116,9 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         listed.append({"loc": loc, "message": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
     details: dict[str, Any] = {"errors": listed}
-    if len(errors) > len(listed):
-        summary += f"; and {len(errors) - len(listed)} more errors"
-        details["more_errors"] = len(errors) - len(listed)
+    if more:
+        summary += f"; and {more} more errors"
+        details["more_errors"] = more
     return error_response(422, "invalid_input", summary or "invalid request", details)
 
 

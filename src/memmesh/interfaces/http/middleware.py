@@ -209,7 +209,17 @@ def _json_only(headers: list[tuple[bytes, bytes]], body: bytes) -> MemmeshError 
 
 def _too_wide(body: bytes) -> MemmeshError | None:
     """413 when a JSON array or object of ``body`` holds more than MAX_JSON_ITEMS elements
-    (run on a worker thread; a body that is not JSON is left to the route to refuse)."""
+    (run on a worker thread; a body that is not JSON is left to the route to refuse).
+
+    n elements take n - 1 commas, and every encoding ``json.loads`` reads (UTF-8, -16, -32)
+    writes a comma with the byte 0x2C: a body with fewer commas than that is cleared without
+    a parse. Any other is parsed, and FastAPI parses it again for the route. A scan that
+    skips strings (their commas and brackets are text) and counts commas per nesting level
+    was tried and measured slower: on 2 MB bodies its regular expression over the strings
+    alone took 20 to 30 ms, ``json.loads`` 6 to 14 ms (it is C; a Python scan is not).
+    """
+    if not _has_commas(body, MAX_JSON_ITEMS):
+        return None
     try:
         parsed = json.loads(body)
     except (ValueError, RecursionError):
@@ -217,15 +227,28 @@ def _too_wide(body: bytes) -> MemmeshError | None:
     stack = [parsed] if isinstance(parsed, dict | list) else []  # a bare long string is no array
     while stack:
         value = stack.pop()
-        items = list(value.values()) if isinstance(value, dict) else value
-        if len(items) > MAX_JSON_ITEMS:
+        if len(value) > MAX_JSON_ITEMS:
             kind = "an object of" if isinstance(value, dict) else "an array of"
             return ContentTooLargeError(
-                f"the request body holds {kind} {len(items)} elements; at most {MAX_JSON_ITEMS} fit in one: split the request",
+                f"the request body holds {kind} {len(value)} elements; at most {MAX_JSON_ITEMS} fit in one: split the request",
                 details={"limit": MAX_JSON_ITEMS},
             )
-        stack.extend(v for v in items if isinstance(v, dict | list))
+        stack += [v for v in (value.values() if isinstance(value, dict) else value) if isinstance(v, _CONTAINERS)]
     return None
+
+
+_CONTAINERS = (dict, list)
+
+
+def _has_commas(body: bytes, wanted: int, chunk: int = 1 << 16) -> bool:
+    """Whether ``body`` holds ``wanted`` commas; stops counting once it has seen them (a
+    2 MB text body reaches 10,000 in its first half megabyte)."""
+    seen = 0
+    for start in range(0, len(body), chunk):
+        seen += body.count(b",", start, start + chunk)
+        if seen >= wanted:
+            return True
+    return False
 
 
 def _host_name(host: str) -> str:

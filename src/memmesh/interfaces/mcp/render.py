@@ -15,7 +15,7 @@ from typing import Any
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, ValidationError
 
-from memmesh.errors import InvalidInputError, MemmeshError
+from memmesh.errors import InvalidInputError, MemmeshError, first_listed
 from memmesh.model import Memory, describe_validation_error, text_problem
 
 PREVIEW_CHARS = 600
@@ -87,8 +87,9 @@ def check_arguments(metadata: Any, arguments: dict[str, Any]) -> None:
     known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
     unknown = sorted(k for k in arguments if k not in known)
     if unknown:
-        # named up to 20 (100,000 unknown arguments made a 1 MB error)
-        shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        # the first few named, the rest counted (100,000 unknown arguments made a 1 MB error)
+        named, more = first_listed(unknown)
+        shown = ", ".join(named) + (f" and {more} more" if more else "")
         raise InvalidInputError(f"unknown argument{'s' if len(unknown) > 1 else ''} {shown}; the tool takes {', '.join(sorted(known))}")
     for key, value in arguments.items():
         problem = text_problem(value)
