@@ -139,6 +139,16 @@ def check_grant(granter: Principal, role: Role, patterns: list[str]) -> None:
         raise ForbiddenError(f"namespaces {', '.join(patterns)} reach outside yours ({', '.join(granter.namespaces)})")
 
 
+def check_peer_scope(role: Role, patterns: list[str]) -> None:
+    """A peer key replicates every namespace: one limited to some would be refused by every
+    sync route, so it is refused when it is made, with what to do instead."""
+    if role == "peer" and Principal(role=role, namespaces=patterns).prefixes() is not None:
+        raise InvalidInputError(
+            f"a peer key replicates every namespace: it cannot be limited to {', '.join(patterns)}; "
+            "leave --namespace out (or give '*'), which needs an admin key for every namespace"
+        )
+
+
 def manages(admin: Principal, patterns: Sequence[str]) -> bool:
     """True when every namespace pattern lies inside the admin's own namespaces, so the admin
     may see and manage a key or agent holding them (an ``a/*`` admin never manages ``*``)."""
@@ -221,6 +231,7 @@ class Access:
         checked_role = check_role(role)
         patterns = normalize_patterns(namespaces)
         check_grant(granter, checked_role, patterns)
+        check_peer_scope(checked_role, patterns)
         key_id, secret, text = generate_key()
         now = self.clock()
         stored = StoredApiKey(
