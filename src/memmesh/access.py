@@ -51,6 +51,31 @@ store requires keys from the start: key rows are never copied from a snapshot (a
 could plant an admin key), yet a store that had keys must not come back open."""
 
 
+def key_rows(store: Store) -> int:
+    """How many API key rows ``store`` holds (revoked included) or, for a store that holds none
+    because it was itself restored or migrated from one that did, the count recorded then: a
+    copy of a store that required keys must require them too (0: the store was never closed).
+
+    Why the recorded count too: key rows are never copied, so without it a restored store's
+    own backup or migration would hand on an open copy."""
+    rows = len(store.api_keys(include_revoked=True))
+    if rows:
+        return rows
+    with store.write() as tx:
+        recorded = tx.get_meta(KEYS_REQUIRED_META)
+    if not recorded:
+        return 0
+    return int(recorded) if recorded.isdigit() and int(recorded) > 0 else 1
+
+
+def close_copy(target: Store, keys: int) -> None:
+    """Mark ``target``, a copy of a store that held ``keys`` key rows, as requiring keys from
+    the start (before any memory is written to it; nothing when ``keys`` is 0)."""
+    if keys:
+        with target.write() as tx:
+            tx.set_meta(KEYS_REQUIRED_META, str(keys))
+
+
 def generate_key() -> tuple[str, str, str]:
     """A fresh ``(key_id, secret, full key text)``."""
     key_id = secrets.token_hex(6)
@@ -112,6 +137,16 @@ def check_grant(granter: Principal, role: Role, patterns: list[str]) -> None:
     grantee = Principal(role=role, namespaces=patterns).prefixes()
     if grantee is None or not all(granter.covers(root) for root in grantee):
         raise ForbiddenError(f"namespaces {', '.join(patterns)} reach outside yours ({', '.join(granter.namespaces)})")
+
+
+def check_peer_scope(role: Role, patterns: list[str]) -> None:
+    """A peer key replicates every namespace: one limited to some would be refused by every
+    sync route, so it is refused when it is made, with what to do instead."""
+    if role == "peer" and Principal(role=role, namespaces=patterns).prefixes() is not None:
+        raise InvalidInputError(
+            f"a peer key replicates every namespace: it cannot be limited to {', '.join(patterns)}; "
+            "leave --namespace out (or give '*'), which needs an admin key for every namespace"
+        )
 
 
 def manages(admin: Principal, patterns: Sequence[str]) -> bool:
@@ -196,6 +231,7 @@ class Access:
         checked_role = check_role(role)
         patterns = normalize_patterns(namespaces)
         check_grant(granter, checked_role, patterns)
+        check_peer_scope(checked_role, patterns)
         key_id, secret, text = generate_key()
         now = self.clock()
         stored = StoredApiKey(

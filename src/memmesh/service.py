@@ -720,7 +720,7 @@ class Service:
         return self._keys_required
 
     def _restored_with_keys(self) -> bool:
-        """True when this store was restored from a snapshot that held API keys (which are not
+        """True when this store was restored or migrated from one that held API keys (which are not
         copied): it must require keys like its source did. Read once per service (a restore
         writes the flag before any memory), so an open server pays no write per request."""
         if self._restored_flag is None:

@@ -69,6 +69,34 @@ def test_a_snapshot_without_keys_restores_open_as_before(spawn, tmp_path):
     assert httpx.get(server.url + "/api/v1/memories", timeout=10).status_code == 200
 
 
+def test_a_migrated_copy_of_a_store_with_keys_is_closed_too(spawn, tmp_path):
+    """``migrate`` copies no key rows either (docs/backup.md); its target must not come up
+    open on loopback, serving every memory without a key, while the source required one.
+    Nor may a store restored from such a snapshot (which holds the flag, not the keys) pass
+    on an open copy through a second migrate or backup and restore."""
+    live = tmp_path / "live.db"
+    _snapshot_of(tmp_path, live, keys=1)
+    first = tmp_path / "first.db"
+    copied = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(first), "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert json.loads(copied.stdout)["api_keys_not_copied"] == 1
+    assert "the source held 1 API keys; they are not copied; create new ones with `memmesh keys create`" in copied.stderr
+    dry = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(tmp_path / "never.db"), "--dry-run")
+    assert dry.returncode == 0 and not (tmp_path / "never.db").exists()
+    second = tmp_path / "second.db"
+    assert _cli(tmp_path, "migrate", "--from", str(first), "--to", str(second)).returncode == 0  # the copy holds no key row
+    made = _cli(tmp_path, "--db", str(second), "backup", "--to", str(tmp_path / "snaps2"), "--json")
+    third = tmp_path / "third.db"
+    restored = _cli(tmp_path, "restore", json.loads(made.stdout)["snapshot"], "--to", str(third))
+    assert restored.returncode == 0, restored.stderr
+    for target in (first, second, third):
+        server = spawn(target)
+        assert "auth: open" not in server.log.read_text(), target
+        response = httpx.get(server.url + "/api/v1/memories", timeout=10)
+        assert response.status_code == 401 and "4711" not in response.text, (target, response.text)
+        server.terminate()
+
+
 def test_the_start_banner_says_closed_after_every_key_was_revoked(spawn, tmp_path):
     db = tmp_path / "live.db"
     made = _cli(tmp_path, "--db", str(db), "keys", "create", "--agent", "root", "--role", "admin", "--json")

@@ -79,6 +79,31 @@ def test_sync_hello_is_refused_to_an_admin_limited_to_some_namespaces(serve: Any
         assert hello.json()["node"] == server.service.node_id
 
 
+def test_a_peer_key_limited_to_some_namespaces_cannot_be_made_nor_read_the_change_counter(serve: Any) -> None:
+    # Before: `keys create --role peer -n a` (by any admin of `a`) made a key every sync route
+    # refused ("a peer key replicates every namespace") except hello, which gave it `seq`, the
+    # store-wide change counter the scoped admin above is refused.
+    server = serve()
+    admin = _key(server, "root", "admin")
+    scoped_admin = _key(server, "a-admin", "admin", ["a"])
+    for http, namespaces in [(admin, ["a"]), (scoped_admin, ["a"]), (admin, ["a/*", "b"])]:
+        _refused(http.post("/api/v1/keys", json={"agent_id": "node-x", "role": "peer", "namespaces": namespaces}), 422, "every namespace")
+    assert not [k for k in server.service.keys(include_revoked=True, principal=LOCAL_PRINCIPAL) if k.role == "peer"]
+    made = admin.post("/api/v1/keys", json={"agent_id": "node-y", "role": "peer", "namespaces": ["*"]})
+    assert made.status_code == 201, made.text
+    # a scoped peer key made before this rule still exists in old stores: hello refuses it too
+    from memmesh.access import generate_key, hash_secret
+    from memmesh.model import StoredApiKey
+
+    key_id, secret, text = generate_key()
+    now, digest = server.service.clock(), hash_secret(secret)
+    old = StoredApiKey(id=key_id, agent_id="node-z", role="peer", namespaces=["a"], created_at=now, key_hash=digest)
+    with server.service.store.write() as tx:
+        tx.insert_api_key(old)
+    _refused(server.http(text).get("/api/v1/sync/hello"), 403, "every namespace")
+    assert server.http(made.json()["key"]).get("/api/v1/sync/hello").status_code == 200
+
+
 def test_a_url_encoded_line_break_or_escape_cannot_forge_a_server_log_line(spawn: Any, tmp_path: Path) -> None:
     # Before: the access log wrote the percent-decoded path as is, so `%0A` in a URL started a
     # line of the attacker's choosing in the server log and `%1B` sent terminal escapes.

@@ -216,8 +216,7 @@ class Replica:
         the others from it: besides peers, only an admin for every namespace may ask."""
         if not (principal.role == "peer" or principal.has_role("admin")):
             raise ForbiddenError(f"the sync routes are for peer nodes: this key's role is {principal.role!r}")
-        if principal.role != "peer":
-            authorize_store_wide(principal, "this node's change counter")
+        self._authorize_reader(principal, "this node's change counter")
         store = self.service.store
         return Hello(node=self.service.node_id, hlc=self.service.hlc.now(), seq=store.change_counter(), schema_version=store.schema_version)
 
@@ -265,7 +264,9 @@ class Replica:
         """Peers, and admins for every namespace, may read store-wide replication facts."""
         if not isinstance(principal, Principal):
             raise TypeError("every service call needs the caller's Principal")
-        if principal.role == "peer" and principal.prefixes() is None:
+        if principal.role == "peer":
+            if principal.prefixes() is not None:  # made before keys create refused it
+                raise ForbiddenError("a peer key replicates every namespace: it must not be limited to some namespaces")
             return
         authorize_store_wide(principal, what)
 

@@ -309,15 +309,13 @@ def restore(
         keys, agents = _access_rows(opened)
         if callable(target):  # every record was read and checked: only now may the target exist
             target = target()
-        if keys:  # before any memory is written: a store that had keys never comes back open
-            from memmesh.access import KEYS_REQUIRED_META
+        from memmesh.access import close_copy
 
-            with target.write() as tx:
-                tx.set_meta(KEYS_REQUIRED_META, str(keys))
+        close_copy(target, keys)  # before any memory is written: a store that had keys never comes back open
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
         target_keys = len(target.api_keys()) if keys else 0
     return RestoreReport(
-        **report.model_dump(),
+        **{**report.model_dump(), "api_keys_not_copied": keys},
         snapshot=str(snapshot),
         rejected=len(source.rejects),
         rejects=source.rejects,
@@ -328,10 +326,13 @@ def restore(
 
 
 def _access_rows(opened: Any) -> tuple[int, int]:
-    """How many API key rows (revoked included) and agents the snapshot holds."""
+    """How many API key rows (revoked included) and agents the snapshot holds; a snapshot of a
+    store that was itself restored or migrated from a keyed one counts the keys recorded then."""
     if isinstance(opened, LogicalSnapshot):
         return opened.api_keys, opened.agents
-    return len(opened.api_keys(include_revoked=True)), len(opened.agents())
+    from memmesh.access import key_rows
+
+    return key_rows(opened), len(opened.agents())
 
 
 class CheckedSource:

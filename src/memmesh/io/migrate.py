@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
+from memmesh.access import close_copy, key_rows
 from memmesh.errors import StorageError
 from memmesh.io.extras import copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
@@ -60,6 +61,9 @@ class MigrateReport(BaseModel):
     """Rows of the feature tables carried (subscriptions, deliveries, inbox, extraction
     slots: :mod:`memmesh.io.extras`), per table."""
     errors: list[str] = Field(default_factory=list)
+    api_keys_not_copied: int = 0
+    """API key rows the source held (revoked included), never copied: when non-zero the
+    target is marked to require keys from the start, as the source did (a dry run marks nothing)."""
 
 
 def migrate(
@@ -73,6 +77,10 @@ def migrate(
 ) -> MigrateReport:
     """Copy everything in ``source`` that ``target`` lacks or holds an older copy of."""
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
+    if callable(getattr(source, "api_keys", None)):  # a store, not a snapshot being restored (restore closes its target itself)
+        report.api_keys_not_copied = key_rows(source)
+        if not dry_run:
+            close_copy(target, report.api_keys_not_copied)  # before any memory: a store that had keys is never copied open
     snapshot = getattr(source, "snapshot", None)
     with snapshot() if snapshot is not None else nullcontext():
         history = _history_by_memory(source.iter_history())

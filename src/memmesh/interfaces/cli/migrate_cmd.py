@@ -95,5 +95,12 @@ def migrate_command(
         )
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)
+    if report.api_keys_not_copied and not dry_run:
+        err_console.print(
+            f"the source held {report.api_keys_not_copied} API keys; they are not copied; "
+            "create new ones with `memmesh keys create` (the copy requires keys from the start)",
+            markup=False,
+            highlight=False,
+        )
     if report.errors:
         raise typer.Exit(1)

@@ -239,7 +239,8 @@ def start_line(settings: Settings, service: Service) -> str:
     if service.auth_enabled():
         mode = "API key required"
     elif service.keys_required():  # the same state the per-request check reads
-        why = "every API key was revoked" if service.store.api_keys(include_revoked=True) else "restored from a snapshot that held API keys"
+        revoked = bool(service.store.api_keys(include_revoked=True))
+        why = "every API key was revoked" if revoked else "restored or migrated from a store that held API keys"
         mode = f"closed — {why}; create one with `memmesh keys create --agent NAME --role admin`"
     elif auth.require_auth:
         mode = "API key required (--require-auth), but none exists yet: create one with `memmesh keys create`"

@@ -217,9 +217,12 @@ class Writer:
         try:
             new = self.service.check_new(item.fields, principal=self.principal)
             self.service.governance.admit_import(self.principal, [new.namespace])
-        except (InvalidInputError, ForbiddenError) as exc:  # out of the key's scope: this record only
+            assert new.id is not None
+            # An id held (live, deleted or archived) in a namespace the key cannot see fails
+            # as the API's add does: the report must not confirm it exists or name its namespace.
+            self.service.kernel.check_exact_target(self.principal, new.id)
+        except (InvalidInputError, ForbiddenError, NotFoundError) as exc:  # out of the key's scope: this record only
             return Outcome(item.key, item.tenant, "failed", exc.message)
-        assert new.id is not None
         if new.id in self._handled:
             return Outcome(item.key, item.tenant, "failed", f"source id {item.key!r} appears more than once (memmesh id {new.id})")
         self._handled.add(new.id)
