@@ -726,8 +726,7 @@ class Service:
         if self._restored_flag is None:
             from memmesh.access import KEYS_REQUIRED_META
 
-            with self.store.write() as tx:
-                self._restored_flag = bool(tx.get_meta(KEYS_REQUIRED_META))
+            self._restored_flag = bool(self.store.meta_value(KEYS_REQUIRED_META))
         return self._restored_flag
 
     def auth_enabled(self) -> bool:

@@ -304,6 +304,11 @@ class Store(Protocol):
 
     def conflicts(self, memory_id: str | None = None) -> builtins.list[Conflict]: ...
     def peers(self) -> builtins.list[PeerState]: ...
+    def meta_value(self, key: str) -> str | None:
+        """One ``meta`` value (None when absent), read without a write transaction: a migrate's
+        source may be a read-only replica."""
+        ...
+
     def purged_seq(self) -> int:
         """The highest change number of a tombstone gc purged: a peer that last synced before
         it may hold memories whose delete it can no longer learn incrementally."""

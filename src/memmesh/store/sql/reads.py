@@ -328,6 +328,10 @@ class SQLReads:
         with self._reading() as conn:
             return str(read_meta(conn, self.dialect, "node_id"))
 
+    def meta_value(self, key: str) -> str | None:
+        with self._reading() as conn:
+            return read_meta(conn, self.dialect, key)
+
     def purged_seq(self) -> int:
         with self._reading() as conn:
             value = read_meta(conn, self.dialect, "purged_seq")
