@@ -97,6 +97,18 @@ def test_a_migrated_copy_of_a_store_with_keys_is_closed_too(spawn, tmp_path):
         server.terminate()
 
 
+def test_a_migrate_into_a_store_with_its_own_key_says_that_key_still_works(tmp_path):
+    live = tmp_path / "live.db"
+    _snapshot_of(tmp_path, live, keys=2)
+    target = tmp_path / "other.db"
+    assert _cli(tmp_path, "--db", str(target), "keys", "create", "--agent", "ops", "--role", "admin").returncode == 0
+    copied = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(target), "--json")
+    assert copied.returncode == 0, copied.stderr
+    assert "the source held 2 API keys; they are not copied; this store's own 1 key(s) still work" in copied.stderr
+    report = json.loads(copied.stdout)
+    assert report["api_keys_not_copied"] == 2 and report["target_api_keys"] == 1
+
+
 def test_the_start_banner_says_closed_after_every_key_was_revoked(spawn, tmp_path):
     db = tmp_path / "live.db"
     made = _cli(tmp_path, "--db", str(db), "keys", "create", "--agent", "root", "--role", "admin", "--json")

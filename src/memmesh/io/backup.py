@@ -106,9 +106,6 @@ class RestoreReport(MigrateReport):
     api_keys_not_restored: int = 0
     """Key rows the snapshot held: never copied (a tampered snapshot could plant an admin key);
     when non-zero the target is marked to require keys from the start."""
-    target_api_keys: int = 0
-    """The target's own unrevoked keys after the restore (a restore into a live store leaves
-    them working): with none, the restored store needs a new key before anyone can use it."""
     agents_not_restored: int = 0
 
 
@@ -313,14 +310,12 @@ def restore(
 
         close_copy(target, keys)  # before any memory is written: a store that had keys never comes back open
         report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
-        target_keys = len(target.api_keys()) if keys else 0
     return RestoreReport(
-        **{**report.model_dump(), "api_keys_not_copied": keys},
+        **{**report.model_dump(), "api_keys_not_copied": keys, "target_api_keys": len(target.api_keys()) if keys else 0},
         snapshot=str(snapshot),
         rejected=len(source.rejects),
         rejects=source.rejects,
         api_keys_not_restored=keys,
-        target_api_keys=target_keys,
         agents_not_restored=agents,
     )
 

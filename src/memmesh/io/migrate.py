@@ -64,6 +64,9 @@ class MigrateReport(BaseModel):
     api_keys_not_copied: int = 0
     """API key rows the source held (revoked included), never copied: when non-zero the
     target is marked to require keys from the start, as the source did (a dry run marks nothing)."""
+    target_api_keys: int = 0
+    """The target's own unrevoked keys after the copy, counted when keys were left behind (a
+    copy into a live store leaves them working): with none, the copy needs a new key first."""
 
 
 def migrate(
@@ -100,6 +103,8 @@ def migrate(
         report.extras_written = copy_extras(source, target, dry_run=dry_run)
     if not dry_run:
         _verify_history(target, copied, history, report)
+        if report.api_keys_not_copied:
+            report.target_api_keys = len(target.api_keys())
     return report
 
 

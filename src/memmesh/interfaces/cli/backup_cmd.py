@@ -12,7 +12,7 @@ from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.interfaces.cli.migrate_cmd import open_url, target_transfer
+from memmesh.interfaces.cli.migrate_cmd import open_url, say_keys_left_behind, target_transfer
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
@@ -90,15 +90,7 @@ def restore_command(
             f"restored {report.memories_written} memories, {report.links_written} links, "
             f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
         )
-    if report.api_keys_not_restored:
-        then = (
-            f"this store's own {report.target_api_keys} key(s) still work"
-            if report.target_api_keys
-            else "create new ones with `memmesh keys create` (the restored store requires keys from the start)"
-        )
-        err_console.print(
-            f"the snapshot held {report.api_keys_not_restored} API keys; they are not restored; {then}", markup=False, highlight=False
-        )
+    say_keys_left_behind(report, "the snapshot", "restored", "the restored store")
     if report.agents_not_restored:
         err_console.print(
             f"the snapshot held {report.agents_not_restored} registered agents; they are not restored; "

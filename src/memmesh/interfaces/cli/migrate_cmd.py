@@ -95,12 +95,20 @@ def migrate_command(
         )
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)
-    if report.api_keys_not_copied and not dry_run:
-        err_console.print(
-            f"the source held {report.api_keys_not_copied} API keys; they are not copied; "
-            "create new ones with `memmesh keys create` (the copy requires keys from the start)",
-            markup=False,
-            highlight=False,
-        )
+    if not dry_run:
+        say_keys_left_behind(report, "the source", "copied", "the copy")
     if report.errors:
         raise typer.Exit(1)
+
+
+def say_keys_left_behind(report: Any, holder: str, verb: str, result: str) -> None:
+    """The stderr line of a migrate or restore that left the source's API keys behind: the
+    target's own keys still work, or (none) new ones must be made before anyone can use it."""
+    if not report.api_keys_not_copied:
+        return
+    then = (
+        f"this store's own {report.target_api_keys} key(s) still work"
+        if report.target_api_keys
+        else f"create new ones with `memmesh keys create` ({result} requires keys from the start)"
+    )
+    err_console.print(f"{holder} held {report.api_keys_not_copied} API keys; they are not {verb}; {then}", markup=False, highlight=False)
