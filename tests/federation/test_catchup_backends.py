@@ -34,6 +34,13 @@ def node(url: str, name: str, other: str) -> Service:
     return service
 
 
+def pair(tmp_path: Path, pg_url: str, direction: str) -> tuple[Service, Service]:
+    """node-a (the source) and node-b, one on SQLite and one on PostgreSQL, as ``direction`` says."""
+    sqlite_url = f"sqlite:///{tmp_path / 'lite.db'}"
+    urls = (sqlite_url, pg_url) if direction == "sqlite_to_pg" else (pg_url, sqlite_url)
+    return node(urls[0], "node-a", "node-b"), node(urls[1], "node-b", "node-a")
+
+
 def pull(source: Service, target: Service) -> list[object]:
     """Every page of ``source``'s feed for ``target``, applied; returns the pages."""
     pages: list[object] = []
@@ -53,9 +60,7 @@ def state(service: Service) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("direction", ["sqlite_to_pg", "pg_to_sqlite"])
 def test_catch_up_between_backends(tmp_path: Path, pg_url: str, direction: str) -> None:
-    sqlite_url = f"sqlite:///{tmp_path / 'lite.db'}"
-    urls = (sqlite_url, pg_url) if direction == "sqlite_to_pg" else (pg_url, sqlite_url)
-    source, target = node(urls[0], "node-a", "node-b"), node(urls[1], "node-b", "node-a")
+    source, target = pair(tmp_path, pg_url, direction)
     try:
         made = source.add_many([{"content": f"fact {i} 東京の天気", "namespace": f"ns{i % 3}"} for i in range(120)], principal=P)
         edited = made[0].id
@@ -95,9 +100,7 @@ def test_catch_up_between_backends(tmp_path: Path, pg_url: str, direction: str) 
 
 @pytest.mark.parametrize("direction", ["sqlite_to_pg", "pg_to_sqlite"])
 def test_a_session_follows_its_turns_between_backends(tmp_path: Path, pg_url: str, direction: str) -> None:
-    sqlite_url = f"sqlite:///{tmp_path / 'lite.db'}"
-    urls = (sqlite_url, pg_url) if direction == "sqlite_to_pg" else (pg_url, sqlite_url)
-    source, target = node(urls[0], "node-a", "node-b"), node(urls[1], "node-b", "node-a")
+    source, target = pair(tmp_path, pg_url, direction)
     try:
         source.sessions.append_many("s1", [{"content": f"turn {i}"} for i in range(1, 4)], principal=P)
         target.sessions.append("other", role="user", content="a session of the target's own", principal=P)
