@@ -152,3 +152,19 @@ def test_a_newer_backup_restored_over_an_older_copy_moves_the_turn_counter_up(tm
         assert mem.session_append("s", content="third").turn == 3
         assert [(s.session_id, s.turns) for s in mem.session_list()] == [("s", 3)]
         assert [t.content for t in mem.session_rehydrate("s").recent] == ["first", "second", "third"]
+
+
+def test_one_session_id_under_two_roots_is_carried_as_two_sessions(tmp_path: Path) -> None:
+    # Sessions are keyed by namespace: a copy into a store that holds "s" under one root adds
+    # the source's "s" under another root beside it (keyed by id, it was skipped as present).
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    with open_memory(tmp_path, a) as mem:
+        mem.session_append("s", content="team a talks", namespace="team/a")
+        mem.session_append("s", content="team a goes on")
+        snapshot = mem.backup(tmp_path / "bk").snapshot
+    with open_memory(tmp_path, b) as mem:
+        mem.session_append("s", content="team b talks", namespace="team/b")
+        assert mem.restore(snapshot).extras_written["session_turns"] == 1
+        assert sorted((s.namespace, s.turns) for s in mem.session_list()) == [("team/a/s", 2), ("team/b/s", 1)]
+        assert mem.session_append("s", content="a again", namespace="team/a").turn == 3
+        assert [t.content for t in mem.session_rehydrate("s", namespace="team/b").recent] == ["team b talks"]

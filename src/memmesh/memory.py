@@ -228,10 +228,14 @@ class Memory:
         """Store one turn at the end of a session (a ``kind="message"`` memory, in order)."""
         return self.service.sessions.append(session_id, role=role, content=content, namespace=namespace, principal=self.principal)
 
-    def session_rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None) -> Rehydrated:
+    def session_rehydrate(
+        self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, namespace: str | None = None
+    ) -> Rehydrated:
         """The latest turns, a summary of older ones and memories relevant to ``query``,
-        within ``budget_tokens``, with the tokens used (see docs/bus.md, Sessions)."""
-        return self.service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=self.principal)
+        within ``budget_tokens``, with the tokens used (see docs/bus.md, Sessions).
+        ``namespace``: the session's root, when the id is used under several."""
+        sessions = self.service.sessions
+        return sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, namespace=namespace, principal=self.principal)
 
     def session_list(self, *, limit: int = 100) -> builtins.list[SessionInfo]:
         """Sessions, most recently active first."""

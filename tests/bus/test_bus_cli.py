@@ -88,3 +88,9 @@ def test_queue_and_session_commands(cli_in_process: Any, cli: Any) -> None:
     assert json.loads(cli("session", "list", "--json").out)["sessions"][0]["turns"] == 4
     missing = cli("session", "rehydrate", "nope")
     assert missing.code != 0 and "no session nope" in missing.err
+    # The same id under another root is another session; then the root must be named.
+    assert cli("session", "append", "plan-1", "the other team's plan", "--namespace", "other").code == 0
+    ambiguous = cli("session", "rehydrate", "plan-1")
+    assert ambiguous.code == 2 and "several roots (other, sessions): give namespace" in ambiguous.err, ambiguous.err
+    other = json.loads(cli("session", "rehydrate", "plan-1", "--namespace", "other", "--json").out)
+    assert other["namespace"] == "other/plan-1" and [t["content"] for t in other["recent"]] == ["the other team's plan"]

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from memmesh import Memory
-from memmesh.errors import InvalidInputError, NotFoundError
+from memmesh.errors import ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.recall.ranking import estimate_tokens
 
@@ -90,16 +90,49 @@ def test_session_bad_input_and_scope(mem_on: Memory) -> None:
     sessions.append("s1", role="user", content="hello", namespace="team/a", principal=LOCAL_PRINCIPAL)
     with pytest.raises(InvalidInputError, match="budget_tokens"):
         sessions.rehydrate("s1", budget_tokens=10, principal=LOCAL_PRINCIPAL)
-    with pytest.raises(InvalidInputError, match="lives in team/a/s1"):
-        sessions.append("s1", role="user", content="moved?", namespace="team/b", principal=LOCAL_PRINCIPAL)
     scoped_b = Principal(agent_id="bee", role="writer", namespaces=["team/b"])
-    with pytest.raises(NotFoundError, match="no session s1"):  # as the read: no probing which ids exist
-        sessions.append("s1", role="user", content="intrude", principal=scoped_b)
-    with pytest.raises(NotFoundError, match="no session s1"):
+    with pytest.raises(NotFoundError, match="no session s1"):  # team/a's s1 is not b's to read
         sessions.rehydrate("s1", principal=scoped_b)
+    with pytest.raises(ForbiddenError, match="sessions/s1"):  # no root given: the default root, outside b's namespaces
+        sessions.append("s1", role="user", content="intrude", principal=scoped_b)
     assert [s.session_id for s in sessions.list(principal=scoped_b)] == []
     scoped_a = Principal(agent_id="ay", role="reader", namespaces=["team/a"])
     assert [s.session_id for s in sessions.list(principal=scoped_a)] == ["s1"]
     assert sessions.rehydrate("s1", principal=scoped_a).recent[0].content == "hello"
     # nothing half-written by the refusals
     assert [t.content for t in sessions.turns("s1", principal=LOCAL_PRINCIPAL)] == ["hello"]
+
+
+def test_one_session_id_under_two_roots_is_two_sessions(mem_on: Memory) -> None:
+    """A session is keyed by its namespace: a tenant using an id first takes it from no one
+    (no 404 for the next tenant), and nothing a tenant is told depends on whether another
+    tenant holds the id. A caller that sees the id under several roots names the one it means."""
+    sessions = mem_on.service.sessions
+    a = Principal(agent_id="ay", role="writer", namespaces=["team/a"])
+    b = Principal(agent_id="bee", role="writer", namespaces=["team/b"])
+    assert sessions.append("chat-1", role="user", content="a's plan: ship friday", namespace="team/a", principal=a).turn == 1
+    assert sessions.append("chat-1", role="user", content="b's plan: ship monday", namespace="team/b", principal=b).turn == 1
+    assert sessions.append("chat-1", role="assistant", content="noted, monday", principal=b).turn == 2  # b sees only its own
+    assert [t.content for t in sessions.turns("chat-1", principal=a)] == ["a's plan: ship friday"]
+    assert [t.content for t in sessions.turns("chat-1", principal=b)] == ["b's plan: ship monday", "noted, monday"]
+    assert [(s.session_id, s.namespace, s.turns) for s in sessions.list(principal=b)] == [("chat-1", "team/b/chat-1", 2)]
+    # No oracle: an id a holds and an id nobody holds answer b alike.
+    sessions.append("chat-2", role="user", content="only a has this", namespace="team/a", principal=a)
+    answers = set()
+    for sid in ("chat-2", "chat-9"):
+        with pytest.raises(NotFoundError) as refused:
+            sessions.rehydrate(sid, principal=b)
+        answers.add(str(refused.value).replace(sid, "<id>"))
+        assert sessions.append(sid, role="user", content=f"b starts {sid}", namespace="team/b", principal=b).turn == 1
+    assert len(answers) == 1 and "no session <id>:" in answers.pop()
+    # The local caller sees both chat-1 sessions: it must name the root, and nothing is written meanwhile.
+    with pytest.raises(InvalidInputError, match=r"several roots \(team/a, team/b\): give namespace"):
+        sessions.rehydrate("chat-1", principal=LOCAL_PRINCIPAL)
+    with pytest.raises(InvalidInputError, match="several roots"):
+        sessions.append("chat-1", role="user", content="which one?", principal=LOCAL_PRINCIPAL)
+    found = sessions.rehydrate("chat-1", namespace="team/a", principal=LOCAL_PRINCIPAL)
+    assert found.namespace == "team/a/chat-1" and [t.content for t in found.recent] == ["a's plan: ship friday"]
+    with pytest.raises(NotFoundError, match="no session chat-1 under team/c"):
+        sessions.rehydrate("chat-1", namespace="team/c", principal=LOCAL_PRINCIPAL)
+    assert sessions.append("chat-1", role="user", content="local adds to b", namespace="team/b", principal=LOCAL_PRINCIPAL).turn == 3
+    assert [t.turn for t in sessions.turns("chat-1", principal=b)] == [1, 2, 3]

@@ -17,10 +17,10 @@ them are plain rows, read and written here by SQL (one text for both backends), 
 - ``inbox_messages`` — unread agent messages;
 - ``extraction_slots`` — which fact holds a single-valued attribute ("ana|lives in"); without
   them a fact remembered after the move would not supersede the copied one;
-- ``session_turns`` — each session's namespace and turn counter: without it a copied session
-  answered "no session" to ``rehydrate`` and ``list`` although its turns were copied, and
-  its next turn was numbered 1 again. A session both sides hold keeps the higher count (the
-  copied turns are there), so the next turn never reuses a number.
+- ``session_turns`` — each session's namespace (its key) and turn counter: without it a
+  copied session answered "no session" to ``rehydrate`` and ``list`` although its turns
+  were copied, and its next turn was numbered 1 again. A session both sides hold keeps the
+  higher count (the copied turns are there), so the next turn never reuses a number.
 
 Deliberately not carried (see docs/backup.md, "What else is carried, and what is not"):
 ``curator_runs`` / ``curator_changes`` (a rollback record describes the source store's
@@ -31,9 +31,13 @@ memories and are copied), and the bus's queues and leases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from memmesh.store.extra_tables import CARRIED, read_rows
+
+Row = tuple[Any, ...]
 
 NOT_CARRIED = ("curator_runs", "curator_changes", "leases", "extraction_jobs")
 
@@ -70,44 +74,74 @@ def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], 
     rows = source.extra_rows(table) if hasattr(source, "extra_rows") else read_rows(source, table)
     if not rows:
         return 0
-    key = columns[:3] if table == "extraction_slots" else columns[:1]
+    merge = MERGES.get(table, Merge())
+    key = merge.key or columns[:1]
+    at = [columns.index(name) for name in key]
     with target.reading() as conn:
         present = {tuple(r) for r in conn.execute(f"SELECT {', '.join(key)} FROM {table}").fetchall()}
-    missing = [r for r in rows if tuple(r[: len(key)]) not in present]
-    raised = _raise_turn_counts(target, [r for r in rows if tuple(r[:1]) in present], dry_run=dry_run) if table == "session_turns" else 0
+    held = [tuple(r[i] for i in at) in present for r in rows]
+    missing = [r for r, both in zip(rows, held, strict=True) if not both]
+    changed = merge.shared(target, [r for r, both in zip(rows, held, strict=True) if both], dry_run) if merge.shared else 0
     if dry_run or not missing:
-        return len(missing) + raised
-    if table == "subscriptions":
-        head = int(target.change_counter())
-        seen = columns.index("seen_seq")
-        missing = [(*r[:seen], head, *r[seen + 1 :]) for r in missing]
+        return len(missing) + changed
+    if merge.fresh:
+        missing = merge.fresh(target, columns, missing)
     insert = _q(target, f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)}) ON CONFLICT DO NOTHING")
     for start in range(0, len(missing), PAGE):
         with target.write() as tx:
             for row in missing[start : start + PAGE]:
                 tx.conn.execute(insert, row)
-    return len(missing) + raised
+    return len(missing) + changed
 
 
-def _raise_turn_counts(target: Any, shared: list[tuple[Any, ...]], *, dry_run: bool) -> int:
-    """Sessions both stores hold: the target's turn counter moves up to the source's when the
-    source's is higher (its turns were just copied); never down. How many moved."""
+def _from_target_head(target: Any, columns: tuple[str, ...], rows: list[Row]) -> list[Row]:
+    """Subscriptions the target lacks start at the target's change-feed head: the memories the
+    copy itself wrote are not news to their receivers."""
+    head = int(target.change_counter())
+    seen = columns.index("seen_seq")
+    return [(*r[:seen], head, *r[seen + 1 :]) for r in rows]
+
+
+def _raise_turn_counts(target: Any, shared: list[Row], dry_run: bool) -> int:
+    """Sessions both stores hold (same namespace): the target's turn counter moves up to the
+    source's when the source's is higher (its turns were just copied); never down. How many
+    moved."""
     raise_sql = _q(
         target,
         "UPDATE session_turns SET turns = ?, updated_at = CASE WHEN updated_at > ? THEN updated_at ELSE ? END "
-        "WHERE session_id = ? AND namespace = ? AND turns < ?",
+        "WHERE namespace = ? AND turns < ?",
     )
     moved = 0
     with target.reading() as conn:
-        counts = {r[0]: (r[1], int(r[2])) for r in conn.execute("SELECT session_id, namespace, turns FROM session_turns").fetchall()}
-    higher = [r for r in shared if isinstance(r[2], int) and counts.get(r[0], ("", 0))[0] == r[1] and r[2] > counts[r[0]][1]]
+        counts = {r[0]: int(r[1]) for r in conn.execute("SELECT namespace, turns FROM session_turns").fetchall()}
+    higher = [r for r in shared if isinstance(r[2], int) and r[2] > counts.get(r[1], r[2])]
     if dry_run or not higher:
         return len(higher)
     for start in range(0, len(higher), PAGE):
         with target.write() as tx:
-            for sid, ns, turns, _created, updated in higher[start : start + PAGE]:
-                moved += tx.conn.execute(raise_sql, (turns, updated, updated, sid, ns, turns)).rowcount
+            for _sid, ns, turns, _created, updated in higher[start : start + PAGE]:
+                moved += tx.conn.execute(raise_sql, (turns, updated, updated, ns, turns)).rowcount
     return moved
+
+
+@dataclass(frozen=True)
+class Merge:
+    """How the copy treats one carried table: the columns that name a row (default: the
+    first), what a row the target lacks becomes before it is written (``fresh``), and what
+    happens to rows both stores hold (``shared``: returns how many changed; by default they
+    are left as the target has them)."""
+
+    key: tuple[str, ...] = ()
+    fresh: Callable[[Any, tuple[str, ...], list[Row]], list[Row]] | None = None
+    shared: Callable[[Any, list[Row], bool], int] | None = None
+
+
+MERGES: dict[str, Merge] = {
+    "subscriptions": Merge(fresh=_from_target_head),
+    "extraction_slots": Merge(key=("namespace", "slot_key", "memory_id")),
+    "session_turns": Merge(key=("namespace",), shared=_raise_turn_counts),
+}
+"""The tables whose copy is more than "insert the rows the target lacks"."""
 
 
 __all__ = ["CARRIED", "NOT_CARRIED", "copy_extras", "sql_source"]  # CARRIED lives in store.extra_tables

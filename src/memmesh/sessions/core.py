@@ -1,10 +1,12 @@
 """Long sessions kept as memories, and picked back up within a token budget (issue 17).
 
-Each turn is a ``kind="message"`` memory in the namespace ``<namespace>/<session_id>`` (the
-namespace given with the session's first turn, default ``sessions.namespace``)
-whose content reads ``[turn N] role: text`` (the turn number keeps two identical turns
-apart, since memmesh stores equal content in one namespace once) with ``turn`` and ``role``
-in its metadata. Turn numbers come from a per-session counter moved in the same transaction
+Each turn is a ``kind="message"`` memory in the namespace ``<root>/<session_id>`` (the
+root given with the session's first turn, default ``sessions.namespace``). That namespace is
+the session's key: one id under two roots is two sessions, so tenants never take an id from
+each other, and a caller names the root only when it can see the id under several. Content
+reads ``[turn N] role: text`` (the turn number keeps two identical turns apart, since
+memmesh stores equal content in one namespace once) with ``turn`` and ``role`` in its
+metadata. Turn numbers come from a per-session counter moved in the same transaction
 as the turns (compare-and-set: an appender that lost a race numbers again), so concurrent
 appenders never share a number, order is the order of commits, and a failed append leaves
 neither turns, nor a gap, nor a session that has no turns.
@@ -49,7 +51,7 @@ from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
 from memmesh.errors import ConflictError, InvalidInputError, MemmeshError, NotFoundError
 from memmesh.kernel import authorize
-from memmesh.model import Kind, Memory, Principal, Tier, normalize_namespace
+from memmesh.model import Kind, Memory, Principal, Role, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
@@ -136,6 +138,8 @@ STOP = frozenset(
     ]
 )
 MAX_TURNS = 200_000
+MAX_ROOTS_LISTED = 5
+"""Most roots named when a session id is ambiguous for the caller."""
 SESSION_HELP = {"session_append": "to add a turn", "session_list": "to see the sessions there are"}
 """What an error about a missing or empty session points to, named by each face its own way."""
 APPEND_RETRIES = 50
@@ -207,6 +211,7 @@ class Rehydrated(BaseModel):
     """What an agent needs to continue a session, within its token budget."""
 
     session_id: str
+    namespace: str = Field(description="where the session's turns live: <root>/<session_id>")
     budget_tokens: int
     tokens_used: int = Field(description="estimated tokens of `context` (≤ budget_tokens)")
     turns_total: int
@@ -275,19 +280,39 @@ class Sessions:
         """Where the session's turns live: ``<root>/<session_id>``."""
         return f"{normalize_namespace(root or self.policy.namespace)}/{session_id}"
 
-    def _known(self, session_id: str) -> str | None:
-        """The namespace of an existing session (None when it has no turns yet)."""
+    def _named(self, session_id: str) -> builtins.list[str]:
+        """The namespaces of the sessions called ``session_id``: one per root it was started
+        under (a session is keyed by its namespace, so tenants never share an id)."""
         with self.sql.read() as rows:
-            row = rows.one("SELECT namespace FROM session_turns WHERE session_id = ?", (session_id,))
-        return row[0] if row else None
+            return sorted(r[0] for r in rows.all("SELECT namespace FROM session_turns WHERE session_id = ?", (session_id,)))
 
-    def _readable(self, session_id: str, principal: Principal) -> str:
-        """The session's namespace, checked readable; unknown and hidden sessions read alike."""
+    def _pick(self, session_id: str, principal: Principal, role: Role, root: str | None) -> tuple[str, bool]:
+        """The session the caller means by ``session_id``: its namespace, and whether it exists.
+
+        Only sessions the caller covers count, so another tenant's session of the same id
+        changes nothing in the answer (no squatting, no oracle). With ``root`` it is the
+        session under that root; without, the one the caller covers, a new one under the
+        default root when there is none, and a question when the caller covers several."""
         session_id = check_session_id(session_id)
-        ns = self._known(session_id)
-        who = authorize(principal, "reader")
-        if ns is None or not who.covers(ns):
-            raise NotFoundError(f"no session {session_id}: a session starts with its first turn", use=SESSION_HELP)
+        who = authorize(principal, role)
+        mine = [ns for ns in self._named(session_id) if who.covers(ns)]
+        if root is not None:
+            ns = self.namespace(session_id, root)
+            return ns, ns in mine
+        if len(mine) > 1:
+            roots = ", ".join(ns[: -len(session_id) - 1] for ns in mine[:MAX_ROOTS_LISTED])
+            raise InvalidInputError(
+                f"session {session_id} exists under several roots ({roots}): give namespace, the root of the one you mean",
+                usage=True,
+            )
+        return (mine[0], True) if mine else (self.namespace(session_id), False)
+
+    def _readable(self, session_id: str, principal: Principal, root: str | None = None) -> str:
+        """The session's namespace, checked readable; unknown and hidden sessions read alike."""
+        ns, exists = self._pick(session_id, principal, "reader", root)
+        if not exists:
+            where = f" under {normalize_namespace(root)}" if root is not None else ""
+            raise NotFoundError(f"no session {session_id.strip()}{where}: a session starts with its first turn", use=SESSION_HELP)
         return ns
 
     # -- writes ------------------------------------------------------------------------------
@@ -317,20 +342,11 @@ class Sessions:
     ) -> builtins.list[Turn]:
         """Store turns (dicts with ``role`` and ``content``) at the end of the session, in order.
 
-        ``namespace`` (the root the session lives under) is fixed by the first turn; later
-        appends may repeat it or leave it out."""
+        ``namespace`` is the root the session lives under (``<root>/<session_id>``): the first
+        turn starts the session there (default ``sessions.namespace``); later appends may
+        repeat it, or leave it out while the caller covers only one session of that id."""
+        ns, _exists = self._pick(session_id, principal, "writer", namespace)
         session_id = check_session_id(session_id)
-        authorize(principal, "writer")  # the role first: a key that may not write is refused alike for every id
-        known = self._known(session_id)
-        if known is not None and not principal.covers(known):
-            # Another tenant's session answers as reading it does, 404, naming nothing of it
-            # (a 403 here told a key which session ids exist while reads answered 404).
-            raise NotFoundError(f"no session {session_id} for this key: use another session id")
-        ns = known or self.namespace(session_id, namespace)
-        if namespace is not None and known is not None and known != self.namespace(session_id, namespace):
-            raise InvalidInputError(
-                f"session {session_id} lives in {known}, not under {normalize_namespace(namespace)}: leave namespace out"
-            )
         authorize(principal, "writer", ns)
         if not turns:
             raise InvalidInputError("no turns to append: give role and content")
@@ -344,7 +360,7 @@ class Sessions:
             checked.append((check_role(item.get("role", "user")), text))
         # Appenders of one session in this process take turns (a striped lock), so they never
         # race each other; other processes are kept apart by the compare-and-set below.
-        with self._stripes[hash(session_id) % len(self._stripes)]:
+        with self._stripes[hash(ns) % len(self._stripes)]:
             return self._append_numbered(session_id, ns, checked, principal, agent_id)
 
     def _append_numbered(
@@ -353,7 +369,7 @@ class Sessions:
         for attempt in range(APPEND_RETRIES):
             if attempt:
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # another process won: let it finish
-            first = self._next_turn(session_id)
+            first = self._next_turn(ns)
             items = [
                 {
                     "content": f"[turn {first + i}] {role}: {text}",
@@ -375,11 +391,11 @@ class Sessions:
             return [_turn(m) for m in stored]
         raise ConflictError(f"session {session_id} is being appended to by many writers at once: retry the append")
 
-    def _next_turn(self, session_id: str) -> int:
-        """The turn number the next append would get, as the counter stands now (the
-        append's transaction checks it still does)."""
+    def _next_turn(self, ns: str) -> int:
+        """The turn number the next append to the session in ``ns`` would get, as the counter
+        stands now (the append's transaction checks it still does)."""
         with self.sql.read() as rows:
-            row = rows.one("SELECT turns FROM session_turns WHERE session_id = ?", (session_id,))
+            row = rows.one("SELECT turns FROM session_turns WHERE namespace = ?", (ns,))
         top = int(row[0]) if row else 0
         return top + 1
 
@@ -395,13 +411,13 @@ class Sessions:
         if first == 1:
             changed = rows.run(
                 "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (session_id) DO NOTHING",
+                "ON CONFLICT (namespace) DO NOTHING",
                 (session_id, ns, count, now, now),
             )
         else:
             changed = rows.run(
-                "UPDATE session_turns SET turns = ?, updated_at = ? WHERE session_id = ? AND turns = ?",
-                (first - 1 + count, now, session_id, first - 1),
+                "UPDATE session_turns SET turns = ?, updated_at = ? WHERE namespace = ? AND turns = ?",
+                (first - 1 + count, now, ns, first - 1),
             )
         if changed != 1:
             raise _Raced()
@@ -410,8 +426,8 @@ class Sessions:
         """Inside a peer batch's transaction: the turns among ``memories`` (written on another
         node) move their session's turn counter up to their number, creating the session
         here if it is new, so the session is listed and rehydrates on this node and its next
-        turn here is numbered after them. Never moves a counter down, and leaves alone a
-        session id this node holds under another namespace. How many sessions changed."""
+        turn here is numbered after them. Never moves a counter down. How many sessions
+        changed."""
         top: dict[tuple[str, str], tuple[int, float]] = {}
         for memory in memories:
             sid, number = memory.metadata.get("session_id"), memory.metadata.get("turn")
@@ -426,9 +442,9 @@ class Sessions:
         return sum(
             rows.run(
                 "INSERT INTO session_turns (session_id, namespace, turns, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET turns = excluded.turns, updated_at = CASE "
+                "ON CONFLICT (namespace) DO UPDATE SET turns = excluded.turns, updated_at = CASE "
                 "WHEN session_turns.updated_at > excluded.updated_at THEN session_turns.updated_at ELSE excluded.updated_at END "
-                "WHERE session_turns.namespace = excluded.namespace AND session_turns.turns < excluded.turns",
+                "WHERE session_turns.turns < excluded.turns",
                 (sid, ns, number, at, at),
             )
             for (sid, ns), (number, at) in sorted(top.items())
@@ -455,9 +471,9 @@ class Sessions:
                 break
         return out
 
-    def turns(self, session_id: str, *, principal: Principal) -> builtins.list[Turn]:
-        """Every stored turn of the session, in order."""
-        return [row.model() for row in self._rows(self._readable(session_id, principal))]
+    def turns(self, session_id: str, *, principal: Principal, namespace: str | None = None) -> builtins.list[Turn]:
+        """Every stored turn of the session (under root ``namespace`` if given), in order."""
+        return [row.model() for row in self._rows(self._readable(session_id, principal, namespace))]
 
     def _rows(self, ns: str) -> builtins.list[_Row]:
         """The turns in ``ns``, in order, read straight from the session's namespace (the
@@ -476,10 +492,15 @@ class Sessions:
         turns.sort(key=lambda t: (t.turn, t.created_at, t.memory_id))  # two nodes may number a turn alike (docs/federation.md)
         return turns
 
-    def rehydrate(self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal) -> Rehydrated:
+    def rehydrate(
+        self, session_id: str, *, budget_tokens: int = 4000, query: str | None = None, principal: Principal, namespace: str | None = None
+    ) -> Rehydrated:
         """The latest turns, the memories relevant to ``query`` and a summary of the rest,
-        all within ``budget_tokens`` (see the module doc for how the budget is shared)."""
-        ns = self._readable(session_id, principal)
+        all within ``budget_tokens`` (see the module doc for how the budget is shared).
+        ``namespace`` is the session's root, needed only when the caller can read sessions
+        of this id under several roots."""
+        ns = self._readable(session_id, principal, namespace)
+        session_id = check_session_id(session_id)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
             raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True)
         query = query.strip() if isinstance(query, str) and query.strip() else None
@@ -488,7 +509,7 @@ class Sessions:
         relevant_hits = relevant_job.result() if relevant_job else []
         if not turns:
             raise NotFoundError(f"session {session_id} has no turns", use=SESSION_HELP)
-        return self._fit(session_id, turns, relevant_hits, query, budget_tokens)
+        return self._fit(session_id, ns, turns, relevant_hits, query, budget_tokens)
 
     def _relevant(self, ns: str, query: str, principal: Principal) -> builtins.list[tuple[Memory, float]]:
         """Recall hits for the query: this session's turns and the rest of the store."""
@@ -502,7 +523,13 @@ class Sessions:
         return sorted(merged.values(), key=lambda pair: -pair[1])
 
     def _fit(
-        self, session_id: str, turns: builtins.list[_Row], hits: builtins.list[tuple[Memory, float]], query: str | None, budget: int
+        self,
+        session_id: str,
+        ns: str,
+        turns: builtins.list[_Row],
+        hits: builtins.list[tuple[Memory, float]],
+        query: str | None,
+        budget: int,
     ) -> Rehydrated:
         """Share the budget: recent turns, then relevant memories, then the summary."""
         recent_budget = max(1, int(budget * self.policy.recent_share))
@@ -546,6 +573,7 @@ class Sessions:
             context = _render(summary, relevant, recent)
         return Rehydrated(
             session_id=session_id,
+            namespace=ns,
             budget_tokens=budget,
             tokens_used=estimate_tokens(context),
             turns_total=len(turns),

@@ -21,7 +21,7 @@ def append(
     content: str = typer.Argument(None, help="The turn's text; '-' or none reads it from stdin."),
     role: str = typer.Option("user", "--role", help="user | assistant | system | tool (any short lowercase word)."),
     agent: str = typer.Option(None, "--agent", help="The agent the turn is recorded for."),
-    namespace: str = typer.Option(None, "--namespace", "-n", help="Root the session lives under (first turn; default sessions.namespace)."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="Root the session lives under (default sessions.namespace)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Store one turn at the end of a session (a kind=message memory)."""
@@ -39,10 +39,12 @@ def rehydrate(
     session_id: str = typer.Argument(..., help="The session's id."),
     budget_tokens: int = typer.Option(4000, "--budget-tokens", help="Most tokens the context may use."),
     query: str = typer.Option(None, "--query", help="What comes next: memories relevant to it are included."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="The session's root, when the id is used under several."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Print the context to continue a session: summary, relevant memories, recent turns."""
-    found = state.service().sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=LOCAL_PRINCIPAL)
+    sessions = state.service().sessions
+    found = sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, namespace=namespace, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(found)
     else:

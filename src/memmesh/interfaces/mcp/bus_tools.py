@@ -187,7 +187,9 @@ class BusTools:
         session_id: SessionId,
         content: Annotated[str, Field(description="The turn's text.")],
         role: Annotated[str, Field(description="user, assistant, system or tool.")] = "user",
-        namespace: Annotated[str | None, Field(description="Root the session lives under (first turn only), e.g. 'team/project'.")] = None,
+        namespace: Annotated[
+            str | None, Field(description="Root the session lives under, e.g. 'team/project' (default: the server's sessions root).")
+        ] = None,
     ) -> Any:
         """Store one turn at the end of a session (as a kind=message memory)."""
         return _dump(self.service.sessions.append(session_id, role=role, content=content, namespace=namespace, principal=self.who()))
@@ -198,10 +200,12 @@ class BusTools:
         session_id: SessionId,
         budget_tokens: Annotated[int, Field(description="Most tokens the returned context may use.")] = 4000,
         query: Annotated[str | None, Field(description="What you are about to do: relevant memories are included.")] = None,
+        namespace: Annotated[str | None, Field(description="The session's root, when the id is used under several.")] = None,
     ) -> Any:
         """Pick a long session back up: a summary of older turns, relevant memories and the
         latest turns, within the budget, with the tokens used."""
-        return _dump(self.service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=self.who()))
+        sessions = self.service.sessions
+        return _dump(sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, namespace=namespace, principal=self.who()))
 
     @tool("session", "List sessions", read_only=True, idempotent=True)
     def session_list(self) -> Any:

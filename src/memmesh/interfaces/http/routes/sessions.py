@@ -19,7 +19,9 @@ class TurnRequest(Body):
     role: str = Field("user", description="user, assistant, system, tool …")
     content: str
     agent_id: str | None = None
-    namespace: str | None = Field(None, description="root the session lives under (first turn only; default sessions.namespace)")
+    namespace: str | None = Field(
+        None, description="root the session lives under (default sessions.namespace; needed when you can see the id under several roots)"
+    )
 
 
 class SessionList(BaseModel):
@@ -42,8 +44,10 @@ def rehydrate(
     who: Caller,
     budget_tokens: Annotated[int, Query(ge=50, le=1_000_000)] = 4000,
     query: Annotated[str | None, Query(description="what comes next: relevant memories are included")] = None,
+    namespace: Annotated[str | None, Query(description="the session's root, when you can see the id under several")] = None,
 ) -> Response:
-    return json_response(service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, principal=who))
+    found = service.sessions.rehydrate(session_id, budget_tokens=budget_tokens, query=query, namespace=namespace, principal=who)
+    return json_response(found)
 
 
 @router.get("", response_model=SessionList, summary="List sessions")
