@@ -147,6 +147,9 @@ async def bus_and_session_tools(c: Recorder, mem: Memory) -> None:
     back = await c.ok("session_rehydrate", session_id="mcp-s", budget_tokens=100)
     assert back["recent"][0]["content"] == "we chose plan B" and back["tokens_used"] <= 100
     assert [s["session_id"] for s in (await c.ok("session_list"))["sessions"]] == ["mcp-s"]
+    await c.ok("session_append", session_id="mcp-s", content="team x picked plan C", namespace="team-x")  # another session
+    picked = await c.ok("session_rehydrate", session_id="mcp-s", namespace="team-x", budget_tokens=100)
+    assert picked["namespace"] == "team-x/mcp-s" and [t["content"] for t in picked["recent"]] == ["team x picked plan C"]
     talk = [{"role": "user", "name": "Ana", "content": "I love green tea."}]
     remembered = await c.ok("memory_store", messages=talk, session_id="mcp-r", namespace="people/ana")
     assert remembered["status"] == "queued" and mem.get(remembered["turns"][0]["memory_id"]).namespace == "people/ana/mcp-r"
