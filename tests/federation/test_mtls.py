@@ -10,6 +10,7 @@ port is refused; a private key others can read stops the start with the chmod th
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -345,5 +346,28 @@ def test_require_client_cert_refuses_every_connection_without_one(tmp_path: Path
         signed = tls_context(certs / "ca.pem", certs / "node-c.pem", certs / "node-c.key")
         assert a.call("GET", "/healthz", verify=signed).status_code == 200
         assert a.ids() == set()
+    finally:
+        a.stop()
+
+
+def test_a_silent_tls_connection_is_cut_at_the_request_timeout_with_an_allowlist(tmp_path: Path, certs: Path) -> None:
+    # With an mTLS allowlist the server swapped in its certificate-checking protocol, which
+    # had no read deadline: a client that finished the handshake and then sent nothing (or
+    # one byte a second) kept its connection, and its file descriptor, for good.
+    a = TLSNode(tmp_path, "node-a", certs)
+    a.env = {"MEMMESH_SERVER_REQUEST_TIMEOUT_SECS": "2"}
+    a.start(*a.tls_args())
+    try:
+        raw = socket.create_connection(("127.0.0.1", a.port), timeout=30)
+        started = time.monotonic()
+        with tls_context(certs / "ca.pem").wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\n")  # a start, then nothing at all
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        cut_after = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer[:80]
+        assert 1.5 <= cut_after <= 10, f"cut after {cut_after:.1f}s"  # without the deadline: the 30 s socket timeout
+        assert a.call("GET", "/healthz").status_code == 200
     finally:
         a.stop()

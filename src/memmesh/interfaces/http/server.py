@@ -287,7 +287,8 @@ def tls_options(settings: Settings) -> dict[str, Any]:
     if server_side.allowlist is not None:
         from memmesh.interfaces.http.tls_guard import PeerCertProtocol
 
-        options["http"] = functools.partial(PeerCertProtocol, allowlist=Allowlist(server_side.allowlist))
+        allowlist = Allowlist(server_side.allowlist)
+        options["http"] = functools.partial(PeerCertProtocol, allowlist=allowlist, request_timeout=settings.server.request_timeout_secs)
     return options
 
 

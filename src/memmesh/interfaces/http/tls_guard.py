@@ -19,10 +19,9 @@ import posixpath
 from typing import Any
 
 from starlette.responses import JSONResponse
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from memmesh.errors import PeerCertificateError
-from memmesh.interfaces.http.stopping import server_stopping
+from memmesh.interfaces.http.timeouts import RequestDeadlineProtocol
 from memmesh.tls import Allowlist, fingerprint_der
 
 log = logging.getLogger("memmesh.http")
@@ -73,26 +72,24 @@ def _refusal(fingerprint: str | None) -> PeerCertificateError:
     )
 
 
-class PeerCertProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
-    """uvicorn's HTTP protocol, plus the client-certificate check above for each connection.
+class PeerCertProtocol(RequestDeadlineProtocol):
+    """The server's HTTP protocol (with its read deadline, :mod:`.timeouts`), plus the
+    client-certificate check above for each connection.
 
-    Built by uvicorn as ``functools.partial(PeerCertProtocol, allowlist=…)`` (picklable, so
-    worker processes get it too); asyncio calls :meth:`connection_made` after the handshake.
-    """
+    Built by uvicorn as ``functools.partial(PeerCertProtocol, allowlist=…, request_timeout=…)``
+    (picklable, so worker processes get it too); asyncio calls :meth:`connection_made` after
+    the handshake. It replaces the plain deadline protocol when an allowlist is set, so it must
+    keep the deadline: without it a client that connected over TLS and sent nothing held its
+    connection for good."""
 
     def __init__(self, *args: Any, allowlist: Allowlist, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._allowlist = allowlist
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         peer = transport.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
-        self.app = SyncRouteGuard(self.app, self._allowlist, fingerprint_der(der) if der else None, client)  # type: ignore[has-type]
-
-    def shutdown(self) -> None:
-        """The server began its graceful shutdown: end the long-polls first (see stopping.py)."""
-        server_stopping(self.app_state)
-        super().shutdown()
+        self.app = SyncRouteGuard(self.app, self._allowlist, fingerprint_der(der) if der else None, client)
