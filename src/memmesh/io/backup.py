@@ -306,12 +306,9 @@ def restore(
         keys, agents = _access_rows(opened)
         if callable(target):  # every record was read and checked: only now may the target exist
             target = target()
-        from memmesh.access import close_copy
-
-        close_copy(target, keys)  # before any memory is written: a store that had keys never comes back open
-        report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
+        report = migrate(source, target, now=now, progress=progress, keys_left=keys)  # type: ignore[arg-type]
     return RestoreReport(
-        **{**report.model_dump(), "api_keys_not_copied": keys, "target_api_keys": len(target.api_keys()) if keys else 0},
+        **report.model_dump(),
         snapshot=str(snapshot),
         rejected=len(source.rejects),
         rejects=source.rejects,
