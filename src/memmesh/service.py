@@ -724,7 +724,7 @@ class Service:
         copied): it must require keys like its source did. Read once per service (a restore
         writes the flag before any memory), so an open server pays no write per request."""
         if self._restored_flag is None:
-            from memmesh.access import KEYS_REQUIRED_META
+            from memmesh.store.base import KEYS_REQUIRED_META
 
             self._restored_flag = bool(self.store.meta_value(KEYS_REQUIRED_META))
         return self._restored_flag

@@ -56,7 +56,7 @@ from memmesh.records import (
     memory_problems,
     tombstone_problems,
 )
-from memmesh.store.base import Filter, Store, VectorRow
+from memmesh.store.base import Filter, Store, VectorRow, key_rows
 from memmesh.store.extra_tables import CARRIED
 from memmesh.store.logical import FORMAT_VERSION, SNAPSHOT_FORMAT
 
@@ -322,8 +322,6 @@ def _access_rows(opened: Any) -> tuple[int, int]:
     store that was itself restored or migrated from a keyed one counts the keys recorded then."""
     if isinstance(opened, LogicalSnapshot):
         return opened.api_keys, opened.agents
-    from memmesh.access import key_rows
-
     return key_rows(opened), len(opened.agents())
 
 

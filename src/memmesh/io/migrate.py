@@ -31,11 +31,11 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from memmesh.access import close_copy, key_rows
+from memmesh.access import close_copy
 from memmesh.errors import StorageError
 from memmesh.io.extras import copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
-from memmesh.store.base import Filter, Store, VectorRow, WriteTx
+from memmesh.store.base import Filter, Store, VectorRow, WriteTx, key_rows
 
 T = TypeVar("T")
 
@@ -82,7 +82,7 @@ def migrate(
     """Copy everything in ``source`` that ``target`` lacks or holds an older copy of.
 
     ``keys_left``: the API key rows the source held, when the caller counted them (restore:
-    the snapshot's); by default they are counted in ``source`` (:func:`memmesh.access.key_rows`)."""
+    the snapshot's); by default they are counted in ``source`` (:func:`memmesh.store.base.key_rows`)."""
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
     report.api_keys_not_copied = key_rows(source) if keys_left is None else keys_left
     if not dry_run:
