@@ -469,23 +469,25 @@ def check_secret_file(setting: str, path: Path) -> None:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"{setting} {path}: no such file") from None
+        raise ConfigError(f"{setting} {path}: no such file", field=setting) from None
     except OSError as exc:
-        raise ConfigError(f"{setting} {path} cannot be checked: {exc.strerror}") from None
+        raise ConfigError(f"{setting} {path} cannot be checked: {exc.strerror}", field=setting) from None
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{setting} {path} is not a regular file")
+        raise ConfigError(f"{setting} {path} is not a regular file", field=setting)
     if os.name != "posix":
         return
     if info.st_uid != os.geteuid():
         user = _user_name(os.geteuid())
         raise ConfigError(
             f"{setting} {path} belongs to uid {info.st_uid}, not to the user memmesh runs as ({user}); "
-            f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`"
+            f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`",
+            field=setting,
         )
     if info.st_mode & 0o077:
         raise ConfigError(
             f"{setting} {path} is accessible to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"refusing to start: run `chmod 600 {quoted}`"
+            f"refusing to start: run `chmod 600 {quoted}`",
+            field=setting,
         )
 
 

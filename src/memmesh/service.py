@@ -576,7 +576,7 @@ class Service:
         check_text(query, "query")
         self._check_query_size(query)
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
-            raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})", usage=True)
+            raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})", usage=True, field="budget_tokens")
         who = authorize(principal, "reader")
         k = self.kernel.check_top_k(top_k)
         flt = self.kernel.filter(who, **filters)
