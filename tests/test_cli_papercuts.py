@@ -111,6 +111,16 @@ def test_a_value_the_core_refuses_names_the_flag_typed_not_the_parameter(cli_in_
     assert from_file.code == 1 and from_file.err.startswith("error: federation.peer_key_file "), from_file  # no flag set it
 
 
+def test_a_bad_node_id_flag_is_a_usage_error_before_any_store_is_opened(cli_in_process, db_path: Path) -> None:
+    """``--node-id`` is ``storage.node_id``: the settings check its form (the store only did,
+    when adopting it: exit 1, naming no flag)."""
+    for args in (("sync-daemon", "--peers", "http://127.0.0.1:9"), ("serve", "--port", "0")):
+        _usage(cli_in_process(*args, "--node-id", "bad id!"), "error: --node-id: node id 'bad id!' is not valid: use letters")
+    assert not db_path.exists()
+    from_env = cli_in_process("stats", extra_env={"MEMMESH_STORAGE_NODE_ID": "bad id!"})
+    assert from_env.code == 1 and "environment variable MEMMESH_STORAGE_NODE_ID" in from_env.err, from_env
+
+
 def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:
     result = cli_in_process("stats", extra_env={"MEMMESH_SERVER_PORT": "99999"})
     assert result.code == 1 and "environment variable MEMMESH_SERVER_PORT" in result.err

@@ -40,6 +40,8 @@ from memmesh.kernel import (
 )
 from memmesh.lifecycle import Lifecycle
 from memmesh.model import (
+    NODE_ID_PATTERN,
+    NODE_ID_RULE,
     Agent,
     ApiKey,
     CreatedKey,
@@ -892,10 +894,8 @@ def _own_node_id(store: Store, configured: str | None) -> str:
     held = store.node_id()
     if not configured or configured == held:
         return held
-    from memmesh.federation.changes import NODE_ID_PATTERN
-
-    if not re.match(NODE_ID_PATTERN, configured):
-        raise ConfigError(f"node id {configured!r} is not valid: use letters, digits, '.', '_', ':' or '-' (at most 64)")
+    if not re.match(NODE_ID_PATTERN, configured):  # Settings check it too, naming the flag; Service(node_id=…) does not
+        raise ConfigError(f"node id {configured!r} is not valid: {NODE_ID_RULE}")
     named = next(store.iter_memories(batch=1), None) is not None or store.tombstones_since(0) or store.conflicts() or store.peers()
     with store.write() as tx:
         if named and tx.get_meta("node_id") != configured:  # keys and agents alone name no node: still adoptable
