@@ -44,7 +44,7 @@ def test_every_command_answers_a_value_it_never_takes_with_exit_2(cli_in_process
         (("list", "--tier", "forever"), ("use one of short, mid, long",)),
         (("list", "--limit", "0"), ("between 1 and",)),
         (("recall", "x", "--mode", "fuzzy"), ("hybrid, keyword, vector",)),
-        (("recall", "x", "--top-k", "0"), ("top_k",)),
+        (("recall", "x", "--top-k", "0"), ("error: --top-k must be",)),
         (("link", memory_id, memory_id, "-r", "likes"), ("related_to",)),
         (("keys", "create", "--agent", "bot", "--role", "god"), ("reader, writer",)),
         (("pending", "list", "--status", "nope"), ("pending, approved",)),
@@ -82,6 +82,43 @@ def test_store_and_update_name_the_flag_of_a_bad_value_not_the_field(cli_in_proc
     _usage(cli_in_process("update", memory_id, "-p", "11"), "error: --priority: ")
     stored = cli_in_process("store", "another fact", "--title", "t", "--on-conflict", "update", "--ttl", "60", "--json")
     assert stored.code == 0 and json.loads(stored.out)["expires_at"] is not None, stored.err
+
+
+def test_a_value_the_core_refuses_names_the_flag_typed_not_the_parameter(cli_in_process, tmp_path: Path) -> None:
+    """Range and date checks live in the core, whose message names its parameter (``top_k``)
+    or setting (``federation.peer_key_file``); the CLI names the flag that set it, exit 2."""
+    assert cli_in_process("store", "a fact").code == 0
+    for args, said in [
+        (("recall", "q", "--top-k", "0"), "--top-k must be between 1 and"),
+        (("search", "q", "-k", "5000"), "--top-k must be between 1 and"),
+        (("list", "--limit", "0"), "--limit must be between 1 and"),
+        (("pending", "list", "--limit", "0"), "--limit must be between 1 and"),
+        (("recall", "q", "--budget-tokens", "0"), "--budget-tokens must be a positive integer"),
+        (("recall", "q", "--as-of", "garbage"), "--as-of 'garbage' is not a date/time"),
+        (("search", "q", "--since", "soon"), "--since 'soon' is not a date/time"),
+        (("namespace", "set-standard", "-n", "a", "--ttl", "0"), "--ttl must be a whole number"),
+        (("namespace", "set-standard", "-n", "a", "--retention", "0"), "--retention must be a whole number"),
+        (("curator", "run", "--max-ops", "0"), "--max-ops must be a whole number"),
+        (("cluster", "verify", "--peers", "http://127.0.0.1:9", "--peer-key-file", str(tmp_path / "none")), "--peer-key-file "),
+    ]:
+        result = cli_in_process(*args)
+        _usage(result, f"error: {said}")
+        assert "_" not in result.err.split(" ")[1], result.err
+    (tmp_path / "peers.toml").write_text(f"[federation]\npeer_key_file = '{tmp_path / 'none'}'\n")
+    from_file = cli_in_process(
+        "cluster", "verify", "--peers", "http://127.0.0.1:9", extra_env={"MEMMESH_CONFIG": str(tmp_path / "peers.toml")}
+    )
+    assert from_file.code == 1 and from_file.err.startswith("error: federation.peer_key_file "), from_file  # no flag set it
+
+
+def test_a_bad_node_id_flag_is_a_usage_error_before_any_store_is_opened(cli_in_process, db_path: Path) -> None:
+    """``--node-id`` is ``storage.node_id``: the settings check its form (the store only did,
+    when adopting it: exit 1, naming no flag)."""
+    for args in (("sync-daemon", "--peers", "http://127.0.0.1:9"), ("serve", "--port", "0")):
+        _usage(cli_in_process(*args, "--node-id", "bad id!"), "error: --node-id: node id 'bad id!' is not valid: use letters")
+    assert not db_path.exists()
+    from_env = cli_in_process("stats", extra_env={"MEMMESH_STORAGE_NODE_ID": "bad id!"})
+    assert from_env.code == 1 and "environment variable MEMMESH_STORAGE_NODE_ID" in from_env.err, from_env
 
 
 def test_a_bad_value_from_a_variable_or_file_is_still_exit_1(cli_in_process) -> None:

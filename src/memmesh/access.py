@@ -32,7 +32,7 @@ from memmesh.model import (
     StoredApiKey,
     normalize_namespace,
 )
-from memmesh.store.base import Store
+from memmesh.store.base import KEYS_REQUIRED_META, Store
 
 KEY_SCHEME = "mm"
 AGENT_ID = re.compile(r"[A-Za-z0-9._:@-]{1,128}")  # with fullmatch: "$" would accept a trailing newline
@@ -43,28 +43,6 @@ _DUMMY_HASH = hashlib.sha256(b"memmesh: no such key").hexdigest()
 def hash_secret(secret: str) -> str:
     """The sha256 hex digest the store keeps in place of a key's secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-KEYS_REQUIRED_META = "keys_required"
-"""Meta key a restore sets (to the number of key rows the snapshot held) so that the restored
-store requires keys from the start: key rows are never copied from a snapshot (a tampered one
-could plant an admin key), yet a store that had keys must not come back open."""
-
-
-def key_rows(store: Store) -> int:
-    """How many API key rows ``store`` holds (revoked included) or, for a store that holds none
-    because it was itself restored or migrated from one that did, the count recorded then: a
-    copy of a store that required keys must require them too (0: the store was never closed).
-
-    Why the recorded count too: key rows are never copied, so without it a restored store's
-    own backup or migration would hand on an open copy."""
-    rows = len(store.api_keys(include_revoked=True))
-    if rows:
-        return rows
-    recorded = store.meta_value(KEYS_REQUIRED_META)  # a read: a migrate's source may be a read-only replica
-    if not recorded:
-        return 0
-    return int(recorded) if recorded.isdigit() and int(recorded) > 0 else 1
 
 
 def close_copy(target: Store, keys: int) -> None:

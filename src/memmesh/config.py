@@ -11,6 +11,7 @@ reader of the result.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import stat
 import tomllib
@@ -20,9 +21,10 @@ from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from memmesh.errors import ConfigError
-from memmesh.model import MAX_AGENT_ID_CHARS, Kind
+from memmesh.model import MAX_AGENT_ID_CHARS, NODE_ID_PATTERN, NODE_ID_RULE, Kind
 from memmesh.recall.ranking import RankWeights
 from memmesh.redact import redact_url
 
@@ -66,6 +68,15 @@ class StorageSettings(_Section):
     ttl_mid_seconds: int = Field(7 * 86400, ge=1, description="default TTL of mid-tier memories")
     promote_after_accesses: int = Field(5, ge=1, description="a mid memory recalled this often becomes long")
     tombstone_retention_days: float = Field(30.0, ge=0, description="gc purges tombstones older than this")
+
+    @field_validator("node_id")
+    @classmethod
+    def _valid_node_id(cls, value: str | None) -> str | None:
+        """Checked here, not only when the store adopts it, so a bad ``--node-id`` is a usage
+        error naming the flag (exit 2) before any store is opened."""
+        if value is not None and not re.match(NODE_ID_PATTERN, value):
+            raise PydanticCustomError("node_id", "node id {value} is not valid: " + NODE_ID_RULE, {"value": repr(value)})
+        return value
 
     @field_validator("url")
     @classmethod
@@ -469,23 +480,25 @@ def check_secret_file(setting: str, path: Path) -> None:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise ConfigError(f"{setting} {path}: no such file") from None
+        raise ConfigError(f"{setting} {path}: no such file", field=setting) from None
     except OSError as exc:
-        raise ConfigError(f"{setting} {path} cannot be checked: {exc.strerror}") from None
+        raise ConfigError(f"{setting} {path} cannot be checked: {exc.strerror}", field=setting) from None
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{setting} {path} is not a regular file")
+        raise ConfigError(f"{setting} {path} is not a regular file", field=setting)
     if os.name != "posix":
         return
     if info.st_uid != os.geteuid():
         user = _user_name(os.geteuid())
         raise ConfigError(
             f"{setting} {path} belongs to uid {info.st_uid}, not to the user memmesh runs as ({user}); "
-            f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`"
+            f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`",
+            field=setting,
         )
     if info.st_mode & 0o077:
         raise ConfigError(
             f"{setting} {path} is accessible to group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"refusing to start: run `chmod 600 {quoted}`"
+            f"refusing to start: run `chmod 600 {quoted}`",
+            field=setting,
         )
 
 

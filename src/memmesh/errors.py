@@ -120,6 +120,10 @@ class MemmeshError(Exception):
     of its choices, out of its range) or a required choice left unmade. The CLI answers it as a
     usage error, exit 2 (not :attr:`exit_code`), as Click does for an option of the wrong type;
     HTTP and MCP answer it like any other error of its type. Set by ``usage=True``."""
+    field: str | None = None
+    """The parameter (``top_k``) or settings key (``federation.peer_key_file``) whose value is
+    wrong, when the message starts with its name: a face that spells it otherwise (the CLI: the
+    flag that set it, ``--top-k``) puts its own spelling there (:meth:`message_for`)."""
 
     def __init__(
         self,
@@ -129,9 +133,13 @@ class MemmeshError(Exception):
         retry_with: Mapping[str, Sequence[str | bool]] | None = None,
         use: Mapping[str, str] | None = None,
         usage: bool = False,
+        field: str | None = None,
     ) -> None:
         self.reason = _clip(message)
         self.usage = usage
+        if field is not None and not self.reason.startswith(field):
+            raise ValueError(f"the message of an error about {field!r} must start with that name")
+        self.field = field
         self.retry_with = {name: list(values) for name, values in (retry_with or {}).items()}
         self.use = dict(use or {})
         unknown = set(self.use) - set(OPERATIONS)
@@ -150,10 +158,10 @@ class MemmeshError(Exception):
         """The CLI's exit code for this error: 2 for a usage error, else the type's :attr:`exit_code`."""
         return 2 if self.usage else self.exit_code
 
-    def message_for(self, spell: OptionSpelling, name: OperationSpelling = python_operation) -> str:
+    def message_for(self, spell: OptionSpelling, name: OperationSpelling = python_operation, field: str | None = None) -> str:
         """The message with its fix (if any) spelt the way this face's users write options
-        and name operations."""
-        message = self.reason
+        and name operations; ``field``: how this face names :attr:`field` (default: as it is)."""
+        message = self.reason if field is None or self.field is None else field + self.reason[len(self.field) :]
         if self.retry_with:
             fixes = [" or ".join(spell(option, value) for value in values) for option, values in self.retry_with.items()]
             message = f"{message}; pass {' or '.join(fixes)}"

@@ -225,7 +225,7 @@ class _Walker:
 
 def _bounded(value: int, name: str, maximum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > maximum:
-        raise InvalidInputError(f"{name} must be between 1 and {maximum} (got {value!r})", usage=True)
+        raise InvalidInputError(f"{name} must be between 1 and {maximum} (got {value!r})", usage=True, field=name)
     return value
 
 

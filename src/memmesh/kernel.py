@@ -249,7 +249,7 @@ class Kernel:
         """A page or result size between 1 and ``limits.max_page_size`` (None: the default)."""
         value = self.policy.default_top_k if top_k is None else top_k
         if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value > self.policy.max_page_size:
-            raise InvalidInputError(f"{name} must be between 1 and {self.policy.max_page_size} (got {top_k!r})", usage=True)
+            raise InvalidInputError(f"{name} must be between 1 and {self.policy.max_page_size} (got {top_k!r})", usage=True, field=name)
         return value
 
     def filter(

@@ -29,6 +29,10 @@ MAX_TAG_CHARS = 64
 MAX_TITLE_CHARS = 512
 MAX_SOURCE_CHARS = 256
 MAX_AGENT_ID_CHARS = 128
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+"""A node's id, as version vectors, peers' cursors and ``--node-id`` carry it."""
+NODE_ID_RULE = "use letters, digits, '.', '_', ':' or '-' (at most 64)"
+"""What :data:`NODE_ID_PATTERN` asks for, in the words of an error."""
 MAX_METADATA_BYTES = 16 * 1024
 MAX_TTL_SECONDS = 100 * 366 * 86400
 """A TTL of about a century; longer would overflow date arithmetic (and means: keep it, tier long)."""

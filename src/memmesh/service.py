@@ -40,6 +40,8 @@ from memmesh.kernel import (
 )
 from memmesh.lifecycle import Lifecycle
 from memmesh.model import (
+    NODE_ID_PATTERN,
+    NODE_ID_RULE,
     Agent,
     ApiKey,
     CreatedKey,
@@ -576,7 +578,7 @@ class Service:
         check_text(query, "query")
         self._check_query_size(query)
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
-            raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})", usage=True)
+            raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})", usage=True, field="budget_tokens")
         who = authorize(principal, "reader")
         k = self.kernel.check_top_k(top_k)
         flt = self.kernel.filter(who, **filters)
@@ -724,7 +726,7 @@ class Service:
         copied): it must require keys like its source did. Read once per service (a restore
         writes the flag before any memory), so an open server pays no write per request."""
         if self._restored_flag is None:
-            from memmesh.access import KEYS_REQUIRED_META
+            from memmesh.store.base import KEYS_REQUIRED_META
 
             self._restored_flag = bool(self.store.meta_value(KEYS_REQUIRED_META))
         return self._restored_flag
@@ -892,10 +894,8 @@ def _own_node_id(store: Store, configured: str | None) -> str:
     held = store.node_id()
     if not configured or configured == held:
         return held
-    from memmesh.federation.changes import NODE_ID_PATTERN
-
-    if not re.match(NODE_ID_PATTERN, configured):
-        raise ConfigError(f"node id {configured!r} is not valid: use letters, digits, '.', '_', ':' or '-' (at most 64)")
+    if not re.match(NODE_ID_PATTERN, configured):  # Settings check it too, naming the flag; Service(node_id=…) does not
+        raise ConfigError(f"node id {configured!r} is not valid: {NODE_ID_RULE}")
     named = next(store.iter_memories(batch=1), None) is not None or store.tombstones_since(0) or store.conflicts() or store.peers()
     with store.write() as tx:
         if named and tx.get_meta("node_id") != configured:  # keys and agents alone name no node: still adoptable

@@ -47,9 +47,9 @@ def parse_time(value: datetime | str | None, name: str) -> datetime | None:
             return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
         return parse_ts(value)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+23:00 has no UTC equivalent
-        raise InvalidInputError(f"{name} {str(value)!r} is out of range once converted to UTC") from None
+        raise InvalidInputError(f"{name} {str(value)!r} is out of range once converted to UTC", field=name) from None
     except ValueError:
-        raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z") from None
+        raise InvalidInputError(f"{name} {value!r} is not a date/time: use RFC 3339, e.g. 2026-01-31T12:00:00Z", field=name) from None
 
 
 __all__ = ["enum_member", "enum_value", "parse_time"]

@@ -311,8 +311,8 @@ def test_cli_claims_with_a_limit_and_completes_several_tokens(cli_in_process: An
     assert cli("bus", "claim", conv, "--worker", "w1", "--limit", "3", *auth).code == 3  # none ready: exit 3, as without --limit
 
     bad = [
-        (("bus", "claim", conv, "--worker", "w1", "--limit", "0", *auth), "limit must be between 1 and 100"),
-        (("bus", "claim", conv, "--worker", "w1", "--limit", "101", *auth), "limit must be between 1 and 100"),
+        (("bus", "claim", conv, "--worker", "w1", "--limit", "0", *auth), "--limit must be between 1 and 100"),
+        (("bus", "claim", conv, "--worker", "w1", "--limit", "101", *auth), "--limit must be between 1 and 100"),
         (("bus", "complete", conv, tokens[0], tokens[1], "--claim-next", "--worker", "w1", *auth), "--claim-next takes one"),
         (("bus", "complete", conv, tokens[0], "xyz", "--worker", "w1", *auth), "results[1].attempt_token is malformed"),
     ]

@@ -201,6 +201,25 @@ def test_postgres_snapshot_restores_into_sqlite_with_vectors_and_links(
     assert vec.model == "m-4" and np.allclose(vec.vector, [0.5, -0.25, 0.125, 3.0], atol=3.0 / 254)
 
 
+def test_a_postgres_snapshot_of_a_store_holding_only_the_keys_mark_restores_closed(
+    pg_database: str, tmp_path: Path, open_memory: Callable[..., Memory]
+) -> None:
+    """A migrated copy holds the keys-required mark and no key row: its logical dump must carry
+    the mark (the header's key count), so the copy restored from it requires keys too."""
+    live = f"sqlite:///{tmp_path / 'live.db'}"
+    assert run_cli(tmp_path, "keys", "create", "--agent", "root", "--role", "admin", db=live).returncode == 0
+    assert run_cli(tmp_path, "migrate", "--from", live, "--to", pg_database).returncode == 0
+    made = run_cli(tmp_path, "backup", "--to", str(tmp_path / "snaps"), "--json", db=pg_database)
+    assert made.returncode == 0, made.stderr
+    snapshot = json.loads(made.stdout)["snapshot"]
+    assert json.loads(Path(snapshot).read_text().splitlines()[0])["api_keys"] == 1
+    target = f"sqlite:///{tmp_path / 'from-pg.db'}"
+    restored = run_cli(tmp_path, "restore", snapshot, "--to", target, "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["api_keys_not_restored"] == 1
+    assert open_memory(target).service.keys_required()
+
+
 # -- hostile snapshots (issue 12, finding 4) ---------------------------------------------------
 
 

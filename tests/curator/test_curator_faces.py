@@ -69,8 +69,8 @@ def test_cli_bad_input_is_one_clear_line(cli_in_process: Any, db_path: Path) -> 
     cli = cli_in_process
     _seed(db_path)
     for args, words, code in (
-        (("curator", "run", "--max-ops", "0"), "max_ops must be a whole number of at least 1 (got 0)", 2),  # out of range: usage
-        (("curator", "run", "--max-ops", "-3"), "max_ops must be a whole number of at least 1 (got -3)", 2),
+        (("curator", "run", "--max-ops", "0"), "--max-ops must be a whole number of at least 1 (got 0)", 2),  # out of range: usage
+        (("curator", "run", "--max-ops", "-3"), "--max-ops must be a whole number of at least 1 (got -3)", 2),
         (("curator", "rollback", "no-such-run"), "no curator run with id no-such-run", 1),
     ):
         result = cli(*args)

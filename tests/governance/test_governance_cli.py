@@ -49,7 +49,7 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(cli) -> None:
         (("--governance", '{"publish":"deny"}'), "unknown action 'publish' in governance", 2),  # not a choice: usage
         (("--governance", '{"write":"yes"}'), "governance.write is 'yes': use one of allow, approve, deny", 2),
         (("--default-tier", "forever"), "unknown default tier 'forever'", 2),
-        (("--ttl", "-5"), "ttl_seconds must be a whole number", 2),
+        (("--ttl", "-5"), "--ttl must be a whole number", 2),
     ):
         bad = cli("namespace", "set-standard", "-n", "org", *args)
         assert bad.code == code and bad.err.strip().count("\n") == 0 and message in bad.err, (args, bad.err)

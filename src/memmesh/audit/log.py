@@ -500,7 +500,9 @@ class AuditLog:
         self._admin(principal)
         _check_since(since)
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= self.service.policy.max_page_size:
-            raise InvalidInputError(f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})", usage=True)
+            raise InvalidInputError(
+                f"limit must be between 1 and {self.service.policy.max_page_size} (got {limit!r})", usage=True, field="limit"
+            )
         with audit_sql.reading(self.service.store) as conn:
             found = []
             for row in audit_sql.rows(conn, since, batch=limit + 1):

@@ -469,7 +469,7 @@ class Bus:
     @staticmethod
     def _limit(limit: int) -> int:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit!r})", usage=True)
+            raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE} (got {limit!r})", usage=True, field="limit")
         return limit
 
     # -- conversations -----------------------------------------------------------------------
@@ -1047,7 +1047,7 @@ class Bus:
         empty queue waits for a task, then answers with what is ready (at least one); an
         empty list when none came."""
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BATCH:
-            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH} tasks per claim (got {limit!r})", usage=True)
+            raise InvalidInputError(f"limit must be between 1 and {MAX_BATCH} tasks per claim (got {limit!r})", usage=True, field="limit")
         return self._claim(conversation_id, worker, token, principal, lease_s, wait_s, abandoned, limit)
 
     def _claim(

@@ -288,7 +288,7 @@ class Curator:
         value = self.policy.max_ops if max_ops is None else max_ops
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidInputError(
-                f"max_ops must be a whole number of at least 1 (got {max_ops!r}); a dry run changes nothing", usage=True
+                f"max_ops must be a whole number of at least 1 (got {max_ops!r}); a dry run changes nothing", usage=True, field="max_ops"
             )
         return value
 
@@ -786,7 +786,7 @@ class Curator:
         who = authorize(principal, "writer" if apply else "reader")
         limit = self.policy.max_auto_tags if max_tags is None else max_tags
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 32:
-            raise InvalidInputError(f"max_tags must be between 1 and 32 (got {max_tags!r})", usage=True)
+            raise InvalidInputError(f"max_tags must be between 1 and 32 (got {max_tags!r})", usage=True, field="max_tags")
         memory = self.host.get(memory_id, principal=who)
         page = self.host.store.list(Filter(now=self.host.kernel.clock(), namespace=memory.namespace), 2000)
         df: dict[str, int] = {}
@@ -810,7 +810,7 @@ class Curator:
         Reads only; recall is not counted as an access."""
         who = authorize(principal, "reader")
         if not isinstance(max_terms, int) or isinstance(max_terms, bool) or not 1 <= max_terms <= 50:
-            raise InvalidInputError(f"max_terms must be between 1 and 50 (got {max_terms!r})", usage=True)
+            raise InvalidInputError(f"max_terms must be between 1 and 50 (got {max_terms!r})", usage=True, field="max_terms")
         result = self.host.recall(query, namespace=namespace, top_k=top_k, touch=False, principal=who)
         terms = [w for w in dict.fromkeys(words(query)) if w not in STOPWORDS]
         seen = set(terms) | {w.rstrip("s") for w in terms}

@@ -68,7 +68,7 @@ def read_peer_keys(path: Path | None, peers: list[str]) -> dict[str, str | None]
     try:
         lines = Path(path).expanduser().read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"federation.peer_key_file {path}: {exc.strerror}") from None
+        raise ConfigError(f"federation.peer_key_file {path}: {exc.strerror}", field="federation.peer_key_file") from None
     default: str | None = None
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
@@ -80,7 +80,10 @@ def read_peer_keys(path: Path | None, peers: list[str]) -> dict[str, str | None]
         elif len(parts) == 2 and parts[0].rstrip("/") in keys:
             keys[parts[0].rstrip("/")] = parts[1]
         else:
-            raise ConfigError(f"federation.peer_key_file {path} line {number}: expected 'KEY' or 'URL KEY' with a URL from --peers")
+            raise ConfigError(
+                f"federation.peer_key_file {path} line {number}: expected 'KEY' or 'URL KEY' with a URL from --peers",
+                field="federation.peer_key_file",
+            )
     return {url: key or default for url, key in keys.items()}
 
 

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from memmesh.errors import InvalidInputError, NotYetError
-from memmesh.federation.changes import NODE_ID_PATTERN
+from memmesh.model import NODE_ID_PATTERN
 
 if TYPE_CHECKING:
     from memmesh.store.base import Store

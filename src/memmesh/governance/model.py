@@ -127,7 +127,7 @@ def parse_count(value: Any, name: str, maximum: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise InvalidInputError(f"{name} must be a whole number from 1 to {maximum} (got {value!r})", usage=True)
+        raise InvalidInputError(f"{name} must be a whole number from 1 to {maximum} (got {value!r})", usage=True, field=name)
     return value
 
 

@@ -56,7 +56,7 @@ from memmesh.records import (
     memory_problems,
     tombstone_problems,
 )
-from memmesh.store.base import Filter, Store, VectorRow
+from memmesh.store.base import Filter, Store, VectorRow, key_rows
 from memmesh.store.extra_tables import CARRIED
 from memmesh.store.logical import FORMAT_VERSION, SNAPSHOT_FORMAT
 
@@ -306,12 +306,9 @@ def restore(
         keys, agents = _access_rows(opened)
         if callable(target):  # every record was read and checked: only now may the target exist
             target = target()
-        from memmesh.access import close_copy
-
-        close_copy(target, keys)  # before any memory is written: a store that had keys never comes back open
-        report = migrate(source, target, now=now, progress=progress)  # type: ignore[arg-type]
+        report = migrate(source, target, now=now, progress=progress, keys_left=keys)  # type: ignore[arg-type]
     return RestoreReport(
-        **{**report.model_dump(), "api_keys_not_copied": keys, "target_api_keys": len(target.api_keys()) if keys else 0},
+        **report.model_dump(),
         snapshot=str(snapshot),
         rejected=len(source.rejects),
         rejects=source.rejects,
@@ -325,8 +322,6 @@ def _access_rows(opened: Any) -> tuple[int, int]:
     store that was itself restored or migrated from a keyed one counts the keys recorded then."""
     if isinstance(opened, LogicalSnapshot):
         return opened.api_keys, opened.agents
-    from memmesh.access import key_rows
-
     return key_rows(opened), len(opened.agents())
 
 

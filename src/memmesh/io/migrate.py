@@ -31,11 +31,11 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, Field
 
-from memmesh.access import close_copy, key_rows
+from memmesh.access import close_copy
 from memmesh.errors import StorageError
 from memmesh.io.extras import copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
-from memmesh.store.base import Filter, Store, VectorRow, WriteTx
+from memmesh.store.base import Filter, Store, VectorRow, WriteTx, key_rows
 
 T = TypeVar("T")
 
@@ -77,13 +77,16 @@ def migrate(
     batch_size: int = 500,
     dry_run: bool = False,
     progress: Progress | None = None,
+    keys_left: int | None = None,
 ) -> MigrateReport:
-    """Copy everything in ``source`` that ``target`` lacks or holds an older copy of."""
+    """Copy everything in ``source`` that ``target`` lacks or holds an older copy of.
+
+    ``keys_left``: the API key rows the source held, when the caller counted them (restore:
+    the snapshot's); by default they are counted in ``source`` (:func:`memmesh.store.base.key_rows`)."""
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
-    if callable(getattr(source, "api_keys", None)):  # a store, not a snapshot being restored (restore closes its target itself)
-        report.api_keys_not_copied = key_rows(source)
-        if not dry_run:
-            close_copy(target, report.api_keys_not_copied)  # before any memory: a store that had keys is never copied open
+    report.api_keys_not_copied = key_rows(source) if keys_left is None else keys_left
+    if not dry_run:
+        close_copy(target, report.api_keys_not_copied)  # before any memory: a store that had keys is never copied open
     snapshot = getattr(source, "snapshot", None)
     with snapshot() if snapshot is not None else nullcontext():
         history = _history_by_memory(source.iter_history())

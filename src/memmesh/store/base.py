@@ -324,6 +324,28 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+KEYS_REQUIRED_META = "keys_required"
+"""Meta key a restore or migrate sets (to the number of key rows the source held) so that the
+copy requires keys from the start: key rows are never copied (a tampered snapshot could plant
+an admin key), yet a store that had keys must not come back open."""
+
+
+def key_rows(store: Store) -> int:
+    """How many API key rows ``store`` holds (revoked included) or, for a store that holds none
+    because it was itself restored or migrated from one that did, the count recorded then: a
+    copy of a store that required keys must require them too (0: the store was never closed).
+
+    Why the recorded count too: key rows are never copied, so without it a restored store's
+    own backup or migration would hand on an open copy."""
+    rows = len(store.api_keys(include_revoked=True))
+    if rows:
+        return rows
+    recorded = store.meta_value(KEYS_REQUIRED_META)  # a read: a migrate's source may be a read-only replica
+    if not recorded:
+        return 0
+    return int(recorded) if recorded.isdigit() and int(recorded) > 0 else 1
+
+
 def latest_schema(url: str) -> int:
     """The newest schema version this memmesh makes for the backend ``url`` names (what a
     store opened here will have), known without opening or creating anything."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from memmesh.clock import format_ts
 from memmesh.model import Memory
-from memmesh.store.base import Filter, SnapshotInfo, Store
+from memmesh.store.base import Filter, SnapshotInfo, Store, key_rows
 from memmesh.store.extra_tables import CARRIED, read_rows
 
 __all__ = ["SnapshotInfo", "write_logical_snapshot"]  # SnapshotInfo lives in store.base; kept importable here
@@ -34,7 +34,8 @@ def write_logical_snapshot(store: Store, out: Path, *, backend: str, node_id: st
     """Write every memory (history, vector), link, tombstone and archived memory of ``store``
     to ``out``, then the rows of the feature tables a restore carries (``"type": "row"``).
     The caller holds the store's consistent-read transaction around this, so the file is
-    one moment. API keys and agents are never written (only their counts)."""
+    one moment. API keys and agents are never written, only their counts (the key count is
+    :func:`~memmesh.store.base.key_rows`: a copy holding only the keys-required mark counts too)."""
     memories = links = 0
     with out.open("w", encoding="utf-8") as handle:
         _line(
@@ -46,7 +47,7 @@ def write_logical_snapshot(store: Store, out: Path, *, backend: str, node_id: st
                 "schema_version": store.schema_version,
                 "node_id": node_id,
                 "created_at": format_ts(now),
-                "api_keys": len(store.api_keys(include_revoked=True)),
+                "api_keys": key_rows(store),  # a copy that holds only the keys-required mark restores closed too
                 "agents": len(store.agents()),
             },
         )

@@ -91,8 +91,9 @@ def main() -> None:
     except MemmeshError as exc:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
-        err_console.print(f"{label}: {exc.message_for(cli_option, cli_command)}", markup=False, highlight=False)
-        sys.exit(exc.exit_status)
+        flag = state.flag_for(exc.field)  # a flag given a value the core refuses: a usage error naming it, as Click's own
+        err_console.print(f"{label}: {exc.message_for(cli_option, cli_command, flag)}", markup=False, highlight=False)
+        sys.exit(2 if flag else exc.exit_status)
     except SystemExit:
         state.finish()
         raise

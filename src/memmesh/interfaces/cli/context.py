@@ -81,6 +81,9 @@ class State:
     extra_overrides: dict[str, Any] = field(default_factory=dict)
     flags: dict[str, str] = field(default_factory=dict)
     """The flag that set each dotted key of :attr:`extra_overrides` (``{"server.port": "--port"}``)."""
+    command: typer.Context | None = None
+    """The running command's context, kept when it first asks for the settings, so that an
+    error the core raises about a parameter can be reported against the flag that set it."""
 
     def reset(self, db: str | None, config: str | None) -> None:
         """Start a fresh invocation (matters when the app is run several times in one process)."""
@@ -88,9 +91,26 @@ class State:
         self._settings = self._service = None
         self.extra_overrides = {}
         self.flags = {}
+        self.command = None
+
+    def flag_for(self, name: str | None) -> str | None:
+        """The flag given to the running command that set ``name``, a core parameter
+        (``top_k``: ``--top-k``) or settings key (``federation.peer_key_file``), or None when no
+        flag did (a config file or a default set it: the message keeps the key's name)."""
+        if name is None:
+            return None
+        section, _, key = name.rpartition(".")
+        if name in self.flags and self.extra_overrides.get(section, {}).get(key) is not None:
+            return self.flags[name]
+        ctx = self.command
+        if ctx is None or key not in option_flags(ctx):
+            return None
+        source = ctx.get_parameter_source(key)
+        return option_flags(ctx)[key] if source is not None and source.name != "DEFAULT" else None
 
     def settings(self) -> Settings:
         if self._settings is None:
+            self.command = _running_command()
             overrides: dict[str, Any] = db_override(self.db)
             for section, values in self.extra_overrides.items():  # merged per section: serve --node-id keeps the global --db
                 merged = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
@@ -103,7 +123,7 @@ class State:
         """Set the settings this command's options stand for (``{"port": "server.port"}``:
         parameter name to dotted key) to the values given, remembering each option's flag, so
         a value the settings refuse is reported against ``--port``. Unset options set nothing."""
-        flags = {p.name: max(p.opts, key=len) for p in ctx.command.params}
+        flags = option_flags(ctx)
         for name, dotted in settings.items():
             section, key = dotted.split(".")
             self.extra_overrides.setdefault(section, {})[key] = ctx.params[name]
@@ -224,11 +244,27 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
     return value
 
 
+def _running_command() -> typer.Context | None:
+    """The context of the command being run (None outside one)."""
+    current: Any
+    try:  # Typer 0.2x runs its own copy of Click, whose context stack is not click's
+        from typer._click.globals import get_current_context as current
+    except ImportError:  # an older Typer, on Click itself
+        from click import get_current_context as current
+    ctx: typer.Context | None = current(silent=True)
+    return ctx
+
+
+def option_flags(ctx: typer.Context) -> dict[str, str]:
+    """The long flag of each option of ``ctx``'s command, by parameter name (``{"top_k": "--top-k"}``)."""
+    return {p.name: max(p.opts, key=len) for p in ctx.command.params if p.name and p.param_type_name == "option"}
+
+
 def parse_options(model: type[ModelT], data: Mapping[str, Any], ctx: typer.Context, renamed: Mapping[str, str] | None = None) -> ModelT:
     """Validate what a command's options say into the core's ``model`` (the service takes the
     result as it is), naming the flag of a bad value: ``--on-conflict: …``, not ``on_conflict: …``.
     ``renamed`` names the parameter that sets a field where the two names differ (``{"ttl_seconds": "ttl"}``)."""
-    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.param_type_name == "option"}
+    flags = option_flags(ctx)
     parameter = {name: (renamed or {}).get(name, name) for name in data}
     return parse_model(model, data, names={name: flags[p] for name, p in parameter.items() if p in flags})
 

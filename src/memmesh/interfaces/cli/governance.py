@@ -30,8 +30,8 @@ def set_standard(
         None, "--governance", help='JSON object of action → allow|approve|deny, e.g. \'{"write":"approve","delete":"deny"}\'.'
     ),
     default_tier: str = typer.Option(None, "--default-tier", help="Tier for memories stored without one: short | mid | long."),
-    ttl: int = typer.Option(None, "--ttl", help="Seconds until memories stored without their own TTL expire (not long ones)."),
-    retention: int = typer.Option(None, "--retention", help="Days to keep: gc forgets memories older than that."),
+    ttl_seconds: int = typer.Option(None, "--ttl", help="Seconds until memories stored without their own TTL expire (not long ones)."),
+    retention_days: int = typer.Option(None, "--retention", help="Days to keep: gc forgets memories older than that."),
     required_tags: str = typer.Option(None, "--required-tags", help="Comma list of tags every new memory must carry."),
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -42,8 +42,8 @@ def set_standard(
             namespace,
             governance=governance,
             default_tier=default_tier,
-            ttl_seconds=ttl,
-            retention_days=retention,
+            ttl_seconds=ttl_seconds,
+            retention_days=retention_days,
             required_tags=required_tags,
             principal=LOCAL_PRINCIPAL,
         )

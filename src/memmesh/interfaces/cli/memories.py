@@ -158,13 +158,13 @@ def recall(
     top_k: int = TOP_K,
     mode: str = typer.Option(None, "--mode", help="hybrid (default) | keyword | vector"),
     explain: bool = EXPLAIN,
-    budget: int = typer.Option(None, "--budget-tokens", help="Fill the answer up to this many tokens."),
+    budget_tokens: int = typer.Option(None, "--budget-tokens", help="Fill the answer up to this many tokens."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Find memories by meaning and keywords (counts as an access)."""
     filters = _filters(namespace, tags, tier, kind, agent_id, since, until, as_of=as_of)
     result = state.service().recall(
-        query, top_k=top_k, mode=mode, explain=explain, budget_tokens=budget, **filters, principal=LOCAL_PRINCIPAL
+        query, top_k=top_k, mode=mode, explain=explain, budget_tokens=budget_tokens, **filters, principal=LOCAL_PRINCIPAL
     )
     _show(result, explain, as_json)
 
