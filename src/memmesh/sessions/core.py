@@ -456,7 +456,7 @@ class Sessions:
         """Sessions the caller may read, most recently active first."""
         who = authorize(principal, "reader")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})", usage=True)
+            raise InvalidInputError(f"limit must be between 1 and 1000 (got {limit!r})", usage=True, field="limit")
         with self.sql.read() as rows:
             found = rows.all(
                 "SELECT session_id, namespace, turns, created_at, updated_at FROM session_turns ORDER BY updated_at DESC, session_id"
@@ -502,7 +502,7 @@ class Sessions:
         ns = self._readable(session_id, principal, namespace)
         session_id = check_session_id(session_id)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
-            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True)
+            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True, field="budget_tokens")
         query = query.strip() if isinstance(query, str) and query.strip() else None
         relevant_job = _pool().submit(self._relevant, ns, query, principal) if query else None
         turns = self._rows(ns)
