@@ -619,8 +619,8 @@ class Governance:
         for memory in self.service.store.get_many(ids):
             if memory.namespace not in spaces:
                 raise ForbiddenError(
-                    f"memory {memory.id} is in namespace {memory.namespace!r}, outside the namespaces pending action {pending.id} "
-                    f"was queued and approved in ({', '.join(spaces)}); nothing was applied"
+                    f"memory {memory.id} is outside the namespaces pending action {pending.id} was queued and approved in "
+                    f"({', '.join(spaces)}); nothing was applied"
                 )
 
     def _find(self, pending_id: str) -> PendingAction:
