@@ -58,3 +58,49 @@ def test_a_pending_action_failed_by_a_move_does_not_name_where_the_memory_went(s
     error = writer_a.get(f"/api/v1/pending/{queued.json()['pending_id']}").json()["error"]
     assert "outside the namespaces pending action" in error and "a/gov" in error
     assert "b/secret-place" not in error
+
+
+def test_a_rollback_leaves_alone_what_moved_out_of_the_run_s_namespaces(server) -> None:
+    """A writer of `a/*` curates `a/rb`; an admin then moves a memory the run tagged to `b/…`.
+    The writer's rollback used to put the old tags back on that memory in `b/…` (a write outside
+    its key, as that key). Now the memory is kept as it is and named under `conflicts`, without
+    naming where it went; what stayed in `a/rb` is rolled back as before."""
+    svc = server.service
+    writer_a = server.http(svc.create_key("wa", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    admin = server.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+    moved_id, stays_id = (
+        writer_a.post("/api/v1/memories", json={"content": text, "namespace": "a/rb"}, headers=JSON).json()["id"]
+        for text in ("Mango service stores invoices in S3 buckets.", "Kiwi team deploys the billing cron nightly.")
+    )
+    run = writer_a.post("/api/v1/curator/run", json={"namespace": "a/rb"}, headers=JSON).json()
+    tagged = admin.get(f"/api/v1/memories/{moved_id}").json()["tags"]
+    assert tagged and admin.get(f"/api/v1/memories/{stays_id}").json()["tags"]
+    assert admin.patch(f"/api/v1/memories/{moved_id}", json={"namespace": "b/elsewhere"}, headers=JSON).status_code == 200
+
+    undone = writer_a.post(f"/api/v1/curator/runs/{run['run_id']}/rollback")
+    assert undone.status_code == 200, undone.text
+    assert admin.get(f"/api/v1/memories/{moved_id}").json()["tags"] == tagged
+    assert [e["actor"] for e in admin.get(f"/api/v1/memories/{moved_id}/history").json()] == ["wa", "wa", "root"]
+    conflicts = undone.json()["conflicts"]
+    assert len(conflicts) == 1 and moved_id in conflicts[0] and "b/elsewhere" not in conflicts[0]
+    assert admin.get(f"/api/v1/memories/{stays_id}").json()["tags"] == []
+
+
+def test_a_rollback_keeps_a_link_whose_other_end_moved_out_of_the_key_s_namespaces(server) -> None:
+    """The run links two near-duplicates `supersedes`; an admin moves one of them to `b/…`. The
+    writer's rollback no longer removes that link (a change to a memory of `b/…`): it is kept
+    and named under `conflicts`."""
+    svc = server.service
+    writer_a = server.http(svc.create_key("wa", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    admin = server.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+    for text in ("Kiwi project uses rust for the ingestion pipeline.", "The Kiwi project uses Rust for its ingestion pipeline."):
+        assert writer_a.post("/api/v1/memories", json={"content": text, "namespace": "a/dup"}, headers=JSON).status_code == 201
+    run = writer_a.post("/api/v1/curator/run", json={"namespace": "a/dup"}, headers=JSON).json()
+    [cluster] = run["clusters"]
+    [superseded] = cluster["superseded"]
+    assert admin.patch(f"/api/v1/memories/{superseded}", json={"namespace": "b/elsewhere"}, headers=JSON).status_code == 200
+
+    undone = writer_a.post(f"/api/v1/curator/runs/{run['run_id']}/rollback").json()
+    [conflict] = undone["conflicts"]
+    assert conflict.startswith(f"link of memory {cluster['keep']}") and "b/elsewhere" not in conflict
+    assert [lk["relation"] for lk in admin.get(f"/api/v1/memories/{superseded}/links").json()] == ["supersedes"]
