@@ -104,3 +104,28 @@ def test_a_rollback_keeps_a_link_whose_other_end_moved_out_of_the_key_s_namespac
     [conflict] = undone["conflicts"]
     assert conflict.startswith(f"link of memory {cluster['keep']}") and "b/elsewhere" not in conflict
     assert [lk["relation"] for lk in admin.get(f"/api/v1/memories/{superseded}/links").json()] == ["supersedes"]
+
+
+def test_an_action_queued_before_its_namespace_turned_to_deny_is_not_applied(server) -> None:
+    """A write queued under `write: approve`, then the admin sets `write: deny`: approving it
+    used to write it anyway, past a rule that now refuses everyone (an approver overriding its
+    admin). Now the approval records the action `failed`, naming the deny rule, and nothing is
+    written; an action queued before a standard was relaxed still applies."""
+    svc = server.service
+    writer = server.http(svc.create_key("wa", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    lead = server.http(svc.create_key("lead", role="approver", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    admin = server.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+    assert admin.put("/api/v1/namespaces/a/gov/standard", json={"governance": {"write": "approve"}}, headers=JSON).status_code == 200
+    denied = writer.post("/api/v1/memories", json={"content": "queued, then denied", "namespace": "a/gov"}, headers=JSON)
+    relaxed = writer.post("/api/v1/memories", json={"content": "queued, then allowed", "namespace": "a/gov/open"}, headers=JSON)
+    assert denied.status_code == relaxed.status_code == 202
+    assert admin.put("/api/v1/namespaces/a/gov/standard", json={"governance": {"write": "deny"}}, headers=JSON).status_code == 200
+    assert admin.put("/api/v1/namespaces/a/gov/open/standard", json={"governance": {"write": "allow"}}, headers=JSON).status_code == 200
+
+    decided = lead.post(f"/api/v1/pending/{denied.json()['pending_id']}/approve", json={}, headers=JSON).json()
+    assert decided["status"] == "failed" and decided["result"] is None
+    assert "governance.write = deny" in decided["error"] and "nothing was applied" in decided["error"]
+    assert admin.get("/api/v1/memories", params={"namespace": "a/gov"}).json()["items"] == []
+
+    applied = lead.post(f"/api/v1/pending/{relaxed.json()['pending_id']}/approve", json={}, headers=JSON).json()
+    assert applied["status"] == "applied"
