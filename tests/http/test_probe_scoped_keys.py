@@ -129,3 +129,27 @@ def test_an_action_queued_before_its_namespace_turned_to_deny_is_not_applied(ser
 
     applied = lead.post(f"/api/v1/pending/{relaxed.json()['pending_id']}/approve", json={}, headers=JSON).json()
     assert applied["status"] == "applied"
+
+
+def test_other_namespaces_pending_actions_never_crowd_a_key_s_own_out_of_its_list(server, monkeypatch) -> None:
+    """A namespace-limited key's pending list was the store's oldest `MAX_LISTED` (10,000) pending
+    actions of every namespace, filtered to its own afterwards: once other namespaces had queued
+    that many (or, with `status=all`, decided: advisory mode records one per would-be refusal),
+    its approver saw an empty queue. The store now selects the key's namespaces first. (The
+    bound is lowered here so that a few actions stand for 10,000.)"""
+    from memmesh.governance import core
+
+    monkeypatch.setattr(core, "MAX_LISTED", 3)
+    svc = server.service
+    writer_a = server.http(svc.create_key("wa", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    writer_b = server.http(svc.create_key("wb", role="writer", namespaces=["b/*"], principal=LOCAL_PRINCIPAL).key)
+    lead_a = server.http(svc.create_key("lead", role="approver", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    admin = server.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+    for ns in ("a", "b"):
+        assert admin.put(f"/api/v1/namespaces/{ns}/standard", json={"governance": {"write": "approve"}}, headers=JSON).status_code == 200
+    for i in range(3):
+        assert writer_b.post("/api/v1/memories", json={"content": f"B {i}", "namespace": "b/q"}, headers=JSON).status_code == 202
+    ours = writer_a.post("/api/v1/memories", json={"content": "A's", "namespace": "a/q"}, headers=JSON).json()["pending_id"]
+    for status in ("pending", "all"):
+        assert [p["id"] for p in lead_a.get("/api/v1/pending", params={"status": status}).json()] == [ours]
+    assert len(admin.get("/api/v1/pending").json()) == 4

@@ -429,9 +429,11 @@ class Governance:
         who = authorize(principal, "reader")
         wanted = parse_status(status)
         limit = self.service.kernel.check_top_k(limit, "limit")
-        if who.prefixes() is None:
+        roots = who.prefixes()
+        if roots is None:
             return self.db.pending_list(wanted, limit)
-        return [p for p in self.db.pending_list(wanted, MAX_LISTED) if all(who.covers(ns) for ns in p.namespaces())][:limit]
+        mine = self.db.pending_list(wanted, MAX_LISTED, roots)  # the key's namespaces only, chosen by the store
+        return [p for p in mine if all(who.covers(ns) for ns in p.namespaces())][:limit]
 
     def get_pending(self, pending_id: str, *, principal: Principal) -> PendingAction:
         who = authorize(principal, "reader")
