@@ -148,17 +148,21 @@ OPEN_HINT = (
 )
 
 
-def check_still_keyed(store: Store, principal: Principal) -> None:
+def check_still_keyed(
+    store: Store, principal: Principal, *, since: str = "it was revoked while this call waited, and nothing was handed over"
+) -> None:
     """Refuse (401) a caller whose API key was revoked after it was authenticated.
 
     A request is authenticated when it arrives; a call that then waits (a long-poll of the
     bus) asks again before it hands anything over, so a key revoked while its poll waited
-    receives nothing more (no message, no task lease). Callers without a key pass."""
+    receives nothing more (no message, no task lease); work queued under a key (a background
+    extraction) asks before it writes, so nothing lands under a key revoked meanwhile
+    (``since`` says what was left undone). Callers without a key pass."""
     if principal.key_id is None:
         return
     stored = store.api_key(principal.key_id)
     if stored is None or stored.revoked_at is not None:
-        raise AuthError("invalid or revoked API key: it was revoked while this call waited, and nothing was handed over")
+        raise AuthError(f"invalid or revoked API key: {since}")
 
 
 class Access:

@@ -484,6 +484,12 @@ class Service:
             observed_by=who.agent_id,
             created_at=now,
         )
+        # both ends first: a link to an id the key cannot see answers as one nobody holds,
+        # before a standard could queue it (its approval would record where that id lives)
+        seen = {m.id: m for m in self.store.get_many([source_id, target_id])}
+        for memory_id in (source_id, target_id):
+            if memory_id not in seen or not who.covers(seen[memory_id].namespace):
+                raise NotFoundError(f"no memory with id {memory_id}")
         self.governance.check(
             who,
             "link",

@@ -48,6 +48,9 @@ def test_pending_lifecycle_on_each_backend(mem_on: Memory) -> None:
         with pytest.raises(PendingApprovalError) as queued:
             svc.add({"content": content, "namespace": "org/legal", "tags": ["x"]}, principal=WRITER)
         ids.append(queued.value.details["pending_id"])
+    svc.governance.set_standard("organic", governance={"write": "approve"}, principal=LOCAL_PRINCIPAL)
+    with pytest.raises(PendingApprovalError):  # a namespace that only starts like org: not the admin's
+        svc.add({"content": "elsewhere", "namespace": "organic"}, principal=WRITER)
     listed = svc.governance.pending(principal=ADMIN)
     assert [p.id for p in listed] == ids and listed[0].payload["items"][0]["content"] == "first"
     assert listed[0].requester == WRITER

@@ -125,6 +125,45 @@ def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
             server.stop()
 
 
+def test_http_a_key_revoked_while_its_job_waits_stores_no_fact(tmp_path: Path) -> None:
+    """A key revoked between its `remember` and the extraction that job runs: the facts used to
+    land anyway, as that key, long after the revocation (and its audit entries with it). Now
+    the job stores none and its report says why; the turns, stored while the key was valid,
+    stay."""
+    from memmesh.model import LOCAL_PRINCIPAL
+
+    release = threading.Event()
+    with fake_openai() as llm:
+        facts = {"facts": [{"turn": 1, "content": "Ana moved to Lyon.", "kind": "episode", "tags": []}]}
+
+        def blocked(body: dict[str, Any]) -> Reply:
+            release.wait(30)
+            return Reply(content=json.dumps(facts))
+
+        llm.default = blocked
+        server = ThreadServer(http_settings(tmp_path, llm={"base_url": llm.url, "model": "m", "timeout_s": 60}))
+        running = server.start()
+        try:
+            svc = running.service
+            assert svc is not None
+            created = svc.create_key("drafter", role="writer", namespaces=["people/*"], principal=LOCAL_PRINCIPAL)
+            admin = running.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+            sent = running.http(created.key).post("/api/v1/remember", json={"messages": TALK, "session_id": "s", "namespace": "people"})
+            assert sent.status_code == 201
+            assert admin.delete(f"/api/v1/keys/{created.id}").status_code == 200
+            release.set()
+            job = poll(admin, sent.json()["job_id"])
+            assert job["status"] == "done" and job["report"]["extracted"] == 0 and job["report"]["fact_ids"] == []
+            [failure] = job["report"]["failed"]
+            assert "revoked after this extraction was queued" in failure["reason"]
+            stored = admin.get("/api/v1/memories", params={"namespace": "people"}).json()["items"]
+            assert sorted(m["kind"] for m in stored) == ["message", "message"]
+        finally:
+            release.set()
+            running.close_clients()
+            server.stop()
+
+
 def mcp_params(tmp_path: Path, db: Path) -> StdioServerParameters:
     return keyword_mcp_env(tmp_path, db).params("--profile", "full")
 

@@ -592,8 +592,9 @@ class Curator:
 
         Each memory the run changed gets its prior fields back (tags, priority, metadata;
         deleted and archived memories return exactly as they were, expiry included) and each
-        link it added goes. A change made to the same memory after the run is kept and named
-        in ``conflicts``. Unknown run: not found; a dry run or a run rolled back already: a
+        link it added goes. A change made to the same memory after the run (a move to another
+        namespace included) is kept and named in ``conflicts``, and so is a link whose other end
+        moved out of the caller's namespaces. Unknown run: not found; a dry run or a run rolled back already: a
         conflict; nothing is changed either way."""
         who = authorize(principal, "writer")
         if not isinstance(run_id, str) or not run_id.strip():
@@ -658,6 +659,8 @@ class Curator:
             current = tx.get(change.memory_id)
             if current is None:
                 return "the memory is gone since the run"
+            if current.namespace != change.namespace:  # not named: it may lie outside the caller's namespaces
+                return "moved to another namespace since the run; kept as it is"
             mine = current.model_dump(mode="json")
             if change.after is None or change.before is None or any(mine[f] != change.after[f] for f in UPDATE_FIELDS):
                 return "changed again since the run; kept as it is"
@@ -668,6 +671,9 @@ class Curator:
             current_link = tx.get_link(after.source_id, after.target_id, after.relation.value)
             if current_link is None or current_link != after:
                 return "the link changed since the run; kept as it is"
+            ends = [tx.get(after.source_id), tx.get(after.target_id)]
+            if any(end is not None and not who.covers(end.namespace) for end in ends):
+                return "an end of the link moved out of this key's namespaces since the run; kept as it is"
             if change.before is None:
                 self.db.drop_link(rows, after.source_id, after.target_id, after.relation.value)
                 removal = link_removals.Removal(after.source_id, after.target_id, after.relation.value, now, who.agent_id)

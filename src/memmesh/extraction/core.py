@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from memmesh.access import check_still_keyed
 from memmesh.bus.sql import BusSql
 from memmesh.clock import new_id
 from memmesh.curator.plan import PlanRules
@@ -261,6 +262,8 @@ class Extraction:
         the curator's verdicts) and the earlier facts of this call, then store what is new and
         link what it updates or contradicts; a duplicate is not stored again: the memory it
         repeats gains the turns (``derived_from``) and the tags."""
+        # a background job runs after its request: a key revoked meanwhile writes nothing more
+        check_still_keyed(self.service.store, principal, since="it was revoked after this extraction was queued; no fact was stored")
         run = new_id()
         rules = self.rules
         claims = [Claim.of(f.content, _structured(f)) for f in facts]

@@ -429,9 +429,11 @@ class Governance:
         who = authorize(principal, "reader")
         wanted = parse_status(status)
         limit = self.service.kernel.check_top_k(limit, "limit")
-        if who.prefixes() is None:
+        roots = who.prefixes()
+        if roots is None:
             return self.db.pending_list(wanted, limit)
-        return [p for p in self.db.pending_list(wanted, MAX_LISTED) if all(who.covers(ns) for ns in p.namespaces())][:limit]
+        mine = self.db.pending_list(wanted, MAX_LISTED, roots)  # the key's namespaces only, chosen by the store
+        return [p for p in mine if all(who.covers(ns) for ns in p.namespaces())][:limit]
 
     def get_pending(self, pending_id: str, *, principal: Principal) -> PendingAction:
         who = authorize(principal, "reader")
@@ -578,6 +580,7 @@ class Governance:
             if key is None or key.revoked_at is not None:
                 raise ForbiddenError(f"the key that asked for this action ({who.key_id}) has been revoked since; nothing was applied")
         self._confine(pending)
+        self._not_denied_since(pending)
         token = _APPLYING.set(pending.id)
         try:
             if pending.action == "write":
@@ -619,9 +622,25 @@ class Governance:
         for memory in self.service.store.get_many(ids):
             if memory.namespace not in spaces:
                 raise ForbiddenError(
-                    f"memory {memory.id} is in namespace {memory.namespace!r}, outside the namespaces pending action {pending.id} "
-                    f"was queued and approved in ({', '.join(spaces)}); nothing was applied"
+                    f"memory {memory.id} is outside the namespaces pending action {pending.id} was queued and approved in "
+                    f"({', '.join(spaces)}); nothing was applied"
                 )
+
+    def _not_denied_since(self, pending: PendingAction) -> None:
+        """Refuse to apply an action its namespaces' standards ``deny`` now: a rule set after it
+        was queued refuses everyone, its approver too (an ``approve`` or ``allow`` now changes
+        nothing: the approval is the decision asked for)."""
+        if self.mode != "enforce":
+            return
+        spaces = pending.namespaces()
+        by_ns = {s.namespace: s for s in self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))}
+        rule = strictest([rule_for(ns, pending.action, by_ns) for ns in spaces])
+        if rule is not None and rule.decision == "deny":
+            raise GovernanceDeniedError(
+                f"{pending.action} in namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} "
+                f"(governance.{pending.action} = deny) since pending action {pending.id} was queued; nothing was applied",
+                details={"rule": rule.describe()},
+            )
 
     def _find(self, pending_id: str) -> PendingAction:
         found = self.db.pending(pending_id.strip()) if isinstance(pending_id, str) and pending_id.strip() else None

@@ -180,9 +180,17 @@ class GovernanceStore:
             row = _run(conn, f"SELECT {PENDING_COLUMNS} FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
         return _pending(row) if row else None
 
-    def pending_list(self, status: str | None, limit: int) -> list[PendingAction]:
-        """Oldest first (the order approvers work through a queue)."""
-        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+    def pending_list(self, status: str | None, limit: int, roots: Sequence[str] | None = None) -> list[PendingAction]:
+        """Oldest first (the order approvers work through a queue); with ``roots``, only the
+        actions whose namespace lies in (or below) one of them, selected by the store so that
+        other namespaces' actions never take the places of the caller's."""
+        clauses: list[str] = ["status = ?"] if status else []
+        params: list[Any] = [status] if status else []
+        if roots is not None:
+            clauses.append("(" + " OR ".join(["namespace = ? OR substr(namespace, 1, length(?)) = ?"] * len(roots) or ["1 = 0"]) + ")")
+            for root in roots:
+                params += [root, root + "/", root + "/"]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._reading() as conn:
             rows = _run(
                 conn, f"SELECT {PENDING_COLUMNS} FROM pending_actions {where} ORDER BY requested_at, id LIMIT ?", [*params, limit]
