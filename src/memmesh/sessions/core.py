@@ -502,7 +502,9 @@ class Sessions:
         ns = self._readable(session_id, principal, namespace)
         session_id = check_session_id(session_id)
         if not isinstance(budget_tokens, int) or isinstance(budget_tokens, bool) or not 50 <= budget_tokens <= 1_000_000:
-            raise InvalidInputError(f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True, field="budget_tokens")
+            raise InvalidInputError(
+                f"budget_tokens must be between 50 and 1000000 (got {budget_tokens!r})", usage=True, field="budget_tokens"
+            )
         query = query.strip() if isinstance(query, str) and query.strip() else None
         relevant_job = _pool().submit(self._relevant, ns, query, principal) if query else None
         turns = self._rows(ns)
