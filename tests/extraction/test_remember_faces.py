@@ -4,6 +4,7 @@ the answer comes before the LLM does), MCP over stdio with the real client, and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
@@ -95,8 +96,9 @@ def test_http_unknown_and_malformed_job_ids(http_server: Running) -> None:
     assert bad.status_code == 422 and "path.job_id: String should match pattern" in bad.json()["error"]["message"]
 
 
-def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
-    """The POST returns while the (blocked) LLM has not answered; the job finishes after."""
+@contextlib.contextmanager
+def held_llm_server(tmp_path: Path) -> Iterator[tuple[Running, threading.Event]]:
+    """A server whose LLM answers one fact only once the event is set (set on the way out too)."""
     release = threading.Event()
     with fake_openai() as llm:
         facts = {"facts": [{"turn": 1, "content": "Ana moved to Lyon.", "kind": "episode", "tags": []}]}
@@ -109,20 +111,26 @@ def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
         server = ThreadServer(http_settings(tmp_path, llm={"base_url": llm.url, "model": "m", "timeout_s": 60}))
         running = server.start()
         try:
-            http = running.http()
-            sent = http.post("/api/v1/remember", json={"messages": TALK, "session_id": "s"})
-            assert sent.status_code == 201
-            job_id = sent.json()["job_id"]
-            assert http.get(f"/api/v1/remember/jobs/{job_id}").json()["status"] in ("queued", "running")
-            turns = http.get("/api/v1/memories", params={"kind": "message"}).json()
-            assert len(turns["items"]) == 2  # the turns are committed and readable already
-            release.set()
-            job = poll(http, job_id)
-            assert job["status"] == "done" and job["report"]["mode"] == "llm" and job["report"]["extracted"] == 1
+            yield running, release
         finally:
             release.set()
             running.close_clients()
             server.stop()
+
+
+def test_http_answers_before_the_llm_does(tmp_path: Path) -> None:
+    """The POST returns while the (blocked) LLM has not answered; the job finishes after."""
+    with held_llm_server(tmp_path) as (running, release):
+        http = running.http()
+        sent = http.post("/api/v1/remember", json={"messages": TALK, "session_id": "s"})
+        assert sent.status_code == 201
+        job_id = sent.json()["job_id"]
+        assert http.get(f"/api/v1/remember/jobs/{job_id}").json()["status"] in ("queued", "running")
+        turns = http.get("/api/v1/memories", params={"kind": "message"}).json()
+        assert len(turns["items"]) == 2  # the turns are committed and readable already
+        release.set()
+        job = poll(http, job_id)
+        assert job["status"] == "done" and job["report"]["mode"] == "llm" and job["report"]["extracted"] == 1
 
 
 def test_http_a_key_revoked_while_its_job_waits_stores_no_fact(tmp_path: Path) -> None:
@@ -132,36 +140,21 @@ def test_http_a_key_revoked_while_its_job_waits_stores_no_fact(tmp_path: Path) -
     stay."""
     from memmesh.model import LOCAL_PRINCIPAL
 
-    release = threading.Event()
-    with fake_openai() as llm:
-        facts = {"facts": [{"turn": 1, "content": "Ana moved to Lyon.", "kind": "episode", "tags": []}]}
-
-        def blocked(body: dict[str, Any]) -> Reply:
-            release.wait(30)
-            return Reply(content=json.dumps(facts))
-
-        llm.default = blocked
-        server = ThreadServer(http_settings(tmp_path, llm={"base_url": llm.url, "model": "m", "timeout_s": 60}))
-        running = server.start()
-        try:
-            svc = running.service
-            assert svc is not None
-            created = svc.create_key("drafter", role="writer", namespaces=["people/*"], principal=LOCAL_PRINCIPAL)
-            admin = running.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
-            sent = running.http(created.key).post("/api/v1/remember", json={"messages": TALK, "session_id": "s", "namespace": "people"})
-            assert sent.status_code == 201
-            assert admin.delete(f"/api/v1/keys/{created.id}").status_code == 200
-            release.set()
-            job = poll(admin, sent.json()["job_id"])
-            assert job["status"] == "done" and job["report"]["extracted"] == 0 and job["report"]["fact_ids"] == []
-            [failure] = job["report"]["failed"]
-            assert "revoked after this extraction was queued" in failure["reason"]
-            stored = admin.get("/api/v1/memories", params={"namespace": "people"}).json()["items"]
-            assert sorted(m["kind"] for m in stored) == ["message", "message"]
-        finally:
-            release.set()
-            running.close_clients()
-            server.stop()
+    with held_llm_server(tmp_path) as (running, release):
+        svc = running.service
+        assert svc is not None
+        created = svc.create_key("drafter", role="writer", namespaces=["people/*"], principal=LOCAL_PRINCIPAL)
+        admin = running.http(svc.create_key("root", role="admin", namespaces=["*"], principal=LOCAL_PRINCIPAL).key)
+        sent = running.http(created.key).post("/api/v1/remember", json={"messages": TALK, "session_id": "s", "namespace": "people"})
+        assert sent.status_code == 201
+        assert admin.delete(f"/api/v1/keys/{created.id}").status_code == 200
+        release.set()
+        job = poll(admin, sent.json()["job_id"])
+        assert job["status"] == "done" and job["report"]["extracted"] == 0 and job["report"]["fact_ids"] == []
+        [failure] = job["report"]["failed"]
+        assert "revoked after this extraction was queued" in failure["reason"]
+        stored = admin.get("/api/v1/memories", params={"namespace": "people"}).json()["items"]
+        assert sorted(m["kind"] for m in stored) == ["message", "message"]
 
 
 def mcp_params(tmp_path: Path, db: Path) -> StdioServerParameters:
