@@ -7,6 +7,7 @@ import pytest
 
 from memmesh import Memory
 from memmesh.errors import InvalidInputError
+from memmesh.extraction.core import MAX_LINKS_PER_FACT
 from memmesh.model import Kind, Relation
 
 TALK = [
@@ -180,3 +181,17 @@ def test_a_deleted_fact_is_not_superseded_again(mem: Memory) -> None:
     mem.delete(old.fact_ids[0])
     new = mem.add(messages=[{"role": "user", "name": "Ana", "content": "I live in Rome."}], session_id="s1").report
     assert new is not None and new.superseded == 0 and new.failed == []
+
+
+def test_links_between_facts_of_one_slot_are_bounded_per_fact(mem: Memory) -> None:
+    # Every "Eve likes color i" contradicts every other: 60 such messages made 1,770 links
+    # (n(n-1)/2; 1,000 in one 40 KB request made 499,500 and 630 MB). Each fact now links to
+    # at most MAX_LINKS_PER_FACT others, the newest first, and the report counts the rest.
+    talk = [{"role": "user", "name": "Eve", "content": f"Item {i}: Eve likes color {i}."} for i in range(60)]
+    report = mem.add(messages=talk, namespace="palette").report
+    assert report is not None and report.extracted == 60 and report.failed == []
+    related = report.contradicted + report.superseded
+    assert 0 < related <= 60 * MAX_LINKS_PER_FACT and related + report.links_skipped == 60 * 59 // 2
+    last, before_last = report.fact_ids[-1], report.fact_ids[-2]
+    outgoing = [t for rel in (Relation.contradicts, Relation.supersedes) for t in links_of(mem, last, rel)]
+    assert len(outgoing) == MAX_LINKS_PER_FACT and before_last in outgoing  # the nearest earlier facts are kept

@@ -63,6 +63,8 @@ TAG_RE = re.compile(r"[^a-z0-9:_-]+")
 JOB_ID_RE = re.compile(r"ext-[0-9a-f-]{36}")
 NEIGHBOURS = 8
 """Nearest memories by meaning a fact is compared with (the curator's vector pass keeps as many)."""
+MAX_LINKS_PER_FACT = 8
+"""Most supersedes/contradicts links one new fact gets (the newest others; see ``_verdicts``)."""
 WORD_CANDIDATES = 12
 """Memories sharing a fact's words that it is compared with (BM25's best, turns included:
 those below the namespace are then set aside)."""
@@ -97,6 +99,9 @@ class ExtractionReport(BaseModel):
     merged: int = Field(0, description="facts already stored (same content): linked to the new turns instead")
     superseded: int = Field(0, description="supersedes links from a new value to the value it replaces")
     contradicted: int = Field(0, description="contradicts links between opposite statements")
+    links_skipped: int = Field(
+        0, description="supersedes/contradicts links not made: a fact links to at most MAX_LINKS_PER_FACT others (the newest)"
+    )
     fallback: int = Field(0, description="turns the offline extractor handled because the LLM failed on them")
     repairs: int = Field(0, description="repair prompts sent after a reply that failed the schema")
     failed: list[Failure] = Field(default_factory=list, description="every failure, with its reason (turns are stored regardless)")
@@ -268,7 +273,7 @@ class Extraction:
         rules = self.rules
         claims = [Claim.of(f.content, _structured(f)) for f in facts]
         found = self._candidates(facts, claims, namespace, principal, names)
-        merged_into, relations = _verdicts(claims, found, rules)
+        merged_into, relations, report.links_skipped = _verdicts(claims, found, rules)
         keep = [i for i in range(len(facts)) if i not in merged_into]
         items = [_item(facts[i], turns, namespace, session_id, agent_id, run) for i in keep]
         stored = dict(zip(keep, self.service.add_many(items, principal=principal) if items else [], strict=True))
@@ -547,11 +552,16 @@ def _item(fact: Fact, turns: Sequence[Turn], namespace: str, sid: str, agent_id:
 
 def _verdicts(
     claims: Sequence[Claim], found: Sequence[Sequence[tuple[Memory, Claim, float]]], rules: Rules
-) -> tuple[dict[int, Memory | int], builtins.list[tuple[int, Memory | int, Relation]]]:
+) -> tuple[dict[int, Memory | int], builtins.list[tuple[int, Memory | int, Relation]], int]:
     """Each fact judged against the stored memories it met and the earlier facts of the call
-    (by index): which facts repeat another (not stored again) and the links the rest owe."""
+    (by index): which facts repeat another (not stored again), the links the rest owe, and
+    how many links were not made. A fact links to at most :data:`MAX_LINKS_PER_FACT` others,
+    the call's latest facts first, then the stored memories it met most closely: without a
+    bound, n facts on one slot ("Eve likes color 1", "… color 2", …) made n(n-1)/2 links, and
+    one 40 KB request of 1,000 such messages wrote 499,500 links and grew the store by 630 MB."""
     merged_into: dict[int, Memory | int] = {}
     relations: list[tuple[int, Memory | int, Relation]] = []
+    skipped = 0
     for i, claim in enumerate(claims):
         met: list[tuple[Memory | int, Claim, float]] = [(m, c, cos) for m, c, cos in found[i]]
         met += [(j, claims[j], 0.0) for j in range(i) if j not in merged_into]
@@ -566,8 +576,12 @@ def _verdicts(
                 mine.append((i, other, Relation.supersedes))
             elif verdict is Verdict.contradiction:
                 mine.append((i, other, Relation.contradicts))
+        if len(mine) > MAX_LINKS_PER_FACT:
+            mine.sort(key=lambda link: (not isinstance(link[1], int), -link[1] if isinstance(link[1], int) else 0))  # stable
+            skipped += len(mine) - MAX_LINKS_PER_FACT
+            mine = mine[:MAX_LINKS_PER_FACT]
         relations += mine
-    return merged_into, relations
+    return merged_into, relations, skipped
 
 
 def _structured(fact: Fact) -> dict[str, Any] | None:
