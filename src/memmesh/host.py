@@ -66,8 +66,10 @@ class Host(CoreCalls, Protocol):
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+        unqueued: tuple[str, str, str] | None = None,
     ) -> builtins.list[Memory]:
-        """``within(tx, stored)`` runs inside the same transaction (see Service.add_many)."""
+        """``within(tx, stored)`` runs inside the same transaction, and ``unqueued`` words the
+        refusal where writes need approval (see Service.add_many)."""
         ...
 
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone: ...

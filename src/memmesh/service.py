@@ -277,6 +277,7 @@ class Service:
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+        unqueued: tuple[str, str, str] | None = None,
         wait: bool = False,
     ) -> builtins.list[Memory]:
         """Store several memories in one transaction, embedding them in one batch.
@@ -289,8 +290,11 @@ class Service:
         All or nothing: if any item is invalid or conflicts, none is stored. ``within(tx,
         stored)`` runs inside that transaction after the inserts (links, a session's turn
         counter): whatever it writes commits with the memories, and if it raises, nothing does.
+        An approval would replay the memories without it, so such a write is refused where
+        writes need approval; ``unqueued`` words the refusal (what, why, how to get it in).
         """
-        return [memory for memory, _ in self.add_many_outcome(items, principal=principal, within=within, wait=wait)]
+        outcome = self.add_many_outcome(items, principal=principal, within=within, unqueued=unqueued, wait=wait)
+        return [memory for memory, _ in outcome]
 
     def add_outcome(self, data: NewMemory | Mapping[str, Any], *, principal: Principal, wait: bool = False) -> tuple[Memory, bool]:
         """Like :meth:`add`, and whether a new memory was created: False when the same content
@@ -303,12 +307,15 @@ class Service:
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
+        unqueued: tuple[str, str, str] | None = None,
         wait: bool = False,
     ) -> builtins.list[tuple[Memory, bool]]:
         """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`)."""
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
-        inputs = self.governance.admit_writes(who, inputs)
+        if within is not None and unqueued is None:
+            unqueued = ("a write", "it commits with more than its memories and an approval replays only those", "write elsewhere")
+        inputs = self.governance.admit_writes(who, inputs, unqueued=unqueued)
         deferred = self.background is not None and not wait
         vectors = None if deferred else self.kernel.embed([embed_text(n.title, n.content) for n in inputs])[0]
         now = self.clock()
@@ -378,7 +385,12 @@ class Service:
                 tx.put_link(link, tx.next_seq())
                 made.append(link)
 
-        memory, created = self.add_many_outcome([data], principal=who, within=put_links, wait=wait)[0]
+        unqueued = (
+            "a memory stored with links",
+            "an approval would store it without its links",
+            "store it without links (it is queued for approval), then link it once it is approved",
+        )
+        memory, created = self.add_many_outcome([data], principal=who, within=put_links, unqueued=unqueued, wait=wait)[0]
         self._replicate(links=made)
         return memory, made, created
 

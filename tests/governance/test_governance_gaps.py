@@ -140,3 +140,26 @@ def test_cli_import_into_a_denied_namespace_and_gc_report(cli, tmp_path: Path) -
     assert json.loads(cli("list", "--json").out)["items"] == []
     gc = cli("gc")
     assert gc.code == 0 and "forgot 0 past their namespace's retention" in gc.out
+
+
+def test_writes_that_commit_with_more_than_their_memories_are_refused_not_queued(mem: Memory) -> None:
+    # An approval replays only the memories. Queued, a session's turns came back numbered 1
+    # each, outside any session (list empty, rehydrate 404), a remembered conversation was
+    # never extracted, and a memory stored with links lost its links. Now they are refused
+    # under `approve`, saying what to do, and nothing is written or queued.
+    mem.set_standard("gov", governance={"write": "approve"})
+    writer = Principal(agent_id="w1", role="writer", namespaces=["gov", "free"])
+    sessions = mem.service.sessions
+    with pytest.raises(GovernanceDeniedError, match=r"a session append into namespace 'gov/s1' needs approval .* turns are numbered"):
+        sessions.append("s1", role="user", content="hello", namespace="gov", principal=writer)
+    with pytest.raises(GovernanceDeniedError, match="a session append"):
+        mem.add(messages=[{"role": "user", "name": "Ana", "content": "I live in Paris."}], namespace="gov", session_id="s2")
+    target = mem.add("the target", namespace="free")
+    with pytest.raises(GovernanceDeniedError, match=r"a memory stored with links .* store it without links"):
+        mem.add("linked", namespace="gov", links=[{"target_id": target.id, "relation": "related_to"}])
+    assert mem.pending(status="all") == [] and mem.session_list() == []
+    assert [m.content for m in mem.get_all()] == ["the target"]
+    with pytest.raises(PendingApprovalError):  # a plain store is still queued
+        mem.service.add({"content": "plain", "namespace": "gov"}, principal=writer)
+    mem.set_standard("gov", governance={"write": "allow"})
+    assert sessions.append("s1", role="user", content="hello", namespace="gov", principal=writer).turn == 1

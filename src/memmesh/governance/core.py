@@ -154,10 +154,15 @@ class Governance:
 
     # -- the checks the service makes -------------------------------------------------------------
 
-    def admit_writes(self, who: Principal, inputs: list[NewMemory]) -> list[NewMemory]:
+    def admit_writes(self, who: Principal, inputs: list[NewMemory], *, unqueued: tuple[str, str, str] | None = None) -> list[NewMemory]:
         """New memories as their namespaces' standards shape them (default tier, TTL), after
         the required-tags and ``write`` checks. A batch is one action: if any item needs
-        approval, the whole batch waits as one pending action, so it stays all or nothing."""
+        approval, the whole batch waits as one pending action, so it stays all or nothing.
+
+        ``unqueued`` = (what, why it is not queued, how to get it in) for a write that commits with more than its
+        memories (a session's turn counter, links given with the memory): an approval replays
+        only the memories, so such a write is refused under ``approve`` instead of queued
+        (queued, the turns came back unnumbered and the links never came)."""
         if not inputs or self._bypassed():
             return inputs
         spaces = list(dict.fromkeys(new.namespace for new in inputs))
@@ -172,6 +177,9 @@ class Governance:
             self._check_required_tags(who, new, by_ns)
         rules = [rule_for(ns, "write", by_ns) for ns in spaces]
         if all(rule.decision == "allow" for rule in rules):
+            return shaped
+        if unqueued is not None:
+            self._refuse_unqueued(who, rules, spaces, unqueued)
             return shaped
         if all(rule.decision != "deny" for rule in rules) and all(self._already_stored(who, new) for new in shaped):
             return shaped  # nothing to approve: the kernel answers with the stored memories
@@ -236,7 +244,16 @@ class Governance:
         if not standards:
             return
         by_ns = {s.namespace: s for s in standards}
-        rule = strictest([rule_for(ns, "write", by_ns) for ns in spaces])
+        rules = [rule_for(ns, "write", by_ns) for ns in spaces]
+        fix = "store the memories one by one (each is queued for approval), or have an admin change the standard first"
+        self._refuse_unqueued(who, rules, spaces, (what, f"an {what} is not queued", fix))
+
+    def _refuse_unqueued(self, who: Principal, rules: list[Rule], spaces: list[str], words: tuple[str, str, str]) -> None:
+        """A write that cannot wait for approval, ``words`` = (what it is, why it is not queued,
+        how to get it in): refused under ``deny`` and ``approve``, recorded and let through in
+        advisory mode, before anything is written."""
+        what, why, fix = words
+        rule = strictest(rules)
         if rule is None or rule.decision == "allow":
             return
         if self.mode == "advisory":
@@ -252,8 +269,7 @@ class Governance:
             )
         raise GovernanceDeniedError(
             f"{what} into namespace {rule.namespace!r} needs approval (governance.write = approve, set on {rule.set_on!r}) and "
-            f"an {what} is not queued; nothing was written: store the memories one by one (each is queued for approval), "
-            "or have an admin change the standard first",
+            f"{why}; nothing was written: {fix}",
             details=details,
         )
 

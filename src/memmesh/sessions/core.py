@@ -143,6 +143,13 @@ MAX_ROOTS_LISTED = 5
 SESSION_HELP = {"session_append": "to add a turn", "session_list": "to see the sessions there are"}
 """What an error about a missing or empty session points to, named by each face its own way."""
 APPEND_RETRIES = 50
+UNQUEUED = (
+    "a session append",
+    "turns are numbered as they commit, so they cannot wait for approval",
+    "keep sessions under a root whose writes need no approval, or have an admin change the standard",
+)
+"""How a session append is refused where writes need approval (queued, an approved turn came
+back unnumbered and outside its session)."""
 """How often an append numbers its turns again after losing a race for the same numbers."""
 
 
@@ -383,9 +390,8 @@ class Sessions:
                 for i, (role, text) in enumerate(checked)
             ]
             try:
-                stored = self.service.add_many(
-                    items, principal=principal, within=functools.partial(self._claim_turns, session_id, ns, first, len(items))
-                )
+                claim = functools.partial(self._claim_turns, session_id, ns, first, len(items))
+                stored = self.service.add_many(items, principal=principal, within=claim, unqueued=UNQUEUED)
             except _Raced:
                 continue  # another appender took these numbers first: number again after it
             return [_turn(m) for m in stored]
