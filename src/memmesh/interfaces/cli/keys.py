@@ -16,7 +16,9 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("create")
 def create(
     agent: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
-    role: str = typer.Option("writer", "--role", help="reader | writer | admin | peer (a mesh node's key for the sync routes)"),
+    role: str = typer.Option(
+        "writer", "--role", help="reader | writer | approver (decides pending actions) | admin | peer (a mesh node's sync key)"
+    ),
     namespace: list[str] = typer.Option(
         None, "--namespace", "-n", help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."
     ),
