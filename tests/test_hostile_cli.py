@@ -14,7 +14,7 @@ BAD_STORES = [
     (["store", "x", "--valid-to", "1700000000"], "error: --valid-to: "),
     (["store", "x", "--valid-from", "0001-01-01T00:00:00+23:00"], "error: --valid-from: "),
     (["store", "x", "--source", "s" * 300], "error: --source: "),
-    (["list", "--since", "0001-01-01T00:00:00+23:00"], "since"),
+    (["list", "--since", "0001-01-01T00:00:00+23:00"], "error: --since '0001"),  # out of range: exit 2
     (["list", "--namespace", "../../etc"], "'.' or '..'"),
 ]
 
@@ -23,7 +23,7 @@ BAD_STORES = [
 def test_hostile_cli_values_are_one_clear_line(cli, args: list[str], expected: str) -> None:
     assert cli("init").code == 0  # an existing store: reads on a missing one stop at that first
     result = cli(*args)
-    assert result.code == (2 if "--ttl" in args else 1), (result.out, result.err)
+    assert result.code == (2 if {"--ttl", "--since"} & set(args) else 1), (result.out, result.err)
     assert result.err.startswith("error: ") and expected in result.err and "Traceback" not in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert cli("list", "--json").out.count('"id"') == 0  # nothing stored

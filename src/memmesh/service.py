@@ -385,6 +385,9 @@ class Service:
                 tx.put_link(link, tx.next_seq())
                 made.append(link)
 
+        if not wanted:  # a plain store, which an approval replays whole
+            memory, created = self.add_many_outcome([data], principal=who, wait=wait)[0]
+            return memory, made, created
         unqueued = (
             "a memory stored with links",
             "an approval would store it without its links",
