@@ -340,6 +340,25 @@ def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
     assert "memmesh_store_size_bytes 0.0" in metrics.text
 
 
+def test_metrics_show_a_scoped_key_no_peer_or_count_an_admin_asked_for_before(serve, tmp_path):
+    from http_support import http_settings
+
+    from memmesh.compose import build_mesh
+
+    running = serve()
+    svc = running.service
+    build_mesh(svc, http_settings(tmp_path, federation={"peers": "http://10.255.0.9:9077"}))  # a peer, never started
+    svc.add({"content": "mine", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    svc.add({"content": "theirs", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    admin = running.http(svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL).key)
+    scoped = running.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    assert 'memmesh_peer_up{peer="http://10.255.0.9:9077"}' in admin.get("/metrics").text
+    assert "memmesh_store_memories 2.0" in admin.get("/metrics").text
+    seen = scoped.get("/metrics").text
+    assert "memmesh_store_memories 1.0" in seen
+    assert "10.255.0.9" not in seen and "memmesh_peer_" not in seen and "memmesh_quorum_not_met" not in seen
+
+
 def test_a_key_writes_as_its_own_agent(server):
     svc = server.service
     writer = server.http(svc.create_key("bot", role="writer", principal=LOCAL_PRINCIPAL).key)
