@@ -22,7 +22,7 @@ from memmesh.access import Access, manages
 from memmesh.audit.log import AuditLog
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, parse_ts
 from memmesh.entities import Entities
-from memmesh.errors import ConfigError, InvalidInputError, NotFoundError
+from memmesh.errors import ConfigError, ForbiddenError, InvalidInputError, NotFoundError
 from memmesh.graph import Graph
 from memmesh.kernel import (
     Kernel,
@@ -767,7 +767,17 @@ class Service:
     ) -> Agent:
         """Register (or update) an agent identity; admin only."""
         who = authorize(principal, "admin")
+        self._check_unregistered_id(agent_id, who)
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
+
+    def _check_unregistered_id(self, agent_id: str, who: Principal) -> None:
+        """A namespace-scoped admin may not claim an agent id nobody registered but that is in
+        use already (notes were left for it or sent by it): a key for it would read notes
+        about namespaces outside the admin's. Refused with the words of one registered outside."""
+        if who.prefixes() is None or not isinstance(agent_id, str) or any(a.agent_id == agent_id for a in self.store.agents()):
+            return
+        if self.inbox.has_notes(agent_id):
+            raise ForbiddenError(f"agent id {agent_id!r} is managed outside your namespaces; choose another agent id")
 
     def agents(self, *, principal: Principal) -> builtins.list[Agent]:
         """Registered agents; admin only, and a namespace-scoped admin sees only the agents
@@ -780,6 +790,7 @@ class Service:
     ) -> CreatedKey:
         """A new API key for an agent; its text is in the result and nowhere else, ever."""
         who = authorize(principal, "admin")
+        self._check_unregistered_id(agent_id, who)
         return self._access().create_key(agent_id, role, namespaces, who)
 
     def keys(self, *, include_revoked: bool = False, principal: Principal) -> builtins.list[ApiKey]:

@@ -253,6 +253,24 @@ def test_scoped_admin_cannot_see_revoke_or_take_over_outside_its_namespaces(serv
     assert http.delete(f"/api/v1/keys/{made.json()['id']}").status_code == 200
 
 
+def test_scoped_admin_cannot_claim_an_unregistered_agent_id_that_has_notes(server):
+    """probe5: an a/* admin minted a key for 'b-worker' (never registered, but sent a note about
+    b/y) and read that note through the new key's inbox."""
+    svc = server.service
+    svc.add({"content": "b's", "namespace": "b/y"}, principal=LOCAL_PRINCIPAL)
+    root = server.http(svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL).key)
+    assert root.post("/api/v1/notify", json={"to": "b-worker", "body": "b secret", "namespace": "b/y"}).status_code == 201
+    assert root.post("/api/v1/notify", json={"to": "idle-a", "body": "hello"}).status_code == 201
+    lead = server.http(svc.create_key("lead-a", role="admin", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    for route in ("/api/v1/keys", "/api/v1/agents"):
+        _error(lead.post(route, json={"agent_id": "b-worker", "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
+        _error(lead.post(route, json={"agent_id": "root", "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
+    assert "b-worker" not in {a.agent_id for a in svc.agents(principal=LOCAL_PRINCIPAL)}
+    assert lead.post("/api/v1/keys", json={"agent_id": "fresh-a", "role": "reader", "namespaces": ["a"]}).status_code == 201
+    # a global admin still may give a used id a key (it may read that inbox anyway)
+    assert root.post("/api/v1/keys", json={"agent_id": "idle-a", "role": "reader", "namespaces": ["a"]}).status_code == 201
+
+
 def test_history_of_a_moved_memory_stays_with_its_new_namespace(server):
     """Finding 3: history of a memory moved out of a namespace stayed readable there."""
     svc = server.service
@@ -338,6 +356,25 @@ def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
     assert metrics.status_code == 200
     assert "memmesh_store_memories 1.0" in metrics.text and "memmesh_store_links 0.0" in metrics.text
     assert "memmesh_store_size_bytes 0.0" in metrics.text
+
+
+def test_metrics_show_a_scoped_key_no_peer_or_count_an_admin_asked_for_before(serve, tmp_path):
+    from http_support import http_settings
+
+    from memmesh.compose import build_mesh
+
+    running = serve()
+    svc = running.service
+    build_mesh(svc, http_settings(tmp_path, federation={"peers": "http://10.255.0.9:9077"}))  # a peer, never started
+    svc.add({"content": "mine", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    svc.add({"content": "theirs", "namespace": "b"}, principal=LOCAL_PRINCIPAL)
+    admin = running.http(svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL).key)
+    scoped = running.http(svc.create_key("ra", role="reader", namespaces=["a"], principal=LOCAL_PRINCIPAL).key)
+    assert 'memmesh_peer_up{peer="http://10.255.0.9:9077"}' in admin.get("/metrics").text
+    assert "memmesh_store_memories 2.0" in admin.get("/metrics").text
+    seen = scoped.get("/metrics").text
+    assert "memmesh_store_memories 1.0" in seen
+    assert "10.255.0.9" not in seen and "memmesh_peer_" not in seen and "memmesh_quorum_not_met" not in seen
 
 
 def test_a_key_writes_as_its_own_agent(server):

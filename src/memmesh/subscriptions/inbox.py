@@ -104,6 +104,11 @@ class Inbox:
             created_at=when(now),
         )
 
+    def has_notes(self, agent: str) -> bool:
+        """True when ``agent`` received or sent any note (kept or read): its id is in use."""
+        with self.sql.read() as rows:
+            return rows.one("SELECT 1 FROM inbox_messages WHERE recipient = ? OR sender = ? LIMIT 1", (agent, agent)) is not None
+
     def _pointed(self, memory_id: str, namespace: str | None, who: Principal) -> str:
         """The namespace of a notification pointing at ``memory_id``: the memory must be one
         the sender can read (else the same not-found as for no memory), and lie in (or

@@ -38,18 +38,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.memories = Gauge("memmesh_store_memories", "Live memories in the store", registry=self.registry)
-        self.db_size = Gauge("memmesh_store_size_bytes", "Store size on disk", registry=self.registry)
-        self.links = Gauge("memmesh_store_links", "Links in the store", registry=self.registry)
-        self.peer_outbox = Gauge(
-            "memmesh_peer_outbox_changes", "Our change numbers a peer has not acknowledged", ("peer",), registry=self.registry
-        )
-        self.peer_contact_age = Gauge(
-            "memmesh_peer_last_contact_age_seconds", "Seconds since a peer last answered", ("peer",), registry=self.registry
-        )
-        self.peer_up = Gauge("memmesh_peer_up", "1 when the last exchange with a peer succeeded", ("peer",), registry=self.registry)
-        self.clock_refused = Gauge("memmesh_clock_refused", "Peer timestamps refused for running too far ahead", registry=self.registry)
-        self.quorum_failures = Gauge("memmesh_quorum_not_met", "Writes answered 503 quorum_not_met", registry=self.registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         labels = (method, route, str(status))
@@ -57,19 +45,27 @@ class Metrics:
         self.latency.labels(*labels).observe(seconds)
 
     def render(self, stats: Stats, cluster: ClusterStatus | None = None) -> bytes:
-        """The text exposition format, with the store gauges set from fresh stats (and the
-        mesh gauges from ``cluster`` when this node has peers)."""
-        self.memories.set(stats.total)
-        self.db_size.set(stats.db_size_bytes)
-        self.links.set(stats.links_count)
+        """The text exposition format, with the store gauges set from ``stats`` (and the mesh
+        gauges from ``cluster`` when this node has peers and the caller may see them).
+
+        The gauges live in a registry of this call only: kept in the app's registry, one
+        caller's numbers (a store admin's total and peers) would show in another's answer,
+        a later one's or a concurrent one's."""
+        own = CollectorRegistry(auto_describe=True)
+        Gauge("memmesh_store_memories", "Live memories in the store", registry=own).set(stats.total)
+        Gauge("memmesh_store_size_bytes", "Store size on disk", registry=own).set(stats.db_size_bytes)
+        Gauge("memmesh_store_links", "Links in the store", registry=own).set(stats.links_count)
         if cluster is not None:
+            outbox = Gauge("memmesh_peer_outbox_changes", "Our change numbers a peer has not acknowledged", ("peer",), registry=own)
+            age = Gauge("memmesh_peer_last_contact_age_seconds", "Seconds since a peer last answered", ("peer",), registry=own)
+            up = Gauge("memmesh_peer_up", "1 when the last exchange with a peer succeeded", ("peer",), registry=own)
             now = datetime.now(UTC)
             for peer in cluster.peers:
                 name = peer.node_id or peer.url or "?"
-                self.peer_outbox.labels(name).set(peer.outbox_changes)
-                self.peer_up.labels(name).set(0 if peer.last_error else 1)
+                outbox.labels(name).set(peer.outbox_changes)
+                up.labels(name).set(0 if peer.last_error else 1)
                 if peer.last_contact is not None:
-                    self.peer_contact_age.labels(name).set((now - peer.last_contact).total_seconds())
-            self.clock_refused.set(cluster.clock_refused)
-            self.quorum_failures.set(cluster.quorum_failures)
-        return generate_latest(self.registry)
+                    age.labels(name).set((now - peer.last_contact).total_seconds())
+            Gauge("memmesh_clock_refused", "Peer timestamps refused for running too far ahead", registry=own).set(cluster.clock_refused)
+            Gauge("memmesh_quorum_not_met", "Writes answered 503 quorum_not_met", registry=own).set(cluster.quorum_failures)
+        return generate_latest(self.registry) + generate_latest(own)
