@@ -73,6 +73,31 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
         pg.close()
 
 
+def test_both_backends_digest_a_chat_alike_and_answer_for_its_rows(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """The anti-entropy digest of a chat is the same on SQLite and PostgreSQL (queues stay out),
+    and the items call answers a message's row with the message and its conversation."""
+    lite = node(f"sqlite:///{tmp_path / 'lite.db'}", "lite", "pg")
+    pg = node(pg_url, "pg", "lite")
+    try:
+        chat = pg.bus.open(PEOPLE, principal=P)
+        queue = pg.bus.open(PEOPLE, kind="queue", principal=P)
+        pg.bus.send(queue.id, "a task for pg's workers only", sender="planner", token=queue.token, principal=P)
+        sent = pg.bus.send_many(chat.id, ["one", "two"], sender="planner", token=chat.token, principal=P)
+        pull(pg, lite)
+        ours, theirs = (s.replica.digests(principal=P) for s in (lite, pg))
+        assert [(n.namespace, n.rows) for n in ours.namespaces] == [("#bus", 3)]
+        assert ours.digest == theirs.digest
+        page = pg.replica.items([f"bus:{chat.id}/{sent[1].id}"], principal=P)
+        shipped = [i.bus for i in page.items if i.bus is not None]
+        assert [(b.conversation.id if b.conversation else None, b.message.body if b.message else None) for b in shipped] == [
+            (chat.id, None),
+            (None, "two"),
+        ]
+    finally:
+        lite.close()
+        pg.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_an_upgraded_store_feeds_the_chats_it_held_before_schema_21(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     """Chats written before schema 21 get a change number, an origin (this node) and a stamp

@@ -11,6 +11,8 @@ replicated state as a Merkle-style tree:
   Links with a dead end (a memory deleted on this node) are hidden and not digested, like
   everywhere else; local-only facts (access counts, vector clocks' joined counters) are
   not digested, so they never look like divergence;
+* bus chat conversations and messages are rows too (their stamps: the conversation's kind and
+  token hash, the message's ``hlc@origin``), in the pseudo-namespace :data:`BUS_NAMESPACE`;
 * rows belong to a **namespace** (a link to its source memory's, a conflict to its memory's)
   and to a **bucket**: the SHA-256 of the memory id they concern, in hex, so all facts about
   one memory sit together and buckets fill evenly whatever ids look like;
@@ -47,6 +49,13 @@ STANDARD_KEY = "standard:"
 PENDING_KEY = "pending:"
 """How a digest row names a namespace standard (by namespace) or a pending action (by id)
 where other rows name a memory: anti-entropy asks the peer's items call for these ids."""
+BUS_NAMESPACE = "#bus"
+"""Where the digest files bus chat conversations and messages: they belong to no memory
+namespace, and ``#`` can begin none, so this never meets a real one."""
+BUS_KEY = "bus:"
+"""How a digest row names a bus conversation (``bus:<conversation>``) or message
+(``bus:<conversation>/<message>``): the peer's items call answers for these, a message with
+its conversation (a node must hold the conversation to take in its messages)."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,33 @@ def rows(store: Store) -> list[Row]:
         out.append(Row(namespace_of[link.source_id], _bucket(link.source_id), link.source_id, key, "|".join(link_order(link))))
     for conflict in store.conflicts():
         out.append(Row(conflict.namespace, _bucket(conflict.memory_id), conflict.memory_id, f"c|{conflict.id}", _stamp(conflict.version)))
-    return out + governed_rows(store)
+    return out + governed_rows(store) + bus_rows(store)
+
+
+def bus_rows(store: Store) -> list[Row]:
+    """A row per replicated bus chat conversation and message (queues stay local), in
+    :data:`BUS_NAMESPACE`, bucketed by the name :data:`BUS_KEY` gives it, so one message
+    among many costs what one memory does. Messages never change: a row differs only when
+    one node lacks it."""
+    out = []
+    for kind, conversation, ident, stamp in store.bus_version_rows():
+        named = BUS_KEY + conversation + (f"/{ident}" if kind == "m" else "")
+        out.append(Row(BUS_NAMESPACE, _bucket(named), named, f"b{kind}|{ident}", stamp))
+    return out
+
+
+def bus_ids(ids: list[str]) -> tuple[list[str], list[str]]:
+    """The conversations and messages that ``ids`` name by :data:`BUS_KEY` (a message names its
+    conversation too), each list without repeats."""
+    conversations: dict[str, None] = {}
+    messages: dict[str, None] = {}
+    for named in ids:
+        if named.startswith(BUS_KEY):
+            conversation, _, message = named.removeprefix(BUS_KEY).partition("/")
+            conversations[conversation] = None
+            if message:
+                messages[message] = None
+    return list(conversations), list(messages)
 
 
 def governed_rows(store: Store) -> list[Row]:

@@ -70,21 +70,33 @@ BUS_FEED = {
 }
 """The bus columns that replicate (schema 21): a chat conversation's fixed fields (its token only
 as the stored SHA-256) and a chat message's; never last_activity, cursors or task leases."""
+BUS_REPLICATED = {"conversation": "change_seq IS NOT NULL", "message": "change_seq IS NOT NULL AND hlc IS NOT NULL"}
+"""Which bus rows replicate: chat conversations and their stamped messages (a queue's rows take
+no change number). The feed and the anti-entropy digests select the same rows."""
+BUS_ORIGIN = "COALESCE(origin, (SELECT value FROM meta WHERE key = 'node_id'))"
+"""A message's writer: messages written before schema 21 name no origin and are this node's."""
 FEED_QUERIES["bus_conversations"] = (
     f"SELECT * FROM (SELECT change_seq AS seq, {', '.join(BUS_FEED['conversation'])} FROM bus_conversations "
-    "WHERE change_seq IS NOT NULL) AS bc",
+    f"WHERE {BUS_REPLICATED['conversation']}) AS bc",
     "id",
 )
 FEED_QUERIES["bus_messages"] = (
     "SELECT * FROM (SELECT change_seq AS seq, id, conversation_id, sender, recipient, body, created_at, "
-    "COALESCE(origin, (SELECT value FROM meta WHERE key = 'node_id')) AS origin, hlc FROM bus_messages "
-    "WHERE change_seq IS NOT NULL AND hlc IS NOT NULL) AS bm",
+    f"{BUS_ORIGIN} AS origin, hlc FROM bus_messages WHERE {BUS_REPLICATED['message']}) AS bm",
     "id",
 )
 """Per replicated table: its feed query and the key that orders rows sharing a change number."""
 
 FEED_SKIPS_WRITER = frozenset({"memories", "tombstones"})
 """The feed tables whose rows carry the version of the node that wrote them (``version.node``)."""
+
+
+def bus_objects(conversations: Sequence[Any], messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """Bus feed rows (change number first, then :data:`BUS_FEED`'s columns) as the objects a
+    feed item's ``bus`` carries."""
+    return [{"conversation": dict(zip(BUS_FEED["conversation"], r[1:], strict=True))} for r in conversations] + [
+        {"message": dict(zip(BUS_FEED["message"], r[1:], strict=True))} for r in messages
+    ]
 
 
 def read_meta(conn: Any, d: Dialect, key: str) -> str | None:
@@ -375,9 +387,35 @@ class SQLReads:
             agents=[(r[0], row_to_agent(r[1:], d)) for r in kept["agents"]],
             upto=cut,
             more=cut < head,
-            bus=[(r[0], {"conversation": dict(zip(BUS_FEED["conversation"], r[1:], strict=True))}) for r in kept["bus_conversations"]]
-            + [(r[0], {"message": dict(zip(BUS_FEED["message"], r[1:], strict=True))}) for r in kept["bus_messages"]],
+            bus=list(zip((r[0] for r in kept["bus_conversations"]), bus_objects(kept["bus_conversations"], []), strict=True))
+            + list(zip((r[0] for r in kept["bus_messages"]), bus_objects([], kept["bus_messages"]), strict=True)),
         )
+
+    def bus_version_rows(self) -> builtins.list[tuple[str, str, str, str]]:
+        """``(kind, conversation id, id, stamp)`` of every replicated bus conversation (``c``,
+        stamped by its kind and token hash: it never changes) and message (``m``, by ``hlc@origin``):
+        what anti-entropy digests, read without the bodies."""
+        return [
+            (str(kind), str(conversation), str(ident), str(stamp))
+            for kind, conversation, ident, stamp in self._rows(
+                f"SELECT 'c', id, id, kind || '|' || token_hash FROM bus_conversations WHERE {BUS_REPLICATED['conversation']} "
+                f"UNION ALL SELECT 'm', conversation_id, id, hlc || '@' || {BUS_ORIGIN} FROM bus_messages "
+                f"WHERE {BUS_REPLICATED['message']}"
+            )
+        ]
+
+    def bus_items(self, conversation_ids: Sequence[str], message_ids: Sequence[str]) -> builtins.list[dict[str, Any]]:
+        """The replicated bus conversations and messages with these ids, as the feed carries them
+        (``{"conversation": …}`` first, then ``{"message": …}`` in transcript order): what
+        anti-entropy ships for bus rows whose digests differ."""
+        conversations = self._rows_in(FEED_QUERIES["bus_conversations"][0], conversation_ids, "id")
+        messages = self._rows_in(FEED_QUERIES["bus_messages"][0], message_ids, "hlc, origin, id")
+        return bus_objects(conversations, messages)
+
+    def _rows_in(self, sql: str, ids: Sequence[str], order: str) -> builtins.list[Any]:
+        if not ids:
+            return []
+        return self._rows(f"{sql} WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY {order}", tuple(ids))
 
     def conflicts(self, memory_id: str | None = None) -> builtins.list[Conflict]:
         sql = f"SELECT {CONFLICT_COLUMNS} FROM conflicts"
