@@ -74,8 +74,9 @@ def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, 
 
 
 def test_both_backends_digest_a_chat_alike_and_answer_for_its_rows(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
-    """The anti-entropy digest of a chat is the same on SQLite and PostgreSQL (queues stay out),
-    and the items call answers a message's row with the message and its conversation."""
+    """The anti-entropy digest of a chat and of an agent is the same on SQLite and PostgreSQL
+    (queues stay out), and the items call answers a message's row with the message and its
+    conversation."""
     lite = node(f"sqlite:///{tmp_path / 'lite.db'}", "lite", "pg")
     pg = node(pg_url, "pg", "lite")
     try:
@@ -83,9 +84,10 @@ def test_both_backends_digest_a_chat_alike_and_answer_for_its_rows(tmp_path: Pat
         queue = pg.bus.open(PEOPLE, kind="queue", principal=P)
         pg.bus.send(queue.id, "a task for pg's workers only", sender="planner", token=queue.token, principal=P)
         sent = pg.bus.send_many(chat.id, ["one", "two"], sender="planner", token=chat.token, principal=P)
+        pg.register_agent("reviewer", display_name="Réviseur", role="writer", namespaces=["team/a", "team/b"], principal=P)
         pull(pg, lite)
         ours, theirs = (s.replica.digests(principal=P) for s in (lite, pg))
-        assert [(n.namespace, n.rows) for n in ours.namespaces] == [("#bus", 3)]
+        assert [(n.namespace, n.rows) for n in ours.namespaces] == [("#agents", 1), ("#bus", 3)]
         assert ours.digest == theirs.digest
         page = pg.replica.items([f"bus:{chat.id}/{sent[1].id}"], principal=P)
         shipped = [i.bus for i in page.items if i.bus is not None]

@@ -12,7 +12,8 @@ replicated state as a Merkle-style tree:
   everywhere else; local-only facts (access counts, vector clocks' joined counters) are
   not digested, so they never look like divergence;
 * bus chat conversations and messages are rows too (their stamps: the conversation's kind and
-  token hash, the message's ``hlc@origin``), in the pseudo-namespace :data:`BUS_NAMESPACE`;
+  token hash, the message's ``hlc@origin``), in the pseudo-namespace :data:`BUS_NAMESPACE`,
+  and registered agents (stamped by their ``updated_at`` and record) in :data:`AGENTS_NAMESPACE`;
 * rows belong to a **namespace** (a link to its source memory's, a conflict to its memory's)
   and to a **bucket**: the SHA-256 of the memory id they concern, in hex, so all facts about
   one memory sit together and buckets fill evenly whatever ids look like;
@@ -49,6 +50,10 @@ STANDARD_KEY = "standard:"
 PENDING_KEY = "pending:"
 """How a digest row names a namespace standard (by namespace) or a pending action (by id)
 where other rows name a memory: anti-entropy asks the peer's items call for these ids."""
+AGENTS_NAMESPACE = "#agents"
+"""Where the digest files registered agents (store-wide identities, in no memory namespace)."""
+AGENT_KEY = "agent:"
+"""How a digest row names a registered agent (``agent:<agent id>``) for the peer's items call."""
 BUS_NAMESPACE = "#bus"
 """Where the digest files bus chat conversations and messages: they belong to no memory
 namespace, and ``#`` can begin none, so this never meets a real one."""
@@ -156,7 +161,24 @@ def rows(store: Store) -> list[Row]:
         out.append(Row(namespace_of[link.source_id], _bucket(link.source_id), link.source_id, key, "|".join(link_order(link))))
     for conflict in store.conflicts():
         out.append(Row(conflict.namespace, _bucket(conflict.memory_id), conflict.memory_id, f"c|{conflict.id}", _stamp(conflict.version)))
-    return out + governed_rows(store) + bus_rows(store)
+    return out + governed_rows(store) + bus_rows(store) + agent_rows(store)
+
+
+def agent_rows(store: Store) -> list[Row]:
+    """A row per registered agent, in :data:`AGENTS_NAMESPACE`, stamped by what its merge
+    orders on (the later ``updated_at``, then the record itself), so two nodes that resolved
+    an agent alike digest it alike."""
+    out = []
+    for agent in store.agents():
+        named = AGENT_KEY + agent.agent_id
+        record = hashlib.sha256(agent.model_dump_json().encode()).hexdigest()[:16]
+        out.append(Row(AGENTS_NAMESPACE, _bucket(named), named, f"a|{agent.agent_id}", f"{agent.updated_at.isoformat()}|{record}"))
+    return out
+
+
+def agent_ids(ids: list[str]) -> set[str]:
+    """The registered agents that ``ids`` name by :data:`AGENT_KEY`."""
+    return {named.removeprefix(AGENT_KEY) for named in ids if named.startswith(AGENT_KEY)}
 
 
 def bus_rows(store: Store) -> list[Row]:

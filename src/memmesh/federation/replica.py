@@ -46,7 +46,7 @@ from memmesh.federation.changes import (
     batch_from_changes,
     encode_vector,
 )
-from memmesh.federation.digest import DigestNode, DigestReport, Row, bus_ids, digests_from, link_order, tree_node_from
+from memmesh.federation.digest import DigestNode, DigestReport, Row, agent_ids, bus_ids, digests_from, link_order, tree_node_from
 from memmesh.federation.digest import rows as digest_rows
 from memmesh.federation.governed import apply_item as apply_governed
 from memmesh.federation.governed import check_item as check_governed
@@ -319,6 +319,8 @@ class Replica:
         items += removal_items(self.service, wanted)
         items += named_items(self.service, wanted)  # standards and pending actions anti-entropy found differing
         items += [SyncItem(seq=0, bus=BusItem.model_validate(one)) for one in store.bus_items(*bus_ids(wanted))]
+        agents = agent_ids(wanted)
+        items += [SyncItem(seq=0, agent=agent) for agent in store.agents() if agent.agent_id in agents] if agents else []
         for memory_id in wanted:
             items += [SyncItem(seq=0, conflict=c) for c in store.conflicts(memory_id)]
         return SyncPage(node=self.service.node_id, items=self.with_history(items))
