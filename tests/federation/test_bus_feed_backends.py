@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.federation.test_catchup_backends import node, pg_url, pull  # noqa: F401  # pg_url is a fixture
@@ -22,13 +23,20 @@ def order(service: Service, conv: str, token: str) -> list[tuple[str, str | None
     return [(m.id, m.node, m.hlc, m.body) for m in service.bus.transcript(conv, token=token, limit=1000, principal=P).messages]
 
 
-def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+def chat_on_pg(tmp_path: Path, url: str) -> tuple[Service, Service, Any]:
+    """A SQLite node and a PostgreSQL node; on the PostgreSQL one a chat (returned) and a queue
+    holding a task (which must never leave it)."""
     lite = node(f"sqlite:///{tmp_path / 'lite.db'}", "lite", "pg")
-    pg = node(pg_url, "pg", "lite")
+    pg = node(url, "pg", "lite")
+    chat = pg.bus.open(PEOPLE, principal=P)
+    queue = pg.bus.open(PEOPLE, kind="queue", principal=P)
+    pg.bus.send(queue.id, "a task for pg's workers only", sender="planner", token=queue.token, principal=P)
+    return lite, pg, chat
+
+
+def test_chats_cross_between_sqlite_and_postgresql_in_one_order(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    lite, pg, chat = chat_on_pg(tmp_path, pg_url)
     try:
-        chat = pg.bus.open(PEOPLE, principal=P)
-        queue = pg.bus.open(PEOPLE, kind="queue", principal=P)
-        pg.bus.send(queue.id, "a task for pg's workers only", sender="planner", token=queue.token, principal=P)
         pg.bus.send_many(chat.id, ["one", "two"], sender="planner", token=chat.token, principal=P)
         pages = pull(pg, lite)
         assert [m[3] for m in order(lite, chat.id, chat.token)] == ["one", "two"]
@@ -77,12 +85,8 @@ def test_both_backends_digest_a_chat_alike_and_answer_for_its_rows(tmp_path: Pat
     """The anti-entropy digest of a chat and of an agent is the same on SQLite and PostgreSQL
     (queues stay out), and the items call answers a message's row with the message and its
     conversation."""
-    lite = node(f"sqlite:///{tmp_path / 'lite.db'}", "lite", "pg")
-    pg = node(pg_url, "pg", "lite")
+    lite, pg, chat = chat_on_pg(tmp_path, pg_url)
     try:
-        chat = pg.bus.open(PEOPLE, principal=P)
-        queue = pg.bus.open(PEOPLE, kind="queue", principal=P)
-        pg.bus.send(queue.id, "a task for pg's workers only", sender="planner", token=queue.token, principal=P)
         sent = pg.bus.send_many(chat.id, ["one", "two"], sender="planner", token=chat.token, principal=P)
         pg.register_agent("reviewer", display_name="Réviseur", role="writer", namespaces=["team/a", "team/b"], principal=P)
         pull(pg, lite)
