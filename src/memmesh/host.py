@@ -68,8 +68,8 @@ class Host(CoreCalls, Protocol):
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
         unqueued: tuple[str, str, str] | None = None,
     ) -> builtins.list[Memory]:
-        """``within(tx, stored)`` runs inside the same transaction, and ``unqueued`` words the
-        refusal where writes need approval (see Service.add_many)."""
+        """``within(tx, stored)`` runs inside the same transaction, and ``unqueued`` (required
+        with ``within``) words the refusal where writes need approval (see Service.add_many)."""
         ...
 
     def delete(self, memory_id: str, *, principal: Principal) -> Tombstone: ...

@@ -291,7 +291,8 @@ class Service:
         stored)`` runs inside that transaction after the inserts (links, a session's turn
         counter): whatever it writes commits with the memories, and if it raises, nothing does.
         An approval would replay the memories without it, so such a write is refused where
-        writes need approval; ``unqueued`` words the refusal (what, why, how to get it in).
+        writes need approval; ``unqueued`` words the refusal (what, why, how to get it in),
+        and is required with ``within`` (a ``TypeError`` without it, before anything is read).
         """
         outcome = self.add_many_outcome(items, principal=principal, within=within, unqueued=unqueued, wait=wait)
         return [memory for memory, _ in outcome]
@@ -310,11 +311,16 @@ class Service:
         unqueued: tuple[str, str, str] | None = None,
         wait: bool = False,
     ) -> builtins.list[tuple[Memory, bool]]:
-        """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`)."""
+        """:meth:`add_many`, each memory with whether it was created (see :meth:`add_outcome`).
+        A ``within`` needs its own ``unqueued``: only the caller can say what its write is
+        and how its user gets it in where writes need approval."""
+        if within is not None and unqueued is None:
+            raise TypeError(
+                "add_many with within= needs unqueued=(what the write is, why an approval cannot replay it, how to get it in): "
+                "the words of its refusal where writes need approval"
+            )
         who = authorize(principal, "writer")
         inputs = [self.check_new(item, principal=who) for item in items]
-        if within is not None and unqueued is None:
-            unqueued = ("a write", "it commits with more than its memories and an approval replays only those", "write elsewhere")
         inputs = self.governance.admit_writes(who, inputs, unqueued=unqueued)
         deferred = self.background is not None and not wait
         vectors = None if deferred else self.kernel.embed([embed_text(n.title, n.content) for n in inputs])[0]

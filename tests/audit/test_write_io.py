@@ -22,6 +22,9 @@ from memmesh.clock import format_ts
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL
 
+UNQUEUED = ("a test write", "it writes more than its memories", "none: no standard is set here")
+"""What a write with ``within=`` says where writes need approval (required with ``within``)."""
+
 
 def _written() -> int:
     fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines() if line)
@@ -61,7 +64,8 @@ def test_a_failed_write_still_takes_its_changes_and_entries_back(tmp_path: Path)
             raise RuntimeError("the caller fails after writing")
 
         with pytest.raises(RuntimeError):
-            memory.service.add_many([{"content": "rolled back", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=fail)
+            rolled_back = [{"content": "rolled back", "namespace": "n"}]
+            memory.service.add_many(rolled_back, principal=LOCAL_PRINCIPAL, within=fail, unqueued=UNQUEUED)
         assert [m.content for m in memory.get_all(namespace="n")] == ["kept"]
         entries = memory.service.audit.entries(principal=LOCAL_PRINCIPAL).entries
         assert [e.action for e in entries] == ["memory.add"] and memory.service.audit.verify(principal=LOCAL_PRINCIPAL).ok
@@ -96,10 +100,11 @@ def test_a_nested_write_that_fails_takes_back_its_own_entries_only(tmp_path: Pat
 
         def inner(tx: object, stored: list[object]) -> None:
             with pytest.raises(RuntimeError):
-                service.add_many([{"content": "inner, rolled back", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=fail)
+                rolled_back = [{"content": "inner, rolled back", "namespace": "n"}]
+                service.add_many(rolled_back, principal=LOCAL_PRINCIPAL, within=fail, unqueued=UNQUEUED)
             service.add({"content": "inner, kept", "namespace": "n"}, principal=LOCAL_PRINCIPAL)
 
-        service.add_many([{"content": "outer", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=inner)
+        service.add_many([{"content": "outer", "namespace": "n"}], principal=LOCAL_PRINCIPAL, within=inner, unqueued=UNQUEUED)
         assert sorted(m.content for m in memory.get_all(namespace="n")) == ["inner, kept", "outer"]
         entries = memory.service.audit.entries(principal=LOCAL_PRINCIPAL).entries
         assert [(e.index, e.action) for e in entries] == [(0, "memory.add"), (1, "memory.add")]

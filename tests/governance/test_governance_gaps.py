@@ -163,3 +163,20 @@ def test_writes_that_commit_with_more_than_their_memories_are_refused_not_queued
         mem.service.add({"content": "plain", "namespace": "gov"}, principal=writer)
     mem.set_standard("gov", governance={"write": "allow"})
     assert sessions.append("s1", role="user", content="hello", namespace="gov", principal=writer).turn == 1
+
+
+def test_a_write_with_more_than_its_memories_must_word_its_own_refusal(mem: Memory) -> None:
+    # ``unqueued`` had a default (a write ... "write elsewhere") that told a user nothing; every
+    # caller passes its own, and a new one that forgets is stopped at once, not under approve.
+    def counter(tx: object, stored: list[object]) -> None:
+        raise AssertionError("never reached: the call is refused before anything is read")
+
+    with pytest.raises(TypeError, match=r"within= needs unqueued=\(what the write is, why an approval cannot replay it"):
+        mem.service.add_many([{"content": "with a counter", "namespace": "free"}], principal=LOCAL_PRINCIPAL, within=counter)
+    with pytest.raises(TypeError, match="needs unqueued"):
+        mem.service.add_many_outcome([{"content": "with a counter", "namespace": "free"}], principal=LOCAL_PRINCIPAL, within=counter)
+    assert mem.get_all() == []
+    mem.set_standard("gov", governance={"write": "approve"})
+    words = ("a counted write", "the counter would not be replayed", "count it elsewhere")
+    with pytest.raises(GovernanceDeniedError, match=r"a counted write into namespace 'gov' needs approval .* count it elsewhere"):
+        mem.service.add_many([{"content": "counted", "namespace": "gov"}], principal=LOCAL_PRINCIPAL, within=counter, unqueued=words)

@@ -299,8 +299,17 @@ class Sessions:
         Only sessions the caller covers count, so another tenant's session of the same id
         changes nothing in the answer (no squatting, no oracle). With ``root`` it is the
         session under that root; without, the one the caller covers, a new one under the
-        default root when there is none, and a question when the caller covers several."""
+        default root when there is none, and a question when the caller covers several.
+        An empty ``root`` (``""``, spaces) is a usage error, not the default: every call that
+        names a session (append, turns, rehydrate, remember) passes its root through here."""
         session_id = check_session_id(session_id)
+        if isinstance(root, str) and not root.strip():
+            raise InvalidInputError(
+                f"namespace is empty: give the root the session lives under, such as {self.policy.namespace!r} (the default) "
+                "or 'team/project', or leave it out for the session of this id you can see",
+                usage=True,
+                field="namespace",
+            )
         who = authorize(principal, role)
         mine = [ns for ns in self._named(session_id) if who.covers(ns)]
         if root is not None:

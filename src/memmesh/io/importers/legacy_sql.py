@@ -12,10 +12,13 @@ with ``check_only`` the report only says that it would.
 
 Everything that can be checked is checked before anything is written: the URL connects,
 the table and every named column exist, the mark column can be written, the template only
-uses ``{tenant}``. A row that cannot be imported (no id, empty or oversize content, a
-tenant that makes an invalid namespace) is counted as failed with its id and the reason;
-no other row is affected. ``check_only`` (and ``dry_run``) open the source read-only and
-write nothing to memmesh: the report says what a real run would do.
+uses ``{tenant}``. A row that cannot be imported (no id, an id other rows share, empty or
+oversize content, a tenant that makes an invalid namespace) is counted as failed with its id
+and the reason; no other row is affected. Every row of a repeated id fails, unmarked: a
+table has no order that makes one of them the first (a file has one: a mem0 export keeps a
+repeated id's first record), and a mark by id would mark them all. ``check_only`` (and ``dry_run``)
+open the source read-only and write nothing to memmesh: the report says what a real run
+would do.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from memmesh.service import Service
 
 FORMAT = "sql"
 MAX_PREFIX_CHARS = 60
+REPEATED_FIX = (
+    "an id must name one row, so this row is neither imported nor marked; give each row its own id "
+    "(or --id-col a unique column) and run again"
+)
+"""The fix a row whose id is repeated in the table is reported with."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,9 @@ def import_legacy(
             source.check_writable(spec.table, spec.mark_col)
         writer = Writer(service, dry_run=read_only, principal=principal, progress=progress)
         outcomes = writer.apply(_null_key_items(source, spec))
+        repeated = source.repeated_keys(spec.table, spec.id_col)
         for rows in source.pages(spec.table, spec.id_col, columns, batch_size):
-            done = writer.apply([_row_item(spec, row) for row in rows], batch_size)
+            done = writer.apply([_row_item(spec, row, repeated) for row in rows], batch_size)
             outcomes.extend(done)
             if spec.mark_col and not read_only:
                 _mark(source, spec, rows, done, service)
@@ -200,7 +209,8 @@ def _row_parts(spec: LegacyTable, row: tuple[Any, ...]) -> tuple[Any, Any, str |
     return row_id, content, tenant, mark
 
 
-def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
+def _row_item(spec: LegacyTable, row: tuple[Any, ...], repeated: dict[str, int]) -> Item:
+    """The row as an item; ``repeated``: the ids on more than one row, with their row counts."""
     row_id, content, tenant, mark = _row_parts(spec, row)
     key = str(row_id)
     if spec.tenant_col and tenant is None:
@@ -208,6 +218,8 @@ def _row_item(spec: LegacyTable, row: tuple[Any, ...]) -> Item:
     namespace = spec.namespace_template.format(tenant=tenant) if spec.tenant_col else str(spec.namespace)
     if mark is not None:
         return Present(key, tenant, "already migrated (marked)", namespace=namespace)
+    if key in repeated:  # every row of it fails (see the module doc)
+        return Rejected(key, tenant, f"{spec.id_col} {key} is on {repeated[key]} rows of {spec.table}; {REPEATED_FIX}")
     if isinstance(content, bytes | bytearray | memoryview):
         try:
             content = bytes(content).decode("utf-8")

@@ -29,6 +29,7 @@ class SqlSource(Protocol):
 
     def columns(self, table: str) -> list[str]: ...
     def null_key_rows(self, table: str, key: str, extra: Sequence[str]) -> list[tuple[Any, ...]]: ...
+    def repeated_keys(self, table: str, key: str) -> dict[str, int]: ...
     def pages(self, table: str, key: str, columns: Sequence[str], size: int) -> Iterator[list[tuple[Any, ...]]]: ...
     def check_writable(self, table: str, column: str) -> None: ...
     def add_column(self, table: str, column: str) -> str: ...
@@ -43,6 +44,13 @@ def open_sql_source(url: str, *, read_only: bool) -> SqlSource:
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresSource(url, read_only=read_only)
     raise InvalidInputError(f"unsupported source URL {redact_url(url)!r}: use sqlite:///path/to/file.db or postgresql://…")
+
+
+def whole_keys(page: list[tuple[Any, ...]], last_key_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A full page with every row of its last key: the rows of that key the LIMIT cut off
+    would otherwise be skipped by the next page's ``key > last`` (a key the table repeats)."""
+    last = page[-1][0]
+    return [row for row in page if row[0] != last] + last_key_rows or page
 
 
 def _split(table: str) -> list[str]:
@@ -83,8 +91,16 @@ class SqliteSource:
         cols = ", ".join(self._ident(c) for c in extra) or "NULL"
         return self.conn.execute(f"SELECT {cols} FROM {self._ident(table)} WHERE {self._ident(key)} IS NULL").fetchall()
 
+    def repeated_keys(self, table: str, key: str) -> dict[str, int]:
+        """Each key value found on more than one row, with how many rows hold it."""
+        k = self._ident(key)
+        found = self.conn.execute(f"SELECT {k}, count(*) FROM {self._ident(table)} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1")
+        return {str(value): int(count) for value, count in found}
+
     def pages(self, table: str, key: str, columns: Sequence[str], size: int) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows with a key, in key order, a page at a time (keyset paging: no cursor is held open)."""
+        """Rows with a key, in key order, a page at a time (keyset paging: no cursor is held open).
+        A page holds every row of its last key (see :func:`whole_keys`), so a key repeated
+        across the page boundary loses no row to the next page's ``> last``."""
         cols = ", ".join(self._ident(c) for c in [key, *columns])
         base = f"SELECT {cols} FROM {self._ident(table)} WHERE {self._ident(key)} IS NOT NULL"
         last: Any = None
@@ -95,6 +111,8 @@ class SqliteSource:
                 rows = self.conn.execute(f"{base} AND {self._ident(key)} > ? ORDER BY {self._ident(key)} LIMIT ?", (last, size)).fetchall()
             if not rows:
                 return
+            if len(rows) == size:
+                rows = whole_keys(rows, self.conn.execute(f"{base} AND {self._ident(key)} = ?", (rows[-1][0],)).fetchall())
             yield rows
             last = rows[-1][0]
 
@@ -178,6 +196,15 @@ class PostgresSource:
         query = sql.SQL("SELECT {} FROM {} WHERE {} IS NULL").format(cols, self._ident(table), self._ident(key))
         return list(self._run(query).fetchall())
 
+    def repeated_keys(self, table: str, key: str) -> dict[str, int]:
+        """Each key value found on more than one row, with how many rows hold it."""
+        from psycopg import sql
+
+        query = sql.SQL("SELECT {k}, count(*) FROM {t} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1").format(
+            k=self._ident(key), t=self._ident(table)
+        )
+        return {str(value): int(count) for value, count in self._run(query).fetchall()}
+
     def pages(self, table: str, key: str, columns: Sequence[str], size: int) -> Iterator[list[tuple[Any, ...]]]:
         from psycopg import sql
 
@@ -185,12 +212,15 @@ class PostgresSource:
         base = sql.SQL("SELECT {} FROM {} WHERE {} IS NOT NULL").format(cols, self._ident(table), self._ident(key))
         order = sql.SQL(" ORDER BY {} LIMIT %s").format(self._ident(key))
         after = sql.SQL(" AND {} > %s").format(self._ident(key))
+        same = sql.SQL(" AND {} = %s").format(self._ident(key))
         last: Any = None
         while True:
             query, params = (base + order, (size,)) if last is None else (base + after + order, (last, size))
             rows = self._run(query, params).fetchall()
             if not rows:
                 return
+            if len(rows) == size:
+                rows = whole_keys(rows, self._run(base + same, (rows[-1][0],)).fetchall())
             yield rows
             last = rows[-1][0]
 
