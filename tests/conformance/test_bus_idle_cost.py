@@ -39,6 +39,13 @@ def _count_sql(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return seen
 
 
+def _until(done: Callable[[], bool], failure: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)
+
+
 def test_an_idle_waiting_worker_costs_a_bounded_number_of_statements(
     backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,11 +72,13 @@ def test_a_send_wakes_this_process_once_and_another_process_still(
         wakes.append(self)
         real(self, *args)
 
-    # a waiter makes this process listen; let the listener connect
+    # a waiter makes this process listen; let the listener connect (it wakes the waiters once
+    # when it has: waited for, not guessed at 0.3 s, lest that wake-up land among the counted)
+    before = mine.notifier.generation
     waiter = threading.Thread(target=lambda: mine.claim(q.id, worker="w", token=q.token, wait_s=0.3, principal=P))
     waiter.start()
     waiter.join()
-    time.sleep(0.3)
+    _until(lambda: mine.notifier.generation > before, "the listener never connected")
     monkeypatch.setattr(Notifier, "notify", counted)
     for i in range(10):
         mine.send(q.id, f"job {i}", sender="boss", token=q.token, principal=P)
@@ -103,9 +112,13 @@ def test_sqlite_waiters_wake_for_other_processes_commits_not_their_own(
         wakes.append(self)
         real(self, *args)
 
-    waiter = threading.Thread(target=lambda: bus.claim(q.id, worker="w", token=q.token, wait_s=3, principal=P))
+    before = bus.notifier.generation
+    claimed: list[object] = []
+    waiter = threading.Thread(target=lambda: claimed.append(bus.claim(q.id, worker="w", token=q.token, wait_s=60, principal=P)))
     waiter.start()
-    time.sleep(0.3)  # the watcher is watching (its first reading wakes the waiter once)
+    # the watcher is watching: its first reading wakes the waiter once (waited for, not guessed
+    # at 0.3 s, lest that wake-up land among the counted)
+    _until(lambda: bus.notifier.generation > before, "the watcher never took its first reading")
     monkeypatch.setattr(Notifier, "notify", counted)
     for i in range(40):
         mine.add(f"a note of this process {i}")
@@ -116,7 +129,9 @@ def test_sqlite_waiters_wake_for_other_processes_commits_not_their_own(
     while not any(n is bus.notifier for n in wakes) and time.monotonic() < deadline:
         time.sleep(0.005)
     assert any(n is bus.notifier for n in wakes), "another connection's commit did not wake this process's waiter"
-    waiter.join()
+    other.service.bus.send(q.id, "the end", sender="boss", token=q.token, principal=P)  # the waiter takes it and leaves
+    waiter.join(60)
+    assert claimed and claimed[0] is not None, "the waiter was not woken by the task"
 
 
 def test_an_empty_claim_next_spares_the_next_claim(
