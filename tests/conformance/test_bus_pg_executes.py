@@ -82,9 +82,11 @@ def test_a_group_runs_only_its_statements_and_one_flush_in_one_transaction(
         leader = threading.Thread(target=lambda: out.setdefault("first", first()))
         leader.start()
         deadline = time.monotonic() + 60
-        with psycopg.connect(dsn, autocommit=True) as look:  # until the first send waits for the row lock (not a guessed 0.3 s)
+        # until the first send waits for the row lock (not a guessed 0.3 s); through a cursor, which
+        # _record does not count (it counts Connection.execute, the store's statements)
+        with psycopg.connect(dsn, autocommit=True) as look, look.cursor() as cur:
             waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            while look.execute(waiting).fetchone()[0] < 1:  # type: ignore[index]
+            while cur.execute(waiting).fetchone()[0] < 1:  # type: ignore[index]
                 assert time.monotonic() < deadline, "the first send never waited for the held row lock"
                 time.sleep(0.01)
         calls: dict[str, Callable[[], Any]] = {
