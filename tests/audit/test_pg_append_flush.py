@@ -138,6 +138,16 @@ def _wal_syncs(cluster: Cluster) -> int:
         return int(conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()[0])
 
 
+def _backends_gone(cluster: Cluster, name: str) -> None:
+    """Wait until no backend serves database ``name``: a backend reports its WAL counters as it
+    exits, before it leaves pg_stat_activity (a fixed 1.2 s raced a loaded machine)."""
+    deadline = time.monotonic() + 60
+    with cluster.admin() as conn:
+        while int(conn.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()[0]):
+            assert time.monotonic() < deadline, f"backends of {name} still running after 60 s"
+            time.sleep(0.05)
+
+
 def test_concurrent_appends_share_disk_flushes(cluster: Cluster, tmp_path: Path) -> None:
     """Each flush here first waits 20 ms for others to join it (``commit_delay``), so the count
     does not depend on this machine's load: a commit holding the chain lock through its flush
@@ -169,7 +179,7 @@ def test_concurrent_appends_share_disk_flushes(cluster: Cluster, tmp_path: Path)
         assert not errors, errors
         report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
         assert report.ok and report.size == 1 + threads * each, report
-    time.sleep(1.2)  # the pool's connections closed: their backends reported at exit
+    _backends_gone(cluster, name)  # the pool's connections closed: their backends reported at exit
     syncs = _wal_syncs(cluster) - before
     appends = threads * each
     # Holding the lock through each commit's flush made it one flush (or more) per append.
@@ -305,8 +315,20 @@ def test_an_audit_only_write_costs_four_statements(cluster: Cluster, tmp_path: P
         offset = server_log.stat().st_size
         for i in range(appends):
             mem.service.audit.record("count.statements", principal=LOCAL_PRINCIPAL, target=f"s{i}")
-        time.sleep(0.3)  # the server writes its log line before it answers; the collector may lag a moment
-        logged = _statements_logged(server_log, offset)
+        # the server writes its log line before it answers, but its collector may lag: a marker
+        # statement sent after the appends is logged after theirs; wait for it (not a fixed 0.3 s)
+        marker = "SELECT 'every append before this is in the log'"
+        with cluster.admin(name) as conn:
+            conn.execute(marker)
+        deadline = time.monotonic() + 60
+        while True:
+            logged = _statements_logged(server_log, offset)
+            ends = [i for i, statement in enumerate(logged) if marker in statement]
+            if ends:
+                logged = logged[: ends[0]]
+                break
+            assert time.monotonic() < deadline, "the marker statement never reached the server's log"
+            time.sleep(0.05)
         report = mem.service.audit.verify(principal=LOCAL_PRINCIPAL)
         assert report.ok, report.problems
     assert not [s for s in logged if "pg_current_xact_id" in s], logged[:8]

@@ -261,10 +261,13 @@ def test_a_failed_group_fails_every_entry_in_it_and_writes_none(cluster: Cluster
             holder.execute("SELECT pg_advisory_lock(%s)", (AUDIT_LOCK_KEY,))
             first = threading.Thread(target=append, args=("first",))
             first.start()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60
             while audit.group.batches < 2 and time.monotonic() < deadline:  # the warm-up's group, then the first's
                 time.sleep(0.01)
-            time.sleep(0.2)  # the first is in its statement, waiting for the lock
+            waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            while holder.execute(waiting).fetchone()[0] < 1:  # the first is in its statement, waiting for the lock
+                assert time.monotonic() < deadline, "the first append never waited for the lock"  # (not a guessed 0.2 s)
+                time.sleep(0.01)
             targets = ["poison", *(f"ok-{k}" for k in range(7))]
             queued = [threading.Thread(target=append, args=(t,)) for t in targets]
             for t in queued:

@@ -116,21 +116,38 @@ def test_batch_send_claim_and_complete_over_http(served: Running) -> None:
     assert empty.json() == {"delivery": None, "deliveries": []}
 
 
-def test_a_waiting_batch_claim_wakes_for_a_batch_send_and_ends_when_the_client_goes(served: Running) -> None:
-    q = _queue(served, "w1")
+@pytest.fixture
+def served_one_poll(tmp_path: Path) -> Iterator[Running]:
+    """As ``served``, with one long-poll slot: a poll's 429 says another one still waits."""
+    server = ThreadServer(http_settings(tmp_path, auth={"require_auth": True}, bus={"max_long_polls": 1}))
+    running = server.start()
+    yield running
+    running.close_clients()
+    server.stop()
+
+
+def test_a_waiting_batch_claim_wakes_for_a_batch_send_and_ends_when_the_client_goes(served_one_poll: Running) -> None:
+    q = _queue(served_one_poll, "w1")
     later = threading.Timer(
         0.3, lambda: q.http.post(f"{q.base}/messages/batch", json={"from": "coord", "bodies": ["a", "b"]}, headers=q.auth)
     )
     later.start()
     started = time.monotonic()
-    woken = q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 3, "wait_s": 10}, headers=q.auth)
+    woken = q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 3, "wait_s": 60}, headers=q.auth)
     later.join()
-    assert [d["message"]["body"] for d in woken.json()["deliveries"]] == ["a", "b"] and time.monotonic() - started < 5
+    assert [d["message"]["body"] for d in woken.json()["deliveries"]] == ["a", "b"] and time.monotonic() - started < 30
 
     # a client that gives up mid-wait takes no task: the wait ends with it (while_connected)
     with pytest.raises(httpx.ReadTimeout):
-        q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 3, "wait_s": 20}, headers=q.auth, timeout=0.5)
-    time.sleep(0.3)
+        q.http.post(f"{q.base}/claim", json={"worker": "w1", "limit": 3, "wait_s": 60}, headers=q.auth, timeout=0.5)
+    deadline = time.monotonic() + 20  # before a and b's 30 s leases run out; a wait that outlived its client is still there
+    while True:  # until the gone client's wait ended (a fixed 0.3 s raced a loaded machine): its slot is free again
+        probe = q.http.post(f"{q.base}/claim", json={"worker": "w1", "wait_s": 0.01}, headers=q.auth)
+        if probe.status_code == 200:
+            assert probe.json()["delivery"] is None, probe.text
+            break
+        assert probe.status_code == 429 and time.monotonic() < deadline, f"the gone client's wait still waits: {probe.text}"
+        time.sleep(0.05)
     q.http.post(f"{q.base}/messages/batch", json={"from": "coord", "bodies": ["c"]}, headers=q.auth)
     time.sleep(0.3)
     assert [t["state"] for t in q.tasks() if t["body"] == "c"] == ["ready"], "a gone client's wait leased a task"

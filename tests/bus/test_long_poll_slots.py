@@ -163,7 +163,8 @@ def test_killed_waiting_clients_free_their_slots_at_once(start: Callable[..., Sp
                 if accepted.status_code == 200:
                     break
                 assert accepted.status_code == 429, accepted.text
-                assert time.monotonic() - killed < 1.0, "the killed clients' waits still hold every slot"
+                # at once, not at the killed waits' 50 s end (a 1.0 s bound raced a loaded machine)
+                assert time.monotonic() - killed < 20, "the killed clients' waits still hold every slot"
                 time.sleep(0.02)
         # the freed waits delivered nothing to nobody: a message sent now is unread as ever
         assert http.post(f"{base}/messages", json={"from": "a", "body": "after"}, headers=token).status_code == 201
@@ -180,7 +181,7 @@ def test_a_claim_whose_client_vanished_takes_no_task(start: Callable[..., Spawne
         _until_refused(http, chat, chat_token, "b", "bus.max_long_polls")  # the ghost's claim holds the one slot
         clients[0].send_signal(signal.SIGKILL)
         clients[0].wait(10)
-        freed = time.monotonic() + 1.0
+        freed = time.monotonic() + 20  # at once, not at the ghost's 50 s wait (1.0 s raced a loaded machine)
         while http.get(f"{chat}/unread", params={"agent": "b", "wait": 0.05}, headers=chat_token).status_code == 429:
             assert time.monotonic() < freed, "the dead worker's claim still waits"
             time.sleep(0.02)

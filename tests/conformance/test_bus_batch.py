@@ -136,9 +136,12 @@ def test_malformed_batches_are_refused_whole_before_anything_is_written(backend_
 def test_claim_many_waits_for_a_task_then_takes_what_is_ready(backend_url: str, open_memory: Callable[..., Memory]) -> None:
     bus = open_memory(backend_url, clock=system_clock).service.bus
     q = bus.open(["boss", "w1"], kind="queue", principal=P)
-    started = time.monotonic()
-    assert bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=5, wait_s=0.3) == []
-    assert 0.25 <= time.monotonic() - started < 2.0
+    waits = []  # an empty claim returns at its timeout: never early; late only by a loaded machine's pause, so the best of three
+    for _ in range(3):
+        started = time.monotonic()
+        assert bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=5, wait_s=0.3) == []
+        waits.append(time.monotonic() - started)
+    assert min(waits) >= 0.25 and min(waits) < 2.0, waits
     later = threading.Timer(0.2, lambda: bus.send_many(q.id, ["x", "y", "z"], sender="boss", token=q.token, principal=P))
     later.start()
     got = bus.claim_many(q.id, worker="w1", token=q.token, principal=P, limit=5, wait_s=10)

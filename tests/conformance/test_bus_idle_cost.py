@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from memmesh import Memory
+from memmesh.bus import core
 from memmesh.bus.notify import Notifier
 from memmesh.bus.sql import BusSql
 from memmesh.clock import system_clock
@@ -37,6 +38,13 @@ def _count_sql(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
         monkeypatch.setattr(BusSql, name, counted)
     return seen
+
+
+def _until(done: Callable[[], bool], failure: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.01)
 
 
 def test_an_idle_waiting_worker_costs_a_bounded_number_of_statements(
@@ -65,11 +73,13 @@ def test_a_send_wakes_this_process_once_and_another_process_still(
         wakes.append(self)
         real(self, *args)
 
-    # a waiter makes this process listen; let the listener connect
+    # a waiter makes this process listen; let the listener connect (it wakes the waiters once
+    # when it has: waited for, not guessed at 0.3 s, lest that wake-up land among the counted)
+    before = mine.notifier.generation
     waiter = threading.Thread(target=lambda: mine.claim(q.id, worker="w", token=q.token, wait_s=0.3, principal=P))
     waiter.start()
     waiter.join()
-    time.sleep(0.3)
+    _until(lambda: mine.notifier.generation > before, "the listener never connected")
     monkeypatch.setattr(Notifier, "notify", counted)
     for i in range(10):
         mine.send(q.id, f"job {i}", sender="boss", token=q.token, principal=P)
@@ -103,25 +113,36 @@ def test_sqlite_waiters_wake_for_other_processes_commits_not_their_own(
         wakes.append(self)
         real(self, *args)
 
-    waiter = threading.Thread(target=lambda: bus.claim(q.id, worker="w", token=q.token, wait_s=3, principal=P))
+    before = bus.notifier.generation
+    claimed: list[object] = []
+    waiter = threading.Thread(target=lambda: claimed.append(bus.claim(q.id, worker="w", token=q.token, wait_s=60, principal=P)))
     waiter.start()
-    time.sleep(0.3)  # the watcher is watching (its first reading wakes the waiter once)
+    # the watcher is watching: its first reading wakes the waiter once (waited for, not guessed
+    # at 0.3 s, lest that wake-up land among the counted)
+    _until(lambda: bus.notifier.generation > before, "the watcher never took its first reading")
     monkeypatch.setattr(Notifier, "notify", counted)
     for i in range(40):
         mine.add(f"a note of this process {i}")
     time.sleep(0.2)
     assert [n for n in wakes if n is bus.notifier] == [], "this process's own commits woke its waiters"
     other.add("a note from another connection")
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 30  # within milliseconds, or never: no re-check calls notify
     while not any(n is bus.notifier for n in wakes) and time.monotonic() < deadline:
         time.sleep(0.005)
     assert any(n is bus.notifier for n in wakes), "another connection's commit did not wake this process's waiter"
-    waiter.join()
+    other.service.bus.send(q.id, "the end", sender="boss", token=q.token, principal=P)  # the waiter takes it and leaves
+    waiter.join(60)
+    assert claimed and claimed[0] is not None, "the waiter was not woken by the task"
 
 
 def test_an_empty_claim_next_spares_the_next_claim(
     backend_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # what the empty claim_next learnt stays good for VOUCH_TTL_S (1 s) and TICKET_TTL_S (0.5 s):
+    # put far off, so a loaded machine's pause between the complete and the claim cannot make
+    # the claim try first (two claims, not one)
+    monkeypatch.setattr(core, "VOUCH_TTL_S", 60.0)
+    monkeypatch.setattr(core, "TICKET_TTL_S", 60.0)
     bus = open_memory(backend_url, clock=system_clock).service.bus
     q = bus.open(["boss", "w"], kind="queue", principal=P)
     bus.send(q.id, "only", sender="boss", token=q.token, principal=P)
@@ -138,7 +159,7 @@ def test_an_empty_claim_next_spares_the_next_claim(
     monkeypatch.setattr(type(bus), "_claim_once", counted)
     # a send while the worker waits: the wait wakes and claims it (the one claim that runs)
     threading.Timer(0.2, lambda: bus.send(q.id, "later", sender="boss", token=q.token, principal=P)).start()
-    woke = bus.claim(q.id, worker="w", token=q.token, wait_s=5, principal=P)
+    woke = bus.claim(q.id, worker="w", token=q.token, wait_s=30, principal=P)
     assert woke is not None and woke.message.body == "later"
     assert len(claims) == 1, claims
 

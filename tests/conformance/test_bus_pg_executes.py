@@ -81,7 +81,14 @@ def test_a_group_runs_only_its_statements_and_one_flush_in_one_transaction(
         first = lambda: bus.send(q.id, "first", sender="boss", token=q.token, principal=P)  # noqa: E731
         leader = threading.Thread(target=lambda: out.setdefault("first", first()))
         leader.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        # until the first send waits for the row lock (not a guessed 0.3 s); through a cursor, which
+        # _record does not count (it counts Connection.execute, the store's statements)
+        with psycopg.connect(dsn, autocommit=True) as look, look.cursor() as cur:
+            waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            while cur.execute(waiting).fetchone()[0] < 1:  # type: ignore[index]
+                assert time.monotonic() < deadline, "the first send never waited for the held row lock"
+                time.sleep(0.01)
         calls: dict[str, Callable[[], Any]] = {
             "s1": lambda: bus.send(q.id, "d", sender="boss", token=q.token, principal=P),
             "s2": lambda: bus.send(q.id, "e", sender="boss", token=q.token, principal=P),

@@ -59,6 +59,21 @@ def _held_conversation(dsn: str, conversation_id: str) -> psycopg.Connection:
     return conn
 
 
+def _blocked_on_the_lock(dsn: str) -> None:
+    """Wait until a session of this database waits for a row lock (the leader's send, behind
+    :func:`_held_conversation`): a fixed 0.3 s raced a loaded machine."""
+    deadline = time.monotonic() + 60
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row is not None and row[0] >= 1:
+                return
+            assert time.monotonic() < deadline, "the leader's send never waited for the held row lock"
+            time.sleep(0.01)
+
+
 def _queue_up(bus: Any, calls: list[Callable[[], Any]], expected: int) -> None:
     """Wait until ``expected`` calls wait in the group commit's queue behind its leader."""
     deadline = time.monotonic() + 20
@@ -119,7 +134,7 @@ def test_a_refused_call_in_a_group_fails_alone(pg_database: str, open_memory: Ca
     try:
         leader = threading.Thread(target=lambda: bus.send(q.id, "first", sender="boss", token=q.token, principal=P))
         leader.start()
-        time.sleep(0.3)  # the leader's send waits for the row lock, holding the lead
+        _blocked_on_the_lock(_plain_dsn(pg_database))  # the leader's send waits for the row lock, holding the lead
         batches0 = bus.sql.group.batches
         calls: list[Callable[[], Any]] = [
             lambda: bus.send(q.id, "good", sender="boss", token=q.token, principal=P),
@@ -171,7 +186,7 @@ def test_a_statement_that_fails_its_group_is_rerun_alone(pg_database: str, open_
     try:
         leader = threading.Thread(target=lambda: bus.send(q.id, "first", sender="boss", token=q.token, principal=P))
         leader.start()
-        time.sleep(0.3)
+        _blocked_on_the_lock(dsn)
         bodies = ["one", "boom", "two", "three"]
         calls: list[Callable[[], Any]] = [lambda b=b: bus.send(q.id, b, sender="boss", token=q.token, principal=P) for b in bodies]
         box: list[list[Any]] = []

@@ -29,6 +29,27 @@ from memmesh.model import LOCAL_PRINCIPAL as P
 
 TASKS = 120
 WORKERS = 6
+WAIT_S = 60.0
+"""Workers wait this long for a task: no wait runs out while the producer sends, however slow
+the machine (with 0.3 s waits, each wait that ran out was one more read or empty claim, so the
+counts grew with the time the sends took: 33 empty claims for 120 tasks sent 30 ms apart)."""
+
+
+def _until(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not done():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def _wind_down(send: Callable[[str], Any], stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """End the workers' long waits: one last task each, sent once the counts are taken."""
+    stop.set()
+    for _ in threads:
+        send("stop")
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a worker did not stop"
 
 
 def _run(bus: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -61,7 +82,7 @@ def _run(bus: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         got = None
         while not stop.is_set():
             if got is None:
-                got = bus.claim(q.id, worker=name, token=q.token, lease_s=30, wait_s=0.3, principal=P)
+                got = bus.claim(q.id, worker=name, token=q.token, lease_s=30, wait_s=WAIT_S, principal=P)
                 continue
             finished = bus.complete(q.id, got.attempt_token, worker=name, token=q.token, principal=P, claim_next=True, lease_s=30)
             with lock:
@@ -71,17 +92,17 @@ def _run(bus: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(WORKERS)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # every worker is waiting on the empty queue
+    _until(lambda: counts["claims"] == WORKERS, "the workers never all tried a claim")  # each now waits on the empty queue
     for i in range(TASKS):
         bus.send(q.id, f"task {i}", sender="boss", token=q.token, principal=P)
         time.sleep(0.003)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(done) < TASKS and time.monotonic() < deadline:
         time.sleep(0.02)
-    stop.set()
-    for t in threads:
-        t.join()
-    return {**counts, "done": sorted(done)}
+    with lock:
+        got = {**counts, "done": sorted(done)}
+    _wind_down(lambda body: bus.send(q.id, body, sender="boss", token=q.token, principal=P), stop, threads)
+    return got
 
 
 def test_waiting_workers_neither_reread_nor_race_on_postgres(
@@ -131,7 +152,7 @@ def test_another_process_sends_carry_the_count_on_postgres(
         got = None
         while not stop.is_set():
             if got is None:
-                got = mine.claim(q.id, worker=name, token=q.token, lease_s=30, wait_s=0.3, principal=P)
+                got = mine.claim(q.id, worker=name, token=q.token, lease_s=30, wait_s=WAIT_S, principal=P)
                 continue
             finished = mine.complete(q.id, got.attempt_token, worker=name, token=q.token, principal=P, claim_next=True, lease_s=30)
             done.append(finished.body)
@@ -140,15 +161,16 @@ def test_another_process_sends_carry_the_count_on_postgres(
     threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(WORKERS)]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # every worker waits, and this process's listener is connected
+    # every worker waits, and this process's listener is connected (it wakes the waiters once when
+    # it has: waited for, not guessed at 0.5 s)
+    _until(lambda: mine.notifier.generation > 0, "this process's listener never connected")
     for i in range(60):
         other.send(q.id, f"task {i}", sender="boss", token=q.token, principal=P)
         time.sleep(0.005)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(done) < 60 and time.monotonic() < deadline:
         time.sleep(0.02)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert sorted(done) == sorted(f"task {i}" for i in range(60)), "a task was lost or completed twice"
-    assert reads[0] <= 15, reads
+    finished, read = sorted(done), reads[0]
+    _wind_down(lambda body: other.send(q.id, body, sender="boss", token=q.token, principal=P), stop, threads)
+    assert finished == sorted(f"task {i}" for i in range(60)), "a task was lost or completed twice"
+    assert read <= 15, read

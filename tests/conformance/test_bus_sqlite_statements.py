@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from memmesh import Memory
+from memmesh.bus import core, hints
 from memmesh.bus.hints import HINT_TTL_S
 from memmesh.bus.sql import Rows
 from memmesh.errors import ForbiddenError, InvalidInputError, LeaseLostError, NotFoundError
@@ -64,6 +65,9 @@ def sqlite_url(tmp_path: Path) -> str:
 def test_claim_complete_and_send_run_their_fewest_statements(
     sqlite_url: str, open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # what the first claim learns (the earliest lease expiry) is trusted for HINT_TTL_S (1 s):
+    # put far off, so a loaded machine's pause between these calls cannot add a lapsed-lease check
+    monkeypatch.setattr(hints, "HINT_TTL_S", 60.0)
     bus = open_memory(sqlite_url).service.bus
     q = bus.open(["boss", "w"], kind="queue", principal=P)
     bus.send_many(q.id, ["a", "b", "c"], sender="boss", token=q.token, principal=P)
@@ -167,10 +171,16 @@ def test_a_complete_skips_the_claim_its_count_says_finds_nothing(
     bus.send(q.id, "a", sender="boss", token=q.token, principal=P)
     got = bus.claim(q.id, worker="w1", token=q.token, lease_s=30, principal=P)
     assert got is not None
-    # w2 waits on the empty queue: its poll counts 0 ready tasks for this wake-up
+    # w2 waits on the empty queue: its poll counts 0 ready tasks for this wake-up. The count is
+    # good for TICKET_TTL_S (0.5 s): put that far off, and wait for the poll itself, so a loaded
+    # machine neither misses it (a fixed 0.1 s) nor lets the count lapse before the complete
+    monkeypatch.setattr(core, "TICKET_TTL_S", 60.0)
     waiting = threading.Thread(target=bus.claim, args=(q.id,), kwargs={"worker": "w2", "token": q.token, "principal": P, "wait_s": 0.3})
     waiting.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while not ((held := bus._tickets.get(q.id)) and held[0] == bus.notifier.generation and held[1] == 0):
+        assert time.monotonic() < deadline, "the waiting claim never counted the empty queue"
+        time.sleep(0.005)
     seen = _captured(monkeypatch)
     done = bus.complete(q.id, got.attempt_token, worker="w1", token=q.token, principal=P, claim_next=True)
     waiting.join()

@@ -75,7 +75,7 @@ CHILD = textwrap.dedent(
     from memmesh import Memory
     from memmesh.config import load_settings
     from memmesh.model import LOCAL_PRINCIPAL
-    data = {"data_dir": sys.argv[1], "embeddings": {"provider": "none"}, "extraction": {"job_stale_s": 1},
+    data = {"data_dir": sys.argv[1], "embeddings": {"provider": "none"}, "extraction": {"job_stale_s": 3},
             "llm": {"base_url": sys.argv[2], "model": "fake", "timeout_s": 60, "retries": 0}}
     mem = Memory("sqlite:///" + sys.argv[1] + "/jobs.db", load_settings(None, overrides=data, env={"MEMMESH_CONFIG": ""}))
     turns = [{"role": "user", "name": "Ana", "content": "I moved to Lyon last month."}]
@@ -100,16 +100,18 @@ def test_a_killed_process_leaves_a_failed_job_not_a_running_one(tmp_path: Path) 
             assert child.stdout is not None
             job_id = child.stdout.readline().strip()
             assert job_id.startswith("ext-")
-            with open_memory(tmp_path, extraction={"job_stale_s": 1}) as mem:
+            # a 3 s staleness (the heartbeat beats every 0.75 s): with 1 s, a loaded machine that held
+            # the child's heartbeat thread for 0.75 s made a living owner's job look dead
+            with open_memory(tmp_path, extraction={"job_stale_s": 3}) as mem:
                 deadline = time.monotonic() + 20
                 while not answered and time.monotonic() < deadline:
                     time.sleep(0.05)
                 assert answered, "the child's job never reached the LLM"
-                time.sleep(2.5)  # well past job_stale_s: the living owner's heartbeat keeps it running
+                time.sleep(7.5)  # well past job_stale_s: the living owner's heartbeat keeps it running
                 assert mem.extraction_job(job_id).status == "running"
                 os.kill(child.pid, signal.SIGKILL)
                 child.wait(10)
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 30
                 job = mem.extraction_job(job_id)
                 while job.status == "running" and time.monotonic() < deadline:
                     time.sleep(0.1)

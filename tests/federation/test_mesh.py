@@ -95,6 +95,8 @@ def test_kill_9_during_writes_then_restart_loses_no_acknowledged_write(cluster: 
     time.sleep(1.0)
     a.start()
     time.sleep(1.0)
+    # enough writes to mean something, however slow the machine (a loaded one may fit fewer into these ~6 s)
+    wait_for(lambda: len(acknowledged) > 20, 60, "more than 20 acknowledged writes")
     stop.set()
     for t in threads:
         t.join()

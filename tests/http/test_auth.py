@@ -402,26 +402,35 @@ def test_authentication_never_blocks_the_event_loop(server):
     """Checking a key queries the store; it must run on a worker thread, so a slow store
     delays only the requests that wait for it, never /healthz (issue 13/25)."""
     import threading
-    import time
 
     svc = server.service
     key = svc.create_key("bot", role="reader", principal=LOCAL_PRINCIPAL)
     real = svc.store.api_key
+    checking = threading.Semaphore(0)
+    release = threading.Event()
 
-    def slow(key_id):
-        time.sleep(1.5)
+    def slow(key_id):  # a store that answers only when the test lets it (a fixed 1.5 s raced a loaded machine)
+        checking.release()
+        release.wait(60)
         return real(key_id)
 
     svc.store.api_key = slow  # type: ignore[method-assign]
+    answers: list[int] = []
     try:
-        waiting = [threading.Thread(target=lambda: server.http(key.key).get("/api/v1/memories")) for _ in range(3)]
+        waiting = [
+            threading.Thread(target=lambda: answers.append(server.http(key.key).get("/api/v1/memories").status_code)) for _ in range(3)
+        ]
         for thread in waiting:
             thread.start()
-        time.sleep(0.2)
-        started = time.monotonic()
-        assert server.http().get("/healthz").status_code == 200
-        assert time.monotonic() - started < 1.0
+        assert checking.acquire(timeout=60), "no request reached the key check"
+        # the store holds its key checks until /healthz has answered: on the event loop, a check
+        # would hold /healthz with it, and this request would time out
+        assert httpx.get(server.url + "/healthz", timeout=10).status_code == 200
+        assert not answers, "the key checks were held, yet a request was answered"
+        release.set()
         for thread in waiting:
-            thread.join(10)
+            thread.join(60)
+        assert answers == [200, 200, 200]
     finally:
+        release.set()
         svc.store.api_key = real  # type: ignore[method-assign]

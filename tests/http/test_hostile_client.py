@@ -15,8 +15,8 @@ from memmesh.model import LOCAL_PRINCIPAL
 MADE_UP = "mm_000000000000_made-up-secret"
 
 
-def _closed(serve):
-    running = serve()
+def _closed(serve, **sections):
+    running = serve(**sections)
     admin = running.service.create_key("root", role="admin", principal=LOCAL_PRINCIPAL)
     revoked = running.service.create_key("gone", role="writer", namespaces=["A"], principal=LOCAL_PRINCIPAL)
     running.service.revoke_key(revoked.id, principal=LOCAL_PRINCIPAL)
@@ -121,7 +121,7 @@ def test_a_long_string_is_not_mistaken_for_a_huge_array(serve):
 
 
 def test_a_long_poll_whose_key_is_revoked_while_it_waits_delivers_nothing(serve):
-    running, admin, _revoked = _closed(serve)
+    running, admin, _revoked = _closed(serve, bus={"max_long_polls_per_key": 2})  # a third poll's 429 says both wait
     svc = running.service
     agent = svc.create_key("poller", role="writer", namespaces=["A"], principal=LOCAL_PRINCIPAL)
     http = running.http(agent.key)
@@ -131,16 +131,35 @@ def test_a_long_poll_whose_key_is_revoked_while_it_waits_delivers_nothing(serve)
 
     def unread() -> None:
         url = f"/api/v1/bus/conversations/{chat['conversation_id']}/unread"
-        answers["unread"] = running.http(agent.key).get(url, params={"agent": "b", "wait": 20}, headers={"X-Bus-Token": chat["token"]})
+        while (
+            got := running.http(agent.key).get(url, params={"agent": "b", "wait": 20}, headers={"X-Bus-Token": chat["token"]})
+        ).status_code == 429:
+            time.sleep(0.05)  # the probe below held one of the key's two slots a moment
+        answers["unread"] = got
 
     def claim() -> None:
         url = f"/api/v1/bus/conversations/{queue['conversation_id']}/claim"
-        answers["claim"] = running.http(agent.key).post(url, json={"worker": "w", "wait_s": 20}, headers={"X-Bus-Token": queue["token"]})
+        while (
+            got := running.http(agent.key).post(url, json={"worker": "w", "wait_s": 20}, headers={"X-Bus-Token": queue["token"]})
+        ).status_code == 429:
+            time.sleep(0.05)  # the probe below held one of the key's two slots a moment
+        answers["claim"] = got
 
     waiting = [threading.Thread(target=unread), threading.Thread(target=claim)]
     for thread in waiting:
         thread.start()
-    time.sleep(1.0)  # both wait now
+    deadline = time.monotonic() + 60
+    while True:  # until both wait (not a guessed 1.0 s): the key's third long-poll is refused
+        probe = http.get(
+            f"/api/v1/bus/conversations/{chat['conversation_id']}/unread",
+            params={"agent": "a", "wait": 0.01},
+            headers={"X-Bus-Token": chat["token"]},
+        )
+        if probe.status_code == 429:
+            assert "this key already has 2 long-polls waiting" in probe.json()["error"]["message"], probe.text
+            break
+        assert probe.status_code == 200 and time.monotonic() < deadline, f"the two long-polls never both waited: {probe.text}"
+        time.sleep(0.05)
     svc.revoke_key(agent.id, principal=LOCAL_PRINCIPAL)
     boss = running.http(admin.key)
     sent = boss.post(

@@ -176,7 +176,8 @@ def test_long_polls_are_bounded_so_one_key_cannot_stall_the_server(serve: Any) -
     def poll() -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             start.wait()
-            reply = client.get(f"{base}/unread", params={"agent": "b", "wait": 3}, headers=auth)
+            # 10 s: the slots are still held when the claim below asks, however slow the machine (3 s was close)
+            reply = client.get(f"{base}/unread", params={"agent": "b", "wait": 10}, headers=auth)
         with lock:
             replies.append(reply)
 

@@ -25,10 +25,11 @@ def _open(http: httpx.Client, kind: str = "chat") -> tuple[str, dict[str, str]]:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_stopping_answers_waiting_long_polls_at_once_and_keeps_writes(spawn, tmp_path, stop):
     db = tmp_path / "polls.db"
-    server = spawn(db)
+    server = spawn(db, env={"MEMMESH_BUS_MAX_LONG_POLLS": "2"})  # two slots: a third poll's 429 says both polls wait
     http = httpx.Client(base_url=server.url, timeout=60)
     chat, chat_token = _open(http)
     queue, queue_token = _open(http, "queue")
+    probe, probe_token = _open(http, "queue")
     unread = f"/api/v1/bus/conversations/{chat}/unread"
     claim = f"/api/v1/bus/conversations/{queue}/claim"
     assert http.get(unread, params={"agent": "b"}, headers=chat_token).status_code == 200  # the routes are warm
@@ -39,12 +40,13 @@ def test_stopping_answers_waiting_long_polls_at_once_and_keeps_writes(spawn, tmp
     def poll(name: str, send: Any) -> None:
         with httpx.Client(base_url=server.url, timeout=60) as own:
             started = time.monotonic()
-            response = send(own)
+            while (response := send(own)).status_code == 429:  # the probe below held a slot for a moment
+                time.sleep(0.05)
             answers[name] = (response.status_code, response.json(), response.headers.get("connection"), time.monotonic() - started)
 
     polls = [
-        threading.Thread(target=poll, args=("unread", lambda c: c.get(unread, params={"agent": "b", "wait": 25}, headers=chat_token))),
-        threading.Thread(target=poll, args=("claim", lambda c: c.post(claim, json={"worker": "b", "wait_s": 25}, headers=queue_token))),
+        threading.Thread(target=poll, args=("unread", lambda c: c.get(unread, params={"agent": "b", "wait": 60}, headers=chat_token))),
+        threading.Thread(target=poll, args=("claim", lambda c: c.post(claim, json={"worker": "b", "wait_s": 60}, headers=queue_token))),
     ]
     acknowledged: list[str] = []
     done = threading.Event()
@@ -64,19 +66,26 @@ def test_stopping_answers_waiting_long_polls_at_once_and_keeps_writes(spawn, tmp
     writing = threading.Thread(target=writer)
     for thread in [*polls, writing]:
         thread.start()
-    time.sleep(1.5)  # both polls are waiting (each answered its warm-up call in well under a second)
+    deadline = time.monotonic() + 60
+    while True:  # until both polls wait (a fixed 1.5 s raced a loaded machine): a third poll finds no slot left
+        reply = http.post(f"/api/v1/bus/conversations/{probe}/claim", json={"worker": "b", "wait_s": 0.01}, headers=probe_token)
+        if reply.status_code == 429:
+            assert "2 long-polls already wait" in reply.json()["error"]["message"], reply.text
+            break
+        assert reply.status_code == 200 and time.monotonic() < deadline, f"the two long-polls never both waited: {answers}"
+        time.sleep(0.05)
     assert not answers, answers
 
     signalled = time.monotonic()
     server.proc.send_signal(stop)
-    code = server.proc.wait(20)
+    code = server.proc.wait(50)
     stopped_in = time.monotonic() - signalled
     done.set()
     for thread in [*polls, writing]:
         thread.join(10)
     http.close()
 
-    assert stopped_in < 8, f"the server took {stopped_in:.1f} s to stop: it waited for its long-polls"
+    assert stopped_in < 20, f"the server took {stopped_in:.1f} s to stop: it waited for its long-polls"
     status, body, connection, _ = answers["unread"]
     assert (status, body["messages"], connection) == (200, [], "close")  # an empty poll, on a closing connection
     status, body, connection, _ = answers["claim"]

@@ -36,7 +36,8 @@ def test_a_cancelled_long_poll_frees_its_slot_at_once(mcp_env: McpEnv) -> None:
                 if not found.is_error:
                     break
                 assert "long-polls already wait" in found.text, found.text
-                assert time.monotonic() - started < 5, "the cancelled long-poll still holds its slot"
+                # within moments, not at the 60 s wait's end (5 s was close to a loaded machine's slack)
+                assert time.monotonic() - started < 30, "the cancelled long-poll still holds its slot"
                 await anyio.sleep(0.1)
             assert found.data == {"acked_seq": 0, "more": False}  # nothing unread (empty lists are left out)
 
@@ -56,11 +57,11 @@ def test_bus_claim_task_waits_for_a_task_and_a_cancelled_claim_takes_none(mcp_en
             async def claim() -> None:
                 started = time.monotonic()
                 while True:  # (a moment may pass before the cancelled wait has let go of the one slot)
-                    found = await client.call("bus_claim_task", **where, worker="worker", wait_seconds=20)
+                    found = await client.call("bus_claim_task", **where, worker="worker", wait_seconds=60)
                     if not found.is_error:
                         claimed.append(found.data)
                         return
-                    assert "long-polls already wait" in found.text and time.monotonic() - started < 5, found.text
+                    assert "long-polls already wait" in found.text and time.monotonic() - started < 30, found.text
                     await anyio.sleep(0.1)
 
             async with anyio.create_task_group() as group:
@@ -68,7 +69,7 @@ def test_bus_claim_task_waits_for_a_task_and_a_cancelled_claim_takes_none(mcp_en
                 await anyio.sleep(1.5)  # the claim is waiting now
                 sent = time.monotonic()
                 await client.ok("bus_send_message", **where, sender="boss", body="build the index")
-            assert time.monotonic() - sent < 5, "the waiting claim answered when the task came, not at its timeout"
+            assert time.monotonic() - sent < 30, "the waiting claim answered when the task came, not at its 60 s timeout"
             delivery = claimed[0]["delivery"]  # type: ignore[index]
             assert delivery["message"]["body"] == "build the index" and delivery["attempt"] == 1
 
