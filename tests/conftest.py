@@ -11,6 +11,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,19 @@ def keyword_settings(tmp_path: Path, **overrides: object) -> Settings:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[Any]:
+    """A real ``memmesh`` HTTP server on 127.0.0.1 with the HTTP tests' settings (keyword-only
+    recall, a store under ``tmp_path``), for tests of other concerns that go through HTTP."""
+    from tests.http.http_support import ThreadServer, http_settings
+
+    server = ThreadServer(http_settings(tmp_path))
+    running = server.start()
+    yield running
+    running.close_clients()
+    server.stop()
 
 
 @pytest.fixture

@@ -30,15 +30,6 @@ TALK = [
 ]
 
 
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[Running]:
-    server = ThreadServer(http_settings(tmp_path))
-    running = server.start()
-    yield running
-    running.close_clients()
-    server.stop()
-
-
 def poll(http: Any, job_id: str) -> dict[str, Any]:
     for _ in range(500):
         job = http.get(f"/api/v1/remember/jobs/{job_id}").json()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
-from http_support import Running, ThreadServer, http_settings
+from http_support import Running
 from tests.mcp.conftest import keyword_mcp_env
 
 from memmesh import Memory
@@ -54,15 +54,6 @@ def test_cli_answers_an_empty_namespace_as_a_usage_error(cli_in_process: Any) ->
         assert "--namespace is empty: give the root the session lives under" in refused.err, refused.err
     assert "[turn 1] user: hello" in cli("session", "rehydrate", "s1").out
     assert "turn 2" not in cli("session", "rehydrate", "s1").out
-
-
-@pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[Running]:
-    server = ThreadServer(http_settings(tmp_path))
-    running = server.start()
-    yield running
-    running.close_clients()
-    server.stop()
 
 
 def test_http_answers_an_empty_namespace_with_422(http_server: Running) -> None:
