@@ -91,12 +91,10 @@ FEED_SKIPS_WRITER = frozenset({"memories", "tombstones"})
 """The feed tables whose rows carry the version of the node that wrote them (``version.node``)."""
 
 
-def bus_objects(conversations: Sequence[Any], messages: Sequence[Any]) -> list[dict[str, Any]]:
-    """Bus feed rows (change number first, then :data:`BUS_FEED`'s columns) as the objects a
-    feed item's ``bus`` carries."""
-    return [{"conversation": dict(zip(BUS_FEED["conversation"], r[1:], strict=True))} for r in conversations] + [
-        {"message": dict(zip(BUS_FEED["message"], r[1:], strict=True))} for r in messages
-    ]
+def bus_object(kind: str, row: Sequence[Any]) -> dict[str, Any]:
+    """A bus feed row (change number first, then :data:`BUS_FEED`'s columns for ``kind``,
+    ``conversation`` or ``message``) as the object a feed item's ``bus`` carries."""
+    return {kind: dict(zip(BUS_FEED[kind], row[1:], strict=True))}
 
 
 def read_meta(conn: Any, d: Dialect, key: str) -> str | None:
@@ -387,8 +385,8 @@ class SQLReads:
             agents=[(r[0], row_to_agent(r[1:], d)) for r in kept["agents"]],
             upto=cut,
             more=cut < head,
-            bus=list(zip((r[0] for r in kept["bus_conversations"]), bus_objects(kept["bus_conversations"], []), strict=True))
-            + list(zip((r[0] for r in kept["bus_messages"]), bus_objects([], kept["bus_messages"]), strict=True)),
+            bus=[(r[0], bus_object("conversation", r)) for r in kept["bus_conversations"]]
+            + [(r[0], bus_object("message", r)) for r in kept["bus_messages"]],
         )
 
     def bus_version_rows(self) -> builtins.list[tuple[str, str, str, str]]:
@@ -410,7 +408,7 @@ class SQLReads:
         anti-entropy ships for bus rows whose digests differ."""
         conversations = self._rows_in(FEED_QUERIES["bus_conversations"][0], conversation_ids, "id")
         messages = self._rows_in(FEED_QUERIES["bus_messages"][0], message_ids, "hlc, origin, id")
-        return bus_objects(conversations, messages)
+        return [bus_object("conversation", r) for r in conversations] + [bus_object("message", r) for r in messages]
 
     def _rows_in(self, sql: str, ids: Sequence[str], order: str) -> builtins.list[Any]:
         if not ids:
