@@ -3,8 +3,10 @@
 In one process a :class:`threading.Condition` wakes every waiter the moment a send commits.
 Other processes are noticed through the database itself, by one thread per process on behalf
 of all its waiters: on SQLite a watcher reads ``PRAGMA data_version`` of the store's writer
-connection every few milliseconds while anyone waits (a counter SQLite moves when another
-connection commits, never for the connection's own commits; reading it costs no I/O); on
+connection while anyone waits (a counter SQLite moves when another connection commits, never
+for the connection's own commits; reading it costs no I/O), each time the file's write-ahead
+log is written (Linux inotify, see :class:`WalWrites`) and every few milliseconds for a moment
+after, so a waiting process costs no CPU while nothing is written; on
 PostgreSQL a listener holds ``LISTEN memmesh_bus`` on one connection, which every committed
 send ``NOTIFY``-s. Waiters themselves only sleep on the condition: with a worker pool of 16
 threads, a check per waiter every 4 ms was 4,000 reads a second, and every commit of the
@@ -24,9 +26,23 @@ from typing import Any
 from memmesh.errors import MemmeshError
 from memmesh.waits import Abandoned, gone
 
+try:  # Linux only; elsewhere the watcher polls every SQLITE_CHECK_S
+    from inotify_simple import INotify
+    from inotify_simple import flags as inotify_flags
+except ImportError:  # pragma: no cover - not Linux
+    INotify = None
+
 CHANNEL = "memmesh_bus"
 SQLITE_CHECK_S = 0.004
-"""How often the SQLite watcher asks whether another process committed, while anyone waits."""
+"""How often the SQLite watcher asks whether another process committed, while anyone waits and
+the write-ahead log was written in the last FOLLOW_S (or always, where inotify is missing)."""
+FOLLOW_S = 0.05
+"""How long the SQLite watcher keeps checking every SQLITE_CHECK_S after a write to the log: a
+committing process writes its frames to the log (the event) *before* it publishes the commit in
+the shared-memory index, so the counter may move only a moment after the event."""
+QUIET_CHECK_S = 0.25
+"""How often the SQLite watcher checks while the log is not written at all: a safety net for a
+write inotify cannot see (a log file replaced under the watch), at ~4 reads a second."""
 WATCH_LINGER_S = 1.0
 """How long the SQLite watcher keeps watching after its last waiter left: a worker that claims,
 works and claims again finds it still watching (no fresh start, which wakes every waiter once).
@@ -194,20 +210,27 @@ class Notifier:
         marker: int | None = None
         busy: tuple[int, int] | None = None
         idle_since = time.monotonic()
-        while self._wanted():
-            with self._watched:
-                if self._waiting:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since >= WATCH_LINGER_S:
-                    self._watching = False  # with nobody counted: the next waiter starts a watcher
+        with WalWrites.watch(getattr(self.store, "path", "")) as writes:
+            written_at = time.monotonic()
+            while self._wanted():
+                with self._watched:
+                    if self._waiting:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= WATCH_LINGER_S:
+                        self._watching = False  # with nobody counted: the next waiter starts a watcher
+                        return
+                try:
+                    moved, marker, busy = self._look(marker, busy)
+                except MemmeshError:  # the store closed (or failed): the waiters' own checks say so
                     return
-            try:
-                moved, marker, busy = self._look(marker, busy)
-            except MemmeshError:  # the store closed (or failed): the waiters' own checks say so
-                return
-            if moved:
-                self.notify()
-            self._stop.wait(SQLITE_CHECK_S)
+                if moved:
+                    self.notify()
+                if writes is None or busy is not None or time.monotonic() - written_at < FOLLOW_S:
+                    self._stop.wait(SQLITE_CHECK_S)
+                    if writes is not None and writes.seen(0):
+                        written_at = time.monotonic()
+                elif writes.seen(QUIET_CHECK_S):
+                    written_at = time.monotonic()
 
     def _look(self, marker: int | None, busy: tuple[int, int] | None) -> tuple[bool, int | None, tuple[int, int] | None]:
         """One reading of the watcher: whether to wake the waiters, the writer connection's
@@ -258,3 +281,45 @@ class Notifier:
 
     def close(self) -> None:
         self._stop.set()
+
+
+class WalWrites:
+    """Writes to a SQLite file's write-ahead log, seen through Linux inotify: what lets the
+    watcher sleep while nothing is written instead of reading the commit counter 250 times a
+    second (issue 24: a waiting process's CPU ≈ 0). An event says the log was *written*, by
+    any process, this one included; only the commit counter says whether another process
+    committed. Where inotify is missing (not Linux, the per-user limit of inotify instances
+    reached, no log file yet) :meth:`watch` yields None and the watcher polls as before."""
+
+    def __init__(self, inotify: Any) -> None:
+        self._inotify = inotify
+
+    @classmethod
+    @contextmanager
+    def watch(cls, db_path: str) -> Iterator[WalWrites | None]:
+        watcher = cls._open(db_path)
+        try:
+            yield watcher
+        finally:
+            if watcher is not None:
+                watcher._inotify.close()
+
+    @classmethod
+    def _open(cls, db_path: str) -> WalWrites | None:
+        if INotify is None or not db_path or db_path == ":memory:":
+            return None
+        try:
+            inotify = INotify()
+        except OSError:  # too many inotify instances for this user, or no inotify at all
+            return None
+        try:
+            inotify.add_watch(f"{db_path}-wal", inotify_flags.MODIFY)
+        except OSError:  # no log file (yet): poll
+            inotify.close()
+            return None
+        return cls(inotify)
+
+    def seen(self, timeout_s: float) -> bool:
+        """Whether the log was written since the last call, waiting up to ``timeout_s`` for a
+        write (0: only look). Every pending event is read, so one look covers a burst."""
+        return bool(self._inotify.read(timeout=int(timeout_s * 1000)))
