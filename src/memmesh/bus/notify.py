@@ -210,7 +210,7 @@ class Notifier:
         marker: int | None = None
         busy: tuple[int, int] | None = None
         idle_since = time.monotonic()
-        with WalWrites.watch(getattr(self.store, "path", "")) as writes:
+        with WalWrites.watch(getattr(self.store, "wal_path", None)) as writes:
             written_at = time.monotonic()
             while self._wanted():
                 with self._watched:
@@ -296,8 +296,8 @@ class WalWrites:
 
     @classmethod
     @contextmanager
-    def watch(cls, db_path: str) -> Iterator[WalWrites | None]:
-        watcher = cls._open(db_path)
+    def watch(cls, wal_path: str | None) -> Iterator[WalWrites | None]:
+        watcher = cls._open(wal_path)
         try:
             yield watcher
         finally:
@@ -305,15 +305,15 @@ class WalWrites:
                 watcher._inotify.close()
 
     @classmethod
-    def _open(cls, db_path: str) -> WalWrites | None:
-        if INotify is None or not db_path or db_path == ":memory:":
+    def _open(cls, wal_path: str | None) -> WalWrites | None:
+        if INotify is None or wal_path is None:
             return None
         try:
             inotify = INotify()
         except OSError:  # too many inotify instances for this user, or no inotify at all
             return None
         try:
-            inotify.add_watch(f"{db_path}-wal", inotify_flags.MODIFY)
+            inotify.add_watch(wal_path, inotify_flags.MODIFY)
         except OSError:  # no log file (yet): poll
             inotify.close()
             return None

@@ -467,6 +467,12 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         with self._reading() as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
 
+    @property
+    def wal_path(self) -> str | None:
+        """The file's write-ahead log (it is opened in WAL mode), written by every commit of
+        every process: what a waiting process watches (bus/notify.py). None in memory."""
+        return None if self.in_memory else f"{self.path}-wal"
+
     def others_commits(self, wait: bool = True) -> int | None:
         """A number that moves when another connection (another process) commits to this file
         and never for this store's own writes: ``PRAGMA data_version`` of the one writer
