@@ -35,6 +35,7 @@ from memmesh.errors import (
 )
 from memmesh.limits import quota_namespace, quota_retry_after, utc_day
 from memmesh.model import (
+    DEFAULT_NAMESPACE,
     HistoryEntry,
     HistoryEvent,
     Kind,
@@ -106,6 +107,17 @@ def snapshot(memory: Memory) -> dict[str, Any]:
     return memory.model_dump(mode="json", exclude={"access_count", "last_accessed_at", "version"})
 
 
+def outside_message(principal: Principal, namespace: str) -> str:
+    """Why ``namespace`` is refused to a key limited to others. The namespace a call without
+    one uses (``default``) is named as such, with one the key may use, since a key limited to
+    some namespaces that leaves the namespace out meets it without having asked for it."""
+    message = f"namespace {namespace!r} is outside this key's namespaces ({', '.join(principal.namespaces)})"
+    roots = principal.prefixes()
+    if namespace == DEFAULT_NAMESPACE and roots:
+        message += f"; {namespace!r} is what a call without a namespace uses: give one inside them, e.g. {roots[0]!r}"
+    return message
+
+
 def authorize(principal: Principal, role: Role, namespace: str | None = None) -> Principal:
     """The caller, checked for ``role`` (and ``namespace``).
 
@@ -118,7 +130,7 @@ def authorize(principal: Principal, role: Role, namespace: str | None = None) ->
     if not principal.has_role(role):
         raise ForbiddenError(f"role {principal.role!r} may not do this; it needs {role!r}")
     if namespace is not None and not principal.covers(namespace):
-        raise ForbiddenError(f"namespace {namespace!r} is outside this key's namespaces ({', '.join(principal.namespaces)})")
+        raise ForbiddenError(outside_message(principal, namespace))
     current_caller.set(principal)  # the actor of the audit entries this call writes
     return principal
 

@@ -1,0 +1,31 @@
+"""Probe of session 18 (probe18): a new user's scoped key and an attacker's keys against a real
+uvicorn; what the answers say and what the store holds afterwards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memmesh.model import LOCAL_PRINCIPAL
+
+JSON = {"Content-Type": "application/json"}
+
+
+def test_a_scoped_key_that_leaves_the_namespace_out_is_told_to_give_one_of_its_own(server: Any) -> None:
+    """A key limited to ``a/*`` storing without a namespace was refused with "namespace
+    'default' is outside this key's namespaces (a/*)": a namespace the caller never named,
+    and no word that leaving it out is what chose it. The 403 now says so and names one the
+    key may use; nothing is stored, and the same body with that namespace is stored."""
+    key = server.service.create_key("alice", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key
+    http = server.http(key)
+    refused = http.post("/api/v1/memories", json={"content": "Shipped v2 on Tuesday"}, headers=JSON)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["message"] == (
+        "namespace 'default' is outside this key's namespaces (a/*); 'default' is what a call without a namespace "
+        "uses: give one inside them, e.g. 'a'"
+    )
+    assert server.service.stats(principal=LOCAL_PRINCIPAL).total == 0
+    stored = http.post("/api/v1/memories", json={"content": "Shipped v2 on Tuesday", "namespace": "a"}, headers=JSON)
+    assert stored.status_code == 201, stored.text
+    # a namespace the key named itself reads as before
+    other = http.post("/api/v1/memories", json={"content": "x", "namespace": "b/x"}, headers=JSON)
+    assert other.json()["error"]["message"] == "namespace 'b/x' is outside this key's namespaces (a/*)"
