@@ -101,3 +101,27 @@ def test_mem0_export_then_history_db(cli, tmp_path: Path, mem0_export: dict[str,
     assert (report["totals"]["updated"], report["totals"]["deleted"]) == (1, 1)
     assert _json(cli("get", f"mem0:{kept['id']}", "--json"))["content"] == "Likes to play cricket and squash"
     assert _json(cli("stats", "--json"))["total"] == 4
+
+
+def test_a_source_imported_into_a_second_namespace_is_refused_with_advice_that_works(cli, tmp_path: Path) -> None:
+    """An MCP memory file imported again under another ``-n``: each record is refused, as one
+    store holds each record id (``mcp:<name>``, ``mcp:<name>:<hash>``) once. The reason said
+    "give it a different --id-prefix", an option ``import`` refuses for this format
+    ("--id-prefix only apply to --format sql"). It now says where the records are and what
+    works: importing into that namespace finds them all imported already."""
+    source = tmp_path / "memory.jsonl"
+    source.write_text('{"type": "entity", "name": "default_user", "entityType": "person", "observations": ["likes tea"]}\n')
+    assert cli("import", str(source), "-n", "agents/x").code == 0
+    refused = cli("import", str(source), "-n", "agents/y", "--json")
+    assert refused.code == 1
+    reasons = [f["reason"] for f in _json(refused)["failures"]]
+    assert reasons[0] == (
+        "id mcp:default_user already names a memory in namespace 'agents/x', not 'agents/y': mcp-memory ids come from "
+        "the source's own ids, not from the namespace, so one store holds a record in one namespace only (import this "
+        "source into 'agents/x', or into another store with --db)"
+    )
+    assert len(reasons) == 2 and all("--id-prefix" not in reason for reason in reasons)
+    assert "--id-prefix only apply to --format sql" in cli("import", str(source), "-n", "agents/y", "--id-prefix", "y").err
+    followed = _json(cli("import", str(source), "-n", "agents/x", "--json"))
+    assert followed["failures"] == [] and followed["totals"]["skipped"] == 2
+    assert _json(cli("--db", str(tmp_path / "other.db"), "import", str(source), "-n", "agents/y", "--json"))["totals"]["added"] == 2

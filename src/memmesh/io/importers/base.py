@@ -251,13 +251,7 @@ class Writer:
         recorded = recorded if isinstance(recorded, dict) else {}
         move = not item.keep_namespace and current.namespace != new.namespace
         if move and not recorded.get("namespace_unknown"):
-            return Outcome(
-                item.key,
-                item.tenant,
-                "failed",
-                f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r} "
-                "(another source with the same ids? give it a different --id-prefix)",
-            )
+            return Outcome(item.key, item.tenant, "failed", _held_elsewhere(new, current))
         self.ids[new.id] = current.id
         origin = dict(new.metadata.get(IMPORTED_FROM, {}))
         fmt = str(origin.get("format"))
@@ -386,6 +380,20 @@ def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, princ
         else:
             missing.append(outcome.key)
     return SpotCheck(sampled=len(chosen), found=found, missing=missing)
+
+
+def _held_elsewhere(new: NewMemory, current: Memory) -> str:
+    """Why a record whose id names a memory of another namespace is not imported, and what to
+    do: only the SQL importer takes ``--id-prefix``; the other formats name their memories
+    after the source's own ids, so a store holds each record once."""
+    held = f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r}"
+    fmt = new.metadata.get(IMPORTED_FROM, {}).get("format")
+    if fmt == "sql":
+        return f"{held} (another source with the same ids? give it a different --id-prefix)"
+    return (
+        f"{held}: {fmt} ids come from the source's own ids, not from the namespace, so one store holds a record "
+        f"in one namespace only (import this source into {current.namespace!r}, or into another store with --db)"
+    )
 
 
 def _seen_digests(recorded: dict[str, Any]) -> dict[str, str]:
