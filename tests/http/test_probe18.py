@@ -29,3 +29,19 @@ def test_a_scoped_key_that_leaves_the_namespace_out_is_told_to_give_one_of_its_o
     # a namespace the key named itself reads as before
     other = http.post("/api/v1/memories", json={"content": "x", "namespace": "b/x"}, headers=JSON)
     assert other.json()["error"]["message"] == "namespace 'b/x' is outside this key's namespaces (a/*)"
+
+
+def test_an_admin_of_some_namespaces_is_refused_the_store_wide_sync_reads_in_plain_words(server: Any) -> None:
+    """An admin key limited to ``a/*`` asking for the content digests or for replicated items
+    got "the content digests covers every namespace" / "replicated items covers …"; the 403s
+    now read as sentences, and say what key would do."""
+    key = server.service.create_key("adma", role="admin", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key
+    http = server.http(key)
+    tail = "covers every namespace; it needs an admin key not limited to some namespaces"
+    for answer, what in (
+        (http.get("/api/v1/sync/digest"), "reading the content digests"),
+        (http.get("/api/v1/sync/digest", params={"namespace": "b"}), "reading the content digests"),
+        (http.post("/api/v1/sync/items", json={"ids": ["x"]}, headers=JSON), "reading replicated items"),
+    ):
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["message"] == f"{what} {tail}"

@@ -274,7 +274,7 @@ class Replica:
     def digests(self, *, principal: Principal) -> DigestReport:
         """Every namespace's content digest on this node (see :mod:`.digest`): two nodes hold
         the same replicated state exactly when these are equal."""
-        self._authorize_reader(principal, "the content digests")
+        self._authorize_reader(principal, "reading the content digests")
         return digests_from(self._rows(), self.service.node_id)
 
     def _rows(self) -> list[Row]:
@@ -292,7 +292,7 @@ class Replica:
 
     def digest_node(self, *, namespace: str, prefix: str = "", leaves: bool = False, principal: Principal) -> DigestNode:
         """One node of a namespace's digest tree: what anti-entropy descends through."""
-        self._authorize_reader(principal, "the content digests")
+        self._authorize_reader(principal, "reading the content digests")
         if not isinstance(namespace, str) or not namespace:
             raise InvalidInputError("namespace is empty: name the namespace whose digest tree to read")
         return tree_node_from(self._rows(), self.service.node_id, namespace, prefix, leaves=leaves)
@@ -301,7 +301,7 @@ class Replica:
         """This node's current state of the memories ``ids``: each one's memory or tombstone,
         its visible links and its recorded conflicts, as a page outside the feed (``upto`` 0,
         so applying it moves no cursor). What anti-entropy ships for a diverged bucket."""
-        self._authorize_reader(principal, "replicated items")
+        self._authorize_reader(principal, "reading replicated items")
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids) or len(ids) > MAX_BATCH_ITEMS // 4:
             raise InvalidInputError(f"ids must be a list of at most {MAX_BATCH_ITEMS // 4} memory ids")
         store = self.service.store
