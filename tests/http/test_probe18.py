@@ -45,3 +45,36 @@ def test_an_admin_of_some_namespaces_is_refused_the_store_wide_sync_reads_in_pla
     ):
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["message"] == f"{what} {tail}"
+
+
+def test_an_mcp_session_answers_only_the_key_that_opened_it(server: Any) -> None:
+    """``/mcp`` checked each request's key but not whose session it named: a second key that
+    learned a session id (a log, a proxy) could post into that session and DELETE it, ending
+    the first key's session. A session id named with another key now answers as an unknown
+    session (404 "Session not found"), and the owner's session goes on."""
+    svc = server.service
+    alice = svc.create_key("alice", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key
+    bob = svc.create_key("bob", role="writer", namespaces=["b/*"], principal=LOCAL_PRINCIPAL).key
+    accept = {"Accept": "application/json, text/event-stream", **JSON}
+
+    def post(key: str, body: dict[str, Any], session: str | None = None) -> Any:
+        headers = {**accept, "Authorization": f"Bearer {key}"}
+        if session:
+            headers |= {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-06-18"}
+        return server.http().post("/mcp", json=body, headers=headers)
+
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}
+    opened = post(alice, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    assert post(alice, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session).status_code == 202
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "memory_list", "arguments": {}}}
+
+    unknown = post(bob, listing, "0" * 32)
+    foreign = post(bob, listing, session)
+    assert foreign.status_code == unknown.status_code == 404, foreign.text
+    assert foreign.json() == unknown.json()
+    ended = server.http().delete("/mcp", headers={"Authorization": f"Bearer {bob}", "Mcp-Session-Id": session})
+    assert ended.status_code == 404, ended.text
+    mine = post(alice, listing, session)
+    assert mine.status_code == 200 and '"isError":false' in mine.text, mine.text

@@ -25,6 +25,8 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
@@ -348,7 +350,17 @@ class McpHttpApp:
                 await _send_error(send, exc)
                 return
             scope.setdefault("state", {})["memmesh_principal"] = principal
+            scope["user"] = session_owner(principal)
         await self.manager.handle_request(scope, receive, send)
+
+
+def session_owner(principal: Principal) -> AuthenticatedUser:
+    """Who an MCP session belongs to: the API key that opened it (the local caller on a server
+    that needs no key). The SDK's session manager answers a request that names a session opened
+    by another key as it answers an unknown session (404 "Session not found"), so a session id
+    seen in a log or a proxy is no handle on another key's session (its calls, its DELETE)."""
+    owner = f"key:{principal.key_id}" if principal.key_id else "local"
+    return AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[]))
 
 
 async def _send_error(send: Send, exc: MemmeshError) -> None:
