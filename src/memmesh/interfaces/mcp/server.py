@@ -355,11 +355,12 @@ class McpHttpApp:
 
 
 def session_owner(principal: Principal) -> AuthenticatedUser:
-    """Who an MCP session belongs to: the API key that opened it (the local caller on a server
-    that needs no key). The SDK's session manager answers a request that names a session opened
-    by another key as it answers an unknown session (404 "Session not found"), so a session id
-    seen in a log or a proxy is no handle on another key's session (its calls, its DELETE)."""
-    owner = f"key:{principal.key_id}" if principal.key_id else "local"
+    """Who an MCP session belongs to: the caller that opened it, by its API key, agent, role and
+    namespaces (on a server that needs no key, the local caller; in a host app, whoever its
+    resolver returns). The SDK's session manager answers a request that names a session opened
+    by another caller as it answers an unknown session (404 "Session not found"), so a session
+    id seen in a log or a proxy is no handle on another key's session (its calls, its DELETE)."""
+    owner = json.dumps([principal.key_id, principal.agent_id, principal.role, principal.namespaces])
     return AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[]))
 
 
