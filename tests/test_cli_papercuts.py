@@ -176,6 +176,8 @@ def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
     from memmesh.interfaces.http.routes import admin, curator, governance, sessions, subscriptions
     from memmesh.interfaces.mcp.catalog import FAMILIES, tools_for
     from memmesh.interfaces.mcp.render import MCP_TOOLS
+    from memmesh.interfaces.web.app import PREFIX, WEB_OPERATIONS
+    from memmesh.interfaces.web.pages import routes as web_routes
     from memmesh.memory import Memory
 
     def command(words: list[str]) -> Any:
@@ -187,7 +189,13 @@ def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
     tools = set(tools_for(list(FAMILIES)))
     routers = [admin.router, curator.router, governance.router, sessions.router, subscriptions.router]  # where OPERATIONS are served
     routes = {f"{method} {route.path}" for router in routers for route in router.routes for method in getattr(route, "methods", ())}
-    for table in (CLI_COMMANDS, HTTP_OPERATIONS, MCP_TOOLS):
+
+    class Paths:  # stands in for the WebApp: each page's route is just its path here
+        def route(self, path: str, *_: Any, **__: Any) -> str:
+            return path
+
+    pages = {PREFIX + path for path in web_routes(Paths())}  # type: ignore[arg-type]
+    for table in (CLI_COMMANDS, HTTP_OPERATIONS, MCP_TOOLS, WEB_OPERATIONS):
         assert set(table) == set(OPERATIONS)  # each face spells every operation (None: it has none)
     for operation, python in OPERATIONS.items():
         if python is not None:  # named by its Python API method, arguments included
@@ -199,6 +207,8 @@ def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
         assert HTTP_OPERATIONS[operation].split(" with ")[0].split("?")[0] in routes, operation
         tool = MCP_TOOLS[operation]
         assert tool is None or tool.split()[0] in tools, operation
+        page = WEB_OPERATIONS[operation]
+        assert page is None or page.split("(")[-1].split(")")[0].split("?")[0] in pages, operation
 
 
 def test_the_cli_can_undo_a_delete(cli: Any) -> None:

@@ -78,3 +78,29 @@ def test_an_mcp_session_answers_only_the_key_that_opened_it(server: Any) -> None
     assert ended.status_code == 404, ended.text
     mine = post(alice, listing, session)
     assert mine.status_code == 200 and '"isError":false' in mine.text, mine.text
+
+
+def test_an_inspector_error_page_points_to_a_page_not_a_python_call(server: Any) -> None:
+    """The web inspector's error pages showed the Python spelling of a fix: rolling back an
+    unknown curator run said "use curator_runs() to see the run ids", approving an unknown
+    pending action "use pending(status='all') …". They now name the inspector's page."""
+    import html
+    import re
+
+    key = server.service.create_key("adma", role="admin", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key
+    browser = server.http()
+    page = browser.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    assert browser.post("/ui/login", data={"csrf": csrf, "key": key}).status_code in (200, 303)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui/curator").text).group(1)  # type: ignore[union-attr]
+
+    def shown(path: str) -> str:
+        answer = browser.post(path, data={"csrf": csrf})
+        assert answer.status_code == 404, answer.text
+        return html.unescape(re.search(r'id="error-message">([^<]*)<', answer.text).group(1))  # type: ignore[union-attr]
+
+    assert shown("/ui/curator/no-such-run/rollback") == (
+        "no curator run with id no-such-run; use the Curator page (/ui/curator) to see the run ids"
+    )
+    pending = shown("/ui/pending/01a23709-0000-7000-8000-000000000000/approve")
+    assert "pending(status=" not in pending and "the Pending page with status all (/ui/pending?status=all)" in pending

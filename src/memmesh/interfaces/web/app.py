@@ -23,7 +23,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from memmesh.config import Settings
-from memmesh.errors import AuthError, ForbiddenError, InvalidInputError, MemmeshError, PendingApprovalError, RateLimitedError
+from memmesh.errors import (
+    AuthError,
+    ForbiddenError,
+    InvalidInputError,
+    MemmeshError,
+    PendingApprovalError,
+    RateLimitedError,
+    python_option,
+)
 from memmesh.interfaces.web.auth import COOKIE, Session, Sessions, check_key, csrf_ok, principal_for
 from memmesh.interfaces.web.samples import Sampler
 from memmesh.limits import RateLimiter
@@ -46,6 +54,24 @@ MAX_FORM_FIELDS = 50
 COUNTS_TTL_S = 5.0
 """How long the namespace tree's counts are reused (see :meth:`WebApp.namespace_counts`)."""
 CSRF_MESSAGE = "this form's CSRF token is missing or stale: reload the page and submit it again"
+
+WEB_OPERATIONS: dict[str, str | None] = {
+    "session_append": None,
+    "session_list": None,
+    "pending_all": f"the Pending page with status all ({PREFIX}/pending?status=all)",
+    "standards_list": f"the Namespaces page ({PREFIX}/namespaces)",
+    "keys_list": None,
+    "peer_key_create": None,
+    "curator_runs": f"the Curator page ({PREFIX}/curator)",
+    "subscriptions_list": None,
+}
+"""The page of each operation an error may point to (:data:`memmesh.errors.OPERATIONS`), so an
+error page names a page, not a Python call (``None``: the inspector has none; the hint is left out)."""
+
+
+def web_operation(operation: str) -> str | None:
+    """How an error page names an operation that helps: the inspector page that does it."""
+    return WEB_OPERATIONS[operation]
 
 
 @dataclass
@@ -168,7 +194,13 @@ class WebApp:
 
     def error(self, error: MemmeshError, session: Session | None, principal: Principal | None, section: str) -> HTMLResponse:
         """A refused or failed request as a page, with the status code the API gives it."""
-        values = {"error": error, "principal": principal, "section": section, "title": error.code.replace("_", " ")}
+        values = {
+            "error": error,
+            "message": error.message_for(python_option, web_operation),
+            "principal": principal,
+            "section": section,
+            "title": error.code.replace("_", " "),
+        }
         return self.html("error.html", values, status=error.http_status, session=session)
 
     def set_cookie(self, response: Response, session: Session) -> None:
