@@ -80,7 +80,7 @@ def test_bad_sources_and_options_are_clear_errors_that_write_nothing(cli, legacy
     assert unreachable.code == 1 and "cannot connect to postgresql://app:***@127.0.0.1:1/legacy" in unreachable.err
     assert "hunter2" not in unreachable.err
     misplaced = cli("import", str(mcp_file), "--table", "x")
-    assert misplaced.code == 1 and "--table only apply to --format sql (this source is mcp-memory)" in misplaced.err
+    assert misplaced.code == 1 and "--table only applies to --format sql (this source is mcp-memory)" in misplaced.err
     assert cli("import", str(mcp_file), "--format", "nosql").code == 2
     assert not db_path.exists()  # refused imports leave no store behind
 
@@ -107,7 +107,7 @@ def test_a_source_imported_into_a_second_namespace_is_refused_with_advice_that_w
     """An MCP memory file imported again under another ``-n``: each record is refused, as one
     store holds each record id (``mcp:<name>``, ``mcp:<name>:<hash>``) once. The reason said
     "give it a different --id-prefix", an option ``import`` refuses for this format
-    ("--id-prefix only apply to --format sql"). It now says where the records are and what
+    ("--id-prefix only applies to --format sql"). It now says where the records are and what
     works: importing into that namespace finds them all imported already."""
     source = tmp_path / "memory.jsonl"
     source.write_text('{"type": "entity", "name": "default_user", "entityType": "person", "observations": ["likes tea"]}\n')
@@ -121,7 +121,7 @@ def test_a_source_imported_into_a_second_namespace_is_refused_with_advice_that_w
         "source into 'agents/x', or into another store with --db)"
     )
     assert len(reasons) == 2 and all("--id-prefix" not in reason for reason in reasons)
-    assert "--id-prefix only apply to --format sql" in cli("import", str(source), "-n", "agents/y", "--id-prefix", "y").err
+    assert "--id-prefix only applies to --format sql" in cli("import", str(source), "-n", "agents/y", "--id-prefix", "y").err
     followed = _json(cli("import", str(source), "-n", "agents/x", "--json"))
     assert followed["failures"] == [] and followed["totals"]["skipped"] == 2
     assert _json(cli("--db", str(tmp_path / "other.db"), "import", str(source), "-n", "agents/y", "--json"))["totals"]["added"] == 2

@@ -76,7 +76,7 @@ def test_cli_add_mark_column_check_only_then_real_run(cli, unmarked_db: Path) ->
     assert "migrated_at" in columns(unmarked_db)
     (unmarked_db.parent / "x.jsonl").write_text("", encoding="utf-8")
     not_sql = cli("import", str(unmarked_db.parent / "x.jsonl"), "--add-mark-column")
-    assert not_sql.code != 0 and "only apply to --format sql" in not_sql.err
+    assert not_sql.code != 0 and "only applies to --format sql" in not_sql.err
 
 
 @pytest.mark.postgres

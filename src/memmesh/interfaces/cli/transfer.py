@@ -165,7 +165,8 @@ def import_(
     text = _TextSource(source)
     chosen = fmt.value if fmt is not ImportFormat.auto else detect_format(source, table=table, read_text=text.read)
     if chosen != "sql" and sql_given:
-        raise InvalidInputError(f"{', '.join(sql_given)} only apply to --format sql (this source is {chosen})")
+        verb = "applies" if len(sql_given) == 1 else "apply"
+        raise InvalidInputError(f"{', '.join(sql_given)} only {verb} to --format sql (this source is {chosen})")
     if chosen == "jsonl":
         if key is not None:
             raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was")
