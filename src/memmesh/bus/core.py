@@ -1242,9 +1242,11 @@ class Bus:
     def _claimable(self, conversation_id: str) -> tuple[bool, float | None]:
         """Whether this waiting claim should try now, and the earliest lease expiry.
 
-        Every send wakes every waiting worker of the process. Without care each of them would read the queue and most would then try a
-        claim that finds nothing: with 16 workers, ~2 wasted statements per task. Instead
-        the first waiter woken reads how many tasks are ready and hands that many *tickets*
+        A send here wakes as many waiting workers as it sent tasks (Notifier.notify), but
+        another process's commit on SQLite, a replica's, a lease running out or the periodic
+        re-check wake every waiting worker of the process. Without care each of them would
+        read the queue and most would then try a claim that finds nothing: with 16 workers,
+        ~2 wasted statements per task. Instead the first waiter woken reads how many tasks are ready and hands that many *tickets*
         to the waiters woken by the same wake-up; a waiter without a ticket sleeps on. The
         count is read after the wake-up count it is filed under, so a send committed after
         the read moves the count on and is seen by a fresh read (never lost); tickets also
