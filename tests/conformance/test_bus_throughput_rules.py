@@ -5,9 +5,10 @@
   message is flushed, even with the WAL writer set to flush only every 10 s; deliveries
   (``unread``'s mark, a claim's lease) do not wait, and the ack or complete after them
   flushes them;
-- (both backends) workers waiting in ``claim`` in one process are all woken by a send, but
-  they read the queue once per wake-up and only as many of them try a claim as there are tasks: one task
-  sent to 8 waiting workers costs one claim, not eight; and no task is left unclaimed.
+- (both backends) of the workers waiting in ``claim`` in one process only as many try a claim
+  as there are tasks (a send wakes that many, see tests/bus/test_queue_wakeups.py; what wakes
+  them all is followed by one read of the queue): one task sent to 8 waiting workers costs one
+  claim, not eight; and no task is left unclaimed.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def test_a_send_returns_only_once_its_message_is_flushed(pg_private: Any, open_m
     assert pg_private.execute(name, lag_sql)[0][0] <= 0
 
 
-def test_one_task_wakes_many_waiting_workers_but_costs_one_claim(backend_url: str, open_memory: Callable[..., Memory]) -> None:
+def test_one_task_sent_to_many_waiting_workers_costs_one_claim(backend_url: str, open_memory: Callable[..., Memory]) -> None:
     bus = open_memory(backend_url, clock=system_clock).service.bus
     workers = [f"w{i}" for i in range(8)]
     q = bus.open(["boss", *workers], kind="queue", principal=P)

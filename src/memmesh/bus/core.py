@@ -593,7 +593,7 @@ class Bus:
         if self.sql.postgres:
             fast = self._send_pg(conversation_id, bodies, sender, token, to, now)
             if fast is not None:
-                self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
+                self.notifier.notify(conversation_id, len(bodies), functools.partial(self._sent, conversation_id, len(bodies)))
                 return fast
         # SQLite, or PostgreSQL explaining why its one-statement send stored nothing
         token_hash = self._token_hash(conversation_id, token)
@@ -642,7 +642,7 @@ class Bus:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [(*m, state, history, origin, self._hlc()) for m in made],
                 )
-        self.notifier.notify(functools.partial(self._sent, conversation_id, len(bodies)))
+        self.notifier.notify(conversation_id, len(bodies), functools.partial(self._sent, conversation_id, len(bodies)))
         return [self._message(m) for m in made]
 
     def _grouped(
@@ -813,7 +813,9 @@ class Bus:
         answer = look()
         if not answer.messages and wait > 0:
             with self._long_poll(principal):
-                found = self.notifier.wait_for(lambda: (lambda got: got if got.messages else None)(look()), wait, abandoned)
+                found = self.notifier.wait_for(
+                    lambda: (lambda got: got if got.messages else None)(look()), wait, abandoned, conversation_id
+                )
             if gone(abandoned):
                 return answer  # nobody takes it: nothing is marked delivered
             check_still_keyed(self.service.store, principal)  # a key revoked while it waited gets nothing
@@ -1081,18 +1083,34 @@ class Bus:
                 self._taken(conversation_id, generation, started)
             if got or wait <= 0:
                 return got
-        with self._long_poll(principal):
-            # the first look shares the current wake-up's count (one read for every waiter)
-            generation = self.notifier.generation
-            ready, expiry = self._claimable(conversation_id)
+        with self._long_poll(principal), self.notifier.waiting(conversation_id, queue=True, abandoned=abandoned) as waiter:
+            # Registered before the first look, so a send after it wakes this claim (or another
+            # waiting one: a send of n tasks wakes n waiting claims, see Notifier.notify); the
+            # looks share the current wake-up's count (one read for the waiters it woke).
+            seen: builtins.list[float | None] = [None]
+            woken: builtins.list[int] = [0]
+
+            def check() -> bool:
+                woken[0] = self.notifier.generation
+                ready, seen[0] = self._claimable(conversation_id)
+                return ready
+
+            def take() -> builtins.list[Delivery]:
+                before = waiter.claiming()
+                got = self._unclaimed(
+                    conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
+                )
+                waiter.claimed(before, len(got), limit)
+                return got
+
+            ready = waiter.look(check)
             while True:
+                expiry, generation = seen[0], woken[0]
                 if gone(abandoned):
-                    return []
+                    return []  # a task found for nobody: the waiter hands its wake-up on as it leaves
                 check_still_keyed(self.service.store, principal)  # a key revoked while it waited takes no task
                 if ready or (expiry is not None and expiry <= self._now()):
-                    got = self._unclaimed(
-                        conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
-                    )
+                    got = take()
                     if got:
                         return got
                     self._drained(conversation_id, generation)
@@ -1102,22 +1120,11 @@ class Bus:
                     # meanwhile (the conversation archived, a task) is answered as ever
                     if not skipped or gone(abandoned):
                         return []
-                    return self._unclaimed(
-                        conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
-                    )
+                    return take()
                 # Sleep until a task may be claimable: a send or a give-back (notified), or the
                 # earliest lease running out (nobody announces that, so wake for it).
                 step = remaining if expiry is None else min(remaining, max(0.005, expiry - self._now()))
-                seen: builtins.list[float | None] = [expiry]
-                woken: builtins.list[int] = [generation]
-
-                def check(seen: builtins.list[float | None] = seen, woken: builtins.list[int] = woken) -> bool:
-                    woken[0] = self.notifier.generation
-                    ready, seen[0] = self._claimable(conversation_id)
-                    return ready
-
-                ready = self.notifier.wait_for(check, step, abandoned)
-                expiry, generation = seen[0], woken[0]
+                ready = waiter.wait(check, step)
 
     def _unclaimed(
         self, conversation_id: str, worker: str, token: str, principal: Principal, got: builtins.list[Delivery], abandoned: Abandoned | None
@@ -1235,9 +1242,11 @@ class Bus:
     def _claimable(self, conversation_id: str) -> tuple[bool, float | None]:
         """Whether this waiting claim should try now, and the earliest lease expiry.
 
-        Every send wakes every waiting worker of the process. Without care each of them would read the queue and most would then try a
-        claim that finds nothing: with 16 workers, ~2 wasted statements per task. Instead
-        the first waiter woken reads how many tasks are ready and hands that many *tickets*
+        A send here wakes as many waiting workers as it sent tasks (Notifier.notify), but
+        another process's commit on SQLite, a replica's, a lease running out or the periodic
+        re-check wake every waiting worker of the process. Without care each of them would
+        read the queue and most would then try a claim that finds nothing: with 16 workers,
+        ~2 wasted statements per task. Instead the first waiter woken reads how many tasks are ready and hands that many *tickets*
         to the waiters woken by the same wake-up; a waiter without a ticket sleeps on. The
         count is read after the wake-up count it is filed under, so a send committed after
         the read moves the count on and is seen by a fresh read (never lost); tickets also
@@ -1840,7 +1849,7 @@ class Bus:
             self._give_back(rows, conversation_id, int(found[0]), int(found[1]), found[4], now, reason)
             task = self._task(rows, conversation_id, int(found[0]))
         self.hints.given_back(conversation_id)
-        self.notifier.notify()
+        self.notifier.notify(conversation_id, 1)
         return task
 
     def tasks(
