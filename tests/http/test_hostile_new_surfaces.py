@@ -224,3 +224,22 @@ def test_a_key_opens_conversations_only_as_its_own_agent(serve: Any) -> None:
     own = writer.post(url, json={"participants": ["wanda", "x"], "created_by": "wanda"})
     assert own.status_code == 201 and own.json()["created_by"] == "wanda"
     assert [c["created_by"] for c in writer.get(url).json()["conversations"]] == ["wanda"]
+
+
+def test_a_key_lists_the_conversations_it_opened_for_others(serve: Any) -> None:
+    # Before: a coordinator's key opening a queue for its workers (not a participant itself)
+    # got created_by null and never saw the queue in its own list.
+    server = serve()
+    svc = server.service
+    coord = server.http(svc.create_key("coord", role="writer", namespaces=["alpha"], principal=LOCAL_PRINCIPAL).key)
+    eve = server.http(svc.create_key("eve", role="writer", namespaces=["beta"], principal=LOCAL_PRINCIPAL).key)
+    url = "/api/v1/bus/conversations"
+    opened = coord.post(url, json={"participants": ["w1", "w2"], "kind": "queue"})
+    assert opened.status_code == 201 and opened.json()["created_by"] == "coord", opened.text
+    assert [c["id"] for c in coord.get(url).json()["conversations"]] == [opened.json()["id"]]
+    assert coord.get(url, params={"agent": "w1"}).json()["conversations"][0]["id"] == opened.json()["id"]
+    assert coord.get(url, params={"agent": "w9"}).json()["conversations"] == []
+    assert eve.get(url).json()["conversations"] == []  # neither opener nor participant
+    mine = eve.post(url, json={"participants": ["eve", "w1"]})
+    assert [c["id"] for c in eve.get(url).json()["conversations"]] == [mine.json()["id"]]
+    assert [c["id"] for c in coord.get(url).json()["conversations"]] == [opened.json()["id"]]

@@ -509,6 +509,8 @@ class Bus:
         if created_by is not None:
             created_by = check_agent_name(created_by, "created_by")
             check_agent(who, created_by)  # a key opens conversations as its own agent, as it writes memories
+        else:
+            created_by = who.agent_id  # left out: the key's agent, as for a memory's agent_id (None without a key)
         token = secrets.token_hex(32)
         now = self._now()
         conv_id = new_id()
@@ -527,7 +529,8 @@ class Bus:
         """Conversations, newest activity first: open ones, or the archived ones (archived by
         hand, or idle past their timeout: such a one shows ``archived_at`` = the moment it
         timed out). Tokens are never listed. A key limited to some namespaces lists only
-        conversations its agent takes part in.
+        conversations its agent takes part in or opened (a coordinator opens a queue for its
+        workers without being one of them).
 
         One read, filtered in SQL: listing writes nothing (a conversation's archival is a
         fact of its last activity and timeout, worked out when read) and fetches only the
@@ -540,14 +543,14 @@ class Bus:
         timed_out = "last_activity + timeout_s <= ?"
         where = [f"(archived_at IS NOT NULL OR {timed_out})" if archived else f"archived_at IS NULL AND NOT {timed_out}"]
         params: builtins.list[Any] = [now]
-        members = [agent] if agent is not None else []
+        if agent is not None:
+            where.append(self.sql.contains("participants"))
+            params.append(json.dumps(agent))  # names hold no quote nor backslash: '"name"' occurs only as that element
         if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
             if who.agent_id is None:
                 return []
-            members.append(who.agent_id)
-        for name in dict.fromkeys(members):
-            where.append(self.sql.contains("participants"))
-            params.append(json.dumps(name))  # names hold no quote nor backslash: '"name"' occurs only as that element
+            where.append(f"({self.sql.contains('participants')} OR created_by = ?)")
+            params.extend([json.dumps(who.agent_id), who.agent_id])
         timed_out_at = "COALESCE(archived_at, CASE WHEN last_activity + timeout_s <= ? THEN last_activity + timeout_s END)"
         columns = CONV_COLUMNS.replace("archived_at", timed_out_at)
         with self.sql.read() as rows:
