@@ -47,8 +47,11 @@ def test_any_key_closes_the_server_and_bad_keys_get_401(server):
     assert http.get("/healthz").status_code == 200
     _error(http.get("/metrics"), 401, "unauthorized")  # keys required: metrics too, even on loopback
     assert server.http(admin.key).get("/metrics").status_code == 200
-    with pytest.raises(AuthError):
+    with pytest.raises(AuthError, match="this client sent no key: pass api_key= to Client"):
         server.client().stats()
+    with pytest.raises(AuthError) as wrong:  # a key it sent: nothing to add about keys left out
+        server.client(wrong_secret).stats()
+    assert "sent no key" not in wrong.value.message
 
 
 def test_reader_cannot_write_and_nothing_is_stored(server):

@@ -72,8 +72,9 @@ def error_types_by_code() -> dict[str, type[MemmeshError]]:
 _BY_CODE = error_types_by_code()
 
 
-def error_from_response(response: httpx.Response) -> MemmeshError:
-    """The MemmeshError a server's error response stands for (by code, else by status)."""
+def error_from_response(response: httpx.Response, hint: str | None = None) -> MemmeshError:
+    """The MemmeshError a server's error response stands for (by code, else by status);
+    ``hint`` is added to its message (what the caller's own side of it can fix)."""
     message, code, details = f"HTTP {response.status_code} from {response.request.url}", None, {}
     try:
         body = response.json()
@@ -81,6 +82,8 @@ def error_from_response(response: httpx.Response) -> MemmeshError:
         message, code, details = str(error["message"]), error.get("code"), dict(error.get("details") or {})
     except (ValueError, KeyError, TypeError):
         pass
+    if hint:
+        message = f"{message}; {hint}"
     fallback = _BY_STATUS.get(response.status_code, StorageError if response.status_code >= 500 else MemmeshError)
     cls = _BY_CODE.get(code or "", fallback)
     try:
@@ -293,7 +296,8 @@ class _Base:
         if (response.status_code in RETRY_STATUSES or not_yet) and attempt <= self.retries:
             return True, None
         if response.is_error or response.status_code == 202:  # 202: queued for approval (PendingApprovalError)
-            raise error_from_response(response)
+            keyless = response.status_code == 401 and "Authorization" not in self._headers
+            raise error_from_response(response, hint="this client sent no key: pass api_key= to Client" if keyless else None)
         return False, call.parse(response.json() if response.content else None)
 
     def _unreachable(self, exc: httpx.HTTPError) -> MemmeshError:
