@@ -280,7 +280,7 @@ class Kernel:
         """A store filter from a caller's loose filter values, limited to what it may see."""
         ns = normalize_namespace(namespace) if namespace else None
         if ns is not None and not principal.covers(ns):
-            raise ForbiddenError(f"namespace {ns!r} is outside this key's namespaces ({', '.join(principal.namespaces)})")
+            raise ForbiddenError(outside_message(principal, ns))
         return Filter(
             now=self.clock(),
             namespace=ns,
