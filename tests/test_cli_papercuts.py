@@ -225,3 +225,22 @@ def test_the_cli_can_undo_a_delete(cli: Any) -> None:
     assert again.code == 1 and "is not deleted" in again.err
     never = cli("undelete", "no-such-id")
     assert never.code == 1 and "no deleted memory with id no-such-id" in never.err
+
+
+def test_a_namespace_that_names_a_file_here_warns_of_an_unquoted_star(cli_in_process, tmp_path: Path, monkeypatch) -> None:
+    # `memmesh keys create --agent bot --namespace *` in a folder holding one file: the shell
+    # hands memmesh that file's name, and the key is scoped to a namespace nobody meant
+    folder = tmp_path / "work"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    monkeypatch.chdir(folder)
+    expanded = cli_in_process("keys", "create", "--agent", "bot", "--namespace", "notes.txt", "--json")
+    assert expanded.code == 0, expanded.err
+    assert json.loads(expanded.out)["namespaces"] == ["notes.txt"]  # created as asked: the warning decides nothing
+    assert "warning: namespace 'notes.txt' is also the name of a file in this directory" in expanded.err, expanded.err
+    assert "quote it: --namespace '*'" in expanded.err
+    registered = cli_in_process("agents", "register", "planner", "--namespace", "notes.txt")
+    assert registered.code == 0 and "--namespace '*'" in registered.err, registered.err
+    for quiet in (("keys", "create", "--agent", "b2", "--namespace", "*"), ("keys", "create", "--agent", "b3", "-n", "team/*")):
+        result = cli_in_process(*quiet)
+        assert result.code == 0 and "warning" not in result.err, result.err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state, warn_if_shell_expanded
 from memmesh.model import LOCAL_PRINCIPAL, Agent
 from memmesh.service import Service
 
@@ -17,10 +17,14 @@ def register(
     agent_id: str = typer.Argument(..., help="The agent's id, e.g. planner or team:bot-1."),
     name: str = typer.Option(None, "--name", help="Display name (default: the id)."),
     role: str = typer.Option("writer", "--role", help="reader | writer | admin"),
-    namespace: list[str] = typer.Option(None, "--namespace", "-n", help="Namespace pattern: '*', 'team' or 'team/*'; repeatable."),
+    namespace: list[str] = typer.Option(
+        None, "--namespace", "-n", help="Namespace pattern: '*' (quoted: a shell expands a bare *), 'team' or 'team/*'; repeatable."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Register an agent, or update its name, role and namespaces."""
+
+    warn_if_shell_expanded(namespace)
 
     def make(service: Service) -> Agent:
         return service.register_agent(agent_id, display_name=name, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)

@@ -10,8 +10,9 @@ import json
 import re
 import sys
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -197,6 +198,21 @@ def announce_created(store: Store) -> None:
 
         where = getattr(store, "path", None) or redact_url(store.url)
         err_console.print(f"created a new memmesh database at {where}", markup=False, highlight=False)
+
+
+def warn_if_shell_expanded(patterns: Sequence[str] | None) -> None:
+    """Warn (stderr) about a namespace pattern that names a file in the working directory: the
+    shell expands an unquoted ``*`` before memmesh sees it, so ``--namespace *`` arrives as
+    ``--namespace notes.txt`` and scopes a key to a namespace nobody meant (narrower, so
+    nothing leaks, but the key then fails everywhere it was meant to work)."""
+    for pattern in patterns or ():
+        if pattern and "*" not in pattern and Path(pattern).exists():
+            err_console.print(
+                f"warning: namespace {pattern!r} is also the name of a file in this directory: if you typed "
+                "--namespace * to mean every namespace, the shell replaced the * with file names; quote it: --namespace '*'",
+                markup=False,
+                highlight=False,
+            )
 
 
 def counting_progress(disable: bool = False) -> Progress:

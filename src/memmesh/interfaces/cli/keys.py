@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state, warn_if_shell_expanded
 from memmesh.model import LOCAL_PRINCIPAL, CreatedKey
 from memmesh.service import Service
 
@@ -20,11 +20,16 @@ def create(
         "writer", "--role", help="reader | writer | approver (decides pending actions) | admin | peer (a mesh node's sync key)"
     ),
     namespace: list[str] = typer.Option(
-        None, "--namespace", "-n", help="Namespace pattern the key may use: '*', 'team' or 'team/*'; repeatable."
+        None,
+        "--namespace",
+        "-n",
+        help="Namespace pattern the key may use: '*' (quoted: a shell expands a bare *), 'team' or 'team/*'; repeatable.",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
+
+    warn_if_shell_expanded(namespace)
 
     def make(service: Service) -> CreatedKey:
         return service.create_key(agent, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
