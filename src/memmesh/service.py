@@ -22,7 +22,7 @@ from memmesh.access import Access, manages
 from memmesh.audit.log import AuditLog
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, parse_ts
 from memmesh.entities import Entities
-from memmesh.errors import ConfigError, ForbiddenError, InvalidInputError, NotFoundError
+from memmesh.errors import ConfigError, InvalidInputError, NotFoundError
 from memmesh.graph import Graph
 from memmesh.kernel import (
     Kernel,
@@ -773,17 +773,7 @@ class Service:
     ) -> Agent:
         """Register (or update) an agent identity; admin only."""
         who = authorize(principal, "admin")
-        self._check_unregistered_id(agent_id, who)
         return self._access().register_agent(agent_id, display_name, role, namespaces, who)
-
-    def _check_unregistered_id(self, agent_id: str, who: Principal) -> None:
-        """A namespace-scoped admin may not claim an agent id nobody registered but that is in
-        use already (notes were left for it or sent by it): a key for it would read notes
-        about namespaces outside the admin's. Refused with the words of one registered outside."""
-        if who.prefixes() is None or not isinstance(agent_id, str) or any(a.agent_id == agent_id for a in self.store.agents()):
-            return
-        if self.inbox.has_notes(agent_id):
-            raise ForbiddenError(f"agent id {agent_id!r} is managed outside your namespaces; choose another agent id")
 
     def agents(self, *, principal: Principal) -> builtins.list[Agent]:
         """Registered agents; admin only, and a namespace-scoped admin sees only the agents
@@ -794,9 +784,12 @@ class Service:
     def create_key(
         self, agent_id: str, *, role: str = "writer", namespaces: Sequence[str] | str | None = None, principal: Principal
     ) -> CreatedKey:
-        """A new API key for an agent; its text is in the result and nowhere else, ever."""
+        """A new API key for an agent; its text is in the result and nowhere else, ever.
+
+        A namespace-scoped admin may give a key to any agent id nobody registered, even one
+        that notes were sent to: the new key reads only the notes whose namespace it may
+        read (memmesh.subscriptions.inbox), so a name in use elsewhere reveals nothing."""
         who = authorize(principal, "admin")
-        self._check_unregistered_id(agent_id, who)
         return self._access().create_key(agent_id, role, namespaces, who)
 
     def keys(self, *, include_revoked: bool = False, principal: Principal) -> builtins.list[ApiKey]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from memmesh import Memory
-from memmesh.model import LOCAL_PRINCIPAL
-from memmesh.subscriptions import signing
+from memmesh.model import LOCAL_PRINCIPAL, Principal
+from memmesh.subscriptions import inbox, signing
 
 L = LOCAL_PRINCIPAL
 
@@ -83,3 +83,15 @@ def test_inbox_round_trip(mem_on: Memory) -> None:
     assert [m.body for m in mem_on.inbox("reviewer")] == ["second"]
     assert mem_on.inbox("reviewer") == []
     assert [m.subject for m in mem_on.inbox("reviewer", unread_only=False)] == ["s1", None]
+
+
+def test_inbox_read_pages_past_notes_outside_the_readers_namespaces(mem_on: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbox, "READ_PAGE", 2, raising=False)  # several pages, notes of one instant (FakeClock)
+    for i in range(5):
+        mem_on.notify("reviewer", f"about b {i}", namespace="b")
+    mem_on.notify("reviewer", "about a", namespace="a/x")
+    mem_on.notify("reviewer", "for anyone")
+    reviewer = Principal(agent_id="reviewer", role="reader", namespaces=["a/*"])
+    assert [m.body for m in mem_on.service.inbox.read(limit=1, principal=reviewer)] == ["about a"]
+    assert [m.body for m in mem_on.service.inbox.read(principal=reviewer)] == ["for anyone"]
+    assert [m.body for m in mem_on.inbox("reviewer")] == [f"about b {i}" for i in range(5)]  # left unread

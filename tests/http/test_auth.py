@@ -256,22 +256,27 @@ def test_scoped_admin_cannot_see_revoke_or_take_over_outside_its_namespaces(serv
     assert http.delete(f"/api/v1/keys/{made.json()['id']}").status_code == 200
 
 
-def test_scoped_admin_cannot_claim_an_unregistered_agent_id_that_has_notes(server):
-    """probe5: an a/* admin minted a key for 'b-worker' (never registered, but sent a note about
-    b/y) and read that note through the new key's inbox."""
+def test_a_writer_cannot_block_an_agent_name_for_another_namespaces_admin(server):
+    """probe18: an a/* writer notified 'b-deploy-bot' (never registered); then a b/* admin's
+    register_agent and create_key for that name got 403 "managed outside your namespaces": a
+    denial of service on names, and an oracle telling the admin that notes exist."""
     svc = server.service
-    svc.add({"content": "b's", "namespace": "b/y"}, principal=LOCAL_PRINCIPAL)
-    root = server.http(svc.create_key("root", role="admin", principal=LOCAL_PRINCIPAL).key)
-    assert root.post("/api/v1/notify", json={"to": "b-worker", "body": "b secret", "namespace": "b/y"}).status_code == 201
-    assert root.post("/api/v1/notify", json={"to": "idle-a", "body": "hello"}).status_code == 201
-    lead = server.http(svc.create_key("lead-a", role="admin", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
-    for route in ("/api/v1/keys", "/api/v1/agents"):
-        _error(lead.post(route, json={"agent_id": "b-worker", "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
-        _error(lead.post(route, json={"agent_id": "root", "role": "reader", "namespaces": ["a"]}), 403, "forbidden")
-    assert "b-worker" not in {a.agent_id for a in svc.agents(principal=LOCAL_PRINCIPAL)}
-    assert lead.post("/api/v1/keys", json={"agent_id": "fresh-a", "role": "reader", "namespaces": ["a"]}).status_code == 201
-    # a global admin still may give a used id a key (it may read that inbox anyway)
-    assert root.post("/api/v1/keys", json={"agent_id": "idle-a", "role": "reader", "namespaces": ["a"]}).status_code == 201
+    writer_a = server.http(svc.create_key("bot-a", role="writer", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    sent = writer_a.post("/api/v1/notify", json={"to": "b-deploy-bot", "body": "x"})
+    assert sent.status_code == 201 and sent.json()["namespace"] == "a"  # kept inside the sender's namespaces
+    assert writer_a.post("/api/v1/notify", json={"to": "b-deploy-bot", "body": "y", "namespace": "a/x"}).status_code == 201
+    lead_b = server.http(svc.create_key("lead-b", role="admin", namespaces=["b/*"], principal=LOCAL_PRINCIPAL).key)
+    registered = lead_b.post("/api/v1/agents", json={"agent_id": "b-deploy-bot", "role": "reader", "namespaces": ["b"]})
+    assert registered.status_code == 201, registered.text
+    made = lead_b.post("/api/v1/keys", json={"agent_id": "b-deploy-bot", "role": "reader", "namespaces": ["b"]})
+    assert made.status_code == 201, made.text
+    bot_b = server.http(made.json()["key"])
+    assert bot_b.get("/api/v1/inbox").json() == [] and bot_b.get("/api/v1/inbox", params={"all": True}).json() == []
+    # the notes are still there, unread, for a key of that name that may read a
+    bot_a = server.http(svc.create_key("b-deploy-bot", role="reader", namespaces=["a/*"], principal=LOCAL_PRINCIPAL).key)
+    seen = bot_a.get("/api/v1/inbox").json()
+    assert [(m["body"], m["namespace"]) for m in seen] == [("x", "a"), ("y", "a/x")]
+    assert bot_a.get("/api/v1/inbox").json() == []  # read once
 
 
 def test_history_of_a_moved_memory_stays_with_its_new_namespace(server):

@@ -18,6 +18,7 @@ import uvicorn
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from tests.mcp.conftest import reply
 
 from memmesh import Memory
 from memmesh.config import load_settings
@@ -32,11 +33,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Memory]]:
-    """create_app over a keyword-only store, served by uvicorn on a random loopback port."""
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Memory]]:
+    """create_app over a keyword-only store, served by uvicorn on a random loopback port
+    (``indirect`` parameters: more settings sections, e.g. ``{"mcp": {"profile": "power"}}``)."""
+    more = getattr(request, "param", {})
     settings = load_settings(
         None,
-        overrides={"data_dir": str(tmp_path), "embeddings": {"provider": "none"}, "storage": {"url": f"sqlite:///{tmp_path / 'http.db'}"}},
+        overrides={
+            "data_dir": str(tmp_path),
+            "embeddings": {"provider": "none"},
+            "storage": {"url": f"sqlite:///{tmp_path / 'http.db'}"},
+            **more,
+        },
         env={"MEMMESH_CONFIG": ""},
     )
     mem = Memory(config=settings)
@@ -119,3 +127,23 @@ def test_mcp_over_http_uses_api_keys_and_scopes(served: tuple[str, Memory]) -> N
     memory_id = asyncio.run(scenario())
     assert mem.get(memory_id).agent_id == "web-agent"
     assert [m.content for m in mem.get_all(namespace="hr")] == ["salary data"]
+
+
+@pytest.mark.parametrize("served", [{"mcp": {"profile": "power"}}], indirect=True)
+def test_mcp_inbox_shows_a_key_only_the_notes_it_may_read(served: tuple[str, Memory]) -> None:
+    # probe18: memory_inbox showed every note for the key's agent name, whatever namespace it
+    # was about, and a namespace-scoped key's memory_notify left notes without namespace.
+    url, mem = served
+    mem.notify("deploy-bot", "about b", namespace="b")
+    mem.notify("deploy-bot", "about a", namespace="a/x")
+    key = mem.service.create_key("deploy-bot", role="writer", namespaces=["a"], principal=LOCAL_PRINCIPAL).key
+
+    async def scenario() -> None:
+        async with session(url, key) as s:
+            seen = reply(await s.call_tool("memory_inbox", {}))
+            assert not seen.is_error and [m["body"] for m in seen.data] == ["about a"], seen.text
+            sent = reply(await s.call_tool("memory_notify", {"to": "reviewer", "body": "done"}))
+            assert not sent.is_error and sent.data["namespace"] == "a", sent.text
+
+    asyncio.run(scenario())
+    assert [m.body for m in mem.inbox("deploy-bot")] == ["about b"]  # left unread for a key that may read b

@@ -110,7 +110,7 @@ def notify(
     to: str = typer.Argument(..., help="The agent to notify."),
     body: str = typer.Argument(..., help="The text of the notification."),
     subject: str = typer.Option(None, "--subject", help="A short subject line."),
-    namespace: str = typer.Option(None, "--namespace", "-n", help="A namespace it is about."),
+    namespace: str = typer.Option(None, "--namespace", "-n", help="A namespace it is about: only readers of it see the note."),
     memory_id: str = typer.Option(None, "--memory", help="A memory it is about."),
     sender: str = typer.Option(None, "--from", help="Who it is from (default: local)."),
     as_json: bool = JSON_OPTION,

@@ -51,7 +51,9 @@ def memory_notify(
     to: Annotated[str, Field(description="The agent id to notify.")],
     body: Annotated[str, Field(description="What you want them to know.")],
     subject: Annotated[str | None, Field(description="A short subject line.")] = None,
-    namespace: Annotated[str | None, Field(description="A namespace the note is about.")] = None,
+    namespace: Annotated[
+        str | None, Field(description="A namespace the note is about; only readers of it see the note (default: your key's one namespace).")
+    ] = None,
     memory_id: Annotated[str | None, Field(description="A memory the note is about.")] = None,
 ) -> Any:
     """Leave a notification in another agent's inbox (it reads it with memory_inbox)."""

@@ -36,7 +36,10 @@ class NotifyRequest(Body):
     to: str = Field(description="the agent to notify")
     body: str = Field(description="the text of the notification")
     subject: str | None = Field(default=None, description="a short subject line")
-    namespace: str | None = Field(default=None, description="a namespace it is about")
+    namespace: str | None = Field(
+        default=None,
+        description="a namespace it is about: only keys that may read it see the note (a key limited to one namespace: default that one)",
+    )
     memory_id: str | None = Field(default=None, description="a memory it is about")
 
 
