@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import CliResult
-from tests.importers.conftest import MCP_ENTITIES, MCP_OBSERVATIONS, MCP_RELATIONS, Mem0History, mcp_lines
+from tests.importers.conftest import MCP_ENTITIES, MCP_OBSERVATIONS, MCP_RELATIONS, Mem0History, mcp_lines, sqlite_url
 
 from memmesh import Memory
 from memmesh.io.importers import import_mcp_memory, import_mem0, import_mem0_history, mcp_memory, mem0
@@ -138,3 +139,26 @@ def test_a_refused_entity_brings_none_of_its_new_observations(mem: Memory) -> No
     assert reasons["John_Smith observation 4"] == "not imported because 'entity John_Smith', which it is part of, was not"
     assert "it was moved there since it was imported into 'kg'" in reasons["entity John_Smith"]
     assert report.skipped_reasons == {"already imported": MCP_OBSERVATIONS + len(MCP_ENTITIES) - 1}  # all but John: unchanged
+
+
+def test_two_scoped_keys_import_tables_with_the_same_row_ids(cli, tmp_path: Path) -> None:
+    """Rows of two teams' tables that share ids and the table name: b's import used to fail
+    each row a had imported ("no memory with id legacy:notes:1 is visible to this key")."""
+    keys = {team: _key(cli, team) for team in ("a", "b")}
+    for team in ("a", "b"):
+        path = tmp_path / f"{team}.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (id INTEGER, content TEXT)")
+            conn.executemany("INSERT INTO notes VALUES (?, ?)", [(1, f"{team} first note"), (2, f"{team} second note")])
+        conn.close()
+        args = ("import", sqlite_url(path), "--table", "notes", "--namespace", f"{team}/legacy", "--key", keys[team], "--json")
+        result = cli(*args)
+        assert result.code == 0 and "visible" not in result.out, result.out + result.err
+        assert _json(result)["totals"]["added"] == 2
+        assert _json(cli(*args))["totals"]["skipped"] == 2  # a re-run finds them
+    assert sorted(m["content"] for m in _json(cli("list", "--json"))["items"]) == [
+        "a first note",
+        "a second note",
+        "b first note",
+        "b second note",
+    ]
