@@ -465,16 +465,12 @@ def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, princ
 
 def _held_elsewhere(new: NewMemory, current: Memory) -> str:
     """Why a record whose id names a memory of another namespace (one the key can see) is not
-    imported, and what to do. SQL ids come from the table, so another source with the same ids
-    needs its own ``--id-prefix``; the file formats' ids include the namespace, so their memory
-    was moved since it was imported."""
-    held = f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r}"
-    fmt = new.metadata.get(IMPORTED_FROM, {}).get("format")
-    if fmt == "sql":
-        return f"{held} (another source with the same ids? give it a different --id-prefix)"
+    imported, and what to do. Imported ids include the namespace, so that memory was moved
+    since it was imported."""
     return (
-        f"{held}: it was moved there since it was imported into {new.namespace!r}; move it back "
-        f"(memmesh update {new.id} --namespace {new.namespace}) to import into {new.namespace!r} again"
+        f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r}: it was moved "
+        f"there since it was imported into {new.namespace!r}; move it back (memmesh update {new.id} --namespace "
+        f"{new.namespace}) to import into {new.namespace!r} again"
     )
 
 
