@@ -125,6 +125,19 @@ def test_mem0_export_and_history_find_an_older_versions_ids(mem: Memory, tmp_pat
     assert mem.service.store.get(f"mem0:{doomed['id']}") is None and mem.stats().total == total - 1
 
 
+def test_an_older_history_import_moves_to_its_user_when_the_export_comes(mem: Memory, tmp_path: Path, mem0_export) -> None:
+    """An older version imported mem0's history db first (into the base ``mem0``, the db
+    records no user); the export then moves each memory to its user, still without duplicates."""
+    kept = mem0_export["results"][0]
+    history = Mem0History(tmp_path / "history.db")
+    history.add(kept["memory"], memory_id=kept["id"])
+    _old_import(mem, mem0.read_history(history.path, "mem0"), [])
+    assert mem.get(f"mem0:{kept['id']}").namespace == "mem0"
+    report = import_mem0(mem.service, json.dumps({"results": [kept]}), principal=LOCAL_PRINCIPAL)
+    assert (report.totals.updated, report.totals.added, report.failures) == (1, 0, [])
+    assert mem.get(f"mem0:{kept['id']}").namespace == mem0.namespace_for("mem0", kept) and mem.stats().total == 1
+
+
 def test_a_refused_entity_brings_none_of_its_new_observations(mem: Memory) -> None:
     """John's entity was moved out of the namespace after the import, so re-importing it is
     refused; its new observation used to be imported anyway, without its entity."""

@@ -300,20 +300,29 @@ class Writer:
         and the key can see it; live or deleted/archived there (then it stays skipped).
         A legacy id held anywhere else is ignored, exactly as if nothing held it."""
         planned, legacy = item.fields.get("id"), item.legacy_id
-        if not legacy or not isinstance(planned, str) or planned in existing or self.service.store.history(planned):
+        if not legacy or not isinstance(planned, str) or planned in existing:
             return item
         current = existing.get(legacy)
-        places = {current.namespace} if current is not None else self.service.kernel.former_namespaces(None, legacy)
-        if places and all(self._ours(item, ns) for ns in places):
+        if current is not None:
+            places = {current.namespace}
+        else:
+            places = self.service.kernel.former_namespaces(None, legacy)
+            if not places or self.service.store.history(planned):
+                return item
+        if all(self._ours(item, ns, current) for ns in places):
             self._used[planned] = legacy
             return replace(item, fields={**item.fields, "id": legacy})
         return item
 
-    def _ours(self, item: Candidate | Removal, namespace: str) -> bool:
-        """Whether an older import of ``item`` into ``namespace`` is this record's to refresh."""
+    def _ours(self, item: Candidate | Removal, namespace: str, memory: Memory | None = None) -> bool:
+        """Whether an older import of ``item`` into ``namespace`` is this record's to refresh:
+        the record's namespace; under it, for a source that does not know the namespace; or
+        above it, for a memory such a source placed (mem0's history db, then its export)."""
         wanted = str(item.fields.get("namespace")) if isinstance(item, Candidate) else str(item.tenant)
         under = (isinstance(item, Removal) or item.keep_namespace) and namespace.startswith(wanted + "/")
-        return (namespace == wanted or under) and self.principal.covers(namespace)
+        recorded = memory.metadata.get(IMPORTED_FROM) if memory is not None else None
+        above = isinstance(recorded, dict) and bool(recorded.get("namespace_unknown")) and wanted.startswith(namespace + "/")
+        return (namespace == wanted or under or above) and self.principal.covers(namespace)
 
     def _refresh(self, item: Candidate, new: NewMemory, current: Memory) -> Outcome:
         """The record was imported before: skip it if the source is unchanged, else update."""
