@@ -4,19 +4,19 @@ An importer only reads its source and turns each record into an :data:`Item`; th
 :class:`Writer` applies items through the service, so every rule (namespace syntax, size
 limits, de-duplication) is the service's, checked once. Idempotence comes from ids: each
 memory gets a deterministic id derived from the source's own id and from the namespace it is
-imported into (``mcp:<namespace digest>:<entity>``, ``mem0:<namespace digest>:<id>``, see
-:func:`scoped_id`; ``legacy:<table>:<id>``), so a re-run finds what it wrote and writes
+imported into (``mcp:<namespace digest>:<entity>``, ``mem0:<namespace digest>:<id>``,
+``legacy:<table>:<namespace digest>:<id>``; see :func:`scoped_id`), so a re-run finds what it wrote and writes
 nothing, the same source imported into two namespaces gives two independent sets of
 memories, and an import learns nothing about ids held in namespaces its key cannot see. An
 item whose content already exists in its namespace (by content hash) is skipped rather than
 stored twice.
 
-Older versions named file imports after the source id alone (``mcp:<entity>``,
-``mem0:<id>``, ``bm:<permalink>``): a :class:`Candidate` carries that ``legacy_id``, and a
+Older versions named imports after the source id alone (``mcp:<entity>``, ``mem0:<id>``,
+``bm:<permalink>``, ``legacy:<table>:<id>``): a :class:`Candidate` carries that ``legacy_id``, and a
 memory holding it in the record's own namespace is updated or skipped as before (see
 :meth:`Writer._resolve`), so re-importing into a store those versions filled duplicates
 nothing. A part (an observation) names its whole (its entity) as ``parent``: when the whole
-fails, the part is not imported either.
+fails, the part is not written either.
 
 Each imported memory records where it came from in ``metadata["imported_from"]``, with a
 digest of the source state (``sha``). A re-run compares against it: unchanged in the source
