@@ -130,7 +130,7 @@ def test_notes_observations_relations_become_memories_tags_and_links(mem: Memory
     # two relations name notes that are not in the project: skipped with the reason, not failed
     assert report.skipped_reasons == {"relation target is not a note in the project": 2}
 
-    coffee = mem.get(note_id("coffee-brewing-methods"))
+    coffee = mem.get(note_id("coffee-brewing-methods", "basic-memory"))
     assert coffee.namespace == "basic-memory"
     assert coffee.content.startswith("Coffee Brewing Methods\n\nNotes from a year of weekend experiments")
     assert "Pour over" not in coffee.content and "[[" not in coffee.content  # observations and relations are their own records
@@ -141,27 +141,27 @@ def test_notes_observations_relations_become_memories_tags_and_links(mem: Memory
     assert coffee.metadata["imported_from"]["file"] == "coffee-brewing-methods.md"
 
     links = {(link.target_id, link.relation.value) for link in mem.links(coffee.id) if link.source_id == coffee.id}
-    assert (note_id("coffee/coffee-bean-origins"), "related_to") in links
-    assert (note_id("guides/proper-grinding-technique"), "related_to") in links  # "requires": no memmesh relation
-    assert (note_id("kitchen-projects"), "part_of") in links  # "is part of" maps onto part_of
+    assert (note_id("coffee/coffee-bean-origins", "basic-memory"), "related_to") in links
+    assert (note_id("guides/proper-grinding-technique", "basic-memory"), "related_to") in links  # "requires": no memmesh relation
+    assert (note_id("kitchen-projects", "basic-memory"), "part_of") in links  # "is part of" maps onto part_of
 
     note = read_note(project / "coffee-brewing-methods.md", "coffee-brewing-methods.md")
     technique = next(o for o in note.observations if o.category == "technique")
-    memory = mem.get(observation_id("coffee-brewing-methods", technique))
+    memory = mem.get(observation_id("coffee-brewing-methods", technique, "basic-memory"))
     assert memory.content == "Coffee Brewing Methods: Water temperature at 205°F extracts optimal compounds #brewing #temperature"
     assert set(memory.tags) == {"technique", "brewing", "temperature"}
     assert (coffee.id, "part_of") in {(link.target_id, link.relation.value) for link in mem.links(memory.id)}
     preference = next(o for o in note.observations if o.category == "preference")
-    assert mem.get(observation_id("coffee-brewing-methods", preference)).metadata["context"] == "personal experience"
+    assert mem.get(observation_id("coffee-brewing-methods", preference, "basic-memory")).metadata["context"] == "personal experience"
     assert len(note.observations) == 3  # the task box, the plain item and the fenced example are not observations
 
-    origins = mem.get(note_id("coffee/coffee-bean-origins"))
+    origins = mem.get(note_id("coffee/coffee-bean-origins", "basic-memory"))
     assert set(origins.metadata["tags"]) == {"coffee", "origins"}  # comma-separated tags
     back = {(link.target_id, link.relation.value) for link in mem.links(origins.id) if link.source_id == origins.id}
     assert (coffee.id, "mentions") in back  # an inline [[link]] in prose
-    grinding = mem.get(note_id("guides/proper-grinding-technique"))
+    grinding = mem.get(note_id("guides/proper-grinding-technique", "basic-memory"))
     assert "guide" in grinding.tags and grinding.metadata["entity_type"] == "Guide"
-    kitchen = mem.get(note_id("kitchen-projects"))
+    kitchen = mem.get(note_id("kitchen-projects", "basic-memory"))
     assert kitchen.metadata["entity"] == "Kitchen Projects"  # title from the file name
 
     hits = mem.recall("which water temperature for brewing coffee", namespace="basic-memory").hits
@@ -230,7 +230,7 @@ def test_two_notes_with_one_title_stay_two_and_the_first_holds_the_name(mem: Mem
     )
     first = import_basic_memory(mem.service, root, principal=mem.principal)
     assert first.totals.added == 4 and first.totals.links_written == 2
-    a, b = mem.get(note_id("a/meeting")), mem.get(note_id("b/meeting"))
+    a, b = mem.get(note_id("a/meeting", "basic-memory")), mem.get(note_id("b/meeting", "basic-memory"))
     assert "alias:meeting" in a.tags and "alias:meeting" not in b.tags
     again = import_basic_memory(mem.service, root, principal=mem.principal)
     assert again.written == 0 and again.skipped_reasons == {"already imported": 4}

@@ -10,6 +10,8 @@ from typing import Any
 from tests.conftest import CliResult
 from tests.importers.conftest import GOOD_ROWS, MALFORMED, MCP_ENTITIES, MCP_OBSERVATIONS, Mem0History, sqlite_url
 
+from memmesh.io.importers.mem0 import memory_id
+
 LEGACY = [
     "--table",
     "agent_memories",
@@ -99,29 +101,22 @@ def test_mem0_export_then_history_db(cli, tmp_path: Path, mem0_export: dict[str,
     report = _json(cli("import", str(history.path), "--json"))
     assert report["format"] == "mem0-history"
     assert (report["totals"]["updated"], report["totals"]["deleted"]) == (1, 1)
-    assert _json(cli("get", f"mem0:{kept['id']}", "--json"))["content"] == "Likes to play cricket and squash"
+    assert _json(cli("get", memory_id(kept["id"], "mem0"), "--json"))["content"] == "Likes to play cricket and squash"
     assert _json(cli("stats", "--json"))["total"] == 4
 
 
-def test_a_source_imported_into_a_second_namespace_is_refused_with_advice_that_works(cli, tmp_path: Path) -> None:
-    """An MCP memory file imported again under another ``-n``: each record is refused, as one
-    store holds each record id (``mcp:<name>``, ``mcp:<name>:<hash>``) once. The reason said
-    "give it a different --id-prefix", an option ``import`` refuses for this format
-    ("--id-prefix only applies to --format sql"). It now says where the records are and what
-    works: importing into that namespace finds them all imported already."""
+def test_a_source_imported_into_a_second_namespace_is_a_second_independent_copy(cli, tmp_path: Path) -> None:
+    """An MCP memory file imported again under another ``-n``: its ids include the namespace,
+    so the second namespace gets its own memories (it used to refuse each record: one store
+    held each ``mcp:<name>`` once), and each namespace's re-run writes nothing."""
     source = tmp_path / "memory.jsonl"
     source.write_text('{"type": "entity", "name": "default_user", "entityType": "person", "observations": ["likes tea"]}\n')
-    assert cli("import", str(source), "-n", "agents/x").code == 0
-    refused = cli("import", str(source), "-n", "agents/y", "--json")
-    assert refused.code == 1
-    reasons = [f["reason"] for f in _json(refused)["failures"]]
-    assert reasons[0] == (
-        "id mcp:default_user already names a memory in namespace 'agents/x', not 'agents/y': mcp-memory ids come from "
-        "the source's own ids, not from the namespace, so one store holds a record in one namespace only (import this "
-        "source into 'agents/x', or into another store with --db)"
-    )
-    assert len(reasons) == 2 and all("--id-prefix" not in reason for reason in reasons)
-    assert "--id-prefix only applies to --format sql" in cli("import", str(source), "-n", "agents/y", "--id-prefix", "y").err
-    followed = _json(cli("import", str(source), "-n", "agents/x", "--json"))
-    assert followed["failures"] == [] and followed["totals"]["skipped"] == 2
-    assert _json(cli("--db", str(tmp_path / "other.db"), "import", str(source), "-n", "agents/y", "--json"))["totals"]["added"] == 2
+    for namespace in ("agents/x", "agents/y"):
+        report = _json(cli("import", str(source), "-n", namespace, "--json"))
+        assert report["failures"] == [] and report["totals"]["added"] == 2 and report["totals"]["links_written"] == 1
+    for namespace in ("agents/x", "agents/y"):
+        again = _json(cli("import", str(source), "-n", namespace, "--json"))
+        assert again["failures"] == [] and again["totals"]["skipped"] == 2 and again["totals"]["added"] == 0
+    listed = _json(cli("list", "--json"))["items"]
+    assert sorted(m["namespace"] for m in listed) == ["agents/x", "agents/x", "agents/y", "agents/y"]
+    assert len({m["id"] for m in listed}) == 4

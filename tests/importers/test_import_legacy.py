@@ -13,6 +13,7 @@ from tests.importers.conftest import GOOD_ROWS, LEGACY_DDL, MALFORMED, TENANTS, 
 from memmesh import Memory
 from memmesh.errors import InvalidInputError
 from memmesh.io.importers import LegacyTable, import_legacy
+from memmesh.io.importers.base import scoped_id
 from memmesh.model import LOCAL_PRINCIPAL
 
 
@@ -53,7 +54,7 @@ def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_d
     assert "invalid namespace 'workspace:bad tenant/..'" in reasons["102"]
     assert reasons["103"] == "workspace_id is NULL, so the row has no namespace" and reasons["104"] == "content is NULL"
 
-    memory = mem.get("legacy:agent_memories:1")
+    memory = mem.get(scoped_id("legacy:agent_memories", "workspace:agents-team", "1"))
     assert memory.namespace == "workspace:agents-team" and memory.kind.value == "fact" and memory.source == "agent"
     assert memory.metadata["imported_from"]["tenant"] == "agents-team"
     assert mem.stats().total == GOOD_ROWS
@@ -73,7 +74,8 @@ def test_rerun_migrates_nothing_and_a_fixed_row_goes_next_time(mem: Memory, lega
     with sqlite3.connect(legacy_db) as conn:
         conn.execute("UPDATE agent_memories SET content = 'hongming fixed the blank row' WHERE id = 100")
     third = import_legacy(mem.service, spec_for(sqlite_url(legacy_db)), principal=LOCAL_PRINCIPAL)
-    assert third.totals.migrated == 1 and mem.get("legacy:agent_memories:100").namespace == "workspace:hongming"
+    assert third.totals.migrated == 1
+    assert mem.get(scoped_id("legacy:agent_memories", "workspace:hongming", "100")).namespace == "workspace:hongming"
 
 
 def test_without_a_mark_column_the_ids_make_a_rerun_a_noop(mem: Memory, legacy_db: Path) -> None:
@@ -118,7 +120,7 @@ def test_empty_table_is_a_noop_and_premarked_rows_are_skipped(mem: Memory, tmp_p
         )
     report = import_legacy(mem.service, spec_for(sqlite_url(path)), principal=LOCAL_PRINCIPAL)
     assert (report.totals.migrated, report.totals.skipped) == (1, 1)
-    assert mem.service.store.get("legacy:agent_memories:1") is None
+    assert mem.service.store.get(scoped_id("legacy:agent_memories", "workspace:hongming", "1")) is None
 
 
 def test_same_content_in_a_tenant_is_stored_once_and_both_rows_are_marked(mem: Memory, tmp_path: Path) -> None:

@@ -18,22 +18,22 @@ def test_graph_becomes_entity_and_observation_memories_with_links(mem: Memory, m
     assert report.totals.failed == 0 and report.tenants[0].tenant == "kg"
     assert report.totals.links_written == MCP_OBSERVATIONS + len(MCP_RELATIONS)
 
-    john = mem.get(entity_id("John_Smith"))
+    john = mem.get(entity_id("John_Smith", "kg"))
     assert john.namespace == "kg" and john.tier.value == "long"
     assert {"entity", "alias:john_smith", "person"} <= set(john.tags)
     assert {"type": "works_at", "to": "Anthropic"} in john.metadata["relations"]
     # memmesh's entity lookup finds the imported entity by its name
     assert [e.id for e in mem.service.entities.lookup("john_smith", namespace="kg", principal=LOCAL_PRINCIPAL)] == [john.id]
 
-    spanish = mem.get(observation_id("John_Smith", "Speaks fluent Spanish"))
+    spanish = mem.get(observation_id("John_Smith", "Speaks fluent Spanish", "kg"))
     assert spanish.content == "John_Smith: Speaks fluent Spanish"
     assert spanish.metadata["entity"] == "John_Smith" and "person" in spanish.tags
 
     links = {(link.source_id, link.target_id, link.relation.value) for link in mem.links(john.id)}
-    assert (john.id, entity_id("Anthropic"), "related_to") in links  # works_at has no memmesh twin
+    assert (john.id, entity_id("Anthropic", "kg"), "related_to") in links  # works_at has no memmesh twin
     assert (spanish.id, john.id, "part_of") in links  # observation → its entity
-    falcon_links = {(link.target_id, link.relation.value) for link in mem.links(entity_id("Project Falcon"))}
-    assert (entity_id("Anthropic"), "part_of") in falcon_links  # "is part of" maps to part_of
+    falcon_links = {(link.target_id, link.relation.value) for link in mem.links(entity_id("Project Falcon", "kg"))}
+    assert (entity_id("Anthropic", "kg"), "part_of") in falcon_links  # "is part of" maps to part_of
 
     hits = mem.search("Which language does John speak?", namespace="kg")
     assert hits and hits[0].memory.id == spanish.id
@@ -55,7 +55,7 @@ def test_reimport_writes_nothing_and_a_grown_graph_adds_only_the_new_parts(mem: 
     # the new observation, the new entity, and John's entity (its relations changed) are written
     assert (third.totals.added, third.totals.updated) == (2, 1)
     assert third.totals.links_written == 2
-    assert {"type": "lives_in", "to": "Lisbon"} in mem.get(entity_id("John_Smith")).metadata["relations"]
+    assert {"type": "lives_in", "to": "Lisbon"} in mem.get(entity_id("John_Smith", "mcp")).metadata["relations"]
 
 
 def test_dry_run_reports_the_same_counts_and_writes_nothing(mem: Memory, mcp_file: Path) -> None:
@@ -100,8 +100,8 @@ def test_an_entity_registered_by_hand_is_reused_not_duplicated(mem: Memory, mcp_
     assert report.skipped_reasons == {"entity already registered": 1}
     assert [e.id for e in mem.service.entities.lookup("anthropic", namespace="mcp", principal=LOCAL_PRINCIPAL)] == [mine.id]
     targets = {link.target_id for link in mem.links(mine.id)}
-    assert entity_id("John_Smith") in {link.source_id for link in mem.links(mine.id)}
-    assert observation_id("Anthropic", "Builds Claude") in {link.source_id for link in mem.links(mine.id)} | targets
+    assert entity_id("John_Smith", "mcp") in {link.source_id for link in mem.links(mine.id)}
+    assert observation_id("Anthropic", "Builds Claude", "mcp") in {link.source_id for link in mem.links(mine.id)} | targets
 
 
 def test_relation_types_map_only_when_obvious() -> None:

@@ -27,15 +27,15 @@ def test_export_lands_per_user_agent_and_run_with_its_metadata(mem: Memory, mem0
         "mem0/runs/session-42": 1,
     }
     items = mem0_export["results"]
-    nuts = mem.get(memory_id(items[1]["id"]))
+    nuts = mem.get(memory_id(items[1]["id"], "mem0"))
     assert nuts.namespace == "mem0/alice" and nuts.content == items[1]["memory"] and nuts.tier.value == "long"
     assert nuts.metadata["category"] == "food"
     origin = nuts.metadata["imported_from"]
     assert origin["id"] == items[1]["id"] and origin["hash"] == items[1]["hash"] and origin["user_id"] == "alice"
     assert origin["created_at"] == "2025-06-01T10:00:00.123456-07:00"
-    procedure = mem.get(memory_id(items[2]["id"]))
+    procedure = mem.get(memory_id(items[2]["id"], "mem0"))
     assert procedure.kind.value == "procedure" and procedure.agent_id == "support-bot"
-    assert [h.memory.id for h in mem.search("cricket weekends", namespace="mem0/alice")][:1] == [memory_id(items[0]["id"])]
+    assert [h.memory.id for h in mem.search("cricket weekends", namespace="mem0/alice")][:1] == [memory_id(items[0]["id"], "mem0")]
     assert report.spot_check is not None and report.spot_check.found == report.spot_check.sampled == 3
 
 
@@ -48,14 +48,14 @@ def test_export_reimport_writes_nothing_and_a_changed_memory_is_updated(mem: Mem
     changed["results"][0]["memory"] = "Likes to play cricket and tennis on weekends"
     third = import_mem0(mem.service, json.dumps(changed), principal=LOCAL_PRINCIPAL)
     assert (third.totals.added, third.totals.updated, third.totals.skipped) == (0, 1, 4)
-    target = memory_id(changed["results"][0]["id"])
+    target = memory_id(changed["results"][0]["id"], "mem0")
     assert mem.get(target).content == "Likes to play cricket and tennis on weekends"
     assert [h.event.value for h in mem.history(target)] == ["add", "update"]
 
 
 def test_a_memory_edited_in_memmesh_is_not_overwritten_by_an_unchanged_source(mem: Memory, mem0_export: dict[str, Any]) -> None:
     import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
-    target = memory_id(mem0_export["results"][0]["id"])
+    target = memory_id(mem0_export["results"][0]["id"], "mem0")
     mem.update(target, content="Plays cricket every Saturday (corrected by hand)")
     again = import_mem0(mem.service, json.dumps(mem0_export), principal=LOCAL_PRINCIPAL)
     assert again.written == 0
@@ -85,7 +85,7 @@ def test_malformed_export_items_fail_alone(mem: Memory) -> None:
     assert any("invalid namespace 'mem0/Alice Smith'" in r for r in reasons)
     assert any("metadata is not a JSON object" in r for r in reasons)
     assert any("limit is 65536" in r for r in reasons)
-    assert set(mem.get(memory_id(export[0]["id"])).tags) == {"hobbies", "travel"}
+    assert set(mem.get(memory_id(export[0]["id"], "mem0")).tags) == {"hobbies", "travel"}
 
 
 def test_an_export_that_is_not_json_or_not_mem0_is_refused(mem: Memory) -> None:
@@ -107,9 +107,9 @@ def test_history_db_imports_latest_states_and_skips_deleted(mem: Memory, mem0_hi
     report = import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
     assert (report.totals.added, report.totals.skipped) == (2, 1)
     assert report.skipped_reasons == {"deleted in the source": 1}
-    assert mem.get(memory_id(kept)).content == "Lives in Lisbon since May"
-    assert mem.get(memory_id(plain)).namespace == "mem0"
-    assert mem.service.store.get(memory_id(gone)) is None
+    assert mem.get(memory_id(kept, "mem0")).content == "Lives in Lisbon since May"
+    assert mem.get(memory_id(plain, "mem0")).namespace == "mem0"
+    assert mem.service.store.get(memory_id(gone, "mem0")) is None
     assert hashlib.sha256(mem0_history.path.read_bytes()).hexdigest() == before  # the source is only read
 
     again = import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
@@ -130,25 +130,25 @@ def test_history_after_export_updates_and_deletes_in_the_user_namespaces(mem: Me
     assert (dry.totals.updated, dry.totals.deleted) == (1, 1) and mem.stats().total == 2
     report = import_mem0_history(mem.service, history.path, principal=LOCAL_PRINCIPAL)
     assert (report.totals.updated, report.totals.deleted, report.totals.added) == (1, 1, 0)
-    updated = mem.get(memory_id(item["id"]))
+    updated = mem.get(memory_id(item["id"], "mem0"))
     assert updated.namespace == "mem0/alice" and updated.content == "Drinks soy milk now"
     assert updated.metadata["imported_from"]["user_id"] == "alice"
-    assert mem.service.store.get(memory_id(doomed["id"])) is None
+    assert mem.service.store.get(memory_id(doomed["id"], "mem0")) is None
     assert import_mem0_history(mem.service, history.path, principal=LOCAL_PRINCIPAL).written == 0
     # the same (older) export again: unchanged since it was imported, so the newer history state stays
     # and the deleted memory is not brought back
     stale = import_mem0(mem.service, json.dumps({"results": [item, doomed]}), principal=LOCAL_PRINCIPAL)
-    assert stale.written == 0 and mem.get(memory_id(item["id"])).content == "Drinks soy milk now"
-    assert mem.service.store.get(memory_id(doomed["id"])) is None
+    assert stale.written == 0 and mem.get(memory_id(item["id"], "mem0")).content == "Drinks soy milk now"
+    assert mem.service.store.get(memory_id(doomed["id"], "mem0")) is None
 
 
 def test_history_first_then_export_moves_memories_to_their_user(mem: Memory, mem0_history: Mem0History) -> None:
     item = mem0_item("Runs marathons", user="carol")
     mem0_history.add("Runs marathons", memory_id=item["id"])
     import_mem0_history(mem.service, mem0_history.path, principal=LOCAL_PRINCIPAL)
-    assert mem.get(memory_id(item["id"])).namespace == "mem0"
+    assert mem.get(memory_id(item["id"], "mem0")).namespace == "mem0"
     report = import_mem0(mem.service, json.dumps({"results": [item]}), principal=LOCAL_PRINCIPAL)
-    assert report.totals.updated == 1 and mem.get(memory_id(item["id"])).namespace == "mem0/carol"
+    assert report.totals.updated == 1 and mem.get(memory_id(item["id"], "mem0")).namespace == "mem0/carol"
 
 
 def test_not_a_history_db_is_a_clear_error(mem: Memory, tmp_path: Path, legacy_db: Path) -> None:

@@ -18,6 +18,7 @@ from tests.importers.conftest import PgServer, sqlite_url
 
 from memmesh import Memory
 from memmesh.io.importers import LegacyTable, import_legacy
+from memmesh.io.importers.base import scoped_id
 from memmesh.model import LOCAL_PRINCIPAL
 
 ROWS = [(1, "a", "first row"), (2, "a", "row two"), (2, "b", "row two again, another text"), (3, "a", "row three")]
@@ -68,7 +69,8 @@ def test_the_answer_does_not_depend_on_where_a_page_ends(mem: Memory, tmp_path: 
     report = import_legacy(mem.service, spec, batch_size=batch_size, principal=LOCAL_PRINCIPAL)
     assert (report.totals.added, report.totals.failed) == (2, 2)
     assert sorted(f.id for f in report.failures) == ["2", "2"]
-    assert mem.service.store.get("legacy:agent_memories:2") is None
+    assert all(mem.service.store.get(scoped_id("legacy:agent_memories", f"workspace:{t}", "2")) is None for t in "ab")
+    assert len(mem.list(limit=10).items) == 2
 
 
 @pytest.mark.postgres

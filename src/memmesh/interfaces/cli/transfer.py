@@ -122,7 +122,7 @@ def import_(
     tier: str = typer.Option("long", "--tier", help="Tier of imported memories (not jsonl, which keeps its own)."),
     spot: int = typer.Option(3, "--spot-check", min=0, max=1000, help="Recall this many imported records afterwards to check them."),
     table: str = typer.Option(None, "--table", help="sql: the legacy table (schema.table allowed)."),
-    id_col: str = typer.Option("id", "--id-col", help="sql: the row id column (ids become legacy:<table>:<id>)."),
+    id_col: str = typer.Option("id", "--id-col", help="sql: the row id column (ids become legacy:<table>:<namespace digest>:<id>)."),
     content_col: str = typer.Option("content", "--content-col", help="sql: the memory text column."),
     tenant_col: str = typer.Option(None, "--tenant-col", help="sql: the tenant column (one namespace per tenant)."),
     namespace_template: str = typer.Option("workspace:{tenant}", "--namespace-template", help="sql: namespace of a tenant's rows."),

@@ -3,10 +3,20 @@
 An importer only reads its source and turns each record into an :data:`Item`; the
 :class:`Writer` applies items through the service, so every rule (namespace syntax, size
 limits, de-duplication) is the service's, checked once. Idempotence comes from ids: each
-memory gets a deterministic id derived from the source's own id (``mem0:<id>``,
-``mcp:<entity>:<hash>``, ``legacy:<table>:<id>``), so a re-run finds what it wrote and
-writes nothing, and an item whose content already exists in its namespace (by content hash)
-is skipped rather than stored twice.
+memory gets a deterministic id derived from the source's own id and from the namespace it is
+imported into (``mcp:<namespace digest>:<entity>``, ``mem0:<namespace digest>:<id>``,
+``legacy:<table>:<namespace digest>:<id>``; see :func:`scoped_id`), so a re-run finds what it wrote and writes
+nothing, the same source imported into two namespaces gives two independent sets of
+memories, and an import learns nothing about ids held in namespaces its key cannot see. An
+item whose content already exists in its namespace (by content hash) is skipped rather than
+stored twice.
+
+Older versions named imports after the source id alone (``mcp:<entity>``, ``mem0:<id>``,
+``bm:<permalink>``, ``legacy:<table>:<id>``): a :class:`Candidate` carries that ``legacy_id``, and a
+memory holding it in the record's own namespace is updated or skipped as before (see
+:meth:`Writer._resolve`), so re-importing into a store those versions filled duplicates
+nothing. A part (an observation) names its whole (its entity) as ``parent``: when the whole
+fails, the part is not written either.
 
 Each imported memory records where it came from in ``metadata["imported_from"]``, with a
 digest of the source state (``sha``). A re-run compares against it: unchanged in the source
@@ -19,7 +29,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from memmesh.entities import alias_key
@@ -52,6 +62,18 @@ def id_part(value: object, max_chars: int = 48) -> str:
     return f"{safe}-{digest}" if safe else digest
 
 
+def namespace_digest(namespace: str) -> str:
+    """16 hex of the namespace's SHA-256: the part of an imported id that keeps two
+    namespaces' imports of one source apart (64 bits: no namespace name is found to match
+    another's by trying)."""
+    return hashlib.sha256(namespace.encode()).hexdigest()[:16]
+
+
+def scoped_id(prefix: str, namespace: str, source_id: str) -> str:
+    """An imported memory's id: ``<prefix>:<namespace digest>:<source id part>``."""
+    return f"{prefix}:{namespace_digest(namespace)}:{source_id}"
+
+
 def source_digest(*parts: Any) -> str:
     """A short, stable digest of a source record's state (what a re-run compares)."""
     raw = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
@@ -68,6 +90,8 @@ class Candidate:
     ``fields`` are :class:`NewMemory` fields, with the deterministic ``id`` set.
     ``keep_namespace``: when the memory already exists, leave it in its namespace and
     compare content only (the source does not know the namespace, e.g. mem0's history db).
+    ``legacy_id``: the id an older version gave this record (see :meth:`Writer._resolve`).
+    ``parent``: the id of the record this one is a part of; it is not imported without it.
     """
 
     key: str
@@ -75,6 +99,8 @@ class Candidate:
     fields: dict[str, Any]
     sha: str
     keep_namespace: bool = False
+    legacy_id: str | None = None
+    parent: str | None = None
 
 
 def imported_candidate(
@@ -87,6 +113,8 @@ def imported_candidate(
     meta: dict[str, Any],
     tier: str,
     origin: dict[str, Any],
+    legacy_id: str | None = None,
+    parent: str | None = None,
 ) -> Candidate:
     """A source record as a memory candidate: its digest over content, tags and metadata,
     and ``metadata.imported_from`` = ``origin`` (format, id, …) plus that digest. Every
@@ -103,7 +131,7 @@ def imported_candidate(
         "source": "import",
         "metadata": meta,
     }
-    return Candidate(key, namespace, fields, sha)
+    return Candidate(key, namespace, fields, sha, legacy_id=legacy_id, parent=parent)
 
 
 def entity_alias(name: str) -> str | None:
@@ -143,6 +171,8 @@ class Removal:
     key: str
     tenant: str | None
     memory_id: str
+    legacy_id: str | None = None
+    """The id an older version gave the record, found under the tenant's namespace."""
 
 
 Item = Candidate | Rejected | Present | Removal
@@ -177,6 +207,10 @@ class Writer:
     links_skipped: int = 0
     _planned: dict[tuple[str, str], str] = field(default_factory=dict)
     _handled: set[str] = field(default_factory=set)
+    _used: dict[str, str] = field(default_factory=dict)
+    """A planned id → the older id that holds its record (see :meth:`_resolve`)."""
+    _failed: dict[str, str] = field(default_factory=dict)
+    """The planned id of each record that failed → its key (its parts fail too)."""
 
     def apply(self, items: Iterable[Item], batch_size: int = 200) -> list[Outcome]:
         """Apply items in batches (one transaction per batch of new memories)."""
@@ -188,7 +222,7 @@ class Writer:
         return outcomes
 
     def _apply_batch(self, batch: list[Item]) -> list[Outcome]:
-        wanted = [item.fields.get("id") for item in batch if isinstance(item, Candidate)]
+        wanted = [i for item in batch if isinstance(item, Candidate) for i in (item.fields.get("id"), item.legacy_id)]
         existing = {m.id: m for m in self.service.store.get_many([i for i in wanted if isinstance(i, str)])}
         outcomes: list[Outcome | None] = []
         adds: list[tuple[int, Candidate, NewMemory]] = []
@@ -199,6 +233,8 @@ class Writer:
                     adds.append((len(outcomes), item, decided))
                     outcomes.append(None)
                     continue
+                if decided.action == "failed":
+                    self._failed[str(item.fields.get("id"))] = item.key
                 outcomes.append(decided)
             elif isinstance(item, Rejected):
                 outcomes.append(Outcome(item.key, item.tenant, "failed", item.reason))
@@ -214,6 +250,7 @@ class Writer:
 
     def _plan(self, item: Candidate, existing: dict[str, Memory]) -> Outcome | NewMemory:
         """Decide what one candidate needs: nothing (an Outcome says why), an update, or an add."""
+        item = self._resolve(item, existing)
         try:
             new = self.service.check_new(item.fields, principal=self.principal)
             self.service.governance.admit_import(self.principal, [new.namespace])
@@ -241,8 +278,51 @@ class Writer:
         if holder is not None:
             self.ids[new.id] = holder
             return Outcome(item.key, item.tenant, "skipped", "same content already stored", holder, new.namespace)
+        refused = self._parent_failed(item)
+        if refused is not None:
+            return refused
         self._planned[(new.namespace, digest)] = new.id
         return new
+
+    def _parent_failed(self, item: Candidate) -> Outcome | None:
+        """A part whose whole failed is not written (added or updated): an observation without
+        its entity would land in a graph that does not hold it, and a refused entity must not
+        bring its parts in. Parts already imported and unchanged are still reported skipped."""
+        whole = self._failed.get(item.parent) if item.parent else None
+        if whole is None:
+            return None
+        return Outcome(item.key, item.tenant, "failed", f"not imported because {whole!r}, which it is part of, was not")
+
+    def _resolve(self, item: Candidate, existing: dict[str, Memory]) -> Candidate:
+        """The candidate under the id that holds its record: the planned (namespace-derived)
+        id, or the ``legacy_id`` an older version gave it when a memory holds that id in the
+        record's own namespace (or, for a source that does not know the namespace, under it)
+        and the key can see it; live or deleted/archived there (then it stays skipped).
+        A legacy id held anywhere else is ignored, exactly as if nothing held it."""
+        planned, legacy = item.fields.get("id"), item.legacy_id
+        if not legacy or not isinstance(planned, str) or planned in existing:
+            return item
+        current = existing.get(legacy)
+        if current is not None:
+            places = {current.namespace}
+        else:
+            places = self.service.kernel.former_namespaces(None, legacy)
+            if not places or self.service.store.history(planned):
+                return item
+        if all(self._ours(item, ns, current) for ns in places):
+            self._used[planned] = legacy
+            return replace(item, fields={**item.fields, "id": legacy})
+        return item
+
+    def _ours(self, item: Candidate | Removal, namespace: str, memory: Memory | None = None) -> bool:
+        """Whether an older import of ``item`` into ``namespace`` is this record's to refresh:
+        the record's namespace; under it, for a source that does not know the namespace; or
+        above it, for a memory such a source placed (mem0's history db, then its export)."""
+        wanted = str(item.fields.get("namespace")) if isinstance(item, Candidate) else str(item.tenant)
+        under = (isinstance(item, Removal) or item.keep_namespace) and namespace.startswith(wanted + "/")
+        recorded = memory.metadata.get(IMPORTED_FROM) if memory is not None else None
+        above = isinstance(recorded, dict) and bool(recorded.get("namespace_unknown")) and wanted.startswith(namespace + "/")
+        return (namespace == wanted or under or above) and self.principal.covers(namespace)
 
     def _refresh(self, item: Candidate, new: NewMemory, current: Memory) -> Outcome:
         """The record was imported before: skip it if the source is unchanged, else update."""
@@ -258,6 +338,9 @@ class Writer:
         seen = _seen_digests(recorded)
         if seen.get(fmt) == item.sha or (item.keep_namespace and current.content == new.content):
             return Outcome(item.key, item.tenant, "skipped", "already imported", current.id, current.namespace)
+        refused = self._parent_failed(item)
+        if refused is not None:
+            return refused
         if item.keep_namespace:
             placed_by_known_source = bool(recorded) and not recorded.get("namespace_unknown")
             origin = {**recorded, **origin}
@@ -290,7 +373,10 @@ class Writer:
             stored = self.service.add_many([new for _, _, new in adds], principal=self.principal)
         except (InvalidInputError, ConflictError):
             for index, item, new in adds:
-                yield index, self._add_one(item, new)
+                outcome = self._parent_failed(item) or self._add_one(item, new)
+                if outcome.action == "failed":
+                    self._failed[str(item.fields.get("id"))] = item.key
+                yield index, outcome
             return
         for (index, item, new), memory in zip(adds, stored, strict=True):
             yield index, self._added(item, new, memory)
@@ -310,19 +396,23 @@ class Writer:
 
     def _remove(self, item: Removal) -> Outcome:
         current = self.service.store.get(item.memory_id)
-        if current is None:
+        if current is None and item.legacy_id:
+            older = self.service.store.get(item.legacy_id)
+            current = older if older is not None and self._ours(item, older.namespace) else None
+        if current is None or not self.principal.covers(current.namespace):  # one the key cannot see: as if absent
             return Outcome(item.key, item.tenant, "skipped", "deleted in the source")
         if not self.dry_run:
             try:
-                self.service.delete(item.memory_id, principal=self.principal)
+                self.service.delete(current.id, principal=self.principal)
             except NotFoundError:
                 return Outcome(item.key, item.tenant, "skipped", "deleted in the source")
-        return Outcome(item.key, item.tenant, "deleted", "deleted in the source", item.memory_id, current.namespace)
+        return Outcome(item.key, item.tenant, "deleted", "deleted in the source", current.id, current.namespace)
 
     def link(self, links: Iterable[PlannedLink]) -> None:
         """Write links whose two ends were imported (or already held); existing links are kept."""
         for planned in links:
-            source, target = self.ids.get(planned.source_id), self.ids.get(planned.target_id)
+            source_id, target_id = (self._used.get(i, i) for i in (planned.source_id, planned.target_id))
+            source, target = self.ids.get(source_id), self.ids.get(target_id)
             if not source or not target or source == target or self._has_link(source, target, planned.relation):
                 self.links_skipped += 1
                 continue
@@ -383,16 +473,13 @@ def spot_check(service: Service, outcomes: Sequence[Outcome], sample: int, princ
 
 
 def _held_elsewhere(new: NewMemory, current: Memory) -> str:
-    """Why a record whose id names a memory of another namespace is not imported, and what to
-    do: only the SQL importer takes ``--id-prefix``; the other formats name their memories
-    after the source's own ids, so a store holds each record once."""
-    held = f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r}"
-    fmt = new.metadata.get(IMPORTED_FROM, {}).get("format")
-    if fmt == "sql":
-        return f"{held} (another source with the same ids? give it a different --id-prefix)"
+    """Why a record whose id names a memory of another namespace (one the key can see) is not
+    imported, and what to do. Imported ids include the namespace, so that memory was moved
+    since it was imported."""
     return (
-        f"{held}: {fmt} ids come from the source's own ids, not from the namespace, so one store holds a record "
-        f"in one namespace only (import this source into {current.namespace!r}, or into another store with --db)"
+        f"id {new.id} already names a memory in namespace {current.namespace!r}, not {new.namespace!r}: it was moved "
+        f"there since it was imported into {new.namespace!r}; move it back (memmesh update {new.id} --namespace "
+        f"{new.namespace}) to import into {new.namespace!r} again"
     )
 
 
@@ -420,6 +507,8 @@ __all__ = [
     "entity_alias",
     "id_part",
     "imported_candidate",
+    "namespace_digest",
+    "scoped_id",
     "source_digest",
     "spot_check",
 ]

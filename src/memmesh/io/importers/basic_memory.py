@@ -13,10 +13,11 @@ basic-memory (basicmachines-co/basic-memory) keeps each entity as one ``.md`` fi
 It becomes:
 
 - each note → an entity memory (tags ``entity``, ``alias:<title>``, its type and its tags;
-  content = title and prose, without the observation and relation lines), id ``bm:<permalink>``;
+  content = title and prose, without the observation and relation lines), id
+  ``bm:<namespace digest>:<permalink>``;
   the original relations (type, target, context) are kept in its metadata;
 - each observation → a memory ``"<title>: <text>"`` tagged with its category and #tags,
-  id ``bm:<permalink>:<hash>``, linked ``part_of`` its note;
+  id ``<note id>:<hash>``, linked ``part_of`` its note (not imported when the note fails);
 - each relation → a link from the note to the target note (found by title, permalink or
   file name), on memmesh's relation of the same name or an obvious synonym, else
   ``related_to``. A target that is not in the project (basic-memory allows forward
@@ -25,8 +26,10 @@ It becomes:
 A note that cannot be read (not UTF-8, front matter never closed or not valid YAML, a title
 or tags of the wrong shape, a permalink another file already uses) is counted as failed with
 its file and reason; the other notes are imported. Hidden files and folders (``.git``,
-``.obsidian``) are not read. Ids come from permalinks and observation text, so a re-run
-writes nothing and a re-run after edits adds or updates only what changed.
+``.obsidian``) are not read. Ids come from the namespace, permalinks and observation text,
+so a re-run writes nothing, a re-run after edits adds or updates only what changed, and the
+same project imported into two namespaces gives two independent copies (an older version's
+``bm:<permalink>`` ids in the same namespace are still found).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from memmesh.io.importers.base import (
     entity_alias,
     id_part,
     imported_candidate,
+    scoped_id,
 )
 from memmesh.io.importers.mcp_memory import known_entities, map_relation
 from memmesh.model import MAX_TAG_CHARS, MAX_TAGS, Principal, Relation
@@ -355,13 +359,22 @@ def _prose(text: str, title: str) -> str:
 # -- turning notes into items --------------------------------------------------------------------------
 
 
-def note_id(permalink: str) -> str:
+def note_id(permalink: str, namespace: str) -> str:
+    """A note's memory id in ``namespace``: ``bm:<namespace digest>:<permalink part>``."""
+    return scoped_id("bm", namespace, id_part(permalink, 64))
+
+
+def observation_id(permalink: str, observation: Observation, namespace: str) -> str:
+    return f"{note_id(permalink, namespace)}:{_observation_digest(observation)}"
+
+
+def legacy_note_id(permalink: str) -> str:
+    """The id versions before namespace-derived ids gave a note (found, not written)."""
     return f"bm:{id_part(permalink, 64)}"
 
 
-def observation_id(permalink: str, observation: Observation) -> str:
-    digest = hashlib.sha256(f"{observation.category or ''}\x00{observation.text}".encode()).hexdigest()[:12]
-    return f"{note_id(permalink)}:{digest}"
+def _observation_digest(observation: Observation) -> str:
+    return hashlib.sha256(f"{observation.category or ''}\x00{observation.text}".encode()).hexdigest()[:12]
 
 
 def plan(
@@ -378,18 +391,18 @@ def plan(
     links: list[PlannedLink] = []
     known = known_entities(service, namespace, principal)
     lookup = _lookup(notes)
-    ours = {note_id(note.permalink) for note in notes}
+    ours = {i for note in notes for i in (note_id(note.permalink, namespace), legacy_note_id(note.permalink))}
     claimed: dict[str, str] = {}
     for note in notes:
         items.append(_note_item(known, ours, claimed, note, namespace, tier))
         seen: set[str] = set()
         for index, observation in enumerate(note.observations):
-            oid = observation_id(note.permalink, observation)
+            oid = observation_id(note.permalink, observation, namespace)
             if oid in seen:
                 continue
             seen.add(oid)
             items.append(_observation_item(note, index, observation, namespace, tier))
-            links.append(PlannedLink(oid, note_id(note.permalink), Relation.part_of.value))
+            links.append(PlannedLink(oid, note_id(note.permalink, namespace), Relation.part_of.value))
         for relation in note.relations:
             target = lookup.get(_norm(relation.target))
             if target is None:
@@ -397,7 +410,7 @@ def plan(
                 items.append(Present(key, namespace, "relation target is not a note in the project"))
                 continue
             relation_value = Relation.mentions if relation.type == "links_to" else map_relation(relation.type)
-            links.append(PlannedLink(note_id(note.permalink), note_id(target.permalink), relation_value.value))
+            links.append(PlannedLink(note_id(note.permalink, namespace), note_id(target.permalink, namespace), relation_value.value))
     return items, links
 
 
@@ -434,7 +447,7 @@ def _tag_list(*groups: list[str]) -> list[str]:
 def _note_item(known: dict[str, str], ours: set[str], claimed: dict[str, str], note: Note, namespace: str, tier: str) -> Item:
     """The note's entity memory; an entity of the same name that another source registered
     is reused, and of two notes with one title the first (in path order) holds the name."""
-    nid = note_id(note.permalink)
+    nid = note_id(note.permalink, namespace)
     alias = entity_alias(note.title)
     holder = known.get(alias) if alias else None
     if holder is not None and holder not in ours:
@@ -455,12 +468,13 @@ def _note_item(known: dict[str, str], ours: set[str], claimed: dict[str, str], n
     return imported_candidate(
         note.path,
         namespace,
-        memory_id=note_id(note.permalink),
+        memory_id=nid,
         content=content,
         tags=tags,
         meta=meta,
         tier=tier,
         origin={"format": FORMAT, "id": note.permalink, "file": note.path},
+        legacy_id=legacy_note_id(note.permalink),
     )
 
 
@@ -477,12 +491,14 @@ def _observation_item(note: Note, index: int, observation: Observation, namespac
     return imported_candidate(
         f"{note.path} observation {index + 1}",
         namespace,
-        memory_id=observation_id(note.permalink, observation),
+        memory_id=observation_id(note.permalink, observation, namespace),
         content=content,
         tags=tags,
         meta=meta,
         tier=tier,
         origin={"format": FORMAT, "id": f"{note.permalink}#{index + 1}", "file": note.path},
+        legacy_id=f"{legacy_note_id(note.permalink)}:{_observation_digest(observation)}",
+        parent=note_id(note.permalink, namespace),
     )
 
 

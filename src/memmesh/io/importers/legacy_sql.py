@@ -2,7 +2,8 @@
 
 The case this serves: an application kept agent memories in its own table (say
 ``agent_memories(id, workspace_id, content, ...)``) and moves to memmesh. Every row becomes a
-memory with id ``legacy:<table>:<row id>`` in the namespace the template gives its tenant
+memory with id ``legacy:<table>:<namespace digest>:<row id>`` (see :func:`row_id`) in the
+namespace the template gives its tenant
 (``workspace:{tenant}``), with the given kind and source. With ``mark_col`` the row's column
 is set to the migration time once its memory is stored, and marked rows are skipped next
 time (the memmesh ids make a re-run a no-op even without a mark column, or after a crash
@@ -39,6 +40,7 @@ from memmesh.io.importers.base import (
     Writer,
     check_scope,
     id_part,
+    scoped_id,
     source_digest,
     spot_check,
 )
@@ -104,6 +106,18 @@ def check_options(spec: LegacyTable) -> None:
 
 def id_prefix(spec: LegacyTable) -> str:
     return spec.id_prefix or f"legacy:{id_part(spec.table)}"
+
+
+def row_id(spec: LegacyTable, namespace: str, row: object) -> str:
+    """A row's memory id: ``<prefix>:<namespace digest>:<row id part>``. The namespace keeps
+    two namespaces' (or tenants') rows of one id apart and tells an import nothing about the
+    others; versions before it wrote ``<prefix>:<row id>`` (:func:`legacy_row_id`)."""
+    return scoped_id(id_prefix(spec), namespace, id_part(row, 48))
+
+
+def legacy_row_id(spec: LegacyTable, row: object) -> str:
+    """The id versions before namespace-derived ids gave a row (found, not written)."""
+    return f"{id_prefix(spec)}:{id_part(row, 64)}"
 
 
 def import_legacy(
@@ -211,8 +225,8 @@ def _row_parts(spec: LegacyTable, row: tuple[Any, ...]) -> tuple[Any, Any, str |
 
 def _row_item(spec: LegacyTable, row: tuple[Any, ...], repeated: dict[str, int]) -> Item:
     """The row as an item; ``repeated``: the ids on more than one row, with their row counts."""
-    row_id, content, tenant, mark = _row_parts(spec, row)
-    key = str(row_id)
+    raw_id, content, tenant, mark = _row_parts(spec, row)
+    key = str(raw_id)
     if spec.tenant_col and tenant is None:
         return Rejected(key, tenant, f"{spec.tenant_col} is NULL, so the row has no namespace")
     namespace = spec.namespace_template.format(tenant=tenant) if spec.tenant_col else str(spec.namespace)
@@ -231,7 +245,7 @@ def _row_item(spec: LegacyTable, row: tuple[Any, ...], repeated: dict[str, int])
     sha = source_digest(namespace, text, spec.kind)
     origin = {"format": FORMAT, "table": spec.table, "id": key, "tenant": tenant, "sha": sha}
     fields = {
-        "id": f"{id_prefix(spec)}:{id_part(row_id, 64)}",
+        "id": row_id(spec, namespace, raw_id),
         "namespace": namespace,
         "content": text,
         "kind": spec.kind,
@@ -239,7 +253,7 @@ def _row_item(spec: LegacyTable, row: tuple[Any, ...], repeated: dict[str, int])
         "tier": spec.tier,
         "metadata": {IMPORTED_FROM: origin},
     }
-    return Candidate(key, tenant, fields, sha)
+    return Candidate(key, tenant, fields, sha, legacy_id=legacy_row_id(spec, raw_id))
 
 
 def _tenant(value: Any) -> str | None:

@@ -5,16 +5,19 @@ The server (modelcontextprotocol/servers, ``src/memory``) keeps one JSON object 
 ``{"type": "relation", "from", "to", "relationType"}``. It becomes:
 
 - each entity → an entity memory (memmesh's entity convention: tags ``entity`` and
-  ``alias:<name>``, metadata ``entity``/``aliases``), tag = its entityType, id ``mcp:<name>``;
+  ``alias:<name>``, metadata ``entity``/``aliases``), tag = its entityType, id
+  ``mcp:<namespace digest>:<name>`` (:func:`entity_id`);
   its outgoing relations, with their original types, are kept in its metadata;
 - each observation → a memory ``"<entity>: <observation>"`` (the entity named in the text,
-  so recall finds "what does Alice drink?"), id ``mcp:<name>:<hash of the observation>``,
-  linked ``part_of`` its entity;
+  so recall finds "what does Alice drink?"), id ``<entity id>:<hash of the observation>``,
+  linked ``part_of`` its entity (and not imported when its entity is refused);
 - each relation → a link between the two entity memories, ``related_to`` unless the
   relationType is obviously one of memmesh's relations (``part_of``, ``is part of``, …).
 
 Ids come from entity names and observation text, not positions, so a re-import after the
-graph grew adds only the new parts. An entity already registered in the namespace (same
+graph grew adds only the new parts; the namespace's digest in every id keeps two namespaces'
+imports of one file apart (an older version's ``mcp:<name>`` in the same namespace is still
+found and refreshed). An entity already registered in the namespace (same
 alias) is reused rather than duplicated. Malformed lines are reported, not fatal.
 """
 
@@ -36,6 +39,7 @@ from memmesh.io.importers.base import (
     entity_alias,
     id_part,
     imported_candidate,
+    scoped_id,
 )
 from memmesh.model import MAX_TAG_CHARS, Principal, Relation
 from memmesh.service import Service
@@ -125,12 +129,26 @@ def _read_record(record: Any, graph: Graph) -> str | None:
     return f"unknown type {kind!r} (entity, relation)"
 
 
-def entity_id(name: str) -> str:
+def entity_id(name: str, namespace: str) -> str:
+    """An entity's memory id in ``namespace``: ``mcp:<namespace digest>:<name part>``."""
+    return scoped_id("mcp", namespace, id_part(name))
+
+
+def observation_id(name: str, observation: str, namespace: str) -> str:
+    return f"{entity_id(name, namespace)}:{_observation_digest(observation)}"
+
+
+def legacy_entity_id(name: str) -> str:
+    """The id versions before namespace-derived ids gave an entity (found, not written)."""
     return f"mcp:{id_part(name)}"
 
 
-def observation_id(name: str, observation: str) -> str:
-    return f"{entity_id(name)}:{hashlib.sha256(observation.encode()).hexdigest()[:12]}"
+def _legacy_observation_id(name: str, observation: str) -> str:
+    return f"{legacy_entity_id(name)}:{_observation_digest(observation)}"
+
+
+def _observation_digest(observation: str) -> str:
+    return hashlib.sha256(observation.encode()).hexdigest()[:12]
 
 
 def plan(
@@ -152,7 +170,9 @@ def plan(
         items.append(_entity_item(known, entity, namespace, tier))
         for index, observation in enumerate(entity.observations):
             items.append(_observation_item(entity, index, observation, namespace, tier))
-            links.append(PlannedLink(observation_id(entity.name, observation), entity_id(entity.name), Relation.part_of.value))
+            links.append(
+                PlannedLink(observation_id(entity.name, observation, namespace), entity_id(entity.name, namespace), Relation.part_of.value)
+            )
     for source, target, relation_type in graph.relations:
         if source not in graph.entities or target not in graph.entities:
             items.append(
@@ -163,7 +183,7 @@ def plan(
                 )
             )
             continue
-        links.append(PlannedLink(entity_id(source), entity_id(target), map_relation(relation_type).value))
+        links.append(PlannedLink(entity_id(source, namespace), entity_id(target, namespace), map_relation(relation_type).value))
     return items, links
 
 
@@ -186,8 +206,9 @@ def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: st
     key = f"entity {entity.name}"
     alias = entity_alias(entity.name)
     holder = known.get(alias) if alias else None
-    if holder is not None and holder != entity_id(entity.name):
-        return Present(key, namespace, "entity already registered", holder, entity_id(entity.name), namespace)
+    planned = entity_id(entity.name, namespace)
+    if holder is not None and holder not in (planned, legacy_entity_id(entity.name)):
+        return Present(key, namespace, "entity already registered", holder, planned, namespace)
     type_tag = entity.entity_type.strip().lower()[:MAX_TAG_CHARS]
     content = f"{entity.name} ({entity.entity_type})" if entity.entity_type.strip() else entity.name
     tags = [ENTITY_TAG, *([ALIAS_PREFIX + alias] if alias else []), *([type_tag] if type_tag else [])]
@@ -200,12 +221,13 @@ def _entity_item(known: dict[str, str], entity: Entity, namespace: str, tier: st
     return imported_candidate(
         key,
         namespace,
-        memory_id=entity_id(entity.name),
+        memory_id=planned,
         content=content,
         tags=tags,
         meta=meta,
         tier=tier,
         origin={"format": FORMAT, "id": entity.name},
+        legacy_id=legacy_entity_id(entity.name),
     )
 
 
@@ -220,13 +242,15 @@ def _observation_item(entity: Entity, index: int, observation: str, namespace: s
     return imported_candidate(
         key,
         namespace,
-        memory_id=observation_id(entity.name, observation),
+        memory_id=observation_id(entity.name, observation, namespace),
         content=content,
         tags=tags,
         meta=meta,
         tier=tier,
         origin={"format": FORMAT, "id": f"{entity.name}#{index + 1}"},
+        legacy_id=_legacy_observation_id(entity.name, observation),
+        parent=entity_id(entity.name, namespace),
     )
 
 
-__all__ = ["DEFAULT_NAMESPACE", "FORMAT", "Graph", "entity_id", "map_relation", "observation_id", "parse_graph", "plan"]
+__all__ = ["DEFAULT_NAMESPACE", "FORMAT", "Graph", "entity_id", "legacy_entity_id", "map_relation", "observation_id", "parse_graph", "plan"]

@@ -4,7 +4,7 @@
 ``{"results": [{"id", "memory", "hash", "metadata", "created_at", "updated_at", "user_id",
 "agent_id", "run_id", "actor_id", "role", ...}]}``, or a plain list of such items (mem0
 v1.0 and the platform API; the platform adds ``categories``). Each item becomes a memory
-with id ``mem0:<id>`` in ``<base>/<user_id>`` (else ``<base>/agents/<agent_id>``, else
+with id ``mem0:<digest of base>:<id>`` in ``<base>/<user_id>`` (else ``<base>/agents/<agent_id>``, else
 ``<base>/runs/<run_id>``, else ``<base>``); its metadata is kept, ``categories`` become
 tags, ``memory_type: procedural_memory`` becomes kind ``procedure``, and mem0's own fields
 (hash, times, run, actor, role) go to ``metadata.imported_from``.
@@ -14,8 +14,11 @@ new_memory, event, created_at, updated_at, is_deleted, actor_id, role), one row 
 UPDATE or DELETE. The latest state of each memory (rows in insertion order) is imported
 into ``<base>`` (the table records no user); a memory with a DELETE event is not imported,
 and its copy is deleted if an earlier import (say, of the export) brought it in. The same
-``mem0:<id>`` ids are used, so importing the export and then the history db updates the
+ids are used, so importing the export and then the history db into one base updates the
 same memories in their user namespaces instead of duplicating them.
+
+The base's digest in the ids keeps two bases' imports apart; an older version's
+``mem0:<id>`` in the record's namespace (under the base, for the history db) is still found.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from memmesh.errors import InvalidInputError
-from memmesh.io.importers.base import IMPORTED_FROM, Candidate, Item, Rejected, Removal, id_part, source_digest
+from memmesh.io.importers.base import IMPORTED_FROM, Candidate, Item, Rejected, Removal, id_part, scoped_id, source_digest
 
 FORMAT_EXPORT = "mem0"
 FORMAT_HISTORY = "mem0-history"
@@ -36,8 +39,14 @@ _OPTIONAL_HISTORY_COLUMNS = ("created_at", "updated_at", "is_deleted", "actor_id
 _SOURCE_FIELDS = ("hash", "created_at", "updated_at", "run_id", "actor_id", "role", "user_id")
 
 
-def memory_id(mem0_id: str) -> str:
-    """The memmesh id of a mem0 memory (the same for the export and the history db)."""
+def memory_id(mem0_id: str, base: str) -> str:
+    """The memmesh id of a mem0 memory imported under ``base`` (the same for the export and
+    the history db): ``mem0:<digest of base>:<id part>``."""
+    return scoped_id("mem0", base, id_part(mem0_id, 100))
+
+
+def legacy_memory_id(mem0_id: str) -> str:
+    """The id versions before namespace-derived ids gave a mem0 memory (found, not written)."""
     return f"mem0:{id_part(mem0_id, 100)}"
 
 
@@ -93,7 +102,7 @@ def _export_item(record: Any, number: int, base: str, tier: str) -> Item:
     sha = source_digest(namespace, text, tags, metadata, kind)
     origin = {"format": FORMAT_EXPORT, "id": key, "sha": sha, **{k: record[k] for k in _SOURCE_FIELDS if record.get(k) is not None}}
     fields = {
-        "id": memory_id(key),
+        "id": memory_id(key, base),
         "namespace": namespace,
         "content": text,
         "tier": tier,
@@ -103,7 +112,7 @@ def _export_item(record: Any, number: int, base: str, tier: str) -> Item:
         "agent_id": agent,
         "metadata": {**metadata, IMPORTED_FROM: origin},
     }
-    return Candidate(key, namespace, fields, sha)
+    return Candidate(key, namespace, fields, sha, legacy_id=legacy_memory_id(key))
 
 
 def read_history(path: Path, base: str, *, tier: str = "long") -> list[Item]:
@@ -161,7 +170,7 @@ def _latest_states(rows: list[dict[str, Any]], base: str, tier: str) -> list[Ite
     items: list[Item] = []
     for mem0_id, state in states.items():
         if state["deleted"]:
-            items.append(Removal(mem0_id, base, memory_id(mem0_id)))
+            items.append(Removal(mem0_id, base, memory_id(mem0_id, base), legacy_memory_id(mem0_id)))
         elif state["text"] is None:
             items.append(Rejected(mem0_id, base, "no ADD or UPDATE with memory text in its history"))
         else:
@@ -179,7 +188,7 @@ def _history_item(mem0_id: str, text: str, row: dict[str, Any], base: str, tier:
         **{k: row[k] for k in ("created_at", "updated_at", "actor_id", "role") if row.get(k) is not None},
     }
     fields = {
-        "id": memory_id(mem0_id),
+        "id": memory_id(mem0_id, base),
         "namespace": base,
         "content": text,
         "tier": tier,
@@ -188,7 +197,7 @@ def _history_item(mem0_id: str, text: str, row: dict[str, Any], base: str, tier:
         "source": "import",
         "metadata": {IMPORTED_FROM: origin},
     }
-    return Candidate(mem0_id, base, fields, sha, keep_namespace=True)
+    return Candidate(mem0_id, base, fields, sha, keep_namespace=True, legacy_id=legacy_memory_id(mem0_id))
 
 
 __all__ = [
@@ -197,6 +206,7 @@ __all__ = [
     "FORMAT_HISTORY",
     "export_records",
     "has_history_table",
+    "legacy_memory_id",
     "looks_like_export",
     "memory_id",
     "namespace_for",
