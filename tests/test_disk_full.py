@@ -16,6 +16,7 @@ peers) while the node itself kept nothing.
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import subprocess
@@ -219,3 +220,33 @@ def test_group_commit_callers_each_get_the_truth_when_sqlite_rolls_the_group_bac
     assert report["kept"] == [], f"refused but stored: {report['kept']}"
     assert report["after"] is True
     assert report["integrity"] == "ok"
+
+
+def test_a_backup_whose_folder_fills_names_the_folder_not_the_store(tmp_path: Path, db_path: Path, cli) -> None:
+    """``memmesh backup --to DIR`` on a disk that fills while the snapshot is written: the
+    error names the backup folder and says why, and never the store being copied (which is
+    fine; it used to read ``database error on <the store>: disk I/O error``)."""
+    assert cli("store", "Deploys are frozen on Fridays", "-n", "ops").code == 0
+    assert db_path.stat().st_size > 100_000  # the copy cannot fit under the limit below
+    folder = tmp_path / "backups"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none", "COLUMNS": "200"})
+
+    def disk_fills_at_100_kb() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(db_path), "backup", "--to", str(folder)],
+        preexec_fn=disk_fills_at_100_kb,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.startswith(f"error: cannot write the backup into {folder}: "), done.stderr
+    assert "a write failed (the disk is full, or a file size limit was reached)" in done.stderr, done.stderr
+    assert "no snapshot was made" in done.stderr and str(db_path) not in done.stderr, done.stderr
+    assert list(folder.iterdir()) == []  # no partial snapshot left behind
+    assert cli("backup", "--to", str(folder)).code == 0  # room again: the same command works
