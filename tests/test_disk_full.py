@@ -16,6 +16,7 @@ peers) while the node itself kept nothing.
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import subprocess
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.http.http_support import SpawnedServer
+from tests.http.http_support import SpawnedServer, free_port, server_env
 
 BIG = "x" * 60_000
 """Content near the 64 KB limit: 30 of them fill a batch body and spill SQLite's page cache."""
@@ -219,3 +220,65 @@ def test_group_commit_callers_each_get_the_truth_when_sqlite_rolls_the_group_bac
     assert report["kept"] == [], f"refused but stored: {report['kept']}"
     assert report["after"] is True
     assert report["integrity"] == "ok"
+
+
+def test_a_backup_whose_folder_fills_names_the_folder_not_the_store(tmp_path: Path, db_path: Path, cli) -> None:
+    """``memmesh backup --to DIR`` on a disk that fills while the snapshot is written: the
+    error names the backup folder and says why, and never the store being copied (which is
+    fine; it used to read ``database error on <the store>: disk I/O error``)."""
+    assert cli("store", "Deploys are frozen on Fridays", "-n", "ops").code == 0
+    assert db_path.stat().st_size > 100_000  # the copy cannot fit under the limit below
+    folder = tmp_path / "backups"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DATA_DIR": str(tmp_path / "data"), "MEMMESH_EMBEDDINGS_PROVIDER": "none", "COLUMNS": "200"})
+
+    def disk_fills_at_100_kb() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", str(db_path), "backup", "--to", str(folder)],
+        preexec_fn=disk_fills_at_100_kb,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert done.stderr.startswith(f"error: cannot write the backup into {folder}: "), done.stderr
+    assert "a write failed (the disk is full, or a file size limit was reached)" in done.stderr, done.stderr
+    assert "no snapshot was made" in done.stderr and str(db_path) not in done.stderr, done.stderr
+    assert list(folder.iterdir()) == []  # no partial snapshot left behind
+    assert cli("backup", "--to", str(folder)).code == 0  # room again: the same command works
+
+
+def test_a_write_refused_for_a_full_disk_is_logged_with_its_reason(tmp_path: Path) -> None:
+    """The 503 a client gets for a full disk is in the server's log as a WARNING with the
+    reason, so an operator reading the log sees why writes fail (it was an INFO access line,
+    'POST /api/v1/memories/batch 503', and nothing else). The log goes to a pipe, as to
+    journald: a file on the full disk could not take it."""
+    port = free_port()
+    (tmp_path / "absent.toml").write_text("")
+    command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(tmp_path / "full.db"), "--port", str(port)]
+    proc = subprocess.Popen(command, env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            deadline = time.monotonic() + 60
+            while True:  # ready: /healthz answers
+                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+                try:
+                    if http.get("/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            assert _write(http, 0, 1)[1] == 201  # the store file and its WAL exist before the disk fills
+            _limit(proc.pid, 1)
+            refused = _write(http, 0, 3)  # a batch large enough to reach the disk
+            _limit(proc.pid, None)
+            assert refused[1:] == (503, "storage_error")
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=60)[0]
+    logged = [line for line in output.splitlines() if " WARNING memmesh.http " in line]
+    assert any("POST /api/v1/memories/batch answered 503 storage_error: write to " in line for line in logged), output[-3000:]
+    assert any(str(tmp_path / "full.db") in line and "disk I/O error" in line for line in logged), logged

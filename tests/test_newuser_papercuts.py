@@ -155,3 +155,27 @@ def test_restore_of_an_empty_path_says_none_was_given(cli, tmp_path: Path) -> No
     assert result.code == 1
     assert result.err.startswith("error: no snapshot given (the path is empty): name the snapshot file `memmesh backup` made")
     assert not (tmp_path / "restored.db").exists()
+
+
+def test_a_postgres_keyword_connection_string_is_answered_with_the_url_it_spells(cli_in_process, tmp_path: Path) -> None:
+    """``psql``-style ``host=… dbname=…`` (what ``scripts/pg_test_server.py ensure`` prints)
+    given to ``--db``, ``MEMMESH_DB`` or ``migrate --to`` used to be taken for a SQLite file
+    name ('cannot create the database ./host=/var/…'); now the error writes the URL to use,
+    creates nothing, and never echoes a password."""
+    socket_dsn = "host=/var/run/pg port=5433 user=postgres dbname=team"
+    socket_url = "postgresql://postgres@/team?host=/var/run/pg&port=5433"
+    cases = [
+        (("--db", socket_dsn, "stats"), {}, socket_url),
+        (("stats",), {"MEMMESH_DB": "host=db.example dbname=mm"}, "postgresql://db.example/mm"),
+        (("migrate", "--from", str(tmp_path / "memmesh.db"), "--to", socket_dsn), {}, socket_url),
+        (("--db", "host=db port=6000 user=me password=s3cret dbname=mm", "stats"), {}, "postgresql://me@db:6000/mm"),
+    ]
+    cli_in_process("store", "a fact")  # a source for migrate
+    for args, env, url in cases:
+        result = cli_in_process(*args, extra_env=env)
+        assert result.code == 1, result
+        assert "is a PostgreSQL keyword connection string, not a store URL: write it as " + url in result.err, result.err
+        assert "s3cret" not in result.err + result.out
+    assert sorted(p.name for p in tmp_path.iterdir() if "=" in p.name) == []  # no folder or file named host=…
+    plain = cli_in_process("--db", str(tmp_path / "lr=0.1.db"), "store", "x")  # a file name with '=' is still a file
+    assert plain.code == 0 and (tmp_path / "lr=0.1.db").exists(), plain

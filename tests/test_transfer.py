@@ -45,6 +45,21 @@ def test_backup_then_restore_into_a_new_store_keeps_memories_history_and_links(t
         assert target.restore(result.snapshot).memories_written == 0  # idempotent
 
 
+def test_restore_into_the_store_it_came_from_adds_and_never_takes_away(tmp_path: Path) -> None:
+    """What docs/backup.md says a restore over a live store does: what was written or changed
+    after the snapshot stays, a memory deleted after it comes back. It is not a rollback."""
+    with _memory(tmp_path, "live.db") as live:
+        kept = live.add("Deploys are frozen on Fridays", namespace="ops")
+        gone = live.add("The staging database listens on port 5433", namespace="ops")
+        snapshot = live.backup(tmp_path / "bk").snapshot
+        later = live.add("Written after the backup", namespace="ops")
+        live.update(kept.id, content="Deploys are frozen on Fridays and Saturdays")
+        live.delete(gone.id)
+        live.restore(snapshot)
+        assert {m.id for m in live.get_all(namespace="ops", limit=10)} == {kept.id, gone.id, later.id}
+        assert live.get(kept.id).content == "Deploys are frozen on Fridays and Saturdays"  # the newer version
+
+
 def test_an_in_memory_store_can_be_backed_up_and_restored(tmp_path: Path) -> None:
     with Memory("sqlite:///:memory:", keyword_settings(tmp_path)) as memory:
         memory.add("kept only in memory until backed up")

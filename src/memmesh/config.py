@@ -626,9 +626,39 @@ def _dotted_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
     return keys
 
 
+_LIBPQ_KEYS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "connect_timeout", "application_name"})
+
+
 def _db_url(value: str) -> str:
-    """``--db``/``MEMMESH_DB`` take a URL or a plain file path."""
-    return value if "://" in value else f"sqlite:///{Path(value).expanduser().absolute()}"
+    """``--db``/``MEMMESH_DB`` take a URL or a plain file path. A libpq keyword string
+    (``host=… dbname=…``, what ``psql`` and ``pg_test_server.py`` print) is neither: it is
+    refused with the URL it spells, instead of being taken for a SQLite file name."""
+    if "://" in value:
+        return value
+    pairs = [word.partition("=") for word in value.split()]
+    if pairs and all(sep and key in _LIBPQ_KEYS for key, sep, _ in pairs) and {"host", "dbname"} & {p[0] for p in pairs}:
+        shown = " ".join(f"{key}=…" if key == "password" else f"{key}={val}" for key, _, val in pairs)
+        secret = "; its password goes in the URL (USER:PASSWORD@) or in ~/.pgpass" if "password" in value else ""
+        raise ConfigError(
+            f"{shown!r} is a PostgreSQL keyword connection string, not a store URL: write it as "
+            f"{_postgres_url({key: val for key, _, val in pairs})}{secret}"
+        )
+    return f"sqlite:///{Path(value).expanduser().absolute()}"
+
+
+def _postgres_url(parts: dict[str, str]) -> str:
+    """The ``postgresql://`` URL for libpq keywords (a socket folder as ``host=`` in the query;
+    the password left out: pass it in the URL yourself, or in ``~/.pgpass``)."""
+    host, port, socket = parts.pop("host", ""), parts.pop("port", ""), None
+    if host.startswith("/"):
+        host, socket = "", host
+    user, dbname = parts.pop("user", ""), parts.pop("dbname", "")
+    parts.pop("password", None)
+    query = [f"host={socket}"] if socket else []
+    query += [f"port={port}"] if socket and port else []
+    query += [f"{key}={val}" for key, val in parts.items()]
+    netloc = f"{user + '@' if user else ''}{host}{':' + port if port and not socket else ''}"
+    return f"postgresql://{netloc}/{dbname}" + ("?" + "&".join(query) if query else "")
 
 
 def db_override(value: str | None) -> dict[str, Any]:

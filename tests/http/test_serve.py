@@ -110,6 +110,7 @@ def test_require_auth_json_logs_and_request_ids(spawn, db_path):
     access = [entry for entry in lines if entry.get("request_id") == "trace-42"]
     assert access and access[0]["path"] == "/api/v1/stats" and access[0]["status"] == 401
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)
+    assert "\\u001b" not in server.log.read_text() and not any("color_message" in entry for entry in lines)  # uvicorn's coloured copy
 
 
 def test_several_workers_share_one_store(spawn, db_path):

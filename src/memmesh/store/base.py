@@ -326,7 +326,8 @@ class Store(Protocol):
         """Write one consistent copy of the whole store to the new file ``dest`` while other
         writers carry on (backups). Each backend picks its cheapest exact form (SQLite: its
         online backup API; PostgreSQL: a logical dump read in one REPEATABLE READ
-        transaction) and says which in the returned :class:`SnapshotInfo`."""
+        transaction) and says which in the returned :class:`SnapshotInfo`. A ``dest`` that
+        cannot be written (a full disk, a read-only folder) raises :class:`OSError`."""
         ...
 
     def close(self) -> None: ...

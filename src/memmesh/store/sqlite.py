@@ -12,6 +12,7 @@ writer lives in :mod:`memmesh.store.sqlite_writer`; the queries shared with Post
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import threading
@@ -539,7 +540,11 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
     def snapshot_to(self, dest: Path, *, node_id: str, now: datetime) -> SnapshotInfo:
         """Copy the database to ``dest`` with SQLite's online backup API in one step (one
         read transaction: one consistent moment; WAL writers carry on). Works for an
-        in-memory store too; the copy is a plain file (journal mode DELETE)."""
+        in-memory store too; the copy is a plain file (journal mode DELETE).
+
+        A copy that cannot be written (a full disk, a write error, a read-only folder) raises
+        :class:`OSError` naming ``dest``, as a file the PostgreSQL dump cannot write does:
+        the store being copied is fine, and the error must not name it."""
         with self._reading() as conn:
             target = sqlite3.connect(dest)
             try:
@@ -547,6 +552,11 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 target.execute("PRAGMA journal_mode = DELETE")
                 memories = target.execute("SELECT count(*) FROM memories").fetchone()[0]
                 links = target.execute("SELECT count(*) FROM links").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                failed = _unwritable(exc)
+                if failed is None:
+                    raise
+                raise OSError(failed[0], failed[1], str(dest)) from exc
             finally:
                 target.close()
         return SnapshotInfo(backend="sqlite", schema_version=self.schema_version, memories=memories, links=links)
@@ -562,6 +572,19 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             self._readers.clear()
         with self._write_lock:
             self._writer.close()
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> tuple[int, str] | None:
+    """The errno and words for a SQLite error that means a file could not be written (a copy
+    is only written, never read back from disk, while it is made); None for any other error."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL":
+        return errno.ENOSPC, "the disk is full"
+    if name.startswith("SQLITE_READONLY") or name.startswith("SQLITE_CANTOPEN"):
+        return errno.EACCES, "the file cannot be written there (a read-only folder or file system?)"
+    if name.startswith("SQLITE_IOERR_WRITE") or name in {"SQLITE_IOERR_FSYNC", "SQLITE_IOERR_TRUNCATE"}:
+        return errno.EIO, "a write failed (the disk is full, or a file size limit was reached)"
+    return None
 
 
 class SQLiteWriteTx(SQLWrites):

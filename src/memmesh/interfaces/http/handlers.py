@@ -76,6 +76,8 @@ def http_operation(operation: str) -> str:
 
 async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MemmeshError)
+    if exc.http_status >= 500:  # the server's own trouble (a full disk, a lost peer): the operator's log says why
+        log.warning("%s %s answered %d %s: %s", request.method, request.url.path, exc.http_status, exc.code, exc.message)
     headers = {}
     retry_after = exc.details.get("retry_after")
     if isinstance(retry_after, int | float) and exc.http_status in (429, 503):

@@ -17,7 +17,9 @@ from typing import Any
 request_id: ContextVar[str | None] = ContextVar("memmesh_request_id", default=None)
 access_logger = logging.getLogger("memmesh.http.access")
 
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id", "color_message"}
+"""Record attributes that are not extras; ``color_message`` is uvicorn's copy of its message
+with terminal colour codes, which has no place in a JSON line."""
 
 
 class RequestIdFilter(logging.Filter):
