@@ -26,7 +26,7 @@ from typing import Any
 from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.io.importers import LegacyTable, import_legacy, import_mcp_memory, import_mem0, import_mem0_history
-from memmesh.io.importers.base import ImportReport
+from memmesh.io.importers.reports import ImportReport
 from memmesh.model import LOCAL_PRINCIPAL
 
 VOCAB = [f"w{n}" for n in range(5000)]
