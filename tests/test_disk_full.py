@@ -257,20 +257,10 @@ def test_a_write_refused_for_a_full_disk_is_logged_with_its_reason(tmp_path: Pat
     reason, so an operator reading the log sees why writes fail (it was an INFO access line,
     'POST /api/v1/memories/batch 503', and nothing else). The log goes to a pipe, as to
     journald: a file on the full disk could not take it."""
-    port = free_port()
-    (tmp_path / "absent.toml").write_text("")
-    command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(tmp_path / "full.db"), "--port", str(port)]
-    proc = subprocess.Popen(command, env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, port = _serve_piped(tmp_path)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
-            deadline = time.monotonic() + 60
-            while True:  # ready: /healthz answers
-                assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-                try:
-                    if http.get("/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
+            _until_up(http, proc)
             assert _write(http, 0, 1)[1] == 201  # the store file and its WAL exist before the disk fills
             _limit(proc.pid, 1)
             refused = _write(http, 0, 3)  # a batch large enough to reach the disk
@@ -282,3 +272,60 @@ def test_a_write_refused_for_a_full_disk_is_logged_with_its_reason(tmp_path: Pat
     logged = [line for line in output.splitlines() if " WARNING memmesh.http " in line]
     assert any("POST /api/v1/memories/batch answered 503 storage_error: write to " in line for line in logged), output[-3000:]
     assert any(str(tmp_path / "full.db") in line and "disk I/O error" in line for line in logged), logged
+
+
+def _serve_piped(tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
+    """``memmesh serve`` on a new store, its log to a pipe (as to journald: a file on the full
+    disk could not take it)."""
+    port = free_port()
+    (tmp_path / "absent.toml").write_text("")
+    command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(tmp_path / "full.db"), "--port", str(port)]
+    proc = subprocess.Popen(command, env=server_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, port
+
+
+def _until_up(http: httpx.Client, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:  # ready: /healthz answers
+        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        try:
+            if http.get("/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+
+
+def _writes_component(http: httpx.Client, status: str) -> dict[str, str]:
+    """The ``writes`` component of ``/readyz`` once it has ``status`` (one report serves a
+    second of requests, so the next one may be up to a second old)."""
+    deadline = time.monotonic() + 30
+    while True:
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text  # degraded, never unready: reads still work
+        writes: dict[str, str] = ready.json()["components"]["writes"]
+        if writes["status"] == status:
+            return writes
+        assert time.monotonic() < deadline, writes
+        time.sleep(0.1)
+
+
+def test_a_node_whose_disk_is_full_says_so_in_its_health_until_a_write_commits(tmp_path: Path) -> None:
+    """A full disk refuses writes (503) while reads still answer: ``/readyz`` said "ok" all
+    along. Now its ``writes`` component is degraded, with the failed write's reason."""
+    proc, port = _serve_piped(tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            _until_up(http, proc)
+            assert _write(http, 0, 1)[1] == 201
+            _writes_component(http, "ok")
+            _limit(proc.pid, 1)
+            refused = _write(http, 0, 3)
+            assert refused[1:] == (503, "storage_error")
+            degraded = _writes_component(http, "degraded")
+            assert "disk I/O error" in degraded["reason"] and "once the disk has room" in degraded["reason"], degraded
+            assert http.get("/readyz").json()["status"] == "degraded"
+            _limit(proc.pid, None)
+            assert _write(http, 0, 5)[1] == 201  # room again: writes resume at once (the report clears a minute later)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)

@@ -8,6 +8,9 @@ without it, so ``/readyz`` answers 503 then and only then); anything else that f
 it ``degraded``, with the component named and the reason in words an operator can act on:
 
 - ``store``: answers a query (schema version);
+- ``writes``: no write failed for the store's own reasons (a full disk, an I/O error) in the
+  last :data:`WRITE_TROUBLE_S`, and a SQLite store's disk has at least :data:`DISK_FREE_MIN`
+  free (PostgreSQL's disk is its server's to watch);
 - ``vector_index``: every memory has a vector from the current embedder;
 - ``embedder``: embeds a test text (a missing model, an unreachable server);
 - ``peers``: each peer answered the last exchange (with ``--peers``);
@@ -24,6 +27,8 @@ from every one, and store locations are shown with :func:`memmesh.redact.redact_
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 import weakref
@@ -31,6 +36,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from memmesh.audit.capture import unwrap
 from memmesh.errors import MemmeshError
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import LOCAL_PRINCIPAL, Principal
@@ -45,6 +51,11 @@ OUTBOX_LAG_S = 60.0
 AUDIT_UNSIGNED_MAX = 2_000
 """Entries past the last signed checkpoint before the audit chain counts as degraded (the
 checkpointer signs every second or 1,000 entries: twice that means it has stopped)."""
+WRITE_TROUBLE_S = 60.0
+"""How long after a write failed for the store's own reasons ``writes`` stays degraded."""
+DISK_FREE_MIN = 32 * 1024 * 1024
+"""Free bytes on a SQLite store's disk below which ``writes`` is degraded before a write fails
+(a full disk turns every write into a 503; ``memmesh doctor`` sees it coming this way)."""
 READY_CACHE_S = 1.0
 """How long one health report answers ``/readyz``: a probe run embeds a test text and scans
 the store, so a load balancer polling many times a second must not run one per request."""
@@ -53,6 +64,37 @@ the store, so a load balancer polling many times a second must not run one per r
 def _store(service: Service) -> Probe:
     ready = service.ready()
     return "ok", f"answers queries (schema {ready['schema_version']})", {"schema_version": ready["schema_version"]}
+
+
+def _writes(service: Service) -> Probe:
+    store = unwrap(service.store)
+    trouble = getattr(store, "write_trouble", None)  # SQLite's writer keeps it (store/sqlite_writer.py)
+    found = trouble() if trouble is not None else None
+    if found is not None and time.time() - found[0] < WRITE_TROUBLE_S:
+        ago = max(0.0, time.time() - found[0])
+        return (
+            "degraded",
+            f"a write failed {ago:.0f} s ago: {found[1]} (reads still work; once the disk has room, writes resume "
+            f"without a restart, and this clears {WRITE_TROUBLE_S:.0f} s after the last failure)",
+            {},
+        )
+    free = _free_bytes(store)
+    if free is not None and free < DISK_FREE_MIN:
+        return "degraded", f"{free // 1024} KiB free on the disk of {store.path}: writes will fail when it fills", {"free_bytes": free}
+    if trouble is None:
+        return "ok", "not tracked on this backend (PostgreSQL's disk is its server's to watch)", {}
+    return "ok", f"no write failed in the last {WRITE_TROUBLE_S:.0f} s", {"free_bytes": free} if free is not None else {}
+
+
+def _free_bytes(store: Any) -> int | None:
+    """Free bytes on the disk holding a SQLite store's file (None in memory or elsewhere)."""
+    path = getattr(store, "path", None)
+    if not isinstance(path, str) or getattr(store, "in_memory", True):
+        return None
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        return None
 
 
 def _vector_index(service: Service) -> Probe:
@@ -141,6 +183,7 @@ def _audit(service: Service) -> Probe:
 
 PROBES: tuple[tuple[str, Callable[[Service], Probe]], ...] = (
     ("store", _store),
+    ("writes", _writes),
     ("vector_index", _vector_index),
     ("embedder", _embedder),
     ("peers", _peers),

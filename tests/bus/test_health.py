@@ -69,7 +69,7 @@ def test_doctor_names_an_unreachable_embedder_and_a_failed_worker(tmp_path: Path
     report = json.loads(result.stdout)
     assert report["status"] == "degraded"
     parts = report["components"]
-    assert set(parts) == {"store", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
+    assert set(parts) == {"store", "writes", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
     assert parts["store"]["status"] == "ok" and parts["bus"]["status"] == "ok" and parts["audit"]["status"] == "ok"
     assert parts["embedder"]["status"] == "degraded" and "127.0.0.1:1" in parts["embedder"]["reason"]
     assert "unreachable" in parts["embedder"]["reason"]

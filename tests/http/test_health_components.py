@@ -28,7 +28,7 @@ def test_readyz_names_an_unreachable_peer_and_stays_ready(spawn: Any, tmp_path: 
     assert body["status"] == "degraded" and body["peers"] == 1 and body["peers_up"] == 0
     assert "127.0.0.1:1" in body["components"]["peers"]["reason"]
     assert body["components"]["store"] == {"status": "ok"}
-    assert set(body["components"]) == {"store", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
+    assert set(body["components"]) == {"store", "writes", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
     # open to anyone: statuses and reasons, never a count of what the store holds
     for part in body["components"].values():
         assert set(part) <= {"status", "reason"}

@@ -290,7 +290,8 @@ def test_every_tool_has_its_effect(mcp_env: McpEnv) -> None:
             assert (mcp_env.tmp / "data" / "backups").exists()
             health = await c.ok("memory_health")
             assert health["status"] == "ok" and health["components"]["store"]["schema_version"] >= 3
-            assert set(health["components"]) == {"store", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
+            components = {"store", "writes", "vector_index", "embedder", "peers", "outbox", "workers", "bus", "audit"}
+            assert set(health["components"]) == components
             assert "keyword-only" in health["components"]["embedder"]["reason"]
             caps = await c.ok("memory_capabilities")
             assert all(f["enabled"] for f in caps["families"])

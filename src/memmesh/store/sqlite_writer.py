@@ -80,6 +80,22 @@ class GroupCommitWriter:
         self._batch: _Batch | None = None
         self.own_commits = 0
         """How many group transactions this writer committed (see SQLiteStore.others_commits)."""
+        self._trouble: tuple[float, str] | None = None
+
+    def write_trouble(self) -> tuple[float, str] | None:
+        """When (epoch seconds) and why a write last failed for the store's own reasons (a
+        full disk, an I/O error; None if none did since the store opened): the health
+        report's ``writes`` component, so an operator sees a node that refuses writes even
+        though it still answers reads. Later commits do not clear it: on a full disk small
+        writes still commit (into log space SQLite reuses) while every larger one fails."""
+        return self._trouble
+
+    def _troubled(self, error: BaseException | None) -> None:
+        """Remember a write the store itself refused (full disk, I/O error, a transaction
+        SQLite rolled back): plain StorageError, not a busy lock (UnavailableError, which
+        clears itself) nor a caller's bad input."""
+        if type(error) is StorageError:
+            self._trouble = (time.time(), error.message)
 
     def _retry(self, action: Callable[[], Any]) -> Any:
         deadline = time.monotonic() + max(self.busy_timeout_ms, 1000) / 1000
@@ -152,6 +168,7 @@ class GroupCommitWriter:
             self._write_lock.release()
         if failure is not None:
             translated = translate(failure, self.path)
+            self._troubled(translated)
             if translated is failure:
                 raise failure
             raise translated from failure
@@ -169,6 +186,7 @@ class GroupCommitWriter:
         with the error, so none of them reports success, and let the next caller begin anew."""
         if batch.members:
             batch.error = self._lost_error()
+            self._troubled(batch.error)
         self._batch = None
         batch.done.set()
 
@@ -213,6 +231,7 @@ class GroupCommitWriter:
                 batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
         except sqlite3.DatabaseError as exc:
             batch.error = translate(exc, self.path)  # before the ROLLBACK, which may fail too
+            self._troubled(batch.error)
             self._rollback()
         finally:
             self._batch = None

@@ -622,9 +622,9 @@ class MemoryTools:
 
     @tool("ops", "Health", read_only=True, idempotent=True)
     def memory_health(self) -> Any:
-        """Every component's health: store, vector index, embedder, peers, outbox, workers,
-        bus, audit chain. ``status`` is ok, degraded (a component named in ``components``
-        is not ok, with the reason) or down (the store cannot be reached)."""
+        """Every component's health: store, writes (a full disk), vector index, embedder, peers,
+        outbox, workers, bus, audit chain. ``status`` is ok, degraded (a component named in
+        ``components`` is not ok, with the reason) or down (the store cannot be reached)."""
         from memmesh import __version__
         from memmesh.health import health_for
 

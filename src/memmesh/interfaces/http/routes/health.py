@@ -28,10 +28,10 @@ async def healthz() -> Response:
     responses={503: {"model": Ready, "description": "The store cannot be reached (the report names it)"}},
 )
 def readyz(request: Request, service: Svc) -> Response:
-    """Every component's health (store, vector index, embedder, peers, outbox, workers, bus,
-    audit chain): ``ok``, ``degraded`` with the component named and why, or ``down`` when
+    """Every component's health (store, writes, vector index, embedder, peers, outbox, workers,
+    bus, audit chain): ``ok``, ``degraded`` with the component named and why, or ``down`` when
     the store cannot be reached, the only case answered 503 (a node with a degraded
-    embedder or unreachable peers still serves).
+    embedder, unreachable peers or a full disk still serves reads).
 
     Open to anyone, so it says only that: never the store's location (it may carry a
     password), no secrets, nor any count of what the store holds. An anonymous caller sees
