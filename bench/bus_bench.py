@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import memmesh
 from memmesh import Memory
 from memmesh.clock import system_clock
 from memmesh.config import load_settings
@@ -234,9 +235,14 @@ def _queue_roles() -> tuple[list[str], list[str]]:
     return ["p0", "p1", "p2", "p3"], [f"w{i}" for i in range(AGENTS - 4)]
 
 
-def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True, batch: int = 1) -> dict[str, Any]:
+def queue_throughput(
+    mem: Memory, seconds: float, claim_next: bool = True, batch: int = 1, pin: bool = False, trace: bool = False
+) -> dict[str, Any]:
     """4 producers enqueue, 16 workers claim and complete (each a durable, fenced ack), all
-    threads of this one process (one interpreter: the GIL serialises their Python)."""
+    threads of this one process (one interpreter: the GIL serialises their Python). With
+    ``pin`` its Python threads are kept on one CPU for the run (memmesh.pin_to_one_cpu);
+    with ``trace`` the writer's statements are counted (SQLite), which costs ~20 % of the
+    rate: a traced run's rate is not comparable with an untraced one."""
     bus = mem.service.bus
     producers, workers = _queue_roles()
     queue = bus.open([*producers, *workers], kind="queue", principal=P)
@@ -253,7 +259,8 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True, batch
         for i, w in enumerate(workers)
     ]
     cpu: dict[str, Any] = {}
-    traced = _trace_writer(mem)
+    traced = _trace_writer(mem) if trace else None
+    pinned = memmesh.pin_to_one_cpu() if pin else None
     with cpu_meter(cpu, lambda: sum(done)):
         start = time.perf_counter()
         for t in threads:
@@ -263,11 +270,14 @@ def queue_throughput(mem: Memory, seconds: float, claim_next: bool = True, batch
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+    if pin:
+        memmesh.unpin()
     statements = _untrace_writer(mem, traced, sum(done))
     return {
         **statements,
         "processes": 1,
         "batch": batch,
+        "pinned_cpu": pinned,
         "completed_per_s": round(sum(done) / elapsed, 1),
         "enqueued_per_s": round(sum(enqueued) / elapsed, 1),
         **cpu,
@@ -314,6 +324,7 @@ def _queue_child(
     claim_next: bool,
     batch: int,
     synchronous: str,
+    cpu: int | None,
     ready: Any,
     go: Any,
     stop: Any,
@@ -321,7 +332,10 @@ def _queue_child(
     pipe: Any,
 ) -> None:
     """One OS process of the multi-process queue run: its own Memory on the shared store,
-    its share of the producers and workers as threads, its counts and CPU sent back."""
+    its share of the producers and workers as threads, its counts and CPU sent back; its
+    Python threads kept on ``cpu`` when given."""
+    if cpu is not None:
+        memmesh.pin_to_one_cpu(cpu)
     mem = open_memory(url, Path(workdir), synchronous=synchronous)
     bus = mem.service.bus
     enqueued = [0] * 4
@@ -346,12 +360,13 @@ def _queue_child(
 
 
 def queue_throughput_processes(
-    url: str, workdir: Path, seconds: float, processes: int, claim_next: bool = True, batch: int = 1
+    url: str, workdir: Path, seconds: float, processes: int, claim_next: bool = True, batch: int = 1, pin: bool = False
 ) -> dict[str, Any]:
     """The queue run with its 4 producers and 16 workers spread round-robin over
     ``processes`` OS processes, each with its own ``Memory`` on the same store (as a real
     deployment runs workers): counted the same way; client CPU is every child's CPU while
-    it ran (time.process_time, sent back over a pipe with its counts)."""
+    it ran (time.process_time, sent back over a pipe with its counts). With ``pin`` process
+    k keeps its Python threads on CPU k modulo the CPUs this process may use."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -362,6 +377,7 @@ def queue_throughput_processes(
     finally:
         mem.close()
     go, stop, release = ctx.Event(), ctx.Event(), ctx.Event()
+    cpus = sorted(os.sched_getaffinity(0)) if pin else []
     children = []
     for k in range(processes):
         mine_p = [i for i in range(len(producers)) if i % processes == k]
@@ -380,6 +396,7 @@ def queue_throughput_processes(
                 claim_next,
                 batch,
                 SQLITE_SYNCHRONOUS[0],
+                cpus[k % len(cpus)] if pin else None,
                 ready,
                 go,
                 stop,
@@ -418,6 +435,7 @@ def queue_throughput_processes(
     out: dict[str, Any] = {
         "processes": processes,
         "batch": batch,
+        "pinned": pin,
         "completed_per_s": round(done / elapsed, 1),
         "enqueued_per_s": round(sum(r["enqueued"] for r in results) / elapsed, 1),
         "ops": done,
@@ -687,24 +705,32 @@ def run_backend(name: str, fresh_url: Callable[[], str], workdir: Path, args: ar
     parts = set(args.only.split(",")) if args.only else {"chat", "queue", "poll", "rehydrate"}
     runs: list[tuple[str, str, Callable[[Memory, str], dict[str, Any]]]] = [("chat", "chat", lambda m, u: chat_throughput(m, args.seconds))]
     claim_next = not args.no_claim_next
-    for b in [int(x) for x in args.batch.split(",") if x.strip()]:
-        tag = "" if b == 1 else f"_b{b}"
-        runs.append(("queue", f"queue{tag}", lambda m, u, b=b: queue_throughput(m, args.seconds, claim_next, b)))
+    own_memory: set[str] = set()  # labels of multi-process runs: each process opens its own Memory
+    pins = {"off": [False], "on": [True], "both": [False, True]}[args.pin]
+    for b, pin in [(int(x), pin) for x in args.batch.split(",") if x.strip() for pin in pins]:
+        tag, pinned = ("" if b == 1 else f"_b{b}"), ("_pinned" if pin else "")
+        runs.append(
+            (
+                "queue",
+                f"queue{tag}{pinned}",
+                lambda m, u, b=b, pin=pin: queue_throughput(m, args.seconds, claim_next, b, pin, args.statements),
+            )
+        )
         for n in [int(x) for x in args.processes.split(",") if x.strip()]:
             if n > 1:
+                own_memory.add(f"queue{tag}_{n}p{pinned}")
                 runs.append(
                     (
                         "queue",
-                        f"queue{tag}_{n}p",
-                        lambda m, u, n=n, b=b: queue_throughput_processes(u, workdir, args.seconds, n, claim_next, b),
+                        f"queue{tag}_{n}p{pinned}",
+                        lambda m, u, n=n, b=b, pin=pin: queue_throughput_processes(u, workdir, args.seconds, n, claim_next, b, pin),
                     )
                 )
     for part, label, action in runs:
         if part not in parts:
             continue
         url = fresh_url()
-        # a multi-process run opens its own Memory per process: none stays open here
-        mem = None if label.endswith("p") else open_memory(url, workdir)
+        mem = None if label in own_memory else open_memory(url, workdir)
         try:
             statements_reset(url)
             commits0 = commits(url)
@@ -767,6 +793,16 @@ def main() -> int:
     )
     parser.add_argument(
         "--sqlite-synchronous", default="NORMAL", choices=["NORMAL", "FULL"], help="SQLite's storage.synchronous for the runs"
+    )
+    parser.add_argument(
+        "--pin",
+        choices=["off", "on", "both"],
+        default="both",
+        help="queue part: run with the process's Python threads free on every CPU (off), kept on one CPU each "
+        "(on: memmesh.pin_to_one_cpu), or both",
+    )
+    parser.add_argument(
+        "--statements", action="store_true", help="queue part (SQLite, one process): count the writer's statements (slows the run ~20 %%)"
     )
     parser.add_argument("--top", type=int, default=8, help="PostgreSQL statements printed per throughput part")
     parser.add_argument("--skip-sqlite", action="store_true")

@@ -5,6 +5,7 @@ The public surface is what ``__all__`` lists; every other module may change.
 
 from typing import TYPE_CHECKING, Any
 
+from memmesh.affinity import pin_to_one_cpu, unpin
 from memmesh.errors import (
     AuthError,
     ConfigError,
@@ -51,6 +52,8 @@ __all__ = [
     "RateLimitedError",
     "StorageError",
     "UnavailableError",
+    "pin_to_one_cpu",
+    "unpin",
 ]
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from memmesh.affinity import all_cpus
 from memmesh.errors import EmbedderError
 from memmesh.recall.embedder_api import check_texts, health_report
 from memmesh.recall.minilm_graph import (  # noqa: F401  (public names re-exported from here)
@@ -347,7 +348,8 @@ class MiniLMEmbedder:
             return runtime
         with self._lock:
             if self._runtime is None:
-                self._runtime = self._open()
+                with all_cpus():  # onnxruntime's thread pool keeps every core when the Python threads are pinned (affinity.py)
+                    self._runtime = self._open()
             return self._runtime
 
     def _open(self) -> _Runtime:
