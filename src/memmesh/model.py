@@ -118,7 +118,7 @@ def normalize_namespace(value: str) -> str:
     for segment in segments:
         if not NAMESPACE_SEGMENT.fullmatch(segment):
             raise InvalidInputError(
-                f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use only letters, digits and . _ : @ -"
+                f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use only ASCII letters, digits and . _ : @ -"
             )
         if segment in DOT_SEGMENTS:
             raise InvalidInputError(f"invalid namespace {ns!r}: a segment may not be '.' or '..' (namespaces are names, not paths)")
@@ -403,7 +403,7 @@ class NewMemory(_Strict):
             return None
         value = value.strip()
         if not ID_CHARS.fullmatch(value):
-            raise ValueError("id must be 1-128 characters of letters, digits and . _ : @ -")
+            raise ValueError("id must be 1-128 characters of ASCII letters, digits and . _ : @ -")
         return value
 
 

@@ -106,7 +106,7 @@ def archived_problems(item: ArchivedMemory, rules: RecordRules) -> list[str]:
 
 
 def _id_problems(value: str) -> list[str]:
-    return [] if ID_CHARS.fullmatch(value) else [f"id {value[:40]!r} is not 1-128 characters of letters, digits and . _ : @ -"]
+    return [] if ID_CHARS.fullmatch(value) else [f"id {value[:40]!r} is not 1-128 characters of ASCII letters, digits and . _ : @ -"]
 
 
 def _namespace_problems(namespace: str) -> list[str]:

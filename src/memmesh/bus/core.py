@@ -304,7 +304,7 @@ def check_agent_name(agent: str, what: str = "agent") -> str:
     """An agent name as the bus accepts it: 1-128 letters, digits and ``_.:@-``."""
     if not isinstance(agent, str) or not AGENT_RE.fullmatch(agent.strip()):
         raise InvalidInputError(
-            f"{what} {agent!r} is not a valid agent name: use 1-128 letters, digits and _ . : @ - (starting alphanumeric)"
+            f"{what} {agent!r} is not a valid agent name: use 1-128 ASCII letters, digits and _ . : @ - (starting alphanumeric)"
         )
     return agent.strip()
 
