@@ -37,7 +37,7 @@ a TLS private key): it must be the running user's and unreadable by anyone else.
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class StorageSettings(_Section):
@@ -386,7 +386,7 @@ class ExtractionSettings(_Section):
 class Settings(BaseModel):
     """Everything memmesh can be configured with; see ``memmesh doctor`` for the resolved values."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("memmesh")))
     config_file: Path | None = None

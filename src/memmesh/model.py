@@ -282,7 +282,7 @@ class Input(BaseModel):
     """Base of every input model (service inputs and the HTTP bodies): an unknown field is an
     error, never silently ignored, and no text anywhere in it may hold a lone surrogate or NUL."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -339,3 +339,18 @@ def test_an_id_in_an_error_is_shortened_and_escaped_not_echoed(server, memory_id
     response = server.http().patch(f"/api/v1/memories/{quote(memory_id)}", json={"priority": 3})
     error = _error(response, 404, "not_found")
     assert len(error["message"]) < 300 and "\x00" not in error["message"], error["message"][:300]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/api/v1/memories", b'{"content": "x", "confidence": NaN}', "confidence"),
+        ("/api/v1/memories", b'{"content": "x", "priority": Infinity}', "priority"),
+        ("/api/v1/recall", b'{"query": "x", "top_k": NaN}', "top_k"),
+    ],
+)
+def test_nan_and_infinity_are_refused_as_not_finite_numbers(server, route, body, field):
+    """Python's JSON reader takes NaN and Infinity; they used to be refused as "should be ≤ 1"."""
+    error = _error(server.http().post(route, content=body, headers={"Content-Type": "application/json"}), 422)
+    assert "finite number" in error["message"] and field in error["message"], error
+    _nothing_stored(server)
