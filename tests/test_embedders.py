@@ -589,3 +589,18 @@ def test_openai_inconsistent_response_is_refused(server: _FakeServer) -> None:
     server.mode = "short"
     with pytest.raises(EmbedderError, match="returned 1 vectors for 2 texts"):
         emb.embed(["x", "y"])
+
+
+def test_a_second_models_install_does_not_announce_a_build(tmp_path: Path) -> None:
+    """`memmesh models install` says "preparing the ONNX graph…" only when it builds one; a
+    second run (graph cached) said it too, then "already cached"."""
+    env = {**os.environ, "MEMMESH_DATA_DIR": str(tmp_path), "MEMMESH_CONFIG": ""}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "memmesh.interfaces.cli.app", "models", "install"], env=env, capture_output=True, text=True, timeout=600
+        )
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    assert "preparing the ONNX graph" in runs[0].stderr  # a fresh data dir: built now
+    assert "preparing the ONNX graph" not in runs[1].stderr and "already cached" in runs[1].stdout

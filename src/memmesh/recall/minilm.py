@@ -195,8 +195,11 @@ def _build_int8(fp32: Path, target: Path) -> None:
     _write_atomically(target, write)
 
 
-def ensure_graph(files: ModelFiles, cache_dir: Path, *, quantize: bool = False) -> tuple[Path, bool]:
-    """Path of an up-to-date cached graph, building it first if needed.
+def ensure_graph(
+    files: ModelFiles, cache_dir: Path, *, quantize: bool = False, announce: Callable[[], None] | None = None
+) -> tuple[Path, bool]:
+    """Path of an up-to-date cached graph, building it first if needed (``announce`` is
+    called just before a build: a caller says "preparing…" only when something will be).
 
     Returns ``(path, built_now)``. Building verifies the weights' full SHA-256; reusing a
     graph only compares the weights' size and mtime with the stamp written at build time.
@@ -204,6 +207,8 @@ def ensure_graph(files: ModelFiles, cache_dir: Path, *, quantize: bool = False) 
     target = graph_path(cache_dir, quantize=quantize)
     if _is_fresh(files, target):
         return target, False
+    if announce is not None:
+        announce()
     _prepare_dir(target.parent)
     if quantize:
         fp32, _ = ensure_graph(files, cache_dir)

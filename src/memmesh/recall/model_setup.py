@@ -48,8 +48,7 @@ def install_model(cache_dir: Path, force: bool = False, *, progress: Progress | 
 
     if force:
         minilm.clear_graph_cache(cache_dir)
-    say(f"preparing the ONNX graph in {cache_dir}…")
-    graph, built = minilm.ensure_graph(files, cache_dir)
+    graph, built = minilm.ensure_graph(files, cache_dir, announce=lambda: say(f"preparing the ONNX graph in {cache_dir}…"))
     return {
         "package": PACKAGE_NAME,
         "version": PACKAGE_VERSION,
