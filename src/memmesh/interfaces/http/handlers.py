@@ -45,10 +45,19 @@ _HTTP_CODES = {
 
 
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    request: Request, status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """An error answer in the one error shape, counted in the app's metrics by its code."""
+    counted(request, code, status)
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def counted(request: Request, code: str, status: int) -> None:
+    """Count one error answer (``memmesh_http_errors_total``) where the app keeps metrics."""
+    context = getattr(request.app.state, "memmesh", None)
+    if context is not None:
+        context.metrics.count_error(code, status)
 
 
 def json_option(name: str, value: str | bool) -> str:
@@ -76,6 +85,7 @@ def http_operation(operation: str) -> str:
 
 async def memmesh_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MemmeshError)
+    counted(request, exc.code, exc.http_status)
     if exc.http_status >= 500:  # the server's own trouble (a full disk, a lost peer): the operator's log says why
         log.warning("%s %s answered %d %s: %s", request.method, request.url.path, exc.http_status, exc.code, exc.message)
     headers = {}
@@ -101,7 +111,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         if refused is not None:
             return await memmesh_error(request, refused)
         reason = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "malformed")
-        return error_response(400, "invalid_input", f"request body is not valid JSON: {reason}")
+        return error_response(request, 400, "invalid_input", f"request body is not valid JSON: {reason}")
     # the handler runs on the event loop: it describes the first few errors and counts the rest
     shown, more = first_listed(errors)
     listed = []
@@ -121,7 +131,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     if more:
         summary += f"; and {more} more errors"
         details["more_errors"] = more
-    return error_response(422, "invalid_input", summary or "invalid request", details)
+    return error_response(request, 422, "invalid_input", summary or "invalid request", details)
 
 
 def belongs_in(request: Request, loc: list[str]) -> list[str] | None:
@@ -195,12 +205,12 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if exc.status_code == 400 and message == UNPARSED_BODY:  # FastAPI's words when json.loads fails other than on syntax
         message = "the request body could not be read as JSON: send UTF-8 text, nested less than 1000 levels deep"
-    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    return error_response(request, exc.status_code, code, message, headers=dict(exc.headers or {}))
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error (logged with this request's X-Request-ID)")
+    return error_response(request, 500, "internal_error", "internal server error (logged with this request's X-Request-ID)")
 
 
 class UnexpectedErrors:

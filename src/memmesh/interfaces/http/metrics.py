@@ -19,7 +19,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class Metrics:
-    """Request counts and latencies per route and status, recall latency, store size."""
+    """Request counts and latencies per route and status, error answers by code, recall latency, store size."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -29,6 +29,12 @@ class Metrics:
             "HTTP request latency",
             ("method", "route", "status"),
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "memmesh_http_errors",
+            "HTTP answers that were a memmesh error, by its code (storage_error: the store refused a write, e.g. a full disk)",
+            ("code", "status"),
             registry=self.registry,
         )
         self.recall_latency = Histogram(
@@ -43,6 +49,10 @@ class Metrics:
         labels = (method, route, str(status))
         self.requests.labels(*labels).inc()
         self.latency.labels(*labels).observe(seconds)
+
+    def count_error(self, code: str, status: int) -> None:
+        """One answer that was a memmesh error (its code is one of a fixed set: few series)."""
+        self.errors.labels(code, str(status)).inc()
 
     def render(self, stats: Stats, cluster: ClusterStatus | None = None) -> bytes:
         """The text exposition format, with the store gauges set from ``stats`` (and the mesh

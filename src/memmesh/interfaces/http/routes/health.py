@@ -77,7 +77,7 @@ def _sees_reasons(request: Request) -> bool:
     },
 )
 def metrics(request: Request, service: Svc) -> Response:
-    """Request counts and latencies per route and status, recall latency, store size.
+    """Request counts and latencies per route and status, error answers by code (`memmesh_http_errors_total`), recall latency, store size.
 
     Open on a loopback bind while the store needs no keys; otherwise (any other address, keys
     created, --require-auth) it needs a valid API key like /api/v1, and the memory counts are

@@ -1,0 +1,22 @@
+"""/metrics counts error answers by their code, so an operator can alert on storage errors
+(a full disk answered 503 storage_error) instead of reading per-route status counts."""
+
+from __future__ import annotations
+
+import re
+
+
+def _errors(text: str) -> dict[tuple[str, str], float]:
+    found = re.findall(r'^memmesh_http_errors_total\{code="([a-z_]+)",status="(\d+)"\} ([0-9.e+]+)$', text, re.M)
+    return {(code, status): float(n) for code, status, n in found}
+
+
+def test_error_answers_are_counted_by_code_and_status(server) -> None:
+    http = server.http()
+    assert http.post("/api/v1/memories", json={"content": ""}).status_code == 422  # the core refuses it
+    assert http.post("/api/v1/memories", json={"content": "x", "priority": "high"}).status_code == 422  # FastAPI does
+    assert http.get("/api/v1/memories/0190aaaa-0000-7000-8000-000000000000").status_code == 404
+    assert http.get("/api/v1/no-such-route").status_code == 404
+    assert http.post("/api/v1/memories", json={"content": "kept"}).status_code == 201
+    counts = _errors(http.get("/metrics").text)
+    assert counts == {("invalid_input", "422"): 2.0, ("not_found", "404"): 2.0}, counts
