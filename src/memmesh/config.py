@@ -64,6 +64,11 @@ class StorageSettings(_Section):
         ge=0,
         description="PostgreSQL: the server ends a transaction left idle this long (a frozen node), releasing its locks",
     )
+    min_free_mb: int = Field(
+        32,
+        ge=0,
+        description="SQLite: free MiB on the database's disk under which health says `writes` degraded, before writes fail (0 = no check)",
+    )
     node_id: str | None = Field(None, description="this node's id in version vectors; default: generated once per database")
     ttl_short_seconds: int = Field(6 * 3600, ge=1, description="default TTL of short-tier memories")
     ttl_mid_seconds: int = Field(7 * 86400, ge=1, description="default TTL of mid-tier memories")
