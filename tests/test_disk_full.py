@@ -311,7 +311,7 @@ def _writes_component(http: httpx.Client, status: str) -> dict[str, str]:
         time.sleep(0.1)
 
 
-def test_a_node_whose_disk_is_full_says_so_in_its_health_until_a_write_commits(tmp_path: Path) -> None:
+def test_a_node_whose_disk_is_full_says_so_in_its_health_and_writes_again_once_it_has_room(tmp_path: Path) -> None:
     """A full disk refuses writes (503) while reads still answer: ``/readyz`` said "ok" all
     along. Now its ``writes`` component is degraded, with the failed write's reason."""
     proc, port = _serve_piped(tmp_path)
