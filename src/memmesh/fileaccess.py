@@ -42,7 +42,7 @@ def cannot_write(path: Path) -> WriteDenied | None:
         return None
     quoted = shlex.quote(str(path))
     try:
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
+        if hasattr(os, "statvfs") and os.statvfs(path).f_flag & os.ST_RDONLY:  # POSIX only
             return WriteDenied("is on a read-only file system", "remount it read-write")
         info = path.stat()
     except OSError as exc:
