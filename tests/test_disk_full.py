@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -309,7 +311,7 @@ def _writes_component(http: httpx.Client, status: str) -> dict[str, str]:
         time.sleep(0.1)
 
 
-def test_a_node_whose_disk_is_full_says_so_in_its_health_until_a_write_commits(tmp_path: Path) -> None:
+def test_a_node_whose_disk_is_full_says_so_in_its_health_and_writes_again_once_it_has_room(tmp_path: Path) -> None:
     """A full disk refuses writes (503) while reads still answer: ``/readyz`` said "ok" all
     along. Now its ``writes`` component is degraded, with the failed write's reason."""
     proc, port = _serve_piped(tmp_path)
@@ -329,3 +331,33 @@ def test_a_node_whose_disk_is_full_says_so_in_its_health_until_a_write_commits(t
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
+
+
+def test_doctor_says_writes_are_degraded_under_storage_min_free_mb_and_0_turns_the_check_off(db_path: Path, cli) -> None:
+    """``storage.min_free_mb`` is the free space under which ``writes`` warns before a full
+    disk refuses every write: set above this disk's free space, doctor names the free space
+    and the file (degraded, exit 0: reads still work); 0 checks nothing; a value that is no
+    count of MiB is a config error naming the setting."""
+    assert cli("store", "Deploys are frozen on Fridays").code == 0
+    above = str(shutil.disk_usage(db_path.parent).free // (1024 * 1024) + 1_000_000)
+    done = cli("doctor", "--json", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": above})
+    assert done.code == 0, done.err
+    report = json.loads(done.out)
+    writes = report["components"]["writes"]
+    assert report["status"] == "degraded" and writes["status"] == "degraded", writes
+    reason = (
+        rf"(\d+) KiB free on the disk of {re.escape(str(db_path))}, under storage.min_free_mb \({above} MiB\): "
+        "writes will fail when it fills; free some space"
+    )
+    found = re.fullmatch(reason, writes["reason"])
+    assert found and int(found[1]) == writes["free_bytes"] // 1024, writes
+    text = cli("doctor", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": above})
+    assert text.code == 0 and re.search(rf"degraded writes: {reason}", text.out), text.out
+
+    off = json.loads(cli("doctor", "--json", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": "0"}).out)["components"]["writes"]
+    assert off["status"] == "ok" and off["reason"] == "no write failed in the last 60 s", off
+
+    for value, why in (("-1", "Input should be greater than or equal to 0"), ("lots", "Input should be a valid integer")):
+        bad = cli("doctor", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": value})
+        assert bad.code == 1 and bad.out == "", (value, bad)
+        assert bad.err.startswith(f"error: environment variable MEMMESH_STORAGE_MIN_FREE_MB: 'storage.min_free_mb': {why}"), bad.err

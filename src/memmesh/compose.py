@@ -38,6 +38,7 @@ def build_policy(settings: Settings) -> Policy:
         ttl_mid_seconds=settings.storage.ttl_mid_seconds,
         promote_after_accesses=settings.storage.promote_after_accesses,
         tombstone_retention_days=settings.storage.tombstone_retention_days,
+        min_free_bytes=settings.storage.min_free_mb * 1024 * 1024,
         daily_write_quota=settings.limits.daily_write_quota,
         backup_dir=settings.data_dir / "backups",
         governance_mode=settings.governance.mode,

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from memmesh.errors import ConfigError
+from memmesh.fileaccess import user_name
 from memmesh.model import MAX_AGENT_ID_CHARS, NODE_ID_PATTERN, NODE_ID_RULE, Kind
 from memmesh.recall.ranking import RankWeights
 from memmesh.redact import redact_url
@@ -62,6 +63,11 @@ class StorageSettings(_Section):
         3_000,
         ge=0,
         description="PostgreSQL: the server ends a transaction left idle this long (a frozen node), releasing its locks",
+    )
+    min_free_mb: int = Field(
+        32,
+        ge=0,
+        description="SQLite: free MiB on the database's disk under which health says `writes` degraded, before writes fail (0 = no check)",
     )
     node_id: str | None = Field(None, description="this node's id in version vectors; default: generated once per database")
     ttl_short_seconds: int = Field(6 * 3600, ge=1, description="default TTL of short-tier memories")
@@ -488,7 +494,7 @@ def check_secret_file(setting: str, path: Path) -> None:
     if os.name != "posix":
         return
     if info.st_uid != os.geteuid():
-        user = _user_name(os.geteuid())
+        user = user_name(os.geteuid())
         raise ConfigError(
             f"{setting} {path} belongs to uid {info.st_uid}, not to the user memmesh runs as ({user}); "
             f"refusing to start: run `chown {shlex.quote(user)} {quoted} && chmod 600 {quoted}`",
@@ -500,15 +506,6 @@ def check_secret_file(setting: str, path: Path) -> None:
             f"refusing to start: run `chmod 600 {quoted}`",
             field=setting,
         )
-
-
-def _user_name(uid: int) -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return str(uid)
 
 
 def default_config_path() -> Path:

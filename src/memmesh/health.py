@@ -9,8 +9,8 @@ it ``degraded``, with the component named and the reason in words an operator ca
 
 - ``store``: answers a query (schema version);
 - ``writes``: no write failed for the store's own reasons (a full disk, an I/O error) in the
-  last :data:`WRITE_TROUBLE_S`, and a SQLite store's disk has at least :data:`DISK_FREE_MIN`
-  free (PostgreSQL's disk is its server's to watch);
+  last :data:`WRITE_TROUBLE_S`, and a SQLite store's disk has at least ``storage.min_free_mb``
+  free (0: not checked; PostgreSQL's disk is its server's to watch);
 - ``vector_index``: every memory has a vector from the current embedder;
 - ``embedder``: embeds a test text (a missing model, an unreachable server);
 - ``peers``: each peer answered the last exchange (with ``--peers``);
@@ -53,9 +53,6 @@ AUDIT_UNSIGNED_MAX = 2_000
 checkpointer signs every second or 1,000 entries: twice that means it has stopped)."""
 WRITE_TROUBLE_S = 60.0
 """How long after a write failed for the store's own reasons ``writes`` stays degraded."""
-DISK_FREE_MIN = 32 * 1024 * 1024
-"""Free bytes on a SQLite store's disk below which ``writes`` is degraded before a write fails
-(a full disk turns every write into a 503; ``memmesh doctor`` sees it coming this way)."""
 READY_CACHE_S = 1.0
 """How long one health report answers ``/readyz``: a probe run embeds a test text and scans
 the store, so a load balancer polling many times a second must not run one per request."""
@@ -79,11 +76,26 @@ def _writes(service: Service) -> Probe:
             {},
         )
     free = _free_bytes(store)
-    if free is not None and free < DISK_FREE_MIN:
-        return "degraded", f"{free // 1024} KiB free on the disk of {store.path}: writes will fail when it fills", {"free_bytes": free}
+    low = _low_disk(free, service.policy.min_free_bytes, store)
+    if low is not None:
+        return "degraded", low, {"free_bytes": free}
     if trouble is None:
         return "ok", "not tracked on this backend (PostgreSQL's disk is its server's to watch)", {}
     return "ok", f"no write failed in the last {WRITE_TROUBLE_S:.0f} s", {"free_bytes": free} if free is not None else {}
+
+
+def _low_disk(free: int | None, minimum: int, store: Any) -> str | None:
+    """Why the disk is too full to trust writes to (None: enough room, or not checked).
+
+    Below ``storage.min_free_mb`` (the policy's ``min_free_bytes``; 0 turns it off) a full
+    disk is near, and a full disk turns every write into a 503: ``memmesh doctor`` and
+    ``/readyz`` see it coming this way."""
+    if free is None or free >= minimum:
+        return None
+    return (
+        f"{free // 1024} KiB free on the disk of {store.path}, under storage.min_free_mb ({minimum // (1024 * 1024)} MiB): "
+        "writes will fail when it fills; free some space"
+    )
 
 
 def _free_bytes(store: Any) -> int | None:

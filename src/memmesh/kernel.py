@@ -78,6 +78,7 @@ class Policy:
     tombstone_retention_days: float = 30.0
     expiring_soon_hours: float = 24.0
     daily_write_quota: int = 0
+    min_free_bytes: int = 32 * 1024 * 1024
     backup_dir: Path | None = None
     governance_mode: str = "enforce"
     governance_admins: tuple[str, ...] = ()

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from memmesh.clock import new_id
-from memmesh.errors import CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
+from memmesh.errors import ConfigError, CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
+from memmesh.fileaccess import cannot_write
 from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
@@ -163,6 +164,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
             with path.open("rb") as handle:
                 if handle.read(16) != SQLITE_HEADER:
                     raise CorruptDatabaseError(f"{path} is not a SQLite database (wrong file header); point --db at a memmesh database")
+            self._refuse_unwritable(path, exists=True)
             self._refuse_foreign(path)
             return False
         if not create:
@@ -177,7 +179,32 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+        self._refuse_unwritable(path, exists=False)
         return True
+
+    @staticmethod
+    def _refuse_unwritable(path: Path, *, exists: bool) -> None:
+        """Refuse, with the fix, a database this user cannot write (before SQLite tries).
+
+        SQLite writes the file and, in WAL mode, ``<db>-wal`` and ``<db>-shm`` beside it,
+        which it creates in the folder when they are missing. Left to SQLite, a read-only
+        folder reads "unable to open database file" (which said the data was damaged) and a
+        read-only file opens, answers reads, then fails every write: memmesh writes on
+        every open (schema upgrades) and on reads too (access counts).
+        """
+        companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+        verb = "open" if exists else "create"
+        for each in [path, *companions] if exists else []:
+            denied = cannot_write(each) if each.exists() else None
+            if denied:
+                raise ConfigError(f"cannot {verb} the database {path}: the file {each} {denied.why}; {denied.fix}")
+        missing = [c.name for c in companions if not c.exists()] if exists else [path.name, *(c.name for c in companions)]
+        denied = cannot_write(path.parent) if missing else None
+        if denied:
+            raise ConfigError(
+                f"cannot {verb} the database {path}: the folder {path.parent} {denied.why}, and SQLite must create "
+                f"{', '.join(missing[:-1])} and {missing[-1]} in it; {denied.fix}, or move the database to a folder this user can write"
+            )
 
     @staticmethod
     def _refuse_foreign(path: Path) -> None:
