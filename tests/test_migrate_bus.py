@@ -89,6 +89,10 @@ def test_restore_carries_the_bus_and_a_second_restore_changes_nothing(tmp_path: 
     seeded = seed(tmp_path, f"sqlite:///{tmp_path / 'a.db'}")
     with open_memory(tmp_path, f"sqlite:///{tmp_path / 'a.db'}") as mem:
         snapshot = mem.backup(tmp_path / "bk").snapshot
+    dry = cli("migrate", "--from", f"sqlite:///{tmp_path / 'a.db'}", "--to", f"sqlite:///{tmp_path / 'x.db'}", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert "; also 2 bus_conversations, 7 bus_messages, 1 bus_cursors" in " ".join(dry.out.split())  # said, not only in --json
+    assert not (tmp_path / "x.db").exists()
     restored = tmp_path / "restored.db"
     run = cli("restore", str(snapshot), "--to", f"sqlite:///{restored}", "--json")
     assert run.code == 0, run.err
