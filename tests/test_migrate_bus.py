@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conformance.conftest import pg_database, pg_server  # noqa: F401 - backend fixtures
+from tests.conformance.conftest import backend_url, pg_database, pg_server  # noqa: F401 - backend fixtures
 
 from memmesh import Memory
 from memmesh.config import load_settings
@@ -151,8 +151,11 @@ def test_a_copied_lease_runs_out_on_the_copy_as_on_the_source(tmp_path: Path) ->
         assert again is not None and again.message.id == first.message.id and again.attempt == 2
 
 
-def test_a_newer_backup_moves_cursors_up_and_a_conversation_numbered_otherwise_gets_the_rest_after_its_own(tmp_path: Path) -> None:
-    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+def test_a_newer_backup_moves_cursors_up_and_a_conversation_numbered_otherwise_gets_the_rest_after_its_own(
+    tmp_path: Path,
+    backend_url: str,  # noqa: F811
+) -> None:
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", backend_url
     with open_memory(tmp_path, a) as mem:
         bus = mem.service.bus
         chat = bus.open(["a", "b"], principal=P)

@@ -89,6 +89,9 @@ def carry_bus(rows_of: Callable[[str], list[Row]], target: Any, *, dry_run: bool
     if dry_run:
         return counts
     q = target.dialect.q
+    # in this order, each phase's steps made once the one before has run: a conversation that
+    # moved since it was read is appended to (see _conversation_steps), and a message never
+    # comes before its conversation, nor a cursor before its messages
     counts["bus_conversations"] = _write_pages(target, list(_conversation_steps(plans, q)))
     counts["bus_messages"] = _write_pages(target, list(_message_steps(plans, q)))
     counts["bus_cursors"] = _write_pages(target, list(_cursor_steps(plans, q)))
@@ -176,16 +179,30 @@ def _write_pages(target: Any, steps: list[Step]) -> int:
 def _conversation_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
     insert = q(f"INSERT INTO bus_conversations ({', '.join(CONV)}) VALUES ({', '.join('?' for _ in CONV)}) ON CONFLICT DO NOTHING")
     reserve = q(
-        "UPDATE bus_conversations SET last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END, "
-        "last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END WHERE id = ? AND last_seq < ?"
+        "UPDATE bus_conversations SET last_seq = ?, last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END "
+        "WHERE id = ? AND last_seq = ?"
     )
+
+    def reserved(plan: Plan) -> Callable[[Any], int]:
+        """Take the numbers the copy writes before the messages come (a send meanwhile numbers
+        after them), provided the conversation has not moved since it was read; if it has, its
+        numbers can no longer be trusted to agree: its messages come after its own."""
+
+        def run(conn: Any) -> int:
+            at = plan.conversation[C_ACTIVITY]
+            taken = int(conn.execute(reserve, (plan.top, at, at, plan.conversation[C_ID], plan.held_last)).rowcount)
+            if not taken:
+                plan.keep_numbers, plan.cursors = False, []
+            return taken
+
+        return run
+
     for plan in plans:
-        conv, top = plan.conversation, plan.top
+        conv = plan.conversation
         if plan.fresh:
-            yield 1, _statement(insert, (*conv[:C_LAST], top, *conv[C_LAST + 1 :]))
-        elif _raises_conversation(plan):  # the numbers the copy writes are taken before the messages come
-            at = conv[C_ACTIVITY]
-            yield 1, _statement(reserve, (top, top, at, at, conv[C_ID], top))
+            yield 1, _statement(insert, (*conv[:C_LAST], plan.top, *conv[C_LAST + 1 :]))
+        elif _raises_conversation(plan):
+            yield 1, reserved(plan)
 
 
 def _message_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
