@@ -16,6 +16,7 @@ from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL, Relation
 
 EXTRAS = {"subscriptions", "subscription_deliveries", "inbox_messages", "extraction_slots", "session_turns"}
+BUS = {"bus_conversations", "bus_messages", "bus_cursors"}  # carried too (tests/test_migrate_bus.py); this seed has none
 
 
 def open_memory(tmp_path: Path, url: str) -> Memory:
@@ -79,7 +80,7 @@ def test_migrate_sqlite_to_postgres_and_back_carries_subscriptions_inbox_and_slo
     assert dry.code == 0, dry.err
     assert json.loads(dry.out)["extras_written"]["subscriptions"] == 1 and not (tmp_path / "dry.db").exists()
     there = migrate(cli, a, pg_database)
-    assert set(there["extras_written"]) == EXTRAS
+    assert set(there["extras_written"]) == EXTRAS | BUS
     assert there["extras_written"]["subscriptions"] == 1 and there["extras_written"]["inbox_messages"] == 1
     assert there["extras_written"]["extraction_slots"] >= 1
     assert set(migrate(cli, a, pg_database)["extras_written"].values()) == {0}  # idempotent

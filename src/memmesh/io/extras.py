@@ -7,6 +7,15 @@ and the ones they deliberately leave behind.
 them are plain rows, read and written here by SQL (one text for both backends), each
 ``INSERT … ON CONFLICT DO NOTHING`` so a re-run writes nothing new (idempotent, resumable):
 
+- ``bus_conversations``, ``bus_messages``, ``bus_cursors`` — the bus: chats with their
+  unread messages and each agent's read cursor, task queues with every task's state,
+  attempts, history, result and dead letters. Without them every conversation was gone
+  and its token opened nothing. A leased task keeps its lease (its worker may still
+  complete it; it is ready again when the lease runs out, as on the source); tokens are
+  kept as their hashes, so the source's conversation tokens work on the copy. Numbers are
+  kept where the target numbers the conversation the same way, else the messages it lacks
+  come after its own (:mod:`memmesh.io.bus_carry`); chat rows take the target's change
+  numbers, so a mesh sees them as its own news;
 - ``subscriptions`` — a user would lose their webhooks. Each subscription's ``seen_seq``
   (a position in the *source's* change feed) is reset to the target's change-feed head, so
   the memories the migration itself writes are not delivered as fresh changes; a
@@ -26,7 +35,8 @@ Deliberately not carried (see docs/backup.md, "What else is carried, and what is
 ``curator_runs`` / ``curator_changes`` (a rollback record describes the source store's
 versions; rolling a run back on a copy would fight the migration's own history), ``leases``
 (the curator's and gc's turns among the source's servers), ``extraction_jobs`` (transient work of one server; the facts they made are
-memories and are copied), and the bus's queues and leases.
+memories and are copied). Nothing of the bus is left behind: its per-process queue hints
+(:mod:`memmesh.bus.hints`) live in memory only.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from memmesh.io.bus_carry import BUS_TABLES, carry_bus
 from memmesh.store.extra_tables import CARRIED, read_rows
 
 Row = tuple[Any, ...]
@@ -62,16 +73,20 @@ def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str,
     per table. Runs after the memories were copied, so ``seen_seq`` can start at the
     target's head."""
     origin = sql_source(source)
-    written: dict[str, int] = {}
     if origin is None:
-        return written
+        return {}
+
+    def rows_of(table: str) -> list[Row]:
+        return list(origin.extra_rows(table)) if hasattr(origin, "extra_rows") else read_rows(origin, table)
+
+    written = carry_bus(rows_of, target, dry_run=dry_run)  # first: see CARRIED's order
     for table, columns in CARRIED.items():
-        written[table] = _copy_table(origin, target, table, columns, dry_run=dry_run)
+        if table not in BUS_TABLES:
+            written[table] = _copy_table(rows_of(table), target, table, columns, dry_run=dry_run)
     return written
 
 
-def _copy_table(source: Any, target: Any, table: str, columns: tuple[str, ...], *, dry_run: bool) -> int:
-    rows = source.extra_rows(table) if hasattr(source, "extra_rows") else read_rows(source, table)
+def _copy_table(rows: list[Row], target: Any, table: str, columns: tuple[str, ...], *, dry_run: bool) -> int:
     if not rows:
         return 0
     merge = MERGES.get(table, Merge())

@@ -8,6 +8,40 @@ from __future__ import annotations
 from typing import Any
 
 CARRIED: dict[str, tuple[str, ...]] = {
+    # the bus first: its chat rows take change numbers, which the subscriptions then start after
+    "bus_conversations": (
+        "id",
+        "kind",
+        "topic",
+        "participants",
+        "token_hash",
+        "created_by",
+        "created_at",
+        "last_activity",
+        "timeout_s",
+        "archived_at",
+        "last_seq",
+    ),
+    "bus_messages": (
+        "conversation_id",
+        "seq",
+        "id",
+        "sender",
+        "recipient",
+        "body",
+        "created_at",
+        "state",
+        "attempts",
+        "lease_owner",
+        "lease_token",
+        "lease_expires",
+        "history",
+        "result",
+        "dead_reason",
+        "origin",
+        "hlc",
+    ),
+    "bus_cursors": ("conversation_id", "agent", "delivered_seq", "acked_seq"),
     "subscriptions": (
         "id",
         "namespace",
@@ -40,7 +74,8 @@ CARRIED: dict[str, tuple[str, ...]] = {
     "extraction_slots": ("namespace", "slot_key", "memory_id"),
     "session_turns": ("session_id", "namespace", "turns", "created_at", "updated_at"),
 }
-"""Table → its columns (every table exists in every backend from schema 17 on)."""
+"""Table → its columns (every table exists in every backend from schema 21 on). A bus row's
+``change_seq`` is left out: the target's trigger numbers it in the target's change feed."""
 
 
 def read_rows(store: Any, table: str) -> list[tuple[Any, ...]]:

@@ -12,7 +12,7 @@ from memmesh.clock import system_clock
 from memmesh.compose import build_store
 from memmesh.config import db_override
 from memmesh.interfaces.cli.context import JSON_OPTION, announce_created, app, console, counting_progress, err_console, print_json, state
-from memmesh.interfaces.cli.migrate_cmd import open_url, say_keys_left_behind, target_transfer
+from memmesh.interfaces.cli.migrate_cmd import also_carried, open_url, say_keys_left_behind, target_transfer
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
@@ -88,7 +88,7 @@ def restore_command(
     else:
         console.print(
             f"restored {report.memories_written} memories, {report.links_written} links, "
-            f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
+            f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}{also_carried(report)}"
         )
     say_keys_left_behind(report, "the snapshot", "restored", "the restored store")
     if report.agents_not_restored:

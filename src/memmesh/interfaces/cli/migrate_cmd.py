@@ -91,7 +91,7 @@ def migrate_command(
         console.print(
             f"read {report.memories_read} memories in {report.batches} batches; {verb} "
             f"{report.memories_written} memories, {report.links_written} links, {report.history_written} history "
-            f"entries, {report.tombstones_written} tombstones, {report.vectors_written} vectors"
+            f"entries, {report.tombstones_written} tombstones, {report.vectors_written} vectors{also_carried(report)}"
         )
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)
@@ -99,6 +99,13 @@ def migrate_command(
         say_keys_left_behind(report, "the source", "copied", "the copy")
     if report.errors:
         raise typer.Exit(1)
+
+
+def also_carried(report: Any) -> str:
+    """The feature-table rows a migrate or restore wrote beside the memories (the bus, webhooks,
+    inboxes…), as the tail of its one-line summary: a user sees what came along."""
+    rows = [f"{count} {table}" for table, count in report.extras_written.items() if count]
+    return f"; also {', '.join(rows)}" if rows else ""
 
 
 def say_keys_left_behind(report: Any, holder: str, verb: str, result: str) -> None:
