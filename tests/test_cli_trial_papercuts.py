@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from tests.conftest import CliResult
 
@@ -29,3 +30,28 @@ def test_recall_and_list_on_80_columns_show_the_content_and_an_id_get_accepts(cl
     assert got.code == 0 and text in got.out
     wide = cli("recall", "deployment pipeline", extra_env={"COLUMNS": "200"})
     assert "┃ content" in wide.out and text[:60] in wide.out  # a wide terminal keeps the table
+
+
+SPELT_PLURAL = re.compile(r"\b1 (memories|links|tombstones|keys|API keys|registered agents|batches|history entries|vectors)\b")
+
+
+def test_a_count_of_one_is_spelt_in_the_singular(cli_in_process, tmp_path: Path, db_path: Path) -> None:
+    assert cli_in_process("store", "the only fact", "--json").code == 0
+    assert cli_in_process("keys", "create", "--agent", "ops", "--role", "admin").code == 0
+    backup = cli_in_process("backup", "--to", str(tmp_path / "backups"))
+    assert backup.code == 0 and ": 1 memory, 0 links, " in backup.out, backup
+    snapshot = next((tmp_path / "backups").glob("*.db"))
+    restored = cli_in_process("restore", str(snapshot), "--to", str(tmp_path / "restored.db"))
+    assert restored.code == 0 and "restored 1 memory, 0 links, 0 tombstones" in restored.out, restored
+    assert "the snapshot held 1 API key; it is not restored; create new ones" in restored.err, restored.err
+    migrated = cli_in_process("migrate", "--from", str(db_path), "--to", str(tmp_path / "copy.db"))
+    assert migrated.code == 0 and "read 1 memory in 1 batch; wrote 1 memory, 0 links, 1 history entry" in migrated.out, migrated
+    assert "the source held 1 API key; it is not copied;" in migrated.err, migrated.err
+    dump = tmp_path / "dump.jsonl"
+    assert cli_in_process("export", "-o", str(dump)).code == 0
+    imported = cli_in_process("--db", str(tmp_path / "imported.db"), "import", str(dump))
+    assert imported.code == 0 and "1 memory and 0 links written" in imported.out, imported
+    stats = cli_in_process("stats")
+    assert stats.out.startswith("1 memory, 0 links, "), stats.out
+    said = [backup, restored, migrated, imported, stats, cli_in_process("gc")]
+    assert not [m.group() for r in said for m in SPELT_PLURAL.finditer(r.out + r.err)], said

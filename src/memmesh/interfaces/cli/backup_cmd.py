@@ -17,6 +17,7 @@ from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
 from memmesh.transfer import restore_snapshot, verify_snapshot
+from memmesh.wording import agree, count
 
 
 @app.command("backup")
@@ -36,7 +37,7 @@ def backup_command(
     if result.created_folder:
         err_console.print(f"created the backup folder {result.created_folder}", markup=False, highlight=False)
     console.print(
-        f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
+        f"snapshot {result.snapshot}: {count(result.manifest.memories, 'memory')}, {count(result.manifest.links, 'link')}, "
         f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…"
     )
     for path in result.removed:
@@ -87,14 +88,15 @@ def restore_command(
         print_json(report)
     else:
         console.print(
-            f"restored {report.memories_written} memories, {report.links_written} links, "
-            f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}"
+            f"restored {count(report.memories_written, 'memory')}, {count(report.links_written, 'link')}, "
+            f"{count(report.tombstones_written, 'tombstone')} from {snapshot.name} into {report.to_url}"
         )
     say_keys_left_behind(report, "the snapshot", "restored", "the restored store")
     if report.agents_not_restored:
         err_console.print(
-            f"the snapshot held {report.agents_not_restored} registered agents; they are not restored; "
-            "register them again with `memmesh agents register`",
+            f"the snapshot held {count(report.agents_not_restored, 'registered agent')}; "
+            f"{agree(report.agents_not_restored, 'it is', 'they are')} not restored; "
+            f"register {agree(report.agents_not_restored, 'it', 'them')} again with `memmesh agents register`",
             markup=False,
             highlight=False,
         )
@@ -102,7 +104,10 @@ def restore_command(
         err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)
     if report.rejects:
         err_console.print(
-            f"{report.rejected} record(s) of {snapshot.name} break the write rules and were not restored", markup=False, highlight=False
+            f"{count(report.rejected, 'record')} of {snapshot.name} {agree(report.rejected, 'breaks', 'break')} the write rules "
+            f"and {agree(report.rejected, 'was', 'were')} not restored",
+            markup=False,
+            highlight=False,
         )
     for error in report.errors:
         err_console.print(f"skipped: {error}", markup=False, highlight=False)

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from memmesh.interfaces.cli.context import TextTable, console, printable
 from memmesh.model import HistoryEntry, Hit, Memory, Stats
+from memmesh.wording import agree, count
 
 
 def _short(text: str, width: int = 80) -> str:
@@ -144,7 +145,7 @@ def hit_table(hits: list[Hit], explain: bool = False) -> None:
 
 def stats_view(stats: Stats) -> None:
     console.print(
-        f"[bold]{stats.total}[/] memories, {stats.links_count} links, "
+        f"[bold]{stats.total}[/] {agree(stats.total, 'memory', 'memories')}, {count(stats.links_count, 'link')}, "
         f"{stats.expiring_soon} expiring within a day, {stats.db_size_bytes:,} bytes on disk"
     )
     if stats.by_tier:
