@@ -55,3 +55,25 @@ def test_a_count_of_one_is_spelt_in_the_singular(cli_in_process, tmp_path: Path,
     assert stats.out.startswith("1 memory, 0 links, "), stats.out
     said = [backup, restored, migrated, imported, stats, cli_in_process("gc")]
     assert not [m.group() for r in said for m in SPELT_PLURAL.finditer(r.out + r.err)], said
+
+
+def test_restore_names_the_registered_agents_the_target_lacks(cli_in_process, tmp_path: Path) -> None:
+    assert cli_in_process("store", "a fact").code == 0
+    for agent in ("ops", "ci"):
+        assert cli_in_process("agents", "register", agent).code == 0
+    assert cli_in_process("backup", "--to", str(tmp_path / "backups")).code == 0
+    snapshot = next((tmp_path / "backups").glob("*.db"))
+
+    same = cli_in_process("restore", str(snapshot))  # into the store it was taken from: it has them
+    assert same.code == 0, same.err
+    assert "the snapshot held 2 registered agents; agents are not restored, and this store has them all already" in same.err
+    assert "register" not in same.err.replace("registered agents", ""), same.err
+
+    other = tmp_path / "other.db"
+    assert cli_in_process("--db", str(other), "agents", "register", "ops").code == 0
+    into_other = cli_in_process("restore", str(snapshot), "--to", str(other), "--json")
+    assert into_other.code == 0, into_other.err
+    assert json.loads(into_other.out)["agents_missing"] == ["ci"]
+    assert "this store lacks 1 of them (ci): register it with `memmesh agents register`" in into_other.err, into_other.err
+    listed = json.loads(cli_in_process("--db", str(other), "agents", "list", "--json").out)
+    assert [agent["agent_id"] for agent in listed] == ["ops"]  # restore still copies no agent

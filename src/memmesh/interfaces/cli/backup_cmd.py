@@ -93,13 +93,7 @@ def restore_command(
         )
     say_keys_left_behind(report, "the snapshot", "restored", "the restored store")
     if report.agents_not_restored:
-        err_console.print(
-            f"the snapshot held {count(report.agents_not_restored, 'registered agent')}; "
-            f"{agree(report.agents_not_restored, 'it is', 'they are')} not restored; "
-            f"register {agree(report.agents_not_restored, 'it', 'them')} again with `memmesh agents register`",
-            markup=False,
-            highlight=False,
-        )
+        err_console.print(agents_line(report.agents_not_restored, report.agents_missing), markup=False, highlight=False)
     for rejected in report.rejects:
         err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)
     if report.rejects:
@@ -113,3 +107,22 @@ def restore_command(
         err_console.print(f"skipped: {error}", markup=False, highlight=False)
     if report.errors or report.rejects:
         raise typer.Exit(1)
+
+
+SHOWN_AGENTS = 10
+"""How many missing agents the restore line names (``--json`` lists them all)."""
+
+
+def agents_line(held: int, missing: list[str] | None) -> str:
+    """What a restore says of the snapshot's registered agents, which it never copies: that
+    the target has them already, which ones it lacks, or (a snapshot that holds only their
+    count) to register any it lacks. Restored into the store it was taken from, the old line
+    "they are not restored; register them again" sent people to register agents they had."""
+    head = f"the snapshot held {count(held, 'registered agent')}; agents are not restored"
+    if missing is None:
+        return f"{head}: register any this store lacks with `memmesh agents register`"
+    if not missing:
+        return f"{head}, and this store has {agree(held, 'it', 'them all')} already"
+    names = ", ".join(missing[:SHOWN_AGENTS]) + (", …" if len(missing) > SHOWN_AGENTS else "")
+    lacks = agree(len(missing), "it", "them") if len(missing) == held else f"{len(missing)} of them"
+    return f"{head}, and this store lacks {lacks} ({names}): register {agree(len(missing), 'it', 'them')} with `memmesh agents register`"
