@@ -4,10 +4,16 @@ restore says of agents, a full disk under ``export -o``, usage errors and a lost
 from __future__ import annotations
 
 import json
+import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import CliResult
+
+from memmesh import Memory
 
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
@@ -77,3 +83,41 @@ def test_restore_names_the_registered_agents_the_target_lacks(cli_in_process, tm
     assert "this store lacks 1 of them (ci): register it with `memmesh agents register`" in into_other.err, into_other.err
     listed = json.loads(cli_in_process("--db", str(other), "agents", "list", "--json").out)
     assert [agent["agent_id"] for agent in listed] == ["ops"]  # restore still copies no agent
+
+
+def _export_with_a_file_size_limit(db_path: Path, out: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    """``memmesh export -o out`` in a process that may write no file past ``limit`` bytes: a
+    write past it fails with EFBIG, as one on a full disk fails with ENOSPC (Python ignores
+    SIGXFSZ, so the write fails instead of the process being killed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DB": str(db_path), "MEMMESH_CONFIG": "", "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return subprocess.run(
+        [sys.executable, "-m", "memmesh.interfaces.cli.app", "export", "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited,
+    )
+
+
+def test_an_export_that_runs_out_of_room_says_so_and_leaves_no_file(mem: Memory, db_path: Path, tmp_path: Path) -> None:
+    for i in range(60):
+        mem.add(f"note {i}: " + "words to fill the export file " * 40, namespace="fill")
+    limit = 65_536  # export only reads the store (its -shm file is 32 KiB); the export file is larger
+    out = tmp_path / "out.jsonl"
+    result = _export_with_a_file_size_limit(db_path, out, limit)
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot write the export to {out}: the file grew past the largest file"), result.stderr
+    assert f"nothing was written (no {out} was made)" in result.stderr and "check the path" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == []  # no partial file either
+
+    out.write_text("an older export\n")
+    again = _export_with_a_file_size_limit(db_path, out, limit)
+    assert again.returncode == 1 and f"nothing was written ({out} is as it was)" in again.stderr, again.stderr
+    assert out.read_text() == "an older export\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out")] == ["out.jsonl"]
