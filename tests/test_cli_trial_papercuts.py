@@ -121,3 +121,29 @@ def test_an_export_that_runs_out_of_room_says_so_and_leaves_no_file(mem: Memory,
     assert again.returncode == 1 and f"nothing was written ({out} is as it was)" in again.stderr, again.stderr
     assert out.read_text() == "an older export\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out")] == ["out.jsonl"]
+
+
+def test_clicks_usage_errors_are_one_error_line_with_exit_2(cli_in_process) -> None:
+    cases = [
+        (
+            ("recall", "deploy", "friday", "policy"),
+            "error: got unexpected extra argument(s) (friday policy): memmesh recall takes 1 argument (QUERY); quote",
+        ),
+        (("get", "01a2", "extra"), "error: got unexpected extra argument(s) (extra): memmesh get takes 1 argument (MEMORY_ID)"),
+        (("restore", "a.db", "b.db"), "takes 1 argument (SNAPSHOT)"),
+        (("stats", "x"), "memmesh stats takes no arguments; see memmesh stats --help"),
+        (("recall",), "error: missing argument 'query'; see memmesh recall --help"),
+        (("recall", "x", "--top-k", "many"), "error: invalid value for '--top-k'"),
+        (("recall", "x", "--nope"), "error: no such option: --nope"),
+        (("nocmd",), "error: no such command 'nocmd'; see memmesh --help"),
+        (("agents", "register"), "error: missing argument 'agent_id'; see memmesh agents register --help"),
+    ]
+    for args, start in cases:
+        result = cli_in_process(*args)
+        assert result.code == 2 and result.out == "", (args, result)
+        assert len(result.err.splitlines()) == 1 and start in result.err and "╭" not in result.err, (args, result.err)
+    helped = cli_in_process("recall", "--help")  # help is as it was
+    assert helped.code == 0 and "Usage: memmesh recall" in helped.out and "╭" in helped.out
+    bare = cli_in_process()
+    assert bare.code == 2 and "Usage: memmesh" in bare.out and bare.err == ""
+    assert cli_in_process("--version").code == 0
