@@ -9,9 +9,12 @@ import re
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from tests.conftest import CliResult
+from tests.http.http_support import free_port, server_env
 
 from memmesh import Memory
 
@@ -147,3 +150,35 @@ def test_clicks_usage_errors_are_one_error_line_with_exit_2(cli_in_process) -> N
     bare = cli_in_process()
     assert bare.code == 2 and "Usage: memmesh" in bare.out and bare.err == ""
     assert cli_in_process("--version").code == 0
+
+
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_of_two_serves_started_at_once_on_one_port_the_loser_says_so_in_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "memmesh.interfaces.cli.app", "serve", "--db", str(tmp_path / "m.db"), "--port", str(port)]
+    env = server_env(tmp_path)
+    both = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(port) or all(proc.poll() is None for proc in both):  # one serves, the other has ended
+            assert time.monotonic() < deadline, "neither serve became ready, or both kept running"
+            time.sleep(0.05)
+        loser = next(proc for proc in both if proc.poll() is not None)
+        out, err = loser.communicate(timeout=10)
+        assert loser.returncode == 1 and out == "", (loser.returncode, out, err)
+        assert err == (
+            f"error: port {port} on 127.0.0.1 is already in use (another memmesh serve?); "
+            "stop that process or pick another port with --port\n"
+        )
+        assert _ready(port)  # the winner serves on
+    finally:
+        for proc in both:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=30)
