@@ -42,6 +42,7 @@ from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.redact import redact_url, scrub
 from memmesh.service import Service
+from memmesh.wording import count
 from memmesh.workers.supervisor import read_status
 
 Status = Literal["ok", "degraded", "down"]
@@ -136,8 +137,12 @@ def _peers(service: Service) -> Probe:
     down = [p for p in peers if not p.node_id or p.last_error]
     if down:
         named = "; ".join(f"{redact_url(p.url or '?')}: {p.last_error or 'not reached yet'}" for p in down)
-        return "degraded", f"{len(down)} of {len(peers)} peers unreachable: {named}", {"peers": len(peers), "up": len(peers) - len(down)}
-    return "ok", f"all {len(peers)} peers answered", {"peers": len(peers), "up": len(peers)}
+        return (
+            "degraded",
+            f"{len(down)} of {count(len(peers), 'peer')} unreachable: {named}",
+            {"peers": len(peers), "up": len(peers) - len(down)},
+        )
+    return "ok", "the peer answered" if len(peers) == 1 else f"all {len(peers)} peers answered", {"peers": len(peers), "up": len(peers)}
 
 
 def _outbox(service: Service) -> Probe:
@@ -149,7 +154,7 @@ def _outbox(service: Service) -> Probe:
     if behind:
         named = ", ".join(redact_url(p.url or "?") for p in behind)
         return "degraded", f"changes wait more than {OUTBOX_LAG_S:.0f} s to ship to {named}", {"pending": pending}
-    return "ok", f"{pending} changes waiting to ship", {"pending": pending}
+    return "ok", f"{count(pending, 'change')} waiting to ship", {"pending": pending}
 
 
 def _workers(service: Service) -> Probe:
@@ -164,14 +169,14 @@ def _workers(service: Service) -> Probe:
     if failed:
         named = ", ".join(f"{w['name']} ({int(w.get('restarts', 0))} restarts)" for w in failed)
         return "degraded", f"failed after too many restarts: {named}", {"workers": len(workers), "failed": len(failed)}
-    return "ok", f"{len(workers)} workers supervised", {"workers": len(workers), "failed": 0}
+    return "ok", f"{count(len(workers), 'worker')} supervised", {"workers": len(workers), "failed": 0}
 
 
 def _bus(service: Service) -> Probe:
     counts = service.bus.counts()
     dead = counts["tasks_dead"]
-    note = f"; {dead} tasks in the dead-letter list" if dead else ""
-    return "ok", f"{counts['conversations_open']} conversations open{note}", dict(counts)
+    note = f"; {count(dead, 'task')} in the dead-letter list" if dead else ""
+    return "ok", f"{count(counts['conversations_open'], 'conversation')} open{note}", dict(counts)
 
 
 def _audit(service: Service) -> Probe:
@@ -184,13 +189,13 @@ def _audit(service: Service) -> Probe:
     detail: dict[str, Any] = {"entries": size, "head": head[1][:16] if head is not None else None}
     folder = service.audit.folder
     if folder is None or service.audit.verifier() is None:
-        return "ok", f"chain of {size} entries (no signed checkpoints configured)", detail
+        return "ok", f"chain of {count(size, 'entry')} (no signed checkpoints configured)", detail
     found = read_checkpoints(folder, service.audit.origin).checkpoints
     signed = found[-1][0].size if found else 0
     detail["signed"] = signed
     if size - signed > AUDIT_UNSIGNED_MAX:
         return "degraded", f"more than {AUDIT_UNSIGNED_MAX} entries past the last signed checkpoint: is the checkpointer running?", detail
-    return "ok", f"chain of {size} entries, {signed} under a signed checkpoint", detail
+    return "ok", f"chain of {count(size, 'entry')}, {signed} under a signed checkpoint", detail
 
 
 PROBES: tuple[tuple[str, Callable[[Service], Probe]], ...] = (

@@ -13,14 +13,16 @@ tools' files run under any writer key and reject, record by record, what falls o
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from memmesh.errors import InvalidInputError
+from memmesh.errors import InvalidInputError, MemmeshError, StorageError
 from memmesh.kernel import authorize_store_wide
 from memmesh.model import Principal
 from memmesh.records import RecordRules
@@ -168,6 +170,7 @@ class Transfer:
         lines = self.export_lines(namespace, principal=principal)  # refused before any file exists
         partial = target.with_name(target.name + ".partial")
         count = 0
+        existed = target.exists()
         try:
             with partial.open("w", encoding="utf-8") as handle:
                 for line in lines:
@@ -178,9 +181,10 @@ class Transfer:
                             progress(1)
             partial.replace(target)
         except OSError as exc:
-            raise InvalidInputError(f"cannot write the export to {target}: {exc.strerror or exc}; check the path") from None
+            raise _export_failed(target, exc, existed) from None
         finally:
-            partial.unlink(missing_ok=True)
+            with suppress(OSError):  # never hide the cause above
+                partial.unlink(missing_ok=True)
         return count
 
     @staticmethod
@@ -382,3 +386,25 @@ def report_json(report: Any) -> dict[str, Any]:
     """Any transfer report as plain JSON data (for faces that render JSON)."""
     data: dict[str, Any] = json.loads(report.model_dump_json())
     return data
+
+
+_OUT_OF_ROOM = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file grew past the largest file this process may write (ulimit -f)",
+}
+"""Why a write found no room, by errno: not something a different path would fix."""
+
+
+def _export_failed(target: Path, exc: OSError, existed: bool) -> MemmeshError:
+    """The error of an export that could not be written: what went wrong and that nothing
+    was (the export is written to ``<target>.partial`` and renamed only once complete, and
+    that partial file is removed). A full disk is a storage error, not a bad path."""
+    kept = f"{target} is as it was" if existed else f"no {target} was made"
+    room = _OUT_OF_ROOM.get(exc.errno or 0)
+    if room is not None:
+        return StorageError(
+            f"cannot write the export to {target}: {room} ({exc.strerror}); nothing was written ({kept}): "
+            "free some space or write the export to another disk"
+        )
+    return InvalidInputError(f"cannot write the export to {target}: {exc.strerror or exc}; check the path (nothing was written: {kept})")

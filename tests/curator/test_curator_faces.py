@@ -60,7 +60,7 @@ def test_cli_run_json_has_the_spec_shape_and_rollback_puts_it_back(cli_in_proces
     listed = json.loads(cli("curator", "runs", "--json").out)
     assert [r["id"] for r in listed] == [real["run_id"], report["run_id"]]
     undone = cli("curator", "rollback", real["run_id"])
-    assert undone.code == 0 and "3 change(s) put back" in undone.out
+    assert undone.code == 0 and "3 changes put back" in undone.out
     text = cli("curator", "run", "--dry-run")
     assert text.code == 0 and "dry run: nothing changed" in text.out and "note: no LLM client configured" in text.out
 

@@ -50,7 +50,7 @@ def test_a_restore_into_a_store_with_its_own_key_says_that_key_still_works(spawn
     own_key = json.loads(made.stdout)["key"]
     restored = _cli(tmp_path, "restore", str(snapshot), "--to", str(target), "--json")
     assert restored.returncode == 0, restored.stderr
-    assert "the snapshot held 2 API keys; they are not restored; this store's own 1 key(s) still work" in restored.stderr
+    assert "the snapshot held 2 API keys; they are not restored; this store's own 1 key still works" in restored.stderr
     assert "create new ones" not in restored.stderr
     report = json.loads(restored.stdout)
     assert report["api_keys_not_restored"] == 2 and report["target_api_keys"] == 1
@@ -80,7 +80,7 @@ def test_a_migrated_copy_of_a_store_with_keys_is_closed_too(spawn, tmp_path):
     copied = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(first), "--json")
     assert copied.returncode == 0, copied.stderr
     assert json.loads(copied.stdout)["api_keys_not_copied"] == 1
-    assert "the source held 1 API keys; they are not copied; create new ones with `memmesh keys create`" in copied.stderr
+    assert "the source held 1 API key; it is not copied; create new ones with `memmesh keys create`" in copied.stderr
     dry = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(tmp_path / "never.db"), "--dry-run")
     assert dry.returncode == 0 and not (tmp_path / "never.db").exists()
     second = tmp_path / "second.db"
@@ -104,7 +104,7 @@ def test_a_migrate_into_a_store_with_its_own_key_says_that_key_still_works(tmp_p
     assert _cli(tmp_path, "--db", str(target), "keys", "create", "--agent", "ops", "--role", "admin").returncode == 0
     copied = _cli(tmp_path, "migrate", "--from", str(live), "--to", str(target), "--json")
     assert copied.returncode == 0, copied.stderr
-    assert "the source held 2 API keys; they are not copied; this store's own 1 key(s) still work" in copied.stderr
+    assert "the source held 2 API keys; they are not copied; this store's own 1 key still works" in copied.stderr
     report = json.loads(copied.stdout)
     assert report["api_keys_not_copied"] == 2 and report["target_api_keys"] == 1
 

@@ -65,6 +65,7 @@ from memmesh.recall.keyword import STOPWORDS
 from memmesh.schedule import Lease, Periodic
 from memmesh.store import link_removals
 from memmesh.store.base import Filter
+from memmesh.wording import count
 
 if TYPE_CHECKING:
     from memmesh.llm.client import LLMClient
@@ -350,7 +351,7 @@ class Curator:
         skips = _Skips()
         applied, skipped = self._apply(run_id, ops, cap, who, autonomy, skips, dry_run=dry_run, renew=renew)
         autonomy.errors += [
-            f"{n} write{'s' if n > 1 else ''} in namespace {ns!r} skipped: it used its {self.host.policy.daily_write_quota} writes "
+            f"{count(n, 'write')} in namespace {ns!r} skipped: it used its {self.host.policy.daily_write_quota} writes "
             "for today (limits.daily_write_quota); the next run after midnight UTC does them"
             for ns, n in sorted(skips.quota.items())
         ]

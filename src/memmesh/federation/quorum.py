@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memmesh.errors import ConfigError, QuorumNotMetError
+from memmesh.wording import count
 
 
 def check_quorum_setting(writes: int, peers: int) -> None:
@@ -18,7 +19,7 @@ def check_quorum_setting(writes: int, peers: int) -> None:
         raise ConfigError(f"federation.quorum_writes must be 0 (local only) or more (got {writes})")
     if writes > peers + 1:
         raise ConfigError(
-            f"federation.quorum_writes is {writes} but this node and its {peers} peer(s) are only {peers + 1} nodes: "
+            f"federation.quorum_writes is {writes} but this node and its {count(peers, 'peer')} are only {peers + 1} nodes: "
             "lower --quorum-writes or add --peers"
         )
 
@@ -47,7 +48,7 @@ class QuorumTally:
         silent = peers - len(self.failures) - (self.acks - 1)
         reasons = [f"{peer}: {why}" for peer, why in sorted(self.failures.items())]
         if silent > 0:
-            reasons.append(f"{silent} peer(s) did not answer within {timeout_ms} ms")
+            reasons.append(f"{count(silent, 'peer')} did not answer within {timeout_ms} ms")
         reason = "; ".join(reasons) or "no peer acknowledged"
         raise QuorumNotMetError(
             f"only {self.acks} of the {self.needed} nodes this write needs hold it ({reason}); it is stored here and "

@@ -107,6 +107,11 @@ class RestoreReport(MigrateReport):
     """Key rows the snapshot held: never copied (a tampered snapshot could plant an admin key);
     when non-zero the target is marked to require keys from the start."""
     agents_not_restored: int = 0
+    """Registered agents the snapshot held: never copied (an agent's role and namespaces are
+    access control, as a key is); the target keeps the agents it has."""
+    agents_missing: list[str] | None = None
+    """Ids of the snapshot's agents the target does not have (register them again to use
+    them there); None when the snapshot holds only their count (a PostgreSQL snapshot)."""
 
 
 def manifest_path(snapshot: Path) -> Path:
@@ -303,10 +308,11 @@ def restore(
     rules = rules or RecordRules(now=now)
     with _open_snapshot(snapshot, manifest) as opened:
         source = CheckedSource(opened, rules)
-        keys, agents = _access_rows(opened)
+        keys, agents, agent_ids = _access_rows(opened)
         if callable(target):  # every record was read and checked: only now may the target exist
             target = target()
         report = migrate(source, target, now=now, progress=progress, keys_left=keys)  # type: ignore[arg-type]
+        present = {agent.agent_id for agent in target.agents()}
     return RestoreReport(
         **report.model_dump(),
         snapshot=str(snapshot),
@@ -314,15 +320,18 @@ def restore(
         rejects=source.rejects,
         api_keys_not_restored=keys,
         agents_not_restored=agents,
+        agents_missing=None if agent_ids is None else [agent_id for agent_id in agent_ids if agent_id not in present],
     )
 
 
-def _access_rows(opened: Any) -> tuple[int, int]:
-    """How many API key rows (revoked included) and agents the snapshot holds; a snapshot of a
-    store that was itself restored or migrated from a keyed one counts the keys recorded then."""
+def _access_rows(opened: Any) -> tuple[int, int, list[str] | None]:
+    """How many API key rows (revoked included) and agents the snapshot holds, and the agents'
+    ids (None when only their count is known); a snapshot of a store that was itself restored
+    or migrated from a keyed one counts the keys recorded then."""
     if isinstance(opened, LogicalSnapshot):
-        return opened.api_keys, opened.agents
-    return key_rows(opened), len(opened.agents())
+        return opened.api_keys, opened.agents, None
+    agent_ids = sorted(agent.agent_id for agent in opened.agents())
+    return key_rows(opened), len(agent_ids), agent_ids
 
 
 class CheckedSource:

@@ -36,6 +36,7 @@ from memmesh.errors import StorageError
 from memmesh.io.extras import copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
 from memmesh.store.base import Filter, Store, VectorRow, WriteTx, key_rows
+from memmesh.wording import count
 
 T = TypeVar("T")
 
@@ -125,7 +126,7 @@ def _verify_history(target: Store, ids: Sequence[str], history: dict[str, list[H
         missing = [e for e in history.get(memory_id, []) if _history_key(e) not in stored.get(memory_id, set())]
         if missing:
             report.errors.append(
-                f"memory {memory_id}: {len(missing)} history entr{'ies' if len(missing) != 1 else 'y'} of the source missing "
+                f"memory {memory_id}: {count(len(missing), 'history entry')} of the source missing "
                 "in the target after the copy; run migrate again to repair"
             )
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import ConfigError, LLMError
 from memmesh.redact import redact_url
+from memmesh.wording import count
 
 if TYPE_CHECKING:
     pass
@@ -121,7 +122,7 @@ class LLMClient:
                 log.info("llm request failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.config.retries, wait)
                 self._sleep(wait)
         raise LLMError(
-            f"the LLM server at {redact_url(self.config.base_url)} failed after {self.config.retries + 1} attempt(s): {last}",
+            f"the LLM server at {redact_url(self.config.base_url)} failed after {count(self.config.retries + 1, 'attempt')}: {last}",
             details={"attempts": self.config.retries + 1, "last_error": last},
         )
 

@@ -34,6 +34,7 @@ from memmesh.recall.keyword import query_terms
 from memmesh.recall.ranking import Candidate, RankWeights, collapse_duplicates, is_relevant, rank, relevances
 from memmesh.recall.rerank import Reranker, apply_reranker
 from memmesh.store.base import Filter, Store
+from memmesh.wording import agree, count
 
 MODES = ("hybrid", "keyword", "vector")
 
@@ -133,7 +134,7 @@ class RecallEngine:
             if self.collapse_duplicates:
                 hits, collapsed = self._collapse(hits, top_k)
                 if collapsed:
-                    notices.append(f"collapsed {collapsed} near-duplicate hit{'s' if collapsed != 1 else ''}")
+                    notices.append(f"collapsed {count(collapsed, 'near-duplicate hit')}")
             if self.reranker is not None:
                 hits = apply_reranker(self.reranker, query, hits, self.rerank_depth, explain)
             return mode, hits[:top_k], notices
@@ -160,8 +161,7 @@ class RecallEngine:
             return []
         left = self.background.pending()
         return [
-            f"{left} memor{'ies' if left != 1 else 'y'} written just now {'are' if left != 1 else 'is'} still being embedded; "
-            "found by keyword only until then"
+            f"{count(left, 'memory')} written just now {agree(left, 'is', 'are')} still being embedded; found by keyword only until then"
         ]
 
     @staticmethod
@@ -289,11 +289,11 @@ class RecallEngine:
             missing = [mid for mid in missing if mid not in queued]
         if not missing:
             return []
-        count = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))
-        if not count:
+        unembedded = len(self.store.matching_ids(replace(flt, ids=tuple(missing))))
+        if not unembedded:
             return []
         return [
-            f"{count} memor{'ies' if count != 1 else 'y'} in scope ha{'ve' if count != 1 else 's'} no vector from "
+            f"{count(unembedded, 'memory')} in scope {agree(unembedded, 'has', 'have')} no vector from "
             f"{self.embedder.model_id} (stored with another embedding model, or while the embedder was failing); "
             "they are found by keyword only until you run `memmesh reindex`"
         ]

@@ -7,6 +7,7 @@ import typer
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, counting_progress, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.wording import count
 
 
 @app.command("init")
@@ -38,7 +39,7 @@ def gc(as_json: bool = JSON_OPTION) -> None:
     """Archive expired memories and purge old tombstones."""
     report = state.service().gc(principal=LOCAL_PRINCIPAL)
     print_json(report) if as_json else console.print(
-        f"archived {report.archived} expired memories, purged {report.tombstones_purged} tombstones, "
+        f"archived {count(report.archived, 'expired memory')}, purged {count(report.tombstones_purged, 'tombstone')}, "
         f"forgot {report.retention_forgotten} past their namespace's retention"
     )
 
@@ -51,7 +52,7 @@ def reindex(as_json: bool = JSON_OPTION) -> None:
     with counting_progress(as_json or pending == 0) as bar:
         task = bar.add_task("embedding", total=pending)
         done = service.reindex(progress=lambda n: bar.advance(task, n), principal=LOCAL_PRINCIPAL)
-    print_json({"reindexed": done}) if as_json else console.print(f"re-embedded {done} memories")
+    print_json({"reindexed": done}) if as_json else console.print(f"re-embedded {count(done, 'memory')}")
 
 
 @app.command("doctor")

@@ -7,6 +7,7 @@ from memmesh.interfaces.cli import startup  # first: Ctrl-C while the rest loads
 # isort: split
 
 import sys
+from typing import Any
 
 import typer
 
@@ -35,6 +36,7 @@ from memmesh.interfaces.cli import (  # noqa: F401
 )
 from memmesh.interfaces.cli.context import app, err_console, state
 from memmesh.interfaces.cli.models import app as models_app
+from memmesh.wording import count
 
 app.add_typer(models_app, name="models", help="Install and check the offline embedding model.")
 startup.loaded()  # every command is loaded: Ctrl-C is KeyboardInterrupt again
@@ -83,23 +85,69 @@ def cli_command(operation: str) -> str:
     return CLI_COMMANDS[operation]
 
 
+try:  # Typer 0.2x runs its own copy of Click (see context._running_command)
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # an older Typer, on Click itself
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
+
+USAGE = 2
+"""The exit code of a usage error, Click's and the core's alike."""
+
+
+def click_error_line(exc: ClickException) -> str:
+    """Click's own error (a missing or extra argument, an unknown option or command, a value of
+    the wrong type) as the one line every other error is: ``error: …`` and where to look.
+    Click drew a boxed panel under a usage line instead, unlike the rest of the CLI."""
+    text = exc.format_message().strip().rstrip(".")
+    text = text[:1].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None or not isinstance(exc, UsageError):
+        return f"error: {text}"
+    if "unexpected extra argument" in text:
+        text += f": {_arguments_taken(ctx.command_path, ctx.command.params)}"
+    return f"error: {text}; see {ctx.command_path} --help"
+
+
+def _arguments_taken(command: str, params: list[Any]) -> str:
+    """``memmesh recall takes 1 argument (QUERY); quote a value that has spaces``."""
+    names = [str(p.metavar or p.name).upper() for p in params if p.param_type_name == "argument"]
+    if not names:
+        return f"{command} takes no arguments"
+    return f"{command} takes {count(len(names), 'argument')} ({' '.join(names)}); quote a value that has spaces"
+
+
 def main() -> None:
     """Run the CLI; a memmesh error becomes one line on stderr and its exit code, and Ctrl-C
-    exit code 130 without a traceback (see startup.py for Ctrl-C while the CLI loads)."""
+    exit code 130 without a traceback (see startup.py for Ctrl-C while the CLI loads). Click
+    runs outside its standalone mode so that its usage errors reach here too: they become the
+    same one line (:func:`click_error_line`), exit 2."""
     try:
-        app()
+        status = app(standalone_mode=False, prog_name="memmesh")
     except MemmeshError as exc:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
         flag = state.flag_for(exc.field)  # a flag given a value the core refuses: a usage error naming it, as Click's own
         err_console.print(f"{label}: {exc.message_for(cli_option, cli_command, flag)}", markup=False, highlight=False)
-        sys.exit(2 if flag else exc.exit_status)
+        sys.exit(USAGE if flag else exc.exit_status)
+    except NoArgsIsHelpError as exc:  # the help is printed already (as `--help` prints it)
+        state.finish()
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        state.finish()
+        err_console.print(click_error_line(exc), markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        state.finish()
+        err_console.print("aborted", markup=False, highlight=False)
+        sys.exit(1)
     except SystemExit:
         state.finish()
         raise
     except KeyboardInterrupt:  # Ctrl-C before typer runs the command (it answers one there with 130 itself)
         state.finish()
         sys.exit(startup.INTERRUPTED)
+    state.finish()
+    sys.exit(status if isinstance(status, int) else 0)  # typer.Exit(code) comes back as its code
 
 
 if __name__ == "__main__":

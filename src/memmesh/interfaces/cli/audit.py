@@ -10,6 +10,7 @@ import typer
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.wording import count
 
 audit_app = typer.Typer(help="Verify, export, checkpoint and prune the audit log.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -125,7 +126,7 @@ def prune_cmd(
         console.print("nothing to prune: no signed checkpoint lies below entries that old", markup=False, highlight=False)
     else:
         console.print(
-            f"pruned {report.pruned} entries below {report.below} (signed checkpoint {report.checkpoint_size})",
+            f"pruned {count(report.pruned, 'entry')} below {report.below} (signed checkpoint {report.checkpoint_size})",
             markup=False,
             highlight=False,
         )

@@ -17,6 +17,7 @@ from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.records import RecordRules
 from memmesh.store.base import latest_schema
 from memmesh.transfer import restore_snapshot, verify_snapshot
+from memmesh.wording import agree, count
 
 
 @app.command("backup")
@@ -36,7 +37,7 @@ def backup_command(
     if result.created_folder:
         err_console.print(f"created the backup folder {result.created_folder}", markup=False, highlight=False)
     console.print(
-        f"snapshot {result.snapshot}: {result.manifest.memories} memories, {result.manifest.links} links, "
+        f"snapshot {result.snapshot}: {count(result.manifest.memories, 'memory')}, {count(result.manifest.links, 'link')}, "
         f"{result.manifest.bytes:,} bytes, sha256 {result.manifest.sha256[:16]}…"
     )
     for path in result.removed:
@@ -87,24 +88,41 @@ def restore_command(
         print_json(report)
     else:
         console.print(
-            f"restored {report.memories_written} memories, {report.links_written} links, "
-            f"{report.tombstones_written} tombstones from {snapshot.name} into {report.to_url}{also_carried(report)}"
+            f"restored {count(report.memories_written, 'memory')}, {count(report.links_written, 'link')}, "
+            f"{count(report.tombstones_written, 'tombstone')} from {snapshot.name} into {report.to_url}{also_carried(report)}"
         )
     say_keys_left_behind(report, "the snapshot", "restored", "the restored store")
     if report.agents_not_restored:
-        err_console.print(
-            f"the snapshot held {report.agents_not_restored} registered agents; they are not restored; "
-            "register them again with `memmesh agents register`",
-            markup=False,
-            highlight=False,
-        )
+        err_console.print(agents_line(report.agents_not_restored, report.agents_missing), markup=False, highlight=False)
     for rejected in report.rejects:
         err_console.print(f"rejected {rejected.kind} {rejected.id}: {rejected.reason}", markup=False, highlight=False)
     if report.rejects:
         err_console.print(
-            f"{report.rejected} record(s) of {snapshot.name} break the write rules and were not restored", markup=False, highlight=False
+            f"{count(report.rejected, 'record')} of {snapshot.name} {agree(report.rejected, 'breaks', 'break')} the write rules "
+            f"and {agree(report.rejected, 'was', 'were')} not restored",
+            markup=False,
+            highlight=False,
         )
     for error in report.errors:
         err_console.print(f"skipped: {error}", markup=False, highlight=False)
     if report.errors or report.rejects:
         raise typer.Exit(1)
+
+
+SHOWN_AGENTS = 10
+"""How many missing agents the restore line names (``--json`` lists them all)."""
+
+
+def agents_line(held: int, missing: list[str] | None) -> str:
+    """What a restore says of the snapshot's registered agents, which it never copies: that
+    the target has them already, which ones it lacks, or (a snapshot that holds only their
+    count) to register any it lacks. Restored into the store it was taken from, the old line
+    "they are not restored; register them again" sent people to register agents they had."""
+    head = f"the snapshot held {count(held, 'registered agent')}; agents are not restored"
+    if missing is None:
+        return f"{head}: register any this store lacks with `memmesh agents register`"
+    if not missing:
+        return f"{head}, and this store has {agree(held, 'it', 'them all')} already"
+    names = ", ".join(missing[:SHOWN_AGENTS]) + (", …" if len(missing) > SHOWN_AGENTS else "")
+    lacks = agree(len(missing), "it", "them") if len(missing) == held else f"{len(missing)} of them"
+    return f"{head}, and this store lacks {lacks} ({names}): register {agree(len(missing), 'it', 'them')} with `memmesh agents register`"

@@ -12,6 +12,7 @@ from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.recall.embedders import Embedder
 from memmesh.redact import redact_url
 from memmesh.service import Service
+from memmesh.wording import agree, count
 
 
 def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> list[dict[str, Any]]:
@@ -66,7 +67,9 @@ def _embedder_checks(embedder: Embedder | None, service: Service | None) -> list
             {
                 "name": "vectors",
                 "status": "ok" if pending == 0 else "warn",
-                "detail": "every memory embedded" if pending == 0 else f"{pending} memories need `memmesh reindex`",
+                "detail": "every memory embedded"
+                if pending == 0
+                else f"{count(pending, 'memory')} {agree(pending, 'needs', 'need')} `memmesh reindex`",
             }
         )
     return checks

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.wording import agree, count
 
 if TYPE_CHECKING:
     from memmesh.federation.peers import PeerClient
@@ -95,7 +96,12 @@ def verify(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_j
         console.print(table)
         for url, message in errors.items():
             console.print(f"peer {url}: {message}", markup=False)
-        console.print("consistent" if verdict.consistent and not errors else f"{len(verdict.differing)} namespace(s) differ", markup=False)
+        console.print(
+            "consistent"
+            if verdict.consistent and not errors
+            else f"{count(len(verdict.differing), 'namespace')} {agree(len(verdict.differing), 'differs', 'differ')}",
+            markup=False,
+        )
     if not verdict.consistent or errors:
         raise typer.Exit(1)
 
@@ -121,8 +127,9 @@ def repair(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_j
         return
     for report in reports:
         console.print(
-            f"{report.peer}: {len(report.namespaces_differing)} namespace(s) differed, {report.memories} memories repaired, "
-            f"{report.rows_exchanged} rows exchanged ({report.applied_here} applied here, {report.applied_there} there)",
+            f"{report.peer}: {count(len(report.namespaces_differing), 'namespace')} differed, "
+            f"{count(report.memories, 'memory')} repaired, {count(report.rows_exchanged, 'row')} exchanged "
+            f"({report.applied_here} applied here, {report.applied_there} there)",
             markup=False,
         )
 
@@ -186,7 +193,7 @@ def sync_daemon(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     mesh.start()
-    console.print(f"node {service.node_id} syncing with {len(mesh.peers)} peer(s) every {interval} s", markup=False)
+    console.print(f"node {service.node_id} syncing with {count(len(mesh.peers), 'peer')} every {interval} s", markup=False)
     try:
         while not done.wait(1.0):
             pass

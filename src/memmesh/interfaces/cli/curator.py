@@ -12,6 +12,7 @@ from rich.table import Table
 from memmesh.curator import CuratorReport, RollbackReport
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
+from memmesh.wording import count
 
 curator_app = typer.Typer(
     help="The curator: consolidate near-duplicates, link contradictions, auto-tag, forget by policy, adjust priority; "
@@ -93,6 +94,6 @@ def _report_lines(report: CuratorReport) -> None:
 
 
 def _rollback_lines(report: RollbackReport) -> None:
-    _say(f"curator run {report.run_id} rolled back: {report.restored} change(s) put back")
+    _say(f"curator run {report.run_id} rolled back: {count(report.restored, 'change')} put back")
     for conflict in report.conflicts:
         _say(f"  kept: {conflict}")

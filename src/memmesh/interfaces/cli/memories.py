@@ -11,6 +11,7 @@ from rich.markup import escape
 from memmesh.interfaces.cli import render
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, parse_json_object, parse_options, print_json, split_tags, state
 from memmesh.model import LOCAL_PRINCIPAL, MemoryPatch, NewMemory, RecallResult
+from memmesh.wording import count
 
 NS = typer.Option(None, "--namespace", "-n", help="Namespace (matches it and everything below it when filtering).")
 TAGS = typer.Option(None, "--tags", "-t", help="Comma-separated tags.")
@@ -141,7 +142,7 @@ def _show(result: RecallResult, explain: bool, as_json: bool) -> None:
         return
     render.hit_table(result.hits, explain)
     if result.dropped:
-        console.print(f"{result.dropped} more hit(s) left out by the token budget")
+        console.print(f"{count(result.dropped, 'more hit')} left out by the token budget")
 
 
 @app.command("recall")

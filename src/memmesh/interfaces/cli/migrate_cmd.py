@@ -17,6 +17,7 @@ from memmesh.redact import redact_url
 from memmesh.store.base import Store
 from memmesh.store.open import open_store
 from memmesh.transfer import Transfer, check_distinct, migrate_stores
+from memmesh.wording import agree, count
 
 
 def open_url(url: str, *, create: bool) -> Store:
@@ -89,9 +90,10 @@ def migrate_command(
     else:
         verb = "would write" if dry_run else "wrote"
         console.print(
-            f"read {report.memories_read} memories in {report.batches} batches; {verb} "
-            f"{report.memories_written} memories, {report.links_written} links, {report.history_written} history "
-            f"entries, {report.tombstones_written} tombstones, {report.vectors_written} vectors{also_carried(report)}"
+            f"read {count(report.memories_read, 'memory')} in {count(report.batches, 'batch')}; {verb} "
+            f"{count(report.memories_written, 'memory')}, {count(report.links_written, 'link')}, "
+            f"{count(report.history_written, 'history entry')}, {count(report.tombstones_written, 'tombstone')}, "
+            f"{count(report.vectors_written, 'vector')}{also_carried(report)}"
         )
         for error in report.errors:
             err_console.print(f"skipped: {error}", markup=False, highlight=False)
@@ -104,7 +106,7 @@ def migrate_command(
 def also_carried(report: Any) -> str:
     """The feature-table rows a migrate or restore wrote beside the memories (the bus, webhooks,
     inboxes…), as the tail of its one-line summary: a user sees what came along."""
-    rows = [f"{count} {table}" for table, count in report.extras_written.items() if count]
+    rows = [f"{n} {table}" for table, n in report.extras_written.items() if n]
     return f"; also {', '.join(rows)}" if rows else ""
 
 
@@ -114,8 +116,11 @@ def say_keys_left_behind(report: Any, holder: str, verb: str, result: str) -> No
     if not report.api_keys_not_copied:
         return
     then = (
-        f"this store's own {report.target_api_keys} key(s) still work"
+        f"this store's own {count(report.target_api_keys, 'key')} still {agree(report.target_api_keys, 'works', 'work')}"
         if report.target_api_keys
         else f"create new ones with `memmesh keys create` ({result} requires keys from the start)"
     )
-    err_console.print(f"{holder} held {report.api_keys_not_copied} API keys; they are not {verb}; {then}", markup=False, highlight=False)
+    they = agree(report.api_keys_not_copied, "it is", "they are")
+    err_console.print(
+        f"{holder} held {count(report.api_keys_not_copied, 'API key')}; {they} not {verb}; {then}", markup=False, highlight=False
+    )

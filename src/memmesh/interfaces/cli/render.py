@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from memmesh.interfaces.cli.context import TextTable, console, printable
 from memmesh.model import HistoryEntry, Hit, Memory, Stats
+from memmesh.wording import agree, count
 
 
 def _short(text: str, width: int = 80) -> str:
@@ -73,10 +75,45 @@ def _id_column(table: Table, ids: list[str]) -> None:
     table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
 
 
+CONTENT_WIDTH = 30
+"""The fewest cells a table's content column may get; a terminal narrower than that for it
+prints cards instead (see :func:`_print_rows`)."""
+
+
 def _content_cell(text: str) -> Text:
-    """One line of content, cut with … to whatever width the table can spare: the content
-    column is the only one that gives way, so ids, namespaces and tags stay whole."""
-    return Text(printable(_short(text)), no_wrap=True, overflow="ellipsis")
+    """The content's first 80 characters on one line, flattened, wrapping in its column: the
+    content column is the only one that gives way, so ids, namespaces and tags stay whole."""
+    return Text(printable(_short(text)), overflow="fold")
+
+
+def _print_rows(table: Table, rows: list[list[str]], content_at: int) -> None:
+    """Print ``rows`` (their content, a raw memory text, at index ``content_at``) as ``table``
+    when its content column gets :data:`CONTENT_WIDTH` cells, else as cards: a line with the
+    cells before the content, then the content and the cells after it (``--explain``) indented
+    below over the whole width. With the full id taking 36 cells, an 80-column terminal left the
+    content of ``recall`` and ``list`` a few letters."""
+    for row in rows:
+        table.add_row(*row[:content_at], _content_cell(row[content_at]), *row[content_at + 1 :])
+    unbounded = console.options.update_width(10_000)  # measured within the terminal, the minimum never exceeds it
+    if Measurement.get(console, unbounded, table).minimum <= console.width:
+        console.print(table)
+        return
+    for row in rows:
+        _print_card(row[:content_at], [_short(row[content_at], 2 * (console.width - len(CARD_INDENT))), *row[content_at + 1 :]])
+
+
+CARD_INDENT = "  "
+
+
+def _print_card(heading: list[str], below: list[str]) -> None:
+    """One row on a narrow terminal: ``heading`` cells on a line, then each of ``below``
+    wrapped at words and indented. The heading keeps an id whole down to 38 columns."""
+    console.print(Text(printable("  ".join(cell for cell in heading if cell))), soft_wrap=False)
+    width = console.width - len(CARD_INDENT)
+    for text in below:
+        for line in Text(printable(text)).wrap(console, width, overflow="fold"):
+            line.rstrip()
+            console.print(CARD_INDENT, line, sep="", soft_wrap=False)
 
 
 def memory_table(memories: list[Memory], title: str | None = None) -> None:
@@ -85,31 +122,30 @@ def memory_table(memories: list[Memory], title: str | None = None) -> None:
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("tier", no_wrap=True)
     table.add_column("tags", overflow="fold", min_width=4)
-    table.add_column("content", min_width=8)
-    for m in memories:
-        table.add_row(m.id, m.namespace, m.tier.value, ",".join(m.tags), _content_cell(m.content))
-    console.print(table)
+    table.add_column("content", min_width=CONTENT_WIDTH)
+    _print_rows(table, [[m.id, m.namespace, m.tier.value, ",".join(m.tags), m.content] for m in memories], content_at=4)
 
 
 def hit_table(hits: list[Hit], explain: bool = False) -> None:
-    table = Table(show_edge=False)
+    table = TextTable(show_edge=False)
     table.add_column("score", no_wrap=True)
     _id_column(table, [h.memory.id for h in hits])
     table.add_column("namespace", overflow="fold", min_width=9)
-    table.add_column("content", min_width=12)
+    table.add_column("content", min_width=CONTENT_WIDTH)
     if explain:
         table.add_column("explain", min_width=16)
+    rows = []
     for h in hits:
-        row: list[str | Text] = [f"{h.score:.3f}", h.memory.id, h.memory.namespace, _content_cell(h.memory.content)]
-        if explain and h.explain:
-            row.append(" ".join(f"{k}={v:.3f}" for k, v in h.explain.items()))
-        table.add_row(*row)
-    console.print(table)
+        row = [f"{h.score:.3f}", h.memory.id, h.memory.namespace, h.memory.content]
+        if explain:
+            row.append(" ".join(f"{k}={v:.3f}" for k, v in (h.explain or {}).items()))
+        rows.append(row)
+    _print_rows(table, rows, content_at=3)
 
 
 def stats_view(stats: Stats) -> None:
     console.print(
-        f"[bold]{stats.total}[/] memories, {stats.links_count} links, "
+        f"[bold]{stats.total}[/] {agree(stats.total, 'memory', 'memories')}, {count(stats.links_count, 'link')}, "
         f"{stats.expiring_soon} expiring within a day, {stats.db_size_bytes:,} bytes on disk"
     )
     if stats.by_tier:

@@ -10,6 +10,7 @@ from rich.table import Table
 from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
+from memmesh.wording import count
 
 session_app = typer.Typer(help="Sessions: store turns in order, pick a long session back up within a token budget.", no_args_is_help=True)
 app.add_typer(session_app, name="session")
@@ -49,7 +50,9 @@ def rehydrate(
         print_json(found)
     else:
         sys.stdout.write(found.context + "\n")
-        console.print(f"({found.tokens_used} of {found.budget_tokens} tokens; {found.turns_total} turns)", markup=False, style="dim")
+        console.print(
+            f"({found.tokens_used} of {found.budget_tokens} tokens; {count(found.turns_total, 'turn')})", markup=False, style="dim"
+        )
 
 
 @session_app.command("list")

@@ -24,6 +24,7 @@ from memmesh.io.importers.reports import ImportReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
 from memmesh.transfer import ImportOptions, Transfer
+from memmesh.wording import count
 
 
 def stops_cleanly_on_ctrl_c(command: Callable[..., None]) -> Callable[..., None]:
@@ -258,7 +259,7 @@ def _import_jsonl(text: _TextSource, dry_run: bool, as_json: bool) -> None:
         print_json(report)
     else:
         console.print(
-            f"{report.memories_written} memories and {report.links_written} links written, "
+            f"{count(report.memories_written, 'memory')} and {count(report.links_written, 'link')} written, "
             f"{report.memories_skipped + report.links_skipped} already present" + (" (dry run)" if dry_run else "")
         )
 
@@ -278,11 +279,11 @@ def render_import_report(report: ImportReport) -> None:
         console.print(change, markup=False, highlight=False)
     verb = "would write" if report.dry_run else "wrote"
     console.print(
-        f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {t.links_written} links"
-        + (f" ({t.links_skipped} links skipped)" if t.links_skipped else "")
+        f"{verb}: {t.added} added, {t.updated} updated, {t.deleted} deleted, {count(t.links_written, 'link')}"
+        + (f" ({count(t.links_skipped, 'link')} skipped)" if t.links_skipped else "")
     )
-    for reason, count in report.skipped_reasons.items():
-        console.print(f"skipped {count}: {reason}", markup=False, highlight=False)
+    for reason, times in report.skipped_reasons.items():
+        console.print(f"skipped {times}: {reason}", markup=False, highlight=False)
     for failure in report.failures[:50]:
         err_console.print(
             f"failed {failure.id}" + (f" (tenant {failure.tenant})" if failure.tenant else "") + f": {failure.reason}",
@@ -290,7 +291,7 @@ def render_import_report(report: ImportReport) -> None:
             highlight=False,
         )
     if len(report.failures) > 50:
-        err_console.print(f"… and {len(report.failures) - 50} more failures (use --json for all)")
+        err_console.print(f"… and {count(len(report.failures) - 50, 'more failure')} (use --json for all)")
     if report.spot_check is not None and report.spot_check.sampled:
         check = report.spot_check
         console.print(

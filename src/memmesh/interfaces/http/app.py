@@ -37,6 +37,7 @@ from memmesh.interfaces.web import create_web_app
 from memmesh.interfaces.web.samples import Sampler
 from memmesh.limits import RateLimiter
 from memmesh.service import Service
+from memmesh.wording import count
 
 DESCRIPTION = """Long-term memory for AI agents over HTTP.
 
@@ -109,7 +110,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         """uvicorn began its graceful shutdown (stopping.py): long-polls answer now, writes finish."""
         ended = service.end_waits()
         if ended is not None:  # once per shutdown, however many connections pass it on
-            polls = f"{ended} waiting long-poll{'' if ended == 1 else 's'}"
+            polls = count(ended, "waiting long-poll")
             logging.getLogger("memmesh.serve").info(
                 f"stopping: answered {polls} at once, as empty polls; requests in flight finish first, then the store closes"
             )

@@ -68,35 +68,25 @@ def check_bind(host: str, keys_exist: bool, insecure: bool) -> None:
         )
 
 
-def check_port(host: str, port: int) -> None:
-    """Fail with one clear line when the port is taken, before any store is opened; uvicorn
-    would otherwise bury the cause in its own log lines and exit with an undocumented code."""
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        try:
-            sock.bind((host.strip("[]"), port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    f"port {port} on {host} is already in use (another memmesh serve?); stop that process or pick another port with --port"
-                ) from None
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
-
-
-def listen_on_free_port(host: str) -> socket.socket:
-    """For ``--port 0``: a socket bound to a port the system picks, handed to uvicorn, so the
-    start line names the port really bound (uvicorn picked its own after we said ``:0``)."""
+def listen_on(host: str, port: int) -> socket.socket:
+    """The listening socket uvicorn serves on, bound here before any store is opened, so a
+    taken port fails with one clear line (uvicorn would bury the cause in its own log lines
+    and exit 3). It is bound and listening at once, never a probe closed again: two ``serve``
+    started together both passed such a probe, and the loser said "serving … at …" before
+    uvicorn failed to bind. Port 0: the system picks one, and the start line names it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-        sock.bind((host.strip("[]"), 0))
+        sock.bind((host.strip("[]"), port))
+        sock.listen()  # on Linux, two sockets with SO_REUSEADDR may share a port until one listens
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}: {exc.strerror or exc}; check --host") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use (another memmesh serve?); stop that process or pick another port with --port"
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port") from None
     sock.set_inheritable(True)  # worker processes serve it too, as uvicorn's own socket
     return sock
 
@@ -307,9 +297,8 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     closed, end the process by that signal (see the module doc)."""
     server = settings.server
     logs.configure(server.log_json)
-    check_port(server.host, server.port)
-    sock = listen_on_free_port(server.host) if server.port == 0 else None
-    if sock is not None:  # every later use (start line, workers' settings) sees the real port
+    sock = listen_on(server.host, server.port)
+    if server.port == 0:  # every later use (start line, workers' settings) sees the real port
         server = server.model_copy(update={"port": sock.getsockname()[1]})
         settings = settings.model_copy(update={"server": server})
     stopped: int | None = None
@@ -319,8 +308,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
         except (KeyboardInterrupt, Terminated) as exc:
             stopped = stopped_by(exc)
         finally:
-            if sock is not None:
-                sock.close()
+            sock.close()
     if stopped is not None and threading.current_thread() is threading.main_thread():
         die_of(stopped)
 
