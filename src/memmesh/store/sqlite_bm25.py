@@ -58,7 +58,23 @@ def idf(rows: int, hits: int) -> float:
 def ranked_in_scope(conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool) -> list[tuple[Any, ...]]:
     """(rowid, rank) of the best ``limit`` memories passing ``flt`` that a term matches, best
     first, ranked by BM25 with the visible memories' statistics (rank = −score, as
-    ``bm25()``). ``grams``: the n-gram index of unsegmented scripts takes part."""
+    ``bm25()``). ``grams``: the n-gram index of unsegmented scripts takes part.
+
+    The counts and the ranking read one snapshot: a write landing between them would make
+    ``bm25()``'s store-wide IDF differ from the one divided out, and the other namespace's
+    words would show through again."""
+    if conn.in_transaction:  # the caller's own transaction, maybe with writes of its own
+        return _ranked(conn, terms, flt, limit, grams, own_writes=True)
+    conn.execute("BEGIN")
+    try:
+        return _ranked(conn, terms, flt, limit, grams, own_writes=False)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _ranked(
+    conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool, *, own_writes: bool
+) -> list[tuple[Any, ...]]:
     phrases = [("memories_fts", phrase_expression(term)) for term in terms]
     if grams:
         phrases += [("memories_cjk", clause) for clause in segment.match_clauses(terms)]
@@ -70,7 +86,7 @@ def ranked_in_scope(conn: sqlite3.Connection, terms: Sequence[str], flt: Filter,
     for index, phrase in phrases:
         if index not in visible:
             visible[index] = _visible_rows(conn, index, scope_where, scope_params)
-        factor = _idf_ratio(conn, index, phrase, visible[index], scope_where, scope_params)
+        factor = _idf_ratio(conn, index, phrase, visible[index], scope_where, scope_params, own_writes)
         if factor is None:
             continue
         parts.append(
@@ -103,7 +119,9 @@ def _from_matches(index: str) -> str:
     return f"{index} CROSS JOIN memories m ON m.rowid = {index}.rowid"
 
 
-def _idf_ratio(conn: sqlite3.Connection, index: str, phrase: str, visible: int, scope_where: str, scope_params: list[Any]) -> float | None:
+def _idf_ratio(
+    conn: sqlite3.Connection, index: str, phrase: str, visible: int, scope_where: str, scope_params: list[Any], own_writes: bool
+) -> float | None:
     """IDF_v / IDF_g of one phrase: what turns its store-wide ``bm25`` into the visible one.
     None when no visible memory holds it (it then adds nothing to any visible score)."""
     seen = int(
@@ -115,7 +133,7 @@ def _idf_ratio(conn: sqlite3.Connection, index: str, phrase: str, visible: int, 
     if not seen:
         return None
     hits = int(conn.execute(f"SELECT count(*) FROM {index} WHERE {index} MATCH ?", (phrase,)).fetchone()[0])
-    return idf(visible, seen) / idf(_index_rows(conn, index), hits)
+    return idf(visible, seen) / idf(_index_rows(conn, index, own_writes), hits)
 
 
 def _visible_rows(conn: sqlite3.Connection, index: str, scope_where: str, scope_params: list[Any]) -> int:
@@ -128,11 +146,11 @@ def _visible_rows(conn: sqlite3.Connection, index: str, scope_where: str, scope_
     return int(conn.execute(sql, scope_params).fetchone()[0])
 
 
-def _index_rows(conn: sqlite3.Connection, index: str) -> int:
+def _index_rows(conn: sqlite3.Connection, index: str, own_writes: bool) -> int:
     """N_g, the row count ``bm25()`` itself uses: the first varint of the index's averages
     record. A connection inside its own write transaction may hold rows not yet in that
     record (FTS5 writes it at commit): count them then."""
-    if conn.in_transaction:
+    if own_writes:
         return int(conn.execute(f"SELECT count(*) FROM {index}_docsize").fetchone()[0])
     row = conn.execute(f"SELECT block FROM {index}_data WHERE id = 1").fetchone()
     return _varint(bytes(row[0])) if row is not None and row[0] else 0
