@@ -3,8 +3,7 @@
 The tester's report: bob (``b/*``) read from ``GET /api/v1/search?explain=true`` that "hunter2"
 scored lower than "zqxv9" once alice (``a/*``) had stored her vault password, and his own
 "quokka" hit fell from 2.47 to 1e-06 after alice stored 30 quokka memories (FTS5's bm25()
-counted alice's memories in each word's IDF). Alice's memories here have as many words as
-bob's: the average memory length is the one store-wide aggregate left (docs/recall.md).
+counted alice's memories in each word's IDF and average length).
 """
 
 from __future__ import annotations
@@ -38,9 +37,9 @@ def test_bobs_scores_and_ranking_do_not_move_when_alice_stores_his_words(server:
     before = {q: _keyword(bob, q) for q in queries}
     order = [h["memory"]["content"] for h in bob.get("/api/v1/search", params={"q": "hunter2 zqxv9"}).json()["hits"]]
 
-    _store(alice, "password hunter2", "a/y")
+    _store(alice, "the vault password is hunter2", "a/y")
     for i in range(30):
-        _store(alice, f"quokka q{i}", "a/y")
+        _store(alice, f"quokka q{i} " + "long " * i, "a/y")
         _store(alice, f"hunter2 h{i}", "a/y")
 
     after = {q: _keyword(bob, q) for q in queries}
@@ -52,7 +51,7 @@ def test_bobs_scores_and_ranking_do_not_move_when_alice_stores_his_words(server:
     assert recalled.status_code == 200, recalled.text
     assert [h["explain"]["keyword"] for h in recalled.json()["hits"]] == [before["quokka"]["quokka sighting"]]
     # alice sees her own memories only, scored with her namespace's statistics
-    assert set(_keyword(alice, "hunter2")) == {"password hunter2", *(f"hunter2 h{i}" for i in range(30))}
+    assert set(_keyword(alice, "hunter2")) == {"the vault password is hunter2", *(f"hunter2 h{i}" for i in range(30))}
 
 
 def test_a_scoped_keys_ranking_follows_its_own_namespaces(server: Running) -> None:

@@ -3,11 +3,8 @@
 SQLite's FTS5 ``bm25()`` weighs a word by how many memories of the whole store hold it; a
 request limited to some namespaces gets each word's weight from those namespaces only
 (store/sqlite_bm25.py), so its scores and ranking tell nothing about which words other
-namespaces hold. PostgreSQL's ``ts_rank_cd`` uses no store-wide statistic at all: the same
-assertions hold there unchanged.
-
-The memories added to the other namespace have as many words as the observed ones: the
-average memory length is the one store-wide aggregate still in SQLite's scores (docs/recall.md).
+namespaces hold (nor how much text: the average length is the visible one too). PostgreSQL's
+``ts_rank_cd`` uses no store-wide statistic at all: the same assertions hold there unchanged.
 """
 
 from __future__ import annotations
@@ -33,8 +30,8 @@ def test_other_namespaces_words_do_not_change_a_namespaces_scores(backend_url: s
     before = {q: _keyword(mem, q, "b") for q in ("hunter2", "zqxv9", "hunter2 zqxv9", "canary")}
     order_before = [h.memory.content for h in mem.search("hunter2 zqxv9", namespace="b")]
 
-    mem.add("password hunter2", namespace="a/y")
-    mem.add_many([{"content": f"hunter2 n{i}", "namespace": "a/y"} for i in range(30)])
+    mem.add("the vault password is hunter2", namespace="a/y")
+    mem.add_many([{"content": f"hunter2 n{i} " + "padding " * i, "title": f"t{i}", "namespace": "a/y"} for i in range(30)])
 
     after = {q: _keyword(mem, q, "b") for q in before}
     assert after == before  # exactly: not one bit of the other namespace leaks into them
@@ -96,7 +93,22 @@ def test_words_of_unsegmented_scripts_are_scored_inside_the_namespace_too(backen
     mem = open_memory(backend_url)
     mem.add_many([{"content": text, "namespace": "b"} for text in ("東京は晴れです", "大阪は晴れです")])
     before = {q: _keyword(mem, q, "b") for q in ("東京", "大阪", "東京 大阪")}
-    mem.add_many([{"content": f"東京は{chr(0x4E00 + i)}{chr(0x4F00 + i)}です", "namespace": "a"} for i in range(30)])
+    mem.add_many([{"content": f"東京は{chr(0x4E00 + i) * (i + 1)}です", "namespace": "a"} for i in range(30)])
     after = {q: _keyword(mem, q, "b") for q in before}
     assert after == before
     assert after["東京"]["東京は晴れです"] == after["大阪"]["大阪は晴れです"] > 0
+
+
+def test_scores_in_a_namespace_are_those_of_a_store_holding_only_it(tmp_path: Path, open_memory: Callable[..., Memory]) -> None:
+    """BM25 over the visible memories is BM25 of a store of just those memories; the namespace's
+    own writes count at once (its totals are cached per change number)."""
+    ours = [f"lynx {'track ' * (i % 3)}snow {i}" for i in range(8)]
+    mixed = open_memory(f"sqlite:///{tmp_path / 'mixed.db'}")
+    alone = open_memory(f"sqlite:///{tmp_path / 'alone.db'}")
+    mixed.add_many([{"content": f"lynx track {'far ' * i}{i}", "namespace": "other"} for i in range(25)])
+    for mem in (mixed, alone):
+        mem.add_many([{"content": text, "namespace": "ours"} for text in ours])
+    assert _keyword(mixed, "lynx track", "ours") == pytest.approx(_keyword(alone, "lynx track", None), rel=1e-12)
+    for mem in (mixed, alone):
+        mem.add("a much longer note about a lynx that crossed the frozen lake at dawn", namespace="ours")
+    assert _keyword(mixed, "lynx track", "ours") == pytest.approx(_keyword(alone, "lynx track", None), rel=1e-12)

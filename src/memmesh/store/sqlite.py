@@ -39,7 +39,7 @@ from memmesh.store.sql.filters import filter_sql
 from memmesh.store.sql.reads import SQLReads
 from memmesh.store.sql.rows import MEMORY_COLUMNS, N_MEMORY, prefixed, row_to_memory
 from memmesh.store.sql.writes import SQLWrites
-from memmesh.store.sqlite_bm25 import limits_namespaces, phrase_expression, ranked_in_scope
+from memmesh.store.sqlite_bm25 import TotalsCache, doc_tokens, limits_namespaces, phrase_expression, ranked_in_scope
 from memmesh.store.sqlite_writer import GroupCommitWriter
 
 DIALECT = SQLITE
@@ -100,6 +100,7 @@ def register_functions(conn: sqlite3.Connection) -> None:
     """
     conn.create_function("memmesh_unigrams", 3, segment.unigrams, deterministic=True)
     conn.create_function("memmesh_bigrams", 3, segment.bigrams, deterministic=True)
+    conn.create_function("memmesh_doc_tokens", 1, doc_tokens, deterministic=True)  # scoped BM25 (store/sqlite_bm25.py)
     conn.create_function("memmesh_compact_vector", 2, vector_codec.upgrade_blob, deterministic=True)  # migration 0016
     conn.create_function("memmesh_history_pack", 3, history_codec.repack_text, deterministic=True)  # migration 0019
 
@@ -129,6 +130,8 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         self._init_writer()
         self._readers: list[tuple[sqlite3.Connection, threading.RLock]] = []
         self._closed = False
+        self._scope_totals: TotalsCache = {}
+        """Word totals of namespace scopes per change number (store/sqlite_bm25.py)."""
         self._readers_lock = threading.Lock()
         self.created = False
         """True when this open made a new database file (the faces say so once)."""
@@ -415,7 +418,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         # The n-gram index is empty in a store without text in unsegmented scripts: skip it.
         grams = conn.execute("SELECT 1 FROM memories_cjk LIMIT 1").fetchone() is not None
         if limits_namespaces(flt):
-            return ranked_in_scope(conn, terms, flt, limit, grams)
+            return ranked_in_scope(conn, terms, flt, limit, grams, self._scope_totals)
         source, match_params = _match_source(terms, grams)
         where, params = filter_sql(flt, DIALECT)
         if flt.ids is not None:  # scoring known memories: the joined query is exact and small

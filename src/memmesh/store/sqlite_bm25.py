@@ -8,16 +8,20 @@ Elasticsearch's document-level security). So when a filter limits namespaces (a 
 or a namespace asked for), each word's IDF is recomputed from the memories in those
 namespaces only, and the ranking itself is done on those scores.
 
-How: for one phrase t, FTS5 scores ``bm25_t(D) = −IDF_g(t) · TF_t(D)`` with
-``IDF(N, n) = max(1e-6, ln((N − n + 0.5) / (n + 0.5)))`` (sqlite's ``fts5_aux.c``), and a
-query of OR-ed phrases sums its phrases. Each phrase is therefore matched alone and its
-``bm25`` multiplied by ``IDF_v(t) / IDF_g(t)``, with N_v and n_v(t) counted over the visible
-memories: ``IDF_v(t) · TF_t(D)``, summed over the phrases. The visible set is every memory
-under the filter's namespace and scopes (expired ones included; the other filters — tags,
-tier, time — choose among the visible memories and do not change the statistics).
-
-Residual: TF's length normalisation still divides by the average memory length over the
-whole index (an aggregate of how much text the store holds, not which words it holds).
+How: for one phrase t, FTS5 scores ``bm25_t(D) = −IDF(t) · T`` (sqlite's ``fts5_aux.c``)
+with ``IDF(N, n) = max(1e-6, ln((N − n + 0.5) / (n + 0.5)))`` over N rows, n of them holding
+t, and ``T = F·(k1 + 1) / (F + K)``, ``K = k1·(1 − b + b·|D| / avgdl)``: F the weighted count
+of t in D, |D| its words, avgdl the average of |D|; a query of OR-ed phrases sums them. So
+each phrase is matched alone, F taken back out of its ``bm25`` with the store-wide IDF and K
+(``F = T·K_g / (k1 + 1 − T)``, rounded to the multiple of ½ it is: the field weights are 2, 1
+and 1.5, so not one bit of the store-wide numbers stays in it), and scored again with N, n
+and avgdl counted over the visible memories only: ``IDF_v · F·(k1 + 1) / (F + K_v)``,
+summed over the phrases. |D| and the
+visible total of words come from the index's own ``_docsize`` table (:func:`doc_tokens`).
+The visible set is every memory under the filter's namespace and scopes (expired ones
+included; the other filters — tags, tier, time — choose among the visible memories and do
+not change the statistics). The visible totals are cached per change number (``meta.seq``),
+as summing them reads every visible memory's sizes.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from memmesh.recall import segment
@@ -37,6 +42,28 @@ RANKS = {"memories_fts": "bm25(memories_fts, 2.0, 1.0, 1.5)", "memories_cjk": "b
 
 MIN_IDF = 1e-6
 """FTS5's floor for a word in more than half the rows (its IDF would be ≤ 0)."""
+
+K1 = 1.2
+B = 0.75
+"""FTS5's BM25 constants (compiled into ``fts5_aux.c``)."""
+
+CACHED_TOTALS = 256
+"""Visible totals kept per store (scopes × change numbers) before the cache starts afresh."""
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Rows of a full-text index and the words in them (over a set of memories)."""
+
+    rows: int
+    words: int
+
+    def length_factor(self) -> float:
+        """``k1·b / avgdl``: K's growth per word of a memory."""
+        return K1 * B * self.rows / self.words if self.words else 0.0
+
+
+TotalsCache = dict[tuple[Any, ...], Totals]
 
 
 def limits_namespaces(flt: Filter) -> bool:
@@ -55,52 +82,69 @@ def idf(rows: int, hits: int) -> float:
     return max(MIN_IDF, math.log((rows - hits + 0.5) / (hits + 0.5))) if rows > 0 else MIN_IDF
 
 
-def ranked_in_scope(conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool) -> list[tuple[Any, ...]]:
+def ranked_in_scope(
+    conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool, cache: TotalsCache
+) -> list[tuple[Any, ...]]:
     """(rowid, rank) of the best ``limit`` memories passing ``flt`` that a term matches, best
     first, ranked by BM25 with the visible memories' statistics (rank = −score, as
     ``bm25()``). ``grams``: the n-gram index of unsegmented scripts takes part.
 
     The counts and the ranking read one snapshot: a write landing between them would make
-    ``bm25()``'s store-wide IDF differ from the one divided out, and the other namespace's
-    words would show through again."""
+    ``bm25()``'s store-wide statistics differ from the ones taken out, and the other
+    namespaces' words would show through again."""
     if conn.in_transaction:  # the caller's own transaction, maybe with writes of its own
-        return _ranked(conn, terms, flt, limit, grams, own_writes=True)
+        return _ranked(conn, terms, flt, limit, grams, None)
     conn.execute("BEGIN")
     try:
-        return _ranked(conn, terms, flt, limit, grams, own_writes=False)
+        return _ranked(conn, terms, flt, limit, grams, cache)
     finally:
         conn.execute("COMMIT")
 
 
 def _ranked(
-    conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool, *, own_writes: bool
+    conn: sqlite3.Connection, terms: Sequence[str], flt: Filter, limit: int, grams: bool, cache: TotalsCache | None
 ) -> list[tuple[Any, ...]]:
+    """:func:`ranked_in_scope` in its snapshot; ``cache`` None: the connection has writes of
+    its own not yet in the averages record, and the totals are counted, not cached."""
     phrases = [("memories_fts", phrase_expression(term)) for term in terms]
     if grams:
         phrases += [("memories_cjk", clause) for clause in segment.match_clauses(terms)]
-    scope_where, scope_params = filter_sql(Filter(now=flt.now, namespace=flt.namespace, scopes=flt.scopes, include_expired=True), SQLITE)
+    scope = filter_sql(Filter(now=flt.now, namespace=flt.namespace, scopes=flt.scopes, include_expired=True), SQLITE)
     where, params = filter_sql(flt, SQLITE)
-    visible: dict[str, int] = {}
-    parts: list[str] = []
-    arguments: list[Any] = []
+    totals: dict[str, tuple[Totals, Totals]] = {}
+    ctes: list[str] = []
+    scores: list[str] = []
+    cte_args: list[Any] = []
+    score_args: list[Any] = []
     for index, phrase in phrases:
-        if index not in visible:
-            visible[index] = _visible_rows(conn, index, scope_where, scope_params)
-        factor = _idf_ratio(conn, index, phrase, visible[index], scope_where, scope_params, own_writes)
-        if factor is None:
-            continue
-        parts.append(
-            f"p{len(parts)} AS MATERIALIZED (SELECT {index}.rowid AS rowid, {RANKS[index]} * ? AS rank "
-            f"FROM {_joined(index, flt)} WHERE {index} MATCH ? AND {where})"
+        seen = _visible_hits(conn, index, phrase, *scope)
+        if not seen:
+            continue  # adds nothing to any visible memory
+        if index not in totals:
+            totals[index] = (_index_totals(conn, index, cache is None), _visible_totals(conn, index, *scope, cache))
+        store, visible = totals[index]
+        hits = int(conn.execute(f"SELECT count(*) FROM {index} WHERE {index} MATCH ?", (phrase,)).fetchone()[0])
+        name = f"p{len(ctes)}"
+        ctes.append(
+            f"{name} AS MATERIALIZED (SELECT {index}.rowid AS rowid, {RANKS[index]} * ? AS t, memmesh_doc_tokens(d.sz) AS size "
+            f"FROM {_joined(index, flt)} CROSS JOIN {index}_docsize d ON d.id = {index}.rowid WHERE {index} MATCH ? AND {where})"
         )
-        arguments += [factor, phrase, *params]
-    if not parts:
+        cte_args += [-1.0 / idf(store.rows, hits), phrase, *params]
+        # F = T·K_g / (k1 + 1 − T), rounded to the half it is (field weights 2, 1, 1.5): exact, so
+        # no rounding error of the store-wide numbers is left in it. Score: IDF_v·F·(k1 + 1) / (F + K_v).
+        scores.append(
+            f"SELECT rowid, -? * f / (f + ? + ? * size) AS rank FROM "
+            f"(SELECT rowid, round(2 * t * (? + ? * size) / ({K1 + 1} - t)) / 2 AS f, size FROM {name})"
+        )
+        base = K1 * (1 - B)
+        score_args += [idf(visible.rows, seen) * (K1 + 1), base, visible.length_factor(), base, store.length_factor()]
+    if not ctes:
         return []
     # Each phrase in its own materialised CTE: flattened into the sum, bm25() would lose its MATCH.
-    union = " UNION ALL ".join(f"SELECT rowid, rank FROM p{i}" for i in range(len(parts)))
     return conn.execute(
-        f"WITH {', '.join(parts)} SELECT rowid, sum(rank) AS rank FROM ({union}) GROUP BY rowid ORDER BY rank, rowid LIMIT ?",
-        [*arguments, limit],
+        f"WITH {', '.join(ctes)} SELECT rowid, sum(rank) AS rank FROM ({' UNION ALL '.join(scores)}) "
+        "GROUP BY rowid ORDER BY rank, rowid LIMIT ?",
+        [*cte_args, *score_args, limit],
     ).fetchall()
 
 
@@ -119,51 +163,65 @@ def _from_matches(index: str) -> str:
     return f"{index} CROSS JOIN memories m ON m.rowid = {index}.rowid"
 
 
-def _idf_ratio(
-    conn: sqlite3.Connection, index: str, phrase: str, visible: int, scope_where: str, scope_params: list[Any], own_writes: bool
-) -> float | None:
-    """IDF_v / IDF_g of one phrase: what turns its store-wide ``bm25`` into the visible one.
-    None when no visible memory holds it (it then adds nothing to any visible score)."""
-    seen = int(
-        conn.execute(
-            f"SELECT count(*) FROM {_from_matches(index)} WHERE {index} MATCH ? AND {scope_where}",
-            [phrase, *scope_params],
-        ).fetchone()[0]
-    )
-    if not seen:
-        return None
-    hits = int(conn.execute(f"SELECT count(*) FROM {index} WHERE {index} MATCH ?", (phrase,)).fetchone()[0])
-    return idf(visible, seen) / idf(_index_rows(conn, index, own_writes), hits)
+def _visible_hits(conn: sqlite3.Connection, index: str, phrase: str, scope_where: str, scope_params: list[Any]) -> int:
+    """n_v: the visible memories the phrase matches."""
+    sql = f"SELECT count(*) FROM {_from_matches(index)} WHERE {index} MATCH ? AND {scope_where}"
+    return int(conn.execute(sql, [phrase, *scope_params]).fetchone()[0])
 
 
-def _visible_rows(conn: sqlite3.Connection, index: str, scope_where: str, scope_params: list[Any]) -> int:
-    """N_v: the visible memories the index holds (every memory is in the word index; the
-    n-gram index holds only those with text in unsegmented scripts)."""
-    if index == "memories_fts":
-        sql = f"SELECT count(*) FROM memories m WHERE {scope_where}"
-    else:
-        sql = f"SELECT count(*) FROM memories m WHERE {scope_where} AND EXISTS (SELECT 1 FROM {index}_docsize d WHERE d.id = m.rowid)"
-    return int(conn.execute(sql, scope_params).fetchone()[0])
+def _visible_totals(conn: sqlite3.Connection, index: str, scope_where: str, scope_params: list[Any], cache: TotalsCache | None) -> Totals:
+    """N_v and the words of the visible memories in the index (every memory is in the word
+    index; the n-gram index holds only those with text in unsegmented scripts). Summing the
+    sizes reads each visible memory's row of ``_docsize``: cached per change number."""
+    key = None
+    if cache is not None:
+        key = (index, scope_where, *scope_params, conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
+        if key in cache:
+            return cache[key]
+    row = conn.execute(
+        f"SELECT count(*), coalesce(sum(memmesh_doc_tokens(d.sz)), 0) FROM memories m CROSS JOIN {index}_docsize d "
+        f"ON d.id = m.rowid WHERE {scope_where}",
+        scope_params,
+    ).fetchone()
+    found = Totals(int(row[0]), int(row[1]))
+    if cache is not None and key is not None:
+        if len(cache) >= CACHED_TOTALS:
+            cache.clear()
+        cache[key] = found
+    return found
 
 
-def _index_rows(conn: sqlite3.Connection, index: str, own_writes: bool) -> int:
-    """N_g, the row count ``bm25()`` itself uses: the first varint of the index's averages
-    record. A connection inside its own write transaction may hold rows not yet in that
-    record (FTS5 writes it at commit): count them then."""
+def _index_totals(conn: sqlite3.Connection, index: str, own_writes: bool) -> Totals:
+    """N and the words of the whole index as ``bm25()`` itself counts them: its averages
+    record (rows, then words per column). A connection inside its own write transaction may
+    hold rows not yet in that record (FTS5 writes it at commit): sum ``_docsize`` then."""
     if own_writes:
-        return int(conn.execute(f"SELECT count(*) FROM {index}_docsize").fetchone()[0])
-    row = conn.execute(f"SELECT block FROM {index}_data WHERE id = 1").fetchone()
-    return _varint(bytes(row[0])) if row is not None and row[0] else 0
+        row = conn.execute(f"SELECT count(*), coalesce(sum(memmesh_doc_tokens(sz)), 0) FROM {index}_docsize").fetchone()
+        return Totals(int(row[0]), int(row[1]))
+    found = conn.execute(f"SELECT block FROM {index}_data WHERE id = 1").fetchone()
+    numbers = _varints(bytes(found[0])) if found is not None and found[0] else [0]
+    return Totals(numbers[0], sum(numbers[1:]))
 
 
-def _varint(data: bytes) -> int:
-    """SQLite's variable-length integer at the start of ``data`` (big-endian 7-bit groups; a
-    ninth byte carries 8 bits)."""
-    value = 0
-    for position, byte in enumerate(data[:9]):
-        if position == 8:
-            return (value << 8) | byte
+def doc_tokens(sizes: bytes | None) -> int:
+    """The words of one memory in a full-text index: the sum of its ``_docsize`` row (one
+    varint per column), as FTS5's ``xColumnSize(-1)``. SQL function ``memmesh_doc_tokens``."""
+    return sum(_varints(sizes)) if sizes else 0
+
+
+def _varints(data: bytes) -> list[int]:
+    """The SQLite variable-length integers in ``data`` (big-endian 7-bit groups; a ninth
+    byte carries 8 bits)."""
+    numbers: list[int] = []
+    value = length = 0
+    for byte in data:
+        length += 1
+        if length == 9:
+            numbers.append((value << 8) | byte)
+            value = length = 0
+            continue
         value = (value << 7) | (byte & 0x7F)
         if byte < 0x80:
-            return value
-    return value
+            numbers.append(value)
+            value = length = 0
+    return numbers
