@@ -5,8 +5,9 @@ of rows N and of rows holding the word, n). A key scoped to ``b/*`` could read f
 scores (``explain``, or just the order of its own hits) how many memories of *other*
 namespaces hold a word: "is hunter2 stored somewhere?" (the same weakness as
 Elasticsearch's document-level security). So when a filter limits namespaces (a scoped key,
-or a namespace asked for), each word's IDF is recomputed from the memories in those
-namespaces only, and the ranking itself is done on those scores.
+or a namespace asked for), BM25's statistics (N, each word's n, the average length) are
+counted over the memories in those namespaces only, and the ranking itself is done on those
+scores: they are the scores of a store holding only those memories.
 
 How: for one phrase t, FTS5 scores ``bm25_t(D) = −IDF(t) · T`` (sqlite's ``fts5_aux.c``)
 with ``IDF(N, n) = max(1e-6, ln((N − n + 0.5) / (n + 0.5)))`` over N rows, n of them holding
@@ -16,9 +17,8 @@ each phrase is matched alone, F taken back out of its ``bm25`` with the store-wi
 (``F = T·K_g / (k1 + 1 − T)``, rounded to the multiple of ½ it is: the field weights are 2, 1
 and 1.5, so not one bit of the store-wide numbers stays in it), and scored again with N, n
 and avgdl counted over the visible memories only: ``IDF_v · F·(k1 + 1) / (F + K_v)``,
-summed over the phrases. |D| and the
-visible total of words come from the index's own ``_docsize`` table (:func:`doc_tokens`).
-The visible set is every memory under the filter's namespace and scopes (expired ones
+summed over the phrases. |D| and the visible total of words come from the index's own
+``_docsize`` table (:func:`doc_tokens`). The visible set is every memory under the filter's namespace and scopes (expired ones
 included; the other filters — tags, tier, time — choose among the visible memories and do
 not change the statistics). The visible totals are cached per change number (``meta.seq``),
 as summing them reads every visible memory's sizes.
@@ -38,7 +38,8 @@ from memmesh.store.sql.dialect import SQLITE
 from memmesh.store.sql.filters import filter_sql
 
 RANKS = {"memories_fts": "bm25(memories_fts, 2.0, 1.0, 1.5)", "memories_cjk": "bm25(memories_cjk)"}
-"""The rank function of each full-text index, as the unscoped queries call it."""
+"""The rank function of each full-text index, as the unscoped queries call it. Every field
+weight must stay a multiple of ½: the weighted count F is recovered by rounding to one."""
 
 MIN_IDF = 1e-6
 """FTS5's floor for a word in more than half the rows (its IDF would be ≤ 0)."""
