@@ -177,8 +177,9 @@ def _visible_totals(conn: sqlite3.Connection, index: str, scope_where: str, scop
     key = None
     if cache is not None:
         key = (index, scope_where, *scope_params, conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0])
-        if key in cache:
-            return cache[key]
+        cached = cache.get(key)  # one look-up: another thread may clear the cache meanwhile
+        if cached is not None:
+            return cached
     row = conn.execute(
         f"SELECT count(*), coalesce(sum(memmesh_doc_tokens(d.sz)), 0) FROM memories m CROSS JOIN {index}_docsize d "
         f"ON d.id = m.rowid WHERE {scope_where}",
