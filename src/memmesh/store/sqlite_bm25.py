@@ -125,18 +125,10 @@ def _ranked(
             totals[index] = (_index_totals(conn, index, cache is None), _visible_totals(conn, index, *scope, cache))
         store, visible = totals[index]
         hits = int(conn.execute(f"SELECT count(*) FROM {index} WHERE {index} MATCH ?", (phrase,)).fetchone()[0])
-        name = f"p{len(ctes)}"
-        ctes.append(
-            f"{name} AS MATERIALIZED (SELECT {index}.rowid AS rowid, {RANKS[index]} * ? AS t, memmesh_doc_tokens(d.sz) AS size "
-            f"FROM {_joined(index, flt)} CROSS JOIN {index}_docsize d ON d.id = {index}.rowid WHERE {index} MATCH ? AND {where})"
-        )
+        cte, score = _phrase_sql(index, f"p{len(ctes)}", flt, where)
+        ctes.append(cte)
+        scores.append(score)
         cte_args += [-1.0 / idf(store.rows, hits), phrase, *params]
-        # F = T·K_g / (k1 + 1 − T), rounded to the half it is (field weights 2, 1, 1.5): exact, so
-        # no rounding error of the store-wide numbers is left in it. Score: IDF_v·F·(k1 + 1) / (F + K_v).
-        scores.append(
-            f"SELECT rowid, -? * f / (f + ? + ? * size) AS rank FROM "
-            f"(SELECT rowid, round(2 * t * (? + ? * size) / ({K1 + 1} - t)) / 2 AS f, size FROM {name})"
-        )
         base = K1 * (1 - B)
         score_args += [idf(visible.rows, seen) * (K1 + 1), base, visible.length_factor(), base, store.length_factor()]
     if not ctes:
@@ -147,6 +139,25 @@ def _ranked(
         "GROUP BY rowid ORDER BY rank, rowid LIMIT ?",
         [*cte_args, *score_args, limit],
     ).fetchall()
+
+
+def _phrase_sql(index: str, name: str, flt: Filter, where: str) -> tuple[str, str]:
+    """One phrase's CTE (its visible matches passing the filter: T = −bm25 / IDF_g, and
+    |D|; parameters −1/IDF_g, the phrase, the filter's) and its score query (parameters
+    IDF_v·(k1 + 1), k1·(1 − b), k1·b / avgdl_v, k1·(1 − b), k1·b / avgdl_g).
+
+    F = T·K_g / (k1 + 1 − T) is rounded to the half it is (field weights 2, 1, 1.5): exact,
+    so no rounding error of the store-wide numbers is left in it; the score is
+    IDF_v·F·(k1 + 1) / (F + K_v), negated as ``bm25()``."""
+    cte = (
+        f"{name} AS MATERIALIZED (SELECT {index}.rowid AS rowid, {RANKS[index]} * ? AS t, memmesh_doc_tokens(d.sz) AS size "
+        f"FROM {_joined(index, flt)} CROSS JOIN {index}_docsize d ON d.id = {index}.rowid WHERE {index} MATCH ? AND {where})"
+    )
+    score = (
+        f"SELECT rowid, -? * f / (f + ? + ? * size) AS rank FROM "
+        f"(SELECT rowid, round(2 * t * (? + ? * size) / ({K1 + 1} - t)) / 2 AS f, size FROM {name})"
+    )
+    return cte, score
 
 
 def _joined(index: str, flt: Filter) -> str:
