@@ -69,6 +69,11 @@ def bigrams(*texts: str | None) -> str:
 def match_expression(terms: Sequence[str]) -> str | None:
     """An FTS5 expression over the ``uni``/``bi`` columns for the query terms, OR-ed: each
     unsegmented run as a character or its bigrams, other terms as glued pieces."""
+    return " OR ".join(match_clauses(terms)) or None
+
+
+def match_clauses(terms: Sequence[str]) -> list[str]:
+    """The phrases of :func:`match_expression`, each once (scoped BM25 scores them one by one)."""
     clauses = []
     for term in terms:
         if not RUN.search(term):  # may be glued to a run in the text, see unigrams()
@@ -79,7 +84,7 @@ def match_expression(terms: Sequence[str]) -> str | None:
                 clauses.append(f'uni : "{run}"')
             else:
                 clauses += [f'bi : "{run[i : i + 2]}"' for i in range(len(run) - 1)]
-    return " OR ".join(dict.fromkeys(clauses)) or None
+    return list(dict.fromkeys(clauses))
 
 
 MAX_LEXEME_BYTES = 2047

@@ -46,7 +46,8 @@ def search(
     top_k: Annotated[int | None, Query(ge=1, description="hits to return")] = None,
     explain: Annotated[bool, Query(description="include the parts of each score")] = False,
 ) -> Response:
-    """BM25 keyword search with the same filters as listing; does not count as an access."""
+    """BM25 keyword search with the same filters as listing; does not count as an access. Scores of a key limited to
+    some namespaces use only their memories' word statistics."""
     started = time.perf_counter()
     result = service.search(q, top_k=top_k, explain=explain, principal=who, **chosen)
     server(request).metrics.recall_latency.labels("search").observe(time.perf_counter() - started)
