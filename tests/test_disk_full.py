@@ -346,11 +346,11 @@ def test_doctor_says_writes_are_degraded_under_storage_min_free_mb_and_0_turns_t
     writes = report["components"]["writes"]
     assert report["status"] == "degraded" and writes["status"] == "degraded", writes
     reason = (
-        rf"(\d+) KiB free on the disk of {re.escape(str(db_path))}, under storage.min_free_mb \({above} MiB\): "
+        rf"(\d+) MiB free on the disk of {re.escape(str(db_path))}, under storage.min_free_mb \({above} MiB\): "
         "writes will fail when it fills; free some space"
     )
     found = re.fullmatch(reason, writes["reason"])
-    assert found and int(found[1]) == writes["free_bytes"] // 1024, writes
+    assert found and int(found[1]) == writes["free_bytes"] // (1024 * 1024), writes  # one unit, as the setting
     text = cli("doctor", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": above})
     assert text.code == 0 and re.search(rf"degraded writes: {reason}", text.out), text.out
 

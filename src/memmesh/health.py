@@ -94,7 +94,7 @@ def _low_disk(free: int | None, minimum: int, store: Any) -> str | None:
     if free is None or free >= minimum:
         return None
     return (
-        f"{free // 1024} KiB free on the disk of {store.path}, under storage.min_free_mb ({minimum // (1024 * 1024)} MiB): "
+        f"{free // (1024 * 1024)} MiB free on the disk of {store.path}, under storage.min_free_mb ({minimum // (1024 * 1024)} MiB): "
         "writes will fail when it fills; free some space"
     )
 

@@ -167,7 +167,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
         service, settings, require_auth=keys_required(settings), secure=secure, sampler=sampler, limiter=app.state.memmesh.limiter
     )
     app.mount("/ui", web)
-    app.add_middleware(CausalityMiddleware, service=service)  # inside RequestMiddleware: after the body limit and guard
+    app.add_middleware(CausalityMiddleware, service=service, metrics=metrics)  # inside RequestMiddleware: after the body limit and guard
     app.add_middleware(
         RequestMiddleware,
         metrics=metrics,

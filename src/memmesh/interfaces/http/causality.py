@@ -25,6 +25,7 @@ from memmesh.errors import InvalidInputError, MemmeshError, NotYetError
 from memmesh.federation.session import CAUSALITY_HEADER, await_token, format_token, merge_tokens, node_token, parse_token
 
 if TYPE_CHECKING:
+    from memmesh.interfaces.http.metrics import Metrics
     from memmesh.service import Service
 
 _HEADER = CAUSALITY_HEADER.lower().encode()
@@ -41,9 +42,10 @@ def _applies(path: str) -> bool:
 class CausalityMiddleware:
     """Session guarantees for clients that hop between nodes."""
 
-    def __init__(self, app: Any, *, service: Service) -> None:
+    def __init__(self, app: Any, *, service: Service, metrics: Metrics) -> None:
         self.app = app
         self.service = service
+        self.metrics = metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or not _applies(scope["path"]):
@@ -81,6 +83,7 @@ class CausalityMiddleware:
         await self.app(scope, receive, send_with_token)
 
     async def _refuse(self, send: Any, error: MemmeshError, seen: dict[str, int]) -> None:
+        self.metrics.count_error(error.code, error.http_status)
         payload = json.dumps(error.to_dict()).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
         if isinstance(error, NotYetError):

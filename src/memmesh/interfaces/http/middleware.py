@@ -103,7 +103,7 @@ class RequestMiddleware:
                 body = await self._read_body(scope, receive)
                 if body is None:
                     refusal = await self._unauthenticated(scope)
-                    await (_send_error(send_with_id, refusal, close=True) if refusal is not None else self._too_large(send_with_id))
+                    await (self._refuse(send_with_id, refusal, close=True) if refusal is not None else self._too_large(send_with_id))
                     return
                 receive = _replay(body, receive)
                 if scope["path"].startswith(API_PREFIX):
@@ -111,7 +111,7 @@ class RequestMiddleware:
                     if refusal is None and len(body) > MAX_JSON_ITEMS * 2:  # a smaller body cannot hold that many
                         refusal = await anyio.to_thread.run_sync(_too_wide, body)
             if refusal is not None:
-                await _send_error(send_with_id, await self._unauthenticated(scope) or refusal)
+                await self._refuse(send_with_id, await self._unauthenticated(scope) or refusal)
                 return
             await self.app(scope, receive, send_with_id)
         finally:
@@ -166,7 +166,12 @@ class RequestMiddleware:
             f"request body is larger than {self.max_body_bytes} bytes (limits.max_body_bytes)",
             details={"limit": self.max_body_bytes},
         )
-        await _send_error(send, error, close=True)
+        await self._refuse(send, error, close=True)
+
+    async def _refuse(self, send: Send, error: MemmeshError, *, close: bool = False) -> None:
+        """A refusal before any route runs, counted with the handlers' error answers."""
+        self.metrics.count_error(error.code, error.http_status)
+        await _send_error(send, error, close=close)
 
 
 async def _send_error(send: Send, error: MemmeshError, *, close: bool = False) -> None:
