@@ -166,3 +166,12 @@ def test_hints_to_another_operation_name_routes_not_cli_commands(serve: Any) -> 
     assert answers["pending"].json()["error"]["details"]["use"] == ["pending_all"]
     for what, message in messages.items():
         assert "memmesh " not in message and "--" not in message and "e.g. a,b" not in message, (what, message)
+
+
+def test_a_wait_that_is_not_a_finite_number_is_refused_as_such(serve: Any) -> None:
+    """?wait=nan was refused as "should be ≥ 0", which reads as if the sign were wrong."""
+    http = serve().http()
+    conv, auth = _open(http)
+    for bad in ("nan", "inf"):
+        reply = http.get(f"/api/v1/bus/conversations/{conv}/unread", params={"agent": "b", "wait": bad}, headers=auth)
+        assert reply.status_code == 422 and "finite number" in reply.json()["error"]["message"], reply.text

@@ -179,7 +179,7 @@ async def unread(
     who: Caller,
     agent: Annotated[str, Query(description="the reading participant")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    wait: Annotated[float, Query(ge=0, description="long-poll seconds (≤ bus.max_wait_s)")] = 0.0,
+    wait: Annotated[float, Query(ge=0, allow_inf_nan=False, description="long-poll seconds (≤ bus.max_wait_s)")] = 0.0,
 ) -> Response:
     """The agent's unacked messages, oldest first; with ``wait``, an empty answer waits for one
     (and stops waiting when the client disconnects)."""
