@@ -6,6 +6,7 @@ its own, unread."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.conformance.conftest import backend_url, pg_database, pg_server  # no
 from memmesh import Memory
 from memmesh.config import load_settings
 from memmesh.model import LOCAL_PRINCIPAL as P
+from memmesh.store.extra_tables import CARRIED
 
 BUS = ("bus_conversations", "bus_messages", "bus_cursors")
 
@@ -182,3 +184,64 @@ def test_a_newer_backup_moves_cursors_up_and_a_conversation_numbered_otherwise_g
         assert [(m.seq, m.body) for m in transcript.messages] == [(4, "three from a")]  # after its own, unread
         assert bus.list(principal=P)[0].messages == 4
         assert mem.restore(newest).extras_written["bus_messages"] == 0
+
+
+def edited(dump: Path, into: Path, table: str, change: Any) -> Path:
+    """``dump`` with ``change`` applied to the first row of ``table``, its manifest's checksum
+    recomputed as an editor can (the manifest is unsigned)."""
+    lines = dump.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        record = json.loads(line)
+        if record.get("type") == "row" and record["table"] == table:
+            change(record["row"])
+            lines[i] = json.dumps(record)
+            break
+    data = ("\n".join(lines) + "\n").encode()
+    into.mkdir()
+    out = into / dump.name
+    out.write_bytes(data)
+    manifest = json.loads(Path(f"{dump}.manifest.json").read_text(encoding="utf-8"))
+    manifest.update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    Path(f"{out}.manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return out
+
+
+def test_a_backup_with_bad_bus_values_is_refused_whole_naming_table_row_and_field(
+    tmp_path: Path,
+    cli: Any,
+    pg_database: str,  # noqa: F811
+) -> None:
+    """An edited JSON Lines dump whose bus rows the bus could not read (or that would hide
+    messages from a reader) restores nothing: exit 1, one line naming what to fix."""
+    seed(tmp_path, f"sqlite:///{tmp_path / 'a.db'}")
+    assert cli("migrate", "--from", f"sqlite:///{tmp_path / 'a.db'}", "--to", pg_database).code == 0
+    with open_memory(tmp_path, pg_database) as mem:
+        dump = Path(mem.backup(tmp_path / "pgbk").snapshot)
+
+    def put(index: int, value: Any) -> Any:
+        return lambda row: row.__setitem__(index, value)
+
+    conv, msg, cur = (CARRIED[t] for t in BUS)
+    cases = [
+        ("bus_conversations", put(conv.index("kind"), "bogus"), "field kind ('bogus') is not one of chat, queue"),
+        ("bus_conversations", put(conv.index("participants"), "not json"), "field participants ('not json') is not a JSON list"),
+        ("bus_conversations", put(conv.index("participants"), '["a", "no spaces"]'), "is not a JSON list of valid agent names"),
+        ("bus_conversations", put(conv.index("last_seq"), "abc"), "field last_seq ('abc') is not a whole number of 0 or more"),
+        ("bus_conversations", put(conv.index("last_seq"), -5), "field last_seq (-5) is not a whole number"),
+        ("bus_conversations", put(conv.index("timeout_s"), float("nan")), "field timeout_s (nan) is not a finite number"),
+        ("bus_messages", put(msg.index("conversation_id"), "nowhere"), "names a conversation neither the source nor the target holds"),
+        ("bus_messages", put(msg.index("attempts"), 1.5), "field attempts (1.5) is not a whole number"),
+        ("bus_messages", put(msg.index("state"), "lost"), "field state ('lost')"),
+        ("bus_cursors", put(cur.index("acked_seq"), 999), "field acked_seq (999) is past the conversation's last message"),
+    ]
+    for n, (table, change, says) in enumerate(cases):
+        bad = edited(dump, tmp_path / f"bad{n}", table, change)
+        target = tmp_path / f"r{n}.db"
+        run = cli("restore", str(bad), "--to", f"sqlite:///{target}")
+        assert run.code == 1, (says, run.out, run.err)
+        assert says in run.err and table in run.err and "nothing was changed" in run.err, run.err
+        assert "Traceback" not in run.err
+        if target.exists():  # nothing was written: no memory, no bus row
+            assert bus_rows(tmp_path, f"sqlite:///{target}") == [[], [], []]
+            with open_memory(tmp_path, f"sqlite:///{target}") as mem:
+                assert mem.list(limit=5).items == []

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memmesh.io.bus_carry import BUS_TABLES, carry_bus
+from memmesh.io.bus_rows import check_bus_rows
 from memmesh.store.extra_tables import CARRIED, read_rows
 
 Row = tuple[Any, ...]
@@ -68,6 +69,21 @@ def sql_source(store: Any) -> Any | None:
     return None
 
 
+def check_extras(source: Any, target: Any) -> None:
+    """Refuse a source whose carried bus rows hold values the bus cannot read
+    (:mod:`memmesh.io.bus_rows`); called before the copy writes anything."""
+    origin = sql_source(source)
+    if origin is None:
+        return
+    with target.reading() as conn:
+        held = {r[0]: int(r[1]) for r in conn.execute("SELECT id, last_seq FROM bus_conversations").fetchall()}
+    check_bus_rows(lambda table: _rows(origin, table), held)
+
+
+def _rows(origin: Any, table: str) -> list[Row]:
+    return list(origin.extra_rows(table)) if hasattr(origin, "extra_rows") else read_rows(origin, table)
+
+
 def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str, int]:
     """Copy the :data:`CARRIED` rows ``target`` lacks; rows written (would be, in a dry run)
     per table. Runs after the memories were copied, so ``seen_seq`` can start at the
@@ -77,7 +93,7 @@ def copy_extras(source: Any, target: Any, *, dry_run: bool = False) -> dict[str,
         return {}
 
     def rows_of(table: str) -> list[Row]:
-        return list(origin.extra_rows(table)) if hasattr(origin, "extra_rows") else read_rows(origin, table)
+        return _rows(origin, table)
 
     written = carry_bus(rows_of, target, dry_run=dry_run)  # first: see CARRIED's order
     for table, columns in CARRIED.items():

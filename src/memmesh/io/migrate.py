@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from memmesh.access import close_copy
 from memmesh.errors import StorageError
-from memmesh.io.extras import copy_extras
+from memmesh.io.extras import check_extras, copy_extras
 from memmesh.model import HistoryEntry, HistoryEvent, Link, Memory, Tombstone
 from memmesh.store.base import Filter, Store, VectorRow, WriteTx, key_rows
 from memmesh.wording import count
@@ -86,6 +86,7 @@ def migrate(
     the snapshot's); by default they are counted in ``source`` (:func:`memmesh.store.base.key_rows`)."""
     report = MigrateReport(from_url=source.url, to_url=target.url, dry_run=dry_run)
     report.api_keys_not_copied = key_rows(source) if keys_left is None else keys_left
+    check_extras(source, target)  # before anything is written: a bad bus row refuses the whole copy
     if not dry_run:
         close_copy(target, report.api_keys_not_copied)  # before any memory: a store that had keys is never copied open
     snapshot = getattr(source, "snapshot", None)
