@@ -186,6 +186,48 @@ def test_a_newer_backup_moves_cursors_up_and_a_conversation_numbered_otherwise_g
         assert mem.restore(newest).extras_written["bus_messages"] == 0
 
 
+def test_a_reader_acking_everything_while_a_restore_runs_never_skips_a_copied_message(tmp_path: Path, monkeypatch: Any) -> None:
+    """A restore into a store in use: between the copy's transactions an agent sends, and
+    the reader reads and acks everything. It used to take the copied numbers in one
+    transaction and write the messages in a later one, so the ack moved the cursor past
+    numbers whose messages were not there yet, and they arrived below it, never seen. No
+    public call runs between two of the copy's transactions, so the test wraps the private
+    step that writes them (bus_carry._write_pages) to act after each."""
+    from memmesh.io import bus_carry
+
+    source, target = f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}"
+    with open_memory(tmp_path, source) as mem:
+        bus = mem.service.bus
+        chat = bus.open(["a", "b"], principal=P)
+        conv, token = chat.conversation_id, chat.token
+        bus.send(conv, "one", sender="a", token=token, principal=P)
+        older = mem.backup(tmp_path / "old").snapshot
+        bus.send(conv, "two", sender="a", token=token, principal=P)
+        bus.send(conv, "three", sender="a", token=token, principal=P)
+        newer = mem.backup(tmp_path / "new").snapshot
+    with open_memory(tmp_path, target) as mem:
+        bus = mem.service.bus
+        mem.restore(older)
+        seen: list[str] = []
+        real = bus_carry._write_pages
+
+        def then_use_the_store(store: Any, steps: Any) -> int:
+            done = real(store, steps)
+            if steps and not seen:  # once, after the copy's first transactions
+                seen.append(bus.send(conv, "sent meanwhile", sender="a", token=token, principal=P).body)
+                seen.extend(m.body for m in bus.unread(conv, agent="b", token=token, principal=P).messages)
+                bus.ack(conv, agent="b", token=token, principal=P, all=True)
+            return done
+
+        monkeypatch.setattr(bus_carry, "_write_pages", then_use_the_store)
+        mem.restore(newer)
+        monkeypatch.undo()
+        late = [m.body for m in bus.unread(conv, agent="b", token=token, principal=P).messages]
+        transcript = sorted(m.body for m in bus.transcript(conv, token=token, principal=P).messages)
+        assert transcript == ["one", "sent meanwhile", "three", "two"]
+        assert sorted(seen[1:] + late) == ["one", "sent meanwhile", "three", "two"], (seen, late)  # b saw every message
+
+
 def edited(dump: Path, into: Path, table: str, change: Any) -> Path:
     """``dump`` with ``change`` applied to the first row of ``table``, its manifest's checksum
     recomputed as an editor can (the manifest is unsigned)."""

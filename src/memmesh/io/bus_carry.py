@@ -9,7 +9,12 @@ numbers, so the copy is decided per conversation, not per row:
   would write is free: a re-run, a copy that stopped midway, a newer backup restored over an
   older copy): messages keep their numbers, the conversation's ``last_seq`` is raised first
   to cover them (so a send on the target meanwhile numbers after them), and each cursor moves
-  up to the source's, never down.
+  up to the source's, never down. The numbers are taken in the same transaction as the
+  conversation's first PAGE messages are written: a reader of the target never sees a
+  number taken whose message is not there yet, so an ``ack --all`` cannot move its cursor
+  past a copied message it never saw. Only a conversation of more than PAGE missing
+  messages is written in several transactions: between them a reader may see the first
+  pages before the rest arrives (below its cursor if it acks everything meanwhile).
 - **The target numbers it otherwise** (a mesh peer that took the chat in another order): the
   messages it lacks are added after its last one, as late arrivals, so its readers see them
   as unread; its cursors stay as they are (they count over its own numbers).
@@ -89,13 +94,12 @@ def carry_bus(rows_of: Callable[[str], list[Row]], target: Any, *, dry_run: bool
     if dry_run:
         return counts
     q = target.dialect.q
-    # in this order, each phase's steps made once the one before has run: a conversation that
-    # moved since it was read is appended to (see _conversation_steps), and a message never
-    # comes before its conversation, nor a cursor before its messages
-    counts["bus_conversations"] = _write_pages(target, list(_conversation_steps(plans, q)))
-    counts["bus_messages"] = _write_pages(target, list(_message_steps(plans, q)))
-    counts["bus_cursors"] = _write_pages(target, list(_cursor_steps(plans, q)))
-    return counts
+    # each conversation with its (first PAGE) messages in one transaction, then the cursors:
+    # a message never comes before its conversation, nor a cursor before its messages
+    written = dict.fromkeys(BUS_TABLES, 0)
+    _write_pages(target, list(_conversation_steps(plans, q, written)))
+    _write_pages(target, list(_cursor_steps(plans, q, written)))
+    return written
 
 
 def _held(target: Any) -> Held:
@@ -149,15 +153,6 @@ Step = tuple[int, Callable[[Any], int]]
 """(rows it writes, the write: takes the transaction's connection, returns rows changed)."""
 
 
-def _statement(sql: str, params: Row) -> Callable[[Any], int]:
-    """One statement as a step's write."""
-
-    def run(conn: Any) -> int:
-        return int(conn.execute(sql, params).rowcount)
-
-    return run
-
-
 def _write_pages(target: Any, steps: list[Step]) -> int:
     """Run the steps, as many in one transaction as fit in PAGE rows (a step is never split)."""
     pages: list[list[Step]] = [[]]
@@ -176,65 +171,73 @@ def _write_pages(target: Any, steps: list[Step]) -> int:
     return written
 
 
-def _conversation_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
+def _conversation_steps(plans: list[Plan], q: Callable[[str], str], written: dict[str, int]) -> Iterator[Step]:
+    """Per conversation: its row (inserted, or its numbers reserved) and its first PAGE missing
+    messages as one step (one transaction), then its further messages PAGE at a time."""
     insert = q(f"INSERT INTO bus_conversations ({', '.join(CONV)}) VALUES ({', '.join('?' for _ in CONV)}) ON CONFLICT DO NOTHING")
     reserve = q(
         "UPDATE bus_conversations SET last_seq = ?, last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END "
         "WHERE id = ? AND last_seq = ?"
     )
+    messages = _message_writer(q)
 
-    def reserved(plan: Plan) -> Callable[[Any], int]:
-        """Take the numbers the copy writes before the messages come (a send meanwhile numbers
-        after them), provided the conversation has not moved since it was read; if it has, its
-        numbers can no longer be trusted to agree: its messages come after its own."""
+    def opened(plan: Plan, chunk: list[Row]) -> Callable[[Any], int]:
+        """Insert the conversation, or take the numbers the copy writes provided it has not
+        moved since it was read (if it has, its numbers can no longer be trusted to agree: its
+        messages come after its own); then write ``chunk`` in the same transaction."""
 
         def run(conn: Any) -> int:
-            at = plan.conversation[C_ACTIVITY]
-            taken = int(conn.execute(reserve, (plan.top, at, at, plan.conversation[C_ID], plan.held_last)).rowcount)
-            if not taken:
-                plan.keep_numbers, plan.cursors = False, []
-            return taken
+            conv, at = plan.conversation, plan.conversation[C_ACTIVITY]
+            if plan.fresh:
+                changed = int(conn.execute(insert, (*conv[:C_LAST], plan.top, *conv[C_LAST + 1 :])).rowcount)
+            elif _raises_conversation(plan):
+                changed = int(conn.execute(reserve, (plan.top, at, at, conv[C_ID], plan.held_last)).rowcount)
+                if not changed:
+                    plan.keep_numbers, plan.cursors = False, []
+            else:
+                changed = 0
+            written["bus_conversations"] += changed
+            return changed + messages(conn, plan, chunk, written)
 
         return run
 
+    def more(plan: Plan, chunk: list[Row]) -> Callable[[Any], int]:
+        return lambda conn: messages(conn, plan, chunk, written)
+
     for plan in plans:
-        conv = plan.conversation
-        if plan.fresh:
-            yield 1, _statement(insert, (*conv[:C_LAST], plan.top, *conv[C_LAST + 1 :]))
-        elif _raises_conversation(plan):
-            yield 1, reserved(plan)
+        chunks = [plan.messages[i : i + PAGE] for i in range(0, len(plan.messages), PAGE)] or [[]]
+        if plan.fresh or _raises_conversation(plan) or chunks[0]:
+            yield 1 + len(chunks[0]), opened(plan, chunks[0])
+        for chunk in chunks[1:]:
+            yield len(chunk), more(plan, chunk)
 
 
-def _message_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
+def _message_writer(q: Callable[[str], str]) -> Callable[[Any, Plan, list[Row], dict[str, int]], int]:
+    """Writes a chunk of a conversation's missing messages, deciding when it runs (after the
+    conversation's own write in the same transaction) whether they keep their numbers or are
+    numbered after the target's last message."""
     insert = q(f"INSERT INTO bus_messages ({', '.join(MSG)}) VALUES ({', '.join('?' for _ in MSG)}) ON CONFLICT DO NOTHING")
     number = q(
         "UPDATE bus_conversations SET last_seq = last_seq + ?, "
         "last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END WHERE id = ? RETURNING last_seq"
     )
 
-    def kept(rows: list[Row]) -> Callable[[Any], int]:
-        def run(conn: Any) -> int:
-            return sum(int(conn.execute(insert, row).rowcount) for row in rows)
-
-        return run
-
-    def appended(cid: str, rows: list[Row]) -> Callable[[Any], int]:
-        def run(conn: Any) -> int:
+    def write(conn: Any, plan: Plan, rows: list[Row], written: dict[str, int]) -> int:
+        if not rows:
+            return 0
+        if not plan.keep_numbers:
             newest = max(float(r[M_CREATED]) for r in rows)
-            last = int(conn.execute(number, (len(rows), newest, newest, cid)).fetchone()[0])
+            last = int(conn.execute(number, (len(rows), newest, newest, plan.conversation[C_ID])).fetchone()[0])
             first = last - len(rows) + 1
-            renumbered = [(*r[:M_SEQ], first + i, *r[M_SEQ + 1 :]) for i, r in enumerate(rows)]
-            return sum(int(conn.execute(insert, row).rowcount) for row in renumbered)
+            rows = [(*r[:M_SEQ], first + i, *r[M_SEQ + 1 :]) for i, r in enumerate(rows)]
+        changed = sum(int(conn.execute(insert, row).rowcount) for row in rows)
+        written["bus_messages"] += changed
+        return changed
 
-        return run
-
-    for plan in plans:
-        for start in range(0, len(plan.messages), PAGE):
-            chunk = plan.messages[start : start + PAGE]
-            yield len(chunk), kept(chunk) if plan.keep_numbers else appended(plan.conversation[C_ID], chunk)
+    return write
 
 
-def _cursor_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
+def _cursor_steps(plans: list[Plan], q: Callable[[str], str], written: dict[str, int]) -> Iterator[Step]:
     upsert = q(
         f"INSERT INTO bus_cursors ({', '.join(CUR)}) VALUES (?, ?, ?, ?) ON CONFLICT (conversation_id, agent) DO UPDATE SET "
         "delivered_seq = CASE WHEN bus_cursors.delivered_seq < excluded.delivered_seq THEN excluded.delivered_seq "
@@ -242,9 +245,18 @@ def _cursor_steps(plans: list[Plan], q: Callable[[str], str]) -> Iterator[Step]:
         "acked_seq = CASE WHEN bus_cursors.acked_seq < excluded.acked_seq THEN excluded.acked_seq ELSE bus_cursors.acked_seq END "
         "WHERE bus_cursors.delivered_seq < excluded.delivered_seq OR bus_cursors.acked_seq < excluded.acked_seq"
     )
+
+    def raised(cursor: Row) -> Callable[[Any], int]:
+        def run(conn: Any) -> int:
+            changed = int(conn.execute(upsert, cursor).rowcount)
+            written["bus_cursors"] += changed
+            return changed
+
+        return run
+
     for plan in plans:
         for cursor in plan.cursors:
-            yield 1, _statement(upsert, cursor)
+            yield 1, raised(cursor)
 
 
 __all__ = ["BUS_TABLES", "carry_bus"]
