@@ -225,8 +225,12 @@ class GroupCommitWriter:
         conn = self._writer
         try:
             if conn.in_transaction:
-                self._retry(lambda: conn.execute("COMMIT"))
+                # counted before the COMMIT: the bus watcher (bus/notify.py) reads a reader
+                # connection's counter, which moves the moment the COMMIT lands, while this thread
+                # may not yet have run its next line; counted after, that commit looked like
+                # another process's and woke this process's waiters for nothing
                 self.own_commits += 1
+                self._retry(lambda: conn.execute("COMMIT"))
             elif batch.members:
                 batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
         except sqlite3.DatabaseError as exc:
