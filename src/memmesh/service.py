@@ -691,7 +691,7 @@ class Service:
         ]
         return full.model_copy(
             update={
-                "links_count": sum(1 for link in self.store.iter_links() if link.source_id in live and link.target_id in live),
+                "links_count": len(self.store.links_among(live)),
                 "db_size_bytes": 0,
                 "total": len(live),
                 "by_tier": by_tier,

@@ -355,7 +355,6 @@ def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
     stats = scoped.get("/api/v1/stats").json()
     assert stats["total"] == 1 and stats["links_count"] == 0 and stats["db_size_bytes"] == 0
     assert [n["namespace"] for n in stats["by_namespace"]] == ["a"]
-
     ready = running.http().get("/readyz")
     assert ready.status_code == 200 and set(ready.json()) == {"status", "schema_version", "components"}
     assert all(set(part) <= {"status", "reason"} for part in ready.json()["components"].values()), "no counts, no hashes"
@@ -364,6 +363,13 @@ def test_stats_metrics_and_readyz_show_no_store_wide_facts(serve):
     assert metrics.status_code == 200
     assert "memmesh_store_memories 1.0" in metrics.text and "memmesh_store_links 0.0" in metrics.text
     assert "memmesh_store_size_bytes 0.0" in metrics.text
+    # a link inside the key's namespace counts; one that reaches out of it does not
+    a2 = svc.add({"content": "mine too", "namespace": "a"}, principal=LOCAL_PRINCIPAL)
+    first = next(m.id for m in svc.list(namespace="a", principal=LOCAL_PRINCIPAL).items if m.content == "mine")
+    svc.link(first, a2.id, principal=LOCAL_PRINCIPAL)
+    svc.link(a2.id, svc.list(namespace="b", principal=LOCAL_PRINCIPAL).items[0].id, principal=LOCAL_PRINCIPAL)
+    stats = scoped.get("/api/v1/stats").json()
+    assert stats["total"] == 2 and stats["links_count"] == 1
 
 
 def test_metrics_show_a_scoped_key_no_peer_or_count_an_admin_asked_for_before(serve, tmp_path):

@@ -428,12 +428,8 @@ class Curator:
     def _links(self, live: Sequence[Memory]) -> set[tuple[str, str, str]]:
         """The supersedes and contradicts links among the live memories (what a plan skips)."""
         wanted = (Relation.supersedes.value, Relation.contradicts.value)
-        ids = {m.id for m in live}
-        found: set[tuple[str, str, str]] = set()
-        for link in self.host.store.iter_links():
-            if link.relation.value in wanted and link.source_id in ids and link.target_id in ids:
-                found.add((link.source_id, link.target_id, link.relation.value))
-        return found
+        links = self.host.store.links_among({m.id for m in live})
+        return {(link.source_id, link.target_id, link.relation.value) for link in links if link.relation.value in wanted}
 
     # -- apply --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ process sharing the database), so the service can check-then-write atomically.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -271,6 +271,12 @@ class Store(Protocol):
     def stats(self, now: datetime, soon: datetime) -> Stats: ...
     def iter_memories(self, batch: int = 500) -> Iterator[Memory]: ...
     def iter_links(self) -> Iterator[Link]: ...
+    def links_among(self, ids: Collection[str]) -> builtins.list[Link]:
+        """The visible links whose source and target are both among ``ids``, read through the
+        link key: a question about one namespace (a curator run, a scoped key's stats) costs
+        what its memories have, not every link of the store."""
+        ...
+
     def iter_history(self) -> Iterator[HistoryEntry]: ...
     def version_rows(self) -> builtins.list[tuple[str, str, str, dict[str, Any]]]: ...
     def bus_version_rows(self) -> builtins.list[tuple[str, str, str, str]]:

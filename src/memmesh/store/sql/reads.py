@@ -10,7 +10,7 @@ in the same, deterministic order (the conformance suite checks it).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -277,6 +277,17 @@ class SQLReads:
     def iter_links(self) -> Iterator[Link]:
         rows = self._rows(f"SELECT {LINK_COLUMNS} FROM links WHERE {VISIBLE_LINK} ORDER BY {LINK_ORDER}")
         yield from (row_to_link(row) for row in rows)
+
+    def links_among(self, ids: Collection[str]) -> builtins.list[Link]:
+        if not ids:
+            return []
+        d = self.dialect
+        both_ends = f"{d.in_list('source_id')} AND {d.in_list('target_id')}"
+        rows = self._rows(
+            f"SELECT {LINK_COLUMNS} FROM links WHERE {both_ends} AND {VISIBLE_LINK} ORDER BY {LINK_ORDER}",
+            (d.list_param(ids), d.list_param(ids)),
+        )
+        return [row_to_link(row) for row in rows]
 
     def version_rows(self) -> builtins.list[tuple[str, str, str, dict[str, Any]]]:
         """``(kind, namespace, id, version)`` of every memory (``m``) and tombstone (``t``):
