@@ -304,7 +304,7 @@ def test_serve_says_what_it_serves_and_a_busy_port_is_one_line(run, tmp_path: Pa
         )
     try:
         deadline = time.monotonic() + 60
-        while "Uvicorn running" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+        while "Application startup complete" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         started = [line for line in log.read_text().splitlines() if "memmesh serving" in line]
         assert len(started) == 1, log.read_text()

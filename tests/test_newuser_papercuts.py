@@ -131,7 +131,7 @@ def test_serve_with_tls_names_an_https_address(cli, tmp_path: Path) -> None:
         )
     try:
         deadline = time.monotonic() + 60
-        while "Uvicorn running" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+        while "Application startup complete" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         started = [line for line in log.read_text().splitlines() if "memmesh serving" in line]
         assert len(started) == 1, log.read_text()
