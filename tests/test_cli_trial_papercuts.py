@@ -126,6 +126,31 @@ def test_an_export_that_runs_out_of_room_says_so_and_leaves_no_file(mem: Memory,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("out")] == ["out.jsonl"]
 
 
+def test_output_into_a_full_disk_is_one_error_line_not_a_traceback(mem: Memory, db_path: Path) -> None:
+    """``memmesh export > file`` (and any other command's output) on a full disk: /dev/full
+    fails every write with ENOSPC, as a full disk does."""
+    for i in range(30):
+        mem.add(f"note {i}: " + "words to fill the output " * 40, namespace="fill")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    env.update({"MEMMESH_DB": str(db_path), "MEMMESH_CONFIG": "", "MEMMESH_EMBEDDINGS_PROVIDER": "none"})
+    for args in (["export"], ["list", "--json"], ["list"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [sys.executable, "-m", "memmesh.interfaces.cli.app", *args],
+                env=env,
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr == (
+            "error: cannot write the output: the disk is full (No space left on device); "
+            "what was written is incomplete: free some space or write elsewhere\n"
+        ), (args, done.stderr)
+    assert len(mem.list(namespace="fill", limit=100).items) == 30
+
+
 def test_clicks_usage_errors_are_one_error_line_with_exit_2(cli_in_process) -> None:
     cases = [
         (

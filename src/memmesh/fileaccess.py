@@ -3,17 +3,32 @@
 A permission problem must be told as one, with the command that fixes it: the SQLite store
 checks its file, its folder and SQLite's ``-wal``/``-shm`` files here before SQLite opens
 them (SQLite's own words, "unable to open database file", read as a damaged database), and
-the settings name the user a secret file must belong to. This module imports nothing of
-memmesh, so the stores and the configuration can both use it.
+the settings name the user a secret file must belong to; a write that found no room says
+which limit it met (:func:`no_room`). This module imports nothing of memmesh, so the stores,
+the configuration and the CLI can all use it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import stat
 from pathlib import Path
 from typing import NamedTuple
+
+NO_ROOM = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file grew past the largest file this process may write (ulimit -f)",
+}
+"""Why a write found no room, by errno: not something a different path would fix."""
+
+
+def no_room(exc: OSError) -> str | None:
+    """Which limit a failed write met (``the disk is full``), or None when it failed for
+    another reason (a bad path, a permission)."""
+    return NO_ROOM.get(exc.errno or 0)
 
 
 class WriteDenied(NamedTuple):

@@ -13,7 +13,6 @@ tools' files run under any writer key and reject, record by record, what falls o
 
 from __future__ import annotations
 
-import errno
 import json
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memmesh.errors import InvalidInputError, MemmeshError, StorageError
+from memmesh.fileaccess import no_room
 from memmesh.kernel import authorize_store_wide
 from memmesh.model import Principal
 from memmesh.records import RecordRules
@@ -388,20 +388,12 @@ def report_json(report: Any) -> dict[str, Any]:
     return data
 
 
-_OUT_OF_ROOM = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EFBIG: "the file grew past the largest file this process may write (ulimit -f)",
-}
-"""Why a write found no room, by errno: not something a different path would fix."""
-
-
 def _export_failed(target: Path, exc: OSError, existed: bool) -> MemmeshError:
     """The error of an export that could not be written: what went wrong and that nothing
     was (the export is written to ``<target>.partial`` and renamed only once complete, and
     that partial file is removed). A full disk is a storage error, not a bad path."""
     kept = f"{target} is as it was" if existed else f"no {target} was made"
-    room = _OUT_OF_ROOM.get(exc.errno or 0)
+    room = no_room(exc)
     if room is not None:
         return StorageError(
             f"cannot write the export to {target}: {room} ({exc.strerror}); nothing was written ({kept}): "

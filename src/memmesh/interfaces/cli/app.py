@@ -6,6 +6,8 @@ from memmesh.interfaces.cli import startup  # first: Ctrl-C while the rest loads
 
 # isort: split
 
+import contextlib
+import os
 import sys
 from typing import Any
 
@@ -13,7 +15,8 @@ import typer
 
 import memmesh.interfaces.cli.curator
 import memmesh.interfaces.cli.governance  # noqa: F401  (registers `namespace` and `pending`)
-from memmesh.errors import MemmeshError
+from memmesh.errors import MemmeshError, StorageError
+from memmesh.fileaccess import no_room
 from memmesh.interfaces.cli import (  # noqa: F401
     admin,
     agents,
@@ -116,13 +119,34 @@ def _arguments_taken(command: str, params: list[Any]) -> str:
     return f"{command} takes {count(len(names), 'argument')} ({' '.join(names)}); quote a value that has spaces"
 
 
+def _output_failed(exc: OSError) -> Exception:
+    """What an OSError that escaped a command means. The core turns its own file and store
+    errors into memmesh errors, so a raw one that found no room is the command's output
+    failing (``memmesh export > file`` on a full disk): a StorageError, with standard output
+    pointed at /dev/null so that the interpreter's last flush of what is still buffered does
+    not fail again with a traceback. (Click itself ends a command whose reader closed the
+    pipe, ``memmesh export | head``, quietly with exit 1.) Any other OSError is a bug, and
+    raised as it is."""
+    room = no_room(exc)
+    if room is None:
+        return exc
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return StorageError(
+        f"cannot write the output: {room} ({exc.strerror}); what was written is incomplete: free some space or write elsewhere"
+    )
+
+
 def main() -> None:
     """Run the CLI; a memmesh error becomes one line on stderr and its exit code, and Ctrl-C
     exit code 130 without a traceback (see startup.py for Ctrl-C while the CLI loads). Click
     runs outside its standalone mode so that its usage errors reach here too: they become the
     same one line (:func:`click_error_line`), exit 2."""
     try:
-        status = app(standalone_mode=False, prog_name="memmesh")
+        try:
+            status = app(standalone_mode=False, prog_name="memmesh")
+        except OSError as exc:
+            raise _output_failed(exc) from exc
     except MemmeshError as exc:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
