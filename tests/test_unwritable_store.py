@@ -158,3 +158,10 @@ def test_a_new_database_in_a_read_only_folder_is_refused_before_anything_is_made
     assert done.stderr.startswith(f"error: cannot create the database {db}: the folder {folder} is not writable by user "), done.stderr
     assert "SQLite must create memmesh.db, memmesh.db-wal and memmesh.db-shm in it" in done.stderr, done.stderr
     assert list(folder.iterdir()) == []
+    # doctor says the first write would fail, not that it "creates it"
+    doctor = unprivileged.run(db, "doctor")
+    said = doctor.stdout + doctor.stderr
+    assert doctor.returncode == 1, said
+    assert f"FAIL store: no memmesh database at {db}, and none can be created: the folder {folder} is not writable" in said
+    assert f"chmod u+w {folder}`" in said and "first write" not in said and "Traceback" not in said, said
+    assert list(folder.iterdir()) == []

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from memmesh.config import Settings, check_secret_file, unknown_env
 from memmesh.errors import ConfigError, MemmeshError, NotFoundError
+from memmesh.fileaccess import cannot_write
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.recall.embedders import Embedder
 from memmesh.redact import redact_url
 from memmesh.service import Service
+from memmesh.store.sqlite import path_from_url
 from memmesh.wording import agree, count
 
 
@@ -30,6 +33,9 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
     try:
         service = service_factory()
     except NotFoundError as exc:  # nothing stored yet: not a failure, and doctor creates nothing
+        blocked = _folder_refuses_a_new_store(settings)
+        if blocked:
+            return [*checks, {"name": "store", "status": "fail", "detail": blocked}]
         checks.append({"name": "store", "status": "warn", "detail": f"{exc.message}; the first write or `memmesh init` creates it"})
         try:
             from memmesh.compose import build_embedder_from
@@ -47,6 +53,22 @@ def run_checks(settings: Settings, service_factory: Callable[[], Service]) -> li
 
     checks.append(lease_check(service))
     return checks + _embedder_checks(service.embedder, service)
+
+
+def _folder_refuses_a_new_store(settings: Settings) -> str | None:
+    """Why the first write could not create the missing SQLite database (its folder exists but
+    this user cannot write it), with the fix; None when it could, or for PostgreSQL."""
+    url = settings.storage_url
+    if not url.startswith("sqlite:"):
+        return None
+    path = Path(path_from_url(url))
+    denied = cannot_write(path.parent) if path.parent.is_dir() else None
+    if denied is None:
+        return None
+    return (
+        f"no memmesh database at {path}, and none can be created: the folder {path.parent} {denied.why}; "
+        f"{denied.fix}, or point --db at a folder this user can write"
+    )
 
 
 def _embedder_checks(embedder: Embedder | None, service: Service | None) -> list[dict[str, Any]]:
