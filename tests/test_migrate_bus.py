@@ -153,17 +153,22 @@ def test_a_copied_lease_runs_out_on_the_copy_as_on_the_source(tmp_path: Path) ->
         assert again is not None and again.message.id == first.message.id and again.attempt == 2
 
 
+def _chat_backed_up_after_one(mem: Memory, tmp_path: Path) -> tuple[Any, str, str, str]:
+    """A chat between a and b holding one message ("one"), and a backup (in ``old``) taken
+    then: (the bus, the conversation id, its token, the snapshot)."""
+    bus = mem.service.bus
+    chat = bus.open(["a", "b"], principal=P)
+    bus.send(chat.conversation_id, "one", sender="a", token=chat.token, principal=P)
+    return bus, chat.conversation_id, chat.token, mem.backup(tmp_path / "old").snapshot
+
+
 def test_a_newer_backup_moves_cursors_up_and_a_conversation_numbered_otherwise_gets_the_rest_after_its_own(
     tmp_path: Path,
     backend_url: str,  # noqa: F811
 ) -> None:
     a, b = f"sqlite:///{tmp_path / 'a.db'}", backend_url
     with open_memory(tmp_path, a) as mem:
-        bus = mem.service.bus
-        chat = bus.open(["a", "b"], principal=P)
-        conv, token = chat.conversation_id, chat.token
-        bus.send(conv, "one", sender="a", token=token, principal=P)
-        older = mem.backup(tmp_path / "old").snapshot
+        bus, conv, token, older = _chat_backed_up_after_one(mem, tmp_path)
         bus.send(conv, "two", sender="a", token=token, principal=P)
         bus.unread(conv, agent="b", token=token, principal=P)
         bus.ack(conv, agent="b", token=token, principal=P, all=True)
@@ -197,11 +202,7 @@ def test_a_reader_acking_everything_while_a_restore_runs_never_skips_a_copied_me
 
     source, target = f"sqlite:///{tmp_path / 'source.db'}", f"sqlite:///{tmp_path / 'target.db'}"
     with open_memory(tmp_path, source) as mem:
-        bus = mem.service.bus
-        chat = bus.open(["a", "b"], principal=P)
-        conv, token = chat.conversation_id, chat.token
-        bus.send(conv, "one", sender="a", token=token, principal=P)
-        older = mem.backup(tmp_path / "old").snapshot
+        bus, conv, token, older = _chat_backed_up_after_one(mem, tmp_path)
         bus.send(conv, "two", sender="a", token=token, principal=P)
         bus.send(conv, "three", sender="a", token=token, principal=P)
         newer = mem.backup(tmp_path / "new").snapshot
@@ -211,13 +212,12 @@ def test_a_reader_acking_everything_while_a_restore_runs_never_skips_a_copied_me
         seen: list[str] = []
         real = bus_carry._write_pages
 
-        def then_use_the_store(store: Any, steps: Any) -> int:
-            done = real(store, steps)
+        def then_use_the_store(store: Any, steps: Any) -> None:
+            real(store, steps)
             if steps and not seen:  # once, after the copy's first transactions
                 seen.append(bus.send(conv, "sent meanwhile", sender="a", token=token, principal=P).body)
                 seen.extend(m.body for m in bus.unread(conv, agent="b", token=token, principal=P).messages)
                 bus.ack(conv, agent="b", token=token, principal=P, all=True)
-            return done
 
         monkeypatch.setattr(bus_carry, "_write_pages", then_use_the_store)
         mem.restore(newer)

@@ -153,8 +153,9 @@ Step = tuple[int, Callable[[Any], int]]
 """(rows it writes, the write: takes the transaction's connection, returns rows changed)."""
 
 
-def _write_pages(target: Any, steps: list[Step]) -> int:
-    """Run the steps, as many in one transaction as fit in PAGE rows (a step is never split)."""
+def _write_pages(target: Any, steps: list[Step]) -> None:
+    """Run the steps, as many in one transaction as fit in PAGE rows (a step is never split);
+    the steps count what they write themselves (into ``written``)."""
     pages: list[list[Step]] = [[]]
     size = 0
     for step in steps:
@@ -163,12 +164,11 @@ def _write_pages(target: Any, steps: list[Step]) -> int:
             size = 0
         pages[-1].append(step)
         size += step[0]
-    written = 0
     for page in pages:
         if page:
             with target.write() as tx:
-                written += sum(run(tx.conn) for _, run in page)
-    return written
+                for _, run in page:
+                    run(tx.conn)
 
 
 def _conversation_steps(plans: list[Plan], q: Callable[[str], str], written: dict[str, int]) -> Iterator[Step]:
