@@ -37,6 +37,7 @@ def test_a_conversation_timeout_past_any_date_is_refused_and_bus_list_keeps_work
         _invalid(http.post(url, content=body, headers={"Content-Type": "application/json"}), "timeout", said)
     _invalid(http.post(url, json={"participants": ["a"], "created_by": "z" * 5000}), "created_by", "not a valid agent name")
     _invalid(http.post(url, json={"participants": ["a"], "created_by": "../../etc"}), "created_by")
+    _invalid(http.post(url, json={"participants": ["planner", "coder", "planner"]}), "participants names planner more than once")
     listed = http.get(url)
     assert listed.status_code == 200 and listed.json()["conversations"] == [], "the refusals stored nothing"
     kept = http.post(url, json={"participants": ["a"], "timeout_s": 86_400 * 365, "created_by": "planner"})

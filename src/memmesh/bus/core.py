@@ -491,7 +491,9 @@ class Bus:
         names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
         if len(names) != len(list(participants or [])):
             raise InvalidInputError("participants has an empty name: each participant is an agent name")
-        names = list(dict.fromkeys(names))
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # merging them silently would hide a typo for another agent's name
+            raise InvalidInputError(f"participants names {', '.join(twice)} more than once: name each agent once", usage=True)
         if not names:
             raise InvalidInputError("a conversation needs at least one participant: name the agents taking part", usage=True)
         if len(names) > MAX_PARTICIPANTS:
