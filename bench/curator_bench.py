@@ -37,6 +37,7 @@ import numpy as np
 
 from memmesh import Memory
 from memmesh.config import load_settings
+from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.store.base import VectorRow
 
 DIM = 384
@@ -77,7 +78,9 @@ def facts(rng: random.Random, count: int) -> list[str]:
     return found
 
 
-def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fact_count: int = 0, embed: Any = None) -> dict[str, int]:
+def build(
+    path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fact_count: int = 0, embed: Any = None, links: int = 0
+) -> dict[str, int]:
     """A store of ``n`` memories with known duplicates and contradictions; their counts.
     ``fact_count`` of them are :func:`facts` embedded by ``embed`` (real MiniLM vectors:
     "X lives in Y" sentences sit close together, so they meet in the vector pass too)."""
@@ -127,7 +130,10 @@ def build(path: Path, n: int, namespaces: int, model_id: str, seed: int = 7, fac
         for start in range(0, n, 5000):
             with store.write() as tx:
                 tx.put_vectors(rows[start : start + 5000], tx.next_seq())
-    return {"memories": n, "near_duplicates": dups, "contradictions": contradictions, "facts": fact_count}
+        chain = [(stored[i].id, stored[i + 1].id, "related_to") for i in range(min(links, n - 1))]
+        for start in range(0, len(chain), 1000):
+            mem.service.link_many(chain[start : start + 1000], principal=LOCAL_PRINCIPAL)
+    return {"memories": n, "near_duplicates": dups, "contradictions": contradictions, "facts": fact_count, "links": len(chain)}
 
 
 def timed_run(mem: Memory, **options: Any) -> dict[str, Any]:
@@ -150,7 +156,7 @@ def timed_run(mem: Memory, **options: Any) -> dict[str, Any]:
     }
 
 
-def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool, fact_count: int = 0) -> dict[str, Any]:
+def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool, fact_count: int = 0, links: int = 0) -> dict[str, Any]:
     path = workdir / f"curator-{n}-{namespaces}-{fact_count}.db"
     settings = load_settings(None, overrides={"data_dir": str(workdir), "embeddings": {"provider": "minilm"}}, env={})
     with Memory("sqlite:///:memory:", settings) as probe:
@@ -158,7 +164,7 @@ def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool, fact_count
         assert embedder is not None, "the MiniLM model is not installed: memmesh models install"
         model_id = embedder.model_id
         t0 = time.perf_counter()
-        made = build(path, n, namespaces, model_id, fact_count=fact_count, embed=embedder.embed)
+        made = build(path, n, namespaces, model_id, fact_count=fact_count, embed=embedder.embed, links=links)
     result: dict[str, Any] = {"size": n, "namespaces": namespaces, "build_s": round(time.perf_counter() - t0, 1), **made}
     with Memory(f"sqlite:///{path}", settings) as mem:
         result["dry_run"] = timed_run(mem, dry_run=True)
@@ -168,6 +174,9 @@ def bench_size(workdir: Path, n: int, namespaces: int, all_ops: bool, fact_count
         result["run_default_cap"]["apply_s"] = round(extra, 3)
         if all_ops:
             result["run_all_ops"] = timed_run(mem, max_ops=10 * n)
+        # a run over a namespace holding nothing: what any one small namespace's run pays for
+        # the rest of the store (every link of the store was read until session 21)
+        result["empty_namespace_run"] = {**timed_run(mem, namespace="bench-empty"), "links_in_store": mem.stats().links_count}
     return result
 
 
@@ -179,13 +188,14 @@ def main() -> None:
         "--facts", type=int, nargs="+", default=[0], help="of each store's memories, this many are statements about people (slots, stances)"
     )
     parser.add_argument("--all-ops", action="store_true", help="also time a run that makes every write it plans")
+    parser.add_argument("--links", type=int, default=0, help="link this many of the memories in a chain (related_to) before the runs")
     parser.add_argument("--out", type=Path, default=Path("bench/results/curator.json"))
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="memmesh-curator-bench-") as tmp:
         for n in args.sizes:
             for namespaces, fact_count in itertools.product(args.namespaces, args.facts):
-                result = bench_size(Path(tmp), n, namespaces, args.all_ops, fact_count)
+                result = bench_size(Path(tmp), n, namespaces, args.all_ops, fact_count, args.links)
                 results.append(result)
                 dry, run = result["dry_run"], result["run_default_cap"]
                 print(
@@ -195,6 +205,12 @@ def main() -> None:
                     f"{dry['operations_attempted']} writes planned); "
                     f"run (max_ops 1000) {run['wall_s']:.2f} s (CPU {run['cpu_s']:.2f} s), {run['operations_attempted']} writes "
                     f"at load {run['load_avg_1m']}",
+                    flush=True,
+                )
+                empty = result["empty_namespace_run"]
+                print(
+                    f"{'':>7} a run over an empty namespace: {empty['wall_s'] * 1000:.1f} ms "
+                    f"(CPU {empty['cpu_s'] * 1000:.1f} ms) with {empty['links_in_store']} links in the store",
                     flush=True,
                 )
                 if "run_all_ops" in result:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from memmesh.federation.changes import MAX_BATCH_ITEMS, SyncBatch
-from memmesh.federation.digest import DigestLeaf, DigestNode, Row, compare_reports, digests_from, rows, tree_node_from
+from memmesh.federation.digest import DigestLeaf, DigestNode, Row, compare_reports, digests_from, tree_node_from
 from memmesh.model import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def repair(replica: Replica, client: PeerClient, peer_node: str) -> RepairReport
     """One anti-entropy round between this node and the peer behind ``client``."""
     service = replica.service
     own = service.node_id
-    local_rows: list[Row] = rows(service.store)
+    local_rows: list[Row] = replica.digest_rows()
     report = RepairReport(peer=peer_node)
     ours = digests_from(local_rows, own)
     theirs = client.digests()

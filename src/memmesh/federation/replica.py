@@ -275,12 +275,13 @@ class Replica:
         """Every namespace's content digest on this node (see :mod:`.digest`): two nodes hold
         the same replicated state exactly when these are equal."""
         self._authorize_reader(principal, "reading the content digests")
-        return digests_from(self._rows(), self.service.node_id)
+        return digests_from(self.digest_rows(), self.service.node_id)
 
-    def _rows(self) -> list[Row]:
+    def digest_rows(self) -> list[Row]:
         """The digested rows, reused while the store has not changed (a repair descends the
-        tree with several requests; each would otherwise read every row again) and for at
-        most 30 s, so a large store's rows are not held in memory for long."""
+        tree with several requests, and this node repairs with each peer in turn; each would
+        otherwise read every row again) and for at most 30 s, so a large store's rows are not
+        held in memory for long."""
         store = self.service.store
         key = (store.change_counter(), store.purged_seq())
         cached = self._digest_rows
@@ -295,7 +296,7 @@ class Replica:
         self._authorize_reader(principal, "reading the content digests")
         if not isinstance(namespace, str) or not namespace:
             raise InvalidInputError("namespace is empty: name the namespace whose digest tree to read")
-        return tree_node_from(self._rows(), self.service.node_id, namespace, prefix, leaves=leaves)
+        return tree_node_from(self.digest_rows(), self.service.node_id, namespace, prefix, leaves=leaves)
 
     def items(self, ids: list[str], *, principal: Principal) -> SyncPage:
         """This node's current state of the memories ``ids``: each one's memory or tombstone,
