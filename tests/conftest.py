@@ -27,6 +27,13 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` (the longest ones: minutes each under load) first, the rest in
+    their usual order: pytest-xdist hands tests out from the front of the list, so a long test
+    starts while the others still run beside it instead of alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 class FakeClock:
     """A clock tests move by hand (TTL expiry, promotion, retention)."""
 

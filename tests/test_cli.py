@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from tests.conftest import CliResult
 
 
@@ -99,6 +100,7 @@ def test_config_file_errors_name_the_file_and_key(cli, tmp_path: Path) -> None:
     assert missing.code == 1 and "does not exist" in missing.err
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_export_import_round_trip_is_lossless_and_idempotent(cli, tmp_path: Path) -> None:
     a = _json(cli("store", "alpha memory", "-n", "x/y", "-t", "one,two", "--priority", "8", "--json"))
     b = _json(cli("store", "beta memory", "--tier", "long", "--metadata", '{"deep": {"list": [1, 2]}}', "--json"))

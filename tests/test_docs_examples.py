@@ -14,6 +14,7 @@ from tests.docs_support import PAGES, ROOT, DocsError, collect, run_page
 from tests.docs_support_fixtures import PAGE_SETUP
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_example_on_the_page_runs(page: Path) -> None:
     failures, skipped = run_page(page, PAGE_SETUP.get(page.name))

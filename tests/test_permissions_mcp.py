@@ -93,6 +93,7 @@ def _check(name: str, rule: ToolRule, want: str, got: tuple[str, Any, str], scop
         assert code in ("forbidden", "not_found"), f"{name} {label}: expected a refusal, got {code}: {text[:300]}"
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_every_tool_over_http_for_every_role_and_scope(served: Served) -> None:
     async def run(role: str, scoped: bool, key: str) -> None:
         label = f"{role} {'scoped' if scoped else 'unscoped'}"

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from memmesh.store.migrations import load_migrations
 
 TEXTS = [
@@ -60,6 +62,7 @@ def _graph(tmp_path: Path) -> tuple[Path, Path]:
     return graph, graph.with_suffix(".json")
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_a_saved_graph_whose_description_was_tampered_with_is_rebuilt_not_trusted(tmp_path: Path) -> None:
     for text in TEXTS:
         assert _cli(tmp_path, "store", text).returncode == 0

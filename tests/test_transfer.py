@@ -196,6 +196,7 @@ def _rows(db: Path) -> int:
         return conn.execute("SELECT count(*) FROM memories").fetchone()[0]
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_ctrl_c_during_an_import_exits_130_with_one_line_and_a_rerun_finishes(cli, tmp_path: Path, db_path: Path) -> None:
     assert cli("store", "the store exists", "-n", "other").code == 0
     source = tmp_path / "big.json"

@@ -16,6 +16,7 @@ from memmesh.chaos.shipgate import GATE_COMBINED, GateSize, run_ship_gate
 pytestmark = pytest.mark.postgres
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_ship_gate_runs_four_phases_and_every_report_says_what_it_checked(tmp_path: Path, pg_database: str) -> None:
     out = tmp_path / "gate"
     size = GateSize(agents=4, writes_per_agent=10, migrate_memories=200, chaos_cycles=1, chaos_writes=15, settle_s=60, tool_nodes=1)

@@ -12,12 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 from tests.federation.mesh_support import Node, mesh, wait_for
 
 CYCLES = 20
 SETTLE_S = 120
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_killing_the_sender_mid_push_again_and_again_applies_every_write_once(tmp_path: Path) -> None:
     nodes = mesh(tmp_path, 2)
     a, b = nodes

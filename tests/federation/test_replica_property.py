@@ -8,6 +8,7 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -91,6 +92,7 @@ op = st.one_of(
 )
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, min_size=1, max_size=40))
 def test_any_interleaving_converges_on_the_real_apply_path(ops: list[tuple[Any, ...]]) -> None:

@@ -74,6 +74,7 @@ not a speed bound: on a 2-core machine beside another test job each run took 119
 144-164 s on 3 xdist workers over 2 CPUs; a hang still fails, in minutes instead of never."""
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @pytest.mark.timeout(FUZZ_TIMEOUT_S)
@@ -92,6 +93,7 @@ def schema_valid_requests_are_not_refused(ctx, response, case) -> bool | None:
     return None
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 @valid_only.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @pytest.mark.timeout(FUZZ_TIMEOUT_S)

@@ -13,6 +13,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from tests.mcp.conftest import McpEnv
 
 REQUESTS = 6
@@ -65,6 +66,7 @@ def test_db_after_the_subcommand_is_accepted(mcp_env: McpEnv, tmp_path: Path) ->
     assert not mcp_env.db.exists()
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_every_request_read_before_stdin_closes_is_answered(mcp_env: McpEnv, tmp_path: Path) -> None:
     """24 runs of send-N-requests-then-close: every run answers all N (+ initialize)."""
     expected = set(range(1, REQUESTS + 2))

@@ -191,6 +191,7 @@ def test_http_refusals_scopes_and_inbox(tmp_path: Path, serve: Callable[..., Ser
             client.close()
 
 
+@pytest.mark.slow  # long: started first (tests/conftest.py)
 def test_cli_subscribe_notify_inbox(tmp_path: Path) -> None:
     env = base_env(tmp_path) | {"MEMMESH_DB": str(tmp_path / "cli.db")}
 
