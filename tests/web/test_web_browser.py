@@ -22,6 +22,9 @@ from memmesh.compose import build
 from memmesh.errors import PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL
 
+pytestmark = pytest.mark.xdist_group("web_browser_tour")
+"""The tests share one browser session and run in order: on one xdist worker (``--dist loadgroup``)."""
+
 
 @dataclass
 class Tour:

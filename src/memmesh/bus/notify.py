@@ -375,20 +375,27 @@ class Notifier:
     def _look(self, marker: int | None, busy: tuple[int, int] | None) -> tuple[bool, int | None, tuple[int, int] | None]:
         """One reading of the watcher: whether to wake the waiters, the writer connection's
         counter (``marker``), and, while this process's writer is busy, the reader
-        connection's counter with this process's commit count at that look (``busy``).
+        connection's counter with this process's count of finished commits read just before
+        it (``busy``).
 
         The writer's counter is exact (it never moves for this process's own commits), but
         the writer may be busy for long: waiting up to ``busy_timeout`` for another process's
         lock, exactly while other processes commit. Then a reader connection's counter is
-        read instead; it moves for this process's commits too, so a move counts only when
-        this process committed nothing since the last look (a commit of another process
-        hidden by one of ours is seen on the writer's counter once the writer is free)."""
+        read instead; it moves for this process's commits too, so a move counts only when no
+        commit of this process can have landed between the two readings: the commits begun
+        by now (read after the counter) are those finished before the last look (read before
+        its counter). A COMMIT lands between its two counts, so neither order of reading one
+        count alone is safe: counted before, a look between the count and the landing took
+        the commit for another process's; counted after, a look between the landing and the
+        count did. (A commit of another process hidden by one of ours is seen on the
+        writer's counter once the writer is free.)"""
         now = self.store.others_commits(wait=False)
         if now is not None:
             return now != marker and (marker is not None or self._waiting > 0), now, None
-        own = self.store.own_commits
+        finished = self.store.own_commits
         seen = self.store.commits_seen()
-        return busy is not None and seen != busy[0] and own == busy[1], marker, (seen, own)
+        begun = self.store.own_commits_begun
+        return busy is not None and seen != busy[0] and begun == busy[1], marker, (seen, finished)
 
     def _listen(self) -> None:
         """One LISTEN connection for this process; a notification wakes the waiters of the

@@ -79,7 +79,11 @@ class GroupCommitWriter:
         self._queued = 0
         self._batch: _Batch | None = None
         self.own_commits = 0
-        """How many group transactions this writer committed (see SQLiteStore.others_commits)."""
+        """How many group transactions this writer committed (see SQLiteStore.others_commits);
+        counted once each COMMIT has returned."""
+        self.own_commits_begun = 0
+        """The same, counted just before each COMMIT: between the two counts a COMMIT is in
+        flight (it may have landed already). The bus watcher reads both (bus/notify.py)."""
         self._trouble: tuple[float, str] | None = None
 
     def write_trouble(self) -> tuple[float, str] | None:
@@ -225,12 +229,11 @@ class GroupCommitWriter:
         conn = self._writer
         try:
             if conn.in_transaction:
-                # counted before the COMMIT: the bus watcher (bus/notify.py) reads a reader
-                # connection's counter, which moves the moment the COMMIT lands, while this thread
-                # may not yet have run its next line; counted after, that commit looked like
-                # another process's and woke this process's waiters for nothing
-                self.own_commits += 1
-                self._retry(lambda: conn.execute("COMMIT"))
+                self.own_commits_begun += 1
+                try:
+                    self._retry(lambda: conn.execute("COMMIT"))
+                finally:
+                    self.own_commits = self.own_commits_begun
             elif batch.members:
                 batch.error = StorageError(f"write to {self.path} failed: the transaction was aborted; try again")
         except sqlite3.DatabaseError as exc:
