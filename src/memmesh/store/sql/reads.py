@@ -282,12 +282,14 @@ class SQLReads:
         if not ids:
             return []
         d = self.dialect
-        both_ends = f"{d.in_list('source_id')} AND {d.in_list('target_id')}"
+        wanted = set(ids)
+        # by source through the link key; the target is checked here: a second list in SQL
+        # made SQLite scan the whole list for each row (10k ids: 50 s instead of 0.1 s)
         rows = self._rows(
-            f"SELECT {LINK_COLUMNS} FROM links WHERE {both_ends} AND {VISIBLE_LINK} ORDER BY {LINK_ORDER}",
-            (d.list_param(ids), d.list_param(ids)),
+            f"SELECT {LINK_COLUMNS} FROM links WHERE {d.in_list('source_id')} AND {VISIBLE_LINK} ORDER BY {LINK_ORDER}",
+            (d.list_param(wanted),),
         )
-        return [row_to_link(row) for row in rows]
+        return [link for link in map(row_to_link, rows) if link.target_id in wanted]
 
     def version_rows(self) -> builtins.list[tuple[str, str, str, dict[str, Any]]]:
         """``(kind, namespace, id, version)`` of every memory (``m``) and tombstone (``t``):
