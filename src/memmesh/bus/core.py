@@ -32,6 +32,7 @@ import re
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -491,7 +492,7 @@ class Bus:
         names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
         if len(names) != len(list(participants or [])):
             raise InvalidInputError("participants has an empty name: each participant is an agent name")
-        twice = sorted({n for n in names if names.count(n) > 1})
+        twice = sorted(n for n, times in Counter(names).items() if times > 1)  # one pass: the list is not yet capped
         if twice:  # merging them silently would hide a typo for another agent's name
             raise InvalidInputError(f"participants names {', '.join(twice)} more than once: name each agent once", usage=True)
         if not names:
