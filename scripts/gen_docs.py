@@ -57,7 +57,9 @@ def cli_help() -> str:
     import typer
     from typer.testing import CliRunner
 
-    from memmesh.interfaces.cli.app import app
+    from memmesh.interfaces.cli.app import app, load_every_command
+
+    load_every_command()  # the tree below is read from .commands, which holds loaded commands only
 
     env = {"COLUMNS": HELP_WIDTH, "NO_COLOR": "1", "TERM": "dumb"}
     out: list[str] = []
@@ -69,7 +71,9 @@ def cli_help() -> str:
         plain = _ANSI.sub("", result.output)  # FORCE_COLOR / GITHUB_ACTIONS make rich colour even here
         text = "\n".join(line.rstrip() for line in plain.strip("\n").splitlines())
         out.append(f"### `{' '.join(['memmesh', *path])}`\n\n```text\n{inspect.cleandoc(text)}\n```\n")
-        for name, sub in getattr(command, "commands", {}).items():
+        names = command.list_commands(None) if hasattr(command, "list_commands") else []  # the order --help lists them
+        for name in names:
+            sub = command.commands[name]
             if not getattr(sub, "hidden", False):
                 walk(sub, [*path, name])
 

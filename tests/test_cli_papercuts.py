@@ -171,7 +171,7 @@ def test_hints_to_another_operation_name_cli_commands(cli_in_process) -> None:
 
 def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
     from memmesh.errors import OPERATIONS
-    from memmesh.interfaces.cli.app import CLI_COMMANDS, app
+    from memmesh.interfaces.cli.app import CLI_COMMANDS, app, load_every_command
     from memmesh.interfaces.http.handlers import HTTP_OPERATIONS
     from memmesh.interfaces.http.routes import admin, curator, governance, sessions, subscriptions
     from memmesh.interfaces.mcp.catalog import FAMILIES, tools_for
@@ -179,6 +179,8 @@ def test_every_operation_an_error_may_name_exists_in_every_face() -> None:
     from memmesh.interfaces.web.app import PREFIX, WEB_OPERATIONS
     from memmesh.interfaces.web.pages import routes as web_routes
     from memmesh.memory import Memory
+
+    load_every_command()  # `.commands` below holds only the commands loaded so far
 
     def command(words: list[str]) -> Any:
         found: Any = typer.main.get_command(app)

@@ -10,7 +10,9 @@ from typing import Any
 
 import typer
 
-from memmesh.interfaces.cli.app import app
+from memmesh.interfaces.cli.app import app, load_every_command
+
+load_every_command()  # `.commands` below holds only the commands loaded so far
 
 BRACKETED = re.compile(r"\[\[?[a-z_]+\]\]?")
 """A config section as help texts name it: ``[curator]``, ``[[worker]]``."""

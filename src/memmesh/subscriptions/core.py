@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from memmesh.audit.capture import AuditedTx, Pending, actor_of
 from memmesh.bus.sql import BusSql, Row, Rows
 from memmesh.clock import new_id
@@ -379,7 +377,10 @@ class Subscriptions:
         return float(min(self.policy.retry_max_s, self.policy.retry_base_s * 2 ** max(0, attempts - 1)))
 
     def _post(self, url: str, secret: str, delivery_id: str, event: str, body: bytes) -> tuple[int | None, str | None]:
-        """POST one signed delivery to the checked address: (status, error or None)."""
+        """POST one signed delivery to the checked address: (status, error or None). httpx is
+        imported here, by the delivery worker: every command builds this service, few deliver."""
+        import httpx
+
         try:
             target = check_target(url, allow_internal=self.policy.allow_loopback_webhooks)
         except InvalidInputError as exc:

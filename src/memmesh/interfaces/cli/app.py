@@ -7,42 +7,57 @@ from memmesh.interfaces.cli import startup  # first: Ctrl-C while the rest loads
 # isort: split
 
 import contextlib
+import importlib
 import os
 import sys
 from typing import Any
 
 import typer
 
-import memmesh.interfaces.cli.curator
-import memmesh.interfaces.cli.governance  # noqa: F401  (registers `namespace` and `pending`)
 from memmesh.errors import MemmeshError, StorageError
 from memmesh.fileaccess import no_room
-from memmesh.interfaces.cli import (  # noqa: F401
-    admin,
-    agents,
-    audit,
-    backup_cmd,
-    bus_cmd,
-    certs,
-    chaos,
-    cluster,
-    keys,
-    mcp_cmd,
-    memories,
-    migrate_cmd,
-    remember_cmd,
-    server,
-    session_cmd,
-    subscribe_cmd,
-    transfer,
-    workers_cmd,
-)
 from memmesh.interfaces.cli.context import app, err_console, state
-from memmesh.interfaces.cli.models import app as models_app
+from memmesh.interfaces.cli.lazy import ClickException, LazyCommands, NoArgsIsHelpError, UsageError
 from memmesh.wording import count
 
-app.add_typer(models_app, name="models", help="Install and check the offline embedding model.")
-startup.loaded()  # every command is loaded: Ctrl-C is KeyboardInterrupt again
+_CLI = "memmesh.interfaces.cli"
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(["init", "stats", "gc", "reindex", "doctor"], f"{_CLI}.admin"),
+    "migrate": f"{_CLI}.migrate_cmd",
+    **dict.fromkeys(["backup", "restore"], f"{_CLI}.backup_cmd"),
+    **dict.fromkeys(["chaos", "ship-gate"], f"{_CLI}.chaos"),
+    "sync-daemon": f"{_CLI}.cluster",
+    "mcp": f"{_CLI}.mcp_cmd",
+    **dict.fromkeys(
+        ["store", "get", "list", "recall", "search", "update", "delete", "undelete", "link", "links", "history"], f"{_CLI}.memories"
+    ),
+    "remember": f"{_CLI}.remember_cmd",
+    "serve": f"{_CLI}.server",
+    **dict.fromkeys(["notify", "inbox"], f"{_CLI}.subscribe_cmd"),
+    **dict.fromkeys(["export", "import"], f"{_CLI}.transfer"),
+    "curator": f"{_CLI}.curator",
+    **dict.fromkeys(["namespace", "pending"], f"{_CLI}.governance"),
+    "agents": f"{_CLI}.agents",
+    "audit": f"{_CLI}.audit",
+    "bus": f"{_CLI}.bus_cmd",
+    "certs": f"{_CLI}.certs",
+    "cluster": f"{_CLI}.cluster",
+    "keys": f"{_CLI}.keys",
+    "session": f"{_CLI}.session_cmd",
+    "subscribe": f"{_CLI}.subscribe_cmd",
+    "workers": f"{_CLI}.workers_cmd",
+    "models": f"{_CLI}.models",
+}
+"""Each command's name and the module that registers it, in the order ``memmesh --help``
+lists them: a command's module is imported when the command runs (lazy.py)."""
+LazyCommands.configure(app, COMMANDS)
+
+
+def load_every_command() -> None:
+    """Import every command's module, for code that walks the whole command tree (the
+    generated docs/cli.md, tests of every command's help); running a command loads its own."""
+    for module in dict.fromkeys(COMMANDS.values()):
+        importlib.import_module(module)
 
 
 def _print_version(value: bool) -> None:
@@ -87,11 +102,6 @@ def cli_command(operation: str) -> str:
     """The command for an operation a fix names: ``session_append`` → ``memmesh session append``."""
     return CLI_COMMANDS[operation]
 
-
-try:  # Typer 0.2x runs its own copy of Click (see context._running_command)
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
-except ImportError:  # an older Typer, on Click itself
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 USAGE = 2
 """The exit code of a usage error, Click's and the core's alike."""

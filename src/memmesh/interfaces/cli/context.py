@@ -23,12 +23,14 @@ from rich.table import Table
 from rich.text import Text
 
 from memmesh.config import Settings, db_override, load_settings
+from memmesh.interfaces.cli.lazy import LazyCommands
 from memmesh.model import ModelT, parse_model
 from memmesh.service import Service
 from memmesh.store.base import Store
 
 app = typer.Typer(
     name="memmesh",
+    cls=LazyCommands,
     help="Long-term memory for AI agents: store, recall and share what agents learn.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

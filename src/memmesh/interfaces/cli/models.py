@@ -14,6 +14,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from memmesh.errors import MemmeshError
+from memmesh.interfaces.cli.context import app as memmesh_app
+from memmesh.interfaces.cli.context import state
 from memmesh.recall.model_setup import install_model, model_status
 
 app = typer.Typer(
@@ -21,6 +23,7 @@ app = typer.Typer(
     help="Install and check the offline embedding model (all-MiniLM-L6-v2).",
     no_args_is_help=True,
 )
+memmesh_app.add_typer(app, name="models", help="Install and check the offline embedding model.")
 
 CacheDirOption = Annotated[
     Path | None,
@@ -31,8 +34,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 
 def default_cache_dir() -> Path:
     """The cache dir of the resolved settings (``<data dir>/cache``), where recall looks for the graph."""
-    from memmesh.interfaces.cli.context import state
-
     return state.settings().cache_dir
 
 

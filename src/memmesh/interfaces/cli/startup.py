@@ -4,8 +4,9 @@ Loading the commands (typer, the core and their libraries) takes a second or mor
 Ctrl-C in that time printed a KeyboardInterrupt traceback from the middle of whatever was
 being imported. ``app.py`` imports this module before anything else (``import memmesh`` is
 light: it loads the core on first use), so from here until :func:`loaded` Ctrl-C ends the
-command with exit code 130, the shell's code for Ctrl-C, and prints nothing; :func:`loaded`
-then puts Python's own handler back, and each command treats Ctrl-C as it always has.
+command with exit code 130, the shell's code for Ctrl-C, and prints nothing; :func:`loaded`,
+called once the command's own module is imported (lazy.py), then puts Python's own handler
+back, and each command treats Ctrl-C as it always has.
 
 Only the main thread can take signals, and a SIGINT that is ignored (a job started in the
 background by a non-interactive shell) or handled by someone else is left as it is.
@@ -38,6 +39,6 @@ _taken = _take()
 
 
 def loaded() -> None:
-    """Every command is imported: Ctrl-C is Python's KeyboardInterrupt again."""
+    """The command is imported: Ctrl-C is Python's KeyboardInterrupt again."""
     if _taken and signal.getsignal(signal.SIGINT) is _quiet:
         signal.signal(signal.SIGINT, signal.default_int_handler)
