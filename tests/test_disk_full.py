@@ -361,3 +361,31 @@ def test_doctor_says_writes_are_degraded_under_storage_min_free_mb_and_0_turns_t
         bad = cli("doctor", extra_env={"MEMMESH_STORAGE_MIN_FREE_MB": value})
         assert bad.code == 1 and bad.out == "", (value, bad)
         assert bad.err.startswith(f"error: environment variable MEMMESH_STORAGE_MIN_FREE_MB: 'storage.min_free_mb': {why}"), bad.err
+
+
+def test_a_recall_on_a_full_disk_answers_and_says_the_access_was_not_counted(tmp_path: Path) -> None:
+    """A recall counts an access (a write); on a full disk that write fails, and the recall
+    failed with it (503) although nothing was wrong with the read. It answers now, with a
+    notice that the access was not counted; with room again, accesses are counted again."""
+    proc, port = _serve_piped(tmp_path)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            _until_up(http, proc)
+            stored = http.post("/api/v1/memories", json={"namespace": "disk", "content": "the cat likes tuna"})
+            assert stored.status_code == 201, stored.text
+            memory_id = stored.json()["id"]
+            query = {"query": "tuna", "filters": {"namespace": "disk"}, "mode": "keyword"}
+            _limit(proc.pid, 1)
+            recalled = http.post("/api/v1/recall", json=query)
+            assert recalled.status_code == 200, recalled.text
+            body = recalled.json()
+            assert [hit["memory"]["id"] for hit in body["hits"]] == [memory_id]
+            assert any("not counted as an access" in notice and "disk" in notice for notice in body["notices"]), body["notices"]
+            _limit(proc.pid, None)
+            assert http.get(f"/api/v1/memories/{memory_id}").json()["access_count"] == 0
+            again = http.post("/api/v1/recall", json=query).json()
+            assert not any("not counted" in notice for notice in again["notices"]), again["notices"]
+            assert http.get(f"/api/v1/memories/{memory_id}").json()["access_count"] == 1
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import builtins
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from memmesh.access import Access, manages
 from memmesh.audit.log import AuditLog
 from memmesh.clock import Clock, HybridLogicalClock, format_ts, parse_ts
 from memmesh.entities import Entities
-from memmesh.errors import ConfigError, InvalidInputError, NotFoundError
+from memmesh.errors import ConfigError, InvalidInputError, NotFoundError, StorageError
 from memmesh.graph import Graph
 from memmesh.kernel import (
     Kernel,
@@ -83,6 +84,8 @@ if TYPE_CHECKING:
     from memmesh.sessions.core import SessionPolicy, Sessions
     from memmesh.subscriptions import Inbox, SubscriptionPolicy, Subscriptions
     from memmesh.transfer import Transfer
+
+log = logging.getLogger(__name__)
 
 
 class Replicator(Protocol):
@@ -575,7 +578,7 @@ class Service:
         if not who.covers(memory.namespace):
             raise NotFoundError(f"no memory with id {memory_id}")
         if touch:
-            self.kernel.record_access([memory])
+            self._count_access([memory])
         return memory
 
     def list(self, *, limit: int = 50, cursor: str | None = None, principal: Principal, **filters: Any) -> Page:
@@ -612,8 +615,21 @@ class Service:
         used, hits, notices = self.engine.run(query, flt, k, mode, explain, flt.now)
         hits, dropped = fill_budget(hits, budget_tokens)
         if touch and hits:
-            self.kernel.record_access([h.memory for h in hits])
+            notices = [*notices, *self._count_access([h.memory for h in hits])]
         return RecallResult(query=query, mode=used, hits=hits, dropped=dropped, notices=notices)
+
+    def _count_access(self, memories: Sequence[Memory]) -> builtins.list[str]:
+        """Count an access to memories already read: notices for the caller (none when counted).
+
+        The read has its answer; counting is bookkeeping (a longer TTL, a promotion after enough
+        accesses). A store that cannot take a write just now (a full disk, a read-only file)
+        must not turn a read into a failure, so the count is skipped, logged and said."""
+        try:
+            self.kernel.record_access(memories)
+        except StorageError as exc:
+            log.warning("an access was not counted (the read still answered): %s", exc.message)
+            return [f"this read was not counted as an access (TTLs not extended): {exc.message}"]
+        return []
 
     def search(
         self,
