@@ -220,6 +220,17 @@ def test_duplicate_permalinks_fail_the_second_file(mem: Memory, tmp_path: Path) 
     ]
 
 
+def test_a_link_to_a_file_outside_the_project_fails_and_is_not_read(mem: Memory, tmp_path: Path) -> None:
+    secret = tmp_path / "outside.md"
+    secret.write_text("---\ntitle: Secret\n---\nTOP SECRET OUTSIDE\n")
+    root = write_project(tmp_path / "p", {"ok.md": "---\ntitle: Fine\n---\n", "inside.md": "---\ntitle: Inside\n---\n"})
+    (root / "link.md").symlink_to(secret)
+    (root / "alias.md").symlink_to(root / "inside.md")  # a link within the project is a note as any other
+    report = import_basic_memory(mem.service, root, principal=mem.principal)
+    assert [(f.id, f.reason) for f in report.failures] == [("link.md", "a symbolic link to a file outside the project folder: not read")]
+    assert not mem.search("SECRET") and report.totals.added == 3
+
+
 def test_two_notes_with_one_title_stay_two_and_the_first_holds_the_name(mem: Memory, tmp_path: Path) -> None:
     root = write_project(
         tmp_path / "p",

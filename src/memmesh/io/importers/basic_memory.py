@@ -26,7 +26,8 @@ It becomes:
 A note that cannot be read (not UTF-8, front matter never closed or not valid YAML, a title
 or tags of the wrong shape, a permalink another file already uses) is counted as failed with
 its file and reason; the other notes are imported. Hidden files and folders (``.git``,
-``.obsidian``) are not read. Ids come from the namespace, permalinks and observation text,
+``.obsidian``) are not read, nor is a symbolic link to a file outside the project folder
+(counted as failed, naming the link). Ids come from the namespace, permalinks and observation text,
 so a re-run writes nothing, a re-run after edits adds or updates only what changed, and the
 same project imported into two namespaces gives two independent copies (an older version's
 ``bm:<permalink>`` ids in the same namespace are still found).
@@ -118,10 +119,19 @@ def note_files(root: Path) -> Iterator[Path]:
             yield path
 
 
+def leaves_project(path: Path, root: Path) -> bool:
+    """True when ``path`` is a symbolic link to a file outside the project folder: such a
+    file is not part of the project, and importing it would copy whatever it points at
+    (``~/.ssh/…``) into memories other agents may read."""
+    return path.is_symlink() and not path.resolve().is_relative_to(root.resolve())
+
+
 def is_project(root: Path) -> bool:
     """A folder is a basic-memory project when one of its notes has front matter, an
     observation or a relation (a folder of arbitrary Markdown is not)."""
     for path in note_files(root):
+        if leaves_project(path, root):
+            continue
         try:
             with path.open("rb") as handle:
                 head = handle.read(65_536).decode("utf-8", errors="replace").lstrip("\ufeff")
@@ -156,6 +166,9 @@ def read_project(root: Path, namespace: str | None = None) -> tuple[list[Note], 
     by_permalink: dict[str, str] = {}
     for path in note_files(root):
         relative = path.relative_to(root).as_posix()
+        if leaves_project(path, root):
+            rejected.append(Rejected(relative, namespace, "a symbolic link to a file outside the project folder: not read"))
+            continue
         try:
             note = read_note(path, relative)
         except NoteError as exc:
