@@ -404,6 +404,23 @@ def test_cli_status_and_install_json(embedder: minilm.MiniLMEmbedder, cache_dir:
     assert json.loads(installed.stdout)["installed_now"] is False
 
 
+@pytest.mark.slow
+def test_status_in_a_fresh_cache_reports_the_graph_its_check_built(tmp_path: Path) -> None:
+    """status's test embedding builds a missing graph: it said "graph cached: no" with the
+    file already there, and "yes" on the next run with nothing changed."""
+    from typer.testing import CliRunner
+
+    from memmesh.interfaces.cli.models import app
+
+    fresh = tmp_path / "cache"
+    first = CliRunner().invoke(app, ["status", "--json", "--cache-dir", str(fresh)])
+    assert first.exit_code == 0, first.output
+    graph = json.loads(first.stdout)["checks"]["graph_cached"]
+    assert graph["ok"] is True and graph["detail"].endswith("(built just now by the embedding check)"), graph
+    second = json.loads(CliRunner().invoke(app, ["status", "--json", "--cache-dir", str(fresh)]).stdout)["checks"]["graph_cached"]
+    assert second == {"ok": True, "detail": str(minilm.graph_path(fresh))}
+
+
 def test_cli_install_failure_is_one_error_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
