@@ -101,3 +101,64 @@ def test_cli_bad_input_is_one_clear_error(cli, db_path, tmp_path):
     missing = cli("audit", "verify", "--public-key", str(tmp_path / "nope.pub"))
     assert missing.code != 0 and "nope.pub" in missing.err
     assert cli("audit", "export", "--since", "-1").code != 0
+
+
+def _signed_log(cli, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A store with two entries under a checkpoint signed with init-key's default key (no
+    [audit] checkpoint_dir configured); the .pub path and the env naming the signing key."""
+    made = json.loads(cli("audit", "init-key", "--json").out)
+    assert made["signing_key_file"] == str(tmp_path / "data" / "audit" / "signing.key")
+    env = {"MEMMESH_AUDIT_SIGNING_KEY_FILE": made["signing_key_file"]}
+    assert cli("store", "one", "-n", "x", extra_env=env).code == 0
+    assert cli("store", "two", "-n", "x", extra_env=env).code == 0
+    assert cli("audit", "checkpoint", extra_env=env).code == 0
+    assert (tmp_path / "data" / "audit" / "checkpoints.jsonl").is_file()
+    return Path(made["public_key_path"]), env
+
+
+def test_verify_with_only_the_public_key_reads_the_checkpoints_where_the_signer_wrote_them(cli, db_path, tmp_path):
+    """An auditor's `verify --public-key` (no signing key, no [audit] checkpoint_dir) looks in
+    <data dir>/audit, where `audit checkpoint` wrote them: a cut tail is a rollback, not `ok`."""
+    pub, _ = _signed_log(cli, tmp_path)
+    intact = cli("audit", "verify", "--public-key", str(pub), "--json")
+    report = json.loads(intact.out)
+    assert intact.code == 0 and report["checkpoints_checked"] == 1, intact.out + intact.err
+    assert report["checkpoint_dir"] == str(tmp_path / "data" / "audit")
+    _tamper(db_path, "DELETE FROM audit_log WHERE idx = 1")
+    cut = cli("audit", "verify", "--public-key", str(pub))
+    assert cut.code == 1, cut.out + cut.err
+    assert "FAIL rollback: entry 1" in cut.out and "first bad entry: 1" in cut.out, cut.out
+    # the checkpoints moved elsewhere: --checkpoint-dir points verify at them
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "data" / "audit").rename(moved)
+    there = cli("audit", "verify", "--public-key", str(moved / "signing.key.pub"), "--checkpoint-dir", str(moved))
+    assert there.code == 1 and "FAIL rollback: entry 1" in there.out, there.out + there.err
+
+
+def test_verify_given_a_key_fails_when_it_finds_no_checkpoint_and_an_empty_log_says_so(cli, db_path, tmp_path):
+    """Log, anchor and checkpoint files wiped: with a verifier key that is a failure naming
+    where verify looked and how to point it elsewhere; without one, `ok` says the log is empty
+    (it used to print `ok: entries 0..-1 verified`)."""
+    pub, _ = _signed_log(cli, tmp_path)
+    kept = tmp_path / "kept.pub"
+    kept.write_text(pub.read_text())
+    _tamper(db_path, "DELETE FROM audit_log")
+    _tamper(db_path, "DELETE FROM audit_anchor")
+    for name in ("checkpoints.jsonl", "checkpoint"):
+        (tmp_path / "data" / "audit" / name).unlink()
+    looked = tmp_path / "data" / "audit" / "checkpoints.jsonl"
+    wiped = cli("audit", "verify", "--public-key", str(kept))
+    assert wiped.code == 1, wiped.out + wiped.err
+    assert f"FAIL no_checkpoint: no checkpoint of this log was found in {looked}" in wiped.out, wiped.out
+    assert "--checkpoint-dir" in wiped.out and "[audit] checkpoint_dir" in wiped.out and "ok:" not in wiped.out
+    report = json.loads(cli("audit", "verify", "--public-key", str(kept), "--json").out)
+    assert report["ok"] is False and [p["kind"] for p in report["problems"]] == ["no_checkpoint"]
+    configured = cli("audit", "verify", extra_env={"MEMMESH_AUDIT_PUBLIC_KEY_PATH": str(kept)})
+    assert configured.code == 1 and "FAIL no_checkpoint" in configured.out, configured.out + configured.err
+    empty_dir = tmp_path / "empty"
+    empty_dir.mkdir()
+    nowhere = cli("audit", "verify", "--public-key", str(kept), "--checkpoint-dir", str(empty_dir))
+    assert nowhere.code == 1 and str(empty_dir / "checkpoints.jsonl") in nowhere.out, nowhere.out
+    keyless = cli("audit", "verify")
+    assert keyless.code == 0 and "ok: the log is empty: no entries to verify" in keyless.out, keyless.out
+    assert "0..-1" not in keyless.out

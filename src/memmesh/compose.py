@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from memmesh.audit.log import AuditConfig
+from memmesh.audit.notes import audit_folder
 from memmesh.clock import Clock, file_shifted_clock, shifted_clock
 from memmesh.config import Settings
 from memmesh.errors import ConfigError
@@ -183,10 +184,10 @@ def _wire_extraction(service: Service, settings: Settings) -> None:
 
 
 def build_audit_config(settings: Settings) -> AuditConfig:
-    """The [audit] section: checkpoints go to checkpoint_dir (default <data_dir>/audit) once a
-    signing key is configured."""
+    """The [audit] section: checkpoints go to, and are looked for in, checkpoint_dir (default
+    <data_dir>/audit, :func:`memmesh.audit.notes.audit_folder`), with or without a signing key."""
     audit = settings.audit
-    folder = audit.checkpoint_dir or (settings.data_dir / "audit" if audit.signing_key_file else None)
+    folder = audit.checkpoint_dir or audit_folder(settings.data_dir)
     return AuditConfig(
         checkpoint_dir=folder,
         signing_key_file=audit.signing_key_file,

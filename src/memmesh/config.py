@@ -282,7 +282,7 @@ class SessionSettings(_Section):
 
 class AuditSettings(_Section):
     checkpoint_dir: Path | None = Field(
-        None, description="folder for signed checkpoints (outside the database); default: <data_dir>/audit once signing_key_file is set"
+        None, description="folder the signer writes checkpoints to and verify reads them from; default: <data_dir>/audit"
     )
     signing_key_file: Path | None = Field(
         None, description="Ed25519 key signing the checkpoints (mode 0600; create with `memmesh audit init-key`); unset = no checkpoints"

@@ -88,7 +88,10 @@ class Transfer:
 
         A snapshot holds every namespace, so only an admin for all of them may take one. A
         chosen folder is created only when its parent exists (the result says so); the
-        default folder is created with its parents."""
+        default folder is created with its parents. Once the snapshot and its manifest are
+        written, the backup succeeds: an ``admin.backup`` entry the store cannot take (its disk
+        is full, the very moment a backup is needed) is a warning in ``warnings``, not an error
+        that would leave a valid snapshot behind a failure and make every retry add another."""
         from memmesh.io.backup import backup
 
         who = authorize_store_wide(principal, "a backup")
@@ -100,7 +103,10 @@ class Transfer:
         assert folder is not None
         store = self.service.store
         made = backup(store, folder, node_id=self.service.node_id, now=self.service.clock(), retain=retain, make_parents=to_dir is None)
-        self.service.audit.record("admin.backup", principal=who, target=made.snapshot, detail={"removed": len(made.removed)})
+        try:
+            self.service.audit.record("admin.backup", principal=who, target=made.snapshot, detail={"removed": len(made.removed)})
+        except StorageError as exc:  # the store's disk is full: exactly when its backup must not fail
+            made.warnings.append(f"the snapshot is complete, but its admin.backup audit entry could not be recorded: {exc}")
         return made
 
     def restore(

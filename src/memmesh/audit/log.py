@@ -35,9 +35,9 @@ from pydantic import BaseModel
 from memmesh.audit import chain
 from memmesh.audit.capture import AuditedStore, AuditedTx, Pending, actor_of, current_caller, unwrap
 from memmesh.audit.group import GroupCommit
-from memmesh.audit.notes import Checkpoint, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
+from memmesh.audit.notes import Checkpoint, CheckpointFile, Signer, Verifier, append_checkpoint, make_note, read_checkpoints, signed_by
 from memmesh.audit.parallel import verify_parallel
-from memmesh.audit.verify import VerifyReport, verify_log
+from memmesh.audit.verify import VerifyReport, expect_checkpoints, verify_log
 from memmesh.clock import format_ts, parse_ts, system_clock
 from memmesh.errors import InvalidInputError, StorageError
 from memmesh.kernel import authorize_store_wide
@@ -525,11 +525,15 @@ class AuditLog:
             for row in audit_sql.rows(conn, since):
                 yield _entry(row)
 
-    def verify(self, *, principal: Principal, verifier: Verifier | None = None) -> VerifyReport:
-        """Recompute the chain and the tree; check every checkpoint (see :mod:`.verify`)."""
+    def verify(self, *, principal: Principal, verifier: Verifier | None = None, checkpoint_dir: Path | None = None) -> VerifyReport:
+        """Recompute the chain and the tree; check every checkpoint (see :mod:`.verify`), read
+        from ``checkpoint_dir`` (default: the configured folder, ``<data dir>/audit`` unless
+        ``[audit] checkpoint_dir`` says otherwise). A verifier key given here or as ``[audit]
+        public_key_path`` expects checkpoints: none found is a failure (``no_checkpoint``)."""
         self._admin(principal)
         key = verifier or self.verifier()
-        found = read_checkpoints(self.folder, self.origin) if self.folder is not None else read_checkpoints(Path("/nonexistent"), "")
+        folder = checkpoint_dir or self.folder
+        found = read_checkpoints(folder, self.origin) if folder is not None else CheckpointFile([], [])
         with audit_sql.reading(self.service.store) as conn:
             anchor = audit_sql.anchor(conn)
             report = None
@@ -538,8 +542,11 @@ class AuditLog:
                 report = verify_parallel(path, conn, anchor, found, key)
             if report is None:  # short, one core, PostgreSQL, or something to name: one exact pass
                 report = verify_log(audit_sql.raw_rows(conn), anchor, found, key)
-        if self.folder is None:
+        report.checkpoint_dir = str(folder) if folder is not None else None
+        if folder is None:
             report.warnings.append("no [audit] checkpoint_dir is configured: only the hash chain was checked")
+        if verifier is not None or self.config.verify_key_file is not None:
+            expect_checkpoints(report, found, folder)
         return report
 
     def _file_path(self) -> str | None:

@@ -31,6 +31,15 @@ ALG_ED25519 = 0x01
 DASH = "\u2014"
 LOG_FILE = "checkpoints.jsonl"
 LATEST_FILE = "checkpoint"
+KEY_FILE = "signing.key"
+
+
+def audit_folder(data_dir: Path) -> Path:
+    """``<data dir>/audit``: where ``init-key`` puts the key by default and where checkpoints
+    are written and looked for when ``[audit] checkpoint_dir`` is unset. One answer for the
+    signer and every verifier (with the signing key, ``public_key_path`` or ``--public-key``),
+    so a verifier never misses the checkpoints the signer wrote."""
+    return data_dir / "audit"
 
 
 def key_hash(name: str, public: bytes) -> bytes:

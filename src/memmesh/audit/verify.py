@@ -15,6 +15,9 @@ so the tamper trials can drive it fast. What each finding means:
 - ``split_view``: two validly signed checkpoints of one size with different roots.
 - ``bad_signature``, ``bad_checkpoint``: a checkpoint not signed by the configured key, or
   an unreadable line in the checkpoint file.
+- ``no_checkpoint``: a verifier key was given (``--public-key``, ``[audit] public_key_path``)
+  but the checkpoint folder holds no checkpoint of this log: the key has nothing to check, and
+  a cut tail or a rewritten log would pass (:func:`expect_checkpoints`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from memmesh.audit.chain import GENESIS, Frontier
-from memmesh.audit.notes import Checkpoint, CheckpointFile, Verifier, signed_by
+from memmesh.audit.notes import LOG_FILE, Checkpoint, CheckpointFile, Verifier, signed_by
 from memmesh.audit.walk import MISPLACED, MODIFIED, ChainWalk
 from memmesh.store.audit_sql import Anchor
 
@@ -50,6 +54,8 @@ class VerifyReport:
     warnings: list[str] = field(default_factory=list)
     workers: int = 1
     """Processes that checked the entries (more than one for a long SQLite log: :mod:`.parallel`)."""
+    checkpoint_dir: str | None = None
+    """The folder the checkpoints were read from (None: none is configured)."""
 
     @property
     def ok(self) -> bool:
@@ -62,6 +68,36 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "ok": self.ok, "first_bad_index": self.first_bad_index}
+
+    def summary(self) -> str:
+        """What was verified, in one line (an empty log says so, never ``entries 0..-1``)."""
+        if self.size > self.first_index:
+            return f"entries {self.first_index}..{self.size - 1} verified, {self.checkpoints_checked} signed checkpoints consistent"
+        if self.first_index:
+            return f"no entries after the {self.first_index} pruned ones, {self.checkpoints_checked} signed checkpoints consistent"
+        return "the log is empty: no entries to verify"
+
+
+NO_CHECKPOINT = "no signed checkpoint: only the hash chain was checked (a cut tail or a full rewrite would go unnoticed)"
+
+
+def expect_checkpoints(report: VerifyReport, found: CheckpointFile, folder: Path | None) -> None:
+    """A verifier given a key expects checkpoints: finding none of this log is a failure, not a
+    warning. Without one, a log whose tail was cut, that was wiped, or that was rewritten whole
+    (anchor and checkpoint files removed with it) verifies as a shorter or empty chain."""
+    if found.checkpoints:
+        return  # their signatures and roots were checked (bad ones are problems already)
+    where = f"in {folder / LOG_FILE}" if folder is not None else "(no checkpoint folder is configured)"
+    report.problems.append(
+        Problem(
+            "no_checkpoint",
+            None,
+            f"no checkpoint of this log was found {where}, but a verifier key was given: without one, a cut tail or a "
+            "rewritten log would pass; point [audit] checkpoint_dir (MEMMESH_AUDIT_CHECKPOINT_DIR) or "
+            "`memmesh audit verify --checkpoint-dir` at the folder the signer writes its checkpoints to",
+        )
+    )
+    report.warnings = [w for w in report.warnings if w != NO_CHECKPOINT]
 
 
 def _signed(found: CheckpointFile, verifier: Verifier | None, report: VerifyReport) -> dict[int, Checkpoint]:
@@ -164,9 +200,7 @@ def finish(report: VerifyReport, start: int, expected: int) -> VerifyReport:
                 )
             )
         elif latest is None:
-            report.warnings.append(
-                "no signed checkpoint: only the hash chain was checked (a cut tail or a full rewrite would go unnoticed)"
-            )
+            report.warnings.append(NO_CHECKPOINT)
         elif latest < expected:
             report.warnings.append(f"entries {latest}..{expected - 1} are newer than the last checkpoint (hash chain only)")
     return report

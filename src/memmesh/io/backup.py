@@ -86,6 +86,10 @@ class BackupResult(BaseModel):
     removed: list[str]
     created_folder: str | None = None
     """The backup folder, when this backup had to create it (None: it existed)."""
+    warnings: list[str] = Field(default_factory=list)
+    """What went wrong after the snapshot was complete, which the backup survives: its
+    ``admin.backup`` audit entry could not be recorded (the store's disk is full), an old
+    snapshot could not be removed. The snapshot and its manifest are valid all the same."""
 
 
 class Rejected(BaseModel):
@@ -167,8 +171,26 @@ def backup(
         with suppress(OSError):
             snapshot.unlink()
         raise StorageError(f"cannot write the backup manifest into {to_dir}: {exc.strerror or exc}; no snapshot was made") from None
-    removed = prune(to_dir, retain) if retain else []
-    return BackupResult(snapshot=str(snapshot), manifest=manifest, removed=removed, created_folder=str(to_dir) if created else None)
+    _sync_folder(to_dir)  # the snapshot and its manifest are durable before any older one goes
+    removed, warnings = prune(to_dir, retain, keep=snapshot) if retain else ([], [])
+    return BackupResult(
+        snapshot=str(snapshot), manifest=manifest, removed=removed, created_folder=str(to_dir) if created else None, warnings=warnings
+    )
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the snapshot's and the manifest's names durable (their contents are synced by
+    their writers): a power loss after retention removed older snapshots must not take the
+    new one with it. Not every system can open a folder to sync it; those skip this."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _backup_folder(to_dir: Path, make_parents: bool) -> bool:
@@ -212,22 +234,31 @@ def _write_atomically(path: Path, text: str) -> None:
             partial.unlink(missing_ok=True)
 
 
-def prune(folder: Path, retain: int) -> list[str]:
-    """Delete all but the newest ``retain`` snapshots (by manifest ``created_at``) in ``folder``."""
+def prune(folder: Path, retain: int, *, keep: Path) -> tuple[list[str], list[str]]:
+    """Delete all but the newest ``retain`` snapshots (by manifest ``created_at``) in ``folder``,
+    never ``keep`` (the snapshot just made, one of the ``retain`` whatever the clock says: an
+    older snapshot dated later, by a clock that was ahead or a copy from elsewhere, used to
+    outrank it and have it deleted right after it was made). Returns the removed snapshots
+    and, for each one that could not be removed, a warning (the backup itself is done)."""
     found = []
     for path in folder.glob(f"{PREFIX}*{MANIFEST_SUFFIX}"):
         try:
-            found.append((Manifest.model_validate_json(path.read_text(encoding="utf-8")).created_at, path))
+            found.append((path != manifest_path(keep), Manifest.model_validate_json(path.read_text(encoding="utf-8")).created_at, path))
         except (OSError, ValidationError):
             continue  # not ours or unreadable: never delete what we cannot identify
-    found.sort(reverse=True)
-    removed = []
-    for _, manifest_file in found[retain:]:
+    found.sort(key=lambda item: (not item[0], item[1]), reverse=True)  # the new one first, then newest first
+    removed: list[str] = []
+    warnings: list[str] = []
+    for _, _, manifest_file in found[retain:]:
         snapshot = manifest_file.with_name(manifest_file.name[: -len(MANIFEST_SUFFIX)])
-        snapshot.unlink(missing_ok=True)
-        manifest_file.unlink(missing_ok=True)
+        try:
+            snapshot.unlink(missing_ok=True)
+            manifest_file.unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.append(f"could not remove the old snapshot {snapshot}: {exc.strerror or exc}")
+            continue
         removed.append(str(snapshot))
-    return removed
+    return removed, warnings
 
 
 # -- restore ----------------------------------------------------------------------------------

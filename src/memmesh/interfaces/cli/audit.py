@@ -25,13 +25,13 @@ def init_key_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create the Ed25519 key that signs checkpoints (mode 0600, never overwritten) and its .pub."""
-    from memmesh.audit.notes import init_key
+    from memmesh.audit.notes import KEY_FILE, audit_folder, init_key
 
     settings = state.settings()
     target = path or settings.audit.signing_key_file
     default = target is None
     if target is None:
-        target = settings.data_dir / "audit" / "signing.key"
+        target = audit_folder(settings.data_dir) / KEY_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
     verifier = init_key(target, name)
     if as_json:
@@ -59,7 +59,12 @@ def checkpoint_cmd(as_json: bool = JSON_OPTION) -> None:
 
 @audit_app.command("verify")
 def verify_cmd(
-    public_key: Path = typer.Option(None, "--public-key", help="Verifier key file (.pub) to check the checkpoints with."),
+    public_key: Path = typer.Option(
+        None, "--public-key", help="Verifier key file (.pub) to check the checkpoints with; finding no checkpoint then fails."
+    ),
+    checkpoint_dir: Path = typer.Option(
+        None, "--checkpoint-dir", help="Folder holding checkpoints.jsonl (default: \\[audit] checkpoint_dir, else <data dir>/audit)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Recompute the chain and the Merkle tree and check every signed checkpoint; exit 1 and
@@ -75,7 +80,8 @@ def verify_cmd(
 
             raise InvalidInputError(f"--public-key {public_key}: {exc.strerror}") from None
         verifier = Verifier.parse(text, f"--public-key {public_key}")
-    report = state.service().audit.verify(principal=LOCAL_PRINCIPAL, verifier=verifier)
+    folder = checkpoint_dir.expanduser() if checkpoint_dir is not None else None
+    report = state.service().audit.verify(principal=LOCAL_PRINCIPAL, verifier=verifier, checkpoint_dir=folder)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -85,12 +91,8 @@ def verify_cmd(
         for warning in report.warnings:
             console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
         if report.ok:
-            console.print(
-                f"ok: entries {report.first_index}..{report.size - 1} verified, {report.checkpoints_checked} signed checkpoints consistent",
-                markup=False,
-                highlight=False,
-            )
-        else:
+            console.print(f"ok: {report.summary()}", markup=False, highlight=False)
+        elif report.first_bad_index is not None:
             console.print(f"first bad entry: {report.first_bad_index}", markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)

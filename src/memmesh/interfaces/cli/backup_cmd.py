@@ -42,6 +42,8 @@ def backup_command(
     )
     for path in result.removed:
         console.print(f"removed old snapshot {path}")
+    for warning in result.warnings:
+        err_console.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
 
 
 @app.command("restore")
