@@ -354,3 +354,21 @@ def test_nan_and_infinity_are_refused_as_not_finite_numbers(server, route, body,
     error = _error(server.http().post(route, content=body, headers={"Content-Type": "application/json"}), 422)
     assert "finite number" in error["message"] and field in error["message"], error
     _nothing_stored(server)
+
+
+def test_a_misspelt_query_parameter_is_refused_and_deletes_nothing(server):
+    """FastAPI ignores query parameters a route does not read: a bulk delete with a misspelt
+    filter (``tgs`` for ``tags``) deleted every memory of the namespace, and a misspelt
+    ``namspace`` listed the whole store. Now a 422 names the parameter, as for a body field."""
+    http = server.http()
+    for content, tag in [("keep one", "keep"), ("keep two", "keep"), ("drop me", "old")]:
+        assert http.post("/api/v1/memories", json={"content": content, "namespace": "team", "tags": [tag]}).status_code == 201
+    refused = http.delete("/api/v1/memories", params={"namespace": "team", "tgs": "old"})
+    error = _error(refused, 422)
+    assert error["message"] == "query.tgs: unknown field" and error["details"]["errors"][0]["loc"] == ["query", "tgs"]
+    assert len(http.get("/api/v1/memories", params={"namespace": "team"}).json()["items"]) == 3
+    for path, params in [("/api/v1/memories", {"namspace": "team"}), ("/api/v1/search", {"q": "keep", "namespce": "team"})]:
+        assert _error(http.get(path, params=params), 422)["message"].endswith(": unknown field"), path
+    deleted = http.delete("/api/v1/memories", params={"namespace": "team", "tags": "old"})
+    assert deleted.status_code == 200 and deleted.json()["deleted"] == 1, deleted.text
+    assert http.get("/healthz", params={"_": "1700000000"}).status_code == 200  # a probe's cache-buster is not refused

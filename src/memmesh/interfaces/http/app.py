@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from memmesh.config import Settings
 from memmesh.governance.recovery import StartupRedrive
 from memmesh.housekeeping import GcSchedule
 from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.causality import CausalityMiddleware
-from memmesh.interfaces.http.deps import ServerContext, caller, key_refusal
+from memmesh.interfaces.http.deps import ServerContext, caller, key_refusal, refuse_unknown_query
 from memmesh.interfaces.http.metrics import Metrics
 from memmesh.interfaces.http.middleware import RequestMiddleware
 from memmesh.interfaces.http.routes import admin, audit, health, links, memories, recall, sync, transfer
@@ -154,12 +154,11 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     )
     handlers.install(app)
     _document_limits(app, settings)
-    for module in (memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit):
-        app.include_router(module.router)
-    app.include_router(governance_routes.router)
-    app.include_router(subscription_routes.router)
-    app.include_router(curator_routes.router)
-    app.include_router(extraction_routes.router)
+    lenient = (health, sync)  # probes may add a cache-buster; peers of another version their own parameters
+    api = [memories, recall, links, admin, health, sync, transfer, bus_routes, session_routes, audit]
+    for module in [*api, governance_routes, subscription_routes, curator_routes, extraction_routes]:
+        strict = [] if module in lenient else [Depends(refuse_unknown_query)]  # a misspelt filter is an error
+        app.include_router(module.router, dependencies=strict)
     # An ASGI app as a route endpoint (Starlette serves it as is); the stubs type only request handlers.
     app.add_route("/mcp", mcp, include_in_schema=False)  # type: ignore[arg-type]
     secure = settings.tls.cert_file is not None

@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import Depends, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from starlette.types import Receive
 
 from memmesh.config import Settings
@@ -135,6 +137,29 @@ async def _until_disconnect(receive: Receive, abandoned: Abandoned) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass  # the request body (already read by the route) or an empty wake-up
     abandoned.set()
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """Every query parameter a route reads, its own and its dependencies' (``Filters``)."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not read is an error, as an unknown body field is.
+    FastAPI ignores it: ``DELETE /api/v1/memories?namespace=team&tgs=old`` (for ``tags``)
+    deleted every memory of ``team``, and a misspelt ``namspace`` listed the whole store.
+    Raised as FastAPI's own validation error, so the 422 reads like a body's (``query.tgs:
+    unknown field``); the route's names are read off its dependant, once per request."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown field"} for name in unknown])
 
 
 Caller = Annotated[Principal, Depends(caller)]
