@@ -63,3 +63,27 @@ def test_bus_flags_the_queue_refuses_are_usage_errors_naming_the_flag(cli_in_pro
 def test_bad_data_that_no_flag_gave_is_still_exit_1(cli_in_process: Any) -> None:
     empty = cli_in_process("store", "")
     assert empty.code == 1 and "see memmesh" not in empty.err, empty
+
+
+def test_tables_show_ids_whole_on_80_columns(cli: Any) -> None:
+    assert cli("init").code == 0
+    conv, token = _queue(cli)
+    assert cli("bus", "send", conv, "a task with a description long enough to need room", "--from", "a", "--token", token).code == 0
+    task = json.loads(cli("bus", "tasks", conv, "--token", token, "--json").out)["tasks"][0]["id"]
+    key = json.loads(cli("keys", "create", "--agent", "planner-with-a-rather-long-name", "--json").out)
+    assert cli("curator", "run", "--dry-run").code == 0
+    run = json.loads(cli("curator", "runs", "--json").out)[0]["id"]
+    assert cli("session", "append", "a-session-id-that-is-quite-long-too", "hello").code == 0
+    narrow = {"COLUMNS": "80"}
+    for args, ids in [
+        (("bus", "list"), [conv]),
+        (("bus", "tasks", conv, "--token", token), [task]),
+        (("keys", "list"), [key["id"], "planner-with-a-rather-long-name"]),
+        (("agents", "list"), ["planner-with-a-rather-long-name"]),
+        (("curator", "runs"), [run]),
+        (("session", "list"), ["a-session-id-that-is-quite-long-too"]),
+    ]:
+        shown = cli(*args, extra_env=narrow)
+        assert shown.code == 0, shown
+        for ident in ids:
+            assert ident in shown.out, (args, ident, shown.out)

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,12 @@ class TextTable(Table):
 
     def add_row(self, *renderables: Any, **options: Any) -> None:
         super().add_row(*(Text(printable(r)) if isinstance(r, str) else r for r in renderables), **options)
+
+
+def id_column(table: Table, ids: Iterable[str], header: str = "id") -> None:
+    """Add a column of ids to ``table``, never cut or wrapped however narrow the terminal: a
+    table is where people copy ids from (into ``get``, ``bus claim``, ``pending approve``, …)."""
+    table.add_column(header, no_wrap=True, min_width=max((len(printable(i)) for i in ids), default=len(header)))
 
 
 console = SafeConsole(soft_wrap=True)
