@@ -5,6 +5,7 @@ narrow terminal, and errors say what a folder, a path or a deleted memory is."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +88,39 @@ def test_tables_show_ids_whole_on_80_columns(cli: Any) -> None:
         assert shown.code == 0, shown
         for ident in ids:
             assert ident in shown.out, (args, ident, shown.out)
+
+
+def test_remember_of_a_folder_says_it_is_a_folder(cli_in_process: Any, tmp_path: Path) -> None:
+    result = cli_in_process("remember", str(tmp_path))
+    assert result.code == 1 and f"{tmp_path} is a folder; give one JSON file of messages in it" in result.err, result
+    assert "Errno" not in result.err and "UTF-8" not in result.err
+
+
+def test_a_db_path_is_shown_normalised_and_may_climb_past_the_root(
+    cli_in_process: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    climb = "../" * (len(tmp_path.parts) + 2) + str(tmp_path / "r.db").lstrip("/")  # more `..` than folders: the OS stops at /
+    made = cli_in_process("--db", climb, "store", "a fact")
+    assert made.code == 0 and f"created a new memmesh database at {tmp_path / 'r.db'}\n" in made.err, made
+    missing = cli_in_process("--db", f"{tmp_path}/../{tmp_path.name}/none.db", "list")
+    assert missing.code == 1 and f"no memmesh database at {tmp_path / 'none.db'}:" in missing.err, missing
+    assert "/../" not in missing.err
+
+
+def test_a_postgres_that_cannot_be_reached_is_one_tidy_line(cli_in_process: Any, tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    assert cli_in_process("store", "a fact").code == 0
+    result = cli_in_process("migrate", "--from", str(tmp_path / "memmesh.db"), "--to", "postgresql://nobody@127.0.0.1:1/x")
+    assert result.code == 1 and "cannot connect to PostgreSQL at nobody@127.0.0.1:1/x: " in result.err, result
+    assert "  " not in result.err and "\t" not in result.err and len(result.err.strip().splitlines()) == 1, repr(result.err)
+
+
+def test_deleting_a_deleted_memory_says_so_and_how_to_undo(cli_in_process: Any) -> None:
+    memory_id = json.loads(cli_in_process("store", "a fact", "--json").out)["id"]
+    assert cli_in_process("delete", memory_id).code == 0
+    again = cli_in_process("delete", memory_id)
+    assert again.code == 1 and f"memory {memory_id} was deleted already" in again.err, again
+    assert f"memmesh undelete {memory_id}" in again.err
+    assert "no memory with id" in cli_in_process("delete", "01a23bed-0000-7000-8000-000000000000").err  # never existed
+    assert cli_in_process("undelete", memory_id).code == 0
