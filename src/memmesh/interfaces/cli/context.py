@@ -268,6 +268,7 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
 
     if text is None:
         return None
+    state.command = _running_command()  # its error names a flag of this command (State.flag_for)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
