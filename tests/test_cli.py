@@ -51,10 +51,6 @@ def test_bad_input_exits_1_with_one_line_and_no_traceback(cli) -> None:
     cli("store", "keep me", "--json")
     cases = [
         (("store", ""), "content is empty"),
-        (("store", "x", "-n", "bad//ns"), "invalid namespace"),
-        (("store", "x", "-t", ",".join(f"t{i}" for i in range(40))), "limit is 32"),
-        (("store", "x", "--metadata", "{oops"), "--metadata is not valid JSON"),
-        (("store", "x", "--metadata", "[1, 2]"), "must be a JSON object"),
         (("store", "x" * 70_000), "limit is 65536"),
         (("get", "no-such-id"), "no memory with id no-such-id"),
         (("delete", "no-such-id"), "no memory with id"),
@@ -67,6 +63,14 @@ def test_bad_input_exits_1_with_one_line_and_no_traceback(cli) -> None:
         assert result.err.startswith("error: ") and message in result.err, (args, result.err)
         assert "Traceback" not in result.err and len(result.err.strip().splitlines()) == 1
     assert _json(cli("stats", "--json"))["total"] == 1
+    for args, message in [  # a flag's value the core refuses: a usage error (exit 2) naming the flag
+        (("store", "x", "-n", "bad//ns"), "--namespace 'bad//ns' is invalid"),
+        (("store", "x", "-t", ",".join(f"t{i}" for i in range(40))), "limit is 32"),
+        (("store", "x", "--metadata", "{oops"), "--metadata is not valid JSON"),
+        (("store", "x", "--metadata", "[1, 2]"), "must be a JSON object"),
+    ]:
+        result = cli(*args)
+        assert result.code == 2 and message in result.err and result.err.rstrip().endswith("see memmesh store --help"), result
 
 
 def test_usage_errors_exit_2(cli) -> None:

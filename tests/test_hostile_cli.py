@@ -1,5 +1,5 @@
 """Hostile values through the CLI (issue 12): one ``error:`` line naming what to fix, exit
-code 1 (2 for a value out of the option's range), no traceback, nothing stored — the same rules as HTTP and MCP, because they live
+code 2 (a flag's value the core refuses is a usage error), no traceback, nothing stored — the same rules as HTTP and MCP, because they live
 in the core."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ BAD_STORES = [
 def test_hostile_cli_values_are_one_clear_line(cli, args: list[str], expected: str) -> None:
     assert cli("init").code == 0  # an existing store: reads on a missing one stop at that first
     result = cli(*args)
-    assert result.code == (2 if {"--ttl", "--since"} & set(args) else 1), (result.out, result.err)
+    assert result.code == 2, (result.out, result.err)
     assert result.err.startswith("error: ") and expected in result.err and "Traceback" not in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
     assert cli("list", "--json").out.count('"id"') == 0  # nothing stored

@@ -198,7 +198,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(mem: Memory) -> None:
         ({"content": "   \n"}, "content is empty"),
         ({"content": "x" * 65_537}, "limit is 65536"),
         ({"content": "ok", "tier": "forever"}, "tier"),
-        ({"content": "ok", "namespace": "bad//ns"}, "invalid namespace"),
+        ({"content": "ok", "namespace": "bad//ns"}, "namespace 'bad//ns' is invalid"),
         ({"content": "ok", "namespace": "a/b/c/d/e/f/g/h/i"}, "limit is 8"),
         ({"content": "ok", "tags": [f"t{i}" for i in range(33)]}, "limit is 32"),
         ({"content": "ok", "tags": ["x" * 65]}, "limit is 64"),

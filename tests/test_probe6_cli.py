@@ -67,6 +67,6 @@ def test_stored_text_cannot_drive_the_operators_terminal(cli_in_process: Callabl
 def test_a_tag_with_a_control_character_is_refused_by_the_cli(cli_in_process: Callable[..., Any]) -> None:
     assert cli_in_process("store", "a plain fact", "-n", "ops").code == 0
     refused = cli_in_process("store", "a tagged fact", "-n", "ops", "-t", "ok,a\x1bb")
-    assert refused.code == 1 and "U+001B" in refused.err and "one-line labels" in refused.err, refused
+    assert refused.code == 2 and "U+001B" in refused.err and "one-line labels" in refused.err, refused
     items = json.loads(cli_in_process("list", "--json").out)["items"]
     assert [m["content"] for m in items] == ["a plain fact"], "nothing refused was stored"

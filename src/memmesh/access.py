@@ -71,7 +71,7 @@ def split_key(text: str) -> tuple[str, str] | None:
 
 def check_role(role: str) -> Role:
     if role not in ROLES:
-        raise InvalidInputError(f"unknown role {role!r}: use one of {', '.join(ROLES)}", usage=True)
+        raise InvalidInputError(f"role {role!r} is unknown: use one of {', '.join(ROLES)}", usage=True, field="role")
     return role  # type: ignore[return-value]
 
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from memmesh.errors import ConfigError
-from memmesh.fileaccess import user_name
+from memmesh.fileaccess import full_path, user_name
 from memmesh.model import MAX_AGENT_ID_CHARS, NODE_ID_PATTERN, NODE_ID_RULE, Kind
 from memmesh.recall.ranking import RankWeights
 from memmesh.redact import redact_url
@@ -89,11 +89,11 @@ class StorageSettings(_Section):
     def _sqlite_file_in_full(cls, value: str | None) -> str | None:
         """A SQLite URL names its file as the store opens it: ``~`` expanded and a relative
         path made absolute (against the working directory), so ``init``, ``doctor`` and every
-        message show the file really used, never ``sqlite:///~/x.db``."""
+        message show the file really used, never ``sqlite:///~/x.db`` (nor ``…/cf/../cf/x.db``)."""
         rest = value[len("sqlite://") :] if value is not None and value.startswith("sqlite://") else None
         if rest is None or rest in ("/", "/:memory:") or not rest.startswith("/"):
             return value  # not SQLite, in memory, or malformed (the store says how to write it)
-        return f"sqlite:///{Path(rest[1:]).expanduser().absolute()}"
+        return f"sqlite:///{full_path(rest[1:])}"
 
 
 class EmbeddingSettings(_Section):
@@ -640,7 +640,7 @@ def _db_url(value: str) -> str:
             f"{shown!r} is a PostgreSQL keyword connection string, not a store URL: write it as "
             f"{_postgres_url({key: val for key, _, val in pairs})}{secret}"
         )
-    return f"sqlite:///{Path(value).expanduser().absolute()}"
+    return f"sqlite:///{full_path(value)}"
 
 
 def _postgres_url(parts: dict[str, str]) -> str:

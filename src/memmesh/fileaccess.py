@@ -25,6 +25,15 @@ NO_ROOM = {
 """Why a write found no room, by errno: not something a different path would fix."""
 
 
+def full_path(text: str) -> str:
+    """``text`` as the absolute path the OS opens: ``~`` expanded, made absolute against the
+    working directory, ``.``, ``..`` and doubled slashes taken out (lexically, as ``cd`` does:
+    symlinks are not resolved). Messages then show ``/tmp/cf/r.db``, not
+    ``/tmp/cf/../cf/r.db``, and SQLite, which refuses a path with more ``..`` than folders
+    (``/tmp/../../x.db``: "unable to open database file"), opens the file the OS would."""
+    return os.path.abspath(os.path.expanduser(text))
+
+
 def no_room(exc: OSError) -> str | None:
     """Which limit a failed write met (``the disk is full``), or None when it failed for
     another reason (a bad path, a permission)."""

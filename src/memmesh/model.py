@@ -106,22 +106,26 @@ OnConflict = Literal["error", "update", "version"]
 def normalize_namespace(value: str) -> str:
     """Check a ``/``-separated namespace and return it trimmed; raise with what to fix."""
     if not isinstance(value, str):
-        raise InvalidInputError("namespace must be a string such as 'team/project'")
+        raise InvalidInputError("namespace must be a string such as 'team/project'", field="namespace")
     ns = value.strip()
     if not ns:
-        raise InvalidInputError("namespace is empty: give a path such as 'team/project'")
+        raise InvalidInputError("namespace is empty: give a path such as 'team/project'", field="namespace")
     if len(ns) > MAX_NAMESPACE_CHARS:
-        raise InvalidInputError(f"namespace is {len(ns)} characters; the limit is {MAX_NAMESPACE_CHARS}")
+        raise InvalidInputError(f"namespace is {len(ns)} characters; the limit is {MAX_NAMESPACE_CHARS}", field="namespace")
     segments = ns.split("/")
     if len(segments) > MAX_NAMESPACE_SEGMENTS:
-        raise InvalidInputError(f"namespace {ns!r} has {len(segments)} segments; the limit is {MAX_NAMESPACE_SEGMENTS}")
+        raise InvalidInputError(f"namespace {ns!r} has {len(segments)} segments; the limit is {MAX_NAMESPACE_SEGMENTS}", field="namespace")
     for segment in segments:
         if not NAMESPACE_SEGMENT.fullmatch(segment):
             raise InvalidInputError(
-                f"invalid namespace {ns!r}: each '/'-separated segment must be non-empty and use only ASCII letters, digits and . _ : @ -"
+                f"namespace {ns!r} is invalid: each '/'-separated segment must be non-empty "
+                "and use only ASCII letters, digits and . _ : @ -",
+                field="namespace",
             )
         if segment in DOT_SEGMENTS:
-            raise InvalidInputError(f"invalid namespace {ns!r}: a segment may not be '.' or '..' (namespaces are names, not paths)")
+            raise InvalidInputError(
+                f"namespace {ns!r} is invalid: a segment may not be '.' or '..' (namespaces are names, not paths)", field="namespace"
+            )
     return ns
 
 
@@ -160,7 +164,7 @@ def check_text(value: Any, name: str) -> Any:
     """``value`` unchanged, or an InvalidInputError naming ``name`` when it holds unstorable text."""
     problem = text_problem(value)
     if problem:
-        raise InvalidInputError(f"{name} {problem}")
+        raise InvalidInputError(f"{name} {problem}", field=name)
     return value
 
 
@@ -552,13 +556,18 @@ class GcReport(BaseModel):
 
 def parse_model(model: type[ModelT], data: Any, names: Mapping[str, str] | None = None) -> ModelT:
     """Validate ``data`` into ``model``; pydantic errors become one clear InvalidInputError.
-    ``names`` spells a field the way the caller set it (``{"on_conflict": "--on-conflict"}``)."""
+    ``names`` spells a field the way the caller set it (``{"on_conflict": "--on-conflict"}``).
+    The error's ``field`` is the first bad field as spelt there, so the CLI reports a flag's bad
+    value as a usage error whatever pydantic found wrong with it."""
     if isinstance(data, model):
         return data
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidInputError(describe_validation_error(exc, names), usage=is_usage_error(exc)) from None
+        loc = exc.errors(include_url=False)[0]["loc"]  # the message starts with the first bad field: the error names it
+        first = loc[0] if loc else None
+        field = (names or {}).get(first, first) if isinstance(first, str) and first in model.model_fields else None
+        raise InvalidInputError(describe_validation_error(exc, names), usage=is_usage_error(exc), field=field) from None
 
 
 USAGE_ERROR_TYPES = frozenset(
@@ -579,6 +588,7 @@ def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | N
     parts = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"]]
+        named = ".".join(loc)
         if loc and names and loc[0] in names:
             loc[0] = names[loc[0]]
         where = ".".join(loc) or "input"
@@ -587,7 +597,10 @@ def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | N
             message = "unknown field"
         elif err["type"] == "string_unicode":
             message = NOT_UNICODE
-        parts.append(f"{where}: {message}")
+        if named and message.startswith(f"{named} "):  # a rule's own message names the field: not "namespace: namespace 'x' …"
+            parts.append(where + message[len(named) :])
+        else:
+            parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 

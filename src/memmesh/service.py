@@ -465,6 +465,12 @@ class Service:
         self.governance.check(who, "delete", ids=[memory_id], payload={"memory_id": memory_id})
         with self.store.write() as tx:
             current = tx.get(memory_id)
+            gone = tx.tombstone(memory_id) if current is None else None  # by primary key: cheap
+            if gone is not None and who.covers(gone.namespace):  # a namespace the caller cannot see: no answer confirms the id
+                raise NotFoundError(
+                    f"memory {memory_id} was deleted already ({gone.deleted_at.isoformat(timespec='seconds')}); "
+                    f"bring it back with undelete: memmesh undelete {memory_id}, the MCP tool memory_restore, or lifecycle.restore"
+                )
             if current is None or not who.covers(current.namespace):
                 raise NotFoundError(f"no memory with id {memory_id}")
             self.kernel.charge_quota(tx, [current.namespace], self.clock())

@@ -45,10 +45,10 @@ def test_cli_standard_queue_approve_and_reject(cli) -> None:
 def test_cli_bad_input_is_one_line_and_changes_nothing(cli) -> None:
     assert cli("namespace", "set-standard", "-n", "org", "--governance", '{"delete":"deny"}').code == 0
     for args, message, code in (
-        (("--governance", '{"write":'), "governance is not valid JSON", 1),
-        (("--governance", '{"publish":"deny"}'), "unknown action 'publish' in governance", 2),  # not a choice: usage
+        (("--governance", '{"write":'), "--governance is not valid JSON", 2),  # a value --governance never takes
+        (("--governance", '{"publish":"deny"}'), "governance names an unknown action 'publish'", 2),  # not a choice: usage
         (("--governance", '{"write":"yes"}'), "governance.write is 'yes': use one of allow, approve, deny", 2),
-        (("--default-tier", "forever"), "unknown default tier 'forever'", 2),
+        (("--default-tier", "forever"), "--default-tier 'forever' is not a tier", 2),
         (("--ttl", "-5"), "--ttl must be a whole number", 2),
     ):
         bad = cli("namespace", "set-standard", "-n", "org", *args)
@@ -57,5 +57,5 @@ def test_cli_bad_input_is_one_line_and_changes_nothing(cli) -> None:
     missing = cli("pending", "reject", "nope")
     assert missing.code == 1 and "no pending action with id 'nope'" in missing.err
     status = cli("pending", "list", "--status", "done")
-    assert status.code == 2 and "unknown status 'done'" in status.err
+    assert status.code == 2 and "--status 'done' is unknown" in status.err
     assert cli("namespace", "clear-standard", "-n", "org/none").code == 1

@@ -61,7 +61,7 @@ def test_unknown_ids_and_statuses_are_clear_errors(gov: Memory) -> None:
     for call in (g.approve, g.reject, g.get_pending):
         with pytest.raises(NotFoundError, match="no pending action with id 'nope'"):
             call("nope", principal=ADMIN)
-    with pytest.raises(InvalidInputError, match="unknown status 'maybe'"):
+    with pytest.raises(InvalidInputError, match="status 'maybe' is unknown"):
         g.pending(status="maybe", principal=ADMIN)
     with pytest.raises(InvalidInputError, match="reason must be text"):
         g.reject(queue_write(gov), reason="x" * 5000, principal=ADMIN)
@@ -138,9 +138,9 @@ def test_standard_defaults_shape_new_memories(mem: Memory, clock) -> None:
     [
         ({"governance": '{"write": "approve"'}, "governance is not valid JSON"),
         ({"governance": "[1, 2]"}, "governance must be a JSON object"),
-        ({"governance": {"wirte": "approve"}}, "unknown action 'wirte' in governance: use write, update, delete, promote, link"),
+        ({"governance": {"wirte": "approve"}}, "governance names an unknown action 'wirte': use write, update, delete, promote, link"),
         ({"governance": {"write": "maybe"}}, "governance.write is 'maybe': use one of allow, approve, deny"),
-        ({"default_tier": "forever"}, "unknown default tier 'forever'"),
+        ({"default_tier": "forever"}, "default_tier 'forever' is not a tier"),
         ({"ttl_seconds": 0}, "ttl_seconds must be a whole number"),
         ({"retention_days": True}, "retention_days must be a whole number"),
         ({"required_tags": [1]}, "required_tags must be a list of tags"),

@@ -84,9 +84,9 @@ def test_pending_routes_refuse_missing_ids_other_scopes_and_revoked_keys(keyed) 
     ("body", "message"),
     [
         ({"governance": {"write": "sometimes"}}, "governance.write is 'sometimes'"),
-        ({"governance": {"erase": "deny"}}, "unknown action 'erase'"),
+        ({"governance": {"erase": "deny"}}, "governance names an unknown action 'erase'"),
         ({"governance": "{not json"}, "governance"),
-        ({"default_tier": "eternal"}, "unknown default tier"),
+        ({"default_tier": "eternal"}, "default_tier 'eternal' is not a tier"),
         ({"governance": {"write": "deny"}, "typo": 1}, "unknown field"),
         ({}, "a standard needs at least one of"),
     ],
@@ -99,7 +99,7 @@ def test_bad_standards_get_one_clear_422(server, body, message) -> None:
     assert message in response.json()["error"]["message"]
     assert http.get("/api/v1/namespaces/standards").json()[0]["governance"] == {"delete": "deny"}
     unknown_status = http.get("/api/v1/pending", params={"status": "done"})
-    assert unknown_status.status_code == 422 and "unknown status 'done'" in unknown_status.json()["error"]["message"]
+    assert unknown_status.status_code == 422 and "status 'done' is unknown" in unknown_status.json()["error"]["message"]
 
 
 def test_the_python_client_raises_the_same_errors(server) -> None:

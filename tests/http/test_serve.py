@@ -78,7 +78,7 @@ def test_keys_cli_and_a_server_that_requires_them(cli, spawn, db_path):
     assert [k["id"] for k in listed] == [key["id"]] and "key" not in listed[0]
     assert [a["agent_id"] for a in json.loads(cli("agents", "list", "--json").out)] == ["planner"]
     bad_role = cli("keys", "create", "--agent", "x", "--role", "emperor")
-    assert bad_role.code == 2 and "unknown role" in bad_role.err  # not one of the roles: a usage error
+    assert bad_role.code == 2 and "--role 'emperor' is unknown" in bad_role.err  # not one of the roles: a usage error
 
     server = spawn(db_path)
     assert httpx.get(server.url + "/api/v1/memories").status_code == 401

@@ -51,7 +51,7 @@ def test_rows_migrate_per_tenant_with_marks_and_spot_check(mem: Memory, legacy_d
 
     reasons = {f.id: f.reason for f in report.failures}
     assert "content is empty" in reasons["100"] and "limit is 65536" in reasons["101"]
-    assert "invalid namespace 'workspace:bad tenant/..'" in reasons["102"]
+    assert "namespace 'workspace:bad tenant/..' is invalid" in reasons["102"]
     assert reasons["103"] == "workspace_id is NULL, so the row has no namespace" and reasons["104"] == "content is NULL"
 
     memory = mem.get(scoped_id("legacy:agent_memories", "workspace:agents-team", "1"))

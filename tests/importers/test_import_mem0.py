@@ -82,7 +82,7 @@ def test_malformed_export_items_fail_alone(mem: Memory) -> None:
     reasons = [f.reason for f in report.failures]
     assert "not a mem0 memory (needs a string id)" in reasons
     assert any("content is empty" in r for r in reasons)
-    assert any("invalid namespace 'mem0/Alice Smith'" in r for r in reasons)
+    assert any("namespace 'mem0/Alice Smith' is invalid" in r for r in reasons)
     assert any("metadata is not a JSON object" in r for r in reasons)
     assert any("limit is 65536" in r for r in reasons)
     assert set(mem.get(memory_id(export[0]["id"], "mem0")).tags) == {"hobbies", "travel"}

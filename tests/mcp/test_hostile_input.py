@@ -28,7 +28,7 @@ HOSTILE: list[tuple[str, dict[str, object], str]] = [
     ("memory_store", {"content": "x", **{f"f{i:05d}": 1 for i in range(1000)}}, "f00019 and 980 more; the tool takes"),
     ("memory_store", {"content": "x", "namespace": "a/../b"}, "'.' or '..'"),
     ("memory_store", {"content": "x", "namespace": "team/."}, "'.' or '..'"),
-    ("memory_store", {"content": "x", "namespace": "a\n/b"}, "invalid namespace"),
+    ("memory_store", {"content": "x", "namespace": "a\n/b"}, "is invalid: each '/'-separated segment"),
     ("memory_store", {"content": "x", "confidence": "1"}, "confidence"),
     ("memory_store", {"content": "x", "priority": True}, "priority"),
     ("memory_store", {"content": "x", "priority": "5"}, "priority"),

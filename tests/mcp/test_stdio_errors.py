@@ -17,7 +17,7 @@ BAD_CALLS: list[tuple[str, dict[str, object], str]] = [
     ("memory_store", {"content": "x", "priority": 11}, "priority"),
     ("memory_store", {"content": "x", "priority": "high"}, "priority"),
     ("memory_store", {"content": "x", "tier": "forever"}, "tier"),
-    ("memory_store", {"content": "x", "namespace": "bad space/ns"}, "invalid namespace"),
+    ("memory_store", {"content": "x", "namespace": "bad space/ns"}, "namespace 'bad space/ns' is invalid"),
     ("memory_store", {"content": "x" * 70_000}, "limit is 65536"),
     ("memory_store", {"content": "x", "valid_from": "yesterday"}, "valid_from"),
     ("memory_store", {}, "content"),

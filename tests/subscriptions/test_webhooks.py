@@ -175,7 +175,7 @@ def test_bad_urls_are_one_clear_error_and_store_nothing(hooked: Memory, url: str
 
 def test_bad_events_and_secrets_are_refused(hooked: Memory, receiver: Receiver) -> None:
     subs = hooked.service.subscriptions
-    with pytest.raises(InvalidInputError, match=r"unknown event 'memory\.read'"):
+    with pytest.raises(InvalidInputError, match=r"events names an unknown event 'memory\.read'"):
         subs.subscribe("team", receiver.url, events=["memory.read"], principal=L)
     with pytest.raises(InvalidInputError, match="secret must be 16 to 256 characters"):
         subs.subscribe("team", receiver.url, secret="short", principal=L)

@@ -301,11 +301,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
-def check_agent_name(agent: str, what: str = "agent") -> str:
-    """An agent name as the bus accepts it: 1-128 letters, digits and ``_.:@-``."""
+def check_agent_name(agent: str, what: str = "agent", field: str | None = None) -> str:
+    """An agent name as the bus accepts it: 1-128 letters, digits and ``_.:@-``. ``what``
+    starts the error: the parameter that gave the name (its ``field``), unless ``field`` is
+    given (``what="participants:"``, ``field="participants"``)."""
     if not isinstance(agent, str) or not AGENT_RE.fullmatch(agent.strip()):
         raise InvalidInputError(
-            f"{what} {agent!r} is not a valid agent name: use 1-128 ASCII letters, digits and _ . : @ - (starting alphanumeric)"
+            f"{what} {agent!r} is not a valid agent name: use 1-128 ASCII letters, digits and _ . : @ - (starting alphanumeric)",
+            field=field or what,
         )
     return agent.strip()
 
@@ -413,10 +416,10 @@ class Bus:
         if wait_s is None:
             return 0.0
         if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not wait_s >= 0:  # NaN too
-            raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})", usage=True)
+            raise InvalidInputError(f"wait must be a number of seconds ≥ 0 (got {wait_s!r})", usage=True, field="wait")
         if wait_s > self.policy.max_wait_s:
             raise InvalidInputError(
-                f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)"
+                f"wait {wait_s:g} s is longer than the longest long-poll, {self.policy.max_wait_s:g} s (bus.max_wait_s)", field="wait"
             )
         return float(wait_s)
 
@@ -489,25 +492,34 @@ class Bus:
         who = self._authorize(principal, "writer", created_by)
         if isinstance(participants, str):
             participants = [p for p in participants.split(",")]
-        names = [check_agent_name(p, "participant") for p in participants if isinstance(p, str) and p.strip()] if participants else []
+        names = (
+            [check_agent_name(p, "participants:", field="participants") for p in participants if isinstance(p, str) and p.strip()]
+            if participants
+            else []
+        )
         if len(names) != len(list(participants or [])):
-            raise InvalidInputError("participants has an empty name: each participant is an agent name")
+            raise InvalidInputError("participants has an empty name: each participant is an agent name", field="participants")
         twice = sorted(n for n, times in Counter(names).items() if times > 1)  # one pass: the list is not yet capped
         if twice:  # merging them silently would hide a typo for another agent's name
-            raise InvalidInputError(f"participants names {', '.join(twice)} more than once: name each agent once", usage=True)
+            raise InvalidInputError(
+                f"participants names {', '.join(twice)} more than once: name each agent once", usage=True, field="participants"
+            )
         if not names:
-            raise InvalidInputError("a conversation needs at least one participant: name the agents taking part", usage=True)
+            raise InvalidInputError(
+                "participants names nobody: a conversation needs at least one participant", usage=True, field="participants"
+            )
         if len(names) > MAX_PARTICIPANTS:
-            raise InvalidInputError(f"{len(names)} participants; the limit is {MAX_PARTICIPANTS}")
+            raise InvalidInputError(f"participants names {len(names)} agents; the limit is {MAX_PARTICIPANTS}", field="participants")
         if kind not in ("chat", "queue"):
-            raise InvalidInputError(f"kind must be chat or queue (got {kind!r})", usage=True)
+            raise InvalidInputError(f"kind must be chat or queue (got {kind!r})", usage=True, field="kind")
         if topic is not None and (not isinstance(topic, str) or len(topic) > 1000):
-            raise InvalidInputError("topic must be text of at most 1000 characters")
+            raise InvalidInputError("topic must be text of at most 1000 characters", field="topic")
         check_text(topic, "topic")
         timeout = self.policy.conversation_timeout_s if timeout_s is None else timeout_s
         if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_S:
             raise InvalidInputError(
-                f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} (100 years) (got {timeout_s!r})"
+                f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:.0f} (100 years) (got {timeout_s!r})",
+                field="timeout",
             )
         if created_by is not None:
             created_by = check_agent_name(created_by, "created_by")
@@ -594,7 +606,7 @@ class Bus:
         for body in bodies:
             self._check_body(body)
         if to is not None:
-            to = check_agent_name(to, "recipient")
+            to = check_agent_name(to, "to:", field="to")
         now = self._now()
         if self.sql.postgres:
             fast = self._send_pg(conversation_id, bodies, sender, token, to, now)
@@ -972,7 +984,9 @@ class Bus:
     def _lease(self, lease_s: float | None) -> float:
         lease = self.policy.lease_s if lease_s is None else lease_s
         if not isinstance(lease, int | float) or isinstance(lease, bool) or not 0 < lease <= 86_400:
-            raise InvalidInputError(f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})", usage=True)
+            raise InvalidInputError(
+                f"lease must be above 0 and at most 86400 seconds (one day) (got {lease_s!r})", usage=True, field="lease"
+            )
         return float(lease)
 
     def _queue(self, rows: Rows, conversation_id: str, token: str, worker: str, now: float) -> Row:
@@ -1846,7 +1860,7 @@ class Bus:
         worker = check_agent_name(worker, "worker")
         self._authorize(principal, "writer", worker)
         if reason is not None and not isinstance(reason, str):
-            raise InvalidInputError(f"reason must be text (got {type(reason).__name__})")
+            raise InvalidInputError(f"reason must be text (got {type(reason).__name__})", field="reason")
         reason = check_text((reason or "worker reported failure").strip()[:1000], "reason")
         now = self._now()
         with self.sql.write() as rows:
@@ -1865,7 +1879,7 @@ class Bus:
         self._authorize(principal, "reader")
         limit = self._limit(limit)
         if state is not None and state not in ("ready", "leased", "done", "dead"):
-            raise InvalidInputError(f"state must be ready, leased, done or dead (got {state!r})", usage=True)
+            raise InvalidInputError(f"state must be ready, leased, done or dead (got {state!r})", usage=True, field="state")
         now = self._now()
         with self.sql.write() as rows:
             row = self._conversation(rows, conversation_id, token)

@@ -564,7 +564,7 @@ class Governance:
 
     def _claim(self, pending_id: str, status: str, reason: str | None, principal: Principal) -> tuple[PendingAction, Principal]:
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS):
-            raise InvalidInputError(f"reason must be text of at most {MAX_REASON_CHARS} characters")
+            raise InvalidInputError(f"reason must be text of at most {MAX_REASON_CHARS} characters", field="reason")
         reason = reason.strip() or None if reason else None
         who = authorize(principal, "approver")
         pending = self._scoped(self._find(pending_id), who)

@@ -99,16 +99,21 @@ def parse_governance(value: Any) -> dict[str, Decision]:
         except json.JSONDecodeError as exc:
             raise InvalidInputError(
                 f"governance is not valid JSON ({exc.msg} at character {exc.pos}): "
-                'give an object such as {"write": "approve", "delete": "deny"}'
+                'give an object such as {"write": "approve", "delete": "deny"}',
+                field="governance",
             ) from None
     if not isinstance(value, dict):
-        raise InvalidInputError('governance must be a JSON object such as {"write": "approve", "delete": "deny"}')
+        raise InvalidInputError('governance must be a JSON object such as {"write": "approve", "delete": "deny"}', field="governance")
     found: dict[str, Decision] = {}
     for action, decision in value.items():
         if action not in ACTIONS:
-            raise InvalidInputError(f"unknown action {action!r} in governance: use {', '.join(ACTIONS)}", usage=True)
+            raise InvalidInputError(
+                f"governance names an unknown action {action!r}: use {', '.join(ACTIONS)}", usage=True, field="governance"
+            )
         if decision not in DECISIONS:
-            raise InvalidInputError(f"governance.{action} is {decision!r}: use one of {', '.join(DECISIONS)}", usage=True)
+            raise InvalidInputError(
+                f"governance.{action} is {decision!r}: use one of {', '.join(DECISIONS)}", usage=True, field="governance"
+            )
         found[action] = decision
     return found
 
@@ -119,7 +124,9 @@ def parse_tier(value: Any) -> Tier | None:
     try:
         return Tier(value)
     except ValueError:
-        raise InvalidInputError(f"unknown default tier {value!r}: use one of {', '.join(t.value for t in Tier)}", usage=True) from None
+        raise InvalidInputError(
+            f"default_tier {value!r} is not a tier: use one of {', '.join(t.value for t in Tier)}", usage=True, field="default_tier"
+        ) from None
 
 
 def parse_count(value: Any, name: str, maximum: int) -> int | None:
@@ -137,7 +144,7 @@ def parse_required_tags(value: Any) -> list[str]:
     if isinstance(value, str):
         value = [t for t in value.split(",") if t.strip()]
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise InvalidInputError("required_tags must be a list of tags (or a comma list), e.g. contract,reviewed")
+        raise InvalidInputError("required_tags must be a list of tags (or a comma list), e.g. contract,reviewed", field="required_tags")
     return normalize_tags([t.strip() for t in value])
 
 
@@ -145,5 +152,5 @@ def parse_status(value: Any) -> str | None:
     if value is None or value == "" or value == "all":
         return None
     if value not in STATUSES:
-        raise InvalidInputError(f"unknown status {value!r}: use one of {', '.join(STATUSES)} or all", usage=True)
+        raise InvalidInputError(f"status {value!r} is unknown: use one of {', '.join(STATUSES)} or all", usage=True, field="status")
     return str(value)

@@ -261,7 +261,9 @@ def check_session_id(session_id: str) -> str:
 
 def check_role(role: str) -> str:
     if not isinstance(role, str) or not ROLE_RE.fullmatch(role.strip().lower()):
-        raise InvalidInputError(f"role {role!r} is not valid: use a short lowercase word such as user, assistant, system or tool")
+        raise InvalidInputError(
+            f"role {role!r} is not valid: use a short lowercase word such as user, assistant, system or tool", field="role"
+        )
     return role.strip().lower()
 
 

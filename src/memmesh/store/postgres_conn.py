@@ -42,9 +42,15 @@ def describe_server(url: str) -> str:
     return f"{parts.get('user') or '(default user)'}@{host}:{port}/{parts.get('dbname') or '(default db)'}"
 
 
+def _one_line(text: str) -> str:
+    """A line of libpq's message as one line of ours: libpq indents its hints with a tab
+    (``\tIs the server running on that host …``), which printed as a run of spaces."""
+    return " ".join(text.split())
+
+
 def connect_error(exc: psycopg.OperationalError, where: str) -> MemmeshError:
     """A failed connection → the memmesh error saying what to check (credentials, database, slots)."""
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    text = _one_line((str(exc).strip().splitlines() or [type(exc).__name__])[-1])
     lowered = str(exc).lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered or "authentication failed" in lowered:
         return StorageError(
@@ -71,7 +77,7 @@ def translate(exc: psycopg.Error, where: str, busy_timeout_ms: int, statement_ti
     """One psycopg error → the memmesh error a user can act on."""
     if isinstance(exc, MemmeshError):
         return exc
-    message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    message = _one_line((str(exc).strip().splitlines() or [type(exc).__name__])[0])
     if isinstance(exc, pg_errors.LockNotAvailable):
         return UnavailableError(
             f"PostgreSQL at {where}: a lock was not granted within {busy_timeout_ms} ms "

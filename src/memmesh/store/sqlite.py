@@ -26,7 +26,7 @@ import numpy as np
 
 from memmesh.clock import new_id
 from memmesh.errors import ConfigError, CorruptDatabaseError, InvalidInputError, NotFoundError, StorageError, UnavailableError
-from memmesh.fileaccess import cannot_write
+from memmesh.fileaccess import cannot_write, full_path
 from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
@@ -55,15 +55,16 @@ LATEST_SCHEMA = MIGRATIONS[-1][0]
 def path_from_url(url: str) -> str:
     """``sqlite:///abs/path`` or ``sqlite:///:memory:`` → a path for ``sqlite3.connect``.
 
-    ``~`` is expanded and a relative path made absolute (against the working directory), so
-    every message names the exact file looked at and no literal ``./~/…`` folder is made.
+    ``~`` is expanded, a relative path made absolute (against the working directory) and
+    normalised (:func:`~memmesh.fileaccess.full_path`), so every message names the exact file
+    looked at and no literal ``./~/…`` folder is made.
     """
     rest = url[len("sqlite://") :]
     if rest in ("/:memory:", ":memory:", "/"):
         return ":memory:"
     if not rest.startswith("/"):
         raise InvalidInputError(f"bad SQLite URL {redact_url(url)!r}: write sqlite:///relative.db or sqlite:////abs/path.db")
-    return str(Path(rest[1:]).expanduser().absolute())
+    return full_path(rest[1:])
 
 
 def fts_expression(terms: Sequence[str]) -> str:

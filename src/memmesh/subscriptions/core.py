@@ -200,7 +200,7 @@ class Subscriptions:
         who = authorize(principal, "reader")
         row = self._found(who, subscription_id)
         if state is not None and state not in ("pending", "delivered", "dead"):
-            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})", usage=True)
+            raise InvalidInputError(f"state must be pending, delivered or dead (got {state!r})", usage=True, field="state")
         limit = self.service.kernel.check_top_k(limit, "limit")
         where, params = "subscription_id = ?", [row[0]]
         if state:
@@ -450,12 +450,14 @@ def _events(events: Sequence[str] | str | None) -> list[str]:
     if events is None or events == [] or events == "":
         return list(EVENTS)
     if not isinstance(events, str | list | tuple):  # a dict or set would pass as its keys, in no order
-        raise InvalidInputError(f"events must be a list of event names ({', '.join(EVENTS)}), not {type(events).__name__}")
+        raise InvalidInputError(f"events must be a list of event names ({', '.join(EVENTS)}), not {type(events).__name__}", field="events")
     items = [e.strip() for e in events.split(",")] if isinstance(events, str) else list(events)
     bad = [e for e in items if e not in EVENTS]
     if bad or not items:
         raise InvalidInputError(
-            f"unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)", usage=True
+            f"events names an unknown event {bad[0] if bad else ''!r}: use {', '.join(EVENTS)} (or leave events out for all)",
+            usage=True,
+            field="events",
         )
     return list(dict.fromkeys(items))
 
@@ -465,7 +467,8 @@ def _secret(secret: str | None) -> str:
         return secrets.token_hex(32)
     if not isinstance(secret, str) or not MIN_SECRET_CHARS <= len(secret.strip()) <= MAX_SECRET_CHARS:
         raise InvalidInputError(
-            f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters (or leave it out and memmesh makes one)"
+            f"secret must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters (or leave it out and memmesh makes one)",
+            field="secret",
         )
     return str(check_text(secret.strip(), "secret"))
 

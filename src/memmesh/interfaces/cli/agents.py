@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state, warn_if_shell_expanded
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, id_column, print_json, state, warn_if_shell_expanded
 from memmesh.model import LOCAL_PRINCIPAL, Agent
 from memmesh.service import Service
 
@@ -40,7 +40,10 @@ def list_agents(as_json: bool = JSON_OPTION) -> None:
     if as_json:
         print_json(found)
         return
-    table = TextTable("agent", "name", "role", "namespaces", "since")
+    table = TextTable()
+    id_column(table, [a.agent_id for a in found], "agent")
+    for name in ("name", "role", "namespaces", "since"):
+        table.add_column(name)
     for agent in found:
         table.add_row(
             agent.agent_id, agent.display_name, agent.role, ", ".join(agent.namespaces), agent.created_at.isoformat(timespec="seconds")

@@ -161,8 +161,12 @@ def main() -> None:
         state.finish()
         label = "pending" if exc.code == "pending_approval" else "error"  # queued for approval: exit 3, not a failure
         flag = state.flag_for(exc.field)  # a flag given a value the core refuses: a usage error naming it, as Click's own
-        err_console.print(f"{label}: {exc.message_for(cli_option, cli_command, flag)}", markup=False, highlight=False)
-        sys.exit(USAGE if flag else exc.exit_status)
+        message = exc.message_for(cli_option, cli_command, flag)
+        status = USAGE if flag else exc.exit_status
+        if status == USAGE:  # ends as Click's own usage errors do (click_error_line)
+            message += f"; see {state.command.command_path if state.command else 'memmesh'} --help"
+        err_console.print(f"{label}: {message}", markup=False, highlight=False)
+        sys.exit(status)
     except NoArgsIsHelpError as exc:  # the help is printed already (as `--help` prints it)
         state.finish()
         sys.exit(exc.exit_code)

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from memmesh.bus.model import Delivery
-from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, err_console, id_column, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 
@@ -135,7 +135,10 @@ def list_conversations(
     if as_json:
         print_json({"conversations": found})
         return
-    table = TextTable("id", "kind", "participants", "messages", "last activity", "expires" if not archived else "archived")
+    table = TextTable()
+    id_column(table, [c.id for c in found])
+    for name in ("kind", "participants", "messages", "last activity", "expires" if not archived else "archived"):
+        table.add_column(name)
     for c in found:
         end = c.archived_at if archived else c.expires_at
         table.add_row(
@@ -270,7 +273,10 @@ def tasks(
     if as_json:
         print_json({"tasks": found})
         return
-    table = TextTable("#", "id", "state", "attempts", "worker", "reason / result")
+    table = TextTable("#")
+    id_column(table, [t.id for t in found])
+    for name in ("state", "attempts", "worker", "reason / result"):
+        table.add_column(name)
     for t in found:
         table.add_row(str(t.seq), t.id, t.state, str(t.attempts), t.worker or "", t.dead_reason or t.result or "")
     console.print(table)

@@ -10,7 +10,7 @@ import json
 import re
 import sys
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,12 @@ class TextTable(Table):
         super().add_row(*(Text(printable(r)) if isinstance(r, str) else r for r in renderables), **options)
 
 
+def id_column(table: Table, ids: Iterable[str], header: str = "id") -> None:
+    """Add a column of ids to ``table``, never cut or wrapped however narrow the terminal: a
+    table is where people copy ids from (into ``get``, ``bus claim``, ``pending approve``, …)."""
+    table.add_column(header, no_wrap=True, min_width=max((len(printable(i)) for i in ids), default=len(header)))
+
+
 console = SafeConsole(soft_wrap=True)
 err_console = SafeConsole(stderr=True, soft_wrap=True)
 
@@ -99,17 +105,26 @@ class State:
     def flag_for(self, name: str | None) -> str | None:
         """The flag given to the running command that set ``name``, a core parameter
         (``top_k``: ``--top-k``) or settings key (``federation.peer_key_file``), or None when no
-        flag did (a config file or a default set it: the message keeps the key's name)."""
+        flag did (a config file or a default set it: the message keeps the key's name). The
+        option is the one of that parameter name, else the one whose flag spells it
+        (``state``: ``--state``, as :func:`memmesh.interfaces.cli.app.cli_option` spells a
+        fix), or the flag itself where :func:`parse_options` spelt the field so."""
         if name is None:
             return None
         section, _, key = name.rpartition(".")
         if name in self.flags and self.extra_overrides.get(section, {}).get(key) is not None:
             return self.flags[name]
         ctx = self.command
-        if ctx is None or key not in option_flags(ctx):
+        if ctx is None:
+            return None
+        flags = option_flags(ctx)
+        if key not in flags:
+            spelt = (name, f"--{key.replace('_', '-')}")
+            key = next((parameter for parameter, flag in flags.items() if flag in spelt), key)
+        if key not in flags:
             return None
         source = ctx.get_parameter_source(key)
-        return option_flags(ctx)[key] if source is not None and source.name != "DEFAULT" else None
+        return flags[key] if source is not None and source.name != "DEFAULT" else None
 
     def settings(self) -> Settings:
         if self._settings is None:
@@ -253,12 +268,15 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
 
     if text is None:
         return None
+    state.command = _running_command()  # its error names a flag of this command (State.flag_for)
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(f'{option} is not valid JSON ({exc.msg} at char {exc.pos}); e.g. {option} \'{{"k": "v"}}\'') from None
+        raise InvalidInputError(
+            f'{option} is not valid JSON ({exc.msg} at char {exc.pos}); e.g. {option} \'{{"k": "v"}}\'', field=option
+        ) from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f'{option} must be a JSON object, e.g. {option} \'{{"k": "v"}}\'')
+        raise InvalidInputError(f'{option} must be a JSON object, e.g. {option} \'{{"k": "v"}}\'', field=option)
     return value
 
 
@@ -282,6 +300,7 @@ def parse_options(model: type[ModelT], data: Mapping[str, Any], ctx: typer.Conte
     """Validate what a command's options say into the core's ``model`` (the service takes the
     result as it is), naming the flag of a bad value: ``--on-conflict: …``, not ``on_conflict: …``.
     ``renamed`` names the parameter that sets a field where the two names differ (``{"ttl_seconds": "ttl"}``)."""
+    state.command = ctx  # the core's error names a flag of this command (State.flag_for)
     flags = option_flags(ctx)
     parameter = {name: (renamed or {}).get(name, name) for name in data}
     return parse_model(model, data, names={name: flags[p] for name, p in parameter.items() if p in flags})

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from memmesh.curator import CuratorReport, RollbackReport
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, app, console, id_column, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.wording import count
 
@@ -62,7 +62,7 @@ def runs(
         print_json(found)
         return
     table = Table("started", "dry run", "namespace", "writes", "rolled back")
-    table.add_column("run id", no_wrap=True)
+    id_column(table, [r.id for r in found], "run id")
     for r in found:
         table.add_row(
             r.started_at.isoformat(timespec="seconds"),

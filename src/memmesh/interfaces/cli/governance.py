@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from memmesh.governance import ACTIONS, EffectiveStandard, PendingAction, Standard
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, err_console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, err_console, id_column, print_json, state
 from memmesh.interfaces.cli.render import value_text
 from memmesh.model import LOCAL_PRINCIPAL
 
@@ -110,7 +110,10 @@ def list_pending(
     if as_json:
         print_json(found)
         return
-    table = Table("id", "action", "namespace", "rule set on", "requested by", "requested", "status", "decided by")
+    table = TextTable()
+    id_column(table, [p.id for p in found])
+    for name in ("action", "namespace", "rule set on", "requested by", "requested", "status", "decided by"):
+        table.add_column(name)
     for p in found:
         table.add_row(
             p.id,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state, warn_if_shell_expanded
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, id_column, print_json, state, warn_if_shell_expanded
 from memmesh.model import LOCAL_PRINCIPAL, CreatedKey
 from memmesh.service import Service
 
@@ -60,7 +59,11 @@ def list_keys(
     if as_json:
         print_json(found)
         return
-    table = Table("id", "agent", "role", "namespaces", "created", "revoked")
+    table = TextTable()
+    id_column(table, [key.id for key in found])
+    id_column(table, [key.agent_id for key in found], "agent")  # what `keys create --agent` and `agents` take
+    for name in ("role", "namespaces", "created", "revoked"):
+        table.add_column(name)
     for key in found:
         table.add_row(
             key.id,

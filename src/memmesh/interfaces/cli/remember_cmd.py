@@ -71,6 +71,8 @@ def read_messages(source: str) -> Any:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise InvalidInputError(f"{source}: no such file; give a JSON file of messages or '-' for stdin") from None
+        except IsADirectoryError:
+            raise InvalidInputError(f"{source} is a folder; give one JSON file of messages in it, or '-' for stdin") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"{source}: cannot be read as UTF-8 text ({exc})") from None
         where = source

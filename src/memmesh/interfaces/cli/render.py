@@ -9,7 +9,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from memmesh.interfaces.cli.context import TextTable, console, printable
+from memmesh.interfaces.cli.context import TextTable, console, id_column, printable
 from memmesh.model import HistoryEntry, Hit, Memory, Stats
 from memmesh.wording import agree, count
 
@@ -70,11 +70,6 @@ _QUIET_FIELDS = {"id", "content_hash", "created_at", "updated_at", "expires_at",
 """Fields a history line leaves out for an add/delete snapshot (``--json`` has them all)."""
 
 
-def _id_column(table: Table, ids: list[str]) -> None:
-    """Ids are never cut or wrapped: a table is where people copy them from into ``get``."""
-    table.add_column("id", no_wrap=True, min_width=max((len(i) for i in ids), default=2))
-
-
 CONTENT_WIDTH = 30
 """The fewest cells a table's content column may get; a terminal narrower than that for it
 prints cards instead (see :func:`_print_rows`)."""
@@ -118,7 +113,7 @@ def _print_card(heading: list[str], below: list[str]) -> None:
 
 def memory_table(memories: list[Memory], title: str | None = None) -> None:
     table = TextTable(title=title, show_edge=False)
-    _id_column(table, [m.id for m in memories])
+    id_column(table, [m.id for m in memories])
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("tier", no_wrap=True)
     table.add_column("tags", overflow="fold", min_width=4)
@@ -129,7 +124,7 @@ def memory_table(memories: list[Memory], title: str | None = None) -> None:
 def hit_table(hits: list[Hit], explain: bool = False) -> None:
     table = TextTable(show_edge=False)
     table.add_column("score", no_wrap=True)
-    _id_column(table, [h.memory.id for h in hits])
+    id_column(table, [h.memory.id for h in hits])
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("content", min_width=CONTENT_WIDTH)
     if explain:

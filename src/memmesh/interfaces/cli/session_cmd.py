@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, id_column, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.service import Service
 from memmesh.wording import count
@@ -62,7 +61,10 @@ def list_sessions(limit: int = typer.Option(100, "--limit"), as_json: bool = JSO
     if as_json:
         print_json({"sessions": found})
         return
-    table = Table("session", "turns", "last turn", "namespace")
+    table = TextTable()
+    id_column(table, [s.session_id for s in found], "session")
+    for name in ("turns", "last turn", "namespace"):
+        table.add_column(name)
     for s in found:
         table.add_row(s.session_id, str(s.turns), s.updated_at.isoformat(timespec="seconds"), s.namespace)
     console.print(table)

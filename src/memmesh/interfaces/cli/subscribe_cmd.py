@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, print_json, state
+from memmesh.interfaces.cli.context import JSON_OPTION, TextTable, app, console, id_column, print_json, state
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.subscriptions import CreatedSubscription, InboxMessage
 from memmesh.subscriptions.model import EVENTS
@@ -52,7 +52,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     # ids and URLs are what people copy into `remove`/`deliveries` and compare with their
     # receiver: never cut (the id) or ellipsised (the URL folds onto more lines)
     table = TextTable()
-    table.add_column("id", no_wrap=True, min_width=max((len(s.id) for s in found), default=2))
+    id_column(table, [s.id for s in found])
     table.add_column("namespace", overflow="fold", min_width=9)
     table.add_column("url", overflow="fold", min_width=12)
     table.add_column("events", no_wrap=True)
@@ -87,7 +87,7 @@ def deliveries(
         print_json(found)
         return
     table = TextTable()
-    table.add_column("id", no_wrap=True, min_width=max((len(d.id) for d in found), default=2))
+    id_column(table, [d.id for d in found])
     for name in ("event", "memory", "state", "attempts", "last error"):
         table.add_column(name, overflow="fold")
     for d in found:
