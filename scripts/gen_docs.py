@@ -8,6 +8,7 @@ replaces what is between the two with what the code says today:
   variable and description, from ``memmesh.config.Settings``;
 - ``http-routes`` (docs/http.md): every route with its summary, parameters and answer, from
   the FastAPI app's routes (its OpenAPI document);
+- ``client-methods`` (docs/http.md): which of ``Memory``'s methods the HTTP ``Client`` has;
 - ``mcp-tools`` (docs/mcp.md): the profiles and every tool family's tools with their hints
   and descriptions, from the MCP tool catalogue.
 
@@ -238,10 +239,30 @@ def mcp_tables() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _public_methods(cls: type) -> list[str]:
+    return sorted(name for name, value in vars(cls).items() if callable(value) and not name.startswith("_"))
+
+
+def client_methods() -> str:
+    """Which of ``Memory``'s methods the HTTP ``Client`` has, and which it lacks."""
+    from memmesh import Client, Memory
+
+    has = _public_methods(Client)
+    lacks = [name for name in _public_methods(Memory) if name not in has]
+    return (
+        f"`Client` has {', '.join(f'`{name}`' for name in has)}; `AsyncClient` has the same as coroutines "
+        "(`aclose` for `close`). They take `Memory`'s arguments, return the same models (the curator "
+        "methods and `add(messages=...)` return the server's JSON as dicts) and raise the same errors.\n\n"
+        f"Only the embedded `Memory` has {', '.join(f'`{name}`' for name in lacks)}: use them on the "
+        "server's host (the `memmesh` CLI or `Memory`), or the [routes](#routes) where one exists."
+    )
+
+
 GENERATORS: dict[str, tuple[Path, Callable[[], str]]] = {
     "cli-help": (DOCS / "cli.md", cli_help),
     "settings": (DOCS / "configuration.md", settings_table),
     "http-routes": (DOCS / "http.md", routes_table),
+    "client-methods": (DOCS / "http.md", client_methods),
     "mcp-tools": (DOCS / "mcp.md", mcp_tables),
 }
 

@@ -110,6 +110,11 @@ def node_clock(settings: Settings) -> Clock:
 def build(settings: Settings, *, clock: Clock | None = None, store: Store | None = None, create: bool = True) -> Service:
     """A Service over the configured store, embedder, index and ranking (``create``: see
     :func:`memmesh.store.open.open_store`)."""
+    if clock is not None and not callable(clock):
+        raise ConfigError(
+            f"clock must be a callable returning an aware UTC datetime, such as lambda: datetime.now(UTC) "
+            f"(got {type(clock).__name__} {clock!r})"
+        )
     settings.check_secret_files()
     store = store or build_store(settings, create=create)
     embedder = build_embedder_from(settings)

@@ -550,6 +550,8 @@ def load_settings(
 
 
 def _config_path(config_file: str | Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    if config_file is not None and not isinstance(config_file, str | os.PathLike):
+        raise ConfigError(f"config must be a config file's path or a Settings object (got {type(config_file).__name__} {config_file!r})")
     if config_file:
         return Path(config_file).expanduser(), True
     if env.get("MEMMESH_CONFIG"):
@@ -658,8 +660,16 @@ def _postgres_url(parts: dict[str, str]) -> str:
     return f"postgresql://{netloc}/{dbname}" + ("?" + "&".join(query) if query else "")
 
 
-def db_override(value: str | None) -> dict[str, Any]:
-    """The overrides dict for a ``--db`` flag (empty when the flag is not given)."""
+def db_override(value: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The overrides dict for a ``--db`` flag (empty when the flag is not given); a path object
+    is taken as its text, anything else but a string is refused (``Memory(5)``)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(
+            f"the store must be a URL or a file path as a string, such as 'sqlite:///memory.db' or 'memory.db' "
+            f"(got {type(value).__name__} {value!r})"
+        )
     return {"storage": {"url": _db_url(value)}} if value else {}
 
 

@@ -277,8 +277,14 @@ class Kernel:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         as_of: datetime | str | None = None,
+        **unknown: Any,
     ) -> Filter:
-        """A store filter from a caller's loose filter values, limited to what it may see."""
+        """A store filter from a caller's loose filter values, limited to what it may see.
+        Any other keyword is refused as an unknown field, as an unknown field of a memory is
+        (a face passes its caller's leftover options here, so ``topk=3`` is named, not a
+        ``TypeError`` about this method)."""
+        if unknown:
+            raise InvalidInputError("; ".join(f"{name}: unknown field" for name in sorted(unknown)))
         ns = normalize_namespace(namespace) if namespace else None
         if ns is not None and not principal.covers(ns):
             raise ForbiddenError(outside_message(principal, ns))

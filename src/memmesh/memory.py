@@ -116,7 +116,7 @@ class Memory:
     def add_many(self, items: Iterable[Mapping[str, Any] | str], *, wait: bool = False) -> builtins.list[MemoryRecord]:
         """Store many memories in one transaction (strings or dicts with ``content``);
         ``wait`` as in :meth:`add`."""
-        return self.service.add_many([{"content": i} if isinstance(i, str) else i for i in items], principal=self.principal, wait=wait)
+        return self.service.add_many(items, principal=self.principal, wait=wait)
 
     def search(self, query: str, **options: Any) -> builtins.list[Hit]:
         """Keyword (BM25) hits for a query; never counts as an access (as ``search`` on every face).

@@ -288,6 +288,13 @@ class Input(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_bytes(cls, value: Any) -> Any:
+        if isinstance(value, bytes | bytearray):
+            raise ValueError(BYTES_NOT_TEXT)
+        return value
+
     @field_validator("*", mode="after")
     @classmethod
     def _storable_text(cls, value: Any) -> Any:
@@ -298,6 +305,30 @@ class Input(BaseModel):
 
 
 _Strict = Input
+
+BYTES_NOT_TEXT = "bytes, not text: pass a str (decode the bytes first, e.g. data.decode('utf-8'))"
+"""Why a bytes value is refused where text is expected: pydantic would decode it silently,
+storing whatever the bytes spell in UTF-8; the caller decides how they are text."""
+
+
+def batch_items(items: Any) -> list[Any]:
+    """The items of an ``add_many``: a list (any iterable but a string, bytes or one dict) of
+    texts and dicts (or :class:`NewMemory`); a text stands for ``{"content": text}``. A string
+    given whole would otherwise be stored one character per memory."""
+    if isinstance(items, str | bytes | bytearray | Mapping | BaseModel) or not hasattr(items, "__iter__"):
+        raise InvalidInputError(
+            f"add_many takes a list of texts or dicts with 'content' (got {type(items).__name__}); "
+            "to store one text, call add() or pass [text]",
+            usage=True,
+        )
+    out: list[Any] = []
+    for n, item in enumerate(items):
+        if isinstance(item, bytes | bytearray):
+            raise InvalidInputError(f"add_many item {n} is {BYTES_NOT_TEXT}")
+        if not isinstance(item, str | Mapping | BaseModel):
+            raise InvalidInputError(f"add_many item {n} is of type {type(item).__name__}: give a text or a dict with 'content'")
+        out.append({"content": item} if isinstance(item, str) else item)
+    return out
 
 
 def _tag_list(value: Any) -> list[str]:

@@ -61,6 +61,7 @@ from memmesh.model import (
     Tier,
     TierCount,
     Tombstone,
+    batch_items,
     check_text,
     parse_model,
 )
@@ -276,7 +277,7 @@ class Service:
 
     def add_many(
         self,
-        items: Iterable[NewMemory | Mapping[str, Any]],
+        items: Iterable[NewMemory | Mapping[str, Any] | str],
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
@@ -307,7 +308,7 @@ class Service:
 
     def add_many_outcome(
         self,
-        items: Iterable[NewMemory | Mapping[str, Any]],
+        items: Iterable[NewMemory | Mapping[str, Any] | str],
         *,
         principal: Principal,
         within: Callable[[Any, builtins.list[Memory]], None] | None = None,
@@ -323,7 +324,7 @@ class Service:
                 "the words of its refusal where writes need approval"
             )
         who = authorize(principal, "writer")
-        inputs = [self.check_new(item, principal=who) for item in items]
+        inputs = [self.check_new(item, principal=who) for item in batch_items(items)]
         inputs = self.governance.admit_writes(who, inputs, unqueued=unqueued)
         deferred = self.background is not None and not wait
         vectors = None if deferred else self.kernel.embed([embed_text(n.title, n.content) for n in inputs])[0]

@@ -1,8 +1,9 @@
 """``Client`` and ``AsyncClient``: the Memory API over HTTP, for other processes and machines.
 
-Both have :class:`memmesh.Memory`'s methods with the same signatures and return the same
-pydantic models; server errors come back as the same :class:`MemmeshError` subclasses
-(mapped from the error body's ``code``). Each method is described once, as a request plus
+Both have the everyday part of :class:`memmesh.Memory`'s methods (docs/http.md lists which,
+generated from these classes) with the same signatures and return the same pydantic models;
+server errors come back as the same :class:`MemmeshError` subclasses (mapped from the error
+body's ``code``). Each method is described once, as a request plus
 a parser (:class:`_Calls`, no I/O); the two clients only differ in how they send it.
 
 Retries: a 429 or 503 answer, or a connection that could not be made, is retried up to
@@ -21,15 +22,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast, overload
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from memmesh.access import split_key
 from memmesh.clock import new_id
 from memmesh.errors import (
     AuthError,
+    ConfigError,
     ConflictError,
     ContentTooLargeError,
     ForbiddenError,
@@ -42,7 +45,7 @@ from memmesh.errors import (
     all_error_types,
 )
 from memmesh.federation.session import CAUSALITY_HEADER, SessionToken
-from memmesh.model import HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone
+from memmesh.model import BYTES_NOT_TEXT, HistoryEntry, Hit, Link, Page, RecallResult, Stats, Tombstone, batch_items
 from memmesh.model import Memory as MemoryRecord
 
 T = TypeVar("T")
@@ -112,8 +115,28 @@ def retry_delay(response: httpx.Response | None, attempt: int, cap: float) -> fl
 
 
 def _json(value: dict[str, Any]) -> Any:
-    """A JSON body; top-level None means "not given" (the server's default), as in Memory."""
-    return to_jsonable_python({k: v for k, v in value.items() if v is not None})
+    """A JSON body; top-level None means "not given" (the server's default), as in Memory.
+    A value JSON cannot carry is the caller's InvalidInputError naming the field, as in
+    Memory: bytes (which would be sent decoded, as if text had been given) or an object."""
+    body = {}
+    for name, item in value.items():
+        if item is None:
+            continue
+        if _holds_bytes(item):
+            raise InvalidInputError(f"{name}: {BYTES_NOT_TEXT}")
+        try:
+            body[name] = to_jsonable_python(item)
+        except PydanticSerializationError as exc:
+            raise InvalidInputError(f"{name}: is not JSON-serialisable ({exc}); pass str, numbers, bools, None, lists and dicts") from None
+    return body
+
+
+def _holds_bytes(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_bytes(v) for v in value.values())
+    return isinstance(value, list | tuple) and any(_holds_bytes(v) for v in value)
 
 
 def _query(options: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -181,8 +204,8 @@ class _Calls:
     @staticmethod
     def add_many(items: Iterable[Mapping[str, Any] | str], wait: bool = False) -> _Call[builtins.list[MemoryRecord]]:
         prepared = []
-        for item in items:
-            entry = {"content": item} if isinstance(item, str) else dict(item)
+        for item in batch_items(items):
+            entry = dict(item)
             entry["id"] = entry.get("id") or new_id()
             prepared.append(_json(entry))
         return _Call("POST", "/api/v1/memories/batch", _MEMORIES, params=_wait(wait), body=_json({"items": prepared}))
@@ -252,10 +275,13 @@ class _Calls:
 
 
 def _segment(value: str) -> str:
-    """An id as one path segment: an empty or slash-bearing id must not reach another route."""
+    """An id as one path segment, percent-encoded whole: ``#``, ``?`` or ``%2F`` in an id are
+    part of the id, never a fragment, a query or another route. An empty, slash-bearing, ``.``
+    or ``..`` id is refused: servers decode ``%2F`` before routing and URL handling removes
+    dot segments, so no encoding keeps those in one segment (no id has them)."""
     if not isinstance(value, str) or not value or "/" in value or value in (".", ".."):
         raise NotFoundError(f"no memory with id {value!r}")
-    return value
+    return quote(value, safe="")
 
 
 def _checked_key(api_key: str) -> str:
@@ -274,6 +300,8 @@ class _Base:
     def __init__(
         self, base_url: str, api_key: str | None, timeout: float, retries: int, max_retry_wait: float, session: SessionToken | None = None
     ) -> None:
+        if not isinstance(base_url, str) or not base_url.strip():
+            raise ConfigError(f"base_url must be the server's URL as a string, such as 'http://127.0.0.1:9077' (got {base_url!r})")
         self.session = session if session is not None else SessionToken()
         """The causality token this client sends and keeps (pass one to several clients to
         keep read-your-writes and monotonic reads while hopping between nodes)."""
@@ -299,6 +327,10 @@ class _Base:
             keyless = response.status_code == 401 and "Authorization" not in self._headers
             raise error_from_response(response, hint="this client sent no key: pass api_key= to Client" if keyless else None)
         return False, call.parse(response.json() if response.content else None)
+
+    def _closed(self) -> StorageError:
+        """What a call after ``close()`` raises: the error a closed ``Memory`` raises."""
+        return StorageError(f"this client of {self.base_url} is closed; make a new {type(self).__name__} to go on")
 
     def _unreachable(self, exc: httpx.HTTPError) -> MemmeshError:
         if isinstance(exc, httpx.TimeoutException):
@@ -329,6 +361,8 @@ class Client(_Base):
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 
     def _run(self, call: _Call[T]) -> T:
+        if self._http.is_closed:
+            raise self._closed()
         attempt = 0
         while True:
             attempt += 1
@@ -457,6 +491,8 @@ class AsyncClient(_Base):
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport)
 
     async def _run(self, call: _Call[T]) -> T:
+        if self._http.is_closed:
+            raise self._closed()
         attempt = 0
         while True:
             attempt += 1

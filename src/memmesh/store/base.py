@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from memmesh.errors import InvalidInputError
+from memmesh.errors import InvalidInputError, StorageError
 from memmesh.model import (
     NOT_UNICODE,
     Agent,
@@ -43,6 +43,12 @@ def not_unicode(exc: UnicodeEncodeError) -> InvalidInputError:
     Python callers and JSON can carry): the caller's input, said so, instead of the driver's
     UnicodeEncodeError. Both backends raise it from their read and write blocks."""
     return InvalidInputError(f"a value given {NOT_UNICODE}; nothing was read or changed")
+
+
+def closed_error(where: str) -> StorageError:
+    """What any read or write of a store raises after its ``close()`` (both backends alike:
+    not a retryable "server unavailable", since no retry reopens it)."""
+    return StorageError(f"the store {where} is closed; open it again to use it")
 
 
 @dataclass(frozen=True)

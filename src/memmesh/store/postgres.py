@@ -49,7 +49,7 @@ from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store.audit_sql import FLUSH_PG
-from memmesh.store.base import Changes, Filter, VectorChanges, not_unicode
+from memmesh.store.base import Changes, Filter, VectorChanges, closed_error, not_unicode
 from memmesh.store.logical import SnapshotInfo, write_logical_snapshot
 from memmesh.store.migrations import load_migrations
 from memmesh.store.pg_commit import begin_with, commit_then_flush
@@ -197,6 +197,8 @@ class PostgresStore(SQLReads):
         """A pooled connection, failing fast when the server is unreachable: after a short
         wait the server is probed directly, so a request answers 503 within about a second
         instead of waiting for the pool; a busy but healthy pool gets the full busy timeout."""
+        if self._pool.closed:
+            raise closed_error(self.where)
         try:
             conn = self._pool.getconn(timeout=POOL_WAIT_S)
         except PoolTimeout:

@@ -31,7 +31,7 @@ from memmesh.model import Memory
 from memmesh.recall import segment
 from memmesh.redact import redact_url
 from memmesh.store import vector_codec
-from memmesh.store.base import Changes, Filter, VectorChanges, not_unicode
+from memmesh.store.base import Changes, Filter, VectorChanges, closed_error, not_unicode
 from memmesh.store.logical import SnapshotInfo
 from memmesh.store.migrations import load_migrations
 from memmesh.store.sql import history_codec
@@ -264,7 +264,7 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
-            raise StorageError(f"the store {self.path} is closed; open it again to read")
+            raise closed_error(self.path)
 
     def _guard(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:

@@ -71,6 +71,7 @@ class GroupCommitWriter:
     busy_timeout_ms: int
     _writer: sqlite3.Connection
     _new_tx: Callable[[sqlite3.Connection], Any]
+    _refuse_if_closed: Callable[[], None]
 
     def _init_writer(self) -> None:
         self._local = threading.local()
@@ -140,6 +141,7 @@ class GroupCommitWriter:
         try:
             with self._group_lock:
                 self._queued -= 1
+            self._refuse_if_closed()
             batch = self._open_batch()
             alone = batch.members == 0  # first in its group: the transaction holds nothing of anyone else
             self._local.write_depth = 1
