@@ -22,6 +22,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 
@@ -56,13 +57,8 @@ def test_a_script_ending_with_a_busy_queue_exits_promptly_and_the_next_open_embe
         print("stored", flush=True)
         # no close(): interpreter exit stops the background embedder
     """)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")},
-    )
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("MEMMESH_")}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=PIPE, stderr=PIPE, text=True, env=child_env)
     try:
         assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline().strip() == "stored", proc.stderr.read()
