@@ -118,6 +118,7 @@ class BackgroundEmbedder:
         self._started = False
         self._catching_up = False
         self._catch_up_ticket = 0
+        self._catch_up_last = 0  # the newest ticket when the catch-up queued what it found
 
     # -- the write side -----------------------------------------------------------------
 
@@ -228,7 +229,9 @@ class BackgroundEmbedder:
         try:
             with self.store.write() as tx:
                 left = tx.pending_vector_ids(CATCH_UP_LIMIT)
-            self.submit(left)
+            last = self.submit(left)
+            with self._cond:
+                self._catch_up_last = last
         except Exception as exc:  # a closed or broken store: nothing to recover now
             self.last_error = _describe(exc)
         finally:
@@ -270,11 +273,13 @@ class BackgroundEmbedder:
 
     def _advance(self) -> None:
         """Move ``_done`` to just below the oldest ticket still queued or in flight (and below
-        the catch-up's ticket until the catch-up has queued what it found)."""
+        the catch-up's ticket until what the catch-up queued is embedded: a recall or
+        ``await_vectors`` that takes its ticket before the catch-up has queued waits for
+        the recovered memories, not only for their queueing)."""
         open_tickets = [self._queue[0][0]] if self._queue else []
         oldest = min([*open_tickets, *self._in_flight], default=None)
         done = self._issued if oldest is None else oldest - 1
-        if self._catching_up:
+        if self._catching_up or done < self._catch_up_last:
             done = min(done, self._catch_up_ticket - 1)
         self._done = max(self._done, done)
 
