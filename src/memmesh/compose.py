@@ -146,7 +146,11 @@ def build(settings: Settings, *, clock: Clock | None = None, store: Store | None
     )
     if embedder is not None and settings.embeddings.background:
         background = BackgroundEmbedder(
-            service.store, lambda: service.embedder, lambda m: embed_text(m.title, m.content), batch_size=settings.embeddings.batch_size
+            service.store,
+            lambda: service.embedder,
+            lambda m: embed_text(m.title, m.content),
+            batch_size=settings.embeddings.batch_size,
+            close_wait_s=settings.embeddings.close_wait_s,
         )
         service.background = engine.background = background
         engine.background_wait_s = settings.embeddings.recall_wait_s

@@ -114,6 +114,12 @@ class EmbeddingSettings(_Section):
     recall_wait_s: float = Field(
         10.0, ge=0, description="how long a recall waits for this process's queued embeddings before answering without them"
     )
+    close_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="how long close() and process exit go on embedding what this process queued; the rest stays pending "
+        "for the next process that opens the store (or `memmesh reindex`)",
+    )
 
 
 class RecallSettings(_Section):

@@ -177,9 +177,11 @@ class Service:
     """Embeds writes after they commit (set by compose.build when ``embeddings.background``;
     None: every write embeds before it commits)."""
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Embed what is still queued (up to ``timeout`` seconds; what is left stays marked
-        pending and the next process embeds it), then close the store."""
+    def close(self, timeout: float | None = None) -> None:
+        """Embed what is still queued (up to ``timeout`` seconds, None: the background
+        worker's ``close_wait_s``, ``embeddings.close_wait_s``; then the batch in progress;
+        what is left stays marked pending, a warning says how many, and the next process
+        that opens the store or ``memmesh reindex`` embeds it), then close the store."""
         extraction = self.__dict__.get("_extraction")
         if extraction is not None:
             extraction.close()  # running extractions finish while the store is still open

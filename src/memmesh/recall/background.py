@@ -19,6 +19,14 @@ Read-your-writes by meaning: :meth:`wait_for` waits until everything queued befo
 ticket is embedded, so a recall in this process sees the writes that came before it (the
 recall engine waits up to a bound and says so in a notice when it had to give up).
 
+Stopping (``close()`` and interpreter exit, :meth:`stop`): the worker embeds what is queued
+for up to ``close_wait_s`` (10 s), then finishes the batch it is embedding and starts no other one,
+so stopping takes seconds however long the queue. What is left keeps its pending marks; a
+warning names how many and what embeds them (the next process that opens the store, or
+``memmesh reindex``). The thread must have left the embedder before the interpreter ends:
+onnxruntime aborts the process (SIGABRT, "terminate called without an active exception")
+when it is torn down while a daemon thread is inside a session.
+
 An embedder that fails leaves the marks in place (the memories are found by keyword until a
 later process start or ``memmesh reindex`` embeds them); the error is kept in
 :attr:`last_error`.
@@ -27,6 +35,7 @@ later process start or ``memmesh reindex`` embeds them); the error is kept in
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 import weakref
@@ -38,6 +47,9 @@ from memmesh.errors import EmbedderError, MemmeshError
 from memmesh.model import Memory
 from memmesh.recall.embedder_api import Embedder
 from memmesh.store.base import Store, VectorRow
+from memmesh.wording import agree, count
+
+log = logging.getLogger(__name__)
 
 TextOf = Callable[[Memory], str]
 """The text a memory is embedded from (the kernel's ``embed_text`` of title and content)."""
@@ -49,9 +61,14 @@ IDLE_EXIT_S = 5.0
 """An idle worker thread ends after this long (the next write starts a new one), so a
 service nobody closes holds no thread and its store can be collected."""
 
-EXIT_DRAIN_S = 30.0
-"""At interpreter exit, how long each worker may take to embed what is still queued (a CLI
-``memmesh add`` stores its vector before the process ends)."""
+EXIT_DRAIN_S = 10.0
+"""By default (``embeddings.close_wait_s``), at ``close()`` and interpreter exit, how long each worker may go on embedding what is
+still queued (a CLI ``memmesh add`` or a short script stores its vectors before the process
+ends); past it the batch in progress is finished and the rest is left pending."""
+
+BATCH_FINISH_S = 30.0
+"""How long :meth:`BackgroundEmbedder.stop` waits for the batch in progress once no new one
+may start (one model call of ``batch_size`` texts: about a second for MiniLM on 2 cores)."""
 
 _LIVE: weakref.WeakSet[BackgroundEmbedder] = weakref.WeakSet()
 
@@ -77,6 +94,7 @@ class BackgroundEmbedder:
         *,
         batch_size: int = 64,
         linger_s: float = 0.002,
+        close_wait_s: float = EXIT_DRAIN_S,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -85,6 +103,8 @@ class BackgroundEmbedder:
         self.text_of = text_of
         self.batch_size = max(1, batch_size)
         self.linger_s = linger_s
+        self.close_wait_s = close_wait_s
+        """How long :meth:`stop` (``close()``, interpreter exit) embeds what is queued by default."""
         self.stats = EmbedStats()
         self.last_error: str | None = None
         self._cond = threading.Condition()
@@ -98,6 +118,7 @@ class BackgroundEmbedder:
         self._started = False
         self._catching_up = False
         self._catch_up_ticket = 0
+        self._catch_up_last = 0  # the newest ticket when the catch-up queued what it found
 
     # -- the write side -----------------------------------------------------------------
 
@@ -161,17 +182,30 @@ class BackgroundEmbedder:
         """Wait until everything queued so far is embedded; False on timeout."""
         return self.wait_for(self.ticket(), timeout)
 
-    def stop(self, timeout: float = 30.0) -> bool:
-        """Embed what is queued (up to ``timeout``), then stop the thread. What is left stays
-        marked pending in the store and is embedded by the next process that opens it."""
-        drained = self.drain(timeout)
+    def stop(self, timeout: float | None = None) -> bool:
+        """Embed what is queued for up to ``timeout`` seconds (None: ``close_wait_s``), then finish the batch in progress
+        (bounded by ``BATCH_FINISH_S``), start no other one and end the thread. What is left
+        stays marked pending in the store: the next process that opens it embeds it, and so
+        does ``memmesh reindex``; a warning says how many. True when nothing was left."""
+        drained = self.drain(self.close_wait_s if timeout is None else timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=max(1.0, timeout))
-        return drained
+            thread.join(BATCH_FINISH_S)
+        _LIVE.discard(self)  # stopped: interpreter exit has nothing more to do for it
+        with self._cond:
+            left = len(self._queued)  # queued or (when the join gave up) still being embedded
+        if left:
+            log.warning(
+                "memmesh: %s %s still waiting for %s vectors (found by keyword until then); the next "
+                "process that opens this store embeds them in the background, or run `memmesh reindex`",
+                count(left, "memory"),
+                agree(left, "is", "are"),
+                agree(left, "its", "their"),
+            )
+        return drained and not left
 
     # -- the worker -----------------------------------------------------------------------
 
@@ -195,7 +229,9 @@ class BackgroundEmbedder:
         try:
             with self.store.write() as tx:
                 left = tx.pending_vector_ids(CATCH_UP_LIMIT)
-            self.submit(left)
+            last = self.submit(left)
+            with self._cond:
+                self._catch_up_last = last
         except Exception as exc:  # a closed or broken store: nothing to recover now
             self.last_error = _describe(exc)
         finally:
@@ -207,15 +243,19 @@ class BackgroundEmbedder:
     def _next_batch(self) -> list[tuple[int, str]] | None:
         with self._cond:
             idle_until = time.monotonic() + IDLE_EXIT_S
-            while not self._queue:
+            while self._stopping or not self._queue:
                 left = idle_until - time.monotonic()
-                if self._stopping or left <= 0:
+                if self._stopping or left <= 0:  # stopping: no new batch, even with a queue
                     self._thread = None  # the next submit starts a new thread
                     self._cond.notify_all()
                     return None
                 self._cond.wait(left)
             if len(self._queue) < self.batch_size and self.linger_s > 0:
                 self._cond.wait(self.linger_s)  # let a burst of writes join this batch
+                if self._stopping or not self._queue:
+                    self._thread = None
+                    self._cond.notify_all()
+                    return None
             batch: list[tuple[int, str]] = []
             while self._queue and len(batch) < self.batch_size:
                 batch.append(self._queue.popleft())
@@ -233,11 +273,13 @@ class BackgroundEmbedder:
 
     def _advance(self) -> None:
         """Move ``_done`` to just below the oldest ticket still queued or in flight (and below
-        the catch-up's ticket until the catch-up has queued what it found)."""
+        the catch-up's ticket until what the catch-up queued is embedded: a recall or
+        ``await_vectors`` that takes its ticket before the catch-up has queued waits for
+        the recovered memories, not only for their queueing)."""
         open_tickets = [self._queue[0][0]] if self._queue else []
         oldest = min([*open_tickets, *self._in_flight], default=None)
         done = self._issued if oldest is None else oldest - 1
-        if self._catching_up:
+        if self._catching_up or done < self._catch_up_last:
             done = min(done, self._catch_up_ticket - 1)
         self._done = max(self._done, done)
 
@@ -281,7 +323,7 @@ def _describe(exc: BaseException) -> str:
 
 @atexit.register
 def _drain_at_exit() -> None:
-    """Embed what this process queued before it ends (bounded), and stop the threads while
-    the interpreter is still whole."""
+    """Embed what this process queued before it ends (bounded: ``EXIT_DRAIN_S`` and the batch
+    in progress), and stop the threads while the interpreter is still whole."""
     for worker in list(_LIVE):
-        worker.stop(EXIT_DRAIN_S)
+        worker.stop()
