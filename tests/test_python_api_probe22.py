@@ -161,3 +161,12 @@ def test_docs_do_not_promise_all_of_memorys_methods_over_http() -> None:
         assert "same methods as Memory" not in text and "has `Memory`'s methods" not in text, page
     listed = (ROOT / "docs" / "http.md").read_text(encoding="utf-8")
     assert "`gc`" in listed.split("Only the embedded `Memory` has", 1)[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("query", ["a\x00b", "x\ud800y"])
+def test_search_refuses_an_unstorable_query_as_recall_does(mem: Memory, query: str) -> None:
+    """recall named the NUL (or the lone surrogate) in its query; search answered [] as if
+    nothing matched."""
+    for ask in (mem.recall, mem.search):
+        with pytest.raises(InvalidInputError, match=r"^query contains"):
+            ask(query)

@@ -612,10 +612,7 @@ class Service:
         **filters: Any,
     ) -> RecallResult:
         """Rank memories for a query (hybrid by default); counts as an access unless ``touch=False``."""
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("query is empty: give words or a question to recall by")
-        check_text(query, "query")
-        self._check_query_size(query)
+        self._check_query(query, "query is empty: give words or a question to recall by")
         if budget_tokens is not None and (not isinstance(budget_tokens, int) or budget_tokens < 1):
             raise InvalidInputError(f"budget_tokens must be a positive integer (got {budget_tokens!r})", usage=True, field="budget_tokens")
         who = authorize(principal, "reader")
@@ -662,14 +659,20 @@ class Service:
             raise InvalidInputError(f"search is keyword-only (got mode={mode!r}): use recall for hybrid or vector ranking")
         if touch:
             raise InvalidInputError("search never counts as an access (got touch=True): use recall to count one")
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("query is empty: give words to search for")
-        self._check_query_size(query)
+        self._check_query(query, "query is empty: give words to search for")
         who = authorize(principal, "reader")
         k = self.kernel.check_top_k(top_k)
         flt = self.kernel.filter(who, **filters)
         used, hits, notices = self.engine.run(query, flt, k, "keyword", explain, flt.now, context=False)
         return RecallResult(query=query, mode=used, hits=hits, dropped=0, notices=notices)
+
+    def _check_query(self, query: Any, empty: str) -> None:
+        """A recall's or search's query: text (``empty`` says what to give when it is blank),
+        storable (a NUL refused by recall was an empty answer from search) and not too long."""
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError(empty)
+        check_text(query, "query")
+        self._check_query_size(query)
 
     def _check_query_size(self, query: str) -> None:
         """A query is at most as long as the longest memory (``limits.max_content_bytes``): each
