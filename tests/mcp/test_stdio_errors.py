@@ -68,6 +68,21 @@ def test_bad_arguments_are_tool_errors_and_the_server_keeps_answering(mcp_env: M
     assert cli_result.err.strip() in messages
 
 
+def test_a_tool_of_a_family_the_profile_leaves_out_says_how_to_enable_it(mcp_env: McpEnv) -> None:
+    """The SDK answered only "Unknown tool: memory_link" for a tool memmesh has but the
+    profile did not turn on."""
+
+    async def scenario() -> tuple[str, bool]:
+        async with mcp_env.client() as client:  # the core profile
+            left_out = await client.call("memory_link", source_id="a", target_id="b", relation="related_to")
+            teleport = await client.call("memory_teleport")
+            return left_out.text, teleport.is_error and "not enabled" not in teleport.text
+
+    text, unknown_stays_unknown = asyncio.run(scenario())
+    assert text.startswith("error: memory_link is not enabled on this server: it is in the 'graph' family"), text
+    assert "--profile graph" in text and unknown_stays_unknown
+
+
 def test_unknown_profile_is_a_usage_error_as_a_flag_and_a_config_error_as_a_setting(cli) -> None:
     result = cli("mcp", "--profile", "core,telepathy")
     assert result.code == 2  # a value the option never takes, like any other bad choice

@@ -50,7 +50,7 @@ from starlette.types import Receive, Scope, Send
 
 from memmesh.config import Settings
 from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
-from memmesh.interfaces.mcp.catalog import resolve_profile, tools_for
+from memmesh.interfaces.mcp.catalog import ALL_TOOLS, family_of, resolve_profile, tools_for
 from memmesh.interfaces.mcp.families import tool_methods
 from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
 from memmesh.interfaces.mcp.tools import MemoryTools, current_abandoned, current_principal
@@ -151,6 +151,8 @@ class _MemmeshServer(MCPServer):
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
         registered = self._tool_manager.get_tool(name)
+        if registered is None and name in ALL_TOOLS:  # the SDK would say only "Unknown tool"
+            return error_result(not_enabled(name))
         if registered is not None:
             try:
                 check_arguments(registered.fn_metadata, arguments or {})
@@ -165,6 +167,15 @@ class _MemmeshServer(MCPServer):
             if isinstance(exc.__cause__, ValidationError):
                 return error_result(InvalidInputError(f"{name}: {describe_validation_error(exc.__cause__)}"))
             raise
+
+
+def not_enabled(tool: str) -> InvalidInputError:
+    """A memmesh tool this server's profile leaves out: which family has it and how to turn it on."""
+    family = family_of(tool)
+    return InvalidInputError(
+        f"{tool} is not enabled on this server: it is in the {family!r} family, which the profile leaves out; "
+        f"start the server with --profile {family} (or MEMMESH_MCP_PROFILE, [mcp] profile; `full` enables every tool)"
+    )
 
 
 def _guarded(method: Callable[..., Any], *, waits: bool = False) -> Callable[..., Any]:
