@@ -170,3 +170,33 @@ def test_search_refuses_an_unstorable_query_as_recall_does(mem: Memory, query: s
     for ask in (mem.recall, mem.search):
         with pytest.raises(InvalidInputError, match=r"^query contains"):
             ask(query)
+
+
+def test_opening_an_up_to_date_store_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    """Opening a SQLite store took its write lock (the schema check ran in a write
+    transaction) even when nothing was to migrate: a process that only reads waited 15 s
+    behind another process's write transaction, then failed with "stayed locked"."""
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "busy.db"
+    with Memory(f"sqlite:///{db}", keyword_settings(tmp_path)) as mem:
+        mem.add("the cat likes tuna", namespace="pets")
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process's write transaction, held
+    try:
+        reader = (
+            "import sys; from memmesh import Memory; from tests.conftest import keyword_settings; from pathlib import Path; "
+            "m = Memory(sys.argv[1], keyword_settings(Path(sys.argv[2]))); print(len(m.list(namespace='pets').items)); m.close()"
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", reader, f"sqlite:///{db}", str(tmp_path / "r")], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]
+        assert time.monotonic() - started < 12  # the old code waited out the 15 s busy timeout
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -287,6 +287,8 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
         except sqlite3.DatabaseError as exc:
             raise CorruptDatabaseError(f"{self.path} is not a usable SQLite database: {exc}") from exc
         _refuse_other_app(tables, self.path)
+        if self._schema_version(conn) == LATEST_SCHEMA and self._meta_value(conn, "app") == APP_ID:
+            return LATEST_SCHEMA  # up to date: opening takes no write lock (a read-only user waited behind any writer)
         with self.write() as tx:
             current = self._schema_version(conn)
             if current > LATEST_SCHEMA:
@@ -306,13 +308,19 @@ class SQLiteStore(SQLReads, GroupCommitWriter):
                 raise CorruptDatabaseError(f"{self.path} belongs to another application ({tx.get_meta('app')})")
         return max(current, LATEST_SCHEMA)
 
+    @classmethod
+    def _schema_version(cls, conn: sqlite3.Connection) -> int:
+        value = cls._meta_value(conn, "schema_version")
+        return int(value) if value else 0
+
     @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int:
+    def _meta_value(conn: sqlite3.Connection, key: str) -> str | None:
+        """A meta value read outside a transaction (None before the meta table exists)."""
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         except sqlite3.OperationalError:
-            return 0
-        return int(row[0]) if row else 0
+            return None
+        return str(row[0]) if row else None
 
     # -- reads (the shared ones are in memmesh.store.sql.reads) ------------------------------
 
