@@ -230,7 +230,7 @@ def test_plain_http_to_a_tls_port_is_refused_and_agents_use_https_without_a_cert
 
 def serve_fails(tmp_path: Path, *args: str) -> str:
     out = subprocess.run(
-        [*CLI, "serve", "--db", str(tmp_path / "x.db"), "--port", "1", *args],
+        [*CLI, "serve", "--db", str(tmp_path / "x.db"), "--port", "0", *args],  # a port of its own: tests beside it use theirs
         env=server_env(tmp_path),
         capture_output=True,
         text=True,
@@ -238,6 +238,37 @@ def serve_fails(tmp_path: Path, *args: str) -> str:
     )
     assert out.returncode != 0, out.stdout
     return out.stderr
+
+
+def test_a_tls_mistake_is_said_before_the_port_is_taken(tmp_path: Path, certs: Path) -> None:
+    """serve binds its socket before opening the store; the TLS files were checked after
+    that, so with the port taken (another server, a test beside it) the TLS mistake was
+    hidden behind "port … is already in use"."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = subprocess.run(
+            [
+                *CLI,
+                "serve",
+                "--db",
+                str(tmp_path / "x.db"),
+                "--port",
+                str(port),
+                "--tls-cert",
+                str(certs / "missing.pem"),
+                "--tls-key",
+                str(certs / "node-a.key"),
+            ],
+            env=server_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode != 0 and "does not exist" in out.stderr and "already in use" not in out.stderr, out.stderr
 
 
 def test_a_key_file_others_can_read_is_refused_at_start_with_the_chmod(tmp_path: Path, certs: Path) -> None:

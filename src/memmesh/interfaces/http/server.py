@@ -297,6 +297,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     closed, end the process by that signal (see the module doc)."""
     server = settings.server
     logs.configure(server.log_json)
+    tls = tls_options(settings)  # a TLS mistake is the first thing said, before the port is taken
     sock = listen_on(server.host, server.port)
     if server.port == 0:  # every later use (start line, workers' settings) sees the real port
         server = server.model_copy(update={"port": sock.getsockname()[1]})
@@ -304,7 +305,7 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
     stopped: int | None = None
     with signals_unwind():
         try:
-            serve_on(settings, sock, environ)
+            serve_on(settings, sock, environ, tls)
         except (KeyboardInterrupt, Terminated) as exc:
             stopped = stopped_by(exc)
         finally:
@@ -313,8 +314,11 @@ def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -
         die_of(stopped)
 
 
-def serve_on(settings: Settings, sock: socket.socket | None, environ: MutableMapping[str, str] | None = None) -> None:
-    """:func:`serve` once the port is known: open the store, say where, run uvicorn."""
+def serve_on(
+    settings: Settings, sock: socket.socket | None, environ: MutableMapping[str, str] | None = None, tls: dict[str, Any] | None = None
+) -> None:
+    """:func:`serve` once the port is known: open the store, say where, run uvicorn (with
+    ``tls``, the :func:`tls_options` already checked, or checked here)."""
     server = settings.server
     service = open_for_serving(settings)
     try:
@@ -330,7 +334,7 @@ def serve_on(settings: Settings, sock: socket.socket | None, environ: MutableMap
             "server_header": False,
             "http": protocol_for(server.request_timeout_secs),  # slow clients are cut off (timeouts.py)
         }
-        common.update(tls_options(settings))
+        common.update(tls_options(settings) if tls is None else tls)
         if server.workers > 1:
             (os.environ if environ is None else environ).update(settings_env(settings))
             run_uvicorn("memmesh.interfaces.http.server:app_factory", sock, factory=True, workers=server.workers, **common)
