@@ -45,6 +45,8 @@ def test_any_key_closes_the_server_and_bad_keys_get_401(server):
     _error(server.http(wrong_secret).get("/api/v1/memories"), 401, "unauthorized")
     assert server.http(admin.key).get("/api/v1/memories").status_code == 200
     assert http.get("/healthz").status_code == 200
+    _error(http.get("/api/v1/memories", params={"tgs": "x"}), 401, "unauthorized")  # no key: 401 before the unknown parameter
+    assert server.http(admin.key).get("/api/v1/memories", params={"tgs": "x"}).status_code == 422
     _error(http.get("/metrics"), 401, "unauthorized")  # keys required: metrics too, even on loopback
     assert server.http(admin.key).get("/metrics").status_code == 200
     with pytest.raises(AuthError, match="this client sent no key: pass api_key= to Client"):

@@ -159,6 +159,9 @@ async def refuse_unknown_query(request: Request) -> None:
     known = _query_names(dependant)
     unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
     if unknown:
+        refused = await key_refusal(request)  # no valid key: 401 first, as for every other refusal
+        if refused is not None:
+            raise refused
         raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name), "msg": "unknown field"} for name in unknown])
 
 
