@@ -109,7 +109,10 @@ def test_a_node_frozen_mid_transaction_does_not_stall_the_others(
     hot_ok = sorted(e["t"] for e in events if e["op"] == "hot" and "error" not in e)
     assert len(adds) > 20, events[:5]
     assert hot_ok, [e for e in events if "error" in e][:3]
-    assert hot_ok[0] - holding_at < 5.0, f"hot memory writable again after {hot_ok[0] - holding_at:.1f} s"
+    # Counted from when the others were running: on a loaded CI machine their start-up alone
+    # (Python, numpy, psycopg, opening the store) took 3-5 s, and the frozen lock ends 3 s in.
+    running_at = max(holding_at, min(e["t"] for e in events))
+    assert hot_ok[0] - running_at < 5.0, f"hot memory writable again after {hot_ok[0] - running_at:.1f} s"
     # Writes of other memories never waited for the frozen node (no gap as long as the frozen lock, 3 s;
     # a loaded 2-core machine alone can pause a process for a second or two).
     gaps = [b - a for a, b in itertools.pairwise(adds)]
