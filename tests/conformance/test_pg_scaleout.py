@@ -198,6 +198,41 @@ def test_a_table_lock_makes_reads_fail_fast_with_a_hint(pg_database: str, open_m
     assert mem.get(kept.id).content == kept.content
 
 
+def test_connections_the_server_dropped_cost_one_failed_request_not_one_each(pg_database: str, open_memory: Callable[..., Memory]) -> None:
+    """pg_terminate_backend (an admin, a pooler restart, a fast failover) drops every pooled
+    connection at once. The pool hands out a connection used in the last two seconds unchecked,
+    so each dropped one used to fail a request of its own (six in a row after warm reads); the
+    first failure now has the others checked before use."""
+    mem = open_memory(pg_database)
+    kept = mem.add("read by many threads, then by one after the kill")
+
+    def reads() -> None:
+        for _ in range(20):
+            mem.get(kept.id)
+
+    threads = [threading.Thread(target=reads) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    database = psycopg.conninfo.conninfo_to_dict(pg_database)["dbname"]
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        (dropped,) = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchone()
+    assert dropped >= 2, "the warm-up left fewer than two pooled connections: nothing to show"
+    failures = []
+    for _ in range(dropped + 1):
+        try:
+            assert mem.get(kept.id).content == kept.content
+            break
+        except UnavailableError as exc:
+            assert "try again" in exc.message
+            failures.append(exc.message)
+    assert len(failures) <= 1, failures
+
+
 def test_a_connection_lost_at_commit_says_the_outcome_is_unknown(pg_database: str, open_memory: Callable[..., Memory]) -> None:
     mem = open_memory(pg_database)
     with psycopg.connect(pg_database, autocommit=True) as admin:

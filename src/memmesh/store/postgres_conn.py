@@ -142,6 +142,7 @@ class QuickReconnectPool(ConnectionPool):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._returned: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
+        self._lost_at = float("-inf")
         kwargs.setdefault("check", self._check_if_idle)
         super().__init__(*args, **kwargs)
 
@@ -149,17 +150,24 @@ class QuickReconnectPool(ConnectionPool):
         super()._add_connection(attempt or _QuickAttempt(timeout=self.reconnect_timeout), growing)
 
     def putconn(self, conn: psycopg.Connection) -> None:
-        self._returned[conn] = time.monotonic()
+        now = time.monotonic()
+        if conn.closed or conn.broken:
+            # The server dropped this one: a restart, a failover or pg_terminate_backend drops
+            # its siblings too. Each of them would fail one request of its own (six in a row
+            # were measured after a kill), so every connection idle since before now is checked.
+            self._lost_at = now
+        self._returned[conn] = now
         super().putconn(conn)
 
     def _check_if_idle(self, conn: psycopg.Connection) -> None:
-        """Check a connection (one round trip) only when it sat idle for CHECK_IDLE_S or more:
-        one that was just used is alive, and checking it on every checkout doubled the round
-        trips of short statements (the bus). A closed or broken one is always refused."""
+        """Check a connection (one round trip) only when it sat idle for CHECK_IDLE_S or more,
+        or since before another connection was found dropped: one that was just used is alive,
+        and checking it on every checkout doubled the round trips of short statements (the
+        bus). A closed or broken one is always refused."""
         if conn.closed or conn.broken:
             raise psycopg.OperationalError("the connection is closed")
         used = self._returned.get(conn)
-        if used is None or time.monotonic() - used >= CHECK_IDLE_S:
+        if used is None or used <= self._lost_at or time.monotonic() - used >= CHECK_IDLE_S:
             ConnectionPool.check_connection(conn)
 
 
