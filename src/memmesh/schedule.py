@@ -19,6 +19,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from memmesh.errors import MemmeshError
 from memmesh.store.base import Store
 
 
@@ -74,6 +75,8 @@ class Periodic:
         while not self._stop.is_set():
             try:
                 self.turn()
+            except MemmeshError as exc:  # the store down, a full disk: the message says it all
+                self.log.warning("%s: a turn failed: %s; trying again in %.1f s", self.name, exc.message, self.interval)
             except Exception:  # a background thread must outlive one bad turn; the next one tries again
                 self.log.exception("%s: a turn failed; trying again in %.1f s", self.name, self.interval)
             if self._stop.wait(self.interval):
