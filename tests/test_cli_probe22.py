@@ -41,6 +41,8 @@ def _queue(cli: Any) -> tuple[str, str]:
         (("namespace", "set-standard", "-n", "t", "--default-tier", "forever"), "--default-tier 'forever'", "namespace set-standard"),
         (("namespace", "set-standard", "-n", "t", "--governance", "{oops"), "--governance is not valid JSON", "namespace set-standard"),
         (("keys", "create", "--agent", "a", "--role", "emperor"), "--role 'emperor' is unknown", "keys create"),
+        (("keys", "create", "--agent", "a b"), "--agent 'a b' is invalid", "keys create"),
+        (("agents", "register", "a b"), "AGENT_ID 'a b' is invalid", "agents register"),  # an argument, as Click names it
     ],
 )
 def test_a_flag_value_the_core_refuses_is_a_usage_error_naming_the_flag(

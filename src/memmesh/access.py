@@ -77,7 +77,9 @@ def check_role(role: str) -> Role:
 
 def check_agent_id(agent_id: str) -> str:
     if not isinstance(agent_id, str) or not AGENT_ID.fullmatch(agent_id.strip()):
-        raise InvalidInputError("agent id must be 1-128 characters of ASCII letters, digits and . _ : @ -")
+        raise InvalidInputError(
+            f"agent_id {agent_id!r} is invalid: use 1-128 characters of ASCII letters, digits and . _ : @ -", field="agent_id"
+        )
     return agent_id.strip()
 
 

@@ -36,7 +36,7 @@ BAD_CALLS: list[tuple[str, dict[str, object], str]] = [
     ("memory_consolidate", {"ids": ["a"], "content": "s"}, "at least two"),
     ("memory_check_duplicate", {"content": "x", "threshold": 2}, "threshold"),
     ("memory_entity_register", {"name": "  "}, "empty"),
-    ("memory_agent_register", {"agent_id": "bad id!"}, "agent id must be"),
+    ("memory_agent_register", {"agent_id": "bad id!"}, "agent_id 'bad id!' is invalid"),
 ]
 
 

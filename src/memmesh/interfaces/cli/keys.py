@@ -14,7 +14,7 @@ app.add_typer(keys_app, name="keys")
 
 @keys_app.command("create")
 def create(
-    agent: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
+    agent_id: str = typer.Option(..., "--agent", help="The agent the key acts as (registered if new)."),
     role: str = typer.Option(
         "writer", "--role", help="reader | writer | approver (decides pending actions) | admin | peer (a mesh node's sync key)"
     ),
@@ -31,7 +31,7 @@ def create(
     warn_if_shell_expanded(namespace)
 
     def make(service: Service) -> CreatedKey:
-        return service.create_key(agent, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
+        return service.create_key(agent_id, role=role, namespaces=namespace or None, principal=LOCAL_PRINCIPAL)
 
     created = make(state.writing_service(rehearse=make))  # rehearsed: a refused key creates no store
     if as_json:
