@@ -138,7 +138,7 @@ def text_problem(value: Any) -> str | None:
     """
     if isinstance(value, str):
         if "\x00" in value:
-            return "contains a NUL character (\\u0000), which cannot be stored; remove it"
+            return "contains a NUL character (\\u0000), which memmesh text may not hold (PostgreSQL cannot store it); remove it"
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:

@@ -292,17 +292,10 @@ def _running_command() -> typer.Context | None:
 
 
 def option_flags(ctx: typer.Context) -> dict[str, str]:
-    """The long flag of each option of ``ctx``'s command, by parameter name (``{"top_k": "--top-k"}``),
-    and the name an argument has in the usage line (``{"agent_id": "AGENT_ID"}``), as Click's
-    own usage errors name it."""
-    return {p.name: _spelling(p) for p in ctx.command.params if p.name and p.param_type_name in ("option", "argument")}
-
-
-def _spelling(parameter: Any) -> str:
-    """(A parameter of Typer's Click, whose classes Typer keeps private.)"""
-    if parameter.param_type_name == "argument":
-        return str(parameter.metavar or parameter.name.upper())
-    return str(max(parameter.opts, key=len))
+    """The long flag of each option of ``ctx``'s command, by parameter name (``{"top_k": "--top-k"}``).
+    Arguments are left out: what they carry is data (a memory's text, piped or typed), and data
+    the core refuses is exit 1, not a usage error."""
+    return {p.name: max(p.opts, key=len) for p in ctx.command.params if p.name and p.param_type_name == "option"}
 
 
 def parse_options(model: type[ModelT], data: Mapping[str, Any], ctx: typer.Context, renamed: Mapping[str, str] | None = None) -> ModelT:
