@@ -152,7 +152,10 @@ async def refuse_unknown_query(request: Request) -> None:
     FastAPI ignores it: ``DELETE /api/v1/memories?namespace=team&tgs=old`` (for ``tags``)
     deleted every memory of ``team``, and a misspelt ``namspace`` listed the whole store.
     Raised as FastAPI's own validation error, so the 422 reads like a body's (``query.tgs:
-    unknown field``); the route's names are read off its dependant, once per request."""
+    unknown field``); the route's names are read off its dependant, only when the request has
+    query parameters (most have none)."""
+    if not request.query_params:
+        return
     dependant = getattr(request.scope.get("route"), "dependant", None)
     if dependant is None:
         return
