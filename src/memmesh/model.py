@@ -34,6 +34,12 @@ NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 NODE_ID_RULE = "use letters, digits, '.', '_', ':' or '-' (at most 64)"
 """What :data:`NODE_ID_PATTERN` asks for, in the words of an error."""
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 32
+"""Objects and lists nested inside metadata, at most. JSON parsers take ~1,000 levels, but a
+memory's metadata is dumped again inside history entries, exports, snapshots and the sync feed,
+whose serialiser stops at 255 levels in all: 255 levels of ``[`` (0.5 KB, far under the size
+limit) made one memory's history, every export, restore and migration of the store and its
+peers' sync fail."""
 MAX_TTL_SECONDS = 100 * 366 * 86400
 """A TTL of about a century; longer would overflow date arithmetic (and means: keep it, tier long)."""
 DEFAULT_NAMESPACE = "default"
@@ -247,32 +253,36 @@ def _normalize_tag_list(values: Any) -> list[str]:
     return list(seen)
 
 
-def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
-    """The path and value of the first infinite or NaN number inside ``value``, if any."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, value
+def _json_problem(value: Any, path: str, depth: int = 0) -> str | None:
+    """What is wrong with the first infinite or NaN number, or the first container nested
+    deeper than MAX_METADATA_DEPTH, inside ``value`` (named by its path), if anything."""
+    if isinstance(value, float) and not math.isfinite(value):  # JSON has none: 1e400 parses as inf, stored as null
+        return f"{path} is {value!r}, not a finite number; JSON numbers must be finite (no 1e400, Infinity or NaN)"
     if isinstance(value, dict):
         items: Any = ((f"{path}.{k}", v) for k, v in value.items())
     elif isinstance(value, list | tuple):
         items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
     else:
         return None
+    if depth > MAX_METADATA_DEPTH:
+        return f"{path} is nested {depth} levels deep; metadata may nest objects and lists {MAX_METADATA_DEPTH} levels at most"
     for where, item in items:
-        found = _non_finite(item, where)
+        found = _json_problem(item, where, depth + 1)
         if found is not None:
             return found
     return None
 
 
 def check_metadata(value: dict[str, Any] | None) -> dict[str, Any]:
-    """Metadata must be a JSON object of at most 16 KiB once serialised."""
+    """Metadata must be a JSON object of at most 16 KiB once serialised, nested at most
+    MAX_METADATA_DEPTH levels."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise InvalidInputError('metadata must be a JSON object, e.g. {"source_url": "..."}')
-    bad = _non_finite(value, "metadata")
-    if bad is not None:  # JSON has no Infinity/NaN: 1e400 parses as inf and would be stored as null
-        raise InvalidInputError(f"{bad[0]} is {bad[1]!r}, not a finite number; JSON numbers must be finite (no 1e400, Infinity or NaN)")
+    bad = _json_problem(value, "metadata")
+    if bad is not None:
+        raise InvalidInputError(bad)
     try:
         size = len(json.dumps(value, ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:

@@ -8,9 +8,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from tests.conftest import keyword_settings
 
-from memmesh import ContentTooLargeError, InvalidInputError
-from memmesh.model import LOCAL_PRINCIPAL
+from memmesh import ContentTooLargeError, InvalidInputError, Memory
+from memmesh.model import LOCAL_PRINCIPAL, MAX_METADATA_DEPTH
 
 
 def _error(response, status: int, code: str = "invalid_input") -> dict:
@@ -331,6 +332,45 @@ def test_non_finite_numbers_in_metadata_are_422_naming_the_path(server, body, pa
     error = _error(server.http().post("/api/v1/memories", content=body, headers={"Content-Type": "application/json"}), 422)
     assert path in error["message"] and "finite" in error["message"], error
     _nothing_stored(server)
+
+
+def test_metadata_nested_past_the_limit_is_422_and_the_deepest_allowed_exports(server, tmp_path):
+    """Metadata 255 levels deep (0.5 KB) was stored with a 201; the memory's history, every
+    export, restore, migration and the sync feed then failed (the serialiser stops at 255
+    levels). 32 levels are allowed, and what is allowed comes back out of every door."""
+    http = server.http()
+    too_deep: object = []
+    for _ in range(MAX_METADATA_DEPTH + 1):
+        too_deep = [too_deep]
+    error = _error(http.post("/api/v1/memories", json={"content": "x", "metadata": {"a": too_deep}}), 422)
+    assert "nested" in error["message"] and str(MAX_METADATA_DEPTH) in error["message"], error
+    _nothing_stored(server)
+    deepest: object = []
+    for _ in range(MAX_METADATA_DEPTH - 1):
+        deepest = [deepest]
+    made = http.post("/api/v1/memories", json={"content": "deep but allowed", "metadata": {"a": deepest}})
+    assert made.status_code == 201, made.text
+    memory_id = made.json()["id"]
+    assert http.get(f"/api/v1/memories/{memory_id}/history").status_code == 200
+    assert http.get("/api/v1/memories/" + memory_id).json()["metadata"] == {"a": deepest}
+
+
+def test_the_deepest_metadata_allowed_survives_export_import_backup_and_restore(tmp_path):
+    deepest: object = []
+    for _ in range(MAX_METADATA_DEPTH - 1):
+        deepest = [deepest]
+    with Memory(tmp_path / "a.db", keyword_settings(tmp_path)) as mem:
+        kept = mem.add("deep but allowed", metadata={"a": deepest})
+        with pytest.raises(InvalidInputError, match="nested"):
+            mem.add("too deep", metadata={"a": [deepest]})
+        assert mem.export(tmp_path / "out.jsonl") == 1
+        snapshot = mem.backup(tmp_path / "backups").snapshot
+    with Memory(tmp_path / "b.db", keyword_settings(tmp_path)) as copy:
+        copy.import_file(tmp_path / "out.jsonl")
+        assert copy.get(kept.id).metadata == {"a": deepest}
+    with Memory(tmp_path / "c.db", keyword_settings(tmp_path)) as restored:
+        restored.restore(snapshot)
+        assert restored.get(kept.id).metadata == {"a": deepest}
 
 
 @pytest.mark.parametrize("memory_id", ["x" * 10_000, "a\x00b"])
