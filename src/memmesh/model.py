@@ -84,6 +84,17 @@ class Kind(StrEnum):
     message = "message"
 
 
+TURN_PREFIX_RE = re.compile(r"\[turn (\d+)\] ([a-z][a-z0-9_-]{0,31}): ", re.S)
+"""How a session turn's memory (kind ``message``) begins: ``[turn 12] user: `` then the words.
+The number keeps two identical turns apart; it is not part of what the turn says."""
+
+
+def turn_words(content: str) -> str:
+    """What a session turn says, without its ``[turn N] role:`` prefix (other text as it is)."""
+    match = TURN_PREFIX_RE.match(content)
+    return content[match.end() :] if match else content
+
+
 class Relation(StrEnum):
     """Typed, directed link between two memories."""
 

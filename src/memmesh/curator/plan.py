@@ -21,7 +21,7 @@ import numpy as np
 
 from memmesh.curator.rules import Claim, Verdict, judge, keys
 from memmesh.curator.text import Statement, jaccard, keywords, tag_words, words
-from memmesh.model import Kind, Memory, Tier
+from memmesh.model import Kind, Memory, Tier, turn_words
 
 BLOCK = 512
 """Rows of the similarity matrix computed at once: bounds memory to BLOCK x n floats."""
@@ -290,8 +290,11 @@ def _plan(
 
 
 def plan_text(memory: Memory) -> str:
-    """The text a memory is judged by: its title and content (the MCP contradiction tool too)."""
-    return f"{memory.title}\n{memory.content}" if memory.title else memory.content
+    """The text a memory is judged by: its title and content (the MCP contradiction tool too).
+    A session turn is judged by its words: its ``[turn N] role:`` prefix numbered two turns
+    that said the same thing differently, and "2 vs 1" made them a contradiction."""
+    content = turn_words(memory.content) if memory.kind == Kind.message else memory.content
+    return f"{memory.title}\n{content}" if memory.title else content
 
 
 def later(a: Memory, b: Memory) -> bool:

@@ -51,7 +51,7 @@ from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
 from memmesh.errors import ConflictError, InvalidInputError, MemmeshError, NotFoundError
 from memmesh.kernel import authorize
-from memmesh.model import Kind, Memory, Principal, Role, Tier, normalize_namespace
+from memmesh.model import TURN_PREFIX_RE, Kind, Memory, Principal, Role, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ ABSTRACT_PROMPT = (
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 ROLE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-PREFIX_RE = re.compile(r"\[turn (\d+)\] ([a-z][a-z0-9_-]{0,31}): ", re.S)
 SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]*")
 WORD_RE = re.compile(r"[a-z0-9]{3,}")
 STOP = frozenset(
@@ -268,7 +267,7 @@ def check_role(role: str) -> str:
 
 
 def _turn(memory: Memory) -> Turn:
-    match = PREFIX_RE.match(memory.content)
+    match = TURN_PREFIX_RE.match(memory.content)
     number = int(memory.metadata.get("turn") or (match.group(1) if match else 0))
     role = str(memory.metadata.get("role") or (match.group(2) if match else "unknown"))
     text = memory.content[match.end() :] if match else memory.content
@@ -502,7 +501,7 @@ class Sessions:
             found = rows.all("SELECT id, content, created_at, expires_at FROM memories WHERE namespace = ? AND kind = 'message'", (ns,))
         turns = []
         for memory_id, content, created, expires in found:
-            match = PREFIX_RE.match(content)
+            match = TURN_PREFIX_RE.match(content)
             if match is None or (expires is not None and _moment(expires) <= now):
                 continue  # a message memory not written as a turn, or one that expired
             turns.append(_Row(int(match.group(1)), match.group(2), content[match.end() :], memory_id, _moment(created)))
