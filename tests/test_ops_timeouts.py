@@ -129,6 +129,51 @@ def test_a_request_sent_at_normal_speed_is_not_affected(slow_server: SpawnedServ
         assert http.post("/api/v1/memories", json={"content": "second, on the same client"}).status_code == 201
 
 
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` (stopping if the server closes first) and read the answer to its end."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        try:
+            for start in range(0, len(request), 65536):
+                sock.sendall(request[start : start + 65536])
+        except OSError:  # the server answered and closed before the rest was sent
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except OSError:
+            pass
+    return answer
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [
+        b"X-Padding: " + b"a" * (20 * 1024 * 1024) + b"\r\n",  # one 20 MB header
+        b"".join(b"X-%d: b\r\n" % i for i in range(100_000)),  # 100,000 short ones
+    ],
+    ids=["one-huge-header", "many-headers"],
+)
+def test_headers_past_64_kib_are_431_and_the_connection_closes(slow_server: SpawnedServer, padding: bytes) -> None:
+    """uvicorn's httptools protocol read any amount of headers (a 20 MB one, 100,000 short
+    ones: both answered 200) with no key needed."""
+    answer = _raw_exchange(slow_server.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + padding + b"\r\n")
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 431 Request Header Fields Too Large", answer[:120]
+    error = json.loads(rest.split(b"\r\n\r\n", 1)[1])["error"]
+    assert error["code"] == "headers_too_large" and "65536 bytes" in error["message"]
+    with httpx.Client(base_url=slow_server.url, timeout=5) as http:
+        assert http.get("/healthz").status_code == 200
+        ordinary = http.get("/healthz", headers={"X-Padding": "a" * 16_000, "Cookie": "c=" + "b" * 16_000})
+        assert ordinary.status_code == 200  # large but ordinary headers pass
+        body = {"content": "a body of 600 KB is not a header", "metadata": {"pad": "x" * 12_000}}
+        big = http.post(
+            "/api/v1/memories", content=json.dumps(body).encode() + b" " * 600_000, headers={"Content-Type": "application/json"}
+        )
+        assert big.status_code == 201, big.text
+    assert "Traceback" not in slow_server.log.read_text()
+
+
 @pytest.mark.slow
 def test_every_worker_applies_the_timeout(tmp_path: Path) -> None:
     """With ``--workers 2`` each worker process gets the guarded protocol (it is passed by reference)."""

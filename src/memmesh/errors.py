@@ -8,6 +8,7 @@ so adding an error type here is enough for all of them to render it correctly.
     MemmeshError
     ├── InvalidInputError        400/422-class: the caller sent something wrong
     │   ├── ContentTooLargeError 413
+    │   ├── HeadersTooLargeError 431: request line and headers past 64 KiB
     │   ├── UnsupportedMediaTypeError 415: a body not sent as application/json
     │   ├── ConfigError          bad config file / env / flags
     │   └── ClockSkewError       a peer's clock is too far ahead of ours
@@ -369,6 +370,13 @@ class RequestTimeoutError(MemmeshError):
 
     code = "request_timeout"
     http_status = 408
+
+
+class HeadersTooLargeError(InvalidInputError):
+    """The request line and headers are longer than the server reads (64 KiB)."""
+
+    code = "headers_too_large"
+    http_status = 431
 
 
 def all_error_types() -> list[type[MemmeshError]]:
