@@ -7,6 +7,7 @@ Errors are rendered in one place (:func:`memmesh.interfaces.cli.app.main`): a on
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import weakref
@@ -75,8 +76,21 @@ def id_column(table: Table, ids: Iterable[str], header: str = "id") -> None:
     table.add_column(header, no_wrap=True, min_width=max((len(printable(i)) for i in ids), default=len(header)))
 
 
-console = SafeConsole(soft_wrap=True)
-err_console = SafeConsole(stderr=True, soft_wrap=True)
+PIPE_WIDTH = 1000
+"""Columns of a table printed into a pipe or a file (no terminal, no COLUMNS): Rich assumes 80
+there, and `pending list --status all | cat` cut every column to a few letters ("wr…"). Like
+`ps` in a pipe, the lines are as long as their text (a table takes its natural width)."""
+
+
+def _width(stream: Any) -> int | None:
+    """None (Rich decides: the terminal's width, or COLUMNS) unless ``stream`` is no terminal."""
+    if os.environ.get("COLUMNS") or getattr(stream, "isatty", lambda: False)():
+        return None
+    return PIPE_WIDTH
+
+
+console = SafeConsole(soft_wrap=True, width=_width(sys.stdout))
+err_console = SafeConsole(stderr=True, soft_wrap=True, width=_width(sys.stderr))
 
 
 @dataclass
