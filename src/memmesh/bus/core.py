@@ -270,12 +270,22 @@ LEASE_NEXT = "SELECT MIN(lease_expires) FROM bus_messages WHERE conversation_id 
 """When the first lease still in flight runs out (QueueHints.leases_known)."""
 
 
-def append_event(history: str | None, event: dict[str, Any]) -> str:
-    """A task's history (a JSON array as text) with ``event`` appended, without parsing it:
-    every claim and complete adds one event, and the history grows with each delivery."""
+def append_event(history: str | None, now: float, event: str, attempt: int, worker: str) -> str:
+    """A task's history (a JSON array as text) with one delivery event appended (``at``,
+    ``event``, ``attempt``, ``worker``), without parsing it: every claim and complete adds
+    one, and the history grows with each delivery. The event is written as ``json.dumps``
+    writes its dict, without its encoder (~8 µs a call): the time is ISO digits, the event a
+    fixed word, the attempt an int and the worker a checked name (see :func:`quoted`)."""
     text = (history or "[]").rstrip()
-    added = json.dumps(event)
+    added = f'{{"at": "{when(now).isoformat()}", "event": "{event}", "attempt": {int(attempt)}, "worker": {quoted(worker)}}}'
     return f"[{added}]" if text[:-1].strip() == "[" else f"{text[:-1]}, {added}]"
+
+
+def quoted(agent: str) -> str:
+    """A name :func:`check_agent_name` accepted, as a JSON string: what ``json.dumps`` gives,
+    since such a name holds no character JSON escapes (no quote, backslash, control or
+    non-ASCII character), without the encoder's call per statement."""
+    return f'"{agent}"'
 
 
 @dataclass(frozen=True)
@@ -560,7 +570,7 @@ class Bus:
         params: builtins.list[Any] = [now]
         if agent is not None:
             where.append(self.sql.contains("participants"))
-            params.append(json.dumps(agent))  # names hold no quote nor backslash: '"name"' occurs only as that element
+            params.append(quoted(agent))  # names hold no quote nor backslash: '"name"' occurs only as that element
         if who.prefixes() is not None:  # a namespace-limited key sees only its own agent's conversations
             if who.agent_id is None:
                 return []
@@ -622,7 +632,7 @@ class Bus:
             top = (
                 None
                 if rows.postgres
-                else rows.one(SEND_SQLITE, (len(bodies), now, conversation_id, token_hash, now, json.dumps(sender), quoted_to, quoted_to))
+                else rows.one(SEND_SQLITE, (len(bodies), now, conversation_id, token_hash, now, quoted(sender), quoted_to, quoted_to))
             )
             if top is None:
                 row = self._conversation(rows, conversation_id, token)
@@ -699,7 +709,7 @@ class Bus:
             conversation_id,
             self._token_hash(conversation_id, token),
             now,
-            json.dumps(sender),
+            quoted(sender),
             to,
             json.dumps(to) if to is not None else None,
             conversation_id,
@@ -852,7 +862,7 @@ class Bus:
             found = rows.all(
                 UNREAD_PG,
                 (
-                    conversation_id, self._token_hash(conversation_id, token), now, json.dumps(agent),
+                    conversation_id, self._token_hash(conversation_id, token), now, quoted(agent),
                     conversation_id, agent,
                     conversation_id, agent, agent, limit + 1,
                     conversation_id, agent, limit,
@@ -945,7 +955,7 @@ class Bus:
                     conversation_id,
                     self._token_hash(conversation_id, token),
                     now,
-                    json.dumps(agent),
+                    quoted(agent),
                     conversation_id,
                     agent,
                     conversation_id,
@@ -1351,7 +1361,7 @@ class Bus:
         ready: builtins.list[Row] = []
         if token is not None:  # only a one-task claim passes its token
             got = rows.one(
-                CLAIM_SQLITE, (conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker), conversation_id, floor)
+                CLAIM_SQLITE, (conversation_id, self._token_hash(conversation_id, token), now, quoted(worker), conversation_id, floor)
             )
             if got is not None and got[0]:
                 ready = [got[1:]] if got[1] is not None else []
@@ -1368,7 +1378,7 @@ class Bus:
         leased = []
         for found in ready:
             attempt = int(found[7]) + 1
-            history = append_event(found[8], {"at": when(now).isoformat(), "event": "delivered", "attempt": attempt, "worker": worker})
+            history = append_event(found[8], now, "delivered", attempt, worker)
             leased.append((found, attempt, secrets.token_hex(16), history))
         updates = [
             (attempt, worker, attempt_token, now + lease, history, conversation_id, found[2])
@@ -1414,7 +1424,7 @@ class Bus:
                 conversation_id,
                 self._token_hash(conversation_id, token),
                 now,
-                json.dumps(worker),
+                quoted(worker),
                 conversation_id,
                 now,
                 self.hints.lease_floor(conversation_id),
@@ -1471,7 +1481,7 @@ class Bus:
                 conversation_id,
                 self._token_hash(conversation_id, token),
                 now,
-                json.dumps(worker),
+                quoted(worker),
             ),
             COMPLETE_PG_QUICK if seq is None else COMPLETE_PG_SEQ_QUICK,
             seq,
@@ -1597,9 +1607,7 @@ class Bus:
             if found is None:  # not leased here, or refused: the step-by-step checks name why
                 self._queue(rows, conversation_id, token, worker, now)
                 found = self._fenced(rows, conversation_id, attempt_token, worker, now, "complete the task", hint)
-            history = append_event(
-                found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
-            )
+            history = append_event(found[4], now, "completed", int(found[1]), worker)
             done = rows.one(
                 "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
                 f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
@@ -1670,9 +1678,7 @@ class Bus:
                 except (ForbiddenError, LeaseLostError) as exc:
                     outcomes[i] = self._refused(entry, exc)
                     continue
-                history = append_event(
-                    found[4], {"at": when(now).isoformat(), "event": "completed", "attempt": int(found[1]), "worker": worker}
-                )
+                history = append_event(found[4], now, "completed", int(found[1]), worker)
                 done = rows.one(
                     "UPDATE bus_messages SET state = 'done', lease_token = NULL, lease_expires = NULL, result = ?, history = ? "
                     f"WHERE conversation_id = ? AND seq = ? AND attempts = ? RETURNING {TASK_COLUMNS}",
@@ -1703,7 +1709,7 @@ class Bus:
             [hashlib.sha256(entries[i].attempt_token.encode("ascii")).hexdigest() for i in known],
             [entries[i].result for i in known],
             *(when(now).isoformat(), worker, conversation_id, [seqs[i] for i in known], worker, now),
-            *(conversation_id, self._token_hash(conversation_id, token), now, json.dumps(worker)),
+            *(conversation_id, self._token_hash(conversation_id, token), now, quoted(worker)),
         )
         done = rows.all(COMPLETE_MANY_PG, params)
         return {
@@ -1772,7 +1778,7 @@ class Bus:
         """SQLite: the task ``seq`` this process leased under ``attempt_token``, read with the
         queue checks in one statement (FENCED_SQLITE), when every check and the fence pass
         (the row as _fenced returns it); None otherwise, and _fenced names the reason."""
-        got = rows.one(FENCED_SQLITE, (conversation_id, token_hash, now, json.dumps(worker), conversation_id, seq))
+        got = rows.one(FENCED_SQLITE, (conversation_id, token_hash, now, quoted(worker), conversation_id, seq))
         if got is None or not got[0] or got[3] != worker or float(got[4]) <= now:
             return None
         return got[1:7] if hmac.compare_digest(str(got[7] or ""), attempt_token) else None
@@ -1810,8 +1816,8 @@ class Bus:
             conversation_id,
             (
                 *(result, when(now).isoformat(), worker, conversation_id, seq, worker, now),
-                *(hashlib.sha256(attempt_token.encode("ascii")).hexdigest(), conversation_id, token_hash, now, json.dumps(worker)),
-                *(conversation_id, token_hash, now, json.dumps(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
+                *(hashlib.sha256(attempt_token.encode("ascii")).hexdigest(), conversation_id, token_hash, now, quoted(worker)),
+                *(conversation_id, token_hash, now, quoted(worker), conversation_id, now, self.hints.lease_floor(conversation_id)),
                 *(conversation_id, floor, worker, next_token, now + lease, when(now).isoformat(), worker, conversation_id),
             ),
             COMPLETE_CLAIM_PG_QUICK,
