@@ -367,11 +367,12 @@ class Bus:
         if text_problem(conversation_id):  # a NUL or a lone surrogate: no conversation has it, nor can a driver take it
             shown = conversation_id.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
             raise NotFoundError(f"no conversation {shown} with this token: check the id and use the token `bus open` printed for it")
-        if not isinstance(token, str) or not TOKEN_RE.fullmatch(token.strip().lower()):
+        presented = token.strip().lower() if isinstance(token, str) else None
+        if presented is None or not TOKEN_RE.fullmatch(presented):
             raise ForbiddenError(
                 f"the token for conversation {conversation_id} is malformed: it is the 64 hex characters `bus open` printed"
             )
-        return hash_token(token.strip().lower())
+        return hash_token(presented)
 
     def _conversation(self, rows: Rows, conversation_id: str, token: str) -> Row:
         """The conversation row after checking the token; NotFound when unknown."""
@@ -1106,7 +1107,7 @@ class Bus:
         if not skipped:
             generation, started = self.notifier.generation, time.monotonic()
             got = self._unclaimed(
-                conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
+                conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit, caller[1]), abandoned
             )
             self._vouch(caller)
             if got:
@@ -1127,9 +1128,8 @@ class Bus:
 
             def take() -> builtins.list[Delivery]:
                 before = waiter.claiming()
-                got = self._unclaimed(
-                    conversation_id, worker, token, principal, self._take(conversation_id, worker, token, lease, limit), abandoned
-                )
+                taken = self._take(conversation_id, worker, token, lease, limit, caller[1])
+                got = self._unclaimed(conversation_id, worker, token, principal, taken, abandoned)
                 waiter.claimed(before, len(got), limit)
                 return got
 
@@ -1307,10 +1307,13 @@ class Bus:
                 self._tickets[conversation_id] = [generation, max(0, count - 1), expiry, now, time.monotonic()]
         return count > 0, expiry
 
-    def _take(self, conversation_id: str, worker: str, token: str, lease: float, limit: int) -> builtins.list[Delivery]:
-        """One claim of up to ``limit`` tasks (the one-task claim keeps its one-statement paths)."""
+    def _take(
+        self, conversation_id: str, worker: str, token: str, lease: float, limit: int, token_hash: str | None = None
+    ) -> builtins.list[Delivery]:
+        """One claim of up to ``limit`` tasks (the one-task claim keeps its one-statement paths);
+        ``token_hash``: the token's hash when the caller has it already."""
         if limit == 1:
-            got = self._claim_once(conversation_id, worker, token, lease)
+            got = self._claim_once(conversation_id, worker, token, lease, token_hash)
             return [] if got is None else [got]
         now = self._now()
         with self.sql.write() as rows:
@@ -1318,10 +1321,12 @@ class Bus:
             leased = self._claim_rows(rows, conversation_id, worker, lease, now, limit=limit)
         return [d for one in leased if (d := self._leased(conversation_id, worker, lease, now, one)) is not None]
 
-    def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float) -> Delivery | None:
+    def _claim_once(self, conversation_id: str, worker: str, token: str, lease: float, token_hash: str | None = None) -> Delivery | None:
         now = self._now()
+        if token_hash is None:
+            token_hash = self._token_hash(conversation_id, token)
         if self.sql.postgres:
-            fast = self._claim_pg(conversation_id, worker, token, lease, now)
+            fast = self._claim_pg(conversation_id, worker, token_hash, lease, now)
             if fast is not None:
                 return fast[0]
         # SQLite, or PostgreSQL when the one-statement claim refused (a check failed, or a
@@ -1329,11 +1334,19 @@ class Bus:
         with self.sql.write() as rows:
             if rows.postgres:
                 self._queue(rows, conversation_id, token, worker, now)
-            leased = self._claim_rows(rows, conversation_id, worker, lease, now, None if rows.postgres else token)
+            leased = self._claim_rows(rows, conversation_id, worker, lease, now, None if rows.postgres else token, token_hash=token_hash)
         return self._leased(conversation_id, worker, lease, now, leased[0] if leased else None)
 
     def _claim_rows(
-        self, rows: Rows, conversation_id: str, worker: str, lease: float, now: float, token: str | None = None, limit: int = 1
+        self,
+        rows: Rows,
+        conversation_id: str,
+        worker: str,
+        lease: float,
+        now: float,
+        token: str | None = None,
+        limit: int = 1,
+        token_hash: str | None = None,
     ) -> builtins.list[tuple[Row, int, str, int]]:
         """The claim's writes inside a write: for each of up to ``limit`` tasks leased, its
         row, its attempt number, its fresh attempt token and the ready floor looked from
@@ -1341,7 +1354,7 @@ class Bus:
         ``complete(claim_next=True)``. With ``token`` (SQLite's claim of one task) the queue
         checks have not been made yet: they ride in the ready select (CLAIM_SQLITE), and a
         refusal runs them step by step, which names the reason; without it the caller made
-        them."""
+        them. ``token_hash``: the token's hash when the caller has it already."""
         # Lapsed leases first, then the oldest ready task; each query walks a partial
         # index of its state (schema 23) from this process's floor, never the done tasks.
         # PostgreSQL comes here when a lease ran out: it looks at every lease. SQLite looks
@@ -1361,7 +1374,8 @@ class Bus:
         ready: builtins.list[Row] = []
         if token is not None:  # only a one-task claim passes its token
             got = rows.one(
-                CLAIM_SQLITE, (conversation_id, self._token_hash(conversation_id, token), now, quoted(worker), conversation_id, floor)
+                CLAIM_SQLITE,
+                (conversation_id, token_hash or self._token_hash(conversation_id, token), now, quoted(worker), conversation_id, floor),
             )
             if got is not None and got[0]:
                 ready = [got[1:]] if got[1] is not None else []
@@ -1410,7 +1424,7 @@ class Bus:
             lease_expires_at=when(now + lease),
         )
 
-    def _claim_pg(self, conversation_id: str, worker: str, token: str, lease: float, now: float) -> tuple[Delivery | None] | None:
+    def _claim_pg(self, conversation_id: str, worker: str, token_hash: str, lease: float, now: float) -> tuple[Delivery | None] | None:
         """The whole claim as ONE statement (PostgreSQL), one round trip instead of about six.
         None when it refused (nothing written): the caller runs the step-by-step claim. A
         1-tuple otherwise, holding the delivery or None for an empty queue."""
@@ -1422,7 +1436,7 @@ class Bus:
             conversation_id,
             (
                 conversation_id,
-                self._token_hash(conversation_id, token),
+                token_hash,
                 now,
                 quoted(worker),
                 conversation_id,
