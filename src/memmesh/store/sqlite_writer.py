@@ -62,9 +62,11 @@ class _Done:
             self._lock.release()
 
     def wait(self) -> None:
-        """Return once :meth:`set` was called, waking the next waiter on the way out."""
-        self._lock.acquire()
-        self._lock.release()
+        """Return once :meth:`set` was called, waking the next waiter on the way out (a
+        ``with`` block: a waiter interrupted there, Ctrl-C in the main thread, still hands
+        the lock on, so the group's other members are not left waiting)."""
+        with self._lock:
+            pass
 
 
 class _Batch:
