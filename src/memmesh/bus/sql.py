@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import Any
 
 from memmesh.audit.capture import unwrap
@@ -108,6 +109,24 @@ class Statement:
         self.quick = quick
 
 
+class _Write:
+    """:meth:`BusSql.write`'s block: the store's write block, its transaction as :class:`Rows`.
+    A class, not a ``@contextmanager`` generator: every send, claim and complete opens one,
+    and the generator's machinery cost more than the block itself (issue 24)."""
+
+    __slots__ = ("_block", "_postgres")
+
+    def __init__(self, block: AbstractContextManager[Any], postgres: bool) -> None:
+        self._block = block
+        self._postgres = postgres
+
+    def __enter__(self) -> Rows:
+        return Rows(self._block.__enter__().conn, self._postgres)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool | None:
+        return self._block.__exit__(kind, error, trace)
+
+
 SETTLED = ("IDLE", "INERROR", "INTRANS")
 """A group's connection after an error in one of these states (psycopg's
 ``pq.TransactionStatus`` names) has written nothing: the Sync rolled its transaction back
@@ -119,6 +138,7 @@ class BusSql:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._raw = unwrap(store)
         self.postgres = store.dialect.name == "postgres"  # type: ignore[attr-defined]  # the shared SQL layer's dialect
         self._flush_checked: tuple[float, bool] | None = None
         self.group: GroupCommit[Statement, Row | BaseException | None] = GroupCommit(self._write_group)
@@ -233,11 +253,14 @@ class BusSql:
         substring, no wildcards): ``strpos`` on PostgreSQL, ``instr`` on SQLite."""
         return f"strpos({column}, ?) > 0" if self.postgres else f"instr({column}, ?) > 0"
 
-    @contextmanager
-    def write(self) -> Iterator[Rows]:
-        """One atomic unit of work, committed (durably) before the block's caller returns."""
-        with self.store.write() as tx:
-            yield Rows(tx.conn, self.postgres)
+    def write(self) -> _Write:
+        """One atomic unit of work, committed (durably) before the block's caller returns.
+
+        On the store under the audit's wrapper (:func:`unwrap`): a bus write records no audit
+        entry (it hands its block only the connection, never the audited transaction), so
+        the wrapper's set-up of an entry list for it, per send, claim and complete, bought
+        nothing. Inside another write on the same thread it joins that unit as before."""
+        return _Write(self._raw.write(), self.postgres)
 
     @contextmanager
     def statement(self) -> Iterator[Rows]:

@@ -28,7 +28,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from types import TracebackType
 from typing import Any
 
 from memmesh.errors import CorruptDatabaseError, StorageError, UnavailableError
@@ -40,13 +41,43 @@ GROUP_LIMIT = 64
 """Most callers whose writes share one COMMIT."""
 
 
+class _Done:
+    """A group's end, which every member waits for: a lock taken when made, released once by
+    :meth:`set` (under the write lock, so never twice at once); each waiter takes it and
+    passes it on. A ``threading.Event`` (a condition variable over a second lock, its
+    ``notify_all`` and a fresh waiter lock per blocked wait) cost ~15 µs of Python on every
+    write, most of them alone in their group (issue 24: three writes per queued task)."""
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        """Let every member's :meth:`wait` return (again: no-op)."""
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def wait(self) -> None:
+        """Return once :meth:`set` was called, waking the next waiter on the way out (a
+        ``with`` block: a waiter interrupted there, Ctrl-C in the main thread, still hands
+        the lock on, so the group's other members are not left waiting)."""
+        with self._lock:
+            pass
+
+
 class _Batch:
     """One group transaction: how many callers' units it holds, and how its commit went."""
+
+    __slots__ = ("done", "error", "members")
 
     def __init__(self) -> None:
         self.members = 0
         self.error: BaseException | None = None
-        self.done = threading.Event()
+        self.done = _Done()
 
 
 def translate(exc: BaseException, path: str) -> BaseException:
@@ -114,8 +145,7 @@ class GroupCommitWriter:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.1)
 
-    @contextmanager
-    def write(self) -> Iterator[Any]:
+    def write(self) -> _Unit:
         """One serialised, atomic unit of writing (group commit).
 
         Each caller's block runs alone; a caller joining an open group runs under its own
@@ -124,63 +154,10 @@ class GroupCommitWriter:
         Callers that arrive while a transaction is open join it, and the last one in commits
         for all (at most ``GROUP_LIMIT`` per commit); everyone returns only after that
         commit, so nothing is acknowledged before it is durable. A lone caller (CLI, one
-        agent) commits at once, exactly like a plain transaction.
+        agent) commits at once, exactly like a plain transaction. (The block is a
+        :class:`_Unit`.)
         """
-        if getattr(self._local, "write_depth", 0):
-            # A write inside a write on the same thread: a nested savepoint of the same unit.
-            if not self._writer.in_transaction:
-                raise self._lost_error()
-            with self._savepoint(self._writer) as tx:
-                yield tx
-            return
-        with self._group_lock:
-            self._queued += 1
-        batch: _Batch | None = None
-        failure: BaseException | None = None
-        self._write_lock.acquire()
-        try:
-            with self._group_lock:
-                self._queued -= 1
-            self._refuse_if_closed()
-            batch = self._open_batch()
-            alone = batch.members == 0  # first in its group: the transaction holds nothing of anyone else
-            self._local.write_depth = 1
-            try:
-                if alone:
-                    yield self._new_tx(self._writer)
-                else:
-                    with self._savepoint(self._writer) as tx:
-                        yield tx
-                if not self._writer.in_transaction:
-                    raise self._lost_error()
-                batch.members += 1
-            except BaseException as exc:
-                failure = exc
-                if alone:
-                    self._rollback()  # its own transaction: undo it whole (nobody else's is in it)
-                    self._abandon(batch)  # even if the ROLLBACK failed: never commit a failed caller's changes
-            finally:
-                self._local.write_depth = 0
-            if batch is not self._batch:
-                pass  # abandoned above: the next caller begins a fresh group
-            elif not self._writer.in_transaction:
-                self._abandon(batch)  # SQLite rolled the group back: its members' writes are gone
-            else:
-                with self._group_lock:
-                    last = self._queued == 0 or batch.members >= GROUP_LIMIT
-                if last:
-                    self._commit(batch)
-        finally:
-            self._write_lock.release()
-        if failure is not None:
-            translated = translate(failure, self.path)
-            self._troubled(translated)
-            if translated is failure:
-                raise failure
-            raise translated from failure
-        batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        return _Unit(self)
 
     def _lost_error(self) -> StorageError:
         return StorageError(
@@ -256,3 +233,108 @@ class GroupCommitWriter:
             conn.execute("ROLLBACK")
         except sqlite3.DatabaseError as exc:
             log.warning("rollback on %s failed: %s", self.path, exc)
+
+
+class _Unit:
+    """One caller's block of :meth:`GroupCommitWriter.write`, whose docstring says what it
+    does. A class rather than a ``@contextmanager`` generator: every write of the process
+    opens one (three per queued task), and the generator's machinery cost more Python than
+    the block's own bookkeeping (issue 24)."""
+
+    __slots__ = ("_alone", "_batch", "_nested", "_savepoint", "_w")
+
+    def __init__(self, writer: GroupCommitWriter) -> None:
+        self._w = writer
+
+    def __enter__(self) -> Any:
+        w = self._w
+        self._savepoint: AbstractContextManager[Any] | None = None
+        if getattr(w._local, "write_depth", 0):
+            # A write inside a write on the same thread: a nested savepoint of the same unit.
+            if not w._writer.in_transaction:
+                raise w._lost_error()
+            self._nested = True
+            self._savepoint = w._savepoint(w._writer)
+            return self._savepoint.__enter__()
+        self._nested = False
+        with w._group_lock:
+            w._queued += 1
+        w._write_lock.acquire()
+        try:
+            with w._group_lock:
+                w._queued -= 1
+            w._refuse_if_closed()
+            batch = self._batch = w._open_batch()
+            self._alone = batch.members == 0  # first in its group: the transaction holds nothing of anyone else
+            w._local.write_depth = 1
+        except BaseException:
+            w._write_lock.release()
+            raise
+        if self._alone:
+            return w._new_tx(w._writer)
+        try:
+            savepoint = w._savepoint(w._writer)
+            tx = savepoint.__enter__()
+        except BaseException as exc:
+            self._finish(exc, None)  # raises exc (translated), after the group's bookkeeping
+            raise  # (unreachable: _finish raised)
+        self._savepoint = savepoint
+        return tx
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> bool:
+        if self._nested:
+            assert self._savepoint is not None
+            return bool(self._savepoint.__exit__(kind, error, trace))
+        self._finish(error, error, kind, trace)
+        return False
+
+    def _finish(
+        self,
+        failure: BaseException | None,
+        error: BaseException | None,
+        kind: type[BaseException] | None = None,
+        trace: TracebackType | None = None,
+    ) -> None:
+        """After the caller's block (its ``error``, or None) or a failed ``SAVEPOINT``
+        (``failure``): end the unit, commit the group if this caller is its last, release
+        the writer, then raise the failure (translated) or the group's error, or return
+        once the group's commit is done. The block's own error propagates untouched."""
+        w, batch, alone = self._w, self._batch, self._alone
+        try:
+            try:
+                try:
+                    if self._savepoint is not None:
+                        self._savepoint.__exit__(kind, error, trace)  # undoes this caller's changes on error; raises if that fails
+                    if failure is None:
+                        if not w._writer.in_transaction:
+                            raise w._lost_error()
+                        batch.members += 1
+                except BaseException as exc:
+                    failure = exc
+                if failure is not None and alone:
+                    w._rollback()  # its own transaction: undo it whole (nobody else's is in it)
+                    w._abandon(batch)  # even if the ROLLBACK failed: never commit a failed caller's changes
+            finally:
+                w._local.write_depth = 0
+            if batch is not w._batch:
+                pass  # abandoned above: the next caller begins a fresh group
+            elif not w._writer.in_transaction:
+                w._abandon(batch)  # SQLite rolled the group back: its members' writes are gone
+            else:
+                with w._group_lock:
+                    last = w._queued == 0 or batch.members >= GROUP_LIMIT
+                if last:
+                    w._commit(batch)
+        finally:
+            w._write_lock.release()
+        if failure is not None:
+            translated = translate(failure, w.path)
+            w._troubled(translated)
+            if translated is failure:
+                if failure is error:
+                    return  # the block's own error: the with statement re-raises it as it was
+                raise failure
+            raise translated from failure
+        batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
