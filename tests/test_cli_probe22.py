@@ -42,6 +42,8 @@ def _queue(cli: Any) -> tuple[str, str]:
         (("namespace", "set-standard", "-n", "t", "--governance", "{oops"), "--governance is not valid JSON", "namespace set-standard"),
         (("keys", "create", "--agent", "a", "--role", "emperor"), "--role 'emperor' is unknown", "keys create"),
         (("keys", "create", "--agent", "a b"), "--agent 'a b' is invalid", "keys create"),
+        (("store", "x", "--valid-from", "2027-01-01", "--valid-to", "2026-01-01"), "--valid-to must be later", "store"),
+        (("inbox", "--agent", ""), "--agent '' is not a valid agent name", "inbox"),
     ],
 )
 def test_a_flag_value_the_core_refuses_is_a_usage_error_naming_the_flag(
@@ -60,6 +62,13 @@ def test_bus_flags_the_queue_refuses_are_usage_errors_naming_the_flag(cli_in_pro
     _usage(cli_in_process("bus", "claim", conv, "--worker", "a b", "--token", token), "--worker 'a b'", "bus claim")
     _usage(cli_in_process("bus", "tasks", conv, "--token", token, "--state", "gone"), "--state must be", "bus tasks")
     _usage(cli_in_process("bus", "send", conv, "hi", "--from", "a", "--to", "x y", "--token", token), "--to: 'x y'", "bus send")
+
+
+def test_a_bad_session_flag_of_remember_is_a_usage_error_before_any_store(cli_in_process: Any, tmp_path: Path, db_path: Path) -> None:
+    messages = tmp_path / "m.json"
+    messages.write_text('[{"role": "user", "content": "hi"}]')
+    _usage(cli_in_process("remember", str(messages), "--session", "bad id/.."), "--session 'bad id/..' is not valid", "remember")
+    assert not db_path.exists()
 
 
 def test_bad_data_that_no_flag_gave_is_still_exit_1(cli_in_process: Any) -> None:

@@ -178,7 +178,7 @@ def hidden_id(memory_id: str) -> str:
 def check_valid_span(valid_from: datetime | None, valid_to: datetime | None) -> None:
     """A validity span must not end before it starts."""
     if valid_from and valid_to and valid_to <= valid_from:
-        raise InvalidInputError("valid_to must be later than valid_from")
+        raise InvalidInputError("valid_to must be later than valid_from", field="valid_to")
 
 
 def live_in(tx: WriteTx, memory_id: str, who: Principal, now: datetime) -> Memory:

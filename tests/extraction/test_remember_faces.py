@@ -213,7 +213,7 @@ def test_cli_remember_file_and_stdin(cli: Any, tmp_path: Path) -> None:
         (("remember", "-"), "{not json\n", "line 1 is not JSON"),
         (("remember", "-"), '{"msgs": []}', 'needs a "messages" list'),
         (("remember", "-"), '[{"role": "user"}]', "message 1 has no content"),
-        (("remember", "-", "--session", "bad id"), json.dumps(TALK), "session_id"),
+        (("remember", "-", "--session", "bad id"), json.dumps(TALK), "--session"),
     ],
 )
 def test_cli_bad_input_exits_nonzero_and_writes_nothing(

@@ -254,7 +254,9 @@ def _when(seconds: float) -> datetime:
 
 def check_session_id(session_id: str) -> str:
     if not isinstance(session_id, str) or not SESSION_ID_RE.fullmatch(session_id.strip()):
-        raise InvalidInputError(f"session_id {session_id!r} is not valid: use 1-128 letters, digits and _ . : - (starting alphanumeric)")
+        raise InvalidInputError(
+            f"session_id {session_id!r} is not valid: use 1-128 letters, digits and _ . : - (starting alphanumeric)", field="session_id"
+        )
     return session_id.strip()
 
 

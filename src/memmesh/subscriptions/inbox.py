@@ -156,10 +156,10 @@ class Inbox:
         namespace sees it. A note without a namespace is shown to any reader of the inbox."""
         who = authorize(principal, "reader")
         if who.agent_id is not None:
-            agent = agent or who.agent_id
+            agent = who.agent_id if agent is None else agent  # '' is a name refused below, not "mine"
             if agent != who.agent_id and not is_store_admin(who):
                 raise ForbiddenError(f"this key reads only its own agent's inbox ({who.agent_id!r}), not {agent!r}")
-        elif not agent:
+        elif agent is None:
             agent = LOCAL_AGENT  # the local caller's own inbox (what it sends as, unless it names a sender)
         name = check_agent_name(agent, "agent")
         limit = self.service.kernel.check_top_k(limit, "limit")

@@ -140,9 +140,14 @@ class State:
         source = ctx.get_parameter_source(key)
         return flags[key] if source is not None and source.name != "DEFAULT" else None
 
+    def name_flags(self) -> None:
+        """From here on, an error of the core about a value names the flag of the running
+        command that gave it (settings() does this too; call it for a check made before)."""
+        self.command = _running_command()
+
     def settings(self) -> Settings:
         if self._settings is None:
-            self.command = _running_command()
+            self.name_flags()
             overrides: dict[str, Any] = db_override(self.db)
             for section, values in self.extra_overrides.items():  # merged per section: serve --node-id keeps the global --db
                 merged = {**overrides.get(section, {}), **values} if isinstance(values, dict) else values
@@ -282,7 +287,7 @@ def parse_json_object(text: str | None, option: str) -> dict[str, Any] | None:
 
     if text is None:
         return None
-    state.command = _running_command()  # its error names a flag of this command (State.flag_for)
+    state.name_flags()
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -21,7 +21,7 @@ def remember(
     source: str = typer.Argument(
         ..., help="JSON file of messages ([{role, content, name?}, …], {\"messages\": […]} or JSON Lines); '-' reads stdin."
     ),
-    session: str = typer.Option(None, "--session", "-s", help="Session to append the turns to (default: a new session)."),
+    session_id: str = typer.Option(None, "--session", "-s", help="Session to append the turns to (default: a new session)."),
     namespace: str = typer.Option(
         None, "--namespace", "-n", help="Root the session and its facts live under (default sessions.namespace)."
     ),
@@ -32,12 +32,13 @@ def remember(
     """Remember a conversation: its turns are stored first (one batch), then the facts in
     them are extracted (offline, or by the \\[llm] server) and linked derived_from their turns."""
     messages = check_messages(read_messages(source))
-    if session is not None:
-        check_session_id(session)
+    if session_id is not None:  # before a store is created for it
+        state.name_flags()
+        check_session_id(session_id)
     service = state.writing_service()
     result = service.extraction.remember(
         [{"role": m.role, "content": m.content, **({"name": m.name} if m.name else {})} for m in messages],
-        session_id=session,
+        session_id=session_id,
         namespace=namespace,
         infer=infer,
         agent_id=agent,
