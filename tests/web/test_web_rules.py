@@ -301,14 +301,15 @@ def test_filters_paging_and_hybrid_search(web: Callable[..., InProcess]) -> None
         assert tab.get("/ui/memories?q=x&mode=vector").status_code == 422
 
 
-def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out() -> None:
+def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out(tmp_path: Path) -> None:
     from memmesh.interfaces.web.auth import Sessions
 
-    sessions = Sessions(limit=3)
-    logged_in = sessions.create("mm_key")
+    sessions = Sessions(tmp_path / "web_sessions.db", limit=3)
+    logged_in = sessions.create("key-id")
     made = [sessions.create(None) for _ in range(10)]  # login forms opened over and over
-    assert sessions.get(logged_in.id) is logged_in
+    assert sessions.get(logged_in.id) == logged_in
     assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None
+    sessions.close()
 
 
 def test_bus_page_shows_metadata_never_bodies_and_namespaces_show_standards(web: Callable[..., InProcess]) -> None:
