@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 
 import httpx
 
@@ -35,12 +36,16 @@ def mcp_answer(response: httpx.Response) -> dict[str, object]:
     return json.loads(data[-1])  # type: ignore[no-any-return]
 
 
-def test_web_logins_and_mcp_calls_work_whichever_worker_answers(cli, spawn, db_path):
+def test_web_logins_and_mcp_calls_work_whichever_worker_answers(cli, spawn, db_path, tmp_path):
     created = cli("keys", "create", "--agent", "w1", "--role", "admin", "--json")
     assert created.code == 0, created.err
     key = json.loads(created.out)["key"]
     server = spawn(db_path, "--workers", "2")  # one server for both: a start costs seconds
     web_logins(server.url, key)
+    shared = tmp_path / "data" / "web_sessions.db"  # where the workers keep the sessions
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o600
+    kept = b"".join(p.read_bytes() for p in shared.parent.glob("web_sessions.db*"))
+    assert key.encode() not in kept and key.partition("_")[2][-20:].encode() not in kept  # never the key
     mcp_calls(server.url, key)
 
 

@@ -340,3 +340,18 @@ def test_login_redirects_only_inside_the_inspector(web: Callable[..., InProcess]
             page = tab.get("/ui/login", params={"next": wanted})
             done = tab.post("/ui/login", params={"next": wanted}, data={"csrf": csrf_of(page.text), "key": made.key})
             assert done.status_code == 303 and done.headers["location"] == landed, wanted
+
+
+def test_a_data_dir_the_server_cannot_write_is_a_503_naming_the_session_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data dir should be")
+    settings = web_settings(tmp_path).model_copy(update={"data_dir": blocker})  # the store stays in tmp_path
+    running = InProcess(settings)
+    try:
+        with running.browser() as tab:
+            refused = tab.get("/ui/login")
+            assert refused.status_code == 503
+            assert str(blocker / "web_sessions.db") in refused.text and "MEMMESH_DATA_DIR" in refused.text
+            assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0  # the store itself is untouched and serving
+    finally:
+        running.stop()

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from memmesh.errors import AuthError
+from memmesh.errors import AuthError, StorageError
 from memmesh.model import Principal
 from memmesh.service import Service
 
@@ -81,14 +81,22 @@ class Sessions:
         self._lock = threading.Lock()
 
     def _open(self) -> sqlite3.Connection:
-        """The connection (under ``_lock``); the file is made 0600 before SQLite writes to it."""
+        """The connection (under ``_lock``); the file is made 0600 before SQLite writes to it.
+
+        A data dir the server cannot write is a 503 naming the file, not a bare 500."""
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            os.chmod(self.path, 0o600)  # O_CREAT's mode is masked by the umask; this is not
-            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                os.chmod(self.path, 0o600)  # O_CREAT's mode is masked by the umask; this is not
+                db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+            except (OSError, sqlite3.Error) as exc:
+                raise StorageError(
+                    f"the web inspector cannot open its session file {self.path} ({exc}): "
+                    "make the data dir writable by the server, or choose another (MEMMESH_DATA_DIR, data_dir in the config)"
+                ) from exc
             self._db = db
         return self._db
 
