@@ -103,6 +103,9 @@ def mcp_calls(url: str, key: str) -> None:
             )
         )
         assert not stored["result"]["isError"], stored  # type: ignore[index]
+        keyless = {k: v for k, v in mcp.headers.items() if k.lower() != "authorization"}
+        anonymous = httpx.post(url + "/mcp", headers=keyless, json={"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, timeout=30)
+        assert anonymous.status_code == 401  # every request is checked on its own: no session lets one through
         for i in range(ROUNDS):
             found = mcp_answer(
                 mcp.post(
