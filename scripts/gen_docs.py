@@ -103,7 +103,7 @@ def settings_table() -> str:
     rows = ["| key | type | default | environment | meaning |", "|---|---|---|---|---|"]
     rows.append(
         "| `data_dir` | path | platform data dir (Linux `~/.local/share/memmesh`) | `MEMMESH_DATA_DIR` "
-        "| holds the default database `memmesh.db` and `cache/` (built ONNX graphs) |"
+        "| holds the default database `memmesh.db`, `cache/` (built ONNX graphs) and the web inspector's sessions `web_sessions.db` |"
     )
     for section, info in Settings.model_fields.items():
         model = info.annotation

@@ -276,3 +276,12 @@ class Access:
             closed_for_good = require and not self.store.has_api_keys()
             raise AuthError("invalid or revoked API key" + (f"; {self._closed_message()}" if closed_for_good else ""))
         return stored.principal()
+
+    def authenticate_key_id(self, key_id: str) -> Principal:
+        """The caller of a key proved earlier, known now only by its id (a web login keeps
+        the id, never the secret): the key must still be active, so a revoke ends its use
+        at the next request."""
+        stored = self.store.api_key(key_id)
+        if stored is None or stored.revoked_at is not None:
+            raise AuthError("invalid or revoked API key: log in again with an active key")
+        return stored.principal()

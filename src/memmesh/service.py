@@ -765,6 +765,11 @@ class Service:
         """
         return self._access().authenticate(token, require=require or self.keys_required())
 
+    def authenticate_key_id(self, key_id: str) -> Principal:
+        """The caller of an API key by its id, for a face that checked the key's secret earlier
+        (the web inspector's login): refused once the key is revoked or unknown."""
+        return self._access().authenticate_key_id(key_id)
+
     def keys_required(self) -> bool:
         """True once any API key was ever created in this store (revoked keys included).
 

@@ -301,14 +301,15 @@ def test_filters_paging_and_hybrid_search(web: Callable[..., InProcess]) -> None
         assert tab.get("/ui/memories?q=x&mode=vector").status_code == 422
 
 
-def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out() -> None:
+def test_a_flood_of_anonymous_sessions_does_not_log_anyone_out(tmp_path: Path) -> None:
     from memmesh.interfaces.web.auth import Sessions
 
-    sessions = Sessions(limit=3)
-    logged_in = sessions.create("mm_key")
+    sessions = Sessions(tmp_path / "web_sessions.db", limit=3)
+    logged_in = sessions.create("key-id")
     made = [sessions.create(None) for _ in range(10)]  # login forms opened over and over
-    assert sessions.get(logged_in.id) is logged_in
+    assert sessions.get(logged_in.id) == logged_in
     assert sessions.get(made[-1].id) is not None and sessions.get(made[0].id) is None
+    sessions.close()
 
 
 def test_bus_page_shows_metadata_never_bodies_and_namespaces_show_standards(web: Callable[..., InProcess]) -> None:
@@ -339,3 +340,18 @@ def test_login_redirects_only_inside_the_inspector(web: Callable[..., InProcess]
             page = tab.get("/ui/login", params={"next": wanted})
             done = tab.post("/ui/login", params={"next": wanted}, data={"csrf": csrf_of(page.text), "key": made.key})
             assert done.status_code == 303 and done.headers["location"] == landed, wanted
+
+
+def test_a_data_dir_the_server_cannot_write_is_a_503_naming_the_session_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data dir should be")
+    settings = web_settings(tmp_path).model_copy(update={"data_dir": blocker})  # the store stays in tmp_path
+    running = InProcess(settings)
+    try:
+        with running.browser() as tab:
+            refused = tab.get("/ui/login")
+            assert refused.status_code == 503
+            assert str(blocker / "web_sessions.db") in refused.text and "MEMMESH_DATA_DIR" in refused.text
+            assert running.service.stats(principal=LOCAL_PRINCIPAL).total == 0  # the store itself is untouched and serving
+    finally:
+        running.stop()

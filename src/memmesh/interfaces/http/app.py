@@ -99,7 +99,9 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     from memmesh import __version__
     from memmesh.interfaces.http.server import is_loopback
 
-    mcp = McpMount(service, settings, caller, host=settings.server.host)  # /mcp: same auth; SDK loaded on first use
+    # /mcp: same auth; SDK loaded on first use. Stateless with several workers: an MCP session
+    # kept in one worker's memory is unknown to the others (404 "Session not found").
+    mcp = McpMount(service, settings, caller, host=settings.server.host, stateless=settings.server.workers > 1)
     metrics = Metrics()
     sampler = Sampler(service, metrics.registry)  # the web inspector's metrics charts (/ui/metrics)
 

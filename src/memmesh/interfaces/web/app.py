@@ -32,7 +32,7 @@ from memmesh.errors import (
     RateLimitedError,
     python_option,
 )
-from memmesh.interfaces.web.auth import COOKIE, Session, Sessions, check_key, csrf_ok, principal_for
+from memmesh.interfaces.web.auth import COOKIE, SESSIONS_FILE, Session, Sessions, check_key, csrf_ok, principal_for
 from memmesh.interfaces.web.samples import Sampler
 from memmesh.limits import RateLimiter
 from memmesh.model import NamespaceCount, Principal
@@ -133,7 +133,7 @@ class WebApp:
         self.settings = settings
         self.require_auth = require_auth
         self.secure = secure
-        self.sessions = Sessions()
+        self.sessions = Sessions(settings.data_dir / SESSIONS_FILE)
         self.sampler = sampler
         self._templates: Any = None
         self._counts: dict[tuple[str, ...], tuple[float, list[NamespaceCount]]] = {}
@@ -203,6 +203,11 @@ class WebApp:
         }
         return self.html("error.html", values, status=error.http_status, session=session)
 
+    async def session_of(self, request: Request) -> Session | None:
+        """The request's session (read from the shared file on a worker thread: it may wait
+        for another worker's write, which must not stall this worker's event loop)."""
+        return await run_in_threadpool(self.sessions.get, request.cookies.get(COOKIE))
+
     def set_cookie(self, response: Response, session: Session) -> None:
         response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict", secure=self.secure, path=PREFIX)
 
@@ -210,7 +215,7 @@ class WebApp:
 
     def route(self, path: str, handler: Handler, *, methods: tuple[str, ...] = ("GET",), section: str = "") -> Route:
         async def endpoint(request: Request) -> Response:
-            session = self.sessions.get(request.cookies.get(COOKIE))
+            session = await self.session_of(request)
             form: dict[str, str] = {}
             try:
                 if request.method == "POST":
@@ -247,7 +252,7 @@ class WebApp:
                 response = RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
             else:
                 response = self.error(refusal, session, None, section)
-            if session.key is not None:
+            if session.key_id is not None:
                 self.sessions.drop(session.id)  # a revoked or stale key: this session is over
             elif fresh:
                 self.set_cookie(response, session)
@@ -270,10 +275,10 @@ class WebApp:
     # -- login / logout (outside the wrapper: they make and end sessions) -------------------------
 
     async def login(self, request: Request) -> Response:
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        session = await self.session_of(request)
         fresh = session is None
         if session is None:
-            session = self.sessions.create(None)
+            session = await run_in_threadpool(self.sessions.create, None)
         target = request.query_params.get("next") or f"{PREFIX}/memories"
         if not target.startswith(PREFIX + "/") or ".." in target or "\\" in target or "//" in target:
             target = f"{PREFIX}/memories"  # never redirect off this app after a login
@@ -290,13 +295,12 @@ class WebApp:
                 return self.html("login.html", values, status=403, session=session)
             try:
                 self._charge_login(request)
-                await run_in_threadpool(check_key, self.service, form.get("key", ""))
+                who = await run_in_threadpool(check_key, self.service, form.get("key", ""))
             except (AuthError, RateLimitedError) as refused:
                 values["message"] = refused.message
                 status = refused.http_status
             else:
-                self.sessions.drop(session.id)  # a new id at login: a planted id never becomes a logged-in one
-                made = self.sessions.create(form.get("key", "").strip())
+                made = await run_in_threadpool(self._logged_in, session, who)
                 redirect = RedirectResponse(target, status_code=303)
                 self.set_cookie(redirect, made)
                 return redirect
@@ -318,15 +322,20 @@ class WebApp:
                 details={"retry_after": int(wait) + 1},
             )
 
+    def _logged_in(self, anonymous: Session, who: Principal) -> Session:
+        """The session of a login: a new id (a planted id never becomes a logged-in one)."""
+        self.sessions.drop(anonymous.id)
+        return self.sessions.create(who.key_id)
+
     async def logout(self, request: Request) -> Response:
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        session = await self.session_of(request)
         try:
             form = _parse(await request.body(), "form")
         except InvalidInputError as bad:
             return self.error(bad, session, None, "login")
         if not csrf_ok(session, form.get("csrf")):
             return self.error(ForbiddenError(CSRF_MESSAGE), session, None, "login")
-        self.sessions.drop(session.id if session else None)
+        await run_in_threadpool(self.sessions.drop, session.id if session else None)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path=PREFIX)
         return response

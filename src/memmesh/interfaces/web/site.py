@@ -9,7 +9,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from memmesh.config import Settings
-from memmesh.errors import NotFoundError
+from memmesh.errors import MemmeshError, NotFoundError
 from memmesh.interfaces.web.app import HERE, PREFIX, WebApp
 from memmesh.interfaces.web.pages import routes as page_routes
 from memmesh.interfaces.web.samples import Sampler
@@ -48,4 +48,10 @@ def create_web_app(
         missing = NotFoundError(f"no inspector page at {request.url.path}: the pages are listed at the top, or start at {PREFIX}/memories")
         return web.error(missing, None, None, "")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    async def failed(_request: Request, exc: Exception) -> Response:
+        """A memmesh error raised before a page's own handling (the session file cannot be
+        opened): the error page with the API's status, not a bare 500."""
+        assert isinstance(exc, MemmeshError)
+        return web.error(exc, None, None, "")
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, MemmeshError: failed})
