@@ -39,7 +39,7 @@ def test_a_cancelled_long_poll_frees_its_slot_at_once(mcp_env: McpEnv) -> None:
                 # within moments, not at the 60 s wait's end (5 s was close to a loaded machine's slack)
                 assert time.monotonic() - started < 30, "the cancelled long-poll still holds its slot"
                 await anyio.sleep(0.1)
-            assert found.data == {"acked_seq": 0, "more": False}  # nothing unread (empty lists are left out)
+            assert found.data == {"messages": [], "acked_seq": 0, "more": False}  # nothing unread: an empty list, said so
 
     asyncio.run(scenario())
 

@@ -67,9 +67,14 @@ def to_text(value: Any) -> str:
 
 
 def ok(value: Any) -> CallToolResult:
-    """A successful tool result: the value as compact JSON text."""
+    """A successful tool result: the value as compact JSON text. The answer's own lists stay
+    even when empty (``{"sessions": []}``): dropped, an empty listing read ``{}``, which says
+    nothing about what was asked."""
     if isinstance(value, CallToolResult):
         return value
+    if isinstance(value, dict):
+        kept = {k: compact(v) for k, v in value.items() if not _empty(v) or isinstance(v, list)}
+        return CallToolResult(content=[TextContent(type="text", text=to_text(kept))])
     return CallToolResult(content=[TextContent(type="text", text=to_text(compact(value)))])
 
 
