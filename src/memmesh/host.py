@@ -9,7 +9,7 @@ layer picture (docs/architecture.md): the service imports them, they never impor
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,9 +20,24 @@ from memmesh.store.base import Store
 
 
 class Promoter(Protocol):
-    """The lifecycle call governance replays for an approved promotion."""
+    """The lifecycle calls governance replays once approved: a promotion, a consolidation,
+    a link's invalidation."""
 
     def promote(self, memory_id: str, *, principal: Principal) -> Memory: ...
+    def consolidate(
+        self,
+        memory_ids: Sequence[str],
+        content: str,
+        *,
+        namespace: str | None = None,
+        title: str | None = None,
+        tags: Sequence[str] | None = None,
+        keep_sources: bool = False,
+        principal: Principal,
+    ) -> Memory: ...
+    def invalidate_link(
+        self, source_id: str, target_id: str, relation: Relation | str = ..., *, at: datetime | str | None = None, principal: Principal
+    ) -> Link: ...
 
 
 class Host(CoreCalls, Protocol):

@@ -222,6 +222,35 @@ def _hide_sides(entry: HistoryEntry, *, old: bool, new: bool) -> HistoryEntry:
     return entry.model_copy(update={"old": None if old else entry.old, "new": None if new else entry.new})
 
 
+class TitleReader(Protocol):
+    """What :func:`update_target` reads: a store, or a write transaction."""
+
+    def get(self, memory_id: str) -> Memory | None: ...
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None: ...
+    def find_by_title(self, namespace: str, title: str) -> Memory | None: ...
+
+
+def title_patch(new: NewMemory) -> MemoryPatch:
+    """The update a store with ``on_conflict="update"`` makes to the memory holding its title."""
+    return MemoryPatch.model_validate(
+        {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
+    )
+
+
+def update_target(reader: TitleReader, new: NewMemory) -> Memory | None:
+    """The memory a store of ``new`` would update in place, or None: with
+    ``on_conflict="update"``, the memory already holding its title, unless the store names a
+    stored id or repeats stored content (those are answered as repeats, not updates). The
+    same order :meth:`Kernel.insert_outcome` decides in; governance asks before writing."""
+    if new.on_conflict != "update" or not new.title:
+        return None
+    if new.id is not None and reader.get(new.id) is not None:
+        return None
+    if reader.find_by_hash(new.namespace, content_hash(new.namespace, new.content)) is not None:
+        return None
+    return reader.find_by_title(new.namespace, new.title)
+
+
 def is_stale(existing: Memory | None, incoming: Memory) -> bool:
     """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
     return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
@@ -448,10 +477,7 @@ class Kernel:
                         retry_with={"on_conflict": ["update", "version"]},
                     )
                 if new.on_conflict == "update":
-                    patch = MemoryPatch.model_validate(
-                        {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
-                    )
-                    updated = self.update(tx, same_title, patch, who, now, vector)
+                    updated = self.update(tx, same_title, title_patch(new), who, now, vector)
                     return updated, updated is not same_title, False
                 superseded = same_title
         tier = new.tier or Tier.mid
