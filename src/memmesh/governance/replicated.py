@@ -140,19 +140,19 @@ def payload_problem(action: str, payload: dict[str, Any], spaces: list[str]) -> 
         bad = [n for n in names if not isinstance(payload.get(n), str) or not payload[n]]
         return f"payload of a {action} needs {', '.join(bad)} (text)" if bad else None
 
-    # A store or an update replays as itself whichever of its rules queued it (a store that
-    # updates a titled memory waits on ``update``, a tier raise on ``promote``): by shape.
+    # By shape: a consolidation, an update or a store replays as itself whichever of its
+    # rules queued it (a tier raise waits on ``promote``, a move on the target's ``write``).
+    if "consolidate" in payload:
+        return _consolidation_problem(payload["consolidate"], spaces)
+    if "changes" in payload or (action == "update" and "items" not in payload):
+        changes_ok = isinstance(payload.get("changes"), dict)
+        return text("memory_id") or (None if changes_ok else f"payload of an {action} needs changes (an object)")
     if action == "write" or "items" in payload:
         items = payload.get("items")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
             return f"payload of a {action} needs items (a non-empty list of memories)"
         outside = [i.get("namespace") for i in items if i.get("namespace") not in spaces]
         return f"payload items write into {outside[0]!r}, outside the action's namespaces" if outside else None
-    if "consolidate" in payload:
-        return _consolidation_problem(payload["consolidate"], spaces)
-    if action == "update" or "changes" in payload:
-        changes_ok = isinstance(payload.get("changes"), dict)
-        return text("memory_id") or (None if changes_ok else f"payload of an {action} needs changes (an object)")
     if action == "link":
         return text("source_id", "target_id", "relation")
     return text("memory_id")
