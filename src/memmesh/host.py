@@ -9,7 +9,7 @@ layer picture (docs/architecture.md): the service imports them, they never impor
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -24,17 +24,11 @@ class Promoter(Protocol):
     a link's invalidation."""
 
     def promote(self, memory_id: str, *, principal: Principal) -> Memory: ...
-    def consolidate(
-        self,
-        memory_ids: Sequence[str],
-        content: str,
-        *,
-        namespace: str | None = None,
-        title: str | None = None,
-        tags: Sequence[str] | None = None,
-        keep_sources: bool = False,
-        principal: Principal,
-    ) -> Memory: ...
+    @property
+    def consolidate(self) -> Callable[..., Memory]:
+        """``Lifecycle.consolidate`` (memory ids, summary content, its options, principal)."""
+        ...
+
     def invalidate_link(
         self, source_id: str, target_id: str, relation: Relation | str = ..., *, at: datetime | str | None = None, principal: Principal
     ) -> Link: ...
