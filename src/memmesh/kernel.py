@@ -238,15 +238,16 @@ def title_patch(new: NewMemory) -> MemoryPatch:
 
 
 def update_target(reader: TitleReader, new: NewMemory) -> Memory | None:
-    """The memory a store of ``new`` would update in place, or None: with
-    ``on_conflict="update"``, the memory already holding its title, unless the store names a
-    stored id or repeats stored content (those are answered as repeats, not updates). The
-    same order :meth:`Kernel.insert_outcome` decides in; governance asks before writing."""
+    """The stored memory a store of ``new`` would change in place instead of writing a new
+    one, or None: the memory with its id or content when the store brings tags it lacks
+    (:meth:`Kernel.merge_tags`), else, with ``on_conflict="update"``, the memory holding its
+    title. The order :meth:`Kernel.insert_outcome` decides in; governance asks before writing."""
+    digest = content_hash(new.namespace, new.content)
+    same = reader.get(new.id) if new.id is not None else None
+    same = same or reader.find_by_hash(new.namespace, digest)
+    if same is not None:  # a repeat (or a conflict, when the id holds other content)
+        return same if same.content_hash == digest and not set(new.tags) <= set(same.tags) else None
     if new.on_conflict != "update" or not new.title:
-        return None
-    if new.id is not None and reader.get(new.id) is not None:
-        return None
-    if reader.find_by_hash(new.namespace, content_hash(new.namespace, new.content)) is not None:
         return None
     return reader.find_by_title(new.namespace, new.title)
 

@@ -1,7 +1,8 @@
 """probe23's governance bypasses: calls that changed memories without their rule. Each call is
 governed as the actions it really is (docs/governance.md, "What each call counts as"):
 
-* a store with ``on_conflict: "update"`` that hits a titled memory is an ``update`` of it;
+* a store with ``on_conflict: "update"`` that hits a titled memory is an ``update`` of it,
+  and so is a repeated store that adds tags to the memory already holding its content;
 * a consolidation is a ``write`` of its summary and a ``delete`` of its sources;
 * ending a link (``kg_invalidate``) is a ``link``;
 * an update to tier ``long`` is a ``promote``, an ``expires_at`` at or before now a
@@ -59,6 +60,9 @@ def test_a_store_that_updates_a_titled_memory_is_an_update(mem: Memory) -> None:
     assert "governance.update = deny" in error.message
     denied("update", lambda: mem.service.add_many([{"content": "other", "namespace": "t/locked"}, upsert], principal=WRITER))
     assert held(mem, "t/locked") == ["original"] and len(mem.service.store.history(titled)) == 1
+    # storing the same content again with a tag it lacks adds the tag: an update too
+    denied("update", lambda: mem.service.add({"content": "original", "namespace": "t/locked", "tags": ["new"]}, principal=WRITER))
+    assert mem.service.store.get(titled).tags == []  # type: ignore[union-attr]
     # a new title, or the same content again, updates nothing: a plain write, allowed
     assert put(mem, "fresh", "t/locked", title="new doc", on_conflict="update")
     assert put(mem, "original", "t/locked", title="doc", on_conflict="update") == titled

@@ -193,9 +193,10 @@ class Governance:
         return shaped
 
     def _updated_by(self, who: Principal, inputs: list[NewMemory]) -> list[str]:
-        """The namespaces where a store would update a memory in place rather than write a new
-        one (``on_conflict="update"`` and that title already there): such a store is an
-        ``update`` of that memory, so the ``update`` rule applies to it too."""
+        """The namespaces where a store would change a stored memory in place rather than write
+        a new one (``on_conflict="update"`` and that title already there, or the same content
+        stored already without some of its tags): such a store is an ``update`` of that
+        memory, so the ``update`` rule applies to it too."""
         found = [update_target(self.service.store, new) for new in inputs]
         return list(dict.fromkeys(m.namespace for m in found if m is not None and who.covers(m.namespace)))
 
