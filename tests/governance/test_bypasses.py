@@ -14,13 +14,17 @@ queued ones are then approved and must make exactly the change asked for.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.conftest import FakeClock
+from tests.mcp.conftest import keyword_mcp_env
 
 from memmesh import Memory
+from memmesh.config import load_settings
 from memmesh.errors import GovernanceDeniedError, PendingApprovalError
 from memmesh.model import LOCAL_PRINCIPAL, Principal, Tier
 
@@ -168,3 +172,24 @@ def test_a_move_must_pass_the_target_namespaces_write_rule(mem: Memory) -> None:
     assert waiting.details["action"] == "write" and held(mem, "t/nowrite") == []
     assert mem.service.governance.approve(waiting.details["pending_id"], principal=APPROVER).status == "applied"
     assert (held(mem, "t/free"), held(mem, "t/nowrite")) == ([], ["fact f"])
+
+
+def test_consolidate_and_kg_invalidate_over_mcp_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    env = keyword_mcp_env(tmp_path, tmp_path / "mcp.db")
+    settings = load_settings(None, overrides={"data_dir": str(tmp_path / "py"), "embeddings": {"provider": "none"}}, env={})
+    with Memory(f"sqlite:///{env.db}", settings) as mem:
+        a, b = mem.add("fact a", namespace="t/locked").id, mem.add("fact b", namespace="t/locked").id
+        mem.service.link(a, b, "part_of", principal=LOCAL_PRINCIPAL)
+        mem.set_standard("t/locked", governance={"delete": "deny", "link": "deny"})
+
+    async def scenario() -> None:
+        async with env.client("--profile", "full") as c:
+            merged = await c.call("memory_consolidate", ids=[a, b], content="a+b", namespace="t/free")
+            ended = await c.call("memory_kg_invalidate", source_id=a, target_id=b, relation="part_of")
+        for answer, rule in ((merged, "governance.delete = deny"), (ended, "governance.link = deny")):
+            assert answer.is_error and rule in answer.text, answer.text
+
+    asyncio.run(scenario())
+    with Memory(f"sqlite:///{env.db}", settings) as mem:
+        assert held(mem, "t/locked") == ["fact a", "fact b"] and held(mem, "t/free") == []
+        assert [link.valid_until for link in mem.links(a)] == [None]
