@@ -20,9 +20,18 @@ from memmesh.store.base import Store
 
 
 class Promoter(Protocol):
-    """The lifecycle call governance replays for an approved promotion."""
+    """The lifecycle calls governance replays once approved: a promotion, a consolidation,
+    a link's invalidation."""
 
     def promote(self, memory_id: str, *, principal: Principal) -> Memory: ...
+    @property
+    def consolidate(self) -> Callable[..., Memory]:
+        """``Lifecycle.consolidate`` (memory ids, summary content, its options, principal)."""
+        ...
+
+    def invalidate_link(
+        self, source_id: str, target_id: str, relation: Relation | str = ..., *, at: datetime | str | None = None, principal: Principal
+    ) -> Link: ...
 
 
 class Host(CoreCalls, Protocol):

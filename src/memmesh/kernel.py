@@ -222,6 +222,36 @@ def _hide_sides(entry: HistoryEntry, *, old: bool, new: bool) -> HistoryEntry:
     return entry.model_copy(update={"old": None if old else entry.old, "new": None if new else entry.new})
 
 
+class TitleReader(Protocol):
+    """What :func:`update_target` reads: a store, or a write transaction."""
+
+    def get(self, memory_id: str) -> Memory | None: ...
+    def find_by_hash(self, namespace: str, content_hash: str) -> Memory | None: ...
+    def find_by_title(self, namespace: str, title: str) -> Memory | None: ...
+
+
+def title_patch(new: NewMemory) -> MemoryPatch:
+    """The update a store with ``on_conflict="update"`` makes to the memory holding its title."""
+    return MemoryPatch.model_validate(
+        {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
+    )
+
+
+def update_target(reader: TitleReader, new: NewMemory) -> Memory | None:
+    """The stored memory a store of ``new`` would change in place instead of writing a new
+    one, or None: the memory with its id or content when the store brings tags it lacks
+    (:meth:`Kernel.merge_tags`), else, with ``on_conflict="update"``, the memory holding its
+    title. The order :meth:`Kernel.insert_outcome` decides in; governance asks before writing."""
+    digest = content_hash(new.namespace, new.content)
+    same = reader.get(new.id) if new.id is not None else None
+    same = same or reader.find_by_hash(new.namespace, digest)
+    if same is not None:  # a repeat (or a conflict, when the id holds other content)
+        return same if same.content_hash == digest and not set(new.tags) <= set(same.tags) else None
+    if new.on_conflict != "update" or not new.title:
+        return None
+    return reader.find_by_title(new.namespace, new.title)
+
+
 def is_stale(existing: Memory | None, incoming: Memory) -> bool:
     """True when the stored copy is the same or newer, so writing ``incoming`` changes nothing."""
     return existing is not None and (existing == incoming or existing.updated_at >= incoming.updated_at)
@@ -448,10 +478,7 @@ class Kernel:
                         retry_with={"on_conflict": ["update", "version"]},
                     )
                 if new.on_conflict == "update":
-                    patch = MemoryPatch.model_validate(
-                        {"content": new.content, "tags": new.tags or None, "priority": new.priority, "metadata": new.metadata or None}
-                    )
-                    updated = self.update(tx, same_title, patch, who, now, vector)
+                    updated = self.update(tx, same_title, title_patch(new), who, now, vector)
                     return updated, updated is not same_title, False
                 superseded = same_title
         tier = new.tier or Tier.mid

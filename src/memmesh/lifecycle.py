@@ -194,6 +194,7 @@ class Lifecycle:
         )
         authorize(who, "writer", new.namespace)
         k.check_content(new.content)
+        self._govern_consolidation(who, new, sources, tags, keep_sources)
         vector = k.embed_one(new.title, new.content)
         now = k.clock()
         with k.store.write() as tx:
@@ -223,6 +224,28 @@ class Lifecycle:
                     k.delete(tx, source, who, now)
         return summary
 
+    def _govern_consolidation(
+        self, who: Principal, summary: NewMemory, sources: Sequence[Memory], tags: Sequence[str] | None, keep_sources: bool
+    ) -> None:
+        """A consolidation is a ``write`` of its summary and a ``delete`` of its sources (a
+        ``link`` of summary and sources with ``keep_sources``), committed together: each rule
+        applies and the strictest decides; approved, the whole consolidation is replayed."""
+        spaces = [s.namespace for s in sources]
+        wanted = {"write": [summary.namespace]}
+        if keep_sources:
+            wanted["link"] = [summary.namespace, *spaces]
+        else:
+            wanted["delete"] = spaces
+        asked = {
+            "memory_ids": [s.id for s in sources],
+            "content": summary.content,
+            "namespace": summary.namespace,
+            "title": summary.title,
+            "tags": list(tags or []),
+            "keep_sources": keep_sources,
+        }
+        self.core.governance.check_actions(who, wanted, payload={"consolidate": asked})
+
     # -- links ------------------------------------------------------------------------------
 
     def invalidate_link(
@@ -243,6 +266,8 @@ class Lifecycle:
             found = self.core.get(memory_id, principal=who)
             authorize(who, "writer", found.namespace)
         until = parse_time(at, "at") or k.clock()
+        payload = {"source_id": source_id, "target_id": target_id, "relation": rel.value, "invalidate_at": until.isoformat()}
+        self.core.governance.check(who, "link", ids=[source_id, target_id], payload=payload)
         with k.store.write() as tx:
             link = next(
                 (lk for lk in k.store.links(source_id) if lk.source_id == source_id and lk.target_id == target_id and lk.relation == rel),

@@ -433,12 +433,7 @@ class Service:
         authorize(who, "writer", current.namespace)
         if patch.namespace is not None:
             authorize(who, "writer", patch.namespace)
-        self.governance.check(
-            who,
-            "update",
-            namespaces=[current.namespace, patch.namespace],
-            payload={"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)},
-        )
+        self.governance.check_update(who, current, patch)
         self.governance.check_update_tags(who, current, patch)
         vector = None
         deferred = self.background is not None and not wait

@@ -18,7 +18,7 @@ write; a context variable lets that one replay past the check. ``governance.mode
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from memmesh.errors import (
 )
 from memmesh.governance import audited, recovery
 from memmesh.governance.model import (
+    ACTIONS,
     MAX_RETENTION_DAYS,
     MAX_TTL_SECONDS,
     EffectiveStandard,
@@ -49,7 +50,7 @@ from memmesh.governance.model import (
 )
 from memmesh.governance.policy import Rule, effective, lineage, nearest, rule_for, strictest
 from memmesh.governance.store import GovernanceStore
-from memmesh.kernel import authorize, content_hash
+from memmesh.kernel import authorize, content_hash, update_target
 from memmesh.model import Memory, MemoryPatch, NewMemory, Principal, Role, Tier, normalize_namespace
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class Governance:
             return shaped
         for new in shaped:
             self._check_required_tags(who, new, by_ns)
-        rules = [rule_for(ns, "write", by_ns) for ns in spaces]
+        rules = [rule_for(ns, "write", by_ns) for ns in spaces] + [rule_for(ns, "update", by_ns) for ns in self._updated_by(who, shaped)]
         if all(rule.decision == "allow" for rule in rules):
             return shaped
         if unqueued is not None:
@@ -185,9 +186,19 @@ class Governance:
             return shaped  # nothing to approve: the kernel answers with the stored memories
         # The replay payload: each item keeps an id chosen now, so applying it is idempotent.
         queued = [new if new.id else new.model_copy(update={"id": new_id()}) for new in shaped]
-        payload = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
-        self._decide(who, "write", rules, spaces, payload)
+        payload: dict[str, Any] = {"items": [new.model_dump(mode="json", exclude_none=True) for new in queued]}
+        if any(rule.action == "update" for rule in rules):
+            payload["actions"] = ["write", "update"]
+        self._decide(who, rules, spaces, payload)
         return shaped
+
+    def _updated_by(self, who: Principal, inputs: list[NewMemory]) -> list[str]:
+        """The namespaces where a store would change a stored memory in place rather than write
+        a new one (``on_conflict="update"`` and that title already there, or the same content
+        stored already without some of its tags): such a store is an ``update`` of that
+        memory, so the ``update`` rule applies to it too."""
+        found = [update_target(self.service.store, new) for new in inputs]
+        return list(dict.fromkeys(m.namespace for m in found if m is not None and who.covers(m.namespace)))
 
     def _already_stored(self, who: Principal, new: NewMemory) -> bool:
         """True when storing ``new`` would write nothing: the same content (under the same
@@ -221,17 +232,70 @@ class Governance:
         (bulk deletes) an ``approve`` rule refuses, since a bulk action is not queued."""
         if self.mode == "off" or self._bypassed():
             return
-        spaces = [ns for ns in namespaces if ns]
-        if ids:
-            spaces += [m.namespace for m in self.service.store.get_many(list(dict.fromkeys(ids))) if who.covers(m.namespace)]
-        spaces = list(dict.fromkeys(spaces))
-        if not spaces:
+        self.check_actions(who, {action: [*namespaces, *self._held(who, ids)]}, payload=payload)
+
+    def _held(self, who: Principal, ids: Sequence[str]) -> list[str]:
+        """The namespaces of the live memories ``ids`` that the caller can see."""
+        if not ids:
+            return []
+        return [m.namespace for m in self.service.store.get_many(list(dict.fromkeys(ids))) if who.covers(m.namespace)]
+
+    def check_actions(
+        self,
+        who: Principal,
+        wanted: Mapping[str, Iterable[str | None]],
+        *,
+        payload: dict[str, Any] | None = None,
+        unqueued: tuple[str, str, str] | None = None,
+    ) -> None:
+        """The one gate for a call that is several governed actions at once (``wanted``:
+        action → the namespaces it touches), such as an update that moves a memory (``update``
+        in both namespaces, ``write`` in the new one): every rule applies and the strictest
+        decides. Approved, the call is replayed whole from ``payload``, which records the
+        actions so a ``deny`` set meanwhile on any of them still refuses it; ``unqueued``
+        words the refusal of a call that cannot be queued (see :meth:`_refuse_unqueued`)."""
+        if self.mode == "off" or self._bypassed():
             return
-        standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))
+        pairs = list(dict.fromkeys((action, ns) for action, spaces in wanted.items() for ns in spaces if ns))
+        spaces = list(dict.fromkeys(ns for _, ns in pairs))
+        rules = self._rules(pairs)
+        if not rules:
+            return
+        if unqueued is not None:
+            self._refuse_unqueued(who, rules, spaces, unqueued)
+            return
+        actions = list(dict.fromkeys(action for action, _ in pairs))
+        if payload is not None and len(actions) > 1:
+            payload = {**payload, "actions": actions}
+        self._decide(who, rules, spaces, payload)
+
+    def _rules(self, pairs: Sequence[tuple[str, str]]) -> list[Rule]:
+        """The rule of each (action, namespace), or none at all when no standard applies."""
+        if not pairs:
+            return []
+        standards = self.db.standards(sorted({ns for _, space in pairs for ns in lineage(space)}))
         if not standards:
-            return
+            return []
         by_ns = {s.namespace: s for s in standards}
-        self._decide(who, action, [rule_for(ns, action, by_ns) for ns in spaces], spaces, payload)
+        return [rule_for(ns, action, by_ns) for action, ns in pairs]
+
+    def check_update(self, who: Principal, current: Memory, patch: MemoryPatch) -> None:
+        """Govern an update as every action it really is: ``update`` in the memory's namespace
+        (and in the new one when it moves), ``write`` in the new namespace (a move brings the
+        memory in), ``promote`` for a raise to tier ``long``, and ``delete`` for an
+        ``expires_at`` at or before now (the memory is gone at once). Approved, the update is
+        replayed exactly as asked."""
+        moved = patch.namespace if patch.namespace not in (None, current.namespace) else None
+        spaces = [current.namespace, moved]
+        wanted: dict[str, list[str | None]] = {"update": spaces}
+        if moved:
+            wanted["write"] = [moved]
+        if patch.tier == Tier.long and current.tier != Tier.long:
+            wanted["promote"] = spaces
+        if patch.expires_at is not None and patch.expires_at <= self.service.clock():
+            wanted["delete"] = spaces
+        payload = {"memory_id": current.id, "changes": patch.model_dump(mode="json", exclude_none=True)}
+        self.check_actions(who, wanted, payload=payload)
 
     def admit_import(self, who: Principal, namespaces: Iterable[str], *, what: str = "import") -> None:
         """Imports and restores write memories that were decided elsewhere, so they are not
@@ -240,22 +304,19 @@ class Governance:
         if self.mode == "off" or self._bypassed():
             return
         spaces = list(dict.fromkeys(ns for ns in namespaces if ns))
-        standards = self.db.standards(sorted({ns for space in spaces for ns in lineage(space)})) if spaces else []
-        if not standards:
-            return
-        by_ns = {s.namespace: s for s in standards}
-        rules = [rule_for(ns, "write", by_ns) for ns in spaces]
+        rules = self._rules([("write", ns) for ns in spaces])
         fix = "store the memories one by one (each is queued for approval), or have an admin change the standard first"
         self._refuse_unqueued(who, rules, spaces, (what, f"an {what} is not queued", fix))
 
     def _refuse_unqueued(self, who: Principal, rules: list[Rule], spaces: list[str], words: tuple[str, str, str]) -> None:
-        """A write that cannot wait for approval, ``words`` = (what it is, why it is not queued,
+        """A call that cannot wait for approval, ``words`` = (what it is, why it is not queued,
         how to get it in): refused under ``deny`` and ``approve``, recorded and let through in
         advisory mode, before anything is written."""
         what, why, fix = words
         rule = strictest(rules)
         if rule is None or rule.decision == "allow":
             return
+        where = f"{what} {'into' if rule.action == 'write' else 'in'} namespace {rule.namespace!r}"
         if self.mode == "advisory":
             self._record(who, rule, spaces, {"import": what}, status="advisory")
             log.warning("advisory mode, not enforced: %s into %s would be refused (set on %s)", what, rule.namespace, rule.set_on)
@@ -263,13 +324,11 @@ class Governance:
         details = {"rule": rule.describe()}
         if rule.decision == "deny":
             raise GovernanceDeniedError(
-                f"{what} into namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} (governance.write = deny); "
-                "nothing was written",
+                f"{where} is denied by the standard set on {rule.set_on!r} (governance.{rule.action} = deny); nothing was written",
                 details=details,
             )
         raise GovernanceDeniedError(
-            f"{what} into namespace {rule.namespace!r} needs approval (governance.write = approve, set on {rule.set_on!r}) and "
-            f"{why}; nothing was written: {fix}",
+            f"{where} needs approval (governance.{rule.action} = approve, set on {rule.set_on!r}) and {why}; nothing was written: {fix}",
             details=details,
         )
 
@@ -335,10 +394,11 @@ class Governance:
             return
         raise InvalidInputError(message, details={"missing_tags": missing, "set_on": set_on})
 
-    def _decide(self, who: Principal, action: str, rules: list[Rule], spaces: list[str], payload: dict[str, Any] | None) -> None:
+    def _decide(self, who: Principal, rules: list[Rule], spaces: list[str], payload: dict[str, Any] | None) -> None:
         rule = strictest(rules)
         if rule is None or rule.decision == "allow":
             return
+        action = rule.action
         if self.mode == "advisory":
             self._record(who, rule, spaces, payload or {}, status="advisory")
             outcome = "refused" if rule.decision == "deny" else "queued for approval"
@@ -545,7 +605,7 @@ class Governance:
     def _apply_once(self, pending: PendingAction) -> dict[str, Any]:
         """:meth:`_apply`, except that a delete whose memory is already gone — the write a
         crash after it left unrecorded — is that delete's outcome, not a failure."""
-        if pending.action == "delete" and isinstance(pending.payload.get("memory_id"), str):
+        if pending.action == "delete" and "changes" not in pending.payload and isinstance(pending.payload.get("memory_id"), str):
             memory_id = pending.payload["memory_id"]
             if self.service.store.get(memory_id) is None and self._deleted(memory_id):
                 return {"memory_id": memory_id}
@@ -599,10 +659,29 @@ class Governance:
         self._not_denied_since(pending)
         token = _APPLYING.set(pending.id)
         try:
-            if pending.action == "write":
+            # by the payload's shape: a store or an update governed by another rule as well
+            # (a store that updates a titled memory, a tier raise, a move) replays as asked
+            if "items" in data:
                 return {"memory_ids": [m.id for m in svc.add_many(data["items"], principal=who)]}
-            if pending.action == "update":
+            if "changes" in data:
                 return {"memory_id": svc.update(data["memory_id"], data["changes"], principal=who).id}
+            if "consolidate" in data:
+                asked = data["consolidate"]
+                summary = svc.lifecycle.consolidate(
+                    asked["memory_ids"],
+                    asked["content"],
+                    namespace=asked["namespace"],
+                    title=asked.get("title"),
+                    tags=asked.get("tags"),
+                    keep_sources=bool(asked.get("keep_sources")),
+                    principal=who,
+                )
+                return {"memory_id": summary.id}
+            if "invalidate_at" in data:
+                ended = svc.lifecycle.invalidate_link(
+                    data["source_id"], data["target_id"], data["relation"], at=data["invalidate_at"], principal=who
+                )
+                return {"source_id": ended.source_id, "target_id": ended.target_id, "relation": ended.relation.value}
             if pending.action == "delete":
                 return {"memory_id": svc.delete(data["memory_id"], principal=who).id}
             if pending.action == "promote":
@@ -631,7 +710,9 @@ class Governance:
             raise InvalidInputError(f"pending action {pending.id} cannot be applied: {problem}; nothing was applied")
         data = pending.payload
         ids = [data[k] for k in ("memory_id", "source_id", "target_id") if k in data]
-        if pending.action == "update" and isinstance(data["changes"].get("namespace"), str):
+        if isinstance(data.get("consolidate"), dict):
+            ids += data["consolidate"]["memory_ids"]
+        if isinstance(data.get("changes"), dict) and isinstance(data["changes"].get("namespace"), str):
             moved_to = data["changes"]["namespace"]
             if moved_to not in spaces:
                 raise ForbiddenError(f"pending action {pending.id} would move a memory to {moved_to!r}, outside its namespaces")
@@ -649,12 +730,13 @@ class Governance:
         if self.mode != "enforce":
             return
         spaces = pending.namespaces()
-        by_ns = {s.namespace: s for s in self.db.standards(sorted({ns for space in spaces for ns in lineage(space)}))}
-        rule = strictest([rule_for(ns, pending.action, by_ns) for ns in spaces])
+        actions = pending.payload.get("actions")
+        actions = [a for a in actions if a in ACTIONS] if isinstance(actions, list) else [pending.action]
+        rule = strictest(self._rules([(action, ns) for action in actions for ns in spaces]))
         if rule is not None and rule.decision == "deny":
             raise GovernanceDeniedError(
-                f"{pending.action} in namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} "
-                f"(governance.{pending.action} = deny) since pending action {pending.id} was queued; nothing was applied",
+                f"{rule.action} in namespace {rule.namespace!r} is denied by the standard set on {rule.set_on!r} "
+                f"(governance.{rule.action} = deny) since pending action {pending.id} was queued; nothing was applied",
                 details={"rule": rule.describe()},
             )
 

@@ -140,17 +140,34 @@ def payload_problem(action: str, payload: dict[str, Any], spaces: list[str]) -> 
         bad = [n for n in names if not isinstance(payload.get(n), str) or not payload[n]]
         return f"payload of a {action} needs {', '.join(bad)} (text)" if bad else None
 
-    if action == "write":
+    # By shape: a consolidation, an update or a store replays as itself whichever of its
+    # rules queued it (a tier raise waits on ``promote``, a move on the target's ``write``).
+    if "consolidate" in payload:
+        return _consolidation_problem(payload["consolidate"], spaces)
+    if "changes" in payload or (action == "update" and "items" not in payload):
+        changes_ok = isinstance(payload.get("changes"), dict)
+        return text("memory_id") or (None if changes_ok else f"payload of an {action} needs changes (an object)")
+    if action == "write" or "items" in payload:
         items = payload.get("items")
         if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-            return "payload of a write needs items (a non-empty list of memories)"
+            return f"payload of a {action} needs items (a non-empty list of memories)"
         outside = [i.get("namespace") for i in items if i.get("namespace") not in spaces]
         return f"payload items write into {outside[0]!r}, outside the action's namespaces" if outside else None
-    if action == "update":
-        return text("memory_id") or (None if isinstance(payload.get("changes"), dict) else "payload of an update needs changes (an object)")
     if action == "link":
         return text("source_id", "target_id", "relation")
     return text("memory_id")
+
+
+def _consolidation_problem(asked: Any, spaces: list[str]) -> str | None:
+    """What keeps a queued consolidation from replaying inside ``spaces``, or None."""
+    if not isinstance(asked, dict) or not isinstance(asked.get("content"), str):
+        return "payload of a consolidation needs consolidate with its content (text)"
+    ids = asked.get("memory_ids")
+    if not isinstance(ids, list) or len(ids) < 2 or not all(isinstance(i, str) and i for i in ids):
+        return "payload of a consolidation needs memory_ids (at least two ids)"
+    if asked.get("namespace") not in spaces:
+        return f"payload of a consolidation writes into {asked.get('namespace')!r}, outside the action's namespaces"
+    return None
 
 
 def _normal(namespace: str) -> str | None:

@@ -307,6 +307,11 @@ class Store(Protocol):
         """The memory with this content hash in this namespace, expired or not (exact-duplicate check)."""
         ...
 
+    def find_by_title(self, namespace: str, title: str) -> Memory | None:
+        """The newest memory with this title in this namespace (the one a store with
+        ``on_conflict="update"`` would update), expired or not."""
+        ...
+
     def archived(self, flt: Filter, limit: int) -> builtins.list[ArchivedMemory]:
         """Archived memories in ``flt``'s namespace/scopes/ids, most recently archived first."""
         ...

@@ -151,6 +151,12 @@ class SQLReads:
         rows = self._rows(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = ? AND content_hash = ?", (namespace, content_hash))
         return row_to_memory(rows[0], self.dialect) if rows else None
 
+    def find_by_title(self, namespace: str, title: str) -> Memory | None:
+        rows = self._rows(
+            f"SELECT {MEMORY_COLUMNS} FROM memories WHERE namespace = ? AND title = ? ORDER BY created_at DESC LIMIT 1", (namespace, title)
+        )
+        return row_to_memory(rows[0], self.dialect) if rows else None
+
     def list(self, flt: Filter, limit: int, after: tuple[str, str] | None = None) -> builtins.list[Memory]:
         d = self.dialect
         where, params = filter_sql(flt, d, namespace_index=not self._large_subtree(flt.namespace))
