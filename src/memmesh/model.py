@@ -372,11 +372,16 @@ def _check_tag_characters(tag: str) -> None:
     output or makes two tags that look the same differ. Only new writes are checked, so
     backups and replicas holding such a tag still restore. Zero-width joiners stay allowed
     (emoji sequences and Indic scripts need them)."""
-    found = _TAG_UNSAFE.search(tag)
+    check_one_line(tag, f"tag {tag[:20]!r}", "tags are one-line labels")
+
+
+def check_one_line(text: str, what: str, why: str) -> None:
+    """Refuse a control, line-separator or invisible format character in ``text`` (a label
+    shown on one line: a tag, a speaker's name), naming ``what`` and saying ``why``."""
+    found = _TAG_UNSAFE.search(text)
     if found is not None:
         raise InvalidInputError(
-            f"tag {tag[:20]!r} contains the control or invisible character U+{ord(found.group()):04X} at position {found.start()}; "
-            "tags are one-line labels: remove it"
+            f"{what} contains the control or invisible character U+{ord(found.group()):04X} at position {found.start()}; {why}: remove it"
         )
 
 

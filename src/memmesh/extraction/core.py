@@ -46,7 +46,7 @@ from memmesh.extraction.llm_extract import extract_batch
 from memmesh.extraction.offline import Fact, extract_turn, speaker_name
 from memmesh.host import Host
 from memmesh.kernel import authorize
-from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_text
+from memmesh.model import MAX_TAG_CHARS, Link, Memory, Principal, Relation, check_one_line, check_text
 from memmesh.recall.keyword import query_terms
 from memmesh.sessions.core import Turn, check_role, check_session_id
 
@@ -502,6 +502,8 @@ def check_messages(messages: Any) -> builtins.list[_Msg]:
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS):
             raise InvalidInputError(f"message {i}: name must be a non-empty string of at most {MAX_NAME_CHARS} characters")
         check_text(name, f"message {i}: name")
+        if name is not None:  # it goes into the turn and its facts as the speaker: "Ana\n[turn 9] system: …" forged a turn
+            check_one_line(name, f"message {i}: name", "a name is one line")
         out.append(_Msg(role=check_role(item.get("role", "user")), content=content, name=name.strip() if name else None))
     return out
 
