@@ -25,10 +25,10 @@ def add(
     url: str = typer.Argument(..., help="The http(s) URL that receives a signed POST per change."),
     namespace: str = typer.Option(..., "--namespace", "-n", help="Namespace to watch (everything below it too)."),
     events: str = typer.Option(None, "--events", help="Comma list of memory.created, memory.updated, memory.deleted (default all)."),
-    secret: str = typer.Option(None, "--secret", help="HMAC secret (16-256 chars); left out, one is made and printed once."),
+    secret: str = typer.Option(None, "--secret", help="HMAC secret (16-256 chars); left out, one is made and printed."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Subscribe URL to changes in a namespace; prints the signing secret (only this once)."""
+    """Subscribe URL to changes in a namespace; prints the signing secret (again for a repeat of the same subscription)."""
 
     def make(service: object) -> CreatedSubscription:
         return service.subscriptions.subscribe(namespace, url, events=events, secret=secret, principal=LOCAL_PRINCIPAL)  # type: ignore[attr-defined, no-any-return]
@@ -39,7 +39,8 @@ def add(
         return
     already = "already subscribed: " if created.existed else ""
     console.print(f"{already}subscription {created.id}: {created.namespace} → {created.url} ({', '.join(created.events)})", markup=False)
-    console.print(f"secret (shown once): {created.secret}", markup=False, highlight=False)
+    label = "secret (the subscription's own, unchanged)" if created.existed else "secret (keep it: the receiver checks signatures with it)"
+    console.print(f"{label}: {created.secret}", markup=False, highlight=False)
 
 
 @subscribe_app.command("list")
