@@ -6,6 +6,8 @@ rebound DNS name reaches it with a foreign Host; /api/v1 refuses both, like /mcp
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from memmesh.model import LOCAL_PRINCIPAL
@@ -74,3 +76,17 @@ def test_the_servers_own_origin_and_listed_origins_are_allowed(serve):
     assert running.http().post("/api/v1/memories", content=BODY, headers={**headers, "Origin": own}).status_code == 201
     listed = running.http().post("/api/v1/memories", content=BODY, headers={**headers, "Origin": "https://app.example"})
     assert listed.status_code == 200 and listed.json()["existed"] is True  # allowed: the same content, already stored
+
+
+def test_two_host_headers_are_refused_whichever_comes_first(server):
+    """The check read the first Host; a proxy in front may route by the last."""
+    port = int(server.url.rsplit(":", 1)[1])
+    for hosts in ((b"127.0.0.1", b"evil.example"), (b"evil.example", b"127.0.0.1"), (b"127.0.0.1", b"127.0.0.1")):
+        request = b"GET /api/v1/memories HTTP/1.1\r\n" + b"".join(b"Host: %s\r\n" % h for h in hosts) + b"Connection: close\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
+        assert b"2 Host headers" in answer

@@ -281,6 +281,9 @@ class BrowserGuard:
 
     def check(self, scope: Scope) -> MemmeshError | None:
         """The refusal for this request, or None when it may go on."""
+        hosts = sum(1 for name, _ in scope["headers"] if name == b"host")
+        if hosts > 1:  # RFC 9112 3.2: refuse, rather than check the first and let a proxy route by the last
+            return MisdirectedRequestError(f"the request has {hosts} Host headers; send exactly one", details={"hosts": hosts})
         host = _header(scope["headers"], b"host")
         if self.loopback and (host is None or _host_name(host) not in self.hosts):
             return MisdirectedRequestError(
