@@ -193,3 +193,17 @@ def test_consolidate_and_kg_invalidate_over_mcp_are_refused_and_change_nothing(t
     with Memory(f"sqlite:///{env.db}", settings) as mem:
         assert held(mem, "t/locked") == ["fact a", "fact b"] and held(mem, "t/free") == []
         assert [link.valid_until for link in mem.links(a)] == [None]
+
+
+def test_a_retried_write_into_an_approve_namespace_is_one_pending_action(mem: Memory) -> None:
+    """A client that retries (its answer was lost) with the same id used to queue a second
+    action: an approver saw two, and approving both stored it once and failed the other."""
+    mem.set_standard("t/review", governance={"write": "approve"})
+    first = queued(lambda: mem.service.add({"content": "a fact", "namespace": "t/review", "id": "client-1"}, principal=WRITER))
+    again = queued(lambda: mem.service.add({"content": "a fact", "namespace": "t/review", "id": "client-1"}, principal=WRITER))
+    assert again.details["pending_id"] == first.details["pending_id"]
+    other = queued(lambda: mem.service.add({"content": "another fact", "namespace": "t/review", "id": "client-2"}, principal=WRITER))
+    assert other.details["pending_id"] != first.details["pending_id"]
+    assert len(mem.service.governance.pending(principal=LOCAL_PRINCIPAL)) == 2
+    assert mem.service.governance.approve(first.details["pending_id"], principal=APPROVER).status == "applied"
+    assert held(mem, "t/review") == ["a fact"]

@@ -449,6 +449,9 @@ class Governance:
             requester=who,
         )
         with self.service.store.write() as tx:
+            twin = None if advisory else self.db.pending_twin(tx, pending)
+            if twin is not None:  # a retry (a lost answer, the same client id): one action to decide, not two
+                return twin
             self.db.insert_pending(tx, pending, self.stamp())
             audited.note(
                 tx,

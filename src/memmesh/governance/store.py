@@ -153,6 +153,17 @@ class GovernanceStore:
             ),
         )
 
+    def pending_twin(self, tx: WriteTx, pending: PendingAction) -> PendingAction | None:
+        """A pending action still waiting that asks exactly what ``pending`` asks (same
+        requester, action, namespace and payload): the same request sent again."""
+        row = _run(
+            _tx_conn(tx),
+            f"SELECT {PENDING_COLUMNS} FROM pending_actions WHERE status = 'pending' AND action = ? AND namespace = ? "
+            "AND COALESCE(requested_by, '') = ? AND payload = ? ORDER BY requested_at, id LIMIT 1",
+            (pending.action, pending.namespace, pending.requested_by or "", json.dumps(pending.payload)),
+        ).fetchone()
+        return _pending(row) if row else None
+
     def pending_stamp(self, tx: WriteTx, pending_id: str) -> tuple[str, str, str] | None:
         """The status and version stamp (hlc, node) held for a pending action."""
         row = _run(_tx_conn(tx), "SELECT status, hlc, node FROM pending_actions WHERE id = ?", (pending_id,)).fetchone()
