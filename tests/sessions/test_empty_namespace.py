@@ -81,3 +81,14 @@ def test_mcp_answers_an_empty_namespace_with_a_tool_error(tmp_path: Path) -> Non
             assert [t["content"] for t in found["recent"]] == ["hello"]
 
     asyncio.run(scenario())
+
+
+def test_a_turns_role_is_checked_by_the_schema_as_by_the_core(http_server: Running) -> None:
+    """/openapi.json let any role through while the core refused "Big Boss" (a schema-valid
+    request answered 422 with an empty loc); the schema now says what the core takes."""
+    http = http_server.http()
+    schema = http.get("/openapi.json").json()["components"]["schemas"]["TurnRequest"]["properties"]["role"]
+    assert "pattern" in schema
+    refused = http.post("/api/v1/sessions/s1/turns", json={"content": "hi", "role": "Big Boss"})
+    assert refused.status_code == 422 and refused.json()["error"]["details"]["errors"][0]["loc"] == ["body", "role"], refused.text
+    assert http.post("/api/v1/sessions/s1/turns", json={"content": "hi", "role": "Assistant"}).status_code == 201

@@ -16,7 +16,9 @@ router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"], responses=ERROR
 
 
 class TurnRequest(Body):
-    role: str = Field("user", description="user, assistant, system, tool …")
+    role: str = Field(
+        "user", pattern=r"^\s*[A-Za-z][A-Za-z0-9_-]{0,31}\s*$", description="user, assistant, system, tool … (taken lower-cased)"
+    )
     content: str
     agent_id: str | None = None
     namespace: str | None = Field(
