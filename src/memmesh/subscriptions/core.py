@@ -174,12 +174,17 @@ class Subscriptions:
         """Remove a subscription and its queued deliveries; returns it. The agent that made
         it may, and an admin of its namespace."""
         who = authorize(principal, "reader")
-        row = self._found(who, subscription_id)  # unknown or out of the key's sight: 404, as a get answers
-        if not who.has_role("admin") and row[4] != who.agent_id:
-            raise ForbiddenError(
-                f"subscription {subscription_id!r} is not agent {who.agent_id!r}'s: only the agent that made a subscription "
-                "or an admin of its namespace may remove it"
-            )
+        if not who.has_role("admin"):
+            try:
+                row = self._found(who, subscription_id)
+            except NotFoundError:
+                row = None
+            if row is None or row[4] != who.agent_id:  # the same answer whether it exists or not: the role comes first, as everywhere
+                raise ForbiddenError(
+                    f"no subscription {subscription_id!r} of agent {who.agent_id!r}: only the agent that made a subscription "
+                    "or an admin of its namespace may remove it"
+                )
+        row = self._found(who, subscription_id)
         with self.service.store.write() as tx:
             rows = Rows(tx.conn, self.sql.postgres)
             if rows.run("DELETE FROM subscriptions WHERE id = ?", (row[0],)) != 1:
