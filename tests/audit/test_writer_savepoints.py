@@ -128,3 +128,27 @@ def test_an_audited_write_is_one_transaction_without_savepoints_and_still_verifi
         assert memory.service.audit.verify(principal=LOCAL_PRINCIPAL).ok
     finally:
         memory.close()
+
+
+def test_an_interrupt_while_a_lone_write_opens_leaves_the_writer_free(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C (or any error) between taking the writer and handing out the transaction used
+    to be possible without the writer's release: every later write of the process hung."""
+    real = store._new_tx
+
+    def interrupted(conn: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "_new_tx", interrupted)
+    with pytest.raises(KeyboardInterrupt), store.write():
+        pass
+    monkeypatch.setattr(store, "_new_tx", real)
+    done = threading.Event()
+
+    def write() -> None:
+        with store.write() as tx:
+            tx.conn.execute("INSERT INTO t VALUES ('after')")
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert done.wait(10), "the writer stayed held after the interrupted write"
+    assert store._writer.execute("SELECT v FROM t").fetchall() == [("after",)]

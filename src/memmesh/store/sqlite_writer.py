@@ -270,12 +270,12 @@ class _Unit:
         except BaseException:
             w._write_lock.release()
             raise
-        if self._alone:
-            return w._new_tx(w._writer)
         try:
+            if self._alone:
+                return w._new_tx(w._writer)
             savepoint = w._savepoint(w._writer)
             tx = savepoint.__enter__()
-        except BaseException as exc:
+        except BaseException as exc:  # (a Ctrl-C, a failed SAVEPOINT): the writer is never left held
             self._finish(exc, None)  # raises exc (translated), after the group's bookkeeping
             raise  # (unreachable: _finish raised)
         self._savepoint = savepoint
