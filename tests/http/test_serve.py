@@ -143,3 +143,28 @@ def test_port_0_announces_the_port_really_bound(spawn, db_path):
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         server.terminate()
         assert server.stopped_gracefully(), server.log.read_text()
+
+
+def test_a_start_up_error_under_log_json_is_one_json_line(cli):
+    """A log shipper reading ``serve --log-json`` parses every line as JSON: the error that
+    stops the start (a port in use, a bad setting) is one JSON record too,
+    with its code and exit status; without --log-json it stays the plain ``error:`` line."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        cases = [
+            (["--port", port], "already in use"),
+            (["--port", "0", "--quorum-writes", "3"], "no --peers"),
+        ]
+        for flags, words in cases:
+            result = cli("serve", "--log-json", *flags)
+            lines = result.err.splitlines()
+            assert result.code == 1 and len(lines) == 1, result.err
+            record = json.loads(lines[0])
+            assert record["level"] == "error" and words in record["message"], record
+            assert record["code"] == "config_error" and record["exit_status"] == 1, record
+        plain = cli("serve", "--port", port)
+    assert plain.code == 1 and plain.err.startswith("error: ") and "already in use" in plain.err, plain.err

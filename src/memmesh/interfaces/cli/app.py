@@ -147,6 +147,18 @@ def _output_failed(exc: OSError) -> Exception:
     )
 
 
+def _say_error(label: str, message: str, code: str, status: int) -> None:
+    """``error: …`` on stderr; under ``serve --log-json`` (its logs already JSON lines) the
+    same words as one JSON log record, with the error's code and the exit status."""
+    logs = sys.modules.get("memmesh.interfaces.http.logs")  # imported only by the commands that log
+    if logs is not None and logs.writes_json():
+        import logging
+
+        logging.getLogger("memmesh.cli").error(message, extra={"code": code, "exit_status": status})
+        return
+    err_console.print(f"{label}: {message}", markup=False, highlight=False)
+
+
 def main() -> None:
     """Run the CLI; a memmesh error becomes one line on stderr and its exit code, and Ctrl-C
     exit code 130 without a traceback (see startup.py for Ctrl-C while the CLI loads). Click
@@ -165,7 +177,7 @@ def main() -> None:
         status = USAGE if flag else exc.exit_status
         if status == USAGE:  # ends as Click's own usage errors do (click_error_line)
             message += f"; see {state.command.command_path if state.command else 'memmesh'} --help"
-        err_console.print(f"{label}: {message}", markup=False, highlight=False)
+        _say_error(label, message, exc.code, status)
         sys.exit(status)
     except NoArgsIsHelpError as exc:  # the help is printed already (as `--help` prints it)
         state.finish()

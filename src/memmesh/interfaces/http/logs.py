@@ -67,6 +67,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def writes_json() -> bool:
+    """Whether :func:`configure` set memmesh's logs to JSON lines (``serve --log-json``): the
+    error that ends such a process is then one JSON line too, not a plain ``error:`` line in a
+    stream a log shipper parses as JSON."""
+    return any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger("memmesh").handlers)
+
+
 def configure(json_lines: bool, level: int = logging.INFO) -> dict[str, Any]:
     """Set up memmesh's and uvicorn's loggers; returns uvicorn's ``log_config`` to match."""
     handler = logging.StreamHandler(sys.stderr)
