@@ -173,8 +173,10 @@ def test_health_ready_metrics_and_request_ids(server):
     http.post("/api/v1/memories", json={"content": "counted"})
     http.get("/api/v1/memories/nope")
     http.post("/api/v1/recall", json={"query": "counted"})
+    http.get("/ui/login")
     text = http.get("/metrics").text
     assert 'memmesh_http_requests_total{method="POST",route="/api/v1/memories",status="201"} 1.0' in text
+    assert 'memmesh_http_requests_total{method="GET",route="/ui/login",status="200"} 1.0' in text  # a page under its mount
     assert 'route="/api/v1/memories/{memory_id}",status="404"' in text
     assert "memmesh_http_request_duration_seconds_bucket" in text
     assert 'memmesh_recall_duration_seconds_count{mode="keyword"} 1.0' in text

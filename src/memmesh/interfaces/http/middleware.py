@@ -60,6 +60,18 @@ WEB_PREFIX = "/ui"
 """The web inspector: its pages get the same Host and Origin checks as the API (DNS rebinding, cross-site forms)."""
 
 
+
+def _route_label(scope: Scope) -> str:
+    """The route's template as a metrics label, under its mount: a web inspector page is
+    ``/ui/memories``, not the ``/memories`` its mounted app knows it by (a route the API may
+    have one day). Starlette's mount adds its prefix to the scope's ``root_path``, minus the
+    ``app_root_path`` the server was given (a proxy's prefix, the same for every route)."""
+    template = getattr(scope.get("route"), "path", None)
+    if template is None:
+        return "<unmatched>"
+    mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+    return mounted + template
+
 class RequestMiddleware:
     """Tags each request with an id, enforces ``limits.max_body_bytes``, counts and logs it."""
 
@@ -116,7 +128,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            route = _route_label(scope)
             self.metrics.observe_request(scope["method"], route, status, elapsed)
             access_logger.info(
                 "%s %s %d %.1fms",
