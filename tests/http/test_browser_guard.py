@@ -1,7 +1,7 @@
 """CSRF and DNS rebinding on a loopback server (security probe, issue 12 follow-up).
 
 Any web page can send text/plain or form bodies to 127.0.0.1 without a CORS preflight, and a
-rebound DNS name reaches it with a foreign Host; /api/v1 refuses both, like /mcp does.
+rebound DNS name reaches it with a foreign Host; /api/v1 and /mcp refuse both, in one error shape.
 """
 
 from __future__ import annotations
@@ -90,3 +90,29 @@ def test_two_host_headers_are_refused_whichever_comes_first(server):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 421 "), answer[:200]
         assert b"2 Host headers" in answer
+
+
+INITIALIZE = b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}}}'
+MCP_ACCEPT = "application/json, text/event-stream"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"Content-Type": "application/json", "Host": "evil.example"}, 421, "misdirected_request"),
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, 403, "forbidden"),
+    ],
+    ids=["text-plain", "foreign-host", "foreign-origin"],
+)
+def test_mcp_refuses_a_page_in_the_one_error_shape(server, headers, status, code):
+    """/mcp refuses what /api/v1 refuses, with the same status and JSON error (the MCP SDK
+    alone answered 400/421/403 in plain text: "Invalid Origin header")."""
+    response = server.http().post("/mcp", content=INITIALIZE, headers={"Accept": MCP_ACCEPT, **headers})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
+def test_mcp_answers_its_own_client_as_before(server):
+    response = server.http().post("/mcp", content=INITIALIZE, headers={"Accept": MCP_ACCEPT, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text

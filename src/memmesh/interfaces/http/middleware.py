@@ -110,7 +110,7 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            refusal = self.guard.check(scope) if scope["path"].startswith((API_PREFIX, WEB_PREFIX)) else None
+            refusal = self.guard.check(scope) if scope["path"].startswith((API_PREFIX, WEB_PREFIX, MCP_PATH)) else None
             if refusal is None and scope["method"] in _BODY_METHODS:
                 body = await self._read_body(scope, receive)
                 if body is None:
@@ -118,7 +118,7 @@ class RequestMiddleware:
                     await (self._refuse(send_with_id, refusal, close=True) if refusal is not None else self._too_large(send_with_id))
                     return
                 receive = _replay(body, receive)
-                if scope["path"].startswith(API_PREFIX):
+                if scope["path"].startswith((API_PREFIX, MCP_PATH)):  # /mcp: refused in the one error shape, before the SDK's plain text
                     refusal = _json_only(scope["headers"], body)
                     if refusal is None and len(body) > MAX_JSON_ITEMS * 2:  # a smaller body cannot hold that many
                         refusal = await anyio.to_thread.run_sync(_too_wide, body)
@@ -279,7 +279,8 @@ def _host_name(host: str) -> str:
 
 
 class BrowserGuard:
-    """Host and Origin checks for /api/v1 (the MCP SDK does the same for /mcp).
+    """Host and Origin checks for /api/v1, /ui and /mcp (where the MCP SDK checks again, but
+    would refuse in plain text).
 
     A loopback server is reachable from every web page the user opens: DNS rebinding makes a
     foreign name resolve to 127.0.0.1 (caught by the Host check, 421), and a cross-site
