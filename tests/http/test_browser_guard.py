@@ -6,6 +6,7 @@ rebound DNS name reaches it with a foreign Host; /api/v1 and /mcp refuse both, i
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -92,7 +93,14 @@ def test_two_host_headers_are_refused_whichever_comes_first(server):
         assert b"2 Host headers" in answer
 
 
-INITIALIZE = b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "page", "version": "1"}}}'
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "p", "version": "1"}},
+    }
+).encode()
 MCP_ACCEPT = "application/json, text/event-stream"
 
 
