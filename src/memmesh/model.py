@@ -31,6 +31,8 @@ MAX_SOURCE_CHARS = 256
 MAX_AGENT_ID_CHARS = 128
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
 """A node's id, as version vectors, peers' cursors and ``--node-id`` carry it."""
+BUS_AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
+"""A bus participant's name (sender, recipient, inbox owner), wherever one is checked or carried."""
 NODE_ID_RULE = "use letters, digits, '.', '_', ':' or '-' (at most 64)"
 """What :data:`NODE_ID_PATTERN` asks for, in the words of an error."""
 MAX_METADATA_BYTES = 16 * 1024

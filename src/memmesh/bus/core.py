@@ -75,7 +75,7 @@ from memmesh.errors import (
     RateLimitedError,
 )
 from memmesh.kernel import authorize, check_agent
-from memmesh.model import Principal, check_text, text_problem
+from memmesh.model import BUS_AGENT_PATTERN, Principal, check_text, text_problem
 from memmesh.waits import Abandoned, gone
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 TOKEN_RE = re.compile(r"[0-9a-f]{64}")
 UNKNOWN_HASH = "0" * 64
 """What a presented token is compared with when the conversation does not exist (no token hashes to it)."""
-AGENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+AGENT_RE = re.compile(BUS_AGENT_PATTERN.strip("^$"))
 MAX_PARTICIPANTS = 1000
 MAX_PAGE = 1000
 MAX_BATCH = 100

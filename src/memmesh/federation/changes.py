@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memmesh.errors import InvalidInputError
-from memmesh.model import NODE_ID_PATTERN, Agent, Conflict, HistoryEntry, Link, Memory, Relation, Tombstone
+from memmesh.model import BUS_AGENT_PATTERN, NODE_ID_PATTERN, Agent, Conflict, HistoryEntry, Link, Memory, Relation, Tombstone
 from memmesh.store.base import Changes
 
 MAX_BATCH_ITEMS = 2000
@@ -29,7 +29,6 @@ MAX_SHIPPED_HISTORY = 100
 """Most history entries one item carries (the newest ones): a memory edited thousands of
 times still fits a push body."""
 
-BUS_AGENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 HLC_PATTERN = r"^[0-9]{13}\.[0-9]{5}$"
 BUS_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
 

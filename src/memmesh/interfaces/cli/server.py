@@ -66,11 +66,11 @@ def serve(
     quorum_client_ca: str = typer.Option(None, "--quorum-client-ca", help="CA the peers' server certificates must chain to."),
 ) -> None:
     """Serve memories over HTTP until stopped (SIGTERM/Ctrl-C finish in-flight requests first)."""
-    from memmesh.interfaces.http import logs
+    from memmesh.interfaces.http.server import json_logs_from_the_start
     from memmesh.interfaces.http.server import serve as run
 
-    if log_json:  # a bad config or flag value is then said as a JSON line as well
-        logs.configure(True)
+    if log_json:
+        json_logs_from_the_start()
     if config is not None:
         state.config = config
     state.extra_overrides.update(db_override(db))  # merged with --node-id below, and into the global --db, by State

@@ -60,7 +60,6 @@ WEB_PREFIX = "/ui"
 """The web inspector: its pages get the same Host and Origin checks as the API (DNS rebinding, cross-site forms)."""
 
 
-
 def _route_label(scope: Scope) -> str:
     """The route's template as a metrics label, under its mount: a web inspector page is
     ``/ui/memories``, not the ``/memories`` its mounted app knows it by (a route the API may
@@ -70,7 +69,8 @@ def _route_label(scope: Scope) -> str:
     if template is None:
         return "<unmatched>"
     mounted = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
-    return mounted + template
+    return f"{mounted}{template}"
+
 
 class RequestMiddleware:
     """Tags each request with an id, enforces ``limits.max_body_bytes``, counts and logs it."""

@@ -292,6 +292,12 @@ def open_for_serving(settings: Settings) -> Service:
         return build(settings, create=True)
 
 
+def json_logs_from_the_start() -> None:
+    """``serve --log-json``: JSON log lines before the settings are read, so that an error in
+    them (a bad config file or flag value) is a JSON line too."""
+    logs.configure(True)
+
+
 def serve(settings: Settings, environ: MutableMapping[str, str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT with the [server] and [auth] settings; then, with the store
     closed, end the process by that signal (see the module doc)."""

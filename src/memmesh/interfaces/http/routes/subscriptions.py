@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
-from memmesh.bus.core import AGENT_RE
 from memmesh.interfaces.http.deps import Caller, Svc, json_response
 from memmesh.interfaces.http.routes import ERRORS
 from memmesh.interfaces.http.schemas import Body
+from memmesh.model import BUS_AGENT_PATTERN
 from memmesh.subscriptions import CreatedSubscription, Delivery, DeliveryRun, InboxMessage, Subscription
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["subscriptions"])
@@ -34,7 +34,7 @@ class SubscribeRequest(Body):
 class NotifyRequest(Body):
     """A notification for another agent's inbox."""
 
-    to: str = Field(pattern=f"^{AGENT_RE.pattern}$", description="the agent to notify")
+    to: str = Field(pattern=BUS_AGENT_PATTERN, description="the agent to notify")
     body: str = Field(description="the text of the notification")
     subject: str | None = Field(default=None, description="a short subject line")
     namespace: str | None = Field(
@@ -103,7 +103,7 @@ def notify(body: NotifyRequest, service: Svc, who: Caller) -> Response:
 def inbox(
     service: Svc,
     who: Caller,
-    agent: Annotated[str | None, Query(pattern=f"^{AGENT_RE.pattern}$", description="whose inbox (default: this key's agent)")] = None,
+    agent: Annotated[str | None, Query(pattern=BUS_AGENT_PATTERN, description="whose inbox (default: this key's agent)")] = None,
     all: Annotated[bool, Query(description="read ones too, not only unread")] = False,
     peek: Annotated[bool, Query(description="leave them unread")] = False,
     limit: Annotated[int, Query(description="at most this many, oldest first")] = 50,
