@@ -28,9 +28,12 @@ def test_cli_standard_queue_approve_and_reject(cli) -> None:
     denied = cli("delete", stored[0]["id"])
     assert denied.code == 1 and "denied by the standard set on 'org/legal' (governance.delete = deny)" in denied.err
 
-    second = cli("store", "NDA v2", "--namespace", "org/legal/nda")
-    second_id = json.loads(cli("pending", "list", "--json").out)[0]["id"]
-    assert second.code == 3
+    second = cli("store", "NDA v2", "--namespace", "org/legal/nda", "--json")  # --json: the 202 body on stdout, for a script
+    assert second.code == 3 and second.err.startswith("pending: "), second.err
+    body = json.loads(second.out)
+    second_id = body["pending_id"]
+    assert body["status"] == "pending" and body["error"]["code"] == "pending_approval", body
+    assert [p["id"] for p in json.loads(cli("pending", "list", "--json").out)] == [second_id]
     rejected = cli("pending", "reject", second_id, "--reason", "duplicate", "--json")
     assert rejected.code == 0 and json.loads(rejected.out)["reason"] == "duplicate"
     assert [p["status"] for p in json.loads(cli("pending", "list", "--status", "all", "--json").out)] == ["applied", "rejected"]

@@ -16,7 +16,7 @@ import typer
 
 from memmesh.errors import MemmeshError, StorageError
 from memmesh.fileaccess import no_room
-from memmesh.interfaces.cli.context import app, err_console, state
+from memmesh.interfaces.cli.context import app, err_console, print_json, state
 from memmesh.interfaces.cli.lazy import ClickException, LazyCommands, NoArgsIsHelpError, UsageError
 from memmesh.wording import count
 
@@ -178,6 +178,8 @@ def main() -> None:
         if status == USAGE:  # ends as Click's own usage errors do (click_error_line)
             message += f"; see {state.command.command_path if state.command else 'memmesh'} --help"
         _say_error(label, message, exc.code, status)
+        if label == "pending" and state.command is not None and state.command.params.get("as_json"):
+            print_json(exc.to_dict(cli_option, cli_command))  # a script takes the pending_id from stdout, as HTTP's 202 body
         sys.exit(status)
     except NoArgsIsHelpError as exc:  # the help is printed already (as `--help` prints it)
         state.finish()
