@@ -108,7 +108,9 @@ class BackgroundEmbedder:
         self.stats = EmbedStats()
         self.last_error: str | None = None
         self._cond = threading.Condition()
-        self._queue: deque[tuple[int, str]] = deque()  # (ticket, memory id), in submit order
+        self._queue: deque[tuple[int, str]] = deque()  # (ticket, memory id) this process wrote, in submit order
+        self._backlog: deque[tuple[int, str]] = deque()  # what earlier processes left pending: embedded after _queue
+        self._own_in_flight = False  # the batch being embedded holds something of _queue
         self._queued: dict[str, int] = {}  # id -> its latest ticket
         self._issued = 0  # tickets handed out
         self._done = 0  # every ticket <= this is finished (embedded, skipped or failed)
@@ -136,12 +138,15 @@ class BackgroundEmbedder:
 
     def submit(self, ids: Iterable[str]) -> int:
         """Queue committed memories for embedding; returns the ticket to :meth:`wait_for`."""
+        return self._enqueue(ids, self._queue)
+
+    def _enqueue(self, ids: Iterable[str], lane: deque[tuple[int, str]]) -> int:
         with self._cond:
             for memory_id in ids:
                 self._issued += 1
-                self._queue.append((self._issued, memory_id))
+                lane.append((self._issued, memory_id))
                 self._queued[memory_id] = self._issued
-            if self._thread is None and self._queue:
+            if self._thread is None and lane:
                 self._spawn()
             self._cond.notify_all()
             return self._issued
@@ -160,7 +165,7 @@ class BackgroundEmbedder:
     def pending(self) -> int:
         """How many queued memories are not embedded yet (in this process)."""
         with self._cond:
-            return len(self._queue) + len(self._in_flight)
+            return len(self._queue) + len(self._backlog) + len(self._in_flight)
 
     def queued_ids(self) -> set[str]:
         """Ids queued or being embedded now."""
@@ -183,11 +188,15 @@ class BackgroundEmbedder:
         return self.wait_for(self.ticket(), timeout)
 
     def stop(self, timeout: float | None = None) -> bool:
-        """Embed what is queued for up to ``timeout`` seconds (None: ``close_wait_s``), then finish the batch in progress
-        (bounded by ``BATCH_FINISH_S``), start no other one and end the thread. What is left
-        stays marked pending in the store: the next process that opens it embeds it, and so
-        does ``memmesh reindex``; a warning says how many. True when nothing was left."""
-        drained = self.drain(self.close_wait_s if timeout is None else timeout)
+        """Embed what this process wrote for up to ``timeout`` seconds (None: ``close_wait_s``), then finish the batch in
+        progress (bounded by ``BATCH_FINISH_S``), start no other one and end the thread. What is
+        left stays marked pending in the store: the next process that opens it embeds it, and
+        so does ``memmesh reindex``; a warning says how many. True when nothing was left.
+
+        The backlog earlier processes left is not waited for: a short command (``memmesh
+        get``) after a large import would otherwise spend its whole close wait embedding
+        other processes' memories, every time, until none is left."""
+        drained = self._drain_own(self.close_wait_s if timeout is None else timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -197,7 +206,16 @@ class BackgroundEmbedder:
         _LIVE.discard(self)  # stopped: interpreter exit has nothing more to do for it
         with self._cond:
             left = len(self._queued)  # queued or (when the join gave up) still being embedded
-        if left:
+            earlier = len({memory_id for _, memory_id in self._backlog} - {memory_id for _, memory_id in self._queue})
+        if left and left == earlier:
+            log.warning(
+                "memmesh: %s written by earlier processes %s still waiting for %s vectors (found by keyword "
+                "until then); a long-running process (memmesh serve) embeds them, or run `memmesh reindex`",
+                count(left, "memory"),
+                agree(left, "is", "are"),
+                agree(left, "its", "their"),
+            )
+        elif left:
             log.warning(
                 "memmesh: %s %s still waiting for %s vectors (found by keyword until then); the next "
                 "process that opens this store embeds them in the background, or run `memmesh reindex`",
@@ -206,6 +224,17 @@ class BackgroundEmbedder:
                 agree(left, "its", "their"),
             )
         return drained and not left
+
+    def _drain_own(self, timeout: float) -> bool:
+        """Wait until nothing this process wrote is queued or being embedded; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._queue or self._own_in_flight) and self._thread is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return not (self._queue or self._own_in_flight)
 
     # -- the worker -----------------------------------------------------------------------
 
@@ -229,7 +258,7 @@ class BackgroundEmbedder:
         try:
             with self.store.write() as tx:
                 left = tx.pending_vector_ids(CATCH_UP_LIMIT)
-            last = self.submit(left)
+            last = self._enqueue(left, self._backlog)
             with self._cond:
                 self._catch_up_last = last
         except Exception as exc:  # a closed or broken store: nothing to recover now
@@ -243,22 +272,25 @@ class BackgroundEmbedder:
     def _next_batch(self) -> list[tuple[int, str]] | None:
         with self._cond:
             idle_until = time.monotonic() + IDLE_EXIT_S
-            while self._stopping or not self._queue:
+            while self._stopping or not (self._queue or self._backlog):
                 left = idle_until - time.monotonic()
                 if self._stopping or left <= 0:  # stopping: no new batch, even with a queue
                     self._thread = None  # the next submit starts a new thread
                     self._cond.notify_all()
                     return None
                 self._cond.wait(left)
-            if len(self._queue) < self.batch_size and self.linger_s > 0:
+            if len(self._queue) + len(self._backlog) < self.batch_size and self.linger_s > 0:
                 self._cond.wait(self.linger_s)  # let a burst of writes join this batch
-                if self._stopping or not self._queue:
+                if self._stopping or not (self._queue or self._backlog):
                     self._thread = None
                     self._cond.notify_all()
                     return None
             batch: list[tuple[int, str]] = []
             while self._queue and len(batch) < self.batch_size:
                 batch.append(self._queue.popleft())
+            self._own_in_flight = bool(batch)
+            while self._backlog and len(batch) < self.batch_size:  # this process's own writes first
+                batch.append(self._backlog.popleft())
             self._in_flight = [ticket for ticket, _ in batch]
             return batch
 
@@ -268,6 +300,7 @@ class BackgroundEmbedder:
                 if self._queued.get(memory_id) == ticket:
                     del self._queued[memory_id]
             self._in_flight = []
+            self._own_in_flight = False
             self._advance()
             self._cond.notify_all()
 
@@ -276,7 +309,7 @@ class BackgroundEmbedder:
         the catch-up's ticket until what the catch-up queued is embedded: a recall or
         ``await_vectors`` that takes its ticket before the catch-up has queued waits for
         the recovered memories, not only for their queueing)."""
-        open_tickets = [self._queue[0][0]] if self._queue else []
+        open_tickets = [lane[0][0] for lane in (self._queue, self._backlog) if lane]
         oldest = min([*open_tickets, *self._in_flight], default=None)
         done = self._issued if oldest is None else oldest - 1
         if self._catching_up or done < self._catch_up_last:
