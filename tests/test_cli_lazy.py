@@ -83,8 +83,8 @@ def test_every_command_is_listed_and_a_typo_gets_suggestions(cli: Any) -> None:
         assert f" {name} " in listed.out, name
     typo = cli("stor", "x")
     assert typo.code == 2
-    assert typo.err.strip() == "error: no such command 'stor'. Did you mean 'store', 'restore', 'history'?; see memmesh --help"
+    assert typo.err.strip() == "error: no such command 'stor' (did you mean 'store', 'restore', 'history'?); see memmesh --help"
     group_typo = cli("bus", "sen")
-    assert group_typo.code == 2 and "Did you mean 'send'?" in group_typo.err, group_typo
+    assert group_typo.code == 2 and "(did you mean 'send'?); see" in group_typo.err, group_typo
     help_of_one = cli("bus", "send", "--help")
     assert help_of_one.code == 0 and "Usage: memmesh bus send" in help_of_one.out, help_of_one

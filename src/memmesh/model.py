@@ -636,9 +636,31 @@ USAGE_ERROR_TYPES = frozenset(
 choices, out of its range, not a number): a malformed call, not bad data."""
 
 
+DATETIME_ERROR_TYPES = frozenset(
+    {"datetime_parsing", "datetime_from_date_parsing", "datetime_type", "date_parsing", "date_from_datetime_parsing"}
+)
+"""Pydantic's errors for a time it could not read: said with the format to use instead of its
+own words ("input is too short")."""
+
+
 def is_usage_error(exc: ValidationError) -> bool:
     """Whether every error in ``exc`` is of a :data:`USAGE_ERROR_TYPES` type."""
     return all(err["type"] in USAGE_ERROR_TYPES for err in exc.errors(include_url=False))
+
+
+def error_words(err: Mapping[str, Any]) -> str:
+    """What one pydantic error says, in memmesh's words where pydantic's do not say what to
+    fix (every face words a validation error with this)."""
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_unicode":
+        return NOT_UNICODE
+    if kind in DATETIME_ERROR_TYPES:
+        shown = repr(err.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "…"
+        return f"{shown} is not a date or time; use ISO 8601, e.g. 2026-12-03 or 2026-12-03T09:30:00Z"
+    return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
 def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
@@ -651,11 +673,7 @@ def describe_validation_error(exc: ValidationError, names: Mapping[str, str] | N
         if loc and names and loc[0] in names:
             loc[0] = names[loc[0]]
         where = ".".join(loc) or "input"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        elif err["type"] == "string_unicode":
-            message = NOT_UNICODE
+        message = error_words(err)
         if named and message.startswith(f"{named} "):  # a rule's own message names the field: not "namespace: namespace 'x' …"
             parts.append(where + message[len(named) :])
         else:

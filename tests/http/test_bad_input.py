@@ -73,6 +73,16 @@ def test_wrong_types_and_unknown_fields_are_422_naming_the_field(server, body, f
     _nothing_stored(server)
 
 
+@pytest.mark.parametrize("when", ["yesterday", "2026-13-01", "x" * 5000])
+def test_a_time_that_is_not_iso_8601_is_422_showing_the_format(server, when):
+    """Pydantic said "input is too short"; the message now shows what it read (cut short) and
+    the format to use, on every face (the CLI says it against --valid-from)."""
+    response = server.http().post("/api/v1/memories", json={"content": "x", "valid_from": when})
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]["message"]
+    assert message.startswith("body.valid_from: ") and "use ISO 8601, e.g. 2026-12-03" in message and len(message) < 200, message
+
+
 def test_blank_content_and_bad_recall_bodies(server):
     http = server.http()
     _error(http.post("/api/v1/memories", json={"content": "   "}), 422)

@@ -9,6 +9,7 @@ from memmesh.interfaces.cli import startup  # first: Ctrl-C while the rest loads
 import contextlib
 import importlib
 import os
+import re
 import sys
 from typing import Any
 
@@ -113,6 +114,7 @@ def click_error_line(exc: ClickException) -> str:
     Click drew a boxed panel under a usage line instead, unlike the rest of the CLI."""
     text = exc.format_message().strip().rstrip(".")
     text = text[:1].lower() + text[1:]
+    text = re.sub(r"\. Did you mean (.+\?)$", r" (did you mean \1)", text)  # Click's typo hint, inside the one line
     ctx = getattr(exc, "ctx", None)
     if ctx is None or not isinstance(exc, UsageError):
         return f"error: {text}"

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from memmesh.errors import MemmeshError, first_listed
 from memmesh.interfaces.http.deps import key_refusal
 from memmesh.limits import retry_after_header
-from memmesh.model import NOT_UNICODE
+from memmesh.model import error_words
 
 log = logging.getLogger("memmesh.http")
 
@@ -117,14 +117,11 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     listed = []
     for err in shown:
         loc = [str(p) for p in err.get("loc", ())]
-        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        message = error_words(err)
         if err.get("type") == "extra_forbidden":
-            message = "unknown field"
             place = belongs_in(request, loc)
             if place is not None:
                 message = f"unknown field here: it belongs in {'.'.join(place)} ({_skeleton(place)})"
-        elif err.get("type") == "string_unicode":
-            message = NOT_UNICODE
         listed.append({"loc": loc, "message": message, "type": err.get("type")})
     summary = "; ".join(f"{'.'.join(e['loc']) or 'request'}: {e['message']}" for e in listed)
     details: dict[str, Any] = {"errors": listed}
