@@ -218,7 +218,13 @@ class Access:
         key_id, secret, text = generate_key()
         now = self.clock()
         stored = StoredApiKey(
-            id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now, key_hash=hash_secret(secret)
+            id=key_id,
+            agent_id=agent_id,
+            role=checked_role,
+            namespaces=patterns,
+            created_at=now,
+            created_by=granter.key_id,
+            key_hash=hash_secret(secret),
         )
         with self.store.write() as tx:
             existing = tx.get_agent(agent_id)
