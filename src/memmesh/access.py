@@ -144,6 +144,23 @@ def check_agent_owner(granter: Principal, existing: Agent | None) -> None:
         raise ForbiddenError(f"agent id {existing.agent_id!r} is managed outside your namespaces; choose another agent id")
 
 
+def key_creators(store: Store, key_id: str) -> list[ApiKey]:
+    """The keys that made ``key_id``, nearest first: its creator, that key's creator, and so on
+    up to a key the local caller made (or one made before keys recorded their creator).
+
+    Revoked keys count (keys are never deleted, so a chain is never cut): a revoke ends a
+    key's use, not its responsibility for the keys it minted."""
+    chain: list[ApiKey] = []
+    seen = {key_id}
+    key = store.api_key(key_id)
+    while key is not None and key.created_by is not None and key.created_by not in seen:
+        seen.add(key.created_by)
+        key = store.api_key(key.created_by)
+        if key is not None:
+            chain.append(ApiKey(**key.model_dump(exclude={"key_hash"})))
+    return chain
+
+
 OPEN_HINT = (
     "create a key on the server's machine with `memmesh keys create --agent NAME --role admin` "
     "(same --db or data directory), then send 'Authorization: Bearer <key>'"
@@ -218,7 +235,13 @@ class Access:
         key_id, secret, text = generate_key()
         now = self.clock()
         stored = StoredApiKey(
-            id=key_id, agent_id=agent_id, role=checked_role, namespaces=patterns, created_at=now, key_hash=hash_secret(secret)
+            id=key_id,
+            agent_id=agent_id,
+            role=checked_role,
+            namespaces=patterns,
+            created_at=now,
+            created_by=granter.key_id,
+            key_hash=hash_secret(secret),
         )
         with self.store.write() as tx:
             existing = tx.get_agent(agent_id)

@@ -756,6 +756,10 @@ class ApiKey(BaseModel):
     namespaces: list[str]
     created_at: datetime
     revoked_at: datetime | None = None
+    created_by: str | None = None
+    """The id of the key that created this one: None when the local caller (the store's owner,
+    with no key) made it, or for a key made before memmesh recorded it (lineage unknown). An
+    approval is refused when the approver's key descends from a key of the requester."""
 
     def principal(self) -> Principal:
         """The caller this key stands for."""

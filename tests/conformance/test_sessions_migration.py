@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from tests.schema_rewind import rewind
 
 from memmesh import Memory
 from memmesh.store.migrations import load_migrations
@@ -21,7 +22,9 @@ OLD_TABLE = (
 
 
 def _as_schema_26(conn: Any, backend: str) -> None:
-    """What schema 26 held: ``session_turns`` keyed by ``session_id`` alone, rows kept."""
+    """What schema 26 held: ``session_turns`` keyed by ``session_id`` alone, rows kept (and
+    nothing of the later migrations, which run again on open)."""
+    rewind(conn, 27, backend)
     real = "REAL" if backend == "sqlite" else "DOUBLE PRECISION"
     conn.execute(OLD_TABLE.format(real=real))
     conn.execute("INSERT INTO session_turns_26 SELECT session_id, namespace, turns, created_at, updated_at FROM session_turns")

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from memmesh.access import key_creators
 from memmesh.audit.capture import actor_of
 from memmesh.clock import format_ts, new_id
 from memmesh.errors import (
@@ -633,10 +634,8 @@ class Governance:
         pending = self._scoped(self._find(pending_id), who)
         verb = "approve" if status == "approved" else "reject"
         self._authorize_admin(who, pending.namespaces(), f"{verb} pending actions", role="approver")
-        if status == "approved" and who.key_id is not None and who.agent_id == pending.requested_by:
-            raise ForbiddenError(
-                f"agent {who.agent_id!r} asked for pending action {pending.id} and may not approve it: another approver must"
-            )
+        if status == "approved":
+            self._not_the_requester(who, pending)
         if pending.status != "pending":
             raise ConflictError(_decided(pending), details={"status": pending.status})
         now = format_ts(self.service.clock())
@@ -650,6 +649,27 @@ class Governance:
         if not claimed:
             raise ConflictError(_decided(self._find(pending.id)), details={"status": self._find(pending.id).status})
         return self._find(pending.id), who
+
+    def _not_the_requester(self, who: Principal, pending: PendingAction) -> None:
+        """Refuse an approval by the requester: by its own agent, or with a key that the
+        requester's agent (or its key) created, directly or through keys those created. A
+        namespace admin could otherwise mint a key for a new approver agent and approve its own
+        request with it. Only keyed callers are checked: the local caller owns the store."""
+        if who.key_id is None:
+            return
+        if who.agent_id == pending.requested_by:
+            raise ForbiddenError(
+                f"agent {who.agent_id!r} asked for pending action {pending.id} and may not approve it: another approver must"
+            )
+        chain = key_creators(self.service.store, who.key_id)
+        for depth, creator in enumerate(chain):
+            if creator.agent_id == pending.requested_by or creator.id == pending.requester.key_id:
+                via = f", through key {', '.join(k.id for k in chain[:depth])}," if depth else ""
+                raise ForbiddenError(
+                    f"an approval must come from someone other than the requester: key {who.key_id} was created{via} by key "
+                    f"{creator.id} of agent {creator.agent_id!r}, the requester of pending action {pending.id}; ask another approver",
+                    details={"requested_by": pending.requested_by, "created_by": creator.id},
+                )
 
     def _apply(self, pending: PendingAction) -> dict[str, Any]:
         """Replay the action as its requester; the context variable lets it past the check."""

@@ -54,7 +54,7 @@ def list_keys(
     include_revoked: bool = typer.Option(False, "--all", help="Also list revoked keys."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List keys (ids, agents, roles, namespaces; never the secrets)."""
+    """List keys (ids, agents, roles, namespaces, the keys that made them; never the secrets)."""
     found = state.service().keys(include_revoked=include_revoked, principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(found)
@@ -64,15 +64,19 @@ def list_keys(
     id_column(table, [key.agent_id for key in found], "agent")  # what `keys create --agent` and `agents` take
     for name in ("role", "namespaces", "created", "revoked"):
         table.add_column(name)
+    minted = any(key.created_by for key in found)  # only keys made over HTTP/MCP have a creator: no empty column otherwise
+    if minted:
+        id_column(table, [key.created_by or "" for key in found], "created by")
     for key in found:
-        table.add_row(
+        row = [
             key.id,
             key.agent_id,
             key.role,
             ", ".join(key.namespaces),
             key.created_at.isoformat(timespec="seconds"),
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
-        )
+        ]
+        table.add_row(*row, *([key.created_by or ""] if minted else []))  # empty: the local caller made it
     console.print(table)
 
 

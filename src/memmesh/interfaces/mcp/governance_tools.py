@@ -75,7 +75,8 @@ def memory_pending_list(
 @tool("governance", "Approve a pending action")
 def memory_pending_approve(self: MemoryTools, id: PendingId, reason: Reason = None) -> Any:
     """Approve a queued action: it is applied at once, exactly once, as the agent that asked.
-    Needs an admin or approver key for its namespace; you may not approve your own request."""
+    Needs an admin or approver key for its namespace; you may not approve your own request,
+    nor with a key minted from one of yours."""
     return self.service.governance.approve(id, reason=reason, principal=self.who())
 
 

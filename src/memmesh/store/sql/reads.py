@@ -39,6 +39,7 @@ from memmesh.store.sql.rows import (
     CONFLICT_COLUMNS,
     HISTORY_COLUMNS,
     KEY_COLUMNS,
+    KEY_FIELDS,
     LINK_COLUMNS,
     LINK_ORDER,
     MEMORY_COLUMNS,
@@ -454,7 +455,7 @@ class SQLReads:
 
     def api_key(self, key_id: str) -> StoredApiKey | None:
         rows = self._rows(f"SELECT {KEY_COLUMNS}, key_hash FROM api_keys WHERE id = ?", (key_id,))
-        return StoredApiKey.model_validate({**key_fields(rows[0], self.dialect), "key_hash": rows[0][6]}) if rows else None
+        return StoredApiKey.model_validate({**key_fields(rows[0], self.dialect), "key_hash": rows[0][len(KEY_FIELDS)]}) if rows else None
 
     def has_api_keys(self) -> bool:
         return bool(self._rows("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))

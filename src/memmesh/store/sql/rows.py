@@ -53,7 +53,8 @@ HISTORY_FIELDS = ("memory_id", "event", "old", "new", "actor", "at")
 HISTORY_COLUMNS = ", ".join(HISTORY_FIELDS)
 AGENT_FIELDS = ("agent_id", "display_name", "role", "namespaces", "created_at", "updated_at")
 AGENT_COLUMNS = ", ".join(AGENT_FIELDS)
-KEY_COLUMNS = "id, agent_id, role, namespaces, created_at, revoked_at"
+KEY_FIELDS = ("id", "agent_id", "role", "namespaces", "created_at", "revoked_at", "created_by")
+KEY_COLUMNS = ", ".join(KEY_FIELDS)
 PEER_FIELDS = ("node_id", "url", "sent_seq", "recv_seq", "last_contact", "last_error")
 PEER_COLUMNS = ", ".join(PEER_FIELDS)
 CONFLICT_FIELDS = ("id", "memory_id", "namespace", "loser", "version")
@@ -179,16 +180,9 @@ def row_to_agent(row: Sequence[Any], d: Dialect) -> Agent:
 
 
 def key_fields(row: Sequence[Any], d: Dialect) -> dict[str, Any]:
-    """The ApiKey fields of a row selected with KEY_COLUMNS (first six columns)."""
-    key_id, agent_id, role, namespaces, created_at, revoked_at = tuple(row)[:6]
-    return {
-        "id": key_id,
-        "agent_id": agent_id,
-        "role": role,
-        "namespaces": d.load_json(namespaces),
-        "created_at": created_at,
-        "revoked_at": revoked_at,
-    }
+    """The ApiKey fields of a row selected with KEY_COLUMNS (its first columns)."""
+    fields = dict(zip(KEY_FIELDS, tuple(row)[: len(KEY_FIELDS)], strict=True))
+    return {**fields, "namespaces": d.load_json(fields["namespaces"])}
 
 
 def row_to_peer(row: Sequence[Any]) -> PeerState:

@@ -318,9 +318,9 @@ class SQLWrites:
 
     def insert_api_key(self, key: StoredApiKey) -> None:
         d = self.dialect
+        fields = (key.id, key.agent_id, key.role, d.jsonb(key.namespaces), d.ts(key.created_at), d.ts(key.revoked_at), key.created_by)
         self._exec(
-            f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash, prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.id, key.agent_id, key.role, d.jsonb(key.namespaces), d.ts(key.created_at), d.ts(key.revoked_at), key.key_hash, key.id),
+            f"INSERT INTO api_keys ({KEY_COLUMNS}, key_hash, prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (*fields, key.key_hash, key.id)
         )
 
     def revoke_api_key(self, key_id: str, at: datetime) -> bool:
