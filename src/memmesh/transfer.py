@@ -13,6 +13,7 @@ tools' files run under any writer key and reject, record by record, what falls o
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -334,16 +335,40 @@ class Transfer:
         raise InvalidInputError(f"unknown import format {chosen!r}; use one of {', '.join(FILE_FORMATS)}")
 
 
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its mark starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_import_file(path: Path, shown: str) -> str:
+    """The text of a file to import: UTF-8, or any UTF with a byte-order mark (what Windows
+    tools write: a UTF-8 BOM, UTF-16). A file in another encoding is refused saying how to
+    convert it, not with the codec's own words; an unreadable one with the system's reason."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    codec = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{shown} is not {codec.upper().removesuffix('-SIG')} text (byte 0x{data[exc.start]:02x} at offset {exc.start}): "
+            f"save it as UTF-8 and import that, e.g. iconv -f latin1 -t utf-8 {shown} > converted.jsonl"
+        ) from None
+
+
 def _file_reader(source: str) -> Callable[[], str]:
     """Read a file's text once, on first need, with a clear error for an unreadable one."""
     cache: list[str] = []
 
     def read() -> str:
         if not cache:
-            try:
-                cache.append(Path(source).expanduser().read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InvalidInputError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
+            cache.append(read_import_file(Path(source).expanduser(), source))
         return cache[0]
 
     return read

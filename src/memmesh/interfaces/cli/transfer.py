@@ -23,7 +23,7 @@ from memmesh.io.importers import LegacyTable, detect_format
 from memmesh.io.importers.reports import ImportReport
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.service import Service
-from memmesh.transfer import ImportOptions, Transfer
+from memmesh.transfer import ImportOptions, Transfer, read_import_file
 from memmesh.wording import count
 
 
@@ -237,10 +237,7 @@ class _TextSource:
             if self.source == "-":
                 self._text = sys.stdin.read()
             else:
-                try:
-                    self._text = Path(self.source).read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise InvalidInputError(f"cannot read {self.source}: {getattr(exc, 'strerror', None) or exc}") from None
+                self._text = read_import_file(Path(self.source), self.source)
         return self._text
 
 

@@ -22,7 +22,7 @@ from memmesh.interfaces.mcp.catalog import FAMILIES, FAMILY_DESCRIPTIONS
 from memmesh.interfaces.mcp.render import memory_view
 from memmesh.model import Kind, Principal, Relation, Tier
 from memmesh.service import Service
-from memmesh.transfer import ImportOptions
+from memmesh.transfer import ImportOptions, read_import_file
 from memmesh.waits import Abandoned
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -682,10 +682,7 @@ class MemoryTools:
         if (jsonl is None) == (path is None):
             raise InvalidInputError("give exactly one of jsonl (the text) or path (a file)")
         if path is not None:
-            try:
-                jsonl = self._path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise InvalidInputError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+            jsonl = read_import_file(self._path(path), path)
         options = ImportOptions(format=format, namespace=namespace, tier=tier, dry_run=dry_run)
         return self.service.transfer.import_text(jsonl or "", options, source=path or "jsonl", principal=self.who())
 
