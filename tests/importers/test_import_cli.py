@@ -82,7 +82,8 @@ def test_bad_sources_and_options_are_clear_errors_that_write_nothing(cli, legacy
     assert unreachable.code == 1 and "cannot connect to postgresql://app:***@127.0.0.1:1/legacy" in unreachable.err
     assert "hunter2" not in unreachable.err
     misplaced = cli("import", str(mcp_file), "--table", "x")
-    assert misplaced.code == 1 and "--table only applies to --format sql (this source is mcp-memory)" in misplaced.err
+    assert misplaced.code == 2 and "--table only applies to --format sql (this source is mcp-memory)" in misplaced.err
+    assert misplaced.err.rstrip().endswith("; see memmesh import --help"), misplaced.err
     assert cli("import", str(mcp_file), "--format", "nosql").code == 2
     assert not db_path.exists()  # refused imports leave no store behind
 

@@ -163,16 +163,17 @@ def import_(
         )
         if value != default
     ]
+    state.name_flags()  # an option that does not apply to the source is a usage error of this command
     text = _TextSource(source)
     chosen = fmt.value if fmt is not ImportFormat.auto else detect_format(source, table=table, read_text=text.read)
     if chosen != "sql" and sql_given:
         verb = "applies" if len(sql_given) == 1 else "apply"
-        raise InvalidInputError(f"{', '.join(sql_given)} only {verb} to --format sql (this source is {chosen})")
+        raise InvalidInputError(f"{', '.join(sql_given)} only {verb} to --format sql (this source is {chosen})", usage=True)
     if chosen == "jsonl":
         if key is not None:
-            raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was")
+            raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was", usage=True)
         if namespace:
-            raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace")
+            raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace", usage=True)
         _import_jsonl(text, dry_run, as_json)
         return
     spec = LegacyTable(
