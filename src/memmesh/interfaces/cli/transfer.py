@@ -171,9 +171,13 @@ def import_(
         raise InvalidInputError(f"{', '.join(sql_given)} only {verb} to --format sql (this source is {chosen})", usage=True)
     if chosen == "jsonl":
         if key is not None:
-            raise InvalidInputError("--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was", usage=True)
+            raise InvalidInputError(
+                "--key does not apply to a memmesh JSON Lines restore: it restores every namespace as it was", usage=True
+            )
         if namespace:
-            raise InvalidInputError("--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace", usage=True)
+            raise InvalidInputError(
+                "--namespace does not apply to a memmesh JSON Lines import: it restores each memory's namespace", usage=True
+            )
         _import_jsonl(text, dry_run, as_json)
         return
     spec = LegacyTable(
