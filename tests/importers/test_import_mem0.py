@@ -164,3 +164,15 @@ def test_history_db_is_detected_by_content(mem0_history: Mem0History) -> None:
     mem0_history.add("x")
     assert detect_format(str(mem0_history.path), table=None, read_text=lambda: "") == "mem0-history"
     assert detect_format(f"sqlite:///{mem0_history.path}", table=None, read_text=lambda: "") == "mem0-history"
+
+
+def test_an_export_with_a_bad_record_is_still_recognised_as_mem0s(cli, tmp_path: Path) -> None:
+    """Auto-detection needed every record well formed: one without an id sent the whole file
+    to the JSON Lines reader ("line 1: expected an object with a type"), no hint of mem0."""
+    export = tmp_path / "mem0.json"
+    export.write_text('[{"id": "1", "memory": "likes tea"}, {"memory": "no id"}]')
+    result = cli("import", str(export))
+    assert result.code == 1, result.err  # a record failed: the report says which
+    assert "import mem0 from" in result.out and "failed #2 (tenant mem0): not a mem0 memory (needs a string id)" in result.err
+    listed = cli("list", "--namespace", "mem0", "--json")
+    assert [m["content"] for m in json.loads(listed.out)["items"]] == ["likes tea"]

@@ -62,12 +62,15 @@ def export_records(data: Any) -> list[Any]:
 
 
 def looks_like_export(data: Any) -> bool:
-    """True when parsed JSON has mem0's export shape (used by format auto-detection)."""
+    """True when parsed JSON has mem0's export shape (used by format auto-detection): one
+    record of the first 20 with an id and a ``memory`` is enough, so that an export with a bad
+    record is still imported as mem0's, that record failed by its position (a whole-file JSON
+    document is never memmesh's JSON Lines, which the other branch would have read it as)."""
     try:
         records = export_records(data)
     except InvalidInputError:
         return False
-    return bool(records) and all(isinstance(r, dict) and "id" in r and "memory" in r for r in records[:20])
+    return any(isinstance(r, dict) and "id" in r and "memory" in r for r in records[:20])
 
 
 def namespace_for(base: str, record: dict[str, Any]) -> str:
