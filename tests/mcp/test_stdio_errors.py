@@ -76,11 +76,15 @@ def test_a_tool_of_a_family_the_profile_leaves_out_says_how_to_enable_it(mcp_env
         async with mcp_env.client() as client:  # the core profile
             left_out = await client.call("memory_link", source_id="a", target_id="b", relation="related_to")
             teleport = await client.call("memory_teleport")
-            return left_out.text, teleport.is_error and "not enabled" not in teleport.text
+            typo = await client.call("memory_recal", query="x")
+            assert teleport.is_error and typo.is_error
+            return left_out.text, teleport.text, typo.text
 
-    text, unknown_stays_unknown = asyncio.run(scenario())
+    text, teleport, typo = asyncio.run(scenario())
     assert text.startswith("error: memory_link is not enabled on this server: it is in the 'graph' family"), text
-    assert "--profile graph" in text and unknown_stays_unknown
+    assert "--profile graph" in text
+    assert "not enabled" not in teleport and "no tool named 'memory_teleport'" in teleport and "tools/list names the" in teleport
+    assert "did you mean 'memory_recall'" in typo, typo  # the SDK said only "Unknown tool: memory_recal"
 
 
 def test_unknown_profile_is_a_usage_error_as_a_flag_and_a_config_error_as_a_setting(cli) -> None:

@@ -13,6 +13,7 @@ tools through a context variable set by a server middleware.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
@@ -153,6 +154,8 @@ class _MemmeshServer(MCPServer):
         registered = self._tool_manager.get_tool(name)
         if registered is None and name in ALL_TOOLS:  # the SDK would say only "Unknown tool"
             return error_result(not_enabled(name))
+        if registered is None:
+            return error_result(self._unknown(name))
         if registered is not None:
             try:
                 check_arguments(registered.fn_metadata, arguments or {})
@@ -167,6 +170,14 @@ class _MemmeshServer(MCPServer):
             if isinstance(exc.__cause__, ValidationError):
                 return error_result(InvalidInputError(f"{name}: {describe_validation_error(exc.__cause__)}"))
             raise
+
+
+    def _unknown(self, name: str) -> NotFoundError:
+        """A tool no memmesh profile has: the nearest names, and where the list is."""
+        names = [tool.name for tool in self._tool_manager.list_tools()]
+        near = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(repr(n) for n in near)}? " if near else ""
+        return NotFoundError(f"no tool named {name[:100]!r}; {hint}tools/list names the {len(names)} tools of this server")
 
 
 def not_enabled(tool: str) -> InvalidInputError:
