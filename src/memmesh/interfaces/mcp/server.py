@@ -171,7 +171,6 @@ class _MemmeshServer(MCPServer):
                 return error_result(InvalidInputError(f"{name}: {describe_validation_error(exc.__cause__)}"))
             raise
 
-
     def _unknown(self, name: str) -> NotFoundError:
         """A tool no memmesh profile has: the nearest names, and where the list is."""
         names = [tool.name for tool in self._tool_manager.list_tools()]
