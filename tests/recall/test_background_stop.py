@@ -54,7 +54,6 @@ def test_a_script_ending_with_a_busy_queue_exits_promptly_and_the_next_open_embe
         import sys
         sys.path.insert(0, {str(ROOT / "src")!r})
         from memmesh import Memory
-from memmesh.config import load_settings
         from memmesh.config import load_settings
         data = {json.dumps({"data_dir": str(shared_data_dir), "embeddings": {"provider": "minilm"}})}
         env = {{"MEMMESH_CONFIG": "", "MEMMESH_EMBEDDINGS_CLOSE_WAIT_S": "1", "MEMMESH_EMBEDDINGS_BATCH_SIZE": "8"}}

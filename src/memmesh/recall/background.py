@@ -207,21 +207,19 @@ class BackgroundEmbedder:
         with self._cond:
             left = len(self._queued)  # queued or (when the join gave up) still being embedded
             earlier = len({memory_id for _, memory_id in self._backlog} - {memory_id for _, memory_id in self._queue})
-        if left and left == earlier:
-            log.warning(
-                "memmesh: %s written by earlier processes %s still waiting for %s vectors (found by keyword "
-                "until then); a long-running process (memmesh serve) embeds them, or run `memmesh reindex`",
-                count(left, "memory"),
-                agree(left, "is", "are"),
-                agree(left, "its", "their"),
+        if left:
+            whose, who_embeds = (
+                (" written by earlier processes", "a long-running process (memmesh serve) embeds them")
+                if left == earlier
+                else ("", "the next process that opens this store embeds them in the background")
             )
-        elif left:
             log.warning(
-                "memmesh: %s %s still waiting for %s vectors (found by keyword until then); the next "
-                "process that opens this store embeds them in the background, or run `memmesh reindex`",
+                "memmesh: %s%s %s still waiting for %s vectors (found by keyword until then); %s, or run `memmesh reindex`",
                 count(left, "memory"),
+                whose,
                 agree(left, "is", "are"),
                 agree(left, "its", "their"),
+                who_embeds,
             )
         return drained and not left
 
