@@ -24,7 +24,7 @@ app.add_typer(cluster_app, name="cluster")
 @cluster_app.command("status")
 def status(as_json: bool = JSON_OPTION) -> None:
     """Peers (id, URL, up, down or removed), cursors, outbox depth, lag, last contact and
-    clocks, from the store (the peers and quorum of the last ``serve`` on it)."""
+    clocks, from the store (peers and quorum as the last serve or sync-daemon on it set them)."""
     report = state.service().replica.status(principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(report)
