@@ -109,3 +109,23 @@ def test_a_node_taken_out_of_peers_is_listed_as_removed_and_not_counted(tmp_path
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_new_node_its_peer_does_not_list_yet_shows_that_peer_down_with_the_403_until_it_is_restarted(tmp_path: Path) -> None:
+    b = Node(tmp_path, "node-b").start()  # an existing node, not yet restarted with the new node's URL
+    d = Node(tmp_path, "node-d")
+    try:
+        d.start("--peers", b.url, "--catchup-interval-secs", "1")
+        wait_for(lambda: d.status()["peers"][0].get("node_id") == "node-b", SETTLE_S, "d learned b's id")
+        wait_for(lambda: not d.status()["peers"][0]["up"], SETTLE_S, "d sees b refuse it")
+        error = d.status()["peers"][0]["last_error"]
+        assert "403" in error and "unknown node id 'node-d'" in error and "--peers" in error
+        wait_for(lambda: d.call("GET", "/readyz").json()["peers_up"] == 0, 10, "d's readyz agrees")
+
+        b.stop()
+        b.start("--peers", d.url, "--catchup-interval-secs", "1")  # what federation.md says to do
+        wait_for(lambda: d.status()["peers"][0]["up"], SETTLE_S, "b accepts d once restarted")
+        assert d.status()["peers"][0]["last_error"] is None
+    finally:
+        d.stop()
+        b.stop()
