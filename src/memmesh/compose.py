@@ -222,6 +222,7 @@ def build_mesh(service: Service, settings: Settings) -> Mesh | None:
     if not peers:
         if fed.quorum_writes > 1:
             raise ConfigError(f"federation.quorum_writes is {fed.quorum_writes} but no --peers are given")
+        service.replica.record_mesh((), 0)  # peers it had before are not peers any more (cluster status)
         return None
     tls = settings.tls
     client_tls = client_context(tls.quorum_client_cert_file, tls.quorum_client_key_file, tls.quorum_client_ca_file)

@@ -13,8 +13,10 @@ it ``degraded``, with the component named and the reason in words an operator ca
   free (0: not checked; PostgreSQL's disk is its server's to watch);
 - ``vector_index``: every memory has a vector from the current embedder;
 - ``embedder``: embeds a test text (a missing model, an unreachable server);
-- ``peers``: each peer answered the last exchange (with ``--peers``);
-- ``outbox``: no peer is more than :data:`OUTBOX_LAG_S` behind on our changes;
+- ``peers``: each peer answered the last push to it and the last catch-up pull from it
+  (with ``--peers``; a peer taken out of ``--peers`` is named but not counted);
+- ``outbox``: no peer is more than :data:`OUTBOX_LAG_S` behind on our changes (removed
+  peers left out: nothing is shipped to them);
 - ``workers``: the ``memmesh workers run`` supervisor is up and no worker is failed (when
   ``bus.workers_status_file`` is set);
 - ``bus``: the bus tables answer (open conversations, dead letters);
@@ -38,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from memmesh.audit.capture import unwrap
 from memmesh.errors import MemmeshError
+from memmesh.federation.changes import PeerStatus
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.redact import redact_url, scrub
@@ -133,22 +136,31 @@ def _embedder(service: Service) -> Probe:
 def _peers(service: Service) -> Probe:
     if service.mesh is None:
         return "ok", "no peers configured", {}
-    peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
-    down = [p for p in peers if not p.node_id or p.last_error]
+    every = service.replica.status(principal=LOCAL_PRINCIPAL).peers
+    peers = [p for p in every if not p.removed]
+    removed = _removed_note(every)
+    down = [p for p in peers if not p.up]
     if down:
         named = "; ".join(f"{redact_url(p.url or '?')}: {p.last_error or 'not reached yet'}" for p in down)
         return (
             "degraded",
-            f"{len(down)} of {count(len(peers), 'peer')} unreachable: {named}",
+            f"{len(down)} of {count(len(peers), 'peer')} unreachable: {named}{removed}",
             {"peers": len(peers), "up": len(peers) - len(down)},
         )
-    return "ok", "the peer answered" if len(peers) == 1 else f"all {len(peers)} peers answered", {"peers": len(peers), "up": len(peers)}
+    answered = "the peer answered" if len(peers) == 1 else f"all {len(peers)} peers answered"
+    return "ok", answered + removed, {"peers": len(peers), "up": len(peers)}
+
+
+def _removed_note(peers: list[PeerStatus]) -> str:
+    """The peers taken out of ``--peers`` whose rows are kept (not counted, but named)."""
+    gone = [p.node_id or "?" for p in peers if p.removed]
+    return f" ({count(len(gone), 'removed peer')} not counted: {', '.join(gone)})" if gone else ""
 
 
 def _outbox(service: Service) -> Probe:
     if service.mesh is None:
         return "ok", "no peers: nothing to ship", {}
-    peers = service.replica.status(principal=LOCAL_PRINCIPAL).peers
+    peers = [p for p in service.replica.status(principal=LOCAL_PRINCIPAL).peers if not p.removed]
     behind = [p for p in peers if p.outbox_changes and (p.lag_seconds or 0) > OUTBOX_LAG_S]
     pending = sum(p.outbox_changes for p in peers)
     if behind:

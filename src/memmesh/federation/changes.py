@@ -287,6 +287,18 @@ class PeerStatus(BaseModel):
     lag_seconds: float | None = None
     """Seconds since the peer last acknowledged or served us, while it is behind."""
     last_error: str | None = None
+    """Why this node's last push to the peer, or its last catch-up pull from it, failed."""
+    up: bool = False
+    """It said its node id and neither the last push nor the last pull failed (never for a
+    removed peer). ``/readyz``, ``memmesh_peer_up`` and the status table all read this."""
+    removed: bool = False
+    """Its URL is no longer in this node's ``--peers``: its row and cursors are kept (it may
+    come back), but it is not pushed to, pulled from, counted by health or in the metrics."""
+
+    @property
+    def state(self) -> str:
+        """``up``, ``down`` or ``removed``: the word the status table and the web page show."""
+        return "removed" if self.removed else "up" if self.up else "down"
 
 
 class ClusterStatus(BaseModel):

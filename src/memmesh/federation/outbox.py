@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from memmesh.errors import MemmeshError, PeerError
 from memmesh.federation.changes import SyncBatch, SyncItem, SyncPage, SyncReport, batch_from_changes
@@ -62,7 +62,12 @@ class _Peer:
     client: PeerClient
     node: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
+    push_error: str | None = None
+    """Why the pusher's last round failed (None: it shipped, or had nothing to ship)."""
+    pull_error: str | None = None
+    """Why the last catch-up round with this peer failed (None: none ran yet, or it answered)."""
+    stored: tuple[str | None] | None = None
+    """The error last written to the peer's row (None: nothing written since start)."""
     pushed: int = 0
     failures: int = 0
     thread: threading.Thread | None = None
@@ -70,6 +75,13 @@ class _Peer:
     """Our last pull from this peer stopped before the end of its feed (or none ran yet)."""
     repair_due: bool = False
     """An anti-entropy round is due, to run once both feeds are drained (see Mesh._in_step)."""
+
+    @property
+    def error(self) -> str | None:
+        """Why the peer counts as down: the pusher's last failure, else the last pull's. A
+        push failure lasts until a push gets through; a pull failure until a pull does, so
+        an idle peer that stopped (nothing to push) is seen down at the next catch-up."""
+        return self.push_error or self.pull_error
 
 
 ANTI_ENTROPY_EVERY = 10
@@ -113,6 +125,7 @@ class Mesh:
         self._pool = ThreadPoolExecutor(max_workers=max(2, 4 * len(self.peers)), thread_name_prefix="memmesh-quorum")
         self._catchup: threading.Thread | None = None
         self._resolving = threading.Lock()
+        self._recording = threading.Lock()
         self._resolved_at = 0.0
         self.quorum_failures = 0
         self.anti_entropy_repairs = 0
@@ -125,7 +138,9 @@ class Mesh:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start one pusher per peer and the catch-up loop (daemon threads)."""
+        """Record the peers and quorum in the store (for ``cluster status`` from another
+        process), then start one pusher per peer and the catch-up loop (daemon threads)."""
+        self.replica.record_mesh(self.settings.peers, self.settings.quorum_writes)
         for peer in self.peers:
             peer.thread = threading.Thread(target=self._push_loop, args=(peer,), name=f"memmesh-push-{peer.client.url}", daemon=True)
             peer.thread.start()
@@ -202,20 +217,19 @@ class Mesh:
             try:
                 self._resolve(peer)
                 moved = self._push_once(peer)
-                if peer.error is not None:
-                    self._record_error(peer, None)
+                self._outcome(peer, "push", None)
                 backoff = 0.05
                 if not moved:
                     peer.wake.wait(timeout=0.5)
                     peer.wake.clear()
             except MemmeshError as exc:
                 peer.failures += 1
-                self._record_error(peer, exc.message)
+                self._outcome(peer, "push", exc.message)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.max_backoff_s)
             except Exception as exc:  # a bug must not kill the pusher silently: log it and retry
                 log.exception("pusher for %s failed", peer.client.url)
-                self._record_error(peer, f"{type(exc).__name__}: {exc}")
+                self._outcome(peer, "push", f"{type(exc).__name__}: {exc}")
                 self._stop.wait(self.settings.max_backoff_s)
 
     def resolve_all(self) -> None:
@@ -270,18 +284,28 @@ class Mesh:
         for batch in split_batch(SyncBatch(node=page.node, since=page.since, upto=page.upto, items=page.items)):
             peer.client.push(batch)
         peer.pushed += len(page.items)
-        self.replica.contact(peer.node, error=None, sent=page.upto)
+        self.replica.contact(peer.node, sent=page.upto)
         return page.upto > sent
 
-    def _record_error(self, peer: _Peer, error: str | None) -> None:
-        if error == peer.error:
-            return
-        peer.error = error
-        if error is not None:
-            log.warning("peer %s: %s", peer.client.url, error)
-        if peer.node is not None and error is not None:
-            with contextlib.suppress(MemmeshError):
-                self.replica.contact(peer.node, error=error)
+    def _outcome(self, peer: _Peer, side: Literal["push", "pull"], error: str | None) -> None:
+        """The outcome of the pusher's round or of a catch-up round with ``peer``: None for
+        success, else why it failed. A change of the peer's error is logged and written to
+        its row, under one lock, so the row always ends with the latest one."""
+        with self._recording:
+            before = peer.error
+            if side == "push":
+                peer.push_error = error
+            else:
+                peer.pull_error = error
+            after = peer.error
+            if after != before and after is not None:
+                log.warning("peer %s: %s", peer.client.url, after)
+            elif after != before:
+                log.info("peer %s answers again", peer.client.url)
+            if peer.node is not None and peer.stored != (after,):
+                with contextlib.suppress(MemmeshError):
+                    self.replica.record_error(peer.node, after)
+                    peer.stored = (after,)
 
     # -- catch-up ----------------------------------------------------------------------------------
 
@@ -300,10 +324,13 @@ class Mesh:
                     if peer.repair_due and self._in_step(peer):
                         peer.repair_due = False
                         self.anti_entropy(peer)
+                    self._outcome(peer, "pull", None)
                 except MemmeshError as exc:
                     log.info("catch-up from %s failed: %s", peer.client.url, exc.message)
-                except Exception:
+                    self._outcome(peer, "pull", exc.message)
+                except Exception as exc:  # a bug must not stop the other peers' catch-up: log it, show it
                     log.exception("catch-up from %s failed", peer.client.url)
+                    self._outcome(peer, "pull", f"{type(exc).__name__}: {exc}")
             self._stop.wait(self.settings.catchup_interval_s)
 
     def _in_step(self, peer: _Peer) -> bool:

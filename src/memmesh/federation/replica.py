@@ -72,6 +72,9 @@ the peer asks for the next page once it applied this one (a 2,000-memory page ta
 on a busy machine: a shorter hold let the pusher send the same pages again), so it is still
 pulling; a peer that stopped pulling gets our pushes again this long after its last page."""
 
+MESH_META = "federation_mesh"
+"""The ``meta`` key of the peers and quorum the node's mesh last ran with (:meth:`Replica.record_mesh`)."""
+
 _CONFLICT_NS = uuid.UUID("6d656d6d-6573-6866-6564-636f6e666c74")
 _VALUE_FIELDS = (
     "namespace",
@@ -222,18 +225,27 @@ class Replica:
         return Hello(node=self.service.node_id, hlc=self.service.hlc.now(), seq=store.change_counter(), schema_version=store.schema_version)
 
     def status(self, *, principal: Principal) -> ClusterStatus:
-        """This node, its clock and every peer's cursors, outbox depth and last contact
-        (store-wide facts: an admin for every namespace)."""
+        """This node, its clock and every peer's cursors, outbox depth, last contact and
+        whether it is up (store-wide facts: an admin for every namespace).
+
+        Which peers are configured comes from the running mesh, or else from what the last
+        one recorded (:meth:`record_mesh`: the one-shot CLI has no ``--peers``). A stored peer
+        whose URL is not among them was removed from ``--peers``: it is listed as ``removed``
+        (its cursors are kept, should it come back) and is not up, so health and metrics
+        leave it out. Every face reads ``up`` from here: the rule is written once."""
         authorize_store_wide(principal, "cluster status")
         service, store = self.service, self.service.store
         counter, now = store.change_counter(), service.clock()
         mesh = service.mesh
         live: dict[str, dict[str, Any]] = mesh.live() if mesh is not None and hasattr(mesh, "live") else {}
+        recorded = self.recorded_mesh()
+        configured: set[str] | None = set(live) if mesh is not None else recorded.get("peers")
         peers = []
         for state in store.peers():
             behind = max(0, counter - state.sent_seq)
             lag = (now - state.last_contact).total_seconds() if behind and state.last_contact else None
-            error = next((info["error"] for url, info in live.items() if url == state.url), state.last_error)
+            error = live[state.url]["error"] if state.url in live else state.last_error
+            removed = state.url is not None and configured is not None and state.url not in configured
             peers.append(
                 PeerStatus(
                     url=state.url,
@@ -244,6 +256,8 @@ class Replica:
                     last_contact=state.last_contact,
                     lag_seconds=lag,
                     last_error=error,
+                    up=not removed and error is None,
+                    removed=removed,
                 )
             )
         known = {p.url for p in peers}
@@ -254,12 +268,32 @@ class Replica:
             hlc=service.hlc.now(),
             change_counter=counter,
             purged_seq=store.purged_seq(),
-            quorum_writes=getattr(settings, "quorum_writes", 0),
+            quorum_writes=getattr(settings, "quorum_writes", 0) if mesh is not None else recorded.get("quorum_writes", 0),
             clock_refused=service.hlc.refused,
             quorum_failures=getattr(mesh, "quorum_failures", 0),
             anti_entropy_repairs=getattr(mesh, "anti_entropy_repairs", 0),
             peers=peers,
         )
+
+    def record_mesh(self, peers: Iterable[str], quorum_writes: int) -> None:
+        """Keep in the store the peers and write quorum this node's mesh runs with (``serve``
+        or ``sync-daemon`` at start; none when it serves without ``--peers``), so that
+        ``cluster status`` from another process tells configured peers from removed ones and
+        shows the quorum. Written only when it changed."""
+        value = json.dumps({"peers": sorted(peers), "quorum_writes": quorum_writes})
+        if self.service.store.meta_value(MESH_META) == value:
+            return
+        with self.service.store.write() as tx:
+            tx.set_meta(MESH_META, value)
+
+    def recorded_mesh(self) -> dict[str, Any]:
+        """What :meth:`record_mesh` kept: ``peers`` as a set and ``quorum_writes`` (empty
+        when no mesh ever ran on this store)."""
+        value = self.service.store.meta_value(MESH_META)
+        if not value:
+            return {}
+        recorded = json.loads(value)
+        return {"peers": set(recorded["peers"]), "quorum_writes": int(recorded["quorum_writes"])}
 
     def _authorize_reader(self, principal: Principal, what: str) -> None:
         """Peers, and admins for every namespace, may read store-wide replication facts."""
@@ -357,7 +391,7 @@ class Replica:
             self._pulling[peer] = time.monotonic()
         else:
             self._pulling.pop(peer, None)
-        self.contact(peer, error=None, sent=since if since > state.sent_seq else None)
+        self.contact(peer, sent=since if since > state.sent_seq else None)
         return page
 
     def pulling(self, peer: str) -> bool:
@@ -409,18 +443,25 @@ class Replica:
                 item.history = authored[-MAX_SHIPPED_HISTORY:]
         return items
 
-    def contact(self, node: str, *, error: str | None, sent: int | None = None, received: int | None = None) -> None:
-        """Record that ``node`` answered (or why it did not), and advance its cursors."""
+    def contact(self, node: str, *, sent: int | None = None, received: int | None = None) -> None:
+        """Record that ``node`` answered, and advance its cursors."""
         with self.service.store.write() as tx:
             state = tx.peer(node) or PeerState(node_id=node)
-            update: dict[str, Any] = {"last_error": error}
-            if error is None:
-                update["last_contact"] = self.service.clock()
+            update: dict[str, Any] = {"last_contact": self.service.clock()}
             if sent is not None:
                 update["sent_seq"] = max(state.sent_seq, sent)
             if received is not None:
                 update["recv_seq"] = max(state.recv_seq, received)
             tx.put_peer(state.model_copy(update=update))
+
+    def record_error(self, node: str, error: str | None) -> None:
+        """Keep why this node's last exchange with ``node`` failed (None: it succeeded), for
+        ``cluster status`` read from another process. Only the running mesh judges that (its
+        pushes and pulls): a peer reaching us proves nothing about our reaching it."""
+        with self.service.store.write() as tx:
+            state = tx.peer(node) or PeerState(node_id=node)
+            if state.last_error != error:
+                tx.put_peer(state.model_copy(update={"last_error": error}))
 
     # -- applying a peer's changes ------------------------------------------------------------
 
@@ -444,7 +485,7 @@ class Replica:
                 return SyncReport(node=self.service.node_id, duplicates=len(batch.items))
             run = _Applying(tx=tx, sender=batch.node, now=self.service.clock(), vectors=vectors, report=report)
             self._items(run, batch.items)
-            update: dict[str, Any] = {"last_contact": run.now, "last_error": None}
+            update: dict[str, Any] = {"last_contact": run.now}
             if batch.upto and batch.since <= state.recv_seq:
                 update["recv_seq"] = max(state.recv_seq, batch.upto)
             tx.put_peer(state.model_copy(update=update))

@@ -23,24 +23,27 @@ app.add_typer(cluster_app, name="cluster")
 
 @cluster_app.command("status")
 def status(as_json: bool = JSON_OPTION) -> None:
-    """Peers (id, URL), cursors, outbox depth, last contact and clocks, from the store."""
+    """Peers (id, URL, up, down or removed), cursors, outbox depth, lag, last contact and
+    clocks, from the store (peers and quorum as the last serve or sync-daemon on it set them)."""
     report = state.service().replica.status(principal=LOCAL_PRINCIPAL)
     if as_json:
         print_json(report)
         return
     console.print(
         f"node {report.node_id}  hlc {report.hlc}  changes {report.change_counter}  "
-        f"clock refusals {report.clock_refused}  purged up to {report.purged_seq}",
+        f"clock refusals {report.clock_refused}  purged up to {report.purged_seq}  quorum writes {report.quorum_writes}",
         markup=False,
     )
-    table = Table("peer", "url", "sent", "received", "outbox", "last contact", "error")
+    table = Table("peer", "url", "state", "sent", "received", "outbox", "lag", "last contact", "error")
     for peer in report.peers:
         table.add_row(
             peer.node_id or "?",
             peer.url or "",
+            peer.state,
             str(peer.sent_seq),
             str(peer.recv_seq),
             str(peer.outbox_changes),
+            f"{peer.lag_seconds:.0f} s" if peer.lag_seconds is not None else "",
             peer.last_contact.isoformat(timespec="seconds") if peer.last_contact else "never",
             peer.last_error or "",
         )

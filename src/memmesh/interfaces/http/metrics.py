@@ -68,12 +68,12 @@ class Metrics:
         if cluster is not None:
             outbox = Gauge("memmesh_peer_outbox_changes", "Our change numbers a peer has not acknowledged", ("peer",), registry=own)
             age = Gauge("memmesh_peer_last_contact_age_seconds", "Seconds since a peer last answered", ("peer",), registry=own)
-            up = Gauge("memmesh_peer_up", "1 when the last exchange with a peer succeeded", ("peer",), registry=own)
+            up = Gauge("memmesh_peer_up", "1 when the last push to a peer and the last pull from it succeeded", ("peer",), registry=own)
             now = datetime.now(UTC)
-            for peer in cluster.peers:
+            for peer in (p for p in cluster.peers if not p.removed):  # no longer in --peers: not a peer to watch
                 name = peer.node_id or peer.url or "?"
                 outbox.labels(name).set(peer.outbox_changes)
-                up.labels(name).set(0 if peer.last_error else 1)
+                up.labels(name).set(1 if peer.up else 0)
                 if peer.last_contact is not None:
                     age.labels(name).set((now - peer.last_contact).total_seconds())
             Gauge("memmesh_clock_refused", "Peer timestamps refused for running too far ahead", registry=own).set(cluster.clock_refused)
