@@ -91,10 +91,11 @@ def verify(
     quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Per-namespace content digests of this node and of every peer, side by side. Exit code
-    1 when a namespace differs or a peer cannot be read (then "consistent" is false: what was
-    not compared is not known to agree). Equal digests everywhere mean the nodes hold the
-    same replicated state; `cluster repair` fixes a difference."""
+    """Compare this node's per-namespace content digests with every peer's, side by side.
+
+    Equal digests everywhere mean the nodes hold the same replicated state; memmesh cluster
+    repair fixes a difference. Exit code 1 when a namespace differs or a peer cannot be read
+    (then "consistent" is false: what was not compared is not known to agree)."""
     from memmesh.federation.antientropy import verify as run_verify
 
     clients = _peer_clients(ctx, peers, peer_key_file)  # first: its flags are settings, read once
@@ -146,9 +147,11 @@ def repair(
     quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Anti-entropy now, with every peer: compare digest trees, exchange only the rows of
-    buckets that differ and ship each differing memory's state both ways (the usual merge
-    decides). Running servers do this on their own every few catch-up rounds."""
+    """Anti-entropy now, with every peer: find and repair what differs.
+
+    Compares digest trees, exchanges only the rows of buckets that differ and ships each
+    differing memory's state both ways (the usual merge decides). Running servers do this on
+    their own every few catch-up rounds."""
     from memmesh.federation.antientropy import repair as run_repair
 
     clients = _peer_clients(ctx, peers, peer_key_file)  # first: its flags are settings, read once
@@ -183,10 +186,11 @@ def resync(
     quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Full resync of this store from one peer (run it with this node's server stopped):
-    for a node that was away longer than the tombstone retention (``resync_required``).
-    Memories the peer no longer has are archived here unless this node wrote them after it
-    lost touch; then incremental sync works again."""
+    """Copy the current state of one peer into this store (with this node's server stopped).
+
+    For a node that was away longer than the tombstone retention (its peers answer
+    resync_required). Memories the peer no longer has are archived here unless this node
+    wrote them after it lost touch; then incremental sync works again."""
     from memmesh.federation.outbox import resync_from
 
     clients = _peer_clients(ctx, source, peer_key_file, timeout_s=60, configured_keys=False)
