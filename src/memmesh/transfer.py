@@ -13,7 +13,6 @@ tools' files run under any writer key and reject, record by record, what falls o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -429,6 +428,8 @@ def _partial_name(name: str) -> str:
     """The name an export is written under until complete: ``<name>.partial``, or a short
     name derived from it when that would be over :data:`NAME_MAX` (a legal 250-byte file
     name must not fail for its temporary file's sake)."""
+    import hashlib
+
     partial = f"{name}.partial"
     if len(os.fsencode(partial)) <= NAME_MAX:
         return partial
