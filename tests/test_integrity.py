@@ -198,11 +198,13 @@ def test_version_alone_prints_the_version_and_exits_0(run) -> None:
 def test_export_to_a_bad_path_is_one_line_and_leaves_nothing(run, tmp_path: Path) -> None:
     db = tmp_path / "x.db"
     assert run("--db", str(db), "store", "something to export").code == 0
-    for target in (tmp_path / "no-such-dir" / "out.jsonl", tmp_path):
+    for target in (tmp_path / "no-such-dir" / "out.jsonl", tmp_path, tmp_path / ("a" * 300 + ".jsonl")):  # the long name: a traceback once
         result = run("--db", str(db), "export", "-o", str(target))
         assert result.code == 1 and "Traceback" not in result.err and len(result.err.splitlines()) == 1, result.err
-        assert result.err.startswith(f"error: cannot write the export to {target}: ")
+        assert result.err.startswith(f"error: cannot write the export to {str(target)[:60]}")  # a 380-character path is clipped
+        assert result.err.rstrip().endswith(("does not exist; check the path", "give a file name", "File name too long; check the path"))
     assert not (tmp_path / "no-such-dir").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if "jsonl" in p.name) == []
 
 
 def test_title_conflict_hint_is_a_flag_on_the_cli_and_a_keyword_in_python(run, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -173,35 +174,50 @@ class Transfer:
         """Write the JSON Lines export to the file ``out`` (replaced atomically only once
         complete, so an interrupted export never leaves half a file); returns the memories
         written."""
+        return self.export_file(out, namespace, progress=progress, principal=principal).memories
+
+    def export_file(
+        self, out: str | Path, namespace: str | None = None, *, progress: Progress | None = None, principal: Principal
+    ) -> ExportWritten:
+        """:meth:`export` with what was written (the MCP tool's answer): the path, memories,
+        lines and bytes. Every face that writes an export file goes through here, so a bad
+        path gets the same message and no face leaves half a file."""
         target = self.check_export_target(out)
         lines = self.export_lines(namespace, principal=principal)  # refused before any file exists
-        partial = target.with_name(target.name + ".partial")
-        count = 0
+        partial = target.with_name(_partial_name(target.name))
+        memories = written = 0
         existed = target.exists()
         try:
             with partial.open("w", encoding="utf-8") as handle:
                 for line in lines:
                     handle.write(line + "\n")
+                    written += 1
                     if line.startswith('{"type": "memory"'):
-                        count += 1
+                        memories += 1
                         if progress:
                             progress(1)
             partial.replace(target)
+            size = target.stat().st_size
         except OSError as exc:
             raise _export_failed(target, exc, existed) from None
         finally:
             with suppress(OSError):  # never hide the cause above
                 partial.unlink(missing_ok=True)
-        return count
+        return ExportWritten(path=str(target), memories=memories, lines=written, bytes=size)
 
     @staticmethod
     def check_export_target(out: str | Path) -> Path:
-        """The export file's path (``~`` expanded), refused when it is a folder or its folder
-        is missing (checked before any progress is shown or anything is read)."""
+        """The export file's path (``~`` expanded), refused when it is a folder, its folder
+        is missing or the system cannot even look it up (a name over 255 bytes): checked
+        before any progress is shown or anything is read."""
         target = Path(out).expanduser()
-        if target.is_dir():
-            raise InvalidInputError(f"cannot write the export to {target}: it is a folder; give a file name (--out)")
-        if not target.parent.is_dir():
+        try:
+            is_folder, folder_exists = target.is_dir(), target.parent.is_dir()
+        except OSError as exc:  # Python < 3.14 raises ENAMETOOLONG from is_dir instead of answering False
+            raise InvalidInputError(f"cannot write the export to {target}: {exc.strerror or exc}; check the path") from None
+        if is_folder:
+            raise InvalidInputError(f"cannot write the export to {target}: it is a folder; give a file name")
+        if not folder_exists:
             raise InvalidInputError(f"cannot write the export to {target}: the folder {target.parent} does not exist; check the path")
         return target
 
@@ -417,6 +433,32 @@ def report_json(report: Any) -> dict[str, Any]:
     """Any transfer report as plain JSON data (for faces that render JSON)."""
     data: dict[str, Any] = json.loads(report.model_dump_json())
     return data
+
+
+@dataclass(frozen=True)
+class ExportWritten:
+    """An export file written whole: where, how many memories, lines and bytes."""
+
+    path: str
+    memories: int
+    lines: int
+    bytes: int
+
+
+NAME_MAX = 255
+"""The longest file name (in bytes) the common file systems take."""
+
+
+def _partial_name(name: str) -> str:
+    """The name an export is written under until complete: ``<name>.partial``, or a short
+    name derived from it when that would be over :data:`NAME_MAX` (a legal 250-byte file
+    name must not fail for its temporary file's sake)."""
+    import hashlib
+
+    partial = f"{name}.partial"
+    if len(os.fsencode(partial)) <= NAME_MAX:
+        return partial
+    return f".{hashlib.sha256(os.fsencode(name)).hexdigest()[:32]}.partial"
 
 
 def _export_failed(target: Path, exc: OSError, existed: bool) -> MemmeshError:

@@ -173,6 +173,10 @@ def test_verify_and_repair_refuse_bad_peers_clearly(tmp_path: Path) -> None:
     assert down.returncode == 1
     answer = json.loads(down.stdout)
     assert "unreachable" in answer["errors"][f"http://127.0.0.1:{port}"]
+    assert answer["consistent"] is False and answer["differing"] == []  # no peer read: not a success
     assert [n["rows"] for n in answer["nodes"][0]["namespaces"]] == [1]  # this node's digests are still shown
+    table = cli(tmp_path, db, "cluster", "verify", "--peers", f"http://127.0.0.1:{port}")
+    assert table.returncode == 1 and "0 namespaces differ" not in table.stdout
+    assert table.stdout.rstrip().endswith("not consistent: 1 peer could not be read, so its digests are unknown"), table.stdout
     repair = cli(tmp_path, db, "cluster", "repair", "--peers", f"http://127.0.0.1:{port}")
     assert repair.returncode != 0 and "unreachable" in repair.stderr + repair.stdout

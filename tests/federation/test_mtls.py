@@ -204,6 +204,37 @@ def test_a_peer_whose_server_certificate_does_not_chain_to_our_ca_is_not_trusted
         b.stop()
 
 
+def test_cluster_verify_and_repair_take_the_client_certificate_flags_and_say_what_is_missing(tmp_path: Path, certs: Path) -> None:
+    a, b = tls_pair(tmp_path, certs)
+
+    def cluster(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [*CLI, "--db", str(a.db), "cluster", *args]
+        return subprocess.run(command, env=server_env(tmp_path), capture_output=True, text=True, timeout=120)
+
+    try:
+        r = a.call("POST", "/api/v1/memories", json={"content": "deploys happen on Tuesdays", "namespace": "ops"})
+        assert r.status_code == 201, r.text
+        digest = "/api/v1/sync/digest"
+        wait_for(lambda: a.call("GET", digest).json()["digest"] == b.call("GET", digest).json()["digest"], SETTLE_S, "equal digests")
+        bare = cluster("verify", "--peers", b.url, "--json")  # no client certificate, no CA: b's certificate is not trusted
+        assert bare.returncode == 1
+        why = json.loads(bare.stdout)["errors"][b.url]
+        assert "CERTIFICATE_VERIFY_FAILED" in why and "--quorum-client-cert, --quorum-client-key and --quorum-client-ca" in why, why
+        assert "MEMMESH_TLS_QUORUM_CLIENT_CERT_FILE" in why
+        flags = a.tls_args()[-6:]
+        assert flags[0] == "--quorum-client-cert"
+        verified = cluster("verify", "--peers", b.url, "--json", *flags)
+        assert verified.returncode == 0 and json.loads(verified.stdout)["consistent"] is True, verified.stdout + verified.stderr
+        refused = cluster("repair", "--peers", b.url)
+        assert refused.returncode == 1 and "--quorum-client-ca" in refused.stderr, refused.stderr
+        repaired = cluster("repair", "--peers", b.url, "--json", *flags)
+        assert repaired.returncode == 0, repaired.stderr
+        assert json.loads(repaired.stdout)[0]["memories"] == 0
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_plain_http_to_a_tls_port_is_refused_and_agents_use_https_without_a_certificate(
     tmp_path: Path, certs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

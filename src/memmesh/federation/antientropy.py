@@ -19,11 +19,23 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from memmesh.errors import MemmeshError
 from memmesh.federation.changes import MAX_BATCH_ITEMS, SyncBatch
-from memmesh.federation.digest import DigestLeaf, DigestNode, Row, compare_reports, digests_from, tree_node_from
+from memmesh.federation.digest import (
+    Comparison,
+    DigestLeaf,
+    DigestNode,
+    DigestReport,
+    Row,
+    compare_reports,
+    digests_from,
+    tree_node_from,
+)
 from memmesh.model import LOCAL_PRINCIPAL
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from memmesh.federation.peers import PeerClient
     from memmesh.federation.replica import Replica
 
@@ -45,6 +57,20 @@ class RepairReport(BaseModel):
     pushed: int = 0
     applied_here: int = 0
     applied_there: int = 0
+
+
+def verify(ours: DigestReport, clients: Iterable[PeerClient]) -> Comparison:
+    """This node's namespace digests beside every peer's (``cluster verify``). A peer that
+    cannot be read is named in ``errors`` with why, and the verdict is then not consistent:
+    what was not compared is not known to agree."""
+    reports = [ours]
+    errors: dict[str, str] = {}
+    for client in clients:
+        try:
+            reports.append(client.digests())
+        except MemmeshError as exc:
+            errors[client.url] = exc.message
+    return compare_reports(reports, errors)
 
 
 def _differing(ours: list[DigestLeaf], theirs: list[DigestLeaf]) -> set[str]:

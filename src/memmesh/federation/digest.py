@@ -286,11 +286,18 @@ class Comparison(BaseModel):
     namespaces: list[str]
     differing: list[str]
     consistent: bool
+    """True only when no namespace differs *and* every peer asked was read: a peer whose
+    digests could not be read is not known to agree, so a verify that read none is not a
+    success."""
+    errors: dict[str, str] = Field(default_factory=dict)
+    """The peers (by URL) whose digests could not be read, and why."""
 
 
-def compare_reports(reports: list[DigestReport]) -> Comparison:
-    """Compare nodes' digest reports namespace by namespace (a namespace one node lacks differs)."""
+def compare_reports(reports: list[DigestReport], errors: dict[str, str] | None = None) -> Comparison:
+    """Compare nodes' digest reports namespace by namespace (a namespace one node lacks
+    differs); ``errors``: the peers that could not be read, which make it not consistent."""
     names = sorted({n.namespace for report in reports for n in report.namespaces})
     tables = [report.by_namespace() for report in reports]
     differing = [ns for ns in names if len({table[ns].digest if ns in table else EMPTY for table in tables}) > 1]
-    return Comparison(nodes=reports, namespaces=names, differing=differing, consistent=not differing)
+    unread = dict(errors or {})
+    return Comparison(nodes=reports, namespaces=names, differing=differing, consistent=not differing and not unread, errors=unread)

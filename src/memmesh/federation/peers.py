@@ -38,6 +38,29 @@ def peer_http_client(timeout_s: float, tls: ssl.SSLContext | None = None) -> htt
     )
 
 
+TLS_CLIENT_SETTINGS = (
+    "give this node's client certificate, its key and the CA the peers' certificates chain to: "
+    "--quorum-client-cert, --quorum-client-key and --quorum-client-ca (serve and the cluster commands), "
+    "[tls] quorum_client_cert_file, quorum_client_key_file and quorum_client_ca_file, "
+    "or MEMMESH_TLS_QUORUM_CLIENT_CERT_FILE, _KEY_FILE and _CA_FILE"
+)
+"""What a TLS failure towards a peer asks for: the client side of mesh TLS, in every
+spelling (flags, config file, environment), since the same peer client serves ``serve``,
+``sync-daemon`` and the ``cluster`` commands."""
+
+
+def tls_hint(exc: BaseException) -> str:
+    """``"; <what to give>"`` when ``exc`` was caused by TLS (a peer certificate this node
+    does not trust, a peer that wants a client certificate), else ``""``: the bare
+    CERTIFICATE_VERIFY_FAILED says nothing of the settings that fix it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return "; " + TLS_CLIENT_SETTINGS
+        seen = seen.__cause__ or seen.__context__
+    return ""
+
+
 def parse_peer_list(text: str | list[str] | None) -> list[str]:
     """``URL,URL,…`` (or a list) as clean base URLs; refuses anything but http(s) URLs."""
     from memmesh.errors import ConfigError
@@ -128,7 +151,9 @@ class PeerClient:
                 **kwargs,
             )
         except httpx.HTTPError as exc:
-            raise PeerError(f"peer {self.url} unreachable: {type(exc).__name__}: {exc}", details={"peer": self.url}) from None
+            raise PeerError(
+                f"peer {self.url} unreachable: {type(exc).__name__}: {exc}{tls_hint(exc)}", details={"peer": self.url}
+            ) from None
         if response.status_code >= 400:
             try:
                 body = response.json()

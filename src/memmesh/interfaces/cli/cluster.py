@@ -10,11 +10,22 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from memmesh.interfaces.cli.context import JSON_OPTION, app, console, print_json, state
+from memmesh.interfaces.cli.context import (
+    JSON_OPTION,
+    QUORUM_CLIENT_CA_OPTION,
+    QUORUM_CLIENT_CERT_OPTION,
+    QUORUM_CLIENT_KEY_OPTION,
+    QUORUM_CLIENT_SETTINGS,
+    app,
+    console,
+    print_json,
+    state,
+)
 from memmesh.model import LOCAL_PRINCIPAL
 from memmesh.wording import agree, count
 
 if TYPE_CHECKING:
+    from memmesh.federation.digest import Comparison
     from memmesh.federation.peers import PeerClient
 
 cluster_app = typer.Typer(help="This node's place in the mesh: peers, lag, outbox, clocks.", no_args_is_help=True)
@@ -50,14 +61,19 @@ def status(as_json: bool = JSON_OPTION) -> None:
     console.print(table)
 
 
-def _peer_clients(peers: str | None, peer_key_file: str | None, timeout_s: float = 120.0) -> list[PeerClient]:
-    """Clients for ``--peers`` (default: [federation] peers), with keys and client TLS as ``serve`` uses them."""
+def _peer_clients(
+    ctx: typer.Context, peers: str | None, peer_key_file: str | None, timeout_s: float = 120.0, *, configured_keys: bool = True
+) -> list[PeerClient]:
+    """Clients for ``--peers`` (default: [federation] peers), with keys and client TLS as
+    ``serve`` uses them (its ``--quorum-client-*`` flags, the [tls] settings or their env).
+    ``configured_keys``: without ``--peer-key-file``, read [federation] peer_key_file."""
     from memmesh.federation.peers import PeerClient, parse_peer_list, read_peer_keys
     from memmesh.tls import client_context
 
+    state.set_from_options(ctx, QUORUM_CLIENT_SETTINGS)
     settings = state.settings()
     urls = parse_peer_list(peers if peers is not None else settings.federation.peers)
-    key_file = Path(peer_key_file) if peer_key_file else settings.federation.peer_key_file
+    key_file = Path(peer_key_file) if peer_key_file else settings.federation.peer_key_file if configured_keys else None
     keys = read_peer_keys(key_file, urls)
     tls = settings.tls
     context = client_context(tls.quorum_client_cert_file, tls.quorum_client_key_file, tls.quorum_client_ca_file)
@@ -69,56 +85,82 @@ PEER_KEY_OPTION = typer.Option(None, "--peer-key-file", help="Peer API keys to s
 
 
 @cluster_app.command("verify")
-def verify(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Per-namespace content digests of this node and of every peer, side by side. Exit code
-    1 when a namespace differs (or a peer cannot be read): equal digests everywhere mean the
-    nodes hold the same replicated state. ``cluster repair`` fixes a difference."""
-    from memmesh.errors import MemmeshError
-    from memmesh.federation.digest import compare_reports
+def verify(
+    ctx: typer.Context,
+    peers: str = PEERS_OPTION,
+    peer_key_file: str = PEER_KEY_OPTION,
+    quorum_client_cert: str = QUORUM_CLIENT_CERT_OPTION,
+    quorum_client_key: str = QUORUM_CLIENT_KEY_OPTION,
+    quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Compare this node's per-namespace content digests with every peer's, side by side.
 
-    reports = [state.service().replica.digests(principal=LOCAL_PRINCIPAL)]
-    errors: dict[str, str] = {}
-    for client in _peer_clients(peers, peer_key_file):
-        try:
-            reports.append(client.digests())
-        except MemmeshError as exc:
-            errors[client.url] = exc.message
-        finally:
+    Equal digests everywhere mean the nodes hold the same replicated state; memmesh cluster
+    repair fixes a difference. Exit code 1 when a namespace differs or a peer cannot be read
+    (then "consistent" is false: what was not compared is not known to agree)."""
+    from memmesh.federation.antientropy import verify as run_verify
+
+    clients = _peer_clients(ctx, peers, peer_key_file)  # first: its flags are settings, read once
+    try:
+        verdict = run_verify(state.service().replica.digests(principal=LOCAL_PRINCIPAL), clients)
+    finally:
+        for client in clients:
             client.close()
-    verdict = compare_reports(reports)
     if as_json:
-        print_json({**verdict.model_dump(mode="json"), "errors": errors})
+        print_json(verdict)
     else:
-        table = Table("namespace", *(report.node for report in reports), "")
-        for namespace in verdict.namespaces:
-            cells = []
-            for report in reports:
-                found = report.by_namespace().get(namespace)
-                cells.append(f"{found.digest[:12]} ({found.rows})" if found else "-")
-            table.add_row(namespace, *cells, "DIFFERS" if namespace in verdict.differing else "same")
-        console.print(table)
-        for url, message in errors.items():
-            console.print(f"peer {url}: {message}", markup=False)
-        console.print(
-            "consistent"
-            if verdict.consistent and not errors
-            else f"{count(len(verdict.differing), 'namespace')} {agree(len(verdict.differing), 'differs', 'differ')}",
-            markup=False,
-        )
-    if not verdict.consistent or errors:
+        _print_verdict(verdict)
+    if not verdict.consistent:
         raise typer.Exit(1)
 
 
+def _print_verdict(verdict: Comparison) -> None:
+    """The digests table, each unread peer with why, and one closing line: "consistent", or
+    what keeps it from being so."""
+    table = Table("namespace", *(report.node for report in verdict.nodes), "")
+    for namespace in verdict.namespaces:
+        cells = []
+        for report in verdict.nodes:
+            found = report.by_namespace().get(namespace)
+            cells.append(f"{found.digest[:12]} ({found.rows})" if found else "-")
+        table.add_row(namespace, *cells, "DIFFERS" if namespace in verdict.differing else "same")
+    console.print(table)
+    for url, message in verdict.errors.items():
+        console.print(f"peer {url}: {message}", markup=False)
+    if verdict.consistent:
+        console.print("consistent", markup=False)
+        return
+    problems = []
+    if verdict.differing:
+        problems.append(f"{count(len(verdict.differing), 'namespace')} {agree(len(verdict.differing), 'differs', 'differ')}")
+    if verdict.errors:
+        unread = len(verdict.errors)
+        problems.append(f"{count(unread, 'peer')} could not be read, so {agree(unread, 'its', 'their')} digests are unknown")
+    console.print("not consistent: " + "; ".join(problems), markup=False)
+
+
 @cluster_app.command("repair")
-def repair(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Anti-entropy now, with every peer: compare digest trees, exchange only the rows of
-    buckets that differ and ship each differing memory's state both ways (the usual merge
-    decides). Running servers do this on their own every few catch-up rounds."""
+def repair(
+    ctx: typer.Context,
+    peers: str = PEERS_OPTION,
+    peer_key_file: str = PEER_KEY_OPTION,
+    quorum_client_cert: str = QUORUM_CLIENT_CERT_OPTION,
+    quorum_client_key: str = QUORUM_CLIENT_KEY_OPTION,
+    quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Anti-entropy now, with every peer: find and repair what differs.
+
+    Compares digest trees, exchanges only the rows of buckets that differ and ships each
+    differing memory's state both ways (the usual merge decides). Running servers do this on
+    their own every few catch-up rounds."""
     from memmesh.federation.antientropy import repair as run_repair
 
+    clients = _peer_clients(ctx, peers, peer_key_file)  # first: its flags are settings, read once
     replica = state.service().replica
     reports = []
-    for client in _peer_clients(peers, peer_key_file):
+    for client in clients:
         try:
             hello = client.hello()
             replica.known(hello.node, client.url)
@@ -139,20 +181,28 @@ def repair(peers: str = PEERS_OPTION, peer_key_file: str = PEER_KEY_OPTION, as_j
 
 @cluster_app.command("resync")
 def resync(
+    ctx: typer.Context,
     source: str = typer.Option(..., "--from", help="Base URL of the peer to copy the current state from."),
     peer_key_file: str = typer.Option(None, "--peer-key-file", help="Peer API key to send: a line 'URL KEY' or 'KEY'."),
+    quorum_client_cert: str = QUORUM_CLIENT_CERT_OPTION,
+    quorum_client_key: str = QUORUM_CLIENT_KEY_OPTION,
+    quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Full resync of this store from one peer (run it with this node's server stopped):
-    for a node that was away longer than the tombstone retention (``resync_required``).
-    Memories the peer no longer has are archived here unless this node wrote them after it
-    lost touch; then incremental sync works again."""
-    from memmesh.federation.outbox import resync_from
-    from memmesh.federation.peers import PeerClient, parse_peer_list, read_peer_keys
+    """Copy the current state of one peer into this store (with this node's server stopped).
 
-    (url,) = parse_peer_list(source) or [source]
-    key = read_peer_keys(Path(peer_key_file) if peer_key_file else None, [url])[url]
-    client = PeerClient(url, key, timeout_s=60)
+    For a node that was away longer than the tombstone retention (its peers answer
+    resync_required). Memories the peer no longer has are archived here unless this node
+    wrote them after it lost touch; then incremental sync works again."""
+    from memmesh.federation.outbox import resync_from
+
+    clients = _peer_clients(ctx, source, peer_key_file, timeout_s=60, configured_keys=False)
+    if len(clients) != 1:
+        for client in clients:
+            client.close()
+        raise typer.BadParameter("give one peer's base URL, such as http://10.0.0.2:9077", param_hint="--from")
+    (client,) = clients
+    url = client.url
     try:
         report = resync_from(state.service().replica, client)
     finally:

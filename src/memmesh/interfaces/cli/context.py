@@ -332,3 +332,14 @@ def split_tags(text: str | None) -> list[str] | None:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+QUORUM_CLIENT_CERT_OPTION = typer.Option(None, "--quorum-client-cert", help="Client certificate this node presents to its peers.")
+QUORUM_CLIENT_KEY_OPTION = typer.Option(None, "--quorum-client-key", help="Its private key (mode 0600 or 0400).")
+QUORUM_CLIENT_CA_OPTION = typer.Option(None, "--quorum-client-ca", help="CA the peers' server certificates must chain to.")
+QUORUM_CLIENT_SETTINGS = {
+    "quorum_client_cert": "tls.quorum_client_cert_file",
+    "quorum_client_key": "tls.quorum_client_key_file",
+    "quorum_client_ca": "tls.quorum_client_ca_file",
+}
+"""The client side of mesh TLS, for every command that calls peers (``serve`` and the
+``cluster`` commands): parameter name → the ``[tls]`` setting it sets."""

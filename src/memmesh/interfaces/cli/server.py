@@ -5,7 +5,14 @@ from __future__ import annotations
 import typer
 
 from memmesh.config import db_override
-from memmesh.interfaces.cli.context import app, state
+from memmesh.interfaces.cli.context import (
+    QUORUM_CLIENT_CA_OPTION,
+    QUORUM_CLIENT_CERT_OPTION,
+    QUORUM_CLIENT_KEY_OPTION,
+    QUORUM_CLIENT_SETTINGS,
+    app,
+    state,
+)
 
 SERVE_SETTINGS = {
     "host": "server.host",
@@ -25,9 +32,7 @@ SERVE_SETTINGS = {
     "tls_client_ca": "tls.client_ca_file",
     "tls_require_client_cert": "tls.require_client_cert",
     "mtls_allowlist": "tls.mtls_allowlist",
-    "quorum_client_cert": "tls.quorum_client_cert_file",
-    "quorum_client_key": "tls.quorum_client_key_file",
-    "quorum_client_ca": "tls.quorum_client_ca_file",
+    **QUORUM_CLIENT_SETTINGS,
 }
 """The setting each ``serve`` option sets (parameter name → dotted key); a bad value is
 reported against the option's flag."""
@@ -61,9 +66,9 @@ def serve(
     mtls_allowlist: str = typer.Option(
         None, "--mtls-allowlist", help="File of SHA-256 certificate fingerprints allowed on the sync routes (others: 403)."
     ),
-    quorum_client_cert: str = typer.Option(None, "--quorum-client-cert", help="Client certificate this node presents to its peers."),
-    quorum_client_key: str = typer.Option(None, "--quorum-client-key", help="Its private key (mode 0600 or 0400)."),
-    quorum_client_ca: str = typer.Option(None, "--quorum-client-ca", help="CA the peers' server certificates must chain to."),
+    quorum_client_cert: str = QUORUM_CLIENT_CERT_OPTION,
+    quorum_client_key: str = QUORUM_CLIENT_KEY_OPTION,
+    quorum_client_ca: str = QUORUM_CLIENT_CA_OPTION,
 ) -> None:
     """Serve memories over HTTP until stopped (SIGTERM/Ctrl-C finish in-flight requests first)."""
     from memmesh.interfaces.http.server import json_logs_from_the_start

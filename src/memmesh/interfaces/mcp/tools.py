@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -647,16 +647,9 @@ class MemoryTools:
     ) -> Any:
         """A lossless JSON Lines copy of memories (with history) and links (admin only); small
         exports come back inline, large ones need a path."""
-        lines = self.service.transfer.export_lines(namespace, principal=self.who())
         if path is not None:
-            target = self._path(path)
-            count = 0
-            with target.open("w", encoding="utf-8") as handle:
-                for line in lines:
-                    handle.write(line + "\n")
-                    count += 1
-            return {"path": str(target), "lines": count, "bytes": target.stat().st_size}
-        text = "\n".join(lines) + "\n"
+            return asdict(self.service.transfer.export_file(self._path(path), namespace, principal=self.who()))
+        text = "\n".join(self.service.transfer.export_lines(namespace, principal=self.who())) + "\n"
         if len(text.encode()) > MAX_INLINE_EXPORT_BYTES:
             raise InvalidInputError(f"the export is over {MAX_INLINE_EXPORT_BYTES} bytes: give a namespace or a path")
         return {"jsonl": text}
