@@ -40,7 +40,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from memmesh.audit.capture import unwrap
 from memmesh.errors import MemmeshError
-from memmesh.federation.changes import PeerStatus
 from memmesh.kernel import authorize, is_store_admin
 from memmesh.model import LOCAL_PRINCIPAL, Principal
 from memmesh.redact import redact_url, scrub
@@ -138,7 +137,8 @@ def _peers(service: Service) -> Probe:
         return "ok", "no peers configured", {}
     every = service.replica.status(principal=LOCAL_PRINCIPAL).peers
     peers = [p for p in every if not p.removed]
-    removed = _removed_note(every)
+    gone = [p.node_id or "?" for p in every if p.removed]  # taken out of --peers, rows kept: named, not counted
+    removed = f" ({count(len(gone), 'removed peer')} not counted: {', '.join(gone)})" if gone else ""
     down = [p for p in peers if not p.up]
     if down:
         named = "; ".join(f"{redact_url(p.url or '?')}: {p.last_error or 'not reached yet'}" for p in down)
@@ -149,12 +149,6 @@ def _peers(service: Service) -> Probe:
         )
     answered = "the peer answered" if len(peers) == 1 else f"all {len(peers)} peers answered"
     return "ok", answered + removed, {"peers": len(peers), "up": len(peers)}
-
-
-def _removed_note(peers: list[PeerStatus]) -> str:
-    """The peers taken out of ``--peers`` whose rows are kept (not counted, but named)."""
-    gone = [p.node_id or "?" for p in peers if p.removed]
-    return f" ({count(len(gone), 'removed peer')} not counted: {', '.join(gone)})" if gone else ""
 
 
 def _outbox(service: Service) -> Probe:
