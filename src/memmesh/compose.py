@@ -237,6 +237,7 @@ def build_mesh(service: Service, settings: Settings) -> Mesh | None:
             quorum_timeout_ms=fed.quorum_timeout_ms,
             catchup_interval_s=fed.catchup_interval_secs,
             batch_size=fed.batch_size,
+            outbox_lag_s=fed.outbox_lag_secs,
         ),
     )
     service.mesh = mesh

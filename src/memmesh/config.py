@@ -217,6 +217,9 @@ class FederationSettings(_Section):
     catchup_interval_secs: float = Field(30.0, gt=0, description="how often to pull peers' changes (also done on start)")
     max_ahead_ms: int = Field(500, ge=0, description="a peer timestamp further ahead of our clock is refused and counted")
     batch_size: int = Field(200, ge=1, le=2000, description="changes per push or pull page")
+    outbox_lag_secs: float = Field(
+        60.0, gt=0, description="a peer this node pushes to that is this far behind on its changes makes /readyz degraded"
+    )
     clock_offset_ms: int = Field(
         0, description="test only (memmesh chaos clock_skew): shift this node's wall clock by this many ms; 0 in production"
     )

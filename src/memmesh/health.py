@@ -15,8 +15,10 @@ it ``degraded``, with the component named and the reason in words an operator ca
 - ``embedder``: embeds a test text (a missing model, an unreachable server);
 - ``peers``: each peer answered the last push to it and the last catch-up pull from it
   (with ``--peers``; a peer taken out of ``--peers`` is named but not counted);
-- ``outbox``: no peer is more than :data:`OUTBOX_LAG_S` behind on our changes (removed
-  peers left out: nothing is shipped to them);
+- ``outbox``: no peer this node pushes to is more than ``federation.outbox_lag_secs`` behind
+  on our changes (peers taken out of ``--peers`` are left out, and so are peers that only
+  reach this node, with no URL here: a ``sync-daemon`` laptop, a node replaced by a new store
+  at the same URL; nothing is shipped to them, they fetch, and their lag is their own);
 - ``workers``: the ``memmesh workers run`` supervisor is up and no worker is failed (when
   ``bus.workers_status_file`` is set);
 - ``bus``: the bus tables answer (open conversations, dead letters);
@@ -49,8 +51,6 @@ from memmesh.workers.supervisor import read_status
 
 Status = Literal["ok", "degraded", "down"]
 Probe = tuple[Status, str, dict[str, Any]]
-OUTBOX_LAG_S = 60.0
-"""A peer that has not taken our changes for this long makes the outbox degraded."""
 AUDIT_UNSIGNED_MAX = 2_000
 """Entries past the last signed checkpoint before the audit chain counts as degraded (the
 checkpointer signs every second or 1,000 entries: twice that means it has stopped)."""
@@ -154,12 +154,13 @@ def _peers(service: Service) -> Probe:
 def _outbox(service: Service) -> Probe:
     if service.mesh is None:
         return "ok", "no peers: nothing to ship", {}
-    peers = [p for p in service.replica.status(principal=LOCAL_PRINCIPAL).peers if not p.removed]
-    behind = [p for p in peers if p.outbox_changes and (p.lag_seconds or 0) > OUTBOX_LAG_S]
-    pending = sum(p.outbox_changes for p in peers)
+    limit: float = service.mesh.settings.outbox_lag_s  # type: ignore[attr-defined]  # federation's Mesh (health may not import it)
+    shipped_to = [p for p in service.replica.status(principal=LOCAL_PRINCIPAL).peers if p.url is not None and not p.removed]
+    behind = [p for p in shipped_to if p.outbox_changes and (p.lag_seconds or 0) > limit]
+    pending = sum(p.outbox_changes for p in shipped_to)
     if behind:
         named = ", ".join(redact_url(p.url or "?") for p in behind)
-        return "degraded", f"changes wait more than {OUTBOX_LAG_S:.0f} s to ship to {named}", {"pending": pending}
+        return "degraded", f"changes wait more than {limit:g} s to ship to {named} (federation.outbox_lag_secs)", {"pending": pending}
     return "ok", f"{count(pending, 'change')} waiting to ship", {"pending": pending}
 
 

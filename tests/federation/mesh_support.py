@@ -10,7 +10,7 @@ from pathlib import Path
 
 from memmesh.chaos.nodes import NAMES, Node, Proxy, start_mesh, wait_for
 
-__all__ = ["Node", "Proxy", "mesh", "proxied_mesh", "wait_for"]
+__all__ = ["Node", "Proxy", "mesh", "proxied_mesh", "start_mesh", "wait_for"]
 
 
 def mesh(tmp_path: Path, count: int, *extra: str, names: tuple[str, ...] = NAMES) -> list[Node]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.federation.mesh_support import Node, mesh, wait_for
+from tests.federation.mesh_support import Node, mesh, start_mesh, wait_for
 from tests.http.http_support import server_env
 
 SETTLE_S = 30
@@ -129,3 +129,36 @@ def test_a_new_node_its_peer_does_not_list_yet_shows_that_peer_down_with_the_403
     finally:
         d.stop()
         b.stop()
+
+
+def test_only_peers_this_node_pushes_to_make_its_outbox_degraded(tmp_path: Path) -> None:
+    """A node whose store was replaced (same URL, new node id) leaves its old row behind with
+    no URL: nothing is ever shipped to it again, so its growing lag must not make the node
+    degraded for good. A peer this node does push to still does, after
+    ``federation.outbox_lag_secs``."""
+    lag_env = {"MEMMESH_FEDERATION_OUTBOX_LAG_SECS": "2"}
+    (a, b), _ = start_mesh(tmp_path, 2, env_for=lambda node: lag_env)
+    new_b = Node(tmp_path, "node-e", port=b.port)  # b's disk replaced: a new store at b's URL
+    new_b.env.update(lag_env)
+    try:
+        b.stop()
+        new_b.start("--peers", a.url, "--catchup-interval-secs", "1")
+        wrote = a.call("POST", "/api/v1/memories", json={"content": "after b was replaced", "namespace": "m"}).json()["id"]
+        wait_for(lambda: wrote in new_b.ids(), SETTLE_S, "the new node at b's URL gets a's writes")
+
+        def old_row_lags() -> bool:
+            old = peer_named(a.status(), "node-b")
+            return old["url"] is None and old["outbox_changes"] >= 1 and (old["lag_seconds"] or 0) > 2
+
+        wait_for(old_row_lags, SETTLE_S, "the old row has no URL and lags past outbox_lag_secs")
+        ready = a.call("GET", "/readyz").json()
+        assert ready["components"]["outbox"]["status"] == "ok", ready["components"]["outbox"]
+
+        new_b.stop()  # a peer a does push to: its lag counts
+        a.call("POST", "/api/v1/memories", json={"content": "while the new b is down", "namespace": "m"}).raise_for_status()
+        wait_for(lambda: a.call("GET", "/readyz").json()["components"]["outbox"]["status"] == "degraded", SETTLE_S, "outbox degraded")
+        reason = a.call("GET", "/readyz").json()["components"]["outbox"]["reason"]
+        assert new_b.url in reason and "federation.outbox_lag_secs" in reason and "?" not in reason
+    finally:
+        for node in (a, b, new_b):
+            node.stop()

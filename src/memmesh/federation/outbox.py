@@ -52,6 +52,8 @@ class MeshSettings:
     quorum_timeout_ms: int = 2000
     catchup_interval_s: float = 30.0
     batch_size: int = 200
+    outbox_lag_s: float = 60.0
+    """A peer behind on our changes for longer makes the node's health degraded (``outbox``)."""
     max_backoff_s: float = 5.0
     request_timeout_s: float = 10.0
     client_tls: ssl.SSLContext | None = None  # memmesh.tls.client_context: client cert + peer CA
