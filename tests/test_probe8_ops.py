@@ -104,7 +104,7 @@ def test_doctor_names_the_gc_lease_holder_and_a_killed_holder_is_taken_over_sqli
     subprocess.run(
         [sys.executable, "-m", "memmesh.interfaces.cli.app", "--db", db, "init"], env=server_env(tmp_path), check=True, capture_output=True
     )
-    assert _doctor(tmp_path, db)["detail"] == "none held (no curator run or gc turn going)"
+    assert _doctor(tmp_path, db)["detail"] == "none held (no server, curator run or gc turn going)"
     _take_over(tmp_path, db)
 
 

@@ -229,7 +229,7 @@ def _secrets(service: Service) -> list[str]:
 
 def lease_check(service: Service) -> dict[str, Any]:
     """``memmesh doctor``'s ``leases`` line: who holds the background leases (curator run,
-    scheduled gc) and for how long; an expired one is free (its holder stopped, or died: the
+    scheduled gc, each running server's serving mark) and for how long; an expired one is free (its holder stopped, or died: the
     next turn takes it). Store-wide, so for the local operator only (not in ``/readyz``)."""
     from memmesh.schedule import held_leases
 
@@ -244,7 +244,7 @@ def lease_check(service: Service) -> dict[str, Any]:
         else f"{name} free (last {holder}, ran out {now - expires:.0f} s ago)"
         for name, holder, expires in found
     ]
-    return {"name": "leases", "status": "ok", "detail": "; ".join(parts) or "none held (no curator run or gc turn going)"}
+    return {"name": "leases", "status": "ok", "detail": "; ".join(parts) or "none held (no server, curator run or gc turn going)"}
 
 
 def check_health(service: Service) -> dict[str, Any]:

@@ -7,6 +7,9 @@ store take turns through the ``gc`` lease (:class:`memmesh.schedule.Lease`, a ro
 the interval and runs; the others find it held and skip that turn, so the store is collected
 about once per interval whatever the number of servers, never twice at once. The loop is a
 :class:`memmesh.schedule.Periodic`, like the curator's.
+
+:class:`ServingMark` is each serve process's row in the same table while it runs, so that
+``memmesh cluster resync`` can refuse to run beside a server of the store.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import uuid
 
 from memmesh.errors import MemmeshError
 from memmesh.model import LOCAL_PRINCIPAL, GcReport
-from memmesh.schedule import Lease, Periodic
+from memmesh.schedule import SERVING, SERVING_RENEW_S, SERVING_TTL_S, Lease, Periodic, drop_run_out
 from memmesh.service import Service
+from memmesh.store.base import Store
 
 log = logging.getLogger("memmesh.gc")
 
@@ -79,3 +83,36 @@ class GcSchedule:
             report.retention_forgotten,
         )
         return report
+
+
+serving_log = logging.getLogger("memmesh.serving")
+
+
+class ServingMark:
+    """This ``serve`` process's mark in the ``leases`` table while it runs: taken at start
+    (before the server answers), renewed in the background, removed at a clean stop."""
+
+    def __init__(self, store: Store) -> None:
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = Lease(store, f"{SERVING}{self.holder}:{uuid.uuid4().hex[:8]}")
+        self.schedule = Periodic("memmesh-serving-mark", SERVING_RENEW_S, self.renew, log=serving_log)
+
+    def renew(self) -> None:
+        self.lease.acquire(self.holder, time.time(), SERVING_TTL_S)
+
+    def start(self) -> None:
+        """Take the mark now, and keep it while the process serves. A store that cannot take
+        the write (a full disk) does not stop the server: the mark is taken at a later turn."""
+        try:
+            drop_run_out(self.lease.store, SERVING, time.time())
+            self.renew()
+        except MemmeshError as exc:
+            serving_log.warning("serve: could not mark the store as served (retried every %.0f s): %s", SERVING_RENEW_S, exc.message)
+        self.schedule.start()
+
+    def stop(self) -> None:
+        self.schedule.stop()
+        try:
+            self.lease.release(self.holder)
+        except MemmeshError as exc:  # the mark runs out on its own
+            serving_log.warning("serve: could not remove the store's serving mark (it runs out in %.0f s): %s", SERVING_TTL_S, exc.message)

@@ -5,6 +5,11 @@ curator, gc, webhook deliveries, the web inspector's samples. :class:`Periodic` 
 loop, once: a daemon thread that waits (or runs first), runs one turn, and outlives a turn
 that fails (logged; the next turn tries again) until :meth:`Periodic.stop`.
 
+Each ``serve`` process also keeps a row there while it runs (its serving mark,
+:class:`memmesh.housekeeping.ServingMark`, renewed as it goes), so that a command that must
+not run beside a server (``memmesh cluster resync``) can tell one runs on the store, on this
+host or another.
+
 The curator and gc must not run twice at once when several ``serve`` processes share one
 database. :class:`Lease` is a named row in the ``leases`` table (schema 22), taken with one
 atomic upsert on both backends: a free or expired lease becomes the caller's, a live one of
@@ -116,6 +121,28 @@ class Lease:
             tx.conn.execute(self._q("DELETE FROM leases WHERE name = ? AND holder = ?"), (self.name, holder))
 
 
+SERVING = "serving:"
+"""Prefix of the lease rows of the serving marks (one per ``serve`` process)."""
+SERVING_RENEW_S = 10.0
+SERVING_TTL_S = 30.0
+"""A serve process renews its mark every SERVING_RENEW_S for SERVING_TTL_S: a server killed
+without its stop (kill -9, a lost machine) stops counting as running that long after."""
+
+
+def drop_run_out(store: Store, prefix: str, now: float) -> None:
+    """Delete the leases named ``prefix…`` that ran out: the serving marks of servers killed
+    without a clean stop, which would otherwise pile up, one per crash."""
+    q = store.dialect.q  # type: ignore[attr-defined]  # the shared SQL layer's dialect
+    with store.write() as tx:
+        tx.conn.execute(q("DELETE FROM leases WHERE name LIKE ? AND expires_at <= ?"), (prefix + "%", now))
+
+
+def live_servers(store: Store, now: float) -> list[tuple[str, float]]:
+    """The ``serve`` processes whose mark is live on ``store``: (holder ``host:pid``,
+    seconds until the mark runs out)."""
+    return [(holder, expires - now) for name, holder, expires in held_leases(store) if name.startswith(SERVING) and expires > now]
+
+
 def held_leases(store: Store) -> list[tuple[str, str, float]]:
     """Every lease row as (name, holder, expires_at), by name: what ``memmesh doctor`` shows an
     operator deciding whether a curator run or a gc turn is going, and where (a holder names
@@ -126,4 +153,4 @@ def held_leases(store: Store) -> list[tuple[str, str, float]]:
     return [(str(name), str(holder), float(expires)) for name, holder, expires in rows]
 
 
-__all__ = ["Lease", "Periodic", "held_leases"]
+__all__ = ["SERVING", "SERVING_RENEW_S", "SERVING_TTL_S", "Lease", "Periodic", "drop_run_out", "held_leases", "live_servers"]

@@ -262,6 +262,16 @@ def test_cluster_resync_copies_a_peer_s_current_state_into_a_store(tmp_path: Pat
         env = {**server_env(tmp_path), "MEMMESH_STORAGE_NODE_ID": "node-b"}
         subprocess.run([*cli, "store", "only on b", "--namespace", "r"], env=env, check=True, capture_output=True)
         resync = [*cli, "cluster", "resync", "--from", source.url, "--peer-key-file", str(tmp_path / "b.keys"), "--json"]
+
+        served = Node(tmp_path, "node-b", db=tmp_path / "b.db").start()  # b's own server, still running
+        try:
+            refused = subprocess.run(resync, env=env, capture_output=True, text=True)
+            assert refused.returncode == 1 and "a memmesh server is running on this store" in refused.stderr, refused.stderr
+            assert "stop it, then run `memmesh cluster resync`" in refused.stderr and refused.stdout == ""
+            assert len(served.ids()) == 1  # nothing of a's was written
+        finally:
+            served.stop()  # a clean stop removes its mark: the resync may run now
+
         out = subprocess.run(resync, env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         report = json.loads(out.stdout)

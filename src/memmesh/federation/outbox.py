@@ -393,7 +393,9 @@ class Mesh:
 
 def resync_from(replica: Replica, client: PeerClient, batch_size: int = 500) -> SyncReport:
     """A full resync of this node from one peer (``memmesh cluster resync``): read its whole
-    feed from 0 and let :meth:`Replica.full_resync` decide what to keep."""
+    feed from 0 and let :meth:`Replica.full_resync` decide what to keep. Refused before
+    anything is read or written while a server runs on the store."""
+    replica.refuse_if_served()
     hello = client.hello()
     replica.known(hello.node, client.url)
     own = replica.service.node_id

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from memmesh.errors import ForbiddenError, InvalidInputError, ResyncRequiredError
+from memmesh.errors import ConflictError, ForbiddenError, InvalidInputError, ResyncRequiredError
 from memmesh.federation.changes import (
     MAX_BATCH_ITEMS,
     MAX_SHIPPED_HISTORY,
@@ -54,6 +54,7 @@ from memmesh.federation.governed import link_removed, named_items, removal_items
 from memmesh.federation.governed import page_limit as governed_page
 from memmesh.kernel import authorize_store_wide, content_hash, embed_text
 from memmesh.model import Agent, Conflict, HistoryEntry, HistoryEvent, Link, Memory, PeerState, Principal, Tombstone, Version
+from memmesh.schedule import live_servers
 from memmesh.store.base import VectorRow, WriteTx
 from memmesh.versions import Merge, merge, merge_clocks, next_version, stamp
 
@@ -495,6 +496,19 @@ class Replica:
             self.on_change()
         return report
 
+    def refuse_if_served(self) -> None:
+        """A full resync archives what the peer lacks unless this node wrote it after its
+        last contact: beside a running server, memories other peers push in meanwhile would be
+        archived, and the server's own pushes and catch-up would interleave with it. So it
+        runs only on a store no ``serve`` process has marked as served (schedule.ServingMark)."""
+        running = live_servers(self.service.store, time.time())
+        if running:
+            named = ", ".join(f"{holder} (mark runs out in {left:.0f} s)" for holder, left in running)
+            raise ConflictError(
+                f"a memmesh server is running on this store: {named}; stop it, then run `memmesh cluster resync` "
+                "(a server killed without a clean stop counts as running until its mark runs out)"
+            )
+
     def full_resync(self, pages: Iterable[SyncPage], *, principal: Principal) -> SyncReport:
         """Make this node match a peer's whole feed (``since=0``, every page): what a node
         that was away past the tombstone retention must do instead of an incremental sync.
@@ -506,6 +520,7 @@ class Replica:
         (``skipped`` in the report), never tombstoned, so nothing deletes them elsewhere.
         """
         authorize_store_wide(principal, "a full resync")
+        self.refuse_if_served()
         report = SyncReport(node=self.service.node_id)
         seen: set[str] = set()
         source: str | None = None

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 
 from memmesh.config import Settings
 from memmesh.governance.recovery import StartupRedrive
-from memmesh.housekeeping import GcSchedule
+from memmesh.housekeeping import GcSchedule, ServingMark
 from memmesh.interfaces.http import handlers
 from memmesh.interfaces.http.causality import CausalityMiddleware
 from memmesh.interfaces.http.deps import ServerContext, caller, key_refusal, refuse_unknown_query
@@ -106,6 +106,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
     sampler = Sampler(service, metrics.registry)  # the web inspector's metrics charts (/ui/metrics)
 
     gc_schedule = GcSchedule(service, settings.gc.interval_secs)
+    serving = ServingMark(service.store)
     redrive = StartupRedrive(service.governance.redrive_at_start, log=logging.getLogger("memmesh.governance"))
 
     def stopping() -> None:
@@ -119,6 +120,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        serving.start()  # `cluster resync` refuses to run beside a server of this store
         if service.mesh is not None:
             service.mesh.start()  # pushers and catch-up run while the server serves
         service.audit.start()  # signed checkpoints every second while serving, and at shutdown
@@ -142,6 +144,7 @@ def create_app(service: Service, settings: Settings, *, open_metrics: bool | Non
             redrive.stop()
             service.extraction.close()  # running extractions finish while the store is still open
             sampler.stop()
+            serving.stop()
         if owns_service:
             service.close()  # queued embeddings first, then the store
 
