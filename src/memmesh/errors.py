@@ -29,7 +29,8 @@ so adding an error type here is enough for all of them to render it correctly.
     │       ├── QuorumNotMetError
     │       └── PeerError        a peer could not be reached or answered garbage
     ├── EmbedderError            the embedding model could not be loaded or run
-    └── LLMError                 502: the configured LLM server failed or answered garbage
+    ├── LLMError                 502: the configured LLM server failed or answered garbage
+    └── InternalError            500: a bug in memmesh (an exception no other type covers)
 """
 
 from __future__ import annotations
@@ -377,6 +378,26 @@ class HeadersTooLargeError(InvalidInputError):
 
     code = "headers_too_large"
     http_status = 431
+
+
+class InternalError(MemmeshError):
+    """An exception no other type covers reached a face: a bug in memmesh, not the caller's
+    doing. HTTP answers it with a 500 and MCP with an ``isError`` result (a JSON-RPC error for
+    a resource or prompt), both in :func:`internal_error`'s words, and each logs the traceback
+    once; the caller can only report it."""
+
+    code = "internal_error"
+    http_status = 500
+
+
+def internal_error(logged_with: str) -> InternalError:
+    """What every face answers an unexpected exception with: that it is the server's bug, not
+    the request's, and where its traceback is; ``logged_with`` names what the log entry
+    carries to find it by (``this request's X-Request-ID``, ``incident 3f9a0c1b``)."""
+    return InternalError(
+        f"internal server error: a bug in memmesh, not a fault in your request; the server's log has its traceback, "
+        f"with {logged_with}; retrying will likely fail the same way: report it with that log entry"
+    )
 
 
 def all_error_types() -> list[type[MemmeshError]]:

@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from memmesh.errors import MemmeshError, first_listed
+from memmesh.errors import MemmeshError, first_listed, internal_error
 from memmesh.interfaces.http.deps import key_refusal
 from memmesh.limits import retry_after_header
 from memmesh.model import error_words
@@ -207,7 +207,8 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(request, 500, "internal_error", "internal server error (logged with this request's X-Request-ID)")
+    answer = internal_error("this request's X-Request-ID")
+    return error_response(request, answer.http_status, answer.code, answer.message)
 
 
 class UnexpectedErrors:

@@ -3,7 +3,9 @@
 The server registers the tools of the chosen profile (see :mod:`.catalog`), the resources
 ``memory://{id}`` and ``memory://namespace/{ns}`` and the ``memory_context`` prompt. Each
 tool is a method of :class:`.tools.MemoryTools` wrapped once by :func:`_guarded`, the one
-place a :class:`MemmeshError` becomes an ``isError`` result.
+place a :class:`MemmeshError` becomes an ``isError`` result; any other exception (a bug)
+becomes the ``internal_error`` one in ``_MemmeshServer.call_tool`` (:func:`crashed`), and
+the session goes on.
 
 Over stdio the caller is fixed (the local principal, carrying ``--agent-id``). Over HTTP,
 :class:`McpHttpApp` asks a resolver for the caller of each request (e.g. from its API
@@ -13,13 +15,16 @@ tools through a context variable set by a server middleware.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
 import json
+import logging
 import math
+import secrets
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -29,13 +34,20 @@ import anyio.to_thread
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -50,7 +62,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from memmesh.config import Settings
-from memmesh.errors import InvalidInputError, MemmeshError, NotFoundError
+from memmesh.errors import InternalError, InvalidInputError, MemmeshError, NotFoundError, internal_error
 from memmesh.interfaces.mcp.catalog import ALL_TOOLS, family_of, resolve_profile, tools_for
 from memmesh.interfaces.mcp.families import tool_methods
 from memmesh.interfaces.mcp.render import check_arguments, error_result, memory_view, ok, to_text, truncate
@@ -70,6 +82,8 @@ PrincipalResolver = Callable[[Request], "Principal | Awaitable[Principal]"]
 AuthError) to refuse it."""
 
 NAMESPACE_RESOURCE_LIMIT = 20
+
+log = logging.getLogger("memmesh.mcp")
 
 
 def create_server(
@@ -116,6 +130,7 @@ def create_server(
     _add_resources(server, tools)
     _add_prompt(server, tools)
     server.middleware.append(_principal_middleware)
+    server.middleware.append(_object_arguments)
     return server
 
 
@@ -148,15 +163,38 @@ def _admits_text(annotation: Any) -> bool:
 
 
 class _MemmeshServer(MCPServer):
-    """MCPServer whose argument-validation failures read like every other memmesh error."""
+    """MCPServer whose argument-validation failures and crashes read like every other memmesh error."""
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> CallToolResult | InputRequiredResult:
+        """The tool's result; a crash (an exception no memmesh error covers, in the tool or in
+        the SDK's handling of it) is the internal error, its traceback logged once (:func:`crashed`)."""
+        try:
+            return await self._call_tool(name, arguments, context)
+        except UnexpectedToolError as exc:  # the SDK's wrapper of a crash; __cause__ is what was raised
+            return error_result(crashed("tool", name, exc.__cause__ or exc))
+        except (ToolError, MCPError):
+            raise
+        except Exception as exc:  # in memmesh's own checks before the SDK's
+            return error_result(crashed("tool", name, exc))
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        """The resource; a crash in reading it is the internal error (JSON-RPC -32603), its
+        traceback logged once (the SDK would answer only "Error creating resource from template")."""
+        try:
+            return await super().read_resource(uri, context)
+        except UnexpectedResourceError as exc:
+            raise ResourceError(f"error: {crashed('resource', str(uri), exc.__cause__ or exc).message}") from exc
+
+    async def _call_tool(self, name: str, arguments: dict[str, Any], context: Any) -> CallToolResult | InputRequiredResult:
         registered = self._tool_manager.get_tool(name)
         if registered is None and name in ALL_TOOLS:  # the SDK would say only "Unknown tool"
             return error_result(not_enabled(name))
         if registered is None:
             return error_result(self._unknown(name))
         if registered is not None:
+            refused_arguments = current_argument_error.get()
+            if refused_arguments is not None:
+                return error_result(refused_arguments)
             try:
                 check_arguments(registered.fn_metadata, arguments or {})
             except MemmeshError as exc:
@@ -179,6 +217,55 @@ class _MemmeshServer(MCPServer):
         return NotFoundError(f"no tool named {name[:100]!r}; {hint}tools/list names the {len(names)} tools of this server")
 
 
+def crashed(kind: str, name: str, exc: BaseException) -> InternalError:
+    """The answer to an exception no memmesh error covers, raised serving the ``kind``
+    (tool, resource, prompt) ``name``: its traceback logged once, at ERROR by ``memmesh.mcp``,
+    under a new incident id, and the internal error naming that id (the session goes on)."""
+    incident = secrets.token_hex(4)
+    log.error("MCP %s %r failed with an unexpected error (incident %s)", kind, name[:200], incident, exc_info=exc)
+    return internal_error(f"incident {incident}")
+
+
+current_argument_error: ContextVar[MemmeshError | None] = ContextVar("memmesh_mcp_argument_error", default=None)
+"""Why this ``tools/call``'s arguments were refused before the SDK could see them
+(:func:`_object_arguments`): the call answers it as a tool error once the tool is known."""
+
+
+async def _object_arguments(ctx: Any, call_next: Callable[[Any], Awaitable[Any]]) -> Any:
+    """A ``tools/call`` or ``prompts/get`` whose ``arguments`` is not a JSON object (a list, a
+    string, a number): the SDK refused it before any handler ran, with a bare -32602 "Invalid
+    request parameters". A tool call goes on with no arguments and answers the tool's
+    ``invalid_input`` error (:data:`current_argument_error`); a prompt answers -32602 with
+    memmesh's message and error body, as its other errors."""
+    params = getattr(ctx, "params", None)
+    if getattr(ctx, "method", None) not in ("tools/call", "prompts/get") or not isinstance(params, Mapping):
+        return await call_next(ctx)
+    arguments, name = params.get("arguments"), params.get("name")
+    if arguments is None or isinstance(arguments, dict) or not isinstance(name, str):
+        return await call_next(ctx)
+    problem = InvalidInputError(
+        f"{name[:100]}: arguments must be a JSON object of argument names and values ({{}} for none), not {_json_kind(arguments)}"
+    )
+    if ctx.method == "prompts/get":
+        raise MCPError(code=INVALID_PARAMS, message=f"error: {problem.message}", data=problem.to_dict()["error"])
+    token = current_argument_error.set(problem)
+    try:
+        return await call_next(dataclasses.replace(ctx, params={**params, "arguments": {}}))
+    finally:
+        current_argument_error.reset(token)
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in words: ``a list``, ``a string``, ``a number``, ``a boolean``."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "a string" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
 def not_enabled(tool: str) -> InvalidInputError:
     """A memmesh tool this server's profile leaves out: which family has it and how to turn it on."""
     family = family_of(tool)
@@ -190,7 +277,8 @@ def not_enabled(tool: str) -> InvalidInputError:
 
 def _guarded(method: Callable[..., Any], *, waits: bool = False) -> Callable[..., Any]:
     """The tool as the SDK calls it: the method's signature, its result rendered, and the one
-    translation of memmesh errors into MCP tool errors.
+    translation of memmesh errors into MCP tool errors (any other exception is a crash, answered
+    by ``_MemmeshServer.call_tool``).
 
     The SDK runs a plain function on a worker thread and, when the client cancels, still
     waits for that thread: a long-poll would hold its slot and thread until its timeout. A
@@ -289,6 +377,9 @@ def _add_prompt(server: MCPServer, tools: MemoryTools) -> None:
             brief = service.survey.session_start(task=task, namespace=namespace, recent=5, relevant=10, principal=tools.who())
         except MemmeshError as exc:  # an MCPError passes the SDK unchanged; anything else becomes "Error rendering prompt"
             raise MCPError(code=INVALID_PARAMS, message=f"error: {exc.message}", data=exc.to_dict()["error"]) from exc
+        except Exception as exc:
+            bug = crashed("prompt", "memory_context", exc)
+            raise MCPError(code=INTERNAL_ERROR, message=f"error: {bug.message}", data=bug.to_dict()["error"]) from exc
         lines = [f"Task: {task}", "", "What memmesh remembers that may matter (most relevant first):"]
         lines += [f"- [{h.memory.id}] ({h.memory.namespace}) {truncate(h.memory.content, 400)}" for h in brief.relevant]
         if not brief.relevant:
