@@ -49,8 +49,8 @@ from pydantic import BaseModel, Field
 
 from memmesh.bus.sql import BusSql, Rows
 from memmesh.clock import parse_ts
-from memmesh.errors import ConflictError, InvalidInputError, MemmeshError, NotFoundError
-from memmesh.kernel import authorize
+from memmesh.errors import ConflictError, ContentTooLargeError, ForbiddenError, InvalidInputError, MemmeshError, NotFoundError
+from memmesh.kernel import authorize, outside_message
 from memmesh.model import TURN_PREFIX_RE, Kind, Memory, Principal, Role, Tier, normalize_namespace
 from memmesh.recall.ranking import estimate_tokens
 
@@ -366,6 +366,12 @@ class Sessions:
         repeat it, or leave it out while the caller covers only one session of that id."""
         ns, _exists = self._pick(session_id, principal, "writer", namespace)
         session_id = check_session_id(session_id)
+        roots = principal.prefixes()
+        if namespace is None and roots and not principal.covers(ns):
+            raise ForbiddenError(  # a new session under the default root, which this key may not write
+                f"{outside_message(principal, ns)}; a session started without namespace lives under "
+                f"{self.policy.namespace!r} (sessions.namespace): give namespace, a root inside them, e.g. {roots[0]!r}"
+            )
         authorize(principal, "writer", ns)
         if not turns:
             raise InvalidInputError("no turns to append: give role and content")
@@ -382,6 +388,22 @@ class Sessions:
         with self._stripes[hash(ns) % len(self._stripes)]:
             return self._append_numbered(session_id, ns, checked, principal, agent_id)
 
+    def _fits(self, checked: builtins.list[tuple[str, str]], first: int) -> None:
+        """Each turn is stored as ``[turn N] role: text``, so the room for its text is the
+        memory's limit less that prefix: a text over it is refused in the caller's own bytes
+        (the limit's check on the stored content would count bytes the caller never sent)."""
+        limit = self.service.policy.max_content_bytes
+        for i, (role, text) in enumerate(checked):
+            prefix = len(f"[turn {first + i}] {role}: ".encode())
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size + prefix > limit:
+                raise ContentTooLargeError(
+                    f"content of turn {i + 1} is {size} bytes; a turn's text may be at most {limit - prefix} bytes "
+                    f"(limits.max_content_bytes, {limit}, less {prefix} for the stored '[turn {first + i}] {role}: ' prefix): "
+                    "split it over several turns",
+                    field="content",
+                )
+
     def _append_numbered(
         self, session_id: str, ns: str, checked: builtins.list[tuple[str, str]], principal: Principal, agent_id: str | None
     ) -> builtins.list[Turn]:
@@ -389,6 +411,7 @@ class Sessions:
             if attempt:
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # another process won: let it finish
             first = self._next_turn(ns)
+            self._fits(checked, first)
             items = [
                 {
                     "content": f"[turn {first + i}] {role}: {text}",
