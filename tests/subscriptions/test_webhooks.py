@@ -148,9 +148,20 @@ def test_ssrf_guard_refuses_inside_targets(tmp_path: Path, clock: FakeClock, url
         assert mem.service.subscriptions.list(principal=L) == []
 
 
-def test_metadata_address_is_refused_even_when_internal_targets_are_allowed(hooked: Memory) -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/",
+        "http://169.254.170.2/v2/credentials/x",  # AWS ECS/Fargate container credentials
+        "http://169.254.170.23/v1/credentials",  # EKS Pod Identity agent
+        "http://[fd00:ec2::23]/v1/credentials",
+        "http://168.63.129.16/machine",  # Azure WireServer
+    ],
+)
+def test_metadata_address_is_refused_even_when_internal_targets_are_allowed(hooked: Memory, url: str) -> None:
     with pytest.raises(InvalidInputError, match="cloud metadata"):
-        hooked.service.subscriptions.subscribe("team", "http://169.254.169.254/", principal=L)
+        hooked.service.subscriptions.subscribe("team", url, principal=L)
+    assert hooked.service.subscriptions.list(principal=L) == []
 
 
 @pytest.mark.parametrize(

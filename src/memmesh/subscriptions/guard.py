@@ -34,9 +34,12 @@ from memmesh.errors import InvalidInputError, WebhookRefusedError
 
 MAX_URL_CHARS = 2048
 METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2", "169.254.170.23", "fd00:ec2::23", "168.63.129.16")
 )
-"""Cloud instance metadata services (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba): never a webhook target."""
+"""Cloud metadata and credential services, never a webhook target: instance metadata
+(AWS/GCP/Azure/OpenStack/Oracle, AWS over IPv6, Alibaba), the AWS container credentials
+endpoint (ECS/Fargate), the EKS Pod Identity agent (IPv4 and IPv6) and Azure's WireServer."""
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 __all__ = ["METADATA_ADDRESSES", "Target", "WebhookRefusedError", "check_target", "parse_url", "refusal", "resolve"]
