@@ -108,7 +108,8 @@ def _stamp(moment: datetime) -> str:
     from the text of its whole second, formatted once per second, and the microseconds:
     once per append, and ``isoformat`` was a tenth of the audit's Python per write."""
     if moment.tzinfo is UTC and moment.year >= 1970:
-        whole = int(moment.timestamp())  # whole seconds: truncation is floor after 1970
+        # whole seconds, exactly: a float of seconds and microseconds rounds up to the next second in far years
+        whole = int(moment.replace(microsecond=0).timestamp())
         known = _second
         if known[0] != whole:
             known = _second_text(whole)
